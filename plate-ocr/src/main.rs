@@ -1,0 +1,2 @@
+//! `plate-ocr` command line (being built).
+fn main() {}

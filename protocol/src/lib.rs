@@ -1,0 +1,1 @@
+//! The wire protocol between edge agents and the ingest server (being built).
