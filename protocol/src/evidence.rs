@@ -1,0 +1,290 @@
+//! The evidence manifest: one entry per file that backs a violation (overview
+//! still, plate crop, clip, ...) with its name, media type, role, size and
+//! SHA-256. The manifest sits inside the signed event, so the signature
+//! covers the hashes and any file can later be checked against it with
+//! [`EvidenceItem::check_bytes`].
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use crate::error::ValidationError;
+use crate::validate::{self, MAX_EVIDENCE_BYTES, MAX_EVIDENCE_ITEMS};
+
+/// Longest evidence file name.
+pub const MAX_EVIDENCE_NAME: usize = 128;
+/// Longest media type.
+pub const MAX_MEDIA_TYPE: usize = 100;
+
+/// What an evidence file shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EvidenceRole {
+    /// Wide still of the scene at the moment of violation.
+    Overview,
+    /// Crop of the number plate.
+    PlateCrop,
+    /// Crop of the whole vehicle.
+    VehicleCrop,
+    /// Crop of the signal head showing its state.
+    SignalCrop,
+    /// Video clip around the violation.
+    Clip,
+    /// A single full frame from the sequence (other than the overview).
+    Frame,
+}
+
+/// One file of evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvidenceItem {
+    /// File name, unique within the event: 1 to 128 characters from
+    /// `A-Z a-z 0-9 - _ .`, not starting with `.`; e.g. `overview.jpg`.
+    pub name: String,
+    /// Media type, e.g. `image/jpeg`, `video/mp4`.
+    pub media_type: String,
+    /// What the file shows.
+    pub role: EvidenceRole,
+    /// Exact size in bytes.
+    pub size_bytes: u64,
+    /// SHA-256 of the file's bytes, 64 lowercase hex characters.
+    pub sha256: String,
+}
+
+/// Evidence bytes that do not match the manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum EvidenceError {
+    /// The manifest has no entry of that name.
+    #[error("evidence {name:?} is not in the event's manifest")]
+    NotInManifest {
+        /// The name looked for.
+        name: String,
+    },
+    /// The file's size differs from the manifest's.
+    #[error("evidence {name:?}: manifest says {expected} bytes, file has {actual}")]
+    SizeMismatch {
+        /// File name.
+        name: String,
+        /// Size in the manifest.
+        expected: u64,
+        /// Size of the bytes given.
+        actual: u64,
+    },
+    /// The file's SHA-256 differs from the manifest's.
+    #[error("evidence {name:?}: manifest sha256 {expected}, file sha256 {actual}")]
+    HashMismatch {
+        /// File name.
+        name: String,
+        /// Hash in the manifest.
+        expected: String,
+        /// Hash of the bytes given.
+        actual: String,
+    },
+}
+
+/// SHA-256 of `bytes` as 64 lowercase hex characters.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// SHA-256 (lowercase hex) and length of everything `reader` yields, for
+/// files too large to hold in memory.
+pub fn sha256_hex_reader<R: Read>(mut reader: R) -> io::Result<(String, u64)> {
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+impl EvidenceItem {
+    /// A manifest entry for `bytes`, with their size and hash filled in.
+    pub fn from_bytes(
+        name: impl Into<String>,
+        media_type: impl Into<String>,
+        role: EvidenceRole,
+        bytes: &[u8],
+    ) -> Self {
+        Self {
+            name: name.into(),
+            media_type: media_type.into(),
+            role,
+            size_bytes: bytes.len() as u64,
+            sha256: sha256_hex(bytes),
+        }
+    }
+
+    /// `Ok` if `bytes` are exactly the file this entry describes (same size,
+    /// same SHA-256).
+    pub fn check_bytes(&self, bytes: &[u8]) -> Result<(), EvidenceError> {
+        let actual = bytes.len() as u64;
+        if actual != self.size_bytes {
+            return Err(EvidenceError::SizeMismatch {
+                name: self.name.clone(),
+                expected: self.size_bytes,
+                actual,
+            });
+        }
+        self.check_digest(&sha256_hex(bytes))
+    }
+
+    /// `Ok` if a SHA-256 computed elsewhere (e.g. by [`sha256_hex_reader`])
+    /// matches this entry. Compares case-insensitively.
+    pub fn check_digest(&self, sha256: &str) -> Result<(), EvidenceError> {
+        if self.sha256.eq_ignore_ascii_case(sha256) {
+            Ok(())
+        } else {
+            Err(EvidenceError::HashMismatch {
+                name: self.name.clone(),
+                expected: self.sha256.clone(),
+                actual: sha256.to_owned(),
+            })
+        }
+    }
+
+    /// Checks name, media type, size and hash shape; `field` is this entry's
+    /// JSON path (e.g. `evidence[0]`), used in the error.
+    pub fn validate_at(&self, field: &str) -> Result<(), ValidationError> {
+        check_file_name(&format!("{field}.name"), &self.name)?;
+        check_media_type(&format!("{field}.media_type"), &self.media_type)?;
+        if self.size_bytes == 0 || self.size_bytes > MAX_EVIDENCE_BYTES {
+            return Err(ValidationError::new(
+                format!("{field}.size_bytes"),
+                format!(
+                    "must be within 1..={MAX_EVIDENCE_BYTES}, got {}",
+                    self.size_bytes
+                ),
+            ));
+        }
+        validate::check_sha256_hex(&format!("{field}.sha256"), &self.sha256)
+    }
+}
+
+/// Checks a whole manifest: 1 to [`MAX_EVIDENCE_ITEMS`] valid entries with
+/// unique names; `field` is the manifest's JSON path (`evidence`).
+pub fn validate_manifest(field: &str, items: &[EvidenceItem]) -> Result<(), ValidationError> {
+    validate::check_count(field, items.len(), 1, MAX_EVIDENCE_ITEMS)?;
+    let mut names = HashSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        item.validate_at(&at)?;
+        if !names.insert(item.name.as_str()) {
+            return Err(ValidationError::new(
+                format!("{at}.name"),
+                format!("duplicate evidence name {:?}", item.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_file_name(field: &str, name: &str) -> Result<(), ValidationError> {
+    if name.is_empty() || name.len() > MAX_EVIDENCE_NAME {
+        return Err(ValidationError::new(
+            field,
+            format!(
+                "must be 1 to {MAX_EVIDENCE_NAME} characters, got {}",
+                name.len()
+            ),
+        ));
+    }
+    if name.starts_with('.') {
+        return Err(ValidationError::new(field, "must not start with '.'"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(ValidationError::new(
+            field,
+            format!("may only contain ASCII letters, digits, '-', '_' and '.', found {c:?}"),
+        ));
+    }
+    Ok(())
+}
+
+/// `type/subtype`, each a non-empty run of RFC 6838 name characters.
+fn check_media_type(field: &str, value: &str) -> Result<(), ValidationError> {
+    let token_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "!#$&-^_.+".contains(c))
+    };
+    let ok = value.len() <= MAX_MEDIA_TYPE
+        && value
+            .split_once('/')
+            .is_some_and(|(t, s)| token_ok(t) && token_ok(s));
+    if ok {
+        Ok(())
+    } else {
+        Err(ValidationError::new(
+            field,
+            format!(
+                "must be a media type like \"image/jpeg\", got {:?}",
+                validate::truncate(value, 80)
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_known_vector() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let (h, n) = sha256_hex_reader(&b"abc"[..]).unwrap();
+        assert_eq!((h.as_str(), n), (sha256_hex(b"abc").as_str(), 3));
+    }
+
+    #[test]
+    fn checks_bytes() {
+        let item = EvidenceItem::from_bytes("a.jpg", "image/jpeg", EvidenceRole::Overview, b"jpeg");
+        assert!(item.check_bytes(b"jpeg").is_ok());
+        assert!(matches!(
+            item.check_bytes(b"jpe"),
+            Err(EvidenceError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            item.check_bytes(b"JPEG"),
+            Err(EvidenceError::HashMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn validates_entries() {
+        let good = EvidenceItem::from_bytes("a.jpg", "image/jpeg", EvidenceRole::Overview, b"x");
+        assert!(validate_manifest("evidence", std::slice::from_ref(&good)).is_ok());
+        assert!(validate_manifest("evidence", &[]).is_err());
+        let dup = validate_manifest("evidence", &[good.clone(), good.clone()]).unwrap_err();
+        assert_eq!(dup.field, "evidence[1].name");
+        for (name, media) in [
+            ("../x", "image/jpeg"),
+            (".x", "image/jpeg"),
+            ("a.jpg", "jpeg"),
+        ] {
+            let mut bad = good.clone();
+            bad.name = name.into();
+            bad.media_type = media.into();
+            assert!(bad.validate_at("e").is_err(), "{name} {media}");
+        }
+        let mut empty = good;
+        empty.size_bytes = 0;
+        assert_eq!(empty.validate_at("e").unwrap_err().field, "e.size_bytes");
+    }
+}
