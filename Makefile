@@ -1,0 +1,63 @@
+# One-command set-up, build, test and demo. Every target installs what it
+# needs first and is safe to run again.
+
+SHELL := /bin/bash
+ROOT  := $(CURDIR)
+CARGO ?= cargo
+
+# ONNX Runtime comes from the PyPI wheel (scripts/setup-onnxruntime.sh);
+# the `ort` crate loads it at run time from this path.
+export ORT_DYLIB_PATH ?= $(ROOT)/.deps/onnxruntime/lib/libonnxruntime.so
+export MODELS_DIR     ?= $(ROOT)/.models
+export RUST_BACKTRACE ?= 0
+
+.PHONY: check-server-deps all setup setup-system setup-onnxruntime models build lint test demo bench fuzz clean help
+
+all: build
+
+help:
+	@echo "make demo   - install what is missing, build, run on embedded defaults"
+	@echo "make test   - install what is missing, build, run every test"
+	@echo "make models - put every model of models/manifest.toml in $(MODELS_DIR)"
+	@echo "make bench  - benchmarks (slow; not part of make test)"
+
+setup: setup-system setup-onnxruntime models
+
+setup-system:
+	@bash scripts/setup-system.sh
+
+setup-onnxruntime:
+	@bash scripts/setup-onnxruntime.sh
+
+models:
+	@$(CARGO) run --quiet -p model-resolver -- fetch --network
+
+build: setup
+	$(CARGO) build --workspace --all-targets
+
+lint: build
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test: build check-server-deps
+	$(CARGO) test --workspace --no-fail-fast
+
+# The server links the plate grammar only: never ONNX Runtime or OpenCV.
+check-server-deps:
+	@if $(CARGO) tree -p ingest-server -e normal --prefix none | grep -qE '^(ort|opencv) '; then \
+	  echo "ingest-server must not depend on ort or opencv (use plate-ocr without default features)"; exit 1; \
+	else echo "check-server-deps: ingest-server links neither ort nor opencv"; fi
+
+demo: setup
+	$(CARGO) build --workspace
+	@echo "Starting the ingest server on embedded defaults (Ctrl-C stops it)."
+	$(CARGO) run --quiet -p ingest-server
+
+bench: setup
+	$(CARGO) bench -p plate-ocr
+
+fuzz:
+	@echo "no fuzz targets yet"
+
+clean:
+	$(CARGO) clean

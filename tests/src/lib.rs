@@ -1,0 +1,81 @@
+//! Shared helpers for the end-to-end tests: finding the workspace's built
+//! binaries, starting them as child processes that are killed when the test
+//! ends, and talking plain HTTP to them on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Path of a workspace binary (`target/<profile>/<name>`). The tests run
+/// after `cargo build --workspace` (what `make test` does); a missing binary
+/// is a failure that says so, never a skip.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} not built: run `cargo build --workspace` (or `make test`) first",
+        path.display()
+    );
+    path
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `cmd` and waits (up to `timeout`) for a stdout line containing
+/// `marker`; returns the process and that line.
+pub fn start_until(mut cmd: Command, marker: &str, timeout: Duration) -> (Proc, String) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn child process");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = marker.to_string();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(&wanted) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let proc = Proc { child };
+    let line = rx
+        .recv_timeout(timeout)
+        .unwrap_or_else(|_| panic!("process did not print `{marker}` within {timeout:?}"));
+    (proc, line)
+}
+
+/// A minimal HTTP/1.1 GET; returns (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let status = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
