@@ -1,9 +1,15 @@
 //! The edge agent: runs on the box at the intersection.
 //!
-//! Real-time processing (capture, detection, tracking, violation rules) is
-//! kept apart from post-processing (plate reading on the violator, evidence,
-//! signing) and from communication (the durable outbox and MQTT delivery).
-//! This crate is being built issue by issue; today it holds the model check
-//! every start begins with.
+//! Real-time processing (capture → detect → track → rules) is kept apart
+//! from post-processing (plate reading on the violator, evidence, signing)
+//! and from communication (the durable outbox and MQTT delivery), so a slow
+//! plate read or a dead network never stalls a camera.
 
+pub mod capture;
+pub mod detect;
+pub mod geometry;
 pub mod models;
+pub mod rules;
+pub mod signal;
+pub mod site;
+pub mod track;

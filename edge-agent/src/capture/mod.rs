@@ -1,0 +1,20 @@
+//! Camera capture: one GStreamer pipeline per camera, decoded at full
+//! resolution into BGR frames.
+//!
+//! Every source goes through `uridecodebin` (or `v4l2src` into `decodebin`)
+//! so the platform's hardware decoders are picked where it has them. The
+//! vehicle detector later sees a downscaled copy; plates and evidence are cut
+//! from these full-resolution frames. A frame keeps its GStreamer buffer (a
+//! reference count, not a copy) so the clip ring buffer and the analysis
+//! share the same memory.
+//!
+//! [`Camera`] is the supervised form: a thread that keeps one source running,
+//! reconnects with backoff when it drops or never connects, and publishes its
+//! state, last frame time and fps for the heartbeat. One camera failing never
+//! affects another.
+
+mod camera;
+mod source;
+
+pub use camera::{Camera, CameraHandle, CameraState, CameraStatus, RetryPolicy};
+pub use source::{CaptureError, Frame, FrameSource, Pacing, SourceSpec};

@@ -1,0 +1,399 @@
+//! One GStreamer pipeline from a source address to BGR frames.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use std::path::PathBuf;
+use std::time::Duration;
+use time::OffsetDateTime;
+
+/// What can go wrong with a camera source. Each variant names the source.
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("GStreamer could not start: {0}")]
+    Init(String),
+    #[error("camera source `{camera}`: {message}")]
+    BadSource { camera: String, message: String },
+    #[error("camera source `{camera}`: pipeline error: {message}")]
+    Pipeline { camera: String, message: String },
+    #[error("camera source `{camera}`: no frame within {waited:?}")]
+    Timeout { camera: String, waited: Duration },
+    #[error(
+        "camera source `{camera}`: frame of {width}x{height} does not match the configured {want_w}x{want_h}"
+    )]
+    WrongSize {
+        camera: String,
+        width: u32,
+        height: u32,
+        want_w: u32,
+        want_h: u32,
+    },
+}
+
+/// Where frames come from, parsed from the address in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceSpec {
+    /// `rtsp://` or `rtsps://`: rtspsrc through uridecodebin; TCP fallback is rtspsrc's own.
+    Rtsp(String),
+    /// A local recording (`.mp4`, `.mkv`, ...).
+    File(PathBuf),
+    /// A V4L2 device such as `/dev/video0`.
+    V4l2(PathBuf),
+    /// An HTTP(S) MJPEG stream.
+    Http(String),
+}
+
+impl SourceSpec {
+    /// Parses a source address; `/dev/video*` is a V4L2 device, a URI scheme
+    /// picks the kind, anything else is a file path.
+    pub fn parse(address: &str) -> Result<SourceSpec, CaptureError> {
+        let bad = |m: &str| CaptureError::BadSource {
+            camera: address.to_string(),
+            message: m.to_string(),
+        };
+        let a = address.trim();
+        if a.is_empty() {
+            return Err(bad("empty address"));
+        }
+        let lower = a.to_ascii_lowercase();
+        if lower.starts_with("rtsp://") || lower.starts_with("rtsps://") {
+            Ok(SourceSpec::Rtsp(a.to_string()))
+        } else if lower.starts_with("http://") || lower.starts_with("https://") {
+            Ok(SourceSpec::Http(a.to_string()))
+        } else if let Some(path) = a.strip_prefix("file://") {
+            Ok(SourceSpec::File(PathBuf::from(path)))
+        } else if a.starts_with("/dev/video") {
+            Ok(SourceSpec::V4l2(PathBuf::from(a)))
+        } else if a.contains("://") {
+            Err(bad(
+                "unsupported scheme (use rtsp://, http(s)://, file:// or a path)",
+            ))
+        } else {
+            Ok(SourceSpec::File(PathBuf::from(a)))
+        }
+    }
+
+    /// Whether the source runs in real time (a live camera) or can be read
+    /// as fast as we can process it (a recording).
+    pub fn is_live(&self) -> bool {
+        !matches!(self, SourceSpec::File(_))
+    }
+
+    fn uri(&self) -> Result<String, String> {
+        match self {
+            SourceSpec::Rtsp(u) | SourceSpec::Http(u) => Ok(u.clone()),
+            SourceSpec::File(p) => {
+                let abs = std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                gst::glib::filename_to_uri(&abs, None)
+                    .map(|u| u.to_string())
+                    .map_err(|e| e.to_string())
+            }
+            SourceSpec::V4l2(p) => Ok(format!("v4l2://{}", p.display())),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceSpec::Rtsp(u) | SourceSpec::Http(u) => f.write_str(&redact(u)),
+            SourceSpec::File(p) | SourceSpec::V4l2(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Hides a password in `scheme://user:pass@host` so it never reaches a log.
+fn redact(uri: &str) -> String {
+    match (uri.find("://"), uri.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &uri[..s], &uri[at + 1..]),
+        _ => uri.to_string(),
+    }
+}
+
+/// Whether a recording is read at its own frame rate (like a camera) or as
+/// fast as the consumer pulls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    RealTime,
+    AsFastAsPossible,
+}
+
+/// One decoded full-resolution frame, BGR, 8 bits per channel.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    /// Counts from 0 for each opened source.
+    pub number: u64,
+    /// Wall-clock time of the frame: the stream's clock mapped to real time.
+    pub time: OffsetDateTime,
+    pub width: u32,
+    pub height: u32,
+    /// Bytes per row (GStreamer may pad rows).
+    pub stride: usize,
+    buffer: std::sync::Arc<gst::MappedBuffer<gst::buffer::Readable>>,
+}
+
+impl Frame {
+    /// The BGR bytes, `stride * height` long.
+    pub fn data(&self) -> &[u8] {
+        self.buffer.as_slice()
+    }
+
+    /// A frame from raw BGR bytes (synthetic scenes, tests).
+    pub fn from_bgr(
+        number: u64,
+        time: OffsetDateTime,
+        width: u32,
+        height: u32,
+        bgr: Vec<u8>,
+    ) -> Option<Frame> {
+        let stride = width as usize * 3;
+        if bgr.len() != stride * height as usize || width == 0 || height == 0 {
+            return None;
+        }
+        let buffer = std::sync::Arc::new(
+            gst::Buffer::from_mut_slice(bgr)
+                .into_mapped_buffer_readable()
+                .ok()?,
+        );
+        Some(Frame {
+            number,
+            time,
+            width,
+            height,
+            stride,
+            buffer,
+        })
+    }
+}
+
+/// An open source delivering frames.
+pub struct FrameSource {
+    spec: SourceSpec,
+    pipeline: gst::Pipeline,
+    sink: gst_app::AppSink,
+    next_number: u64,
+    /// Wall-clock time at pipeline running-time 0.
+    epoch_ns: i128,
+    expect_size: Option<(u32, u32)>,
+}
+
+impl FrameSource {
+    /// Builds and starts the pipeline for `spec`. `expect_size` makes frames
+    /// of any other size an error (the site geometry refers to one size).
+    pub fn open(
+        spec: &SourceSpec,
+        pacing: Pacing,
+        expect_size: Option<(u32, u32)>,
+    ) -> Result<FrameSource, CaptureError> {
+        gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
+        let name = spec.to_string();
+        let fail = |message: String| CaptureError::Pipeline {
+            camera: name.clone(),
+            message,
+        };
+        if let SourceSpec::File(p) = spec {
+            if !p.is_file() {
+                return Err(CaptureError::BadSource {
+                    camera: name,
+                    message: "no such file".into(),
+                });
+            }
+        }
+        let uri = spec.uri().map_err(|m| CaptureError::BadSource {
+            camera: name.clone(),
+            message: m,
+        })?;
+        let pipeline = gst::Pipeline::new();
+        let src = gst::ElementFactory::make("uridecodebin")
+            .property("uri", &uri)
+            .build()
+            .map_err(|e| fail(format!("uridecodebin: {e}")))?;
+        let convert = gst::ElementFactory::make("videoconvert")
+            .build()
+            .map_err(|e| fail(format!("videoconvert: {e}")))?;
+        let caps = gst_video::VideoCapsBuilder::new()
+            .format(gst_video::VideoFormat::Bgr)
+            .build();
+        let sink = gst_app::AppSink::builder()
+            .caps(&caps)
+            .max_buffers(4)
+            .drop(spec.is_live())
+            .sync(pacing == Pacing::RealTime && !spec.is_live())
+            .build();
+        pipeline
+            .add_many([&src, &convert, sink.upcast_ref()])
+            .map_err(|e| fail(e.to_string()))?;
+        convert.link(&sink).map_err(|e| fail(e.to_string()))?;
+        let convert_weak = convert.downgrade();
+        src.connect_pad_added(move |_, pad| {
+            let Some(convert) = convert_weak.upgrade() else {
+                return;
+            };
+            let is_video = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
+                .unwrap_or(false);
+            if let Some(sinkpad) = convert.static_pad("sink") {
+                if is_video && !sinkpad.is_linked() {
+                    let _ = pad.link(&sinkpad);
+                }
+            }
+        });
+        // A realtime system clock makes base_time + running time a Unix time.
+        let clock = gst::SystemClock::obtain();
+        clock.set_property_from_str("clock-type", "realtime");
+        pipeline.use_clock(Some(&clock));
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| fail(format!("cannot start: {e}")))?;
+        let base = pipeline.base_time().map(|t| t.nseconds() as i128);
+        let epoch_ns = base.unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp_nanos());
+        Ok(FrameSource {
+            spec: spec.clone(),
+            pipeline,
+            sink,
+            next_number: 0,
+            epoch_ns,
+            expect_size,
+        })
+    }
+
+    /// The next frame, `Ok(None)` at the end of a recording. Pipeline
+    /// errors (a corrupt file, a dropped stream) come back as errors.
+    pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, CaptureError> {
+        let name = self.spec.to_string();
+        if let Some(err) = self.bus_error() {
+            return Err(CaptureError::Pipeline {
+                camera: name,
+                message: err,
+            });
+        }
+        let sample = match self
+            .sink
+            .try_pull_sample(gst::ClockTime::from_nseconds(timeout.as_nanos() as u64))
+        {
+            Some(s) => s,
+            None => {
+                if let Some(err) = self.bus_error() {
+                    return Err(CaptureError::Pipeline {
+                        camera: name,
+                        message: err,
+                    });
+                }
+                if self.sink.is_eos() {
+                    return Ok(None);
+                }
+                return Err(CaptureError::Timeout {
+                    camera: name,
+                    waited: timeout,
+                });
+            }
+        };
+        let info = sample
+            .caps()
+            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+            .ok_or_else(|| CaptureError::Pipeline {
+                camera: name.clone(),
+                message: "frame without video caps".into(),
+            })?;
+        let (width, height) = (info.width(), info.height());
+        if let Some((w, h)) = self.expect_size {
+            if (w, h) != (width, height) {
+                return Err(CaptureError::WrongSize {
+                    camera: name,
+                    width,
+                    height,
+                    want_w: w,
+                    want_h: h,
+                });
+            }
+        }
+        let buffer = sample
+            .buffer_owned()
+            .ok_or_else(|| CaptureError::Pipeline {
+                camera: name.clone(),
+                message: "sample without buffer".into(),
+            })?;
+        let pts_ns = buffer.pts().map(|t| t.nseconds() as i128).unwrap_or(0);
+        let mapped = buffer
+            .into_mapped_buffer_readable()
+            .map_err(|_| CaptureError::Pipeline {
+                camera: name.clone(),
+                message: "unreadable buffer".into(),
+            })?;
+        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
+        if stride < width as usize * 3 || mapped.len() < stride * height as usize {
+            return Err(CaptureError::Pipeline {
+                camera: name,
+                message: "frame buffer smaller than its caps".into(),
+            });
+        }
+        let time = OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + pts_ns)
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let number = self.next_number;
+        self.next_number += 1;
+        Ok(Some(Frame {
+            number,
+            time,
+            width,
+            height,
+            stride,
+            buffer: std::sync::Arc::new(mapped),
+        }))
+    }
+
+    fn bus_error(&self) -> Option<String> {
+        let bus = self.pipeline.bus()?;
+        while let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+            if let gst::MessageView::Error(e) = msg.view() {
+                return Some(e.error().to_string());
+            }
+        }
+        None
+    }
+
+    /// The source this pipeline reads.
+    pub fn spec(&self) -> &SourceSpec {
+        &self.spec
+    }
+}
+
+impl Drop for FrameSource {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_parse_to_their_kind() {
+        assert!(matches!(
+            SourceSpec::parse("rtsp://cam/1"),
+            Ok(SourceSpec::Rtsp(_))
+        ));
+        assert!(matches!(
+            SourceSpec::parse("http://cam/mjpg"),
+            Ok(SourceSpec::Http(_))
+        ));
+        assert!(matches!(
+            SourceSpec::parse("/dev/video0"),
+            Ok(SourceSpec::V4l2(_))
+        ));
+        assert!(matches!(
+            SourceSpec::parse("clip.mp4"),
+            Ok(SourceSpec::File(_))
+        ));
+        assert!(SourceSpec::parse("").is_err());
+        assert!(SourceSpec::parse("ftp://x").is_err());
+    }
+
+    #[test]
+    fn passwords_never_shown() {
+        let s = SourceSpec::parse("rtsp://admin:secret@10.0.0.5/stream").unwrap();
+        assert!(!s.to_string().contains("secret"));
+    }
+}

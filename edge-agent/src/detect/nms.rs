@@ -1,0 +1,47 @@
+//! Non-maximum suppression over detections, in our code (not the model's).
+
+use crate::track::Detection;
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let (ax2, ay2, bx2, by2) = (a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]);
+    let iw = (ax2.min(bx2) - a[0].max(b[0])).max(0.0);
+    let ih = (ay2.min(by2) - a[1].max(b[1])).max(0.0);
+    let inter = iw * ih;
+    let union = a[2] * a[3] + b[2] * b[3] - inter;
+    if union <= 0.0 { 0.0 } else { inter / union }
+}
+
+/// Keeps the highest-scoring box of every group overlapping above `iou_max`
+/// (class-agnostic: a vehicle scored as both car and truck is one vehicle).
+pub fn nms(mut dets: Vec<Detection>, iou_max: f32) -> Vec<Detection> {
+    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut keep: Vec<Detection> = Vec::with_capacity(dets.len());
+    for d in dets {
+        if keep.iter().all(|k| iou(&k.bbox, &d.bbox) <= iou_max) {
+            keep.push(d);
+        }
+    }
+    keep
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::VehicleClass;
+
+    fn det(x: f32, score: f32) -> Detection {
+        Detection {
+            bbox: [x, 0.0, 10.0, 10.0],
+            score,
+            class: VehicleClass::Car,
+        }
+    }
+
+    #[test]
+    fn overlapping_boxes_collapse_to_the_best() {
+        let out = nms(vec![det(0.0, 0.5), det(1.0, 0.9), det(50.0, 0.3)], 0.45);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[0].score, 0.9);
+        assert_eq!(out[1].bbox[0], 50.0);
+    }
+}

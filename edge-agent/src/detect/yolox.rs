@@ -1,0 +1,198 @@
+//! YOLOX-Nano on a letterboxed copy of the frame.
+//!
+//! Model contract (see `models/manifest.toml`): input f32 [1,3,416,416], BGR,
+//! 0–255, letterbox at the top-left padded with 114; output [1,3549,85], the
+//! raw head: per anchor (dx, dy, log w, log h, objectness, 80 class scores),
+//! objectness and classes already through a sigmoid, boxes still relative to
+//! their grid cell (strides 8, 16, 32). We decode and run NMS here. Buffers
+//! are allocated once; a frame costs one resize and one conversion.
+
+use super::{DetectError, VehicleDetector, cv, frame_mat, nms};
+use crate::capture::Frame;
+use crate::track::Detection;
+use opencv::core::{CV_8UC3, Mat, Rect, Scalar, Size};
+use opencv::imgproc;
+use opencv::prelude::*;
+use plate_ocr::runtime::{Model, SessionConfig};
+use protocol::VehicleClass;
+
+/// COCO class ids we keep, and what they are.
+const CLASSES: [(usize, VehicleClass); 4] = [
+    (2, VehicleClass::Car),
+    (3, VehicleClass::Motorcycle),
+    (5, VehicleClass::Bus),
+    (7, VehicleClass::Truck),
+];
+
+/// Tuning of the detector.
+#[derive(Debug, Clone, Copy)]
+pub struct YoloxConfig {
+    /// Minimum objectness × class score kept (the tracker wants low-score
+    /// boxes too, for its second association stage).
+    pub min_score: f32,
+    pub nms_iou: f32,
+    pub threads: usize,
+    /// Side-by-side tiles the frame is cut into (1 or 2). YOLOX-Nano sees
+    /// 416 px; a wide 1080p view makes a motorbike about 10 px there, too
+    /// small to classify. Two overlapping tiles double that at twice the
+    /// inference cost. `None` picks 2 for frames wider than 1.6:1.
+    pub tiles: Option<u8>,
+}
+
+impl Default for YoloxConfig {
+    fn default() -> Self {
+        YoloxConfig {
+            min_score: 0.1,
+            nms_iou: 0.45,
+            threads: 1,
+            tiles: None,
+        }
+    }
+}
+
+/// YOLOX-Nano vehicle detector.
+pub struct YoloxDetector {
+    model: Model,
+    size: i32,
+    cfg: YoloxConfig,
+    /// (grid x, grid y, stride) per anchor, in output order.
+    grid: Vec<(f32, f32, f32)>,
+    canvas: Mat,
+    resized: Mat,
+    input: Vec<f32>,
+}
+
+impl YoloxDetector {
+    /// Loads `yolox_nano` through the model manifest.
+    pub fn new(cfg: YoloxConfig) -> Result<YoloxDetector, DetectError> {
+        let model = Model::load_named(
+            "yolox_nano",
+            SessionConfig {
+                intra_threads: cfg.threads,
+            },
+        )?;
+        let size = 416;
+        let mut grid = Vec::with_capacity(3549);
+        for stride in [8, 16, 32] {
+            let n = size / stride;
+            for gy in 0..n {
+                for gx in 0..n {
+                    grid.push((gx as f32, gy as f32, stride as f32));
+                }
+            }
+        }
+        let canvas = Mat::new_rows_cols_with_default(size, size, CV_8UC3, Scalar::all(114.0))
+            .map_err(cv("allocating"))?;
+        Ok(YoloxDetector {
+            model,
+            size,
+            cfg,
+            grid,
+            canvas,
+            resized: Mat::default(),
+            input: vec![0.0; (3 * size * size) as usize],
+        })
+    }
+
+    /// Letterboxes `tile` of the frame into `self.input`; returns the scale used.
+    fn prepare(&mut self, frame: &Frame, tile: Rect) -> Result<f32, DetectError> {
+        let whole = frame_mat(frame)?;
+        let src = Mat::roi(&whole, tile).map_err(cv("cutting a tile"))?;
+        let s = self.size as f32;
+        let r = (s / tile.width as f32).min(s / tile.height as f32);
+        let nw = ((tile.width as f32 * r).round() as i32).clamp(1, self.size);
+        let nh = ((tile.height as f32 * r).round() as i32).clamp(1, self.size);
+        imgproc::resize(
+            &src,
+            &mut self.resized,
+            Size::new(nw, nh),
+            0.0,
+            0.0,
+            imgproc::INTER_LINEAR,
+        )
+        .map_err(cv("resizing for the detector"))?;
+        self.canvas
+            .set_to_def(&Scalar::all(114.0))
+            .map_err(cv("clearing the canvas"))?;
+        {
+            let mut roi = Mat::roi_mut(&mut self.canvas, Rect::new(0, 0, nw, nh))
+                .map_err(cv("letterbox roi"))?;
+            self.resized.copy_to(&mut roi).map_err(cv("letterboxing"))?;
+        }
+        let bytes = self.canvas.data_bytes().map_err(cv("reading the canvas"))?;
+        let plane = (self.size * self.size) as usize;
+        let (b, rest) = self.input.split_at_mut(plane);
+        let (g, rr) = rest.split_at_mut(plane);
+        for (i, px) in bytes.chunks_exact(3).enumerate() {
+            b[i] = px[0] as f32;
+            g[i] = px[1] as f32;
+            rr[i] = px[2] as f32;
+        }
+        Ok(r)
+    }
+}
+
+impl VehicleDetector for YoloxDetector {
+    fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError> {
+        let (w, h) = (frame.width as i32, frame.height as i32);
+        let tiles = self.cfg.tiles.unwrap_or(if w as f32 > 1.6 * h as f32 { 2 } else { 1 }).clamp(1, 2);
+        let mut dets = Vec::new();
+        if tiles == 1 {
+            self.detect_tile(frame, Rect::new(0, 0, w, h), &mut dets)?;
+        } else {
+            // Two tiles overlapping by 10% of the width, so a vehicle on the
+            // seam is whole in at least one of them.
+            let tw = ((w as f32 * 0.55).ceil() as i32).min(w);
+            self.detect_tile(frame, Rect::new(0, 0, tw, h), &mut dets)?;
+            self.detect_tile(frame, Rect::new(w - tw, 0, tw, h), &mut dets)?;
+        }
+        Ok(nms(dets, self.cfg.nms_iou))
+    }
+}
+
+impl YoloxDetector {
+    fn detect_tile(&mut self, frame: &Frame, tile: Rect, dets: &mut Vec<Detection>) -> Result<(), DetectError> {
+        let r = self.prepare(frame, tile)?;
+        let n = self.size as usize;
+        let (shape, out) = self.model.run(&[1, 3, n, n], &self.input, None)?;
+        if shape.len() != 3 || shape[1] != self.grid.len() || shape[2] != 85 {
+            return Err(DetectError::Output(shape));
+        }
+        let (fw, fh) = (frame.width as f32, frame.height as f32);
+        let (ox, oy) = (tile.x as f32, tile.y as f32);
+        for (row, &(gx, gy, stride)) in out.chunks_exact(85).zip(&self.grid) {
+            let obj = row[4];
+            if obj < self.cfg.min_score {
+                continue;
+            }
+            let Some((cls, p)) = CLASSES
+                .iter()
+                .map(|&(i, c)| (c, row[5 + i]))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            else {
+                continue;
+            };
+            let score = obj * p;
+            if score < self.cfg.min_score || !score.is_finite() {
+                continue;
+            }
+            let cx = ox + (row[0] + gx) * stride / r;
+            let cy = oy + (row[1] + gy) * stride / r;
+            let w = row[2].exp() * stride / r;
+            let h = row[3].exp() * stride / r;
+            let x0 = (cx - w / 2.0).clamp(0.0, fw);
+            let y0 = (cy - h / 2.0).clamp(0.0, fh);
+            let x1 = (cx + w / 2.0).clamp(0.0, fw);
+            let y1 = (cy + h / 2.0).clamp(0.0, fh);
+            if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
+                continue;
+            }
+            dets.push(Detection {
+                bbox: [x0, y0, x1 - x0, y1 - y0],
+                score,
+                class: cls,
+            });
+        }
+        Ok(())
+    }
+}
