@@ -9,6 +9,7 @@ pub mod capture;
 pub mod detect;
 pub mod geometry;
 pub mod models;
+pub mod replay;
 pub mod rules;
 pub mod signal;
 pub mod site;

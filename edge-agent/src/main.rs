@@ -1,7 +1,11 @@
 //! `edge-agent` command line.
 
-use anyhow::{Result, anyhow};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
+use edge_agent::capture::SourceSpec;
+use edge_agent::detect::{MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector};
+use edge_agent::site::SiteConfig;
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(version, about = "Traffic enforcement edge agent")]
@@ -14,12 +18,28 @@ struct Cli {
 enum Cmd {
     /// Check that every model this box needs is present and verified.
     CheckModels,
+    /// Process a recording as fast as possible and print a JSON summary
+    /// (tracks per class, violations, analysed fps).
+    Replay {
+        /// Video file or stream address.
+        video: String,
+        /// Site configuration (enables the rules).
+        #[arg(long)]
+        site: Option<PathBuf>,
+        /// Vehicle detector: yolox (production) or motion (MOG2).
+        #[arg(long, default_value = "yolox")]
+        detector: String,
+        /// Stop after this many frames.
+        #[arg(long)]
+        max_frames: Option<u64>,
+        /// ONNX Runtime threads for the detector.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
     match Cli::parse().command {
         Cmd::CheckModels => {
             let resolver = edge_agent::models::resolver_from_env()?;
@@ -27,6 +47,20 @@ fn main() -> Result<()> {
             for p in paths {
                 println!("ok {}", p.display());
             }
+            Ok(())
+        }
+        Cmd::Replay { video, site, detector, max_frames, threads } => {
+            let site = site
+                .map(|p| SiteConfig::load(&p).with_context(|| format!("site configuration {}", p.display())))
+                .transpose()?;
+            let mut det: Box<dyn VehicleDetector> = match detector.as_str() {
+                "yolox" => Box::new(YoloxDetector::new(YoloxConfig { threads, ..YoloxConfig::default() })?),
+                "motion" => Box::new(MotionDetector::new(MotionConfig::default())?),
+                other => return Err(anyhow!("unknown detector `{other}` (yolox or motion)")),
+            };
+            let spec = SourceSpec::parse(&video)?;
+            let summary = edge_agent::replay::replay(&spec, det.as_mut(), site.as_ref(), max_frames)?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
     }
