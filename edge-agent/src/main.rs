@@ -3,7 +3,9 @@
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use edge_agent::capture::SourceSpec;
-use edge_agent::detect::{MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector};
+use edge_agent::detect::{
+    MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector,
+};
 use edge_agent::site::SiteConfig;
 use std::path::PathBuf;
 
@@ -39,7 +41,9 @@ enum Cmd {
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .init();
     match Cli::parse().command {
         Cmd::CheckModels => {
             let resolver = edge_agent::models::resolver_from_env()?;
@@ -49,17 +53,30 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Replay { video, site, detector, max_frames, threads } => {
+        Cmd::Replay {
+            video,
+            site,
+            detector,
+            max_frames,
+            threads,
+        } => {
             let site = site
-                .map(|p| SiteConfig::load(&p).with_context(|| format!("site configuration {}", p.display())))
+                .map(|p| {
+                    SiteConfig::load(&p)
+                        .with_context(|| format!("site configuration {}", p.display()))
+                })
                 .transpose()?;
             let mut det: Box<dyn VehicleDetector> = match detector.as_str() {
-                "yolox" => Box::new(YoloxDetector::new(YoloxConfig { threads, ..YoloxConfig::default() })?),
+                "yolox" => Box::new(YoloxDetector::new(YoloxConfig {
+                    threads,
+                    ..YoloxConfig::default()
+                })?),
                 "motion" => Box::new(MotionDetector::new(MotionConfig::default())?),
                 other => return Err(anyhow!("unknown detector `{other}` (yolox or motion)")),
             };
             let spec = SourceSpec::parse(&video)?;
-            let summary = edge_agent::replay::replay(&spec, det.as_mut(), site.as_ref(), max_frames)?;
+            let summary =
+                edge_agent::replay::replay(&spec, det.as_mut(), site.as_ref(), max_frames)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }

@@ -98,7 +98,10 @@ pub fn replay(
             break;
         }
         n += 1;
-        let info = FrameInfo::new(frame.number, (frame.time.unix_timestamp_nanos() / 1000) as i64);
+        let info = FrameInfo::new(
+            frame.number,
+            (frame.time.unix_timestamp_nanos() / 1000) as i64,
+        );
         let dets = detector.detect(&frame)?;
         tracker.update(info, &dets);
         if let (Some(board), Some(engine)) = (board.as_mut(), engine.as_mut()) {
@@ -118,6 +121,12 @@ pub fn replay(
         }
     }
     tracker.finish();
+    // Flush what the rules hold back for their "after" frame.
+    if let (Some(board), Some(engine)) = (board.as_ref(), engine.as_mut()) {
+        let info = FrameInfo::new(n, 0);
+        let found = engine.update(info, std::iter::empty(), tracker.ended(), board);
+        violations.extend(found.iter().map(ViolationSummary::from));
+    }
     for t in tracker.ended() {
         tally(t, &mut tracks);
     }
@@ -125,7 +134,11 @@ pub fn replay(
     Ok(ReplaySummary {
         frames: n,
         seconds,
-        analysed_fps: if seconds > 0.0 { n as f64 / seconds } else { 0.0 },
+        analysed_fps: if seconds > 0.0 {
+            n as f64 / seconds
+        } else {
+            0.0
+        },
         tracks,
         violations,
     })

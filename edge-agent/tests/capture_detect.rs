@@ -217,11 +217,16 @@ fn motion_detector_finds_a_moving_box() {
 fn replay_tracks_vehicles_through_the_whole_real_recording() {
     let mut det = YoloxDetector::new(YoloxConfig::default()).expect("yolox_nano resolves");
     let spec = SourceSpec::File(shared_video());
-    let summary = edge_agent::replay::replay(&spec, &mut det, None, None).expect("no error on the whole file");
+    let summary = edge_agent::replay::replay(&spec, &mut det, None, None)
+        .expect("no error on the whole file");
     assert!(summary.frames >= 100);
     let total: usize = summary.tracks.values().sum();
     // Measured: 10 car and 4 motorcycle tracks (YOLOX-Nano, 2 tiles). The
     // range leaves room for tracker tuning, not for a broken pipeline.
     assert!((6..=40).contains(&total), "{:?}", summary.tracks);
-    assert!(summary.tracks.get("car").copied().unwrap_or(0) >= 2, "{:?}", summary.tracks);
+    assert!(
+        summary.tracks.get("car").copied().unwrap_or(0) >= 2,
+        "{:?}",
+        summary.tracks
+    );
 }

@@ -121,13 +121,13 @@ impl Manifest {
                     format!("file `{}` must be a plain file name", m.file),
                 ));
             }
-            if let Some(p) = &m.mirror_path {
-                if !is_relative_inside(p) {
-                    return Err(invalid(
-                        &m.name,
-                        format!("mirror_path `{p}` must be relative, without `..`"),
-                    ));
-                }
+            if let Some(p) = &m.mirror_path
+                && !is_relative_inside(p)
+            {
+                return Err(invalid(
+                    &m.name,
+                    format!("mirror_path `{p}` must be relative, without `..`"),
+                ));
             }
             match &m.source {
                 Source::Url { url } if !url.starts_with("https://") => {

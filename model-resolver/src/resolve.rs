@@ -249,10 +249,10 @@ fn check(path: &Path, entry: &ModelEntry) -> Result<(), String> {
     if !path.is_file() {
         return Err("not there".into());
     }
-    if let (Some(want), Ok(meta)) = (entry.size, std::fs::metadata(path)) {
-        if meta.len() != want {
-            return Err(format!("wrong size: {} bytes, expected {want}", meta.len()));
-        }
+    if let (Some(want), Ok(meta)) = (entry.size, std::fs::metadata(path))
+        && meta.len() != want
+    {
+        return Err(format!("wrong size: {} bytes, expected {want}", meta.len()));
     }
     match sha256_file(path) {
         Ok(got) if got.eq_ignore_ascii_case(&entry.sha256) => Ok(()),

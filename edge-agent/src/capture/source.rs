@@ -192,13 +192,13 @@ impl FrameSource {
             camera: name.clone(),
             message,
         };
-        if let SourceSpec::File(p) = spec {
-            if !p.is_file() {
-                return Err(CaptureError::BadSource {
-                    camera: name,
-                    message: "no such file".into(),
-                });
-            }
+        if let SourceSpec::File(p) = spec
+            && !p.is_file()
+        {
+            return Err(CaptureError::BadSource {
+                camera: name,
+                message: "no such file".into(),
+            });
         }
         let uri = spec.uri().map_err(|m| CaptureError::BadSource {
             camera: name.clone(),
@@ -234,10 +234,11 @@ impl FrameSource {
                 .current_caps()
                 .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
                 .unwrap_or(false);
-            if let Some(sinkpad) = convert.static_pad("sink") {
-                if is_video && !sinkpad.is_linked() {
-                    let _ = pad.link(&sinkpad);
-                }
+            if let Some(sinkpad) = convert.static_pad("sink")
+                && is_video
+                && !sinkpad.is_linked()
+            {
+                let _ = pad.link(&sinkpad);
             }
         });
         // A realtime system clock makes base_time + running time a Unix time.
@@ -298,16 +299,16 @@ impl FrameSource {
                 message: "frame without video caps".into(),
             })?;
         let (width, height) = (info.width(), info.height());
-        if let Some((w, h)) = self.expect_size {
-            if (w, h) != (width, height) {
-                return Err(CaptureError::WrongSize {
-                    camera: name,
-                    width,
-                    height,
-                    want_w: w,
-                    want_h: h,
-                });
-            }
+        if let Some((w, h)) = self.expect_size
+            && (w, h) != (width, height)
+        {
+            return Err(CaptureError::WrongSize {
+                camera: name,
+                width,
+                height,
+                want_w: w,
+                want_h: h,
+            });
         }
         let buffer = sample
             .buffer_owned()

@@ -135,7 +135,11 @@ impl YoloxDetector {
 impl VehicleDetector for YoloxDetector {
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError> {
         let (w, h) = (frame.width as i32, frame.height as i32);
-        let tiles = self.cfg.tiles.unwrap_or(if w as f32 > 1.6 * h as f32 { 2 } else { 1 }).clamp(1, 2);
+        let tiles = self
+            .cfg
+            .tiles
+            .unwrap_or(if w as f32 > 1.6 * h as f32 { 2 } else { 1 })
+            .clamp(1, 2);
         let mut dets = Vec::new();
         if tiles == 1 {
             self.detect_tile(frame, Rect::new(0, 0, w, h), &mut dets)?;
@@ -151,7 +155,12 @@ impl VehicleDetector for YoloxDetector {
 }
 
 impl YoloxDetector {
-    fn detect_tile(&mut self, frame: &Frame, tile: Rect, dets: &mut Vec<Detection>) -> Result<(), DetectError> {
+    fn detect_tile(
+        &mut self,
+        frame: &Frame,
+        tile: Rect,
+        dets: &mut Vec<Detection>,
+    ) -> Result<(), DetectError> {
         let r = self.prepare(frame, tile)?;
         let n = self.size as usize;
         let (shape, out) = self.model.run(&[1, 3, n, n], &self.input, None)?;

@@ -1,0 +1,190 @@
+//! Rules at the stop line: red-light running, stop-line encroachment, and
+//! the manoeuvre through the junction (for wrong lane and right turn on
+//! red).
+//!
+//! A crossing is the anchor passing over a stop line's segment between two
+//! observations, in the line's approach direction, by a vehicle whose last
+//! lane ends at that line. Its time is interpolated between the two frames.
+//! The signal of the lane's group is judged at that time:
+//! red, and red for at least `grace_ms` (yellow, or red begun after the
+//! crossing, is no violation). Red-light is then confirmed when the anchor
+//! is `confirm_past_px` beyond the line, and in a right-turn-on-red lane
+//! only when the manoeuvre is known and is not a right turn.
+
+use super::motion::{classify, heading_over_path, stationary_since};
+use super::{Ctx, Mark, RuleKind, TrackState, Violation};
+use crate::site::Manoeuvre;
+use crate::track::TrackPoint;
+use protocol::{SignalObservation, SignalState, ViolationType};
+
+/// Per-track state of the junction rules.
+#[derive(Debug, Default)]
+pub(crate) struct JunctionState {
+    crossing: Option<Crossed>,
+    stopped_since: Option<Mark>,
+}
+
+#[derive(Debug)]
+struct Crossed {
+    stop_line: usize,
+    lane: usize,
+    before: u64,
+    at: TrackPoint,
+    entry_deg: f64,
+    red: bool,
+    signal: Option<SignalObservation>,
+    path_px: f64,
+    max_past: f64,
+    manoeuvre: Option<Manoeuvre>,
+    red_done: bool,
+}
+
+pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
+    let site = ctx.site;
+    let rules = &site.rules;
+    let traj = ctx.track.trajectory();
+    let (p0, p1) = (ctx.p0, ctx.p1);
+
+    if state.junction.crossing.is_none() {
+        for (si, sl) in site.stop_lines.iter().enumerate() {
+            let Some(c) = sl.segment.crossing(p0.anchor, p1.anchor) else {
+                continue;
+            };
+            if c.to_positive != (sl.sign > 0.0) {
+                continue;
+            }
+            let lane = state
+                .lane
+                .filter(|&l| site.lanes[l].stop_line == Some(si))
+                .or_else(|| {
+                    site.lanes
+                        .iter()
+                        .position(|l| l.stop_line == Some(si) && l.polygon.contains(p0.anchor))
+                });
+            let Some(lane) = lane else { continue };
+            let dt = (p1.timestamp_us - p0.timestamp_us) as f64;
+            let t_cross = p0.timestamp_us + (c.t * dt).round() as i64;
+            let status = site.lanes[lane]
+                .group
+                .as_deref()
+                .and_then(|g| ctx.signals.status(g));
+            let grace_us = i64::from(rules.red_light.grace_ms) * 1000;
+            let red = status.is_some_and(|s| {
+                s.state == SignalState::Red && t_cross >= s.since_us.saturating_add(grace_us)
+            });
+            let mut entry_deg = heading_over_path(traj, rules.motion.heading_px);
+            if !entry_deg.is_finite() {
+                entry_deg = sl.approach_deg;
+            }
+            state.junction.crossing = Some(Crossed {
+                stop_line: si,
+                lane,
+                before: p0.frame,
+                at: *p1,
+                entry_deg,
+                red,
+                signal: status.map(|s| s.observation(t_cross)),
+                path_px: c.point.dist(p1.anchor),
+                max_past: f64::NEG_INFINITY,
+                manoeuvre: None,
+                red_done: false,
+            });
+            break;
+        }
+    } else if let Some(c) = &mut state.junction.crossing {
+        c.path_px += p0.anchor.dist(p1.anchor);
+    }
+
+    let mut found: [Option<Violation>; 2] = [None, None];
+    if let Some(c) = &mut state.junction.crossing {
+        let lane = &site.lanes[c.lane];
+        c.max_past = c.max_past.max(site.stop_lines[c.stop_line].past(p1.anchor));
+        let wl = &rules.wrong_lane;
+        if c.manoeuvre.is_none() && c.path_px >= wl.decide_px {
+            let exit = heading_over_path(traj, rules.motion.heading_px);
+            c.manoeuvre = classify(c.entry_deg, exit, wl);
+            if wl.enabled
+                && let Some(m) = c.manoeuvre
+                && !lane.directions.contains(&m)
+            {
+                found[0] =
+                    Some(ctx.violation(RuleKind::WrongManoeuvre, p1, c.at.frame, Some(c.lane)));
+            }
+        }
+        if rules.red_light.enabled && c.red && !c.red_done {
+            let confirmed = c.max_past >= rules.red_light.confirm_past_px;
+            let decision = if lane.right_turn_on_red {
+                match c.manoeuvre {
+                    Some(Manoeuvre::Right) => Some(false),
+                    Some(_) if confirmed => Some(true),
+                    _ => None,
+                }
+            } else if confirmed {
+                Some(true)
+            } else {
+                None
+            };
+            if let Some(violated) = decision {
+                c.red_done = true;
+                if violated {
+                    let mut v = ctx.violation(RuleKind::RedLight, &c.at, c.before, Some(c.lane));
+                    v.signal = c.signal.clone();
+                    found[1] = Some(v);
+                }
+            }
+        }
+    }
+    for v in found.into_iter().flatten() {
+        state.report(v);
+    }
+
+    if rules.stop_line.enabled {
+        stop_line(ctx, state);
+    }
+}
+
+/// Stationary beyond the stop line, within `max_past_px` of it, while the
+/// lane's signal is red, for `min_stopped_ms` (counted from when both were
+/// true).
+fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
+    if state.issued(ViolationType::RedLight) || state.issued(ViolationType::StopLine) {
+        return;
+    }
+    let site = ctx.site;
+    let rule = &site.rules.stop_line;
+    let motion = &site.rules.motion;
+    let p1 = ctx.p1;
+    let lane_idx = state.lane.or(ctx.lane_now);
+    let lane = lane_idx.and_then(|l| site.lanes.get(l));
+    let sl = lane
+        .and_then(|l| l.stop_line)
+        .and_then(|s| site.stop_lines.get(s));
+    let red = lane
+        .and_then(|l| l.group.as_deref())
+        .and_then(|g| ctx.signals.status(g))
+        .filter(|s| s.state == SignalState::Red);
+    let (Some(sl), Some(red)) = (sl, red) else {
+        state.junction.stopped_since = None;
+        return;
+    };
+    let past = sl.past(p1.anchor);
+    let still = stationary_since(
+        ctx.track.trajectory(),
+        i64::from(motion.speed_window_ms) * 1000,
+        motion.stationary_px_s,
+    );
+    match still {
+        Some(start) if past > rule.min_past_px && past <= rule.max_past_px => {
+            let since = *state
+                .junction
+                .stopped_since
+                .get_or_insert(Mark::from(&start));
+            let from = since.ts.max(red.since_us);
+            if p1.timestamp_us - from >= i64::from(rule.min_stopped_ms) * 1000 {
+                let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);
+                state.report(v);
+            }
+        }
+        _ => state.junction.stopped_since = None,
+    }
+}

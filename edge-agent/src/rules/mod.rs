@@ -1,0 +1,342 @@
+//! The violation rules: given each frame's confirmed tracks and the signal
+//! states, decide which vehicle broke which rule, once.
+//!
+//! [`RuleEngine`] compiles a validated [`SiteConfig`] and keeps per-track
+//! state (which lane, whether and how it crossed the stop line, timers,
+//! accumulators). Each frame it looks only at the newest point of each
+//! track, so the cost is a few point-in-polygon and line tests per track.
+//! The rules, each switched on per site in `[rules]`:
+//!
+//! - red light and stop-line encroachment, and the manoeuvre for wrong
+//!   lane, all hinge on the stop-line crossing ([`junction`]);
+//! - wrong vehicle class, wrong way and illegal stopping ([`lane`]);
+//! - speeding from two lines or the homography ([`speed`]).
+//!
+//! **One violation per vehicle per violation type**: a type once found for
+//! a track is never reported again while the track lives (wrong class and
+//! wrong manoeuvre share [`ViolationType::WrongLane`]; [`RuleKind`] says
+//! which). A stop-line encroachment is not reported for a vehicle already
+//! reported for the red light. A violation waits `rules.after_frames`
+//! frames after its point of interest before it is reported, so the
+//! evidence has a real "after" frame; a track that ends flushes what it
+//! has waiting.
+
+mod compiled;
+mod junction;
+mod lane;
+mod motion;
+mod speed;
+
+pub use compiled::RuleError;
+
+use crate::geometry::BBox;
+use crate::signal::SignalSource;
+use crate::site::SiteConfig;
+use crate::track::{FrameInfo, Track, TrackPoint};
+use compiled::Compiled;
+use protocol::{SignalObservation, VehicleClass, ViolationType};
+use std::collections::HashMap;
+use time::OffsetDateTime;
+
+/// Which rule found a violation (finer than [`ViolationType`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleKind {
+    /// Crossed the stop line on red.
+    RedLight,
+    /// Stopped beyond the stop line during red.
+    StopLine,
+    /// Manoeuvre not allowed from the lane.
+    WrongManoeuvre,
+    /// Class not allowed in the lane.
+    WrongClass,
+    /// Against the lane's direction.
+    WrongWay,
+    /// Over the limit.
+    Speeding,
+    /// Dwelt in a no-stopping zone.
+    IllegalStopping,
+}
+
+impl RuleKind {
+    /// The wire type it is reported as.
+    pub fn violation_type(self) -> ViolationType {
+        match self {
+            RuleKind::RedLight => ViolationType::RedLight,
+            RuleKind::StopLine => ViolationType::StopLine,
+            RuleKind::WrongManoeuvre | RuleKind::WrongClass => ViolationType::WrongLane,
+            RuleKind::WrongWay => ViolationType::WrongWay,
+            RuleKind::Speeding => ViolationType::Speeding,
+            RuleKind::IllegalStopping => ViolationType::IllegalStopping,
+        }
+    }
+}
+
+/// A measured speed with its limit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SpeedMeasurement {
+    /// Measured, km/h.
+    pub measured_kmh: f64,
+    /// Limit in force for the lane and class, km/h.
+    pub limit_kmh: u16,
+    /// One-sigma uncertainty of the measurement, km/h (from timing and
+    /// pixel error, and the calibration distance error).
+    pub uncertainty_kmh: f64,
+}
+
+/// Frames the evidence should show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EvidenceFrames {
+    /// Before the point of interest (e.g. last frame before the line).
+    pub before: u64,
+    /// The point of interest.
+    pub at: u64,
+    /// After it (at least `after_frames` later unless the track ended).
+    pub after: u64,
+}
+
+/// A violation found by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// The track.
+    pub track_id: u64,
+    /// The wire type.
+    pub rule: ViolationType,
+    /// The rule that found it.
+    pub kind: RuleKind,
+    /// Frame of the point of interest (`frames.at`).
+    pub frame: u64,
+    /// Its time, µs since the epoch.
+    pub at_us: i64,
+    /// The lane the vehicle was in, by id.
+    pub lane: Option<String>,
+    /// The lane group's signal at that moment (when the lane has one).
+    pub signal: Option<SignalObservation>,
+    /// Speed, for speeding.
+    pub speed: Option<SpeedMeasurement>,
+    /// Evidence frames.
+    pub frames: EvidenceFrames,
+    /// Vehicle class (majority over the track).
+    pub class: VehicleClass,
+    /// The vehicle's box at the point of interest.
+    pub bbox: BBox,
+}
+
+impl Violation {
+    /// `at_us` as a UTC date-time.
+    pub fn at(&self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(self.at_us) * 1000).ok()
+    }
+}
+
+fn bit(t: ViolationType) -> u8 {
+    match t {
+        ViolationType::RedLight => 1,
+        ViolationType::StopLine => 2,
+        ViolationType::WrongLane => 4,
+        ViolationType::WrongWay => 8,
+        ViolationType::Speeding => 16,
+        ViolationType::IllegalStopping => 32,
+        ViolationType::NoHelmet => 64,
+    }
+}
+
+/// A frame number and its time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mark {
+    pub frame: u64,
+    pub ts: i64,
+}
+
+impl From<&TrackPoint> for Mark {
+    fn from(p: &TrackPoint) -> Self {
+        Self {
+            frame: p.frame,
+            ts: p.timestamp_us,
+        }
+    }
+}
+
+/// Everything the engine remembers about one track.
+#[derive(Debug, Default)]
+pub(crate) struct TrackState {
+    last_frame: Option<u64>,
+    /// Last lane the anchor was in.
+    pub lane: Option<usize>,
+    issued: u8,
+    pending: Vec<Violation>,
+    pub junction: junction::JunctionState,
+    pub lane_rules: lane::LaneState,
+    pub speed: speed::SpeedState,
+}
+
+impl TrackState {
+    pub fn issued(&self, t: ViolationType) -> bool {
+        self.issued & bit(t) != 0
+    }
+
+    /// Records a finding unless its type was already found for this track.
+    pub fn report(&mut self, v: Violation) {
+        if !self.issued(v.rule) {
+            self.issued |= bit(v.rule);
+            self.pending.push(v);
+        }
+    }
+}
+
+/// What a rule sees of the current frame.
+pub(crate) struct Ctx<'a> {
+    pub site: &'a Compiled,
+    pub track: &'a Track,
+    pub p0: &'a TrackPoint,
+    pub p1: &'a TrackPoint,
+    pub lane_now: Option<usize>,
+    pub signals: &'a dyn SignalSource,
+}
+
+impl Ctx<'_> {
+    /// A violation at point `at` (box, frame, time), signal of `lane`'s
+    /// group at `at_us`.
+    pub fn violation(
+        &self,
+        kind: RuleKind,
+        at: &TrackPoint,
+        before: u64,
+        lane: Option<usize>,
+    ) -> Violation {
+        let lane_cfg = lane.and_then(|l| self.site.lanes.get(l));
+        let signal = lane_cfg
+            .and_then(|l| l.group.as_deref())
+            .and_then(|g| self.signals.status(g))
+            .map(|s| s.observation(at.timestamp_us));
+        Violation {
+            track_id: self.track.id(),
+            rule: kind.violation_type(),
+            kind,
+            frame: at.frame,
+            at_us: at.timestamp_us,
+            lane: lane_cfg.map(|l| l.id.clone()),
+            signal,
+            speed: None,
+            frames: EvidenceFrames {
+                before: before.min(at.frame),
+                at: at.frame,
+                after: at.frame,
+            },
+            class: self.track.class(),
+            bbox: at.bbox,
+        }
+    }
+}
+
+/// Every rule of one camera, with per-track state.
+pub struct RuleEngine {
+    site: Compiled,
+    states: HashMap<u64, TrackState>,
+    out: Vec<Violation>,
+    frames_seen: u64,
+}
+
+/// Per-track state untouched for this many frames is dropped (a caller
+/// that never passes ended tracks still has bounded memory).
+const STALE_FRAMES: u64 = 18_000;
+
+impl RuleEngine {
+    /// Compiles `site` (validating it again).
+    pub fn new(site: &SiteConfig) -> Result<Self, RuleError> {
+        Ok(Self {
+            site: Compiled::new(site)?,
+            states: HashMap::new(),
+            out: Vec::new(),
+            frames_seen: 0,
+        })
+    }
+
+    /// Tracks the engine holds state for.
+    pub fn tracked(&self) -> usize {
+        self.states.len()
+    }
+
+    /// Feeds one frame: the confirmed tracks alive now (as
+    /// [`crate::track::Tracker::active`] gives them), the tracks that ended
+    /// this frame, and the signals. Returns the violations reported this
+    /// frame (valid until the next call).
+    pub fn update<'t>(
+        &mut self,
+        frame: FrameInfo,
+        active: impl IntoIterator<Item = &'t Track>,
+        ended: &[Track],
+        signals: &dyn SignalSource,
+    ) -> &[Violation] {
+        self.out.clear();
+        self.frames_seen += 1;
+        let after_frames = u64::from(self.site.rules.after_frames);
+        for track in active {
+            if !track.is_confirmed() {
+                continue;
+            }
+            let state = self.states.entry(track.id()).or_default();
+            step(&self.site, state, track, signals);
+            if let Some(last) = track.last() {
+                let mut i = 0;
+                while i < state.pending.len() {
+                    if last.frame >= state.pending[i].frames.at.saturating_add(after_frames) {
+                        let mut v = state.pending.remove(i);
+                        v.frames.after = last.frame;
+                        self.out.push(v);
+                    } else {
+                        i += 1;
+                    }
+                }
+            }
+        }
+        for track in ended {
+            let mut state = self.states.remove(&track.id()).unwrap_or_default();
+            step(&self.site, &mut state, track, signals);
+            let last = track.last().map_or(0, |p| p.frame);
+            for mut v in state.pending.drain(..) {
+                v.frames.after = last.max(v.frames.at);
+                self.out.push(v);
+            }
+        }
+        if self.frames_seen.is_multiple_of(256) {
+            let now = frame.number;
+            self.states.retain(|_, s| {
+                s.last_frame
+                    .is_some_and(|f| f.saturating_add(STALE_FRAMES) >= now)
+            });
+        }
+        &self.out
+    }
+}
+
+/// Runs every enabled rule on the track's newest point, if it is new.
+fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn SignalSource) {
+    let traj = track.trajectory();
+    let Some(p1) = traj.back() else { return };
+    if state.last_frame.is_some_and(|f| f >= p1.frame) {
+        return;
+    }
+    state.last_frame = Some(p1.frame);
+    let lane_now = site.lane_at(p1.anchor);
+    let Some(p0) = traj.len().checked_sub(2).and_then(|i| traj.get(i)) else {
+        state.lane = lane_now.or(state.lane);
+        return;
+    };
+    let ctx = Ctx {
+        site,
+        track,
+        p0,
+        p1,
+        lane_now,
+        signals,
+    };
+    let r = &site.rules;
+    if r.red_light.enabled || r.stop_line.enabled || r.wrong_lane.enabled {
+        junction::step(&ctx, state);
+    }
+    state.lane = lane_now.or(state.lane);
+    lane::step(&ctx, state);
+    if r.speeding.enabled {
+        speed::step(&ctx, state);
+    }
+}

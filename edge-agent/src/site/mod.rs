@@ -1,0 +1,353 @@
+//! The site configuration: one TOML file per camera describing what the
+//! camera sees (frame size, stop lines, lanes, signals, speed calibration,
+//! no-stopping zones, privacy masks) and which rules run on it.
+//!
+//! [`SiteConfig::load`] parses and validates in one step; a bad file is
+//! refused with a [`SiteError`] that names the file, the line and column, and
+//! the field path (`lanes[2].polygon[3]`), both for syntax errors and for
+//! semantic ones (a polygon outside the frame, a lane group without a
+//! signal, a singular homography). All coordinates are pixels of the frame
+//! size given in `[frame]`, in the convention of [`crate::geometry`]. The
+//! annotated example `edge-agent/examples/site.toml` documents every key.
+//!
+//! The configuration is plain data; [`crate::rules::RuleEngine`] compiles it
+//! (resolving names to indices, building the homography) once at start.
+
+mod error;
+mod rules_config;
+mod validate;
+
+pub use error::SiteError;
+pub use rules_config::{
+    IllegalStoppingRule, MotionConfig, RedLightRule, RulesConfig, SpeedingRule, StopLineRule,
+    WrongClassRule, WrongLaneRule, WrongWayRule,
+};
+
+use crate::geometry::{Point, Polygon, Segment};
+use protocol::VehicleClass;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One camera's site configuration (the root of the TOML file).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SiteConfig {
+    /// The camera's id (as in the violation event's `camera_id`).
+    pub camera_id: String,
+    /// Frame size the coordinates refer to.
+    pub frame: FrameSize,
+    /// Stop lines, each crossed in one approach direction.
+    #[serde(default)]
+    pub stop_lines: Vec<StopLine>,
+    /// Lanes.
+    #[serde(default)]
+    pub lanes: Vec<Lane>,
+    /// One signal per lane group.
+    #[serde(default)]
+    pub signals: Vec<SignalConfig>,
+    /// Speed calibration (required by the speeding rule).
+    #[serde(default)]
+    pub speed: Option<SpeedCalibration>,
+    /// No-stopping zones.
+    #[serde(default)]
+    pub no_stopping_zones: Vec<NoStoppingZone>,
+    /// Regions blurred in every stored image.
+    #[serde(default)]
+    pub privacy_masks: Vec<PrivacyMask>,
+    /// Which rules run, and their tuning.
+    #[serde(default)]
+    pub rules: RulesConfig,
+}
+
+/// Frame size, pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameSize {
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+}
+
+/// A stop line and the direction vehicles approach it from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StopLine {
+    /// Name, referred to by lanes.
+    pub id: String,
+    /// The two ends.
+    pub points: Segment,
+    /// Heading of traffic crossing it, degrees (0 right, 90 down, -90 or
+    /// 270 up the image). Only crossings in this direction count.
+    pub approach_deg: f64,
+}
+
+/// A manoeuvre through the junction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Manoeuvre {
+    /// Straight on.
+    Straight,
+    /// Left turn.
+    Left,
+    /// Right turn.
+    Right,
+    /// U-turn.
+    UTurn,
+}
+
+/// A lane: where it is, what may use it, which way and which signal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lane {
+    /// Name (reported in violations).
+    pub id: String,
+    /// Outline on the road surface.
+    pub polygon: Polygon,
+    /// Direction of travel in the lane, degrees; defaults to the approach
+    /// direction of its stop line. Without either, wrong-way is not checked.
+    #[serde(default)]
+    pub heading_deg: Option<f64>,
+    /// Manoeuvres allowed from this lane at its stop line.
+    #[serde(default = "all_manoeuvres")]
+    pub directions: Vec<Manoeuvre>,
+    /// Vehicle classes allowed in the lane.
+    #[serde(default = "all_classes")]
+    pub classes: Vec<VehicleClass>,
+    /// Lane group: the signal that governs this lane.
+    #[serde(default)]
+    pub group: Option<String>,
+    /// The stop line at the end of this lane.
+    #[serde(default)]
+    pub stop_line: Option<String>,
+    /// Whether a right turn on red is allowed (by sign) from this lane.
+    #[serde(default)]
+    pub right_turn_on_red: bool,
+    /// Speed limits, km/h.
+    #[serde(default)]
+    pub speed_limit_kmh: SpeedLimits,
+}
+
+fn all_manoeuvres() -> Vec<Manoeuvre> {
+    vec![
+        Manoeuvre::Straight,
+        Manoeuvre::Left,
+        Manoeuvre::Right,
+        Manoeuvre::UTurn,
+    ]
+}
+
+fn all_classes() -> Vec<VehicleClass> {
+    vec![
+        VehicleClass::Car,
+        VehicleClass::Motorcycle,
+        VehicleClass::Bus,
+        VehicleClass::Truck,
+    ]
+}
+
+/// Speed limits of a lane, km/h: `default` for every class not named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeedLimits {
+    /// Limit for classes without their own.
+    #[serde(default)]
+    pub default: Option<u16>,
+    /// Cars.
+    #[serde(default)]
+    pub car: Option<u16>,
+    /// Motorcycles.
+    #[serde(default)]
+    pub motorcycle: Option<u16>,
+    /// Buses.
+    #[serde(default)]
+    pub bus: Option<u16>,
+    /// Trucks.
+    #[serde(default)]
+    pub truck: Option<u16>,
+}
+
+impl SpeedLimits {
+    /// The limit for `class`, if any.
+    pub fn for_class(&self, class: VehicleClass) -> Option<u16> {
+        let own = match class {
+            VehicleClass::Car => self.car,
+            VehicleClass::Motorcycle => self.motorcycle,
+            VehicleClass::Bus => self.bus,
+            VehicleClass::Truck => self.truck,
+        };
+        own.or(self.default)
+    }
+}
+
+/// A pixel rectangle `[x, y, w, h]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "[u32; 4]", into = "[u32; 4]")]
+pub struct Rect {
+    /// Left.
+    pub x: u32,
+    /// Top.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+impl From<[u32; 4]> for Rect {
+    fn from([x, y, w, h]: [u32; 4]) -> Self {
+        Self { x, y, w, h }
+    }
+}
+
+impl From<Rect> for [u32; 4] {
+    fn from(r: Rect) -> Self {
+        [r.x, r.y, r.w, r.h]
+    }
+}
+
+/// The three lamps of a signal head, as pixel rectangles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LampRegions {
+    /// Red lamp.
+    pub red: Rect,
+    /// Yellow lamp.
+    pub yellow: Rect,
+    /// Green lamp.
+    pub green: Rect,
+}
+
+/// The signal of one lane group: read from the image, or from a feed.
+/// Exactly one of `lamps` and `mqtt_topic`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignalConfig {
+    /// Lane group id.
+    pub group: String,
+    /// Signal head regions, read by colour.
+    #[serde(default)]
+    pub lamps: Option<LampRegions>,
+    /// External signal-phase feed topic.
+    #[serde(default)]
+    pub mqtt_topic: Option<String>,
+    /// Consecutive frames a new state must be seen before it is believed.
+    #[serde(default = "default_confirm_frames")]
+    pub confirm_frames: u32,
+}
+
+fn default_confirm_frames() -> u32 {
+    3
+}
+
+/// Speed calibration: exactly one of the two methods.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpeedCalibration {
+    /// Two lines a known distance apart.
+    #[serde(default)]
+    pub two_lines: Option<TwoLines>,
+    /// Ground-plane homography from four points.
+    #[serde(default)]
+    pub homography: Option<GroundPoints>,
+    /// Error of one anchor position, pixels (box jitter), for the
+    /// uncertainty.
+    #[serde(default = "default_pixel_error")]
+    pub pixel_error_px: f64,
+    /// Error of one frame timestamp, milliseconds.
+    #[serde(default = "default_time_error")]
+    pub time_error_ms: f64,
+}
+
+fn default_pixel_error() -> f64 {
+    2.0
+}
+
+fn default_time_error() -> f64 {
+    2.0
+}
+
+/// Two measurement lines and the distance between them along the road.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TwoLines {
+    /// The lines.
+    pub lines: [Segment; 2],
+    /// Distance between them, metres.
+    pub distance_m: f64,
+    /// Uncertainty of that distance, metres.
+    #[serde(default)]
+    pub distance_error_m: f64,
+}
+
+/// Four image points and their ground positions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroundPoints {
+    /// Image points, pixels.
+    pub image: [Point; 4],
+    /// The same points on the ground, metres (any planar frame).
+    pub ground_m: [Point; 4],
+    /// Time window the displacement is measured over, ms.
+    #[serde(default = "default_window_ms")]
+    pub window_ms: u32,
+}
+
+fn default_window_ms() -> u32 {
+    1000
+}
+
+/// A no-stopping zone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoStoppingZone {
+    /// Name.
+    pub id: String,
+    /// Outline.
+    pub polygon: Polygon,
+    /// Longest allowed stop, seconds.
+    pub max_dwell_s: f64,
+}
+
+/// A region to blur in stored images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyMask {
+    /// Outline.
+    pub polygon: Polygon,
+}
+
+impl SiteConfig {
+    /// Reads, parses and validates a site file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self, SiteError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| SiteError::Io {
+            file: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml_str(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates site TOML; `file` names it in errors.
+    pub fn from_toml_str(text: &str, file: &str) -> Result<Self, SiteError> {
+        let config: SiteConfig =
+            toml::from_str(text).map_err(|e| SiteError::from_toml(file, text, &e))?;
+        config
+            .validate()
+            .map_err(|(field, message)| SiteError::semantic(file, text, field, message))?;
+        Ok(config)
+    }
+
+    /// Checks everything serde cannot: geometry inside the frame and not
+    /// degenerate, references resolve, limits positive, calibration
+    /// solvable. Returns the field path and the message of the first
+    /// problem.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        validate::validate(self)
+    }
+
+    /// The signal of lane group `group`.
+    pub fn signal(&self, group: &str) -> Option<&SignalConfig> {
+        self.signals.iter().find(|s| s.group == group)
+    }
+}

@@ -1,0 +1,333 @@
+//! Semantic checks of a parsed site file. Each failure is the field path
+//! and a message; [`super::SiteError::semantic`] adds file, line and column.
+
+use super::{FrameSize, Manoeuvre, Rect, SiteConfig};
+use crate::geometry::{Homography, Point, Polygon, Segment};
+use std::collections::HashSet;
+
+type Check = Result<(), (String, String)>;
+
+fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, (String, String)> {
+    Err((field.into(), message.into()))
+}
+
+pub(super) fn validate(c: &SiteConfig) -> Check {
+    if c.camera_id.trim().is_empty() {
+        return fail("camera_id", "must not be empty");
+    }
+    let frame = c.frame;
+    if frame.width == 0 || frame.height == 0 {
+        return fail("frame", "width and height must be positive");
+    }
+    let mut ids = HashSet::new();
+    for (i, s) in c.stop_lines.iter().enumerate() {
+        let f = format!("stop_lines[{i}]");
+        check_id(&f, &s.id, &mut ids)?;
+        check_segment(&format!("{f}.points"), s.points, frame)?;
+        if !s.approach_deg.is_finite() {
+            return fail(
+                format!("{f}.approach_deg"),
+                "must be a finite number of degrees",
+            );
+        }
+        let along = s.points.b.minus(s.points.a);
+        let sin = along.cross(Point::from_heading(s.approach_deg)).abs() / along.norm();
+        if sin < 0.25 {
+            return fail(
+                format!("{f}.approach_deg"),
+                "the approach direction runs along the line; it must cross it",
+            );
+        }
+    }
+    ids.clear();
+    for (i, g) in c.signals.iter().enumerate() {
+        let f = format!("signals[{i}]");
+        if !ids.insert(g.group.as_str()) {
+            return fail(
+                format!("{f}.group"),
+                format!("lane group {:?} has two signals", g.group),
+            );
+        }
+        match (&g.lamps, &g.mqtt_topic) {
+            (Some(l), None) => {
+                check_rect(&format!("{f}.lamps.red"), l.red, frame)?;
+                check_rect(&format!("{f}.lamps.yellow"), l.yellow, frame)?;
+                check_rect(&format!("{f}.lamps.green"), l.green, frame)?;
+            }
+            (None, Some(t)) => {
+                if t.is_empty() || t.contains(['+', '#']) {
+                    return fail(
+                        format!("{f}.mqtt_topic"),
+                        "must be a topic name without wildcards",
+                    );
+                }
+            }
+            _ => return fail(f, "needs exactly one of `lamps` and `mqtt_topic`"),
+        }
+        if !(1..=100).contains(&g.confirm_frames) {
+            return fail(format!("{f}.confirm_frames"), "must be 1 to 100");
+        }
+    }
+    ids.clear();
+    for (i, lane) in c.lanes.iter().enumerate() {
+        let f = format!("lanes[{i}]");
+        check_id(&f, &lane.id, &mut ids)?;
+        check_polygon(&format!("{f}.polygon"), &lane.polygon, frame)?;
+        if lane.heading_deg.is_some_and(|h| !h.is_finite()) {
+            return fail(format!("{f}.heading_deg"), "must be finite");
+        }
+        if lane.directions.is_empty() {
+            return fail(
+                format!("{f}.directions"),
+                "must allow at least one direction",
+            );
+        }
+        if lane.classes.is_empty() {
+            return fail(
+                format!("{f}.classes"),
+                "must allow at least one vehicle class",
+            );
+        }
+        if let Some(g) = &lane.group
+            && c.signal(g).is_none()
+        {
+            return fail(
+                format!("{f}.group"),
+                format!("lane group {g:?} has no entry in [[signals]]"),
+            );
+        }
+        if let Some(s) = &lane.stop_line
+            && !c.stop_lines.iter().any(|l| &l.id == s)
+        {
+            return fail(
+                format!("{f}.stop_line"),
+                format!("no stop line with id {s:?}"),
+            );
+        }
+        if lane.right_turn_on_red && !lane.directions.contains(&Manoeuvre::Right) {
+            return fail(
+                format!("{f}.right_turn_on_red"),
+                "the lane does not allow right turns at all",
+            );
+        }
+        let l = &lane.speed_limit_kmh;
+        for (name, v) in [
+            ("default", l.default),
+            ("car", l.car),
+            ("motorcycle", l.motorcycle),
+            ("bus", l.bus),
+            ("truck", l.truck),
+        ] {
+            if v == Some(0) {
+                return fail(format!("{f}.speed_limit_kmh.{name}"), "must be positive");
+            }
+        }
+    }
+    if let Some(s) = &c.speed {
+        check_speed(s, frame)?;
+    }
+    ids.clear();
+    for (i, z) in c.no_stopping_zones.iter().enumerate() {
+        let f = format!("no_stopping_zones[{i}]");
+        check_id(&f, &z.id, &mut ids)?;
+        check_polygon(&format!("{f}.polygon"), &z.polygon, frame)?;
+        if !(z.max_dwell_s.is_finite() && z.max_dwell_s > 0.0) {
+            return fail(format!("{f}.max_dwell_s"), "must be positive");
+        }
+    }
+    for (i, m) in c.privacy_masks.iter().enumerate() {
+        check_polygon(&format!("privacy_masks[{i}].polygon"), &m.polygon, frame)?;
+    }
+    check_rules(c)
+}
+
+fn check_speed(s: &super::SpeedCalibration, frame: FrameSize) -> Check {
+    if !(s.pixel_error_px.is_finite() && s.pixel_error_px >= 0.0) {
+        return fail("speed.pixel_error_px", "must be zero or positive");
+    }
+    if !(s.time_error_ms.is_finite() && s.time_error_ms >= 0.0) {
+        return fail("speed.time_error_ms", "must be zero or positive");
+    }
+    match (&s.two_lines, &s.homography) {
+        (Some(t), None) => {
+            for (i, l) in t.lines.iter().enumerate() {
+                check_segment(&format!("speed.two_lines.lines[{i}]"), *l, frame)?;
+            }
+            let [a, b] = t.lines;
+            if a.crossing(b.a, b.b).is_some() || b.crossing(a.a, a.b).is_some() {
+                return fail("speed.two_lines.lines", "the two lines must not cross");
+            }
+            if !(t.distance_m.is_finite() && t.distance_m > 0.0) {
+                return fail("speed.two_lines.distance_m", "must be positive");
+            }
+            if !(t.distance_error_m.is_finite()
+                && (0.0..t.distance_m).contains(&t.distance_error_m))
+            {
+                return fail(
+                    "speed.two_lines.distance_error_m",
+                    "must be zero or positive and below distance_m",
+                );
+            }
+            Ok(())
+        }
+        (None, Some(h)) => {
+            for (i, p) in h.image.iter().enumerate() {
+                check_point(&format!("speed.homography.image[{i}]"), *p, frame)?;
+            }
+            if h.window_ms == 0 {
+                return fail("speed.homography.window_ms", "must be positive");
+            }
+            match Homography::from_points(&h.image, &h.ground_m) {
+                Ok(_) => Ok(()),
+                Err(e) => fail("speed.homography", format!("not a usable homography: {e}")),
+            }
+        }
+        _ => fail(
+            "speed",
+            "needs exactly one of [speed.two_lines] and [speed.homography]",
+        ),
+    }
+}
+
+fn check_rules(c: &SiteConfig) -> Check {
+    let r = &c.rules;
+    let positive = [
+        ("rules.motion.stationary_px_s", r.motion.stationary_px_s),
+        ("rules.motion.heading_px", r.motion.heading_px),
+        ("rules.stop_line.max_past_px", r.stop_line.max_past_px),
+        ("rules.wrong_lane.decide_px", r.wrong_lane.decide_px),
+        (
+            "rules.wrong_way.min_distance_px",
+            r.wrong_way.min_distance_px,
+        ),
+        (
+            "rules.wrong_lane.straight_max_deg",
+            r.wrong_lane.straight_max_deg,
+        ),
+    ];
+    for (f, v) in positive {
+        if !(v.is_finite() && v > 0.0) {
+            return fail(f, "must be positive");
+        }
+    }
+    let non_negative = [
+        (
+            "rules.red_light.confirm_past_px",
+            r.red_light.confirm_past_px,
+        ),
+        ("rules.stop_line.min_past_px", r.stop_line.min_past_px),
+        ("rules.speeding.tolerance_kmh", r.speeding.tolerance_kmh),
+        (
+            "rules.speeding.tolerance_fraction",
+            r.speeding.tolerance_fraction,
+        ),
+        (
+            "rules.speeding.max_uncertainty_kmh",
+            r.speeding.max_uncertainty_kmh,
+        ),
+    ];
+    for (f, v) in non_negative {
+        if !(v.is_finite() && v >= 0.0) {
+            return fail(f, "must be zero or positive");
+        }
+    }
+    if r.motion.speed_window_ms == 0 {
+        return fail("rules.motion.speed_window_ms", "must be positive");
+    }
+    let wl = &r.wrong_lane;
+    if !(wl.u_turn_min_deg.is_finite()
+        && wl.u_turn_min_deg > wl.straight_max_deg
+        && wl.u_turn_min_deg <= 180.0)
+    {
+        return fail(
+            "rules.wrong_lane.u_turn_min_deg",
+            "must be above straight_max_deg and at most 180",
+        );
+    }
+    if r.speeding.enabled && c.speed.is_none() {
+        return fail(
+            "rules.speeding.enabled",
+            "speeding needs a [speed] calibration",
+        );
+    }
+    if r.illegal_stopping.enabled && c.no_stopping_zones.is_empty() {
+        return fail(
+            "rules.illegal_stopping.enabled",
+            "needs at least one [[no_stopping_zones]]",
+        );
+    }
+    Ok(())
+}
+
+fn check_id<'a>(field: &str, id: &'a str, seen: &mut HashSet<&'a str>) -> Check {
+    if id.trim().is_empty() {
+        return fail(format!("{field}.id"), "must not be empty");
+    }
+    if !seen.insert(id) {
+        return fail(format!("{field}.id"), format!("duplicate id {id:?}"));
+    }
+    Ok(())
+}
+
+fn check_point(field: &str, p: Point, frame: FrameSize) -> Check {
+    if !p.is_finite() {
+        return fail(field, "coordinates must be finite numbers");
+    }
+    let (w, h) = (f64::from(frame.width), f64::from(frame.height));
+    if !(0.0..=w).contains(&p.x) || !(0.0..=h).contains(&p.y) {
+        return fail(
+            field,
+            format!(
+                "point [{}, {}] is outside the {}x{} frame",
+                p.x, p.y, frame.width, frame.height
+            ),
+        );
+    }
+    Ok(())
+}
+
+fn check_segment(field: &str, s: Segment, frame: FrameSize) -> Check {
+    check_point(&format!("{field}[0]"), s.a, frame)?;
+    check_point(&format!("{field}[1]"), s.b, frame)?;
+    if s.length() < 2.0 {
+        return fail(field, "the two ends must be at least 2 px apart");
+    }
+    Ok(())
+}
+
+fn check_polygon(field: &str, poly: &Polygon, frame: FrameSize) -> Check {
+    if poly.points.len() < 3 {
+        return fail(
+            field,
+            format!(
+                "a polygon needs at least 3 points, got {}",
+                poly.points.len()
+            ),
+        );
+    }
+    for (i, p) in poly.points.iter().enumerate() {
+        check_point(&format!("{field}[{i}]"), *p, frame)?;
+    }
+    if poly.area() < 1.0 {
+        return fail(field, "the polygon is degenerate (zero area)");
+    }
+    Ok(())
+}
+
+fn check_rect(field: &str, r: Rect, frame: FrameSize) -> Check {
+    if r.w == 0 || r.h == 0 {
+        return fail(field, "width and height must be positive");
+    }
+    if u64::from(r.x) + u64::from(r.w) > u64::from(frame.width)
+        || u64::from(r.y) + u64::from(r.h) > u64::from(frame.height)
+    {
+        return fail(
+            field,
+            format!(
+                "the rectangle is outside the {}x{} frame",
+                frame.width, frame.height
+            ),
+        );
+    }
+    Ok(())
+}

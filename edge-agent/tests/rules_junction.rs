@@ -1,0 +1,231 @@
+//! Red light, right turn on red, stop-line encroachment and wrong
+//! manoeuvre on synthetic trajectories with exact expected violations.
+
+mod rules_support;
+
+use edge_agent::rules::RuleKind;
+use edge_agent::signal::SignalState::{self, Green, Red, Yellow};
+use protocol::VehicleClass::{Car, Motorcycle};
+use protocol::ViolationType;
+use rules_support::*;
+
+/// Green until frame 2, yellow until frame 5, red from frame 5.
+fn red_from_5(n: u64) -> SignalState {
+    match n {
+        0..2 => Green,
+        2..5 => Yellow,
+        _ => Red,
+    }
+}
+
+#[test]
+fn car_crossing_on_red_gives_one_red_light_violation() {
+    // Anchor y = 905 - 20 n: at frame 15 y = 605, at 16 y = 585, so the line
+    // (y = 600) is crossed a quarter of the way between them.
+    let out = run(
+        SITE,
+        &[Vehicle::new(7, Car, up(900.0, 905.0, 20.0))],
+        red_from_5,
+        40,
+    );
+    assert_eq!(out.summary(), vec![(7, ViolationType::RedLight)]);
+    let (reported_at, v) = &out.reported[0];
+    assert_eq!(v.kind, RuleKind::RedLight);
+    assert_eq!(v.frame, 16);
+    assert_eq!(v.at_us, ts(16));
+    assert_eq!((v.frames.before, v.frames.at, v.frames.after), (15, 16, 21));
+    assert_eq!(*reported_at, 21, "reported after_frames = 5 frames later");
+    assert_eq!(v.lane.as_deref(), Some("s2"));
+    assert_eq!(v.class, Car);
+    let sig = v.signal.as_ref().unwrap();
+    assert_eq!(sig.state, Red);
+    // Red since frame 5 (1000 ms before frame 15), crossing 25 ms after 15.
+    assert_eq!(sig.red_for_ms, Some(1025));
+    assert_eq!(v.bbox.y + v.bbox.h, 585.0);
+    assert_eq!(v.speed, None);
+}
+
+#[test]
+fn car_crossing_on_green_or_yellow_is_no_violation() {
+    let green = run(
+        SITE,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        |_| Green,
+        40,
+    );
+    assert_eq!(green.summary(), vec![]);
+    // Yellow from frame 10 to 20, crossing at 15.25, red afterwards while
+    // the car is still in view: the car was past the line on yellow.
+    let yellow = run(
+        SITE,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        |n| match n {
+            0..10 => Green,
+            10..20 => Yellow,
+            _ => Red,
+        },
+        40,
+    );
+    assert_eq!(yellow.summary(), vec![]);
+}
+
+#[test]
+fn red_that_began_between_the_frames_but_after_the_crossing_is_no_violation() {
+    // Red is first seen at frame 16; the crossing was at 15.25.
+    let out = run(
+        SITE,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        |n| if n < 16 { Yellow } else { Red },
+        40,
+    );
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn grace_after_red_is_configurable() {
+    let site = SITE.replace("grace_ms = 0", "grace_ms = 1100");
+    let out = run(
+        &site,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        red_from_5,
+        40,
+    );
+    assert_eq!(
+        out.summary(),
+        vec![],
+        "1025 ms into red is within a 1100 ms grace"
+    );
+    let site = SITE.replace("grace_ms = 0", "grace_ms = 1000");
+    let out = run(
+        &site,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        red_from_5,
+        40,
+    );
+    assert_eq!(out.summary(), vec![(1, ViolationType::RedLight)]);
+}
+
+#[test]
+fn vehicle_staying_past_the_line_on_red_is_reported_once() {
+    // Crosses on red, stops 60 px past the line and stays 40 frames.
+    let out = run(
+        SITE,
+        &[Vehicle::new(
+            3,
+            Car,
+            up_then_stop(900.0, 905.0, 20.0, 540.0),
+        )],
+        red_from_5,
+        60,
+    );
+    assert_eq!(out.summary(), vec![(3, ViolationType::RedLight)]);
+}
+
+#[test]
+fn disabled_rule_reports_nothing() {
+    let site = SITE.replacen(
+        "[rules.red_light]\nenabled = true",
+        "[rules.red_light]\nenabled = false",
+        1,
+    );
+    let out = run(
+        &site,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        red_from_5,
+        40,
+    );
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn right_turn_on_red_where_allowed_is_no_violation() {
+    let moto = Vehicle::new(4, Motorcycle, up_then_turn(1300.0, 905.0, 20.0, 560.0, 1.0));
+    let out = run(SITE, &[moto], red_from_5, 40);
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn right_turn_on_red_where_not_allowed_is_a_violation() {
+    let site = SITE.replace("right_turn_on_red = true", "right_turn_on_red = false");
+    let moto = Vehicle::new(4, Motorcycle, up_then_turn(1300.0, 905.0, 20.0, 560.0, 1.0));
+    let out = run(&site, &[moto], red_from_5, 40);
+    assert_eq!(out.summary(), vec![(4, ViolationType::RedLight)]);
+    assert_eq!(out.reported[0].1.lane.as_deref(), Some("s3"));
+}
+
+#[test]
+fn straight_on_red_from_a_right_turn_on_red_lane_is_a_violation() {
+    // Decided once 200 px past the crossing (frame 26); reported 5 later.
+    let moto = Vehicle::new(5, Motorcycle, up(1300.0, 905.0, 20.0));
+    let out = run(SITE, &[moto], red_from_5, 40);
+    assert_eq!(out.summary(), vec![(5, ViolationType::RedLight)]);
+    let (reported_at, v) = &out.reported[0];
+    assert_eq!(v.frame, 16, "the point of interest is still the crossing");
+    assert_eq!(*reported_at, 26);
+}
+
+#[test]
+fn two_side_by_side_only_the_one_crossing_on_red() {
+    let a = Vehicle::new(10, Car, up(900.0, 905.0, 20.0));
+    // Beside it in s1, stops 20 px before the line.
+    let b = Vehicle::new(11, Car, up_then_stop(550.0, 905.0, 20.0, 620.0));
+    let out = run(SITE, &[a, b], red_from_5, 40);
+    assert_eq!(out.summary(), vec![(10, ViolationType::RedLight)]);
+}
+
+#[test]
+fn wrong_manoeuvre_from_a_straight_only_lane() {
+    // A car in s2 (straight only) turns left on green.
+    let car = Vehicle::new(6, Car, up_then_turn(900.0, 905.0, 20.0, 560.0, -1.0));
+    let out = run(SITE, &[car], |_| Green, 40);
+    assert_eq!(out.summary(), vec![(6, ViolationType::WrongLane)]);
+    let v = &out.reported[0].1;
+    assert_eq!(v.kind, RuleKind::WrongManoeuvre);
+    assert_eq!(v.lane.as_deref(), Some("s2"));
+    assert_eq!(v.frames.before, 16, "the crossing");
+    // 15 px to the crossing point... path after it reaches 200 px at the
+    // frame where the anchor is 200 px along: y 585 → 560 (25 px, frame
+    // 17.25), then left 20 px per frame.
+    assert_eq!(v.frame, 26);
+    // The same car going straight is fine.
+    let ok = run(
+        SITE,
+        &[Vehicle::new(6, Car, up(900.0, 905.0, 20.0))],
+        |_| Green,
+        40,
+    );
+    assert_eq!(ok.summary(), vec![]);
+}
+
+#[test]
+fn stopped_beyond_the_line_during_red() {
+    // Crosses on yellow (frames 5-6), stops 15 px past the line at frame 6;
+    // red from frame 10. Stopped during red for 2000 ms at frame 30.
+    let out = run(
+        SITE,
+        &[Vehicle::new(
+            8,
+            Car,
+            up_then_stop(900.0, 705.0, 20.0, 585.0),
+        )],
+        |n| if n < 10 { Yellow } else { Red },
+        50,
+    );
+    assert_eq!(out.summary(), vec![(8, ViolationType::StopLine)]);
+    let v = &out.reported[0].1;
+    assert_eq!(v.kind, RuleKind::StopLine);
+    assert_eq!((v.frames.before, v.frame), (6, 30));
+    assert_eq!(v.signal.as_ref().unwrap().state, Red);
+    // Stopping before the line is fine.
+    let out = run(
+        SITE,
+        &[Vehicle::new(
+            8,
+            Car,
+            up_then_stop(900.0, 705.0, 20.0, 615.0),
+        )],
+        |n| if n < 10 { Yellow } else { Red },
+        50,
+    );
+    assert_eq!(out.summary(), vec![]);
+}

@@ -1,0 +1,249 @@
+//! Wrong way, wrong class, speeding and illegal stopping on synthetic
+//! trajectories; and the whole path detector boxes → tracker → rules.
+
+mod rules_support;
+
+use edge_agent::geometry::Point;
+use edge_agent::rules::{RuleEngine, RuleKind};
+use edge_agent::signal::{
+    ExternalFeed,
+    SignalState::{Green, Red, Yellow},
+};
+use edge_agent::site::SiteConfig;
+use edge_agent::track::{Detection, Tracker, TrackerConfig};
+use protocol::VehicleClass::{Car, Motorcycle, Truck};
+use protocol::ViolationType;
+use rules_support::*;
+
+#[test]
+fn wrong_way_in_the_exit_lane() {
+    // The exit lane runs up the image; this car drives down it, 10 px per
+    // frame from y = 20: 80 px against the lane at frame 8.
+    let out = run(
+        SITE,
+        &[Vehicle::new(1, Car, move |n| {
+            Some(Point::new(900.0, 20.0 + 10.0 * n as f64))
+        })],
+        |_| Green,
+        20,
+    );
+    assert_eq!(out.summary(), vec![(1, ViolationType::WrongWay)]);
+    let v = &out.reported[0].1;
+    assert_eq!((v.frames.before, v.frame), (0, 8));
+    assert_eq!(v.lane.as_deref(), Some("exit"));
+}
+
+#[test]
+fn jitter_and_the_right_direction_do_not_fire_wrong_way() {
+    // Standing in the exit lane with ±6 px jitter for 100 frames.
+    let jitter = Vehicle::new(1, Car, |n| {
+        Some(Point::new(
+            900.0,
+            200.0 + if n % 2 == 0 { 6.0 } else { -6.0 },
+        ))
+    });
+    // Driving the right way.
+    let right = Vehicle::new(2, Car, |n| Some(Point::new(800.0, 290.0 - 10.0 * n as f64)));
+    // Creeping back 3 px then forward 4 px, over and over.
+    let creep = Vehicle::new(3, Car, |n| {
+        Some(Point::new(
+            1000.0,
+            150.0 + 3.0 * (n % 2) as f64 - 0.5 * n as f64,
+        ))
+    });
+    let out = run(SITE, &[jitter, right, creep], |_| Green, 100);
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn car_in_the_motorcycle_lane() {
+    // Slowly up the motorcycle lane s3, well before the line.
+    let car = Vehicle::new(2, Car, up(1300.0, 1000.0, 5.0));
+    let moto = Vehicle::new(3, Motorcycle, up(1400.0, 1000.0, 5.0));
+    let out = run(SITE, &[car, moto], |_| Green, 30);
+    assert_eq!(out.summary(), vec![(2, ViolationType::WrongLane)]);
+    let v = &out.reported[0].1;
+    assert_eq!(v.kind, RuleKind::WrongClass);
+    assert_eq!(v.lane.as_deref(), Some("s3"));
+    // Class trusted from the 5th observation (frame 4); 1000 ms later.
+    assert_eq!((v.frames.before, v.frame), (4, 14));
+}
+
+#[test]
+fn speeding_between_two_lines() {
+    // 30 px per frame at 10 fps: line y = 1000 at frame 1.5, y = 700 at
+    // frame 11.5, so 15 m in 1.000 s = 54 km/h against 50 (+3 tolerance).
+    let out = run(
+        SITE,
+        &[Vehicle::new(9, Car, up(900.0, 1045.0, 30.0))],
+        |_| Green,
+        30,
+    );
+    assert_eq!(out.summary(), vec![(9, ViolationType::Speeding)]);
+    let v = &out.reported[0].1;
+    let s = v.speed.unwrap();
+    assert!((s.measured_kmh - 54.0).abs() < 1e-9, "{}", s.measured_kmh);
+    assert_eq!(s.limit_kmh, 50);
+    // σ per crossing: √(2² + (2 px / 0.3 px/ms)²) ms; with 0.05 m of 15 m.
+    let sigma_ms = (4.0f64 + (2.0 / 0.3f64).powi(2)).sqrt();
+    let rel = ((0.05f64 / 15.0).powi(2) + 2.0 * (sigma_ms / 1000.0).powi(2)).sqrt();
+    assert!(
+        (s.uncertainty_kmh - 54.0 * rel).abs() < 1e-9,
+        "{}",
+        s.uncertainty_kmh
+    );
+    assert!((s.uncertainty_kmh - 0.561).abs() < 0.001);
+    assert_eq!((v.frames.before, v.frame), (2, 12));
+    assert_eq!(v.lane.as_deref(), Some("s2"));
+}
+
+#[test]
+fn speed_limit_depends_on_class_and_tolerance() {
+    // 25 px per frame = 45 km/h: under 50 for the car, over 40 (+3) for the
+    // truck.
+    let car = Vehicle::new(1, Car, up(800.0, 1045.0, 25.0));
+    let truck = Vehicle::new(2, Truck, up(1000.0, 1045.0, 25.0));
+    let out = run(SITE, &[car, truck], |_| Green, 30);
+    assert_eq!(out.summary(), vec![(2, ViolationType::Speeding)]);
+    let s = out.reported[0].1.speed.unwrap();
+    assert!((s.measured_kmh - 45.0).abs() < 1e-9);
+    assert_eq!(s.limit_kmh, 40);
+    // 29 px per frame = 52.2 km/h: over 50 but within the 3 km/h tolerance.
+    let out = run(
+        SITE,
+        &[Vehicle::new(1, Car, up(900.0, 1045.0, 29.0))],
+        |_| Green,
+        30,
+    );
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn speeding_with_a_homography() {
+    // Ground plane: 100 px in the image = 5 m everywhere (a plain scale),
+    // so 20 px per frame at 10 fps = 10 m/s = 36 km/h; limit 30.
+    let site = SITE
+        .replace(
+            "[speed.two_lines]\nlines = [[[400, 1000], [1500, 1000]], [[400, 700], [1500, 700]]]\ndistance_m = 15.0\ndistance_error_m = 0.05\n",
+            "[speed.homography]\nimage = [[0, 0], [1000, 0], [1000, 1000], [0, 1000]]\nground_m = [[0, 0], [50, 0], [50, 50], [0, 50]]\nwindow_ms = 1000\n",
+        )
+        .replace("speed_limit_kmh = { default = 50, truck = 40 }", "speed_limit_kmh = { default = 30 }");
+    let out = run(
+        &site,
+        &[Vehicle::new(1, Car, up(900.0, 1045.0, 20.0))],
+        |_| Green,
+        30,
+    );
+    assert_eq!(out.summary(), vec![(1, ViolationType::Speeding)]);
+    let v = &out.reported[0].1;
+    let s = v.speed.unwrap();
+    assert!((s.measured_kmh - 36.0).abs() < 1e-6, "{}", s.measured_kmh);
+    assert_eq!(s.limit_kmh, 30);
+    // Each end ±2 px = ±0.1 m over 10 m; times ±2 ms over 1000 ms.
+    let rel = (2.0 * 0.01f64.powi(2) + 2.0 * 0.002f64.powi(2)).sqrt();
+    assert!(
+        (s.uncertainty_kmh - 36.0 * rel).abs() < 1e-6,
+        "{}",
+        s.uncertainty_kmh
+    );
+    // The first full 1000 ms window ends at frame 10.
+    assert_eq!((v.frames.before, v.frame), (0, 10));
+}
+
+#[test]
+fn illegal_stopping_after_the_dwell_time_and_not_before() {
+    // Drives left into the bus-stop zone, stops at frame 10, stays. The
+    // zone allows 3 s: violation at frame 40 (3000 ms after frame 10),
+    // reported 5 frames later.
+    let path = |n: u64| Some(Point::new(1890.0 - 20.0 * n.min(10) as f64, 850.0));
+    let out = run(SITE, &[Vehicle::new(5, Car, path)], |_| Green, 60);
+    assert_eq!(out.summary(), vec![(5, ViolationType::IllegalStopping)]);
+    let (reported_at, v) = &out.reported[0];
+    assert_eq!((v.frames.before, v.frame, v.frames.after), (10, 40, 45));
+    assert_eq!(*reported_at, 45);
+    // Leaving at frame 39 (0.1 s short): nothing.
+    let early = |n: u64| {
+        let x = if n <= 38 {
+            1890.0 - 20.0 * n.min(10) as f64
+        } else {
+            1690.0 - 40.0 * (n - 38) as f64
+        };
+        Some(Point::new(x, 850.0))
+    };
+    let out = run(SITE, &[Vehicle::new(5, Car, early)], |_| Green, 60);
+    assert_eq!(out.summary(), vec![]);
+}
+
+/// Detector boxes for a vehicle with anchor `a`.
+fn boxed(a: Point, class: protocol::VehicleClass) -> Detection {
+    Detection {
+        bbox: [(a.x - 60.0) as f32, (a.y - 90.0) as f32, 120.0, 90.0],
+        score: 0.85,
+        class,
+    }
+}
+
+#[test]
+fn tracker_and_rules_together() {
+    let site = SiteConfig::from_toml_str(SITE, "test.toml").unwrap();
+    let mut engine = RuleEngine::new(&site).unwrap();
+    let mut tracker = Tracker::new(TrackerConfig::default());
+    let mut feed = ExternalFeed::new();
+    let signal = |n: u64| match n {
+        0..2 => Green,
+        2..5 => Yellow,
+        _ => Red,
+    };
+    let mut found = Vec::new();
+    for n in 0..60u64 {
+        feed.set("main", signal(n), ts(n));
+        // Two cars side by side: the one in s2 runs the red, the one in s1
+        // stops before the line. One frame with no detections (occlusion).
+        let a = Point::new(900.0, 905.0 - 20.0 * n as f64);
+        let b = Point::new(570.0, (905.0 - 20.0 * n as f64).max(620.0));
+        let dets = if n == 12 {
+            vec![]
+        } else {
+            vec![boxed(a, Car), boxed(b, Car)]
+        };
+        tracker.update(frame(n), &dets);
+        found.extend(
+            engine
+                .update(frame(n), tracker.active(), tracker.ended(), &feed)
+                .iter()
+                .cloned(),
+        );
+    }
+    tracker.finish();
+    found.extend(
+        engine
+            .update(frame(60), tracker.active(), tracker.ended(), &feed)
+            .iter()
+            .cloned(),
+    );
+    // The car in s2 is the first track created (listed first).
+    let summary: Vec<_> = found
+        .iter()
+        .map(|v| (v.track_id, v.rule, v.lane.clone()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![(1, ViolationType::RedLight, Some("s2".to_owned()))]
+    );
+    assert_eq!(found[0].frame, 16);
+    assert_eq!(found[0].signal.as_ref().unwrap().red_for_ms, Some(1025));
+    assert_eq!(engine.tracked(), 0);
+}
+
+#[test]
+fn violation_time_converts() {
+    let out = run(
+        SITE,
+        &[Vehicle::new(7, Car, up(900.0, 905.0, 20.0))],
+        |n| if n < 5 { Green } else { Red },
+        40,
+    );
+    let v = &out.reported[0].1;
+    let at = v.at().unwrap();
+    assert_eq!(at.unix_timestamp_nanos(), i128::from(ts(16)) * 1000);
+}

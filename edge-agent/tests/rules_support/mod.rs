@@ -1,0 +1,240 @@
+//! A synthetic junction for the rule tests: a scripted scene of vehicles
+//! (anchor positions per frame) and a signal timeline, run through the
+//! rule engine frame by frame at 10 fps.
+
+#![allow(dead_code)]
+
+use edge_agent::geometry::{BBox, Point};
+use edge_agent::rules::{RuleEngine, Violation};
+use edge_agent::signal::{ExternalFeed, SignalState};
+use edge_agent::site::SiteConfig;
+use edge_agent::track::{FrameInfo, Track, TrackPoint};
+use protocol::VehicleClass;
+
+pub const T0: i64 = 1_750_000_000_000_000;
+pub const FRAME_US: i64 = 100_000;
+
+pub fn frame(n: u64) -> FrameInfo {
+    FrameInfo::new(n, ts(n))
+}
+
+pub fn ts(n: u64) -> i64 {
+    T0 + n as i64 * FRAME_US
+}
+
+/// The test junction: traffic drives up the image to a stop line at
+/// y = 600. Lanes below it: s1 (x 400–700, left/u-turn, no motorcycles),
+/// s2 (700–1100, straight, cars etc., 50 km/h, trucks 40), s3 (1100–1500,
+/// motorcycles, straight/right, right turn on red). An exit lane at the top
+/// (heading up). One signal group `main` from a feed. Speed lines at
+/// y = 1000 and y = 700, 15 m apart. A no-stopping zone at the right.
+pub const SITE: &str = r#"
+camera_id = "test-cam"
+frame = { width = 1920, height = 1080 }
+
+[[stop_lines]]
+id = "south"
+points = [[400, 600], [1500, 600]]
+approach_deg = -90
+
+[[lanes]]
+id = "s1"
+polygon = [[400, 600], [700, 600], [700, 1080], [400, 1080]]
+directions = ["left", "u_turn"]
+classes = ["car", "bus", "truck"]
+group = "main"
+stop_line = "south"
+speed_limit_kmh = { default = 50 }
+
+[[lanes]]
+id = "s2"
+polygon = [[700, 600], [1100, 600], [1100, 1080], [700, 1080]]
+directions = ["straight"]
+classes = ["car", "bus", "truck"]
+group = "main"
+stop_line = "south"
+speed_limit_kmh = { default = 50, truck = 40 }
+
+[[lanes]]
+id = "s3"
+polygon = [[1100, 600], [1500, 600], [1500, 1080], [1100, 1080]]
+directions = ["straight", "right"]
+classes = ["motorcycle"]
+group = "main"
+stop_line = "south"
+right_turn_on_red = true
+speed_limit_kmh = { motorcycle = 40 }
+
+[[lanes]]
+id = "exit"
+polygon = [[700, 0], [1100, 0], [1100, 300], [700, 300]]
+heading_deg = -90
+
+[[signals]]
+group = "main"
+mqtt_topic = "sig/main"
+
+[speed]
+pixel_error_px = 2.0
+time_error_ms = 2.0
+[speed.two_lines]
+lines = [[[400, 1000], [1500, 1000]], [[400, 700], [1500, 700]]]
+distance_m = 15.0
+distance_error_m = 0.05
+
+[[no_stopping_zones]]
+id = "bus-stop"
+polygon = [[1500, 700], [1900, 700], [1900, 1000], [1500, 1000]]
+max_dwell_s = 3
+
+[rules]
+after_frames = 5
+[rules.red_light]
+enabled = true
+grace_ms = 0
+confirm_past_px = 30.0
+[rules.stop_line]
+enabled = true
+min_stopped_ms = 2000
+[rules.wrong_lane]
+enabled = true
+decide_px = 200.0
+[rules.wrong_class]
+enabled = true
+min_dwell_ms = 1000
+min_observations = 5
+[rules.wrong_way]
+enabled = true
+min_distance_px = 80.0
+[rules.speeding]
+enabled = true
+[rules.illegal_stopping]
+enabled = true
+"#;
+
+/// One scripted vehicle: its anchor at each frame (`None`: not seen).
+pub struct Vehicle {
+    pub id: u64,
+    pub class: VehicleClass,
+    pub size: (f64, f64),
+    pub path: Box<dyn Fn(u64) -> Option<Point>>,
+}
+
+impl Vehicle {
+    pub fn new(
+        id: u64,
+        class: VehicleClass,
+        path: impl Fn(u64) -> Option<Point> + 'static,
+    ) -> Self {
+        let size = match class {
+            VehicleClass::Motorcycle => (40.0, 60.0),
+            VehicleClass::Car => (120.0, 90.0),
+            VehicleClass::Bus | VehicleClass::Truck => (200.0, 180.0),
+        };
+        Self {
+            id,
+            class,
+            size,
+            path: Box::new(path),
+        }
+    }
+
+    fn point(&self, n: u64) -> Option<TrackPoint> {
+        let a = (self.path)(n)?;
+        let (w, h) = self.size;
+        let bbox = BBox::from_xywh(a.x - w / 2.0, a.y - h, w, h);
+        Some(TrackPoint::new(frame(n), bbox, 0.9, self.class))
+    }
+}
+
+/// What a run produced: each violation with the frame it was reported in.
+pub struct Outcome {
+    pub reported: Vec<(u64, Violation)>,
+}
+
+impl Outcome {
+    pub fn violations(&self) -> Vec<&Violation> {
+        self.reported.iter().map(|(_, v)| v).collect()
+    }
+
+    /// `(track id, violation type)` pairs, in report order.
+    pub fn summary(&self) -> Vec<(u64, protocol::ViolationType)> {
+        self.reported
+            .iter()
+            .map(|(_, v)| (v.track_id, v.rule))
+            .collect()
+    }
+}
+
+/// Runs frames `0..frames`; `signal(n)` is the state shown at frame `n`.
+/// Every track ends after the last frame (or when its path stops).
+pub fn run(
+    site: &str,
+    vehicles: &[Vehicle],
+    signal: impl Fn(u64) -> SignalState,
+    frames: u64,
+) -> Outcome {
+    let site = SiteConfig::from_toml_str(site, "test.toml").expect("test site is valid");
+    let mut engine = RuleEngine::new(&site).expect("compiles");
+    let mut feed = ExternalFeed::new();
+    let mut tracks: Vec<Option<Track>> = vehicles.iter().map(|_| None).collect();
+    let mut reported = Vec::new();
+    for n in 0..frames {
+        feed.set("main", signal(n), ts(n));
+        let mut ended = Vec::new();
+        for (v, slot) in vehicles.iter().zip(tracks.iter_mut()) {
+            match (v.point(n), slot.as_mut()) {
+                (Some(p), Some(t)) => {
+                    t.push_point(p);
+                }
+                (Some(p), None) => *slot = Some(Track::from_point(v.id, p)),
+                (None, Some(_))
+                    if (v.path)(n + 1).is_none()
+                        && (n + 1..n + 50).all(|k| (v.path)(k).is_none()) =>
+                {
+                    ended.extend(slot.take());
+                }
+                _ => {}
+            }
+        }
+        let active: Vec<&Track> = tracks.iter().flatten().collect();
+        for v in engine.update(frame(n), active, &ended, &feed) {
+            reported.push((n, v.clone()));
+        }
+    }
+    let ended: Vec<Track> = tracks.into_iter().flatten().collect();
+    for v in engine.update(frame(frames), std::iter::empty(), &ended, &feed) {
+        reported.push((frames, v.clone()));
+    }
+    assert_eq!(engine.tracked(), 0, "ended tracks leave no state behind");
+    Outcome { reported }
+}
+
+/// A straight path up the image at `x`, from `y0`, `speed` px per frame.
+pub fn up(x: f64, y0: f64, speed: f64) -> impl Fn(u64) -> Option<Point> {
+    move |n| Some(Point::new(x, y0 - speed * n as f64))
+}
+
+/// Up the image until `y_stop`, then standing there.
+pub fn up_then_stop(x: f64, y0: f64, speed: f64, y_stop: f64) -> impl Fn(u64) -> Option<Point> {
+    move |n| Some(Point::new(x, (y0 - speed * n as f64).max(y_stop)))
+}
+
+/// Up the image to `y_turn`, then to the right (`dir = 1`) or left
+/// (`dir = -1`) at the same speed.
+pub fn up_then_turn(
+    x: f64,
+    y0: f64,
+    speed: f64,
+    y_turn: f64,
+    dir: f64,
+) -> impl Fn(u64) -> Option<Point> {
+    move |n| {
+        let y = y0 - speed * n as f64;
+        if y >= y_turn {
+            Some(Point::new(x, y))
+        } else {
+            Some(Point::new(x + dir * (y_turn - y), y_turn))
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The multi-object tracker on synthetic detections with known answers.
+
+use edge_agent::track::{Detection, FrameInfo, Tracker, TrackerConfig};
+use proptest::prelude::*;
+use protocol::VehicleClass;
+use std::collections::{BTreeMap, BTreeSet};
+
+const FRAME_US: i64 = 40_000; // 25 fps
+
+fn frame(n: u64) -> FrameInfo {
+    FrameInfo::new(n, 1_700_000_000_000_000 + n as i64 * FRAME_US)
+}
+
+fn det(x: f32, y: f32, w: f32, h: f32, score: f32, class: VehicleClass) -> Detection {
+    Detection {
+        bbox: [x, y, w, h],
+        score,
+        class,
+    }
+}
+
+fn car(x: f32, y: f32) -> Detection {
+    det(x, y, 120.0, 80.0, 0.9, VehicleClass::Car)
+}
+
+/// Runs frames and returns, per frame, the (id, box x) of active tracks seen
+/// in that frame.
+fn run(tracker: &mut Tracker, frames: &[Vec<Detection>]) -> Vec<Vec<(u64, f64)>> {
+    frames
+        .iter()
+        .enumerate()
+        .map(|(n, dets)| {
+            tracker.update(frame(n as u64), dets);
+            tracker
+                .active()
+                .filter(|t| t.misses() == 0)
+                .map(|t| (t.id(), t.last().unwrap().bbox.x))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn confirmed_after_three_hits_and_ids_from_one() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let frames: Vec<Vec<Detection>> = (0..5)
+        .map(|i| vec![car(100.0 + 8.0 * i as f32, 300.0)])
+        .collect();
+    let seen = run(&mut tr, &frames);
+    assert!(
+        seen[0].is_empty() && seen[1].is_empty(),
+        "tentative tracks are not reported"
+    );
+    assert_eq!(seen[2], vec![(1, 116.0)]);
+    assert_eq!(seen[4], vec![(1, 132.0)]);
+}
+
+#[test]
+fn one_frame_false_positive_never_becomes_a_track() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let mut frames: Vec<Vec<Detection>> = (0..10)
+        .map(|i| vec![car(100.0 + 8.0 * i as f32, 300.0)])
+        .collect();
+    frames[4].push(car(1500.0, 900.0));
+    let seen = run(&mut tr, &frames);
+    let ids: BTreeSet<u64> = seen.iter().flatten().map(|(id, _)| *id).collect();
+    assert_eq!(ids, BTreeSet::from([1]));
+}
+
+#[test]
+fn keeps_id_through_short_occlusion() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // 10 px per frame to the right; hidden for frames 10..16.
+    let frames: Vec<Vec<Detection>> = (0..30)
+        .map(|i| {
+            if (10..16).contains(&i) {
+                vec![]
+            } else {
+                vec![car(100.0 + 10.0 * i as f32, 300.0)]
+            }
+        })
+        .collect();
+    let mut ended = 0;
+    for (n, dets) in frames.iter().enumerate() {
+        tr.update(frame(n as u64), dets);
+        ended += tr.ended().len();
+    }
+    let active: Vec<_> = tr.active().collect();
+    assert_eq!(active.len(), 1);
+    assert_eq!(active[0].id(), 1);
+    assert_eq!(ended, 0);
+    // 30 frames minus 6 hidden.
+    assert_eq!(active[0].trajectory().len(), 24);
+    let frames_seen: Vec<u64> = active[0].trajectory().iter().map(|p| p.frame).collect();
+    assert!(!frames_seen.contains(&12));
+    assert_eq!(active[0].last().unwrap().anchor.x, 100.0 + 290.0 + 60.0);
+}
+
+#[test]
+fn lost_track_ends_once_after_max_misses() {
+    let cfg = TrackerConfig {
+        max_misses: 5,
+        ..TrackerConfig::default()
+    };
+    let mut tr = Tracker::new(cfg);
+    let mut ended_at = Vec::new();
+    for n in 0..20u64 {
+        let dets = if n < 8 {
+            vec![car(100.0 + 5.0 * n as f32, 300.0)]
+        } else {
+            vec![]
+        };
+        tr.update(frame(n), &dets);
+        for t in tr.ended() {
+            ended_at.push((n, t.id(), t.trajectory().len()));
+        }
+    }
+    // Last seen at frame 7; misses 1..=5 at frames 8..=12, ends at 13.
+    assert_eq!(ended_at, vec![(13, 1, 8)]);
+    assert_eq!(tr.active().count(), 0);
+}
+
+#[test]
+fn two_vehicles_side_by_side_keep_their_ids() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // Two cars driving up the image in adjacent lanes, 4 px apart.
+    let frames: Vec<Vec<Detection>> = (0..40)
+        .map(|i| {
+            let y = 900.0 - 12.0 * i as f32;
+            vec![
+                det(500.0, y, 120.0, 90.0, 0.9, VehicleClass::Car),
+                det(624.0, y + 3.0, 120.0, 90.0, 0.8, VehicleClass::Car),
+            ]
+        })
+        .collect();
+    let seen = run(&mut tr, &frames);
+    for f in &seen[2..] {
+        let by_id: BTreeMap<u64, f64> = f.iter().copied().collect();
+        assert_eq!(by_id.len(), 2, "{f:?}");
+        assert_eq!(by_id[&1], 500.0);
+        assert_eq!(by_id[&2], 624.0);
+    }
+}
+
+#[test]
+fn no_id_swap_when_boxes_pass_close() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    // Two cars passing each other in opposite directions; their boxes
+    // overlap for several frames (vertical offset 30 px of 80).
+    let frames: Vec<Vec<Detection>> = (0..60)
+        .map(|i| {
+            let t = i as f32;
+            vec![car(100.0 + 15.0 * t, 300.0), car(1000.0 - 15.0 * t, 330.0)]
+        })
+        .collect();
+    let seen = run(&mut tr, &frames);
+    let mut xs: BTreeMap<u64, Vec<f64>> = BTreeMap::new();
+    for f in &seen {
+        for (id, x) in f {
+            xs.entry(*id).or_default().push(*x);
+        }
+    }
+    assert_eq!(xs.len(), 2, "exactly two ids: {:?}", xs.keys());
+    let right = &xs[&1];
+    let left = &xs[&2];
+    assert!(
+        right.windows(2).all(|w| w[1] > w[0]),
+        "track 1 always moves right"
+    );
+    assert!(
+        left.windows(2).all(|w| w[1] < w[0]),
+        "track 2 always moves left"
+    );
+    assert_eq!(right.len(), 58);
+    assert_eq!(left.len(), 58);
+}
+
+#[test]
+fn low_score_detections_keep_a_track_alive() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    for n in 0..20u64 {
+        let score = if n < 5 { 0.9 } else { 0.3 };
+        let d = det(
+            100.0 + 6.0 * n as f32,
+            300.0,
+            120.0,
+            80.0,
+            score,
+            VehicleClass::Car,
+        );
+        tr.update(frame(n), &[d]);
+    }
+    let t: Vec<_> = tr.active().collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!(t[0].misses(), 0);
+    assert_eq!(t[0].trajectory().len(), 20);
+}
+
+#[test]
+fn class_by_majority_vote() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    for n in 0..10u64 {
+        let class = if n % 3 == 0 {
+            VehicleClass::Truck
+        } else {
+            VehicleClass::Bus
+        };
+        tr.update(
+            frame(n),
+            &[det(100.0 + 5.0 * n as f32, 300.0, 200.0, 150.0, 0.9, class)],
+        );
+    }
+    let t = tr.active().next().unwrap();
+    // Trucks at 0, 3, 6, 9 (4 votes), buses 6 votes.
+    assert_eq!(t.class(), VehicleClass::Bus);
+}
+
+#[test]
+fn invalid_boxes_are_ignored() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let bad = [
+        det(f32::NAN, 0.0, 10.0, 10.0, 0.9, VehicleClass::Car),
+        det(0.0, 0.0, -10.0, 10.0, 0.9, VehicleClass::Car),
+        det(0.0, 0.0, 1e30, 10.0, 0.9, VehicleClass::Car),
+        det(0.0, 0.0, f32::INFINITY, 10.0, 0.9, VehicleClass::Car),
+        det(0.0, 0.0, 10.0, 10.0, f32::NAN, VehicleClass::Car),
+        det(0.0, 0.0, 0.5, 0.5, 0.9, VehicleClass::Car),
+    ];
+    for n in 0..10 {
+        tr.update(frame(n), &bad);
+    }
+    assert_eq!(tr.active().count(), 0);
+}
+
+#[test]
+fn finish_ends_every_track() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    for n in 0..5u64 {
+        tr.update(frame(n), &[car(100.0, 100.0), car(600.0, 100.0)]);
+    }
+    tr.finish();
+    assert_eq!(tr.ended().len(), 2);
+    assert_eq!(tr.active().count(), 0);
+}
+
+fn any_f32() -> impl Strategy<Value = f32> {
+    prop_oneof![
+        4 => -100.0f32..2000.0,
+        1 => Just(f32::NAN),
+        1 => Just(f32::INFINITY),
+        1 => Just(f32::NEG_INFINITY),
+        1 => Just(f32::MAX),
+        1 => Just(-1e30f32),
+        1 => Just(0.0f32),
+        1 => any::<f32>(),
+    ]
+}
+
+fn any_detection() -> impl Strategy<Value = Detection> {
+    (
+        any_f32(),
+        any_f32(),
+        any_f32(),
+        any_f32(),
+        prop_oneof![3 => 0.0f32..1.0, 1 => any::<f32>()],
+        prop_oneof![
+            Just(VehicleClass::Car),
+            Just(VehicleClass::Motorcycle),
+            Just(VehicleClass::Bus),
+            Just(VehicleClass::Truck)
+        ],
+    )
+        .prop_map(|(x, y, w, h, score, class)| Detection {
+            bbox: [x, y, w, h],
+            score,
+            class,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+    #[test]
+    fn tracker_never_panics(
+        frames in prop::collection::vec(prop::collection::vec(any_detection(), 0..12), 1..40),
+        jumps in prop::collection::vec(0u64..5, 40),
+    ) {
+        let mut tr = Tracker::new(TrackerConfig { confirm_hits: 1, max_misses: 3, ..TrackerConfig::default() });
+        let mut n = 0u64;
+        for (i, dets) in frames.iter().enumerate() {
+            n += jumps[i];
+            tr.update(frame(n), dets);
+            let ids: Vec<u64> = tr.active().map(|t| t.id()).collect();
+            let unique: BTreeSet<u64> = ids.iter().copied().collect();
+            prop_assert_eq!(ids.len(), unique.len());
+            for t in tr.active() {
+                let b = t.last().unwrap().bbox;
+                prop_assert!(b.is_valid());
+                prop_assert!(b.w >= 2.0 && b.h >= 2.0);
+            }
+        }
+    }
+}
