@@ -17,7 +17,7 @@ PACKAGES=(
   # servers the tests start on loopback in temporary directories
   postgresql mosquitto
   # fonts for the synthetic plate generator (licences in models/README.md)
-  fonts-dejavu-core fonts-liberation2 fonts-freefont-ttf
+  fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-roboto-unhinted
 )
 
 missing=()
