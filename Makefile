@@ -56,8 +56,14 @@ demo: setup
 bench: setup
 	$(CARGO) bench -p plate-ocr
 
+# Long property-based fuzzing of everything that parses outside input
+# (wire messages, topics, plate text, tracker input): the same properties
+# `make test` runs with proptest's default 256 cases, here with many more.
+FUZZ_CASES ?= 200000
 fuzz:
-	@echo "no fuzz targets yet"
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p protocol --test canonical_props --test topics
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p plate-ocr --no-default-features --test grammar_props --test fuse
+	PROPTEST_CASES=$(shell expr $(FUZZ_CASES) / 100) $(CARGO) test --release -p edge-agent --test track_tracker
 
 clean:
 	$(CARGO) clean

@@ -278,7 +278,7 @@ fn any_detection() -> impl Strategy<Value = Detection> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(200)))]
     #[test]
     fn tracker_never_panics(
         frames in prop::collection::vec(prop::collection::vec(any_detection(), 0..12), 1..40),

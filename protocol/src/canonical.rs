@@ -140,12 +140,12 @@ fn write_string(out: &mut String, s: &str) {
 fn write_number(out: &mut String, n: &Number) -> Result<(), CanonicalError> {
     if let Some(u) = n.as_u64() {
         if u > MAX_SAFE_INTEGER {
-            return Err(CanonicalError::UnsafeInteger(u.to_string()));
+            return write_large_integer(out, u as f64, &u.to_string());
         }
         let _ = write!(out, "{u}");
     } else if let Some(i) = n.as_i64() {
         if i.unsigned_abs() > MAX_SAFE_INTEGER {
-            return Err(CanonicalError::UnsafeInteger(i.to_string()));
+            return write_large_integer(out, i as f64, &i.to_string());
         }
         let _ = write!(out, "{i}");
     } else if let Some(f) = n.as_f64() {
@@ -155,6 +155,22 @@ fn write_number(out: &mut String, n: &Number) -> Result<(), CanonicalError> {
         // that fits none of u64, i64, f64.
         return Err(CanonicalError::UnsafeInteger(n.to_string()));
     }
+    Ok(())
+}
+
+/// An integer beyond ±(2^53 − 1) is accepted only when it is exactly the
+/// text ECMAScript prints for the double it rounds to: that is how a large
+/// double (say 3.1e16) reads back after canonicalisation, so canonical bytes
+/// stay canonical when parsed again (found by `make fuzz`). Any other large
+/// integer would lose digits as a double — two payloads with one canonical
+/// form — and is refused.
+fn write_large_integer(out: &mut String, as_double: f64, text: &str) -> Result<(), CanonicalError> {
+    let mut printed = String::new();
+    write_f64(&mut printed, as_double)?;
+    if printed != text {
+        return Err(CanonicalError::UnsafeInteger(text.to_string()));
+    }
+    out.push_str(&printed);
     Ok(())
 }
 
@@ -346,10 +362,16 @@ mod tests {
             "[0,-1,52,9007199254740991]"
         );
         assert_eq!(canon(&json!(-9007199254740991_i64)), "-9007199254740991");
+        // 2^53 + 1 has no double: refused. 2^53 is exactly a double, and
+        // prints as ECMAScript prints that double: kept.
         assert!(matches!(
-            canonical_bytes(&json!(9007199254740992_u64)),
+            canonical_bytes(&json!(9007199254740993_u64)),
             Err(CanonicalError::UnsafeInteger(_))
         ));
+        assert_eq!(canon(&json!(9007199254740992_u64)), "9007199254740992");
+        // A large double reads back as an integer and canonicalises the same.
+        let big = canon(&json!(-3.1275530691500276e16));
+        assert_eq!(canon(&serde_json::from_str(&big).unwrap()), big);
         assert!(matches!(
             canonical_bytes(&json!(i64::MIN)),
             Err(CanonicalError::UnsafeInteger(_))
