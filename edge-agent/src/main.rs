@@ -66,7 +66,7 @@ fn main() -> Result<()> {
                         .with_context(|| format!("site configuration {}", p.display()))
                 })
                 .transpose()?;
-            let mut det: Box<dyn VehicleDetector> = match detector.as_str() {
+            let det: Box<dyn VehicleDetector> = match detector.as_str() {
                 "yolox" => Box::new(YoloxDetector::new(YoloxConfig {
                     threads,
                     ..YoloxConfig::default()
@@ -75,8 +75,7 @@ fn main() -> Result<()> {
                 other => return Err(anyhow!("unknown detector `{other}` (yolox or motion)")),
             };
             let spec = SourceSpec::parse(&video)?;
-            let summary =
-                edge_agent::replay::replay(&spec, det.as_mut(), site.as_ref(), max_frames)?;
+            let summary = edge_agent::replay::replay(&spec, det, site.as_ref(), max_frames)?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }

@@ -151,6 +151,8 @@ impl Frame {
         if bgr.len() != stride * height as usize || width == 0 || height == 0 {
             return None;
         }
+        // GStreamer buffers need the library initialised (idempotent).
+        gst::init().ok()?;
         let buffer = std::sync::Arc::new(
             gst::Buffer::from_mut_slice(bgr)
                 .into_mapped_buffer_readable()

@@ -26,6 +26,10 @@ pub struct MotionConfig {
     pub min_area: f32,
     /// Blobs at least this large (full-frame pixels) are cars, smaller ones motorcycles.
     pub car_min_area: f32,
+    /// Background learning rate per frame; negative picks MOG2's automatic
+    /// rate (1/frames seen, fast at first). A small fixed rate keeps a car
+    /// waiting at the line from fading into the background within seconds.
+    pub learning_rate: f64,
 }
 
 impl Default for MotionConfig {
@@ -36,6 +40,7 @@ impl Default for MotionConfig {
             var_threshold: 25.0,
             min_area: 150.0,
             car_min_area: 2500.0,
+            learning_rate: -1.0,
         }
     }
 }
@@ -93,7 +98,7 @@ impl VehicleDetector for MotionDetector {
             &mut self.mog,
             &self.small,
             &mut self.mask,
-            -1.0,
+            self.cfg.learning_rate,
         )
         .map_err(cv("background subtraction"))?;
         let anchor = Point::new(-1, -1);

@@ -1,0 +1,265 @@
+//! Synthetic intersection scenes with known answers, for tests and demos.
+//!
+//! A [`Scene`] renders a one-approach intersection (road, lane markings, a
+//! stop line, a signal head cycling red/yellow/green) with scripted
+//! vehicles — coloured boxes carrying white plates with rendered text —
+//! moving along straight paths. It writes the matching site configuration
+//! and computes the ground truth (which vehicle crosses the stop line on
+//! red), so a test can run the real analysis on the frames and compare
+//! violation lists exactly.
+
+use crate::capture::Frame;
+use opencv::core::{CV_8UC3, Mat, Point, Rect, Scalar};
+use opencv::imgproc;
+use opencv::prelude::*;
+use protocol::{SignalState, VehicleClass};
+use time::OffsetDateTime;
+
+/// The signal cycle, in frames: green, then yellow, then red, repeating,
+/// starting at green on frame 0.
+#[derive(Debug, Clone, Copy)]
+pub struct SignalCycle {
+    pub green: u64,
+    pub yellow: u64,
+    pub red: u64,
+}
+
+impl SignalCycle {
+    /// The signal shown on frame `n`.
+    pub fn state(&self, n: u64) -> SignalState {
+        let t = n % (self.green + self.yellow + self.red).max(1);
+        if t < self.green {
+            SignalState::Green
+        } else if t < self.green + self.yellow {
+            SignalState::Yellow
+        } else {
+            SignalState::Red
+        }
+    }
+}
+
+/// A vehicle moving straight up the image at constant speed, from
+/// `enter_frame`, stopping for good at `stop_at_y` (its bottom edge) if set.
+#[derive(Debug, Clone)]
+pub struct ScriptedVehicle {
+    pub class: VehicleClass,
+    /// Left edge, px.
+    pub x: i32,
+    pub width: i32,
+    pub height: i32,
+    /// Bottom edge when it enters, px.
+    pub start_bottom: f32,
+    /// Pixels per frame, upwards.
+    pub speed: f32,
+    pub enter_frame: u64,
+    pub stop_at_y: Option<f32>,
+    pub plate: String,
+    /// Body colour, BGR.
+    pub colour: [u8; 3],
+}
+
+impl ScriptedVehicle {
+    /// Bottom edge on frame `n`, or `None` before it enters or after it left.
+    pub fn bottom(&self, n: u64) -> Option<f32> {
+        if n < self.enter_frame {
+            return None;
+        }
+        let mut y = self.start_bottom - self.speed * (n - self.enter_frame) as f32;
+        if let Some(stop) = self.stop_at_y {
+            y = y.max(stop);
+        }
+        (y > 0.0).then_some(y)
+    }
+}
+
+/// A rendered intersection.
+#[derive(Debug, Clone)]
+pub struct Scene {
+    pub width: i32,
+    pub height: i32,
+    pub fps: u32,
+    /// y of the stop line, px.
+    pub stop_y: i32,
+    pub signal: SignalCycle,
+    pub vehicles: Vec<ScriptedVehicle>,
+    /// Wall-clock time of frame 0.
+    pub start: OffsetDateTime,
+}
+
+const LAMP: i32 = 24;
+const LAMP_X_FROM_RIGHT: i32 = 60;
+
+impl Scene {
+    fn lamp_rect(&self, i: i32) -> Rect {
+        Rect::new(
+            self.width - LAMP_X_FROM_RIGHT,
+            20 + i * (LAMP + 8),
+            LAMP,
+            LAMP,
+        )
+    }
+
+    /// The site configuration that matches this scene: one approach lane
+    /// below the stop line (heading up the image), its signal read from the
+    /// drawn lamps.
+    pub fn site_toml(&self) -> String {
+        let (w, h, y) = (self.width, self.height, self.stop_y);
+        let r = |i: i32| {
+            let q = self.lamp_rect(i);
+            format!("[{}, {}, {}, {}]", q.x, q.y, q.width, q.height)
+        };
+        format!(
+            r#"camera_id = "synthetic"
+
+[frame]
+width = {w}
+height = {h}
+
+[[stop_lines]]
+id = "main"
+points = [[40, {y}], [{x1}, {y}]]
+approach_deg = -90
+
+[[lanes]]
+id = "approach"
+polygon = [[40, {y}], [{x1}, {y}], [{x1}, {hb}], [40, {hb}]]
+directions = ["straight"]
+group = "main"
+stop_line = "main"
+
+[[lanes]]
+id = "exit"
+polygon = [[40, 0], [{x1}, 0], [{x1}, {y}], [40, {y}]]
+heading_deg = -90
+
+[[signals]]
+group = "main"
+confirm_frames = 2
+[signals.lamps]
+red = {red}
+yellow = {yellow}
+green = {green}
+
+[rules.red_light]
+enabled = true
+"#,
+            x1 = w - 100,
+            hb = h - 1,
+            red = r(0),
+            yellow = r(1),
+            green = r(2),
+        )
+    }
+
+    /// Renders frame `n`.
+    pub fn render(&self, n: u64) -> Result<Frame, opencv::Error> {
+        let mut m = Mat::new_rows_cols_with_default(
+            self.height,
+            self.width,
+            CV_8UC3,
+            Scalar::new(90.0, 90.0, 90.0, 0.0),
+        )?;
+        let white = Scalar::new(235.0, 235.0, 235.0, 0.0);
+        // Lane edge markings and the stop line.
+        for x in [40, self.width - 100] {
+            imgproc::line(
+                &mut m,
+                Point::new(x, 0),
+                Point::new(x, self.height),
+                white,
+                2,
+                imgproc::LINE_8,
+                0,
+            )?;
+        }
+        imgproc::line(
+            &mut m,
+            Point::new(40, self.stop_y),
+            Point::new(self.width - 100, self.stop_y),
+            white,
+            4,
+            imgproc::LINE_8,
+            0,
+        )?;
+        // Signal head.
+        let state = self.signal.state(n);
+        let lit = [
+            (SignalState::Red, Scalar::new(30.0, 30.0, 250.0, 0.0)),
+            (SignalState::Yellow, Scalar::new(30.0, 210.0, 250.0, 0.0)),
+            (SignalState::Green, Scalar::new(60.0, 230.0, 40.0, 0.0)),
+        ];
+        for (i, (s, colour)) in lit.iter().enumerate() {
+            let c = if *s == state {
+                *colour
+            } else {
+                Scalar::new(35.0, 35.0, 35.0, 0.0)
+            };
+            imgproc::rectangle(&mut m, self.lamp_rect(i as i32), c, -1, imgproc::LINE_8, 0)?;
+        }
+        // Vehicles with their plates.
+        for v in &self.vehicles {
+            let Some(bottom) = v.bottom(n) else { continue };
+            let top = (bottom - v.height as f32).round() as i32;
+            let body = Rect::new(v.x, top, v.width, v.height);
+            let [b, g, r] = v.colour;
+            imgproc::rectangle(
+                &mut m,
+                body,
+                Scalar::new(b as f64, g as f64, r as f64, 0.0),
+                -1,
+                imgproc::LINE_8,
+                0,
+            )?;
+            let pw = (v.width * 2 / 3).max(10);
+            let ph = (pw / 3).max(6);
+            let plate = Rect::new(v.x + (v.width - pw) / 2, bottom as i32 - ph - 4, pw, ph);
+            imgproc::rectangle(&mut m, plate, white, -1, imgproc::LINE_8, 0)?;
+            // Fit the text inside the plate.
+            let mut baseline = 0;
+            let unit = imgproc::get_text_size(
+                &v.plate,
+                imgproc::FONT_HERSHEY_PLAIN,
+                1.0,
+                1,
+                &mut baseline,
+            )?;
+            let scale = (ph as f64 / 14.0).min((pw - 4) as f64 / unit.width.max(1) as f64);
+            imgproc::put_text(
+                &mut m,
+                &v.plate,
+                Point::new(plate.x + 2, plate.y + ph - 3),
+                imgproc::FONT_HERSHEY_PLAIN,
+                scale,
+                Scalar::new(10.0, 10.0, 10.0, 0.0),
+                1,
+                imgproc::LINE_AA,
+                false,
+            )?;
+        }
+        let bytes = m.data_bytes()?.to_vec();
+        let time = self.start
+            + time::Duration::nanoseconds((n as i64) * 1_000_000_000 / self.fps.max(1) as i64);
+        Frame::from_bgr(n, time, self.width as u32, self.height as u32, bytes)
+            .ok_or_else(|| opencv::Error::new(opencv::core::StsError, "frame size mismatch"))
+    }
+
+    /// Ground truth over `frames`: the indexes of vehicles whose bottom edge
+    /// crosses the stop line while the signal is red.
+    pub fn red_light_runners(&self, frames: u64) -> Vec<usize> {
+        let line = self.stop_y as f32;
+        let mut out = Vec::new();
+        for (i, v) in self.vehicles.iter().enumerate() {
+            for n in 1..frames {
+                if let (Some(a), Some(b)) = (v.bottom(n - 1), v.bottom(n)) {
+                    if a >= line && b < line {
+                        if self.signal.state(n) == SignalState::Red {
+                            out.push(i);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
