@@ -5,12 +5,15 @@
 //! and from communication (the durable outbox and MQTT delivery), so a slow
 //! plate read or a dead network never stalls a camera.
 
+pub mod analysis;
 pub mod capture;
 pub mod detect;
+pub mod evidence;
 pub mod geometry;
 pub mod models;
 pub mod replay;
 pub mod rules;
+pub mod scene;
 pub mod signal;
 pub mod site;
 pub mod track;

@@ -2,12 +2,13 @@
 
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
-use edge_agent::capture::SourceSpec;
+use edge_agent::capture::{FrameSource, Pacing, SourceSpec};
 use edge_agent::detect::{
     MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector,
 };
 use edge_agent::site::SiteConfig;
 use std::path::PathBuf;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(version, about = "Traffic enforcement edge agent")]
@@ -20,6 +21,22 @@ struct Cli {
 enum Cmd {
     /// Check that every model this box needs is present and verified.
     CheckModels,
+    /// Draw the whole site configuration on frame N of a recording or stream
+    /// (a PNG a technician checks the configuration with).
+    Calibrate {
+        /// Site configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// Video file or stream address.
+        #[arg(long)]
+        source: String,
+        /// Frame number to draw on.
+        #[arg(long, default_value_t = 0)]
+        frame: u64,
+        /// Output PNG.
+        #[arg(long, default_value = "calibration.png")]
+        out: PathBuf,
+    },
     /// Process a recording as fast as possible and print a JSON summary
     /// (tracks per class, violations, analysed fps).
     Replay {
@@ -51,6 +68,29 @@ fn main() -> Result<()> {
             for p in paths {
                 println!("ok {}", p.display());
             }
+            Ok(())
+        }
+        Cmd::Calibrate {
+            config,
+            source,
+            frame,
+            out,
+        } => {
+            let site = SiteConfig::load(&config)
+                .with_context(|| format!("site configuration {}", config.display()))?;
+            let spec = SourceSpec::parse(&source)?;
+            let expect = Some((site.frame.width, site.frame.height));
+            let mut frames = FrameSource::open(&spec, Pacing::AsFastAsPossible, expect)?;
+            let picked = loop {
+                match frames.next_frame(Duration::from_secs(10))? {
+                    Some(f) if f.number == frame => break f,
+                    Some(_) => continue,
+                    None => return Err(anyhow!("{source} ended before frame {frame}")),
+                }
+            };
+            let png = edge_agent::evidence::calibration_png(&picked, &site)?;
+            std::fs::write(&out, png).with_context(|| format!("writing {}", out.display()))?;
+            println!("wrote {}", out.display());
             Ok(())
         }
         Cmd::Replay {

@@ -250,13 +250,14 @@ enabled = true
         let mut out = Vec::new();
         for (i, v) in self.vehicles.iter().enumerate() {
             for n in 1..frames {
-                if let (Some(a), Some(b)) = (v.bottom(n - 1), v.bottom(n)) {
-                    if a >= line && b < line {
-                        if self.signal.state(n) == SignalState::Red {
-                            out.push(i);
-                        }
-                        break;
+                if let (Some(a), Some(b)) = (v.bottom(n - 1), v.bottom(n))
+                    && a >= line
+                    && b < line
+                {
+                    if self.signal.state(n) == SignalState::Red {
+                        out.push(i);
                     }
+                    break;
                 }
             }
         }

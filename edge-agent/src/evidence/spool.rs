@@ -1,0 +1,294 @@
+//! The spool: one directory per event, `<spool>/<event-uuid>/`, written so
+//! that a directory under its final name is always complete.
+//!
+//! Files are made in `<spool>/<event-uuid>.partial/`: each is written to a
+//! hidden temp name, fsynced and renamed; then the directory is fsynced,
+//! renamed to `<event-uuid>` and the spool directory fsynced. A crash
+//! leaves at most a `.partial` directory, which is never presented as
+//! evidence (a new attempt for the same event replaces it; the outbox may
+//! delete stale ones). Besides the evidence files the directory holds
+//! `manifest.json` (the items, what is missing and why), which is not
+//! itself an evidence item.
+//!
+//! Files: `before.jpg`, `at.jpg`, `after.jpg` (privacy-masked originals),
+//! `before_annotated.jpg`, `at_annotated.jpg`, `after_annotated.jpg`,
+//! `vehicle.jpg` (lower half of the violator's box), `signal.jpg` (the
+//! lane's signal head, when it is read from the image), `plate.jpg` (when
+//! the plate reader supplied one) and `clip.mp4`. Roles: `at.jpg` is the
+//! `overview`; the other stills are `frame`s.
+
+use super::clip::encode_clip;
+use super::collector::EvidenceJob;
+use super::stills::{self, Annotation, Moment};
+use super::{EvidenceError, io};
+use crate::geometry::BBox;
+use protocol::{EvidenceItem, EvidenceRole, sha256_hex_reader};
+use serde::Serialize;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+
+/// A piece of evidence that could not be made, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MissingEvidence {
+    /// The file that is absent, e.g. `before.jpg`.
+    pub name: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What [`EvidenceJob::write`] produced.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvidenceSet {
+    /// The event.
+    pub event_id: Uuid,
+    /// The complete directory, `<spool>/<event_id>`.
+    pub dir: PathBuf,
+    /// Every evidence file with its size and SHA-256, for the event.
+    pub items: Vec<EvidenceItem>,
+    /// What could not be made (empty when the set is whole).
+    pub missing: Vec<MissingEvidence>,
+    /// Whether the clip covers the whole `post` window.
+    pub window_complete: bool,
+}
+
+const JPEG: &str = "image/jpeg";
+
+struct Writer {
+    dir: PathBuf,
+    items: Vec<EvidenceItem>,
+}
+
+impl Writer {
+    fn bytes(
+        &mut self,
+        name: &str,
+        role: EvidenceRole,
+        media: &str,
+        bytes: &[u8],
+    ) -> Result<(), EvidenceError> {
+        let tmp = self.dir.join(format!(".{name}.tmp"));
+        let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
+        f.write_all(bytes).map_err(io("writing", &tmp))?;
+        f.sync_all().map_err(io("syncing", &tmp))?;
+        let dest = self.dir.join(name);
+        fs::rename(&tmp, &dest).map_err(io("renaming into", &dest))?;
+        self.items
+            .push(EvidenceItem::from_bytes(name, media, role, bytes));
+        Ok(())
+    }
+
+    /// Adds a file already written at `tmp` (synced and renamed here).
+    fn file(
+        &mut self,
+        tmp: &Path,
+        name: &str,
+        role: EvidenceRole,
+        media: &str,
+    ) -> Result<(), EvidenceError> {
+        let f = File::open(tmp).map_err(io("opening", tmp))?;
+        f.sync_all().map_err(io("syncing", tmp))?;
+        let (sha256, size_bytes) = sha256_hex_reader(&f).map_err(io("hashing", tmp))?;
+        if size_bytes == 0 {
+            return Err(EvidenceError::Io {
+                step: "checking",
+                path: tmp.to_path_buf(),
+                message: "file is empty".into(),
+            });
+        }
+        let dest = self.dir.join(name);
+        fs::rename(tmp, &dest).map_err(io("renaming into", &dest))?;
+        self.items.push(EvidenceItem {
+            name: name.into(),
+            media_type: media.into(),
+            role,
+            size_bytes,
+            sha256,
+        });
+        Ok(())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("syncing directory", dir))
+}
+
+pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, EvidenceError> {
+    let v = &job.violation;
+    let site = &*job.site;
+    let cfg = &*job.config;
+    let at_frame = job
+        .frame(v.frames.at)
+        .ok_or_else(|| EvidenceError::FrameGone {
+            event_id: job.event_id,
+            frame: v.frames.at,
+            why: "the stream ended before it arrived".into(),
+        })?;
+    let id = job.event_id.hyphenated().to_string();
+    let dir = spool.join(&id);
+    if dir.exists() {
+        return Err(EvidenceError::AlreadyExists { dir });
+    }
+    fs::create_dir_all(spool).map_err(io("creating the spool", spool))?;
+    let partial = spool.join(format!("{id}.partial"));
+    if partial.exists() {
+        fs::remove_dir_all(&partial).map_err(io("removing a stale", &partial))?;
+    }
+    fs::create_dir(&partial).map_err(io("creating", &partial))?;
+    let mut w = Writer {
+        dir: partial.clone(),
+        items: Vec::new(),
+    };
+    let mut missing = Vec::new();
+    let q = cfg.jpeg_quality;
+
+    for (moment, number) in [
+        (Moment::At, v.frames.at),
+        (Moment::Before, v.frames.before),
+        (Moment::After, v.frames.after),
+    ] {
+        let name = moment.name();
+        let Some(frame) = job.frame(number) else {
+            let why = if number > job.frames().last().map_or(0, |f| f.number) {
+                "the stream ended before it arrived"
+            } else {
+                "it had left the ring buffer"
+            };
+            for n in [format!("{name}.jpg"), format!("{name}_annotated.jpg")] {
+                missing.push(MissingEvidence {
+                    name: n,
+                    reason: format!("frame {number}: {why}"),
+                });
+            }
+            continue;
+        };
+        let masked = stills::masked_copy(frame, site)?;
+        let role = if moment == Moment::At {
+            EvidenceRole::Overview
+        } else {
+            EvidenceRole::Frame
+        };
+        let file = format!("{name}.jpg");
+        w.bytes(&file, role, JPEG, &stills::jpeg(&masked, q, &file)?)?;
+        let note = Annotation {
+            site,
+            violation: v,
+            moment,
+            violator: job.boxes.get(&number).copied(),
+            offset: cfg.display_offset,
+        };
+        let ann = stills::annotated(&masked, frame, &note)?;
+        let file = format!("{name}_annotated.jpg");
+        w.bytes(
+            &file,
+            EvidenceRole::Frame,
+            JPEG,
+            &stills::jpeg(&ann, q, &file)?,
+        )?;
+    }
+
+    let at_masked = stills::masked_copy(at_frame, site)?;
+    match stills::crop(&at_masked, stills::lower_half(v.bbox))? {
+        Some(c) => w.bytes(
+            "vehicle.jpg",
+            EvidenceRole::VehicleCrop,
+            JPEG,
+            &stills::jpeg(&c, q, "vehicle.jpg")?,
+        )?,
+        None => missing.push(MissingEvidence {
+            name: "vehicle.jpg".into(),
+            reason: format!("the vehicle box {:?} lies outside the frame", v.bbox),
+        }),
+    }
+    if let Some(lamps) = v
+        .lane
+        .as_deref()
+        .and_then(|id| site.lanes.iter().find(|l| l.id == id))
+        .and_then(|l| l.group.as_deref())
+        .and_then(|g| site.signal(g))
+        .and_then(|s| s.lamps)
+    {
+        let rects = [lamps.red, lamps.yellow, lamps.green];
+        let x1 = rects.iter().map(|r| r.x).min().unwrap_or(0) as f64;
+        let y1 = rects.iter().map(|r| r.y).min().unwrap_or(0) as f64;
+        let x2 = rects.iter().map(|r| r.x + r.w).max().unwrap_or(0) as f64;
+        let y2 = rects.iter().map(|r| r.y + r.h).max().unwrap_or(0) as f64;
+        let m = (x2 - x1).max(y2 - y1);
+        let area = BBox::from_xyxy(x1 - m, y1 - m / 2.0, x2 + m, y2 + m / 2.0);
+        if let Some(c) = stills::crop(&at_masked, area)? {
+            w.bytes(
+                "signal.jpg",
+                EvidenceRole::SignalCrop,
+                JPEG,
+                &stills::jpeg(&c, q, "signal.jpg")?,
+            )?;
+        }
+    }
+    if let Some(plate) = &job.plate_jpeg {
+        w.bytes("plate.jpg", EvidenceRole::PlateCrop, JPEG, plate)?;
+    }
+
+    if cfg.clip {
+        let frames: Vec<_> = job
+            .frames()
+            .iter()
+            .filter(|f| f.time >= job.start && f.time <= job.end)
+            .cloned()
+            .collect();
+        if frames.len() < 2 {
+            missing.push(MissingEvidence {
+                name: "clip.mp4".into(),
+                reason: format!("only {} frame(s) in the clip window", frames.len()),
+            });
+        } else {
+            let tmp = partial.join(".clip.mp4.tmp");
+            let encoded = encode_clip(
+                &frames,
+                &site.privacy_masks,
+                &tmp,
+                cfg.clip_bitrate_kbps,
+                cfg.clip_timeout,
+            )
+            .and_then(|()| w.file(&tmp, "clip.mp4", EvidenceRole::Clip, "video/mp4"));
+            if let Err(e) = encoded {
+                tracing::warn!(event = %job.event_id, error = %e, "evidence clip failed");
+                let _ = fs::remove_file(&tmp);
+                missing.push(MissingEvidence {
+                    name: "clip.mp4".into(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+
+    let set = EvidenceSet {
+        event_id: job.event_id,
+        dir: dir.clone(),
+        items: w.items.clone(),
+        missing,
+        window_complete: job.window_complete(),
+    };
+    let manifest = serde_json::json!({
+        "event_id": set.event_id,
+        "camera_id": site.camera_id,
+        "frames": { "before": v.frames.before, "at": v.frames.at, "after": v.frames.after },
+        "items": set.items,
+        "missing": set.missing,
+        "window_complete": set.window_complete,
+    });
+    let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
+    let tmp = partial.join(".manifest.json.tmp");
+    fs::write(&tmp, &text).map_err(io("writing", &tmp))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(io("syncing", &tmp))?;
+    let mpath = partial.join("manifest.json");
+    fs::rename(&tmp, &mpath).map_err(io("renaming into", &mpath))?;
+    sync_dir(&partial)?;
+    fs::rename(&partial, &dir).map_err(io("completing", &dir))?;
+    sync_dir(spool)?;
+    Ok(set)
+}

@@ -1,0 +1,388 @@
+//! Stills and crops: the privacy-masked copy of a frame (the "original"),
+//! the annotated copy (stop line, the violation's lane, the violator's box,
+//! and an information strip with camera, rule, signal, time and frame
+//! number), crops of a box, and JPEG encoding.
+//!
+//! Everything is drawn on copies, never on the frame (whose pixels the ring
+//! buffer and the analysis share). The annotated still gets a black strip
+//! *added below* the frame for the text, so annotation never covers a pixel
+//! of the scene (the signal head included); its top part has the frame's
+//! size and coordinates.
+
+use super::{EvidenceError, cv};
+use crate::capture::Frame;
+use crate::detect::frame_mat;
+use crate::geometry::{BBox, Point as GPoint};
+use crate::rules::Violation;
+use crate::site::{PrivacyMask, SiteConfig};
+use opencv::core::{self, Mat, Point, Rect, Scalar, Vector};
+use opencv::imgcodecs;
+use opencv::imgproc;
+use opencv::prelude::*;
+use time::UtcOffset;
+
+/// Colour (BGR) privacy masks are filled with.
+pub const MASK_BGR: [u8; 3] = [96, 96, 96];
+/// Colour (BGR) of the violator's box.
+pub const VIOLATOR_BGR: [u8; 3] = [255, 0, 255];
+
+pub(crate) fn scalar(bgr: [u8; 3]) -> Scalar {
+    Scalar::new(f64::from(bgr[0]), f64::from(bgr[1]), f64::from(bgr[2]), 0.0)
+}
+
+pub(crate) fn cv_point(p: GPoint) -> Point {
+    Point::new(p.x.round() as i32, p.y.round() as i32)
+}
+
+pub(crate) fn cv_poly(points: &[GPoint]) -> Vector<Point> {
+    points.iter().map(|p| cv_point(*p)).collect()
+}
+
+/// Refuses a frame whose size is not the site's.
+pub(crate) fn check_size(frame: &Frame, site: &SiteConfig) -> Result<(), EvidenceError> {
+    if (frame.width, frame.height) != (site.frame.width, site.frame.height) {
+        return Err(EvidenceError::WrongFrameSize {
+            camera: site.camera_id.clone(),
+            number: frame.number,
+            width: frame.width,
+            height: frame.height,
+            want_w: site.frame.width,
+            want_h: site.frame.height,
+        });
+    }
+    Ok(())
+}
+
+/// An owned copy of the frame's pixels.
+pub(crate) fn frame_copy(frame: &Frame) -> Result<Mat, EvidenceError> {
+    let view = frame_mat(frame).map_err(|e| EvidenceError::OpenCv {
+        step: format!("wrapping frame {}", frame.number),
+        message: e.to_string(),
+    })?;
+    view.try_clone()
+        .map_err(cv(format!("copying frame {}", frame.number)))
+}
+
+/// Fills every privacy mask with [`MASK_BGR`].
+pub(crate) fn apply_masks(img: &mut Mat, masks: &[PrivacyMask]) -> Result<(), EvidenceError> {
+    if masks.is_empty() {
+        return Ok(());
+    }
+    let polys: Vector<Vector<Point>> = masks.iter().map(|m| cv_poly(&m.polygon.points)).collect();
+    imgproc::fill_poly(
+        img,
+        &polys,
+        scalar(MASK_BGR),
+        imgproc::LINE_8,
+        0,
+        Point::new(0, 0),
+    )
+    .map_err(cv("filling privacy masks"))
+}
+
+/// The frame with the privacy masks applied: the "original" still.
+pub(crate) fn masked_copy(frame: &Frame, site: &SiteConfig) -> Result<Mat, EvidenceError> {
+    let mut img = frame_copy(frame)?;
+    apply_masks(&mut img, &site.privacy_masks)?;
+    Ok(img)
+}
+
+/// JPEG bytes of `img` at `quality`.
+pub(crate) fn jpeg(img: &Mat, quality: i32, what: &str) -> Result<Vec<u8>, EvidenceError> {
+    let mut buf = Vector::<u8>::new();
+    let params = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality.clamp(1, 100)]);
+    let ok = imgcodecs::imencode(".jpg", img, &mut buf, &params)
+        .map_err(cv(format!("encoding {what}")))?;
+    if !ok || buf.is_empty() {
+        return Err(EvidenceError::OpenCv {
+            step: format!("encoding {what}"),
+            message: "the JPEG encoder produced nothing".into(),
+        });
+    }
+    Ok(buf.to_vec())
+}
+
+/// `bbox` clamped to a `w`×`h` image, `None` if nothing is left.
+pub(crate) fn clamp_rect(bbox: BBox, w: i32, h: i32) -> Option<Rect> {
+    if !bbox.is_valid() {
+        return None;
+    }
+    let [x1, y1, x2, y2] = bbox.to_xyxy();
+    let x1 = (x1.floor() as i64).clamp(0, i64::from(w)) as i32;
+    let y1 = (y1.floor() as i64).clamp(0, i64::from(h)) as i32;
+    let x2 = (x2.ceil() as i64).clamp(0, i64::from(w)) as i32;
+    let y2 = (y2.ceil() as i64).clamp(0, i64::from(h)) as i32;
+    (x2 > x1 && y2 > y1).then(|| Rect::new(x1, y1, x2 - x1, y2 - y1))
+}
+
+/// An owned crop of `img` to `bbox` (clamped), `None` if it lies outside.
+pub(crate) fn crop(img: &Mat, bbox: BBox) -> Result<Option<Mat>, EvidenceError> {
+    let Some(r) = clamp_rect(bbox, img.cols(), img.rows()) else {
+        return Ok(None);
+    };
+    let view = Mat::roi(img, r).map_err(cv("cropping"))?;
+    Ok(Some(view.try_clone().map_err(cv("copying a crop"))?))
+}
+
+/// Text scale and thickness for an image of height `h`.
+pub(crate) fn font_for(h: i32) -> (f64, i32) {
+    let scale = (f64::from(h) / 1080.0 * 1.0).max(0.35);
+    let thick = ((f64::from(h) / 1080.0 * 2.0).round() as i32).max(1);
+    (scale, thick)
+}
+
+/// Writes `text` at `org` (baseline left) with a dark outline for contrast.
+pub(crate) fn label(
+    img: &mut Mat,
+    text: &str,
+    org: Point,
+    bgr: [u8; 3],
+) -> Result<(), EvidenceError> {
+    let (scale, thick) = font_for(img.rows());
+    let font = imgproc::FONT_HERSHEY_SIMPLEX;
+    imgproc::put_text(
+        img,
+        text,
+        org,
+        font,
+        scale,
+        Scalar::all(0.0),
+        thick + 2,
+        imgproc::LINE_AA,
+        false,
+    )
+    .map_err(cv("drawing text"))?;
+    imgproc::put_text(
+        img,
+        text,
+        org,
+        font,
+        scale,
+        scalar(bgr),
+        thick,
+        imgproc::LINE_AA,
+        false,
+    )
+    .map_err(cv("drawing text"))
+}
+
+/// Which of the three stills.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Moment {
+    Before,
+    At,
+    After,
+}
+
+impl Moment {
+    pub fn name(self) -> &'static str {
+        match self {
+            Moment::Before => "before",
+            Moment::At => "at",
+            Moment::After => "after",
+        }
+    }
+
+    fn caption(self) -> &'static str {
+        match self {
+            Moment::Before => "BEFORE",
+            Moment::At => "VIOLATION",
+            Moment::After => "AFTER",
+        }
+    }
+}
+
+/// What an annotated still shows besides the frame.
+pub(crate) struct Annotation<'a> {
+    pub site: &'a SiteConfig,
+    pub violation: &'a Violation,
+    pub moment: Moment,
+    /// The violator's box in this frame, when known.
+    pub violator: Option<BBox>,
+    pub offset: UtcOffset,
+}
+
+fn time_text(frame: &Frame, offset: UtcOffset) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day] [hour]:[minute]:[second].[subsecond digits:3] [offset_hour sign:mandatory]:[offset_minute]"
+    );
+    frame
+        .time
+        .to_offset(offset)
+        .format(&fmt)
+        .unwrap_or_else(|_| frame.time.unix_timestamp().to_string())
+}
+
+fn info_lines(frame: &Frame, a: &Annotation<'_>) -> Vec<String> {
+    let v = a.violation;
+    let rule = serde_json::to_value(v.rule)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_uppercase))
+        .unwrap_or_else(|| format!("{:?}", v.rule));
+    let class = serde_json::to_value(v.class)
+        .ok()
+        .and_then(|j| j.as_str().map(str::to_string))
+        .unwrap_or_default();
+    let mut first = format!(
+        "{}  {}  {}  track {}",
+        a.site.camera_id, rule, class, v.track_id
+    );
+    if let Some(lane) = &v.lane {
+        first.push_str(&format!("  lane {lane}"));
+    }
+    let second = format!(
+        "{}  frame {}  {}",
+        a.moment.caption(),
+        frame.number,
+        time_text(frame, a.offset)
+    );
+    let mut third = match &v.signal {
+        Some(s) => {
+            let state = serde_json::to_value(s.state)
+                .ok()
+                .and_then(|j| j.as_str().map(str::to_uppercase))
+                .unwrap_or_default();
+            match s.red_for_ms {
+                Some(ms) => format!("signal {state}, red for {:.1} s", ms as f64 / 1000.0),
+                None => format!("signal {state}"),
+            }
+        }
+        None => "signal: none for this lane".to_string(),
+    };
+    if let Some(s) = &v.speed {
+        third.push_str(&format!(
+            "  speed {:.1} km/h (limit {}, +/-{:.1})",
+            s.measured_kmh, s.limit_kmh, s.uncertainty_kmh
+        ));
+    }
+    vec![first, second, third]
+}
+
+/// The annotated still: the masked frame with the overlay and an
+/// information strip added below.
+pub(crate) fn annotated(
+    masked: &Mat,
+    frame: &Frame,
+    a: &Annotation<'_>,
+) -> Result<Mat, EvidenceError> {
+    let mut img = masked.try_clone().map_err(cv("copying a still"))?;
+    let h = img.rows();
+    let line_w = ((f64::from(h) / 1080.0) * 3.0).round().max(2.0) as i32;
+    // Stop lines: the violation's lane's one thick, others thin.
+    let lane = a
+        .violation
+        .lane
+        .as_deref()
+        .and_then(|id| a.site.lanes.iter().find(|l| l.id == id));
+    let lane_stop = lane.and_then(|l| l.stop_line.as_deref());
+    if let Some(l) = lane {
+        let mut polys = Vector::<Vector<Point>>::new();
+        polys.push(cv_poly(&l.polygon.points));
+        imgproc::polylines(
+            &mut img,
+            &polys,
+            true,
+            scalar([0, 255, 255]),
+            line_w,
+            imgproc::LINE_AA,
+            0,
+        )
+        .map_err(cv("drawing the lane"))?;
+    }
+    for s in &a.site.stop_lines {
+        let mine = lane_stop == Some(s.id.as_str());
+        let t = if mine { line_w * 2 } else { line_w.max(2) / 2 };
+        imgproc::line(
+            &mut img,
+            cv_point(s.points.a),
+            cv_point(s.points.b),
+            scalar([0, 0, 255]),
+            t,
+            imgproc::LINE_AA,
+            0,
+        )
+        .map_err(cv("drawing a stop line"))?;
+    }
+    if let Some(r) = a.violator.and_then(|b| clamp_rect(b, img.cols(), h)) {
+        let t = (line_w * 2).max(3);
+        imgproc::rectangle(&mut img, r, scalar(VIOLATOR_BGR), t, imgproc::LINE_8, 0)
+            .map_err(cv("drawing the vehicle box"))?;
+    }
+    // Information strip below the frame.
+    let lines = info_lines(frame, a);
+    let (mut scale, thick) = font_for(h);
+    let mut base = 0;
+    // Shrink the text until the longest line fits the width.
+    let widest = lines
+        .iter()
+        .map(|l| {
+            imgproc::get_text_size(l, imgproc::FONT_HERSHEY_SIMPLEX, scale, thick, &mut base)
+                .map(|s| s.width)
+        })
+        .try_fold(1, |m, w| w.map(|w| m.max(w)))
+        .map_err(cv("measuring text"))?;
+    let room = f64::from(img.cols()) * 0.96;
+    if f64::from(widest) > room {
+        scale *= room / f64::from(widest);
+    }
+    let size = imgproc::get_text_size("Ag", imgproc::FONT_HERSHEY_SIMPLEX, scale, thick, &mut base)
+        .map_err(cv("measuring text"))?;
+    let line_h = size.height + base + size.height / 2 + 2;
+    let strip = line_h * lines.len() as i32 + line_h / 2;
+    let mut out = Mat::default();
+    core::copy_make_border(
+        &img,
+        &mut out,
+        0,
+        strip,
+        0,
+        0,
+        core::BORDER_CONSTANT,
+        Scalar::all(0.0),
+    )
+    .map_err(cv("adding the information strip"))?;
+    for (i, text) in lines.iter().enumerate() {
+        let org = Point::new(line_h / 2, h + line_h * (i as i32 + 1));
+        imgproc::put_text(
+            &mut out,
+            text,
+            org,
+            imgproc::FONT_HERSHEY_SIMPLEX,
+            scale,
+            Scalar::all(255.0),
+            thick,
+            imgproc::LINE_AA,
+            false,
+        )
+        .map_err(cv("writing the information strip"))?;
+    }
+    Ok(out)
+}
+
+/// The default plate-region crop: the lower half of the violator's box, at
+/// full resolution (where the plate of a car or a motorcycle is).
+pub(crate) fn lower_half(b: BBox) -> BBox {
+    BBox::from_xywh(b.x, b.y + b.h / 2.0, b.w, b.h / 2.0)
+}
+
+/// `true` if the bytes start like a JPEG file.
+pub(crate) fn looks_like_jpeg(bytes: &[u8]) -> bool {
+    bytes.len() > 4 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rects_are_clamped_to_the_image() {
+        let r = clamp_rect(BBox::from_xywh(-10.0, 5.5, 30.0, 10.0), 100, 50).unwrap();
+        assert_eq!((r.x, r.y, r.width, r.height), (0, 5, 20, 11));
+        assert!(clamp_rect(BBox::from_xywh(200.0, 0.0, 10.0, 10.0), 100, 50).is_none());
+        assert!(clamp_rect(BBox::from_xywh(0.0, 0.0, f64::NAN, 10.0), 100, 50).is_none());
+        let h = lower_half(BBox::from_xywh(10.0, 20.0, 40.0, 60.0));
+        assert_eq!(h, BBox::from_xywh(10.0, 50.0, 40.0, 30.0));
+        assert!(looks_like_jpeg(&[0xFF, 0xD8, 0xFF, 0xE0, 0]));
+        assert!(!looks_like_jpeg(b"\x89PNG\r\n"));
+    }
+}
