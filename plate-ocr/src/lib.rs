@@ -6,3 +6,22 @@
 
 pub mod fuse;
 pub mod plate;
+
+#[cfg(feature = "vision")]
+pub mod colour;
+#[cfg(feature = "vision")]
+pub mod detect;
+#[cfg(feature = "vision")]
+pub mod error;
+#[cfg(feature = "vision")]
+pub mod eval;
+#[cfg(feature = "vision")]
+pub mod image_file;
+#[cfg(feature = "vision")]
+pub mod pipeline;
+#[cfg(feature = "vision")]
+pub mod recognize;
+#[cfg(feature = "vision")]
+pub mod rectify;
+#[cfg(feature = "vision")]
+pub mod runtime;

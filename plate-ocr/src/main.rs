@@ -1,2 +1,361 @@
-//! `plate-ocr` command line (being built).
-fn main() {}
+//! `plate-ocr`: read Vietnamese licence plates in images, and measure how well
+//! it does.
+//!
+//! - `plate-ocr read [--json] [--crop] [--recognizer ppocr|vn] PATH...` reads
+//!   images (or every image in a directory); a file that cannot be read is
+//!   reported on its own line and the run goes on; the exit status is 1 if
+//!   any input failed.
+//! - `plate-ocr eval DATASET_DIR [--recognizer ..] [--raw|--no-grammar]`
+//!   measures a `labels.csv` crop data set; `plate-ocr eval --detect DIR`
+//!   measures detection recall on an openalpr-style directory.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+use plate_ocr::detect::{PlateDetector, Y5fuDetector, Y5fuSize};
+use plate_ocr::eval::{evaluate_crops, evaluate_detection};
+use plate_ocr::image_file::ImageLimits;
+use plate_ocr::pipeline::{Pipeline, PipelineConfig, ReadMode};
+use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
+use plate_ocr::runtime::SessionConfig;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "plate-ocr",
+    version,
+    about = "Find and read Vietnamese licence plates"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum RecognizerKind {
+    /// PP-OCRv4 baseline, restricted to the plate alphabet.
+    Ppocr,
+    /// The project's own slot recogniser (`vn_plate_rec`).
+    Vn,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum DetectorKind {
+    #[value(name = "y5fu-320")]
+    Y5fu320,
+    #[value(name = "y5fu-640")]
+    Y5fu640,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct Common {
+    /// Which recogniser reads the plates.
+    #[arg(long, value_enum, default_value = "ppocr")]
+    recognizer: RecognizerKind,
+    /// ONNX Runtime threads inside one model run.
+    #[arg(long, default_value_t = 1, env = "PLATE_OCR_THREADS")]
+    threads: usize,
+    /// Below this confidence a plate is reported unreadable.
+    #[arg(long, default_value_t = PipelineConfig::default().min_confidence)]
+    min_confidence: f32,
+    /// Largest image accepted, in pixels (checked from the header before decoding).
+    #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
+    max_pixels: u64,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read the plates in images or directories of images.
+    Read {
+        #[command(flatten)]
+        common: Common,
+        /// The inputs are plate crops already: skip detection.
+        #[arg(long)]
+        crop: bool,
+        /// Plate detector for whole images.
+        #[arg(long, value_enum, default_value = "y5fu-640")]
+        detector: DetectorKind,
+        /// Images, or directories (their image files, not recursive).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Measure accuracy on a labelled crop data set, or detection recall.
+    Eval {
+        #[command(flatten)]
+        common: Common,
+        /// Baseline: the recogniser's unrestricted read, canonicalised, no grammar.
+        #[arg(long, conflicts_with = "no_grammar")]
+        raw: bool,
+        /// Restricted to the plate alphabet but without the grammar.
+        #[arg(long)]
+        no_grammar: bool,
+        /// Evaluate plate detection recall (IoU ≥ 0.5) on an openalpr-style directory.
+        #[arg(long)]
+        detect: bool,
+        /// Detectors for --detect (default: both sizes).
+        #[arg(long, value_enum)]
+        detector: Vec<DetectorKind>,
+        /// Print this many disagreements (image, label, read) for inspection.
+        #[arg(long, default_value_t = 0)]
+        errors: usize,
+        /// The data set directory.
+        dataset: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("plate-ocr: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn session(common: &Common) -> SessionConfig {
+    SessionConfig {
+        intra_threads: common.threads.max(1),
+    }
+}
+
+fn recognizer(common: &Common) -> Result<Box<dyn Recognizer>> {
+    Ok(match common.recognizer {
+        RecognizerKind::Ppocr => Box::new(PpOcrRecognizer::load(session(common))?),
+        RecognizerKind::Vn => Box::new(SlotRecognizer::load(session(common))?),
+    })
+}
+
+fn detector(kind: DetectorKind, common: &Common) -> Result<Box<dyn PlateDetector>> {
+    let size = match kind {
+        DetectorKind::Y5fu320 => Y5fuSize::S320,
+        DetectorKind::Y5fu640 => Y5fuSize::S640,
+    };
+    Ok(Box::new(Y5fuDetector::load(size, session(common))?))
+}
+
+fn config(common: &Common, mode: ReadMode) -> PipelineConfig {
+    let mut c = PipelineConfig {
+        min_confidence: common.min_confidence,
+        mode,
+        ..PipelineConfig::default()
+    };
+    c.limits.max_pixels = common.max_pixels;
+    c
+}
+
+const IMAGE_EXTENSIONS: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "webp", "tif", "tiff"];
+
+/// The files to read: files as given, directories' image files sorted.
+fn inputs(paths: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match std::fs::read_dir(p) {
+                Ok(entries) => {
+                    let mut files: Vec<PathBuf> = entries
+                        .filter_map(|e| e.ok().map(|e| e.path()))
+                        .filter(|f| {
+                            f.is_file()
+                                && f.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                                    IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())
+                                })
+                        })
+                        .collect();
+                    files.sort();
+                    out.extend(files.into_iter().map(|f| (f, None)));
+                }
+                Err(e) => out.push((p.clone(), Some(format!("cannot list directory: {e}")))),
+            }
+        } else {
+            out.push((p.clone(), None));
+        }
+    }
+    out
+}
+
+fn run(cli: Cli) -> Result<bool> {
+    match cli.command {
+        Command::Read {
+            common,
+            crop,
+            detector: det,
+            paths,
+        } => {
+            let detector = if crop {
+                None
+            } else {
+                Some(detector(det, &common)?)
+            };
+            let pipeline = Pipeline::new(
+                detector,
+                recognizer(&common)?,
+                config(&common, ReadMode::Grammar),
+            );
+            let mut all_ok = true;
+            for (path, listing_error) in inputs(&paths) {
+                let result = match listing_error {
+                    Some(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
+                    None => pipeline.read_path(&path, crop).map_err(anyhow::Error::from),
+                };
+                report(&path, result, common.json, &mut all_ok);
+            }
+            Ok(all_ok)
+        }
+        Command::Eval {
+            common,
+            raw,
+            no_grammar,
+            detect,
+            detector: detectors,
+            errors,
+            dataset,
+        } => {
+            if !dataset.is_dir() {
+                bail!("data set {} is not a directory", dataset.display());
+            }
+            if detect {
+                return eval_detect(&common, &detectors, &dataset);
+            }
+            let mode = if raw {
+                ReadMode::Raw
+            } else if no_grammar {
+                ReadMode::Alphabet
+            } else {
+                ReadMode::Grammar
+            };
+            let pipeline = Pipeline::new(None, recognizer(&common)?, config(&common, mode));
+            let report = evaluate_crops(&pipeline, &dataset)
+                .with_context(|| format!("evaluating {}", dataset.display()))?;
+            if common.json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.summary());
+                for o in report
+                    .outcomes
+                    .iter()
+                    .filter(|o| o.read != o.label)
+                    .take(errors)
+                {
+                    let name = Path::new(&o.image)
+                        .file_name()
+                        .map_or_else(|| o.image.clone(), |n| n.to_string_lossy().into_owned());
+                    println!(
+                        "    {name}\tlabel {}\tread {}\traw {}\tconf {:.2}{}",
+                        o.label,
+                        if o.read.is_empty() { "-" } else { &o.read },
+                        o.raw,
+                        o.confidence,
+                        o.error
+                            .as_ref()
+                            .map(|e| format!("\terror {e}"))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(report.failed == 0)
+        }
+    }
+}
+
+fn eval_detect(common: &Common, detectors: &[DetectorKind], dataset: &Path) -> Result<bool> {
+    let kinds = if detectors.is_empty() {
+        vec![DetectorKind::Y5fu320, DetectorKind::Y5fu640]
+    } else {
+        detectors.to_vec()
+    };
+    let limits = config(common, ReadMode::Grammar).limits;
+    let mut ok = true;
+    for k in kinds {
+        let d = detector(k, common)?;
+        let report = evaluate_detection(d.as_ref(), dataset, &limits, 0.5)?;
+        ok &= report.failed == 0;
+        if common.json {
+            println!("{}", serde_json::to_string(&report)?);
+        } else {
+            print!("{}", report.summary());
+        }
+    }
+    Ok(ok)
+}
+
+fn report(
+    path: &Path,
+    result: Result<plate_ocr::pipeline::ImageRead>,
+    as_json: bool,
+    all_ok: &mut bool,
+) {
+    let name = path.display().to_string();
+    match result {
+        Ok(read) => {
+            if as_json {
+                let plates: Vec<_> = read
+                    .plates
+                    .iter()
+                    .map(|p| {
+                        json!({
+                            "text": p.text,
+                            "display": p.display,
+                            "confidence": p.confidence,
+                            "bbox": p.bbox,
+                            "corners": p.corners,
+                            "lines": p.lines,
+                            "colour": p.colour,
+                            "valid": p.valid,
+                            "unreadable": p.unreadable,
+                            "raw": p.raw,
+                            "layout": p.layout,
+                            "detector_score": p.detector_score,
+                            "char_conf": p.chars.iter().map(|c| c.prob).collect::<Vec<_>>(),
+                        })
+                    })
+                    .collect();
+                println!("{}", json!({"path": name, "plates": plates, "ms": read.ms}));
+            } else if read.plates.is_empty() {
+                println!("{name}: no plate found ({:.1} ms)", read.ms);
+            } else {
+                for p in &read.plates {
+                    let colour = serde_json::to_value(p.colour)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    match (&p.display, &p.text) {
+                        (Some(d), _) | (None, Some(d)) => println!(
+                            "{name}: {d} (confidence {:.2}, {colour}, {} line(s), {:.1} ms)",
+                            p.confidence,
+                            p.lines.unwrap_or(1),
+                            read.ms
+                        ),
+                        (None, None) => println!(
+                            "{name}: unreadable (read {:?}, confidence {:.2}, {colour})",
+                            p.raw, p.confidence
+                        ),
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            *all_ok = false;
+            if as_json {
+                println!("{}", json!({"path": name, "error": format!("{e:#}")}));
+            } else {
+                println!("{name}: error: {e:#}");
+            }
+        }
+    }
+}

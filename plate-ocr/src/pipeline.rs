@@ -1,0 +1,333 @@
+//! The whole read: detect → rectify → read → interpret with the grammar →
+//! colour, giving one [`PlateRead`] per plate with its confidence.
+//!
+//! A plate whose reading is not a valid plate, or whose confidence is below
+//! [`PipelineConfig::min_confidence`], comes back `unreadable` (no text),
+//! with the raw read kept for the operator: a wrong read fines an innocent
+//! owner, a refused one costs a manual look.
+
+use std::path::Path;
+use std::time::Instant;
+
+use opencv::core::Mat;
+use serde::Serialize;
+
+use crate::colour::{ColourConfig, plate_colour};
+use crate::detect::{Detection, PlateDetector};
+use crate::error::Result;
+use crate::image_file::{ImageLimits, checked_size, load_bgr};
+use crate::plate::{PlateColour, PlateGrammar, canonicalize};
+use crate::recognize::{CharRead, Recognizer, TextRead};
+use crate::rectify::{RectifyConfig, rectify};
+
+/// How the recogniser's output becomes a plate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadMode {
+    /// The recogniser's unrestricted read, canonicalised: the baseline.
+    Raw,
+    /// Restricted to the plate alphabet, no grammar.
+    Alphabet,
+    /// Restricted to the plate alphabet, then constrained decoding with the grammar.
+    Grammar,
+}
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// Below this confidence a plate is reported unreadable.
+    pub min_confidence: f32,
+    pub mode: ReadMode,
+    pub limits: ImageLimits,
+    pub rectify: RectifyConfig,
+    pub colour: ColourConfig,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            min_confidence: 0.5,
+            mode: ReadMode::Grammar,
+            limits: ImageLimits::default(),
+            rectify: RectifyConfig::default(),
+            colour: ColourConfig::default(),
+        }
+    }
+}
+
+/// One character with its confidence and alternatives (for fusion).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CharOut {
+    pub ch: char,
+    pub prob: f32,
+    pub alternatives: Vec<(char, f32)>,
+}
+
+impl From<&CharRead> for CharOut {
+    fn from(c: &CharRead) -> Self {
+        CharOut {
+            ch: c.ch,
+            prob: c.prob,
+            alternatives: c.alternatives.clone(),
+        }
+    }
+}
+
+/// One plate read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlateRead {
+    /// Canonical plate (`30E58670`); `None` when unreadable.
+    pub text: Option<String>,
+    /// Display form (`30E-586.70`); `None` when unreadable or not a valid plate.
+    pub display: Option<String>,
+    /// Confidence in the whole plate (0–1): the product of the characters'
+    /// probabilities, with the grammar's cost for each correction.
+    pub confidence: f32,
+    /// Box in the image (x, y, w, h); the whole crop for crop input.
+    pub bbox: [f32; 4],
+    /// Plate corners (top-left, top-right, bottom-right, bottom-left).
+    pub corners: [[f32; 2]; 4],
+    /// Number of text lines.
+    pub lines: Option<u8>,
+    /// Background colour.
+    pub colour: PlateColour,
+    /// Whether the text is a valid plate by the grammar.
+    pub valid: bool,
+    /// True when the plate was seen but could not be read with enough confidence.
+    pub unreadable: bool,
+    /// What the recogniser read, before the grammar.
+    pub raw: String,
+    /// Grammar layout id, for valid plates.
+    pub layout: Option<String>,
+    /// Detector score (1 for crop input).
+    pub detector_score: f32,
+    /// Per character, in reading order: confidence and alternatives.
+    pub chars: Vec<CharOut>,
+}
+
+/// Plates found in one image, and how long it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageRead {
+    pub plates: Vec<PlateRead>,
+    /// Milliseconds spent on pixels and models (not on reading the file).
+    pub ms: f64,
+}
+
+/// Detector, recogniser and grammar together.
+pub struct Pipeline {
+    detector: Option<Box<dyn PlateDetector>>,
+    recognizer: Box<dyn Recognizer>,
+    grammar: &'static PlateGrammar,
+    config: PipelineConfig,
+}
+
+impl Pipeline {
+    /// A pipeline; `detector` may be `None` when only crops are read.
+    pub fn new(
+        detector: Option<Box<dyn PlateDetector>>,
+        recognizer: Box<dyn Recognizer>,
+        config: PipelineConfig,
+    ) -> Pipeline {
+        Pipeline {
+            detector,
+            recognizer,
+            grammar: PlateGrammar::builtin(),
+            config,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The recogniser.
+    pub fn recognizer(&self) -> &dyn Recognizer {
+        self.recognizer.as_ref()
+    }
+
+    /// Reads an image file: whole images are searched for plates; with
+    /// `crop`, the file is one plate crop.
+    pub fn read_path(&self, path: &Path, crop: bool) -> Result<ImageRead> {
+        let image = load_bgr(path, &self.config.limits)?;
+        let start = Instant::now();
+        let plates = if crop {
+            vec![self.read_crop(&image, None)?]
+        } else {
+            self.read_image(&image)?
+        };
+        Ok(ImageRead {
+            plates,
+            ms: start.elapsed().as_secs_f64() * 1000.0,
+        })
+    }
+
+    /// Finds and reads every plate in a BGR image.
+    pub fn read_image(&self, image: &Mat) -> Result<Vec<PlateRead>> {
+        let detector = self.detector.as_ref().ok_or_else(|| {
+            crate::error::VisionError::Config(
+                "this pipeline has no plate detector (crop input only)".to_string(),
+            )
+        })?;
+        let mut out = Vec::new();
+        for det in detector.detect(image)? {
+            out.push(self.read_detection(image, &det)?);
+        }
+        Ok(out)
+    }
+
+    /// Rectifies and reads one detected plate.
+    pub fn read_detection(&self, image: &Mat, det: &Detection) -> Result<PlateRead> {
+        let lines = det.lines.unwrap_or_else(|| {
+            crate::recognize::guess_lines(det.bbox[2].round() as i32, det.bbox[3].round() as i32)
+        });
+        let crop = rectify(image, &det.corners, lines, &self.config.rectify)?;
+        let mut read = self.read_crop(&crop, Some(lines))?;
+        read.bbox = det.bbox;
+        read.corners = det.corners;
+        read.detector_score = det.score;
+        Ok(read)
+    }
+
+    /// Reads one upright plate crop (BGR).
+    pub fn read_crop(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<PlateRead> {
+        let (w, h) = checked_size(crop, "plate crop")?;
+        let read = match self.config.mode {
+            ReadMode::Raw => self.recognizer.read_raw(crop, lines_hint)?,
+            _ => self.recognizer.read(crop, lines_hint)?,
+        };
+        let (colour, _) = plate_colour(crop, &self.config.colour)?;
+        let (wf, hf) = (w as f32, h as f32);
+        let mut plate = PlateRead {
+            text: None,
+            display: None,
+            confidence: 0.0,
+            bbox: [0.0, 0.0, wf, hf],
+            corners: [[0.0, 0.0], [wf, 0.0], [wf, hf], [0.0, hf]],
+            lines: lines_hint.or(read.plate_lines),
+            colour,
+            valid: false,
+            unreadable: true,
+            raw: read.text(),
+            layout: None,
+            detector_score: 1.0,
+            chars: read.chars().map(CharOut::from).collect(),
+        };
+        self.interpret(&read, lines_hint, &mut plate);
+        Ok(plate)
+    }
+
+    /// Fills text, validity and confidence from the read.
+    fn interpret(&self, read: &TextRead, lines_hint: Option<u8>, plate: &mut PlateRead) {
+        let min = self.config.min_confidence;
+        match self.config.mode {
+            ReadMode::Raw | ReadMode::Alphabet => {
+                let text = canonicalize(&read.text());
+                let conf = read.confidence();
+                let parsed = self.grammar.parse(&text).ok();
+                plate.valid = parsed.is_some();
+                plate.confidence = conf;
+                plate.layout = parsed.as_ref().map(|p| p.layout.clone());
+                plate.display = parsed.map(|p| p.display);
+                if !text.is_empty() {
+                    plate.text = Some(text);
+                    plate.unreadable = false;
+                }
+            }
+            ReadMode::Grammar => {
+                let hint = lines_hint.or(read.plate_lines);
+                if let Some((number, score)) = self.constrained(read, hint) {
+                    plate.confidence = score;
+                    if score >= min {
+                        plate.valid = true;
+                        plate.text = Some(number.canonical.clone());
+                        plate.display = Some(number.display.clone());
+                        plate.layout = Some(number.layout.clone());
+                        plate.lines = number.lines.or(plate.lines);
+                        plate.unreadable = false;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    /// Constrained decoding of a read: the grammar's best valid plate for the
+    /// characters as read; failing that, for the characters with one of them
+    /// dropped (a CTC reader sometimes reads the plate's frame or a bolt as a
+    /// character), the dropped character costing `1 - p` of its probability.
+    /// A deletion is taken only when it beats every other deletion's plate by
+    /// [`DELETION_MARGIN`]; otherwise nothing is returned.
+    fn constrained(
+        &self,
+        read: &TextRead,
+        hint: Option<u8>,
+    ) -> Option<(crate::plate::PlateNumber, f32)> {
+        let cands = read.candidates();
+        let g = self.grammar;
+        let direct = g
+            .interpret_scored(&cands, hint)
+            .or_else(|| g.interpret_scored(&cands, None));
+        if direct.is_some() || cands.len() < 3 {
+            return direct;
+        }
+        let probs: Vec<f32> = read.chars().map(|c| c.prob).collect();
+        let mut found: Vec<(crate::plate::PlateNumber, f32)> = Vec::new();
+        for i in 0..cands.len() {
+            let mut c = cands.clone();
+            c.remove(i);
+            let spurious = (1.0 - probs.get(i).copied().unwrap_or(1.0)).clamp(0.0, 1.0);
+            if let Some((n, s)) = g
+                .interpret_scored(&c, hint)
+                .or_else(|| g.interpret_scored(&c, None))
+            {
+                let score = s * spurious;
+                match found.iter_mut().find(|(m, _)| m.canonical == n.canonical) {
+                    Some(e) if e.1 >= score => {}
+                    Some(e) => *e = (n, score),
+                    None => found.push((n, score)),
+                }
+            }
+        }
+        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        match (found.first(), found.get(1)) {
+            (Some(a), Some(b)) if a.1 < b.1 * DELETION_MARGIN => None,
+            (Some(_), _) => found.into_iter().next(),
+            _ => None,
+        }
+    }
+}
+
+/// How many times better the best one-deletion reading must score than the
+/// next different plate.
+pub const DELETION_MARGIN: f32 = 2.0;
+
+impl PlateRead {
+    /// This read as input to [`crate::fuse`]: the plate text with one
+    /// confidence per character (the probability the recogniser gave the
+    /// character the grammar chose at that position). `None` when unreadable.
+    pub fn fuse_read(&self) -> Option<crate::fuse::Read> {
+        let text = self.text.as_ref()?;
+        let chars: Vec<char> = text.chars().collect();
+        let char_conf = if chars.len() == self.chars.len() {
+            chars
+                .iter()
+                .zip(&self.chars)
+                .map(|(c, r)| {
+                    r.alternatives
+                        .iter()
+                        .find(|(a, _)| a == c)
+                        .map_or(r.prob.min(self.confidence.max(0.0)), |(_, p)| *p)
+                })
+                .collect()
+        } else {
+            vec![self.confidence; chars.len()]
+        };
+        Some(crate::fuse::Read {
+            text: text.clone(),
+            char_conf,
+            confidence: self.confidence,
+        })
+    }
+}

@@ -1,0 +1,338 @@
+//! The PP-OCRv4 baseline recogniser (`ppocr_v4_rec`): a one-line CTC text
+//! reader over a 6,625-class dictionary, used here restricted to the plate
+//! alphabet.
+//!
+//! Input `x` f32 [N,3,48,W], BGR, (x/255−0.5)/0.5, height 48, width by the
+//! line's aspect ratio (a multiple of 8, at most `max_width`; narrow plate
+//! lines make it much cheaper than the usual 320). Output [N,T,C] softmax;
+//! class 0 is the CTC blank, classes 1..=6623 the dictionary stored in the
+//! model's metadata key `character` (one entry per line), and the last class
+//! a space. Two-line plates are cut into their lines and read as a batch of
+//! two.
+//!
+//! Restricted decoding keeps only the blank, separators (`-`, `.`, space:
+//! they emit nothing) and the plate alphabet (digits, A–Z, Đ; lower case
+//! merged into upper case): every other class is masked out before the
+//! argmax and the kept probabilities are renormalised. Nothing outside the
+//! mask is mapped to a plate character; the grammar's confusion table does
+//! that by position.
+
+use opencv::core::{CV_8UC3, Mat, MatTraitConst, MatTraitConstManual, Size};
+use opencv::imgproc;
+
+use super::lines::{guess_lines, split_lines};
+use super::{CharRead, LineRead, Recognizer, TOP_K, TextRead, top_k};
+use crate::error::{CvContext, Result, VisionError};
+use crate::image_file::{checked_size, continuous};
+use crate::plate::canonicalize;
+use crate::runtime::{Model, SessionConfig};
+
+/// Manifest name of the model.
+pub const MODEL_NAME: &str = "ppocr_v4_rec";
+const HEIGHT: usize = 48;
+
+/// What a dictionary class stands for in restricted decoding.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Class {
+    Blank,
+    Separator,
+    Plate(u8),
+    Other,
+}
+
+/// The PP-OCRv4 recogniser.
+#[derive(Debug)]
+pub struct PpOcrRecognizer {
+    model: Model,
+    /// Text of each class (class 0, the blank, is empty).
+    dict: Vec<String>,
+    classes: Vec<Class>,
+    /// The plate characters, indexed by `Class::Plate`.
+    plate_chars: Vec<char>,
+    max_width: usize,
+}
+
+impl PpOcrRecognizer {
+    /// Loads `ppocr_v4_rec` through the manifest.
+    pub fn load(config: SessionConfig) -> Result<PpOcrRecognizer> {
+        PpOcrRecognizer::from_model(Model::load_named(MODEL_NAME, config)?)
+    }
+
+    /// Wraps a loaded model, reading and checking its dictionary.
+    pub fn from_model(model: Model) -> Result<PpOcrRecognizer> {
+        let shape = model.input_shape();
+        if shape.len() != 4 || (shape[1] != 3 && shape[1] != -1) {
+            return Err(model.contract_error(format!(
+                "input must be [N,3,48,W], the file declares {shape:?}"
+            )));
+        }
+        let text = model.metadata("character")?.ok_or_else(|| {
+            model.contract_error("metadata key `character` (the dictionary) is missing")
+        })?;
+        let mut dict: Vec<String> = vec![String::new()];
+        dict.extend(text.lines().map(|l| l.trim_end_matches('\r').to_string()));
+        dict.push(" ".to_string());
+        if dict.len() < 40 {
+            return Err(model.contract_error(format!(
+                "dictionary in `character` has only {} entries",
+                dict.len() - 2
+            )));
+        }
+        let plate_chars: Vec<char> = ('0'..='9').chain('A'..='Z').chain(['Đ']).collect();
+        let classes = dict
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                if i == 0 {
+                    return Class::Blank;
+                }
+                let mut it = s.chars();
+                match (it.next(), it.next()) {
+                    (Some('-' | '.' | '·' | ' ' | '–' | '—'), None) => Class::Separator,
+                    (Some(c), None) => {
+                        let canon = canonicalize(&c.to_string());
+                        canon
+                            .chars()
+                            .next()
+                            .and_then(|k| plate_chars.iter().position(|&p| p == k))
+                            .map_or(Class::Other, |p| Class::Plate(p as u8))
+                    }
+                    _ => Class::Other,
+                }
+            })
+            .collect();
+        Ok(PpOcrRecognizer {
+            model,
+            dict,
+            classes,
+            plate_chars,
+            max_width: 320,
+        })
+    }
+
+    /// Sets the widest input (pixels; a multiple of 8 is used).
+    pub fn with_max_width(mut self, max_width: usize) -> Self {
+        self.max_width = max_width.clamp(16, 2048) / 8 * 8;
+        self
+    }
+
+    /// Number of classes the model outputs (blank, dictionary, space).
+    pub fn classes(&self) -> usize {
+        self.dict.len()
+    }
+
+    /// The line images of a crop: the crop itself, or its two lines.
+    fn line_images(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<(Vec<Mat>, u8)> {
+        let (w, h) = checked_size(crop, "plate crop")?;
+        if crop.typ() != CV_8UC3 {
+            return Err(VisionError::Config(format!(
+                "plate crop must be 8-bit BGR, got OpenCV type {}",
+                crop.typ()
+            )));
+        }
+        let lines = lines_hint
+            .filter(|&l| l == 1 || l == 2)
+            .unwrap_or_else(|| guess_lines(w, h));
+        if lines == 2 && h >= 8 {
+            let split = split_lines(crop)?;
+            let top = continuous(
+                &Mat::roi(crop, split.top)
+                    .cv("cutting the top line")?
+                    .try_clone()
+                    .cv("top line")?,
+            )?;
+            let bottom = continuous(
+                &Mat::roi(crop, split.bottom)
+                    .cv("cutting the bottom line")?
+                    .try_clone()
+                    .cv("bottom line")?,
+            )?;
+            Ok((vec![top, bottom], 2))
+        } else {
+            Ok((vec![crop.try_clone().cv("copying a crop")?], 1))
+        }
+    }
+
+    /// Runs the model on the lines; returns per line the frames' probabilities.
+    fn infer(&self, lines: &[Mat]) -> Result<(usize, usize, Vec<f32>)> {
+        let mut widths = Vec::with_capacity(lines.len());
+        for l in lines {
+            let (w, h) = checked_size(l, "plate line")?;
+            let scaled = ((HEIGHT as f32) * (w as f32) / (h as f32)).ceil() as usize;
+            widths.push(scaled.clamp(16, self.max_width));
+        }
+        let batch_w = widths.iter().copied().max().unwrap_or(16).div_ceil(8) * 8;
+        let n = lines.len();
+        let plane = HEIGHT * batch_w;
+        let mut data = vec![0.0f32; n * 3 * plane];
+        for (i, (l, &w)) in lines.iter().zip(&widths).enumerate() {
+            let mut resized = Mat::default();
+            imgproc::resize(
+                l,
+                &mut resized,
+                Size::new(w as i32, HEIGHT as i32),
+                0.0,
+                0.0,
+                imgproc::INTER_LINEAR,
+            )
+            .cv("resizing a plate line")?;
+            let resized = continuous(&resized)?;
+            let bytes = resized.data_bytes().cv("reading a plate line")?;
+            let base = i * 3 * plane;
+            for y in 0..HEIGHT {
+                for x in 0..w {
+                    let p = (y * w + x) * 3;
+                    for c in 0..3 {
+                        data[base + c * plane + y * batch_w + x] =
+                            f32::from(bytes[p + c]) / 127.5 - 1.0;
+                    }
+                }
+            }
+        }
+        let (shape, out) = self.model.run(&[n, 3, HEIGHT, batch_w], &data, None)?;
+        if shape.len() != 3 || shape[0] != n || shape[2] != self.dict.len() {
+            return Err(self.model.contract_error(format!(
+                "output shape {shape:?} does not match [N={n}, T, {}] (the dictionary has {} classes)",
+                self.dict.len(),
+                self.dict.len()
+            )));
+        }
+        Ok((shape[1], shape[2], out))
+    }
+
+    /// Restricted CTC decoding of one line's frames.
+    fn decode_restricted(&self, frames: &[f32], t_len: usize, c_len: usize) -> LineRead {
+        let k = self.plate_chars.len();
+        let mut line = LineRead::default();
+        let mut plate = vec![0.0f32; k];
+        // The character run in progress: (plate index, best prob, alternatives).
+        let mut prev: Option<u8> = None;
+        for t in 0..t_len {
+            let row = &frames[t * c_len..(t + 1) * c_len];
+            plate.iter_mut().for_each(|p| *p = 0.0);
+            let (mut blank, mut sep) = (0.0f32, 0.0f32);
+            for (p, class) in row.iter().zip(&self.classes) {
+                match class {
+                    Class::Blank => blank += p,
+                    Class::Separator => sep += p,
+                    Class::Plate(i) => plate[*i as usize] += p,
+                    Class::Other => {}
+                }
+            }
+            let total = blank + sep + plate.iter().sum::<f32>();
+            if total <= 0.0 || !total.is_finite() {
+                prev = None;
+                continue;
+            }
+            let (best_i, best_p) =
+                plate
+                    .iter()
+                    .enumerate()
+                    .fold(
+                        (0usize, f32::MIN),
+                        |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc },
+                    );
+            if best_p <= blank || best_p <= sep {
+                prev = None;
+                continue;
+            }
+            let prob = best_p / total;
+            let alts = || {
+                top_k(
+                    plate
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &p)| (self.plate_chars[i], p / total))
+                        .collect(),
+                    TOP_K,
+                )
+            };
+            if prev == Some(best_i as u8) {
+                if let Some(last) = line.chars.last_mut()
+                    && prob > last.prob
+                {
+                    last.prob = prob;
+                    last.alternatives = alts();
+                }
+            } else {
+                let ch = self.plate_chars[best_i];
+                line.chars.push(CharRead {
+                    ch,
+                    prob,
+                    alternatives: alts(),
+                });
+                line.text.push(ch);
+            }
+            prev = Some(best_i as u8);
+        }
+        line
+    }
+
+    /// Plain CTC greedy decoding over the whole dictionary.
+    fn decode_raw(&self, frames: &[f32], t_len: usize, c_len: usize) -> LineRead {
+        let mut line = LineRead::default();
+        let mut prev = 0usize;
+        for t in 0..t_len {
+            let row = &frames[t * c_len..(t + 1) * c_len];
+            let (best, p) = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0usize, f32::MIN),
+                    |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc },
+                );
+            if best != 0 && best != prev {
+                let s = &self.dict[best];
+                line.text.push_str(s);
+                if let Some(ch) = s.chars().next() {
+                    line.chars.push(CharRead {
+                        ch,
+                        prob: p,
+                        alternatives: vec![(ch, p)],
+                    });
+                }
+            } else if best != 0
+                && best == prev
+                && let Some(last) = line.chars.last_mut()
+            {
+                last.prob = last.prob.max(p);
+            }
+            prev = best;
+        }
+        line
+    }
+
+    fn read_with(&self, crop: &Mat, lines_hint: Option<u8>, raw: bool) -> Result<TextRead> {
+        let (images, plate_lines) = self.line_images(crop, lines_hint)?;
+        let (t_len, c_len, out) = self.infer(&images)?;
+        let per = t_len * c_len;
+        let lines = (0..images.len())
+            .map(|i| {
+                let frames = &out[i * per..(i + 1) * per];
+                if raw {
+                    self.decode_raw(frames, t_len, c_len)
+                } else {
+                    self.decode_restricted(frames, t_len, c_len)
+                }
+            })
+            .collect();
+        Ok(TextRead {
+            lines,
+            plate_lines: Some(plate_lines),
+        })
+    }
+}
+
+impl Recognizer for PpOcrRecognizer {
+    fn name(&self) -> &str {
+        "ppocr"
+    }
+
+    fn read(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<TextRead> {
+        self.read_with(crop, lines_hint, false)
+    }
+
+    fn read_raw(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<TextRead> {
+        self.read_with(crop, lines_hint, true)
+    }
+}

@@ -1,0 +1,266 @@
+//! The project's own fixed-slot plate recogniser (`vn_plate_rec`), described
+//! entirely by its ONNX metadata so a retrained model drops in unchanged.
+//!
+//! Contract: input `image` f32 [N,C,H,W]; output `probs` [N,S,K], a softmax
+//! per slot with class 0 = pad. Metadata keys: `alphabet` (K characters in
+//! class order, class 0 written `_`), `input_height`, `input_width`,
+//! `input_channels`, `color_order` (`RGB` | `GRAY`), `resize` = `stretch`,
+//! `normalize` (`x/255` | `(x/255-0.5)/0.5`), `layout` = `NCHW`,
+//! `decoder` = `slots`, `slots` (S). A missing or unsupported value is an
+//! error naming the key. The whole plate is read at once, two-line plates
+//! included; pad slots are dropped from the text.
+
+use opencv::core::{CV_8UC3, Mat, MatTraitConst, MatTraitConstManual, Size};
+use opencv::imgproc;
+
+use super::lines::guess_lines;
+use super::{CharRead, LineRead, Recognizer, TOP_K, TextRead, top_k};
+use crate::error::{CvContext, Result, VisionError};
+use crate::image_file::{checked_size, continuous};
+use crate::runtime::{Model, SessionConfig};
+
+/// Manifest name of the model.
+pub const MODEL_NAME: &str = "vn_plate_rec";
+
+/// Colour order of the model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorOrder {
+    Rgb,
+    Gray,
+}
+
+/// Pixel normalisation of the model's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Normalize {
+    /// x/255
+    Unit,
+    /// (x/255-0.5)/0.5
+    Signed,
+}
+
+/// What the model's metadata says about it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotContract {
+    /// Class characters; index 0 is pad.
+    pub alphabet: Vec<char>,
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    pub color: ColorOrder,
+    pub normalize: Normalize,
+    pub slots: usize,
+}
+
+impl SlotContract {
+    /// Reads and checks the contract through `get` (metadata lookup by key).
+    pub fn from_metadata(
+        get: impl Fn(&str) -> Result<Option<String>>,
+    ) -> std::result::Result<SlotContract, String> {
+        let need = |key: &str| -> std::result::Result<String, String> {
+            match get(key) {
+                Ok(Some(v)) => Ok(v),
+                Ok(None) => Err(format!("metadata key `{key}` is missing")),
+                Err(e) => Err(format!("metadata key `{key}`: {e}")),
+            }
+        };
+        let number = |key: &str, max: usize| -> std::result::Result<usize, String> {
+            let v = need(key)?;
+            match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 && n <= max => Ok(n),
+                _ => Err(format!(
+                    "metadata key `{key}` = {v:?}: expected a number from 1 to {max}"
+                )),
+            }
+        };
+        let fixed = |key: &str, want: &str| -> std::result::Result<(), String> {
+            let v = need(key)?;
+            if v.trim().eq_ignore_ascii_case(want) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "metadata key `{key}` = {v:?}: only `{want}` is supported"
+                ))
+            }
+        };
+        let alphabet: Vec<char> = need("alphabet")?.chars().collect();
+        if alphabet.len() < 2 || alphabet[0] != '_' {
+            return Err(format!(
+                "metadata key `alphabet` must list the classes with pad `_` first, got {} characters",
+                alphabet.len()
+            ));
+        }
+        let height = number("input_height", 1024)?;
+        let width = number("input_width", 2048)?;
+        let channels = number("input_channels", 3)?;
+        let color = match need("color_order")?.trim().to_ascii_uppercase().as_str() {
+            "RGB" => ColorOrder::Rgb,
+            "GRAY" | "GREY" => ColorOrder::Gray,
+            other => {
+                return Err(format!(
+                    "metadata key `color_order` = {other:?}: expected RGB or GRAY"
+                ));
+            }
+        };
+        match (color, channels) {
+            (ColorOrder::Rgb, 3) | (ColorOrder::Gray, 1) => {}
+            _ => {
+                return Err(format!(
+                    "metadata keys `color_order` and `input_channels` disagree ({color:?}, {channels})"
+                ));
+            }
+        }
+        let normalize = match need("normalize")?.replace(' ', "").as_str() {
+            "x/255" => Normalize::Unit,
+            "(x/255-0.5)/0.5" => Normalize::Signed,
+            other => {
+                return Err(format!(
+                    "metadata key `normalize` = {other:?}: expected x/255 or (x/255-0.5)/0.5"
+                ));
+            }
+        };
+        fixed("resize", "stretch")?;
+        fixed("layout", "NCHW")?;
+        fixed("decoder", "slots")?;
+        let slots = number("slots", 64)?;
+        Ok(SlotContract {
+            alphabet,
+            height,
+            width,
+            channels,
+            color,
+            normalize,
+            slots,
+        })
+    }
+}
+
+/// The fixed-slot recogniser.
+#[derive(Debug)]
+pub struct SlotRecognizer {
+    model: Model,
+    contract: SlotContract,
+}
+
+impl SlotRecognizer {
+    /// Loads `vn_plate_rec` through the manifest.
+    pub fn load(config: SessionConfig) -> Result<SlotRecognizer> {
+        SlotRecognizer::from_model(Model::load_named(MODEL_NAME, config)?)
+    }
+
+    /// Wraps a loaded model, reading its contract from its metadata.
+    pub fn from_model(model: Model) -> Result<SlotRecognizer> {
+        let contract = SlotContract::from_metadata(|k| model.metadata(k))
+            .map_err(|m| model.contract_error(m))?;
+        let shape = model.input_shape();
+        let want = [contract.channels, contract.height, contract.width];
+        if shape.len() != 4
+            || shape[1..]
+                .iter()
+                .zip(want)
+                .any(|(&d, w)| d >= 0 && d as usize != w)
+        {
+            return Err(model.contract_error(format!(
+                "input shape {shape:?} does not match the metadata [N,{},{},{}]",
+                want[0], want[1], want[2]
+            )));
+        }
+        if !model.output_names().iter().any(|n| n == "probs") {
+            return Err(model.contract_error("has no output named `probs`"));
+        }
+        Ok(SlotRecognizer { model, contract })
+    }
+
+    /// The model's contract.
+    pub fn contract(&self) -> &SlotContract {
+        &self.contract
+    }
+
+    fn tensor(&self, crop: &Mat) -> Result<Vec<f32>> {
+        let c = &self.contract;
+        let mut resized = Mat::default();
+        imgproc::resize(
+            crop,
+            &mut resized,
+            Size::new(c.width as i32, c.height as i32),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )
+        .cv("resizing a plate crop")?;
+        let mut conv = Mat::default();
+        let code = match c.color {
+            ColorOrder::Rgb => imgproc::COLOR_BGR2RGB,
+            ColorOrder::Gray => imgproc::COLOR_BGR2GRAY,
+        };
+        imgproc::cvt_color_def(&resized, &mut conv, code).cv("converting a plate crop")?;
+        let conv = continuous(&conv)?;
+        let bytes = conv.data_bytes().cv("reading a plate crop")?;
+        let plane = c.height * c.width;
+        let mut data = vec![0.0f32; c.channels * plane];
+        for (px, chunk) in bytes.chunks_exact(c.channels).enumerate() {
+            for (ch, &b) in chunk.iter().enumerate() {
+                let x = f32::from(b) / 255.0;
+                data[ch * plane + px] = match c.normalize {
+                    Normalize::Unit => x,
+                    Normalize::Signed => (x - 0.5) / 0.5,
+                };
+            }
+        }
+        Ok(data)
+    }
+}
+
+impl Recognizer for SlotRecognizer {
+    fn name(&self) -> &str {
+        "vn"
+    }
+
+    fn read(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<TextRead> {
+        let (w, h) = checked_size(crop, "plate crop")?;
+        if crop.typ() != CV_8UC3 {
+            return Err(VisionError::Config(format!(
+                "plate crop must be 8-bit BGR, got OpenCV type {}",
+                crop.typ()
+            )));
+        }
+        let c = &self.contract;
+        let data = self.tensor(crop)?;
+        let (shape, probs) =
+            self.model
+                .run(&[1, c.channels, c.height, c.width], &data, Some("probs"))?;
+        let k = c.alphabet.len();
+        if shape.len() != 3 || shape[0] != 1 || shape[2] != k {
+            return Err(self.model.contract_error(format!(
+                "output `probs` shape {shape:?} does not match [1, S, {k}] (the alphabet's size)"
+            )));
+        }
+        let mut line = LineRead::default();
+        for slot in probs.chunks_exact(k) {
+            let alts = top_k(
+                slot.iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(i, &p)| (c.alphabet[i], p))
+                    .collect(),
+                TOP_K,
+            );
+            let pad = slot[0];
+            let Some(&(ch, p)) = alts.first() else {
+                continue;
+            };
+            if pad >= p {
+                continue;
+            }
+            line.text.push(ch);
+            line.chars.push(CharRead {
+                ch,
+                prob: p,
+                alternatives: alts,
+            });
+        }
+        Ok(TextRead {
+            lines: vec![line],
+            plate_lines: Some(lines_hint.unwrap_or_else(|| guess_lines(w, h))),
+        })
+    }
+}
