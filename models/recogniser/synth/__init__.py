@@ -1,0 +1,1 @@
+"""Synthetic Vietnamese licence-plate generator used to train the plate recogniser."""
