@@ -39,7 +39,8 @@ lint: build
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-test: build check-server-deps
+# Lint first, so the test runner's summary is the last thing printed.
+test: build check-server-deps lint
 	$(CARGO) test --workspace --no-fail-fast
 
 # The server links the plate grammar only: never ONNX Runtime or OpenCV.
