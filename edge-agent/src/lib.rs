@@ -17,3 +17,4 @@ pub mod scene;
 pub mod signal;
 pub mod site;
 pub mod track;
+pub mod violator;

@@ -6,7 +6,12 @@ use edge_agent::capture::{FrameSource, Pacing, SourceSpec};
 use edge_agent::detect::{
     MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector,
 };
+use edge_agent::replay::EvidenceOutput;
 use edge_agent::site::SiteConfig;
+use plate_ocr::detect::{Y5fuDetector, Y5fuSize};
+use plate_ocr::pipeline::{Pipeline, PipelineConfig};
+use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
+use plate_ocr::runtime::SessionConfig;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -54,6 +59,13 @@ enum Cmd {
         /// ONNX Runtime threads for the detector.
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// Write each violation's evidence (and plate read) under this spool
+        /// directory; needs `--site`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Plate recogniser for violators: ppocr (baseline) or vn (our own).
+        #[arg(long, default_value = "ppocr")]
+        recognizer: String,
     },
 }
 
@@ -99,6 +111,8 @@ fn main() -> Result<()> {
             detector,
             max_frames,
             threads,
+            out,
+            recognizer,
         } => {
             let site = site
                 .map(|p| {
@@ -115,9 +129,34 @@ fn main() -> Result<()> {
                 other => return Err(anyhow!("unknown detector `{other}` (yolox or motion)")),
             };
             let spec = SourceSpec::parse(&video)?;
-            let summary = edge_agent::replay::replay(&spec, det, site.as_ref(), max_frames)?;
+            let output = match out {
+                Some(spool) => Some(EvidenceOutput {
+                    spool,
+                    reader: Some(plate_reader(&recognizer)?),
+                }),
+                None => None,
+            };
+            let summary =
+                edge_agent::replay::replay(&spec, det, site.as_ref(), max_frames, output.as_ref())?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }
     }
+}
+
+/// The plate reader for violators: y5fu-320 inside the vehicle box, then the
+/// chosen recogniser and the grammar.
+fn plate_reader(recognizer: &str) -> Result<Pipeline> {
+    let cfg = SessionConfig::default();
+    let rec: Box<dyn Recognizer> = match recognizer {
+        "ppocr" => Box::new(PpOcrRecognizer::load(cfg)?),
+        "vn" => Box::new(SlotRecognizer::load(cfg)?),
+        other => return Err(anyhow!("unknown recogniser `{other}` (ppocr or vn)")),
+    };
+    let det = Y5fuDetector::load(Y5fuSize::S320, cfg)?;
+    Ok(Pipeline::new(
+        Some(Box::new(det)),
+        rec,
+        PipelineConfig::default(),
+    ))
 }

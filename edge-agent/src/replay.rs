@@ -6,11 +6,13 @@
 use crate::analysis::Analysis;
 use crate::capture::{FrameSource, Pacing, SourceSpec};
 use crate::detect::{DetectError, VehicleDetector};
+use crate::evidence::{EvidenceCollector, EvidenceConfig};
 use crate::rules::{RuleError, Violation};
 use crate::site::SiteConfig;
 use protocol::VehicleClass;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What can stop a replay.
@@ -22,6 +24,16 @@ pub enum ReplayError {
     Detect(#[from] DetectError),
     #[error(transparent)]
     Rules(#[from] RuleError),
+    #[error(transparent)]
+    Evidence(#[from] crate::evidence::EvidenceError),
+    #[error("evidence needs a site configuration")]
+    NoSite,
+}
+
+/// Where a replay writes evidence, and the plate reader for violators.
+pub struct EvidenceOutput {
+    pub spool: std::path::PathBuf,
+    pub reader: Option<plate_ocr::pipeline::Pipeline>,
 }
 
 /// The outcome of a replay.
@@ -39,6 +51,10 @@ pub struct ReplaySummary {
 /// One violation, as the summary lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ViolationSummary {
+    /// The event id its evidence is filed under (with `--out`).
+    pub event_id: Option<uuid::Uuid>,
+    /// The plate read on the violator and the evidence written (with `--out`).
+    pub processed: Option<crate::violator::Processed>,
     pub track_id: u64,
     pub rule: String,
     pub frame: u64,
@@ -49,6 +65,8 @@ pub struct ViolationSummary {
 impl From<&Violation> for ViolationSummary {
     fn from(v: &Violation) -> Self {
         ViolationSummary {
+            event_id: None,
+            processed: None,
             track_id: v.track_id,
             rule: format!("{:?}", v.rule),
             frame: v.frame,
@@ -76,23 +94,72 @@ pub fn replay(
     detector: Box<dyn VehicleDetector>,
     site: Option<&SiteConfig>,
     max_frames: Option<u64>,
+    output: Option<&EvidenceOutput>,
 ) -> Result<ReplaySummary, ReplayError> {
     let expect = site.map(|s| (s.frame.width, s.frame.height));
-    let mut frames = FrameSource::open(source, Pacing::AsFastAsPossible, expect)?;
+    let mut source = FrameSource::open(source, Pacing::AsFastAsPossible, expect)?;
+    let frames = std::iter::from_fn(move || {
+        source
+            .next_frame(Duration::from_secs(10))
+            .map_err(ReplayError::from)
+            .transpose()
+    });
+    run_frames(frames, detector, site, max_frames, output)
+}
+
+/// The replay loop over any frames (a recording, or a rendered scene in
+/// tests): analysis, evidence collection, then post-processing of every
+/// violation (plate read on the violator, evidence written).
+pub fn run_frames(
+    frames: impl Iterator<Item = Result<crate::capture::Frame, ReplayError>>,
+    detector: Box<dyn VehicleDetector>,
+    site: Option<&SiteConfig>,
+    max_frames: Option<u64>,
+    output: Option<&EvidenceOutput>,
+) -> Result<ReplaySummary, ReplayError> {
     let mut analysis = Analysis::new(detector, site)?;
-    let mut violations = Vec::new();
+    let mut collector = match (output, site) {
+        (Some(_), Some(s)) => Some(EvidenceCollector::new(
+            Arc::new(s.clone()),
+            EvidenceConfig::default(),
+        )),
+        (Some(_), None) => return Err(ReplayError::NoSite),
+        _ => None,
+    };
+    let mut violations: Vec<ViolationSummary> = Vec::new();
+    let mut jobs = Vec::new();
     let start = Instant::now();
     let mut n = 0u64;
-    while let Some(frame) = frames.next_frame(Duration::from_secs(10))? {
+    for frame in frames {
+        let frame = frame?;
         if max_frames.is_some_and(|m| n >= m) {
             break;
         }
         n += 1;
+        if let Some(c) = collector.as_mut() {
+            jobs.extend(c.push_frame(frame.clone())?);
+        }
         let found = analysis.process(&frame)?;
-        violations.extend(found.iter().map(ViolationSummary::from));
+        for v in &found {
+            violations.push(register(v, &analysis, collector.as_mut(), &mut jobs)?);
+        }
     }
-    violations.extend(analysis.finish().iter().map(ViolationSummary::from));
+    for v in analysis.finish() {
+        violations.push(register(&v, &analysis, collector.as_mut(), &mut jobs)?);
+    }
+    if let Some(c) = collector.as_mut() {
+        jobs.extend(c.finish());
+    }
     let seconds = start.elapsed().as_secs_f64();
+    if let Some(out) = output {
+        for job in jobs {
+            let id = job.event_id;
+            let processed = crate::violator::process(job, out.reader.as_ref(), &out.spool)?;
+            if let Some(v) = violations.iter_mut().find(|v| v.event_id == Some(id)) {
+                v.processed = Some(processed);
+            }
+        }
+    }
     Ok(ReplaySummary {
         frames: n,
         seconds,
@@ -104,4 +171,28 @@ pub fn replay(
         tracks: analysis.track_counts().clone(),
         violations,
     })
+}
+
+/// Summarises a violation and, when evidence is kept, registers it with the
+/// collector under a new event id.
+fn register(
+    v: &Violation,
+    analysis: &Analysis,
+    collector: Option<&mut EvidenceCollector>,
+    jobs: &mut Vec<crate::evidence::EvidenceJob>,
+) -> Result<ViolationSummary, ReplayError> {
+    let mut summary = ViolationSummary::from(v);
+    if let Some(c) = collector {
+        let id = uuid::Uuid::new_v4();
+        let track: Vec<_> = analysis
+            .active_tracks()
+            .find(|t| t.id() == v.track_id)
+            .map(|t| t.trajectory().iter().copied().collect())
+            .unwrap_or_default();
+        if let Some(job) = c.add_violation(id, v, &track)? {
+            jobs.push(job);
+        }
+        summary.event_id = Some(id);
+    }
+    Ok(summary)
 }

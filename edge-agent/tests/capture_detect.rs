@@ -220,7 +220,7 @@ fn replay_tracks_vehicles_through_the_whole_real_recording() {
     let site_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sites/thanglm20-street.toml");
     let site =
         edge_agent::site::SiteConfig::load(&site_file).expect("the scene's site file is valid");
-    let summary = edge_agent::replay::replay(&spec, Box::new(det), Some(&site), None)
+    let summary = edge_agent::replay::replay(&spec, Box::new(det), Some(&site), None, None)
         .expect("no error on the whole file");
     assert!(summary.frames >= 100);
     let total: usize = summary.tracks.values().sum();

@@ -151,3 +151,76 @@ fn crossing_on_green_or_yellow_is_not_a_violation() {
     assert!(s.red_light_runners(150).is_empty());
     assert!(run(&s, 150).is_empty());
 }
+
+/// The whole post-processing path on a rendered scene: the red-light runner
+/// gets an evidence set whose every hash matches its file, the plate is read
+/// only inside its own box (the synthetic plate's Hershey text is not a
+/// Vietnamese plate the reader accepts, so it must come back unreadable —
+/// never a guess, and never the neighbour's plate), and the vehicle beside it
+/// gets nothing.
+#[test]
+fn red_light_runner_gets_verified_evidence_and_an_honest_plate() {
+    let s = scene(vec![
+        car(80, 110, 5.0, None, "29B67890", [40, 60, 200]),
+        car(300, 110, 5.0, Some(280.0), "51F11111", [40, 160, 40]),
+    ]);
+    let site = SiteConfig::from_toml_str(&s.site_toml(), "synthetic.toml").unwrap();
+    let det = MotionDetector::new(MotionConfig {
+        analysis_width: 640,
+        min_area: 1500.0,
+        history: 5000,
+        learning_rate: 0.0003,
+        ..MotionConfig::default()
+    })
+    .unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let reader = {
+        use plate_ocr::detect::{Y5fuDetector, Y5fuSize};
+        use plate_ocr::pipeline::{Pipeline, PipelineConfig};
+        use plate_ocr::recognize::PpOcrRecognizer;
+        use plate_ocr::runtime::SessionConfig;
+        let cfg = SessionConfig::default();
+        Pipeline::new(
+            Some(Box::new(
+                Y5fuDetector::load(Y5fuSize::S320, cfg).expect("y5fu_320 (make models)"),
+            )),
+            Box::new(PpOcrRecognizer::load(cfg).expect("ppocr_v4_rec (make models)")),
+            PipelineConfig::default(),
+        )
+    };
+    let out = edge_agent::replay::EvidenceOutput {
+        spool: spool.path().to_path_buf(),
+        reader: Some(reader),
+    };
+    let frames = (0..220u64).map(|n| Ok(s.render(n).unwrap()));
+    let summary =
+        edge_agent::replay::run_frames(frames, Box::new(det), Some(&site), None, Some(&out))
+            .unwrap();
+    assert_eq!(summary.violations.len(), 1, "{:?}", summary.violations);
+    let v = &summary.violations[0];
+    assert_eq!(v.rule, "RedLight");
+    let id = v.event_id.expect("event id");
+    let p = v.processed.as_ref().expect("post-processed");
+    assert!(
+        p.plate.text.is_none(),
+        "Hershey text is no Vietnamese plate: {:?}",
+        p.plate
+    );
+    let dir = spool.path().join(id.to_string());
+    assert!(dir.is_dir());
+    for item in &p.evidence {
+        let bytes = std::fs::read(dir.join(&item.name)).unwrap();
+        assert_eq!(protocol::sha256_hex(&bytes), item.sha256, "{}", item.name);
+        assert_eq!(bytes.len() as u64, item.size_bytes);
+    }
+    let names: Vec<&str> = p.evidence.iter().map(|i| i.name.as_str()).collect();
+    for want in [
+        "before.jpg",
+        "at.jpg",
+        "after.jpg",
+        "at_annotated.jpg",
+        "clip.mp4",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+}

@@ -1,0 +1,141 @@
+//! Post-processing of one violation: read the violator's plate and write its
+//! evidence, off the real-time thread.
+//!
+//! The plate must belong to the vehicle that broke the rule — a fine on the
+//! car beside the violator is the worst failure this product can have — so
+//! the plate is looked for only inside the violator's own box (padded a
+//! little) on the violation frame, and the read records that frame number and
+//! the plate's box in frame coordinates. Anything the reader refuses (too
+//! unsure, not a valid Vietnamese plate: a clock overlay, lettering on a bus)
+//! leaves the plate "unreadable"; the violation still goes to a person.
+
+use crate::detect::frame_mat;
+use crate::evidence::{EvidenceError, EvidenceJob, EvidenceSet};
+use crate::geometry::BBox;
+use opencv::core::{Mat, Rect};
+use opencv::prelude::*;
+use plate_ocr::pipeline::{Pipeline, PlateRead};
+use serde::Serialize;
+use std::path::Path;
+
+/// The plate read on the violator.
+#[derive(Debug, Clone, Serialize)]
+pub struct ViolatorPlate {
+    /// Canonical text, `None` when unreadable.
+    pub text: Option<String>,
+    pub display: Option<String>,
+    pub confidence: f32,
+    pub lines: Option<u8>,
+    pub colour: String,
+    /// The frame the plate was read on, and its box there (x, y, w, h).
+    pub frame: u64,
+    pub bbox: Option<[f32; 4]>,
+}
+
+impl ViolatorPlate {
+    fn unreadable(frame: u64) -> Self {
+        ViolatorPlate {
+            text: None,
+            display: None,
+            confidence: 0.0,
+            lines: None,
+            colour: "unknown".into(),
+            frame,
+            bbox: None,
+        }
+    }
+}
+
+/// What post-processing produced for one violation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Processed {
+    pub plate: ViolatorPlate,
+    pub evidence: Vec<protocol::EvidenceItem>,
+    pub missing: Vec<String>,
+}
+
+/// The violator's box padded by 10% of its size, clipped to the frame.
+fn search_region(b: &BBox, width: u32, height: u32) -> Option<Rect> {
+    let (px, py) = (b.w * 0.1, b.h * 0.1);
+    let x0 = (b.x - px).max(0.0).floor() as i32;
+    let y0 = (b.y - py).max(0.0).floor() as i32;
+    let x1 = ((b.x + b.w + px).min(width as f64)).ceil() as i32;
+    let y1 = ((b.y + b.h + py).min(height as f64)).ceil() as i32;
+    (x1 - x0 >= 8 && y1 - y0 >= 8).then(|| Rect::new(x0, y0, x1 - x0, y1 - y0))
+}
+
+/// Reads the plate inside the violator's box on the violation frame.
+pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlate {
+    let at = job.violation.frames.at;
+    let Some(frame) = job.frame(at) else {
+        return ViolatorPlate::unreadable(at);
+    };
+    let Some(region) = search_region(&job.violation.bbox, frame.width, frame.height) else {
+        return ViolatorPlate::unreadable(at);
+    };
+    let crop: Option<Mat> = frame_mat(frame)
+        .ok()
+        .and_then(|m| Mat::roi(&m, region).ok().and_then(|r| r.try_clone().ok()));
+    let Some(crop) = crop else {
+        return ViolatorPlate::unreadable(at);
+    };
+    let reads = match reader.read_image(&crop) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(frame = at, error = %e, "plate reading failed");
+            return ViolatorPlate::unreadable(at);
+        }
+    };
+    // The most confident valid read; unreadable or invalid reads don't count.
+    let best: Option<&PlateRead> = reads
+        .iter()
+        .filter(|r| r.valid && !r.unreadable && r.text.is_some())
+        .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
+    match best {
+        Some(r) => ViolatorPlate {
+            text: r.text.clone(),
+            display: r.display.clone(),
+            confidence: r.confidence,
+            lines: r.lines,
+            colour: format!("{:?}", r.colour).to_lowercase(),
+            frame: at,
+            bbox: Some([
+                r.bbox[0] + region.x as f32,
+                r.bbox[1] + region.y as f32,
+                r.bbox[2],
+                r.bbox[3],
+            ]),
+        },
+        None => ViolatorPlate::unreadable(at),
+    }
+}
+
+/// Reads the plate, attaches its crop, and writes the evidence to `spool`.
+pub fn process(
+    mut job: EvidenceJob,
+    reader: Option<&Pipeline>,
+    spool: &Path,
+) -> Result<Processed, EvidenceError> {
+    let plate = match reader {
+        Some(r) => read_violator_plate(&job, r),
+        None => ViolatorPlate::unreadable(job.violation.frames.at),
+    };
+    if let Some([x, y, w, h]) = plate.bbox {
+        job.add_plate_crop_rect(BBox {
+            x: x as f64,
+            y: y as f64,
+            w: w as f64,
+            h: h as f64,
+        })?;
+    }
+    let set: EvidenceSet = job.write(spool)?;
+    Ok(Processed {
+        plate,
+        evidence: set.items,
+        missing: set
+            .missing
+            .iter()
+            .map(|m| format!("{}: {}", m.name, m.reason))
+            .collect(),
+    })
+}
