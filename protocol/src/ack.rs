@@ -64,6 +64,10 @@ pub struct Ack {
     pub schema_version: SchemaVersion,
     /// The event this answers.
     pub event_id: Uuid,
+    /// Present when the ack is about one evidence file sent as clip chunks
+    /// (its manifest name) rather than the event bundle itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
     /// What became of it.
     #[serde(flatten)]
     pub status: AckStatus,
@@ -101,8 +105,16 @@ impl Ack {
         Self {
             schema_version: SchemaVersion::CURRENT,
             event_id,
+            item: None,
             status,
         }
+    }
+
+    /// The same answer, about evidence file `name` of the event (a clip sent
+    /// in chunks) rather than about the event.
+    pub fn for_item(mut self, name: impl Into<String>) -> Self {
+        self.item = Some(name.into());
+        self
     }
 
     /// Whether the device may drop the event from its outbox (stored or
@@ -121,6 +133,9 @@ impl Message for Ack {
 
     fn validate(&self) -> Result<(), ValidationError> {
         check_own_version("schema_version", self.schema_version)?;
+        if let Some(item) = &self.item {
+            crate::evidence::check_file_name("item", item)?;
+        }
         if let AckStatus::Rejected { code, message } = &self.status {
             if let RejectCode::Other(other) = code {
                 validate::check_ascii_text("code", other, MAX_SHORT_TEXT)?;

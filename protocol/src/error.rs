@@ -9,6 +9,7 @@ use crate::ack::RejectCode;
 use crate::canonical::CanonicalError;
 use crate::evidence::EvidenceError;
 use crate::topics::TopicError;
+use crate::transfer::FrameError;
 use crate::version::{SchemaVersion, VersionError};
 
 /// A field failed a sanity check: `field` is its JSON path (for example
@@ -138,13 +139,17 @@ pub enum ProtocolError {
     /// Evidence bytes do not match their manifest entry.
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
+
+    /// A bundle or clip chunk frame is malformed.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
 }
 
 impl ProtocolError {
     /// The reason code a server should put in a rejecting ack for this error.
     pub fn reject_code(&self) -> RejectCode {
         match self {
-            Self::MalformedJson(_) | Self::Schema { .. } | Self::Envelope(_) => {
+            Self::MalformedJson(_) | Self::Schema { .. } | Self::Envelope(_) | Self::Frame(_) => {
                 RejectCode::Malformed
             }
             Self::MissingVersion { .. } | Self::Version(_) => RejectCode::Malformed,

@@ -189,7 +189,7 @@ pub fn validate_manifest(field: &str, items: &[EvidenceItem]) -> Result<(), Vali
     Ok(())
 }
 
-fn check_file_name(field: &str, name: &str) -> Result<(), ValidationError> {
+pub(crate) fn check_file_name(field: &str, name: &str) -> Result<(), ValidationError> {
     if name.is_empty() || name.len() > MAX_EVIDENCE_NAME {
         return Err(ValidationError::new(
             field,

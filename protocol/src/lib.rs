@@ -33,6 +33,7 @@ pub mod heartbeat;
 pub mod message;
 pub mod signing;
 pub mod topics;
+pub mod transfer;
 pub mod validate;
 pub mod version;
 
@@ -49,6 +50,9 @@ pub use heartbeat::{Alarm, CameraState, CameraStatus, Heartbeat, OutboxStatus};
 pub use message::{DeviceMessage, Message};
 pub use signing::{Signed, SignedEvent, SignedHeartbeat};
 pub use topics::{Channel, TopicAddress, TopicError};
+pub use transfer::{
+    Attachment, ChunkHeader, ClipChunk, EventBundle, FrameError, check_attachments,
+};
 pub use version::{SchemaVersion, VersionError};
 
 /// Re-exported so callers name the same key types this crate signs with.
