@@ -13,6 +13,10 @@ pub struct Config {
     /// Where state lives on embedded defaults (SQLite file, evidence directory).
     pub data_dir: PathBuf,
     pub http: HttpConfig,
+    pub database: DatabaseConfig,
+    pub mqtt: MqttConfig,
+    pub ingest: IngestConfig,
+    pub admin: AdminConfig,
 }
 
 /// The HTTP listener (console, citizen app, API).
@@ -22,11 +26,63 @@ pub struct HttpConfig {
     pub listen: SocketAddr,
 }
 
+/// The database. Empty `url`: SQLite file `ingest.db` under `data_dir`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://user:pass@host/db`; env `DATABASE_URL`.
+    pub url: String,
+}
+
+/// MQTT: the embedded broker, or an external one.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// Run the embedded broker (ignored when `url` is set).
+    pub embedded: bool,
+    /// Where the embedded broker listens (plain MQTT 3.1.1 / TCP).
+    pub listen: SocketAddr,
+    /// External broker, `mqtt://host:port`; empty for the embedded one.
+    pub url: String,
+    /// Client id of this server (unique per replica).
+    pub client_id: String,
+    /// Shared-subscription group on an external broker (`$share/{group}/...`).
+    pub share_group: String,
+    /// Credentials on the external broker (optional).
+    pub username: String,
+    pub password: String,
+}
+
+/// Ingest tuning.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most bundles committed in one transaction.
+    pub batch_max: usize,
+    /// Longest wait for more bundles after the first, milliseconds.
+    pub batch_wait_ms: u64,
+    /// How far ahead of the server's clock an event time may be, seconds.
+    pub clock_tolerance_s: u64,
+}
+
+/// The admin API (device enrolment, quarantine). Empty token: disabled.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer token for `/api/v1/devices`, `/api/v1/quarantine`, ...;
+    /// env `INGEST_ADMIN_TOKEN`.
+    pub token: String,
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from(".data/ingest"),
             http: HttpConfig::default(),
+            database: DatabaseConfig::default(),
+            mqtt: MqttConfig::default(),
+            ingest: IngestConfig::default(),
+            admin: AdminConfig::default(),
         }
     }
 }
@@ -37,6 +93,70 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
         }
     }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        MqttConfig {
+            embedded: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            url: String::new(),
+            client_id: "ingest-server".into(),
+            share_group: "ingest".into(),
+            username: String::new(),
+            password: String::new(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            batch_max: 128,
+            batch_wait_ms: 5,
+            clock_tolerance_s: 30,
+        }
+    }
+}
+
+impl Config {
+    /// The database URL: configured, or SQLite under the data directory.
+    pub fn database_url(&self) -> String {
+        if self.database.url.is_empty() {
+            crate::db::Db::sqlite_url(&self.data_dir.join("ingest.db"))
+        } else {
+            self.database.url.clone()
+        }
+    }
+
+    /// The external broker as (host, port), if configured.
+    pub fn external_broker(&self) -> Option<(String, u16)> {
+        parse_mqtt_url(&self.mqtt.url).ok().flatten()
+    }
+}
+
+/// `mqtt://host:port` (or `tcp://`) → (host, port); empty → `None`.
+fn parse_mqtt_url(url: &str) -> Result<Option<(String, u16)>, String> {
+    if url.is_empty() {
+        return Ok(None);
+    }
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| format!("`{url}`: expected mqtt://host:port"))?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|e| format!("`{url}`: bad port ({e})"))?,
+        ),
+        None => (rest, 1883),
+    };
+    if host.is_empty() {
+        return Err(format!("`{url}`: no host"));
+    }
+    Ok(Some((host.trim_matches(['[', ']']).to_owned(), port)))
 }
 
 /// A configuration that cannot be used.
@@ -83,16 +203,40 @@ impl Config {
         })
     }
 
-    /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`.
+    /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`,
+    /// `DATABASE_URL`, `INGEST_MQTT_LISTEN`, `INGEST_MQTT_URL`,
+    /// `INGEST_MQTT_CLIENT_ID`, `INGEST_ADMIN_TOKEN`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        if let Some(v) = get("INGEST_HTTP_LISTEN") {
-            self.http.listen = v.parse().map_err(|e| ConfigError::Env {
-                var: "INGEST_HTTP_LISTEN".into(),
+        let addr = |var: &str, v: &str| -> Result<SocketAddr, ConfigError> {
+            v.parse().map_err(|e| ConfigError::Env {
+                var: var.into(),
                 message: format!("`{v}` is not an address:port ({e})"),
-            })?;
+            })
+        };
+        if let Some(v) = get("INGEST_HTTP_LISTEN") {
+            self.http.listen = addr("INGEST_HTTP_LISTEN", &v)?;
         }
         if let Some(v) = get("INGEST_DATA_DIR") {
             self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = get("DATABASE_URL") {
+            self.database.url = v;
+        }
+        if let Some(v) = get("INGEST_MQTT_LISTEN") {
+            self.mqtt.listen = addr("INGEST_MQTT_LISTEN", &v)?;
+        }
+        if let Some(v) = get("INGEST_MQTT_URL") {
+            parse_mqtt_url(&v).map_err(|message| ConfigError::Env {
+                var: "INGEST_MQTT_URL".into(),
+                message,
+            })?;
+            self.mqtt.url = v;
+        }
+        if let Some(v) = get("INGEST_MQTT_CLIENT_ID") {
+            self.mqtt.client_id = v;
+        }
+        if let Some(v) = get("INGEST_ADMIN_TOKEN") {
+            self.admin.token = v;
         }
         Ok(())
     }
@@ -104,6 +248,49 @@ impl Config {
                 field: "data_dir".into(),
                 message: "must not be empty".into(),
             });
+        }
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            field: field.into(),
+            message,
+        };
+        let url = &self.database.url;
+        if !url.is_empty()
+            && !["sqlite:", "postgres:", "postgresql:"]
+                .iter()
+                .any(|p| url.starts_with(p))
+        {
+            return Err(invalid(
+                "database.url",
+                format!(
+                    "`{}`: expected sqlite:// or postgres://",
+                    crate::db::redact(url)
+                ),
+            ));
+        }
+        parse_mqtt_url(&self.mqtt.url).map_err(|m| invalid("mqtt.url", m))?;
+        if protocol::topics::validate_id("share group", &self.mqtt.share_group).is_err() {
+            return Err(invalid(
+                "mqtt.share_group",
+                "1-64 of A-Z a-z 0-9 - _ .".into(),
+            ));
+        }
+        if self.mqtt.client_id.is_empty() {
+            return Err(invalid("mqtt.client_id", "must not be empty".into()));
+        }
+        if self.ingest.batch_max == 0 || self.ingest.batch_max > 10_000 {
+            return Err(invalid(
+                "ingest.batch_max",
+                "must be within 1..=10000".into(),
+            ));
+        }
+        if self.ingest.batch_wait_ms > 10_000 {
+            return Err(invalid("ingest.batch_wait_ms", "at most 10000".into()));
+        }
+        if !self.admin.token.is_empty() && self.admin.token.len() < 16 {
+            return Err(invalid(
+                "admin.token",
+                "at least 16 characters when set".into(),
+            ));
         }
         Ok(())
     }
@@ -144,6 +331,38 @@ mod tests {
         c.apply_env(|k| (k == "INGEST_HTTP_LISTEN").then(|| "127.0.0.1:9999".to_string()))
             .unwrap();
         assert_eq!(c.http.listen.port(), 9999);
+    }
+
+    #[test]
+    fn database_and_broker_settings() {
+        let mut c = Config::default();
+        assert!(
+            c.database_url().starts_with("sqlite://"),
+            "{}",
+            c.database_url()
+        );
+        assert!(c.external_broker().is_none());
+        c.apply_env(|k| match k {
+            "DATABASE_URL" => Some("postgres://u:p@127.0.0.1:5432/tv".into()),
+            "INGEST_MQTT_URL" => Some("mqtt://10.0.0.5:1884".into()),
+            _ => None,
+        })
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.database_url(), "postgres://u:p@127.0.0.1:5432/tv");
+        assert_eq!(c.external_broker(), Some(("10.0.0.5".into(), 1884)));
+        let err = c
+            .apply_env(|k| (k == "INGEST_MQTT_URL").then(|| "http://x".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("INGEST_MQTT_URL"), "{err}");
+        c.database.url = "mysql://x".into();
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("database.url")
+        );
     }
 }
 

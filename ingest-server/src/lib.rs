@@ -1,10 +1,28 @@
 //! The ingest server at the city's operations centre (IOC).
 //!
-//! It takes in signed violation events from edge agents, stores each once,
-//! resolves the vehicle's owner, prices the fine, and serves the review
-//! console and the citizen app. This crate is being built issue by issue;
-//! today it holds the configuration and the HTTP surface every later part
-//! hangs from.
+//! It takes in signed violation events from edge agents (MQTT through an
+//! embedded or external broker, or HTTPS), verifies them, stores each once
+//! with its evidence (group commit, then the ack), quarantines what fails,
+//! prices the fine from the dated schedule and resolves the vehicle's owner.
+//! Later issues add the review console, notices, the citizen app and
+//! payments on the same state.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
+pub mod app;
+pub mod broker;
+pub mod clips;
 pub mod config;
+pub mod db;
+pub mod devices;
+pub mod evidence;
+pub mod fines;
+pub mod heartbeats;
+pub mod ingest;
+pub mod mqtt;
+pub mod quarantine;
+pub mod registry;
 pub mod web;

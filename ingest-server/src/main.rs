@@ -1,16 +1,66 @@
-//! `ingest-server`: loads and validates the configuration, then serves.
+//! `ingest-server`: loads and validates the configuration, then serves
+//! (the default), or administers: `device add|list|revoke`,
+//! `registry import vehicles.csv owners.csv`.
 
-use anyhow::{Context, Result};
-use clap::Parser;
-use ingest_server::{config::Config, web};
 use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use ingest_server::config::Config;
+use ingest_server::{app, devices, registry};
 
 #[derive(Parser)]
 #[command(version, about = "Traffic enforcement ingest server (IOC)")]
 struct Cli {
     /// Configuration file (TOML); embedded defaults when absent.
-    #[arg(long, env = "INGEST_CONFIG")]
+    #[arg(long, env = "INGEST_CONFIG", global = true)]
     config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Enrol, list and revoke edge devices.
+    Device {
+        #[command(subcommand)]
+        action: DeviceAction,
+    },
+    /// The owner registry in our database.
+    Registry {
+        #[command(subcommand)]
+        action: RegistryAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceAction {
+    /// Enrol a device with its Ed25519 public key.
+    Add {
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        site: String,
+        /// 64 hex characters.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// List devices.
+    List,
+    /// Revoke a device: its events are quarantined from now on.
+    Revoke {
+        id: String,
+        #[arg(long, default_value = "revoked by administrator")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryAction {
+    /// Validate and import vehicles and owners (all or nothing).
+    Import { vehicles: PathBuf, owners: PathBuf },
 }
 
 #[tokio::main]
@@ -19,23 +69,75 @@ async fn main() -> Result<()> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
     let cfg = Config::load(cli.config.as_deref())?;
     std::fs::create_dir_all(&cfg.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(cfg).await,
+        Command::Device { action } => device(cfg, action).await,
+        Command::Registry {
+            action: RegistryAction::Import { vehicles, owners },
+        } => {
+            let ingestor = app::open(&cfg).await?;
+            let grammar = ingest_server::ingest::IngestContext::grammar_of(&ingestor);
+            match registry::import(&ingestor.context().db, grammar, &vehicles, &owners).await {
+                Ok((v, o)) => {
+                    println!("imported {v} vehicles and {o} owners");
+                    Ok(())
+                }
+                Err(registry::ImportError::Invalid(problems)) => {
+                    for p in &problems {
+                        eprintln!("{p}");
+                    }
+                    bail!("{} problem(s); nothing imported", problems.len())
+                }
+                Err(e) => Err(e.into()),
+            }
+        }
+    }
+}
 
-    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
-        .await
-        .with_context(|| format!("binding {}", cfg.http.listen))?;
-    let addr = listener.local_addr()?;
+async fn serve(cfg: Config) -> Result<()> {
+    let running = app::start(&cfg).await?;
     // Printed on stdout for people and for tests that start us on port 0.
-    println!("ingest-server listening on http://{addr}");
-    tracing::info!(%addr, data_dir = %cfg.data_dir.display(), "serving");
-    axum::serve(listener, web::router())
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    println!("ingest-server listening on http://{}", running.http_addr);
+    println!(
+        "ingest-server consuming MQTT from {}:{}",
+        running.mqtt_addr.0, running.mqtt_addr.1
+    );
+    tracing::info!(addr = %running.http_addr, data_dir = %cfg.data_dir.display(), "serving");
+    running.http.await??;
+    Ok(())
+}
+
+async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let db = &ingestor.context().db;
+    match action {
+        DeviceAction::Add {
+            id,
+            site,
+            public_key,
+        } => {
+            let d = devices::enrol(db, &id, &site, &public_key).await?;
+            println!(
+                "enrolled {} at {} (key {})",
+                d.device_id, d.site, d.public_key
+            );
+        }
+        DeviceAction::List => {
+            for d in devices::list(db).await? {
+                let state = if d.is_revoked() { "revoked" } else { "active" };
+                println!("{}\t{}\t{}\t{}", d.device_id, d.site, state, d.public_key);
+            }
+        }
+        DeviceAction::Revoke { id, reason } => {
+            let d = devices::revoke(db, &id, &reason).await?;
+            println!("revoked {}", d.device_id);
+        }
+    }
     Ok(())
 }

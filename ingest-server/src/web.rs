@@ -1,12 +1,151 @@
-//! The HTTP surface: one axum router over one shared state. Later parts
-//! (ingest API, review console, citizen app) mount their routes here.
+//! The HTTP surface: one axum router over one shared state ([`ApiContext`])
+//! and one error type ([`ApiError`]) that maps to HTTP statuses and a JSON
+//! body `{"error": {"code", "message"}}` with a stable code, never leaking
+//! internals (those are logged).
+//!
+//! - `GET /healthz`, `GET /readyz` (database reachable);
+//! - `POST /api/v1/violations`: an event bundle (`application/vnd.tv.bundle`)
+//!   from an edge that cannot use MQTT; answers with the protocol's `Ack`;
+//! - admin (bearer token `admin.token`; the review console's sign-in will
+//!   replace it): `GET|POST /api/v1/devices`, `POST
+//!   /api/v1/devices/{id}/revoke`, `GET /api/v1/quarantine`,
+//!   `GET /api/v1/cases/{event_id}`, `GET /api/v1/heartbeats`,
+//!   `GET /api/v1/evidence/{sha256}` (bytes checked against their hash).
 
-use axum::{Json, Router, routing::get};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use protocol::{AckStatus, Message};
+use serde::Deserialize;
 use serde_json::json;
 
+use crate::devices::{self, DeviceError};
+use crate::evidence::{EvidenceStore, EvidenceStoreError};
+use crate::ingest::{self, Ingestor, Source};
+use crate::quarantine;
+
+/// Media type of an event bundle.
+pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.tv.bundle";
+
+/// What every handler sees.
+#[derive(Clone)]
+pub struct ApiContext {
+    /// The ingest pipeline (and through it the database and evidence).
+    pub ingestor: Ingestor,
+    /// Admin bearer token; `None` disables the admin API.
+    pub admin_token: Option<String>,
+}
+
+/// Every error an API call can answer with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is wrong (`code` says how).
+    #[error("{message}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// Detail.
+        message: String,
+    },
+    /// Missing or wrong admin token.
+    #[error("admin token required")]
+    Unauthorized,
+    /// The admin API is not configured.
+    #[error("admin API disabled: set admin.token (INGEST_ADMIN_TOKEN)")]
+    AdminDisabled,
+    /// No such thing.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Already exists.
+    #[error("{0}")]
+    Conflict(String),
+    /// Wrong content type.
+    #[error("expected Content-Type {0}")]
+    UnsupportedMediaType(&'static str),
+    /// Something on our side failed; details are in the log.
+    #[error("internal error")]
+    Internal(String),
+    /// Temporarily unable (database down, ...); retry later.
+    #[error("service unavailable, retry later")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    fn parts(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::AdminDisabled => (StatusCode::SERVICE_UNAVAILABLE, "admin_disabled"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(detail) | ApiError::Unavailable(detail) = &self {
+            tracing::error!(detail, "request failed");
+        }
+        let (status, code) = self.parts();
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": self.to_string()}})),
+        )
+            .into_response()
+    }
+}
+
+impl From<DeviceError> for ApiError {
+    fn from(e: DeviceError) -> Self {
+        match e {
+            DeviceError::InvalidId(m) => ApiError::BadRequest {
+                code: "invalid_id",
+                message: m,
+            },
+            DeviceError::InvalidKey(m) => ApiError::BadRequest {
+                code: "invalid_key",
+                message: m,
+            },
+            DeviceError::Exists(id) => {
+                ApiError::Conflict(format!("device `{id}` is already enrolled"))
+            }
+            DeviceError::NotFound(id) => ApiError::NotFound(format!("device `{id}`")),
+            DeviceError::Db(e) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::db::DbError> for ApiError {
+    fn from(e: crate::db::DbError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
 /// The router of the whole server.
-pub fn router() -> Router {
-    Router::new().route("/healthz", get(healthz))
+pub fn router(ctx: ApiContext) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route(
+            "/api/v1/violations",
+            post(post_violation).layer(DefaultBodyLimit::max(crate::broker::MAX_PAYLOAD)),
+        )
+        .route("/api/v1/devices", get(list_devices).post(add_device))
+        .route("/api/v1/devices/{id}/revoke", post(revoke_device))
+        .route("/api/v1/quarantine", get(list_quarantine))
+        .route("/api/v1/cases/{event_id}", get(get_case))
+        .route("/api/v1/heartbeats", get(list_heartbeats))
+        .route("/api/v1/evidence/{sha256}", get(get_evidence))
+        .with_state(ctx)
 }
 
 /// Liveness: answers when the process serves requests.
@@ -21,4 +160,188 @@ async fn healthz() -> Json<serde_json::Value> {
 
 fn protocol_version() -> String {
     protocol::version::SchemaVersion::CURRENT.to_string()
+}
+
+/// Readiness: the database answers.
+async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<serde_json::Value>, ApiError> {
+    sqlx::query("SELECT 1")
+        .execute(ctx.ingestor.context().db.pool())
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    Ok(Json(json!({"status": "ready"})))
+}
+
+async fn post_violation(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if ct.split(';').next().map(str::trim) != Some(BUNDLE_MEDIA_TYPE) {
+        return Err(ApiError::UnsupportedMediaType(BUNDLE_MEDIA_TYPE));
+    }
+    let outcome = ctx
+        .ingestor
+        .submit(body, Source::Http)
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    match (outcome.ack, outcome.rejection) {
+        (Some(ack), _) => {
+            let status = match ack.status {
+                AckStatus::Stored => StatusCode::CREATED,
+                AckStatus::Duplicate => StatusCode::OK,
+                AckStatus::Rejected { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            let body = ack
+                .to_json()
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            Ok((status, [(header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
+        (None, Some((code, message))) => Err(ApiError::BadRequest {
+            code: match code.as_str() {
+                "malformed" => "malformed",
+                "unsupported_version" => "unsupported_version",
+                _ => "rejected",
+            },
+            message,
+        }),
+        (None, None) => Err(ApiError::Internal("no outcome".into())),
+    }
+}
+
+fn require_admin(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &ctx.admin_token else {
+        return Err(ApiError::AdminDisabled);
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Constant-time comparison of equal-length strings.
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if same {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+async fn list_devices(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<devices::Device>>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    Ok(Json(devices::list(&ctx.ingestor.context().db).await?))
+}
+
+#[derive(Deserialize)]
+struct NewDevice {
+    device_id: String,
+    site: String,
+    public_key: String,
+}
+
+async fn add_device(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Json(d): Json<NewDevice>,
+) -> Result<(StatusCode, Json<devices::Device>), ApiError> {
+    require_admin(&ctx, &headers)?;
+    let dev = devices::enrol(
+        &ctx.ingestor.context().db,
+        &d.device_id,
+        &d.site,
+        &d.public_key,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(dev)))
+}
+
+#[derive(Deserialize, Default)]
+struct Revocation {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn revoke_device(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Option<Json<Revocation>>,
+) -> Result<Json<devices::Device>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    let reason = body.map(|Json(r)| r.reason).unwrap_or_default();
+    Ok(Json(
+        devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?,
+    ))
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn list_quarantine(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<Json<Vec<quarantine::QuarantineEntry>>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        quarantine::list(&ctx.ingestor.context().db, limit).await?,
+    ))
+}
+
+async fn get_case(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(event_id): Path<String>,
+) -> Result<Json<ingest::CaseSummary>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    ingest::case(&ctx.ingestor.context().db, &event_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("case {event_id}")))
+}
+
+async fn list_heartbeats(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<crate::heartbeats::LatestHeartbeat>>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    Ok(Json(
+        crate::heartbeats::latest(&ctx.ingestor.context().db).await?,
+    ))
+}
+
+async fn get_evidence(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path(sha256): Path<String>,
+) -> Result<Response, ApiError> {
+    require_admin(&ctx, &headers)?;
+    let store: &EvidenceStore = &ctx.ingestor.context().evidence;
+    match store.get(&sha256).await {
+        Ok(bytes) => {
+            Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+        }
+        Err(EvidenceStoreError::BadDigest(d)) => Err(ApiError::BadRequest {
+            code: "bad_digest",
+            message: format!("not a sha256 digest: {d:?}"),
+        }),
+        Err(EvidenceStoreError::Store(object_store::Error::NotFound { .. })) => {
+            Err(ApiError::NotFound(format!("evidence {sha256}")))
+        }
+        Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
 }

@@ -1,0 +1,152 @@
+//! Assembly of the running server from its configuration: database (and
+//! migrations), evidence store, fine table, ingest worker, the embedded
+//! broker or the external one, the MQTT client and the HTTP listener. Used
+//! by `main` and by the integration tests, which start the real thing on
+//! free loopback ports.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::task::JoinHandle;
+
+use crate::broker::{self, BrokerError};
+use crate::clips::ClipAssembler;
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::evidence::{EvidenceStore, EvidenceStoreError};
+use crate::fines::{FineTable, ScheduleError};
+use crate::ingest::{BatchSettings, IngestContext, Ingestor};
+use crate::mqtt::{self, MqttSettings};
+use crate::registry::SqlRegistry;
+use crate::web::{self, ApiContext};
+
+/// Why the server did not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// Database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Evidence store.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceStoreError),
+    /// Fine schedules.
+    #[error(transparent)]
+    Fines(#[from] ScheduleError),
+    /// Plate grammar data.
+    #[error("plate grammar: {0}")]
+    Grammar(String),
+    /// Embedded broker.
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    /// HTTP listener.
+    #[error("HTTP listener on {addr}: {source}")]
+    Http {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+/// Opens the database and evidence store and starts the ingest worker
+/// (no network): what the CLI and the servers share.
+pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
+    let db = Db::connect(&cfg.database_url()).await?;
+    let evidence = EvidenceStore::local(cfg.data_dir.join("evidence"))?;
+    let grammar = plate_ocr::plate::PlateGrammar::try_builtin()
+        .map_err(|e| StartError::Grammar(e.to_string()))?;
+    let ctx = IngestContext {
+        registry: Some(Arc::new(SqlRegistry::new(db.clone()))),
+        db,
+        evidence,
+        fines: FineTable::builtin()?,
+        grammar,
+        clock_tolerance: time::Duration::seconds(
+            i64::try_from(cfg.ingest.clock_tolerance_s).unwrap_or(i64::MAX),
+        ),
+    };
+    Ok(Ingestor::start(
+        Arc::new(ctx),
+        BatchSettings {
+            max_items: cfg.ingest.batch_max,
+            max_wait: Duration::from_millis(cfg.ingest.batch_wait_ms),
+        },
+    ))
+}
+
+/// A started server.
+pub struct Running {
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    /// The broker the server consumes from (embedded or external).
+    pub mqtt_addr: (String, u16),
+    /// The ingest pipeline.
+    pub ingestor: Ingestor,
+    /// The HTTP server task.
+    pub http: JoinHandle<std::io::Result<()>>,
+    /// The MQTT client task.
+    pub mqtt: JoinHandle<()>,
+}
+
+/// Starts everything; returns once the listeners are bound.
+pub async fn start(cfg: &Config) -> Result<Running, StartError> {
+    std::fs::create_dir_all(&cfg.data_dir).map_err(|source| EvidenceStoreError::Dir {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    })?;
+    let ingestor = open(cfg).await?;
+
+    let (host, port, share_group) = match cfg.external_broker() {
+        Some((host, port)) => (host, port, Some(cfg.mqtt.share_group.clone())),
+        None => {
+            let addr = cfg.mqtt.listen;
+            if cfg.mqtt.embedded {
+                tokio::task::spawn_blocking(move || broker::start(addr))
+                    .await
+                    .map_err(|e| BrokerError::Thread(std::io::Error::other(e.to_string())))??;
+            }
+            (addr.ip().to_string(), addr.port(), None)
+        }
+    };
+    let settings = MqttSettings {
+        host: host.clone(),
+        port,
+        client_id: cfg.mqtt.client_id.clone(),
+        share_group,
+        credentials: (!cfg.mqtt.username.is_empty())
+            .then(|| (cfg.mqtt.username.clone(), cfg.mqtt.password.clone())),
+    };
+    let clips = Arc::new(ClipAssembler::default());
+    let mqtt = tokio::spawn(mqtt::run(settings, ingestor.clone(), clips));
+
+    let listener = tokio::net::TcpListener::bind(cfg.http.listen)
+        .await
+        .map_err(|source| StartError::Http {
+            addr: cfg.http.listen,
+            source,
+        })?;
+    let http_addr = listener.local_addr().map_err(|source| StartError::Http {
+        addr: cfg.http.listen,
+        source,
+    })?;
+    let api = ApiContext {
+        ingestor: ingestor.clone(),
+        admin_token: (!cfg.admin.token.is_empty()).then(|| cfg.admin.token.clone()),
+    };
+    let http = tokio::spawn(async move {
+        axum::serve(listener, web::router(api))
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await
+    });
+    Ok(Running {
+        http_addr,
+        mqtt_addr: (host, port),
+        ingestor,
+        http,
+        mqtt,
+    })
+}

@@ -1,0 +1,375 @@
+//! Clips: the large evidence files that follow an acknowledged event as
+//! clip chunks (`TVC1` frames on `tv/v1/{site}/{device}/evidence`). Each
+//! chunk is checked on arrival (its own hash, its place in the file), staged
+//! in the evidence store under `staging/…` and recorded in `clip_chunks`;
+//! when the last one is in, the clip is assembled, checked against the
+//! SHA-256 the device signed in the event's manifest, stored by content hash,
+//! and the device gets an ack with `item` set to the clip's name. That ack,
+//! not the broker's PUBACK, is what lets the device drop the clip.
+//!
+//! Chunks are handled one at a time (a mutex): clips are not on the path
+//! that opens a case, and serial handling keeps assembly free of races.
+//! A clip is assembled in memory (clips are a few MB; the protocol caps them
+//! at 1 GiB, which a deployment with long clips would want to stream).
+
+use bytes::{Bytes, BytesMut};
+use protocol::{Ack, ClipChunk, EvidenceRole, ProtocolError, RejectCode, topics};
+use sqlx::Row;
+use tokio::sync::Mutex;
+use uuid::Uuid;
+
+use crate::db::now_ms;
+use crate::ingest::verify::code_text;
+use crate::ingest::{IngestContext, IngestError, Outcome};
+use crate::quarantine;
+
+/// Serialises chunk handling.
+#[derive(Default)]
+pub struct ClipAssembler {
+    lock: Mutex<()>,
+}
+
+struct Refusal {
+    code: RejectCode,
+    reason_code: String,
+    reason: String,
+}
+
+impl Refusal {
+    fn new(code: RejectCode, reason_code: &str, reason: String) -> Self {
+        Self {
+            code,
+            reason_code: reason_code.to_owned(),
+            reason,
+        }
+    }
+
+    fn protocol(e: &ProtocolError) -> Self {
+        let code = e.reject_code();
+        Self {
+            reason_code: code_text(&code),
+            code,
+            reason: e.to_string(),
+        }
+    }
+}
+
+impl ClipAssembler {
+    /// Handles one chunk that arrived on `topic`. Returns the ack to send,
+    /// if any: none until the clip is complete, an item ack when it is
+    /// stored (or was already), a rejecting item ack when it is refused.
+    pub async fn receive(
+        &self,
+        ctx: &IngestContext,
+        bytes: Bytes,
+        topic: &str,
+    ) -> Result<Outcome, IngestError> {
+        let _guard = self.lock.lock().await;
+        let chunk = match ClipChunk::decode(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                let r = Refusal::protocol(&e);
+                return refuse(ctx, bytes, topic, None, None, r).await;
+            }
+        };
+        let event_id = chunk.header.event_id;
+        let name = chunk.header.name.clone();
+        match self.check(ctx, topic, &chunk).await? {
+            Check::Refused(device, r) => {
+                refuse(
+                    ctx,
+                    bytes,
+                    topic,
+                    device.as_deref(),
+                    Some((event_id, &name)),
+                    r,
+                )
+                .await
+            }
+            Check::AlreadyStored => Ok(Outcome {
+                ack: Some(Ack::duplicate(event_id).for_item(name)),
+                rejection: None,
+            }),
+            Check::Pending {
+                device,
+                manifest_sha256,
+            } => {
+                self.stage(ctx, &chunk).await?;
+                let have: i64 = sqlx::query(
+                    "SELECT COUNT(*) FROM clip_chunks WHERE event_id = $1 AND name = $2",
+                )
+                .bind(event_id.to_string())
+                .bind(&name)
+                .fetch_one(ctx.db.pool())
+                .await?
+                .try_get(0)?;
+                if have < i64::from(chunk.header.count) {
+                    return Ok(Outcome {
+                        ack: None,
+                        rejection: None,
+                    });
+                }
+                self.assemble(ctx, &chunk, &device, &manifest_sha256, topic)
+                    .await
+            }
+        }
+    }
+
+    async fn check(
+        &self,
+        ctx: &IngestContext,
+        topic: &str,
+        chunk: &ClipChunk,
+    ) -> Result<Check, IngestError> {
+        let h = &chunk.header;
+        let addr = match topics::parse_topic(topic) {
+            Ok(a) if a.channel == topics::Channel::Evidence => a,
+            Ok(a) => {
+                return Ok(Check::Refused(
+                    Some(a.device.clone()),
+                    Refusal::new(
+                        RejectCode::WrongTopic,
+                        "wrong_topic",
+                        format!("clip chunk on the {} channel", a.channel),
+                    ),
+                ));
+            }
+            Err(e) => return Ok(Check::Refused(None, Refusal::protocol(&e.into()))),
+        };
+        let device = Some(addr.device.clone());
+        let row = sqlx::query(
+            "SELECT e.device_id, e.site, v.role, v.size_bytes, v.sha256, v.stored, d.revoked_at \
+             FROM events e JOIN devices d ON d.device_id = e.device_id \
+             LEFT JOIN evidence v ON v.event_id = e.event_id AND v.name = $2 \
+             WHERE e.event_id = $1",
+        )
+        .bind(h.event_id.to_string())
+        .bind(&h.name)
+        .fetch_optional(ctx.db.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(Check::Refused(
+                device,
+                Refusal::new(
+                    RejectCode::Invalid,
+                    "unknown_event",
+                    format!(
+                        "no stored event {}: send the event bundle first",
+                        h.event_id
+                    ),
+                ),
+            ));
+        };
+        let ev_device: String = row.try_get(0)?;
+        let ev_site: String = row.try_get(1)?;
+        let role: Option<String> = row.try_get(2)?;
+        let size: Option<i64> = row.try_get(3)?;
+        let sha: Option<String> = row.try_get(4)?;
+        let stored: Option<i64> = row.try_get(5)?;
+        let revoked: Option<i64> = row.try_get(6)?;
+        if ev_device != addr.device || ev_site != addr.site {
+            return Ok(Check::Refused(
+                device,
+                Refusal::new(
+                    RejectCode::WrongTopic,
+                    "wrong_topic",
+                    format!(
+                        "event {} belongs to {ev_site}/{ev_device}, chunk came on {topic}",
+                        h.event_id
+                    ),
+                ),
+            ));
+        }
+        if revoked.is_some() {
+            return Ok(Check::Refused(
+                device,
+                Refusal::new(
+                    RejectCode::UnknownDevice,
+                    "revoked_device",
+                    format!("device `{ev_device}` is revoked"),
+                ),
+            ));
+        }
+        let (Some(role), Some(size), Some(sha), Some(stored)) = (role, size, sha, stored) else {
+            return Ok(Check::Refused(
+                device,
+                Refusal::new(
+                    RejectCode::EvidenceMismatch,
+                    "evidence_mismatch",
+                    format!(
+                        "{:?} is not in the manifest of event {}",
+                        h.name, h.event_id
+                    ),
+                ),
+            ));
+        };
+        if role != crate::ingest::enum_text(&EvidenceRole::Clip) {
+            return Ok(Check::Refused(
+                device,
+                Refusal::new(
+                    RejectCode::EvidenceMismatch,
+                    "evidence_mismatch",
+                    format!("{:?} has role {role}; only clips travel as chunks", h.name),
+                ),
+            ));
+        }
+        if stored != 0 {
+            return Ok(Check::AlreadyStored);
+        }
+        if u64::try_from(size).ok() != Some(h.total_size) {
+            return Ok(Check::Refused(
+                device,
+                Refusal::new(
+                    RejectCode::EvidenceMismatch,
+                    "evidence_mismatch",
+                    format!(
+                        "chunk says {:?} is {} bytes, the signed manifest says {size}",
+                        h.name, h.total_size
+                    ),
+                ),
+            ));
+        }
+        Ok(Check::Pending {
+            device: ev_device,
+            manifest_sha256: sha,
+        })
+    }
+
+    async fn stage(&self, ctx: &IngestContext, chunk: &ClipChunk) -> Result<(), IngestError> {
+        let h = &chunk.header;
+        ctx.evidence
+            .put_chunk(
+                h.event_id,
+                &h.name,
+                h.index,
+                Bytes::from(chunk.data.clone()),
+            )
+            .await?;
+        sqlx::query(
+            "INSERT INTO clip_chunks (event_id, name, idx, count, total_size, sha256, received_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id, name, idx) DO NOTHING",
+        )
+        .bind(h.event_id.to_string())
+        .bind(&h.name)
+        .bind(i64::from(h.index))
+        .bind(i64::from(h.count))
+        .bind(i64::try_from(h.total_size).unwrap_or(i64::MAX))
+        .bind(&h.sha256)
+        .bind(now_ms())
+        .execute(ctx.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn assemble(
+        &self,
+        ctx: &IngestContext,
+        chunk: &ClipChunk,
+        device: &str,
+        manifest_sha256: &str,
+        topic: &str,
+    ) -> Result<Outcome, IngestError> {
+        let h = &chunk.header;
+        let mut file = BytesMut::with_capacity(usize::try_from(h.total_size).unwrap_or(0));
+        for index in 0..h.count {
+            file.extend_from_slice(&ctx.evidence.get_chunk(h.event_id, &h.name, index).await?);
+        }
+        let file = file.freeze();
+        let actual = protocol::sha256_hex(&file);
+        let event = h.event_id.to_string();
+        if actual != manifest_sha256 {
+            // Clear the staging so the device can send the clip again.
+            clear_staging(ctx, h.event_id, &h.name, h.count).await?;
+            let r = Refusal::new(
+                RejectCode::EvidenceMismatch,
+                "clip_mismatch",
+                format!(
+                    "assembled {:?} hashes to {actual}, the signed manifest says {manifest_sha256}",
+                    h.name
+                ),
+            );
+            return refuse(
+                ctx,
+                file,
+                topic,
+                Some(device),
+                Some((h.event_id, &h.name)),
+                r,
+            )
+            .await;
+        }
+        ctx.evidence.put(file).await?;
+        let mut tx = ctx.db.pool().begin().await?;
+        sqlx::query(
+            "UPDATE evidence SET stored = 1, stored_at = $1 WHERE event_id = $2 AND name = $3",
+        )
+        .bind(now_ms())
+        .bind(&event)
+        .bind(&h.name)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM clip_chunks WHERE event_id = $1 AND name = $2")
+            .bind(&event)
+            .bind(&h.name)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        ctx.evidence
+            .delete_chunks(h.event_id, &h.name, h.count)
+            .await?;
+        tracing::info!(event_id = %h.event_id, name = h.name, "clip stored");
+        Ok(Outcome {
+            ack: Some(Ack::stored(h.event_id).for_item(h.name.clone())),
+            rejection: None,
+        })
+    }
+}
+
+enum Check {
+    Refused(Option<String>, Refusal),
+    AlreadyStored,
+    Pending {
+        device: String,
+        manifest_sha256: String,
+    },
+}
+
+async fn clear_staging(
+    ctx: &IngestContext,
+    event_id: Uuid,
+    name: &str,
+    count: u32,
+) -> Result<(), IngestError> {
+    sqlx::query("DELETE FROM clip_chunks WHERE event_id = $1 AND name = $2")
+        .bind(event_id.to_string())
+        .bind(name)
+        .execute(ctx.db.pool())
+        .await?;
+    ctx.evidence.delete_chunks(event_id, name, count).await?;
+    Ok(())
+}
+
+async fn refuse(
+    ctx: &IngestContext,
+    raw: Bytes,
+    topic: &str,
+    device: Option<&str>,
+    item: Option<(Uuid, &str)>,
+    r: Refusal,
+) -> Result<Outcome, IngestError> {
+    quarantine::record(
+        &ctx.db,
+        &ctx.evidence,
+        topic,
+        device,
+        item.map(|(id, _)| id),
+        &r.reason_code,
+        &r.reason,
+        raw,
+    )
+    .await?;
+    Ok(Outcome {
+        ack: item.map(|(id, name)| Ack::rejected(id, r.code, r.reason.clone()).for_item(name)),
+        rejection: Some((r.reason_code, r.reason)),
+    })
+}

@@ -1,0 +1,227 @@
+//! The evidence store: files that back a case (stills, clips) and the raw
+//! bytes of quarantined messages, kept through the `object_store` crate so
+//! the same code writes to a local directory (the embedded default) or to
+//! S3-compatible storage at city scale.
+//!
+//! Files are stored **by content hash**, under `sha256/ab/cdef…`: the same
+//! bytes are stored once, a key can never point at other bytes, and every
+//! read is checked against the hash in its key before it is handed out.
+//! Clip chunks wait under `staging/{event}/{name}/{index}` until the clip is
+//! complete and assembled.
+//!
+//! Durability: the local store fsyncs every file and its directory before a
+//! write returns. Writes of one batch run concurrently, so the filesystem
+//! folds their journal commits together (group commit) instead of paying one
+//! disk flush per file.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use protocol::sha256_hex;
+use thiserror::Error;
+use uuid::Uuid;
+
+/// How many writes of one batch run at once.
+const WRITE_CONCURRENCY: usize = 32;
+
+/// Evidence store failures.
+#[derive(Debug, Error)]
+pub enum EvidenceStoreError {
+    /// The backing store failed.
+    #[error("evidence store: {0}")]
+    Store(#[from] object_store::Error),
+    /// The directory could not be created.
+    #[error("evidence directory {path}: {source}")]
+    Dir {
+        /// Directory.
+        path: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Stored bytes no longer match their hash.
+    #[error("evidence {key} is corrupt: stored bytes hash to {actual}")]
+    Corrupt {
+        /// Key read.
+        key: String,
+        /// Hash of what was read.
+        actual: String,
+    },
+    /// Not a SHA-256 hex digest.
+    #[error("not a sha256 digest: {0:?}")]
+    BadDigest(String),
+}
+
+/// Content-addressed evidence on any `object_store` backend.
+#[derive(Clone, Debug)]
+pub struct EvidenceStore {
+    store: Arc<dyn ObjectStore>,
+}
+
+impl EvidenceStore {
+    /// A local directory (created if missing), fsyncing every write.
+    pub fn local(dir: PathBuf) -> Result<Self, EvidenceStoreError> {
+        std::fs::create_dir_all(&dir).map_err(|source| EvidenceStoreError::Dir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(&dir)?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(Self::new(Arc::new(fs)))
+    }
+
+    /// Any object store (S3, memory, ...).
+    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
+        Self { store }
+    }
+
+    /// The key of content with this digest.
+    pub fn key_for(sha256: &str) -> Result<ObjectPath, EvidenceStoreError> {
+        if sha256.len() != 64
+            || !sha256
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(EvidenceStoreError::BadDigest(sha256.to_owned()));
+        }
+        Ok(ObjectPath::from(format!(
+            "sha256/{}/{}",
+            &sha256[..2],
+            &sha256[2..]
+        )))
+    }
+
+    /// Stores `data` under its hash (skipped if already there); returns the
+    /// digest.
+    pub async fn put(&self, data: Bytes) -> Result<String, EvidenceStoreError> {
+        let digest = sha256_hex(&data);
+        let key = Self::key_for(&digest)?;
+        match self.store.head(&key).await {
+            Ok(meta) if meta.size == data.len() as u64 => return Ok(digest),
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.store.put(&key, PutPayload::from_bytes(data)).await?;
+        Ok(digest)
+    }
+
+    /// Stores many files at once (one batch); returns their digests in order.
+    pub async fn put_all(&self, files: Vec<Bytes>) -> Result<Vec<String>, EvidenceStoreError> {
+        let results: Vec<_> = futures::stream::iter(files.into_iter().map(|f| self.put(f)))
+            .buffered(WRITE_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Reads the content with this digest, checking it still hashes to it.
+    pub async fn get(&self, sha256: &str) -> Result<Bytes, EvidenceStoreError> {
+        let key = Self::key_for(sha256)?;
+        let data = self.store.get(&key).await?.bytes().await?;
+        let actual = sha256_hex(&data);
+        if actual != sha256 {
+            return Err(EvidenceStoreError::Corrupt {
+                key: key.to_string(),
+                actual,
+            });
+        }
+        Ok(data)
+    }
+
+    /// Whether content with this digest is stored.
+    pub async fn contains(&self, sha256: &str) -> Result<bool, EvidenceStoreError> {
+        match self.store.head(&Self::key_for(sha256)?).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn staging_key(event_id: Uuid, name: &str, index: u32) -> ObjectPath {
+        ObjectPath::from(format!("staging/{event_id}/{name}/{index:05}"))
+    }
+
+    /// Stages one clip chunk (already checked against its own hash).
+    pub async fn put_chunk(
+        &self,
+        event_id: Uuid,
+        name: &str,
+        index: u32,
+        data: Bytes,
+    ) -> Result<(), EvidenceStoreError> {
+        self.store
+            .put(
+                &Self::staging_key(event_id, name, index),
+                PutPayload::from_bytes(data),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Reads one staged chunk.
+    pub async fn get_chunk(
+        &self,
+        event_id: Uuid,
+        name: &str,
+        index: u32,
+    ) -> Result<Bytes, EvidenceStoreError> {
+        Ok(self
+            .store
+            .get(&Self::staging_key(event_id, name, index))
+            .await?
+            .bytes()
+            .await?)
+    }
+
+    /// Removes staged chunks once the clip is assembled (missing ones are
+    /// fine).
+    pub async fn delete_chunks(
+        &self,
+        event_id: Uuid,
+        name: &str,
+        count: u32,
+    ) -> Result<(), EvidenceStoreError> {
+        for index in 0..count {
+            match self
+                .store
+                .delete(&Self::staging_key(event_id, name, index))
+                .await
+            {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stores_by_hash_and_detects_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EvidenceStore::local(dir.path().to_path_buf()).unwrap();
+        let digest = store.put(Bytes::from_static(b"still")).await.unwrap();
+        assert_eq!(digest, sha256_hex(b"still"));
+        let again = store.put(Bytes::from_static(b"still")).await.unwrap();
+        assert_eq!(again, digest);
+        assert_eq!(&store.get(&digest).await.unwrap()[..], b"still");
+        let file = dir
+            .path()
+            .join("sha256")
+            .join(&digest[..2])
+            .join(&digest[2..]);
+        assert!(file.exists(), "{}", file.display());
+        std::fs::write(&file, b"tampered").unwrap();
+        let err = store.get(&digest).await.unwrap_err();
+        assert!(matches!(err, EvidenceStoreError::Corrupt { .. }), "{err}");
+        assert!(EvidenceStore::key_for("../etc").is_err());
+    }
+}

@@ -1,0 +1,141 @@
+//! Heartbeats: the signed health report each edge publishes periodically
+//! (cameras, outbox depth, disk, alarms, clock). The server verifies it like
+//! an event (enrolled, not revoked, signature, topic) and keeps the latest
+//! one per device for fleet health; a heartbeat that fails goes to the
+//! quarantine like any other message. Heartbeats are not acknowledged.
+
+use bytes::Bytes;
+use protocol::{Heartbeat, SignedHeartbeat, topics};
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Db, DbError, now_ms};
+use crate::ingest::verify::code_text;
+use crate::ingest::{IngestContext, IngestError};
+use crate::quarantine;
+
+/// Verifies and stores a heartbeat that arrived on `topic`. `Ok(None)` when
+/// it was quarantined.
+pub async fn receive(
+    ctx: &IngestContext,
+    bytes: Bytes,
+    topic: &str,
+) -> Result<Option<Heartbeat>, IngestError> {
+    let (device, verdict) = verify(ctx, &bytes, topic).await?;
+    match verdict {
+        Ok((hb, json)) => {
+            sqlx::query(
+                "INSERT INTO heartbeats (device_id, site, sent_at, received_at, signed_json) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET \
+                 site = excluded.site, sent_at = excluded.sent_at, \
+                 received_at = excluded.received_at, signed_json = excluded.signed_json",
+            )
+            .bind(&hb.device_id)
+            .bind(&hb.site)
+            .bind(
+                hb.time
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default(),
+            )
+            .bind(now_ms())
+            .bind(json)
+            .execute(ctx.db.pool())
+            .await?;
+            Ok(Some(hb))
+        }
+        Err((code, reason)) => {
+            quarantine::record(
+                &ctx.db,
+                &ctx.evidence,
+                topic,
+                device.as_deref(),
+                None,
+                &code,
+                &reason,
+                bytes,
+            )
+            .await?;
+            Ok(None)
+        }
+    }
+}
+
+type Verdict = Result<(Heartbeat, String), (String, String)>;
+
+async fn verify(
+    ctx: &IngestContext,
+    bytes: &[u8],
+    topic: &str,
+) -> Result<(Option<String>, Verdict), IngestError> {
+    let protocol_err = |e: protocol::ProtocolError| (code_text(&e.reject_code()), e.to_string());
+    let signed = match SignedHeartbeat::from_json(bytes) {
+        Ok(s) => s,
+        Err(e) => return Ok((None, Err(protocol_err(e)))),
+    };
+    let claimed = Some(signed.device_id().to_owned());
+    let addr = match topics::parse_topic(topic) {
+        Ok(a) => a,
+        Err(e) => return Ok((claimed, Err(protocol_err(e.into())))),
+    };
+    let device = crate::devices::get(&ctx.db, signed.device_id())
+        .await
+        .map_err(|e| IngestError::Task(e.to_string()))?;
+    let Some(device) = device else {
+        let reason = format!("device `{}` is not enrolled", addr.device);
+        return Ok((claimed, Err(("unknown_device".into(), reason))));
+    };
+    if device.is_revoked() {
+        let reason = format!("device `{}` is revoked", device.device_id);
+        return Ok((claimed, Err(("revoked_device".into(), reason))));
+    }
+    let key = match device.verifying_key() {
+        Ok(k) => k,
+        Err(e) => return Ok((claimed, Err(("internal".into(), e.to_string())))),
+    };
+    let hb = match signed.verify_for_topic(&key, &addr) {
+        Ok(h) => h,
+        Err(e) => return Ok((claimed, Err(protocol_err(e)))),
+    };
+    let json = match signed.to_json().map(String::from_utf8) {
+        Ok(Ok(j)) => j,
+        _ => return Ok((claimed, Err(("internal".into(), "canonical JSON".into())))),
+    };
+    Ok((claimed, Ok((hb, json))))
+}
+
+/// The latest heartbeat of a device, as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct LatestHeartbeat {
+    /// Device.
+    pub device_id: String,
+    /// Site.
+    pub site: String,
+    /// When the device made it (its clock).
+    pub sent_at: String,
+    /// When it arrived (Unix ms).
+    pub received_at: i64,
+    /// The signed envelope.
+    pub signed_json: String,
+}
+
+/// The latest heartbeat of each device.
+pub async fn latest(db: &Db) -> Result<Vec<LatestHeartbeat>, DbError> {
+    let rows = sqlx::query(
+        "SELECT device_id, site, sent_at, received_at, signed_json FROM heartbeats \
+         ORDER BY device_id",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(LatestHeartbeat {
+                device_id: r.try_get(0)?,
+                site: r.try_get(1)?,
+                sent_at: r.try_get(2)?,
+                received_at: r.try_get(3)?,
+                signed_json: r.try_get(4)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}

@@ -1,0 +1,485 @@
+//! Ingest: what happens to an event bundle between its arrival (MQTT or
+//! HTTPS) and the ack to the device.
+//!
+//! Bundles go through one queue to a batch worker, which takes whatever has
+//! arrived (up to `batch_max` bundles, waiting at most `batch_wait` after the
+//! first), verifies them ([`verify`]), writes the stills of the accepted and
+//! the raw bytes of the rejected to the evidence store concurrently (their
+//! fsyncs fold into a few journal commits), then writes every case, evidence
+//! row and quarantine entry in **one** database transaction, and only after
+//! that commit answers each bundle. This is group commit: durable (nothing is
+//! acked before it is on disk) and fast (one flush per batch instead of one
+//! per file and per row).
+//!
+//! The event id is the key: a redelivered event inserts nothing and is
+//! answered `duplicate`, also when the copies arrive in the same batch.
+//! Anything that fails verification goes to the quarantine with its reason
+//! and is answered `rejected` when its event id can be read. An internal
+//! failure (database down) answers nothing: the device resends and the
+//! event id keeps it from being stored twice.
+
+pub mod verify;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use plate_ocr::plate::PlateGrammar;
+use protocol::Ack;
+use sqlx::{AnyConnection, Row};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{Db, DbError, now_ms};
+use crate::devices::Device;
+use crate::evidence::{EvidenceStore, EvidenceStoreError};
+use crate::fines::{FineTable, Quote};
+use crate::quarantine::{self, QuarantineEntry};
+use crate::registry::Registry;
+pub use verify::{Accepted, Rejection, Source};
+
+/// What ingest needs around it.
+pub struct IngestContext {
+    /// The database.
+    pub db: Db,
+    /// The evidence store.
+    pub evidence: EvidenceStore,
+    /// Fine schedules.
+    pub fines: FineTable,
+    /// Plate grammar.
+    pub grammar: &'static PlateGrammar,
+    /// How far ahead of the server clock an event time may be.
+    pub clock_tolerance: time::Duration,
+    /// Owner lookup after commit (never blocks the ack).
+    pub registry: Option<Arc<dyn Registry>>,
+}
+
+impl IngestContext {
+    /// The plate grammar of a running pipeline.
+    pub fn grammar_of(ingestor: &Ingestor) -> &'static PlateGrammar {
+        ingestor.context().grammar
+    }
+}
+
+/// Group-commit tuning.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchSettings {
+    /// Most bundles in one transaction.
+    pub max_items: usize,
+    /// Longest wait for more bundles after the first.
+    pub max_wait: Duration,
+}
+
+/// What became of one bundle.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The ack for the device (absent when no event id could be read).
+    pub ack: Option<Ack>,
+    /// If quarantined: the stable reason code and the reason.
+    pub rejection: Option<(String, String)>,
+}
+
+/// A failure that is not the message's fault: nothing was acknowledged.
+#[derive(Debug, Error)]
+pub enum IngestError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Evidence store failure.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceStoreError),
+    /// The ingest worker has stopped.
+    #[error("ingest worker stopped")]
+    Stopped,
+    /// A background task failed.
+    #[error("ingest task failed: {0}")]
+    Task(String),
+}
+
+impl From<sqlx::Error> for IngestError {
+    fn from(e: sqlx::Error) -> Self {
+        IngestError::Db(DbError::Sqlx(e))
+    }
+}
+
+struct Job {
+    bytes: Bytes,
+    source: Source,
+    reply: oneshot::Sender<Result<Outcome, Arc<IngestError>>>,
+}
+
+/// Handle to the ingest pipeline; cheap to clone.
+#[derive(Clone)]
+pub struct Ingestor {
+    tx: mpsc::Sender<Job>,
+    ctx: Arc<IngestContext>,
+}
+
+impl Ingestor {
+    /// Starts the batch worker.
+    pub fn start(ctx: Arc<IngestContext>, settings: BatchSettings) -> Ingestor {
+        let (tx, rx) = mpsc::channel(settings.max_items.max(1) * 4);
+        tokio::spawn(worker(ctx.clone(), settings, rx));
+        Ingestor { tx, ctx }
+    }
+
+    /// The context (database, evidence store, ...).
+    pub fn context(&self) -> &Arc<IngestContext> {
+        &self.ctx
+    }
+
+    /// Submits one bundle and waits until it is committed (or refused).
+    pub async fn submit(&self, bytes: Bytes, source: Source) -> Result<Outcome, Arc<IngestError>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                bytes,
+                source,
+                reply,
+            })
+            .await
+            .map_err(|_| Arc::new(IngestError::Stopped))?;
+        answer.await.map_err(|_| Arc::new(IngestError::Stopped))?
+    }
+}
+
+async fn worker(ctx: Arc<IngestContext>, settings: BatchSettings, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + settings.max_wait;
+        while jobs.len() < settings.max_items {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(job)) => jobs.push(job),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let n = jobs.len();
+        let started = std::time::Instant::now();
+        let (inputs, replies): (Vec<_>, Vec<_>) = jobs
+            .into_iter()
+            .map(|j| ((j.bytes, j.source), j.reply))
+            .unzip();
+        match process_batch(&ctx, inputs).await {
+            Ok(outcomes) => {
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                tracing::debug!(
+                    n,
+                    ms = started.elapsed().as_millis() as u64,
+                    "batch committed"
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, n, "batch failed; nothing acknowledged");
+                let e = Arc::new(e);
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// Verifies and commits one batch; returns one outcome per input, in order.
+pub async fn process_batch(
+    ctx: &Arc<IngestContext>,
+    inputs: Vec<(Bytes, Source)>,
+) -> Result<Vec<Outcome>, IngestError> {
+    let received_at = now_ms();
+    // Decode (CPU) off the async threads.
+    let decoded = tokio::task::spawn_blocking(move || {
+        inputs
+            .into_iter()
+            .map(|(bytes, source)| {
+                let d = verify::decode(&bytes);
+                (bytes, source, d)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| IngestError::Task(e.to_string()))?;
+
+    let ids: HashSet<String> = decoded
+        .iter()
+        .filter_map(|(_, _, d)| d.as_ref().ok().map(|b| b.event.device_id().to_owned()))
+        .collect();
+    let devices = load_devices(&ctx.db, ids).await?;
+
+    let grammar = ctx.grammar;
+    let tolerance = ctx.clock_tolerance;
+    let verdicts = tokio::task::spawn_blocking(move || {
+        let checks = verify::Checks {
+            devices: &devices,
+            now: time::OffsetDateTime::now_utc(),
+            clock_tolerance: tolerance,
+            grammar,
+        };
+        decoded
+            .into_iter()
+            .map(|(bytes, source, d)| {
+                let v = d.and_then(|b| verify::verify_decoded(b, &source, &checks));
+                (bytes, source, v)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| IngestError::Task(e.to_string()))?;
+
+    // Evidence first (stills of the accepted, raw bytes of the rejected);
+    // content-addressed, so a write for what turns out a duplicate is a no-op.
+    let mut files = Vec::new();
+    for (bytes, _, v) in &verdicts {
+        match v {
+            Ok(a) => files.extend(a.attachments.iter().map(|at| Bytes::from(at.data.clone()))),
+            Err(_) => files.push(bytes.clone()),
+        }
+    }
+    ctx.evidence.put_all(files).await?;
+
+    let mut tx = ctx.db.pool().begin().await?;
+    let mut outcomes = Vec::with_capacity(verdicts.len());
+    let mut fresh = Vec::new();
+    let mut seen = HashSet::new();
+    for (bytes, source, verdict) in &verdicts {
+        let outcome = match verdict {
+            Ok(a) => {
+                let id = a.event.event_id;
+                let new = seen.insert(id)
+                    && insert_case(&mut tx, a, source, received_at, &ctx.fines.quote(&a.event))
+                        .await?;
+                if new {
+                    fresh.push(a.event.clone());
+                    Outcome {
+                        ack: Some(Ack::stored(id)),
+                        rejection: None,
+                    }
+                } else {
+                    Outcome {
+                        ack: Some(Ack::duplicate(id)),
+                        rejection: None,
+                    }
+                }
+            }
+            Err(r) => {
+                let entry = QuarantineEntry::new(
+                    received_at,
+                    source.label(),
+                    r.device_claimed.as_deref(),
+                    r.event_id,
+                    &r.reason_code,
+                    &r.reason,
+                    protocol::sha256_hex(bytes),
+                    bytes.len(),
+                );
+                quarantine::insert(&mut tx, &entry).await?;
+                tracing::warn!(
+                    source = source.label(),
+                    code = r.reason_code,
+                    reason = r.reason,
+                    "bundle quarantined"
+                );
+                Outcome {
+                    ack: r
+                        .event_id
+                        .map(|id| Ack::rejected(id, r.ack_code.clone(), r.reason.clone())),
+                    rejection: Some((r.reason_code.clone(), r.reason.clone())),
+                }
+            }
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+
+    if !fresh.is_empty()
+        && let Some(registry) = ctx.registry.clone()
+    {
+        let db = ctx.db.clone();
+        tokio::spawn(async move {
+            crate::registry::resolve_owners(&db, registry.as_ref(), &fresh).await;
+        });
+    }
+    Ok(outcomes)
+}
+
+async fn load_devices(
+    db: &Db,
+    ids: HashSet<String>,
+) -> Result<HashMap<String, Device>, IngestError> {
+    let mut out = HashMap::new();
+    for id in ids {
+        if let Some(d) = crate::devices::get(db, &id)
+            .await
+            .map_err(|e| IngestError::Task(e.to_string()))?
+        {
+            out.insert(id, d);
+        }
+    }
+    Ok(out)
+}
+
+/// Inserts the case and its evidence rows; `false` if the event id exists.
+async fn insert_case(
+    conn: &mut AnyConnection,
+    a: &Accepted,
+    source: &Source,
+    received_at: i64,
+    quote: &Quote,
+) -> Result<bool, IngestError> {
+    let e = &a.event;
+    let (schedule, article, min, max, points) = match quote {
+        Quote::Priced {
+            schedule,
+            article,
+            min_vnd,
+            max_vnd,
+            points,
+        } => (
+            Some(schedule.as_str()),
+            Some(article.as_str()),
+            Some(*min_vnd),
+            Some(*max_vnd),
+            Some(*points),
+        ),
+        _ => (None, None, None, None, None),
+    };
+    let event_time = e
+        .event_time
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|err| IngestError::Task(err.to_string()))?;
+    let event_time_ms = i64::try_from(e.event_time.unix_timestamp_nanos() / 1_000_000)
+        .map_err(|err| IngestError::Task(err.to_string()))?;
+    let done = sqlx::query(
+        "INSERT INTO events (event_id, device_id, camera_id, site, event_time, event_time_ms, \
+         violation_type, vehicle_class, plate_readable, plate_text, plate_display, plate_colour, \
+         plate_confidence, speed_kmh, speed_limit_kmh, signed_json, source, received_at, \
+         fine_status, fine_schedule, fine_ref, fine_min_vnd, fine_max_vnd, licence_points) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, $20, $21, $22, $23, $24) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(e.event_id.to_string())
+    .bind(&e.device_id)
+    .bind(&e.camera_id)
+    .bind(&e.site)
+    .bind(event_time)
+    .bind(event_time_ms)
+    .bind(enum_text(&e.violation_type))
+    .bind(enum_text(&e.vehicle_class))
+    .bind(i64::from(e.plate.readable))
+    .bind(e.plate.text.as_deref())
+    .bind(e.plate.display.as_deref())
+    .bind(enum_text(&e.plate.colour))
+    .bind(e.plate.confidence)
+    .bind(e.speed.as_ref().map(|s| s.measured_kmh))
+    .bind(e.speed.as_ref().map(|s| i64::from(s.limit_kmh)))
+    .bind(&a.signed_json)
+    .bind(match source {
+        Source::Mqtt(_) => "mqtt",
+        Source::Http => "http",
+    })
+    .bind(received_at)
+    .bind(quote.status())
+    .bind(schedule)
+    .bind(article)
+    .bind(min)
+    .bind(max)
+    .bind(points)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() == 0 {
+        return Ok(false);
+    }
+    for item in &e.evidence {
+        let attached = a.attachments.iter().any(|at| at.name == item.name);
+        sqlx::query(
+            "INSERT INTO evidence (event_id, name, role, media_type, size_bytes, sha256, \
+             stored, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(e.event_id.to_string())
+        .bind(&item.name)
+        .bind(enum_text(&item.role))
+        .bind(&item.media_type)
+        .bind(i64::try_from(item.size_bytes).unwrap_or(i64::MAX))
+        .bind(&item.sha256)
+        .bind(i64::from(attached))
+        .bind(attached.then_some(received_at))
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(true)
+}
+
+/// The snake_case wire name of a protocol enum value.
+pub fn enum_text<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
+/// A stored case, as the API shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaseSummary {
+    /// Event id.
+    pub event_id: String,
+    /// Device.
+    pub device_id: String,
+    /// Violation type.
+    pub violation_type: String,
+    /// Canonical plate text, if read.
+    pub plate_text: Option<String>,
+    /// Fine status (`priced`, `no_fine`, ...).
+    pub fine_status: String,
+    /// Lowest fine, VND.
+    pub fine_min_vnd: Option<i64>,
+    /// Highest fine, VND.
+    pub fine_max_vnd: Option<i64>,
+    /// Licence points.
+    pub licence_points: Option<i64>,
+    /// Owner resolution (`pending`, `resolved`, `unresolved`, `error`).
+    pub owner_status: String,
+    /// Resolved owner id.
+    pub owner_id: Option<String>,
+    /// Evidence files stored / listed.
+    pub evidence_stored: i64,
+    /// Evidence files listed in the manifest.
+    pub evidence_total: i64,
+}
+
+/// One case by event id.
+pub async fn case(db: &Db, event_id: &str) -> Result<Option<CaseSummary>, DbError> {
+    let row = sqlx::query(
+        "SELECT e.event_id, e.device_id, e.violation_type, e.plate_text, e.fine_status, \
+         e.fine_min_vnd, e.fine_max_vnd, e.licence_points, e.owner_status, e.owner_id, \
+         (SELECT COUNT(*) FROM evidence v WHERE v.event_id = e.event_id AND v.stored = 1), \
+         (SELECT COUNT(*) FROM evidence v WHERE v.event_id = e.event_id) \
+         FROM events e WHERE e.event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(r) = row else { return Ok(None) };
+    Ok(Some(CaseSummary {
+        event_id: r.try_get(0)?,
+        device_id: r.try_get(1)?,
+        violation_type: r.try_get(2)?,
+        plate_text: r.try_get(3)?,
+        fine_status: r.try_get(4)?,
+        fine_min_vnd: r.try_get(5)?,
+        fine_max_vnd: r.try_get(6)?,
+        licence_points: r.try_get(7)?,
+        owner_status: r.try_get(8)?,
+        owner_id: r.try_get(9)?,
+        evidence_stored: r.try_get(10)?,
+        evidence_total: r.try_get(11)?,
+    }))
+}
+
+/// Number of stored cases (for tests and metrics).
+pub async fn case_count(db: &Db) -> Result<i64, DbError> {
+    Ok(sqlx::query("SELECT COUNT(*) FROM events")
+        .fetch_one(db.pool())
+        .await?
+        .try_get(0)?)
+}

@@ -1,0 +1,246 @@
+//! The verify step of ingest: turns the raw bytes of one event bundle into
+//! either an accepted event (known, enrolled, not revoked device; Ed25519
+//! signature over the canonical bytes; the topic it came on; stills that
+//! match the signed manifest; plausible fields) or a rejection with a stable
+//! reason code, for the quarantine and for the device's ack. Pure: no I/O,
+//! so it runs on a blocking thread and is tested without a database.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use plate_ocr::plate::PlateGrammar;
+use protocol::{
+    Attachment, EventBundle, EvidenceRole, ProtocolError, RejectCode, ViolationEvent, topics,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::devices::Device;
+
+/// Where a bundle came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// An MQTT message on this topic.
+    Mqtt(String),
+    /// `POST /api/v1/violations`.
+    Http,
+}
+
+impl Source {
+    /// As stored in the quarantine and on cases.
+    pub fn label(&self) -> &str {
+        match self {
+            Source::Mqtt(topic) => topic,
+            Source::Http => "http",
+        }
+    }
+}
+
+/// A bundle that passed every check.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The verified event.
+    pub event: ViolationEvent,
+    /// The signed envelope as canonical JSON (kept verbatim on the case).
+    pub signed_json: String,
+    /// The stills carried in the bundle (checked against the manifest).
+    pub attachments: Vec<Attachment>,
+}
+
+/// A bundle that failed a check.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    /// Code sent to the device in the ack.
+    pub ack_code: RejectCode,
+    /// Code kept in the quarantine (finer than the ack's, e.g.
+    /// `revoked_device`).
+    pub reason_code: String,
+    /// What was wrong.
+    pub reason: String,
+    /// The event id, if it could be read (then the device gets an ack).
+    pub event_id: Option<Uuid>,
+    /// The device the bundle claimed to come from.
+    pub device_claimed: Option<String>,
+}
+
+impl Rejection {
+    fn protocol(e: &ProtocolError, event_id: Option<Uuid>, device: Option<String>) -> Self {
+        let ack_code = e.reject_code();
+        Self {
+            reason_code: code_text(&ack_code),
+            ack_code,
+            reason: e.to_string(),
+            event_id,
+            device_claimed: device,
+        }
+    }
+
+    fn new(
+        ack_code: RejectCode,
+        reason_code: &str,
+        reason: String,
+        event_id: Option<Uuid>,
+        device: Option<String>,
+    ) -> Self {
+        Self {
+            ack_code,
+            reason_code: reason_code.to_owned(),
+            reason,
+            event_id,
+            device_claimed: device,
+        }
+    }
+}
+
+/// The snake_case text of a reject code.
+pub fn code_text(code: &RejectCode) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "internal".to_owned(),
+    }
+}
+
+/// What the verify step needs besides the bytes.
+pub struct Checks<'a> {
+    /// Enrolled devices by id (those the batch refers to).
+    pub devices: &'a HashMap<String, Device>,
+    /// The server's clock.
+    pub now: OffsetDateTime,
+    /// How far in the future an event time may be.
+    pub clock_tolerance: time::Duration,
+    /// The plate grammar.
+    pub grammar: &'a PlateGrammar,
+}
+
+/// Decodes and verifies one bundle.
+pub fn verify_bundle(
+    bytes: &Bytes,
+    source: &Source,
+    checks: &Checks,
+) -> Result<Accepted, Rejection> {
+    verify_decoded(decode(bytes)?, source, checks)
+}
+
+/// Decodes a bundle's frame (first half of [`verify_bundle`]; the batch
+/// decodes first to learn which devices to load).
+pub fn decode(bytes: &Bytes) -> Result<EventBundle, Rejection> {
+    EventBundle::decode(bytes).map_err(|e| Rejection::protocol(&e, None, None))
+}
+
+/// Verifies a decoded bundle (second half of [`verify_bundle`]).
+pub fn verify_decoded(
+    bundle: EventBundle,
+    source: &Source,
+    checks: &Checks,
+) -> Result<Accepted, Rejection> {
+    let signed = &bundle.event;
+    let event_id = signed.unverified_event_id();
+    let claimed = Some(signed.device_id().to_owned());
+    let reject = |code: RejectCode, reason_code: &str, reason: String| {
+        Rejection::new(code, reason_code, reason, event_id, claimed.clone())
+    };
+
+    let device = checks.devices.get(signed.device_id()).ok_or_else(|| {
+        reject(
+            RejectCode::UnknownDevice,
+            "unknown_device",
+            format!("device `{}` is not enrolled", trunc(signed.device_id())),
+        )
+    })?;
+    if device.is_revoked() {
+        return Err(reject(
+            RejectCode::UnknownDevice,
+            "revoked_device",
+            format!("device `{}` is revoked", device.device_id),
+        ));
+    }
+    let key = device.verifying_key().map_err(|e| {
+        reject(
+            RejectCode::Internal,
+            "internal",
+            format!("stored key unusable: {e}"),
+        )
+    })?;
+
+    let event = match source {
+        Source::Mqtt(topic) => {
+            let addr = topics::parse_topic(topic)
+                .map_err(|e| Rejection::protocol(&e.into(), event_id, claimed.clone()))?;
+            signed.verify_for_topic(&key, &addr)
+        }
+        Source::Http => signed.verify(&key),
+    }
+    .map_err(|e| Rejection::protocol(&e, event_id, claimed.clone()))?;
+
+    if event.site != device.site {
+        return Err(reject(
+            RejectCode::WrongTopic,
+            "site_mismatch",
+            format!(
+                "event site `{}` is not the site `{}` device `{}` is enrolled at",
+                event.site, device.site, device.device_id
+            ),
+        ));
+    }
+
+    let missing = protocol::check_attachments(&event, &bundle.attachments)
+        .map_err(|e| Rejection::protocol(&ProtocolError::Evidence(e), event_id, claimed.clone()))?;
+    if let Some(still) = missing.iter().find(|i| i.role != EvidenceRole::Clip) {
+        return Err(reject(
+            RejectCode::EvidenceMismatch,
+            "evidence_missing",
+            format!(
+                "evidence {:?} (role {:?}) is not in the bundle; only clips may follow as chunks",
+                still.name, still.role
+            ),
+        ));
+    }
+
+    if event.event_time > checks.now + checks.clock_tolerance {
+        return Err(reject(
+            RejectCode::Invalid,
+            "future_time",
+            format!(
+                "event_time {} is more than {} s ahead of the server clock ({})",
+                event.event_time,
+                checks.clock_tolerance.whole_seconds(),
+                checks.now
+            ),
+        ));
+    }
+    if event.plate.readable
+        && let Some(text) = &event.plate.text
+        && let Err(e) = checks.grammar.parse(text)
+    {
+        return Err(reject(
+            RejectCode::Invalid,
+            "plate_grammar",
+            format!(
+                "plate.text {:?} fits no known plate layout: {e}",
+                trunc(text)
+            ),
+        ));
+    }
+
+    let signed_json = String::from_utf8(
+        signed
+            .to_json()
+            .map_err(|e| Rejection::protocol(&e, event_id, claimed.clone()))?,
+    )
+    .map_err(|_| {
+        reject(
+            RejectCode::Internal,
+            "internal",
+            "canonical JSON not UTF-8".into(),
+        )
+    })?;
+    Ok(Accepted {
+        event,
+        signed_json,
+        attachments: bundle.attachments,
+    })
+}
+
+fn trunc(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(80).collect()
+}

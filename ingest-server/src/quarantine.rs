@@ -1,0 +1,145 @@
+//! The quarantine: every message the server could not accept (malformed
+//! frame, unknown or revoked device, bad signature, wrong topic, evidence
+//! that does not match its manifest, implausible fields), kept with the
+//! reason so an administrator can see it and act. Nothing is dropped
+//! silently: the raw bytes go to the evidence store under their hash and the
+//! row here points at them.
+
+use serde::Serialize;
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::db::{Db, DbError};
+
+/// A quarantined message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QuarantineEntry {
+    /// Id of this entry.
+    pub id: String,
+    /// When it arrived (Unix ms).
+    pub received_at: i64,
+    /// Where it came from: the MQTT topic, or `http`.
+    pub source: String,
+    /// The device it claimed to come from, if readable.
+    pub device_claimed: Option<String>,
+    /// The event id it carried, if readable.
+    pub event_id: Option<String>,
+    /// Stable reason code (the reject code sent to the device).
+    pub reason_code: String,
+    /// Human-readable reason.
+    pub reason: String,
+    /// SHA-256 of the raw message (its bytes are in the evidence store).
+    pub payload_sha256: String,
+    /// Size of the raw message.
+    pub payload_size: i64,
+}
+
+impl QuarantineEntry {
+    /// A new entry with a fresh id.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        received_at: i64,
+        source: &str,
+        device_claimed: Option<&str>,
+        event_id: Option<Uuid>,
+        reason_code: &str,
+        reason: &str,
+        payload_sha256: String,
+        payload_size: usize,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4().to_string(),
+            received_at,
+            source: truncate(source, 256),
+            device_claimed: device_claimed.map(|d| truncate(d, 128)),
+            event_id: event_id.map(|e| e.to_string()),
+            reason_code: reason_code.to_owned(),
+            reason: truncate(reason, 1024),
+            payload_sha256,
+            payload_size: i64::try_from(payload_size).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
+}
+
+/// Writes an entry (inside the caller's transaction).
+pub async fn insert(conn: &mut AnyConnection, e: &QuarantineEntry) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO quarantine (id, received_at, source, device_claimed, event_id, \
+         reason_code, reason, payload_sha256, payload_size) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&e.id)
+    .bind(e.received_at)
+    .bind(&e.source)
+    .bind(e.device_claimed.as_deref())
+    .bind(e.event_id.as_deref())
+    .bind(&e.reason_code)
+    .bind(&e.reason)
+    .bind(&e.payload_sha256)
+    .bind(e.payload_size)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The most recent entries, newest first.
+pub async fn list(db: &Db, limit: i64) -> Result<Vec<QuarantineEntry>, DbError> {
+    let rows = sqlx::query(
+        "SELECT id, received_at, source, device_claimed, event_id, reason_code, reason, \
+         payload_sha256, payload_size FROM quarantine ORDER BY received_at DESC, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(QuarantineEntry {
+                id: r.try_get(0)?,
+                received_at: r.try_get(1)?,
+                source: r.try_get(2)?,
+                device_claimed: r.try_get(3)?,
+                event_id: r.try_get(4)?,
+                reason_code: r.try_get(5)?,
+                reason: r.try_get(6)?,
+                payload_sha256: r.try_get(7)?,
+                payload_size: r.try_get(8)?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()
+        .map_err(DbError::from)
+}
+
+/// Quarantines one message on its own (outside a batch): raw bytes to the
+/// evidence store, then the row, committed before returning.
+#[allow(clippy::too_many_arguments)]
+pub async fn record(
+    db: &Db,
+    evidence: &crate::evidence::EvidenceStore,
+    source: &str,
+    device_claimed: Option<&str>,
+    event_id: Option<Uuid>,
+    reason_code: &str,
+    reason: &str,
+    raw: bytes::Bytes,
+) -> Result<QuarantineEntry, crate::ingest::IngestError> {
+    let size = raw.len();
+    let digest = evidence.put(raw).await?;
+    let entry = QuarantineEntry::new(
+        crate::db::now_ms(),
+        source,
+        device_claimed,
+        event_id,
+        reason_code,
+        reason,
+        digest,
+        size,
+    );
+    let mut conn = db.pool().acquire().await?;
+    insert(&mut conn, &entry).await?;
+    tracing::warn!(source, code = reason_code, reason, "message quarantined");
+    Ok(entry)
+}

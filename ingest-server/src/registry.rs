@@ -1,0 +1,459 @@
+//! Owner resolution: the [`Registry`] trait (plate and plate colour →
+//! vehicle and registered owner) and its SQL implementation, whose tables
+//! are filled by `ingest-server registry import vehicles.csv owners.csv`.
+//!
+//! Owner data is personal data (Decree 13/2023): every lookup, found or not,
+//! is written to `registry_access_log` with who asked, why, and for which
+//! case. Resolution runs after a case is committed and never blocks ingest;
+//! a plate that is not found, or a registry that fails, leaves the case
+//! `unresolved` / `error` for a person to handle.
+//!
+//! The import is all or nothing: both files are validated line by line
+//! (plate grammar, colour, national ID, owner references, duplicates), every
+//! problem is reported with its file and line, and only a clean pair is
+//! written, in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use async_trait::async_trait;
+use plate_ocr::plate::PlateGrammar;
+use protocol::ViolationEvent;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::db::{Db, DbError, now_ms};
+
+/// A registered vehicle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vehicle {
+    /// Canonical plate text.
+    pub plate_text: String,
+    /// Plate colour (`white`, `yellow`, `blue`, `red`).
+    pub plate_colour: String,
+    /// Vehicle type (e.g. `car`, `motorcycle`).
+    pub vehicle_type: String,
+    /// Make and model.
+    pub make: String,
+    /// Body colour.
+    pub colour: String,
+    /// Registration status (e.g. `active`, `deregistered`).
+    pub registration_status: String,
+    /// Owner id.
+    pub owner_id: String,
+}
+
+/// A registered owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// Owner id (the registry's own).
+    pub owner_id: String,
+    /// Full name.
+    pub full_name: String,
+    /// National ID number (CCCD, 12 digits; older CMND, 9 digits).
+    pub national_id: String,
+    /// Address.
+    pub address: String,
+    /// Phone, if known.
+    pub phone: Option<String>,
+    /// E-mail, if known.
+    pub email: Option<String>,
+    /// VNeID account link, if known.
+    pub vneid: Option<String>,
+}
+
+/// Vehicle and owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Registration {
+    /// The vehicle.
+    pub vehicle: Vehicle,
+    /// Its owner.
+    pub owner: Owner,
+}
+
+/// Why a lookup is made (written to the access log).
+#[derive(Debug, Clone)]
+pub struct Purpose {
+    /// Who asks (`ingest` for automatic resolution, or a user).
+    pub actor: String,
+    /// Why.
+    pub reason: String,
+    /// For which case.
+    pub event_id: Option<Uuid>,
+}
+
+/// A registry that could not answer.
+#[derive(Debug, Error)]
+pub enum RegistryError {
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Remote registry failure.
+    #[error("registry unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for RegistryError {
+    fn from(e: sqlx::Error) -> Self {
+        RegistryError::Db(DbError::Sqlx(e))
+    }
+}
+
+/// Plate → vehicle and owner.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Looks up a canonical plate; `colour` narrows it when known. `None`
+    /// when not registered (or ambiguous without a colour).
+    async fn lookup(
+        &self,
+        plate: &str,
+        colour: Option<&str>,
+        purpose: &Purpose,
+    ) -> Result<Option<Registration>, RegistryError>;
+}
+
+/// The registry in our own database.
+pub struct SqlRegistry {
+    db: Db,
+}
+
+impl SqlRegistry {
+    /// Over `db`.
+    pub fn new(db: Db) -> Self {
+        Self { db }
+    }
+}
+
+#[async_trait]
+impl Registry for SqlRegistry {
+    async fn lookup(
+        &self,
+        plate: &str,
+        colour: Option<&str>,
+        purpose: &Purpose,
+    ) -> Result<Option<Registration>, RegistryError> {
+        let rows = sqlx::query(
+            "SELECT v.plate_text, v.plate_colour, v.vehicle_type, v.make, v.colour, \
+             v.registration_status, v.owner_id, o.full_name, o.national_id, o.address, \
+             o.phone, o.email, o.vneid FROM vehicles v JOIN owners o ON o.owner_id = v.owner_id \
+             WHERE v.plate_text = $1 AND ($2 = '' OR v.plate_colour = $2)",
+        )
+        .bind(plate)
+        .bind(colour.unwrap_or(""))
+        .fetch_all(self.db.pool())
+        .await?;
+        let found = if rows.len() == 1 {
+            let r = &rows[0];
+            Some(Registration {
+                vehicle: Vehicle {
+                    plate_text: r.try_get(0)?,
+                    plate_colour: r.try_get(1)?,
+                    vehicle_type: r.try_get(2)?,
+                    make: r.try_get(3)?,
+                    colour: r.try_get(4)?,
+                    registration_status: r.try_get(5)?,
+                    owner_id: r.try_get(6)?,
+                },
+                owner: Owner {
+                    owner_id: r.try_get(6)?,
+                    full_name: r.try_get(7)?,
+                    national_id: r.try_get(8)?,
+                    address: r.try_get(9)?,
+                    phone: r.try_get(10)?,
+                    email: r.try_get(11)?,
+                    vneid: r.try_get(12)?,
+                },
+            })
+        } else {
+            None
+        };
+        let outcome = match (&found, rows.len()) {
+            (Some(_), _) => "found",
+            (None, 0) => "not_found",
+            (None, _) => "ambiguous",
+        };
+        sqlx::query(
+            "INSERT INTO registry_access_log (id, at, actor, plate, purpose, event_id, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(now_ms())
+        .bind(&purpose.actor)
+        .bind(plate)
+        .bind(&purpose.reason)
+        .bind(purpose.event_id.map(|e| e.to_string()))
+        .bind(outcome)
+        .execute(self.db.pool())
+        .await?;
+        Ok(found)
+    }
+}
+
+/// Resolves the owners of freshly stored cases and records the result on
+/// each case. Never fails: problems are logged and left on the case.
+pub async fn resolve_owners(db: &Db, registry: &dyn Registry, events: &[ViolationEvent]) {
+    for e in events {
+        let (status, owner) = match (&e.plate.readable, &e.plate.text) {
+            (true, Some(plate)) => {
+                let colour = crate::ingest::enum_text(&e.plate.colour);
+                let colour = (colour != "unknown").then_some(colour);
+                let purpose = Purpose {
+                    actor: "ingest".into(),
+                    reason: "identify the registered owner of a detected violation".into(),
+                    event_id: Some(e.event_id),
+                };
+                match registry.lookup(plate, colour.as_deref(), &purpose).await {
+                    Ok(Some(r)) => ("resolved", Some(r.owner.owner_id)),
+                    Ok(None) => ("unresolved", None),
+                    Err(err) => {
+                        tracing::warn!(event_id = %e.event_id, error = %err, "owner lookup failed");
+                        ("error", None)
+                    }
+                }
+            }
+            _ => ("unresolved", None),
+        };
+        let done =
+            sqlx::query("UPDATE events SET owner_status = $1, owner_id = $2 WHERE event_id = $3")
+                .bind(status)
+                .bind(owner)
+                .bind(e.event_id.to_string())
+                .execute(db.pool())
+                .await;
+        if let Err(err) = done {
+            tracing::warn!(event_id = %e.event_id, error = %err, "recording owner status failed");
+        }
+    }
+}
+
+/// One problem found in an import file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImportProblem {
+    /// File name.
+    pub file: String,
+    /// 1-based line number (the header is line 1).
+    pub line: u64,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for ImportProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file, self.line, self.message)
+    }
+}
+
+/// Result of an import.
+#[derive(Debug, Error)]
+pub enum ImportError {
+    /// The files have problems; nothing was written.
+    #[error("{} problem(s); nothing imported", .0.len())]
+    Invalid(Vec<ImportProblem>),
+    /// A file could not be read.
+    #[error("reading {path}: {message}")]
+    Read {
+        /// File.
+        path: String,
+        /// Cause.
+        message: String,
+    },
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for ImportError {
+    fn from(e: sqlx::Error) -> Self {
+        ImportError::Db(DbError::Sqlx(e))
+    }
+}
+
+const COLOURS: &[&str] = &["white", "yellow", "blue", "red"];
+
+fn read_csv<T: for<'de> Deserialize<'de>>(
+    path: &Path,
+    problems: &mut Vec<ImportProblem>,
+) -> Result<Vec<(u64, T)>, ImportError> {
+    let file = path.display().to_string();
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_path(path)
+        .map_err(|e| ImportError::Read {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+    let mut out = Vec::new();
+    for (i, rec) in reader.deserialize::<T>().enumerate() {
+        let line = i as u64 + 2;
+        match rec {
+            Ok(r) => out.push((line, r)),
+            Err(e) => problems.push(ImportProblem {
+                file: file.clone(),
+                line: e.position().map_or(line, |p| p.line()),
+                message: e.to_string(),
+            }),
+        }
+    }
+    Ok(out)
+}
+
+fn empty_none(s: Option<String>) -> Option<String> {
+    s.filter(|v| !v.is_empty())
+}
+
+/// Validates and imports `vehicles.csv` and `owners.csv` (see the README for
+/// the columns). Returns (vehicles, owners) written.
+pub async fn import(
+    db: &Db,
+    grammar: &PlateGrammar,
+    vehicles_csv: &Path,
+    owners_csv: &Path,
+) -> Result<(usize, usize), ImportError> {
+    let mut problems = Vec::new();
+    let owners: Vec<(u64, Owner)> = read_csv(owners_csv, &mut problems)?;
+    let vehicles: Vec<(u64, Vehicle)> = read_csv(vehicles_csv, &mut problems)?;
+    let of = owners_csv.display().to_string();
+    let vf = vehicles_csv.display().to_string();
+    let mut problem = |file: &str, line: u64, message: String| {
+        problems.push(ImportProblem {
+            file: file.to_owned(),
+            line,
+            message,
+        })
+    };
+
+    let mut owner_ids = HashSet::new();
+    let mut clean_owners = Vec::new();
+    for (line, mut o) in owners {
+        o.phone = empty_none(o.phone);
+        o.email = empty_none(o.email);
+        o.vneid = empty_none(o.vneid);
+        if o.owner_id.is_empty() || o.full_name.is_empty() || o.address.is_empty() {
+            problem(
+                &of,
+                line,
+                "owner_id, full_name and address are required".into(),
+            );
+        } else if !(o.national_id.len() == 12 || o.national_id.len() == 9)
+            || !o.national_id.bytes().all(|b| b.is_ascii_digit())
+        {
+            problem(
+                &of,
+                line,
+                format!(
+                    "national_id {:?}: expected 12 digits (CCCD) or 9 (CMND)",
+                    o.national_id
+                ),
+            );
+        } else if !owner_ids.insert(o.owner_id.clone()) {
+            problem(
+                &of,
+                line,
+                format!("owner_id {:?} appears twice", o.owner_id),
+            );
+        } else {
+            clean_owners.push(o);
+        }
+    }
+    let known: HashSet<String> = sqlx::query("SELECT owner_id FROM owners")
+        .fetch_all(db.pool())
+        .await?
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>(0).ok())
+        .collect();
+    let mut plates = HashMap::new();
+    let mut clean_vehicles = Vec::new();
+    for (line, mut v) in vehicles {
+        match grammar.parse(&v.plate_text) {
+            Ok(p) => v.plate_text = p.canonical,
+            Err(e) => {
+                problem(&vf, line, format!("plate {:?}: {e}", v.plate_text));
+                continue;
+            }
+        }
+        v.plate_colour = v.plate_colour.to_lowercase();
+        if !COLOURS.contains(&v.plate_colour.as_str()) {
+            problem(
+                &vf,
+                line,
+                format!(
+                    "plate_colour {:?}: expected one of {COLOURS:?}",
+                    v.plate_colour
+                ),
+            );
+        } else if v.vehicle_type.is_empty() || v.registration_status.is_empty() {
+            problem(
+                &vf,
+                line,
+                "vehicle_type and registration_status are required".into(),
+            );
+        } else if !owner_ids.contains(&v.owner_id) && !known.contains(&v.owner_id) {
+            problem(
+                &vf,
+                line,
+                format!(
+                    "owner_id {:?} is in neither owners file nor database",
+                    v.owner_id
+                ),
+            );
+        } else if let Some(first) =
+            plates.insert((v.plate_text.clone(), v.plate_colour.clone()), line)
+        {
+            problem(
+                &vf,
+                line,
+                format!(
+                    "plate {} ({}) also on line {first}",
+                    v.plate_text, v.plate_colour
+                ),
+            );
+        } else {
+            clean_vehicles.push(v);
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ImportError::Invalid(problems));
+    }
+
+    let mut tx = db.pool().begin().await?;
+    for o in &clean_owners {
+        sqlx::query(
+            "INSERT INTO owners (owner_id, full_name, national_id, address, phone, email, vneid) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (owner_id) DO UPDATE SET \
+             full_name = excluded.full_name, national_id = excluded.national_id, \
+             address = excluded.address, phone = excluded.phone, email = excluded.email, \
+             vneid = excluded.vneid",
+        )
+        .bind(&o.owner_id)
+        .bind(&o.full_name)
+        .bind(&o.national_id)
+        .bind(&o.address)
+        .bind(o.phone.as_deref())
+        .bind(o.email.as_deref())
+        .bind(o.vneid.as_deref())
+        .execute(&mut *tx)
+        .await?;
+    }
+    for v in &clean_vehicles {
+        sqlx::query(
+            "INSERT INTO vehicles (plate_text, plate_colour, vehicle_type, make, colour, \
+             registration_status, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (plate_text, plate_colour) DO UPDATE SET \
+             vehicle_type = excluded.vehicle_type, make = excluded.make, colour = excluded.colour, \
+             registration_status = excluded.registration_status, owner_id = excluded.owner_id",
+        )
+        .bind(&v.plate_text)
+        .bind(&v.plate_colour)
+        .bind(&v.vehicle_type)
+        .bind(&v.make)
+        .bind(&v.colour)
+        .bind(&v.registration_status)
+        .bind(&v.owner_id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok((clean_vehicles.len(), clean_owners.len()))
+}

@@ -1,0 +1,385 @@
+//! Shared helpers of the integration tests: signed test events and bundles
+//! made with keys generated in the test, free loopback ports, and real
+//! PostgreSQL and Mosquitto servers started in temporary directories.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use protocol::{
+    Attachment, ClockSync, EventBundle, EvidenceItem, EvidenceRole, Plate, PlateColour,
+    SchemaVersion, SignalObservation, SignalState, SigningKey, TrackPoint, TrackSummary,
+    VehicleClass, ViolationEvent, ViolationType,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+/// A fresh device key.
+pub fn key() -> SigningKey {
+    SigningKey::generate(&mut rand::rngs::OsRng)
+}
+
+pub fn public_hex(key: &SigningKey) -> String {
+    hex::encode(key.verifying_key().to_bytes())
+}
+
+/// A free loopback port (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn wait_for_port(addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on {addr} within 20 s");
+}
+
+/// Test files: two stills and a clip.
+pub struct Files {
+    pub overview: Vec<u8>,
+    pub plate: Vec<u8>,
+    pub clip: Vec<u8>,
+}
+
+impl Files {
+    pub fn new(clip_len: usize) -> Self {
+        let pattern =
+            |seed: u8, n: usize| (0..n).map(|i| (i as u8).wrapping_mul(31) ^ seed).collect();
+        Files {
+            overview: pattern(1, 5000),
+            plate: pattern(2, 700),
+            clip: pattern(3, clip_len),
+        }
+    }
+}
+
+/// A valid red-light event by `device` at `site` with the files' manifest.
+pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
+    let now = OffsetDateTime::now_utc().to_offset(time::macros::offset!(+7));
+    let now = now.replace_nanosecond(0).unwrap();
+    ViolationEvent {
+        schema_version: SchemaVersion::CURRENT,
+        event_id: Uuid::new_v4(),
+        device_id: device.into(),
+        camera_id: "cam-north".into(),
+        site: site.into(),
+        event_time: now - time::Duration::seconds(5),
+        clock: ClockSync::synced(-3, "ntp:10.20.0.1"),
+        violation_type: ViolationType::RedLight,
+        vehicle_class: VehicleClass::Car,
+        plate: Plate {
+            readable: true,
+            text: Some("30A12345".into()),
+            display: Some("30A-123.45".into()),
+            confidence: Some(0.97),
+            colour: PlateColour::White,
+            lines: Some(1),
+        },
+        speed: None,
+        signal: Some(SignalObservation {
+            state: SignalState::Red,
+            red_for_ms: Some(4200),
+        }),
+        track: TrackSummary {
+            track_id: 7,
+            first_seen: now - time::Duration::seconds(7),
+            last_seen: now - time::Duration::seconds(4),
+            frame_count: 40,
+            points: vec![TrackPoint {
+                frame: 1,
+                x: 10,
+                y: 20,
+            }],
+        },
+        evidence: vec![
+            EvidenceItem::from_bytes(
+                "overview.jpg",
+                "image/jpeg",
+                EvidenceRole::Overview,
+                &files.overview,
+            ),
+            EvidenceItem::from_bytes(
+                "plate.jpg",
+                "image/jpeg",
+                EvidenceRole::PlateCrop,
+                &files.plate,
+            ),
+            EvidenceItem::from_bytes("clip.mp4", "video/mp4", EvidenceRole::Clip, &files.clip),
+        ],
+        software_version: "edge-agent test".into(),
+    }
+}
+
+/// The bundle of a signed event with both stills attached.
+pub fn bundle(event: &ViolationEvent, key: &SigningKey, files: &Files) -> Vec<u8> {
+    EventBundle {
+        event: event.sign(key).unwrap(),
+        attachments: vec![
+            Attachment {
+                name: "overview.jpg".into(),
+                data: files.overview.clone(),
+            },
+            Attachment {
+                name: "plate.jpg".into(),
+                data: files.plate.clone(),
+            },
+        ],
+    }
+    .encode()
+    .unwrap()
+}
+
+fn postgres_ids() -> (u32, u32) {
+    let id = |flag: &str| -> u32 {
+        let out = Command::new("id")
+            .args([flag, "postgres"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "no `postgres` system user to run PostgreSQL as (tests run as root and initdb refuses root); \
+             install postgresql (scripts/setup-system.sh)"
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    (id("-u"), id("-g"))
+}
+
+/// A PostgreSQL server in a temporary directory on a free loopback port,
+/// stopped when dropped.
+pub struct Postgres {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Postgres {
+    /// Starts one. Fails (never skips) when the binaries are missing.
+    pub fn start() -> Postgres {
+        let bin = Path::new(PG_BIN);
+        for b in ["initdb", "postgres"] {
+            assert!(
+                bin.join(b).exists(),
+                "PostgreSQL binary {} is missing: the storage tests need a real PostgreSQL 15 \
+                 (install it with scripts/setup-system.sh, package postgresql-15)",
+                bin.join(b).display()
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let as_postgres = unsafe_free_is_root();
+        let (uid, gid) = if as_postgres { postgres_ids() } else { (0, 0) };
+        if as_postgres {
+            chown(dir.path(), uid, gid);
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-D",
+                data.to_str().unwrap(),
+                "-A",
+                "trust",
+                "-U",
+                "postgres",
+                "--no-sync",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if as_postgres {
+            use std::os::unix::process::CommandExt;
+            initdb.uid(uid).gid(gid);
+        }
+        let out = initdb.output().unwrap();
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let port = free_port();
+        let mut pg = Command::new(bin.join("postgres"));
+        pg.args([
+            "-D",
+            data.to_str().unwrap(),
+            "-p",
+            &port.to_string(),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            &format!("unix_socket_directories={}", dir.path().display()),
+            "-c",
+            "fsync=on",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        if as_postgres {
+            use std::os::unix::process::CommandExt;
+            pg.uid(uid).gid(gid);
+        }
+        let child = pg.spawn().unwrap();
+        let me = Postgres {
+            child,
+            _dir: dir,
+            port,
+        };
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), "postgres");
+        me
+    }
+
+    /// URL of a new, empty database on this server.
+    pub async fn fresh_database(&self) -> String {
+        sqlx::any::install_default_drivers();
+        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        let name = format!("t_{}", Uuid::new_v4().simple());
+        // The server may still be starting up after it opened its port.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match sqlx::AnyConnection::connect_any(&admin).await {
+                Ok(mut c) => {
+                    let sql = format!("CREATE DATABASE {name}");
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await
+                        .unwrap();
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("cannot connect to the test PostgreSQL: {e}"),
+            }
+        }
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+trait ConnectAny {
+    async fn connect_any(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error>;
+}
+
+impl ConnectAny for sqlx::AnyConnection {
+    async fn connect_any(url: &str) -> Result<sqlx::AnyConnection, sqlx::Error> {
+        use sqlx::Connection;
+        sqlx::AnyConnection::connect(url).await
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: fast shutdown (closes sessions, removes shared memory).
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn unsafe_free_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+/// A Mosquitto broker on a free loopback port, stopped when dropped.
+pub struct Mosquitto {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Mosquitto {
+    pub fn start() -> Mosquitto {
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing: the external-broker test needs a real Mosquitto \
+             (install it with scripts/setup-system.sh, package mosquitto)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf: PathBuf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
+                 message_size_limit 0\nmax_packet_size 0\nmax_inflight_messages 100\n\
+                 max_queued_messages 100000\nuser root\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new(MOSQUITTO)
+            .args(["-c", conf.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), "mosquitto");
+        Mosquitto {
+            child,
+            _dir: dir,
+            port,
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Cuts a clip into chunks exactly as the protocol says (256 KiB pieces,
+/// each with its own hash). Written out here rather than calling
+/// `ClipChunk::split`, so these tests pin the wire format themselves.
+pub fn split_clip(event_id: Uuid, name: &str, file: &[u8]) -> Vec<protocol::ClipChunk> {
+    let size = protocol::transfer::CLIP_CHUNK_BYTES;
+    let count = file.len().div_ceil(size).max(1) as u32;
+    file.chunks(size)
+        .enumerate()
+        .map(|(i, data)| protocol::ClipChunk {
+            header: protocol::ChunkHeader {
+                schema_version: SchemaVersion::CURRENT,
+                event_id,
+                name: name.to_owned(),
+                index: i as u32,
+                count,
+                total_size: file.len() as u64,
+                sha256: protocol::sha256_hex(data),
+            },
+            data: data.to_vec(),
+        })
+        .collect()
+}
