@@ -7,10 +7,15 @@
 
 pub mod analysis;
 pub mod capture;
+pub mod config;
+pub mod delivery;
 pub mod detect;
 pub mod evidence;
 pub mod geometry;
+pub mod health;
+pub mod identity;
 pub mod models;
+pub mod outbox;
 pub mod replay;
 pub mod rules;
 pub mod scene;

@@ -12,7 +12,13 @@ use plate_ocr::detect::{Y5fuDetector, Y5fuSize};
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
 use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
 use plate_ocr::runtime::SessionConfig;
+use edge_agent::config::AgentConfig;
+use edge_agent::delivery::{self, Shared};
+use edge_agent::identity::DeviceIdentity;
+use edge_agent::outbox::Outbox;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 #[derive(Parser)]
@@ -67,13 +73,88 @@ enum Cmd {
         #[arg(long, default_value = "ppocr")]
         recognizer: String,
     },
+    /// Print this device's id, site and public key (making the key on first
+    /// use) as JSON, for enrolment at the server.
+    Enroll {
+        /// Agent configuration.
+        #[arg(long, env = "EDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Deliver what the outbox holds to the server (and publish heartbeats)
+    /// until SIGINT/SIGTERM.
+    Deliver {
+        /// Agent configuration.
+        #[arg(long, env = "EDGE_CONFIG")]
+        config: PathBuf,
+    },
+    /// Print the outbox's counts as JSON.
+    Outbox {
+        /// Agent configuration.
+        #[arg(long, env = "EDGE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Logs to stderr, as JSON lines when asked (`health.log_json`).
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
 }
 
 fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let config = match &cli.command {
+        Cmd::Enroll { config } | Cmd::Deliver { config } | Cmd::Outbox { config } => {
+            Some(AgentConfig::load(config).map_err(|e| anyhow!(e))?)
+        }
+        _ => None,
+    };
+    init_logs(config.as_ref().is_some_and(|c| c.health.log_json));
+    match cli.command {
+        Cmd::Enroll { .. } | Cmd::Deliver { .. } | Cmd::Outbox { .. } => {
+            let Some(cfg) = config else {
+                return Err(anyhow!("no configuration"));
+            };
+            let (identity, created) = DeviceIdentity::load_or_create(
+                &cfg.device.id,
+                &cfg.device.site,
+                &cfg.key_file(),
+            )?;
+            if created {
+                tracing::info!(key = %cfg.key_file().display(), "made a new device key");
+            }
+            match cli.command {
+                Cmd::Enroll { .. } => {
+                    let out = serde_json::json!({
+                        "device_id": identity.device_id,
+                        "site": identity.site,
+                        "public_key": identity.public_key_hex(),
+                        "key_file": cfg.key_file(),
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+                Cmd::Outbox { .. } => {
+                    let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())?;
+                    let s = outbox.stats(edge_agent::outbox::now_ms())?;
+                    let out = serde_json::json!({
+                        "depth": s.depth, "oldest_age_s": s.oldest_age_s, "bytes": s.bytes,
+                        "delivered": s.delivered, "rejected": s.rejected, "evictions": s.evictions,
+                        "alarm": outbox.alarm()?,
+                    });
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                }
+                _ => deliver(&cfg, &identity)?,
+            }
+            Ok(())
+        }
         Cmd::CheckModels => {
             let resolver = edge_agent::models::resolver_from_env()?;
             let paths = edge_agent::models::resolve_required(&resolver).map_err(|e| anyhow!(e))?;
@@ -159,4 +240,27 @@ fn plate_reader(recognizer: &str) -> Result<Pipeline> {
         rec,
         PipelineConfig::default(),
     ))
+}
+
+/// `edge-agent deliver`: the delivery loop with metrics, until a signal.
+fn deliver(cfg: &AgentConfig, identity: &DeviceIdentity) -> Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let shared = Shared::default();
+    if !cfg.health.metrics_listen.is_empty() {
+        let addr = edge_agent::health::serve_metrics(
+            &cfg.health.metrics_listen,
+            shared.metrics.clone(),
+            shared.board.clone(),
+            stop.clone(),
+        )
+        .with_context(|| format!("metrics listener {}", cfg.health.metrics_listen))?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    tracing::info!(device = %identity.device_id, broker = %cfg.mqtt.url, "delivering");
+    delivery::run(cfg, identity, &shared, stop)?;
+    tracing::info!("delivery stopped");
+    Ok(())
 }

@@ -280,8 +280,9 @@ pub struct ClipChunk {
 }
 
 impl ClipChunk {
-    /// Cuts `file` (the bytes of `item`) into chunks for `event_id`.
-    pub fn split(event_id: Uuid, item: &EvidenceItem, file: &[u8]) -> Vec<ClipChunk> {
+    /// Cuts `file` (the bytes of manifest entry `name`) into chunks for
+    /// `event_id`.
+    pub fn split(event_id: Uuid, name: &str, file: &[u8]) -> Vec<ClipChunk> {
         let count = chunk_count(file.len() as u64);
         file.chunks(CLIP_CHUNK_BYTES)
             .enumerate()
@@ -289,7 +290,7 @@ impl ClipChunk {
                 header: ChunkHeader {
                     schema_version: SchemaVersion::CURRENT,
                     event_id,
-                    name: item.name.clone(),
+                    name: name.to_owned(),
                     index: i as u32,
                     count,
                     total_size: file.len() as u64,

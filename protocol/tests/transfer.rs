@@ -133,7 +133,7 @@ fn clip_splits_into_chunks_that_reassemble_to_the_manifest_hash() {
     let id = sample_event().event_id;
     for len in [1, CLIP_CHUNK_BYTES - 1, CLIP_CHUNK_BYTES, 2 * CLIP_CHUNK_BYTES + 17] {
         let (item, bytes) = clip_of(len);
-        let chunks = ClipChunk::split(id, &item, &bytes);
+        let chunks = ClipChunk::split(id, &item.name, &bytes);
         assert_eq!(chunks.len() as u32, chunk_count(len as u64));
         let mut assembled = vec![0u8; len];
         for c in &chunks {
@@ -147,13 +147,13 @@ fn clip_splits_into_chunks_that_reassemble_to_the_manifest_hash() {
     }
     // The sample clip fits one chunk.
     let item = &sample_event().evidence[2];
-    assert_eq!(ClipChunk::split(id, item, CLIP).len(), 1);
+    assert_eq!(ClipChunk::split(id, &item.name, CLIP).len(), 1);
 }
 
 #[test]
 fn damaged_or_inconsistent_chunks_are_refused() {
     let (item, bytes) = clip_of(CLIP_CHUNK_BYTES + 100);
-    let chunks = ClipChunk::split(sample_event().event_id, &item, &bytes);
+    let chunks = ClipChunk::split(sample_event().event_id, &item.name, &bytes);
 
     let mut flipped = chunks[1].encode().unwrap();
     let last = flipped.len() - 1;
@@ -222,7 +222,7 @@ proptest! {
         let cut = cut % (good.len() + 1);
         let _ = EventBundle::decode(&good[..cut]);
         let (item, bytes) = clip_of(300);
-        let mut chunk = ClipChunk::split(sample_event().event_id, &item, &bytes)[0].encode().unwrap();
+        let mut chunk = ClipChunk::split(sample_event().event_id, &item.name, &bytes)[0].encode().unwrap();
         for (at, v) in &flips {
             let i = at % chunk.len();
             chunk[i] ^= v;

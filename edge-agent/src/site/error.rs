@@ -65,7 +65,7 @@ impl SiteError {
         }
     }
 
-    pub(super) fn from_toml(file: &str, text: &str, err: &toml::de::Error) -> Self {
+    pub(crate) fn from_toml(file: &str, text: &str, err: &toml::de::Error) -> Self {
         let span = err.span();
         let (line, column) = match &span {
             Some(s) => line_col(text, s.start),
@@ -88,7 +88,7 @@ impl SiteError {
         })
     }
 
-    pub(super) fn semantic(file: &str, text: &str, field: String, message: String) -> Self {
+    pub(crate) fn semantic(file: &str, text: &str, field: String, message: String) -> Self {
         let offset = DeTable::parse(text)
             .ok()
             .and_then(|doc| span_of(doc.get_ref(), &field));

@@ -1,0 +1,362 @@
+//! The agent's own configuration (one file per box): who the device is,
+//! where it keeps its data, how it reaches the broker, how much the outbox
+//! may hold, and how it reports health. Camera and site geometry live in the
+//! per-camera site files ([`crate::site`]).
+//!
+//! TOML with environment overrides (`EDGE_DEVICE_ID`, `EDGE_SITE`,
+//! `EDGE_DATA_DIR`, `EDGE_MQTT_URL`, `EDGE_MQTT_USERNAME`,
+//! `EDGE_MQTT_PASSWORD`, `EDGE_METRICS_LISTEN`, `EDGE_LOG_JSON`), validated
+//! once at start; errors name the file, line and field.
+
+use crate::outbox::OutboxLimits;
+use crate::site::SiteError;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The device.
+    pub device: DeviceConfig,
+    /// The broker.
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    /// The outbox bounds.
+    #[serde(default)]
+    pub outbox: OutboxConfig,
+    /// Heartbeat, metrics, logs.
+    #[serde(default)]
+    pub health: HealthConfig,
+}
+
+/// Who this box is and where it keeps state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Device id as enrolled at the server (1–64 of `A-Z a-z 0-9 - _ .`).
+    pub id: String,
+    /// Site id.
+    pub site: String,
+    /// Data directory: outbox database, spool, key.
+    pub data_dir: PathBuf,
+    /// The Ed25519 key file (default `<data_dir>/device.key`).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// Broker connection and delivery pacing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port`.
+    pub url: String,
+    /// Per-device credentials (with `password` or `password_file`).
+    pub username: Option<String>,
+    /// Password (prefer `password_file` or `EDGE_MQTT_PASSWORD`).
+    pub password: Option<String>,
+    /// File holding the password.
+    pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) for `mqtts://`.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for TLS client authentication.
+    pub cert_file: Option<PathBuf>,
+    /// Client key (PEM).
+    pub key_file: Option<PathBuf>,
+    /// MQTT keep-alive, seconds.
+    pub keep_alive_s: u64,
+    /// Most events and clips published and not yet acknowledged.
+    pub window: usize,
+    /// Resend what has not been acknowledged after this many seconds.
+    pub ack_timeout_s: u64,
+    /// Backlog events (queued before the current connection) sent per second
+    /// at most, so live violations are not starved after an outage.
+    pub backlog_per_s: f64,
+    /// Reconnect backoff: first delay and ceiling, seconds (with jitter).
+    pub reconnect_min_s: f64,
+    /// Ceiling of the reconnect backoff.
+    pub reconnect_max_s: f64,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: "mqtt://127.0.0.1:1883".into(),
+            username: None,
+            password: None,
+            password_file: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            keep_alive_s: 30,
+            window: 16,
+            ack_timeout_s: 30,
+            backlog_per_s: 50.0,
+            reconnect_min_s: 0.5,
+            reconnect_max_s: 30.0,
+        }
+    }
+}
+
+/// Outbox bounds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxConfig {
+    /// Evidence held for undelivered events, MiB.
+    pub max_mib: u64,
+    /// Undelivered events.
+    pub max_events: u64,
+    /// Undelivered events older than this many days are evicted.
+    pub max_age_days: f64,
+    /// Alarm at this fraction of a limit.
+    pub alarm_fraction: f64,
+}
+
+impl Default for OutboxConfig {
+    fn default() -> Self {
+        let d = OutboxLimits::default();
+        Self {
+            max_mib: d.max_bytes / (1024 * 1024),
+            max_events: d.max_events,
+            max_age_days: d.max_age.as_secs_f64() / 86_400.0,
+            alarm_fraction: d.alarm_fraction,
+        }
+    }
+}
+
+impl OutboxConfig {
+    /// As [`OutboxLimits`].
+    pub fn limits(&self) -> OutboxLimits {
+        OutboxLimits {
+            max_bytes: self.max_mib * 1024 * 1024,
+            max_events: self.max_events,
+            max_age: Duration::from_secs_f64(self.max_age_days * 86_400.0),
+            alarm_fraction: self.alarm_fraction,
+        }
+    }
+}
+
+/// Health reporting.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Heartbeat period, seconds.
+    pub heartbeat_s: f64,
+    /// Prometheus metrics listener (loopback by default; `""` disables).
+    pub metrics_listen: String,
+    /// Logs as JSON lines.
+    pub log_json: bool,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_s: 30.0,
+            metrics_listen: "127.0.0.1:9108".into(),
+            log_json: false,
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Reads, applies environment overrides, validates.
+    pub fn load(path: &Path) -> Result<Self, SiteError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SiteError::Io {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        Self::from_toml_str(&text, &file, |k| std::env::var(k).ok())
+    }
+
+    /// Parses `text`, applies overrides from `env`, validates.
+    pub fn from_toml_str(
+        text: &str,
+        file: &str,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, SiteError> {
+        let mut c: AgentConfig =
+            toml::from_str(text).map_err(|e| SiteError::from_toml(file, text, &e))?;
+        let set = |v: &mut String, k: &str| {
+            if let Some(x) = env(k) {
+                *v = x;
+            }
+        };
+        set(&mut c.device.id, "EDGE_DEVICE_ID");
+        set(&mut c.device.site, "EDGE_SITE");
+        set(&mut c.mqtt.url, "EDGE_MQTT_URL");
+        set(&mut c.health.metrics_listen, "EDGE_METRICS_LISTEN");
+        if let Some(d) = env("EDGE_DATA_DIR") {
+            c.device.data_dir = d.into();
+        }
+        if let Some(u) = env("EDGE_MQTT_USERNAME") {
+            c.mqtt.username = Some(u);
+        }
+        if let Some(p) = env("EDGE_MQTT_PASSWORD") {
+            c.mqtt.password = Some(p);
+        }
+        if let Some(j) = env("EDGE_LOG_JSON") {
+            c.health.log_json = matches!(j.as_str(), "1" | "true" | "yes");
+        }
+        c.validate()
+            .map_err(|(field, message)| SiteError::semantic(file, text, field, message))?;
+        Ok(c)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, m: String| Err((f.to_owned(), m));
+        if let Some(p) = protocol::topics::id_problem(&self.device.id) {
+            return bad("device.id", p);
+        }
+        if let Some(p) = protocol::topics::id_problem(&self.device.site) {
+            return bad("device.site", p);
+        }
+        if let Err(m) = self.mqtt.endpoint() {
+            return bad("mqtt.url", m);
+        }
+        if self.mqtt.password.is_some() && self.mqtt.password_file.is_some() {
+            return bad(
+                "mqtt.password",
+                "give password or password_file, not both".into(),
+            );
+        }
+        if self.mqtt.cert_file.is_some() != self.mqtt.key_file.is_some() {
+            return bad(
+                "mqtt.cert_file",
+                "cert_file and key_file go together".into(),
+            );
+        }
+        if !(5..=3600).contains(&self.mqtt.keep_alive_s) {
+            return bad("mqtt.keep_alive_s", "must be within 5..=3600".into());
+        }
+        if !(1..=1000).contains(&self.mqtt.window) {
+            return bad("mqtt.window", "must be within 1..=1000".into());
+        }
+        if self.mqtt.ack_timeout_s == 0 {
+            return bad("mqtt.ack_timeout_s", "must be positive".into());
+        }
+        if !(self.mqtt.backlog_per_s > 0.0) {
+            return bad("mqtt.backlog_per_s", "must be positive".into());
+        }
+        if !(self.mqtt.reconnect_min_s > 0.0 && self.mqtt.reconnect_max_s >= self.mqtt.reconnect_min_s)
+        {
+            return bad(
+                "mqtt.reconnect_min_s",
+                "need 0 < reconnect_min_s <= reconnect_max_s".into(),
+            );
+        }
+        if self.outbox.max_mib == 0 || self.outbox.max_events == 0 {
+            return bad("outbox.max_mib", "limits must be positive".into());
+        }
+        if !(self.outbox.max_age_days > 0.0) {
+            return bad("outbox.max_age_days", "must be positive".into());
+        }
+        if !(self.outbox.alarm_fraction > 0.0 && self.outbox.alarm_fraction < 1.0) {
+            return bad("outbox.alarm_fraction", "must be within (0, 1)".into());
+        }
+        if !(self.health.heartbeat_s >= 0.2) {
+            return bad("health.heartbeat_s", "must be at least 0.2".into());
+        }
+        if !self.health.metrics_listen.is_empty()
+            && self.health.metrics_listen.parse::<SocketAddr>().is_err()
+        {
+            return bad(
+                "health.metrics_listen",
+                format!("{:?} is not host:port", self.health.metrics_listen),
+            );
+        }
+        Ok(())
+    }
+
+    /// The key file.
+    pub fn key_file(&self) -> PathBuf {
+        self.device
+            .key_file
+            .clone()
+            .unwrap_or_else(|| self.device.data_dir.join("device.key"))
+    }
+
+    /// The outbox database.
+    pub fn outbox_db(&self) -> PathBuf {
+        self.device.data_dir.join("outbox.sqlite")
+    }
+
+    /// The evidence spool.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.device.data_dir.join("spool")
+    }
+}
+
+impl MqttConfig {
+    /// `(tls, host, port)` from the URL.
+    pub fn endpoint(&self) -> Result<(bool, String, u16), String> {
+        let (tls, rest) = if let Some(r) = self.url.strip_prefix("mqtts://") {
+            (true, r)
+        } else if let Some(r) = self.url.strip_prefix("mqtt://") {
+            (false, r)
+        } else {
+            return Err(format!("{:?}: expected mqtt://host:port or mqtts://host:port", self.url));
+        };
+        let (host, port) = rest
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{:?}: no port", self.url))?;
+        let port: u16 = port
+            .trim_end_matches('/')
+            .parse()
+            .map_err(|_| format!("{:?}: bad port", self.url))?;
+        if host.is_empty() || port == 0 {
+            return Err(format!("{:?}: empty host or port 0", self.url));
+        }
+        if tls && self.ca_file.is_none() {
+            return Err("mqtts:// needs ca_file".into());
+        }
+        Ok((tls, host.to_owned(), port))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[device]
+id = "hn-cg-edge-01"
+site = "hn-caugiay"
+data_dir = "/tmp/x"
+
+[mqtt]
+url = "mqtt://127.0.0.1:1883"
+window = 8
+"#;
+
+    #[test]
+    fn good_file_with_env_overrides() {
+        let c = AgentConfig::from_toml_str(GOOD, "agent.toml", |k| match k {
+            "EDGE_MQTT_URL" => Some("mqtt://10.0.0.2:8883".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.mqtt.endpoint().unwrap(), (false, "10.0.0.2".into(), 8883));
+        assert_eq!(c.mqtt.window, 8);
+        assert_eq!(c.key_file(), PathBuf::from("/tmp/x/device.key"));
+    }
+
+    #[test]
+    fn bad_files_name_line_and_field() {
+        let cases = [
+            (GOOD.replace("window = 8", "window = 0"), "mqtt.window"),
+            (GOOD.replace("mqtt://127.0.0.1:1883", "tcp://x"), "mqtt.url"),
+            (GOOD.replace("hn-cg-edge-01", "a/b"), "device.id"),
+            (GOOD.replace("window = 8", "windwo = 8"), "windwo"),
+            (GOOD.replace("window = 8", "window = \"x\""), "window"),
+        ];
+        for (text, needle) in cases {
+            let err = AgentConfig::from_toml_str(&text, "agent.toml", |_| None).unwrap_err();
+            let msg = err.to_string();
+            assert!(msg.contains("agent.toml:"), "{msg}");
+            assert!(msg.contains(needle), "{msg} should mention {needle}");
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! Delivery: moves what the outbox holds to the server, and nothing else.
+//!
+//! One loop owns the outbox connection and the MQTT client. While connected
+//! it publishes, oldest first, up to `window` events and clips that are not
+//! yet acknowledged (so a backlog stays on the box's disk, not in the
+//! broker's memory); each event goes as one [`EventBundle`] with its stills,
+//! each clip after its event's ack as [`ClipChunk`]s. Only the server's ack
+//! on the device's ack topic marks something delivered — a broker's PUBACK
+//! means nothing to the outbox. After an outage the backlog is replayed in
+//! order, paced at `backlog_per_s`, while events queued since the link came
+//! back go first, so live violations are not starved. Every `heartbeat_s`
+//! a signed heartbeat is published (retained).
+
+pub mod link;
+
+use crate::config::AgentConfig;
+use crate::health::{self, HealthBoard, Metrics};
+use crate::identity::DeviceIdentity;
+use crate::outbox::{AckOutcome, Outbox, OutboxError, Pending, PendingClip, PendingEvent, now_ms};
+use link::{Link, LinkError, LinkEvent};
+use protocol::{Attachment, ClipChunk, EventBundle, SignedEvent, topics};
+use rumqttc::QoS;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+/// Why delivery stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The MQTT link could not be set up.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+    /// A topic could not be formed from the device's ids.
+    #[error("topic: {0}")]
+    Topic(#[from] protocol::TopicError),
+}
+
+/// Shared state the loop reports into.
+#[derive(Clone, Default)]
+pub struct Shared {
+    /// Camera states for the heartbeat.
+    pub board: Arc<HealthBoard>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+}
+
+struct Topics {
+    events: String,
+    evidence: String,
+    heartbeat: String,
+    ack: String,
+}
+
+/// Runs delivery until `stop` is set.
+pub fn run(
+    cfg: &AgentConfig,
+    identity: &DeviceIdentity,
+    shared: &Shared,
+    stop: Arc<AtomicBool>,
+) -> Result<(), DeliveryError> {
+    let (site, dev) = (&identity.site, &identity.device_id);
+    let topics = Topics {
+        events: topics::events_topic(site, dev)?,
+        evidence: topics::evidence_topic(site, dev)?,
+        heartbeat: topics::heartbeat_topic(site, dev)?,
+        ack: topics::ack_topic(site, dev)?,
+    };
+    let mut outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())?;
+    let link = Link::start(&cfg.mqtt, dev, topics.ack.clone(), stop.clone())?;
+    let mut state = LoopState {
+        connected: false,
+        live_since: i64::MAX,
+        tokens: 0.0,
+        last_pump: Instant::now(),
+    };
+    let started = Instant::now();
+    let heartbeat_every = Duration::from_secs_f64(cfg.health.heartbeat_s);
+    let mut next_heartbeat = Instant::now();
+    let mut next_limits = Instant::now();
+    let m = &shared.metrics;
+    while !stop.load(Ordering::Relaxed) {
+        let wait = if state.connected { 20 } else { 200 };
+        let mut event = match link.events.recv_timeout(Duration::from_millis(wait)) {
+            Ok(e) => Some(e),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        while let Some(e) = event.take() {
+            match e {
+                LinkEvent::Up => {
+                    tracing::info!(device = %dev, "connected to the broker");
+                    state.connected = true;
+                    state.live_since = now_ms();
+                    state.tokens = cfg.mqtt.window as f64;
+                    m.connects.fetch_add(1, Ordering::Relaxed);
+                    m.connected.store(1, Ordering::Relaxed);
+                    if let Err(e) = link.subscribe(&topics.ack) {
+                        tracing::warn!(error = %e, "subscribing to acks");
+                    }
+                    let again = outbox.requeue_sent()?;
+                    if again > 0 {
+                        tracing::info!(again, "unacknowledged sends are due again");
+                    }
+                    next_heartbeat = Instant::now();
+                }
+                LinkEvent::Down(why) => {
+                    if state.connected {
+                        tracing::warn!(reason = %why, "broker connection lost; retrying with backoff");
+                    } else {
+                        tracing::debug!(reason = %why, "broker unreachable");
+                    }
+                    state.connected = false;
+                    m.connected.store(0, Ordering::Relaxed);
+                }
+                LinkEvent::Ack(bytes) => match outbox.apply_ack_bytes(&bytes) {
+                    Ok(AckOutcome::Delivered { .. }) => {
+                        m.events_acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(AckOutcome::Rejected) => {
+                        m.events_rejected.fetch_add(1, Ordering::Relaxed);
+                        tracing::error!(ack = %String::from_utf8_lossy(&bytes), "server rejected an event; kept in the outbox as rejected");
+                    }
+                    Ok(AckOutcome::Unknown) => tracing::debug!("ack for an event not in the outbox"),
+                    Err(e) => tracing::warn!(error = %e, "ignoring an ack"),
+                },
+            }
+            event = link.events.try_recv().ok();
+        }
+        if state.connected {
+            pump(&mut outbox, &link, &topics, cfg, &mut state, m)?;
+        }
+        if Instant::now() >= next_limits {
+            next_limits = Instant::now() + Duration::from_secs(2);
+            outbox.enforce_limits(now_ms())?;
+            m.set_outbox(&outbox.stats(now_ms())?);
+        }
+        if state.connected && Instant::now() >= next_heartbeat {
+            next_heartbeat = Instant::now() + heartbeat_every;
+            let stats = outbox.stats(now_ms())?;
+            let hb = health::heartbeat(
+                identity,
+                started,
+                &shared.board,
+                &stats,
+                outbox.alarm()?,
+                &cfg.device.data_dir,
+                health::clock_sync(),
+            );
+            match hb.sign(identity.signing_key()).and_then(|s| s.to_json()) {
+                Ok(json) => {
+                    if link
+                        .client
+                        .try_publish(&topics.heartbeat, QoS::AtLeastOnce, true, json)
+                        .is_ok()
+                    {
+                        m.heartbeats.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "heartbeat could not be signed"),
+            }
+        }
+    }
+    link.shutdown();
+    Ok(())
+}
+
+struct LoopState {
+    connected: bool,
+    live_since: i64,
+    tokens: f64,
+    last_pump: Instant,
+}
+
+/// Publishes what is due, within the window and the backlog pace.
+fn pump(
+    outbox: &mut Outbox,
+    link: &Link,
+    topics: &Topics,
+    cfg: &AgentConfig,
+    state: &mut LoopState,
+    m: &Metrics,
+) -> Result<(), OutboxError> {
+    let dt = state.last_pump.elapsed().as_secs_f64();
+    state.last_pump = Instant::now();
+    let window = cfg.mqtt.window;
+    state.tokens = (state.tokens + dt * cfg.mqtt.backlog_per_s).min(window as f64);
+    let in_flight = outbox.in_flight()? as usize;
+    if in_flight >= window {
+        return Ok(());
+    }
+    let now = now_ms();
+    let ack_timeout = Duration::from_secs(cfg.mqtt.ack_timeout_s);
+    let due = outbox.due(now, ack_timeout, state.live_since, window - in_flight)?;
+    let mut backlog_paused = false;
+    for p in due {
+        match p {
+            Pending::Event(e) => {
+                if e.created_at < state.live_since {
+                    if backlog_paused || state.tokens < 1.0 {
+                        backlog_paused = true;
+                        continue;
+                    }
+                    state.tokens -= 1.0;
+                }
+                let Some(bytes) = bundle_bytes(&e) else {
+                    outbox.give_up(e.seq, "the stored event could not be encoded")?;
+                    continue;
+                };
+                if link
+                    .client
+                    .try_publish(&topics.events, QoS::AtLeastOnce, false, bytes)
+                    .is_err()
+                {
+                    break;
+                }
+                outbox.mark_sent(e.seq, now)?;
+                m.events_published.fetch_add(1, Ordering::Relaxed);
+            }
+            Pending::Clip(c) => {
+                let Some(chunks) = clip_chunks(&c) else {
+                    outbox.clip_lost(c.seq, "the clip file is unreadable")?;
+                    continue;
+                };
+                let mut all = true;
+                for chunk in chunks {
+                    let Ok(bytes) = chunk.encode() else {
+                        all = false;
+                        break;
+                    };
+                    if link
+                        .client
+                        .try_publish(&topics.evidence, QoS::AtLeastOnce, false, bytes)
+                        .is_err()
+                    {
+                        all = false;
+                        break;
+                    }
+                    m.chunks_published.fetch_add(1, Ordering::Relaxed);
+                }
+                if !all {
+                    break;
+                }
+                outbox.mark_clip_sent(c.seq, now)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The bundle for an event: the signed envelope and its still files, read
+/// back from the spool. A still that has vanished from the spool is logged
+/// and left out (the server then records it as missing).
+fn bundle_bytes(e: &PendingEvent) -> Option<Vec<u8>> {
+    let event = match SignedEvent::from_json(&e.event_json) {
+        Ok(ev) => ev,
+        Err(err) => {
+            tracing::error!(event_id = %e.event_id, error = %err, "stored event does not parse");
+            return None;
+        }
+    };
+    let mut attachments = Vec::with_capacity(e.stills.len());
+    for name in &e.stills {
+        match std::fs::read(e.dir.join(name)) {
+            Ok(data) => attachments.push(Attachment {
+                name: name.clone(),
+                data,
+            }),
+            Err(err) => {
+                tracing::error!(event_id = %e.event_id, file = %name, error = %err, "evidence file unreadable; sending without it")
+            }
+        }
+    }
+    match (EventBundle { event, attachments }).encode() {
+        Ok(b) => Some(b),
+        Err(err) => {
+            tracing::error!(event_id = %e.event_id, error = %err, "bundle could not be encoded");
+            None
+        }
+    }
+}
+
+fn clip_chunks(c: &PendingClip) -> Option<Vec<ClipChunk>> {
+    match std::fs::read(&c.path) {
+        Ok(bytes) => Some(ClipChunk::split(c.event_id, &c.name, &bytes)),
+        Err(err) => {
+            tracing::error!(event_id = %c.event_id, file = %c.path.display(), error = %err, "clip unreadable");
+            None
+        }
+    }
+}

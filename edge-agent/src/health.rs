@@ -1,0 +1,285 @@
+//! What the box says about itself: the signed heartbeat (cameras, outbox,
+//! disk, alarms, clock) and Prometheus metrics on a local port.
+//!
+//! Cameras report into a shared [`HealthBoard`]; the delivery loop reads it,
+//! adds the outbox figures, and publishes a heartbeat (retained, so the
+//! server and operators see the latest state even after a restart). Metrics
+//! are plain counters and gauges served as Prometheus text by a tiny HTTP
+//! listener on loopback, so a site technician or node exporter can scrape
+//! them without the network to the IOC.
+
+use crate::identity::DeviceIdentity;
+use crate::outbox::OutboxStats;
+use protocol::{Alarm, CameraState, CameraStatus, ClockSync, ClockSyncStatus, Heartbeat, OutboxStatus};
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// The agent's software version as it appears in events and heartbeats.
+pub const SOFTWARE_VERSION: &str = concat!("edge-agent ", env!("CARGO_PKG_VERSION"));
+
+/// Disk below this many free bytes raises `disk_low`.
+pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Camera states, written by the cameras, read by the heartbeat.
+#[derive(Debug, Default)]
+pub struct HealthBoard {
+    cameras: Mutex<BTreeMap<String, CameraStatus>>,
+}
+
+impl HealthBoard {
+    /// Records one camera's current state.
+    pub fn set_camera(&self, status: CameraStatus) {
+        if let Ok(mut map) = self.cameras.lock() {
+            map.insert(status.camera_id.clone(), status);
+        }
+    }
+
+    /// Every camera's last reported state.
+    pub fn cameras(&self) -> Vec<CameraStatus> {
+        self.cameras
+            .lock()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Counters and gauges for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Bundles published (first sends and resends).
+    pub events_published: AtomicU64,
+    /// Events the server acknowledged as stored or duplicate.
+    pub events_acked: AtomicU64,
+    /// Events the server rejected.
+    pub events_rejected: AtomicU64,
+    /// Clip chunks published.
+    pub chunks_published: AtomicU64,
+    /// Heartbeats published.
+    pub heartbeats: AtomicU64,
+    /// Broker connections made.
+    pub connects: AtomicU64,
+    /// 1 while connected.
+    pub connected: AtomicU64,
+    /// Outbox depth (undelivered events).
+    pub outbox_depth: AtomicU64,
+    /// Evidence bytes in the outbox.
+    pub outbox_bytes: AtomicU64,
+    /// Age of the oldest undelivered event, seconds.
+    pub outbox_oldest_s: AtomicU64,
+    /// Evictions recorded.
+    pub evictions: AtomicU64,
+}
+
+impl Metrics {
+    /// Updates the outbox gauges.
+    pub fn set_outbox(&self, s: &OutboxStats) {
+        self.outbox_depth.store(s.depth, Ordering::Relaxed);
+        self.outbox_bytes.store(s.bytes, Ordering::Relaxed);
+        self.outbox_oldest_s
+            .store(s.oldest_age_s.unwrap_or(0), Ordering::Relaxed);
+        self.evictions.store(s.evictions, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self, board: &HealthBoard) -> String {
+        let mut out = String::new();
+        let mut put = |name: &str, kind: &str, help: &str, v: &AtomicU64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
+        };
+        put("edge_events_published_total", "counter", "Event bundles published.", &self.events_published);
+        put("edge_events_acked_total", "counter", "Events acknowledged by the server.", &self.events_acked);
+        put("edge_events_rejected_total", "counter", "Events rejected by the server.", &self.events_rejected);
+        put("edge_clip_chunks_published_total", "counter", "Clip chunks published.", &self.chunks_published);
+        put("edge_heartbeats_total", "counter", "Heartbeats published.", &self.heartbeats);
+        put("edge_mqtt_connects_total", "counter", "Broker connections made.", &self.connects);
+        put("edge_mqtt_connected", "gauge", "1 while connected to the broker.", &self.connected);
+        put("edge_outbox_depth", "gauge", "Undelivered events.", &self.outbox_depth);
+        put("edge_outbox_bytes", "gauge", "Evidence bytes held for undelivered events.", &self.outbox_bytes);
+        put("edge_outbox_oldest_seconds", "gauge", "Age of the oldest undelivered event.", &self.outbox_oldest_s);
+        put("edge_outbox_evictions_total", "counter", "Evictions recorded.", &self.evictions);
+        out.push_str("# HELP edge_camera_fps Frames analysed per second.\n# TYPE edge_camera_fps gauge\n");
+        for c in board.cameras() {
+            out.push_str(&format!(
+                "edge_camera_fps{{camera=\"{}\"}} {}\n",
+                c.camera_id, c.analysed_fps
+            ));
+        }
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listen` until `stop`. Returns the bound address.
+pub fn serve_metrics(
+    listen: &str,
+    metrics: Arc<Metrics>,
+    board: Arc<HealthBoard>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(listen)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+                        let mut line = String::new();
+                        let _ = BufReader::new(&stream).read_line(&mut line);
+                        let (status, body) = if line.starts_with("GET /metrics ") {
+                            ("200 OK", metrics.render(&board))
+                        } else {
+                            ("404 Not Found", "not found\n".to_owned())
+                        };
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics listener");
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        })?;
+    Ok(addr)
+}
+
+/// Free bytes on the file system holding `path` (0 if it cannot be read).
+pub fn disk_free_bytes(path: &Path) -> u64 {
+    nix::sys::statvfs::statvfs(path)
+        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .unwrap_or(0)
+}
+
+/// The clock's sync state from `chronyc -c tracking` (chrony is what the
+/// deployment installs); `unknown` when chrony is not there.
+pub fn clock_sync() -> ClockSync {
+    let Ok(out) = Command::new("chronyc").args(["-c", "tracking"]).output() else {
+        return ClockSync::unknown();
+    };
+    if !out.status.success() {
+        return ClockSync::unknown();
+    }
+    parse_chrony_tracking(&String::from_utf8_lossy(&out.stdout)).unwrap_or_else(ClockSync::unknown)
+}
+
+/// Parses `chronyc -c tracking`: field 2 is the reference name, field 5 the
+/// system clock's offset in seconds (positive: slow), the last field the
+/// leap status (`Not synchronised` when unsynced).
+pub fn parse_chrony_tracking(line: &str) -> Option<ClockSync> {
+    let f: Vec<&str> = line.trim().split(',').collect();
+    if f.len() < 14 {
+        return None;
+    }
+    let offset_s: f64 = f[4].parse().ok()?;
+    // chrony reports how far the system clock is *behind* (positive = slow);
+    // the protocol's offset is positive when the local clock is ahead.
+    let offset_ms = (-offset_s * 1000.0).round() as i64;
+    let synced = !f[f.len() - 1].contains("Not synchronised") && f[1] != "";
+    let source: String = format!("ntp:{}", f[1]).chars().take(64).collect();
+    Some(ClockSync {
+        status: if synced && offset_ms.abs() < 500 {
+            ClockSyncStatus::Synced
+        } else {
+            ClockSyncStatus::Unsynced
+        },
+        offset_ms: Some(offset_ms.clamp(-protocol::clock::MAX_CLOCK_OFFSET_MS, protocol::clock::MAX_CLOCK_OFFSET_MS)),
+        source: Some(source),
+    })
+}
+
+/// Builds the heartbeat from the board, the outbox and the system.
+pub fn heartbeat(
+    identity: &DeviceIdentity,
+    started: Instant,
+    board: &HealthBoard,
+    outbox: &OutboxStats,
+    outbox_alarm: Option<Alarm>,
+    data_dir: &Path,
+    clock: ClockSync,
+) -> Heartbeat {
+    let cameras: Vec<CameraStatus> = board.cameras().into_iter().take(32).collect();
+    let disk_free = disk_free_bytes(data_dir);
+    let mut alarms: Vec<Alarm> = outbox_alarm.into_iter().collect();
+    if disk_free < DISK_LOW_BYTES {
+        alarms.push(Alarm::DiskLow);
+    }
+    if clock.status == ClockSyncStatus::Unsynced {
+        alarms.push(Alarm::ClockUnsynced);
+    }
+    if cameras.iter().any(|c| c.state == CameraState::Stalled) {
+        alarms.push(Alarm::CameraStalled);
+    }
+    if cameras.iter().any(|c| c.state == CameraState::Failed) {
+        alarms.push(Alarm::CameraFailed);
+    }
+    Heartbeat {
+        schema_version: protocol::SchemaVersion::CURRENT,
+        device_id: identity.device_id.clone(),
+        site: identity.site.clone(),
+        time: OffsetDateTime::now_utc(),
+        software_version: SOFTWARE_VERSION.into(),
+        uptime_s: started.elapsed().as_secs(),
+        cameras,
+        outbox: OutboxStatus {
+            depth: outbox.depth,
+            oldest_age_s: outbox.oldest_age_s,
+        },
+        disk_free_bytes: disk_free,
+        alarms,
+        clock,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chrony_tracking_is_parsed() {
+        let line = "A29FC87B,ntp1.example.vn,3,1700000000.123,0.000012345,-0.000002,0.000010,-12.3,0.001,0.02,0.004,0.001,64.0,Normal\n";
+        let c = parse_chrony_tracking(line).unwrap();
+        assert_eq!(c.status, ClockSyncStatus::Synced);
+        assert_eq!(c.offset_ms, Some(0));
+        assert_eq!(c.source.as_deref(), Some("ntp:ntp1.example.vn"));
+        let off = line.replace("0.000012345", "-2.5").replace("Normal", "Not synchronised");
+        let c = parse_chrony_tracking(&off).unwrap();
+        assert_eq!(c.status, ClockSyncStatus::Unsynced);
+        assert_eq!(c.offset_ms, Some(2500));
+        assert!(parse_chrony_tracking("garbage").is_none());
+    }
+
+    #[test]
+    fn metrics_render_as_prometheus_text() {
+        let m = Metrics::default();
+        m.events_acked.store(7, Ordering::Relaxed);
+        let board = HealthBoard::default();
+        board.set_camera(CameraStatus {
+            camera_id: "cam-n".into(),
+            state: CameraState::Streaming,
+            last_frame_time: None,
+            analysed_fps: 12.5,
+        });
+        let text = m.render(&board);
+        assert!(text.contains("edge_events_acked_total 7\n"), "{text}");
+        assert!(text.contains("edge_camera_fps{camera=\"cam-n\"} 12.5\n"), "{text}");
+    }
+}

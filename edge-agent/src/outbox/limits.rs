@@ -1,0 +1,267 @@
+//! The outbox's bounds: bytes of evidence held, number of events, and age.
+//!
+//! A box cut off from the network for weeks must not fill its disk, but it
+//! must never lose evidence silently either. So: above `alarm_fraction` of a
+//! limit the heartbeat carries `outbox_nearly_full` (and a warning is
+//! logged) well before anything goes; past the limit the oldest undelivered
+//! material is evicted in the order that costs the least evidence — clips
+//! first, then stills, then whole events — and every eviction is written to
+//! the `evictions` table and the log, and counted in the heartbeat. An event
+//! whose stills were evicted is still delivered (metadata only), so the
+//! server knows a violation happened and that its evidence was lost.
+
+use super::{Outbox, OutboxError, now_ms, remove_dir};
+use protocol::Alarm;
+use rusqlite::{OptionalExtension, params};
+use std::path::Path;
+use std::time::Duration;
+
+/// How much the outbox may hold.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxLimits {
+    /// Evidence bytes held for undelivered events.
+    pub max_bytes: u64,
+    /// Undelivered events.
+    pub max_events: u64,
+    /// Undelivered events older than this are evicted whole.
+    pub max_age: Duration,
+    /// Fraction of a limit at which the alarm is raised (e.g. 0.8).
+    pub alarm_fraction: f64,
+}
+
+impl Default for OutboxLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 20 * 1024 * 1024 * 1024,
+            max_events: 200_000,
+            max_age: Duration::from_secs(30 * 86_400),
+            alarm_fraction: 0.8,
+        }
+    }
+}
+
+/// One recorded eviction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eviction {
+    /// The event.
+    pub event_id: String,
+    /// `clip`, `stills` or `event`.
+    pub what: &'static str,
+    /// Bytes freed.
+    pub bytes: u64,
+    /// Why.
+    pub reason: String,
+}
+
+impl Outbox {
+    /// The alarm the current fill level calls for, if any.
+    pub fn alarm(&self) -> Result<Option<Alarm>, OutboxError> {
+        let s = self.stats(now_ms())?;
+        let l = &self.limits;
+        let fill = (s.bytes as f64 / l.max_bytes.max(1) as f64)
+            .max(s.depth as f64 / l.max_events.max(1) as f64);
+        Ok(if fill >= 1.0 {
+            Some(Alarm::OutboxFull)
+        } else if fill >= l.alarm_fraction {
+            Some(Alarm::OutboxNearlyFull)
+        } else {
+            None
+        })
+    }
+
+    /// Evicts what the limits require, oldest first, and records it.
+    pub fn enforce_limits(&mut self, now: i64) -> Result<Vec<Eviction>, OutboxError> {
+        let mut out = Vec::new();
+        // Age: whole events.
+        let cutoff = now - self.limits.max_age.as_millis() as i64;
+        let old: Vec<(i64, String, String, i64)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT seq, event_id, dir,
+                        (CASE WHEN stills_evicted = 0 THEN stills_bytes ELSE 0 END)
+                        + (CASE WHEN clip_state IN ('pending', 'sent') THEN clip_bytes ELSE 0 END)
+                     FROM events WHERE done_at IS NULL AND created_at < ?1 ORDER BY seq",
+                )
+                .map_err(self.db())?;
+            let rows = stmt
+                .query_map(params![cutoff], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })
+                .map_err(self.db())?;
+            rows.collect::<Result<_, _>>().map_err(self.db())?
+        };
+        let days = self.limits.max_age.as_secs_f64() / 86_400.0;
+        for (seq, event_id, dir, bytes) in old {
+            let reason = format!("undelivered for more than {days:.1} days");
+            out.push(self.evict_event(seq, event_id, &dir, bytes as u64, reason, now)?);
+        }
+        // Bytes: clips, then stills.
+        loop {
+            let stats = self.stats(now)?;
+            if stats.bytes <= self.limits.max_bytes {
+                break;
+            }
+            let reason = format!(
+                "outbox holds {} bytes, limit {}",
+                stats.bytes, self.limits.max_bytes
+            );
+            let clip: Option<(i64, String, String, String, i64, String)> = self
+                .conn
+                .query_row(
+                    "SELECT seq, event_id, dir, clip_name, clip_bytes, state FROM events
+                     WHERE done_at IS NULL AND clip_state IN ('pending', 'sent')
+                     ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+                )
+                .optional()
+                .map_err(self.db())?;
+            if let Some((seq, event_id, dir, name, bytes, state)) = clip {
+                remove_file(&Path::new(&dir).join(&name));
+                let done = (state == "acked").then_some(now);
+                self.conn
+                    .execute(
+                        "UPDATE events SET clip_state = 'evicted', done_at = ?2 WHERE seq = ?1",
+                        params![seq, done],
+                    )
+                    .map_err(self.db())?;
+                if done.is_some() {
+                    remove_dir(&dir);
+                }
+                out.push(self.record_eviction(now, event_id, "clip", bytes as u64, reason)?);
+                continue;
+            }
+            let stills: Option<(i64, String, String, String, i64)> = self
+                .conn
+                .query_row(
+                    "SELECT seq, event_id, dir, stills, stills_bytes FROM events
+                     WHERE done_at IS NULL AND stills_evicted = 0 AND stills_bytes > 0
+                     ORDER BY seq LIMIT 1",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(self.db())?;
+            let Some((seq, event_id, dir, names, bytes)) = stills else {
+                break;
+            };
+            for name in serde_json::from_str::<Vec<String>>(&names).unwrap_or_default() {
+                remove_file(&Path::new(&dir).join(name));
+            }
+            self.conn
+                .execute(
+                    "UPDATE events SET stills_evicted = 1 WHERE seq = ?1",
+                    params![seq],
+                )
+                .map_err(self.db())?;
+            out.push(self.record_eviction(now, event_id, "stills", bytes as u64, reason)?);
+        }
+        // Count: whole events (metadata).
+        let depth = self.stats(now)?.depth;
+        if depth > self.limits.max_events {
+            let excess = depth - self.limits.max_events;
+            let victims: Vec<(i64, String, String, i64)> = {
+                let mut stmt = self
+                    .conn
+                    .prepare(
+                        "SELECT seq, event_id, dir,
+                            (CASE WHEN stills_evicted = 0 THEN stills_bytes ELSE 0 END)
+                            + (CASE WHEN clip_state IN ('pending', 'sent') THEN clip_bytes ELSE 0 END)
+                         FROM events WHERE done_at IS NULL ORDER BY seq LIMIT ?1",
+                    )
+                    .map_err(self.db())?;
+                let rows = stmt
+                    .query_map(params![excess as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .map_err(self.db())?;
+                rows.collect::<Result<_, _>>().map_err(self.db())?
+            };
+            for (seq, event_id, dir, bytes) in victims {
+                let reason = format!(
+                    "outbox holds {depth} undelivered events, limit {}",
+                    self.limits.max_events
+                );
+                out.push(self.evict_event(seq, event_id, &dir, bytes as u64, reason, now)?);
+            }
+        }
+        for e in &out {
+            tracing::warn!(event_id = %e.event_id, what = e.what, bytes = e.bytes, reason = %e.reason, "outbox eviction");
+        }
+        Ok(out)
+    }
+
+    fn evict_event(
+        &mut self,
+        seq: i64,
+        event_id: String,
+        dir: &str,
+        bytes: u64,
+        reason: String,
+        now: i64,
+    ) -> Result<Eviction, OutboxError> {
+        remove_dir(dir);
+        self.conn
+            .execute(
+                "UPDATE events SET state = 'evicted', done_at = ?2 WHERE seq = ?1",
+                params![seq, now],
+            )
+            .map_err(self.db())?;
+        self.record_eviction(now, event_id, "event", bytes, reason)
+    }
+
+    pub(super) fn record_eviction(
+        &mut self,
+        now: i64,
+        event_id: String,
+        what: &'static str,
+        bytes: u64,
+        reason: String,
+    ) -> Result<Eviction, OutboxError> {
+        self.conn
+            .execute(
+                "INSERT INTO evictions (at, event_id, what, bytes, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![now, event_id, what, bytes as i64, reason],
+            )
+            .map_err(self.db())?;
+        Ok(Eviction {
+            event_id,
+            what,
+            bytes,
+            reason,
+        })
+    }
+
+    /// Every recorded eviction, oldest first.
+    pub fn evictions(&self) -> Result<Vec<Eviction>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT event_id, what, bytes, reason FROM evictions ORDER BY id")
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                let what: String = r.get(1)?;
+                Ok(Eviction {
+                    event_id: r.get(0)?,
+                    what: match what.as_str() {
+                        "clip" => "clip",
+                        "stills" => "stills",
+                        _ => "event",
+                    },
+                    bytes: r.get::<_, i64>(2)? as u64,
+                    reason: r.get(3)?,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<_, _>>().map_err(self.db())
+    }
+}
+
+fn remove_file(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %path.display(), error = %e, "could not delete evicted evidence");
+    }
+}

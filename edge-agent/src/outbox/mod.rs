@@ -1,0 +1,591 @@
+//! The durable outbox: every violation is written here before anything is
+//! sent, and leaves only when the server has acknowledged it.
+//!
+//! Store: SQLite in WAL mode with `synchronous=FULL`, so a committed row
+//! survives `kill -9` and power loss (the WAL is fsynced at every commit).
+//! The evidence files themselves are already durable in the spool (written,
+//! fsynced and renamed by [`crate::evidence`]); a row holds the signed event
+//! exactly as signed, and points at its spool directory. Sending reads the
+//! files back, so the bytes on the wire are the bytes that were hashed.
+//!
+//! Life of a row: `queued` → `sent` (published, waiting for the server's ack)
+//! → `acked` (the server stored it: stored or duplicate) or `rejected` (the
+//! server refused it; kept for inspection, never resent). A clip travels
+//! after the event's ack: `pending` → `sent` → `acked`. When everything is
+//! acked the row is `done` and its spool directory deleted. A `sent` row with
+//! no ack within the ack timeout, or any `sent` row after a reconnect, is
+//! sent again: the server deduplicates on the event id.
+//!
+//! Limits (bytes and age) and eviction live in [`limits`].
+
+pub mod limits;
+
+use protocol::{Ack, AckStatus, EvidenceRole, Message, SignedEvent};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+pub use limits::{Eviction, OutboxLimits};
+
+/// An outbox failure.
+#[derive(Debug, Error)]
+pub enum OutboxError {
+    /// The database failed.
+    #[error("outbox database {path}: {source}")]
+    Db {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// An evidence file is missing or unreadable.
+    #[error("outbox: evidence {path}: {source}")]
+    Evidence {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The event cannot be queued as it is.
+    #[error("outbox: event {event_id}: {reason}")]
+    Invalid {
+        /// The event.
+        event_id: Uuid,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// What to send next: an event bundle or a clip.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Pending {
+    /// The event with its stills (first send or resend).
+    Event(PendingEvent),
+    /// The clip of an acknowledged event.
+    Clip(PendingClip),
+}
+
+/// An event to send as a bundle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingEvent {
+    /// Outbox sequence number.
+    pub seq: i64,
+    /// The event.
+    pub event_id: Uuid,
+    /// Its camera.
+    pub camera_id: String,
+    /// The signed envelope JSON.
+    pub event_json: Vec<u8>,
+    /// The spool directory.
+    pub dir: PathBuf,
+    /// Files to attach (empty when the stills were evicted).
+    pub stills: Vec<String>,
+    /// When it was queued (Unix ms).
+    pub created_at: i64,
+}
+
+/// A clip to send as chunks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingClip {
+    /// Outbox sequence number.
+    pub seq: i64,
+    /// The event.
+    pub event_id: Uuid,
+    /// The clip file.
+    pub path: PathBuf,
+    /// Its manifest name.
+    pub name: String,
+}
+
+/// What an ack did to the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AckOutcome {
+    /// The event (or its clip) is delivered; `done` when nothing is left.
+    Delivered {
+        /// Whether the row is finished.
+        done: bool,
+    },
+    /// The server refused it.
+    Rejected,
+    /// The ack is for something this outbox does not hold (already done, or
+    /// another device's): ignored.
+    Unknown,
+}
+
+/// Counts for the heartbeat and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxStats {
+    /// Rows not yet done (waiting to be sent or acknowledged).
+    pub depth: u64,
+    /// Age of the oldest of them, seconds.
+    pub oldest_age_s: Option<u64>,
+    /// Evidence bytes the outbox holds on disk.
+    pub bytes: u64,
+    /// Rows the server rejected.
+    pub rejected: u64,
+    /// Evictions ever recorded.
+    pub evictions: u64,
+    /// Rows delivered.
+    pub delivered: u64,
+}
+
+/// The outbox.
+pub struct Outbox {
+    conn: Connection,
+    path: PathBuf,
+    limits: OutboxLimits,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp_nanos() as i64 / 1_000_000
+}
+
+impl Outbox {
+    /// Opens (creating if needed) the outbox database at `path`.
+    pub fn open(path: &Path, limits: OutboxLimits) -> Result<Self, OutboxError> {
+        let db = |source| OutboxError::Db {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(|source| OutboxError::Evidence {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
+        // WAL + FULL: every commit is fsynced before it returns.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.execute_batch(include_str!("schema.sql")).map_err(db)?;
+        Ok(Self {
+            conn,
+            path: path.to_path_buf(),
+            limits,
+        })
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> OutboxError + '_ {
+        |source| OutboxError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &OutboxLimits {
+        &self.limits
+    }
+
+    /// Queues a signed event whose evidence files are in `dir`. Idempotent:
+    /// queuing the same event id again changes nothing and returns `false`.
+    /// Files with the `clip` role are sent as chunks after the event's ack;
+    /// the others travel in the bundle. Every file of the manifest must be in
+    /// `dir` with its manifest size.
+    pub fn enqueue(
+        &mut self,
+        event: &SignedEvent,
+        camera_id: &str,
+        dir: &Path,
+    ) -> Result<bool, OutboxError> {
+        let event_id = event.unverified_event_id().ok_or(OutboxError::Invalid {
+            event_id: Uuid::nil(),
+            reason: "the envelope has no event_id".into(),
+        })?;
+        let invalid = |reason: String| OutboxError::Invalid { event_id, reason };
+        let manifest: Vec<protocol::EvidenceItem> = event
+            .payload()
+            .get("evidence")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| invalid(format!("evidence manifest: {e}")))?
+            .unwrap_or_default();
+        let mut stills = Vec::new();
+        let (mut stills_bytes, mut clip) = (0u64, None);
+        for item in &manifest {
+            let path = dir.join(&item.name);
+            let size = fs::metadata(&path)
+                .map_err(|source| OutboxError::Evidence {
+                    path: path.clone(),
+                    source,
+                })?
+                .len();
+            if size != item.size_bytes {
+                return Err(invalid(format!(
+                    "{} is {size} bytes, the manifest says {}",
+                    item.name, item.size_bytes
+                )));
+            }
+            if item.role == EvidenceRole::Clip {
+                if clip.is_some() {
+                    return Err(invalid("more than one clip".into()));
+                }
+                clip = Some((item.name.clone(), size));
+            } else {
+                stills.push(item.name.clone());
+                stills_bytes += size;
+            }
+        }
+        let json = event.to_json().map_err(|e| invalid(e.to_string()))?;
+        let stills_json = serde_json::to_string(&stills).map_err(|e| invalid(e.to_string()))?;
+        let (clip_name, clip_bytes) = clip.map_or((None, 0), |(n, b)| (Some(n), b));
+        let changed = self
+            .conn
+            .execute(
+                "INSERT OR IGNORE INTO events (event_id, camera_id, created_at, event_json, dir,
+                     stills, stills_bytes, clip_name, clip_bytes, clip_state)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    event_id.to_string(),
+                    camera_id,
+                    now_ms(),
+                    json,
+                    dir.to_string_lossy(),
+                    stills_json,
+                    stills_bytes as i64,
+                    clip_name,
+                    clip_bytes as i64,
+                    if clip_name.is_some() { "pending" } else { "none" },
+                ],
+            )
+            .map_err(self.db())?;
+        Ok(changed == 1)
+    }
+
+    /// Up to `max` things to send now, in send order: live events (queued
+    /// at or after `live_since`, the time the current connection came up)
+    /// first, then the backlog oldest first, then clips of acknowledged
+    /// events. An event or clip sent more than `ack_timeout` ago without an
+    /// ack is due again. [`PendingEvent::created_at`] tells the caller which
+    /// events are backlog (to pace them).
+    pub fn due(
+        &self,
+        now: i64,
+        ack_timeout: Duration,
+        live_since: i64,
+        max: usize,
+    ) -> Result<Vec<Pending>, OutboxError> {
+        let stale = now - ack_timeout.as_millis() as i64;
+        let mut out = self.due_events(stale, "created_at >= ?3", live_since, max)?;
+        if out.len() < max {
+            out.extend(self.due_events(stale, "created_at < ?3", live_since, max - out.len())?);
+        }
+        if out.len() < max {
+            let mut stmt = self
+                .conn
+                .prepare_cached(
+                    "SELECT seq, event_id, dir, clip_name FROM events
+                     WHERE done_at IS NULL AND state = 'acked'
+                       AND (clip_state = 'pending' OR (clip_state = 'sent' AND clip_sent_at < ?1))
+                     ORDER BY seq LIMIT ?2",
+                )
+                .map_err(self.db())?;
+            let rows = stmt
+                .query_map(params![stale, (max - out.len()) as i64], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(self.db())?;
+            for row in rows {
+                let (seq, id, dir, name) = row.map_err(self.db())?;
+                out.push(Pending::Clip(PendingClip {
+                    seq,
+                    event_id: parse_id(&id)?,
+                    path: Path::new(&dir).join(&name),
+                    name,
+                }));
+            }
+        }
+        Ok(out)
+    }
+
+    fn due_events(
+        &self,
+        stale: i64,
+        when: &str,
+        live_since: i64,
+        max: usize,
+    ) -> Result<Vec<Pending>, OutboxError> {
+        let sql = format!(
+            "SELECT seq, event_id, camera_id, event_json, dir, stills, stills_evicted, created_at
+             FROM events
+             WHERE done_at IS NULL AND {when}
+               AND (state = 'queued' OR (state = 'sent' AND sent_at < ?1))
+             ORDER BY seq LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![stale, max as i64, live_since], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, bool>(6)?,
+                    r.get::<_, i64>(7)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (seq, id, camera_id, event_json, dir, stills, evicted, created_at) =
+                row.map_err(self.db())?;
+            let event_id = parse_id(&id)?;
+            let stills: Vec<String> = if evicted {
+                Vec::new()
+            } else {
+                serde_json::from_str(&stills).map_err(|e| OutboxError::Invalid {
+                    event_id,
+                    reason: format!("stored still list: {e}"),
+                })?
+            };
+            out.push(Pending::Event(PendingEvent {
+                seq,
+                event_id,
+                camera_id,
+                event_json,
+                dir: PathBuf::from(dir),
+                stills,
+                created_at,
+            }));
+        }
+        Ok(out)
+    }
+
+    /// Records that an event bundle was published.
+    pub fn mark_sent(&mut self, seq: i64, now: i64) -> Result<(), OutboxError> {
+        self.conn
+            .execute(
+                "UPDATE events SET state = 'sent', sent_at = ?2, attempts = attempts + 1
+                 WHERE seq = ?1 AND state IN ('queued', 'sent')",
+                params![seq, now],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Records that a clip's chunks were published.
+    pub fn mark_clip_sent(&mut self, seq: i64, now: i64) -> Result<(), OutboxError> {
+        self.conn
+            .execute(
+                "UPDATE events SET clip_state = 'sent', clip_sent_at = ?2
+                 WHERE seq = ?1 AND clip_state IN ('pending', 'sent')",
+                params![seq, now],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Gives up on an event that cannot be sent at all (its stored form is
+    /// damaged): it is marked rejected locally, kept, and logged.
+    pub fn give_up(&mut self, seq: i64, reason: &str) -> Result<(), OutboxError> {
+        tracing::error!(seq, reason, "outbox: giving up on an event");
+        self.conn
+            .execute(
+                "UPDATE events SET state = 'rejected', reject_code = 'local', reject_message = ?2,
+                     done_at = ?3 WHERE seq = ?1",
+                params![seq, reason, now_ms()],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Records that a clip vanished from the spool before it could be sent
+    /// (an eviction, with its reason), so the event can finish.
+    pub fn clip_lost(&mut self, seq: i64, reason: &str) -> Result<(), OutboxError> {
+        let (event_id, bytes): (String, i64) = self
+            .conn
+            .query_row(
+                "SELECT event_id, clip_bytes FROM events WHERE seq = ?1",
+                params![seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.db())?;
+        let now = now_ms();
+        self.conn
+            .execute(
+                "UPDATE events SET clip_state = 'evicted',
+                     done_at = CASE WHEN state = 'acked' THEN ?2 ELSE done_at END WHERE seq = ?1",
+                params![seq, now],
+            )
+            .map_err(self.db())?;
+        tracing::error!(%event_id, reason, "outbox: clip lost");
+        self.record_eviction(now, event_id, "clip", bytes as u64, reason.to_owned())?;
+        Ok(())
+    }
+
+    /// After a reconnect: everything sent and not acknowledged is due again
+    /// (the broker may have lost it; the server deduplicates).
+    pub fn requeue_sent(&mut self) -> Result<usize, OutboxError> {
+        let a = self
+            .conn
+            .execute(
+                "UPDATE events SET state = 'queued' WHERE state = 'sent' AND done_at IS NULL",
+                [],
+            )
+            .map_err(self.db())?;
+        let b = self
+            .conn
+            .execute(
+                "UPDATE events SET clip_state = 'pending' WHERE clip_state = 'sent' AND done_at IS NULL",
+                [],
+            )
+            .map_err(self.db())?;
+        Ok(a + b)
+    }
+
+    /// How many events and clips are published and not yet acknowledged.
+    pub fn in_flight(&self) -> Result<u64, OutboxError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FILTER (WHERE state = 'sent') + COUNT(*) FILTER (WHERE clip_state = 'sent')
+                 FROM events WHERE done_at IS NULL",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.db())
+    }
+
+    /// Applies the server's ack (already parsed from the ack topic).
+    pub fn apply_ack(&mut self, ack: &Ack) -> Result<AckOutcome, OutboxError> {
+        let id = ack.event_id.to_string();
+        let row: Option<(String, String, String)> = self
+            .conn
+            .query_row(
+                "SELECT state, clip_state, dir FROM events WHERE event_id = ?1 AND done_at IS NULL",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.db())?;
+        let Some((state, clip_state, dir)) = row else {
+            return Ok(AckOutcome::Unknown);
+        };
+        let now = now_ms();
+        match (&ack.status, &ack.item) {
+            (AckStatus::Rejected { code, message }, _) => {
+                let code = serde_json::to_value(code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.conn
+                    .execute(
+                        "UPDATE events SET state = 'rejected', reject_code = ?2, reject_message = ?3,
+                             done_at = ?4 WHERE event_id = ?1",
+                        params![id, code, message, now],
+                    )
+                    .map_err(self.db())?;
+                Ok(AckOutcome::Rejected)
+            }
+            (_, None) => {
+                if state == "acked" {
+                    return Ok(AckOutcome::Delivered { done: false });
+                }
+                let done = matches!(clip_state.as_str(), "none" | "evicted" | "acked");
+                self.conn
+                    .execute(
+                        "UPDATE events SET state = 'acked', done_at = ?2 WHERE event_id = ?1",
+                        params![id, done.then_some(now)],
+                    )
+                    .map_err(self.db())?;
+                if done {
+                    remove_dir(&dir);
+                }
+                Ok(AckOutcome::Delivered { done })
+            }
+            (_, Some(_item)) => {
+                let done = state == "acked";
+                self.conn
+                    .execute(
+                        "UPDATE events SET clip_state = 'acked', done_at = ?2 WHERE event_id = ?1",
+                        params![id, done.then_some(now)],
+                    )
+                    .map_err(self.db())?;
+                if done {
+                    remove_dir(&dir);
+                }
+                Ok(AckOutcome::Delivered { done })
+            }
+        }
+    }
+
+    /// Parses and applies an ack message's bytes.
+    pub fn apply_ack_bytes(&mut self, bytes: &[u8]) -> Result<AckOutcome, String> {
+        let ack = Ack::from_json(bytes).map_err(|e| format!("malformed ack: {e}"))?;
+        self.apply_ack(&ack).map_err(|e| e.to_string())
+    }
+
+    /// Counts for the heartbeat and metrics.
+    pub fn stats(&self, now: i64) -> Result<OutboxStats, OutboxError> {
+        self.conn
+            .query_row(
+                "SELECT
+                   COUNT(*) FILTER (WHERE done_at IS NULL),
+                   MIN(created_at) FILTER (WHERE done_at IS NULL),
+                   COALESCE(SUM(CASE WHEN done_at IS NULL AND stills_evicted = 0 THEN stills_bytes ELSE 0 END), 0)
+                   + COALESCE(SUM(CASE WHEN done_at IS NULL AND clip_state IN ('pending', 'sent') THEN clip_bytes ELSE 0 END), 0),
+                   COUNT(*) FILTER (WHERE state = 'rejected'),
+                   COUNT(*) FILTER (WHERE done_at IS NOT NULL AND state = 'acked'),
+                   (SELECT COUNT(*) FROM evictions)
+                 FROM events",
+                [],
+                |r| {
+                    let oldest: Option<i64> = r.get(1)?;
+                    Ok(OutboxStats {
+                        depth: r.get::<_, i64>(0)? as u64,
+                        oldest_age_s: oldest.map(|t| ((now - t).max(0) / 1000) as u64),
+                        bytes: r.get::<_, i64>(2)? as u64,
+                        rejected: r.get::<_, i64>(3)? as u64,
+                        delivered: r.get::<_, i64>(4)? as u64,
+                        evictions: r.get::<_, i64>(5)? as u64,
+                    })
+                },
+            )
+            .map_err(self.db())
+    }
+
+    /// The state of one event (`queued`, `sent`, `acked`, `rejected`) and
+    /// whether it is done; `None` if unknown.
+    pub fn state_of(&self, event_id: Uuid) -> Result<Option<(String, bool)>, OutboxError> {
+        self.conn
+            .query_row(
+                "SELECT state, done_at IS NOT NULL FROM events WHERE event_id = ?1",
+                params![event_id.to_string()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(self.db())
+    }
+}
+
+fn parse_id(text: &str) -> Result<Uuid, OutboxError> {
+    Uuid::parse_str(text).map_err(|e| OutboxError::Invalid {
+        event_id: Uuid::nil(),
+        reason: format!("stored event id {text:?}: {e}"),
+    })
+}
+
+/// Deletes a delivered event's spool directory. A failure only leaves files
+/// behind (logged); it never undoes the delivery.
+fn remove_dir(dir: &str) {
+    if let Err(e) = fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir, error = %e, "could not delete a delivered event's evidence");
+    }
+}

@@ -1,0 +1,38 @@
+-- The edge outbox. One row per violation; evidence files stay in the spool
+-- directory the row points at. Times are Unix milliseconds.
+CREATE TABLE IF NOT EXISTS events (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT, -- send order
+    event_id       TEXT    NOT NULL UNIQUE,
+    camera_id      TEXT    NOT NULL,
+    created_at     INTEGER NOT NULL,
+    event_json     BLOB    NOT NULL,  -- the signed envelope, exactly as signed
+    dir            TEXT    NOT NULL,  -- the event's spool directory
+    stills         TEXT    NOT NULL,  -- JSON list of attached file names
+    stills_bytes   INTEGER NOT NULL,
+    clip_name      TEXT,              -- the file sent as chunks, if any
+    clip_bytes     INTEGER NOT NULL DEFAULT 0,
+    -- queued -> sent -> acked | rejected
+    state          TEXT    NOT NULL DEFAULT 'queued',
+    sent_at        INTEGER,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    -- none | pending -> sent -> acked | evicted
+    clip_state     TEXT    NOT NULL,
+    clip_sent_at   INTEGER,
+    stills_evicted INTEGER NOT NULL DEFAULT 0,
+    reject_code    TEXT,
+    reject_message TEXT,
+    done_at        INTEGER             -- everything delivered (or given up)
+);
+CREATE INDEX IF NOT EXISTS events_open ON events (done_at, seq);
+CREATE INDEX IF NOT EXISTS events_open_created ON events (created_at) WHERE done_at IS NULL;
+CREATE INDEX IF NOT EXISTS events_open_state ON events (state, clip_state) WHERE done_at IS NULL;
+
+-- Every eviction, so that nothing leaves the box unrecorded.
+CREATE TABLE IF NOT EXISTS evictions (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        INTEGER NOT NULL,
+    event_id  TEXT    NOT NULL,
+    what      TEXT    NOT NULL,  -- clip | stills | event
+    bytes     INTEGER NOT NULL,
+    reason    TEXT    NOT NULL
+);

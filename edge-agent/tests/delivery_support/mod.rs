@@ -1,0 +1,326 @@
+//! Shared by the outbox and delivery tests: violations with real-sized
+//! evidence in a spool directory, signed by a device key; a Mosquitto
+//! broker started on a free loopback port; and a test "server" that
+//! subscribes to the events topic, verifies and deduplicates like the real
+//! ingest server does, and answers with acks.
+
+#![allow(dead_code)]
+
+use edge_agent::identity::DeviceIdentity;
+use protocol::{
+    Ack, ClockSync, EvidenceItem, EvidenceRole, Plate, PlateColour, SchemaVersion, SignedEvent,
+    TrackPoint, TrackSummary, VehicleClass, ViolationEvent, ViolationType,
+};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+pub const SITE: &str = "hn-test-site";
+pub const DEVICE: &str = "hn-test-edge-01";
+
+/// Deterministic, incompressible-looking bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Writes a violation's evidence (three stills of `still_bytes`, and a clip
+/// of `clip_bytes` if non-zero) under `spool/<id>/` and returns the signed
+/// event and its directory. `n` numbers the violation (its track id).
+pub fn violation(
+    identity: &DeviceIdentity,
+    spool: &Path,
+    camera: &str,
+    n: u64,
+    still_bytes: usize,
+    clip_bytes: usize,
+) -> (SignedEvent, PathBuf) {
+    let id = Uuid::new_v4();
+    let dir = spool.join(id.to_string());
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut evidence = Vec::new();
+    for (i, (name, role)) in [
+        ("at.jpg", EvidenceRole::Overview),
+        ("before.jpg", EvidenceRole::Frame),
+        ("plate.jpg", EvidenceRole::PlateCrop),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let bytes = noise(still_bytes, n * 10 + i as u64);
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        evidence.push(EvidenceItem::from_bytes(name, "image/jpeg", role, &bytes));
+    }
+    if clip_bytes > 0 {
+        let bytes = noise(clip_bytes, n * 10 + 9);
+        std::fs::write(dir.join("clip.mp4"), &bytes).unwrap();
+        evidence.push(EvidenceItem::from_bytes("clip.mp4", "video/mp4", EvidenceRole::Clip, &bytes));
+    }
+    let now = OffsetDateTime::now_utc();
+    let event = ViolationEvent {
+        schema_version: SchemaVersion::CURRENT,
+        event_id: id,
+        device_id: identity.device_id.clone(),
+        camera_id: camera.into(),
+        site: identity.site.clone(),
+        event_time: now,
+        clock: ClockSync::unknown(),
+        violation_type: ViolationType::RedLight,
+        vehicle_class: VehicleClass::Motorcycle,
+        plate: Plate::unreadable(PlateColour::White),
+        speed: None,
+        signal: Some(protocol::SignalObservation { state: protocol::SignalState::Red, red_for_ms: Some(1500) }),
+        track: TrackSummary {
+            track_id: n,
+            first_seen: now,
+            last_seen: now,
+            frame_count: 2,
+            points: vec![TrackPoint { frame: 1, x: 10, y: 10 }, TrackPoint { frame: 2, x: 12, y: 8 }],
+        },
+        evidence,
+        software_version: "edge-agent test".into(),
+    };
+    (SignedEvent::sign(&event, identity.signing_key()).unwrap(), dir)
+}
+
+/// A free loopback TCP port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A Mosquitto broker on a loopback port, killed on drop.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+pub fn mosquitto_path() -> PathBuf {
+    for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("mosquitto is not installed: run `make setup` (scripts/setup-system.sh installs it)");
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker { port: free_port(), dir, child: None };
+        b.restart();
+        b
+    }
+
+    /// Starts (again) on the same port, with persistence so sessions and
+    /// queued messages survive a restart like a production broker.
+    pub fn restart(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nmax_queued_messages 100000\nmessage_size_limit 0\nlog_dest stderr\nlog_type error\n",
+                port = self.port,
+                dir = self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(mosquitto_path())
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("mosquitto did not start on port {}", self.port);
+    }
+
+    /// Stops the broker (SIGTERM, so it saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An ack for `id` (test server side).
+pub fn stored(id: Uuid) -> Ack {
+    Ack::stored(id)
+}
+
+/// What the test server has seen.
+#[derive(Debug, Default)]
+pub struct Seen {
+    /// Event ids in order of first arrival, with their camera and track id.
+    pub first: Vec<(Uuid, String, u64)>,
+    /// Bundles received, duplicates included.
+    pub bundles: usize,
+    /// Events whose clip was assembled and matched the manifest.
+    pub clips: std::collections::HashSet<Uuid>,
+    /// Bundles that failed verification, with the reason.
+    pub rejected: Vec<String>,
+}
+
+/// A stand-in for the ingest server's MQTT side, as the protocol prescribes:
+/// verifies the signature and the attachments, stores once (in memory),
+/// acks after "storing", assembles clips and acks them per item.
+pub struct TestServer {
+    pub seen: std::sync::Arc<std::sync::Mutex<Seen>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(port: u16, key: ed25519_dalek::VerifyingKey) -> TestServer {
+        use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+        use std::collections::HashMap;
+        use std::sync::atomic::Ordering;
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut o = MqttOptions::new(format!("test-server-{}", Uuid::new_v4()), "127.0.0.1", port);
+        o.set_max_packet_size(32 << 20, 32 << 20).set_clean_session(false).set_keep_alive(Duration::from_secs(5));
+        let (client, mut conn) = Client::new(o, 1024);
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut manifests: HashMap<Uuid, Vec<EvidenceItem>> = HashMap::new();
+            let mut chunks: HashMap<(Uuid, String), HashMap<u32, Vec<u8>>> = HashMap::new();
+            while !stop2.load(Ordering::Relaxed) {
+                let ev = match conn.recv_timeout(Duration::from_millis(100)) {
+                    Ok(Ok(ev)) => ev,
+                    Ok(Err(_)) => {
+                        std::thread::sleep(Duration::from_millis(200));
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                match ev {
+                    Event::Incoming(Packet::ConnAck(_)) => {
+                        client.subscribe("tv/v1/+/+/events", QoS::AtLeastOnce).unwrap();
+                        client.subscribe("tv/v1/+/+/evidence", QoS::AtLeastOnce).unwrap();
+                    }
+                    Event::Incoming(Packet::Publish(p)) => {
+                        let addr = protocol::topics::parse_topic(&p.topic).unwrap();
+                        let ack_topic = protocol::topics::ack_topic(&addr.site, &addr.device).unwrap();
+                        let mut seen = seen2.lock().unwrap();
+                        if p.topic.ends_with("/events") {
+                            seen.bundles += 1;
+                            let bundle = match protocol::EventBundle::decode(&p.payload) {
+                                Ok(b) => b,
+                                Err(e) => {
+                                    seen.rejected.push(e.to_string());
+                                    continue;
+                                }
+                            };
+                            let verified = bundle
+                                .event
+                                .verify_for_topic(&key, &addr)
+                                .map_err(|e| e.to_string())
+                                .and_then(|ev| {
+                                    protocol::check_attachments(&ev, &bundle.attachments)
+                                        .map(|_| ev.clone())
+                                        .map_err(|e| e.to_string())
+                                });
+                            let ack = match verified {
+                                Ok(ev) => {
+                                    if manifests.contains_key(&ev.event_id) {
+                                        Ack::duplicate(ev.event_id)
+                                    } else {
+                                        seen.first.push((ev.event_id, ev.camera_id.clone(), ev.track.track_id));
+                                        manifests.insert(ev.event_id, ev.evidence.clone());
+                                        Ack::stored(ev.event_id)
+                                    }
+                                }
+                                Err(e) => {
+                                    seen.rejected.push(e.clone());
+                                    let id = bundle.event.unverified_event_id().unwrap();
+                                    Ack::rejected(id, protocol::RejectCode::BadSignature, e)
+                                }
+                            };
+                            let _ = client.try_publish(ack_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&ack).unwrap());
+                        } else if p.topic.ends_with("/evidence") {
+                            let Ok(c) = protocol::ClipChunk::decode(&p.payload) else { continue };
+                            let h = c.header.clone();
+                            let parts = chunks.entry((h.event_id, h.name.clone())).or_default();
+                            parts.insert(h.index, c.data);
+                            if parts.len() as u32 == h.count {
+                                let mut whole = Vec::new();
+                                for i in 0..h.count {
+                                    whole.extend_from_slice(&parts[&i]);
+                                }
+                                let ok = manifests.get(&h.event_id).and_then(|m| m.iter().find(|i| i.name == h.name)).is_some_and(|item| item.check_bytes(&whole).is_ok());
+                                if ok {
+                                    seen.clips.insert(h.event_id);
+                                    let ack = Ack::stored(h.event_id).for_item(h.name.clone());
+                                    let _ = client.try_publish(ack_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&ack).unwrap());
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        TestServer { seen, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Writes an agent configuration for a broker on `port`.
+pub fn agent_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
+    let path = dir.join("agent.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[device]\nid = \"{DEVICE}\"\nsite = \"{SITE}\"\ndata_dir = \"{data}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nack_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2.0\nbacklog_per_s = 200\n\n[health]\nheartbeat_s = 1\nmetrics_listen = \"\"\n{extra}\n",
+            data = dir.join("data").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Polls `f` every 100 ms until it is true or `secs` pass.
+pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let until = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < until {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}

@@ -1,0 +1,234 @@
+//! The outbox on its own: queue, send order, acks, resends, limits and
+//! eviction, and what survives reopening the database.
+
+mod delivery_support;
+
+use delivery_support::{DEVICE, SITE, violation};
+use edge_agent::identity::DeviceIdentity;
+use edge_agent::outbox::{AckOutcome, Outbox, OutboxLimits, Pending, now_ms};
+use protocol::{Ack, Alarm, RejectCode};
+use std::time::Duration;
+
+fn identity() -> DeviceIdentity {
+    DeviceIdentity::with_key(DEVICE, SITE, ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
+}
+
+fn limits() -> OutboxLimits {
+    OutboxLimits {
+        max_bytes: 100 << 20,
+        max_events: 1000,
+        max_age: Duration::from_secs(3600),
+        alarm_fraction: 0.8,
+    }
+}
+
+fn event_ids(due: &[Pending]) -> Vec<uuid::Uuid> {
+    due.iter()
+        .filter_map(|p| match p {
+            Pending::Event(e) => Some(e.event_id),
+            Pending::Clip(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let (ev, evdir) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 1000, 3000);
+    assert!(ob.enqueue(&ev, "cam-a", &evdir).unwrap());
+    assert!(!ob.enqueue(&ev, "cam-a", &evdir).unwrap(), "second enqueue is a no-op");
+    let event_id = ev.unverified_event_id().unwrap();
+
+    let due = ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap();
+    let Pending::Event(p) = &due[0] else { panic!("{due:?}") };
+    assert_eq!(p.stills.len(), 3, "stills travel in the bundle");
+    ob.mark_sent(p.seq, now_ms()).unwrap();
+    assert_eq!(ob.in_flight().unwrap(), 1);
+    assert!(ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap().is_empty());
+
+    assert_eq!(ob.apply_ack(&Ack::stored(event_id)).unwrap(), AckOutcome::Delivered { done: false });
+    let due = ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap();
+    let Pending::Clip(c) = &due[0] else { panic!("clip should follow: {due:?}") };
+    assert_eq!(c.name, "clip.mp4");
+    ob.mark_clip_sent(c.seq, now_ms()).unwrap();
+    let done = ob.apply_ack(&Ack::stored(event_id).for_item("clip.mp4")).unwrap();
+    assert_eq!(done, AckOutcome::Delivered { done: true });
+    assert!(!evdir.exists(), "delivered evidence leaves the spool");
+    let s = ob.stats(now_ms()).unwrap();
+    assert_eq!((s.depth, s.delivered, s.bytes), (0, 1, 0));
+    assert_eq!(ob.apply_ack(&Ack::stored(event_id)).unwrap(), AckOutcome::Unknown);
+}
+
+#[test]
+fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let spool = dir.path().join("spool");
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let (a, ad) = violation(&id, &spool, "cam-a", 1, 100, 0);
+    let (b, bd) = violation(&id, &spool, "cam-a", 2, 100, 0);
+    ob.enqueue(&a, "cam-a", &ad).unwrap();
+    ob.enqueue(&b, "cam-a", &bd).unwrap();
+    let t0 = now_ms();
+    for p in ob.due(t0, Duration::from_secs(30), 0, 10).unwrap() {
+        let Pending::Event(e) = p else { unreachable!() };
+        ob.mark_sent(e.seq, t0).unwrap();
+    }
+    assert!(ob.due(t0 + 29_000, Duration::from_secs(30), 0, 10).unwrap().is_empty());
+    assert_eq!(ob.due(t0 + 31_000, Duration::from_secs(30), 0, 10).unwrap().len(), 2);
+    assert_eq!(ob.requeue_sent().unwrap(), 2);
+    assert_eq!(ob.in_flight().unwrap(), 0);
+
+    let bid = b.unverified_event_id().unwrap();
+    let out = ob.apply_ack(&Ack::rejected(bid, RejectCode::BadSignature, "no")).unwrap();
+    assert_eq!(out, AckOutcome::Rejected);
+    let s = ob.stats(now_ms()).unwrap();
+    assert_eq!((s.depth, s.rejected), (1, 1));
+    assert!(bd.exists(), "rejected evidence is kept for inspection");
+    assert!(ob.apply_ack_bytes(b"{not json").is_err());
+}
+
+#[test]
+fn live_events_go_before_the_backlog_which_stays_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let spool = dir.path().join("spool");
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut backlog = Vec::new();
+    for n in 0..5 {
+        let (e, d) = violation(&id, &spool, if n % 2 == 0 { "cam-a" } else { "cam-b" }, n, 50, 0);
+        ob.enqueue(&e, "cam", &d).unwrap();
+        backlog.push(e.unverified_event_id().unwrap());
+    }
+    std::thread::sleep(Duration::from_millis(5));
+    let live_since = now_ms();
+    let (live, d) = violation(&id, &spool, "cam-a", 99, 50, 0);
+    ob.enqueue(&live, "cam-a", &d).unwrap();
+    let order = event_ids(&ob.due(now_ms(), Duration::from_secs(30), live_since, 10).unwrap());
+    assert_eq!(order[0], live.unverified_event_id().unwrap());
+    assert_eq!(&order[1..], &backlog[..]);
+}
+
+#[test]
+fn limits_raise_the_alarm_first_then_evict_clips_then_stills_then_events_and_record_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let spool = dir.path().join("spool");
+    // Each violation: 3 stills x 10 kB + a 50 kB clip = 80 kB. Limit 400 kB.
+    let lim = OutboxLimits {
+        max_bytes: 400_000,
+        max_events: 8,
+        max_age: Duration::from_secs(3600),
+        alarm_fraction: 0.8,
+    };
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), lim).unwrap();
+    let mut dirs = Vec::new();
+    let mut add = |ob: &mut Outbox, n: u64| {
+        let (e, d) = violation(&id, &spool, "cam-a", n, 10_000, 50_000);
+        ob.enqueue(&e, "cam-a", &d).unwrap();
+        dirs.push(d);
+    };
+    for n in 0..3 {
+        add(&mut ob, n);
+    }
+    assert_eq!(ob.alarm().unwrap(), None, "240 kB of 400 kB");
+    add(&mut ob, 3);
+    assert_eq!(ob.alarm().unwrap(), Some(Alarm::OutboxNearlyFull), "320 kB: 80%");
+    add(&mut ob, 4);
+    assert_eq!(ob.alarm().unwrap(), Some(Alarm::OutboxFull), "400 kB: at the limit");
+    assert!(ob.enforce_limits(now_ms()).unwrap().is_empty(), "at the limit, nothing goes");
+
+    // Two more: 560 kB. Clips go first, oldest first: two clips free 100 kB... three needed.
+    add(&mut ob, 5);
+    add(&mut ob, 6);
+    drop(add);
+    let ev = ob.enforce_limits(now_ms()).unwrap();
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    assert!(ev.iter().all(|e| e.what == "clip"), "{ev:?}");
+    assert!(!dirs[0].join("clip.mp4").exists() && dirs[0].join("at.jpg").exists());
+    assert!(dirs[4].join("clip.mp4").exists());
+    assert!(ob.stats(now_ms()).unwrap().bytes <= 400_000);
+
+    // Stills next, once no clip is left to evict.
+    let lim_bytes = 100_000;
+    drop(ob);
+    let mut ob = Outbox::open(
+        &dir.path().join("o.sqlite"),
+        OutboxLimits { max_bytes: lim_bytes, ..limits() },
+    )
+    .unwrap();
+    let ev = ob.enforce_limits(now_ms()).unwrap();
+    let kinds: Vec<&str> = ev.iter().map(|e| e.what).collect();
+    assert!(kinds.starts_with(&["clip", "clip", "clip"]), "{kinds:?}");
+    assert!(kinds.contains(&"stills"), "{kinds:?}");
+    assert!(!dirs[0].join("at.jpg").exists(), "oldest stills evicted");
+    let due = ob.due(now_ms(), Duration::from_secs(30), 0, 100).unwrap();
+    let Pending::Event(first) = &due[0] else { unreachable!() };
+    assert!(first.stills.is_empty(), "metadata of an evicted event is still sent");
+
+    // Whole events when the count is over its limit.
+    drop(ob);
+    let mut ob = Outbox::open(
+        &dir.path().join("o.sqlite"),
+        OutboxLimits { max_events: 5, ..limits() },
+    )
+    .unwrap();
+    let ev = ob.enforce_limits(now_ms()).unwrap();
+    assert_eq!(ev.iter().filter(|e| e.what == "event").count(), 2, "{ev:?}");
+    assert_eq!(ob.stats(now_ms()).unwrap().depth, 5);
+    let all = ob.evictions().unwrap();
+    assert_eq!(all.len() as u64, ob.stats(now_ms()).unwrap().evictions);
+    assert!(all.iter().all(|e| !e.reason.is_empty()));
+}
+
+#[test]
+fn old_undelivered_events_expire_with_a_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let mut ob = Outbox::open(
+        &dir.path().join("o.sqlite"),
+        OutboxLimits { max_age: Duration::from_secs(60), ..limits() },
+    )
+    .unwrap();
+    let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
+    ob.enqueue(&e, "cam-a", &d).unwrap();
+    assert!(ob.enforce_limits(now_ms()).unwrap().is_empty());
+    let ev = ob.enforce_limits(now_ms() + 61_000).unwrap();
+    assert_eq!(ev.len(), 1);
+    assert_eq!(ev[0].what, "event");
+    assert!(ev[0].reason.contains("undelivered"), "{}", ev[0].reason);
+    assert!(!d.exists());
+}
+
+#[test]
+fn enqueue_refuses_evidence_that_does_not_match_the_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 0);
+    std::fs::write(d.join("at.jpg"), b"short").unwrap();
+    let err = ob.enqueue(&e, "cam-a", &d).unwrap_err();
+    assert!(err.to_string().contains("at.jpg"), "{err}");
+    std::fs::remove_file(d.join("at.jpg")).unwrap();
+    let err = ob.enqueue(&e, "cam-a", &d).unwrap_err();
+    assert!(err.to_string().contains("at.jpg"), "{err}");
+}
+
+#[test]
+fn queued_events_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let db = dir.path().join("o.sqlite");
+    {
+        let mut ob = Outbox::open(&db, limits()).unwrap();
+        for n in 0..3 {
+            let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", n, 100, 0);
+            ob.enqueue(&e, "cam-a", &d).unwrap();
+        }
+    }
+    let ob = Outbox::open(&db, limits()).unwrap();
+    assert_eq!(ob.stats(now_ms()).unwrap().depth, 3);
+    assert_eq!(ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap().len(), 3);
+}
