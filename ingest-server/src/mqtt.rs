@@ -10,8 +10,8 @@
 //! client speaks.
 //!
 //! The broker's PUBACK is sent only after the message was dealt with
-//! (manual acks): if the server dies before its commit, the broker still
-//! holds the message for the session. The device itself trusts only the
+//! (manual acks, in arrival order as MQTT requires): if the server dies
+//! before its commit, the broker still holds the message for the session. The device itself trusts only the
 //! application ack, which is published after the commit.
 
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use protocol::{Ack, Channel, Message, topics};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clips::ClipAssembler;
 use crate::ingest::{Ingestor, Source};
@@ -69,6 +69,20 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
     let filters = filters(settings.share_group.as_deref());
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Messages are handled concurrently (so they batch), but MQTT wants the
+    // PUBACKs in the order the PUBLISHes came (rumqttd drops a client that
+    // acks out of order): one task sends them in arrival order, each once
+    // its message is dealt with.
+    let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<(Publish, oneshot::Receiver<()>)>();
+    let acker = client.clone();
+    tokio::spawn(async move {
+        while let Some((publish, finished)) = acks_rx.recv().await {
+            let _ = finished.await;
+            if let Err(e) = acker.ack(&publish).await {
+                tracing::warn!(error = %e, "PUBACK failed");
+            }
+        }
+    });
     loop {
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -87,14 +101,16 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
+                let (done, finished) = oneshot::channel();
+                if acks_tx.send((p.clone(), finished)).is_err() {
+                    return;
+                }
                 let client = client.clone();
                 let ingestor = ingestor.clone();
                 let clips = clips.clone();
                 tokio::spawn(async move {
                     handle(&client, &ingestor, &clips, &p).await;
-                    if let Err(e) = client.ack(&p).await {
-                        tracing::warn!(error = %e, "PUBACK failed");
-                    }
+                    let _ = done.send(());
                     drop(permit);
                 });
             }

@@ -22,8 +22,10 @@ use protocol::{Ack, AckStatus, RejectCode, topics};
 const SITE: &str = "hn-caugiay-xuanthuy";
 
 async fn open(url: &str, dir: &std::path::Path) -> Ingestor {
-    let mut cfg = Config::default();
-    cfg.data_dir = dir.to_path_buf();
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
     cfg.database.url = url.to_string();
     app::open(&cfg).await.unwrap()
 }

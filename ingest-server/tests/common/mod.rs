@@ -334,7 +334,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
-                 message_size_limit 0\nmax_packet_size 0\nmax_inflight_messages 100\n\
+                 max_packet_size 20000000\nmax_inflight_messages 100\n\
                  max_queued_messages 100000\nuser root\n"
             ),
         )

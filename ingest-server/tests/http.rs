@@ -1,0 +1,346 @@
+//! The HTTP surface against a running server: `POST /api/v1/violations`
+//! (the same bundle bytes as MQTT, answered with the protocol's ack), JSON
+//! errors with stable codes, the admin API behind its token, and the
+//! `device` CLI of the real binary.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Command;
+
+use common::*;
+use ingest_server::app;
+use ingest_server::config::Config;
+use protocol::{Ack, Message, RejectCode};
+use serde_json::{Value, json};
+
+const SITE: &str = "dn-haichau-01";
+const TOKEN: &str = "test-admin-token-0123456789";
+
+/// A minimal HTTP/1.1 client (one request per connection): status and body.
+fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = out[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+fn json_of(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+const BUNDLE: (&str, &str) = ("Content-Type", "application/vnd.tv.bundle");
+const AUTH: (&str, &str) = ("Authorization", "Bearer test-admin-token-0123456789");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn violations_over_http_and_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.admin.token = TOKEN.into();
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+
+    tokio::task::spawn_blocking(move || {
+        let (st, body) = request(addr, "GET", "/healthz", &[], b"");
+        assert_eq!((st, json_of(&body)["status"].clone()), (200, json!("ok")));
+        assert_eq!(request(addr, "GET", "/readyz", &[], b"").0, 200);
+
+        // Enrolment through the admin API, which wants its token.
+        let k = key();
+        let new =
+            json!({"device_id": "edge-h", "site": SITE, "public_key": public_hex(&k)}).to_string();
+        let ct_json = ("Content-Type", "application/json");
+        let (st, body) = request(addr, "POST", "/api/v1/devices", &[ct_json], new.as_bytes());
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (401, json!("unauthorized"))
+        );
+        let (st, _) = request(
+            addr,
+            "POST",
+            "/api/v1/devices",
+            &[ct_json, AUTH],
+            new.as_bytes(),
+        );
+        assert_eq!(st, 201);
+        let (st, body) = request(
+            addr,
+            "POST",
+            "/api/v1/devices",
+            &[ct_json, AUTH],
+            new.as_bytes(),
+        );
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (409, json!("conflict"))
+        );
+        let bad = json!({"device_id": "edge-z", "site": SITE, "public_key": "00"}).to_string();
+        let (st, body) = request(
+            addr,
+            "POST",
+            "/api/v1/devices",
+            &[ct_json, AUTH],
+            bad.as_bytes(),
+        );
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (400, json!("invalid_key"))
+        );
+
+        // A bundle: 201 stored, then 200 duplicate, with the protocol's ack.
+        let files = Files::new(1000);
+        let ev = event("edge-h", SITE, &files);
+        let b = bundle(&ev, &k, &files);
+        let (st, body) = request(addr, "POST", "/api/v1/violations", &[BUNDLE], &b);
+        assert_eq!(
+            (st, Ack::from_json(&body).unwrap()),
+            (201, Ack::stored(ev.event_id))
+        );
+        let (st, body) = request(addr, "POST", "/api/v1/violations", &[BUNDLE], &b);
+        assert_eq!(
+            (st, Ack::from_json(&body).unwrap()),
+            (200, Ack::duplicate(ev.event_id))
+        );
+
+        // Rejected with an event id: 422 and a rejecting ack.
+        let forged = bundle(&event("edge-h", SITE, &files), &key(), &files);
+        let (st, body) = request(addr, "POST", "/api/v1/violations", &[BUNDLE], &forged);
+        assert_eq!(st, 422);
+        let ack = Ack::from_json(&body).unwrap();
+        assert!(matches!(
+            ack.status,
+            protocol::AckStatus::Rejected {
+                code: RejectCode::BadSignature,
+                ..
+            }
+        ));
+        // Malformed: 400 with a stable code; wrong content type: 415.
+        let (st, body) = request(addr, "POST", "/api/v1/violations", &[BUNDLE], b"TVB1\0\0");
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (400, json!("malformed"))
+        );
+        let (st, body) = request(
+            addr,
+            "POST",
+            "/api/v1/violations",
+            &[("Content-Type", "text/plain")],
+            &b,
+        );
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (415, json!("unsupported_media_type"))
+        );
+
+        // Admin views.
+        let (st, body) = request(
+            addr,
+            "GET",
+            &format!("/api/v1/cases/{}", ev.event_id),
+            &[AUTH],
+            b"",
+        );
+        assert_eq!(st, 200);
+        let case = json_of(&body);
+        assert_eq!(
+            (
+                case["fine_min_vnd"].clone(),
+                case["evidence_stored"].clone()
+            ),
+            (json!(18_000_000), json!(2))
+        );
+        let (st, body) = request(addr, "GET", "/api/v1/quarantine", &[AUTH], b"");
+        assert_eq!(st, 200);
+        let codes: Vec<_> = json_of(&body)
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reason_code"].clone())
+            .collect();
+        assert!(
+            codes.contains(&json!("bad_signature")) && codes.contains(&json!("malformed")),
+            "{codes:?}"
+        );
+        let sha = protocol::sha256_hex(&files.overview);
+        let (st, body) = request(
+            addr,
+            "GET",
+            &format!("/api/v1/evidence/{sha}"),
+            &[AUTH],
+            b"",
+        );
+        assert_eq!((st, body), (200, files.overview.clone()));
+        let (st, _) = request(addr, "GET", "/api/v1/evidence/nothex", &[AUTH], b"");
+        assert_eq!(st, 400);
+
+        // Revocation: later events from it are refused.
+        let (st, body) = request(
+            addr,
+            "POST",
+            "/api/v1/devices/edge-h/revoke",
+            &[ct_json, AUTH],
+            br#"{"reason":"replaced"}"#,
+        );
+        assert_eq!(st, 200);
+        assert!(json_of(&body)["revoked_at"].is_number());
+        let ev2 = event("edge-h", SITE, &files);
+        let (st, _) = request(
+            addr,
+            "POST",
+            "/api/v1/violations",
+            &[BUNDLE],
+            &bundle(&ev2, &k, &files),
+        );
+        assert_eq!(st, 422);
+        let (st, body) = request(addr, "POST", "/api/v1/devices/nobody/revoke", &[AUTH], b"");
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (404, json!("not_found"))
+        );
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn device_cli_add_list_revoke() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ingest-server"))
+            .args(args)
+            .env("INGEST_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("INGEST_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let k = public_hex(&key());
+    let (ok, out, err) = run(&[
+        "device",
+        "add",
+        "--id",
+        "edge-c",
+        "--site",
+        SITE,
+        "--public-key",
+        &k,
+    ]);
+    assert!(ok && out.contains("enrolled edge-c"), "{out}{err}");
+    let (ok, _, err) = run(&[
+        "device",
+        "add",
+        "--id",
+        "edge-c",
+        "--site",
+        SITE,
+        "--public-key",
+        &k,
+    ]);
+    assert!(!ok && err.contains("already enrolled"), "{err}");
+    let (ok, _, err) = run(&[
+        "device",
+        "add",
+        "--id",
+        "edge-d",
+        "--site",
+        SITE,
+        "--public-key",
+        "xyz",
+    ]);
+    assert!(!ok && err.contains("invalid public key"), "{err}");
+    let (ok, out, _) = run(&["device", "list"]);
+    assert!(
+        ok && out.contains("edge-c") && out.contains("active"),
+        "{out}"
+    );
+    let (ok, out, _) = run(&["device", "revoke", "edge-c"]);
+    assert!(ok && out.contains("revoked edge-c"), "{out}");
+    let (ok, out, _) = run(&["device", "list"]);
+    assert!(ok && out.contains("revoked"), "{out}");
+}
+
+#[test]
+fn registry_cli_reports_problems_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let owners = dir.path().join("owners.csv");
+    let vehicles = dir.path().join("vehicles.csv");
+    std::fs::write(&owners, "owner_id,full_name,national_id,address,phone,email,vneid\no1,Lê Văn C,079123456789,Đà Nẵng,,,\n").unwrap();
+    std::fs::write(&vehicles, "plate_text,plate_colour,vehicle_type,make,colour,registration_status,owner_id\n43A-123.45,white,car,Honda City,black,active,o1\n43A-1,white,car,X,black,active,o1\n").unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_ingest-server"))
+            .args(["registry", "import"])
+            .arg(&vehicles)
+            .arg(&owners)
+            .env("INGEST_DATA_DIR", dir.path().join("data"))
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("vehicles.csv:3:")
+            && err.contains("nothing imported"),
+        "{err}"
+    );
+    std::fs::write(&vehicles, "plate_text,plate_colour,vehicle_type,make,colour,registration_status,owner_id\n43A-123.45,white,car,Honda City,black,active,o1\n").unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1 vehicles and 1 owners"));
+}
