@@ -283,6 +283,12 @@ impl Config {
                 "must be within 1..=10000".into(),
             ));
         }
+        if self.ingest.clock_tolerance_s > 86_400 {
+            return Err(invalid(
+                "ingest.clock_tolerance_s",
+                "at most 86400 (one day)".into(),
+            ));
+        }
         if self.ingest.batch_wait_ms > 10_000 {
             return Err(invalid("ingest.batch_wait_ms", "at most 10000".into()));
         }

@@ -183,6 +183,17 @@ async fn suite(url: String) {
         (Some(RejectCode::EvidenceMismatch), "evidence_missing")
     );
 
+    // Same event id, other content: not a duplicate; quarantined, the
+    // stored case untouched.
+    let mut conflict = ev.clone();
+    conflict.camera_id = "cam-south".into();
+    let (code, reason) =
+        rejected_code(&submit(&i, bundle(&conflict, &k1, &files), topic("edge-01")).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(RejectCode::Invalid), "event_id_conflict")
+    );
+
     devices::revoke(db, "edge-02", "stolen").await.unwrap();
     let revoked = bundle(&event("edge-02", SITE, &files), &k2, &files);
     let (code, reason) = rejected_code(&submit(&i, revoked, topic("edge-02")).await);
@@ -198,6 +209,7 @@ async fn suite(url: String) {
         codes,
         [
             "bad_signature",
+            "event_id_conflict",
             "evidence_mismatch",
             "evidence_missing",
             "future_time",

@@ -255,6 +255,20 @@ pub async fn process_batch(
                         ack: Some(Ack::stored(id)),
                         rejection: None,
                     }
+                } else if stored_signed_json(&mut tx, id).await?.as_deref()
+                    != Some(a.signed_json.as_str())
+                {
+                    // Same id, other content: not a redelivery. Never
+                    // overwrite what is stored; show it to a person.
+                    let r = Rejection {
+                        ack_code: protocol::RejectCode::Invalid,
+                        reason_code: "event_id_conflict".into(),
+                        reason: format!("event {id} is already stored with different content"),
+                        event_id: Some(id),
+                        device_claimed: Some(a.event.device_id.clone()),
+                    };
+                    ctx.evidence.put(bytes.clone()).await?;
+                    quarantine_one(&mut tx, bytes, source, received_at, &r).await?
                 } else {
                     Outcome {
                         ack: Some(Ack::duplicate(id)),
@@ -262,31 +276,7 @@ pub async fn process_batch(
                     }
                 }
             }
-            Err(r) => {
-                let entry = QuarantineEntry::new(
-                    received_at,
-                    source.label(),
-                    r.device_claimed.as_deref(),
-                    r.event_id,
-                    &r.reason_code,
-                    &r.reason,
-                    protocol::sha256_hex(bytes),
-                    bytes.len(),
-                );
-                quarantine::insert(&mut tx, &entry).await?;
-                tracing::warn!(
-                    source = source.label(),
-                    code = r.reason_code,
-                    reason = r.reason,
-                    "bundle quarantined"
-                );
-                Outcome {
-                    ack: r
-                        .event_id
-                        .map(|id| Ack::rejected(id, r.ack_code.clone(), r.reason.clone())),
-                    rejection: Some((r.reason_code.clone(), r.reason.clone())),
-                }
-            }
+            Err(r) => quarantine_one(&mut tx, bytes, source, received_at, r).await?,
         };
         outcomes.push(outcome);
     }
@@ -301,6 +291,49 @@ pub async fn process_batch(
         });
     }
     Ok(outcomes)
+}
+
+async fn stored_signed_json(
+    conn: &mut AnyConnection,
+    id: uuid::Uuid,
+) -> Result<Option<String>, IngestError> {
+    let row = sqlx::query("SELECT signed_json FROM events WHERE event_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+async fn quarantine_one(
+    conn: &mut AnyConnection,
+    bytes: &Bytes,
+    source: &Source,
+    received_at: i64,
+    r: &Rejection,
+) -> Result<Outcome, IngestError> {
+    let entry = QuarantineEntry::new(
+        received_at,
+        source.label(),
+        r.device_claimed.as_deref(),
+        r.event_id,
+        &r.reason_code,
+        &r.reason,
+        protocol::sha256_hex(bytes),
+        bytes.len(),
+    );
+    quarantine::insert(conn, &entry).await?;
+    tracing::warn!(
+        source = source.label(),
+        code = r.reason_code,
+        reason = r.reason,
+        "bundle quarantined"
+    );
+    Ok(Outcome {
+        ack: r
+            .event_id
+            .map(|id| Ack::rejected(id, r.ack_code.clone(), r.reason.clone())),
+        rejection: Some((r.reason_code.clone(), r.reason.clone())),
+    })
 }
 
 async fn load_devices(
