@@ -144,7 +144,36 @@ impl Ingestor {
     }
 }
 
+/// A verified batch waiting for its commit, with whom to answer.
+struct Verified {
+    verdicts: Verdicts,
+    replies: Vec<oneshot::Sender<Result<Outcome, Arc<IngestError>>>>,
+    started: std::time::Instant,
+}
+
+/// Each input with its verdict.
+pub type Verdicts = Vec<(Bytes, Source, Result<Accepted, Rejection>)>;
+
+/// Two stages in a pipeline: while one batch is written and committed, the
+/// next is collected and verified.
 async fn worker(ctx: Arc<IngestContext>, settings: BatchSettings, mut rx: mpsc::Receiver<Job>) {
+    let (verified_tx, mut verified_rx) = mpsc::channel::<Verified>(1);
+    let committer_ctx = ctx.clone();
+    let committer = tokio::spawn(async move {
+        while let Some(batch) = verified_rx.recv().await {
+            let n = batch.replies.len();
+            match commit_batch(&committer_ctx, batch.verdicts).await {
+                Ok(outcomes) => {
+                    for (reply, outcome) in batch.replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                    let ms = batch.started.elapsed().as_millis() as u64;
+                    tracing::debug!(n, ms, "batch committed");
+                }
+                Err(e) => fail(batch.replies, e),
+            }
+        }
+    });
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + settings.max_wait;
@@ -154,31 +183,34 @@ async fn worker(ctx: Arc<IngestContext>, settings: BatchSettings, mut rx: mpsc::
                 Ok(None) | Err(_) => break,
             }
         }
-        let n = jobs.len();
         let started = std::time::Instant::now();
         let (inputs, replies): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .map(|j| ((j.bytes, j.source), j.reply))
             .unzip();
-        match process_batch(&ctx, inputs).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(Ok(outcome));
-                }
-                tracing::debug!(
-                    n,
-                    ms = started.elapsed().as_millis() as u64,
-                    "batch committed"
-                );
-            }
-            Err(e) => {
-                tracing::error!(error = %e, n, "batch failed; nothing acknowledged");
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+        match verify_batch(&ctx, inputs).await {
+            Ok(verdicts) => {
+                let batch = Verified {
+                    verdicts,
+                    replies,
+                    started,
+                };
+                if verified_tx.send(batch).await.is_err() {
+                    break;
                 }
             }
+            Err(e) => fail(replies, e),
         }
+    }
+    drop(verified_tx);
+    let _ = committer.await;
+}
+
+fn fail(replies: Vec<oneshot::Sender<Result<Outcome, Arc<IngestError>>>>, e: IngestError) {
+    tracing::error!(error = %e, n = replies.len(), "batch failed; nothing acknowledged");
+    let e = Arc::new(e);
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
     }
 }
 
@@ -187,8 +219,16 @@ pub async fn process_batch(
     ctx: &Arc<IngestContext>,
     inputs: Vec<(Bytes, Source)>,
 ) -> Result<Vec<Outcome>, IngestError> {
-    let received_at = now_ms();
-    // Decode (CPU) off the async threads.
+    let verdicts = verify_batch(ctx, inputs).await?;
+    commit_batch(ctx, verdicts).await
+}
+
+/// Decodes and verifies a batch (CPU work spread over the cores, off the
+/// async threads). Nothing is written.
+pub async fn verify_batch(
+    ctx: &Arc<IngestContext>,
+    inputs: Vec<(Bytes, Source)>,
+) -> Result<Verdicts, IngestError> {
     let decoded = tokio::task::spawn_blocking(move || {
         inputs
             .into_iter()
@@ -205,28 +245,49 @@ pub async fn process_batch(
         .iter()
         .filter_map(|(_, _, d)| d.as_ref().ok().map(|b| b.event.device_id().to_owned()))
         .collect();
-    let devices = load_devices(&ctx.db, ids).await?;
+    let devices = Arc::new(load_devices(&ctx.db, ids).await?);
+    let now = time::OffsetDateTime::now_utc();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_task = decoded.len().div_ceil(cores).max(1);
+    let mut decoded = decoded.into_iter();
+    let mut tasks = Vec::new();
+    loop {
+        let part: Vec<_> = decoded.by_ref().take(per_task).collect();
+        if part.is_empty() {
+            break;
+        }
+        let devices = devices.clone();
+        let (grammar, tolerance) = (ctx.grammar, ctx.clock_tolerance);
+        tasks.push(tokio::task::spawn_blocking(move || {
+            let checks = verify::Checks {
+                devices: &devices,
+                now,
+                clock_tolerance: tolerance,
+                grammar,
+            };
+            part.into_iter()
+                .map(|(bytes, source, d)| {
+                    let v = d.and_then(|b| verify::verify_decoded(b, &source, &checks));
+                    (bytes, source, v)
+                })
+                .collect::<Vec<_>>()
+        }));
+    }
+    let mut verdicts = Vec::new();
+    for t in tasks {
+        verdicts.extend(t.await.map_err(|e| IngestError::Task(e.to_string()))?);
+    }
+    Ok(verdicts)
+}
 
-    let grammar = ctx.grammar;
-    let tolerance = ctx.clock_tolerance;
-    let verdicts = tokio::task::spawn_blocking(move || {
-        let checks = verify::Checks {
-            devices: &devices,
-            now: time::OffsetDateTime::now_utc(),
-            clock_tolerance: tolerance,
-            grammar,
-        };
-        decoded
-            .into_iter()
-            .map(|(bytes, source, d)| {
-                let v = d.and_then(|b| verify::verify_decoded(b, &source, &checks));
-                (bytes, source, v)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| IngestError::Task(e.to_string()))?;
-
+/// Writes a verified batch: evidence (one sync), then every row in one
+/// transaction. Returns the outcomes once committed.
+pub async fn commit_batch(
+    ctx: &Arc<IngestContext>,
+    verdicts: Verdicts,
+) -> Result<Vec<Outcome>, IngestError> {
+    let received_at = now_ms();
+    let t1 = std::time::Instant::now();
     // Evidence first (stills of the accepted, raw bytes of the rejected);
     // content-addressed, so a write for what turns out a duplicate is a no-op.
     let mut files = Vec::new();
@@ -237,6 +298,7 @@ pub async fn process_batch(
         }
     }
     ctx.evidence.put_all(files).await?;
+    let t2 = std::time::Instant::now();
 
     let mut tx = ctx.db.pool().begin().await?;
     let mut outcomes = Vec::with_capacity(verdicts.len());
@@ -281,6 +343,11 @@ pub async fn process_batch(
         outcomes.push(outcome);
     }
     tx.commit().await?;
+    tracing::debug!(
+        evidence_ms = (t2 - t1).as_millis() as u64,
+        db_ms = t2.elapsed().as_millis() as u64,
+        "batch phases"
+    );
 
     if !fresh.is_empty()
         && let Some(registry) = ctx.registry.clone()
