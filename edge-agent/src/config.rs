@@ -237,10 +237,11 @@ impl AgentConfig {
         if self.mqtt.ack_timeout_s == 0 {
             return bad("mqtt.ack_timeout_s", "must be positive".into());
         }
-        if !(self.mqtt.backlog_per_s > 0.0) {
+        if self.mqtt.backlog_per_s.is_nan() || self.mqtt.backlog_per_s <= 0.0 {
             return bad("mqtt.backlog_per_s", "must be positive".into());
         }
-        if !(self.mqtt.reconnect_min_s > 0.0 && self.mqtt.reconnect_max_s >= self.mqtt.reconnect_min_s)
+        if !(self.mqtt.reconnect_min_s > 0.0
+            && self.mqtt.reconnect_max_s >= self.mqtt.reconnect_min_s)
         {
             return bad(
                 "mqtt.reconnect_min_s",
@@ -250,13 +251,13 @@ impl AgentConfig {
         if self.outbox.max_mib == 0 || self.outbox.max_events == 0 {
             return bad("outbox.max_mib", "limits must be positive".into());
         }
-        if !(self.outbox.max_age_days > 0.0) {
+        if self.outbox.max_age_days.is_nan() || self.outbox.max_age_days <= 0.0 {
             return bad("outbox.max_age_days", "must be positive".into());
         }
         if !(self.outbox.alarm_fraction > 0.0 && self.outbox.alarm_fraction < 1.0) {
             return bad("outbox.alarm_fraction", "must be within (0, 1)".into());
         }
-        if !(self.health.heartbeat_s >= 0.2) {
+        if self.health.heartbeat_s.is_nan() || self.health.heartbeat_s < 0.2 {
             return bad("health.heartbeat_s", "must be at least 0.2".into());
         }
         if !self.health.metrics_listen.is_empty()
@@ -297,7 +298,10 @@ impl MqttConfig {
         } else if let Some(r) = self.url.strip_prefix("mqtt://") {
             (false, r)
         } else {
-            return Err(format!("{:?}: expected mqtt://host:port or mqtts://host:port", self.url));
+            return Err(format!(
+                "{:?}: expected mqtt://host:port or mqtts://host:port",
+                self.url
+            ));
         };
         let (host, port) = rest
             .rsplit_once(':')

@@ -10,7 +10,9 @@
 
 use crate::identity::DeviceIdentity;
 use crate::outbox::OutboxStats;
-use protocol::{Alarm, CameraState, CameraStatus, ClockSync, ClockSyncStatus, Heartbeat, OutboxStatus};
+use protocol::{
+    Alarm, CameraState, CameraStatus, ClockSync, ClockSyncStatus, Heartbeat, OutboxStatus,
+};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -96,18 +98,75 @@ impl Metrics {
                 v.load(Ordering::Relaxed)
             ));
         };
-        put("edge_events_published_total", "counter", "Event bundles published.", &self.events_published);
-        put("edge_events_acked_total", "counter", "Events acknowledged by the server.", &self.events_acked);
-        put("edge_events_rejected_total", "counter", "Events rejected by the server.", &self.events_rejected);
-        put("edge_clip_chunks_published_total", "counter", "Clip chunks published.", &self.chunks_published);
-        put("edge_heartbeats_total", "counter", "Heartbeats published.", &self.heartbeats);
-        put("edge_mqtt_connects_total", "counter", "Broker connections made.", &self.connects);
-        put("edge_mqtt_connected", "gauge", "1 while connected to the broker.", &self.connected);
-        put("edge_outbox_depth", "gauge", "Undelivered events.", &self.outbox_depth);
-        put("edge_outbox_bytes", "gauge", "Evidence bytes held for undelivered events.", &self.outbox_bytes);
-        put("edge_outbox_oldest_seconds", "gauge", "Age of the oldest undelivered event.", &self.outbox_oldest_s);
-        put("edge_outbox_evictions_total", "counter", "Evictions recorded.", &self.evictions);
-        out.push_str("# HELP edge_camera_fps Frames analysed per second.\n# TYPE edge_camera_fps gauge\n");
+        put(
+            "edge_events_published_total",
+            "counter",
+            "Event bundles published.",
+            &self.events_published,
+        );
+        put(
+            "edge_events_acked_total",
+            "counter",
+            "Events acknowledged by the server.",
+            &self.events_acked,
+        );
+        put(
+            "edge_events_rejected_total",
+            "counter",
+            "Events rejected by the server.",
+            &self.events_rejected,
+        );
+        put(
+            "edge_clip_chunks_published_total",
+            "counter",
+            "Clip chunks published.",
+            &self.chunks_published,
+        );
+        put(
+            "edge_heartbeats_total",
+            "counter",
+            "Heartbeats published.",
+            &self.heartbeats,
+        );
+        put(
+            "edge_mqtt_connects_total",
+            "counter",
+            "Broker connections made.",
+            &self.connects,
+        );
+        put(
+            "edge_mqtt_connected",
+            "gauge",
+            "1 while connected to the broker.",
+            &self.connected,
+        );
+        put(
+            "edge_outbox_depth",
+            "gauge",
+            "Undelivered events.",
+            &self.outbox_depth,
+        );
+        put(
+            "edge_outbox_bytes",
+            "gauge",
+            "Evidence bytes held for undelivered events.",
+            &self.outbox_bytes,
+        );
+        put(
+            "edge_outbox_oldest_seconds",
+            "gauge",
+            "Age of the oldest undelivered event.",
+            &self.outbox_oldest_s,
+        );
+        put(
+            "edge_outbox_evictions_total",
+            "counter",
+            "Evictions recorded.",
+            &self.evictions,
+        );
+        out.push_str(
+            "# HELP edge_camera_fps Frames analysed per second.\n# TYPE edge_camera_fps gauge\n",
+        );
         for c in board.cameras() {
             out.push_str(&format!(
                 "edge_camera_fps{{camera=\"{}\"}} {}\n",
@@ -165,7 +224,7 @@ pub fn serve_metrics(
 /// Free bytes on the file system holding `path` (0 if it cannot be read).
 pub fn disk_free_bytes(path: &Path) -> u64 {
     nix::sys::statvfs::statvfs(path)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
+        .map(|s| s.blocks_available().saturating_mul(s.fragment_size()))
         .unwrap_or(0)
 }
 
@@ -193,7 +252,7 @@ pub fn parse_chrony_tracking(line: &str) -> Option<ClockSync> {
     // chrony reports how far the system clock is *behind* (positive = slow);
     // the protocol's offset is positive when the local clock is ahead.
     let offset_ms = (-offset_s * 1000.0).round() as i64;
-    let synced = !f[f.len() - 1].contains("Not synchronised") && f[1] != "";
+    let synced = !f[f.len() - 1].contains("Not synchronised") && !f[1].is_empty();
     let source: String = format!("ntp:{}", f[1]).chars().take(64).collect();
     Some(ClockSync {
         status: if synced && offset_ms.abs() < 500 {
@@ -201,7 +260,10 @@ pub fn parse_chrony_tracking(line: &str) -> Option<ClockSync> {
         } else {
             ClockSyncStatus::Unsynced
         },
-        offset_ms: Some(offset_ms.clamp(-protocol::clock::MAX_CLOCK_OFFSET_MS, protocol::clock::MAX_CLOCK_OFFSET_MS)),
+        offset_ms: Some(offset_ms.clamp(
+            -protocol::clock::MAX_CLOCK_OFFSET_MS,
+            protocol::clock::MAX_CLOCK_OFFSET_MS,
+        )),
         source: Some(source),
     })
 }
@@ -260,7 +322,9 @@ mod tests {
         assert_eq!(c.status, ClockSyncStatus::Synced);
         assert_eq!(c.offset_ms, Some(0));
         assert_eq!(c.source.as_deref(), Some("ntp:ntp1.example.vn"));
-        let off = line.replace("0.000012345", "-2.5").replace("Normal", "Not synchronised");
+        let off = line
+            .replace("0.000012345", "-2.5")
+            .replace("Normal", "Not synchronised");
         let c = parse_chrony_tracking(&off).unwrap();
         assert_eq!(c.status, ClockSyncStatus::Unsynced);
         assert_eq!(c.offset_ms, Some(2500));
@@ -280,6 +344,9 @@ mod tests {
         });
         let text = m.render(&board);
         assert!(text.contains("edge_events_acked_total 7\n"), "{text}");
-        assert!(text.contains("edge_camera_fps{camera=\"cam-n\"} 12.5\n"), "{text}");
+        assert!(
+            text.contains("edge_camera_fps{camera=\"cam-n\"} 12.5\n"),
+            "{text}"
+        );
     }
 }

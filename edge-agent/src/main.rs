@@ -3,19 +3,19 @@
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use edge_agent::capture::{FrameSource, Pacing, SourceSpec};
+use edge_agent::config::AgentConfig;
+use edge_agent::delivery::{self, Shared};
 use edge_agent::detect::{
     MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector,
 };
+use edge_agent::identity::DeviceIdentity;
+use edge_agent::outbox::Outbox;
 use edge_agent::replay::EvidenceOutput;
 use edge_agent::site::SiteConfig;
 use plate_ocr::detect::{Y5fuDetector, Y5fuSize};
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
 use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
 use plate_ocr::runtime::SessionConfig;
-use edge_agent::config::AgentConfig;
-use edge_agent::delivery::{self, Shared};
-use edge_agent::identity::DeviceIdentity;
-use edge_agent::outbox::Outbox;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -123,11 +123,8 @@ fn main() -> Result<()> {
             let Some(cfg) = config else {
                 return Err(anyhow!("no configuration"));
             };
-            let (identity, created) = DeviceIdentity::load_or_create(
-                &cfg.device.id,
-                &cfg.device.site,
-                &cfg.key_file(),
-            )?;
+            let (identity, created) =
+                DeviceIdentity::load_or_create(&cfg.device.id, &cfg.device.site, &cfg.key_file())?;
             if created {
                 tracing::info!(key = %cfg.key_file().display(), "made a new device key");
             }

@@ -10,7 +10,11 @@ use protocol::{Ack, Alarm, RejectCode};
 use std::time::Duration;
 
 fn identity() -> DeviceIdentity {
-    DeviceIdentity::with_key(DEVICE, SITE, ed25519_dalek::SigningKey::from_bytes(&[9; 32]))
+    DeviceIdentity::with_key(
+        DEVICE,
+        SITE,
+        ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
+    )
 }
 
 fn limits() -> OutboxLimits {
@@ -38,27 +42,46 @@ fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
     let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
     let (ev, evdir) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 1000, 3000);
     assert!(ob.enqueue(&ev, "cam-a", &evdir).unwrap());
-    assert!(!ob.enqueue(&ev, "cam-a", &evdir).unwrap(), "second enqueue is a no-op");
+    assert!(
+        !ob.enqueue(&ev, "cam-a", &evdir).unwrap(),
+        "second enqueue is a no-op"
+    );
     let event_id = ev.unverified_event_id().unwrap();
 
     let due = ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap();
-    let Pending::Event(p) = &due[0] else { panic!("{due:?}") };
+    let Pending::Event(p) = &due[0] else {
+        panic!("{due:?}")
+    };
     assert_eq!(p.stills.len(), 3, "stills travel in the bundle");
     ob.mark_sent(p.seq, now_ms()).unwrap();
     assert_eq!(ob.in_flight().unwrap(), 1);
-    assert!(ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap().is_empty());
+    assert!(
+        ob.due(now_ms(), Duration::from_secs(30), 0, 10)
+            .unwrap()
+            .is_empty()
+    );
 
-    assert_eq!(ob.apply_ack(&Ack::stored(event_id)).unwrap(), AckOutcome::Delivered { done: false });
+    assert_eq!(
+        ob.apply_ack(&Ack::stored(event_id)).unwrap(),
+        AckOutcome::Delivered { done: false }
+    );
     let due = ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap();
-    let Pending::Clip(c) = &due[0] else { panic!("clip should follow: {due:?}") };
+    let Pending::Clip(c) = &due[0] else {
+        panic!("clip should follow: {due:?}")
+    };
     assert_eq!(c.name, "clip.mp4");
     ob.mark_clip_sent(c.seq, now_ms()).unwrap();
-    let done = ob.apply_ack(&Ack::stored(event_id).for_item("clip.mp4")).unwrap();
+    let done = ob
+        .apply_ack(&Ack::stored(event_id).for_item("clip.mp4"))
+        .unwrap();
     assert_eq!(done, AckOutcome::Delivered { done: true });
     assert!(!evdir.exists(), "delivered evidence leaves the spool");
     let s = ob.stats(now_ms()).unwrap();
     assert_eq!((s.depth, s.delivered, s.bytes), (0, 1, 0));
-    assert_eq!(ob.apply_ack(&Ack::stored(event_id)).unwrap(), AckOutcome::Unknown);
+    assert_eq!(
+        ob.apply_ack(&Ack::stored(event_id)).unwrap(),
+        AckOutcome::Unknown
+    );
 }
 
 #[test]
@@ -76,13 +99,24 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
         let Pending::Event(e) = p else { unreachable!() };
         ob.mark_sent(e.seq, t0).unwrap();
     }
-    assert!(ob.due(t0 + 29_000, Duration::from_secs(30), 0, 10).unwrap().is_empty());
-    assert_eq!(ob.due(t0 + 31_000, Duration::from_secs(30), 0, 10).unwrap().len(), 2);
+    assert!(
+        ob.due(t0 + 29_000, Duration::from_secs(30), 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        ob.due(t0 + 31_000, Duration::from_secs(30), 0, 10)
+            .unwrap()
+            .len(),
+        2
+    );
     assert_eq!(ob.requeue_sent().unwrap(), 2);
     assert_eq!(ob.in_flight().unwrap(), 0);
 
     let bid = b.unverified_event_id().unwrap();
-    let out = ob.apply_ack(&Ack::rejected(bid, RejectCode::BadSignature, "no")).unwrap();
+    let out = ob
+        .apply_ack(&Ack::rejected(bid, RejectCode::BadSignature, "no"))
+        .unwrap();
     assert_eq!(out, AckOutcome::Rejected);
     let s = ob.stats(now_ms()).unwrap();
     assert_eq!((s.depth, s.rejected), (1, 1));
@@ -97,8 +131,19 @@ fn live_events_go_before_the_backlog_which_stays_in_order() {
     let spool = dir.path().join("spool");
     let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
     let mut backlog = Vec::new();
-    for n in 0..5 {
-        let (e, d) = violation(&id, &spool, if n % 2 == 0 { "cam-a" } else { "cam-b" }, n, 50, 0);
+    for n in 0..5u64 {
+        let (e, d) = violation(
+            &id,
+            &spool,
+            if n.is_multiple_of(2) {
+                "cam-a"
+            } else {
+                "cam-b"
+            },
+            n,
+            50,
+            0,
+        );
         ob.enqueue(&e, "cam", &d).unwrap();
         backlog.push(e.unverified_event_id().unwrap());
     }
@@ -106,7 +151,10 @@ fn live_events_go_before_the_backlog_which_stays_in_order() {
     let live_since = now_ms();
     let (live, d) = violation(&id, &spool, "cam-a", 99, 50, 0);
     ob.enqueue(&live, "cam-a", &d).unwrap();
-    let order = event_ids(&ob.due(now_ms(), Duration::from_secs(30), live_since, 10).unwrap());
+    let order = event_ids(
+        &ob.due(now_ms(), Duration::from_secs(30), live_since, 10)
+            .unwrap(),
+    );
     assert_eq!(order[0], live.unverified_event_id().unwrap());
     assert_eq!(&order[1..], &backlog[..]);
 }
@@ -135,15 +183,25 @@ fn limits_raise_the_alarm_first_then_evict_clips_then_stills_then_events_and_rec
     }
     assert_eq!(ob.alarm().unwrap(), None, "240 kB of 400 kB");
     add(&mut ob, 3);
-    assert_eq!(ob.alarm().unwrap(), Some(Alarm::OutboxNearlyFull), "320 kB: 80%");
+    assert_eq!(
+        ob.alarm().unwrap(),
+        Some(Alarm::OutboxNearlyFull),
+        "320 kB: 80%"
+    );
     add(&mut ob, 4);
-    assert_eq!(ob.alarm().unwrap(), Some(Alarm::OutboxFull), "400 kB: at the limit");
-    assert!(ob.enforce_limits(now_ms()).unwrap().is_empty(), "at the limit, nothing goes");
+    assert_eq!(
+        ob.alarm().unwrap(),
+        Some(Alarm::OutboxFull),
+        "400 kB: at the limit"
+    );
+    assert!(
+        ob.enforce_limits(now_ms()).unwrap().is_empty(),
+        "at the limit, nothing goes"
+    );
 
     // Two more: 560 kB. Clips go first, oldest first: two clips free 100 kB... three needed.
     add(&mut ob, 5);
     add(&mut ob, 6);
-    drop(add);
     let ev = ob.enforce_limits(now_ms()).unwrap();
     assert_eq!(ev.len(), 4, "{ev:?}");
     assert!(ev.iter().all(|e| e.what == "clip"), "{ev:?}");
@@ -156,7 +214,10 @@ fn limits_raise_the_alarm_first_then_evict_clips_then_stills_then_events_and_rec
     drop(ob);
     let mut ob = Outbox::open(
         &dir.path().join("o.sqlite"),
-        OutboxLimits { max_bytes: lim_bytes, ..limits() },
+        OutboxLimits {
+            max_bytes: lim_bytes,
+            ..limits()
+        },
     )
     .unwrap();
     let ev = ob.enforce_limits(now_ms()).unwrap();
@@ -165,14 +226,22 @@ fn limits_raise_the_alarm_first_then_evict_clips_then_stills_then_events_and_rec
     assert!(kinds.contains(&"stills"), "{kinds:?}");
     assert!(!dirs[0].join("at.jpg").exists(), "oldest stills evicted");
     let due = ob.due(now_ms(), Duration::from_secs(30), 0, 100).unwrap();
-    let Pending::Event(first) = &due[0] else { unreachable!() };
-    assert!(first.stills.is_empty(), "metadata of an evicted event is still sent");
+    let Pending::Event(first) = &due[0] else {
+        unreachable!()
+    };
+    assert!(
+        first.stills.is_empty(),
+        "metadata of an evicted event is still sent"
+    );
 
     // Whole events when the count is over its limit.
     drop(ob);
     let mut ob = Outbox::open(
         &dir.path().join("o.sqlite"),
-        OutboxLimits { max_events: 5, ..limits() },
+        OutboxLimits {
+            max_events: 5,
+            ..limits()
+        },
     )
     .unwrap();
     let ev = ob.enforce_limits(now_ms()).unwrap();
@@ -189,7 +258,10 @@ fn old_undelivered_events_expire_with_a_record() {
     let id = identity();
     let mut ob = Outbox::open(
         &dir.path().join("o.sqlite"),
-        OutboxLimits { max_age: Duration::from_secs(60), ..limits() },
+        OutboxLimits {
+            max_age: Duration::from_secs(60),
+            ..limits()
+        },
     )
     .unwrap();
     let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
@@ -230,5 +302,10 @@ fn queued_events_survive_reopening() {
     }
     let ob = Outbox::open(&db, limits()).unwrap();
     assert_eq!(ob.stats(now_ms()).unwrap().depth, 3);
-    assert_eq!(ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap().len(), 3);
+    assert_eq!(
+        ob.due(now_ms(), Duration::from_secs(30), 0, 10)
+            .unwrap()
+            .len(),
+        3
+    );
 }

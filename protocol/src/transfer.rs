@@ -124,8 +124,9 @@ impl EventBundle {
         put_u32(&mut out, json.len());
         out.extend_from_slice(&json);
         for a in &self.attachments {
-            let name_len = u16::try_from(a.name.len())
-                .map_err(|_| FrameError::Invalid(format!("attachment name too long: {}", a.name)))?;
+            let name_len = u16::try_from(a.name.len()).map_err(|_| {
+                FrameError::Invalid(format!("attachment name too long: {}", a.name))
+            })?;
             out.extend_from_slice(&name_len.to_be_bytes());
             out.extend_from_slice(a.name.as_bytes());
             put_u32(&mut out, a.data.len());
@@ -175,7 +176,9 @@ impl EventBundle {
             let data_len = r.u32("attachment length")?;
             let data = r.take(data_len, "attachment data")?.to_vec();
             if attachments.iter().any(|a: &Attachment| a.name == name) {
-                return Err(FrameError::Invalid(format!("attachment {name:?} appears twice")).into());
+                return Err(
+                    FrameError::Invalid(format!("attachment {name:?} appears twice")).into(),
+                );
             }
             attachments.push(Attachment { name, data });
         }

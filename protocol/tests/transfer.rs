@@ -71,7 +71,10 @@ fn tampered_event_json_in_a_bundle_fails_verification() {
     let mut bytes = bytes.clone();
     bytes[at + 2] = b'B';
     let back = EventBundle::decode(&bytes).unwrap();
-    let err = back.event.verify(&readme_key().verifying_key()).unwrap_err();
+    let err = back
+        .event
+        .verify(&readme_key().verifying_key())
+        .unwrap_err();
     assert_eq!(err.reject_code(), RejectCode::BadSignature);
 }
 
@@ -83,7 +86,11 @@ fn malformed_bundles_are_errors_with_a_reason() {
         ("wrong magic", b"XXXX\0\0\0\0".to_vec(), "magic"),
         ("truncated length", good[..6].to_vec(), "truncated"),
         ("truncated event", good[..40].to_vec(), "truncated"),
-        ("truncated attachment", good[..good.len() - 3].to_vec(), "truncated"),
+        (
+            "truncated attachment",
+            good[..good.len() - 3].to_vec(),
+            "truncated",
+        ),
         (
             "huge event length",
             [b"TVB1".as_slice(), &u32::MAX.to_be_bytes()].concat(),
@@ -131,7 +138,12 @@ fn clip_of(len: usize) -> (EvidenceItem, Vec<u8>) {
 #[test]
 fn clip_splits_into_chunks_that_reassemble_to_the_manifest_hash() {
     let id = sample_event().event_id;
-    for len in [1, CLIP_CHUNK_BYTES - 1, CLIP_CHUNK_BYTES, 2 * CLIP_CHUNK_BYTES + 17] {
+    for len in [
+        1,
+        CLIP_CHUNK_BYTES - 1,
+        CLIP_CHUNK_BYTES,
+        2 * CLIP_CHUNK_BYTES + 17,
+    ] {
         let (item, bytes) = clip_of(len);
         let chunks = ClipChunk::split(id, &item.name, &bytes);
         assert_eq!(chunks.len() as u32, chunk_count(len as u64));

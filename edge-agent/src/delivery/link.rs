@@ -143,7 +143,8 @@ impl Link {
                             }
                         }
                         Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                            if p.topic == ack_topic && !send(&tx, LinkEvent::Ack(p.payload.to_vec()))
+                            if p.topic == ack_topic
+                                && !send(&tx, LinkEvent::Ack(p.payload.to_vec()))
                             {
                                 break;
                             }

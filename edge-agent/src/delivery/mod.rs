@@ -124,7 +124,9 @@ pub fn run(
                         m.events_rejected.fetch_add(1, Ordering::Relaxed);
                         tracing::error!(ack = %String::from_utf8_lossy(&bytes), "server rejected an event; kept in the outbox as rejected");
                     }
-                    Ok(AckOutcome::Unknown) => tracing::debug!("ack for an event not in the outbox"),
+                    Ok(AckOutcome::Unknown) => {
+                        tracing::debug!("ack for an event not in the outbox")
+                    }
                     Err(e) => tracing::warn!(error = %e, "ignoring an ack"),
                 },
             }

@@ -162,8 +162,10 @@ impl Outbox {
         let conn = Connection::open(path).map_err(db)?;
         conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
         // WAL + FULL: every commit is fsynced before it returns.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db)?;
         conn.execute_batch(include_str!("schema.sql")).map_err(db)?;
         Ok(Self {
             conn,
@@ -253,7 +255,11 @@ impl Outbox {
                     stills_bytes as i64,
                     clip_name,
                     clip_bytes as i64,
-                    if clip_name.is_some() { "pending" } else { "none" },
+                    if clip_name.is_some() {
+                        "pending"
+                    } else {
+                        "none"
+                    },
                 ],
             )
             .map_err(self.db())?;

@@ -22,7 +22,9 @@ pub const DEVICE: &str = "hn-test-edge-01";
 
 /// Deterministic, incompressible-looking bytes.
 pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -63,7 +65,12 @@ pub fn violation(
     if clip_bytes > 0 {
         let bytes = noise(clip_bytes, n * 10 + 9);
         std::fs::write(dir.join("clip.mp4"), &bytes).unwrap();
-        evidence.push(EvidenceItem::from_bytes("clip.mp4", "video/mp4", EvidenceRole::Clip, &bytes));
+        evidence.push(EvidenceItem::from_bytes(
+            "clip.mp4",
+            "video/mp4",
+            EvidenceRole::Clip,
+            &bytes,
+        ));
     }
     let now = OffsetDateTime::now_utc();
     let event = ViolationEvent {
@@ -78,23 +85,44 @@ pub fn violation(
         vehicle_class: VehicleClass::Motorcycle,
         plate: Plate::unreadable(PlateColour::White),
         speed: None,
-        signal: Some(protocol::SignalObservation { state: protocol::SignalState::Red, red_for_ms: Some(1500) }),
+        signal: Some(protocol::SignalObservation {
+            state: protocol::SignalState::Red,
+            red_for_ms: Some(1500),
+        }),
         track: TrackSummary {
             track_id: n,
             first_seen: now,
             last_seen: now,
             frame_count: 2,
-            points: vec![TrackPoint { frame: 1, x: 10, y: 10 }, TrackPoint { frame: 2, x: 12, y: 8 }],
+            points: vec![
+                TrackPoint {
+                    frame: 1,
+                    x: 10,
+                    y: 10,
+                },
+                TrackPoint {
+                    frame: 2,
+                    x: 12,
+                    y: 8,
+                },
+            ],
         },
         evidence,
         software_version: "edge-agent test".into(),
     };
-    (SignedEvent::sign(&event, identity.signing_key()).unwrap(), dir)
+    (
+        SignedEvent::sign(&event, identity.signing_key()).unwrap(),
+        dir,
+    )
 }
 
 /// A free loopback TCP port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Mosquitto broker on a loopback port, killed on drop.
@@ -116,7 +144,11 @@ pub fn mosquitto_path() -> PathBuf {
 impl Broker {
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
-        let mut b = Broker { port: free_port(), dir, child: None };
+        let mut b = Broker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
         b.restart();
         b
     }
@@ -154,7 +186,10 @@ impl Broker {
     /// Stops the broker (SIGTERM, so it saves its persistence file).
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -204,7 +239,9 @@ impl TestServer {
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut o = MqttOptions::new(format!("test-server-{}", Uuid::new_v4()), "127.0.0.1", port);
-        o.set_max_packet_size(32 << 20, 32 << 20).set_clean_session(false).set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(32 << 20, 32 << 20)
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5));
         let (client, mut conn) = Client::new(o, 1024);
         let (seen2, stop2) = (seen.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -221,12 +258,17 @@ impl TestServer {
                 };
                 match ev {
                     Event::Incoming(Packet::ConnAck(_)) => {
-                        client.subscribe("tv/v1/+/+/events", QoS::AtLeastOnce).unwrap();
-                        client.subscribe("tv/v1/+/+/evidence", QoS::AtLeastOnce).unwrap();
+                        client
+                            .subscribe("tv/v1/+/+/events", QoS::AtLeastOnce)
+                            .unwrap();
+                        client
+                            .subscribe("tv/v1/+/+/evidence", QoS::AtLeastOnce)
+                            .unwrap();
                     }
                     Event::Incoming(Packet::Publish(p)) => {
                         let addr = protocol::topics::parse_topic(&p.topic).unwrap();
-                        let ack_topic = protocol::topics::ack_topic(&addr.site, &addr.device).unwrap();
+                        let ack_topic =
+                            protocol::topics::ack_topic(&addr.site, &addr.device).unwrap();
                         let mut seen = seen2.lock().unwrap();
                         if p.topic.ends_with("/events") {
                             seen.bundles += 1;
@@ -248,12 +290,18 @@ impl TestServer {
                                 });
                             let ack = match verified {
                                 Ok(ev) => {
-                                    if manifests.contains_key(&ev.event_id) {
-                                        Ack::duplicate(ev.event_id)
-                                    } else {
-                                        seen.first.push((ev.event_id, ev.camera_id.clone(), ev.track.track_id));
-                                        manifests.insert(ev.event_id, ev.evidence.clone());
+                                    if let std::collections::hash_map::Entry::Vacant(slot) =
+                                        manifests.entry(ev.event_id)
+                                    {
+                                        seen.first.push((
+                                            ev.event_id,
+                                            ev.camera_id.clone(),
+                                            ev.track.track_id,
+                                        ));
+                                        slot.insert(ev.evidence.clone());
                                         Ack::stored(ev.event_id)
+                                    } else {
+                                        Ack::duplicate(ev.event_id)
                                     }
                                 }
                                 Err(e) => {
@@ -262,9 +310,16 @@ impl TestServer {
                                     Ack::rejected(id, protocol::RejectCode::BadSignature, e)
                                 }
                             };
-                            let _ = client.try_publish(ack_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&ack).unwrap());
+                            let _ = client.try_publish(
+                                ack_topic,
+                                QoS::AtLeastOnce,
+                                false,
+                                serde_json::to_vec(&ack).unwrap(),
+                            );
                         } else if p.topic.ends_with("/evidence") {
-                            let Ok(c) = protocol::ClipChunk::decode(&p.payload) else { continue };
+                            let Ok(c) = protocol::ClipChunk::decode(&p.payload) else {
+                                continue;
+                            };
                             let h = c.header.clone();
                             let parts = chunks.entry((h.event_id, h.name.clone())).or_default();
                             parts.insert(h.index, c.data);
@@ -273,11 +328,19 @@ impl TestServer {
                                 for i in 0..h.count {
                                     whole.extend_from_slice(&parts[&i]);
                                 }
-                                let ok = manifests.get(&h.event_id).and_then(|m| m.iter().find(|i| i.name == h.name)).is_some_and(|item| item.check_bytes(&whole).is_ok());
+                                let ok = manifests
+                                    .get(&h.event_id)
+                                    .and_then(|m| m.iter().find(|i| i.name == h.name))
+                                    .is_some_and(|item| item.check_bytes(&whole).is_ok());
                                 if ok {
                                     seen.clips.insert(h.event_id);
                                     let ack = Ack::stored(h.event_id).for_item(h.name.clone());
-                                    let _ = client.try_publish(ack_topic, QoS::AtLeastOnce, false, serde_json::to_vec(&ack).unwrap());
+                                    let _ = client.try_publish(
+                                        ack_topic,
+                                        QoS::AtLeastOnce,
+                                        false,
+                                        serde_json::to_vec(&ack).unwrap(),
+                                    );
                                 }
                             }
                         }
@@ -286,7 +349,11 @@ impl TestServer {
                 }
             }
         });
-        TestServer { seen, stop, thread: Some(thread) }
+        TestServer {
+            seen,
+            stop,
+            thread: Some(thread),
+        }
     }
 }
 
