@@ -73,6 +73,7 @@ pub fn run(
     let link = Link::start(&cfg.mqtt, dev, topics.ack.clone(), stop.clone())?;
     let mut state = LoopState {
         connected: false,
+        failures: 0,
         live_since: i64::MAX,
         tokens: 0.0,
         last_pump: Instant::now(),
@@ -94,6 +95,7 @@ pub fn run(
                 LinkEvent::Up => {
                     tracing::info!(device = %dev, "connected to the broker");
                     state.connected = true;
+                    state.failures = 0;
                     state.live_since = now_ms();
                     state.tokens = cfg.mqtt.window as f64;
                     m.connects.fetch_add(1, Ordering::Relaxed);
@@ -110,9 +112,16 @@ pub fn run(
                 LinkEvent::Down(why) => {
                     if state.connected {
                         tracing::warn!(reason = %why, "broker connection lost; retrying with backoff");
-                    } else {
-                        tracing::debug!(reason = %why, "broker unreachable");
+                    } else if state.failures % 20 == 0 {
+                        // The first failure, then every 20th: enough to see
+                        // why without flooding the log during an outage.
+                        tracing::warn!(reason = %why, failures = state.failures + 1, "cannot connect to the broker; retrying with backoff");
                     }
+                    state.failures = if state.connected {
+                        0
+                    } else {
+                        state.failures + 1
+                    };
                     state.connected = false;
                     m.connected.store(0, Ordering::Relaxed);
                 }
@@ -172,6 +181,8 @@ pub fn run(
 
 struct LoopState {
     connected: bool,
+    /// Connection attempts failed since the last success.
+    failures: u64,
     live_since: i64,
     tokens: f64,
     last_pump: Instant,

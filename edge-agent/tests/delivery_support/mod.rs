@@ -132,6 +132,13 @@ pub struct Broker {
     child: Option<Child>,
 }
 
+/// Mosquitto drops root privileges to the `mosquitto` user, which cannot
+/// read a test's private temp directory; as root it is told to stay root
+/// (the option is ignored when the tests run unprivileged).
+pub fn broker_user() -> &'static str {
+    "root"
+}
+
 pub fn mosquitto_path() -> PathBuf {
     for p in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"] {
         if Path::new(p).exists() {
@@ -160,9 +167,10 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nmax_queued_messages 100000\nmessage_size_limit 0\nlog_dest stderr\nlog_type error\n",
+                "user {user}\nlistener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {dir}/\nmax_queued_messages 100000\nmessage_size_limit 0\nlog_dest stderr\nlog_type error\n",
                 port = self.port,
-                dir = self.dir.path().display()
+                dir = self.dir.path().display(),
+                user = broker_user()
             ),
         )
         .unwrap();
@@ -233,12 +241,24 @@ pub struct TestServer {
 
 impl TestServer {
     pub fn start(port: u16, key: ed25519_dalek::VerifyingKey) -> TestServer {
+        Self::start_as(port, key, None)
+    }
+
+    /// As `start`, logging in with `(username, password)`.
+    pub fn start_as(
+        port: u16,
+        key: ed25519_dalek::VerifyingKey,
+        login: Option<(&str, &str)>,
+    ) -> TestServer {
         use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
         use std::collections::HashMap;
         use std::sync::atomic::Ordering;
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut o = MqttOptions::new(format!("test-server-{}", Uuid::new_v4()), "127.0.0.1", port);
+        if let Some((user, pass)) = login {
+            o.set_credentials(user, pass);
+        }
         o.set_max_packet_size(32 << 20, 32 << 20)
             .set_clean_session(false)
             .set_keep_alive(Duration::from_secs(5));
