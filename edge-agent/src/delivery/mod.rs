@@ -112,7 +112,7 @@ pub fn run(
                 LinkEvent::Down(why) => {
                     if state.connected {
                         tracing::warn!(reason = %why, "broker connection lost; retrying with backoff");
-                    } else if state.failures % 20 == 0 {
+                    } else if state.failures.is_multiple_of(20) {
                         // The first failure, then every 20th: enough to see
                         // why without flooding the log during an outage.
                         tracing::warn!(reason = %why, failures = state.failures + 1, "cannot connect to the broker; retrying with backoff");
