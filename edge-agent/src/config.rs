@@ -348,6 +348,14 @@ window = 8
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let text = include_str!("../examples/agent.toml");
+        let c = AgentConfig::from_toml_str(text, "examples/agent.toml", |_| None).unwrap();
+        assert!(c.mqtt.endpoint().unwrap().0, "mqtts");
+        assert_eq!(c.outbox.limits(), OutboxLimits::default());
+    }
+
+    #[test]
     fn bad_files_name_line_and_field() {
         let cases = [
             (GOOD.replace("window = 8", "window = 0"), "mqtt.window"),
