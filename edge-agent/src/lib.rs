@@ -17,6 +17,7 @@ pub mod identity;
 pub mod models;
 pub mod outbox;
 pub mod replay;
+pub mod report;
 pub mod rules;
 pub mod scene;
 pub mod signal;

@@ -72,6 +72,10 @@ enum Cmd {
         /// Plate recogniser for violators: ppocr (baseline) or vn (our own).
         #[arg(long, default_value = "ppocr")]
         recognizer: String,
+        /// Sign each violation and queue it in this agent's outbox (its
+        /// spool replaces `--out`), as a live box does; `deliver` sends them.
+        #[arg(long)]
+        agent_config: Option<PathBuf>,
     },
     /// Print this device's id, site and public key (making the key on first
     /// use) as JSON, for enrolment at the server.
@@ -191,6 +195,7 @@ fn main() -> Result<()> {
             threads,
             out,
             recognizer,
+            agent_config,
         } => {
             let site = site
                 .map(|p| {
@@ -207,12 +212,37 @@ fn main() -> Result<()> {
                 other => return Err(anyhow!("unknown detector `{other}` (yolox or motion)")),
             };
             let spec = SourceSpec::parse(&video)?;
-            let output = match out {
-                Some(spool) => Some(EvidenceOutput {
+            let report = match &agent_config {
+                Some(path) => {
+                    let cfg = AgentConfig::load(path).map_err(|e| anyhow!(e))?;
+                    let (identity, _) = DeviceIdentity::load_or_create(
+                        &cfg.device.id,
+                        &cfg.device.site,
+                        &cfg.key_file(),
+                    )?;
+                    let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())?;
+                    Some((
+                        cfg.spool_dir(),
+                        edge_agent::replay::Reporter {
+                            identity,
+                            outbox: std::sync::Mutex::new(outbox),
+                        },
+                    ))
+                }
+                None => None,
+            };
+            let output = match (out, report) {
+                (_, Some((spool, reporter))) => Some(EvidenceOutput {
                     spool,
                     reader: Some(plate_reader(&recognizer)?),
+                    report: Some(reporter),
                 }),
-                None => None,
+                (Some(spool), None) => Some(EvidenceOutput {
+                    spool,
+                    reader: Some(plate_reader(&recognizer)?),
+                    report: None,
+                }),
+                (None, None) => None,
             };
             let summary =
                 edge_agent::replay::replay(&spec, det, site.as_ref(), max_frames, output.as_ref())?;

@@ -28,12 +28,51 @@ pub enum ReplayError {
     Evidence(#[from] crate::evidence::EvidenceError),
     #[error("evidence needs a site configuration")]
     NoSite,
+    #[error("reporting a violation: {0}")]
+    Report(String),
 }
 
 /// Where a replay writes evidence, and the plate reader for violators.
 pub struct EvidenceOutput {
     pub spool: std::path::PathBuf,
     pub reader: Option<plate_ocr::pipeline::Pipeline>,
+    /// When set, every processed violation is signed and queued for
+    /// delivery, as on a live box.
+    pub report: Option<Reporter>,
+}
+
+/// Signs processed violations and queues them in the outbox.
+pub struct Reporter {
+    /// The device.
+    pub identity: crate::identity::DeviceIdentity,
+    /// Its outbox.
+    pub outbox: std::sync::Mutex<crate::outbox::Outbox>,
+}
+
+impl Reporter {
+    fn report(
+        &self,
+        camera_id: &str,
+        event_id: uuid::Uuid,
+        violation: &crate::rules::Violation,
+        processed: &crate::violator::Processed,
+    ) -> Result<(), ReplayError> {
+        let event = crate::report::violation_event(
+            &self.identity,
+            camera_id,
+            event_id,
+            violation,
+            processed,
+            crate::health::clock_sync(),
+        );
+        let mut outbox = self
+            .outbox
+            .lock()
+            .map_err(|_| ReplayError::Report("outbox lock poisoned".into()))?;
+        crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir)
+            .map_err(|e| ReplayError::Report(e.to_string()))?;
+        Ok(())
+    }
 }
 
 /// The outcome of a replay.
@@ -154,7 +193,11 @@ pub fn run_frames(
     if let Some(out) = output {
         for job in jobs {
             let id = job.event_id;
+            let violation = job.violation.clone();
             let processed = crate::violator::process(job, out.reader.as_ref(), &out.spool)?;
+            if let (Some(rep), Some(site)) = (&out.report, site) {
+                rep.report(&site.camera_id, id, &violation, &processed)?;
+            }
             if let Some(v) = violations.iter_mut().find(|v| v.event_id == Some(id)) {
                 v.processed = Some(processed);
             }

@@ -50,6 +50,11 @@ impl ViolatorPlate {
 #[derive(Debug, Clone, Serialize)]
 pub struct Processed {
     pub plate: ViolatorPlate,
+    /// The violator's track as the event reports it.
+    #[serde(skip)]
+    pub track: protocol::TrackSummary,
+    /// The event's spool directory.
+    pub dir: std::path::PathBuf,
     pub evidence: Vec<protocol::EvidenceItem>,
     pub missing: Vec<String>,
 }
@@ -128,9 +133,12 @@ pub fn process(
             h: h as f64,
         })?;
     }
+    let track = track_summary(&job);
     let set: EvidenceSet = job.write(spool)?;
     Ok(Processed {
         plate,
+        track,
+        dir: set.dir.clone(),
         evidence: set.items,
         missing: set
             .missing
@@ -138,4 +146,40 @@ pub fn process(
             .map(|m| format!("{}: {}", m.name, m.reason))
             .collect(),
     })
+}
+
+/// The violator's track for the event: its boxes over the evidence window,
+/// at most 64 bottom-centre points (where the wheels meet the road) spread
+/// evenly, the first and last times it was boxed.
+pub fn track_summary(job: &EvidenceJob) -> protocol::TrackSummary {
+    let boxes: Vec<(&u64, &BBox)> = job.boxes.iter().collect();
+    let time_of = |n: u64| job.frame(n).map(|f| f.time);
+    let first_seen = boxes
+        .first()
+        .and_then(|(n, _)| time_of(**n))
+        .unwrap_or(job.start);
+    let last_seen = boxes
+        .last()
+        .and_then(|(n, _)| time_of(**n))
+        .unwrap_or(job.end)
+        .max(first_seen);
+    let max = protocol::validate::MAX_TRACK_POINTS;
+    let step = boxes.len().div_ceil(max).max(1);
+    let points = boxes
+        .iter()
+        .step_by(step)
+        .take(max)
+        .map(|(n, b)| protocol::TrackPoint {
+            frame: **n,
+            x: (b.x + b.w / 2.0).max(0.0).round() as u32,
+            y: (b.y + b.h).max(0.0).round() as u32,
+        })
+        .collect();
+    protocol::TrackSummary {
+        track_id: job.violation.track_id,
+        first_seen,
+        last_seen,
+        frame_count: u32::try_from(boxes.len()).unwrap_or(u32::MAX),
+        points,
+    }
 }

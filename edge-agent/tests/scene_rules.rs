@@ -188,9 +188,21 @@ fn red_light_runner_gets_verified_evidence_and_an_honest_plate() {
             PipelineConfig::default(),
         )
     };
+    let identity = edge_agent::identity::DeviceIdentity::with_key(
+        "edge-test",
+        "site-test",
+        ed25519_dalek::SigningKey::from_bytes(&[3; 32]),
+    );
+    let db = spool.path().join("outbox.sqlite");
+    let outbox =
+        edge_agent::outbox::Outbox::open(&db, edge_agent::outbox::OutboxLimits::default()).unwrap();
     let out = edge_agent::replay::EvidenceOutput {
         spool: spool.path().to_path_buf(),
         reader: Some(reader),
+        report: Some(edge_agent::replay::Reporter {
+            identity: identity.clone(),
+            outbox: std::sync::Mutex::new(outbox),
+        }),
     };
     let frames = (0..220u64).map(|n| Ok(s.render(n).unwrap()));
     let summary =
@@ -223,4 +235,30 @@ fn red_light_runner_gets_verified_evidence_and_an_honest_plate() {
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
+    // Signed and queued for delivery, its manifest the files on disk.
+    drop(out);
+    let outbox =
+        edge_agent::outbox::Outbox::open(&db, edge_agent::outbox::OutboxLimits::default()).unwrap();
+    let due = outbox
+        .due(
+            edge_agent::outbox::now_ms(),
+            std::time::Duration::from_secs(30),
+            0,
+            10,
+        )
+        .unwrap();
+    assert_eq!(due.len(), 1, "one event queued");
+    let edge_agent::outbox::Pending::Event(queued) = &due[0] else {
+        panic!("{due:?}")
+    };
+    let signed = protocol::SignedEvent::from_json(&queued.event_json).unwrap();
+    let event = signed.verify(&identity.verifying_key()).unwrap();
+    assert_eq!(event.event_id, id);
+    assert_eq!(event.violation_type, protocol::ViolationType::RedLight);
+    assert_eq!(event.camera_id, site.camera_id);
+    assert_eq!(event.evidence, p.evidence);
+    assert!(!event.plate.readable, "unreadable stays unreadable");
+    assert!(event.signal.is_some(), "the red light it ran is recorded");
+    assert!(!event.track.points.is_empty() && event.track.first_seen <= event.event_time);
+    assert!(queued.stills.iter().all(|n| n != "clip.mp4"));
 }
