@@ -49,6 +49,12 @@ impl Analysis {
         })
     }
 
+    /// Gives the detector back (to start a fresh analysis with it, e.g.
+    /// after the stream restarted).
+    pub fn into_detector(self) -> Box<dyn VehicleDetector> {
+        self.detector
+    }
+
     /// Analyses one frame; returns the violations completed by it.
     pub fn process(&mut self, frame: &Frame) -> Result<Vec<Violation>, DetectError> {
         let info = FrameInfo::new(

@@ -30,6 +30,59 @@ pub struct AgentConfig {
     /// Heartbeat, metrics, logs.
     #[serde(default)]
     pub health: HealthConfig,
+    /// Plate reading on violators.
+    #[serde(default)]
+    pub plates: PlatesConfig,
+    /// The cameras this box analyses (`edge-agent run`).
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// Plate reading.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlatesConfig {
+    /// `ppocr` (the general OCR baseline), `vn` (our own recogniser) or
+    /// `none` (every plate left to the reviewers).
+    pub recognizer: String,
+}
+
+impl Default for PlatesConfig {
+    fn default() -> Self {
+        Self {
+            recognizer: "ppocr".into(),
+        }
+    }
+}
+
+/// One camera.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// Stream or file: `rtsp://…`, `file.mp4`, `v4l2:///dev/video0`, `http://…mjpeg`.
+    pub source: String,
+    /// Its site file (geometry, signals, rules; the camera id is in it).
+    pub site: PathBuf,
+    /// Vehicle detector: `yolox` or `motion`.
+    #[serde(default = "default_detector")]
+    pub detector: String,
+    /// Inference threads for this camera's detector.
+    #[serde(default = "one")]
+    pub threads: usize,
+    /// Pace a file at its own frame rate, as a camera would deliver it.
+    #[serde(default)]
+    pub realtime: bool,
+    /// Tuning of the `motion` detector.
+    #[serde(default)]
+    pub motion: crate::detect::MotionConfig,
+}
+
+fn default_detector() -> String {
+    "yolox".into()
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Who this box is and where it keeps state.
@@ -259,6 +312,38 @@ impl AgentConfig {
         }
         if self.health.heartbeat_s.is_nan() || self.health.heartbeat_s < 0.2 {
             return bad("health.heartbeat_s", "must be at least 0.2".into());
+        }
+        if !["ppocr", "vn", "none"].contains(&self.plates.recognizer.as_str()) {
+            return bad(
+                "plates.recognizer",
+                format!("{:?}: expected ppocr, vn or none", self.plates.recognizer),
+            );
+        }
+        for (i, c) in self.cameras.iter().enumerate() {
+            if !["yolox", "motion"].contains(&c.detector.as_str()) {
+                return bad(
+                    &format!("cameras[{i}].detector"),
+                    format!("{:?}: expected yolox or motion", c.detector),
+                );
+            }
+            if !(1..=16).contains(&c.threads) {
+                return bad(
+                    &format!("cameras[{i}].threads"),
+                    "must be within 1..=16".into(),
+                );
+            }
+            if c.source.trim().is_empty() {
+                return bad(&format!("cameras[{i}].source"), "empty".into());
+            }
+        }
+        if self.cameras.len() > protocol::validate::MAX_CAMERAS {
+            return bad(
+                "cameras",
+                format!(
+                    "at most {} cameras per box",
+                    protocol::validate::MAX_CAMERAS
+                ),
+            );
         }
         if !self.health.metrics_listen.is_empty()
             && self.health.metrics_listen.parse::<SocketAddr>().is_err()

@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod geometry;
 pub mod health;
 pub mod identity;
+pub mod live;
 pub mod models;
 pub mod outbox;
 pub mod replay;

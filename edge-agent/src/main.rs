@@ -5,17 +5,10 @@ use clap::{Parser, Subcommand};
 use edge_agent::capture::{FrameSource, Pacing, SourceSpec};
 use edge_agent::config::AgentConfig;
 use edge_agent::delivery::{self, Shared};
-use edge_agent::detect::{
-    MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector,
-};
 use edge_agent::identity::DeviceIdentity;
 use edge_agent::outbox::Outbox;
 use edge_agent::replay::EvidenceOutput;
 use edge_agent::site::SiteConfig;
-use plate_ocr::detect::{Y5fuDetector, Y5fuSize};
-use plate_ocr::pipeline::{Pipeline, PipelineConfig};
-use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
-use plate_ocr::runtime::SessionConfig;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -91,6 +84,13 @@ enum Cmd {
         #[arg(long, env = "EDGE_CONFIG")]
         config: PathBuf,
     },
+    /// The live box: every camera in the configuration analysed, violations
+    /// post-processed, signed and queued, and delivered — until SIGINT/SIGTERM.
+    Run {
+        /// Agent configuration (with `[[cameras]]`).
+        #[arg(long, env = "EDGE_CONFIG")]
+        config: PathBuf,
+    },
     /// Print the outbox's counts as JSON.
     Outbox {
         /// Agent configuration.
@@ -116,14 +116,15 @@ fn init_logs(json: bool) {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let config = match &cli.command {
-        Cmd::Enroll { config } | Cmd::Deliver { config } | Cmd::Outbox { config } => {
-            Some(AgentConfig::load(config).map_err(|e| anyhow!(e))?)
-        }
+        Cmd::Enroll { config }
+        | Cmd::Deliver { config }
+        | Cmd::Run { config }
+        | Cmd::Outbox { config } => Some(AgentConfig::load(config).map_err(|e| anyhow!(e))?),
         _ => None,
     };
     init_logs(config.as_ref().is_some_and(|c| c.health.log_json));
     match cli.command {
-        Cmd::Enroll { .. } | Cmd::Deliver { .. } | Cmd::Outbox { .. } => {
+        Cmd::Enroll { .. } | Cmd::Deliver { .. } | Cmd::Run { .. } | Cmd::Outbox { .. } => {
             let Some(cfg) = config else {
                 return Err(anyhow!("no configuration"));
             };
@@ -152,7 +153,8 @@ fn main() -> Result<()> {
                     });
                     println!("{}", serde_json::to_string_pretty(&out)?);
                 }
-                _ => deliver(&cfg, &identity)?,
+                Cmd::Run { .. } => serve(&cfg, &identity, true)?,
+                _ => serve(&cfg, &identity, false)?,
             }
             Ok(())
         }
@@ -203,14 +205,11 @@ fn main() -> Result<()> {
                         .with_context(|| format!("site configuration {}", p.display()))
                 })
                 .transpose()?;
-            let det: Box<dyn VehicleDetector> = match detector.as_str() {
-                "yolox" => Box::new(YoloxDetector::new(YoloxConfig {
-                    threads,
-                    ..YoloxConfig::default()
-                })?),
-                "motion" => Box::new(MotionDetector::new(MotionConfig::default())?),
-                other => return Err(anyhow!("unknown detector `{other}` (yolox or motion)")),
-            };
+            let det = edge_agent::live::make_detector(
+                &detector,
+                threads,
+                edge_agent::detect::MotionConfig::default(),
+            )?;
             let spec = SourceSpec::parse(&video)?;
             let report = match &agent_config {
                 Some(path) => {
@@ -234,12 +233,16 @@ fn main() -> Result<()> {
             let output = match (out, report) {
                 (_, Some((spool, reporter))) => Some(EvidenceOutput {
                     spool,
-                    reader: Some(plate_reader(&recognizer)?),
+                    reader: Some(
+                        edge_agent::violator::plate_reader(&recognizer).map_err(|e| anyhow!(e))?,
+                    ),
                     report: Some(reporter),
                 }),
                 (Some(spool), None) => Some(EvidenceOutput {
                     spool,
-                    reader: Some(plate_reader(&recognizer)?),
+                    reader: Some(
+                        edge_agent::violator::plate_reader(&recognizer).map_err(|e| anyhow!(e))?,
+                    ),
                     report: None,
                 }),
                 (None, None) => None,
@@ -252,25 +255,9 @@ fn main() -> Result<()> {
     }
 }
 
-/// The plate reader for violators: y5fu-320 inside the vehicle box, then the
-/// chosen recogniser and the grammar.
-fn plate_reader(recognizer: &str) -> Result<Pipeline> {
-    let cfg = SessionConfig::default();
-    let rec: Box<dyn Recognizer> = match recognizer {
-        "ppocr" => Box::new(PpOcrRecognizer::load(cfg)?),
-        "vn" => Box::new(SlotRecognizer::load(cfg)?),
-        other => return Err(anyhow!("unknown recogniser `{other}` (ppocr or vn)")),
-    };
-    let det = Y5fuDetector::load(Y5fuSize::S320, cfg)?;
-    Ok(Pipeline::new(
-        Some(Box::new(det)),
-        rec,
-        PipelineConfig::default(),
-    ))
-}
-
-/// `edge-agent deliver`: the delivery loop with metrics, until a signal.
-fn deliver(cfg: &AgentConfig, identity: &DeviceIdentity) -> Result<()> {
+/// `edge-agent deliver` (and, with `cameras`, `run`): the delivery loop with
+/// metrics — and the cameras with their post-processing — until a signal.
+fn serve(cfg: &AgentConfig, identity: &DeviceIdentity, cameras: bool) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
@@ -286,8 +273,23 @@ fn deliver(cfg: &AgentConfig, identity: &DeviceIdentity) -> Result<()> {
         .with_context(|| format!("metrics listener {}", cfg.health.metrics_listen))?;
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
+    let live = if cameras {
+        if cfg.cameras.is_empty() {
+            return Err(anyhow!("no [[cameras]] in the configuration"));
+        }
+        let live = edge_agent::live::Live::start(cfg, identity, &shared, stop.clone())?;
+        tracing::info!(cameras = cfg.cameras.len(), "cameras started");
+        Some(live)
+    } else {
+        None
+    };
     tracing::info!(device = %identity.device_id, broker = %cfg.mqtt.url, "delivering");
-    delivery::run(cfg, identity, &shared, stop)?;
+    let result = delivery::run(cfg, identity, &shared, stop.clone());
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(live) = live {
+        live.join();
+    }
+    result?;
     tracing::info!("delivery stopped");
     Ok(())
 }

@@ -183,3 +183,25 @@ pub fn track_summary(job: &EvidenceJob) -> protocol::TrackSummary {
         points,
     }
 }
+
+/// The plate reader for violators: y5fu-320 inside the vehicle box, then the
+/// recogniser `name` (`ppocr`, the general OCR baseline, or `vn`, our own)
+/// and the plate grammar.
+pub fn plate_reader(name: &str) -> Result<Pipeline, String> {
+    use plate_ocr::detect::{Y5fuDetector, Y5fuSize};
+    use plate_ocr::pipeline::PipelineConfig;
+    use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
+    use plate_ocr::runtime::SessionConfig;
+    let cfg = SessionConfig::default();
+    let rec: Box<dyn Recognizer> = match name {
+        "ppocr" => Box::new(PpOcrRecognizer::load(cfg).map_err(|e| e.to_string())?),
+        "vn" => Box::new(SlotRecognizer::load(cfg).map_err(|e| e.to_string())?),
+        other => return Err(format!("unknown recogniser `{other}` (ppocr or vn)")),
+    };
+    let det = Y5fuDetector::load(Y5fuSize::S320, cfg).map_err(|e| e.to_string())?;
+    Ok(Pipeline::new(
+        Some(Box::new(det)),
+        rec,
+        PipelineConfig::default(),
+    ))
+}

@@ -14,8 +14,10 @@ use opencv::imgproc;
 use opencv::video;
 use protocol::VehicleClass;
 
-/// Tuning of the motion detector.
-#[derive(Debug, Clone, Copy)]
+/// Tuning of the motion detector (a camera's `motion` table in the agent
+/// configuration; unset fields keep their defaults).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MotionConfig {
     /// Width of the analysis copy (height keeps the aspect ratio).
     pub analysis_width: i32,

@@ -1,0 +1,314 @@
+//! The live box: every configured camera analysed in its own thread,
+//! violations post-processed on one worker thread, delivery alongside.
+//!
+//! The split follows what must never wait for what: a camera thread only
+//! decodes, detects, tracks, judges and keeps its evidence ring; the plate
+//! read, the stills and clip, the signature and the outbox commit happen on
+//! the post-processing worker (a bounded queue between them: when the worker
+//! falls behind, the camera logs and drops the job rather than stalling — the
+//! violation is lost, loudly, instead of every later one). Delivery only
+//! reads the outbox. A camera whose stream fails is retried by its capture
+//! supervisor and reported in the heartbeat; the others carry on.
+
+use crate::analysis::Analysis;
+use crate::capture::{Camera, CameraState as CaptureState, Pacing, RetryPolicy, SourceSpec};
+use crate::config::{AgentConfig, CameraConfig};
+use crate::delivery::Shared;
+use crate::detect::{MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector};
+use crate::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob};
+use crate::identity::DeviceIdentity;
+use crate::outbox::Outbox;
+use crate::site::SiteConfig;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Jobs waiting for post-processing, across all cameras.
+pub const POST_QUEUE: usize = 64;
+
+/// A live-loop failure at start (a camera's site file, a model).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct LiveError(pub String);
+
+/// Builds the vehicle detector `name` (`yolox` or `motion`).
+pub fn make_detector(
+    name: &str,
+    threads: usize,
+    motion: MotionConfig,
+) -> Result<Box<dyn VehicleDetector>, LiveError> {
+    match name {
+        "yolox" => YoloxDetector::new(YoloxConfig {
+            threads,
+            ..YoloxConfig::default()
+        })
+        .map(|d| Box::new(d) as Box<dyn VehicleDetector>)
+        .map_err(|e| LiveError(format!("YOLOX: {e}"))),
+        "motion" => MotionDetector::new(motion)
+            .map(|d| Box::new(d) as Box<dyn VehicleDetector>)
+            .map_err(|e| LiveError(format!("motion detector: {e}"))),
+        other => Err(LiveError(format!(
+            "unknown detector `{other}` (yolox or motion)"
+        ))),
+    }
+}
+
+/// The running cameras and worker.
+pub struct Live {
+    threads: Vec<JoinHandle<()>>,
+}
+
+struct PostJob {
+    camera_id: String,
+    job: EvidenceJob,
+}
+
+impl Live {
+    /// Starts every camera of `cfg` and the post-processing worker. Each
+    /// camera's site file is loaded and checked before anything starts.
+    pub fn start(
+        cfg: &AgentConfig,
+        identity: &DeviceIdentity,
+        shared: &Shared,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Self, LiveError> {
+        let mut sites = Vec::new();
+        for (i, cam) in cfg.cameras.iter().enumerate() {
+            let site =
+                SiteConfig::load(&cam.site).map_err(|e| LiveError(format!("cameras[{i}]: {e}")))?;
+            let spec = SourceSpec::parse(&cam.source)
+                .map_err(|e| LiveError(format!("cameras[{i}].source: {e}")))?;
+            sites.push((cam.clone(), site, spec));
+        }
+        let (tx, rx) = std::sync::mpsc::sync_channel::<PostJob>(POST_QUEUE);
+        let mut threads = Vec::new();
+        let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())
+            .map_err(|e| LiveError(e.to_string()))?;
+        let reader = match cfg.plates.recognizer.as_str() {
+            "none" => None,
+            name => Some(
+                crate::violator::plate_reader(name)
+                    .map_err(|e| LiveError(format!("plate reader: {e}")))?,
+            ),
+        };
+        let worker = Worker {
+            identity: identity.clone(),
+            outbox: Mutex::new(outbox),
+            reader,
+            spool: cfg.spool_dir(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("post-process".into())
+                .spawn(move || worker.run(rx))
+                .map_err(|e| LiveError(format!("starting the worker: {e}")))?,
+        );
+        for (cam, site, spec) in sites {
+            let detector = make_detector(&cam.detector, cam.threads, cam.motion)?;
+            let (tx, shared, stop) = (tx.clone(), shared.clone(), stop.clone());
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("analyse-{}", site.camera_id))
+                    .spawn(move || camera_loop(cam, site, spec, detector, tx, shared, stop))
+                    .map_err(|e| LiveError(format!("starting a camera: {e}")))?,
+            );
+        }
+        Ok(Self { threads })
+    }
+
+    /// Waits for every thread (after `stop` was set).
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// One camera: capture → analysis → evidence ring → jobs for the worker.
+fn camera_loop(
+    cam: CameraConfig,
+    site: SiteConfig,
+    spec: SourceSpec,
+    detector: Box<dyn VehicleDetector>,
+    tx: SyncSender<PostJob>,
+    shared: Shared,
+    stop: Arc<AtomicBool>,
+) {
+    let id = site.camera_id.clone();
+    let pacing = if cam.realtime {
+        Pacing::RealTime
+    } else {
+        Pacing::AsFastAsPossible
+    };
+    let size = (site.frame.width, site.frame.height);
+    let (handle, frames) = Camera::start(&id, spec, pacing, Some(size), RetryPolicy::default(), 4);
+    let site = Arc::new(site);
+    let mut analysis = match Analysis::new(detector, Some(&site)) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!(camera = %id, error = %e, "cannot start the analysis");
+            return;
+        }
+    };
+    let mut collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
+    let mut last_number: Option<u64> = None;
+    let mut fps = Rate::default();
+    let send = |job: EvidenceJob| match tx.try_send(PostJob {
+        camera_id: id.clone(),
+        job,
+    }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(j)) => {
+            tracing::error!(camera = %id, event_id = %j.job.event_id, "post-processing queue full: violation dropped");
+        }
+        Err(TrySendError::Disconnected(_)) => {}
+    };
+    while !stop.load(Ordering::Relaxed) {
+        report_status(&shared, &id, &handle, fps.value());
+        let frame = match frames.recv_timeout(Duration::from_millis(200)) {
+            Ok(f) => f,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        };
+        // A reconnected stream numbers its frames from 0 again: close the
+        // old stream's evidence and tracks, start afresh.
+        if last_number.is_some_and(|n| frame.number <= n) {
+            for j in collector.finish() {
+                send(j);
+            }
+            collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
+            match Analysis::new(analysis.into_detector(), Some(&site)) {
+                Ok(a) => analysis = a,
+                Err(e) => {
+                    tracing::error!(camera = %id, error = %e, "cannot restart the analysis");
+                    break;
+                }
+            }
+        }
+        last_number = Some(frame.number);
+        match collector.push_frame(frame.clone()) {
+            Ok(jobs) => jobs.into_iter().for_each(&send),
+            Err(e) => tracing::error!(camera = %id, error = %e, "evidence ring"),
+        }
+        let found = match analysis.process(&frame) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(camera = %id, error = %e, "analysis failed on a frame");
+                continue;
+            }
+        };
+        fps.tick();
+        for v in found {
+            let event_id = uuid::Uuid::new_v4();
+            let track: Vec<_> = analysis
+                .active_tracks()
+                .find(|t| t.id() == v.track_id)
+                .map(|t| t.trajectory().iter().copied().collect())
+                .unwrap_or_default();
+            tracing::info!(camera = %id, %event_id, rule = ?v.rule, track = v.track_id, "violation");
+            match collector.add_violation(event_id, &v, &track) {
+                Ok(Some(job)) => send(job),
+                Ok(None) => {}
+                Err(e) => tracing::error!(camera = %id, error = %e, "evidence for a violation"),
+            }
+        }
+    }
+    for j in collector.finish() {
+        send(j);
+    }
+    handle.stop();
+}
+
+fn report_status(shared: &Shared, id: &str, handle: &crate::capture::CameraHandle, fps: f64) {
+    let s = handle.status();
+    let state = match s.state {
+        CaptureState::Connecting => protocol::CameraState::Connecting,
+        CaptureState::Streaming => protocol::CameraState::Streaming,
+        CaptureState::Stalled => protocol::CameraState::Stalled,
+        CaptureState::Finished | CaptureState::Failed => protocol::CameraState::Failed,
+    };
+    shared.board.set_camera(protocol::CameraStatus {
+        camera_id: id.to_owned(),
+        state,
+        last_frame_time: s.last_frame,
+        analysed_fps: if s.state == CaptureState::Streaming {
+            fps.clamp(0.0, 1000.0)
+        } else {
+            0.0
+        },
+    });
+}
+
+/// Frames per second over the last few seconds.
+#[derive(Default)]
+struct Rate {
+    window: std::collections::VecDeque<Instant>,
+}
+
+impl Rate {
+    fn tick(&mut self) {
+        let now = Instant::now();
+        self.window.push_back(now);
+        while self
+            .window
+            .front()
+            .is_some_and(|t| now - *t > Duration::from_secs(5))
+        {
+            self.window.pop_front();
+        }
+    }
+
+    fn value(&self) -> f64 {
+        match (self.window.front(), self.window.back()) {
+            (Some(a), Some(b)) if b > a => (self.window.len() - 1) as f64 / (*b - *a).as_secs_f64(),
+            _ => 0.0,
+        }
+    }
+}
+
+/// Post-processing: plate read, evidence files, signature, outbox.
+struct Worker {
+    identity: DeviceIdentity,
+    outbox: Mutex<Outbox>,
+    reader: Option<plate_ocr::pipeline::Pipeline>,
+    spool: std::path::PathBuf,
+}
+
+impl Worker {
+    fn run(self, rx: Receiver<PostJob>) {
+        for PostJob { camera_id, job } in rx {
+            let event_id = job.event_id;
+            let violation = job.violation.clone();
+            let processed = match crate::violator::process(job, self.reader.as_ref(), &self.spool) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(%event_id, error = %e, "post-processing failed; violation not reported");
+                    continue;
+                }
+            };
+            let event = crate::report::violation_event(
+                &self.identity,
+                &camera_id,
+                event_id,
+                &violation,
+                &processed,
+                crate::health::clock_sync(),
+            );
+            let Ok(mut outbox) = self.outbox.lock() else {
+                tracing::error!("outbox lock poisoned");
+                return;
+            };
+            match crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir)
+            {
+                Ok(_) => {
+                    tracing::info!(%event_id, plate = ?processed.plate.text, "violation queued")
+                }
+                Err(e) => {
+                    tracing::error!(%event_id, error = %e, "violation not queued; evidence kept in the spool")
+                }
+            }
+        }
+    }
+}

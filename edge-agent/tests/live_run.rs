@@ -1,0 +1,140 @@
+//! The whole box as a process: `edge-agent run` reads a camera stream (a
+//! rendered intersection encoded to H.264 MP4, decoded by GStreamer),
+//! detects and tracks, judges the red light, post-processes the violator,
+//! signs, queues and delivers through a real Mosquitto to a subscriber that
+//! verifies and acks like the server. Proves that one red-light runner among
+//! two cars becomes exactly one verified event with its stills and clip, and
+//! that the heartbeat reports the camera.
+
+mod delivery_support;
+
+use delivery_support::*;
+use edge_agent::scene::{Scene, ScriptedVehicle, SignalCycle};
+use protocol::{SignedHeartbeat, VehicleClass};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn car(x: i32, stop: Option<f32>, plate: &str, colour: [u8; 3]) -> ScriptedVehicle {
+    ScriptedVehicle {
+        class: VehicleClass::Car,
+        x,
+        width: 70,
+        height: 100,
+        start_bottom: 470.0,
+        speed: 5.0,
+        enter_frame: 110,
+        stop_at_y: stop,
+        plate: plate.to_string(),
+        colour,
+    }
+}
+
+#[test]
+fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_delivered_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // green 0-59, yellow 60-74, red 75-179: both cars arrive on red, one stops.
+    let scene = Scene {
+        width: 640,
+        height: 480,
+        fps: 10,
+        stop_y: 240,
+        signal: SignalCycle {
+            green: 60,
+            yellow: 15,
+            red: 105,
+        },
+        vehicles: vec![
+            car(80, None, "29B67890", [40, 60, 200]),
+            car(300, Some(280.0), "51F11111", [40, 160, 40]),
+        ],
+        start: time::OffsetDateTime::now_utc(),
+    };
+    assert_eq!(scene.red_light_runners(220), vec![0]);
+    let frames: Vec<_> = (0..220).map(|n| scene.render(n).unwrap()).collect();
+    let video = d.join("camera.mp4");
+    edge_agent::evidence::encode_clip(&frames, &[], &video, 4000, Duration::from_secs(120))
+        .unwrap();
+    std::fs::write(d.join("site.toml"), scene.site_toml()).unwrap();
+    let site = edge_agent::site::SiteConfig::load(d.join("site.toml")).unwrap();
+
+    let broker = Broker::start();
+    let cameras = format!(
+        "\n[plates]\nrecognizer = \"none\"\n\n[[cameras]]\nsource = \"{video}\"\nsite = \"{site}\"\ndetector = \"motion\"\n\
+         [cameras.motion]\nanalysis_width = 640\nmin_area = 1500.0\nhistory = 5000\nlearning_rate = 0.0003\n",
+        video = video.display(),
+        site = d.join("site.toml").display()
+    );
+    let config = agent_config(d, broker.port, &cameras);
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["enroll", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (id, _) = edge_agent::identity::DeviceIdentity::load_or_create(
+        DEVICE,
+        SITE,
+        &d.join("data/device.key"),
+    )
+    .unwrap();
+    let server = TestServer::start(broker.port, id.verifying_key());
+
+    // Watch heartbeats for the camera's state.
+    let (hb_client, mut hb_conn) = rumqttc::Client::new(
+        rumqttc::MqttOptions::new("hb", "127.0.0.1", broker.port),
+        16,
+    );
+    hb_client
+        .subscribe("tv/v1/+/+/heartbeat", rumqttc::QoS::AtLeastOnce)
+        .unwrap();
+
+    let log = d.join("run.log");
+    let mut agent = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut cameras_seen = Vec::new();
+    let delivered = wait_for(120, || {
+        if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) =
+            hb_conn.recv_timeout(Duration::from_millis(50))
+        {
+            let beat = SignedHeartbeat::from_json(&p.payload)
+                .unwrap()
+                .verify(&id.verifying_key())
+                .unwrap();
+            cameras_seen.extend(beat.cameras.into_iter().map(|c| c.camera_id));
+        }
+        let s = server.seen.lock().unwrap();
+        !s.first.is_empty() && !s.clips.is_empty()
+    });
+    std::thread::sleep(Duration::from_secs(2)); // would a second (wrong) event follow?
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(agent.id().to_string())
+        .status();
+    let status = agent.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(delivered, "event and clip delivered; log:\n{text}");
+    assert!(status.success(), "clean exit on SIGTERM; log:\n{text}");
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(
+        seen.first.len(),
+        1,
+        "exactly the one runner: {:?}",
+        seen.first
+    );
+    assert_eq!(seen.first[0].1, site.camera_id);
+    assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
+    assert!(
+        cameras_seen.contains(&site.camera_id),
+        "heartbeat lists the camera: {cameras_seen:?}"
+    );
+}
