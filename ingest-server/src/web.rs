@@ -145,6 +145,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/cases/{event_id}", get(get_case))
         .route("/api/v1/heartbeats", get(list_heartbeats))
         .route("/api/v1/evidence/{sha256}", get(get_evidence))
+        .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(ctx)
 }
 
@@ -250,12 +251,21 @@ struct NewDevice {
     public_key: String,
 }
 
+/// Reads a JSON body into `T` (after the token check, with our error shape).
+fn json_body<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest {
+        code: "invalid_json",
+        message: e.to_string(),
+    })
+}
+
 async fn add_device(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    Json(d): Json<NewDevice>,
+    body: Bytes,
 ) -> Result<(StatusCode, Json<devices::Device>), ApiError> {
     require_admin(&ctx, &headers)?;
+    let d: NewDevice = json_body(&body)?;
     let dev = devices::enrol(
         &ctx.ingestor.context().db,
         &d.device_id,
@@ -276,10 +286,14 @@ async fn revoke_device(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
     Path(id): Path<String>,
-    body: Option<Json<Revocation>>,
+    body: Bytes,
 ) -> Result<Json<devices::Device>, ApiError> {
     require_admin(&ctx, &headers)?;
-    let reason = body.map(|Json(r)| r.reason).unwrap_or_default();
+    let reason = if body.is_empty() {
+        String::new()
+    } else {
+        json_body::<Revocation>(&body)?.reason
+    };
     Ok(Json(
         devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?,
     ))

@@ -120,6 +120,22 @@ async fn violations_over_http_and_admin_api() {
             (st, json_of(&body)["error"]["code"].clone()),
             (409, json!("conflict"))
         );
+        let (st, body) = request(
+            addr,
+            "POST",
+            "/api/v1/devices",
+            &[ct_json, AUTH],
+            b"{not json",
+        );
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (400, json!("invalid_json"))
+        );
+        let (st, body) = request(addr, "GET", "/api/v1/nothing", &[], b"");
+        assert_eq!(
+            (st, json_of(&body)["error"]["code"].clone()),
+            (404, json!("not_found"))
+        );
         let bad = json!({"device_id": "edge-z", "site": SITE, "public_key": "00"}).to_string();
         let (st, body) = request(
             addr,

@@ -41,6 +41,9 @@ struct Args {
     /// Database (default: SQLite in a temporary directory).
     #[arg(long)]
     database_url: Option<String>,
+    /// External broker `mqtt://host:port` (default: the embedded broker).
+    #[arg(long)]
+    mqtt_url: Option<String>,
     /// Data directory for SQLite and evidence (default: a temporary one).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -154,7 +157,13 @@ async fn main() -> Result<()> {
     if let Some(url) = &args.database_url {
         cfg.database.url = url.clone();
     }
+    if let Some(url) = &args.mqtt_url {
+        cfg.mqtt.url = url.clone();
+    }
     cfg.validate()?;
+    let (host, port) = cfg
+        .external_broker()
+        .unwrap_or_else(|| ("127.0.0.1".into(), cfg.mqtt.listen.port()));
     let server = app::start(&cfg).await.context("starting the server")?;
     let db = server.ingestor.context().db.clone();
     for i in 0..args.devices {
@@ -191,8 +200,9 @@ async fn main() -> Result<()> {
         let still = still.clone();
         let latencies = latencies.clone();
         let window = args.window;
+        let host = host.clone();
         tasks.push(tokio::spawn(async move {
-            run_edge(i, port, per_device, window, &still, &latencies).await
+            run_edge(i, &host, port, per_device, window, &still, &latencies).await
         }));
     }
     for t in tasks {
@@ -219,6 +229,7 @@ async fn main() -> Result<()> {
 
 async fn run_edge(
     i: usize,
+    host: &str,
     port: u16,
     count: usize,
     window: usize,
@@ -227,7 +238,7 @@ async fn run_edge(
 ) -> Result<()> {
     let device = format!("dev-{i}");
     let key = device_key(i);
-    let mut opts = MqttOptions::new(format!("loadgen-{i}"), "127.0.0.1", port);
+    let mut opts = MqttOptions::new(format!("loadgen-{i}"), host, port);
     opts.set_max_packet_size(20 << 20, 20 << 20)
         .set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(opts, 64);
