@@ -94,9 +94,11 @@ fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_deliver
         .unwrap();
 
     let log = d.join("run.log");
+    let metrics_port = free_port();
     let mut agent = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
         .args(["run", "--config"])
         .arg(&config)
+        .env("EDGE_METRICS_LISTEN", format!("127.0.0.1:{metrics_port}"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -116,6 +118,7 @@ fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_deliver
         !s.first.is_empty() && !s.clips.is_empty()
     });
     std::thread::sleep(Duration::from_secs(2)); // would a second (wrong) event follow?
+    let metrics = http_get(metrics_port, "/metrics");
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(agent.id().to_string())
@@ -137,4 +140,20 @@ fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_deliver
         cameras_seen.contains(&site.camera_id),
         "heartbeat lists the camera: {cameras_seen:?}"
     );
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("edge_events_acked_total 2\n"),
+        "event and clip acked:\n{metrics}"
+    );
+    let fps = format!("edge_camera_fps{{camera=\"{}\"}}", site.camera_id);
+    assert!(metrics.contains(&fps), "{metrics}");
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
 }
