@@ -2,12 +2,12 @@
 //! chunks and heartbeats, hands each message to ingest, and publishes the
 //! ack on the device's ack topic (QoS 1).
 //!
-//! On the embedded broker it subscribes plainly (`tv/v1/+/+/events`, ...);
-//! on an external broker (Mosquitto, EMQX) through the shared subscription
+//! On the embedded broker it speaks MQTT 3.1.1 and subscribes plainly
+//! (`tv/v1/+/+/events`, ...); on an external broker (Mosquitto, EMQX) it
+//! speaks MQTT 5 and subscribes through the shared subscription
 //! `$share/{group}/tv/v1/+/+/events`, so several server replicas split one
-//! stream and each message reaches exactly one of them. Mosquitto and EMQX
-//! honour `$share` for MQTT 3.1.1 clients as well, which is what this
-//! client speaks.
+//! stream and each message reaches exactly one of them; its session
+//! outlives a disconnection by an hour (clean start off, session expiry).
 //!
 //! The broker's PUBACK is sent only after the message was dealt with
 //! (manual acks, in arrival order as MQTT requires): if the server dies
@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{Ack, Channel, Message, topics};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clips::ClipAssembler;
@@ -55,49 +55,184 @@ pub fn filters(share_group: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-/// Connects and serves until the process ends (reconnecting as needed).
-pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAssembler>) {
-    let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
-    opts.set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(false)
-        .set_manual_acks(true)
-        .set_inflight(500)
-        .set_max_packet_size(crate::broker::MAX_PAYLOAD, crate::broker::MAX_PAYLOAD);
-    if let Some((user, pass)) = &settings.credentials {
-        opts.set_credentials(user, pass);
+/// The server's client, in the protocol version it speaks to its broker.
+#[derive(Clone)]
+enum Client {
+    /// MQTT 3.1.1 (the embedded rumqttd).
+    V4(rumqttc::AsyncClient),
+    /// MQTT 5 (an external broker: shared subscriptions are a v5 feature).
+    V5(rumqttc::v5::AsyncClient),
+}
+
+/// A received PUBLISH of either version.
+#[derive(Clone)]
+enum Received {
+    V4(rumqttc::Publish),
+    V5(rumqttc::v5::mqttbytes::v5::Publish),
+}
+
+impl Received {
+    fn topic(&self) -> String {
+        match self {
+            Received::V4(p) => p.topic.clone(),
+            Received::V5(p) => String::from_utf8_lossy(&p.topic).into_owned(),
+        }
     }
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+
+    fn payload(&self) -> Bytes {
+        match self {
+            Received::V4(p) => p.payload.clone(),
+            Received::V5(p) => p.payload.clone(),
+        }
+    }
+}
+
+impl Client {
+    async fn subscribe(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .subscribe(filter, QoS::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .subscribe(filter, rumqttc::v5::mqttbytes::QoS::AtLeastOnce)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn publish(&self, topic: String, body: Vec<u8>) -> Result<(), String> {
+        match self {
+            Client::V4(c) => c
+                .publish(topic, QoS::AtLeastOnce, false, body)
+                .await
+                .map_err(|e| e.to_string()),
+            Client::V5(c) => c
+                .publish(topic, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, body)
+                .await
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    async fn ack(&self, received: &Received) -> Result<(), String> {
+        match (self, received) {
+            (Client::V4(c), Received::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            (Client::V5(c), Received::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
+            _ => Err("ack for a message of the other protocol version".into()),
+        }
+    }
+}
+
+/// What the event loop reports, whatever the version.
+enum Happened {
+    Connected,
+    Message(Received),
+    Lost(String),
+}
+
+/// Connects and serves until the process ends (reconnecting as needed):
+/// MQTT 5 with shared subscriptions on an external broker, MQTT 3.1.1 on
+/// the embedded one.
+pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAssembler>) {
+    let max = crate::broker::MAX_PAYLOAD;
+    // The event loop runs in its own task and reports what happened.
+    let (events_tx, mut events) = mpsc::channel::<Happened>(256);
+    let client = if settings.share_group.is_some() {
+        let mut opts =
+            rumqttc::v5::MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+        opts.set_keep_alive(Duration::from_secs(30))
+            .set_clean_start(false)
+            .set_session_expiry_interval(Some(3600))
+            .set_manual_acks(true)
+            .set_max_packet_size(u32::try_from(max).ok());
+        if let Some((user, pass)) = &settings.credentials {
+            opts.set_credentials(user, pass);
+        }
+        let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 1024);
+        tokio::spawn(async move {
+            use rumqttc::v5::mqttbytes::v5::Packet as P5;
+            loop {
+                let happened = match eventloop.poll().await {
+                    Ok(rumqttc::v5::Event::Incoming(P5::ConnAck(_))) => Happened::Connected,
+                    Ok(rumqttc::v5::Event::Incoming(P5::Publish(p))) => {
+                        Happened::Message(Received::V5(p))
+                    }
+                    Ok(_) => continue,
+                    Err(e) => Happened::Lost(e.to_string()),
+                };
+                let lost = matches!(happened, Happened::Lost(_));
+                if events_tx.send(happened).await.is_err() {
+                    return;
+                }
+                if lost {
+                    // rumqttc reconnects on the next poll; don't spin.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        Client::V5(client)
+    } else {
+        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+        opts.set_keep_alive(Duration::from_secs(30))
+            .set_clean_session(false)
+            .set_manual_acks(true)
+            .set_inflight(500)
+            .set_max_packet_size(max, max);
+        if let Some((user, pass)) = &settings.credentials {
+            opts.set_credentials(user, pass);
+        }
+        let (client, mut eventloop) = AsyncClient::new(opts, 1024);
+        tokio::spawn(async move {
+            loop {
+                let happened = match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => Happened::Connected,
+                    Ok(Event::Incoming(Packet::Publish(p))) => Happened::Message(Received::V4(p)),
+                    Ok(_) => continue,
+                    Err(e) => Happened::Lost(e.to_string()),
+                };
+                let lost = matches!(happened, Happened::Lost(_));
+                if events_tx.send(happened).await.is_err() {
+                    return;
+                }
+                if lost {
+                    // rumqttc reconnects on the next poll; don't spin.
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        });
+        Client::V4(client)
+    };
     let filters = filters(settings.share_group.as_deref());
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // Messages are handled concurrently (so they batch), but MQTT wants the
     // PUBACKs in the order the PUBLISHes came (rumqttd drops a client that
     // acks out of order): one task sends them in arrival order, each once
     // its message is dealt with.
-    let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<(Publish, oneshot::Receiver<()>)>();
+    let (acks_tx, mut acks_rx) = mpsc::unbounded_channel::<(Received, oneshot::Receiver<()>)>();
     let acker = client.clone();
     tokio::spawn(async move {
-        while let Some((publish, finished)) = acks_rx.recv().await {
+        while let Some((received, finished)) = acks_rx.recv().await {
             let _ = finished.await;
-            if let Err(e) = acker.ack(&publish).await {
+            if let Err(e) = acker.ack(&received).await {
                 tracing::warn!(error = %e, "PUBACK failed");
             }
         }
     });
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+    while let Some(happened) = events.recv().await {
+        match happened {
+            Happened::Connected => {
                 tracing::info!(
                     host = settings.host,
                     port = settings.port,
                     "connected to MQTT broker"
                 );
                 for f in &filters {
-                    if let Err(e) = client.subscribe(f.clone(), QoS::AtLeastOnce).await {
+                    if let Err(e) = client.subscribe(f).await {
                         tracing::error!(filter = f, error = %e, "subscribe failed");
                     }
                 }
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => {
+            Happened::Message(p) => {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
@@ -114,18 +249,16 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
                     drop(permit);
                 });
             }
-            Ok(_) => {}
-            Err(e) => {
+            Happened::Lost(e) => {
                 tracing::warn!(error = %e, "MQTT connection lost; retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
     }
 }
 
-async fn handle(client: &AsyncClient, ingestor: &Ingestor, clips: &ClipAssembler, p: &Publish) {
-    let topic = p.topic.clone();
-    let payload: Bytes = p.payload.clone();
+async fn handle(client: &Client, ingestor: &Ingestor, clips: &ClipAssembler, p: &Received) {
+    let topic = p.topic();
+    let payload: Bytes = p.payload();
     let addr = topics::parse_topic(&topic).ok();
     let channel = addr.as_ref().map(|a| a.channel);
     let ack = match channel {
@@ -160,12 +293,12 @@ async fn handle(client: &AsyncClient, ingestor: &Ingestor, clips: &ClipAssembler
     }
 }
 
-async fn publish_ack(client: &AsyncClient, site: &str, device: &str, ack: &Ack) {
+async fn publish_ack(client: &Client, site: &str, device: &str, ack: &Ack) {
     let (Ok(topic), Ok(body)) = (topics::ack_topic(site, device), ack.to_json()) else {
         tracing::error!(site, device, "cannot address or encode ack");
         return;
     };
-    if let Err(e) = client.publish(topic, QoS::AtLeastOnce, false, body).await {
+    if let Err(e) = client.publish(topic, body).await {
         tracing::error!(error = %e, "publishing ack failed");
     }
 }
