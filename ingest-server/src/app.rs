@@ -59,6 +59,7 @@ pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
         .map_err(|e| StartError::Grammar(e.to_string()))?;
     let ctx = IngestContext {
         registry: Some(Arc::new(SqlRegistry::new(db.clone()))),
+        metrics: Default::default(),
         db,
         evidence,
         fines: FineTable::builtin()?,

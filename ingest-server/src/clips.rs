@@ -318,6 +318,7 @@ impl ClipAssembler {
             .delete_chunks(h.event_id, &h.name, h.count)
             .await?;
         tracing::info!(event_id = %h.event_id, name = h.name, "clip stored");
+        ctx.metrics.clip_stored();
         Ok(Outcome {
             ack: Some(Ack::stored(h.event_id).for_item(h.name.clone())),
             rejection: None,
@@ -368,6 +369,7 @@ async fn refuse(
         raw,
     )
     .await?;
+    ctx.metrics.quarantined(&r.reason_code);
     Ok(Outcome {
         ack: item.map(|(id, name)| Ack::rejected(id, r.code, r.reason.clone()).for_item(name)),
         rejection: Some((r.reason_code, r.reason)),

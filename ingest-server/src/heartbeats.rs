@@ -41,6 +41,7 @@ pub async fn receive(
             .bind(json)
             .execute(ctx.db.pool())
             .await?;
+            ctx.metrics.heartbeat();
             Ok(Some(hb))
         }
         Err((code, reason)) => {
@@ -55,6 +56,7 @@ pub async fn receive(
                 bytes,
             )
             .await?;
+            ctx.metrics.quarantined(&code);
             Ok(None)
         }
     }

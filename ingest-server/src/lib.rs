@@ -22,6 +22,7 @@ pub mod evidence;
 pub mod fines;
 pub mod heartbeats;
 pub mod ingest;
+pub mod metrics;
 pub mod mqtt;
 pub mod quarantine;
 pub mod registry;

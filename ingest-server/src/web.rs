@@ -3,7 +3,8 @@
 //! body `{"error": {"code", "message"}}` with a stable code, never leaking
 //! internals (those are logged).
 //!
-//! - `GET /healthz`, `GET /readyz` (database reachable);
+//! - `GET /healthz`, `GET /readyz` (database reachable), `GET /metrics`
+//!   (Prometheus);
 //! - `POST /api/v1/violations`: an event bundle (`application/vnd.tv.bundle`)
 //!   from an edge that cannot use MQTT; answers with the protocol's `Ack`;
 //! - admin (bearer token `admin.token`; the review console's sign-in will
@@ -135,6 +136,7 @@ pub fn router(ctx: ApiContext) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .route(
             "/api/v1/violations",
             post(post_violation).layer(DefaultBodyLimit::max(crate::broker::MAX_PAYLOAD)),
@@ -170,6 +172,15 @@ async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<serde_json::Value>
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
     Ok(Json(json!({"status": "ready"})))
+}
+
+/// Prometheus text exposition.
+async fn metrics(State(ctx): State<ApiContext>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.ingestor.context().metrics.render(),
+    )
+        .into_response()
 }
 
 async fn post_violation(

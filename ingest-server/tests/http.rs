@@ -235,6 +235,23 @@ async fn violations_over_http_and_admin_api() {
         let (st, _) = request(addr, "GET", "/api/v1/evidence/nothex", &[AUTH], b"");
         assert_eq!(st, 400);
 
+        // Prometheus metrics count what happened.
+        let (st, body) = request(addr, "GET", "/metrics", &[], b"");
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(st, 200);
+        assert!(
+            text.contains("ingest_bundles_total{outcome=\"stored\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ingest_bundles_total{outcome=\"duplicate\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ingest_quarantined_total{reason=\"bad_signature\"} 1"),
+            "{text}"
+        );
+
         // Revocation: later events from it are refused.
         let (st, body) = request(
             addr,

@@ -53,6 +53,8 @@ pub struct IngestContext {
     pub clock_tolerance: time::Duration,
     /// Owner lookup after commit (never blocks the ack).
     pub registry: Option<Arc<dyn Registry>>,
+    /// Counters for `/metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl IngestContext {
@@ -343,6 +345,20 @@ pub async fn commit_batch(
         outcomes.push(outcome);
     }
     tx.commit().await?;
+    ctx.metrics.batch(outcomes.len());
+    for o in &outcomes {
+        use crate::metrics::BundleOutcome;
+        match (&o.ack, &o.rejection) {
+            (_, Some((reason, _))) => {
+                ctx.metrics.bundle(BundleOutcome::Rejected);
+                ctx.metrics.quarantined(reason);
+            }
+            (Some(a), None) if a.status == protocol::AckStatus::Duplicate => {
+                ctx.metrics.bundle(BundleOutcome::Duplicate)
+            }
+            _ => ctx.metrics.bundle(BundleOutcome::Stored),
+        }
+    }
     tracing::debug!(
         evidence_ms = (t2 - t1).as_millis() as u64,
         db_ms = t2.elapsed().as_millis() as u64,
