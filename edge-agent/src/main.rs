@@ -150,6 +150,9 @@ fn main() -> Result<()> {
                         "depth": s.depth, "oldest_age_s": s.oldest_age_s, "bytes": s.bytes,
                         "delivered": s.delivered, "rejected": s.rejected, "evictions": s.evictions,
                         "alarm": outbox.alarm()?,
+                        "recent": outbox.recent(20)?.into_iter().map(|(id, camera, state, done)| {
+                            serde_json::json!({"event_id": id, "camera_id": camera, "state": state, "done": done})
+                        }).collect::<Vec<_>>(),
                     });
                     println!("{}", serde_json::to_string_pretty(&out)?);
                 }

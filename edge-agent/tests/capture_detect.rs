@@ -26,11 +26,19 @@ fn shared_video() -> PathBuf {
 #[test]
 fn reads_every_frame_of_a_real_recording_at_full_resolution() {
     let spec = SourceSpec::File(shared_video());
+    let opened = time::OffsetDateTime::now_utc();
     let mut src = FrameSource::open(&spec, Pacing::AsFastAsPossible, None).expect("opens");
     let mut n = 0u64;
     let mut last_time = None;
     while let Some(f) = src.next_frame(Duration::from_secs(10)).expect("decodes") {
         assert_eq!((f.width, f.height), (1568, 778));
+        // Wall-clock times: the moment the stream started plus its position.
+        let from_open = (f.time - opened).as_seconds_f64();
+        assert!(
+            (-5.0..60.0).contains(&from_open),
+            "frame {n} at {} is not near the time the file was opened ({opened})",
+            f.time
+        );
         assert_eq!(f.number, n);
         assert!(f.data().len() >= f.stride * f.height as usize);
         if let Some(t) = last_time {

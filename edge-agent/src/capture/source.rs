@@ -250,8 +250,17 @@ impl FrameSource {
         pipeline
             .set_state(gst::State::Playing)
             .map_err(|e| fail(format!("cannot start: {e}")))?;
-        let base = pipeline.base_time().map(|t| t.nseconds() as i128);
-        let epoch_ns = base.unwrap_or_else(|| OffsetDateTime::now_utc().unix_timestamp_nanos());
+        // The base time is set when the pipeline actually reaches PLAYING,
+        // which for a file happens after preroll, asynchronously: wait for
+        // it, or frame times would start at 1970.
+        let _ = pipeline.state(gst::ClockTime::from_seconds(10));
+        let now_ns = OffsetDateTime::now_utc().unix_timestamp_nanos();
+        let epoch_ns = pipeline
+            .base_time()
+            .map(|t| t.nseconds() as i128)
+            // A realtime base more than a day from now is not one.
+            .filter(|b| (b - now_ns).abs() < 86_400_000_000_000)
+            .unwrap_or(now_ns);
         Ok(FrameSource {
             spec: spec.clone(),
             pipeline,

@@ -565,6 +565,28 @@ impl Outbox {
             .map_err(self.db())
     }
 
+    /// The `n` most recently queued events: id, camera, state, whether done.
+    pub fn recent(&self, n: usize) -> Result<Vec<(Uuid, String, String, bool)>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT event_id, camera_id, state, done_at IS NOT NULL FROM events
+                 ORDER BY seq DESC LIMIT ?1",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![n as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, camera, state, done) = row.map_err(self.db())?;
+            out.push((parse_id(&id)?, camera, state, done));
+        }
+        Ok(out)
+    }
+
     /// The state of one event (`queued`, `sent`, `acked`, `rejected`) and
     /// whether it is done; `None` if unknown.
     pub fn state_of(&self, event_id: Uuid) -> Result<Option<(String, bool)>, OutboxError> {
