@@ -63,6 +63,9 @@ pub enum ApiError {
     /// Already exists.
     #[error("{0}")]
     Conflict(String),
+    /// The body could not be read (too large, cut off).
+    #[error("request body: {0}")]
+    PayloadTooLarge(String),
     /// Wrong content type.
     #[error("expected Content-Type {0}")]
     UnsupportedMediaType(&'static str),
@@ -82,6 +85,7 @@ impl ApiError {
             ApiError::AdminDisabled => (StatusCode::SERVICE_UNAVAILABLE, "admin_disabled"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::UnsupportedMediaType(_) => {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
@@ -186,8 +190,9 @@ async fn metrics(State(ctx): State<ApiContext>) -> Response {
 async fn post_violation(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, ApiError> {
+    let body = body.map_err(|e| ApiError::PayloadTooLarge(e.body_text()))?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
