@@ -119,6 +119,16 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         credentials: (!cfg.mqtt.username.is_empty())
             .then(|| (cfg.mqtt.username.clone(), cfg.mqtt.password.clone())),
     };
+    // Cases a previous run stored but did not look up yet.
+    if let Some(registry) = ingestor.context().registry.clone() {
+        let db = ingestor.context().db.clone();
+        tokio::spawn(async move {
+            let n = crate::registry::resolve_pending(&db, registry.as_ref(), 100_000).await;
+            if n > 0 {
+                tracing::info!(n, "owner lookups left by a previous run done");
+            }
+        });
+    }
     let clips = Arc::new(ClipAssembler::default());
     let mqtt = tokio::spawn(mqtt::run(settings, ingestor.clone(), clips));
 

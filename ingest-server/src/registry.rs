@@ -195,36 +195,82 @@ impl Registry for SqlRegistry {
 /// each case. Never fails: problems are logged and left on the case.
 pub async fn resolve_owners(db: &Db, registry: &dyn Registry, events: &[ViolationEvent]) {
     for e in events {
-        let (status, owner) = match (&e.plate.readable, &e.plate.text) {
-            (true, Some(plate)) => {
-                let colour = crate::ingest::enum_text(&e.plate.colour);
-                let colour = (colour != "unknown").then_some(colour);
-                let purpose = Purpose {
-                    actor: "ingest".into(),
-                    reason: "identify the registered owner of a detected violation".into(),
-                    event_id: Some(e.event_id),
-                };
-                match registry.lookup(plate, colour.as_deref(), &purpose).await {
-                    Ok(Some(r)) => ("resolved", Some(r.owner.owner_id)),
-                    Ok(None) => ("unresolved", None),
-                    Err(err) => {
-                        tracing::warn!(event_id = %e.event_id, error = %err, "owner lookup failed");
-                        ("error", None)
-                    }
+        let plate = e.plate.text.as_deref().filter(|_| e.plate.readable);
+        let colour = crate::ingest::enum_text(&e.plate.colour);
+        resolve_one(db, registry, e.event_id, plate, &colour).await;
+    }
+}
+
+/// Resolves cases still `pending` (their server stopped before it looked
+/// them up), oldest first, at most `limit`. Returns how many were looked at.
+pub async fn resolve_pending(db: &Db, registry: &dyn Registry, limit: i64) -> usize {
+    let rows = sqlx::query(
+        "SELECT event_id, plate_text, plate_colour FROM events WHERE owner_status = 'pending' \
+         ORDER BY received_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing pending owner lookups failed");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for r in rows {
+        let (Ok(id), Ok(plate), Ok(colour)) = (
+            r.try_get::<String, _>(0),
+            r.try_get::<Option<String>, _>(1),
+            r.try_get::<String, _>(2),
+        ) else {
+            continue;
+        };
+        let Ok(id) = Uuid::parse_str(&id) else {
+            continue;
+        };
+        resolve_one(db, registry, id, plate.as_deref(), &colour).await;
+        n += 1;
+    }
+    n
+}
+
+async fn resolve_one(
+    db: &Db,
+    registry: &dyn Registry,
+    event_id: Uuid,
+    plate: Option<&str>,
+    colour: &str,
+) {
+    let (status, owner) = match plate {
+        Some(plate) => {
+            let colour = (colour != "unknown").then_some(colour);
+            let purpose = Purpose {
+                actor: "ingest".into(),
+                reason: "identify the registered owner of a detected violation".into(),
+                event_id: Some(event_id),
+            };
+            match registry.lookup(plate, colour, &purpose).await {
+                Ok(Some(r)) => ("resolved", Some(r.owner.owner_id)),
+                Ok(None) => ("unresolved", None),
+                Err(err) => {
+                    tracing::warn!(%event_id, error = %err, "owner lookup failed");
+                    ("error", None)
                 }
             }
-            _ => ("unresolved", None),
-        };
-        let done =
-            sqlx::query("UPDATE events SET owner_status = $1, owner_id = $2 WHERE event_id = $3")
-                .bind(status)
-                .bind(owner)
-                .bind(e.event_id.to_string())
-                .execute(db.pool())
-                .await;
-        if let Err(err) = done {
-            tracing::warn!(event_id = %e.event_id, error = %err, "recording owner status failed");
         }
+        None => ("unresolved", None),
+    };
+    let done =
+        sqlx::query("UPDATE events SET owner_status = $1, owner_id = $2 WHERE event_id = $3")
+            .bind(status)
+            .bind(owner)
+            .bind(event_id.to_string())
+            .execute(db.pool())
+            .await;
+    if let Err(err) = done {
+        tracing::warn!(%event_id, error = %err, "recording owner status failed");
     }
 }
 

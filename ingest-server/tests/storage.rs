@@ -464,6 +464,19 @@ async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {
         ("resolved".into(), Some("o1".into()))
     );
     assert_eq!(status(ev_other.event_id).await, ("unresolved".into(), None));
+    // A case left pending (server stopped before its lookup) is resolved
+    // by the sweep that runs at start.
+    sqlx::query("UPDATE events SET owner_status = 'pending', owner_id = NULL WHERE event_id = $1")
+        .bind(ev.event_id.to_string())
+        .execute(ctx.db.pool())
+        .await
+        .unwrap();
+    let registry = ctx.registry.clone().unwrap();
+    assert!(registry::resolve_pending(&ctx.db, registry.as_ref(), 1000).await >= 1);
+    assert_eq!(
+        status(ev.event_id).await,
+        ("resolved".into(), Some("o1".into()))
+    );
     let logged: i64 = sqlx::Row::get(
         &sqlx::query("SELECT COUNT(*) FROM registry_access_log WHERE actor = 'ingest'")
             .fetch_one(ctx.db.pool())
