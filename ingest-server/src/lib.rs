@@ -14,6 +14,7 @@
 
 pub mod app;
 pub mod broker;
+pub mod cases;
 pub mod clips;
 pub mod config;
 pub mod db;

@@ -23,9 +23,10 @@ use protocol::{AckStatus, Message};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::cases;
 use crate::devices::{self, DeviceError};
 use crate::evidence::{EvidenceStore, EvidenceStoreError};
-use crate::ingest::{self, Ingestor, Source};
+use crate::ingest::{Ingestor, Source};
 use crate::quarantine;
 
 /// Media type of an event bundle.
@@ -336,9 +337,9 @@ async fn get_case(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
     Path(event_id): Path<String>,
-) -> Result<Json<ingest::CaseSummary>, ApiError> {
+) -> Result<Json<cases::CaseSummary>, ApiError> {
     require_admin(&ctx, &headers)?;
-    ingest::case(&ctx.ingestor.context().db, &event_id)
+    cases::case(&ctx.ingestor.context().db, &event_id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("case {event_id}")))

@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::*;
 use ingest_server::app::{self, Running};
 use ingest_server::config::Config;
-use ingest_server::{devices, heartbeats, ingest, quarantine};
+use ingest_server::{cases, devices, heartbeats, quarantine};
 use protocol::{Ack, AckStatus, Message, RejectCode, SigningKey, topics};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
@@ -135,7 +135,7 @@ async fn embedded_broker_end_to_end() {
         edge.next_ack().await,
         Ack::stored(ev.event_id).for_item("clip.mp4")
     );
-    let case = ingest::case(&server.ingestor.context().db, &ev.event_id.to_string())
+    let case = cases::case(&server.ingestor.context().db, &ev.event_id.to_string())
         .await
         .unwrap()
         .unwrap();
@@ -182,7 +182,7 @@ async fn embedded_broker_end_to_end() {
         "{codes:?}"
     );
     assert_eq!(heartbeats::latest(db).await.unwrap().len(), 1);
-    assert_eq!(ingest::case_count(db).await.unwrap(), 2);
+    assert_eq!(cases::case_count(db).await.unwrap(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -217,6 +217,6 @@ async fn two_replicas_share_one_stream_from_mosquitto() {
     // Each message went to exactly one replica: no second ack.
     edge.no_ack_for(Duration::from_millis(500)).await;
     let db = &replicas[0].ingestor.context().db;
-    assert_eq!(ingest::case_count(db).await.unwrap(), 20);
+    assert_eq!(cases::case_count(db).await.unwrap(), 20);
     drop(mosquitto);
 }

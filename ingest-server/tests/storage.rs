@@ -16,7 +16,7 @@ use ingest_server::config::Config;
 use ingest_server::devices::{self, DeviceError};
 use ingest_server::ingest::{self, Ingestor, Outcome, Source};
 use ingest_server::registry::{self, ImportError};
-use ingest_server::{app, heartbeats, quarantine};
+use ingest_server::{app, cases, heartbeats, quarantine};
 use protocol::{Ack, AckStatus, RejectCode, topics};
 
 const SITE: &str = "hn-caugiay-xuanthuy";
@@ -83,7 +83,7 @@ async fn suite(url: String) {
     let good = bundle(&ev, &k1, &files);
     let o = submit(&i, good.clone(), topic("edge-01")).await;
     assert_eq!(o.ack, Some(Ack::stored(ev.event_id)));
-    let case = ingest::case(db, &ev.event_id.to_string())
+    let case = cases::case(db, &ev.event_id.to_string())
         .await
         .unwrap()
         .unwrap();
@@ -103,7 +103,7 @@ async fn suite(url: String) {
     // --- redelivery: acked duplicate, stored once
     let o = submit(&i, good.clone(), topic("edge-01")).await;
     assert_eq!(o.ack, Some(Ack::duplicate(ev.event_id)));
-    assert_eq!(ingest::case_count(db).await.unwrap(), 1);
+    assert_eq!(cases::case_count(db).await.unwrap(), 1);
     // ... also when both copies land in the same batch
     let ev2 = event("edge-01", SITE, &files);
     let b2 = Bytes::from(bundle(&ev2, &k1, &files));
@@ -115,7 +115,7 @@ async fn suite(url: String) {
     .unwrap();
     assert_eq!(outs[0].ack, Some(Ack::stored(ev2.event_id)));
     assert_eq!(outs[1].ack, Some(Ack::duplicate(ev2.event_id)));
-    assert_eq!(ingest::case_count(db).await.unwrap(), 2);
+    assert_eq!(cases::case_count(db).await.unwrap(), 2);
 
     // --- bad inputs: each quarantined with its reason, acked when possible
     let forged = bundle(&event("edge-01", SITE, &files), &key(), &files);
@@ -231,7 +231,7 @@ async fn suite(url: String) {
     let ev3 = event("edge-01", SITE, &files);
     let o = submit(&i, bundle(&ev3, &k1, &files), Source::Http).await;
     assert_eq!(o.ack, Some(Ack::stored(ev3.event_id)));
-    assert_eq!(ingest::case_count(db).await.unwrap(), 3);
+    assert_eq!(cases::case_count(db).await.unwrap(), 3);
 
     // --- the clip follows as chunks; the last one brings the item ack
     clip_suite(&i, &ev, &files).await;
@@ -267,7 +267,7 @@ async fn clip_suite(i: &Ingestor, ev: &protocol::ViolationEvent, files: &Files) 
         .await
         .unwrap();
     assert_eq!(o.ack, Some(Ack::stored(ev.event_id).for_item("clip.mp4")));
-    let case = ingest::case(&ctx.db, &ev.event_id.to_string())
+    let case = cases::case(&ctx.db, &ev.event_id.to_string())
         .await
         .unwrap()
         .unwrap();
@@ -450,7 +450,7 @@ async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {
         let db = ctx.db.clone();
         async move {
             for _ in 0..100 {
-                let c = ingest::case(&db, &id.to_string()).await.unwrap().unwrap();
+                let c = cases::case(&db, &id.to_string()).await.unwrap().unwrap();
                 if c.owner_status != "pending" {
                     return (c.owner_status, c.owner_id);
                 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use ingest_server::config::Config;
-use ingest_server::{app, devices, ingest};
+use ingest_server::{app, cases, devices};
 use protocol::{
     Ack, AckStatus, Attachment, ClockSync, EventBundle, EvidenceItem, EvidenceRole, Message, Plate,
     PlateColour, SchemaVersion, SignalObservation, SignalState, SigningKey, TrackSummary,
@@ -211,7 +211,7 @@ async fn main() -> Result<()> {
     let elapsed = start.elapsed();
     let mut lat = latencies.lock().await.clone();
     lat.sort();
-    let stored = ingest::case_count(&db).await?;
+    let stored = cases::case_count(&db).await?;
     println!(
         "{total} violations in {:.1} s: {:.0} violations/s ({:.0} MB/s of stills); \
          publish->ack p50 {:.0} ms, p99 {:.0} ms; {stored} cases stored",
