@@ -54,6 +54,9 @@ pub struct ScriptedVehicle {
     pub enter_frame: u64,
     pub stop_at_y: Option<f32>,
     pub plate: String,
+    /// A photographed plate (BGR) pasted in place of the drawn text, scaled
+    /// to the plate's width: a real plate for the reader to read.
+    pub plate_image: Option<std::sync::Arc<Mat>>,
     /// Body colour, BGR.
     pub colour: [u8; 3],
 }
@@ -211,6 +214,24 @@ enabled = true
                 0,
             )?;
             let pw = (v.width * 2 / 3).max(10);
+            if let Some(img) = &v.plate_image {
+                let ph = (pw * img.rows() / img.cols().max(1)).max(4);
+                let at = Rect::new(v.x + (v.width - pw) / 2, bottom as i32 - ph - 4, pw, ph);
+                if at.x >= 0 && at.y >= 0 && at.x + pw <= self.width && at.y + ph <= self.height {
+                    let mut small = Mat::default();
+                    imgproc::resize(
+                        img.as_ref(),
+                        &mut small,
+                        opencv::core::Size::new(pw, ph),
+                        0.0,
+                        0.0,
+                        imgproc::INTER_AREA,
+                    )?;
+                    let mut roi = Mat::roi_mut(&mut m, at)?;
+                    small.copy_to(&mut roi)?;
+                }
+                continue;
+            }
             let ph = (pw / 3).max(6);
             let plate = Rect::new(v.x + (v.width - pw) / 2, bottom as i32 - ph - 4, pw, ph);
             imgproc::rectangle(&mut m, plate, white, -1, imgproc::LINE_8, 0)?;

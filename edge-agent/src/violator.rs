@@ -30,6 +30,10 @@ pub struct ViolatorPlate {
     /// The frame the plate was read on, and its box there (x, y, w, h).
     pub frame: u64,
     pub bbox: Option<[f32; 4]>,
+    /// Frames of the violator with a valid read, and how many of them read
+    /// exactly the answer.
+    pub frames_read: usize,
+    pub frames_agreeing: usize,
 }
 
 impl ViolatorPlate {
@@ -42,6 +46,8 @@ impl ViolatorPlate {
             colour: "unknown".into(),
             frame,
             bbox: None,
+            frames_read: 0,
+            frames_agreeing: 0,
         }
     }
 }
@@ -69,49 +75,116 @@ fn search_region(b: &BBox, width: u32, height: u32) -> Option<Rect> {
     (x1 - x0 >= 8 && y1 - y0 >= 8).then(|| Rect::new(x0, y0, x1 - x0, y1 - y0))
 }
 
-/// Reads the plate inside the violator's box on the violation frame.
-pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlate {
+/// Most frames of the violator the plate is read on.
+pub const MAX_READ_FRAMES: usize = 5;
+
+/// The frames to read the violator's plate on: the violation frame and the
+/// others where its box is largest (nearest the camera, so the plate has the
+/// most pixels), at most [`MAX_READ_FRAMES`], with the box on each.
+fn read_frames(job: &EvidenceJob) -> Vec<(u64, BBox)> {
     let at = job.violation.frames.at;
-    let Some(frame) = job.frame(at) else {
-        return ViolatorPlate::unreadable(at);
-    };
-    let Some(region) = search_region(&job.violation.bbox, frame.width, frame.height) else {
-        return ViolatorPlate::unreadable(at);
-    };
-    let crop: Option<Mat> = frame_mat(frame)
+    let mut others: Vec<(u64, BBox)> = job
+        .boxes
+        .iter()
+        .filter(|(n, _)| **n != at && job.frame(**n).is_some())
+        .map(|(n, b)| (*n, *b))
+        .collect();
+    others.sort_by(|a, b| (b.1.w * b.1.h).total_cmp(&(a.1.w * a.1.h)));
+    let mut out = vec![(at, job.violation.bbox)];
+    out.extend(others.into_iter().take(MAX_READ_FRAMES - 1));
+    out
+}
+
+/// The most confident valid read inside `b` on frame `n`, with the region
+/// it was searched in.
+fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<(PlateRead, Rect)> {
+    let frame = job.frame(n)?;
+    let region = search_region(b, frame.width, frame.height)?;
+    let crop: Mat = frame_mat(frame)
         .ok()
-        .and_then(|m| Mat::roi(&m, region).ok().and_then(|r| r.try_clone().ok()));
-    let Some(crop) = crop else {
-        return ViolatorPlate::unreadable(at);
-    };
+        .and_then(|m| Mat::roi(&m, region).ok().and_then(|r| r.try_clone().ok()))?;
     let reads = match reader.read_image(&crop) {
         Ok(r) => r,
         Err(e) => {
-            tracing::warn!(frame = at, error = %e, "plate reading failed");
+            tracing::warn!(frame = n, error = %e, "plate reading failed");
+            return None;
+        }
+    };
+    reads
+        .into_iter()
+        .filter(|r| r.valid && !r.unreadable && r.text.is_some())
+        .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+        .map(|r| (r, region))
+}
+
+/// Reads the plate inside the violator's own box on several frames of its
+/// track and fuses the reads ([`plate_ocr::fuse`]): the plate is answered
+/// only when the frames agree; frames that read different plates make it
+/// unreadable (a person decides), never a majority guess between two plates.
+pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlate {
+    let at = job.violation.frames.at;
+    let reads: Vec<(u64, PlateRead, Rect)> = read_frames(job)
+        .iter()
+        .filter_map(|(n, b)| read_on(job, reader, *n, b).map(|(r, region)| (*n, r, region)))
+        .collect();
+    let fuse_in: Vec<plate_ocr::fuse::Read> = reads
+        .iter()
+        .filter_map(|(_, r, _)| {
+            let text = r.text.as_deref()?;
+            let mut read = plate_ocr::fuse::Read::uniform(text, r.confidence);
+            if r.chars.len() == text.chars().count() {
+                read.char_conf = r.chars.iter().map(|c| c.prob).collect();
+            }
+            Some(read)
+        })
+        .collect();
+    // One confident, grammar-valid read may stand alone; two or more must agree.
+    let cfg = plate_ocr::fuse::FuseConfig {
+        min_reads: 1,
+        ..plate_ocr::fuse::FuseConfig::default()
+    };
+    let fused = plate_ocr::fuse::fuse_with_grammar(
+        &fuse_in,
+        &cfg,
+        plate_ocr::plate::PlateGrammar::builtin(),
+    );
+    let (text, confidence, support) = match &fused {
+        plate_ocr::fuse::Fused::Agreed {
+            text,
+            confidence,
+            support,
+            ..
+        } => (text.clone(), *confidence, *support),
+        other => {
+            if !reads.is_empty() {
+                tracing::info!(event_id = %job.event_id, outcome = ?other, "plate reads of the violator not agreed; left to the reviewers");
+            }
             return ViolatorPlate::unreadable(at);
         }
     };
-    // The most confident valid read; unreadable or invalid reads don't count.
-    let best: Option<&PlateRead> = reads
+    // The crop comes from the best read of the agreed plate.
+    let Some((n, r, region)) = reads
         .iter()
-        .filter(|r| r.valid && !r.unreadable && r.text.is_some())
-        .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
-    match best {
-        Some(r) => ViolatorPlate {
-            text: r.text.clone(),
-            display: r.display.clone(),
-            confidence: r.confidence,
-            lines: r.lines,
-            colour: format!("{:?}", r.colour).to_lowercase(),
-            frame: at,
-            bbox: Some([
-                r.bbox[0] + region.x as f32,
-                r.bbox[1] + region.y as f32,
-                r.bbox[2],
-                r.bbox[3],
-            ]),
-        },
-        None => ViolatorPlate::unreadable(at),
+        .filter(|(_, r, _)| r.text.as_deref() == Some(text.as_str()))
+        .max_by(|a, b| a.1.confidence.total_cmp(&b.1.confidence))
+    else {
+        return ViolatorPlate::unreadable(at);
+    };
+    ViolatorPlate {
+        text: Some(text),
+        display: r.display.clone(),
+        confidence,
+        lines: r.lines,
+        colour: format!("{:?}", r.colour).to_lowercase(),
+        frame: *n,
+        bbox: Some([
+            r.bbox[0] + region.x as f32,
+            r.bbox[1] + region.y as f32,
+            r.bbox[2],
+            r.bbox[3],
+        ]),
+        frames_read: reads.len(),
+        frames_agreeing: support,
     }
 }
 
@@ -126,12 +199,15 @@ pub fn process(
         None => ViolatorPlate::unreadable(job.violation.frames.at),
     };
     if let Some([x, y, w, h]) = plate.bbox {
-        job.add_plate_crop_rect(BBox {
-            x: x as f64,
-            y: y as f64,
-            w: w as f64,
-            h: h as f64,
-        })?;
+        job.add_plate_crop_rect(
+            plate.frame,
+            BBox {
+                x: x as f64,
+                y: y as f64,
+                w: w as f64,
+                h: h as f64,
+            },
+        )?;
     }
     let track = track_summary(&job);
     let set: EvidenceSet = job.write(spool)?;

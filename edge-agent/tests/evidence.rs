@@ -242,8 +242,16 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
     let mut job = ready.remove(0);
     assert!(job.window_complete());
     assert!(job.add_plate_crop_jpeg(b"not a jpeg".to_vec()).is_err());
-    job.add_plate_crop_rect(BBox::from_xywh(110.0, 170.0, 40.0, 10.0))
-        .unwrap();
+    assert!(
+        job.add_plate_crop_rect(999, BBox::from_xywh(110.0, 170.0, 40.0, 10.0))
+            .is_err(),
+        "a frame the job does not hold"
+    );
+    job.add_plate_crop_rect(
+        job.violation.frames.at,
+        BBox::from_xywh(110.0, 170.0, 40.0, 10.0),
+    )
+    .unwrap();
 
     let set = job.write(spool.path()).unwrap();
     assert!(set.missing.is_empty(), "{:?}", set.missing);

@@ -7,6 +7,7 @@ use edge_agent::analysis::Analysis;
 use edge_agent::detect::{MotionConfig, MotionDetector};
 use edge_agent::scene::{Scene, ScriptedVehicle, SignalCycle};
 use edge_agent::site::SiteConfig;
+use opencv::prelude::*;
 use protocol::{VehicleClass, ViolationType};
 
 fn car(
@@ -27,6 +28,7 @@ fn car(
         enter_frame: enter,
         stop_at_y: stop,
         plate: plate.to_string(),
+        plate_image: None,
         colour,
     }
 }
@@ -261,4 +263,79 @@ fn red_light_runner_gets_verified_evidence_and_an_honest_plate() {
     assert!(event.signal.is_some(), "the red light it ran is recorded");
     assert!(!event.track.points.is_empty() && event.track.first_seen <= event.event_time);
     assert!(queued.stills.iter().all(|n| n != "clip.mp4"));
+}
+
+/// A real photographed plate (from the named evaluation crops, label from
+/// its `labels.csv`) on a red-light runner: the violator's plate is read on
+/// several frames of its track and the fused read is that plate.
+#[test]
+fn runner_with_a_real_plate_is_read_on_several_frames_and_fused_to_that_plate() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/vn_crops_named");
+    let labels = std::fs::read_to_string(dir.join("labels.csv"))
+        .expect("shared/data/vn_crops_named/labels.csv (shared/ must sit beside the repository)");
+    let (file, label) = labels
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(','))
+        .find(|(f, _)| {
+            // A one-line plate (wide crop) fits the rendered car best.
+            opencv::imgcodecs::imread(
+                dir.join(f).to_string_lossy().as_ref(),
+                opencv::imgcodecs::IMREAD_COLOR,
+            )
+            .map(|m| m.cols() > 3 * m.rows())
+            .unwrap_or(false)
+        })
+        .expect("a one-line plate among the named crops");
+    let img = opencv::imgcodecs::imread(
+        dir.join(file).to_string_lossy().as_ref(),
+        opencv::imgcodecs::IMREAD_COLOR,
+    )
+    .unwrap();
+    let mut runner = car(200, 110, 5.0, None, "", [90, 90, 90]);
+    runner.width = 210;
+    runner.height = 230;
+    runner.plate_image = Some(std::sync::Arc::new(img));
+    let s = scene(vec![runner]);
+    let site = SiteConfig::from_toml_str(&s.site_toml(), "synthetic.toml").unwrap();
+    let det = MotionDetector::new(MotionConfig {
+        analysis_width: 640,
+        min_area: 1500.0,
+        history: 5000,
+        learning_rate: 0.0003,
+        ..MotionConfig::default()
+    })
+    .unwrap();
+    let reader = edge_agent::violator::plate_reader("ppocr").expect("plate models (make models)");
+    let spool = tempfile::tempdir().unwrap();
+    let out = edge_agent::replay::EvidenceOutput {
+        spool: spool.path().to_path_buf(),
+        reader: Some(reader),
+        report: None,
+    };
+    let frames = (0..220u64).map(|n| Ok(s.render(n).unwrap()));
+    let summary =
+        edge_agent::replay::run_frames(frames, Box::new(det), Some(&site), None, Some(&out))
+            .unwrap();
+    assert_eq!(summary.violations.len(), 1, "{:?}", summary.violations);
+    let p = summary.violations[0]
+        .processed
+        .as_ref()
+        .expect("post-processed");
+    assert_eq!(p.plate.text.as_deref(), Some(label), "{:?}", p.plate);
+    assert!(
+        p.plate.frames_read >= 3,
+        "read on several frames: {:?}",
+        p.plate
+    );
+    assert_eq!(
+        p.plate.frames_agreeing, p.plate.frames_read,
+        "{:?}",
+        p.plate
+    );
+    assert!(
+        p.evidence.iter().any(|i| i.name == "plate.jpg"),
+        "the plate crop is evidence"
+    );
 }

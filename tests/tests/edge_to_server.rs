@@ -25,6 +25,7 @@ fn car(x: i32, stop: Option<f32>, plate: &str, colour: [u8; 3]) -> ScriptedVehic
         enter_frame: 110,
         stop_at_y: stop,
         plate: plate.to_string(),
+        plate_image: None,
         colour,
     }
 }

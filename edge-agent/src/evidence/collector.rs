@@ -246,17 +246,15 @@ impl EvidenceJob {
         Ok(())
     }
 
-    /// Cuts `plate` (full-frame pixels) out of the violation's frame at
-    /// full resolution, privacy masks applied, and stores it as
-    /// `plate.jpg`.
-    pub fn add_plate_crop_rect(&mut self, plate: BBox) -> Result<(), EvidenceError> {
-        let frame =
-            self.frame(self.violation.frames.at)
-                .ok_or_else(|| EvidenceError::FrameGone {
-                    event_id: self.event_id,
-                    frame: self.violation.frames.at,
-                    why: "not held by this job".into(),
-                })?;
+    /// Cuts `plate` (full-frame pixels) out of frame `number` (the frame
+    /// it was read on) at full resolution, privacy masks applied, and stores
+    /// it as `plate.jpg`.
+    pub fn add_plate_crop_rect(&mut self, number: u64, plate: BBox) -> Result<(), EvidenceError> {
+        let frame = self.frame(number).ok_or_else(|| EvidenceError::FrameGone {
+            event_id: self.event_id,
+            frame: number,
+            why: "not held by this job".into(),
+        })?;
         let img = stills::masked_copy(frame, &self.site)?;
         let crop = stills::crop(&img, plate)?.ok_or_else(|| EvidenceError::BadInput {
             event_id: self.event_id,
