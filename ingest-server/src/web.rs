@@ -29,6 +29,26 @@ use crate::evidence::{EvidenceStore, EvidenceStoreError};
 use crate::ingest::{Ingestor, Source};
 use crate::quarantine;
 
+/// The OpenAPI document of this API (checked against [`ROUTES`] and the
+/// error codes by the tests).
+pub const OPENAPI: &str = include_str!("../api/openapi.json");
+
+/// Every route (method, path template) the router serves.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/violations"),
+    ("get", "/api/v1/devices"),
+    ("post", "/api/v1/devices"),
+    ("post", "/api/v1/devices/{id}/revoke"),
+    ("get", "/api/v1/quarantine"),
+    ("get", "/api/v1/cases/{event_id}"),
+    ("get", "/api/v1/heartbeats"),
+    ("get", "/api/v1/evidence/{sha256}"),
+];
+
 /// Media type of an event bundle.
 pub const BUNDLE_MEDIA_TYPE: &str = "application/vnd.tv.bundle";
 
@@ -79,6 +99,25 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// Every code an error can carry (the OpenAPI document lists them).
+    pub const CODES: &'static [&'static str] = &[
+        "malformed",
+        "unsupported_version",
+        "rejected",
+        "invalid_json",
+        "invalid_id",
+        "invalid_key",
+        "bad_digest",
+        "unauthorized",
+        "admin_disabled",
+        "not_found",
+        "conflict",
+        "payload_too_large",
+        "unsupported_media_type",
+        "internal",
+        "unavailable",
+    ];
+
     fn parts(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
@@ -142,6 +181,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
         .route(
             "/api/v1/violations",
             post(post_violation).layer(DefaultBodyLimit::max(crate::broker::MAX_PAYLOAD)),
@@ -374,5 +417,53 @@ async fn get_evidence(
             Err(ApiError::NotFound(format!("evidence {sha256}")))
         }
         Err(e) => Err(ApiError::Internal(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn openapi_lists_exactly_the_routes_served() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.clone(), path.clone()));
+            }
+        }
+        let served: BTreeSet<_> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        assert_eq!(documented, served);
+    }
+
+    #[test]
+    fn openapi_lists_every_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let codes: BTreeSet<String> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+            ["properties"]["code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        let ours: BTreeSet<String> = ApiError::CODES.iter().map(|c| c.to_string()).collect();
+        assert_eq!(codes, ours);
+        for e in [
+            ApiError::Unauthorized,
+            ApiError::AdminDisabled,
+            ApiError::NotFound(String::new()),
+            ApiError::Conflict(String::new()),
+            ApiError::PayloadTooLarge(String::new()),
+            ApiError::UnsupportedMediaType(BUNDLE_MEDIA_TYPE),
+            ApiError::Internal(String::new()),
+            ApiError::Unavailable(String::new()),
+        ] {
+            assert!(ApiError::CODES.contains(&e.parts().1), "{e:?}");
+        }
     }
 }

@@ -260,6 +260,24 @@ async fn violations_over_http_and_admin_api() {
             "{text}"
         );
 
+        // Every documented route is served (none falls through to "route not found").
+        for (method, path) in ingest_server::web::ROUTES {
+            let path = path
+                .replace("{id}", "edge-h")
+                .replace("{event_id}", &ev.event_id.to_string())
+                .replace("{sha256}", &sha);
+            let (_, body) = request(addr, &method.to_uppercase(), &path, &[AUTH], b"");
+            assert!(
+                !String::from_utf8_lossy(&body).contains("route not found"),
+                "{method} {path}"
+            );
+        }
+        let (st, body) = request(addr, "GET", "/api/v1/openapi.json", &[], b"");
+        assert_eq!(
+            (st, json_of(&body)["openapi"].clone()),
+            (200, json!("3.1.0"))
+        );
+
         // Revocation: later events from it are refused.
         let (st, body) = request(
             addr,
