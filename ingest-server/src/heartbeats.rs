@@ -98,6 +98,13 @@ async fn verify(
         Ok(h) => h,
         Err(e) => return Ok((claimed, Err(protocol_err(e)))),
     };
+    if hb.site != device.site {
+        let reason = format!(
+            "heartbeat site `{}` is not the site `{}` the device is enrolled at",
+            hb.site, device.site
+        );
+        return Ok((claimed, Err(("site_mismatch".into(), reason))));
+    }
     let json = match signed.to_json().map(String::from_utf8) {
         Ok(Ok(j)) => j,
         _ => return Ok((claimed, Err(("internal".into(), "canonical JSON".into())))),
