@@ -130,34 +130,41 @@ impl EvidenceStore {
     /// Stores `data` under its hash (skipped if already there) durably;
     /// returns the digest.
     pub async fn put(&self, data: Bytes) -> Result<String, EvidenceStoreError> {
-        let digest = self.put_unsynced(data).await?;
+        let digest = sha256_hex(&data);
+        self.put_unsynced(digest.clone(), data).await?;
         self.sync().await?;
         Ok(digest)
     }
 
-    async fn put_unsynced(&self, data: Bytes) -> Result<String, EvidenceStoreError> {
-        let digest = sha256_hex(&data);
+    async fn put_unsynced(&self, digest: String, data: Bytes) -> Result<(), EvidenceStoreError> {
         let key = Self::key_for(&digest)?;
         match self.store.head(&key).await {
-            Ok(meta) if meta.size == data.len() as u64 => return Ok(digest),
+            Ok(meta) if meta.size == data.len() as u64 => return Ok(()),
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         self.store.put(&key, PutPayload::from_bytes(data)).await?;
-        Ok(digest)
+        Ok(())
     }
 
-    /// Stores many files at once (one batch), durably with one sync;
-    /// returns their digests in order.
-    pub async fn put_all(&self, files: Vec<Bytes>) -> Result<Vec<String>, EvidenceStoreError> {
-        let results: Vec<_> =
-            futures::stream::iter(files.into_iter().map(|f| self.put_unsynced(f)))
-                .buffered(WRITE_CONCURRENCY)
-                .collect()
-                .await;
-        let digests = results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        self.sync().await?;
-        Ok(digests)
+    /// Stores many files at once (one batch), durably with one sync. Each
+    /// comes with its SHA-256, already checked by the caller (against the
+    /// signed manifest), so it is not hashed a second time; a wrong digest
+    /// would be caught on every read.
+    pub async fn put_all_hashed(
+        &self,
+        files: Vec<(String, Bytes)>,
+    ) -> Result<(), EvidenceStoreError> {
+        let results: Vec<_> = futures::stream::iter(
+            files
+                .into_iter()
+                .map(|(digest, data)| self.put_unsynced(digest, data)),
+        )
+        .buffered(WRITE_CONCURRENCY)
+        .collect()
+        .await;
+        results.into_iter().collect::<Result<Vec<_>, _>>()?;
+        self.sync().await
     }
 
     /// Reads the content with this digest, checking it still hashes to it.

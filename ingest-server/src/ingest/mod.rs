@@ -293,20 +293,33 @@ pub async fn commit_batch(
     // Evidence first (stills of the accepted, raw bytes of the rejected);
     // content-addressed, so a write for what turns out a duplicate is a no-op.
     let mut files = Vec::new();
+    // The hash of each rejected bundle's raw bytes (for its quarantine row).
+    let mut raw_digests = Vec::with_capacity(verdicts.len());
     for (bytes, _, v) in &verdicts {
         match v {
-            Ok(a) => files.extend(a.attachments.iter().map(|at| Bytes::from(at.data.clone()))),
-            Err(_) => files.push(bytes.clone()),
+            // Attachments were checked against the manifest: its hash is theirs.
+            Ok(a) => {
+                files.extend(a.attachments.iter().filter_map(|at| {
+                    let item = a.event.evidence_item(&at.name)?;
+                    Some((item.sha256.clone(), Bytes::from(at.data.clone())))
+                }));
+                raw_digests.push(None);
+            }
+            Err(_) => {
+                let digest = protocol::sha256_hex(bytes);
+                files.push((digest.clone(), bytes.clone()));
+                raw_digests.push(Some(digest));
+            }
         }
     }
-    ctx.evidence.put_all(files).await?;
+    ctx.evidence.put_all_hashed(files).await?;
     let t2 = std::time::Instant::now();
 
     let mut tx = ctx.db.pool().begin().await?;
     let mut outcomes = Vec::with_capacity(verdicts.len());
     let mut fresh = Vec::new();
     let mut seen = HashSet::new();
-    for (bytes, source, verdict) in &verdicts {
+    for ((bytes, source, verdict), raw_digest) in verdicts.iter().zip(raw_digests) {
         let outcome = match verdict {
             Ok(a) => {
                 let id = a.event.event_id;
@@ -331,8 +344,8 @@ pub async fn commit_batch(
                         event_id: Some(id),
                         device_claimed: Some(a.event.device_id.clone()),
                     };
-                    ctx.evidence.put(bytes.clone()).await?;
-                    quarantine_one(&mut tx, bytes, source, received_at, &r).await?
+                    let digest = ctx.evidence.put(bytes.clone()).await?;
+                    quarantine_one(&mut tx, bytes, digest, source, received_at, &r).await?
                 } else {
                     Outcome {
                         ack: Some(Ack::duplicate(id)),
@@ -340,7 +353,10 @@ pub async fn commit_batch(
                     }
                 }
             }
-            Err(r) => quarantine_one(&mut tx, bytes, source, received_at, r).await?,
+            Err(r) => {
+                let digest = raw_digest.unwrap_or_else(|| protocol::sha256_hex(bytes));
+                quarantine_one(&mut tx, bytes, digest, source, received_at, r).await?
+            }
         };
         outcomes.push(outcome);
     }
@@ -390,6 +406,7 @@ async fn stored_signed_json(
 async fn quarantine_one(
     conn: &mut AnyConnection,
     bytes: &Bytes,
+    digest: String,
     source: &Source,
     received_at: i64,
     r: &Rejection,
@@ -401,7 +418,7 @@ async fn quarantine_one(
         r.event_id,
         &r.reason_code,
         &r.reason,
-        protocol::sha256_hex(bytes),
+        digest,
         bytes.len(),
     );
     quarantine::insert(conn, &entry).await?;
