@@ -49,10 +49,11 @@ check-server-deps:
 	  echo "ingest-server must not depend on ort or opencv (use plate-ocr without default features)"; exit 1; \
 	else echo "check-server-deps: ingest-server links neither ort nor opencv"; fi
 
+# The server and an edge agent on this machine (scripts/demo.sh says what
+# runs); SOURCE=file-or-rtsp SITE=site.toml adds your own camera.
 demo: setup
 	$(CARGO) build --workspace
-	@echo "Starting the ingest server on embedded defaults (Ctrl-C stops it)."
-	$(CARGO) run --quiet -p ingest-server
+	SOURCE="$(SOURCE)" SITE="$(SITE)" bash scripts/demo.sh
 
 bench: setup
 	$(CARGO) bench -p plate-ocr

@@ -70,6 +70,18 @@ enum Cmd {
         #[arg(long)]
         agent_config: Option<PathBuf>,
     },
+    /// Render the demonstration intersection to `OUT/camera.mp4` with its
+    /// site file `OUT/site.toml` (for `make demo` and trying the box without
+    /// a camera).
+    Scene {
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// A directory with `labels.csv` (image,text) of photographed plates
+        /// to put on the cars (e.g. ../shared/data/vn_crops_named).
+        #[arg(long)]
+        plates: Option<PathBuf>,
+    },
     /// Print this device's id, site and public key (making the key on first
     /// use) as JSON, for enrolment at the server.
     Enroll {
@@ -159,6 +171,10 @@ fn main() -> Result<()> {
                 Cmd::Run { .. } => serve(&cfg, &identity, true)?,
                 _ => serve(&cfg, &identity, false)?,
             }
+            Ok(())
+        }
+        Cmd::Scene { out, plates } => {
+            render_demo(&out, plates.as_deref())?;
             Ok(())
         }
         Cmd::CheckModels => {
@@ -294,5 +310,50 @@ fn serve(cfg: &AgentConfig, identity: &DeviceIdentity, cameras: bool) -> Result<
     }
     result?;
     tracing::info!("delivery stopped");
+    Ok(())
+}
+
+/// `edge-agent scene`: the demo intersection as an MP4 and its site file.
+fn render_demo(out: &std::path::Path, plates: Option<&std::path::Path>) -> Result<()> {
+    use opencv::prelude::*;
+    let mut images = Vec::new();
+    if let Some(dir) = plates {
+        let labels = std::fs::read_to_string(dir.join("labels.csv"))
+            .with_context(|| format!("{}/labels.csv", dir.display()))?;
+        for (line, row) in labels.lines().enumerate().skip(1) {
+            let Some((file, _)) = row.split_once(',') else {
+                return Err(anyhow!(
+                    "{}/labels.csv:{}: expected image,text",
+                    dir.display(),
+                    line + 1
+                ));
+            };
+            let path = dir.join(file.trim());
+            let img = opencv::imgcodecs::imread(
+                path.to_string_lossy().as_ref(),
+                opencv::imgcodecs::IMREAD_COLOR,
+            )
+            .with_context(|| format!("reading {}", path.display()))?;
+            // Wide (one-line) plates suit the rendered cars.
+            if img.cols() > 3 * img.rows() {
+                images.push(Arc::new(img));
+            }
+        }
+    }
+    let scene = edge_agent::scene::demo(&images, time::OffsetDateTime::now_utc());
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let frames = (0..edge_agent::scene::DEMO_FRAMES)
+        .map(|n| scene.render(n))
+        .collect::<Result<Vec<_>, _>>()
+        .context("rendering the scene")?;
+    let video = out.join("camera.mp4");
+    edge_agent::evidence::encode_clip(&frames, &[], &video, 4000, Duration::from_secs(300))?;
+    std::fs::write(out.join("site.toml"), scene.site_toml())?;
+    println!(
+        "{}: {} s, red-light runners: vehicles {:?}",
+        video.display(),
+        edge_agent::scene::DEMO_FRAMES / 10,
+        scene.red_light_runners(edge_agent::scene::DEMO_FRAMES)
+    );
     Ok(())
 }

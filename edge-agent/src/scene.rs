@@ -285,3 +285,52 @@ enabled = true
         out
     }
 }
+
+/// Frames of the demonstration scene (36 s at 10 fps).
+pub const DEMO_FRAMES: u64 = 360;
+
+/// The demonstration intersection (`edge-agent scene`, `make demo`): 36 s
+/// at 10 fps, two lanes, two signal cycles; two cars run the red light, two
+/// cross on yellow. The cars are drawn large so a photographed plate on them
+/// has the pixels a real camera gives a near car's plate. `plates` (photographed plates, reused
+/// in turn) replace the drawn text when given, so the plate reader has
+/// something real to read.
+pub fn demo(plates: &[std::sync::Arc<Mat>], start: OffsetDateTime) -> Scene {
+    // (left edge, enter frame, speed, stop at): red is 75-179 and 255-359.
+    let script: [(i32, u64, f32, Option<f32>); 4] = [
+        (40, 100, 5.0, None),  // runs the red at about frame 146
+        (300, 20, 5.0, None),  // crosses on yellow at about frame 66
+        (40, 200, 5.0, None),  // crosses on yellow at about frame 246
+        (300, 265, 6.0, None), // runs the next red at about frame 303
+    ];
+    let vehicles = script
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, enter_frame, speed, stop_at_y))| ScriptedVehicle {
+            class: VehicleClass::Car,
+            x,
+            width: 210,
+            height: 230,
+            start_bottom: 470.0,
+            speed,
+            enter_frame,
+            stop_at_y,
+            plate: format!("DEMO {}", i + 1),
+            plate_image: (!plates.is_empty()).then(|| plates[i % plates.len()].clone()),
+            colour: [[40, 60, 200], [160, 90, 30], [90, 90, 90], [30, 140, 160]][i],
+        })
+        .collect();
+    Scene {
+        width: 640,
+        height: 480,
+        fps: 10,
+        stop_y: 240,
+        signal: SignalCycle {
+            green: 60,
+            yellow: 15,
+            red: 105,
+        },
+        vehicles,
+        start,
+    }
+}
