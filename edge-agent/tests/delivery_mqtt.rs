@@ -242,6 +242,10 @@ fn outbox_of_1_mib_raises_the_alarm_before_it_evicts_and_records_every_eviction(
         0,
         "alarm comes before any eviction"
     );
+    assert!(
+        wait_for(10, || log_of(dir.path()).contains("outbox alarm raised")),
+        "the alarm is logged too"
+    );
     for n in 2..4 {
         let (ev, d) = violation(&id, &spool, "cam-north", n, 100_000, 250_000);
         outbox.enqueue(&ev, "cam-north", &d).unwrap();

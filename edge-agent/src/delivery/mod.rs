@@ -82,6 +82,7 @@ pub fn run(
     let heartbeat_every = Duration::from_secs_f64(cfg.health.heartbeat_s);
     let mut next_heartbeat = Instant::now();
     let mut next_limits = Instant::now();
+    let mut last_alarm = None;
     let m = &shared.metrics;
     while !stop.load(Ordering::Relaxed) {
         let wait = if state.connected { 20 } else { 200 };
@@ -146,6 +147,21 @@ pub fn run(
         }
         if Instant::now() >= next_limits {
             next_limits = Instant::now() + Duration::from_secs(2);
+            let alarm = outbox.alarm()?;
+            if alarm != last_alarm {
+                let stats = outbox.stats(now_ms())?;
+                match &alarm {
+                    Some(a) => {
+                        tracing::warn!(alarm = ?a, bytes = stats.bytes, depth = stats.depth, limits = ?outbox.limits(), "outbox alarm raised")
+                    }
+                    None => tracing::info!(
+                        bytes = stats.bytes,
+                        depth = stats.depth,
+                        "outbox alarm cleared"
+                    ),
+                }
+                last_alarm = alarm;
+            }
             outbox.enforce_limits(now_ms())?;
             m.set_outbox(&outbox.stats(now_ms())?);
         }
