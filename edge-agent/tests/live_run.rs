@@ -31,7 +31,8 @@ fn car(x: i32, stop: Option<f32>, plate: &str, colour: [u8; 3]) -> ScriptedVehic
 }
 
 #[test]
-fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_delivered_event() {
+fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_dead_camera_is_retried()
+ {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // green 0-59, yellow 60-74, red 75-179: both cars arrive on red, one stops.
@@ -59,12 +60,24 @@ fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_deliver
     std::fs::write(d.join("site.toml"), scene.site_toml()).unwrap();
     let site = edge_agent::site::SiteConfig::load(d.join("site.toml")).unwrap();
 
+    // A second camera whose stream never answers: retried and reported,
+    // while the first one carries on.
+    std::fs::write(
+        d.join("dead.toml"),
+        scene
+            .site_toml()
+            .replace("camera_id = \"synthetic\"", "camera_id = \"dead\""),
+    )
+    .unwrap();
     let broker = Broker::start();
     let cameras = format!(
         "\n[plates]\nrecognizer = \"none\"\n\n[[cameras]]\nsource = \"{video}\"\nsite = \"{site}\"\ndetector = \"motion\"\n\
-         [cameras.motion]\nanalysis_width = 640\nmin_area = 1500.0\nhistory = 5000\nlearning_rate = 0.0003\n",
+         [cameras.motion]\nanalysis_width = 640\nmin_area = 1500.0\nhistory = 5000\nlearning_rate = 0.0003\n\n\
+         [[cameras]]\nsource = \"rtsp://127.0.0.1:{dead}/none\"\nsite = \"{dead_site}\"\ndetector = \"motion\"\n",
         video = video.display(),
-        site = d.join("site.toml").display()
+        site = d.join("site.toml").display(),
+        dead = free_port(),
+        dead_site = d.join("dead.toml").display(),
     );
     let config = agent_config(d, broker.port, &cameras);
     let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
@@ -113,7 +126,7 @@ fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_deliver
                 .unwrap()
                 .verify(&id.verifying_key())
                 .unwrap();
-            cameras_seen.extend(beat.cameras.into_iter().map(|c| c.camera_id));
+            cameras_seen.extend(beat.cameras.into_iter().map(|c| (c.camera_id, c.state)));
         }
         let s = server.seen.lock().unwrap();
         !s.first.is_empty() && !s.clips.is_empty()
@@ -138,8 +151,14 @@ fn edge_agent_run_turns_one_red_light_runner_in_a_camera_stream_into_one_deliver
     assert_eq!(seen.first[0].1, site.camera_id);
     assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
     assert!(
-        cameras_seen.contains(&site.camera_id),
+        cameras_seen.iter().any(|(c, _)| *c == site.camera_id),
         "heartbeat lists the camera: {cameras_seen:?}"
+    );
+    assert!(
+        cameras_seen
+            .iter()
+            .any(|(c, st)| c == "dead" && *st != protocol::CameraState::Streaming),
+        "the dead camera is reported, not streaming: {cameras_seen:?}"
     );
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
