@@ -62,6 +62,31 @@ pub struct ScriptedVehicle {
 }
 
 impl ScriptedVehicle {
+    /// A 70×100 car whose bottom edge enters at y 470 on `enter_frame`,
+    /// moving up `speed` px per frame, stopping for good at `stop_at_y`.
+    pub fn car(
+        x: i32,
+        enter_frame: u64,
+        speed: f32,
+        stop_at_y: Option<f32>,
+        plate: &str,
+        colour: [u8; 3],
+    ) -> Self {
+        ScriptedVehicle {
+            class: VehicleClass::Car,
+            x,
+            width: 70,
+            height: 100,
+            start_bottom: 470.0,
+            speed,
+            enter_frame,
+            stop_at_y,
+            plate: plate.to_string(),
+            plate_image: None,
+            colour,
+        }
+    }
+
     /// Bottom edge on frame `n`, or `None` before it enters or after it left.
     pub fn bottom(&self, n: u64) -> Option<f32> {
         if n < self.enter_frame {
@@ -87,6 +112,38 @@ pub struct Scene {
     pub vehicles: Vec<ScriptedVehicle>,
     /// Wall-clock time of frame 0.
     pub start: OffsetDateTime,
+}
+
+impl Scene {
+    /// The standard test intersection: 640×480 at 10 fps, stop line at
+    /// y 240, signal green 0–59, yellow 60–74, red 75–179, repeating.
+    pub fn standard(vehicles: Vec<ScriptedVehicle>, start: OffsetDateTime) -> Scene {
+        Scene {
+            width: 640,
+            height: 480,
+            fps: 10,
+            stop_y: 240,
+            signal: SignalCycle {
+                green: 60,
+                yellow: 15,
+                red: 105,
+            },
+            vehicles,
+            start,
+        }
+    }
+}
+
+/// Two cars arriving side by side on red (frame 110): the left one runs it,
+/// the right one stops at the line. 220 frames.
+pub fn runner_and_stopper(start: OffsetDateTime) -> Scene {
+    Scene::standard(
+        vec![
+            ScriptedVehicle::car(80, 110, 5.0, None, "29B67890", [40, 60, 200]),
+            ScriptedVehicle::car(300, 110, 5.0, Some(280.0), "51F11111", [40, 160, 40]),
+        ],
+        start,
+    )
 }
 
 const LAMP: i32 = 24;
@@ -320,17 +377,5 @@ pub fn demo(plates: &[std::sync::Arc<Mat>], start: OffsetDateTime) -> Scene {
             colour: [[40, 60, 200], [160, 90, 30], [90, 90, 90], [30, 140, 160]][i],
         })
         .collect();
-    Scene {
-        width: 640,
-        height: 480,
-        fps: 10,
-        stop_y: 240,
-        signal: SignalCycle {
-            green: 60,
-            yellow: 15,
-            red: 105,
-        },
-        vehicles,
-        start,
-    }
+    Scene::standard(vehicles, start)
 }

@@ -9,26 +9,9 @@
 mod delivery_support;
 
 use delivery_support::*;
-use edge_agent::scene::{Scene, ScriptedVehicle, SignalCycle};
-use protocol::{SignedHeartbeat, VehicleClass};
+use protocol::SignedHeartbeat;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn car(x: i32, stop: Option<f32>, plate: &str, colour: [u8; 3]) -> ScriptedVehicle {
-    ScriptedVehicle {
-        class: VehicleClass::Car,
-        x,
-        width: 70,
-        height: 100,
-        start_bottom: 470.0,
-        speed: 5.0,
-        enter_frame: 110,
-        stop_at_y: stop,
-        plate: plate.to_string(),
-        plate_image: None,
-        colour,
-    }
-}
 
 #[test]
 fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_dead_camera_is_retried()
@@ -36,22 +19,7 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     // green 0-59, yellow 60-74, red 75-179: both cars arrive on red, one stops.
-    let scene = Scene {
-        width: 640,
-        height: 480,
-        fps: 10,
-        stop_y: 240,
-        signal: SignalCycle {
-            green: 60,
-            yellow: 15,
-            red: 105,
-        },
-        vehicles: vec![
-            car(80, None, "29B67890", [40, 60, 200]),
-            car(300, Some(280.0), "51F11111", [40, 160, 40]),
-        ],
-        start: time::OffsetDateTime::now_utc(),
-    };
+    let scene = edge_agent::scene::runner_and_stopper(time::OffsetDateTime::now_utc());
     assert_eq!(scene.red_light_runners(220), vec![0]);
     let frames: Vec<_> = (0..220).map(|n| scene.render(n).unwrap()).collect();
     let video = d.join("camera.mp4");

@@ -5,10 +5,10 @@
 
 use edge_agent::analysis::Analysis;
 use edge_agent::detect::{MotionConfig, MotionDetector};
-use edge_agent::scene::{Scene, ScriptedVehicle, SignalCycle};
+use edge_agent::scene::{Scene, ScriptedVehicle};
 use edge_agent::site::SiteConfig;
 use opencv::prelude::*;
-use protocol::{VehicleClass, ViolationType};
+use protocol::ViolationType;
 
 fn car(
     x: i32,
@@ -18,36 +18,15 @@ fn car(
     plate: &str,
     colour: [u8; 3],
 ) -> ScriptedVehicle {
-    ScriptedVehicle {
-        class: VehicleClass::Car,
-        x,
-        width: 70,
-        height: 100,
-        start_bottom: 470.0,
-        speed,
-        enter_frame: enter,
-        stop_at_y: stop,
-        plate: plate.to_string(),
-        plate_image: None,
-        colour,
-    }
+    ScriptedVehicle::car(x, enter, speed, stop, plate, colour)
 }
 
 fn scene(vehicles: Vec<ScriptedVehicle>) -> Scene {
-    Scene {
-        width: 640,
-        height: 480,
-        fps: 10,
-        stop_y: 240,
-        // green 0-59, yellow 60-74, red 75-179, then green again.
-        signal: SignalCycle {
-            green: 60,
-            yellow: 15,
-            red: 105,
-        },
+    // green 0-59, yellow 60-74, red 75-179, then green again.
+    Scene::standard(
         vehicles,
-        start: time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
-    }
+        time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),
+    )
 }
 
 /// Runs the analysis over `frames` frames; returns (vehicle index, rule) per

@@ -6,29 +6,11 @@
 //! and that one red-light runner becomes one case with all its evidence.
 
 use e2e_tests::{binary, free_port, http_request, start_until, wait_for};
-use edge_agent::scene::{Scene, ScriptedVehicle, SignalCycle};
-use protocol::VehicleClass;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const TOKEN: &str = "e2e-admin-token-0123456789";
-
-fn car(x: i32, stop: Option<f32>, plate: &str, colour: [u8; 3]) -> ScriptedVehicle {
-    ScriptedVehicle {
-        class: VehicleClass::Car,
-        x,
-        width: 70,
-        height: 100,
-        start_bottom: 470.0,
-        speed: 5.0,
-        enter_frame: 110,
-        stop_at_y: stop,
-        plate: plate.to_string(),
-        plate_image: None,
-        colour,
-    }
-}
 
 #[test]
 fn a_red_light_runner_on_camera_becomes_one_verified_priced_case_on_the_server() {
@@ -52,22 +34,9 @@ fn a_red_light_runner_on_camera_becomes_one_verified_priced_case_on_the_server()
         .unwrap();
 
     // The camera: a rendered intersection, two cars arriving on red, one stops.
-    let scene = Scene {
-        width: 640,
-        height: 480,
-        fps: 10,
-        stop_y: 240,
-        signal: SignalCycle {
-            green: 60,
-            yellow: 15,
-            red: 105,
-        },
-        vehicles: vec![
-            car(80, None, "29B67890", [40, 60, 200]),
-            car(300, Some(280.0), "51F11111", [40, 160, 40]),
-        ],
-        start: time::OffsetDateTime::now_utc() - time::Duration::seconds(30),
-    };
+    let scene = edge_agent::scene::runner_and_stopper(
+        time::OffsetDateTime::now_utc() - time::Duration::seconds(30),
+    );
     let frames: Vec<_> = (0..220).map(|n| scene.render(n).unwrap()).collect();
     let video = d.join("camera.mp4");
     edge_agent::evidence::encode_clip(&frames, &[], &video, 4000, Duration::from_secs(120))
