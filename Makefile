@@ -11,7 +11,7 @@ export ORT_DYLIB_PATH ?= $(ROOT)/.deps/onnxruntime/lib/libonnxruntime.so
 export MODELS_DIR     ?= $(ROOT)/.models
 export RUST_BACKTRACE ?= 0
 
-.PHONY: check-server-deps all setup setup-system setup-onnxruntime models build lint test demo bench fuzz clean help
+.PHONY: check-server-deps all setup setup-system setup-onnxruntime models build lint test demo bench bench-ingest bench-outbox fuzz clean help
 
 all: build
 
@@ -57,6 +57,15 @@ demo: setup
 
 bench: setup
 	$(CARGO) bench -p plate-ocr
+
+# Ingest throughput (ingest-server/README.md) and the edge outbox
+# (edge-agent/README.md), release builds.
+bench-ingest: setup
+	$(CARGO) build --release -p ingest-server --bin ingest-loadgen
+	target/release/ingest-loadgen --devices 50 --events 5000 --window 8
+
+bench-outbox: setup
+	$(CARGO) run --release -p edge-agent --example outbox_bench -- 10000 150000
 
 # Long property-based fuzzing of everything that parses outside input
 # (wire messages, topics, plate text, tracker input): the same properties
