@@ -63,21 +63,7 @@ pub fn start_until(mut cmd: Command, marker: &str, timeout: Duration) -> (Proc, 
 
 /// A minimal HTTP/1.1 GET; returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let status = raw
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = raw.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Ok((status, body))
+    http_request(addr, "GET", path, None, None)
 }
 
 /// A minimal HTTP/1.1 request with optional bearer token and JSON body;
