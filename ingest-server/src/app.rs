@@ -145,6 +145,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let api = ApiContext {
         ingestor: ingestor.clone(),
         admin_token: (!cfg.admin.token.is_empty()).then(|| cfg.admin.token.clone()),
+        secure_cookies: cfg.secure_cookies(),
     };
     let http = tokio::spawn(async move {
         axum::serve(listener, web::router(api))

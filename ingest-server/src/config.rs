@@ -24,6 +24,12 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
+    /// Mark session cookies `Secure` (sent over HTTPS only). Unset: yes,
+    /// unless the server listens on loopback only (the one-machine default,
+    /// where browsers treat http://127.0.0.1 as a secure context anyway);
+    /// env `INGEST_SECURE_COOKIES` (true/false). Behind a TLS-terminating
+    /// proxy leave it unset or true.
+    pub secure_cookies: Option<bool>,
 }
 
 /// The database. Empty `url`: SQLite file `ingest.db` under `data_dir`.
@@ -91,6 +97,7 @@ impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            secure_cookies: None,
         }
     }
 }
@@ -120,6 +127,13 @@ impl Default for IngestConfig {
 }
 
 impl Config {
+    /// Whether session cookies are `Secure` (see [`HttpConfig::secure_cookies`]).
+    pub fn secure_cookies(&self) -> bool {
+        self.http
+            .secure_cookies
+            .unwrap_or(!self.http.listen.ip().is_loopback())
+    }
+
     /// The database URL: configured, or SQLite under the data directory.
     pub fn database_url(&self) -> String {
         if self.database.url.is_empty() {
@@ -205,7 +219,7 @@ impl Config {
 
     /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`,
     /// `DATABASE_URL`, `INGEST_MQTT_LISTEN`, `INGEST_MQTT_URL`,
-    /// `INGEST_MQTT_CLIENT_ID`, `INGEST_ADMIN_TOKEN`.
+    /// `INGEST_MQTT_CLIENT_ID`, `INGEST_ADMIN_TOKEN`, `INGEST_SECURE_COOKIES`.
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let addr = |var: &str, v: &str| -> Result<SocketAddr, ConfigError> {
             v.parse().map_err(|e| ConfigError::Env {
@@ -237,6 +251,12 @@ impl Config {
         }
         if let Some(v) = get("INGEST_ADMIN_TOKEN") {
             self.admin.token = v;
+        }
+        if let Some(v) = get("INGEST_SECURE_COOKIES") {
+            self.http.secure_cookies = Some(v.parse().map_err(|_| ConfigError::Env {
+                var: "INGEST_SECURE_COOKIES".into(),
+                message: format!("`{v}` is not true or false"),
+            })?);
         }
         Ok(())
     }

@@ -12,11 +12,14 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod accounts;
 pub mod app;
+pub mod audit;
 pub mod broker;
 pub mod cases;
 pub mod clips;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod devices;
 pub mod evidence;
@@ -27,4 +30,6 @@ pub mod metrics;
 pub mod mqtt;
 pub mod quarantine;
 pub mod registry;
+pub mod review;
 pub mod web;
+pub mod workflow;

@@ -197,7 +197,7 @@ pub async fn resolve_owners(db: &Db, registry: &dyn Registry, events: &[Violatio
     for e in events {
         let plate = e.plate.text.as_deref().filter(|_| e.plate.readable);
         let colour = crate::ingest::enum_text(&e.plate.colour);
-        resolve_one(db, registry, e.event_id, plate, &colour).await;
+        resolve_one(db, registry, e.event_id, plate, &colour, "ingest").await;
     }
 }
 
@@ -230,10 +230,23 @@ pub async fn resolve_pending(db: &Db, registry: &dyn Registry, limit: i64) -> us
         let Ok(id) = Uuid::parse_str(&id) else {
             continue;
         };
-        resolve_one(db, registry, id, plate.as_deref(), &colour).await;
+        resolve_one(db, registry, id, plate.as_deref(), &colour, "ingest").await;
         n += 1;
     }
     n
+}
+
+/// Looks the owner up again after a reviewer corrected the plate; the
+/// lookup is logged under the reviewer's id.
+pub async fn resolve_for(
+    db: &Db,
+    registry: &dyn Registry,
+    event_id: Uuid,
+    plate: &str,
+    colour: &str,
+    actor: &str,
+) {
+    resolve_one(db, registry, event_id, Some(plate), colour, actor).await;
 }
 
 async fn resolve_one(
@@ -242,12 +255,13 @@ async fn resolve_one(
     event_id: Uuid,
     plate: Option<&str>,
     colour: &str,
+    actor: &str,
 ) {
     let (status, owner) = match plate {
         Some(plate) => {
             let colour = (colour != "unknown").then_some(colour);
             let purpose = Purpose {
-                actor: "ingest".into(),
+                actor: actor.into(),
                 reason: "identify the registered owner of a detected violation".into(),
                 event_id: Some(event_id),
             };

@@ -59,6 +59,8 @@ pub struct ApiContext {
     pub ingestor: Ingestor,
     /// Admin bearer token; `None` disables the admin API.
     pub admin_token: Option<String>,
+    /// Session cookies carry `Secure`.
+    pub secure_cookies: bool,
 }
 
 /// Every error an API call can answer with.
@@ -195,6 +197,7 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/cases/{event_id}", get(get_case))
         .route("/api/v1/heartbeats", get(list_heartbeats))
         .route("/api/v1/evidence/{sha256}", get(get_evidence))
+        .merge(crate::console::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(ctx)
 }

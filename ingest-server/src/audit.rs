@@ -1,0 +1,294 @@
+//! The audit log: every action a person (or the server on their behalf)
+//! takes on a case, an account or personal data, append-only and
+//! hash-chained so that an edited, inserted or removed entry is detected by
+//! [`verify`] (`ingest-server audit verify`).
+//!
+//! Each entry's hash is SHA-256 over the JSON array `[seq, at, actor, role,
+//! action, subject, detail, prev_hash]`; `prev_hash` is the hash of the entry
+//! before it (64 zeros for the first). `audit_head` keeps the last sequence
+//! number and hash, so removing entries from the end is detected too. The
+//! database refuses UPDATE and DELETE on the table (triggers); the chain is
+//! what catches someone who bypasses that. `verify` prints the head hash:
+//! writing it down elsewhere now and then (a ticket, a print-out) anchors the
+//! chain against someone who rewrites all of it.
+//!
+//! Appending starts with [`begin`], which opens a transaction and locks the
+//! head row before anything else is read: on SQLite that is the write lock,
+//! on PostgreSQL a row lock, so appends are serialised across server
+//! replicas and the case change and its audit entry commit together.
+
+use sha2::{Digest, Sha256};
+use sqlx::{Any, Row, Transaction};
+
+use crate::db::{Db, DbError};
+use crate::workflow::Role;
+
+/// The hash before the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One entry.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEntry {
+    /// Position in the chain, from 1.
+    pub seq: i64,
+    /// Unix ms.
+    pub at: i64,
+    /// Who (user id, `system`, or the username tried at a failed sign-in).
+    pub actor: String,
+    /// Their role (`system`, `anonymous` for failed sign-ins).
+    pub role: String,
+    /// What (`case.accept`, `login.failed`, `owner.view`, ...).
+    pub action: String,
+    /// On what (`case:<event id>`, `user:<id>`, ...).
+    pub subject: String,
+    /// JSON with the particulars (reason, old and new plate, ...).
+    pub detail: String,
+    /// The previous entry's hash.
+    pub prev_hash: String,
+    /// This entry's hash.
+    pub hash: String,
+}
+
+/// Who did it, as the audit log records it.
+#[derive(Debug, Clone)]
+pub struct Who {
+    /// Actor id.
+    pub actor: String,
+    /// Role name.
+    pub role: String,
+}
+
+impl Who {
+    /// A person or the system in a role.
+    pub fn new(actor: impl Into<String>, role: Role) -> Self {
+        Who {
+            actor: actor.into(),
+            role: role.as_str().into(),
+        }
+    }
+
+    /// Someone not signed in (a failed sign-in).
+    pub fn anonymous(claimed: &str) -> Self {
+        Who {
+            actor: claimed.chars().take(64).collect(),
+            role: "anonymous".into(),
+        }
+    }
+}
+
+/// Opens a transaction and takes the audit lock (see the module doc).
+pub async fn begin(db: &Db) -> Result<Transaction<'static, Any>, DbError> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut *tx)
+        .await?;
+    Ok(tx)
+}
+
+/// The hash of an entry's fields.
+pub fn entry_hash(
+    seq: i64,
+    at: i64,
+    who: &Who,
+    action: &str,
+    subject: &str,
+    detail: &str,
+    prev: &str,
+) -> String {
+    let canonical = serde_json::json!([
+        seq, at, who.actor, who.role, action, subject, detail, prev
+    ]);
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// Appends one entry inside a transaction opened by [`begin`].
+pub async fn append(
+    tx: &mut Transaction<'static, Any>,
+    at: i64,
+    who: &Who,
+    action: &str,
+    subject: &str,
+    detail: &serde_json::Value,
+) -> Result<AuditEntry, DbError> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let prev_seq: i64 = head.try_get(0)?;
+    let prev_hash: String = head.try_get(1)?;
+    let seq = prev_seq + 1;
+    let detail = detail.to_string();
+    let hash = entry_hash(seq, at, who, action, subject, &detail, &prev_hash);
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, role, action, subject, detail, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(seq)
+    .bind(at)
+    .bind(&who.actor)
+    .bind(&who.role)
+    .bind(action)
+    .bind(subject)
+    .bind(&detail)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+        .bind(seq)
+        .bind(&hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(AuditEntry {
+        seq,
+        at,
+        actor: who.actor.clone(),
+        role: who.role.clone(),
+        action: action.into(),
+        subject: subject.into(),
+        detail,
+        prev_hash,
+        hash,
+    })
+}
+
+/// Appends one entry in its own transaction.
+pub async fn record(
+    db: &Db,
+    at: i64,
+    who: &Who,
+    action: &str,
+    subject: &str,
+    detail: &serde_json::Value,
+) -> Result<AuditEntry, DbError> {
+    let mut tx = begin(db).await?;
+    let e = append(&mut tx, at, who, action, subject, detail).await?;
+    tx.commit().await?;
+    Ok(e)
+}
+
+/// The columns every query of this module reads, in [`entry`] order.
+macro_rules! audit_columns {
+    () => {
+        "seq, at, actor, role, action, subject, detail, prev_hash, hash"
+    };
+}
+
+fn entry(r: &sqlx::any::AnyRow) -> Result<AuditEntry, DbError> {
+    Ok(AuditEntry {
+        seq: r.try_get(0)?,
+        at: r.try_get(1)?,
+        actor: r.try_get(2)?,
+        role: r.try_get(3)?,
+        action: r.try_get(4)?,
+        subject: r.try_get(5)?,
+        detail: r.try_get(6)?,
+        prev_hash: r.try_get(7)?,
+        hash: r.try_get(8)?,
+    })
+}
+
+/// The entries about one subject, oldest first (a case's trail).
+pub async fn for_subject(db: &Db, subject: &str) -> Result<Vec<AuditEntry>, DbError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_log WHERE subject = $1 ORDER BY seq"
+    ))
+    .bind(subject)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// The latest entries, newest first.
+pub async fn recent(db: &Db, limit: i64) -> Result<Vec<AuditEntry>, DbError> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_log ORDER BY seq DESC LIMIT $1"
+    ))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(entry).collect()
+}
+
+/// What [`verify`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verification {
+    /// The chain is whole: this many entries, ending in this hash.
+    Intact {
+        /// Entries.
+        entries: i64,
+        /// Head hash.
+        head: String,
+    },
+    /// The first problem, at which sequence number.
+    Broken {
+        /// Where.
+        seq: i64,
+        /// What.
+        problem: String,
+    },
+}
+
+/// Walks the whole chain and checks every link and the head.
+pub async fn verify(db: &Db) -> Result<Verification, DbError> {
+    let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+        .fetch_one(db.pool())
+        .await?;
+    let head_seq: i64 = head.try_get(0)?;
+    let head_hash: String = head.try_get(1)?;
+    let mut expect_seq = 1;
+    let mut prev = GENESIS.to_string();
+    // Pages of 5,000 so a long log does not sit in memory at once.
+    loop {
+        let rows = sqlx::query(concat!(
+        "SELECT ",
+        audit_columns!(),
+        " FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000"
+    ))
+        .bind(expect_seq)
+        .fetch_all(db.pool())
+        .await?;
+        if rows.is_empty() {
+            break;
+        }
+        for r in &rows {
+            let e = entry(r)?;
+            let broken = |problem: String| Verification::Broken { seq: e.seq, problem };
+            if e.seq != expect_seq {
+                return Ok(Verification::Broken {
+                    seq: expect_seq,
+                    problem: format!("entry {expect_seq} is missing (next is {})", e.seq),
+                });
+            }
+            if e.prev_hash != prev {
+                return Ok(broken("does not follow the entry before it".into()));
+            }
+            let who = Who {
+                actor: e.actor.clone(),
+                role: e.role.clone(),
+            };
+            let h = entry_hash(e.seq, e.at, &who, &e.action, &e.subject, &e.detail, &prev);
+            if h != e.hash {
+                return Ok(broken("its contents do not match its hash (edited)".into()));
+            }
+            prev = e.hash;
+            expect_seq += 1;
+        }
+    }
+    let last = expect_seq - 1;
+    if last != head_seq || prev != head_hash {
+        return Ok(Verification::Broken {
+            seq: last + 1,
+            problem: format!(
+                "the log ends at entry {last} but the head says {head_seq}: entries were removed"
+            ),
+        });
+    }
+    Ok(Verification::Intact {
+        entries: last,
+        head: head_hash,
+    })
+}

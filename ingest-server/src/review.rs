@@ -1,0 +1,322 @@
+//! Applying workflow decisions to stored cases: the one path through which a
+//! case changes state. Each action runs in one transaction that locks the
+//! audit head first, reads the case, asks [`workflow::decide`], writes the
+//! new state only if the case is still in the state it was read in, records
+//! the transition in `case_transitions` and appends the audit entry; so a
+//! case change without its audit entry cannot exist.
+//!
+//! A plate correction keeps the machine read (`plate_text`) and writes
+//! `reviewed_plate`, then looks the owner up again under the reviewer's
+//! name; a violation-type correction re-prices the fine from the signed
+//! event with the corrected type.
+
+use plate_ocr::plate::PlateGrammar;
+use protocol::{Signed, ViolationEvent, ViolationType};
+use sqlx::Row;
+use thiserror::Error;
+
+use crate::audit::{self, Who};
+use crate::db::{Db, DbError};
+use crate::fines::{FineTable, Quote};
+use crate::registry::{self, Registry};
+use crate::workflow::{self, Action, Actor, CaseFacts, CaseState, WorkflowError};
+
+/// Why a review action did not happen.
+#[derive(Debug, Error)]
+pub enum ReviewError {
+    /// No such case.
+    #[error("no case {0}")]
+    NotFound(String),
+    /// The workflow refused.
+    #[error(transparent)]
+    Refused(#[from] WorkflowError),
+    /// Input was wrong (unknown reason code, plate not in the grammar, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// Someone else changed the case between read and write.
+    #[error("the case changed meanwhile; reload it")]
+    Conflict,
+    /// Database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for ReviewError {
+    fn from(e: sqlx::Error) -> Self {
+        ReviewError::Db(DbError::Sqlx(e))
+    }
+}
+
+/// What review actions need besides the database.
+pub struct Reviewer<'a> {
+    /// The database.
+    pub db: &'a Db,
+    /// Plate grammar, to check corrected plates.
+    pub grammar: &'a PlateGrammar,
+    /// Fine table, to re-price corrected types.
+    pub fines: &'a FineTable,
+    /// Owner registry, to look up corrected plates.
+    pub registry: Option<&'a dyn Registry>,
+}
+
+/// The result of an applied action.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// State before.
+    pub from: CaseState,
+    /// State after.
+    pub to: CaseState,
+}
+
+impl Reviewer<'_> {
+    /// Applies `action` by `actor` to case `event_id`, with `reason` (free
+    /// text; may be empty where the action does not need one), at `now`.
+    pub async fn act(
+        &self,
+        event_id: &str,
+        action: &Action,
+        actor: &Actor,
+        reason: &str,
+        now: i64,
+    ) -> Result<Applied, ReviewError> {
+        let reason = reason.trim();
+        if reason.chars().count() > 1000 {
+            return Err(ReviewError::Invalid("reason is longer than 1000 characters".into()));
+        }
+        let mut tx = audit::begin(self.db).await?;
+        let row = sqlx::query(
+            "SELECT state, claimed_by, claim_expires_at, accepted_by, plate_text, reviewed_plate, \
+             plate_readable, violation_type, reviewed_type, signed_json \
+             FROM events WHERE event_id = $1",
+        )
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| ReviewError::NotFound(event_id.into()))?;
+        let state_text: String = row.try_get(0)?;
+        let state = CaseState::parse(&state_text)
+            .ok_or_else(|| ReviewError::Invalid(format!("stored state {state_text:?}")))?;
+        let plate_read: Option<String> = row.try_get(4)?;
+        let reviewed_plate: Option<String> = row.try_get(5)?;
+        let readable: i64 = row.try_get(6)?;
+        let facts = CaseFacts {
+            state,
+            claimed_by: row.try_get(1)?,
+            claim_expires_at: row.try_get(2)?,
+            accepted_by: row.try_get(3)?,
+            has_plate: reviewed_plate.is_some() || (readable != 0 && plate_read.is_some()),
+        };
+        let old_plate = reviewed_plate.clone().or(plate_read.clone());
+        let old_type: String = match row.try_get::<Option<String>, _>(8)? {
+            Some(t) => t,
+            None => row.try_get(7)?,
+        };
+        let signed_json: String = row.try_get(9)?;
+
+        // Inputs checked before the rules, so a bad input is named as such.
+        let mut detail = serde_json::json!({"reason": reason});
+        match action {
+            Action::Reject { code } => {
+                let known = sqlx::query(
+                    "SELECT 1 FROM rejection_reasons WHERE code = $1 AND active = 1",
+                )
+                .bind(code)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if known.is_none() {
+                    return Err(ReviewError::Invalid(format!("unknown rejection reason {code:?}")));
+                }
+                if code == "other" && reason.is_empty() {
+                    return Err(WorkflowError::ReasonRequired("reject for another reason").into());
+                }
+                detail["code"] = code.as_str().into();
+            }
+            Action::CorrectPlate { plate } => {
+                let parsed = self
+                    .grammar
+                    .parse(plate)
+                    .map_err(|e| ReviewError::Invalid(format!("plate {plate:?}: {e}")))?;
+                detail["old_plate"] = old_plate.clone().into();
+                detail["new_plate"] = parsed.canonical.into();
+            }
+            Action::CorrectType { violation_type } => {
+                parse_type(violation_type)?;
+                detail["old_type"] = old_type.clone().into();
+                detail["new_type"] = violation_type.as_str().into();
+            }
+            _ => {}
+        }
+
+        let decision = workflow::decide(&facts, action, actor, reason, now)?;
+        let mut up = Update::default();
+        match &decision.claim {
+            Some(Some((who, until))) => {
+                up.text("claimed_by", Some(who.clone()));
+                up.int("claim_expires_at", Some(*until));
+            }
+            Some(None) => {
+                up.text("claimed_by", None);
+                up.int("claim_expires_at", None);
+            }
+            None => {}
+        }
+        match action {
+            Action::Accept => up.text("accepted_by", Some(actor.id.clone())),
+            Action::Confirm => up.text("confirmed_by", Some(actor.id.clone())),
+            Action::SendBack | Action::Reopen => up.text("accepted_by", None),
+            Action::Reject { code } => {
+                up.text("reject_code", Some(code.clone()));
+                up.text("reject_note", Some(reason.to_string()));
+            }
+            Action::CorrectPlate { .. } => {
+                up.text("reviewed_plate", detail["new_plate"].as_str().map(str::to_owned));
+                up.text("owner_status", Some("pending".into()));
+                up.text("owner_id", None);
+            }
+            Action::CorrectType { violation_type } => {
+                up.text("reviewed_type", Some(violation_type.clone()));
+                let quote = self.requote(&signed_json, violation_type)?;
+                let priced = match &quote {
+                    Quote::Priced {
+                        schedule,
+                        article,
+                        min_vnd,
+                        max_vnd,
+                        points,
+                    } => Some((schedule.clone(), article.clone(), *min_vnd, *max_vnd, *points)),
+                    _ => None,
+                };
+                up.text("fine_status", Some(quote.status().into()));
+                up.text("fine_schedule", priced.as_ref().map(|p| p.0.clone()));
+                up.text("fine_ref", priced.as_ref().map(|p| p.1.clone()));
+                up.int("fine_min_vnd", priced.as_ref().map(|p| p.2));
+                up.int("fine_max_vnd", priced.as_ref().map(|p| p.3));
+                up.int("licence_points", priced.as_ref().map(|p| p.4));
+                detail["fine"] = serde_json::to_value(&quote).unwrap_or_default();
+            }
+            _ => {}
+        }
+        let mut sets = vec!["state = $1".to_string(), "state_changed_at = $2".to_string()];
+        // Placeholders $3 and $4 are the case id and the state it was read in.
+        for (i, (col, _)) in up.0.iter().enumerate() {
+            sets.push(format!("{col} = ${}", i + 5));
+        }
+        let sql = format!(
+            "UPDATE events SET {} WHERE event_id = $3 AND state = $4",
+            sets.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(decision.to.as_str())
+            .bind(now)
+            .bind(event_id)
+            .bind(state.as_str());
+        for (_, v) in up.0 {
+            q = match v {
+                Value::Text(t) => q.bind(t),
+                Value::Int(i) => q.bind(i),
+            };
+        }
+        if q.execute(&mut *tx).await?.rows_affected() != 1 {
+            return Err(ReviewError::Conflict);
+        }
+        sqlx::query(
+            "INSERT INTO case_transitions (id, event_id, at, actor, role, action, from_state, \
+             to_state, reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(event_id)
+        .bind(now)
+        .bind(&actor.id)
+        .bind(actor.role.as_str())
+        .bind(action.name())
+        .bind(state.as_str())
+        .bind(decision.to.as_str())
+        .bind((!reason.is_empty()).then_some(reason))
+        .bind(detail.to_string())
+        .execute(&mut *tx)
+        .await?;
+        detail["from"] = state.as_str().into();
+        detail["to"] = decision.to.as_str().into();
+        audit::append(
+            &mut tx,
+            now,
+            &Who::new(actor.id.clone(), actor.role),
+            &format!("case.{}", action.name()),
+            &format!("case:{event_id}"),
+            &detail,
+        )
+        .await?;
+        tx.commit().await?;
+
+        if let (Action::CorrectPlate { .. }, Some(reg)) = (action, self.registry) {
+            if let (Some(plate), Ok(id)) = (
+                detail["new_plate"].as_str(),
+                uuid::Uuid::parse_str(event_id),
+            ) {
+                let colour = colour_of(&signed_json);
+                registry::resolve_for(self.db, reg, id, plate, &colour, &actor.id).await;
+            }
+        }
+        Ok(Applied {
+            from: state,
+            to: decision.to,
+        })
+    }
+
+    fn requote(&self, signed_json: &str, violation_type: &str) -> Result<Quote, ReviewError> {
+        let mut event = stored_event(signed_json)?;
+        event.violation_type = parse_type(violation_type)?;
+        Ok(self.fines.quote(&event))
+    }
+}
+
+/// Column assignments of one case update, in bind order. Column names are
+/// constants of this module, never input.
+#[derive(Default)]
+struct Update(Vec<(&'static str, Value)>);
+
+enum Value {
+    Text(Option<String>),
+    Int(Option<i64>),
+}
+
+impl Update {
+    fn text(&mut self, col: &'static str, v: Option<String>) {
+        self.0.push((col, Value::Text(v)));
+    }
+    fn int(&mut self, col: &'static str, v: Option<i64>) {
+        self.0.push((col, Value::Int(v)));
+    }
+}
+
+/// The event as the device signed it (it was verified when stored).
+pub fn stored_event(signed_json: &str) -> Result<ViolationEvent, ReviewError> {
+    let signed = Signed::<ViolationEvent>::from_json(signed_json.as_bytes())
+        .map_err(|e| ReviewError::Invalid(format!("stored event: {e}")))?;
+    serde_json::from_value(serde_json::Value::Object(signed.payload().clone()))
+        .map_err(|e| ReviewError::Invalid(format!("stored event: {e}")))
+}
+
+fn colour_of(signed_json: &str) -> String {
+    stored_event(signed_json)
+        .map(|e| crate::ingest::enum_text(&e.plate.colour))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A violation type by its wire name.
+pub fn parse_type(name: &str) -> Result<ViolationType, ReviewError> {
+    serde_json::from_value(serde_json::Value::String(name.into()))
+        .map_err(|_| ReviewError::Invalid(format!("unknown violation type {name:?}")))
+}
+
+/// The managed rejection reasons (active ones), as (code, Vietnamese, English).
+pub async fn rejection_reasons(db: &Db) -> Result<Vec<(String, String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT code, label_vi, label_en FROM rejection_reasons WHERE active = 1 ORDER BY code",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+        .collect()
+}
