@@ -16,6 +16,8 @@ PACKAGES=(
   libopencv-dev
   # servers the tests start on loopback in temporary directories
   postgresql mosquitto
+  # headless browser for the console's browser tests (driven over WebDriver)
+  chromium chromium-driver
   # fonts for the synthetic plate generator (licences in models/README.md)
   fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-roboto-unhinted
 )

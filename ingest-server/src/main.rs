@@ -1,13 +1,16 @@
 //! `ingest-server`: loads and validates the configuration, then serves
 //! (the default), or administers: `device add|list|revoke`,
-//! `registry import vehicles.csv owners.csv`.
+//! `registry import vehicles.csv owners.csv`, `user add|list|disable`,
+//! `audit verify`.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ingest_server::config::Config;
-use ingest_server::{app, devices, registry};
+use ingest_server::audit::{self, Verification, Who};
+use ingest_server::workflow::Role;
+use ingest_server::{accounts, app, devices, registry};
 
 #[derive(Parser)]
 #[command(version, about = "Traffic enforcement ingest server (IOC)")]
@@ -33,6 +36,47 @@ enum Command {
         #[command(subcommand)]
         action: RegistryAction,
     },
+    /// Console accounts.
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Create an account. The password is read from the first line of
+    /// standard input (or --password-file), never from the command line.
+    Add {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        display_name: String,
+        /// operator, police, supervisor, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// File whose first line is the password.
+        #[arg(long)]
+        password_file: Option<PathBuf>,
+        /// No local password: the person signs in through SSO only.
+        #[arg(long)]
+        sso_only: bool,
+    },
+    /// List accounts.
+    List,
+    /// Disable an account and end its sessions.
+    Disable { username: String },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the whole hash chain; exit status 1 if it is broken.
+    Verify,
 }
 
 #[derive(Subcommand)]
@@ -79,6 +123,22 @@ async fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cfg).await,
         Command::Device { action } => device(cfg, action).await,
+        Command::User { action } => user(cfg, action).await,
+        Command::Audit {
+            action: AuditAction::Verify,
+        } => {
+            let ingestor = app::open(&cfg).await?;
+            match audit::verify(&ingestor.context().db).await? {
+                Verification::Intact { entries, head } => {
+                    println!("audit log intact: {entries} entries, head {head}");
+                    Ok(())
+                }
+                Verification::Broken { seq, problem } => {
+                    eprintln!("audit log BROKEN at entry {seq}: {problem}");
+                    std::process::exit(1);
+                }
+            }
+        }
         Command::Registry {
             action: RegistryAction::Import { vehicles, owners },
         } => {
@@ -138,6 +198,56 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
         DeviceAction::Revoke { id, reason } => {
             let d = devices::revoke(db, &id, &reason).await?;
             println!("revoked {}", d.device_id);
+        }
+    }
+    Ok(())
+}
+
+async fn user(cfg: Config, action: UserAction) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let db = &ingestor.context().db;
+    let by = Who::new(
+        format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+        Role::Admin,
+    );
+    match action {
+        UserAction::Add {
+            username,
+            display_name,
+            role,
+            password_file,
+            sso_only,
+        } => {
+            let role = Role::parse(&role).with_context(|| {
+                format!("unknown role `{role}` (operator, police, supervisor, auditor, admin)")
+            })?;
+            let password = if sso_only {
+                None
+            } else {
+                let line = match password_file {
+                    Some(p) => std::fs::read_to_string(&p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                    None => {
+                        let mut l = String::new();
+                        std::io::stdin().read_line(&mut l).context("reading the password")?;
+                        l
+                    }
+                };
+                Some(line.lines().next().unwrap_or("").to_string())
+            };
+            let u = accounts::create(db, &username, &display_name, role, password.as_deref(), &by)
+                .await?;
+            println!("created {} ({}) as {}", u.username, u.display_name, u.role);
+        }
+        UserAction::List => {
+            for u in accounts::list(db).await? {
+                let state = if u.disabled { "disabled" } else { "active" };
+                println!("{}\t{}\t{}\t{}", u.username, u.role, state, u.display_name);
+            }
+        }
+        UserAction::Disable { username } => {
+            let u = accounts::disable(db, &username, &by).await?;
+            println!("disabled {}", u.username);
         }
     }
     Ok(())

@@ -8,10 +8,26 @@
 //! every state-changing request is a POST that checks it. Owners' personal
 //! data appears only for police and auditors, and each view is logged.
 
-use axum::Router;
-use axum::http::HeaderValue;
+mod actions;
+mod case_page;
+mod confirm;
+pub mod html;
+mod login;
+mod ops;
+mod queue;
 
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+
+use crate::accounts::{self, Session};
+use crate::db::now_ms;
 use crate::web::ApiContext;
+use crate::workflow::{Actor, Role};
+use html::{Lang, esc};
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "tv_session";
@@ -36,4 +52,178 @@ pub fn clear_cookie() -> HeaderValue {
 /// The console's routes.
 pub fn routes() -> Router<ApiContext> {
     Router::new()
+        .route("/console", get(home))
+        .route("/console/", get(home))
+        .route("/console/login", get(login::form).post(login::submit))
+        .route("/console/logout", post(login::logout))
+        .route("/console/lang", get(login::language))
+        .route("/console/queue", get(queue::review_queue))
+        .route("/console/queue/next", post(actions::next_case))
+        .route("/console/cases", get(queue::all_cases))
+        .route("/console/cases/{id}", get(case_page::show))
+        .route("/console/cases/{id}/action", post(actions::act))
+        .route("/console/cases/{id}/evidence/{name}", get(case_page::evidence))
+        .route("/console/confirm", get(confirm::queue).post(confirm::batch))
+        .route("/console/health", get(ops::health))
+        .route("/console/quarantine", get(ops::quarantine))
+        .route("/console/audit", get(ops::audit))
+}
+
+/// Where each role starts.
+async fn home(viewer: Viewer) -> Redirect {
+    Redirect::to(match viewer.session.user.role {
+        Role::Operator | Role::Supervisor => "/console/queue",
+        Role::Police => "/console/confirm",
+        Role::Auditor => "/console/cases",
+        Role::Admin | Role::System => "/console/health",
+    })
+}
+
+/// Reads one cookie.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The signed-in person behind a request, with their language. Extracting
+/// it is the authentication check: without a live session a page request
+/// is sent to the sign-in page.
+pub struct Viewer {
+    /// The session (user and CSRF token).
+    pub session: Session,
+    /// Their language.
+    pub lang: Lang,
+}
+
+impl Viewer {
+    /// The workflow actor.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            id: self.session.user.user_id.clone(),
+            role: self.session.user.role,
+        }
+    }
+
+    /// Refuses unless the viewer has one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<(), ConsoleError> {
+        if roles.contains(&self.session.user.role) {
+            Ok(())
+        } else {
+            Err(ConsoleError::Forbidden(self.lang))
+        }
+    }
+
+    /// Checks a form's CSRF token against the session's (constant time).
+    pub fn check_csrf(&self, given: &str) -> Result<(), ConsoleError> {
+        let want = self.session.csrf.as_bytes();
+        let same = given.len() == want.len()
+            && given
+                .bytes()
+                .zip(want.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(ConsoleError::Csrf(self.lang))
+        }
+    }
+
+    /// A page in the frame, for this viewer.
+    pub fn page(&self, title: &str, body: &str) -> Response {
+        axum::response::Html(html::page(self.lang, title, Some(&self.session), body)).into_response()
+    }
+}
+
+impl FromRequestParts<ApiContext> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let lang = Lang::from_cookie(cookie(&parts.headers, "tv_lang"));
+        let token = cookie(&parts.headers, SESSION_COOKIE).unwrap_or("");
+        let session = accounts::session(&ctx.ingestor.context().db, token, now_ms())
+            .await
+            .map_err(|e| ConsoleError::Internal(lang, e.to_string()).into_response())?;
+        match session {
+            Some(session) => Ok(Viewer { session, lang }),
+            None if parts.method == axum::http::Method::GET => {
+                Err(Redirect::to("/console/login").into_response())
+            }
+            None => Err(ConsoleError::SignedOut(lang).into_response()),
+        }
+    }
+}
+
+/// What a console request can fail with; shown as a page, never leaking
+/// internals (those are logged).
+#[derive(Debug)]
+pub enum ConsoleError {
+    /// Not signed in (a POST without a session).
+    SignedOut(Lang),
+    /// Role does not allow it.
+    Forbidden(Lang),
+    /// CSRF token missing or wrong.
+    Csrf(Lang),
+    /// No such thing.
+    NotFound(Lang, String),
+    /// Refused with a reason the user can act on.
+    Refused(Lang, String),
+    /// Our side failed.
+    Internal(Lang, String),
+}
+
+impl IntoResponse for ConsoleError {
+    fn into_response(self) -> Response {
+        let (lang, status, msg) = match self {
+            ConsoleError::SignedOut(l) => (
+                l,
+                StatusCode::UNAUTHORIZED,
+                l.t("Phiên đăng nhập đã hết. Hãy đăng nhập lại.", "Your session has ended. Sign in again.")
+                    .to_string(),
+            ),
+            ConsoleError::Forbidden(l) => (
+                l,
+                StatusCode::FORBIDDEN,
+                l.t("Vai trò của bạn không được phép làm việc này.", "Your role may not do this.")
+                    .to_string(),
+            ),
+            ConsoleError::Csrf(l) => (
+                l,
+                StatusCode::FORBIDDEN,
+                l.t("Biểu mẫu không hợp lệ (CSRF). Tải lại trang.", "Invalid form (CSRF). Reload the page.")
+                    .to_string(),
+            ),
+            ConsoleError::NotFound(l, what) => (l, StatusCode::NOT_FOUND, format!("{}: {what}", l.t("Không tìm thấy", "Not found"))),
+            ConsoleError::Refused(l, why) => (l, StatusCode::CONFLICT, why),
+            ConsoleError::Internal(l, detail) => {
+                tracing::error!(detail, "console request failed");
+                (
+                    l,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    l.t("Lỗi máy chủ; đã ghi nhật ký.", "Server error; it was logged.").to_string(),
+                )
+            }
+        };
+        let body = format!(
+            "<div class=\"flash error\" id=\"error\">{}</div><p><a href=\"/console/\">{}</a></p>",
+            esc(&msg),
+            lang.t("Về trang chính", "Back to the console")
+        );
+        (status, axum::response::Html(html::page(lang, &msg, None, &body))).into_response()
+    }
+}
+
+impl From<(Lang, crate::db::DbError)> for ConsoleError {
+    fn from((l, e): (Lang, crate::db::DbError)) -> Self {
+        ConsoleError::Internal(l, e.to_string())
+    }
 }

@@ -1,0 +1,228 @@
+//! The console's case actions: the forms a viewer's role and the case's
+//! state allow (rendered on the case page), and the POST handlers that run
+//! them through `review::Reviewer`, the one place cases change. After an
+//! accept or a reject the reviewer goes straight on to the next case.
+
+use std::fmt::Write as _;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::case_page::CaseDetail;
+use super::html::{VIOLATION_TYPES, esc, violation_label};
+use super::queue::next_in_queue;
+use super::{ConsoleError, Viewer};
+use crate::db::now_ms;
+use crate::review::{ReviewError, Reviewer};
+use crate::web::ApiContext;
+use crate::workflow::{Action, CaseState, Role, WorkflowError};
+
+fn hidden(viewer: &Viewer, action: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{action}\">",
+        esc(&viewer.session.csrf)
+    )
+}
+
+/// The action forms for this viewer on this case.
+pub fn panel(viewer: &Viewer, case: &CaseDetail, reasons: &[(String, String, String)], now: i64) -> String {
+    let lang = viewer.lang;
+    let role = viewer.session.user.role;
+    let me = &viewer.session.user.user_id;
+    let url = format!("/console/cases/{}/action", esc(&case.event_id));
+    let live_claim = match (&case.claimed_by, case.claim_expires_at) {
+        (Some(w), Some(t)) if t > now => Some(w.as_str()),
+        _ => None,
+    };
+    let mut p = String::from("<div class=\"panel\" id=\"actions\">");
+    let form = |id: &str, action: &str, inner: &str, button: &str, class: &str| {
+        format!(
+            "<form method=\"post\" action=\"{url}\" id=\"{id}\">{}{inner}<button class=\"{class}\">{button}</button></form>",
+            hidden(viewer, action)
+        )
+    };
+    let reason_input = |id: &str, required: bool| {
+        format!(
+            "<input type=\"text\" name=\"reason\" id=\"{id}\" placeholder=\"{}\" maxlength=\"1000\"{}>",
+            lang.t("Lý do", "Reason"),
+            if required { " required" } else { "" }
+        )
+    };
+    if role.reviews() && matches!(case.state, CaseState::New | CaseState::InReview) {
+        if live_claim == Some(me.as_str()) {
+            p.push_str(&form("accept-form", "accept", "", &format!("{} <span class=\"kbd\">a</span>", lang.t("Chấp nhận vi phạm", "Accept violation")), "primary"));
+            let mut opts = String::new();
+            for (code, vi, en) in reasons {
+                let _ = write!(opts, "<option value=\"{}\">{}</option>", esc(code), esc(lang.t(vi, en)));
+            }
+            p.push_str(&form(
+                "reject-form",
+                "reject",
+                &format!("<select name=\"code\" id=\"reject-code\">{opts}</select>{}", reason_input("reject-reason", false)),
+                &format!("{} <span class=\"kbd\">r</span>", lang.t("Loại", "Reject")),
+                "danger",
+            ));
+            p.push_str(&form(
+                "plate-form",
+                "correct_plate",
+                &format!(
+                    "<input type=\"text\" name=\"plate\" id=\"plate-input\" value=\"{}\" size=\"12\" required>{}",
+                    esc(case.plate().unwrap_or("")),
+                    reason_input("plate-reason", true)
+                ),
+                &format!("{} <span class=\"kbd\">p</span>", lang.t("Sửa biển số", "Correct plate")),
+                "",
+            ));
+            let mut types = String::new();
+            let current = case.reviewed_type.as_deref().unwrap_or(&case.violation_type);
+            for t in VIOLATION_TYPES {
+                let sel = if t == current { " selected" } else { "" };
+                let _ = write!(types, "<option value=\"{t}\"{sel}>{}</option>", esc(&violation_label(lang, t)));
+            }
+            p.push_str(&form(
+                "type-form",
+                "correct_type",
+                &format!("<select name=\"violation_type\" id=\"type-input\">{types}</select>{}", reason_input("type-reason", true)),
+                &format!("{} <span class=\"kbd\">t</span>", lang.t("Sửa loại vi phạm", "Correct type")),
+                "",
+            ));
+            p.push_str(&form("release-form", "release", "", lang.t("Trả lại hàng đợi", "Release"), ""));
+        } else if live_claim.is_some() && role != Role::Supervisor {
+            let _ = write!(p, "<p id=\"claimed\">{}</p>", lang.t("Người khác đang xem xét vụ này.", "Someone else is reviewing this case."));
+        } else {
+            p.push_str(&form("claim-form", "claim", "", lang.t("Nhận xem xét", "Claim for review"), "primary"));
+        }
+    }
+    if role == Role::Police && case.state == CaseState::Accepted {
+        p.push_str(&form("confirm-form", "confirm", "", &format!("{} <span class=\"kbd\">c</span>", lang.t("Xác nhận xử phạt", "Confirm fine")), "primary"));
+        p.push_str(&form("send-back-form", "send_back", &reason_input("send-back-reason", true), lang.t("Trả lại xem xét", "Send back"), ""));
+    }
+    if role == Role::Police && case.state == CaseState::Contested {
+        p.push_str(&form("uphold-form", "uphold", "", lang.t("Giữ nguyên quyết định", "Uphold"), "primary"));
+        p.push_str(&form("cancel-form", "close", &reason_input("cancel-reason", true), lang.t("Huỷ xử phạt", "Cancel fine"), "danger"));
+    }
+    if role == Role::Supervisor && case.state == CaseState::Rejected {
+        p.push_str(&form("reopen-form", "reopen", &reason_input("reopen-reason", true), lang.t("Mở lại", "Reopen"), ""));
+    }
+    if role.reviews() {
+        let _ = write!(
+            p,
+            "<form method=\"post\" action=\"/console/queue/next\" id=\"next-form\"><input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>{} <span class=\"kbd\">n</span></button></form>",
+            esc(&viewer.session.csrf),
+            lang.t("Vụ tiếp theo", "Next case")
+        );
+    }
+    p.push_str("</div>");
+    p
+}
+
+/// The posted action form.
+#[derive(Debug, Deserialize)]
+pub struct ActionForm {
+    csrf: String,
+    action: String,
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    plate: String,
+    #[serde(default)]
+    violation_type: String,
+}
+
+fn parse_action(f: &ActionForm) -> Option<Action> {
+    Some(match f.action.as_str() {
+        "claim" => Action::Claim,
+        "release" => Action::Release,
+        "accept" => Action::Accept,
+        "reject" => Action::Reject { code: f.code.clone() },
+        "correct_plate" => Action::CorrectPlate {
+            plate: plate_ocr::plate::canonicalize(&f.plate),
+        },
+        "correct_type" => Action::CorrectType {
+            violation_type: f.violation_type.clone(),
+        },
+        "confirm" => Action::Confirm,
+        "send_back" => Action::SendBack,
+        "reopen" => Action::Reopen,
+        "uphold" => Action::Uphold,
+        "close" => Action::Close,
+        _ => return None,
+    })
+}
+
+/// Runs one action as the viewer.
+pub async fn run(ctx: &ApiContext, viewer: &Viewer, id: &str, action: &Action, reason: &str) -> Result<(), ConsoleError> {
+    let ic = ctx.ingestor.context();
+    let reviewer = Reviewer {
+        db: &ic.db,
+        grammar: ic.grammar,
+        fines: &ic.fines,
+        registry: ic.registry.as_deref(),
+    };
+    let lang = viewer.lang;
+    match reviewer.act(id, action, &viewer.actor(), reason, now_ms()).await {
+        Ok(_) => Ok(()),
+        Err(ReviewError::NotFound(id)) => Err(ConsoleError::NotFound(lang, id)),
+        Err(ReviewError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
+        Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. })) => Err(ConsoleError::Forbidden(lang)),
+        Err(e @ (ReviewError::Refused(_) | ReviewError::Invalid(_) | ReviewError::Conflict)) => {
+            Err(ConsoleError::Refused(lang, e.to_string()))
+        }
+    }
+}
+
+/// `POST /console/cases/{id}/action`.
+pub async fn act(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Result<Response, ConsoleError> {
+    viewer.check_csrf(&f.csrf)?;
+    let lang = viewer.lang;
+    let action = parse_action(&f).ok_or_else(|| ConsoleError::Refused(lang, format!("unknown action {:?}", f.action)))?;
+    run(&ctx, &viewer, &id, &action, &f.reason).await?;
+    if matches!(action, Action::Accept | Action::Reject { .. }) {
+        return claim_next(&ctx, &viewer).await;
+    }
+    if matches!(action, Action::Confirm) {
+        return Ok(Redirect::to("/console/confirm").into_response());
+    }
+    Ok(Redirect::to(&format!("/console/cases/{id}")).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /console/queue/next`: claims the oldest free case and opens it.
+pub async fn next_case(State(ctx): State<ApiContext>, viewer: Viewer, Form(f): Form<CsrfForm>) -> Result<Response, ConsoleError> {
+    viewer.check_csrf(&f.csrf)?;
+    viewer.require(&[Role::Operator, Role::Supervisor])?;
+    claim_next(&ctx, &viewer).await
+}
+
+async fn claim_next(ctx: &ApiContext, viewer: &Viewer) -> Result<Response, ConsoleError> {
+    let db = &ctx.ingestor.context().db;
+    // Another reviewer may take the same case between the pick and the
+    // claim: try the next one then.
+    for _ in 0..5 {
+        let Some(id) = next_in_queue(db, &viewer.session.user.user_id)
+            .await
+            .map_err(|e| ConsoleError::Internal(viewer.lang, e.to_string()))?
+        else {
+            return Ok(Redirect::to("/console/queue").into_response());
+        };
+        match run(ctx, viewer, &id, &Action::Claim, "").await {
+            Ok(()) => return Ok(Redirect::to(&format!("/console/cases/{id}")).into_response()),
+            Err(ConsoleError::Refused(..)) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(Redirect::to("/console/queue").into_response())
+}

@@ -1,0 +1,418 @@
+//! One case on one screen: the stills side by side with the vehicle's
+//! trajectory drawn over the overview, the clip, the zoomed plate crop, the
+//! read and its confidence, the signal state, the fine it would carry, the
+//! legal clock, the history, and the actions the viewer's role allows, all
+//! reachable from the keyboard. Police and auditors also see the owner and
+//! the vehicle record; each such view goes through the registry, which logs
+//! it, and into the audit log.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use sqlx::Row;
+
+use super::html::{Lang, clock_badge, esc, local_time, violation_label, vnd};
+use super::{ConsoleError, Viewer};
+use crate::audit::{self, Who};
+use crate::db::{Db, DbError, now_ms};
+use crate::registry::{Purpose, Registration};
+use crate::review::{self, stored_event};
+use crate::web::ApiContext;
+use crate::workflow::{CaseState, Role};
+
+/// A stored case with everything the page shows.
+#[derive(Debug, Clone)]
+pub struct CaseDetail {
+    pub event_id: String,
+    pub device_id: String,
+    pub camera_id: String,
+    pub site: String,
+    pub event_ms: i64,
+    pub violation_type: String,
+    pub reviewed_type: Option<String>,
+    pub vehicle_class: String,
+    pub plate_text: Option<String>,
+    pub reviewed_plate: Option<String>,
+    pub plate_colour: String,
+    pub confidence: Option<f64>,
+    pub speed: Option<(f64, i64)>,
+    pub fine_status: String,
+    pub fine_ref: Option<String>,
+    pub fine: Option<(i64, i64)>,
+    pub points: Option<i64>,
+    pub owner_status: String,
+    pub state: CaseState,
+    pub claimed_by: Option<String>,
+    pub claim_expires_at: Option<i64>,
+    pub accepted_by: Option<String>,
+    pub confirmed_by: Option<String>,
+    pub reject_code: Option<String>,
+    pub reject_note: Option<String>,
+    pub signed_json: String,
+}
+
+impl CaseDetail {
+    /// The plate to fine: the reviewer's, else the machine's.
+    pub fn plate(&self) -> Option<&str> {
+        self.reviewed_plate.as_deref().or(self.plate_text.as_deref())
+    }
+}
+
+/// Loads a case.
+pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
+    let Some(r) = sqlx::query(
+        "SELECT event_id, device_id, camera_id, site, event_time_ms, violation_type, reviewed_type, \
+         vehicle_class, plate_text, reviewed_plate, plate_colour, plate_confidence, speed_kmh, \
+         speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
+         owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
+         reject_note, signed_json FROM events WHERE event_id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await?
+    else {
+        return Ok(None);
+    };
+    let speed: Option<f64> = r.try_get(12)?;
+    let limit: Option<i64> = r.try_get(13)?;
+    let min: Option<i64> = r.try_get(16)?;
+    let max: Option<i64> = r.try_get(17)?;
+    let state: String = r.try_get(20)?;
+    Ok(Some(CaseDetail {
+        event_id: r.try_get(0)?,
+        device_id: r.try_get(1)?,
+        camera_id: r.try_get(2)?,
+        site: r.try_get(3)?,
+        event_ms: r.try_get(4)?,
+        violation_type: r.try_get(5)?,
+        reviewed_type: r.try_get(6)?,
+        vehicle_class: r.try_get(7)?,
+        plate_text: r.try_get(8)?,
+        reviewed_plate: r.try_get(9)?,
+        plate_colour: r.try_get(10)?,
+        confidence: r.try_get(11)?,
+        speed: speed.zip(limit),
+        fine_status: r.try_get(14)?,
+        fine_ref: r.try_get(15)?,
+        fine: min.zip(max),
+        points: r.try_get(18)?,
+        owner_status: r.try_get(19)?,
+        state: CaseState::parse(&state).unwrap_or(CaseState::New),
+        claimed_by: r.try_get(21)?,
+        claim_expires_at: r.try_get(22)?,
+        accepted_by: r.try_get(23)?,
+        confirmed_by: r.try_get(24)?,
+        reject_code: r.try_get(25)?,
+        reject_note: r.try_get(26)?,
+        signed_json: r.try_get(27)?,
+    }))
+}
+
+/// Evidence of a case: (name, role, media type, stored).
+pub async fn evidence_list(db: &Db, id: &str) -> Result<Vec<(String, String, String, bool)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT name, role, media_type, stored FROM evidence WHERE event_id = $1 ORDER BY name",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let stored: i64 = r.try_get(3)?;
+            Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, stored != 0))
+        })
+        .collect()
+}
+
+/// Display names of users by id.
+pub async fn names(db: &Db) -> Result<HashMap<String, String>, DbError> {
+    let rows = sqlx::query("SELECT user_id, display_name FROM users")
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// The case's history: (at, actor, action, from, to, reason).
+async fn history(db: &Db, id: &str) -> Result<Vec<(i64, String, String, String, String, Option<String>)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT at, actor, action, from_state, to_state, reason FROM case_transitions \
+         WHERE event_id = $1 ORDER BY at, id",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
+        .collect()
+}
+
+/// Looks up the owner for a police officer or auditor: logged by the
+/// registry (registry_access_log) and in the audit log.
+pub async fn owner_for(ctx: &ApiContext, viewer: &Viewer, case: &CaseDetail) -> Result<Option<Registration>, DbError> {
+    let ic = ctx.ingestor.context();
+    let (Some(registry), Some(plate)) = (ic.registry.as_ref(), case.plate()) else {
+        return Ok(None);
+    };
+    let purpose = Purpose {
+        actor: viewer.session.user.user_id.clone(),
+        reason: format!("{} reviewing the case in the console", viewer.session.user.role),
+        event_id: uuid::Uuid::parse_str(&case.event_id).ok(),
+    };
+    let colour = (case.plate_colour != "unknown").then_some(case.plate_colour.as_str());
+    let found = registry.lookup(plate, colour, &purpose).await.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "owner lookup for the console failed");
+        None
+    });
+    audit::record(
+        &ic.db,
+        now_ms(),
+        &Who::new(viewer.session.user.user_id.clone(), viewer.session.user.role),
+        "owner.view",
+        &format!("case:{}", case.event_id),
+        &serde_json::json!({"plate": plate, "found": found.is_some()}),
+    )
+    .await?;
+    Ok(found)
+}
+
+fn signal_text(lang: Lang, signed_json: &str) -> String {
+    match stored_event(signed_json).ok().and_then(|e| e.signal) {
+        Some(s) => {
+            let state = crate::ingest::enum_text(&s.state);
+            let red = s
+                .red_for_ms
+                .map(|ms| format!(" ({} {:.1} s)", lang.t("đỏ được", "red for"), ms as f64 / 1000.0))
+                .unwrap_or_default();
+            format!("{state}{red}")
+        }
+        None => "—".into(),
+    }
+}
+
+/// The trajectory as SVG points (full-frame pixel coordinates).
+fn trajectory(signed_json: &str) -> String {
+    let Ok(e) = stored_event(signed_json) else {
+        return String::new();
+    };
+    let pts: Vec<String> = e.track.points.iter().map(|p| format!("{},{}", p.x, p.y)).collect();
+    pts.join(" ")
+}
+
+/// `GET /console/cases/{id}`.
+pub async fn show(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Operator, Role::Supervisor, Role::Police, Role::Auditor])?;
+    let lang = viewer.lang;
+    let db = &ctx.ingestor.context().db;
+    let dberr = |e: DbError| ConsoleError::from((lang, e));
+    let case = load(db, &id)
+        .await
+        .map_err(dberr)?
+        .ok_or_else(|| ConsoleError::NotFound(lang, id.clone()))?;
+    let evidence = evidence_list(db, &id).await.map_err(dberr)?;
+    let names = names(db).await.map_err(dberr)?;
+    let name = |id: &Option<String>| -> String {
+        id.as_ref()
+            .map(|i| names.get(i).cloned().unwrap_or_else(|| i.clone()))
+            .unwrap_or_else(|| "—".into())
+    };
+    let now = now_ms();
+    let mut stills = String::new();
+    let mut plate_crop = String::new();
+    let mut clip = String::new();
+    let track = trajectory(&case.signed_json);
+    for (n, role, media, stored) in &evidence {
+        let src = format!("/console/cases/{}/evidence/{}", esc(&id), esc(n));
+        if !stored {
+            let _ = write!(stills, "<figure><figcaption>{} — {}</figcaption></figure>", esc(n), lang.t("chưa nhận", "not received"));
+            continue;
+        }
+        match (role.as_str(), media.starts_with("image/")) {
+            ("plate_crop", true) => {
+                plate_crop = format!("<img class=\"plate-crop\" id=\"plate-crop\" src=\"{src}\" alt=\"plate\">");
+            }
+            (_, true) => {
+                let overlay = if role == "overview" && !track.is_empty() {
+                    format!("<svg class=\"track\" data-points=\"{track}\"><polyline points=\"{track}\" fill=\"none\" stroke=\"#ff0\" stroke-width=\"6\"/></svg>")
+                } else {
+                    String::new()
+                };
+                let _ = write!(stills, "<figure><img src=\"{src}\" alt=\"{alt}\">{overlay}<figcaption>{alt}</figcaption></figure>", alt = esc(n));
+            }
+            _ if media.starts_with("video/") => {
+                clip = format!("<video controls preload=\"metadata\" width=\"100%\" src=\"{src}\"></video>");
+            }
+            _ => {}
+        }
+    }
+    let fine = match case.fine {
+        Some((a, b)) if a == b => vnd(a),
+        Some((a, b)) => format!("{} – {}", vnd(a), vnd(b)),
+        None => esc(&case.fine_status),
+    };
+    let plate_line = match (&case.reviewed_plate, &case.plate_text) {
+        (Some(r), Some(m)) if r != m => format!(
+            "<span class=\"plate\" id=\"plate\">{}</span> <span class=\"muted\">({} {})</span>",
+            esc(r),
+            lang.t("máy đọc", "machine read"),
+            esc(m)
+        ),
+        _ => format!("<span class=\"plate\" id=\"plate\">{}</span>", esc(case.plate().unwrap_or("—"))),
+    };
+    let owner = if viewer.session.user.role.sees_personal_data() {
+        owner_panel(lang, owner_for(&ctx, &viewer, &case).await.map_err(dberr)?)
+    } else {
+        String::new()
+    };
+    let reasons = review::rejection_reasons(db).await.map_err(dberr)?;
+    let actions = super::actions::panel(&viewer, &case, &reasons, now);
+    let mut hist = String::new();
+    for (at, actor, action, from, to, reason) in history(db, &id).await.map_err(dberr)? {
+        let _ = write!(
+            hist,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
+            local_time(at),
+            esc(&name(&Some(actor))),
+            esc(&action),
+            esc(&from),
+            esc(&to),
+            esc(reason.as_deref().unwrap_or(""))
+        );
+    }
+    let typ = case.reviewed_type.as_deref().unwrap_or(&case.violation_type);
+    let speed = case
+        .speed
+        .map(|(s, l)| format!("<tr><th>{}</th><td>{s:.0} / {l} km/h</td></tr>", lang.t("Tốc độ / giới hạn", "Speed / limit")))
+        .unwrap_or_default();
+    let rejected = case
+        .reject_code
+        .as_ref()
+        .map(|c| format!("<tr><th>{}</th><td>{} {}</td></tr>", lang.t("Lý do loại", "Rejected because"), esc(c), esc(case.reject_note.as_deref().unwrap_or(""))))
+        .unwrap_or_default();
+    let body = format!(
+        "<h1>{title} <span class=\"muted\">{id}</span></h1>\
+         <div class=\"case\"><div><div class=\"stills\">{stills}</div>{clip}</div>\
+         <div><div class=\"panel\">{plate_crop}<div>{plate_line}</div>\
+         <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div></div>\
+         <div class=\"panel\"><table>\
+         <tr><th>{state_l}</th><td id=\"state\">{state}</td></tr>\
+         <tr><th>{typ_l}</th><td id=\"violation\">{typ}</td></tr>\
+         <tr><th>{time_l}</th><td>{time} {clock}</td></tr>\
+         <tr><th>{place_l}</th><td>{site} · {cam} · {dev}</td></tr>
+         <tr><th>{veh_l}</th><td>{vehicle} · {owner_status}</td></tr>\
+         <tr><th>{signal_l}</th><td>{signal}</td></tr>{speed}\
+         <tr><th>{fine_l}</th><td id=\"fine\">{fine} {article} {points}</td></tr>\
+         <tr><th>{acc_l}</th><td>{accepted}</td></tr><tr><th>{conf_by_l}</th><td>{confirmed}</td></tr>{rejected}\
+         </table></div>{owner}{actions}</div></div>\
+         <h2>{hist_l}</h2><table>{hist}</table>\
+         <script>{script}</script>",
+        title = lang.t("Vụ việc", "Case"),
+        id = esc(&id),
+        conf_label = lang.t("Độ tin cậy", "Confidence"),
+        conf = case.confidence.map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_else(|| "—".into()),
+        colour = esc(&case.plate_colour),
+        state_l = lang.t("Trạng thái", "State"),
+        state = esc(case.state.label_vi()),
+        typ_l = lang.t("Hành vi", "Violation"),
+        typ = esc(&violation_label(lang, typ)),
+        time_l = lang.t("Thời gian", "Time"),
+        time = local_time(case.event_ms),
+        clock = clock_badge(lang, case.event_ms, now),
+        place_l = lang.t("Địa điểm", "Place"),
+        site = esc(&case.site),
+        cam = esc(&case.camera_id),
+        dev = esc(&case.device_id),
+        veh_l = lang.t("Phương tiện · tra cứu chủ xe", "Vehicle · owner lookup"),
+        vehicle = esc(&case.vehicle_class),
+        owner_status = esc(&case.owner_status),
+        signal_l = lang.t("Đèn tín hiệu", "Signal"),
+        signal = esc(&signal_text(lang, &case.signed_json)),
+        fine_l = lang.t("Mức phạt", "Fine"),
+        article = esc(case.fine_ref.as_deref().unwrap_or("")),
+        points = case.points.map(|p| format!("· {p} {}", lang.t("điểm", "points"))).unwrap_or_default(),
+        acc_l = lang.t("Người chấp nhận", "Accepted by"),
+        accepted = esc(&name(&case.accepted_by)),
+        conf_by_l = lang.t("CSGT xác nhận", "Confirmed by"),
+        confirmed = esc(&name(&case.confirmed_by)),
+        hist_l = lang.t("Lịch sử", "History"),
+        script = KEYS_JS,
+    );
+    Ok(viewer.page(&format!("{} {}", lang.t("Vụ việc", "Case"), case.plate().unwrap_or("")), &body))
+}
+
+fn owner_panel(lang: Lang, found: Option<Registration>) -> String {
+    match found {
+        Some(r) => format!(
+            "<div class=\"panel pii\" id=\"owner\"><strong>{}</strong> <span class=\"muted\">({})</span><br>\
+             {}: {}<br>{}: {}<br>{}: {} {} · {} · {}</div>",
+            lang.t("Chủ phương tiện", "Registered owner"),
+            lang.t("truy cập được ghi nhật ký", "access is logged"),
+            lang.t("Họ tên", "Name"),
+            esc(&r.owner.full_name),
+            lang.t("Địa chỉ", "Address"),
+            esc(&r.owner.address),
+            lang.t("Xe", "Vehicle"),
+            esc(&r.vehicle.vehicle_type),
+            esc(&r.vehicle.make),
+            esc(&r.vehicle.colour),
+            esc(&r.vehicle.registration_status),
+        ),
+        None => format!(
+            "<div class=\"panel pii\" id=\"owner\">{}</div>",
+            lang.t("Không tìm thấy chủ phương tiện trong cơ sở dữ liệu đăng ký.", "No registered owner found.")
+        ),
+    }
+}
+
+/// Keyboard: a accept, r reject, p plate, t type, n next, c confirm; and
+/// the trajectory overlay's coordinate system once the image has loaded.
+const KEYS_JS: &str = r#"
+document.querySelectorAll('svg.track').forEach(s=>{const img=s.parentNode.querySelector('img');const f=()=>s.setAttribute('viewBox','0 0 '+img.naturalWidth+' '+img.naturalHeight);if(img.complete)f();else img.addEventListener('load',f);});
+document.addEventListener('keydown',e=>{const t=e.target.tagName;if(t==='INPUT'||t==='SELECT'||t==='TEXTAREA'){if(e.key==='Escape')e.target.blur();return;}
+const k={a:'accept-form',n:'next-form',c:'confirm-form'}[e.key];if(k){const f=document.getElementById(k);if(f){e.preventDefault();f.requestSubmit();}return;}
+const fo={r:'reject-code',p:'plate-input',t:'type-input'}[e.key];if(fo){const el=document.getElementById(fo);if(el){e.preventDefault();el.focus();}}});
+"#;
+
+/// `GET /console/cases/{id}/evidence/{name}`: one evidence file, checked
+/// against its hash on the way out.
+pub async fn evidence(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Operator, Role::Supervisor, Role::Police, Role::Auditor])?;
+    let lang = viewer.lang;
+    let ic = ctx.ingestor.context();
+    let row = sqlx::query("SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1")
+        .bind(&id)
+        .bind(&name)
+        .fetch_optional(ic.db.pool())
+        .await
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
+        .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{name}")))?;
+    let sha: String = row.try_get(0).map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    let media: String = row.try_get(1).map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    let bytes = ic
+        .evidence
+        .get(&sha)
+        .await
+        .map_err(|e| ConsoleError::Internal(lang, format!("evidence {sha}: {e}")))?;
+    let media = if media.is_empty() { "application/octet-stream".to_string() } else { media };
+    Ok((
+        [
+            (header::CONTENT_TYPE, media),
+            (header::CACHE_CONTROL, "private, max-age=3600".to_string()),
+            (header::HeaderName::from_static("x-content-type-options"), "nosniff".to_string()),
+        ],
+        bytes,
+    )
+        .into_response())
+}

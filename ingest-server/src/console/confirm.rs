@@ -1,0 +1,140 @@
+//! The police officer's confirmation queue: accepted cases, oldest first,
+//! each with its overview still, the plate crop, the fine, and the owner
+//! and vehicle record beside it (looked up through the registry, logged);
+//! the officer checks the ones to confirm and confirms them in one batch.
+//! Each case in the batch goes through the workflow on its own, so the
+//! two-person rule and the state checks hold per case, and the page says
+//! which were confirmed and which were refused and why.
+
+use std::fmt::Write as _;
+
+use axum::extract::{RawForm, State};
+use axum::response::Response;
+
+use super::case_page::{evidence_list, load, owner_for};
+use super::html::{clock_badge, esc, local_time, violation_label, vnd};
+use super::queue::{Filters, list};
+use super::{ConsoleError, Viewer, actions};
+use crate::db::now_ms;
+use crate::web::ApiContext;
+use crate::workflow::{Action, Role};
+
+/// Most cases shown at once (each costs an owner lookup).
+const PAGE: i64 = 25;
+
+async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Police])?;
+    let lang = viewer.lang;
+    let db = &ctx.ingestor.context().db;
+    let dberr = |e| ConsoleError::from((lang, e));
+    let f = Filters {
+        state: "accepted".into(),
+        ..Filters::default()
+    };
+    let rows = list(db, &f, None, PAGE).await.map_err(dberr)?;
+    let now = now_ms();
+    let me = &viewer.session.user.user_id;
+    let mut items = String::new();
+    for r in &rows {
+        let Some(case) = load(db, &r.event_id).await.map_err(dberr)? else {
+            continue;
+        };
+        let mut pics = String::new();
+        for (name, role, media, stored) in evidence_list(db, &r.event_id).await.map_err(dberr)? {
+            if stored && media.starts_with("image/") && (role == "overview" || role == "plate_crop") {
+                let class = if role == "plate_crop" { "plate-crop" } else { "" };
+                let _ = write!(
+                    pics,
+                    "<img class=\"{class}\" style=\"max-width:260px\" src=\"/console/cases/{}/evidence/{}\" alt=\"{}\">",
+                    esc(&r.event_id),
+                    esc(&name),
+                    esc(&role)
+                );
+            }
+        }
+        let owner = match owner_for(ctx, viewer, &case).await.map_err(dberr)? {
+            Some(reg) => format!(
+                "{}<br>{}<br>{} {} · {}",
+                esc(&reg.owner.full_name),
+                esc(&reg.owner.address),
+                esc(&reg.vehicle.vehicle_type),
+                esc(&reg.vehicle.make),
+                esc(&reg.vehicle.colour)
+            ),
+            None => lang.t("Không tìm thấy chủ phương tiện", "No registered owner").to_string(),
+        };
+        let own = case.accepted_by.as_deref() == Some(me.as_str());
+        let check = if own {
+            format!("<span class=\"muted\" title=\"{}\">✋</span>", lang.t("Bạn đã chấp nhận vụ này: người khác phải xác nhận", "You accepted this case: someone else must confirm it"))
+        } else {
+            format!("<input type=\"checkbox\" name=\"case\" value=\"{}\" class=\"pick\">", esc(&r.event_id))
+        };
+        let fine = case.fine.map(|(a, b)| format!("{} – {}", vnd(a), vnd(b))).unwrap_or_else(|| esc(&case.fine_status));
+        let _ = write!(
+            items,
+            "<tr data-id=\"{id}\"><td>{check}</td><td>{pics}</td><td><a href=\"/console/cases/{id}\"><span class=\"plate\">{plate}</span></a><br>\
+             {typ}<br>{time} {clock}<br>{cam}<br>{fine}</td><td class=\"pii\">{owner}</td></tr>",
+            id = esc(&r.event_id),
+            plate = esc(case.plate().unwrap_or("—")),
+            typ = esc(&violation_label(lang, case.reviewed_type.as_deref().unwrap_or(&case.violation_type))),
+            time = local_time(case.event_ms),
+            clock = clock_badge(lang, case.event_ms, now),
+            cam = esc(&case.camera_id),
+        );
+    }
+    let flash = if flash.is_empty() {
+        String::new()
+    } else {
+        format!("<div class=\"flash\" id=\"flash\">{flash}</div>")
+    };
+    let body = format!(
+        "<h1>{title} ({n})</h1>{flash}<p class=\"muted\">{hint}</p>\
+         <form method=\"post\" action=\"/console/confirm\" id=\"batch\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <p><label><input type=\"checkbox\" id=\"all\" onclick=\"document.querySelectorAll('.pick').forEach(c=>c.checked=this.checked)\"> {all}</label> \
+         <button class=\"primary\" id=\"confirm-selected\">{go}</button></p>\
+         <table id=\"confirm-list\"><tr><th></th><th>{ev}</th><th>{case_l}</th><th>{owner_l}</th></tr>{items}</table></form>",
+        title = lang.t("Chờ CSGT xác nhận", "Awaiting police confirmation"),
+        n = rows.len(),
+        hint = lang.t(
+            "Thông tin chủ phương tiện là dữ liệu cá nhân; mọi lần xem đều được ghi nhật ký.",
+            "Owner data is personal data; every view is logged."
+        ),
+        csrf = esc(&viewer.session.csrf),
+        all = lang.t("Chọn tất cả", "Select all"),
+        go = lang.t("Xác nhận các vụ đã chọn", "Confirm selected cases"),
+        ev = lang.t("Bằng chứng", "Evidence"),
+        case_l = lang.t("Vụ việc", "Case"),
+        owner_l = lang.t("Chủ phương tiện", "Owner"),
+    );
+    Ok(viewer.page(lang.t("Xác nhận xử phạt", "Confirm fines"), &body))
+}
+
+/// `GET /console/confirm`.
+pub async fn queue(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
+    render(&ctx, &viewer, "").await
+}
+
+/// `POST /console/confirm`: confirms every checked case, each on its own.
+pub async fn batch(State(ctx): State<ApiContext>, viewer: Viewer, RawForm(body): RawForm) -> Result<Response, ConsoleError> {
+    let lang = viewer.lang;
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
+        .map_err(|e| ConsoleError::Refused(lang, format!("form: {e}")))?;
+    let csrf = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    viewer.check_csrf(csrf)?;
+    viewer.require(&[Role::Police])?;
+    let ids: Vec<&str> = fields.iter().filter(|(k, _)| k == "case").map(|(_, v)| v.as_str()).take(200).collect();
+    let mut done = 0;
+    let mut refused = Vec::new();
+    for id in &ids {
+        match actions::run(&ctx, &viewer, id, &Action::Confirm, "").await {
+            Ok(()) => done += 1,
+            Err(ConsoleError::Refused(_, why) | ConsoleError::NotFound(_, why)) => refused.push(format!("{}: {}", esc(id), esc(&why))),
+            Err(e) => return Err(e),
+        }
+    }
+    let mut flash = format!("{} {done} {}", lang.t("Đã xác nhận", "Confirmed"), lang.t("vụ", "case(s)"));
+    if !refused.is_empty() {
+        let _ = write!(flash, "; {}: {}", lang.t("không xác nhận được", "not confirmed"), refused.join("; "));
+    }
+    render(&ctx, &viewer, &flash).await
+}

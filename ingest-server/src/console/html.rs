@@ -1,0 +1,230 @@
+//! Page building blocks: escaping, the page frame with its role-dependent
+//! navigation, the two languages, and formatting of money, times and the
+//! legal clock. Pages are plain strings built with `format!`; everything
+//! that comes from data goes through [`esc`].
+
+use std::fmt::Write as _;
+
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::accounts::Session;
+use crate::workflow::Role;
+
+/// Vietnam's offset (UTC+7, no daylight saving).
+pub const VIETNAM: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
+    Ok(o) => o,
+    Err(_) => UtcOffset::UTC,
+};
+
+/// Days from detection to the notice deadline (Circular 73/2024, Art. 24).
+pub const NOTICE_DAYS: i64 = 10;
+/// Days a violation can be penalised (limitation period).
+pub const LIMITATION_DAYS: i64 = 365;
+
+/// HTML-escapes text for element content and quoted attributes.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The console's language: Vietnamese first, English second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Tiếng Việt (default).
+    Vi,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// From the `tv_lang` cookie value.
+    pub fn from_cookie(v: Option<&str>) -> Lang {
+        match v {
+            Some("en") => Lang::En,
+            _ => Lang::Vi,
+        }
+    }
+
+    /// Picks the text in this language.
+    pub fn t<'a>(self, vi: &'a str, en: &'a str) -> &'a str {
+        match self {
+            Lang::Vi => vi,
+            Lang::En => en,
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Lang::Vi => "vi",
+            Lang::En => "en",
+        }
+    }
+}
+
+/// Formats VND with dot thousands separators, as Vietnamese write it.
+pub fn vnd(amount: i64) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push('.');
+        }
+        out.push(c);
+    }
+    if amount < 0 {
+        out.insert(0, '-');
+    }
+    out + " ₫"
+}
+
+/// Unix ms as local Vietnamese time, `dd/mm/yyyy HH:MM:SS`.
+pub fn local_time(ms: i64) -> String {
+    let Ok(t) = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return "?".into();
+    };
+    let t = t.to_offset(VIETNAM);
+    format!(
+        "{:02}/{:02}/{} {:02}:{:02}:{:02}",
+        t.day(),
+        u8::from(t.month()),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Whole days left until `from_ms + days` at `now_ms` (negative: overdue).
+pub fn days_left(from_ms: i64, days: i64, now_ms: i64) -> i64 {
+    let deadline = from_ms + days * 86_400_000;
+    (deadline - now_ms).div_euclid(86_400_000)
+}
+
+/// The legal-clock badge of a case: days to the notice deadline.
+pub fn clock_badge(lang: Lang, event_ms: i64, now_ms: i64) -> String {
+    let d = days_left(event_ms, NOTICE_DAYS, now_ms);
+    let class = if d < 0 {
+        "late"
+    } else if d <= 2 {
+        "soon"
+    } else {
+        "ok"
+    };
+    let text = if d < 0 {
+        format!("{} {}", lang.t("quá hạn", "overdue by"), -d)
+    } else {
+        format!("{d} {}", lang.t("ngày", "days"))
+    };
+    format!("<span class=\"clock {class}\" title=\"{}\">{}</span>", lang.t("Hạn gửi thông báo (10 ngày)", "Notice deadline (10 days)"), esc(&text))
+}
+
+/// A violation type's label.
+pub fn violation_label(lang: Lang, t: &str) -> String {
+    let (vi, en) = match t {
+        "red_light" => ("Vượt đèn đỏ", "Red light"),
+        "stop_line" => ("Vượt vạch dừng", "Stop line"),
+        "wrong_lane" => ("Sai làn đường", "Wrong lane"),
+        "wrong_way" => ("Đi ngược chiều", "Wrong way"),
+        "speeding" => ("Quá tốc độ", "Speeding"),
+        "illegal_stopping" => ("Dừng, đỗ sai quy định", "Illegal stopping"),
+        "no_helmet" => ("Không đội mũ bảo hiểm", "No helmet"),
+        other => (other, other),
+    };
+    lang.t(vi, en).to_string()
+}
+
+/// Every violation type's wire name (for filters and corrections).
+pub const VIOLATION_TYPES: [&str; 7] = [
+    "red_light",
+    "stop_line",
+    "wrong_lane",
+    "wrong_way",
+    "speeding",
+    "illegal_stopping",
+    "no_helmet",
+];
+
+const STYLE: &str = include_str!("console.css");
+
+/// The page frame: head, header with the user and navigation, content.
+pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> String {
+    let mut nav = String::new();
+    if let Some(u) = session.map(|s| &s.user) {
+        let mut link = |href: &str, vi: &str, en: &str| {
+            let _ = write!(nav, "<a href=\"{href}\">{}</a>", lang.t(vi, en));
+        };
+        if u.role.reviews() {
+            link("/console/queue", "Hàng đợi xem xét", "Review queue");
+        }
+        if u.role == Role::Police {
+            link("/console/confirm", "Xác nhận xử phạt", "Confirm fines");
+        }
+        if matches!(u.role, Role::Police | Role::Supervisor | Role::Auditor) {
+            link("/console/cases", "Tất cả vụ việc", "All cases");
+        }
+        link("/console/health", "Thiết bị & thống kê", "Devices & statistics");
+        if matches!(u.role, Role::Supervisor | Role::Auditor | Role::Admin) {
+            link("/console/quarantine", "Cách ly", "Quarantine");
+        }
+        if matches!(u.role, Role::Auditor | Role::Admin | Role::Supervisor) {
+            link("/console/audit", "Nhật ký kiểm toán", "Audit log");
+        }
+    }
+    let who = session
+        .map(|s| {
+            let u = &s.user;
+            format!(
+                "<span class=\"who\">{} · {}</span><form method=\"post\" action=\"/console/logout\" class=\"inline\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\"><button>{}</button></form>",
+                esc(&u.display_name),
+                esc(u.role.label_vi()),
+                esc(&s.csrf),
+                lang.t("Đăng xuất", "Sign out")
+            )
+        })
+        .unwrap_or_default();
+    let other = match lang {
+        Lang::Vi => "<a href=\"/console/lang?to=en\">English</a>",
+        Lang::En => "<a href=\"/console/lang?to=vi\">Tiếng Việt</a>",
+    };
+    format!(
+        "<!doctype html><html lang=\"{code}\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title} · TV-Enforce</title><style>{STYLE}</style></head><body>\
+         <header><strong>TV-Enforce IOC</strong><nav>{nav}</nav><span class=\"spacer\"></span>{other}{who}</header>\
+         <main>{body}</main></body></html>",
+        code = lang.code(),
+        title = esc(title),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn formats_money_and_days() {
+        assert_eq!(vnd(4_000_000), "4.000.000 ₫");
+        assert_eq!(vnd(800), "800 ₫");
+        let day = 86_400_000;
+        assert_eq!(days_left(0, 10, 0), 10);
+        assert_eq!(days_left(0, 10, 9 * day + 1), 0);
+        assert_eq!(days_left(0, 10, 10 * day + 1), -1);
+        assert_eq!(local_time(0), "01/01/1970 07:00:00");
+    }
+}

@@ -1,0 +1,314 @@
+//! The review console over real HTTP against a running server: signing in
+//! (and the lock-out), CSRF on every state change, role checks on every
+//! page, the operator's review of a case with a plate correction, the
+//! officer's batch confirmation with the owner beside the evidence (and that
+//! view logged), and the two-person rule across the web.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use common::*;
+use ingest_server::accounts;
+use ingest_server::app;
+use ingest_server::audit::{self, Verification, Who};
+use ingest_server::config::Config;
+use ingest_server::workflow::Role;
+use sqlx::Row;
+
+const SITE: &str = "hn-hoankiem-trangtien";
+
+/// One HTTP response.
+struct Resp {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+/// A browser-like client that keeps its cookies.
+struct Client {
+    addr: SocketAddr,
+    cookies: HashMap<String, String>,
+}
+
+impl Client {
+    fn new(addr: SocketAddr) -> Self {
+        Client {
+            addr,
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
+        let body = serde_urlencoded::to_string(form).unwrap();
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            self.addr,
+            body.len()
+        );
+        if method == "POST" {
+            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+        }
+        if !cookie.is_empty() {
+            head.push_str(&format!("Cookie: {cookie}\r\n"));
+        }
+        head.push_str("\r\n");
+        s.write_all(head.as_bytes()).unwrap();
+        s.write_all(body.as_bytes()).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let head = String::from_utf8_lossy(&out[..split]).to_string();
+        let mut lines = head.lines();
+        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let mut headers = HashMap::new();
+        for l in lines {
+            let (k, v) = l.split_once(':').unwrap();
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
+            if k == "set-cookie" {
+                let kv = v.split(';').next().unwrap();
+                let (ck, cv) = kv.split_once('=').unwrap();
+                if cv.is_empty() {
+                    self.cookies.remove(ck);
+                } else {
+                    self.cookies.insert(ck.into(), cv.into());
+                }
+            }
+            headers.insert(k, v);
+        }
+        let raw = &out[split + 4..];
+        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(raw)
+        } else {
+            raw.to_vec()
+        };
+        Resp {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    fn get(&mut self, path: &str) -> Resp {
+        self.send("GET", path, &[])
+    }
+
+    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
+        self.send("POST", path, form)
+    }
+
+    fn login(&mut self, user: &str, password: &str) -> Resp {
+        self.post("/console/login", &[("username", user), ("password", password)])
+    }
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
+        if n == 0 {
+            return out;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 4 + n..];
+    }
+}
+
+/// The CSRF token of the first form on a page.
+fn csrf(page: &str) -> String {
+    let i = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    page[i..i + 64].to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_review_and_police_confirm_through_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    let ctx = server.ingestor.context().clone();
+    let db = ctx.db.clone();
+
+    // People, a device, the registry, and two cases.
+    let admin = Who::new("test", Role::Admin);
+    for (u, name, role) in [
+        ("op.an", "Nguyễn An", Role::Operator),
+        ("op.binh", "Trần Bình", Role::Operator),
+        ("csgt.cuong", "Lê Cường", Role::Police),
+        ("kt.dung", "Phạm Dung", Role::Auditor),
+    ] {
+        accounts::create(&db, u, name, role, Some("correct horse battery"), &admin)
+            .await
+            .unwrap();
+    }
+    let k = key();
+    ingest_server::devices::enrol(&db, "edge-c1", SITE, &public_hex(&k))
+        .await
+        .unwrap();
+    let regdir = tempfile::tempdir().unwrap();
+    let (owners, vehicles) = (regdir.path().join("o.csv"), regdir.path().join("v.csv"));
+    std::fs::write(
+        &owners,
+        "owner_id,full_name,national_id,address,phone,email,vneid\n\
+         o1,Hoàng Thị Giang,001199012345,\"5 Tràng Tiền, Hoàn Kiếm, Hà Nội\",,,\n\
+         o2,Vũ Văn Hải,001088054321,\"9 Hàng Bài, Hoàn Kiếm, Hà Nội\",,,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &vehicles,
+        "plate_text,plate_colour,vehicle_type,make,colour,registration_status,owner_id\n\
+         30A-123.45,white,car,Toyota Vios,white,active,o1\n\
+         30A-123.46,white,car,Mazda 3,red,active,o2\n",
+    )
+    .unwrap();
+    ingest_server::registry::import(&db, ctx.grammar, &vehicles, &owners)
+        .await
+        .unwrap();
+    let files = Files::new(2000);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let ev = event("edge-c1", SITE, &files);
+        ids.push(ev.event_id.to_string());
+        let o = server
+            .ingestor
+            .submit(bundle(&ev, &k, &files).into(), ingest_server::ingest::Source::Http)
+            .await
+            .unwrap();
+        assert!(o.rejection.is_none());
+    }
+
+    let db2 = db.clone();
+    let ids2 = ids.clone();
+    tokio::task::spawn_blocking(move || {
+        let (first, second) = (ids2[0].clone(), ids2[1].clone());
+        // --- not signed in: pages send you to the sign-in form, actions are refused
+        let mut anon = Client::new(addr);
+        let r = anon.get("/console/queue");
+        assert_eq!((r.status, r.headers.get("location").map(String::as_str)), (303, Some("/console/login")));
+        let r = anon.post(&format!("/console/cases/{first}/action"), &[("csrf", "x"), ("action", "claim")]);
+        assert_eq!(r.status, 401);
+        let r = anon.get(&format!("/console/cases/{first}/evidence/overview.jpg"));
+        assert_eq!(r.status, 303, "evidence needs a session");
+        assert_eq!(anon.login("op.an", "wrong password here").status, 401);
+
+        // --- the operator
+        let mut an = Client::new(addr);
+        let r = an.login("op.an", "correct horse battery");
+        assert_eq!(r.status, 303, "{}", r.body);
+        let cookie = r.headers.get("set-cookie").unwrap();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        let q = an.get("/console/queue");
+        assert_eq!(q.status, 200);
+        assert!(q.body.contains(&first) && q.body.contains(&second), "both cases queued");
+        let token = csrf(&q.body);
+        // A forged form (no or a wrong token) changes nothing.
+        let r = an.post("/console/queue/next", &[("csrf", "0000")]);
+        assert_eq!(r.status, 403);
+        let r = an.post("/console/queue/next", &[("csrf", &token)]);
+        assert_eq!(r.status, 303);
+        let case_url = r.headers["location"].clone();
+        assert_eq!(case_url, format!("/console/cases/{first}"), "oldest first");
+        let page = an.get(&case_url);
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("id=\"accept-form\""), "claimed: the decision forms are there");
+        assert!(page.body.contains("30A12345"));
+        assert!(!page.body.contains("Hoàng Thị Giang") && !page.body.contains("id=\"owner\""), "operators never see the owner");
+        let img = an.get(&format!("{case_url}/evidence/overview.jpg"));
+        assert_eq!((img.status, img.headers["content-type"].as_str()), (200, "image/jpeg"));
+        // The operator may not open the officer's queue, nor confirm.
+        assert_eq!(an.get("/console/confirm").status, 403);
+        let act = format!("{case_url}/action");
+        let r = an.post(&act, &[("csrf", &token), ("action", "correct_plate"), ("plate", "30A-123.46"), ("reason", "")]);
+        assert_eq!(r.status, 409, "a correction needs a reason");
+        let r = an.post(&act, &[("csrf", &token), ("action", "correct_plate"), ("plate", "30A-123.46"), ("reason", "5 read as 6")]);
+        assert_eq!(r.status, 303);
+        let r = an.post(&act, &[("csrf", &token), ("action", "accept")]);
+        assert_eq!(r.status, 303);
+        assert_eq!(r.headers["location"], format!("/console/cases/{second}"), "on to the next case");
+        let r = an.post(&act, &[("csrf", &token), ("action", "confirm")]);
+        assert_eq!(r.status, 403, "an operator cannot confirm");
+
+        // A second operator does not get the case the first one holds.
+        let mut binh = Client::new(addr);
+        assert_eq!(binh.login("op.binh", "correct horse battery").status, 303);
+        let q = binh.get("/console/queue");
+        assert!(!q.body.contains(&second), "held by op.an");
+        let page = binh.get(&format!("/console/cases/{second}"));
+        assert!(page.body.contains("id=\"claimed\""));
+        let t = csrf(&q.body);
+        let r = binh.post(&format!("/console/cases/{second}/action"), &[("csrf", &t), ("action", "accept")]);
+        assert_eq!(r.status, 409);
+
+        // --- the officer: owner beside the evidence, batch confirmation
+        let mut cuong = Client::new(addr);
+        assert_eq!(cuong.login("csgt.cuong", "correct horse battery").status, 303);
+        let list = cuong.get("/console/confirm");
+        assert_eq!(list.status, 200);
+        assert!(list.body.contains(&first) && !list.body.contains(&second));
+        assert!(list.body.contains("Vũ Văn Hải"), "owner of the corrected plate 30A12346");
+        let t = csrf(&list.body);
+        let r = cuong.post("/console/confirm", &[("csrf", &t), ("case", &first), ("case", "no-such-case")]);
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("id=\"flash\""), "{}", r.body);
+        let page = cuong.get(&format!("/console/cases/{first}"));
+        assert!(page.body.contains("CSGT đã xác nhận"), "confirmed");
+        assert!(page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"), "who accepted and who confirmed");
+        // Signing out ends the session on the server.
+        let t = csrf(&page.body);
+        assert_eq!(cuong.post("/console/logout", &[("csrf", &t)]).status, 303);
+        assert_eq!(cuong.get("/console/confirm").status, 303);
+
+        // --- the auditor reads the audit log and the chain's verification
+        let mut dung = Client::new(addr);
+        assert_eq!(dung.login("kt.dung", "correct horse battery").status, 303);
+        let a = dung.get("/console/audit");
+        assert!(a.body.contains("case.confirm") && a.body.contains("owner.view"));
+        assert!(a.body.contains("id=\"chain\"") && !a.body.contains("flash error"));
+        assert_eq!(dung.get("/console/queue").status, 403, "auditors do not review");
+        assert_eq!(dung.get("/console/health").status, 200);
+
+        // --- lock-out after five failures, with the same message for everyone
+        let mut m = Client::new(addr);
+        for _ in 0..5 {
+            assert_eq!(m.login("op.binh", "not the password").status, 401);
+        }
+        let r = m.login("op.binh", "correct horse battery");
+        assert_eq!(r.status, 401);
+        assert!(r.body.contains("15"), "locked: try again later");
+    })
+    .await
+    .unwrap();
+
+    // Every owner view by the officer was logged by the registry under his id.
+    let cuong = accounts::by_username(&db2, "csgt.cuong").await.unwrap().unwrap();
+    let views: i64 = sqlx::query("SELECT COUNT(*) FROM registry_access_log WHERE actor = $1")
+        .bind(&cuong.user_id)
+        .fetch_one(db2.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(views >= 2, "{views}");
+    let state: String = sqlx::query("SELECT state FROM events WHERE event_id = $1")
+        .bind(&ids[0])
+        .fetch_one(db2.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "confirmed");
+    assert!(matches!(audit::verify(&db2).await.unwrap(), Verification::Intact { .. }));
+}

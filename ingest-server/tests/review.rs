@@ -1,0 +1,262 @@
+//! The review workflow on stored cases, run unchanged against SQLite and a
+//! real PostgreSQL: claims as leases (and two reviewers racing for one
+//! case), corrections that keep the machine read and re-price or re-resolve,
+//! the two-person rule, managed rejection reasons, reopening; accounts with
+//! lock-out; and the audit log's chain, which must catch an edited or a
+//! removed entry even when the database's own guard is switched off.
+
+mod common;
+
+use bytes::Bytes;
+use common::*;
+use ingest_server::accounts::{self, LOCKOUT_MS, LoginError, MAX_FAILED_LOGINS};
+use ingest_server::audit::{self, Verification, Who};
+use ingest_server::config::Config;
+use ingest_server::db::{Backend, now_ms};
+use ingest_server::ingest::{Ingestor, Source};
+use ingest_server::review::{ReviewError, Reviewer};
+use ingest_server::workflow::{Action, Actor, CaseState, Role, WorkflowError};
+use ingest_server::{app, devices};
+use sqlx::Row;
+
+const SITE: &str = "hcm-q1-nguyenhue";
+
+async fn open(url: &str, dir: &std::path::Path) -> Ingestor {
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    cfg.database.url = url.to_string();
+    app::open(&cfg).await.unwrap()
+}
+
+fn actor(id: &str, role: Role) -> Actor {
+    Actor {
+        id: id.into(),
+        role,
+    }
+}
+
+async fn column(i: &Ingestor, id: &str, col: &str) -> Option<String> {
+    let sql = format!("SELECT CAST({col} AS TEXT) FROM events WHERE event_id = $1");
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_one(i.context().db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn suite(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let i = open(&url, dir.path()).await;
+    let ctx = i.context().clone();
+    let db = &ctx.db;
+    let k = key();
+    devices::enrol(db, "edge-r1", SITE, &public_hex(&k)).await.unwrap();
+    let files = Files::new(1000);
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let ev = event("edge-r1", SITE, &files);
+        ids.push(ev.event_id.to_string());
+        let o = i
+            .submit(Bytes::from(bundle(&ev, &k, &files)), Source::Http)
+            .await
+            .unwrap();
+        assert!(o.rejection.is_none(), "{:?}", o.rejection);
+    }
+    let r = Reviewer {
+        db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let alice = actor("alice", Role::Operator);
+    let oscar = actor("oscar", Role::Operator);
+    let bob = actor("bob", Role::Police);
+    let sue = actor("sue", Role::Supervisor);
+    let now = now_ms();
+    let a = ids[0].as_str();
+    assert_eq!(column(&i, a, "state").await.as_deref(), Some("new"));
+
+    // --- claim, corrections, accept, two-person rule, confirm
+    assert_eq!(r.act(a, &Action::Claim, &alice, "", now).await.unwrap().to, CaseState::InReview);
+    assert!(matches!(
+        r.act(a, &Action::Claim, &oscar, "", now + 1).await,
+        Err(ReviewError::Refused(WorkflowError::ClaimedByOther))
+    ));
+    let bad = Action::CorrectPlate { plate: "NOT-A-PLATE".into() };
+    assert!(matches!(r.act(a, &bad, &alice, "typo", now).await, Err(ReviewError::Invalid(_))));
+    let fix = Action::CorrectPlate { plate: "30A12346".into() };
+    r.act(a, &fix, &alice, "last digit is a 6", now + 2).await.unwrap();
+    assert_eq!(column(&i, a, "reviewed_plate").await.as_deref(), Some("30A12346"));
+    assert_eq!(column(&i, a, "plate_text").await.as_deref(), Some("30A12345"), "machine read kept");
+    let before = column(&i, a, "fine_ref").await;
+    let retype = Action::CorrectType { violation_type: "wrong_way".into() };
+    r.act(a, &retype, &alice, "drove against the one-way street", now + 3).await.unwrap();
+    assert_eq!(column(&i, a, "reviewed_type").await.as_deref(), Some("wrong_way"));
+    assert_eq!(column(&i, a, "fine_status").await.as_deref(), Some("priced"));
+    assert_ne!(column(&i, a, "fine_ref").await, before, "re-priced under another article");
+    let bogus = Action::CorrectType { violation_type: "jaywalking".into() };
+    assert!(matches!(r.act(a, &bogus, &alice, "x", now).await, Err(ReviewError::Invalid(_))));
+    r.act(a, &Action::Accept, &alice, "", now + 4).await.unwrap();
+    // Alice later works as an officer: she still may not confirm her own case.
+    let alice_police = actor("alice", Role::Police);
+    assert!(matches!(
+        r.act(a, &Action::Confirm, &alice_police, "", now + 5).await,
+        Err(ReviewError::Refused(WorkflowError::TwoPersonRule))
+    ));
+    assert!(matches!(
+        r.act(a, &Action::Confirm, &oscar, "", now + 5).await,
+        Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. }))
+    ));
+    r.act(a, &Action::Confirm, &bob, "", now + 6).await.unwrap();
+    assert_eq!(column(&i, a, "state").await.as_deref(), Some("confirmed"));
+    assert_eq!(column(&i, a, "confirmed_by").await.as_deref(), Some("bob"));
+    let trail: Vec<String> = audit::for_subject(db, &format!("case:{a}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert_eq!(
+        trail,
+        ["case.claim", "case.correct_plate", "case.correct_type", "case.accept", "case.confirm"],
+        "refused actions leave no trace in the case's trail"
+    );
+    let n: i64 = sqlx::query("SELECT COUNT(*) FROM case_transitions WHERE event_id = $1")
+        .bind(a)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 5);
+
+    // --- rejection reasons, reopening, send back
+    let b = ids[1].as_str();
+    r.act(b, &Action::Claim, &alice, "", now).await.unwrap();
+    let unknown = Action::Reject { code: "bribe".into() };
+    assert!(matches!(r.act(b, &unknown, &alice, "", now).await, Err(ReviewError::Invalid(_))));
+    let other = Action::Reject { code: "other".into() };
+    assert!(matches!(
+        r.act(b, &other, &alice, " ", now).await,
+        Err(ReviewError::Refused(WorkflowError::ReasonRequired(_)))
+    ));
+    let ambulance = Action::Reject { code: "emergency_vehicle".into() };
+    r.act(b, &ambulance, &alice, "ambulance with lights on", now + 1).await.unwrap();
+    assert_eq!(column(&i, b, "reject_code").await.as_deref(), Some("emergency_vehicle"));
+    assert!(r.act(b, &Action::Reopen, &alice, "wrong", now + 2).await.is_err());
+    r.act(b, &Action::Reopen, &sue, "the lights were off", now + 2).await.unwrap();
+    assert_eq!(column(&i, b, "state").await.as_deref(), Some("in_review"));
+    r.act(b, &Action::Claim, &oscar, "", now + 3).await.unwrap();
+    r.act(b, &Action::Accept, &oscar, "", now + 4).await.unwrap();
+    r.act(b, &Action::SendBack, &bob, "plate partly hidden, check frame 2", now + 5).await.unwrap();
+    assert_eq!(column(&i, b, "state").await.as_deref(), Some("in_review"));
+    assert_eq!(column(&i, b, "accepted_by").await, None);
+
+    // --- two reviewers race for one case: exactly one gets it
+    let c = ids[2].as_str();
+    let (x, y) = tokio::join!(
+        r.act(c, &Action::Claim, &alice, "", now + 10),
+        r.act(c, &Action::Claim, &oscar, "", now + 10)
+    );
+    assert_eq!(
+        [x.is_ok(), y.is_ok()].iter().filter(|ok| **ok).count(),
+        1,
+        "{x:?} {y:?}"
+    );
+
+    // --- accounts: lock-out after repeated failures
+    let admin = Who::new("test", Role::Admin);
+    accounts::create(db, "op.lan", "Lê Lan", Role::Operator, Some("a long password 1"), &admin)
+        .await
+        .unwrap();
+    assert!(matches!(
+        accounts::create(db, "op.lan", "Lê Lan", Role::Operator, Some("a long password 1"), &admin).await,
+        Err(accounts::AccountError::Exists(_))
+    ));
+    let t = now_ms();
+    assert!(accounts::login(db, "op.lan", "a long password 1", t).await.is_ok());
+    for n in 0..MAX_FAILED_LOGINS {
+        let e = accounts::login(db, "op.lan", "wrong password!!", t + n).await.unwrap_err();
+        let last = n == MAX_FAILED_LOGINS - 1;
+        assert_eq!(matches!(e, LoginError::Locked), last, "attempt {n}: {e:?}");
+    }
+    assert!(matches!(
+        accounts::login(db, "op.lan", "a long password 1", t + 100).await,
+        Err(LoginError::Locked)
+    ));
+    assert!(accounts::login(db, "op.lan", "a long password 1", t + LOCKOUT_MS + 100).await.is_ok());
+    assert!(matches!(
+        accounts::login(db, "nobody", "a long password 1", t).await,
+        Err(LoginError::Invalid)
+    ));
+
+    // --- the audit chain: intact, guarded, and tamper-evident
+    let Verification::Intact { entries, .. } = audit::verify(db).await.unwrap() else {
+        panic!("chain broken before any tampering")
+    };
+    assert!(entries >= 20, "{entries}");
+    let edit = "UPDATE audit_log SET detail = '{}' WHERE seq = 3";
+    assert!(
+        sqlx::query(edit).execute(db.pool()).await.is_err(),
+        "the database refuses edits"
+    );
+    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 3").execute(db.pool()).await.is_err());
+    // Someone with the database's owner rights switches the guard off.
+    let (off, on): (&[&str], &[&str]) = match db.backend() {
+        Backend::Sqlite => (
+            &["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"],
+            &[],
+        ),
+        Backend::Postgres => (
+            &["ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_change"],
+            &["ALTER TABLE audit_log ENABLE TRIGGER audit_log_no_change"],
+        ),
+    };
+    for s in off {
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(db.pool()).await.unwrap();
+    }
+    let original: String = sqlx::query("SELECT detail FROM audit_log WHERE seq = 3")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    sqlx::query(edit).execute(db.pool()).await.unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), Verification::Broken { seq: 3, .. }));
+    sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = 3")
+        .bind(&original)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), Verification::Intact { .. }));
+    sqlx::query("DELETE FROM audit_log WHERE seq = $1")
+        .bind(entries)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let Verification::Broken { seq, problem } = audit::verify(db).await.unwrap() else {
+        panic!("a removed last entry went unnoticed")
+    };
+    assert_eq!(seq, entries, "{problem}");
+    sqlx::query("DELETE FROM audit_log WHERE seq = 5").execute(db.pool()).await.unwrap();
+    assert!(matches!(audit::verify(db).await.unwrap(), Verification::Broken { seq: 5, .. }));
+    for s in on {
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(db.pool()).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_suite_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = ingest_server::db::Db::sqlite_url(&dir.path().join("test.db"));
+    suite(url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn review_suite_on_postgres() {
+    let pg = Postgres::start();
+    let url = pg.fresh_database().await;
+    suite(url).await;
+    drop(pg);
+}
