@@ -8,8 +8,10 @@
 # signed, delivered, verified, stored and priced; the script prints each case
 # as the server's API returns it. Ctrl-C stops everything.
 #
-# Not yet here (open issues): the review console, the citizen app, the
-# payment sandbox and the RTSP camera simulator.
+# The review console is at http://$HTTP/console/ with one demo account per
+# role (a fresh password each run, printed below). Not yet here (open
+# issues): the citizen app, the payment sandbox, the RTSP camera simulator
+# and fictitious owners for plates the registry does not know.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -89,6 +91,16 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
+# Console accounts, one per role, with this run's password.
+PASSWORD=$(head -c 9 /dev/urandom | od -An -tx1 | tr -d ' \n')
+for spec in "demo.operator:Điều hành viên Demo:operator" "demo.operator2:Điều hành viên Demo 2:operator" \
+            "demo.police:CSGT Demo:police" "demo.supervisor:Giám sát Demo:supervisor" \
+            "demo.auditor:Kiểm toán Demo:auditor" "demo.admin:Quản trị Demo:admin"; do
+  IFS=: read -r user name role <<<"$spec"
+  echo "$PASSWORD" | INGEST_DATA_DIR="$DEMO/server" "$BIN/ingest-server" user add \
+    --username "$user" --display-name "$name" --role "$role" > /dev/null
+done
+
 INGEST_DATA_DIR="$DEMO/server" INGEST_HTTP_LISTEN="$HTTP" INGEST_MQTT_LISTEN="$MQTT" \
   INGEST_ADMIN_TOKEN="$TOKEN" "$BIN/ingest-server" > "$DEMO/server.log" 2>&1 &
 pids+=($!)
@@ -108,6 +120,9 @@ pids+=($!)
 
 cat <<EOF
 
+  review console  http://$HTTP/console/
+                  demo.operator, demo.operator2, demo.police, demo.supervisor,
+                  demo.auditor, demo.admin — password $PASSWORD
   ingest server   http://$HTTP   (logs: $DEMO/server.log)
   embedded MQTT   mqtt://$MQTT
   edge agent      demo-edge-01   (logs: $DEMO/edge.log, metrics: http://127.0.0.1:9108/metrics)

@@ -20,6 +20,8 @@ PACKAGES=(
   chromium chromium-driver
   # fonts for the synthetic plate generator (licences in models/README.md)
   fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-roboto-unhinted
+  # PDF tools the evidence-package tests read summary.pdf with (pdfinfo, pdftotext, pdfimages)
+  poppler-utils
 )
 
 missing=()

@@ -8,8 +8,8 @@
 //! SHA-256 is what the database keeps. Every sign-in, failure and lock-out
 //! goes to the audit log.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -308,7 +308,9 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
         .await?;
         return Err(LoginError::Locked);
     }
-    let ok = hash.as_deref().is_some_and(|h| password_matches(h, password));
+    let ok = hash
+        .as_deref()
+        .is_some_and(|h| password_matches(h, password));
     let mut tx = audit::begin(db).await?;
     if ok {
         sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE user_id = $1")
@@ -361,8 +363,7 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
 
 /// An Argon2id hash of a random password, checked against when the user
 /// does not exist.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Vbt3b0k8xk9q5Jr4C3c1o2nGqH0e3sV3Yc1m7oQy0I";
+const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Vbt3b0k8xk9q5Jr4C3c1o2nGqH0e3sV3Yc1m7oQy0I";
 
 /// A new session: the cookie token (given to the browser once) and the
 /// CSRF token its forms carry.
@@ -460,13 +461,12 @@ pub async fn upsert_sso_user(
     role: Role,
 ) -> Result<User, AccountError> {
     let now = now_ms();
-    let existing = sqlx::query(
-        "SELECT user_id FROM users WHERE sso_issuer = $1 AND sso_subject = $2",
-    )
-    .bind(issuer)
-    .bind(subject)
-    .fetch_optional(db.pool())
-    .await?;
+    let existing =
+        sqlx::query("SELECT user_id FROM users WHERE sso_issuer = $1 AND sso_subject = $2")
+            .bind(issuer)
+            .bind(subject)
+            .fetch_optional(db.pool())
+            .await?;
     let who = Who::new(format!("sso:{issuer}"), Role::System);
     let user_id = match existing {
         Some(r) => {

@@ -146,6 +146,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         ingestor: ingestor.clone(),
         admin_token: (!cfg.admin.token.is_empty()).then(|| cfg.admin.token.clone()),
         secure_cookies: cfg.secure_cookies(),
+        sso: cfg.sso.as_ref().map(|s| Arc::new(crate::sso::Sso::new(s))),
     };
     let http = tokio::spawn(async move {
         axum::serve(listener, web::router(api))

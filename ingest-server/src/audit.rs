@@ -95,9 +95,8 @@ pub fn entry_hash(
     detail: &str,
     prev: &str,
 ) -> String {
-    let canonical = serde_json::json!([
-        seq, at, who.actor, who.role, action, subject, detail, prev
-    ]);
+    let canonical =
+        serde_json::json!([seq, at, who.actor, who.role, action, subject, detail, prev]);
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -244,10 +243,10 @@ pub async fn verify(db: &Db) -> Result<Verification, DbError> {
     // Pages of 5,000 so a long log does not sit in memory at once.
     loop {
         let rows = sqlx::query(concat!(
-        "SELECT ",
-        audit_columns!(),
-        " FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000"
-    ))
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000"
+        ))
         .bind(expect_seq)
         .fetch_all(db.pool())
         .await?;
@@ -256,7 +255,10 @@ pub async fn verify(db: &Db) -> Result<Verification, DbError> {
         }
         for r in &rows {
             let e = entry(r)?;
-            let broken = |problem: String| Verification::Broken { seq: e.seq, problem };
+            let broken = |problem: String| Verification::Broken {
+                seq: e.seq,
+                problem,
+            };
             if e.seq != expect_seq {
                 return Ok(Verification::Broken {
                     seq: expect_seq,

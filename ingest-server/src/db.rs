@@ -52,6 +52,24 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_review.sql"),
         postgres: include_str!("../migrations/postgres/0002_review.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sso",
+        sqlite: include_str!("../migrations/sqlite/0003_sso.sql"),
+        postgres: include_str!("../migrations/postgres/0003_sso.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "decision",
+        sqlite: include_str!("../migrations/sqlite/0004_decision.sql"),
+        postgres: include_str!("../migrations/postgres/0004_decision.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "citizens",
+        sqlite: include_str!("../migrations/sqlite/0007_citizens.sql"),
+        postgres: include_str!("../migrations/postgres/0007_citizens.sql"),
+    },
 ];
 
 /// Database failures.

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use ingest_server::config::Config;
 use ingest_server::audit::{self, Verification, Who};
+use ingest_server::config::Config;
 use ingest_server::workflow::Role;
 use ingest_server::{accounts, app, devices, registry};
 
@@ -207,7 +207,10 @@ async fn user(cfg: Config, action: UserAction) -> Result<()> {
     let ingestor = app::open(&cfg).await?;
     let db = &ingestor.context().db;
     let by = Who::new(
-        format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())),
+        format!(
+            "cli:{}",
+            std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+        ),
         Role::Admin,
     );
     match action {
@@ -229,7 +232,9 @@ async fn user(cfg: Config, action: UserAction) -> Result<()> {
                         .with_context(|| format!("reading {}", p.display()))?,
                     None => {
                         let mut l = String::new();
-                        std::io::stdin().read_line(&mut l).context("reading the password")?;
+                        std::io::stdin()
+                            .read_line(&mut l)
+                            .context("reading the password")?;
                         l
                     }
                 };

@@ -81,12 +81,14 @@ impl Reviewer<'_> {
     ) -> Result<Applied, ReviewError> {
         let reason = reason.trim();
         if reason.chars().count() > 1000 {
-            return Err(ReviewError::Invalid("reason is longer than 1000 characters".into()));
+            return Err(ReviewError::Invalid(
+                "reason is longer than 1000 characters".into(),
+            ));
         }
         let mut tx = audit::begin(self.db).await?;
         let row = sqlx::query(
             "SELECT state, claimed_by, claim_expires_at, accepted_by, plate_text, reviewed_plate, \
-             plate_readable, violation_type, reviewed_type, signed_json \
+             plate_readable, violation_type, reviewed_type, signed_json, fine_min_vnd, fine_max_vnd \
              FROM events WHERE event_id = $1",
         )
         .bind(event_id)
@@ -112,19 +114,23 @@ impl Reviewer<'_> {
             None => row.try_get(7)?,
         };
         let signed_json: String = row.try_get(9)?;
+        let fine_range: Option<(i64, i64)> = row
+            .try_get::<Option<i64>, _>(10)?
+            .zip(row.try_get::<Option<i64>, _>(11)?);
 
         // Inputs checked before the rules, so a bad input is named as such.
         let mut detail = serde_json::json!({"reason": reason});
         match action {
             Action::Reject { code } => {
-                let known = sqlx::query(
-                    "SELECT 1 FROM rejection_reasons WHERE code = $1 AND active = 1",
-                )
-                .bind(code)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let known =
+                    sqlx::query("SELECT 1 FROM rejection_reasons WHERE code = $1 AND active = 1")
+                        .bind(code)
+                        .fetch_optional(&mut *tx)
+                        .await?;
                 if known.is_none() {
-                    return Err(ReviewError::Invalid(format!("unknown rejection reason {code:?}")));
+                    return Err(ReviewError::Invalid(format!(
+                        "unknown rejection reason {code:?}"
+                    )));
                 }
                 if code == "other" && reason.is_empty() {
                     return Err(WorkflowError::ReasonRequired("reject for another reason").into());
@@ -162,14 +168,28 @@ impl Reviewer<'_> {
         }
         match action {
             Action::Accept => up.text("accepted_by", Some(actor.id.clone())),
-            Action::Confirm => up.text("confirmed_by", Some(actor.id.clone())),
+            Action::Confirm => {
+                let amount = decided_amount(fine_range).ok_or_else(|| {
+                    ReviewError::Invalid(
+                        "no fine is priced for this case: correct the violation type or send it back"
+                            .into(),
+                    )
+                })?;
+                detail["fine_amount_vnd"] = amount.into();
+                up.text("confirmed_by", Some(actor.id.clone()));
+                up.int("confirmed_at", Some(now));
+                up.int("fine_amount_vnd", Some(amount));
+            }
             Action::SendBack | Action::Reopen => up.text("accepted_by", None),
             Action::Reject { code } => {
                 up.text("reject_code", Some(code.clone()));
                 up.text("reject_note", Some(reason.to_string()));
             }
             Action::CorrectPlate { .. } => {
-                up.text("reviewed_plate", detail["new_plate"].as_str().map(str::to_owned));
+                up.text(
+                    "reviewed_plate",
+                    detail["new_plate"].as_str().map(str::to_owned),
+                );
                 up.text("owner_status", Some("pending".into()));
                 up.text("owner_id", None);
             }
@@ -183,7 +203,13 @@ impl Reviewer<'_> {
                         min_vnd,
                         max_vnd,
                         points,
-                    } => Some((schedule.clone(), article.clone(), *min_vnd, *max_vnd, *points)),
+                    } => Some((
+                        schedule.clone(),
+                        article.clone(),
+                        *min_vnd,
+                        *max_vnd,
+                        *points,
+                    )),
                     _ => None,
                 };
                 up.text("fine_status", Some(quote.status().into()));
@@ -196,7 +222,10 @@ impl Reviewer<'_> {
             }
             _ => {}
         }
-        let mut sets = vec!["state = $1".to_string(), "state_changed_at = $2".to_string()];
+        let mut sets = vec![
+            "state = $1".to_string(),
+            "state_changed_at = $2".to_string(),
+        ];
         // Placeholders $3 and $4 are the case id and the state it was read in.
         for (i, (col, _)) in up.0.iter().enumerate() {
             sets.push(format!("{col} = ${}", i + 5));
@@ -248,14 +277,14 @@ impl Reviewer<'_> {
         .await?;
         tx.commit().await?;
 
-        if let (Action::CorrectPlate { .. }, Some(reg)) = (action, self.registry) {
-            if let (Some(plate), Ok(id)) = (
-                detail["new_plate"].as_str(),
-                uuid::Uuid::parse_str(event_id),
-            ) {
-                let colour = colour_of(&signed_json);
-                registry::resolve_for(self.db, reg, id, plate, &colour, &actor.id).await;
-            }
+        if let (Action::CorrectPlate { .. }, Some(reg), Some(plate), Ok(id)) = (
+            action,
+            self.registry,
+            detail["new_plate"].as_str(),
+            uuid::Uuid::parse_str(event_id),
+        ) {
+            let colour = colour_of(&signed_json);
+            registry::resolve_for(self.db, reg, id, plate, &colour, &actor.id).await;
         }
         Ok(Applied {
             from: state,
@@ -289,6 +318,17 @@ impl Update {
     }
 }
 
+/// The fine fixed at confirmation: the middle of the legal range, rounded
+/// down to whole thousands of VND (the schedule's amounts are all whole
+/// thousands). `None` when no range is priced.
+pub fn decided_amount(range: Option<(i64, i64)>) -> Option<i64> {
+    let (min, max) = range?;
+    if min <= 0 || max < min {
+        return None;
+    }
+    Some((min + (max - min) / 2) / 1000 * 1000)
+}
+
 /// The event as the device signed it (it was verified when stored).
 pub fn stored_event(signed_json: &str) -> Result<ViolationEvent, ReviewError> {
     let signed = Signed::<ViolationEvent>::from_json(signed_json.as_bytes())
@@ -312,7 +352,9 @@ pub fn parse_type(name: &str) -> Result<ViolationType, ReviewError> {
 /// The managed rejection reasons (active ones), as (code, Vietnamese, English).
 pub async fn rejection_reasons(db: &Db) -> Result<Vec<(String, String, String)>, DbError> {
     let rows = sqlx::query(
-        "SELECT code, label_vi, label_en FROM rejection_reasons WHERE active = 1 ORDER BY code",
+        "SELECT code, label_vi, label_en FROM rejection_reasons WHERE active = 1 ORDER BY \
+         CASE code WHEN 'false_trigger' THEN 0 WHEN 'plate_unreadable' THEN 1 \
+         WHEN 'emergency_vehicle' THEN 2 WHEN 'other' THEN 9 ELSE 5 END, code",
     )
     .fetch_all(db.pool())
     .await?;

@@ -61,6 +61,8 @@ pub struct ApiContext {
     pub admin_token: Option<String>,
     /// Session cookies carry `Secure`.
     pub secure_cookies: bool,
+    /// Single sign-on through OpenID Connect, when `[sso]` is configured.
+    pub sso: Option<std::sync::Arc<crate::sso::Sso>>,
 }
 
 /// Every error an API call can answer with.
@@ -198,6 +200,8 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/heartbeats", get(list_heartbeats))
         .route("/api/v1/evidence/{sha256}", get(get_evidence))
         .merge(crate::console::routes())
+        .merge(crate::citizen::routes())
+        .merge(crate::sso::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(ctx)
 }

@@ -105,7 +105,10 @@ fn every_state_action_role_is_allowed_or_refused_as_written() {
                     }
                     (Err(_), None) => {}
                     (got, want) => {
-                        panic!("{state} {} by {role}: got {got:?}, want {want:?}", action.name())
+                        panic!(
+                            "{state} {} by {role}: got {got:?}, want {want:?}",
+                            action.name()
+                        )
                     }
                 }
             }
@@ -158,9 +161,7 @@ fn claim_is_a_lease_that_others_cannot_break_until_it_expires() {
     let s = actor("sue", Role::Supervisor);
     assert!(decide(&f, &Action::Claim, &s, "", NOW + 1).is_ok());
     assert_eq!(
-        decide(&f, &Action::Release, &s, "", NOW + 1)
-            .unwrap()
-            .claim,
+        decide(&f, &Action::Release, &s, "", NOW + 1).unwrap().claim,
         Some(None)
     );
     // But not decide on someone else's live claim without taking it.
@@ -218,12 +219,24 @@ fn corrections_send_back_and_reopen_need_a_reason() {
     assert!(decide(&f, &fix, &a, "the 8 was read as a B", NOW).is_ok());
     let accepted = facts(CaseState::Accepted);
     assert_eq!(
-        decide(&accepted, &Action::SendBack, &actor("p", Role::Police), "", NOW),
+        decide(
+            &accepted,
+            &Action::SendBack,
+            &actor("p", Role::Police),
+            "",
+            NOW
+        ),
         Err(WorkflowError::ReasonRequired("send_back"))
     );
     let contested = facts(CaseState::Contested);
     assert_eq!(
-        decide(&contested, &Action::Close, &actor("p", Role::Police), "", NOW),
+        decide(
+            &contested,
+            &Action::Close,
+            &actor("p", Role::Police),
+            "",
+            NOW
+        ),
         Err(WorkflowError::ReasonRequired("close"))
     );
 }

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 
+use common::seed;
 use common::*;
 use ingest_server::accounts;
 use ingest_server::app;
-use ingest_server::audit::{self, Verification, Who};
+use ingest_server::audit::{self, Verification};
 use ingest_server::config::Config;
-use ingest_server::workflow::Role;
 use sqlx::Row;
 
 const SITE: &str = "hn-hoankiem-trangtien";
@@ -69,7 +69,14 @@ impl Client {
         let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
         let head = String::from_utf8_lossy(&out[..split]).to_string();
         let mut lines = head.lines();
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let mut headers = HashMap::new();
         for l in lines {
             let (k, v) = l.split_once(':').unwrap();
@@ -86,7 +93,10 @@ impl Client {
             headers.insert(k, v);
         }
         let raw = &out[split + 4..];
-        let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        let body = if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             dechunk(raw)
         } else {
             raw.to_vec()
@@ -107,7 +117,10 @@ impl Client {
     }
 
     fn login(&mut self, user: &str, password: &str) -> Resp {
-        self.post("/console/login", &[("username", user), ("password", password)])
+        self.post(
+            "/console/login",
+            &[("username", user), ("password", password)],
+        )
     }
 }
 
@@ -126,7 +139,10 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
 
 /// The CSRF token of the first form on a page.
 fn csrf(page: &str) -> String {
-    let i = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF token") + 19;
+    let i = page
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token")
+        + 19;
     page[i..i + 64].to_string()
 }
 
@@ -141,57 +157,20 @@ async fn operators_review_and_police_confirm_through_the_console() {
     cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let server = app::start(&cfg).await.unwrap();
     let addr = server.http_addr;
-    let ctx = server.ingestor.context().clone();
-    let db = ctx.db.clone();
+    let db = server.ingestor.context().db.clone();
 
-    // People, a device, the registry, and two cases.
-    let admin = Who::new("test", Role::Admin);
-    for (u, name, role) in [
-        ("op.an", "Nguyễn An", Role::Operator),
-        ("op.binh", "Trần Bình", Role::Operator),
-        ("csgt.cuong", "Lê Cường", Role::Police),
-        ("kt.dung", "Phạm Dung", Role::Auditor),
-    ] {
-        accounts::create(&db, u, name, role, Some("correct horse battery"), &admin)
-            .await
-            .unwrap();
-    }
-    let k = key();
-    ingest_server::devices::enrol(&db, "edge-c1", SITE, &public_hex(&k))
-        .await
-        .unwrap();
-    let regdir = tempfile::tempdir().unwrap();
-    let (owners, vehicles) = (regdir.path().join("o.csv"), regdir.path().join("v.csv"));
-    std::fs::write(
-        &owners,
-        "owner_id,full_name,national_id,address,phone,email,vneid\n\
-         o1,Hoàng Thị Giang,001199012345,\"5 Tràng Tiền, Hoàn Kiếm, Hà Nội\",,,\n\
-         o2,Vũ Văn Hải,001088054321,\"9 Hàng Bài, Hoàn Kiếm, Hà Nội\",,,\n",
+    let ids = seed::seed(&server, SITE, 2).await;
+    let admin = ingest_server::audit::Who::new("test", ingest_server::workflow::Role::Admin);
+    accounts::create(
+        &db,
+        "qt.em",
+        "Đỗ Em",
+        ingest_server::workflow::Role::Admin,
+        Some(seed::PASSWORD),
+        &admin,
     )
+    .await
     .unwrap();
-    std::fs::write(
-        &vehicles,
-        "plate_text,plate_colour,vehicle_type,make,colour,registration_status,owner_id\n\
-         30A-123.45,white,car,Toyota Vios,white,active,o1\n\
-         30A-123.46,white,car,Mazda 3,red,active,o2\n",
-    )
-    .unwrap();
-    ingest_server::registry::import(&db, ctx.grammar, &vehicles, &owners)
-        .await
-        .unwrap();
-    let files = Files::new(2000);
-    let mut ids = Vec::new();
-    for _ in 0..2 {
-        let ev = event("edge-c1", SITE, &files);
-        ids.push(ev.event_id.to_string());
-        let o = server
-            .ingestor
-            .submit(bundle(&ev, &k, &files).into(), ingest_server::ingest::Source::Http)
-            .await
-            .unwrap();
-        assert!(o.rejection.is_none());
-    }
-
     let db2 = db.clone();
     let ids2 = ids.clone();
     tokio::task::spawn_blocking(move || {
@@ -199,8 +178,14 @@ async fn operators_review_and_police_confirm_through_the_console() {
         // --- not signed in: pages send you to the sign-in form, actions are refused
         let mut anon = Client::new(addr);
         let r = anon.get("/console/queue");
-        assert_eq!((r.status, r.headers.get("location").map(String::as_str)), (303, Some("/console/login")));
-        let r = anon.post(&format!("/console/cases/{first}/action"), &[("csrf", "x"), ("action", "claim")]);
+        assert_eq!(
+            (r.status, r.headers.get("location").map(String::as_str)),
+            (303, Some("/console/login"))
+        );
+        let r = anon.post(
+            &format!("/console/cases/{first}/action"),
+            &[("csrf", "x"), ("action", "claim")],
+        );
         assert_eq!(r.status, 401);
         let r = anon.get(&format!("/console/cases/{first}/evidence/overview.jpg"));
         assert_eq!(r.status, 303, "evidence needs a session");
@@ -211,10 +196,16 @@ async fn operators_review_and_police_confirm_through_the_console() {
         let r = an.login("op.an", "correct horse battery");
         assert_eq!(r.status, 303, "{}", r.body);
         let cookie = r.headers.get("set-cookie").unwrap();
-        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+            "{cookie}"
+        );
         let q = an.get("/console/queue");
         assert_eq!(q.status, 200);
-        assert!(q.body.contains(&first) && q.body.contains(&second), "both cases queued");
+        assert!(
+            q.body.contains(&first) && q.body.contains(&second),
+            "both cases queued"
+        );
         let token = csrf(&q.body);
         // A forged form (no or a wrong token) changes nothing.
         let r = an.post("/console/queue/next", &[("csrf", "0000")]);
@@ -225,21 +216,50 @@ async fn operators_review_and_police_confirm_through_the_console() {
         assert_eq!(case_url, format!("/console/cases/{first}"), "oldest first");
         let page = an.get(&case_url);
         assert_eq!(page.status, 200);
-        assert!(page.body.contains("id=\"accept-form\""), "claimed: the decision forms are there");
+        assert!(
+            page.body.contains("id=\"accept-form\""),
+            "claimed: the decision forms are there"
+        );
         assert!(page.body.contains("30A12345"));
-        assert!(!page.body.contains("Hoàng Thị Giang") && !page.body.contains("id=\"owner\""), "operators never see the owner");
+        assert!(
+            !page.body.contains("Hoàng Thị Giang") && !page.body.contains("id=\"owner\""),
+            "operators never see the owner"
+        );
         let img = an.get(&format!("{case_url}/evidence/overview.jpg"));
-        assert_eq!((img.status, img.headers["content-type"].as_str()), (200, "image/jpeg"));
+        assert_eq!(
+            (img.status, img.headers["content-type"].as_str()),
+            (200, "image/jpeg")
+        );
         // The operator may not open the officer's queue, nor confirm.
         assert_eq!(an.get("/console/confirm").status, 403);
         let act = format!("{case_url}/action");
-        let r = an.post(&act, &[("csrf", &token), ("action", "correct_plate"), ("plate", "30A-123.46"), ("reason", "")]);
+        let r = an.post(
+            &act,
+            &[
+                ("csrf", &token),
+                ("action", "correct_plate"),
+                ("plate", "30A-123.46"),
+                ("reason", ""),
+            ],
+        );
         assert_eq!(r.status, 409, "a correction needs a reason");
-        let r = an.post(&act, &[("csrf", &token), ("action", "correct_plate"), ("plate", "30A-123.46"), ("reason", "5 read as 6")]);
+        let r = an.post(
+            &act,
+            &[
+                ("csrf", &token),
+                ("action", "correct_plate"),
+                ("plate", "30A-123.46"),
+                ("reason", "5 read as 6"),
+            ],
+        );
         assert_eq!(r.status, 303);
         let r = an.post(&act, &[("csrf", &token), ("action", "accept")]);
         assert_eq!(r.status, 303);
-        assert_eq!(r.headers["location"], format!("/console/cases/{second}"), "on to the next case");
+        assert_eq!(
+            r.headers["location"],
+            format!("/console/cases/{second}"),
+            "on to the next case"
+        );
         let r = an.post(&act, &[("csrf", &token), ("action", "confirm")]);
         assert_eq!(r.status, 403, "an operator cannot confirm");
 
@@ -251,23 +271,38 @@ async fn operators_review_and_police_confirm_through_the_console() {
         let page = binh.get(&format!("/console/cases/{second}"));
         assert!(page.body.contains("id=\"claimed\""));
         let t = csrf(&q.body);
-        let r = binh.post(&format!("/console/cases/{second}/action"), &[("csrf", &t), ("action", "accept")]);
+        let r = binh.post(
+            &format!("/console/cases/{second}/action"),
+            &[("csrf", &t), ("action", "accept")],
+        );
         assert_eq!(r.status, 409);
 
         // --- the officer: owner beside the evidence, batch confirmation
         let mut cuong = Client::new(addr);
-        assert_eq!(cuong.login("csgt.cuong", "correct horse battery").status, 303);
+        assert_eq!(
+            cuong.login("csgt.cuong", "correct horse battery").status,
+            303
+        );
         let list = cuong.get("/console/confirm");
         assert_eq!(list.status, 200);
         assert!(list.body.contains(&first) && !list.body.contains(&second));
-        assert!(list.body.contains("Vũ Văn Hải"), "owner of the corrected plate 30A12346");
+        assert!(
+            list.body.contains("Vũ Văn Hải"),
+            "owner of the corrected plate 30A12346"
+        );
         let t = csrf(&list.body);
-        let r = cuong.post("/console/confirm", &[("csrf", &t), ("case", &first), ("case", "no-such-case")]);
+        let r = cuong.post(
+            "/console/confirm",
+            &[("csrf", &t), ("case", &first), ("case", "no-such-case")],
+        );
         assert_eq!(r.status, 200);
         assert!(r.body.contains("id=\"flash\""), "{}", r.body);
         let page = cuong.get(&format!("/console/cases/{first}"));
         assert!(page.body.contains("CSGT đã xác nhận"), "confirmed");
-        assert!(page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"), "who accepted and who confirmed");
+        assert!(
+            page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"),
+            "who accepted and who confirmed"
+        );
         // Signing out ends the session on the server.
         let t = csrf(&page.body);
         assert_eq!(cuong.post("/console/logout", &[("csrf", &t)]).status, 303);
@@ -279,8 +314,113 @@ async fn operators_review_and_police_confirm_through_the_console() {
         let a = dung.get("/console/audit");
         assert!(a.body.contains("case.confirm") && a.body.contains("owner.view"));
         assert!(a.body.contains("id=\"chain\"") && !a.body.contains("flash error"));
-        assert_eq!(dung.get("/console/queue").status, 403, "auditors do not review");
+        assert_eq!(
+            dung.get("/console/queue").status,
+            403,
+            "auditors do not review"
+        );
         assert_eq!(dung.get("/console/health").status, 200);
+
+        // --- administration: reasons by a supervisor-or-admin, accounts by an admin
+        assert_eq!(
+            dung.get("/console/admin").status,
+            403,
+            "auditors do not administer"
+        );
+        let mut em = Client::new(addr);
+        assert_eq!(em.login("qt.em", seed::PASSWORD).status, 303);
+        let page = em.get("/console/admin");
+        assert_eq!(page.status, 200);
+        let t = csrf(&page.body);
+        assert_eq!(
+            em.get(&format!("/console/cases/{first}")).status,
+            403,
+            "admins see no case data"
+        );
+        let user = |pw: &'static str| {
+            [
+                ("username", "op.giau"),
+                ("display_name", "Mai Giàu"),
+                ("role", "operator"),
+                ("password", pw),
+            ]
+        };
+        let with_csrf = |f: [(&'static str, &'static str); 4]| {
+            let mut v = vec![("csrf", t.as_str())];
+            v.extend(f);
+            v
+        };
+        assert_eq!(
+            em.post("/console/admin/users", &with_csrf(user("short")))
+                .status,
+            409,
+            "weak password refused"
+        );
+        let good = with_csrf(user("giau's long passphrase"));
+        assert_eq!(em.post("/console/admin/users", &good).status, 303);
+        let mut giau = Client::new(addr);
+        assert_eq!(giau.login("op.giau", "giau's long passphrase").status, 303);
+        assert_eq!(giau.get("/console/queue").status, 200);
+        assert_eq!(
+            em.post(
+                "/console/admin/users/disable",
+                &[("csrf", &t), ("username", "op.giau")]
+            )
+            .status,
+            303
+        );
+        assert_eq!(
+            giau.get("/console/queue").status,
+            303,
+            "a disabled account's session ends"
+        );
+        assert_eq!(
+            em.post(
+                "/console/admin/reasons",
+                &[
+                    ("csrf", &t),
+                    ("code", "road_works"),
+                    ("label_vi", "Thi công trên đường"),
+                    ("label_en", "Road works")
+                ]
+            )
+            .status,
+            303
+        );
+        assert_eq!(
+            em.post(
+                "/console/admin/reasons",
+                &[
+                    ("csrf", &t),
+                    ("code", "Bad Code"),
+                    ("label_vi", "x"),
+                    ("label_en", "x")
+                ]
+            )
+            .status,
+            409
+        );
+        let mut an = Client::new(addr);
+        assert_eq!(an.login("op.an", seed::PASSWORD).status, 303);
+        let tok = csrf(&an.get("/console/queue").body);
+        let r = an.post("/console/queue/next", &[("csrf", &tok)]);
+        let case_page = an.get(&r.headers["location"]).body;
+        assert!(
+            case_page.contains("value=\"road_works\""),
+            "new reason offered"
+        );
+        assert_eq!(
+            em.post(
+                "/console/admin/reasons/retire",
+                &[("csrf", &t), ("code", "road_works")]
+            )
+            .status,
+            303
+        );
+        assert!(
+            !an.get(&r.headers["location"]).body.contains("road_works"),
+            "retired reason gone"
+        );
 
         // --- lock-out after five failures, with the same message for everyone
         let mut m = Client::new(addr);
@@ -295,7 +435,10 @@ async fn operators_review_and_police_confirm_through_the_console() {
     .unwrap();
 
     // Every owner view by the officer was logged by the registry under his id.
-    let cuong = accounts::by_username(&db2, "csgt.cuong").await.unwrap().unwrap();
+    let cuong = accounts::by_username(&db2, "csgt.cuong")
+        .await
+        .unwrap()
+        .unwrap();
     let views: i64 = sqlx::query("SELECT COUNT(*) FROM registry_access_log WHERE actor = $1")
         .bind(&cuong.user_id)
         .fetch_one(db2.pool())
@@ -310,5 +453,8 @@ async fn operators_review_and_police_confirm_through_the_console() {
         .unwrap()
         .get(0);
     assert_eq!(state, "confirmed");
-    assert!(matches!(audit::verify(&db2).await.unwrap(), Verification::Intact { .. }));
+    assert!(matches!(
+        audit::verify(&db2).await.unwrap(),
+        Verification::Intact { .. }
+    ));
 }

@@ -53,7 +53,9 @@ async fn suite(url: String) {
     let ctx = i.context().clone();
     let db = &ctx.db;
     let k = key();
-    devices::enrol(db, "edge-r1", SITE, &public_hex(&k)).await.unwrap();
+    devices::enrol(db, "edge-r1", SITE, &public_hex(&k))
+        .await
+        .unwrap();
     let files = Files::new(1000);
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -80,26 +82,72 @@ async fn suite(url: String) {
     assert_eq!(column(&i, a, "state").await.as_deref(), Some("new"));
 
     // --- claim, corrections, accept, two-person rule, confirm
-    assert_eq!(r.act(a, &Action::Claim, &alice, "", now).await.unwrap().to, CaseState::InReview);
+    assert_eq!(
+        r.act(a, &Action::Claim, &alice, "", now).await.unwrap().to,
+        CaseState::InReview
+    );
     assert!(matches!(
         r.act(a, &Action::Claim, &oscar, "", now + 1).await,
         Err(ReviewError::Refused(WorkflowError::ClaimedByOther))
     ));
-    let bad = Action::CorrectPlate { plate: "NOT-A-PLATE".into() };
-    assert!(matches!(r.act(a, &bad, &alice, "typo", now).await, Err(ReviewError::Invalid(_))));
-    let fix = Action::CorrectPlate { plate: "30A12346".into() };
-    r.act(a, &fix, &alice, "last digit is a 6", now + 2).await.unwrap();
-    assert_eq!(column(&i, a, "reviewed_plate").await.as_deref(), Some("30A12346"));
-    assert_eq!(column(&i, a, "plate_text").await.as_deref(), Some("30A12345"), "machine read kept");
+    let bad = Action::CorrectPlate {
+        plate: "NOT-A-PLATE".into(),
+    };
+    assert!(matches!(
+        r.act(a, &bad, &alice, "typo", now).await,
+        Err(ReviewError::Invalid(_))
+    ));
+    let fix = Action::CorrectPlate {
+        plate: "30A12346".into(),
+    };
+    r.act(a, &fix, &alice, "last digit is a 6", now + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&i, a, "reviewed_plate").await.as_deref(),
+        Some("30A12346")
+    );
+    assert_eq!(
+        column(&i, a, "plate_text").await.as_deref(),
+        Some("30A12345"),
+        "machine read kept"
+    );
     let before = column(&i, a, "fine_ref").await;
-    let retype = Action::CorrectType { violation_type: "wrong_way".into() };
-    r.act(a, &retype, &alice, "drove against the one-way street", now + 3).await.unwrap();
-    assert_eq!(column(&i, a, "reviewed_type").await.as_deref(), Some("wrong_way"));
-    assert_eq!(column(&i, a, "fine_status").await.as_deref(), Some("priced"));
-    assert_ne!(column(&i, a, "fine_ref").await, before, "re-priced under another article");
-    let bogus = Action::CorrectType { violation_type: "jaywalking".into() };
-    assert!(matches!(r.act(a, &bogus, &alice, "x", now).await, Err(ReviewError::Invalid(_))));
-    r.act(a, &Action::Accept, &alice, "", now + 4).await.unwrap();
+    let retype = Action::CorrectType {
+        violation_type: "wrong_way".into(),
+    };
+    r.act(
+        a,
+        &retype,
+        &alice,
+        "drove against the one-way street",
+        now + 3,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column(&i, a, "reviewed_type").await.as_deref(),
+        Some("wrong_way")
+    );
+    assert_eq!(
+        column(&i, a, "fine_status").await.as_deref(),
+        Some("priced")
+    );
+    assert_ne!(
+        column(&i, a, "fine_ref").await,
+        before,
+        "re-priced under another article"
+    );
+    let bogus = Action::CorrectType {
+        violation_type: "jaywalking".into(),
+    };
+    assert!(matches!(
+        r.act(a, &bogus, &alice, "x", now).await,
+        Err(ReviewError::Invalid(_))
+    ));
+    r.act(a, &Action::Accept, &alice, "", now + 4)
+        .await
+        .unwrap();
     // Alice later works as an officer: she still may not confirm her own case.
     let alice_police = actor("alice", Role::Police);
     assert!(matches!(
@@ -113,6 +161,11 @@ async fn suite(url: String) {
     r.act(a, &Action::Confirm, &bob, "", now + 6).await.unwrap();
     assert_eq!(column(&i, a, "state").await.as_deref(), Some("confirmed"));
     assert_eq!(column(&i, a, "confirmed_by").await.as_deref(), Some("bob"));
+    // The fine is fixed at confirmation: the middle of 18-20 M for wrong way.
+    assert_eq!(
+        column(&i, a, "fine_amount_vnd").await.as_deref(),
+        Some("19000000")
+    );
     let trail: Vec<String> = audit::for_subject(db, &format!("case:{a}"))
         .await
         .unwrap()
@@ -121,7 +174,13 @@ async fn suite(url: String) {
         .collect();
     assert_eq!(
         trail,
-        ["case.claim", "case.correct_plate", "case.correct_type", "case.accept", "case.confirm"],
+        [
+            "case.claim",
+            "case.correct_plate",
+            "case.correct_type",
+            "case.accept",
+            "case.confirm"
+        ],
         "refused actions leave no trace in the case's trail"
     );
     let n: i64 = sqlx::query("SELECT COUNT(*) FROM case_transitions WHERE event_id = $1")
@@ -135,22 +194,52 @@ async fn suite(url: String) {
     // --- rejection reasons, reopening, send back
     let b = ids[1].as_str();
     r.act(b, &Action::Claim, &alice, "", now).await.unwrap();
-    let unknown = Action::Reject { code: "bribe".into() };
-    assert!(matches!(r.act(b, &unknown, &alice, "", now).await, Err(ReviewError::Invalid(_))));
-    let other = Action::Reject { code: "other".into() };
+    let unknown = Action::Reject {
+        code: "bribe".into(),
+    };
+    assert!(matches!(
+        r.act(b, &unknown, &alice, "", now).await,
+        Err(ReviewError::Invalid(_))
+    ));
+    let other = Action::Reject {
+        code: "other".into(),
+    };
     assert!(matches!(
         r.act(b, &other, &alice, " ", now).await,
         Err(ReviewError::Refused(WorkflowError::ReasonRequired(_)))
     ));
-    let ambulance = Action::Reject { code: "emergency_vehicle".into() };
-    r.act(b, &ambulance, &alice, "ambulance with lights on", now + 1).await.unwrap();
-    assert_eq!(column(&i, b, "reject_code").await.as_deref(), Some("emergency_vehicle"));
-    assert!(r.act(b, &Action::Reopen, &alice, "wrong", now + 2).await.is_err());
-    r.act(b, &Action::Reopen, &sue, "the lights were off", now + 2).await.unwrap();
+    let ambulance = Action::Reject {
+        code: "emergency_vehicle".into(),
+    };
+    r.act(b, &ambulance, &alice, "ambulance with lights on", now + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        column(&i, b, "reject_code").await.as_deref(),
+        Some("emergency_vehicle")
+    );
+    assert!(
+        r.act(b, &Action::Reopen, &alice, "wrong", now + 2)
+            .await
+            .is_err()
+    );
+    r.act(b, &Action::Reopen, &sue, "the lights were off", now + 2)
+        .await
+        .unwrap();
     assert_eq!(column(&i, b, "state").await.as_deref(), Some("in_review"));
     r.act(b, &Action::Claim, &oscar, "", now + 3).await.unwrap();
-    r.act(b, &Action::Accept, &oscar, "", now + 4).await.unwrap();
-    r.act(b, &Action::SendBack, &bob, "plate partly hidden, check frame 2", now + 5).await.unwrap();
+    r.act(b, &Action::Accept, &oscar, "", now + 4)
+        .await
+        .unwrap();
+    r.act(
+        b,
+        &Action::SendBack,
+        &bob,
+        "plate partly hidden, check frame 2",
+        now + 5,
+    )
+    .await
+    .unwrap();
     assert_eq!(column(&i, b, "state").await.as_deref(), Some("in_review"));
     assert_eq!(column(&i, b, "accepted_by").await, None);
 
@@ -168,17 +257,38 @@ async fn suite(url: String) {
 
     // --- accounts: lock-out after repeated failures
     let admin = Who::new("test", Role::Admin);
-    accounts::create(db, "op.lan", "Lê Lan", Role::Operator, Some("a long password 1"), &admin)
-        .await
-        .unwrap();
+    accounts::create(
+        db,
+        "op.lan",
+        "Lê Lan",
+        Role::Operator,
+        Some("a long password 1"),
+        &admin,
+    )
+    .await
+    .unwrap();
     assert!(matches!(
-        accounts::create(db, "op.lan", "Lê Lan", Role::Operator, Some("a long password 1"), &admin).await,
+        accounts::create(
+            db,
+            "op.lan",
+            "Lê Lan",
+            Role::Operator,
+            Some("a long password 1"),
+            &admin
+        )
+        .await,
         Err(accounts::AccountError::Exists(_))
     ));
     let t = now_ms();
-    assert!(accounts::login(db, "op.lan", "a long password 1", t).await.is_ok());
+    assert!(
+        accounts::login(db, "op.lan", "a long password 1", t)
+            .await
+            .is_ok()
+    );
     for n in 0..MAX_FAILED_LOGINS {
-        let e = accounts::login(db, "op.lan", "wrong password!!", t + n).await.unwrap_err();
+        let e = accounts::login(db, "op.lan", "wrong password!!", t + n)
+            .await
+            .unwrap_err();
         let last = n == MAX_FAILED_LOGINS - 1;
         assert_eq!(matches!(e, LoginError::Locked), last, "attempt {n}: {e:?}");
     }
@@ -186,7 +296,11 @@ async fn suite(url: String) {
         accounts::login(db, "op.lan", "a long password 1", t + 100).await,
         Err(LoginError::Locked)
     ));
-    assert!(accounts::login(db, "op.lan", "a long password 1", t + LOCKOUT_MS + 100).await.is_ok());
+    assert!(
+        accounts::login(db, "op.lan", "a long password 1", t + LOCKOUT_MS + 100)
+            .await
+            .is_ok()
+    );
     assert!(matches!(
         accounts::login(db, "nobody", "a long password 1", t).await,
         Err(LoginError::Invalid)
@@ -202,11 +316,19 @@ async fn suite(url: String) {
         sqlx::query(edit).execute(db.pool()).await.is_err(),
         "the database refuses edits"
     );
-    assert!(sqlx::query("DELETE FROM audit_log WHERE seq = 3").execute(db.pool()).await.is_err());
+    assert!(
+        sqlx::query("DELETE FROM audit_log WHERE seq = 3")
+            .execute(db.pool())
+            .await
+            .is_err()
+    );
     // Someone with the database's owner rights switches the guard off.
     let (off, on): (&[&str], &[&str]) = match db.backend() {
         Backend::Sqlite => (
-            &["DROP TRIGGER audit_log_no_update", "DROP TRIGGER audit_log_no_delete"],
+            &[
+                "DROP TRIGGER audit_log_no_update",
+                "DROP TRIGGER audit_log_no_delete",
+            ],
             &[],
         ),
         Backend::Postgres => (
@@ -215,7 +337,10 @@ async fn suite(url: String) {
         ),
     };
     for s in off {
-        sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(db.pool()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(db.pool())
+            .await
+            .unwrap();
     }
     let original: String = sqlx::query("SELECT detail FROM audit_log WHERE seq = 3")
         .fetch_one(db.pool())
@@ -223,13 +348,19 @@ async fn suite(url: String) {
         .unwrap()
         .get(0);
     sqlx::query(edit).execute(db.pool()).await.unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), Verification::Broken { seq: 3, .. }));
+    assert!(matches!(
+        audit::verify(db).await.unwrap(),
+        Verification::Broken { seq: 3, .. }
+    ));
     sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = 3")
         .bind(&original)
         .execute(db.pool())
         .await
         .unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), Verification::Intact { .. }));
+    assert!(matches!(
+        audit::verify(db).await.unwrap(),
+        Verification::Intact { .. }
+    ));
     sqlx::query("DELETE FROM audit_log WHERE seq = $1")
         .bind(entries)
         .execute(db.pool())
@@ -239,10 +370,19 @@ async fn suite(url: String) {
         panic!("a removed last entry went unnoticed")
     };
     assert_eq!(seq, entries, "{problem}");
-    sqlx::query("DELETE FROM audit_log WHERE seq = 5").execute(db.pool()).await.unwrap();
-    assert!(matches!(audit::verify(db).await.unwrap(), Verification::Broken { seq: 5, .. }));
+    sqlx::query("DELETE FROM audit_log WHERE seq = 5")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(matches!(
+        audit::verify(db).await.unwrap(),
+        Verification::Broken { seq: 5, .. }
+    ));
     for s in on {
-        sqlx::query(sqlx::AssertSqlSafe(s.to_string())).execute(db.pool()).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
+            .execute(db.pool())
+            .await
+            .unwrap();
     }
 }
 

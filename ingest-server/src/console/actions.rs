@@ -27,7 +27,12 @@ fn hidden(viewer: &Viewer, action: &str) -> String {
 }
 
 /// The action forms for this viewer on this case.
-pub fn panel(viewer: &Viewer, case: &CaseDetail, reasons: &[(String, String, String)], now: i64) -> String {
+pub fn panel(
+    viewer: &Viewer,
+    case: &CaseDetail,
+    reasons: &[(String, String, String)],
+    now: i64,
+) -> String {
     let lang = viewer.lang;
     let role = viewer.session.user.role;
     let me = &viewer.session.user.user_id;
@@ -52,15 +57,32 @@ pub fn panel(viewer: &Viewer, case: &CaseDetail, reasons: &[(String, String, Str
     };
     if role.reviews() && matches!(case.state, CaseState::New | CaseState::InReview) {
         if live_claim == Some(me.as_str()) {
-            p.push_str(&form("accept-form", "accept", "", &format!("{} <span class=\"kbd\">a</span>", lang.t("Chấp nhận vi phạm", "Accept violation")), "primary"));
+            p.push_str(&form(
+                "accept-form",
+                "accept",
+                "",
+                &format!(
+                    "{} <span class=\"kbd\">a</span>",
+                    lang.t("Chấp nhận vi phạm", "Accept violation")
+                ),
+                "primary",
+            ));
             let mut opts = String::new();
             for (code, vi, en) in reasons {
-                let _ = write!(opts, "<option value=\"{}\">{}</option>", esc(code), esc(lang.t(vi, en)));
+                let _ = write!(
+                    opts,
+                    "<option value=\"{}\">{}</option>",
+                    esc(code),
+                    esc(lang.t(vi, en))
+                );
             }
             p.push_str(&form(
                 "reject-form",
                 "reject",
-                &format!("<select name=\"code\" id=\"reject-code\">{opts}</select>{}", reason_input("reject-reason", false)),
+                &format!(
+                    "<select name=\"code\" id=\"reject-code\">{opts}</select>{}",
+                    reason_input("reject-reason", false)
+                ),
                 &format!("{} <span class=\"kbd\">r</span>", lang.t("Loại", "Reject")),
                 "danger",
             ));
@@ -76,35 +98,100 @@ pub fn panel(viewer: &Viewer, case: &CaseDetail, reasons: &[(String, String, Str
                 "",
             ));
             let mut types = String::new();
-            let current = case.reviewed_type.as_deref().unwrap_or(&case.violation_type);
+            let current = case
+                .reviewed_type
+                .as_deref()
+                .unwrap_or(&case.violation_type);
             for t in VIOLATION_TYPES {
                 let sel = if t == current { " selected" } else { "" };
-                let _ = write!(types, "<option value=\"{t}\"{sel}>{}</option>", esc(&violation_label(lang, t)));
+                let _ = write!(
+                    types,
+                    "<option value=\"{t}\"{sel}>{}</option>",
+                    esc(&violation_label(lang, t))
+                );
             }
             p.push_str(&form(
                 "type-form",
                 "correct_type",
-                &format!("<select name=\"violation_type\" id=\"type-input\">{types}</select>{}", reason_input("type-reason", true)),
-                &format!("{} <span class=\"kbd\">t</span>", lang.t("Sửa loại vi phạm", "Correct type")),
+                &format!(
+                    "<select name=\"violation_type\" id=\"type-input\">{types}</select>{}",
+                    reason_input("type-reason", true)
+                ),
+                &format!(
+                    "{} <span class=\"kbd\">t</span>",
+                    lang.t("Sửa loại vi phạm", "Correct type")
+                ),
                 "",
             ));
-            p.push_str(&form("release-form", "release", "", lang.t("Trả lại hàng đợi", "Release"), ""));
+            p.push_str(&form(
+                "release-form",
+                "release",
+                "",
+                lang.t("Trả lại hàng đợi", "Release"),
+                "",
+            ));
         } else if live_claim.is_some() && role != Role::Supervisor {
-            let _ = write!(p, "<p id=\"claimed\">{}</p>", lang.t("Người khác đang xem xét vụ này.", "Someone else is reviewing this case."));
+            let _ = write!(
+                p,
+                "<p id=\"claimed\">{}</p>",
+                lang.t(
+                    "Người khác đang xem xét vụ này.",
+                    "Someone else is reviewing this case."
+                )
+            );
         } else {
-            p.push_str(&form("claim-form", "claim", "", lang.t("Nhận xem xét", "Claim for review"), "primary"));
+            p.push_str(&form(
+                "claim-form",
+                "claim",
+                "",
+                lang.t("Nhận xem xét", "Claim for review"),
+                "primary",
+            ));
         }
     }
     if role == Role::Police && case.state == CaseState::Accepted {
-        p.push_str(&form("confirm-form", "confirm", "", &format!("{} <span class=\"kbd\">c</span>", lang.t("Xác nhận xử phạt", "Confirm fine")), "primary"));
-        p.push_str(&form("send-back-form", "send_back", &reason_input("send-back-reason", true), lang.t("Trả lại xem xét", "Send back"), ""));
+        p.push_str(&form(
+            "confirm-form",
+            "confirm",
+            "",
+            &format!(
+                "{} <span class=\"kbd\">c</span>",
+                lang.t("Xác nhận xử phạt", "Confirm fine")
+            ),
+            "primary",
+        ));
+        p.push_str(&form(
+            "send-back-form",
+            "send_back",
+            &reason_input("send-back-reason", true),
+            lang.t("Trả lại xem xét", "Send back"),
+            "",
+        ));
     }
     if role == Role::Police && case.state == CaseState::Contested {
-        p.push_str(&form("uphold-form", "uphold", "", lang.t("Giữ nguyên quyết định", "Uphold"), "primary"));
-        p.push_str(&form("cancel-form", "close", &reason_input("cancel-reason", true), lang.t("Huỷ xử phạt", "Cancel fine"), "danger"));
+        p.push_str(&form(
+            "uphold-form",
+            "uphold",
+            "",
+            lang.t("Giữ nguyên quyết định", "Uphold"),
+            "primary",
+        ));
+        p.push_str(&form(
+            "cancel-form",
+            "close",
+            &reason_input("cancel-reason", true),
+            lang.t("Huỷ xử phạt", "Cancel fine"),
+            "danger",
+        ));
     }
     if role == Role::Supervisor && case.state == CaseState::Rejected {
-        p.push_str(&form("reopen-form", "reopen", &reason_input("reopen-reason", true), lang.t("Mở lại", "Reopen"), ""));
+        p.push_str(&form(
+            "reopen-form",
+            "reopen",
+            &reason_input("reopen-reason", true),
+            lang.t("Mở lại", "Reopen"),
+            "",
+        ));
     }
     if role.reviews() {
         let _ = write!(
@@ -138,7 +225,9 @@ fn parse_action(f: &ActionForm) -> Option<Action> {
         "claim" => Action::Claim,
         "release" => Action::Release,
         "accept" => Action::Accept,
-        "reject" => Action::Reject { code: f.code.clone() },
+        "reject" => Action::Reject {
+            code: f.code.clone(),
+        },
         "correct_plate" => Action::CorrectPlate {
             plate: plate_ocr::plate::canonicalize(&f.plate),
         },
@@ -155,7 +244,13 @@ fn parse_action(f: &ActionForm) -> Option<Action> {
 }
 
 /// Runs one action as the viewer.
-pub async fn run(ctx: &ApiContext, viewer: &Viewer, id: &str, action: &Action, reason: &str) -> Result<(), ConsoleError> {
+pub async fn run(
+    ctx: &ApiContext,
+    viewer: &Viewer,
+    id: &str,
+    action: &Action,
+    reason: &str,
+) -> Result<(), ConsoleError> {
     let ic = ctx.ingestor.context();
     let reviewer = Reviewer {
         db: &ic.db,
@@ -164,11 +259,16 @@ pub async fn run(ctx: &ApiContext, viewer: &Viewer, id: &str, action: &Action, r
         registry: ic.registry.as_deref(),
     };
     let lang = viewer.lang;
-    match reviewer.act(id, action, &viewer.actor(), reason, now_ms()).await {
+    match reviewer
+        .act(id, action, &viewer.actor(), reason, now_ms())
+        .await
+    {
         Ok(_) => Ok(()),
         Err(ReviewError::NotFound(id)) => Err(ConsoleError::NotFound(lang, id)),
         Err(ReviewError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
-        Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. })) => Err(ConsoleError::Forbidden(lang)),
+        Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. })) => {
+            Err(ConsoleError::Forbidden(lang))
+        }
         Err(e @ (ReviewError::Refused(_) | ReviewError::Invalid(_) | ReviewError::Conflict)) => {
             Err(ConsoleError::Refused(lang, e.to_string()))
         }
@@ -184,7 +284,8 @@ pub async fn act(
 ) -> Result<Response, ConsoleError> {
     viewer.check_csrf(&f.csrf)?;
     let lang = viewer.lang;
-    let action = parse_action(&f).ok_or_else(|| ConsoleError::Refused(lang, format!("unknown action {:?}", f.action)))?;
+    let action = parse_action(&f)
+        .ok_or_else(|| ConsoleError::Refused(lang, format!("unknown action {:?}", f.action)))?;
     run(&ctx, &viewer, &id, &action, &f.reason).await?;
     if matches!(action, Action::Accept | Action::Reject { .. }) {
         return claim_next(&ctx, &viewer).await;
@@ -201,7 +302,11 @@ pub struct CsrfForm {
 }
 
 /// `POST /console/queue/next`: claims the oldest free case and opens it.
-pub async fn next_case(State(ctx): State<ApiContext>, viewer: Viewer, Form(f): Form<CsrfForm>) -> Result<Response, ConsoleError> {
+pub async fn next_case(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, ConsoleError> {
     viewer.check_csrf(&f.csrf)?;
     viewer.require(&[Role::Operator, Role::Supervisor])?;
     claim_next(&ctx, &viewer).await

@@ -57,7 +57,9 @@ pub struct CaseDetail {
 impl CaseDetail {
     /// The plate to fine: the reviewer's, else the machine's.
     pub fn plate(&self) -> Option<&str> {
-        self.reviewed_plate.as_deref().or(self.plate_text.as_deref())
+        self.reviewed_plate
+            .as_deref()
+            .or(self.plate_text.as_deref())
     }
 }
 
@@ -112,7 +114,10 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
 }
 
 /// Evidence of a case: (name, role, media type, stored).
-pub async fn evidence_list(db: &Db, id: &str) -> Result<Vec<(String, String, String, bool)>, DbError> {
+pub async fn evidence_list(
+    db: &Db,
+    id: &str,
+) -> Result<Vec<(String, String, String, bool)>, DbError> {
     let rows = sqlx::query(
         "SELECT name, role, media_type, stored FROM evidence WHERE event_id = $1 ORDER BY name",
     )
@@ -138,7 +143,10 @@ pub async fn names(db: &Db) -> Result<HashMap<String, String>, DbError> {
 }
 
 /// The case's history: (at, actor, action, from, to, reason).
-async fn history(db: &Db, id: &str) -> Result<Vec<(i64, String, String, String, String, Option<String>)>, DbError> {
+async fn history(
+    db: &Db,
+    id: &str,
+) -> Result<Vec<(i64, String, String, String, String, Option<String>)>, DbError> {
     let rows = sqlx::query(
         "SELECT at, actor, action, from_state, to_state, reason FROM case_transitions \
          WHERE event_id = $1 ORDER BY at, id",
@@ -147,31 +155,53 @@ async fn history(db: &Db, id: &str) -> Result<Vec<(i64, String, String, String, 
     .fetch_all(db.pool())
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?, r.try_get(4)?, r.try_get(5)?)))
+        .map(|r| {
+            Ok((
+                r.try_get(0)?,
+                r.try_get(1)?,
+                r.try_get(2)?,
+                r.try_get(3)?,
+                r.try_get(4)?,
+                r.try_get(5)?,
+            ))
+        })
         .collect()
 }
 
 /// Looks up the owner for a police officer or auditor: logged by the
 /// registry (registry_access_log) and in the audit log.
-pub async fn owner_for(ctx: &ApiContext, viewer: &Viewer, case: &CaseDetail) -> Result<Option<Registration>, DbError> {
+pub async fn owner_for(
+    ctx: &ApiContext,
+    viewer: &Viewer,
+    case: &CaseDetail,
+) -> Result<Option<Registration>, DbError> {
     let ic = ctx.ingestor.context();
     let (Some(registry), Some(plate)) = (ic.registry.as_ref(), case.plate()) else {
         return Ok(None);
     };
     let purpose = Purpose {
         actor: viewer.session.user.user_id.clone(),
-        reason: format!("{} reviewing the case in the console", viewer.session.user.role),
+        reason: format!(
+            "{} reviewing the case in the console",
+            viewer.session.user.role
+        ),
         event_id: uuid::Uuid::parse_str(&case.event_id).ok(),
     };
     let colour = (case.plate_colour != "unknown").then_some(case.plate_colour.as_str());
-    let found = registry.lookup(plate, colour, &purpose).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "owner lookup for the console failed");
-        None
-    });
+    let found = registry
+        .lookup(plate, colour, &purpose)
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "owner lookup for the console failed");
+            None
+        });
     audit::record(
         &ic.db,
         now_ms(),
-        &Who::new(viewer.session.user.user_id.clone(), viewer.session.user.role),
+        &Who::new(
+            viewer.session.user.user_id.clone(),
+            viewer.session.user.role,
+        ),
         "owner.view",
         &format!("case:{}", case.event_id),
         &serde_json::json!({"plate": plate, "found": found.is_some()}),
@@ -186,7 +216,13 @@ fn signal_text(lang: Lang, signed_json: &str) -> String {
             let state = crate::ingest::enum_text(&s.state);
             let red = s
                 .red_for_ms
-                .map(|ms| format!(" ({} {:.1} s)", lang.t("đỏ được", "red for"), ms as f64 / 1000.0))
+                .map(|ms| {
+                    format!(
+                        " ({} {:.1} s)",
+                        lang.t("đỏ được", "red for"),
+                        ms as f64 / 1000.0
+                    )
+                })
                 .unwrap_or_default();
             format!("{state}{red}")
         }
@@ -199,7 +235,12 @@ fn trajectory(signed_json: &str) -> String {
     let Ok(e) = stored_event(signed_json) else {
         return String::new();
     };
-    let pts: Vec<String> = e.track.points.iter().map(|p| format!("{},{}", p.x, p.y)).collect();
+    let pts: Vec<String> = e
+        .track
+        .points
+        .iter()
+        .map(|p| format!("{},{}", p.x, p.y))
+        .collect();
     pts.join(" ")
 }
 
@@ -209,7 +250,12 @@ pub async fn show(
     viewer: Viewer,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Operator, Role::Supervisor, Role::Police, Role::Auditor])?;
+    viewer.require(&[
+        Role::Operator,
+        Role::Supervisor,
+        Role::Police,
+        Role::Auditor,
+    ])?;
     let lang = viewer.lang;
     let db = &ctx.ingestor.context().db;
     let dberr = |e: DbError| ConsoleError::from((lang, e));
@@ -232,23 +278,39 @@ pub async fn show(
     for (n, role, media, stored) in &evidence {
         let src = format!("/console/cases/{}/evidence/{}", esc(&id), esc(n));
         if !stored {
-            let _ = write!(stills, "<figure><figcaption>{} — {}</figcaption></figure>", esc(n), lang.t("chưa nhận", "not received"));
+            let _ = write!(
+                clip,
+                "<p class=\"muted\">{} — {}</p>",
+                esc(n),
+                lang.t("chưa nhận", "not received yet")
+            );
             continue;
         }
         match (role.as_str(), media.starts_with("image/")) {
             ("plate_crop", true) => {
-                plate_crop = format!("<img class=\"plate-crop\" id=\"plate-crop\" src=\"{src}\" alt=\"plate\">");
+                plate_crop = format!(
+                    "<img class=\"plate-crop\" id=\"plate-crop\" src=\"{src}\" alt=\"plate\">"
+                );
             }
             (_, true) => {
                 let overlay = if role == "overview" && !track.is_empty() {
-                    format!("<svg class=\"track\" data-points=\"{track}\"><polyline points=\"{track}\" fill=\"none\" stroke=\"#ff0\" stroke-width=\"6\"/></svg>")
+                    format!(
+                        "<svg class=\"track\" data-points=\"{track}\"><polyline points=\"{track}\" fill=\"none\" stroke=\"#ff0\" stroke-width=\"6\"/></svg>"
+                    )
                 } else {
                     String::new()
                 };
-                let _ = write!(stills, "<figure><img src=\"{src}\" alt=\"{alt}\">{overlay}<figcaption>{alt}</figcaption></figure>", alt = esc(n));
+                let _ = write!(
+                    stills,
+                    "<figure><img src=\"{src}\" alt=\"{alt}\">{overlay}<figcaption>{alt}</figcaption></figure>",
+                    alt = esc(n)
+                );
             }
             _ if media.starts_with("video/") => {
-                clip = format!("<video controls preload=\"metadata\" width=\"100%\" src=\"{src}\"></video>");
+                let _ = write!(
+                    clip,
+                    "<video controls preload=\"metadata\" width=\"100%\" src=\"{src}\"></video>"
+                );
             }
             _ => {}
         }
@@ -265,13 +327,17 @@ pub async fn show(
             lang.t("máy đọc", "machine read"),
             esc(m)
         ),
-        _ => format!("<span class=\"plate\" id=\"plate\">{}</span>", esc(case.plate().unwrap_or("—"))),
+        _ => format!(
+            "<span class=\"plate\" id=\"plate\">{}</span>",
+            esc(case.plate().unwrap_or("—"))
+        ),
     };
     let owner = if viewer.session.user.role.sees_personal_data() {
         owner_panel(lang, owner_for(&ctx, &viewer, &case).await.map_err(dberr)?)
     } else {
         String::new()
     };
+    let contests = contests_panel(lang, db, &id).await.map_err(dberr)?;
     let reasons = review::rejection_reasons(db).await.map_err(dberr)?;
     let actions = super::actions::panel(&viewer, &case, &reasons, now);
     let mut hist = String::new();
@@ -287,21 +353,36 @@ pub async fn show(
             esc(reason.as_deref().unwrap_or(""))
         );
     }
-    let typ = case.reviewed_type.as_deref().unwrap_or(&case.violation_type);
+    let typ = case
+        .reviewed_type
+        .as_deref()
+        .unwrap_or(&case.violation_type);
     let speed = case
         .speed
-        .map(|(s, l)| format!("<tr><th>{}</th><td>{s:.0} / {l} km/h</td></tr>", lang.t("Tốc độ / giới hạn", "Speed / limit")))
+        .map(|(s, l)| {
+            format!(
+                "<tr><th>{}</th><td>{s:.0} / {l} km/h</td></tr>",
+                lang.t("Tốc độ / giới hạn", "Speed / limit")
+            )
+        })
         .unwrap_or_default();
     let rejected = case
         .reject_code
         .as_ref()
-        .map(|c| format!("<tr><th>{}</th><td>{} {}</td></tr>", lang.t("Lý do loại", "Rejected because"), esc(c), esc(case.reject_note.as_deref().unwrap_or(""))))
+        .map(|c| {
+            format!(
+                "<tr><th>{}</th><td>{} {}</td></tr>",
+                lang.t("Lý do loại", "Rejected because"),
+                esc(c),
+                esc(case.reject_note.as_deref().unwrap_or(""))
+            )
+        })
         .unwrap_or_default();
     let body = format!(
         "<h1>{title} <span class=\"muted\">{id}</span></h1>\
          <div class=\"case\"><div><div class=\"stills\">{stills}</div>{clip}</div>\
          <div><div class=\"panel\">{plate_crop}<div>{plate_line}</div>\
-         <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div></div>\
+         <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div></div>{actions}\
          <div class=\"panel\"><table>\
          <tr><th>{state_l}</th><td id=\"state\">{state}</td></tr>\
          <tr><th>{typ_l}</th><td id=\"violation\">{typ}</td></tr>\
@@ -311,8 +392,8 @@ pub async fn show(
          <tr><th>{signal_l}</th><td>{signal}</td></tr>{speed}\
          <tr><th>{fine_l}</th><td id=\"fine\">{fine} {article} {points}</td></tr>\
          <tr><th>{acc_l}</th><td>{accepted}</td></tr><tr><th>{conf_by_l}</th><td>{confirmed}</td></tr>{rejected}\
-         </table></div>{owner}{actions}</div></div>\
-         <h2>{hist_l}</h2><table>{hist}</table>\
+         </table></div>{contests}{owner}</div></div>\
+         {export}<h2>{hist_l}</h2><table>{hist}</table>\
          <script>{script}</script>",
         title = lang.t("Vụ việc", "Case"),
         id = esc(&id),
@@ -343,9 +424,25 @@ pub async fn show(
         conf_by_l = lang.t("CSGT xác nhận", "Confirmed by"),
         confirmed = esc(&name(&case.confirmed_by)),
         hist_l = lang.t("Lịch sử", "History"),
+        export = if matches!(viewer.session.user.role, Role::Police | Role::Supervisor | Role::Auditor) {
+            format!(
+                "<p><a id=\"package\" href=\"/console/cases/{}/package.zip\">{}</a></p>",
+                esc(&id),
+                lang.t("Xuất hồ sơ bằng chứng (ZIP, PDF)", "Export the evidence package (ZIP, PDF)")
+            )
+        } else {
+            String::new()
+        },
         script = KEYS_JS,
     );
-    Ok(viewer.page(&format!("{} {}", lang.t("Vụ việc", "Case"), case.plate().unwrap_or("")), &body))
+    Ok(viewer.page(
+        &format!(
+            "{} {}",
+            lang.t("Vụ việc", "Case"),
+            case.plate().unwrap_or("")
+        ),
+        &body,
+    ))
 }
 
 fn owner_panel(lang: Lang, found: Option<Registration>) -> String {
@@ -367,7 +464,10 @@ fn owner_panel(lang: Lang, found: Option<Registration>) -> String {
         ),
         None => format!(
             "<div class=\"panel pii\" id=\"owner\">{}</div>",
-            lang.t("Không tìm thấy chủ phương tiện trong cơ sở dữ liệu đăng ký.", "No registered owner found.")
+            lang.t(
+                "Không tìm thấy chủ phương tiện trong cơ sở dữ liệu đăng ký.",
+                "No registered owner found."
+            )
         ),
     }
 }
@@ -381,6 +481,81 @@ const k={a:'accept-form',n:'next-form',c:'confirm-form'}[e.key];if(k){const f=do
 const fo={r:'reject-code',p:'plate-input',t:'type-input'}[e.key];if(fo){const el=document.getElementById(fo);if(el){e.preventDefault();el.focus();}}});
 "#;
 
+/// The owner's contests of the case, with their photos.
+async fn contests_panel(lang: Lang, db: &Db, id: &str) -> Result<String, DbError> {
+    let rows = sqlx::query(
+        "SELECT created_at, reason, photo_sha256 FROM contests WHERE event_id = $1 ORDER BY created_at",
+    )
+    .bind(id)
+    .fetch_all(db.pool())
+    .await?;
+    if rows.is_empty() {
+        return Ok(String::new());
+    }
+    let mut p = format!(
+        "<div class=\"panel\" id=\"contests\"><strong>{}</strong>",
+        lang.t("Khiếu nại của chủ xe", "Owner's contest")
+    );
+    for r in &rows {
+        let at: i64 = r.try_get(0)?;
+        let reason: String = r.try_get(1)?;
+        let photo: Option<String> = r.try_get(2)?;
+        let _ = write!(p, "<p>{} — {}</p>", local_time(at), esc(&reason));
+        if let Some(sha) = photo {
+            let _ = write!(
+                p,
+                "<img style=\"max-width:100%\" src=\"/console/cases/{}/contest-photo/{}\" alt=\"photo\">",
+                esc(id),
+                esc(&sha)
+            );
+        }
+    }
+    p.push_str("</div>");
+    Ok(p)
+}
+
+/// `GET /console/cases/{id}/contest-photo/{sha256}`: a photo the owner sent
+/// with a contest of this case.
+pub async fn contest_photo(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Path((id, sha)): Path<(String, String)>,
+) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Police, Role::Supervisor, Role::Auditor])?;
+    let lang = viewer.lang;
+    let ic = ctx.ingestor.context();
+    let row =
+        sqlx::query("SELECT photo_type FROM contests WHERE event_id = $1 AND photo_sha256 = $2")
+            .bind(&id)
+            .bind(&sha)
+            .fetch_optional(ic.db.pool())
+            .await
+            .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
+            .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{sha}")))?;
+    let media: Option<String> = row
+        .try_get(0)
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    let bytes = ic
+        .evidence
+        .get(&sha)
+        .await
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                media.unwrap_or_else(|| "application/octet-stream".into()),
+            ),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
 /// `GET /console/cases/{id}/evidence/{name}`: one evidence file, checked
 /// against its hash on the way out.
 pub async fn evidence(
@@ -388,29 +563,47 @@ pub async fn evidence(
     viewer: Viewer,
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Operator, Role::Supervisor, Role::Police, Role::Auditor])?;
+    viewer.require(&[
+        Role::Operator,
+        Role::Supervisor,
+        Role::Police,
+        Role::Auditor,
+    ])?;
     let lang = viewer.lang;
     let ic = ctx.ingestor.context();
-    let row = sqlx::query("SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1")
-        .bind(&id)
-        .bind(&name)
-        .fetch_optional(ic.db.pool())
-        .await
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
-        .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{name}")))?;
-    let sha: String = row.try_get(0).map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    let media: String = row.try_get(1).map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    let row = sqlx::query(
+        "SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1",
+    )
+    .bind(&id)
+    .bind(&name)
+    .fetch_optional(ic.db.pool())
+    .await
+    .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
+    .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{name}")))?;
+    let sha: String = row
+        .try_get(0)
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    let media: String = row
+        .try_get(1)
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
     let bytes = ic
         .evidence
         .get(&sha)
         .await
         .map_err(|e| ConsoleError::Internal(lang, format!("evidence {sha}: {e}")))?;
-    let media = if media.is_empty() { "application/octet-stream".to_string() } else { media };
+    let media = if media.is_empty() {
+        "application/octet-stream".to_string()
+    } else {
+        media
+    };
     Ok((
         [
             (header::CONTENT_TYPE, media),
             (header::CACHE_CONTROL, "private, max-age=3600".to_string()),
-            (header::HeaderName::from_static("x-content-type-options"), "nosniff".to_string()),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff".to_string(),
+            ),
         ],
         bytes,
     )

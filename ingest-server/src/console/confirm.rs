@@ -41,8 +41,13 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
         };
         let mut pics = String::new();
         for (name, role, media, stored) in evidence_list(db, &r.event_id).await.map_err(dberr)? {
-            if stored && media.starts_with("image/") && (role == "overview" || role == "plate_crop") {
-                let class = if role == "plate_crop" { "plate-crop" } else { "" };
+            if stored && media.starts_with("image/") && (role == "overview" || role == "plate_crop")
+            {
+                let class = if role == "plate_crop" {
+                    "plate-crop"
+                } else {
+                    ""
+                };
                 let _ = write!(
                     pics,
                     "<img class=\"{class}\" style=\"max-width:260px\" src=\"/console/cases/{}/evidence/{}\" alt=\"{}\">",
@@ -61,22 +66,41 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
                 esc(&reg.vehicle.make),
                 esc(&reg.vehicle.colour)
             ),
-            None => lang.t("Không tìm thấy chủ phương tiện", "No registered owner").to_string(),
+            None => lang
+                .t("Không tìm thấy chủ phương tiện", "No registered owner")
+                .to_string(),
         };
         let own = case.accepted_by.as_deref() == Some(me.as_str());
         let check = if own {
-            format!("<span class=\"muted\" title=\"{}\">✋</span>", lang.t("Bạn đã chấp nhận vụ này: người khác phải xác nhận", "You accepted this case: someone else must confirm it"))
+            format!(
+                "<span class=\"muted\" title=\"{}\">✋</span>",
+                lang.t(
+                    "Bạn đã chấp nhận vụ này: người khác phải xác nhận",
+                    "You accepted this case: someone else must confirm it"
+                )
+            )
         } else {
-            format!("<input type=\"checkbox\" name=\"case\" value=\"{}\" class=\"pick\">", esc(&r.event_id))
+            format!(
+                "<input type=\"checkbox\" name=\"case\" value=\"{}\" class=\"pick\">",
+                esc(&r.event_id)
+            )
         };
-        let fine = case.fine.map(|(a, b)| format!("{} – {}", vnd(a), vnd(b))).unwrap_or_else(|| esc(&case.fine_status));
+        let fine = case
+            .fine
+            .map(|(a, b)| format!("{} – {}", vnd(a), vnd(b)))
+            .unwrap_or_else(|| esc(&case.fine_status));
         let _ = write!(
             items,
             "<tr data-id=\"{id}\"><td>{check}</td><td>{pics}</td><td><a href=\"/console/cases/{id}\"><span class=\"plate\">{plate}</span></a><br>\
              {typ}<br>{time} {clock}<br>{cam}<br>{fine}</td><td class=\"pii\">{owner}</td></tr>",
             id = esc(&r.event_id),
             plate = esc(case.plate().unwrap_or("—")),
-            typ = esc(&violation_label(lang, case.reviewed_type.as_deref().unwrap_or(&case.violation_type))),
+            typ = esc(&violation_label(
+                lang,
+                case.reviewed_type
+                    .as_deref()
+                    .unwrap_or(&case.violation_type)
+            )),
             time = local_time(case.event_ms),
             clock = clock_badge(lang, case.event_ms, now),
             cam = esc(&case.camera_id),
@@ -110,31 +134,58 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
 }
 
 /// `GET /console/confirm`.
-pub async fn queue(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
+pub async fn queue(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+) -> Result<Response, ConsoleError> {
     render(&ctx, &viewer, "").await
 }
 
 /// `POST /console/confirm`: confirms every checked case, each on its own.
-pub async fn batch(State(ctx): State<ApiContext>, viewer: Viewer, RawForm(body): RawForm) -> Result<Response, ConsoleError> {
+pub async fn batch(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    RawForm(body): RawForm,
+) -> Result<Response, ConsoleError> {
     let lang = viewer.lang;
     let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ConsoleError::Refused(lang, format!("form: {e}")))?;
-    let csrf = fields.iter().find(|(k, _)| k == "csrf").map(|(_, v)| v.as_str()).unwrap_or("");
+    let csrf = fields
+        .iter()
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
     viewer.check_csrf(csrf)?;
     viewer.require(&[Role::Police])?;
-    let ids: Vec<&str> = fields.iter().filter(|(k, _)| k == "case").map(|(_, v)| v.as_str()).take(200).collect();
+    let ids: Vec<&str> = fields
+        .iter()
+        .filter(|(k, _)| k == "case")
+        .map(|(_, v)| v.as_str())
+        .take(200)
+        .collect();
     let mut done = 0;
     let mut refused = Vec::new();
     for id in &ids {
         match actions::run(&ctx, &viewer, id, &Action::Confirm, "").await {
             Ok(()) => done += 1,
-            Err(ConsoleError::Refused(_, why) | ConsoleError::NotFound(_, why)) => refused.push(format!("{}: {}", esc(id), esc(&why))),
+            Err(ConsoleError::Refused(_, why) | ConsoleError::NotFound(_, why)) => {
+                refused.push(format!("{}: {}", esc(id), esc(&why)))
+            }
             Err(e) => return Err(e),
         }
     }
-    let mut flash = format!("{} {done} {}", lang.t("Đã xác nhận", "Confirmed"), lang.t("vụ", "case(s)"));
+    let mut flash = format!(
+        "{} {done} {}",
+        lang.t("Đã xác nhận", "Confirmed"),
+        lang.t("vụ", "case(s)")
+    );
     if !refused.is_empty() {
-        let _ = write!(flash, "; {}: {}", lang.t("không xác nhận được", "not confirmed"), refused.join("; "));
+        let _ = write!(
+            flash,
+            "; {}: {}",
+            lang.t("không xác nhận được", "not confirmed"),
+            refused.join("; ")
+        );
     }
     render(&ctx, &viewer, &flash).await
 }

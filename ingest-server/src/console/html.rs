@@ -76,7 +76,7 @@ pub fn vnd(amount: i64) -> String {
     let digits = amount.unsigned_abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push('.');
         }
         out.push(c);
@@ -125,7 +125,11 @@ pub fn clock_badge(lang: Lang, event_ms: i64, now_ms: i64) -> String {
     } else {
         format!("{d} {}", lang.t("ngày", "days"))
     };
-    format!("<span class=\"clock {class}\" title=\"{}\">{}</span>", lang.t("Hạn gửi thông báo (10 ngày)", "Notice deadline (10 days)"), esc(&text))
+    format!(
+        "<span class=\"clock {class}\" title=\"{}\">{}</span>",
+        lang.t("Hạn gửi thông báo (10 ngày)", "Notice deadline (10 days)"),
+        esc(&text)
+    )
 }
 
 /// A violation type's label.
@@ -172,12 +176,26 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
         if matches!(u.role, Role::Police | Role::Supervisor | Role::Auditor) {
             link("/console/cases", "Tất cả vụ việc", "All cases");
         }
-        link("/console/health", "Thiết bị & thống kê", "Devices & statistics");
+        link(
+            "/console/health",
+            "Thiết bị & thống kê",
+            "Devices & statistics",
+        );
         if matches!(u.role, Role::Supervisor | Role::Auditor | Role::Admin) {
             link("/console/quarantine", "Cách ly", "Quarantine");
         }
         if matches!(u.role, Role::Auditor | Role::Admin | Role::Supervisor) {
             link("/console/audit", "Nhật ký kiểm toán", "Audit log");
+        }
+        if matches!(u.role, Role::Admin | Role::Supervisor) {
+            link("/console/admin", "Quản trị", "Administration");
+        }
+        if matches!(u.role, Role::Supervisor | Role::Auditor) {
+            link(
+                "/console/export/labels.zip",
+                "Tải nhãn biển số",
+                "Plate labels",
+            );
         }
     }
     let who = session
@@ -214,7 +232,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc("<a href=\"x\">'&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn login_page(ctx: &ApiContext, lang: Lang, message: Option<&str>) -> String {
     let flash = message
         .map(|m| format!("<div class=\"flash error\" id=\"error\">{}</div>", esc(m)))
         .unwrap_or_default();
-    let sso = if sso_enabled(ctx) {
+    let sso = if ctx.sso.is_some() {
         format!(
             "<p><a href=\"/console/sso/login\">{}</a></p>",
             lang.t("Đăng nhập bằng SSO", "Sign in with SSO")
@@ -37,18 +37,15 @@ fn login_page(ctx: &ApiContext, lang: Lang, message: Option<&str>) -> String {
          <label>{user}<input type=\"text\" name=\"username\" id=\"username\" autocomplete=\"username\" required autofocus></label>\
          <label>{pass}<input type=\"password\" name=\"password\" id=\"password\" autocomplete=\"current-password\" required></label>\
          <button class=\"primary\" id=\"sign-in\">{go}</button></form>{sso}</div>",
-        title = lang.t("Đăng nhập hệ thống xử lý vi phạm", "Sign in to the enforcement console"),
+        title = lang.t(
+            "Đăng nhập hệ thống xử lý vi phạm",
+            "Sign in to the enforcement console"
+        ),
         user = lang.t("Tên đăng nhập", "Username"),
         pass = lang.t("Mật khẩu", "Password"),
         go = lang.t("Đăng nhập", "Sign in"),
     );
     html::page(lang, lang.t("Đăng nhập", "Sign in"), None, &body)
-}
-
-/// Whether the sign-in page offers single sign-on.
-// Wired to the SSO client once `ApiContext` carries it (in progress).
-fn sso_enabled(_ctx: &ApiContext) -> bool {
-    false
 }
 
 /// `GET /console/login`.
@@ -88,7 +85,14 @@ pub async fn submit(
     if cross_site(&headers) {
         return (
             axum::http::StatusCode::FORBIDDEN,
-            Html(login_page(&ctx, lang, Some(lang.t("Yêu cầu từ trang khác bị từ chối.", "Cross-site request refused.")))),
+            Html(login_page(
+                &ctx,
+                lang,
+                Some(lang.t(
+                    "Yêu cầu từ trang khác bị từ chối.",
+                    "Cross-site request refused.",
+                )),
+            )),
         )
             .into_response();
     }
@@ -97,7 +101,10 @@ pub async fn submit(
         Ok(user) => match accounts::start_session(db, &user, now).await {
             Ok(s) => {
                 return (
-                    [(header::SET_COOKIE, session_cookie(&s.token, ctx.secure_cookies))],
+                    [(
+                        header::SET_COOKIE,
+                        session_cookie(&s.token, ctx.secure_cookies),
+                    )],
                     Redirect::to("/console/"),
                 )
                     .into_response();
@@ -107,7 +114,10 @@ pub async fn submit(
                 lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
             }
         },
-        Err(LoginError::Invalid) => lang.t("Sai tên đăng nhập hoặc mật khẩu.", "Wrong username or password."),
+        Err(LoginError::Invalid) => lang.t(
+            "Sai tên đăng nhập hoặc mật khẩu.",
+            "Wrong username or password.",
+        ),
         Err(LoginError::Locked) => lang.t(
             "Tài khoản tạm khoá do nhập sai nhiều lần. Thử lại sau 15 phút.",
             "Account locked after repeated failures. Try again in 15 minutes.",
@@ -142,7 +152,11 @@ pub async fn logout(
             .await
             .map_err(|e| super::ConsoleError::Internal(viewer.lang, e.to_string()))?;
     }
-    Ok(([(header::SET_COOKIE, clear_cookie())], Redirect::to("/console/login")).into_response())
+    Ok((
+        [(header::SET_COOKIE, clear_cookie())],
+        Redirect::to("/console/login"),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -9,8 +9,10 @@
 //! data appears only for police and auditors, and each view is logged.
 
 mod actions;
+mod admin;
 mod case_page;
 mod confirm;
+mod exports;
 pub mod html;
 mod login;
 mod ops;
@@ -62,11 +64,28 @@ pub fn routes() -> Router<ApiContext> {
         .route("/console/cases", get(queue::all_cases))
         .route("/console/cases/{id}", get(case_page::show))
         .route("/console/cases/{id}/action", post(actions::act))
-        .route("/console/cases/{id}/evidence/{name}", get(case_page::evidence))
+        .route(
+            "/console/cases/{id}/evidence/{name}",
+            get(case_page::evidence),
+        )
+        .route(
+            "/console/cases/{id}/package.zip",
+            get(exports::case_package),
+        )
+        .route(
+            "/console/cases/{id}/contest-photo/{sha}",
+            get(case_page::contest_photo),
+        )
+        .route("/console/export/labels.zip", get(exports::labels))
         .route("/console/confirm", get(confirm::queue).post(confirm::batch))
         .route("/console/health", get(ops::health))
         .route("/console/quarantine", get(ops::quarantine))
         .route("/console/audit", get(ops::audit))
+        .route("/console/admin", get(admin::page))
+        .route("/console/admin/users", post(admin::create_user))
+        .route("/console/admin/users/disable", post(admin::disable_user))
+        .route("/console/admin/reasons", post(admin::add_reason))
+        .route("/console/admin/reasons/retire", post(admin::retire_reason))
 }
 
 /// Where each role starts.
@@ -137,7 +156,8 @@ impl Viewer {
 
     /// A page in the frame, for this viewer.
     pub fn page(&self, title: &str, body: &str) -> Response {
-        axum::response::Html(html::page(self.lang, title, Some(&self.session), body)).into_response()
+        axum::response::Html(html::page(self.lang, title, Some(&self.session), body))
+            .into_response()
     }
 }
 
@@ -187,29 +207,46 @@ impl IntoResponse for ConsoleError {
             ConsoleError::SignedOut(l) => (
                 l,
                 StatusCode::UNAUTHORIZED,
-                l.t("Phiên đăng nhập đã hết. Hãy đăng nhập lại.", "Your session has ended. Sign in again.")
-                    .to_string(),
+                l.t(
+                    "Phiên đăng nhập đã hết. Hãy đăng nhập lại.",
+                    "Your session has ended. Sign in again.",
+                )
+                .to_string(),
             ),
             ConsoleError::Forbidden(l) => (
                 l,
                 StatusCode::FORBIDDEN,
-                l.t("Vai trò của bạn không được phép làm việc này.", "Your role may not do this.")
-                    .to_string(),
+                l.t(
+                    "Vai trò của bạn không được phép làm việc này.",
+                    "Your role may not do this.",
+                )
+                .to_string(),
             ),
             ConsoleError::Csrf(l) => (
                 l,
                 StatusCode::FORBIDDEN,
-                l.t("Biểu mẫu không hợp lệ (CSRF). Tải lại trang.", "Invalid form (CSRF). Reload the page.")
-                    .to_string(),
+                l.t(
+                    "Biểu mẫu không hợp lệ (CSRF). Tải lại trang.",
+                    "Invalid form (CSRF). Reload the page.",
+                )
+                .to_string(),
             ),
-            ConsoleError::NotFound(l, what) => (l, StatusCode::NOT_FOUND, format!("{}: {what}", l.t("Không tìm thấy", "Not found"))),
+            ConsoleError::NotFound(l, what) => (
+                l,
+                StatusCode::NOT_FOUND,
+                format!("{}: {what}", l.t("Không tìm thấy", "Not found")),
+            ),
             ConsoleError::Refused(l, why) => (l, StatusCode::CONFLICT, why),
             ConsoleError::Internal(l, detail) => {
                 tracing::error!(detail, "console request failed");
                 (
                     l,
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    l.t("Lỗi máy chủ; đã ghi nhật ký.", "Server error; it was logged.").to_string(),
+                    l.t(
+                        "Lỗi máy chủ; đã ghi nhật ký.",
+                        "Server error; it was logged.",
+                    )
+                    .to_string(),
                 )
             }
         };
@@ -218,7 +255,11 @@ impl IntoResponse for ConsoleError {
             esc(&msg),
             lang.t("Về trang chính", "Back to the console")
         );
-        (status, axum::response::Html(html::page(lang, &msg, None, &body))).into_response()
+        (
+            status,
+            axum::response::Html(html::page(lang, &msg, None, &body)),
+        )
+            .into_response()
     }
 }
 

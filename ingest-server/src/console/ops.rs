@@ -25,17 +25,32 @@ fn bars(lang: Lang, title: &str, data: &[(String, i64)]) -> String {
     let mut labels = String::new();
     for (label, n) in data {
         let h = (n * 100 / max).max(1);
-        let _ = write!(bars, "<div style=\"height:{h}%\" title=\"{}: {n}\"></div>", esc(label));
+        let _ = write!(
+            bars,
+            "<div style=\"height:{h}%\" title=\"{}: {n}\"></div>",
+            esc(label)
+        );
         let _ = write!(labels, "<tr><td>{}</td><td>{n}</td></tr>", esc(label));
     }
     if data.is_empty() {
-        return format!("<h2>{}</h2><p class=\"muted\">{}</p>", esc(title), lang.t("Chưa có dữ liệu.", "No data yet."));
+        return format!(
+            "<h2>{}</h2><p class=\"muted\">{}</p>",
+            esc(title),
+            lang.t("Chưa có dữ liệu.", "No data yet.")
+        );
     }
-    format!("<h2>{}</h2><div class=\"chart\">{bars}</div><details><summary>{}</summary><table>{labels}</table></details>", esc(title), lang.t("Số liệu", "Figures"))
+    format!(
+        "<h2>{}</h2><div class=\"chart\">{bars}</div><details><summary>{}</summary><table>{labels}</table></details>",
+        esc(title),
+        lang.t("Số liệu", "Figures")
+    )
 }
 
 /// `GET /console/health`.
-pub async fn health(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
+pub async fn health(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+) -> Result<Response, ConsoleError> {
     let lang = viewer.lang;
     let db = &ctx.ingestor.context().db;
     let dberr = |e| ConsoleError::from((lang, e));
@@ -46,21 +61,38 @@ pub async fn health(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Res
         let stale = age_s > 120;
         let parsed = Signed::<Heartbeat>::from_json(hb.signed_json.as_bytes())
             .ok()
-            .and_then(|s| serde_json::from_value::<Heartbeat>(serde_json::Value::Object(s.payload().clone())).ok());
+            .and_then(|s| {
+                serde_json::from_value::<Heartbeat>(serde_json::Value::Object(s.payload().clone()))
+                    .ok()
+            });
         let (cams, outbox, clock, alarms) = match &parsed {
             Some(h) => (
                 h.cameras
                     .iter()
-                    .map(|c| format!("{} {} {:.1} fps", esc(&c.camera_id), esc(&crate::ingest::enum_text(&c.state)), c.analysed_fps))
+                    .map(|c| {
+                        format!(
+                            "{} {} {:.1} fps",
+                            esc(&c.camera_id),
+                            esc(&crate::ingest::enum_text(&c.state)),
+                            c.analysed_fps
+                        )
+                    })
                     .collect::<Vec<_>>()
                     .join("<br>"),
                 format!("{}", h.outbox.depth),
                 format!(
                     "{} {}",
                     esc(&crate::ingest::enum_text(&h.clock.status)),
-                    h.clock.offset_ms.map(|o| format!("{o} ms")).unwrap_or_default()
+                    h.clock
+                        .offset_ms
+                        .map(|o| format!("{o} ms"))
+                        .unwrap_or_default()
                 ),
-                h.alarms.iter().map(|a| esc(&crate::ingest::enum_text(a))).collect::<Vec<_>>().join(", "),
+                h.alarms
+                    .iter()
+                    .map(|a| esc(&crate::ingest::enum_text(a)))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
             None => ("?".into(), "?".into(), "?".into(), String::new()),
         };
@@ -79,7 +111,10 @@ pub async fn health(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Res
             "SELECT {col}, COUNT(*) FROM events WHERE event_time_ms >= $1 GROUP BY {col} ORDER BY {col}"
         );
         async move {
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(since).fetch_all(db.pool()).await?;
+            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(since)
+                .fetch_all(db.pool())
+                .await?;
             rows.iter()
                 .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>()
@@ -102,9 +137,14 @@ pub async fn health(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Res
     let mut hours: BTreeMap<i64, i64> = (0..24).map(|h| (h, 0)).collect();
     for r in times {
         let ms: i64 = r.try_get(0).map_err(ierr)?;
-        *hours.entry((ms / 3_600_000 + 7).rem_euclid(24)).or_default() += 1;
+        *hours
+            .entry((ms / 3_600_000 + 7).rem_euclid(24))
+            .or_default() += 1;
     }
-    let per_hour: Vec<(String, i64)> = hours.into_iter().map(|(h, n)| (format!("{h:02}h"), n)).collect();
+    let per_hour: Vec<(String, i64)> = hours
+        .into_iter()
+        .map(|(h, n)| (format!("{h:02}h"), n))
+        .collect();
     let body = format!(
         "<h1>{title}</h1><table id=\"devices\"><tr><th>{dev}</th><th>{site}</th><th>{seen}</th><th>{cams}</th><th>{outbox}</th><th>{clock}</th><th>{alarms}</th></tr>{rows}</table>\
          {c1}{c2}{c3}",
@@ -116,15 +156,36 @@ pub async fn health(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Res
         outbox = lang.t("Hàng chờ gửi", "Outbox"),
         clock = lang.t("Đồng hồ", "Clock"),
         alarms = lang.t("Cảnh báo", "Alarms"),
-        c1 = bars(lang, lang.t("Vi phạm 7 ngày qua theo camera", "Violations in the last 7 days by camera"), &per_camera),
-        c2 = bars(lang, lang.t("Theo loại vi phạm", "By violation type"), &per_type),
-        c3 = bars(lang, lang.t("Theo giờ trong ngày", "By hour of day"), &per_hour),
+        c1 = bars(
+            lang,
+            lang.t(
+                "Vi phạm 7 ngày qua theo camera",
+                "Violations in the last 7 days by camera"
+            ),
+            &per_camera
+        ),
+        c2 = bars(
+            lang,
+            lang.t("Theo loại vi phạm", "By violation type"),
+            &per_type
+        ),
+        c3 = bars(
+            lang,
+            lang.t("Theo giờ trong ngày", "By hour of day"),
+            &per_hour
+        ),
     );
-    Ok(viewer.page(lang.t("Thiết bị và thống kê", "Devices and statistics"), &body))
+    Ok(viewer.page(
+        lang.t("Thiết bị và thống kê", "Devices and statistics"),
+        &body,
+    ))
 }
 
 /// `GET /console/quarantine`.
-pub async fn quarantine(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
+pub async fn quarantine(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+) -> Result<Response, ConsoleError> {
     viewer.require(&[Role::Supervisor, Role::Auditor, Role::Admin])?;
     let lang = viewer.lang;
     let entries = crate::quarantine::list(&ctx.ingestor.context().db, 200)
@@ -159,7 +220,10 @@ pub async fn quarantine(State(ctx): State<ApiContext>, viewer: Viewer) -> Result
 
 /// `GET /console/audit`: the latest entries and the verification of the
 /// whole chain.
-pub async fn audit(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
+pub async fn audit(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+) -> Result<Response, ConsoleError> {
     viewer.require(&[Role::Supervisor, Role::Auditor, Role::Admin])?;
     let lang = viewer.lang;
     let db = &ctx.ingestor.context().db;

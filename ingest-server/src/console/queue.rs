@@ -57,7 +57,11 @@ pub struct CaseRow {
 }
 
 fn day_start_ms(date: &str) -> Option<i64> {
-    let d = time::Date::parse(date, time::macros::format_description!("[year]-[month]-[day]")).ok()?;
+    let d = time::Date::parse(
+        date,
+        time::macros::format_description!("[year]-[month]-[day]"),
+    )
+    .ok()?;
     let t = d.midnight().assume_offset(html::VIETNAM);
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok()
 }
@@ -121,7 +125,11 @@ pub async fn list(
         }
         let _ = write!(sql, " AND {c}");
     }
-    let _ = write!(sql, " ORDER BY event_time_ms ASC LIMIT {}", limit.clamp(1, 1000));
+    let _ = write!(
+        sql,
+        " ORDER BY event_time_ms ASC LIMIT {}",
+        limit.clamp(1, 1000)
+    );
     let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
     for i in ints {
         q = q.bind(i);
@@ -152,15 +160,31 @@ pub fn filter_form(lang: Lang, action: &str, f: &Filters, with_state: bool) -> S
     let mut types = format!("<option value=\"\">{}</option>", lang.t("Tất cả", "All"));
     for t in VIOLATION_TYPES {
         let sel = if f.violation == t { " selected" } else { "" };
-        let _ = write!(types, "<option value=\"{t}\"{sel}>{}</option>", esc(&violation_label(lang, t)));
+        let _ = write!(
+            types,
+            "<option value=\"{t}\"{sel}>{}</option>",
+            esc(&violation_label(lang, t))
+        );
     }
     let state = if with_state {
         let mut o = format!("<option value=\"\">{}</option>", lang.t("Tất cả", "All"));
         for s in CaseState::ALL {
-            let sel = if f.state == s.as_str() { " selected" } else { "" };
-            let _ = write!(o, "<option value=\"{}\"{sel}>{}</option>", s.as_str(), esc(s.label_vi()));
+            let sel = if f.state == s.as_str() {
+                " selected"
+            } else {
+                ""
+            };
+            let _ = write!(
+                o,
+                "<option value=\"{}\"{sel}>{}</option>",
+                s.as_str(),
+                esc(s.label_vi())
+            );
         }
-        format!("<label>{}<select name=\"state\">{o}</select></label>", lang.t("Trạng thái", "State"))
+        format!(
+            "<label>{}<select name=\"state\">{o}</select></label>",
+            lang.t("Trạng thái", "State")
+        )
     } else {
         String::new()
     };
@@ -196,7 +220,9 @@ pub fn table(lang: Lang, rows: &[CaseRow], now: i64) -> String {
         lang.t("Mức phạt từ", "Fine from"),
     );
     for r in rows {
-        let state = CaseState::parse(&r.state).map(|s| s.label_vi()).unwrap_or("?");
+        let state = CaseState::parse(&r.state)
+            .map(|s| s.label_vi())
+            .unwrap_or("?");
         let _ = write!(
             t,
             "<tr data-id=\"{id}\"><td><a href=\"/console/cases/{id}\">{time}</a></td><td>{clock}</td><td>{cam}</td>\
@@ -207,7 +233,10 @@ pub fn table(lang: Lang, rows: &[CaseRow], now: i64) -> String {
             cam = esc(&r.camera_id),
             typ = esc(&violation_label(lang, &r.violation_type)),
             plate = esc(r.plate.as_deref().unwrap_or("—")),
-            conf = r.confidence.map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_default(),
+            conf = r
+                .confidence
+                .map(|c| format!("{:.0}%", c * 100.0))
+                .unwrap_or_default(),
             state = esc(state),
             claim = if r.claimed_by.is_some() { " 🔒" } else { "" },
             fine = r.fine_min.map(super::html::vnd).unwrap_or_default(),
@@ -215,7 +244,11 @@ pub fn table(lang: Lang, rows: &[CaseRow], now: i64) -> String {
     }
     t.push_str("</table>");
     if rows.is_empty() {
-        let _ = write!(t, "<p class=\"muted\" id=\"empty\">{}</p>", lang.t("Không có vụ việc nào.", "No cases."));
+        let _ = write!(
+            t,
+            "<p class=\"muted\" id=\"empty\">{}</p>",
+            lang.t("Không có vụ việc nào.", "No cases.")
+        );
     }
     t
 }

@@ -1,0 +1,296 @@
+//! The citizen app: a mobile-first, installable web app (PWA) served by the
+//! server under `/app/`, Vietnamese first, where an owner sees the fines of
+//! the vehicles registered to their national ID number, looks at the
+//! evidence, accepts or contests, and pays.
+//!
+//! Identity: citizens sign in through the national identity provider
+//! (OpenID Connect); the session is bound to the national ID number from the
+//! identity token, and every query filters by it: a case of someone else's
+//! vehicle answers 404 (the same as a case that does not exist) and the
+//! attempt is audited. Only confirmed cases are ever shown; nothing a
+//! reviewer has not passed reaches a citizen. Sessions are server-side (the
+//! SHA-256 of the cookie token is stored), cookies HttpOnly and
+//! SameSite=Lax (so the payment gateway's return lands signed in), and every
+//! POST carries the session's CSRF token.
+
+mod pages;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+
+use crate::console::cookie;
+use crate::console::html::esc;
+use crate::db::{Db, DbError, now_ms};
+use crate::web::ApiContext;
+
+/// Name of the citizen session cookie.
+pub const CITIZEN_COOKIE: &str = "tv_citizen";
+/// How long a citizen session lasts (2 hours).
+pub const SESSION_MS: i64 = 2 * 60 * 60 * 1000;
+
+/// The citizen app's routes.
+pub fn routes() -> Router<ApiContext> {
+    Router::new()
+        .route("/app", get(|| async { Redirect::to("/app/") }))
+        .route("/app/", get(pages::list))
+        .route("/app/login", get(pages::login))
+        .route("/app/logout", post(pages::logout))
+        .route("/app/cases/{id}", get(pages::case))
+        .route("/app/cases/{id}/evidence/{name}", get(pages::evidence))
+        .route("/app/cases/{id}/accept", post(pages::accept))
+        .route("/app/cases/{id}/contest", post(pages::contest))
+        .route(
+            "/app/app.css",
+            get(|| static_file("text/css", include_str!("app.css"))),
+        )
+        .route(
+            "/app/sw.js",
+            get(|| static_file("text/javascript", include_str!("sw.js"))),
+        )
+        .route(
+            "/app/icon.svg",
+            get(|| static_file("image/svg+xml", include_str!("icon.svg"))),
+        )
+        .route(
+            "/app/manifest.webmanifest",
+            get(|| {
+                static_file(
+                    "application/manifest+json",
+                    include_str!("manifest.webmanifest"),
+                )
+            }),
+        )
+}
+
+async fn static_file(media: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, media),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A new citizen session: cookie token and CSRF token.
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    /// Cookie value.
+    pub token: String,
+    /// Its CSRF token.
+    pub csrf: String,
+}
+
+fn random_hex() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+fn digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Starts a session for a citizen the identity provider vouched for.
+pub async fn start_session(
+    db: &Db,
+    national_id: &str,
+    display_name: &str,
+    now: i64,
+) -> Result<NewSession, DbError> {
+    let s = NewSession {
+        token: random_hex(),
+        csrf: random_hex(),
+    };
+    sqlx::query(
+        "INSERT INTO citizen_sessions (token_sha256, national_id, display_name, csrf_token, created_at, expires_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(digest(&s.token))
+    .bind(national_id)
+    .bind(display_name)
+    .bind(&s.csrf)
+    .bind(now)
+    .bind(now + SESSION_MS)
+    .execute(db.pool())
+    .await?;
+    Ok(s)
+}
+
+/// The `Set-Cookie` value for a new citizen session.
+pub fn session_cookie(token: &str, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{CITIZEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+        SESSION_MS / 1000
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("tv_citizen=; Path=/; Max-Age=0"))
+}
+
+/// The signed-in citizen.
+#[derive(Debug, Clone)]
+pub struct Citizen {
+    /// National ID number from the identity token.
+    pub national_id: String,
+    /// Name from the identity token.
+    pub display_name: String,
+    /// CSRF token of the session.
+    pub csrf: String,
+    /// Cookie token (to end the session).
+    token: String,
+}
+
+impl Citizen {
+    /// Checks a form's CSRF token (constant time).
+    pub fn check_csrf(&self, given: &str) -> Result<(), AppError> {
+        let want = self.csrf.as_bytes();
+        let same = given.len() == want.len()
+            && given
+                .bytes()
+                .zip(want.iter())
+                .fold(0u8, |a, (x, y)| a | (x ^ y))
+                == 0;
+        if same { Ok(()) } else { Err(AppError::Csrf) }
+    }
+}
+
+impl FromRequestParts<ApiContext> for Citizen {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        ctx: &ApiContext,
+    ) -> Result<Self, Self::Rejection> {
+        let token = cookie(&parts.headers, CITIZEN_COOKIE)
+            .unwrap_or("")
+            .to_string();
+        let found = if token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            sqlx::query(
+                "SELECT national_id, display_name, csrf_token FROM citizen_sessions \
+                 WHERE token_sha256 = $1 AND expires_at > $2",
+            )
+            .bind(digest(&token))
+            .bind(now_ms())
+            .fetch_optional(ctx.ingestor.context().db.pool())
+            .await
+            .map_err(|e| AppError::Internal(e.to_string()).into_response())?
+        } else {
+            None
+        };
+        match found {
+            Some(r) => {
+                let fields = (r.try_get(0), r.try_get(1), r.try_get(2));
+                let (Ok(national_id), Ok(display_name), Ok(csrf)) = fields else {
+                    return Err(AppError::Internal("citizen session row".into()).into_response());
+                };
+                Ok(Citizen {
+                    national_id,
+                    display_name,
+                    csrf,
+                    token,
+                })
+            }
+            None if parts.method == axum::http::Method::GET => {
+                Err(Redirect::to("/app/login").into_response())
+            }
+            None => Err(AppError::SignedOut.into_response()),
+        }
+    }
+}
+
+/// Ends a citizen's session.
+pub async fn end_session(db: &Db, citizen: &Citizen) -> Result<(), DbError> {
+    sqlx::query("DELETE FROM citizen_sessions WHERE token_sha256 = $1")
+        .bind(digest(&citizen.token))
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// What a citizen request can fail with, shown as a page in Vietnamese.
+#[derive(Debug)]
+pub enum AppError {
+    /// No session on a POST.
+    SignedOut,
+    /// Bad CSRF token.
+    Csrf,
+    /// Not there, or not yours (the same answer on purpose).
+    NotFound,
+    /// Refused with a reason the citizen can act on.
+    Refused(String),
+    /// Our side failed (logged).
+    Internal(String),
+}
+
+impl From<DbError> for AppError {
+    fn from(e: DbError) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            AppError::SignedOut => (
+                StatusCode::UNAUTHORIZED,
+                "Phiên đăng nhập đã hết. Vui lòng đăng nhập lại.".to_string(),
+            ),
+            AppError::Csrf => (
+                StatusCode::FORBIDDEN,
+                "Biểu mẫu không hợp lệ. Vui lòng tải lại trang.".to_string(),
+            ),
+            AppError::NotFound => (StatusCode::NOT_FOUND, "Không tìm thấy vụ việc.".to_string()),
+            AppError::Refused(m) => (StatusCode::CONFLICT, m),
+            AppError::Internal(detail) => {
+                tracing::error!(detail, "citizen app request failed");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Lỗi hệ thống, vui lòng thử lại sau.".to_string(),
+                )
+            }
+        };
+        let body = format!(
+            "<div class=\"flash error\" id=\"error\">{}</div><p><a href=\"/app/\">Về danh sách</a></p>",
+            esc(&msg)
+        );
+        (status, Html(page(&msg, None, &body))).into_response()
+    }
+}
+
+/// The app's page frame.
+pub fn page(title: &str, citizen: Option<&Citizen>, body: &str) -> String {
+    let who = citizen
+        .map(|c| {
+            format!(
+                "<span>{}</span><form method=\"post\" action=\"/app/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button class=\"secondary\" style=\"width:auto;padding:4px 10px;margin:0\">Thoát</button></form>",
+                esc(&c.display_name),
+                esc(&c.csrf)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"theme-color\" content=\"#b71c1c\"><link rel=\"manifest\" href=\"/app/manifest.webmanifest\">\
+         <link rel=\"icon\" href=\"/app/icon.svg\"><link rel=\"stylesheet\" href=\"/app/app.css\">\
+         <title>{} · Phạt nguội</title></head><body><header><a href=\"/app/\"><strong>Phạt nguội</strong></a>\
+         <span class=\"spacer\"></span>{who}</header><main>{body}</main>\
+         <script>if('serviceWorker' in navigator)navigator.serviceWorker.register('/app/sw.js',{{scope:'/app/'}});</script></body></html>",
+        esc(title)
+    )
+}

@@ -1,0 +1,462 @@
+//! The citizen app's pages: the list of fines of the vehicles registered to
+//! the signed-in citizen, a case with its evidence, and the owner's answers
+//! (accept, contest with a reason and an optional photo). Every query is
+//! filtered by the session's national ID number; a case that is not the
+//! citizen's answers 404 exactly like one that does not exist, and the
+//! attempt goes to the audit log.
+
+use std::fmt::Write as _;
+
+use axum::Form;
+use axum::extract::{Multipart, Path, State};
+use axum::http::header;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sqlx::Row;
+
+use super::{AppError, Citizen, page};
+use crate::audit::{self, Who};
+use crate::console::html::{Lang, esc, local_time, violation_label, vnd};
+use crate::db::{Db, now_ms};
+use crate::review::Reviewer;
+use crate::web::ApiContext;
+use crate::workflow::{Action, Actor, CaseState, Role};
+
+/// States a citizen ever sees (confirmed by police, or later).
+const VISIBLE: &str = "'confirmed', 'notice_issued', 'paid', 'contested', 'overdue', 'closed'";
+
+/// Days after confirmation the owner has to respond before the warning to
+/// the vehicle-inspection register (Circular 73/2024, Art. 24).
+const RESPONSE_DAYS: i64 = 20;
+
+/// A citizen's case.
+struct MyCase {
+    event_id: String,
+    owner_id: String,
+    plate: String,
+    violation: String,
+    event_ms: i64,
+    site: String,
+    camera: String,
+    state: String,
+    amount: Option<i64>,
+    fine_ref: Option<String>,
+    points: Option<i64>,
+    confirmed_at: Option<i64>,
+    response: Option<String>,
+}
+
+macro_rules! my_case_select {
+    () => {
+        "SELECT e.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text), \
+         COALESCE(e.reviewed_type, e.violation_type), e.event_time_ms, e.site, e.camera_id, e.state, \
+         e.fine_amount_vnd, e.fine_ref, e.licence_points, e.confirmed_at, e.owner_response \
+         FROM events e JOIN owners o ON o.owner_id = e.owner_id \
+         WHERE o.national_id = $1 AND e.confirmed_at IS NOT NULL AND e.state IN ("
+    };
+}
+
+fn my_case(r: &sqlx::any::AnyRow) -> Result<MyCase, sqlx::Error> {
+    Ok(MyCase {
+        event_id: r.try_get(0)?,
+        owner_id: r.try_get(1)?,
+        plate: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+        violation: r.try_get(3)?,
+        event_ms: r.try_get(4)?,
+        site: r.try_get(5)?,
+        camera: r.try_get(6)?,
+        state: r.try_get(7)?,
+        amount: r.try_get(8)?,
+        fine_ref: r.try_get(9)?,
+        points: r.try_get(10)?,
+        confirmed_at: r.try_get(11)?,
+        response: r.try_get(12)?,
+    })
+}
+
+async fn mine(db: &Db, nid: &str) -> Result<Vec<MyCase>, AppError> {
+    let sql = format!(
+        "{}{VISIBLE}) ORDER BY e.event_time_ms DESC LIMIT 200",
+        my_case_select!()
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(nid)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(my_case).collect::<Result<_, _>>()?)
+}
+
+/// One case of this citizen; any other case is "not found", and the
+/// attempt is audited.
+async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, AppError> {
+    let sql = format!("{}{VISIBLE}) AND e.event_id = $2", my_case_select!());
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&citizen.national_id)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    match row {
+        Some(r) => Ok(my_case(&r)?),
+        None => {
+            audit::record(
+                db,
+                now_ms(),
+                &Who::new(citizen_actor_id(citizen), Role::System),
+                "citizen.case_denied",
+                &format!("case:{}", id.chars().take(64).collect::<String>()),
+                &serde_json::json!({"why": "not a case of the signed-in citizen's vehicles, or none"}),
+            )
+            .await?;
+            Err(AppError::NotFound)
+        }
+    }
+}
+
+/// How a citizen appears in the audit log: a digest, not the ID number.
+fn citizen_actor_id(c: &Citizen) -> String {
+    use sha2::Digest;
+    format!(
+        "citizen:{}",
+        &hex::encode(sha2::Sha256::digest(c.national_id.as_bytes()))[..16]
+    )
+}
+
+fn state_label(s: &str) -> &'static str {
+    match s {
+        "confirmed" | "notice_issued" => "Chờ nộp phạt",
+        "paid" => "Đã nộp phạt",
+        "contested" => "Đang khiếu nại",
+        "overdue" => "Quá hạn",
+        "closed" => "Đã đóng",
+        _ => "—",
+    }
+}
+
+/// `GET /app/`.
+pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Response, AppError> {
+    let cases = mine(&ctx.ingestor.context().db, &citizen.national_id).await?;
+    let mut body = format!(
+        "<h1>Vi phạm của phương tiện bạn sở hữu ({})</h1>",
+        cases.len()
+    );
+    if cases.is_empty() {
+        body.push_str("<p class=\"muted\" id=\"empty\">Không có thông báo vi phạm nào.</p>");
+    }
+    for c in &cases {
+        let _ = write!(
+            body,
+            "<a class=\"card\" href=\"/app/cases/{id}\" data-id=\"{id}\"><span class=\"plate\">{plate}</span> \
+             <span class=\"state {st}\">{label}</span><br>{viol} · {time}<br><span class=\"amount\">{amount}</span></a>",
+            id = esc(&c.event_id),
+            plate = esc(&c.plate),
+            st = esc(&c.state),
+            label = state_label(&c.state),
+            viol = esc(&violation_label(Lang::Vi, &c.violation)),
+            time = local_time(c.event_ms),
+            amount = c.amount.map(vnd).unwrap_or_default(),
+        );
+    }
+    Ok(Html(page("Danh sách vi phạm", Some(&citizen), &body)).into_response())
+}
+
+/// `GET /app/login`: the identity provider's sign-in.
+pub async fn login(State(ctx): State<ApiContext>) -> Response {
+    let body = if ctx.sso.is_some() {
+        "<h1>Đăng nhập</h1><p>Đăng nhập bằng tài khoản định danh điện tử để xem thông báo vi phạm của phương tiện bạn sở hữu.</p>\
+         <a class=\"button pay\" id=\"vneid\" href=\"/app/sso/login\">Đăng nhập bằng VNeID</a>"
+    } else {
+        "<h1>Đăng nhập</h1><div class=\"flash error\" id=\"error\">Máy chủ chưa cấu hình nhà cung cấp định danh (OpenID Connect).</div>"
+    };
+    Html(page("Đăng nhập", None, body)).into_response()
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// `POST /app/logout`.
+pub async fn logout(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    citizen.check_csrf(&f.csrf)?;
+    super::end_session(&ctx.ingestor.context().db, &citizen).await?;
+    Ok(Redirect::to("/app/login").into_response())
+}
+
+/// `GET /app/cases/{id}`.
+pub async fn case(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    Path(id): Path<String>,
+) -> Result<Response, AppError> {
+    let db = &ctx.ingestor.context().db;
+    let c = one(db, &citizen, &id).await?;
+    let mut evidence = String::new();
+    let rows = sqlx::query("SELECT name, role, media_type FROM evidence WHERE event_id = $1 AND stored = 1 ORDER BY name")
+        .bind(&id)
+        .fetch_all(db.pool())
+        .await?;
+    for r in &rows {
+        let (name, role, media): (String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let src = format!("/app/cases/{}/evidence/{}", esc(&id), esc(&name));
+        if media.starts_with("image/") {
+            let _ = write!(
+                evidence,
+                "<img class=\"still\" src=\"{src}\" alt=\"{}\">",
+                esc(&role)
+            );
+        } else if media.starts_with("video/") {
+            let _ = write!(
+                evidence,
+                "<video controls preload=\"metadata\" src=\"{src}\"></video>"
+            );
+        }
+    }
+    let deadline = c
+        .confirmed_at
+        .map(|t| local_time(t + RESPONSE_DAYS * 86_400_000))
+        .unwrap_or_default();
+    let payable = matches!(
+        CaseState::parse(&c.state),
+        Some(CaseState::NoticeIssued | CaseState::Overdue)
+    );
+    let csrf = esc(&citizen.csrf);
+    let mut actions = String::new();
+    if payable {
+        let _ = write!(
+            actions,
+            "<form method=\"post\" action=\"/app/cases/{id}/pay\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button class=\"pay\" id=\"pay\">Nộp phạt trực tuyến {amount}</button></form>",
+            id = esc(&id),
+            amount = c.amount.map(vnd).unwrap_or_default()
+        );
+        if c.response.is_none() {
+            let _ = write!(
+                actions,
+                "<form method=\"post\" action=\"/app/cases/{id}/accept\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <button class=\"secondary\" id=\"accept\">Tôi đồng ý với vi phạm</button></form>\
+                 <h2>Khiếu nại</h2><form method=\"post\" action=\"/app/cases/{id}/contest\" enctype=\"multipart/form-data\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <textarea name=\"reason\" id=\"contest-reason\" required maxlength=\"2000\" placeholder=\"Lý do khiếu nại\"></textarea>\
+                 <input type=\"file\" name=\"photo\" accept=\"image/jpeg,image/png\">\
+                 <button class=\"secondary\" id=\"contest\">Gửi khiếu nại</button></form>",
+                id = esc(&id)
+            );
+        }
+    }
+    let status = match (c.state.as_str(), c.response.as_deref()) {
+        ("paid", _) => {
+            "<div class=\"flash\" id=\"receipt\">Đã nộp phạt. Cảm ơn bạn.</div>".to_string()
+        }
+        ("contested", _) => {
+            "<div class=\"flash\">Khiếu nại của bạn đang được Cảnh sát giao thông xem xét.</div>"
+                .to_string()
+        }
+        (_, Some("accepted")) => "<div class=\"flash\">Bạn đã xác nhận vi phạm.</div>".to_string(),
+        _ => String::new(),
+    };
+    let body = format!(
+        "<h1><span class=\"plate\" id=\"plate\">{plate}</span></h1>{status}\
+         <p><span class=\"state {st}\" id=\"state\">{label}</span></p>\
+         <dl><dt>Hành vi</dt><dd>{viol}</dd><dt>Thời gian</dt><dd>{time}</dd><dt>Địa điểm</dt><dd>{site} · {cam}</dd>\
+         <dt>Căn cứ</dt><dd>Nghị định 168/2024/NĐ-CP, {article}</dd><dt>Mức phạt</dt><dd class=\"amount\" id=\"amount\">{amount}</dd>\
+         <dt>Trừ điểm</dt><dd>{points}</dd><dt>Hạn phản hồi</dt><dd>{deadline}</dd></dl>\
+         <h2>Hình ảnh vi phạm</h2>{evidence}{actions}",
+        plate = esc(&c.plate),
+        st = esc(&c.state),
+        label = state_label(&c.state),
+        viol = esc(&violation_label(Lang::Vi, &c.violation)),
+        time = local_time(c.event_ms),
+        site = esc(&c.site),
+        cam = esc(&c.camera),
+        article = esc(c.fine_ref.as_deref().unwrap_or("")),
+        amount = c.amount.map(vnd).unwrap_or_default(),
+        points = c
+            .points
+            .map(|p| format!("{p} điểm"))
+            .unwrap_or_else(|| "—".into()),
+    );
+    Ok(Html(page(&c.plate, Some(&citizen), &body)).into_response())
+}
+
+/// `GET /app/cases/{id}/evidence/{name}`: the owner's evidence only.
+pub async fn evidence(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    Path((id, name)): Path<(String, String)>,
+) -> Result<Response, AppError> {
+    let ic = ctx.ingestor.context();
+    one(&ic.db, &citizen, &id).await?;
+    let row = sqlx::query(
+        "SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1",
+    )
+    .bind(&id)
+    .bind(&name)
+    .fetch_optional(ic.db.pool())
+    .await?
+    .ok_or(AppError::NotFound)?;
+    let sha: String = row.try_get(0)?;
+    let media: String = row.try_get(1)?;
+    let bytes = ic
+        .evidence
+        .get(&sha)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, media),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+            (
+                header::HeaderName::from_static("x-content-type-options"),
+                "nosniff".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+/// `POST /app/cases/{id}/accept`: the owner accepts the violation.
+pub async fn accept(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    Path(id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    citizen.check_csrf(&f.csrf)?;
+    let db = &ctx.ingestor.context().db;
+    let c = one(db, &citizen, &id).await?;
+    if c.response.is_some() {
+        return Err(AppError::Refused("Bạn đã phản hồi vụ việc này.".into()));
+    }
+    let now = now_ms();
+    let mut tx = audit::begin(db).await?;
+    sqlx::query("UPDATE events SET owner_response = 'accepted', owner_response_at = $1 WHERE event_id = $2 AND owner_response IS NULL")
+        .bind(now)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    audit::append(
+        &mut tx,
+        now,
+        &Who::new(citizen_actor_id(&citizen), Role::System),
+        "citizen.accept",
+        &format!("case:{id}"),
+        &serde_json::json!({"owner_id": c.owner_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
+}
+
+/// Largest contest photo accepted (5 MiB).
+const MAX_PHOTO: usize = 5 * 1024 * 1024;
+
+/// `POST /app/cases/{id}/contest` (multipart: csrf, reason, optional photo):
+/// the case goes back to police, who answer in the console.
+pub async fn contest(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    Path(id): Path<String>,
+    mut form: Multipart,
+) -> Result<Response, AppError> {
+    let (mut csrf, mut reason, mut photo) =
+        (String::new(), String::new(), None::<(Vec<u8>, String)>);
+    while let Some(field) = form
+        .next_field()
+        .await
+        .map_err(|e| AppError::Refused(format!("Biểu mẫu lỗi: {e}")))?
+    {
+        let name = field.name().unwrap_or("").to_string();
+        let data = field
+            .bytes()
+            .await
+            .map_err(|e| AppError::Refused(format!("Biểu mẫu lỗi: {e}")))?;
+        match name.as_str() {
+            "csrf" => csrf = String::from_utf8_lossy(&data).into_owned(),
+            "reason" => reason = String::from_utf8_lossy(&data).trim().to_string(),
+            "photo" if !data.is_empty() => {
+                if data.len() > MAX_PHOTO {
+                    return Err(AppError::Refused("Ảnh quá lớn (tối đa 5 MB).".into()));
+                }
+                let kind = match (data.get(..3), data.get(..8)) {
+                    (Some([0xFF, 0xD8, 0xFF]), _) => "image/jpeg",
+                    (_, Some(b"\x89PNG\r\n\x1a\n")) => "image/png",
+                    _ => return Err(AppError::Refused("Ảnh phải là JPEG hoặc PNG.".into())),
+                };
+                photo = Some((data.to_vec(), kind.to_string()));
+            }
+            _ => {}
+        }
+    }
+    citizen.check_csrf(&csrf)?;
+    if reason.is_empty() || reason.chars().count() > 2000 {
+        return Err(AppError::Refused(
+            "Vui lòng nêu lý do khiếu nại (tối đa 2000 ký tự).".into(),
+        ));
+    }
+    let ic = ctx.ingestor.context();
+    let c = one(&ic.db, &citizen, &id).await?;
+    if c.state != "notice_issued" {
+        return Err(AppError::Refused(
+            "Vụ việc này không thể khiếu nại ở trạng thái hiện tại.".into(),
+        ));
+    }
+    let stored = match &photo {
+        Some((bytes, kind)) => Some((
+            ic.evidence
+                .put(bytes::Bytes::from(bytes.clone()))
+                .await
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+            kind.clone(),
+        )),
+        None => None,
+    };
+    let now = now_ms();
+    // The contest row first, so a contested case always has its reason;
+    // removed again if the workflow refuses.
+    let contest_id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&contest_id)
+    .bind(&id)
+    .bind(&c.owner_id)
+    .bind(&reason)
+    .bind(stored.as_ref().map(|s| s.0.clone()))
+    .bind(stored.as_ref().map(|s| s.1.clone()))
+    .bind(now)
+    .execute(ic.db.pool())
+    .await?;
+    let reviewer = Reviewer {
+        db: &ic.db,
+        grammar: ic.grammar,
+        fines: &ic.fines,
+        registry: ic.registry.as_deref(),
+    };
+    let actor = Actor {
+        id: citizen_actor_id(&citizen),
+        role: Role::System,
+    };
+    if let Err(e) = reviewer
+        .act(&id, &Action::Contest, &actor, &reason, now)
+        .await
+    {
+        sqlx::query("DELETE FROM contests WHERE id = $1")
+            .bind(&contest_id)
+            .execute(ic.db.pool())
+            .await?;
+        return Err(AppError::Refused(e.to_string()));
+    }
+    sqlx::query("UPDATE events SET owner_response = 'contested', owner_response_at = $1 WHERE event_id = $2")
+        .bind(now)
+        .bind(&id)
+        .execute(ic.db.pool())
+        .await?;
+    Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
+}

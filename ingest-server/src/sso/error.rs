@@ -1,0 +1,207 @@
+//! Single sign-on: why a sign-in failed, and the pages that say so (each
+//! refusal audited as `sso.failed`).
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::BROWSER_COOKIE;
+use crate::audit::{self, Who};
+use crate::db::{Db, DbError, now_ms};
+
+/// Why a sign-in failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    /// `[sso]` is not configured.
+    #[error("single sign-on is not configured on this server")]
+    NotConfigured,
+    /// No state, or one we never issued.
+    #[error("the answer's state is missing or was not issued by this server")]
+    StateUnknown,
+    /// The state was used already.
+    #[error("this sign-in answer was already used (replayed)")]
+    StateReplayed,
+    /// The state is older than ten minutes.
+    #[error("the sign-in was started more than 10 minutes ago")]
+    StateExpired,
+    /// Another browser started this sign-in.
+    #[error(
+        "the sign-in was started in another browser (cookie {BROWSER_COOKIE} missing or different)"
+    )]
+    BrowserMismatch,
+    /// The provider answered with an error (the person cancelled, ...).
+    #[error("the identity provider refused: {0}")]
+    Denied(String),
+    /// The provider could not be reached or answered wrongly.
+    #[error("identity provider: {0}")]
+    Provider(String),
+    /// The ID token failed a check.
+    #[error("ID token refused ({check}): {detail}")]
+    IdToken {
+        /// Which check.
+        check: &'static str,
+        /// Particulars.
+        detail: String,
+    },
+    /// No provider role maps to a console role.
+    #[error("no console role: claim `{claim}` holds {found:?}, none of which is mapped")]
+    NoRole {
+        /// The claim.
+        claim: String,
+        /// What it held.
+        found: Vec<String>,
+    },
+    /// Provider roles map to more than one console role.
+    #[error("the provider's roles {0:?} map to more than one console role")]
+    SeveralRoles(Vec<String>),
+    /// The account is disabled here.
+    #[error("the account is disabled on this server")]
+    Disabled,
+    /// Our side failed (database, ...).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<DbError> for SsoError {
+    fn from(e: DbError) -> Self {
+        SsoError::Internal(e.to_string())
+    }
+}
+
+impl From<sqlx::Error> for SsoError {
+    fn from(e: sqlx::Error) -> Self {
+        SsoError::Internal(e.to_string())
+    }
+}
+
+impl SsoError {
+    /// The stable reason written to the audit log.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            SsoError::NotConfigured => "not_configured",
+            SsoError::StateUnknown => "state_unknown",
+            SsoError::StateReplayed => "state_replayed",
+            SsoError::StateExpired => "state_expired",
+            SsoError::BrowserMismatch => "browser_mismatch",
+            SsoError::Denied(_) => "provider_denied",
+            SsoError::Provider(_) => "provider_error",
+            SsoError::IdToken { .. } => "id_token",
+            SsoError::NoRole { .. } => "no_role",
+            SsoError::SeveralRoles(_) => "several_roles",
+            SsoError::Disabled => "account_disabled",
+            SsoError::Internal(_) => "internal",
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            SsoError::NotConfigured => StatusCode::NOT_FOUND,
+            SsoError::StateUnknown
+            | SsoError::StateReplayed
+            | SsoError::StateExpired
+            | SsoError::BrowserMismatch => StatusCode::BAD_REQUEST,
+            SsoError::Denied(_) | SsoError::IdToken { .. } => StatusCode::UNAUTHORIZED,
+            SsoError::NoRole { .. } | SsoError::SeveralRoles(_) | SsoError::Disabled => {
+                StatusCode::FORBIDDEN
+            }
+            SsoError::Provider(_) => StatusCode::BAD_GATEWAY,
+            SsoError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// What the person is told, in Vietnamese (the English detail follows).
+    fn vi(&self) -> &'static str {
+        match self {
+            SsoError::NotConfigured => "Máy chủ này chưa cấu hình đăng nhập một lần (SSO).",
+            SsoError::StateUnknown | SsoError::StateReplayed | SsoError::StateExpired => {
+                "Liên kết đăng nhập không hợp lệ, đã dùng hoặc đã hết hạn. Hãy đăng nhập lại."
+            }
+            SsoError::BrowserMismatch => {
+                "Phiên đăng nhập được bắt đầu ở trình duyệt khác. Hãy đăng nhập lại từ trình duyệt này."
+            }
+            SsoError::Denied(_) => "Nhà cung cấp định danh đã từ chối đăng nhập.",
+            SsoError::Provider(_) => {
+                "Không liên lạc được với nhà cung cấp định danh, hoặc câu trả lời không hợp lệ."
+            }
+            SsoError::IdToken { .. } => {
+                "Mã định danh (ID token) không hợp lệ; đăng nhập bị từ chối."
+            }
+            SsoError::NoRole { .. } | SsoError::SeveralRoles(_) => {
+                "Tài khoản của bạn chưa được cấp đúng một vai trò trên hệ thống này. Hãy liên hệ quản trị viên."
+            }
+            SsoError::Disabled => "Tài khoản đã bị vô hiệu hoá.",
+            SsoError::Internal(_) => "Lỗi hệ thống. Hãy thử lại sau.",
+        }
+    }
+}
+
+pub(super) fn no_store() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The callback's URL holds the code: never hand it on as a Referer.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h
+}
+
+/// Audits a failure and answers with a page that says what happened.
+pub(super) async fn refuse(db: &Db, e: SsoError, claimed: &str, mut detail: Value) -> Response {
+    detail["reason"] = json!(e.reason());
+    detail["message"] = json!(e.to_string());
+    if let SsoError::IdToken { check, .. } = &e {
+        detail["check"] = json!(check);
+    }
+    tracing::warn!(reason = e.reason(), error = %e, "sso: sign-in refused");
+    let who = Who::anonymous(if claimed.is_empty() { "sso" } else { claimed });
+    let reference =
+        match audit::record(db, now_ms(), &who, "sso.failed", "sso:login", &detail).await {
+            Ok(entry) => format!("<p>Mã tham chiếu nhật ký: {}</p>", entry.seq),
+            Err(err) => {
+                tracing::error!(error = %err, "sso: could not audit a refused sign-in");
+                String::new()
+            }
+        };
+    let body = format!(
+        "<h1>Không đăng nhập được bằng SSO</h1><p>{}</p><p lang=\"en\"><small>{}</small></p>{reference}\
+         <p><a href=\"/console/login\">Quay lại trang đăng nhập</a></p>",
+        e.vi(),
+        esc(&e.to_string())
+    );
+    (
+        e.status(),
+        no_store(),
+        page("Đăng nhập SSO thất bại", None, &body),
+    )
+        .into_response()
+}
+
+/// A whole page; `then` moves the browser on to that same-site address.
+pub(super) fn page(title: &str, then: Option<&str>, body: &str) -> String {
+    let refresh = then
+        .map(|to| {
+            format!(
+                "<meta http-equiv=\"refresh\" content=\"0; url={}\">",
+                esc(to)
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        "<!doctype html><html lang=\"vi\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width\">{refresh}</head>\
+         <body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\">{body}</body></html>"
+    )
+}
+
+pub(super) fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
