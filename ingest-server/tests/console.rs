@@ -6,11 +6,8 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-
 use common::seed;
+use common::web::{Client, csrf};
 use common::*;
 use ingest_server::accounts;
 use ingest_server::app;
@@ -19,132 +16,6 @@ use ingest_server::config::Config;
 use sqlx::Row;
 
 const SITE: &str = "hn-hoankiem-trangtien";
-
-/// One HTTP response.
-struct Resp {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
-}
-
-/// A browser-like client that keeps its cookies.
-struct Client {
-    addr: SocketAddr,
-    cookies: HashMap<String, String>,
-}
-
-impl Client {
-    fn new(addr: SocketAddr) -> Self {
-        Client {
-            addr,
-            cookies: HashMap::new(),
-        }
-    }
-
-    fn send(&mut self, method: &str, path: &str, form: &[(&str, &str)]) -> Resp {
-        let body = serde_urlencoded::to_string(form).unwrap();
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let mut s = TcpStream::connect(self.addr).unwrap();
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if method == "POST" {
-            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        if !cookie.is_empty() {
-            head.push_str(&format!("Cookie: {cookie}\r\n"));
-        }
-        head.push_str("\r\n");
-        s.write_all(head.as_bytes()).unwrap();
-        s.write_all(body.as_bytes()).unwrap();
-        let mut out = Vec::new();
-        s.read_to_end(&mut out).unwrap();
-        let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-        let head = String::from_utf8_lossy(&out[..split]).to_string();
-        let mut lines = head.lines();
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let mut headers = HashMap::new();
-        for l in lines {
-            let (k, v) = l.split_once(':').unwrap();
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-            if k == "set-cookie" {
-                let kv = v.split(';').next().unwrap();
-                let (ck, cv) = kv.split_once('=').unwrap();
-                if cv.is_empty() {
-                    self.cookies.remove(ck);
-                } else {
-                    self.cookies.insert(ck.into(), cv.into());
-                }
-            }
-            headers.insert(k, v);
-        }
-        let raw = &out[split + 4..];
-        let body = if head
-            .to_ascii_lowercase()
-            .contains("transfer-encoding: chunked")
-        {
-            dechunk(raw)
-        } else {
-            raw.to_vec()
-        };
-        Resp {
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        }
-    }
-
-    fn get(&mut self, path: &str) -> Resp {
-        self.send("GET", path, &[])
-    }
-
-    fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Resp {
-        self.send("POST", path, form)
-    }
-
-    fn login(&mut self, user: &str, password: &str) -> Resp {
-        self.post(
-            "/console/login",
-            &[("username", user), ("password", password)],
-        )
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b.windows(2).position(|w| w == b"\r\n").unwrap();
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            return out;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-}
-
-/// The CSRF token of the first form on a page.
-fn csrf(page: &str) -> String {
-    let i = page
-        .find("name=\"csrf\" value=\"")
-        .expect("a form with a CSRF token")
-        + 19;
-    page[i..i + 64].to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_review_and_police_confirm_through_the_console() {

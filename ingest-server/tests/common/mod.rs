@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod seed;
+pub mod web;
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,228 @@
+//! The citizen app over HTTP against a running server, with sessions made
+//! as the sign-in makes them (the OpenID Connect path itself is in
+//! `citizen_sso.rs`): only confirmed cases of the citizen's own vehicles
+//! are listed; someone else's case and its evidence answer 404 and the
+//! attempt is audited; the owner accepts, or contests with a reason and a
+//! photo, which sends the case back to police, who see the contest in the
+//! console and uphold the fine.
+
+mod common;
+
+use common::seed::{self, PASSWORD};
+use common::web::{Client, csrf};
+use common::*;
+use ingest_server::app;
+use ingest_server::citizen::{self, CITIZEN_COOKIE};
+use ingest_server::config::Config;
+use ingest_server::db::now_ms;
+use ingest_server::review::Reviewer;
+use ingest_server::workflow::{Action, Actor, Role};
+use sqlx::Row;
+
+const SITE: &str = "hp-lechan-tolang";
+/// The owner of 30A12345 in the seeded registry (see `seed.rs`).
+const OWNER_NID: &str = "001199012345";
+/// The owner of 30A12346.
+const OTHER_NID: &str = "001088054321";
+
+fn signed_in(addr: std::net::SocketAddr, token: &str) -> Client {
+    let mut c = Client::new(addr);
+    c.cookies.insert(CITIZEN_COOKIE.into(), token.into());
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_see_only_their_confirmed_cases_and_answer_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 3).await;
+    let ctx = server.ingestor.context().clone();
+    let db = ctx.db.clone();
+    let r = Reviewer {
+        db: &db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let op = Actor {
+        id: "op".into(),
+        role: Role::Operator,
+    };
+    let police = Actor {
+        id: "police".into(),
+        role: Role::Police,
+    };
+    let system = Actor {
+        id: "notices".into(),
+        role: Role::System,
+    };
+    let now = now_ms();
+    // Case 0: confirmed and notified. Case 1: confirmed and notified.
+    // Case 2: still waiting for review — never shown to the citizen.
+    for id in &ids[..2] {
+        r.act(id, &Action::Claim, &op, "", now).await.unwrap();
+        r.act(id, &Action::Accept, &op, "", now).await.unwrap();
+        r.act(id, &Action::Confirm, &police, "", now).await.unwrap();
+        r.act(id, &Action::IssueNotice, &system, "", now)
+            .await
+            .unwrap();
+    }
+    let owner = citizen::start_session(&db, OWNER_NID, "Hoàng Thị Giang", now)
+        .await
+        .unwrap();
+    let other = citizen::start_session(&db, OTHER_NID, "Vũ Văn Hải", now)
+        .await
+        .unwrap();
+    let (first, second, unreviewed) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
+
+    let photo = Files::new(10).overview; // not an image: refused
+    tokio::task::spawn_blocking(move || {
+        // Without a session: the sign-in page.
+        let mut anon = Client::new(addr);
+        assert_eq!(anon.get("/app/").status, 303);
+        assert_eq!(
+            anon.get(&format!("/app/cases/{first}/evidence/overview.jpg"))
+                .status,
+            303
+        );
+        assert_eq!(
+            anon.get("/app/manifest.webmanifest").status,
+            200,
+            "the PWA manifest is public"
+        );
+        assert_eq!(anon.get("/app/sw.js").status, 200);
+
+        let mut me = signed_in(addr, &owner.token);
+        let list = me.get("/app/");
+        assert_eq!(list.status, 200);
+        assert!(list.body.contains(&first) && list.body.contains(&second));
+        assert!(
+            !list.body.contains(&unreviewed),
+            "nothing reaches a citizen before police confirm it"
+        );
+        assert!(
+            list.body.contains("19.000.000 ₫") || list.body.contains("₫"),
+            "{}",
+            list.body
+        );
+        let page = me.get(&format!("/app/cases/{first}"));
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("id=\"pay\"") && page.body.contains("id=\"contest\""));
+        let img = me.get(&format!("/app/cases/{first}/evidence/overview.jpg"));
+        assert_eq!(
+            (img.status, img.headers["cache-control"].as_str()),
+            (200, "private, no-store")
+        );
+        assert_eq!(me.get(&format!("/app/cases/{unreviewed}")).status, 404);
+
+        // Someone else: not found, for the case and for its evidence.
+        let mut them = signed_in(addr, &other.token);
+        assert!(them.get("/app/").body.contains("id=\"empty\""));
+        assert_eq!(them.get(&format!("/app/cases/{first}")).status, 404);
+        assert_eq!(
+            them.get(&format!("/app/cases/{first}/evidence/overview.jpg"))
+                .status,
+            404
+        );
+
+        // Accept the first case (a forged form changes nothing).
+        let t = csrf(&page.body);
+        assert_eq!(
+            me.post(&format!("/app/cases/{first}/accept"), &[("csrf", "bad")])
+                .status,
+            403
+        );
+        assert_eq!(
+            me.post(&format!("/app/cases/{first}/accept"), &[("csrf", &t)])
+                .status,
+            303
+        );
+        assert_eq!(
+            me.post(&format!("/app/cases/{first}/accept"), &[("csrf", &t)])
+                .status,
+            409,
+            "answered once"
+        );
+
+        // Contest the second: no reason, a non-image "photo", then a real one.
+        let url = format!("/app/cases/{second}/contest");
+        let r = me.post_multipart(&url, &[("csrf", &t), ("reason", " ")], &[]);
+        assert_eq!(r.status, 409);
+        let r = me.post_multipart(
+            &url,
+            &[("csrf", &t), ("reason", "Xe đã bán")],
+            &[("photo", "x.jpg", "image/jpeg", &photo)],
+        );
+        assert_eq!(r.status, 409, "not a JPEG or PNG");
+        let png = b"\x89PNG\r\n\x1a\n0000 a tiny stand-in for a photo of the sale contract";
+        let r = me.post_multipart(
+            &url,
+            &[
+                ("csrf", &t),
+                ("reason", "Tôi đã bán xe này trước ngày vi phạm"),
+            ],
+            &[("photo", "hop-dong.png", "image/png", png)],
+        );
+        assert_eq!(r.status, 303, "{}", r.body);
+        let page = me.get(&format!("/app/cases/{second}"));
+        assert!(page.body.contains("Đang khiếu nại"));
+
+        // Police see the contest with its photo and uphold the fine.
+        let mut cuong = Client::new(addr);
+        assert_eq!(cuong.login("csgt.cuong", PASSWORD).status, 303);
+        let case = cuong.get(&format!("/console/cases/{second}"));
+        assert!(case.body.contains("id=\"contests\"") && case.body.contains("Tôi đã bán xe này"));
+        let i = case.body.find("/contest-photo/").unwrap();
+        let photo_url = case.body[..i]
+            .rfind('"')
+            .map(|s| &case.body[s + 1..])
+            .unwrap();
+        let photo_url = &photo_url[..photo_url.find('"').unwrap()];
+        let got = cuong.get(photo_url);
+        assert_eq!((got.status, &got.bytes[..]), (200, &png[..]));
+        let tok = csrf(&case.body);
+        let r = cuong.post(
+            &format!("/console/cases/{second}/action"),
+            &[("csrf", &tok), ("action", "uphold")],
+        );
+        assert_eq!(r.status, 303);
+        assert!(
+            me.get(&format!("/app/cases/{second}"))
+                .body
+                .contains("Chờ nộp phạt")
+        );
+    })
+    .await
+    .unwrap();
+
+    let denied: i64 =
+        sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'citizen.case_denied'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(denied, 3, "every refused look is audited");
+    let leaked: i64 =
+        sqlx::query("SELECT COUNT(*) FROM audit_log WHERE actor LIKE $1 OR detail LIKE $1")
+            .bind(format!("%{OWNER_NID}%"))
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(leaked, 0, "national ID numbers stay out of the audit log");
+    let response: Option<String> =
+        sqlx::query("SELECT owner_response FROM events WHERE event_id = $1")
+            .bind(&ids[0])
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(response.as_deref(), Some("accepted"));
+}
