@@ -11,7 +11,7 @@ export ORT_DYLIB_PATH ?= $(ROOT)/.deps/onnxruntime/lib/libonnxruntime.so
 export MODELS_DIR     ?= $(ROOT)/.models
 export RUST_BACKTRACE ?= 0
 
-.PHONY: check-server-deps all setup setup-system setup-onnxruntime setup-node models build lint test demo bench bench-ingest bench-outbox fuzz clean help
+.PHONY: check-server-deps all setup setup-system setup-onnxruntime setup-node setup-node-push models build lint test demo bench bench-ingest bench-outbox fuzz clean help
 
 all: build
 
@@ -21,7 +21,7 @@ help:
 	@echo "make models - put every model of models/manifest.toml in $(MODELS_DIR)"
 	@echo "make bench  - benchmarks (slow; not part of make test)"
 
-setup: setup-system setup-onnxruntime models setup-node
+setup: setup-system setup-onnxruntime models setup-node setup-node-push
 
 # The OpenID Connect provider the single sign-on tests run
 # (ingest-server/tests/oidc): npm ci, unless node_modules is newer than
@@ -32,6 +32,16 @@ setup-node:
 	@if [ $(OIDC_TEST_DIR)/node_modules/.package-lock.json -nt $(OIDC_TEST_DIR)/package-lock.json ]; then \
 	  echo "setup-node: $(OIDC_TEST_DIR)/node_modules is up to date"; \
 	else npm ci --prefix $(OIDC_TEST_DIR) --no-audit --no-fund; fi
+
+# The independent Web Push receiver the notice tests decrypt with
+# (ingest-server/tests/push: http_ece): npm ci, unless node_modules is
+# newer than package-lock.json.
+PUSH_TEST_DIR := ingest-server/tests/push
+setup-node-push:
+	@command -v npm >/dev/null || { echo "setup-node-push: Node.js 20+ and npm are needed (apt-get install nodejs npm)"; exit 1; }
+	@if [ $(PUSH_TEST_DIR)/node_modules/.package-lock.json -nt $(PUSH_TEST_DIR)/package-lock.json ]; then \
+	  echo "setup-node-push: $(PUSH_TEST_DIR)/node_modules is up to date"; \
+	else npm ci --prefix $(PUSH_TEST_DIR) --no-audit --no-fund; fi
 
 setup-system:
 	@bash scripts/setup-system.sh

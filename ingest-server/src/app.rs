@@ -19,12 +19,15 @@ use crate::evidence::{EvidenceStore, EvidenceStoreError};
 use crate::fines::{FineTable, ScheduleError};
 use crate::ingest::{BatchSettings, IngestContext, Ingestor};
 use crate::mqtt::{self, MqttSettings};
-use crate::registry::SqlRegistry;
+use crate::registry::{DemoRegistry, Registry, SqlRegistry};
 use crate::web::{self, ApiContext};
 
 /// Why the server did not start.
 #[derive(Debug, Error)]
 pub enum StartError {
+    /// Payments (`[payments]`).
+    #[error(transparent)]
+    Payments(#[from] crate::payments::PaymentError),
     /// Database.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -58,7 +61,12 @@ pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
     let grammar = plate_ocr::plate::PlateGrammar::try_builtin()
         .map_err(|e| StartError::Grammar(e.to_string()))?;
     let ctx = IngestContext {
-        registry: Some(Arc::new(SqlRegistry::new(db.clone()))),
+        registry: Some(if cfg.registry.demo_mode {
+            tracing::warn!("registry demo mode: unknown plates get FICTITIOUS owners (demo only)");
+            Arc::new(DemoRegistry::new(db.clone())) as Arc<dyn Registry>
+        } else {
+            Arc::new(SqlRegistry::new(db.clone()))
+        }),
         metrics: Default::default(),
         db,
         evidence,
@@ -131,6 +139,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     }
     let clips = Arc::new(ClipAssembler::default());
     let mqtt = tokio::spawn(mqtt::run(settings, ingestor.clone(), clips));
+    let notices = crate::notices::spawn_worker(cfg, ingestor.context().clone()).await;
 
     let listener = tokio::net::TcpListener::bind(cfg.http.listen)
         .await
@@ -142,14 +151,27 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         addr: cfg.http.listen,
         source,
     })?;
+    let payments =
+        crate::payments::Payments::from_config(&cfg.payments, ingestor.context().clone())?;
+    if let Some(p) = &payments {
+        crate::payments::spawn_reconciler(p.clone());
+    }
     let api = ApiContext {
         ingestor: ingestor.clone(),
         admin_token: (!cfg.admin.token.is_empty()).then(|| cfg.admin.token.clone()),
         secure_cookies: cfg.secure_cookies(),
         sso: cfg.sso.as_ref().map(|s| Arc::new(crate::sso::Sso::new(s))),
+        citizen_sso: cfg
+            .citizen_sso
+            .as_ref()
+            .map(|s| Arc::new(crate::sso::CitizenSso::new(s))),
+        payments,
+        notices,
     };
     let http = tokio::spawn(async move {
-        axum::serve(listener, web::router(api))
+        // Peer addresses for the payment IPN's allow-list.
+        let app = web::router(api).into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, app)
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
             })

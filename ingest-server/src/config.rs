@@ -7,6 +7,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::notices::config::{NoticesConfig, SmtpConfig, VapidConfig, WebhookConfig};
+pub use crate::payments::config::{PaymentsConfig, VnPayConfig};
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -18,10 +21,25 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub ingest: IngestConfig,
     pub admin: AdminConfig,
+    /// The owner registry.
+    #[serde(default)]
+    pub registry: RegistryConfig,
     /// Single sign-on through an OpenID Connect provider; absent: local
     /// accounts only.
     #[serde(default)]
     pub sso: Option<SsoConfig>,
+    /// Citizens' sign-in to the citizen app through the national identity
+    /// provider (OpenID Connect); absent: citizens cannot sign in.
+    #[serde(default)]
+    pub citizen_sso: Option<CitizenSsoConfig>,
+    /// Online payment of fines (`[payments.vnpay]`, `src/payments/`);
+    /// absent: payments off.
+    #[serde(default)]
+    pub payments: PaymentsConfig,
+    /// Fine notices to owners (`[notices]`, `src/notices/`): channels,
+    /// retries, deadlines.
+    #[serde(default)]
+    pub notices: NoticesConfig,
 }
 
 /// The HTTP listener (console, citizen app, API).
@@ -74,6 +92,18 @@ pub struct IngestConfig {
     pub batch_wait_ms: u64,
     /// How far ahead of the server's clock an event time may be, seconds.
     pub clock_tolerance_s: u64,
+}
+
+/// The owner registry (`src/registry.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Demo mode, for `make demo` only: a plate the registry does not know
+    /// is given a vehicle record owned by one of the fictitious owners
+    /// imported with ids starting `demo-`, marked `fictitious-demo`. Off by
+    /// default; env `INGEST_REGISTRY_DEMO_MODE` (true/false). Never turn it
+    /// on with real data: it invents registrations.
+    pub demo_mode: bool,
 }
 
 /// The admin API (device enrolment, quarantine). Empty token: disabled.
@@ -157,16 +187,7 @@ impl std::fmt::Debug for SsoConfig {
 impl SsoConfig {
     /// The client secret: configured, or read from `client_secret_file`.
     pub fn secret(&self) -> Result<String, String> {
-        if self.client_secret_file.is_empty() {
-            return Ok(self.client_secret.clone());
-        }
-        let s = std::fs::read_to_string(&self.client_secret_file)
-            .map_err(|e| format!("cannot read `{}`: {e}", self.client_secret_file))?;
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(format!("`{}` is empty", self.client_secret_file));
-        }
-        Ok(s.to_string())
+        read_secret(&self.client_secret, &self.client_secret_file)
     }
 
     /// Checks every field; the error names it (`sso.…`).
@@ -175,7 +196,166 @@ impl SsoConfig {
             field: format!("sso.{field}"),
             message,
         };
-        provider_url(&self.issuer).map_err(|m| invalid("issuer", m))?;
+        OidcClientFields {
+            section: "sso",
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            client_secret: &self.client_secret,
+            client_secret_file: &self.client_secret_file,
+            redirect_url: &self.redirect_url,
+            callback: "/console/sso/callback",
+            extra_scopes: &self.extra_scopes,
+            ca_file: &self.ca_file,
+        }
+        .validate()?;
+        if !is_claim_path(&self.role_claim) {
+            return Err(invalid(
+                "role_claim",
+                "a claim name or a dotted path (realm_access.roles)".into(),
+            ));
+        }
+        if self.role_map.is_empty() {
+            return Err(invalid(
+                "role_map",
+                "map at least one provider role to operator, police, supervisor, auditor or admin"
+                    .into(),
+            ));
+        }
+        for (theirs, ours) in &self.role_map {
+            if crate::workflow::Role::parse(ours).is_none() {
+                return Err(invalid(
+                    &format!("role_map.{theirs}"),
+                    format!("`{ours}` is not one of operator, police, supervisor, auditor, admin"),
+                ));
+            }
+        }
+        let label = self.button_label.trim();
+        if label.is_empty() || label.chars().count() > 60 {
+            return Err(invalid("button_label", "1-60 characters".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Citizens' sign-in to the citizen app (`/app/`) through the national
+/// identity provider (VNeID), OpenID Connect (`src/sso/citizen.rs`). Env
+/// overrides `INGEST_CITIZEN_SSO_*` (see [`Config::apply_env`]).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CitizenSsoConfig {
+    /// The provider's issuer identifier, exactly as its discovery document
+    /// writes it (`https://…`; `http://` only on loopback, for tests).
+    pub issuer: String,
+    /// This server's client id at the provider.
+    pub client_id: String,
+    /// The client secret (or `client_secret_file`, not both).
+    pub client_secret: String,
+    /// A file holding the client secret (trimmed).
+    pub client_secret_file: String,
+    /// `https://{public host}/app/sso/callback`, as registered at the
+    /// provider.
+    pub redirect_url: String,
+    /// The claim that carries the national ID number (12 digits, a
+    /// string): a name or a dotted path into nested objects.
+    pub national_id_claim: String,
+    /// The claim that carries the citizen's name (a name or a dotted path).
+    pub name_claim: String,
+    /// Scopes asked for besides `openid profile`.
+    pub extra_scopes: Vec<String>,
+    /// A PEM file of extra CA certificates to trust for the provider.
+    pub ca_file: String,
+}
+
+impl Default for CitizenSsoConfig {
+    fn default() -> Self {
+        CitizenSsoConfig {
+            issuer: String::new(),
+            client_id: String::new(),
+            client_secret: String::new(),
+            client_secret_file: String::new(),
+            redirect_url: String::new(),
+            national_id_claim: "national_id".into(),
+            name_claim: "name".into(),
+            extra_scopes: Vec::new(),
+            ca_file: String::new(),
+        }
+    }
+}
+
+/// Never prints the client secret.
+impl std::fmt::Debug for CitizenSsoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CitizenSsoConfig")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .field("client_secret_file", &self.client_secret_file)
+            .field("redirect_url", &self.redirect_url)
+            .field("national_id_claim", &self.national_id_claim)
+            .field("name_claim", &self.name_claim)
+            .field("extra_scopes", &self.extra_scopes)
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
+}
+
+impl CitizenSsoConfig {
+    /// The client secret: configured, or read from `client_secret_file`.
+    pub fn secret(&self) -> Result<String, String> {
+        read_secret(&self.client_secret, &self.client_secret_file)
+    }
+
+    /// Checks every field; the error names it (`citizen_sso.…`).
+    fn validate(&self) -> Result<(), ConfigError> {
+        OidcClientFields {
+            section: "citizen_sso",
+            issuer: &self.issuer,
+            client_id: &self.client_id,
+            client_secret: &self.client_secret,
+            client_secret_file: &self.client_secret_file,
+            redirect_url: &self.redirect_url,
+            callback: "/app/sso/callback",
+            extra_scopes: &self.extra_scopes,
+            ca_file: &self.ca_file,
+        }
+        .validate()?;
+        for (field, path) in [
+            ("national_id_claim", &self.national_id_claim),
+            ("name_claim", &self.name_claim),
+        ] {
+            if !is_claim_path(path) {
+                return Err(ConfigError::Invalid {
+                    field: format!("citizen_sso.{field}"),
+                    message: "a claim name or a dotted path (vneid.cccd)".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fields every OpenID Connect client section has (`[sso]`,
+/// `[citizen_sso]`), checked alike.
+struct OidcClientFields<'a> {
+    section: &'a str,
+    issuer: &'a str,
+    client_id: &'a str,
+    client_secret: &'a str,
+    client_secret_file: &'a str,
+    redirect_url: &'a str,
+    /// The path the redirect URL must end in.
+    callback: &'a str,
+    extra_scopes: &'a [String],
+    ca_file: &'a str,
+}
+
+impl OidcClientFields<'_> {
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field: &str, message: String| ConfigError::Invalid {
+            field: format!("{}.{field}", self.section),
+            message,
+        };
+        provider_url(self.issuer).map_err(|m| invalid("issuer", m))?;
         if self.client_id.is_empty() {
             return Err(invalid("client_id", "must not be empty".into()));
         }
@@ -197,40 +377,19 @@ impl SsoConfig {
             }
             _ => {}
         }
-        self.secret()
+        read_secret(self.client_secret, self.client_secret_file)
             .map_err(|m| invalid("client_secret_file", m))?;
-        let redirect = provider_url(&self.redirect_url).map_err(|m| invalid("redirect_url", m))?;
-        if !redirect.path().ends_with("/console/sso/callback") {
+        let redirect = provider_url(self.redirect_url).map_err(|m| invalid("redirect_url", m))?;
+        if !redirect.path().ends_with(self.callback) {
             return Err(invalid(
                 "redirect_url",
                 format!(
-                    "`{}`: must end in /console/sso/callback (the route that takes the answer)",
-                    self.redirect_url
+                    "`{}`: must end in {} (the route that takes the answer)",
+                    self.redirect_url, self.callback
                 ),
             ));
         }
-        if self.role_claim.is_empty() || self.role_claim.split('.').any(str::is_empty) {
-            return Err(invalid(
-                "role_claim",
-                "a claim name or a dotted path (realm_access.roles)".into(),
-            ));
-        }
-        if self.role_map.is_empty() {
-            return Err(invalid(
-                "role_map",
-                "map at least one provider role to operator, police, supervisor, auditor or admin"
-                    .into(),
-            ));
-        }
-        for (theirs, ours) in &self.role_map {
-            if crate::workflow::Role::parse(ours).is_none() {
-                return Err(invalid(
-                    &format!("role_map.{theirs}"),
-                    format!("`{ours}` is not one of operator, police, supervisor, auditor, admin"),
-                ));
-            }
-        }
-        for s in &self.extra_scopes {
+        for s in self.extra_scopes {
             // RFC 6749 §3.3 scope-token.
             let ok = !s.is_empty()
                 && s.bytes()
@@ -242,15 +401,29 @@ impl SsoConfig {
                 ));
             }
         }
-        let label = self.button_label.trim();
-        if label.is_empty() || label.chars().count() > 60 {
-            return Err(invalid("button_label", "1-60 characters".into()));
-        }
         if !self.ca_file.is_empty() {
-            crate::sso::load_ca_file(&self.ca_file).map_err(|m| invalid("ca_file", m))?;
+            crate::sso::load_ca_file(self.ca_file).map_err(|m| invalid("ca_file", m))?;
         }
         Ok(())
     }
+}
+
+/// A client secret: `secret`, or read from `file` (trimmed) when set.
+fn read_secret(secret: &str, file: &str) -> Result<String, String> {
+    if file.is_empty() {
+        return Ok(secret.to_string());
+    }
+    let s = std::fs::read_to_string(file).map_err(|e| format!("cannot read `{file}`: {e}"))?;
+    let s = s.trim();
+    if s.is_empty() {
+        return Err(format!("`{file}` is empty"));
+    }
+    Ok(s.to_string())
+}
+
+/// A claim name or a dotted path (`realm_access.roles`).
+fn is_claim_path(p: &str) -> bool {
+    !p.is_empty() && !p.split('.').any(str::is_empty)
 }
 
 /// A provider or callback URL: `https://`, or `http://` on a loopback
@@ -284,7 +457,11 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             ingest: IngestConfig::default(),
             admin: AdminConfig::default(),
+            registry: RegistryConfig::default(),
             sso: None,
+            citizen_sso: None,
+            payments: PaymentsConfig::default(),
+            notices: NoticesConfig::default(),
         }
     }
 }
@@ -422,7 +599,10 @@ impl Config {
     /// `INGEST_SSO_ROLE_MAP` (`theirs=ours,theirs2=ours2`),
     /// `INGEST_SSO_EXTRA_SCOPES` (space- or comma-separated),
     /// `INGEST_SSO_BUTTON_LABEL`, `INGEST_SSO_CA_FILE` (any of them turns
-    /// single sign-on on).
+    /// single sign-on on); for citizens' sign-in `INGEST_CITIZEN_SSO_ISSUER`,
+    /// `…_CLIENT_ID`, `…_CLIENT_SECRET`, `…_CLIENT_SECRET_FILE`,
+    /// `…_REDIRECT_URL`, `…_NATIONAL_ID_CLAIM`, `…_NAME_CLAIM`,
+    /// `…_EXTRA_SCOPES`, `…_CA_FILE` (any of them turns it on).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let addr = |var: &str, v: &str| -> Result<SocketAddr, ConfigError> {
             v.parse().map_err(|e| ConfigError::Env {
@@ -452,6 +632,12 @@ impl Config {
         if let Some(v) = get("INGEST_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
         }
+        if let Some(v) = get("INGEST_REGISTRY_DEMO_MODE") {
+            self.registry.demo_mode = v.parse().map_err(|_| ConfigError::Env {
+                var: "INGEST_REGISTRY_DEMO_MODE".into(),
+                message: format!("`{v}` is not true or false"),
+            })?;
+        }
         if let Some(v) = get("INGEST_ADMIN_TOKEN") {
             self.admin.token = v;
         }
@@ -461,6 +647,8 @@ impl Config {
                 message: format!("`{v}` is not true or false"),
             })?);
         }
+        self.payments.apply_env(&get)?;
+        self.notices.apply_env(&get)?;
         self.apply_sso_env(&get)
     }
 
@@ -507,6 +695,47 @@ impl Config {
                         .collect();
                 }
                 "INGEST_SSO_BUTTON_LABEL" => c.button_label = v,
+                _ => c.ca_file = v,
+            }
+        }
+        self.apply_citizen_sso_env(get)
+    }
+
+    fn apply_citizen_sso_env(
+        &mut self,
+        get: &impl Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        const VARS: [&str; 9] = [
+            "INGEST_CITIZEN_SSO_ISSUER",
+            "INGEST_CITIZEN_SSO_CLIENT_ID",
+            "INGEST_CITIZEN_SSO_CLIENT_SECRET",
+            "INGEST_CITIZEN_SSO_CLIENT_SECRET_FILE",
+            "INGEST_CITIZEN_SSO_REDIRECT_URL",
+            "INGEST_CITIZEN_SSO_NATIONAL_ID_CLAIM",
+            "INGEST_CITIZEN_SSO_NAME_CLAIM",
+            "INGEST_CITIZEN_SSO_EXTRA_SCOPES",
+            "INGEST_CITIZEN_SSO_CA_FILE",
+        ];
+        for var in VARS {
+            let Some(v) = get(var) else { continue };
+            let c = self
+                .citizen_sso
+                .get_or_insert_with(CitizenSsoConfig::default);
+            match var {
+                "INGEST_CITIZEN_SSO_ISSUER" => c.issuer = v,
+                "INGEST_CITIZEN_SSO_CLIENT_ID" => c.client_id = v,
+                "INGEST_CITIZEN_SSO_CLIENT_SECRET" => c.client_secret = v,
+                "INGEST_CITIZEN_SSO_CLIENT_SECRET_FILE" => c.client_secret_file = v,
+                "INGEST_CITIZEN_SSO_REDIRECT_URL" => c.redirect_url = v,
+                "INGEST_CITIZEN_SSO_NATIONAL_ID_CLAIM" => c.national_id_claim = v,
+                "INGEST_CITIZEN_SSO_NAME_CLAIM" => c.name_claim = v,
+                "INGEST_CITIZEN_SSO_EXTRA_SCOPES" => {
+                    c.extra_scopes = v
+                        .split([' ', ','])
+                        .filter(|s| !s.is_empty())
+                        .map(String::from)
+                        .collect();
+                }
                 _ => c.ca_file = v,
             }
         }
@@ -573,6 +802,11 @@ impl Config {
         if let Some(sso) = &self.sso {
             sso.validate()?;
         }
+        if let Some(c) = &self.citizen_sso {
+            c.validate()?;
+        }
+        self.payments.validate()?;
+        self.notices.validate()?;
         Ok(())
     }
 }

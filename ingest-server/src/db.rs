@@ -65,6 +65,18 @@ const MIGRATIONS: &[Migration] = &[
         postgres: include_str!("../migrations/postgres/0004_decision.sql"),
     },
     Migration {
+        version: 5,
+        name: "payments",
+        sqlite: include_str!("../migrations/sqlite/0005_payments.sql"),
+        postgres: include_str!("../migrations/postgres/0005_payments.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "notices",
+        sqlite: include_str!("../migrations/sqlite/0006_notices.sql"),
+        postgres: include_str!("../migrations/postgres/0006_notices.sql"),
+    },
+    Migration {
         version: 7,
         name: "citizens",
         sqlite: include_str!("../migrations/sqlite/0007_citizens.sql"),

@@ -1,7 +1,7 @@
 //! `ingest-server`: loads and validates the configuration, then serves
 //! (the default), or administers: `device add|list|revoke`,
 //! `registry import vehicles.csv owners.csv`, `user add|list|disable`,
-//! `audit verify`.
+//! `audit verify`, `payments reconcile`.
 
 use std::path::PathBuf;
 
@@ -46,6 +46,18 @@ enum Command {
         #[command(subcommand)]
         action: AuditAction,
     },
+    /// Online payments.
+    Payments {
+        #[command(subcommand)]
+        action: PaymentsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum PaymentsAction {
+    /// Ask the gateway about payments left pending (the server also does
+    /// this periodically) and settle what it answers.
+    Reconcile,
 }
 
 #[derive(Subcommand)]
@@ -124,6 +136,13 @@ async fn main() -> Result<()> {
         Command::Serve => serve(cfg).await,
         Command::Device { action } => device(cfg, action).await,
         Command::User { action } => user(cfg, action).await,
+        Command::Payments {
+            action: PaymentsAction::Reconcile,
+        } => {
+            let report = ingest_server::payments::reconcile_from_config(&cfg).await?;
+            println!("{}", serde_json::to_string(&report)?);
+            Ok(())
+        }
         Command::Audit {
             action: AuditAction::Verify,
         } => {

@@ -13,6 +13,10 @@
 //! problem is reported with its file and line, and only a clean pair is
 //! written, in one transaction.
 
+mod demo;
+
+pub use demo::{DemoRegistry, FICTITIOUS};
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 

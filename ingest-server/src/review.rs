@@ -266,6 +266,9 @@ impl Reviewer<'_> {
         .await?;
         detail["from"] = state.as_str().into();
         detail["to"] = decision.to.as_str().into();
+        if matches!(action, Action::Confirm) {
+            crate::notices::enqueue(&mut tx, event_id, now).await?;
+        }
         audit::append(
             &mut tx,
             now,

@@ -1,26 +1,39 @@
-//! Single sign-on for the review console through an OpenID Connect
-//! provider (Keycloak, Azure AD/Entra ID, ADFS, a ministry's own IdP):
-//! the authorization code flow with PKCE (RFC 7636, S256), `state` and
-//! `nonce`, the person's console role taken from a configured claim.
+//! Sign-in through an OpenID Connect provider: the authorization code flow
+//! with PKCE (RFC 7636, S256), `state` and `nonce`. Two clients share this
+//! flow and differ only in what a verified sign-in becomes:
 //!
-//! The flow, and why each check is there:
+//! - the review console ([`console`], `[sso]`, `/console/sso/…`): a city's
+//!   identity provider (Keycloak, Azure AD/Entra ID, ADFS, a ministry's own
+//!   IdP); the person's console role comes from a configured claim, and the
+//!   sign-in becomes a console account and session;
+//! - the citizen app ([`citizen`], `[citizen_sso]`, `/app/sso/…`): the
+//!   national identity provider (VNeID); the citizen's national ID number
+//!   (12 digits) and name come from configured claims, and the sign-in
+//!   becomes a citizen session bound to that number.
 //!
-//! 1. `GET /console/sso/login` reads the provider's discovery document
+//! The flow, and why each check is there (`{prefix}` is `/console/sso` or
+//! `/app/sso`):
+//!
+//! 1. `GET {prefix}/login` reads the provider's discovery document
 //!    (`{issuer}/.well-known/openid-configuration`, cached for an hour; its
 //!    `issuer` must equal ours exactly, so a document served for another
 //!    provider is not believed), makes a random `state`, `nonce` and PKCE
 //!    verifier, stores them in `sso_logins` (so the answer may land on any
 //!    server replica) with the digest of a random cookie given to this
-//!    browser (`tv_sso`), and answers 303 to the authorization endpoint.
+//!    browser (`tv_sso`, for the citizen app `tv_sso_app`), and answers 303
+//!    to the authorization endpoint. The citizen client stores its states
+//!    under a digest of another form, so a state begun for one client is
+//!    unknown to the other's callback.
 //! 2. The person signs in at the provider, which sends the browser to
-//!    `GET /console/sso/callback?code&state`.
+//!    `GET {prefix}/callback?code&state`.
 //!    - `state` must be one we issued, not used before and not older than
 //!      10 minutes; it is marked used in the statement that reads it, so a
 //!      replayed answer (a link from the history, a leaked URL) fails even
-//!      when two replicas race. The `tv_sso` cookie must be the one given to
+//!      when two replicas race. The browser cookie must be the one given to
 //!      the browser that started: otherwise an attacker could start a
 //!      sign-in for their own account and make a victim finish it (login
-//!      CSRF), and the victim would work, and sign fines, as the attacker.
+//!      CSRF), and the victim would work, and sign fines, as the attacker
+//!      (or, in the citizen app, see the attacker's fines and pay them).
 //!    - `iss`, when present (RFC 9207) or announced, must be our issuer:
 //!      with several providers an answer could be mixed up with another's.
 //! 3. The code is exchanged at the token endpoint with the client secret
@@ -35,56 +48,103 @@
 //!    `exp`/`iat` within two minutes of leeway; `nonce` the one stored in
 //!    step 1, which binds the token to this sign-in and defeats token
 //!    injection.
-//! 5. The role claim (`role_claim`, a dotted path; from the ID token, or
-//!    from the userinfo endpoint when the token does not carry it, whose
-//!    `sub` must then match) is mapped through `role_map`. No mapped role:
-//!    403, audited, no account made. Two different mapped roles: 403 too,
-//!    since an operator who is also police would break the two-person rule.
-//! 6. [`accounts::upsert_sso_user`] finds or makes the account by (issuer,
-//!    subject), with the role of this sign-in; a disabled account is
-//!    refused; [`accounts::start_session`] starts the session, whose cookie
-//!    is set on a small page that moves the browser on to `/console/`. (A
-//!    page rather than a 303: the session cookie is `SameSite=Strict`, and
-//!    browsers leave it off a request reached through a redirect chain that
-//!    started at the provider's site, so the console would not see it.)
+//! 5. The claims the client needs (console: the role claim; citizen app:
+//!    the national ID and name claims) are taken from the ID token, or from
+//!    the userinfo endpoint when the token does not carry them, whose `sub`
+//!    must then match. What happens next is the client's: see [`console`]
+//!    and [`citizen`].
 //!
-//! Every refusal is an entry `sso.failed` in the audit log (reason, check,
-//! what the provider said) and a page that says what happened; a sign-in is
-//! `sso.login`. Nothing here panics on outside input.
+//! Every refusal is an audit entry (`sso.failed` for the console,
+//! `citizen.login_failed` for the citizen app: reason, check, what the
+//! provider said) and a page that says what happened. Nothing here panics
+//! on outside input.
 
 mod account;
+pub mod citizen;
+pub mod console;
 mod error;
 mod http;
 mod token;
 
+pub use citizen::CitizenSso;
+pub use console::Sso;
 pub use error::SsoError;
 pub use http::{is_loopback, load_ca_file};
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sqlx::Row;
 
-use crate::accounts::{self, User};
-use crate::audit::{self, Who};
-use crate::config::SsoConfig;
 use crate::db::{Db, now_ms};
-use crate::web::ApiContext;
-use error::refuse;
 
 /// How long a started sign-in may take.
 pub const STATE_TTL_MS: i64 = 10 * 60 * 1000;
-/// The cookie that binds a sign-in to the browser that started it.
+/// The cookie that binds a console sign-in to the browser that started it.
 pub const BROWSER_COOKIE: &str = "tv_sso";
+/// The cookie that binds a citizen sign-in to the browser that started it.
+pub const CITIZEN_BROWSER_COOKIE: &str = "tv_sso_app";
 const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
 const JWKS_TTL: Duration = Duration::from_secs(3600);
+
+/// Which client a flow serves: where its routes and cookie live, how its
+/// states are stored and how its refusals are audited and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// The review console (`[sso]`).
+    Console,
+    /// The citizen app (`[citizen_sso]`).
+    Citizen,
+}
+
+impl Kind {
+    /// The routes' common prefix, also the browser cookie's path.
+    fn prefix(self) -> &'static str {
+        match self {
+            Kind::Console => "/console/sso/",
+            Kind::Citizen => "/app/sso/",
+        }
+    }
+
+    /// The browser-binding cookie's name.
+    pub(crate) fn cookie(self) -> &'static str {
+        match self {
+            Kind::Console => BROWSER_COOKIE,
+            Kind::Citizen => CITIZEN_BROWSER_COOKIE,
+        }
+    }
+
+    /// How a state is stored in `sso_logins` (the console's as it always
+    /// was; the citizen app's in a form the console never looks up).
+    fn state_key(self, state: &str) -> String {
+        match self {
+            Kind::Console => token::digest(state),
+            Kind::Citizen => token::digest(&format!("citizen\n{state}")),
+        }
+    }
+
+    /// The audit action of a refused sign-in.
+    pub(crate) fn failed_action(self) -> &'static str {
+        match self {
+            Kind::Console => "sso.failed",
+            Kind::Citizen => "citizen.login_failed",
+        }
+    }
+
+    /// The subject as written to the audit log: the console's as the
+    /// provider sends it; a citizen's as a digest, since a national
+    /// provider's subject may well be the ID number itself.
+    fn audited_sub(self, sub: &str) -> Value {
+        match self {
+            Kind::Console => Value::String(sub.into()),
+            Kind::Citizen => Value::String(format!("sha256:{}", &token::digest(sub)[..16])),
+        }
+    }
+}
 
 /// The parts of the discovery document used here.
 #[derive(Debug, Deserialize)]
@@ -105,15 +165,6 @@ struct Discovery {
 
 type Cached<T> = Mutex<Option<(Instant, Arc<T>)>>;
 
-/// The configured provider with its client and caches.
-pub struct Sso {
-    cfg: SsoConfig,
-    secret: Result<String, String>,
-    client: http::Client,
-    discovery: Cached<Discovery>,
-    jwks: Cached<token::Jwks>,
-}
-
 fn fresh<T>(cache: &Cached<T>, ttl: Duration) -> Option<Arc<T>> {
     let guard = cache.lock().unwrap_or_else(|e| e.into_inner());
     guard
@@ -128,30 +179,60 @@ fn store<T>(cache: &Cached<T>, v: T) -> Arc<T> {
     v
 }
 
-impl Sso {
-    /// The provider of the configuration (nothing is fetched yet).
-    pub fn new(cfg: &SsoConfig) -> Sso {
-        let secret = cfg.secret();
-        if let Err(e) = &secret {
-            tracing::error!(error = %e, "sso: client secret unavailable; sign-ins will fail");
+/// What a client is, at its provider.
+pub(crate) struct Client<'a> {
+    /// Which of ours.
+    pub kind: Kind,
+    /// The provider's issuer identifier.
+    pub issuer: &'a str,
+    /// Our client id.
+    pub client_id: &'a str,
+    /// The client secret, or why it could not be read.
+    pub secret: Result<String, String>,
+    /// Our callback, as registered.
+    pub redirect_url: &'a str,
+    /// Scopes besides `openid profile`.
+    pub extra_scopes: &'a [String],
+    /// Extra CA certificates (PEM file; empty: none).
+    pub ca_file: &'a str,
+}
+
+/// One OpenID Connect client (relying party) at one provider, with its
+/// HTTP client and caches: the flow both of our clients share.
+pub(crate) struct Oidc {
+    kind: Kind,
+    issuer: String,
+    client_id: String,
+    redirect_url: String,
+    extra_scopes: Vec<String>,
+    secret: Result<String, String>,
+    client: http::Client,
+    discovery: Cached<Discovery>,
+    jwks: Cached<token::Jwks>,
+}
+
+impl Oidc {
+    /// The client (nothing is fetched yet).
+    pub(crate) fn new(c: Client<'_>) -> Oidc {
+        if let Err(e) = &c.secret {
+            tracing::error!(client = ?c.kind, error = %e, "sso: client secret unavailable; sign-ins will fail");
         }
-        Sso {
-            cfg: cfg.clone(),
-            secret,
-            client: http::Client::new(&cfg.ca_file),
+        Oidc {
+            kind: c.kind,
+            issuer: c.issuer.into(),
+            client_id: c.client_id.into(),
+            redirect_url: c.redirect_url.into(),
+            extra_scopes: c.extra_scopes.to_vec(),
+            secret: c.secret,
+            client: http::Client::new(c.ca_file),
             discovery: Mutex::new(None),
             jwks: Mutex::new(None),
         }
     }
 
-    /// The text of the sign-in link.
-    pub fn button_label(&self) -> &str {
-        &self.cfg.button_label
-    }
-
     /// The configured issuer.
-    pub fn issuer(&self) -> &str {
-        &self.cfg.issuer
+    pub(crate) fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(
@@ -183,7 +264,7 @@ impl Sso {
         }
         let url = format!(
             "{}/.well-known/openid-configuration",
-            self.cfg.issuer.trim_end_matches('/')
+            self.issuer.trim_end_matches('/')
         );
         let d: Discovery = match self.get_json(&url, None).await {
             Ok(d) => d,
@@ -196,10 +277,10 @@ impl Sso {
                 return Err(e);
             }
         };
-        if d.issuer != self.cfg.issuer {
+        if d.issuer != self.issuer {
             return Err(SsoError::Provider(format!(
                 "the discovery document is for issuer `{}`, not `{}`",
-                d.issuer, self.cfg.issuer
+                d.issuer, self.issuer
             )));
         }
         if d.code_challenge_methods_supported
@@ -257,7 +338,7 @@ impl Sso {
             "INSERT INTO sso_logins (state_sha256, nonce, code_verifier, browser_sha256, \
              created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
-        .bind(token::digest(&state))
+        .bind(self.kind.state_key(&state))
         .bind(&nonce)
         .bind(&verifier)
         .bind(token::digest(&browser))
@@ -268,20 +349,56 @@ impl Sso {
         let mut url = url::Url::parse(&d.authorization_endpoint)
             .map_err(|e| SsoError::Provider(format!("authorization_endpoint: {e}")))?;
         let mut scope = String::from("openid profile");
-        for s in &self.cfg.extra_scopes {
+        for s in &self.extra_scopes {
             scope.push(' ');
             scope.push_str(s);
         }
         url.query_pairs_mut()
             .append_pair("response_type", "code")
-            .append_pair("client_id", &self.cfg.client_id)
-            .append_pair("redirect_uri", &self.cfg.redirect_url)
+            .append_pair("client_id", &self.client_id)
+            .append_pair("redirect_uri", &self.redirect_url)
             .append_pair("scope", &scope)
             .append_pair("state", &state)
             .append_pair("nonce", &nonce)
             .append_pair("code_challenge", &token::s256(&verifier))
             .append_pair("code_challenge_method", "S256");
         Ok((url.into(), browser))
+    }
+
+    /// Step 1 as an answer: 303 to the provider, with the browser-binding
+    /// cookie (`secure`: marked `Secure`).
+    pub(crate) async fn login(&self, db: &Db, secure: bool) -> Result<Response, SsoError> {
+        let (url, browser) = self.begin(db).await?;
+        let secure = if secure { "; Secure" } else { "" };
+        // Lax, not Strict: it must come back on the provider's redirect.
+        let cookie = format!(
+            "{}={browser}; Path={}; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
+            self.kind.cookie(),
+            self.kind.prefix(),
+            STATE_TTL_MS / 1000
+        );
+        let mut h = HeaderMap::new();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        match (HeaderValue::from_str(&url), HeaderValue::from_str(&cookie)) {
+            (Ok(loc), Ok(c)) => {
+                h.insert(header::LOCATION, loc);
+                h.insert(header::SET_COOKIE, c);
+                Ok((StatusCode::SEE_OTHER, h).into_response())
+            }
+            _ => Err(SsoError::Provider(
+                "authorization URL is not a valid header".into(),
+            )),
+        }
+    }
+
+    /// The `Set-Cookie` that removes the browser-binding cookie.
+    pub(crate) fn clear_cookie(&self) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "{}=; Path={}; HttpOnly; SameSite=Lax; Max-Age=0",
+            self.kind.cookie(),
+            self.kind.prefix()
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("tv_sso=; Max-Age=0"))
     }
 
     /// Marks the state used and returns (nonce, verifier), or why not.
@@ -292,7 +409,7 @@ impl Sso {
         browser: Option<&str>,
     ) -> Result<(String, String), SsoError> {
         let now = now_ms();
-        let key = token::digest(state);
+        let key = self.kind.state_key(state);
         let row = sqlx::query(
             "UPDATE sso_logins SET used_at = $1 WHERE state_sha256 = $2 AND used_at IS NULL \
              AND expires_at > $3 RETURNING nonce, code_verifier, browser_sha256",
@@ -315,7 +432,7 @@ impl Sso {
         };
         let bound: String = row.try_get(2)?;
         if browser.map(token::digest).as_deref() != Some(bound.as_str()) {
-            return Err(SsoError::BrowserMismatch);
+            return Err(SsoError::BrowserMismatch(self.kind.cookie()));
         }
         Ok((row.try_get(0)?, row.try_get(1)?))
     }
@@ -340,13 +457,13 @@ impl Sso {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
-            ("redirect_uri", self.cfg.redirect_url.as_str()),
+            ("redirect_uri", self.redirect_url.as_str()),
             ("code_verifier", verifier),
         ];
         let basic = if methods.iter().any(|m| m == "client_secret_basic") {
-            Some((self.cfg.client_id.as_str(), secret))
+            Some((self.client_id.as_str(), secret))
         } else if methods.iter().any(|m| m == "client_secret_post") {
-            form.push(("client_id", &self.cfg.client_id));
+            form.push(("client_id", &self.client_id));
             form.push(("client_secret", secret));
             None
         } else {
@@ -393,8 +510,8 @@ impl Sso {
         };
         token::verify_signature(&jwt, &key).map_err(bad)?;
         let want = token::Expected {
-            issuer: &self.cfg.issuer,
-            client_id: &self.cfg.client_id,
+            issuer: &self.issuer,
+            client_id: &self.client_id,
             nonce,
             now_s: now_ms() / 1000,
         };
@@ -403,14 +520,15 @@ impl Sso {
     }
 
     /// Step 5a: the claims, with userinfo's added when the ID token lacks
-    /// the role claim (its `sub` must be the token's).
+    /// any of `wanted` (claim paths; userinfo's `sub` must be the token's).
     async fn with_userinfo(
         &self,
         d: &Discovery,
         mut claims: Map<String, Value>,
         access: Option<&str>,
+        wanted: &[&str],
     ) -> Result<Map<String, Value>, SsoError> {
-        if account::claim(&claims, &self.cfg.role_claim).is_none()
+        if wanted.iter().any(|w| account::claim(&claims, w).is_none())
             && let (Some(ep), Some(at)) = (&d.userinfo_endpoint, access)
         {
             let info: Map<String, Value> = self.get_json(ep, Some(at)).await?;
@@ -425,83 +543,43 @@ impl Sso {
         }
         Ok(claims)
     }
-}
 
-/// The routes: `GET /console/sso/login`, `GET /console/sso/callback`.
-pub fn routes() -> Router<ApiContext> {
-    Router::new()
-        .route("/console/sso/login", get(login))
-        .route("/console/sso/callback", get(callback))
-}
-
-async fn login(State(ctx): State<ApiContext>) -> Response {
-    let db = ctx.ingestor.context().db.clone();
-    let Some(sso) = ctx.sso.clone() else {
-        return refuse(&db, SsoError::NotConfigured, "", json!({})).await;
-    };
-    match sso.begin(&db).await {
-        Ok((url, browser)) => {
-            let secure = if ctx.secure_cookies { "; Secure" } else { "" };
-            // Lax, not Strict: it must come back on the provider's redirect.
-            let cookie = format!(
-                "{BROWSER_COOKIE}={browser}; Path=/console/sso/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
-                STATE_TTL_MS / 1000
-            );
-            let mut h = HeaderMap::new();
-            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            if let (Ok(loc), Ok(c)) = (HeaderValue::from_str(&url), HeaderValue::from_str(&cookie))
-            {
-                h.insert(header::LOCATION, loc);
-                h.insert(header::SET_COOKIE, c);
-                return (StatusCode::SEE_OTHER, h).into_response();
-            }
-            refuse(
-                &db,
-                SsoError::Provider("authorization URL is not a valid header".into()),
-                "",
-                json!({"issuer": sso.issuer()}),
-            )
-            .await
-        }
-        Err(e) => refuse(&db, e, "", json!({"issuer": sso.issuer(), "step": "login"})).await,
-    }
-}
-
-async fn callback(
-    State(ctx): State<ApiContext>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-) -> Response {
-    let db = ctx.ingestor.context().db.clone();
-    let Some(sso) = ctx.sso.clone() else {
-        return refuse(&db, SsoError::NotConfigured, "", json!({})).await;
-    };
-    let param = |name: &str| {
-        url::form_urlencoded::parse(q.as_deref().unwrap_or_default().as_bytes())
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.into_owned())
-    };
-    let browser = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == BROWSER_COOKIE)
-        .map(|(_, v)| v.to_string());
-    let mut seen = json!({"issuer": sso.issuer(), "step": "callback"});
-    let outcome: Result<(User, accounts::NewSession, Vec<String>), SsoError> = async {
+    /// Steps 2 to 5a, the callback: its query and the browser's cookies to
+    /// the verified claims, with userinfo's when the ID token lacks any of
+    /// `wanted`. The subject goes into `seen` (for the audit entry) as
+    /// soon as it is known.
+    pub(crate) async fn callback(
+        &self,
+        db: &Db,
+        headers: &HeaderMap,
+        query: Option<&str>,
+        wanted: &[&str],
+        seen: &mut Value,
+    ) -> Result<Map<String, Value>, SsoError> {
+        let param = |name: &str| {
+            url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        let browser = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|kv| kv.trim().split_once('='))
+            .find(|(k, _)| *k == self.kind.cookie())
+            .map(|(_, v)| v.to_string());
         let state = param("state").ok_or(SsoError::StateUnknown)?;
-        let (nonce, verifier) = sso.take_state(&db, &state, browser.as_deref()).await?;
+        let (nonce, verifier) = self.take_state(db, &state, browser.as_deref()).await?;
         if let Some(error) = param("error") {
             let desc = param("error_description").unwrap_or_default();
             return Err(SsoError::Denied(
                 format!("{error} {desc}").trim().chars().take(300).collect(),
             ));
         }
-        let d = sso.discovery().await?;
+        let d = self.discovery().await?;
         match param("iss") {
-            Some(iss) if iss != sso.cfg.issuer => {
+            Some(iss) if iss != self.issuer => {
                 return Err(SsoError::Provider(format!(
                     "the answer is from issuer `{iss}` (mix-up)"
                 )));
@@ -515,68 +593,11 @@ async fn callback(
         }
         let code =
             param("code").ok_or_else(|| SsoError::Provider("the answer has no code".into()))?;
-        let (claims, access) = sso.redeem(&d, &code, &nonce, &verifier).await?;
-        seen["sub"] = claims.get("sub").cloned().unwrap_or(Value::Null);
-        let claims = sso.with_userinfo(&d, claims, access.as_deref()).await?;
-        seen["username_claim"] = claims
-            .get("preferred_username")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let (theirs, role) = account::map_role(&sso.cfg, &claims)?;
-        let (user, session) = account::sign_in(&db, &sso.cfg.issuer, &claims, role).await?;
-        Ok((user, session, theirs))
-    }
-    .await;
-    match outcome {
-        Ok((user, session, theirs)) => {
-            let detail = json!({"method": "oidc", "issuer": sso.issuer(), "sub": seen["sub"], "provider_roles": theirs, "role": user.role.as_str()});
-            let who = Who::new(user.user_id.clone(), user.role);
-            if let Err(e) = audit::record(
-                &db,
-                now_ms(),
-                &who,
-                "sso.login",
-                &format!("user:{}", user.user_id),
-                &detail,
-            )
+        let (claims, access) = self.redeem(&d, &code, &nonce, &verifier).await?;
+        if let Some(sub) = claims.get("sub").and_then(Value::as_str) {
+            seen["sub"] = self.kind.audited_sub(sub);
+        }
+        self.with_userinfo(&d, claims, access.as_deref(), wanted)
             .await
-            {
-                tracing::error!(error = %e, "sso: audit of a sign-in failed; session not handed out");
-                let _ = accounts::end_session(&db, &session.token).await;
-                return refuse(&db, SsoError::Internal("audit".into()), "", seen).await;
-            }
-            let mut h = error::no_store();
-            h.append(
-                header::SET_COOKIE,
-                crate::console::session_cookie(&session.token, ctx.secure_cookies),
-            );
-            h.append(
-                header::SET_COOKIE,
-                HeaderValue::from_static(
-                    "tv_sso=; Path=/console/sso/; HttpOnly; SameSite=Lax; Max-Age=0",
-                ),
-            );
-            let body = format!(
-                "<h1>Đăng nhập thành công</h1><p>Xin chào {}. <a href=\"/console/\">Vào bảng điều khiển</a></p>",
-                error::esc(&user.display_name)
-            );
-            (
-                StatusCode::OK,
-                h,
-                error::page("Đăng nhập thành công", Some("/console/"), &body),
-            )
-                .into_response()
-        }
-        Err(e) => {
-            if let SsoError::NoRole { found, .. } | SsoError::SeveralRoles(found) = &e {
-                seen["provider_roles"] = json!(found);
-            }
-            let claimed = seen["username_claim"]
-                .as_str()
-                .or(seen["sub"].as_str())
-                .unwrap_or_default()
-                .to_string();
-            refuse(&db, e, &claimed, seen).await
-        }
     }
 }

@@ -47,6 +47,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/cases/{event_id}"),
     ("get", "/api/v1/heartbeats"),
     ("get", "/api/v1/evidence/{sha256}"),
+    ("get", "/api/v1/notices/overdue"),
 ];
 
 /// Media type of an event bundle.
@@ -63,6 +64,13 @@ pub struct ApiContext {
     pub secure_cookies: bool,
     /// Single sign-on through OpenID Connect, when `[sso]` is configured.
     pub sso: Option<std::sync::Arc<crate::sso::Sso>>,
+    /// Citizens' sign-in through the national identity provider, when
+    /// `[citizen_sso]` is configured.
+    pub citizen_sso: Option<std::sync::Arc<crate::sso::CitizenSso>>,
+    /// Online payment of fines, when `[payments.vnpay]` is configured.
+    pub payments: Option<std::sync::Arc<crate::payments::Payments>>,
+    /// Fine notices: the VAPID key for the citizen app's push subscriptions.
+    pub notices: std::sync::Arc<crate::notices::Notices>,
 }
 
 /// Every error an API call can answer with.
@@ -201,7 +209,10 @@ pub fn router(ctx: ApiContext) -> Router {
         .route("/api/v1/evidence/{sha256}", get(get_evidence))
         .merge(crate::console::routes())
         .merge(crate::citizen::routes())
-        .merge(crate::sso::routes())
+        .merge(crate::sso::console::routes())
+        .merge(crate::sso::citizen::routes())
+        .merge(crate::notices::routes())
+        .merge(crate::payments::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(ctx)
 }

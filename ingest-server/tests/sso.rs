@@ -10,16 +10,15 @@
 //! HTTPS test the `openssl` command.
 
 mod common;
+#[path = "oidc/harness.rs"]
+mod harness;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
 
 use common::free_port;
+use harness::{Browser, Provider, Resp};
 use ingest_server::accounts;
 use ingest_server::app::{self, Running};
 use ingest_server::audit;
@@ -35,99 +34,17 @@ const SECRET: &str = "test-client-secret-0123456789";
 
 // ---------------------------------------------------------------- provider
 
-/// The Node.js provider, stopped when dropped.
-struct Provider {
-    child: Child,
-    issuer: String,
-    _log_dir: tempfile::TempDir,
-    log: PathBuf,
-}
-
-fn oidc_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc")
-}
-
-impl Provider {
-    /// Starts one for a server whose callbacks are `redirects`; `extra`
-    /// adds options (authMethod, claimsInIdToken, tlsCert, tlsKey).
-    fn start(redirects: &[String], extra: Value) -> Provider {
-        let node = Command::new("node").arg("--version").output();
-        assert!(
-            node.as_ref().is_ok_and(|o| o.status.success()),
-            "Node.js is missing: the single sign-on tests run a real OpenID Connect provider \
-             (oidc-provider) on Node.js 20 or later. Install it (apt-get install nodejs npm), \
-             then run `make setup-node`."
-        );
-        assert!(
-            oidc_dir().join("node_modules/oidc-provider").is_dir(),
-            "{} has no node_modules: run `make setup-node` \
-             (npm ci --prefix ingest-server/tests/oidc)",
-            oidc_dir().display()
-        );
-        let port = free_port();
-        let mut opts = json!({
-            "port": port, "clientId": CLIENT_ID, "clientSecret": SECRET,
-            "redirectUris": redirects,
-        });
-        if let (Value::Object(o), Value::Object(e)) = (&mut opts, extra) {
-            o.extend(e);
-        }
-        let log_dir = tempfile::tempdir().unwrap();
-        let log = log_dir.path().join("provider.log");
-        let mut child = Command::new("node")
-            .arg(oidc_dir().join("provider.js"))
-            .arg(opts.to_string())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut out = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = out.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading: the provider logs to stdout, and a closed
-            // pipe would kill it (EPIPE).
-            let _ = std::io::copy(&mut out, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_default();
-        let Some(issuer) = line.trim().strip_prefix("ready ") else {
-            let _ = child.kill();
-            panic!(
-                "the OpenID provider did not start: {}",
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        };
-        Provider {
-            issuer: issuer.to_string(),
-            child,
-            _log_dir: log_dir,
-            log,
-        }
+/// The provider for a server whose callbacks are `redirects`; `extra` adds
+/// options (authMethod, claimsInIdToken, tlsCert, tlsKey).
+fn start_provider(redirects: &[String], extra: Value) -> Provider {
+    let mut opts = json!({
+        "port": free_port(), "clientId": CLIENT_ID, "clientSecret": SECRET,
+        "redirectUris": redirects,
+    });
+    if let (Value::Object(o), Value::Object(e)) = (&mut opts, extra) {
+        o.extend(e);
     }
-
-    /// How the next ID tokens are spoiled (see provider.js).
-    fn tamper(&self, b: &mut Browser, mode: &str) {
-        let r = b.get(&format!("{}/__test/tamper?mode={mode}", self.issuer));
-        assert_eq!(r.status, 200, "{}", r.body);
-    }
-
-    fn stats(&self, b: &mut Browser) -> Value {
-        serde_json::from_str(&b.get(&format!("{}/__test/stats", self.issuer)).body).unwrap()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Provider {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    Provider::start(opts)
 }
 
 // ------------------------------------------------------------------ server
@@ -187,189 +104,11 @@ async fn start_server(port: u16, sso: Option<SsoConfig>, database_url: Option<&s
 async fn pair(extra: Value, tweak: impl FnOnce(&mut SsoConfig)) -> (Provider, Ioc) {
     let port = free_port();
     let mut probe = sso_config("http://127.0.0.1:1", port);
-    let provider = Provider::start(&[probe.redirect_url.clone()], extra);
+    let provider = start_provider(&[probe.redirect_url.clone()], extra);
     probe.issuer = provider.issuer.clone();
     tweak(&mut probe);
     let ioc = start_server(port, Some(probe), None).await;
     (provider, ioc)
-}
-
-// ----------------------------------------------------------------- browser
-
-/// A minimal browser: one request per connection, a cookie jar per
-/// host:port, redirects followed by the caller, TLS with the given roots.
-#[derive(Default)]
-struct Browser {
-    jar: HashMap<String, Vec<(String, String)>>,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-#[derive(Debug)]
-struct Resp {
-    url: String,
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn set_cookies(&self) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case("set-cookie"))
-            .map(|(_, v)| v.as_str())
-            .collect()
-    }
-
-    /// The redirect target, absolute.
-    fn location(&self) -> String {
-        let loc = self
-            .header("location")
-            .unwrap_or_else(|| panic!("no Location in {self:?}"));
-        Url::parse(&self.url)
-            .unwrap()
-            .join(loc)
-            .unwrap()
-            .to_string()
-    }
-}
-
-impl Browser {
-    fn get(&mut self, url: &str) -> Resp {
-        self.request("GET", url, None)
-    }
-
-    fn post_form(&mut self, url: &str, form: &[(&str, &str)]) -> Resp {
-        self.request("POST", url, Some(form))
-    }
-
-    fn cookie(&self, url: &str, name: &str) -> Option<String> {
-        let u = Url::parse(url).unwrap();
-        let key = format!("{}:{}", u.host_str()?, u.port_or_known_default()?);
-        self.jar
-            .get(&key)?
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn request(&mut self, method: &str, url: &str, form: Option<&[(&str, &str)]>) -> Resp {
-        let u = Url::parse(url).unwrap();
-        let host = u.host_str().unwrap().to_string();
-        let port = u.port_or_known_default().unwrap();
-        let key = format!("{host}:{port}");
-        let body = form
-            .map(|f| {
-                url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(f)
-                    .finish()
-            })
-            .unwrap_or_default();
-        let mut target = u.path().to_string();
-        if let Some(q) = u.query() {
-            target = format!("{target}?{q}");
-        }
-        let mut head = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {key}\r\nConnection: close\r\n\
-             Content-Length: {}\r\n",
-            body.len()
-        );
-        if form.is_some() {
-            head.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
-        }
-        if let Some(c) = self.jar.get(&key).filter(|c| !c.is_empty()) {
-            let line: Vec<String> = c.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            head.push_str(&format!("Cookie: {}\r\n", line.join("; ")));
-        }
-        head.push_str("\r\n");
-        let mut raw = Vec::new();
-        let tcp = TcpStream::connect((host.as_str(), port)).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        if u.scheme() == "https" {
-            let cfg = self
-                .tls
-                .clone()
-                .expect("no TLS roots given to this browser");
-            let name = rustls::pki_types::ServerName::try_from(host.clone()).unwrap();
-            let conn = rustls::ClientConnection::new(cfg, name).unwrap();
-            let mut s = rustls::StreamOwned::new(conn, tcp);
-            s.write_all(head.as_bytes()).unwrap();
-            s.write_all(body.as_bytes()).unwrap();
-            // A peer that closes without close_notify ends the read with an error.
-            let _ = s.read_to_end(&mut raw);
-        } else {
-            let mut s = tcp;
-            s.write_all(head.as_bytes()).unwrap();
-            s.write_all(body.as_bytes()).unwrap();
-            s.read_to_end(&mut raw).unwrap();
-        }
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .unwrap_or_else(|| panic!("no HTTP answer from {url}"));
-        let text = String::from_utf8_lossy(&raw[..split]).to_string();
-        let mut lines = text.split("\r\n");
-        let status = lines
-            .next()
-            .unwrap()
-            .split(' ')
-            .nth(1)
-            .unwrap()
-            .parse()
-            .unwrap();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect();
-        let mut body = raw[split + 4..].to_vec();
-        if headers.iter().any(|(k, v)| {
-            k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-        }) {
-            body = dechunk(&body);
-        }
-        let resp = Resp {
-            url: url.to_string(),
-            status,
-            headers,
-            body: String::from_utf8_lossy(&body).to_string(),
-        };
-        let jar = self.jar.entry(key).or_default();
-        for c in resp.set_cookies() {
-            let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
-            let Some((k, v)) = pair.split_once('=') else {
-                continue;
-            };
-            let attrs = attrs.to_ascii_lowercase();
-            jar.retain(|(name, _)| name != k.trim());
-            let gone = v.is_empty()
-                || attrs.contains("max-age=0")
-                || attrs.contains("expires=thu, 01 jan 1970");
-            if !gone {
-                jar.push((k.trim().to_string(), v.trim().to_string()));
-            }
-        }
-        resp
-    }
-}
-
-fn dechunk(mut b: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
-        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap().trim(), 16).unwrap();
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
-        b = &b[eol + 4 + n..];
-    }
-    out
 }
 
 // -------------------------------------------------------------------- flow
@@ -384,32 +123,13 @@ fn through_provider(
     account: &str,
     edit: impl FnOnce(String) -> String,
 ) -> String {
-    let r = b.get(&format!("{}/console/sso/login", ioc.base));
-    assert_eq!(r.status, 303, "{}", r.body);
-    let mut next = edit(r.location());
-    loop {
-        assert!(
-            next.starts_with(&p.issuer),
-            "left the provider too early: {next}"
-        );
-        let r = b.get(&next);
-        assert_eq!(r.status, 303, "{next}: {}\n{}", r.body, p.log());
-        next = r.location();
-        if next.starts_with(&format!("{}/interaction/", p.issuer)) {
-            let r = b.get(&next);
-            assert_eq!(r.status, 200, "interaction: {}", r.body);
-            assert_eq!(
-                serde_json::from_str::<Value>(&r.body).unwrap()["prompt"],
-                "login"
-            );
-            let r = b.post_form(&format!("{next}/login"), &[("login", account)]);
-            assert_eq!(r.status, 303, "login: {}", r.body);
-            next = r.location();
-        }
-        if !next.starts_with(&p.issuer) {
-            return next;
-        }
-    }
+    p.through(
+        b,
+        &format!("{}/console/sso/login", ioc.base),
+        account,
+        None,
+        edit,
+    )
 }
 
 /// The whole way: link, provider, callback; the callback's answer.
@@ -886,7 +606,7 @@ async fn sign_in_started_on_one_replica_finishes_on_another_postgres() {
     let url = pg.fresh_database().await;
     let (port_a, port_b) = (free_port(), free_port());
     let public = sso_config("http://127.0.0.1:1", port_a);
-    let p = Provider::start(std::slice::from_ref(&public.redirect_url), json!({}));
+    let p = start_provider(std::slice::from_ref(&public.redirect_url), json!({}));
     let cfg = SsoConfig {
         issuer: p.issuer.clone(),
         ..public

@@ -46,6 +46,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/app/cases/{id}/evidence/{name}", get(pages::evidence))
         .route("/app/cases/{id}/accept", post(pages::accept))
         .route("/app/cases/{id}/contest", post(pages::contest))
+        .route("/app/cases/{id}/pay", post(pages::pay))
         .route(
             "/app/app.css",
             get(|| static_file("text/css", include_str!("app.css"))),

@@ -161,7 +161,7 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
 
 /// `GET /app/login`: the identity provider's sign-in.
 pub async fn login(State(ctx): State<ApiContext>) -> Response {
-    let body = if ctx.sso.is_some() {
+    let body = if ctx.citizen_sso.is_some() {
         "<h1>Đăng nhập</h1><p>Đăng nhập bằng tài khoản định danh điện tử để xem thông báo vi phạm của phương tiện bạn sở hữu.</p>\
          <a class=\"button pay\" id=\"vneid\" href=\"/app/sso/login\">Đăng nhập bằng VNeID</a>"
     } else {
@@ -249,9 +249,7 @@ pub async fn case(
         }
     }
     let status = match (c.state.as_str(), c.response.as_deref()) {
-        ("paid", _) => {
-            "<div class=\"flash\" id=\"receipt\">Đã nộp phạt. Cảm ơn bạn.</div>".to_string()
-        }
+        ("paid", _) => receipt(db, &id).await?,
         ("contested", _) => {
             "<div class=\"flash\">Khiếu nại của bạn đang được Cảnh sát giao thông xem xét.</div>"
                 .to_string()
@@ -281,6 +279,28 @@ pub async fn case(
             .unwrap_or_else(|| "—".into()),
     );
     Ok(Html(page(&c.plate, Some(&citizen), &body)).into_response())
+}
+
+/// The receipt of a paid case: the settled payment as the gateway reported it.
+async fn receipt(db: &Db, id: &str) -> Result<String, AppError> {
+    let paid = crate::payments::of_case(db, id)
+        .await
+        .map_err(|e| AppError::Internal(e.to_string()))?
+        .into_iter()
+        .find(|p| p.state == "paid");
+    Ok(match paid {
+        Some(p) => format!(
+            "<div class=\"flash\" id=\"receipt\"><strong>Biên lai nộp phạt</strong><dl>\
+             <dt>Số tiền</dt><dd>{}</dd><dt>Mã giao dịch</dt><dd>{}</dd><dt>Mã ngân hàng</dt><dd>{}</dd>\
+             <dt>Thời gian</dt><dd>{}</dd><dt>Mã đơn</dt><dd>{}</dd></dl></div>",
+            vnd(p.amount_vnd),
+            esc(p.transaction_no.as_deref().unwrap_or("—")),
+            esc(p.bank_tran_no.as_deref().unwrap_or("—")),
+            local_time(p.updated_at),
+            esc(&p.txn_ref)
+        ),
+        None => "<div class=\"flash\" id=\"receipt\">Đã nộp phạt.</div>".to_string(),
+    })
 }
 
 /// `GET /app/cases/{id}/evidence/{name}`: the owner's evidence only.
@@ -459,4 +479,54 @@ pub async fn contest(
         .execute(ic.db.pool())
         .await?;
     Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
+}
+
+/// The person's address for the gateway (`vnp_IpAddr`): the peer, or the
+/// first `X-Forwarded-For` hop when the peer is a proxy on this machine.
+fn client_ip(headers: &axum::http::HeaderMap, ext: &axum::http::Extensions) -> std::net::IpAddr {
+    let peer = ext
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+    if peer.is_loopback() {
+        let forwarded = headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse().ok());
+        if let Some(ip) = forwarded {
+            return ip;
+        }
+    }
+    peer
+}
+
+/// `POST /app/cases/{id}/pay`: to the payment gateway's page.
+pub async fn pay(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    ext: axum::http::Extensions,
+    Form(f): Form<CsrfForm>,
+) -> Result<Response, AppError> {
+    citizen.check_csrf(&f.csrf)?;
+    let db = &ctx.ingestor.context().db;
+    one(db, &citizen, &id).await?;
+    let Some(payments) = ctx.payments.as_ref() else {
+        return Err(AppError::Refused(
+            "Thanh toán trực tuyến chưa được cấu hình; vui lòng nộp phạt tại cơ quan Công an."
+                .into(),
+        ));
+    };
+    match crate::payments::start(payments, &id, client_ip(&headers, &ext), now_ms()).await {
+        Ok(url) => Ok(Redirect::to(&url).into_response()),
+        Err(crate::payments::PaymentError::AlreadyPaid(_)) => {
+            Err(AppError::Refused("Vụ việc này đã được nộp phạt.".into()))
+        }
+        Err(crate::payments::PaymentError::NotPayable { .. }) => Err(AppError::Refused(
+            "Vụ việc này chưa thể nộp phạt ở trạng thái hiện tại.".into(),
+        )),
+        Err(e) => Err(AppError::Internal(e.to_string())),
+    }
 }

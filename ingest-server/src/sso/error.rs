@@ -1,18 +1,19 @@
-//! Single sign-on: why a sign-in failed, and the pages that say so (each
-//! refusal audited as `sso.failed`).
+//! Sign-in through OpenID Connect: why a sign-in failed, and the pages that
+//! say so (each refusal audited: `sso.failed` for the console,
+//! `citizen.login_failed` for the citizen app).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::BROWSER_COOKIE;
+use super::Kind;
 use crate::audit::{self, Who};
 use crate::db::{Db, DbError, now_ms};
 
 /// Why a sign-in failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SsoError {
-    /// `[sso]` is not configured.
+    /// `[sso]` (or `[citizen_sso]`) is not configured.
     #[error("single sign-on is not configured on this server")]
     NotConfigured,
     /// No state, or one we never issued.
@@ -24,11 +25,9 @@ pub enum SsoError {
     /// The state is older than ten minutes.
     #[error("the sign-in was started more than 10 minutes ago")]
     StateExpired,
-    /// Another browser started this sign-in.
-    #[error(
-        "the sign-in was started in another browser (cookie {BROWSER_COOKIE} missing or different)"
-    )]
-    BrowserMismatch,
+    /// Another browser started this sign-in (the cookie's name).
+    #[error("the sign-in was started in another browser (cookie {0} missing or different)")]
+    BrowserMismatch(&'static str),
     /// The provider answered with an error (the person cancelled, ...).
     #[error("the identity provider refused: {0}")]
     Denied(String),
@@ -57,6 +56,18 @@ pub enum SsoError {
     /// The account is disabled here.
     #[error("the account is disabled on this server")]
     Disabled,
+    /// The citizen's token carries no national ID number.
+    #[error("no national ID number: claim `{0}` is missing or empty")]
+    NoNationalId(String),
+    /// The citizen's national ID number is not 12 digits (the number
+    /// itself is never written out).
+    #[error("the national ID number in claim `{claim}` is not 12 digits ({what})")]
+    BadNationalId {
+        /// The claim.
+        claim: String,
+        /// What is wrong with it, without the value.
+        what: String,
+    },
     /// Our side failed (database, ...).
     #[error("internal error: {0}")]
     Internal(String),
@@ -82,13 +93,15 @@ impl SsoError {
             SsoError::StateUnknown => "state_unknown",
             SsoError::StateReplayed => "state_replayed",
             SsoError::StateExpired => "state_expired",
-            SsoError::BrowserMismatch => "browser_mismatch",
+            SsoError::BrowserMismatch(_) => "browser_mismatch",
             SsoError::Denied(_) => "provider_denied",
             SsoError::Provider(_) => "provider_error",
             SsoError::IdToken { .. } => "id_token",
             SsoError::NoRole { .. } => "no_role",
             SsoError::SeveralRoles(_) => "several_roles",
             SsoError::Disabled => "account_disabled",
+            SsoError::NoNationalId(_) => "no_national_id",
+            SsoError::BadNationalId { .. } => "malformed_national_id",
             SsoError::Internal(_) => "internal",
         }
     }
@@ -99,11 +112,13 @@ impl SsoError {
             SsoError::StateUnknown
             | SsoError::StateReplayed
             | SsoError::StateExpired
-            | SsoError::BrowserMismatch => StatusCode::BAD_REQUEST,
+            | SsoError::BrowserMismatch(_) => StatusCode::BAD_REQUEST,
             SsoError::Denied(_) | SsoError::IdToken { .. } => StatusCode::UNAUTHORIZED,
-            SsoError::NoRole { .. } | SsoError::SeveralRoles(_) | SsoError::Disabled => {
-                StatusCode::FORBIDDEN
-            }
+            SsoError::NoRole { .. }
+            | SsoError::SeveralRoles(_)
+            | SsoError::Disabled
+            | SsoError::NoNationalId(_)
+            | SsoError::BadNationalId { .. } => StatusCode::FORBIDDEN,
             SsoError::Provider(_) => StatusCode::BAD_GATEWAY,
             SsoError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,7 +131,7 @@ impl SsoError {
             SsoError::StateUnknown | SsoError::StateReplayed | SsoError::StateExpired => {
                 "Liên kết đăng nhập không hợp lệ, đã dùng hoặc đã hết hạn. Hãy đăng nhập lại."
             }
-            SsoError::BrowserMismatch => {
+            SsoError::BrowserMismatch(_) => {
                 "Phiên đăng nhập được bắt đầu ở trình duyệt khác. Hãy đăng nhập lại từ trình duyệt này."
             }
             SsoError::Denied(_) => "Nhà cung cấp định danh đã từ chối đăng nhập.",
@@ -130,6 +145,14 @@ impl SsoError {
                 "Tài khoản của bạn chưa được cấp đúng một vai trò trên hệ thống này. Hãy liên hệ quản trị viên."
             }
             SsoError::Disabled => "Tài khoản đã bị vô hiệu hoá.",
+            SsoError::NoNationalId(_) => {
+                "Tài khoản định danh điện tử không cung cấp số định danh cá nhân (số CCCD), \
+                 nên không thể xác định phương tiện của bạn. Đăng nhập bị từ chối."
+            }
+            SsoError::BadNationalId { .. } => {
+                "Số định danh cá nhân do nhà cung cấp định danh gửi không hợp lệ \
+                 (phải gồm đúng 12 chữ số). Đăng nhập bị từ chối."
+            }
             SsoError::Internal(_) => "Lỗi hệ thống. Hãy thử lại sau.",
         }
     }
@@ -150,35 +173,55 @@ pub(super) fn no_store() -> HeaderMap {
     h
 }
 
-/// Audits a failure and answers with a page that says what happened.
-pub(super) async fn refuse(db: &Db, e: SsoError, claimed: &str, mut detail: Value) -> Response {
+/// Audits a failure of a `kind` sign-in by `who` and answers with a page
+/// that says what happened.
+pub(super) async fn refuse(
+    db: &Db,
+    kind: Kind,
+    e: SsoError,
+    who: &Who,
+    mut detail: Value,
+) -> Response {
     detail["reason"] = json!(e.reason());
     detail["message"] = json!(e.to_string());
     if let SsoError::IdToken { check, .. } = &e {
         detail["check"] = json!(check);
     }
-    tracing::warn!(reason = e.reason(), error = %e, "sso: sign-in refused");
-    let who = Who::anonymous(if claimed.is_empty() { "sso" } else { claimed });
+    tracing::warn!(client = ?kind, reason = e.reason(), error = %e, "sso: sign-in refused");
+    let (subject, back) = match kind {
+        Kind::Console => ("sso:login", "/console/login"),
+        Kind::Citizen => ("citizen:login", "/app/login"),
+    };
     let reference =
-        match audit::record(db, now_ms(), &who, "sso.failed", "sso:login", &detail).await {
+        match audit::record(db, now_ms(), who, kind.failed_action(), subject, &detail).await {
             Ok(entry) => format!("<p>Mã tham chiếu nhật ký: {}</p>", entry.seq),
             Err(err) => {
                 tracing::error!(error = %err, "sso: could not audit a refused sign-in");
                 String::new()
             }
         };
+    let heading = match kind {
+        Kind::Console => "Không đăng nhập được bằng SSO",
+        Kind::Citizen => "Không đăng nhập được",
+    };
     let body = format!(
-        "<h1>Không đăng nhập được bằng SSO</h1><p>{}</p><p lang=\"en\"><small>{}</small></p>{reference}\
-         <p><a href=\"/console/login\">Quay lại trang đăng nhập</a></p>",
+        "<h1>{heading}</h1><p id=\"reason\">{}</p><p lang=\"en\"><small>{}</small></p>{reference}\
+         <p><a href=\"{back}\">Quay lại trang đăng nhập</a></p>",
         e.vi(),
         esc(&e.to_string())
     );
-    (
-        e.status(),
-        no_store(),
-        page("Đăng nhập SSO thất bại", None, &body),
-    )
-        .into_response()
+    let page = match kind {
+        Kind::Console => page("Đăng nhập SSO thất bại", None, &body),
+        // The citizen app's own frame, with its style sheet.
+        Kind::Citizen => crate::citizen::page("Đăng nhập thất bại", None, &body),
+    };
+    (e.status(), no_store(), page).into_response()
+}
+
+/// Who a console sign-in was, for a refusal: the name the provider gave,
+/// else `sso`.
+pub(super) fn anonymous(claimed: &str) -> Who {
+    Who::anonymous(if claimed.is_empty() { "sso" } else { claimed })
 }
 
 /// A whole page; `then` moves the browser on to that same-site address.

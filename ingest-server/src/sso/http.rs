@@ -1,7 +1,8 @@
 //! The small HTTP client single sign-on needs to talk to the identity
 //! provider: GET (discovery, keys, userinfo) and a form POST (the token
 //! endpoint), one request per connection, HTTP/1.1 over TLS (rustls, the
-//! system's roots plus `sso.ca_file`) or, on loopback only, plain HTTP.
+//! system's roots plus the client's `ca_file`) or, on loopback only, plain
+//! HTTP.
 //!
 //! Why not a general client crate: hyper, rustls and the roots loader are
 //! already in the build (axum, rumqttc), so this costs no new compile time;
@@ -211,12 +212,12 @@ fn tls_connector(ca_file: &str) -> Result<TlsConnector, String> {
         for cert in load_ca_file(ca_file)? {
             roots
                 .add(cert)
-                .map_err(|e| format!("sso.ca_file `{ca_file}`: {e}"))?;
+                .map_err(|e| format!("ca_file `{ca_file}`: {e}"))?;
         }
     }
     if roots.is_empty() {
         return Err(
-            "no trusted CA certificates: the system has none and sso.ca_file is not set".into(),
+            "no trusted CA certificates: the system has none and ca_file is not set".into(),
         );
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

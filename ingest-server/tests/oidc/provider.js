@@ -1,13 +1,24 @@
 // A real OpenID Connect provider for ingest-server's single sign-on tests
-// (tests/sso.rs): panva/oidc-provider (OpenID-certified), one confidential
-// client, PKCE required, test accounts with a `roles` claim, and a login
-// interaction that a test completes with plain HTTP requests (no browser).
+// (tests/sso.rs, tests/citizen_sso.rs) and for `make demo`:
+// panva/oidc-provider (OpenID-certified), confidential clients, PKCE
+// required, test accounts with a `roles` claim (console staff) or a
+// `national_id` claim (citizens), and a login interaction that a test
+// completes with plain HTTP requests, or a person in a browser through a
+// small HTML form. NOT an identity provider for real use: no real people,
+// passwords in plain text on the command line.
 //
 // Usage: node provider.js '<json>' with
 //   port, clientId, clientSecret, redirectUris: [...],
 //   authMethod: "client_secret_basic" | "client_secret_post",
-//   claimsInIdToken: bool (false: profile and roles come from userinfo,
-//     the provider's default when an access token is issued),
+//   clients: [{clientId, clientSecret, redirectUris, authMethod}, ...]
+//     (instead of the four above: several clients, e.g. console and
+//     citizen app),
+//   accounts: {id: {name, national_id, roles, preferred_username,
+//     password}, ...} added to (or replacing) the built-in test accounts;
+//     an account with a password needs it at login,
+//   accountsOnly: bool (true: only `accounts`, no built-in ones),
+//   claimsInIdToken: bool (false: profile, roles and national_id come from
+//     userinfo, the provider's default when an access token is issued),
 //   tlsCert, tlsKey: PEM file paths (serve https:// instead of http://).
 // Prints "ready <issuer>" once it listens.
 //
@@ -19,8 +30,9 @@
 //     unknown_kid (another key with a kid the JWKS does not have)
 //   GET /__test/stats            {"jwks": n, "token": n, "userinfo": n}
 // Interaction (the login page a person would see):
-//   GET  /interaction/:uid              JSON {uid, prompt}
-//   POST /interaction/:uid/login        form login=<account id>
+//   GET  /interaction/:uid              JSON {uid, prompt}; an HTML form
+//                                       when the request accepts text/html
+//   POST /interaction/:uid/login        form login=<account id>[&password=]
 //   POST /interaction/:uid/abort        the person cancels (access_denied)
 
 import { readFileSync } from 'node:fs';
@@ -34,12 +46,27 @@ const opts = JSON.parse(process.argv[2] ?? '{}');
 const tls = Boolean(opts.tlsCert);
 const issuer = `${tls ? 'https' : 'http'}://127.0.0.1:${opts.port}`;
 
-const ACCOUNTS = {
+const BUILT_IN = {
   police1: { name: 'Trần Văn Cảnh', preferred_username: 'canh.tv', roles: ['ioc-police', 'staff'] },
   operator1: { name: 'Phạm Thị Vận', preferred_username: 'van.pt', roles: 'ioc-operator' },
   visitor1: { name: 'Lê Thị Khách', preferred_username: 'khach.lt', roles: ['staff'] },
   both1: { name: 'Đỗ Văn Hai', preferred_username: 'hai.dv', roles: ['ioc-police', 'ioc-operator'] },
 };
+const ACCOUNTS = { ...(opts.accountsOnly ? {} : BUILT_IN), ...(opts.accounts ?? {}) };
+
+const CLIENTS = (opts.clients ?? [{
+  clientId: opts.clientId,
+  clientSecret: opts.clientSecret,
+  redirectUris: opts.redirectUris,
+  authMethod: opts.authMethod,
+}]).map((c) => ({
+  client_id: c.clientId,
+  client_secret: c.clientSecret,
+  redirect_uris: c.redirectUris,
+  grant_types: ['authorization_code'],
+  response_types: ['code'],
+  token_endpoint_auth_method: c.authMethod ?? 'client_secret_basic',
+}));
 
 const signing = await generateKeyPair('RS256', { extractable: true });
 const attacker = await generateKeyPair('RS256', { extractable: true });
@@ -50,15 +77,8 @@ let tamper = 'none';
 const stats = { jwks: 0, token: 0, userinfo: 0 };
 
 const provider = new Provider(issuer, {
-  clients: [{
-    client_id: opts.clientId,
-    client_secret: opts.clientSecret,
-    redirect_uris: opts.redirectUris,
-    grant_types: ['authorization_code'],
-    response_types: ['code'],
-    token_endpoint_auth_method: opts.authMethod ?? 'client_secret_basic',
-  }],
-  clientAuthMethods: [opts.authMethod ?? 'client_secret_basic'],
+  clients: CLIENTS,
+  clientAuthMethods: [...new Set(CLIENTS.map((c) => c.token_endpoint_auth_method))],
   pkce: { required: () => true },
   features: { devInteractions: { enabled: false } },
   conformIdTokenClaims: !opts.claimsInIdToken,
@@ -66,17 +86,20 @@ const provider = new Provider(issuer, {
     openid: ['sub'],
     profile: ['name', 'preferred_username'],
     roles: ['roles'],
+    national_id: ['national_id'],
   },
-  scopes: ['openid', 'profile', 'roles'],
+  scopes: ['openid', 'profile', 'roles', 'national_id'],
   jwks: { keys: [privateJwk] },
   cookies: { keys: ['tv-test-cookie-key-0123456789abcdef'] },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(_ctx, id) {
     const a = ACCOUNTS[id];
     if (!a) return undefined;
-    return { accountId: id, claims: async () => ({ sub: id, ...a }) };
+    const { password: _password, ...claims } = a;
+    return { accountId: id, claims: async () => ({ sub: id, ...claims }) };
   },
-  // The console is a first-party application: no consent screen.
+  // The console and the citizen app are first-party applications: no
+  // consent screen.
   async loadExistingGrant(ctx) {
     const id = ctx.oidc.result?.consent?.grantId
       || ctx.oidc.session.grantIdFor(ctx.oidc.client.clientId);
@@ -85,7 +108,7 @@ const provider = new Provider(issuer, {
       clientId: ctx.oidc.client.clientId,
       accountId: ctx.oidc.session.accountId,
     });
-    grant.addOIDCScope('openid profile roles');
+    grant.addOIDCScope('openid profile roles national_id');
     await grant.save();
     return grant;
   },
@@ -145,6 +168,30 @@ function json(res, status, body) {
   res.end(JSON.stringify(body));
 }
 
+const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+// The login page a person sees in the demo: clearly a test provider.
+function loginPage(res, status, uid, client, error) {
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'text/html; charset=utf-8');
+  res.setHeader('Cache-Control', 'no-store');
+  const err = error ? `<p style="color:#b71c1c" id="error">${esc(error)}</p>` : '';
+  res.end(`<!doctype html><html lang="vi"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Nhà cung cấp định danh THỬ NGHIỆM</title></head>
+<body style="font-family:sans-serif;max-width:28em;margin:2em auto;padding:0 1em">
+<h1>Nhà cung cấp định danh THỬ NGHIỆM</h1>
+<p><strong>Không phải VNeID.</strong> Máy chủ thử nghiệm chạy trên máy này, chỉ có tài khoản
+giả lập (dữ liệu thử). / A local TEST identity provider with fictitious accounts only.</p>
+<p>Ứng dụng yêu cầu đăng nhập: <code>${esc(client)}</code></p>${err}
+<form method="post" action="/interaction/${esc(uid)}/login">
+<p><label>Tên đăng nhập<br><input name="login" autocomplete="username" required autofocus></label></p>
+<p><label>Mật khẩu<br><input name="password" type="password" autocomplete="current-password"></label></p>
+<p><button>Đăng nhập</button></p></form>
+<form method="post" action="/interaction/${esc(uid)}/abort"><button>Huỷ</button></form>
+</body></html>`);
+}
+
 async function route(req, res) {
   const u = new URL(req.url, issuer);
   if (u.pathname === '/__test/tamper') {
@@ -156,7 +203,10 @@ async function route(req, res) {
   if (!m) return handle(req, res);
   const details = await provider.interactionDetails(req, res);
   if (details.uid !== m[1]) return json(res, 400, { error: 'interaction mismatch' });
+  const html = (req.headers.accept ?? '').includes('text/html');
+  const client = details.params.client_id;
   if (req.method === 'GET' && !m[2]) {
+    if (html) return loginPage(res, 200, details.uid, client);
     return json(res, 200, { uid: details.uid, prompt: details.prompt.name });
   }
   if (req.method === 'POST' && m[2] === 'abort') {
@@ -166,8 +216,13 @@ async function route(req, res) {
     }, { mergeWithLastSubmission: false });
   }
   if (req.method === 'POST' && m[2] === 'login') {
-    const login = (await readBody(req)).get('login');
-    if (!ACCOUNTS[login]) return json(res, 400, { error: `no account ${login}` });
+    const form = await readBody(req);
+    const login = form.get('login');
+    const a = Object.hasOwn(ACCOUNTS, login ?? '') ? ACCOUNTS[login] : undefined;
+    if (!a || (a.password !== undefined && form.get('password') !== a.password)) {
+      if (html) return loginPage(res, 401, details.uid, client, 'Sai tên đăng nhập hoặc mật khẩu.');
+      return json(res, 400, { error: `no account ${login}, or a wrong password` });
+    }
     return provider.interactionFinished(req, res, { login: { accountId: login } }, {
       mergeWithLastSubmission: false,
     });

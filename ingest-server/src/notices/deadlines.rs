@@ -1,0 +1,297 @@
+//! The legal deadlines of a notice (Circular 73/2024/TT-BCA, Art. 24),
+//! checked periodically by the worker and callable with any `now` (tests,
+//! a console button):
+//!
+//! - **10 days**: a case detected more than 10 days ago whose notice has
+//!   not gone out (still in review, accepted, or confirmed with no channel
+//!   through yet) gets `events.notice_late_at`. The flag is never cleared,
+//!   so a notice that went out late stays visible. [`late_notices`] and
+//!   `GET /api/v1/notices/overdue` (admin) list the flagged cases whose
+//!   notice is still not out, with their deliveries' state, for a person
+//!   to act on (paper notice, correct the address).
+//! - **20 days**: a case in `notice_issued` whose deadline to respond has
+//!   passed (the date the notice gave, and 20 days since the case entered
+//!   the state: issue, or a contest upheld) moves to `overdue` through the
+//!   workflow (`Action::MarkOverdue`, by the system) and gets a row in
+//!   `inspection_warnings`: the warning to the vehicle inspection register,
+//!   with its own audit entry. Paying or contesting is the response that
+//!   stops the clock (those move the case out of `notice_issued`).
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::routing::get;
+use axum::{Json, Router};
+use sqlx::Row;
+
+use super::outbox::{ACTOR, NOTIFY_WITHIN_MS, RESPOND_WITHIN_MS};
+use crate::audit::{self, Who};
+use crate::db::{Db, DbError};
+use crate::ingest::IngestContext;
+use crate::review::{ReviewError, Reviewer};
+use crate::web::{ApiContext, ApiError};
+use crate::workflow::{Action, Actor, Role, WorkflowError};
+
+/// What one check did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeadlineReport {
+    /// Cases newly flagged: no notice sent 10 days after detection.
+    pub flagged_late: u64,
+    /// Cases moved to `overdue`.
+    pub marked_overdue: Vec<String>,
+    /// Inspection-register warnings recorded.
+    pub warnings: Vec<String>,
+}
+
+/// Runs both checks at `now` (Unix ms).
+pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineReport, DbError> {
+    let db = &ctx.db;
+    let mut report = DeadlineReport {
+        flagged_late: sqlx::query(
+            "UPDATE events SET notice_late_at = $1 WHERE notice_late_at IS NULL \
+             AND event_time_ms <= $2 AND state IN ('new', 'in_review', 'accepted', 'confirmed')",
+        )
+        .bind(now)
+        .bind(now - NOTIFY_WITHIN_MS)
+        .execute(db.pool())
+        .await?
+        .rows_affected(),
+        ..DeadlineReport::default()
+    };
+    if report.flagged_late > 0 {
+        tracing::warn!(
+            n = report.flagged_late,
+            "cases without a notice 10 days after detection"
+        );
+    }
+
+    let due = sqlx::query(
+        "SELECT e.event_id FROM events e JOIN notices n ON n.event_id = e.event_id \
+         WHERE e.state = 'notice_issued' AND n.respond_by <= $1 \
+         AND COALESCE(e.state_changed_at, n.issued_at, 0) <= $2 ORDER BY n.respond_by",
+    )
+    .bind(now)
+    .bind(now - RESPOND_WITHIN_MS)
+    .fetch_all(db.pool())
+    .await?;
+    let reviewer = Reviewer {
+        db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let system = Actor {
+        id: ACTOR.into(),
+        role: Role::System,
+    };
+    for r in due {
+        let id: String = r.try_get(0)?;
+        match reviewer
+            .act(&id, &Action::MarkOverdue, &system, "", now)
+            .await
+        {
+            Ok(_) => {
+                sqlx::query(
+                    "UPDATE notices SET overdue_at = $1 WHERE event_id = $2 AND overdue_at IS NULL",
+                )
+                .bind(now)
+                .bind(&id)
+                .execute(db.pool())
+                .await?;
+                report.marked_overdue.push(id);
+            }
+            // Paid or contested meanwhile, or changed under us: the next
+            // check sees it as it is then.
+            Err(ReviewError::Refused(WorkflowError::WrongState { .. }) | ReviewError::Conflict) => {
+            }
+            Err(ReviewError::Db(e)) => return Err(e),
+            Err(e) => tracing::warn!(event_id = %id, error = %e, "marking a case overdue failed"),
+        }
+    }
+
+    // Every overdue case has its warning (also those a stopped worker
+    // marked without writing one).
+    let missing = sqlx::query(
+        "SELECT e.event_id, COALESCE(e.reviewed_plate, e.plate_text, ''), e.plate_colour \
+         FROM events e WHERE e.state = 'overdue' AND NOT EXISTS \
+         (SELECT 1 FROM inspection_warnings w WHERE w.event_id = e.event_id)",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    for r in missing {
+        let (id, plate, colour): (String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let mut tx = audit::begin(db).await?;
+        let n = sqlx::query(
+            "INSERT INTO inspection_warnings (event_id, plate, plate_colour, created_at, reason) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&plate)
+        .bind(&colour)
+        .bind(now)
+        .bind("no response within 20 days of the notice (Circular 73/2024/TT-BCA, Art. 24)")
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            audit::append(
+                &mut tx,
+                now,
+                &Who::new(ACTOR, Role::System),
+                "notice.inspection_warning",
+                &format!("case:{id}"),
+                &serde_json::json!({"plate": plate, "plate_colour": colour}),
+            )
+            .await?;
+            report.warnings.push(id);
+        }
+        tx.commit().await?;
+    }
+    Ok(report)
+}
+
+/// A case whose notice is late (flagged at 10 days) and still not out.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LateNotice {
+    /// The case.
+    pub event_id: String,
+    /// Its state.
+    pub state: String,
+    /// Detected, Unix ms.
+    pub detected_at: i64,
+    /// The legal deadline for the notice, Unix ms.
+    pub notify_by: i64,
+    /// When the check flagged it.
+    pub flagged_at: i64,
+    /// When the notice was written (confirmation), if it was.
+    pub notice_created_at: Option<i64>,
+    /// Deliveries by state.
+    pub deliveries: DeliveryCounts,
+    /// The latest error of a delivery, if any.
+    pub last_error: Option<String>,
+}
+
+/// Deliveries of a notice by state.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeliveryCounts {
+    /// Not tried yet.
+    pub pending: i64,
+    /// Tried, will be tried again.
+    pub failed: i64,
+    /// Given up.
+    pub dead: i64,
+}
+
+/// Flagged cases whose notice is still not out, oldest first.
+pub async fn late_notices(db: &Db, limit: i64) -> Result<Vec<LateNotice>, DbError> {
+    let rows = sqlx::query(
+        "SELECT e.event_id, e.state, e.event_time_ms, e.notice_late_at, n.created_at, \
+         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.event_id = e.event_id AND d.state = 'pending'), \
+         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.event_id = e.event_id AND d.state = 'failed'), \
+         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.event_id = e.event_id AND d.state = 'dead'), \
+         (SELECT d.last_error FROM notice_deliveries d WHERE d.event_id = e.event_id \
+          AND d.last_error IS NOT NULL ORDER BY d.next_attempt_at DESC LIMIT 1) \
+         FROM events e LEFT JOIN notices n ON n.event_id = e.event_id \
+         WHERE e.notice_late_at IS NOT NULL AND n.issued_at IS NULL \
+         AND e.state IN ('new', 'in_review', 'accepted', 'confirmed') \
+         ORDER BY e.event_time_ms LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let detected_at: i64 = r.try_get(2)?;
+            Ok(LateNotice {
+                event_id: r.try_get(0)?,
+                state: r.try_get(1)?,
+                detected_at,
+                notify_by: detected_at + NOTIFY_WITHIN_MS,
+                flagged_at: r.try_get(3)?,
+                notice_created_at: r.try_get(4)?,
+                deliveries: DeliveryCounts {
+                    pending: r.try_get(5)?,
+                    failed: r.try_get(6)?,
+                    dead: r.try_get(7)?,
+                },
+                last_error: r.try_get(8)?,
+            })
+        })
+        .collect()
+}
+
+/// A warning to the vehicle inspection register.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct InspectionWarning {
+    /// The case.
+    pub event_id: String,
+    /// Canonical plate.
+    pub plate: String,
+    /// Plate colour.
+    pub plate_colour: String,
+    /// Recorded, Unix ms.
+    pub created_at: i64,
+    /// Why.
+    pub reason: String,
+    /// Transmitted to the register, when an adapter did.
+    pub sent_at: Option<i64>,
+}
+
+/// The recorded warnings, newest first.
+pub async fn inspection_warnings(db: &Db, limit: i64) -> Result<Vec<InspectionWarning>, DbError> {
+    let rows = sqlx::query(
+        "SELECT event_id, plate, plate_colour, created_at, reason, sent_at \
+         FROM inspection_warnings ORDER BY created_at DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(InspectionWarning {
+                event_id: r.try_get(0)?,
+                plate: r.try_get(1)?,
+                plate_colour: r.try_get(2)?,
+                created_at: r.try_get(3)?,
+                reason: r.try_get(4)?,
+                sent_at: r.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// `GET /api/v1/notices/overdue` (admin token, like the rest of the API).
+pub fn routes() -> Router<ApiContext> {
+    Router::new().route("/api/v1/notices/overdue", get(overdue))
+}
+
+#[derive(serde::Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn overdue(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Query(q): Query<Limit>,
+) -> Result<Json<Vec<LateNotice>>, ApiError> {
+    let Some(token) = &ctx.admin_token else {
+        return Err(ApiError::AdminDisabled);
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let same = given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0;
+    if !same {
+        return Err(ApiError::Unauthorized);
+    }
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(late_notices(&ctx.ingestor.context().db, limit).await?))
+}

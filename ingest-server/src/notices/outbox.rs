@@ -1,0 +1,389 @@
+//! The notification outbox in the database: writing a notice and its
+//! deliveries inside the transaction that confirms the case ([`enqueue`]),
+//! claiming due deliveries so that two server replicas never send the same
+//! one at once, recording each outcome exactly once, and the backoff
+//! between attempts.
+//!
+//! Why an outbox: the confirmation and "a notice must go out" commit
+//! together or not at all, so no confirmed case is ever forgotten by a
+//! crash between the two, and sending (slow, fallible network) happens
+//! after the commit, retried as long as it takes.
+//!
+//! Claiming is a conditional UPDATE that sets a lease (`lease_owner`,
+//! `lease_until`) only if the row is still due and unleased; the outcome
+//! is written only by the lease holder (`WHERE lease_owner = me`). A
+//! worker that dies mid-send loses its lease after `lease_s`, and another
+//! one sends again with the same idempotency key, which every receiver is
+//! given to drop the duplicate.
+
+use sha2::{Digest, Sha256};
+use sqlx::{Any, Row, Transaction};
+
+use crate::db::{Db, DbError};
+
+/// A day in milliseconds.
+pub const DAY_MS: i64 = 86_400_000;
+/// Notice within 10 days of detection (Circular 73/2024/TT-BCA, Art. 24).
+pub const NOTIFY_WITHIN_MS: i64 = 10 * DAY_MS;
+/// A warning to the inspection register after 20 days without response.
+pub const RESPOND_WITHIN_MS: i64 = 20 * DAY_MS;
+
+/// The actor id under which the notices machinery reads and acts.
+pub const ACTOR: &str = "notices";
+
+/// Writes the notice of a case just confirmed and one delivery per usable
+/// channel and target, in `tx` (the confirming transaction): each Web Push
+/// subscription of the owner, each active partner webhook, and e-mail when
+/// the owner has an address. Reading the owner is logged in
+/// `registry_access_log`. A case that has a notice already keeps it; a
+/// case without a resolved owner gets a notice without deliveries (the
+/// 10-day check then shows it).
+pub async fn enqueue(
+    tx: &mut Transaction<'static, Any>,
+    event_id: &str,
+    now: i64,
+) -> Result<(), DbError> {
+    let Some(row) = sqlx::query(
+        "SELECT e.event_time_ms, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text, ''), \
+         o.owner_id, o.national_id, o.email FROM events e \
+         LEFT JOIN owners o ON o.owner_id = e.owner_id WHERE e.event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(());
+    };
+    let detected_at: i64 = row.try_get(0)?;
+    let owner_id: Option<String> = row.try_get(1)?;
+    let plate: String = row.try_get(2)?;
+    let found: Option<String> = row.try_get(3)?;
+    let national_id: Option<String> = row.try_get(4)?;
+    let email: Option<String> = row.try_get(5)?;
+
+    let notice_id = uuid::Uuid::new_v4().to_string();
+    let written = sqlx::query(
+        "INSERT INTO notices (notice_id, event_id, owner_id, created_at, detected_at, notify_by, \
+         respond_by) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+    )
+    .bind(&notice_id)
+    .bind(event_id)
+    .bind(owner_id.as_deref())
+    .bind(now)
+    .bind(detected_at)
+    .bind(detected_at + NOTIFY_WITHIN_MS)
+    .bind(now + RESPOND_WITHIN_MS)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if written == 0 || owner_id.is_none() {
+        return Ok(());
+    }
+    log_owner_read(
+        tx,
+        now,
+        &plate,
+        event_id,
+        "choose the channels of the fine notice (push subscriptions, e-mail present)",
+        if found.is_some() {
+            "found"
+        } else {
+            "not_found"
+        },
+    )
+    .await?;
+
+    let active: Vec<String> = sqlx::query("SELECT name FROM notice_channels WHERE active = 1")
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|r| r.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+    let mut targets: Vec<(&str, String)> = Vec::new();
+    if let (true, Some(nid)) = (active.iter().any(|c| c == "webpush"), &national_id) {
+        let subs = sqlx::query(
+            "SELECT subscription_id FROM push_subscriptions WHERE national_id = $1 \
+             ORDER BY created_at, subscription_id",
+        )
+        .bind(nid)
+        .fetch_all(&mut **tx)
+        .await?;
+        for s in subs {
+            targets.push(("webpush", s.try_get(0)?));
+        }
+    }
+    if found.is_some() {
+        let mut partners: Vec<&str> = active
+            .iter()
+            .filter_map(|c| c.strip_prefix("webhook:"))
+            .collect();
+        partners.sort_unstable();
+        for p in partners {
+            targets.push(("webhook", p.to_string()));
+        }
+    }
+    let has_email = email.as_deref().is_some_and(|e| !e.trim().is_empty());
+    if has_email && active.iter().any(|c| c == "email") {
+        targets.push(("email", "owner".to_string()));
+    }
+    for (channel, target) in targets {
+        sqlx::query(
+            "INSERT INTO notice_deliveries (delivery_id, notice_id, event_id, channel, target, \
+             state, attempts, next_attempt_at, idempotency_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $6)",
+        )
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(&notice_id)
+        .bind(event_id)
+        .bind(channel)
+        .bind(&target)
+        .bind(now)
+        .bind(idempotency_key(&notice_id, channel, &target))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// The idempotency key of one delivery: stable for the notice, channel and
+/// target, 32 hex digits.
+pub fn idempotency_key(notice_id: &str, channel: &str, target: &str) -> String {
+    let d = Sha256::digest(format!("{notice_id}\n{channel}\n{target}").as_bytes());
+    hex::encode(&d[..16])
+}
+
+/// Records a read of owner data for a notice in `registry_access_log`.
+async fn log_owner_read(
+    tx: &mut Transaction<'static, Any>,
+    now: i64,
+    plate: &str,
+    event_id: &str,
+    purpose: &str,
+    outcome: &str,
+) -> Result<(), DbError> {
+    sqlx::query(
+        "INSERT INTO registry_access_log (id, at, actor, plate, purpose, event_id, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(now)
+    .bind(ACTOR)
+    .bind(plate)
+    .bind(purpose)
+    .bind(event_id)
+    .bind(outcome)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes which channels this deployment has (`notice_channels`): those
+/// named become active, every other one inactive.
+pub async fn sync_channels(db: &Db, names: &[String], now: i64) -> Result<(), DbError> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("UPDATE notice_channels SET active = 0, updated_at = $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    for n in names {
+        sqlx::query(
+            "INSERT INTO notice_channels (name, active, updated_at) VALUES ($1, 1, $2) \
+             ON CONFLICT (name) DO UPDATE SET active = 1, updated_at = excluded.updated_at",
+        )
+        .bind(n)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A delivery this worker holds the lease on.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// Row id.
+    pub delivery_id: String,
+    /// The notice.
+    pub notice_id: String,
+    /// The case.
+    pub event_id: String,
+    /// `webpush`, `webhook` or `email`.
+    pub channel: String,
+    /// Subscription id, partner name, or `owner`.
+    pub target: String,
+    /// This attempt's number, from 1.
+    pub attempt: u32,
+    /// Sent to the receiver with every attempt.
+    pub idempotency_key: String,
+}
+
+/// Claims up to `limit` due deliveries for `worker` until `now + lease_ms`.
+/// A row another worker claimed first is skipped.
+pub async fn claim_due(
+    db: &Db,
+    worker: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<Claimed>, DbError> {
+    let rows = sqlx::query(
+        "SELECT delivery_id, notice_id, event_id, channel, target, attempts, idempotency_key \
+         FROM notice_deliveries WHERE state IN ('pending', 'failed') AND next_attempt_at <= $1 \
+         AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT $2",
+    )
+    .bind(now)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut out = Vec::new();
+    for r in rows {
+        let id: String = r.try_get(0)?;
+        let taken = sqlx::query(
+            "UPDATE notice_deliveries SET lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 WHERE delivery_id = $3 AND state IN ('pending', 'failed') \
+             AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until <= $4)",
+        )
+        .bind(worker)
+        .bind(now + lease_ms)
+        .bind(&id)
+        .bind(now)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+        if taken != 1 {
+            continue;
+        }
+        let attempts: i64 = r.try_get(5)?;
+        out.push(Claimed {
+            delivery_id: id,
+            notice_id: r.try_get(1)?,
+            event_id: r.try_get(2)?,
+            channel: r.try_get(3)?,
+            target: r.try_get(4)?,
+            attempt: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
+            idempotency_key: r.try_get(6)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Marks a claimed delivery sent. `false` when this worker no longer holds
+/// it (its lease ran out and another worker took it over).
+pub async fn mark_sent(db: &Db, c: &Claimed, worker: &str, now: i64) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE notice_deliveries SET state = 'sent', sent_at = $1, last_error = NULL, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE delivery_id = $2 AND lease_owner = $3 AND state <> 'sent'",
+    )
+    .bind(now)
+    .bind(&c.delivery_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// Records a failed attempt: `dead` when `permanent` or out of attempts,
+/// else `failed` and due again at `retry_at`.
+pub async fn mark_failed(
+    db: &Db,
+    c: &Claimed,
+    worker: &str,
+    error: &str,
+    dead: bool,
+    retry_at: i64,
+) -> Result<bool, DbError> {
+    let error: String = error.chars().take(500).collect();
+    let n = sqlx::query(
+        "UPDATE notice_deliveries SET state = $1, next_attempt_at = $2, last_error = $3, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE delivery_id = $4 AND lease_owner = $5 AND state <> 'sent'",
+    )
+    .bind(if dead { "dead" } else { "failed" })
+    .bind(retry_at)
+    .bind(error)
+    .bind(&c.delivery_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+/// The wait before attempt `attempt + 1`: `base · 2^(attempt-1)`, at most
+/// `max`, then "equal jitter" (a uniform draw between half of it and all
+/// of it, `unit` in [0, 1)), so retries from many deliveries that failed
+/// together spread out instead of arriving together again.
+pub fn backoff_ms(attempt: u32, base: u64, max: u64, unit: f64) -> u64 {
+    let exp = attempt.saturating_sub(1).min(40);
+    let full = base.saturating_mul(1u64 << exp).min(max);
+    let half = full / 2;
+    half + ((full - half) as f64 * unit.clamp(0.0, 1.0)) as u64
+}
+
+/// Notices with a sent delivery but no `issued_at` (their worker stopped
+/// between sending and recording the case's move): (event id, channel).
+pub async fn sent_not_issued(db: &Db, limit: i64) -> Result<Vec<(String, String)>, DbError> {
+    let rows = sqlx::query(
+        "SELECT n.event_id, MIN(d.channel) FROM notices n \
+         JOIN notice_deliveries d ON d.notice_id = n.notice_id \
+         WHERE d.state = 'sent' AND n.issued_at IS NULL GROUP BY n.event_id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .collect()
+}
+
+/// Records the notice issued (once: the first channel that got through).
+pub async fn record_issued(
+    db: &Db,
+    event_id: &str,
+    channel: &str,
+    now: i64,
+) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE notices SET issued_at = $1, issued_via = $2 \
+         WHERE event_id = $3 AND issued_at IS NULL",
+    )
+    .bind(now)
+    .bind(channel)
+    .bind(event_id)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_with_jitter_and_a_cap() {
+        assert_eq!(backoff_ms(1, 1000, 60_000, 0.0), 500);
+        assert_eq!(backoff_ms(1, 1000, 60_000, 1.0), 1000);
+        assert_eq!(backoff_ms(2, 1000, 60_000, 1.0), 2000);
+        assert_eq!(backoff_ms(3, 1000, 60_000, 0.5), 3000);
+        assert_eq!(backoff_ms(30, 1000, 60_000, 1.0), 60_000);
+        assert_eq!(backoff_ms(u32::MAX, u64::MAX, u64::MAX, 1.0), u64::MAX);
+        for a in 1..20 {
+            let lo = backoff_ms(a, 100, 10_000, 0.0);
+            let hi = backoff_ms(a, 100, 10_000, 0.999);
+            assert!(lo <= hi && hi <= 10_000 && lo >= hi / 2, "{a}: {lo} {hi}");
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_stable_and_distinct() {
+        let a = idempotency_key("n1", "webhook", "vneid");
+        assert_eq!(a, idempotency_key("n1", "webhook", "vneid"));
+        assert_eq!(a.len(), 32);
+        assert_ne!(a, idempotency_key("n1", "webhook", "ihanoi"));
+        assert_ne!(a, idempotency_key("n2", "webhook", "vneid"));
+    }
+}

@@ -1,0 +1,440 @@
+//! Citizens pay their fine online through a payment gateway (issue 10,
+//! payment part). Fines are state revenue collected through whichever
+//! gateway the deployment has an arrangement with, so the gateway is an
+//! adapter ([`PaymentGateway`]); VNPay's protocol 2.1.0 ([`VnPay`]) is the
+//! one implemented, and `vnpay-sandbox` stands in for VNPay in the demo and
+//! the tests.
+//!
+//! The life of one payment, and which part may change what:
+//!
+//! 1. [`start`] (called by the citizen app for a case in `notice_issued` or
+//!    `overdue` with a decided amount, `events.fine_amount_vnd`) writes a
+//!    `payments` row `pending` with a fresh `txn_ref` and the amount, and
+//!    answers the gateway's signed payment URL to send the person to.
+//! 2. The gateway tells us the outcome server to server (the **IPN**,
+//!    `GET /api/v1/payments/vnpay/ipn`). Only this call, or the
+//!    reconciler's status query, settles a payment: the hash is checked
+//!    (97), the order must exist (01), the amount must equal ours (04), it
+//!    must still be pending (02); it is paid only when the gateway says both
+//!    `vnp_ResponseCode=00` and `vnp_TransactionStatus=00`, otherwise it is
+//!    recorded as failed or cancelled (and answered 00, as VNPay expects
+//!    for a processed failure). A paid payment moves its case to `paid`
+//!    through [`crate::review::Reviewer`] (the one path for case changes,
+//!    with its transition row and audit entry `case.pay`) as the system
+//!    actor `payments:vnpay`.
+//! 3. The person's browser comes back to `GET /pay/vnpay/return`: a page
+//!    that shows what we know (Vietnamese first) and changes nothing; if the
+//!    IPN has not arrived yet it says "đang xử lý" and looks again.
+//! 4. The reconciler ([`reconcile`], run every `reconcile_interval_s` by
+//!    [`spawn_reconciler`], or once by [`reconcile_from_config`] from a CLI)
+//!    asks the gateway (`querydr`) about payments pending for longer than
+//!    `reconcile_after_minutes` — an IPN lost on the way — and settles them
+//!    through the same code as the IPN; expired orders the gateway never
+//!    saw are cancelled; a paid payment whose case is not paid (a crash
+//!    between the two steps) is repaired.
+//!
+//! Settling is idempotent: a payment row changes only from `pending`, with a
+//! conditional UPDATE, so a repeated or racing IPN (two replicas) settles it
+//! once and the others answer 02.
+
+pub mod config;
+mod http;
+mod settle;
+mod vnpay;
+mod web;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sqlx::Row;
+use thiserror::Error;
+
+use crate::db::DbError;
+use crate::ingest::IngestContext;
+use crate::review::ReviewError;
+use crate::workflow::CaseState;
+
+pub use config::{PaymentsConfig, VnPayConfig};
+pub use settle::{ReconcileReport, Settled, reconcile, reconcile_from_config, spawn_reconciler};
+pub use vnpay::{
+    VnPay, encode as vnpay_encode, from_gateway_amount, gmt7, hash_data as vnpay_hash_data,
+    response_text, to_gateway_amount,
+};
+pub use web::routes;
+
+/// Why a payment operation did not happen.
+#[derive(Debug, Error)]
+pub enum PaymentError {
+    /// No gateway is configured.
+    #[error("online payment is not configured ([payments.vnpay])")]
+    Disabled,
+    /// No such case.
+    #[error("no case {0}")]
+    NotFound(String),
+    /// The case is not in a state that can be paid.
+    #[error("case {event_id} cannot be paid: it is {state}")]
+    NotPayable {
+        /// The case.
+        event_id: String,
+        /// Its state.
+        state: String,
+    },
+    /// The case is paid already.
+    #[error("case {0} is already paid")]
+    AlreadyPaid(String),
+    /// No amount was fixed by the police decision.
+    #[error("case {0} has no decided fine amount")]
+    NoAmount(String),
+    /// A gateway message whose hash does not hold (or has none).
+    #[error("bad or missing signature")]
+    BadSignature,
+    /// A signed gateway message that is not usable.
+    #[error("gateway message: {0}")]
+    Malformed(String),
+    /// The gateway could not be asked, or answered wrongly.
+    #[error("gateway: {0}")]
+    Gateway(String),
+    /// Configuration (secret file, ...).
+    #[error("payments configuration: {0}")]
+    Config(String),
+    /// Database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Moving the case failed.
+    #[error(transparent)]
+    Review(#[from] ReviewError),
+}
+
+impl From<sqlx::Error> for PaymentError {
+    fn from(e: sqlx::Error) -> Self {
+        PaymentError::Db(DbError::Sqlx(e))
+    }
+}
+
+impl PaymentError {
+    /// Whether the person can do something about it (not a server fault).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PaymentError::NotFound(_)
+                | PaymentError::NotPayable { .. }
+                | PaymentError::AlreadyPaid(_)
+                | PaymentError::NoAmount(_)
+                | PaymentError::Disabled
+        )
+    }
+}
+
+/// One order sent to the gateway.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Our unique reference (`vnp_TxnRef`).
+    pub txn_ref: String,
+    /// Whole VND.
+    pub amount_vnd: i64,
+    /// What the person sees at the gateway (ASCII: VNPay asks for
+    /// Vietnamese without diacritics).
+    pub order_info: String,
+    /// The paying person's address.
+    pub client_ip: IpAddr,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms; the gateway refuses payment after it.
+    pub expires_at: i64,
+}
+
+/// A payment the gateway is asked about.
+#[derive(Debug, Clone)]
+pub struct PendingPayment {
+    /// Our reference.
+    pub txn_ref: String,
+    /// The case.
+    pub event_id: String,
+    /// Whole VND.
+    pub amount_vnd: i64,
+    /// When the order was made (Unix ms).
+    pub created_at: i64,
+    /// When it expired or expires (Unix ms).
+    pub expires_at: i64,
+}
+
+/// What the gateway says about one transaction, signature checked.
+#[derive(Debug, Clone)]
+pub struct GatewayReport {
+    /// Our reference.
+    pub txn_ref: String,
+    /// The amount in whole VND; `None` when it was not a whole amount.
+    pub amount_vnd: Option<i64>,
+    /// The gateway's response code (`00` success; for a status query, the
+    /// query's code).
+    pub response_code: String,
+    /// The transaction's status (`00` success).
+    pub transaction_status: String,
+    /// The gateway's transaction number.
+    pub transaction_no: Option<String>,
+    /// The bank.
+    pub bank_code: Option<String>,
+    /// The bank's transaction number.
+    pub bank_tran_no: Option<String>,
+    /// When it was paid, as the gateway writes it.
+    pub pay_date: Option<String>,
+    /// Every parameter as received (kept with the payment).
+    pub raw: serde_json::Value,
+}
+
+impl GatewayReport {
+    /// Paid: both codes say success.
+    pub fn succeeded(&self) -> bool {
+        self.response_code == "00" && self.transaction_status == "00"
+    }
+}
+
+/// The gateway's answer to a status query.
+#[derive(Debug, Clone)]
+pub enum QueryAnswer {
+    /// It knows the transaction.
+    Found(GatewayReport),
+    /// It has no such transaction (never paid, or not yet).
+    NotFound {
+        /// The answer as received.
+        raw: serde_json::Value,
+    },
+}
+
+/// The answer to an IPN, `{"RspCode", "Message"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct IpnAnswer {
+    /// `00`, `01`, `02`, `04`, `97`, `99`.
+    #[serde(rename = "RspCode")]
+    pub code: &'static str,
+    /// The text VNPay's samples use.
+    #[serde(rename = "Message")]
+    pub message: &'static str,
+}
+
+impl IpnAnswer {
+    /// An answer.
+    pub fn new(code: &'static str, message: &'static str) -> IpnAnswer {
+        IpnAnswer { code, message }
+    }
+}
+
+/// A payment gateway.
+#[async_trait]
+pub trait PaymentGateway: Send + Sync {
+    /// Short name (`vnpay`): the actor is `payments:{name}`.
+    fn name(&self) -> &'static str;
+    /// The URL to send the person to for `order`.
+    async fn payment_url(&self, order: &Order) -> Result<String, PaymentError>;
+    /// Checks the query string of the person's return and reads it.
+    async fn verify_return(&self, query: &str) -> Result<GatewayReport, PaymentError>;
+    /// Handles an IPN (its query string): checks it, settles the payment,
+    /// and says what to answer.
+    async fn handle_ipn(&self, payments: &Payments, query: &str, now: i64) -> IpnAnswer;
+    /// Asks the gateway about a payment (reconciliation).
+    async fn query(&self, payment: &PendingPayment, now: i64) -> Result<QueryAnswer, PaymentError>;
+}
+
+/// Settings besides the gateway's own.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long the person has to pay, ms.
+    pub order_expiry_ms: i64,
+    /// Pending payments older than this are queried, ms.
+    pub reconcile_after_ms: i64,
+    /// How often the reconciler runs; `None`: never on its own.
+    pub reconcile_interval: Option<std::time::Duration>,
+    /// Where IPNs may come from; empty: anywhere.
+    pub ipn_allowed_ips: Vec<IpAddr>,
+}
+
+/// Payments: the gateway and the state it works on.
+pub struct Payments {
+    /// The server's state (database, fine table, grammar for the reviewer).
+    pub ingest: Arc<IngestContext>,
+    /// The gateway.
+    pub gateway: Arc<dyn PaymentGateway>,
+    /// Timings and the IPN allow-list.
+    pub settings: Settings,
+}
+
+impl Payments {
+    /// Payments over `gateway`.
+    pub fn new(
+        ingest: Arc<IngestContext>,
+        gateway: Arc<dyn PaymentGateway>,
+        settings: Settings,
+    ) -> Payments {
+        Payments {
+            ingest,
+            gateway,
+            settings,
+        }
+    }
+
+    /// Payments as configured; `None` when `[payments.vnpay]` is absent.
+    pub fn from_config(
+        cfg: &PaymentsConfig,
+        ingest: Arc<IngestContext>,
+    ) -> Result<Option<Arc<Payments>>, PaymentError> {
+        let Some(v) = &cfg.vnpay else {
+            return Ok(None);
+        };
+        let settings = Settings {
+            order_expiry_ms: i64::from(v.order_expiry_minutes) * 60_000,
+            reconcile_after_ms: i64::from(v.reconcile_after_minutes) * 60_000,
+            reconcile_interval: (v.reconcile_interval_s > 0)
+                .then(|| std::time::Duration::from_secs(v.reconcile_interval_s)),
+            ipn_allowed_ips: v.allowed_ips().map_err(PaymentError::Config)?,
+        };
+        let gateway = Arc::new(VnPay::from_config(v)?);
+        Ok(Some(Arc::new(Payments::new(ingest, gateway, settings))))
+    }
+}
+
+/// Starts a payment of case `event_id` by the person at `client_ip`: checks
+/// the case can be paid, records the attempt, and answers the URL of the
+/// gateway's payment page to send the person to.
+pub async fn start(
+    ctx: &Payments,
+    event_id: &str,
+    client_ip: IpAddr,
+    now: i64,
+) -> Result<String, PaymentError> {
+    let db = &ctx.ingest.db;
+    let row = sqlx::query("SELECT state, fine_amount_vnd FROM events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or_else(|| PaymentError::NotFound(event_id.into()))?;
+    let state: String = row.try_get(0)?;
+    let amount: Option<i64> = row.try_get(1)?;
+    match CaseState::parse(&state) {
+        Some(CaseState::NoticeIssued | CaseState::Overdue) => {}
+        Some(CaseState::Paid) => return Err(PaymentError::AlreadyPaid(event_id.into())),
+        _ => {
+            return Err(PaymentError::NotPayable {
+                event_id: event_id.into(),
+                state,
+            });
+        }
+    }
+    let amount = amount
+        .filter(|a| *a > 0 && to_gateway_amount(*a).is_some())
+        .ok_or_else(|| PaymentError::NoAmount(event_id.into()))?;
+    let paid = sqlx::query("SELECT 1 FROM payments WHERE event_id = $1 AND state = 'paid'")
+        .bind(event_id)
+        .fetch_optional(db.pool())
+        .await?;
+    if paid.is_some() {
+        return Err(PaymentError::AlreadyPaid(event_id.into()));
+    }
+    let order = Order {
+        txn_ref: uuid::Uuid::new_v4().simple().to_string(),
+        amount_vnd: amount,
+        order_info: format!("Nop phat vi pham giao thong, ma vu viec {event_id}"),
+        client_ip,
+        created_at: now,
+        expires_at: now.saturating_add(ctx.settings.order_expiry_ms),
+    };
+    // The URL first: nothing is recorded for an order that cannot be sent.
+    let url = ctx.gateway.payment_url(&order).await?;
+    sqlx::query(
+        "INSERT INTO payments (txn_ref, event_id, gateway, amount_vnd, state, client_ip, \
+         created_at, expires_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $6)",
+    )
+    .bind(&order.txn_ref)
+    .bind(event_id)
+    .bind(ctx.gateway.name())
+    .bind(amount)
+    .bind(client_ip.to_string())
+    .bind(now)
+    .bind(order.expires_at)
+    .execute(db.pool())
+    .await?;
+    tracing::info!(
+        event_id,
+        txn_ref = order.txn_ref,
+        amount_vnd = amount,
+        "payment started"
+    );
+    Ok(url)
+}
+
+/// One payment attempt as stored.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct PaymentRecord {
+    /// Our reference.
+    pub txn_ref: String,
+    /// The case.
+    pub event_id: String,
+    /// Whole VND.
+    pub amount_vnd: i64,
+    /// pending, paid, failed, cancelled.
+    pub state: String,
+    /// The gateway's response code.
+    pub response_code: Option<String>,
+    /// The gateway's transaction number.
+    pub transaction_no: Option<String>,
+    /// The bank's transaction number.
+    pub bank_tran_no: Option<String>,
+    /// ipn or querydr.
+    pub settled_by: Option<String>,
+    /// Unix ms.
+    pub created_at: i64,
+    /// Unix ms.
+    pub updated_at: i64,
+}
+
+/// The payment attempt `txn_ref`.
+pub async fn find(
+    db: &crate::db::Db,
+    txn_ref: &str,
+) -> Result<Option<PaymentRecord>, PaymentError> {
+    Ok(list_where(db, "txn_ref = $1", txn_ref)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Every payment attempt of case `event_id`, oldest first.
+pub async fn of_case(
+    db: &crate::db::Db,
+    event_id: &str,
+) -> Result<Vec<PaymentRecord>, PaymentError> {
+    list_where(db, "event_id = $1", event_id).await
+}
+
+async fn list_where(
+    db: &crate::db::Db,
+    filter: &'static str,
+    value: &str,
+) -> Result<Vec<PaymentRecord>, PaymentError> {
+    let sql = format!(
+        "SELECT txn_ref, event_id, amount_vnd, state, response_code, transaction_no, \
+         bank_tran_no, settled_by, created_at, updated_at FROM payments WHERE {filter} \
+         ORDER BY created_at, txn_ref"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(value)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(PaymentRecord {
+                txn_ref: r.try_get(0)?,
+                event_id: r.try_get(1)?,
+                amount_vnd: r.try_get(2)?,
+                state: r.try_get(3)?,
+                response_code: r.try_get(4)?,
+                transaction_no: r.try_get(5)?,
+                bank_tran_no: r.try_get(6)?,
+                settled_by: r.try_get(7)?,
+                created_at: r.try_get(8)?,
+                updated_at: r.try_get(9)?,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,367 @@
+//! Settling a payment from what the gateway says — the one path shared by
+//! the IPN and the reconciler — and the reconciler itself.
+//!
+//! The checks run in the order VNPay prescribes for the IPN (the signature
+//! was checked by the gateway adapter before): the order exists, the amount
+//! equals ours, the order is still pending; then the payment row changes
+//! with a conditional UPDATE (`… WHERE state = 'pending'`), so of two
+//! notifications for one order (a retry, two replicas) exactly one settles
+//! it. A paid payment then moves its case to `paid` through
+//! [`Reviewer::act`] as the system; the two writes are two transactions,
+//! so a crash between them leaves a paid payment on an unpaid case, which
+//! the next notification for it or the reconciler repairs.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sqlx::Row;
+use tokio::task::JoinHandle;
+
+use super::{GatewayReport, PaymentError, Payments, PendingPayment, QueryAnswer};
+use crate::config::Config;
+use crate::review::{ReviewError, Reviewer};
+use crate::workflow::{Action, Actor, CaseState, Role};
+
+/// How a settlement ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Paid now, and the case moved to paid.
+    Paid,
+    /// Recorded as failed or cancelled now.
+    Failed,
+    /// Settled before (or the case was paid by another attempt).
+    AlreadyConfirmed,
+    /// No such order.
+    OrderNotFound,
+    /// The amount is not ours; nothing changed.
+    WrongAmount,
+}
+
+/// What settled a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettledBy {
+    /// The gateway's notification.
+    Ipn,
+    /// The reconciler's status query.
+    Querydr,
+}
+
+impl SettledBy {
+    fn as_str(self) -> &'static str {
+        match self {
+            SettledBy::Ipn => "ipn",
+            SettledBy::Querydr => "querydr",
+        }
+    }
+}
+
+/// Settles the payment `report` is about.
+pub async fn settle(
+    p: &Payments,
+    report: &GatewayReport,
+    by: SettledBy,
+    now: i64,
+) -> Result<Settled, PaymentError> {
+    let db = &p.ingest.db;
+    let row = sqlx::query("SELECT event_id, amount_vnd, state FROM payments WHERE txn_ref = $1")
+        .bind(&report.txn_ref)
+        .fetch_optional(db.pool())
+        .await?;
+    let Some(row) = row else {
+        tracing::warn!(
+            txn_ref = report.txn_ref,
+            by = by.as_str(),
+            "gateway names an unknown order"
+        );
+        return Ok(Settled::OrderNotFound);
+    };
+    let event_id: String = row.try_get(0)?;
+    let amount: i64 = row.try_get(1)?;
+    let state: String = row.try_get(2)?;
+    if report.amount_vnd != Some(amount) {
+        tracing::warn!(
+            txn_ref = report.txn_ref,
+            ours = amount,
+            theirs = ?report.raw.get("vnp_Amount"),
+            by = by.as_str(),
+            "gateway amount differs; nothing paid"
+        );
+        return Ok(Settled::WrongAmount);
+    }
+    if state != "pending" {
+        if state == "paid" {
+            repair(p, &event_id, now).await?;
+        }
+        return Ok(Settled::AlreadyConfirmed);
+    }
+    let new_state = if report.succeeded() {
+        "paid"
+    } else if report.response_code == "24" {
+        "cancelled"
+    } else {
+        "failed"
+    };
+    let (raw_col, at_col) = match by {
+        SettledBy::Ipn => ("ipn_params", "ipn_at"),
+        SettledBy::Querydr => ("query_result", "queried_at"),
+    };
+    let sql = format!(
+        "UPDATE payments SET state = $1, updated_at = $2, response_code = $3, \
+         transaction_status = $4, transaction_no = $5, bank_code = $6, bank_tran_no = $7, \
+         pay_date = $8, settled_by = $9, {raw_col} = $10, {at_col} = $2 \
+         WHERE txn_ref = $11 AND state = 'pending'"
+    );
+    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(new_state)
+        .bind(now)
+        .bind(Some(report.response_code.as_str()).filter(|s| !s.is_empty()))
+        .bind(Some(report.transaction_status.as_str()).filter(|s| !s.is_empty()))
+        .bind(report.transaction_no.as_deref())
+        .bind(report.bank_code.as_deref())
+        .bind(report.bank_tran_no.as_deref())
+        .bind(report.pay_date.as_deref())
+        .bind(by.as_str())
+        .bind(report.raw.to_string())
+        .bind(&report.txn_ref)
+        .execute(db.pool())
+        .await?;
+    if done.rows_affected() != 1 {
+        // Another notification settled it between our read and write.
+        return Ok(Settled::AlreadyConfirmed);
+    }
+    tracing::info!(
+        txn_ref = report.txn_ref,
+        event_id,
+        state = new_state,
+        response_code = report.response_code,
+        transaction_status = report.transaction_status,
+        by = by.as_str(),
+        "payment settled"
+    );
+    if new_state != "paid" {
+        return Ok(Settled::Failed);
+    }
+    match pay_case(p, &event_id, now).await? {
+        CaseOutcome::Paid => Ok(Settled::Paid),
+        CaseOutcome::AlreadyPaid => {
+            tracing::warn!(
+                txn_ref = report.txn_ref,
+                event_id,
+                "case was already paid by another payment: this one needs a refund"
+            );
+            Ok(Settled::AlreadyConfirmed)
+        }
+        CaseOutcome::NotPayable(state) => {
+            tracing::error!(
+                txn_ref = report.txn_ref,
+                event_id,
+                state,
+                "money received for a case that cannot be paid now: needs a person"
+            );
+            Ok(Settled::Paid)
+        }
+    }
+}
+
+enum CaseOutcome {
+    Paid,
+    AlreadyPaid,
+    NotPayable(String),
+}
+
+/// Moves the case to paid through the reviewer, as the system.
+async fn pay_case(p: &Payments, event_id: &str, now: i64) -> Result<CaseOutcome, PaymentError> {
+    let ctx = &p.ingest;
+    let reviewer = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let actor = Actor {
+        id: format!("payments:{}", p.gateway.name()),
+        role: Role::System,
+    };
+    let mut tries = 0;
+    loop {
+        match reviewer.act(event_id, &Action::Pay, &actor, "", now).await {
+            Ok(_) => return Ok(CaseOutcome::Paid),
+            Err(ReviewError::Conflict) if tries < 3 => tries += 1,
+            Err(ReviewError::Refused(_)) => {
+                let state: String = sqlx::query("SELECT state FROM events WHERE event_id = $1")
+                    .bind(event_id)
+                    .fetch_one(ctx.db.pool())
+                    .await?
+                    .try_get(0)?;
+                return Ok(if state == CaseState::Paid.as_str() {
+                    CaseOutcome::AlreadyPaid
+                } else {
+                    CaseOutcome::NotPayable(state)
+                });
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A paid payment on a case still waiting for it: pay the case.
+async fn repair(p: &Payments, event_id: &str, now: i64) -> Result<bool, PaymentError> {
+    let state: Option<String> = sqlx::query("SELECT state FROM events WHERE event_id = $1")
+        .bind(event_id)
+        .fetch_optional(p.ingest.db.pool())
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+    let waiting = matches!(
+        state.as_deref().and_then(CaseState::parse),
+        Some(CaseState::NoticeIssued | CaseState::Overdue)
+    );
+    if !waiting {
+        return Ok(false);
+    }
+    tracing::warn!(
+        event_id,
+        "a paid payment's case was not paid; paying it now"
+    );
+    Ok(matches!(
+        pay_case(p, event_id, now).await?,
+        CaseOutcome::Paid
+    ))
+}
+
+/// What one reconciliation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ReconcileReport {
+    /// Pending payments asked about.
+    pub checked: usize,
+    /// Found paid (and their cases paid).
+    pub paid: usize,
+    /// Found failed or cancelled.
+    pub failed: usize,
+    /// Expired without being paid (unknown at the gateway or not
+    /// finished): cancelled.
+    pub expired: usize,
+    /// Still pending (not finished, not expired).
+    pub still_pending: usize,
+    /// Settled meanwhile by an IPN, or the gateway's amount differs.
+    pub skipped: usize,
+    /// The gateway could not be asked or answered wrongly.
+    pub errors: usize,
+    /// Paid payments whose case was paid now.
+    pub repaired: usize,
+}
+
+/// Asks the gateway about every payment pending for longer than
+/// `reconcile_after_minutes` and settles it as the IPN would; cancels
+/// expired orders it does not know; repairs paid payments on unpaid cases.
+pub async fn reconcile(p: &Payments, now: i64) -> Result<ReconcileReport, PaymentError> {
+    let db = &p.ingest.db;
+    let mut report = ReconcileReport::default();
+    let rows = sqlx::query(
+        "SELECT txn_ref, event_id, amount_vnd, created_at, expires_at FROM payments \
+         WHERE state = 'pending' AND created_at <= $1 ORDER BY created_at LIMIT 500",
+    )
+    .bind(now.saturating_sub(p.settings.reconcile_after_ms))
+    .fetch_all(db.pool())
+    .await?;
+    for r in &rows {
+        let pending = PendingPayment {
+            txn_ref: r.try_get(0)?,
+            event_id: r.try_get(1)?,
+            amount_vnd: r.try_get(2)?,
+            created_at: r.try_get(3)?,
+            expires_at: r.try_get(4)?,
+        };
+        report.checked += 1;
+        let answer = match p.gateway.query(&pending, now).await {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(txn_ref = pending.txn_ref, error = %e, "status query failed");
+                report.errors += 1;
+                continue;
+            }
+        };
+        let expired = now > pending.expires_at;
+        let raw = match answer {
+            // Finished at the gateway, one way or the other.
+            QueryAnswer::Found(g) if g.transaction_status != "01" => {
+                match settle(p, &g, SettledBy::Querydr, now).await {
+                    Ok(Settled::Paid) => report.paid += 1,
+                    Ok(Settled::Failed) => report.failed += 1,
+                    Ok(_) => report.skipped += 1,
+                    Err(e) => {
+                        tracing::warn!(txn_ref = pending.txn_ref, error = %e, "settling failed");
+                        report.errors += 1;
+                    }
+                }
+                continue;
+            }
+            _ if !expired => {
+                report.still_pending += 1;
+                continue;
+            }
+            QueryAnswer::Found(g) => g.raw,
+            QueryAnswer::NotFound { raw } => raw,
+        };
+        // Expired, and never paid (unknown at the gateway, or not finished).
+        let done = sqlx::query(
+            "UPDATE payments SET state = 'cancelled', updated_at = $1, settled_by = \
+             'querydr', note = $2, query_result = $3, queried_at = $1 \
+             WHERE txn_ref = $4 AND state = 'pending'",
+        )
+        .bind(now)
+        .bind("expired unpaid")
+        .bind(raw.to_string())
+        .bind(&pending.txn_ref)
+        .execute(db.pool())
+        .await?;
+        if done.rows_affected() == 1 {
+            report.expired += 1;
+        } else {
+            report.skipped += 1;
+        }
+    }
+    let unpaid = sqlx::query(
+        "SELECT DISTINCT p.event_id FROM payments p JOIN events e ON e.event_id = p.event_id \
+         WHERE p.state = 'paid' AND e.state IN ('notice_issued', 'overdue')",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    for r in &unpaid {
+        let event_id: String = r.try_get(0)?;
+        if repair(p, &event_id, now).await? {
+            report.repaired += 1;
+        }
+    }
+    if report != ReconcileReport::default() {
+        tracing::info!(?report, "payments reconciled");
+    }
+    Ok(report)
+}
+
+/// Runs [`reconcile`] every `reconcile_interval_s` (not at all when it is
+/// 0) for as long as the server runs.
+pub fn spawn_reconciler(p: Arc<Payments>) -> Option<JoinHandle<()>> {
+    let every = p.settings.reconcile_interval?;
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = reconcile(&p, crate::db::now_ms()).await {
+                tracing::warn!(error = %e, "payment reconciliation failed");
+            }
+        }
+    }))
+}
+
+/// One reconciliation from the command line: opens the server's state as
+/// configured and runs [`reconcile`] once, now.
+pub async fn reconcile_from_config(cfg: &Config) -> Result<ReconcileReport, PaymentError> {
+    let ingestor = crate::app::open(cfg)
+        .await
+        .map_err(|e| PaymentError::Config(e.to_string()))?;
+    let p = Payments::from_config(&cfg.payments, ingestor.context().clone())?
+        .ok_or(PaymentError::Disabled)?;
+    reconcile(&p, crate::db::now_ms()).await
+}

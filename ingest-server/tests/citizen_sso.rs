@@ -1,0 +1,517 @@
+//! Citizens sign in to the citizen app through a real OpenID Connect
+//! provider (panva's `oidc-provider` from `tests/oidc/provider.js`, test
+//! citizens carrying `national_id` and `name`) and the real ingest server:
+//! the session is bound to the national ID number, `/app/` shows exactly the
+//! confirmed cases of the vehicles registered to it, another citizen's case
+//! is "not found" (and audited), and tokens without a valid number, replayed
+//! answers and states of the console's client are refused.
+//!
+//! Node.js and `tests/oidc/node_modules` (`make setup-node`) are required.
+
+mod common;
+#[path = "oidc/harness.rs"]
+mod harness;
+
+use common::{free_port, seed};
+use harness::{Browser, Provider, Resp};
+use ingest_server::app::{self, Running};
+use ingest_server::audit::{self, AuditEntry};
+use ingest_server::config::{CitizenSsoConfig, Config, SsoConfig};
+use ingest_server::db::{Db, now_ms};
+use ingest_server::review::Reviewer;
+use ingest_server::sso::citizen::actor_id;
+use ingest_server::workflow::{Action, Actor, Role};
+use serde_json::{Value, json};
+use sqlx::Row;
+use url::Url;
+
+const SITE: &str = "hn-hoankiem-trangtien";
+const CITIZEN_CLIENT: &str = "tv-citizen";
+const CONSOLE_CLIENT: &str = "tv-console";
+const SECRET: &str = "test-citizen-secret-0123456789";
+/// The owner of 30A12345 in the seeded registry (`tests/common/seed.rs`).
+const GIANG_ID: &str = "001199012345";
+/// The owner of 30A12346.
+const HAI_ID: &str = "001088054321";
+
+/// The provider's test citizens (added to its console test accounts).
+fn citizens() -> Value {
+    json!({
+        "giang": {"name": "Hoàng Thị Giang", "national_id": GIANG_ID},
+        "hai": {"name": "Vũ Văn Hải", "national_id": HAI_ID},
+        "no_id": {"name": "Người Không Số"},
+        "short_id": {"name": "Số Ngắn", "national_id": "12345"},
+        "letters_id": {"name": "Có Chữ", "national_id": "00119901234X"},
+        "number_id": {"name": "Số Nguyên", "national_id": 1_199_012_345_i64},
+    })
+}
+
+struct Ioc {
+    running: Running,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Ioc {
+    fn db(&self) -> Db {
+        self.running.ingestor.context().db.clone()
+    }
+}
+
+fn citizen_config(issuer: &str, port: u16) -> CitizenSsoConfig {
+    CitizenSsoConfig {
+        issuer: issuer.into(),
+        client_id: CITIZEN_CLIENT.into(),
+        client_secret: SECRET.into(),
+        redirect_url: format!("http://127.0.0.1:{port}/app/sso/callback"),
+        extra_scopes: vec!["national_id".into()],
+        ..CitizenSsoConfig::default()
+    }
+}
+
+/// A provider (with `extra` options) and a server that uses it for
+/// citizens, and for the console too when `console`.
+async fn pair(extra: Value, console: bool) -> (Provider, Ioc) {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut clients = vec![json!({
+        "clientId": CITIZEN_CLIENT, "clientSecret": SECRET,
+        "redirectUris": [format!("{base}/app/sso/callback")],
+    })];
+    if console {
+        clients.push(json!({
+            "clientId": CONSOLE_CLIENT, "clientSecret": SECRET,
+            "redirectUris": [format!("{base}/console/sso/callback")],
+        }));
+    }
+    let mut opts = json!({"port": free_port(), "clients": clients, "accounts": citizens()});
+    if let (Value::Object(o), Value::Object(e)) = (&mut opts, extra) {
+        o.extend(e);
+    }
+    let p = Provider::start(opts);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        citizen_sso: Some(citizen_config(&p.issuer, port)),
+        ..Config::default()
+    };
+    if console {
+        cfg.sso = Some(SsoConfig {
+            issuer: p.issuer.clone(),
+            client_id: CONSOLE_CLIENT.into(),
+            client_secret: SECRET.into(),
+            redirect_url: format!("{base}/console/sso/callback"),
+            role_map: [("ioc-police".to_string(), "police".to_string())].into(),
+            extra_scopes: vec!["roles".into()],
+            ..SsoConfig::default()
+        });
+    }
+    cfg.http.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.validate().unwrap();
+    let running = app::start(&cfg).await.unwrap();
+    (
+        p,
+        Ioc {
+            running,
+            base,
+            _dir: dir,
+        },
+    )
+}
+
+/// From "Đăng nhập bằng VNeID" through the provider as `account`: the
+/// callback URL (not yet visited).
+fn through(b: &mut Browser, ioc: &Ioc, p: &Provider, account: &str) -> String {
+    let callback = p.through(
+        b,
+        &format!("{}/app/sso/login", ioc.base),
+        account,
+        None,
+        |u| u,
+    );
+    assert!(
+        callback.starts_with(&format!("{}/app/sso/callback?", ioc.base)),
+        "{callback}"
+    );
+    callback
+}
+
+/// The whole way, and the callback's answer.
+fn sign_in(b: &mut Browser, ioc: &Ioc, p: &Provider, account: &str) -> Resp {
+    let callback = through(b, ioc, p, account);
+    b.get(&callback)
+}
+
+/// Asserts a signed-in answer: 303 to `/app/`, the citizen cookie
+/// (HttpOnly, SameSite=Lax), the browser binding removed.
+fn assert_signed_in(r: &Resp, p: &Provider) {
+    assert_eq!(r.status, 303, "{}\n{}", r.body, p.log());
+    assert_eq!(r.header("location"), Some("/app/"));
+    let cookies = r.set_cookies();
+    let session = cookies
+        .iter()
+        .find(|c| c.starts_with("tv_citizen="))
+        .unwrap_or_else(|| panic!("no citizen cookie in {cookies:?}"));
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("tv_sso_app=;") && c.contains("Max-Age=0")),
+        "{cookies:?}"
+    );
+}
+
+/// Asserts a refused citizen sign-in: status, the page, no session, and
+/// the audit entry `citizen.login_failed` with `reason`; that entry.
+async fn assert_refused(ioc: &Ioc, r: &Resp, status: u16, reason: &str) -> AuditEntry {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert!(r.body.contains("Không đăng nhập được"), "{}", r.body);
+    assert!(r.body.contains("href=\"/app/login\""), "{}", r.body);
+    assert!(
+        r.set_cookies()
+            .iter()
+            .all(|c| !c.starts_with("tv_citizen=")),
+        "{r:?}"
+    );
+    let e = audit::recent(&ioc.db(), 500)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.action == "citizen.login_failed")
+        .expect("no citizen.login_failed in the audit log");
+    let d: Value = serde_json::from_str(&e.detail).unwrap();
+    assert_eq!(d["reason"], reason, "{d}");
+    e
+}
+
+async fn sessions(db: &Db) -> Vec<String> {
+    sqlx::query("SELECT national_id FROM citizen_sessions ORDER BY created_at")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .collect()
+}
+
+async fn owner_of(db: &Db, id: &str) -> Option<String> {
+    sqlx::query("SELECT owner_id FROM events WHERE event_id = $1")
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// The event ids the list page shows.
+fn listed(page: &str) -> Vec<String> {
+    page.split("data-id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(String::from)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_signs_in_and_sees_exactly_their_confirmed_cases() {
+    let (p, ioc) = pair(json!({}), false).await;
+    let db = ioc.db();
+    let ctx = ioc.running.ingestor.context().clone();
+
+    // Three cases of 30A12345 (Giang's car). The first is reviewed and
+    // confirmed as it is; the second's plate is corrected to 30A12346
+    // (Hải's) and confirmed; the third is never reviewed.
+    let ids = seed::seed(&ioc.running, SITE, 3).await;
+    let (mine, his, pending) = (&ids[0], &ids[1], &ids[2]);
+    for _ in 0..100 {
+        if owner_of(&db, mine).await.is_some() && owner_of(&db, pending).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(owner_of(&db, mine).await.as_deref(), Some("o1"));
+    let reviewer = Reviewer {
+        db: &db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let operator = Actor {
+        id: "op.an".into(),
+        role: Role::Operator,
+    };
+    let police = Actor {
+        id: "csgt.cuong".into(),
+        role: Role::Police,
+    };
+    let fix = Action::CorrectPlate {
+        plate: "30A-123.46".into(),
+    };
+    for (id, correct) in [(mine, false), (his, true)] {
+        let now = now_ms();
+        reviewer
+            .act(id, &Action::Claim, &operator, "", now)
+            .await
+            .unwrap();
+        if correct {
+            reviewer
+                .act(id, &fix, &operator, "chữ số cuối là 6", now + 1)
+                .await
+                .unwrap();
+        }
+        reviewer
+            .act(id, &Action::Accept, &operator, "", now + 2)
+            .await
+            .unwrap();
+        reviewer
+            .act(id, &Action::Confirm, &police, "", now + 3)
+            .await
+            .unwrap();
+    }
+    assert_eq!(owner_of(&db, his).await.as_deref(), Some("o2"));
+
+    // The sign-in page offers the national identity provider.
+    let mut giang = Browser::default();
+    let r = giang.get(&format!("{}/app/", ioc.base));
+    assert_eq!(r.status, 303, "signed out: to the sign-in page");
+    let r = giang.get(&format!("{}/app/login", ioc.base));
+    assert!(
+        r.body.contains("Đăng nhập bằng VNeID") && r.body.contains("href=\"/app/sso/login\""),
+        "{}",
+        r.body
+    );
+
+    // The link: to the provider, with our client, callback and scopes, and
+    // a browser-binding cookie for the citizen routes only.
+    let r = giang.get(&format!("{}/app/sso/login", ioc.base));
+    assert_eq!(r.status, 303, "{}", r.body);
+    let auth = Url::parse(&r.location()).unwrap();
+    let q: std::collections::HashMap<String, String> = auth.query_pairs().into_owned().collect();
+    assert_eq!(q["client_id"], CITIZEN_CLIENT);
+    assert_eq!(q["redirect_uri"], format!("{}/app/sso/callback", ioc.base));
+    assert_eq!(q["scope"], "openid profile national_id");
+    assert_eq!(q["code_challenge_method"], "S256");
+    let binding = r
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("tv_sso_app="))
+        .unwrap()
+        .to_string();
+    assert!(
+        binding.contains("Path=/app/sso/") && binding.contains("SameSite=Lax"),
+        "{binding}"
+    );
+
+    // Giang signs in: a 303 to /app/ with a SameSite=Lax cookie, which the
+    // browser sends on that redirect.
+    let r = sign_in(&mut giang, &ioc, &p, "giang");
+    assert_signed_in(&r, &p);
+    let list = giang.get(&format!("{}/app/", ioc.base));
+    assert_eq!(list.status, 200, "{}", list.body);
+    assert!(list.body.contains("Hoàng Thị Giang"), "{}", list.body);
+    assert_eq!(
+        listed(&list.body),
+        std::slice::from_ref(mine),
+        "{}",
+        list.body
+    );
+    assert!(list.body.contains("(1)"));
+    assert_eq!(sessions(&db).await, [GIANG_ID]);
+    // National ID and name came from userinfo (the provider's default).
+    assert!(p.stats(&mut giang)["userinfo"].as_u64().unwrap() >= 1);
+
+    // Her case and its evidence open; the unconfirmed one does not.
+    let r = giang.get(&format!("{}/app/cases/{mine}", ioc.base));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("30A12345"), "{}", r.body);
+    let img = giang.get(&format!(
+        "{}/app/cases/{mine}/evidence/overview.jpg",
+        ioc.base
+    ));
+    assert_eq!(
+        (img.status, img.header("content-type")),
+        (200, Some("image/jpeg"))
+    );
+    let r = giang.get(&format!("{}/app/cases/{pending}", ioc.base));
+    assert_eq!(r.status, 404, "not confirmed: not shown");
+
+    // Hải signs in and sees only the corrected case ...
+    let mut hai = Browser::default();
+    let r = sign_in(&mut hai, &ioc, &p, "hai");
+    assert_signed_in(&r, &p);
+    let list = hai.get(&format!("{}/app/", ioc.base));
+    assert_eq!(
+        listed(&list.body),
+        std::slice::from_ref(his),
+        "{}",
+        list.body
+    );
+    // ... and cannot open Giang's case, nor its evidence.
+    let r = hai.get(&format!("{}/app/cases/{mine}", ioc.base));
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = hai.get(&format!(
+        "{}/app/cases/{mine}/evidence/overview.jpg",
+        ioc.base
+    ));
+    assert_eq!(r.status, 404);
+    assert_ne!(r.header("content-type"), Some("image/jpeg"));
+
+    // The audit log: both sign-ins and the refused look, by digest only.
+    let log = audit::recent(&db, 500).await.unwrap();
+    let logins: Vec<&AuditEntry> = log.iter().filter(|e| e.action == "citizen.login").collect();
+    assert_eq!(logins.len(), 2);
+    assert_eq!(logins[1].actor, actor_id(GIANG_ID));
+    assert_eq!(logins[0].actor, actor_id(HAI_ID));
+    let d: Value = serde_json::from_str(&logins[0].detail).unwrap();
+    assert_eq!(d["issuer"], p.issuer);
+    assert!(d["sub"].as_str().unwrap().starts_with("sha256:"), "{d}");
+    let denied = |who: &str| -> Vec<String> {
+        log.iter()
+            .filter(|e| e.action == "citizen.case_denied" && e.actor == actor_id(who))
+            .map(|e| e.subject.clone())
+            .collect()
+    };
+    let case = |id: &str| format!("case:{id}");
+    assert_eq!(
+        denied(HAI_ID),
+        [case(mine), case(mine)],
+        "case and evidence"
+    );
+    assert_eq!(denied(GIANG_ID), [case(pending)], "the unconfirmed case");
+    for e in &log {
+        for text in [&e.actor, &e.subject, &e.detail] {
+            assert!(
+                !text.contains(GIANG_ID) && !text.contains(HAI_ID),
+                "a national ID number in the audit log: {e:?}"
+            );
+        }
+    }
+    assert!(matches!(
+        audit::verify(&db).await.unwrap(),
+        audit::Verification::Intact { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_without_a_valid_national_id_are_refused() {
+    // Claims in the ID token this time (no userinfo call).
+    let (p, ioc) = pair(json!({"claimsInIdToken": true}), false).await;
+    let db = ioc.db();
+
+    let mut b = Browser::default();
+    let r = sign_in(&mut b, &ioc, &p, "no_id");
+    let e = assert_refused(&ioc, &r, 403, "no_national_id").await;
+    assert!(r.body.contains("số định danh cá nhân"), "{}", r.body);
+    assert_eq!(
+        (e.actor.as_str(), e.role.as_str()),
+        ("citizen-sso", "anonymous")
+    );
+    let d: Value = serde_json::from_str(&e.detail).unwrap();
+    assert!(d["sub"].as_str().unwrap().starts_with("sha256:"), "{d}");
+
+    for (account, number) in [("short_id", "12345"), ("letters_id", "00119901234X")] {
+        let mut b = Browser::default();
+        let r = sign_in(&mut b, &ioc, &p, account);
+        let e = assert_refused(&ioc, &r, 403, "malformed_national_id").await;
+        assert!(r.body.contains("12 chữ số"), "{}", r.body);
+        assert_eq!(e.actor, actor_id(number), "audited by digest");
+        assert!(!e.detail.contains(number), "{}", e.detail);
+        assert!(!r.body.contains(number), "{}", r.body);
+    }
+    let mut b = Browser::default();
+    let r = sign_in(&mut b, &ioc, &p, "number_id");
+    let e = assert_refused(&ioc, &r, 403, "malformed_national_id").await;
+    assert!(e.detail.contains("JSON number"), "{}", e.detail);
+
+    assert!(sessions(&db).await.is_empty(), "a session was started");
+    // Userinfo was asked only when the ID token lacked the claim (no_id).
+    assert_eq!(p.stats(&mut b)["userinfo"], 1);
+
+    // A valid citizen still signs in on the same provider.
+    let mut b = Browser::default();
+    let r = sign_in(&mut b, &ioc, &p, "giang");
+    assert_signed_in(&r, &p);
+    assert_eq!(sessions(&db).await, [GIANG_ID]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_answers_and_the_consoles_states_are_refused() {
+    // One provider with both clients; the server uses it for both.
+    let (p, ioc) = pair(json!({}), true).await;
+    let db = ioc.db();
+    let mut b = Browser::default();
+    let callback = through(&mut b, &ioc, &p, "giang");
+
+    // A citizen sign-in's answer taken to the console's callback: its
+    // state is not one the console issued (and it stays unused).
+    let on_console = callback.replace("/app/sso/callback", "/console/sso/callback");
+    let r = b.get(&on_console);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let failed = audit::recent(&db, 10).await.unwrap();
+    assert_eq!(failed[0].action, "sso.failed");
+    assert!(
+        failed[0].detail.contains("state_unknown"),
+        "{:?}",
+        failed[0]
+    );
+
+    // The genuine answer works once ...
+    let r = b.get(&callback);
+    assert_signed_in(&r, &p);
+    // ... and only once.
+    let r = b.get(&callback);
+    assert_refused(&ioc, &r, 400, "state_replayed").await;
+    // Finished in another browser than the one that started.
+    let callback = through(&mut b, &ioc, &p, "giang");
+    let mut other = Browser::default();
+    let r = other.get(&callback);
+    assert_refused(&ioc, &r, 400, "browser_mismatch").await;
+    // No state at all.
+    let r = b.get(&format!("{}/app/sso/callback?code=x", ioc.base));
+    assert_refused(&ioc, &r, 400, "state_unknown").await;
+    assert_eq!(sessions(&db).await, [GIANG_ID], "one session only");
+
+    // The console's client on the same provider is unaffected.
+    let mut officer = Browser::default();
+    let callback = p.through(
+        &mut officer,
+        &format!("{}/console/sso/login", ioc.base),
+        "police1",
+        None,
+        |u| u,
+    );
+    let r = officer.get(&callback);
+    assert_eq!(r.status, 200, "{}\n{}", r.body, p.log());
+    assert!(
+        r.set_cookies().iter().any(|c| c.starts_with("tv_session=")),
+        "{r:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn citizen_routes_answer_not_configured_without_a_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let running = app::start(&cfg).await.unwrap();
+    let base = format!("http://{}", running.http_addr);
+    let mut b = Browser::default();
+    let r = b.get(&format!("{base}/app/login"));
+    assert!(!r.body.contains("/app/sso/login"), "{}", r.body);
+    let r = b.get(&format!("{base}/app/sso/login"));
+    assert_eq!(r.status, 404, "{}", r.body);
+    let e = audit::recent(&running.ingestor.context().db, 1)
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!(e.action, "citizen.login_failed");
+    assert!(e.detail.contains("not_configured"), "{}", e.detail);
+}

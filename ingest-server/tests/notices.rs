@@ -1,0 +1,756 @@
+//! Fine notices end to end, over real sockets on loopback against the real
+//! server (`app::start`): the notice and its deliveries written in the
+//! confirming transaction (and not at all when the confirmation fails);
+//! signed webhooks, retried with backoff under the same delivery id until
+//! the case is `notice_issued`; Web Push checked by an independent receiver
+//! (Node's crypto for the VAPID JWT, the `http_ece` package to decrypt:
+//! `tests/push/push.js`), and a 410 that removes the subscription; e-mail
+//! to a small SMTP server speaking the protocol's server side; the 10-day
+//! flag and the 20-day overdue marking with times passed in. The outbox
+//! test also runs on a real PostgreSQL.
+//!
+//! Node.js and `tests/push/node_modules` (`make setup-node-push`) are
+//! required for the Web Push test, which fails (never skips) without them.
+
+mod common;
+mod notices_support;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::*;
+use ingest_server::app::{self, Running};
+use ingest_server::config::{Config, SmtpConfig};
+use ingest_server::db::{Backend, now_ms};
+use ingest_server::notices::{self, Notices};
+use ingest_server::review::{Applied, ReviewError, Reviewer};
+use ingest_server::workflow::{Action, Actor, Role, WorkflowError};
+use notices_support::*;
+use serde_json::Value;
+use sqlx::Row;
+
+const SITE: &str = "hn-hoankiem-trangtien";
+const ADMIN: &str = "admin-token-0123456789";
+const BASE: &str = "https://phatnguoi.example.gov.vn";
+const DAY: i64 = 86_400_000;
+/// The seeded owner of 30A12345 (tests/common/seed.rs).
+const OWNER_NID: &str = "001199012345";
+
+fn actor(id: &str, role: Role) -> Actor {
+    Actor {
+        id: id.into(),
+        role,
+    }
+}
+
+/// A server on loopback with notices tuned for tests; `tune` adds channels.
+async fn start(
+    dir: &Path,
+    db_url: Option<&str>,
+    tune: impl FnOnce(&mut Config),
+) -> (Running, Config) {
+    let mut cfg = Config {
+        data_dir: dir.to_path_buf(),
+        ..Config::default()
+    };
+    if let Some(u) = db_url {
+        cfg.database.url = u.to_string();
+    }
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg.admin.token = ADMIN.into();
+    cfg.notices.public_base_url = BASE.into();
+    cfg.notices.authority = "Phòng Cảnh sát giao thông Công an TP Hà Nội".into();
+    cfg.notices.vapid.subject = "mailto:ioc@example.gov.vn".into();
+    cfg.notices.poll_ms = 50;
+    cfg.notices.retry_base_ms = 200;
+    cfg.notices.retry_max_ms = 1000;
+    tune(&mut cfg);
+    cfg.validate().unwrap();
+    (app::start(&cfg).await.unwrap(), cfg)
+}
+
+fn reviewer(server: &Running) -> Reviewer<'_> {
+    let ctx = server.ingestor.context();
+    Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    }
+}
+
+/// Claim and accept by an operator, then confirm by `officer`.
+async fn confirm(server: &Running, id: &str, officer: &str) -> Result<Applied, ReviewError> {
+    let r = reviewer(server);
+    let op = actor("op.an", Role::Operator);
+    let now = now_ms();
+    r.act(id, &Action::Claim, &op, "", now).await.unwrap();
+    r.act(id, &Action::Accept, &op, "", now).await.unwrap();
+    r.act(id, &Action::Confirm, &actor(officer, Role::Police), "", now)
+        .await
+}
+
+async fn one_text(server: &Running, sql: &str, id: &str) -> Option<String> {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(id)
+        .fetch_optional(server.ingestor.context().db.pool())
+        .await
+        .unwrap()
+        .and_then(|r| r.get::<Option<String>, _>(0))
+}
+
+async fn state(server: &Running, id: &str) -> String {
+    one_text(server, "SELECT state FROM events WHERE event_id = $1", id)
+        .await
+        .unwrap()
+}
+
+async fn count(server: &Running, sql: &str, id: &str) -> i64 {
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(id)
+        .fetch_one(server.ingestor.context().db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// (channel, target, state, attempts) of a case's deliveries.
+async fn deliveries(server: &Running, id: &str) -> Vec<(String, String, String, i64)> {
+    sqlx::query(
+        "SELECT channel, target, state, attempts FROM notice_deliveries WHERE event_id = $1 \
+         ORDER BY channel, target",
+    )
+    .bind(id)
+    .fetch_all(server.ingestor.context().db.pool())
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+    .collect()
+}
+
+async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+// -------------------------------------------------------------------- tests
+
+/// The outbox on one database: written with the confirmation, not at all
+/// when the confirmation fails; sent once per partner, retried until a
+/// channel gets through; a refusing partner given up at once.
+async fn outbox_with_the_confirmation(db_url: Option<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[("/flaky", &[500, 503]), ("/refuses", &[400])]).await;
+    let (server, cfg) = start(dir.path(), db_url.as_deref(), |c| {
+        // No worker: the test drives the passes with its own clock.
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![
+            hook("flaky", format!("{url}/flaky"), "flaky-secret-0123456789"),
+            hook(
+                "refuses",
+                format!("{url}/refuses"),
+                "refuses-secret-0123456",
+            ),
+        ];
+        c.notices.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port: free_port(),
+            from: "notices@example.gov.vn".into(),
+            starttls: false,
+            ..SmtpConfig::default()
+        });
+    })
+    .await;
+    let ctx = server.ingestor.context().clone();
+    let db = ctx.db.clone();
+    let ids = seed::seed(&server, SITE, 3).await;
+    // Two browsers of the owner subscribed (their push service is down),
+    // one of someone else.
+    let down = format!("http://127.0.0.1:{}", free_port());
+    for (nid, ep) in [
+        (OWNER_NID, "one"),
+        (OWNER_NID, "two"),
+        ("001088054321", "three"),
+    ] {
+        let sub = serde_json::json!({"endpoint": format!("{down}/push-{ep}"), "keys": {
+            "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+            "auth": "BTBZMqHH6r4Tts7J_aSIgg"}});
+        notices::subscribe(&db, nid, &sub.to_string())
+            .await
+            .unwrap();
+    }
+    assert!(
+        notices::subscribe(
+            &db,
+            OWNER_NID,
+            r#"{"endpoint":"http://push.example/x","keys":{"p256dh":"x","auth":"y"}}"#
+        )
+        .await
+        .is_err(),
+        "plain http off loopback and bad keys are refused"
+    );
+    sqlx::query("UPDATE owners SET email = 'giang@example.vn' WHERE owner_id = 'o1'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+    // Two-person rule: the confirmation fails before anything is written.
+    let (a, b, c) = (&ids[0], &ids[1], &ids[2]);
+    assert!(matches!(
+        confirm(&server, a, "op.an").await,
+        Err(ReviewError::Refused(WorkflowError::TwoPersonRule))
+    ));
+    let notices_of = "SELECT COUNT(*) FROM notices WHERE event_id = $1";
+    let deliveries_of = "SELECT COUNT(*) FROM notice_deliveries WHERE event_id = $1";
+    assert_eq!(count(&server, notices_of, a).await, 0);
+
+    // A confirmation that fails after the notice was written (its audit
+    // entry is refused) leaves no notice and no delivery behind.
+    let refuse = match db.backend() {
+        Backend::Sqlite => vec![
+            "CREATE TRIGGER refuse_confirm BEFORE INSERT ON audit_log \
+             WHEN NEW.action = 'case.confirm' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+        ],
+        Backend::Postgres => vec![
+            "CREATE FUNCTION refuse_confirm() RETURNS trigger AS $$ BEGIN \
+             IF NEW.action = 'case.confirm' THEN RAISE EXCEPTION 'refused by the test'; END IF; \
+             RETURN NEW; END $$ LANGUAGE plpgsql",
+            "CREATE TRIGGER refuse_confirm BEFORE INSERT ON audit_log FOR EACH ROW \
+             EXECUTE FUNCTION refuse_confirm()",
+        ],
+    };
+    for sql in refuse {
+        sqlx::raw_sql(sql).execute(db.pool()).await.unwrap();
+    }
+    let err = confirm(&server, b, "csgt.cuong").await.unwrap_err();
+    assert!(matches!(err, ReviewError::Db(_)), "{err:?}");
+    assert_eq!(state(&server, b).await, "accepted");
+    assert_eq!(count(&server, notices_of, b).await, 0);
+    assert_eq!(count(&server, deliveries_of, b).await, 0);
+    let drop = match db.backend() {
+        Backend::Sqlite => "DROP TRIGGER refuse_confirm",
+        Backend::Postgres => "DROP TRIGGER refuse_confirm ON audit_log",
+    };
+    sqlx::raw_sql(drop).execute(db.pool()).await.unwrap();
+
+    // The confirmation writes one notice and its deliveries.
+    confirm(&server, c, "csgt.cuong").await.unwrap();
+    let t0 = now_ms();
+    assert_eq!(count(&server, notices_of, c).await, 1);
+    let owner_reads =
+        "SELECT COUNT(*) FROM registry_access_log WHERE actor = 'notices' AND event_id = $1";
+    assert_eq!(
+        count(&server, owner_reads, c).await,
+        1,
+        "the owner read is logged"
+    );
+    let mut d = deliveries(&server, c).await;
+    let mut targets: Vec<_> = d.iter().map(|x| (x.0.as_str(), x.2.as_str())).collect();
+    targets.sort_unstable();
+    assert_eq!(
+        targets,
+        [
+            ("email", "pending"),
+            ("webhook", "pending"),
+            ("webhook", "pending"),
+            ("webpush", "pending"),
+            ("webpush", "pending"),
+        ],
+        "{d:?}"
+    );
+    let deadline = count(
+        &server,
+        "SELECT respond_by FROM notices WHERE event_id = $1",
+        c,
+    )
+    .await;
+    assert!(
+        (deadline - t0 - 20 * DAY).abs() < 60_000,
+        "respond_by 20 days on"
+    );
+
+    // The server's own worker is off; this one works on the test's clock.
+    let n = Notices::new(&cfg, ctx.clone());
+    n.deliver_due(t0).await.unwrap();
+    d = deliveries(&server, c).await;
+    let of = |d: &[(String, String, String, i64)], t: &str| {
+        d.iter()
+            .find(|x| x.1 == t)
+            .map(|x| (x.2.clone(), x.3))
+            .unwrap()
+    };
+    assert_eq!(of(&d, "flaky"), ("failed".into(), 1));
+    assert_eq!(
+        of(&d, "refuses"),
+        ("dead".into(), 1),
+        "400 is given up at once"
+    );
+    assert_eq!(of(&d, "owner").0, "failed", "no SMTP server there: retried");
+    assert_eq!(state(&server, c).await, "confirmed");
+    // Not due yet: nothing is attempted again right away.
+    assert_eq!(n.deliver_due(t0 + 10).await.unwrap(), 0);
+    n.deliver_due(t0 + 60_000).await.unwrap();
+    assert_eq!(
+        of(&deliveries(&server, c).await, "flaky"),
+        ("failed".into(), 2)
+    );
+    assert_eq!(
+        state(&server, c).await,
+        "confirmed",
+        "no channel through yet"
+    );
+    n.deliver_due(t0 + 120_000).await.unwrap();
+    assert_eq!(
+        of(&deliveries(&server, c).await, "flaky"),
+        ("sent".into(), 3)
+    );
+    assert_eq!(state(&server, c).await, "notice_issued");
+    assert_eq!(
+        one_text(
+            &server,
+            "SELECT issued_via FROM notices WHERE event_id = $1",
+            c
+        )
+        .await
+        .as_deref(),
+        Some("webhook")
+    );
+    // Sent is final: later passes never send it again.
+    n.deliver_due(t0 + 3_600_000).await.unwrap();
+    let flaky = rx.got("/flaky");
+    assert_eq!(flaky.len(), 3);
+    assert_eq!(rx.got("/refuses").len(), 1);
+    for g in &flaky {
+        let body = verify_webhook(g, "flaky-secret-0123456789");
+        assert_eq!(
+            g.headers["x-tv-delivery"],
+            flaky[0].headers["x-tv-delivery"]
+        );
+        assert_eq!(body["recipient"]["national_id"], OWNER_NID);
+        let raw = String::from_utf8_lossy(&g.body);
+        assert!(
+            !raw.contains(seed::OWNERS[0]) && !raw.contains("Tràng Tiền"),
+            "no name or address goes to a partner"
+        );
+    }
+    let trail = ingest_server::audit::for_subject(&db, &format!("case:{c}"))
+        .await
+        .unwrap();
+    let issue = trail
+        .iter()
+        .find(|e| e.action == "case.issue_notice")
+        .unwrap();
+    assert_eq!(
+        (issue.actor.as_str(), issue.role.as_str()),
+        ("notices", "system")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_is_written_with_the_confirmation_and_delivered_once() {
+    outbox_with_the_confirmation(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbox_on_postgres() {
+    let pg = Postgres::start();
+    outbox_with_the_confirmation(Some(pg.fresh_database().await)).await;
+}
+
+/// The real worker: a partner that answers at once gets the signed notice
+/// once; one that fails twice gets it three times under the same delivery
+/// id, with growing waits between; the case ends `notice_issued`.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_are_signed_sent_once_and_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[("/city", &[500, 500])]).await;
+    let (server, _) = start(dir.path(), None, |c| {
+        c.notices.webhooks = vec![
+            hook("vneid", format!("{url}/vneid"), "vneid-secret-0123456789"),
+            hook("city", format!("{url}/city"), "city-secret-01234567890"),
+        ];
+    })
+    .await;
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    wait_until("three tries at the city app", || async {
+        rx.got("/city").len() >= 3
+    })
+    .await;
+    wait_until("notice_issued", || async {
+        state(&server, id).await == "notice_issued"
+    })
+    .await;
+    // Quiet time: nothing more arrives once each delivery is sent.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let once = rx.got("/vneid");
+    assert_eq!(once.len(), 1, "sent exactly once");
+    let body = verify_webhook(&once[0], "vneid-secret-0123456789");
+    assert_eq!(body["type"], "fine_notice");
+    assert_eq!(body["event_id"], id.as_str());
+    assert_eq!(body["vehicle"]["plate_display"], "30A-123.45");
+    assert_eq!(body["fine"]["amount_vnd"], 19_000_000);
+    assert_eq!(body["fine"]["licence_points"], 4);
+    assert_eq!(
+        body["fine"]["legal_basis"],
+        "điểm b khoản 9 Điều 6 Nghị định 168/2024/NĐ-CP"
+    );
+    assert_eq!(body["case_url"], format!("{BASE}/app/cases/{id}"));
+    let text = body["text"]["body"].as_str().unwrap();
+    for want in [
+        "Mức phạt: 19.000.000 đồng",
+        "(giờ Việt Nam)",
+        "«Nộp phạt»",
+        "«Khiếu nại»",
+        SITE,
+    ] {
+        assert!(text.contains(want), "{want:?} missing in {text}");
+    }
+    // A wrong secret does not verify.
+    assert!(!signature_ok(&once[0], "another-secret-0123456"));
+
+    let city = rx.got("/city");
+    assert_eq!(city.len(), 3, "two failures and a success");
+    for g in &city {
+        verify_webhook(g, "city-secret-01234567890");
+        assert_eq!(g.headers["x-tv-delivery"], city[0].headers["x-tv-delivery"]);
+    }
+    assert_ne!(
+        city[0].headers["x-tv-delivery"],
+        once[0].headers["x-tv-delivery"]
+    );
+    // Backoff: the second try waits 100-200 ms, the third 200-400 ms
+    // (base 200 ms, equal jitter), counted from the start of the failed
+    // pass; less a little for the time the request took to arrive.
+    let gap1 = city[1].at - city[0].at;
+    let gap2 = city[2].at - city[1].at;
+    assert!(gap1 >= Duration::from_millis(60), "{gap1:?}");
+    assert!(gap2 >= Duration::from_millis(150), "{gap2:?}");
+    let d = deliveries(&server, id).await;
+    assert!(d.iter().all(|x| x.2 == "sent"), "{d:?}");
+    assert_eq!(d.iter().map(|x| x.3).sum::<i64>(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn web_push_is_decrypted_by_an_independent_receiver() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[("/push-gone", &[410])]).await;
+    let (server, cfg) = start(dir.path(), None, |_| {}).await;
+    let ctx = server.ingestor.context().clone();
+    let db = ctx.db.clone();
+    // The key the citizen app would hand to the browser.
+    let vapid_key = notices::vapid_public_key(&Notices::new(&cfg, ctx.clone()));
+    assert_eq!(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&vapid_key)
+            .unwrap()
+            .len(),
+        65
+    );
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    let browser = node_push("keys", "").unwrap();
+    let gone = node_push("keys", "").unwrap();
+    for (ep, k) in [("push-live", &browser), ("push-gone", &gone)] {
+        let sub = serde_json::json!({"endpoint": format!("{url}/{ep}"),
+            "keys": {"p256dh": k["p256dh"], "auth": k["auth"]}});
+        notices::subscribe(&db, OWNER_NID, &sub.to_string())
+            .await
+            .unwrap();
+    }
+    let subs = "SELECT COUNT(*) FROM push_subscriptions WHERE national_id = $1";
+    assert_eq!(count(&server, subs, OWNER_NID).await, 2);
+
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    wait_until("the push", || async { !rx.got("/push-live").is_empty() }).await;
+    wait_until("notice_issued", || async {
+        state(&server, id).await == "notice_issued"
+    })
+    .await;
+    wait_until("the 410 handled", || async {
+        count(&server, subs, OWNER_NID).await == 1
+    })
+    .await;
+
+    let g = &rx.got("/push-live")[0];
+    let input = serde_json::json!({
+        "body": base64::engine::general_purpose::STANDARD.encode(&g.body),
+        "private": browser["private"], "auth": browser["auth"],
+        "authorization": g.headers["authorization"],
+        "encoding": g.headers["content-encoding"],
+        "vapid_key": vapid_key,
+        "audience": url,
+    });
+    let out = node_push("check", &input.to_string()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(out["claims"]["sub"], "mailto:ioc@example.gov.vn");
+    let msg: Value = serde_json::from_str(out["plaintext"].as_str().unwrap()).unwrap();
+    assert_eq!(msg["title"], "Thông báo vi phạm giao thông: xe 30A-123.45");
+    assert_eq!(msg["url"], format!("{BASE}/app/cases/{id}"));
+    let body = msg["body"].as_str().unwrap();
+    assert!(
+        body.contains("vượt đèn đỏ") && body.contains("Mức phạt: 19.000.000 đồng"),
+        "{body}"
+    );
+    // Another browser's keys cannot read it.
+    let mut other = input.clone();
+    other["private"] = gone["private"].clone();
+    other["auth"] = gone["auth"].clone();
+    assert!(node_push("check", &other.to_string()).is_err());
+    // A key other than the advertised one is refused.
+    let mut forged = input.clone();
+    forged["vapid_key"] = browser["p256dh"].clone();
+    assert!(node_push("check", &forged.to_string()).is_err());
+
+    assert_eq!(g.headers["ttl"], (28 * 86_400).to_string());
+    assert_eq!(g.headers["urgency"], "normal");
+    let d = deliveries(&server, id).await;
+    let states: Vec<_> = d.iter().map(|x| x.2.as_str()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "sent").count(), 1, "{d:?}");
+    assert_eq!(states.iter().filter(|s| **s == "dead").count(), 1, "{d:?}");
+    let key = one_text(
+        &server,
+        "SELECT idempotency_key FROM notice_deliveries WHERE event_id = $1 AND state = 'sent'",
+        id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(g.headers["topic"], key);
+    assert_eq!(
+        rx.got("/push-gone").len(),
+        1,
+        "a gone subscription is not retried"
+    );
+}
+
+/// A notice by e-mail to the owner through an SMTP server in the test,
+/// in plain SMTP on loopback or upgraded with STARTTLS.
+async fn email_to_the_owner(starttls: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, mut mails) = tokio::sync::mpsc::unbounded_channel();
+    let (ca_file, acceptor) = if starttls {
+        let (ca, acceptor) = tls_for_loopback(dir.path());
+        (ca, Some(acceptor))
+    } else {
+        (String::new(), None)
+    };
+    tokio::spawn(smtp_server(listener, acceptor, tx));
+    let pw = dir.path().join("smtp-password");
+    std::fs::write(&pw, "mật-khẩu-thử\n").unwrap();
+    let (server, _) = start(dir.path(), None, |c| {
+        c.notices.smtp = Some(SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            from: "thongbao@csgt.example.gov.vn".into(),
+            from_name: "CSGT Hà Nội".into(),
+            username: "thongbao".into(),
+            password_file: pw.display().to_string(),
+            starttls,
+            ..SmtpConfig::default()
+        });
+        c.notices.ca_file = ca_file.clone();
+    })
+    .await;
+    let db = server.ingestor.context().db.clone();
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    sqlx::query("UPDATE owners SET email = 'giang@example.vn' WHERE owner_id = 'o1'")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    let mail = tokio::time::timeout(Duration::from_secs(30), mails.recv())
+        .await
+        .expect("no mail within 30 s")
+        .unwrap();
+    assert_eq!(mail.tls, starttls, "TLS before AUTH and the message");
+    assert_eq!(mail.auth, "\0thongbao\0mật-khẩu-thử");
+    assert_eq!(mail.from, "<thongbao@csgt.example.gov.vn>");
+    assert_eq!(mail.to, "<giang@example.vn>");
+    let data = mail.data;
+
+    let (head, body) = data.split_once("\r\n\r\n").unwrap();
+    let mut headers = HashMap::new();
+    let mut last = String::new();
+    for l in head.split("\r\n") {
+        if l.starts_with(' ') {
+            headers
+                .entry(last.clone())
+                .and_modify(|v: &mut String| v.push_str(l));
+        } else {
+            let (k, v) = l.split_once(": ").unwrap();
+            last = k.to_ascii_lowercase();
+            headers.insert(last.clone(), v.to_string());
+        }
+    }
+    assert_eq!(
+        decode_words(&headers["subject"]),
+        "Thông báo vi phạm giao thông: xe 30A-123.45"
+    );
+    assert!(headers["to"].ends_with("<giang@example.vn>"));
+    assert_eq!(
+        decode_words(headers["to"].trim_end_matches(" <giang@example.vn>")),
+        seed::OWNERS[0]
+    );
+    assert_eq!(headers["content-type"], "text/plain; charset=UTF-8");
+    let key = one_text(
+        &server,
+        "SELECT idempotency_key FROM notice_deliveries WHERE event_id = $1 AND channel = 'email'",
+        id,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        headers["message-id"],
+        format!("<{key}@csgt.example.gov.vn>")
+    );
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(body.replace("\r\n", ""))
+            .unwrap(),
+    )
+    .unwrap();
+    for want in [
+        &format!("Kính gửi Ông/Bà {}", seed::OWNERS[0]) as &str,
+        "Mức phạt: 19.000.000 đồng",
+        "Trừ 4 điểm giấy phép lái xe",
+        "điểm b khoản 9 Điều 6 Nghị định 168/2024/NĐ-CP",
+        "Phòng Cảnh sát giao thông Công an TP Hà Nội",
+        &format!("{BASE}/app/cases/{id}"),
+    ] {
+        assert!(text.contains(want), "{want:?} missing in\n{text}");
+    }
+    assert!(
+        !text.contains("Tràng Tiền"),
+        "the owner's address is not in the mail"
+    );
+    wait_until("notice_issued", || async {
+        state(&server, id).await == "notice_issued"
+    })
+    .await;
+    let reads = "SELECT COUNT(*) FROM registry_access_log WHERE actor = 'notices' AND event_id = $1 \
+                 AND purpose LIKE '%e-mail%'";
+    assert!(
+        count(&server, reads, id).await >= 1,
+        "the e-mail read is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn email_reaches_an_smtp_server_in_utf8() {
+    email_to_the_owner(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn email_upgrades_with_starttls_before_auth() {
+    email_to_the_owner(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _rx) = receiver(&[]).await;
+    let (server, cfg) = start(dir.path(), None, |c| {
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![hook(
+            "vneid",
+            format!("{url}/vneid"),
+            "vneid-secret-0123456789",
+        )];
+    })
+    .await;
+    let ctx = server.ingestor.context().clone();
+    let ids = seed::seed(&server, SITE, 2).await;
+    let (waiting, issued) = (&ids[0], &ids[1]);
+    confirm(&server, issued, "csgt.cuong").await.unwrap();
+    // Deliveries are due from the confirmation on.
+    let t0 = now_ms();
+    let n = Notices::new(&cfg, ctx.clone());
+    n.deliver_due(t0).await.unwrap();
+    assert_eq!(state(&server, issued).await, "notice_issued");
+
+    // Day 9: nothing is late yet.
+    let r = notices::check_deadlines(&ctx, t0 + 9 * DAY).await.unwrap();
+    assert_eq!((r.flagged_late, r.marked_overdue.len()), (0, 0));
+    // Day 10: the case still in review is flagged, the notified one not.
+    let r = notices::check_deadlines(&ctx, t0 + 10 * DAY + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(r.flagged_late, 1);
+    let late = notices::late_notices(&ctx.db, 10).await.unwrap();
+    assert_eq!(late.len(), 1);
+    assert_eq!(late[0].event_id, *waiting);
+    assert_eq!(late[0].state, "new");
+    assert!(
+        one_text(
+            &server,
+            "SELECT CAST(notice_late_at AS TEXT) FROM events WHERE event_id = $1",
+            issued
+        )
+        .await
+        .is_none()
+    );
+    // Flagged once, and listed for the console through the admin API.
+    let r = notices::check_deadlines(&ctx, t0 + 11 * DAY).await.unwrap();
+    assert_eq!(r.flagged_late, 0);
+    let (status, body) = http_get(server.http_addr, "/api/v1/notices/overdue", Some(ADMIN));
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    assert_eq!(listed[0]["event_id"], waiting.as_str());
+    assert_eq!(
+        http_get(server.http_addr, "/api/v1/notices/overdue", None).0,
+        401
+    );
+
+    // Day 19 after the notice: still time. Day 20: overdue, and the
+    // inspection register is warned once.
+    let r = notices::check_deadlines(&ctx, t0 + 19 * DAY).await.unwrap();
+    assert!(r.marked_overdue.is_empty());
+    assert_eq!(state(&server, issued).await, "notice_issued");
+    let r = notices::check_deadlines(&ctx, t0 + 20 * DAY + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(r.marked_overdue, std::slice::from_ref(issued));
+    assert_eq!(r.warnings, std::slice::from_ref(issued));
+    assert_eq!(state(&server, issued).await, "overdue");
+    let r = notices::check_deadlines(&ctx, t0 + 21 * DAY).await.unwrap();
+    assert!(r.marked_overdue.is_empty() && r.warnings.is_empty());
+    let w = notices::inspection_warnings(&ctx.db, 10).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert_eq!(
+        (w[0].plate.as_str(), w[0].plate_colour.as_str()),
+        ("30A12345", "white")
+    );
+    let trail = ingest_server::audit::for_subject(&ctx.db, &format!("case:{issued}"))
+        .await
+        .unwrap();
+    let actions: Vec<_> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.ends_with(&[
+            "case.issue_notice",
+            "case.mark_overdue",
+            "notice.inspection_warning"
+        ]),
+        "{actions:?}"
+    );
+    // The still-unreviewed case never becomes overdue: it has no notice.
+    assert_eq!(state(&server, waiting).await, "new");
+}

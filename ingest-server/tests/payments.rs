@@ -1,0 +1,593 @@
+//! Paying a fine through VNPay, end to end over real HTTP on loopback: the
+//! running server, the `vnpay-sandbox` standing in for VNPay, and a plain
+//! HTTP client playing the citizen's browser (it follows the pay page's
+//! forms and redirects). Each test has its own server, sandbox and
+//! temporary directory, and cases moved to `notice_issued` through the
+//! workflow (operator accepts, a police officer confirms, the system issues
+//! the notice).
+//!
+//! Covered: a full payment (IPN → case paid, payment row paid, audit entry
+//! `case.pay`); a forged IPN (97), a replayed and a duplicated IPN (02, paid
+//! once), an unknown order (01), a wrong amount (04, nothing paid);
+//! cancelled and insufficient funds (not paid, case unchanged); the IPN
+//! arriving after the return (the page says processing, then paid); an IPN
+//! never sent, found by reconciliation; an IPN from an address not allowed;
+//! cases that cannot be paid; the same on PostgreSQL.
+
+mod common;
+mod payments_http;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use common::seed;
+use common::*;
+use ingest_server::app::{self, Running};
+use ingest_server::audit::{self, Verification};
+use ingest_server::config::{Config, VnPayConfig};
+use ingest_server::payments::{self, PaymentError, Payments};
+use ingest_server::review::Reviewer;
+use ingest_server::workflow::{Action, Actor, Role};
+use payments_http::{form_fields, get_url, http, shown};
+use sqlx::Row;
+use vnpay_sandbox::{Faults, Options, Sandbox};
+
+const SITE: &str = "hn-dongda-xaday";
+const TMN: &str = "TVHN0001";
+const SECRET: &str = "SANDBOXSECRET0123456789ABCDEFGH";
+const CITIZEN: &str = "203.0.113.7";
+
+struct World {
+    server: Running,
+    sandbox: Sandbox,
+    payments: Arc<Payments>,
+    ids: Vec<String>,
+    _dir: tempfile::TempDir,
+    _pg: Option<Postgres>,
+}
+
+/// What a [`World`] is made with.
+#[derive(Default)]
+struct Setup {
+    /// Cases stored.
+    cases: usize,
+    /// The first this many are taken to `notice_issued` (the others stay
+    /// `new`).
+    noticed: usize,
+    /// The sandbox's failure injection.
+    faults: Faults,
+    /// `ipn_allowed_ips` (empty: anywhere).
+    ipn_allowed_ips: Vec<&'static str>,
+    /// On a PostgreSQL started for the test (else SQLite).
+    postgres: bool,
+}
+
+impl World {
+    /// A server with `cases` cases in `notice_issued`, paying through a
+    /// sandbox with `faults`.
+    async fn new(cases: usize, faults: Faults) -> World {
+        World::build(Setup {
+            cases,
+            noticed: cases,
+            faults,
+            ..Setup::default()
+        })
+        .await
+    }
+
+    async fn build(setup: Setup) -> World {
+        let Setup {
+            cases,
+            noticed,
+            faults,
+            ipn_allowed_ips,
+            postgres,
+        } = setup;
+        let (pg, database_url) = if postgres {
+            let pg = Postgres::start();
+            let url = pg.fresh_database().await;
+            (Some(pg), url)
+        } else {
+            (None, String::new())
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let http_port = free_port();
+        let base = format!("http://127.0.0.1:{http_port}");
+        let sandbox = Sandbox::start(Options {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            tmn_code: TMN.into(),
+            hash_secret: SECRET.into(),
+            ipn_url: format!("{base}/api/v1/payments/vnpay/ipn"),
+            faults,
+        })
+        .await
+        .unwrap();
+        let mut cfg = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        cfg.database.url = database_url;
+        cfg.http.listen = format!("127.0.0.1:{http_port}").parse().unwrap();
+        cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        cfg.payments.vnpay = Some(VnPayConfig {
+            tmn_code: TMN.into(),
+            hash_secret: SECRET.into(),
+            pay_url: sandbox.pay_url(),
+            api_url: sandbox.api_url(),
+            return_url: format!("{base}/pay/vnpay/return"),
+            ipn_allowed_ips: ipn_allowed_ips.iter().map(|s| s.to_string()).collect(),
+            ..VnPayConfig::default()
+        });
+        cfg.validate().unwrap();
+        let server = app::start(&cfg).await.unwrap();
+        let ids = seed::seed(&server, SITE, cases).await;
+        let payments = Payments::from_config(&cfg.payments, server.ingestor.context().clone())
+            .unwrap()
+            .unwrap();
+        let w = World {
+            server,
+            sandbox,
+            payments,
+            ids,
+            _dir: dir,
+            _pg: pg,
+        };
+        for id in &w.ids[..noticed] {
+            w.issue_notice(id).await;
+        }
+        w
+    }
+
+    async fn act(&self, id: &str, action: Action, who: &str, role: Role) {
+        let ctx = self.server.ingestor.context();
+        let r = Reviewer {
+            db: &ctx.db,
+            grammar: ctx.grammar,
+            fines: &ctx.fines,
+            registry: None,
+        };
+        let actor = Actor {
+            id: who.into(),
+            role,
+        };
+        r.act(id, &action, &actor, "", ingest_server::db::now_ms())
+            .await
+            .unwrap_or_else(|e| panic!("{} on {id}: {e}", action.name()));
+    }
+
+    /// new → in_review → accepted → confirmed (fine fixed) → notice_issued.
+    async fn issue_notice(&self, id: &str) {
+        self.act(id, Action::Claim, "op.an", Role::Operator).await;
+        self.act(id, Action::Accept, "op.an", Role::Operator).await;
+        self.act(id, Action::Confirm, "csgt.cuong", Role::Police)
+            .await;
+        self.act(id, Action::IssueNotice, "notices", Role::System)
+            .await;
+        assert_eq!(self.case(id).await.0, "notice_issued");
+    }
+
+    /// (state, fine_amount_vnd) of a case.
+    async fn case(&self, id: &str) -> (String, i64) {
+        let r = sqlx::query("SELECT state, fine_amount_vnd FROM events WHERE event_id = $1")
+            .bind(id)
+            .fetch_one(self.db().pool())
+            .await
+            .unwrap();
+        (r.get(0), r.get(1))
+    }
+
+    fn db(&self) -> &ingest_server::db::Db {
+        &self.server.ingestor.context().db
+    }
+
+    /// Starts a payment of `id`; the URL of the sandbox's pay page.
+    async fn start(&self, id: &str) -> String {
+        let ip: IpAddr = CITIZEN.parse().unwrap();
+        payments::start(&self.payments, id, ip, ingest_server::db::now_ms())
+            .await
+            .unwrap()
+    }
+
+    /// The citizen opens the pay page and presses `button`; the redirect
+    /// to the return page (not followed yet).
+    async fn press(&self, pay_url: &str, button: &str) -> String {
+        let page = get_url(pay_url).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("VNPAY SANDBOX"), "the stand-in says so");
+        let fields = form_fields(&page.body, button);
+        let form: Vec<(&str, &str)> = fields
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let r = http(self.sandbox.addr(), "POST", "/paymentv2/complete", &form).await;
+        assert_eq!(r.status, 303, "{}", r.body);
+        r.headers["location"].clone()
+    }
+
+    /// The payment rows of a case: (state, response_code, settled_by).
+    async fn rows(&self, id: &str) -> Vec<(String, Option<String>, Option<String>)> {
+        payments::of_case(self.db(), id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.state, p.response_code, p.settled_by))
+            .collect()
+    }
+
+    /// Audit entries `case.pay` of a case, as (actor, role).
+    async fn pay_entries(&self, id: &str) -> Vec<(String, String)> {
+        sqlx::query(
+            "SELECT actor, role FROM audit_log WHERE action = 'case.pay' AND subject = $1 \
+             ORDER BY seq",
+        )
+        .bind(format!("case:{id}"))
+        .fetch_all(self.db().pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+    }
+
+    /// Calls the IPN route with a query, as VNPay would; (RspCode, Message).
+    async fn ipn(&self, query: &str) -> (String, String) {
+        let r = http(
+            self.server.http_addr,
+            "GET",
+            &format!("/api/v1/payments/vnpay/ipn?{query}"),
+            &[],
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+        (
+            v["RspCode"].as_str().unwrap().into(),
+            v["Message"].as_str().unwrap().into(),
+        )
+    }
+
+    fn rsp_codes(&self) -> Vec<String> {
+        self.sandbox
+            .ipn_log()
+            .into_iter()
+            .map(|r| r.rsp_code)
+            .collect()
+    }
+}
+
+fn query_of(url: &str) -> String {
+    url.split_once('?').unwrap().1.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fine_is_paid_through_the_sandbox() {
+    let w = World::build(Setup {
+        cases: 2,
+        noticed: 1,
+        ..Setup::default()
+    })
+    .await;
+    let (id, fresh) = (&w.ids[0], &w.ids[1]);
+    let (_, amount) = w.case(id).await;
+    assert!(amount > 0);
+
+    let pay_url = w.start(id).await;
+    assert!(pay_url.starts_with(&w.sandbox.pay_url()), "{pay_url}");
+    let params: BTreeMap<String, String> = serde_urlencoded::from_str(&query_of(&pay_url)).unwrap();
+    assert_eq!(
+        params["vnp_Amount"],
+        (amount * 100).to_string(),
+        "VND × 100"
+    );
+    assert_eq!(params["vnp_IpAddr"], CITIZEN);
+    assert_eq!(params["vnp_TmnCode"], TMN);
+    assert_eq!(params["vnp_Version"], "2.1.0");
+    assert_eq!(w.rows(id).await, [("pending".into(), None, None)]);
+
+    let back = w.press(&pay_url, "pay").await;
+    assert!(back.contains("/pay/vnpay/return?"), "{back}");
+    assert_eq!(w.rsp_codes(), ["00"], "{:?}", w.sandbox.ipn_log());
+    let page = get_url(&back).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(shown(&page), "ok", "{}", page.body);
+    assert!(page.body.contains("Thanh toán thành công"));
+    let vi = page.body.find("Thanh toán thành công").unwrap();
+    assert!(
+        vi < page.body.find("Payment successful").unwrap(),
+        "Vietnamese first"
+    );
+
+    assert_eq!(w.case(id).await.0, "paid");
+    let rec = &payments::of_case(w.db(), id).await.unwrap()[0];
+    assert_eq!(rec.state, "paid");
+    assert_eq!(rec.amount_vnd, amount);
+    assert_eq!(rec.response_code.as_deref(), Some("00"));
+    assert_eq!(rec.settled_by.as_deref(), Some("ipn"));
+    assert!(rec.transaction_no.is_some() && rec.bank_tran_no.is_some());
+    let raw: String = sqlx::query("SELECT ipn_params FROM payments WHERE txn_ref = $1")
+        .bind(&rec.txn_ref)
+        .fetch_one(w.db().pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert!(raw.contains("vnp_SecureHash"), "raw IPN kept: {raw}");
+    assert_eq!(
+        w.pay_entries(id).await,
+        [("payments:vnpay".to_string(), "system".to_string())]
+    );
+    assert!(matches!(
+        audit::verify(w.db()).await.unwrap(),
+        Verification::Intact { .. }
+    ));
+
+    // Showing the page again changes nothing; paying again is refused.
+    assert_eq!(shown(&get_url(&back).await), "ok");
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let now = ingest_server::db::now_ms();
+    assert!(matches!(
+        payments::start(&w.payments, id, ip, now).await,
+        Err(PaymentError::AlreadyPaid(_))
+    ));
+    // A case not yet at notice stage, and no case at all.
+    assert!(matches!(
+        payments::start(&w.payments, fresh, ip, now).await,
+        Err(PaymentError::NotPayable { state, .. }) if state == "new"
+    ));
+    assert!(matches!(
+        payments::start(&w.payments, "no-such-case", ip, now).await,
+        Err(PaymentError::NotFound(_))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_duplicated_and_unknown_ipns() {
+    let w = World::new(
+        2,
+        Faults {
+            bad_hash_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let (id, second) = (&w.ids[0], &w.ids[1]);
+
+    // The sandbox's IPN carries a bad hash: 97, nothing paid.
+    let back = w.press(&w.start(id).await, "pay").await;
+    assert_eq!(w.rsp_codes(), ["97"]);
+    assert_eq!(w.case(id).await.0, "notice_issued");
+    assert_eq!(w.rows(id).await[0].0, "pending");
+    assert_eq!(shown(&get_url(&back).await), "wait", "processing");
+
+    // A forged change of a validly signed message: 97.
+    let signed = query_of(&back);
+    let mut forged: BTreeMap<String, String> = serde_urlencoded::from_str(&signed).unwrap();
+    forged.insert("vnp_Amount".into(), "100".into());
+    assert_eq!(
+        w.ipn(&serde_urlencoded::to_string(&forged).unwrap())
+            .await
+            .0,
+        "97"
+    );
+    let twice = format!("{signed}&vnp_Amount=100");
+    assert_eq!(w.ipn(&twice).await.0, "97", "a parameter named twice");
+    assert_eq!(w.ipn("vnp_TxnRef=abc").await.0, "97", "no hash at all");
+
+    // The genuine parameters (as the return carried them): paid, once.
+    assert_eq!(
+        w.ipn(&signed).await,
+        ("00".into(), "Confirm Success".into())
+    );
+    assert_eq!(w.case(id).await.0, "paid");
+    assert_eq!(
+        w.ipn(&signed).await,
+        ("02".into(), "Order already confirmed".into())
+    );
+    assert_eq!(w.pay_entries(id).await.len(), 1, "paid once");
+    assert_eq!(shown(&get_url(&back).await), "ok");
+
+    // An order we never made, validly signed: 01.
+    let mut unknown: BTreeMap<String, String> = serde_urlencoded::from_str(&signed).unwrap();
+    unknown.remove("vnp_SecureHash");
+    unknown.insert("vnp_TxnRef".into(), "nosuchorder".into());
+    let q = vnpay_sandbox::protocol::signed_query(SECRET, &unknown);
+    assert_eq!(w.ipn(&q).await, ("01".into(), "Order not found".into()));
+
+    // The sandbox sends the IPN twice: 00 then 02, paid once.
+    w.sandbox.set_faults(Faults {
+        duplicate_ipn: true,
+        ..Faults::default()
+    });
+    w.press(&w.start(second).await, "pay").await;
+    assert_eq!(w.rsp_codes()[1..], ["00", "02"]);
+    assert_eq!(w.case(second).await.0, "paid");
+    assert_eq!(w.pay_entries(second).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_amount_pays_nothing() {
+    let w = World::new(
+        1,
+        Faults {
+            wrong_amount_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let id = &w.ids[0];
+    w.press(&w.start(id).await, "pay").await;
+    assert_eq!(w.rsp_codes(), ["04"]);
+    assert_eq!(w.case(id).await.0, "notice_issued");
+    assert_eq!(w.rows(id).await, [("pending".into(), None, None)]);
+    assert!(w.pay_entries(id).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelled_and_insufficient_funds_leave_the_case_unpaid() {
+    let w = World::new(1, Faults::default()).await;
+    let id = &w.ids[0];
+
+    let back = w.press(&w.start(id).await, "cancel").await;
+    assert_eq!(w.rsp_codes(), ["00"], "a processed failure is confirmed");
+    let page = get_url(&back).await;
+    assert_eq!(shown(&page), "fail");
+    assert!(
+        page.body.contains("Khách hàng hủy giao dịch"),
+        "{}",
+        page.body
+    );
+
+    let back = w.press(&w.start(id).await, "insufficient").await;
+    assert_eq!(w.rsp_codes(), ["00", "00"]);
+    let page = get_url(&back).await;
+    assert_eq!(shown(&page), "fail");
+    assert!(page.body.contains("không đủ số dư"), "{}", page.body);
+
+    assert_eq!(
+        w.rows(id).await,
+        [
+            ("cancelled".into(), Some("24".into()), Some("ipn".into())),
+            ("failed".into(), Some("51".into()), Some("ipn".into())),
+        ]
+    );
+    assert_eq!(w.case(id).await.0, "notice_issued");
+    assert!(w.pay_entries(id).await.is_empty());
+
+    // And the person can still pay.
+    w.press(&w.start(id).await, "pay").await;
+    assert_eq!(w.case(id).await.0, "paid");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ipn_may_arrive_after_the_return() {
+    let w = World::new(
+        1,
+        Faults {
+            hold_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let id = &w.ids[0];
+    let back = w.press(&w.start(id).await, "pay").await;
+    assert!(w.rsp_codes().is_empty());
+    let page = get_url(&back).await;
+    assert_eq!(shown(&page), "wait");
+    assert!(page.body.contains("Đang xử lý"), "{}", page.body);
+    assert!(
+        page.body.contains("http-equiv=\"refresh\""),
+        "it looks again"
+    );
+    assert_eq!(
+        w.case(id).await.0,
+        "notice_issued",
+        "the return changes nothing"
+    );
+
+    let sent = w.sandbox.release_held_ipns().await;
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].rsp_code, "00", "{:?}", sent[0]);
+    assert_eq!(w.case(id).await.0, "paid");
+    assert_eq!(shown(&get_url(&back).await), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconciliation_finds_a_payment_whose_ipn_never_came() {
+    let w = World::new(
+        2,
+        Faults {
+            drop_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let (id, abandoned) = (&w.ids[0], &w.ids[1]);
+    let back = w.press(&w.start(id).await, "pay").await;
+    // The person opens the pay page of the other case and walks away.
+    let page = get_url(&w.start(abandoned).await).await;
+    assert_eq!(page.status, 200);
+    assert!(w.rsp_codes().is_empty());
+    assert_eq!(shown(&get_url(&back).await), "wait");
+
+    let now = ingest_server::db::now_ms();
+    let report = payments::reconcile(&w.payments, now).await.unwrap();
+    assert_eq!(report.checked, 0, "too young to ask about: {report:?}");
+
+    let later = now + 30 * 60_000;
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!(
+        (report.checked, report.paid, report.expired, report.errors),
+        (2, 1, 1, 0),
+        "{report:?}"
+    );
+    assert_eq!(w.case(id).await.0, "paid");
+    assert_eq!(w.rows(id).await[0].0, "paid");
+    assert_eq!(w.rows(id).await[0].2.as_deref(), Some("querydr"));
+    assert_eq!(w.pay_entries(id).await.len(), 1);
+    assert_eq!(w.case(abandoned).await.0, "notice_issued");
+    assert_eq!(w.rows(abandoned).await[0].0, "cancelled");
+    assert_eq!(shown(&get_url(&back).await), "ok");
+
+    let again = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!(again, payments::ReconcileReport::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipns_from_elsewhere_are_refused_when_a_list_is_set() {
+    let w = World::build(Setup {
+        cases: 1,
+        noticed: 1,
+        ipn_allowed_ips: vec!["198.51.100.1"],
+        ..Setup::default()
+    })
+    .await;
+    let id = &w.ids[0];
+    let back = w.press(&w.start(id).await, "pay").await;
+    let log = w.sandbox.ipn_log();
+    assert_eq!(
+        (log[0].status, log[0].rsp_code.as_str()),
+        (403, "99"),
+        "{log:?}"
+    );
+    assert_eq!(w.case(id).await.0, "notice_issued");
+    assert_eq!(shown(&get_url(&back).await), "wait");
+    // The reconciler still finds it.
+    let later = ingest_server::db::now_ms() + 30 * 60_000;
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!(report.paid, 1, "{report:?}");
+    assert_eq!(w.case(id).await.0, "paid");
+}
+
+/// The same SQL on PostgreSQL: a payment through the IPN, its replay, and
+/// one found by reconciliation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_on_postgres() {
+    let w = World::build(Setup {
+        cases: 2,
+        noticed: 2,
+        postgres: true,
+        ..Setup::default()
+    })
+    .await;
+    let (id, lost) = (&w.ids[0], &w.ids[1]);
+    let back = w.press(&w.start(id).await, "pay").await;
+    assert_eq!(w.rsp_codes(), ["00"]);
+    assert_eq!(w.case(id).await.0, "paid");
+    assert_eq!(w.ipn(&query_of(&back)).await.0, "02");
+    assert_eq!(w.pay_entries(id).await.len(), 1);
+
+    w.sandbox.set_faults(Faults {
+        drop_ipn: true,
+        ..Faults::default()
+    });
+    w.press(&w.start(lost).await, "pay").await;
+    assert_eq!(w.case(lost).await.0, "notice_issued");
+    let later = ingest_server::db::now_ms() + 30 * 60_000;
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!((report.checked, report.paid), (1, 1), "{report:?}");
+    assert_eq!(w.case(lost).await.0, "paid");
+    assert!(matches!(
+        audit::verify(w.db()).await.unwrap(),
+        Verification::Intact { .. }
+    ));
+}
