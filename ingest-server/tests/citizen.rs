@@ -122,6 +122,29 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
         );
         assert_eq!(me.get(&format!("/app/cases/{unreviewed}")).status, 404);
 
+        // Web Push: the VAPID key for the app, and subscriptions checked.
+        let key = me.get("/app/push/key");
+        assert_eq!(key.status, 200);
+        let k: serde_json::Value = serde_json::from_str(&key.body).unwrap();
+        assert_eq!(
+            k["publicKey"].as_str().unwrap().len(),
+            87,
+            "65-byte P-256 point, base64url"
+        );
+        assert!(list.body.contains("id=\"push\" data-csrf="));
+        let t0 = csrf(&list.body);
+        let sub = br#"{"endpoint":"https://push.example/x","keys":{"p256dh":"bad","auth":"bad"}}"#;
+        let r = me.send_raw("POST", "/app/push/subscribe", Some("application/json"), sub);
+        assert_eq!(r.status, 403, "no CSRF header");
+        me.extra_headers.push(("X-CSRF-Token".into(), t0.clone()));
+        let r = me.send_raw("POST", "/app/push/subscribe", Some("application/json"), sub);
+        me.extra_headers.clear();
+        assert_eq!(
+            r.status, 409,
+            "keys that are not a P-256 point and a 16-byte secret: {}",
+            r.body
+        );
+
         // Someone else: not found, for the case and for its evidence.
         let mut them = signed_in(addr, &other.token);
         assert!(them.get("/app/").body.contains("id=\"empty\""));

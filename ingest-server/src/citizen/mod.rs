@@ -14,6 +14,7 @@
 //! POST carries the session's CSRF token.
 
 mod pages;
+mod push;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -47,6 +48,8 @@ pub fn routes() -> Router<ApiContext> {
         .route("/app/cases/{id}/accept", post(pages::accept))
         .route("/app/cases/{id}/contest", post(pages::contest))
         .route("/app/cases/{id}/pay", post(pages::pay))
+        .route("/app/push/key", get(push::key))
+        .route("/app/push/subscribe", post(push::subscribe))
         .route(
             "/app/app.css",
             get(|| static_file("text/css", include_str!("app.css"))),

@@ -156,6 +156,10 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
             amount = c.amount.map(vnd).unwrap_or_default(),
         );
     }
+    body.push_str(&super::push::SUBSCRIBE_SNIPPET.replace(
+        "id=\"push\"",
+        &format!("id=\"push\" data-csrf=\"{}\"", esc(&citizen.csrf)),
+    ));
     Ok(Html(page("Danh sách vi phạm", Some(&citizen), &body)).into_response())
 }
 

@@ -18,6 +18,8 @@ pub struct Resp {
 pub struct Client {
     addr: SocketAddr,
     pub cookies: HashMap<String, String>,
+    /// Headers sent with every request.
+    pub extra_headers: Vec<(String, String)>,
 }
 
 impl Client {
@@ -25,6 +27,7 @@ impl Client {
         Client {
             addr,
             cookies: HashMap::new(),
+            extra_headers: Vec::new(),
         }
     }
 
@@ -86,6 +89,9 @@ impl Client {
             self.addr,
             body.len()
         );
+        for (k, v) in &self.extra_headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
         if let Some(ct) = content_type {
             head.push_str(&format!("Content-Type: {ct}\r\n"));
         }
