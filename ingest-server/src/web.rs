@@ -33,7 +33,9 @@ use crate::quarantine;
 /// error codes by the tests).
 pub const OPENAPI: &str = include_str!("../api/openapi.json");
 
-/// Every route (method, path template) the router serves.
+/// Every route (method, path template) of the API the router serves, with
+/// the payment gateway's two (its IPN and the browser's return); the
+/// console's and the citizen portal's HTML pages are not listed.
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/readyz"),
@@ -48,6 +50,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/heartbeats"),
     ("get", "/api/v1/evidence/{sha256}"),
     ("get", "/api/v1/notices/overdue"),
+    ("get", "/api/v1/payments/vnpay/ipn"),
+    ("get", "/pay/vnpay/return"),
 ];
 
 /// Media type of an event bundle.

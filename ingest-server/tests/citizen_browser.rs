@@ -10,7 +10,6 @@
 
 mod common;
 #[path = "oidc/harness.rs"]
-#[allow(dead_code)]
 mod harness;
 
 use std::net::TcpStream;

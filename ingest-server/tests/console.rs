@@ -329,3 +329,58 @@ async fn operators_review_and_police_confirm_through_the_console() {
         Verification::Intact { .. }
     ));
 }
+
+/// The notice deadlines page: a case with no notice 10 days after
+/// detection is listed for police (and badged on its page); an operator is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_notices_are_listed_for_police_not_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 1).await;
+    let late = ids[0].clone();
+    let ctx = server.ingestor.context().clone();
+    let now = ingest_server::db::now_ms();
+    let r = ingest_server::notices::check_deadlines(&ctx, now + 11 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(r.flagged_late, 1);
+
+    tokio::task::spawn_blocking(move || {
+        let mut cuong = Client::new(addr);
+        assert_eq!(cuong.login("csgt.cuong", seed::PASSWORD).status, 303);
+        let page = cuong.get("/console/deadlines");
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("id=\"late-notices\""));
+        assert!(page.body.contains("id=\"inspection-warnings\""));
+        assert!(
+            page.body.contains(&format!("data-event=\"{late}\"")),
+            "the late case is listed"
+        );
+        assert!(page.body.contains("Quá hạn gửi thông báo (10 ngày)"));
+        assert!(
+            cuong
+                .get("/console/cases")
+                .body
+                .contains("href=\"/console/deadlines\""),
+            "in the navigation"
+        );
+        let case = cuong.get(&format!("/console/cases/{late}"));
+        assert!(case.body.contains("id=\"notice-late\""), "badged");
+
+        let mut an = Client::new(addr);
+        assert_eq!(an.login("op.an", seed::PASSWORD).status, 303);
+        assert_eq!(an.get("/console/deadlines").status, 403);
+        let page = an.get(&format!("/console/cases/{late}"));
+        assert!(page.body.contains("Quá hạn gửi thông báo (10 ngày)"));
+    })
+    .await
+    .unwrap();
+}

@@ -52,6 +52,9 @@ pub struct CaseDetail {
     pub reject_code: Option<String>,
     pub reject_note: Option<String>,
     pub signed_json: String,
+    /// When the deadline check flagged that no notice went out within 10
+    /// days of detection (Unix ms); never cleared.
+    pub notice_late_at: Option<i64>,
 }
 
 impl CaseDetail {
@@ -70,7 +73,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
          vehicle_class, plate_text, reviewed_plate, plate_colour, plate_confidence, speed_kmh, \
          speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
          owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
-         reject_note, signed_json FROM events WHERE event_id = $1",
+         reject_note, signed_json, notice_late_at FROM events WHERE event_id = $1",
     )
     .bind(id)
     .fetch_optional(db.pool())
@@ -110,6 +113,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
         reject_code: r.try_get(25)?,
         reject_note: r.try_get(26)?,
         signed_json: r.try_get(27)?,
+        notice_late_at: r.try_get(28)?,
     }))
 }
 
@@ -378,8 +382,22 @@ pub async fn show(
             )
         })
         .unwrap_or_default();
+    let late = case
+        .notice_late_at
+        .map(|at| {
+            format!(
+                "<p><span class=\"badge late\" id=\"notice-late\" title=\"{} {}\">{}</span></p>",
+                lang.t("Đánh dấu lúc", "Flagged at"),
+                local_time(at),
+                lang.t(
+                    "Quá hạn gửi thông báo (10 ngày)",
+                    "Notice overdue (10 days)"
+                )
+            )
+        })
+        .unwrap_or_default();
     let body = format!(
-        "<h1>{title} <span class=\"muted\">{id}</span></h1>\
+        "<h1>{title} <span class=\"muted\">{id}</span></h1>{late}\
          <div class=\"case\"><div><div class=\"stills\">{stills}</div>{clip}</div>\
          <div><div class=\"panel\">{plate_crop}<div>{plate_line}</div>\
          <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div></div>{actions}\

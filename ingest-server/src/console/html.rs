@@ -175,6 +175,11 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
         }
         if matches!(u.role, Role::Police | Role::Supervisor | Role::Auditor) {
             link("/console/cases", "Tất cả vụ việc", "All cases");
+            link(
+                "/console/deadlines",
+                "Thời hạn thông báo",
+                "Notice deadlines",
+            );
         }
         link(
             "/console/health",

@@ -12,6 +12,7 @@ mod actions;
 mod admin;
 mod case_page;
 mod confirm;
+mod deadlines;
 mod exports;
 pub mod html;
 mod login;
@@ -78,6 +79,7 @@ pub fn routes() -> Router<ApiContext> {
         )
         .route("/console/export/labels.zip", get(exports::labels))
         .route("/console/confirm", get(confirm::queue).post(confirm::batch))
+        .route("/console/deadlines", get(deadlines::page))
         .route("/console/health", get(ops::health))
         .route("/console/quarantine", get(ops::quarantine))
         .route("/console/audit", get(ops::audit))

@@ -250,6 +250,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn both_routes_are_listed_and_documented() {
+        for path in [IPN_PATH, super::super::config::RETURN_PATH] {
+            assert!(crate::web::ROUTES.contains(&("get", path)), "{path}");
+        }
+    }
+
+    #[test]
     fn source_address_behind_a_local_proxy() {
         let mut h = HeaderMap::new();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();

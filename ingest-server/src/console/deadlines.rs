@@ -1,0 +1,145 @@
+//! The legal deadlines of notices (Circular 73/2024/TT-BCA, Art. 24) for
+//! police, supervisors and auditors: the cases flagged because no notice
+//! went out 10 days after detection and still has not (from
+//! [`crate::notices::late_notices`], with their deliveries' state so a
+//! person can send a paper notice or correct the address), and the
+//! warnings recorded to the vehicle inspection register after 20 days
+//! without a response ([`crate::notices::inspection_warnings`]).
+
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::response::Response;
+
+use super::html::{esc, local_time};
+use super::{ConsoleError, Viewer};
+use crate::db::now_ms;
+use crate::web::ApiContext;
+use crate::workflow::{CaseState, Role};
+
+/// Rows shown per table.
+const LIMIT: i64 = 500;
+
+/// `GET /console/deadlines`.
+pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Police, Role::Supervisor, Role::Auditor])?;
+    let lang = viewer.lang;
+    let db = &ctx.ingestor.context().db;
+    let dberr = |e| ConsoleError::from((lang, e));
+    let now = now_ms();
+
+    let late = crate::notices::late_notices(db, LIMIT)
+        .await
+        .map_err(dberr)?;
+    let mut late_rows = String::new();
+    for n in &late {
+        let state = CaseState::parse(&n.state)
+            .map(|s| s.label_vi().to_string())
+            .unwrap_or_else(|| n.state.clone());
+        let overdue_days = (now - n.notify_by).div_euclid(86_400_000).max(0);
+        let written = n
+            .notice_created_at
+            .map(local_time)
+            .unwrap_or_else(|| lang.t("chưa lập", "not written").to_string());
+        let d = &n.deliveries;
+        let _ = write!(
+            late_rows,
+            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{state}</td>\
+             <td>{detected}</td><td>{notify_by} <span class=\"clock late\">{late_l} {overdue_days} {days_l}</span></td>\
+             <td>{flagged}</td><td>{written}</td><td>{pending} / {failed} / {dead}</td><td>{error}</td></tr>",
+            id = esc(&n.event_id),
+            state = esc(&state),
+            detected = local_time(n.detected_at),
+            notify_by = local_time(n.notify_by),
+            late_l = lang.t("quá hạn", "overdue by"),
+            days_l = lang.t("ngày", "days"),
+            flagged = local_time(n.flagged_at),
+            written = esc(&written),
+            pending = d.pending,
+            failed = d.failed,
+            dead = d.dead,
+            error = esc(n.last_error.as_deref().unwrap_or("")),
+        );
+    }
+
+    let warnings = crate::notices::inspection_warnings(db, LIMIT)
+        .await
+        .map_err(dberr)?;
+    let mut warn_rows = String::new();
+    for w in &warnings {
+        let sent = w
+            .sent_at
+            .map(local_time)
+            .unwrap_or_else(|| lang.t("chưa gửi", "not sent").to_string());
+        let _ = write!(
+            warn_rows,
+            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td>\
+             <td><span class=\"plate\">{plate}</span> · {colour}</td><td>{created}</td><td>{reason}</td><td>{sent}</td></tr>",
+            id = esc(&w.event_id),
+            plate = esc(&w.plate),
+            colour = esc(&w.plate_colour),
+            created = local_time(w.created_at),
+            reason = esc(&w.reason),
+            sent = esc(&sent),
+        );
+    }
+
+    let empty = |cols: usize, rows: &str| {
+        if rows.is_empty() {
+            format!(
+                "<tr><td colspan=\"{cols}\" class=\"muted\">{}</td></tr>",
+                lang.t("Không có.", "None.")
+            )
+        } else {
+            String::new()
+        }
+    };
+    let body = format!(
+        "<h1>{title}</h1>\
+         <h2>{late_h} ({late_n})</h2><p class=\"muted\">{late_p}</p>\
+         <table id=\"late-notices\"><tr><th>{case_l}</th><th>{state_l}</th><th>{detected_l}</th><th>{deadline_l}</th>\
+         <th>{flagged_l}</th><th>{written_l}</th><th>{deliveries_l}</th><th>{error_l}</th></tr>{late_rows}{late_empty}</table>\
+         <h2>{warn_h} ({warn_n})</h2><p class=\"muted\">{warn_p}</p>\
+         <table id=\"inspection-warnings\"><tr><th>{case_l}</th><th>{plate_l}</th><th>{created_l}</th><th>{reason_l}</th>\
+         <th>{sent_l}</th></tr>{warn_rows}{warn_empty}</table>",
+        title = lang.t("Thời hạn thông báo vi phạm", "Notice deadlines"),
+        late_h = lang.t(
+            "Quá hạn gửi thông báo (10 ngày)",
+            "Notice not sent within 10 days"
+        ),
+        late_n = late.len(),
+        late_p = lang.t(
+            "Vụ việc phát hiện quá 10 ngày mà thông báo vẫn chưa được gửi (Thông tư 73/2024/TT-BCA, Điều 24). Gửi thông báo giấy hoặc sửa địa chỉ.",
+            "Cases detected more than 10 days ago whose notice is still not out (Circular 73/2024/TT-BCA, Art. 24). Send a paper notice or correct the address."
+        ),
+        case_l = lang.t("Vụ việc", "Case"),
+        state_l = lang.t("Trạng thái", "State"),
+        detected_l = lang.t("Phát hiện", "Detected"),
+        deadline_l = lang.t("Hạn gửi thông báo", "Notice deadline"),
+        flagged_l = lang.t("Đánh dấu lúc", "Flagged"),
+        written_l = lang.t("Lập thông báo", "Notice written"),
+        deliveries_l = lang.t(
+            "Chờ gửi / lỗi / bỏ",
+            "Pending / failed / given up"
+        ),
+        error_l = lang.t("Lỗi gần nhất", "Latest error"),
+        late_rows = late_rows,
+        late_empty = empty(8, &late_rows),
+        warn_h = lang.t(
+            "Cảnh báo gửi cơ quan đăng kiểm (20 ngày)",
+            "Warnings to the vehicle inspection register (20 days)"
+        ),
+        warn_n = warnings.len(),
+        warn_p = lang.t(
+            "Chủ xe không phản hồi trong 20 ngày kể từ thông báo: phương tiện được cảnh báo trên hệ thống đăng kiểm.",
+            "No response within 20 days of the notice: the vehicle is flagged to the inspection register."
+        ),
+        plate_l = lang.t("Biển số", "Plate"),
+        created_l = lang.t("Ghi nhận", "Recorded"),
+        reason_l = lang.t("Lý do", "Reason"),
+        sent_l = lang.t("Đã gửi đăng kiểm", "Sent to the register"),
+        warn_rows = warn_rows,
+        warn_empty = empty(5, &warn_rows),
+    );
+    Ok(viewer.page(lang.t("Thời hạn thông báo", "Notice deadlines"), &body))
+}
