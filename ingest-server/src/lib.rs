@@ -31,6 +31,7 @@ pub mod labels;
 pub mod metrics;
 pub mod mqtt;
 pub mod notices;
+pub mod outbound;
 pub mod package;
 pub mod payments;
 pub mod quarantine;

@@ -9,87 +9,16 @@
 
 mod common;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::chrome::{Driver, screenshots};
 use common::seed::{self, OWNERS, PASSWORD};
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 use ingest_server::app;
 use ingest_server::config::Config;
-use serde_json::json;
 
 const SITE: &str = "dn-haichau-bachdang";
-const CHROMIUM: &str = "/usr/bin/chromium";
-const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
-
-/// chromedriver on a free port, stopped on drop.
-struct Driver {
-    child: Child,
-    port: u16,
-}
-
-impl Driver {
-    fn start() -> Driver {
-        for bin in [CHROMIUM, CHROMEDRIVER] {
-            assert!(
-                std::path::Path::new(bin).exists(),
-                "{bin} is missing: run `make setup` (scripts/setup-system.sh installs Debian's chromium and chromium-driver)"
-            );
-        }
-        let port = free_port();
-        let child = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Driver { child, port }
-    }
-
-    async fn browser(&self) -> Client {
-        let mut caps = serde_json::Map::new();
-        let profile = tempfile::tempdir().unwrap().keep();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({
-                "binary": CHROMIUM,
-                "args": [
-                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                    "--window-size=1366,768", "--no-first-run", "--disable-background-networking",
-                    "--disable-component-update", "--disable-sync", "--disable-quic",
-                    format!("--user-data-dir={}", profile.display()),
-                ]
-            }),
-        );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.port))
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn shots() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 async fn sign_in(c: &Client, base: &str, user: &str) {
     c.goto(&format!("{base}/console/login")).await.unwrap();
     c.find(Locator::Id("username"))
@@ -155,9 +84,9 @@ async fn operator_accepts_and_officer_confirms_in_chromium() {
     let (files, plate) = seed::photos();
     let ids = seed::seed_with(&server, SITE, 2, &files, Some(&plate)).await;
     let driver = Driver::start();
-    let c = driver.browser().await;
+    let c = driver.browser(1366, 768).await;
     c.set_window_size(1366, 768).await.unwrap();
-    let out = shots();
+    let out = screenshots("console-screenshots");
 
     // --- the operator: queue, `n` for the next case, `a` to accept
     sign_in(&c, &base, "op.an").await;

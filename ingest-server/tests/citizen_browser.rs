@@ -12,17 +12,15 @@ mod common;
 #[path = "oidc/harness.rs"]
 mod harness;
 
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
+use common::chrome::{Driver, screenshots};
 use common::seed::{self, OWNERS, PASSWORD};
 use common::*;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::Locator;
 use ingest_server::app;
 use ingest_server::config::{CitizenSsoConfig, Config, VnPayConfig, WebhookConfig};
 use ingest_server::db::now_ms;
@@ -36,59 +34,6 @@ const SITE: &str = "hn-badinh-kimma";
 const NID: &str = "001199012345"; // the owner of the seeded plate (seed.rs)
 const HOOK_SECRET: &str = "partner-app-secret-0123456789";
 const IDP_SECRET: &str = "citizen-client-secret-0123456789";
-
-/// chromedriver on a free port, stopped on drop.
-struct Driver(Child, u16);
-
-impl Driver {
-    fn start() -> Driver {
-        for bin in ["/usr/bin/chromium", "/usr/bin/chromedriver"] {
-            assert!(
-                std::path::Path::new(bin).exists(),
-                "{bin} is missing: run `make setup` (Debian's chromium and chromium-driver)"
-            );
-        }
-        let port = free_port();
-        let child = Command::new("/usr/bin/chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not listen");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Driver(child, port)
-    }
-
-    async fn browser(&self) -> Client {
-        let profile = tempfile::tempdir().unwrap().keep();
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            json!({"binary": "/usr/bin/chromium", "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=412,915", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--disable-quic",
-                format!("--user-data-dir={}", profile.display()),
-            ]}),
-        );
-        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{}", self.1))
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A partner app's webhook endpoint: keeps what arrives.
 async fn partner() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
@@ -108,12 +53,6 @@ async fn partner() -> (String, Arc<Mutex<Vec<(HeaderMap, Bytes)>>>) {
     let url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await });
     (url, got)
-}
-
-fn shots() -> PathBuf {
-    let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("citizen-screenshots");
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,8 +169,8 @@ async fn a_citizen_is_notified_signs_in_and_pays_in_chromium() {
 
     // --- the citizen, on a phone-sized screen
     let driver = Driver::start();
-    let c = driver.browser().await;
-    let out = shots();
+    let c = driver.browser(412, 915).await;
+    let out = screenshots("citizen-screenshots");
     c.goto(&format!("{base}/app/")).await.unwrap();
     c.wait()
         .for_element(Locator::Id("vneid"))

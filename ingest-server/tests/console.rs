@@ -93,6 +93,10 @@ async fn operators_review_and_police_confirm_through_the_console() {
         );
         assert!(page.body.contains("30A12345"));
         assert!(
+            page.body.contains("id=\"limitation\""),
+            "the one-year limitation is shown"
+        );
+        assert!(
             !page.body.contains("Hoàng Thị Giang") && !page.body.contains("id=\"owner\""),
             "operators never see the owner"
         );

@@ -146,7 +146,8 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
         let _ = write!(
             body,
             "<a class=\"card\" href=\"/app/cases/{id}\" data-id=\"{id}\"><span class=\"plate\">{plate}</span> \
-             <span class=\"state {st}\">{label}</span><br>{viol} · {time}<br><span class=\"amount\">{amount}</span></a>",
+             <span class=\"state {st}\">{label}</span><br>{viol} · {time}<br><span class=\"amount\">{amount}</span>\
+             <br><span class=\"muted\">Hạn phản hồi: {deadline}</span></a>",
             id = esc(&c.event_id),
             plate = esc(&c.plate),
             st = esc(&c.state),
@@ -154,6 +155,10 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
             viol = esc(&violation_label(Lang::Vi, &c.violation)),
             time = local_time(c.event_ms),
             amount = c.amount.map(vnd).unwrap_or_default(),
+            deadline = c
+                .confirmed_at
+                .map(|t| local_time(t + RESPONSE_DAYS * 86_400_000))
+                .unwrap_or_default(),
         );
     }
     body.push_str(&super::push::SUBSCRIBE_SNIPPET.replace(

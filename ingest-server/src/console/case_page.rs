@@ -405,6 +405,7 @@ pub async fn show(
          <tr><th>{state_l}</th><td id=\"state\">{state}</td></tr>\
          <tr><th>{typ_l}</th><td id=\"violation\">{typ}</td></tr>\
          <tr><th>{time_l}</th><td>{time} {clock}</td></tr>\
+         <tr><th>{limit_l}</th><td id=\"limitation\">{limit}</td></tr>\
          <tr><th>{place_l}</th><td>{site} · {cam} · {dev}</td></tr>
          <tr><th>{veh_l}</th><td>{vehicle} · {owner_status}</td></tr>\
          <tr><th>{signal_l}</th><td>{signal}</td></tr>{speed}\
@@ -425,6 +426,8 @@ pub async fn show(
         time_l = lang.t("Thời gian", "Time"),
         time = local_time(case.event_ms),
         clock = clock_badge(lang, case.event_ms, now),
+        limit_l = lang.t("Hết thời hiệu xử phạt (1 năm)", "Limitation ends (1 year)"),
+        limit = local_time(case.event_ms + super::html::LIMITATION_DAYS * 86_400_000),
         place_l = lang.t("Địa điểm", "Place"),
         site = esc(&case.site),
         cam = esc(&case.camera_id),

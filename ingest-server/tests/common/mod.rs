@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod chrome;
 pub mod seed;
 pub mod web;
 
