@@ -11,6 +11,13 @@
 //! the plate, which is already public for camera notices (Circular
 //! 73/2024/TT-BCA publishes plate, time, place and violation).
 
+/// Wording shared with the court package's summary (`package::vi`), so a
+/// notice and the evidence package describe a case in the same words.
+pub use crate::package::vi::{
+    article, colour as colour_text, grouped, plate_display, vehicle as vehicle_text,
+    violation as violation_text,
+};
+
 use sqlx::Row;
 use time::{OffsetDateTime, UtcOffset};
 
@@ -214,20 +221,6 @@ pub fn render(
     }
 }
 
-/// A violation type in words.
-pub fn violation_text(code: &str) -> &str {
-    match code {
-        "red_light" => "Không chấp hành hiệu lệnh của đèn tín hiệu giao thông (vượt đèn đỏ)",
-        "stop_line" => "Không dừng trước vạch dừng khi có tín hiệu đèn đỏ",
-        "wrong_lane" => "Đi không đúng làn đường quy định",
-        "wrong_way" => "Đi ngược chiều của đường một chiều hoặc đường cấm đi ngược chiều",
-        "speeding" => "Điều khiển xe chạy quá tốc độ quy định",
-        "illegal_stopping" => "Dừng xe, đỗ xe không đúng quy định",
-        "no_helmet" => "Không đội mũ bảo hiểm khi điều khiển xe mô tô, xe gắn máy",
-        other => other,
-    }
-}
-
 fn short_violation(code: &str) -> &str {
     match code {
         "red_light" => "vượt đèn đỏ",
@@ -239,57 +232,6 @@ fn short_violation(code: &str) -> &str {
         "no_helmet" => "không đội mũ bảo hiểm",
         other => other,
     }
-}
-
-fn vehicle_text(code: &str) -> &str {
-    match code {
-        "car" => "ô tô",
-        "motorcycle" => "mô tô, xe gắn máy",
-        "bus" => "xe khách, xe buýt",
-        "truck" => "xe tải",
-        other => other,
-    }
-}
-
-fn colour_text(code: &str) -> &str {
-    match code {
-        "white" => "biển nền trắng",
-        "yellow" => "biển nền vàng",
-        "blue" => "biển nền xanh",
-        "red" => "biển nền đỏ",
-        _ => "màu biển không xác định",
-    }
-}
-
-/// `6.9.b` of `decree-168-2024` → `điểm b khoản 9 Điều 6 Nghị định
-/// 168/2024/NĐ-CP`.
-pub fn article(reference: &str, schedule: Option<&str>) -> String {
-    let parts: Vec<&str> = reference.split('.').collect();
-    let mut s = match parts.as_slice() {
-        [a, k, p] => format!("điểm {p} khoản {k} Điều {a}"),
-        [a, k] => format!("khoản {k} Điều {a}"),
-        _ => format!("mục {reference}"),
-    };
-    if let Some(id) = schedule {
-        match id.split('-').collect::<Vec<_>>().as_slice() {
-            ["decree", n, y] => s.push_str(&format!(" Nghị định {n}/{y}/NĐ-CP")),
-            _ => s.push_str(&format!(" ({id})")),
-        }
-    }
-    s
-}
-
-/// `19000000` → `19.000.000`.
-pub fn grouped(n: i64) -> String {
-    let digits = n.unsigned_abs().to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push('.');
-        }
-        out.push(c);
-    }
-    if n < 0 { format!("-{out}") } else { out }
 }
 
 fn decimal1(v: f64) -> String {
@@ -326,14 +268,6 @@ pub fn rfc3339(ms: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| ms.to_string())
-}
-
-/// A canonical plate in its printed form (`30A12345` → `30A-123.45`).
-pub fn plate_display(canonical: &str) -> String {
-    plate_ocr::plate::PlateGrammar::try_builtin()
-        .ok()
-        .and_then(|g| g.parse(canonical).ok())
-        .map_or_else(|| canonical.to_string(), |p| p.display)
 }
 
 #[cfg(test)]

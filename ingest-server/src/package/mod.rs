@@ -30,7 +30,7 @@ mod pdf;
 mod record;
 mod summary;
 mod text;
-mod vi;
+pub(crate) mod vi;
 
 use std::io::Write as _;
 use std::path::PathBuf;
