@@ -144,6 +144,14 @@ fn agent_sigkilled_mid_send_of_30_violations_with_clips_loses_nothing_after_rest
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start();
     let config = agent_config(dir.path(), broker.port, "");
+    // The backlog paced at 10 events/s, so the kill lands mid-send however
+    // fast the machine is (at 200/s all 30 could be out within one poll).
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("backlog_per_s = 200", "backlog_per_s = 10"),
+    )
+    .unwrap();
     let id = enroll(&config);
     let spool = dir.path().join("data/spool");
     let mut outbox = open_outbox(dir.path());
