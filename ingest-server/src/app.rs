@@ -19,7 +19,8 @@ use crate::evidence::{EvidenceStore, EvidenceStoreError};
 use crate::fines::{FineTable, ScheduleError};
 use crate::ingest::{BatchSettings, IngestContext, Ingestor};
 use crate::mqtt::{self, MqttSettings};
-use crate::registry::{DemoRegistry, Registry, SqlRegistry};
+use crate::registry::http::RegistryBackend;
+use crate::registry::{DemoRegistry, GatewayError, HttpRegistry, Registry, SqlRegistry};
 use crate::web::{self, ApiContext};
 
 /// Why the server did not start.
@@ -37,6 +38,9 @@ pub enum StartError {
     /// Fine schedules.
     #[error(transparent)]
     Fines(#[from] ScheduleError),
+    /// The HTTP registry gateway (`[registry.http]`).
+    #[error(transparent)]
+    Registry(#[from] GatewayError),
     /// Plate grammar data.
     #[error("plate grammar: {0}")]
     Grammar(String),
@@ -60,13 +64,25 @@ pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
     let evidence = EvidenceStore::local(cfg.data_dir.join("evidence"))?;
     let grammar = plate_ocr::plate::PlateGrammar::try_builtin()
         .map_err(|e| StartError::Grammar(e.to_string()))?;
-    let ctx = IngestContext {
-        registry: Some(if cfg.registry.demo_mode {
+    let registry: Arc<dyn Registry> = match (&cfg.registry.backend, &cfg.registry.http) {
+        (RegistryBackend::Http, Some(http)) => {
+            tracing::info!(url = %http.endpoint(), "owner registry: HTTP gateway");
+            Arc::new(HttpRegistry::new(http, db.clone())?)
+        }
+        (RegistryBackend::Http, None) => {
+            return Err(GatewayError::Setup(
+                "backend = \"http\" needs a [registry.http] section".into(),
+            )
+            .into());
+        }
+        (RegistryBackend::Sql, _) if cfg.registry.demo_mode => {
             tracing::warn!("registry demo mode: unknown plates get FICTITIOUS owners (demo only)");
-            Arc::new(DemoRegistry::new(db.clone())) as Arc<dyn Registry>
-        } else {
-            Arc::new(SqlRegistry::new(db.clone()))
-        }),
+            Arc::new(DemoRegistry::new(db.clone()))
+        }
+        (RegistryBackend::Sql, _) => Arc::new(SqlRegistry::new(db.clone())),
+    };
+    let ctx = IngestContext {
+        registry: Some(registry),
         metrics: Default::default(),
         db,
         evidence,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::notices::config::{NoticesConfig, SmtpConfig, VapidConfig, WebhookConfig};
 pub use crate::payments::config::{PaymentsConfig, VnPayConfig};
+pub use crate::registry::http::config::{HttpRegistryConfig, RegistryBackend};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -94,10 +95,18 @@ pub struct IngestConfig {
     pub clock_tolerance_s: u64,
 }
 
-/// The owner registry (`src/registry.rs`).
+/// The owner registry (`src/registry.rs`). Its `backend` and `[registry.http]`
+/// settings, their environment overrides and checks are in
+/// `src/registry/http/config.rs`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RegistryConfig {
+    /// Where owners are looked up: `sql` (our tables, filled by `registry
+    /// import`; the default) or `http` (the data-exchange gateway of
+    /// `[registry.http]`); env `INGEST_REGISTRY_BACKEND`.
+    pub backend: RegistryBackend,
+    /// The HTTP registry gateway; required with `backend = "http"`.
+    pub http: Option<HttpRegistryConfig>,
     /// Demo mode, for `make demo` only: a plate the registry does not know
     /// is given a vehicle record owned by one of the fictitious owners
     /// imported with ids starting `demo-`, marked `fictitious-demo`. Off by
@@ -602,7 +611,9 @@ impl Config {
     /// single sign-on on); for citizens' sign-in `INGEST_CITIZEN_SSO_ISSUER`,
     /// `…_CLIENT_ID`, `…_CLIENT_SECRET`, `…_CLIENT_SECRET_FILE`,
     /// `…_REDIRECT_URL`, `…_NATIONAL_ID_CLAIM`, `…_NAME_CLAIM`,
-    /// `…_EXTRA_SCOPES`, `…_CA_FILE` (any of them turns it on).
+    /// `…_EXTRA_SCOPES`, `…_CA_FILE` (any of them turns it on); for the
+    /// owner registry `INGEST_REGISTRY_BACKEND` and `INGEST_REGISTRY_HTTP_*`
+    /// (see `src/registry/http/config.rs`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let addr = |var: &str, v: &str| -> Result<SocketAddr, ConfigError> {
             v.parse().map_err(|e| ConfigError::Env {
@@ -647,6 +658,7 @@ impl Config {
                 message: format!("`{v}` is not true or false"),
             })?);
         }
+        self.registry.apply_env(&get)?;
         self.payments.apply_env(&get)?;
         self.notices.apply_env(&get)?;
         self.apply_sso_env(&get)
@@ -805,6 +817,7 @@ impl Config {
         if let Some(c) = &self.citizen_sso {
             c.validate()?;
         }
+        self.registry.validate()?;
         self.payments.validate()?;
         self.notices.validate()?;
         Ok(())

@@ -8,14 +8,21 @@
 //! a plate that is not found, or a registry that fails, leaves the case
 //! `unresolved` / `error` for a person to handle.
 //!
+//! Two implementations: [`SqlRegistry`] (our own tables; with
+//! [`DemoRegistry`] on top for `make demo`) and [`HttpRegistry`] (the
+//! national data-exchange gateway, `src/registry/http.rs`), chosen by
+//! `registry.backend`. Both write the access log through [`log_access`].
+//!
 //! The import is all or nothing: both files are validated line by line
 //! (plate grammar, colour, national ID, owner references, duplicates), every
 //! problem is reported with its file and line, and only a clean pair is
 //! written, in one transaction.
 
 mod demo;
+pub mod http;
 
 pub use demo::{DemoRegistry, FICTITIOUS};
+pub use http::{GatewayError, HttpRegistry};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -97,6 +104,10 @@ pub enum RegistryError {
     /// Remote registry failure.
     #[error("registry unavailable: {0}")]
     Unavailable(String),
+    /// The HTTP registry gateway did not answer usably (or its circuit is
+    /// open).
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
 }
 
 impl From<sqlx::Error> for RegistryError {
@@ -174,25 +185,125 @@ impl Registry for SqlRegistry {
             None
         };
         let outcome = match (&found, rows.len()) {
-            (Some(_), _) => "found",
-            (None, 0) => "not_found",
-            (None, _) => "ambiguous",
+            (Some(_), _) => AccessOutcome::Found,
+            (None, 0) => AccessOutcome::NotFound,
+            (None, _) => AccessOutcome::Ambiguous,
         };
-        sqlx::query(
-            "INSERT INTO registry_access_log (id, at, actor, plate, purpose, event_id, outcome) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(now_ms())
-        .bind(&purpose.actor)
-        .bind(plate)
-        .bind(&purpose.reason)
-        .bind(purpose.event_id.map(|e| e.to_string()))
-        .bind(outcome)
-        .execute(self.db.pool())
-        .await?;
+        log_access(&self.db, plate, purpose, outcome).await?;
         Ok(found)
     }
+}
+
+/// What a lookup came to, as written in `registry_access_log.outcome`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessOutcome {
+    /// A registration was given (`found`).
+    Found,
+    /// No such vehicle (`not_found`).
+    NotFound,
+    /// Several vehicles for a plate without a colour (`ambiguous`).
+    Ambiguous,
+    /// `found`, answered from a short-lived cache of an earlier lookup
+    /// (`found_cached`): the owner's data was still shown to someone.
+    FoundCached,
+    /// `not_found` from the cache (`not_found_cached`).
+    NotFoundCached,
+    /// `ambiguous` from the cache (`ambiguous_cached`).
+    AmbiguousCached,
+    /// The registry was asked and did not answer usably (`error`).
+    Error,
+    /// The registry was not asked: it is known to be down (`unavailable`).
+    Unavailable,
+}
+
+impl AccessOutcome {
+    /// The text stored in the log.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessOutcome::Found => "found",
+            AccessOutcome::NotFound => "not_found",
+            AccessOutcome::Ambiguous => "ambiguous",
+            AccessOutcome::FoundCached => "found_cached",
+            AccessOutcome::NotFoundCached => "not_found_cached",
+            AccessOutcome::AmbiguousCached => "ambiguous_cached",
+            AccessOutcome::Error => "error",
+            AccessOutcome::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Writes one row of `registry_access_log` for a lookup of `plate`: who
+/// asked (`purpose.actor`), when (now), why, for which case, and what came
+/// of it. Every [`Registry`] implementation calls this for every lookup,
+/// whether or not its answer came from a cache.
+pub async fn log_access(
+    db: &Db,
+    plate: &str,
+    purpose: &Purpose,
+    outcome: AccessOutcome,
+) -> Result<(), RegistryError> {
+    sqlx::query(
+        "INSERT INTO registry_access_log (id, at, actor, plate, purpose, event_id, outcome) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(Uuid::new_v4().to_string())
+    .bind(now_ms())
+    .bind(&purpose.actor)
+    .bind(plate)
+    .bind(&purpose.reason)
+    .bind(purpose.event_id.map(|e| e.to_string()))
+    .bind(outcome.as_str())
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Writes `owner` (new, or replacing the record with its id).
+pub(crate) async fn upsert_owner(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    o: &Owner,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO owners (owner_id, full_name, national_id, address, phone, email, vneid) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (owner_id) DO UPDATE SET \
+         full_name = excluded.full_name, national_id = excluded.national_id, \
+         address = excluded.address, phone = excluded.phone, email = excluded.email, \
+         vneid = excluded.vneid",
+    )
+    .bind(&o.owner_id)
+    .bind(&o.full_name)
+    .bind(&o.national_id)
+    .bind(&o.address)
+    .bind(o.phone.as_deref())
+    .bind(o.email.as_deref())
+    .bind(o.vneid.as_deref())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Writes `v` (new, or replacing the record of its plate and colour).
+pub(crate) async fn upsert_vehicle(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    v: &Vehicle,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO vehicles (plate_text, plate_colour, vehicle_type, make, colour, \
+         registration_status, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (plate_text, plate_colour) DO UPDATE SET \
+         vehicle_type = excluded.vehicle_type, make = excluded.make, colour = excluded.colour, \
+         registration_status = excluded.registration_status, owner_id = excluded.owner_id",
+    )
+    .bind(&v.plate_text)
+    .bind(&v.plate_colour)
+    .bind(&v.vehicle_type)
+    .bind(&v.make)
+    .bind(&v.colour)
+    .bind(&v.registration_status)
+    .bind(&v.owner_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Resolves the owners of freshly stored cases and records the result on
@@ -334,7 +445,8 @@ impl From<sqlx::Error> for ImportError {
     }
 }
 
-const COLOURS: &[&str] = &["white", "yellow", "blue", "red"];
+/// The plate colours a registration may have.
+pub(crate) const COLOURS: &[&str] = &["white", "yellow", "blue", "red"];
 
 fn read_csv<T: for<'de> Deserialize<'de>>(
     path: &Path,
@@ -483,40 +595,10 @@ pub async fn import(
 
     let mut tx = db.pool().begin().await?;
     for o in &clean_owners {
-        sqlx::query(
-            "INSERT INTO owners (owner_id, full_name, national_id, address, phone, email, vneid) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (owner_id) DO UPDATE SET \
-             full_name = excluded.full_name, national_id = excluded.national_id, \
-             address = excluded.address, phone = excluded.phone, email = excluded.email, \
-             vneid = excluded.vneid",
-        )
-        .bind(&o.owner_id)
-        .bind(&o.full_name)
-        .bind(&o.national_id)
-        .bind(&o.address)
-        .bind(o.phone.as_deref())
-        .bind(o.email.as_deref())
-        .bind(o.vneid.as_deref())
-        .execute(&mut *tx)
-        .await?;
+        upsert_owner(&mut tx, o).await?;
     }
     for v in &clean_vehicles {
-        sqlx::query(
-            "INSERT INTO vehicles (plate_text, plate_colour, vehicle_type, make, colour, \
-             registration_status, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-             ON CONFLICT (plate_text, plate_colour) DO UPDATE SET \
-             vehicle_type = excluded.vehicle_type, make = excluded.make, colour = excluded.colour, \
-             registration_status = excluded.registration_status, owner_id = excluded.owner_id",
-        )
-        .bind(&v.plate_text)
-        .bind(&v.plate_colour)
-        .bind(&v.vehicle_type)
-        .bind(&v.make)
-        .bind(&v.colour)
-        .bind(&v.registration_status)
-        .bind(&v.owner_id)
-        .execute(&mut *tx)
-        .await?;
+        upsert_vehicle(&mut tx, v).await?;
     }
     tx.commit().await?;
     Ok((clean_vehicles.len(), clean_owners.len()))
