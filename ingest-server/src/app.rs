@@ -91,6 +91,7 @@ pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
         clock_tolerance: time::Duration::seconds(
             i64::try_from(cfg.ingest.clock_tolerance_s).unwrap_or(i64::MAX),
         ),
+        require_known_camera: cfg.ingest.require_known_camera,
     };
     Ok(Ingestor::start(
         Arc::new(ctx),

@@ -93,6 +93,10 @@ pub struct IngestConfig {
     pub batch_wait_ms: u64,
     /// How far ahead of the server's clock an event time may be, seconds.
     pub clock_tolerance_s: u64,
+    /// Quarantine events from cameras not enrolled in the camera registry
+    /// (`src/cameras.rs`); env `INGEST_REQUIRE_KNOWN_CAMERA`. Off by default
+    /// (deployments that enrol only devices); production turns it on.
+    pub require_known_camera: bool,
 }
 
 /// The owner registry (`src/registry.rs`). Its `backend` and `[registry.http]`
@@ -504,6 +508,7 @@ impl Default for IngestConfig {
             batch_max: 128,
             batch_wait_ms: 5,
             clock_tolerance_s: 30,
+            require_known_camera: false,
         }
     }
 }
@@ -602,6 +607,7 @@ impl Config {
     /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`,
     /// `DATABASE_URL`, `INGEST_MQTT_LISTEN`, `INGEST_MQTT_URL`,
     /// `INGEST_MQTT_CLIENT_ID`, `INGEST_ADMIN_TOKEN`, `INGEST_SECURE_COOKIES`,
+    /// `INGEST_REQUIRE_KNOWN_CAMERA`,
     /// and for single sign-on `INGEST_SSO_ISSUER`, `INGEST_SSO_CLIENT_ID`,
     /// `INGEST_SSO_CLIENT_SECRET`, `INGEST_SSO_CLIENT_SECRET_FILE`,
     /// `INGEST_SSO_REDIRECT_URL`, `INGEST_SSO_ROLE_CLAIM`,
@@ -658,6 +664,7 @@ impl Config {
                 message: format!("`{v}` is not true or false"),
             })?);
         }
+        crate::cameras::apply_env(&mut self.ingest.require_known_camera, &get)?;
         self.registry.apply_env(&get)?;
         self.payments.apply_env(&get)?;
         self.notices.apply_env(&get)?;

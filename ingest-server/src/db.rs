@@ -82,6 +82,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_citizens.sql"),
         postgres: include_str!("../migrations/postgres/0007_citizens.sql"),
     },
+    Migration {
+        version: 8,
+        name: "cameras",
+        sqlite: include_str!("../migrations/sqlite/0008_cameras.sql"),
+        postgres: include_str!("../migrations/postgres/0008_cameras.sql"),
+    },
 ];
 
 /// Database failures.

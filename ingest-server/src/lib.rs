@@ -16,6 +16,7 @@ pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod broker;
+pub mod cameras;
 pub mod cases;
 pub mod citizen;
 pub mod clips;

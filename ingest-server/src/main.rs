@@ -1,5 +1,6 @@
 //! `ingest-server`: loads and validates the configuration, then serves
 //! (the default), or administers: `device add|list|revoke`,
+//! `camera add|list|retire`,
 //! `registry import vehicles.csv owners.csv`, `user add|list|disable`,
 //! `audit verify`, `payments reconcile`.
 
@@ -10,7 +11,7 @@ use clap::{Parser, Subcommand};
 use ingest_server::audit::{self, Verification, Who};
 use ingest_server::config::Config;
 use ingest_server::workflow::Role;
-use ingest_server::{accounts, app, devices, registry};
+use ingest_server::{accounts, app, cameras, devices, registry};
 
 #[derive(Parser)]
 #[command(version, about = "Traffic enforcement ingest server (IOC)")]
@@ -30,6 +31,11 @@ enum Command {
     Device {
         #[command(subcommand)]
         action: DeviceAction,
+    },
+    /// Enrol, list and retire the cameras of edge devices.
+    Camera {
+        #[command(subcommand)]
+        action: CameraAction,
     },
     /// The owner registry in our database.
     Registry {
@@ -114,6 +120,53 @@ enum DeviceAction {
 }
 
 #[derive(Subcommand)]
+enum CameraAction {
+    /// Enrol a camera of an enrolled device.
+    Add {
+        /// The device the camera is attached to.
+        #[arg(long)]
+        device: String,
+        /// The camera's id on the device (`camera_id` of its events).
+        #[arg(long)]
+        id: String,
+        /// Where it is and what it looks at (intersection, direction).
+        #[arg(long)]
+        description: String,
+        /// The site; the device's when left out (and it must be the device's).
+        #[arg(long)]
+        site: Option<String>,
+        /// Latitude, degrees (with --lon).
+        #[arg(long, allow_negative_numbers = true)]
+        lat: Option<f64>,
+        /// Longitude, degrees (with --lat).
+        #[arg(long, allow_negative_numbers = true)]
+        lon: Option<f64>,
+        /// Violation types it is approved for, comma-separated
+        /// (`red_light,speeding`); every type when left out.
+        #[arg(long, value_delimiter = ',')]
+        rules: Option<Vec<String>>,
+        /// Number of the inspection (kiểm định) certificate of its speed
+        /// measurement.
+        #[arg(long)]
+        certificate_no: Option<String>,
+        /// Last valid day of that certificate, YYYY-MM-DD (Vietnam time).
+        #[arg(long)]
+        certified_until: Option<String>,
+    },
+    /// List cameras (active and retired).
+    List,
+    /// Retire a camera: its events after now are quarantined.
+    Retire {
+        /// The device.
+        device: String,
+        /// The camera's id on the device.
+        id: String,
+        #[arg(long, default_value = "retired by administrator")]
+        reason: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum RegistryAction {
     /// Validate and import vehicles and owners (all or nothing).
     Import { vehicles: PathBuf, owners: PathBuf },
@@ -135,6 +188,7 @@ async fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cfg).await,
         Command::Device { action } => device(cfg, action).await,
+        Command::Camera { action } => camera(cfg, action).await,
         Command::User { action } => user(cfg, action).await,
         Command::Payments {
             action: PaymentsAction::Reconcile,
@@ -217,6 +271,77 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
         DeviceAction::Revoke { id, reason } => {
             let d = devices::revoke(db, &id, &reason).await?;
             println!("revoked {}", d.device_id);
+        }
+    }
+    Ok(())
+}
+
+async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let db = &ingestor.context().db;
+    match action {
+        CameraAction::Add {
+            device,
+            id,
+            description,
+            site,
+            lat,
+            lon,
+            rules,
+            certificate_no,
+            certified_until,
+        } => {
+            let new = cameras::NewCamera {
+                device_id: device,
+                camera_id: id,
+                site,
+                description,
+                latitude: lat,
+                longitude: lon,
+                enabled_rules: rules,
+                certificate_no,
+                certified_until,
+            };
+            let c = cameras::enrol(db, &new).await?;
+            println!(
+                "enrolled camera {} of {} at {}",
+                c.camera_id, c.device_id, c.site
+            );
+        }
+        CameraAction::List => {
+            for v in cameras::list(db).await? {
+                let c = &v.camera;
+                let rules = c
+                    .enabled_rules
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .map(ingest_server::ingest::enum_text)
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    })
+                    .unwrap_or_else(|| "all".into());
+                let heartbeat = match (&v.heartbeat_state, v.missing_from_heartbeat) {
+                    (Some(state), _) => state.clone(),
+                    (None, true) => "MISSING from heartbeat".into(),
+                    (None, false) => "-".into(),
+                };
+                println!(
+                    "{}\t{}\t{}\t{}\trules={}\tcertified_until={}\t{}\t{}",
+                    c.device_id,
+                    c.camera_id,
+                    c.site,
+                    c.status,
+                    rules,
+                    c.certified_until.as_deref().unwrap_or("-"),
+                    heartbeat,
+                    c.description
+                );
+            }
+        }
+        CameraAction::Retire { device, id, reason } => {
+            let c = cameras::retire(db, &device, &id, &reason).await?;
+            println!("retired camera {} of {}", c.camera_id, c.device_id);
         }
     }
     Ok(())

@@ -9,7 +9,8 @@
 //!   from an edge that cannot use MQTT; answers with the protocol's `Ack`;
 //! - admin (bearer token `admin.token`; the review console's sign-in will
 //!   replace it): `GET|POST /api/v1/devices`, `POST
-//!   /api/v1/devices/{id}/revoke`, `GET /api/v1/quarantine`,
+//!   /api/v1/devices/{id}/revoke`, `GET|POST /api/v1/cameras`, `POST
+//!   /api/v1/cameras/{device_id}/{camera_id}/retire`, `GET /api/v1/quarantine`,
 //!   `GET /api/v1/cases/{event_id}`, `GET /api/v1/heartbeats`,
 //!   `GET /api/v1/evidence/{sha256}` (bytes checked against their hash).
 
@@ -23,6 +24,7 @@ use protocol::{AckStatus, Message};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::cameras::{self, CameraError};
 use crate::cases;
 use crate::devices::{self, DeviceError};
 use crate::evidence::{EvidenceStore, EvidenceStoreError};
@@ -45,6 +47,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/devices"),
     ("post", "/api/v1/devices"),
     ("post", "/api/v1/devices/{id}/revoke"),
+    ("get", "/api/v1/cameras"),
+    ("post", "/api/v1/cameras"),
+    ("post", "/api/v1/cameras/{device_id}/{camera_id}/retire"),
     ("get", "/api/v1/quarantine"),
     ("get", "/api/v1/cases/{event_id}"),
     ("get", "/api/v1/heartbeats"),
@@ -123,6 +128,8 @@ impl ApiError {
         "invalid_json",
         "invalid_id",
         "invalid_key",
+        "invalid_field",
+        "unknown_device",
         "bad_digest",
         "unauthorized",
         "admin_disabled",
@@ -185,6 +192,29 @@ impl From<DeviceError> for ApiError {
     }
 }
 
+impl From<CameraError> for ApiError {
+    fn from(e: CameraError) -> Self {
+        let message = e.to_string();
+        match e {
+            CameraError::InvalidId { .. } => ApiError::BadRequest {
+                code: "invalid_id",
+                message,
+            },
+            CameraError::Invalid { .. } => ApiError::BadRequest {
+                code: "invalid_field",
+                message,
+            },
+            CameraError::UnknownDevice(_) => ApiError::BadRequest {
+                code: "unknown_device",
+                message,
+            },
+            CameraError::Exists(..) => ApiError::Conflict(message),
+            CameraError::NotFound(d, c) => ApiError::NotFound(format!("camera `{c}` of `{d}`")),
+            CameraError::Db(e) => ApiError::Unavailable(e.to_string()),
+        }
+    }
+}
+
 impl From<crate::db::DbError> for ApiError {
     fn from(e: crate::db::DbError) -> Self {
         ApiError::Unavailable(e.to_string())
@@ -207,6 +237,11 @@ pub fn router(ctx: ApiContext) -> Router {
         )
         .route("/api/v1/devices", get(list_devices).post(add_device))
         .route("/api/v1/devices/{id}/revoke", post(revoke_device))
+        .route("/api/v1/cameras", get(list_cameras).post(add_camera))
+        .route(
+            "/api/v1/cameras/{device_id}/{camera_id}/retire",
+            post(retire_camera),
+        )
         .route("/api/v1/quarantine", get(list_quarantine))
         .route("/api/v1/cases/{event_id}", get(get_case))
         .route("/api/v1/heartbeats", get(list_heartbeats))
@@ -378,6 +413,42 @@ async fn revoke_device(
     };
     Ok(Json(
         devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?,
+    ))
+}
+
+async fn list_cameras(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<cameras::CameraView>>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    Ok(Json(cameras::list(&ctx.ingestor.context().db).await?))
+}
+
+async fn add_camera(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<cameras::Camera>), ApiError> {
+    require_admin(&ctx, &headers)?;
+    let new = cameras::NewCamera::from_json(&json_body::<serde_json::Value>(&body)?)?;
+    let camera = cameras::enrol(&ctx.ingestor.context().db, &new).await?;
+    Ok((StatusCode::CREATED, Json(camera)))
+}
+
+async fn retire_camera(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Path((device_id, camera_id)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Json<cameras::Camera>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    let reason = if body.is_empty() {
+        String::new()
+    } else {
+        json_body::<Revocation>(&body)?.reason
+    };
+    Ok(Json(
+        cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?,
     ))
 }
 

@@ -60,6 +60,12 @@ class Reader:
 
     def decode(self, p):
         ids = p.argmax(-1)
+        if self.meta.get("decoder") == "ctc":
+            # collapse repeats, drop blanks; confidence = least sure emitted character
+            keep = [t for t in range(len(ids)) if ids[t] != 0 and (t == 0 or ids[t] != ids[t - 1])]
+            text = "".join(self.alphabet[ids[t]] for t in keep)
+            conf = float(min((p[t].max() for t in keep), default=0.0))
+            return text, conf
         text = "".join(self.alphabet[i] for i in ids if i != 0)
         conf = float(p.max(-1).min())
         return text, conf

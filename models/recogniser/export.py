@@ -3,7 +3,9 @@
   python export.py CKPT.pt OUT.onnx [--version V]
 
 Input `image` float32 [N,1,48,96] (gray, stretch-resized, x/255); output `probs`
-float32 [N,10,K]. Verifies onnxruntime matches PyTorch on random and synthetic inputs.
+float32 [N,T,K]: T = 10 fixed slots (decoder `slots`, version 1) or T = 48 CTC steps,
+the plate's top row then its bottom row (decoder `ctc`, version 2; class 0 is the
+blank). Verifies onnxruntime matches PyTorch on random and synthetic inputs.
 """
 
 import argparse
@@ -15,7 +17,7 @@ import torch
 
 from common import CLASSES, IN_C, IN_H, IN_W, POOL_H, POOL_W, SLOTS, preprocess_rgb  # noqa: F401
 from synth.render import make_sample
-from train import build_model
+from train import build_model, is_ctc
 
 
 def main():
@@ -45,8 +47,8 @@ def main():
         "resize": "stretch",
         "normalize": "x/255",
         "layout": "NCHW",
-        "decoder": "slots",
-        "slots": str(SLOTS),
+        "decoder": "ctc" if is_ctc(cfg) else "slots",
+        "slots": str(model.steps if is_ctc(cfg) else SLOTS),
         "model_name": args.name,
         "model_version": args.version,
         "training_seed": str(cfg["seed"]),
@@ -72,7 +74,7 @@ def main():
             ref = model(torch.from_numpy(x)).numpy()
         got = sess.run(["probs"], {"image": x})[0]
         err = float(np.abs(ref - got).max())
-        assert got.shape == (x.shape[0], SLOTS, len(CLASSES)), got.shape
+        assert got.shape == (x.shape[0], int(meta["slots"]), len(CLASSES)), got.shape
         assert err < 1e-4, f"onnxruntime differs from PyTorch by {err}"
         assert (ref.argmax(-1) == got.argmax(-1)).all()
         print(f"onnxruntime matches PyTorch: batch {x.shape[0]}, max abs diff {err:.2e}")

@@ -95,3 +95,48 @@ class PlateRecogniser(nn.Module):
 
     def forward(self, x):
         return F.softmax(self.logits(x), dim=-1)
+
+
+class PlateRecogniserCTC(nn.Module):
+    """Reads one- and two-line plates whole with CTC over the plate's two text rows.
+
+    The CNN brings the 48-px-high input down to two feature rows (top and bottom half
+    of the plate) of 24 columns; the rows are unfolded into one 48-step sequence, top
+    row first, mixed by a transformer layer (so each row knows what the other sees:
+    a one-line plate's text spans both rows and must be emitted by only one), and
+    every step is classified over the alphabet plus blank (class 0). CTC learns where
+    each character sits, so nothing is tied to an absolute slot and line breaks come
+    for free: characters emitted from the top row are the top line. Output: softmax
+    probabilities [N, 48, K], decoded greedily (collapse repeats, drop blanks).
+    """
+
+    def __init__(self, num_classes, in_ch=1, in_h=48, in_w=96, dim=128, heads=4, layers=1, c=(32, 64, 96)):
+        super().__init__()
+        assert in_h == 48 and in_w % 4 == 0, "the row unfold assumes a 48-px-high input"
+        c1, c2, c3 = c
+        self.stem = nn.Sequential(
+            conv_bn(in_ch, c1, 2),                      # 24 x W/2
+            conv_bn(c1, c2, 2),                         # 12 x W/4
+            conv_bn(c2, c2, 1),
+            _conv_bn_k(c2, c3, (3, 3), (2, 1), (1, 1)),  # 6 x W/4
+            conv_bn(c3, c3, 1),
+            _conv_bn_k(c3, dim, (3, 3), (3, 1), (0, 1)),  # 2 x W/4: the two text rows
+        )
+        self.steps = 2 * (in_w // 4)
+        self.pos = nn.Parameter(torch.randn(1, self.steps, dim) * 0.02)
+        self.blocks = nn.Sequential(*[Block(dim, heads, 2 * dim) for _ in range(layers)])
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+
+    def logits(self, x):
+        f = self.stem(x)                                # N, D, 2, W'
+        seq = f.flatten(2).transpose(1, 2)              # N, 2*W', D (top row, then bottom row)
+        seq = self.blocks(seq + self.pos)
+        return self.head(self.norm(seq))                # N, T, K
+
+    def forward(self, x):
+        return F.softmax(self.logits(x), dim=-1)
+
+
+def _conv_bn_k(cin, cout, k, s, p):
+    return nn.Sequential(nn.Conv2d(cin, cout, k, s, p, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from common import CLASSES, IN_H, IN_W, POOL_H, POOL_W, SLOTS, canonical, encode, preprocess_rgb
-from model import PlateRecogniser
+from model import PlateRecogniser, PlateRecogniserCTC
 
 
 def load_pool(pool_dir):
@@ -89,8 +89,40 @@ def augment(x, gen):
 
 def build_model(cfg):
     m = cfg["model"]
+    if m.get("kind") == "ctc":
+        return PlateRecogniserCTC(len(CLASSES), 1, IN_H, IN_W, m["dim"], m["heads"], m["layers"], tuple(m["channels"]))
     return PlateRecogniser(len(CLASSES), SLOTS, 1, IN_H, IN_W, m["dim"], m["heads"], m["layers"],
                            m.get("head", "flat"), m.get("slot_dim", 64), m.get("squeeze", 32))
+
+
+def is_ctc(cfg):
+    return cfg["model"].get("kind") == "ctc"
+
+
+def loss_and_hits(model, cfg, xb, yb, smoothing):
+    """Training loss and, per sample, whether the greedy read is the whole plate."""
+    logits = model.logits(xb)
+    if not is_ctc(cfg):
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), label_smoothing=smoothing)
+        hit = logits.argmax(-1) == yb
+        return loss, hit.all(-1), hit.float().mean()
+    logp = F.log_softmax(logits, dim=-1)
+    lengths = (yb > 0).sum(1)
+    loss = F.ctc_loss(logp.transpose(0, 1), yb, torch.full((len(yb),), logits.shape[1], dtype=torch.long), lengths,
+                      blank=0, zero_infinity=True)
+    with torch.no_grad():
+        hits = torch.tensor([ctc_greedy(a) == t[:n].tolist() for a, t, n in zip(logits.argmax(-1), yb, lengths)])
+    return loss, hits, hits.float().mean()
+
+
+def ctc_greedy(ids):
+    """Collapse repeats, drop blanks (class 0)."""
+    out, prev = [], 0
+    for i in ids.tolist():
+        if i != prev and i != 0:
+            out.append(i)
+        prev = i
+    return out
 
 
 def main():
@@ -104,10 +136,11 @@ def main():
     ap.add_argument("--real", default=None, help="fine-tune: dir with labels.csv (image,text)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default: config)")
     ap.add_argument("--minutes", type=float, default=None, help="stop after this wall time (schedule kept)")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads (default: config)")
     args = ap.parse_args()
     cfg = json.load(open(args.config))
     tc = cfg["train"]
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads or tc.get("threads", 1))
     torch.manual_seed(cfg["seed"])
     gen = torch.Generator().manual_seed(cfg["seed"])
     os.makedirs(args.out, exist_ok=True)
@@ -151,8 +184,7 @@ def main():
             yb = torch.cat([yb[: bs - bs // 2], RY[ridx]])
         xb = augment(xb, gen)
         model.train()
-        logits = model.logits(xb)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), label_smoothing=tc["label_smoothing"])
+        loss, hits, cacc_t = loss_and_hits(model, cfg, xb, yb, tc["label_smoothing"])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -164,9 +196,8 @@ def main():
                 pe.mul_(d).add_(pm.detach(), alpha=1 - d)
             for be, bm in zip(ema.buffers(), model.buffers()):
                 be.copy_(bm)
-            hit = logits.argmax(-1) == yb
-            acc = hit.all(-1).float().mean().item()
-            cacc = hit.float().mean().item()
+            acc = hits.float().mean().item()
+            cacc = float(cacc_t)
         run_loss = loss.item() if run_loss is None else 0.98 * run_loss + 0.02 * loss.item()
         run_acc = acc if run_acc is None else 0.98 * run_acc + 0.02 * acc
         run_cacc = cacc if run_cacc is None else 0.98 * run_cacc + 0.02 * cacc

@@ -25,3 +25,5 @@ pub mod recognize;
 pub mod rectify;
 #[cfg(feature = "vision")]
 pub mod runtime;
+#[cfg(feature = "vision")]
+pub mod search;

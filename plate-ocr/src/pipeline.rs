@@ -119,6 +119,7 @@ pub struct Pipeline {
     recognizer: Box<dyn Recognizer>,
     grammar: &'static PlateGrammar,
     config: PipelineConfig,
+    window_search: Option<crate::search::WindowSearch>,
 }
 
 impl Pipeline {
@@ -133,7 +134,21 @@ impl Pipeline {
             recognizer,
             grammar: PlateGrammar::builtin(),
             config,
+            window_search: None,
         }
+    }
+
+    /// Also look for motorbike plates by reading windows where the detector
+    /// finds none (see [`crate::search`]); worth it only with a fast
+    /// recogniser.
+    pub fn with_window_search(mut self, search: crate::search::WindowSearch) -> Pipeline {
+        self.window_search = Some(search);
+        self
+    }
+
+    /// The motorbike window search, when enabled.
+    pub fn window_search(&self) -> Option<&crate::search::WindowSearch> {
+        self.window_search.as_ref()
     }
 
     /// The settings.

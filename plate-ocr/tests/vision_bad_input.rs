@@ -11,7 +11,7 @@ use opencv::core::Mat;
 use plate_ocr::error::VisionError;
 use plate_ocr::image_file::{ImageLimits, decode_bgr, load_bgr};
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
-use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotContract};
+use plate_ocr::recognize::{Decoder, PpOcrRecognizer, Recognizer, SlotContract};
 use plate_ocr::runtime::{Model, SessionConfig, resolve_model};
 
 fn limits() -> ImageLimits {
@@ -217,6 +217,17 @@ fn slot_contract_reads_good_metadata() {
     assert_eq!(c.alphabet.len(), 33);
     assert_eq!(c.alphabet[0], '_');
     assert_eq!(c.alphabet.last(), Some(&'Đ'));
+    assert_eq!(c.decoder, Decoder::Slots);
+    let ctc: Vec<(&str, &str)> = GOOD
+        .iter()
+        .map(|&(k, v)| match k {
+            "decoder" => (k, "ctc"),
+            "slots" => (k, "48"),
+            _ => (k, v),
+        })
+        .collect();
+    let c = SlotContract::from_metadata(meta(&ctc)).expect("CTC contract");
+    assert_eq!((c.decoder, c.slots), (Decoder::Ctc, 48));
 }
 
 #[test]
@@ -230,7 +241,7 @@ fn slot_contract_errors_name_the_key() {
         ("input_channels", Some("3")),
         ("normalize", Some("x/127")),
         ("resize", Some("letterbox")),
-        ("decoder", Some("ctc")),
+        ("decoder", Some("attention")),
         ("slots", Some("0")),
     ] {
         let pairs: Vec<(&str, &str)> = GOOD

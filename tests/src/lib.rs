@@ -1,10 +1,20 @@
 //! Shared helpers for the end-to-end tests: finding the workspace's built
 //! binaries, starting them as child processes that are killed when the test
-//! ends, and talking plain HTTP to them on loopback.
+//! ends, and talking plain HTTP to them on loopback. The modules start the
+//! outside parts the tests need in temporary directories ([`postgres`],
+//! [`mosquitto`], the OpenID Connect test provider in [`oidc`]), play a
+//! browser ([`web`]) and a partner app receiving signed webhooks
+//! ([`webhook`]).
+
+pub mod mosquitto;
+pub mod oidc;
+pub mod postgres;
+pub mod web;
+pub mod webhook;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -25,6 +35,14 @@ pub fn binary(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The workspace's root directory (where `Cargo.toml` lists the members).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives in the workspace")
+        .to_path_buf()
 }
 
 /// A child process killed when dropped.
@@ -59,6 +77,57 @@ pub fn start_until(mut cmd: Command, marker: &str, timeout: Duration) -> (Proc, 
         .recv_timeout(timeout)
         .unwrap_or_else(|_| panic!("process did not print `{marker}` within {timeout:?}"));
     (proc, line)
+}
+
+/// Starts `cmd` with its stderr written to `log` and waits (up to
+/// `timeout`) for a stdout line containing `marker`; returns the process and
+/// that line. On a timeout, or when the process exits first, panics with
+/// the log's tail, so a failure says why.
+pub fn start_logged(
+    mut cmd: Command,
+    marker: &str,
+    log: &Path,
+    timeout: Duration,
+) -> (Proc, String) {
+    let file = std::fs::File::create(log).expect("create the log file");
+    cmd.stdout(Stdio::piped()).stderr(file);
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = marker.to_string();
+    std::thread::spawn(move || {
+        // Keep reading after the marker: a closed pipe would kill the child.
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.contains(&wanted) {
+                let _ = tx.send(line);
+            }
+        }
+    });
+    let mut proc = Proc { child };
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
+            return (proc, line);
+        }
+        let exited = proc.child.try_wait().ok().flatten();
+        if exited.is_some() || std::time::Instant::now() > deadline {
+            panic!(
+                "{:?} did not print `{marker}` within {timeout:?} (exit: {exited:?}); log {}:\n{}",
+                cmd.get_program(),
+                log.display(),
+                tail(log, 60)
+            );
+        }
+    }
+}
+
+/// The last `lines` lines of a text file (empty when it cannot be read).
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// A minimal HTTP/1.1 GET; returns (status, body).

@@ -51,6 +51,10 @@ pub struct IngestContext {
     pub grammar: &'static PlateGrammar,
     /// How far ahead of the server clock an event time may be.
     pub clock_tolerance: time::Duration,
+    /// Quarantine events from cameras not in the camera registry
+    /// (`[ingest] require_known_camera`); enrolled cameras are always
+    /// checked (see [`crate::cameras`]).
+    pub require_known_camera: bool,
     /// Owner lookup after commit (never blocks the ack).
     pub registry: Option<Arc<dyn Registry>>,
     /// Counters for `/metrics`.
@@ -247,6 +251,11 @@ pub async fn verify_batch(
         .iter()
         .filter_map(|(_, _, d)| d.as_ref().ok().map(|b| b.event.device_id().to_owned()))
         .collect();
+    let cameras = Arc::new(
+        crate::cameras::for_devices(&ctx.db, &ids)
+            .await
+            .map_err(|e| IngestError::Task(e.to_string()))?,
+    );
     let devices = Arc::new(load_devices(&ctx.db, ids).await?);
     let now = time::OffsetDateTime::now_utc();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -258,11 +267,14 @@ pub async fn verify_batch(
         if part.is_empty() {
             break;
         }
-        let devices = devices.clone();
+        let (devices, cameras) = (devices.clone(), cameras.clone());
         let (grammar, tolerance) = (ctx.grammar, ctx.clock_tolerance);
+        let require_known_camera = ctx.require_known_camera;
         tasks.push(tokio::task::spawn_blocking(move || {
             let checks = verify::Checks {
                 devices: &devices,
+                cameras: &cameras,
+                require_known_camera,
                 now,
                 clock_tolerance: tolerance,
                 grammar,
@@ -483,7 +495,7 @@ async fn insert_case(
         .map_err(|err| IngestError::Task(err.to_string()))?;
     let event_time_ms = i64::try_from(e.event_time.unix_timestamp_nanos() / 1_000_000)
         .map_err(|err| IngestError::Task(err.to_string()))?;
-    let done = sqlx::query(
+    let q = sqlx::query(
         "INSERT INTO events (event_id, device_id, camera_id, site, event_time, event_time_ms, \
          violation_type, vehicle_class, plate_readable, plate_text, plate_display, plate_colour, \
          plate_confidence, speed_kmh, speed_limit_kmh, signed_json, source, received_at, \
@@ -502,24 +514,25 @@ async fn insert_case(
     .bind(i64::from(e.plate.readable))
     .bind(e.plate.text.as_deref())
     .bind(e.plate.display.as_deref())
-    .bind(enum_text(&e.plate.colour))
-    .bind(e.plate.confidence)
-    .bind(e.speed.as_ref().map(|s| s.measured_kmh))
-    .bind(e.speed.as_ref().map(|s| i64::from(s.limit_kmh)))
-    .bind(&a.signed_json)
-    .bind(match source {
-        Source::Mqtt(_) => "mqtt",
-        Source::Http => "http",
-    })
-    .bind(received_at)
-    .bind(quote.status())
-    .bind(schedule)
-    .bind(article)
-    .bind(min)
-    .bind(max)
-    .bind(points)
-    .execute(&mut *conn)
-    .await?;
+    .bind(enum_text(&e.plate.colour));
+    // Nullable floats through the workaround for sqlx 0.9.0's NULL typing.
+    let q = crate::cameras::bind_opt_f64(q, e.plate.confidence);
+    let done = crate::cameras::bind_opt_f64(q, e.speed.as_ref().map(|s| s.measured_kmh))
+        .bind(e.speed.as_ref().map(|s| i64::from(s.limit_kmh)))
+        .bind(&a.signed_json)
+        .bind(match source {
+            Source::Mqtt(_) => "mqtt",
+            Source::Http => "http",
+        })
+        .bind(received_at)
+        .bind(quote.status())
+        .bind(schedule)
+        .bind(article)
+        .bind(min)
+        .bind(max)
+        .bind(points)
+        .execute(&mut *conn)
+        .await?;
     if done.rows_affected() == 0 {
         return Ok(false);
     }

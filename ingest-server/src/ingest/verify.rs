@@ -2,7 +2,10 @@
 //! either an accepted event (known, enrolled, not revoked device; Ed25519
 //! signature over the canonical bytes; the topic it came on; stills that
 //! match the signed manifest; plausible fields) or a rejection with a stable
-//! reason code, for the quarantine and for the device's ack. Pure: no I/O,
+//! reason code, for the quarantine and for the device's ack. The event's
+//! camera is checked against the camera registry ([`crate::cameras::check`]:
+//! enrolled for the device, not retired, approved for the violation type,
+//! speed certificate in force). Pure: no I/O,
 //! so it runs on a blocking thread and is tested without a database.
 
 use std::collections::HashMap;
@@ -15,6 +18,7 @@ use protocol::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cameras::Camera;
 use crate::devices::Device;
 
 /// Where a bundle came from.
@@ -104,6 +108,11 @@ pub fn code_text(code: &RejectCode) -> String {
 pub struct Checks<'a> {
     /// Enrolled devices by id (those the batch refers to).
     pub devices: &'a HashMap<String, Device>,
+    /// The camera registry's entries of those devices, by
+    /// `(device_id, camera_id)`.
+    pub cameras: &'a HashMap<(String, String), Camera>,
+    /// Whether a camera missing from the registry is refused.
+    pub require_known_camera: bool,
     /// The server's clock.
     pub now: OffsetDateTime,
     /// How far in the future an event time may be.
@@ -220,6 +229,13 @@ pub fn verify_decoded(
                 trunc(text)
             ),
         ));
+    }
+
+    let camera = checks
+        .cameras
+        .get(&(event.device_id.clone(), event.camera_id.clone()));
+    if let Err(r) = crate::cameras::check(camera, &event, checks.require_known_camera) {
+        return Err(reject(RejectCode::Invalid, r.code, r.message));
     }
 
     let signed_json = String::from_utf8(

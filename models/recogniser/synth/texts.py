@@ -46,8 +46,17 @@ def canonical(s: str) -> str:
     return "".join(ch for ch in s if ch in DIGITS or ("A" <= ch <= "Z") or ch == "Đ")
 
 
+# Codes written with one digit twice (11, 22, ... 99). A CTC reader must put a
+# blank between two identical neighbours or it reads one: doubled characters
+# are drawn more often than chance so the model learns to (see P_REPEAT).
+_DOUBLE_CODES = [c for c in LOCAL_CODES if c % 11 == 0]
+P_REPEAT = 0.15
+
+
 def _local(rng) -> str:
-    if rng.random() < 0.5:
+    if rng.random() < P_REPEAT:
+        c = _DOUBLE_CODES[rng.integers(len(_DOUBLE_CODES))]
+    elif rng.random() < 0.5:
         c = _CITY_CODES[rng.integers(len(_CITY_CODES))]
     else:
         c = LOCAL_CODES[rng.integers(len(LOCAL_CODES))]
@@ -59,7 +68,11 @@ def _letter(rng) -> str:
 
 
 def _digits(rng, n) -> str:
-    return "".join(DIGITS[rng.integers(10)] for _ in range(n))
+    d = [DIGITS[rng.integers(10)] for _ in range(n)]
+    if n > 1 and rng.random() < P_REPEAT:   # a digit doubled (or tripled) somewhere
+        i = int(rng.integers(n - 1))
+        d[i + 1] = d[i]
+    return "".join(d)
 
 
 def _number(rng, five_prob) -> str:

@@ -4,7 +4,7 @@
 //!
 //! Two recognisers implement it: [`PpOcrRecognizer`] (the PP-OCRv4 baseline,
 //! a one-line CTC reader; two-line plates are split into their lines first)
-//! and [`SlotRecognizer`] (the project's own fixed-slot model, which reads a
+//! and [`SlotRecognizer`] (the project's own model, slots or CTC, which reads a
 //! two-line plate whole and describes itself through its ONNX metadata).
 //! Both give the plate grammar what it needs for constrained decoding
 //! ([`TextRead::candidates`]) and what fusion needs (per-character
@@ -16,7 +16,7 @@ mod slots;
 
 pub use lines::{LineSplit, guess_lines, split_lines};
 pub use ppocr::PpOcrRecognizer;
-pub use slots::{SlotContract, SlotRecognizer};
+pub use slots::{Decoder, SlotContract, SlotRecognizer};
 
 use opencv::core::Mat;
 

@@ -1,14 +1,16 @@
-//! The project's own fixed-slot plate recogniser (`vn_plate_rec`), described
-//! entirely by its ONNX metadata so a retrained model drops in unchanged.
+//! The project's own plate recogniser (`vn_plate_rec`), described entirely
+//! by its ONNX metadata so a retrained model drops in unchanged.
 //!
 //! Contract: input `image` f32 [N,C,H,W]; output `probs` [N,S,K], a softmax
-//! per slot with class 0 = pad. Metadata keys: `alphabet` (K characters in
-//! class order, class 0 written `_`), `input_height`, `input_width`,
-//! `input_channels`, `color_order` (`RGB` | `GRAY`), `resize` = `stretch`,
-//! `normalize` (`x/255` | `(x/255-0.5)/0.5`), `layout` = `NCHW`,
-//! `decoder` = `slots`, `slots` (S). A missing or unsupported value is an
-//! error naming the key. The whole plate is read at once, two-line plates
-//! included; pad slots are dropped from the text.
+//! per step with class 0 = pad/blank. Metadata keys: `alphabet` (K
+//! characters in class order, class 0 written `_`), `input_height`,
+//! `input_width`, `input_channels`, `color_order` (`RGB` | `GRAY`), `resize`
+//! = `stretch`, `normalize` (`x/255` | `(x/255-0.5)/0.5`), `layout` =
+//! `NCHW`, `decoder` and `slots` (S). Two decoders: `slots` (version 1: S
+//! fixed character slots, pad slots dropped) and `ctc` (version 2: S CTC
+//! steps over the plate's top row then its bottom row; repeats collapse,
+//! blanks drop). A missing or unsupported value is an error naming the key.
+//! The whole plate is read at once, two-line plates included.
 
 use opencv::core::{CV_8UC3, Mat, MatTraitConst, MatTraitConstManual, Size};
 use opencv::imgproc;
@@ -38,6 +40,15 @@ pub enum Normalize {
     Signed,
 }
 
+/// How the model's output steps become text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    /// One character (or pad) per slot.
+    Slots,
+    /// CTC: a run of the same class is one character; class 0 is the blank.
+    Ctc,
+}
+
 /// What the model's metadata says about it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlotContract {
@@ -48,6 +59,7 @@ pub struct SlotContract {
     pub channels: usize,
     pub color: ColorOrder,
     pub normalize: Normalize,
+    pub decoder: Decoder,
     pub slots: usize,
 }
 
@@ -120,8 +132,16 @@ impl SlotContract {
         };
         fixed("resize", "stretch")?;
         fixed("layout", "NCHW")?;
-        fixed("decoder", "slots")?;
-        let slots = number("slots", 64)?;
+        let decoder = match need("decoder")?.trim().to_ascii_lowercase().as_str() {
+            "slots" => Decoder::Slots,
+            "ctc" => Decoder::Ctc,
+            other => {
+                return Err(format!(
+                    "metadata key `decoder` = {other:?}: expected slots or ctc"
+                ));
+            }
+        };
+        let slots = number("slots", 256)?;
         Ok(SlotContract {
             alphabet,
             height,
@@ -129,6 +149,7 @@ impl SlotContract {
             channels,
             color,
             normalize,
+            decoder,
             slots,
         })
     }
@@ -235,7 +256,14 @@ impl Recognizer for SlotRecognizer {
             )));
         }
         let mut line = LineRead::default();
+        let mut previous = 0usize;
         for slot in probs.chunks_exact(k) {
+            let best = argmax(slot);
+            let repeat = c.decoder == Decoder::Ctc && best == previous;
+            previous = best;
+            if best == 0 || repeat {
+                continue;
+            }
             let alts = top_k(
                 slot.iter()
                     .enumerate()
@@ -263,4 +291,15 @@ impl Recognizer for SlotRecognizer {
             plate_lines: Some(lines_hint.unwrap_or_else(|| guess_lines(w, h))),
         })
     }
+}
+
+/// Index of the largest value (the first on ties; 0 for an empty slice).
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+        .0
 }
