@@ -12,10 +12,10 @@
 use crate::detect::frame_mat;
 use crate::evidence::{EvidenceError, EvidenceJob, EvidenceSet};
 use crate::geometry::BBox;
-use protocol::VehicleClass;
 use opencv::core::{Mat, Rect};
 use opencv::prelude::*;
 use plate_ocr::pipeline::{Pipeline, PlateRead};
+use protocol::VehicleClass;
 use serde::Serialize;
 use std::path::Path;
 

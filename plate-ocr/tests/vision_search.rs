@@ -137,13 +137,9 @@ fn a_pasted_motorbike_plate_is_found_where_it_is_and_read() {
 fn regions_without_a_plate_give_nothing() {
     let p = vn_pipeline();
     let search = WindowSearch::motorbike();
-    let mut noise = Mat::new_rows_cols_with_default(
-        240,
-        180,
-        opencv::core::CV_8UC3,
-        Scalar::all(0.0),
-    )
-    .expect("alloc");
+    let mut noise =
+        Mat::new_rows_cols_with_default(240, 180, opencv::core::CV_8UC3, Scalar::all(0.0))
+            .expect("alloc");
     opencv::core::randu(&mut noise, &Scalar::all(0.0), &Scalar::all(255.0)).expect("noise");
     for (name, region) in [
         ("flat", support::filled(180, 240, (128.0, 128.0, 128.0))),
