@@ -37,7 +37,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use sqlx::Row;
 use thiserror::Error;
-use time::{Date, OffsetDateTime};
+use time::Date;
 
 use crate::config::ConfigError;
 use crate::db::{Db, DbError, now_ms};
@@ -690,7 +690,7 @@ pub fn check(
                 "camera `{}` of device `{}` was retired at {} ({}), before the event time {}",
                 camera.camera_id,
                 camera.device_id,
-                ms_text(retired),
+                crate::notices::text::rfc3339(retired),
                 camera.retired_reason.as_deref().unwrap_or(""),
                 event.event_time
             ),
@@ -739,16 +739,6 @@ pub fn check(
         }
     }
     Ok(())
-}
-
-fn ms_text(ms: i64) -> String {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
 }
 
 #[cfg(test)]

@@ -406,14 +406,19 @@ async fn revoke_device(
     body: Bytes,
 ) -> Result<Json<devices::Device>, ApiError> {
     require_admin(&ctx, &headers)?;
-    let reason = if body.is_empty() {
-        String::new()
-    } else {
-        json_body::<Revocation>(&body)?.reason
-    };
+    let reason = optional_reason(&body)?;
     Ok(Json(
         devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?,
     ))
+}
+
+/// The `{"reason": ...}` body of a revocation or retirement; none given is
+/// an empty reason.
+fn optional_reason(body: &Bytes) -> Result<String, ApiError> {
+    if body.is_empty() {
+        return Ok(String::new());
+    }
+    Ok(json_body::<Revocation>(body)?.reason)
 }
 
 async fn list_cameras(
@@ -442,11 +447,7 @@ async fn retire_camera(
     body: Bytes,
 ) -> Result<Json<cameras::Camera>, ApiError> {
     require_admin(&ctx, &headers)?;
-    let reason = if body.is_empty() {
-        String::new()
-    } else {
-        json_body::<Revocation>(&body)?.reason
-    };
+    let reason = optional_reason(&body)?;
     Ok(Json(
         cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?,
     ))

@@ -206,12 +206,19 @@ impl Pipeline {
 
     /// Reads one upright plate crop (BGR).
     pub fn read_crop(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<PlateRead> {
+        let mut plate = self.read_text(crop, lines_hint)?;
+        plate.colour = plate_colour(crop, &self.config.colour)?.0;
+        Ok(plate)
+    }
+
+    /// [`read_crop`](Self::read_crop) without the plate colour (left
+    /// `Unknown`): for callers that read many candidate crops and keep one.
+    pub(crate) fn read_text(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<PlateRead> {
         let (w, h) = checked_size(crop, "plate crop")?;
         let read = match self.config.mode {
             ReadMode::Raw => self.recognizer.read_raw(crop, lines_hint)?,
             _ => self.recognizer.read(crop, lines_hint)?,
         };
-        let (colour, _) = plate_colour(crop, &self.config.colour)?;
         let (wf, hf) = (w as f32, h as f32);
         let mut plate = PlateRead {
             text: None,
@@ -220,7 +227,7 @@ impl Pipeline {
             bbox: [0.0, 0.0, wf, hf],
             corners: [[0.0, 0.0], [wf, 0.0], [wf, hf], [0.0, hf]],
             lines: lines_hint.or(read.plate_lines),
-            colour,
+            colour: PlateColour::Unknown,
             valid: false,
             unreadable: true,
             raw: read.text(),

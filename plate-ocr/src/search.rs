@@ -15,6 +15,7 @@
 
 use opencv::core::{Mat, MatTraitConst, Rect};
 
+use crate::colour::plate_colour;
 use crate::error::{CvContext, Result};
 use crate::image_file::checked_size;
 use crate::pipeline::{Pipeline, PlateRead};
@@ -97,25 +98,33 @@ impl Pipeline {
     /// no window reads as a valid plate.
     pub fn search_windows(&self, region: &Mat, search: &WindowSearch) -> Result<Option<PlateRead>> {
         let (w, h) = checked_size(region, "search region")?;
-        let mut best: Option<PlateRead> = None;
+        let mut best: Option<(PlateRead, Mat)> = None;
         for r in search.windows(w, h) {
             let crop = Mat::roi(region, r)
                 .and_then(|m| m.try_clone())
                 .cv("cutting a search window")?;
-            let mut read = self.read_crop(&crop, Some(2))?;
+            // The colour is measured once, on the winner, not per window.
+            let mut read = self.read_text(&crop, Some(2))?;
             if !read.valid || read.unreadable {
                 continue;
             }
-            if best.as_ref().is_some_and(|b| b.confidence >= read.confidence) {
+            if best
+                .as_ref()
+                .is_some_and(|(b, _)| b.confidence >= read.confidence)
+            {
                 continue;
             }
             let (x, y, rw, rh) = (r.x as f32, r.y as f32, r.width as f32, r.height as f32);
             read.bbox = [x, y, rw, rh];
             read.corners = [[x, y], [x + rw, y], [x + rw, y + rh], [x, y + rh]];
             read.detector_score = 0.0;
-            best = Some(read);
+            best = Some((read, crop));
         }
-        Ok(best)
+        let Some((mut read, crop)) = best else {
+            return Ok(None);
+        };
+        read.colour = plate_colour(&crop, &self.config().colour)?.0;
+        Ok(Some(read))
     }
 }
 
