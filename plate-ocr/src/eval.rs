@@ -287,7 +287,10 @@ pub fn evaluate_crops(pipeline: &Pipeline, dir: &Path) -> Result<EvalReport> {
     let total = labels.len();
     Ok(EvalReport {
         dataset: dir.display().to_string(),
-        recognizer: pipeline.recognizer().name().to_string(),
+        recognizer: match pipeline.cross_check() {
+            Some(second) => format!("{}+{}", pipeline.recognizer().name(), second.name()),
+            None => pipeline.recognizer().name().to_string(),
+        },
         mode: format!("{:?}", pipeline.config().mode).to_lowercase(),
         total,
         exact,

@@ -4,6 +4,7 @@
 //! alone (no ONNX Runtime, no OpenCV), which is what the ingest server links.
 //! The `vision` feature adds detection, rectification and recognition.
 
+pub mod crosscheck;
 pub mod fuse;
 pub mod plate;
 

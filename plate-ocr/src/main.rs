@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::json;
 
+use plate_ocr::crosscheck::CrossCheck;
 use plate_ocr::detect::{PlateDetector, Y5fuDetector, Y5fuSize};
 use plate_ocr::eval::{evaluate_crops, evaluate_detection};
 use plate_ocr::image_file::ImageLimits;
@@ -61,6 +62,14 @@ struct Common {
     /// Below this confidence a plate is reported unreadable.
     #[arg(long, default_value_t = PipelineConfig::default().min_confidence)]
     min_confidence: f32,
+    /// Read every plate again with this second recogniser and answer only
+    /// when the two agree, or one alone is confident enough (see `--single-factor`).
+    #[arg(long, value_enum)]
+    cross_check: Option<RecognizerKind>,
+    /// With `--cross-check`: factor on the confidence of a plate only one
+    /// recogniser read (0 = answer only when both agree).
+    #[arg(long, default_value_t = CrossCheck::default().single_factor)]
+    single_factor: f32,
     /// Largest image accepted, in pixels (checked from the header before decoding).
     #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
     max_pixels: u64,
@@ -135,9 +144,25 @@ fn session(common: &Common) -> SessionConfig {
 }
 
 fn recognizer(common: &Common) -> Result<Box<dyn Recognizer>> {
-    Ok(match common.recognizer {
+    load_recognizer(common.recognizer, common)
+}
+
+fn load_recognizer(kind: RecognizerKind, common: &Common) -> Result<Box<dyn Recognizer>> {
+    Ok(match kind {
         RecognizerKind::Ppocr => Box::new(PpOcrRecognizer::load(session(common))?),
         RecognizerKind::Vn => Box::new(SlotRecognizer::load(session(common))?),
+    })
+}
+
+fn with_cross_check(pipeline: Pipeline, common: &Common) -> Result<Pipeline> {
+    Ok(match common.cross_check {
+        Some(kind) => pipeline.with_cross_check(
+            load_recognizer(kind, common)?,
+            CrossCheck {
+                single_factor: common.single_factor,
+            },
+        ),
+        None => pipeline,
     })
 }
 
@@ -202,11 +227,14 @@ fn run(cli: Cli) -> Result<bool> {
             } else {
                 Some(detector(det, &common)?)
             };
-            let pipeline = Pipeline::new(
-                detector,
-                recognizer(&common)?,
-                config(&common, ReadMode::Grammar),
-            );
+            let pipeline = with_cross_check(
+                Pipeline::new(
+                    detector,
+                    recognizer(&common)?,
+                    config(&common, ReadMode::Grammar),
+                ),
+                &common,
+            )?;
             let mut all_ok = true;
             for (path, listing_error) in inputs(&paths) {
                 let result = match listing_error {
@@ -239,7 +267,10 @@ fn run(cli: Cli) -> Result<bool> {
             } else {
                 ReadMode::Grammar
             };
-            let pipeline = Pipeline::new(None, recognizer(&common)?, config(&common, mode));
+            let pipeline = with_cross_check(
+                Pipeline::new(None, recognizer(&common)?, config(&common, mode)),
+                &common,
+            )?;
             let report = evaluate_crops(&pipeline, &dataset)
                 .with_context(|| format!("evaluating {}", dataset.display()))?;
             if common.json {

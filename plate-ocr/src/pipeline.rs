@@ -13,6 +13,7 @@ use opencv::core::Mat;
 use serde::Serialize;
 
 use crate::colour::{ColourConfig, plate_colour};
+use crate::crosscheck::CrossCheck;
 use crate::detect::{Detection, PlateDetector};
 use crate::error::Result;
 use crate::image_file::{ImageLimits, checked_size, load_bgr};
@@ -103,6 +104,10 @@ pub struct PlateRead {
     pub detector_score: f32,
     /// Per character, in reading order: confidence and alternatives.
     pub chars: Vec<CharOut>,
+    /// With a cross-check (see [`crate::crosscheck`]): the second
+    /// recogniser's valid plate, when it read one, so an operator sees both
+    /// readings when they disagree.
+    pub second_opinion: Option<String>,
 }
 
 /// Plates found in one image, and how long it took.
@@ -120,6 +125,7 @@ pub struct Pipeline {
     grammar: &'static PlateGrammar,
     config: PipelineConfig,
     window_search: Option<crate::search::WindowSearch>,
+    cross_check: Option<(Box<dyn Recognizer>, CrossCheck)>,
 }
 
 impl Pipeline {
@@ -135,6 +141,7 @@ impl Pipeline {
             grammar: PlateGrammar::builtin(),
             config,
             window_search: None,
+            cross_check: None,
         }
     }
 
@@ -144,6 +151,19 @@ impl Pipeline {
     pub fn with_window_search(mut self, search: crate::search::WindowSearch) -> Pipeline {
         self.window_search = Some(search);
         self
+    }
+
+    /// Read every plate a second time with an independent recogniser and
+    /// answer only as [`CrossCheck`] decides (grammar mode only; the baseline
+    /// modes stay single-reader so they remain baselines).
+    pub fn with_cross_check(mut self, second: Box<dyn Recognizer>, rule: CrossCheck) -> Pipeline {
+        self.cross_check = Some((second, rule));
+        self
+    }
+
+    /// The second recogniser, when cross-checking.
+    pub fn cross_check(&self) -> Option<&dyn Recognizer> {
+        self.cross_check.as_ref().map(|(r, _)| r.as_ref())
     }
 
     /// The motorbike window search, when enabled.
@@ -234,14 +254,25 @@ impl Pipeline {
             layout: None,
             detector_score: 1.0,
             chars: read.chars().map(CharOut::from).collect(),
+            second_opinion: None,
         };
-        self.interpret(&read, lines_hint, &mut plate);
+        match (&self.cross_check, self.config.mode) {
+            (Some((second, rule)), ReadMode::Grammar) => {
+                let other = second.read(crop, lines_hint)?;
+                let hint = lines_hint.or(read.plate_lines);
+                let first = self.constrained(&read, hint);
+                let theirs = self.constrained(&other, lines_hint.or(other.plate_lines));
+                plate.second_opinion = theirs.as_ref().map(|(n, _)| n.canonical.clone());
+                let verdict = rule.combine(first, theirs);
+                self.accept(verdict.answer(), &mut plate);
+            }
+            _ => self.interpret(&read, lines_hint, &mut plate),
+        }
         Ok(plate)
     }
 
     /// Fills text, validity and confidence from the read.
     fn interpret(&self, read: &TextRead, lines_hint: Option<u8>, plate: &mut PlateRead) {
-        let min = self.config.min_confidence;
         match self.config.mode {
             ReadMode::Raw | ReadMode::Alphabet => {
                 let text = canonicalize(&read.text());
@@ -258,17 +289,23 @@ impl Pipeline {
             }
             ReadMode::Grammar => {
                 let hint = lines_hint.or(read.plate_lines);
-                if let Some((number, score)) = self.constrained(read, hint) {
-                    plate.confidence = score;
-                    if score >= min {
-                        plate.valid = true;
-                        plate.text = Some(number.canonical.clone());
-                        plate.display = Some(number.display.clone());
-                        plate.layout = Some(number.layout.clone());
-                        plate.lines = number.lines.or(plate.lines);
-                        plate.unreadable = false;
-                    }
-                }
+                let best = self.constrained(read, hint);
+                self.accept(best.as_ref().map(|(n, s)| (n, *s)), plate);
+            }
+        }
+    }
+
+    /// Answers with `best` when its score reaches `min_confidence`.
+    fn accept(&self, best: Option<(&crate::plate::PlateNumber, f32)>, plate: &mut PlateRead) {
+        if let Some((number, score)) = best {
+            plate.confidence = score;
+            if score >= self.config.min_confidence {
+                plate.valid = true;
+                plate.text = Some(number.canonical.clone());
+                plate.display = Some(number.display.clone());
+                plate.layout = Some(number.layout.clone());
+                plate.lines = number.lines.or(plate.lines);
+                plate.unreadable = false;
             }
         }
     }

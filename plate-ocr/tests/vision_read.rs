@@ -215,3 +215,47 @@ fn y5fu_finds_most_openalpr_plates() {
         assert!(d.corners[0][0] < d.corners[1][0] && d.corners[3][1] > d.corners[0][1]);
     }
 }
+
+#[test]
+fn cross_check_keeps_agreements_and_discounts_conflicts() {
+    use plate_ocr::crosscheck::CrossCheck;
+    use plate_ocr::recognize::SlotRecognizer;
+    let dir = support::data_dir().join("vn_crops_named");
+    let single = Pipeline::new(None, Box::new(ppocr()), PipelineConfig::default());
+    let checked = Pipeline::new(None, Box::new(ppocr()), PipelineConfig::default())
+        .with_cross_check(
+            Box::new(SlotRecognizer::load(SessionConfig::default()).expect("vn_plate_rec")),
+            CrossCheck::default(),
+        );
+    let (mut agreed, mut right) = (0, 0);
+    for l in load_labels(&dir).expect("labels") {
+        let img = plate_ocr::image_file::load_bgr(&l.image, &ImageLimits::default()).expect("img");
+        let a = single.read_crop(&img, None).expect("single read");
+        let b = checked.read_crop(&img, None).expect("checked read");
+        assert_eq!(
+            a.raw, b.raw,
+            "the first recogniser reads the same either way"
+        );
+        if b.text.is_some() && b.text == b.second_opinion && b.text == a.text {
+            agreed += 1;
+            assert!(
+                b.confidence >= a.confidence,
+                "agreement never lowers confidence"
+            );
+        } else if let (Some(first), Some(second)) = (&a.text, &b.second_opinion)
+            && first != second
+            && b.text.as_ref() == Some(first)
+        {
+            assert!(
+                b.confidence <= a.confidence + 1e-6,
+                "a dissenting second reader never raises confidence"
+            );
+        }
+        right += usize::from(b.text.as_deref() == Some(l.text.as_str()));
+    }
+    assert!(
+        agreed >= 3,
+        "the two readers agree on most clean crops ({agreed} of 6)"
+    );
+    assert!(right >= 3, "{right} of 6 right");
+}
