@@ -7,7 +7,9 @@
 //!   any input failed.
 //! - `plate-ocr eval DATASET_DIR [--recognizer ..] [--raw|--no-grammar]`
 //!   measures a `labels.csv` crop data set; `plate-ocr eval --detect DIR`
-//!   measures detection recall on an openalpr-style directory.
+//!   measures detection recall on an openalpr-style directory (`--images`
+//!   when the images lie elsewhere, `--iou` thresholds, per-class recall
+//!   when the labels have a vehicle-class column).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -18,11 +20,14 @@ use serde_json::json;
 
 use plate_ocr::crosscheck::CrossCheck;
 use plate_ocr::detect::{PlateDetector, Y5fuDetector, Y5fuSize};
-use plate_ocr::eval::{evaluate_crops, evaluate_detection};
+use plate_ocr::eval::{
+    DetectReport, evaluate_crops, evaluate_detection_at, evaluate_in_vehicle_boxes,
+};
 use plate_ocr::image_file::ImageLimits;
 use plate_ocr::pipeline::{Pipeline, PipelineConfig, ReadMode};
 use plate_ocr::recognize::{PpOcrRecognizer, Recognizer, SlotRecognizer};
 use plate_ocr::runtime::SessionConfig;
+use plate_ocr::search::WindowSearch;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -104,12 +109,31 @@ enum Command {
         /// Restricted to the plate alphabet but without the grammar.
         #[arg(long)]
         no_grammar: bool,
-        /// Evaluate plate detection recall (IoU ≥ 0.5) on an openalpr-style directory.
+        /// Evaluate plate detection recall on an openalpr-style directory
+        /// (`file x y w h text [car|motorbike]`, one `.txt` per image); with a
+        /// seventh column, recall is also reported per vehicle class.
         #[arg(long)]
         detect: bool,
         /// Detectors for --detect (default: both sizes).
         #[arg(long, value_enum)]
         detector: Vec<DetectorKind>,
+        /// With --detect: the images are in this directory, not beside the
+        /// labels (e.g. `.cache/vn_detect` for `plate-ocr/data/vn_detect`).
+        #[arg(long, requires = "detect")]
+        images: Option<PathBuf>,
+        /// With --detect: IoU thresholds for a match (repeatable; default 0.5).
+        #[arg(long, requires = "detect")]
+        iou: Vec<f32>,
+        /// With --detect: also run the detectors inside a vehicle-sized box
+        /// around each labelled plate (padded by 10%), as the edge does after
+        /// its vehicle detector.
+        #[arg(long, requires = "detect")]
+        in_vehicle_box: bool,
+        /// With --detect: also measure the motorbike window search (the
+        /// configured recogniser reads plate-shaped windows in the vehicle
+        /// box; a valid read's window is the detection).
+        #[arg(long, requires = "detect")]
+        window_search: bool,
         /// Print this many disagreements (image, label, read) for inspection.
         #[arg(long, default_value_t = 0)]
         errors: usize,
@@ -251,6 +275,10 @@ fn run(cli: Cli) -> Result<bool> {
             no_grammar,
             detect,
             detector: detectors,
+            images,
+            iou,
+            in_vehicle_box,
+            window_search,
             errors,
             dataset,
         } => {
@@ -258,7 +286,15 @@ fn run(cli: Cli) -> Result<bool> {
                 bail!("data set {} is not a directory", dataset.display());
             }
             if detect {
-                return eval_detect(&common, &detectors, &dataset);
+                let images = images.unwrap_or_else(|| dataset.clone());
+                if !images.is_dir() {
+                    bail!("image directory {} is not a directory", images.display());
+                }
+                let extra = DetectExtras {
+                    in_vehicle_box,
+                    window_search,
+                };
+                return eval_detect(&common, &detectors, &dataset, &images, &iou, extra);
             }
             let mode = if raw {
                 ReadMode::Raw
@@ -304,25 +340,89 @@ fn run(cli: Cli) -> Result<bool> {
     }
 }
 
-fn eval_detect(common: &Common, detectors: &[DetectorKind], dataset: &Path) -> Result<bool> {
+/// Optional detection measurements besides the whole-image one.
+#[derive(Debug, Clone, Copy)]
+struct DetectExtras {
+    in_vehicle_box: bool,
+    window_search: bool,
+}
+
+/// Padding of the vehicle box (fraction of its size on each side).
+const VEHICLE_PAD: f32 = 0.1;
+
+fn eval_detect(
+    common: &Common,
+    detectors: &[DetectorKind],
+    dataset: &Path,
+    images: &Path,
+    ious: &[f32],
+    extras: DetectExtras,
+) -> Result<bool> {
     let kinds = if detectors.is_empty() {
         vec![DetectorKind::Y5fu320, DetectorKind::Y5fu640]
     } else {
         detectors.to_vec()
     };
+    let ious = if ious.is_empty() { &[0.5][..] } else { ious };
+    if let Some(bad) = ious.iter().find(|t| !(**t > 0.0 && **t <= 1.0)) {
+        bail!("--iou {bad}: must be in (0, 1]");
+    }
     let limits = config(common, ReadMode::Grammar).limits;
     let mut ok = true;
     for k in kinds {
         let d = detector(k, common)?;
-        let report = evaluate_detection(d.as_ref(), dataset, &limits, 0.5)?;
-        ok &= report.failed == 0;
-        if common.json {
-            println!("{}", serde_json::to_string(&report)?);
-        } else {
-            print!("{}", report.summary());
+        let reports = evaluate_detection_at(d.as_ref(), dataset, images, &limits, ious)
+            .with_context(|| format!("evaluating detection on {}", dataset.display()))?;
+        let mut all = reports;
+        if extras.in_vehicle_box {
+            let find = |crop: &opencv::core::Mat| {
+                Ok(d.detect(crop)?.into_iter().map(|p| p.bbox).collect())
+            };
+            all.extend(
+                evaluate_in_vehicle_boxes(
+                    d.name(),
+                    &find,
+                    dataset,
+                    images,
+                    &limits,
+                    VEHICLE_PAD,
+                    ious,
+                )
+                .with_context(|| format!("evaluating detection on {}", dataset.display()))?,
+            );
+        }
+        for report in all {
+            ok &= print_detect(&report, common.json)?;
+        }
+    }
+    if extras.window_search {
+        let pipeline = Pipeline::new(None, recognizer(common)?, config(common, ReadMode::Grammar));
+        let search = WindowSearch::motorbike();
+        let find = |crop: &opencv::core::Mat| {
+            Ok(pipeline
+                .search_windows(crop, &search)?
+                .map(|r| vec![r.bbox])
+                .unwrap_or_default())
+        };
+        let name = format!("window search ({})", pipeline.recognizer().name());
+        for report in
+            evaluate_in_vehicle_boxes(&name, &find, dataset, images, &limits, VEHICLE_PAD, ious)
+                .with_context(|| format!("evaluating window search on {}", dataset.display()))?
+        {
+            ok &= print_detect(&report, common.json)?;
         }
     }
     Ok(ok)
+}
+
+/// Prints one detection report; whether no image failed.
+fn print_detect(report: &DetectReport, json: bool) -> Result<bool> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(report.failed == 0)
 }
 
 fn report(
