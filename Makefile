@@ -11,7 +11,7 @@ export ORT_DYLIB_PATH ?= $(ROOT)/.deps/onnxruntime/lib/libonnxruntime.so
 export MODELS_DIR     ?= $(ROOT)/.models
 export RUST_BACKTRACE ?= 0
 
-.PHONY: check-server-deps all setup setup-system setup-onnxruntime setup-node setup-node-push models build lint test demo bench bench-ingest bench-outbox fuzz fuzz-smoke clean help
+.PHONY: check-server-deps all setup setup-system setup-onnxruntime setup-node setup-node-push setup-s3 setup-pyvision models build lint test demo bench bench-ingest bench-outbox fuzz fuzz-smoke clean help
 
 all: build
 
@@ -21,7 +21,7 @@ help:
 	@echo "make models - put every model of models/manifest.toml in $(MODELS_DIR)"
 	@echo "make bench  - benchmarks (slow; not part of make test)"
 
-setup: setup-system setup-onnxruntime models setup-node setup-node-push
+setup: setup-system setup-onnxruntime models setup-node setup-node-push setup-s3 setup-pyvision
 
 # The OpenID Connect provider the single sign-on tests run
 # (ingest-server/tests/oidc): npm ci, unless node_modules is newer than
@@ -48,6 +48,17 @@ setup-system:
 
 setup-onnxruntime:
 	@bash scripts/setup-onnxruntime.sh
+
+# The S3-compatible server of the evidence-storage tests
+# (ingest-server/tests/storage_s3.rs): s3s-fs from crates.io, built once
+# into .deps/s3s-fs/ and kept.
+setup-s3:
+	@CARGO="$(CARGO)" bash scripts/setup-s3.sh
+
+# Python + OpenCV for the tests' data preparation (video frames of the
+# plate-detection set), pinned like models/recogniser/requirements.txt.
+setup-pyvision:
+	@bash scripts/setup-pyvision.sh
 
 models:
 	@$(CARGO) run --quiet -p model-resolver -- fetch --network

@@ -64,6 +64,10 @@ data_dir = "$DEMO/edge"
 
 [mqtt]
 url = "mqtt://$MQTT"
+# The embedded broker's login, issued at enrolment (the password is written
+# to mqtt.pass below).
+username = "demo-edge-01"
+password_file = "$DEMO/mqtt.pass"
 ack_timeout_s = 10
 
 [health]
@@ -206,8 +210,15 @@ curl -fsS "http://$HTTP/readyz" >/dev/null || { echo "demo: the server did not s
 
 ENROL=$("$BIN/edge-agent" enroll --config "$DEMO/agent.toml")
 BODY=$(python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps({k: d[k] for k in ("device_id","site","public_key")}))' <<<"$ENROL")
-curl -fsS -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-  -d "$BODY" "http://$HTTP/api/v1/devices" >/dev/null
+ANSWER=$(curl -fsS -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
+  -d "$BODY" "http://$HTTP/api/v1/devices")
+# The enrolment answer carries the device's broker password (shown once) and
+# the server keys its acks are signed with: the password goes to a 0600
+# file, the keys into the agent's [server] section (without them the agent
+# refuses to deliver).
+(umask 077; python3 -c 'import json,sys; print(json.load(sys.stdin)["mqtt_password"])' <<<"$ANSWER" > "$DEMO/mqtt.pass")
+python3 -c 'import json,sys; print("\n[server]\npublic_keys = " + json.dumps(json.load(sys.stdin)["server_public_keys"]))' \
+  <<<"$ANSWER" >> "$DEMO/agent.toml"
 
 "$BIN/edge-agent" run --config "$DEMO/agent.toml" > "$DEMO/edge.log" 2>&1 &
 pids+=($!)

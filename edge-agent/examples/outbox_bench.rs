@@ -54,9 +54,13 @@ fn main() -> anyhow::Result<()> {
         .spawn()?;
     std::thread::sleep(Duration::from_millis(300));
 
+    // The acking subscriber plays the server: it signs its acks with this
+    // key, which the agent is told to trust.
+    let server_key = protocol::SigningKey::from_bytes(&[0x5e; 32]);
     let toml = format!(
-        "[device]\nid = \"bench-edge\"\nsite = \"bench-site\"\ndata_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nbacklog_per_s = 100000\nwindow = 32\n[outbox]\nmax_events = 1000000\nmax_mib = 1000000\n[health]\nmetrics_listen = \"\"\n",
-        dir.path().join("data").display()
+        "[device]\nid = \"bench-edge\"\nsite = \"bench-site\"\ndata_dir = \"{}\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nbacklog_per_s = 100000\nwindow = 32\n[outbox]\nmax_events = 1000000\nmax_mib = 1000000\n[health]\nmetrics_listen = \"\"\n[server]\npublic_keys = [\"{}\"]\n",
+        dir.path().join("data").display(),
+        hex::encode(server_key.verifying_key().to_bytes())
     );
     let cfg =
         AgentConfig::from_toml_str(&toml, "bench", |_| None).map_err(|e| anyhow::anyhow!(e))?;
@@ -81,6 +85,7 @@ fn main() -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let acker = {
         let (verified, stop, key) = (verified.clone(), stop.clone(), id.verifying_key());
+        let server_key = server_key.clone();
         let mut o = MqttOptions::new("bench-server", "127.0.0.1", port);
         o.set_max_packet_size(32 << 20, 32 << 20);
         let (client, mut conn) = Client::new(o, 1024);
@@ -102,7 +107,9 @@ fn main() -> anyhow::Result<()> {
                     continue;
                 }
                 verified.fetch_add(1, Ordering::Relaxed);
-                let ack = serde_json::to_vec(&Ack::stored(ev.event_id)).unwrap_or_default();
+                let ack = Ack::stored(ev.event_id)
+                    .sign_for("bench-edge", &server_key)
+                    .unwrap_or_default();
                 let topic =
                     protocol::topics::ack_topic("bench-site", "bench-edge").unwrap_or_default();
                 let _ = client.publish(topic, QoS::AtLeastOnce, false, ack);

@@ -5,8 +5,9 @@
 //!
 //! TOML with environment overrides (`EDGE_DEVICE_ID`, `EDGE_SITE`,
 //! `EDGE_DATA_DIR`, `EDGE_MQTT_URL`, `EDGE_MQTT_USERNAME`,
-//! `EDGE_MQTT_PASSWORD`, `EDGE_METRICS_LISTEN`, `EDGE_LOG_JSON`), validated
-//! once at start; errors name the file, line and field.
+//! `EDGE_MQTT_PASSWORD`, `EDGE_SERVER_PUBLIC_KEYS`, `EDGE_METRICS_LISTEN`,
+//! `EDGE_LOG_JSON`), validated once at start; errors name the file, line
+//! and field.
 
 use crate::outbox::OutboxLimits;
 use crate::site::SiteError;
@@ -24,6 +25,9 @@ pub struct AgentConfig {
     /// The broker.
     #[serde(default)]
     pub mqtt: MqttConfig,
+    /// The server's keys, which its acks must be signed with.
+    #[serde(default)]
+    pub server: ServerConfig,
     /// The outbox bounds.
     #[serde(default)]
     pub outbox: OutboxConfig,
@@ -153,6 +157,43 @@ impl Default for MqttConfig {
     }
 }
 
+/// The ingest server as this box trusts it: only an ack signed by one of
+/// these keys, for this device, marks anything delivered.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The server's Ed25519 public keys, 64 hex characters each (from
+    /// `ingest-server key show` or the enrolment answer). Several for
+    /// replicas with their own keys, or during a key rotation. Required
+    /// unless `accept_unsigned_acks`.
+    pub public_keys: Vec<String>,
+    /// Lab use only: also believe acks that are not signed (a server older
+    /// than signed acks) and, without `public_keys`, acks whose signature
+    /// cannot be checked; each such ack is logged as a warning. Off: the
+    /// agent refuses to deliver without a server key.
+    pub accept_unsigned_acks: bool,
+}
+
+impl ServerConfig {
+    /// The keys, parsed (each was checked at load).
+    pub fn verifying_keys(&self) -> Result<Vec<protocol::VerifyingKey>, String> {
+        self.public_keys
+            .iter()
+            .map(|k| parse_public_key(k))
+            .collect()
+    }
+}
+
+/// A 64-hex-character Ed25519 public key.
+fn parse_public_key(text: &str) -> Result<protocol::VerifyingKey, String> {
+    let bytes = hex::decode(text.trim()).map_err(|e| format!("{text:?} is not hex: {e}"))?;
+    let arr: [u8; 32] = bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| format!("{} bytes, expected 32 (64 hex characters)", bytes.len()))?;
+    protocol::VerifyingKey::from_bytes(&arr).map_err(|e| format!("not an Ed25519 public key: {e}"))
+}
+
 /// Outbox bounds.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -250,6 +291,14 @@ impl AgentConfig {
         if let Some(p) = env("EDGE_MQTT_PASSWORD") {
             c.mqtt.password = Some(p);
         }
+        if let Some(k) = env("EDGE_SERVER_PUBLIC_KEYS") {
+            c.server.public_keys = k
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(str::to_owned)
+                .collect();
+        }
         if let Some(j) = env("EDGE_LOG_JSON") {
             c.health.log_json = matches!(j.as_str(), "1" | "true" | "yes");
         }
@@ -300,6 +349,11 @@ impl AgentConfig {
                 "mqtt.reconnect_min_s",
                 "need 0 < reconnect_min_s <= reconnect_max_s".into(),
             );
+        }
+        for (i, k) in self.server.public_keys.iter().enumerate() {
+            if let Err(m) = parse_public_key(k) {
+                return bad(&format!("server.public_keys[{i}]"), m);
+            }
         }
         if self.outbox.max_mib == 0 || self.outbox.max_events == 0 {
             return bad("outbox.max_mib", "limits must be positive".into());
@@ -438,6 +492,23 @@ window = 8
         let c = AgentConfig::from_toml_str(text, "examples/agent.toml", |_| None).unwrap();
         assert!(c.mqtt.endpoint().unwrap().0, "mqtts");
         assert_eq!(c.outbox.limits(), OutboxLimits::default());
+    }
+
+    #[test]
+    fn server_keys_from_file_or_environment_and_checked() {
+        let key = "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618";
+        let text = format!("{GOOD}\n[server]\npublic_keys = [\"{key}\"]\n");
+        let c = AgentConfig::from_toml_str(&text, "agent.toml", |_| None).unwrap();
+        assert_eq!(c.server.verifying_keys().unwrap().len(), 1);
+        assert!(!c.server.accept_unsigned_acks);
+        let c = AgentConfig::from_toml_str(GOOD, "agent.toml", |k| {
+            (k == "EDGE_SERVER_PUBLIC_KEYS").then(|| format!("{key}, {key}"))
+        })
+        .unwrap();
+        assert_eq!(c.server.public_keys.len(), 2);
+        let bad = format!("{GOOD}\n[server]\npublic_keys = [\"{key}\", \"abcd\"]\n");
+        let err = AgentConfig::from_toml_str(&bad, "agent.toml", |_| None).unwrap_err();
+        assert!(err.to_string().contains("server.public_keys[1]"), "{err}");
     }
 
     #[test]

@@ -61,6 +61,8 @@ pub struct Metrics {
     pub events_acked: AtomicU64,
     /// Events the server rejected.
     pub events_rejected: AtomicU64,
+    /// Acks refused (unsigned, forged, for another device, malformed).
+    pub acks_refused: AtomicU64,
     /// Clip chunks published.
     pub chunks_published: AtomicU64,
     /// Heartbeats published.
@@ -115,6 +117,12 @@ impl Metrics {
             "counter",
             "Events rejected by the server.",
             &self.events_rejected,
+        );
+        put(
+            "edge_acks_refused_total",
+            "counter",
+            "Acks refused: not signed by a trusted server key for this device, or malformed.",
+            &self.acks_refused,
         );
         put(
             "edge_clip_chunks_published_total",

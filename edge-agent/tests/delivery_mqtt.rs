@@ -96,7 +96,8 @@ fn broker_down_for_5s_while_40_of_60_violations_are_made_all_arrive_once_in_orde
     // groups. Wait for the link before producing, so the first 20 are all
     // live and the 40 made during the outage are all backlog.
     assert!(
-        wait_for(30, || log_of(dir.path()).contains("connected to the broker")),
+        wait_for(30, || log_of(dir.path())
+            .contains("connected to the broker")),
         "agent never connected; log:\n{}",
         log_of(dir.path())
     );

@@ -54,7 +54,7 @@ fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
     };
     assert_eq!(p.stills.len(), 3, "stills travel in the bundle");
     ob.mark_sent(p.seq, now_ms()).unwrap();
-    assert_eq!(ob.in_flight().unwrap(), 1);
+    assert_eq!(ob.in_flight(now_ms(), Duration::from_secs(30)).unwrap(), 1);
     assert!(
         ob.due(now_ms(), Duration::from_secs(30), 0, 10)
             .unwrap()
@@ -105,13 +105,23 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
             .is_empty()
     );
     assert_eq!(
+        ob.in_flight(t0 + 29_000, Duration::from_secs(30)).unwrap(),
+        2
+    );
+    assert_eq!(
         ob.due(t0 + 31_000, Duration::from_secs(30), 0, 10)
             .unwrap()
             .len(),
         2
     );
+    // Unanswered past the timeout: due again, and no longer holding the
+    // window (else lost sends would block their own resend).
+    assert_eq!(
+        ob.in_flight(t0 + 31_000, Duration::from_secs(30)).unwrap(),
+        0
+    );
     assert_eq!(ob.requeue_sent().unwrap(), 2);
-    assert_eq!(ob.in_flight().unwrap(), 0);
+    assert_eq!(ob.in_flight(t0, Duration::from_secs(30)).unwrap(), 0);
 
     let bid = b.unverified_event_id().unwrap();
     let out = ob
@@ -121,7 +131,8 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
     let s = ob.stats(now_ms()).unwrap();
     assert_eq!((s.depth, s.rejected), (1, 1));
     assert!(bd.exists(), "rejected evidence is kept for inspection");
-    assert!(ob.apply_ack_bytes(b"{not json").is_err());
+    let lab = edge_agent::outbox::AckPolicy::new(DEVICE, vec![], true).unwrap();
+    assert!(ob.apply_ack_bytes(b"{not json", &lab).is_err());
 }
 
 #[test]

@@ -47,6 +47,9 @@ pub enum StartError {
     /// Embedded broker.
     #[error(transparent)]
     Broker(#[from] BrokerError),
+    /// The server's ack-signing key.
+    #[error(transparent)]
+    ServerKey(#[from] crate::server_key::ServerKeyError),
     /// HTTP listener.
     #[error("HTTP listener on {addr}: {source}")]
     Http {
@@ -61,7 +64,7 @@ pub enum StartError {
 /// (no network): what the CLI and the servers share.
 pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
     let db = Db::connect(&cfg.database_url()).await?;
-    let evidence = EvidenceStore::local(cfg.data_dir.join("evidence"))?;
+    let evidence = EvidenceStore::open(&cfg.storage, &cfg.data_dir).await?;
     let grammar = plate_ocr::plate::PlateGrammar::try_builtin()
         .map_err(|e| StartError::Grammar(e.to_string()))?;
     let registry: Arc<dyn Registry> = match (&cfg.registry.backend, &cfg.registry.http) {
@@ -123,13 +126,25 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         source,
     })?;
     let ingestor = open(cfg).await?;
+    let server_key =
+        Arc::new(crate::server_key::ServerKey::open(cfg, &ingestor.context().db).await?);
+    tracing::info!(public_key = %server_key.public_key_hex(), "acks are signed with the server key");
 
+    let mut credentials = (!cfg.mqtt.username.is_empty())
+        .then(|| (cfg.mqtt.username.clone(), cfg.mqtt.password.clone()));
     let (host, port, share_group) = match cfg.external_broker() {
         Some((host, port)) => (host, port, Some(cfg.mqtt.share_group.clone())),
         None => {
             let addr = cfg.mqtt.listen;
             if cfg.mqtt.embedded {
-                tokio::task::spawn_blocking(move || broker::start(addr))
+                // Devices log in with their enrolment secret; this server's
+                // own client with a login made for this run.
+                let auth = cfg.mqtt.embedded_auth.then(|| {
+                    let internal = broker::InternalLogin::random(&cfg.mqtt.client_id);
+                    credentials = Some((internal.username.clone(), internal.password.clone()));
+                    broker::BrokerAuth::spawn(ingestor.context().db.clone(), internal)
+                });
+                tokio::task::spawn_blocking(move || broker::start(addr, auth))
                     .await
                     .map_err(|e| BrokerError::Thread(std::io::Error::other(e.to_string())))??;
             }
@@ -141,8 +156,8 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         port,
         client_id: cfg.mqtt.client_id.clone(),
         share_group,
-        credentials: (!cfg.mqtt.username.is_empty())
-            .then(|| (cfg.mqtt.username.clone(), cfg.mqtt.password.clone())),
+        credentials,
+        server_key,
     };
     // Cases a previous run stored but did not look up yet.
     if let Some(registry) = ingestor.context().registry.clone() {

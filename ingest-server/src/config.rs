@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub use crate::evidence::config::{S3Config, StorageBackend, StorageConfig};
 pub use crate::notices::config::{NoticesConfig, SmtpConfig, VapidConfig, WebhookConfig};
 pub use crate::payments::config::{PaymentsConfig, VnPayConfig};
 pub use crate::registry::http::config::{HttpRegistryConfig, RegistryBackend};
@@ -22,6 +23,10 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub ingest: IngestConfig,
     pub admin: AdminConfig,
+    /// Where evidence is kept (`[storage]`, `src/evidence/config.rs`):
+    /// `{data_dir}/evidence` by default, or an S3-compatible bucket.
+    #[serde(default)]
+    pub storage: StorageConfig,
     /// The owner registry.
     #[serde(default)]
     pub registry: RegistryConfig,
@@ -81,6 +86,13 @@ pub struct MqttConfig {
     /// Credentials on the external broker (optional).
     pub username: String,
     pub password: String,
+    /// Clients of the embedded broker must log in (devices with the MQTT
+    /// secret issued at enrolment). On by default; `false` only for the
+    /// load generator.
+    pub embedded_auth: bool,
+    /// The server's ack-signing key (default `{data_dir}/server-ed25519.key`,
+    /// made on first start; see `src/server_key.rs`).
+    pub server_key_file: Option<PathBuf>,
 }
 
 /// Ingest tuning.
@@ -470,6 +482,7 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             ingest: IngestConfig::default(),
             admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
             registry: RegistryConfig::default(),
             sso: None,
             citizen_sso: None,
@@ -498,6 +511,8 @@ impl Default for MqttConfig {
             share_group: "ingest".into(),
             username: String::new(),
             password: String::new(),
+            embedded_auth: true,
+            server_key_file: None,
         }
     }
 }
@@ -619,7 +634,9 @@ impl Config {
     /// `…_REDIRECT_URL`, `…_NATIONAL_ID_CLAIM`, `…_NAME_CLAIM`,
     /// `…_EXTRA_SCOPES`, `…_CA_FILE` (any of them turns it on); for the
     /// owner registry `INGEST_REGISTRY_BACKEND` and `INGEST_REGISTRY_HTTP_*`
-    /// (see `src/registry/http/config.rs`).
+    /// (see `src/registry/http/config.rs`); for evidence storage
+    /// `INGEST_STORAGE_BACKEND` and `INGEST_STORAGE_S3_*` (see
+    /// `src/evidence/config.rs`).
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         let addr = |var: &str, v: &str| -> Result<SocketAddr, ConfigError> {
             v.parse().map_err(|e| ConfigError::Env {
@@ -649,6 +666,9 @@ impl Config {
         if let Some(v) = get("INGEST_MQTT_CLIENT_ID") {
             self.mqtt.client_id = v;
         }
+        if let Some(v) = get("INGEST_SERVER_KEY_FILE") {
+            self.mqtt.server_key_file = Some(PathBuf::from(v));
+        }
         if let Some(v) = get("INGEST_REGISTRY_DEMO_MODE") {
             self.registry.demo_mode = v.parse().map_err(|_| ConfigError::Env {
                 var: "INGEST_REGISTRY_DEMO_MODE".into(),
@@ -665,6 +685,7 @@ impl Config {
             })?);
         }
         crate::cameras::apply_env(&mut self.ingest.require_known_camera, &get)?;
+        self.storage.apply_env(&get)?;
         self.registry.apply_env(&get)?;
         self.payments.apply_env(&get)?;
         self.notices.apply_env(&get)?;
@@ -824,6 +845,7 @@ impl Config {
         if let Some(c) = &self.citizen_sso {
             c.validate()?;
         }
+        self.storage.validate()?;
         self.registry.validate()?;
         self.payments.validate()?;
         self.notices.validate()?;

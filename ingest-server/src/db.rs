@@ -88,6 +88,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_cameras.sql"),
         postgres: include_str!("../migrations/postgres/0008_cameras.sql"),
     },
+    Migration {
+        version: 9,
+        name: "broker_auth",
+        sqlite: include_str!("../migrations/sqlite/0009_broker_auth.sql"),
+        postgres: include_str!("../migrations/postgres/0009_broker_auth.sql"),
+    },
 ];
 
 /// Database failures.

@@ -17,8 +17,23 @@
 //! group commit the disk rewards (one flush per batch instead of one per
 //! file). `syncfs` also flushes unrelated dirty data on the same filesystem,
 //! so the evidence directory belongs on its own volume in production.
+//!
+//! On S3 (`[storage.s3]`, `s3.rs`) there is nothing to sync: a PUT is
+//! answered 200 only once the store holds the object durably (Garage: on
+//! its write quorum of nodes; with `data_fsync` and `metadata_fsync` on in
+//! `garage.toml` also flushed to their disks), so a completed put *is* the
+//! durable write, and the batch's sync step is a no-op. The contract stays the
+//! same on both backends: every file of a batch is durably stored before
+//! the database commits and before any device is answered; a failed write
+//! fails the batch, and nothing in it is acknowledged.
+//!
+//! Which backend is chosen by `[storage]` (`config.rs`, `backend = "local"`
+//! by default, or `"s3"`), through [`EvidenceStore::open`].
 
-use std::path::PathBuf;
+pub mod config;
+mod s3;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,6 +44,8 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use protocol::sha256_hex;
 use thiserror::Error;
 use uuid::Uuid;
+
+use self::config::{StorageBackend, StorageConfig};
 
 /// How many writes of one batch run at once.
 const WRITE_CONCURRENCY: usize = 32;
@@ -58,6 +75,14 @@ pub enum EvidenceStoreError {
     /// Not a SHA-256 hex digest.
     #[error("not a sha256 digest: {0:?}")]
     BadDigest(String),
+    /// The configured store cannot be used (S3: endpoint, bucket or key).
+    #[error("evidence store ({store}): {message}")]
+    Setup {
+        /// Which store (`s3 {endpoint} bucket {bucket}`; no secrets).
+        store: String,
+        /// What is wrong, naming the configuration field.
+        message: String,
+    },
 }
 
 /// Content-addressed evidence on any `object_store` backend.
@@ -86,8 +111,23 @@ impl EvidenceStore {
         })
     }
 
-    /// Any object store (S3, memory, ...); a put returns once the store has
-    /// it durably.
+    /// The store `[storage]` chooses: `{data_dir}/evidence` (local), or
+    /// the S3 bucket of `[storage.s3]`, checked with one listing so that a
+    /// wrong key, a missing bucket or an unreachable endpoint stops the
+    /// server here, with the field named, rather than at the first event.
+    pub async fn open(cfg: &StorageConfig, data_dir: &Path) -> Result<Self, EvidenceStoreError> {
+        match (cfg.backend, &cfg.s3) {
+            (StorageBackend::Local, _) => Self::local(data_dir.join("evidence")),
+            (StorageBackend::S3, Some(s3_cfg)) => Ok(Self::new(s3::open(s3_cfg).await?)),
+            (StorageBackend::S3, None) => Err(EvidenceStoreError::Setup {
+                store: "s3".into(),
+                message: "storage.s3: required with backend = \"s3\"".into(),
+            }),
+        }
+    }
+
+    /// Any object store (S3, memory, ...) whose put returns only once the
+    /// store has the object durably; nothing is synced after it.
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
         Self {
             store,
@@ -95,7 +135,10 @@ impl EvidenceStore {
         }
     }
 
-    /// Makes every write so far durable (local store: one `syncfs`).
+    /// Makes every write so far durable: on the local store one `syncfs`;
+    /// on S3 (or any store made with [`EvidenceStore::new`]) nothing, since
+    /// each put returned only once the object was durably stored (a
+    /// completed PUT), so there is nothing left to flush.
     async fn sync(&self) -> Result<(), EvidenceStoreError> {
         let Some(root) = self.local_root.clone() else {
             return Ok(());

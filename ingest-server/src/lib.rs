@@ -38,6 +38,7 @@ pub mod payments;
 pub mod quarantine;
 pub mod registry;
 pub mod review;
+pub mod server_key;
 pub mod sso;
 pub mod web;
 pub mod workflow;

@@ -1,5 +1,6 @@
 //! `ingest-server`: loads and validates the configuration, then serves
-//! (the default), or administers: `device add|list|revoke`,
+//! (the default), or administers: `device add|list|revoke|mqtt-secret`,
+//! `key show|list|retire` (the server's ack-signing key),
 //! `camera add|list|retire`,
 //! `registry import vehicles.csv owners.csv`, `user add|list|disable`,
 //! `audit verify`, `payments reconcile`.
@@ -10,6 +11,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ingest_server::audit::{self, Verification, Who};
 use ingest_server::config::Config;
+use ingest_server::server_key::{self, ServerKey};
 use ingest_server::workflow::Role;
 use ingest_server::{accounts, app, cameras, devices, registry};
 
@@ -31,6 +33,11 @@ enum Command {
     Device {
         #[command(subcommand)]
         action: DeviceAction,
+    },
+    /// The server's Ed25519 key that signs acks (edges must trust it).
+    Key {
+        #[command(subcommand)]
+        action: KeyAction,
     },
     /// Enrol, list and retire the cameras of edge devices.
     Camera {
@@ -99,7 +106,8 @@ enum AuditAction {
 
 #[derive(Subcommand)]
 enum DeviceAction {
-    /// Enrol a device with its Ed25519 public key.
+    /// Enrol a device with its Ed25519 public key; prints its MQTT login
+    /// (the password only this once) and the server keys it must trust.
     Add {
         #[arg(long)]
         id: String,
@@ -108,15 +116,32 @@ enum DeviceAction {
         /// 64 hex characters.
         #[arg(long)]
         public_key: String,
+        /// Print the enrolment as one JSON object.
+        #[arg(long)]
+        json: bool,
     },
     /// List devices.
     List,
-    /// Revoke a device: its events are quarantined from now on.
+    /// Revoke a device: its events are quarantined and it can no longer log
+    /// in to the embedded broker.
     Revoke {
         id: String,
         #[arg(long, default_value = "revoked by administrator")]
         reason: String,
     },
+    /// Issue a new MQTT password for a device (the old one stops working).
+    MqttSecret { id: String },
+}
+
+#[derive(Subcommand)]
+enum KeyAction {
+    /// Print this server's public key (64 hex), making the key if needed:
+    /// put it in each edge's `[server] public_keys`.
+    Show,
+    /// List every registered server key (replicas, rotations).
+    List,
+    /// Stop handing out a key at enrolment (after a rotation).
+    Retire { public_key: String },
 }
 
 #[derive(Subcommand)]
@@ -188,6 +213,7 @@ async fn main() -> Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cfg).await,
         Command::Device { action } => device(cfg, action).await,
+        Command::Key { action } => key(cfg, action).await,
         Command::Camera { action } => camera(cfg, action).await,
         Command::User { action } => user(cfg, action).await,
         Command::Payments {
@@ -255,12 +281,34 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             id,
             site,
             public_key,
+            json,
         } => {
-            let d = devices::enrol(db, &id, &site, &public_key).await?;
-            println!(
-                "enrolled {} at {} (key {})",
-                d.device_id, d.site, d.public_key
-            );
+            // This server's key is among those handed out, even before its
+            // first start.
+            ServerKey::open(&cfg, db).await?;
+            let e = devices::enrol_with_credentials(db, &id, &site, &public_key).await?;
+            if json {
+                println!("{}", serde_json::to_string(&e)?);
+            } else {
+                let d = &e.device;
+                println!(
+                    "enrolled {} at {} (key {})",
+                    d.device_id, d.site, d.public_key
+                );
+                println!("mqtt username: {}", e.mqtt_username);
+                println!(
+                    "mqtt password: {}  (shown once: put it in the edge's [mqtt] password_file)",
+                    e.mqtt_password
+                );
+                for k in &e.server_public_keys {
+                    println!("server public key: {k}  (the edge's [server] public_keys)");
+                }
+            }
+        }
+        DeviceAction::MqttSecret { id } => {
+            let secret = devices::issue_mqtt_secret(db, &id).await?;
+            println!("mqtt username: {id}");
+            println!("mqtt password: {secret}  (shown once; the previous one no longer works)");
         }
         DeviceAction::List => {
             for d in devices::list(db).await? {
@@ -271,6 +319,35 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
         DeviceAction::Revoke { id, reason } => {
             let d = devices::revoke(db, &id, &reason).await?;
             println!("revoked {}", d.device_id);
+        }
+    }
+    Ok(())
+}
+
+async fn key(cfg: Config, action: KeyAction) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let db = &ingestor.context().db;
+    match action {
+        KeyAction::Show => {
+            let k = ServerKey::open(&cfg, db).await?;
+            println!("{}", k.public_key_hex());
+        }
+        KeyAction::List => {
+            for (k, registered, retired) in server_key::list(db).await? {
+                let state = if retired.is_some() {
+                    "retired"
+                } else {
+                    "active"
+                };
+                println!("{k}\t{state}\tregistered_at_ms={registered}");
+            }
+        }
+        KeyAction::Retire { public_key } => {
+            if server_key::retire(db, &public_key).await? {
+                println!("retired {public_key}");
+            } else {
+                bail!("no active server key {public_key}");
+            }
         }
     }
     Ok(())

@@ -13,17 +13,23 @@
 //! (manual acks, in arrival order as MQTT requires): if the server dies
 //! before its commit, the broker still holds the message for the session. The device itself trusts only the
 //! application ack, which is published after the commit.
+//!
+//! Every ack is signed for its device with the server's key
+//! ([`crate::server_key`], [`protocol::Ack::sign_for`]): the device deletes
+//! evidence on an ack, so it believes only acks signed by a key it trusts
+//! and naming it, never one another client of the broker published.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use protocol::{Ack, Channel, Message, topics};
+use protocol::{Ack, Channel, topics};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clips::ClipAssembler;
 use crate::ingest::{Ingestor, Source};
+use crate::server_key::ServerKey;
 
 /// Messages handled at once (bounds memory under a backlog).
 const MAX_IN_FLIGHT: usize = 1024;
@@ -41,6 +47,8 @@ pub struct MqttSettings {
     pub share_group: Option<String>,
     /// Username and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
+    /// The key every ack is signed with.
+    pub server_key: Arc<ServerKey>,
 }
 
 /// The filters this server subscribes to.
@@ -243,8 +251,9 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
                 let client = client.clone();
                 let ingestor = ingestor.clone();
                 let clips = clips.clone();
+                let key = settings.server_key.clone();
                 tokio::spawn(async move {
-                    handle(&client, &ingestor, &clips, &p).await;
+                    handle(&client, &ingestor, &clips, &key, &p).await;
                     let _ = done.send(());
                     drop(permit);
                 });
@@ -256,7 +265,13 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
     }
 }
 
-async fn handle(client: &Client, ingestor: &Ingestor, clips: &ClipAssembler, p: &Received) {
+async fn handle(
+    client: &Client,
+    ingestor: &Ingestor,
+    clips: &ClipAssembler,
+    key: &ServerKey,
+    p: &Received,
+) {
     let topic = p.topic();
     let payload: Bytes = p.payload();
     let addr = topics::parse_topic(&topic).ok();
@@ -289,13 +304,17 @@ async fn handle(client: &Client, ingestor: &Ingestor, clips: &ClipAssembler, p: 
         }
     };
     if let (Some(ack), Some(addr)) = (ack, addr) {
-        publish_ack(client, &addr.site, &addr.device, &ack).await;
+        publish_ack(client, key, &addr.site, &addr.device, &ack).await;
     }
 }
 
-async fn publish_ack(client: &Client, site: &str, device: &str, ack: &Ack) {
-    let (Ok(topic), Ok(body)) = (topics::ack_topic(site, device), ack.to_json()) else {
-        tracing::error!(site, device, "cannot address or encode ack");
+/// Signs `ack` for `device` and publishes it on the device's ack topic.
+async fn publish_ack(client: &Client, key: &ServerKey, site: &str, device: &str, ack: &Ack) {
+    let (Ok(topic), Ok(body)) = (
+        topics::ack_topic(site, device),
+        ack.sign_for(device, key.signing_key()),
+    ) else {
+        tracing::error!(site, device, "cannot address or sign ack");
         return;
     };
     if let Err(e) = client.publish(topic, body).await {

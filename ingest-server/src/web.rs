@@ -11,6 +11,7 @@
 //!   replace it): `GET|POST /api/v1/devices`, `POST
 //!   /api/v1/devices/{id}/revoke`, `GET|POST /api/v1/cameras`, `POST
 //!   /api/v1/cameras/{device_id}/{camera_id}/retire`, `GET /api/v1/quarantine`,
+//!   `GET /api/v1/cases` (paged, by state or device),
 //!   `GET /api/v1/cases/{event_id}`, `GET /api/v1/heartbeats`,
 //!   `GET /api/v1/evidence/{sha256}` (bytes checked against their hash).
 
@@ -51,6 +52,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/cameras"),
     ("post", "/api/v1/cameras/{device_id}/{camera_id}/retire"),
     ("get", "/api/v1/quarantine"),
+    ("get", "/api/v1/cases"),
     ("get", "/api/v1/cases/{event_id}"),
     ("get", "/api/v1/heartbeats"),
     ("get", "/api/v1/evidence/{sha256}"),
@@ -131,6 +133,10 @@ impl ApiError {
         "invalid_field",
         "unknown_device",
         "bad_digest",
+        "bad_state",
+        "bad_cursor",
+        "bad_limit",
+        "unknown_parameter",
         "unauthorized",
         "admin_disabled",
         "not_found",
@@ -187,7 +193,9 @@ impl From<DeviceError> for ApiError {
                 ApiError::Conflict(format!("device `{id}` is already enrolled"))
             }
             DeviceError::NotFound(id) => ApiError::NotFound(format!("device `{id}`")),
+            DeviceError::Revoked(id) => ApiError::Conflict(format!("device `{id}` is revoked")),
             DeviceError::Db(e) => ApiError::Unavailable(e.to_string()),
+            DeviceError::ServerKeys(e) => ApiError::Unavailable(e),
         }
     }
 }
@@ -243,6 +251,7 @@ pub fn router(ctx: ApiContext) -> Router {
             post(retire_camera),
         )
         .route("/api/v1/quarantine", get(list_quarantine))
+        .route("/api/v1/cases", get(list_cases))
         .route("/api/v1/cases/{event_id}", get(get_case))
         .route("/api/v1/heartbeats", get(list_heartbeats))
         .route("/api/v1/evidence/{sha256}", get(get_evidence))
@@ -271,13 +280,24 @@ fn protocol_version() -> String {
 }
 
 /// Readiness: the database answers.
+///
+/// Answers within [`READY_TIMEOUT`] either way: the pool waits far longer
+/// for a connection while the database is down, and a probe that hangs is
+/// read by a load balancer or Kubernetes as a dead process, not as "not
+/// ready".
 async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<serde_json::Value>, ApiError> {
-    sqlx::query("SELECT 1")
-        .execute(ctx.ingestor.context().db.pool())
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    Ok(Json(json!({"status": "ready"})))
+    let probe = sqlx::query("SELECT 1").execute(ctx.ingestor.context().db.pool());
+    match tokio::time::timeout(READY_TIMEOUT, probe).await {
+        Ok(Ok(_)) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(e)) => Err(ApiError::Unavailable(e.to_string())),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "database did not answer within {READY_TIMEOUT:?}"
+        ))),
+    }
 }
+
+/// How long `/readyz` waits for the database.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Prometheus text exposition.
 async fn metrics(State(ctx): State<ApiContext>) -> Response {
@@ -380,10 +400,12 @@ async fn add_device(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<(StatusCode, Json<devices::Device>), ApiError> {
+) -> Result<(StatusCode, Json<devices::Enrolment>), ApiError> {
     require_admin(&ctx, &headers)?;
     let d: NewDevice = json_body(&body)?;
-    let dev = devices::enrol(
+    // The device with its broker login (password shown this once) and the
+    // server keys its acks are signed with.
+    let dev = devices::enrol_with_credentials(
         &ctx.ingestor.context().db,
         &d.device_id,
         &d.site,
@@ -480,6 +502,61 @@ async fn get_case(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("case {event_id}")))
+}
+
+/// `GET /api/v1/cases?state=&device_id=&after=&limit=`: a page of cases in
+/// the order they were stored; every parameter is checked, and an unknown
+/// one is an error rather than silently ignored (a typo must not widen a
+/// query over personal data).
+async fn list_cases(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Result<Json<cases::CasePage>, ApiError> {
+    require_admin(&ctx, &headers)?;
+    let bad = |code: &'static str, message: String| ApiError::BadRequest { code, message };
+    let mut filter = cases::CaseFilter {
+        limit: 100,
+        ..cases::CaseFilter::default()
+    };
+    for (k, v) in &q {
+        match k.as_str() {
+            "state" => {
+                filter.state = Some(
+                    crate::workflow::CaseState::parse(v)
+                        .ok_or_else(|| bad("bad_state", format!("unknown case state {v:?}")))?,
+                )
+            }
+            "device_id" => filter.device_id = Some(v.clone()),
+            "after" => {
+                filter.after = Some(
+                    cases::Cursor::parse(v)
+                        .ok_or_else(|| bad("bad_cursor", format!("not a cursor: {v:?}")))?,
+                )
+            }
+            "limit" => {
+                filter.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=cases::MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        bad(
+                            "bad_limit",
+                            format!("limit must be 1..={}, got {v:?}", cases::MAX_PAGE),
+                        )
+                    })?
+            }
+            other => {
+                return Err(bad(
+                    "unknown_parameter",
+                    format!("unknown query parameter {other:?}"),
+                ));
+            }
+        }
+    }
+    Ok(Json(
+        cases::list(&ctx.ingestor.context().db, &filter).await?,
+    ))
 }
 
 async fn list_heartbeats(

@@ -37,10 +37,13 @@ struct Edge {
 }
 
 impl Edge {
-    async fn connect(host: &str, port: u16, device: &str) -> Edge {
-        let mut opts = MqttOptions::new(format!("edge-{device}"), host, port);
+    /// Logs in as the device (client id and username = device id) with
+    /// the MQTT secret its enrolment issued.
+    async fn connect(host: &str, port: u16, device: &str, secret: &str) -> Edge {
+        let mut opts = MqttOptions::new(device, host, port);
         opts.set_max_packet_size(20 << 20, 20 << 20)
-            .set_keep_alive(Duration::from_secs(10));
+            .set_keep_alive(Duration::from_secs(10))
+            .set_credentials(device, secret);
         let (client, mut eventloop) = AsyncClient::new(opts, 256);
         let (tx, acks) = mpsc::unbounded_channel();
         let (subscribed_tx, mut subscribed) = mpsc::unbounded_channel();
@@ -98,12 +101,18 @@ impl Edge {
     }
 }
 
-async fn enrol(server: &Running, device: &str) -> SigningKey {
+/// The device's signing key and its MQTT secret.
+async fn enrol(server: &Running, device: &str) -> (SigningKey, String) {
     let k = key();
-    devices::enrol(&server.ingestor.context().db, device, SITE, &public_hex(&k))
-        .await
-        .unwrap();
-    k
+    let e = devices::enrol_with_credentials(
+        &server.ingestor.context().db,
+        device,
+        SITE,
+        &public_hex(&k),
+    )
+    .await
+    .unwrap();
+    (k, e.mqtt_password)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -115,8 +124,8 @@ async fn embedded_broker_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(dir.path());
     let server = app::start(&cfg).await.unwrap();
-    let k = enrol(&server, "edge-a").await;
-    let mut edge = Edge::connect("127.0.0.1", cfg.mqtt.listen.port(), "edge-a").await;
+    let (k, secret) = enrol(&server, "edge-a").await;
+    let mut edge = Edge::connect("127.0.0.1", cfg.mqtt.listen.port(), "edge-a", &secret).await;
 
     // A bundle: stored, then its redelivery: duplicate.
     let files = Files::new(700_000);
@@ -197,10 +206,10 @@ async fn two_replicas_share_one_stream_from_mosquitto() {
         cfg.mqtt.client_id = format!("ingest-{n}");
         replicas.push(app::start(&cfg).await.unwrap());
     }
-    let k = enrol(&replicas[0], "edge-b").await;
+    let (k, secret) = enrol(&replicas[0], "edge-b").await;
     // Both replicas must be subscribed before the edge publishes.
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let mut edge = Edge::connect("127.0.0.1", mosquitto.port, "edge-b").await;
+    let mut edge = Edge::connect("127.0.0.1", mosquitto.port, "edge-b", &secret).await;
 
     let files = Files::new(1000);
     let mut expected = HashMap::new();

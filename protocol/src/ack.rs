@@ -2,16 +2,31 @@
 //! with an event: `stored` (durably stored; the device may drop it from its
 //! outbox), `duplicate` (already stored earlier; drop it too) or `rejected`
 //! with a reason code and message (retrying will not help; the device moves
-//! it aside). Acks are not signed: they travel on the server's own
-//! connection, protected by TLS and the broker's ACLs.
+//! it aside).
+//!
+//! Since schema 1.1 the server signs every ack with its own Ed25519 key, for
+//! one device: an ack tells a device to delete evidence from its outbox, so
+//! a device must not believe an ack that any client of the broker could
+//! have published. The signed ack is the plain ack plus three members,
+//! `kind` (`"ack"`), `device_id` (the device it is for) and `signature`;
+//! see [`Ack::sign_for`] and [`Ack::verify_signed`]. A 1.0 receiver ignores
+//! the three members and reads the ack as before.
 
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
 use uuid::Uuid;
 
+use crate::canonical::canonical_bytes;
 use crate::error::{ProtocolError, ValidationError};
 use crate::message::{Message, check_own_version};
 use crate::validate::{self, MAX_MESSAGE_TEXT, MAX_SHORT_TEXT};
 use crate::version::SchemaVersion;
+
+const KIND: &str = "kind";
+const DEVICE_ID: &str = "device_id";
+const SIGNATURE: &str = "signature";
 
 /// Why the server rejected an event. Codes this build does not know (from a
 /// newer server) are kept as [`RejectCode::Other`].
@@ -74,6 +89,11 @@ pub struct Ack {
 }
 
 impl Ack {
+    /// The version acks are written with: 1.1, the version that added the
+    /// server's signature (`kind`, `device_id`, `signature`). Events and
+    /// heartbeats are still 1.0; each message declares its own version.
+    pub const VERSION: SchemaVersion = SchemaVersion::new(1, 1);
+
     /// The event was stored.
     pub fn stored(event_id: Uuid) -> Self {
         Self::new(event_id, AckStatus::Stored)
@@ -103,7 +123,7 @@ impl Ack {
 
     fn new(event_id: Uuid, status: AckStatus) -> Self {
         Self {
-            schema_version: SchemaVersion::CURRENT,
+            schema_version: Self::VERSION,
             event_id,
             item: None,
             status,
@@ -122,6 +142,171 @@ impl Ack {
     pub fn is_durable(&self) -> bool {
         matches!(self.status, AckStatus::Stored | AckStatus::Duplicate)
     }
+}
+
+/// Why a signed ack was not believed. [`reason`](Self::reason) gives a
+/// short stable code for logs and metrics.
+#[derive(Debug, Error)]
+pub enum AckVerifyError {
+    /// Not JSON, not an ack, a version of another major, or a field that
+    /// fails validation.
+    #[error("malformed ack: {0}")]
+    Malformed(#[from] ProtocolError),
+    /// No `signature` member (a 1.0 server, or a forger).
+    #[error("the ack is not signed")]
+    Unsigned,
+    /// `kind` is missing or is not `"ack"`.
+    #[error("the signed message is not an ack (kind {0:?})")]
+    WrongKind(String),
+    /// The ack is for another device (or names none).
+    #[error("the ack is for device {found:?}, not for {expected:?}")]
+    WrongDevice {
+        /// This device.
+        expected: String,
+        /// The `device_id` the ack names.
+        found: String,
+    },
+    /// `signature` is not 128 hex characters.
+    #[error("malformed ack signature: {0}")]
+    SignatureEncoding(String),
+    /// No trusted server key verifies the signature: forged, altered, or
+    /// signed by a key this device was not given.
+    #[error("the ack signature does not verify under any of the {keys} trusted server key(s)")]
+    BadSignature {
+        /// How many keys were tried.
+        keys: usize,
+    },
+}
+
+impl AckVerifyError {
+    /// `malformed`, `unsigned`, `wrong_kind`, `wrong_device`,
+    /// `bad_signature`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::Unsigned => "unsigned",
+            Self::WrongKind(_) => "wrong_kind",
+            Self::WrongDevice { .. } => "wrong_device",
+            Self::SignatureEncoding(_) | Self::BadSignature { .. } => "bad_signature",
+        }
+    }
+}
+
+/// A signed ack that verified: the ack, and which of the trusted keys
+/// signed it (an index into the slice given to [`Ack::verify_signed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedAck {
+    /// The ack.
+    pub ack: Ack,
+    /// Index of the key that verified it.
+    pub key_index: usize,
+}
+
+impl Ack {
+    /// Signs this ack for `device_id` with the server's key and returns the
+    /// canonical JSON bytes to publish on that device's ack topic.
+    ///
+    /// The signed object is the ack's own members plus `"kind": "ack"` and
+    /// `"device_id"`; the signature is Ed25519 over the canonical bytes
+    /// (JCS, as for device envelopes) of that object, and is added as
+    /// `signature` (128 hex characters).
+    pub fn sign_for(&self, device_id: &str, key: &SigningKey) -> Result<Vec<u8>, ProtocolError> {
+        self.validate()?;
+        crate::topics::validate_id("device", device_id).map_err(|e| {
+            ProtocolError::Invalid(ValidationError::new("device_id", e.to_string()))
+        })?;
+        let mut map = match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => {
+                return Err(ProtocolError::Envelope(
+                    "ack did not serialise to a JSON object".into(),
+                ));
+            }
+            Err(e) => return Err(crate::canonical::CanonicalError::Serialize(e.to_string()).into()),
+        };
+        map.insert(KIND.into(), Value::String(<Self as Message>::KIND.into()));
+        map.insert(DEVICE_ID.into(), Value::String(device_id.into()));
+        let signature = key.sign(&canonical_bytes(&Value::Object(map.clone()))?);
+        map.insert(
+            SIGNATURE.into(),
+            Value::String(hex::encode(signature.to_bytes())),
+        );
+        Ok(canonical_bytes(&Value::Object(map))?)
+    }
+
+    /// Reads a signed ack and believes it only if it is an ack, for
+    /// `device_id`, and its signature verifies (strictly) under one of
+    /// `trusted` (several keys: server replicas, or a key rotation). The
+    /// signature is checked over the canonical bytes of the object *as
+    /// received* minus `signature`, so members a newer minor version adds
+    /// are covered and still verify. Checks, in order: JSON object;
+    /// `signature` present; `kind`; `device_id`; signature; then the ack
+    /// itself (version major, fields, validation).
+    pub fn verify_signed(
+        bytes: &[u8],
+        device_id: &str,
+        trusted: &[VerifyingKey],
+    ) -> Result<VerifiedAck, AckVerifyError> {
+        let value: Value = serde_json::from_slice(bytes).map_err(ProtocolError::MalformedJson)?;
+        let Value::Object(mut map) = value else {
+            return Err(ProtocolError::Envelope("an ack must be a JSON object".into()).into());
+        };
+        let signature = match map.remove(SIGNATURE) {
+            None => return Err(AckVerifyError::Unsigned),
+            Some(Value::String(s)) => s,
+            Some(_) => {
+                return Err(AckVerifyError::SignatureEncoding(
+                    "`signature` must be a string".into(),
+                ));
+            }
+        };
+        match map.get(KIND) {
+            Some(Value::String(k)) if k == <Self as Message>::KIND => {}
+            other => {
+                return Err(AckVerifyError::WrongKind(short(other)));
+            }
+        }
+        match map.get(DEVICE_ID) {
+            Some(Value::String(d)) if d == device_id => {}
+            other => {
+                return Err(AckVerifyError::WrongDevice {
+                    expected: device_id.to_owned(),
+                    found: short(other),
+                });
+            }
+        }
+        let signature = decode_signature(&signature)?;
+        let signed = canonical_bytes(&Value::Object(map.clone())).map_err(ProtocolError::from)?;
+        let key_index = trusted
+            .iter()
+            .position(|k| k.verify_strict(&signed, &signature).is_ok())
+            .ok_or(AckVerifyError::BadSignature {
+                keys: trusted.len(),
+            })?;
+        let ack = Self::from_value(&Value::Object(map))?;
+        Ok(VerifiedAck { ack, key_index })
+    }
+}
+
+/// A JSON member's value for an error message: the string itself, or its
+/// JSON text, at most 80 characters; `missing` when absent.
+fn short(v: Option<&Value>) -> String {
+    match v {
+        None => "missing".into(),
+        Some(Value::String(s)) => validate::truncate(s, 80),
+        Some(other) => validate::truncate(&other.to_string(), 80),
+    }
+}
+
+fn decode_signature(hex_text: &str) -> Result<Signature, AckVerifyError> {
+    let bytes = hex::decode(hex_text)
+        .map_err(|e| AckVerifyError::SignatureEncoding(format!("not hex: {e}")))?;
+    Signature::from_slice(&bytes).map_err(|_| {
+        AckVerifyError::SignatureEncoding(format!(
+            "expected 64 bytes (128 hex characters), got {} bytes",
+            bytes.len()
+        ))
+    })
 }
 
 impl Message for Ack {

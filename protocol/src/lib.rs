@@ -10,8 +10,11 @@
 //!   [`Signed::to_json`] on [`topics::events_topic`].
 //! * server: [`topics::parse_topic`] the topic, [`SignedEvent::from_json`] the
 //!   bytes, look up the device's key by [`Signed::device_id`], then
-//!   [`Signed::verify_for_topic`]; store; answer with an [`Ack`] on
+//!   [`Signed::verify_for_topic`]; store; answer with an [`Ack`], signed
+//!   for the device with the server's key ([`Ack::sign_for`]), on
 //!   [`topics::ack_topic`] (use [`ProtocolError::reject_code`] for rejects).
+//! * edge: believe an ack only through [`Ack::verify_signed`] with the
+//!   server key(s) it was given at installation.
 //!
 //! The rules (versioning, canonical bytes, signature input) are written out
 //! in the crate's `README.md`, precisely enough for another implementation.
@@ -37,7 +40,7 @@ pub mod transfer;
 pub mod validate;
 pub mod version;
 
-pub use ack::{Ack, AckStatus, RejectCode};
+pub use ack::{Ack, AckStatus, AckVerifyError, RejectCode, VerifiedAck};
 pub use canonical::{CanonicalError, canonical_bytes, canonical_bytes_of};
 pub use clock::{ClockSync, ClockSyncStatus};
 pub use error::{ProtocolError, ValidationError};

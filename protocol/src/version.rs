@@ -1,5 +1,7 @@
 //! The schema version every message carries in `schema_version`, written
-//! `"MAJOR.MINOR"` (this build: `1.0`). A receiver accepts any message with
+//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.0` and
+//! acks as `1.1`, the minor that added the server's signature; see
+//! [`crate::Ack::VERSION`]). A receiver accepts any message with
 //! its own major version, whatever the minor; a minor version only adds
 //! optional fields (older receivers ignore them, the signature still covers
 //! them). Anything else is a new major version, which receivers reject with
@@ -37,7 +39,9 @@ pub struct VersionError {
 }
 
 impl SchemaVersion {
-    /// The version this build writes and understands.
+    /// The version this build writes for device messages (events and
+    /// heartbeats) and whose major it understands. Acks are written as
+    /// [`crate::Ack::VERSION`].
     pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 0 };
 
     /// A version from its parts.

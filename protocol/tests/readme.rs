@@ -69,3 +69,38 @@ fn ack_examples_parse() {
         }
     ));
 }
+
+#[test]
+fn ack_examples_are_signed_by_the_documented_server_key() {
+    let key = readme_server_key();
+    let documented = "fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618";
+    assert_eq!(hex::encode(key.verifying_key().to_bytes()), documented);
+    assert!(README.contains(documented));
+    let trusted = [key.verifying_key()];
+    let stored = example("ack_stored");
+    let v = Ack::verify_signed(stored.as_bytes(), "hn-cg-edge-01", &trusted).unwrap();
+    assert_eq!(v.ack, Ack::stored(sample_event().event_id));
+    // The documented bytes are exactly what the server writes.
+    let wire: serde_json::Value = serde_json::from_slice(
+        &Ack::stored(sample_event().event_id)
+            .sign_for("hn-cg-edge-01", &key)
+            .unwrap(),
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_str(stored).unwrap();
+    assert_eq!(wire, doc, "README ack_stored signature is stale");
+    let rejected = Ack::verify_signed(
+        example("ack_rejected").as_bytes(),
+        "hn-cg-edge-01",
+        &trusted,
+    )
+    .unwrap()
+    .ack;
+    assert!(matches!(
+        rejected.status,
+        AckStatus::Rejected {
+            code: RejectCode::BadSignature,
+            ..
+        }
+    ));
+}

@@ -188,3 +188,44 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// Completes an edge's configuration file with what the server's enrolment
+/// answer (`POST /api/v1/devices`, as JSON text) gives it: the embedded
+/// broker login under `[mqtt]` and the server's ack-signing keys as
+/// `[server] public_keys`. Without both an edge refuses to deliver (it
+/// believes only signed acks) and the embedded broker refuses it.
+pub fn apply_enrolment(config: &Path, answer: &str) {
+    let answer: serde_json::Value = serde_json::from_str(answer)
+        .unwrap_or_else(|e| panic!("enrolment answer is not JSON ({e}): {answer}"));
+    let (Some(user), Some(password)) = (
+        answer["mqtt_username"].as_str(),
+        answer["mqtt_password"].as_str(),
+    ) else {
+        panic!("enrolment answer without an MQTT login: {answer}");
+    };
+    let keys: Vec<String> = answer["server_public_keys"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|k| k.as_str().map(|k| format!("\"{k}\"")))
+        .collect();
+    assert!(
+        !keys.is_empty(),
+        "enrolment answer without server keys: {answer}"
+    );
+    let text = std::fs::read_to_string(config).expect("read the edge configuration");
+    assert!(
+        text.contains("[mqtt]\n"),
+        "the edge configuration has an [mqtt] table"
+    );
+    let mut text = text.replacen(
+        "[mqtt]\n",
+        &format!("[mqtt]\nusername = \"{user}\"\npassword = \"{password}\"\n"),
+        1,
+    );
+    text.push_str(&format!(
+        "\n[server]\npublic_keys = [{}]\n",
+        keys.join(", ")
+    ));
+    std::fs::write(config, text).expect("write the edge configuration");
+}

@@ -5,7 +5,7 @@
 //! Proves the two halves agree on the wire (bundle, chunks, acks, signature)
 //! and that one red-light runner becomes one case with all its evidence.
 
-use e2e_tests::{binary, free_port, http_request, start_until, wait_for};
+use e2e_tests::{apply_enrolment, binary, free_port, http_request, start_until, wait_for};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -79,6 +79,7 @@ fn a_red_light_runner_on_camera_becomes_one_verified_priced_case_on_the_server()
     let (status, answer) =
         http_request(http, "POST", "/api/v1/devices", Some(TOKEN), Some(&body)).unwrap();
     assert_eq!(status, 201, "{answer}");
+    apply_enrolment(&config, &answer);
 
     let log = d.join("edge.log");
     let mut edge = Command::new(binary("edge-agent"))

@@ -50,7 +50,9 @@ use e2e_tests::oidc::{self, Provider};
 use e2e_tests::postgres::Postgres;
 use e2e_tests::web::{self, Browser, Resp};
 use e2e_tests::webhook::{self, Receiver};
-use e2e_tests::{Proc, binary, free_port, http_request, start_logged, tail, wait_for};
+use e2e_tests::{
+    Proc, apply_enrolment, binary, free_port, http_request, start_logged, tail, wait_for,
+};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "e2e-admin-token-0123456789";
@@ -973,6 +975,7 @@ fn start_edge(
     )
     .unwrap();
     assert_eq!(status, 201, "enrol {device} at {}: {answer}", server.name);
+    apply_enrolment(&config, &answer);
     let log = logs.add(device, &d.join(format!("{device}.log")));
     let child = Command::new(binary("edge-agent"))
         .args(["run", "--config"])

@@ -6,7 +6,11 @@
 //! broker's memory); each event goes as one [`EventBundle`] with its stills,
 //! each clip after its event's ack as [`ClipChunk`]s. Only the server's ack
 //! on the device's ack topic marks something delivered — a broker's PUBACK
-//! means nothing to the outbox. After an outage the backlog is replayed in
+//! means nothing to the outbox, and only an ack signed by a trusted server
+//! key for this device counts ([`AckPolicy`]; others are refused, logged
+//! with their reason and counted in `edge_acks_refused_total`). The loop
+//! does not start without a server key unless the configuration opts out
+//! (`[server] accept_unsigned_acks`, lab only). After an outage the backlog is replayed in
 //! order, paced at `backlog_per_s`, while events queued since the link came
 //! back go first, so live violations are not starved. Every `heartbeat_s`
 //! a signed heartbeat is published (retained).
@@ -16,7 +20,10 @@ pub mod link;
 use crate::config::AgentConfig;
 use crate::health::{self, HealthBoard, Metrics};
 use crate::identity::DeviceIdentity;
-use crate::outbox::{AckOutcome, Outbox, OutboxError, Pending, PendingClip, PendingEvent, now_ms};
+use crate::outbox::{
+    AckError, AckOutcome, AckPolicy, AckPolicyError, Outbox, OutboxError, Pending, PendingClip,
+    PendingEvent, now_ms,
+};
 use link::{Link, LinkError, LinkEvent};
 use protocol::{Attachment, ClipChunk, EventBundle, SignedEvent, topics};
 use rumqttc::QoS;
@@ -37,6 +44,9 @@ pub enum DeliveryError {
     /// A topic could not be formed from the device's ids.
     #[error("topic: {0}")]
     Topic(#[from] protocol::TopicError),
+    /// No way to tell the server's acks from forgeries.
+    #[error(transparent)]
+    AckPolicy(#[from] AckPolicyError),
 }
 
 /// Shared state the loop reports into.
@@ -69,6 +79,15 @@ pub fn run(
         heartbeat: topics::heartbeat_topic(site, dev)?,
         ack: topics::ack_topic(site, dev)?,
     };
+    let policy = AckPolicy::from_config(cfg)?;
+    if policy.accepts_unsigned() {
+        tracing::warn!(
+            server_keys = policy.key_count(),
+            "INSECURE: [server] accept_unsigned_acks is on: acks the server did not sign are \
+             believed, so any client of the broker can make this box delete undelivered \
+             violations; lab use only"
+        );
+    }
     let mut outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())?;
     let link = Link::start(&cfg.mqtt, dev, topics.ack.clone(), stop.clone())?;
     let mut state = LoopState {
@@ -126,18 +145,29 @@ pub fn run(
                     state.connected = false;
                     m.connected.store(0, Ordering::Relaxed);
                 }
-                LinkEvent::Ack(bytes) => match outbox.apply_ack_bytes(&bytes) {
-                    Ok(AckOutcome::Delivered { .. }) => {
-                        m.events_acked.fetch_add(1, Ordering::Relaxed);
+                LinkEvent::Ack(bytes) => match outbox.apply_ack_bytes(&bytes, &policy) {
+                    Ok((outcome, checked)) => {
+                        if checked.signed_by.is_none() {
+                            tracing::warn!(event_id = %checked.ack.event_id, "believing an UNVERIFIED ack (accept_unsigned_acks)");
+                        }
+                        match outcome {
+                            AckOutcome::Delivered { .. } => {
+                                m.events_acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            AckOutcome::Rejected => {
+                                m.events_rejected.fetch_add(1, Ordering::Relaxed);
+                                tracing::error!(ack = %String::from_utf8_lossy(&bytes), "server rejected an event; kept in the outbox as rejected");
+                            }
+                            AckOutcome::Unknown => {
+                                tracing::debug!("ack for an event not in the outbox")
+                            }
+                        }
                     }
-                    Ok(AckOutcome::Rejected) => {
-                        m.events_rejected.fetch_add(1, Ordering::Relaxed);
-                        tracing::error!(ack = %String::from_utf8_lossy(&bytes), "server rejected an event; kept in the outbox as rejected");
+                    Err(AckError::Refused(e)) => {
+                        m.acks_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(reason = e.reason(), error = %e, bytes = bytes.len(), "refused an ack: nothing marked delivered");
                     }
-                    Ok(AckOutcome::Unknown) => {
-                        tracing::debug!("ack for an event not in the outbox")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "ignoring an ack"),
+                    Err(AckError::Outbox(e)) => return Err(e.into()),
                 },
             }
             event = link.events.try_recv().ok();
@@ -217,12 +247,12 @@ fn pump(
     state.last_pump = Instant::now();
     let window = cfg.mqtt.window;
     state.tokens = (state.tokens + dt * cfg.mqtt.backlog_per_s).min(window as f64);
-    let in_flight = outbox.in_flight()? as usize;
+    let now = now_ms();
+    let ack_timeout = Duration::from_secs(cfg.mqtt.ack_timeout_s);
+    let in_flight = outbox.in_flight(now, ack_timeout)? as usize;
     if in_flight >= window {
         return Ok(());
     }
-    let now = now_ms();
-    let ack_timeout = Duration::from_secs(cfg.mqtt.ack_timeout_s);
     let due = outbox.due(now, ack_timeout, state.live_since, window - in_flight)?;
     let mut backlog_paused = false;
     for p in due {

@@ -18,9 +18,10 @@
 //!
 //! Limits (bytes and age) and eviction live in [`limits`].
 
+pub mod acks;
 pub mod limits;
 
-use protocol::{Ack, AckStatus, EvidenceRole, Message, SignedEvent};
+use protocol::{Ack, AckStatus, EvidenceRole, SignedEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use std::time::Duration;
 use thiserror::Error;
 use uuid::Uuid;
 
+pub use acks::{AckError, AckPolicy, AckPolicyError, CheckedAck};
 pub use limits::{Eviction, OutboxLimits};
 
 /// An outbox failure.
@@ -454,13 +456,20 @@ impl Outbox {
         Ok(a + b)
     }
 
-    /// How many events and clips are published and not yet acknowledged.
-    pub fn in_flight(&self) -> Result<u64, OutboxError> {
+    /// How many events and clips are published, not yet acknowledged, and
+    /// still within `ack_timeout` of their send. A send older than that is
+    /// due again ([`Outbox::due`]) and must not hold a place in the window:
+    /// otherwise a window's worth of sends lost on the way (a server replica
+    /// killed with them, a broker session parked for a dead subscriber)
+    /// would stop every resend until the connection is re-established.
+    pub fn in_flight(&self, now: i64, ack_timeout: Duration) -> Result<u64, OutboxError> {
+        let stale = now - ack_timeout.as_millis() as i64;
         self.conn
             .query_row(
-                "SELECT COUNT(*) FILTER (WHERE state = 'sent') + COUNT(*) FILTER (WHERE clip_state = 'sent')
+                "SELECT COUNT(*) FILTER (WHERE state = 'sent' AND sent_at >= ?1)
+                      + COUNT(*) FILTER (WHERE clip_state = 'sent' AND clip_sent_at >= ?1)
                  FROM events WHERE done_at IS NULL",
-                [],
+                params![stale],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
@@ -530,10 +539,17 @@ impl Outbox {
         }
     }
 
-    /// Parses and applies an ack message's bytes.
-    pub fn apply_ack_bytes(&mut self, bytes: &[u8]) -> Result<AckOutcome, String> {
-        let ack = Ack::from_json(bytes).map_err(|e| format!("malformed ack: {e}"))?;
-        self.apply_ack(&ack).map_err(|e| e.to_string())
+    /// Applies the bytes that arrived on the ack topic, if `policy`
+    /// believes them (signed by a trusted server key, for this device);
+    /// otherwise nothing changes and the refusal says why.
+    pub fn apply_ack_bytes(
+        &mut self,
+        bytes: &[u8],
+        policy: &AckPolicy,
+    ) -> Result<(AckOutcome, CheckedAck), AckError> {
+        let checked = policy.check(bytes).map_err(AckError::Refused)?;
+        let outcome = self.apply_ack(&checked.ack)?;
+        Ok((outcome, checked))
     }
 
     /// Counts for the heartbeat and metrics.

@@ -2,7 +2,8 @@
 //! evidence in a spool directory, signed by a device key; a Mosquitto
 //! broker started on a free loopback port; and a test "server" that
 //! subscribes to the events topic, verifies and deduplicates like the real
-//! ingest server does, and answers with acks.
+//! ingest server does, and answers with acks signed by the test server key
+//! ([`server_key`]), which [`agent_config`] tells the agent to trust.
 
 #![allow(dead_code)]
 
@@ -217,6 +218,21 @@ pub fn stored(id: Uuid) -> Ack {
     Ack::stored(id)
 }
 
+/// The test server's ack-signing key (32 bytes of 0x5e).
+pub fn server_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x5e; 32])
+}
+
+/// Its public half as the agent's configuration writes it.
+pub fn server_public_hex() -> String {
+    hex::encode(server_key().verifying_key().to_bytes())
+}
+
+/// `ack` as the server publishes it: signed for `device`.
+pub fn signed_ack(ack: &Ack, device: &str) -> Vec<u8> {
+    ack.sign_for(device, &server_key()).unwrap()
+}
+
 /// What the test server has seen.
 #[derive(Debug, Default)]
 pub struct Seen {
@@ -334,7 +350,7 @@ impl TestServer {
                                 ack_topic,
                                 QoS::AtLeastOnce,
                                 false,
-                                serde_json::to_vec(&ack).unwrap(),
+                                signed_ack(&ack, &addr.device),
                             );
                         } else if p.topic.ends_with("/evidence") {
                             let Ok(c) = protocol::ClipChunk::decode(&p.payload) else {
@@ -359,7 +375,7 @@ impl TestServer {
                                         ack_topic,
                                         QoS::AtLeastOnce,
                                         false,
-                                        serde_json::to_vec(&ack).unwrap(),
+                                        signed_ack(&ack, &addr.device),
                                     );
                                 }
                             }
@@ -386,14 +402,16 @@ impl Drop for TestServer {
     }
 }
 
-/// Writes an agent configuration for a broker on `port`.
+/// Writes an agent configuration for a broker on `port`, trusting the
+/// test server key.
 pub fn agent_config(dir: &Path, port: u16, extra: &str) -> PathBuf {
     let path = dir.join("agent.toml");
     std::fs::write(
         &path,
         format!(
-            "[device]\nid = \"{DEVICE}\"\nsite = \"{SITE}\"\ndata_dir = \"{data}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nack_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2.0\nbacklog_per_s = 200\n\n[health]\nheartbeat_s = 1\nmetrics_listen = \"\"\n{extra}\n",
-            data = dir.join("data").display()
+            "[device]\nid = \"{DEVICE}\"\nsite = \"{SITE}\"\ndata_dir = \"{data}\"\n\n[mqtt]\nurl = \"mqtt://127.0.0.1:{port}\"\nack_timeout_s = 5\nreconnect_min_s = 0.2\nreconnect_max_s = 2.0\nbacklog_per_s = 200\n\n[health]\nheartbeat_s = 1\nmetrics_listen = \"\"\n\n[server]\npublic_keys = [\"{key}\"]\n{extra}\n",
+            data = dir.join("data").display(),
+            key = server_public_hex()
         ),
     )
     .unwrap();

@@ -154,6 +154,10 @@ async fn main() -> Result<()> {
         .local_addr()?
         .port();
     cfg.mqtt.listen = format!("127.0.0.1:{port}").parse()?;
+    // Its simulated devices connect without logins (the one place broker
+    // authentication is turned off); acks are still signed, and read here
+    // as a 1.0 edge would.
+    cfg.mqtt.embedded_auth = false;
     if let Some(url) = &args.database_url {
         cfg.database.url = url.clone();
     }

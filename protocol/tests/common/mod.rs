@@ -143,3 +143,18 @@ pub fn sign_raw(
     envelope["signature"] = Value::String(hex::encode(signature.to_bytes()));
     serde_json::to_vec_pretty(&envelope).unwrap()
 }
+
+/// The fixed server test key used in the README's signed-ack example: 32
+/// bytes of 0x09.
+pub fn readme_server_key() -> SigningKey {
+    SigningKey::from_bytes(&[9u8; 32])
+}
+
+/// Signs a raw ack object the way README describes, independently of
+/// `Ack::sign_for`: Ed25519 over the canonical bytes of the object (which
+/// must already hold `kind` and `device_id`), added as `signature`.
+pub fn sign_raw_ack(mut ack: Value, key: &SigningKey) -> Vec<u8> {
+    let signature = key.sign(&canonical_bytes(&ack).unwrap());
+    ack["signature"] = Value::String(hex::encode(signature.to_bytes()));
+    serde_json::to_vec_pretty(&ack).unwrap()
+}

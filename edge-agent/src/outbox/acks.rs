@@ -1,0 +1,175 @@
+//! Which acks the outbox believes. An ack makes the outbox delete a
+//! violation's evidence, and anyone who can publish on the broker can put
+//! bytes on this device's ack topic; so an ack counts only if the server
+//! signed it, with a key this box was given at installation
+//! (`[server] public_keys`), for this device ([`protocol::Ack::verify_signed`]).
+//! Anything else is refused with a reason, logged and counted by the
+//! delivery loop, and changes nothing.
+//!
+//! Migration: with no server key configured the agent refuses to deliver
+//! (the secure default). `accept_unsigned_acks = true` is the explicit lab
+//! opt-out: unsigned acks (a server older than signed acks) are then
+//! believed, each with a warning, and without any key signed acks are read
+//! unverified too (still only for this device).
+
+use protocol::{Ack, AckVerifyError, Message, VerifyingKey};
+
+/// The policy could not be built from the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum AckPolicyError {
+    /// No server key and no explicit opt-out.
+    #[error(
+        "no server key: set [server] public_keys to the ingest server's public key \
+         (`ingest-server key show`), or, in a lab only, accept_unsigned_acks = true"
+    )]
+    NoServerKey,
+    /// A configured key is not one.
+    #[error("[server] public_keys: {0}")]
+    BadKey(String),
+}
+
+/// Why an ack's bytes changed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    /// Not believed: unsigned, forged, for another device, malformed.
+    #[error("ack refused ({reason}): {0}", reason = .0.reason())]
+    Refused(AckVerifyError),
+    /// Believed, but the outbox failed.
+    #[error(transparent)]
+    Outbox(#[from] super::OutboxError),
+}
+
+/// An ack the policy let through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedAck {
+    /// The ack.
+    pub ack: Ack,
+    /// Index of the server key that verified it; `None` when it was let
+    /// through unverified (`accept_unsigned_acks`).
+    pub signed_by: Option<usize>,
+}
+
+/// The acks this device believes.
+#[derive(Debug, Clone)]
+pub struct AckPolicy {
+    device_id: String,
+    keys: Vec<VerifyingKey>,
+    accept_unsigned: bool,
+}
+
+impl AckPolicy {
+    /// Acks for `device_id` signed by one of `keys`; with
+    /// `accept_unsigned`, also unverified ones (lab only). No keys and no
+    /// opt-out is [`AckPolicyError::NoServerKey`].
+    pub fn new(
+        device_id: &str,
+        keys: Vec<VerifyingKey>,
+        accept_unsigned: bool,
+    ) -> Result<Self, AckPolicyError> {
+        if keys.is_empty() && !accept_unsigned {
+            return Err(AckPolicyError::NoServerKey);
+        }
+        Ok(Self {
+            device_id: device_id.to_owned(),
+            keys,
+            accept_unsigned,
+        })
+    }
+
+    /// From the agent's `[device]` and `[server]` configuration.
+    pub fn from_config(cfg: &crate::config::AgentConfig) -> Result<Self, AckPolicyError> {
+        let keys = cfg
+            .server
+            .verifying_keys()
+            .map_err(AckPolicyError::BadKey)?;
+        Self::new(&cfg.device.id, keys, cfg.server.accept_unsigned_acks)
+    }
+
+    /// Whether unverified acks are let through (lab mode).
+    pub fn accepts_unsigned(&self) -> bool {
+        self.accept_unsigned
+    }
+
+    /// How many server keys are trusted.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Reads `bytes` from the ack topic and says whether to believe them.
+    pub fn check(&self, bytes: &[u8]) -> Result<CheckedAck, AckVerifyError> {
+        match Ack::verify_signed(bytes, &self.device_id, &self.keys) {
+            Ok(v) => Ok(CheckedAck {
+                ack: v.ack,
+                signed_by: Some(v.key_index),
+            }),
+            // Lab mode: a 1.0 server's unsigned ack, or, with no key to
+            // check against, a signed one (kind and device were checked
+            // before the signature).
+            Err(AckVerifyError::Unsigned) if self.accept_unsigned => Ok(CheckedAck {
+                ack: Ack::from_json(bytes)?,
+                signed_by: None,
+            }),
+            Err(AckVerifyError::BadSignature { keys: 0 }) if self.accept_unsigned => {
+                Ok(CheckedAck {
+                    ack: Ack::from_json(bytes)?,
+                    signed_by: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use protocol::SigningKey;
+    use uuid::Uuid;
+
+    fn server() -> SigningKey {
+        SigningKey::from_bytes(&[0x5e; 32])
+    }
+
+    #[test]
+    fn no_key_without_the_opt_out_is_an_error() {
+        assert!(matches!(
+            AckPolicy::new("dev-1", vec![], false),
+            Err(AckPolicyError::NoServerKey)
+        ));
+    }
+
+    #[test]
+    fn the_secure_policy_believes_only_signed_acks_for_this_device() {
+        let p = AckPolicy::new("dev-1", vec![server().verifying_key()], false).unwrap();
+        let id = Uuid::from_u128(9);
+        let good = Ack::stored(id).sign_for("dev-1", &server()).unwrap();
+        assert_eq!(p.check(&good).unwrap().signed_by, Some(0));
+        let unsigned = Ack::stored(id).to_json().unwrap();
+        assert_eq!(p.check(&unsigned).unwrap_err().reason(), "unsigned");
+        let other = Ack::stored(id).sign_for("dev-2", &server()).unwrap();
+        assert_eq!(p.check(&other).unwrap_err().reason(), "wrong_device");
+        let rogue = Ack::stored(id)
+            .sign_for("dev-1", &SigningKey::from_bytes(&[1; 32]))
+            .unwrap();
+        assert_eq!(p.check(&rogue).unwrap_err().reason(), "bad_signature");
+    }
+
+    #[test]
+    fn the_lab_policy_lets_unsigned_acks_through_but_not_misdirected_or_forged_ones() {
+        let id = Uuid::from_u128(9);
+        let unsigned = Ack::stored(id).to_json().unwrap();
+        let lab = AckPolicy::new("dev-1", vec![], true).unwrap();
+        assert_eq!(lab.check(&unsigned).unwrap().signed_by, None);
+        let signed = Ack::stored(id).sign_for("dev-1", &server()).unwrap();
+        assert_eq!(lab.check(&signed).unwrap().signed_by, None);
+        let other = Ack::stored(id).sign_for("dev-2", &server()).unwrap();
+        assert!(lab.check(&other).is_err());
+        // With a key, a signature that fails is still refused.
+        let keyed = AckPolicy::new("dev-1", vec![server().verifying_key()], true).unwrap();
+        assert_eq!(keyed.check(&unsigned).unwrap().signed_by, None);
+        let rogue = Ack::stored(id)
+            .sign_for("dev-1", &SigningKey::from_bytes(&[1; 32]))
+            .unwrap();
+        assert!(keyed.check(&rogue).is_err());
+    }
+}
