@@ -7,7 +7,13 @@
 //! speaks MQTT 5 and subscribes through the shared subscription
 //! `$share/{group}/tv/v1/+/+/events`, so several server replicas split one
 //! stream and each message reaches exactly one of them; its session
-//! outlives a disconnection by an hour (clean start off, session expiry).
+//! outlives a disconnection by [`SHARED_SESSION_EXPIRY_S`] (clean start
+//! off), long enough for a restart to pick up what the broker kept for it,
+//! short enough that a replica that does not come back stops being handed
+//! its share of the stream: brokers keep routing shared messages to an
+//! offline member's session, where they wait unanswered while the edges
+//! resend them (the edges' outboxes, not the broker, are what keeps an
+//! event until it is stored).
 //!
 //! The broker's PUBACK is sent only after the message was dealt with
 //! (manual acks, in arrival order as MQTT requires): if the server dies
@@ -138,6 +144,9 @@ enum Happened {
     Lost(String),
 }
 
+/// How long the broker keeps a replica's session after it disconnects.
+pub const SHARED_SESSION_EXPIRY_S: u32 = 30;
+
 /// Connects and serves until the process ends (reconnecting as needed):
 /// MQTT 5 with shared subscriptions on an external broker, MQTT 3.1.1 on
 /// the embedded one.
@@ -150,7 +159,7 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
             rumqttc::v5::MqttOptions::new(&settings.client_id, &settings.host, settings.port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_clean_start(false)
-            .set_session_expiry_interval(Some(3600))
+            .set_session_expiry_interval(Some(SHARED_SESSION_EXPIRY_S))
             .set_manual_acks(true)
             .set_max_packet_size(u32::try_from(max).ok());
         if let Some((user, pass)) = &settings.credentials {

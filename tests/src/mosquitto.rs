@@ -1,6 +1,8 @@
 //! A real Mosquitto broker for a test, on a free loopback port, configured
-//! in a temporary directory and stopped when dropped. A missing Mosquitto
-//! is a failure that says what to install, never a skip.
+//! in a temporary directory and stopped when dropped. It can be killed
+//! ([`Mosquitto::kill`]) and started again ([`Mosquitto::up`]) on the same
+//! port, as the fault tests do. A missing Mosquitto is a failure that says
+//! what to install, never a skip.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -9,12 +11,16 @@ use std::time::{Duration, Instant};
 
 use crate::free_port;
 
-/// A running broker, stopped when dropped.
+/// A broker on a fixed loopback port, stopped when dropped; it can be
+/// killed and started again there (no persistence: what it held when killed
+/// is gone, as after a crash of a broker without a disk).
 pub struct Mosquitto {
-    child: Child,
+    child: Option<Child>,
+    bin: PathBuf,
     dir: tempfile::TempDir,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    starts: u32,
 }
 
 /// `$MOSQUITTO`, else `mosquitto` on the PATH, else Debian's `/usr/sbin/mosquitto`.
@@ -32,21 +38,20 @@ fn binary() -> PathBuf {
 }
 
 impl Mosquitto {
-    /// Starts one; panics, naming what to install, when Mosquitto is missing.
+    /// Starts one on a free port; panics, naming what to install, when
+    /// Mosquitto is missing.
     pub fn start() -> Mosquitto {
         let bin = binary();
         assert!(
             bin.is_file(),
-            "{} is missing: the scale-out test needs a real Mosquitto broker \
+            "{} is missing: the test needs a real Mosquitto broker \
              (install it with scripts/setup-system.sh, Debian package mosquitto)",
             bin.display()
         );
         let dir = tempfile::tempdir().expect("a temporary directory");
         let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        let log = dir.path().join("mosquitto.log");
         std::fs::write(
-            &conf,
+            dir.path().join("mosquitto.conf"),
             format!(
                 "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n\
                  max_packet_size 20000000\nmax_inflight_messages 100\n\
@@ -55,23 +60,51 @@ impl Mosquitto {
             ),
         )
         .expect("write mosquitto.conf");
-        let child = Command::new(&bin)
+        let mut me = Mosquitto {
+            child: None,
+            bin,
+            dir,
+            port,
+            starts: 0,
+        };
+        me.up();
+        me
+    }
+
+    /// Starts the broker on its port (first by [`Mosquitto::start`], again
+    /// after [`Mosquitto::kill`]) and waits until it listens; each run logs
+    /// to its own file.
+    pub fn up(&mut self) {
+        assert!(self.child.is_none(), "the broker is already running");
+        self.starts += 1;
+        let log = self.log_path();
+        let mut child = Command::new(&self.bin)
             .arg("-c")
-            .arg(&conf)
+            .arg(self.dir.path().join("mosquitto.conf"))
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
-        let mut me = Mosquitto { child, dir, port };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            .unwrap_or_else(|e| panic!("start {}: {e}", self.bin.display()));
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline || me.child.try_wait().ok().flatten().is_some() {
-                panic!("mosquitto did not listen on {addr}:\n{}", me.log());
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("mosquitto did not listen on {addr}:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        me
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: the broker dies as in a crash, keeping its port for
+    /// [`Mosquitto::up`]; nothing when it is not running.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// `mqtt://127.0.0.1:{port}`.
@@ -79,15 +112,21 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
-    /// The broker's log so far.
+    /// The log of its current (or last) run so far (its last 40 lines).
     pub fn log(&self) -> String {
-        crate::tail(&self.dir.path().join("mosquitto.log"), 40)
+        crate::tail(&self.log_path(), 40)
+    }
+
+    /// The log file of its current (or last) run.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir
+            .path()
+            .join(format!("mosquitto-{}.log", self.starts))
     }
 }
 
 impl Drop for Mosquitto {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }

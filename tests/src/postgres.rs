@@ -1,7 +1,9 @@
 //! A real PostgreSQL server for a test: `initdb` in a temporary directory,
 //! `postgres` on a free loopback port, stopped (fast shutdown) when dropped.
-//! A missing PostgreSQL is a failure that says what to install, never a
-//! skip.
+//! It can be stopped ([`Postgres::down`]) and started again
+//! ([`Postgres::up`]) on the same port and data directory, as the fault
+//! tests do. A missing PostgreSQL is a failure that says what to install,
+//! never a skip.
 
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -10,11 +12,13 @@ use std::time::{Duration, Instant};
 
 use crate::free_port;
 
-/// A running PostgreSQL, stopped when dropped.
+/// A PostgreSQL on a fixed loopback port and data directory, stopped when
+/// dropped; it can be stopped and started again on both.
 pub struct Postgres {
-    child: Child,
+    child: Option<Child>,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    ids: Option<(u32, u32)>,
     /// Its port on 127.0.0.1.
     pub port: u16,
 }
@@ -77,21 +81,21 @@ fn postgres_ids() -> (u32, u32) {
 }
 
 impl Postgres {
-    /// Starts one; panics, naming what to install, when PostgreSQL is missing.
+    /// `initdb` in a temporary directory, then starts it on a free port;
+    /// panics, naming what to install, when PostgreSQL is missing.
     pub fn start() -> Postgres {
         use std::os::unix::process::CommandExt;
         let bin = bin_dir();
         for b in ["initdb", "postgres", "createdb"] {
             assert!(
                 bin.join(b).is_file(),
-                "PostgreSQL's {} is missing: the scale-out test needs a real PostgreSQL \
+                "PostgreSQL's {} is missing: the test needs a real PostgreSQL \
                  (install it with scripts/setup-system.sh, Debian package postgresql; \
                  or set PG_BIN to its bin directory)",
                 bin.join(b).display()
             );
         }
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let data = dir.path().join("data");
         let ids = is_root().then(postgres_ids);
         if let Some((uid, gid)) = ids {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).expect("chown");
@@ -99,7 +103,7 @@ impl Postgres {
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
             .arg("-D")
-            .arg(&data)
+            .arg(dir.path().join("data"))
             .args(["-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -112,43 +116,91 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let port = free_port();
-        let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log file");
-        if let Some((uid, gid)) = ids {
-            std::os::unix::fs::chown(dir.path().join("postgres.log"), Some(uid), Some(gid))
-                .expect("chown");
+        let mut me = Postgres {
+            child: None,
+            bin,
+            dir,
+            ids,
+            port: free_port(),
+        };
+        me.up();
+        me
+    }
+
+    /// Starts the server on its data directory and port (first by
+    /// [`Postgres::start`], again after [`Postgres::down`]) and waits until
+    /// it listens.
+    pub fn up(&mut self) {
+        use std::os::unix::process::CommandExt;
+        assert!(self.child.is_none(), "PostgreSQL is already running");
+        let log = self.log_path();
+        // Every run appends to the one log.
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        if let Some((uid, gid)) = self.ids {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).expect("chown");
         }
-        let mut pg = Command::new(bin.join("postgres"));
+        let mut pg = Command::new(self.bin.join("postgres"));
         pg.arg("-D")
-            .arg(&data)
-            .args(["-p", &port.to_string()])
+            .arg(self.dir.path().join("data"))
+            .args(["-p", &self.port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", dir.path().display()))
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
             // A test database: durability is not what is tested here.
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off"])
             .args(["-c", "max_connections=200"])
             .stdout(Stdio::null())
-            .stderr(log);
-        if let Some((uid, gid)) = ids {
+            .stderr(file);
+        if let Some((uid, gid)) = self.ids {
             pg.uid(uid).gid(gid);
         }
-        let child = pg.spawn().expect("start postgres");
-        let mut me = Postgres {
-            child,
-            bin,
-            dir,
-            port,
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut child = pg.spawn().expect("start postgres");
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            if Instant::now() > deadline || me.child.try_wait().ok().flatten().is_some() {
-                panic!("postgres did not listen on {addr}:\n{}", me.log());
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("postgres did not listen on {addr}:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        me
+        self.child = Some(child);
+    }
+
+    /// Stops it (fast shutdown: sessions ended, as `pg_ctl stop -m fast`),
+    /// keeping its port and data directory for [`Postgres::up`]; nothing
+    /// when it is not running.
+    pub fn down(&mut self) {
+        self.stop_within(Duration::from_secs(20));
+    }
+
+    /// SIGINT (fast shutdown: ends sessions, frees shared memory), then
+    /// SIGKILL when it has not exited within `grace`.
+    fn stop_within(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .stderr(Stdio::null())
+            .status();
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     /// Creates database `name` (retrying while the server finishes starting)
@@ -175,9 +227,14 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
     }
 
-    /// The server's log so far.
+    /// The server's log so far (its last 40 lines).
     pub fn log(&self) -> String {
-        crate::tail(&self.dir.path().join("postgres.log"), 40)
+        crate::tail(&self.log_path(), 40)
+    }
+
+    /// Its log file (every run appends).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("postgres.log")
     }
 
     /// Its temporary directory.
@@ -188,18 +245,6 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        // SIGINT: fast shutdown (ends sessions, frees shared memory).
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop_within(Duration::from_secs(10));
     }
 }

@@ -143,14 +143,10 @@ fn assert_each_stored_once(edge: &Edge, made: &[Made], server: &Server) {
 /// bytes its signed hash names), the device had nothing rejected, and
 /// nothing is in the quarantine.
 ///
-/// Not asserted, because it does not hold today: that B alone finishes the
-/// burst while A stays down. Mosquitto keeps routing a share of the stream
-/// to A's persistent session (the servers connect with a one-hour session
-/// expiry). The edge used to stop resending once `window` sends sat
-/// unanswered there (fixed: sends past `ack_timeout_s` no longer hold the
-/// window, see `edge-agent/tests/outbox.rs`), but with A kept down B still
-/// stopped receiving about 40 s after the kill with 29 clips undelivered;
-/// the cause is not yet found (see tests/README.md).
+/// Also proves that B alone finishes the burst while A stays down: the
+/// broker keeps routing part of the shared stream to A's session until it
+/// expires (`SHARED_SESSION_EXPIRY_S`), and the edge sends again whatever
+/// timed out there, without those lost sends holding its window.
 #[test]
 fn replica_sigkilled_mid_burst_every_event_stored_once() {
     let t0 = Instant::now();
@@ -198,6 +194,22 @@ fn replica_sigkilled_mid_burst_every_event_stored_once() {
     eprintln!(
         "[replica kill] replica-b took over ({} acknowledged): {}",
         acked(&edge),
+        elapsed(t0)
+    );
+    // B alone finishes the burst: once A's broker session expires the
+    // broker stops handing A its share, and what waited there is sent
+    // again by the edge after its ack timeout.
+    let alone = wait_for(120, || {
+        edge.outbox()["depth"].as_u64() == Some(0) && acked(&edge) >= BURST as u64
+    });
+    assert!(
+        alone,
+        "replica-b alone finishes the burst: {} acknowledged; outbox {}",
+        acked(&edge),
+        edge.outbox()
+    );
+    eprintln!(
+        "[replica kill] replica-b alone finished the burst: {}",
         elapsed(t0)
     );
     c.servers[0].up(&mut c.logs);
