@@ -1,7 +1,10 @@
 //! Prometheus metrics of ingest, served at `GET /metrics` in the text
 //! exposition format: bundles by outcome, quarantined messages by reason,
-//! batches and their sizes, clips stored, heartbeats kept. Plain atomics and
-//! a small map, no metrics framework: the set is small and fixed.
+//! batches and their sizes, clips stored, heartbeats kept, and how long a
+//! group commit takes (evidence write and database transaction apart, as
+//! histograms: the two phases fail differently, a slow disk or object store
+//! against a slow database). Plain atomics and a small map, no metrics
+//! framework: the set is small and fixed.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -19,6 +22,51 @@ pub struct Metrics {
     clips_stored: AtomicU64,
     heartbeats: AtomicU64,
     quarantined: Mutex<BTreeMap<String, u64>>,
+    evidence_write: Histogram,
+    db_commit: Histogram,
+}
+
+/// Upper bounds (seconds) of the commit histograms' buckets.
+const BUCKETS_S: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// A Prometheus histogram over [`BUCKETS_S`]: a count per bucket (not
+/// cumulative; summed when rendered), the count and the sum in microseconds.
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS_S.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: std::time::Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = BUCKETS_S.iter().position(|b| s <= *b) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(
+            d.as_micros().min(u64::MAX as u128) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in BUCKETS_S.iter().zip(&self.buckets) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}");
+        let _ = writeln!(out, "{name}_count {count}");
+    }
 }
 
 /// What happened to one bundle.
@@ -48,6 +96,13 @@ impl Metrics {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.batched_bundles
             .fetch_add(size as u64, Ordering::Relaxed);
+    }
+
+    /// How long one group commit's two phases took: writing the evidence
+    /// (one sync for the batch) and the database transaction.
+    pub fn commit_phases(&self, evidence: std::time::Duration, db: std::time::Duration) {
+        self.evidence_write.observe(evidence);
+        self.db_commit.observe(db);
     }
 
     /// One message quarantined, by reason code.
@@ -119,6 +174,16 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", get(c));
         }
+        self.evidence_write.render(
+            &mut out,
+            "ingest_evidence_write_seconds",
+            "Writing one group commit's evidence (one sync for the batch).",
+        );
+        self.db_commit.render(
+            &mut out,
+            "ingest_db_commit_seconds",
+            "One group commit's database transaction.",
+        );
         out
     }
 }
@@ -144,5 +209,28 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ingest_batched_bundles_total 2"), "{text}");
+    }
+
+    #[test]
+    fn histograms_are_cumulative_with_sum_and_count() {
+        use std::time::Duration;
+        let m = Metrics::default();
+        m.commit_phases(Duration::from_micros(800), Duration::from_millis(30));
+        m.commit_phases(Duration::from_millis(20), Duration::from_secs(9));
+        let text = m.render();
+        for line in [
+            "ingest_evidence_write_seconds_bucket{le=\"0.001\"} 1",
+            "ingest_evidence_write_seconds_bucket{le=\"0.025\"} 2",
+            "ingest_evidence_write_seconds_bucket{le=\"+Inf\"} 2",
+            "ingest_evidence_write_seconds_count 2",
+            "ingest_evidence_write_seconds_sum 0.0208",
+            "ingest_db_commit_seconds_bucket{le=\"0.025\"} 0",
+            "ingest_db_commit_seconds_bucket{le=\"0.05\"} 1",
+            "ingest_db_commit_seconds_bucket{le=\"5\"} 1",
+            "ingest_db_commit_seconds_bucket{le=\"+Inf\"} 2",
+            "# TYPE ingest_db_commit_seconds histogram",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 }

@@ -374,6 +374,7 @@ pub async fn commit_batch(
     }
     tx.commit().await?;
     ctx.metrics.batch(outcomes.len());
+    ctx.metrics.commit_phases(t2 - t1, t2.elapsed());
     for o in &outcomes {
         use crate::metrics::BundleOutcome;
         match (&o.ack, &o.rejection) {
