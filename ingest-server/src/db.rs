@@ -94,6 +94,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_broker_auth.sql"),
         postgres: include_str!("../migrations/postgres/0009_broker_auth.sql"),
     },
+    Migration {
+        version: 10,
+        name: "evidence_packs",
+        sqlite: include_str!("../migrations/sqlite/0010_evidence_packs.sql"),
+        postgres: include_str!("../migrations/postgres/0010_evidence_packs.sql"),
+    },
 ];
 
 /// Database failures.

@@ -3,52 +3,52 @@
 //! the same code writes to a local directory (the embedded default) or to
 //! S3-compatible storage at city scale.
 //!
-//! Files are stored **by content hash**, under `sha256/ab/cdef…`: the same
-//! bytes are stored once, a key can never point at other bytes, and every
-//! read is checked against the hash in its key before it is handed out.
+//! Files are addressed **by content hash**: the same bytes are stored
+//! once, a digest can never name other bytes, and every read is checked
+//! against the digest before it is handed out. Where the bytes lie:
+//! - the files of an ingest batch (stills, plate crops, the raw bytes of
+//!   rejected messages) in one **pack** object per batch,
+//!   `packs/YYYY-MM-DD/{uuid}.pack`, found through the `evidence_index`
+//!   table (`pack.rs` says why and how);
+//! - anything else (assembled clips, evidence stored before packs) as one
+//!   object under `sha256/ab/cdef…`.
+//!
 //! Clip chunks wait under `staging/{event}/{name}/{index}` until the clip is
 //! complete and assembled.
 //!
-//! Durability: on the local store, writes are not fsynced one by one;
-//! after the files of a batch are written, one `syncfs` on the evidence
-//! directory's filesystem makes all of them (data, names, directories)
-//! durable with a single journal commit and cache flush, before the batch's
-//! database transaction commits and anything is acknowledged. This is the
-//! group commit the disk rewards (one flush per batch instead of one per
-//! file). `syncfs` also flushes unrelated dirty data on the same filesystem,
-//! so the evidence directory belongs on its own volume in production.
-//!
-//! On S3 (`[storage.s3]`, `s3.rs`) there is nothing to sync: a PUT is
-//! answered 200 only once the store holds the object durably (Garage: on
-//! its write quorum of nodes; with `data_fsync` and `metadata_fsync` on in
-//! `garage.toml` also flushed to their disks), so a completed put *is* the
-//! durable write, and the batch's sync step is a no-op. The contract stays the
-//! same on both backends: every file of a batch is durably stored before
-//! the database commits and before any device is answered; a failed write
-//! fails the batch, and nothing in it is acknowledged.
+//! Durability: on the local store every object is fsynced with its
+//! directory before its write returns (one fsync per pack, so one per
+//! batch); on S3 (`[storage.s3]`, `s3.rs`) a PUT is answered 200 only once
+//! the store holds the object durably (Garage: on its write quorum of
+//! nodes; with `data_fsync` and `metadata_fsync` on in `garage.toml` also
+//! flushed to their disks). The contract is the same on both backends:
+//! every file of a batch is durably stored before the database commits and
+//! before any device is answered; a failed write fails the batch, and
+//! nothing in it is acknowledged.
 //!
 //! Which backend is chosen by `[storage]` (`config.rs`, `backend = "local"`
 //! by default, or `"s3"`), through [`EvidenceStore::open`].
 
 pub mod config;
+pub mod pack;
 mod s3;
 
+use std::collections::HashMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::StreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use protocol::sha256_hex;
+use sqlx::AnyPool;
 use thiserror::Error;
 use uuid::Uuid;
 
 use self::config::{StorageBackend, StorageConfig};
-
-/// How many writes of one batch run at once.
-const WRITE_CONCURRENCY: usize = 32;
+use self::pack::PackedFile;
 
 /// Evidence store failures.
 #[derive(Debug, Error)]
@@ -75,6 +75,9 @@ pub enum EvidenceStoreError {
     /// Not a SHA-256 hex digest.
     #[error("not a sha256 digest: {0:?}")]
     BadDigest(String),
+    /// The pack index could not be read.
+    #[error("evidence index: {0}")]
+    Index(#[from] sqlx::Error),
     /// The configured store cannot be used (S3: endpoint, bucket or key).
     #[error("evidence store ({store}): {message}")]
     Setup {
@@ -89,36 +92,47 @@ pub enum EvidenceStoreError {
 #[derive(Clone, Debug)]
 pub struct EvidenceStore {
     store: Arc<dyn ObjectStore>,
-    /// The directory of a local store, synced after each batch of writes.
-    local_root: Option<PathBuf>,
+    /// The database holding `evidence_index` (where packed files lie).
+    index: AnyPool,
+}
+
+/// Where the bytes of one file lie in the store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Location {
+    /// The object's key (below the store's prefix).
+    pub key: ObjectPath,
+    /// The file's bytes within the object: all of it, or its place in a
+    /// pack.
+    pub range: Option<Range<u64>>,
 }
 
 impl EvidenceStore {
-    /// A local directory (created if missing), made durable by one
-    /// `syncfs` per batch of writes.
-    pub fn local(dir: PathBuf) -> Result<Self, EvidenceStoreError> {
+    /// A local directory (created if missing); every object is fsynced
+    /// (with its directory) before its write returns.
+    pub fn local(dir: PathBuf, index: AnyPool) -> Result<Self, EvidenceStoreError> {
         std::fs::create_dir_all(&dir).map_err(|source| EvidenceStoreError::Dir {
             path: dir.display().to_string(),
             source,
         })?;
-        // Off Linux there is no syncfs: fsync each file instead.
         let fs = LocalFileSystem::new_with_prefix(&dir)?
-            .with_fsync(!cfg!(target_os = "linux"))
+            .with_fsync(true)
             .with_automatic_cleanup(true);
-        Ok(Self {
-            store: Arc::new(fs),
-            local_root: Some(dir),
-        })
+        Ok(Self::new(Arc::new(fs), index))
     }
 
     /// The store `[storage]` chooses: `{data_dir}/evidence` (local), or
     /// the S3 bucket of `[storage.s3]`, checked with one listing so that a
     /// wrong key, a missing bucket or an unreachable endpoint stops the
     /// server here, with the field named, rather than at the first event.
-    pub async fn open(cfg: &StorageConfig, data_dir: &Path) -> Result<Self, EvidenceStoreError> {
+    /// `index` is the database holding the pack index.
+    pub async fn open(
+        cfg: &StorageConfig,
+        data_dir: &Path,
+        index: AnyPool,
+    ) -> Result<Self, EvidenceStoreError> {
         match (cfg.backend, &cfg.s3) {
-            (StorageBackend::Local, _) => Self::local(data_dir.join("evidence")),
-            (StorageBackend::S3, Some(s3_cfg)) => Ok(Self::new(s3::open(s3_cfg).await?)),
+            (StorageBackend::Local, _) => Self::local(data_dir.join("evidence"), index),
+            (StorageBackend::S3, Some(s3_cfg)) => Ok(Self::new(s3::open(s3_cfg).await?, index)),
             (StorageBackend::S3, None) => Err(EvidenceStoreError::Setup {
                 store: "s3".into(),
                 message: "storage.s3: required with backend = \"s3\"".into(),
@@ -127,34 +141,12 @@ impl EvidenceStore {
     }
 
     /// Any object store (S3, memory, ...) whose put returns only once the
-    /// store has the object durably; nothing is synced after it.
-    pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        Self {
-            store,
-            local_root: None,
-        }
+    /// store has the object durably.
+    pub fn new(store: Arc<dyn ObjectStore>, index: AnyPool) -> Self {
+        Self { store, index }
     }
 
-    /// Makes every write so far durable: on the local store one `syncfs`;
-    /// on S3 (or any store made with [`EvidenceStore::new`]) nothing, since
-    /// each put returned only once the object was durably stored (a
-    /// completed PUT), so there is nothing left to flush.
-    async fn sync(&self) -> Result<(), EvidenceStoreError> {
-        let Some(root) = self.local_root.clone() else {
-            return Ok(());
-        };
-        let dir = root.display().to_string();
-        tokio::task::spawn_blocking(move || {
-            let d = std::fs::File::open(&root)?;
-            sync_filesystem(&d)
-        })
-        .await
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|r| r)
-        .map_err(|source| EvidenceStoreError::Dir { path: dir, source })
-    }
-
-    /// The key of content with this digest.
+    /// The key of an unpacked file with this digest.
     pub fn key_for(sha256: &str) -> Result<ObjectPath, EvidenceStoreError> {
         if sha256.len() != 64
             || !sha256
@@ -170,67 +162,101 @@ impl EvidenceStore {
         )))
     }
 
-    /// Stores `data` under its hash (skipped if already there) durably;
-    /// returns the digest.
+    /// Stores `data` as one object under its hash (skipped if already
+    /// there), durably; returns the digest. For files that arrive alone
+    /// (an assembled clip); a batch's files go into a pack.
     pub async fn put(&self, data: Bytes) -> Result<String, EvidenceStoreError> {
         let digest = sha256_hex(&data);
-        self.put_unsynced(digest.clone(), data).await?;
-        self.sync().await?;
-        Ok(digest)
-    }
-
-    async fn put_unsynced(&self, digest: String, data: Bytes) -> Result<(), EvidenceStoreError> {
         let key = Self::key_for(&digest)?;
         match self.store.head(&key).await {
-            Ok(meta) if meta.size == data.len() as u64 => return Ok(()),
+            Ok(meta) if meta.size == data.len() as u64 => return Ok(digest),
             Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => return Err(e.into()),
         }
         self.store.put(&key, PutPayload::from_bytes(data)).await?;
-        Ok(())
+        Ok(digest)
     }
 
-    /// Stores many files at once (one batch), durably with one sync. Each
-    /// comes with its SHA-256, already checked by the caller (against the
-    /// signed manifest), so it is not hashed a second time; a wrong digest
-    /// would be caught on every read.
-    pub async fn put_all_hashed(
+    /// Writes the files of one batch durably as one pack and says where
+    /// each lies; the caller records that with [`pack::record`] in the
+    /// batch's transaction. Each file comes with its SHA-256, already
+    /// checked by the caller (against the signed manifest), so it is not
+    /// hashed again here (a wrong digest would be caught on every read).
+    /// Files the index already holds (a redelivery) and repeats within the
+    /// batch are written once; nothing to write writes nothing.
+    pub async fn put_pack(
         &self,
         files: Vec<(String, Bytes)>,
-    ) -> Result<(), EvidenceStoreError> {
-        let results: Vec<_> = futures::stream::iter(
-            files
-                .into_iter()
-                .map(|(digest, data)| self.put_unsynced(digest, data)),
-        )
-        .buffered(WRITE_CONCURRENCY)
-        .collect()
-        .await;
-        results.into_iter().collect::<Result<Vec<_>, _>>()?;
-        self.sync().await
-    }
-
-    /// Reads the content with this digest, checking it still hashes to it.
-    pub async fn get(&self, sha256: &str) -> Result<Bytes, EvidenceStoreError> {
-        let key = Self::key_for(sha256)?;
-        let data = self.store.get(&key).await?.bytes().await?;
-        let actual = sha256_hex(&data);
-        if actual != sha256 {
-            return Err(EvidenceStoreError::Corrupt {
-                key: key.to_string(),
-                actual,
-            });
+    ) -> Result<Vec<PackedFile>, EvidenceStoreError> {
+        let mut distinct: HashMap<String, Bytes> = HashMap::with_capacity(files.len());
+        let mut order = Vec::with_capacity(files.len());
+        for (digest, data) in files {
+            Self::key_for(&digest)?;
+            if !distinct.contains_key(&digest) {
+                order.push(digest.clone());
+                distinct.insert(digest, data);
+            }
         }
-        Ok(data)
+        let digests: Vec<&str> = order.iter().map(String::as_str).collect();
+        let stored = pack::known(&self.index, &digests).await?;
+        let files: Vec<(String, Bytes)> = order
+            .iter()
+            .filter(|d| !stored.contains(*d))
+            .filter_map(|d| Some((d.clone(), distinct.remove(d)?)))
+            .collect();
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let day = time::OffsetDateTime::now_utc().date();
+        let key = format!("packs/{day}/{}.pack", Uuid::new_v4());
+        let (payload, placed) = pack::layout(&key, files);
+        self.store.put(&ObjectPath::from(key), payload).await?;
+        Ok(placed)
     }
 
-    /// Whether content with this digest is stored.
+    /// Where the file with this digest lies: in a pack (through the
+    /// index), or as its own object.
+    pub async fn locate(&self, sha256: &str) -> Result<Location, EvidenceStoreError> {
+        let own = Self::key_for(sha256)?;
+        Ok(match pack::lookup(&self.index, sha256).await? {
+            Some(p) => Location {
+                key: ObjectPath::from(p.pack),
+                range: Some(p.offset..p.offset + p.length),
+            },
+            None => Location {
+                key: own,
+                range: None,
+            },
+        })
+    }
+
+    /// Whether content with this digest is stored (indexed in a pack, or
+    /// its own object exists); not a check of its bytes, which every read
+    /// makes.
     pub async fn contains(&self, sha256: &str) -> Result<bool, EvidenceStoreError> {
-        match self.store.head(&Self::key_for(sha256)?).await {
+        let at = self.locate(sha256).await?;
+        match self.store.head(&at.key).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Reads the content with this digest, checking it still hashes to it.
+    pub async fn get(&self, sha256: &str) -> Result<Bytes, EvidenceStoreError> {
+        let at = self.locate(sha256).await?;
+        let data = match &at.range {
+            Some(range) => self.store.get_range(&at.key, range.clone()).await?,
+            None => self.store.get(&at.key).await?.bytes().await?,
+        };
+        let actual = sha256_hex(&data);
+        if actual != sha256 {
+            return Err(EvidenceStoreError::Corrupt {
+                key: at.key.to_string(),
+                actual,
+            });
+        }
+        Ok(data)
     }
 
     fn staging_key(event_id: Uuid, name: &str, index: u32) -> ObjectPath {
@@ -251,7 +277,7 @@ impl EvidenceStore {
                 PutPayload::from_bytes(data),
             )
             .await?;
-        self.sync().await
+        Ok(())
     }
 
     /// Reads one staged chunk.
@@ -291,26 +317,23 @@ impl EvidenceStore {
     }
 }
 
-/// Flushes the filesystem holding `dir` (Linux: `syncfs`, one journal
-/// commit for everything written; elsewhere each file was fsynced already).
-#[cfg(target_os = "linux")]
-fn sync_filesystem(dir: &std::fs::File) -> std::io::Result<()> {
-    rustix::fs::syncfs(dir).map_err(std::io::Error::from)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn sync_filesystem(_dir: &std::fs::File) -> std::io::Result<()> {
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::db::Db;
+
+    async fn store(dir: &Path) -> (EvidenceStore, Db) {
+        let db = Db::connect(&Db::sqlite_url(&dir.join("db.sqlite")))
+            .await
+            .unwrap();
+        let store = EvidenceStore::local(dir.join("evidence"), db.pool().clone()).unwrap();
+        (store, db)
+    }
 
     #[tokio::test]
     async fn stores_by_hash_and_detects_corruption() {
         let dir = tempfile::tempdir().unwrap();
-        let store = EvidenceStore::local(dir.path().to_path_buf()).unwrap();
+        let (store, _db) = store(dir.path()).await;
         let digest = store.put(Bytes::from_static(b"still")).await.unwrap();
         assert_eq!(digest, sha256_hex(b"still"));
         let again = store.put(Bytes::from_static(b"still")).await.unwrap();
@@ -318,7 +341,7 @@ mod tests {
         assert_eq!(&store.get(&digest).await.unwrap()[..], b"still");
         let file = dir
             .path()
-            .join("sha256")
+            .join("evidence/sha256")
             .join(&digest[..2])
             .join(&digest[2..]);
         assert!(file.exists(), "{}", file.display());
@@ -326,5 +349,62 @@ mod tests {
         let err = store.get(&digest).await.unwrap_err();
         assert!(matches!(err, EvidenceStoreError::Corrupt { .. }), "{err}");
         assert!(EvidenceStore::key_for("../etc").is_err());
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_one_pack_read_back_through_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, db) = store(dir.path()).await;
+        let files: Vec<(String, Bytes)> = ["overview", "plate", "overview", "clip"]
+            .iter()
+            .map(|s| (sha256_hex(s.as_bytes()), Bytes::from(s.to_string())))
+            .collect();
+        let placed = store.put_pack(files.clone()).await.unwrap();
+        // The repeat within the batch is written once, into one object.
+        assert_eq!(placed.len(), 3);
+        assert!(placed.iter().all(|p| p.pack == placed[0].pack));
+        let mut conn = db.pool().acquire().await.unwrap();
+        pack::record(&mut conn, &placed).await.unwrap();
+        drop(conn);
+        for (digest, data) in &files {
+            assert_eq!(store.get(digest).await.unwrap(), data);
+        }
+        // A redelivery writes nothing new.
+        assert!(
+            store
+                .put_pack(files[..2].to_vec())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let packs = std::fs::read_dir(dir.path().join("evidence/packs"))
+            .unwrap()
+            .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+            .count();
+        assert_eq!(packs, 1);
+
+        // One changed byte inside the pack: that file's read is an error,
+        // the others still read.
+        let at = store.locate(&files[1].0).await.unwrap();
+        let range = at.range.clone().unwrap();
+        let path = dir.path().join("evidence").join(at.key.as_ref());
+        let mut body = std::fs::read(&path).unwrap();
+        body[range.start as usize] ^= 0x20;
+        std::fs::write(&path, body).unwrap();
+        let err = store.get(&files[1].0).await.unwrap_err();
+        assert!(
+            matches!(&err, EvidenceStoreError::Corrupt { key, .. } if key.ends_with(".pack")),
+            "{err}"
+        );
+        assert_eq!(store.get(&files[0].0).await.unwrap(), files[0].1);
+        // A digest nobody stored is not found.
+        let err = store.get(&sha256_hex(b"never")).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                EvidenceStoreError::Store(object_store::Error::NotFound { .. })
+            ),
+            "{err}"
+        );
     }
 }

@@ -217,14 +217,21 @@ impl World {
             .unwrap_or_else(|e| panic!("{} on {id}: {e}", action.name()));
     }
 
-    /// The stored object of `bytes` on disk.
-    fn object(&self, bytes: &[u8]) -> std::path::PathBuf {
-        let h = protocol::sha256_hex(bytes);
-        self.data
-            .join("evidence")
-            .join("sha256")
-            .join(&h[..2])
-            .join(&h[2..])
+    /// Changes one byte of the stored copy of `bytes` on disk (in its
+    /// pack, or its own object), as someone with access to the disk could.
+    async fn tamper(&self, bytes: &[u8]) {
+        let at = self
+            .ingestor
+            .context()
+            .evidence
+            .locate(&protocol::sha256_hex(bytes))
+            .await
+            .unwrap();
+        let path = self.data.join("evidence").join(at.key.as_ref());
+        let mut stored = std::fs::read(&path).unwrap();
+        let start = at.range.map_or(0, |r| r.start as usize);
+        stored[start + bytes.len() / 2] ^= 0x55;
+        std::fs::write(&path, stored).unwrap();
     }
 }
 
@@ -485,10 +492,9 @@ async fn tampered_or_missing_evidence_stops_the_package() {
     let (id, s) = w.ingest(2, "30A12345", "30A-123.45").await;
     package::build(&ctx.db, &ctx.evidence, &id).await.unwrap();
 
-    let object = w.object(&s.plate);
     let mut bad = s.plate.clone();
     bad[s.plate.len() / 2] ^= 0x55;
-    std::fs::write(&object, &bad).unwrap();
+    w.tamper(&s.plate).await;
     match package::build(&ctx.db, &ctx.evidence, &id).await {
         Err(PackageError::EvidenceCorrupt {
             name,
@@ -502,9 +508,17 @@ async fn tampered_or_missing_evidence_stops_the_package() {
         }
         other => panic!("expected EvidenceCorrupt, got {:?}", other.map(|z| z.len())),
     }
-    std::fs::remove_file(&object).unwrap();
+    // The object holding the crop (the case's pack) is lost.
+    let at = ctx
+        .evidence
+        .locate(&protocol::sha256_hex(&s.plate))
+        .await
+        .unwrap();
+    std::fs::remove_file(w.data.join("evidence").join(at.key.as_ref())).unwrap();
     match package::build(&ctx.db, &ctx.evidence, &id).await {
-        Err(PackageError::EvidenceMissing { name, .. }) => assert_eq!(name, "plate.jpg"),
+        Err(PackageError::EvidenceMissing { name, .. }) => {
+            assert!(name.ends_with(".jpg"), "{name}")
+        }
         other => panic!("expected EvidenceMissing, got {:?}", other.map(|z| z.len())),
     }
 
@@ -599,7 +613,7 @@ async fn labelled_crops_take_checked_plates_only(url: Option<String>) {
     let (broken, s_broken) = w.ingest(8, "30A55555", "30A-555.55").await;
     w.act(&broken, Action::Claim, op, "").await;
     w.act(&broken, Action::Accept, op, "").await;
-    std::fs::write(w.object(&s_broken.plate), b"not the crop").unwrap();
+    w.tamper(&s_broken.plate).await;
 
     let out = tempfile::tempdir().unwrap();
     let report = labels::export(&ctx.db, &ctx.evidence, out.path())

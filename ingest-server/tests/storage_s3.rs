@@ -160,8 +160,9 @@ async fn evidence_lives_in_the_bucket_by_hash_and_is_checked_on_read() {
         .unwrap();
     assert_eq!((case.evidence_stored, case.evidence_total), (3, 3));
 
-    // In the bucket, through the S3 API: exactly the four files, each
-    // under its own hash below the prefix; the clip's staged chunks gone.
+    // In the bucket, through the S3 API: each event's stills in one pack
+    // (the second event's plate crop, already stored, not written again),
+    // the clip as its own object under its hash, the staged chunks gone.
     let stored: Vec<(String, &[u8])> = [
         &files.overview[..],
         &files.plate[..],
@@ -171,12 +172,14 @@ async fn evidence_lives_in_the_bucket_by_hash_and_is_checked_on_read() {
     .into_iter()
     .map(|b| (protocol::sha256_hex(b), b))
     .collect();
+    let evidence = &server.ingestor.context().evidence;
     let s3_client = bucket(&s3);
-    let expected: BTreeSet<String> = stored.iter().map(|(d, _)| key_of(d)).collect();
     assert_eq!(
         keys_under(&s3_client, &format!("{PREFIX}/sha256")).await,
-        expected
+        BTreeSet::from([key_of(&stored[2].0)])
     );
+    let packs = keys_under(&s3_client, &format!("{PREFIX}/packs")).await;
+    assert_eq!(packs.len(), 2, "{packs:?}");
     assert!(
         keys_under(&s3_client, &format!("{PREFIX}/staging"))
             .await
@@ -191,32 +194,39 @@ async fn evidence_lives_in_the_bucket_by_hash_and_is_checked_on_read() {
     );
     for (digest, bytes) in &stored {
         // The S3 server has exactly these bytes (its own file on disk) ...
-        let on_disk = std::fs::read(s3.object_file(&key_of(digest))).unwrap();
-        assert_eq!(&on_disk[..], *bytes, "{digest} on the S3 server's disk");
+        let at = evidence.locate(digest).await.unwrap();
+        let on_disk = std::fs::read(s3.object_file(&format!("{PREFIX}/{}", at.key))).unwrap();
+        let range = at
+            .range
+            .map_or(0..on_disk.len(), |r| r.start as usize..r.end as usize);
+        assert_eq!(&on_disk[range], *bytes, "{digest} on the S3 server's disk");
         // ... and the admin API serves them back, checked.
         let (st, body) = get_evidence(&server, digest).await;
         assert_eq!((st, &body[..]), (200, *bytes), "{digest} served");
     }
 
-    // Someone with write access to the bucket changes a still (same size):
-    // the read is an error, never the wrong bytes.
+    // Someone with write access to the bucket changes a still inside its
+    // pack (same size): the read is an error, never the wrong bytes.
     let (digest, original) = &stored[0];
+    let at = evidence.locate(digest).await.unwrap();
+    let range = at.range.clone().expect("stills are packed");
+    let pack_key = ObjectPath::from(format!("{PREFIX}/{}", at.key));
+    let mut pack = s3_client
+        .get(&pack_key)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    pack[range.start as usize + 100] ^= 0x01;
     let mut tampered = original.to_vec();
     tampered[100] ^= 0x01;
     s3_client
-        .put(
-            &ObjectPath::from(key_of(digest)),
-            PutPayload::from(tampered.clone()),
-        )
+        .put(&pack_key, PutPayload::from(pack))
         .await
         .unwrap();
-    let err = server
-        .ingestor
-        .context()
-        .evidence
-        .get(digest)
-        .await
-        .unwrap_err();
+    let err = evidence.get(digest).await.unwrap_err();
     assert!(
         matches!(&err, EvidenceStoreError::Corrupt { actual, .. } if *actual == protocol::sha256_hex(&tampered)),
         "{err}"

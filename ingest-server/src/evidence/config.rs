@@ -22,7 +22,7 @@ use crate::config::ConfigError;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum StorageBackend {
-    /// `{data_dir}/evidence`, made durable with one `syncfs` per batch.
+    /// `{data_dir}/evidence`; every object fsynced before its write returns.
     #[default]
     Local,
     /// The S3-compatible store of `[storage.s3]`.

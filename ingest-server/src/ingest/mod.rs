@@ -302,8 +302,9 @@ pub async fn commit_batch(
 ) -> Result<Vec<Outcome>, IngestError> {
     let received_at = now_ms();
     let t1 = std::time::Instant::now();
-    // Evidence first (stills of the accepted, raw bytes of the rejected);
-    // content-addressed, so a write for what turns out a duplicate is a no-op.
+    // Evidence first (stills of the accepted, raw bytes of the rejected), as
+    // one pack; what the index already holds (a redelivery) is not
+    // written again.
     let mut files = Vec::new();
     // The hash of each rejected bundle's raw bytes (for its quarantine row).
     let mut raw_digests = Vec::with_capacity(verdicts.len());
@@ -324,10 +325,11 @@ pub async fn commit_batch(
             }
         }
     }
-    ctx.evidence.put_all_hashed(files).await?;
+    let packed = ctx.evidence.put_pack(files).await?;
     let t2 = std::time::Instant::now();
 
     let mut tx = ctx.db.pool().begin().await?;
+    crate::evidence::pack::record(&mut tx, &packed).await?;
     let mut outcomes = Vec::with_capacity(verdicts.len());
     let mut fresh = Vec::new();
     let mut seen = HashSet::new();
