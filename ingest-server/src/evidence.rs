@@ -192,9 +192,9 @@ impl EvidenceStore {
         let mut order = Vec::with_capacity(files.len());
         for (digest, data) in files {
             Self::key_for(&digest)?;
-            if !distinct.contains_key(&digest) {
-                order.push(digest.clone());
-                distinct.insert(digest, data);
+            if let std::collections::hash_map::Entry::Vacant(slot) = distinct.entry(digest) {
+                order.push(slot.key().clone());
+                slot.insert(data);
             }
         }
         let digests: Vec<&str> = order.iter().map(String::as_str).collect();
