@@ -11,7 +11,7 @@ export ORT_DYLIB_PATH ?= $(ROOT)/.deps/onnxruntime/lib/libonnxruntime.so
 export MODELS_DIR     ?= $(ROOT)/.models
 export RUST_BACKTRACE ?= 0
 
-.PHONY: check-server-deps all setup setup-system setup-onnxruntime setup-node setup-node-push setup-s3 setup-pyvision models build lint test demo bench bench-ingest bench-outbox fuzz fuzz-smoke clean help
+.PHONY: check-server-deps all setup setup-system setup-onnxruntime setup-node setup-node-push setup-s3 setup-garage setup-pyvision models build lint test test-garage demo bench bench-ingest bench-outbox fuzz fuzz-smoke clean help
 
 all: build
 
@@ -20,6 +20,7 @@ help:
 	@echo "make test   - install what is missing, build, run every test"
 	@echo "make models - put every model of models/manifest.toml in $(MODELS_DIR)"
 	@echo "make bench  - benchmarks (slow; not part of make test)"
+	@echo "make test-garage - the S3 evidence-storage tests against Garage (long first build; not part of make test)"
 
 setup: setup-system setup-onnxruntime models setup-node setup-node-push setup-s3 setup-pyvision
 
@@ -55,6 +56,13 @@ setup-onnxruntime:
 setup-s3:
 	@CARGO="$(CARGO)" bash scripts/setup-s3.sh
 
+# Garage, the S3 store a deployment would run, for the Garage tier of the
+# evidence-storage tests: built once per machine (about 7 minutes on 2
+# cores, ingest-server/README.md) into .deps/garage/. Not part of `make setup`: `make test` runs those
+# tests against s3s-fs (setup-s3), which builds in minutes.
+setup-garage:
+	@CARGO="$(CARGO)" bash scripts/setup-garage.sh
+
 # Python + OpenCV for the tests' data preparation (video frames of the
 # plate-detection set), pinned like models/recogniser/requirements.txt.
 setup-pyvision:
@@ -73,6 +81,11 @@ lint: build
 # Lint first, so the test runner's summary is the last thing printed.
 test: build check-server-deps lint fuzz-smoke
 	$(CARGO) test --workspace --no-fail-fast
+
+# The S3 evidence-storage tests (ingest-server/tests/storage_s3.rs)
+# against Garage instead of s3s-fs. Not part of `make test`.
+test-garage: setup-garage
+	TV_S3_SERVER=garage $(CARGO) test -p ingest-server --test storage_s3
 
 # The server links the plate grammar only: never ONNX Runtime or OpenCV.
 check-server-deps:

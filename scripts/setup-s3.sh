@@ -9,8 +9,10 @@
 # (CI) only copies the binary; the build itself, a debug build (half the
 # time of a release one, fast enough for tests), takes about 2-3 minutes
 # on 2 cores. Idempotent: does nothing when that version is in place.
-# Garage, which a deployment would use, takes far longer to build; see
-# ingest-server/README.md (*Evidence storage*).
+# Garage, which a deployment would use, takes far longer to build, so the
+# same tests run against it only in their own tier: `make test-garage`
+# (scripts/setup-garage.sh); see ingest-server/README.md (*Evidence
+# storage*).
 set -euo pipefail
 
 VERSION="${S3S_FS_VERSION:-0.14.1}"

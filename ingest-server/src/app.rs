@@ -30,6 +30,9 @@ pub enum StartError {
     #[error(transparent)]
     Payments(#[from] crate::payments::PaymentError),
     /// Database.
+    /// The configuration, where a check needs the start (a file it names).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Db(#[from] DbError),
     /// Evidence store.
@@ -130,10 +133,15 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         Arc::new(crate::server_key::ServerKey::open(cfg, &ingestor.context().db).await?);
     tracing::info!(public_key = %server_key.public_key_hex(), "acks are signed with the server key");
 
-    let mut credentials = (!cfg.mqtt.username.is_empty())
-        .then(|| (cfg.mqtt.username.clone(), cfg.mqtt.password.clone()));
-    let (host, port, share_group) = match cfg.external_broker() {
-        Some((host, port)) => (host, port, Some(cfg.mqtt.share_group.clone())),
+    let mut credentials = None;
+    let mut tls = None;
+    let (host, port, share_group) = match cfg.mqtt.external()? {
+        Some(ext) => {
+            credentials = ext.credentials;
+            tls = ext.tls;
+            let url = ext.url;
+            (url.host, url.port, Some(cfg.mqtt.share_group.clone()))
+        }
         None => {
             let addr = cfg.mqtt.listen;
             if cfg.mqtt.embedded {
@@ -157,6 +165,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         client_id: cfg.mqtt.client_id.clone(),
         share_group,
         credentials,
+        tls,
         server_key,
     };
     // Cases a previous run stored but did not look up yet.

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 pub use crate::evidence::config::{S3Config, StorageBackend, StorageConfig};
+pub use crate::mqtt::config::MqttConfig;
 pub use crate::notices::config::{NoticesConfig, SmtpConfig, VapidConfig, WebhookConfig};
 pub use crate::payments::config::{PaymentsConfig, VnPayConfig};
 pub use crate::registry::http::config::{HttpRegistryConfig, RegistryBackend};
@@ -67,32 +68,6 @@ pub struct HttpConfig {
 pub struct DatabaseConfig {
     /// `sqlite://path` or `postgres://user:pass@host/db`; env `DATABASE_URL`.
     pub url: String,
-}
-
-/// MQTT: the embedded broker, or an external one.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MqttConfig {
-    /// Run the embedded broker (ignored when `url` is set).
-    pub embedded: bool,
-    /// Where the embedded broker listens (plain MQTT 3.1.1 / TCP).
-    pub listen: SocketAddr,
-    /// External broker, `mqtt://host:port`; empty for the embedded one.
-    pub url: String,
-    /// Client id of this server (unique per replica).
-    pub client_id: String,
-    /// Shared-subscription group on an external broker (`$share/{group}/...`).
-    pub share_group: String,
-    /// Credentials on the external broker (optional).
-    pub username: String,
-    pub password: String,
-    /// Clients of the embedded broker must log in (devices with the MQTT
-    /// secret issued at enrolment). On by default; `false` only for the
-    /// load generator.
-    pub embedded_auth: bool,
-    /// The server's ack-signing key (default `{data_dir}/server-ed25519.key`,
-    /// made on first start; see `src/server_key.rs`).
-    pub server_key_file: Option<PathBuf>,
 }
 
 /// Ingest tuning.
@@ -501,22 +476,6 @@ impl Default for HttpConfig {
     }
 }
 
-impl Default for MqttConfig {
-    fn default() -> Self {
-        MqttConfig {
-            embedded: true,
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            url: String::new(),
-            client_id: "ingest-server".into(),
-            share_group: "ingest".into(),
-            username: String::new(),
-            password: String::new(),
-            embedded_auth: true,
-            server_key_file: None,
-        }
-    }
-}
-
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
@@ -547,32 +506,11 @@ impl Config {
 
     /// The external broker as (host, port), if configured.
     pub fn external_broker(&self) -> Option<(String, u16)> {
-        parse_mqtt_url(&self.mqtt.url).ok().flatten()
+        crate::mqtt::config::parse_broker_url(&self.mqtt.url)
+            .ok()
+            .flatten()
+            .map(|u| (u.host, u.port))
     }
-}
-
-/// `mqtt://host:port` (or `tcp://`) → (host, port); empty → `None`.
-fn parse_mqtt_url(url: &str) -> Result<Option<(String, u16)>, String> {
-    if url.is_empty() {
-        return Ok(None);
-    }
-    let rest = url
-        .strip_prefix("mqtt://")
-        .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| format!("`{url}`: expected mqtt://host:port"))?;
-    let rest = rest.trim_end_matches('/');
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|e| format!("`{url}`: bad port ({e})"))?,
-        ),
-        None => (rest, 1883),
-    };
-    if host.is_empty() {
-        return Err(format!("`{url}`: no host"));
-    }
-    Ok(Some((host.trim_matches(['[', ']']).to_owned(), port)))
 }
 
 /// A configuration that cannot be used.
@@ -620,8 +558,8 @@ impl Config {
     }
 
     /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`,
-    /// `DATABASE_URL`, `INGEST_MQTT_LISTEN`, `INGEST_MQTT_URL`,
-    /// `INGEST_MQTT_CLIENT_ID`, `INGEST_ADMIN_TOKEN`, `INGEST_SECURE_COOKIES`,
+    /// `DATABASE_URL`, the `INGEST_MQTT_*` of `[mqtt]` (`mqtt/config.rs`),
+    /// `INGEST_ADMIN_TOKEN`, `INGEST_SECURE_COOKIES`,
     /// `INGEST_REQUIRE_KNOWN_CAMERA`,
     /// and for single sign-on `INGEST_SSO_ISSUER`, `INGEST_SSO_CLIENT_ID`,
     /// `INGEST_SSO_CLIENT_SECRET`, `INGEST_SSO_CLIENT_SECRET_FILE`,
@@ -653,22 +591,7 @@ impl Config {
         if let Some(v) = get("DATABASE_URL") {
             self.database.url = v;
         }
-        if let Some(v) = get("INGEST_MQTT_LISTEN") {
-            self.mqtt.listen = addr("INGEST_MQTT_LISTEN", &v)?;
-        }
-        if let Some(v) = get("INGEST_MQTT_URL") {
-            parse_mqtt_url(&v).map_err(|message| ConfigError::Env {
-                var: "INGEST_MQTT_URL".into(),
-                message,
-            })?;
-            self.mqtt.url = v;
-        }
-        if let Some(v) = get("INGEST_MQTT_CLIENT_ID") {
-            self.mqtt.client_id = v;
-        }
-        if let Some(v) = get("INGEST_SERVER_KEY_FILE") {
-            self.mqtt.server_key_file = Some(PathBuf::from(v));
-        }
+        self.mqtt.apply_env(&get)?;
         if let Some(v) = get("INGEST_REGISTRY_DEMO_MODE") {
             self.registry.demo_mode = v.parse().map_err(|_| ConfigError::Env {
                 var: "INGEST_REGISTRY_DEMO_MODE".into(),
@@ -808,16 +731,7 @@ impl Config {
                 ),
             ));
         }
-        parse_mqtt_url(&self.mqtt.url).map_err(|m| invalid("mqtt.url", m))?;
-        if protocol::topics::validate_id("share group", &self.mqtt.share_group).is_err() {
-            return Err(invalid(
-                "mqtt.share_group",
-                "1-64 of A-Z a-z 0-9 - _ .".into(),
-            ));
-        }
-        if self.mqtt.client_id.is_empty() {
-            return Err(invalid("mqtt.client_id", "must not be empty".into()));
-        }
+        self.mqtt.validate()?;
         if self.ingest.batch_max == 0 || self.ingest.batch_max > 10_000 {
             return Err(invalid(
                 "ingest.batch_max",

@@ -21,6 +21,8 @@ pub struct Metrics {
     batched_bundles: AtomicU64,
     clips_stored: AtomicU64,
     heartbeats: AtomicU64,
+    /// 1 while the server's MQTT client is connected to its broker.
+    mqtt_connected: AtomicU64,
     quarantined: Mutex<BTreeMap<String, u64>>,
     evidence_write: Histogram,
     db_commit: Histogram,
@@ -122,6 +124,11 @@ impl Metrics {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The server's MQTT client connected to its broker (or lost it).
+    pub fn mqtt_connected(&self, up: bool) {
+        self.mqtt_connected.store(u64::from(up), Ordering::Relaxed);
+    }
+
     /// The text exposition.
     pub fn render(&self) -> String {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
@@ -174,10 +181,16 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", get(c));
         }
+        let _ = writeln!(
+            out,
+            "# HELP ingest_mqtt_connected Whether this server is connected to its MQTT broker (1) or not (0)."
+        );
+        let _ = writeln!(out, "# TYPE ingest_mqtt_connected gauge");
+        let _ = writeln!(out, "ingest_mqtt_connected {}", get(&self.mqtt_connected));
         self.evidence_write.render(
             &mut out,
             "ingest_evidence_write_seconds",
-            "Writing one group commit's evidence (one sync for the batch).",
+            "Writing one group commit's evidence (one pack object for the batch).",
         );
         self.db_commit.render(
             &mut out,

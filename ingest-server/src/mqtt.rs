@@ -20,17 +20,24 @@
 //! before its commit, the broker still holds the message for the session. The device itself trusts only the
 //! application ack, which is published after the commit.
 //!
+//! To an external broker the connection may be TLS (`mqtts://`, the
+//! broker's certificate checked against `[mqtt] ca_file`, a client
+//! certificate where the broker asks for one) with a login
+//! (`config.rs`, `INGEST_MQTT_*`).
+//!
 //! Every ack is signed for its device with the server's key
 //! ([`crate::server_key`], [`protocol::Ack::sign_for`]): the device deletes
 //! evidence on an ack, so it believes only acks signed by a key it trusts
 //! and naming it, never one another client of the broker published.
+
+pub mod config;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use protocol::{Ack, Channel, topics};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::clips::ClipAssembler;
@@ -40,8 +47,9 @@ use crate::server_key::ServerKey;
 /// Messages handled at once (bounds memory under a backlog).
 const MAX_IN_FLIGHT: usize = 1024;
 
-/// Where and how to connect.
-#[derive(Debug, Clone)]
+/// Where and how to connect (no `Debug`: it holds the password and the
+/// client key).
+#[derive(Clone)]
 pub struct MqttSettings {
     /// Broker host.
     pub host: String,
@@ -53,8 +61,21 @@ pub struct MqttSettings {
     pub share_group: Option<String>,
     /// Username and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
+    /// TLS to the broker (`mqtts://`), with the CA and client certificate.
+    pub tls: Option<config::TlsFiles>,
     /// The key every ack is signed with.
     pub server_key: Arc<ServerKey>,
+}
+
+/// TLS through rustls, where the settings ask for it.
+fn transport(tls: Option<&config::TlsFiles>) -> Option<Transport> {
+    tls.map(|t| {
+        Transport::Tls(TlsConfiguration::Simple {
+            ca: t.ca.clone(),
+            alpn: None,
+            client_auth: t.client_auth.clone(),
+        })
+    })
 }
 
 /// The filters this server subscribes to.
@@ -165,6 +186,9 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
         if let Some((user, pass)) = &settings.credentials {
             opts.set_credentials(user, pass);
         }
+        if let Some(t) = transport(settings.tls.as_ref()) {
+            opts.set_transport(t);
+        }
         let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 1024);
         tokio::spawn(async move {
             use rumqttc::v5::mqttbytes::v5::Packet as P5;
@@ -197,6 +221,9 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
             .set_max_packet_size(max, max);
         if let Some((user, pass)) = &settings.credentials {
             opts.set_credentials(user, pass);
+        }
+        if let Some(t) = transport(settings.tls.as_ref()) {
+            opts.set_transport(t);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, 1024);
         tokio::spawn(async move {
@@ -238,6 +265,7 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
     while let Some(happened) = events.recv().await {
         match happened {
             Happened::Connected => {
+                ingestor.context().metrics.mqtt_connected(true);
                 tracing::info!(
                     host = settings.host,
                     port = settings.port,
@@ -268,6 +296,7 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
                 });
             }
             Happened::Lost(e) => {
+                ingestor.context().metrics.mqtt_connected(false);
                 tracing::warn!(error = %e, "MQTT connection lost; retrying in 1 s");
             }
         }

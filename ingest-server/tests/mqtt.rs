@@ -2,8 +2,12 @@
 //! and, for the city-scale path, two server replicas sharing one stream
 //! from a real Mosquitto through `$share/ingest/...`. A test edge publishes
 //! signed bundles, clip chunks and heartbeats and waits for the acks.
+//! A replica also reaches its broker over TLS with a client certificate
+//! and a password (`tls_broker.rs`), and is refused with the wrong ones.
 
 mod common;
+#[path = "mqtt/tls_broker.rs"]
+mod tls_broker;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -228,4 +232,93 @@ async fn two_replicas_share_one_stream_from_mosquitto() {
     let db = &replicas[0].ingestor.context().db;
     assert_eq!(cases::case_count(db).await.unwrap(), 20);
     drop(mosquitto);
+}
+
+/// Whether the server's MQTT client reports itself connected within `wait`.
+async fn connects_within(server: &Running, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let m = server.ingestor.context().metrics.render();
+        if m.lines().any(|l| l == "ingest_mqtt_connected 1") {
+            return true;
+        }
+        assert!(m.lines().any(|l| l == "ingest_mqtt_connected 0"), "{m}");
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_reaches_its_broker_over_tls_with_certificate_and_password() {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("ingest_server::mqtt=info")
+        .try_init();
+    let broker = tls_broker::TlsBroker::start();
+    let dir = tempfile::tempdir().unwrap();
+    let pw_file = dir.path().join("mqtt-password");
+    std::fs::write(&pw_file, format!("{}\n", tls_broker::PASSWORD)).unwrap();
+    let tls_config = |sub: &str| {
+        let mut cfg = config(&dir.path().join(sub));
+        cfg.mqtt.url = format!("mqtts://127.0.0.1:{}", broker.tls_port);
+        cfg.mqtt.client_id = format!("ingest-{sub}");
+        cfg.mqtt.username = tls_broker::USER.into();
+        cfg.mqtt.password_file = pw_file.display().to_string();
+        cfg.mqtt.ca_file = broker.file("ca.crt").display().to_string();
+        cfg.mqtt.cert_file = broker.file("replica.crt").display().to_string();
+        cfg.mqtt.key_file = broker.file("replica.key").display().to_string();
+        cfg
+    };
+    let server = app::start(&tls_config("good")).await.unwrap();
+    assert!(
+        connects_within(&server, Duration::from_secs(20)).await,
+        "the replica never connected over TLS\n{}",
+        broker.log()
+    );
+    let (k, secret) = enrol(&server, "edge-tls").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut edge = Edge::connect("127.0.0.1", broker.plain_port, "edge-tls", &secret).await;
+    let files = Files::new(1000);
+    let ev = event("edge-tls", SITE, &files);
+    edge.publish("events", bundle(&ev, &k, &files)).await;
+    assert_eq!(edge.next_ack().await, Ack::stored(ev.event_id));
+
+    // Refused, and never connected: a wrong password, a CA that did not
+    // sign the broker's certificate, no client certificate.
+    let wrong_pw = dir.path().join("wrong-mqtt-password");
+    std::fs::write(&wrong_pw, "not-the-password\n").unwrap();
+    let mut bad = Vec::new();
+    let mut c = tls_config("wrong-password");
+    c.mqtt.password_file = wrong_pw.display().to_string();
+    bad.push(("a wrong password", c));
+    let mut c = tls_config("other-ca");
+    c.mqtt.ca_file = broker.file("other-ca.crt").display().to_string();
+    bad.push(("a CA that did not sign the broker", c));
+    let mut c = tls_config("no-client-cert");
+    c.mqtt.cert_file = String::new();
+    c.mqtt.key_file = String::new();
+    bad.push(("no client certificate", c));
+    for (what, cfg) in bad {
+        let s = app::start(&cfg).await.unwrap();
+        assert!(
+            !connects_within(&s, Duration::from_secs(3)).await,
+            "connected with {what}\n{}",
+            broker.log()
+        );
+    }
+    // The good replica is still connected and serving.
+    let ev2 = event("edge-tls", SITE, &files);
+    edge.publish("events", bundle(&ev2, &k, &files)).await;
+    assert_eq!(edge.next_ack().await, Ack::stored(ev2.event_id));
+
+    // Settings that cannot work stop the start, naming the field.
+    let mut c = tls_config("missing-ca");
+    c.mqtt.ca_file = dir.path().join("nope.crt").display().to_string();
+    let err = app::start(&c)
+        .await
+        .err()
+        .expect("a missing CA file stops the start");
+    assert!(err.to_string().contains("mqtt.ca_file"), "{err}");
 }

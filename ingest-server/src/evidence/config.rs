@@ -56,6 +56,14 @@ impl Secret {
     }
 }
 
+/// Read from TOML as a plain string (the `[mqtt] password`); the S3 secret
+/// is never read from TOML (`#[serde(skip)]` on its field).
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
