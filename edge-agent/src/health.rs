@@ -63,6 +63,9 @@ pub struct Metrics {
     pub events_rejected: AtomicU64,
     /// Acks refused (unsigned, forged, for another device, malformed).
     pub acks_refused: AtomicU64,
+    /// Signed rejections of bytes this device did not send (an altered
+    /// copy published under its event id): ignored.
+    pub foreign_rejections: AtomicU64,
     /// Clip chunks published.
     pub chunks_published: AtomicU64,
     /// Heartbeats published.
@@ -123,6 +126,12 @@ impl Metrics {
             "counter",
             "Acks refused: not signed by a trusted server key for this device, or malformed.",
             &self.acks_refused,
+        );
+        put(
+            "edge_foreign_rejections_total",
+            "counter",
+            "Rejections of bytes this device did not send (an altered copy under its event id): ignored.",
+            &self.foreign_rejections,
         );
         put(
             "edge_clip_chunks_published_total",

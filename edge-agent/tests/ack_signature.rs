@@ -81,7 +81,9 @@ fn forged_acks_leave_the_event_in_the_outbox_and_the_servers_signed_ack_delivers
     let [edge_agent::outbox::Pending::Event(pending)] = due.as_slice() else {
         panic!("expected the one event due, got {} items", due.len());
     };
-    outbox.mark_sent(pending.seq, now_ms()).unwrap();
+    outbox
+        .mark_sent(pending.seq, now_ms(), &"0".repeat(64))
+        .unwrap();
     let policy = AckPolicy::new(DEVICE, vec![server_key().verifying_key()], false).unwrap();
 
     for (what, bytes, reason) in forgeries(event_id) {
@@ -104,6 +106,67 @@ fn forged_acks_leave_the_event_in_the_outbox_and_the_servers_signed_ack_delivers
     assert_eq!(checked.signed_by, Some(0));
     assert_eq!(outbox.state_of(event_id).unwrap().unwrap().0, "acked");
     assert_eq!(outbox.stats(now_ms()).unwrap().depth, 0);
+}
+
+/// A genuinely signed rejection stops delivery only when it names the
+/// bytes this device sent: one of an altered copy (someone published it
+/// under the device's event id, the server rejected it, rightly) or one
+/// naming nothing is ignored, and the event stays to be sent.
+#[test]
+fn a_rejection_is_believed_only_of_the_bytes_this_device_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity(dir.path());
+    let mut outbox = Outbox::open(
+        &dir.path().join("data/outbox.sqlite"),
+        OutboxLimits::default(),
+    )
+    .unwrap();
+    let (ev, evdir) = violation(&id, &dir.path().join("data/spool"), "cam-1", 1, 1000, 0);
+    let event_id = ev.unverified_event_id().unwrap();
+    assert!(outbox.enqueue(&ev, "cam-1", &evdir).unwrap());
+    let due = outbox
+        .due(now_ms(), Duration::from_secs(30), i64::MAX, 10)
+        .unwrap();
+    let [edge_agent::outbox::Pending::Event(pending)] = due.as_slice() else {
+        panic!("expected the one event due, got {} items", due.len());
+    };
+    let sent = protocol::sha256_hex(b"the bundle bytes this device published");
+    outbox.mark_sent(pending.seq, now_ms(), &sent).unwrap();
+    let policy = AckPolicy::new(DEVICE, vec![server_key().verifying_key()], false).unwrap();
+    let rejection = || {
+        Ack::rejected(
+            event_id,
+            RejectCode::BadSignature,
+            "signature does not verify",
+        )
+    };
+
+    for (what, ack) in [
+        (
+            "a rejection of an altered copy",
+            rejection().bound_to(protocol::sha256_hex(b"an altered copy")),
+        ),
+        ("a rejection naming no bytes", rejection()),
+        (
+            "a rejection of a clip the event does not have",
+            rejection().for_item("clip.mp4").bound_to(sent.clone()),
+        ),
+    ] {
+        let (outcome, _) = outbox
+            .apply_ack_bytes(&signed_ack(&ack, DEVICE), &policy)
+            .unwrap();
+        assert_eq!(outcome, AckOutcome::ForeignRejection, "{what}");
+        assert_eq!(
+            outbox.state_of(event_id).unwrap().unwrap().0,
+            "sent",
+            "{what} changed the outbox"
+        );
+    }
+    let (outcome, _) = outbox
+        .apply_ack_bytes(&signed_ack(&rejection().bound_to(sent), DEVICE), &policy)
+        .unwrap();
+    assert_eq!(outcome, AckOutcome::Rejected);
+    assert_eq!(outbox.state_of(event_id).unwrap().unwrap().0, "rejected");
 }
 
 #[test]

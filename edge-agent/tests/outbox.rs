@@ -53,7 +53,7 @@ fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
         panic!("{due:?}")
     };
     assert_eq!(p.stills.len(), 3, "stills travel in the bundle");
-    ob.mark_sent(p.seq, now_ms()).unwrap();
+    ob.mark_sent(p.seq, now_ms(), "0").unwrap();
     assert_eq!(ob.in_flight(now_ms(), Duration::from_secs(30)).unwrap(), 1);
     assert!(
         ob.due(now_ms(), Duration::from_secs(30), 0, 10)
@@ -97,7 +97,7 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
     let t0 = now_ms();
     for p in ob.due(t0, Duration::from_secs(30), 0, 10).unwrap() {
         let Pending::Event(e) = p else { unreachable!() };
-        ob.mark_sent(e.seq, t0).unwrap();
+        ob.mark_sent(e.seq, t0, &sent_hash(e.seq)).unwrap();
     }
     assert!(
         ob.due(t0 + 29_000, Duration::from_secs(30), 0, 10)
@@ -124,8 +124,19 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
     assert_eq!(ob.in_flight(t0, Duration::from_secs(30)).unwrap(), 0);
 
     let bid = b.unverified_event_id().unwrap();
+    let b_seq = ob
+        .due(t0, Duration::from_secs(30), 0, 10)
+        .unwrap()
+        .into_iter()
+        .find_map(|p| match p {
+            Pending::Event(e) if e.event_id == bid => Some(e.seq),
+            _ => None,
+        })
+        .unwrap();
     let out = ob
-        .apply_ack(&Ack::rejected(bid, RejectCode::BadSignature, "no"))
+        .apply_ack(
+            &Ack::rejected(bid, RejectCode::BadSignature, "no").bound_to(sent_hash(b_seq)),
+        )
         .unwrap();
     assert_eq!(out, AckOutcome::Rejected);
     let s = ob.stats(now_ms()).unwrap();
@@ -319,4 +330,9 @@ fn queued_events_survive_reopening() {
             .len(),
         3
     );
+}
+
+/// A stand-in for the SHA-256 of the bytes published for row `seq`.
+fn sent_hash(seq: i64) -> String {
+    protocol::sha256_hex(&seq.to_le_bytes())
 }

@@ -358,6 +358,10 @@ async fn refuse(
     item: Option<(Uuid, &str)>,
     r: Refusal,
 ) -> Result<Outcome, IngestError> {
+    // Bound to the refused bytes: the chunk, or the assembled clip whose
+    // hash disagreed with the manifest (which the device can check against
+    // its own file).
+    let digest = protocol::sha256_hex(&raw);
     quarantine::record(
         &ctx.db,
         &ctx.evidence,
@@ -371,7 +375,11 @@ async fn refuse(
     .await?;
     ctx.metrics.quarantined(&r.reason_code);
     Ok(Outcome {
-        ack: item.map(|(id, name)| Ack::rejected(id, r.code, r.reason.clone()).for_item(name)),
+        ack: item.map(|(id, name)| {
+            Ack::rejected(id, r.code, r.reason.clone())
+                .for_item(name)
+                .bound_to(digest)
+        }),
         rejection: Some((r.reason_code, r.reason)),
     })
 }

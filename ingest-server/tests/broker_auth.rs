@@ -3,7 +3,8 @@
 //! credentials are refused; an enrolled device's login works and the ack
 //! it gets is signed by the server key for that device; after revocation
 //! (or a re-issued secret) the old login is refused; the enrolment answer
-//! of the admin API carries the login and the server key.
+//! of the admin API carries the login and the server key; a rejection of an
+//! altered copy published by another device names the altered bytes.
 
 mod common;
 
@@ -179,6 +180,92 @@ async fn strangers_are_refused_and_an_enrolled_device_logs_in_and_gets_signed_ac
         ),
         Err(AckVerifyError::BadSignature { .. })
     ));
+}
+
+/// The attack the missing topic ACLs leave open, and why it no longer
+/// works: another logged-in device publishes an altered copy of edge-a's
+/// bundle under edge-a's topic. The server rightly rejects it, and the
+/// signed rejection names the SHA-256 of the altered bytes, which is not
+/// the hash of what edge-a sends (edge-a believes a rejection only of its
+/// own bytes: `edge-agent/tests/ack_signature.rs`); edge-a's genuine
+/// bundle is then stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rejection_of_an_altered_copy_names_the_altered_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let server = app::start(&cfg).await.unwrap();
+    let port = cfg.mqtt.listen.port();
+    let (k, secret) = enrol(&server, "edge-a").await;
+    let (_, rogue_secret) = enrol(&server, "edge-b").await;
+    let (client, mut eventloop) = login(port, "edge-a", Some(("edge-a", &secret)))
+        .await
+        .expect("edge-a logs in");
+    let (rogue, mut rogue_loop) = login(port, "edge-b", Some(("edge-b", &rogue_secret)))
+        .await
+        .expect("edge-b logs in");
+    tokio::spawn(async move { while rogue_loop.poll().await.is_ok() {} });
+    let ack_topic = topics::ack_topic(SITE, "edge-a").unwrap();
+    client
+        .subscribe(&ack_topic, QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = eventloop.poll().await {
+            match e {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    let _ = ready_tx.send(());
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = acks_tx.send(p.payload.to_vec());
+                }
+                _ => {}
+            }
+        }
+    });
+    ready.recv().await.unwrap();
+    let key = the_server_key(&cfg);
+    let mut next_ack = async || {
+        let bytes = tokio::time::timeout(Duration::from_secs(20), acks.recv())
+            .await
+            .expect("no ack within 20 s")
+            .unwrap();
+        Ack::verify_signed(&bytes, "edge-a", &[key.verifying_key()])
+            .unwrap()
+            .ack
+    };
+
+    let files = Files::new(1000);
+    let ev = event("edge-a", SITE, &files);
+    let genuine = bundle(&ev, &k, &files);
+    let mut other_files = Files::new(1000);
+    other_files.overview[10] ^= 0xff;
+    let altered = bundle(&ev, &k, &other_files);
+    let events_topic = topics::events_topic(SITE, "edge-a").unwrap();
+    rogue
+        .publish(&events_topic, QoS::AtLeastOnce, false, altered.clone())
+        .await
+        .unwrap();
+    let rejection = next_ack().await;
+    assert!(
+        matches!(rejection.status, protocol::AckStatus::Rejected { .. }),
+        "{rejection:?}"
+    );
+    assert_eq!(rejection.event_id, ev.event_id);
+    assert_eq!(
+        rejection.payload_sha256.as_deref(),
+        Some(protocol::sha256_hex(&altered).as_str())
+    );
+    assert_ne!(
+        rejection.payload_sha256.as_deref(),
+        Some(protocol::sha256_hex(&genuine).as_str())
+    );
+    client
+        .publish(&events_topic, QoS::AtLeastOnce, false, genuine)
+        .await
+        .unwrap();
+    assert_eq!(next_ack().await, Ack::stored(ev.event_id));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

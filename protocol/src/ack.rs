@@ -11,6 +11,13 @@
 //! `kind` (`"ack"`), `device_id` (the device it is for) and `signature`;
 //! see [`Ack::sign_for`] and [`Ack::verify_signed`]. A 1.0 receiver ignores
 //! the three members and reads the ack as before.
+//!
+//! Since schema 1.2 a rejection names the bytes it rejects
+//! (`payload_sha256`, the SHA-256 of the message or of the assembled clip
+//! the server refused). A rejection tells a device to stop sending an
+//! event, and anyone able to publish on the device's topic can make the
+//! server reject *something* under the device's event id (an altered copy);
+//! the device honours a rejection only of bytes it sent itself.
 
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
@@ -83,16 +90,23 @@ pub struct Ack {
     /// (its manifest name) rather than the event bundle itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
+    /// SHA-256 (hex) of the bytes this answer is about: set on rejections
+    /// (the refused message, or the assembled clip), so that a device can
+    /// tell a rejection of what it sent from a rejection of a copy someone
+    /// else altered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_sha256: Option<String>,
     /// What became of it.
     #[serde(flatten)]
     pub status: AckStatus,
 }
 
 impl Ack {
-    /// The version acks are written with: 1.1, the version that added the
-    /// server's signature (`kind`, `device_id`, `signature`). Events and
-    /// heartbeats are still 1.0; each message declares its own version.
-    pub const VERSION: SchemaVersion = SchemaVersion::new(1, 1);
+    /// The version acks are written with: 1.2. 1.1 added the server's
+    /// signature (`kind`, `device_id`, `signature`), 1.2 `payload_sha256`.
+    /// Events and heartbeats are still 1.0; each message declares its own
+    /// version.
+    pub const VERSION: SchemaVersion = SchemaVersion::new(1, 2);
 
     /// The event was stored.
     pub fn stored(event_id: Uuid) -> Self {
@@ -126,8 +140,15 @@ impl Ack {
             schema_version: Self::VERSION,
             event_id,
             item: None,
+            payload_sha256: None,
             status,
         }
+    }
+
+    /// The same answer, about the bytes with this SHA-256 (hex).
+    pub fn bound_to(mut self, sha256: impl Into<String>) -> Self {
+        self.payload_sha256 = Some(sha256.into());
+        self
     }
 
     /// The same answer, about evidence file `name` of the event (a clip sent
@@ -320,6 +341,9 @@ impl Message for Ack {
         check_own_version("schema_version", self.schema_version)?;
         if let Some(item) = &self.item {
             crate::evidence::check_file_name("item", item)?;
+        }
+        if let Some(h) = &self.payload_sha256 {
+            validate::check_sha256_hex("payload_sha256", h)?;
         }
         if let AckStatus::Rejected { code, message } = &self.status {
             if let RejectCode::Other(other) = code {

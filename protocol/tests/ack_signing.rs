@@ -66,7 +66,7 @@ fn the_wire_form_is_the_plain_ack_plus_kind_device_and_signature() {
     );
     assert_eq!(v["kind"], "ack");
     assert_eq!(v["device_id"], DEV);
-    assert_eq!(v["schema_version"], "1.1");
+    assert_eq!(v["schema_version"], "1.2");
     assert_eq!(v["signature"].as_str().unwrap().len(), 128);
     // Canonical bytes on the wire, and reproducible by the README's rule.
     assert_eq!(canonical_bytes(&v).unwrap(), wire);
@@ -222,6 +222,33 @@ fn unsigned_malformed_and_wrong_kind_acks_are_refused() {
     );
     let err = Ack::verify_signed(&v2, DEV, &trusted).unwrap_err();
     assert!(err.to_string().contains("2.0"), "{err}");
+    // A payload hash that is not one: refused as malformed.
+    let bad_hash = sign_raw_ack(
+        json!({"kind": "ack", "device_id": DEV, "schema_version": "1.2",
+            "event_id": id().to_string(), "status": "rejected", "code": "invalid",
+            "message": "x", "payload_sha256": "ABC"}),
+        &server,
+    );
+    let err = Ack::verify_signed(&bad_hash, DEV, &trusted).unwrap_err();
+    assert!(err.to_string().contains("payload_sha256"), "{err}");
+}
+
+#[test]
+fn a_rejection_names_the_bytes_it_rejects_under_the_signature() {
+    let server = random_key();
+    let trusted = [server.verifying_key()];
+    let hash = protocol::sha256_hex(b"the bundle as the server got it");
+    let ack = Ack::rejected(id(), RejectCode::BadSignature, "no").bound_to(hash.clone());
+    let wire = ack.sign_for(DEV, &server).unwrap();
+    let got = Ack::verify_signed(&wire, DEV, &trusted).unwrap();
+    assert_eq!(got.ack.payload_sha256.as_deref(), Some(hash.as_str()));
+    // Someone swaps the hash for the one of the device's own bundle: the
+    // signature no longer verifies.
+    let mut v: Value = serde_json::from_slice(&wire).unwrap();
+    v["payload_sha256"] = json!(protocol::sha256_hex(b"the device's genuine bundle"));
+    let swapped = serde_json::to_vec(&v).unwrap();
+    let err = Ack::verify_signed(&swapped, DEV, &trusted).unwrap_err();
+    assert_eq!(err.reason(), "bad_signature", "{err}");
 }
 
 #[test]

@@ -143,7 +143,7 @@ fn ack_round_trips_and_is_flat() {
     assert_eq!(
         value,
         json!({
-            "schema_version": "1.1",
+            "schema_version": "1.2",
             "event_id": "00000000-0000-0000-0000-00000000002a",
             "status": "rejected",
             "code": "invalid",

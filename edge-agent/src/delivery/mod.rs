@@ -158,6 +158,10 @@ pub fn run(
                                 m.events_rejected.fetch_add(1, Ordering::Relaxed);
                                 tracing::error!(ack = %String::from_utf8_lossy(&bytes), "server rejected an event; kept in the outbox as rejected");
                             }
+                            AckOutcome::ForeignRejection => {
+                                m.foreign_rejections.fetch_add(1, Ordering::Relaxed);
+                                tracing::warn!(ack = %String::from_utf8_lossy(&bytes), "ignored a rejection of bytes this device did not send; the event is sent again");
+                            }
                             AckOutcome::Unknown => {
                                 tracing::debug!("ack for an event not in the outbox")
                             }
@@ -269,6 +273,7 @@ fn pump(
                     outbox.give_up(e.seq, "the stored event could not be encoded")?;
                     continue;
                 };
+                let sha256 = protocol::sha256_hex(&bytes);
                 if link
                     .client
                     .try_publish(&topics.events, QoS::AtLeastOnce, false, bytes)
@@ -276,7 +281,7 @@ fn pump(
                 {
                     break;
                 }
-                outbox.mark_sent(e.seq, now)?;
+                outbox.mark_sent(e.seq, now, &sha256)?;
                 m.events_published.fetch_add(1, Ordering::Relaxed);
             }
             Pending::Clip(c) => {

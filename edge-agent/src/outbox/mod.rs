@@ -114,6 +114,11 @@ pub enum AckOutcome {
     },
     /// The server refused it.
     Rejected,
+    /// A rejection of bytes this device did not send (its `payload_sha256`
+    /// is not the hash of what was sent, or is missing): someone published
+    /// an altered copy under this event's id. Ignored; the event is sent
+    /// again as usual.
+    ForeignRejection,
     /// The ack is for something this outbox does not hold (already done, or
     /// another device's): ignored.
     Unknown,
@@ -169,6 +174,19 @@ impl Outbox {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(db)?;
         conn.execute_batch(include_str!("schema.sql")).map_err(db)?;
+        // Outboxes made before `sent_sha256` existed get the column.
+        let has_hash: bool = conn
+            .query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'sent_sha256'",
+                [],
+                |r| r.get::<_, i64>(0),
+            )
+            .map_err(db)?
+            > 0;
+        if !has_hash {
+            conn.execute("ALTER TABLE events ADD COLUMN sent_sha256 TEXT", [])
+                .map_err(db)?;
+        }
         Ok(Self {
             conn,
             path: path.to_path_buf(),
@@ -374,13 +392,15 @@ impl Outbox {
         Ok(out)
     }
 
-    /// Records that an event bundle was published.
-    pub fn mark_sent(&mut self, seq: i64, now: i64) -> Result<(), OutboxError> {
+    /// Records that an event bundle was published, and the SHA-256 of the
+    /// bytes sent (a rejection is believed only of those bytes).
+    pub fn mark_sent(&mut self, seq: i64, now: i64, sha256: &str) -> Result<(), OutboxError> {
         self.conn
             .execute(
-                "UPDATE events SET state = 'sent', sent_at = ?2, attempts = attempts + 1
+                "UPDATE events SET state = 'sent', sent_at = ?2, sent_sha256 = ?3,
+                     attempts = attempts + 1
                  WHERE seq = ?1 AND state IN ('queued', 'sent')",
-                params![seq, now],
+                params![seq, now, sha256],
             )
             .map_err(self.db())?;
         Ok(())
@@ -479,21 +499,37 @@ impl Outbox {
     /// Applies the server's ack (already parsed from the ack topic).
     pub fn apply_ack(&mut self, ack: &Ack) -> Result<AckOutcome, OutboxError> {
         let id = ack.event_id.to_string();
-        let row: Option<(String, String, String)> = self
+        type Row = (String, String, String, Option<String>, Option<String>);
+        let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT state, clip_state, dir FROM events WHERE event_id = ?1 AND done_at IS NULL",
+                "SELECT state, clip_state, dir, sent_sha256, clip_name FROM events
+                 WHERE event_id = ?1 AND done_at IS NULL",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
             )
             .optional()
             .map_err(self.db())?;
-        let Some((state, clip_state, dir)) = row else {
+        let Some((state, clip_state, dir, sent_sha256, clip_name)) = row else {
             return Ok(AckOutcome::Unknown);
         };
         let now = now_ms();
         match (&ack.status, &ack.item) {
-            (AckStatus::Rejected { code, message }, _) => {
+            (AckStatus::Rejected { code, message }, item) => {
+                // Only a rejection of what this device sent: the bundle
+                // last published, or the clip file as it is on disk.
+                let ours = match item {
+                    None => sent_sha256,
+                    Some(name) if clip_name.as_deref() == Some(name.as_str()) => {
+                        std::fs::read(Path::new(&dir).join(name))
+                            .ok()
+                            .map(|b| protocol::sha256_hex(&b))
+                    }
+                    Some(_) => None,
+                };
+                if ours.is_none() || ack.payload_sha256 != ours {
+                    return Ok(AckOutcome::ForeignRejection);
+                }
                 let code = serde_json::to_value(code)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))

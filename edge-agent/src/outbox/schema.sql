@@ -14,6 +14,7 @@ CREATE TABLE IF NOT EXISTS events (
     -- queued -> sent -> acked | rejected
     state          TEXT    NOT NULL DEFAULT 'queued',
     sent_at        INTEGER,
+    sent_sha256    TEXT,              -- SHA-256 of the bundle bytes last sent
     attempts       INTEGER NOT NULL DEFAULT 0,
     -- none | pending -> sent -> acked | evicted
     clip_state     TEXT    NOT NULL,

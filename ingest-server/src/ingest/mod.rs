@@ -426,6 +426,11 @@ async fn quarantine_one(
     received_at: i64,
     r: &Rejection,
 ) -> Result<Outcome, IngestError> {
+    // The rejection names the bytes it rejects, so the device can tell a
+    // rejection of what it sent from one of a copy someone else altered.
+    let ack = r
+        .event_id
+        .map(|id| Ack::rejected(id, r.ack_code.clone(), r.reason.clone()).bound_to(digest.clone()));
     let entry = QuarantineEntry::new(
         received_at,
         source.label(),
@@ -444,9 +449,7 @@ async fn quarantine_one(
         "bundle quarantined"
     );
     Ok(Outcome {
-        ack: r
-            .event_id
-            .map(|id| Ack::rejected(id, r.ack_code.clone(), r.reason.clone())),
+        ack,
         rejection: Some((r.reason_code.clone(), r.reason.clone())),
     })
 }
