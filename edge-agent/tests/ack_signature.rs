@@ -67,23 +67,7 @@ fn forgeries(id: Uuid) -> Vec<(&'static str, Vec<u8>, &'static str)> {
 fn forged_acks_leave_the_event_in_the_outbox_and_the_servers_signed_ack_delivers_it() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity(dir.path());
-    let mut outbox = Outbox::open(
-        &dir.path().join("data/outbox.sqlite"),
-        OutboxLimits::default(),
-    )
-    .unwrap();
-    let (ev, evdir) = violation(&id, &dir.path().join("data/spool"), "cam-1", 1, 1000, 0);
-    let event_id = ev.unverified_event_id().unwrap();
-    assert!(outbox.enqueue(&ev, "cam-1", &evdir).unwrap());
-    let due = outbox
-        .due(now_ms(), Duration::from_secs(30), i64::MAX, 10)
-        .unwrap();
-    let [edge_agent::outbox::Pending::Event(pending)] = due.as_slice() else {
-        panic!("expected the one event due, got {} items", due.len());
-    };
-    outbox
-        .mark_sent(pending.seq, now_ms(), &"0".repeat(64))
-        .unwrap();
+    let (mut outbox, event_id) = one_sent_event(dir.path(), &id, &"0".repeat(64));
     let policy = AckPolicy::new(DEVICE, vec![server_key().verifying_key()], false).unwrap();
 
     for (what, bytes, reason) in forgeries(event_id) {
@@ -108,20 +92,12 @@ fn forged_acks_leave_the_event_in_the_outbox_and_the_servers_signed_ack_delivers
     assert_eq!(outbox.stats(now_ms()).unwrap().depth, 0);
 }
 
-/// A genuinely signed rejection stops delivery only when it names the
-/// bytes this device sent: one of an altered copy (someone published it
-/// under the device's event id, the server rejected it, rightly) or one
-/// naming nothing is ignored, and the event stays to be sent.
-#[test]
-fn a_rejection_is_believed_only_of_the_bytes_this_device_sent() {
-    let dir = tempfile::tempdir().unwrap();
-    let id = identity(dir.path());
-    let mut outbox = Outbox::open(
-        &dir.path().join("data/outbox.sqlite"),
-        OutboxLimits::default(),
-    )
-    .unwrap();
-    let (ev, evdir) = violation(&id, &dir.path().join("data/spool"), "cam-1", 1, 1000, 0);
+/// An outbox under `dir` with one violation, published as bytes hashing to
+/// `sent_sha256` and not yet acknowledged.
+fn one_sent_event(dir: &Path, id: &DeviceIdentity, sent_sha256: &str) -> (Outbox, Uuid) {
+    let mut outbox =
+        Outbox::open(&dir.join("data/outbox.sqlite"), OutboxLimits::default()).unwrap();
+    let (ev, evdir) = violation(id, &dir.join("data/spool"), "cam-1", 1, 1000, 0);
     let event_id = ev.unverified_event_id().unwrap();
     assert!(outbox.enqueue(&ev, "cam-1", &evdir).unwrap());
     let due = outbox
@@ -130,8 +106,22 @@ fn a_rejection_is_believed_only_of_the_bytes_this_device_sent() {
     let [edge_agent::outbox::Pending::Event(pending)] = due.as_slice() else {
         panic!("expected the one event due, got {} items", due.len());
     };
+    outbox
+        .mark_sent(pending.seq, now_ms(), sent_sha256)
+        .unwrap();
+    (outbox, event_id)
+}
+
+/// A genuinely signed rejection stops delivery only when it names the
+/// bytes this device sent: one of an altered copy (someone published it
+/// under the device's event id, the server rejected it, rightly) or one
+/// naming nothing is ignored, and the event stays to be sent.
+#[test]
+fn a_rejection_is_believed_only_of_the_bytes_this_device_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity(dir.path());
     let sent = protocol::sha256_hex(b"the bundle bytes this device published");
-    outbox.mark_sent(pending.seq, now_ms(), &sent).unwrap();
+    let (mut outbox, event_id) = one_sent_event(dir.path(), &id, &sent);
     let policy = AckPolicy::new(DEVICE, vec![server_key().verifying_key()], false).unwrap();
     let rejection = || {
         Ack::rejected(

@@ -267,8 +267,8 @@ async fn a_replica_reaches_its_broker_over_tls_with_certificate_and_password() {
         cfg.mqtt.username = tls_broker::USER.into();
         cfg.mqtt.password_file = pw_file.display().to_string();
         cfg.mqtt.ca_file = broker.file("ca.crt").display().to_string();
-        cfg.mqtt.cert_file = broker.file("replica.crt").display().to_string();
-        cfg.mqtt.key_file = broker.file("replica.key").display().to_string();
+        cfg.mqtt.cert_file = broker.file("client.crt").display().to_string();
+        cfg.mqtt.key_file = broker.file("client.key").display().to_string();
         cfg
     };
     let server = app::start(&tls_config("good")).await.unwrap();
@@ -294,7 +294,7 @@ async fn a_replica_reaches_its_broker_over_tls_with_certificate_and_password() {
     c.mqtt.password_file = wrong_pw.display().to_string();
     bad.push(("a wrong password", c));
     let mut c = tls_config("other-ca");
-    c.mqtt.ca_file = broker.file("other-ca.crt").display().to_string();
+    c.mqtt.ca_file = broker.file("rogue-ca.crt").display().to_string();
     bad.push(("a CA that did not sign the broker", c));
     let mut c = tls_config("no-client-cert");
     c.mqtt.cert_file = String::new();

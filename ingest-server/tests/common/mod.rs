@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod chrome;
+pub mod pki;
 pub mod seed;
 pub mod web;
 

@@ -1,6 +1,6 @@
 //! A Mosquitto broker with a TLS listener as a city would run it for the
 //! server replicas: the broker's certificate signed by a CA of the test's
-//! own (made with the `openssl` CLI), a client certificate required, and a
+//! own (`common::pki`), a client certificate required, and a
 //! password file (`mosquitto_passwd`); plus a plain, anonymous listener for
 //! the test edge, so that only the server's side is under test.
 
@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use crate::common::pki::Pki;
 use crate::common::{MOSQUITTO, free_port, wait_for_port};
 
 /// The server's login on the broker.
@@ -17,79 +18,11 @@ pub const PASSWORD: &str = "replica-secret-0";
 pub struct TlsBroker {
     child: Child,
     dir: tempfile::TempDir,
+    pki: Pki,
     /// The anonymous plain listener (the test edge).
     pub plain_port: u16,
     /// The TLS listener (the server).
     pub tls_port: u16,
-}
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("the openssl CLI is installed");
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// `{name}.key` and `{name}.crt` signed by `{ca}.crt`, with extensions
-/// (rustls accepts only version 3 certificates).
-fn issue(dir: &Path, ca: &str, name: &str, ext: &str) {
-    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-    let subj = format!("/CN={name}");
-    let (key, csr, crt) = (
-        format!("{name}.key"),
-        format!("{name}.csr"),
-        format!("{name}.crt"),
-    );
-    openssl(
-        dir,
-        &[
-            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", &subj, "-keyout", &key,
-            "-out", &csr,
-        ],
-    );
-    let (ca_crt, ca_key, ext_file) = (
-        format!("{ca}.crt"),
-        format!("{ca}.key"),
-        format!("{name}.ext"),
-    );
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca_crt,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &crt,
-            "-extfile",
-            &ext_file,
-        ],
-    );
-}
-
-fn make_ca(dir: &Path, name: &str) {
-    let subj = format!("/CN={name}");
-    let (key, crt) = (format!("{name}.key"), format!("{name}.crt"));
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", &subj,
-            "-keyout", &key, "-out", &crt,
-        ],
-    );
 }
 
 impl TlsBroker {
@@ -98,23 +31,9 @@ impl TlsBroker {
             Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} is missing: install it with scripts/setup-system.sh (package mosquitto)"
         );
+        let pki = Pki::new();
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        make_ca(d, "ca");
-        // A second CA that signed nothing the broker shows.
-        make_ca(d, "other-ca");
-        issue(
-            d,
-            "ca",
-            "broker",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-        );
-        issue(
-            d,
-            "ca",
-            "replica",
-            "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-        );
         let passwd = d.join("passwd");
         let st = Command::new("mosquitto_passwd")
             .args(["-c", "-b"])
@@ -136,9 +55,9 @@ impl TlsBroker {
              tls_version tlsv1.2\n",
             log = p("mosquitto.log"),
             passwd = passwd.display(),
-            ca = p("ca.crt"),
-            cert = p("broker.crt"),
-            key = p("broker.key"),
+            ca = pki.path("ca.crt"),
+            cert = pki.path("server.crt"),
+            key = pki.path("server.key"),
         );
         let conf_path = d.join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
@@ -155,20 +74,22 @@ impl TlsBroker {
         TlsBroker {
             child,
             dir,
+            pki,
             plain_port,
             tls_port,
         }
     }
 
-    /// A file of the test's PKI (`ca.crt`, `other-ca.crt`, `replica.crt`,
-    /// `replica.key`).
+    /// A file of the test's PKI (`common::pki`): `ca.crt` (signed the
+    /// broker's certificate), `client.crt`/`client.key` (the replica's),
+    /// `rogue-ca.crt` (signed nothing the broker shows).
     pub fn file(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
+        PathBuf::from(self.pki.path(name))
     }
 
     /// The broker's log (why it refused a client).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.file("mosquitto.log")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
     }
 }
 

@@ -1,14 +1,14 @@
 //! The test's registry gateway: HTTPS with mutual TLS on a free loopback
 //! port (axum over tokio-rustls, a client certificate required), its
-//! certificates made with the `openssl` CLI, and a script of misbehaviour.
+//! certificates from `common::pki` (the `openssl` CLI), and a script of
+//! misbehaviour.
 
 use std::collections::VecDeque;
-use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use crate::common::pki::Pki;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -24,112 +24,6 @@ use tokio_rustls::rustls::{self, RootCertStore, ServerConfig};
 
 /// The plate the gateway knows.
 pub const PLATE: &str = "30A12345";
-
-// ---------------------------------------------------------------- PKI
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA `name`-ca.crt and, signed by it, a certificate `name`.crt with its
-/// key for each `(name, cn, ext)`. P-256 keys: quick to make.
-fn issue(dir: &Path, ca: &str, leaves: &[(&str, &str, &str)]) {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
-    let mut args = vec!["req", "-x509", "-nodes", "-days", "2"];
-    args.extend(ec);
-    let subj = format!("/CN={ca}");
-    let (key, crt) = (format!("{ca}.key"), format!("{ca}.crt"));
-    args.extend(["-subj", &subj, "-keyout", &key, "-out", &crt]);
-    openssl(dir, &args);
-    for (name, cn, ext) in leaves {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        let (k, csr, c, e) = (
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-            format!("{name}.ext"),
-        );
-        let subj = format!("/CN={cn}");
-        let mut args = vec!["req", "-new", "-nodes"];
-        args.extend(ec);
-        args.extend(["-subj", &subj, "-keyout", &k, "-out", &csr]);
-        openssl(dir, &args);
-        // Version 3 certificates (with extensions): rustls refuses v1.
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                &crt,
-                "-CAkey",
-                &key,
-                "-CAcreateserial",
-                "-days",
-                "2",
-                "-out",
-                &c,
-                "-extfile",
-                &e,
-            ],
-        );
-    }
-}
-
-pub struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    /// The gateway's CA with the server's and our client's certificates,
-    /// and a second CA with a client certificate the gateway does not
-    /// trust.
-    pub fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        issue(
-            d,
-            "ca",
-            &[
-                (
-                    "server",
-                    "127.0.0.1",
-                    "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
-                ),
-                (
-                    "client",
-                    "ingest-test",
-                    "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-                ),
-            ],
-        );
-        issue(
-            d,
-            "rogue-ca",
-            &[(
-                "rogue",
-                "ingest-test",
-                "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n",
-            )],
-        );
-        Pki { dir }
-    }
-
-    pub fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
 
 // ---------------------------------------------------------------- gateway
 
