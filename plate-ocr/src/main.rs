@@ -64,6 +64,10 @@ struct Common {
     /// ONNX Runtime threads inside one model run.
     #[arg(long, default_value_t = 1, env = "PLATE_OCR_THREADS")]
     threads: usize,
+    /// Views of each crop the `vn` recogniser reads and averages: 1, or 3
+    /// (as given, trimmed, padded).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
+    views: u8,
     /// Below this confidence a plate is reported unreadable.
     #[arg(long, default_value_t = PipelineConfig::default().min_confidence)]
     min_confidence: f32,
@@ -172,9 +176,14 @@ fn recognizer(common: &Common) -> Result<Box<dyn Recognizer>> {
 }
 
 fn load_recognizer(kind: RecognizerKind, common: &Common) -> Result<Box<dyn Recognizer>> {
+    if common.views == 2 {
+        bail!("--views: 1 or 3, not 2");
+    }
     Ok(match kind {
         RecognizerKind::Ppocr => Box::new(PpOcrRecognizer::load(session(common))?),
-        RecognizerKind::Vn => Box::new(SlotRecognizer::load(session(common))?),
+        RecognizerKind::Vn => {
+            Box::new(SlotRecognizer::load(session(common))?.with_views(common.views))
+        }
     })
 }
 

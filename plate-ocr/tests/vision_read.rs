@@ -259,3 +259,36 @@ fn cross_check_keeps_agreements_and_discounts_conflicts() {
     );
     assert!(right >= 3, "{right} of 6 right");
 }
+
+/// Three views of each crop keep the text of the crop as given, and on the
+/// small real crops they must lower the confidence of a good share of the
+/// reads (the point of the views: a read that depends on the framing loses
+/// confidence), never raising a read the views disagree on.
+#[test]
+fn three_views_keep_the_text_and_lower_framing_dependent_reads() {
+    use plate_ocr::recognize::SlotRecognizer;
+    let one = SlotRecognizer::load(SessionConfig::default()).expect("vn_plate_rec");
+    let three = SlotRecognizer::load(SessionConfig::default())
+        .expect("vn_plate_rec")
+        .with_views(3);
+    let dir = support::data_dir().join("vn_crops_small");
+    let (mut lowered, mut n) = (0, 0);
+    for l in load_labels(&dir).expect("labels").iter().step_by(4) {
+        let img = plate_ocr::image_file::load_bgr(&l.image, &ImageLimits::default()).expect("img");
+        let a = one.read(&img, None).expect("one view");
+        let b = three.read(&img, None).expect("three views");
+        assert_eq!(
+            a.text(),
+            b.text(),
+            "{}: the crop as given decides the text",
+            l.text
+        );
+        let down = a.chars().zip(b.chars()).any(|(x, y)| y.prob < x.prob * 0.9);
+        lowered += usize::from(down);
+        n += 1;
+    }
+    assert!(
+        lowered * 5 >= n,
+        "views lowered only {lowered} of {n} reads"
+    );
+}
