@@ -134,9 +134,7 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
         })
         .unwrap();
     let out = ob
-        .apply_ack(
-            &Ack::rejected(bid, RejectCode::BadSignature, "no").bound_to(sent_hash(b_seq)),
-        )
+        .apply_ack(&Ack::rejected(bid, RejectCode::BadSignature, "no").bound_to(sent_hash(b_seq)))
         .unwrap();
     assert_eq!(out, AckOutcome::Rejected);
     let s = ob.stats(now_ms()).unwrap();
