@@ -364,6 +364,11 @@ impl Recognizer for SlotRecognizer {
         // Each view decoded on its own (CTC steps are not aligned across
         // views, so their probabilities cannot be averaged step by step).
         let per_view = all.len() / n;
+        if per_view == 0 {
+            return Err(self
+                .model
+                .contract_error(format!("output `probs` shape {shape:?} has no steps")));
+        }
         let reads: Vec<LineRead> = all
             .chunks_exact(per_view)
             .map(|probs| self.decode(probs))
