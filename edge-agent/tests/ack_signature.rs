@@ -159,6 +159,97 @@ fn a_rejection_is_believed_only_of_the_bytes_this_device_sent() {
     assert_eq!(outbox.state_of(event_id).unwrap().unwrap().0, "rejected");
 }
 
+/// A clip is sent as chunk frames after its event is acked. The server
+/// refuses either one chunk on arrival (bound to that frame's hash) or the
+/// assembled clip (bound to the whole file's hash): both are this device's
+/// bytes and stop the clip's delivery; a rejection bound to a chunk of some
+/// other file is ignored, so the clip is not resent forever nor given up
+/// on someone else's account.
+#[test]
+fn a_clip_rejection_is_believed_of_its_chunks_and_of_the_whole_file() {
+    let policy = AckPolicy::new(DEVICE, vec![server_key().verifying_key()], false).unwrap();
+    // Three chunks, so a middle one is neither the first nor the file.
+    let clip_bytes = 2 * protocol::transfer::CLIP_CHUNK_BYTES + 1000;
+    for bound_to in ["middle chunk", "whole file"] {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity(dir.path());
+        let mut outbox = Outbox::open(
+            &dir.path().join("data/outbox.sqlite"),
+            OutboxLimits::default(),
+        )
+        .unwrap();
+        let (ev, evdir) = violation(
+            &id,
+            &dir.path().join("data/spool"),
+            "cam-1",
+            1,
+            1000,
+            clip_bytes,
+        );
+        let event_id = ev.unverified_event_id().unwrap();
+        assert!(outbox.enqueue(&ev, "cam-1", &evdir).unwrap());
+        let due = outbox
+            .due(now_ms(), Duration::from_secs(30), i64::MAX, 10)
+            .unwrap();
+        let [edge_agent::outbox::Pending::Event(e)] = due.as_slice() else {
+            panic!("expected the event due, got {due:?}");
+        };
+        outbox.mark_sent(e.seq, now_ms(), "bundle").unwrap();
+        let stored = signed_ack(&Ack::stored(event_id), DEVICE);
+        outbox.apply_ack_bytes(&stored, &policy).unwrap();
+        let due = outbox
+            .due(now_ms(), Duration::from_secs(30), i64::MAX, 10)
+            .unwrap();
+        let [edge_agent::outbox::Pending::Clip(c)] = due.as_slice() else {
+            panic!("expected the clip due, got {due:?}");
+        };
+        outbox.mark_clip_sent(c.seq, now_ms()).unwrap();
+
+        let file = std::fs::read(evdir.join("clip.mp4")).unwrap();
+        let chunks = protocol::ClipChunk::split(event_id, "clip.mp4", &file);
+        assert_eq!(chunks.len(), 3);
+        let other = protocol::ClipChunk::split(event_id, "clip.mp4", b"someone else's clip");
+        let frame_hash = |c: &protocol::ClipChunk| protocol::sha256_hex(&c.encode().unwrap());
+        let rejection = |sha: String| {
+            Ack::rejected(event_id, RejectCode::EvidenceMismatch, "chunk refused")
+                .for_item("clip.mp4")
+                .bound_to(sha)
+        };
+
+        let (outcome, _) = outbox
+            .apply_ack_bytes(
+                &signed_ack(&rejection(frame_hash(&other[0])), DEVICE),
+                &policy,
+            )
+            .unwrap();
+        assert_eq!(
+            outcome,
+            AckOutcome::ForeignRejection,
+            "{bound_to}: a stranger's chunk"
+        );
+        let ours = match bound_to {
+            "middle chunk" => frame_hash(&chunks[1]),
+            _ => protocol::sha256_hex(&file),
+        };
+        let (outcome, _) = outbox
+            .apply_ack_bytes(&signed_ack(&rejection(ours), DEVICE), &policy)
+            .unwrap();
+        assert_eq!(outcome, AckOutcome::Rejected, "{bound_to}");
+        assert_eq!(
+            outbox.state_of(event_id).unwrap().unwrap().0,
+            "rejected",
+            "{bound_to}"
+        );
+        assert!(
+            outbox
+                .due(now_ms() + 3_600_000, Duration::from_secs(30), i64::MAX, 10)
+                .unwrap()
+                .is_empty(),
+            "{bound_to}: a refused clip is not sent again"
+        );
+    }
+}
+
 #[test]
 fn a_rogue_clients_acks_through_the_broker_are_refused_and_counted_then_the_server_delivers() {
     let dir = tempfile::tempdir().unwrap();

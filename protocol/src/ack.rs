@@ -13,8 +13,8 @@
 //! the three members and reads the ack as before.
 //!
 //! Since schema 1.2 a rejection names the bytes it rejects
-//! (`payload_sha256`, the SHA-256 of the message or of the assembled clip
-//! the server refused). A rejection tells a device to stop sending an
+//! (`payload_sha256`, the SHA-256 of the message — a bundle or one clip
+//! chunk frame — or of the assembled clip the server refused). A rejection tells a device to stop sending an
 //! event, and anyone able to publish on the device's topic can make the
 //! server reject *something* under the device's event id (an altered copy);
 //! the device honours a rejection only of bytes it sent itself.
@@ -91,7 +91,8 @@ pub struct Ack {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub item: Option<String>,
     /// SHA-256 (hex) of the bytes this answer is about: set on rejections
-    /// (the refused message, or the assembled clip), so that a device can
+    /// (the refused message — bundle or chunk frame — or the assembled
+    /// clip), so that a device can
     /// tell a rejection of what it sent from a rejection of a copy someone
     /// else altered.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -6,13 +6,20 @@
 //! Anything else is refused with a reason, logged and counted by the
 //! delivery loop, and changes nothing.
 //!
+//! A believed ack is then applied ([`Outbox::apply_ack`]); a rejection is
+//! honoured only when it is bound to bytes this device sent.
+//!
 //! Migration: with no server key configured the agent refuses to deliver
 //! (the secure default). `accept_unsigned_acks = true` is the explicit lab
 //! opt-out: unsigned acks (a server older than signed acks) are then
 //! believed, each with a warning, and without any key signed acks are read
 //! unverified too (still only for this device).
 
-use protocol::{Ack, AckVerifyError, Message, VerifyingKey};
+use super::{AckOutcome, Outbox, OutboxError, now_ms, remove_dir};
+use protocol::{Ack, AckStatus, AckVerifyError, Message, VerifyingKey};
+use rusqlite::{OptionalExtension, params};
+use std::path::Path;
+use uuid::Uuid;
 
 /// The policy could not be built from the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +125,119 @@ impl AckPolicy {
             Err(e) => Err(e),
         }
     }
+}
+
+impl Outbox {
+    /// Applies the server's ack (already parsed from the ack topic).
+    pub fn apply_ack(&mut self, ack: &Ack) -> Result<AckOutcome, OutboxError> {
+        let id = ack.event_id.to_string();
+        type Row = (String, String, String, Option<String>, Option<String>);
+        let row: Option<Row> = self
+            .conn
+            .query_row(
+                "SELECT state, clip_state, dir, sent_sha256, clip_name FROM events
+                 WHERE event_id = ?1 AND done_at IS NULL",
+                params![id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )
+            .optional()
+            .map_err(self.db())?;
+        let Some((state, clip_state, dir, sent_sha256, clip_name)) = row else {
+            return Ok(AckOutcome::Unknown);
+        };
+        let now = now_ms();
+        match (&ack.status, &ack.item) {
+            (AckStatus::Rejected { code, message }, item) => {
+                // Only a rejection of what this device sent: the bundle
+                // last published, or the clip file as it is on disk (or
+                // one of the chunks it is sent as).
+                let ours = match (item, ack.payload_sha256.as_deref()) {
+                    (_, None) => false,
+                    (None, Some(rejected)) => sent_sha256.as_deref() == Some(rejected),
+                    (Some(name), Some(rejected)) if clip_name.as_deref() == Some(name.as_str()) => {
+                        clip_was_sent_as(ack.event_id, name, &Path::new(&dir).join(name), rejected)
+                    }
+                    (Some(_), Some(_)) => false,
+                };
+                if !ours {
+                    return Ok(AckOutcome::ForeignRejection);
+                }
+                let code = serde_json::to_value(code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                self.conn
+                    .execute(
+                        "UPDATE events SET state = 'rejected', reject_code = ?2, reject_message = ?3,
+                             done_at = ?4 WHERE event_id = ?1",
+                        params![id, code, message, now],
+                    )
+                    .map_err(self.db())?;
+                Ok(AckOutcome::Rejected)
+            }
+            (_, None) => {
+                if state == "acked" {
+                    return Ok(AckOutcome::Delivered { done: false });
+                }
+                let done = matches!(clip_state.as_str(), "none" | "evicted" | "acked");
+                self.conn
+                    .execute(
+                        "UPDATE events SET state = 'acked', done_at = ?2 WHERE event_id = ?1",
+                        params![id, done.then_some(now)],
+                    )
+                    .map_err(self.db())?;
+                if done {
+                    remove_dir(&dir);
+                }
+                Ok(AckOutcome::Delivered { done })
+            }
+            (_, Some(_item)) => {
+                let done = state == "acked";
+                self.conn
+                    .execute(
+                        "UPDATE events SET clip_state = 'acked', done_at = ?2 WHERE event_id = ?1",
+                        params![id, done.then_some(now)],
+                    )
+                    .map_err(self.db())?;
+                if done {
+                    remove_dir(&dir);
+                }
+                Ok(AckOutcome::Delivered { done })
+            }
+        }
+    }
+
+    /// Applies the bytes that arrived on the ack topic, if `policy`
+    /// believes them (signed by a trusted server key, for this device);
+    /// otherwise nothing changes and the refusal says why.
+    pub fn apply_ack_bytes(
+        &mut self,
+        bytes: &[u8],
+        policy: &AckPolicy,
+    ) -> Result<(AckOutcome, CheckedAck), AckError> {
+        let checked = policy.check(bytes).map_err(AckError::Refused)?;
+        let outcome = self.apply_ack(&checked.ack)?;
+        Ok((outcome, checked))
+    }
+}
+
+/// Whether `rejected` (the hash a rejecting item ack is bound to) names
+/// bytes this device sent for clip `name`: the whole file (the server
+/// refuses an assembled clip that disagrees with the signed manifest) or
+/// one of the chunk frames it is cut into (a chunk refused on arrival).
+/// Chunking is deterministic, so the frames are rebuilt from the file
+/// rather than remembered; this runs only when a rejection arrives.
+fn clip_was_sent_as(event_id: Uuid, name: &str, path: &Path, rejected: &str) -> bool {
+    let Ok(file) = std::fs::read(path) else {
+        return false;
+    };
+    if protocol::sha256_hex(&file) == rejected {
+        return true;
+    }
+    protocol::ClipChunk::split(event_id, name, &file)
+        .iter()
+        .filter_map(|c| c.encode().ok())
+        .any(|frame| protocol::sha256_hex(&frame) == rejected)
 }
 
 #[cfg(test)]

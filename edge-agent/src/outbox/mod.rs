@@ -21,7 +21,7 @@
 pub mod acks;
 pub mod limits;
 
-use protocol::{Ack, AckStatus, EvidenceRole, SignedEvent};
+use protocol::{EvidenceRole, SignedEvent};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -494,98 +494,6 @@ impl Outbox {
             )
             .map(|n| n as u64)
             .map_err(self.db())
-    }
-
-    /// Applies the server's ack (already parsed from the ack topic).
-    pub fn apply_ack(&mut self, ack: &Ack) -> Result<AckOutcome, OutboxError> {
-        let id = ack.event_id.to_string();
-        type Row = (String, String, String, Option<String>, Option<String>);
-        let row: Option<Row> = self
-            .conn
-            .query_row(
-                "SELECT state, clip_state, dir, sent_sha256, clip_name FROM events
-                 WHERE event_id = ?1 AND done_at IS NULL",
-                params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-            )
-            .optional()
-            .map_err(self.db())?;
-        let Some((state, clip_state, dir, sent_sha256, clip_name)) = row else {
-            return Ok(AckOutcome::Unknown);
-        };
-        let now = now_ms();
-        match (&ack.status, &ack.item) {
-            (AckStatus::Rejected { code, message }, item) => {
-                // Only a rejection of what this device sent: the bundle
-                // last published, or the clip file as it is on disk.
-                let ours = match item {
-                    None => sent_sha256,
-                    Some(name) if clip_name.as_deref() == Some(name.as_str()) => {
-                        std::fs::read(Path::new(&dir).join(name))
-                            .ok()
-                            .map(|b| protocol::sha256_hex(&b))
-                    }
-                    Some(_) => None,
-                };
-                if ours.is_none() || ack.payload_sha256 != ours {
-                    return Ok(AckOutcome::ForeignRejection);
-                }
-                let code = serde_json::to_value(code)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                self.conn
-                    .execute(
-                        "UPDATE events SET state = 'rejected', reject_code = ?2, reject_message = ?3,
-                             done_at = ?4 WHERE event_id = ?1",
-                        params![id, code, message, now],
-                    )
-                    .map_err(self.db())?;
-                Ok(AckOutcome::Rejected)
-            }
-            (_, None) => {
-                if state == "acked" {
-                    return Ok(AckOutcome::Delivered { done: false });
-                }
-                let done = matches!(clip_state.as_str(), "none" | "evicted" | "acked");
-                self.conn
-                    .execute(
-                        "UPDATE events SET state = 'acked', done_at = ?2 WHERE event_id = ?1",
-                        params![id, done.then_some(now)],
-                    )
-                    .map_err(self.db())?;
-                if done {
-                    remove_dir(&dir);
-                }
-                Ok(AckOutcome::Delivered { done })
-            }
-            (_, Some(_item)) => {
-                let done = state == "acked";
-                self.conn
-                    .execute(
-                        "UPDATE events SET clip_state = 'acked', done_at = ?2 WHERE event_id = ?1",
-                        params![id, done.then_some(now)],
-                    )
-                    .map_err(self.db())?;
-                if done {
-                    remove_dir(&dir);
-                }
-                Ok(AckOutcome::Delivered { done })
-            }
-        }
-    }
-
-    /// Applies the bytes that arrived on the ack topic, if `policy`
-    /// believes them (signed by a trusted server key, for this device);
-    /// otherwise nothing changes and the refusal says why.
-    pub fn apply_ack_bytes(
-        &mut self,
-        bytes: &[u8],
-        policy: &AckPolicy,
-    ) -> Result<(AckOutcome, CheckedAck), AckError> {
-        let checked = policy.check(bytes).map_err(AckError::Refused)?;
-        let outcome = self.apply_ack(&checked.ack)?;
-        Ok((outcome, checked))
     }
 
     /// Counts for the heartbeat and metrics.
