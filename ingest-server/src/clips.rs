@@ -361,8 +361,7 @@ async fn refuse(
     // Bound to the refused bytes: the chunk, or the assembled clip whose
     // hash disagreed with the manifest (which the device can check against
     // its own file).
-    let digest = protocol::sha256_hex(&raw);
-    quarantine::record(
+    let entry = quarantine::record(
         &ctx.db,
         &ctx.evidence,
         topic,
@@ -378,7 +377,7 @@ async fn refuse(
         ack: item.map(|(id, name)| {
             Ack::rejected(id, r.code, r.reason.clone())
                 .for_item(name)
-                .bound_to(digest)
+                .bound_to(entry.payload_sha256)
         }),
         rejection: Some((r.reason_code, r.reason)),
     })

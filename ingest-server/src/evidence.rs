@@ -31,7 +31,10 @@
 
 pub mod config;
 pub mod pack;
+mod reindex;
 mod s3;
+
+pub use self::reindex::ReindexReport;
 
 use std::collections::HashMap;
 use std::ops::Range;

@@ -64,6 +64,23 @@ enum Command {
         #[command(subcommand)]
         action: PaymentsAction,
     },
+    /// The evidence store.
+    Evidence {
+        #[command(subcommand)]
+        action: EvidenceAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum EvidenceAction {
+    /// Rebuild the pack index from the packs' own headers (after a
+    /// database restore older than the evidence); prints a JSON report,
+    /// exit status 1 if a pack or file could not be used.
+    Reindex {
+        /// Also read every file and index only those matching their hash.
+        #[arg(long)]
+        verify: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -223,6 +240,9 @@ async fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&report)?);
             Ok(())
         }
+        Command::Evidence {
+            action: EvidenceAction::Reindex { verify },
+        } => evidence_reindex(cfg, verify).await,
         Command::Audit {
             action: AuditAction::Verify,
         } => {
@@ -424,16 +444,48 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
     Ok(())
 }
 
-async fn user(cfg: Config, action: UserAction) -> Result<()> {
-    let ingestor = app::open(&cfg).await?;
-    let db = &ingestor.context().db;
-    let by = Who::new(
+/// The CLI's own name in the audit log: `cli:{login}`, as an administrator.
+fn cli_admin() -> Who {
+    Who::new(
         format!(
             "cli:{}",
             std::env::var("USER").unwrap_or_else(|_| "unknown".into())
         ),
         Role::Admin,
-    );
+    )
+}
+
+async fn evidence_reindex(cfg: Config, verify: bool) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let ctx = ingestor.context();
+    let report = ctx.evidence.reindex(verify).await?;
+    let detail = serde_json::json!({
+        "packs": report.packs, "files": report.files, "added": report.added,
+        "verified": report.verified, "problems": report.problems.len(), "verify": verify,
+    });
+    audit::record(
+        &ctx.db,
+        ingest_server::db::now_ms(),
+        &cli_admin(),
+        "evidence.reindex",
+        "evidence_index",
+        &detail,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&report)?);
+    if !report.problems.is_empty() {
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+async fn user(cfg: Config, action: UserAction) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let db = &ingestor.context().db;
+    let by = cli_admin();
     match action {
         UserAction::Add {
             username,

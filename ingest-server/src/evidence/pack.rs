@@ -13,7 +13,8 @@
 //! bytes of JSON (`{"files":[{"sha256","offset","length"}]}`, offsets from
 //! the start of the object), then the files back to back. Nothing reads
 //! the header in normal operation: reads go through the index and are
-//! checked against the hash like every other read.
+//! checked against the hash like every other read; `reindex.rs` reads the
+//! headers to rebuild the index.
 
 use std::collections::HashSet;
 
@@ -95,6 +96,17 @@ pub(crate) fn layout(key: &str, files: Vec<(String, Bytes)>) -> (PutPayload, Vec
         }
         header_len = head.len() as u64;
     }
+}
+
+/// The files a pack header's JSON names, as `(sha256, offset, length)`;
+/// the caller checks them against the object (`reindex.rs`).
+pub(crate) fn parse_header(json: &[u8]) -> Result<Vec<(String, u64, u64)>, String> {
+    let header: Header = serde_json::from_slice(json).map_err(|e| format!("header JSON: {e}"))?;
+    Ok(header
+        .files
+        .into_iter()
+        .map(|e| (e.sha256, e.offset, e.length))
+        .collect())
 }
 
 /// Which of `digests` the index already holds (their bytes are stored, so
