@@ -1,5 +1,5 @@
 //! The storage and ingest suite, run unchanged against SQLite and against a
-//! real PostgreSQL started by the test: devices, cases with fines, evidence
+//! real PostgreSQL started by the test (over TLS, verified): devices, cases with fines, evidence
 //! by hash, idempotency, every kind of bad input ending in quarantine with
 //! its reason, clip assembly with item acks, heartbeats, the registry import
 //! and owner resolution.
@@ -494,10 +494,46 @@ async fn storage_suite_on_sqlite() {
     suite(url).await;
 }
 
+/// On PostgreSQL over TLS, as at city scale where the database is on
+/// another host and carries owners' personal data: the server takes only
+/// TLS connections (`hostssl`) and the URL makes the server check its
+/// certificate (`sslmode=verify-full&sslrootcert=ca.crt`). Plain
+/// PostgreSQL is covered by the other suites (notices, review, ...).
+/// Then the refusals: without TLS the database turns the server away, and
+/// a CA that did not sign the database's certificate stops the start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn storage_suite_on_postgres() {
-    let pg = Postgres::start();
+async fn storage_suite_on_postgres_over_tls() {
+    let pki = pki::Pki::new();
+    let pg = Postgres::start_tls(&pki);
     let url = pg.fresh_database().await;
-    suite(url).await;
+    assert!(url.contains("sslmode=verify-full"), "{url}");
+    suite(url.clone()).await;
+
+    let base = url.split('?').next().unwrap();
+    let rogue = pki.path("rogue-ca.crt");
+    for (what, url, expect) in [
+        (
+            "without TLS",
+            format!("{base}?sslmode=disable"),
+            "no encryption",
+        ),
+        (
+            "trusting another CA",
+            format!("{base}?sslmode=verify-full&sslrootcert={rogue}"),
+            "certificate",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config {
+            data_dir: dir.path().to_path_buf(),
+            ..Config::default()
+        };
+        cfg.database.url = url;
+        let Err(e) = app::open(&cfg).await else {
+            panic!("{what}: the server started");
+        };
+        let msg = format!("{e:#}");
+        assert!(msg.contains(expect), "{what}: {msg}");
+    }
     drop(pg);
 }

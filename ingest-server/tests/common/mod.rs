@@ -175,11 +175,25 @@ pub struct Postgres {
     child: Child,
     _dir: tempfile::TempDir,
     pub port: u16,
+    /// Query string every URL to it carries (the TLS settings).
+    params: String,
 }
 
 impl Postgres {
     /// Starts one. Fails (never skips) when the binaries are missing.
     pub fn start() -> Postgres {
+        Self::start_with(None)
+    }
+
+    /// Starts one that takes only TLS connections (`hostssl` in its
+    /// pg_hba.conf, plain `host` rejected), with `pki`'s `server.crt` (for
+    /// 127.0.0.1, signed by `ca.crt`); its URLs verify the server against
+    /// `ca.crt` (`sslmode=verify-full`).
+    pub fn start_tls(pki: &pki::Pki) -> Postgres {
+        Self::start_with(Some(pki))
+    }
+
+    fn start_with(tls: Option<&pki::Pki>) -> Postgres {
         let bin = Path::new(PG_BIN);
         for b in ["initdb", "postgres"] {
             assert!(
@@ -219,8 +233,43 @@ impl Postgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut extra: Vec<String> = Vec::new();
+        let mut params = String::new();
+        if let Some(pki) = tls {
+            let d = dir.path();
+            std::fs::copy(pki.path("server.crt"), d.join("server.crt")).unwrap();
+            std::fs::copy(pki.path("server.key"), d.join("server.key")).unwrap();
+            std::fs::set_permissions(
+                d.join("server.key"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+            std::fs::write(
+                d.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 host all all 127.0.0.1/32 reject\n",
+            )
+            .unwrap();
+            if as_postgres {
+                for f in ["server.crt", "server.key", "pg_hba.conf"] {
+                    chown(&d.join(f), uid, gid);
+                }
+            }
+            for (k, v) in [
+                ("ssl", "on".to_owned()),
+                ("ssl_cert_file", d.join("server.crt").display().to_string()),
+                ("ssl_key_file", d.join("server.key").display().to_string()),
+                ("hba_file", d.join("pg_hba.conf").display().to_string()),
+            ] {
+                extra.push("-c".into());
+                extra.push(format!("{k}={v}"));
+            }
+            params = format!("?sslmode=verify-full&sslrootcert={}", pki.path("ca.crt"));
+        }
         let port = free_port();
         let mut pg = Command::new(bin.join("postgres"));
+        pg.args(&extra);
         pg.args([
             "-D",
             data.to_str().unwrap(),
@@ -244,6 +293,7 @@ impl Postgres {
             child,
             _dir: dir,
             port,
+            params,
         };
         wait_for_port(SocketAddr::from(([127, 0, 0, 1], port)), "postgres");
         me
@@ -252,7 +302,10 @@ impl Postgres {
     /// URL of a new, empty database on this server.
     pub async fn fresh_database(&self) -> String {
         sqlx::any::install_default_drivers();
-        let admin = format!("postgres://postgres@127.0.0.1:{}/postgres", self.port);
+        let admin = format!(
+            "postgres://postgres@127.0.0.1:{}/postgres{}",
+            self.port, self.params
+        );
         let name = format!("t_{}", Uuid::new_v4().simple());
         // The server may still be starting up after it opened its port.
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -273,7 +326,10 @@ impl Postgres {
                 Err(e) => panic!("cannot connect to the test PostgreSQL: {e}"),
             }
         }
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        format!(
+            "postgres://postgres@127.0.0.1:{}/{name}{}",
+            self.port, self.params
+        )
     }
 }
 

@@ -323,6 +323,7 @@ pub fn postgres_readme() {
     let url = text
         .lines()
         .find_map(|l| l.trim().strip_prefix("export DATABASE_URL="))
+        .map(|u| u.trim_matches('\''))
         .expect("export DATABASE_URL=...");
     let mut cfg = ingest_server::config::Config::default();
     cfg.apply_env(|k| (k == "DATABASE_URL").then(|| url.to_owned()))
@@ -330,4 +331,13 @@ pub fn postgres_readme() {
     cfg.validate().unwrap();
     assert_eq!(cfg.database_url(), url);
     assert!(text.contains("--data-checksums"));
+    // Over TLS, verified, as pg_hba.conf demands of the replicas.
+    assert!(url.contains("sslmode=verify-full&sslrootcert="), "{url}");
+    let hba = read("postgres/pg_hba.conf");
+    assert!(
+        hba.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()[..]
+                .starts_with(&["hostssl", "traffic", "traffic"])),
+        "pg_hba.conf admits the replicas over TLS only"
+    );
 }
