@@ -143,8 +143,10 @@ pub async fn enrol(
 }
 
 /// Revokes a device: its events are refused from now on (events already
-/// stored stay).
-pub async fn revoke(db: &Db, device_id: &str, reason: &str) -> Result<Device, DeviceError> {
+/// stored stay). Says whether this call revoked it (`false`: it already
+/// was, and its first revocation's time and reason stand), so callers
+/// audit only real changes.
+pub async fn revoke(db: &Db, device_id: &str, reason: &str) -> Result<(Device, bool), DeviceError> {
     let done = sqlx::query(
         "UPDATE devices SET revoked_at = $1, revoked_reason = $2 \
          WHERE device_id = $3 AND revoked_at IS NULL",
@@ -157,10 +159,11 @@ pub async fn revoke(db: &Db, device_id: &str, reason: &str) -> Result<Device, De
     let device = get(db, device_id)
         .await?
         .ok_or_else(|| DeviceError::NotFound(device_id.to_owned()))?;
-    if done.rows_affected() > 0 {
+    let changed = done.rows_affected() > 0;
+    if changed {
         tracing::warn!(device_id, reason, "device revoked");
     }
-    Ok(device)
+    Ok((device, changed))
 }
 
 /// One device, if enrolled (revoked or not).

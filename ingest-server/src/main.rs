@@ -265,6 +265,18 @@ async fn main() -> Result<()> {
             let grammar = ingest_server::ingest::IngestContext::grammar_of(&ingestor);
             match registry::import(&ingestor.context().db, grammar, &vehicles, &owners).await {
                 Ok((v, o)) => {
+                    let detail = serde_json::json!({
+                        "vehicles": v, "owners": o,
+                        "vehicles_file": vehicles.display().to_string(),
+                        "owners_file": owners.display().to_string(),
+                    });
+                    cli_audit(
+                        &ingestor.context().db,
+                        "registry.import",
+                        "registry",
+                        detail,
+                    )
+                    .await?;
                     println!("imported {v} vehicles and {o} owners");
                     Ok(())
                 }
@@ -307,6 +319,8 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             // first start.
             ServerKey::open(&cfg, db).await?;
             let e = devices::enrol_with_credentials(db, &id, &site, &public_key).await?;
+            let detail = serde_json::json!({"site": site, "public_key": e.device.public_key});
+            cli_audit(db, "device.enrol", &id, detail).await?;
             if json {
                 println!("{}", serde_json::to_string(&e)?);
             } else {
@@ -327,6 +341,7 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
         }
         DeviceAction::MqttSecret { id } => {
             let secret = devices::issue_mqtt_secret(db, &id).await?;
+            cli_audit(db, "device.mqtt_secret", &id, serde_json::json!({})).await?;
             println!("mqtt username: {id}");
             println!("mqtt password: {secret}  (shown once; the previous one no longer works)");
         }
@@ -337,7 +352,11 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             }
         }
         DeviceAction::Revoke { id, reason } => {
-            let d = devices::revoke(db, &id, &reason).await?;
+            let (d, changed) = devices::revoke(db, &id, &reason).await?;
+            if changed {
+                let detail = serde_json::json!({ "reason": reason });
+                cli_audit(db, "device.revoke", &id, detail).await?;
+            }
             println!("revoked {}", d.device_id);
         }
     }
@@ -364,6 +383,7 @@ async fn key(cfg: Config, action: KeyAction) -> Result<()> {
         }
         KeyAction::Retire { public_key } => {
             if server_key::retire(db, &public_key).await? {
+                cli_audit(db, "server_key.retire", &public_key, serde_json::json!({})).await?;
                 println!("retired {public_key}");
             } else {
                 bail!("no active server key {public_key}");
@@ -400,6 +420,8 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
                 certified_until,
             };
             let c = cameras::enrol(db, &new).await?;
+            let subject = format!("{}/{}", c.device_id, c.camera_id);
+            cli_audit(db, "camera.enrol", &subject, serde_json::json!({})).await?;
             println!(
                 "enrolled camera {} of {} at {}",
                 c.camera_id, c.device_id, c.site
@@ -438,6 +460,14 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
         }
         CameraAction::Retire { device, id, reason } => {
             let c = cameras::retire(db, &device, &id, &reason).await?;
+            let subject = format!("{device}/{id}");
+            cli_audit(
+                db,
+                "camera.retire",
+                &subject,
+                serde_json::json!({ "reason": reason }),
+            )
+            .await?;
             println!("retired camera {} of {}", c.camera_id, c.device_id);
         }
     }
@@ -455,6 +485,18 @@ fn cli_admin() -> Who {
     )
 }
 
+/// Records a change made from the command line, after it succeeded.
+async fn cli_audit(
+    db: &ingest_server::db::Db,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    let now = ingest_server::db::now_ms();
+    audit::record(db, now, &cli_admin(), action, subject, &detail).await?;
+    Ok(())
+}
+
 async fn evidence_reindex(cfg: Config, verify: bool) -> Result<()> {
     let ingestor = app::open(&cfg).await?;
     let ctx = ingestor.context();
@@ -463,15 +505,7 @@ async fn evidence_reindex(cfg: Config, verify: bool) -> Result<()> {
         "packs": report.packs, "files": report.files, "added": report.added,
         "verified": report.verified, "problems": report.problems.len(), "verify": verify,
     });
-    audit::record(
-        &ctx.db,
-        ingest_server::db::now_ms(),
-        &cli_admin(),
-        "evidence.reindex",
-        "evidence_index",
-        &detail,
-    )
-    .await?;
+    cli_audit(&ctx.db, "evidence.reindex", "evidence_index", detail).await?;
     println!("{}", serde_json::to_string(&report)?);
     if !report.problems.is_empty() {
         for p in &report.problems {

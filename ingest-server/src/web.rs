@@ -14,6 +14,8 @@
 //!   `GET /api/v1/cases` (paged, by state or device),
 //!   `GET /api/v1/cases/{event_id}`, `GET /api/v1/heartbeats`,
 //!   `GET /api/v1/evidence/{sha256}` (bytes checked against their hash).
+//!   Every change made through it (device enrolled or revoked, camera
+//!   enrolled or retired) is written to the audit log as actor `admin-api`.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -25,6 +27,7 @@ use protocol::{AckStatus, Message};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::audit::{self, Who};
 use crate::cameras::{self, CameraError};
 use crate::cases;
 use crate::devices::{self, DeviceError};
@@ -350,6 +353,21 @@ async fn post_violation(
     }
 }
 
+/// Records a change made through the admin API. The token is one shared
+/// secret, so the log names the API, not a person (console actions, which
+/// are signed in, name the person).
+async fn audited(
+    ctx: &ApiContext,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    let who = Who::new("admin-api", crate::workflow::Role::Admin);
+    let db = &ctx.ingestor.context().db;
+    audit::record(db, crate::db::now_ms(), &who, action, subject, &detail).await?;
+    Ok(())
+}
+
 fn require_admin(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &ctx.admin_token else {
         return Err(ApiError::AdminDisabled);
@@ -412,6 +430,8 @@ async fn add_device(
         &d.public_key,
     )
     .await?;
+    let detail = json!({"site": d.site, "public_key": dev.device.public_key});
+    audited(&ctx, "device.enrol", &d.device_id, detail).await?;
     Ok((StatusCode::CREATED, Json(dev)))
 }
 
@@ -429,9 +449,11 @@ async fn revoke_device(
 ) -> Result<Json<devices::Device>, ApiError> {
     require_admin(&ctx, &headers)?;
     let reason = optional_reason(&body)?;
-    Ok(Json(
-        devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?,
-    ))
+    let (device, changed) = devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?;
+    if changed {
+        audited(&ctx, "device.revoke", &id, json!({ "reason": reason })).await?;
+    }
+    Ok(Json(device))
 }
 
 /// The `{"reason": ...}` body of a revocation or retirement; none given is
@@ -459,6 +481,8 @@ async fn add_camera(
     require_admin(&ctx, &headers)?;
     let new = cameras::NewCamera::from_json(&json_body::<serde_json::Value>(&body)?)?;
     let camera = cameras::enrol(&ctx.ingestor.context().db, &new).await?;
+    let subject = format!("{}/{}", camera.device_id, camera.camera_id);
+    audited(&ctx, "camera.enrol", &subject, json!({})).await?;
     Ok((StatusCode::CREATED, Json(camera)))
 }
 
@@ -470,9 +494,11 @@ async fn retire_camera(
 ) -> Result<Json<cameras::Camera>, ApiError> {
     require_admin(&ctx, &headers)?;
     let reason = optional_reason(&body)?;
-    Ok(Json(
-        cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?,
-    ))
+    let camera =
+        cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?;
+    let subject = format!("{device_id}/{camera_id}");
+    audited(&ctx, "camera.retire", &subject, json!({ "reason": reason })).await?;
+    Ok(Json(camera))
 }
 
 #[derive(Deserialize)]

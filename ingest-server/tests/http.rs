@@ -305,6 +305,31 @@ async fn violations_over_http_and_admin_api() {
     })
     .await
     .unwrap();
+
+    // Each change through the admin API is in the audit log, once; the
+    // refused calls (no token, a duplicate, a bad key, an unknown device)
+    // and the revocation of a device already revoked left nothing.
+    let log = audit_actions(&server.ingestor.context().db).await;
+    assert_eq!(
+        log,
+        [
+            ("admin-api", "device.enrol", "edge-h"),
+            ("admin-api", "device.revoke", "edge-h"),
+        ]
+        .map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())),
+    );
+}
+
+/// `(actor, action, subject)` of every audit entry, oldest first.
+async fn audit_actions(db: &ingest_server::db::Db) -> Vec<(String, String, String)> {
+    let mut log: Vec<_> = ingest_server::audit::recent(db, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, (e.actor, e.action, e.subject)))
+        .collect();
+    log.sort();
+    log.into_iter().map(|(_, e)| e).collect()
 }
 
 #[test]
@@ -367,6 +392,30 @@ fn device_cli_add_list_revoke() {
     assert!(ok && out.contains("revoked edge-c"), "{out}");
     let (ok, out, _) = run(&["device", "list"]);
     assert!(ok && out.contains("revoked"), "{out}");
+
+    // The two changes are in the audit log, as the command line's user.
+    let cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let log = rt.block_on(async {
+        let db = ingest_server::db::Db::connect(&cfg.database_url())
+            .await
+            .unwrap();
+        audit_actions(&db).await
+    });
+    let actions: Vec<_> = log
+        .iter()
+        .map(|(who, what, on)| (who.starts_with("cli:"), what.as_str(), on.as_str()))
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            (true, "device.enrol", "edge-c"),
+            (true, "device.revoke", "edge-c")
+        ]
+    );
 }
 
 #[test]
