@@ -28,11 +28,16 @@ from common import CLASSES, IN_H, IN_W, POOL_H, POOL_W, SLOTS, canonical, encode
 from model import PlateRecogniser, PlateRecogniserCTC
 
 
-def load_pool(pool_dir):
+def load_pool(pool_dir, shards=None):
+    """Every finished shard in pool_dir, or only shardNN for NN in range(*shards)."""
     xs, ys = [], []
     for f in sorted(glob.glob(os.path.join(pool_dir, "*.npz"))):
         if f.endswith(".tmp.npz"):
             continue
+        if shards is not None:
+            name = os.path.basename(f)
+            if not (name.startswith("shard") and name[5:-4].isdigit() and shards[0] <= int(name[5:-4]) < shards[1]):
+                continue
         try:
             d = np.load(f)
             xs.append(d["x"]); ys.append(d["y"])
@@ -150,10 +155,12 @@ def main():
         model.load_state_dict(torch.load(args.init, map_location="cpu")["model"])
     ema = copy.deepcopy(model).eval()
     steps = args.steps or tc["steps"]
+    shards = None
     if args.phase:
         ph = cfg["phases"][args.phase - 1]
         steps = args.steps or ph["steps"]
         args.lr = args.lr or ph["lr"]
+        shards = ph.get("shards")
         if ph.get("init_from_previous"):
             model.load_state_dict(torch.load(os.path.join(args.out, "ckpt.pt"), map_location="cpu")["model"])
             ema = copy.deepcopy(model).eval()
@@ -163,7 +170,7 @@ def main():
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / max(1, warm) if s < warm else 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm))) * 0.98 + 0.02)
 
-    X, Y = load_pool(args.pool)
+    X, Y = load_pool(args.pool, shards)
     RX = RY = None
     if args.real:
         RX, RY = load_real(args.real)
@@ -175,7 +182,7 @@ def main():
     run_loss = run_acc = run_cacc = None
     for step in range(steps):
         if step % 500 == 0 and step > 0 and not args.real:
-            X, Y = load_pool(args.pool)   # picks up shards finished meanwhile
+            X, Y = load_pool(args.pool, shards)   # picks up shards finished meanwhile
         idx = torch.randint(len(X), (bs,), generator=gen)
         xb, yb = X[idx], Y[idx]
         if RX is not None:

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from . import strokefont
 from .texts import PlateText, sample_text
 
 # Fonts from Debian packages (licences in models/README.md). Condensed sans faces first.
@@ -62,6 +63,7 @@ DEFAULT_PARAMS = {
     "p_occlusion": 0.15,
     "p_dirt": 0.5,
     "p_frame": 0.4,
+    "p_stroke_font": 0.5,     # synth/strokefont.py instead of a Debian font
 }
 
 # plate sizes in mm
@@ -134,9 +136,14 @@ def draw_plate(pt: PlateText, rng, params=DEFAULT_PARAMS):
         boxes = [(0.22, 0.08, 0.78, 0.46), (0.06, 0.53, 0.94, 0.92)]
     else:
         boxes = [(0.08, 0.06, 0.92, 0.47), (0.05, 0.53, 0.95, 0.95)]
-    condense = rng.uniform(0.55, 0.95)
+    use_stroke_font = rng.random() < params.get("p_stroke_font", 0.0)
+    # the stroke font is drawn narrow already; TrueType faces are squeezed to that look
+    condense = rng.uniform(0.85, 1.1) if use_stroke_font else rng.uniform(0.55, 0.95)
     for line, (bx0, by0, bx1, by1) in zip(pt.lines, boxes):
-        m = _render_line(line, font_path, stroke, rng)
+        if use_stroke_font:
+            m = strokefont.render_line(line, rng)
+        else:
+            m = _render_line(line, font_path, stroke, rng)
         jit = lambda: rng.uniform(-0.015, 0.015)
         bx0 += jit(); bx1 += jit(); by0 += jit(); by1 += jit()
         bh = int((by1 - by0) * H * rng.uniform(0.9, 1.0))
