@@ -459,15 +459,12 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
             }
         }
         CameraAction::Retire { device, id, reason } => {
-            let c = cameras::retire(db, &device, &id, &reason).await?;
-            let subject = format!("{device}/{id}");
-            cli_audit(
-                db,
-                "camera.retire",
-                &subject,
-                serde_json::json!({ "reason": reason }),
-            )
-            .await?;
+            let (c, changed) = cameras::retire(db, &device, &id, &reason).await?;
+            if changed {
+                let subject = format!("{device}/{id}");
+                let detail = serde_json::json!({ "reason": reason });
+                cli_audit(db, "camera.retire", &subject, detail).await?;
+            }
             println!("retired camera {} of {}", c.camera_id, c.device_id);
         }
     }

@@ -494,10 +494,12 @@ async fn retire_camera(
 ) -> Result<Json<cameras::Camera>, ApiError> {
     require_admin(&ctx, &headers)?;
     let reason = optional_reason(&body)?;
-    let camera =
+    let (camera, changed) =
         cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?;
-    let subject = format!("{device_id}/{camera_id}");
-    audited(&ctx, "camera.retire", &subject, json!({ "reason": reason })).await?;
+    if changed {
+        let subject = format!("{device_id}/{camera_id}");
+        audited(&ctx, "camera.retire", &subject, json!({ "reason": reason })).await?;
+    }
     Ok(Json(camera))
 }
 

@@ -388,3 +388,181 @@ async fn late_notices_are_listed_for_police_not_operators() {
     .await
     .unwrap();
 }
+
+/// Edge devices and cameras administered in the console: an administrator
+/// enrols a device (its MQTT password shown on the answer page), the
+/// device's login works on the embedded broker's check, a camera is
+/// enrolled and retired, the device revoked; an operator may not see the
+/// page, a form without the CSRF token changes nothing, a bad key is
+/// refused with the reason; and each change is audited under the
+/// administrator's own account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn administrators_manage_edge_devices_in_the_console() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    let db = server.ingestor.context().db.clone();
+    let boot = ingest_server::audit::Who::new("test", ingest_server::workflow::Role::Admin);
+    let admin = accounts::create(
+        &db,
+        "qt.em",
+        "Đỗ Em",
+        ingest_server::workflow::Role::Admin,
+        Some(seed::PASSWORD),
+        &boot,
+    )
+    .await
+    .unwrap();
+    accounts::create(
+        &db,
+        "op.an",
+        "Trần An",
+        ingest_server::workflow::Role::Operator,
+        Some(seed::PASSWORD),
+        &boot,
+    )
+    .await
+    .unwrap();
+    let public_key = public_hex(&key());
+    let rt = tokio::runtime::Handle::current();
+    let db2 = db.clone();
+    let login = move |password: &str| {
+        rt.block_on(ingest_server::devices::check_mqtt_login(
+            &db2, "edge-q", password,
+        ))
+        .unwrap()
+    };
+    let password = tokio::task::spawn_blocking(move || {
+        let mut an = Client::new(addr);
+        assert_eq!(an.login("op.an", seed::PASSWORD).status, 303);
+        assert_eq!(
+            an.get("/console/devices").status,
+            403,
+            "operators do not administer"
+        );
+
+        let mut em = Client::new(addr);
+        assert_eq!(em.login("qt.em", seed::PASSWORD).status, 303);
+        let page = em.get("/console/devices");
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body.contains("href=\"/console/devices\""),
+            "in the navigation"
+        );
+        let t = csrf(&page.body);
+        let new = |csrf: &str, key: &str| {
+            vec![
+                ("csrf", csrf.to_owned()),
+                ("device_id", "edge-q".to_owned()),
+                ("site", SITE.to_owned()),
+                ("public_key", key.to_owned()),
+            ]
+        };
+        let send = |c: &mut Client, path: &str, f: &[(&str, String)]| {
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            c.post(path, &f)
+        };
+        let r = send(&mut em, "/console/devices", &new("0000", &public_key));
+        assert_eq!(r.status, 403, "no CSRF token, no enrolment");
+        let r = send(&mut em, "/console/devices", &new(&t, "00"));
+        assert_eq!(r.status, 409);
+        assert!(r.body.contains("invalid public key"), "{}", r.body);
+        let r = send(&mut em, "/console/devices", &new(&t, &public_key));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let password = r
+            .body
+            .split("id=\"mqtt-password\">")
+            .nth(1)
+            .and_then(|s| s.split('<').next())
+            .unwrap()
+            .to_owned();
+        assert_eq!(password.len(), 64, "{password}");
+        assert!(
+            !em.get("/console/devices").body.contains(&password),
+            "shown once"
+        );
+        assert_eq!(
+            login(&password),
+            ingest_server::devices::MqttLogin::Accepted,
+            "the page's password is the device's broker login"
+        );
+
+        let camera = [
+            ("csrf", t.clone()),
+            ("device_id", "edge-q".into()),
+            ("camera_id", "cam-1".into()),
+            ("site", SITE.into()),
+            ("description", "Tràng Tiền, hướng Bắc".into()),
+            ("certificate_no", "".into()),
+            ("certified_until", "".into()),
+        ];
+        assert_eq!(send(&mut em, "/console/cameras", &camera).status, 303);
+        assert!(
+            em.get("/console/devices")
+                .body
+                .contains("Tràng Tiền, hướng Bắc")
+        );
+        let retire = [
+            ("csrf", t.clone()),
+            ("device_id", "edge-q".into()),
+            ("camera_id", "cam-1".into()),
+            ("reason", "moved".into()),
+        ];
+        assert_eq!(
+            send(&mut em, "/console/cameras/retire", &retire).status,
+            303
+        );
+        let revoke = [
+            ("csrf", t.clone()),
+            ("device_id", "edge-q".into()),
+            ("reason", "stolen".into()),
+        ];
+        assert_eq!(
+            send(&mut em, "/console/devices/revoke", &revoke).status,
+            303
+        );
+        assert_eq!(
+            send(&mut em, "/console/devices/revoke", &revoke).status,
+            303
+        );
+        assert!(em.get("/console/devices").body.contains("stolen"));
+        password
+    })
+    .await
+    .unwrap();
+
+    use ingest_server::devices::{self, MqttLogin};
+    assert_ne!(
+        devices::check_mqtt_login(&db, "edge-q", &password)
+            .await
+            .unwrap(),
+        MqttLogin::Accepted,
+        "a revoked device's login is refused"
+    );
+    let mut log: Vec<_> = audit::recent(&db, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.actor == admin.user_id)
+        .map(|e| (e.seq, e.action, e.subject))
+        .collect();
+    log.sort();
+    let log: Vec<_> = log.into_iter().map(|(_, a, s)| (a, s)).collect();
+    assert_eq!(
+        log,
+        [
+            ("device.enrol", "edge-q"),
+            ("camera.enrol", "edge-q/cam-1"),
+            ("camera.retire", "edge-q/cam-1"),
+            ("device.revoke", "edge-q"),
+        ]
+        .map(|(a, s)| (a.to_owned(), s.to_owned())),
+        "one entry per change, the repeated revocation none"
+    );
+}

@@ -68,13 +68,14 @@ fn current(rows: impl IntoIterator<Item = Camera>) -> Option<Camera> {
 
 /// Retires a camera: its events after now are quarantined (events it made
 /// before stay accepted, also when they arrive later). Retiring a retired
-/// camera answers it unchanged.
+/// camera answers it unchanged; the flag says whether this call retired it
+/// (callers audit only real changes).
 pub async fn retire(
     db: &Db,
     device_id: &str,
     camera_id: &str,
     reason: &str,
-) -> Result<Camera, CameraError> {
+) -> Result<(Camera, bool), CameraError> {
     check_text("reason", reason, false)?;
     let done = sqlx::query(
         "UPDATE cameras SET status = 'retired', retired_at = $1, retired_reason = $2 \
@@ -88,10 +89,11 @@ pub async fn retire(
     .await?;
     let camera = current(history(db, device_id, camera_id).await?)
         .ok_or_else(|| CameraError::NotFound(device_id.to_owned(), camera_id.to_owned()))?;
-    if done.rows_affected() > 0 {
+    let changed = done.rows_affected() > 0;
+    if changed {
         tracing::warn!(device_id, camera_id, reason, "camera retired");
     }
-    Ok(camera)
+    Ok((camera, changed))
 }
 
 /// Every enrolment (active and retired), by device and camera, with the

@@ -195,6 +195,9 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
         if matches!(u.role, Role::Admin | Role::Supervisor) {
             link("/console/admin", "Quản trị", "Administration");
         }
+        if u.role == Role::Admin {
+            link("/console/devices", "Thiết bị biên", "Edge devices");
+        }
         if matches!(u.role, Role::Supervisor | Role::Auditor) {
             link(
                 "/console/export/labels.zip",

@@ -13,6 +13,7 @@ mod admin;
 mod case_page;
 mod confirm;
 mod deadlines;
+mod devices;
 mod exports;
 pub mod html;
 mod login;
@@ -84,6 +85,10 @@ pub fn routes() -> Router<ApiContext> {
         .route("/console/quarantine", get(ops::quarantine))
         .route("/console/audit", get(ops::audit))
         .route("/console/admin", get(admin::page))
+        .route("/console/devices", get(devices::page).post(devices::enrol))
+        .route("/console/devices/revoke", post(devices::revoke))
+        .route("/console/cameras", post(devices::enrol_camera))
+        .route("/console/cameras/retire", post(devices::retire_camera))
         .route("/console/admin/users", post(admin::create_user))
         .route("/console/admin/users/disable", post(admin::disable_user))
         .route("/console/admin/reasons", post(admin::add_reason))
