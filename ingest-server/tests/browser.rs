@@ -16,7 +16,6 @@ use common::seed::{self, OWNERS, PASSWORD};
 use common::*;
 use fantoccini::{Client, Locator};
 use ingest_server::app;
-use ingest_server::config::Config;
 
 const SITE: &str = "dn-haichau-bachdang";
 async fn sign_in(c: &Client, base: &str, user: &str) {
@@ -73,12 +72,7 @@ async fn text_of(c: &Client, id: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operator_accepts_and_officer_confirms_in_chromium() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = local_config(dir.path());
     let server = app::start(&cfg).await.unwrap();
     let base = format!("http://{}", server.http_addr);
     let (files, plate) = seed::photos();

@@ -13,7 +13,6 @@ use common::web::{Client, csrf};
 use common::*;
 use ingest_server::app;
 use ingest_server::citizen::{self, CITIZEN_COOKIE};
-use ingest_server::config::Config;
 use ingest_server::db::now_ms;
 use ingest_server::review::Reviewer;
 use ingest_server::workflow::{Action, Actor, Role};
@@ -34,12 +33,7 @@ fn signed_in(addr: std::net::SocketAddr, token: &str) -> Client {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owners_see_only_their_confirmed_cases_and_answer_them() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = local_config(dir.path());
     let server = app::start(&cfg).await.unwrap();
     let addr = server.http_addr;
     let ids = seed::seed(&server, SITE, 3).await;

@@ -12,7 +12,7 @@ mod common;
 #[path = "oidc/harness.rs"]
 mod harness;
 
-use common::{free_port, seed};
+use common::{free_port, local_config, seed};
 use harness::{Browser, Provider, Resp};
 use ingest_server::app::{self, Running};
 use ingest_server::audit::{self, AuditEntry};
@@ -495,12 +495,7 @@ async fn replayed_answers_and_the_consoles_states_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn citizen_routes_answer_not_configured_without_a_provider() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = local_config(dir.path());
     let running = app::start(&cfg).await.unwrap();
     let base = format!("http://{}", running.http_addr);
     let mut b = Browser::default();

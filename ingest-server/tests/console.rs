@@ -12,7 +12,6 @@ use common::*;
 use ingest_server::accounts;
 use ingest_server::app;
 use ingest_server::audit::{self, Verification};
-use ingest_server::config::Config;
 use sqlx::Row;
 
 const SITE: &str = "hn-hoankiem-trangtien";
@@ -20,12 +19,7 @@ const SITE: &str = "hn-hoankiem-trangtien";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_review_and_police_confirm_through_the_console() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = local_config(dir.path());
     let server = app::start(&cfg).await.unwrap();
     let addr = server.http_addr;
     let db = server.ingestor.context().db.clone();
@@ -340,12 +334,7 @@ async fn operators_review_and_police_confirm_through_the_console() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_notices_are_listed_for_police_not_operators() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = local_config(dir.path());
     let server = app::start(&cfg).await.unwrap();
     let addr = server.http_addr;
     let ids = seed::seed(&server, SITE, 1).await;
@@ -399,12 +388,7 @@ async fn late_notices_are_listed_for_police_not_operators() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn administrators_manage_edge_devices_in_the_console() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let cfg = local_config(dir.path());
     let server = app::start(&cfg).await.unwrap();
     let addr = server.http_addr;
     let db = server.ingestor.context().db.clone();

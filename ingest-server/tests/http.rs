@@ -77,12 +77,7 @@ const AUTH: (&str, &str) = ("Authorization", "Bearer test-admin-token-0123456789
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn violations_over_http_and_admin_api() {
     let dir = tempfile::tempdir().unwrap();
-    let mut cfg = Config {
-        data_dir: dir.path().to_path_buf(),
-        ..Config::default()
-    };
-    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
-    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut cfg = local_config(dir.path());
     cfg.admin.token = TOKEN.into();
     let server = app::start(&cfg).await.unwrap();
     let addr = server.http_addr;

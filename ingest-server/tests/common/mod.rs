@@ -43,6 +43,18 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A server configuration for a test: data under `dir`, HTTP on a port
+/// the OS picks, the embedded broker on a free port, SQLite.
+pub fn local_config(dir: &Path) -> ingest_server::config::Config {
+    let mut cfg = ingest_server::config::Config {
+        data_dir: dir.to_path_buf(),
+        ..ingest_server::config::Config::default()
+    };
+    cfg.http.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.mqtt.listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    cfg
+}
+
 pub fn wait_for_port(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
