@@ -217,6 +217,29 @@ async fn evidence_lives_in_the_bucket_by_hash_and_is_checked_on_read() {
         assert_eq!((st, &body[..]), (200, *bytes), "{digest} served");
     }
 
+    // The database loses the pack index (a restore older than the
+    // evidence): the stills are unreachable until `evidence reindex`
+    // rebuilds it from the packs' own headers, read from the bucket.
+    sqlx::query("DELETE FROM evidence_index")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    assert!(evidence.get(&stored[0].0).await.is_err());
+    let report = evidence.reindex(false).await.unwrap();
+    assert_eq!(
+        (
+            report.packs,
+            report.files,
+            report.added,
+            report.problems.len()
+        ),
+        (2, 3, 3, 0),
+        "{report:?}"
+    );
+    for (digest, bytes) in &stored {
+        assert_eq!(&evidence.get(digest).await.unwrap()[..], *bytes);
+    }
+
     // Someone with write access to the bucket changes a still inside its
     // pack (same size): the read is an error, never the wrong bytes.
     let (digest, original) = &stored[0];
@@ -252,6 +275,18 @@ async fn evidence_lives_in_the_bucket_by_hash_and_is_checked_on_read() {
     // The other files are untouched and still served.
     let (st, _) = get_evidence(&server, &stored[1].0).await;
     assert_eq!(st, 200);
+    // A verifying reindex leaves the changed still out and names it.
+    sqlx::query("DELETE FROM evidence_index")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let report = evidence.reindex(true).await.unwrap();
+    assert_eq!((report.verified, report.added), (2, 2), "{report:?}");
+    assert!(
+        report.problems.len() == 1 && report.problems[0].contains(digest.as_str()),
+        "{report:?}"
+    );
+    assert_eq!(&evidence.get(&stored[1].0).await.unwrap()[..], stored[1].1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
