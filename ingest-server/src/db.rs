@@ -100,6 +100,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_evidence_packs.sql"),
         postgres: include_str!("../migrations/postgres/0010_evidence_packs.sql"),
     },
+    Migration {
+        version: 11,
+        name: "api_tokens",
+        sqlite: include_str!("../migrations/sqlite/0011_api_tokens.sql"),
+        postgres: include_str!("../migrations/postgres/0011_api_tokens.sql"),
+    },
 ];
 
 /// Database failures.

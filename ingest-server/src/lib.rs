@@ -13,6 +13,7 @@
 )]
 
 pub mod accounts;
+pub mod api_tokens;
 pub mod app;
 pub mod audit;
 pub mod broker;

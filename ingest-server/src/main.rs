@@ -113,6 +113,18 @@ enum UserAction {
     List,
     /// Disable an account and end its sessions.
     Disable { username: String },
+    /// Make a personal admin API token for an administrator; printed once.
+    Token {
+        username: String,
+        /// What it is for (shown in the audit log).
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Days until it expires (default: until revoked).
+        #[arg(long)]
+        days: Option<u32>,
+    },
+    /// Revoke a personal admin API token by its id (the part after `tvat.`).
+    RevokeToken { token_id: String },
 }
 
 #[derive(Subcommand)]
@@ -553,6 +565,22 @@ async fn user(cfg: Config, action: UserAction) -> Result<()> {
                 let state = if u.disabled { "disabled" } else { "active" };
                 println!("{}\t{}\t{}\t{}", u.username, u.role, state, u.display_name);
             }
+        }
+        UserAction::Token {
+            username,
+            label,
+            days,
+        } => {
+            let t = ingest_server::api_tokens::create(db, &username, &label, days, &by).await?;
+            println!("token id: {}", t.token_id);
+            println!(
+                "token: {}  (shown once: Authorization: Bearer <token>)",
+                t.token
+            );
+        }
+        UserAction::RevokeToken { token_id } => {
+            ingest_server::api_tokens::revoke(db, &token_id, &by).await?;
+            println!("revoked token {token_id}");
         }
         UserAction::Disable { username } => {
             let u = accounts::disable(db, &username, &by).await?;

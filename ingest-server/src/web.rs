@@ -7,15 +7,16 @@
 //!   (Prometheus);
 //! - `POST /api/v1/violations`: an event bundle (`application/vnd.tv.bundle`)
 //!   from an edge that cannot use MQTT; answers with the protocol's `Ack`;
-//! - admin (bearer token `admin.token`; the review console's sign-in will
-//!   replace it): `GET|POST /api/v1/devices`, `POST
+//! - admin (bearer: an administrator's personal token, `api_tokens.rs`, or
+//!   the shared `admin.token`): `GET|POST /api/v1/devices`, `POST
 //!   /api/v1/devices/{id}/revoke`, `GET|POST /api/v1/cameras`, `POST
 //!   /api/v1/cameras/{device_id}/{camera_id}/retire`, `GET /api/v1/quarantine`,
 //!   `GET /api/v1/cases` (paged, by state or device),
 //!   `GET /api/v1/cases/{event_id}`, `GET /api/v1/heartbeats`,
 //!   `GET /api/v1/evidence/{sha256}` (bytes checked against their hash).
 //!   Every change made through it (device enrolled or revoked, camera
-//!   enrolled or retired) is written to the audit log as actor `admin-api`.
+//!   enrolled or retired) is written to the audit log as the token's
+//!   person, or as `admin-api` for the shared token.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
@@ -102,7 +103,10 @@ pub enum ApiError {
     #[error("admin token required")]
     Unauthorized,
     /// The admin API is not configured.
-    #[error("admin API disabled: set admin.token (INGEST_ADMIN_TOKEN)")]
+    #[error(
+        "no shared admin token configured (admin.token, INGEST_ADMIN_TOKEN); \
+         use an administrator's personal token (`ingest-server user token`)"
+    )]
     AdminDisabled,
     /// No such thing.
     #[error("{0} not found")]
@@ -353,30 +357,39 @@ async fn post_violation(
     }
 }
 
-/// Records a change made through the admin API. The token is one shared
-/// secret, so the log names the API, not a person (console actions, which
-/// are signed in, name the person).
+/// Records a change made through the admin API by `who` (the person of a
+/// personal token, or `admin-api` for the shared token).
 async fn audited(
     ctx: &ApiContext,
+    who: &Who,
     action: &str,
     subject: &str,
     detail: serde_json::Value,
 ) -> Result<(), ApiError> {
-    let who = Who::new("admin-api", crate::workflow::Role::Admin);
     let db = &ctx.ingestor.context().db;
-    audit::record(db, crate::db::now_ms(), &who, action, subject, &detail).await?;
+    audit::record(db, crate::db::now_ms(), who, action, subject, &detail).await?;
     Ok(())
 }
 
-fn require_admin(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &ctx.admin_token else {
-        return Err(ApiError::AdminDisabled);
-    };
+/// Who the admin API request is from: an administrator's personal token
+/// (`tvat.…`, [`crate::api_tokens`]) names that person; the shared
+/// `admin.token` names only `admin-api`. Anything else is refused.
+pub(crate) async fn require_admin(ctx: &ApiContext, headers: &HeaderMap) -> Result<Who, ApiError> {
     let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
+    if given.starts_with("tvat.") {
+        let db = &ctx.ingestor.context().db;
+        return match crate::api_tokens::admin_of(db, given).await? {
+            Some(user) => Ok(Who::new(user.user_id, crate::workflow::Role::Admin)),
+            None => Err(ApiError::Unauthorized),
+        };
+    }
+    let Some(token) = &ctx.admin_token else {
+        return Err(ApiError::AdminDisabled);
+    };
     // Constant-time comparison of equal-length strings.
     let same = given.len() == token.len()
         && given
@@ -385,7 +398,7 @@ fn require_admin(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> 
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     if same {
-        Ok(())
+        Ok(Who::new("admin-api", crate::workflow::Role::Admin))
     } else {
         Err(ApiError::Unauthorized)
     }
@@ -395,7 +408,7 @@ async fn list_devices(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<devices::Device>>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     Ok(Json(devices::list(&ctx.ingestor.context().db).await?))
 }
 
@@ -419,7 +432,7 @@ async fn add_device(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<devices::Enrolment>), ApiError> {
-    require_admin(&ctx, &headers)?;
+    let who = require_admin(&ctx, &headers).await?;
     let d: NewDevice = json_body(&body)?;
     // The device with its broker login (password shown this once) and the
     // server keys its acks are signed with.
@@ -431,7 +444,7 @@ async fn add_device(
     )
     .await?;
     let detail = json!({"site": d.site, "public_key": dev.device.public_key});
-    audited(&ctx, "device.enrol", &d.device_id, detail).await?;
+    audited(&ctx, &who, "device.enrol", &d.device_id, detail).await?;
     Ok((StatusCode::CREATED, Json(dev)))
 }
 
@@ -447,11 +460,18 @@ async fn revoke_device(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<devices::Device>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    let who = require_admin(&ctx, &headers).await?;
     let reason = optional_reason(&body)?;
     let (device, changed) = devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?;
     if changed {
-        audited(&ctx, "device.revoke", &id, json!({ "reason": reason })).await?;
+        audited(
+            &ctx,
+            &who,
+            "device.revoke",
+            &id,
+            json!({ "reason": reason }),
+        )
+        .await?;
     }
     Ok(Json(device))
 }
@@ -469,7 +489,7 @@ async fn list_cameras(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<cameras::CameraView>>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     Ok(Json(cameras::list(&ctx.ingestor.context().db).await?))
 }
 
@@ -478,11 +498,11 @@ async fn add_camera(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<cameras::Camera>), ApiError> {
-    require_admin(&ctx, &headers)?;
+    let who = require_admin(&ctx, &headers).await?;
     let new = cameras::NewCamera::from_json(&json_body::<serde_json::Value>(&body)?)?;
     let camera = cameras::enrol(&ctx.ingestor.context().db, &new).await?;
     let subject = format!("{}/{}", camera.device_id, camera.camera_id);
-    audited(&ctx, "camera.enrol", &subject, json!({})).await?;
+    audited(&ctx, &who, "camera.enrol", &subject, json!({})).await?;
     Ok((StatusCode::CREATED, Json(camera)))
 }
 
@@ -492,13 +512,20 @@ async fn retire_camera(
     Path((device_id, camera_id)): Path<(String, String)>,
     body: Bytes,
 ) -> Result<Json<cameras::Camera>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    let who = require_admin(&ctx, &headers).await?;
     let reason = optional_reason(&body)?;
     let (camera, changed) =
         cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?;
     if changed {
         let subject = format!("{device_id}/{camera_id}");
-        audited(&ctx, "camera.retire", &subject, json!({ "reason": reason })).await?;
+        audited(
+            &ctx,
+            &who,
+            "camera.retire",
+            &subject,
+            json!({ "reason": reason }),
+        )
+        .await?;
     }
     Ok(Json(camera))
 }
@@ -513,7 +540,7 @@ async fn list_quarantine(
     headers: HeaderMap,
     Query(q): Query<Limit>,
 ) -> Result<Json<Vec<quarantine::QuarantineEntry>>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(
         quarantine::list(&ctx.ingestor.context().db, limit).await?,
@@ -525,7 +552,7 @@ async fn get_case(
     headers: HeaderMap,
     Path(event_id): Path<String>,
 ) -> Result<Json<cases::CaseSummary>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     cases::case(&ctx.ingestor.context().db, &event_id)
         .await?
         .map(Json)
@@ -541,7 +568,7 @@ async fn list_cases(
     headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<cases::CasePage>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     let bad = |code: &'static str, message: String| ApiError::BadRequest { code, message };
     let mut filter = cases::CaseFilter {
         limit: 100,
@@ -591,7 +618,7 @@ async fn list_heartbeats(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
 ) -> Result<Json<Vec<crate::heartbeats::LatestHeartbeat>>, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     Ok(Json(
         crate::heartbeats::latest(&ctx.ingestor.context().db).await?,
     ))
@@ -602,7 +629,7 @@ async fn get_evidence(
     headers: HeaderMap,
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&ctx, &headers)?;
+    require_admin(&ctx, &headers).await?;
     let store: &EvidenceStore = &ctx.ingestor.context().evidence;
     match store.get(&sha256).await {
         Ok(bytes) => {

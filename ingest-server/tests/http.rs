@@ -447,3 +447,125 @@ fn registry_cli_reports_problems_by_line() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("imported 1 vehicles and 1 owners"));
 }
+
+/// Personal admin API tokens: with no shared token configured, an
+/// administrator's own token is accepted and the audit log names that
+/// person; the token stops working when revoked, and another one when its
+/// account is disabled; non-administrators get none, and a token with a
+/// wrong secret or an unknown id is refused like any bad token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn personal_admin_tokens_name_the_person_and_can_be_revoked() {
+    use ingest_server::accounts;
+    use ingest_server::api_tokens::{self, ApiTokenError};
+    use ingest_server::audit::Who;
+    use ingest_server::workflow::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = local_config(dir.path());
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    let db = server.ingestor.context().db.clone();
+    let boot = Who::new("test", Role::Admin);
+    let mut admins = Vec::new();
+    for name in ["qt.em", "qt.hoa"] {
+        let u = accounts::create(
+            &db,
+            name,
+            name,
+            Role::Admin,
+            Some("a long enough passphrase"),
+            &boot,
+        )
+        .await
+        .unwrap();
+        admins.push(u);
+    }
+    accounts::create(
+        &db,
+        "op.an",
+        "An",
+        Role::Operator,
+        Some("a long enough passphrase"),
+        &boot,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        api_tokens::create(&db, "op.an", "x", None, &boot).await,
+        Err(ApiTokenError::NotAdmin(_))
+    ));
+    let em = api_tokens::create(&db, "qt.em", "provisioning", Some(30), &boot)
+        .await
+        .unwrap();
+    let hoa = api_tokens::create(&db, "qt.hoa", "", None, &boot)
+        .await
+        .unwrap();
+    assert!(em.token.starts_with(&format!("tvat.{}.", em.token_id)));
+
+    let k = key();
+    let tokens = (em.token.clone(), hoa.token.clone());
+    let first = tokens.0.clone();
+    let statuses = tokio::task::spawn_blocking(move || {
+        let ct = ("Content-Type", "application/json");
+        let enrol = |token: &str, id: &str| {
+            let auth = format!("Bearer {token}");
+            let body = json!({"device_id": id, "site": SITE, "public_key": public_hex(&k)});
+            request(
+                addr,
+                "POST",
+                "/api/v1/devices",
+                &[ct, ("Authorization", auth.as_str())],
+                body.to_string().as_bytes(),
+            )
+            .0
+        };
+        let wrong_secret = format!("{}0", &first[..first.len() - 1]);
+        vec![
+            enrol(&first, "edge-t1"),
+            enrol(&wrong_secret, "edge-t2"),
+            enrol("tvat.0000000000000000.00", "edge-t3"),
+            enrol("test-admin-token-0123456789", "edge-t4"),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        statuses,
+        [201, 401, 401, 503],
+        "own token, wrong secret, unknown id, shared token off"
+    );
+    let log = audit_actions(&db).await;
+    assert!(
+        log.contains(&(
+            admins[0].user_id.clone(),
+            "device.enrol".into(),
+            "edge-t1".into()
+        )),
+        "{log:?}"
+    );
+
+    api_tokens::revoke(&db, &em.token_id, &boot).await.unwrap();
+    accounts::disable(&db, "qt.hoa", &boot).await.unwrap();
+    let statuses = tokio::task::spawn_blocking(move || {
+        [tokens.0, tokens.1].map(|t| {
+            let auth = format!("Bearer {t}");
+            request(
+                addr,
+                "GET",
+                "/api/v1/devices",
+                &[("Authorization", auth.as_str())],
+                b"",
+            )
+            .0
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, [401, 401], "revoked token, disabled account");
+    let log = audit_actions(&db).await;
+    for action in ["api_token.create", "api_token.revoke"] {
+        assert!(
+            log.iter().any(|(_, a, _)| a == action),
+            "{action} audited: {log:?}"
+        );
+    }
+}

@@ -18,7 +18,7 @@
 //!   stops the clock (those move the case out of `notice_issued`).
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::Row;
@@ -275,23 +275,7 @@ async fn overdue(
     headers: HeaderMap,
     Query(q): Query<Limit>,
 ) -> Result<Json<Vec<LateNotice>>, ApiError> {
-    let Some(token) = &ctx.admin_token else {
-        return Err(ApiError::AdminDisabled);
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if !same {
-        return Err(ApiError::Unauthorized);
-    }
+    crate::web::require_admin(&ctx, &headers).await?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(late_notices(&ctx.ingestor.context().db, limit).await?))
 }
