@@ -145,7 +145,8 @@ pub async fn admin_of(db: &Db, bearer: &str) -> Result<Option<User>, DbError> {
         return Ok(None);
     };
     let row = sqlx::query(
-        "SELECT t.secret_hash, t.expires_at, t.revoked_at, u.username FROM api_tokens t \
+        "SELECT t.secret_hash, t.expires_at, t.revoked_at, u.user_id, u.username, \
+         u.display_name, u.role, u.disabled_at FROM api_tokens t \
          JOIN users u ON u.user_id = t.user_id WHERE t.token_id = $1",
     )
     .bind(token_id)
@@ -155,7 +156,8 @@ pub async fn admin_of(db: &Db, bearer: &str) -> Result<Option<User>, DbError> {
     let stored: String = row.try_get(0)?;
     let expires: Option<i64> = row.try_get(1)?;
     let revoked: Option<i64> = row.try_get(2)?;
-    let username: String = row.try_get(3)?;
+    let role: String = row.try_get(6)?;
+    let disabled: Option<i64> = row.try_get(7)?;
     let given = secret_hash(secret);
     // Constant-time comparison of the two hex digests.
     let same = stored.len() == given.len()
@@ -165,15 +167,21 @@ pub async fn admin_of(db: &Db, bearer: &str) -> Result<Option<User>, DbError> {
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0;
     let now = now_ms();
-    if !same || revoked.is_some() || expires.is_some_and(|e| e <= now) {
+    if !same
+        || revoked.is_some()
+        || expires.is_some_and(|e| e <= now)
+        || disabled.is_some()
+        || Role::parse(&role) != Some(Role::Admin)
+    {
         return Ok(None);
     }
-    let Some(user) = accounts::by_username(db, &username).await? else {
-        return Ok(None);
+    let user = User {
+        user_id: row.try_get(3)?,
+        username: row.try_get(4)?,
+        display_name: row.try_get(5)?,
+        role: Role::Admin,
+        disabled: false,
     };
-    if user.disabled || user.role != Role::Admin {
-        return Ok(None);
-    }
     sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE token_id = $2")
         .bind(now)
         .bind(token_id)
