@@ -518,7 +518,10 @@ async fn personal_admin_tokens_name_the_person_and_can_be_revoked() {
             )
             .0
         };
-        let wrong_secret = format!("{}0", &first[..first.len() - 1]);
+        // Change the secret's last character to one it is not, so the
+        // token is wrong whatever the generator drew.
+        let last = if first.ends_with('0') { '1' } else { '0' };
+        let wrong_secret = format!("{}{last}", &first[..first.len() - 1]);
         vec![
             enrol(&first, "edge-t1"),
             enrol(&wrong_secret, "edge-t2"),
