@@ -178,6 +178,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             }
         });
     }
+    if cfg.retention.enabled {
+        crate::retention::spawn(
+            ingestor.context().db.clone(),
+            ingestor.context().evidence.clone(),
+            cfg.retention.clone(),
+        );
+    }
     let clips = Arc::new(ClipAssembler::default());
     let mqtt = tokio::spawn(mqtt::run(settings, ingestor.clone(), clips));
     let notices = crate::notices::spawn_worker(cfg, ingestor.context().clone()).await;

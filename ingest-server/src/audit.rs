@@ -165,6 +165,19 @@ pub async fn record(
     Ok(e)
 }
 
+/// Appends one entry stamped with the current time: what every
+/// "this change was just made" caller (admin API, console, CLI) wants.
+pub async fn record_now(
+    db: &Db,
+    who: &Who,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<(), DbError> {
+    record(db, crate::db::now_ms(), who, action, subject, &detail).await?;
+    Ok(())
+}
+
 /// The columns every query of this module reads, in [`entry`] order.
 macro_rules! audit_columns {
     () => {

@@ -49,6 +49,9 @@ pub struct CaseSummary {
     pub evidence_stored: i64,
     /// Evidence files listed in the manifest.
     pub evidence_total: i64,
+    /// When its evidence was deleted under the retention policy (RFC 3339,
+    /// Vietnam time), if it was.
+    pub evidence_purged_at: Option<String>,
 }
 
 const COLUMNS: &str = "e.event_id, e.device_id, e.camera_id, e.event_time, e.received_at, \
@@ -56,7 +59,8 @@ const COLUMNS: &str = "e.event_id, e.device_id, e.camera_id, e.event_time, e.rec
      e.fine_status, e.fine_min_vnd, e.fine_max_vnd, e.licence_points, e.owner_status, \
      e.owner_id, \
      (SELECT COUNT(*) FROM evidence v WHERE v.event_id = e.event_id AND v.stored = 1), \
-     (SELECT COUNT(*) FROM evidence v WHERE v.event_id = e.event_id)";
+     (SELECT COUNT(*) FROM evidence v WHERE v.event_id = e.event_id), \
+     e.evidence_purged_at";
 
 fn summary(r: &sqlx::any::AnyRow) -> Result<CaseSummary, DbError> {
     let received: i64 = r.try_get(4)?;
@@ -80,6 +84,7 @@ fn summary(r: &sqlx::any::AnyRow) -> Result<CaseSummary, DbError> {
         owner_id: r.try_get(15)?,
         evidence_stored: r.try_get(16)?,
         evidence_total: r.try_get(17)?,
+        evidence_purged_at: r.try_get::<Option<i64>, _>(18)?.map(rfc3339),
     })
 }
 

@@ -106,6 +106,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_api_tokens.sql"),
         postgres: include_str!("../migrations/postgres/0011_api_tokens.sql"),
     },
+    Migration {
+        version: 12,
+        name: "retention",
+        sqlite: include_str!("../migrations/sqlite/0012_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0012_retention.sql"),
+    },
 ];
 
 /// Database failures.

@@ -31,9 +31,11 @@
 
 pub mod config;
 pub mod pack;
+mod purge;
 mod reindex;
 mod s3;
 
+pub use self::purge::RemoveReport;
 pub use self::reindex::ReindexReport;
 
 use std::collections::HashMap;
@@ -317,6 +319,28 @@ impl EvidenceStore {
             }
         }
         Ok(())
+    }
+}
+
+/// What the store's own tests share: a local store over a fresh SQLite
+/// index, and named test files with their digests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use super::*;
+    use crate::db::Db;
+
+    pub async fn local_store(dir: &Path) -> EvidenceStore {
+        let db = Db::connect(&Db::sqlite_url(&dir.join("db.sqlite")))
+            .await
+            .unwrap();
+        EvidenceStore::local(dir.join("evidence"), db.pool().clone()).unwrap()
+    }
+
+    pub fn files(names: &[&str]) -> Vec<(String, Bytes)> {
+        names
+            .iter()
+            .map(|s| (sha256_hex(s.as_bytes()), Bytes::from(s.to_string())))
+            .collect()
     }
 }
 

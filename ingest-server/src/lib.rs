@@ -38,6 +38,7 @@ pub mod package;
 pub mod payments;
 pub mod quarantine;
 pub mod registry;
+pub mod retention;
 pub mod review;
 pub mod server_key;
 pub mod sso;

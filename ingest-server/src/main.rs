@@ -81,6 +81,14 @@ enum EvidenceAction {
         #[arg(long)]
         verify: bool,
     },
+    /// Delete the evidence `[retention]` says is no longer needed (what
+    /// the server also does every `retention.check_hours`); prints a JSON
+    /// report, exit status 1 if something could not be deleted.
+    Purge {
+        /// Only count the cases that are due; delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -255,6 +263,9 @@ async fn main() -> Result<()> {
         Command::Evidence {
             action: EvidenceAction::Reindex { verify },
         } => evidence_reindex(cfg, verify).await,
+        Command::Evidence {
+            action: EvidenceAction::Purge { dry_run },
+        } => evidence_purge(cfg, dry_run).await,
         Command::Audit {
             action: AuditAction::Verify,
         } => {
@@ -282,8 +293,9 @@ async fn main() -> Result<()> {
                         "vehicles_file": vehicles.display().to_string(),
                         "owners_file": owners.display().to_string(),
                     });
-                    cli_audit(
+                    audit::record_now(
                         &ingestor.context().db,
+                        &cli_admin(),
                         "registry.import",
                         "registry",
                         detail,
@@ -332,7 +344,7 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             ServerKey::open(&cfg, db).await?;
             let e = devices::enrol_with_credentials(db, &id, &site, &public_key).await?;
             let detail = serde_json::json!({"site": site, "public_key": e.device.public_key});
-            cli_audit(db, "device.enrol", &id, detail).await?;
+            audit::record_now(db, &cli_admin(), "device.enrol", &id, detail).await?;
             if json {
                 println!("{}", serde_json::to_string(&e)?);
             } else {
@@ -353,7 +365,14 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
         }
         DeviceAction::MqttSecret { id } => {
             let secret = devices::issue_mqtt_secret(db, &id).await?;
-            cli_audit(db, "device.mqtt_secret", &id, serde_json::json!({})).await?;
+            audit::record_now(
+                db,
+                &cli_admin(),
+                "device.mqtt_secret",
+                &id,
+                serde_json::json!({}),
+            )
+            .await?;
             println!("mqtt username: {id}");
             println!("mqtt password: {secret}  (shown once; the previous one no longer works)");
         }
@@ -367,7 +386,7 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             let (d, changed) = devices::revoke(db, &id, &reason).await?;
             if changed {
                 let detail = serde_json::json!({ "reason": reason });
-                cli_audit(db, "device.revoke", &id, detail).await?;
+                audit::record_now(db, &cli_admin(), "device.revoke", &id, detail).await?;
             }
             println!("revoked {}", d.device_id);
         }
@@ -395,7 +414,14 @@ async fn key(cfg: Config, action: KeyAction) -> Result<()> {
         }
         KeyAction::Retire { public_key } => {
             if server_key::retire(db, &public_key).await? {
-                cli_audit(db, "server_key.retire", &public_key, serde_json::json!({})).await?;
+                audit::record_now(
+                    db,
+                    &cli_admin(),
+                    "server_key.retire",
+                    &public_key,
+                    serde_json::json!({}),
+                )
+                .await?;
                 println!("retired {public_key}");
             } else {
                 bail!("no active server key {public_key}");
@@ -433,7 +459,14 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
             };
             let c = cameras::enrol(db, &new).await?;
             let subject = format!("{}/{}", c.device_id, c.camera_id);
-            cli_audit(db, "camera.enrol", &subject, serde_json::json!({})).await?;
+            audit::record_now(
+                db,
+                &cli_admin(),
+                "camera.enrol",
+                &subject,
+                serde_json::json!({}),
+            )
+            .await?;
             println!(
                 "enrolled camera {} of {} at {}",
                 c.camera_id, c.device_id, c.site
@@ -475,7 +508,7 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
             if changed {
                 let subject = format!("{device}/{id}");
                 let detail = serde_json::json!({ "reason": reason });
-                cli_audit(db, "camera.retire", &subject, detail).await?;
+                audit::record_now(db, &cli_admin(), "camera.retire", &subject, detail).await?;
             }
             println!("retired camera {} of {}", c.camera_id, c.device_id);
         }
@@ -494,18 +527,6 @@ fn cli_admin() -> Who {
     )
 }
 
-/// Records a change made from the command line, after it succeeded.
-async fn cli_audit(
-    db: &ingest_server::db::Db,
-    action: &str,
-    subject: &str,
-    detail: serde_json::Value,
-) -> Result<()> {
-    let now = ingest_server::db::now_ms();
-    audit::record(db, now, &cli_admin(), action, subject, &detail).await?;
-    Ok(())
-}
-
 async fn evidence_reindex(cfg: Config, verify: bool) -> Result<()> {
     let ingestor = app::open(&cfg).await?;
     let ctx = ingestor.context();
@@ -514,15 +535,47 @@ async fn evidence_reindex(cfg: Config, verify: bool) -> Result<()> {
         "packs": report.packs, "files": report.files, "added": report.added,
         "verified": report.verified, "problems": report.problems.len(), "verify": verify,
     });
-    cli_audit(&ctx.db, "evidence.reindex", "evidence_index", detail).await?;
-    println!("{}", serde_json::to_string(&report)?);
-    if !report.problems.is_empty() {
-        for p in &report.problems {
+    audit::record_now(
+        &ctx.db,
+        &cli_admin(),
+        "evidence.reindex",
+        "evidence_index",
+        detail,
+    )
+    .await?;
+    print_report(&report, &report.problems)
+}
+
+/// Prints a command's JSON report; exits 1 after listing its problems.
+fn print_report(report: &impl serde::Serialize, problems: &[String]) -> Result<()> {
+    println!("{}", serde_json::to_string(report)?);
+    if !problems.is_empty() {
+        for p in problems {
             eprintln!("{p}");
         }
         std::process::exit(1);
     }
     Ok(())
+}
+
+async fn evidence_purge(cfg: Config, dry_run: bool) -> Result<()> {
+    let ingestor = app::open(&cfg).await?;
+    let ctx = ingestor.context();
+    let now = ingest_server::db::now_ms();
+    let report =
+        ingest_server::retention::run(&ctx.db, &ctx.evidence, &cfg.retention, now, dry_run).await?;
+    if !dry_run {
+        let detail = serde_json::to_value(&report)?;
+        audit::record_now(
+            &ctx.db,
+            &cli_admin(),
+            "evidence.purge_run",
+            "retention",
+            detail,
+        )
+        .await?;
+    }
+    print_report(&report, &report.problems)
 }
 
 async fn user(cfg: Config, action: UserAction) -> Result<()> {

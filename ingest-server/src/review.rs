@@ -88,8 +88,8 @@ impl Reviewer<'_> {
         let mut tx = audit::begin(self.db).await?;
         let row = sqlx::query(
             "SELECT state, claimed_by, claim_expires_at, accepted_by, plate_text, reviewed_plate, \
-             plate_readable, violation_type, reviewed_type, signed_json, fine_min_vnd, fine_max_vnd \
-             FROM events WHERE event_id = $1",
+             plate_readable, violation_type, reviewed_type, signed_json, fine_min_vnd, fine_max_vnd, \
+             evidence_purged_at FROM events WHERE event_id = $1",
         )
         .bind(event_id)
         .fetch_optional(&mut *tx)
@@ -107,6 +107,7 @@ impl Reviewer<'_> {
             claim_expires_at: row.try_get(2)?,
             accepted_by: row.try_get(3)?,
             has_plate: reviewed_plate.is_some() || (readable != 0 && plate_read.is_some()),
+            evidence_purged: row.try_get::<Option<i64>, _>(12)?.is_some(),
         };
         let old_plate = reviewed_plate.clone().or(plate_read.clone());
         let old_type: String = match row.try_get::<Option<String>, _>(8)? {

@@ -357,20 +357,6 @@ async fn post_violation(
     }
 }
 
-/// Records a change made through the admin API by `who` (the person of a
-/// personal token, or `admin-api` for the shared token).
-async fn audited(
-    ctx: &ApiContext,
-    who: &Who,
-    action: &str,
-    subject: &str,
-    detail: serde_json::Value,
-) -> Result<(), ApiError> {
-    let db = &ctx.ingestor.context().db;
-    audit::record(db, crate::db::now_ms(), who, action, subject, &detail).await?;
-    Ok(())
-}
-
 /// Who the admin API request is from: an administrator's personal token
 /// (`tvat.…`, [`crate::api_tokens`]) names that person; the shared
 /// `admin.token` names only `admin-api`. Anything else is refused.
@@ -444,7 +430,14 @@ async fn add_device(
     )
     .await?;
     let detail = json!({"site": d.site, "public_key": dev.device.public_key});
-    audited(&ctx, &who, "device.enrol", &d.device_id, detail).await?;
+    audit::record_now(
+        &ctx.ingestor.context().db,
+        &who,
+        "device.enrol",
+        &d.device_id,
+        detail,
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(dev)))
 }
 
@@ -464,8 +457,8 @@ async fn revoke_device(
     let reason = optional_reason(&body)?;
     let (device, changed) = devices::revoke(&ctx.ingestor.context().db, &id, &reason).await?;
     if changed {
-        audited(
-            &ctx,
+        audit::record_now(
+            &ctx.ingestor.context().db,
             &who,
             "device.revoke",
             &id,
@@ -502,7 +495,14 @@ async fn add_camera(
     let new = cameras::NewCamera::from_json(&json_body::<serde_json::Value>(&body)?)?;
     let camera = cameras::enrol(&ctx.ingestor.context().db, &new).await?;
     let subject = format!("{}/{}", camera.device_id, camera.camera_id);
-    audited(&ctx, &who, "camera.enrol", &subject, json!({})).await?;
+    audit::record_now(
+        &ctx.ingestor.context().db,
+        &who,
+        "camera.enrol",
+        &subject,
+        json!({}),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(camera)))
 }
 
@@ -518,8 +518,8 @@ async fn retire_camera(
         cameras::retire(&ctx.ingestor.context().db, &device_id, &camera_id, &reason).await?;
     if changed {
         let subject = format!("{device_id}/{camera_id}");
-        audited(
-            &ctx,
+        audit::record_now(
+            &ctx.ingestor.context().db,
             &who,
             "camera.retire",
             &subject,

@@ -280,6 +280,8 @@ pub struct CaseFacts {
     pub accepted_by: Option<String>,
     /// Is there a plate to fine (read or corrected)?
     pub has_plate: bool,
+    /// Was its evidence deleted under retention (`crate::retention`)?
+    pub evidence_purged: bool,
 }
 
 impl CaseFacts {
@@ -326,6 +328,9 @@ pub enum WorkflowError {
     /// No plate to fine.
     #[error("cannot accept a case without a plate: correct the plate or reject it")]
     NoPlate,
+    /// The evidence is gone (retention), so there is nothing to review.
+    #[error("the case's evidence was deleted under the retention policy; it cannot be reopened")]
+    EvidencePurged,
 }
 
 /// The outcome of an allowed action.
@@ -458,6 +463,9 @@ pub fn decide(
             }
             if facts.state != S::Rejected {
                 return Err(wrong());
+            }
+            if facts.evidence_purged {
+                return Err(WorkflowError::EvidencePurged);
             }
             Ok(cleared(S::InReview))
         }

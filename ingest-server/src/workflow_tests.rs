@@ -20,6 +20,7 @@ fn facts(state: CaseState) -> CaseFacts {
         claim_expires_at: None,
         accepted_by: Some("op-1".into()),
         has_plate: true,
+        evidence_purged: false,
     }
 }
 
@@ -275,5 +276,17 @@ fn decisions_clear_the_claim() {
     assert_eq!(
         decide(&f, &Action::Accept, &a, "", NOW).unwrap().claim,
         Some(None)
+    );
+}
+
+#[test]
+fn a_rejection_whose_evidence_was_deleted_cannot_be_reopened() {
+    let mut f = facts(CaseState::Rejected);
+    let s = actor("sam", Role::Supervisor);
+    assert!(decide(&f, &Action::Reopen, &s, "misread", NOW).is_ok());
+    f.evidence_purged = true;
+    assert_eq!(
+        decide(&f, &Action::Reopen, &s, "misread", NOW),
+        Err(WorkflowError::EvidencePurged)
     );
 }

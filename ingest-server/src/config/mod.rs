@@ -58,6 +58,10 @@ pub struct Config {
     /// retries, deadlines.
     #[serde(default)]
     pub notices: NoticesConfig,
+    /// How long evidence is kept once no case needs it (`[retention]`,
+    /// `src/retention/config.rs`).
+    #[serde(default)]
+    pub retention: crate::retention::RetentionConfig,
 }
 
 /// The HTTP listener (console, citizen app, API).
@@ -141,6 +145,7 @@ impl Default for Config {
             citizen_sso: None,
             payments: PaymentsConfig::default(),
             notices: NoticesConfig::default(),
+            retention: crate::retention::RetentionConfig::default(),
         }
     }
 }
@@ -290,6 +295,7 @@ impl Config {
         self.registry.apply_env(&get)?;
         self.payments.apply_env(&get)?;
         self.notices.apply_env(&get)?;
+        self.retention.apply_env(&get)?;
         self.apply_sso_env(&get)
     }
     /// Checks what the types alone cannot.
@@ -350,6 +356,7 @@ impl Config {
         self.registry.validate()?;
         self.payments.validate()?;
         self.notices.validate()?;
+        self.retention.validate()?;
         Ok(())
     }
 }

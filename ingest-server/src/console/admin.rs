@@ -14,17 +14,10 @@ use sqlx::Row;
 use super::html::esc;
 use super::{ConsoleError, Viewer};
 use crate::accounts::{self, AccountError};
-use crate::audit::{self, Who};
+use crate::audit;
 use crate::db::now_ms;
 use crate::web::ApiContext;
 use crate::workflow::Role;
-
-fn who(viewer: &Viewer) -> Who {
-    Who::new(
-        viewer.session.user.user_id.clone(),
-        viewer.session.user.role,
-    )
-}
 
 /// `GET /console/admin`: accounts and rejection reasons.
 pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Response, ConsoleError> {
@@ -154,7 +147,7 @@ pub async fn create_user(
         &f.display_name,
         role,
         Some(&f.password),
-        &who(&viewer),
+        &viewer.who(),
     )
     .await
     {
@@ -189,7 +182,7 @@ pub async fn disable_user(
             .into(),
         ));
     }
-    match accounts::disable(&ctx.ingestor.context().db, &f.username, &who(&viewer)).await {
+    match accounts::disable(&ctx.ingestor.context().db, &f.username, &viewer.who()).await {
         Ok(_) => Ok(Redirect::to("/console/admin").into_response()),
         Err(AccountError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
         Err(e) => Err(ConsoleError::Refused(lang, e.to_string())),
@@ -257,7 +250,7 @@ pub async fn add_reason(
     audit::append(
         &mut tx,
         now_ms(),
-        &who(&viewer),
+        &viewer.who(),
         "reason.add",
         &format!("reason:{}", f.code),
         &serde_json::json!({"vi": vi, "en": en}),
@@ -298,7 +291,7 @@ pub async fn retire_reason(
     audit::append(
         &mut tx,
         now_ms(),
-        &who(&viewer),
+        &viewer.who(),
         "reason.retire",
         &format!("reason:{}", f.code),
         &serde_json::json!({}),

@@ -16,7 +16,7 @@ use sqlx::Row;
 
 use super::html::{Lang, clock_badge, esc, local_time, violation_label, vnd};
 use super::{ConsoleError, Viewer};
-use crate::audit::{self, Who};
+use crate::audit;
 use crate::db::{Db, DbError, now_ms};
 use crate::registry::{Purpose, Registration};
 use crate::review::{self, stored_event};
@@ -55,6 +55,8 @@ pub struct CaseDetail {
     /// When the deadline check flagged that no notice went out within 10
     /// days of detection (Unix ms); never cleared.
     pub notice_late_at: Option<i64>,
+    /// When its evidence was deleted under retention, if it was.
+    pub evidence_purged_at: Option<i64>,
 }
 
 impl CaseDetail {
@@ -73,7 +75,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
          vehicle_class, plate_text, reviewed_plate, plate_colour, plate_confidence, speed_kmh, \
          speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
          owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
-         reject_note, signed_json, notice_late_at FROM events WHERE event_id = $1",
+         reject_note, signed_json, notice_late_at, evidence_purged_at FROM events WHERE event_id = $1",
     )
     .bind(id)
     .fetch_optional(db.pool())
@@ -114,6 +116,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
         reject_note: r.try_get(26)?,
         signed_json: r.try_get(27)?,
         notice_late_at: r.try_get(28)?,
+        evidence_purged_at: r.try_get(29)?,
     }))
 }
 
@@ -202,10 +205,7 @@ pub async fn owner_for(
     audit::record(
         &ic.db,
         now_ms(),
-        &Who::new(
-            viewer.session.user.user_id.clone(),
-            viewer.session.user.role,
-        ),
+        &viewer.who(),
         "owner.view",
         &format!("case:{}", case.event_id),
         &serde_json::json!({"plate": plate, "found": found.is_some()}),
@@ -282,12 +282,18 @@ pub async fn show(
     for (n, role, media, stored) in &evidence {
         let src = format!("/console/cases/{}/evidence/{}", esc(&id), esc(n));
         if !stored {
-            let _ = write!(
-                clip,
-                "<p class=\"muted\">{} — {}</p>",
-                esc(n),
-                lang.t("chưa nhận", "not received yet")
-            );
+            let why = match case.evidence_purged_at {
+                Some(at) => format!(
+                    "{} {}",
+                    lang.t(
+                        "đã xoá theo chính sách lưu trữ ngày",
+                        "deleted under the retention policy on"
+                    ),
+                    local_time(at)
+                ),
+                None => lang.t("chưa nhận", "not received yet").to_string(),
+            };
+            let _ = write!(clip, "<p class=\"muted\">{} — {why}</p>", esc(n));
             continue;
         }
         match (role.as_str(), media.starts_with("image/")) {

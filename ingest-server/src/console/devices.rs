@@ -17,9 +17,7 @@ use serde_json::json;
 
 use super::html::esc;
 use super::{ConsoleError, Lang, Viewer};
-use crate::audit::{self, Who};
 use crate::cameras::{self, CameraError};
-use crate::db::{Db, now_ms};
 use crate::devices::{self, DeviceError};
 use crate::web::ApiContext;
 use crate::workflow::Role;
@@ -36,23 +34,6 @@ fn camera_error(lang: Lang, e: CameraError) -> ConsoleError {
         CameraError::Db(e) => ConsoleError::Internal(lang, e.to_string()),
         e => ConsoleError::Refused(lang, e.to_string()),
     }
-}
-
-async fn audited(
-    db: &Db,
-    viewer: &Viewer,
-    action: &str,
-    subject: &str,
-    detail: serde_json::Value,
-) -> Result<(), ConsoleError> {
-    let who = Who::new(
-        viewer.session.user.user_id.clone(),
-        viewer.session.user.role,
-    );
-    audit::record(db, now_ms(), &who, action, subject, &detail)
-        .await
-        .map(|_| ())
-        .map_err(|e| ConsoleError::Internal(viewer.lang, e.to_string()))
 }
 
 fn hidden_csrf(csrf: &str) -> String {
@@ -179,7 +160,7 @@ pub async fn enrol(
         .await
         .map_err(|e| device_error(lang, e))?;
     let detail = json!({"site": site, "public_key": e.device.public_key});
-    audited(db, &viewer, "device.enrol", id, detail).await?;
+    viewer.audit(db, "device.enrol", id, detail).await?;
     let keys: String = e
         .server_public_keys
         .iter()
@@ -232,14 +213,14 @@ pub async fn revoke(
         .await
         .map_err(|e| device_error(lang, e))?;
     if changed {
-        audited(
-            db,
-            &viewer,
-            "device.revoke",
-            &f.device_id,
-            json!({ "reason": reason }),
-        )
-        .await?;
+        viewer
+            .audit(
+                db,
+                "device.revoke",
+                &f.device_id,
+                json!({ "reason": reason }),
+            )
+            .await?;
     }
     Ok(Redirect::to("/console/devices").into_response())
 }
@@ -287,7 +268,9 @@ pub async fn enrol_camera(
         .await
         .map_err(|e| camera_error(lang, e))?;
     let subject = format!("{}/{}", c.device_id, c.camera_id);
-    audited(db, &viewer, "camera.enrol", &subject, json!({})).await?;
+    viewer
+        .audit(db, "camera.enrol", &subject, json!({}))
+        .await?;
     Ok(Redirect::to("/console/devices").into_response())
 }
 
@@ -315,14 +298,9 @@ pub async fn retire_camera(
         .map_err(|e| camera_error(lang, e))?;
     if changed {
         let subject = format!("{}/{}", f.device_id, f.camera_id);
-        audited(
-            db,
-            &viewer,
-            "camera.retire",
-            &subject,
-            json!({ "reason": reason }),
-        )
-        .await?;
+        viewer
+            .audit(db, "camera.retire", &subject, json!({ "reason": reason }))
+            .await?;
     }
     Ok(Redirect::to("/console/devices").into_response())
 }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use super::{ConsoleError, Viewer};
-use crate::audit::{self, Who};
+use crate::audit;
 use crate::db::now_ms;
 use crate::package::{self, PackageError};
 use crate::web::ApiContext;
@@ -57,7 +57,7 @@ pub async fn case_package(
     audit::record(
         &ic.db,
         now_ms(),
-        &Who::new(viewer.session.user.user_id.clone(), viewer.session.user.role),
+        &viewer.who(),
         "case.export_package",
         &format!("case:{id}"),
         &serde_json::json!({"zip_sha256": hex::encode(Sha256::digest(&bytes)), "bytes": bytes.len()}),
@@ -81,7 +81,7 @@ pub async fn labels(
     audit::record(
         &ic.db,
         now_ms(),
-        &Who::new(viewer.session.user.user_id.clone(), viewer.session.user.role),
+        &viewer.who(),
         "labels.export",
         "labels",
         &serde_json::json!({"written": report.written, "corrected": report.corrected, "skipped": report.skipped.len(),

@@ -136,6 +136,24 @@ impl Viewer {
         }
     }
 
+    /// The viewer as the audit log names them.
+    pub fn who(&self) -> crate::audit::Who {
+        crate::audit::Who::new(self.session.user.user_id.clone(), self.session.user.role)
+    }
+
+    /// Records a change this viewer just made.
+    pub async fn audit(
+        &self,
+        db: &crate::db::Db,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), ConsoleError> {
+        crate::audit::record_now(db, &self.who(), action, subject, detail)
+            .await
+            .map_err(|e| ConsoleError::from((self.lang, e)))
+    }
+
     /// Refuses unless the viewer has one of `roles`.
     pub fn require(&self, roles: &[Role]) -> Result<(), ConsoleError> {
         if roles.contains(&self.session.user.role) {

@@ -115,15 +115,41 @@ pub(crate) async fn known(
     pool: &AnyPool,
     digests: &[&str],
 ) -> Result<HashSet<String>, sqlx::Error> {
+    select_digests(pool, digests, |marks| {
+        format!("SELECT sha256 FROM evidence_index WHERE sha256 IN ({marks})")
+    })
+    .await
+}
+
+/// Which of `digests` only cases whose evidence was purged name
+/// (`crate::retention`): bytes that must not be indexed again.
+pub(crate) async fn only_purged(
+    pool: &AnyPool,
+    digests: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    select_digests(pool, digests, |marks| {
+        format!(
+            "SELECT DISTINCT v.sha256 FROM evidence v JOIN events e ON e.event_id = v.event_id \
+             WHERE v.sha256 IN ({marks}) AND e.evidence_purged_at IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM evidence w JOIN events f ON f.event_id = w.event_id \
+                             WHERE w.sha256 = v.sha256 AND f.evidence_purged_at IS NULL)"
+        )
+    })
+    .await
+}
+
+/// Runs `sql(marks)`, whose first column is a digest, over `digests` in
+/// statements of bounded size (`marks` is `$1, $2, …`; the digests are
+/// bound, only placeholders are formatted in).
+async fn select_digests(
+    pool: &AnyPool,
+    digests: &[&str],
+    sql: impl Fn(&str) -> String,
+) -> Result<HashSet<String>, sqlx::Error> {
     let mut out = HashSet::new();
     for part in digests.chunks(ROWS_PER_STATEMENT * 4) {
         let marks: Vec<String> = (1..=part.len()).map(|i| format!("${i}")).collect();
-        let sql = format!(
-            "SELECT sha256 FROM evidence_index WHERE sha256 IN ({})",
-            marks.join(", ")
-        );
-        // Only placeholders are formatted in; the digests are bound.
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql(&marks.join(", "))));
         for d in part {
             q = q.bind(*d);
         }

@@ -1,0 +1,296 @@
+//! Retention, run unchanged against SQLite and a real PostgreSQL: the
+//! evidence of rejected cases goes after `rejected_days`, of paid cases
+//! after `closed_days`, of quarantined messages after `quarantine_days`;
+//! bytes another case still needs stay; packs are rewritten so that the
+//! deleted bytes are really gone from the disk; a purged case cannot be
+//! reopened; every purge is in the audit log; a second run does nothing.
+
+mod common;
+
+use std::path::Path;
+
+use bytes::Bytes;
+use common::*;
+use ingest_server::audit::{self, Verification};
+use ingest_server::db::now_ms;
+use ingest_server::ingest::{Ingestor, Source};
+use ingest_server::retention::{self, RetentionConfig};
+use ingest_server::review::{ReviewError, Reviewer};
+use ingest_server::workflow::{Action, Actor, Role, WorkflowError};
+use ingest_server::{app, devices, quarantine};
+use protocol::sha256_hex;
+use sqlx::Row;
+
+const SITE: &str = "dn-haichau-bachdang";
+const DAY: i64 = 86_400_000;
+
+async fn open(url: &str, dir: &Path) -> Ingestor {
+    let mut cfg = local_config(dir);
+    cfg.database.url = url.to_string();
+    app::open(&cfg).await.unwrap()
+}
+
+/// Files of their own for one case (`seed`), with the plate crop given.
+fn files(seed: u8, plate: &[u8]) -> Files {
+    let pattern = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|i| (i as u8).wrapping_mul(97) ^ seed ^ (i >> 8) as u8)
+            .collect()
+    };
+    Files {
+        overview: pattern(6000),
+        plate: plate.to_vec(),
+        clip: pattern(900),
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Whether any file under `dir` holds `needle`.
+fn on_disk(dir: &Path, needle: &[u8]) -> bool {
+    walk(dir).iter().any(|p| {
+        std::fs::read(p)
+            .unwrap()
+            .windows(needle.len())
+            .any(|w| w == needle)
+    })
+}
+
+async fn stored_flags(i: &Ingestor, id: &str) -> Vec<i64> {
+    sqlx::query("SELECT stored FROM evidence WHERE event_id = $1 ORDER BY name")
+        .bind(id)
+        .fetch_all(i.context().db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<i64, _>(0))
+        .collect()
+}
+
+async fn suite(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let i = open(&url, dir.path()).await;
+    let ctx = i.context().clone();
+    let db = &ctx.db;
+    let k = key();
+    devices::enrol(db, "edge-ret", SITE, &public_hex(&k))
+        .await
+        .unwrap();
+
+    // A and D have files of their own; B and C share a plate crop (the
+    // same bytes, stored once, in B's pack).
+    let shared: Vec<u8> = (0..800u32).map(|i| (i * 7 % 251) as u8).collect();
+    let own: Vec<Vec<u8>> = (0..4u8)
+        .map(|s| {
+            (0..700u32)
+                .map(|i| (i as u8) ^ s.wrapping_mul(53))
+                .collect()
+        })
+        .collect();
+    let fa = files(11, &own[0]);
+    let fb = files(22, &shared);
+    let fc = files(33, &shared);
+    let fd = files(44, &own[3]);
+    let mut ids = Vec::new();
+    for f in [&fa, &fb, &fc, &fd] {
+        let ev = event("edge-ret", SITE, f);
+        ids.push(ev.event_id.to_string());
+        let o = i
+            .submit(Bytes::from(bundle(&ev, &k, f)), Source::Http)
+            .await
+            .unwrap();
+        assert!(o.rejection.is_none(), "{:?}", o.rejection);
+    }
+    let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // A message from a device nobody enrolled: quarantined with its bytes.
+    let stranger = key();
+    let raw = bundle(&event("edge-unknown", SITE, &fa), &stranger, &fa);
+    let o = i
+        .submit(Bytes::from(raw.clone()), Source::Http)
+        .await
+        .unwrap();
+    assert!(o.rejection.is_some());
+    let raw_sha = sha256_hex(&raw);
+    assert!(ctx.evidence.contains(&raw_sha).await.unwrap());
+
+    // A and B rejected by an operator, D paid.
+    let r = Reviewer {
+        db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let now = now_ms();
+    let op = Actor {
+        id: "op.lan".into(),
+        role: Role::Operator,
+    };
+    let unreadable = Action::Reject {
+        code: "plate_unreadable".into(),
+    };
+    for id in [a, b] {
+        r.act(id, &Action::Claim, &op, "", now).await.unwrap();
+        r.act(id, &unreadable, &op, "", now).await.unwrap();
+    }
+    // Paying goes through police, notice and the gateway (tests/payments.rs);
+    // here only the state and when it was reached matter.
+    sqlx::query("UPDATE events SET state = 'paid', state_changed_at = $1 WHERE event_id = $2")
+        .bind(now)
+        .bind(d)
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+    let cfg = RetentionConfig::default();
+    let evidence_dir = dir.path().join("evidence");
+    let run = |at: i64, dry: bool| {
+        let (db, store, cfg) = (db.clone(), ctx.evidence.clone(), cfg.clone());
+        async move { retention::run(&db, &store, &cfg, at, dry).await.unwrap() }
+    };
+
+    // --- before the periods end, nothing goes
+    let r10 = run(now + 10 * DAY, false).await;
+    assert_eq!(
+        (r10.cases, r10.files_removed, r10.quarantine_rows),
+        (0, 0, 0)
+    );
+    assert!(on_disk(&evidence_dir, &fa.overview));
+
+    // --- after 100 days: the two rejections and the quarantined message
+    assert_eq!(run(now + 100 * DAY, true).await.cases, 2, "dry run");
+    assert!(
+        on_disk(&evidence_dir, &fa.overview),
+        "a dry run deletes nothing"
+    );
+    // The packs as they were, to play a purge that stopped before it
+    // deleted the old packs (below).
+    let packs = evidence_dir.join("packs");
+    let before: Vec<(std::path::PathBuf, Vec<u8>)> = walk(&packs)
+        .into_iter()
+        .map(|p| {
+            let b = std::fs::read(&p).unwrap();
+            (p, b)
+        })
+        .collect();
+    let r100 = run(now + 100 * DAY, false).await;
+    assert_eq!(r100.cases, 2);
+    assert!(r100.problems.is_empty(), "{:?}", r100.problems);
+    // A's two stills, B's overview, the quarantined message.
+    assert_eq!(r100.files_removed, 4, "{r100:?}");
+    assert_eq!(r100.quarantine_rows, 1);
+    assert!(r100.packs_rewritten >= 1, "{r100:?}");
+    for gone in [&fa.overview, &fa.plate, &fb.overview, &raw] {
+        assert!(
+            !ctx.evidence.contains(&sha256_hex(gone)).await.unwrap(),
+            "{} still indexed",
+            sha256_hex(gone)
+        );
+        assert!(
+            !on_disk(&evidence_dir, gone),
+            "deleted bytes are still on disk"
+        );
+    }
+    // What C (open) still needs is still there and still reads right,
+    // including the plate crop that moved out of B's pack.
+    for kept in [&fc.overview, &shared, &fd.overview, &fd.plate] {
+        assert_eq!(
+            ctx.evidence.get(&sha256_hex(kept)).await.unwrap(),
+            Bytes::from(kept.clone())
+        );
+    }
+    // The rows say so (clip, overview, plate): the clip never arrived, the
+    // stills are gone, but for B's plate crop, which C still needs (it
+    // goes when the last case naming it is purged).
+    assert_eq!(stored_flags(&i, a).await, [0, 0, 0]);
+    assert_eq!(stored_flags(&i, b).await, [0, 0, 1]);
+    assert_eq!(stored_flags(&i, c).await, [0, 1, 1]);
+    assert!(quarantine::list(db, 10).await.unwrap().is_empty());
+
+    // --- the old packs come back (a stop between the index commit and the
+    // deletion): rebuilding the index does not bring purged files back
+    for (p, b) in &before {
+        if !p.exists() {
+            std::fs::write(p, b).unwrap();
+        }
+    }
+    let re = ctx.evidence.reindex(true).await.unwrap();
+    assert!(re.problems.is_empty(), "{:?}", re.problems);
+    assert_eq!(
+        re.purged_skipped, 3,
+        "A's two stills and B's overview: {re:?}"
+    );
+    for gone in [&fa.overview, &fa.plate, &fb.overview] {
+        assert!(!ctx.evidence.contains(&sha256_hex(gone)).await.unwrap());
+    }
+
+    // --- a purged rejection cannot be reopened
+    let sup = Actor {
+        id: "sup.minh".into(),
+        role: Role::Supervisor,
+    };
+    assert!(matches!(
+        r.act(
+            a,
+            &Action::Reopen,
+            &sup,
+            "the plate is readable after all",
+            now + 101 * DAY
+        )
+        .await,
+        Err(ReviewError::Refused(WorkflowError::EvidencePurged))
+    ));
+
+    // --- the audit log names each case, and still verifies
+    let trail = audit::for_subject(db, &format!("case:{a}")).await.unwrap();
+    let purge = trail
+        .iter()
+        .find(|e| e.action == "evidence.purge")
+        .expect("purge audited");
+    assert_eq!(purge.actor, "retention");
+    assert!(purge.detail.contains("rejected"), "{}", purge.detail);
+    assert!(matches!(
+        audit::verify(db).await.unwrap(),
+        Verification::Intact { .. }
+    ));
+
+    // --- a second run finds nothing left to do
+    let again = run(now + 100 * DAY, false).await;
+    assert_eq!(
+        (again.cases, again.files_removed, again.quarantine_rows),
+        (0, 0, 0)
+    );
+
+    // --- the paid case after its two years
+    let r800 = run(now + 800 * DAY, false).await;
+    assert_eq!((r800.cases, r800.files_removed), (1, 2), "{r800:?}");
+    assert!(!on_disk(&evidence_dir, &fd.overview));
+    assert_eq!(
+        ctx.evidence.get(&sha256_hex(&shared)).await.unwrap().len(),
+        shared.len(),
+        "C still needs the shared crop"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    suite(ingest_server::db::Db::sqlite_url(&dir.path().join("t.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_on_postgres() {
+    let pg = Postgres::start();
+    suite(pg.fresh_database().await).await;
+}
