@@ -138,8 +138,8 @@ impl ClipAssembler {
         };
         let device = Some(addr.device.clone());
         let row = sqlx::query(
-            "SELECT e.device_id, e.site, v.role, v.size_bytes, v.sha256, v.stored, d.revoked_at \
-             FROM events e JOIN devices d ON d.device_id = e.device_id \
+            "SELECT e.device_id, e.site, v.role, v.size_bytes, v.sha256, v.stored, d.revoked_at, \
+             e.evidence_purged_at FROM events e JOIN devices d ON d.device_id = e.device_id \
              LEFT JOIN evidence v ON v.event_id = e.event_id AND v.name = $2 \
              WHERE e.event_id = $1",
         )
@@ -167,6 +167,7 @@ impl ClipAssembler {
         let sha: Option<String> = row.try_get(4)?;
         let stored: Option<i64> = row.try_get(5)?;
         let revoked: Option<i64> = row.try_get(6)?;
+        let purged: Option<i64> = row.try_get(7)?;
         if ev_device != addr.device || ev_site != addr.site {
             return Ok(Check::Refused(
                 device,
@@ -213,7 +214,10 @@ impl ClipAssembler {
                 ),
             ));
         }
-        if stored != 0 {
+        // A case whose evidence was deleted under retention (`crate::
+        // retention`) takes no clip any more: answered as stored so the
+        // edge stops sending it, and nothing is kept.
+        if stored != 0 || purged.is_some() {
             return Ok(Check::AlreadyStored);
         }
         if u64::try_from(size).ok() != Some(h.total_size) {

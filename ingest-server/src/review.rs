@@ -253,7 +253,10 @@ impl Reviewer<'_> {
             "INSERT INTO case_transitions (id, event_id, at, actor, role, action, from_state, \
              to_state, reason, detail) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
-        .bind(uuid::Uuid::new_v4().to_string())
+        // Time-ordered ids (v7, monotonic within the process): two steps
+        // in the same millisecond still list in the order they were taken
+        // (`ORDER BY at, id`).
+        .bind(uuid::Uuid::now_v7().to_string())
         .bind(event_id)
         .bind(now)
         .bind(&actor.id)

@@ -104,16 +104,43 @@ async fn suite(url: String) {
     let fc = files(33, &shared);
     let fd = files(44, &own[3]);
     let mut ids = Vec::new();
+    let mut bundles = Vec::new();
     for f in [&fa, &fb, &fc, &fd] {
         let ev = event("edge-ret", SITE, f);
         ids.push(ev.event_id.to_string());
+        bundles.push(Bytes::from(bundle(&ev, &k, f)));
         let o = i
-            .submit(Bytes::from(bundle(&ev, &k, f)), Source::Http)
+            .submit(bundles[bundles.len() - 1].clone(), Source::Http)
             .await
             .unwrap();
         assert!(o.rejection.is_none(), "{:?}", o.rejection);
     }
     let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    // Owners contested A and C with a photo each (the citizen app's path
+    // is tests/citizen.rs; here only the rows matter).
+    let photo_a = ctx
+        .evidence
+        .put(Bytes::from_static(b"photo for A"))
+        .await
+        .unwrap();
+    let photo_c = ctx
+        .evidence
+        .put(Bytes::from_static(b"photo for C"))
+        .await
+        .unwrap();
+    for (n, (id, photo)) in [(a, &photo_a), (c, &photo_c)].into_iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, \
+             created_at) VALUES ($1, $2, 'owner-1', 'not my car', $3, 'image/jpeg', $4)",
+        )
+        .bind(format!("contest-{n}"))
+        .bind(id)
+        .bind(photo)
+        .bind(now_ms())
+        .execute(db.pool())
+        .await
+        .unwrap();
+    }
     // A message from a device nobody enrolled: quarantined with its bytes.
     let stranger = key();
     let raw = bundle(&event("edge-unknown", SITE, &fa), &stranger, &fa);
@@ -187,10 +214,24 @@ async fn suite(url: String) {
     let r100 = run(now + 100 * DAY, false).await;
     assert_eq!(r100.cases, 2);
     assert!(r100.problems.is_empty(), "{:?}", r100.problems);
-    // A's two stills, B's overview, the quarantined message.
-    assert_eq!(r100.files_removed, 4, "{r100:?}");
+    // A's two stills and contest photo, B's overview, the quarantined
+    // message.
+    assert_eq!(r100.files_removed, 5, "{r100:?}");
     assert_eq!(r100.quarantine_rows, 1);
     assert!(r100.packs_rewritten >= 1, "{r100:?}");
+    assert!(!ctx.evidence.contains(&photo_a).await.unwrap());
+    assert_eq!(
+        ctx.evidence.get(&photo_c).await.unwrap(),
+        &b"photo for C"[..]
+    );
+    let photos: Vec<Option<String>> = sqlx::query("SELECT photo_sha256 FROM contests ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(photos, [None, Some(photo_c.clone())]);
     for gone in [&fa.overview, &fa.plate, &fb.overview, &raw] {
         assert!(
             !ctx.evidence.contains(&sha256_hex(gone)).await.unwrap(),
@@ -218,13 +259,24 @@ async fn suite(url: String) {
     assert_eq!(stored_flags(&i, c).await, [0, 1, 1]);
     assert!(quarantine::list(db, 10).await.unwrap().is_empty());
 
-    // --- the old packs come back (a stop between the index commit and the
-    // deletion): rebuilding the index does not bring purged files back
+    // --- the old packs come back, as a stop between the index commit and
+    // the deletion leaves them (recorded as superseded): rebuilding the
+    // index does not bring purged files back, and the next run deletes them
+    let mut restored = 0;
     for (p, b) in &before {
         if !p.exists() {
             std::fs::write(p, b).unwrap();
+            let key = p.strip_prefix(&evidence_dir).unwrap().to_str().unwrap();
+            sqlx::query("INSERT INTO superseded_packs (pack, at) VALUES ($1, $2)")
+                .bind(key)
+                .bind(now)
+                .execute(db.pool())
+                .await
+                .unwrap();
+            restored += 1;
         }
     }
+    assert!(restored >= 2, "A's pack and B's were replaced");
     let re = ctx.evidence.reindex(true).await.unwrap();
     assert!(re.problems.is_empty(), "{:?}", re.problems);
     assert_eq!(
@@ -265,12 +317,44 @@ async fn suite(url: String) {
         Verification::Intact { .. }
     ));
 
-    // --- a second run finds nothing left to do
+    // --- a second run finds no case or file left, only the superseded packs
     let again = run(now + 100 * DAY, false).await;
     assert_eq!(
-        (again.cases, again.files_removed, again.quarantine_rows),
-        (0, 0, 0)
+        (
+            again.cases,
+            again.files_removed,
+            again.quarantine_rows,
+            again.packs_deleted
+        ),
+        (0, 0, 0, restored)
     );
+    for gone in [&fa.overview, &fa.plate, &fb.overview] {
+        assert!(
+            !on_disk(&evidence_dir, gone),
+            "a superseded pack is still on disk"
+        );
+    }
+
+    // --- B's bundle delivered again (an edge that never got its ack): a
+    // duplicate, whose stills the batch packs again; the next run
+    // deletes them again
+    let o = i.submit(bundles[1].clone(), Source::Http).await.unwrap();
+    assert!(o.rejection.is_none(), "{:?}", o.rejection);
+    assert!(
+        ctx.evidence
+            .contains(&sha256_hex(&fb.overview))
+            .await
+            .unwrap()
+    );
+    let redelivered = run(now + 100 * DAY, false).await;
+    assert_eq!(redelivered.files_removed, 1, "{redelivered:?}");
+    assert!(
+        !ctx.evidence
+            .contains(&sha256_hex(&fb.overview))
+            .await
+            .unwrap()
+    );
+    assert!(!on_disk(&evidence_dir, &fb.overview));
 
     // --- the paid case after its two years
     let r800 = run(now + 800 * DAY, false).await;

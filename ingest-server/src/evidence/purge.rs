@@ -6,18 +6,21 @@
 //! ingest batch, so dropping its index row alone would leave its bytes on
 //! disk: the pack is **rewritten** without it. The files that stay are
 //! read from the old pack, checked against their digests, written as a new
-//! pack, and moved in the index in one transaction; only then is the old
-//! pack deleted. A pack with nothing left is deleted after its rows are.
+//! pack, and moved in the index in one transaction that also records the
+//! old pack in `superseded_packs`; only then is the old pack deleted, and
+//! its record with it. A pack with nothing left goes the same way.
 //!
-//! Every step is safe to repeat. A stop between the index commit and the
-//! deletion leaves an old pack that no index row names: an *orphan*, like
-//! the pack of a batch whose database commit failed. [`EvidenceStore::
-//! sweep_orphan_packs`] deletes orphans once they are old enough that no
-//! batch can still be about to commit them.
+//! Every step is safe to repeat. A stop between the commit and the
+//! deletion leaves a superseded pack that [`EvidenceStore::
+//! sweep_superseded_packs`] deletes on the next run. Packs are never
+//! deleted just because no index row names them: after a database restore
+//! that is exactly what live packs look like until `evidence reindex` runs.
+//! Two purges rewriting the same pack at once cannot both win: the one
+//! whose `DELETE` no longer finds the rows it read rolls back, deletes its
+//! new pack, and reports the files as not removed (the next run retries).
 
 use std::collections::{BTreeMap, HashSet};
 
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use protocol::sha256_hex;
@@ -55,15 +58,14 @@ impl EvidenceStore {
         let mut report = RemoveReport::default();
         let mut by_pack: BTreeMap<String, HashSet<String>> = BTreeMap::new();
         for d in digests {
-            let own = Self::key_for(d)?;
+            // The same bytes may also lie as their own object (written
+            // alone by `put`, or before packs): that copy goes too.
+            delete_quietly(self.store.as_ref(), &Self::key_for(d)?).await?;
             match pack::lookup(&self.index, d).await? {
                 Some(p) => {
                     by_pack.entry(p.pack).or_default().insert(d.clone());
                 }
-                None => {
-                    delete_quietly(self.store.as_ref(), &own).await?;
-                    report.removed += 1;
-                }
+                None => report.removed += 1,
             }
         }
         for (key, doomed) in by_pack {
@@ -96,19 +98,33 @@ impl EvidenceStore {
             keep.push((sha, offset, length));
         }
         let old = ObjectPath::from(key);
+        let read = keep.len() + doomed.len();
         if keep.is_empty() {
             let mut tx = self.index.begin().await?;
-            sqlx::query("DELETE FROM evidence_index WHERE pack = $1")
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
+            if !self.supersede(&mut tx, key, read).await? {
+                tx.rollback().await?;
+                raced(key, doomed, report);
+                return Ok(());
+            }
             tx.commit().await?;
-            delete_quietly(self.store.as_ref(), &old).await?;
+            self.delete_superseded(key).await?;
             report.packs_deleted += 1;
             report.removed += doomed.len();
             return Ok(());
         }
-        let whole = self.store.get(&old).await?.bytes().await?;
+        let whole = match self.store.get(&old).await {
+            Ok(got) => got.bytes().await?,
+            Err(object_store::Error::NotFound { .. }) => {
+                report.problems.push(format!(
+                    "{key}: the index names this pack but the store does not have it; \
+                     {} file(s) in it not removed (run `evidence reindex --verify`)",
+                    doomed.len()
+                ));
+                report.not_removed.extend(doomed.iter().cloned());
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut files = Vec::with_capacity(keep.len());
         for (sha, offset, length) in &keep {
             let data = usize::try_from(*offset)
@@ -135,48 +151,82 @@ impl EvidenceStore {
         let day = time::OffsetDateTime::now_utc().date();
         let new_key = format!("packs/{day}/{}.pack", Uuid::new_v4());
         let (payload, placed): (_, Vec<PackedFile>) = pack::layout(&new_key, files);
-        self.store
-            .put(&ObjectPath::from(new_key.as_str()), payload)
-            .await?;
+        let new_path = ObjectPath::from(new_key.as_str());
+        self.store.put(&new_path, payload).await?;
         // The new pack is durable before the index points at it.
         let mut tx = self.index.begin().await?;
-        sqlx::query("DELETE FROM evidence_index WHERE pack = $1")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
+        if !self.supersede(&mut tx, key, read).await? {
+            tx.rollback().await?;
+            delete_quietly(self.store.as_ref(), &new_path).await?;
+            raced(key, doomed, report);
+            return Ok(());
+        }
         pack::record(&mut tx, &placed).await?;
         tx.commit().await?;
-        delete_quietly(self.store.as_ref(), &old).await?;
+        self.delete_superseded(key).await?;
         report.packs_rewritten += 1;
         report.files_moved += placed.len();
         report.removed += doomed.len();
         Ok(())
     }
 
-    /// Deletes packs that no index row names and that were last written
-    /// before `before_ms` (Unix ms): left by a rewrite that stopped before
-    /// its deletion, or by a batch whose database commit failed (its
-    /// events are resent and packed again). Returns how many were deleted.
-    pub async fn sweep_orphan_packs(&self, before_ms: i64) -> Result<usize, EvidenceStoreError> {
-        let prefix = ObjectPath::from("packs");
-        let objects: Vec<_> = self.store.list(Some(&prefix)).try_collect().await?;
-        let mut deleted = 0;
-        for meta in objects {
-            let key = meta.location.to_string();
-            if !key.ends_with(".pack") || meta.last_modified.timestamp_millis() >= before_ms {
-                continue;
-            }
-            let named = sqlx::query("SELECT 1 FROM evidence_index WHERE pack = $1 LIMIT 1")
-                .bind(&key)
-                .fetch_optional(&self.index)
-                .await?;
-            if named.is_none() {
-                delete_quietly(self.store.as_ref(), &meta.location).await?;
-                deleted += 1;
-            }
+    /// In `tx`: drops the index rows of pack `key` and records it as
+    /// superseded. False if the rows are no longer the `read` ones (another
+    /// purge moved them first).
+    async fn supersede(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        key: &str,
+        read: usize,
+    ) -> Result<bool, EvidenceStoreError> {
+        let gone = sqlx::query("DELETE FROM evidence_index WHERE pack = $1")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if usize::try_from(gone).ok() != Some(read) {
+            return Ok(false);
         }
-        Ok(deleted)
+        sqlx::query(
+            "INSERT INTO superseded_packs (pack, at) VALUES ($1, $2) ON CONFLICT (pack) DO NOTHING",
+        )
+        .bind(key)
+        .bind(crate::db::now_ms())
+        .execute(&mut **tx)
+        .await?;
+        Ok(true)
     }
+
+    /// Deletes a superseded pack, then its record.
+    async fn delete_superseded(&self, key: &str) -> Result<(), EvidenceStoreError> {
+        delete_quietly(self.store.as_ref(), &ObjectPath::from(key)).await?;
+        sqlx::query("DELETE FROM superseded_packs WHERE pack = $1")
+            .bind(key)
+            .execute(&self.index)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes the packs a rewrite superseded but a stop kept it from
+    /// deleting. Returns how many.
+    pub async fn sweep_superseded_packs(&self) -> Result<usize, EvidenceStoreError> {
+        let rows = sqlx::query("SELECT pack FROM superseded_packs ORDER BY pack")
+            .fetch_all(&self.index)
+            .await?;
+        for r in &rows {
+            self.delete_superseded(&r.try_get::<String, _>(0)?).await?;
+        }
+        Ok(rows.len())
+    }
+}
+
+/// The report of a rewrite another purge got to first.
+fn raced(key: &str, doomed: &HashSet<String>, report: &mut RemoveReport) {
+    report.problems.push(format!(
+        "{key}: rewritten by another purge at the same time; {} file(s) left for the next run",
+        doomed.len()
+    ));
+    report.not_removed.extend(doomed.iter().cloned());
 }
 
 /// Deletes `key`; already gone is fine.
@@ -233,16 +283,62 @@ mod tests {
         assert!(store.contains(&damaged[0].0).await.unwrap());
     }
 
-    /// Packs no index row names go once they are older than the cutoff.
+    /// A pack superseded by a rewrite that stopped before deleting it goes
+    /// on the next sweep; a pack no index row names but nothing superseded
+    /// (what live packs look like after a database restore, before
+    /// `evidence reindex`) is never touched.
     #[tokio::test]
-    async fn orphan_packs_are_swept_only_when_old_enough() {
+    async fn only_superseded_packs_are_swept() {
         let dir = tempfile::tempdir().unwrap();
         let store = store(dir.path()).await;
-        store.put_pack(files(&["never committed"])).await.unwrap();
-        let kept = record(&store, files(&["committed"])).await;
-        let now = crate::db::now_ms();
-        assert_eq!(store.sweep_orphan_packs(now - 60_000).await.unwrap(), 0);
-        assert_eq!(store.sweep_orphan_packs(now + 60_000).await.unwrap(), 1);
-        assert!(dir.path().join("evidence").join(kept).exists());
+        let unindexed = store.put_pack(files(&["not in the index"])).await.unwrap();
+        let stopped = record(&store, files(&["rewritten, then a stop"])).await;
+        let mut tx = store.index.begin().await.unwrap();
+        assert!(store.supersede(&mut tx, &stopped, 1).await.unwrap());
+        tx.commit().await.unwrap();
+        let at = |k: &str| dir.path().join("evidence").join(k);
+        assert!(at(&stopped).exists());
+        assert_eq!(store.sweep_superseded_packs().await.unwrap(), 1);
+        assert!(!at(&stopped).exists());
+        assert!(at(&unindexed[0].pack).exists());
+        assert_eq!(store.sweep_superseded_packs().await.unwrap(), 0);
+    }
+
+    /// A pack the index names but the store lost stops nothing: its files
+    /// are reported as not removed, and the other packs are rewritten.
+    #[tokio::test]
+    async fn a_missing_pack_is_reported_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let lost = files(&["lost a", "lost b"]);
+        let fine = files(&["gone", "stays"]);
+        let key = record(&store, lost.clone()).await;
+        record(&store, fine.clone()).await;
+        std::fs::remove_file(dir.path().join("evidence").join(&key)).unwrap();
+        let r = store
+            .remove(&[lost[0].0.clone(), fine[0].0.clone()])
+            .await
+            .unwrap();
+        assert_eq!(r.not_removed, [lost[0].0.clone()]);
+        assert!(
+            r.problems[0].contains("does not have it"),
+            "{:?}",
+            r.problems
+        );
+        assert_eq!((r.removed, r.packs_rewritten), (1, 1));
+        assert_eq!(store.get(&fine[1].0).await.unwrap(), fine[1].1);
+    }
+
+    /// The guard against two purges rewriting one pack: the rows must be
+    /// exactly those that were read.
+    #[tokio::test]
+    async fn a_pack_whose_rows_changed_is_not_superseded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(dir.path()).await;
+        let key = record(&store, files(&["one", "two", "three"])).await;
+        let mut tx = store.index.begin().await.unwrap();
+        assert!(!store.supersede(&mut tx, &key, 2).await.unwrap());
+        tx.rollback().await.unwrap();
+        assert!(store.contains(&protocol::sha256_hex(b"two")).await.unwrap());
     }
 }

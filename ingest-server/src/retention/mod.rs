@@ -12,14 +12,15 @@
 //!    in one transaction. The case row, its transitions, payments and
 //!    notices stay: the trail must still add up after the pictures are
 //!    gone. A marked case cannot be reopened (`workflow.rs`).
-//! 2. **Delete the bytes** of every file that only marked cases name (the
-//!    same bytes can back two cases; then they stay until both are due),
+//! 2. **Delete the bytes** of every file that only marked cases name
+//!    (their stills and clips, and their contests' photos; the same bytes
+//!    can back two cases, or a quarantined message: then they stay),
 //!    through [`EvidenceStore::remove`], which rewrites packs without them.
 //!    Only then is the file's row set to `stored = 0`, so a stop between
 //!    the two is finished by the next run.
 //! 3. **Quarantine**: the raw bytes of messages quarantined more than
-//!    `quarantine_days` ago, then their rows; and packs no index row names
-//!    (left by a stop or a failed batch) once a day old.
+//!    `quarantine_days` ago, then their rows; and packs a rewrite replaced
+//!    but a stop kept it from deleting (`superseded_packs`).
 //!
 //! The server runs it at start and every `check_hours`
 //! (`app.rs`); `ingest-server evidence purge [--dry-run]` runs it by hand.
@@ -81,7 +82,7 @@ pub struct PurgeReport {
     pub files_removed: usize,
     /// Packs rewritten without deleted files.
     pub packs_rewritten: usize,
-    /// Packs deleted (emptied, or orphans).
+    /// Packs deleted (emptied, or superseded by a stopped rewrite).
     pub packs_deleted: usize,
     /// Quarantine rows deleted.
     pub quarantine_rows: usize,
@@ -159,8 +160,7 @@ pub async fn run(
     }
     remove_case_files(db, evidence, &mut report).await?;
     remove_quarantine(db, evidence, cfg, now, &mut report).await?;
-    let day_ago = crate::db::now_ms() - DAY_MS;
-    report.packs_deleted += evidence.sweep_orphan_packs(day_ago).await?;
+    report.packs_deleted += evidence.sweep_superseded_packs().await?;
     Ok(report)
 }
 
@@ -179,14 +179,23 @@ async fn mark(
         } else {
             cfg.closed_days
         };
-        sqlx::query(
+        // Only if the case is still as `due` saw it: a supervisor may have
+        // reopened it since, and another replica may have marked it.
+        let changed = sqlx::query(
             "UPDATE events SET evidence_purged_at = $1 \
-             WHERE event_id = $2 AND evidence_purged_at IS NULL",
+             WHERE event_id = $2 AND evidence_purged_at IS NULL \
+             AND state = $3 AND state_changed_at = $4",
         )
         .bind(now)
         .bind(&c.event_id)
+        .bind(&c.state)
+        .bind(c.since)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if changed != 1 {
+            continue;
+        }
         let detail = serde_json::json!({
             "state": c.state, "since": c.since, "retention_days": days,
         });
@@ -197,38 +206,54 @@ async fn mark(
     Ok(())
 }
 
-/// Step 2: deletes files only purged cases name, then records them gone.
+/// Step 2: deletes files of purged cases (their evidence, and the photos
+/// of their contests) that nothing kept names, then records them gone.
 async fn remove_case_files(
     db: &Db,
     evidence: &EvidenceStore,
     report: &mut PurgeReport,
 ) -> Result<(), RetentionError> {
-    let mut failed: HashSet<String> = HashSet::new();
+    // Digests still needed or that could not be removed, skipped from now on.
+    let mut skip: HashSet<String> = HashSet::new();
     loop {
+        // Still present: flagged stored, or in the index (a redelivered
+        // bundle of a purged case packs its stills again).
+        let limit = BATCH + skip.len();
         let rows = sqlx::query(
-            "SELECT DISTINCT v.sha256 FROM evidence v JOIN events e ON e.event_id = v.event_id \
-             WHERE e.evidence_purged_at IS NOT NULL AND v.stored = 1 \
-             AND NOT EXISTS (SELECT 1 FROM evidence w JOIN events f ON f.event_id = w.event_id \
-                             WHERE w.sha256 = v.sha256 AND f.evidence_purged_at IS NULL) \
-             ORDER BY v.sha256 LIMIT $1",
+            "SELECT d FROM ( \
+               SELECT v.sha256 AS d FROM evidence v JOIN events e ON e.event_id = v.event_id \
+               WHERE e.evidence_purged_at IS NOT NULL AND (v.stored = 1 \
+                 OR EXISTS (SELECT 1 FROM evidence_index x WHERE x.sha256 = v.sha256)) \
+               UNION \
+               SELECT c.photo_sha256 AS d FROM contests c JOIN events e ON e.event_id = c.event_id \
+               WHERE e.evidence_purged_at IS NOT NULL AND c.photo_sha256 IS NOT NULL \
+             ) t ORDER BY d LIMIT $1",
         )
-        .bind(i64::try_from(BATCH + failed.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(db.pool())
         .await?;
-        let digests: Vec<String> = rows
-            .iter()
-            .map(|r| r.try_get::<String, _>(0))
-            .collect::<Result<Vec<_>, _>>()?
-            .into_iter()
-            .filter(|d| !failed.contains(d))
-            .collect();
-        if digests.is_empty() {
-            return Ok(());
+        let mut doomed = Vec::new();
+        for r in &rows {
+            let d: String = r.try_get(0)?;
+            if skip.contains(&d) {
+                continue;
+            }
+            if needed(db, &d).await? {
+                skip.insert(d);
+            } else {
+                doomed.push(d);
+            }
         }
-        let r = evidence.remove(&digests).await?;
+        if doomed.is_empty() {
+            if rows.len() < limit {
+                return Ok(());
+            }
+            continue;
+        }
+        let r = evidence.remove(&doomed).await?;
         let kept: HashSet<String> = r.not_removed.iter().cloned().collect();
         let mut tx = db.pool().begin().await?;
-        for d in digests.iter().filter(|d| !kept.contains(*d)) {
+        for d in doomed.iter().filter(|d| !kept.contains(*d)) {
             sqlx::query(
                 "UPDATE evidence SET stored = 0 WHERE sha256 = $1 AND event_id IN \
                  (SELECT event_id FROM events WHERE evidence_purged_at IS NOT NULL)",
@@ -236,11 +261,49 @@ async fn remove_case_files(
             .bind(d)
             .execute(&mut *tx)
             .await?;
+            sqlx::query(
+                "UPDATE contests SET photo_sha256 = NULL WHERE photo_sha256 = $1 AND event_id IN \
+                 (SELECT event_id FROM events WHERE evidence_purged_at IS NOT NULL)",
+            )
+            .bind(d)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
-        failed.extend(kept);
+        skip.extend(kept);
         report.absorb(r);
     }
+}
+
+/// Whether anything kept still names `digest`: a case whose evidence is
+/// kept (its files or a contest photo), or a quarantined message.
+async fn needed(db: &Db, digest: &str) -> Result<bool, RetentionError> {
+    Ok(in_kept_case(db, digest).await?
+        || sqlx::query("SELECT 1 FROM quarantine WHERE payload_sha256 = $1 LIMIT 1")
+            .bind(digest)
+            .fetch_optional(db.pool())
+            .await?
+            .is_some())
+}
+
+/// Whether a case whose evidence is kept names `digest` (a file of it, or
+/// the photo of a contest of it).
+async fn in_kept_case(db: &Db, digest: &str) -> Result<bool, RetentionError> {
+    for sql in [
+        "SELECT 1 FROM evidence v JOIN events e ON e.event_id = v.event_id \
+         WHERE v.sha256 = $1 AND e.evidence_purged_at IS NULL LIMIT 1",
+        "SELECT 1 FROM contests c JOIN events e ON e.event_id = c.event_id \
+         WHERE c.photo_sha256 = $1 AND e.evidence_purged_at IS NULL LIMIT 1",
+    ] {
+        let found = sqlx::query(sql)
+            .bind(digest)
+            .fetch_optional(db.pool())
+            .await?;
+        if found.is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Step 3: raw bytes, then rows, of messages quarantined before the cutoff.
@@ -252,20 +315,21 @@ async fn remove_quarantine(
     report: &mut PurgeReport,
 ) -> Result<(), RetentionError> {
     let cutoff = now - i64::from(cfg.quarantine_days) * DAY_MS;
-    let mut failed: HashSet<String> = HashSet::new();
+    // Rows whose bytes could not be removed, left for the next run.
+    let mut skip: HashSet<String> = HashSet::new();
     loop {
         let rows = sqlx::query(
             "SELECT id, payload_sha256 FROM quarantine WHERE received_at < $1 \
              ORDER BY received_at, id LIMIT $2",
         )
         .bind(cutoff)
-        .bind(i64::try_from(BATCH + failed.len()).unwrap_or(i64::MAX))
+        .bind(i64::try_from(BATCH + skip.len()).unwrap_or(i64::MAX))
         .fetch_all(db.pool())
         .await?;
         let mut batch = Vec::new();
         for r in &rows {
             let (id, sha): (String, String) = (r.try_get(0)?, r.try_get(1)?);
-            if !failed.contains(&sha) {
+            if !skip.contains(&id) {
                 batch.push((id, sha));
             }
         }
@@ -282,29 +346,19 @@ async fn remove_quarantine(
             .bind(cutoff)
             .fetch_optional(db.pool())
             .await?;
-            let in_case = sqlx::query(
-                "SELECT 1 FROM evidence v JOIN events e ON e.event_id = v.event_id \
-                 WHERE v.sha256 = $1 AND e.evidence_purged_at IS NULL LIMIT 1",
-            )
-            .bind(sha)
-            .fetch_optional(db.pool())
-            .await?;
-            let needed = newer.or(in_case);
-            if needed.is_none() {
+            if newer.is_none() && !in_kept_case(db, sha).await? {
                 doomed.push(sha.clone());
             }
         }
         let r = evidence.remove(&doomed).await?;
         let kept: HashSet<String> = r.not_removed.iter().cloned().collect();
-        let gone: Vec<&String> = batch
-            .iter()
-            .filter(|(_, sha)| !kept.contains(sha))
-            .map(|(id, _)| id)
-            .collect();
+        let (gone, stay): (Vec<_>, Vec<_>) =
+            batch.into_iter().partition(|(_, sha)| !kept.contains(sha));
+        skip.extend(stay.into_iter().map(|(id, _)| id));
         let mut tx = audit::begin(db).await?;
-        for id in &gone {
+        for (id, _) in &gone {
             sqlx::query("DELETE FROM quarantine WHERE id = $1")
-                .bind(*id)
+                .bind(id)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -322,7 +376,6 @@ async fn remove_quarantine(
         .await?;
         tx.commit().await?;
         report.quarantine_rows += gone.len();
-        failed.extend(kept);
         report.absorb(r);
     }
 }
