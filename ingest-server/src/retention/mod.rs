@@ -407,3 +407,68 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A case reopened between the selection and the marking keeps its
+    /// evidence, and no purge is written in the audit log for it.
+    #[tokio::test]
+    async fn a_case_reopened_after_it_was_selected_is_not_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::connect(&Db::sqlite_url(&dir.path().join("db.sqlite")))
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO devices (device_id, site, public_key, enrolled_at) \
+             VALUES ('edge-1', 'site', 'key', 0)",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        for id in ["reopened", "still-rejected"] {
+            sqlx::query(
+                "INSERT INTO events (event_id, device_id, camera_id, site, event_time, \
+                 event_time_ms, violation_type, vehicle_class, plate_readable, plate_colour, \
+                 signed_json, source, received_at, fine_status, state, state_changed_at) \
+                 VALUES ($1, 'edge-1', 'cam', 'site', '2026-01-01T00:00:00Z', 0, 'red_light', \
+                 'car', 1, 'white', '{}', 'http', 0, 'priced', 'rejected', 1000)",
+            )
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        }
+        let cfg = RetentionConfig::default();
+        let now = 1000 + 100 * DAY_MS;
+        let due = due(&db, &cfg, now, 10).await.unwrap();
+        assert_eq!(due.len(), 2);
+        // A supervisor reopens one in between.
+        sqlx::query(
+            "UPDATE events SET state = 'in_review', state_changed_at = $1 \
+             WHERE event_id = 'reopened'",
+        )
+        .bind(now - 5)
+        .execute(db.pool())
+        .await
+        .unwrap();
+        mark(&db, &cfg, &due, now).await.unwrap();
+        let marked: Vec<String> =
+            sqlx::query("SELECT event_id FROM events WHERE evidence_purged_at IS NOT NULL")
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+        assert_eq!(marked, ["still-rejected"]);
+        let log = audit::recent(&db, 10).await.unwrap();
+        let purges: Vec<&str> = log
+            .iter()
+            .filter(|e| e.action == "evidence.purge")
+            .map(|e| e.subject.as_str())
+            .collect();
+        assert_eq!(purges, ["case:still-rejected"]);
+    }
+}
