@@ -293,9 +293,8 @@ async fn main() -> Result<()> {
                         "vehicles_file": vehicles.display().to_string(),
                         "owners_file": owners.display().to_string(),
                     });
-                    audit::record_now(
+                    cli_audit(
                         &ingestor.context().db,
-                        &cli_admin(),
                         "registry.import",
                         "registry",
                         detail,
@@ -344,7 +343,7 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             ServerKey::open(&cfg, db).await?;
             let e = devices::enrol_with_credentials(db, &id, &site, &public_key).await?;
             let detail = serde_json::json!({"site": site, "public_key": e.device.public_key});
-            audit::record_now(db, &cli_admin(), "device.enrol", &id, detail).await?;
+            cli_audit(db, "device.enrol", &id, detail).await?;
             if json {
                 println!("{}", serde_json::to_string(&e)?);
             } else {
@@ -365,14 +364,7 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
         }
         DeviceAction::MqttSecret { id } => {
             let secret = devices::issue_mqtt_secret(db, &id).await?;
-            audit::record_now(
-                db,
-                &cli_admin(),
-                "device.mqtt_secret",
-                &id,
-                serde_json::json!({}),
-            )
-            .await?;
+            cli_audit(db, "device.mqtt_secret", &id, serde_json::json!({})).await?;
             println!("mqtt username: {id}");
             println!("mqtt password: {secret}  (shown once; the previous one no longer works)");
         }
@@ -386,7 +378,7 @@ async fn device(cfg: Config, action: DeviceAction) -> Result<()> {
             let (d, changed) = devices::revoke(db, &id, &reason).await?;
             if changed {
                 let detail = serde_json::json!({ "reason": reason });
-                audit::record_now(db, &cli_admin(), "device.revoke", &id, detail).await?;
+                cli_audit(db, "device.revoke", &id, detail).await?;
             }
             println!("revoked {}", d.device_id);
         }
@@ -414,14 +406,7 @@ async fn key(cfg: Config, action: KeyAction) -> Result<()> {
         }
         KeyAction::Retire { public_key } => {
             if server_key::retire(db, &public_key).await? {
-                audit::record_now(
-                    db,
-                    &cli_admin(),
-                    "server_key.retire",
-                    &public_key,
-                    serde_json::json!({}),
-                )
-                .await?;
+                cli_audit(db, "server_key.retire", &public_key, serde_json::json!({})).await?;
                 println!("retired {public_key}");
             } else {
                 bail!("no active server key {public_key}");
@@ -459,14 +444,7 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
             };
             let c = cameras::enrol(db, &new).await?;
             let subject = format!("{}/{}", c.device_id, c.camera_id);
-            audit::record_now(
-                db,
-                &cli_admin(),
-                "camera.enrol",
-                &subject,
-                serde_json::json!({}),
-            )
-            .await?;
+            cli_audit(db, "camera.enrol", &subject, serde_json::json!({})).await?;
             println!(
                 "enrolled camera {} of {} at {}",
                 c.camera_id, c.device_id, c.site
@@ -508,11 +486,23 @@ async fn camera(cfg: Config, action: CameraAction) -> Result<()> {
             if changed {
                 let subject = format!("{device}/{id}");
                 let detail = serde_json::json!({ "reason": reason });
-                audit::record_now(db, &cli_admin(), "camera.retire", &subject, detail).await?;
+                cli_audit(db, "camera.retire", &subject, detail).await?;
             }
             println!("retired camera {} of {}", c.camera_id, c.device_id);
         }
     }
+    Ok(())
+}
+
+/// Records a change made from the command line (after it succeeded), as
+/// [`cli_admin`].
+async fn cli_audit(
+    db: &ingest_server::db::Db,
+    action: &str,
+    subject: &str,
+    detail: serde_json::Value,
+) -> Result<()> {
+    audit::record_now(db, &cli_admin(), action, subject, detail).await?;
     Ok(())
 }
 
@@ -535,14 +525,7 @@ async fn evidence_reindex(cfg: Config, verify: bool) -> Result<()> {
         "packs": report.packs, "files": report.files, "added": report.added,
         "verified": report.verified, "problems": report.problems.len(), "verify": verify,
     });
-    audit::record_now(
-        &ctx.db,
-        &cli_admin(),
-        "evidence.reindex",
-        "evidence_index",
-        detail,
-    )
-    .await?;
+    cli_audit(&ctx.db, "evidence.reindex", "evidence_index", detail).await?;
     print_report(&report, &report.problems)
 }
 
@@ -566,14 +549,7 @@ async fn evidence_purge(cfg: Config, dry_run: bool) -> Result<()> {
         ingest_server::retention::run(&ctx.db, &ctx.evidence, &cfg.retention, now, dry_run).await?;
     if !dry_run {
         let detail = serde_json::to_value(&report)?;
-        audit::record_now(
-            &ctx.db,
-            &cli_admin(),
-            "evidence.purge_run",
-            "retention",
-            detail,
-        )
-        .await?;
+        cli_audit(&ctx.db, "evidence.purge_run", "retention", detail).await?;
     }
     print_report(&report, &report.problems)
 }
