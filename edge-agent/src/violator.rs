@@ -17,6 +17,7 @@ use opencv::prelude::*;
 use plate_ocr::pipeline::{Pipeline, PlateRead};
 use protocol::VehicleClass;
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The plate read on the violator.
@@ -87,7 +88,7 @@ fn read_frames(job: &EvidenceJob) -> Vec<(u64, BBox)> {
     let mut others: Vec<(u64, BBox)> = job
         .boxes
         .iter()
-        .filter(|(n, _)| **n != at && job.frame(**n).is_some())
+        .filter(|(n, _)| **n != at && job.holds(**n))
         .map(|(n, b)| (*n, *b))
         .collect();
     others.sort_by(|a, b| (b.1.w * b.1.h).total_cmp(&(a.1.w * a.1.h)));
@@ -206,6 +207,14 @@ pub fn process(
     reader: Option<&Pipeline>,
     spool: &Path,
 ) -> Result<Processed, EvidenceError> {
+    // A job carrying the camera's coded stream: decode the plate frames and
+    // the stills in one pass.
+    let v = &job.violation.frames;
+    let mut wanted: BTreeSet<u64> = [v.before, v.at, v.after].into();
+    if reader.is_some() {
+        wanted.extend(read_frames(&job).into_iter().map(|(n, _)| n));
+    }
+    job.materialise(&wanted)?;
     let plate = match reader {
         Some(r) => read_violator_plate(&job, r),
         None => ViolatorPlate::unreadable(job.violation.frames.at),
@@ -241,7 +250,7 @@ pub fn process(
 /// evenly, the first and last times it was boxed.
 pub fn track_summary(job: &EvidenceJob) -> protocol::TrackSummary {
     let boxes: Vec<(&u64, &BBox)> = job.boxes.iter().collect();
-    let time_of = |n: u64| job.frame(n).map(|f| f.time);
+    let time_of = |n: u64| job.frame_time(n);
     let first_seen = boxes
         .first()
         .and_then(|(n, _)| time_of(**n))

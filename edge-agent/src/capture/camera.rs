@@ -231,13 +231,16 @@ impl Worker {
             Err(e) => return Outcome::Failed(e, false),
         };
         let mut had_frames = false;
+        // Coded units of frames dropped while analysis was behind: handed on
+        // with the next frame sent, so the evidence stream has no gap.
+        let mut carried: Option<crate::capture::Packets> = None;
         let mut window_start = Instant::now();
         let mut window_frames = 0u32;
         loop {
             if self.stop.load(Ordering::SeqCst) {
                 return Outcome::ConsumerGone;
             }
-            let frame = match source.next_frame(self.retry.frame_timeout) {
+            let mut frame = match source.next_frame(self.retry.frame_timeout) {
                 Ok(Some(f)) => f,
                 Ok(None) => return Outcome::Ended,
                 Err(e) => return Outcome::Failed(e, had_frames),
@@ -252,11 +255,18 @@ impl Worker {
                 window_start = Instant::now();
                 window_frames = 0;
             }
+            if let Some(mut earlier) = carried.take() {
+                if let Some(now) = frame.packets.take() {
+                    earlier.append(now);
+                }
+                frame.packets = Some(earlier);
+            }
             let mut dropped = false;
             let sent = if self.spec.is_live() {
                 match self.tx.try_send(frame) {
                     Ok(()) => true,
-                    Err(TrySendError::Full(_)) => {
+                    Err(TrySendError::Full(f)) => {
+                        carried = f.packets;
                         dropped = true;
                         true
                     }

@@ -1,10 +1,22 @@
-//! One GStreamer pipeline from a source address to BGR frames.
+//! One GStreamer pipeline from a source address to BGR frames, with the
+//! source's own H.264/H.265 access units kept beside them.
+//!
+//! `uridecodebin` is told to stop at parsed H.264/H.265 (its `caps`), so a
+//! coded stream reaches us before decoding; a `tee` sends it to a
+//! `decodebin` (hardware decoders where the platform has them) for the BGR
+//! frames, and through the parser into a second appsink for the access units
+//! that [`super::Packets`] carry. Any other stream (MJPEG, raw V4L2) is
+//! decoded by `uridecodebin` itself and frames carry no packets.
+
+use super::packets::{EncodedUnit, Packets, parser_for};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use time::OffsetDateTime;
 
@@ -131,12 +143,52 @@ pub struct Frame {
     /// Bytes per row (GStreamer may pad rows).
     pub stride: usize,
     buffer: std::sync::Arc<gst::MappedBuffer<gst::buffer::Readable>>,
+    /// The source's coded access units that arrived since the previous
+    /// frame was handed on; `None` for a source decoded straight away (and
+    /// for synthetic frames).
+    pub packets: Option<Packets>,
 }
 
 impl Frame {
     /// The BGR bytes, `stride * height` long.
     pub fn data(&self) -> &[u8] {
         self.buffer.as_slice()
+    }
+
+    /// A frame from a decoded BGR appsink sample, numbered `number`, its
+    /// time `to_unix_ns(pts)` (nanoseconds since the Unix epoch). Also
+    /// returns the buffer's PTS (0 when it has none).
+    pub(crate) fn from_sample(
+        sample: &gst::Sample,
+        number: u64,
+        to_unix_ns: impl Fn(i128) -> i128,
+    ) -> Result<(Frame, i128), String> {
+        let info = sample
+            .caps()
+            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
+            .ok_or("frame without video caps")?;
+        let (width, height) = (info.width(), info.height());
+        let buffer = sample.buffer_owned().ok_or("sample without buffer")?;
+        let pts_ns = buffer.pts().map(|t| t.nseconds() as i128).unwrap_or(0);
+        let mapped = buffer
+            .into_mapped_buffer_readable()
+            .map_err(|_| "unreadable buffer")?;
+        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
+        if stride < width as usize * 3 || mapped.len() < stride * height as usize {
+            return Err("frame buffer smaller than its caps".into());
+        }
+        let time = OffsetDateTime::from_unix_timestamp_nanos(to_unix_ns(pts_ns))
+            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let frame = Frame {
+            number,
+            time,
+            width,
+            height,
+            stride,
+            buffer: Arc::new(mapped),
+            packets: None,
+        };
+        Ok((frame, pts_ns))
     }
 
     /// A frame from raw BGR bytes (synthetic scenes, tests).
@@ -165,6 +217,7 @@ impl Frame {
             height,
             stride,
             buffer,
+            packets: None,
         })
     }
 }
@@ -178,7 +231,15 @@ pub struct FrameSource {
     /// Wall-clock time at pipeline running-time 0.
     epoch_ns: i128,
     expect_size: Option<(u32, u32)>,
+    /// The appsink of the coded access units, once the stream showed it is
+    /// H.264/H.265 (set from the pad-added callback).
+    coded: Arc<Mutex<Option<gst_app::AppSink>>>,
 }
+
+/// What `uridecodebin` exposes: its default raw caps plus the coded formats
+/// we keep (so those come out parsed, not decoded).
+const EXPOSED_CAPS: &str = "video/x-raw(ANY); audio/x-raw(ANY); text/x-raw(ANY); \
+    subpicture/x-dvd; subpicture/x-dvb; subpicture/x-pgs; video/x-h264; video/x-h265";
 
 impl FrameSource {
     /// Builds and starts the pipeline for `spec`. `expect_size` makes frames
@@ -207,8 +268,11 @@ impl FrameSource {
             message: m,
         })?;
         let pipeline = gst::Pipeline::new();
+        let exposed = gst::Caps::from_str(EXPOSED_CAPS)
+            .map_err(|e| fail(format!("uridecodebin caps: {e}")))?;
         let src = gst::ElementFactory::make("uridecodebin")
             .property("uri", &uri)
+            .property("caps", &exposed)
             .build()
             .map_err(|e| fail(format!("uridecodebin: {e}")))?;
         let convert = gst::ElementFactory::make("videoconvert")
@@ -227,20 +291,39 @@ impl FrameSource {
             .add_many([&src, &convert, sink.upcast_ref()])
             .map_err(|e| fail(e.to_string()))?;
         convert.link(&sink).map_err(|e| fail(e.to_string()))?;
-        let convert_weak = convert.downgrade();
+        let coded = Arc::new(Mutex::new(None));
+        let (convert_weak, pipeline_weak, slot) =
+            (convert.downgrade(), pipeline.downgrade(), coded.clone());
         src.connect_pad_added(move |_, pad| {
-            let Some(convert) = convert_weak.upgrade() else {
+            let (Some(convert), Some(pipeline)) = (convert_weak.upgrade(), pipeline_weak.upgrade())
+            else {
                 return;
             };
-            let is_video = pad
+            let Some(name) = pad
                 .current_caps()
-                .and_then(|c| c.structure(0).map(|s| s.name().starts_with("video/")))
-                .unwrap_or(false);
-            if let Some(sinkpad) = convert.static_pad("sink")
-                && is_video
-                && !sinkpad.is_linked()
-            {
+                .and_then(|c| c.structure(0).map(|s| s.name().to_string()))
+            else {
+                return;
+            };
+            let Some(sinkpad) = convert.static_pad("sink") else {
+                return;
+            };
+            // One video stream per camera: the first one wins.
+            let taken = sinkpad.is_linked() || slot.lock().is_ok_and(|s| s.is_some());
+            if taken {
+                return;
+            }
+            if name == "video/x-raw" {
                 let _ = pad.link(&sinkpad);
+            } else if let Some(parser) = parser_for(&name) {
+                match coded_branches(&pipeline, pad, &convert, &name, parser) {
+                    Ok(appsink) => {
+                        if let Ok(mut s) = slot.lock() {
+                            *s = Some(appsink);
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "cannot build the decoding branches"),
+                }
             }
         });
         // A realtime system clock makes base_time + running time a Unix time.
@@ -268,7 +351,39 @@ impl FrameSource {
             next_number: 0,
             epoch_ns,
             expect_size,
+            coded,
         })
+    }
+
+    /// The coded access units waiting in their appsink (never blocks), or
+    /// `None` if this source is decoded straight away.
+    fn drain_packets(&self) -> Option<Packets> {
+        let sink = self.coded.lock().ok()?.clone()?;
+        let mut caps = None;
+        let mut units = Vec::new();
+        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
+            let (Some(buffer), Some(c)) = (sample.buffer_owned(), sample.caps_owned()) else {
+                continue;
+            };
+            let Some(ts) = buffer.pts().or(buffer.dts()) else {
+                // A unit without a time cannot be placed in the clip.
+                continue;
+            };
+            let Ok(time) =
+                OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + ts.nseconds() as i128)
+            else {
+                continue;
+            };
+            caps = Some(c);
+            units.push(EncodedUnit {
+                time,
+                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                buffer,
+            });
+        }
+        // Caps of a stream that has not sent a unit yet: the sink's own.
+        let caps = caps.or_else(|| sink.caps())?;
+        Some(Packets { caps, units })
     }
 
     /// The next frame, `Ok(None)` at the end of a recording. Pipeline
@@ -302,57 +417,27 @@ impl FrameSource {
                 });
             }
         };
-        let info = sample
-            .caps()
-            .and_then(|c| gst_video::VideoInfo::from_caps(c).ok())
-            .ok_or_else(|| CaptureError::Pipeline {
-                camera: name.clone(),
-                message: "frame without video caps".into(),
-            })?;
-        let (width, height) = (info.width(), info.height());
+        let (mut frame, _) =
+            Frame::from_sample(&sample, self.next_number, |pts| self.epoch_ns + pts).map_err(
+                |message| CaptureError::Pipeline {
+                    camera: name.clone(),
+                    message,
+                },
+            )?;
         if let Some((w, h)) = self.expect_size
-            && (w, h) != (width, height)
+            && (w, h) != (frame.width, frame.height)
         {
             return Err(CaptureError::WrongSize {
                 camera: name,
-                width,
-                height,
+                width: frame.width,
+                height: frame.height,
                 want_w: w,
                 want_h: h,
             });
         }
-        let buffer = sample
-            .buffer_owned()
-            .ok_or_else(|| CaptureError::Pipeline {
-                camera: name.clone(),
-                message: "sample without buffer".into(),
-            })?;
-        let pts_ns = buffer.pts().map(|t| t.nseconds() as i128).unwrap_or(0);
-        let mapped = buffer
-            .into_mapped_buffer_readable()
-            .map_err(|_| CaptureError::Pipeline {
-                camera: name.clone(),
-                message: "unreadable buffer".into(),
-            })?;
-        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
-        if stride < width as usize * 3 || mapped.len() < stride * height as usize {
-            return Err(CaptureError::Pipeline {
-                camera: name,
-                message: "frame buffer smaller than its caps".into(),
-            });
-        }
-        let time = OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + pts_ns)
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        let number = self.next_number;
         self.next_number += 1;
-        Ok(Some(Frame {
-            number,
-            time,
-            width,
-            height,
-            stride,
-            buffer: std::sync::Arc::new(mapped),
-        }))
+        frame.packets = self.drain_packets();
+        Ok(Some(frame))
     }
 
     fn bus_error(&self) -> Option<String> {
@@ -369,6 +454,73 @@ impl FrameSource {
     pub fn spec(&self) -> &SourceSpec {
         &self.spec
     }
+}
+
+/// Builds `tee ! queue ! decodebin ! <convert>` and `tee ! queue !
+/// <parser> ! appsink` for a coded stream on `pad`, and returns that appsink
+/// (byte-stream, one access unit per buffer, parameter sets repeated at
+/// every keyframe so each keyframe starts a decodable run).
+fn coded_branches(
+    pipeline: &gst::Pipeline,
+    pad: &gst::Pad,
+    convert: &gst::Element,
+    caps_name: &str,
+    parser: &str,
+) -> Result<gst_app::AppSink, String> {
+    let make = |name: &str| {
+        gst::ElementFactory::make(name)
+            .build()
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let tee = make("tee")?;
+    let (q_dec, q_coded) = (make("queue")?, make("queue")?);
+    let decode = make("decodebin")?;
+    let parse = make(parser)?;
+    parse.set_property("config-interval", -1i32);
+    let appsink = gst_app::AppSink::builder()
+        .caps(
+            &gst::Caps::builder(caps_name)
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        )
+        // Drained at every frame; never drop a unit (a lost unit breaks
+        // every picture up to the next keyframe) and never block the tee.
+        .max_buffers(0)
+        .drop(false)
+        .sync(false)
+        .build();
+    let elements = [
+        &tee,
+        &q_dec,
+        &decode,
+        &q_coded,
+        &parse,
+        appsink.upcast_ref(),
+    ];
+    pipeline.add_many(elements).map_err(|e| e.to_string())?;
+    gst::Element::link_many([&tee, &q_dec, &decode]).map_err(|e| e.to_string())?;
+    gst::Element::link_many([&tee, &q_coded, &parse, appsink.upcast_ref()])
+        .map_err(|e| e.to_string())?;
+    let convert_weak = convert.downgrade();
+    decode.connect_pad_added(move |_, pad| {
+        let is_raw_video = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.name() == "video/x-raw"))
+            .unwrap_or(false);
+        if let Some(sinkpad) = convert_weak.upgrade().and_then(|c| c.static_pad("sink"))
+            && is_raw_video
+            && !sinkpad.is_linked()
+        {
+            let _ = pad.link(&sinkpad);
+        }
+    });
+    for e in elements {
+        e.sync_state_with_parent().map_err(|e| e.to_string())?;
+    }
+    let tee_sink = tee.static_pad("sink").ok_or("tee without a sink pad")?;
+    pad.link(&tee_sink).map_err(|e| format!("{e:?}"))?;
+    Ok(appsink)
 }
 
 impl Drop for FrameSource {

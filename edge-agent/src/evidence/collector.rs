@@ -21,13 +21,14 @@
 
 use super::ring::FrameRing;
 use super::stills::{self, check_size, looks_like_jpeg};
+use super::stream::{JobStream, StreamRing};
 use super::{EvidenceConfig, EvidenceError, EvidenceSet, spool};
 use crate::capture::Frame;
 use crate::geometry::BBox;
 use crate::rules::Violation;
 use crate::site::SiteConfig;
 use crate::track::TrackPoint;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 use time::OffsetDateTime;
@@ -39,6 +40,8 @@ pub struct EvidenceCollector {
     site: Arc<SiteConfig>,
     config: Arc<EvidenceConfig>,
     ring: FrameRing,
+    /// The coded stream, for a camera whose frames carry packets.
+    stream: StreamRing,
     pending: Vec<EvidenceJob>,
 }
 
@@ -52,8 +55,12 @@ pub struct EvidenceJob {
     pub violation: Violation,
     pub(crate) site: Arc<SiteConfig>,
     pub(crate) config: Arc<EvidenceConfig>,
-    /// Frames for stills and clip, by increasing number.
+    /// Frames for stills and clip, by increasing number (for a camera
+    /// whose coded stream is kept: the frames decoded by
+    /// [`EvidenceJob::materialise`]).
     frames: Vec<Frame>,
+    /// The coded stream of the window, for a camera whose stream is kept.
+    pub(crate) stream: Option<JobStream>,
     /// The violator's box per frame number (from its track).
     pub(crate) boxes: BTreeMap<u64, BBox>,
     pub(crate) plate_jpeg: Option<Vec<u8>>,
@@ -67,15 +74,31 @@ impl EvidenceCollector {
     pub fn new(site: Arc<SiteConfig>, config: EvidenceConfig) -> Self {
         Self {
             ring: FrameRing::new(config.ring),
+            stream: StreamRing::new(config.stream_ring),
             site,
             config: Arc::new(config),
             pending: Vec::new(),
         }
     }
 
-    /// The ring buffer.
+    /// The ring buffer of decoded frames (used for sources without a kept
+    /// coded stream).
     pub fn ring(&self) -> &FrameRing {
         &self.ring
+    }
+
+    /// The ring buffer of the coded stream.
+    pub fn stream_ring(&self) -> &StreamRing {
+        &self.stream
+    }
+
+    /// Number and time of the newest frame taken.
+    fn newest(&self) -> Option<(u64, OffsetDateTime)> {
+        let decoded = self.ring.newest().map(|f| (f.number, f.time));
+        match (decoded, self.stream.newest_frame()) {
+            (Some(a), Some(b)) => Some(if a.0 >= b.0 { a } else { b }),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Violations still waiting for their "after" frames.
@@ -86,19 +109,35 @@ impl EvidenceCollector {
     /// Takes a frame (a cheap clone of the capture's). Returns the jobs
     /// whose window this frame completed. A frame of another size than the
     /// site's is refused and not stored.
-    pub fn push_frame(&mut self, frame: Frame) -> Result<Vec<EvidenceJob>, EvidenceError> {
+    pub fn push_frame(&mut self, mut frame: Frame) -> Result<Vec<EvidenceJob>, EvidenceError> {
         check_size(&frame, &self.site)?;
         let mut ready = Vec::new();
-        if self.ring.newest().is_some_and(|n| frame.number <= n.number) {
+        if self.newest().is_some_and(|(n, _)| frame.number <= n) {
             // The source restarted: frame numbers mean something else now.
             ready.append(&mut self.pending);
+            self.ring.clear();
+            self.stream.clear();
         }
-        for job in &mut self.pending {
-            job.offer(&frame);
+        let packets = frame.packets.take();
+        let (number, time) = (frame.number, frame.time);
+        match packets {
+            Some(p) => {
+                for job in &mut self.pending {
+                    if let Some(s) = job.stream.as_mut() {
+                        s.push(number, time, Some(p.clone()));
+                    }
+                }
+                self.stream.push(number, time, Some(p));
+            }
+            None => {
+                for job in &mut self.pending {
+                    job.offer(&frame);
+                }
+            }
         }
         let mut i = 0;
         while i < self.pending.len() {
-            if self.pending[i].is_satisfied_by(&frame) {
+            if self.pending[i].is_satisfied_by(number, time) {
                 let mut job = self.pending.remove(i);
                 job.window_complete = true;
                 ready.push(job);
@@ -106,7 +145,9 @@ impl EvidenceCollector {
                 i += 1;
             }
         }
-        self.ring.push(frame);
+        if self.stream.newest_frame().is_none_or(|(n, _)| n != number) {
+            self.ring.push(frame);
+        }
         Ok(ready)
     }
 
@@ -122,19 +163,30 @@ impl EvidenceCollector {
         track: &[TrackPoint],
     ) -> Result<Option<EvidenceJob>, EvidenceError> {
         let at = violation.frames.at;
-        let at_time = match self.ring.get(at) {
-            Some(f) => f.time,
+        let at_time = match self
+            .ring
+            .get(at)
+            .map(|f| f.time)
+            .or(self.stream.time_of(at))
+        {
+            Some(t) => t,
             None => {
-                if let Some(newest) = self.ring.newest()
-                    && at <= newest.number
+                if let Some((newest, _)) = self.newest()
+                    && at <= newest
                 {
-                    let oldest = self.ring.oldest().map_or(newest.number, |f| f.number);
+                    let oldest = [
+                        self.ring.oldest().map(|f| f.number),
+                        self.stream.frame_span().map(|s| s.0),
+                    ]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(newest);
                     return Err(EvidenceError::FrameGone {
                         event_id,
                         frame: at,
                         why: format!(
-                            "it has left the ring buffer, which now holds frames {oldest}..={}",
-                            newest.number
+                            "it has left the ring buffer, which now holds frames {oldest}..={newest}"
                         ),
                     });
                 }
@@ -150,23 +202,40 @@ impl EvidenceCollector {
             .map(|p| (p.frame, p.bbox))
             .collect();
         boxes.insert(at, violation.bbox);
+        let start = at_time - self.config.pre;
+        let stream = match self.stream.newest_frame() {
+            Some(_) => {
+                Some(
+                    self.stream
+                        .snapshot(start)
+                        .ok_or_else(|| EvidenceError::FrameGone {
+                            event_id,
+                            frame: at,
+                            why: "no keyframe of the camera stream is held to decode it from"
+                                .into(),
+                        })?,
+                )
+            }
+            None => None,
+        };
         let mut job = EvidenceJob {
             event_id,
             violation: violation.clone(),
             site: self.site.clone(),
             config: self.config.clone(),
             frames: Vec::new(),
+            stream,
             boxes,
             plate_jpeg: None,
-            start: at_time - self.config.pre,
+            start,
             end: at_time + self.config.post,
             window_complete: false,
         };
         for f in self.ring.iter() {
             job.offer(f);
         }
-        if let Some(newest) = self.ring.newest()
-            && job.is_satisfied_by(newest)
+        if let Some((number, time)) = self.newest()
+            && job.is_satisfied_by(number, time)
         {
             job.window_complete = true;
             return Ok(Some(job));
@@ -204,8 +273,84 @@ impl EvidenceJob {
         }
     }
 
-    fn is_satisfied_by(&self, newest: &Frame) -> bool {
-        newest.time >= self.end && newest.number >= self.violation.frames.after
+    /// Whether the newest frame (`number`, `time`) closes the window: it
+    /// is at or past the end and the "after" frame, and for a kept stream
+    /// the coded pictures have reached the end too (they travel on their
+    /// own branch and may trail the decoded frames slightly).
+    fn is_satisfied_by(&self, number: u64, time: OffsetDateTime) -> bool {
+        time >= self.end
+            && number >= self.violation.frames.after
+            && self
+                .stream
+                .as_ref()
+                .is_none_or(|s| s.newest_unit_time().is_some_and(|t| t >= self.end))
+    }
+
+    /// Whether frame `number` is part of this job: held decoded, or in its
+    /// coded stream (decoded by [`EvidenceJob::materialise`]).
+    pub fn holds(&self, number: u64) -> bool {
+        self.frame(number).is_some()
+            || self
+                .stream
+                .as_ref()
+                .is_some_and(|s| s.time_of(number).is_some())
+    }
+
+    /// The time of frame `number`, if part of this job.
+    pub fn frame_time(&self, number: u64) -> Option<OffsetDateTime> {
+        self.frame(number)
+            .map(|f| f.time)
+            .or_else(|| self.stream.as_ref()?.time_of(number))
+    }
+
+    /// The newest frame number this job knows of.
+    pub fn last_frame_number(&self) -> Option<u64> {
+        let decoded = self.frames.last().map(|f| f.number);
+        let coded = self
+            .stream
+            .as_ref()
+            .and_then(|s| s.frames().last().map(|(n, _)| n));
+        decoded.max(coded)
+    }
+
+    /// Whether this job carries the camera's coded stream (its frames are
+    /// decoded on demand) rather than decoded frames.
+    pub fn keeps_stream(&self) -> bool {
+        self.stream.is_some()
+    }
+
+    /// Decodes the frames numbered in `wanted` out of the job's coded
+    /// stream so [`EvidenceJob::frame`] returns them (one decoding pass; run
+    /// it on the worker thread). A no-op for a job holding decoded frames
+    /// or when every wanted frame is here already.
+    pub fn materialise(&mut self, wanted: &BTreeSet<u64>) -> Result<(), EvidenceError> {
+        let Some(stream) = &self.stream else {
+            return Ok(());
+        };
+        let missing: BTreeSet<u64> = wanted
+            .iter()
+            .copied()
+            .filter(|n| self.frame(*n).is_none() && stream.time_of(*n).is_some())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut got = Vec::new();
+        stream
+            .decode(self.config.clip_timeout, |frame, number| {
+                if number.is_some_and(|n| missing.contains(&n)) {
+                    got.push(frame);
+                }
+                Ok(())
+            })
+            .map_err(|message| EvidenceError::Stream {
+                event_id: self.event_id,
+                message,
+            })?;
+        self.frames.extend(got);
+        self.frames.sort_by_key(|f| f.number);
+        self.frames.dedup_by_key(|f| f.number);
+        Ok(())
     }
 
     /// Whether frames up to `at + post` arrived (false when the stream

@@ -44,12 +44,14 @@ mod collector;
 mod ring;
 mod spool;
 mod stills;
+mod stream;
 
 pub use calibrate::{calibration_png, draw_site};
 pub use clip::{encode_clip, h264_encoder};
 pub use collector::{EvidenceCollector, EvidenceJob};
 pub use ring::{FrameRing, RingLimits};
 pub use spool::{EvidenceSet, MissingEvidence};
+pub use stream::StreamRing;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -97,6 +99,13 @@ pub enum EvidenceError {
     /// Encoding the clip failed.
     #[error("evidence: clip `{}`: {message}", path.display())]
     Clip { path: PathBuf, message: String },
+    /// Decoding the camera's kept stream for the stills or plate frames
+    /// failed.
+    #[error("evidence {event_id}: decoding the camera stream: {message}")]
+    Stream {
+        event_id: uuid::Uuid,
+        message: String,
+    },
     /// Input handed in by a caller is unusable (e.g. a plate crop that is
     /// not a JPEG).
     #[error("evidence {event_id}: {message}")]
@@ -134,8 +143,13 @@ pub struct EvidenceConfig {
     /// Clip end after the violation (default 5 s). A violation stays
     /// pending until a frame this late has arrived.
     pub post: Duration,
-    /// Bounds of the frame ring buffer.
+    /// Bounds of the ring buffer of decoded frames (sources whose coded
+    /// stream is not kept: MJPEG, raw V4L2, synthetic frames).
     pub ring: RingLimits,
+    /// Bounds of the ring buffer of the coded stream (H.264/H.265 sources);
+    /// `max_frames` counts access units. Whole groups of pictures are kept,
+    /// so it always reaches back at least `max_age` to a keyframe.
+    pub stream_ring: RingLimits,
     /// JPEG quality of the stills and crops, 1..=100 (default 95).
     pub jpeg_quality: i32,
     /// Whether to encode the clip at all (default true).
@@ -155,6 +169,11 @@ impl Default for EvidenceConfig {
             pre: Duration::from_secs(5),
             post: Duration::from_secs(5),
             ring: RingLimits::default(),
+            stream_ring: RingLimits {
+                max_age: Duration::from_secs(7),
+                max_frames: 1000,
+                max_bytes: 64 * 1024 * 1024,
+            },
             jpeg_quality: 95,
             clip: true,
             clip_bitrate_kbps: 8000,

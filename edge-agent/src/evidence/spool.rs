@@ -24,6 +24,7 @@ use super::{EvidenceError, io};
 use crate::geometry::BBox;
 use protocol::{EvidenceItem, EvidenceRole, sha256_hex_reader};
 use serde::Serialize;
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -110,6 +111,47 @@ impl Writer {
     }
 }
 
+/// Writes the clip of `job` to `tmp`; says how it was made:
+/// `camera-stream` (the camera's own coded pictures, remuxed untouched: no
+/// privacy mask to fill), `re-encoded-masked` (the camera stream decoded,
+/// masks filled, encoded again) or `encoded` (from decoded frames).
+fn write_clip(job: &EvidenceJob, tmp: &Path) -> (&'static str, Result<(), EvidenceError>) {
+    let (site, cfg) = (&*job.site, &*job.config);
+    match &job.stream {
+        Some(s) if site.privacy_masks.is_empty() => {
+            ("camera-stream", s.remux(job.end, tmp, cfg.clip_timeout))
+        }
+        Some(s) => (
+            "re-encoded-masked",
+            s.encode_masked(
+                (job.start, job.end),
+                &site.privacy_masks,
+                tmp,
+                cfg.clip_bitrate_kbps,
+                cfg.clip_timeout,
+            ),
+        ),
+        None => {
+            let frames: Vec<_> = job
+                .frames()
+                .iter()
+                .filter(|f| f.time >= job.start && f.time <= job.end)
+                .cloned()
+                .collect();
+            (
+                "encoded",
+                encode_clip(
+                    &frames,
+                    &site.privacy_masks,
+                    tmp,
+                    cfg.clip_bitrate_kbps,
+                    cfg.clip_timeout,
+                ),
+            )
+        }
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
@@ -117,6 +159,26 @@ fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
 }
 
 pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, EvidenceError> {
+    // A job carrying the coded stream decodes its stills here unless the
+    // worker already did (with the plate frames, in one pass).
+    let stills: BTreeSet<u64> = [
+        job.violation.frames.before,
+        job.violation.frames.at,
+        job.violation.frames.after,
+    ]
+    .into();
+    let decoded;
+    let job = if stills
+        .iter()
+        .any(|n| job.frame(*n).is_none() && job.holds(*n))
+    {
+        let mut j = job.clone();
+        j.materialise(&stills)?;
+        decoded = j;
+        &decoded
+    } else {
+        job
+    };
     let v = &job.violation;
     let site = &*job.site;
     let cfg = &*job.config;
@@ -152,7 +214,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
     ] {
         let name = moment.name();
         let Some(frame) = job.frame(number) else {
-            let why = if number > job.frames().last().map_or(0, |f| f.number) {
+            let why = if number > job.last_frame_number().unwrap_or(0) {
                 "the stream ended before it arrived"
             } else {
                 "it had left the ring buffer"
@@ -231,35 +293,39 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         w.bytes("plate.jpg", EvidenceRole::PlateCrop, JPEG, plate)?;
     }
 
+    let mut clip_source = None;
     if cfg.clip {
-        let frames: Vec<_> = job
-            .frames()
-            .iter()
-            .filter(|f| f.time >= job.start && f.time <= job.end)
-            .cloned()
-            .collect();
-        if frames.len() < 2 {
+        let in_window = match &job.stream {
+            Some(s) => s
+                .frames()
+                .filter(|(_, t)| *t >= job.start && *t <= job.end)
+                .count(),
+            None => job
+                .frames()
+                .iter()
+                .filter(|f| f.time >= job.start && f.time <= job.end)
+                .count(),
+        };
+        if in_window < 2 {
             missing.push(MissingEvidence {
                 name: "clip.mp4".into(),
-                reason: format!("only {} frame(s) in the clip window", frames.len()),
+                reason: format!("only {in_window} frame(s) in the clip window"),
             });
         } else {
             let tmp = partial.join(".clip.mp4.tmp");
-            let encoded = encode_clip(
-                &frames,
-                &site.privacy_masks,
-                &tmp,
-                cfg.clip_bitrate_kbps,
-                cfg.clip_timeout,
-            )
-            .and_then(|()| w.file(&tmp, "clip.mp4", EvidenceRole::Clip, "video/mp4"));
-            if let Err(e) = encoded {
-                tracing::warn!(event = %job.event_id, error = %e, "evidence clip failed");
-                let _ = fs::remove_file(&tmp);
-                missing.push(MissingEvidence {
-                    name: "clip.mp4".into(),
-                    reason: e.to_string(),
-                });
+            let (source, encoded) = write_clip(job, &tmp);
+            let encoded =
+                encoded.and_then(|()| w.file(&tmp, "clip.mp4", EvidenceRole::Clip, "video/mp4"));
+            match encoded {
+                Ok(()) => clip_source = Some(source),
+                Err(e) => {
+                    tracing::warn!(event = %job.event_id, error = %e, "evidence clip failed");
+                    let _ = fs::remove_file(&tmp);
+                    missing.push(MissingEvidence {
+                        name: "clip.mp4".into(),
+                        reason: e.to_string(),
+                    });
+                }
             }
         }
     }
@@ -278,6 +344,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         "items": set.items,
         "missing": set.missing,
         "window_complete": set.window_complete,
+        "clip_source": clip_source,
     });
     let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     let tmp = partial.join(".manifest.json.tmp");

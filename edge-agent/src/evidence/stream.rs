@@ -1,0 +1,433 @@
+//! The evidence ring of a camera whose own coded stream is kept (H.264 or
+//! H.265, see `capture::Packets`): the last seconds as the camera sent them,
+//! decoded again only for a violation.
+//!
+//! Keeping decoded frames costs about 1.1 GB per 1080p25 camera for 7 s
+//! (6 MB a frame); the coded stream of the same seconds is a few MB. The
+//! price is paid per violation, on the post-processing worker: the job's
+//! access units are decoded once for the stills and the plate frames
+//! ([`JobStream::decode`]), and the clip is either the camera's own stream
+//! remuxed untouched into MP4 ([`JobStream::remux`], when the site has no
+//! privacy mask: no re-encoding, the pictures exactly as the camera coded
+//! them) or decoded, masked and re-encoded ([`JobStream::encode_masked`]).
+//!
+//! A decoded picture is matched to the analysed frame by its presentation
+//! time, which the decoder carries through: the ring also keeps an index
+//! of frame number → time for the frames the analysis saw.
+//!
+//! Eviction keeps whole groups of pictures: the oldest run from one
+//! keyframe to the next goes only when the rest still reaches back
+//! [`RingLimits::max_age`], so the oldest unit kept is always a keyframe a
+//! decoder can start at. The count and byte bounds evict unit by unit (a
+//! stream without keyframes for longer than the ring must not grow without
+//! bound); a run left without its keyframe is then dropped as well.
+
+use super::clip::{ClipEncoder, nominal_fps, wait_for_eos};
+use super::{EvidenceError, RingLimits};
+use crate::capture::{EncodedUnit, Frame, Packets, parser_for};
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::Path;
+use std::time::{Duration, Instant};
+use time::OffsetDateTime;
+
+/// The last seconds of one camera's coded stream, with the frame index.
+#[derive(Debug)]
+pub struct StreamRing {
+    limits: RingLimits,
+    caps: Option<gst::Caps>,
+    units: VecDeque<EncodedUnit>,
+    bytes: usize,
+    index: VecDeque<(u64, OffsetDateTime)>,
+}
+
+impl StreamRing {
+    /// An empty ring.
+    pub fn new(limits: RingLimits) -> Self {
+        Self {
+            limits,
+            caps: None,
+            units: VecDeque::new(),
+            bytes: 0,
+            index: VecDeque::new(),
+        }
+    }
+
+    /// Records an analysed frame and the units that came with it.
+    pub fn push(&mut self, number: u64, time: OffsetDateTime, packets: Option<Packets>) {
+        if self.index.back().is_some_and(|(n, _)| number <= *n) {
+            self.clear();
+        }
+        self.index.push_back((number, time));
+        if let Some(p) = packets {
+            self.caps = Some(p.caps);
+            for u in p.units {
+                self.bytes += u.len();
+                self.units.push_back(u);
+            }
+        }
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        let Some(newest) = self.units.iter().map(|u| u.time).max() else {
+            return;
+        };
+        let horizon = newest - self.limits.max_age;
+        loop {
+            let over = self.units.len() > self.limits.max_frames.max(1)
+                || self.bytes > self.limits.max_bytes;
+            let next_key = self.units.iter().skip(1).position(|u| u.keyframe);
+            let cut = match next_key.map(|i| i + 1) {
+                // The run before the next keyframe is no longer needed, or
+                // cannot be decoded (it lost its keyframe).
+                Some(k) if self.units[k].time <= horizon || !self.units[0].keyframe => k,
+                _ if over && self.units.len() > 1 => 1,
+                _ => break,
+            };
+            for u in self.units.drain(..cut) {
+                self.bytes -= u.len();
+            }
+        }
+        let oldest = self.units.front().map(|u| u.time);
+        while self.index.len() > 1
+            && self.index[0].1 < horizon
+            && oldest.is_none_or(|o| self.index[0].1 < o)
+        {
+            self.index.pop_front();
+        }
+        while self.index.len() > 4 * self.limits.max_frames.max(1) {
+            self.index.pop_front();
+        }
+    }
+
+    /// Drops everything (a restarted source).
+    pub fn clear(&mut self) {
+        self.units.clear();
+        self.index.clear();
+        self.bytes = 0;
+    }
+
+    /// Coded bytes held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Access units held.
+    pub fn units(&self) -> usize {
+        self.units.len()
+    }
+
+    /// The time of analysed frame `number`, if still indexed.
+    pub fn time_of(&self, number: u64) -> Option<OffsetDateTime> {
+        let i = self.index.binary_search_by_key(&number, |(n, _)| *n).ok()?;
+        Some(self.index[i].1)
+    }
+
+    /// Oldest and newest frame numbers indexed.
+    pub fn frame_span(&self) -> Option<(u64, u64)> {
+        Some((self.index.front()?.0, self.index.back()?.0))
+    }
+
+    /// The newest analysed frame's number and time.
+    pub fn newest_frame(&self) -> Option<(u64, OffsetDateTime)> {
+        self.index.back().copied()
+    }
+
+    /// The part of the stream a violation whose clip starts at `start`
+    /// needs: from the last keyframe at or before `start` (else the first
+    /// keyframe held), with the frames indexed from there.
+    pub(crate) fn snapshot(&self, start: OffsetDateTime) -> Option<JobStream> {
+        let caps = self.caps.clone()?;
+        let keys = || self.units.iter().enumerate().filter(|(_, u)| u.keyframe);
+        let from = keys()
+            .filter(|(_, u)| u.time <= start)
+            .last()
+            .or_else(|| keys().next())
+            .map(|(i, _)| i)?;
+        let units: Vec<EncodedUnit> = self.units.iter().skip(from).cloned().collect();
+        let first = units.first()?.time;
+        let index = self
+            .index
+            .iter()
+            .filter(|(_, t)| *t >= first)
+            .copied()
+            .collect();
+        Some(JobStream { caps, units, index })
+    }
+}
+
+/// A violation's part of the coded stream, from a keyframe on.
+#[derive(Debug, Clone)]
+pub(crate) struct JobStream {
+    caps: gst::Caps,
+    units: Vec<EncodedUnit>,
+    /// Analysed frames in this part: number → time.
+    index: BTreeMap<u64, OffsetDateTime>,
+}
+
+impl JobStream {
+    /// Adds a later analysed frame and its units.
+    pub(crate) fn push(&mut self, number: u64, time: OffsetDateTime, packets: Option<Packets>) {
+        self.index.insert(number, time);
+        if let Some(p) = packets {
+            self.caps = p.caps;
+            self.units.extend(p.units);
+        }
+    }
+
+    /// The latest picture time held.
+    pub(crate) fn newest_unit_time(&self) -> Option<OffsetDateTime> {
+        self.units.iter().map(|u| u.time).max()
+    }
+
+    /// The time of analysed frame `number`, if in this part.
+    pub(crate) fn time_of(&self, number: u64) -> Option<OffsetDateTime> {
+        self.index.get(&number).copied()
+    }
+
+    /// Analysed frames in this part, by number.
+    pub(crate) fn frames(&self) -> impl Iterator<Item = (u64, OffsetDateTime)> + '_ {
+        self.index.iter().map(|(n, t)| (*n, *t))
+    }
+
+    /// Decodes every unit; calls `each` with each picture in presentation
+    /// order, numbered as the analysis numbered it (`None` for a picture the
+    /// analysis never saw, e.g. one dropped while it was behind). Pictures
+    /// the decoder gives a time no unit had are skipped.
+    pub(crate) fn decode(
+        &self,
+        timeout: Duration,
+        mut each: impl FnMut(Frame, Option<u64>) -> Result<(), EvidenceError>,
+    ) -> Result<(), String> {
+        gst::init().map_err(|e| format!("GStreamer could not start: {e}"))?;
+        let started = Instant::now();
+        let by_pts: HashMap<u64, OffsetDateTime> = self
+            .units
+            .iter()
+            .filter_map(|u| Some((u.buffer.pts()?.nseconds(), u.time)))
+            .collect();
+        let numbers: HashMap<i128, u64> = self
+            .index
+            .iter()
+            .map(|(n, t)| (t.unix_timestamp_nanos(), *n))
+            .collect();
+        let pipeline = gst::Pipeline::new();
+        let src = self.appsrc();
+        let make = |name: &str| {
+            gst::ElementFactory::make(name)
+                .build()
+                .map_err(|e| format!("{name}: {e}"))
+        };
+        let decode = make("decodebin")?;
+        let convert = make("videoconvert")?;
+        let sink = gst_app::AppSink::builder()
+            .caps(
+                &gstreamer_video::VideoCapsBuilder::new()
+                    .format(gstreamer_video::VideoFormat::Bgr)
+                    .build(),
+            )
+            .max_buffers(2)
+            .sync(false)
+            .build();
+        pipeline
+            .add_many([src.upcast_ref(), &decode, &convert, sink.upcast_ref()])
+            .map_err(|e| e.to_string())?;
+        src.link(&decode).map_err(|e| e.to_string())?;
+        convert.link(&sink).map_err(|e| e.to_string())?;
+        let convert_weak = convert.downgrade();
+        decode.connect_pad_added(move |_, pad| {
+            if let Some(sinkpad) = convert_weak.upgrade().and_then(|c| c.static_pad("sink"))
+                && !sinkpad.is_linked()
+            {
+                let _ = pad.link(&sinkpad);
+            }
+        });
+        let result = (|| {
+            pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|e| format!("cannot start the decoder: {e}"))?;
+            self.push_all(&src, None)?;
+            loop {
+                let left = timeout.saturating_sub(started.elapsed());
+                if left.is_zero() {
+                    return Err(format!("decoding did not finish within {timeout:?}"));
+                }
+                let Some(sample) =
+                    sink.try_pull_sample(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
+                else {
+                    if sink.is_eos() {
+                        return Ok(());
+                    }
+                    return Err(bus_error(&pipeline)
+                        .unwrap_or_else(|| format!("decoding stalled ({timeout:?})")));
+                };
+                let (mut frame, pts) = Frame::from_sample(&sample, 0, |p| p)?;
+                let Some(time) = u64::try_from(pts).ok().and_then(|p| by_pts.get(&p)) else {
+                    continue;
+                };
+                frame.time = *time;
+                let number = numbers.get(&time.unix_timestamp_nanos()).copied();
+                frame.number = number.unwrap_or(u64::MAX);
+                each(frame, number).map_err(|e| e.to_string())?;
+            }
+        })();
+        let _ = pipeline.set_state(gst::State::Null);
+        result
+    }
+
+    /// Writes the camera's own pictures, from the first unit (a keyframe at
+    /// or before the clip start) to the last one shown at or before `end`,
+    /// into an MP4 at `path` without re-encoding.
+    pub(crate) fn remux(
+        &self,
+        end: OffsetDateTime,
+        path: &Path,
+        timeout: Duration,
+    ) -> Result<(), EvidenceError> {
+        let fail = |message: String| EvidenceError::Clip {
+            path: path.to_path_buf(),
+            message,
+        };
+        gst::init().map_err(|e| fail(format!("GStreamer could not start: {e}")))?;
+        let last = self
+            .units
+            .iter()
+            .rposition(|u| u.time <= end)
+            .ok_or_else(|| fail("no picture in the clip window".into()))?;
+        let name = self
+            .caps
+            .structure(0)
+            .map(|s| s.name().to_string())
+            .unwrap_or_default();
+        let parser = parser_for(&name).ok_or_else(|| fail(format!("cannot remux {name}")))?;
+        let pipeline = gst::Pipeline::new();
+        let src = self.appsrc();
+        let make = |name: &str| {
+            gst::ElementFactory::make(name)
+                .build()
+                .map_err(|e| fail(format!("{name}: {e}")))
+        };
+        let parse = make(parser)?;
+        let mux = make("mp4mux")?;
+        let sink = gst::ElementFactory::make("filesink")
+            .property("location", path.to_string_lossy().as_ref())
+            .build()
+            .map_err(|e| fail(format!("filesink: {e}")))?;
+        pipeline
+            .add_many([src.upcast_ref(), &parse, &mux, &sink])
+            .map_err(|e| fail(e.to_string()))?;
+        gst::Element::link_many([src.upcast_ref(), &parse, &mux, &sink])
+            .map_err(|e| fail(format!("linking the pipeline: {e}")))?;
+        let result = (|| {
+            pipeline
+                .set_state(gst::State::Playing)
+                .map_err(|e| format!("cannot start: {e}"))?;
+            self.push_all(&src, Some(last + 1))?;
+            wait_for_eos(&pipeline, timeout)
+        })();
+        let _ = pipeline.set_state(gst::State::Null);
+        result.map_err(fail)
+    }
+
+    /// Decodes the stream, fills the privacy masks and encodes the pictures
+    /// shown in `start..=end` into an MP4 at `path`.
+    pub(crate) fn encode_masked(
+        &self,
+        (start, end): (OffsetDateTime, OffsetDateTime),
+        masks: &[crate::site::PrivacyMask],
+        path: &Path,
+        bitrate_kbps: u32,
+        timeout: Duration,
+    ) -> Result<(), EvidenceError> {
+        let in_window: Vec<OffsetDateTime> = self
+            .index
+            .values()
+            .copied()
+            .filter(|t| *t >= start && *t <= end)
+            .collect();
+        let span = match (in_window.first(), in_window.last()) {
+            (Some(a), Some(b)) => (*b - *a).whole_nanoseconds(),
+            _ => 0,
+        };
+        let fps = nominal_fps(in_window.len(), span);
+        let mut encoder: Option<ClipEncoder> = None;
+        self.decode(timeout, |frame, _| {
+            if frame.time < start || frame.time > end {
+                return Ok(());
+            }
+            let enc = match encoder.as_mut() {
+                Some(e) => e,
+                None => encoder.insert(ClipEncoder::start(
+                    (frame.width, frame.height),
+                    fps,
+                    masks,
+                    path,
+                    bitrate_kbps,
+                    timeout,
+                )?),
+            };
+            enc.push(&frame)
+        })
+        .map_err(|message| EvidenceError::Clip {
+            path: path.to_path_buf(),
+            message: format!("decoding the camera stream: {message}"),
+        })?;
+        encoder
+            .ok_or_else(|| EvidenceError::Clip {
+                path: path.to_path_buf(),
+                message: "no picture in the clip window".into(),
+            })?
+            .finish()
+    }
+
+    fn appsrc(&self) -> gst_app::AppSrc {
+        gst_app::AppSrc::builder()
+            .caps(&self.caps)
+            .format(gst::Format::Time)
+            .is_live(false)
+            .block(false)
+            // The units are already in memory; queueing them all is free.
+            .max_bytes(0)
+            .build()
+    }
+
+    /// Pushes the first `count` units (all when `None`), times rebased so
+    /// the first unit decodes at 0 for a muxer, then ends the stream.
+    fn push_all(&self, src: &gst_app::AppSrc, count: Option<usize>) -> Result<(), String> {
+        let units = &self.units[..count.unwrap_or(self.units.len()).min(self.units.len())];
+        let rebase = count.is_some();
+        let base = units
+            .iter()
+            .flat_map(|u| [u.buffer.dts(), u.buffer.pts()])
+            .flatten()
+            .min()
+            .unwrap_or(gst::ClockTime::ZERO);
+        for u in units {
+            let mut b = u.buffer.copy();
+            if rebase && let Some(m) = b.get_mut() {
+                let pts = u.buffer.pts().map(|t| t.saturating_sub(base));
+                let dts = u.buffer.dts().map(|t| t.saturating_sub(base));
+                m.set_pts(pts);
+                m.set_dts(dts);
+            }
+            src.push_buffer(b)
+                .map_err(|e| format!("pushing a coded picture: {e:?}"))?;
+        }
+        src.end_of_stream()
+            .map_err(|e| format!("ending the stream: {e:?}"))?;
+        Ok(())
+    }
+}
+
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    pipeline
+        .bus()?
+        .pop_filtered(&[gst::MessageType::Error])
+        .and_then(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+            _ => None,
+        })
+}

@@ -1,0 +1,238 @@
+//! Evidence from the camera's kept coded stream (H.264 sources): the ring
+//! holds access units, not decoded frames; stills decode back to exactly
+//! the pixels the analysis saw; the clip is the camera's own pictures
+//! remuxed, or re-encoded with the privacy masks when the site has any.
+
+use edge_agent::capture::{Frame, FrameSource, Pacing, SourceSpec};
+use edge_agent::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob, encode_clip};
+use edge_agent::geometry::BBox;
+use edge_agent::rules::{EvidenceFrames, RuleKind, Violation};
+use edge_agent::site::SiteConfig;
+use opencv::prelude::*;
+use protocol::{SignalObservation, SignalState, VehicleClass, ViolationType};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+const W: u32 = 320;
+const H: u32 = 240;
+const FRAMES: u64 = 60;
+const SITE: &str = r#"
+camera_id = "test-cam"
+[frame]
+width = 320
+height = 240
+[[stop_lines]]
+id = "s"
+points = [[40, 120], [280, 120]]
+approach_deg = -90
+[[lanes]]
+id = "l1"
+polygon = [[40, 120], [280, 120], [280, 239], [40, 239]]
+group = "g"
+stop_line = "s"
+[[signals]]
+group = "g"
+[signals.lamps]
+red = [290, 10, 10, 10]
+yellow = [290, 25, 10, 10]
+green = [290, 40, 10, 10]
+"#;
+const MASK: &str = r#"
+[[privacy_masks]]
+polygon = [[0, 0], [60, 0], [60, 40], [0, 40]]
+"#;
+
+/// A 6 s, 10 fps H.264 recording of a red box moving over a gradient
+/// (keyframes every 20 frames: x264 `key-int-max` = 2 × fps).
+fn recording(dir: &Path) -> std::path::PathBuf {
+    gstreamer::init().unwrap();
+    let t0 = OffsetDateTime::from_unix_timestamp(1_741_914_930).unwrap();
+    let frames: Vec<Frame> = (0..FRAMES)
+        .map(|n| {
+            let mut bgr = Vec::with_capacity((W * H * 3) as usize);
+            let vy = 200u32.saturating_sub(n as u32 * 3);
+            for y in 0..H {
+                for x in 0..W {
+                    if (100..160).contains(&x) && (vy..vy + 50).contains(&y) {
+                        bgr.extend_from_slice(&[30, 30, 200]);
+                    } else {
+                        bgr.extend_from_slice(&[(x * 255 / W) as u8, (y * 255 / H) as u8, 128]);
+                    }
+                }
+            }
+            let t = t0 + Duration::from_millis(n * 100);
+            Frame::from_bgr(n, t, W, H, bgr).unwrap()
+        })
+        .collect();
+    let path = dir.join("camera.mp4");
+    encode_clip(&frames, &[], &path, 2000, Duration::from_secs(60)).unwrap();
+    path
+}
+
+fn violation(before: u64, at: u64, after: u64, at_time: OffsetDateTime) -> Violation {
+    Violation {
+        track_id: 7,
+        rule: ViolationType::RedLight,
+        kind: RuleKind::RedLight,
+        frame: at,
+        at_us: (at_time.unix_timestamp_nanos() / 1000) as i64,
+        lane: Some("l1".into()),
+        signal: Some(SignalObservation {
+            state: SignalState::Red,
+            red_for_ms: Some(4200),
+        }),
+        speed: None,
+        frames: EvidenceFrames { before, at, after },
+        class: VehicleClass::Car,
+        bbox: BBox::from_xywh(100.0, 110.0, 60.0, 50.0),
+    }
+}
+
+/// Reads `video` through the capture pipeline into a collector for `site`,
+/// registering a violation at frame 30 (before 28, after 32). Returns the
+/// job, the frames the analysis saw by number, and the collector.
+fn run(video: &Path, site: &str) -> (EvidenceJob, BTreeMap<u64, Frame>, EvidenceCollector) {
+    let site = Arc::new(SiteConfig::from_toml_str(site, "test.toml").unwrap());
+    let config = EvidenceConfig {
+        pre: Duration::from_secs(1),
+        post: Duration::from_secs(1),
+        ..EvidenceConfig::default()
+    };
+    let mut collector = EvidenceCollector::new(site, config);
+    let mut src = FrameSource::open(
+        &SourceSpec::File(video.to_path_buf()),
+        Pacing::AsFastAsPossible,
+        Some((W, H)),
+    )
+    .unwrap();
+    let mut seen = BTreeMap::new();
+    let mut ready = Vec::new();
+    while let Some(f) = src.next_frame(Duration::from_secs(20)).unwrap() {
+        assert!(f.packets.is_some(), "an H.264 source carries its packets");
+        let (n, t) = (f.number, f.time);
+        seen.insert(n, f.clone());
+        ready.extend(collector.push_frame(f).unwrap());
+        if n == 30 {
+            let v = violation(28, 30, 32, t);
+            assert!(
+                collector
+                    .add_violation(Uuid::new_v4(), &v, &[])
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, FRAMES);
+    assert_eq!(ready.len(), 1, "one job, released by frame 40");
+    (ready.remove(0), seen, collector)
+}
+
+fn manifest(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap()
+}
+
+/// Every frame of an MP4, decoded by the capture pipeline.
+fn clip_frames(path: &Path) -> Vec<Frame> {
+    let mut src = FrameSource::open(
+        &SourceSpec::File(path.into()),
+        Pacing::AsFastAsPossible,
+        None,
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    while let Some(f) = src.next_frame(Duration::from_secs(20)).unwrap() {
+        out.push(f);
+    }
+    out
+}
+
+#[test]
+fn the_coded_stream_is_kept_and_decodes_back_to_the_analysed_pixels() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = recording(dir.path());
+    let (mut job, seen, collector) = run(&video, SITE);
+
+    // No decoded frame is held; the coded ring is a fraction of them.
+    assert!(collector.ring().is_empty());
+    let raw = (W * H * 3) as usize;
+    let ring = collector.stream_ring();
+    assert!(ring.units() > 0);
+    assert!(
+        ring.bytes() * 20 < ring.units() * raw,
+        "{} coded bytes for {} pictures",
+        ring.bytes(),
+        ring.units()
+    );
+    assert!(job.keeps_stream() && job.window_complete());
+    for n in [28, 30, 32, 21, 39] {
+        assert!(job.holds(n), "frame {n} is in the window");
+        assert!(job.frame(n).is_none(), "not decoded before it is asked for");
+    }
+
+    // Decoded again on demand: the very pixels the analysis saw.
+    job.materialise(&BTreeSet::from([28, 30, 32])).unwrap();
+    for n in [28, 30, 32] {
+        let f = job.frame(n).unwrap();
+        assert_eq!(f.time, seen[&n].time, "frame {n} time");
+        assert!(f.data() == seen[&n].data(), "frame {n} pixels differ");
+    }
+
+    // The clip is the camera's own pictures, untouched: from the keyframe
+    // at or before the window start (frame 20) to the window end (frame 40).
+    let spool = tempfile::tempdir().unwrap();
+    let set = job.write(spool.path()).unwrap();
+    assert!(set.missing.is_empty(), "{:?}", set.missing);
+    assert_eq!(manifest(&set.dir)["clip_source"], "camera-stream");
+    let clip = clip_frames(&set.dir.join("clip.mp4"));
+    assert_eq!(clip.len(), 21, "frames 20..=40");
+    for (i, n) in [(0, 20), (10, 30), (20, 40)] {
+        assert!(
+            clip[i].data() == seen[&n].data(),
+            "clip frame {i} is not frame {n}"
+        );
+    }
+    let span = (clip[20].time - clip[0].time).as_seconds_f64();
+    assert!((span - 2.0).abs() < 0.05, "clip spans {span} s");
+}
+
+#[test]
+fn a_masked_site_re_encodes_the_kept_stream_with_its_masks() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = recording(dir.path());
+    let (job, seen, _) = run(&video, &format!("{SITE}{MASK}"));
+    let spool = tempfile::tempdir().unwrap();
+    // Written without an explicit materialise: the stills decode themselves.
+    let set = job.write(spool.path()).unwrap();
+    assert!(set.missing.is_empty(), "{:?}", set.missing);
+    assert_eq!(manifest(&set.dir)["clip_source"], "re-encoded-masked");
+    let clip = clip_frames(&set.dir.join("clip.mp4"));
+    // The window proper (frames 20..=40), not the whole group of pictures.
+    assert!((19..=22).contains(&clip.len()), "{} frames", clip.len());
+    let at = |f: &Frame, x: usize, y: usize| {
+        let i = y * f.stride + x * 3;
+        [f.data()[i], f.data()[i + 1], f.data()[i + 2]]
+    };
+    let grey_ish = |p: [u8; 3]| p.iter().all(|c| c.abs_diff(p[0]) < 12) && p[0] > 90 && p[0] < 170;
+    for f in [&clip[0], &clip[clip.len() - 1]] {
+        assert!(grey_ish(at(f, 30, 20)), "mask filled: {:?}", at(f, 30, 20));
+    }
+    // Outside the mask the picture is the scene (gradient, blue = 128).
+    let p = at(&clip[10], 200, 60);
+    let q = at(&seen[&30], 200, 60);
+    assert!(
+        p.iter().zip(q).all(|(a, b)| a.abs_diff(b) < 16),
+        "{p:?} vs {q:?}"
+    );
+    // The stills carry the mask too.
+    let still = opencv::imgcodecs::imread(
+        &set.dir.join("at.jpg").to_string_lossy().into_owned(),
+        opencv::imgcodecs::IMREAD_COLOR,
+    )
+    .unwrap();
+    let s = *still.at_2d::<opencv::core::Vec3b>(20, 30).unwrap();
+    assert!(grey_ish([s[0], s[1], s[2]]), "still mask {s:?}");
+}
