@@ -69,6 +69,10 @@ enum Cmd {
         /// spool replaces `--out`), as a live box does; `deliver` sends them.
         #[arg(long)]
         agent_config: Option<PathBuf>,
+        /// Keep decoded frames for the evidence instead of the camera's
+        /// coded stream (for comparing the two; a live box keeps the stream).
+        #[arg(long)]
+        decoded_ring: bool,
     },
     /// Render the demonstration intersection to `OUT/camera.mp4` with its
     /// site file `OUT/site.toml` (for `make demo` and trying the box without
@@ -217,7 +221,12 @@ fn main() -> Result<()> {
             out,
             recognizer,
             agent_config,
+            decoded_ring,
         } => {
+            let evidence = edge_agent::evidence::EvidenceConfig {
+                keep_coded_stream: !decoded_ring,
+                ..Default::default()
+            };
             let site = site
                 .map(|p| {
                     SiteConfig::load(&p)
@@ -256,6 +265,7 @@ fn main() -> Result<()> {
                         edge_agent::violator::plate_reader(&recognizer).map_err(|e| anyhow!(e))?,
                     ),
                     report: Some(reporter),
+                    evidence,
                 }),
                 (Some(spool), None) => Some(EvidenceOutput {
                     spool,
@@ -263,6 +273,7 @@ fn main() -> Result<()> {
                         edge_agent::violator::plate_reader(&recognizer).map_err(|e| anyhow!(e))?,
                     ),
                     report: None,
+                    evidence,
                 }),
                 (None, None) => None,
             };

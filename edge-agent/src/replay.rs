@@ -39,6 +39,8 @@ pub struct EvidenceOutput {
     /// When set, every processed violation is signed and queued for
     /// delivery, as on a live box.
     pub report: Option<Reporter>,
+    /// How the evidence is kept (windows, ring bounds, clip).
+    pub evidence: EvidenceConfig,
 }
 
 /// Signs processed violations and queues them in the outbox.
@@ -158,9 +160,9 @@ pub fn run_frames(
 ) -> Result<ReplaySummary, ReplayError> {
     let mut analysis = Analysis::new(detector, site)?;
     let mut collector = match (output, site) {
-        (Some(_), Some(s)) => Some(EvidenceCollector::new(
+        (Some(o), Some(s)) => Some(EvidenceCollector::new(
             Arc::new(s.clone()),
-            EvidenceConfig::default(),
+            o.evidence.clone(),
         )),
         (Some(_), None) => return Err(ReplayError::NoSite),
         _ => None,

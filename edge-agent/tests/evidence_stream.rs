@@ -208,7 +208,7 @@ fn a_masked_site_re_encodes_the_kept_stream_with_its_masks() {
     // Written without an explicit materialise: the stills decode themselves.
     let set = job.write(spool.path()).unwrap();
     assert!(set.missing.is_empty(), "{:?}", set.missing);
-    assert_eq!(manifest(&set.dir)["clip_source"], "re-encoded-masked");
+    assert_eq!(manifest(&set.dir)["clip_source"], "re-encoded");
     let clip = clip_frames(&set.dir.join("clip.mp4"));
     // The window proper (frames 20..=40), not the whole group of pictures.
     assert!((19..=22).contains(&clip.len()), "{} frames", clip.len());

@@ -184,6 +184,7 @@ fn red_light_runner_gets_verified_evidence_and_an_honest_plate() {
             identity: identity.clone(),
             outbox: std::sync::Mutex::new(outbox),
         }),
+        evidence: Default::default(),
     };
     let frames = (0..220u64).map(|n| Ok(s.render(n).unwrap()));
     let summary =
@@ -292,6 +293,7 @@ fn runner_with_a_real_plate_is_read_on_several_frames_and_fused_to_that_plate() 
         spool: spool.path().to_path_buf(),
         reader: Some(reader),
         report: None,
+        evidence: Default::default(),
     };
     let frames = (0..220u64).map(|n| Ok(s.render(n).unwrap()));
     let summary =

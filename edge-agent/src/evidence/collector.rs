@@ -5,8 +5,11 @@
 //! A violation is reported by the rules some frames after its moment, so
 //! its "before" and "at" frames are already in the ring and its "after"
 //! window is still to come. [`EvidenceCollector::add_violation`] snapshots
-//! the frames from `at - pre` out of the ring (`Arc` clones); every later
-//! [`EvidenceCollector::push_frame`] appends frames up to `at + post`; the
+//! the frames from `at - pre` out of the ring (`Arc` clones; for a camera
+//! whose coded stream is kept, its access units from the keyframe at or
+//! before `at - pre`, with the numbers and times of the analysed frames);
+//! every later [`EvidenceCollector::push_frame`] appends frames (or units)
+//! up to `at + post`; the
 //! first frame at or past `at + post` (and past the "after" still) makes
 //! the job ready. A source that restarts (frame numbers going back) or the
 //! end of the stream ([`EvidenceCollector::finish`]) releases pending jobs
@@ -118,8 +121,13 @@ impl EvidenceCollector {
             self.ring.clear();
             self.stream.clear();
         }
-        let packets = frame.packets.take();
+        let packets = frame
+            .packets
+            .take()
+            .filter(|_| self.config.keep_coded_stream);
         let (number, time) = (frame.number, frame.time);
+        // A frame with packets is kept as coded pictures, else decoded.
+        let keep_decoded = packets.is_none();
         match packets {
             Some(p) => {
                 for job in &mut self.pending {
@@ -145,7 +153,7 @@ impl EvidenceCollector {
                 i += 1;
             }
         }
-        if self.stream.newest_frame().is_none_or(|(n, _)| n != number) {
+        if keep_decoded {
             self.ring.push(frame);
         }
         Ok(ready)

@@ -7,19 +7,30 @@
 //! The flow, per camera:
 //!
 //! 1. **Every frame** (real-time thread): [`EvidenceCollector::push_frame`]
-//!    stores the frame in a [`FrameRing`] (an `Arc` clone, no pixel copy)
-//!    and hands the frame to the violations still waiting for their "after"
-//!    window. It returns the [`EvidenceJob`]s whose window is now complete.
-//! 2. **Every violation**: [`EvidenceCollector::add_violation`] snapshots
-//!    the frames from `pre` seconds before the violation out of the ring and
-//!    keeps the job pending until frames up to `post` seconds after it have
-//!    arrived (or [`EvidenceCollector::finish`] at the end of the stream).
-//! 3. **On a worker thread**: [`EvidenceJob::write`] draws, encodes (JPEG,
-//!    H.264/MP4 through GStreamer) and writes into `<spool>/<event-uuid>/`
-//!    with temp names, fsync and renames; the directory only appears under
-//!    its final name once every file is complete (it is built as
+//!    keeps what the evidence will need. For an H.264/H.265 camera that is
+//!    the camera's own coded pictures that came with the frame (a
+//!    [`StreamRing`]: whole groups of pictures, a few MB for the window);
+//!    for any other source (MJPEG, raw V4L2, synthetic frames) the decoded
+//!    frame itself (a [`FrameRing`], an `Arc` clone, no pixel copy). It
+//!    hands the frame to the violations still waiting for their "after"
+//!    window and returns the [`EvidenceJob`]s whose window is now complete.
+//! 2. **Every violation**: [`EvidenceCollector::add_violation`] takes the
+//!    part of the ring from `pre` seconds before the violation (for a coded
+//!    stream: from the keyframe at or before it) and keeps the job pending
+//!    until frames up to `post` seconds after it have arrived (or
+//!    [`EvidenceCollector::finish`] at the end of the stream).
+//! 3. **On a worker thread**: [`EvidenceJob::materialise`] decodes the
+//!    stills' and the plate reader's frames out of a coded window (one
+//!    pass), then [`EvidenceJob::write`] draws, encodes (JPEG, H.264/MP4
+//!    through GStreamer) and writes into `<spool>/<event-uuid>/` with temp
+//!    names, fsync and renames; the directory only appears under its final
+//!    name once every file is complete (it is built as
 //!    `<event-uuid>.partial`). The returned [`EvidenceSet`] lists every file
 //!    with its SHA-256 and size, and says which stills could not be made.
+//!    A coded window's clip is the camera's own pictures remuxed into MP4
+//!    without re-encoding (the manifest says `clip_source: camera-stream`)
+//!    for an H.264 camera on a site without privacy masks; otherwise it is
+//!    decoded, masked and encoded again as H.264 (`re-encoded`).
 //!
 //! **Privacy masks** from the site configuration are filled with a solid
 //! grey in every stored image and in every clip frame, originals included
@@ -27,13 +38,15 @@
 //! Masks are for windows of houses and the like: by the site rules they
 //! never cover the road, so they never hide a vehicle or a plate.
 //!
-//! **Memory**: a 1920×1080 BGR frame is 6,220,800 bytes. The ring keeps the
-//! last [`RingLimits::max_age`] (default 7 s: the 5 s "before" window plus
-//! 2 s for the rules' reporting delay), capped by count and bytes; at 25 fps
-//! that is 175 frames ≈ 1.09 GB per camera at 1080p. A pending violation
-//! additionally holds its "after" frames (5 s ≈ 0.78 GB at 1080p25), shared
-//! with the ring and with other pending violations. Shorter `pre`/`post`
-//! windows scale this linearly; see [`RingLimits`].
+//! **Memory**: a 1920×1080 BGR frame is 6,220,800 bytes, so decoded
+//! frames for the default 7 s at 25 fps would be 175 frames ≈ 1.09 GB per
+//! camera, plus each pending violation's "after" frames. That is why an
+//! H.264/H.265 camera keeps its coded stream instead: the same 7 s plus up
+//! to one group of pictures at the camera's bit rate (8 Mbit/s: about
+//! 7–11 MB), bounded by [`EvidenceConfig::stream_ring`]. Decoding costs are
+//! paid per violation on the worker (about 10 s of video decoded once or
+//! twice), never per frame. The decoded [`FrameRing`] remains for sources
+//! without a coded stream; see [`RingLimits`].
 //!
 //! [`calibration_png`] draws a whole site configuration on a frame for a
 //! technician to check.
@@ -150,6 +163,9 @@ pub struct EvidenceConfig {
     /// `max_frames` counts access units. Whole groups of pictures are kept,
     /// so it always reaches back at least `max_age` to a keyframe.
     pub stream_ring: RingLimits,
+    /// Keep an H.264/H.265 camera's coded stream rather than its decoded
+    /// frames (default true; false only to compare the two).
+    pub keep_coded_stream: bool,
     /// JPEG quality of the stills and crops, 1..=100 (default 95).
     pub jpeg_quality: i32,
     /// Whether to encode the clip at all (default true).
@@ -174,6 +190,7 @@ impl Default for EvidenceConfig {
                 max_frames: 1000,
                 max_bytes: 64 * 1024 * 1024,
             },
+            keep_coded_stream: true,
             jpeg_quality: 95,
             clip: true,
             clip_bitrate_kbps: 8000,

@@ -1,6 +1,9 @@
 //! The frame ring buffer: the last few seconds of one camera's
 //! full-resolution frames, so a violation found now can still get stills
-//! and a clip from before it.
+//! and a clip from before it. Used for sources without a coded stream to
+//! keep (MJPEG, raw V4L2, synthetic frames); an H.264/H.265 camera keeps
+//! its coded pictures instead (`super::stream`), at a fraction of the
+//! memory.
 //!
 //! Frames are `Arc`-backed ([`Frame`] clones share the GStreamer buffer),
 //! so keeping one costs no copy but keeps its pixels alive: the ring is

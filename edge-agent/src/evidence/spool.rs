@@ -112,17 +112,19 @@ impl Writer {
 }
 
 /// Writes the clip of `job` to `tmp`; says how it was made:
-/// `camera-stream` (the camera's own coded pictures, remuxed untouched: no
-/// privacy mask to fill), `re-encoded-masked` (the camera stream decoded,
-/// masks filled, encoded again) or `encoded` (from decoded frames).
+/// `camera-stream` (the camera's own H.264 pictures, remuxed untouched: no
+/// privacy mask to fill), `re-encoded` (the camera stream decoded, masks
+/// filled if any, encoded again as H.264: a site with masks, or an H.265
+/// camera, whose clip browsers may not play) or `encoded` (from decoded
+/// frames).
 fn write_clip(job: &EvidenceJob, tmp: &Path) -> (&'static str, Result<(), EvidenceError>) {
     let (site, cfg) = (&*job.site, &*job.config);
     match &job.stream {
-        Some(s) if site.privacy_masks.is_empty() => {
+        Some(s) if site.privacy_masks.is_empty() && s.is_h264() => {
             ("camera-stream", s.remux(job.end, tmp, cfg.clip_timeout))
         }
         Some(s) => (
-            "re-encoded-masked",
+            "re-encoded",
             s.encode_masked(
                 (job.start, job.end),
                 &site.privacy_masks,

@@ -7,9 +7,10 @@
 //! price is paid per violation, on the post-processing worker: the job's
 //! access units are decoded once for the stills and the plate frames
 //! ([`JobStream::decode`]), and the clip is either the camera's own stream
-//! remuxed untouched into MP4 ([`JobStream::remux`], when the site has no
-//! privacy mask: no re-encoding, the pictures exactly as the camera coded
-//! them) or decoded, masked and re-encoded ([`JobStream::encode_masked`]).
+//! remuxed untouched into MP4 ([`JobStream::remux`], for H.264 when the
+//! site has no privacy mask: no re-encoding, the pictures exactly as the
+//! camera coded them) or decoded, masked and re-encoded as H.264
+//! ([`JobStream::encode_masked`]).
 //!
 //! A decoded picture is matched to the analysed frame by its presentation
 //! time, which the decoder carries through: the ring also keeps an index
@@ -169,6 +170,15 @@ pub(crate) struct JobStream {
 }
 
 impl JobStream {
+    /// Whether the stream is H.264, which every browser plays (an H.265
+    /// camera's clip is re-encoded so the console and the citizens' app
+    /// can show it).
+    pub(crate) fn is_h264(&self) -> bool {
+        self.caps
+            .structure(0)
+            .is_some_and(|s| s.name() == "video/x-h264")
+    }
+
     /// Adds a later analysed frame and its units.
     pub(crate) fn push(&mut self, number: u64, time: OffsetDateTime, packets: Option<Packets>) {
         self.index.insert(number, time);
@@ -430,4 +440,121 @@ fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
             gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
             _ => None,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_741_914_930;
+
+    /// A 100-byte unit at `ms` after T0; a keyframe every `gop` units.
+    fn unit(i: u64, gop: u64) -> EncodedUnit {
+        let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; 100]);
+        if let Some(b) = buffer.get_mut() {
+            b.set_pts(gst::ClockTime::from_mseconds(i * 100));
+            if i % gop != 0 {
+                b.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        EncodedUnit {
+            time: OffsetDateTime::from_unix_timestamp(T0).unwrap() + Duration::from_millis(i * 100),
+            keyframe: i % gop == 0,
+            buffer,
+        }
+    }
+
+    fn caps() -> gst::Caps {
+        gst::Caps::builder("video/x-h264").build()
+    }
+
+    /// Pushes frames 0..n at 10 fps, one unit each, keyframes every `gop`.
+    fn filled(limits: RingLimits, n: u64, gop: u64) -> StreamRing {
+        gst::init().unwrap();
+        let mut ring = StreamRing::new(limits);
+        for i in 0..n {
+            let u = unit(i, gop);
+            let packets = Packets {
+                caps: caps(),
+                units: vec![u.clone()],
+            };
+            ring.push(i, u.time, Some(packets));
+        }
+        ring
+    }
+
+    fn limits(age_ms: u64, units: usize, bytes: usize) -> RingLimits {
+        RingLimits {
+            max_age: Duration::from_millis(age_ms),
+            max_frames: units,
+            max_bytes: bytes,
+        }
+    }
+
+    #[test]
+    fn keeps_whole_groups_reaching_back_at_least_max_age() {
+        // 10 fps, keyframes every 20 units (2 s), 3 s kept: 100 frames in.
+        let ring = filled(limits(3000, 1000, 1 << 20), 100, 20);
+        let snap = ring
+            .snapshot(OffsetDateTime::from_unix_timestamp(T0).unwrap())
+            .unwrap();
+        // The newest is unit 99 (9.9 s); the horizon 6.9 s; the last
+        // keyframe at or before it is unit 60: 40 units kept.
+        assert_eq!(ring.units(), 40);
+        assert_eq!(ring.bytes(), 4000);
+        assert!(snap.units[0].keyframe);
+        assert_eq!(
+            snap.units[0].buffer.pts(),
+            Some(gst::ClockTime::from_mseconds(6000))
+        );
+        // Every analysed frame from there on is indexed.
+        assert_eq!(ring.frame_span(), Some((60, 99)));
+        assert!(ring.time_of(59).is_none() && ring.time_of(60).is_some());
+    }
+
+    #[test]
+    fn a_window_starts_at_the_keyframe_before_it() {
+        let ring = filled(limits(5000, 1000, 1 << 20), 100, 20);
+        let t = |i: u64| {
+            OffsetDateTime::from_unix_timestamp(T0).unwrap() + Duration::from_millis(i * 100)
+        };
+        let snap = ring.snapshot(t(75)).unwrap();
+        assert_eq!(snap.units.len(), 40, "from unit 60");
+        assert!(snap.units[0].keyframe && snap.units[0].time == t(60));
+        assert_eq!(snap.frames().next(), Some((60, t(60))));
+        // Before everything held: from the oldest keyframe.
+        let snap = ring.snapshot(t(0)).unwrap();
+        assert!(snap.units[0].keyframe && snap.units[0].time == t(40));
+    }
+
+    #[test]
+    fn count_and_byte_bounds_hold_without_keyframes() {
+        // One keyframe, then 199 delta units: the bounds still hold, and
+        // the run that lost its keyframe is not offered for decoding.
+        let ring = filled(limits(60_000, 50, 1 << 20), 200, 1000);
+        assert!(ring.units() <= 50, "{} units", ring.units());
+        let ring = filled(limits(60_000, 1000, 3000), 200, 1000);
+        assert!(ring.bytes() <= 3000, "{} bytes", ring.bytes());
+        assert!(
+            ring.snapshot(OffsetDateTime::from_unix_timestamp(T0).unwrap())
+                .is_none(),
+            "no keyframe held: nothing decodable"
+        );
+    }
+
+    #[test]
+    fn a_restarted_source_empties_the_ring() {
+        let mut ring = filled(limits(3000, 1000, 1 << 20), 30, 10);
+        let u = unit(0, 10);
+        ring.push(
+            0,
+            u.time,
+            Some(Packets {
+                caps: caps(),
+                units: vec![u],
+            }),
+        );
+        assert_eq!(ring.units(), 1);
+        assert_eq!(ring.frame_span(), Some((0, 0)));
+    }
 }
