@@ -229,7 +229,7 @@ fn a_masked_site_re_encodes_the_kept_stream_with_its_masks() {
     );
     // The stills carry the mask too.
     let still = opencv::imgcodecs::imread(
-        &set.dir.join("at.jpg").to_string_lossy().into_owned(),
+        set.dir.join("at.jpg").to_string_lossy().into_owned(),
         opencv::imgcodecs::IMREAD_COLOR,
     )
     .unwrap();

@@ -144,8 +144,7 @@ impl StreamRing {
         let caps = self.caps.clone()?;
         let keys = || self.units.iter().enumerate().filter(|(_, u)| u.keyframe);
         let from = keys()
-            .filter(|(_, u)| u.time <= start)
-            .last()
+            .rfind(|(_, u)| u.time <= start)
             .or_else(|| keys().next())
             .map(|(i, _)| i)?;
         let units: Vec<EncodedUnit> = self.units.iter().skip(from).cloned().collect();
@@ -453,13 +452,13 @@ mod tests {
         let mut buffer = gst::Buffer::from_mut_slice(vec![0u8; 100]);
         if let Some(b) = buffer.get_mut() {
             b.set_pts(gst::ClockTime::from_mseconds(i * 100));
-            if i % gop != 0 {
+            if !i.is_multiple_of(gop) {
                 b.set_flags(gst::BufferFlags::DELTA_UNIT);
             }
         }
         EncodedUnit {
             time: OffsetDateTime::from_unix_timestamp(T0).unwrap() + Duration::from_millis(i * 100),
-            keyframe: i % gop == 0,
+            keyframe: i.is_multiple_of(gop),
             buffer,
         }
     }
