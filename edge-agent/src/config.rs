@@ -76,6 +76,11 @@ pub struct CameraConfig {
     /// Pace a file at its own frame rate, as a camera would deliver it.
     #[serde(default)]
     pub realtime: bool,
+    /// Analyse at most this many frames a second (e.g. 10 of a 25 fps
+    /// stream), evenly by stream time; unset analyses every frame the box
+    /// keeps up with. Frames not analysed still feed the evidence (clip).
+    #[serde(default)]
+    pub analysis_fps: Option<f64>,
     /// Tuning of the `motion` detector.
     #[serde(default)]
     pub motion: crate::detect::MotionConfig,
@@ -389,6 +394,14 @@ impl AgentConfig {
             if c.source.trim().is_empty() {
                 return bad(&format!("cameras[{i}].source"), "empty".into());
             }
+            if let Some(f) = c.analysis_fps
+                && !(f.is_finite() && (1.0..=60.0).contains(&f))
+            {
+                return bad(
+                    &format!("cameras[{i}].analysis_fps"),
+                    format!("{f}: must be within 1..=60"),
+                );
+            }
         }
         if self.cameras.len() > protocol::validate::MAX_CAMERAS {
             return bad(
@@ -509,6 +522,29 @@ window = 8
         let bad = format!("{GOOD}\n[server]\npublic_keys = [\"{key}\", \"abcd\"]\n");
         let err = AgentConfig::from_toml_str(&bad, "agent.toml", |_| None).unwrap_err();
         assert!(err.to_string().contains("server.public_keys[1]"), "{err}");
+    }
+
+    #[test]
+    fn analysis_rate_is_checked() {
+        let cam = |fps: &str| {
+            format!("{GOOD}\n[[cameras]]\nsource = \"a.mp4\"\nsite = \"s.toml\"\n{fps}\n")
+        };
+        let c =
+            AgentConfig::from_toml_str(&cam("analysis_fps = 10"), "agent.toml", |_| None).unwrap();
+        assert_eq!(c.cameras[0].analysis_fps, Some(10.0));
+        let c = AgentConfig::from_toml_str(&cam(""), "agent.toml", |_| None).unwrap();
+        assert_eq!(c.cameras[0].analysis_fps, None);
+        for bad in [
+            "analysis_fps = 0.5",
+            "analysis_fps = 100",
+            "analysis_fps = nan",
+        ] {
+            let err = AgentConfig::from_toml_str(&cam(bad), "agent.toml", |_| None).unwrap_err();
+            assert!(
+                err.to_string().contains("cameras[0].analysis_fps"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

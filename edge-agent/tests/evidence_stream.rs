@@ -96,6 +96,14 @@ fn violation(before: u64, at: u64, after: u64, at_time: OffsetDateTime) -> Viola
 /// registering a violation at frame 30 (before 28, after 32). Returns the
 /// job, the frames the analysis saw by number, and the collector.
 fn run(video: &Path, site: &str) -> (EvidenceJob, BTreeMap<u64, Frame>, EvidenceCollector) {
+    run_at(video, site, 30)
+}
+
+fn run_at(
+    video: &Path,
+    site: &str,
+    at: u64,
+) -> (EvidenceJob, BTreeMap<u64, Frame>, EvidenceCollector) {
     let site = Arc::new(SiteConfig::from_toml_str(site, "test.toml").unwrap());
     let config = EvidenceConfig {
         pre: Duration::from_secs(1),
@@ -116,8 +124,8 @@ fn run(video: &Path, site: &str) -> (EvidenceJob, BTreeMap<u64, Frame>, Evidence
         let (n, t) = (f.number, f.time);
         seen.insert(n, f.clone());
         ready.extend(collector.push_frame(f).unwrap());
-        if n == 30 {
-            let v = violation(28, 30, 32, t);
+        if n == at {
+            let v = violation(at - 2, at, at + 2, t);
             assert!(
                 collector
                     .add_violation(Uuid::new_v4(), &v, &[])
@@ -127,7 +135,7 @@ fn run(video: &Path, site: &str) -> (EvidenceJob, BTreeMap<u64, Frame>, Evidence
         }
     }
     assert_eq!(seen.len() as u64, FRAMES);
-    assert_eq!(ready.len(), 1, "one job, released by frame 40");
+    assert_eq!(ready.len(), 1, "one job, released 1 s after the violation");
     (ready.remove(0), seen, collector)
 }
 
@@ -235,4 +243,111 @@ fn a_masked_site_re_encodes_the_kept_stream_with_its_masks() {
     .unwrap();
     let s = *still.at_2d::<opencv::core::Vec3b>(20, 30).unwrap();
     assert!(grey_ish([s[0], s[1], s[2]]), "still mask {s:?}");
+}
+
+/// A 6 s, 10 fps H.264 recording with B-frames (decode order differs from
+/// presentation order), keyframes every 20 frames.
+fn recording_with_b_frames(dir: &Path) -> std::path::PathBuf {
+    gstreamer::init().unwrap();
+    let path = dir.join("bframes.mp4");
+    let launch = format!(
+        "videotestsrc num-buffers={FRAMES} pattern=ball ! \
+         video/x-raw,width={W},height={H},framerate=10/1 ! \
+         x264enc bframes=2 b-adapt=false key-int-max=20 speed-preset=veryfast ! \
+         mp4mux ! filesink location={}",
+        path.display()
+    );
+    let pipeline = gstreamer::parse::launch(&launch).unwrap();
+    use gstreamer::prelude::*;
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gstreamer::ClockTime::from_seconds(60),
+            &[gstreamer::MessageType::Eos, gstreamer::MessageType::Error],
+        )
+        .unwrap();
+    assert!(
+        matches!(msg.view(), gstreamer::MessageView::Eos(_)),
+        "{msg:?}"
+    );
+    pipeline.set_state(gstreamer::State::Null).unwrap();
+    path
+}
+
+#[test]
+fn b_frames_and_a_window_between_keyframes_keep_every_picture_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = recording_with_b_frames(dir.path());
+    // At frame 33: the window starts at frame 23, between keyframes 20 and 40.
+    let (mut job, seen, _) = run_at(&video, SITE, 33);
+    job.materialise(&BTreeSet::from([31, 33, 35])).unwrap();
+    for n in [31, 33, 35] {
+        assert!(job.frame(n).unwrap().data() == seen[&n].data(), "frame {n}");
+    }
+    let spool = tempfile::tempdir().unwrap();
+    let set = job.write(spool.path()).unwrap();
+    assert!(set.missing.is_empty(), "{:?}", set.missing);
+    assert_eq!(manifest(&set.dir)["clip_source"], "camera-stream");
+    // From keyframe 20 to the window end (frame 43), each picture the one
+    // the analysis saw, in presentation order.
+    let clip = clip_frames(&set.dir.join("clip.mp4"));
+    assert!((24..=26).contains(&clip.len()), "{} frames", clip.len());
+    for (i, f) in clip.iter().enumerate().take(24) {
+        let n = 20 + i as u64;
+        assert!(
+            f.data() == seen[&n].data(),
+            "clip frame {i} is not frame {n}"
+        );
+    }
+    let times: Vec<_> = clip.iter().map(|f| f.time).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "times increase");
+}
+
+#[test]
+fn a_violation_whose_picture_can_no_longer_be_decoded_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = recording(dir.path());
+    let site = Arc::new(SiteConfig::from_toml_str(SITE, "test.toml").unwrap());
+    // A ring of 15 units with keyframes every 20: most of the time no
+    // keyframe at all is held, and never one before frame 30's picture
+    // once frame 45 is in.
+    let config = EvidenceConfig {
+        pre: Duration::from_secs(1),
+        post: Duration::from_secs(1),
+        stream_ring: edge_agent::evidence::RingLimits {
+            max_age: Duration::from_secs(7),
+            max_frames: 15,
+            max_bytes: 64 << 20,
+        },
+        ..EvidenceConfig::default()
+    };
+    let mut collector = EvidenceCollector::new(site, config);
+    let mut src = FrameSource::open(
+        &SourceSpec::File(video),
+        Pacing::AsFastAsPossible,
+        Some((W, H)),
+    )
+    .unwrap();
+    let mut t30 = None;
+    while let Some(f) = src.next_frame(Duration::from_secs(20)).unwrap() {
+        if f.number == 30 {
+            t30 = Some(f.time);
+        }
+        let n = f.number;
+        collector.push_frame(f).unwrap();
+        if n == 45 {
+            break;
+        }
+    }
+    let err = collector
+        .add_violation(Uuid::new_v4(), &violation(28, 30, 32, t30.unwrap()), &[])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            edge_agent::evidence::EvidenceError::FrameGone { frame: 30, .. }
+        ),
+        "{err}"
+    );
 }

@@ -89,6 +89,10 @@ impl Drop for CameraHandle {
     }
 }
 
+/// Most coded units held back for a consumer that is behind (a minute at
+/// 25 fps); the evidence ring itself keeps far less.
+const MAX_CARRIED_UNITS: usize = 1500;
+
 /// Starts cameras.
 pub struct Camera;
 
@@ -225,6 +229,26 @@ impl Worker {
         true
     }
 
+    /// Hands a recording's frame on, waiting while the consumer is behind
+    /// (a recording loses no frame) but not past a stop request: a blocking
+    /// send would deadlock `CameraHandle::stop` against a consumer that
+    /// stops reading and then joins this thread.
+    fn send_waiting(&self, mut frame: Frame) -> bool {
+        loop {
+            match self.tx.try_send(frame) {
+                Ok(()) => return true,
+                Err(TrySendError::Disconnected(_)) => return false,
+                Err(TrySendError::Full(f)) => {
+                    if self.stop.load(Ordering::SeqCst) {
+                        return false;
+                    }
+                    frame = f;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            }
+        }
+    }
+
     fn stream_once(&self) -> Outcome {
         let mut source = match FrameSource::open(&self.spec, self.pacing, self.expect_size) {
             Ok(s) => s,
@@ -266,14 +290,17 @@ impl Worker {
                 match self.tx.try_send(frame) {
                     Ok(()) => true,
                     Err(TrySendError::Full(f)) => {
-                        carried = f.packets;
+                        carried = f.packets.map(|mut p| {
+                            p.bound(MAX_CARRIED_UNITS);
+                            p
+                        });
                         dropped = true;
                         true
                     }
                     Err(TrySendError::Disconnected(_)) => false,
                 }
             } else {
-                self.tx.send(frame).is_ok()
+                self.send_waiting(frame)
             };
             if !sent {
                 return Outcome::ConsumerGone;

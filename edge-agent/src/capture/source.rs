@@ -8,7 +8,7 @@
 //! that [`super::Packets`] carry. Any other stream (MJPEG, raw V4L2) is
 //! decoded by `uridecodebin` itself and frames carry no packets.
 
-use super::packets::{EncodedUnit, Packets, parser_for};
+use super::packets::{EncodedUnit, Packets, parser_for, starts_decoding};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -234,6 +234,8 @@ pub struct FrameSource {
     /// The appsink of the coded access units, once the stream showed it is
     /// H.264/H.265 (set from the pad-added callback).
     coded: Arc<Mutex<Option<gst_app::AppSink>>>,
+    /// Time of the last coded unit, for a unit that comes without one.
+    last_unit_time: Option<OffsetDateTime>,
 }
 
 /// What `uridecodebin` exposes: its default raw caps plus the coded formats
@@ -308,20 +310,22 @@ impl FrameSource {
             let Some(sinkpad) = convert.static_pad("sink") else {
                 return;
             };
-            // One video stream per camera: the first one wins.
-            let taken = sinkpad.is_linked() || slot.lock().is_ok_and(|s| s.is_some());
-            if taken {
+            // One video stream per camera: the first one wins. The lock is
+            // held from the check to the build, so two video pads arriving
+            // on two streaming threads cannot both be taken.
+            let Ok(mut coded) = slot.lock() else {
+                return;
+            };
+            if sinkpad.is_linked() || coded.is_some() {
                 return;
             }
             if name == "video/x-raw" {
                 let _ = pad.link(&sinkpad);
             } else if let Some(parser) = parser_for(&name) {
                 match coded_branches(&pipeline, pad, &convert, &name, parser) {
-                    Ok(appsink) => {
-                        if let Ok(mut s) = slot.lock() {
-                            *s = Some(appsink);
-                        }
-                    }
+                    Ok(appsink) => *coded = Some(appsink),
+                    // The pad stays unlinked: the source fails with a
+                    // not-linked error and the camera is restarted.
                     Err(e) => tracing::error!(error = %e, "cannot build the decoding branches"),
                 }
             }
@@ -352,12 +356,15 @@ impl FrameSource {
             epoch_ns,
             expect_size,
             coded,
+            last_unit_time: None,
         })
     }
 
     /// The coded access units waiting in their appsink (never blocks), or
-    /// `None` if this source is decoded straight away.
-    fn drain_packets(&self) -> Option<Packets> {
+    /// `None` if this source is decoded straight away. No unit is dropped:
+    /// one without a time (rare) takes the previous unit's, since every
+    /// later picture up to the next keyframe may refer to it.
+    fn drain_packets(&mut self) -> Option<Packets> {
         let sink = self.coded.lock().ok()?.clone()?;
         let mut caps = None;
         let mut units = Vec::new();
@@ -365,19 +372,32 @@ impl FrameSource {
             let (Some(buffer), Some(c)) = (sample.buffer_owned(), sample.caps_owned()) else {
                 continue;
             };
-            let Some(ts) = buffer.pts().or(buffer.dts()) else {
-                // A unit without a time cannot be placed in the clip.
+            let time = buffer
+                .pts()
+                .or(buffer.dts())
+                .and_then(|ts| {
+                    OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + ts.nseconds() as i128)
+                        .ok()
+                })
+                .or(self.last_unit_time);
+            let Some(time) = time else {
+                // Before the first timed unit: nothing can refer to it
+                // that we could place in a clip either.
                 continue;
             };
-            let Ok(time) =
-                OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + ts.nseconds() as i128)
-            else {
-                continue;
-            };
+            let name = c
+                .structure(0)
+                .map(|s| s.name().to_string())
+                .unwrap_or_default();
+            let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT)
+                && buffer
+                    .map_readable()
+                    .is_ok_and(|m| starts_decoding(&name, m.as_slice()));
+            self.last_unit_time = Some(time);
             caps = Some(c);
             units.push(EncodedUnit {
                 time,
-                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                keyframe,
                 buffer,
             });
         }
@@ -499,9 +519,26 @@ fn coded_branches(
         appsink.upcast_ref(),
     ];
     pipeline.add_many(elements).map_err(|e| e.to_string())?;
-    gst::Element::link_many([&tee, &q_dec, &decode]).map_err(|e| e.to_string())?;
-    gst::Element::link_many([&tee, &q_coded, &parse, appsink.upcast_ref()])
-        .map_err(|e| e.to_string())?;
+    let built = link_branches(pad, convert, elements);
+    if built.is_err() {
+        for e in elements {
+            let _ = e.set_state(gst::State::Null);
+        }
+        let _ = pipeline.remove_many(elements);
+    }
+    built.map(|()| appsink)
+}
+
+/// Links the branches built by [`coded_branches`] (`tee`, its two queues,
+/// `decodebin`, the parser, the appsink) and then `pad` into the tee.
+fn link_branches(
+    pad: &gst::Pad,
+    convert: &gst::Element,
+    elements: [&gst::Element; 6],
+) -> Result<(), String> {
+    let [tee, q_dec, decode, q_coded, parse, appsink] = elements;
+    gst::Element::link_many([tee, q_dec, decode]).map_err(|e| e.to_string())?;
+    gst::Element::link_many([tee, q_coded, parse, appsink]).map_err(|e| e.to_string())?;
     let convert_weak = convert.downgrade();
     decode.connect_pad_added(move |_, pad| {
         let is_raw_video = pad
@@ -520,7 +557,7 @@ fn coded_branches(
     }
     let tee_sink = tee.static_pad("sink").ok_or("tee without a sink pad")?;
     pad.link(&tee_sink).map_err(|e| format!("{e:?}"))?;
-    Ok(appsink)
+    Ok(())
 }
 
 impl Drop for FrameSource {

@@ -37,6 +37,10 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// How long past a window's end decoded frames may run ahead of the coded
+/// pictures before a job is released without them.
+const STREAM_SLACK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Keeps one camera's recent frames and its violations awaiting evidence.
 #[derive(Debug)]
 pub struct EvidenceCollector {
@@ -145,9 +149,9 @@ impl EvidenceCollector {
         }
         let mut i = 0;
         while i < self.pending.len() {
-            if self.pending[i].is_satisfied_by(number, time) {
+            if let Some(complete) = self.pending[i].readiness(number, time) {
                 let mut job = self.pending.remove(i);
-                job.window_complete = true;
+                job.window_complete = complete;
                 ready.push(job);
             } else {
                 i += 1;
@@ -213,16 +217,21 @@ impl EvidenceCollector {
         let start = at_time - self.config.pre;
         let stream = match self.stream.newest_frame() {
             Some(_) => {
-                Some(
-                    self.stream
-                        .snapshot(start)
-                        .ok_or_else(|| EvidenceError::FrameGone {
-                            event_id,
-                            frame: at,
-                            why: "no keyframe of the camera stream is held to decode it from"
-                                .into(),
-                        })?,
-                )
+                let gone = |why: &str| EvidenceError::FrameGone {
+                    event_id,
+                    frame: at,
+                    why: why.into(),
+                };
+                let s = self.stream.snapshot(start).ok_or_else(|| {
+                    gone("no keyframe of the camera stream is held to decode it from")
+                })?;
+                // The window must reach back to the violation's own picture.
+                if s.first_unit_time().is_none_or(|t| t > at_time) {
+                    return Err(gone(
+                        "the camera stream held no longer reaches back to it (oldest keyframe is later)",
+                    ));
+                }
+                Some(s)
             }
             None => None,
         };
@@ -243,9 +252,9 @@ impl EvidenceCollector {
             job.offer(f);
         }
         if let Some((number, time)) = self.newest()
-            && job.is_satisfied_by(number, time)
+            && let Some(complete) = job.readiness(number, time)
         {
-            job.window_complete = true;
+            job.window_complete = complete;
             return Ok(Some(job));
         }
         self.pending.push(job);
@@ -281,17 +290,27 @@ impl EvidenceJob {
         }
     }
 
-    /// Whether the newest frame (`number`, `time`) closes the window: it
-    /// is at or past the end and the "after" frame, and for a kept stream
-    /// the coded pictures have reached the end too (they travel on their
-    /// own branch and may trail the decoded frames slightly).
-    fn is_satisfied_by(&self, number: u64, time: OffsetDateTime) -> bool {
-        time >= self.end
-            && number >= self.violation.frames.after
-            && self
-                .stream
-                .as_ref()
-                .is_none_or(|s| s.newest_unit_time().is_some_and(|t| t >= self.end))
+    /// Whether the newest frame (`number`, `time`) closes the window, and
+    /// if so whether the window is complete: the frame must be at or past
+    /// the end and the "after" frame, and for a kept stream the coded
+    /// pictures must have reached the end too (they travel on their own
+    /// branch and may trail the decoded frames slightly). Coded pictures
+    /// still short of the end [`STREAM_SLACK`] later are not waited for:
+    /// the job goes with what it has, marked incomplete.
+    fn readiness(&self, number: u64, time: OffsetDateTime) -> Option<bool> {
+        if time < self.end || number < self.violation.frames.after {
+            return None;
+        }
+        let Some(s) = &self.stream else {
+            return Some(true);
+        };
+        if s.newest_unit_time().is_some_and(|t| t >= self.end) {
+            Some(true)
+        } else if time >= self.end + STREAM_SLACK {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Whether frame `number` is part of this job: held decoded, or in its

@@ -114,13 +114,14 @@ impl Writer {
 /// Writes the clip of `job` to `tmp`; says how it was made:
 /// `camera-stream` (the camera's own H.264 pictures, remuxed untouched: no
 /// privacy mask to fill), `re-encoded` (the camera stream decoded, masks
-/// filled if any, encoded again as H.264: a site with masks, or an H.265
-/// camera, whose clip browsers may not play) or `encoded` (from decoded
-/// frames).
+/// filled if any, encoded again as H.264: a site with masks, an H.265
+/// camera, whose clip browsers may not play, or a stream whose times an MP4
+/// cannot carry as they are, see `JobStream::can_remux`) or `encoded` (from
+/// decoded frames).
 fn write_clip(job: &EvidenceJob, tmp: &Path) -> (&'static str, Result<(), EvidenceError>) {
     let (site, cfg) = (&*job.site, &*job.config);
     match &job.stream {
-        Some(s) if site.privacy_masks.is_empty() && s.is_h264() => {
+        Some(s) if site.privacy_masks.is_empty() && s.is_h264() && s.can_remux() => {
             ("camera-stream", s.remux(job.end, tmp, cfg.clip_timeout))
         }
         Some(s) => (

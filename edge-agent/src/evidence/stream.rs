@@ -92,12 +92,12 @@ impl StreamRing {
                 self.bytes -= u.len();
             }
         }
-        let oldest = self.units.front().map(|u| u.time);
-        while self.index.len() > 1
-            && self.index[0].1 < horizon
-            && oldest.is_none_or(|o| self.index[0].1 < o)
-        {
-            self.index.pop_front();
+        // An analysed frame older than every unit held can no longer be
+        // decoded: forget it, so a violation on it is refused at once.
+        if let Some(oldest) = self.units.front().map(|u| u.time) {
+            while self.index.front().is_some_and(|(_, t)| *t < oldest) {
+                self.index.pop_front();
+            }
         }
         while self.index.len() > 4 * self.limits.max_frames.max(1) {
             self.index.pop_front();
@@ -187,6 +187,26 @@ impl JobStream {
         }
     }
 
+    /// The time of the first unit (the keyframe decoding starts at).
+    pub(crate) fn first_unit_time(&self) -> Option<OffsetDateTime> {
+        self.units.first().map(|u| u.time)
+    }
+
+    /// Whether the units can go into an MP4 as they are: every unit has a
+    /// PTS, and where decode times are missing (RTSP gives PTS only) the
+    /// PTS never goes back in decode order (no B-frames), so the PTS can
+    /// serve as DTS. A stream with B-frames and no DTS is re-encoded
+    /// instead: a muxer would place its pictures out of order.
+    pub(crate) fn can_remux(&self) -> bool {
+        let all_pts = self.units.iter().all(|u| u.buffer.pts().is_some());
+        let all_dts = self.units.iter().all(|u| u.buffer.dts().is_some());
+        let pts_in_order = self
+            .units
+            .windows(2)
+            .all(|w| w[0].buffer.pts() <= w[1].buffer.pts());
+        all_pts && (all_dts || pts_in_order)
+    }
+
     /// The latest picture time held.
     pub(crate) fn newest_unit_time(&self) -> Option<OffsetDateTime> {
         self.units.iter().map(|u| u.time).max()
@@ -213,7 +233,7 @@ impl JobStream {
     ) -> Result<(), String> {
         gst::init().map_err(|e| format!("GStreamer could not start: {e}"))?;
         let started = Instant::now();
-        let by_pts: HashMap<u64, OffsetDateTime> = self
+        let by_pts: BTreeMap<u64, OffsetDateTime> = self
             .units
             .iter()
             .filter_map(|u| Some((u.buffer.pts()?.nseconds(), u.time)))
@@ -260,21 +280,22 @@ impl JobStream {
                 .map_err(|e| format!("cannot start the decoder: {e}"))?;
             self.push_all(&src, None)?;
             loop {
-                let left = timeout.saturating_sub(started.elapsed());
-                if left.is_zero() {
+                if started.elapsed() > timeout {
                     return Err(format!("decoding did not finish within {timeout:?}"));
                 }
-                let Some(sample) =
-                    sink.try_pull_sample(gst::ClockTime::from_nseconds(left.as_nanos() as u64))
-                else {
+                // Short waits, so an error on the bus (no EOS follows one)
+                // is seen at once rather than after the whole timeout.
+                let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_mseconds(100)) else {
                     if sink.is_eos() {
                         return Ok(());
                     }
-                    return Err(bus_error(&pipeline)
-                        .unwrap_or_else(|| format!("decoding stalled ({timeout:?})")));
+                    if let Some(e) = bus_error(&pipeline) {
+                        return Err(e);
+                    }
+                    continue;
                 };
                 let (mut frame, pts) = Frame::from_sample(&sample, 0, |p| p)?;
-                let Some(time) = u64::try_from(pts).ok().and_then(|p| by_pts.get(&p)) else {
+                let Some(time) = u64::try_from(pts).ok().and_then(|p| nearest(&by_pts, p)) else {
                     continue;
                 };
                 frame.time = *time;
@@ -417,8 +438,13 @@ impl JobStream {
         for u in units {
             let mut b = u.buffer.copy();
             if rebase && let Some(m) = b.get_mut() {
+                // No DTS (RTSP): the PTS, in decode order (see can_remux).
                 let pts = u.buffer.pts().map(|t| t.saturating_sub(base));
-                let dts = u.buffer.dts().map(|t| t.saturating_sub(base));
+                let dts = u
+                    .buffer
+                    .dts()
+                    .or(u.buffer.pts())
+                    .map(|t| t.saturating_sub(base));
                 m.set_pts(pts);
                 m.set_dts(dts);
             }
@@ -430,6 +456,22 @@ impl JobStream {
         Ok(())
     }
 }
+
+/// The unit time whose PTS is within [`PTS_MATCH_NS`] of `pts` (a decoder
+/// may round a time), the nearest one.
+fn nearest(by_pts: &BTreeMap<u64, OffsetDateTime>, pts: u64) -> Option<&OffsetDateTime> {
+    let below = by_pts.range(..=pts).next_back();
+    let above = by_pts.range(pts..).next();
+    [below, above]
+        .into_iter()
+        .flatten()
+        .filter(|(p, _)| p.abs_diff(pts) <= PTS_MATCH_NS)
+        .min_by_key(|(p, _)| p.abs_diff(pts))
+        .map(|(_, t)| t)
+}
+
+/// Half a frame at 60 fps.
+const PTS_MATCH_NS: u64 = 8_000_000;
 
 fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
     pipeline
@@ -555,5 +597,70 @@ mod tests {
         );
         assert_eq!(ring.units(), 1);
         assert_eq!(ring.frame_span(), Some((0, 0)));
+    }
+}
+
+#[cfg(test)]
+mod remux_tests {
+    use super::*;
+
+    fn stream(times: &[(Option<u64>, Option<u64>)]) -> JobStream {
+        gst::init().unwrap();
+        let t0 = OffsetDateTime::from_unix_timestamp(1_741_914_930).unwrap();
+        let units = times
+            .iter()
+            .enumerate()
+            .map(|(i, (pts, dts))| {
+                let mut buffer = gst::Buffer::from_mut_slice(vec![0xffu8; 64]);
+                if let Some(b) = buffer.get_mut() {
+                    b.set_pts(pts.map(gst::ClockTime::from_mseconds));
+                    b.set_dts(dts.map(gst::ClockTime::from_mseconds));
+                }
+                EncodedUnit {
+                    time: t0 + Duration::from_millis(pts.unwrap_or(0)),
+                    keyframe: i == 0,
+                    buffer,
+                }
+            })
+            .collect();
+        JobStream {
+            caps: gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+            units,
+            index: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn only_times_an_mp4_can_carry_are_remuxed() {
+        let p = |ms: &[u64]| ms.iter().map(|m| (Some(*m), None)).collect::<Vec<_>>();
+        // RTSP without B-frames: PTS only, in order: PTS serves as DTS.
+        assert!(stream(&p(&[0, 40, 80, 120])).can_remux());
+        // RTSP with B-frames: PTS only, out of order: re-encode.
+        assert!(!stream(&p(&[0, 120, 40, 80])).can_remux());
+        // A file with B-frames: DTS present, fine.
+        let with_dts = [(0, 0), (120, 40), (40, 80), (80, 120)].map(|(p, d)| (Some(p), Some(d)));
+        assert!(stream(&with_dts).can_remux());
+        // A unit without PTS: re-encode.
+        assert!(!stream(&[(Some(0), None), (None, None)]).can_remux());
+    }
+
+    #[test]
+    fn undecodable_units_fail_or_yield_nothing_without_waiting_out_the_timeout() {
+        let s = stream(&[(Some(0), None), (Some(40), None), (Some(80), None)]);
+        let started = Instant::now();
+        let mut frames = 0;
+        let result = s.decode(Duration::from_secs(120), |_, _| {
+            frames += 1;
+            Ok(())
+        });
+        assert_eq!(frames, 0, "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "took {:?}: {result:?}",
+            started.elapsed()
+        );
     }
 }
