@@ -211,7 +211,12 @@ fn camera_loop(
                 .find(|t| t.id() == v.track_id)
                 .map(|t| t.trajectory().iter().copied().collect())
                 .unwrap_or_default();
-            tracing::info!(camera = %id, %event_id, rule = ?v.rule, track = v.track_id, "violation");
+            // From the frame of the violation to its detection here (the
+            // rules wait for a few frames after it to be sure).
+            let latency_ms = v
+                .at()
+                .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
+            tracing::info!(camera = %id, %event_id, rule = ?v.rule, track = v.track_id, ?latency_ms, "violation");
             match collector.add_violation(event_id, &v, &track) {
                 Ok(Some(job)) => send(job),
                 Ok(None) => {}
@@ -351,7 +356,12 @@ impl Worker {
             match crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir)
             {
                 Ok(_) => {
-                    tracing::info!(%event_id, plate = ?processed.plate.text, "violation queued")
+                    // From the frame of the violation to a signed event in
+                    // the outbox: includes the clip's `post` seconds.
+                    let latency_ms = violation
+                        .at()
+                        .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
+                    tracing::info!(%event_id, plate = ?processed.plate.text, ?latency_ms, "violation queued")
                 }
                 Err(e) => {
                     tracing::error!(%event_id, error = %e, "violation not queued; evidence kept in the spool")

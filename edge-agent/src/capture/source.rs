@@ -156,8 +156,10 @@ impl Frame {
     }
 
     /// A frame from a decoded BGR appsink sample, numbered `number`, its
-    /// time `to_unix_ns(pts)` (nanoseconds since the Unix epoch). Also
-    /// returns the buffer's PTS (0 when it has none).
+    /// time `to_unix_ns(running time)` (nanoseconds since the Unix epoch;
+    /// the running time is the PTS through the sample's segment, which is
+    /// what the pipeline clock shows it at). Also returns the buffer's raw
+    /// PTS (0 when it has none).
     pub(crate) fn from_sample(
         sample: &gst::Sample,
         number: u64,
@@ -177,7 +179,8 @@ impl Frame {
         if stride < width as usize * 3 || mapped.len() < stride * height as usize {
             return Err("frame buffer smaller than its caps".into());
         }
-        let time = OffsetDateTime::from_unix_timestamp_nanos(to_unix_ns(pts_ns))
+        let running = buffer_pts_running(sample, pts_ns);
+        let time = OffsetDateTime::from_unix_timestamp_nanos(to_unix_ns(running))
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         let frame = Frame {
             number,
@@ -220,6 +223,19 @@ impl Frame {
             packets: None,
         })
     }
+}
+
+/// `ts` (nanoseconds of the stream) as running time through `sample`'s
+/// segment; `ts` itself when the segment cannot convert it.
+fn buffer_pts_running(sample: &gst::Sample, ts: i128) -> i128 {
+    let Ok(t) = u64::try_from(ts) else {
+        return ts;
+    };
+    sample
+        .segment()
+        .and_then(|s| s.downcast_ref::<gst::ClockTime>())
+        .and_then(|s| s.to_running_time(gst::ClockTime::from_nseconds(t)))
+        .map_or(ts, |r| r.nseconds() as i128)
 }
 
 /// An open source delivering frames.
@@ -376,8 +392,8 @@ impl FrameSource {
                 .pts()
                 .or(buffer.dts())
                 .and_then(|ts| {
-                    OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + ts.nseconds() as i128)
-                        .ok()
+                    let running = buffer_pts_running(&sample, ts.nseconds() as i128);
+                    OffsetDateTime::from_unix_timestamp_nanos(self.epoch_ns + running).ok()
                 })
                 .or(self.last_unit_time);
             let Some(time) = time else {

@@ -362,9 +362,18 @@ impl EvidenceJob {
         if missing.is_empty() {
             return Ok(());
         }
+        // Only the stretch holding the wanted frames (typically a second or
+        // two around the violation), not the whole clip window.
+        let times: Vec<OffsetDateTime> =
+            missing.iter().filter_map(|n| stream.time_of(*n)).collect();
+        let span = times
+            .iter()
+            .min()
+            .zip(times.iter().max())
+            .map(|(a, b)| (*a, *b));
         let mut got = Vec::new();
         stream
-            .decode(self.config.clip_timeout, |frame, number| {
+            .decode(span, self.config.clip_timeout, |frame, number| {
                 if number.is_some_and(|n| missing.contains(&n)) {
                     got.push(frame);
                 }

@@ -222,12 +222,15 @@ impl JobStream {
         self.index.iter().map(|(n, t)| (*n, *t))
     }
 
-    /// Decodes every unit; calls `each` with each picture in presentation
-    /// order, numbered as the analysis numbered it (`None` for a picture the
-    /// analysis never saw, e.g. one dropped while it was behind). Pictures
-    /// the decoder gives a time no unit had are skipped.
+    /// Decodes the pictures shown within `span` (all when `None`): from the
+    /// last keyframe at or before its start, stopping after its end. Calls
+    /// `each` with each picture in presentation order, numbered as the
+    /// analysis numbered it (`None` for a picture the analysis never saw,
+    /// e.g. one dropped while it was behind). Pictures the decoder gives a
+    /// time no unit had are skipped.
     pub(crate) fn decode(
         &self,
+        span: Option<(OffsetDateTime, OffsetDateTime)>,
         timeout: Duration,
         mut each: impl FnMut(Frame, Option<u64>) -> Result<(), EvidenceError>,
     ) -> Result<(), String> {
@@ -278,7 +281,14 @@ impl JobStream {
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|e| format!("cannot start the decoder: {e}"))?;
-            self.push_all(&src, None)?;
+            let from = span
+                .and_then(|(start, _)| {
+                    self.units
+                        .iter()
+                        .rposition(|u| u.keyframe && u.time <= start)
+                })
+                .unwrap_or(0);
+            self.push_units(&src, from, None)?;
             loop {
                 if started.elapsed() > timeout {
                     return Err(format!("decoding did not finish within {timeout:?}"));
@@ -298,6 +308,15 @@ impl JobStream {
                 let Some(time) = u64::try_from(pts).ok().and_then(|p| nearest(&by_pts, p)) else {
                     continue;
                 };
+                if let Some((start, end)) = span {
+                    if *time > end {
+                        // Presentation order: nothing at or before the end follows.
+                        return Ok(());
+                    }
+                    if *time < start {
+                        continue;
+                    }
+                }
                 frame.time = *time;
                 let number = numbers.get(&time.unix_timestamp_nanos()).copied();
                 frame.number = number.unwrap_or(u64::MAX);
@@ -355,7 +374,7 @@ impl JobStream {
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|e| format!("cannot start: {e}"))?;
-            self.push_all(&src, Some(last + 1))?;
+            self.push_units(&src, 0, Some(last + 1))?;
             wait_for_eos(&pipeline, timeout)
         })();
         let _ = pipeline.set_state(gst::State::Null);
@@ -384,10 +403,7 @@ impl JobStream {
         };
         let fps = nominal_fps(in_window.len(), span);
         let mut encoder: Option<ClipEncoder> = None;
-        self.decode(timeout, |frame, _| {
-            if frame.time < start || frame.time > end {
-                return Ok(());
-            }
+        self.decode(Some((start, end)), timeout, |frame, _| {
             let enc = match encoder.as_mut() {
                 Some(e) => e,
                 None => encoder.insert(ClipEncoder::start(
@@ -424,11 +440,19 @@ impl JobStream {
             .build()
     }
 
-    /// Pushes the first `count` units (all when `None`), times rebased so
-    /// the first unit decodes at 0 for a muxer, then ends the stream.
-    fn push_all(&self, src: &gst_app::AppSrc, count: Option<usize>) -> Result<(), String> {
-        let units = &self.units[..count.unwrap_or(self.units.len()).min(self.units.len())];
-        let rebase = count.is_some();
+    /// Pushes the units from index `from` (a keyframe) up to `to` (all
+    /// when `None`, then as they are, for a decoder; else with times
+    /// rebased so the first unit decodes at 0, for a muxer), then ends the
+    /// stream.
+    fn push_units(
+        &self,
+        src: &gst_app::AppSrc,
+        from: usize,
+        to: Option<usize>,
+    ) -> Result<(), String> {
+        let end = to.unwrap_or(self.units.len()).min(self.units.len());
+        let units = self.units.get(from..end).unwrap_or_default();
+        let rebase = to.is_some();
         let base = units
             .iter()
             .flat_map(|u| [u.buffer.dts(), u.buffer.pts()])
@@ -652,7 +676,7 @@ mod remux_tests {
         let s = stream(&[(Some(0), None), (Some(40), None), (Some(80), None)]);
         let started = Instant::now();
         let mut frames = 0;
-        let result = s.decode(Duration::from_secs(120), |_, _| {
+        let result = s.decode(None, Duration::from_secs(120), |_, _| {
             frames += 1;
             Ok(())
         });
