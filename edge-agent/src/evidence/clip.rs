@@ -147,17 +147,13 @@ impl ClipEncoder {
         } else {
             encoder.set_property("bitrate", bitrate_kbps.max(100).saturating_mul(1000));
         }
-        let parse = make("h264parse")?;
-        let mux = make("mp4mux")?;
-        let sink = gst::ElementFactory::make("filesink")
-            .property("location", path.to_string_lossy().as_ref())
-            .build()
-            .map_err(|e| fail(format!("filesink: {e}")))?;
-        pipeline
-            .add_many([src.upcast_ref(), &convert, &encoder, &parse, &mux, &sink])
-            .map_err(|e| fail(e.to_string()))?;
-        gst::Element::link_many([src.upcast_ref(), &convert, &encoder, &parse, &mux, &sink])
-            .map_err(|e| fail(format!("linking the pipeline: {e}")))?;
+        mux_to_file(
+            &pipeline,
+            &[src.upcast_ref(), &convert, &encoder],
+            "h264parse",
+            path,
+        )
+        .map_err(fail)?;
         let enc = ClipEncoder {
             path: path.to_path_buf(),
             pipeline,
@@ -185,13 +181,7 @@ impl ClipEncoder {
     }
 
     fn bus_error(&self) -> Option<String> {
-        self.pipeline
-            .bus()?
-            .pop_filtered(&[gst::MessageType::Error])
-            .and_then(|m| match m.view() {
-                gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
-                _ => None,
-            })
+        bus_error(&self.pipeline)
     }
 
     /// Adds the next frame (masks filled in a copy; the frame is untouched).
@@ -287,6 +277,41 @@ impl Drop for ClipEncoder {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
+}
+
+/// Adds `head` (already made), then `parser ! mp4mux ! filesink` writing
+/// `path`, to `pipeline` and links them all in that order.
+pub(crate) fn mux_to_file(
+    pipeline: &gst::Pipeline,
+    head: &[&gst::Element],
+    parser: &str,
+    path: &Path,
+) -> Result<(), String> {
+    let make = |name: &str| {
+        gst::ElementFactory::make(name)
+            .build()
+            .map_err(|e| format!("{name}: {e}"))
+    };
+    let parse = make(parser)?;
+    let mux = make("mp4mux")?;
+    let sink = gst::ElementFactory::make("filesink")
+        .property("location", path.to_string_lossy().as_ref())
+        .build()
+        .map_err(|e| format!("filesink: {e}"))?;
+    let all: Vec<&gst::Element> = head.iter().copied().chain([&parse, &mux, &sink]).collect();
+    pipeline.add_many(&all).map_err(|e| e.to_string())?;
+    gst::Element::link_many(&all).map_err(|e| format!("linking the pipeline: {e}"))
+}
+
+/// The first error message waiting on `pipeline`'s bus, if any.
+pub(crate) fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    pipeline
+        .bus()?
+        .pop_filtered(&[gst::MessageType::Error])
+        .and_then(|m| match m.view() {
+            gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
+            _ => None,
+        })
 }
 
 /// Waits up to `left` for end-of-stream or an error on `pipeline`'s bus.

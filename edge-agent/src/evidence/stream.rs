@@ -23,7 +23,7 @@
 //! stream without keyframes for longer than the ring must not grow without
 //! bound); a run left without its keyframe is then dropped as well.
 
-use super::clip::{ClipEncoder, nominal_fps, wait_for_eos};
+use super::clip::{ClipEncoder, bus_error, mux_to_file, nominal_fps, wait_for_eos};
 use super::{EvidenceError, RingLimits};
 use crate::capture::{EncodedUnit, Frame, Packets, parser_for};
 use gstreamer as gst;
@@ -354,22 +354,7 @@ impl JobStream {
         let parser = parser_for(&name).ok_or_else(|| fail(format!("cannot remux {name}")))?;
         let pipeline = gst::Pipeline::new();
         let src = self.appsrc();
-        let make = |name: &str| {
-            gst::ElementFactory::make(name)
-                .build()
-                .map_err(|e| fail(format!("{name}: {e}")))
-        };
-        let parse = make(parser)?;
-        let mux = make("mp4mux")?;
-        let sink = gst::ElementFactory::make("filesink")
-            .property("location", path.to_string_lossy().as_ref())
-            .build()
-            .map_err(|e| fail(format!("filesink: {e}")))?;
-        pipeline
-            .add_many([src.upcast_ref(), &parse, &mux, &sink])
-            .map_err(|e| fail(e.to_string()))?;
-        gst::Element::link_many([src.upcast_ref(), &parse, &mux, &sink])
-            .map_err(|e| fail(format!("linking the pipeline: {e}")))?;
+        mux_to_file(&pipeline, &[src.upcast_ref()], parser, path).map_err(fail)?;
         let result = (|| {
             pipeline
                 .set_state(gst::State::Playing)
@@ -496,16 +481,6 @@ fn nearest(by_pts: &BTreeMap<u64, OffsetDateTime>, pts: u64) -> Option<&OffsetDa
 
 /// Half a frame at 60 fps.
 const PTS_MATCH_NS: u64 = 8_000_000;
-
-fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
-    pipeline
-        .bus()?
-        .pop_filtered(&[gst::MessageType::Error])
-        .and_then(|m| match m.view() {
-            gst::MessageView::Error(e) => Some(format!("{} ({:?})", e.error(), e.debug())),
-            _ => None,
-        })
-}
 
 #[cfg(test)]
 mod tests {
