@@ -79,11 +79,12 @@ S
 
 "$ROOT/target/release/edge-agent" run --config "$OUT/agent.toml" > "$OUT/log" 2>&1 &
 PID=$!
+trap 'kill "$PID" 2>/dev/null || true' EXIT
 sleep "$SECS"
-curl -s "http://127.0.0.1:$PORT/metrics" | grep '^edge_camera_fps' > "$OUT/fps1"
+curl -s "http://127.0.0.1:$PORT/metrics" | grep '^edge_camera_fps' > "$OUT/fps1" || true
 sleep 10
-curl -s "http://127.0.0.1:$PORT/metrics" | grep '^edge_camera_fps' > "$OUT/fps2"
-PEAK=$(grep VmHWM "/proc/$PID/status" | awk '{print $2 / 1024 " MB"}')
+curl -s "http://127.0.0.1:$PORT/metrics" | grep '^edge_camera_fps' > "$OUT/fps2" || true
+PEAK=$(awk '/VmHWM/ {print $2 / 1024 " MB"}' "/proc/$PID/status" 2>/dev/null || echo "?")
 kill -TERM "$PID"; wait "$PID" || true
 echo "cameras=$N peak_rss=$PEAK load=$(cut -d' ' -f1-3 /proc/loadavg)"
 paste "$OUT/fps1" "$OUT/fps2" | awk '{printf "%s %.1f %.1f\n", $1, $2, $4}'

@@ -1,7 +1,9 @@
 """Writes raw 1920x1080 BGR frames of a recording, upscaled, to stdout,
-played forwards and backwards LOOPS times (no jump at the seams), for
-`cameras.sh` to encode into a 1080p25 H.264 test camera. Python + OpenCV
-from .deps/pyvision (installed by `make setup`)."""
+played forwards and backwards LOOPS times (no jump at the seams, each seam
+frame shown twice), for `cameras.sh` to encode into a 1080p25 H.264 test
+camera. Holds the upscaled frames in memory (about 1.4 GB for the shared
+recording). Python + OpenCV from .deps/pyvision (installed by `make
+setup`)."""
 import sys
 
 import cv2

@@ -32,6 +32,16 @@ impl Analysis {
         detector: Box<dyn VehicleDetector>,
         site: Option<&SiteConfig>,
     ) -> Result<Analysis, RuleError> {
+        Self::with_tracker(detector, site, TrackerConfig::default())
+    }
+
+    /// The same with the tracker tuned by `tracker` (e.g.
+    /// [`TrackerConfig::for_rate`] for a camera analysed below its rate).
+    pub fn with_tracker(
+        detector: Box<dyn VehicleDetector>,
+        site: Option<&SiteConfig>,
+        tracker: TrackerConfig,
+    ) -> Result<Analysis, RuleError> {
         let judge = match site {
             Some(s) => Some(Judge {
                 board: SignalBoard::from_site(s, LampConfig::default(), 0),
@@ -41,7 +51,7 @@ impl Analysis {
         };
         Ok(Analysis {
             detector,
-            tracker: Tracker::new(TrackerConfig::default()),
+            tracker: Tracker::new(tracker),
             judge,
             last_frame: 0,
             counted: HashSet::new(),

@@ -19,6 +19,7 @@ use crate::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob};
 use crate::identity::DeviceIdentity;
 use crate::outbox::Outbox;
 use crate::site::SiteConfig;
+use crate::track::TrackerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -145,7 +146,10 @@ fn camera_loop(
     let size = (site.frame.width, site.frame.height);
     let (handle, frames) = Camera::start(&id, spec, pacing, Some(size), RetryPolicy::default(), 4);
     let site = Arc::new(site);
-    let mut analysis = match Analysis::new(detector, Some(&site)) {
+    let tracking = cam
+        .analysis_fps
+        .map_or_else(TrackerConfig::default, TrackerConfig::for_rate);
+    let mut analysis = match Analysis::with_tracker(detector, Some(&site), tracking.clone()) {
         Ok(a) => a,
         Err(e) => {
             tracing::error!(camera = %id, error = %e, "cannot start the analysis");
@@ -180,7 +184,7 @@ fn camera_loop(
                 send(j);
             }
             collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
-            match Analysis::new(analysis.into_detector(), Some(&site)) {
+            match Analysis::with_tracker(analysis.into_detector(), Some(&site), tracking.clone()) {
                 Ok(a) => analysis = a,
                 Err(e) => {
                     tracing::error!(camera = %id, error = %e, "cannot restart the analysis");
@@ -283,7 +287,13 @@ impl AnalysisPace {
             Some(next) if t + Self::SLACK < next && next - t <= every * 2 => false,
             // Due, or far off schedule (a gap, or time went back).
             Some(next) if t + Self::SLACK >= next && t - next < every * 2 => {
-                self.next = Some(next + every);
+                // The next slot after this frame: a late frame does not make
+                // the following ones due at once.
+                let mut due = next + every;
+                while due <= t + Self::SLACK {
+                    due += every;
+                }
+                self.next = Some(due);
                 true
             }
             _ => {

@@ -241,3 +241,52 @@ fn replay_tracks_vehicles_through_the_whole_real_recording() {
         summary.tracks
     );
 }
+
+#[test]
+fn an_mjpeg_stream_without_timestamps_gets_arrival_times_and_no_packets() {
+    // Multipart MJPEG (what an HTTP camera sends) carries no timestamps.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("camera.mjpeg");
+    gstreamer::init().unwrap();
+    let launch = format!(
+        "videotestsrc num-buffers=8 ! video/x-raw,width=160,height=120 ! jpegenc ! \
+         multipartmux ! filesink location={}",
+        path.display()
+    );
+    let pipeline = gstreamer::parse::launch(&launch).unwrap();
+    use gstreamer::prelude::*;
+    pipeline.set_state(gstreamer::State::Playing).unwrap();
+    let msg = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gstreamer::ClockTime::from_seconds(30),
+            &[gstreamer::MessageType::Eos, gstreamer::MessageType::Error],
+        )
+        .unwrap();
+    assert!(
+        matches!(msg.view(), gstreamer::MessageView::Eos(_)),
+        "{msg:?}"
+    );
+    pipeline.set_state(gstreamer::State::Null).unwrap();
+
+    let mut src =
+        FrameSource::open(&SourceSpec::File(path), Pacing::AsFastAsPossible, None).unwrap();
+    let mut times = Vec::new();
+    while let Some(f) = src.next_frame(Duration::from_secs(20)).unwrap() {
+        assert!(f.packets.is_none(), "MJPEG is decoded straight away");
+        times.push(f.time);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(times.len(), 8);
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "times move on: {times:?}"
+    );
+    let now = time::OffsetDateTime::now_utc();
+    assert!(
+        (now - times[0]).whole_seconds().abs() < 60,
+        "{:?}",
+        times[0]
+    );
+}

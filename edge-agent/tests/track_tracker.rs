@@ -300,3 +300,19 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn coasting_lasts_the_same_time_at_a_lower_analysis_rate() {
+    use edge_agent::track::TrackerConfig;
+    let d = TrackerConfig::default();
+    assert_eq!(TrackerConfig::for_rate(25.0).max_misses, d.max_misses);
+    assert_eq!(TrackerConfig::for_rate(10.0).max_misses, 12);
+    assert_eq!(TrackerConfig::for_rate(1.0).max_misses, 3, "at least 3");
+    assert_eq!(
+        TrackerConfig::for_rate(60.0).max_misses,
+        d.max_misses,
+        "never more"
+    );
+    assert_eq!(TrackerConfig::for_rate(f64::NAN).max_misses, d.max_misses);
+    assert_eq!(TrackerConfig::for_rate(10.0).confirm_hits, d.confirm_hits);
+}

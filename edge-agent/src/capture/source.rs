@@ -171,6 +171,7 @@ impl Frame {
             .ok_or("frame without video caps")?;
         let (width, height) = (info.width(), info.height());
         let buffer = sample.buffer_owned().ok_or("sample without buffer")?;
+        let has_pts = buffer.pts().is_some();
         let pts_ns = buffer.pts().map(|t| t.nseconds() as i128).unwrap_or(0);
         let mapped = buffer
             .into_mapped_buffer_readable()
@@ -179,9 +180,14 @@ impl Frame {
         if stride < width as usize * 3 || mapped.len() < stride * height as usize {
             return Err("frame buffer smaller than its caps".into());
         }
-        let running = buffer_pts_running(sample, pts_ns);
-        let time = OffsetDateTime::from_unix_timestamp_nanos(to_unix_ns(running))
-            .unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let time = if has_pts {
+            let running = buffer_pts_running(sample, pts_ns);
+            OffsetDateTime::from_unix_timestamp_nanos(to_unix_ns(running))
+                .unwrap_or_else(|_| OffsetDateTime::now_utc())
+        } else {
+            // A source that stamps nothing (HTTP MJPEG): when it arrived.
+            OffsetDateTime::now_utc()
+        };
         let frame = Frame {
             number,
             time,
@@ -226,16 +232,24 @@ impl Frame {
 }
 
 /// `ts` (nanoseconds of the stream) as running time through `sample`'s
-/// segment; `ts` itself when the segment cannot convert it.
+/// segment, signed: a unit before the segment start (an edit list that
+/// starts mid-GOP) gets a negative running time, so every time is on one
+/// base; `ts` itself when the sample has no time segment.
 fn buffer_pts_running(sample: &gst::Sample, ts: i128) -> i128 {
     let Ok(t) = u64::try_from(ts) else {
         return ts;
     };
-    sample
+    let Some(segment) = sample
         .segment()
         .and_then(|s| s.downcast_ref::<gst::ClockTime>())
-        .and_then(|s| s.to_running_time(gst::ClockTime::from_nseconds(t)))
-        .map_or(ts, |r| r.nseconds() as i128)
+    else {
+        return ts;
+    };
+    match segment.to_running_time_full(gst::ClockTime::from_nseconds(t)) {
+        Some(gst::Signed::Positive(r)) => r.nseconds() as i128,
+        Some(gst::Signed::Negative(r)) => -(r.nseconds() as i128),
+        None => ts,
+    }
 }
 
 /// An open source delivering frames.

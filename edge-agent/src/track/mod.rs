@@ -89,6 +89,25 @@ pub struct TrackerConfig {
     pub max_coordinate: f64,
 }
 
+impl TrackerConfig {
+    /// The defaults, with coasting (`max_misses`, 30 frames: 1.2 s at the
+    /// 25 fps it was tuned at) kept at the same *time* for a camera
+    /// analysed at `fps` frames a second (12 frames at 10 fps, at least 3).
+    pub fn for_rate(fps: f64) -> TrackerConfig {
+        let d = TrackerConfig::default();
+        let seconds = f64::from(d.max_misses) / 25.0;
+        let frames = if fps.is_finite() && fps > 0.0 {
+            (seconds * fps).round().clamp(3.0, f64::from(d.max_misses))
+        } else {
+            f64::from(d.max_misses)
+        };
+        TrackerConfig {
+            max_misses: frames as u32,
+            ..d
+        }
+    }
+}
+
 impl Default for TrackerConfig {
     fn default() -> Self {
         Self {
