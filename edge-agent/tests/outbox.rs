@@ -334,3 +334,28 @@ fn queued_events_survive_reopening() {
 fn sent_hash(seq: i64) -> String {
     protocol::sha256_hex(&seq.to_le_bytes())
 }
+
+#[test]
+fn processes_opening_one_new_outbox_at_once_all_get_it() {
+    // The agent starting while a technician runs `edge-agent outbox`: the
+    // set-up (WAL switch, schema) of one must not fail the other with
+    // "database is locked". Each round starts from a fresh file.
+    for round in 0..10 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.sqlite");
+        let start = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opened: Vec<_> = (0..6)
+            .map(|_| {
+                let (path, start) = (path.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    Outbox::open(&path, limits()).map(|_| ())
+                })
+            })
+            .collect();
+        for t in opened {
+            let r = t.join().unwrap();
+            assert!(r.is_ok(), "round {round}: {}", r.unwrap_err());
+        }
+    }
+}

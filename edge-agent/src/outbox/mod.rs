@@ -141,6 +141,18 @@ pub struct OutboxStats {
     pub delivered: u64,
 }
 
+/// How long [`Outbox::open`] keeps retrying a database another process
+/// holds locked.
+const OPEN_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Whether `e` is SQLite's "busy"/"locked" (another connection holds it).
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
 /// The outbox.
 pub struct Outbox {
     conn: Connection,
@@ -166,32 +178,47 @@ impl Outbox {
                 source,
             })?;
         }
-        let conn = Connection::open(path).map_err(db)?;
-        conn.busy_timeout(Duration::from_secs(10)).map_err(db)?;
-        // WAL + FULL: every commit is fsynced before it returns.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(db)?;
-        conn.execute_batch(include_str!("schema.sql")).map_err(db)?;
-        // Outboxes made before `sent_sha256` existed get the column.
-        let has_hash: bool = conn
-            .query_row(
-                "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'sent_sha256'",
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .map_err(db)?
-            > 0;
-        if !has_hash {
-            conn.execute("ALTER TABLE events ADD COLUMN sent_sha256 TEXT", [])
-                .map_err(db)?;
-        }
+        // Another process may be opening the same file (the agent starting
+        // while a technician runs `edge-agent outbox`). Some of SQLite's lock
+        // upgrades here (switching to WAL, a read turning into a write)
+        // fail at once with "database is locked" instead of waiting out the
+        // busy timeout, so the whole set-up is retried for a while.
+        let started = std::time::Instant::now();
+        let conn = loop {
+            match Self::set_up(path) {
+                Ok(conn) => break conn,
+                Err(e) if is_busy(&e) && started.elapsed() < OPEN_PATIENCE => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(db(e)),
+            }
+        };
         Ok(Self {
             conn,
             path: path.to_path_buf(),
             limits,
         })
+    }
+
+    /// Opens the connection, sets WAL and FULL sync, and brings the schema
+    /// up to date.
+    fn set_up(path: &Path) -> Result<Connection, rusqlite::Error> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(10))?;
+        // WAL + FULL: every commit is fsynced before it returns.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(include_str!("schema.sql"))?;
+        // Outboxes made before `sent_sha256` existed get the column.
+        let has_hash: bool = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'sent_sha256'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+        if !has_hash {
+            conn.execute("ALTER TABLE events ADD COLUMN sent_sha256 TEXT", [])?;
+        }
+        Ok(conn)
     }
 
     fn db(&self) -> impl Fn(rusqlite::Error) -> OutboxError + '_ {
