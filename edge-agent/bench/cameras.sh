@@ -83,8 +83,10 @@ trap 'kill "$PID" 2>/dev/null || true' EXIT
 sleep "$SECS"
 curl -s "http://127.0.0.1:$PORT/metrics" | grep '^edge_camera_fps' > "$OUT/fps1" || true
 sleep 10
-curl -s "http://127.0.0.1:$PORT/metrics" | grep '^edge_camera_fps' > "$OUT/fps2" || true
+curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics" || true
+grep '^edge_camera_fps' "$OUT/metrics" > "$OUT/fps2" || true
 PEAK=$(awk '/VmHWM/ {print $2 / 1024 " MB"}' "/proc/$PID/status" 2>/dev/null || echo "?")
 kill -TERM "$PID"; wait "$PID" || true
 echo "cameras=$N peak_rss=$PEAK load=$(cut -d' ' -f1-3 /proc/loadavg)"
 paste "$OUT/fps1" "$OUT/fps2" | awk '{printf "%s %.1f %.1f\n", $1, $2, $4}'
+grep '^edge_evidence_ring_bytes' "$OUT/metrics" || true

@@ -33,6 +33,9 @@ pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct HealthBoard {
     cameras: Mutex<BTreeMap<String, CameraStatus>>,
+    /// Bytes each camera's evidence ring holds (local metrics only, not in
+    /// the heartbeat).
+    ring_bytes: Mutex<BTreeMap<String, u64>>,
 }
 
 impl HealthBoard {
@@ -41,6 +44,21 @@ impl HealthBoard {
         if let Ok(mut map) = self.cameras.lock() {
             map.insert(status.camera_id.clone(), status);
         }
+    }
+
+    /// Records the bytes one camera's evidence ring holds.
+    pub fn set_ring_bytes(&self, camera_id: &str, bytes: u64) {
+        if let Ok(mut map) = self.ring_bytes.lock() {
+            map.insert(camera_id.to_owned(), bytes);
+        }
+    }
+
+    /// Every camera's last reported evidence ring size, by camera id.
+    pub fn ring_bytes(&self) -> Vec<(String, u64)> {
+        self.ring_bytes
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
     }
 
     /// Every camera's last reported state.
@@ -188,6 +206,16 @@ impl Metrics {
             out.push_str(&format!(
                 "edge_camera_fps{{camera=\"{}\"}} {}\n",
                 c.camera_id, c.analysed_fps
+            ));
+        }
+        out.push_str(
+            "# HELP edge_evidence_ring_bytes Bytes held for evidence from before a violation (coded stream, or decoded frames).
+# TYPE edge_evidence_ring_bytes gauge
+",
+        );
+        for (camera, bytes) in board.ring_bytes() {
+            out.push_str(&format!(
+                "edge_evidence_ring_bytes{{camera=\"{camera}\"}} {bytes}\n"
             ));
         }
         out
@@ -359,8 +387,13 @@ mod tests {
             last_frame_time: None,
             analysed_fps: 12.5,
         });
+        board.set_ring_bytes("cam-n", 9_000_000);
         let text = m.render(&board);
         assert!(text.contains("edge_events_acked_total 7\n"), "{text}");
+        assert!(
+            text.contains("edge_evidence_ring_bytes{camera=\"cam-n\"} 9000000\n"),
+            "{text}"
+        );
         assert!(
             text.contains("edge_camera_fps{camera=\"cam-n\"} 12.5\n"),
             "{text}"

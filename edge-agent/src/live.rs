@@ -172,6 +172,8 @@ fn camera_loop(
     };
     while !stop.load(Ordering::Relaxed) {
         report_status(&shared, &id, &handle, fps.value());
+        let ring = collector.stream_ring().bytes() + collector.ring().bytes();
+        shared.board.set_ring_bytes(&id, ring as u64);
         let frame = match frames.recv_timeout(Duration::from_millis(200)) {
             Ok(f) => f,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
