@@ -41,6 +41,9 @@ pub struct StreamRing {
     caps: Option<gst::Caps>,
     units: VecDeque<EncodedUnit>,
     bytes: usize,
+    /// The latest picture time pushed (units arrive in decode order, so
+    /// the newest is not always the last).
+    newest: Option<OffsetDateTime>,
     index: VecDeque<(u64, OffsetDateTime)>,
 }
 
@@ -52,6 +55,7 @@ impl StreamRing {
             caps: None,
             units: VecDeque::new(),
             bytes: 0,
+            newest: None,
             index: VecDeque::new(),
         }
     }
@@ -66,6 +70,7 @@ impl StreamRing {
             self.caps = Some(p.caps);
             for u in p.units {
                 self.bytes += u.len();
+                self.newest = self.newest.max(Some(u.time));
                 self.units.push_back(u);
             }
         }
@@ -73,7 +78,7 @@ impl StreamRing {
     }
 
     fn evict(&mut self) {
-        let Some(newest) = self.units.iter().map(|u| u.time).max() else {
+        let Some(newest) = self.newest else {
             return;
         };
         let horizon = newest - self.limits.max_age;
@@ -109,6 +114,7 @@ impl StreamRing {
         self.units.clear();
         self.index.clear();
         self.bytes = 0;
+        self.newest = None;
     }
 
     /// Coded bytes held.
