@@ -21,7 +21,7 @@ pub struct Metrics {
     batched_bundles: AtomicU64,
     clips_stored: AtomicU64,
     heartbeats: AtomicU64,
-    /// 1 while the server's MQTT client is connected to its broker.
+    /// How many of the server's MQTT connections are up.
     mqtt_connected: AtomicU64,
     quarantined: Mutex<BTreeMap<String, u64>>,
     evidence_write: Histogram,
@@ -124,9 +124,18 @@ impl Metrics {
         self.heartbeats.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The server's MQTT client connected to its broker (or lost it).
-    pub fn mqtt_connected(&self, up: bool) {
-        self.mqtt_connected.store(u64::from(up), Ordering::Relaxed);
+    /// One of the server's MQTT connections came up (or went down).
+    pub fn mqtt_connection(&self, up: bool) {
+        if up {
+            self.mqtt_connected.fetch_add(1, Ordering::Relaxed);
+        } else {
+            // Never below zero, whatever the order of reports.
+            let _ = self
+                .mqtt_connected
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
+        }
     }
 
     /// The text exposition.
@@ -183,7 +192,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP ingest_mqtt_connected Whether this server is connected to its MQTT broker (1) or not (0)."
+            "# HELP ingest_mqtt_connected How many of this server's MQTT connections ([mqtt] connections) are up; 0 means it takes no events."
         );
         let _ = writeln!(out, "# TYPE ingest_mqtt_connected gauge");
         let _ = writeln!(out, "ingest_mqtt_connected {}", get(&self.mqtt_connected));

@@ -2,9 +2,13 @@
 //! chunks and heartbeats, hands each message to ingest, and publishes the
 //! ack on the device's ack topic (QoS 1).
 //!
-//! On the embedded broker it speaks MQTT 3.1.1 and subscribes plainly
-//! (`tv/v1/+/+/events`, ...); on an external broker (Mosquitto, EMQX) it
-//! speaks MQTT 5 and subscribes through the shared subscription
+//! It opens `[mqtt] connections` connections (4 by default; see [`run`]
+//! for why more than one), all members of one shared subscription, so each
+//! message reaches one of them. On the embedded broker it speaks MQTT 3.1.1
+//! (rumqttd shares a subscription among 3.1.1 clients too; with one
+//! connection it subscribes plainly, `tv/v1/+/+/events`, ...); on an
+//! external broker (Mosquitto, EMQX) it speaks MQTT 5 and subscribes
+//! through the shared subscription
 //! `$share/{group}/tv/v1/+/+/events`, so several server replicas split one
 //! stream and each message reaches exactly one of them; its session
 //! outlives a disconnection by [`SHARED_SESSION_EXPIRY_S`] (clean start
@@ -55,10 +59,14 @@ pub struct MqttSettings {
     pub host: String,
     /// Broker port.
     pub port: u16,
-    /// Client id.
+    /// Client id of the first connection (the others: [`connection_client_id`]).
     pub client_id: String,
+    /// Connections to open, each a member of the shared subscription.
+    pub connections: usize,
     /// `Some(group)`: subscribe through `$share/{group}/...`.
     pub share_group: Option<String>,
+    /// Speak MQTT 5 (an external broker) rather than 3.1.1 (the embedded one).
+    pub v5: bool,
     /// Username and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
     /// TLS to the broker (`mqtts://`), with the CA and client certificate.
@@ -78,13 +86,26 @@ fn transport(tls: Option<&config::TlsFiles>) -> Option<Transport> {
     })
 }
 
-/// The filters this server subscribes to.
-pub fn filters(share_group: Option<&str>) -> Vec<String> {
+/// The filters this server subscribes to: plain, or through the shared
+/// subscription of `share_group`.
+///
+/// On the embedded broker (`!v5`) each channel gets a group of its own
+/// (`{group}-events`, ...): rumqttd keeps one read position per group
+/// name, not per group and filter as MQTT 5 has it, so one group over
+/// three filters would mix their positions up and deliver nothing.
+pub fn filters(share_group: Option<&str>, v5: bool) -> Vec<String> {
     [Channel::Events, Channel::Evidence, Channel::Heartbeat]
         .into_iter()
         .map(|ch| match share_group {
-            Some(g) => topics::shared_subscription(g, ch)
-                .unwrap_or_else(|_| topics::subscription_filter(ch)),
+            Some(g) => {
+                let group = if v5 {
+                    g.to_owned()
+                } else {
+                    format!("{g}-{ch}")
+                };
+                topics::shared_subscription(&group, ch)
+                    .unwrap_or_else(|_| topics::subscription_filter(ch))
+            }
             None => topics::subscription_filter(ch),
         })
         .collect()
@@ -168,16 +189,55 @@ enum Happened {
 /// How long the broker keeps a replica's session after it disconnects.
 pub const SHARED_SESSION_EXPIRY_S: u32 = 30;
 
-/// Connects and serves until the process ends (reconnecting as needed):
-/// MQTT 5 with shared subscriptions on an external broker, MQTT 3.1.1 on
-/// the embedded one.
+/// The client id of connection `k` (0-based) of a server whose first
+/// connection is `base`: `base`, `base-1`, `base-2`, ...
+pub fn connection_client_id(base: &str, k: usize) -> String {
+    if k == 0 {
+        base.to_owned()
+    } else {
+        format!("{base}-{k}")
+    }
+}
+
+/// Opens `settings.connections` connections and serves on all of them until
+/// the process ends (each reconnecting as needed): MQTT 5 with shared
+/// subscriptions on an external broker, MQTT 3.1.1 on the embedded one.
+///
+/// Why several: a broker lets only so many unacknowledged QoS 1 messages
+/// go to one connection (rumqttd: 100, a constant), and this server
+/// acknowledges a message only after its commit, so with one connection at
+/// most 100 bundles wait to be committed at once and the group commit's
+/// batches stay small. Members of one shared subscription each get their
+/// own window; the messages in flight share one bound ([`MAX_IN_FLIGHT`]).
 pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAssembler>) {
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut tasks = tokio::task::JoinSet::new();
+    for k in 0..settings.connections.max(1) {
+        let client_id = connection_client_id(&settings.client_id, k);
+        tasks.spawn(serve(
+            settings.clone(),
+            client_id,
+            ingestor.clone(),
+            clips.clone(),
+            permits.clone(),
+        ));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One connection: connects, subscribes, and hands every message to ingest.
+async fn serve(
+    settings: MqttSettings,
+    client_id: String,
+    ingestor: Ingestor,
+    clips: Arc<ClipAssembler>,
+    permits: Arc<Semaphore>,
+) {
     let max = crate::broker::MAX_PAYLOAD;
     // The event loop runs in its own task and reports what happened.
     let (events_tx, mut events) = mpsc::channel::<Happened>(256);
-    let client = if settings.share_group.is_some() {
-        let mut opts =
-            rumqttc::v5::MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+    let client = if settings.v5 {
+        let mut opts = rumqttc::v5::MqttOptions::new(&client_id, &settings.host, settings.port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_clean_start(false)
             .set_session_expiry_interval(Some(SHARED_SESSION_EXPIRY_S))
@@ -213,7 +273,7 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
         });
         Client::V5(client)
     } else {
-        let mut opts = MqttOptions::new(&settings.client_id, &settings.host, settings.port);
+        let mut opts = MqttOptions::new(&client_id, &settings.host, settings.port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_clean_session(false)
             .set_manual_acks(true)
@@ -246,8 +306,8 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
         });
         Client::V4(client)
     };
-    let filters = filters(settings.share_group.as_deref());
-    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let filters = filters(settings.share_group.as_deref(), settings.v5);
+    let mut connected = false;
     // Messages are handled concurrently (so they batch), but MQTT wants the
     // PUBACKs in the order the PUBLISHes came (rumqttd drops a client that
     // acks out of order): one task sends them in arrival order, each once
@@ -265,10 +325,14 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
     while let Some(happened) = events.recv().await {
         match happened {
             Happened::Connected => {
-                ingestor.context().metrics.mqtt_connected(true);
+                if !connected {
+                    connected = true;
+                    ingestor.context().metrics.mqtt_connection(true);
+                }
                 tracing::info!(
                     host = settings.host,
                     port = settings.port,
+                    client_id,
                     "connected to MQTT broker"
                 );
                 for f in &filters {
@@ -296,8 +360,11 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
                 });
             }
             Happened::Lost(e) => {
-                ingestor.context().metrics.mqtt_connected(false);
-                tracing::warn!(error = %e, "MQTT connection lost; retrying in 1 s");
+                if connected {
+                    connected = false;
+                    ingestor.context().metrics.mqtt_connection(false);
+                }
+                tracing::warn!(client_id, error = %e, "MQTT connection lost; retrying in 1 s");
             }
         }
     }

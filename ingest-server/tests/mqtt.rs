@@ -187,6 +187,22 @@ async fn embedded_broker_end_to_end() {
     edge.publish("events", bundle(&ev2, &k, &files)).await;
     assert_eq!(edge.next_ack().await, Ack::stored(ev2.event_id));
 
+    // A burst: the server's four connections share the subscription on the
+    // embedded broker; each bundle is stored and acked exactly once.
+    assert!(connects_within(&server, Duration::from_secs(10)).await);
+    let mut burst = HashMap::new();
+    for _ in 0..24 {
+        let ev = event("edge-a", SITE, &files);
+        burst.insert(ev.event_id, ());
+        edge.publish("events", bundle(&ev, &k, &files)).await;
+    }
+    for _ in 0..24 {
+        let a = edge.next_ack().await;
+        assert_eq!(a.status, AckStatus::Stored, "{a:?}");
+        assert!(burst.remove(&a.event_id).is_some(), "acked twice: {a:?}");
+    }
+    edge.no_ack_for(Duration::from_millis(500)).await;
+
     let db = &server.ingestor.context().db;
     let q = quarantine::list(db, 10).await.unwrap();
     let codes: Vec<_> = q.iter().map(|e| e.reason_code.as_str()).collect();
@@ -195,7 +211,7 @@ async fn embedded_broker_end_to_end() {
         "{codes:?}"
     );
     assert_eq!(heartbeats::latest(db).await.unwrap().len(), 1);
-    assert_eq!(cases::case_count(db).await.unwrap(), 2);
+    assert_eq!(cases::case_count(db).await.unwrap(), 26);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -234,20 +250,43 @@ async fn two_replicas_share_one_stream_from_mosquitto() {
     drop(mosquitto);
 }
 
-/// Whether the server's MQTT client reports itself connected within `wait`.
+/// How many of the server's MQTT connections are up, from its metrics.
+fn connections_up(server: &Running) -> u64 {
+    let m = server.ingestor.context().metrics.render();
+    m.lines()
+        .find_map(|l| l.strip_prefix("ingest_mqtt_connected "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no ingest_mqtt_connected in\n{m}"))
+}
+
+/// Whether all of the server's MQTT connections report themselves
+/// connected within `wait`.
 async fn connects_within(server: &Running, wait: Duration) -> bool {
+    let all = ingest_server::mqtt::config::DEFAULT_CONNECTIONS as u64;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let m = server.ingestor.context().metrics.render();
-        if m.lines().any(|l| l == "ingest_mqtt_connected 1") {
+        let up = connections_up(server);
+        assert!(up <= all, "{up} connections up of {all}");
+        if up == all {
             return true;
         }
-        assert!(m.lines().any(|l| l == "ingest_mqtt_connected 0"), "{m}");
         if tokio::time::Instant::now() > deadline {
             return false;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Whether no connection of the server comes up within `wait`.
+async fn none_connects_within(server: &Running, wait: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + wait;
+    while tokio::time::Instant::now() < deadline {
+        if connections_up(server) > 0 {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    true
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -303,7 +342,7 @@ async fn a_replica_reaches_its_broker_over_tls_with_certificate_and_password() {
     for (what, cfg) in bad {
         let s = app::start(&cfg).await.unwrap();
         assert!(
-            !connects_within(&s, Duration::from_secs(3)).await,
+            none_connects_within(&s, Duration::from_secs(3)).await,
             "connected with {what}\n{}",
             broker.log()
         );

@@ -44,6 +44,9 @@ struct Args {
     /// External broker `mqtt://host:port` (default: the embedded broker).
     #[arg(long)]
     mqtt_url: Option<String>,
+    /// The server's MQTT connections (`[mqtt] connections`).
+    #[arg(long, default_value_t = ingest_server::mqtt::config::DEFAULT_CONNECTIONS)]
+    connections: usize,
     /// Data directory for SQLite and evidence (default: a temporary one).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -158,6 +161,7 @@ async fn main() -> Result<()> {
     // authentication is turned off); acks are still signed, and read here
     // as a 1.0 edge would.
     cfg.mqtt.embedded_auth = false;
+    cfg.mqtt.connections = args.connections;
     if let Some(url) = &args.database_url {
         cfg.database.url = url.clone();
     }
@@ -188,10 +192,11 @@ async fn main() -> Result<()> {
     let per_device = args.events / args.devices;
     let total = per_device * args.devices;
     println!(
-        "{} devices x {per_device} violations, 3 x {} KB stills, window {}, database {}",
+        "{} devices x {per_device} violations, 3 x {} KB stills, window {}, {} server connections, database {}",
         args.devices,
         args.still_kb,
         args.window,
+        args.connections,
         if args.database_url.is_some() {
             "postgres"
         } else {
