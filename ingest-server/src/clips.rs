@@ -9,10 +9,11 @@
 //!
 //! Chunks are handled one at a time (a mutex): clips are not on the path
 //! that opens a case, and serial handling keeps assembly free of races.
-//! A clip is assembled in memory (clips are a few MB; the protocol caps them
-//! at 1 GiB, which a deployment with long clips would want to stream).
+//! A clip is assembled in the evidence store by a streamed multipart upload
+//! (`evidence/assemble.rs`): memory holds one chunk and one part, whatever
+//! the clip's size (the protocol caps it at 1 GiB).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use protocol::{Ack, ClipChunk, EvidenceRole, ProtocolError, RejectCode, topics};
 use sqlx::Row;
 use tokio::sync::Mutex;
@@ -274,35 +275,36 @@ impl ClipAssembler {
         topic: &str,
     ) -> Result<Outcome, IngestError> {
         let h = &chunk.header;
-        let mut file = BytesMut::with_capacity(usize::try_from(h.total_size).unwrap_or(0));
-        for index in 0..h.count {
-            file.extend_from_slice(&ctx.evidence.get_chunk(h.event_id, &h.name, index).await?);
-        }
-        let file = file.freeze();
-        let actual = protocol::sha256_hex(&file);
+        let assembled = ctx
+            .evidence
+            .assemble_chunks(h.event_id, &h.name, h.count)
+            .await?;
         let event = h.event_id.to_string();
-        if actual != manifest_sha256 {
+        if assembled.sha256 != manifest_sha256 {
             // Clear the staging so the device can send the clip again.
             clear_staging(ctx, h.event_id, &h.name, h.count).await?;
             let r = Refusal::new(
                 RejectCode::EvidenceMismatch,
                 "clip_mismatch",
                 format!(
-                    "assembled {:?} hashes to {actual}, the signed manifest says {manifest_sha256}",
-                    h.name
+                    "assembled {:?} hashes to {}, the signed manifest says {manifest_sha256}",
+                    h.name, assembled.sha256
                 ),
             );
-            return refuse(
-                ctx,
-                file,
+            // The refused bytes are already stored, under their own hash.
+            let entry = quarantine::record_stored(
+                &ctx.db,
                 topic,
                 Some(device),
-                Some((h.event_id, &h.name)),
-                r,
+                Some(h.event_id),
+                &r.reason_code,
+                &r.reason,
+                assembled.sha256,
+                usize::try_from(assembled.size).unwrap_or(usize::MAX),
             )
-            .await;
+            .await?;
+            return Ok(refused(ctx, Some((h.event_id, &h.name)), r, entry));
         }
-        ctx.evidence.put(file).await?;
         let mut tx = ctx.db.pool().begin().await?;
         sqlx::query(
             "UPDATE evidence SET stored = 1, stored_at = $1 WHERE event_id = $2 AND name = $3",
@@ -376,13 +378,23 @@ async fn refuse(
         raw,
     )
     .await?;
+    Ok(refused(ctx, item, r, entry))
+}
+
+/// The answer to a refused chunk or clip, once it is quarantined as `entry`.
+fn refused(
+    ctx: &IngestContext,
+    item: Option<(Uuid, &str)>,
+    r: Refusal,
+    entry: quarantine::QuarantineEntry,
+) -> Outcome {
     ctx.metrics.quarantined(&r.reason_code);
-    Ok(Outcome {
+    Outcome {
         ack: item.map(|(id, name)| {
             Ack::rejected(id, r.code, r.reason.clone())
                 .for_item(name)
                 .bound_to(entry.payload_sha256)
         }),
         rejection: Some((r.reason_code, r.reason)),
-    })
+    }
 }

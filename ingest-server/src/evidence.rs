@@ -14,7 +14,7 @@
 //!   object under `sha256/ab/cdef…`.
 //!
 //! Clip chunks wait under `staging/{event}/{name}/{index}` until the clip is
-//! complete and assembled.
+//! complete and assembled, streamed, part by part (`assemble.rs`).
 //!
 //! Durability: on the local store every object is fsynced with its
 //! directory before its write returns (one fsync per pack, so one per
@@ -29,12 +29,14 @@
 //! Which backend is chosen by `[storage]` (`config.rs`, `backend = "local"`
 //! by default, or `"s3"`), through [`EvidenceStore::open`].
 
+mod assemble;
 pub mod config;
 pub mod pack;
 mod purge;
 mod reindex;
 mod s3;
 
+pub use self::assemble::{Assembled, PART_BYTES};
 pub use self::purge::RemoveReport;
 pub use self::reindex::ReindexReport;
 

@@ -128,6 +128,33 @@ pub async fn record(
 ) -> Result<QuarantineEntry, crate::ingest::IngestError> {
     let size = raw.len();
     let digest = evidence.put(raw).await?;
+    record_stored(
+        db,
+        source,
+        device_claimed,
+        event_id,
+        reason_code,
+        reason,
+        digest,
+        size,
+    )
+    .await
+}
+
+/// Quarantines bytes already in the evidence store under `digest` (a clip
+/// assembled there, too large to hold in memory): the row only, committed
+/// before returning.
+#[allow(clippy::too_many_arguments)]
+pub async fn record_stored(
+    db: &Db,
+    source: &str,
+    device_claimed: Option<&str>,
+    event_id: Option<Uuid>,
+    reason_code: &str,
+    reason: &str,
+    digest: String,
+    size: usize,
+) -> Result<QuarantineEntry, crate::ingest::IngestError> {
     let entry = QuarantineEntry::new(
         crate::db::now_ms(),
         source,
