@@ -9,7 +9,8 @@
 # at its own 25 fps (`realtime = true`), YOLOX-Nano, `analysis_fps = 10`,
 # no broker (delivery retries in the background), and prints each camera's
 # analysed fps from /metrics after SECONDS and 10 s later, with the peak
-# RSS. WRONG_WAY=true turns on the wrong-way rule, which the backwards
+# RSS and the CPU time used (below saturation, the cost per camera).
+# WRONG_WAY=true turns on the wrong-way rule, which the backwards
 # half of the loop trips about every 1.6 s per camera: a violation storm
 # that exercises evidence (decode, stills, clip) under load, and logs each
 # violation's latency (`latency_ms`) in $OUT/log.
@@ -21,6 +22,8 @@ SHARED=${SHARED:-$ROOT/../shared}
 OUT=${OUT:-/tmp/edge-cameras/n$N}
 VIDEO=${VIDEO:-/tmp/edge-cameras/cam1080.mp4}
 PORT=${PORT:-9199}
+# Another build to compare (an A/B): EDGE_AGENT=/path/to/edge-agent.
+EDGE_AGENT=${EDGE_AGENT:-$ROOT/target/release/edge-agent}
 export ORT_DYLIB_PATH=${ORT_DYLIB_PATH:-$ROOT/.deps/onnxruntime/lib/libonnxruntime.so}
 export MODELS_DIR=${MODELS_DIR:-$ROOT/.models}
 
@@ -77,7 +80,7 @@ S
   done
 } > "$OUT/agent.toml"
 
-"$ROOT/target/release/edge-agent" run --config "$OUT/agent.toml" > "$OUT/log" 2>&1 &
+"$EDGE_AGENT" run --config "$OUT/agent.toml" > "$OUT/log" 2>&1 &
 PID=$!
 trap 'kill "$PID" 2>/dev/null || true' EXIT
 sleep "$SECS"
@@ -86,7 +89,9 @@ sleep 10
 curl -s "http://127.0.0.1:$PORT/metrics" > "$OUT/metrics" || true
 grep '^edge_camera_fps' "$OUT/metrics" > "$OUT/fps2" || true
 PEAK=$(awk '/VmHWM/ {print $2 / 1024 " MB"}' "/proc/$PID/status" 2>/dev/null || echo "?")
+# CPU seconds (user + system) the agent used over the whole run.
+CPU=$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f s", ($14 + $15) / hz}' "/proc/$PID/stat" 2>/dev/null || echo "?")
 kill -TERM "$PID"; wait "$PID" || true
-echo "cameras=$N peak_rss=$PEAK load=$(cut -d' ' -f1-3 /proc/loadavg)"
+echo "cameras=$N peak_rss=$PEAK cpu=$CPU load=$(cut -d' ' -f1-3 /proc/loadavg)"
 paste "$OUT/fps1" "$OUT/fps2" | awk '{printf "%s %.1f %.1f\n", $1, $2, $4}'
 grep '^edge_evidence_ring_bytes' "$OUT/metrics" || true

@@ -144,7 +144,15 @@ fn camera_loop(
         Pacing::AsFastAsPossible
     };
     let size = (site.frame.width, site.frame.height);
-    let (handle, frames) = Camera::start(&id, spec, pacing, Some(size), RetryPolicy::default(), 4);
+    let (handle, frames) = Camera::start(
+        &id,
+        spec,
+        pacing,
+        Some(size),
+        cam.analysis_fps,
+        RetryPolicy::default(),
+        4,
+    );
     let site = Arc::new(site);
     let tracking = cam
         .analysis_fps
@@ -159,7 +167,7 @@ fn camera_loop(
     let mut collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
     let mut last_number: Option<u64> = None;
     let mut fps = Rate::default();
-    let mut pace = AnalysisPace::new(cam.analysis_fps);
+    let mut pace = crate::capture::AnalysisPace::new(cam.analysis_fps);
     let send = |job: EvidenceJob| match tx.try_send(PostJob {
         camera_id: id.clone(),
         job,
@@ -199,7 +207,10 @@ fn camera_loop(
             Ok(jobs) => jobs.into_iter().for_each(&send),
             Err(e) => tracing::error!(camera = %id, error = %e, "evidence ring"),
         }
-        if !pace.due(frame.time) {
+        // A coded (H.264/H.265) source's frames come already paced by the
+        // capture (pictures nobody analyses are not converted to BGR);
+        // others are paced here, after the evidence ring kept them all.
+        if frame.packets.is_none() && !pace.due(frame.time.unix_timestamp_nanos()) {
             continue;
         }
         let found = match analysis.process(&frame) {
@@ -254,56 +265,6 @@ fn report_status(shared: &Shared, id: &str, handle: &crate::capture::CameraHandl
             0.0
         },
     });
-}
-
-/// Which frames to analyse for a camera's `analysis_fps`: one every
-/// `1/fps` of stream time, on a fixed schedule (so 10 of a 25 fps stream
-/// gives 10 a second, not the 8.3 that "at least 100 ms since the last"
-/// would), restarting the schedule after a gap (a stall, a restart).
-#[derive(Debug)]
-struct AnalysisPace {
-    every: Option<time::Duration>,
-    next: Option<time::OffsetDateTime>,
-}
-
-impl AnalysisPace {
-    /// Frames within this of their due time count as due (half a frame
-    /// of a 25 fps stream).
-    const SLACK: time::Duration = time::Duration::milliseconds(20);
-
-    fn new(fps: Option<f64>) -> Self {
-        Self {
-            every: fps
-                .filter(|f| f.is_finite() && *f > 0.0)
-                .map(|f| time::Duration::seconds_f64(1.0 / f)),
-            next: None,
-        }
-    }
-
-    /// Whether the frame shown at `t` is to be analysed.
-    fn due(&mut self, t: time::OffsetDateTime) -> bool {
-        let Some(every) = self.every else {
-            return true;
-        };
-        match self.next {
-            Some(next) if t + Self::SLACK < next && next - t <= every * 2 => false,
-            // Due, or far off schedule (a gap, or time went back).
-            Some(next) if t + Self::SLACK >= next && t - next < every * 2 => {
-                // The next slot after this frame: a late frame does not make
-                // the following ones due at once.
-                let mut due = next + every;
-                while due <= t + Self::SLACK {
-                    due += every;
-                }
-                self.next = Some(due);
-                true
-            }
-            _ => {
-                self.next = Some(t + every);
-                true
-            }
-        }
-    }
 }
 
 /// Frames per second over the last few seconds.
@@ -380,54 +341,5 @@ impl Worker {
                 }
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::AnalysisPace;
-    use time::{Duration, OffsetDateTime};
-
-    fn analysed(fps: Option<f64>, source_fps: i64, seconds: i64) -> Vec<i64> {
-        let mut pace = AnalysisPace::new(fps);
-        let t0 = OffsetDateTime::from_unix_timestamp(1_741_914_930).unwrap();
-        let step = 1000 / source_fps;
-        (0..source_fps * seconds)
-            .map(|i| i * step)
-            .filter(|ms| pace.due(t0 + Duration::milliseconds(*ms)))
-            .collect()
-    }
-
-    #[test]
-    fn ten_of_twenty_five_a_second_on_a_fixed_schedule() {
-        let got = analysed(Some(10.0), 25, 4);
-        assert_eq!(got.len(), 40, "{got:?}");
-        assert_eq!(&got[..5], &[0, 80, 200, 280, 400]);
-        // No two analysed frames closer than one source frame apart, none
-        // more than three apart.
-        assert!(got.windows(2).all(|w| (40..=120).contains(&(w[1] - w[0]))));
-    }
-
-    #[test]
-    fn unset_or_above_the_source_rate_analyses_every_frame() {
-        assert_eq!(analysed(None, 25, 2).len(), 50);
-        assert_eq!(analysed(Some(30.0), 25, 2).len(), 50);
-        assert_eq!(analysed(Some(10.0), 10, 2).len(), 20);
-    }
-
-    #[test]
-    fn a_gap_or_a_restart_starts_the_schedule_afresh() {
-        let mut pace = AnalysisPace::new(Some(5.0));
-        let t0 = OffsetDateTime::from_unix_timestamp(1_741_914_930).unwrap();
-        assert!(pace.due(t0));
-        assert!(!pace.due(t0 + Duration::milliseconds(100)));
-        // A 10 s stall: analysed at once, then every 200 ms from there.
-        let t1 = t0 + Duration::seconds(10);
-        assert!(pace.due(t1));
-        assert!(!pace.due(t1 + Duration::milliseconds(100)));
-        assert!(pace.due(t1 + Duration::milliseconds(200)));
-        // Time going back (a restarted source): analysed, schedule reset.
-        assert!(pace.due(t0));
-        assert!(!pace.due(t0 + Duration::milliseconds(40)));
     }
 }

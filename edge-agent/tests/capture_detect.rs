@@ -105,7 +105,7 @@ fn unreachable_camera_is_retried_and_reported() {
         max_attempts: None,
         frame_timeout: Duration::from_secs(2),
     };
-    let (cam, _frames) = Camera::start("cam-x", spec, Pacing::RealTime, None, retry, 2);
+    let (cam, _frames) = Camera::start("cam-x", spec, Pacing::RealTime, None, None, retry, 2);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let s = cam.status();

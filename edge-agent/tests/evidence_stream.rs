@@ -351,3 +351,82 @@ fn a_violation_whose_picture_can_no_longer_be_decoded_is_refused_at_once() {
         "{err}"
     );
 }
+
+/// With `analysis_fps` 5 on this 10 fps camera the capture converts and
+/// hands on every other picture only, while every coded picture still
+/// reaches the evidence: the handed-on frames are the camera's pictures 0,
+/// 2, 4, …; stills of them decode to their pixels; the clip holds all the
+/// camera's pictures of its window, not every other one.
+#[test]
+fn a_paced_capture_hands_on_the_analysed_pictures_and_keeps_every_coded_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let video = recording(dir.path());
+    let all = clip_frames(&video);
+    assert_eq!(all.len() as u64, FRAMES);
+    let site = Arc::new(SiteConfig::from_toml_str(SITE, "test.toml").unwrap());
+    let config = EvidenceConfig {
+        pre: Duration::from_secs(1),
+        post: Duration::from_secs(1),
+        ..EvidenceConfig::default()
+    };
+    let mut collector = EvidenceCollector::new(site, config);
+    let mut src = FrameSource::open_paced(
+        &SourceSpec::File(video.clone()),
+        Pacing::AsFastAsPossible,
+        Some((W, H)),
+        Some(5.0),
+    )
+    .unwrap();
+    let (mut seen, mut unit_times, mut ready) = (Vec::new(), Vec::new(), Vec::new());
+    while let Some(f) = src.next_frame(Duration::from_secs(20)).unwrap() {
+        let packets = f
+            .packets
+            .as_ref()
+            .expect("an H.264 source carries its packets");
+        unit_times.extend(packets.units.iter().map(|u| u.time));
+        let (n, t) = (f.number, f.time);
+        seen.push(f.clone());
+        ready.extend(collector.push_frame(f).unwrap());
+        if n == 15 {
+            let v = violation(14, 15, 16, t);
+            assert!(
+                collector
+                    .add_violation(Uuid::new_v4(), &v, &[])
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
+    assert_eq!(seen.len() as u64, FRAMES / 2, "every other picture");
+    for (k, f) in seen.iter().enumerate() {
+        assert!(
+            f.data() == all[2 * k].data(),
+            "frame {k} is not picture {}",
+            2 * k
+        );
+        let ms = (f.time - seen[0].time).whole_milliseconds();
+        assert!((ms - 200 * k as i128).abs() <= 2, "frame {k} at {ms} ms");
+    }
+    // Every coded picture up to the last handed-on frame came along.
+    let last = seen[seen.len() - 1].time;
+    let span = (last - unit_times[0]).as_seconds_f64();
+    let expected = (span * 10.0).round() as usize + 1;
+    assert_eq!(unit_times.iter().filter(|t| **t <= last).count(), expected);
+
+    assert_eq!(ready.len(), 1, "one job, released 1 s after the violation");
+    let mut job = ready.remove(0);
+    job.materialise(&BTreeSet::from([14, 15, 16])).unwrap();
+    for n in [14u64, 15, 16] {
+        let f = job.frame(n).unwrap();
+        assert!(
+            f.data() == seen[n as usize].data(),
+            "frame {n} pixels differ"
+        );
+    }
+    let spool = tempfile::tempdir().unwrap();
+    let set = job.write(spool.path()).unwrap();
+    assert!(set.missing.is_empty(), "{:?}", set.missing);
+    assert_eq!(manifest(&set.dir)["clip_source"], "camera-stream");
+    let clip = clip_frames(&set.dir.join("clip.mp4"));
+    assert_eq!(clip.len(), 21, "every picture of 2.0-4.0 s");
+}

@@ -100,11 +100,16 @@ impl Camera {
     /// Starts a thread that keeps `spec` running and sends frames on a
     /// channel of `capacity`. A live source drops frames when analysis is
     /// behind (never blocking the decoder); a recording waits.
+    ///
+    /// `analysis_fps`: for an H.264/H.265 source, only the decoded pictures
+    /// on that schedule ([`crate::capture::AnalysisPace`]) are converted
+    /// and sent (the coded units of all of them still come with the frames).
     pub fn start(
         id: &str,
         spec: SourceSpec,
         pacing: Pacing,
         expect_size: Option<(u32, u32)>,
+        analysis_fps: Option<f64>,
         retry: RetryPolicy,
         capacity: usize,
     ) -> (CameraHandle, Receiver<Frame>) {
@@ -124,6 +129,7 @@ impl Camera {
             spec,
             pacing,
             expect_size,
+            analysis_fps,
             retry,
             status: status.clone(),
             stop: stop.clone(),
@@ -155,6 +161,7 @@ struct Worker {
     id: String,
     spec: SourceSpec,
     pacing: Pacing,
+    analysis_fps: Option<f64>,
     expect_size: Option<(u32, u32)>,
     retry: RetryPolicy,
     status: Arc<Mutex<CameraStatus>>,
@@ -250,7 +257,12 @@ impl Worker {
     }
 
     fn stream_once(&self) -> Outcome {
-        let mut source = match FrameSource::open(&self.spec, self.pacing, self.expect_size) {
+        let mut source = match FrameSource::open_paced(
+            &self.spec,
+            self.pacing,
+            self.expect_size,
+            self.analysis_fps,
+        ) {
             Ok(s) => s,
             Err(e) => return Outcome::Failed(e, false),
         };

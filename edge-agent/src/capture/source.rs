@@ -8,6 +8,7 @@
 //! that [`super::Packets`] carry. Any other stream (MJPEG, raw V4L2) is
 //! decoded by `uridecodebin` itself and frames carry no packets.
 
+use super::pace::AnalysisPace;
 use super::packets::{EncodedUnit, Packets, parser_for, starts_decoding};
 
 use gstreamer as gst;
@@ -281,6 +282,21 @@ impl FrameSource {
         pacing: Pacing,
         expect_size: Option<(u32, u32)>,
     ) -> Result<FrameSource, CaptureError> {
+        Self::open_paced(spec, pacing, expect_size, None)
+    }
+
+    /// [`FrameSource::open`], and where the source turns out to be
+    /// H.264/H.265 (its coded units are kept for the evidence) only the
+    /// decoded pictures on the `analysis_fps` schedule are converted to
+    /// BGR and handed on: BGR conversion of a full-resolution picture is a
+    /// tenth of the per-frame cost, wasted on pictures nobody analyses.
+    /// Other sources hand on every frame (their evidence keeps them).
+    pub fn open_paced(
+        spec: &SourceSpec,
+        pacing: Pacing,
+        expect_size: Option<(u32, u32)>,
+        analysis_fps: Option<f64>,
+    ) -> Result<FrameSource, CaptureError> {
         gst::init().map_err(|e| CaptureError::Init(e.to_string()))?;
         let name = spec.to_string();
         let fail = |message: String| CaptureError::Pipeline {
@@ -352,7 +368,8 @@ impl FrameSource {
             if name == "video/x-raw" {
                 let _ = pad.link(&sinkpad);
             } else if let Some(parser) = parser_for(&name) {
-                match coded_branches(&pipeline, pad, &convert, &name, parser) {
+                let pace = AnalysisPace::new(analysis_fps);
+                match coded_branches(&pipeline, pad, &convert, &name, parser, pace) {
                     Ok(appsink) => *coded = Some(appsink),
                     // The pad stays unlinked: the source fails with a
                     // not-linked error and the camera is restarted.
@@ -516,6 +533,7 @@ fn coded_branches(
     convert: &gst::Element,
     caps_name: &str,
     parser: &str,
+    pace: AnalysisPace,
 ) -> Result<gst_app::AppSink, String> {
     let make = |name: &str| {
         gst::ElementFactory::make(name)
@@ -556,7 +574,39 @@ fn coded_branches(
         }
         let _ = pipeline.remove_many(elements);
     }
-    built.map(|()| appsink)
+    built?;
+    if pace.thins() {
+        pace_decoded(convert, pace)?;
+    }
+    Ok(appsink)
+}
+
+/// Drops the decoded pictures off the `pace` schedule (by their PTS) before
+/// `convert`. Pictures without a PTS go through.
+fn pace_decoded(convert: &gst::Element, pace: AnalysisPace) -> Result<(), String> {
+    let sinkpad = convert
+        .static_pad("sink")
+        .ok_or("videoconvert without a sink pad")?;
+    let pace = Mutex::new(pace);
+    sinkpad.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let due = pace
+            .lock()
+            .map(|mut p| p.due(pts.nseconds() as i128))
+            .unwrap_or(true);
+        if due {
+            gst::PadProbeReturn::Ok
+        } else {
+            // Consumed here (the buffer is released when `info` drops),
+            // flow OK upstream. Not `Drop`: gstreamer-rs has already
+            // taken the buffer out of the probe's info, and the core then
+            // unrefs a null pointer (a CRITICAL per picture).
+            gst::PadProbeReturn::Handled
+        }
+    });
+    Ok(())
 }
 
 /// Links the branches built by [`coded_branches`] (`tee`, its two queues,
