@@ -13,7 +13,8 @@
 # WRONG_WAY=true turns on the wrong-way rule, which the backwards
 # half of the loop trips about every 1.6 s per camera: a violation storm
 # that exercises evidence (decode, stills, clip) under load, and logs each
-# violation's latency (`latency_ms`) in $OUT/log.
+# violation's latency (`latency_ms`) in $OUT/log. WORKERS=N sets the
+# post-processing workers (`[plates] workers`, 2 by default).
 set -euo pipefail
 N=${1:?usage: cameras.sh N [SECONDS]}
 SECS=${2:-40}
@@ -53,6 +54,7 @@ metrics_listen = "127.0.0.1:$PORT"
 public_keys = ["fd1724385aa0c75b64fb78cd602fa1d991fdebf76b13c58ed702eac835e9f618"]
 [plates]
 recognizer = "none"
+workers = ${WORKERS:-2}
 T
   for i in $(seq 1 "$N"); do
     # thanglm20-street.toml's carriageway, scaled to 1920x1080.

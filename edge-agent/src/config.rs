@@ -49,12 +49,22 @@ pub struct PlatesConfig {
     /// `ppocr` (the general OCR baseline), `vn` (our own recogniser) or
     /// `none` (every plate left to the reviewers).
     pub recognizer: String,
+    /// Post-processing workers (plate read on the violator, stills and
+    /// clip from the evidence ring, signature, outbox), 1–8, each with its
+    /// own plate reader. One keeps up with a junction's violations; more
+    /// drain a burst sooner, before the bounded queue to them fills and
+    /// violations are dropped.
+    pub workers: usize,
 }
+
+/// Most post-processing workers.
+pub const MAX_POST_WORKERS: usize = 8;
 
 impl Default for PlatesConfig {
     fn default() -> Self {
         Self {
             recognizer: "ppocr".into(),
+            workers: 2,
         }
     }
 }
@@ -378,6 +388,12 @@ impl AgentConfig {
                 format!("{:?}: expected ppocr, vn or none", self.plates.recognizer),
             );
         }
+        if !(1..=MAX_POST_WORKERS).contains(&self.plates.workers) {
+            return bad(
+                "plates.workers",
+                format!("{} is not within 1-{MAX_POST_WORKERS}", self.plates.workers),
+            );
+        }
         for (i, c) in self.cameras.iter().enumerate() {
             if !["yolox", "motion"].contains(&c.detector.as_str()) {
                 return bad(
@@ -555,6 +571,8 @@ window = 8
             (GOOD.replace("hn-cg-edge-01", "a/b"), "device.id"),
             (GOOD.replace("window = 8", "windwo = 8"), "windwo"),
             (GOOD.replace("window = 8", "window = \"x\""), "window"),
+            (format!("{GOOD}\n[plates]\nworkers = 0\n"), "plates.workers"),
+            (format!("{GOOD}\n[plates]\nworkers = 9\n"), "plates.workers"),
         ];
         for (text, needle) in cases {
             let err = AgentConfig::from_toml_str(&text, "agent.toml", |_| None).unwrap_err();

@@ -1,11 +1,12 @@
 //! The live box: every configured camera analysed in its own thread,
-//! violations post-processed on one worker thread, delivery alongside.
+//! violations post-processed on a few worker threads (`[plates] workers`),
+//! delivery alongside.
 //!
 //! The split follows what must never wait for what: a camera thread only
 //! decodes, detects, tracks, judges and keeps its evidence ring; the plate
 //! read, the stills and clip, the signature and the outbox commit happen on
-//! the post-processing worker (a bounded queue between them: when the worker
-//! falls behind, the camera logs and drops the job rather than stalling — the
+//! the post-processing workers (a bounded queue between them: when the
+//! workers fall behind, the camera logs and drops the job rather than stalling — the
 //! violation is lost, loudly, instead of every later one). Delivery only
 //! reads the outbox. A camera whose stream fails is retried by its capture
 //! supervisor and reported in the heartbeat; the others carry on.
@@ -56,7 +57,7 @@ pub fn make_detector(
     }
 }
 
-/// The running cameras and worker.
+/// The running cameras and post-processing workers.
 pub struct Live {
     threads: Vec<JoinHandle<()>>,
 }
@@ -67,7 +68,7 @@ struct PostJob {
 }
 
 impl Live {
-    /// Starts every camera of `cfg` and the post-processing worker. Each
+    /// Starts every camera of `cfg` and the post-processing workers. Each
     /// camera's site file is loaded and checked before anything starts.
     pub fn start(
         cfg: &AgentConfig,
@@ -87,25 +88,32 @@ impl Live {
         let mut threads = Vec::new();
         let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())
             .map_err(|e| LiveError(e.to_string()))?;
-        let reader = match cfg.plates.recognizer.as_str() {
-            "none" => None,
-            name => Some(
-                crate::violator::plate_reader(name)
-                    .map_err(|e| LiveError(format!("plate reader: {e}")))?,
-            ),
-        };
-        let worker = Worker {
-            identity: identity.clone(),
-            outbox: Mutex::new(outbox),
-            reader,
-            spool: cfg.spool_dir(),
-        };
-        threads.push(
-            std::thread::Builder::new()
-                .name("post-process".into())
-                .spawn(move || worker.run(rx))
-                .map_err(|e| LiveError(format!("starting the worker: {e}")))?,
-        );
+        // The workers take jobs off one queue; each has its own plate
+        // reader (ONNX sessions are per thread here), all share the outbox.
+        let rx = Arc::new(Mutex::new(rx));
+        let outbox = Arc::new(Mutex::new(outbox));
+        for n in 0..cfg.plates.workers.max(1) {
+            let reader = match cfg.plates.recognizer.as_str() {
+                "none" => None,
+                name => Some(
+                    crate::violator::plate_reader(name)
+                        .map_err(|e| LiveError(format!("plate reader: {e}")))?,
+                ),
+            };
+            let worker = Worker {
+                identity: identity.clone(),
+                outbox: outbox.clone(),
+                reader,
+                spool: cfg.spool_dir(),
+            };
+            let rx = rx.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("post-process-{n}"))
+                    .spawn(move || worker.run(&rx))
+                    .map_err(|e| LiveError(format!("starting a worker: {e}")))?,
+            );
+        }
         for (cam, site, spec) in sites {
             let detector = make_detector(&cam.detector, cam.threads, cam.motion)?;
             let (tx, shared, stop) = (tx.clone(), shared.clone(), stop.clone());
@@ -297,14 +305,23 @@ impl Rate {
 /// Post-processing: plate read, evidence files, signature, outbox.
 struct Worker {
     identity: DeviceIdentity,
-    outbox: Mutex<Outbox>,
+    outbox: Arc<Mutex<Outbox>>,
     reader: Option<plate_ocr::pipeline::Pipeline>,
     spool: std::path::PathBuf,
 }
 
 impl Worker {
-    fn run(self, rx: Receiver<PostJob>) {
-        for PostJob { camera_id, job } in rx {
+    fn run(self, rx: &Mutex<Receiver<PostJob>>) {
+        loop {
+            // The lock is held only while waiting for the next job; the
+            // queue closes when every camera has stopped.
+            let next = match rx.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => return,
+            };
+            let Ok(PostJob { camera_id, job }) = next else {
+                return;
+            };
             let event_id = job.event_id;
             let violation = job.violation.clone();
             let processed = match crate::violator::process(job, self.reader.as_ref(), &self.spool) {
