@@ -135,13 +135,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
 
     let mut credentials = None;
     let mut tls = None;
-    let connections = cfg.mqtt.connections;
-    let (host, port, v5) = match cfg.mqtt.external()? {
+    let connections = cfg.mqtt.connection_count();
+    let (host, port, share_group) = match cfg.mqtt.external()? {
         Some(ext) => {
             credentials = ext.credentials;
             tls = ext.tls;
             let url = ext.url;
-            (url.host, url.port, true)
+            (url.host, url.port, Some(cfg.mqtt.share_group.clone()))
         }
         None => {
             let addr = cfg.mqtt.listen;
@@ -149,7 +149,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                 // Devices log in with their enrolment secret; this server's
                 // own client with a login made for this run.
                 let auth = cfg.mqtt.embedded_auth.then(|| {
-                    let internal = broker::InternalLogin::random(&cfg.mqtt.client_id, connections);
+                    let internal = broker::InternalLogin::random(&cfg.mqtt.client_id);
                     credentials = Some((internal.username.clone(), internal.password.clone()));
                     broker::BrokerAuth::spawn(ingestor.context().db.clone(), internal)
                 });
@@ -157,20 +157,15 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
                     .await
                     .map_err(|e| BrokerError::Thread(std::io::Error::other(e.to_string())))??;
             }
-            (addr.ip().to_string(), addr.port(), false)
+            (addr.ip().to_string(), addr.port(), None)
         }
     };
-    // A shared subscription where there is more than one subscriber: always
-    // on an external broker (other replicas), on the embedded one when this
-    // server opens several connections.
-    let share_group = (v5 || connections > 1).then(|| cfg.mqtt.share_group.clone());
     let settings = MqttSettings {
         host: host.clone(),
         port,
         client_id: cfg.mqtt.client_id.clone(),
         connections,
         share_group,
-        v5,
         credentials,
         tls,
         server_key,

@@ -71,11 +71,8 @@ pub struct EmbeddedBroker {
 /// device id can, so no device can pose as the server.
 #[derive(Clone)]
 pub struct InternalLogin {
-    /// The server's first MQTT client id (the others:
-    /// [`crate::mqtt::connection_client_id`]).
+    /// The server client's MQTT client id.
     pub client_id: String,
-    /// How many connections the server opens.
-    pub connections: usize,
     /// `$ingest-server`.
     pub username: String,
     /// 256 random bits, hex.
@@ -86,30 +83,21 @@ impl std::fmt::Debug for InternalLogin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InternalLogin")
             .field("client_id", &self.client_id)
-            .field("connections", &self.connections)
             .field("username", &self.username)
             .finish_non_exhaustive()
     }
 }
 
 impl InternalLogin {
-    /// A fresh random login for the server's `connections` clients, the
-    /// first named `client_id`.
-    pub fn random(client_id: &str, connections: usize) -> Self {
+    /// A fresh random login for the client `client_id`.
+    pub fn random(client_id: &str) -> Self {
         let mut bytes = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut bytes);
         Self {
             client_id: client_id.to_owned(),
-            connections,
             username: "$ingest-server".into(),
             password: hex::encode(bytes),
         }
-    }
-
-    /// Whether `client_id` is one of the server's own connections.
-    pub fn owns(&self, client_id: &str) -> bool {
-        (0..self.connections.max(1))
-            .any(|k| crate::mqtt::connection_client_id(&self.client_id, k) == client_id)
     }
 }
 
@@ -179,7 +167,7 @@ async fn check(
     password: &str,
 ) -> bool {
     if username == internal.username {
-        let ok = internal.owns(client_id)
+        let ok = client_id == internal.client_id
             && password.len() == internal.password.len()
             && password
                 .bytes()
@@ -193,8 +181,8 @@ async fn check(
     }
     // A device logs in as itself: client id = username = device id (so no
     // device can take over another's session by its client id), and never
-    // under one of the server's client ids.
-    if client_id != username || internal.owns(client_id) {
+    // under the server client's id.
+    if client_id != username || client_id == internal.client_id {
         tracing::warn!(
             client_id,
             username,

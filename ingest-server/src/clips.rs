@@ -10,7 +10,7 @@
 //! Chunks are handled one at a time (a mutex): clips are not on the path
 //! that opens a case, and serial handling keeps assembly free of races.
 //! A clip is assembled in the evidence store by a streamed multipart upload
-//! (`evidence/assemble.rs`): memory holds one chunk and one part, whatever
+//! (`evidence/assemble.rs`): memory holds one chunk and a few 8 MiB parts, whatever
 //! the clip's size (the protocol caps it at 1 GiB).
 
 use bytes::Bytes;

@@ -2,13 +2,11 @@
 //! chunks and heartbeats, hands each message to ingest, and publishes the
 //! ack on the device's ack topic (QoS 1).
 //!
-//! It opens `[mqtt] connections` connections (4 by default; see [`run`]
-//! for why more than one), all members of one shared subscription, so each
-//! message reaches one of them. On the embedded broker it speaks MQTT 3.1.1
-//! (rumqttd shares a subscription among 3.1.1 clients too; with one
-//! connection it subscribes plainly, `tv/v1/+/+/events`, ...); on an
-//! external broker (Mosquitto, EMQX) it speaks MQTT 5 and subscribes
-//! through the shared subscription
+//! On the embedded broker it opens one connection, speaks MQTT 3.1.1 and
+//! subscribes plainly (`tv/v1/+/+/events`, ...); on an external broker
+//! (Mosquitto, EMQX) it opens `[mqtt] connections` connections (4 by
+//! default; see [`run`] for why more than one), speaks MQTT 5 and each
+//! subscribes through the shared subscription
 //! `$share/{group}/tv/v1/+/+/events`, so several server replicas split one
 //! stream and each message reaches exactly one of them; its session
 //! outlives a disconnection by [`SHARED_SESSION_EXPIRY_S`] (clean start
@@ -61,12 +59,12 @@ pub struct MqttSettings {
     pub port: u16,
     /// Client id of the first connection (the others: [`connection_client_id`]).
     pub client_id: String,
-    /// Connections to open, each a member of the shared subscription.
+    /// Connections to open, each a member of the shared subscription (1
+    /// on the embedded broker).
     pub connections: usize,
-    /// `Some(group)`: subscribe through `$share/{group}/...`.
+    /// `Some(group)`: an external broker, MQTT 5, subscribing through
+    /// `$share/{group}/...`; `None`: the embedded one, MQTT 3.1.1, plain.
     pub share_group: Option<String>,
-    /// Speak MQTT 5 (an external broker) rather than 3.1.1 (the embedded one).
-    pub v5: bool,
     /// Username and password, if the broker wants them.
     pub credentials: Option<(String, String)>,
     /// TLS to the broker (`mqtts://`), with the CA and client certificate.
@@ -86,26 +84,13 @@ fn transport(tls: Option<&config::TlsFiles>) -> Option<Transport> {
     })
 }
 
-/// The filters this server subscribes to: plain, or through the shared
-/// subscription of `share_group`.
-///
-/// On the embedded broker (`!v5`) each channel gets a group of its own
-/// (`{group}-events`, ...): rumqttd keeps one read position per group
-/// name, not per group and filter as MQTT 5 has it, so one group over
-/// three filters would mix their positions up and deliver nothing.
-pub fn filters(share_group: Option<&str>, v5: bool) -> Vec<String> {
+/// The filters this server subscribes to.
+pub fn filters(share_group: Option<&str>) -> Vec<String> {
     [Channel::Events, Channel::Evidence, Channel::Heartbeat]
         .into_iter()
         .map(|ch| match share_group {
-            Some(g) => {
-                let group = if v5 {
-                    g.to_owned()
-                } else {
-                    format!("{g}-{ch}")
-                };
-                topics::shared_subscription(&group, ch)
-                    .unwrap_or_else(|_| topics::subscription_filter(ch))
-            }
+            Some(g) => topics::shared_subscription(g, ch)
+                .unwrap_or_else(|_| topics::subscription_filter(ch)),
             None => topics::subscription_filter(ch),
         })
         .collect()
@@ -189,13 +174,15 @@ enum Happened {
 /// How long the broker keeps a replica's session after it disconnects.
 pub const SHARED_SESSION_EXPIRY_S: u32 = 30;
 
-/// The client id of connection `k` (0-based) of a server whose first
-/// connection is `base`: `base`, `base-1`, `base-2`, ...
+/// The client id of connection `k` (0-based) of a replica whose first
+/// connection is `base`: `base`, `base-mqtt1`, `base-mqtt2`, ... (a suffix
+/// no one names a replica with, so two replicas' connections never share
+/// an id and take over each other's session).
 pub fn connection_client_id(base: &str, k: usize) -> String {
     if k == 0 {
         base.to_owned()
     } else {
-        format!("{base}-{k}")
+        format!("{base}-mqtt{k}")
     }
 }
 
@@ -203,12 +190,14 @@ pub fn connection_client_id(base: &str, k: usize) -> String {
 /// the process ends (each reconnecting as needed): MQTT 5 with shared
 /// subscriptions on an external broker, MQTT 3.1.1 on the embedded one.
 ///
-/// Why several: a broker lets only so many unacknowledged QoS 1 messages
-/// go to one connection (rumqttd: 100, a constant), and this server
-/// acknowledges a message only after its commit, so with one connection at
-/// most 100 bundles wait to be committed at once and the group commit's
-/// batches stay small. Members of one shared subscription each get their
-/// own window; the messages in flight share one bound ([`MAX_IN_FLIGHT`]).
+/// Why several on an external broker: it lets only so many unacknowledged
+/// QoS 1 messages go to one connection (Mosquitto's `max_inflight_messages`,
+/// EMQX's `max_inflight`: 20 and 32 by default, 100 in `deploy/`), and this server acknowledges a
+/// message only after its commit, so one connection caps how many bundles
+/// wait to be committed together. Each member of the shared subscription
+/// gets its own window; the messages being handled share one bound
+/// ([`MAX_IN_FLIGHT`]). The embedded broker gets one connection: see
+/// `config.rs`, [`config::MqttConfig::connection_count`].
 pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAssembler>) {
     let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
@@ -236,7 +225,7 @@ async fn serve(
     let max = crate::broker::MAX_PAYLOAD;
     // The event loop runs in its own task and reports what happened.
     let (events_tx, mut events) = mpsc::channel::<Happened>(256);
-    let client = if settings.v5 {
+    let client = if settings.share_group.is_some() {
         let mut opts = rumqttc::v5::MqttOptions::new(&client_id, &settings.host, settings.port);
         opts.set_keep_alive(Duration::from_secs(30))
             .set_clean_start(false)
@@ -306,7 +295,7 @@ async fn serve(
         });
         Client::V4(client)
     };
-    let filters = filters(settings.share_group.as_deref(), settings.v5);
+    let filters = filters(settings.share_group.as_deref());
     let mut connected = false;
     // Messages are handled concurrently (so they batch), but MQTT wants the
     // PUBACKs in the order the PUBLISHes came (rumqttd drops a client that

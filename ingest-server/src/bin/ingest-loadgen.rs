@@ -44,9 +44,10 @@ struct Args {
     /// External broker `mqtt://host:port` (default: the embedded broker).
     #[arg(long)]
     mqtt_url: Option<String>,
-    /// The server's MQTT connections (`[mqtt] connections`).
-    #[arg(long, default_value_t = ingest_server::mqtt::config::DEFAULT_CONNECTIONS)]
-    connections: usize,
+    /// The server's MQTT connections to an external broker (`[mqtt]
+    /// connections`; the embedded broker takes one).
+    #[arg(long)]
+    connections: Option<usize>,
     /// Data directory for SQLite and evidence (default: a temporary one).
     #[arg(long)]
     data_dir: Option<std::path::PathBuf>,
@@ -196,7 +197,7 @@ async fn main() -> Result<()> {
         args.devices,
         args.still_kb,
         args.window,
-        args.connections,
+        cfg.mqtt.connection_count(),
         if args.database_url.is_some() {
             "postgres"
         } else {

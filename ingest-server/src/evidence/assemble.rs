@@ -4,8 +4,8 @@
 //! `staging/{event}/{name}/{index}`. Once all are in, they are read back in
 //! order and written as one multipart upload to
 //! `staging/{event}/{name}/assembled`, hashed on the way, so memory holds
-//! one chunk and one part ([`PART_BYTES`]) whatever the clip's size (the
-//! protocol allows 1 GiB). Only then is the digest known, and the object is
+//! one chunk and at most three parts of [`PART_BYTES`] (two uploading, one
+//! filling) whatever the clip's size (the protocol allows 1 GiB). Only then is the digest known, and the object is
 //! copied to its content address `sha256/ab/cdef…` (a server-side copy on
 //! S3, a hard link on the local store; skipped where that content is
 //! already stored) and the assembled staging object removed.
@@ -75,20 +75,37 @@ impl EvidenceStore {
         }
         writer.finish().await?;
         let sha256 = hex::encode(hasher.finalize());
-        let key = Self::key_for(&sha256)?;
+        let placed = self.place(&staged, &sha256, size).await;
+        // The staged copy goes whatever happened (it can be up to 1 GiB and
+        // nothing else sweeps `staging/`); a failure to place the clip is
+        // answered by the device sending it again.
+        let removed = match self.store.delete(&staged).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        };
+        placed?;
+        removed?;
+        Ok(Assembled { sha256, size })
+    }
+
+    /// Copies the assembled object at `staged` to the content address of
+    /// `sha256`, unless that content is already there.
+    async fn place(
+        &self,
+        staged: &ObjectPath,
+        sha256: &str,
+        size: u64,
+    ) -> Result<(), EvidenceStoreError> {
+        let key = Self::key_for(sha256)?;
         let present = match self.store.head(&key).await {
             Ok(meta) => meta.size == size,
             Err(object_store::Error::NotFound { .. }) => false,
             Err(e) => return Err(e.into()),
         };
         if !present {
-            self.store.copy(&staged, &key).await?;
+            self.store.copy(staged, &key).await?;
         }
-        match self.store.delete(&staged).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        Ok(Assembled { sha256, size })
+        Ok(())
     }
 }
 

@@ -31,14 +31,14 @@ pub struct MqttConfig {
     pub url: String,
     /// Client id of this server (unique per replica).
     pub client_id: String,
-    /// Shared-subscription group (`$share/{group}/...`): on an external
-    /// broker always, on the embedded one when `connections` > 1.
+    /// Shared-subscription group on an external broker (`$share/{group}/...`).
     pub share_group: String,
-    /// Connections this server opens to the broker, all in the shared
-    /// subscription (1–16). Each gets its own window of unacknowledged
-    /// messages from the broker (rumqttd: 100), so more connections let
-    /// larger batches commit at once; see `mqtt::run`.
-    pub connections: usize,
+    /// Connections this server opens to an external broker, all members of
+    /// the shared subscription (1–8; unset: [`DEFAULT_CONNECTIONS`]). Each
+    /// gets its own window of unacknowledged messages from the broker, so
+    /// more connections let larger batches commit at once (`mqtt::run`).
+    /// The embedded broker takes one; see [`MqttConfig::connection_count`].
+    pub connections: Option<usize>,
     /// Login on the external broker (optional).
     pub username: String,
     /// Its password inline (prefer `password_file` or
@@ -71,7 +71,7 @@ impl Default for MqttConfig {
             url: String::new(),
             client_id: "ingest-server".into(),
             share_group: "ingest".into(),
-            connections: DEFAULT_CONNECTIONS,
+            connections: None,
             username: String::new(),
             password: Secret::default(),
             password_file: String::new(),
@@ -84,12 +84,14 @@ impl Default for MqttConfig {
     }
 }
 
-/// Connections by default: four windows of 100 let a group commit take
-/// batches of a few hundred bundles (measured in the README, *Measured*).
+/// Connections to an external broker by default: four windows of
+/// unacknowledged messages (Mosquitto 20 each by default, EMQX 32; 100 in
+/// `deploy/`) instead of one.
 pub const DEFAULT_CONNECTIONS: usize = 4;
 
-/// Most connections one server opens.
-pub const MAX_CONNECTIONS: usize = 16;
+/// Most connections one server opens: each buffers up to its broker's
+/// window of messages (up to 16 MiB each) before they are handled.
+pub const MAX_CONNECTIONS: usize = 8;
 
 /// Where the external broker is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,10 +192,10 @@ impl MqttConfig {
             })?;
         }
         if let Some(v) = get("INGEST_MQTT_CONNECTIONS") {
-            self.connections = v.trim().parse().map_err(|e| ConfigError::Env {
+            self.connections = Some(v.trim().parse().map_err(|e| ConfigError::Env {
                 var: "INGEST_MQTT_CONNECTIONS".into(),
                 message: format!("`{v}` is not a count ({e})"),
-            })?;
+            })?);
         }
         if let Some(v) = get("INGEST_MQTT_URL") {
             parse_broker_url(&v).map_err(|message| ConfigError::Env {
@@ -228,24 +230,51 @@ impl MqttConfig {
     /// password file stops the start here, with the field named).
     pub fn validate(&self) -> Result<(), ConfigError> {
         parse_broker_url(&self.url).map_err(|m| invalid("url", m))?;
-        // The embedded broker's groups are `{group}-{channel}` (see
-        // `mqtt::filters`), so leave room for the longest channel name.
-        let longest = format!("{}-heartbeat", self.share_group);
-        if protocol::topics::validate_id("share group", &self.share_group).is_err()
-            || protocol::topics::validate_id("share group", &longest).is_err()
-        {
-            return Err(invalid("share_group", "1-54 of A-Z a-z 0-9 - _ .".into()));
+        if protocol::topics::validate_id("share group", &self.share_group).is_err() {
+            return Err(invalid("share_group", "1-64 of A-Z a-z 0-9 - _ .".into()));
         }
         if self.client_id.is_empty() {
             return Err(invalid("client_id", "must not be empty".into()));
         }
-        if !(1..=MAX_CONNECTIONS).contains(&self.connections) {
-            return Err(invalid(
-                "connections",
-                format!("{} is not within 1-{MAX_CONNECTIONS}", self.connections),
-            ));
+        match self.connections {
+            Some(n) if !(1..=MAX_CONNECTIONS).contains(&n) => {
+                return Err(invalid(
+                    "connections",
+                    format!("{n} is not within 1-{MAX_CONNECTIONS}"),
+                ));
+            }
+            Some(n) if n > 1 && self.url.is_empty() => {
+                return Err(invalid(
+                    "connections",
+                    format!(
+                        "{n}: more than one needs an external broker (`url`); \
+                         the embedded broker takes one"
+                    ),
+                ));
+            }
+            _ => {}
         }
         self.external().map(|_| ())
+    }
+
+    /// How many connections the server opens: one to the embedded broker,
+    /// `connections` (or [`DEFAULT_CONNECTIONS`]) to an external one.
+    ///
+    /// Why one to rumqttd (0.20): its shared subscriptions are not safe to
+    /// lean on. It has no topic ACLs, so any logged-in device could join
+    /// the server's group under its fixed name and, by never acknowledging,
+    /// stall the whole group (a round-robin turn waits on a full window);
+    /// when a member disconnects with messages unacknowledged it rewinds
+    /// the group for all members, and when the last one goes it can panic
+    /// its router thread. A plain subscription, as devices cannot read
+    /// anything but copies, avoids all of that; measured, four connections
+    /// were within the noise of one there (`README.md`, *Measured*).
+    pub fn connection_count(&self) -> usize {
+        if self.url.is_empty() {
+            1
+        } else {
+            self.connections.unwrap_or(DEFAULT_CONNECTIONS)
+        }
     }
 
     /// The external broker and how to log in to it (files read), or `None`
@@ -453,20 +482,29 @@ mod tests {
     }
 
     #[test]
-    fn connections_are_a_bounded_count() {
+    fn connections_are_a_bounded_count_for_an_external_broker() {
         let mut c = MqttConfig::default();
-        assert_eq!(c.connections, DEFAULT_CONNECTIONS);
+        assert_eq!(c.connection_count(), 1, "embedded");
         c.validate().unwrap();
+        c.connections = Some(2);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("mqtt.connections") && e.contains("external"),
+            "{e}"
+        );
+        c.url = "mqtt://broker:1883".into();
+        c.connections = None;
+        assert_eq!(c.connection_count(), DEFAULT_CONNECTIONS);
         c.apply_env(&|k| (k == "INGEST_MQTT_CONNECTIONS").then(|| "8".into()))
             .unwrap();
-        assert_eq!(c.connections, 8);
+        assert_eq!(c.connection_count(), 8);
         c.validate().unwrap();
         let e = c
             .apply_env(&|k| (k == "INGEST_MQTT_CONNECTIONS").then(|| "many".into()))
             .unwrap_err();
         assert!(e.to_string().contains("INGEST_MQTT_CONNECTIONS"), "{e}");
         for bad in [0, MAX_CONNECTIONS + 1] {
-            c.connections = bad;
+            c.connections = Some(bad);
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("mqtt.connections"), "{e}");
         }

@@ -76,7 +76,7 @@ fn acl_cases() -> Vec<(&'static str, Op, String, bool)> {
         ),
     ];
     // The servers subscribe to exactly what the server's code subscribes to.
-    for f in ingest_server::mqtt::filters(Some("ingest"), true) {
+    for f in ingest_server::mqtt::filters(Some("ingest")) {
         v.push(("ingest", Op::Subscribe, f, true));
     }
     v
@@ -94,7 +94,7 @@ pub fn acls_parse_and_agree_on_every_case() {
         !last.allow && matches!(last.who, acl::Who::All) && last.action.is_none(),
         "emqx/acl.conf ends with {{deny, all}}."
     );
-    let filters = ingest_server::mqtt::filters(Some("ingest"), true);
+    let filters = ingest_server::mqtt::filters(Some("ingest"));
     assert_eq!(filters.len(), 3);
     assert!(
         filters
