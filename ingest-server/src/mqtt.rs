@@ -4,7 +4,7 @@
 //!
 //! On the embedded broker it opens one connection, speaks MQTT 3.1.1 and
 //! subscribes plainly (`tv/v1/+/+/events`, ...); on an external broker
-//! (Mosquitto, EMQX) it opens `[mqtt] connections` connections (4 by
+//! (Mosquitto, EMQX) it opens `[mqtt] connections` connections (1 by
 //! default; see [`run`] for why more than one), speaks MQTT 5 and each
 //! subscribes through the shared subscription
 //! `$share/{group}/tv/v1/+/+/events`, so several server replicas split one
