@@ -292,8 +292,8 @@ impl ClipAssembler {
                 ),
             );
             // The refused bytes are already stored, under their own hash.
-            let entry = quarantine::record_stored(
-                &ctx.db,
+            let entry = quarantine::QuarantineEntry::new(
+                now_ms(),
                 topic,
                 Some(device),
                 Some(h.event_id),
@@ -301,8 +301,8 @@ impl ClipAssembler {
                 &r.reason,
                 assembled.sha256,
                 usize::try_from(assembled.size).unwrap_or(usize::MAX),
-            )
-            .await?;
+            );
+            let entry = quarantine::record_entry(&ctx.db, entry).await?;
             return Ok(refused(ctx, Some((h.event_id, &h.name)), r, entry));
         }
         let mut tx = ctx.db.pool().begin().await?;

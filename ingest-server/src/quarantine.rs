@@ -128,33 +128,6 @@ pub async fn record(
 ) -> Result<QuarantineEntry, crate::ingest::IngestError> {
     let size = raw.len();
     let digest = evidence.put(raw).await?;
-    record_stored(
-        db,
-        source,
-        device_claimed,
-        event_id,
-        reason_code,
-        reason,
-        digest,
-        size,
-    )
-    .await
-}
-
-/// Quarantines bytes already in the evidence store under `digest` (a clip
-/// assembled there, too large to hold in memory): the row only, committed
-/// before returning.
-#[allow(clippy::too_many_arguments)]
-pub async fn record_stored(
-    db: &Db,
-    source: &str,
-    device_claimed: Option<&str>,
-    event_id: Option<Uuid>,
-    reason_code: &str,
-    reason: &str,
-    digest: String,
-    size: usize,
-) -> Result<QuarantineEntry, crate::ingest::IngestError> {
     let entry = QuarantineEntry::new(
         crate::db::now_ms(),
         source,
@@ -165,8 +138,23 @@ pub async fn record_stored(
         digest,
         size,
     );
+    record_entry(db, entry).await
+}
+
+/// Quarantines `entry`, whose bytes are already in the evidence store
+/// under its `payload_sha256` (a clip assembled there, too large to hold
+/// in memory): the row only, committed before returning.
+pub async fn record_entry(
+    db: &Db,
+    entry: QuarantineEntry,
+) -> Result<QuarantineEntry, crate::ingest::IngestError> {
     let mut conn = db.pool().acquire().await?;
     insert(&mut conn, &entry).await?;
-    tracing::warn!(source, code = reason_code, reason, "message quarantined");
+    tracing::warn!(
+        source = entry.source,
+        code = entry.reason_code,
+        reason = entry.reason,
+        "message quarantined"
+    );
     Ok(entry)
 }
