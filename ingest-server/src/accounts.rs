@@ -131,6 +131,24 @@ fn password_matches(hash: &str, password: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Password checks running at once. Each costs Argon2's 19 MiB and tens
+/// of milliseconds of a core; on the async threads a flood of sign-in
+/// attempts would starve every other request, so they run on the blocking
+/// pool, a few at a time, and the rest wait their turn here.
+static PASSWORD_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// [`password_matches`] off the async threads, bounded by
+/// [`PASSWORD_CHECKS`].
+async fn password_matches_bounded(hash: &str, password: &str) -> bool {
+    let Ok(_permit) = PASSWORD_CHECKS.acquire().await else {
+        return false;
+    };
+    let (hash, password) = (hash.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || password_matches(&hash, &password))
+        .await
+        .unwrap_or(false)
+}
+
 /// Creates a local account (with a password) or an SSO-only one (`None`).
 pub async fn create(
     db: &Db,
@@ -279,7 +297,7 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     .await?;
     let Some(row) = row else {
         // Same work as a real check, so timing does not tell who exists.
-        let _ = password_matches(DUMMY_HASH, password);
+        let _ = password_matches_bounded(DUMMY_HASH, password).await;
         audit::record(
             db,
             now,
@@ -293,7 +311,6 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     };
     let user_id: String = row.try_get(0)?;
     let hash: Option<String> = row.try_get(1)?;
-    let failed: i64 = row.try_get(2)?;
     let locked_until: Option<i64> = row.try_get(3)?;
     let subject = format!("user:{user_id}");
     if locked_until.is_some_and(|t| t > now) {
@@ -308,15 +325,25 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
         .await?;
         return Err(LoginError::Locked);
     }
-    let ok = hash
-        .as_deref()
-        .is_some_and(|h| password_matches(h, password));
+    let ok = match hash.as_deref() {
+        Some(h) => password_matches_bounded(h, password).await,
+        None => false,
+    };
     let mut tx = audit::begin(db).await?;
     if ok {
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE user_id = $1")
-            .bind(&user_id)
-            .execute(&mut *tx)
-            .await?;
+        // Only if no parallel guess locked the account meanwhile.
+        let reset = sqlx::query(
+            "UPDATE users SET failed_logins = 0, locked_until = NULL \
+             WHERE user_id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
+        )
+        .bind(&user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if reset.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(LoginError::Locked);
+        }
         audit::append(
             &mut tx,
             now,
@@ -332,14 +359,24 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
             .ok_or(LoginError::Invalid)?;
         return Ok(user);
     }
-    let failed = failed + 1;
+    // Counted in the database, not from the value read before the check:
+    // guesses sent in parallel each count.
+    let failed: i64 = sqlx::query(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE user_id = $1 \
+         RETURNING failed_logins",
+    )
+    .bind(&user_id)
+    .fetch_one(&mut *tx)
+    .await?
+    .try_get(0)?;
     let lock = (failed >= MAX_FAILED_LOGINS).then_some(now + LOCKOUT_MS);
-    sqlx::query("UPDATE users SET failed_logins = $1, locked_until = $2 WHERE user_id = $3")
-        .bind(if lock.is_some() { 0 } else { failed })
-        .bind(lock)
-        .bind(&user_id)
-        .execute(&mut *tx)
-        .await?;
+    if lock.is_some() {
+        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE user_id = $2")
+            .bind(lock)
+            .bind(&user_id)
+            .execute(&mut *tx)
+            .await?;
+    }
     audit::append(
         &mut tx,
         now,

@@ -301,6 +301,17 @@ async fn suite(url: String) {
             .await
             .is_ok()
     );
+    // Guesses sent all at once each count: the account locks as surely as
+    // with one guess after another, and the right password then waits.
+    let t2 = t + LOCKOUT_MS + 200;
+    let guesses = (0..MAX_FAILED_LOGINS)
+        .map(|n| accounts::login(db, "op.lan", "parallel wrong guess", t2 + n));
+    let answers = futures::future::join_all(guesses).await;
+    assert!(answers.iter().all(|a| a.is_err()), "{answers:?}");
+    assert!(matches!(
+        accounts::login(db, "op.lan", "a long password 1", t2 + 100).await,
+        Err(LoginError::Locked)
+    ));
     assert!(matches!(
         accounts::login(db, "nobody", "a long password 1", t).await,
         Err(LoginError::Invalid)
