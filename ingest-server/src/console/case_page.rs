@@ -347,11 +347,38 @@ pub async fn show(
     } else {
         String::new()
     };
-    let contests = contests_panel(lang, db, &id).await.map_err(dberr)?;
+    // A contest is the owner's own words (and photo): personal data, for
+    // the police who answer it and the auditors, each view logged.
+    let contests = if viewer.session.user.role.sees_personal_data() {
+        let panel = contests_panel(lang, db, &id).await.map_err(dberr)?;
+        if !panel.is_empty() {
+            audit::record(
+                db,
+                now,
+                &viewer.who(),
+                "contest.view",
+                &format!("case:{id}"),
+                &serde_json::json!({}),
+            )
+            .await
+            .map_err(dberr)?;
+        }
+        panel
+    } else {
+        String::new()
+    };
     let reasons = review::rejection_reasons(db).await.map_err(dberr)?;
     let actions = super::actions::panel(&viewer, &case, &reasons, now);
     let mut hist = String::new();
+    let sees_owner = viewer.session.user.role.sees_personal_data();
     for (at, actor, action, from, to, reason) in history(db, &id).await.map_err(dberr)? {
+        // The owner's contest reason is the owner's own words: shown in
+        // the contests panel, to the roles that may read it.
+        let reason = if action == "contest" && !sees_owner {
+            None
+        } else {
+            reason
+        };
         let _ = write!(
             hist,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
@@ -548,9 +575,19 @@ pub async fn contest_photo(
     viewer: Viewer,
     Path((id, sha)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Police, Role::Supervisor, Role::Auditor])?;
+    viewer.require(&[Role::Police, Role::Auditor])?;
     let lang = viewer.lang;
     let ic = ctx.ingestor.context();
+    audit::record(
+        &ic.db,
+        now_ms(),
+        &viewer.who(),
+        "contest.photo_view",
+        &format!("case:{id}"),
+        &serde_json::json!({"sha256": sha}),
+    )
+    .await
+    .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
     let row =
         sqlx::query("SELECT photo_type FROM contests WHERE event_id = $1 AND photo_sha256 = $2")
             .bind(&id)
@@ -576,6 +613,11 @@ pub async fn contest_photo(
             (
                 header::HeaderName::from_static("x-content-type-options"),
                 "nosniff".to_string(),
+            ),
+            // Whatever type a device declared, nothing in it runs here.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'".to_string(),
             ),
         ],
         bytes,
@@ -630,6 +672,11 @@ pub async fn evidence(
             (
                 header::HeaderName::from_static("x-content-type-options"),
                 "nosniff".to_string(),
+            ),
+            // Whatever type a device declared, nothing in it runs here.
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'".to_string(),
             ),
         ],
         bytes,
