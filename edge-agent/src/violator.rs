@@ -77,29 +77,58 @@ fn search_region(b: &BBox, width: u32, height: u32) -> Option<Rect> {
     (x1 - x0 >= 8 && y1 - y0 >= 8).then(|| Rect::new(x0, y0, x1 - x0, y1 - y0))
 }
 
-/// Most frames of the violator the plate is read on.
+/// Most frames of the violator whose plate reads are fused.
 pub const MAX_READ_FRAMES: usize = 5;
 
-/// The frames to read the violator's plate on: the violation frame and the
-/// others where its box is largest (nearest the camera, so the plate has the
-/// most pixels), at most [`MAX_READ_FRAMES`], with the box on each.
+/// Most frames tried, nearest the violation first, to get those reads.
+pub const MAX_TRIED_FRAMES: usize = 12;
+
+/// The frames to read the violator's plate on, in the order to try them:
+/// the violation frame and the frames of its track nearest to it in time,
+/// at most [`MAX_TRIED_FRAMES`], with the box on each. Not the frames where the box is largest: those lie
+/// far from the violation, where a track that switched to the vehicle
+/// alongside would hand over the wrong plate. Frames whose box is more than
+/// twice or less than half the violation frame's (two vehicles merged into
+/// one box, a switched track) are skipped.
 fn read_frames(job: &EvidenceJob) -> Vec<(u64, BBox)> {
     let at = job.violation.frames.at;
+    let area = |b: &BBox| b.w * b.h;
+    let at_area = area(&job.violation.bbox);
     let mut others: Vec<(u64, BBox)> = job
         .boxes
         .iter()
         .filter(|(n, _)| **n != at && job.holds(**n))
+        .filter(|(_, b)| at_area > 0.0 && (at_area / 2.0..=at_area * 2.0).contains(&area(b)))
         .map(|(n, b)| (*n, *b))
         .collect();
-    others.sort_by(|a, b| (b.1.w * b.1.h).total_cmp(&(a.1.w * a.1.h)));
+    others.sort_by_key(|(n, _)| n.abs_diff(at));
     let mut out = vec![(at, job.violation.bbox)];
-    out.extend(others.into_iter().take(MAX_READ_FRAMES - 1));
+    out.extend(others.into_iter().take(MAX_TRIED_FRAMES - 1));
     out
 }
 
-/// The most confident valid read inside `b` on frame `n`, with the region
-/// it was searched in.
-fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<(PlateRead, Rect)> {
+/// Whether the centre of `read`'s plate (in the coordinates of the crop
+/// cut at `region`) lies inside the violator's own box `b`, not just in
+/// the margin the crop adds around it.
+fn inside(read: &PlateRead, region: Rect, b: &BBox) -> bool {
+    let cx = f64::from(read.bbox[0] + read.bbox[2] / 2.0) + f64::from(region.x);
+    let cy = f64::from(read.bbox[1] + read.bbox[3] / 2.0) + f64::from(region.y);
+    cx >= b.x && cx <= b.x + b.w && cy >= b.y && cy <= b.y + b.h
+}
+
+/// A plate read on one frame of the violator.
+struct FrameRead {
+    read: PlateRead,
+    /// Where the crop it was read in was cut.
+    region: Rect,
+    /// Found by the window search, not by the plate detector.
+    searched: bool,
+}
+
+/// The valid plate inside `b` on frame `n`, if there is exactly one: two
+/// different valid plates in the violator's box (two vehicles in one box)
+/// make the frame useless, not a choice by confidence.
+fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<FrameRead> {
     let frame = job.frame(n)?;
     let region = search_region(b, frame.width, frame.height)?;
     let crop: Mat = frame_mat(frame)
@@ -112,17 +141,34 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<(Pl
             return None;
         }
     };
-    let found = reads
+    let valid: Vec<PlateRead> = reads
         .into_iter()
-        .filter(|r| r.valid && !r.unreadable && r.text.is_some())
+        .filter(|r| r.valid && !r.unreadable && r.text.is_some() && inside(r, region, b))
+        .collect();
+    let texts: std::collections::BTreeSet<_> =
+        valid.iter().filter_map(|r| r.text.as_deref()).collect();
+    if texts.len() > 1 {
+        tracing::info!(event_id = %job.event_id, frame = n, plates = ?texts, "two plates in the violator's box; frame not used");
+        return None;
+    }
+    let found = valid
+        .into_iter()
         .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
     if found.is_some() || job.violation.class != VehicleClass::Motorcycle {
-        return found.map(|r| (r, region));
+        return found.map(|read| FrameRead {
+            read,
+            region,
+            searched: false,
+        });
     }
     // The detector misses most motorbike plates: read plate-shaped windows.
     let search = reader.window_search()?;
     match reader.search_windows(&crop, search) {
-        Ok(r) => r.map(|r| (r, region)),
+        Ok(r) => r.filter(|r| inside(r, region, b)).map(|read| FrameRead {
+            read,
+            region,
+            searched: true,
+        }),
         Err(e) => {
             tracing::warn!(frame = n, error = %e, "plate window search failed");
             None
@@ -134,52 +180,40 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<(Pl
 /// track and fuses the reads ([`plate_ocr::fuse`]): the plate is answered
 /// only when the frames agree; frames that read different plates make it
 /// unreadable (a person decides), never a majority guess between two plates.
+/// A plate found only by the motorbike window search needs two frames that
+/// agree: one window out of many passing the grammar alone is not enough.
 pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlate {
     let at = job.violation.frames.at;
-    let reads: Vec<(u64, PlateRead, Rect)> = read_frames(job)
+    let reads: Vec<(u64, FrameRead)> = read_frames(job)
         .iter()
-        .filter_map(|(n, b)| read_on(job, reader, *n, b).map(|(r, region)| (*n, r, region)))
+        .filter_map(|(n, b)| read_on(job, reader, *n, b).map(|r| (*n, r)))
+        .take(MAX_READ_FRAMES)
         .collect();
+    // Each read with the confidence of the characters the grammar kept.
     let fuse_in: Vec<plate_ocr::fuse::Read> = reads
         .iter()
-        .filter_map(|(_, r, _)| {
-            let text = r.text.as_deref()?;
-            let mut read = plate_ocr::fuse::Read::uniform(text, r.confidence);
-            if r.chars.len() == text.chars().count() {
-                read.char_conf = r.chars.iter().map(|c| c.prob).collect();
-            }
-            Some(read)
-        })
+        .filter_map(|(_, r)| r.read.fuse_read())
         .collect();
-    // One confident, grammar-valid read may stand alone; two or more must agree.
-    let cfg = plate_ocr::fuse::FuseConfig {
-        min_reads: 1,
-        ..plate_ocr::fuse::FuseConfig::default()
-    };
-    let fused = plate_ocr::fuse::fuse_with_grammar(
-        &fuse_in,
-        &cfg,
-        plate_ocr::plate::PlateGrammar::builtin(),
-    );
-    let (text, confidence, support) = match &fused {
-        plate_ocr::fuse::Fused::Agreed {
-            text,
-            confidence,
-            support,
-            ..
-        } => (text.clone(), *confidence, *support),
-        other => {
+    let searched = reads.iter().any(|(_, r)| r.searched);
+    let (text, confidence, support) = match fuse_violator_reads(&fuse_in, searched) {
+        Ok(agreed) => agreed,
+        Err(outcome) => {
             if !reads.is_empty() {
-                tracing::info!(event_id = %job.event_id, outcome = ?other, "plate reads of the violator not agreed; left to the reviewers");
+                tracing::info!(event_id = %job.event_id, ?outcome, "plate reads of the violator not agreed; left to the reviewers");
             }
             return ViolatorPlate::unreadable(at);
         }
     };
     // The crop comes from the best read of the agreed plate.
-    let Some((n, r, region)) = reads
+    let Some((
+        n,
+        FrameRead {
+            read: r, region, ..
+        },
+    )) = reads
         .iter()
-        .filter(|(_, r, _)| r.text.as_deref() == Some(text.as_str()))
-        .max_by(|a, b| a.1.confidence.total_cmp(&b.1.confidence))
+        .filter(|(_, r)| r.read.text.as_deref() == Some(text.as_str()))
+        .max_by(|a, b| a.1.read.confidence.total_cmp(&b.1.read.confidence))
     else {
         return ViolatorPlate::unreadable(at);
     };
@@ -198,6 +232,34 @@ pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlat
         ]),
         frames_read: reads.len(),
         frames_agreeing: support,
+    }
+}
+
+/// The violator's plate from its frames' reads: `(text, confidence,
+/// frames agreeing)`, or why not. One confident, grammar-valid read from
+/// the plate detector may stand alone; any other whole valid plate read on
+/// these frames makes the plate unreadable (a person decides), whatever the
+/// majority; where any read came from the window search (`searched`), two
+/// frames must agree.
+fn fuse_violator_reads(
+    reads: &[plate_ocr::fuse::Read],
+    searched: bool,
+) -> Result<(String, f32, usize), plate_ocr::fuse::Fused> {
+    let cfg = plate_ocr::fuse::FuseConfig {
+        min_reads: 1,
+        max_rival_share: 0.0,
+        ..plate_ocr::fuse::FuseConfig::default()
+    };
+    let fused =
+        plate_ocr::fuse::fuse_with_grammar(reads, &cfg, plate_ocr::plate::PlateGrammar::builtin());
+    match fused {
+        plate_ocr::fuse::Fused::Agreed {
+            text,
+            confidence,
+            support,
+            ..
+        } if support >= 2 || !searched => Ok((text, confidence, support)),
+        other => Err(other),
     }
 }
 
@@ -303,4 +365,47 @@ pub fn plate_reader(name: &str) -> Result<Pipeline, String> {
         "vn" => pipeline.with_window_search(plate_ocr::search::WindowSearch::motorbike()),
         _ => pipeline,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fuse_violator_reads;
+    use plate_ocr::fuse::Read;
+
+    fn read(text: &str) -> Read {
+        Read::uniform(text, 0.95)
+    }
+
+    #[test]
+    fn one_detector_read_stands_alone_and_agreeing_frames_are_answered() {
+        let (text, conf, support) = fuse_violator_reads(&[read("30A12345")], false).unwrap();
+        assert_eq!((text.as_str(), support), ("30A12345", 1));
+        assert!(conf > 0.5);
+        let two = [read("30A12345"), read("30A12345")];
+        assert_eq!(fuse_violator_reads(&two, false).unwrap().2, 2);
+    }
+
+    #[test]
+    fn any_rival_plate_makes_it_unreadable_whatever_the_majority() {
+        let reads = [
+            read("30A12345"),
+            read("51F13251"),
+            read("51F13251"),
+            read("51F13251"),
+            read("51F13251"),
+        ];
+        assert!(fuse_violator_reads(&reads, false).is_err());
+    }
+
+    #[test]
+    fn a_window_search_read_needs_a_second_frame() {
+        assert!(fuse_violator_reads(&[read("29B112345")], true).is_err());
+        let two = [read("29B112345"), read("29B112345")];
+        assert_eq!(fuse_violator_reads(&two, true).unwrap().0, "29B112345");
+    }
+
+    #[test]
+    fn nothing_read_is_not_an_answer() {
+        assert!(fuse_violator_reads(&[], false).is_err());
+    }
 }
