@@ -309,6 +309,37 @@ impl RuleEngine {
     }
 }
 
+/// Steps longer than this may be gaps in a track (see [`after_a_gap`]).
+const MIN_GAP_US: i64 = 400_000;
+
+/// Whether the track's newest step spans a stretch where it was not seen:
+/// longer than [`MIN_GAP_US`] and than 2.5 times its usual step (so a camera
+/// analysed at 1 fps is still judged). A track that coasted through a gap
+/// may have been handed another vehicle's detection when it was matched
+/// again; a line "crossed" between its last point and that detection would
+/// be a crossing by no one, and the box of the violation the other
+/// vehicle's. Such a step moves the track on but is not judged.
+fn after_a_gap(traj: &std::collections::VecDeque<TrackPoint>) -> bool {
+    let n = traj.len();
+    if n < 2 {
+        return false;
+    }
+    let dt = traj[n - 1].timestamp_us - traj[n - 2].timestamp_us;
+    if dt <= MIN_GAP_US {
+        return false;
+    }
+    let usual = traj
+        .iter()
+        .rev()
+        .skip(1)
+        .zip(traj.iter().rev().skip(2))
+        .take(8)
+        .map(|(later, earlier)| later.timestamp_us - earlier.timestamp_us)
+        .filter(|d| *d > 0)
+        .min();
+    usual.is_some_and(|u| dt * 2 > u * 5)
+}
+
 /// Runs every enabled rule on the track's newest point, if it is new.
 fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn SignalSource) {
     let traj = track.trajectory();
@@ -322,6 +353,11 @@ fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn Si
         state.lane = lane_now.or(state.lane);
         return;
     };
+    if after_a_gap(traj) {
+        // Not judged: see `after_a_gap`. The next step is.
+        state.lane = lane_now.or(state.lane);
+        return;
+    }
     let ctx = Ctx {
         site,
         track,
@@ -338,5 +374,40 @@ fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn Si
     lane::step(&ctx, state);
     if r.speeding.enabled {
         speed::step(&ctx, state);
+    }
+}
+
+#[cfg(test)]
+mod gap_tests {
+    use super::after_a_gap;
+    use crate::geometry::BBox;
+    use crate::track::{FrameInfo, TrackPoint};
+    use protocol::VehicleClass;
+    use std::collections::VecDeque;
+
+    /// A trajectory observed at the given times (ms).
+    fn seen_at(ms: &[i64]) -> VecDeque<TrackPoint> {
+        ms.iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let frame = FrameInfo {
+                    number: i as u64,
+                    timestamp_us: t * 1000,
+                };
+                let b = BBox::from_xywh(10.0, 10.0, 20.0, 20.0);
+                TrackPoint::new(frame, b, 0.9, VehicleClass::Car)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_step_across_a_coasting_gap_is_not_judged() {
+        assert!(!after_a_gap(&seen_at(&[0, 100, 200, 300])));
+        assert!(after_a_gap(&seen_at(&[0, 100, 200, 900])));
+        // Analysed at 1 fps: a second a step is the usual step.
+        assert!(!after_a_gap(&seen_at(&[0, 1000, 2000, 3000])));
+        assert!(after_a_gap(&seen_at(&[0, 1000, 2000, 5000])));
+        // Too young to tell.
+        assert!(!after_a_gap(&seen_at(&[0, 900])));
     }
 }
