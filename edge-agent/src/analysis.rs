@@ -124,6 +124,18 @@ impl Analysis {
     pub fn active_tracks(&self) -> impl Iterator<Item = &Track> {
         self.tracker.active()
     }
+
+    /// The trajectory of track `id`: an active one, or one that ended in the
+    /// last update (a violation the rules released when its track ended, or
+    /// at [`Analysis::finish`]); empty if neither.
+    pub fn trajectory_of(&self, id: u64) -> Vec<crate::track::TrackPoint> {
+        self.tracker
+            .active()
+            .chain(self.tracker.ended().iter())
+            .find(|t| t.id() == id)
+            .map(|t| t.trajectory().iter().copied().collect())
+            .unwrap_or_default()
+    }
 }
 
 fn tally(counted: &mut HashSet<u64>, tracks: &mut BTreeMap<String, usize>, t: &Track) {

@@ -198,6 +198,10 @@ fn camera_loop(
         // A reconnected stream numbers its frames from 0 again: close the
         // old stream's evidence and tracks, start afresh.
         if last_number.is_some_and(|n| frame.number <= n) {
+            // Violations the rules held for their "after" frames are
+            // released with what the old stream had.
+            let held = analysis.finish();
+            hand_over(&id, &analysis, &mut collector, held, &send);
             for j in collector.finish() {
                 send(j);
             }
@@ -205,8 +209,11 @@ fn camera_loop(
             match Analysis::with_tracker(analysis.into_detector(), Some(&site), tracking.clone()) {
                 Ok(a) => analysis = a,
                 Err(e) => {
+                    // The old stream's evidence went out above; nothing
+                    // is held.
                     tracing::error!(camera = %id, error = %e, "cannot restart the analysis");
-                    break;
+                    handle.stop();
+                    return;
                 }
             }
         }
@@ -229,30 +236,40 @@ fn camera_loop(
             }
         };
         fps.tick();
-        for v in found {
-            let event_id = uuid::Uuid::new_v4();
-            let track: Vec<_> = analysis
-                .active_tracks()
-                .find(|t| t.id() == v.track_id)
-                .map(|t| t.trajectory().iter().copied().collect())
-                .unwrap_or_default();
-            // From the frame of the violation to its detection here (the
-            // rules wait for a few frames after it to be sure).
-            let latency_ms = v
-                .at()
-                .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
-            tracing::info!(camera = %id, %event_id, rule = ?v.rule, track = v.track_id, ?latency_ms, "violation");
-            match collector.add_violation(event_id, &v, &track) {
-                Ok(Some(job)) => send(job),
-                Ok(None) => {}
-                Err(e) => tracing::error!(camera = %id, error = %e, "evidence for a violation"),
-            }
-        }
+        hand_over(&id, &analysis, &mut collector, found, &send);
     }
+    let held = analysis.finish();
+    hand_over(&id, &analysis, &mut collector, held, &send);
     for j in collector.finish() {
         send(j);
     }
     handle.stop();
+}
+
+/// Hands each violation the rules released to the evidence collector
+/// (with the violator's trajectory), and the jobs that completes to `send`.
+fn hand_over(
+    id: &str,
+    analysis: &Analysis,
+    collector: &mut EvidenceCollector,
+    found: Vec<crate::rules::Violation>,
+    send: &impl Fn(EvidenceJob),
+) {
+    for v in found {
+        let event_id = uuid::Uuid::new_v4();
+        let track = analysis.trajectory_of(v.track_id);
+        // From the frame of the violation to its detection here (the rules
+        // wait for a few frames after it to be sure).
+        let latency_ms = v
+            .at()
+            .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
+        tracing::info!(camera = %id, %event_id, rule = ?v.rule, track = v.track_id, ?latency_ms, "violation");
+        match collector.add_violation(event_id, &v, &track) {
+            Ok(Some(job)) => send(job),
+            Ok(None) => {}
+            Err(e) => tracing::error!(camera = %id, error = %e, "evidence for a violation"),
+        }
+    }
 }
 
 fn report_status(shared: &Shared, id: &str, handle: &crate::capture::CameraHandle, fps: f64) {
