@@ -420,6 +420,16 @@ async fn a_wrong_amount_pays_nothing() {
     assert_eq!(w.case(id).await.0, "notice_issued");
     assert_eq!(w.rows(id).await, [("pending".into(), None, None)]);
     assert!(w.pay_entries(id).await.is_empty());
+    // That order is still open at the gateway: a second one (another tab)
+    // is refused until it expires, so the fine cannot be paid twice.
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let now = ingest_server::db::now_ms();
+    assert!(matches!(
+        payments::start(&w.payments, id, ip, now).await,
+        Err(PaymentError::InProgress { until, .. }) if until > now
+    ));
+    let next_day = now + 86_400_000;
+    assert!(payments::start(&w.payments, id, ip, next_day).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

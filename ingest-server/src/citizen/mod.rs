@@ -46,7 +46,14 @@ pub fn routes() -> Router<ApiContext> {
         .route("/app/cases/{id}", get(pages::case))
         .route("/app/cases/{id}/evidence/{name}", get(pages::evidence))
         .route("/app/cases/{id}/accept", post(pages::accept))
-        .route("/app/cases/{id}/contest", post(pages::contest))
+        // The photo may be up to `MAX_PHOTO` (5 MiB), above axum's default
+        // body limit of 2 MiB; the form's text and boundaries fit in the rest.
+        .route(
+            "/app/cases/{id}/contest",
+            post(pages::contest).layer(axum::extract::DefaultBodyLimit::max(
+                pages::MAX_PHOTO + 64 * 1024,
+            )),
+        )
         .route("/app/cases/{id}/pay", post(pages::pay))
         .route("/app/push/key", get(push::key))
         .route("/app/push/subscribe", post(push::subscribe))

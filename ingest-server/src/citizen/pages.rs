@@ -383,7 +383,7 @@ pub async fn accept(
 }
 
 /// Largest contest photo accepted (5 MiB).
-const MAX_PHOTO: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_PHOTO: usize = 5 * 1024 * 1024;
 
 /// `POST /app/cases/{id}/contest` (multipart: csrf, reason, optional photo):
 /// the case goes back to police, who answer in the console.
@@ -430,7 +430,8 @@ pub async fn contest(
     }
     let ic = ctx.ingestor.context();
     let c = one(&ic.db, &citizen, &id).await?;
-    if c.state != "notice_issued" {
+    // One answer per notice: a fine accepted is not contested afterwards.
+    if c.state != "notice_issued" || c.response.is_some() {
         return Err(AppError::Refused(
             "Vụ việc này không thể khiếu nại ở trạng thái hiện tại.".into(),
         ));
@@ -490,24 +491,14 @@ pub async fn contest(
     Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
 }
 
-/// The person's address for the gateway (`vnp_IpAddr`): the peer, or the
-/// first `X-Forwarded-For` hop when the peer is a proxy on this machine.
+/// The person's address for the gateway (`vnp_IpAddr`): the peer, or, when
+/// the peer is a proxy on this machine, the hop it added (the last one of
+/// `X-Forwarded-For`; earlier hops are whatever the client sent).
 fn client_ip(headers: &axum::http::HeaderMap, ext: &axum::http::Extensions) -> std::net::IpAddr {
     let peer = ext
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
-    if peer.is_loopback() {
-        let forwarded = headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse().ok());
-        if let Some(ip) = forwarded {
-            return ip;
-        }
-    }
-    peer
+        .map(|c| c.0.ip());
+    crate::payments::web::source_ip(peer, headers).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
 }
 
 /// `POST /app/cases/{id}/pay`: to the payment gateway's page.
@@ -532,6 +523,13 @@ pub async fn pay(
         Ok(url) => Ok(Redirect::to(&url).into_response()),
         Err(crate::payments::PaymentError::AlreadyPaid(_)) => {
             Err(AppError::Refused("Vụ việc này đã được nộp phạt.".into()))
+        }
+        Err(crate::payments::PaymentError::InProgress { until, .. }) => {
+            Err(AppError::Refused(format!(
+                "Một giao dịch nộp phạt cho vụ việc này đang chờ cổng thanh toán (đến {}). \
+                 Vui lòng hoàn tất giao dịch đó hoặc thử lại sau thời điểm này.",
+                crate::console::html::local_time(until)
+            )))
         }
         Err(crate::payments::PaymentError::NotPayable { .. }) => Err(AppError::Refused(
             "Vụ việc này chưa thể nộp phạt ở trạng thái hiện tại.".into(),

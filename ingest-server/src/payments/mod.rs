@@ -41,7 +41,7 @@ pub mod config;
 mod http;
 mod settle;
 mod vnpay;
-mod web;
+pub(crate) mod web;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -84,6 +84,15 @@ pub enum PaymentError {
     /// The case is paid already.
     #[error("case {0} is already paid")]
     AlreadyPaid(String),
+    /// An order for the case is open at the gateway until `until` (ms): a
+    /// second one could be paid too.
+    #[error("case {event_id} has a payment in progress until {until}")]
+    InProgress {
+        /// The case.
+        event_id: String,
+        /// When the open order expires, ms since the epoch.
+        until: i64,
+    },
     /// No amount was fixed by the police decision.
     #[error("case {0} has no decided fine amount")]
     NoAmount(String),
@@ -121,6 +130,7 @@ impl PaymentError {
             PaymentError::NotFound(_)
                 | PaymentError::NotPayable { .. }
                 | PaymentError::AlreadyPaid(_)
+                | PaymentError::InProgress { .. }
                 | PaymentError::NoAmount(_)
                 | PaymentError::Disabled
         )
@@ -330,6 +340,21 @@ pub async fn start(
         .await?;
     if paid.is_some() {
         return Err(PaymentError::AlreadyPaid(event_id.into()));
+    }
+    // One open order at a time: two browser tabs must not both be paid.
+    let open: Option<i64> = sqlx::query_scalar(
+        "SELECT MAX(expires_at) FROM payments WHERE event_id = $1 AND state = 'pending' \
+         AND expires_at > $2",
+    )
+    .bind(event_id)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    if let Some(until) = open {
+        return Err(PaymentError::InProgress {
+            event_id: event_id.into(),
+            until,
+        });
     }
     let order = Order {
         txn_ref: uuid::Uuid::new_v4().simple().to_string(),

@@ -214,7 +214,8 @@ fn page(
         details.push_str("</table>");
         if matches!(view, View::Failed(_)) {
             details.push_str(&format!(
-                "<p><a href=\"/pay/{}\">Thử lại <small>/ Try again</small></a></p>",
+                // The case page in the citizen app holds the pay button.
+                "<p><a href=\"/app/cases/{}\">Thử lại <small>/ Try again</small></a></p>",
                 esc(&r.event_id)
             ));
         }
