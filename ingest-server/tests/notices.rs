@@ -64,12 +64,21 @@ async fn start(
     cfg.notices.public_base_url = BASE.into();
     cfg.notices.authority = "Phòng Cảnh sát giao thông Công an TP Hà Nội".into();
     cfg.notices.vapid.subject = "mailto:ioc@example.gov.vn".into();
+    cfg.notices.vapid.endpoint_hosts = push_hosts().endpoint_hosts;
     cfg.notices.poll_ms = 50;
     cfg.notices.retry_base_ms = 200;
     cfg.notices.retry_max_ms = 1000;
     tune(&mut cfg);
     cfg.validate().unwrap();
     (app::start(&cfg).await.unwrap(), cfg)
+}
+
+/// Push services allowed here: the test's own, on loopback.
+fn push_hosts() -> notices::config::VapidConfig {
+    notices::config::VapidConfig {
+        endpoint_hosts: vec!["127.0.0.1".into()],
+        ..Default::default()
+    }
 }
 
 fn reviewer(server: &Running) -> Reviewer<'_> {
@@ -189,13 +198,14 @@ async fn outbox_with_the_confirmation(db_url: Option<String>) {
         let sub = serde_json::json!({"endpoint": format!("{down}/push-{ep}"), "keys": {
             "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
             "auth": "BTBZMqHH6r4Tts7J_aSIgg"}});
-        notices::subscribe(&db, nid, &sub.to_string())
+        notices::subscribe(&db, &push_hosts(), nid, &sub.to_string())
             .await
             .unwrap();
     }
     assert!(
         notices::subscribe(
             &db,
+            &push_hosts(),
             OWNER_NID,
             r#"{"endpoint":"http://push.example/x","keys":{"p256dh":"x","auth":"y"}}"#
         )
@@ -203,6 +213,26 @@ async fn outbox_with_the_confirmation(db_url: Option<String>) {
         .is_err(),
         "plain http off loopback and bad keys are refused"
     );
+    // A subscription is a URL the server will POST to: only the push
+    // services configured, never someone else's endpoint taken over.
+    let keys = serde_json::json!({
+        "p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+        "auth": "BTBZMqHH6r4Tts7J_aSIgg"});
+    let elsewhere = serde_json::json!({"endpoint": "https://10.0.0.7/admin", "keys": keys});
+    let e = notices::subscribe(&db, &push_hosts(), OWNER_NID, &elsewhere.to_string())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("push service"), "{e}");
+    let theirs = serde_json::json!({"endpoint": format!("{down}/push-three"), "keys": keys});
+    let e = notices::subscribe(&db, &push_hosts(), OWNER_NID, &theirs.to_string())
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("someone else"), "{e}");
+    let defaults = notices::config::VapidConfig::default();
+    assert!(defaults.allows_endpoint_host("fcm.googleapis.com"));
+    assert!(defaults.allows_endpoint_host("web.push.apple.com"));
+    assert!(!defaults.allows_endpoint_host("push.apple.com.evil.example"));
+    assert!(!defaults.allows_endpoint_host("127.0.0.1"));
     sqlx::query("UPDATE owners SET email = 'giang@example.vn' WHERE owner_id = 'o1'")
         .execute(db.pool())
         .await
@@ -470,7 +500,7 @@ async fn web_push_is_decrypted_by_an_independent_receiver() {
     for (ep, k) in [("push-live", &browser), ("push-gone", &gone)] {
         let sub = serde_json::json!({"endpoint": format!("{url}/{ep}"),
             "keys": {"p256dh": k["p256dh"], "auth": k["auth"]}});
-        notices::subscribe(&db, OWNER_NID, &sub.to_string())
+        notices::subscribe(&db, &push_hosts(), OWNER_NID, &sub.to_string())
             .await
             .unwrap();
     }

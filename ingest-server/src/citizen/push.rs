@@ -41,7 +41,9 @@ pub async fn subscribe(
     }
     let json = std::str::from_utf8(&body)
         .map_err(|_| AppError::Refused("Đăng ký nhận thông báo không hợp lệ.".into()))?;
-    match crate::notices::subscribe(&ctx.ingestor.context().db, &citizen.national_id, json).await {
+    let db = &ctx.ingestor.context().db;
+    let vapid = ctx.notices.vapid_config();
+    match crate::notices::subscribe(db, vapid, &citizen.national_id, json).await {
         Ok(id) => Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response()),
         Err(SubscribeError::Invalid(m)) => Err(AppError::Refused(format!(
             "Đăng ký nhận thông báo không hợp lệ: {m}"

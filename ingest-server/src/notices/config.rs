@@ -79,7 +79,7 @@ impl Default for NoticesConfig {
 }
 
 /// `[notices.vapid]`: the application server's identity for Web Push.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct VapidConfig {
     /// Contact for the push services, `mailto:…` or `https://…`
@@ -90,6 +90,43 @@ pub struct VapidConfig {
     /// `{data_dir}/vapid-p256.pem`. Replicas must share one file:
     /// subscriptions are bound to the key.
     pub key_file: String,
+    /// The push services a citizen's subscription may point at: a host
+    /// name, or `.domain` for any host under it. A subscription is a URL the
+    /// server will POST to, so an endpoint anywhere else (an internal
+    /// address) is refused when the citizen subscribes. By default the
+    /// browsers' own services (Chrome/Edge FCM, Firefox, Safari, Windows).
+    pub endpoint_hosts: Vec<String>,
+}
+
+impl Default for VapidConfig {
+    fn default() -> Self {
+        VapidConfig {
+            subject: String::new(),
+            key_file: String::new(),
+            endpoint_hosts: [
+                "fcm.googleapis.com",
+                "updates.push.services.mozilla.com",
+                ".push.apple.com",
+                ".notify.windows.com",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+impl VapidConfig {
+    /// Whether a push endpoint on `host` is allowed ([`Self::endpoint_hosts`]).
+    pub fn allows_endpoint_host(&self, host: &str) -> bool {
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        self.endpoint_hosts.iter().any(|h| {
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix('.') {
+                Some(domain) => host.ends_with(&format!(".{domain}")),
+                None => host == h,
+            }
+        })
+    }
 }
 
 /// `[[notices.webhooks]]`: one partner app.

@@ -158,6 +158,11 @@ impl Notices {
         }
     }
 
+    /// `[notices.vapid]`, for checking subscriptions.
+    pub fn vapid_config(&self) -> &config::VapidConfig {
+        &self.cfg.vapid
+    }
+
     /// The VAPID public key (base64url), when Web Push is on.
     pub fn vapid_public_key(&self) -> Option<&str> {
         self.vapid.as_deref().map(vapid::Vapid::public_key)

@@ -67,12 +67,18 @@ fn unb64(s: &str) -> Option<Vec<u8>> {
     B64.decode(s.trim_end_matches('=')).ok()
 }
 
+/// Most push subscriptions (devices) one person may have.
+pub const MAX_SUBSCRIPTIONS: usize = 10;
+
 /// Stores a browser's push subscription for the owner with
-/// `owner_national_id` (12-digit CCCD or 9-digit CMND). The same endpoint
-/// given again replaces the earlier one (a browser has one subscription
-/// per server). Returns the subscription id.
+/// `owner_national_id` (12-digit CCCD or 9-digit CMND), its endpoint on one
+/// of the push services `vapid` allows. The same endpoint given again by
+/// the same person replaces the keys (a browser has one subscription per
+/// server); one held by someone else is refused. Returns the subscription
+/// id.
 pub async fn subscribe(
     db: &Db,
+    vapid: &super::config::VapidConfig,
     owner_national_id: &str,
     subscription_json: &str,
 ) -> Result<String, SubscribeError> {
@@ -89,8 +95,11 @@ pub async fn subscribe(
     if s.endpoint.len() > 2048 {
         return Err(bad("endpoint: longer than 2048 characters"));
     }
-    super::config::outgoing_url(&s.endpoint)
+    let url = super::config::outgoing_url(&s.endpoint)
         .map_err(|e| SubscribeError::Invalid(format!("endpoint: {e}")))?;
+    if !vapid.allows_endpoint_host(url.host_str().unwrap_or_default()) {
+        return Err(bad("endpoint: not a known push service"));
+    }
     let p256dh = unb64(&s.keys.p256dh).ok_or_else(|| bad("keys.p256dh: not base64url"))?;
     if p256dh.len() != 65 || p256dh[0] != 4 {
         return Err(bad("keys.p256dh: not an uncompressed P-256 point"));
@@ -99,11 +108,21 @@ pub async fn subscribe(
     if auth.len() != 16 {
         return Err(bad("keys.auth: not 16 bytes"));
     }
+    let held: Vec<String> =
+        sqlx::query_scalar("SELECT endpoint FROM push_subscriptions WHERE national_id = $1")
+            .bind(nid)
+            .fetch_all(db.pool())
+            .await?;
+    if held.len() >= MAX_SUBSCRIPTIONS && !held.contains(&s.endpoint) {
+        return Err(bad("too many devices subscribed; unsubscribe one first"));
+    }
+    // The same endpoint again replaces the keys, for the same person only:
+    // an endpoint someone else holds is not taken over.
     sqlx::query(
         "INSERT INTO push_subscriptions (subscription_id, national_id, endpoint, p256dh, auth, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (endpoint) DO UPDATE SET \
-         national_id = excluded.national_id, p256dh = excluded.p256dh, auth = excluded.auth, \
-         created_at = excluded.created_at",
+         p256dh = excluded.p256dh, auth = excluded.auth, created_at = excluded.created_at \
+         WHERE push_subscriptions.national_id = excluded.national_id",
     )
     .bind(uuid::Uuid::new_v4().to_string())
     .bind(nid)
@@ -113,12 +132,17 @@ pub async fn subscribe(
     .bind(now_ms())
     .execute(db.pool())
     .await?;
-    let id = sqlx::query("SELECT subscription_id FROM push_subscriptions WHERE endpoint = $1")
-        .bind(&s.endpoint)
-        .fetch_one(db.pool())
-        .await?
-        .try_get(0)?;
-    Ok(id)
+    let row = sqlx::query(
+        "SELECT subscription_id, national_id FROM push_subscriptions WHERE endpoint = $1",
+    )
+    .bind(&s.endpoint)
+    .fetch_one(db.pool())
+    .await?;
+    let owner: String = row.try_get(1)?;
+    if owner != nid {
+        return Err(bad("endpoint: already subscribed for someone else"));
+    }
+    Ok(row.try_get(0)?)
 }
 
 /// Removes the subscription with `endpoint` of that owner. `true` when
