@@ -552,8 +552,19 @@ async fn get_case(
     headers: HeaderMap,
     Path(event_id): Path<String>,
 ) -> Result<Json<cases::CaseSummary>, ApiError> {
-    require_admin(&ctx, &headers).await?;
-    cases::case(&ctx.ingestor.context().db, &event_id)
+    let who = require_admin(&ctx, &headers).await?;
+    let db = &ctx.ingestor.context().db;
+    // A case holds a plate and a place and time: personal data, each read
+    // logged like the console's.
+    audit::record_now(
+        db,
+        &who,
+        "api.case.read",
+        &format!("case:{event_id}"),
+        serde_json::json!({}),
+    )
+    .await?;
+    cases::case(db, &event_id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("case {event_id}")))
@@ -568,7 +579,7 @@ async fn list_cases(
     headers: HeaderMap,
     Query(q): Query<std::collections::HashMap<String, String>>,
 ) -> Result<Json<cases::CasePage>, ApiError> {
-    require_admin(&ctx, &headers).await?;
+    let who = require_admin(&ctx, &headers).await?;
     let bad = |code: &'static str, message: String| ApiError::BadRequest { code, message };
     let mut filter = cases::CaseFilter {
         limit: 100,
@@ -609,9 +620,17 @@ async fn list_cases(
             }
         }
     }
-    Ok(Json(
-        cases::list(&ctx.ingestor.context().db, &filter).await?,
-    ))
+    let db = &ctx.ingestor.context().db;
+    let page = cases::list(db, &filter).await?;
+    audit::record_now(
+        db,
+        &who,
+        "api.cases.list",
+        "cases",
+        serde_json::json!({"query": q, "returned": page.cases.len()}),
+    )
+    .await?;
+    Ok(Json(page))
 }
 
 async fn list_heartbeats(
@@ -629,7 +648,21 @@ async fn get_evidence(
     headers: HeaderMap,
     Path(sha256): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_admin(&ctx, &headers).await?;
+    let who = require_admin(&ctx, &headers).await?;
+    if let Err(EvidenceStoreError::BadDigest(d)) = EvidenceStore::key_for(&sha256) {
+        return Err(ApiError::BadRequest {
+            code: "bad_digest",
+            message: format!("not a sha256 digest: {d:?}"),
+        });
+    }
+    audit::record_now(
+        &ctx.ingestor.context().db,
+        &who,
+        "api.evidence.read",
+        &format!("evidence:{sha256}"),
+        serde_json::json!({}),
+    )
+    .await?;
     let store: &EvidenceStore = &ctx.ingestor.context().evidence;
     match store.get(&sha256).await {
         Ok(bytes) => {
