@@ -226,6 +226,21 @@ async fn violations_over_http_and_admin_api() {
             codes.contains(&json!("bad_signature")) && codes.contains(&json!("malformed")),
             "{codes:?}"
         );
+        // Anonymous HTTP requests that no enrolled device signed are kept
+        // as a row with the bytes' hash and size, not the bytes: anyone may
+        // post, and the disk is not theirs to fill.
+        for e in json_of(&body).as_array().unwrap() {
+            let sha = e["payload_sha256"].as_str().unwrap();
+            let (st, _) = request(
+                addr,
+                "GET",
+                &format!("/api/v1/evidence/{sha}"),
+                &[AUTH],
+                b"",
+            );
+            assert_eq!(st, 404, "{e}");
+            assert!(e["payload_size"].as_u64().unwrap() > 0, "{e}");
+        }
         let sha = protocol::sha256_hex(&files.overview);
         let (st, body) = request(
             addr,

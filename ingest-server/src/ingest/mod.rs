@@ -308,7 +308,7 @@ pub async fn commit_batch(
     let mut files = Vec::new();
     // The hash of each rejected bundle's raw bytes (for its quarantine row).
     let mut raw_digests = Vec::with_capacity(verdicts.len());
-    for (bytes, _, v) in &verdicts {
+    for (bytes, source, v) in &verdicts {
         match v {
             // Attachments were checked against the manifest: its hash is theirs.
             Ok(a) => {
@@ -318,9 +318,11 @@ pub async fn commit_batch(
                 }));
                 raw_digests.push(None);
             }
-            Err(_) => {
+            Err(r) => {
                 let digest = protocol::sha256_hex(bytes);
-                files.push((digest.clone(), bytes.clone()));
+                if keeps_raw_bytes(r, source) {
+                    files.push((digest.clone(), bytes.clone()));
+                }
                 raw_digests.push(Some(digest));
             }
         }
@@ -357,6 +359,7 @@ pub async fn commit_batch(
                         reason: format!("event {id} is already stored with different content"),
                         event_id: Some(id),
                         device_claimed: Some(a.event.device_id.clone()),
+                        signed: true,
                     };
                     let digest = ctx.evidence.put(bytes.clone()).await?;
                     quarantine_one(&mut tx, bytes, digest, source, received_at, &r).await?
@@ -568,4 +571,14 @@ pub fn enum_text<T: serde::Serialize>(v: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
     }
+}
+
+/// Whether a rejected bundle's raw bytes go to the evidence store with its
+/// quarantine row. Not for one that came over HTTP without a valid
+/// signature: `POST /api/v1/violations` takes anyone's request, and keeping
+/// every anonymous megabyte would let anyone fill the disk; its row keeps
+/// the hash and size. Over MQTT the broker let only enrolled devices in, so
+/// their bytes are kept for a person to look at.
+fn keeps_raw_bytes(r: &Rejection, source: &Source) -> bool {
+    r.signed || !matches!(source, Source::Http)
 }

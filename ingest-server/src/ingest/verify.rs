@@ -65,6 +65,9 @@ pub struct Rejection {
     pub event_id: Option<Uuid>,
     /// The device the bundle claimed to come from.
     pub device_claimed: Option<String>,
+    /// The bundle's signature held: it came from an enrolled device (so its
+    /// bytes are worth keeping; see `ingest::commit_batch`).
+    pub signed: bool,
 }
 
 impl Rejection {
@@ -76,6 +79,7 @@ impl Rejection {
             reason: e.to_string(),
             event_id,
             device_claimed: device,
+            signed: false,
         }
     }
 
@@ -92,6 +96,7 @@ impl Rejection {
             reason,
             event_id,
             device_claimed: device,
+            signed: false,
         }
     }
 }
@@ -180,7 +185,24 @@ pub fn verify_decoded(
         Source::Http => signed.verify(&key),
     }
     .map_err(|e| Rejection::protocol(&e, event_id, claimed.clone()))?;
+    // From here on the bundle is the device's own: a refusal says so.
+    check_signed(event, bundle, device, checks, &reject).map_err(|mut r| {
+        r.signed = true;
+        r
+    })
+}
 
+/// The checks of a bundle whose signature held ([`verify_decoded`]).
+fn check_signed(
+    event: protocol::ViolationEvent,
+    bundle: EventBundle,
+    device: &crate::devices::Device,
+    checks: &Checks,
+    reject: &dyn Fn(RejectCode, &str, String) -> Rejection,
+) -> Result<Accepted, Rejection> {
+    let signed = &bundle.event;
+    let event_id = Some(event.event_id);
+    let claimed = Some(event.device_id.clone());
     if event.site != device.site {
         return Err(reject(
             RejectCode::WrongTopic,
