@@ -247,3 +247,50 @@ fn violation_time_converts() {
     let at = v.at().unwrap();
     assert_eq!(at.unix_timestamp_nanos(), i128::from(ts(16)) * 1000);
 }
+
+/// `(track, frame)` of the illegal stoppings found by tracker and rules
+/// over `frames` frames, the car seen at `at(n)` (none: not seen, e.g. a
+/// bus in front of it).
+fn stoppings(frames: u64, at: impl Fn(u64) -> Option<Point>) -> Vec<(u64, u64)> {
+    let site = SiteConfig::from_toml_str(SITE, "test.toml").unwrap();
+    let mut engine = RuleEngine::new(&site).unwrap();
+    let mut tracker = Tracker::new(TrackerConfig::default());
+    let feed = ExternalFeed::new();
+    let mut found = Vec::new();
+    for n in 0..frames {
+        let dets: Vec<_> = at(n).map(|a| boxed(a, Car)).into_iter().collect();
+        tracker.update(frame(n), &dets);
+        found.extend(
+            engine
+                .update(frame(n), tracker.active(), tracker.ended(), &feed)
+                .iter()
+                .filter(|v| v.rule == ViolationType::IllegalStopping)
+                .map(|v| (v.track_id, v.frame)),
+        );
+    }
+    found
+}
+
+#[test]
+fn a_parked_car_lost_behind_a_bus_and_found_again_is_fined_once() {
+    let spot = Point::new(1690.0, 850.0);
+    // Drives into the bus-stop zone and stops at frame 10; hidden from
+    // frame 60 to 199 (14 s: its track ends), seen standing there again
+    // from frame 200: a new track (2), the same car.
+    let parked = |n: u64| match n {
+        0..10 => Some(Point::new(1890.0 - 20.0 * n as f64, 850.0)),
+        60..200 => None,
+        _ => Some(spot),
+    };
+    assert_eq!(stoppings(260, parked), vec![(1, 40)]);
+    // Another car that drives into the spot after the first left is a new
+    // offence.
+    let two_cars = |n: u64| match n {
+        0..10 => Some(Point::new(1890.0 - 20.0 * n as f64, 850.0)),
+        10..60 => Some(spot),
+        60..200 => None,
+        200..210 => Some(Point::new(1890.0 - 20.0 * (n - 200) as f64, 850.0)),
+        _ => Some(spot),
+    };
+    assert_eq!(stoppings(270, two_cars).len(), 2);
+}

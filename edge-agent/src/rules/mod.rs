@@ -25,6 +25,7 @@ mod compiled;
 mod junction;
 mod lane;
 mod motion;
+mod repeat;
 mod speed;
 
 pub use compiled::RuleError;
@@ -234,6 +235,8 @@ pub struct RuleEngine {
     states: HashMap<u64, TrackState>,
     out: Vec<Violation>,
     frames_seen: u64,
+    /// Where illegally stopped vehicles were last seen (`repeat.rs`).
+    parked: repeat::ParkedSpots,
 }
 
 /// Per-track state untouched for this many frames is dropped (a caller
@@ -248,6 +251,7 @@ impl RuleEngine {
             states: HashMap::new(),
             out: Vec::new(),
             frames_seen: 0,
+            parked: repeat::ParkedSpots::default(),
         })
     }
 
@@ -282,7 +286,9 @@ impl RuleEngine {
                     if last.frame >= state.pending[i].frames.at.saturating_add(after_frames) {
                         let mut v = state.pending.remove(i);
                         v.frames.after = last.frame;
-                        self.out.push(v);
+                        if !repeats_a_parked_vehicle(&mut self.parked, &v, track) {
+                            self.out.push(v);
+                        }
                     } else {
                         i += 1;
                     }
@@ -295,7 +301,14 @@ impl RuleEngine {
             let last = track.last().map_or(0, |p| p.frame);
             for mut v in state.pending.drain(..) {
                 v.frames.after = last.max(v.frames.at);
-                self.out.push(v);
+                if !repeats_a_parked_vehicle(&mut self.parked, &v, track) {
+                    self.out.push(v);
+                }
+            }
+            if state.issued(ViolationType::IllegalStopping)
+                && let Some(p) = track.last()
+            {
+                self.parked.remember(p.bbox, p.timestamp_us);
             }
         }
         if self.frames_seen.is_multiple_of(256) {
@@ -307,6 +320,29 @@ impl RuleEngine {
         }
         &self.out
     }
+}
+
+/// Whether `v` is an illegal stopping by a vehicle already reported
+/// standing there under an earlier track (`repeat.rs`); logged if so.
+fn repeats_a_parked_vehicle(
+    parked: &mut repeat::ParkedSpots,
+    v: &Violation,
+    track: &Track,
+) -> bool {
+    if v.rule != ViolationType::IllegalStopping {
+        return false;
+    }
+    let Some(first) = track.trajectory().front() else {
+        return false;
+    };
+    let repeat = parked.is_repeat(first.bbox, first.timestamp_us);
+    if repeat {
+        tracing::info!(
+            track = v.track_id,
+            "illegal stopping not reported again: the vehicle reported standing here before, found again"
+        );
+    }
+    repeat
 }
 
 /// Steps longer than this may be gaps in a track (see [`after_a_gap`]).
