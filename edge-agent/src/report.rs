@@ -13,7 +13,8 @@ use crate::outbox::{Outbox, OutboxError};
 use crate::rules::Violation;
 use crate::violator::{Processed, ViolatorPlate};
 use protocol::{
-    ClockSync, Plate, PlateColour, ProtocolError, SchemaVersion, SignedEvent, Speed, ViolationEvent,
+    ClockSync, Plate, PlateColour, PlateSource, ProtocolError, SchemaVersion, SignedEvent, Speed,
+    ViolationEvent,
 };
 use std::path::Path;
 use uuid::Uuid;
@@ -53,8 +54,36 @@ pub fn wire_plate(p: &ViolatorPlate) -> Plate {
             confidence: Some(f64::from(p.confidence.clamp(0.0, 1.0))),
             colour,
             lines: p.lines,
+            source: plate_source(p),
         },
         None => Plate::unreadable(colour),
+    }
+}
+
+/// Where the plate was read, in whole pixels: the boxes grow outward to
+/// whole pixels (and are cut at the frame's top-left edge). A source that
+/// would not pass the protocol's check (a plate centre rounded onto the
+/// vehicle box's very edge) is left out rather than failing the event.
+fn plate_source(p: &ViolatorPlate) -> Option<PlateSource> {
+    let px = |[x, y, w, h]: [f64; 4]| -> [u32; 4] {
+        let (x0, y0) = (x.max(0.0).floor(), y.max(0.0).floor());
+        let (x1, y1) = ((x + w).ceil(), (y + h).ceil());
+        let side = |v: f64| v.clamp(0.0, f64::from(u32::MAX)) as u32;
+        [side(x0), side(y0), side(x1 - x0), side(y1 - y0)]
+    };
+    let [x, y, w, h] = p.bbox?;
+    let v = p.vehicle_bbox?;
+    let source = PlateSource {
+        frame: p.frame,
+        plate_box: px([x, y, w, h].map(f64::from)),
+        vehicle_box: px([v.x, v.y, v.w, v.h]),
+    };
+    match source.validate() {
+        Ok(()) => Some(source),
+        Err(e) => {
+            tracing::warn!(error = %e, "plate source left out of the event");
+            None
+        }
     }
 }
 
@@ -106,4 +135,52 @@ pub fn sign_and_queue(
         })?;
     outbox.enqueue(&signed, &event.camera_id, dir)?;
     Ok(signed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::geometry::BBox;
+
+    fn read(plate: [f32; 4], vehicle: BBox) -> ViolatorPlate {
+        ViolatorPlate {
+            text: Some("30A12345".into()),
+            display: Some("30A-123.45".into()),
+            confidence: 0.9,
+            lines: Some(1),
+            colour: "white".into(),
+            frame: 42,
+            bbox: Some(plate),
+            vehicle_bbox: Some(vehicle),
+            frames_read: 3,
+            frames_agreeing: 3,
+        }
+    }
+
+    #[test]
+    fn plate_source_grows_to_whole_pixels_inside_the_frame() {
+        let p = read(
+            [10.4, 20.6, 30.2, 9.9],
+            BBox::from_xywh(-3.5, 5.2, 60.0, 40.0),
+        );
+        let s = wire_plate(&p).source.unwrap();
+        assert_eq!(s.frame, 42);
+        assert_eq!(s.plate_box, [10, 20, 31, 11]);
+        assert_eq!(s.vehicle_box, [0, 5, 57, 41]);
+    }
+
+    #[test]
+    fn a_source_the_protocol_would_refuse_is_left_out_not_sent() {
+        // A plate centred well outside the vehicle: never made by the
+        // reader (`violator::inside`), but must not fail the event.
+        let p = read(
+            [200.0, 200.0, 30.0, 10.0],
+            BBox::from_xywh(0.0, 0.0, 60.0, 40.0),
+        );
+        let plate = wire_plate(&p);
+        assert!(plate.readable && plate.source.is_none());
+        let mut unread = p.clone();
+        unread.text = None;
+        assert!(wire_plate(&unread).source.is_none());
+    }
 }

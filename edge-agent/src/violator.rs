@@ -32,6 +32,8 @@ pub struct ViolatorPlate {
     /// The frame the plate was read on, and its box there (x, y, w, h).
     pub frame: u64,
     pub bbox: Option<[f32; 4]>,
+    /// The violator's box on that frame, which the plate's centre lies in.
+    pub vehicle_bbox: Option<BBox>,
     /// Frames of the violator with a valid read, and how many of them read
     /// exactly the answer.
     pub frames_read: usize,
@@ -48,6 +50,7 @@ impl ViolatorPlate {
             colour: "unknown".into(),
             frame,
             bbox: None,
+            vehicle_bbox: None,
             frames_read: 0,
             frames_agreeing: 0,
         }
@@ -121,6 +124,8 @@ struct FrameRead {
     read: PlateRead,
     /// Where the crop it was read in was cut.
     region: Rect,
+    /// The violator's box on that frame.
+    vehicle: BBox,
     /// Found by the window search, not by the plate detector.
     searched: bool,
 }
@@ -158,6 +163,7 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<Fra
         return found.map(|read| FrameRead {
             read,
             region,
+            vehicle: *b,
             searched: false,
         });
     }
@@ -167,6 +173,7 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<Fra
         Ok(r) => r.filter(|r| inside(r, region, b)).map(|read| FrameRead {
             read,
             region,
+            vehicle: *b,
             searched: true,
         }),
         Err(e) => {
@@ -208,7 +215,10 @@ pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlat
     let Some((
         n,
         FrameRead {
-            read: r, region, ..
+            read: r,
+            region,
+            vehicle,
+            ..
         },
     )) = reads
         .iter()
@@ -230,6 +240,7 @@ pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlat
             r.bbox[2],
             r.bbox[3],
         ]),
+        vehicle_bbox: Some(*vehicle),
         frames_read: reads.len(),
         frames_agreeing: support,
     }
@@ -282,15 +293,16 @@ pub fn process(
         None => ViolatorPlate::unreadable(job.violation.frames.at),
     };
     if let Some([x, y, w, h]) = plate.bbox {
-        job.add_plate_crop_rect(
-            plate.frame,
-            BBox {
-                x: x as f64,
-                y: y as f64,
-                w: w as f64,
-                h: h as f64,
-            },
-        )?;
+        let plate_box = BBox {
+            x: x as f64,
+            y: y as f64,
+            w: w as f64,
+            h: h as f64,
+        };
+        job.add_plate_crop_rect(plate.frame, plate_box)?;
+        if let Some(vehicle) = plate.vehicle_bbox {
+            job.add_plate_context(plate.frame, vehicle, plate_box)?;
+        }
     }
     let track = track_summary(&job);
     let set: EvidenceSet = job.write(spool)?;

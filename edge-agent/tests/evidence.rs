@@ -252,6 +252,22 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
         BBox::from_xywh(110.0, 170.0, 40.0, 10.0),
     )
     .unwrap();
+    let at_n = job.violation.frames.at;
+    assert!(
+        job.add_plate_context(
+            at_n,
+            BBox::from_xywh(1000.0, 1000.0, 60.0, 50.0),
+            BBox::from_xywh(1010.0, 1030.0, 40.0, 10.0)
+        )
+        .is_err(),
+        "boxes outside the frame"
+    );
+    job.add_plate_context(
+        at_n,
+        BBox::from_xywh(100.0, 140.0, 60.0, 50.0),
+        BBox::from_xywh(110.0, 170.0, 40.0, 10.0),
+    )
+    .unwrap();
 
     let set = job.write(spool.path()).unwrap();
     assert!(set.missing.is_empty(), "{:?}", set.missing);
@@ -274,6 +290,7 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
             "before_annotated.jpg",
             "clip.mp4",
             "plate.jpg",
+            "plate_vehicle.jpg",
             "signal.jpg",
             "vehicle.jpg"
         ]
@@ -289,6 +306,7 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
     assert_eq!(role("before.jpg"), EvidenceRole::Frame);
     assert_eq!(role("vehicle.jpg"), EvidenceRole::VehicleCrop);
     assert_eq!(role("plate.jpg"), EvidenceRole::PlateCrop);
+    assert_eq!(role("plate_vehicle.jpg"), EvidenceRole::VehicleCrop);
     assert_eq!(role("clip.mp4"), EvidenceRole::Clip);
     assert!(set.dir.join("manifest.json").is_file());
 
@@ -353,6 +371,24 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
     assert_eq!((plate.cols(), plate.rows()), (40, 10));
     let vehicle = decode(&set.dir.join("vehicle.jpg"));
     assert_eq!((vehicle.cols(), vehicle.rows()), (60, 25));
+    // Whose plate: the violator with half its size around it (x 70..190,
+    // y 110..220), its box magenta and the plate's box green.
+    let context = decode(&set.dir.join("plate_vehicle.jpg"));
+    assert_eq!((context.cols(), context.rows()), (120, 110));
+    assert!(
+        close(px(&context, 30, 50), magenta, 40),
+        "{:?}",
+        px(&context, 30, 50)
+    );
+    assert!(
+        close(px(&context, 38, 65), [0, 255, 0], 60),
+        "{:?}",
+        px(&context, 38, 65)
+    );
+    assert!(
+        !close(px(&context, 60, 65), [0, 255, 0], 60),
+        "inside the plate box"
+    );
 
     // The clip decodes back, about 21 frames (frames 10..=30 at 10 fps).
     let mut src = FrameSource::open(

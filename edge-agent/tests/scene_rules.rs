@@ -319,4 +319,20 @@ fn runner_with_a_real_plate_is_read_on_several_frames_and_fused_to_that_plate() 
         p.evidence.iter().any(|i| i.name == "plate.jpg"),
         "the plate crop is evidence"
     );
+    // The event says where the plate was read, and a still shows it on the
+    // violator.
+    let source = edge_agent::report::wire_plate(&p.plate)
+        .source
+        .expect("the event records where the plate was read");
+    assert_eq!(source.frame, p.plate.frame);
+    let [px, py, pw, ph] = source.plate_box;
+    let [vx, vy, vw, vh] = source.vehicle_box;
+    assert!(
+        px >= vx && py >= vy && px + pw <= vx + vw && py + ph <= vy + vh,
+        "{source:?}"
+    );
+    assert!(
+        p.evidence.iter().any(|i| i.name == "plate_vehicle.jpg"),
+        "the plate frame around the violator is evidence"
+    );
 }

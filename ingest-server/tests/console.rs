@@ -87,6 +87,11 @@ async fn operators_review_and_police_confirm_through_the_console() {
         );
         assert!(page.body.contains("30A12345"));
         assert!(
+            page.body.contains("Đọc biển ở khung hình 120372")
+                && page.body.contains("90×30 @ (905, 745)"),
+            "where the plate was read, from the signed event"
+        );
+        assert!(
             page.body.contains("id=\"limitation\""),
             "the one-year limitation is shown"
         );

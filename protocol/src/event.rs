@@ -25,6 +25,8 @@ pub const PLATE_DJ: char = '\u{110}';
 pub const PLATE_TEXT_LEN: std::ops::RangeInclusive<usize> = 4..=12;
 /// Longest display form of a plate.
 pub const MAX_PLATE_DISPLAY: usize = 20;
+/// Largest frame side a box may reach, pixels (8K is 7680).
+pub const MAX_FRAME_SIDE: u64 = 16_384;
 
 /// The kind of violation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -102,6 +104,69 @@ pub struct Plate {
     /// Number of text lines on the plate, 1 or 2, if known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lines: Option<u8>,
+    /// Where the plate was read: the frame, the plate's box and the
+    /// violator's box on that frame (schema 1.1). Only with a readable
+    /// plate; the plate's centre lies inside the vehicle's box, so a
+    /// reviewer (and the server) can check that the plate read is the
+    /// violator's and not its neighbour's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<PlateSource>,
+}
+
+/// The frame a plate was read on and where, in full-frame pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlateSource {
+    /// Frame number within the camera's stream (as in [`TrackPoint::frame`]).
+    pub frame: u64,
+    /// The plate's box on that frame, `[x, y, w, h]`.
+    pub plate_box: [u32; 4],
+    /// The violator's box on that frame, `[x, y, w, h]`.
+    pub vehicle_box: [u32; 4],
+}
+
+impl PlateSource {
+    /// Checks the source on its own, as the event's validation will (field
+    /// paths under `plate.source`).
+    pub fn validate(&self) -> Result<(), ValidationError> {
+        self.validate_at("plate.source")
+    }
+
+    fn validate_at(&self, field: &str) -> Result<(), ValidationError> {
+        validate::check_safe_integer(&format!("{field}.frame"), self.frame)?;
+        for (name, b) in [
+            ("plate_box", self.plate_box),
+            ("vehicle_box", self.vehicle_box),
+        ] {
+            if b[2] == 0 || b[3] == 0 {
+                return Err(ValidationError::new(
+                    format!("{field}.{name}"),
+                    format!("width and height must be positive, got {b:?}"),
+                ));
+            }
+            if u64::from(b[0]) + u64::from(b[2]) > MAX_FRAME_SIDE
+                || u64::from(b[1]) + u64::from(b[3]) > MAX_FRAME_SIDE
+            {
+                return Err(ValidationError::new(
+                    format!("{field}.{name}"),
+                    format!("must lie within {MAX_FRAME_SIDE} pixels, got {b:?}"),
+                ));
+            }
+        }
+        let [px, py, pw, ph] = self.plate_box.map(u64::from);
+        let [vx, vy, vw, vh] = self.vehicle_box.map(u64::from);
+        // Centres doubled, to stay in integers.
+        let (cx, cy) = (2 * px + pw, 2 * py + ph);
+        if cx < 2 * vx || cx > 2 * (vx + vw) || cy < 2 * vy || cy > 2 * (vy + vh) {
+            return Err(ValidationError::new(
+                format!("{field}.plate_box"),
+                format!(
+                    "the plate's centre must lie inside vehicle_box {:?}, got plate box {:?}",
+                    self.vehicle_box, self.plate_box
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Plate {
@@ -114,6 +179,7 @@ impl Plate {
             confidence: None,
             colour,
             lines: None,
+            source: None,
         }
     }
 
@@ -168,6 +234,15 @@ impl Plate {
             if let Some(c) = self.confidence {
                 validate::check_unit_interval(&format!("{field}.confidence"), c)?;
             }
+            if self.source.is_some() {
+                return Err(ValidationError::new(
+                    format!("{field}.source"),
+                    "must be absent when readable is false",
+                ));
+            }
+        }
+        if let Some(source) = &self.source {
+            source.validate_at(&format!("{field}.source"))?;
         }
         if let Some(lines) = self.lines
             && !(1..=2).contains(&lines)

@@ -45,8 +45,8 @@ pub use canonical::{CanonicalError, canonical_bytes, canonical_bytes_of};
 pub use clock::{ClockSync, ClockSyncStatus};
 pub use error::{ProtocolError, ValidationError};
 pub use event::{
-    Plate, PlateColour, SignalObservation, SignalState, Speed, TrackPoint, TrackSummary,
-    VehicleClass, ViolationEvent, ViolationType,
+    Plate, PlateColour, PlateSource, SignalObservation, SignalState, Speed, TrackPoint,
+    TrackSummary, VehicleClass, ViolationEvent, ViolationType,
 };
 pub use evidence::{EvidenceError, EvidenceItem, EvidenceRole, sha256_hex, sha256_hex_reader};
 pub use heartbeat::{Alarm, CameraState, CameraStatus, Heartbeat, OutboxStatus};

@@ -1,6 +1,6 @@
 //! The schema version every message carries in `schema_version`, written
-//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.0` and
-//! acks as `1.1`, the minor that added the server's signature; see
+//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.1`, the
+//! minor that added the plate's `source`, and acks as `1.2`; see
 //! [`crate::Ack::VERSION`]). A receiver accepts any message with
 //! its own major version, whatever the minor; a minor version only adds
 //! optional fields (older receivers ignore them, the signature still covers
@@ -42,7 +42,7 @@ impl SchemaVersion {
     /// The version this build writes for device messages (events and
     /// heartbeats) and whose major it understands. Acks are written as
     /// [`crate::Ack::VERSION`].
-    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 0 };
+    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
 
     /// A version from its parts.
     pub const fn new(major: u16, minor: u16) -> Self {
@@ -196,6 +196,9 @@ mod tests {
         assert!(SchemaVersion::check_supported(SchemaVersion::new(1, 7)).is_ok());
         let err = SchemaVersion::check_supported(SchemaVersion::new(2, 0)).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("2.0") && text.contains("1.0"), "{text}");
+        assert!(
+            text.contains("2.0") && text.contains("speaks 1.1"),
+            "{text}"
+        );
     }
 }

@@ -47,7 +47,11 @@ fn event_variants_round_trip() {
 #[test]
 fn event_json_shape() {
     let value = serde_json::to_value(sample_event()).unwrap();
-    assert_eq!(value["schema_version"], "1.0");
+    assert_eq!(value["schema_version"], "1.1");
+    assert_eq!(
+        value["plate"]["source"],
+        json!({ "frame": 120372, "plate_box": [903, 640, 90, 30], "vehicle_box": [798, 428, 300, 260] })
+    );
     assert_eq!(value["event_id"], "6f1c2a4e-8b3d-4c5f-9a7b-1e2d3c4b5a69");
     assert_eq!(value["event_time"], "2025-03-14T08:15:30.25+07:00");
     assert_eq!(value["violation_type"], "red_light");

@@ -305,7 +305,10 @@ fn newer_major_rejected_clearly() {
         "{err:?}"
     );
     let text = err.to_string();
-    assert!(text.contains("2.0") && text.contains("1.0"), "{text}");
+    assert!(
+        text.contains("2.0") && text.contains("speaks 1.1"),
+        "{text}"
+    );
     assert_eq!(err.reject_code(), RejectCode::UnsupportedVersion);
 }
 

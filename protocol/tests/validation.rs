@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use protocol::{
-    Alarm, ClockSync, EvidenceItem, EvidenceRole, Message, Plate, PlateColour, SchemaVersion,
-    TrackPoint, ViolationEvent, ViolationType,
+    Alarm, ClockSync, EvidenceItem, EvidenceRole, Message, Plate, PlateColour, PlateSource,
+    SchemaVersion, TrackPoint, ViolationEvent, ViolationType,
 };
 
 /// A mutation that should make the event invalid.
@@ -61,6 +61,60 @@ fn each_bad_event_field_is_named() {
             }),
         ),
         ("plate.lines", Box::new(|e| e.plate.lines = Some(3))),
+        (
+            "plate.source.plate_box",
+            Box::new(|e| {
+                // The plate of the car beside the violator.
+                e.plate.source = Some(PlateSource {
+                    frame: 120372,
+                    plate_box: [1300, 700, 90, 22],
+                    vehicle_box: [800, 500, 300, 260],
+                })
+            }),
+        ),
+        (
+            "plate.source.vehicle_box",
+            Box::new(|e| {
+                e.plate.source = Some(PlateSource {
+                    frame: 120372,
+                    plate_box: [900, 700, 90, 22],
+                    vehicle_box: [800, 500, 0, 260],
+                })
+            }),
+        ),
+        (
+            "plate.source.plate_box",
+            Box::new(|e| {
+                e.plate.source = Some(PlateSource {
+                    frame: 120372,
+                    plate_box: [u32::MAX - 5, 700, 90, 22],
+                    vehicle_box: [800, 500, 300, 260],
+                })
+            }),
+        ),
+        (
+            "plate.source.frame",
+            Box::new(|e| {
+                e.plate.source = Some(PlateSource {
+                    frame: u64::MAX,
+                    plate_box: [900, 700, 90, 22],
+                    vehicle_box: [800, 500, 300, 260],
+                })
+            }),
+        ),
+        (
+            "plate.source",
+            Box::new(|e| {
+                e.plate = Plate {
+                    source: Some(PlateSource {
+                        frame: 120372,
+                        plate_box: [900, 700, 90, 22],
+                        vehicle_box: [800, 500, 300, 260],
+                    }),
+                    ..Plate::unreadable(PlateColour::White)
+                }
+            }),
+        ),
         (
             "plate.display",
             Box::new(|e| e.plate.display = Some("30A\n123".into())),
@@ -159,6 +213,37 @@ fn plate_with_dj_is_valid_and_verifies() {
     assert_eq!(back, event);
     event.plate.text = Some("29MÐ112345".into()); // U+00D0, not canonical
     assert_eq!(field_of(&event), "plate.text");
+}
+
+#[test]
+fn plate_source_is_signed_and_read_back_and_a_1_0_event_has_none() {
+    let mut event = sample_event();
+    // A plate on the vehicle's bottom edge: its centre is inside the box.
+    event.plate.source = Some(PlateSource {
+        frame: 120372,
+        plate_box: [905, 745, 90, 30],
+        vehicle_box: [800, 500, 300, 260],
+    });
+    event.validate().unwrap();
+    let key = random_key();
+    let wire = event.sign(&key).unwrap().to_json().unwrap();
+    assert!(String::from_utf8_lossy(&wire).contains("\"vehicle_box\":[800,500,300,260]"));
+    let back = protocol::SignedEvent::from_json(&wire)
+        .unwrap()
+        .verify(&key.verifying_key())
+        .unwrap();
+    assert_eq!(back.plate.source, event.plate.source);
+
+    let mut old = sample_event();
+    old.schema_version = SchemaVersion::new(1, 0);
+    old.plate.source = None;
+    let wire = old.sign(&key).unwrap().to_json().unwrap();
+    let back = protocol::SignedEvent::from_json(&wire)
+        .unwrap()
+        .verify(&key.verifying_key())
+        .unwrap();
+    assert_eq!(back.plate.source, None);
+    assert_eq!(back.schema_version, SchemaVersion::new(1, 0));
 }
 
 #[test]

@@ -71,6 +71,9 @@ pub struct EvidenceJob {
     /// The violator's box per frame number (from its track).
     pub(crate) boxes: BTreeMap<u64, BBox>,
     pub(crate) plate_jpeg: Option<Vec<u8>>,
+    /// The frame the plate was read on, cut around the violator with its
+    /// box and the plate's drawn (`plate_vehicle.jpg`).
+    pub(crate) plate_context_jpeg: Option<Vec<u8>>,
     pub(crate) start: OffsetDateTime,
     pub(crate) end: OffsetDateTime,
     window_complete: bool,
@@ -244,6 +247,7 @@ impl EvidenceCollector {
             stream,
             boxes,
             plate_jpeg: None,
+            plate_context_jpeg: None,
             start,
             end: at_time + self.config.post,
             window_complete: false,
@@ -442,6 +446,39 @@ impl EvidenceJob {
             message: format!("plate box {plate:?} lies outside the frame"),
         })?;
         self.plate_jpeg = Some(stills::jpeg(&crop, self.config.jpeg_quality, "plate.jpg")?);
+        Ok(())
+    }
+
+    /// Draws the violator's box `vehicle` and the plate's box `plate` on
+    /// frame `number` (the one the plate was read on; privacy masks
+    /// applied) and keeps the part around the vehicle as
+    /// `plate_vehicle.jpg`: the reviewer sees that the plate read sits on
+    /// the violator, not on the vehicle beside it.
+    pub fn add_plate_context(
+        &mut self,
+        number: u64,
+        vehicle: BBox,
+        plate: BBox,
+    ) -> Result<(), EvidenceError> {
+        let frame = self.frame(number).ok_or_else(|| EvidenceError::FrameGone {
+            event_id: self.event_id,
+            frame: number,
+            why: "not held by this job".into(),
+        })?;
+        let img = stills::masked_copy(frame, &self.site)?;
+        let still = stills::plate_context(&img, number, vehicle, plate)?.ok_or_else(|| {
+            EvidenceError::BadInput {
+                event_id: self.event_id,
+                message: format!(
+                    "vehicle box {vehicle:?} or plate box {plate:?} lies outside the frame"
+                ),
+            }
+        })?;
+        self.plate_context_jpeg = Some(stills::jpeg(
+            &still,
+            self.config.jpeg_quality,
+            "plate_vehicle.jpg",
+        )?);
         Ok(())
     }
 

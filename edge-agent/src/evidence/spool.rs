@@ -14,7 +14,9 @@
 //! `before_annotated.jpg`, `at_annotated.jpg`, `after_annotated.jpg`,
 //! `vehicle.jpg` (lower half of the violator's box), `signal.jpg` (the
 //! lane's signal head, when it is read from the image), `plate.jpg` (when
-//! the plate reader supplied one) and `clip.mp4`. Roles: `at.jpg` is the
+//! the plate reader supplied one), `plate_vehicle.jpg` (the frame the plate
+//! was read on, around the violator, with its box and the plate's drawn)
+//! and `clip.mp4`. Roles: `at.jpg` is the
 //! `overview`; the other stills are `frame`s.
 
 use super::clip::encode_clip;
@@ -294,6 +296,14 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
     }
     if let Some(plate) = &job.plate_jpeg {
         w.bytes("plate.jpg", EvidenceRole::PlateCrop, JPEG, plate)?;
+    }
+    if let Some(context) = &job.plate_context_jpeg {
+        w.bytes(
+            "plate_vehicle.jpg",
+            EvidenceRole::VehicleCrop,
+            JPEG,
+            context,
+        )?;
     }
 
     let mut clip_source = None;

@@ -124,6 +124,52 @@ pub(crate) fn crop(img: &Mat, bbox: BBox) -> Result<Option<Mat>, EvidenceError> 
     Ok(Some(view.try_clone().map_err(cv("copying a crop"))?))
 }
 
+/// Colour (BGR) of the plate's box on the plate-frame still.
+pub const PLATE_BGR: [u8; 3] = [0, 255, 0];
+
+/// The still that shows whose plate was read: the violator's box (magenta)
+/// and the plate's box (green) drawn on a copy of `masked` (the frame the
+/// plate was read on), cut to the vehicle with half its size around it so
+/// the neighbours show too, and a caption with the frame number.
+pub(crate) fn plate_context(
+    masked: &Mat,
+    number: u64,
+    vehicle: BBox,
+    plate: BBox,
+) -> Result<Option<Mat>, EvidenceError> {
+    let (w, h) = (masked.cols(), masked.rows());
+    let (Some(v), Some(p)) = (clamp_rect(vehicle, w, h), clamp_rect(plate, w, h)) else {
+        return Ok(None);
+    };
+    let mut img = masked.try_clone().map_err(cv("copying a still"))?;
+    let t = ((f64::from(h) / 1080.0) * 3.0).round().max(2.0) as i32;
+    imgproc::rectangle(&mut img, v, scalar(VIOLATOR_BGR), t, imgproc::LINE_8, 0)
+        .map_err(cv("drawing the violator's box"))?;
+    let pad = 2.max(t / 2);
+    let around = Rect::new(p.x - pad, p.y - pad, p.width + 2 * pad, p.height + 2 * pad);
+    imgproc::rectangle(&mut img, around, scalar(PLATE_BGR), pad, imgproc::LINE_8, 0)
+        .map_err(cv("drawing the plate's box"))?;
+    let m = vehicle.w.max(vehicle.h) * 0.5;
+    let area = BBox::from_xyxy(
+        vehicle.x - m,
+        vehicle.y - m,
+        vehicle.x + vehicle.w + m,
+        vehicle.y + vehicle.h + m,
+    );
+    let Some(mut out) = crop(&img, area)? else {
+        return Ok(None);
+    };
+    let (_, thick) = font_for(out.rows().max(360));
+    let text_y = out.rows() - 8 - thick;
+    label(
+        &mut out,
+        &format!("plate read on frame {number}"),
+        Point::new(8, text_y.max(12)),
+        [255, 255, 255],
+    )?;
+    Ok(Some(out))
+}
+
 /// Text scale and thickness for an image of height `h`.
 pub(crate) fn font_for(h: i32) -> (f64, i32) {
     let scale = (f64::from(h) / 1080.0 * 1.0).max(0.35);

@@ -15,8 +15,8 @@ use ingest_server::config::Config;
 use ingest_server::{app, cases, devices};
 use protocol::{
     Ack, AckStatus, Attachment, ClockSync, EventBundle, EvidenceItem, EvidenceRole, Message, Plate,
-    PlateColour, SchemaVersion, SignalObservation, SignalState, SigningKey, TrackSummary,
-    VehicleClass, ViolationEvent, ViolationType, topics,
+    PlateColour, PlateSource, SchemaVersion, SignalObservation, SignalState, SigningKey,
+    TrackSummary, VehicleClass, ViolationEvent, ViolationType, topics,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use sha2::{Digest, Sha256};
@@ -94,6 +94,11 @@ fn make_bundle(device: &str, key: &SigningKey, still: &[u8]) -> Result<(Uuid, Ve
             confidence: Some(0.9),
             colour: PlateColour::White,
             lines: Some(2),
+            source: Some(PlateSource {
+                frame: 4_012,
+                plate_box: [930, 760, 44, 34],
+                vehicle_box: [880, 560, 140, 260],
+            }),
         },
         speed: None,
         signal: Some(SignalObservation {

@@ -14,12 +14,13 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
+use super::event_facts::{plate_source_text, signal_text, trajectory};
 use super::html::{Lang, clock_badge, esc, local_time, violation_label, vnd};
 use super::{ConsoleError, Viewer};
 use crate::audit;
 use crate::db::{Db, DbError, now_ms};
 use crate::registry::{Purpose, Registration};
-use crate::review::{self, stored_event};
+use crate::review;
 use crate::web::ApiContext;
 use crate::workflow::{CaseState, Role};
 
@@ -214,40 +215,6 @@ pub async fn owner_for(
     Ok(found)
 }
 
-fn signal_text(lang: Lang, signed_json: &str) -> String {
-    match stored_event(signed_json).ok().and_then(|e| e.signal) {
-        Some(s) => {
-            let state = crate::ingest::enum_text(&s.state);
-            let red = s
-                .red_for_ms
-                .map(|ms| {
-                    format!(
-                        " ({} {:.1} s)",
-                        lang.t("đỏ được", "red for"),
-                        ms as f64 / 1000.0
-                    )
-                })
-                .unwrap_or_default();
-            format!("{state}{red}")
-        }
-        None => "—".into(),
-    }
-}
-
-/// The trajectory as SVG points (full-frame pixel coordinates).
-fn trajectory(signed_json: &str) -> String {
-    let Ok(e) = stored_event(signed_json) else {
-        return String::new();
-    };
-    let pts: Vec<String> = e
-        .track
-        .points
-        .iter()
-        .map(|p| format!("{},{}", p.x, p.y))
-        .collect();
-    pts.join(" ")
-}
-
 /// `GET /console/cases/{id}`.
 pub async fn show(
     State(ctx): State<ApiContext>,
@@ -433,7 +400,8 @@ pub async fn show(
         "<h1>{title} <span class=\"muted\">{id}</span></h1>{late}\
          <div class=\"case\"><div><div class=\"stills\">{stills}</div>{clip}</div>\
          <div><div class=\"panel\">{plate_crop}<div>{plate_line}</div>\
-         <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div></div>{actions}\
+         <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div>\
+         <div class=\"muted\" id=\"plate-source\">{plate_source}</div></div>{actions}\
          <div class=\"panel\"><table>\
          <tr><th>{state_l}</th><td id=\"state\">{state}</td></tr>\
          <tr><th>{typ_l}</th><td id=\"violation\">{typ}</td></tr>\
@@ -452,6 +420,7 @@ pub async fn show(
         conf_label = lang.t("Độ tin cậy", "Confidence"),
         conf = case.confidence.map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_else(|| "—".into()),
         colour = esc(&case.plate_colour),
+        plate_source = esc(&plate_source_text(lang, &case.signed_json)),
         state_l = lang.t("Trạng thái", "State"),
         state = esc(case.state.label_vi()),
         typ_l = lang.t("Hành vi", "Violation"),

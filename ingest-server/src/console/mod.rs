@@ -14,6 +14,7 @@ mod case_page;
 mod confirm;
 mod deadlines;
 mod devices;
+mod event_facts;
 mod exports;
 pub mod html;
 mod login;

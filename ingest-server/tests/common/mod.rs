@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use protocol::{
     Attachment, ClockSync, EventBundle, EvidenceItem, EvidenceRole, Plate, PlateColour,
-    SchemaVersion, SignalObservation, SignalState, SigningKey, TrackPoint, TrackSummary,
-    VehicleClass, ViolationEvent, ViolationType,
+    PlateSource, SchemaVersion, SignalObservation, SignalState, SigningKey, TrackPoint,
+    TrackSummary, VehicleClass, ViolationEvent, ViolationType,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -106,6 +106,11 @@ pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
             confidence: Some(0.97),
             colour: PlateColour::White,
             lines: Some(1),
+            source: Some(PlateSource {
+                frame: 120_372,
+                plate_box: [905, 745, 90, 30],
+                vehicle_box: [800, 500, 300, 260],
+            }),
         },
         speed: None,
         signal: Some(SignalObservation {

@@ -7,8 +7,8 @@
 use ed25519_dalek::{Signer, SigningKey};
 use protocol::{
     Alarm, CameraState, CameraStatus, ClockSync, EvidenceItem, EvidenceRole, Heartbeat,
-    OutboxStatus, Plate, PlateColour, SchemaVersion, SignalObservation, SignalState, TrackPoint,
-    TrackSummary, VehicleClass, ViolationEvent, ViolationType, canonical_bytes,
+    OutboxStatus, Plate, PlateColour, PlateSource, SchemaVersion, SignalObservation, SignalState,
+    TrackPoint, TrackSummary, VehicleClass, ViolationEvent, ViolationType, canonical_bytes,
 };
 use serde_json::{Value, json};
 use time::macros::datetime;
@@ -45,6 +45,11 @@ pub fn sample_event() -> ViolationEvent {
             confidence: Some(0.973),
             colour: PlateColour::White,
             lines: Some(1),
+            source: Some(PlateSource {
+                frame: 120372,
+                plate_box: [903, 640, 90, 30],
+                vehicle_box: [798, 428, 300, 260],
+            }),
         },
         speed: None,
         signal: Some(SignalObservation {
