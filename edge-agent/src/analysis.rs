@@ -65,6 +65,25 @@ impl Analysis {
         self.detector
     }
 
+    /// A fresh analysis for the same camera after its stream restarted
+    /// (frames numbered from 0 again, every track gone): the detector and
+    /// what the rules must remember across tracks (where illegally stopped
+    /// vehicles were reported, [`RuleEngine::hand_over_to`]) go on; the
+    /// rest starts afresh. Call [`Analysis::finish`] first, so the tracks
+    /// that ended with the old stream are judged and remembered.
+    pub fn restart(
+        mut self,
+        site: Option<&SiteConfig>,
+        tracker: TrackerConfig,
+    ) -> Result<Analysis, RuleError> {
+        let old = self.judge.take();
+        let mut next = Analysis::with_tracker(self.detector, site, tracker)?;
+        if let (Some(mut old), Some(new)) = (old, next.judge.as_mut()) {
+            old.engine.hand_over_to(&mut new.engine);
+        }
+        Ok(next)
+    }
+
     /// Analyses one frame; returns the violations completed by it.
     pub fn process(&mut self, frame: &Frame) -> Result<Vec<Violation>, DetectError> {
         let info = FrameInfo::new(

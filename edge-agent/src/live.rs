@@ -206,7 +206,7 @@ fn camera_loop(
                 send(j);
             }
             collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
-            match Analysis::with_tracker(analysis.into_detector(), Some(&site), tracking.clone()) {
+            match analysis.restart(Some(&site), tracking.clone()) {
                 Ok(a) => analysis = a,
                 Err(e) => {
                     // The old stream's evidence went out above; nothing

@@ -294,3 +294,70 @@ fn a_parked_car_lost_behind_a_bus_and_found_again_is_fined_once() {
     };
     assert_eq!(stoppings(270, two_cars).len(), 2);
 }
+
+/// A detector that sees what the test says is there.
+/// (By the frame's wall-clock time: a reconnected stream numbers its
+/// frames from 0 again.)
+struct Scripted(Box<dyn Fn(i64) -> Vec<Detection> + Send>);
+
+impl edge_agent::detect::VehicleDetector for Scripted {
+    fn detect(
+        &mut self,
+        frame: &edge_agent::capture::Frame,
+    ) -> Result<Vec<Detection>, edge_agent::detect::DetectError> {
+        Ok((self.0)((frame.time.unix_timestamp_nanos() / 1000) as i64))
+    }
+}
+
+#[test]
+fn a_parked_car_is_not_fined_again_after_the_stream_reconnects() {
+    gstreamer::init().unwrap();
+    let site = SiteConfig::from_toml_str(SITE, "test.toml").unwrap();
+    let spot = Point::new(1690.0, 850.0);
+    // Stream 1 (frames 0..100): the car drives in and stops at frame 10,
+    // fined at frame 40. The stream drops and reconnects; stream 2 numbers
+    // its frames from 0 again, and the car still stands there.
+    let seen = move |us: i64| {
+        let n = (us - ts(0)) / FRAME_US;
+        match n {
+            0..10 => vec![boxed(Point::new(1890.0 - 20.0 * n as f64, 850.0), Car)],
+            _ => vec![boxed(spot, Car)],
+        }
+    };
+    let count = |carry: bool| -> usize {
+        let det = Scripted(Box::new(seen));
+        let mut analysis = edge_agent::analysis::Analysis::new(Box::new(det), Some(&site)).unwrap();
+        let image = |n: u64, t: u64| {
+            let time =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts(t)) * 1000).unwrap();
+            edge_agent::capture::Frame::from_bgr(n, time, 16, 9, vec![0; 16 * 9 * 3]).unwrap()
+        };
+        let mut fined = 0;
+        let mut judge = |v: &[edge_agent::rules::Violation]| {
+            fined += v
+                .iter()
+                .filter(|v| v.rule == ViolationType::IllegalStopping)
+                .count();
+        };
+        for n in 0..100 {
+            judge(&analysis.process(&image(n, n)).unwrap());
+        }
+        judge(&analysis.finish());
+        let mut analysis = if carry {
+            analysis
+                .restart(Some(&site), TrackerConfig::default())
+                .unwrap()
+        } else {
+            // What a restart did before: a fresh analysis forgets the spot.
+            edge_agent::analysis::Analysis::new(analysis.into_detector(), Some(&site)).unwrap()
+        };
+        for n in 0..100 {
+            // Wall-clock time goes on (3 s of reconnecting).
+            judge(&analysis.process(&image(n, 130 + n)).unwrap());
+        }
+        judge(&analysis.finish());
+        fined
+    };
+    assert_eq!(count(true), 1, "fined once across the reconnect");
+    assert_eq!(count(false), 2, "a fresh analysis would fine it again");
+}

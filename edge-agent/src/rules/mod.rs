@@ -255,6 +255,14 @@ impl RuleEngine {
         })
     }
 
+    /// Hands over what must outlive this engine to `next`, the engine of
+    /// the same camera after its stream restarted: where illegally stopped
+    /// vehicles were reported standing (a parked car is still parked after
+    /// a reconnect, and is found again as a new track).
+    pub fn hand_over_to(&mut self, next: &mut RuleEngine) {
+        next.parked = std::mem::take(&mut self.parked);
+    }
+
     /// Tracks the engine holds state for.
     pub fn tracked(&self) -> usize {
         self.states.len()
