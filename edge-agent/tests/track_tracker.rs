@@ -316,3 +316,57 @@ fn coasting_lasts_the_same_time_at_a_lower_analysis_rate() {
     assert_eq!(TrackerConfig::for_rate(f64::NAN).max_misses, d.max_misses);
     assert_eq!(TrackerConfig::for_rate(10.0).confirm_hits, d.confirm_hits);
 }
+
+#[test]
+fn a_lost_motorbike_track_does_not_take_the_car_that_appears_over_its_prediction() {
+    // A motorbike rides up the image for 10 frames, is hidden for 4, and a
+    // car appears (its first detection) where the bike's prediction lies:
+    // its box contains the predicted bike box (IoU about 0.3). The car is a
+    // new vehicle; the bike's track must not become the car.
+    let bike = |n: u32| {
+        det(
+            1000.0,
+            600.0 - 10.0 * n as f32,
+            40.0,
+            80.0,
+            0.9,
+            VehicleClass::Motorcycle,
+        )
+    };
+    let mut frames: Vec<Vec<Detection>> = (0..10).map(|n| vec![bike(n)]).collect();
+    frames.extend((10..14).map(|_| Vec::new()));
+    // The bike would be at y 460..540 at frame 14; the car covers it.
+    frames.extend((14..20).map(|n| {
+        vec![det(
+            960.0,
+            455.0 - 2.0 * (n - 14) as f32,
+            120.0,
+            90.0,
+            0.9,
+            VehicleClass::Car,
+        )]
+    }));
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let seen = run(&mut tr, &frames);
+    let bike_id = seen[9][0].0;
+    for (n, s) in seen.iter().enumerate().skip(14) {
+        assert!(
+            s.iter().all(|(id, _)| *id != bike_id),
+            "frame {n}: the bike's track took the car: {s:?}"
+        );
+    }
+    assert!(
+        seen[19].iter().any(|(id, x)| *id != bike_id && *x == 960.0),
+        "the car is its own track: {:?}",
+        seen[19]
+    );
+
+    // The bike itself reappearing there is found again: same track.
+    let mut frames: Vec<Vec<Detection>> = (0..10).map(|n| vec![bike(n)]).collect();
+    frames.extend((10..14).map(|_| Vec::new()));
+    frames.extend((14..20).map(|n| vec![bike(n)]));
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let seen = run(&mut tr, &frames);
+    assert_eq!(seen[19].len(), 1);
+    assert_eq!(seen[19][0].0, seen[9][0].0, "the same track: {seen:?}");
+}

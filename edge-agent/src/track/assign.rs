@@ -18,8 +18,9 @@ pub(crate) struct Assigner {
 
 impl Assigner {
     /// Matches `tracks[i]` (where `track_free[i]`) to `dets[j]` (where
-    /// `det_free[j]`); calls `on_match(i, j)` for each match and clears the
-    /// two flags.
+    /// `det_free[j]` and `may_match(i, j)`); calls `on_match(i, j)` for
+    /// each match and clears the two flags.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn assign(
         &mut self,
         tracks: &[BBox],
@@ -27,6 +28,7 @@ impl Assigner {
         dets: &[BBox],
         det_free: &mut [bool],
         min_iou: f64,
+        may_match: impl Fn(usize, usize) -> bool,
         mut on_match: impl FnMut(usize, usize),
     ) {
         self.pairs.clear();
@@ -39,7 +41,7 @@ impl Assigner {
                     continue;
                 }
                 let iou = t.iou(*d);
-                if iou >= min_iou && iou > 0.0 {
+                if iou >= min_iou && iou > 0.0 && may_match(i, j) {
                     self.pairs.push((iou, i, j));
                 }
             }
