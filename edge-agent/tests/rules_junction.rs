@@ -198,6 +198,36 @@ fn wrong_manoeuvre_from_a_straight_only_lane() {
 }
 
 #[test]
+fn creeping_over_on_red_and_going_on_at_green_is_a_stop_line_case_not_a_red_light_run() {
+    // Red from frame 5 to 49. The car crosses the line (y = 600) at frame
+    // 15 on red, stops 15 px past it (y = 585) and stands there until the
+    // light turns green at frame 50; it drives on from frame 55.
+    let signal = |n: u64| match n {
+        0..5 => Yellow,
+        5..50 => Red,
+        _ => Green,
+    };
+    let creep = |n: u64| {
+        let y = if n < 55 {
+            (905.0 - 20.0 * n as f64).max(585.0)
+        } else {
+            585.0 - 20.0 * (n - 54) as f64
+        };
+        Some(edge_agent::geometry::Point::new(900.0, y))
+    };
+    let out = run(SITE, &[Vehicle::new(9, Car, creep)], signal, 80);
+    assert_eq!(out.summary(), vec![(9, ViolationType::StopLine)]);
+    // The same car driving on while still red ran the light.
+    let red_longer = |n: u64| if n < 5 { Yellow } else { Red };
+    let out = run(SITE, &[Vehicle::new(9, Car, creep)], red_longer, 80);
+    assert!(
+        out.summary().contains(&(9, ViolationType::RedLight)),
+        "{:?}",
+        out.summary()
+    );
+}
+
+#[test]
 fn stopped_beyond_the_line_during_red() {
     // Crosses on yellow (frames 5-6), stops 15 px past the line at frame 6;
     // red from frame 10. Stopped during red for 2000 ms at frame 30.

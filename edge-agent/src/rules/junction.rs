@@ -8,8 +8,10 @@
 //! The signal of the lane's group is judged at that time:
 //! red, and red for at least `grace_ms` (yellow, or red begun after the
 //! crossing, is no violation). Red-light is then confirmed when the anchor
-//! is `confirm_past_px` beyond the line, and in a right-turn-on-red lane
-//! only when the manoeuvre is known and is not a right turn.
+//! is `confirm_past_px` beyond the line *while the signal is still red*,
+//! and in a right-turn-on-red lane only when the manoeuvre is known and is
+//! not a right turn. A vehicle that crept over the line on red, stopped and
+//! went on at green is not a red-light run (the stop-line rule judges it).
 
 use super::motion::{classify, heading_over_path, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState, Violation};
@@ -110,6 +112,17 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 found[0] =
                     Some(ctx.violation(RuleKind::WrongManoeuvre, p1, c.at.frame, Some(c.lane)));
             }
+        }
+        let still_red = lane
+            .group
+            .as_deref()
+            .and_then(|g| ctx.signals.status(g))
+            .is_some_and(|s| s.state == SignalState::Red);
+        if c.red && !c.red_done && !still_red {
+            // The light changed (or went unknown) before the vehicle was
+            // confirmed beyond the line: it crept over on red and went on
+            // when allowed, a stop-line case at most, not a red-light run.
+            c.red_done = true;
         }
         if rules.red_light.enabled && c.red && !c.red_done {
             let confirmed = c.max_past >= rules.red_light.confirm_past_px;

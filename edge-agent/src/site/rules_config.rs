@@ -58,8 +58,9 @@ impl Default for MotionConfig {
 /// A violation is a crossing of the lane's stop line, in its approach
 /// direction, while the lane group's signal is red and has been red for at
 /// least `grace_ms` (crossing on yellow, or within the grace, is allowed).
-/// It is confirmed once the anchor is `confirm_past_px` beyond the line (a
-/// vehicle that creeps over and stops is a stop-line case instead). In a
+/// It is confirmed once the anchor is `confirm_past_px` beyond the line
+/// while the signal is still red (a vehicle that creeps over, stops, and
+/// goes on at green is a stop-line case instead). In a
 /// `right_turn_on_red` lane the decision waits until the manoeuvre is known:
 /// a right turn is no violation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
