@@ -4,8 +4,10 @@
 //! The plate must belong to the vehicle that broke the rule — a fine on the
 //! car beside the violator is the worst failure this product can have — so
 //! the plate is looked for only inside the violator's own box (padded a
-//! little) on the violation frame, and the read records that frame number and
-//! the plate's box in frame coordinates. Anything the reader refuses (too
+//! little) on the violation frame and the track's frames nearest it, and
+//! the read records the frame it came from, the plate's box and the
+//! violator's box there, in full-frame coordinates (the event's
+//! `plate.source`, and the `plate_vehicle.jpg` still). Anything the reader refuses (too
 //! unsure, not a valid Vietnamese plate: a clock overlay, lettering on a bus)
 //! leaves the plate "unreadable"; the violation still goes to a person.
 
@@ -300,8 +302,11 @@ pub fn process(
             h: h as f64,
         };
         job.add_plate_crop_rect(plate.frame, plate_box)?;
-        if let Some(vehicle) = plate.vehicle_bbox {
-            job.add_plate_context(plate.frame, vehicle, plate_box)?;
+        if let Some(vehicle) = plate.vehicle_bbox
+            && let Err(e) = job.add_plate_context(plate.frame, vehicle, plate_box)
+        {
+            // A supporting still: the violation goes on without it.
+            tracing::warn!(event_id = %job.event_id, error = %e, "plate_vehicle.jpg not made");
         }
     }
     let track = track_summary(&job);

@@ -372,13 +372,19 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
     let vehicle = decode(&set.dir.join("vehicle.jpg"));
     assert_eq!((vehicle.cols(), vehicle.rows()), (60, 25));
     // Whose plate: the violator with half its size around it (x 70..190,
-    // y 110..220), its box magenta and the plate's box green.
+    // y 110..220) and a caption strip below; its box magenta and the
+    // plate's green, both drawn just outside the boxes.
     let context = decode(&set.dir.join("plate_vehicle.jpg"));
-    assert_eq!((context.cols(), context.rows()), (120, 110));
+    assert_eq!(context.cols(), 120);
+    assert!(context.rows() > 110, "a strip below: {}", context.rows());
     assert!(
-        close(px(&context, 30, 50), magenta, 40),
+        close(px(&context, 28, 50), magenta, 40),
         "{:?}",
-        px(&context, 30, 50)
+        px(&context, 28, 50)
+    );
+    assert!(
+        !close(px(&context, 30, 50), magenta, 60),
+        "the vehicle's own pixels"
     );
     assert!(
         close(px(&context, 38, 65), [0, 255, 0], 60),
@@ -386,8 +392,16 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
         px(&context, 38, 65)
     );
     assert!(
+        !close(px(&context, 40, 65), [0, 255, 0], 60),
+        "the plate's own pixels"
+    );
+    assert!(
         !close(px(&context, 60, 65), [0, 255, 0], 60),
         "inside the plate box"
+    );
+    assert!(
+        close(px(&context, 119, context.rows() - 1), [0, 0, 0], 10),
+        "the strip"
     );
 
     // The clip decodes back, about 21 frames (frames 10..=30 at 10 fps).

@@ -165,6 +165,36 @@ fn straight_on_red_from_a_right_turn_on_red_lane_is_a_violation() {
 }
 
 #[test]
+fn a_run_confirmed_on_red_stands_when_the_light_changes_or_goes_unknown_after() {
+    // Straight from the right-turn-on-red lane: 30 px past the line at
+    // frame 17 (red), green from frame 20, the manoeuvre known at 26.
+    let late_red = |n: u64| match n {
+        0..2 => Green,
+        2..5 => Yellow,
+        5..20 => Red,
+        _ => Green,
+    };
+    let moto = Vehicle::new(5, Motorcycle, up(1300.0, 905.0, 20.0));
+    let out = run(SITE, &[moto], late_red, 40);
+    assert_eq!(out.summary(), vec![(5, ViolationType::RedLight)]);
+    // A car that crossed on red (seen at frame 16) whose signal head is
+    // then hidden (state unknown) before it is 30 px past (frame 17):
+    // still a run.
+    let hidden = |n: u64| match n {
+        0..5 => Yellow,
+        5..17 => Red,
+        _ => SignalState::Unknown,
+    };
+    let out = run(
+        SITE,
+        &[Vehicle::new(7, Car, up(900.0, 905.0, 20.0))],
+        hidden,
+        40,
+    );
+    assert_eq!(out.summary(), vec![(7, ViolationType::RedLight)]);
+}
+
+#[test]
 fn two_side_by_side_only_the_one_crossing_on_red() {
     let a = Vehicle::new(10, Car, up(900.0, 905.0, 20.0));
     // Beside it in s1, stops 20 px before the line.

@@ -361,6 +361,19 @@ fn a_lost_motorbike_track_does_not_take_the_car_that_appears_over_its_prediction
         seen[19]
     );
 
+    // The bike reappearing there, classed a car on one frame (a class
+    // flip), keeps its track: that frame is missed, not taken over.
+    let mut frames: Vec<Vec<Detection>> = (0..10).map(|n| vec![bike(n)]).collect();
+    frames.extend((10..14).map(|_| Vec::new()));
+    let mut flipped = bike(14);
+    flipped.class = VehicleClass::Car;
+    frames.push(vec![flipped]);
+    frames.extend((15..20).map(|n| vec![bike(n)]));
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let seen = run(&mut tr, &frames);
+    assert_eq!(seen[19].len(), 1, "{seen:?}");
+    assert_eq!(seen[19][0].0, seen[9][0].0, "the same track: {seen:?}");
+
     // The bike itself reappearing there is found again: same track.
     let mut frames: Vec<Vec<Detection>> = (0..10).map(|n| vec![bike(n)]).collect();
     frames.extend((10..14).map(|_| Vec::new()));

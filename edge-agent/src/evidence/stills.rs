@@ -129,8 +129,11 @@ pub const PLATE_BGR: [u8; 3] = [0, 255, 0];
 
 /// The still that shows whose plate was read: the violator's box (magenta)
 /// and the plate's box (green) drawn on a copy of `masked` (the frame the
-/// plate was read on), cut to the vehicle with half its size around it so
-/// the neighbours show too, and a caption with the frame number.
+/// plate was read on), both just *outside* the boxes so no pixel of the
+/// plate or the vehicle is covered, cut to the vehicle with half its size
+/// around it so the neighbours show too, and a black strip added below
+/// with the frame number (as the annotated stills do: annotation never
+/// covers the scene).
 pub(crate) fn plate_context(
     masked: &Mat,
     number: u64,
@@ -143,12 +146,31 @@ pub(crate) fn plate_context(
     };
     let mut img = masked.try_clone().map_err(cv("copying a still"))?;
     let t = ((f64::from(h) / 1080.0) * 3.0).round().max(2.0) as i32;
-    imgproc::rectangle(&mut img, v, scalar(VIOLATOR_BGR), t, imgproc::LINE_8, 0)
-        .map_err(cv("drawing the violator's box"))?;
-    let pad = 2.max(t / 2);
-    let around = Rect::new(p.x - pad, p.y - pad, p.width + 2 * pad, p.height + 2 * pad);
-    imgproc::rectangle(&mut img, around, scalar(PLATE_BGR), pad, imgproc::LINE_8, 0)
-        .map_err(cv("drawing the plate's box"))?;
+    // A rectangle of thickness `t` is centred on its outline: grow each box
+    // by half of it and a pixel so the line lies wholly outside.
+    let outside = |r: Rect, t: i32| {
+        let g = t / 2 + 1;
+        Rect::new(r.x - g, r.y - g, r.width + 2 * g, r.height + 2 * g)
+    };
+    imgproc::rectangle(
+        &mut img,
+        outside(v, t),
+        scalar(VIOLATOR_BGR),
+        t,
+        imgproc::LINE_8,
+        0,
+    )
+    .map_err(cv("drawing the violator's box"))?;
+    let pt = (t / 2).max(2);
+    imgproc::rectangle(
+        &mut img,
+        outside(p, pt),
+        scalar(PLATE_BGR),
+        pt,
+        imgproc::LINE_8,
+        0,
+    )
+    .map_err(cv("drawing the plate's box"))?;
     let m = vehicle.w.max(vehicle.h) * 0.5;
     let area = BBox::from_xyxy(
         vehicle.x - m,
@@ -156,15 +178,28 @@ pub(crate) fn plate_context(
         vehicle.x + vehicle.w + m,
         vehicle.y + vehicle.h + m,
     );
-    let Some(mut out) = crop(&img, area)? else {
+    let Some(cut) = crop(&img, area)? else {
         return Ok(None);
     };
-    let (_, thick) = font_for(out.rows().max(360));
-    let text_y = out.rows() - 8 - thick;
+    let (scale, thick) = font_for(cut.rows().max(360));
+    let strip = (30.0 * scale).round().max(14.0) as i32 + thick * 2;
+    let mut out = Mat::default();
+    core::copy_make_border(
+        &cut,
+        &mut out,
+        0,
+        strip,
+        0,
+        0,
+        core::BORDER_CONSTANT,
+        Scalar::all(0.0),
+    )
+    .map_err(cv("adding the caption strip"))?;
+    let text_y = out.rows() - strip / 3;
     label(
         &mut out,
         &format!("plate read on frame {number}"),
-        Point::new(8, text_y.max(12)),
+        Point::new(4, text_y),
         [255, 255, 255],
     )?;
     Ok(Some(out))

@@ -8,10 +8,13 @@
 //! The signal of the lane's group is judged at that time:
 //! red, and red for at least `grace_ms` (yellow, or red begun after the
 //! crossing, is no violation). Red-light is then confirmed when the anchor
-//! is `confirm_past_px` beyond the line *while the signal is still red*,
-//! and in a right-turn-on-red lane only when the manoeuvre is known and is
-//! not a right turn. A vehicle that crept over the line on red, stopped and
-//! went on at green is not a red-light run (the stop-line rule judges it).
+//! is `confirm_past_px` beyond the line before the light is seen to turn
+//! green or yellow (an unknown state does not cancel it), and in a
+//! right-turn-on-red lane only when the manoeuvre is known and is not a
+//! right turn. A vehicle that crept over the line on red by less than
+//! `confirm_past_px`, stopped, and went on at green is not a red-light run
+//! (the stop-line rule judges it); one that stopped further beyond the line
+//! was confirmed as a run when it got there.
 
 use super::motion::{classify, heading_over_path, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState, Violation};
@@ -38,6 +41,8 @@ struct Crossed {
     path_px: f64,
     max_past: f64,
     manoeuvre: Option<Manoeuvre>,
+    /// Reached `confirm_past_px` before the light was seen to change.
+    confirmed_red: bool,
     red_done: bool,
 }
 
@@ -89,6 +94,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 path_px: c.point.dist(p1.anchor),
                 max_past: f64::NEG_INFINITY,
                 manoeuvre: None,
+                confirmed_red: false,
                 red_done: false,
             });
             break;
@@ -113,19 +119,27 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                     Some(ctx.violation(RuleKind::WrongManoeuvre, p1, c.at.frame, Some(c.lane)));
             }
         }
-        let still_red = lane
+        // A run is confirmed once the anchor is `confirm_past_px` beyond the
+        // line before the light is *seen* to change (green or yellow; an
+        // unknown state, a signal head hidden by a bus or a feed that
+        // dropped, changes nothing). Latched, so a right-turn-on-red lane's
+        // later manoeuvre decision still has it.
+        let changed = lane
             .group
             .as_deref()
             .and_then(|g| ctx.signals.status(g))
-            .is_some_and(|s| s.state == SignalState::Red);
-        if c.red && !c.red_done && !still_red {
-            // The light changed (or went unknown) before the vehicle was
-            // confirmed beyond the line: it crept over on red and went on
-            // when allowed, a stop-line case at most, not a red-light run.
-            c.red_done = true;
+            .is_some_and(|s| matches!(s.state, SignalState::Green | SignalState::Yellow));
+        if c.red && !c.red_done && !c.confirmed_red {
+            if changed {
+                // Crept over on red and went on when allowed: a stop-line
+                // case at most, not a red-light run.
+                c.red_done = true;
+            } else if c.max_past >= rules.red_light.confirm_past_px {
+                c.confirmed_red = true;
+            }
         }
         if rules.red_light.enabled && c.red && !c.red_done {
-            let confirmed = c.max_past >= rules.red_light.confirm_past_px;
+            let confirmed = c.confirmed_red;
             let decision = if lane.right_turn_on_red {
                 match c.manoeuvre {
                     Some(Manoeuvre::Right) => Some(false),

@@ -59,8 +59,9 @@ impl Default for MotionConfig {
 /// direction, while the lane group's signal is red and has been red for at
 /// least `grace_ms` (crossing on yellow, or within the grace, is allowed).
 /// It is confirmed once the anchor is `confirm_past_px` beyond the line
-/// while the signal is still red (a vehicle that creeps over, stops, and
-/// goes on at green is a stop-line case instead). In a
+/// before the signal is seen to turn green or yellow (a vehicle that creeps
+/// over by less than that, stops, and goes on at green is a stop-line case
+/// instead). In a
 /// `right_turn_on_red` lane the decision waits until the manoeuvre is known:
 /// a right turn is no violation.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

@@ -5,7 +5,10 @@
 //!
 //! What the signed event says about where the vehicle was: its track, up to
 //! 64 bottom-centre points (where the wheels meet the road) in full-frame
-//! pixels, with first and last times. It carries no box. So the overlay is
+//! pixels, with first and last times. It carries no box of the vehicle at
+//! the violation (since schema 1.1 only `plate.source`, the violator's box
+//! on the frame the plate was read on, which is often another frame; it is
+//! shown on the case page, not drawn here). So the overlay is
 //! built from signed facts first and marks what is inferred as such:
 //! - the path: every track point, joined in frame order (signed data);
 //! - the vehicle's position at the moment of violation: the track point

@@ -391,10 +391,15 @@ fn assemble(p: Parts) -> Result<Vec<u8>, PackageError> {
     }
 
     // Annotated full frames; the overview also keeps its overlay for the PDF.
+    // The edge's crop of the lower half of the violator's box on the
+    // overview frame. Since schema 1.1 the edge also sends
+    // `plate_vehicle.jpg` (vehicle_crop too: the frame the plate was read
+    // on, around the violator, boxes drawn), which must not be searched for.
     let crop = p
         .originals
         .iter()
-        .find(|(r, _)| r.role == "vehicle_crop" && is_jpeg(r))
+        .filter(|(r, _)| r.role == "vehicle_crop" && is_jpeg(r) && r.name != "plate_vehicle.jpg")
+        .min_by_key(|(r, _)| r.name != "vehicle.jpg")
         .map(|(r, b)| decode(r, b))
         .transpose()?;
     let mut overview = None;
