@@ -431,16 +431,21 @@ impl EvidenceJob {
         Ok(())
     }
 
-    /// Cuts `plate` (full-frame pixels) out of frame `number` (the frame
-    /// it was read on) at full resolution, privacy masks applied, and stores
-    /// it as `plate.jpg`.
-    pub fn add_plate_crop_rect(&mut self, number: u64, plate: BBox) -> Result<(), EvidenceError> {
+    /// A privacy-masked copy of frame `number`, which the job must hold.
+    fn masked(&self, number: u64) -> Result<opencv::core::Mat, EvidenceError> {
         let frame = self.frame(number).ok_or_else(|| EvidenceError::FrameGone {
             event_id: self.event_id,
             frame: number,
             why: "not held by this job".into(),
         })?;
-        let img = stills::masked_copy(frame, &self.site)?;
+        stills::masked_copy(frame, &self.site)
+    }
+
+    /// Cuts `plate` (full-frame pixels) out of frame `number` (the frame
+    /// it was read on) at full resolution, privacy masks applied, and stores
+    /// it as `plate.jpg`.
+    pub fn add_plate_crop_rect(&mut self, number: u64, plate: BBox) -> Result<(), EvidenceError> {
+        let img = self.masked(number)?;
         let crop = stills::crop(&img, plate)?.ok_or_else(|| EvidenceError::BadInput {
             event_id: self.event_id,
             message: format!("plate box {plate:?} lies outside the frame"),
@@ -460,12 +465,7 @@ impl EvidenceJob {
         vehicle: BBox,
         plate: BBox,
     ) -> Result<(), EvidenceError> {
-        let frame = self.frame(number).ok_or_else(|| EvidenceError::FrameGone {
-            event_id: self.event_id,
-            frame: number,
-            why: "not held by this job".into(),
-        })?;
-        let img = stills::masked_copy(frame, &self.site)?;
+        let img = self.masked(number)?;
         let still = stills::plate_context(&img, number, vehicle, plate)?.ok_or_else(|| {
             EvidenceError::BadInput {
                 event_id: self.event_id,
