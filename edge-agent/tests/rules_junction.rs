@@ -247,14 +247,21 @@ fn creeping_over_on_red_and_going_on_at_green_is_a_stop_line_case_not_a_red_ligh
     };
     let out = run(SITE, &[Vehicle::new(9, Car, creep)], signal, 80);
     assert_eq!(out.summary(), vec![(9, ViolationType::StopLine)]);
-    // The same car driving on while still red ran the light.
+    // Reported once the light changed, anchored to the last red frame (so
+    // its stills are still in the evidence ring), "before" 3 s earlier.
+    let v = &out.reported[0].1;
+    assert_eq!((v.frames.before, v.frame), (19, 49));
+    assert_eq!(v.signal.as_ref().unwrap().state, Red);
+    // The same car driving on while still red ran the light: one act, one
+    // case, the red-light one (the stop-line case it had made standing
+    // there is dropped).
     let red_longer = |n: u64| if n < 5 { Yellow } else { Red };
     let out = run(SITE, &[Vehicle::new(9, Car, creep)], red_longer, 80);
-    assert!(
-        out.summary().contains(&(9, ViolationType::RedLight)),
-        "{:?}",
-        out.summary()
-    );
+    assert_eq!(out.summary(), vec![(9, ViolationType::RedLight)]);
+    // Standing there until the track ends (the recording stops): the
+    // stop-line case.
+    let out = run(SITE, &[Vehicle::new(9, Car, creep)], red_longer, 50);
+    assert_eq!(out.summary(), vec![(9, ViolationType::StopLine)]);
 }
 
 #[test]

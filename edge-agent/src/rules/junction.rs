@@ -27,7 +27,23 @@ use protocol::{SignalObservation, SignalState, ViolationType};
 pub(crate) struct JunctionState {
     crossing: Option<Crossed>,
     stopped_since: Option<Mark>,
+    /// A stop-line case held while the red-light question of the same
+    /// crossing is open (see [`stop_line`]), refreshed each frame it holds.
+    held_stop: Option<Violation>,
 }
+
+impl JunctionState {
+    /// The held stop-line case when the track ends: reported unless the
+    /// vehicle was found running the red.
+    pub(crate) fn take_held(&mut self) -> Option<Violation> {
+        self.held_stop.take()
+    }
+}
+
+/// How far back the "before" still of a held stop-line case goes: within
+/// the evidence ring (5 s before by default), showing the vehicle standing
+/// beyond the line.
+const HELD_BEFORE_US: i64 = 3_000_000;
 
 #[derive(Debug)]
 struct Crossed {
@@ -164,10 +180,32 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
     for v in found.into_iter().flatten() {
         state.report(v);
     }
+    if state.junction.held_stop.is_some() {
+        if state.issued(ViolationType::RedLight) {
+            // It went on through the red: one act, the red-light case.
+            state.junction.held_stop = None;
+        } else if !red_question_open(ctx, state)
+            && let Some(v) = state.junction.held_stop.take()
+        {
+            state.report(v);
+        }
+    }
 
     if rules.stop_line.enabled {
         stop_line(ctx, state);
     }
+}
+
+/// Whether the track crossed its stop line on red and whether that was a
+/// red-light run is not decided yet (the vehicle may still go on through
+/// the red, or the light may change first).
+fn red_question_open(ctx: &Ctx<'_>, state: &TrackState) -> bool {
+    ctx.site.rules.red_light.enabled
+        && state
+            .junction
+            .crossing
+            .as_ref()
+            .is_some_and(|c| c.red && !c.red_done)
 }
 
 /// Stationary beyond the stop line, within `max_past_px` of it, while the
@@ -208,8 +246,25 @@ fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
                 .get_or_insert(Mark::from(&start));
             let from = since.ts.max(red.since_us);
             if p1.timestamp_us - from >= i64::from(rule.min_stopped_ms) * 1000 {
-                let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);
-                state.report(v);
+                if red_question_open(ctx, state) {
+                    // Crossed on red and standing beyond the line: if it
+                    // now goes on through the red, that is one act, the
+                    // red-light case; if the light changes first, this is
+                    // the stop-line case. Held until then, anchored to
+                    // the latest frame it holds, so its stills are still
+                    // in the evidence ring when it is reported.
+                    let recent = ctx
+                        .track
+                        .trajectory()
+                        .iter()
+                        .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
+                        .map_or(since.frame, |q| q.frame.max(since.frame));
+                    state.junction.held_stop =
+                        Some(ctx.violation(RuleKind::StopLine, p1, recent, lane_idx));
+                } else {
+                    let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);
+                    state.report(v);
+                }
             }
         }
         _ => state.junction.stopped_since = None,

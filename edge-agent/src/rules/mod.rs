@@ -306,6 +306,11 @@ impl RuleEngine {
         for track in ended {
             let mut state = self.states.remove(&track.id()).unwrap_or_default();
             step(&self.site, &mut state, track, signals);
+            if let Some(v) = state.junction.take_held()
+                && !state.issued(ViolationType::RedLight)
+            {
+                state.report(v);
+            }
             let last = track.last().map_or(0, |p| p.frame);
             for mut v in state.pending.drain(..) {
                 v.frames.after = last.max(v.frames.at);
