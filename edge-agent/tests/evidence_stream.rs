@@ -104,6 +104,17 @@ fn run_at(
     site: &str,
     at: u64,
 ) -> (EvidenceJob, BTreeMap<u64, Frame>, EvidenceCollector) {
+    run_with(video, site, at, &|_| {})
+}
+
+/// [`run_at`], each frame (and the coded units that came with it) first
+/// passed through `tamper`, as a camera with odd timestamps would send it.
+fn run_with(
+    video: &Path,
+    site: &str,
+    at: u64,
+    tamper: &dyn Fn(&mut Frame),
+) -> (EvidenceJob, BTreeMap<u64, Frame>, EvidenceCollector) {
     let site = Arc::new(SiteConfig::from_toml_str(site, "test.toml").unwrap());
     let config = EvidenceConfig {
         pre: Duration::from_secs(1),
@@ -119,8 +130,9 @@ fn run_at(
     .unwrap();
     let mut seen = BTreeMap::new();
     let mut ready = Vec::new();
-    while let Some(f) = src.next_frame(Duration::from_secs(20)).unwrap() {
+    while let Some(mut f) = src.next_frame(Duration::from_secs(20)).unwrap() {
         assert!(f.packets.is_some(), "an H.264 source carries its packets");
+        tamper(&mut f);
         let (n, t) = (f.number, f.time);
         seen.insert(n, f.clone());
         ready.extend(collector.push_frame(f).unwrap());
@@ -205,6 +217,57 @@ fn the_coded_stream_is_kept_and_decodes_back_to_the_analysed_pixels() {
     }
     let span = (clip[20].time - clip[0].time).as_seconds_f64();
     assert!((span - 2.0).abs() < 0.05, "clip spans {span} s");
+}
+
+#[test]
+fn a_camera_repeating_a_timestamp_still_gets_each_frames_own_picture() {
+    // Frame 30 comes with frame 29's timestamp (and its coded picture with
+    // frame 29's PTS and DTS), as some cameras send them.
+    let dir = tempfile::tempdir().unwrap();
+    let video = recording(dir.path());
+    // Times are the stream's clock mapped to the wall clock from the first
+    // frame on: frame n is at first + n × 100 ms.
+    let first = std::cell::Cell::new(None::<OffsetDateTime>);
+    let near = |a: OffsetDateTime, b: OffsetDateTime| (a - b).abs() < Duration::from_millis(5);
+    let repeat = |f: &mut Frame| {
+        let t0 = *first.get().get_or_insert(f.time);
+        first.set(Some(t0));
+        let (t29, t30) = (
+            t0 + Duration::from_millis(2900),
+            t0 + Duration::from_millis(3000),
+        );
+        if near(f.time, t30) {
+            f.time = t29;
+        }
+        if let Some(p) = f.packets.as_mut() {
+            for u in p.units.iter_mut().filter(|u| near(u.time, t30)) {
+                u.time = t29;
+                let b = u.buffer.make_mut();
+                let back = gstreamer::ClockTime::from_mseconds(100);
+                let (pts, dts) = (b.pts().unwrap(), b.dts().unwrap());
+                b.set_pts(pts - back);
+                b.set_dts(dts - back);
+            }
+        }
+    };
+    let (mut job, seen, _) = run_with(&video, SITE, 30, &repeat);
+    assert_eq!(seen[&30].time, seen[&29].time, "the camera repeated it");
+    job.materialise(&BTreeSet::from([28, 29, 30, 32])).unwrap();
+    for n in [28, 29, 30, 32] {
+        let f = job.frame(n).unwrap_or_else(|| panic!("frame {n} decoded"));
+        assert!(f.data() == seen[&n].data(), "frame {n} is another picture");
+    }
+    // Its clip is decoded and re-encoded (a muxer given two pictures at one
+    // time would misplace them), with every picture of the window.
+    let spool = tempfile::tempdir().unwrap();
+    let set = job.write(spool.path()).unwrap();
+    assert!(set.missing.is_empty(), "{:?}", set.missing);
+    assert_eq!(manifest(&set.dir)["clip_source"], "re-encoded");
+    assert_eq!(
+        clip_frames(&set.dir.join("clip.mp4")).len(),
+        21,
+        "frames 20..=40"
+    );
 }
 
 #[test]

@@ -14,7 +14,8 @@
 //!
 //! A decoded picture is matched to the analysed frame by its presentation
 //! time, which the decoder carries through: the ring also keeps an index
-//! of frame number → time for the frames the analysis saw.
+//! of frame number → time for the frames the analysis saw. A camera that
+//! repeats a timestamp is matched in stream order within that timestamp.
 //!
 //! Eviction keeps whole groups of pictures: the oldest run from one
 //! keyframe to the next goes only when the rest still reaches back
@@ -202,15 +203,23 @@ impl JobStream {
     /// PTS, and where decode times are missing (RTSP gives PTS only) the
     /// PTS never goes back in decode order (no B-frames), so the PTS can
     /// serve as DTS. A stream with B-frames and no DTS is re-encoded
-    /// instead: a muxer would place its pictures out of order.
+    /// instead: a muxer would place its pictures out of order. So is a
+    /// stream that repeats a timestamp (two pictures one PTS, or a DTS that
+    /// does not go forward): the decode path makes its times unique.
     pub(crate) fn can_remux(&self) -> bool {
         let all_pts = self.units.iter().all(|u| u.buffer.pts().is_some());
         let all_dts = self.units.iter().all(|u| u.buffer.dts().is_some());
         let pts_in_order = self
             .units
             .windows(2)
-            .all(|w| w[0].buffer.pts() <= w[1].buffer.pts());
-        all_pts && (all_dts || pts_in_order)
+            .all(|w| w[0].buffer.pts() < w[1].buffer.pts());
+        let mut seen = std::collections::HashSet::new();
+        let pts_unique = self.units.iter().all(|u| seen.insert(u.buffer.pts()));
+        let dts_forward = self
+            .units
+            .windows(2)
+            .all(|w| w[0].buffer.dts() < w[1].buffer.dts());
+        all_pts && pts_unique && ((all_dts && dts_forward) || pts_in_order)
     }
 
     /// The latest picture time held.
@@ -242,16 +251,26 @@ impl JobStream {
     ) -> Result<(), String> {
         gst::init().map_err(|e| format!("GStreamer could not start: {e}"))?;
         let started = Instant::now();
+        let unique = self.unique_pts();
         let by_pts: BTreeMap<u64, OffsetDateTime> = self
             .units
             .iter()
-            .filter_map(|u| Some((u.buffer.pts()?.nseconds(), u.time)))
+            .zip(&unique)
+            .filter_map(|(u, p)| Some(((*p)?, u.time)))
             .collect();
-        let numbers: HashMap<i128, u64> = self
-            .index
-            .iter()
-            .map(|(n, t)| (t.unix_timestamp_nanos(), *n))
-            .collect();
+        // Frame numbers by time, in order: a camera that repeats a
+        // timestamp gives two pictures one time (and one PTS); the k-th
+        // picture decoded with that time is the k-th frame the analysis
+        // numbered with it (both see them in stream order; a paced analysis
+        // that skipped the second keeps only the first).
+        let mut numbers: HashMap<i128, Vec<u64>> = HashMap::new();
+        for (n, t) in &self.index {
+            numbers
+                .entry(t.unix_timestamp_nanos())
+                .or_default()
+                .push(*n);
+        }
+        let mut decoded_at: HashMap<i128, usize> = HashMap::new();
         let pipeline = gst::Pipeline::new();
         let src = self.appsrc();
         let make = |name: &str| {
@@ -294,7 +313,7 @@ impl JobStream {
                         .rposition(|u| u.keyframe && u.time <= start)
                 })
                 .unwrap_or(0);
-            self.push_units(&src, from, None)?;
+            self.push_units(&src, from, None, Some(&unique))?;
             let mut past_end = 0;
             loop {
                 if started.elapsed() > timeout {
@@ -315,6 +334,10 @@ impl JobStream {
                 let Some(time) = u64::try_from(pts).ok().and_then(|p| nearest(&by_pts, p)) else {
                     continue;
                 };
+                let key = time.unix_timestamp_nanos();
+                let nth = decoded_at.entry(key).or_default();
+                let number = numbers.get(&key).and_then(|ns| ns.get(*nth)).copied();
+                *nth += 1;
                 if let Some((start, end)) = span {
                     if *time > end {
                         // Presentation order: nothing at or before the end
@@ -331,7 +354,6 @@ impl JobStream {
                     }
                 }
                 frame.time = *time;
-                let number = numbers.get(&time.unix_timestamp_nanos()).copied();
                 frame.number = number.unwrap_or(u64::MAX);
                 each(frame, number).map_err(|e| e.to_string())?;
             }
@@ -372,7 +394,7 @@ impl JobStream {
             pipeline
                 .set_state(gst::State::Playing)
                 .map_err(|e| format!("cannot start: {e}"))?;
-            self.push_units(&src, 0, Some(last + 1))?;
+            self.push_units(&src, 0, Some(last + 1), None)?;
             wait_for_eos(&pipeline, timeout)
         })();
         let _ = pipeline.set_state(gst::State::Null);
@@ -442,11 +464,33 @@ impl JobStream {
     /// when `None`, then as they are, for a decoder; else with times
     /// rebased so the first unit decodes at 0, for a muxer), then ends the
     /// stream.
+    /// Each unit's PTS in nanoseconds, made unique: a camera that repeats a
+    /// timestamp gives two pictures one PTS, and the decoder drops the
+    /// second of them; each repeat is moved 1 µs later, in stream order
+    /// (well within [`PTS_MATCH_NS`], so it still finds its unit's time).
+    fn unique_pts(&self) -> Vec<Option<u64>> {
+        let mut used = std::collections::HashSet::new();
+        self.units
+            .iter()
+            .map(|u| {
+                let mut p = u.buffer.pts()?.nseconds();
+                while !used.insert(p) && p < u64::MAX - 1_000 {
+                    p += 1_000;
+                }
+                Some(p)
+            })
+            .collect()
+    }
+
+    /// Pushes units `from..to` (all from `from` when `to` is `None`; then
+    /// with their times rebased to 0) into `src`, with the PTS of `pts`
+    /// (by unit index) where given, and ends the stream.
     fn push_units(
         &self,
         src: &gst_app::AppSrc,
         from: usize,
         to: Option<usize>,
+        pts: Option<&[Option<u64>]>,
     ) -> Result<(), String> {
         let end = to.unwrap_or(self.units.len()).min(self.units.len());
         let units = self.units.get(from..end).unwrap_or_default();
@@ -457,8 +501,21 @@ impl JobStream {
             .flatten()
             .min()
             .unwrap_or(gst::ClockTime::ZERO);
-        for u in units {
+        let mut last_dts: Option<u64> = None;
+        for (i, u) in units.iter().enumerate() {
             let mut b = u.buffer.copy();
+            if let (Some(pts), Some(m)) = (pts, b.get_mut()) {
+                // Unique PTS, and a DTS that always goes forward: a decoder
+                // drops a picture whose timestamps repeat the last one's.
+                if let Some(p) = pts.get(from + i).copied().flatten() {
+                    m.set_pts(gst::ClockTime::from_nseconds(p));
+                }
+                if let Some(d) = u.buffer.dts().map(gst::ClockTime::nseconds) {
+                    let d = last_dts.map_or(d, |l| d.max(l.saturating_add(1_000)));
+                    m.set_dts(gst::ClockTime::from_nseconds(d));
+                    last_dts = Some(d);
+                }
+            }
             if rebase && let Some(m) = b.get_mut() {
                 // No DTS (RTSP): the PTS, in decode order (see can_remux).
                 let pts = u.buffer.pts().map(|t| t.saturating_sub(base));
