@@ -217,6 +217,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             .map(|s| Arc::new(crate::sso::CitizenSso::new(s))),
         payments,
         notices,
+        sign_in_throttle: Arc::default(),
     };
     let http = tokio::spawn(async move {
         // Peer addresses for the payment IPN's allow-list.

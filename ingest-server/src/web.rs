@@ -86,6 +86,8 @@ pub struct ApiContext {
     pub payments: Option<std::sync::Arc<crate::payments::Payments>>,
     /// Fine notices: the VAPID key for the citizen app's push subscriptions.
     pub notices: std::sync::Arc<crate::notices::Notices>,
+    /// Failed console sign-ins per source address.
+    pub sign_in_throttle: std::sync::Arc<crate::console::throttle::SignInThrottle>,
 }
 
 /// Every error an API call can answer with.

@@ -304,6 +304,30 @@ async fn operators_review_and_police_confirm_through_the_console() {
         let r = m.login("op.binh", "correct horse battery");
         assert_eq!(r.status, 401);
         assert!(r.body.contains("15"), "locked: try again later");
+
+        // --- one address trying a password on many accounts is held back
+        // (20 failures), before any password check, while another address
+        // still signs in.
+        let from = |ip: &str| {
+            let mut c = Client::new(addr);
+            c.extra_headers.push(("X-Forwarded-For".into(), ip.into()));
+            c
+        };
+        let mut sprayer = from("198.51.100.9");
+        for i in 0..20 {
+            let r = sprayer.login(&format!("user{i}"), "123456");
+            assert_eq!(r.status, 401, "attempt {i}");
+        }
+        let r = sprayer.login("csgt.cuong", "correct horse battery");
+        assert_eq!(r.status, 429, "{}", r.body);
+        assert!(r.headers.contains_key("retry-after"));
+        assert!(r.body.contains("15"), "{}", r.body);
+        assert_eq!(
+            from("198.51.100.10")
+                .login("csgt.cuong", "correct horse battery")
+                .status,
+            303
+        );
     })
     .await
     .unwrap();

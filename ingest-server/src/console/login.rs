@@ -1,10 +1,13 @@
 //! Signing in and out, and the language switch. The sign-in form has no
 //! session yet, so it is protected by SameSite=Strict cookies and by
 //! checking that a browser's `Origin`, when sent, is this server; failures
-//! count towards the account lock-out (see `accounts::login`).
+//! count towards the account lock-out (see `accounts::login`) and towards
+//! the source address's budget (`throttle`).
 
 use axum::Form;
-use axum::extract::{Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -78,10 +81,34 @@ fn cross_site(headers: &HeaderMap) -> bool {
 pub async fn submit(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
+    ext: axum::http::Extensions,
     Form(c): Form<Credentials>,
 ) -> Response {
     let lang = lang_of(&headers);
     let db = &ctx.ingestor.context().db;
+    let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let source = crate::payments::web::source_ip(peer, &headers);
+    if let Some(wait) = source.and_then(|ip| ctx.sign_in_throttle.wait_ms(ip, now_ms())) {
+        tracing::warn!(
+            ?source,
+            "sign-in refused: too many failures from this address"
+        );
+        let minutes = (wait + 59_999) / 60_000;
+        let message = match lang {
+            Lang::Vi => {
+                format!("Quá nhiều lần đăng nhập sai từ địa chỉ này. Thử lại sau {minutes} phút.")
+            }
+            Lang::En => format!(
+                "Too many failed sign-ins from this address. Try again in {minutes} minutes."
+            ),
+        };
+        return (
+            axum::http::StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, ((wait + 999) / 1000).to_string())],
+            Html(login_page(&ctx, lang, Some(&message))),
+        )
+            .into_response();
+    }
     if cross_site(&headers) {
         return (
             axum::http::StatusCode::FORBIDDEN,
@@ -114,10 +141,15 @@ pub async fn submit(
                 lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
             }
         },
-        Err(LoginError::Invalid) => lang.t(
-            "Sai tên đăng nhập hoặc mật khẩu.",
-            "Wrong username or password.",
-        ),
+        Err(LoginError::Invalid) => {
+            if let Some(ip) = source {
+                ctx.sign_in_throttle.failed(ip, now);
+            }
+            lang.t(
+                "Sai tên đăng nhập hoặc mật khẩu.",
+                "Wrong username or password.",
+            )
+        }
         Err(LoginError::Locked) => lang.t(
             "Tài khoản tạm khoá do nhập sai nhiều lần. Thử lại sau 15 phút.",
             "Account locked after repeated failures. Try again in 15 minutes.",

@@ -20,6 +20,7 @@ pub mod html;
 mod login;
 mod ops;
 mod queue;
+pub mod throttle;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
