@@ -209,6 +209,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
     let api = ApiContext {
         ingestor: ingestor.clone(),
         admin_token: (!cfg.admin.token.is_empty()).then(|| cfg.admin.token.clone()),
+        metrics_token: (!cfg.http.metrics_token.is_empty()).then(|| cfg.http.metrics_token.clone()),
         secure_cookies: cfg.secure_cookies(),
         sso: cfg.sso.as_ref().map(|s| Arc::new(crate::sso::Sso::new(s))),
         citizen_sso: cfg

@@ -5,11 +5,39 @@
 //! histograms: the two phases fail differently, a slow disk or object store
 //! against a slow database). Plain atomics and a small map, no metrics
 //! framework: the set is small and fixed.
+//!
+//! Who may read them ([`scrape_allowed`]): with `http.metrics_token` set, a
+//! scraper presenting it as a bearer token; without, only a client on this
+//! machine talking to the server directly. The figures hold no personal
+//! data, but load, rejection and quarantine counts are the city's
+//! operational picture, not the public's.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, header};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Whether a `GET /metrics` may be answered: the bearer `token` when one
+/// is configured; otherwise a loopback `peer` that forwards nobody (a
+/// local reverse proxy adds `X-Forwarded-For` or `Forwarded`, and must not
+/// open the metrics to the whole network).
+pub fn scrape_allowed(token: Option<&str>, peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+    match token {
+        Some(token) => headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .is_some_and(|given| crate::web::same_secret(given, token)),
+        None => {
+            peer.is_some_and(|p| p.is_loopback())
+                && !headers.contains_key("x-forwarded-for")
+                && !headers.contains_key(header::FORWARDED)
+        }
+    }
+}
 
 /// The counters.
 #[derive(Debug, Default)]
@@ -212,6 +240,45 @@ impl Metrics {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metrics_go_to_the_token_or_to_a_direct_local_client_only() {
+        use super::scrape_allowed;
+        let local = Some(std::net::IpAddr::from([127, 0, 0, 1]));
+        let remote = Some(std::net::IpAddr::from([10, 0, 0, 7]));
+        let none = HeaderMap::new();
+        let mut fwd = HeaderMap::new();
+        fwd.insert("x-forwarded-for", "203.0.113.5".parse().unwrap());
+        let bearer = |t: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Bearer {t}").parse().unwrap(),
+            );
+            h
+        };
+        assert!(scrape_allowed(None, local, &none));
+        assert!(
+            !scrape_allowed(None, local, &fwd),
+            "a proxy forwarding someone"
+        );
+        assert!(!scrape_allowed(None, remote, &none));
+        assert!(!scrape_allowed(None, None, &none));
+        assert!(scrape_allowed(
+            Some("s3cret-token"),
+            remote,
+            &bearer("s3cret-token")
+        ));
+        assert!(!scrape_allowed(
+            Some("s3cret-token"),
+            remote,
+            &bearer("s3cret-tokeX")
+        ));
+        assert!(
+            !scrape_allowed(Some("s3cret-token"), local, &none),
+            "the token, even locally"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -75,6 +75,8 @@ pub struct ApiContext {
     pub ingestor: Ingestor,
     /// Admin bearer token; `None` disables the admin API.
     pub admin_token: Option<String>,
+    /// Bearer token for `GET /metrics`; `None`: local clients only.
+    pub metrics_token: Option<String>,
     /// Session cookies carry `Secure`.
     pub secure_cookies: bool,
     /// Single sign-on through OpenID Connect, when `[sso]` is configured.
@@ -309,7 +311,22 @@ async fn readyz(State(ctx): State<ApiContext>) -> Result<Json<serde_json::Value>
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Prometheus text exposition.
-async fn metrics(State(ctx): State<ApiContext>) -> Response {
+async fn metrics(
+    State(ctx): State<ApiContext>,
+    headers: HeaderMap,
+    ext: axum::http::Extensions,
+) -> Response {
+    let peer = ext
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if !crate::metrics::scrape_allowed(ctx.metrics_token.as_deref(), peer, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "metrics need http.metrics_token (INGEST_METRICS_TOKEN) as a bearer token\n",
+        )
+            .into_response();
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.ingestor.context().metrics.render(),
@@ -378,18 +395,22 @@ pub(crate) async fn require_admin(ctx: &ApiContext, headers: &HeaderMap) -> Resu
     let Some(token) = &ctx.admin_token else {
         return Err(ApiError::AdminDisabled);
     };
-    // Constant-time comparison of equal-length strings.
-    let same = given.len() == token.len()
-        && given
-            .bytes()
-            .zip(token.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0;
-    if same {
+    if same_secret(given, token) {
         Ok(Who::new("admin-api", crate::workflow::Role::Admin))
     } else {
         Err(ApiError::Unauthorized)
     }
+}
+
+/// Constant-time comparison of a presented secret with the expected one
+/// (time depends only on their lengths).
+pub(crate) fn same_secret(given: &str, expected: &str) -> bool {
+    given.len() == expected.len()
+        && given
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn list_devices(

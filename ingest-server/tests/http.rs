@@ -253,6 +253,16 @@ async fn violations_over_http_and_admin_api() {
         let (st, _) = request(addr, "GET", "/api/v1/evidence/nothex", &[AUTH], b"");
         assert_eq!(st, 400);
 
+        // Metrics are not for the network: a request a local proxy
+        // forwards (or any non-local one) needs the token, unset here.
+        let (st, _) = request(
+            addr,
+            "GET",
+            "/metrics",
+            &[("X-Forwarded-For", "203.0.113.5")],
+            b"",
+        );
+        assert_eq!(st, 401);
         // Prometheus metrics count what happened.
         let (st, body) = request(addr, "GET", "/metrics", &[], b"");
         let text = String::from_utf8(body).unwrap();

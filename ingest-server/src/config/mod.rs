@@ -75,6 +75,11 @@ pub struct HttpConfig {
     /// env `INGEST_SECURE_COOKIES` (true/false). Behind a TLS-terminating
     /// proxy leave it unset or true.
     pub secure_cookies: Option<bool>,
+    /// Bearer token a Prometheus scraper sends for `GET /metrics`
+    /// (`authorization` in its scrape config); env `INGEST_METRICS_TOKEN`.
+    /// Empty: `/metrics` answers only a client on this machine that is not
+    /// a proxy forwarding someone else (no `X-Forwarded-For`/`Forwarded`).
+    pub metrics_token: String,
 }
 
 /// The database. Empty `url`: SQLite file `ingest.db` under `data_dir`.
@@ -155,6 +160,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             secure_cookies: None,
+            metrics_token: String::new(),
         }
     }
 }
@@ -242,7 +248,7 @@ impl Config {
 
     /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`,
     /// `DATABASE_URL`, the `INGEST_MQTT_*` of `[mqtt]` (`mqtt/config.rs`),
-    /// `INGEST_ADMIN_TOKEN`, `INGEST_SECURE_COOKIES`,
+    /// `INGEST_ADMIN_TOKEN`, `INGEST_METRICS_TOKEN`, `INGEST_SECURE_COOKIES`,
     /// `INGEST_REQUIRE_KNOWN_CAMERA`,
     /// and for single sign-on `INGEST_SSO_ISSUER`, `INGEST_SSO_CLIENT_ID`,
     /// `INGEST_SSO_CLIENT_SECRET`, `INGEST_SSO_CLIENT_SECRET_FILE`,
@@ -283,6 +289,9 @@ impl Config {
         }
         if let Some(v) = get("INGEST_ADMIN_TOKEN") {
             self.admin.token = v;
+        }
+        if let Some(v) = get("INGEST_METRICS_TOKEN") {
+            self.http.metrics_token = v;
         }
         if let Some(v) = get("INGEST_SECURE_COOKIES") {
             self.http.secure_cookies = Some(v.parse().map_err(|_| ConfigError::Env {
