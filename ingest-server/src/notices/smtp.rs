@@ -195,7 +195,7 @@ impl Session {
         if ok.contains(&code) {
             return Ok(text);
         }
-        let msg = format!("{shown}: {code} {}", text.trim());
+        let msg = format!("{shown}: {code} {}", redact_addresses(text.trim()));
         Err(if final_5xx && (500..600).contains(&code) {
             SmtpError::Permanent(msg)
         } else {
@@ -387,9 +387,30 @@ impl Channel for Email {
     }
 }
 
+/// The relay's answer with every e-mail address in it replaced by
+/// `[address]`: relays echo the recipient ("550 5.1.1 <an@example.vn>:
+/// Recipient address rejected"), and the answer is kept as the delivery's
+/// error and shown on the console's deadlines page, where an owner's
+/// address has no business (minimum personal data).
+fn redact_addresses(text: &str) -> String {
+    text.split(' ')
+        .map(|w| if w.contains('@') { "[address]" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_relays_answer_keeps_no_address() {
+        assert_eq!(
+            redact_addresses("5.1.1 <hoang.giang@example.vn>: Recipient address rejected"),
+            "5.1.1 [address] Recipient address rejected"
+        );
+        assert_eq!(redact_addresses("4.2.2 mailbox full"), "4.2.2 mailbox full");
+    }
 
     #[test]
     fn encoded_words_round_trip_and_stay_short() {
