@@ -163,6 +163,36 @@ impl PlateGrammar {
     pub fn province(&self, code: &str) -> Option<&str> {
         self.codes.get(code).map(|c| c.province.as_str())
     }
+
+    /// Whether `prefix` (canonical characters) can begin a valid plate:
+    /// some layout at least as long accepts each character at its position,
+    /// a complete local code is a known one, and a complete series is one
+    /// the layout allows. For decoders that search character by character
+    /// (`recognize::ctc`): a prefix no plate starts with is dropped early.
+    pub fn viable_prefix(&self, prefix: &[char]) -> bool {
+        self.layouts.iter().any(|l| {
+            if prefix.len() > l.slots.len() {
+                return false;
+            }
+            let fits = prefix
+                .iter()
+                .zip(&l.slots)
+                .all(|(c, s)| s.chars.contains(c));
+            let code_len = l.groups[0];
+            let code_ok = prefix.len() < code_len || {
+                let code: String = prefix[..code_len].iter().collect();
+                self.codes.contains_key(&code)
+            };
+            let series = l.series_range();
+            let series_ok = l.series_in.is_empty()
+                || prefix.len() <= series.start
+                || l.series_in.iter().any(|allowed| {
+                    let end = prefix.len().min(series.end);
+                    allowed.get(..end - series.start) == prefix.get(series.start..end)
+                });
+            fits && code_ok && series_ok
+        })
+    }
 }
 
 #[cfg(test)]

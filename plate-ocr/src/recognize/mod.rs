@@ -10,6 +10,7 @@
 //! ([`TextRead::candidates`]) and what fusion needs (per-character
 //! confidence).
 
+pub mod ctc;
 mod lines;
 mod ppocr;
 mod slots;

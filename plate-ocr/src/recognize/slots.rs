@@ -28,6 +28,7 @@ use super::lines::guess_lines;
 use super::{CharRead, LineRead, Recognizer, TOP_K, TextRead, top_k};
 use crate::error::{CvContext, Result, VisionError};
 use crate::image_file::{checked_size, continuous};
+use crate::plate::PlateGrammar;
 use crate::runtime::{Model, SessionConfig};
 
 /// Manifest name of the model.
@@ -218,8 +219,44 @@ impl SlotRecognizer {
         self
     }
 
-    /// One view's output (`S` steps of `K` probabilities) as text.
-    fn decode(&self, probs: &[f32]) -> LineRead {
+    /// One view's output (`S` steps of `K` probabilities) as text: for a
+    /// CTC model the most probable valid plate ([`super::ctc`]), else (and
+    /// when no valid plate fits) the greedy read.
+    fn decode(&self, probs: &[f32], constrained: bool) -> LineRead {
+        let c = &self.contract;
+        if constrained
+            && c.decoder == Decoder::Ctc
+            && let Some(read) = super::ctc::decode(probs, &c.alphabet, PlateGrammar::builtin())
+        {
+            let k = c.alphabet.len();
+            let mut line = LineRead::default();
+            for ((&ch, &prob), &step) in read.text.iter().zip(&read.char_probs).zip(&read.steps) {
+                let at = probs.get(step * k..(step + 1) * k).unwrap_or_default();
+                let mut alternatives = top_k(
+                    at.iter()
+                        .enumerate()
+                        .skip(1)
+                        .filter(|(i, _)| c.alphabet.get(*i) != Some(&ch))
+                        .filter_map(|(i, &p)| Some((*c.alphabet.get(i)?, p)))
+                        .collect(),
+                    TOP_K - 1,
+                );
+                alternatives.insert(0, (ch, prob));
+                line.text.push(ch);
+                line.chars.push(CharRead {
+                    ch,
+                    prob,
+                    alternatives,
+                });
+            }
+            return line;
+        }
+        self.decode_greedy(probs)
+    }
+
+    /// Greedy decoding: the argmax per step (CTC: repeats collapsed, blanks
+    /// dropped; slots: pads dropped).
+    fn decode_greedy(&self, probs: &[f32]) -> LineRead {
         let c = &self.contract;
         let k = c.alphabet.len();
         let mut line = LineRead::default();
@@ -338,6 +375,24 @@ impl Recognizer for SlotRecognizer {
     }
 
     fn read(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<TextRead> {
+        self.read_decoded(crop, lines_hint, true)
+    }
+
+    /// The greedy read, without the grammar's constraint (the baseline
+    /// `plate-ocr eval --raw` measures).
+    fn read_raw(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<TextRead> {
+        self.read_decoded(crop, lines_hint, false)
+    }
+}
+
+impl SlotRecognizer {
+    /// Reads `crop`; `constrained`: CTC decoding restricted to valid plates.
+    fn read_decoded(
+        &self,
+        crop: &Mat,
+        lines_hint: Option<u8>,
+        constrained: bool,
+    ) -> Result<TextRead> {
         let (w, h) = checked_size(crop, "plate crop")?;
         if crop.typ() != CV_8UC3 {
             return Err(VisionError::Config(format!(
@@ -371,7 +426,7 @@ impl Recognizer for SlotRecognizer {
         }
         let reads: Vec<LineRead> = all
             .chunks_exact(per_view)
-            .map(|probs| self.decode(probs))
+            .map(|probs| self.decode(probs, constrained))
             .collect();
         let mut line = reads[0].clone();
         if n > 1 {
