@@ -17,8 +17,10 @@
 //! each character's probability at the step it is emitted, and for the
 //! second of two equal neighbours the lesser of that and the best blank
 //! between them (the evidence that there are two). The whole read is
-//! scaled by how clearly the answer beats the runner-up valid plate, so two
-//! near-equal plates give a low confidence rather than a coin toss.
+//! scaled by how clearly the answer beats the runner-up valid plate (two
+//! near-equal plates give a low confidence rather than a coin toss) and by
+//! the probability of its best alignment over the argmax path's (a plate
+//! that drops a character the model saw clearly, or adds one, pays).
 
 use crate::plate::PlateGrammar;
 use std::collections::HashMap;
@@ -51,9 +53,18 @@ pub struct ConstrainedRead {
 /// beam.
 pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Option<ConstrainedRead> {
     let k = alphabet.len();
-    if k < 2 || probs.len() < k {
+    // A model that gives NaN, infinite or negative "probabilities" has
+    // failed: nothing is read from it (the caller's greedy path then finds
+    // no plate either).
+    if k < 2 || probs.len() < k || probs.iter().any(|p| !p.is_finite() || *p < 0.0) {
         return None;
     }
+    // Classes as canonical plate characters (a model whose alphabet says
+    // `Ð` or lower case is read like the grammar reads text).
+    let canonical: Vec<Option<char>> = alphabet
+        .iter()
+        .map(|c| crate::plate::canonicalize(&c.to_string()).chars().next())
+        .collect();
     // prefix (class indices) -> (p ending in blank, p ending in its last class)
     let mut beams: Vec<(Vec<usize>, f64, f64)> = vec![(Vec::new(), 1.0, 0.0)];
     let mut next: HashMap<Vec<usize>, (f64, f64)> = HashMap::new();
@@ -61,7 +72,7 @@ pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Optio
     let chars_of = |prefix: &[usize]| -> Vec<char> {
         prefix
             .iter()
-            .filter_map(|&c| alphabet.get(c).copied())
+            .filter_map(|&c| canonical.get(c).copied().flatten())
             .collect()
     };
     for step in probs.chunks_exact(k) {
@@ -104,6 +115,15 @@ pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Optio
         beams = next.drain().map(|(p, (b, nb))| (p, b, nb)).collect();
         beams.sort_by(|a, b| (b.1 + b.2).total_cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
         beams.truncate(BEAM);
+        // Rescaled each step so 48 steps of small probabilities cannot
+        // underflow; only ratios between beams are used.
+        let top = beams.first().map_or(0.0, |b| b.1 + b.2);
+        if top > 0.0 {
+            for b in &mut beams {
+                b.1 /= top;
+                b.2 /= top;
+            }
+        }
     }
     let mut complete: Vec<(Vec<usize>, f64)> = beams
         .into_iter()
@@ -113,13 +133,17 @@ pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Optio
     complete.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     let (classes, prob) = complete.first().cloned()?;
     let runner_up = complete.get(1).map_or(0.0, |c| c.1);
-    let (mut char_probs, steps) = align(probs, k, &classes)?;
+    let (mut char_probs, steps, fit) = align(probs, k, &classes)?;
     let margin = if prob > 0.0 {
         prob / (prob + runner_up)
     } else {
         0.0
     };
-    let per_char = margin.powf(1.0 / classes.len().max(1) as f64) as f32;
+    // How far the answer strays from what the model saw step by step: its
+    // best alignment against the argmax path. A plate that drops a
+    // character the model saw clearly, or adds one it did not, pays here.
+    let scale = (margin * fit).clamp(0.0, 1.0);
+    let per_char = scale.powf(1.0 / classes.len().max(1) as f64) as f32;
     for p in &mut char_probs {
         *p *= per_char;
     }
@@ -136,11 +160,19 @@ pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Optio
 /// The best (Viterbi) alignment of `labels` to the steps: per label, its
 /// probability at the step it is emitted (the best of its run) and that
 /// step; a label equal to the one before it takes the lesser of that and
-/// the best blank between them. `None` if no alignment fits the steps.
-fn align(probs: &[f32], k: usize, labels: &[usize]) -> Option<(Vec<f32>, Vec<usize>)> {
+/// the best blank between them; and the alignment's probability over the
+/// argmax path's (1 when the answer is what the model read step by step).
+/// `None` if no alignment fits the steps.
+fn align(probs: &[f32], k: usize, labels: &[usize]) -> Option<(Vec<f32>, Vec<usize>, f64)> {
     let steps = probs.len() / k;
     let n = 2 * labels.len() + 1;
-    let class = |s: usize| if s.is_multiple_of(2) { 0 } else { labels[s / 2] };
+    let class = |s: usize| {
+        if s.is_multiple_of(2) {
+            0
+        } else {
+            labels[s / 2]
+        }
+    };
     // log-probabilities; from[t][s] = the state at t-1.
     let mut score = vec![f64::NEG_INFINITY; n];
     let mut from = vec![vec![0usize; n]; steps];
@@ -174,6 +206,7 @@ fn align(probs: &[f32], k: usize, labels: &[usize]) -> Option<(Vec<f32>, Vec<usi
     if !score[s].is_finite() {
         return None;
     }
+    let best_score = score[s];
     let mut state_at = vec![0usize; steps];
     for t in (0..steps).rev() {
         state_at[t] = s;
@@ -181,6 +214,15 @@ fn align(probs: &[f32], k: usize, labels: &[usize]) -> Option<(Vec<f32>, Vec<usi
             s = from[t][s];
         }
     }
+    let argmax_path: f64 = probs
+        .chunks_exact(k)
+        .map(|step| {
+            f64::from(step.iter().copied().fold(0f32, f32::max))
+                .max(1e-30)
+                .ln()
+        })
+        .sum();
+    let fit = (best_score - argmax_path).exp().min(1.0);
     let mut char_probs = vec![0f32; labels.len()];
     let mut emitted = vec![0usize; labels.len()];
     let mut blank_before = vec![0f32; labels.len()];
@@ -202,7 +244,7 @@ fn align(probs: &[f32], k: usize, labels: &[usize]) -> Option<(Vec<f32>, Vec<usi
             char_probs[i] = char_probs[i].min(blank_before[i]);
         }
     }
-    Some((char_probs, emitted))
+    Some((char_probs, emitted, fit))
 }
 
 #[cfg(test)]
@@ -276,5 +318,28 @@ mod tests {
         let (probs, alphabet) = steps(&path);
         assert_eq!(decode(&probs, &alphabet, g), None);
         assert_eq!(decode(&[], &alphabet, g), None);
+        let mut nan = probs.clone();
+        nan[3] = f32::NAN;
+        assert_eq!(
+            decode(&nan, &alphabet, g),
+            None,
+            "a failed model reads nothing"
+        );
+    }
+
+    #[test]
+    fn a_plate_that_drops_a_clearly_seen_character_is_not_confident() {
+        // The model clearly saw ten characters; no layout has `30A` and
+        // seven digits, so the best valid plate drops one of them.
+        let mut path = Vec::new();
+        for c in "30A1234567".chars() {
+            path.push((c, 0.95));
+            path.push(('_', 0.95));
+        }
+        let (probs, alphabet) = steps(&path);
+        let g = PlateGrammar::builtin();
+        let confidence: f32 =
+            decode(&probs, &alphabet, g).map_or(0.0, |r| r.char_probs.iter().product());
+        assert!(confidence < 0.05, "{confidence}");
     }
 }

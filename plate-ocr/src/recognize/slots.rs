@@ -228,25 +228,17 @@ impl SlotRecognizer {
             && c.decoder == Decoder::Ctc
             && let Some(read) = super::ctc::decode(probs, &c.alphabet, PlateGrammar::builtin())
         {
-            let k = c.alphabet.len();
             let mut line = LineRead::default();
-            for ((&ch, &prob), &step) in read.text.iter().zip(&read.char_probs).zip(&read.steps) {
-                let at = probs.get(step * k..(step + 1) * k).unwrap_or_default();
-                let mut alternatives = top_k(
-                    at.iter()
-                        .enumerate()
-                        .skip(1)
-                        .filter(|(i, _)| c.alphabet.get(*i) != Some(&ch))
-                        .filter_map(|(i, &p)| Some((*c.alphabet.get(i)?, p)))
-                        .collect(),
-                    TOP_K - 1,
-                );
-                alternatives.insert(0, (ch, prob));
+            // One candidate per position: the decoder already chose the
+            // most probable valid plate over all of them; handing on the
+            // step's other classes (whose raw probabilities are not on the
+            // decoder's scale) would let a character correction undo it.
+            for (&ch, &prob) in read.text.iter().zip(&read.char_probs) {
                 line.text.push(ch);
                 line.chars.push(CharRead {
                     ch,
                     prob,
-                    alternatives,
+                    alternatives: vec![(ch, prob)],
                 });
             }
             return line;
