@@ -90,6 +90,8 @@ pub struct ApiContext {
     pub notices: std::sync::Arc<crate::notices::Notices>,
     /// Failed console sign-ins per source address.
     pub sign_in_throttle: std::sync::Arc<crate::console::throttle::SignInThrottle>,
+    /// The reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: std::sync::Arc<[crate::console::throttle::ProxyNet]>,
 }
 
 /// Every error an API call can answer with.

@@ -80,6 +80,11 @@ pub struct HttpConfig {
     /// Empty: `/metrics` answers only a client on this machine that is not
     /// a proxy forwarding someone else (no `X-Forwarded-For`/`Forwarded`).
     pub metrics_token: String,
+    /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front
+    /// of the server, whose `X-Forwarded-For` names the client (loopback is
+    /// always trusted); env `INGEST_TRUSTED_PROXIES` (comma-separated).
+    /// Used to count failed sign-ins per client (`console/throttle.rs`).
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The database. Empty `url`: SQLite file `ingest.db` under `data_dir`.
@@ -161,6 +166,7 @@ impl Default for HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             secure_cookies: None,
             metrics_token: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -177,6 +183,15 @@ impl Default for IngestConfig {
 }
 
 impl Config {
+    /// The parsed `http.trusted_proxies`.
+    pub fn trusted_proxies(&self) -> Result<Vec<crate::console::throttle::ProxyNet>, String> {
+        self.http
+            .trusted_proxies
+            .iter()
+            .map(|t| crate::console::throttle::ProxyNet::parse(t))
+            .collect()
+    }
+
     /// Whether session cookies are `Secure` (see [`HttpConfig::secure_cookies`]).
     pub fn secure_cookies(&self) -> bool {
         self.http
@@ -248,7 +263,8 @@ impl Config {
 
     /// Environment overrides: `INGEST_HTTP_LISTEN`, `INGEST_DATA_DIR`,
     /// `DATABASE_URL`, the `INGEST_MQTT_*` of `[mqtt]` (`mqtt/config.rs`),
-    /// `INGEST_ADMIN_TOKEN`, `INGEST_METRICS_TOKEN`, `INGEST_SECURE_COOKIES`,
+    /// `INGEST_ADMIN_TOKEN`, `INGEST_METRICS_TOKEN`, `INGEST_TRUSTED_PROXIES`,
+    /// `INGEST_SECURE_COOKIES`,
     /// `INGEST_REQUIRE_KNOWN_CAMERA`,
     /// and for single sign-on `INGEST_SSO_ISSUER`, `INGEST_SSO_CLIENT_ID`,
     /// `INGEST_SSO_CLIENT_SECRET`, `INGEST_SSO_CLIENT_SECRET_FILE`,
@@ -293,6 +309,14 @@ impl Config {
         if let Some(v) = get("INGEST_METRICS_TOKEN") {
             self.http.metrics_token = v;
         }
+        if let Some(v) = get("INGEST_TRUSTED_PROXIES") {
+            self.http.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect();
+        }
         if let Some(v) = get("INGEST_SECURE_COOKIES") {
             self.http.secure_cookies = Some(v.parse().map_err(|_| ConfigError::Env {
                 var: "INGEST_SECURE_COOKIES".into(),
@@ -319,6 +343,8 @@ impl Config {
             field: field.into(),
             message,
         };
+        self.trusted_proxies()
+            .map_err(|m| invalid("http.trusted_proxies", m))?;
         let url = &self.database.url;
         if !url.is_empty()
             && !["sqlite:", "postgres:", "postgresql:"]

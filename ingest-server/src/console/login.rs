@@ -87,7 +87,7 @@ pub async fn submit(
     let lang = lang_of(&headers);
     let db = &ctx.ingestor.context().db;
     let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
-    let source = crate::payments::web::source_ip(peer, &headers);
+    let source = super::throttle::client_address(peer, &headers, &ctx.trusted_proxies);
     if let Some(wait) = source.and_then(|ip| ctx.sign_in_throttle.wait_ms(ip, now_ms())) {
         tracing::warn!(
             ?source,

@@ -4,17 +4,27 @@
 //! password; it does nothing against one address trying a few common
 //! passwords on every account (password spraying), and each try costs an
 //! Argon2 hash. So the sign-in form also counts failures per source address
-//! (the peer, or the last hop a local proxy added, as
-//! [`crate::payments::web::source_ip`] reads it): past [`MAX_FAILURES`]
-//! within [`WINDOW_MS`], that address is answered 429 without a password
-//! check until the window ends. A success does not reset the count (a
-//! sprayer who guesses one account must not get a fresh budget).
+//! ([`client_address`]): past [`MAX_FAILURES`] within [`WINDOW_MS`], that
+//! address is answered 429 without a password check until the window ends.
+//! A success does not reset the count (a sprayer who guesses one account
+//! must not get a fresh budget). IPv6 addresses count per /64 (what one
+//! subscriber is given).
+//!
+//! Only an address that is the client's is counted: a shared proxy's
+//! address would let anyone lock the whole console out. So the client is
+//! the direct peer when it forwards nobody, or, when the peer is this
+//! machine or one of `http.trusted_proxies`, the right-most
+//! `X-Forwarded-For` hop that is not; a request from any other peer that
+//! carries forwarding headers is not counted (set `trusted_proxies` to the
+//! ingress controller's addresses behind a Kubernetes Ingress).
 //!
 //! Kept in memory, per server replica: a restart forgets it, and N replicas
 //! allow N times the budget; the account lock-out, in the database, holds
 //! across replicas. The table is bounded ([`MAX_ADDRESSES`]); when it is
-//! full, expired entries go first, then the oldest window.
+//! full, expired entries go first, then the oldest that is not held back
+//! (an attacker's fresh addresses cannot push out its own held one).
 
+use axum::http::HeaderMap;
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -25,6 +35,89 @@ pub const MAX_FAILURES: u32 = 20;
 pub const WINDOW_MS: i64 = 15 * 60 * 1000;
 /// Most addresses remembered.
 pub const MAX_ADDRESSES: usize = 10_000;
+
+/// An address or network (`10.0.0.0/8`, `fd00::/8`, `192.0.2.7`) whose
+/// requests come from a proxy that appends the client to
+/// `X-Forwarded-For`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProxyNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl ProxyNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(text: &str) -> Result<ProxyNet, String> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text.trim(), None),
+        };
+        let addr: IpAddr = addr
+            .parse()
+            .map_err(|e| format!("`{text}` is not an address or network: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("`{text}`: prefix must be 0..={max}"))?,
+        };
+        Ok(ProxyNet { addr, prefix })
+    }
+
+    /// Whether `ip` lies in this network.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The client's address for counting, or `None` when it cannot be told
+/// apart from a proxy's (see the module comment).
+pub fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[ProxyNet],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_proxy = |ip: IpAddr| ip.is_loopback() || trusted.iter().any(|n| n.contains(ip));
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect();
+    let forwarded = !hops.is_empty() || headers.contains_key(axum::http::header::FORWARDED);
+    if !is_proxy(peer) {
+        // A direct client, unless it says it forwards someone.
+        return (!forwarded).then_some(peer);
+    }
+    hops.into_iter().rev().find(|ip| !is_proxy(*ip))
+}
+
+/// The key an address is counted under: itself, or its /64 for IPv6.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !(u128::MAX >> 64)).into()),
+    }
+}
 
 /// Failures per address: `(window start ms, failures in it)`.
 #[derive(Debug, Default)]
@@ -37,20 +130,30 @@ impl SignInThrottle {
     /// `None` if it may try now.
     pub fn wait_ms(&self, ip: IpAddr, now: i64) -> Option<i64> {
         let map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        let (start, failures) = *map.get(&ip)?;
+        let (start, failures) = *map.get(&key(ip))?;
         let ends = start.saturating_add(WINDOW_MS);
         (failures >= MAX_FAILURES && now < ends).then_some(ends - now)
     }
 
     /// Counts a failed sign-in from `ip` at `now`.
     pub fn failed(&self, ip: IpAddr, now: i64) {
+        let ip = key(ip);
         let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
             map.retain(|_, (start, _)| now < start.saturating_add(WINDOW_MS));
-            if map.len() >= MAX_ADDRESSES
-                && let Some(oldest) = map.iter().min_by_key(|(_, (s, _))| *s).map(|(k, _)| *k)
-            {
-                map.remove(&oldest);
+            if map.len() >= MAX_ADDRESSES {
+                let oldest_free = map
+                    .iter()
+                    .filter(|(_, (_, n))| *n < MAX_FAILURES)
+                    .min_by_key(|(_, (s, _))| *s)
+                    .map(|(k, _)| *k);
+                match oldest_free {
+                    Some(k) => {
+                        map.remove(&k);
+                    }
+                    // Every entry is held back: this one goes uncounted.
+                    None => return,
+                }
             }
         }
         let entry = map.entry(ip).or_insert((now, 0));
@@ -81,6 +184,60 @@ mod tests {
         assert_eq!(t.wait_ms(a, 1_000 + WINDOW_MS), None, "the window ended");
         t.failed(a, 1_000 + WINDOW_MS);
         assert_eq!(t.wait_ms(a, 2_000 + WINDOW_MS), None, "a fresh window");
+    }
+
+    #[test]
+    fn only_an_address_that_is_the_clients_is_counted() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let trusted = [ProxyNet::parse("10.0.0.0/8").unwrap()];
+        let fwd = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("x-forwarded-for", v.parse().unwrap());
+            h
+        };
+        let none = HeaderMap::new();
+        // A direct client.
+        assert_eq!(
+            client_address(Some(ip("203.0.113.5")), &none, &trusted),
+            Some(ip("203.0.113.5"))
+        );
+        // Through a trusted ingress: the right-most hop that is not a proxy
+        // (the client may put anything before it).
+        assert_eq!(
+            client_address(
+                Some(ip("10.1.2.3")),
+                &fwd("1.2.3.4, 198.51.100.9, 10.4.4.4"),
+                &trusted
+            ),
+            Some(ip("198.51.100.9"))
+        );
+        // An untrusted proxy, or a peer claiming to forward: not counted.
+        assert_eq!(
+            client_address(Some(ip("192.0.2.1")), &fwd("198.51.100.9"), &trusted),
+            None
+        );
+        // A local proxy that forwards nobody: everyone would share it.
+        assert_eq!(client_address(Some(ip("127.0.0.1")), &none, &trusted), None);
+        assert!(ProxyNet::parse("10.0.0.0/33").is_err() && ProxyNet::parse("proxy").is_err());
+        assert!(ProxyNet::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64_and_held_entries_are_not_pushed_out() {
+        let t = SignInThrottle::default();
+        for i in 0..MAX_FAILURES {
+            let ip: IpAddr = format!("2001:db8:1:2::{:x}", i + 1).parse().unwrap();
+            t.failed(ip, 1_000);
+        }
+        let other_in_64: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        assert!(
+            t.wait_ms(other_in_64, 2_000).is_some(),
+            "one /64, one budget"
+        );
+        for i in 0..(MAX_ADDRESSES as u32 + 10) {
+            t.failed(IpAddr::from(i.to_be_bytes()), 1_500);
+        }
+        assert!(t.wait_ms(other_in_64, 2_000).is_some(), "still held");
     }
 
     #[test]
