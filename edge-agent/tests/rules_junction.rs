@@ -262,6 +262,28 @@ fn creeping_over_on_red_and_going_on_at_green_is_a_stop_line_case_not_a_red_ligh
     // stop-line case.
     let out = run(SITE, &[Vehicle::new(9, Car, creep)], red_longer, 50);
     assert_eq!(out.summary(), vec![(9, ViolationType::StopLine)]);
+    // The signal head hidden from frame 45 (state unknown) while it stands
+    // there: the held case cannot move on, and is reported 3 s later, still
+    // anchored where its stills are in the ring.
+    let hidden = |n: u64| match n {
+        0..5 => Yellow,
+        5..45 => Red,
+        _ => SignalState::Unknown,
+    };
+    let stays = |n: u64| {
+        Some(edge_agent::geometry::Point::new(
+            900.0,
+            (905.0 - 20.0 * n as f64).max(585.0),
+        ))
+    };
+    let out = run(SITE, &[Vehicle::new(9, Car, stays)], hidden, 100);
+    assert_eq!(out.summary(), vec![(9, ViolationType::StopLine)]);
+    let (reported_at, v) = &out.reported[0];
+    assert_eq!(v.frame, 44);
+    assert!(
+        *reported_at < 90,
+        "reported while the track lives: {reported_at}"
+    );
 }
 
 #[test]

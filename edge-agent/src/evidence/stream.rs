@@ -313,6 +313,12 @@ impl JobStream {
                         .rposition(|u| u.keyframe && u.time <= start)
                 })
                 .unwrap_or(0);
+            // Pictures of a repeated time that lie before the start are
+            // not decoded: count them, so the k-th decoded one still maps
+            // to the k-th frame of that time.
+            for u in self.units.iter().take(from) {
+                *decoded_at.entry(u.time.unix_timestamp_nanos()).or_default() += 1;
+            }
             self.push_units(&src, from, None, Some(&unique))?;
             let mut past_end = 0;
             loop {
@@ -512,6 +518,8 @@ impl JobStream {
                 }
                 if let Some(d) = u.buffer.dts().map(gst::ClockTime::nseconds) {
                     let d = last_dts.map_or(d, |l| d.max(l.saturating_add(1_000)));
+                    // Never after the picture's own (possibly moved) PTS.
+                    let d = pts.get(from + i).copied().flatten().map_or(d, |p| d.min(p));
                     m.set_dts(gst::ClockTime::from_nseconds(d));
                     last_dts = Some(d);
                 }

@@ -45,6 +45,10 @@ impl JunctionState {
 /// beyond the line.
 const HELD_BEFORE_US: i64 = 3_000_000;
 
+/// A held stop-line case that could not be moved to a newer frame for this
+/// long is reported (its stills must not leave the ring, 5 s by default).
+const HELD_MAX_AGE_US: i64 = 3_000_000;
+
 #[derive(Debug)]
 struct Crossed {
     stop_line: usize,
@@ -180,20 +184,60 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
     for v in found.into_iter().flatten() {
         state.report(v);
     }
-    if state.junction.held_stop.is_some() {
+    if let Some(held) = state.junction.held_stop.take() {
         if state.issued(ViolationType::RedLight) {
             // It went on through the red: one act, the red-light case.
-            state.junction.held_stop = None;
-        } else if !red_question_open(ctx, state)
-            && let Some(v) = state.junction.held_stop.take()
-        {
-            state.report(v);
+        } else if !red_question_open(ctx, state) {
+            state.report(held);
+        } else if beyond_the_line_on_red(ctx, state) {
+            // Still there, still red: the case moves to this frame, so its
+            // stills are in the evidence ring whenever it is reported.
+            let v = held_case(ctx, state, held.frames.before);
+            state.junction.held_stop = Some(v);
+        } else if ctx.p1.timestamp_us - held.at_us > HELD_MAX_AGE_US {
+            // Crept on, or the signal cannot be read: reported before its
+            // stills leave the ring (should it then run the red, that is
+            // a second case, for the reviewers).
+            state.report(held);
+        } else {
+            state.junction.held_stop = Some(held);
         }
     }
 
     if rules.stop_line.enabled {
         stop_line(ctx, state);
     }
+}
+
+/// A held stop-line case at this frame: "before" the frame `HELD_BEFORE_US`
+/// earlier, but not before `since` (when it stopped).
+fn held_case(ctx: &Ctx<'_>, state: &TrackState, since: u64) -> Violation {
+    let p1 = ctx.p1;
+    let recent = ctx
+        .track
+        .trajectory()
+        .iter()
+        .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
+        .map_or(since, |q| q.frame.max(since));
+    ctx.violation(RuleKind::StopLine, p1, recent, state.lane.or(ctx.lane_now))
+}
+
+/// Whether the vehicle is beyond its lane's stop line (by more than
+/// `min_past_px`, at most `max_past_px`) while the lane's signal is red.
+fn beyond_the_line_on_red(ctx: &Ctx<'_>, state: &TrackState) -> bool {
+    let site = ctx.site;
+    let rule = &site.rules.stop_line;
+    let lane = state.lane.or(ctx.lane_now).and_then(|l| site.lanes.get(l));
+    let red = lane
+        .and_then(|l| l.group.as_deref())
+        .and_then(|g| ctx.signals.status(g))
+        .is_some_and(|s| s.state == SignalState::Red);
+    lane.and_then(|l| l.stop_line)
+        .and_then(|i| site.stop_lines.get(i))
+        .is_some_and(|sl| {
+            let past = sl.past(ctx.p1.anchor);
+            red && past > rule.min_past_px && past <= rule.max_past_px
+        })
 }
 
 /// Whether the track crossed its stop line on red and whether that was a
@@ -253,14 +297,7 @@ fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
                     // the stop-line case. Held until then, anchored to
                     // the latest frame it holds, so its stills are still
                     // in the evidence ring when it is reported.
-                    let recent = ctx
-                        .track
-                        .trajectory()
-                        .iter()
-                        .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
-                        .map_or(since.frame, |q| q.frame.max(since.frame));
-                    state.junction.held_stop =
-                        Some(ctx.violation(RuleKind::StopLine, p1, recent, lane_idx));
+                    state.junction.held_stop = Some(held_case(ctx, state, since.frame));
                 } else {
                     let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);
                     state.report(v);

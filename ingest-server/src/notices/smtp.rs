@@ -159,7 +159,9 @@ impl Session {
             let code = line
                 .get(..3)
                 .and_then(|c| c.parse::<u16>().ok())
-                .ok_or_else(|| SmtpError::Transient(format!("not an SMTP reply: {line:?}")))?;
+                .ok_or_else(|| {
+                    SmtpError::Transient(format!("not an SMTP reply: {:?}", redact_addresses(line)))
+                })?;
             text.push_str(line.get(4..).unwrap_or(""));
             text.push('\n');
             if line.as_bytes().get(3) != Some(&b'-') {
