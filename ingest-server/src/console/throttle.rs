@@ -96,19 +96,25 @@ pub fn client_address(
 ) -> Option<IpAddr> {
     let peer = peer?;
     let is_proxy = |ip: IpAddr| ip.is_loopback() || trusted.iter().any(|n| n.contains(ip));
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .collect();
+    let hops = forwarded_hops(headers);
     let forwarded = !hops.is_empty() || headers.contains_key(axum::http::header::FORWARDED);
     if !is_proxy(peer) {
         // A direct client, unless it says it forwards someone.
         return (!forwarded).then_some(peer);
     }
     hops.into_iter().rev().find(|ip| !is_proxy(*ip))
+}
+
+/// The addresses of `X-Forwarded-For`, in order (each proxy appends the
+/// address it received the request from; unparsable entries skipped).
+pub(crate) fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+        .collect()
 }
 
 /// The key an address is counted under: itself, or its /64 for IPv6.

@@ -72,13 +72,7 @@ pub fn source_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
     if !peer.is_loopback() {
         return Some(peer);
     }
-    let forwarded = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .next_back();
+    let forwarded = crate::console::throttle::forwarded_hops(headers).pop();
     Some(forwarded.unwrap_or(peer))
 }
 
