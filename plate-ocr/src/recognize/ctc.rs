@@ -86,7 +86,9 @@ pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Optio
                 e.1 += pnb * f64::from(step[last]);
             }
             for (c, &p) in step.iter().enumerate().skip(1) {
-                if p < MIN_CLASS_P {
+                // Too unlikely, or not a plate character (a separator
+                // class): never part of the answer.
+                if p < MIN_CLASS_P || canonical.get(c).copied().flatten().is_none() {
                     continue;
                 }
                 let mut grown = prefix.clone();
