@@ -26,6 +26,10 @@ use time::OffsetDateTime;
 /// The agent's software version as it appears in events and heartbeats.
 pub const SOFTWARE_VERSION: &str = concat!("edge-agent ", env!("CARGO_PKG_VERSION"));
 
+/// Alarm code: since the last heartbeat, a violation was found whose
+/// evidence or event could not be made or queued (see the agent's log).
+pub const ALARM_VIOLATIONS_UNREPORTED: &str = "violations_unreported";
+
 /// Disk below this many free bytes raises `disk_low`.
 pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -36,6 +40,11 @@ pub struct HealthBoard {
     /// Bytes each camera's evidence ring holds (local metrics only, not in
     /// the heartbeat).
     ring_bytes: Mutex<BTreeMap<String, u64>>,
+    /// Violations the rules found that never reached the outbox
+    /// (post-processing or queueing failed), and how many of them the
+    /// last heartbeat already raised its alarm for.
+    unreported: AtomicU64,
+    unreported_alarmed: AtomicU64,
 }
 
 impl HealthBoard {
@@ -59,6 +68,24 @@ impl HealthBoard {
             .lock()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
             .unwrap_or_default()
+    }
+
+    /// Counts a violation that was found but could not be reported (its
+    /// evidence could not be made, or the outbox refused it): never silent,
+    /// it raises the heartbeat's `violations_unreported` alarm.
+    pub fn violation_unreported(&self) {
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Violations found but not reported since start.
+    pub fn unreported(&self) -> u64 {
+        self.unreported.load(Ordering::Relaxed)
+    }
+
+    /// How many were added since the last call (the heartbeat's alarm).
+    fn newly_unreported(&self) -> u64 {
+        let now = self.unreported();
+        now.saturating_sub(self.unreported_alarmed.swap(now, Ordering::Relaxed))
     }
 
     /// Every camera's last reported state.
@@ -218,6 +245,10 @@ impl Metrics {
                 "edge_evidence_ring_bytes{{camera=\"{camera}\"}} {bytes}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP edge_violations_unreported_total Violations found whose evidence or event could not be made or queued.\n# TYPE edge_violations_unreported_total counter\nedge_violations_unreported_total {}\n",
+            board.unreported()
+        ));
         out
     }
 }
@@ -338,6 +369,9 @@ pub fn heartbeat(
     if cameras.iter().any(|c| c.state == CameraState::Failed) {
         alarms.push(Alarm::CameraFailed);
     }
+    if board.newly_unreported() > 0 {
+        alarms.push(Alarm::Other(ALARM_VIOLATIONS_UNREPORTED.into()));
+    }
     Heartbeat {
         schema_version: protocol::SchemaVersion::CURRENT,
         device_id: identity.device_id.clone(),
@@ -396,6 +430,47 @@ mod tests {
         );
         assert!(
             text.contains("edge_camera_fps{camera=\"cam-n\"} 12.5\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("edge_violations_unreported_total 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_violation_that_could_not_be_reported_raises_the_alarm_once_and_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, _) =
+            DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
+                .unwrap();
+        let board = HealthBoard::default();
+        let stats = OutboxStats::default();
+        let beat = |board: &HealthBoard| {
+            heartbeat(
+                &identity,
+                Instant::now(),
+                board,
+                &stats,
+                None,
+                dir.path(),
+                ClockSync::unknown(),
+            )
+            .alarms
+        };
+        let raised = |alarms: &[Alarm]| {
+            alarms
+                .iter()
+                .any(|a| *a == Alarm::Other(ALARM_VIOLATIONS_UNREPORTED.into()))
+        };
+        assert!(!raised(&beat(&board)));
+        board.violation_unreported();
+        board.violation_unreported();
+        assert!(raised(&beat(&board)), "raised by the next heartbeat");
+        assert!(!raised(&beat(&board)), "and not again without a new one");
+        let text = Metrics::default().render(&board);
+        assert!(
+            text.contains("edge_violations_unreported_total 2\n"),
             "{text}"
         );
     }

@@ -101,6 +101,7 @@ impl Live {
                 ),
             };
             let worker = Worker {
+                board: shared.board.clone(),
                 identity: identity.clone(),
                 outbox: outbox.clone(),
                 reader,
@@ -321,6 +322,8 @@ impl Rate {
 
 /// Post-processing: plate read, evidence files, signature, outbox.
 struct Worker {
+    /// Where a violation that could not be reported is counted.
+    board: Arc<crate::health::HealthBoard>,
     identity: DeviceIdentity,
     outbox: Arc<Mutex<Outbox>>,
     reader: Option<plate_ocr::pipeline::Pipeline>,
@@ -345,6 +348,7 @@ impl Worker {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(%event_id, error = %e, "post-processing failed; violation not reported");
+                    self.board.violation_unreported();
                     continue;
                 }
             };
@@ -371,7 +375,8 @@ impl Worker {
                     tracing::info!(%event_id, plate = ?processed.plate.text, ?latency_ms, "violation queued")
                 }
                 Err(e) => {
-                    tracing::error!(%event_id, error = %e, "violation not queued; evidence kept in the spool")
+                    tracing::error!(%event_id, error = %e, "violation not queued; evidence kept in the spool");
+                    self.board.violation_unreported();
                 }
             }
         }
