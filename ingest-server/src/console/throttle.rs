@@ -10,13 +10,12 @@
 //! must not get a fresh budget). IPv6 addresses count per /64 (what one
 //! subscriber is given).
 //!
-//! Only an address that is the client's is counted: a shared proxy's
-//! address would let anyone lock the whole console out. So the client is
-//! the direct peer when it forwards nobody, or, when the peer is this
-//! machine or one of `http.trusted_proxies`, the right-most
-//! `X-Forwarded-For` hop that is not; a request from any other peer that
-//! carries forwarding headers is not counted (set `trusted_proxies` to the
-//! ingress controller's addresses behind a Kubernetes Ingress).
+//! The client is the direct peer, or, when the peer is this machine or one
+//! of `http.trusted_proxies`, the right-most `X-Forwarded-For` hop that is
+//! not (a local proxy that forwards nobody is not counted). A shared proxy
+//! in front that is not listed makes one budget of everyone behind it:
+//! list it (the Kubernetes manifest trusts the pod network). A direct
+//! client cannot escape its count with forwarding headers.
 //!
 //! Kept in memory, per server replica: a restart forgets it, and N replicas
 //! allow N times the budget; the account lock-out, in the database, holds
@@ -69,7 +68,7 @@ impl ProxyNet {
 
     /// Whether `ip` lies in this network.
     pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
+        match (self.addr.to_canonical(), ip.to_canonical()) {
             (IpAddr::V4(n), IpAddr::V4(a)) => {
                 let mask = u32::MAX
                     .checked_shl(32 - u32::from(self.prefix))
@@ -94,15 +93,44 @@ pub fn client_address(
     headers: &HeaderMap,
     trusted: &[ProxyNet],
 ) -> Option<IpAddr> {
-    let peer = peer?;
+    let peer = peer?.to_canonical();
     let is_proxy = |ip: IpAddr| ip.is_loopback() || trusted.iter().any(|n| n.contains(ip));
-    let hops = forwarded_hops(headers);
-    let forwarded = !hops.is_empty() || headers.contains_key(axum::http::header::FORWARDED);
     if !is_proxy(peer) {
-        // A direct client, unless it says it forwards someone.
-        return (!forwarded).then_some(peer);
+        // A direct client, whatever headers it sends (a shared proxy in
+        // front must be listed in `trusted_proxies`, or everyone behind it
+        // shares its budget).
+        return Some(peer);
     }
-    hops.into_iter().rev().find(|ip| !is_proxy(*ip))
+    // From the right: the first hop no proxy of ours added. An entry that
+    // does not parse (after dropping a port) stops the walk: what lies left
+    // of it was written by someone we cannot vouch for.
+    let entries: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    for entry in entries.iter().rev() {
+        let ip = parse_hop(entry)?.to_canonical();
+        if !is_proxy(ip) {
+            return Some(ip);
+        }
+    }
+    None
+}
+
+/// One `X-Forwarded-For` entry: an address, `a.b.c.d:port` or `[v6]:port`.
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let e = entry.trim();
+    if let Ok(ip) = e.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    if let Some(rest) = e.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(a, _)| a.parse().ok());
+    }
+    e.rsplit_once(':')
+        .filter(|(a, p)| !a.contains(':') && p.parse::<u16>().is_ok())
+        .and_then(|(a, _)| a.parse().ok())
 }
 
 /// The addresses of `X-Forwarded-For`, in order (each proxy appends the
@@ -117,9 +145,10 @@ pub(crate) fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
         .collect()
 }
 
-/// The key an address is counted under: itself, or its /64 for IPv6.
+/// The key an address is counted under: itself, or its /64 for IPv6
+/// (an IPv4 address written as IPv6, `::ffff:a.b.c.d`, as itself).
 fn key(ip: IpAddr) -> IpAddr {
-    match ip {
+    match ip.to_canonical() {
         IpAddr::V4(_) => ip,
         IpAddr::V6(a) => IpAddr::V6((u128::from(a) & !(u128::MAX >> 64)).into()),
     }
@@ -217,10 +246,36 @@ mod tests {
             ),
             Some(ip("198.51.100.9"))
         );
-        // An untrusted proxy, or a peer claiming to forward: not counted.
+        // A direct peer counts as itself whatever it claims to forward.
         assert_eq!(
             client_address(Some(ip("192.0.2.1")), &fwd("198.51.100.9"), &trusted),
+            Some(ip("192.0.2.1"))
+        );
+        // A proxy that writes ports; an entry that does not parse stops
+        // the walk; an IPv4 address written as IPv6 is that address.
+        assert_eq!(
+            client_address(
+                Some(ip("10.1.2.3")),
+                &fwd("198.51.100.9:4431, 10.4.4.4"),
+                &trusted
+            ),
+            Some(ip("198.51.100.9"))
+        );
+        assert_eq!(
+            client_address(
+                Some(ip("10.1.2.3")),
+                &fwd("198.51.100.9, junk, 10.4.4.4"),
+                &trusted
+            ),
             None
+        );
+        assert_eq!(
+            client_address(
+                Some(ip("::ffff:10.1.2.3")),
+                &fwd("::ffff:198.51.100.9"),
+                &trusted
+            ),
+            Some(ip("198.51.100.9"))
         );
         // A local proxy that forwards nobody: everyone would share it.
         assert_eq!(client_address(Some(ip("127.0.0.1")), &none, &trusted), None);
