@@ -41,9 +41,12 @@ pub struct HealthBoard {
     /// the heartbeat).
     ring_bytes: Mutex<BTreeMap<String, u64>>,
     /// Violations the rules found that never reached the outbox
-    /// (post-processing or queueing failed), and how many of them the
-    /// last heartbeat already raised its alarm for.
+    /// (post-processing or queueing failed); how many of them the last
+    /// heartbeat built counted; and how many a published heartbeat raised
+    /// its alarm for (an alarm in a heartbeat that was not published is
+    /// raised again).
     unreported: AtomicU64,
+    unreported_in_heartbeat: AtomicU64,
     unreported_alarmed: AtomicU64,
 }
 
@@ -82,10 +85,18 @@ impl HealthBoard {
         self.unreported.load(Ordering::Relaxed)
     }
 
-    /// How many were added since the last call (the heartbeat's alarm).
+    /// How many were added since the last published heartbeat's alarm;
+    /// remembered for [`HealthBoard::heartbeat_sent`].
     fn newly_unreported(&self) -> u64 {
         let now = self.unreported();
-        now.saturating_sub(self.unreported_alarmed.swap(now, Ordering::Relaxed))
+        self.unreported_in_heartbeat.store(now, Ordering::Relaxed);
+        now.saturating_sub(self.unreported_alarmed.load(Ordering::Relaxed))
+    }
+
+    /// The heartbeat last built was published: its alarm was raised.
+    pub fn heartbeat_sent(&self) {
+        let built = self.unreported_in_heartbeat.load(Ordering::Relaxed);
+        self.unreported_alarmed.fetch_max(built, Ordering::Relaxed);
     }
 
     /// Every camera's last reported state.
@@ -467,6 +478,8 @@ mod tests {
         board.violation_unreported();
         board.violation_unreported();
         assert!(raised(&beat(&board)), "raised by the next heartbeat");
+        assert!(raised(&beat(&board)), "again while none was published");
+        board.heartbeat_sent();
         assert!(!raised(&beat(&board)), "and not again without a new one");
         let text = Metrics::default().render(&board);
         assert!(

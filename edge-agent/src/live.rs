@@ -184,6 +184,7 @@ fn camera_loop(
         Ok(()) => {}
         Err(TrySendError::Full(j)) => {
             tracing::error!(camera = %id, event_id = %j.job.event_id, "post-processing queue full: violation dropped");
+            shared.board.violation_unreported();
         }
         Err(TrySendError::Disconnected(_)) => {}
     };
@@ -202,7 +203,7 @@ fn camera_loop(
             // Violations the rules held for their "after" frames are
             // released with what the old stream had.
             let held = analysis.finish();
-            hand_over(&id, &analysis, &mut collector, held, &send);
+            hand_over(&id, &analysis, &mut collector, held, &send, &shared.board);
             for j in collector.finish() {
                 send(j);
             }
@@ -237,10 +238,10 @@ fn camera_loop(
             }
         };
         fps.tick();
-        hand_over(&id, &analysis, &mut collector, found, &send);
+        hand_over(&id, &analysis, &mut collector, found, &send, &shared.board);
     }
     let held = analysis.finish();
-    hand_over(&id, &analysis, &mut collector, held, &send);
+    hand_over(&id, &analysis, &mut collector, held, &send, &shared.board);
     for j in collector.finish() {
         send(j);
     }
@@ -255,6 +256,7 @@ fn hand_over(
     collector: &mut EvidenceCollector,
     found: Vec<crate::rules::Violation>,
     send: &impl Fn(EvidenceJob),
+    board: &crate::health::HealthBoard,
 ) {
     for v in found {
         let event_id = uuid::Uuid::new_v4();
@@ -268,7 +270,10 @@ fn hand_over(
         match collector.add_violation(event_id, &v, &track) {
             Ok(Some(job)) => send(job),
             Ok(None) => {}
-            Err(e) => tracing::error!(camera = %id, error = %e, "evidence for a violation"),
+            Err(e) => {
+                tracing::error!(camera = %id, error = %e, "evidence for a violation: not reported");
+                board.violation_unreported();
+            }
         }
     }
 }
@@ -361,7 +366,8 @@ impl Worker {
                 crate::health::clock_sync(),
             );
             let Ok(mut outbox) = self.outbox.lock() else {
-                tracing::error!("outbox lock poisoned");
+                tracing::error!(%event_id, "outbox lock poisoned: violation not reported");
+                self.board.violation_unreported();
                 return;
             };
             match crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir)

@@ -219,6 +219,7 @@ pub fn run(
                         .is_ok()
                     {
                         m.heartbeats.fetch_add(1, Ordering::Relaxed);
+                        shared.board.heartbeat_sent();
                     }
                 }
                 Err(e) => tracing::error!(error = %e, "heartbeat could not be signed"),

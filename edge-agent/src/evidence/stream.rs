@@ -518,8 +518,14 @@ impl JobStream {
                 }
                 if let Some(d) = u.buffer.dts().map(gst::ClockTime::nseconds) {
                     let d = last_dts.map_or(d, |l| d.max(l.saturating_add(1_000)));
-                    // Never after the picture's own (possibly moved) PTS.
-                    let d = pts.get(from + i).copied().flatten().map_or(d, |p| d.min(p));
+                    // A picture is never shown before it is decoded: where
+                    // the DTS had to move past the PTS, the PTS moves too
+                    // (by microseconds: it still finds its unit's time).
+                    if let Some(p) = pts.get(from + i).copied().flatten()
+                        && d > p
+                    {
+                        m.set_pts(gst::ClockTime::from_nseconds(d));
+                    }
                     m.set_dts(gst::ClockTime::from_nseconds(d));
                     last_dts = Some(d);
                 }

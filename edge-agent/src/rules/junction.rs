@@ -190,14 +190,22 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         } else if !red_question_open(ctx, state) {
             state.report(held);
         } else if beyond_the_line_on_red(ctx, state) {
-            // Still there, still red: the case moves to this frame, so its
-            // stills are in the evidence ring whenever it is reported.
-            let v = held_case(ctx, state, held.frames.before);
+            // Still there, still red (or unreadable, which does not end
+            // the red): the case moves to this frame, so its stills are in
+            // the evidence ring whenever it is reported; the signal it
+            // records stays the last red one seen.
+            let mut v = held_case(ctx, state, held.frames.before);
+            if v.signal
+                .as_ref()
+                .is_none_or(|s| s.state != SignalState::Red)
+            {
+                v.signal = held.signal.clone();
+            }
             state.junction.held_stop = Some(v);
-        } else if ctx.p1.timestamp_us - held.at_us > HELD_MAX_AGE_US {
-            // Crept on, or the signal cannot be read: reported before its
-            // stills leave the ring (should it then run the red, that is
-            // a second case, for the reviewers).
+        } else if !(0..=HELD_MAX_AGE_US).contains(&(ctx.p1.timestamp_us - held.at_us)) {
+            // Crept on: reported before its stills leave the ring (should
+            // it then run the red, that is a second case, for the
+            // reviewers); a clock that went back reports it too.
             state.report(held);
         } else {
             state.junction.held_stop = Some(held);
@@ -219,19 +227,32 @@ fn held_case(ctx: &Ctx<'_>, state: &TrackState, since: u64) -> Violation {
         .iter()
         .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
         .map_or(since, |q| q.frame.max(since));
-    ctx.violation(RuleKind::StopLine, p1, recent, state.lane.or(ctx.lane_now))
+    ctx.violation(RuleKind::StopLine, p1, recent, held_lane(ctx, state))
+}
+
+/// The lane a held stop-line case is judged in: the lane the vehicle
+/// crossed its stop line from, while that crossing's question is open.
+fn held_lane(ctx: &Ctx<'_>, state: &TrackState) -> Option<usize> {
+    state
+        .junction
+        .crossing
+        .as_ref()
+        .map(|c| c.lane)
+        .or(state.lane)
+        .or(ctx.lane_now)
 }
 
 /// Whether the vehicle is beyond its lane's stop line (by more than
-/// `min_past_px`, at most `max_past_px`) while the lane's signal is red.
+/// `min_past_px`, at most `max_past_px`) while the lane's signal has not
+/// been seen to change (red, or unreadable: as for the red-light rule).
 fn beyond_the_line_on_red(ctx: &Ctx<'_>, state: &TrackState) -> bool {
     let site = ctx.site;
     let rule = &site.rules.stop_line;
-    let lane = state.lane.or(ctx.lane_now).and_then(|l| site.lanes.get(l));
-    let red = lane
+    let lane = held_lane(ctx, state).and_then(|l| site.lanes.get(l));
+    let red = !lane
         .and_then(|l| l.group.as_deref())
         .and_then(|g| ctx.signals.status(g))
-        .is_some_and(|s| s.state == SignalState::Red);
+        .is_some_and(|s| matches!(s.state, SignalState::Green | SignalState::Yellow));
     lane.and_then(|l| l.stop_line)
         .and_then(|i| site.stop_lines.get(i))
         .is_some_and(|sl| {

@@ -65,6 +65,29 @@ pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Optio
         .iter()
         .map(|c| crate::plate::canonicalize(&c.to_string()).chars().next())
         .collect();
+    // A class that is no plate character (a separator, a space) is never
+    // part of the answer: its probability counts as the blank's, so a
+    // model that spells `1.1` still splits the two 1s.
+    let mut merged = Vec::with_capacity(probs.len());
+    for step in probs.chunks_exact(k) {
+        let extra: f32 = step
+            .iter()
+            .zip(&canonical)
+            .skip(1)
+            .filter(|(_, c)| c.is_none())
+            .map(|(p, _)| *p)
+            .sum();
+        merged.extend(step.iter().zip(&canonical).enumerate().map(|(i, (&p, c))| {
+            if i == 0 {
+                p + extra
+            } else if c.is_some() {
+                p
+            } else {
+                0.0
+            }
+        }));
+    }
+    let probs = merged.as_slice();
     // prefix (class indices) -> (p ending in blank, p ending in its last class)
     let mut beams: Vec<(Vec<usize>, f64, f64)> = vec![(Vec::new(), 1.0, 0.0)];
     let mut next: HashMap<Vec<usize>, (f64, f64)> = HashMap::new();
