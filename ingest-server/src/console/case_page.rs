@@ -245,7 +245,8 @@ pub async fn show(
     let mut stills = String::new();
     let mut plate_crop = String::new();
     let mut clip = String::new();
-    let track = trajectory(&case.signed_json);
+    let event = crate::review::stored_event(&case.signed_json).ok();
+    let track = trajectory(event.as_ref());
     for (n, role, media, stored) in &evidence {
         let src = format!("/console/cases/{}/evidence/{}", esc(&id), esc(n));
         if !stored {
@@ -420,7 +421,7 @@ pub async fn show(
         conf_label = lang.t("Độ tin cậy", "Confidence"),
         conf = case.confidence.map(|c| format!("{:.0}%", c * 100.0)).unwrap_or_else(|| "—".into()),
         colour = esc(&case.plate_colour),
-        plate_source = esc(&plate_source_text(lang, &case.signed_json)),
+        plate_source = esc(&plate_source_text(lang, event.as_ref())),
         state_l = lang.t("Trạng thái", "State"),
         state = esc(case.state.label_vi()),
         typ_l = lang.t("Hành vi", "Violation"),
@@ -438,7 +439,7 @@ pub async fn show(
         vehicle = esc(&case.vehicle_class),
         owner_status = esc(&case.owner_status),
         signal_l = lang.t("Đèn tín hiệu", "Signal"),
-        signal = esc(&signal_text(lang, &case.signed_json)),
+        signal = esc(&signal_text(lang, event.as_ref())),
         fine_l = lang.t("Mức phạt", "Fine"),
         article = esc(case.fine_ref.as_deref().unwrap_or("")),
         points = case.points.map(|p| format!("· {p} {}", lang.t("điểm", "points"))).unwrap_or_default(),

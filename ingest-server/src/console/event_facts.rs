@@ -1,15 +1,16 @@
 //! What the console shows straight from the signed event (the record the
 //! device signed, kept as received): the signal as observed, the
 //! trajectory over the overview, and where the plate was read. These are
-//! read from `signed_json` rather than from columns because they are the
-//! device's own statement, shown as it made it; an event that cannot be
-//! read back shows "—", never an error page.
+//! read from the stored signed event (parsed once per page) rather than
+//! from columns because they are the device's own statement, shown as it
+//! made it; an event that cannot be read back (`None`) shows "—", never an
+//! error page.
 
 use super::html::Lang;
-use crate::review::stored_event;
+use protocol::ViolationEvent;
 
-pub(super) fn signal_text(lang: Lang, signed_json: &str) -> String {
-    match stored_event(signed_json).ok().and_then(|e| e.signal) {
+pub(super) fn signal_text(lang: Lang, event: Option<&ViolationEvent>) -> String {
+    match event.and_then(|e| e.signal.as_ref()) {
         Some(s) => {
             let state = crate::ingest::enum_text(&s.state);
             let red = s
@@ -29,8 +30,8 @@ pub(super) fn signal_text(lang: Lang, signed_json: &str) -> String {
 }
 
 /// The trajectory as SVG points (full-frame pixel coordinates).
-pub(super) fn trajectory(signed_json: &str) -> String {
-    let Ok(e) = stored_event(signed_json) else {
+pub(super) fn trajectory(event: Option<&ViolationEvent>) -> String {
+    let Some(e) = event else {
         return String::new();
     };
     let pts: Vec<String> = e
@@ -46,8 +47,8 @@ pub(super) fn trajectory(signed_json: &str) -> String {
 /// plate's box inside the violator's box, so the reviewer can match the
 /// `plate_vehicle.jpg` still to the read. Empty for an older event or an
 /// unreadable plate.
-pub(super) fn plate_source_text(lang: Lang, signed_json: &str) -> String {
-    let Some(s) = stored_event(signed_json).ok().and_then(|e| e.plate.source) else {
+pub(super) fn plate_source_text(lang: Lang, event: Option<&ViolationEvent>) -> String {
+    let Some(s) = event.and_then(|e| e.plate.source) else {
         return String::new();
     };
     let [px, py, pw, ph] = s.plate_box;
