@@ -15,6 +15,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -267,7 +268,24 @@ pub struct FrameSource {
     coded: Arc<Mutex<Option<gst_app::AppSink>>>,
     /// Time of the last coded unit, for a unit that comes without one.
     last_unit_time: Option<OffsetDateTime>,
+    /// Times of the latest coded units (decode order), so a frame can tell
+    /// whether its own unit has come through the coded branch yet.
+    recent_units: VecDeque<OffsetDateTime>,
+    /// False once a frame's own unit failed to arrive within
+    /// [`OWN_UNIT_WAIT`]: from then on units travel with whichever frame
+    /// follows them, and no frame waits.
+    wait_for_own_unit: bool,
 }
+
+/// Longest a decoded frame waits for its own coded unit to reach the coded
+/// appsink. Both left the tee together, so it is a matter of thread
+/// scheduling; without the wait the last frame of a recording could end
+/// without its unit.
+const OWN_UNIT_WAIT: Duration = Duration::from_millis(50);
+
+/// How many recent unit times are remembered (B-frames: a picture's own
+/// unit can arrive several units before the picture is decoded).
+const RECENT_UNITS: usize = 64;
 
 /// What `uridecodebin` exposes: its default raw caps plus the coded formats
 /// we keep (so those come out parsed, not decoded).
@@ -404,18 +422,39 @@ impl FrameSource {
             expect_size,
             coded,
             last_unit_time: None,
+            recent_units: VecDeque::with_capacity(RECENT_UNITS),
+            wait_for_own_unit: true,
         })
     }
 
-    /// The coded access units waiting in their appsink (never blocks), or
-    /// `None` if this source is decoded straight away. No unit is dropped:
-    /// one without a time (rare) takes the previous unit's, since every
-    /// later picture up to the next keyframe may refer to it.
-    fn drain_packets(&mut self) -> Option<Packets> {
+    /// The coded access units waiting in their appsink, or `None` if this
+    /// source is decoded straight away. Waits (at most [`OWN_UNIT_WAIT`])
+    /// for the unit of the picture at `own` if it has not come through yet.
+    /// No unit is dropped: one without a time (rare) takes the previous
+    /// unit's, since every later picture up to the next keyframe may refer
+    /// to it.
+    fn drain_packets(&mut self, own: OffsetDateTime) -> Option<Packets> {
         let sink = self.coded.lock().ok()?.clone()?;
         let mut caps = None;
         let mut units = Vec::new();
-        while let Some(sample) = sink.try_pull_sample(gst::ClockTime::ZERO) {
+        let deadline = std::time::Instant::now() + OWN_UNIT_WAIT;
+        loop {
+            let mut sample = sink.try_pull_sample(gst::ClockTime::ZERO);
+            if sample.is_none() && self.wait_for_own_unit && !self.has_unit_at(own) {
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                sample =
+                    sink.try_pull_sample(gst::ClockTime::from_nseconds(left.as_nanos() as u64));
+                if sample.is_none() && !sink.is_eos() {
+                    tracing::warn!(
+                        camera = %self.spec,
+                        "coded units do not follow the decoded frames; they travel with the next frame"
+                    );
+                    self.wait_for_own_unit = false;
+                }
+            }
+            let Some(sample) = sample else {
+                break;
+            };
             let (Some(buffer), Some(c)) = (sample.buffer_owned(), sample.caps_owned()) else {
                 continue;
             };
@@ -441,6 +480,10 @@ impl FrameSource {
                     .map_readable()
                     .is_ok_and(|m| starts_decoding(&name, m.as_slice()));
             self.last_unit_time = Some(time);
+            if self.recent_units.len() == RECENT_UNITS {
+                self.recent_units.pop_front();
+            }
+            self.recent_units.push_back(time);
             caps = Some(c);
             units.push(EncodedUnit {
                 time,
@@ -451,6 +494,14 @@ impl FrameSource {
         // Caps of a stream that has not sent a unit yet: the sink's own.
         let caps = caps.or_else(|| sink.caps())?;
         Some(Packets { caps, units })
+    }
+
+    /// Whether the unit of the picture at `time` has been drained (to the
+    /// millisecond: the decoder keeps the unit's PTS).
+    fn has_unit_at(&self, time: OffsetDateTime) -> bool {
+        self.recent_units
+            .iter()
+            .any(|t| (*t - time).abs() <= time::Duration::MILLISECOND)
     }
 
     /// The next frame, `Ok(None)` at the end of a recording. Pipeline
@@ -503,7 +554,7 @@ impl FrameSource {
             });
         }
         self.next_number += 1;
-        frame.packets = self.drain_packets();
+        frame.packets = self.drain_packets(frame.time);
         Ok(Some(frame))
     }
 
