@@ -4,7 +4,7 @@
 
 use crate::capture::Frame;
 use crate::detect::{DetectError, VehicleDetector};
-use crate::rules::{RuleEngine, RuleError, Violation};
+use crate::rules::{ParkedSpot, RuleEngine, RuleError, Violation};
 use crate::signal::{FrameView, LampConfig, PixelFormat, SignalBoard};
 use crate::site::SiteConfig;
 use crate::track::{FrameInfo, Track, Tracker, TrackerConfig};
@@ -131,6 +131,30 @@ impl Analysis {
                     .to_vec()
             }
             None => Vec::new(),
+        }
+    }
+
+    /// Where illegally stopped vehicles were reported standing (empty
+    /// without a site): kept on disk so a restarted agent does not fine a
+    /// parked car again (`crate::parked_store`).
+    pub fn parked_spots(&self) -> Vec<ParkedSpot> {
+        self.judge
+            .as_ref()
+            .map(|j| j.engine.parked_spots())
+            .unwrap_or_default()
+    }
+
+    /// Changes to [`Analysis::parked_spots`] so far.
+    pub fn parked_generation(&self) -> u64 {
+        self.judge
+            .as_ref()
+            .map_or(0, |j| j.engine.parked_generation())
+    }
+
+    /// Spots kept from the agent's previous run.
+    pub fn restore_parked(&mut self, spots: &[ParkedSpot]) {
+        if let Some(j) = self.judge.as_mut() {
+            j.engine.restore_parked(spots);
         }
     }
 

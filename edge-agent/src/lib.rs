@@ -17,6 +17,7 @@ pub mod identity;
 pub mod live;
 pub mod models;
 pub mod outbox;
+pub mod parked_store;
 pub mod replay;
 pub mod report;
 pub mod rules;

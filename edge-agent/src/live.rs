@@ -19,6 +19,7 @@ use crate::detect::{MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, 
 use crate::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob};
 use crate::identity::DeviceIdentity;
 use crate::outbox::Outbox;
+use crate::parked_store::ParkedStore;
 use crate::site::SiteConfig;
 use crate::track::TrackerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,10 +119,18 @@ impl Live {
         for (cam, site, spec) in sites {
             let detector = make_detector(&cam.detector, cam.threads, cam.motion)?;
             let (tx, shared, stop) = (tx.clone(), shared.clone(), stop.clone());
+            let parked = ParkedStore::new(&cfg.device.data_dir, &site.camera_id);
+            let setup = CameraSetup {
+                cam,
+                site,
+                spec,
+                detector,
+                parked,
+            };
             threads.push(
                 std::thread::Builder::new()
-                    .name(format!("analyse-{}", site.camera_id))
-                    .spawn(move || camera_loop(cam, site, spec, detector, tx, shared, stop))
+                    .name(format!("analyse-{}", setup.site.camera_id))
+                    .spawn(move || camera_loop(setup, tx, shared, stop))
                     .map_err(|e| LiveError(format!("starting a camera: {e}")))?,
             );
         }
@@ -136,16 +145,30 @@ impl Live {
     }
 }
 
-/// One camera: capture → analysis → evidence ring → jobs for the worker.
-fn camera_loop(
+/// What one camera's loop starts from.
+struct CameraSetup {
     cam: CameraConfig,
     site: SiteConfig,
     spec: SourceSpec,
     detector: Box<dyn VehicleDetector>,
-    tx: SyncSender<PostJob>,
-    shared: Shared,
-    stop: Arc<AtomicBool>,
-) {
+    /// Where the rules' memory of parked violators outlives this run.
+    parked: ParkedStore,
+}
+
+/// How often the memory of parked violators is saved when it changed (a
+/// crash loses at most this much of a parked car's standing, well inside
+/// the rules' 10-minute window).
+const PARKED_SAVE_EVERY: Duration = Duration::from_secs(30);
+
+/// One camera: capture → analysis → evidence ring → jobs for the worker.
+fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop: Arc<AtomicBool>) {
+    let CameraSetup {
+        cam,
+        site,
+        spec,
+        detector,
+        parked,
+    } = setup;
     let id = site.camera_id.clone();
     let pacing = if cam.realtime {
         Pacing::RealTime
@@ -173,6 +196,18 @@ fn camera_loop(
             return;
         }
     };
+    match parked.load() {
+        Ok(spots) => {
+            if !spots.is_empty() {
+                tracing::info!(camera = %id, spots = spots.len(), "parked violators remembered from the last run");
+            }
+            analysis.restore_parked(&spots);
+        }
+        Err(e) => {
+            tracing::error!(camera = %id, error = %e, "parked violators of the last run forgotten: a car still parked may be fined again")
+        }
+    }
+    let mut parked_saved = (analysis.parked_generation(), Instant::now());
     let mut collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
     let mut last_number: Option<u64> = None;
     let mut fps = Rate::default();
@@ -239,13 +274,31 @@ fn camera_loop(
         };
         fps.tick();
         hand_over(&id, &analysis, &mut collector, found, &send, &shared.board);
+        if parked_saved.1.elapsed() >= PARKED_SAVE_EVERY {
+            save_parked(&id, &analysis, &parked, &mut parked_saved);
+        }
     }
     let held = analysis.finish();
     hand_over(&id, &analysis, &mut collector, held, &send, &shared.board);
+    save_parked(&id, &analysis, &parked, &mut parked_saved);
     for j in collector.finish() {
         send(j);
     }
     handle.stop();
+}
+
+/// Saves the memory of parked violators if it changed since `saved`
+/// (generation, time), which is updated.
+fn save_parked(id: &str, analysis: &Analysis, store: &ParkedStore, saved: &mut (u64, Instant)) {
+    let generation = analysis.parked_generation();
+    saved.1 = Instant::now();
+    if generation == saved.0 {
+        return;
+    }
+    match store.save(&analysis.parked_spots()) {
+        Ok(()) => saved.0 = generation,
+        Err(e) => tracing::error!(camera = %id, error = %e, "cannot save the parked violators"),
+    }
 }
 
 /// Hands each violation the rules released to the evidence collector

@@ -361,3 +361,68 @@ fn a_parked_car_is_not_fined_again_after_the_stream_reconnects() {
     assert_eq!(count(true), 1, "fined once across the reconnect");
     assert_eq!(count(false), 2, "a fresh analysis would fine it again");
 }
+
+/// The agent restarts (an update, a crash) while a car it fined for
+/// stopping still stands there. What the rules remember is saved as the
+/// live loop saves it (`ParkedStore`, here mid-run: a crash gives no
+/// chance to save at stop) and restored by the next run, which then does
+/// not fine the car again — though it finds it as a new track, and its
+/// dwell timer runs out.
+#[test]
+fn a_parked_car_is_not_fined_again_after_the_agent_restarts() {
+    gstreamer::init().unwrap();
+    let site = SiteConfig::from_toml_str(SITE, "test.toml").unwrap();
+    let spot = Point::new(1690.0, 850.0);
+    let seen = move |us: i64| {
+        let n = (us - ts(0)) / FRAME_US;
+        match n {
+            0..10 => vec![boxed(Point::new(1890.0 - 20.0 * n as f64, 850.0), Car)],
+            _ => vec![boxed(spot, Car)],
+        }
+    };
+    let image = |n: u64, t: u64| {
+        let time =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts(t)) * 1000).unwrap();
+        edge_agent::capture::Frame::from_bgr(n, time, 16, 9, vec![0; 16 * 9 * 3]).unwrap()
+    };
+    let stopping = |v: &[edge_agent::rules::Violation]| {
+        v.iter()
+            .filter(|v| v.rule == ViolationType::IllegalStopping)
+            .count()
+    };
+    let count = |restore: bool| -> usize {
+        let data = tempfile::tempdir().unwrap();
+        let store = edge_agent::parked_store::ParkedStore::new(data.path(), &site.camera_id);
+        let mut fined = 0;
+        // Run 1: the car drives in, stops, is fined, and goes on standing
+        // there for 300 frames; the agent saves its memory, then dies.
+        let mut analysis =
+            edge_agent::analysis::Analysis::new(Box::new(Scripted(Box::new(seen))), Some(&site))
+                .unwrap();
+        for n in 0..300 {
+            fined += stopping(&analysis.process(&image(n, n)).unwrap());
+        }
+        assert_eq!(fined, 1);
+        store.save(&analysis.parked_spots()).unwrap();
+        drop(analysis);
+        // Run 2, some 20 s of stream time later: a fresh agent, tracks
+        // numbered from 1 again, the car still there.
+        let mut analysis =
+            edge_agent::analysis::Analysis::new(Box::new(Scripted(Box::new(seen))), Some(&site))
+                .unwrap();
+        if restore {
+            analysis.restore_parked(&store.load().unwrap());
+        }
+        for n in 0..200 {
+            fined += stopping(&analysis.process(&image(n, 500 + n)).unwrap());
+        }
+        fined += stopping(&analysis.finish());
+        fined
+    };
+    assert_eq!(count(true), 1, "fined once across the restart");
+    assert_eq!(
+        count(false),
+        2,
+        "an agent without the memory fines it again"
+    );
+}

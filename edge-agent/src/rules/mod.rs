@@ -29,6 +29,7 @@ mod repeat;
 mod speed;
 
 pub use compiled::RuleError;
+pub use repeat::ParkedSpot;
 
 use crate::geometry::BBox;
 use crate::signal::SignalSource;
@@ -261,6 +262,24 @@ impl RuleEngine {
     /// a reconnect, and is found again as a new track).
     pub fn hand_over_to(&mut self, next: &mut RuleEngine) {
         next.parked = std::mem::take(&mut self.parked);
+        next.parked.detach_tracks();
+    }
+
+    /// Where illegally stopped vehicles were reported standing, as of the
+    /// last update: what a restarted agent must not fine again
+    /// (`crate::parked_store` keeps it on disk).
+    pub fn parked_spots(&self) -> Vec<ParkedSpot> {
+        self.parked.snapshot()
+    }
+
+    /// Changes to [`RuleEngine::parked_spots`] so far: save when it moved.
+    pub fn parked_generation(&self) -> u64 {
+        self.parked.generation()
+    }
+
+    /// Spots kept from the agent's previous run (invalid ones skipped).
+    pub fn restore_parked(&mut self, spots: &[ParkedSpot]) {
+        self.parked.restore(spots);
     }
 
     /// Tracks the engine holds state for.
@@ -288,6 +307,11 @@ impl RuleEngine {
             }
             let state = self.states.entry(track.id()).or_default();
             step(&self.site, state, track, signals);
+            if state.issued(ViolationType::IllegalStopping)
+                && let Some(p) = track.last()
+            {
+                self.parked.touch(track.id(), p.bbox, p.timestamp_us);
+            }
             if let Some(last) = track.last() {
                 let mut i = 0;
                 while i < state.pending.len() {
@@ -321,7 +345,7 @@ impl RuleEngine {
             if state.issued(ViolationType::IllegalStopping)
                 && let Some(p) = track.last()
             {
-                self.parked.remember(p.bbox, p.timestamp_us);
+                self.parked.remember(track.id(), p.bbox, p.timestamp_us);
             }
         }
         if self.frames_seen.is_multiple_of(256) {
@@ -348,7 +372,7 @@ fn repeats_a_parked_vehicle(
     let Some(first) = track.trajectory().front() else {
         return false;
     };
-    let repeat = parked.is_repeat(first.bbox, first.timestamp_us);
+    let repeat = parked.is_repeat(track.id(), first.bbox, first.timestamp_us);
     if repeat {
         tracing::info!(
             track = v.track_id,

@@ -9,8 +9,15 @@
 //! [`REPEAT_WINDOW_US`], is taken to be that vehicle: its illegal-stopping
 //! violation is not reported again. A vehicle that drove into the spot
 //! (its first point elsewhere) is a new offence and is reported.
+//!
+//! The same holds across a restart of the agent (an update, a crash, a
+//! power cut): a violator's spot is refreshed on every frame its track
+//! lives, so it is as fresh as the car's standing, and [`ParkedSpot`]s are
+//! what `crate::parked_store` keeps on disk between runs.
 
 use std::collections::VecDeque;
+
+use serde::{Deserialize, Serialize};
 
 use crate::geometry::BBox;
 
@@ -24,30 +31,113 @@ const SAME_SPOT_IOU: f64 = 0.5;
 /// Most remembered spots (a junction has a handful).
 const MAX_SPOTS: usize = 256;
 
-/// Where illegally stopped vehicles were last seen, and when.
+/// Where an illegally stopped vehicle was last seen standing, and when
+/// (stream time, microseconds since the Unix epoch): what is kept across
+/// restarts of the agent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ParkedSpot {
+    /// Box in full-frame pixels: left, top, width, height.
+    pub bbox: [f64; 4],
+    pub at_us: i64,
+}
+
+impl ParkedSpot {
+    /// Whether this is a spot at all: finite, a positive size, a time
+    /// after 2000 (a file from outside is checked with this).
+    pub fn is_valid(&self) -> bool {
+        let [x, y, w, h] = self.bbox;
+        [x, y, w, h].iter().all(|v| v.is_finite() && v.abs() < 1e6)
+            && w > 0.0
+            && h > 0.0
+            && self.at_us > 946_684_800_000_000
+    }
+}
+
+/// Where illegally stopped vehicles were last seen, and when; with the
+/// live track that is refreshing the spot, if any.
 #[derive(Debug, Default)]
 pub(crate) struct ParkedSpots {
-    spots: VecDeque<(BBox, i64)>,
+    spots: VecDeque<(BBox, i64, Option<u64>)>,
+    /// Bumped on every change, so a caller saves only when there is news.
+    generation: u64,
 }
 
 impl ParkedSpots {
-    /// A track that had an illegal-stopping violation ended, last seen at
-    /// `last` at `at_us`.
-    pub fn remember(&mut self, last: BBox, at_us: i64) {
+    /// Track `track`, which has an illegal-stopping violation, stands at
+    /// `bbox` at `at_us`: its spot is refreshed (or made).
+    pub fn touch(&mut self, track: u64, bbox: BBox, at_us: i64) {
+        self.generation += 1;
+        if let Some(spot) = self.spots.iter_mut().find(|s| s.2 == Some(track)) {
+            spot.0 = bbox;
+            spot.1 = spot.1.max(at_us);
+            return;
+        }
         if self.spots.len() == MAX_SPOTS {
             self.spots.pop_front();
         }
-        self.spots.push_back((last, at_us));
+        self.spots.push_back((bbox, at_us, Some(track)));
+    }
+
+    /// Track `track`, which had an illegal-stopping violation, ended, last
+    /// seen at `last` at `at_us`: its spot stays, no longer refreshed.
+    pub fn remember(&mut self, track: u64, last: BBox, at_us: i64) {
+        self.touch(track, last, at_us);
+        for s in self.spots.iter_mut().filter(|s| s.2 == Some(track)) {
+            s.2 = None;
+        }
     }
 
     /// Whether a track first seen at `first` at `first_us` is a vehicle
     /// remembered there (so its illegal stopping was reported already).
-    pub fn is_repeat(&mut self, first: BBox, first_us: i64) -> bool {
-        self.spots
-            .retain(|(_, t)| first_us.saturating_sub(*t) <= REPEAT_WINDOW_US);
+    /// Spots a live track is refreshing are not its own (a track is not a
+    /// repeat of itself) but still count for other tracks.
+    pub fn is_repeat(&mut self, track: u64, first: BBox, first_us: i64) -> bool {
+        self.spots.retain(|(_, t, live)| {
+            live.is_some() || first_us.saturating_sub(*t) <= REPEAT_WINDOW_US
+        });
+        self.spots.iter().any(|(b, t, live)| {
+            *live != Some(track)
+                && first_us.saturating_sub(*t) <= REPEAT_WINDOW_US
+                && *t <= first_us.saturating_add(REPEAT_WINDOW_US)
+                && b.iou(first) >= SAME_SPOT_IOU
+        })
+    }
+
+    /// The spots, oldest first, for keeping across a restart.
+    pub fn snapshot(&self) -> Vec<ParkedSpot> {
         self.spots
             .iter()
-            .any(|(b, t)| *t <= first_us && b.iou(first) >= SAME_SPOT_IOU)
+            .map(|(b, t, _)| ParkedSpot {
+                bbox: [b.x, b.y, b.w, b.h],
+                at_us: *t,
+            })
+            .collect()
+    }
+
+    /// Spots kept from before a restart (invalid ones are skipped). The
+    /// tracks that refreshed them are gone: track ids start again.
+    pub fn restore(&mut self, spots: &[ParkedSpot]) {
+        for s in spots.iter().filter(|s| s.is_valid()) {
+            if self.spots.len() == MAX_SPOTS {
+                self.spots.pop_front();
+            }
+            let [x, y, w, h] = s.bbox;
+            self.spots
+                .push_back((BBox::from_xywh(x, y, w, h), s.at_us, None));
+        }
+        self.generation += 1;
+    }
+
+    /// Forgets which tracks refresh which spot (their tracker is gone).
+    pub fn detach_tracks(&mut self) {
+        for s in &mut self.spots {
+            s.2 = None;
+        }
+    }
+
+    /// Changes so far (see the field).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 }
 
@@ -59,13 +149,56 @@ mod tests {
     fn a_track_appearing_at_a_remembered_spot_soon_after_is_a_repeat() {
         let mut spots = ParkedSpots::default();
         let spot = BBox::from_xywh(100.0, 100.0, 80.0, 60.0);
-        spots.remember(spot, 1_000_000);
+        spots.remember(1, spot, T0 + 1_000_000);
         let nudged = BBox::from_xywh(104.0, 102.0, 80.0, 60.0);
-        assert!(spots.is_repeat(nudged, 30_000_000));
+        assert!(spots.is_repeat(2, nudged, T0 + 30_000_000));
         // Elsewhere, or too long after: a new offence.
-        assert!(!spots.is_repeat(BBox::from_xywh(400.0, 100.0, 80.0, 60.0), 30_000_000));
-        assert!(!spots.is_repeat(nudged, 1_000_000 + REPEAT_WINDOW_US + 1));
+        assert!(!spots.is_repeat(
+            2,
+            BBox::from_xywh(400.0, 100.0, 80.0, 60.0),
+            T0 + 30_000_000
+        ));
+        assert!(!spots.is_repeat(2, nudged, T0 + 1_000_000 + REPEAT_WINDOW_US + 1));
         // Forgotten once too old.
-        assert!(!spots.is_repeat(nudged, 30_000_000));
+        assert!(!spots.is_repeat(2, nudged, T0 + 30_000_000));
+    }
+
+    /// 2026-01-01, a plausible stream time.
+    const T0: i64 = 1_767_225_600_000_000;
+
+    #[test]
+    fn a_car_standing_for_hours_is_remembered_as_of_its_last_frame() {
+        let mut spots = ParkedSpots::default();
+        let spot = BBox::from_xywh(100.0, 100.0, 80.0, 60.0);
+        let hour = 3_600_000_000;
+        // Fined early on, then seen standing for two hours.
+        for k in 0..=120 {
+            spots.touch(7, spot, T0 + k * 60_000_000);
+        }
+        assert!(!spots.is_repeat(7, spot, T0), "not a repeat of itself");
+        // The agent restarts: the spot comes back from its snapshot, and a
+        // new track (ids start again: the same id means nothing) appears
+        // there a minute later.
+        let kept = spots.snapshot();
+        assert_eq!(kept.len(), 1);
+        let mut after = ParkedSpots::default();
+        after.restore(&kept);
+        assert!(after.is_repeat(7, spot, T0 + 2 * hour + 60_000_000));
+        // Invalid spots from a damaged file are skipped.
+        let mut bad = kept[0];
+        bad.bbox[2] = f64::NAN;
+        let mut other = ParkedSpots::default();
+        other.restore(&[bad]);
+        assert!(other.snapshot().is_empty());
+    }
+
+    #[test]
+    fn a_spot_from_the_future_is_no_repeat() {
+        // A clock set back (or a snapshot from a camera whose clock ran
+        // ahead) must not make every later track a repeat for ever.
+        let mut spots = ParkedSpots::default();
+        let spot = BBox::from_xywh(100.0, 100.0, 80.0, 60.0);
+        spots.remember(1, spot, T0 + 24 * 3_600_000_000);
+        assert!(!spots.is_repeat(2, spot, T0));
     }
 }
