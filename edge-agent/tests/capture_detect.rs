@@ -232,9 +232,10 @@ fn replay_tracks_vehicles_through_the_whole_real_recording() {
         .expect("no error on the whole file");
     assert!(summary.frames >= 100);
     let total: usize = summary.tracks.values().sum();
-    // Measured: 7 car and 7 motorcycle tracks (YOLOX-Nano, 2 tiles, tall
-    // "car" boxes made motorbikes; 10 and 4 without that). The range
-    // leaves room for tracker tuning, not for a broken pipeline.
+    // Measured: 8 car and 5 motorcycle tracks (YOLOX-Nano, 2 tiles, tall
+    // "car" boxes made motorbikes, pieces cut by the tile seam left to the
+    // other tile; 10 and 4 without these). The ranges leave room for
+    // tracker tuning, not for a broken pipeline.
     assert!((6..=40).contains(&total), "{:?}", summary.tracks);
     assert!(
         summary.tracks.get("car").copied().unwrap_or(0) >= 2,
@@ -242,7 +243,7 @@ fn replay_tracks_vehicles_through_the_whole_real_recording() {
         summary.tracks
     );
     assert!(
-        summary.tracks.get("motorcycle").copied().unwrap_or(0) >= 5,
+        summary.tracks.get("motorcycle").copied().unwrap_or(0) >= 4,
         "most of this street's traffic is motorbikes: {:?}",
         summary.tracks
     );

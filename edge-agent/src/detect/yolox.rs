@@ -35,7 +35,8 @@ const CLASSES: [(usize, VehicleClass); 4] = [
 const MOTORBIKE_ASPECT: f32 = 1.4;
 
 /// The detector's class, corrected by the box's shape (see
-/// [`MOTORBIKE_ASPECT`]).
+/// [`MOTORBIKE_ASPECT`]); only for a box whole in its tile (a car cut by
+/// the side of the tile or frame is narrow and tall too).
 fn class_by_shape(class: VehicleClass, w: f32, h: f32) -> VehicleClass {
     if class == VehicleClass::Car && h >= MOTORBIKE_ASPECT * w {
         VehicleClass::Motorcycle
@@ -162,23 +163,27 @@ impl VehicleDetector for YoloxDetector {
             .clamp(1, 2);
         let mut dets = Vec::new();
         if tiles == 1 {
-            self.detect_tile(frame, Rect::new(0, 0, w, h), &mut dets)?;
+            self.detect_tile(frame, Rect::new(0, 0, w, h), None, &mut dets)?;
         } else {
             // Two tiles overlapping by 10% of the width, so a vehicle on the
             // seam is whole in at least one of them.
             let tw = ((w as f32 * 0.55).ceil() as i32).min(w);
-            self.detect_tile(frame, Rect::new(0, 0, tw, h), &mut dets)?;
-            self.detect_tile(frame, Rect::new(w - tw, 0, tw, h), &mut dets)?;
+            let (left, right) = (Rect::new(0, 0, tw, h), Rect::new(w - tw, 0, tw, h));
+            self.detect_tile(frame, left, Some(right), &mut dets)?;
+            self.detect_tile(frame, right, Some(left), &mut dets)?;
         }
         Ok(nms(dets, self.cfg.nms_iou))
     }
 }
 
 impl YoloxDetector {
+    /// Detects in `tile`; a vehicle cut by its seam with `other` that lies
+    /// whole in `other` is left to that tile.
     fn detect_tile(
         &mut self,
         frame: &Frame,
         tile: Rect,
+        other: Option<Rect>,
         dets: &mut Vec<Detection>,
     ) -> Result<(), DetectError> {
         let r = self.prepare(frame, tile)?;
@@ -216,10 +221,29 @@ impl YoloxDetector {
             if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
                 continue;
             }
+            // A vehicle cut by the tile's left or right edge: the other
+            // tile sees it whole if the cut is their seam and what shows
+            // lies inside the other tile. If not (the frame's edge), it
+            // stays, but a car cut at the side is narrow and tall too: its
+            // shape says nothing of its class.
+            let (left, right) = (ox, ox + tile.width as f32);
+            let cut_at_the_side = cx - w / 2.0 <= left + 2.0 || cx + w / 2.0 >= right - 2.0;
+            if cut_at_the_side
+                && other.is_some_and(|o| {
+                    let (ol, or) = (o.x as f32, (o.x + o.width) as f32);
+                    x0 >= ol + 2.0 && x1 <= or - 2.0
+                })
+            {
+                continue;
+            }
             dets.push(Detection {
                 bbox: [x0, y0, x1 - x0, y1 - y0],
                 score,
-                class: class_by_shape(cls, x1 - x0, y1 - y0),
+                class: if cut_at_the_side {
+                    cls
+                } else {
+                    class_by_shape(cls, x1 - x0, y1 - y0)
+                },
             });
         }
         Ok(())
