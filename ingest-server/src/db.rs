@@ -112,6 +112,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_retention.sql"),
         postgres: include_str!("../migrations/postgres/0012_retention.sql"),
     },
+    Migration {
+        version: 13,
+        name: "payment_integrity",
+        sqlite: include_str!("../migrations/sqlite/0013_payment_integrity.sql"),
+        postgres: include_str!("../migrations/postgres/0013_payment_integrity.sql"),
+    },
 ];
 
 /// Database failures.

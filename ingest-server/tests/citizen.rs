@@ -77,6 +77,22 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
     let (first, second, unreviewed) = (ids[0].clone(), ids[1].clone(), ids[2].clone());
 
     let photo = Files::new(10).overview; // not an image: refused
+    // A payment of the second case is open at the gateway (the person
+    // pressed Pay in another tab): a contest now would leave the money on
+    // a contested case.
+    sqlx::query(
+        "INSERT INTO payments (txn_ref, event_id, gateway, amount_vnd, state, client_ip, \
+         created_at, expires_at, updated_at) VALUES ('t-open', $1, 'vnpay', 1000, 'pending', \
+         '203.0.113.7', $2, $3, $2)",
+    )
+    .bind(&ids[1])
+    .bind(now)
+    .bind(now + 15 * 60_000)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    let runtime = tokio::runtime::Handle::current();
+    let db_in = db.clone();
     tokio::task::spawn_blocking(move || {
         // Without a session: the sign-in page.
         let mut anon = Client::new(addr);
@@ -114,6 +130,21 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             (img.status, img.headers["cache-control"].as_str()),
             (200, "private, no-store")
         );
+        assert_eq!(img.headers["content-type"], "image/jpeg");
+        assert!(img.headers["content-security-policy"].contains("sandbox"));
+        // A device that declared a still as HTML does not get it served as
+        // HTML on the citizen's origin.
+        runtime.block_on(async {
+            sqlx::query(
+                "UPDATE evidence SET media_type = 'text/html' WHERE event_id = $1 AND name = 'overview.jpg'",
+            )
+            .bind(&first)
+            .execute(db_in.pool())
+            .await
+            .unwrap();
+        });
+        let odd = me.get(&format!("/app/cases/{first}/evidence/overview.jpg"));
+        assert_eq!(odd.headers["content-type"], "application/octet-stream");
         assert_eq!(me.get(&format!("/app/cases/{unreviewed}")).status, 404);
 
         // Web Push: the VAPID key for the app, and subscriptions checked.
@@ -179,6 +210,25 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
         );
         assert_eq!(r.status, 409, "not a JPEG or PNG");
         let png = b"\x89PNG\r\n\x1a\n0000 a tiny stand-in for a photo of the sale contract";
+        let reason = [
+            ("csrf", t.as_str()),
+            ("reason", "Tôi đã bán xe này trước ngày vi phạm"),
+        ];
+        let r = me.post_multipart(&url, &reason, &[]);
+        assert_eq!(r.status, 409, "a payment is open: {}", r.body);
+        assert!(r.body.contains("đang được thanh toán"), "{}", r.body);
+        // The order expired unpaid and the reconciler cancelled it.
+        runtime.block_on(async {
+            sqlx::query("UPDATE payments SET state = 'cancelled' WHERE txn_ref = 't-open'")
+                .execute(db_in.pool())
+                .await
+                .unwrap();
+        });
+        // A reason longer than the form allows is refused with the limit.
+        let long = "x".repeat(1001);
+        let r = me.post_multipart(&url, &[("csrf", &t), ("reason", &long)], &[]);
+        assert_eq!(r.status, 409);
+        assert!(r.body.contains("1000"), "{}", r.body);
         let r = me.post_multipart(
             &url,
             &[

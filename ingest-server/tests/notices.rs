@@ -308,9 +308,16 @@ async fn outbox_with_the_confirmation(db_url: Option<String>) {
         c,
     )
     .await;
+    // To the end of the 20th day, Vietnam time (UTC+7): what the notice
+    // text promises ("chậm nhất đến hết ngày …").
     assert!(
-        (deadline - t0 - 20 * DAY).abs() < 60_000,
+        deadline >= t0 + 20 * DAY - 60_000 && deadline < t0 + 21 * DAY,
         "respond_by 20 days on"
+    );
+    assert_eq!(
+        (deadline + 1 + 7 * 3_600_000) % DAY,
+        0,
+        "the last ms of a Vietnamese day"
     );
 
     // The server's own worker is off; this one works on the test's clock.
@@ -755,9 +762,18 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
     let r = notices::check_deadlines(&ctx, t0 + 19 * DAY).await.unwrap();
     assert!(r.marked_overdue.is_empty());
     assert_eq!(state(&server, issued).await, "notice_issued");
-    let r = notices::check_deadlines(&ctx, t0 + 20 * DAY + 60_000)
-        .await
-        .unwrap();
+    // The whole 20th day (Vietnam time) is the person's: at its last
+    // millisecond the case is not overdue, the next one it is.
+    let deadline = count(
+        &server,
+        "SELECT respond_by FROM notices WHERE event_id = $1",
+        issued,
+    )
+    .await;
+    assert!(deadline > t0 + 20 * DAY - 60_000);
+    let r = notices::check_deadlines(&ctx, deadline).await.unwrap();
+    assert!(r.marked_overdue.is_empty(), "{r:?}");
+    let r = notices::check_deadlines(&ctx, deadline + 1).await.unwrap();
     assert_eq!(r.marked_overdue, std::slice::from_ref(issued));
     assert_eq!(r.warnings, std::slice::from_ref(issued));
     assert_eq!(state(&server, issued).await, "overdue");

@@ -428,8 +428,21 @@ async fn a_wrong_amount_pays_nothing() {
         payments::start(&w.payments, id, ip, now).await,
         Err(PaymentError::InProgress { until, .. }) if until > now
     ));
+    // Past its expiry it still blocks a new order until the reconciler
+    // has asked the gateway about it: the money did move, with the right
+    // amount (only the notification was wrong), so the case is paid then.
     let next_day = now + 86_400_000;
-    assert!(payments::start(&w.payments, id, ip, next_day).await.is_ok());
+    assert!(matches!(
+        payments::start(&w.payments, id, ip, next_day).await,
+        Err(PaymentError::InProgress { .. })
+    ));
+    let report = payments::reconcile(&w.payments, next_day).await.unwrap();
+    assert_eq!(report.paid, 1, "{report:?}");
+    assert_eq!(w.case(id).await.0, "paid");
+    assert!(matches!(
+        payments::start(&w.payments, id, ip, next_day).await,
+        Err(PaymentError::AlreadyPaid(_))
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -540,6 +553,69 @@ async fn reconciliation_finds_a_payment_whose_ipn_never_came() {
 
     let again = payments::reconcile(&w.payments, later).await.unwrap();
     assert_eq!(again, payments::ReconcileReport::default());
+}
+
+/// The person is still at the bank's step when the order expires here and
+/// the reconciler cancels it; then the bank completes and the gateway
+/// reports it paid. The money was taken: the case is paid with it, not
+/// left unpaid with the money gone. Meanwhile no second order could be
+/// started for the case, and two starts at once make one order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_taken_after_the_order_was_closed_here_is_applied() {
+    let w = World::new(2, Faults::default()).await;
+    let (id, other) = (&w.ids[0], &w.ids[1]);
+    let url = w.start(id).await;
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let now = ingest_server::db::now_ms();
+    // An order past its expiry, not yet settled, still blocks a new one.
+    match payments::start(&w.payments, id, ip, now + 16 * 60_000).await {
+        Err(PaymentError::InProgress { until, .. }) => assert!(until > now + 16 * 60_000),
+        r => panic!("a second order while one may still complete: {r:?}"),
+    }
+    let later = now + 30 * 60_000;
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    assert_eq!(w.rows(id).await[0].0, "cancelled");
+    // The bank finishes now.
+    let back = w.press(&url, "pay").await;
+    assert_eq!(w.rsp_codes(), vec!["00".to_string()]);
+    assert_eq!(w.case(id).await.0, "paid");
+    let rows = payments::of_case(w.db(), id).await.unwrap();
+    assert_eq!(rows[0].state, "paid");
+    assert!(
+        rows[0]
+            .note
+            .as_deref()
+            .unwrap_or("")
+            .contains("after the order was cancelled"),
+        "{rows:?}"
+    );
+    assert_eq!(shown(&get_url(&back).await), "ok");
+
+    // Two starts at once for the other case: one order.
+    let (a, b) = tokio::join!(
+        payments::start(&w.payments, other, ip, now),
+        payments::start(&w.payments, other, ip, now)
+    );
+    assert_eq!(
+        [&a, &b].iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    assert!(
+        [&a, &b]
+            .iter()
+            .any(|r| matches!(r, Err(PaymentError::InProgress { .. }))),
+        "{a:?} {b:?}"
+    );
+    let pending: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payments WHERE event_id = $1 AND state = 'pending'",
+    )
+    .bind(other)
+    .fetch_one(w.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(pending, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,10 +25,6 @@ use crate::workflow::{Action, Actor, CaseState, Role};
 /// States a citizen ever sees (confirmed by police, or later).
 const VISIBLE: &str = "'confirmed', 'notice_issued', 'paid', 'contested', 'overdue', 'closed'";
 
-/// Days after confirmation the owner has to respond before the warning to
-/// the vehicle-inspection register (Circular 73/2024, Art. 24).
-const RESPONSE_DAYS: i64 = 20;
-
 /// A citizen's case.
 struct MyCase {
     event_id: String,
@@ -42,16 +38,35 @@ struct MyCase {
     amount: Option<i64>,
     fine_ref: Option<String>,
     points: Option<i64>,
-    confirmed_at: Option<i64>,
     response: Option<String>,
+    /// The notice's deadline, if it has one.
+    respond_by: Option<i64>,
+    state_changed_at: Option<i64>,
+}
+
+impl MyCase {
+    /// The deadline to respond, as the deadline check holds the case to
+    /// (`notices::deadlines::effective_deadline`): the notice's date, moved
+    /// on when a contest upheld started the clock again.
+    fn deadline(&self) -> Option<i64> {
+        let notice = self.respond_by?;
+        Some(match (self.state.as_str(), self.state_changed_at) {
+            ("notice_issued", Some(since)) => {
+                crate::notices::deadlines::effective_deadline(notice, since)
+            }
+            _ => notice,
+        })
+    }
 }
 
 macro_rules! my_case_select {
     () => {
         "SELECT e.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text), \
          COALESCE(e.reviewed_type, e.violation_type), e.event_time_ms, e.site, e.camera_id, e.state, \
-         e.fine_amount_vnd, e.fine_ref, e.licence_points, e.confirmed_at, e.owner_response \
+         e.fine_amount_vnd, e.fine_ref, e.licence_points, e.confirmed_at, e.owner_response, \
+         n.respond_by, e.state_changed_at \
          FROM events e JOIN owners o ON o.owner_id = e.owner_id \
+         LEFT JOIN notices n ON n.event_id = e.event_id \
          WHERE o.national_id = $1 AND e.confirmed_at IS NOT NULL AND e.state IN ("
     };
 }
@@ -69,8 +84,9 @@ fn my_case(r: &sqlx::any::AnyRow) -> Result<MyCase, sqlx::Error> {
         amount: r.try_get(8)?,
         fine_ref: r.try_get(9)?,
         points: r.try_get(10)?,
-        confirmed_at: r.try_get(11)?,
         response: r.try_get(12)?,
+        respond_by: r.try_get(13)?,
+        state_changed_at: r.try_get(14)?,
     })
 }
 
@@ -111,6 +127,10 @@ async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, AppError> {
         }
     }
 }
+
+/// Longest contest reason: what the workflow keeps as the reason of a
+/// state change (`review.rs`), so the form may not promise more.
+const MAX_CONTEST_REASON: usize = 1000;
 
 /// How a citizen appears in the audit log: a digest, not the ID number.
 fn citizen_actor_id(c: &Citizen) -> String {
@@ -155,10 +175,7 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
             viol = esc(&violation_label(Lang::Vi, &c.violation)),
             time = local_time(c.event_ms),
             amount = c.amount.map(vnd).unwrap_or_default(),
-            deadline = c
-                .confirmed_at
-                .map(|t| local_time(t + RESPONSE_DAYS * 86_400_000))
-                .unwrap_or_default(),
+            deadline = c.deadline().map(local_time).unwrap_or_default(),
         );
     }
     body.push_str(&super::push::SUBSCRIBE_SNIPPET.replace(
@@ -225,10 +242,7 @@ pub async fn case(
             );
         }
     }
-    let deadline = c
-        .confirmed_at
-        .map(|t| local_time(t + RESPONSE_DAYS * 86_400_000))
-        .unwrap_or_default();
+    let deadline = c.deadline().map(local_time).unwrap_or_default();
     let payable = matches!(
         CaseState::parse(&c.state),
         Some(CaseState::NoticeIssued | CaseState::Overdue)
@@ -250,7 +264,7 @@ pub async fn case(
                  <button class=\"secondary\" id=\"accept\">Tôi đồng ý với vi phạm</button></form>\
                  <h2>Khiếu nại</h2><form method=\"post\" action=\"/app/cases/{id}/contest\" enctype=\"multipart/form-data\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <textarea name=\"reason\" id=\"contest-reason\" required maxlength=\"2000\" placeholder=\"Lý do khiếu nại\"></textarea>\
+                 <textarea name=\"reason\" id=\"contest-reason\" required maxlength=\"1000\" placeholder=\"Lý do khiếu nại\"></textarea>\
                  <input type=\"file\" name=\"photo\" accept=\"image/jpeg,image/png\">\
                  <button class=\"secondary\" id=\"contest\">Gửi khiếu nại</button></form>",
                 id = esc(&id)
@@ -330,6 +344,15 @@ pub async fn evidence(
     .ok_or(AppError::NotFound)?;
     let sha: String = row.try_get(0)?;
     let media: String = row.try_get(1)?;
+    // The type is what the device declared: only the kinds of evidence a
+    // citizen is shown pass as themselves; anything else (HTML, SVG from a
+    // faulty or hostile device) is a download, and runs nothing here, on
+    // the origin that holds the citizen's session.
+    let media = if matches!(media.as_str(), "image/jpeg" | "image/png" | "video/mp4") {
+        media
+    } else {
+        "application/octet-stream".to_string()
+    };
     let bytes = ic
         .evidence
         .get(&sha)
@@ -342,6 +365,10 @@ pub async fn evidence(
             (
                 header::HeaderName::from_static("x-content-type-options"),
                 "nosniff".to_string(),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "sandbox; default-src 'none'".to_string(),
             ),
         ],
         bytes,
@@ -423,9 +450,9 @@ pub async fn contest(
         }
     }
     citizen.check_csrf(&csrf)?;
-    if reason.is_empty() || reason.chars().count() > 2000 {
+    if reason.is_empty() || reason.chars().count() > MAX_CONTEST_REASON {
         return Err(AppError::Refused(
-            "Vui lòng nêu lý do khiếu nại (tối đa 2000 ký tự).".into(),
+            "Vui lòng nêu lý do khiếu nại (tối đa 1000 ký tự).".into(),
         ));
     }
     let ic = ctx.ingestor.context();
@@ -435,6 +462,23 @@ pub async fn contest(
         return Err(AppError::Refused(
             "Vụ việc này không thể khiếu nại ở trạng thái hiện tại.".into(),
         ));
+    }
+    // Nor is a fine being paid, or paid: the money would arrive for a
+    // contested case (or stay with a cancelled one). A payment still
+    // pending after its order expired may yet complete at the bank: it
+    // counts until the reconciler settles it.
+    let paying: Option<String> = sqlx::query_scalar(
+        "SELECT state FROM payments WHERE event_id = $1 AND state IN ('pending', 'paid') LIMIT 1",
+    )
+    .bind(&id)
+    .fetch_optional(ic.db.pool())
+    .await?;
+    if let Some(state) = paying {
+        return Err(AppError::Refused(if state == "paid" {
+            "Phạt tiền của vụ việc này đã được nộp: không thể khiếu nại.".into()
+        } else {
+            "Vụ việc này đang được thanh toán: vui lòng chờ kết quả thanh toán rồi thử lại.".into()
+        }));
     }
     let stored = match &photo {
         Some((bytes, kind)) => Some((

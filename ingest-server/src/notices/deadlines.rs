@@ -23,7 +23,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::Row;
 
-use super::outbox::{ACTOR, NOTIFY_WITHIN_MS, RESPOND_WITHIN_MS};
+use super::outbox::{ACTOR, DAY_MS, NOTIFY_WITHIN_MS, RESPOND_WITHIN_MS, respond_until};
+
+/// The deadline a case in `notice_issued` has to respond by: the notice's
+/// own date, or 20 days (to the end of the day, Vietnam time) from when
+/// the case last entered the state, whichever is later. What the citizen
+/// app shows, and what [`check_deadlines`] holds a case to.
+pub fn effective_deadline(notice_respond_by: i64, in_state_since: i64) -> i64 {
+    notice_respond_by.max(respond_until(in_state_since))
+}
 use crate::audit::{self, Who};
 use crate::db::{Db, DbError};
 use crate::ingest::IngestContext;
@@ -64,15 +72,28 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
         );
     }
 
+    // Past the notice's date, and past 20 days since the case (re)entered
+    // `notice_issued` (a contest upheld starts the clock again), each to
+    // the end of its day in Vietnam time ([`respond_until`]): the query
+    // narrows to cases past both plus a day, the check is exact.
     let due = sqlx::query(
-        "SELECT e.event_id FROM events e JOIN notices n ON n.event_id = e.event_id \
-         WHERE e.state = 'notice_issued' AND n.respond_by <= $1 \
+        "SELECT e.event_id, n.respond_by, COALESCE(e.state_changed_at, n.issued_at, 0) \
+         FROM events e JOIN notices n ON n.event_id = e.event_id \
+         WHERE e.state = 'notice_issued' AND n.respond_by < $1 \
          AND COALESCE(e.state_changed_at, n.issued_at, 0) <= $2 ORDER BY n.respond_by",
     )
     .bind(now)
-    .bind(now - RESPOND_WITHIN_MS)
+    .bind(now - RESPOND_WITHIN_MS + DAY_MS)
     .fetch_all(db.pool())
     .await?;
+    let mut past = Vec::new();
+    for r in due {
+        let (id, respond_by, since): (String, i64, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        if effective_deadline(respond_by, since) < now {
+            past.push(id);
+        }
+    }
     let reviewer = Reviewer {
         db,
         grammar: ctx.grammar,
@@ -83,8 +104,7 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
         id: ACTOR.into(),
         role: Role::System,
     };
-    for r in due {
-        let id: String = r.try_get(0)?;
+    for id in past {
         match reviewer
             .act(&id, &Action::MarkOverdue, &system, "", now)
             .await

@@ -28,6 +28,25 @@ pub const NOTIFY_WITHIN_MS: i64 = 10 * DAY_MS;
 /// A warning to the inspection register after 20 days without response.
 pub const RESPOND_WITHIN_MS: i64 = 20 * DAY_MS;
 
+/// The deadline to respond to a notice that started its clock at `from`
+/// (Unix ms): the last millisecond of the 20th day after it, in Vietnam
+/// time. The notice says "until the end of day D" (`text.rs`), so the
+/// person has all of that day, not only up to the hour the case was
+/// confirmed.
+pub fn respond_until(from: i64) -> i64 {
+    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(
+        i128::from(from.saturating_add(RESPOND_WITHIN_MS)) * 1_000_000,
+    ) else {
+        return from.saturating_add(RESPOND_WITHIN_MS);
+    };
+    let day = t.to_offset(super::text::VN).date();
+    let Some(next) = day.next_day() else {
+        return from.saturating_add(RESPOND_WITHIN_MS);
+    };
+    let midnight = next.midnight().assume_offset(super::text::VN);
+    (midnight.unix_timestamp_nanos() / 1_000_000) as i64 - 1
+}
+
 /// The actor id under which the notices machinery reads and acts.
 pub const ACTOR: &str = "notices";
 
@@ -72,7 +91,7 @@ pub async fn enqueue(
     .bind(now)
     .bind(detected_at)
     .bind(detected_at + NOTIFY_WITHIN_MS)
-    .bind(now + RESPOND_WITHIN_MS)
+    .bind(respond_until(now))
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -385,5 +404,36 @@ mod tests {
         assert_eq!(a.len(), 32);
         assert_ne!(a, idempotency_key("n1", "webhook", "ihanoi"));
         assert_ne!(a, idempotency_key("n2", "webhook", "vneid"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_is_the_end_of_the_20th_day_in_vietnam() {
+        let vn = |s: &str| {
+            time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+                .unwrap()
+                .unix_timestamp()
+                * 1000
+        };
+        // Confirmed at 10:00 on 1 March (Vietnam): until the end of 21 March.
+        assert_eq!(
+            respond_until(vn("2026-03-01T10:00:00+07:00")),
+            vn("2026-03-22T00:00:00+07:00") - 1
+        );
+        // 23:30 in Vietnam is 16:30 UTC the same day: the Vietnamese date
+        // counts, not the UTC one.
+        assert_eq!(
+            respond_until(vn("2026-03-01T23:30:00+07:00")),
+            vn("2026-03-22T00:00:00+07:00") - 1
+        );
+        // 00:10 in Vietnam is the previous day in UTC.
+        assert_eq!(
+            respond_until(vn("2026-03-02T00:10:00+07:00")),
+            vn("2026-03-23T00:00:00+07:00") - 1
+        );
     }
 }

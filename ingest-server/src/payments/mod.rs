@@ -341,20 +341,33 @@ pub async fn start(
     if paid.is_some() {
         return Err(PaymentError::AlreadyPaid(event_id.into()));
     }
-    // One open order at a time: two browser tabs must not both be paid.
+    // One open order at a time: two browser tabs must not both be paid. An
+    // order past its expiry that the reconciler has not settled yet may
+    // still complete at the bank, so it counts too (until the next
+    // reconciliation); the unique index `payments_one_pending` settles two
+    // starts racing past this check.
     let open: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(expires_at) FROM payments WHERE event_id = $1 AND state = 'pending' \
-         AND expires_at > $2",
+        "SELECT MAX(expires_at) FROM payments WHERE event_id = $1 AND state = 'pending'",
     )
     .bind(event_id)
-    .bind(now)
     .fetch_one(db.pool())
     .await?;
+    // Past its expiry, the order waits for the next reconciliation.
+    let next_reconciliation = now.saturating_add(
+        ctx.settings
+            .reconcile_interval
+            .map_or(5 * 60_000, |d| d.as_millis() as i64),
+    );
+    let in_progress = |expires: i64| PaymentError::InProgress {
+        event_id: event_id.into(),
+        until: if expires > now {
+            expires
+        } else {
+            next_reconciliation
+        },
+    };
     if let Some(until) = open {
-        return Err(PaymentError::InProgress {
-            event_id: event_id.into(),
-            until,
-        });
+        return Err(in_progress(until));
     }
     let order = Order {
         txn_ref: uuid::Uuid::new_v4().simple().to_string(),
@@ -378,7 +391,11 @@ pub async fn start(
     .bind(now)
     .bind(order.expires_at)
     .execute(db.pool())
-    .await?;
+    .await
+    .map_err(|e| match e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => in_progress(order.expires_at),
+        e => e.into(),
+    })?;
     tracing::info!(
         event_id,
         txn_ref = order.txn_ref,
@@ -411,6 +428,9 @@ pub struct PaymentRecord {
     pub created_at: i64,
     /// Unix ms.
     pub updated_at: i64,
+    /// What a person should know: money received that could not be
+    /// applied ("needs a person: …"), paid after the order closed here.
+    pub note: Option<String>,
 }
 
 /// The payment attempt `txn_ref`.
@@ -439,7 +459,7 @@ async fn list_where(
 ) -> Result<Vec<PaymentRecord>, PaymentError> {
     let sql = format!(
         "SELECT txn_ref, event_id, amount_vnd, state, response_code, transaction_no, \
-         bank_tran_no, settled_by, created_at, updated_at FROM payments WHERE {filter} \
+         bank_tran_no, settled_by, created_at, updated_at, note FROM payments WHERE {filter} \
          ORDER BY created_at, txn_ref"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -459,6 +479,7 @@ async fn list_where(
                 settled_by: r.try_get(7)?,
                 created_at: r.try_get(8)?,
                 updated_at: r.try_get(9)?,
+                note: r.try_get(10)?,
             })
         })
         .collect()

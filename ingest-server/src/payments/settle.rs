@@ -10,6 +10,12 @@
 //! [`Reviewer::act`] as the system; the two writes are two transactions,
 //! so a crash between them leaves a paid payment on an unpaid case, which
 //! the next notification for it or the reconciler repairs.
+//!
+//! Money the gateway took is never ignored: an order closed here (expired
+//! and cancelled) that the gateway then reports paid is applied; money that
+//! cannot be applied (the case paid by another order, contested, cancelled)
+//! is marked on the payment (`note`) and in the audit log
+//! (`payment.needs_person`) for a person to refund or apply.
 
 use std::sync::Arc;
 
@@ -88,7 +94,12 @@ pub async fn settle(
         );
         return Ok(Settled::WrongAmount);
     }
-    if state != "pending" {
+    // An order closed here (expired and cancelled by the reconciler, or a
+    // failure reported first) that the gateway now reports paid: the money
+    // was taken (the person was still at the bank's step when the order
+    // expired here), so it is applied like any payment, not ignored.
+    let late = matches!(state.as_str(), "cancelled" | "failed") && report.succeeded();
+    if state != "pending" && !late {
         if state == "paid" {
             repair(p, &event_id, now).await?;
         }
@@ -108,8 +119,9 @@ pub async fn settle(
     let sql = format!(
         "UPDATE payments SET state = $1, updated_at = $2, response_code = $3, \
          transaction_status = $4, transaction_no = $5, bank_code = $6, bank_tran_no = $7, \
-         pay_date = $8, settled_by = $9, {raw_col} = $10, {at_col} = $2 \
-         WHERE txn_ref = $11 AND state = 'pending'"
+         pay_date = $8, settled_by = $9, {raw_col} = $10, {at_col} = $2, \
+         note = COALESCE($12, note) \
+         WHERE txn_ref = $11 AND state = $13"
     );
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(new_state)
@@ -123,6 +135,8 @@ pub async fn settle(
         .bind(by.as_str())
         .bind(report.raw.to_string())
         .bind(&report.txn_ref)
+        .bind(late.then(|| format!("paid at the gateway after the order was {state} here")))
+        .bind(&state)
         .execute(db.pool())
         .await?;
     if done.rows_affected() != 1 {
@@ -133,6 +147,7 @@ pub async fn settle(
         txn_ref = report.txn_ref,
         event_id,
         state = new_state,
+        was = state,
         response_code = report.response_code,
         transaction_status = report.transaction_status,
         by = by.as_str(),
@@ -144,23 +159,61 @@ pub async fn settle(
     match pay_case(p, &event_id, now).await? {
         CaseOutcome::Paid => Ok(Settled::Paid),
         CaseOutcome::AlreadyPaid => {
-            tracing::warn!(
-                txn_ref = report.txn_ref,
-                event_id,
-                "case was already paid by another payment: this one needs a refund"
-            );
+            needs_a_person(
+                p,
+                &report.txn_ref,
+                &event_id,
+                "the case was already paid by another payment: refund this one",
+                now,
+            )
+            .await?;
             Ok(Settled::AlreadyConfirmed)
         }
-        CaseOutcome::NotPayable(state) => {
-            tracing::error!(
-                txn_ref = report.txn_ref,
-                event_id,
-                state,
-                "money received for a case that cannot be paid now: needs a person"
-            );
+        CaseOutcome::NotPayable(case_state) => {
+            needs_a_person(
+                p,
+                &report.txn_ref,
+                &event_id,
+                &format!(
+                    "money received while the case was {case_state}: apply it if the fine \
+                     stands (the reconciler does once the case is payable again), refund it if not"
+                ),
+                now,
+            )
+            .await?;
+            // The money was taken: the gateway must not be told otherwise.
             Ok(Settled::Paid)
         }
     }
+}
+
+/// Records on the payment, and in the audit log, that money was received
+/// that could not be applied to its case, so a person refunds or applies
+/// it (the log line alone was all there was).
+async fn needs_a_person(
+    p: &Payments,
+    txn_ref: &str,
+    event_id: &str,
+    why: &str,
+    now: i64,
+) -> Result<(), PaymentError> {
+    tracing::error!(txn_ref, event_id, why, "payment needs a person");
+    sqlx::query("UPDATE payments SET note = $1, updated_at = $2 WHERE txn_ref = $3")
+        .bind(format!("needs a person: {why}"))
+        .bind(now)
+        .bind(txn_ref)
+        .execute(p.ingest.db.pool())
+        .await?;
+    crate::audit::record(
+        &p.ingest.db,
+        now,
+        &crate::audit::Who::new(format!("payments:{}", p.gateway.name()), Role::System),
+        "payment.needs_person",
+        &format!("case:{event_id}"),
+        &serde_json::json!({"txn_ref": txn_ref, "why": why}),
+    )
+    .await?;
+    Ok(())
 }
 
 enum CaseOutcome {
