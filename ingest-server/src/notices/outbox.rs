@@ -405,11 +405,6 @@ mod tests {
         assert_ne!(a, idempotency_key("n1", "webhook", "ihanoi"));
         assert_ne!(a, idempotency_key("n2", "webhook", "vneid"));
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
 
     #[test]
     fn the_deadline_is_the_end_of_the_20th_day_in_vietnam() {
