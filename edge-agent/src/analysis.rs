@@ -151,6 +151,12 @@ impl Analysis {
             .map_or(0, |j| j.engine.parked_generation())
     }
 
+    /// Whether a fined vehicle still stands on its spot (its time moves
+    /// on, so a saved copy ages even without a structural change).
+    pub fn parked_live(&self) -> bool {
+        self.judge.as_ref().is_some_and(|j| j.engine.parked_live())
+    }
+
     /// Spots kept from the agent's previous run.
     pub fn restore_parked(&mut self, spots: &[ParkedSpot]) {
         if let Some(j) = self.judge.as_mut() {

@@ -20,7 +20,7 @@ use crate::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob};
 use crate::identity::DeviceIdentity;
 use crate::outbox::Outbox;
 use crate::parked_store::ParkedStore;
-use crate::site::SiteConfig;
+use crate::site::{DetectionConfig, SiteConfig};
 use crate::track::TrackerConfig;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
@@ -36,15 +36,18 @@ pub const POST_QUEUE: usize = 64;
 #[error("{0}")]
 pub struct LiveError(pub String);
 
-/// Builds the vehicle detector `name` (`yolox` or `motion`).
+/// Builds the vehicle detector `name` (`yolox` or `motion`), reading its
+/// output as `detection` (the site's) says.
 pub fn make_detector(
     name: &str,
     threads: usize,
     motion: MotionConfig,
+    detection: DetectionConfig,
 ) -> Result<Box<dyn VehicleDetector>, LiveError> {
     match name {
         "yolox" => YoloxDetector::new(YoloxConfig {
             threads,
+            motorbike_min_aspect: detection.motorbike_min_aspect,
             ..YoloxConfig::default()
         })
         .map(|d| Box::new(d) as Box<dyn VehicleDetector>)
@@ -117,7 +120,7 @@ impl Live {
             );
         }
         for (cam, site, spec) in sites {
-            let detector = make_detector(&cam.detector, cam.threads, cam.motion)?;
+            let detector = make_detector(&cam.detector, cam.threads, cam.motion, site.detection)?;
             let (tx, shared, stop) = (tx.clone(), shared.clone(), stop.clone());
             let parked = ParkedStore::new(&cfg.device.data_dir, &site.camera_id);
             let setup = CameraSetup {
@@ -155,10 +158,12 @@ struct CameraSetup {
     parked: ParkedStore,
 }
 
-/// How often the memory of parked violators is saved when it changed (a
-/// crash loses at most this much of a parked car's standing, well inside
-/// the rules' 10-minute window).
+/// How soon a new or dropped parked spot is saved.
 const PARKED_SAVE_EVERY: Duration = Duration::from_secs(30);
+/// How often the time a fined car was last seen standing is saved while it
+/// stands (a crash loses at most this much of it, well inside the rules'
+/// 10-minute window; rarer than every change, for the edge box's flash).
+const PARKED_REFRESH_EVERY: Duration = Duration::from_secs(120);
 
 /// One camera: capture → analysis → evidence ring → jobs for the worker.
 fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop: Arc<AtomicBool>) {
@@ -274,27 +279,30 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         };
         fps.tick();
         hand_over(&id, &analysis, &mut collector, found, &send, &shared.board);
-        if parked_saved.1.elapsed() >= PARKED_SAVE_EVERY {
+        let since = parked_saved.1.elapsed();
+        if (since >= PARKED_SAVE_EVERY && analysis.parked_generation() != parked_saved.0)
+            || (since >= PARKED_REFRESH_EVERY && analysis.parked_live())
+        {
             save_parked(&id, &analysis, &parked, &mut parked_saved);
         }
     }
     let held = analysis.finish();
     hand_over(&id, &analysis, &mut collector, held, &send, &shared.board);
-    save_parked(&id, &analysis, &parked, &mut parked_saved);
+    // The tracks ended at stop moved their spots' last-seen times.
+    if analysis.parked_generation() != parked_saved.0 || !analysis.parked_spots().is_empty() {
+        save_parked(&id, &analysis, &parked, &mut parked_saved);
+    }
     for j in collector.finish() {
         send(j);
     }
     handle.stop();
 }
 
-/// Saves the memory of parked violators if it changed since `saved`
-/// (generation, time), which is updated.
+/// Saves the memory of parked violators; `saved` (generation, time) is
+/// updated.
 fn save_parked(id: &str, analysis: &Analysis, store: &ParkedStore, saved: &mut (u64, Instant)) {
     let generation = analysis.parked_generation();
     saved.1 = Instant::now();
-    if generation == saved.0 {
-        return;
-    }
     match store.save(&analysis.parked_spots()) {
         Ok(()) => saved.0 = generation,
         Err(e) => tracing::error!(camera = %id, error = %e, "cannot save the parked violators"),

@@ -237,6 +237,7 @@ fn main() -> Result<()> {
                 &detector,
                 threads,
                 edge_agent::detect::MotionConfig::default(),
+                site.as_ref().map(|s| s.detection).unwrap_or_default(),
             )?;
             let spec = SourceSpec::parse(&video)?;
             let report = match &agent_config {

@@ -138,19 +138,19 @@ impl ParkedStore {
     }
 }
 
-/// `camera_id` as a file name: letters, digits, `-` and `_` kept, every
-/// other byte as `%XX`, so two ids never share a file and none escapes
-/// the directory.
+/// `camera_id` as a file name: up to 40 of its letters, digits, `-` and
+/// `_`, lower-cased (readable), then 16 hex digits of its SHA-256, so two
+/// ids never share a file — not even on a case-insensitive file system (an
+/// SD card's FAT) — none escapes the directory, and none is too long.
 fn file_name(camera_id: &str) -> String {
-    let mut out = String::with_capacity(camera_id.len());
-    for b in camera_id.bytes() {
-        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    let readable: String = camera_id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect::<String>()
+        .to_ascii_lowercase();
+    let digest = protocol::sha256_hex(camera_id.as_bytes());
+    format!("{readable}-{}", &digest[..16])
 }
 
 fn io_err(step: &'static str, path: &Path, e: std::io::Error) -> ParkedStoreError {
@@ -177,7 +177,8 @@ mod tests {
     fn spot(x: f64) -> ParkedSpot {
         ParkedSpot {
             bbox: [x, 100.0, 80.0, 60.0],
-            at_us: T0,
+            made_us: T0,
+            seen_us: T0 + 1,
         }
     }
 
@@ -189,10 +190,19 @@ mod tests {
         store.save(&[spot(1.0), spot(200.0)]).unwrap();
         assert_eq!(store.load().unwrap(), vec![spot(1.0), spot(200.0)]);
         assert!(store.path().starts_with(dir.path().join("parked")));
-        assert_eq!(
-            store.path().file_name().unwrap(),
-            "cam%2F1%20%2E%2E%2Fx.json"
+        let name = store.path().file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with("cam1x-") && name.ends_with(".json"),
+            "{name}"
         );
+        // Ids differing only in case, or in what is dropped, or very long:
+        // each its own short file.
+        let names: std::collections::HashSet<_> = ["Cam1", "cam1", "cam/1", &"c".repeat(300)]
+            .iter()
+            .map(|id| ParkedStore::new(dir.path(), id).path().to_path_buf())
+            .collect();
+        assert_eq!(names.len(), 4);
+        assert!(names.iter().all(|p| p.file_name().unwrap().len() < 64));
         store.save(&[]).unwrap();
         assert_eq!(store.load().unwrap(), vec![]);
     }
@@ -221,16 +231,17 @@ mod tests {
             fs::write(store.path(), body).unwrap();
             let err = store.load().unwrap_err().to_string();
             assert!(err.contains(says), "{body:?}: {err}");
-            assert!(err.contains("cam-1.json"), "names the file: {err}");
+            assert!(err.contains("cam-1-"), "names the file: {err}");
         }
         // Invalid spots are dropped, the valid ones kept.
         fs::write(
             store.path(),
             format!(
                 "{{\"version\":1,\"camera_id\":\"cam-1\",\"spots\":[\
-                 {{\"bbox\":[1,2,0,5],\"at_us\":{T0}}},\
-                 {{\"bbox\":[1,2,3,4],\"at_us\":5}},\
-                 {{\"bbox\":[100,100,80,60],\"at_us\":{T0}}}]}}"
+                 {{\"bbox\":[1,2,0,5],\"made_us\":{T0},\"seen_us\":{T0}}},\
+                 {{\"bbox\":[1,2,3,4],\"made_us\":5,\"seen_us\":5}},\
+                 {{\"bbox\":[100,100,80,60],\"made_us\":{T0},\"seen_us\":{t1}}}]}}",
+                t1 = T0 + 1
             ),
         )
         .unwrap();

@@ -223,11 +223,17 @@ fn motion_detector_finds_a_moving_box() {
 
 #[test]
 fn replay_tracks_vehicles_through_the_whole_real_recording() {
-    let det = YoloxDetector::new(YoloxConfig::default()).expect("yolox_nano resolves");
     let spec = SourceSpec::File(shared_video());
     let site_file = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sites/thanglm20-street.toml");
     let site =
         edge_agent::site::SiteConfig::load(&site_file).expect("the scene's site file is valid");
+    // The site's view was checked for cars as tall as motorbikes: none.
+    assert!(site.detection.motorbike_min_aspect.is_some());
+    let det = YoloxDetector::new(YoloxConfig {
+        motorbike_min_aspect: site.detection.motorbike_min_aspect,
+        ..YoloxConfig::default()
+    })
+    .expect("yolox_nano resolves");
     let summary = edge_agent::replay::replay(&spec, Box::new(det), Some(&site), None, None)
         .expect("no error on the whole file");
     assert!(summary.frames >= 100);

@@ -259,3 +259,16 @@ fn load_from_file_and_missing_file() {
     );
     assert!(msg.contains("lanes[1].id: duplicate id \"a\""), "{msg}");
 }
+
+#[test]
+fn motorbike_aspect_is_off_by_default_and_bounded() {
+    let base = edge_agent::site::SiteConfig::from_toml_str(BASE, "t.toml").unwrap();
+    assert_eq!(base.detection.motorbike_min_aspect, None, "off unless set");
+    let set = format!("{BASE}\n[detection]\nmotorbike_min_aspect = 1.5\n");
+    let site = edge_agent::site::SiteConfig::from_toml_str(&set, "t.toml").unwrap();
+    assert_eq!(site.detection.motorbike_min_aspect, Some(1.5));
+    for bad in ["0.9", "4.5", "nan"] {
+        let text = format!("{BASE}\n[detection]\nmotorbike_min_aspect = {bad}\n");
+        assert_eq!(error(&text).1, "detection.motorbike_min_aspect", "{bad}");
+    }
+}

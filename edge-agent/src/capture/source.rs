@@ -271,10 +271,11 @@ pub struct FrameSource {
     /// Times of the latest coded units (decode order), so a frame can tell
     /// whether its own unit has come through the coded branch yet.
     recent_units: VecDeque<OffsetDateTime>,
-    /// False once a frame's own unit failed to arrive within
-    /// [`OWN_UNIT_WAIT`]: from then on units travel with whichever frame
-    /// follows them, and no frame waits.
-    wait_for_own_unit: bool,
+    /// Frames still to go without waiting, after a frame's own unit failed
+    /// to arrive within [`OWN_UNIT_WAIT`] (a stream whose decoder changes
+    /// times, or a passing hiccup): meanwhile units travel with whichever
+    /// frame follows them. Waiting resumes after [`NO_WAIT_FRAMES`].
+    no_wait_for: u32,
 }
 
 /// Longest a decoded frame waits for its own coded unit to reach the coded
@@ -283,9 +284,13 @@ pub struct FrameSource {
 /// without its unit.
 const OWN_UNIT_WAIT: Duration = Duration::from_millis(50);
 
-/// How many recent unit times are remembered (B-frames: a picture's own
-/// unit can arrive several units before the picture is decoded).
-const RECENT_UNITS: usize = 64;
+/// How many recent unit times are remembered (B-frames and the decoding
+/// queue: a picture's own unit can arrive many units before the picture
+/// is decoded, more so on a paced 50–60 fps stream).
+const RECENT_UNITS: usize = 256;
+
+/// Frames that do not wait after a frame's own unit did not come.
+const NO_WAIT_FRAMES: u32 = 250;
 
 /// What `uridecodebin` exposes: its default raw caps plus the coded formats
 /// we keep (so those come out parsed, not decoded).
@@ -423,7 +428,7 @@ impl FrameSource {
             coded,
             last_unit_time: None,
             recent_units: VecDeque::with_capacity(RECENT_UNITS),
-            wait_for_own_unit: true,
+            no_wait_for: 0,
         })
     }
 
@@ -435,21 +440,22 @@ impl FrameSource {
     /// to it.
     fn drain_packets(&mut self, own: OffsetDateTime) -> Option<Packets> {
         let sink = self.coded.lock().ok()?.clone()?;
+        self.no_wait_for = self.no_wait_for.saturating_sub(1);
         let mut caps = None;
         let mut units = Vec::new();
         let deadline = std::time::Instant::now() + OWN_UNIT_WAIT;
         loop {
             let mut sample = sink.try_pull_sample(gst::ClockTime::ZERO);
-            if sample.is_none() && self.wait_for_own_unit && !self.has_unit_at(own) {
+            if sample.is_none() && self.no_wait_for == 0 && !self.has_unit_at(own) {
                 let left = deadline.saturating_duration_since(std::time::Instant::now());
                 sample =
                     sink.try_pull_sample(gst::ClockTime::from_nseconds(left.as_nanos() as u64));
                 if sample.is_none() && !sink.is_eos() {
-                    tracing::warn!(
+                    tracing::debug!(
                         camera = %self.spec,
-                        "coded units do not follow the decoded frames; they travel with the next frame"
+                        "a frame's coded unit did not come in time; units travel with the next frames for a while"
                     );
-                    self.wait_for_own_unit = false;
+                    self.no_wait_for = NO_WAIT_FRAMES;
                 }
             }
             let Some(sample) = sample else {

@@ -24,26 +24,28 @@ const CLASSES: [(usize, VehicleClass); 4] = [
     (7, VehicleClass::Truck),
 ];
 
-/// A "car" box at least this many times taller than it is wide is a
-/// motorbike. YOLOX-Nano calls most small motorbikes of a wide view cars
-/// (on the shared street recording, about half the motorbikes it finds);
-/// but a car seen from the front, back or side is never much taller than
-/// wide (a car 0.8–1.0, a high van about 1.2), while a motorbike with its
-/// rider seen from the front or back is 2–2.5 times taller than wide, and
-/// its loose box on a small detection still over 1.4. Trucks and buses
-/// (up to 1.4 head-on) keep their class.
-const MOTORBIKE_ASPECT: f32 = 1.4;
-
-/// The detector's class, corrected by the box's shape (see
-/// [`MOTORBIKE_ASPECT`]); only for a box whole in its tile (a car cut by
-/// the side of the tile or frame is narrow and tall too).
-fn class_by_shape(class: VehicleClass, w: f32, h: f32) -> VehicleClass {
-    if class == VehicleClass::Car && h >= MOTORBIKE_ASPECT * w {
-        VehicleClass::Motorcycle
-    } else {
-        class
+/// The detector's class, corrected by the box's shape where the site set
+/// `min_aspect` (`[detection] motorbike_min_aspect`): a "car" box at least
+/// that many times taller than wide is a motorbike. YOLOX-Nano calls most
+/// small motorbikes of a wide view cars (on the shared street recording,
+/// about half the motorbikes it finds). Seen level from the front, back or
+/// side a car is never much taller than wide (0.8–1.0, a high van about
+/// 1.2) while a motorbike with its rider is 2–2.5; from a high pole
+/// looking along the lane a car's roof shows too and its box reaches
+/// 1.5–2, which is why the site decides. Trucks and buses keep their
+/// class. Only for a box whole in its tile (a car cut by the side of the
+/// tile or frame is narrow and tall too).
+fn class_by_shape(class: VehicleClass, w: f32, h: f32, min_aspect: Option<f32>) -> VehicleClass {
+    match min_aspect {
+        Some(a) if class == VehicleClass::Car && h >= a * w => VehicleClass::Motorcycle,
+        _ => class,
     }
 }
+
+/// How close (model pixels, in the tile's letterboxed input) a box's side
+/// may come to its tile's side and still count as whole: the box
+/// regression is not sharper than a few pixels.
+const CUT_MARGIN_INPUT_PX: f32 = 6.0;
 
 /// Tuning of the detector.
 #[derive(Debug, Clone, Copy)]
@@ -58,6 +60,8 @@ pub struct YoloxConfig {
     /// small to classify. Two overlapping tiles double that at twice the
     /// inference cost. `None` picks 2 for frames wider than 1.6:1.
     pub tiles: Option<u8>,
+    /// See [`class_by_shape`]; `None`: the detector's class as it is.
+    pub motorbike_min_aspect: Option<f32>,
 }
 
 impl Default for YoloxConfig {
@@ -67,6 +71,7 @@ impl Default for YoloxConfig {
             nms_iou: 0.45,
             threads: 1,
             tiles: None,
+            motorbike_min_aspect: None,
         }
     }
 }
@@ -161,30 +166,44 @@ impl VehicleDetector for YoloxDetector {
             .tiles
             .unwrap_or(if w as f32 > 1.6 * h as f32 { 2 } else { 1 })
             .clamp(1, 2);
-        let mut dets = Vec::new();
+        let (mut dets, mut pieces) = (Vec::new(), Vec::new());
         if tiles == 1 {
-            self.detect_tile(frame, Rect::new(0, 0, w, h), None, &mut dets)?;
+            self.detect_tile(frame, Rect::new(0, 0, w, h), None, &mut dets, &mut pieces)?;
         } else {
             // Two tiles overlapping by 10% of the width, so a vehicle on the
             // seam is whole in at least one of them.
             let tw = ((w as f32 * 0.55).ceil() as i32).min(w);
             let (left, right) = (Rect::new(0, 0, tw, h), Rect::new(w - tw, 0, tw, h));
-            self.detect_tile(frame, left, Some(right), &mut dets)?;
-            self.detect_tile(frame, right, Some(left), &mut dets)?;
+            self.detect_tile(frame, left, Some(right), &mut dets, &mut pieces)?;
+            self.detect_tile(frame, right, Some(left), &mut dets, &mut pieces)?;
+            // A piece the other tile did see whole (about as surely) is
+            // dropped; one it missed stays (a cut vehicle is better than
+            // none).
+            let missed: Vec<Detection> = pieces
+                .into_iter()
+                .filter(|p| {
+                    !dets
+                        .iter()
+                        .any(|d| d.score >= 0.5 * p.score && covered(&p.bbox, &d.bbox))
+                })
+                .collect();
+            dets.extend(missed);
         }
         Ok(nms(dets, self.cfg.nms_iou))
     }
 }
 
 impl YoloxDetector {
-    /// Detects in `tile`; a vehicle cut by its seam with `other` that lies
-    /// whole in `other` is left to that tile.
+    /// Detects in `tile` into `dets`; a vehicle cut by its seam with
+    /// `other` that lies inside `other` goes to `pieces` (that tile should
+    /// see it whole).
     fn detect_tile(
         &mut self,
         frame: &Frame,
         tile: Rect,
         other: Option<Rect>,
         dets: &mut Vec<Detection>,
+        pieces: &mut Vec<Detection>,
     ) -> Result<(), DetectError> {
         let r = self.prepare(frame, tile)?;
         let n = self.size as usize;
@@ -227,27 +246,37 @@ impl YoloxDetector {
             // stays, but a car cut at the side is narrow and tall too: its
             // shape says nothing of its class.
             let (left, right) = (ox, ox + tile.width as f32);
-            let cut_at_the_side = cx - w / 2.0 <= left + 2.0 || cx + w / 2.0 >= right - 2.0;
-            if cut_at_the_side
+            let margin = CUT_MARGIN_INPUT_PX / r;
+            let cut_at_the_side = cx - w / 2.0 <= left + margin || cx + w / 2.0 >= right - margin;
+            let piece = cut_at_the_side
                 && other.is_some_and(|o| {
                     let (ol, or) = (o.x as f32, (o.x + o.width) as f32);
-                    x0 >= ol + 2.0 && x1 <= or - 2.0
-                })
-            {
-                continue;
-            }
-            dets.push(Detection {
+                    x0 >= ol + margin && x1 <= or - margin
+                });
+            let det = Detection {
                 bbox: [x0, y0, x1 - x0, y1 - y0],
                 score,
                 class: if cut_at_the_side {
                     cls
                 } else {
-                    class_by_shape(cls, x1 - x0, y1 - y0)
+                    class_by_shape(cls, x1 - x0, y1 - y0, self.cfg.motorbike_min_aspect)
                 },
-            });
+            };
+            if piece {
+                pieces.push(det);
+            } else {
+                dets.push(det);
+            }
         }
         Ok(())
     }
+}
+
+/// Whether at least half of `piece` lies inside `whole`.
+fn covered(piece: &[f32; 4], whole: &[f32; 4]) -> bool {
+    let iw = ((piece[0] + piece[2]).min(whole[0] + whole[2]) - piece[0].max(whole[0])).max(0.0);
+    let ih = ((piece[1] + piece[3]).min(whole[1] + whole[3]) - piece[1].max(whole[1])).max(0.0);
+    iw * ih >= 0.5 * piece[2] * piece[3]
 }
 
 #[cfg(test)]
@@ -257,12 +286,27 @@ mod tests {
     #[test]
     fn a_tall_narrow_car_box_is_a_motorbike() {
         use VehicleClass::*;
-        assert_eq!(class_by_shape(Car, 20.0, 45.0), Motorcycle);
-        assert_eq!(class_by_shape(Car, 20.0, 24.0), Car, "a high van head-on");
-        assert_eq!(class_by_shape(Car, 20.0, 27.0), Car);
-        assert_eq!(class_by_shape(Car, 60.0, 40.0), Car);
-        assert_eq!(class_by_shape(Truck, 20.0, 45.0), Truck);
-        assert_eq!(class_by_shape(Bus, 20.0, 45.0), Bus);
-        assert_eq!(class_by_shape(Motorcycle, 60.0, 40.0), Motorcycle);
+        let set = Some(1.4);
+        assert_eq!(class_by_shape(Car, 20.0, 45.0, set), Motorcycle);
+        assert_eq!(
+            class_by_shape(Car, 20.0, 45.0, None),
+            Car,
+            "off unless the site sets it"
+        );
+        assert_eq!(
+            class_by_shape(Car, 20.0, 24.0, set),
+            Car,
+            "a high van head-on"
+        );
+        assert_eq!(class_by_shape(Car, 20.0, 27.0, set), Car);
+        assert_eq!(class_by_shape(Car, 60.0, 40.0, set), Car);
+        assert_eq!(
+            class_by_shape(Car, 20.0, 35.0, Some(2.0)),
+            Car,
+            "a steep view's car"
+        );
+        assert_eq!(class_by_shape(Truck, 20.0, 45.0, set), Truck);
+        assert_eq!(class_by_shape(Bus, 20.0, 45.0, set), Bus);
+        assert_eq!(class_by_shape(Motorcycle, 60.0, 40.0, set), Motorcycle);
     }
 }

@@ -272,9 +272,14 @@ impl RuleEngine {
         self.parked.snapshot()
     }
 
-    /// Changes to [`RuleEngine::parked_spots`] so far: save when it moved.
+    /// Spots made, dropped or restored so far: save when it moved.
     pub fn parked_generation(&self) -> u64 {
         self.parked.generation()
+    }
+
+    /// Whether a fined vehicle still stands on its spot.
+    pub fn parked_live(&self) -> bool {
+        self.parked.has_live()
     }
 
     /// Spots kept from the agent's previous run (invalid ones skipped).

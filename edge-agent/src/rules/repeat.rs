@@ -31,75 +31,104 @@ const SAME_SPOT_IOU: f64 = 0.5;
 /// Most remembered spots (a junction has a handful).
 const MAX_SPOTS: usize = 256;
 
-/// Where an illegally stopped vehicle was last seen standing, and when
-/// (stream time, microseconds since the Unix epoch): what is kept across
-/// restarts of the agent.
+/// Where an illegally stopped vehicle stood when it was fined, when that
+/// was, and when it was last seen standing there (stream time,
+/// microseconds since the Unix epoch): what is kept across restarts of
+/// the agent.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ParkedSpot {
     /// Box in full-frame pixels: left, top, width, height.
     pub bbox: [f64; 4],
-    pub at_us: i64,
+    /// When it was fined there.
+    pub made_us: i64,
+    /// When it was last seen standing there.
+    pub seen_us: i64,
 }
 
 impl ParkedSpot {
-    /// Whether this is a spot at all: finite, a positive size, a time
-    /// after 2000 (a file from outside is checked with this).
+    /// Whether this is a spot at all: finite, a positive size, times after
+    /// 2000 and in order (a file from outside is checked with this).
     pub fn is_valid(&self) -> bool {
         let [x, y, w, h] = self.bbox;
         [x, y, w, h].iter().all(|v| v.is_finite() && v.abs() < 1e6)
             && w > 0.0
             && h > 0.0
-            && self.at_us > 946_684_800_000_000
+            && self.made_us > 946_684_800_000_000
+            && self.made_us <= self.seen_us
     }
 }
 
-/// Where illegally stopped vehicles were last seen, and when; with the
-/// live track that is refreshing the spot, if any.
+/// One remembered spot, with the live track still standing on it, if any.
+#[derive(Debug, Clone, Copy)]
+struct Spot {
+    bbox: BBox,
+    made_us: i64,
+    seen_us: i64,
+    live: Option<u64>,
+}
+
+/// Where illegally stopped vehicles were fined and last seen standing.
 #[derive(Debug, Default)]
 pub(crate) struct ParkedSpots {
-    spots: VecDeque<(BBox, i64, Option<u64>)>,
-    /// Bumped on every change, so a caller saves only when there is news.
+    spots: VecDeque<Spot>,
+    /// Bumped when a spot is made, dropped or restored (not when a live
+    /// one is seen again), so a caller saves when there is news.
     generation: u64,
 }
 
 impl ParkedSpots {
-    /// Track `track`, which has an illegal-stopping violation, stands at
-    /// `bbox` at `at_us`: its spot is refreshed (or made).
+    /// Track `track`, which has an illegal-stopping violation, is at
+    /// `bbox` at `at_us`. Its spot is made where it stands the first time;
+    /// later, the spot is seen again only while the vehicle still stands
+    /// on it: a violator that drives off leaves its spot where it was
+    /// fined, last seen when it left.
     pub fn touch(&mut self, track: u64, bbox: BBox, at_us: i64) {
-        self.generation += 1;
-        if let Some(spot) = self.spots.iter_mut().find(|s| s.2 == Some(track)) {
-            spot.0 = bbox;
-            spot.1 = spot.1.max(at_us);
+        if let Some(spot) = self.spots.iter_mut().find(|s| s.live == Some(track)) {
+            if spot.bbox.iou(bbox) >= SAME_SPOT_IOU {
+                spot.seen_us = at_us.max(spot.made_us);
+            }
             return;
         }
         if self.spots.len() == MAX_SPOTS {
             self.spots.pop_front();
         }
-        self.spots.push_back((bbox, at_us, Some(track)));
+        self.spots.push_back(Spot {
+            bbox,
+            made_us: at_us,
+            seen_us: at_us,
+            live: Some(track),
+        });
+        self.generation += 1;
     }
 
     /// Track `track`, which had an illegal-stopping violation, ended, last
-    /// seen at `last` at `at_us`: its spot stays, no longer refreshed.
+    /// seen at `last` at `at_us`: its spot stays, no longer followed.
     pub fn remember(&mut self, track: u64, last: BBox, at_us: i64) {
         self.touch(track, last, at_us);
-        for s in self.spots.iter_mut().filter(|s| s.2 == Some(track)) {
-            s.2 = None;
+        for s in self.spots.iter_mut().filter(|s| s.live == Some(track)) {
+            s.live = None;
         }
     }
 
     /// Whether a track first seen at `first` at `first_us` is a vehicle
-    /// remembered there (so its illegal stopping was reported already).
-    /// Spots a live track is refreshing are not its own (a track is not a
-    /// repeat of itself) but still count for other tracks.
+    /// remembered there (so its illegal stopping was reported already): a
+    /// spot made before the track appeared, where a vehicle stood until at
+    /// most [`REPEAT_WINDOW_US`] before. A spot made after the track
+    /// appeared is another track's on the same vehicle (or the track's
+    /// own), which must not make each other repeats.
     pub fn is_repeat(&mut self, track: u64, first: BBox, first_us: i64) -> bool {
-        self.spots.retain(|(_, t, live)| {
-            live.is_some() || first_us.saturating_sub(*t) <= REPEAT_WINDOW_US
-        });
-        self.spots.iter().any(|(b, t, live)| {
-            *live != Some(track)
-                && first_us.saturating_sub(*t) <= REPEAT_WINDOW_US
-                && *t <= first_us.saturating_add(REPEAT_WINDOW_US)
-                && b.iou(first) >= SAME_SPOT_IOU
+        let before = self.spots.len();
+        self.spots
+            .retain(|s| s.live.is_some() || first_us.saturating_sub(s.seen_us) <= REPEAT_WINDOW_US);
+        if self.spots.len() != before {
+            self.generation += 1;
+        }
+        self.spots.iter().any(|s| {
+            s.live != Some(track)
+                && s.made_us <= first_us
+                && first_us.saturating_sub(s.seen_us) <= REPEAT_WINDOW_US
+                && s.bbox.iou(first) >= SAME_SPOT_IOU
         })
     }
 
@@ -107,37 +136,48 @@ impl ParkedSpots {
     pub fn snapshot(&self) -> Vec<ParkedSpot> {
         self.spots
             .iter()
-            .map(|(b, t, _)| ParkedSpot {
-                bbox: [b.x, b.y, b.w, b.h],
-                at_us: *t,
+            .map(|s| ParkedSpot {
+                bbox: [s.bbox.x, s.bbox.y, s.bbox.w, s.bbox.h],
+                made_us: s.made_us,
+                seen_us: s.seen_us,
             })
             .collect()
     }
 
     /// Spots kept from before a restart (invalid ones are skipped). The
-    /// tracks that refreshed them are gone: track ids start again.
+    /// tracks that stood on them are gone: track ids start again.
     pub fn restore(&mut self, spots: &[ParkedSpot]) {
         for s in spots.iter().filter(|s| s.is_valid()) {
             if self.spots.len() == MAX_SPOTS {
                 self.spots.pop_front();
             }
             let [x, y, w, h] = s.bbox;
-            self.spots
-                .push_back((BBox::from_xywh(x, y, w, h), s.at_us, None));
+            self.spots.push_back(Spot {
+                bbox: BBox::from_xywh(x, y, w, h),
+                made_us: s.made_us,
+                seen_us: s.seen_us,
+                live: None,
+            });
         }
         self.generation += 1;
     }
 
-    /// Forgets which tracks refresh which spot (their tracker is gone).
+    /// Forgets which tracks stand on which spot (their tracker is gone).
     pub fn detach_tracks(&mut self) {
         for s in &mut self.spots {
-            s.2 = None;
+            s.live = None;
         }
     }
 
-    /// Changes so far (see the field).
+    /// Structural changes so far (see the field).
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Whether a live track stands on a spot (its time moves on, so the
+    /// saved copy ages).
+    pub fn has_live(&self) -> bool {
+        self.spots.iter().any(|s| s.live.is_some())
     }
 }
 
@@ -187,9 +227,48 @@ mod tests {
         // Invalid spots from a damaged file are skipped.
         let mut bad = kept[0];
         bad.bbox[2] = f64::NAN;
+        let mut backwards = kept[0];
+        backwards.seen_us = backwards.made_us - 1;
+        assert!(!backwards.is_valid());
         let mut other = ParkedSpots::default();
         other.restore(&[bad]);
         assert!(other.snapshot().is_empty());
+    }
+
+    #[test]
+    fn a_violator_that_drives_off_leaves_its_spot_where_it_was_fined() {
+        let mut spots = ParkedSpots::default();
+        let spot = BBox::from_xywh(100.0, 100.0, 80.0, 60.0);
+        spots.touch(7, spot, T0);
+        spots.touch(7, spot, T0 + 60_000_000);
+        // It drives away to the edge of the frame and its track ends there.
+        let edge = BBox::from_xywh(1800.0, 500.0, 80.0, 60.0);
+        spots.touch(
+            7,
+            BBox::from_xywh(400.0, 300.0, 80.0, 60.0),
+            T0 + 70_000_000,
+        );
+        spots.remember(7, edge, T0 + 80_000_000);
+        let kept = spots.snapshot();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].bbox, [100.0, 100.0, 80.0, 60.0]);
+        assert_eq!(kept[0].seen_us, T0 + 60_000_000, "last seen standing there");
+        // A car entering where the violator left is not taken for it.
+        assert!(!spots.is_repeat(8, edge, T0 + 90_000_000));
+    }
+
+    #[test]
+    fn two_tracks_on_one_parked_car_do_not_excuse_each_other() {
+        // A duplicate track on the same car, both started before either
+        // was fined: the later one's spot does not count for the earlier
+        // one, nor the other way round.
+        let mut spots = ParkedSpots::default();
+        let spot = BBox::from_xywh(100.0, 100.0, 80.0, 60.0);
+        let (first_a, first_b) = (T0, T0 + 1_000_000);
+        spots.touch(1, spot, T0 + 30_000_000);
+        spots.touch(2, spot, T0 + 30_000_000);
+        assert!(!spots.is_repeat(1, spot, first_a));
+        assert!(!spots.is_repeat(2, spot, first_b));
     }
 
     #[test]

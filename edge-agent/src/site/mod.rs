@@ -57,6 +57,24 @@ pub struct SiteConfig {
     /// Which rules run, and their tuning.
     #[serde(default)]
     pub rules: RulesConfig,
+    /// How this view's detections are read.
+    #[serde(default)]
+    pub detection: DetectionConfig,
+}
+
+/// How the vehicle detector's output is read for this camera's view.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// A detection called "car" whose box is at least this many times
+    /// taller than wide is taken for a motorbike. YOLOX-Nano calls most
+    /// small motorbikes of a wide view cars; but whether a car's box can be
+    /// that tall depends on the view (from a high pole looking along the
+    /// lane a car's roof and rear both show, and its box is 1.5–2 times
+    /// taller than wide), so it is off unless set (1.2–4.0), after checking
+    /// the view (`edge-agent calibrate`) for cars that tall.
+    #[serde(default)]
+    pub motorbike_min_aspect: Option<f32>,
 }
 
 /// Frame size, pixels.

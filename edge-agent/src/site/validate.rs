@@ -19,6 +19,14 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
     if frame.width == 0 || frame.height == 0 {
         return fail("frame", "width and height must be positive");
     }
+    if let Some(a) = c.detection.motorbike_min_aspect
+        && !(1.2..=4.0).contains(&a)
+    {
+        return fail(
+            "detection.motorbike_min_aspect",
+            "must be 1.2 to 4.0 (height over width of a box)",
+        );
+    }
     let mut ids = HashSet::new();
     for (i, s) in c.stop_lines.iter().enumerate() {
         let f = format!("stop_lines[{i}]");
