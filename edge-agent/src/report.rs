@@ -46,17 +46,24 @@ pub fn wire_plate(p: &ViolatorPlate) -> Plate {
         "red" => PlateColour::Red,
         _ => PlateColour::Unknown,
     };
-    match &p.text {
-        Some(text) => Plate {
+    // A read that cannot say where on the violator it was made is no
+    // read to fine anyone on (the server refuses a readable plate without
+    // its source): the case goes out unreadable, for a person to read.
+    match (&p.text, plate_source(p)) {
+        (Some(text), Some(source)) => Plate {
             readable: true,
             text: Some(text.clone()),
             display: p.display.clone(),
             confidence: Some(f64::from(p.confidence.clamp(0.0, 1.0))),
             colour,
             lines: p.lines,
-            source: plate_source(p),
+            source: Some(source),
         },
-        None => Plate::unreadable(colour),
+        (Some(_), None) => {
+            tracing::warn!("plate read without a valid source: sent as unreadable");
+            Plate::unreadable(colour)
+        }
+        (None, _) => Plate::unreadable(colour),
     }
 }
 
@@ -170,15 +177,16 @@ mod tests {
     }
 
     #[test]
-    fn a_source_the_protocol_would_refuse_is_left_out_not_sent() {
+    fn a_read_without_a_valid_source_goes_out_unreadable() {
         // A plate centred well outside the vehicle: never made by the
-        // reader (`violator::inside`), but must not fail the event.
+        // reader (`violator::inside`), but must not fail the event, nor
+        // fine anyone on a read nobody can place on the violator.
         let p = read(
             [200.0, 200.0, 30.0, 10.0],
             BBox::from_xywh(0.0, 0.0, 60.0, 40.0),
         );
         let plate = wire_plate(&p);
-        assert!(plate.readable && plate.source.is_none());
+        assert!(!plate.readable && plate.text.is_none() && plate.source.is_none());
         let mut unread = p.clone();
         unread.text = None;
         assert!(wire_plate(&unread).source.is_none());

@@ -227,6 +227,20 @@ async fn suite(url: String) {
             "{e:?}"
         );
     }
+    // Over anonymous HTTP, a real signed event (anyone can have one: court
+    // packages carry them) with attachments of someone else's is refused
+    // and its megabytes are not kept: only the hash, in the quarantine.
+    let mut junk_files = Files::new(600_000);
+    let ev_j = event("edge-01", SITE, &junk_files);
+    junk_files.overview = vec![0x42; 2_000_000];
+    let junk = bundle(&ev_j, &k1, &junk_files);
+    let o = submit(&i, junk.clone(), Source::Http).await;
+    assert_eq!(o.rejection.as_ref().unwrap().0, "evidence_mismatch");
+    let digest = protocol::sha256_hex(&junk);
+    assert!(
+        !ctx.evidence.contains(&digest).await.unwrap(),
+        "anonymous junk attached to a signed event is not stored"
+    );
     // ... and the server still takes good events.
     let ev3 = event("edge-01", SITE, &files);
     let o = submit(&i, bundle(&ev3, &k1, &files), Source::Http).await;

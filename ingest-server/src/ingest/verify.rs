@@ -65,8 +65,11 @@ pub struct Rejection {
     pub event_id: Option<Uuid>,
     /// The device the bundle claimed to come from.
     pub device_claimed: Option<String>,
-    /// The bundle's signature held: it came from an enrolled device (so its
-    /// bytes are worth keeping; see `ingest::commit_batch`).
+    /// The bundle's signature held and its attachments are the ones the
+    /// signed manifest names: every byte came from an enrolled device (so
+    /// they are worth keeping; see `ingest::commit_batch`). A signed event
+    /// with other attachments is not: anyone can take a signed event from
+    /// a court package and attach megabytes of their own.
     pub signed: bool,
 }
 
@@ -185,6 +188,25 @@ pub fn verify_decoded(
         Source::Http => signed.verify(&key),
     }
     .map_err(|e| Rejection::protocol(&e, event_id, claimed.clone()))?;
+    // The attachments are outside the signature: only once they are the
+    // ones the signed manifest names is every byte the device's own.
+    let missing = protocol::check_attachments(&event, &bundle.attachments).map_err(|e| {
+        Rejection::protocol(
+            &ProtocolError::Evidence(e),
+            Some(event.event_id),
+            claimed.clone(),
+        )
+    })?;
+    if let Some(still) = missing.iter().find(|i| i.role != EvidenceRole::Clip) {
+        return Err(reject(
+            RejectCode::EvidenceMismatch,
+            "evidence_missing",
+            format!(
+                "evidence {:?} (role {:?}) is not in the bundle; only clips may follow as chunks",
+                still.name, still.role
+            ),
+        ));
+    }
     // From here on the bundle is the device's own: a refusal says so.
     check_signed(event, bundle, device, checks, &reject).map_err(|mut r| {
         r.signed = true;
@@ -210,19 +232,6 @@ fn check_signed(
             format!(
                 "event site `{}` is not the site `{}` device `{}` is enrolled at",
                 event.site, device.site, device.device_id
-            ),
-        ));
-    }
-
-    let missing = protocol::check_attachments(&event, &bundle.attachments)
-        .map_err(|e| Rejection::protocol(&ProtocolError::Evidence(e), event_id, claimed.clone()))?;
-    if let Some(still) = missing.iter().find(|i| i.role != EvidenceRole::Clip) {
-        return Err(reject(
-            RejectCode::EvidenceMismatch,
-            "evidence_missing",
-            format!(
-                "evidence {:?} (role {:?}) is not in the bundle; only clips may follow as chunks",
-                still.name, still.role
             ),
         ));
     }
