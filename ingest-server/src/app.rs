@@ -219,6 +219,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         payments,
         notices,
         sign_in_throttle: Arc::default(),
+        uploads: Arc::new(tokio::sync::Semaphore::new(crate::web::MAX_UPLOADS)),
         trusted_proxies: cfg.trusted_proxies().unwrap_or_default().into(),
     };
     let http = tokio::spawn(async move {

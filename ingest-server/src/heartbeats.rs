@@ -24,6 +24,23 @@ pub async fn receive(
     let (device, verdict) = verify(ctx, &bytes, topic).await?;
     match verdict {
         Ok((hb, json)) => {
+            // Only a newer report replaces the stored one: a redelivered
+            // or replayed old heartbeat must not make a dead or alarming
+            // device look healthy again.
+            let stored: Option<String> =
+                sqlx::query_scalar("SELECT sent_at FROM heartbeats WHERE device_id = $1")
+                    .bind(&hb.device_id)
+                    .fetch_optional(ctx.db.pool())
+                    .await?;
+            let rfc = &time::format_description::well_known::Rfc3339;
+            if let Some(prev) = stored
+                .as_deref()
+                .and_then(|t| time::OffsetDateTime::parse(t, rfc).ok())
+                && hb.time <= prev
+            {
+                tracing::debug!(device = hb.device_id, sent = %hb.time, latest = %prev, "heartbeat older than the stored one: ignored");
+                return Ok(Some(hb));
+            }
             sqlx::query(
                 "INSERT INTO heartbeats (device_id, site, sent_at, received_at, signed_json) \
                  VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET \

@@ -92,7 +92,17 @@ pub struct ApiContext {
     pub sign_in_throttle: std::sync::Arc<crate::console::throttle::SignInThrottle>,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: std::sync::Arc<[crate::console::throttle::ProxyNet]>,
+    /// Bundles read over HTTP at once ([`MAX_UPLOADS`]): each may be 16
+    /// MiB, buffered before any check, and the route is open to anyone.
+    pub uploads: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// Bundles `POST /api/v1/violations` reads at once; more are answered 503
+/// (devices deliver over MQTT and retry; this route is the fallback).
+pub const MAX_UPLOADS: usize = 8;
+
+/// Longest a bundle upload may take once its slot is held.
+const UPLOAD_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Every error an API call can answer with.
 #[derive(Debug, thiserror::Error)]
@@ -339,9 +349,8 @@ async fn metrics(
 async fn post_violation(
     State(ctx): State<ApiContext>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| ApiError::PayloadTooLarge(e.body_text()))?;
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -349,6 +358,27 @@ async fn post_violation(
     if ct.split(';').next().map(str::trim) != Some(BUNDLE_MEDIA_TYPE) {
         return Err(ApiError::UnsupportedMediaType(BUNDLE_MEDIA_TYPE));
     }
+    // A slot before the body is read: the bytes are held from here on.
+    let _slot = ctx.uploads.clone().try_acquire_owned().map_err(|_| {
+        ApiError::Unavailable("too many bundles being uploaded at once; retry shortly".into())
+    })?;
+    // A client that sends slowly holds a slot: it gets a bounded time.
+    let read = axum::body::to_bytes(body, crate::broker::MAX_PAYLOAD);
+    let body = tokio::time::timeout(UPLOAD_READ_TIMEOUT, read)
+        .await
+        .map_err(|_| ApiError::BadRequest {
+            code: "slow_upload",
+            message: format!(
+                "the bundle was not sent within {} s",
+                UPLOAD_READ_TIMEOUT.as_secs()
+            ),
+        })?
+        .map_err(|e| {
+            ApiError::PayloadTooLarge(format!(
+                "the bundle could not be read within {} bytes: {e}",
+                crate::broker::MAX_PAYLOAD
+            ))
+        })?;
     let outcome = ctx
         .ingestor
         .submit(body, Source::Http)

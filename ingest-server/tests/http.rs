@@ -612,3 +612,45 @@ async fn personal_admin_tokens_name_the_person_and_can_be_revoked() {
         );
     }
 }
+
+/// The bundle route is open to anyone and each body may be 16 MiB: only
+/// a few are read at once, the others answered 503 (a device retries, or
+/// delivers over MQTT) rather than buffered without bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_few_bundle_uploads_are_read_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = local_config(dir.path());
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    tokio::task::spawn_blocking(move || {
+        // Slow clients: headers and a first few bytes of a big body.
+        let slow: Vec<TcpStream> = (0..ingest_server::web::MAX_UPLOADS)
+            .map(|_| {
+                let mut s = TcpStream::connect(addr).unwrap();
+                s.write_all(
+                    b"POST /api/v1/violations HTTP/1.1\r\nHost: test\r\n\
+                      Content-Type: application/vnd.tv.bundle\r\nContent-Length: 1000000\r\n\r\nTVB",
+                )
+                .unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let ct = ("Content-Type", "application/vnd.tv.bundle");
+        let (st, body) = request(addr, "POST", "/api/v1/violations", &[ct], b"not a bundle");
+        assert_eq!(st, 503, "{}", String::from_utf8_lossy(&body));
+        // Once they go, the route reads again (and refuses junk as junk).
+        drop(slow);
+        let mut answered = 0;
+        for _ in 0..50 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            answered = request(addr, "POST", "/api/v1/violations", &[ct], b"not a bundle").0;
+            if answered != 503 {
+                break;
+            }
+        }
+        assert_eq!(answered, 400);
+    })
+    .await
+    .unwrap();
+}

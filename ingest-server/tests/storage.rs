@@ -379,6 +379,25 @@ async fn heartbeat_suite(i: &Ingestor, k1: &protocol::SigningKey) {
     let latest = heartbeats::latest(&ctx.db).await.unwrap();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].device_id, "edge-01");
+    // A newer report replaces it; an older one (replayed, redelivered)
+    // does not.
+    let mut newer = hb.clone();
+    newer.time += time::Duration::seconds(30);
+    newer.alarms = vec![protocol::Alarm::OutboxFull];
+    let newer_json = Bytes::from(newer.sign(k1).unwrap().to_json().unwrap());
+    heartbeats::receive(ctx, newer_json.clone(), &t)
+        .await
+        .unwrap();
+    let mut older = hb.clone();
+    older.time -= time::Duration::minutes(10);
+    let older_json = Bytes::from(older.sign(k1).unwrap().to_json().unwrap());
+    heartbeats::receive(ctx, older_json, &t).await.unwrap();
+    let latest = heartbeats::latest(&ctx.db).await.unwrap();
+    assert_eq!(
+        latest[0].signed_json.as_bytes(),
+        &newer_json[..],
+        "the newest stays"
+    );
 }
 
 async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {

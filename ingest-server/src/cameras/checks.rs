@@ -35,6 +35,18 @@ pub fn check(
 ) -> Result<(), CameraRefusal> {
     let refuse = |code, message| Err(CameraRefusal { code, message });
     let Some(camera) = camera else {
+        // A speed fine needs a certified measuring device, and only an
+        // enrolled camera has a certificate on record.
+        if event.violation_type == ViolationType::Speeding {
+            return refuse(
+                "certification_missing",
+                format!(
+                    "speeding from camera `{}` of device `{}`, which is not enrolled (so has no \
+                     inspection certificate on record)",
+                    event.camera_id, event.device_id
+                ),
+            );
+        }
         if require_known_camera {
             return refuse(
                 "unknown_camera",
@@ -153,6 +165,15 @@ mod tests {
         assert_eq!(check(None, &e, true).unwrap_err().code, "unknown_camera");
         assert!(check(None, &e, false).is_ok());
         assert!(check(Some(&camera()), &e, true).is_ok());
+    }
+
+    #[test]
+    fn speeding_from_an_unknown_camera_is_refused_whatever_the_flag() {
+        let e = event(ViolationType::Speeding, "2026-01-01T10:00:00+07:00");
+        assert_eq!(
+            check(None, &e, false).unwrap_err().code,
+            "certification_missing"
+        );
     }
 
     #[test]
