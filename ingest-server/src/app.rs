@@ -67,6 +67,7 @@ pub enum StartError {
 /// (no network): what the CLI and the servers share.
 pub async fn open(cfg: &Config) -> Result<Ingestor, StartError> {
     let db = Db::connect(&cfg.database_url()).await?;
+    crate::sso::citizen::load_actor_key(&db).await?;
     let evidence = EvidenceStore::open(&cfg.storage, &cfg.data_dir, db.pool().clone()).await?;
     let grammar = plate_ocr::plate::PlateGrammar::try_builtin()
         .map_err(|e| StartError::Grammar(e.to_string()))?;

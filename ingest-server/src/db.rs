@@ -118,6 +118,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_payment_integrity.sql"),
         postgres: include_str!("../migrations/postgres/0013_payment_integrity.sql"),
     },
+    Migration {
+        version: 14,
+        name: "server_secrets",
+        sqlite: include_str!("../migrations/sqlite/0014_server_secrets.sql"),
+        postgres: include_str!("../migrations/postgres/0014_server_secrets.sql"),
+    },
 ];
 
 /// Database failures.

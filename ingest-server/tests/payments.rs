@@ -618,6 +618,40 @@ async fn money_taken_after_the_order_was_closed_here_is_applied() {
     assert_eq!(pending, 1);
 }
 
+/// The person cancels at the gateway and the notification is lost: the
+/// reconciler settles the order from a status query, whose own code says
+/// nothing about the payment. The return page then shows why it failed,
+/// never "successful" under a failure heading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_found_by_the_reconciler_reads_as_a_failure() {
+    let w = World::new(
+        1,
+        Faults {
+            drop_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let id = &w.ids[0];
+    let back = w.press(&w.start(id).await, "cancel").await;
+    let later = ingest_server::db::now_ms() + 30 * 60_000;
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!(report.failed, 1, "{report:?}");
+    let rows = w.rows(id).await;
+    assert_eq!(
+        rows[0].1, None,
+        "no payment code from a status query: {rows:?}"
+    );
+    let page = get_url(&back).await;
+    assert_eq!(shown(&page), "fail");
+    assert!(!page.body.contains("Giao dịch thành công"), "{}", page.body);
+    assert!(
+        page.body.contains("Khách hàng hủy giao dịch"),
+        "{}",
+        page.body
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipns_from_elsewhere_are_refused_when_a_list_is_set() {
     let w = World::build(Setup {

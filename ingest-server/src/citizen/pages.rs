@@ -132,13 +132,10 @@ async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, AppError> {
 /// state change (`review.rs`), so the form may not promise more.
 const MAX_CONTEST_REASON: usize = 1000;
 
-/// How a citizen appears in the audit log: a digest, not the ID number.
+/// How a citizen appears in the audit log: a keyed digest, not the ID
+/// number (`sso::citizen::actor_id`).
 fn citizen_actor_id(c: &Citizen) -> String {
-    use sha2::Digest;
-    format!(
-        "citizen:{}",
-        &hex::encode(sha2::Sha256::digest(c.national_id.as_bytes()))[..16]
-    )
+    crate::sso::citizen::actor_id(&c.national_id)
 }
 
 fn state_label(s: &str) -> &'static str {

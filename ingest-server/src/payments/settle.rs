@@ -126,7 +126,8 @@ pub async fn settle(
     let done = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(new_state)
         .bind(now)
-        .bind(Some(report.response_code.as_str()).filter(|s| !s.is_empty()))
+        // A status query's code is the query's, not the payment's.
+        .bind(Some(report.response_code.as_str()).filter(|s| !s.is_empty() && by == SettledBy::Ipn))
         .bind(Some(report.transaction_status.as_str()).filter(|s| !s.is_empty()))
         .bind(report.transaction_no.as_deref())
         .bind(report.bank_code.as_deref())

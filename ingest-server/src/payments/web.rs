@@ -116,12 +116,17 @@ async fn return_page(State(ctx): State<ApiContext>, req: Request) -> Response {
         "paid" => View::Paid,
         "pending" if report.succeeded() => View::Processing,
         "pending" => View::Failed(report.response_code.clone()),
-        _ => View::Failed(
-            record
+        _ => {
+            // The payment's own code (an IPN's), else the return's; never
+            // a success code under a failure heading (a status query's
+            // "00" is about the query, not the payment).
+            let code = record
                 .response_code
                 .clone()
-                .unwrap_or_else(|| report.response_code.clone()),
-        ),
+                .filter(|c| c != "00")
+                .unwrap_or_else(|| report.response_code.clone());
+            View::Failed(if code == "00" { "99".into() } else { code })
+        }
     };
     // Processing: the same URL again in a few seconds (it only reads).
     let refresh = if matches!(view, View::Processing) {

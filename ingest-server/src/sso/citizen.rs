@@ -21,10 +21,12 @@
 //! Audit: a sign-in is `citizen.login`, a refusal `citizen.login_failed`
 //! (with `reason`, e.g. `no_national_id`, `malformed_national_id`,
 //! `state_replayed`). The citizen appears as `citizen:` and the first 16
-//! hex digits of the SHA-256 of the national ID number, the same actor the
-//! citizen app writes (`citizen_actor_id` in `src/citizen/pages.rs`); the
-//! number itself, and the provider's subject (which may be that number),
-//! are never written to the log.
+//! hex digits of an HMAC-SHA256 of the national ID number under a key the
+//! server keeps in its database ([`actor_id`]; a plain digest of a 12-digit
+//! number can be reversed by trying them all), the same actor the citizen
+//! app writes (`citizen_actor_id` in `src/citizen/pages.rs`); the number
+//! itself, and the provider's subject (which may be that number), are
+//! never written to the log.
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -85,13 +87,48 @@ pub fn routes() -> Router<ApiContext> {
         .route("/app/sso/callback", get(callback))
 }
 
-/// How a citizen appears in the audit log: a digest, not the ID number
-/// (the same as the citizen app's `citizen_actor_id`).
+/// How a citizen appears in the audit log: a keyed digest, not the ID
+/// number (the same as the citizen app's `citizen_actor_id`). The key is
+/// the database's ([`load_actor_key`], at start); before that (a tool that
+/// never started the server) a key of this process alone, so nothing
+/// reversible is ever written.
 pub fn actor_id(national_id: &str) -> String {
-    format!(
-        "citizen:{}",
-        &hex::encode(Sha256::digest(national_id.as_bytes()))[..16]
+    let key = ACTOR_KEY.get_or_init(|| {
+        let bytes: [u8; 32] = rand::random();
+        ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)
+    });
+    let tag = ring::hmac::sign(key, national_id.as_bytes());
+    format!("citizen:{}", &hex::encode(tag.as_ref())[..16])
+}
+
+/// The key of [`actor_id`], once loaded.
+static ACTOR_KEY: std::sync::OnceLock<ring::hmac::Key> = std::sync::OnceLock::new();
+
+/// Loads (making it on the first start) the key that names citizens in the
+/// audit log, shared by every replica through the database.
+pub async fn load_actor_key(db: &Db) -> Result<(), crate::db::DbError> {
+    let fresh: [u8; 32] = rand::random();
+    sqlx::query(
+        "INSERT INTO server_secrets (name, value, created_at) VALUES ('citizen_actor_id', $1, $2) \
+         ON CONFLICT (name) DO NOTHING",
     )
+    .bind(hex::encode(fresh))
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    let value: String =
+        sqlx::query_scalar("SELECT value FROM server_secrets WHERE name = 'citizen_actor_id'")
+            .fetch_one(db.pool())
+            .await?;
+    let bytes = hex::decode(value.trim()).unwrap_or_default();
+    if bytes.len() < 32 {
+        tracing::error!(
+            "the stored citizen actor key is unusable; citizens are named under this process's own key"
+        );
+        return Ok(());
+    }
+    let _ = ACTOR_KEY.set(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes));
+    Ok(())
 }
 
 /// Whether `s` is a citizen identity number: exactly 12 ASCII digits.
@@ -413,5 +450,18 @@ mod tests {
         assert_eq!(s.national_id_claim, "cccd");
         assert_eq!(s.name_claim, "full_name");
         assert_eq!(s.extra_scopes, ["national_id", "phone"]);
+    }
+
+    #[test]
+    fn a_citizen_is_named_by_a_keyed_digest_that_cannot_be_reversed_by_trying_numbers() {
+        let nid = "001199012345";
+        let plain = format!(
+            "citizen:{}",
+            &hex::encode(Sha256::digest(nid.as_bytes()))[..16]
+        );
+        assert_ne!(actor_id(nid), plain, "not the bare SHA-256 of the number");
+        assert_eq!(actor_id(nid), actor_id(nid), "stable within a server");
+        assert_ne!(actor_id(nid), actor_id("001199012346"));
+        assert!(!actor_id(nid).contains(nid));
     }
 }
