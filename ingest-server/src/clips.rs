@@ -7,11 +7,17 @@
 //! and the device gets an ack with `item` set to the clip's name. That ack,
 //! not the broker's PUBACK, is what lets the device drop the clip.
 //!
-//! Chunks are handled one at a time (a mutex): clips are not on the path
-//! that opens a case, and serial handling keeps assembly free of races.
+//! The chunks of one clip are handled one at a time (a lock per clip), so
+//! counting and assembly are free of races; chunks of different clips go
+//! on side by side, so one large clip being assembled does not hold up
+//! every other device's evidence (nor, through the broker's window of
+//! unacknowledged messages, their events).
 //! A clip is assembled in the evidence store by a streamed multipart upload
 //! (`evidence/assemble.rs`): memory holds one chunk and a few 8 MiB parts, whatever
 //! the clip's size (the protocol caps it at 1 GiB).
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use protocol::{Ack, ClipChunk, EvidenceRole, ProtocolError, RejectCode, topics};
@@ -24,10 +30,33 @@ use crate::ingest::verify::code_text;
 use crate::ingest::{IngestContext, IngestError, Outcome};
 use crate::quarantine;
 
-/// Serialises chunk handling.
+/// Serialises the handling of each clip's chunks.
 #[derive(Default)]
 pub struct ClipAssembler {
-    lock: Mutex<()>,
+    /// One lock per clip being received (event id, item name); an entry
+    /// goes when nobody holds or waits for it.
+    locks: std::sync::Mutex<HashMap<ClipKey, Arc<Mutex<()>>>>,
+}
+
+/// A clip: its event and item name.
+type ClipKey = (Uuid, String);
+
+/// A held clip lock; leaving it drops the clip's entry if nobody else
+/// wants it.
+struct ClipGuard<'a> {
+    owner: &'a ClipAssembler,
+    key: ClipKey,
+    lock: Arc<Mutex<()>>,
+}
+
+impl Drop for ClipGuard<'_> {
+    fn drop(&mut self) {
+        let mut locks = self.owner.locks.lock().unwrap_or_else(|p| p.into_inner());
+        // Ours and the map's: nobody else waits for it.
+        if Arc::strong_count(&self.lock) <= 2 {
+            locks.remove(&self.key);
+        }
+    }
 }
 
 struct Refusal {
@@ -65,7 +94,6 @@ impl ClipAssembler {
         bytes: Bytes,
         topic: &str,
     ) -> Result<Outcome, IngestError> {
-        let _guard = self.lock.lock().await;
         let chunk = match ClipChunk::decode(&bytes) {
             Ok(c) => c,
             Err(e) => {
@@ -73,6 +101,17 @@ impl ClipAssembler {
                 return refuse(ctx, bytes, topic, None, None, r).await;
             }
         };
+        let key = (chunk.header.event_id, chunk.header.name.clone());
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            locks.entry(key.clone()).or_default().clone()
+        };
+        let guard = ClipGuard {
+            owner: self,
+            key,
+            lock,
+        };
+        let _held = guard.lock.lock().await;
         let event_id = chunk.header.event_id;
         let name = chunk.header.name.clone();
         match self.check(ctx, topic, &chunk).await? {

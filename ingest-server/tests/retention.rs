@@ -213,7 +213,34 @@ async fn suite(url: String) {
             (p, b)
         })
         .collect();
+    // A clip D's device began and never finished (one chunk of three,
+    // staged as `clips.rs` stages it): video no case will ever hold.
+    let stale: Vec<u8> = (0..500u32).map(|i| (i * 13 % 241) as u8 ^ 0x5a).collect();
+    let d_id = uuid::Uuid::parse_str(d).unwrap();
+    ctx.evidence
+        .put_chunk(d_id, "late.mp4", 0, Bytes::from(stale.clone()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO clip_chunks (event_id, name, idx, count, total_size, sha256, received_at) \
+         VALUES ($1, 'late.mp4', 0, 3, 1500, $2, $3)",
+    )
+    .bind(d)
+    .bind(sha256_hex(&stale))
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    assert!(on_disk(&evidence_dir, &stale));
+    assert_eq!(run(now + 10 * DAY, false).await.stale_clips, 0, "not yet");
     let r100 = run(now + 100 * DAY, false).await;
+    assert_eq!(r100.stale_clips, 1, "{r100:?}");
+    assert!(!on_disk(&evidence_dir, &stale), "the staged chunk is gone");
+    let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clip_chunks")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
     assert_eq!(r100.cases, 2);
     assert!(r100.problems.is_empty(), "{:?}", r100.problems);
     // A's two stills and contest photo, B's overview, the quarantined

@@ -21,6 +21,11 @@
 //! 3. **Quarantine**: the raw bytes of messages quarantined more than
 //!    `quarantine_days` ago, then their rows; and packs a rewrite replaced
 //!    but a stop kept it from deleting (`superseded_packs`).
+//! 4. **Clips never completed**: the staged chunks of a clip whose last
+//!    chunk came more than `quarantine_days` ago (the device lost the clip,
+//!    was revoked, or its case was purged): video of people that no case
+//!    will ever hold. Then their `clip_chunks` rows, with a
+//!    `clip.stale_purge` audit entry.
 //!
 //! The server runs it at start and every `check_hours`
 //! (`app.rs`); `ingest-server evidence purge [--dry-run]` runs it by hand.
@@ -86,6 +91,8 @@ pub struct PurgeReport {
     pub packs_deleted: usize,
     /// Quarantine rows deleted.
     pub quarantine_rows: usize,
+    /// Partial clips whose staged chunks were deleted.
+    pub stale_clips: usize,
     /// What could not be deleted, and why.
     pub problems: Vec<String>,
 }
@@ -160,6 +167,7 @@ pub async fn run(
     }
     remove_case_files(db, evidence, &mut report).await?;
     remove_quarantine(db, evidence, cfg, now, &mut report).await?;
+    report.stale_clips += remove_stale_clips(db, evidence, cfg, now).await?;
     report.packs_deleted += evidence.sweep_superseded_packs().await?;
     Ok(report)
 }
@@ -378,6 +386,53 @@ async fn remove_quarantine(
         report.quarantine_rows += gone.len();
         report.absorb(r);
     }
+}
+
+/// Step 4: staged chunks, then rows, of clips whose last chunk came before
+/// the cutoff. Returns how many clips.
+async fn remove_stale_clips(
+    db: &Db,
+    evidence: &EvidenceStore,
+    cfg: &RetentionConfig,
+    now: i64,
+) -> Result<usize, RetentionError> {
+    let cutoff = now - i64::from(cfg.quarantine_days) * DAY_MS;
+    let rows = sqlx::query(
+        "SELECT event_id, name, MAX(count) FROM clip_chunks GROUP BY event_id, name \
+         HAVING MAX(received_at) < $1",
+    )
+    .bind(cutoff)
+    .fetch_all(db.pool())
+    .await?;
+    let mut gone = 0;
+    for r in &rows {
+        let (event_id, name, count): (String, String, i64) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let Ok(id) = uuid::Uuid::parse_str(&event_id) else {
+            continue;
+        };
+        evidence
+            .delete_chunks(id, &name, u32::try_from(count).unwrap_or(0))
+            .await?;
+        let mut tx = audit::begin(db).await?;
+        sqlx::query("DELETE FROM clip_chunks WHERE event_id = $1 AND name = $2")
+            .bind(&event_id)
+            .bind(&name)
+            .execute(&mut *tx)
+            .await?;
+        audit::append(
+            &mut tx,
+            now,
+            &retention_actor(),
+            "clip.stale_purge",
+            &format!("case:{event_id}"),
+            &serde_json::json!({"item": name, "chunks": count, "quarantine_days": cfg.quarantine_days}),
+        )
+        .await?;
+        tx.commit().await?;
+        gone += 1;
+    }
+    Ok(gone)
 }
 
 /// Runs [`run`] now and then every `check_hours`, logging what it did.
