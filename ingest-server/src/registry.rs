@@ -381,7 +381,19 @@ async fn resolve_one(
                 event_id: Some(event_id),
             };
             match registry.lookup(plate, colour, &purpose).await {
-                Ok(Some(r)) => ("resolved", Some(r.owner.owner_id)),
+                Ok(Some(r)) => {
+                    let seen: Option<String> =
+                        sqlx::query_scalar("SELECT vehicle_class FROM events WHERE event_id = $1")
+                            .bind(event_id.to_string())
+                            .fetch_optional(db.pool())
+                            .await
+                            .ok()
+                            .flatten();
+                    (
+                        registration_status(&r.vehicle, seen.as_deref()),
+                        Some(r.owner.owner_id),
+                    )
+                }
                 Ok(None) => ("unresolved", None),
                 Err(err) => {
                     tracing::warn!(%event_id, error = %err, "owner lookup failed");
@@ -400,6 +412,67 @@ async fn resolve_one(
             .await;
     if let Err(err) = done {
         tracing::warn!(%event_id, error = %err, "recording owner status failed");
+    }
+}
+
+/// The owner status of a registration found for a case whose camera saw a
+/// `seen` vehicle: `resolved`, or why a person must look before anyone is
+/// fined. A plate registered to a motorbike on a car (or the other way
+/// round) is a misread or a cloned plate: the registered owner may be
+/// innocent. A registration the registry calls deregistered, revoked,
+/// stolen, suspended or expired likewise. Types the registry or the camera leave open, and
+/// confusions within four wheels (car, bus, truck: the detector mixes
+/// them), are not a mismatch.
+pub fn registration_status(v: &Vehicle, seen: Option<&str>) -> &'static str {
+    let two_wheels = |t: &str| {
+        let t = t.trim().to_lowercase();
+        [
+            "motorcycle",
+            "motorbike",
+            "moped",
+            "scooter",
+            "xe máy",
+            "xe mô tô",
+        ]
+        .iter()
+        .any(|k| t == *k)
+    };
+    let four_wheels = |t: &str| {
+        let t = t.trim().to_lowercase();
+        [
+            "car",
+            "bus",
+            "truck",
+            "van",
+            "ô tô",
+            "xe ô tô",
+            "xe khách",
+            "xe tải",
+        ]
+        .iter()
+        .any(|k| t == *k)
+    };
+    let status = v.registration_status.trim().to_lowercase();
+    let inactive = [
+        "deregistered",
+        "revoked",
+        "stolen",
+        "suspended",
+        "expired",
+        "thu hồi",
+        "mất cắp",
+    ];
+    if inactive.iter().any(|w| status.contains(w)) {
+        return "registration_not_active";
+    }
+    match seen {
+        Some(seen)
+            if (two_wheels(seen) && four_wheels(&v.vehicle_type))
+                || (four_wheels(seen) && two_wheels(&v.vehicle_type)) =>
+        {
+            "vehicle_mismatch"
+        }
+        _ => "resolved",
     }
 }
 
@@ -602,4 +675,52 @@ pub async fn import(
     }
     tx.commit().await?;
     Ok((clean_vehicles.len(), clean_owners.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vehicle(kind: &str, status: &str) -> Vehicle {
+        Vehicle {
+            plate_text: "30A12345".into(),
+            plate_colour: "white".into(),
+            vehicle_type: kind.into(),
+            make: "-".into(),
+            colour: "-".into(),
+            registration_status: status.into(),
+            owner_id: "o1".into(),
+        }
+    }
+
+    #[test]
+    fn a_registration_that_does_not_fit_what_the_camera_saw_is_for_a_person() {
+        let car = vehicle("car", "active");
+        assert_eq!(registration_status(&car, Some("car")), "resolved");
+        assert_eq!(
+            registration_status(&car, Some("truck")),
+            "resolved",
+            "four wheels mix"
+        );
+        assert_eq!(
+            registration_status(&car, Some("motorcycle")),
+            "vehicle_mismatch"
+        );
+        let bike = vehicle("Xe máy", "active");
+        assert_eq!(registration_status(&bike, Some("car")), "vehicle_mismatch");
+        assert_eq!(registration_status(&bike, Some("motorcycle")), "resolved");
+        assert_eq!(
+            registration_status(&vehicle("unknown", "active"), Some("car")),
+            "resolved"
+        );
+        assert_eq!(registration_status(&car, None), "resolved");
+        assert_eq!(
+            registration_status(&vehicle("car", "Stolen"), Some("car")),
+            "registration_not_active"
+        );
+        assert_eq!(
+            registration_status(&vehicle("car", "fictitious-demo"), Some("car")),
+            "resolved"
+        );
+    }
 }
