@@ -165,6 +165,17 @@ async fn suite(url: String) {
         (Some(RejectCode::Invalid), "future_time")
     );
 
+    let mut ancient = event("edge-01", SITE, &files);
+    ancient.event_time -= time::Duration::days(400);
+    ancient.track.first_seen -= time::Duration::days(400);
+    ancient.track.last_seen -= time::Duration::days(400);
+    let (code, reason) =
+        rejected_code(&submit(&i, bundle(&ancient, &k1, &files), topic("edge-01")).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(RejectCode::Invalid), "past_limitation")
+    );
+
     let mut bad_plate = event("edge-01", SITE, &files);
     bad_plate.plate.text = Some("ZZZZ9".into());
     let (code, reason) =
@@ -214,6 +225,7 @@ async fn suite(url: String) {
             "evidence_missing",
             "future_time",
             "malformed",
+            "past_limitation",
             "plate_grammar",
             "revoked_device",
             "unknown_device",

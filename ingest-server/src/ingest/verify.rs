@@ -214,6 +214,9 @@ pub fn verify_decoded(
     })
 }
 
+/// How long after a violation a fine can still be imposed.
+const LIMITATION_PERIOD: time::Duration = time::Duration::days(365);
+
 /// The checks of a bundle whose signature held ([`verify_decoded`]).
 fn check_signed(
     event: protocol::ViolationEvent,
@@ -244,6 +247,22 @@ fn check_signed(
                 "event_time {} is more than {} s ahead of the server clock ({})",
                 event.event_time,
                 checks.clock_tolerance.whole_seconds(),
+                checks.now
+            ),
+        ));
+    }
+    // Past the limitation period (one year for traffic violations, Law on
+    // Handling Administrative Violations, Art. 6) nobody can be fined: an
+    // event that old is a device clock gone wrong, or a backdated one.
+    if event.event_time < checks.now - LIMITATION_PERIOD {
+        return Err(reject(
+            RejectCode::Invalid,
+            "past_limitation",
+            format!(
+                "event_time {} is more than {} days before the server clock ({}): past the \
+                 limitation period",
+                event.event_time,
+                LIMITATION_PERIOD.whole_days(),
                 checks.now
             ),
         ));
