@@ -309,36 +309,43 @@ impl edge_agent::detect::VehicleDetector for Scripted {
     }
 }
 
+/// A car that drives in over frames 0..10 and then stands at the kerb
+/// in the no-stopping zone for as long as the stream goes on.
+fn parked_car(us: i64) -> Vec<Detection> {
+    let n = (us - ts(0)) / FRAME_US;
+    match n {
+        0..10 => vec![boxed(Point::new(1890.0 - 20.0 * n as f64, 850.0), Car)],
+        _ => vec![boxed(Point::new(1690.0, 850.0), Car)],
+    }
+}
+
+/// An empty frame numbered `n` at frame time `t` (the scripted detector
+/// reads only the time).
+fn blank_frame(n: u64, t: u64) -> edge_agent::capture::Frame {
+    let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts(t)) * 1000).unwrap();
+    edge_agent::capture::Frame::from_bgr(n, time, 16, 9, vec![0; 16 * 9 * 3]).unwrap()
+}
+
+/// Illegal-stopping violations among `v`.
+fn stopping(v: &[edge_agent::rules::Violation]) -> usize {
+    v.iter()
+        .filter(|v| v.rule == ViolationType::IllegalStopping)
+        .count()
+}
+
 #[test]
 fn a_parked_car_is_not_fined_again_after_the_stream_reconnects() {
     gstreamer::init().unwrap();
     let site = SiteConfig::from_toml_str(SITE, "test.toml").unwrap();
-    let spot = Point::new(1690.0, 850.0);
     // Stream 1 (frames 0..100): the car drives in and stops at frame 10,
     // fined at frame 40. The stream drops and reconnects; stream 2 numbers
     // its frames from 0 again, and the car still stands there.
-    let seen = move |us: i64| {
-        let n = (us - ts(0)) / FRAME_US;
-        match n {
-            0..10 => vec![boxed(Point::new(1890.0 - 20.0 * n as f64, 850.0), Car)],
-            _ => vec![boxed(spot, Car)],
-        }
-    };
     let count = |carry: bool| -> usize {
-        let det = Scripted(Box::new(seen));
+        let det = Scripted(Box::new(parked_car));
         let mut analysis = edge_agent::analysis::Analysis::new(Box::new(det), Some(&site)).unwrap();
-        let image = |n: u64, t: u64| {
-            let time =
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts(t)) * 1000).unwrap();
-            edge_agent::capture::Frame::from_bgr(n, time, 16, 9, vec![0; 16 * 9 * 3]).unwrap()
-        };
+        let image = blank_frame;
         let mut fined = 0;
-        let mut judge = |v: &[edge_agent::rules::Violation]| {
-            fined += v
-                .iter()
-                .filter(|v| v.rule == ViolationType::IllegalStopping)
-                .count();
-        };
+        let mut judge = |v: &[edge_agent::rules::Violation]| fined += stopping(v);
         for n in 0..100 {
             judge(&analysis.process(&image(n, n)).unwrap());
         }
@@ -372,24 +379,7 @@ fn a_parked_car_is_not_fined_again_after_the_stream_reconnects() {
 fn a_parked_car_is_not_fined_again_after_the_agent_restarts() {
     gstreamer::init().unwrap();
     let site = SiteConfig::from_toml_str(SITE, "test.toml").unwrap();
-    let spot = Point::new(1690.0, 850.0);
-    let seen = move |us: i64| {
-        let n = (us - ts(0)) / FRAME_US;
-        match n {
-            0..10 => vec![boxed(Point::new(1890.0 - 20.0 * n as f64, 850.0), Car)],
-            _ => vec![boxed(spot, Car)],
-        }
-    };
-    let image = |n: u64, t: u64| {
-        let time =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts(t)) * 1000).unwrap();
-        edge_agent::capture::Frame::from_bgr(n, time, 16, 9, vec![0; 16 * 9 * 3]).unwrap()
-    };
-    let stopping = |v: &[edge_agent::rules::Violation]| {
-        v.iter()
-            .filter(|v| v.rule == ViolationType::IllegalStopping)
-            .count()
-    };
+    let (seen, image) = (parked_car, blank_frame);
     let count = |restore: bool| -> usize {
         let data = tempfile::tempdir().unwrap();
         let store = edge_agent::parked_store::ParkedStore::new(data.path(), &site.camera_id);
