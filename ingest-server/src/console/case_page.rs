@@ -259,6 +259,14 @@ pub async fn show(
                     ),
                     local_time(at)
                 ),
+                // Only clips follow their event; a still not in the
+                // event's bundle is lost on the device.
+                None if role != "clip" => lang
+                    .t(
+                        "thiếu: thiết bị không gửi được tệp này",
+                        "missing: the device could not send it",
+                    )
+                    .to_string(),
                 None => lang.t("chưa nhận", "not received yet").to_string(),
             };
             let _ = write!(clip, "<p class=\"muted\">{} — {why}</p>", esc(n));

@@ -197,15 +197,18 @@ pub fn verify_decoded(
             claimed.clone(),
         )
     })?;
-    if let Some(still) = missing.iter().find(|i| i.role != EvidenceRole::Clip) {
-        return Err(reject(
-            RejectCode::EvidenceMismatch,
-            "evidence_missing",
-            format!(
-                "evidence {:?} (role {:?}) is not in the bundle; only clips may follow as chunks",
-                still.name, still.role
-            ),
-        ));
+    // A still the device could no longer read from its spool is left out
+    // of the bundle (`edge-agent/src/delivery`): the case is kept, the
+    // still recorded as missing for the people reviewing it. Refusing the
+    // event would lose the violation: the device sets a refused event
+    // aside, and the still will never come.
+    for still in missing.iter().filter(|i| i.role != EvidenceRole::Clip) {
+        tracing::warn!(
+            event_id = %event.event_id,
+            item = still.name,
+            role = ?still.role,
+            "a still named in the signed manifest is not in the bundle: recorded as missing"
+        );
     }
     // From here on the bundle is the device's own: a refusal says so.
     check_signed(event, bundle, device, checks, &reject).map_err(|mut r| {
