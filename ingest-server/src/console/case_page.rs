@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
 use super::event_facts::{plate_source_text, signal_text, trajectory};
-use super::html::{Lang, clock_badge, esc, local_time, violation_label, vnd};
+use super::html::{clock_badge, esc, local_time, violation_label, vnd};
+use super::owner_panels::{contests_panel, owner_panel, owner_status_label};
 use super::{ConsoleError, Viewer};
 use crate::audit;
 use crate::db::{Db, DbError, now_ms};
@@ -445,7 +446,7 @@ pub async fn show(
         dev = esc(&case.device_id),
         veh_l = lang.t("Phương tiện · tra cứu chủ xe", "Vehicle · owner lookup"),
         vehicle = esc(&case.vehicle_class),
-        owner_status = esc(&case.owner_status),
+        owner_status = owner_status_label(lang, &case.owner_status),
         signal_l = lang.t("Đèn tín hiệu", "Signal"),
         signal = esc(&signal_text(lang, event.as_ref())),
         fine_l = lang.t("Mức phạt", "Fine"),
@@ -477,33 +478,6 @@ pub async fn show(
     ))
 }
 
-fn owner_panel(lang: Lang, found: Option<Registration>) -> String {
-    match found {
-        Some(r) => format!(
-            "<div class=\"panel pii\" id=\"owner\"><strong>{}</strong> <span class=\"muted\">({})</span><br>\
-             {}: {}<br>{}: {}<br>{}: {} {} · {} · {}</div>",
-            lang.t("Chủ phương tiện", "Registered owner"),
-            lang.t("truy cập được ghi nhật ký", "access is logged"),
-            lang.t("Họ tên", "Name"),
-            esc(&r.owner.full_name),
-            lang.t("Địa chỉ", "Address"),
-            esc(&r.owner.address),
-            lang.t("Xe", "Vehicle"),
-            esc(&r.vehicle.vehicle_type),
-            esc(&r.vehicle.make),
-            esc(&r.vehicle.colour),
-            esc(&r.vehicle.registration_status),
-        ),
-        None => format!(
-            "<div class=\"panel pii\" id=\"owner\">{}</div>",
-            lang.t(
-                "Không tìm thấy chủ phương tiện trong cơ sở dữ liệu đăng ký.",
-                "No registered owner found."
-            )
-        ),
-    }
-}
-
 /// Keyboard: a accept, r reject, p plate, t type, n next, c confirm; and
 /// the trajectory overlay's coordinate system once the image has loaded.
 const KEYS_JS: &str = r#"
@@ -512,39 +486,6 @@ document.addEventListener('keydown',e=>{const t=e.target.tagName;if(t==='INPUT'|
 const k={a:'accept-form',n:'next-form',c:'confirm-form'}[e.key];if(k){const f=document.getElementById(k);if(f){e.preventDefault();f.requestSubmit();}return;}
 const fo={r:'reject-code',p:'plate-input',t:'type-input'}[e.key];if(fo){const el=document.getElementById(fo);if(el){e.preventDefault();el.focus();}}});
 "#;
-
-/// The owner's contests of the case, with their photos.
-async fn contests_panel(lang: Lang, db: &Db, id: &str) -> Result<String, DbError> {
-    let rows = sqlx::query(
-        "SELECT created_at, reason, photo_sha256 FROM contests WHERE event_id = $1 ORDER BY created_at",
-    )
-    .bind(id)
-    .fetch_all(db.pool())
-    .await?;
-    if rows.is_empty() {
-        return Ok(String::new());
-    }
-    let mut p = format!(
-        "<div class=\"panel\" id=\"contests\"><strong>{}</strong>",
-        lang.t("Khiếu nại của chủ xe", "Owner's contest")
-    );
-    for r in &rows {
-        let at: i64 = r.try_get(0)?;
-        let reason: String = r.try_get(1)?;
-        let photo: Option<String> = r.try_get(2)?;
-        let _ = write!(p, "<p>{} — {}</p>", local_time(at), esc(&reason));
-        if let Some(sha) = photo {
-            let _ = write!(
-                p,
-                "<img style=\"max-width:100%\" src=\"/console/cases/{}/contest-photo/{}\" alt=\"photo\">",
-                esc(id),
-                esc(&sha)
-            );
-        }
-    }
-    p.push_str("</div>");
-    Ok(p)
-}
 
 /// `GET /console/cases/{id}/contest-photo/{sha256}`: a photo the owner sent
 /// with a contest of this case.

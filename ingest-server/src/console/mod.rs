@@ -19,6 +19,7 @@ mod exports;
 pub mod html;
 mod login;
 mod ops;
+mod owner_panels;
 mod queue;
 pub mod throttle;
 
