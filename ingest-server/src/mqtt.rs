@@ -46,14 +46,8 @@ use crate::clips::ClipAssembler;
 use crate::ingest::{Ingestor, Source};
 use crate::server_key::ServerKey;
 
-/// Messages handled at once (bounds memory under a backlog of small ones).
+/// Messages handled at once (bounds memory under a backlog).
 const MAX_IN_FLIGHT: usize = 1024;
-
-/// Payload KiB handled at once (bounds memory under a backlog of large
-/// ones: 1024 bundles of 16 MiB would be 16 GiB, each copied again while
-/// verified). A message waits for its share before it is taken on, and the
-/// broker holds the rest.
-const MAX_KIB_IN_FLIGHT: u32 = 256 * 1024;
 
 /// Where and how to connect (no `Debug`: it holds the password and the
 /// client key).
@@ -202,13 +196,10 @@ pub fn connection_client_id(base: &str, k: usize) -> String {
 /// message only after its commit, so one connection caps how many bundles
 /// wait to be committed together. Each member of the shared subscription
 /// gets its own window; the messages being handled share one bound
-/// ([`MAX_IN_FLIGHT`] messages, [`MAX_KIB_IN_FLIGHT`] of payload). The embedded broker gets one connection: see
+/// ([`MAX_IN_FLIGHT`]). The embedded broker gets one connection: see
 /// `config.rs`, [`config::MqttConfig::connection_count`].
 pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAssembler>) {
-    let permits = (
-        Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
-        Arc::new(Semaphore::new(MAX_KIB_IN_FLIGHT as usize)),
-    );
+    let permits = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     let mut tasks = tokio::task::JoinSet::new();
     for k in 0..settings.connections.max(1) {
         let client_id = connection_client_id(&settings.client_id, k);
@@ -217,7 +208,7 @@ pub async fn run(settings: MqttSettings, ingestor: Ingestor, clips: Arc<ClipAsse
             client_id,
             ingestor.clone(),
             clips.clone(),
-            (permits.0.clone(), permits.1.clone()),
+            permits.clone(),
         ));
     }
     while tasks.join_next().await.is_some() {}
@@ -229,7 +220,7 @@ async fn serve(
     client_id: String,
     ingestor: Ingestor,
     clips: Arc<ClipAssembler>,
-    (permits, kib_permits): (Arc<Semaphore>, Arc<Semaphore>),
+    permits: Arc<Semaphore>,
 ) {
     let max = crate::broker::MAX_PAYLOAD;
     // The event loop runs in its own task and reports what happened.
@@ -343,12 +334,6 @@ async fn serve(
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     return;
                 };
-                let kib = u32::try_from(p.payload().len().div_ceil(1024))
-                    .unwrap_or(u32::MAX)
-                    .clamp(1, MAX_KIB_IN_FLIGHT);
-                let Ok(bytes_permit) = kib_permits.clone().acquire_many_owned(kib).await else {
-                    return;
-                };
                 let (done, finished) = oneshot::channel();
                 if acks_tx.send((p.clone(), finished)).is_err() {
                     return;
@@ -360,7 +345,7 @@ async fn serve(
                 tokio::spawn(async move {
                     handle(&client, &ingestor, &clips, &key, &p).await;
                     let _ = done.send(());
-                    drop((permit, bytes_permit));
+                    drop(permit);
                 });
             }
             Happened::Lost(e) => {

@@ -431,18 +431,41 @@ async fn a_wrong_amount_pays_nothing() {
     // Past its expiry it still blocks a new order until the reconciler
     // has asked the gateway about it: the money did move, with the right
     // amount (only the notification was wrong), so the case is paid then.
-    let next_day = now + 86_400_000;
+    let later = now + 30 * 60_000;
     assert!(matches!(
-        payments::start(&w.payments, id, ip, next_day).await,
+        payments::start(&w.payments, id, ip, later).await,
         Err(PaymentError::InProgress { .. })
     ));
-    let report = payments::reconcile(&w.payments, next_day).await.unwrap();
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
     assert_eq!(report.paid, 1, "{report:?}");
     assert_eq!(w.case(id).await.0, "paid");
     assert!(matches!(
-        payments::start(&w.payments, id, ip, next_day).await,
+        payments::start(&w.payments, id, ip, later).await,
         Err(PaymentError::AlreadyPaid(_))
     ));
+}
+
+/// An order nobody settles (no reconciler runs) does not block the case
+/// for ever: an hour past its expiry it is closed and a new one may start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_never_settled_does_not_block_the_case_for_ever() {
+    let w = World::new(1, Faults::default()).await;
+    let id = &w.ids[0];
+    let _abandoned = w.start(id).await;
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let now = ingest_server::db::now_ms();
+    assert!(matches!(
+        payments::start(&w.payments, id, ip, now + 30 * 60_000).await,
+        Err(PaymentError::InProgress { .. })
+    ));
+    let past_grace = now + 15 * 60_000 + payments::PENDING_GRACE_MS + 60_000;
+    assert!(
+        payments::start(&w.payments, id, ip, past_grace)
+            .await
+            .is_ok()
+    );
+    let states: Vec<String> = w.rows(id).await.into_iter().map(|r| r.0).collect();
+    assert_eq!(states, ["cancelled", "pending"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

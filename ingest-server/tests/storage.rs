@@ -176,6 +176,19 @@ async fn suite(url: String) {
         (Some(RejectCode::Invalid), "past_limitation")
     );
 
+    let mut green = event("edge-01", SITE, &files);
+    green.violation_type = protocol::ViolationType::RedLight;
+    green.signal = Some(protocol::SignalObservation {
+        state: protocol::SignalState::Green,
+        red_for_ms: None,
+    });
+    let (code, reason) =
+        rejected_code(&submit(&i, bundle(&green, &k1, &files), topic("edge-01")).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(RejectCode::Invalid), "signal_not_red")
+    );
+
     let mut bad_plate = event("edge-01", SITE, &files);
     bad_plate.plate.text = Some("ZZZZ9".into());
     let (code, reason) =
@@ -235,6 +248,7 @@ async fn suite(url: String) {
             "past_limitation",
             "plate_grammar",
             "revoked_device",
+            "signal_not_red",
             "unknown_device",
             "wrong_topic"
         ]

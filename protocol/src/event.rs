@@ -420,17 +420,6 @@ impl Message for ViolationEvent {
         validate::check_id("site", &self.site)?;
         self.clock.validate_at("clock")?;
         self.plate.validate_at("plate")?;
-        // From 1.1 on a readable plate says where it was read, so the
-        // server (and a reviewer) can check it is the violator's own.
-        if self.plate.readable
-            && self.plate.source.is_none()
-            && self.schema_version >= (SchemaVersion { major: 1, minor: 1 })
-        {
-            return Err(ValidationError::new(
-                "plate.source",
-                "required for a readable plate from schema 1.1 on",
-            ));
-        }
         match &self.speed {
             Some(speed) => {
                 validate::check_range(
@@ -452,16 +441,6 @@ impl Message for ViolationEvent {
             Some(signal) => {
                 if let Some(ms) = signal.red_for_ms {
                     validate::check_safe_integer("signal.red_for_ms", ms)?;
-                }
-                // A red-light case is a crossing on red: the signal it
-                // records must say so, or the case proves nothing.
-                if self.violation_type == ViolationType::RedLight
-                    && signal.state != SignalState::Red
-                {
-                    return Err(ValidationError::new(
-                        "signal.state",
-                        "must be red for red_light",
-                    ));
                 }
             }
             None if self.violation_type == ViolationType::RedLight => {

@@ -124,15 +124,6 @@ fn each_bad_event_field_is_named() {
             Box::new(|e| e.violation_type = ViolationType::Speeding),
         ),
         ("signal", Box::new(|e| e.signal = None)),
-        ("plate.source", Box::new(|e| e.plate.source = None)),
-        (
-            "signal.state",
-            Box::new(|e| {
-                if let Some(s) = e.signal.as_mut() {
-                    s.state = protocol::SignalState::Green;
-                }
-            }),
-        ),
         (
             "track.last_seen",
             Box::new(|e| e.track.last_seen = e.track.first_seen - time::Duration::SECOND),
@@ -283,14 +274,4 @@ fn heartbeat_fields_are_named() {
     let mut hb = sample_heartbeat();
     hb.disk_free_bytes = u64::MAX;
     assert_eq!(hb.validate().unwrap_err().field, "disk_free_bytes");
-}
-
-#[test]
-fn a_1_0_event_may_carry_a_readable_plate_without_its_source() {
-    // 1.0 senders did not know the field; from 1.1 on it is required.
-    let mut e = sample_event();
-    e.plate.source = None;
-    assert_eq!(field_of(&e), "plate.source");
-    e.schema_version = SchemaVersion::new(1, 0);
-    e.validate().unwrap();
 }

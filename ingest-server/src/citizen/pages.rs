@@ -463,11 +463,13 @@ pub async fn contest(
     // Nor is a fine being paid, or paid: the money would arrive for a
     // contested case (or stay with a cancelled one). A payment still
     // pending after its order expired may yet complete at the bank: it
-    // counts until the reconciler settles it.
+    // counts until the reconciler settles it, or for an hour past expiry.
     let paying: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM payments WHERE event_id = $1 AND state IN ('pending', 'paid') LIMIT 1",
+        "SELECT state FROM payments WHERE event_id = $1 AND (state = 'paid' \
+         OR (state = 'pending' AND expires_at >= $2)) LIMIT 1",
     )
     .bind(&id)
+    .bind(now_ms().saturating_sub(crate::payments::PENDING_GRACE_MS))
     .fetch_optional(ic.db.pool())
     .await?;
     if let Some(state) = paying {

@@ -95,7 +95,10 @@ mod tests {
     #[test]
     fn a_lookup_that_asks_for_a_person_is_spelled_out_and_marked() {
         let l = owner_status_label(Lang::En, "vehicle_mismatch");
-        assert!(l.contains("class=\"warn\"") && l.contains("cloned plate"), "{l}");
+        assert!(
+            l.contains("class=\"warn\"") && l.contains("cloned plate"),
+            "{l}"
+        );
         assert!(owner_status_label(Lang::Vi, "registration_not_active").contains("mất cắp"));
         assert_eq!(owner_status_label(Lang::En, "resolved"), "resolved");
         assert_eq!(owner_status_label(Lang::En, "<x>"), "&lt;x&gt;");

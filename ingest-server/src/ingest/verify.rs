@@ -254,6 +254,22 @@ fn check_signed(
             ),
         ));
     }
+    // A red-light case is a crossing on red: the signal it records must
+    // say so, or the case proves nothing. (Checked here, on arrival, not in
+    // the protocol's validation, which also runs when a stored event's
+    // signature is checked again for a court package.)
+    if event.violation_type == protocol::ViolationType::RedLight
+        && event
+            .signal
+            .as_ref()
+            .is_some_and(|s| s.state != protocol::SignalState::Red)
+    {
+        return Err(reject(
+            RejectCode::Invalid,
+            "signal_not_red",
+            "a red_light event whose recorded signal is not red".into(),
+        ));
+    }
     // Past the limitation period (one year for traffic violations, Law on
     // Handling Administrative Violations, Art. 6) nobody can be fined: an
     // event that old is a device clock gone wrong, or a backdated one.

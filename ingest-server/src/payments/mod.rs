@@ -137,6 +137,11 @@ impl PaymentError {
     }
 }
 
+/// How long past its expiry a pending order may still complete at the
+/// bank and so blocks a new order (and a contest); after that it is closed
+/// (see `start`).
+pub const PENDING_GRACE_MS: i64 = 60 * 60_000;
+
 /// One order sent to the gateway.
 #[derive(Debug, Clone)]
 pub struct Order {
@@ -346,6 +351,20 @@ pub async fn start(
     // still complete at the bank, so it counts too (until the next
     // reconciliation); the unique index `payments_one_pending` settles two
     // starts racing past this check.
+    // An order that stayed pending an hour past its expiry (no
+    // reconciler running, or one that cannot settle it) is closed here so
+    // the case is not stuck; should the gateway report it paid after all,
+    // `settle` applies it like any late payment.
+    sqlx::query(
+        "UPDATE payments SET state = 'cancelled', updated_at = $1, \
+         note = 'expired and never settled by the gateway' \
+         WHERE event_id = $2 AND state = 'pending' AND expires_at < $3",
+    )
+    .bind(now)
+    .bind(event_id)
+    .bind(now.saturating_sub(PENDING_GRACE_MS))
+    .execute(db.pool())
+    .await?;
     let open: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(expires_at) FROM payments WHERE event_id = $1 AND state = 'pending'",
     )
