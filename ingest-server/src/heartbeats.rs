@@ -32,11 +32,20 @@ pub async fn receive(
                     .bind(&hb.device_id)
                     .fetch_optional(ctx.db.pool())
                     .await?;
+            // Ordered by the device's clock only while that clock is
+            // trustworthy: a report from a clock that says it is not
+            // synchronised (a box rebooted to 1970 with its alarm) is
+            // kept whatever its time, and a stored report from the future
+            // (a clock that jumped) does not hold back the ones after it.
             let rfc = &time::format_description::well_known::Rfc3339;
+            let server_now = time::OffsetDateTime::now_utc();
+            let synced = hb.clock.status == protocol::ClockSyncStatus::Synced;
             if let Some(prev) = stored
                 .as_deref()
                 .and_then(|t| time::OffsetDateTime::parse(t, rfc).ok())
+                && synced
                 && hb.time <= prev
+                && prev <= server_now + ctx.clock_tolerance
             {
                 tracing::debug!(device = hb.device_id, sent = %hb.time, latest = %prev, "heartbeat older than the stored one: ignored");
                 return Ok(Some(hb));

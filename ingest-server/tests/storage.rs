@@ -432,6 +432,18 @@ async fn heartbeat_suite(i: &Ingestor, k1: &protocol::SigningKey) {
         &newer_json[..],
         "the newest stays"
     );
+    // A box rebooted without its clock (1970, unsynced, its alarm raised)
+    // is heard, whatever its time says.
+    let mut rebooted = hb.clone();
+    rebooted.time = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(1);
+    rebooted.clock.status = protocol::ClockSyncStatus::Unsynced;
+    rebooted.alarms = vec![protocol::Alarm::ClockUnsynced];
+    let rebooted_json = Bytes::from(rebooted.sign(k1).unwrap().to_json().unwrap());
+    heartbeats::receive(ctx, rebooted_json.clone(), &t)
+        .await
+        .unwrap();
+    let latest = heartbeats::latest(&ctx.db).await.unwrap();
+    assert_eq!(latest[0].signed_json.as_bytes(), &rebooted_json[..]);
 }
 
 async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {
