@@ -800,3 +800,47 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
     // The still-unreviewed case never becomes overdue: it has no notice.
     assert_eq!(state(&server, waiting).await, "new");
 }
+
+/// A registration that does not fit the vehicle the camera saw (a misread
+/// or cloned plate) is no owner to send a fine to: the confirmation writes
+/// a notice with no deliveries, which the 10-day check then shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_notice_goes_to_a_registration_that_does_not_fit_the_vehicle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _rx) = receiver(&[]).await;
+    let (server, _cfg) = start(dir.path(), None, |c| {
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![hook(
+            "vneid",
+            format!("{url}/vneid"),
+            "vneid-secret-0123456789",
+        )];
+    })
+    .await;
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    sqlx::query("UPDATE events SET owner_status = 'vehicle_mismatch' WHERE event_id = $1")
+        .bind(id)
+        .execute(server.ingestor.context().db.pool())
+        .await
+        .unwrap();
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM notices WHERE event_id = $1 AND owner_id IS NULL",
+            id
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT COUNT(*) FROM notice_deliveries WHERE event_id = $1",
+            id
+        )
+        .await,
+        0
+    );
+}

@@ -55,8 +55,9 @@ pub const ACTOR: &str = "notices";
 /// subscription of the owner, each active partner webhook, and e-mail when
 /// the owner has an address. Reading the owner is logged in
 /// `registry_access_log`. A case that has a notice already keeps it; a
-/// case without a resolved owner gets a notice without deliveries (the
-/// 10-day check then shows it).
+/// case without a resolved owner, or whose registration does not fit the
+/// vehicle seen, gets a notice without deliveries (the 10-day check then
+/// shows it).
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     event_id: &str,
@@ -64,7 +65,7 @@ pub async fn enqueue(
 ) -> Result<(), DbError> {
     let Some(row) = sqlx::query(
         "SELECT e.event_time_ms, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text, ''), \
-         o.owner_id, o.national_id, o.email FROM events e \
+         o.owner_id, o.national_id, o.email, e.owner_status FROM events e \
          LEFT JOIN owners o ON o.owner_id = e.owner_id WHERE e.event_id = $1",
     )
     .bind(event_id)
@@ -74,7 +75,15 @@ pub async fn enqueue(
         return Ok(());
     };
     let detected_at: i64 = row.try_get(0)?;
-    let owner_id: Option<String> = row.try_get(1)?;
+    let owner_status: Option<String> = row.try_get(6)?;
+    // A registration that does not fit the vehicle seen, or is no longer
+    // active (`registry::registration_status`), is not an owner to send a
+    // fine to: the notice waits for a person (the 10-day check shows it).
+    let doubtful = matches!(
+        owner_status.as_deref(),
+        Some("vehicle_mismatch" | "registration_not_active")
+    );
+    let owner_id: Option<String> = row.try_get::<Option<String>, _>(1)?.filter(|_| !doubtful);
     let plate: String = row.try_get(2)?;
     let found: Option<String> = row.try_get(3)?;
     let national_id: Option<String> = row.try_get(4)?;
