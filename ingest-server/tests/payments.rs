@@ -445,6 +445,41 @@ async fn a_wrong_amount_pays_nothing() {
     ));
 }
 
+/// A second payment for a case already paid (an old order's page paid
+/// after the order was closed and another one paid the fine) is kept on
+/// record for a person to refund, with its history, and audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_for_a_case_already_paid_is_marked_for_a_refund() {
+    let w = World::new(1, Faults::default()).await;
+    let id = &w.ids[0];
+    let old_page = w.start(id).await;
+    let now = ingest_server::db::now_ms();
+    let report = payments::reconcile(&w.payments, now + 30 * 60_000)
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    w.press(&w.start(id).await, "pay").await;
+    assert_eq!(w.case(id).await.0, "paid");
+    let back = w.press(&old_page, "pay").await;
+    let rows = payments::of_case(w.db(), id).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    let note = rows[0].note.clone().unwrap_or_default();
+    assert!(
+        note.contains("after the order was cancelled") && note.contains("refund"),
+        "{note}"
+    );
+    let audited: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_log WHERE action = 'payment.needs_person' AND subject = $1",
+    )
+    .bind(format!("case:{id}"))
+    .fetch_one(w.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(audited, 1);
+    // The person sees it went through (it did), not a failure to retry.
+    assert_ne!(shown(&get_url(&back).await), "fail");
+}
+
 /// An order nobody settles (no reconciler runs) does not block the case
 /// for ever: an hour past its expiry it is closed and a new one may start.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,12 +199,15 @@ async fn needs_a_person(
     now: i64,
 ) -> Result<(), PaymentError> {
     tracing::error!(txn_ref, event_id, why, "payment needs a person");
-    sqlx::query("UPDATE payments SET note = $1, updated_at = $2 WHERE txn_ref = $3")
-        .bind(format!("needs a person: {why}"))
-        .bind(now)
-        .bind(txn_ref)
-        .execute(p.ingest.db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE payments SET note = CASE WHEN note IS NULL THEN $1 ELSE note || '; ' || $1 END, \
+         updated_at = $2 WHERE txn_ref = $3",
+    )
+    .bind(format!("needs a person: {why}"))
+    .bind(now)
+    .bind(txn_ref)
+    .execute(p.ingest.db.pool())
+    .await?;
     crate::audit::record(
         &p.ingest.db,
         now,

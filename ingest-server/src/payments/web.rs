@@ -116,6 +116,9 @@ async fn return_page(State(ctx): State<ApiContext>, req: Request) -> Response {
         "paid" => View::Paid,
         "pending" if report.succeeded() => View::Processing,
         "pending" => View::Failed(report.response_code.clone()),
+        // Closed here (expired) but paid at the bank: the gateway's
+        // notification will apply it; the person must not pay again.
+        "cancelled" | "failed" if report.succeeded() => View::Processing,
         _ => {
             // The payment's own code (an IPN's), else the return's; never
             // a success code under a failure heading (a status query's
