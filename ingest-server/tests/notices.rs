@@ -700,11 +700,11 @@ async fn email_upgrades_with_starttls_before_auth() {
     email_to_the_owner(true).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
-    let dir = tempfile::tempdir().unwrap();
-    let (url, _rx) = receiver(&[]).await;
-    let (server, cfg) = start(dir.path(), None, |c| {
+/// A server whose worker is off (the test drives the passes with its own
+/// clock), with one partner webhook, and that webhook's receiver.
+async fn start_with_one_webhook(dir: &Path) -> (Running, Config, Receiver) {
+    let (url, rx) = receiver(&[]).await;
+    let (server, cfg) = start(dir, None, |c| {
         c.notices.enabled = false;
         c.notices.webhooks = vec![hook(
             "vneid",
@@ -713,6 +713,13 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
         )];
     })
     .await;
+    (server, cfg, rx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg, _rx) = start_with_one_webhook(dir.path()).await;
     let ctx = server.ingestor.context().clone();
     let ids = seed::seed(&server, SITE, 2).await;
     let (waiting, issued) = (&ids[0], &ids[1]);
@@ -807,16 +814,7 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_notice_goes_to_a_registration_that_does_not_fit_the_vehicle() {
     let dir = tempfile::tempdir().unwrap();
-    let (url, _rx) = receiver(&[]).await;
-    let (server, _cfg) = start(dir.path(), None, |c| {
-        c.notices.enabled = false;
-        c.notices.webhooks = vec![hook(
-            "vneid",
-            format!("{url}/vneid"),
-            "vneid-secret-0123456789",
-        )];
-    })
-    .await;
+    let (server, _cfg, _rx) = start_with_one_webhook(dir.path()).await;
     let ids = seed::seed(&server, SITE, 1).await;
     let id = &ids[0];
     sqlx::query("UPDATE events SET owner_status = 'vehicle_mismatch' WHERE event_id = $1")
