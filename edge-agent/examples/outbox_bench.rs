@@ -210,6 +210,7 @@ fn make_violation(
                     y: 2,
                 },
             ],
+            riders: None,
         },
         evidence,
         software_version: "edge-agent bench".into(),

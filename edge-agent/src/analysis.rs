@@ -24,6 +24,8 @@ pub struct Analysis {
     last_frame: u64,
     counted: HashSet<u64>,
     tracks: BTreeMap<String, usize>,
+    /// Ended confirmed tracks by the riders seen on them (`Track::riders`).
+    riders: BTreeMap<u8, usize>,
 }
 
 impl Analysis {
@@ -56,6 +58,7 @@ impl Analysis {
             last_frame: 0,
             counted: HashSet::new(),
             tracks: BTreeMap::new(),
+            riders: BTreeMap::new(),
         })
     }
 
@@ -113,6 +116,7 @@ impl Analysis {
         for t in self.tracker.active().chain(self.tracker.ended()) {
             tally(&mut self.counted, &mut self.tracks, t);
         }
+        tally_riders(&mut self.riders, self.tracker.ended());
         Ok(out)
     }
 
@@ -123,6 +127,7 @@ impl Analysis {
         for t in self.tracker.ended() {
             tally(&mut self.counted, &mut self.tracks, t);
         }
+        tally_riders(&mut self.riders, self.tracker.ended());
         match self.judge.as_mut() {
             Some(j) => {
                 let info = FrameInfo::new(self.last_frame + 1, 0);
@@ -169,6 +174,12 @@ impl Analysis {
         &self.tracks
     }
 
+    /// Tracks that ended so far, by the number of riders seen on them
+    /// (tracks with none seen are not counted).
+    pub fn rider_counts(&self) -> &BTreeMap<u8, usize> {
+        &self.riders
+    }
+
     /// The live tracks (for evidence: the boxes of other vehicles).
     pub fn active_tracks(&self) -> impl Iterator<Item = &Track> {
         self.tracker.active()
@@ -184,6 +195,14 @@ impl Analysis {
             .find(|t| t.id() == id)
             .map(|t| t.trajectory().iter().copied().collect())
             .unwrap_or_default()
+    }
+}
+
+fn tally_riders(riders: &mut BTreeMap<u8, usize>, ended: &[Track]) {
+    for t in ended {
+        if let Some(n) = t.riders().filter(|_| t.is_confirmed()) {
+            *riders.entry(n).or_default() += 1;
+        }
     }
 }
 

@@ -86,6 +86,9 @@ pub struct ReplaySummary {
     pub analysed_fps: f64,
     /// Confirmed tracks per majority class.
     pub tracks: BTreeMap<String, usize>,
+    /// Confirmed tracks by the people seen riding them (motorcycles whose
+    /// riders the detector saw; key: riders).
+    pub riders: BTreeMap<u8, usize>,
     pub violations: Vec<ViolationSummary>,
 }
 
@@ -100,6 +103,8 @@ pub struct ViolationSummary {
     pub rule: String,
     pub frame: u64,
     pub class: String,
+    /// People seen riding it, if any were.
+    pub riders: Option<u8>,
     pub lane: Option<String>,
 }
 
@@ -112,6 +117,7 @@ impl From<&Violation> for ViolationSummary {
             rule: format!("{:?}", v.rule),
             frame: v.frame,
             class: class_name(v.class).to_string(),
+            riders: v.riders,
             lane: v.lane.clone(),
         }
     }
@@ -214,6 +220,7 @@ pub fn run_frames(
             0.0
         },
         tracks: analysis.track_counts().clone(),
+        riders: analysis.rider_counts().clone(),
         violations,
     })
 }

@@ -357,6 +357,7 @@ pub fn track_summary(job: &EvidenceJob) -> protocol::TrackSummary {
         last_seen,
         frame_count: u32::try_from(boxes.len()).unwrap_or(u32::MAX),
         points,
+        riders: job.violation.riders,
     }
 }
 

@@ -253,6 +253,22 @@ fn replay_tracks_vehicles_through_the_whole_real_recording() {
         "most of this street's traffic is motorbikes: {:?}",
         summary.tracks
     );
+    // Measured: 4 of the 5 motorcycle tracks carry one rider each (a
+    // person box seated on the bike in at least 3 frames). Riders belong
+    // to motorcycles only, one count per track, and nobody here carries a
+    // crowd.
+    let with_riders: usize = summary.riders.values().sum();
+    assert!(
+        (2..=summary.tracks.get("motorcycle").copied().unwrap_or(0)).contains(&with_riders),
+        "riders {:?}, tracks {:?}",
+        summary.riders,
+        summary.tracks
+    );
+    assert!(
+        summary.riders.keys().all(|&n| (1..=3).contains(&n)),
+        "{:?}",
+        summary.riders
+    );
 }
 
 #[test]

@@ -109,6 +109,7 @@ fn violation(before: u64, at: u64, after: u64) -> Violation {
         speed: None,
         frames: EvidenceFrames { before, at, after },
         class: VehicleClass::Car,
+        riders: None,
         bbox: BBox::from_xywh(100.0, f64::from(vy), 60.0, 50.0),
     }
 }

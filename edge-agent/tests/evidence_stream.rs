@@ -88,6 +88,7 @@ fn violation(before: u64, at: u64, after: u64, at_time: OffsetDateTime) -> Viola
         speed: None,
         frames: EvidenceFrames { before, at, after },
         class: VehicleClass::Car,
+        riders: None,
         bbox: BBox::from_xywh(100.0, 110.0, 60.0, 50.0),
     }
 }

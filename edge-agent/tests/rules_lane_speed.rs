@@ -180,6 +180,7 @@ fn boxed(a: Point, class: protocol::VehicleClass) -> Detection {
         bbox: [(a.x - 60.0) as f32, (a.y - 90.0) as f32, 120.0, 90.0],
         score: 0.85,
         class,
+        riders: 0,
     }
 }
 

@@ -16,6 +16,7 @@ fn det(x: f32, y: f32, w: f32, h: f32, score: f32, class: VehicleClass) -> Detec
         bbox: [x, y, w, h],
         score,
         class,
+        riders: 0,
     }
 }
 
@@ -215,6 +216,42 @@ fn class_by_majority_vote() {
     assert_eq!(t.class(), VehicleClass::Bus);
 }
 
+/// A motorbike moving down the frame, with `riders[n]` people seen on it in
+/// frame `n`; the track's rider count at the end.
+fn riders_of(riders: &[u8]) -> Option<u8> {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    for (n, &r) in riders.iter().enumerate() {
+        let mut d = det(
+            400.0,
+            100.0 + 6.0 * n as f32,
+            40.0,
+            70.0,
+            0.8,
+            VehicleClass::Motorcycle,
+        );
+        d.riders = r;
+        tr.update(frame(n as u64), &[d]);
+    }
+    tr.active().next().unwrap().riders()
+}
+
+#[test]
+fn riders_are_what_was_seen_often_enough() {
+    assert_eq!(riders_of(&[0; 12]), None, "a far bike: no rider seen");
+    assert_eq!(
+        riders_of(&[0, 1, 0, 0, 0, 0, 1, 0, 0, 0]),
+        None,
+        "seen in 2 frames only"
+    );
+    assert_eq!(riders_of(&[1, 1, 0, 1, 1, 1, 0, 1]), Some(1));
+    // The passenger hidden behind the driver half of the time still counts.
+    assert_eq!(riders_of(&[1, 2, 1, 2, 1, 1, 2, 1, 2, 1]), Some(2));
+    // A pedestrian crossing behind for two of twelve frames does not.
+    assert_eq!(riders_of(&[1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1]), Some(1));
+    // Three people on one bike, seen so in most frames.
+    assert_eq!(riders_of(&[3, 3, 2, 3, 3, 3, 2, 3]), Some(3));
+}
+
 #[test]
 fn invalid_boxes_are_ignored() {
     let mut tr = Tracker::new(TrackerConfig::default());
@@ -274,6 +311,7 @@ fn any_detection() -> impl Strategy<Value = Detection> {
             bbox: [x, y, w, h],
             score,
             class,
+            riders: 0,
         })
 }
 

@@ -105,7 +105,7 @@ pub struct Ack {
 impl Ack {
     /// The version acks are written with: 1.2. 1.1 added the server's
     /// signature (`kind`, `device_id`, `signature`), 1.2 `payload_sha256`.
-    /// Events and heartbeats are 1.1 ([`SchemaVersion::CURRENT`]); each
+    /// Events and heartbeats are 1.2 too ([`SchemaVersion::CURRENT`]); each
     /// message declares its own version.
     pub const VERSION: SchemaVersion = SchemaVersion::new(1, 2);
 

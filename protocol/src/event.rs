@@ -316,7 +316,18 @@ pub struct TrackSummary {
     pub frame_count: u32,
     /// A few points along the path (at most 64), in frame order.
     pub points: Vec<TrackPoint>,
+    /// People seen riding the vehicle (motorcycles), since 1.2: the most
+    /// seen together in enough of its frames (the edge's rule:
+    /// `edge_agent::track::Track::riders`), 1 to [`MAX_RIDERS`]; absent
+    /// when none was seen (too far, or a car). An observation for the
+    /// reviewer and for helmet and passenger rules, not itself a violation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub riders: Option<u8>,
 }
+
+/// The most riders a [`TrackSummary`] may report (a detector seeing more on
+/// one motorcycle is seeing a crowd).
+pub const MAX_RIDERS: u8 = 6;
 
 impl TrackSummary {
     fn validate_at(&self, field: &str) -> Result<(), ValidationError> {
@@ -335,6 +346,14 @@ impl TrackSummary {
         )?;
         for (i, p) in self.points.iter().enumerate() {
             validate::check_safe_integer(&format!("{field}.points[{i}].frame"), p.frame)?;
+        }
+        if let Some(n) = self.riders
+            && !(1..=MAX_RIDERS).contains(&n)
+        {
+            return Err(ValidationError::new(
+                format!("{field}.riders"),
+                format!("must be 1 to {MAX_RIDERS} when present, got {n}"),
+            ));
         }
         Ok(())
     }

@@ -45,7 +45,7 @@ pub use canonical::{CanonicalError, canonical_bytes, canonical_bytes_of};
 pub use clock::{ClockSync, ClockSyncStatus};
 pub use error::{ProtocolError, ValidationError};
 pub use event::{
-    Plate, PlateColour, PlateSource, SignalObservation, SignalState, Speed, TrackPoint,
+    MAX_RIDERS, Plate, PlateColour, PlateSource, SignalObservation, SignalState, Speed, TrackPoint,
     TrackSummary, VehicleClass, ViolationEvent, ViolationType,
 };
 pub use evidence::{EvidenceError, EvidenceItem, EvidenceRole, sha256_hex, sha256_hex_reader};

@@ -42,7 +42,7 @@ impl SchemaVersion {
     /// The version this build writes for device messages (events and
     /// heartbeats) and whose major it understands. Acks are written as
     /// [`crate::Ack::VERSION`].
-    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 1 };
+    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 2 };
 
     /// A version from its parts.
     pub const fn new(major: u16, minor: u16) -> Self {
@@ -197,7 +197,7 @@ mod tests {
         let err = SchemaVersion::check_supported(SchemaVersion::new(2, 0)).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("2.0") && text.contains("speaks 1.1"),
+            text.contains("2.0") && text.contains("speaks 1.2"),
             "{text}"
         );
     }

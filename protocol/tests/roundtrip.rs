@@ -47,7 +47,17 @@ fn event_variants_round_trip() {
 #[test]
 fn event_json_shape() {
     let value = serde_json::to_value(sample_event()).unwrap();
-    assert_eq!(value["schema_version"], "1.1");
+    assert_eq!(value["schema_version"], "1.2");
+    assert!(
+        value["track"].get("riders").is_none(),
+        "no riders seen: the member is left out, so 1.1 events keep their bytes"
+    );
+    let mut two = sample_event();
+    two.track.riders = Some(2);
+    let value2 = serde_json::to_value(&two).unwrap();
+    assert_eq!(value2["track"]["riders"], 2);
+    let back: protocol::ViolationEvent = serde_json::from_value(value2).unwrap();
+    assert_eq!(back.track.riders, Some(2));
     assert_eq!(
         value["plate"]["source"],
         json!({ "frame": 120372, "plate_box": [903, 640, 90, 30], "vehicle_box": [798, 428, 300, 260] })

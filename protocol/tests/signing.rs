@@ -250,7 +250,7 @@ fn envelope_device_must_match_payload() {
 fn newer_minor_fields_tolerated_and_verified() {
     let key = random_key();
     let mut payload = event_value();
-    payload["schema_version"] = json!("1.1");
+    payload["schema_version"] = json!("1.3");
     payload["weather"] = json!({ "condition": "rain", "lux": 812.5 });
     payload["plate"]["province"] = json!("Hà Nội");
     payload["evidence"][0]["width_px"] = json!(3840);
@@ -263,7 +263,7 @@ fn newer_minor_fields_tolerated_and_verified() {
     );
     let signed = SignedEvent::from_json(&wire).unwrap();
     let event = signed.verify(&key.verifying_key()).unwrap();
-    assert_eq!(event.schema_version.to_string(), "1.1");
+    assert_eq!(event.schema_version.to_string(), "1.3");
     assert_eq!(event.plate.text.as_deref(), Some("30A12345"));
     // The raw payload keeps what this build does not understand.
     assert_eq!(signed.payload()["weather"]["condition"], "rain");
@@ -306,7 +306,7 @@ fn newer_major_rejected_clearly() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("2.0") && text.contains("speaks 1.1"),
+        text.contains("2.0") && text.contains("speaks 1.2"),
         "{text}"
     );
     assert_eq!(err.reject_code(), RejectCode::UnsupportedVersion);

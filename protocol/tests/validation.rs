@@ -142,6 +142,8 @@ fn each_bad_event_field_is_named() {
             }),
         ),
         ("track.track_id", Box::new(|e| e.track.track_id = u64::MAX)),
+        ("track.riders", Box::new(|e| e.track.riders = Some(0))),
+        ("track.riders", Box::new(|e| e.track.riders = Some(7))),
         ("evidence", Box::new(|e| e.evidence.clear())),
         (
             "evidence",

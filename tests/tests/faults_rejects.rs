@@ -79,6 +79,7 @@ fn event(device: &str) -> (ViolationEvent, Vec<Attachment>) {
                 x: 10,
                 y: 20,
             }],
+            riders: None,
         },
         evidence: files
             .iter()

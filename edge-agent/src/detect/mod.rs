@@ -4,14 +4,17 @@
 //! production detector), [`MotionDetector`] finds moving blobs with OpenCV's
 //! MOG2 background subtractor — it makes synthetic test scenes work and can
 //! gate the neural detector on static frames. Both return
-//! [`crate::track::Detection`]s for the tracker.
+//! [`crate::track::Detection`]s for the tracker; YOLOX also counts the
+//! people riding each motorcycle (`riders`).
 
 mod motion;
 mod nms;
+mod riders;
 mod yolox;
 
 pub use motion::{MotionConfig, MotionDetector};
 pub use nms::nms;
+pub use riders::{Person, attach_riders, nms_persons};
 pub use yolox::{YoloxConfig, YoloxDetector};
 
 use crate::capture::Frame;

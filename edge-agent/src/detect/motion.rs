@@ -160,6 +160,7 @@ impl VehicleDetector for MotionDetector {
                 bbox: [x, y, w, h],
                 score: 0.9,
                 class,
+                riders: 0,
             });
         }
         Ok(dets)

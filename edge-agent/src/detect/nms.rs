@@ -2,7 +2,8 @@
 
 use crate::track::Detection;
 
-fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+/// Intersection over union of two `[x, y, w, h]` boxes.
+pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let (ax2, ay2, bx2, by2) = (a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]);
     let iw = (ax2.min(bx2) - a[0].max(b[0])).max(0.0);
     let ih = (ay2.min(by2) - a[1].max(b[1])).max(0.0);
@@ -34,6 +35,7 @@ mod tests {
             bbox: [x, 0.0, 10.0, 10.0],
             score,
             class: VehicleClass::Car,
+            riders: 0,
         }
     }
 

@@ -7,6 +7,7 @@
 //! their grid cell (strides 8, 16, 32). We decode and run NMS here. Buffers
 //! are allocated once; a frame costs one resize and one conversion.
 
+use super::riders::{Person, attach_riders, nms_persons};
 use super::{DetectError, VehicleDetector, cv, frame_mat, nms};
 use crate::capture::Frame;
 use crate::track::Detection;
@@ -23,6 +24,14 @@ const CLASSES: [(usize, VehicleClass); 4] = [
     (5, VehicleClass::Bus),
     (7, VehicleClass::Truck),
 ];
+
+/// COCO's "person": riders of motorcycles (`riders.rs`).
+const PERSON: usize = 0;
+
+/// Minimum objectness × person score for a rider: people are only
+/// counted, not tracked, so the low-score boxes the tracker wants for
+/// vehicles would only add pedestrians' fragments.
+const RIDER_MIN_SCORE: f32 = 0.3;
 
 /// The detector's class, corrected by the box's shape where the site set
 /// `min_aspect` (`[detection] motorbike_min_aspect`): a "car" box at least
@@ -166,16 +175,21 @@ impl VehicleDetector for YoloxDetector {
             .tiles
             .unwrap_or(if w as f32 > 1.6 * h as f32 { 2 } else { 1 })
             .clamp(1, 2);
-        let (mut dets, mut pieces) = (Vec::new(), Vec::new());
+        let (mut dets, mut pieces, mut persons) = (Vec::new(), Vec::new(), Vec::new());
+        let mut found = Found {
+            dets: &mut dets,
+            pieces: &mut pieces,
+            persons: &mut persons,
+        };
         if tiles == 1 {
-            self.detect_tile(frame, Rect::new(0, 0, w, h), None, &mut dets, &mut pieces)?;
+            self.detect_tile(frame, Rect::new(0, 0, w, h), None, &mut found)?;
         } else {
             // Two tiles overlapping by 10% of the width, so a vehicle on the
             // seam is whole in at least one of them.
             let tw = ((w as f32 * 0.55).ceil() as i32).min(w);
             let (left, right) = (Rect::new(0, 0, tw, h), Rect::new(w - tw, 0, tw, h));
-            self.detect_tile(frame, left, Some(right), &mut dets, &mut pieces)?;
-            self.detect_tile(frame, right, Some(left), &mut dets, &mut pieces)?;
+            self.detect_tile(frame, left, Some(right), &mut found)?;
+            self.detect_tile(frame, right, Some(left), &mut found)?;
             // A piece the other tile did see whole (about as surely) is
             // dropped; one it missed stays (a cut vehicle is better than
             // none).
@@ -189,21 +203,33 @@ impl VehicleDetector for YoloxDetector {
                 .collect();
             dets.extend(missed);
         }
-        Ok(nms(dets, self.cfg.nms_iou))
+        let mut vehicles = nms(dets, self.cfg.nms_iou);
+        attach_riders(&mut vehicles, &nms_persons(persons, self.cfg.nms_iou));
+        Ok(vehicles)
     }
 }
 
+/// What one tile's detection adds to.
+struct Found<'a> {
+    /// Vehicles whole in their tile (or cut by the frame's side).
+    dets: &'a mut Vec<Detection>,
+    /// Vehicles cut by the seam, inside the other tile.
+    pieces: &'a mut Vec<Detection>,
+    /// People not cut by the seam (one cut there is whole in the other
+    /// tile; counting both halves would make one rider two).
+    persons: &'a mut Vec<Person>,
+}
+
 impl YoloxDetector {
-    /// Detects in `tile` into `dets`; a vehicle cut by its seam with
+    /// Detects in `tile` into `found`; a vehicle cut by its seam with
     /// `other` that lies inside `other` goes to `pieces` (that tile should
-    /// see it whole).
+    /// see it whole), a person cut there is left out.
     fn detect_tile(
         &mut self,
         frame: &Frame,
         tile: Rect,
         other: Option<Rect>,
-        dets: &mut Vec<Detection>,
-        pieces: &mut Vec<Detection>,
+        found: &mut Found<'_>,
     ) -> Result<(), DetectError> {
         let r = self.prepare(frame, tile)?;
         let n = self.size as usize;
@@ -226,7 +252,10 @@ impl YoloxDetector {
                 continue;
             };
             let score = obj * p;
-            if score < self.cfg.min_score || !score.is_finite() {
+            let person = obj * row[5 + PERSON];
+            let is_person = person >= RIDER_MIN_SCORE && person.is_finite();
+            let is_vehicle = score >= self.cfg.min_score && score.is_finite();
+            if !is_person && !is_vehicle {
                 continue;
             }
             let cx = ox + (row[0] + gx) * stride / r;
@@ -253,6 +282,15 @@ impl YoloxDetector {
                     let (ol, or) = (o.x as f32, (o.x + o.width) as f32);
                     x0 >= ol + margin && x1 <= or - margin
                 });
+            if is_person && !piece {
+                found.persons.push(Person {
+                    bbox: [x0, y0, x1 - x0, y1 - y0],
+                    score: person,
+                });
+            }
+            if !is_vehicle {
+                continue;
+            }
             let det = Detection {
                 bbox: [x0, y0, x1 - x0, y1 - y0],
                 score,
@@ -261,11 +299,12 @@ impl YoloxDetector {
                 } else {
                     class_by_shape(cls, x1 - x0, y1 - y0, self.cfg.motorbike_min_aspect)
                 },
+                riders: 0,
             };
             if piece {
-                pieces.push(det);
+                found.pieces.push(det);
             } else {
-                dets.push(det);
+                found.dets.push(det);
             }
         }
         Ok(())

@@ -119,6 +119,8 @@ pub struct Violation {
     pub frames: EvidenceFrames,
     /// Vehicle class (majority over the track).
     pub class: VehicleClass,
+    /// People seen riding it so far ([`crate::track::Track::riders`]).
+    pub riders: Option<u8>,
     /// The vehicle's box at the point of interest.
     pub bbox: BBox,
 }
@@ -225,6 +227,7 @@ impl Ctx<'_> {
                 after: at.frame,
             },
             class: self.track.class(),
+            riders: self.track.riders(),
             bbox: at.bbox,
         }
     }

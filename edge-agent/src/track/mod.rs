@@ -29,7 +29,7 @@ mod kalman;
 use crate::geometry::{BBox, Point};
 use assign::Assigner;
 use kalman::Kalman;
-use protocol::VehicleClass;
+use protocol::{MAX_RIDERS, VehicleClass};
 use std::collections::VecDeque;
 
 /// Which frame: its number in the camera's stream and its timestamp.
@@ -60,6 +60,9 @@ pub struct Detection {
     pub score: f32,
     /// Class.
     pub class: VehicleClass,
+    /// People seen riding it in this frame (motorcycles; see
+    /// [`crate::detect::attach_riders`]), 0 when none was seen.
+    pub riders: u8,
 }
 
 /// Tracker tuning.
@@ -143,10 +146,12 @@ pub struct TrackPoint {
     pub score: f32,
     /// Class the detector gave in this frame.
     pub class: VehicleClass,
+    /// People seen riding it in this frame (0: none seen).
+    pub riders: u8,
 }
 
 impl TrackPoint {
-    /// A point with the anchor computed from the box.
+    /// A point with the anchor computed from the box, no rider seen.
     pub fn new(frame: FrameInfo, bbox: BBox, score: f32, class: VehicleClass) -> Self {
         Self {
             frame: frame.number,
@@ -155,7 +160,13 @@ impl TrackPoint {
             anchor: bbox.anchor(),
             score,
             class,
+            riders: 0,
         }
+    }
+
+    /// The same point with `riders` people seen riding.
+    pub fn with_riders(self, riders: u8) -> Self {
+        Self { riders, ..self }
     }
 }
 
@@ -183,6 +194,9 @@ pub struct Track {
     hits: u32,
     misses: u32,
     votes: [(u32, f32); 4],
+    /// Frames with exactly `i + 1` riders seen (the trajectory is bounded,
+    /// this is not).
+    rider_frames: [u32; MAX_RIDERS as usize],
     trajectory: VecDeque<TrackPoint>,
     max_trajectory: usize,
     kf: Kalman,
@@ -207,12 +221,15 @@ impl Track {
         votes[class_index(first.class)] = (1, first.score);
         let mut trajectory = VecDeque::with_capacity(64);
         trajectory.push_back(first);
+        let mut rider_frames = [0; MAX_RIDERS as usize];
+        count_riders(&mut rider_frames, first.riders);
         Self {
             id,
             confirmed: false,
             hits: 1,
             misses: 0,
             votes,
+            rider_frames,
             trajectory,
             max_trajectory: max_trajectory.max(2),
             kf: Kalman::new(measurement(first.bbox)),
@@ -227,6 +244,7 @@ impl Track {
         let v = &mut self.votes[class_index(p.class)];
         v.0 += 1;
         v.1 += if p.score.is_finite() { p.score } else { 0.0 };
+        count_riders(&mut self.rider_frames, p.riders);
         if self.trajectory.len() >= self.max_trajectory {
             self.trajectory.pop_front();
         }
@@ -280,10 +298,40 @@ impl Track {
         CLASSES[best]
     }
 
+    /// How many people ride it: the most seen together in at least
+    /// [`RIDERS_MIN_FRAMES`] frames and in at least a quarter of the frames
+    /// where any rider was seen (a pedestrian crossing behind it for a
+    /// frame or two does not add one; a passenger hidden behind the driver
+    /// half of the time still counts). `None` when no rider was seen that
+    /// often: far motorbikes, cars.
+    pub fn riders(&self) -> Option<u8> {
+        let seen: u32 = self.rider_frames.iter().sum();
+        let need = RIDERS_MIN_FRAMES.max(seen.div_ceil(4));
+        let mut at_least = 0;
+        for n in (1..=MAX_RIDERS).rev() {
+            at_least += self.rider_frames[usize::from(n - 1)];
+            if at_least >= need {
+                return Some(n);
+            }
+        }
+        None
+    }
+
     /// The Kalman filter's current box (the prediction while coasting).
     pub fn predicted_box(&self) -> BBox {
         let [cx, cy, a, h] = self.kf.measurement();
         BBox::from_cxcywh(cx, cy, a * h, h)
+    }
+}
+
+/// Frames a rider count must be seen in before a track reports it.
+pub const RIDERS_MIN_FRAMES: u32 = 3;
+
+/// Counts a frame with `riders` people seen riding (0: not counted).
+fn count_riders(frames: &mut [u32; MAX_RIDERS as usize], riders: u8) {
+    if riders > 0 {
+        let n = &mut frames[usize::from(riders.min(MAX_RIDERS) - 1)];
+        *n = n.saturating_add(1);
     }
 }
 
@@ -292,6 +340,7 @@ struct Det {
     bbox: BBox,
     score: f32,
     class: VehicleClass,
+    riders: u8,
 }
 
 /// The multi-object tracker of one camera.
@@ -374,6 +423,7 @@ impl Tracker {
             bbox: BBox::from_xywh(x, y, w, h),
             score: d.score.clamp(0.0, 1.0),
             class: d.class,
+            riders: d.riders,
         })
     }
 
@@ -463,7 +513,9 @@ impl Tracker {
             let alive = match self.matched[i] {
                 Some(j) => {
                     let d = self.dets[j];
-                    let ok = t.push_point(TrackPoint::new(frame, d.bbox, d.score, d.class));
+                    let ok = t.push_point(
+                        TrackPoint::new(frame, d.bbox, d.score, d.class).with_riders(d.riders),
+                    );
                     if !t.confirmed && t.hits >= self.config.confirm_hits {
                         t.confirmed = true;
                     }
@@ -486,7 +538,7 @@ impl Tracker {
             if self.det_used[j] || d.score < self.config.new_track_score {
                 continue;
             }
-            let p = TrackPoint::new(frame, d.bbox, d.score, d.class);
+            let p = TrackPoint::new(frame, d.bbox, d.score, d.class).with_riders(d.riders);
             let mut t = Track::start(self.next_id, p, self.config.max_trajectory);
             self.next_id += 1;
             t.confirmed = self.config.confirm_hits <= 1;

@@ -107,6 +107,7 @@ pub fn violation(
                     y: 8,
                 },
             ],
+            riders: None,
         },
         evidence,
         software_version: "edge-agent test".into(),

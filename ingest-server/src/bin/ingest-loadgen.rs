@@ -111,6 +111,7 @@ fn make_bundle(device: &str, key: &SigningKey, still: &[u8]) -> Result<(Uuid, Ve
             last_seen: now - time::Duration::seconds(2),
             frame_count: 30,
             points: vec![],
+            riders: None,
         },
         evidence: (0..3)
             .map(|n| EvidenceItem::from_bytes(names[n], "image/jpeg", roles[n], &stills[n]))

@@ -14,7 +14,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
-use super::event_facts::{plate_source_text, signal_text, trajectory};
+use super::event_facts::{plate_source_text, riders_text, signal_text, trajectory};
 use super::html::{clock_badge, esc, local_time, violation_label, vnd};
 use super::owner_panels::{contests_panel, owner_panel, owner_status_label};
 use super::{ConsoleError, Viewer};
@@ -418,7 +418,7 @@ pub async fn show(
          <tr><th>{time_l}</th><td>{time} {clock}</td></tr>\
          <tr><th>{limit_l}</th><td id=\"limitation\">{limit}</td></tr>\
          <tr><th>{place_l}</th><td>{site} · {cam} · {dev}</td></tr>
-         <tr><th>{veh_l}</th><td>{vehicle} · {owner_status}</td></tr>\
+         <tr><th>{veh_l}</th><td><span id=\"vehicle\">{vehicle}{riders}</span> · {owner_status}</td></tr>\
          <tr><th>{signal_l}</th><td>{signal}</td></tr>{speed}\
          <tr><th>{fine_l}</th><td id=\"fine\">{fine} {article} {points}</td></tr>\
          <tr><th>{acc_l}</th><td>{accepted}</td></tr><tr><th>{conf_by_l}</th><td>{confirmed}</td></tr>{rejected}\
@@ -446,6 +446,7 @@ pub async fn show(
         dev = esc(&case.device_id),
         veh_l = lang.t("Phương tiện · tra cứu chủ xe", "Vehicle · owner lookup"),
         vehicle = esc(&case.vehicle_class),
+        riders = esc(&riders_text(lang, event.as_ref())),
         owner_status = owner_status_label(lang, &case.owner_status),
         signal_l = lang.t("Đèn tín hiệu", "Signal"),
         signal = esc(&signal_text(lang, event.as_ref())),

@@ -1,10 +1,10 @@
 //! What the console shows straight from the signed event (the record the
 //! device signed, kept as received): the signal as observed, the
-//! trajectory over the overview, and where the plate was read. These are
-//! read from the stored signed event (parsed once per page) rather than
-//! from columns because they are the device's own statement, shown as it
-//! made it; an event that cannot be read back (`None`) shows "—", never an
-//! error page.
+//! trajectory over the overview, where the plate was read and who rode the
+//! vehicle. These are read from the stored signed event (parsed once per
+//! page) rather than from columns because they are the device's own
+//! statement, shown as it made it; an event that cannot be read back
+//! (`None`) shows "—", never an error page.
 
 use super::html::Lang;
 use protocol::ViolationEvent;
@@ -60,4 +60,53 @@ pub(super) fn plate_source_text(lang: Lang, event: Option<&ViolationEvent>) -> S
         lang.t("biển", "plate"),
         lang.t("trong khung xe vi phạm", "inside the violator's box"),
     )
+}
+
+/// The people the device saw riding the vehicle (schema 1.2
+/// `track.riders`), after the vehicle's class: "· 2 riders seen". An
+/// observation for the reviewer (a passenger, three on one motorbike),
+/// not a charge. Empty when the device saw none or is older.
+pub(super) fn riders_text(lang: Lang, event: Option<&ViolationEvent>) -> String {
+    match event.and_then(|e| e.track.riders) {
+        Some(n) => format!(
+            " · {n} {}",
+            lang.t("người trên xe (camera thấy)", "riding (as the camera saw)")
+        ),
+        None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn motorbike(riders: Option<u8>) -> ViolationEvent {
+        let at = "2026-01-01T10:00:00+07:00";
+        let mut track = serde_json::json!({"track_id": 1, "first_seen": at, "last_seen": at,
+                                           "frame_count": 1, "points": []});
+        if let Some(n) = riders {
+            track["riders"] = n.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "schema_version": "1.2", "event_id": uuid::Uuid::new_v4(), "device_id": "edge-1",
+            "camera_id": "cam-north", "site": "site-1", "event_time": at,
+            "clock": {"status": "synced"}, "violation_type": "wrong_way",
+            "vehicle_class": "motorcycle",
+            "plate": {"readable": false, "colour": "unknown"},
+            "track": track, "evidence": [], "software_version": "t"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn riders_are_shown_only_when_the_device_saw_them() {
+        let two = motorbike(Some(2));
+        assert_eq!(
+            riders_text(Lang::En, Some(&two)),
+            " · 2 riding (as the camera saw)"
+        );
+        assert!(riders_text(Lang::Vi, Some(&two)).starts_with(" · 2 người"));
+        assert_eq!(riders_text(Lang::En, Some(&motorbike(None))), "");
+        assert_eq!(riders_text(Lang::En, None), "");
+    }
 }

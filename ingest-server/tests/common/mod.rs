@@ -127,6 +127,7 @@ pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
                 x: 10,
                 y: 20,
             }],
+            riders: None,
         },
         evidence: vec![
             EvidenceItem::from_bytes(

@@ -78,6 +78,7 @@ pub fn sample_event() -> ViolationEvent {
                     y: 402,
                 },
             ],
+            riders: None,
         },
         evidence: vec![
             EvidenceItem::from_bytes(

@@ -608,6 +608,7 @@ pub fn fill_outbox(edge: &Edge, n: usize, clip_len: usize) -> Vec<Made> {
                     x: 10,
                     y: 20,
                 }],
+                riders: None,
             },
             evidence: items,
             software_version: "fault-test".into(),
