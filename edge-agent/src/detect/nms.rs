@@ -2,8 +2,7 @@
 
 use crate::track::Detection;
 
-/// Intersection over union of two `[x, y, w, h]` boxes.
-pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let (ax2, ay2, bx2, by2) = (a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]);
     let iw = (ax2.min(bx2) - a[0].max(b[0])).max(0.0);
     let ih = (ay2.min(by2) - a[1].max(b[1])).max(0.0);
@@ -14,11 +13,21 @@ pub(crate) fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
 
 /// Keeps the highest-scoring box of every group overlapping above `iou_max`
 /// (class-agnostic: a vehicle scored as both car and truck is one vehicle).
-pub fn nms(mut dets: Vec<Detection>, iou_max: f32) -> Vec<Detection> {
-    dets.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut keep: Vec<Detection> = Vec::with_capacity(dets.len());
-    for d in dets {
-        if keep.iter().all(|k| iou(&k.bbox, &d.bbox) <= iou_max) {
+pub fn nms(dets: Vec<Detection>, iou_max: f32) -> Vec<Detection> {
+    suppress(dets, iou_max, |d| (&d.bbox, d.score))
+}
+
+/// Keeps the highest-scoring item of every group whose boxes overlap above
+/// `iou_max`; `of` gives an item's `[x, y, w, h]` box and score.
+pub(crate) fn suppress<T>(
+    mut items: Vec<T>,
+    iou_max: f32,
+    of: impl Fn(&T) -> (&[f32; 4], f32),
+) -> Vec<T> {
+    items.sort_by(|a, b| of(b).1.total_cmp(&of(a).1));
+    let mut keep: Vec<T> = Vec::with_capacity(items.len());
+    for d in items {
+        if keep.iter().all(|k| iou(of(k).0, of(&d).0) <= iou_max) {
             keep.push(d);
         }
     }

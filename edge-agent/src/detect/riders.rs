@@ -18,7 +18,7 @@
 //! people that small. Only 1 of 266 "car" boxes had a rider on it, so a
 //! rider is not used to correct a car into a motorbike.
 
-use super::nms::iou;
+use super::nms::suppress;
 use crate::track::Detection;
 use protocol::{MAX_RIDERS, VehicleClass};
 
@@ -61,15 +61,8 @@ fn rider_cost(p: &[f32; 4], v: &[f32; 4]) -> Option<f32> {
 
 /// Keeps the highest-scoring person of every group overlapping above
 /// `iou_max` (the two tiles see the people in their overlap twice).
-pub fn nms_persons(mut persons: Vec<Person>, iou_max: f32) -> Vec<Person> {
-    persons.sort_by(|a, b| b.score.total_cmp(&a.score));
-    let mut keep: Vec<Person> = Vec::with_capacity(persons.len());
-    for p in persons {
-        if keep.iter().all(|k| iou(&k.bbox, &p.bbox) <= iou_max) {
-            keep.push(p);
-        }
-    }
-    keep
+pub fn nms_persons(persons: Vec<Person>, iou_max: f32) -> Vec<Person> {
+    suppress(persons, iou_max, |p| (&p.bbox, p.score))
 }
 
 /// Sets [`Detection::riders`] of every motorcycle in `vehicles`: each person
