@@ -316,13 +316,25 @@ pub async fn resolve_owners(db: &Db, registry: &dyn Registry, events: &[Violatio
     }
 }
 
+/// The plate a case is about, in SQL: the reviewer's correction, else the
+/// device's read when it was readable. Every owner lookup is of this plate.
+/// (A macro so the queries stay literal SQL.)
+macro_rules! case_plate {
+    () => {
+        "COALESCE(reviewed_plate, CASE WHEN plate_readable <> 0 THEN plate_text END)"
+    };
+}
+
 /// Resolves cases still `pending` (their server stopped before it looked
-/// them up), oldest first, at most `limit`. Returns how many were looked at.
+/// them up, or before the lookup of a reviewer's correction), oldest
+/// first, at most `limit`, each by the plate it is about now. Returns how
+/// many were looked at.
 pub async fn resolve_pending(db: &Db, registry: &dyn Registry, limit: i64) -> usize {
-    let rows = sqlx::query(
-        "SELECT event_id, plate_text, plate_colour FROM events WHERE owner_status = 'pending' \
-         ORDER BY received_at LIMIT $1",
-    )
+    let rows = sqlx::query(concat!(
+        "SELECT event_id, ",
+        case_plate!(),
+        ", plate_colour FROM events WHERE owner_status = 'pending' ORDER BY received_at LIMIT $1"
+    ))
     .bind(limit)
     .fetch_all(db.pool())
     .await;
@@ -403,15 +415,30 @@ async fn resolve_one(
         }
         None => ("unresolved", None),
     };
-    let done =
-        sqlx::query("UPDATE events SET owner_status = $1, owner_id = $2 WHERE event_id = $3")
-            .bind(status)
-            .bind(owner)
-            .bind(event_id.to_string())
-            .execute(db.pool())
-            .await;
-    if let Err(err) = done {
-        tracing::warn!(%event_id, error = %err, "recording owner status failed");
+    // Recorded only if the case is still about the plate looked up: a
+    // lookup of the machine read that finishes after a reviewer corrected
+    // the plate (or one left over from before a restart) must not put the
+    // owner of the misread plate on the case — the notice goes to
+    // `owner_id`. The correction's own lookup (or the sweep at start,
+    // which reads the corrected plate) records it instead. An owner set on
+    // a confirmed case is never changed: the notice went to that person.
+    let done = sqlx::query(concat!(
+        "UPDATE events SET owner_status = $1, owner_id = $2 WHERE event_id = $3 AND COALESCE(",
+        case_plate!(),
+        ", '') = COALESCE($4, '') AND (confirmed_at IS NULL OR owner_id IS NULL)"
+    ))
+    .bind(status)
+    .bind(owner)
+    .bind(event_id.to_string())
+    .bind(plate)
+    .execute(db.pool())
+    .await;
+    match done {
+        Ok(r) if r.rows_affected() == 0 => {
+            tracing::info!(%event_id, "owner lookup outdated (the case's plate changed, or it is confirmed); not recorded")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%event_id, error = %err, "recording owner status failed"),
     }
 }
 

@@ -556,6 +556,68 @@ async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {
         status(ev.event_id).await,
         ("resolved".into(), Some("o1".into()))
     );
+    // A reviewer corrects the first case's plate to one nobody owns while
+    // the lookup of the machine read is still under way (or the server
+    // restarts before the correction's own lookup): the late lookup must
+    // not put the misread plate's owner on the case.
+    let at_review = |id: uuid::Uuid| {
+        let db = ctx.db.clone();
+        async move {
+            let r = sqlx::query("SELECT owner_status, owner_id FROM events WHERE event_id = $1")
+                .bind(id.to_string())
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+            (
+                sqlx::Row::get::<String, _>(&r, 0),
+                sqlx::Row::get::<Option<String>, _>(&r, 1),
+            )
+        }
+    };
+    sqlx::query(
+        "UPDATE events SET reviewed_plate = '51F67890', owner_status = 'pending', \
+         owner_id = NULL WHERE event_id = $1",
+    )
+    .bind(ev.event_id.to_string())
+    .execute(ctx.db.pool())
+    .await
+    .unwrap();
+    registry::resolve_owners(&ctx.db, registry.as_ref(), std::slice::from_ref(&ev)).await;
+    assert_eq!(
+        at_review(ev.event_id).await,
+        ("pending".into(), None),
+        "the machine read's late lookup is not recorded"
+    );
+    assert!(registry::resolve_pending(&ctx.db, registry.as_ref(), 1000).await >= 1);
+    assert_eq!(
+        at_review(ev.event_id).await,
+        ("unresolved".into(), None),
+        "the sweep looks up the corrected plate"
+    );
+    // Once a case is confirmed with an owner, the notice went to that
+    // person: no later lookup changes it (here one that finds nobody).
+    sqlx::query(
+        "UPDATE events SET owner_status = 'resolved', owner_id = 'o1', confirmed_at = 1 \
+         WHERE event_id = $1",
+    )
+    .bind(ev.event_id.to_string())
+    .execute(ctx.db.pool())
+    .await
+    .unwrap();
+    registry::resolve_for(
+        &ctx.db,
+        registry.as_ref(),
+        ev.event_id,
+        "51F67890",
+        "white",
+        "t",
+    )
+    .await;
+    assert_eq!(
+        at_review(ev.event_id).await,
+        ("resolved".into(), Some("o1".into()))
+    );
+
     let logged: i64 = sqlx::Row::get(
         &sqlx::query("SELECT COUNT(*) FROM registry_access_log WHERE actor = 'ingest'")
             .fetch_one(ctx.db.pool())
