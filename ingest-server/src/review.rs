@@ -181,7 +181,15 @@ impl Reviewer<'_> {
                 up.int("confirmed_at", Some(now));
                 up.int("fine_amount_vnd", Some(amount));
             }
-            Action::SendBack | Action::Reopen => up.text("accepted_by", None),
+            Action::SendBack => up.text("accepted_by", None),
+            Action::Reopen => {
+                // The rejection is undone: its reason must not follow the
+                // case into a confirmation, the court summary or the
+                // training labels (the history keeps it).
+                up.text("accepted_by", None);
+                up.text("reject_code", None);
+                up.text("reject_note", None);
+            }
             Action::Reject { code } => {
                 up.text("reject_code", Some(code.clone()));
                 up.text("reject_note", Some(reason.to_string()));

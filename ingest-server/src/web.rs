@@ -288,6 +288,21 @@ pub fn router(ctx: ApiContext) -> Router {
         .with_state(ctx)
 }
 
+/// Pages with personal data (the console's owner panels, a citizen's
+/// notices) must not stay in a shared workstation's browser cache, where
+/// the next person's Back button would find them after sign-out: every
+/// response that does not say otherwise (the citizen app's static files)
+/// gets `Cache-Control: no-store`.
+pub(crate) async fn no_store_unless_set(mut res: Response) -> Response {
+    if !res.headers().contains_key(header::CACHE_CONTROL) {
+        res.headers_mut().insert(
+            header::CACHE_CONTROL,
+            header::HeaderValue::from_static("no-store"),
+        );
+    }
+    res
+}
+
 /// Liveness: answers when the process serves requests.
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({

@@ -112,6 +112,19 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
         let mut me = signed_in(addr, &owner.token);
         let list = me.get("/app/");
         assert_eq!(list.status, 200);
+        assert_eq!(
+            list.headers.get("cache-control").map(String::as_str),
+            Some("no-store"),
+            "a citizen's notices are not kept in the browser's cache"
+        );
+        assert_eq!(
+            anon.get("/app/app.css")
+                .headers
+                .get("cache-control")
+                .map(String::as_str),
+            Some("public, max-age=3600"),
+            "static files keep their own caching"
+        );
         assert!(list.body.contains(&first) && list.body.contains(&second));
         assert!(
             !list.body.contains(&unreviewed),

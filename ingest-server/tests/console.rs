@@ -81,6 +81,11 @@ async fn operators_review_and_police_confirm_through_the_console() {
         assert_eq!(case_url, format!("/console/cases/{first}"), "oldest first");
         let page = an.get(&case_url);
         assert_eq!(page.status, 200);
+        assert_eq!(
+            page.headers.get("cache-control").map(String::as_str),
+            Some("no-store"),
+            "a case page is never kept in a shared workstation's cache"
+        );
         assert!(
             page.body.contains("id=\"accept-form\""),
             "claimed: the decision forms are there"

@@ -227,6 +227,14 @@ async fn suite(url: String) {
         .await
         .unwrap();
     assert_eq!(column(&i, b, "state").await.as_deref(), Some("in_review"));
+    assert_eq!(
+        (
+            column(&i, b, "reject_code").await,
+            column(&i, b, "reject_note").await
+        ),
+        (None, None),
+        "a reopened case carries no rejection reason into its confirmation"
+    );
     r.act(b, &Action::Claim, &oscar, "", now + 3).await.unwrap();
     r.act(b, &Action::Accept, &oscar, "", now + 4)
         .await

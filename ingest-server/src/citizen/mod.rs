@@ -78,6 +78,9 @@ pub fn routes() -> Router<ApiContext> {
                 )
             }),
         )
+        .layer(axum::middleware::map_response(
+            crate::web::no_store_unless_set,
+        ))
 }
 
 async fn static_file(media: &'static str, body: &'static str) -> Response {

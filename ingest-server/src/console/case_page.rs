@@ -588,7 +588,7 @@ pub async fn evidence(
     Ok((
         [
             (header::CONTENT_TYPE, media),
-            (header::CACHE_CONTROL, "private, max-age=3600".to_string()),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
             (
                 header::HeaderName::from_static("x-content-type-options"),
                 "nosniff".to_string(),

@@ -96,6 +96,9 @@ pub fn routes() -> Router<ApiContext> {
         .route("/console/admin/users/disable", post(admin::disable_user))
         .route("/console/admin/reasons", post(admin::add_reason))
         .route("/console/admin/reasons/retire", post(admin::retire_reason))
+        .layer(axum::middleware::map_response(
+            crate::web::no_store_unless_set,
+        ))
 }
 
 /// Where each role starts.

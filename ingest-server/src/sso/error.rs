@@ -124,6 +124,20 @@ impl SsoError {
         }
     }
 
+    /// The English detail shown to the person: our own failures (database,
+    /// secrets) and the provider's transport errors are logged and audited
+    /// in full but shown only as what they are — their text can name
+    /// tables, hosts or files.
+    fn public_text(&self) -> String {
+        match self {
+            SsoError::Internal(_) => "internal error on this server".into(),
+            SsoError::Provider(_) => {
+                "the identity provider could not be reached or answered wrongly".into()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// What the person is told, in Vietnamese (the English detail follows).
     fn vi(&self) -> &'static str {
         match self {
@@ -208,7 +222,7 @@ pub(super) async fn refuse(
         "<h1>{heading}</h1><p id=\"reason\">{}</p><p lang=\"en\"><small>{}</small></p>{reference}\
          <p><a href=\"{back}\">Quay lại trang đăng nhập</a></p>",
         e.vi(),
-        esc(&e.to_string())
+        esc(&e.public_text())
     );
     let page = match kind {
         Kind::Console => page("Đăng nhập SSO thất bại", None, &body),
@@ -247,4 +261,23 @@ pub(super) fn esc(s: &str) -> String {
         .replace('>', "&gt;")
         .replace('"', "&quot;")
         .replace('\'', "&#39;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_and_transport_details_are_not_shown() {
+        let db = SsoError::Internal("UNIQUE constraint failed: accounts.username".into());
+        assert!(!db.public_text().contains("accounts"));
+        let net = SsoError::Provider("connect to 10.1.2.3:8443: refused".into());
+        assert!(!net.public_text().contains("10.1.2.3"));
+        let role = SsoError::SeveralRoles(vec!["police".into(), "operator".into()]);
+        assert_eq!(
+            role.public_text(),
+            role.to_string(),
+            "what the person can act on stays"
+        );
+    }
 }
