@@ -12,10 +12,20 @@
 //!
 //! Restricted decoding keeps only the blank, separators (`-`, `.`, space:
 //! they emit nothing) and the plate alphabet (digits, A–Z, Đ; lower case
-//! merged into upper case): every other class is masked out before the
-//! argmax and the kept probabilities are renormalised. Nothing outside the
-//! mask is mapped to a plate character; the grammar's confusion table does
-//! that by position.
+//! merged into upper case): every other class is masked out. Nothing
+//! outside the mask is mapped to a plate character; the grammar's
+//! confusion table does that by position. The mask chooses, it does not
+//! vouch: a character's confidence stays the model's own probability for
+//! it, so a step the model gave 97% to a Chinese character and 2% to `8`
+//! reads `8` at 2%, not at the 99% a renormalised mask would claim.
+//!
+//! The plate's lines (one, or two joined top first with a blank step
+//! between them) are decoded together by the grammar-constrained CTC
+//! search ([`super::ctc`]): the most probable *valid plate* over all
+//! alignments, which keeps a doubled character (`122.45`) that greedy
+//! decoding collapses into a different, shorter valid plate. Where no
+//! valid plate fits, the greedy restricted read is returned (the grammar
+//! then finds no plate in it, or one only by correction, at a cost).
 
 use opencv::core::{CV_8UC3, Mat, MatTraitConst, MatTraitConstManual, Size};
 use opencv::imgproc;
@@ -24,7 +34,7 @@ use super::lines::{guess_lines, split_lines};
 use super::{CharRead, LineRead, Recognizer, TOP_K, TextRead, top_k};
 use crate::error::{CvContext, Result, VisionError};
 use crate::image_file::{checked_size, continuous};
-use crate::plate::canonicalize;
+use crate::plate::{PlateGrammar, canonicalize};
 use crate::runtime::{Model, SessionConfig};
 
 /// Manifest name of the model.
@@ -200,6 +210,17 @@ impl PpOcrRecognizer {
         Ok((shape[1], shape[2], out))
     }
 
+    fn reduced(&self, out: &[f32], lines: usize, t_len: usize, c_len: usize) -> Vec<f32> {
+        reduce(
+            out,
+            &self.classes,
+            self.plate_chars.len(),
+            lines,
+            t_len,
+            c_len,
+        )
+    }
+
     /// Restricted CTC decoding of one line's frames.
     fn decode_restricted(&self, frames: &[f32], t_len: usize, c_len: usize) -> LineRead {
         let k = self.plate_chars.len();
@@ -219,8 +240,11 @@ impl PpOcrRecognizer {
                     Class::Other => {}
                 }
             }
-            let total = blank + sep + plate.iter().sum::<f32>();
-            if total <= 0.0 || !total.is_finite() {
+            let kept = blank + sep + plate.iter().sum::<f32>();
+            // The step's whole mass (1 for a softmax): confidences are the
+            // model's own probabilities, not renormalised over the mask.
+            let total = row.iter().sum::<f32>();
+            if kept <= 0.0 || !kept.is_finite() || !total.is_finite() || total <= 0.0 {
                 prev = None;
                 continue;
             }
@@ -305,6 +329,30 @@ impl PpOcrRecognizer {
     fn read_with(&self, crop: &Mat, lines_hint: Option<u8>, raw: bool) -> Result<TextRead> {
         let (images, plate_lines) = self.line_images(crop, lines_hint)?;
         let (t_len, c_len, out) = self.infer(&images)?;
+        if !raw {
+            let probs = self.reduced(&out, images.len(), t_len, c_len);
+            let alphabet: Vec<char> = std::iter::once('_')
+                .chain(self.plate_chars.iter().copied())
+                .collect();
+            if let Some(read) = super::ctc::decode(&probs, &alphabet, PlateGrammar::builtin()) {
+                // One candidate per position, as for the project's own
+                // reader: the decoder already chose the most probable
+                // valid plate over all alternatives.
+                let mut line = LineRead::default();
+                for (&ch, &prob) in read.text.iter().zip(&read.char_probs) {
+                    line.text.push(ch);
+                    line.chars.push(CharRead {
+                        ch,
+                        prob,
+                        alternatives: vec![(ch, prob)],
+                    });
+                }
+                return Ok(TextRead {
+                    lines: vec![line],
+                    plate_lines: Some(plate_lines),
+                });
+            }
+        }
         let per = t_len * c_len;
         let lines = (0..images.len())
             .map(|i| {
@@ -323,6 +371,43 @@ impl PpOcrRecognizer {
     }
 }
 
+/// `lines` lines of `t_len` steps of `c_len` classes each, reduced to blank
+/// (with the separators) and the `k_plate` plate characters, lines joined
+/// by one certain blank step, for [`super::ctc::decode`]. The other
+/// classes' mass is left out, so a path's probability stays the model's
+/// own.
+fn reduce(
+    out: &[f32],
+    classes: &[Class],
+    k_plate: usize,
+    lines: usize,
+    t_len: usize,
+    c_len: usize,
+) -> Vec<f32> {
+    let k = 1 + k_plate;
+    let mut reduced = Vec::with_capacity((lines * (t_len + 1)) * k);
+    for line in 0..lines {
+        if line > 0 {
+            reduced.push(1.0);
+            reduced.extend(std::iter::repeat_n(0.0, k - 1));
+        }
+        for t in 0..t_len {
+            let at = (line * t_len + t) * c_len;
+            let row = &out[at..at + c_len];
+            let start = reduced.len();
+            reduced.extend(std::iter::repeat_n(0.0f32, k));
+            for (p, class) in row.iter().zip(classes) {
+                match class {
+                    Class::Blank | Class::Separator => reduced[start] += p,
+                    Class::Plate(i) => reduced[start + 1 + *i as usize] += p,
+                    Class::Other => {}
+                }
+            }
+        }
+    }
+    reduced
+}
+
 impl Recognizer for PpOcrRecognizer {
     fn name(&self) -> &str {
         "ppocr"
@@ -334,5 +419,40 @@ impl Recognizer for PpOcrRecognizer {
 
     fn read_raw(&self, crop: &Mat, lines_hint: Option<u8>) -> Result<TextRead> {
         self.read_with(crop, lines_hint, true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_classes_lower_a_step_instead_of_being_renormalised_away() {
+        // Classes: blank, '-', '8', '9', a Chinese character.
+        let classes = [
+            Class::Blank,
+            Class::Separator,
+            Class::Plate(0),
+            Class::Plate(1),
+            Class::Other,
+        ];
+        let out = [
+            0.01, 0.0, 0.02, 0.0, 0.97, // mostly "not a plate character"
+            0.5, 0.3, 0.1, 0.1, 0.0, // a separator counts as a blank
+        ];
+        let r = reduce(&out, &classes, 2, 1, 2, 5);
+        assert_eq!(r.len(), 2 * 3);
+        assert!((r[0] - 0.01).abs() < 1e-6 && (r[1] - 0.02).abs() < 1e-6 && r[2] == 0.0);
+        assert!((r[3] - 0.8).abs() < 1e-6, "blank + separator: {}", r[3]);
+    }
+
+    #[test]
+    fn two_lines_are_joined_by_a_certain_blank() {
+        let classes = [Class::Blank, Class::Plate(0)];
+        // Each line one step of the same character: without the blank
+        // between them CTC would collapse the two into one.
+        let out = [0.0, 1.0, 0.0, 1.0];
+        let r = reduce(&out, &classes, 1, 2, 1, 2);
+        assert_eq!(r, vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
     }
 }
