@@ -16,6 +16,10 @@ struct Judge {
     engine: RuleEngine,
 }
 
+/// How far back (frames) [`Analysis::neighbours_of`] looks: the plate
+/// frames lie within a few seconds of the violation.
+pub const NEIGHBOUR_FRAMES: u64 = 300;
+
 /// Per-camera analysis state.
 pub struct Analysis {
     detector: Box<dyn VehicleDetector>,
@@ -178,6 +182,20 @@ impl Analysis {
     /// (tracks with none seen are not counted).
     pub fn rider_counts(&self) -> &BTreeMap<u8, usize> {
         &self.riders
+    }
+
+    /// The points of every live or just-ended track other than `id` from
+    /// [`NEIGHBOUR_FRAMES`] before frame `at` on: the vehicles around a
+    /// violator, whose plates must not be read as its own (its plate is
+    /// read on the frames nearest `at`).
+    pub fn neighbours_of(&self, id: u64, at: u64) -> Vec<crate::track::TrackPoint> {
+        let from = at.saturating_sub(NEIGHBOUR_FRAMES);
+        self.tracker
+            .active()
+            .chain(self.tracker.ended())
+            .filter(|t| t.id() != id)
+            .flat_map(|t| t.trajectory().iter().filter(|p| p.frame >= from).copied())
+            .collect()
     }
 
     /// The live tracks (for evidence: the boxes of other vehicles).

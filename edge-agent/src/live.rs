@@ -328,7 +328,8 @@ fn hand_over(
             .at()
             .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
         tracing::info!(camera = %id, %event_id, rule = ?v.rule, track = v.track_id, ?latency_ms, "violation");
-        match collector.add_violation(event_id, &v, &track) {
+        let neighbours = analysis.neighbours_of(v.track_id, v.frames.at);
+        match collector.add_violation_among(event_id, &v, &track, &neighbours) {
             Ok(Some(job)) => send(job),
             Ok(None) => {}
             Err(e) => {

@@ -241,7 +241,8 @@ fn register(
             .find(|t| t.id() == v.track_id)
             .map(|t| t.trajectory().iter().copied().collect())
             .unwrap_or_default();
-        if let Some(job) = c.add_violation(id, v, &track)? {
+        let neighbours = analysis.neighbours_of(v.track_id, v.frames.at);
+        if let Some(job) = c.add_violation_among(id, v, &track, &neighbours)? {
             jobs.push(job);
         }
         summary.event_id = Some(id);

@@ -116,9 +116,43 @@ fn read_frames(job: &EvidenceJob) -> Vec<(u64, BBox)> {
 /// cut at `region`) lies inside the violator's own box `b`, not just in
 /// the margin the crop adds around it.
 fn inside(read: &PlateRead, region: Rect, b: &BBox) -> bool {
-    let cx = f64::from(read.bbox[0] + read.bbox[2] / 2.0) + f64::from(region.x);
-    let cy = f64::from(read.bbox[1] + read.bbox[3] / 2.0) + f64::from(region.y);
+    let (cx, cy) = plate_centre(read, region);
     cx >= b.x && cx <= b.x + b.w && cy >= b.y && cy <= b.y + b.h
+}
+
+/// How far the centre `c` of a plate lies from where `b`'s own plate would
+/// be — the middle of its width, 15% of its height above its bottom (front
+/// and rear plates alike, cars and motorbikes) — in units of the box's
+/// width and height (the larger of the two).
+fn plate_offset(c: (f64, f64), b: &BBox) -> f64 {
+    let dx = (c.0 - (b.x + b.w / 2.0)).abs() / b.w.max(1.0);
+    let dy = (c.1 - (b.y + 0.85 * b.h)).abs() / b.h.max(1.0);
+    dx.max(dy)
+}
+
+/// Whether a plate centred at `c` inside the violator's box `own` is its
+/// plate rather than that of a neighbour whose box holds it too: it must
+/// sit where the violator's plate would, better than where any such
+/// neighbour's would. Two motorbikes side by side overlap, and the
+/// neighbour's plate can lie in the violator's box (a fine on the vehicle
+/// alongside is the worst failure this product can have); a car following
+/// close behind overlaps the violator's lower part, but the violator's
+/// plate sits low in the violator's box and high in the follower's, so it
+/// stays the violator's.
+fn fits_violator(c: (f64, f64), own: &BBox, neighbours: &[BBox]) -> bool {
+    let mine = plate_offset(c, own);
+    neighbours
+        .iter()
+        .filter(|o| c.0 >= o.x && c.0 <= o.x + o.w && c.1 >= o.y && c.1 <= o.y + o.h)
+        .all(|o| plate_offset(c, o) > mine)
+}
+
+/// The centre of `read`'s plate in frame coordinates.
+fn plate_centre(read: &PlateRead, region: Rect) -> (f64, f64) {
+    (
+        f64::from(read.bbox[0] + read.bbox[2] / 2.0) + f64::from(region.x),
+        f64::from(read.bbox[1] + read.bbox[3] / 2.0) + f64::from(region.y),
+    )
 }
 
 /// A plate read on one frame of the violator.
@@ -148,10 +182,14 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<Fra
             return None;
         }
     };
-    let valid: Vec<PlateRead> = reads
+    let near: &[BBox] = job.neighbours.get(&n).map_or(&[], Vec::as_slice);
+    let (valid, theirs): (Vec<PlateRead>, Vec<PlateRead>) = reads
         .into_iter()
         .filter(|r| r.valid && !r.unreadable && r.text.is_some() && inside(r, region, b))
-        .collect();
+        .partition(|r| fits_violator(plate_centre(r, region), b, near));
+    if !theirs.is_empty() {
+        tracing::info!(event_id = %job.event_id, frame = n, plates = ?theirs.iter().filter_map(|r| r.text.as_deref()).collect::<Vec<_>>(), "plate in the violator's box sits on a neighbour; not used");
+    }
     let texts: std::collections::BTreeSet<_> =
         valid.iter().filter_map(|r| r.text.as_deref()).collect();
     if texts.len() > 1 {
@@ -172,12 +210,14 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<Fra
     // The detector misses most motorbike plates: read plate-shaped windows.
     let search = reader.window_search()?;
     match reader.search_windows(&crop, search) {
-        Ok(r) => r.filter(|r| inside(r, region, b)).map(|read| FrameRead {
-            read,
-            region,
-            vehicle: *b,
-            searched: true,
-        }),
+        Ok(r) => r
+            .filter(|r| inside(r, region, b) && fits_violator(plate_centre(r, region), b, near))
+            .map(|read| FrameRead {
+                read,
+                region,
+                vehicle: *b,
+                searched: true,
+            }),
         Err(e) => {
             tracing::warn!(frame = n, error = %e, "plate window search failed");
             None
@@ -420,6 +460,29 @@ mod tests {
         assert!(fuse_violator_reads(&[read("29B112345")], true).is_err());
         let two = [read("29B112345"), read("29B112345")];
         assert_eq!(fuse_violator_reads(&two, true).unwrap().0, "29B112345");
+    }
+
+    fn bbox(x: f64, y: f64, w: f64, h: f64) -> crate::geometry::BBox {
+        crate::geometry::BBox { x, y, w, h }
+    }
+
+    #[test]
+    fn a_neighbours_plate_in_the_violators_box_is_not_the_violators() {
+        use super::fits_violator;
+        // Two motorbikes side by side, boxes overlapping by 20 px.
+        let violator = bbox(100.0, 100.0, 60.0, 120.0);
+        let alongside = bbox(140.0, 105.0, 60.0, 120.0);
+        let theirs = (170.0, 207.0); // at the neighbour's bottom centre
+        let mine = (130.0, 202.0);
+        assert!(!fits_violator(theirs, &violator, &[alongside]));
+        assert!(fits_violator(mine, &violator, &[alongside]));
+        // Without a neighbour over it, a plate in the box is the box's.
+        assert!(fits_violator(theirs, &violator, &[]));
+        // A car following close behind covers the violator's lower part;
+        // the violator's rear plate is high in the follower's box.
+        let car = bbox(300.0, 100.0, 200.0, 160.0);
+        let follower = bbox(290.0, 225.0, 220.0, 180.0);
+        assert!(fits_violator((400.0, 236.0), &car, &[follower]));
     }
 
     #[test]

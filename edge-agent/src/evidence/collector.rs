@@ -70,6 +70,10 @@ pub struct EvidenceJob {
     pub(crate) stream: Option<JobStream>,
     /// The violator's box per frame number (from its track).
     pub(crate) boxes: BTreeMap<u64, BBox>,
+    /// The other tracked vehicles' boxes per frame number (near the
+    /// violation), so a plate read in the violator's box can be told from
+    /// a neighbour's plate that lies there too.
+    pub(crate) neighbours: BTreeMap<u64, Vec<BBox>>,
     pub(crate) plate_jpeg: Option<Vec<u8>>,
     /// The frame the plate was read on, cut around the violator with its
     /// box and the plate's drawn (`plate_vehicle.jpg`).
@@ -177,6 +181,19 @@ impl EvidenceCollector {
         violation: &Violation,
         track: &[TrackPoint],
     ) -> Result<Option<EvidenceJob>, EvidenceError> {
+        self.add_violation_among(event_id, violation, track, &[])
+    }
+
+    /// [`EvidenceCollector::add_violation`] with the points of the other
+    /// vehicles tracked around it (`neighbours`, any order), whose plates
+    /// must not be taken for the violator's.
+    pub fn add_violation_among(
+        &mut self,
+        event_id: Uuid,
+        violation: &Violation,
+        track: &[TrackPoint],
+        neighbours: &[TrackPoint],
+    ) -> Result<Option<EvidenceJob>, EvidenceError> {
         let at = violation.frames.at;
         let at_time = match self
             .ring
@@ -217,6 +234,10 @@ impl EvidenceCollector {
             .map(|p| (p.frame, p.bbox))
             .collect();
         boxes.insert(at, violation.bbox);
+        let mut near: BTreeMap<u64, Vec<BBox>> = BTreeMap::new();
+        for p in neighbours.iter().filter(|p| p.bbox.is_valid()) {
+            near.entry(p.frame).or_default().push(p.bbox);
+        }
         let start = at_time - self.config.pre;
         let stream = match self.stream.newest_frame() {
             Some(_) => {
@@ -246,6 +267,7 @@ impl EvidenceCollector {
             frames: Vec::new(),
             stream,
             boxes,
+            neighbours: near,
             plate_jpeg: None,
             plate_context_jpeg: None,
             start,
