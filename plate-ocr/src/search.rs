@@ -95,10 +95,17 @@ fn band((a, b): (f32, f32), size: i32) -> (i32, i32) {
 impl Pipeline {
     /// Reads every window of `search` in `region` (BGR) and returns the most
     /// confident valid plate, its box in `region`'s coordinates; `None` when
-    /// no window reads as a valid plate.
+    /// no window reads as a valid plate, or when windows that do not
+    /// overlap read *different* valid plates: two plates in the region (the
+    /// violator's and the one alongside). Choosing between them by
+    /// confidence could fine the wrong owner; a person reads such a case
+    /// instead. Overlapping windows that read one plate differently are
+    /// one plate read unsurely: the most confident read stands, and the
+    /// violator's frames must still agree with each other.
     pub fn search_windows(&self, region: &Mat, search: &WindowSearch) -> Result<Option<PlateRead>> {
         let (w, h) = checked_size(region, "search region")?;
         let mut best: Option<(PlateRead, Mat)> = None;
+        let mut seen: Vec<(String, Rect)> = Vec::new();
         for r in search.windows(w, h) {
             let crop = Mat::roi(region, r)
                 .and_then(|m| m.try_clone())
@@ -107,6 +114,9 @@ impl Pipeline {
             let mut read = self.read_text(&crop, Some(2))?;
             if !read.valid || read.unreadable {
                 continue;
+            }
+            if let Some(t) = &read.text {
+                seen.push((t.clone(), r));
             }
             if best
                 .as_ref()
@@ -119,6 +129,20 @@ impl Pipeline {
             read.corners = [[x, y], [x + rw, y], [x + rw, y + rh], [x, y + rh]];
             read.detector_score = 0.0;
             best = Some((read, crop));
+        }
+        let apart = |a: &Rect, b: &Rect| {
+            a.x + a.width <= b.x
+                || b.x + b.width <= a.x
+                || a.y + a.height <= b.y
+                || b.y + b.height <= a.y
+        };
+        let two_plates = seen.iter().enumerate().any(|(i, (ta, ra))| {
+            seen[i + 1..]
+                .iter()
+                .any(|(tb, rb)| ta != tb && apart(ra, rb))
+        });
+        if two_plates {
+            return Ok(None);
         }
         let Some((mut read, crop)) = best else {
             return Ok(None);

@@ -134,6 +134,58 @@ fn a_pasted_motorbike_plate_is_found_where_it_is_and_read() {
 }
 
 #[test]
+fn two_different_plates_side_by_side_give_nothing() {
+    // Two motorbikes' plates in one region (the violator's box reaching
+    // over its neighbour's plate): the search must not choose one by
+    // confidence.
+    let p = vn_pipeline();
+    let dir = support::data_dir().join("vn_crops_machine_labelled");
+    let labels = load_labels(&dir).expect("labels");
+    let mut pasted = Vec::new();
+    for l in labels.iter().filter(|l| l.lines == Some(2)) {
+        let Ok(crop) = load_bgr(&l.image, &ImageLimits::default()) else {
+            continue;
+        };
+        if p.read_crop(&crop, Some(2)).expect("read").text.as_deref() != Some(l.text.as_str()) {
+            continue;
+        }
+        if pasted.iter().all(|(t, _): &(String, Mat)| t != &l.text) {
+            pasted.push((l.text.clone(), crop));
+        }
+        if pasted.len() == 2 {
+            break;
+        }
+    }
+    assert_eq!(pasted.len(), 2, "two different plates the recogniser reads");
+    let paste = |which: &[usize]| {
+        let mut region = vehicle_region(240, 240);
+        for &i in which {
+            let mut plate = Mat::default();
+            imgproc::resize(
+                &pasted[i].1,
+                &mut plate,
+                Size::new(60, 44),
+                0.0,
+                0.0,
+                imgproc::INTER_AREA,
+            )
+            .expect("resize");
+            let x = [40, 140][i];
+            let mut dst = Mat::roi_mut(&mut region, Rect::new(x, 150, 60, 44)).expect("roi");
+            plate.copy_to(&mut dst).expect("paste");
+        }
+        p.search_windows(&region, &WindowSearch::motorbike())
+            .expect("search")
+    };
+    // Each alone is found (so the refusal below is not a miss) ...
+    let alone: Vec<bool> = (0..2).map(|i| paste(&[i]).is_some()).collect();
+    assert_eq!(alone, [true, true], "each plate alone is found");
+    // ... and together neither is chosen.
+    let both = paste(&[0, 1]);
+    assert!(both.is_none(), "chose one of two plates: {both:?}");
+}
+
+#[test]
 fn regions_without_a_plate_give_nothing() {
     let p = vn_pipeline();
     let search = WindowSearch::motorbike();
