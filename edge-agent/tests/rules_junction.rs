@@ -39,8 +39,10 @@ fn car_crossing_on_red_gives_one_red_light_violation() {
     assert_eq!(v.class, Car);
     let sig = v.signal.as_ref().unwrap();
     assert_eq!(sig.state, Red);
-    // Red since frame 5 (1000 ms before frame 15), crossing 25 ms after 15.
-    assert_eq!(sig.red_for_ms, Some(1025));
+    // Judged when the car first reached the line: its box (90 px tall)
+    // has its far corners beyond y = 600 from frame 11 on (top 595), so it
+    // reached the line after frame 10, red since frame 5: 500 ms.
+    assert_eq!(sig.red_for_ms, Some(500));
     assert_eq!(v.bbox.y + v.bbox.h, 585.0);
     assert_eq!(v.speed, None);
 }
@@ -70,6 +72,47 @@ fn car_crossing_on_green_or_yellow_is_no_violation() {
 }
 
 #[test]
+fn a_vehicle_whose_front_reached_the_line_on_yellow_may_go_on() {
+    // Seen from behind, the anchor (box bottom) is the rear: it crosses at
+    // frame 15.25, 125 ms into red, but the box's far side was beyond the
+    // line from frame 11 on, during yellow.
+    let out = run(
+        SITE,
+        &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
+        |n| match n {
+            0..8 => Green,
+            8..14 => Yellow,
+            _ => Red,
+        },
+        40,
+    );
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn waiting_at_the_line_and_then_running_the_red_is_still_a_violation() {
+    // Stops with its rear 10 px before the line (its roof beyond it in the
+    // picture) during yellow, waits 3 s into red, then goes.
+    let out = run(
+        SITE,
+        &[Vehicle::new(2, Car, |n: u64| {
+            let y = (905.0 - 20.0 * n as f64).max(610.0);
+            Some(edge_agent::geometry::Point::new(
+                900.0,
+                if n < 45 { y } else { 610.0 - 20.0 * (n - 44) as f64 },
+            ))
+        })],
+        |n| match n {
+            0..10 => Green,
+            10..15 => Yellow,
+            _ => Red,
+        },
+        70,
+    );
+    assert_eq!(out.summary(), vec![(2, ViolationType::RedLight)]);
+}
+
+#[test]
 fn red_that_began_between_the_frames_but_after_the_crossing_is_no_violation() {
     // Red is first seen at frame 16; the crossing was at 15.25.
     let out = run(
@@ -83,7 +126,7 @@ fn red_that_began_between_the_frames_but_after_the_crossing_is_no_violation() {
 
 #[test]
 fn grace_after_red_is_configurable() {
-    let site = SITE.replace("grace_ms = 0", "grace_ms = 1100");
+    let site = SITE.replace("grace_ms = 0", "grace_ms = 600");
     let out = run(
         &site,
         &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],
@@ -93,9 +136,9 @@ fn grace_after_red_is_configurable() {
     assert_eq!(
         out.summary(),
         vec![],
-        "1025 ms into red is within a 1100 ms grace"
+        "reached the line 500 ms into red: within a 600 ms grace"
     );
-    let site = SITE.replace("grace_ms = 0", "grace_ms = 1000");
+    let site = SITE.replace("grace_ms = 0", "grace_ms = 500");
     let out = run(
         &site,
         &[Vehicle::new(1, Car, up(900.0, 905.0, 20.0))],

@@ -232,7 +232,8 @@ fn tracker_and_rules_together() {
         vec![(1, ViolationType::RedLight, Some("s2".to_owned()))]
     );
     assert_eq!(found[0].frame, 16);
-    assert_eq!(found[0].signal.as_ref().unwrap().red_for_ms, Some(1025));
+    // Judged when its box first reached the line (after frame 10).
+    assert_eq!(found[0].signal.as_ref().unwrap().red_for_ms, Some(500));
     assert_eq!(engine.tracked(), 0);
 }
 
