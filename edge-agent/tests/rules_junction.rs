@@ -99,7 +99,11 @@ fn waiting_at_the_line_and_then_running_the_red_is_still_a_violation() {
             let y = (905.0 - 20.0 * n as f64).max(610.0);
             Some(edge_agent::geometry::Point::new(
                 900.0,
-                if n < 45 { y } else { 610.0 - 20.0 * (n - 44) as f64 },
+                if n < 45 {
+                    y
+                } else {
+                    610.0 - 20.0 * (n - 44) as f64
+                },
             ))
         })],
         |n| match n {
@@ -110,6 +114,32 @@ fn waiting_at_the_line_and_then_running_the_red_is_still_a_violation() {
         70,
     );
     assert_eq!(out.summary(), vec![(2, ViolationType::RedLight)]);
+}
+
+#[test]
+fn going_on_the_first_frames_of_green_is_not_judged_by_the_lagging_red() {
+    // Lamps read by the camera, a colour believed after 5 sightings. A
+    // fast car (60 px a frame) reaches the line just after frame 18; its
+    // anchor crosses at frame 20 and is 30 px beyond at 21, while the
+    // filter still reports red (green is believed at frame 22).
+    let fast = || Vehicle::new(4, Car, up(900.0, 1790.0, 60.0));
+    let green_from = |g: u64| move |n: u64| if n < g { Red } else { Green };
+    // (It is also speeding, about 108 km/h: only the red light is judged.)
+    let red_light = |out: rules_support::Outcome| {
+        out.summary()
+            .into_iter()
+            .filter(|(_, t)| *t == ViolationType::RedLight)
+            .count()
+    };
+    let out = run_lamps(SITE, &[fast()], green_from(18), 5, 40);
+    assert_eq!(
+        red_light(out),
+        0,
+        "green was showing when it reached the line"
+    );
+    // The same car with green from frame 21 reached the line on red.
+    let out = run_lamps(SITE, &[fast()], green_from(21), 5, 40);
+    assert_eq!(red_light(out), 1);
 }
 
 #[test]

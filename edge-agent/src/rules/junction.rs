@@ -70,6 +70,8 @@ struct Crossed {
     at: TrackPoint,
     entry_deg: f64,
     red: bool,
+    /// When it reached the line (the signal is judged then).
+    t_cross: i64,
     signal: Option<SignalObservation>,
     path_px: f64,
     max_past: f64,
@@ -112,8 +114,14 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 .as_deref()
                 .and_then(|g| ctx.signals.status(g));
             let grace_us = i64::from(rules.red_light.grace_ms) * 1000;
+            // Red when it reached the line, for at least the grace, and no
+            // other colour yet seen then (the filter confirms a change a few
+            // frames late: a vehicle going on the first frames of green is
+            // not judged by the red still reported).
             let red = status.is_some_and(|s| {
-                s.state == SignalState::Red && t_cross >= s.since_us.saturating_add(grace_us)
+                s.state == SignalState::Red
+                    && t_cross >= s.since_us.saturating_add(grace_us)
+                    && s.changing_since.is_none_or(|c| t_cross < c)
             });
             let mut entry_deg = heading_over_path(traj, rules.motion.heading_px);
             if !entry_deg.is_finite() {
@@ -126,6 +134,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 at: *p1,
                 entry_deg,
                 red,
+                t_cross,
                 signal: status.map(|s| s.observation(t_cross)),
                 path_px: c.point.dist(p1.anchor),
                 max_past: f64::NEG_INFINITY,
@@ -160,11 +169,21 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         // unknown state, a signal head hidden by a bus or a feed that
         // dropped, changes nothing). Latched, so a right-turn-on-red lane's
         // later manoeuvre decision still has it.
-        let changed = lane
-            .group
-            .as_deref()
-            .and_then(|g| ctx.signals.status(g))
-            .is_some_and(|s| matches!(s.state, SignalState::Green | SignalState::Yellow));
+        let now = lane.group.as_deref().and_then(|g| ctx.signals.status(g));
+        let changed =
+            now.is_some_and(|s| matches!(s.state, SignalState::Green | SignalState::Yellow));
+        if c.red
+            && !c.red_done
+            && now.is_some_and(|s| {
+                s.state != SignalState::Red
+                    && s.state != SignalState::Unknown
+                    && s.since_us <= c.t_cross
+            })
+        {
+            // The change, confirmed only now, had begun by the time the
+            // vehicle reached the line: it was not red then after all.
+            c.red = false;
+        }
         if c.red && !c.red_done && !c.confirmed_red {
             if changed {
                 // Crept over on red and went on when allowed: a stop-line

@@ -33,6 +33,11 @@ pub struct SignalStatus {
     /// colour). If not (start-up, after a dark spell) `since_us` is only a
     /// lower bound of the state's age.
     pub transition_seen: bool,
+    /// When another colour was first seen, while it is not yet confirmed
+    /// (the filter's hysteresis): the light may already have changed then.
+    /// A vehicle reaching the line from that moment on is not judged by
+    /// `state` (the first frames of green are still reported as red).
+    pub changing_since: Option<i64>,
 }
 
 impl SignalStatus {
@@ -42,7 +47,14 @@ impl SignalStatus {
             state: SignalState::Unknown,
             since_us: at_us,
             transition_seen: false,
+            changing_since: None,
         }
+    }
+
+    /// Whether the state held at `at_us`, as far as is known: it had begun,
+    /// and no other colour had been seen yet.
+    pub fn held_at(&self, at_us: i64) -> bool {
+        at_us >= self.since_us && self.changing_since.is_none_or(|c| at_us < c)
     }
 
     /// Milliseconds the state has lasted at `now_us` (0 if `now_us` is
@@ -96,9 +108,15 @@ impl SignalFilter {
         }
     }
 
-    /// The believed status.
+    /// The believed status, with the colour being confirmed, if any.
     pub fn status(&self) -> SignalStatus {
-        self.current
+        SignalStatus {
+            changing_since: self
+                .candidate
+                .filter(|(s, _, _)| *s != self.current.state)
+                .map(|(_, _, first)| first),
+            ..self.current
+        }
     }
 
     /// Feeds one raw reading taken at `at_us`; returns the believed status.
@@ -110,12 +128,12 @@ impl SignalFilter {
                 self.current = SignalStatus::unknown(at_us);
                 self.candidate = None;
             }
-            return self.current;
+            return self.status();
         }
         self.unknown_run = 0;
         if raw == self.current.state {
             self.candidate = None;
-            return self.current;
+            return self.status();
         }
         let (count, first) = match self.candidate {
             Some((s, n, first)) if s == raw => (n + 1, first),
@@ -126,12 +144,13 @@ impl SignalFilter {
                 state: raw,
                 since_us: first,
                 transition_seen: self.current.state != SignalState::Unknown,
+                changing_since: None,
             };
             self.candidate = None;
         } else {
             self.candidate = Some((raw, count, first));
         }
-        self.current
+        self.status()
     }
 }
 
@@ -160,6 +179,7 @@ impl ExternalFeed {
                     since_us: at_us,
                     transition_seen: s.state != SignalState::Unknown
                         && state != SignalState::Unknown,
+                    changing_since: None,
                 };
             }
             None => self.groups.push((
@@ -168,6 +188,7 @@ impl ExternalFeed {
                     state,
                     since_us: at_us,
                     transition_seen: false,
+                    changing_since: None,
                 },
             )),
         }

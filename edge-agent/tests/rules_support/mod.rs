@@ -6,7 +6,7 @@
 
 use edge_agent::geometry::{BBox, Point};
 use edge_agent::rules::{RuleEngine, Violation};
-use edge_agent::signal::{ExternalFeed, SignalState};
+use edge_agent::signal::{ExternalFeed, SignalFilter, SignalSource, SignalState, SignalStatus};
 use edge_agent::site::SiteConfig;
 use edge_agent::track::{FrameInfo, Track, TrackPoint};
 use protocol::VehicleClass;
@@ -174,13 +174,52 @@ pub fn run(
     signal: impl Fn(u64) -> SignalState,
     frames: u64,
 ) -> Outcome {
+    let mut feed = ExternalFeed::new();
+    run_with(site, vehicles, frames, &mut feed, |f, n| {
+        f.set("main", signal(n), ts(n))
+    })
+}
+
+/// The signal group `main` as a camera reads its lamps: `raw` is the
+/// colour seen in each frame, believed after `confirm_frames` sightings.
+struct Lamps(SignalFilter);
+
+impl SignalSource for Lamps {
+    fn status(&self, group: &str) -> Option<SignalStatus> {
+        (group == "main").then(|| self.0.status())
+    }
+}
+
+/// [`run`] with the signal read from the lamps through the hysteresis
+/// filter, so a change is believed `confirm_frames` frames late.
+pub fn run_lamps(
+    site: &str,
+    vehicles: &[Vehicle],
+    raw: impl Fn(u64) -> SignalState,
+    confirm_frames: u32,
+    frames: u64,
+) -> Outcome {
+    let mut lamps = Lamps(SignalFilter::new(confirm_frames, ts(0)));
+    run_with(site, vehicles, frames, &mut lamps, |l, n| {
+        l.0.observe(raw(n), ts(n));
+    })
+}
+
+/// Runs the scene; `advance(signals, n)` brings the signal up to frame `n`.
+fn run_with<S: SignalSource>(
+    site: &str,
+    vehicles: &[Vehicle],
+    frames: u64,
+    signals: &mut S,
+    advance: impl Fn(&mut S, u64),
+) -> Outcome {
     let site = SiteConfig::from_toml_str(site, "test.toml").expect("test site is valid");
     let mut engine = RuleEngine::new(&site).expect("compiles");
-    let mut feed = ExternalFeed::new();
     let mut tracks: Vec<Option<Track>> = vehicles.iter().map(|_| None).collect();
     let mut reported = Vec::new();
     for n in 0..frames {
-        feed.set("main", signal(n), ts(n));
+        advance(signals, n);
+        let feed: &S = signals;
         let mut ended = Vec::new();
         for (v, slot) in vehicles.iter().zip(tracks.iter_mut()) {
             match (v.point(n), slot.as_mut()) {
@@ -198,12 +237,14 @@ pub fn run(
             }
         }
         let active: Vec<&Track> = tracks.iter().flatten().collect();
-        for v in engine.update(frame(n), active, &ended, &feed) {
+        for v in engine.update(frame(n), active, &ended, feed) {
             reported.push((n, v.clone()));
         }
     }
     let ended: Vec<Track> = tracks.into_iter().flatten().collect();
-    for v in engine.update(frame(frames), std::iter::empty(), &ended, &feed) {
+    advance(signals, frames);
+    let feed: &S = signals;
+    for v in engine.update(frame(frames), std::iter::empty(), &ended, feed) {
         reported.push((frames, v.clone()));
     }
     assert_eq!(engine.tracked(), 0, "ended tracks leave no state behind");
