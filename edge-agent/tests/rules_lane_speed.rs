@@ -51,7 +51,16 @@ fn jitter_and_the_right_direction_do_not_fire_wrong_way() {
             150.0 + 3.0 * (n % 2) as f64 - 0.5 * n as f64,
         ))
     });
-    let out = run(SITE, &[jitter, right, creep], |_| Green, 100);
+    // Standing in a queue; for one frame in every 20 its box is cut short
+    // (a motorbike passing in front), so its bottom jumps 90 px forward
+    // and back: one big step against the lane each time.
+    let glitch = Vehicle::new(4, Car, |n| {
+        Some(Point::new(
+            1050.0,
+            250.0 - if n % 20 == 10 { 90.0 } else { 0.0 },
+        ))
+    });
+    let out = run(SITE, &[jitter, right, creep, glitch], |_| Green, 100);
     assert_eq!(out.summary(), vec![]);
 }
 

@@ -11,8 +11,8 @@ use protocol::ViolationType;
 pub(crate) struct LaneState {
     /// Lane of a class not allowed there, since when.
     class_in: Option<(usize, Mark)>,
-    /// Lane, net px travelled against it, where that run began.
-    against: Option<(usize, f64, Mark)>,
+    /// Travel against a lane's direction in progress.
+    against: Option<Against>,
     /// Zone the anchor is in, and since when it has been stationary there.
     zone: Option<(usize, Option<Mark>)>,
 }
@@ -58,10 +58,31 @@ fn wrong_class(ctx: &Ctx<'_>, state: &mut TrackState) {
     }
 }
 
+/// A run of travel against a lane's direction.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Against {
+    lane: usize,
+    /// Net px against the lane.
+    net: f64,
+    /// Where the run began.
+    start: Mark,
+    /// Steps that went against the lane, and the largest of them (px).
+    steps: u32,
+    largest: f64,
+}
+
+/// Steps against the lane a wrong-way run needs, however far it went.
+const WRONG_WAY_MIN_STEPS: u32 = 3;
+
 /// Net travel against the lane's heading: each step's component against
 /// it adds, along it subtracts, never below zero; fires at
-/// `min_distance_px`. Outside every lane the count is kept; in another
-/// lane it starts again.
+/// `min_distance_px` once at least [`WRONG_WAY_MIN_STEPS`] steps went
+/// against the lane and no single step made more than half of the
+/// distance. A vehicle standing in a queue whose box is cut short for one
+/// frame (a motorbike passing in front) jumps forward and back by the
+/// same amount: one large step, not a vehicle driving the wrong way (a
+/// fine of up to 20 M VND). Outside every lane the count is kept; in
+/// another lane it starts again.
 fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
     let Some(l) = ctx.lane_now else { return };
     let Some(dir) = ctx.site.lanes[l].direction else {
@@ -72,23 +93,35 @@ fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
     if !along.is_finite() {
         return;
     }
-    let (acc, start) = match state.lane_rules.against {
-        Some((ll, a, s)) if ll == l => (a, s),
-        _ => (0.0, Mark::from(ctx.p0)),
+    let run = match state.lane_rules.against {
+        Some(a) if a.lane == l => a,
+        _ => Against {
+            lane: l,
+            net: 0.0,
+            start: Mark::from(ctx.p0),
+            steps: 0,
+            largest: 0.0,
+        },
     };
-    let next = (acc - along).max(0.0);
+    let next = (run.net - along).max(0.0);
     if next == 0.0 {
         state.lane_rules.against = None;
         return;
     }
-    let start = if acc == 0.0 {
-        Mark::from(ctx.p0)
+    let (steps, largest) = if along < 0.0 {
+        (run.steps.saturating_add(1), run.largest.max(-along))
     } else {
-        start
+        (run.steps, run.largest)
     };
-    state.lane_rules.against = Some((l, next, start));
-    if next >= rule.min_distance_px {
-        let v = ctx.violation(RuleKind::WrongWay, ctx.p1, start.frame, Some(l));
+    let run = Against {
+        net: next,
+        steps,
+        largest,
+        ..run
+    };
+    state.lane_rules.against = Some(run);
+    if next >= rule.min_distance_px && steps >= WRONG_WAY_MIN_STEPS && largest <= 0.5 * next {
+        let v = ctx.violation(RuleKind::WrongWay, ctx.p1, run.start.frame, Some(l));
         state.report(v);
     }
 }
