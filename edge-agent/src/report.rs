@@ -120,6 +120,7 @@ pub fn violation_event(
         speed: violation.speed.as_ref().map(|s| Speed {
             measured_kmh: s.measured_kmh,
             limit_kmh: s.limit_kmh,
+            uncertainty_kmh: s.uncertainty_kmh.is_finite().then_some(s.uncertainty_kmh),
         }),
         signal: violation.signal.clone(),
         track,

@@ -279,6 +279,7 @@ mod tests {
         e.speed = speed.map(|(m, l)| Speed {
             measured_kmh: m,
             limit_kmh: l,
+            uncertainty_kmh: None,
         });
         e
     }

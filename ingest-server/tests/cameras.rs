@@ -96,6 +96,7 @@ fn speeding(mut ev: ViolationEvent) -> ViolationEvent {
     ev.speed = Some(Speed {
         measured_kmh: 78.0,
         limit_kmh: 50,
+        uncertainty_kmh: None,
     });
     ev
 }

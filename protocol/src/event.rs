@@ -263,6 +263,11 @@ pub struct Speed {
     pub measured_kmh: f64,
     /// Posted limit, km/h.
     pub limit_kmh: u16,
+    /// Standard uncertainty of `measured_kmh` (one σ, km/h), since 1.2: the
+    /// edge fines only when `measured − 2σ` is over the limit and its
+    /// tolerance, and the reviewer sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertainty_kmh: Option<f64>,
 }
 
 /// State of a traffic signal.
@@ -449,6 +454,9 @@ impl Message for ViolationEvent {
                 )?;
                 if speed.limit_kmh == 0 {
                     return Err(ValidationError::new("speed.limit_kmh", "must be positive"));
+                }
+                if let Some(u) = speed.uncertainty_kmh {
+                    validate::check_range("speed.uncertainty_kmh", u, 0.0, MAX_SPEED_KMH)?;
                 }
             }
             None if self.violation_type == ViolationType::Speeding => {

@@ -71,7 +71,11 @@ proptest! {
         let key = common::readme_key();
         let mut event = common::sample_event();
         event.plate.confidence = Some(conf);
-        event.speed = Some(protocol::Speed { measured_kmh: kmh, limit_kmh: 60 });
+        event.speed = Some(protocol::Speed {
+            measured_kmh: kmh,
+            limit_kmh: 60,
+            uncertainty_kmh: None,
+        });
         let wire = event.sign(&key).unwrap().to_json().unwrap();
         let back = SignedEvent::from_json(&wire).unwrap().verify(&key.verifying_key()).unwrap();
         prop_assert_eq!(back.plate.confidence.map(f64::to_bits), Some(conf.to_bits()));

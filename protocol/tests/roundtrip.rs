@@ -31,6 +31,7 @@ fn event_variants_round_trip() {
     event.speed = Some(Speed {
         measured_kmh: 71.4,
         limit_kmh: 50,
+        uncertainty_kmh: None,
     });
     event.plate = Plate::unreadable(PlateColour::Unknown);
     let bytes = event.to_json().unwrap();

@@ -143,6 +143,16 @@ fn each_bad_event_field_is_named() {
         ),
         ("track.track_id", Box::new(|e| e.track.track_id = u64::MAX)),
         ("track.riders", Box::new(|e| e.track.riders = Some(0))),
+        (
+            "speed.uncertainty_kmh",
+            Box::new(|e| {
+                e.speed = Some(protocol::Speed {
+                    measured_kmh: 60.0,
+                    limit_kmh: 50,
+                    uncertainty_kmh: Some(-1.0),
+                })
+            }),
+        ),
         ("track.riders", Box::new(|e| e.track.riders = Some(7))),
         ("evidence", Box::new(|e| e.evidence.clear())),
         (

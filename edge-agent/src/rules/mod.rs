@@ -435,8 +435,10 @@ fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn Si
         return;
     };
     if after_a_gap(traj) {
-        // Not judged: see `after_a_gap`. The next step is.
+        // Not judged: see `after_a_gap`. The next step is; nothing
+        // measured across the gap carries over.
         state.lane = lane_now.or(state.lane);
+        state.speed.gap(p1.timestamp_us);
         return;
     }
     let ctx = Ctx {

@@ -12,9 +12,19 @@
 //!   metres-per-pixel, and each time carries `time_error`. Measured every
 //!   frame once a full window is available.
 //!
-//! A violation needs `measured > limit + max(tolerance_kmh,
-//! tolerance_fraction × limit)` and an uncertainty of at most
-//! `max_uncertainty_kmh`.
+//! A violation needs `measured − 2σ > limit + max(tolerance_kmh,
+//! tolerance_fraction × limit)` (σ the measurement's uncertainty: a driver
+//! at the limit measured one σ high is not fined) and σ of at most
+//! `max_uncertainty_kmh`; the event carries σ for the reviewer.
+//!
+//! A measurement never spans a gap in the track (`after_a_gap` in the
+//! rules): a track that coasted behind a bus may have been handed the
+//! vehicle ahead when it was matched again, and a speed from one vehicle's
+//! crossing of the first line to another's of the second would be
+//! nobody's.
+
+/// How many σ the measured speed must clear the limit and tolerance by.
+const SIGMAS: f64 = 2.0;
 
 use super::compiled::CSpeed;
 use super::{Ctx, Mark, RuleKind, SpeedMeasurement, TrackState};
@@ -27,6 +37,17 @@ pub(crate) struct SpeedState {
     /// Per line: crossing time (µs), its σ (µs), the frame after it.
     crossed: [Option<(f64, f64, Mark)>; 2],
     done: bool,
+    /// The time of the first observation after the track's latest gap.
+    after_gap_us: Option<i64>,
+}
+
+impl SpeedState {
+    /// The track was not seen for a while before `at_us` (and may be
+    /// another vehicle now): what was measured before is forgotten.
+    pub(crate) fn gap(&mut self, at_us: i64) {
+        self.crossed = [None, None];
+        self.after_gap_us = Some(at_us);
+    }
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
@@ -84,6 +105,13 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             else {
                 return;
             };
+            if state
+                .speed
+                .after_gap_us
+                .is_some_and(|g| start.timestamp_us < g)
+            {
+                return;
+            }
             let (Some(g0), Some(g1)) = (h.apply(start.anchor), h.apply(p1.anchor)) else {
                 return;
             };
@@ -126,7 +154,11 @@ fn judge(ctx: &Ctx<'_>, state: &mut TrackState, v: f64, unc: f64, before: u64) {
     let tol = rule
         .tolerance_kmh
         .max(rule.tolerance_fraction * f64::from(limit));
-    if v.is_finite() && unc <= rule.max_uncertainty_kmh && v > f64::from(limit) + tol {
+    if v.is_finite()
+        && unc.is_finite()
+        && unc <= rule.max_uncertainty_kmh
+        && v - SIGMAS * unc > f64::from(limit) + tol
+    {
         let mut viol = ctx.violation(RuleKind::Speeding, ctx.p1, before, lane);
         viol.speed = Some(SpeedMeasurement {
             measured_kmh: v,

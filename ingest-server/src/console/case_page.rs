@@ -14,7 +14,9 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use sqlx::Row;
 
-use super::event_facts::{plate_source_text, riders_text, signal_text, trajectory};
+use super::event_facts::{
+    plate_source_text, riders_text, signal_text, speed_uncertainty_text, trajectory,
+};
 use super::html::{clock_badge, esc, local_time, violation_label, vnd};
 use super::owner_panels::{contests_panel, owner_panel, owner_status_label};
 use super::{ConsoleError, Viewer};
@@ -375,8 +377,9 @@ pub async fn show(
         .speed
         .map(|(s, l)| {
             format!(
-                "<tr><th>{}</th><td>{s:.0} / {l} km/h</td></tr>",
-                lang.t("Tốc độ / giới hạn", "Speed / limit")
+                "<tr><th>{}</th><td>{s:.0}{} / {l} km/h</td></tr>",
+                lang.t("Tốc độ / giới hạn", "Speed / limit"),
+                speed_uncertainty_text(event.as_ref())
             )
         })
         .unwrap_or_default();

@@ -76,6 +76,16 @@ pub(super) fn riders_text(lang: Lang, event: Option<&ViolationEvent>) -> String 
     }
 }
 
+/// The speed's measurement uncertainty as the device stated it (schema
+/// 1.2), after the measured speed: " ± 0.6". Empty for older events.
+pub(super) fn speed_uncertainty_text(event: Option<&ViolationEvent>) -> String {
+    event
+        .and_then(|e| e.speed.as_ref())
+        .and_then(|s| s.uncertainty_kmh)
+        .map(|u| format!(" ± {u:.1}"))
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +118,17 @@ mod tests {
         assert!(riders_text(Lang::Vi, Some(&two)).starts_with(" · 2 người"));
         assert_eq!(riders_text(Lang::En, Some(&motorbike(None))), "");
         assert_eq!(riders_text(Lang::En, None), "");
+    }
+
+    #[test]
+    fn a_speed_shows_its_uncertainty_when_the_device_gave_it() {
+        let mut e = motorbike(None);
+        assert_eq!(speed_uncertainty_text(Some(&e)), "");
+        e.speed = Some(protocol::Speed {
+            measured_kmh: 57.6,
+            limit_kmh: 50,
+            uncertainty_kmh: Some(0.602),
+        });
+        assert_eq!(speed_uncertainty_text(Some(&e)), " ± 0.6");
     }
 }
