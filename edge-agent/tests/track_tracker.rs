@@ -219,16 +219,13 @@ fn class_by_majority_vote() {
 /// A motorbike moving down the frame, with `riders[n]` people seen on it in
 /// frame `n`; the track's rider count at the end.
 fn riders_of(riders: &[u8]) -> Option<u8> {
+    riders_of_a(VehicleClass::Motorcycle, riders)
+}
+
+fn riders_of_a(class: VehicleClass, riders: &[u8]) -> Option<u8> {
     let mut tr = Tracker::new(TrackerConfig::default());
     for (n, &r) in riders.iter().enumerate() {
-        let mut d = det(
-            400.0,
-            100.0 + 6.0 * n as f32,
-            40.0,
-            70.0,
-            0.8,
-            VehicleClass::Motorcycle,
-        );
+        let mut d = det(400.0, 100.0 + 6.0 * n as f32, 40.0, 70.0, 0.8, class);
         d.riders = r;
         tr.update(frame(n as u64), &[d]);
     }
@@ -250,6 +247,9 @@ fn riders_are_what_was_seen_often_enough() {
     assert_eq!(riders_of(&[1, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1]), Some(1));
     // Three people on one bike, seen so in most frames.
     assert_eq!(riders_of(&[3, 3, 2, 3, 3, 3, 2, 3]), Some(3));
+    // A track that is a car by majority reports none, whatever a few
+    // frames called a motorbike counted.
+    assert_eq!(riders_of_a(VehicleClass::Car, &[1; 8]), None);
 }
 
 #[test]
@@ -420,4 +420,23 @@ fn a_lost_motorbike_track_does_not_take_the_car_that_appears_over_its_prediction
     let seen = run(&mut tr, &frames);
     assert_eq!(seen[19].len(), 1);
     assert_eq!(seen[19][0].0, seen[9][0].0, "the same track: {seen:?}");
+}
+
+#[test]
+fn the_first_observation_outlives_the_bounded_trajectory() {
+    let mut tr = Tracker::new(TrackerConfig {
+        max_trajectory: 5,
+        ..TrackerConfig::default()
+    });
+    for n in 0..20u64 {
+        tr.update(frame(n), &[car(100.0 + 4.0 * n as f32, 300.0)]);
+    }
+    let t = tr.active().next().unwrap();
+    assert_eq!(t.trajectory().len(), 5);
+    assert_eq!(t.trajectory().front().unwrap().frame, 15);
+    assert_eq!(
+        (t.first().frame, t.first().bbox.x),
+        (0, 100.0),
+        "where and when it appeared"
+    );
 }

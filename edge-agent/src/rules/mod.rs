@@ -377,9 +377,10 @@ fn repeats_a_parked_vehicle(
     if v.rule != ViolationType::IllegalStopping {
         return false;
     }
-    let Some(first) = track.trajectory().front() else {
-        return false;
-    };
+    // Where the track began, not the oldest point its bounded trajectory
+    // still holds: a car that drove in minutes ago and parked on the spot
+    // has only standing points left, but it is a new offence.
+    let first = track.first();
     let repeat = parked.is_repeat(track.id(), first.bbox, first.timestamp_us);
     if repeat {
         tracing::info!(

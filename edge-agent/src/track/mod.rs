@@ -197,6 +197,8 @@ pub struct Track {
     /// Frames with exactly `i + 1` riders seen (the trajectory is bounded,
     /// this is not).
     rider_frames: [u32; MAX_RIDERS as usize],
+    /// The first observation (the trajectory is bounded and drops it).
+    first: TrackPoint,
     trajectory: VecDeque<TrackPoint>,
     max_trajectory: usize,
     kf: Kalman,
@@ -230,6 +232,7 @@ impl Track {
             misses: 0,
             votes,
             rider_frames,
+            first,
             trajectory,
             max_trajectory: max_trajectory.max(2),
             kf: Kalman::new(measurement(first.bbox)),
@@ -279,6 +282,12 @@ impl Track {
         &self.trajectory
     }
 
+    /// The first observation of the track, kept when the bounded
+    /// trajectory has dropped it: where and when the vehicle appeared.
+    pub fn first(&self) -> &TrackPoint {
+        &self.first
+    }
+
     /// The latest observation.
     pub fn last(&self) -> Option<&TrackPoint> {
         self.trajectory.back()
@@ -303,8 +312,11 @@ impl Track {
     /// where any rider was seen (a pedestrian crossing behind it for a
     /// frame or two does not add one; a passenger hidden behind the driver
     /// half of the time still counts). `None` when no rider was seen that
-    /// often: far motorbikes, cars.
+    /// often: far motorbikes, and any track whose class is not motorcycle.
     pub fn riders(&self) -> Option<u8> {
+        if self.class() != VehicleClass::Motorcycle {
+            return None;
+        }
         let seen: u32 = self.rider_frames.iter().sum();
         let need = RIDERS_MIN_FRAMES.max(seen.div_ceil(4));
         let mut at_least = 0;
