@@ -244,7 +244,10 @@ pub enum Verification {
     },
 }
 
-/// Walks the whole chain and checks every link and the head.
+/// Walks the whole chain and checks every link and the head. The walk
+/// stops at the head read when it began: entries appended while it runs
+/// (any sign-in or owner view) belong to a later check, not to a "broken"
+/// one.
 pub async fn verify(db: &Db) -> Result<Verification, DbError> {
     let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(db.pool())
@@ -258,9 +261,10 @@ pub async fn verify(db: &Db) -> Result<Verification, DbError> {
         let rows = sqlx::query(concat!(
             "SELECT ",
             audit_columns!(),
-            " FROM audit_log WHERE seq >= $1 ORDER BY seq LIMIT 5000"
+            " FROM audit_log WHERE seq >= $1 AND seq <= $2 ORDER BY seq LIMIT 5000"
         ))
         .bind(expect_seq)
+        .bind(head_seq)
         .fetch_all(db.pool())
         .await?;
         if rows.is_empty() {
