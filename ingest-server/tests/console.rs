@@ -38,6 +38,7 @@ async fn operators_review_and_police_confirm_through_the_console() {
     .unwrap();
     let db2 = db.clone();
     let ids2 = ids.clone();
+    let db3 = db.clone();
     tokio::task::spawn_blocking(move || {
         let (first, second) = (ids2[0].clone(), ids2[1].clone());
         // --- not signed in: pages send you to the sign-in form, actions are refused
@@ -182,6 +183,26 @@ async fn operators_review_and_police_confirm_through_the_console() {
             page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"),
             "who accepted and who confirmed"
         );
+        assert!(page.body.contains("id=\"owner\""), "the owner beside the evidence");
+        // A case no operator has accepted: its plate may be a misread, so
+        // nobody's registration is looked up for it.
+        let views = |db: ingest_server::db::Db| async move {
+            sqlx::query("SELECT COUNT(*) FROM registry_access_log")
+                .fetch_one(db.pool())
+                .await
+                .unwrap()
+                .get::<i64, _>(0)
+        };
+        let before = tokio::runtime::Handle::current().block_on(views(db3.clone()));
+        let undecided = cuong.get(&format!("/console/cases/{second}"));
+        assert_eq!(undecided.status, 200);
+        assert!(
+            undecided.body.contains("id=\"owner-pending\"")
+                && !undecided.body.contains("id=\"owner\""),
+            "no owner before acceptance"
+        );
+        let after = tokio::runtime::Handle::current().block_on(views(db3.clone()));
+        assert_eq!(before, after, "and no look-up logged");
         // Signing out ends the session on the server.
         let t = csrf(&page.body);
         assert_eq!(cuong.post("/console/logout", &[("csrf", &t)]).status, 303);

@@ -321,10 +321,31 @@ pub async fn show(
             esc(case.plate().unwrap_or("—"))
         ),
     };
-    let owner = if viewer.session.user.role.sees_personal_data() {
+    // The owner is looked up (and the look-up logged) only for a case an
+    // operator has found a real violation with the right plate: before
+    // that the plate may be a misread, and its owner an uninvolved person
+    // whose data nobody needs (minimum collection).
+    let decided = case.accepted_by.is_some()
+        || matches!(
+            case.state,
+            CaseState::Confirmed
+                | CaseState::NoticeIssued
+                | CaseState::Paid
+                | CaseState::Contested
+                | CaseState::Overdue
+        );
+    let owner = if !viewer.session.user.role.sees_personal_data() {
+        String::new()
+    } else if decided {
         owner_panel(lang, owner_for(&ctx, &viewer, &case).await.map_err(dberr)?)
     } else {
-        String::new()
+        format!(
+            "<section id=\"owner-pending\"><p class=\"muted\">{}</p></section>",
+            lang.t(
+                "Thông tin chủ xe chỉ hiện khi trường hợp đã được chấp nhận.",
+                "The owner is shown once an operator has accepted the case."
+            )
+        )
     };
     // A contest is the owner's own words (and photo): personal data, for
     // the police who answer it and the auditors, each view logged.
