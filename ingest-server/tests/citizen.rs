@@ -293,6 +293,20 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
     .await
     .unwrap();
 
+    // The owner's words stay in the contest record: the case's history
+    // and the audit log (read by supervisors and admins, copied into the
+    // court package) only name the contest.
+    let leaked: i64 = sqlx::query(
+        "SELECT (SELECT COUNT(*) FROM audit_log WHERE detail LIKE '%Tôi đã bán xe này%') \
+         + (SELECT COUNT(*) FROM case_transitions WHERE reason LIKE '%Tôi đã bán xe này%' \
+            OR detail LIKE '%Tôi đã bán xe này%')",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap()
+    .get(0);
+    assert_eq!(leaked, 0);
+
     let denied: i64 =
         sqlx::query("SELECT COUNT(*) FROM audit_log WHERE action = 'citizen.case_denied'")
             .fetch_one(db.pool())

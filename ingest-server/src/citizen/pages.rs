@@ -516,8 +516,13 @@ pub async fn contest(
         id: citizen_actor_id(&citizen),
         role: Role::System,
     };
+    // The owner's words are personal data: they stay in `contests` (shown
+    // to the police and auditors in the contest panel, each view logged).
+    // The case's history and the audit log, which supervisors and admins
+    // read and the court package copies, name the contest, not its text.
+    let reference = format!("contest {contest_id}");
     if let Err(e) = reviewer
-        .act(&id, &Action::Contest, &actor, &reason, now)
+        .act(&id, &Action::Contest, &actor, &reference, now)
         .await
     {
         sqlx::query("DELETE FROM contests WHERE id = $1")
