@@ -289,7 +289,7 @@ pub async fn disable(db: &Db, username: &str, by: &Who) -> Result<User, AccountE
 /// after [`MAX_FAILED_LOGINS`]; every outcome is audited.
 pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<User, LoginError> {
     let row = sqlx::query(
-        "SELECT user_id, password_hash, failed_logins, locked_until FROM users \
+        "SELECT user_id, password_hash FROM users \
          WHERE username = $1 AND disabled_at IS NULL",
     )
     .bind(username)
@@ -311,9 +311,24 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     };
     let user_id: String = row.try_get(0)?;
     let hash: Option<String> = row.try_get(1)?;
-    let locked_until: Option<i64> = row.try_get(3)?;
     let subject = format!("user:{user_id}");
-    if locked_until.is_some_and(|t| t > now) {
+    // The attempt is counted as a failure *before* the password is hashed
+    // (and un-counted if it is right), in one statement that also refuses
+    // a locked account: a hundred guesses sent at once get at most
+    // MAX_FAILED_LOGINS hashed, the rest the same "locked" answer, so
+    // parallel requests neither buy more guesses nor tell a right one by
+    // a different answer.
+    let reserved: Option<i64> = sqlx::query_scalar(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE user_id = $1 \
+         AND (locked_until IS NULL OR locked_until <= $2) AND failed_logins < $3 \
+         RETURNING failed_logins",
+    )
+    .bind(&user_id)
+    .bind(now)
+    .bind(MAX_FAILED_LOGINS)
+    .fetch_optional(db.pool())
+    .await?;
+    let Some(failed) = reserved else {
         audit::record(
             db,
             now,
@@ -324,14 +339,15 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
         )
         .await?;
         return Err(LoginError::Locked);
-    }
+    };
     let ok = match hash.as_deref() {
         Some(h) => password_matches_bounded(h, password).await,
         None => false,
     };
     let mut tx = audit::begin(db).await?;
     if ok {
-        // Only if no parallel guess locked the account meanwhile.
+        // Only if no parallel guess locked the account meanwhile; the
+        // reserved failure is taken back with the rest.
         let reset = sqlx::query(
             "UPDATE users SET failed_logins = 0, locked_until = NULL \
              WHERE user_id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
@@ -359,24 +375,19 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
             .ok_or(LoginError::Invalid)?;
         return Ok(user);
     }
-    // Counted in the database, not from the value read before the check:
-    // guesses sent in parallel each count.
-    let failed: i64 = sqlx::query(
-        "UPDATE users SET failed_logins = failed_logins + 1 WHERE user_id = $1 \
-         RETURNING failed_logins",
+    // Already counted when reserved; the count reaching the limit locks.
+    let locked = sqlx::query(
+        "UPDATE users SET failed_logins = 0, locked_until = $1 WHERE user_id = $2 \
+         AND failed_logins >= $3",
     )
+    .bind(now + LOCKOUT_MS)
     .bind(&user_id)
-    .fetch_one(&mut *tx)
+    .bind(MAX_FAILED_LOGINS)
+    .execute(&mut *tx)
     .await?
-    .try_get(0)?;
-    let lock = (failed >= MAX_FAILED_LOGINS).then_some(now + LOCKOUT_MS);
-    if lock.is_some() {
-        sqlx::query("UPDATE users SET failed_logins = 0, locked_until = $1 WHERE user_id = $2")
-            .bind(lock)
-            .bind(&user_id)
-            .execute(&mut *tx)
-            .await?;
-    }
+    .rows_affected()
+        > 0;
+    let lock = locked.then_some(now + LOCKOUT_MS);
     audit::append(
         &mut tx,
         now,

@@ -183,7 +183,10 @@ async fn operators_review_and_police_confirm_through_the_console() {
             page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"),
             "who accepted and who confirmed"
         );
-        assert!(page.body.contains("id=\"owner\""), "the owner beside the evidence");
+        assert!(
+            page.body.contains("id=\"owner\""),
+            "the owner beside the evidence"
+        );
         // A case no operator has accepted: its plate may be a misread, so
         // nobody's registration is looked up for it.
         let views = |db: ingest_server::db::Db| async move {

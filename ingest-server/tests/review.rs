@@ -320,6 +320,34 @@ async fn suite(url: String) {
         accounts::login(db, "op.lan", "a long password 1", t2 + 100).await,
         Err(LoginError::Locked)
     ));
+    // A burst of many guesses, the right one among them: at most
+    // MAX_FAILED_LOGINS are checked at all, and the right one, if it is not
+    // among those, gets the same "locked" answer as the rest.
+    let t3 = t2 + LOCKOUT_MS + 200;
+    let burst = (0..4 * MAX_FAILED_LOGINS).map(|n| {
+        let pw = if n == 3 * MAX_FAILED_LOGINS {
+            "a long password 1"
+        } else {
+            "burst wrong guess"
+        };
+        accounts::login(db, "op.lan", pw, t3 + n)
+    });
+    let answers = futures::future::join_all(burst).await;
+    let invalid = answers
+        .iter()
+        .filter(|a| matches!(a, Err(LoginError::Invalid)))
+        .count();
+    let signed_in = answers.iter().filter(|a| a.is_ok()).count();
+    assert!(
+        invalid + signed_in <= MAX_FAILED_LOGINS as usize,
+        "{invalid} wrong guesses checked, {signed_in} signed in: {answers:?}"
+    );
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.is_ok() || matches!(a, Err(LoginError::Invalid | LoginError::Locked))),
+        "{answers:?}"
+    );
     assert!(matches!(
         accounts::login(db, "nobody", "a long password 1", t).await,
         Err(LoginError::Invalid)
