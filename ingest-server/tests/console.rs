@@ -123,6 +123,24 @@ async fn operators_review_and_police_confirm_through_the_console() {
             ],
         );
         assert_eq!(r.status, 409, "a correction needs a reason");
+        // A character the grammar does not know is refused, not dropped
+        // (dropping `ɱ` would leave the valid plate 30A12346 of someone
+        // the operator did not mean).
+        let r = an.post(
+            &act,
+            &[
+                ("csrf", &token),
+                ("action", "correct_plate"),
+                ("plate", "30Aɱ-123.46"),
+                ("reason", "typo"),
+            ],
+        );
+        assert!(
+            (400..500).contains(&r.status),
+            "refused: {} {}",
+            r.status,
+            r.body
+        );
         let r = an.post(
             &act,
             &[

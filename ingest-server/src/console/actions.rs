@@ -228,8 +228,11 @@ fn parse_action(f: &ActionForm) -> Option<Action> {
         "reject" => Action::Reject {
             code: f.code.clone(),
         },
+        // As typed: the grammar's strict parse (in `review`) refuses a
+        // character it does not know rather than dropping it, which could
+        // leave a different valid plate (someone else's vehicle).
         "correct_plate" => Action::CorrectPlate {
-            plate: plate_ocr::plate::canonicalize(&f.plate),
+            plate: f.plate.trim().chars().take(40).collect(),
         },
         "correct_type" => Action::CorrectType {
             violation_type: f.violation_type.clone(),

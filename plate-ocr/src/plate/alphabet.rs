@@ -34,7 +34,9 @@ pub(crate) fn canonical_char(c: char) -> Option<char> {
     match c {
         '0'..='9' | 'A'..='Z' => Some(c),
         'a'..='z' => Some(c.to_ascii_uppercase()),
-        'Đ' | 'đ' | 'Ð' => Some(DJ),
+        // Đ as typed or pasted: the Vietnamese letter, and the look-alike
+        // eth (Icelandic) and African D.
+        'Đ' | 'đ' | 'Ð' | 'ð' | 'Ɖ' | 'ɖ' => Some(DJ),
         _ => None,
     }
 }
