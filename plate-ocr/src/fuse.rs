@@ -20,10 +20,15 @@
 //!    answer is always a plate the grammar accepts.
 //! 4. **Measures.** `agreement` is the smallest, over positions, share of the
 //!    vote won by the answer's character; `strength` is the smallest, over
-//!    positions, mean confidence of the reads voting for it;
+//!    positions, mean confidence of the reads voting for it, and at most the
+//!    confidence of the best read that read the answer whole (a read's
+//!    confidence is its plate's: eight characters at 0.92 make a 0.51
+//!    read, and fusing it alone must not make it a 0.92 plate);
 //!    `confidence = agreement × strength`.
 //! 5. **Refusals.** [`Fused::Disagree`] when `agreement < min_agreement`, when
-//!    two answers tie, or when another plate (a valid one, with a grammar) was
+//!    two answers tie, when no read read the answer whole (a plate put
+//!    together position by position from reads that each differ from it),
+//!    or when another plate (a valid one, with a grammar) was
 //!    read whole by reads holding at least `max_rival_share` of the total read
 //!    confidence: two different plates both with substantial support.
 //!    [`Fused::LowConfidence`] when they agree but `confidence < min_confidence`.
@@ -299,14 +304,19 @@ fn fuse_inner(reads: &[Read], cfg: &FuseConfig, grammar: Option<&PlateGrammar>) 
         agreement = agreement.min(share);
         strength = strength.min(if n > 0 { w / n as f32 } else { 0.0 });
     }
-    let confidence = clamp01(agreement * strength);
     let text: String = answer.iter().collect();
     let support = usable.iter().filter(|r| r.text == answer).count();
+    let best_whole = usable
+        .iter()
+        .filter(|r| r.text == answer)
+        .map(|r| r.weight)
+        .fold(0.0f32, f32::max);
+    let confidence = clamp01(agreement * strength.min(best_whole));
 
     let rival = texts.iter().any(|(t, share)| {
         *t != text && *share + 1e-6 >= cfg.max_rival_share && grammar.is_none_or(|g| g.is_valid(t))
     });
-    if agreement < cfg.min_agreement || rival {
+    if agreement < cfg.min_agreement || rival || support == 0 {
         return disagree();
     }
     if confidence < cfg.min_confidence {

@@ -270,3 +270,39 @@ proptest! {
         prop_assert_eq!(out.agreed(), Some("51G67890"));
     }
 }
+
+#[test]
+fn a_plate_no_frame_read_whole_is_not_answered() {
+    // Each read differs from 30A12345 at one place, each at another: the
+    // per-position winners spell a plate nobody read.
+    let reads = [
+        Read::uniform("30A12346", 0.9),
+        Read::uniform("30A12375", 0.9),
+        Read::uniform("30A12845", 0.9),
+        Read::uniform("30A19345", 0.9),
+    ];
+    assert!(
+        matches!(fuse(&reads, &FuseConfig::default()), Fused::Disagree { .. }),
+        "{:?}",
+        fuse(&reads, &FuseConfig::default())
+    );
+}
+
+#[test]
+fn fusing_one_read_does_not_raise_its_confidence() {
+    // Eight characters at 0.92 each: a 0.51 plate.
+    let read = Read {
+        text: "30A12345".into(),
+        char_conf: vec![0.92; 8],
+        confidence: 0.513,
+    };
+    let cfg = FuseConfig {
+        min_reads: 1,
+        min_confidence: 0.0,
+        ..FuseConfig::default()
+    };
+    match fuse(&[read], &cfg) {
+        Fused::Agreed { confidence, .. } => assert!(confidence <= 0.513 + 1e-6, "{confidence}"),
+        other => panic!("{other:?}"),
+    }
+}
