@@ -174,6 +174,30 @@ pub struct SlotRecognizer {
     views: u8,
 }
 
+/// What is wrong with an output of `shape` for `n` crops and an alphabet
+/// of `k` classes, if anything: it must be `[n, S, K]` and a probability
+/// distribution at every step.
+fn output_problem(n: usize, shape: &[usize], probs: &[f32], k: usize) -> Option<String> {
+    if shape.len() != 3 || shape[0] != n || shape[2] != k || shape[1] == 0 || k == 0 {
+        return Some(format!(
+            "output `probs` shape {shape:?} does not match [{n}, S, {k}] (the alphabet's size)"
+        ));
+    }
+    probs.chunks_exact(k).find_map(|step| {
+        let sum: f32 = step.iter().sum();
+        (step
+            .iter()
+            .any(|p| !p.is_finite() || *p < -1e-4 || *p > 1.0 + 1e-4)
+            || (sum - 1.0).abs() > 0.02)
+            .then(|| {
+                format!(
+                    "output `probs` is not a probability per step (values summing to {sum}); \
+                     was the softmax left out of the export?"
+                )
+            })
+    })
+}
+
 /// Trimmed or padded by this fraction of the width on each side, and twice
 /// that of the height (plates are wide; the characters nearly fill the
 /// height).
@@ -205,11 +229,32 @@ impl SlotRecognizer {
         if !model.output_names().iter().any(|n| n == "probs") {
             return Err(model.contract_error("has no output named `probs`"));
         }
-        Ok(SlotRecognizer {
+        let rec = SlotRecognizer {
             model,
             contract,
             views: 1,
-        })
+        };
+        // One read of a blank plate at load: an alphabet that does not fit
+        // the output, or an output that is not a softmax (an export without
+        // its last layer), stops the program here with a clear error
+        // instead of making every plate of a running edge unreadable — or
+        // worse, reading logits as certainties.
+        let c = &rec.contract;
+        let blank = vec![0.5f32; c.channels * c.height * c.width];
+        let (shape, probs) =
+            rec.model
+                .run(&[1, c.channels, c.height, c.width], &blank, Some("probs"))?;
+        rec.check_output(1, &shape, &probs)?;
+        Ok(rec)
+    }
+
+    /// The output must be `[n, S, K]` with K the alphabet's size, and a
+    /// probability distribution at every step.
+    fn check_output(&self, n: usize, shape: &[usize], probs: &[f32]) -> Result<()> {
+        match output_problem(n, shape, probs, self.contract.alphabet.len()) {
+            Some(problem) => Err(self.model.contract_error(problem)),
+            None => Ok(()),
+        }
     }
 
     /// Reads each crop in `views` views (1, or 3: as given, trimmed,
@@ -402,12 +447,7 @@ impl SlotRecognizer {
         let (shape, all) =
             self.model
                 .run(&[n, c.channels, c.height, c.width], &data, Some("probs"))?;
-        let k = c.alphabet.len();
-        if shape.len() != 3 || shape[0] != n || shape[2] != k {
-            return Err(self.model.contract_error(format!(
-                "output `probs` shape {shape:?} does not match [{n}, S, {k}] (the alphabet's size)"
-            )));
-        }
+        self.check_output(n, &shape, &all)?;
         // Each view decoded on its own (CTC steps are not aligned across
         // views, so their probabilities cannot be averaged step by step).
         let per_view = all.len() / n;
@@ -455,4 +495,21 @@ fn argmax(values: &[f32]) -> usize {
             if v > bv { (i, v) } else { (bi, bv) }
         })
         .0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::output_problem;
+
+    #[test]
+    fn only_a_softmax_of_the_alphabets_size_is_an_output() {
+        let softmax = [0.7, 0.2, 0.1, 0.0, 0.5, 0.5];
+        assert_eq!(output_problem(1, &[1, 2, 3], &softmax, 3), None);
+        // Logits (an export without its softmax) would read as certainties.
+        let logits = [8.3, -2.1, 0.4, 1.0, 0.2, -0.5];
+        assert!(output_problem(1, &[1, 2, 3], &logits, 3).is_some_and(|m| m.contains("softmax")));
+        // An alphabet one class short of the output.
+        assert!(output_problem(1, &[1, 2, 3], &softmax, 2).is_some_and(|m| m.contains("shape")));
+        assert!(output_problem(1, &[1, 2, 3], &[f32::NAN; 6], 3).is_some());
+    }
 }
