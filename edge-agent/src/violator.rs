@@ -166,10 +166,22 @@ struct FrameRead {
     searched: bool,
 }
 
+/// A plate a frame nearly read (valid, but under the confidence threshold,
+/// at no less than this share of it): too unsure to answer with, sure
+/// enough that a different plate answered from other frames is in doubt.
+const NEAR_MISS_SHARE: f32 = 0.5;
+
 /// The valid plate inside `b` on frame `n`, if there is exactly one: two
 /// different valid plates in the violator's box (two vehicles in one box)
-/// make the frame useless, not a choice by confidence.
-fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<FrameRead> {
+/// make the frame useless, not a choice by confidence. Plates the frame
+/// nearly read there go to `near_misses`.
+fn read_on(
+    job: &EvidenceJob,
+    reader: &Pipeline,
+    n: u64,
+    b: &BBox,
+    near_misses: &mut Vec<String>,
+) -> Option<FrameRead> {
     let frame = job.frame(n)?;
     let region = search_region(b, frame.width, frame.height)?;
     let crop: Mat = frame_mat(frame)
@@ -183,6 +195,14 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<Fra
         }
     };
     let near: &[BBox] = job.neighbours.get(&n).map_or(&[], Vec::as_slice);
+    let floor = NEAR_MISS_SHARE * reader.config().min_confidence;
+    near_misses.extend(
+        reads
+            .iter()
+            .filter(|r| r.confidence >= floor && inside(r, region, b))
+            .filter(|r| fits_violator(plate_centre(r, region), b, near))
+            .filter_map(|r| r.near_miss.clone()),
+    );
     let (valid, theirs): (Vec<PlateRead>, Vec<PlateRead>) = reads
         .into_iter()
         .filter(|r| r.valid && !r.unreadable && r.text.is_some() && inside(r, region, b))
@@ -233,9 +253,10 @@ fn read_on(job: &EvidenceJob, reader: &Pipeline, n: u64, b: &BBox) -> Option<Fra
 /// agree: one window out of many passing the grammar alone is not enough.
 pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlate {
     let at = job.violation.frames.at;
+    let mut near_misses = Vec::new();
     let reads: Vec<(u64, FrameRead)> = read_frames(job)
         .iter()
-        .filter_map(|(n, b)| read_on(job, reader, *n, b).map(|r| (*n, r)))
+        .filter_map(|(n, b)| read_on(job, reader, *n, b, &mut near_misses).map(|r| (*n, r)))
         .take(MAX_READ_FRAMES)
         .collect();
     // Each read with the confidence of the characters the grammar kept.
@@ -253,6 +274,10 @@ pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlat
             return ViolatorPlate::unreadable(at);
         }
     };
+    if let Some(other) = near_misses.iter().find(|t| **t != text) {
+        tracing::info!(event_id = %job.event_id, answer = %text, nearly = %other, "a frame nearly read another plate; left to the reviewers");
+        return ViolatorPlate::unreadable(at);
+    }
     // The crop comes from the best read of the agreed plate.
     let Some((
         n,

@@ -108,6 +108,12 @@ pub struct PlateRead {
     /// recogniser's valid plate, when it read one, so an operator sees both
     /// readings when they disagree.
     pub second_opinion: Option<String>,
+    /// The grammar's best valid plate when it scored under
+    /// `min_confidence` (its score is `confidence`): not an answer, but a
+    /// fusion of several frames must see that a frame nearly read another
+    /// plate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub near_miss: Option<String>,
 }
 
 /// Plates found in one image, and how long it took.
@@ -255,6 +261,7 @@ impl Pipeline {
             detector_score: 1.0,
             chars: read.chars().map(CharOut::from).collect(),
             second_opinion: None,
+            near_miss: None,
         };
         match (&self.cross_check, self.config.mode) {
             (Some((second, rule)), ReadMode::Grammar) => {
@@ -306,6 +313,8 @@ impl Pipeline {
                 plate.layout = Some(number.layout.clone());
                 plate.lines = number.lines.or(plate.lines);
                 plate.unreadable = false;
+            } else {
+                plate.near_miss = Some(number.canonical.clone());
             }
         }
     }

@@ -49,6 +49,20 @@ fn named_car_crops_are_read_with_the_grammar() {
     );
     let fused = read.fuse_read().expect("a fuse read");
     assert_eq!(fused.char_conf.len(), fused.text.chars().count());
+    assert_eq!(read.near_miss, None);
+    // Under a threshold nothing reaches, the plate is not answered, but
+    // what it nearly read is kept for fusion to weigh.
+    let strict = Pipeline::new(
+        None,
+        Box::new(ppocr()),
+        PipelineConfig {
+            min_confidence: 1.01,
+            ..PipelineConfig::default()
+        },
+    );
+    let unsure = strict.read_crop(&img, None).expect("read");
+    assert!(unsure.unreadable && unsure.text.is_none());
+    assert_eq!(unsure.near_miss.as_deref(), Some(labels[0].text.as_str()));
 }
 
 #[test]
