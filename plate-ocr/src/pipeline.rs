@@ -302,11 +302,17 @@ impl Pipeline {
         }
     }
 
-    /// Answers with `best` when its score reaches `min_confidence`.
+    /// Answers with `best` when its score reaches `min_confidence` and the
+    /// recogniser read at least one letter: every civil plate's series has
+    /// one, so a read of digits alone becomes a plate only by correcting a
+    /// digit into its series letter — which is how a taxi's phone number
+    /// (`38 27 27 27` → `38Z-727.27`) or a hotline painted on a truck would
+    /// be fined. Such a read is left to a person (kept as `near_miss`).
     fn accept(&self, best: Option<(&crate::plate::PlateNumber, f32)>, plate: &mut PlateRead) {
+        let letter_read = plate.chars.iter().any(|c| c.ch.is_alphabetic());
         if let Some((number, score)) = best {
             plate.confidence = score;
-            if score >= self.config.min_confidence {
+            if score >= self.config.min_confidence && letter_read {
                 plate.valid = true;
                 plate.text = Some(number.canonical.clone());
                 plate.display = Some(number.display.clone());

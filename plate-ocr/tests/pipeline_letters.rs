@@ -1,0 +1,56 @@
+//! A read with no letter in it is never answered as a plate: every civil
+//! Vietnamese plate has a series letter, so digits alone become a plate
+//! only by correcting a digit into a letter — a taxi's phone number or a
+//! hotline painted on a truck must not be fined as a plate.
+
+use opencv::core::{CV_8UC3, Mat, Scalar};
+use plate_ocr::pipeline::{Pipeline, PipelineConfig};
+use plate_ocr::recognize::{CharRead, LineRead, Recognizer, TextRead};
+
+/// A recogniser that reads the same text, each character certain (so one
+/// correction, at the grammar's factor of 0.5, just reaches the default
+/// threshold).
+struct Reads(&'static str);
+
+impl Recognizer for Reads {
+    fn name(&self) -> &str {
+        "fixed"
+    }
+
+    fn read(&self, _crop: &Mat, _lines: Option<u8>) -> plate_ocr::error::Result<TextRead> {
+        let chars = self
+            .0
+            .chars()
+            .map(|ch| CharRead {
+                ch,
+                prob: 1.0,
+                alternatives: vec![(ch, 1.0)],
+            })
+            .collect();
+        Ok(TextRead {
+            lines: vec![LineRead {
+                chars,
+                text: self.0.into(),
+            }],
+            plate_lines: Some(1),
+        })
+    }
+}
+
+fn read(text: &'static str) -> plate_ocr::pipeline::PlateRead {
+    let p = Pipeline::new(None, Box::new(Reads(text)), PipelineConfig::default());
+    let crop = Mat::new_rows_cols_with_default(40, 160, CV_8UC3, Scalar::all(255.0)).unwrap();
+    p.read_crop(&crop, Some(1)).unwrap()
+}
+
+#[test]
+fn digits_alone_are_not_a_plate() {
+    // `38Z72727` after correcting the series `2` into `Z`: not answered,
+    // kept as what it nearly read.
+    let phone = read("38272727");
+    assert!(phone.unreadable && phone.text.is_none(), "{phone:?}");
+    assert_eq!(phone.near_miss.as_deref(), Some("38Z72727"));
+    // The same plate with its letter read is answered.
+    let plate = read("38Z72727");
+    assert_eq!(plate.text.as_deref(), Some("38Z72727"));
+}
