@@ -218,6 +218,62 @@ fn right_turn_on_red_where_allowed_is_no_violation() {
 }
 
 #[test]
+fn waiting_beyond_the_line_to_turn_right_on_red_is_no_case() {
+    // Crosses on red into the right-turn-on-red lane s3, stops 40 px past
+    // the line for 3 s (yielding to pedestrians), then turns right.
+    let moto = Vehicle::new(6, Motorcycle, |n: u64| {
+        let y = (905.0 - 20.0 * n as f64).max(560.0);
+        if n < 50 {
+            Some(edge_agent::geometry::Point::new(1300.0, y))
+        } else {
+            Some(edge_agent::geometry::Point::new(
+                1300.0 + 20.0 * (n - 49) as f64,
+                560.0,
+            ))
+        }
+    });
+    let out = run(SITE, &[moto], red_from_5, 80);
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn creeping_over_on_red_waiting_and_then_running_it_is_one_red_light_case() {
+    // Crosses on red, stops 15 px past the line (short of the 30 px that
+    // confirms a run), waits 20 s, then goes on through the red. The case
+    // is anchored where it went on (the crossing's frames are long gone
+    // from a 7 s evidence ring), with the signal as it was at the crossing.
+    let moto = Vehicle::new(7, Car, |n: u64| {
+        let y = (905.0 - 20.0 * n as f64).max(585.0);
+        Some(edge_agent::geometry::Point::new(
+            900.0,
+            if n < 230 {
+                y
+            } else {
+                585.0 - 20.0 * (n - 229) as f64
+            },
+        ))
+    });
+    let out = run(SITE, &[moto], red_from_5, 260);
+    assert_eq!(out.summary(), vec![(7, ViolationType::RedLight)]);
+    let v = &out.reported[0].1;
+    assert!(
+        v.frame >= 230,
+        "anchored where it went on: frame {}",
+        v.frame
+    );
+    assert!(
+        v.frames.before >= 200,
+        "its before still within the ring: {}",
+        v.frames.before
+    );
+    let red = v.signal.as_ref().and_then(|s| s.red_for_ms).unwrap();
+    assert!(
+        red < 2000,
+        "the signal as at the crossing: red for {red} ms"
+    );
+}
+
+#[test]
 fn right_turn_on_red_where_not_allowed_is_a_violation() {
     let site = SITE.replace("right_turn_on_red = true", "right_turn_on_red = false");
     let moto = Vehicle::new(4, Motorcycle, up_then_turn(1300.0, 905.0, 20.0, 560.0, 1.0));

@@ -209,7 +209,26 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             if let Some(violated) = decision {
                 c.red_done = true;
                 if violated {
-                    let mut v = ctx.violation(RuleKind::RedLight, &c.at, c.before, Some(c.lane));
+                    // Confirmed soon after the crossing: the evidence is
+                    // the crossing. Confirmed long after it (crept over,
+                    // waited, then went on through the red), the crossing's
+                    // frames have left the evidence ring: the case is
+                    // anchored where it went on, with the signal as it was
+                    // at the crossing — else neither this case nor the
+                    // held stop-line case would be reported.
+                    let late = ctx.p1.timestamp_us - c.at.timestamp_us > HELD_MAX_AGE_US;
+                    let mut v = if late {
+                        let p1 = ctx.p1;
+                        let recent = ctx
+                            .track
+                            .trajectory()
+                            .iter()
+                            .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
+                            .map_or(c.at.frame, |q| q.frame.max(c.at.frame));
+                        ctx.violation(RuleKind::RedLight, p1, recent, Some(c.lane))
+                    } else {
+                        ctx.violation(RuleKind::RedLight, &c.at, c.before, Some(c.lane))
+                    };
                     v.signal = c.signal.clone();
                     found[1] = Some(v);
                 }
@@ -220,8 +239,14 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         state.report(v);
     }
     if let Some(held) = state.junction.held_stop.take() {
+        let turned_right_on_red = state.junction.crossing.as_ref().is_some_and(|c| {
+            site.lanes[c.lane].right_turn_on_red && c.manoeuvre == Some(Manoeuvre::Right)
+        });
         if state.issued(ViolationType::RedLight) {
             // It went on through the red: one act, the red-light case.
+        } else if turned_right_on_red {
+            // Waited beyond the line to turn right where a right turn on
+            // red is allowed (yielding to pedestrians): not a case.
         } else if !red_question_open(ctx, state) {
             state.report(held);
         } else if beyond_the_line_on_red(ctx, state) {
