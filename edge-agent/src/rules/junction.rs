@@ -24,7 +24,7 @@
 //! (the stop-line rule judges it); one that stopped further beyond the line
 //! was confirmed as a run when it got there.
 
-use super::motion::{classify, heading_over_path, stationary_since};
+use super::motion::{Standing, classify, heading_over_path, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState, Violation};
 use crate::site::Manoeuvre;
 use crate::track::TrackPoint;
@@ -34,7 +34,7 @@ use protocol::{SignalObservation, SignalState, ViolationType};
 #[derive(Debug, Default)]
 pub(crate) struct JunctionState {
     crossing: Option<Crossed>,
-    stopped_since: Option<Mark>,
+    stopped_since: Option<Standing<Mark>>,
     /// A stop-line case held while the red-light question of the same
     /// crossing is open (see [`stop_line`]), refreshed each frame it holds.
     held_stop: Option<Violation>,
@@ -392,28 +392,34 @@ fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
         i64::from(motion.speed_window_ms) * 1000,
         motion.stationary_px_s,
     );
-    match still {
-        Some(start) if past > rule.min_past_px && past <= rule.max_past_px => {
-            let since = *state
-                .junction
-                .stopped_since
-                .get_or_insert(Mark::from(&start));
-            let from = since.ts.max(red.since_us);
-            if p1.timestamp_us - from >= i64::from(rule.min_stopped_ms) * 1000 {
-                if red_question_open(ctx, state) {
-                    // Crossed on red and standing beyond the line: if it
-                    // now goes on through the red, that is one act, the
-                    // red-light case; if the light changes first, this is
-                    // the stop-line case. Held until then, anchored to
-                    // the latest frame it holds, so its stills are still
-                    // in the evidence ring when it is reported.
-                    state.junction.held_stop = Some(held_case(ctx, state, since.frame));
-                } else {
-                    let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);
-                    state.report(v);
-                }
+    let beyond = past > rule.min_past_px && past <= rule.max_past_px;
+    // Standing beyond the line since: kept through a moment of apparent
+    // motion (box jitter, traffic passing in front), not through leaving.
+    state.junction.stopped_since = if beyond {
+        Standing::update(
+            state.junction.stopped_since,
+            still.map(|p| Mark::from(&p)),
+            p1.timestamp_us,
+        )
+    } else {
+        None
+    };
+    if let Some(standing) = still.and(state.junction.stopped_since) {
+        let since = standing.since;
+        let from = since.ts.max(red.since_us);
+        if p1.timestamp_us - from >= i64::from(rule.min_stopped_ms) * 1000 {
+            if red_question_open(ctx, state) {
+                // Crossed on red and standing beyond the line: if it
+                // now goes on through the red, that is one act, the
+                // red-light case; if the light changes first, this is
+                // the stop-line case. Held until then, anchored to
+                // the latest frame it holds, so its stills are still
+                // in the evidence ring when it is reported.
+                state.junction.held_stop = Some(held_case(ctx, state, since.frame));
+            } else {
+                let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);
+                state.report(v);
             }
         }
-        _ => state.junction.stopped_since = None,
     }
 }

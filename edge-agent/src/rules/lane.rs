@@ -2,7 +2,7 @@
 //! stop line: wrong vehicle class in a lane, wrong way, and illegal
 //! stopping in a no-stopping zone.
 
-use super::motion::stationary_since;
+use super::motion::{Standing, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState};
 use protocol::ViolationType;
 
@@ -14,7 +14,7 @@ pub(crate) struct LaneState {
     /// Travel against a lane's direction in progress.
     against: Option<Against>,
     /// Zone the anchor is in, and since when it has been stationary there.
-    zone: Option<(usize, Option<Mark>)>,
+    zone: Option<(usize, Option<Standing<Mark>>)>,
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
@@ -128,7 +128,8 @@ fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
 
 /// Stationary inside a no-stopping zone for longer than the zone's
 /// `max_dwell_s`, counted from the first frame of the stationary window;
-/// moving again (or leaving) starts the count again.
+/// moving again for longer than a moment ([`super::motion::STILL_GRACE_US`])
+/// or leaving starts the count again.
 fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
     let Some(z) = ctx.site.zone_at(ctx.p1.anchor) else {
         state.lane_rules.zone = None;
@@ -144,9 +145,9 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         Some((zz, m)) if zz == z => m,
         _ => None,
     };
-    let since = still.map(|start| kept.unwrap_or(Mark::from(&start)));
-    state.lane_rules.zone = Some((z, since));
-    if let Some(s) = since
+    let standing = Standing::update(kept, still.map(|p| Mark::from(&p)), ctx.p1.timestamp_us);
+    state.lane_rules.zone = Some((z, standing));
+    if let Some(s) = standing.filter(|_| still.is_some()).map(|s| s.since)
         && ctx.p1.timestamp_us - s.ts >= ctx.site.zones[z].1
     {
         let v = ctx.violation(RuleKind::IllegalStopping, ctx.p1, s.frame, state.lane);

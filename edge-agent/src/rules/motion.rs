@@ -43,6 +43,46 @@ pub(crate) fn stationary_since(
     }
 }
 
+/// How long a vehicle may look as if it moved (box jitter, a partial
+/// occlusion by passing traffic, a detection glitch) without its "standing
+/// since" being forgotten: a car parked for minutes on a busy street must
+/// not have its dwell restarted by every motorbike that passes in front.
+pub(crate) const STILL_GRACE_US: i64 = 1_000_000;
+
+/// A "standing since" mark kept through short spells of apparent motion
+/// ([`STILL_GRACE_US`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Standing<M: Copy> {
+    /// Since when it stands.
+    pub since: M,
+    /// When it was last seen stationary (µs).
+    pub last_still_us: i64,
+}
+
+impl<M: Copy> Standing<M> {
+    /// The mark after an observation at `now_us`: `still` says whether it
+    /// is stationary now (and from when, for a new mark). `None` once it
+    /// has moved for longer than the grace.
+    pub(crate) fn update(
+        kept: Option<Standing<M>>,
+        still: Option<M>,
+        now_us: i64,
+    ) -> Option<Standing<M>> {
+        match (kept, still) {
+            (Some(k), Some(_)) => Some(Standing {
+                last_still_us: now_us,
+                ..k
+            }),
+            (None, Some(s)) => Some(Standing {
+                since: s,
+                last_still_us: now_us,
+            }),
+            (Some(k), None) if now_us - k.last_still_us <= STILL_GRACE_US => Some(k),
+            _ => None,
+        }
+    }
+}
+
 /// Heading of the newest `path_px` of the path (from the first point at
 /// least that far back, along the path, to the newest). With less path
 /// than that, the heading over the whole track if it is at least a quarter
