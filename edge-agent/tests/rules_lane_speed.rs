@@ -211,7 +211,11 @@ fn illegal_stopping_after_the_dwell_time_and_not_before() {
     // a frame (the anchor jumps 60 px up): the dwell is not restarted.
     let jittery = |n: u64| {
         let x = 1890.0 - 20.0 * n.min(10) as f64;
-        let y = if n > 10 && n.is_multiple_of(15) { 790.0 } else { 850.0 };
+        let y = if n > 10 && n.is_multiple_of(15) {
+            790.0
+        } else {
+            850.0
+        };
         Some(Point::new(x, y))
     };
     let out = run(SITE, &[Vehicle::new(5, Car, jittery)], |_| Green, 60);

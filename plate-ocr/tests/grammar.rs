@@ -71,6 +71,17 @@ fn canonical_text_fitting_car_and_motorbike_is_ambiguous() {
     assert_eq!(two.display, "30-A1 2345");
     assert_eq!(two.vehicle, VehicleKind::Motorbike);
     assert_eq!(two.alternatives, vec!["car-short-5"]);
+    // Printed for the vehicle it is about (a notice on a motorbike).
+    assert_eq!(
+        g().display_for("30A12345", VehicleKind::Motorbike)
+            .as_deref(),
+        Some("30-A1 2345")
+    );
+    assert_eq!(
+        g().display_for("30A12345", VehicleKind::Car).as_deref(),
+        Some("30A-123.45")
+    );
+    assert_eq!(g().display_for("not a plate", VehicleKind::Car), None);
     // The written form settles it.
     assert_eq!(parse_ok("30-A1 2345").layout, "moto-4");
 }

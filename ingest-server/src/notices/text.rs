@@ -14,8 +14,8 @@
 /// Wording shared with the court package's summary (`package::vi`), so a
 /// notice and the evidence package describe a case in the same words.
 pub use crate::package::vi::{
-    article, colour as colour_text, grouped, plate_display, vehicle as vehicle_text,
-    violation as violation_text,
+    article, colour as colour_text, grouped, plate_display, plate_display_for,
+    vehicle as vehicle_text, violation as violation_text,
 };
 
 use sqlx::Row;
@@ -82,14 +82,15 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<NoticeFacts>, DbErro
     .await?;
     let Some(r) = row else { return Ok(None) };
     let plate: String = r.try_get(3)?;
+    let vehicle_class: String = r.try_get(5)?;
     Ok(Some(NoticeFacts {
         notice_id: r.try_get(0)?,
         event_id: r.try_get(1)?,
         owner_id: r.try_get(2)?,
-        plate_display: plate_display(&plate),
+        plate_display: plate_display_for(&plate, &vehicle_class),
         plate,
         plate_colour: r.try_get(4)?,
-        vehicle_class: r.try_get(5)?,
+        vehicle_class,
         violation: r.try_get(6)?,
         site: r.try_get(7)?,
         camera: r.try_get(8)?,

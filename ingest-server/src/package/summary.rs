@@ -279,7 +279,10 @@ fn plate_lines(l: &Loaded, ev: &ViolationEvent) -> (String, String) {
         .unwrap_or_else(|| "không có độ tin cậy".into());
     match &c.reviewed_plate {
         Some(p) => (
-            format!("{} (đã sửa khi xem xét)", vi::plate_display(p)),
+            format!(
+                "{} (đã sửa khi xem xét)",
+                vi::plate_display_for(p, &c.vehicle_class)
+            ),
             format!("{read} ({confidence}); người xem xét đã sửa"),
         ),
         None => (read, format!("{confidence}; người xem xét giữ nguyên")),

@@ -215,6 +215,22 @@ pub fn plate_display(canonical: &str) -> String {
         .map_or_else(|| canonical.to_string(), |p| p.display)
 }
 
+/// The display form of a canonical plate on a vehicle of the event's class
+/// (`motorcycle`, `car`, `bus`, `truck`): `29B11234` is motorbike
+/// `29-B1 1234` but car `29B-112.34`; a notice prints the one it is about.
+pub fn plate_display_for(canonical: &str, vehicle_class: &str) -> String {
+    use plate_ocr::plate::VehicleKind;
+    let kind = if vehicle_class == "motorcycle" {
+        VehicleKind::Motorbike
+    } else {
+        VehicleKind::Car
+    };
+    plate_ocr::plate::PlateGrammar::try_builtin()
+        .ok()
+        .and_then(|g| g.display_for(canonical, kind))
+        .unwrap_or_else(|| canonical.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -235,6 +251,9 @@ mod tests {
         );
         assert_eq!(ms_text(0), "01/01/1970 07:00:00 (UTC+07:00)");
         assert_eq!(plate_display("30A12345"), "30A-123.45");
+        assert_eq!(plate_display_for("30A12345", "car"), "30A-123.45");
+        assert_eq!(plate_display_for("30A12345", "motorcycle"), "30-A1 2345");
+        assert_eq!(plate_display_for("garbage", "car"), "garbage");
         assert_eq!(violation("something_new"), "something_new");
     }
 }

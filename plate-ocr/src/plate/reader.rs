@@ -18,7 +18,7 @@ use super::PlateGrammar;
 use super::alphabet::scan;
 use super::decode::{Decoded, TIE_EPS, columns_from_scored, columns_from_text};
 use super::error::GrammarError;
-use super::number::PlateNumber;
+use super::number::{PlateNumber, VehicleKind};
 
 /// One valid reading from constrained decoding.
 #[derive(Debug, Clone, PartialEq)]
@@ -55,6 +55,22 @@ impl PlateGrammar {
             Some(d) => Ok(self.plate_of(d, None, Some(&scanned.breaks))),
             None => Err(self.diagnose(&scanned.chars, &scanned.breaks)),
         }
+    }
+
+    /// The display form of a canonical plate on a vehicle of `kind`: one
+    /// canonical text can fit a car's and a motorbike's layout (`29B11234`
+    /// is car `29B-112.34` and motorbike `29-B1 1234`), and a notice must
+    /// print the plate of the vehicle it is about. The preferred layout's
+    /// display when none of that kind fits; `None` when the text is no plate.
+    pub fn display_for(&self, canonical: &str, kind: VehicleKind) -> Option<String> {
+        let p = self.parse(canonical).ok()?;
+        let chars: Vec<char> = p.canonical.chars().collect();
+        std::iter::once(&p.layout)
+            .chain(&p.alternatives)
+            .filter_map(|id| self.layout(id))
+            .find(|l| l.vehicle == kind && l.len() == chars.len())
+            .map(|l| l.render(&chars))
+            .or(Some(p.display))
     }
 
     /// Interpret raw OCR text leniently: correct confusable characters by
