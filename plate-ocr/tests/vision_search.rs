@@ -63,6 +63,22 @@ fn shipped_recogniser_is_ctc_and_reads_the_named_crops() {
     assert!(report.exact * 2 >= report.total, "{}", report.summary());
 }
 
+/// `crop` resized into `region` at `at`.
+fn paste_plate(region: &mut Mat, crop: &Mat, at: Rect) {
+    let mut plate = Mat::default();
+    imgproc::resize(
+        crop,
+        &mut plate,
+        Size::new(at.width, at.height),
+        0.0,
+        0.0,
+        imgproc::INTER_AREA,
+    )
+    .expect("resize");
+    let mut dst = Mat::roi_mut(region, at).expect("roi");
+    plate.copy_to(&mut dst).expect("paste");
+}
+
 #[test]
 fn a_pasted_motorbike_plate_is_found_where_it_is_and_read() {
     let p = vn_pipeline();
@@ -82,20 +98,8 @@ fn a_pasted_motorbike_plate_is_found_where_it_is_and_read() {
             continue;
         }
         // Plate 60 px wide in a 180 × 240 region, low and right of centre.
-        let mut plate = Mat::default();
-        imgproc::resize(
-            &crop,
-            &mut plate,
-            Size::new(60, 44),
-            0.0,
-            0.0,
-            imgproc::INTER_AREA,
-        )
-        .expect("resize");
         let mut region = vehicle_region(180, 240);
-        let at = Rect::new(70, 150, 60, 44);
-        let mut dst = Mat::roi_mut(&mut region, at).expect("roi");
-        plate.copy_to(&mut dst).expect("paste");
+        paste_plate(&mut region, &crop, Rect::new(70, 150, 60, 44));
         let got = p
             .search_windows(&region, &WindowSearch::motorbike())
             .expect("search");
@@ -160,19 +164,11 @@ fn two_different_plates_side_by_side_give_nothing() {
     let paste = |which: &[usize]| {
         let mut region = vehicle_region(240, 240);
         for &i in which {
-            let mut plate = Mat::default();
-            imgproc::resize(
+            paste_plate(
+                &mut region,
                 &pasted[i].1,
-                &mut plate,
-                Size::new(60, 44),
-                0.0,
-                0.0,
-                imgproc::INTER_AREA,
-            )
-            .expect("resize");
-            let x = [40, 140][i];
-            let mut dst = Mat::roi_mut(&mut region, Rect::new(x, 150, 60, 44)).expect("roi");
-            plate.copy_to(&mut dst).expect("paste");
+                Rect::new([40, 140][i], 150, 60, 44),
+            );
         }
         p.search_windows(&region, &WindowSearch::motorbike())
             .expect("search")

@@ -218,14 +218,8 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                     // held stop-line case would be reported.
                     let late = ctx.p1.timestamp_us - c.at.timestamp_us > HELD_MAX_AGE_US;
                     let mut v = if late {
-                        let p1 = ctx.p1;
-                        let recent = ctx
-                            .track
-                            .trajectory()
-                            .iter()
-                            .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
-                            .map_or(c.at.frame, |q| q.frame.max(c.at.frame));
-                        ctx.violation(RuleKind::RedLight, p1, recent, Some(c.lane))
+                        let before = recent_before(ctx, c.at.frame);
+                        ctx.violation(RuleKind::RedLight, ctx.p1, before, Some(c.lane))
                     } else {
                         ctx.violation(RuleKind::RedLight, &c.at, c.before, Some(c.lane))
                     };
@@ -309,14 +303,20 @@ fn reached_line(
 /// A held stop-line case at this frame: "before" the frame `HELD_BEFORE_US`
 /// earlier, but not before `since` (when it stopped).
 fn held_case(ctx: &Ctx<'_>, state: &TrackState, since: u64) -> Violation {
+    let before = recent_before(ctx, since);
+    ctx.violation(RuleKind::StopLine, ctx.p1, before, held_lane(ctx, state))
+}
+
+/// The "before" frame of a case anchored at the current frame: the frame
+/// `HELD_BEFORE_US` earlier (still in the evidence ring), but not before
+/// `since`.
+fn recent_before(ctx: &Ctx<'_>, since: u64) -> u64 {
     let p1 = ctx.p1;
-    let recent = ctx
-        .track
+    ctx.track
         .trajectory()
         .iter()
         .find(|q| q.timestamp_us >= p1.timestamp_us - HELD_BEFORE_US)
-        .map_or(since, |q| q.frame.max(since));
-    ctx.violation(RuleKind::StopLine, p1, recent, held_lane(ctx, state))
+        .map_or(since, |q| q.frame.max(since))
 }
 
 /// The lane a held stop-line case is judged in: the lane the vehicle

@@ -47,6 +47,25 @@ pub struct ConstrainedRead {
     pub runner_up: f64,
 }
 
+impl ConstrainedRead {
+    /// The read as a line with one candidate per position: the decoder
+    /// already chose the most probable valid plate over all alternatives,
+    /// and handing on a step's other classes (whose raw probabilities are
+    /// not on the decoder's scale) would let a character correction undo it.
+    pub fn line(&self) -> super::LineRead {
+        let mut line = super::LineRead::default();
+        for (&ch, &prob) in self.text.iter().zip(&self.char_probs) {
+            line.text.push(ch);
+            line.chars.push(super::CharRead {
+                ch,
+                prob,
+                alternatives: vec![(ch, prob)],
+            });
+        }
+        line
+    }
+}
+
 /// Decodes `probs` (`steps × k`, softmax per step, class 0 = blank) over
 /// `alphabet` (`alphabet[i]` is class `i`'s character) into the most
 /// probable plate valid in `grammar`; `None` if no valid plate survives the

@@ -335,20 +335,8 @@ impl PpOcrRecognizer {
                 .chain(self.plate_chars.iter().copied())
                 .collect();
             if let Some(read) = super::ctc::decode(&probs, &alphabet, PlateGrammar::builtin()) {
-                // One candidate per position, as for the project's own
-                // reader: the decoder already chose the most probable
-                // valid plate over all alternatives.
-                let mut line = LineRead::default();
-                for (&ch, &prob) in read.text.iter().zip(&read.char_probs) {
-                    line.text.push(ch);
-                    line.chars.push(CharRead {
-                        ch,
-                        prob,
-                        alternatives: vec![(ch, prob)],
-                    });
-                }
                 return Ok(TextRead {
-                    lines: vec![line],
+                    lines: vec![read.line()],
                     plate_lines: Some(plate_lines),
                 });
             }

@@ -273,20 +273,7 @@ impl SlotRecognizer {
             && c.decoder == Decoder::Ctc
             && let Some(read) = super::ctc::decode(probs, &c.alphabet, PlateGrammar::builtin())
         {
-            let mut line = LineRead::default();
-            // One candidate per position: the decoder already chose the
-            // most probable valid plate over all of them; handing on the
-            // step's other classes (whose raw probabilities are not on the
-            // decoder's scale) would let a character correction undo it.
-            for (&ch, &prob) in read.text.iter().zip(&read.char_probs) {
-                line.text.push(ch);
-                line.chars.push(CharRead {
-                    ch,
-                    prob,
-                    alternatives: vec![(ch, prob)],
-                });
-            }
-            return line;
+            return read.line();
         }
         self.decode_greedy(probs)
     }
