@@ -317,15 +317,25 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     // a locked account: a hundred guesses sent at once get at most
     // MAX_FAILED_LOGINS hashed, the rest the same "locked" answer, so
     // parallel requests neither buy more guesses nor tell a right one by
-    // a different answer.
+    // a different answer. The attempt that reaches the limit sets the lock
+    // itself (taken back if its password is right): an attempt that dies
+    // between its reservation and its verdict (a dropped connection, a
+    // busy database, a restart) leaves at most the ordinary lock-out,
+    // which expires, never an account locked for good. An expired lock
+    // starts the count afresh.
     let reserved: Option<i64> = sqlx::query_scalar(
-        "UPDATE users SET failed_logins = failed_logins + 1 WHERE user_id = $1 \
-         AND (locked_until IS NULL OR locked_until <= $2) AND failed_logins < $3 \
+        "UPDATE users SET \
+           failed_logins = CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_logins + 1 END, \
+           locked_until = CASE \
+             WHEN (CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failed_logins + 1 END) >= $3 \
+             THEN $4 ELSE NULL END \
+         WHERE user_id = $1 AND (locked_until IS NULL OR locked_until <= $2) \
          RETURNING failed_logins",
     )
     .bind(&user_id)
     .bind(now)
     .bind(MAX_FAILED_LOGINS)
+    .bind(now + LOCKOUT_MS)
     .fetch_optional(db.pool())
     .await?;
     let Some(failed) = reserved else {
@@ -346,14 +356,18 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     };
     let mut tx = audit::begin(db).await?;
     if ok {
-        // Only if no parallel guess locked the account meanwhile; the
-        // reserved failure is taken back with the rest.
+        // Only if no parallel guess locked the account meanwhile (this
+        // attempt's own reservation reaching the limit is taken back: no
+        // reservation can follow a lock, so the count is still its own);
+        // the reserved failure is taken back with the rest.
         let reset = sqlx::query(
             "UPDATE users SET failed_logins = 0, locked_until = NULL \
-             WHERE user_id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
+             WHERE user_id = $1 AND (locked_until IS NULL OR locked_until <= $2 \
+             OR failed_logins = $3)",
         )
         .bind(&user_id)
         .bind(now)
+        .bind(failed)
         .execute(&mut *tx)
         .await?;
         if reset.rows_affected() == 0 {
@@ -375,19 +389,8 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
             .ok_or(LoginError::Invalid)?;
         return Ok(user);
     }
-    // Already counted when reserved; the count reaching the limit locks.
-    let locked = sqlx::query(
-        "UPDATE users SET failed_logins = 0, locked_until = $1 WHERE user_id = $2 \
-         AND failed_logins >= $3",
-    )
-    .bind(now + LOCKOUT_MS)
-    .bind(&user_id)
-    .bind(MAX_FAILED_LOGINS)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    let lock = locked.then_some(now + LOCKOUT_MS);
+    // Already counted (and, at the limit, locked) when reserved.
+    let lock = (failed >= MAX_FAILED_LOGINS).then_some(now + LOCKOUT_MS);
     audit::append(
         &mut tx,
         now,

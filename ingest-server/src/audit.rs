@@ -247,7 +247,9 @@ pub enum Verification {
 /// Walks the whole chain and checks every link and the head. The walk
 /// stops at the head read when it began: entries appended while it runs
 /// (any sign-in or owner view) belong to a later check, not to a "broken"
-/// one.
+/// one. An entry beyond a head read *after* it was seen is not such an
+/// append (an append writes its entry and the head in one transaction):
+/// it was inserted behind the chain's back, and is reported.
 pub async fn verify(db: &Db) -> Result<Verification, DbError> {
     let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(db.pool())
@@ -298,6 +300,23 @@ pub async fn verify(db: &Db) -> Result<Verification, DbError> {
         }
     }
     let last = expect_seq - 1;
+    let beyond: Option<i64> = sqlx::query_scalar("SELECT MIN(seq) FROM audit_log WHERE seq > $1")
+        .bind(head_seq)
+        .fetch_one(db.pool())
+        .await?;
+    if let Some(stray) = beyond {
+        let head_now: i64 = sqlx::query_scalar("SELECT seq FROM audit_head WHERE id = 1")
+            .fetch_one(db.pool())
+            .await?;
+        if stray > head_now {
+            return Ok(Verification::Broken {
+                seq: stray,
+                problem: format!(
+                    "entry {stray} lies beyond the head ({head_now}): inserted outside the chain"
+                ),
+            });
+        }
+    }
     if last != head_seq || prev != head_hash {
         return Ok(Verification::Broken {
             seq: last + 1,

@@ -234,7 +234,16 @@ impl FineTable {
             let Some(speed) = &event.speed else {
                 return Quote::NotApplicable;
             };
-            let over = speed.measured_kmh - f64::from(speed.limit_kmh);
+            // Priced on the speed the measurement vouches for: less two of
+            // its σ where the device sent one (as the edge judged it), so
+            // a driver is not put in a higher band by the error bar.
+            let vouched = speed.measured_kmh
+                - 2.0
+                    * speed
+                        .uncertainty_kmh
+                        .filter(|u| u.is_finite())
+                        .unwrap_or(0.0);
+            let over = vouched - f64::from(speed.limit_kmh);
             match rows.find(|r| r.band_contains(over)) {
                 Some(r) => r,
                 None => return Quote::NoFine,
@@ -327,6 +336,12 @@ mod tests {
             ("6.7.a".into(), 12_000_000, 14_000_000, 6)
         );
         assert_eq!(priced(q(100.0, VehicleClass::Motorcycle)).0, "7.8.a");
+        // 70.5 ± 1 km/h: 68.5 is vouched for, the 10–20 band, not 20–35.
+        let mut e = event(ViolationType::Speeding, VehicleClass::Car, Some((70.5, 50)));
+        if let Some(s) = e.speed.as_mut() {
+            s.uncertainty_kmh = Some(1.0);
+        }
+        assert_eq!(priced(t.quote(&e)).0, "6.5.đ");
     }
 
     #[test]

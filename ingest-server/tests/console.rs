@@ -402,9 +402,8 @@ async fn operators_review_and_police_confirm_through_the_console() {
         audit::verify(&db2).await.unwrap(),
         Verification::Intact { .. }
     ));
-    // An entry that lies past the head the check read (appended while a
-    // long log is being walked) is left to the next check, not reported
-    // as a break.
+    // An entry inserted past the head, outside the chain (not an append,
+    // which moves the head in the same transaction), is a break.
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor, role, action, subject, detail, prev_hash, hash) \
          SELECT seq + 1000000, at, actor, role, action, subject, detail, prev_hash, hash \
@@ -415,7 +414,7 @@ async fn operators_review_and_police_confirm_through_the_console() {
     .unwrap();
     assert!(matches!(
         audit::verify(&db2).await.unwrap(),
-        Verification::Intact { .. }
+        Verification::Broken { .. }
     ));
 }
 

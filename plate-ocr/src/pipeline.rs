@@ -27,7 +27,11 @@ use crate::rectify::{RectifyConfig, rectify};
 pub enum ReadMode {
     /// The recogniser's unrestricted read, canonicalised: the baseline.
     Raw,
-    /// Restricted to the plate alphabet, no grammar.
+    /// The recogniser's own read (`Recognizer::read`), without the grammar
+    /// step that corrects confusions. Both recognisers' reads are already
+    /// grammar-constrained CTC decodes where a valid plate fits (since
+    /// 2026-11-24 for PP-OCRv4), so this is no longer a "no grammar"
+    /// baseline: `Raw` is.
     Alphabet,
     /// Restricted to the plate alphabet, then constrained decoding with the grammar.
     Grammar,
