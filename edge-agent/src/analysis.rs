@@ -30,6 +30,12 @@ pub struct Analysis {
     tracks: BTreeMap<String, usize>,
     /// Ended confirmed tracks by the riders seen on them (`Track::riders`).
     riders: BTreeMap<u8, usize>,
+    /// The recent points of tracks that ended in the last
+    /// [`NEIGHBOUR_FRAMES`]: a violation released after its vehicle's
+    /// neighbour drove out of view must still tell that neighbour's plate
+    /// from its own.
+    /// (track id, last frame, points).
+    ended_recently: std::collections::VecDeque<(u64, u64, Vec<crate::track::TrackPoint>)>,
 }
 
 impl Analysis {
@@ -63,6 +69,7 @@ impl Analysis {
             counted: HashSet::new(),
             tracks: BTreeMap::new(),
             riders: BTreeMap::new(),
+            ended_recently: std::collections::VecDeque::new(),
         })
     }
 
@@ -121,6 +128,7 @@ impl Analysis {
             tally(&mut self.counted, &mut self.tracks, t);
         }
         tally_riders(&mut self.riders, self.tracker.ended());
+        self.keep_ended(info.number);
         Ok(out)
     }
 
@@ -184,18 +192,49 @@ impl Analysis {
         &self.riders
     }
 
-    /// The points of every live or just-ended track other than `id` from
+    /// Remembers the recent points of the tracks that just ended, and
+    /// forgets those older than [`NEIGHBOUR_FRAMES`] before `now`.
+    fn keep_ended(&mut self, now: u64) {
+        let from = now.saturating_sub(NEIGHBOUR_FRAMES);
+        for t in self.tracker.ended() {
+            let recent: Vec<_> = t
+                .trajectory()
+                .iter()
+                .filter(|p| p.frame >= from)
+                .copied()
+                .collect();
+            if let Some(last) = recent.last() {
+                self.ended_recently.push_back((t.id(), last.frame, recent));
+            }
+        }
+        while self
+            .ended_recently
+            .front()
+            .is_some_and(|(_, last, _)| *last < from)
+        {
+            self.ended_recently.pop_front();
+        }
+    }
+
+    /// The points of every live or recently ended track other than `id` from
     /// [`NEIGHBOUR_FRAMES`] before frame `at` on: the vehicles around a
     /// violator, whose plates must not be read as its own (its plate is
     /// read on the frames nearest `at`).
     pub fn neighbours_of(&self, id: u64, at: u64) -> Vec<crate::track::TrackPoint> {
         let from = at.saturating_sub(NEIGHBOUR_FRAMES);
-        self.tracker
+        let live = self
+            .tracker
             .active()
             .chain(self.tracker.ended())
             .filter(|t| t.id() != id)
-            .flat_map(|t| t.trajectory().iter().filter(|p| p.frame >= from).copied())
-            .collect()
+            .flat_map(|t| t.trajectory().iter().filter(|p| p.frame >= from).copied());
+        // Tracks that just ended are in both; their points twice do no harm.
+        let gone = self
+            .ended_recently
+            .iter()
+            .filter(|(t, _, _)| *t != id)
+            .flat_map(|(_, _, points)| points.iter().filter(|p| p.frame >= from).copied());
+        live.chain(gone).collect()
     }
 
     /// The live tracks (for evidence: the boxes of other vehicles).
@@ -229,5 +268,59 @@ fn tally(counted: &mut HashSet<u64>, tracks: &mut BTreeMap<String, usize>, t: &T
         *tracks
             .entry(crate::replay::class_name(t.class()).to_string())
             .or_default() += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::DetectError;
+    use crate::track::Detection;
+    use protocol::VehicleClass;
+
+    /// Two cars side by side; the second leaves the view after frame 20.
+    struct Scripted;
+
+    impl VehicleDetector for Scripted {
+        fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError> {
+            let car = |x: f32| Detection {
+                bbox: [x, 40.0, 30.0, 20.0],
+                score: 0.9,
+                class: VehicleClass::Car,
+                riders: 0,
+            };
+            Ok(if frame.number <= 20 {
+                vec![car(10.0), car(50.0)]
+            } else {
+                vec![car(10.0)]
+            })
+        }
+    }
+
+    #[test]
+    fn a_neighbour_that_drove_off_is_still_a_neighbour_of_a_late_violation() {
+        let mut a = Analysis::new(Box::new(Scripted), None).unwrap();
+        let t0 = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        for n in 0..120u64 {
+            let frame = Frame::from_bgr(
+                n,
+                t0 + time::Duration::milliseconds(40 * n as i64),
+                128,
+                96,
+                vec![0; 128 * 96 * 3],
+            )
+            .unwrap();
+            a.process(&frame).unwrap();
+        }
+        let stayed = a.active_tracks().next().unwrap().id();
+        assert_eq!(a.active_tracks().count(), 1, "the second car's track ended");
+        // A violation of the car that stayed, released now, about frame 18.
+        let near = a.neighbours_of(stayed, 18);
+        assert!(
+            near.iter().any(|p| p.frame == 18 && p.bbox.x == 50.0),
+            "the car that drove off is weighed: {} points",
+            near.len()
+        );
+        assert!(near.iter().all(|p| p.bbox.x != 10.0), "not its own points");
     }
 }
