@@ -140,6 +140,7 @@ impl Analysis {
             tally(&mut self.counted, &mut self.tracks, t);
         }
         tally_riders(&mut self.riders, self.tracker.ended());
+        self.keep_ended(self.last_frame);
         match self.judge.as_mut() {
             Some(j) => {
                 let info = FrameInfo::new(self.last_frame + 1, 0);
@@ -222,13 +223,13 @@ impl Analysis {
     /// read on the frames nearest `at`).
     pub fn neighbours_of(&self, id: u64, at: u64) -> Vec<crate::track::TrackPoint> {
         let from = at.saturating_sub(NEIGHBOUR_FRAMES);
+        // Every ended track is in `ended_recently` (kept at the end of each
+        // update and at finish), the just-ended ones included.
         let live = self
             .tracker
             .active()
-            .chain(self.tracker.ended())
             .filter(|t| t.id() != id)
             .flat_map(|t| t.trajectory().iter().filter(|p| p.frame >= from).copied());
-        // Tracks that just ended are in both; their points twice do no harm.
         let gone = self
             .ended_recently
             .iter()

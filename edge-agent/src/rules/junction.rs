@@ -34,7 +34,7 @@ use protocol::{SignalObservation, SignalState, ViolationType};
 #[derive(Debug, Default)]
 pub(crate) struct JunctionState {
     crossing: Option<Crossed>,
-    stopped_since: Option<Standing<Mark>>,
+    stopped_since: Option<Standing>,
     /// A stop-line case held while the red-light question of the same
     /// crossing is open (see [`stop_line`]), refreshed each frame it holds.
     held_stop: Option<Violation>,

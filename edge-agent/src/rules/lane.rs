@@ -14,7 +14,7 @@ pub(crate) struct LaneState {
     /// Travel against a lane's direction in progress.
     against: Option<Against>,
     /// Zone the anchor is in, and since when it has been stationary there.
-    zone: Option<(usize, Option<Standing<Mark>>)>,
+    zone: Option<(usize, Option<Standing>)>,
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {

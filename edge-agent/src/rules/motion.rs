@@ -2,6 +2,7 @@
 //! speed in pixels per second, "stationary since", heading over a length of
 //! path, and the manoeuvre a heading change amounts to.
 
+use super::Mark;
 use crate::geometry::{angle_diff_deg, heading_deg};
 use crate::site::{Manoeuvre, WrongLaneRule};
 use crate::track::TrackPoint;
@@ -52,22 +53,22 @@ pub(crate) const STILL_GRACE_US: i64 = 1_000_000;
 /// A "standing since" mark kept through short spells of apparent motion
 /// ([`STILL_GRACE_US`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Standing<M: Copy> {
+pub(crate) struct Standing {
     /// Since when it stands.
-    pub since: M,
+    pub since: Mark,
     /// When it was last seen stationary (µs).
     pub last_still_us: i64,
 }
 
-impl<M: Copy> Standing<M> {
+impl Standing {
     /// The mark after an observation at `now_us`: `still` says whether it
     /// is stationary now (and from when, for a new mark). `None` once it
     /// has moved for longer than the grace.
     pub(crate) fn update(
-        kept: Option<Standing<M>>,
-        still: Option<M>,
+        kept: Option<Standing>,
+        still: Option<Mark>,
         now_us: i64,
-    ) -> Option<Standing<M>> {
+    ) -> Option<Standing> {
         match (kept, still) {
             (Some(k), Some(_)) => Some(Standing {
                 last_still_us: now_us,
