@@ -73,6 +73,12 @@ impl Analysis {
         })
     }
 
+    /// Frames the detector answered without running its model (the
+    /// static gate's reused boxes).
+    pub fn detector_skipped(&self) -> u64 {
+        self.detector.skipped()
+    }
+
     /// Gives the detector back (to start a fresh analysis with it, e.g.
     /// after the stream restarted).
     pub fn into_detector(self) -> Box<dyn VehicleDetector> {

@@ -15,7 +15,9 @@ use crate::analysis::Analysis;
 use crate::capture::{Camera, CameraState as CaptureState, Pacing, RetryPolicy, SourceSpec};
 use crate::config::{AgentConfig, CameraConfig};
 use crate::delivery::Shared;
-use crate::detect::{MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector};
+use crate::detect::{
+    MotionConfig, MotionDetector, StaticGate, VehicleDetector, YoloxConfig, YoloxDetector,
+};
 use crate::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob};
 use crate::identity::DeviceIdentity;
 use crate::outbox::Outbox;
@@ -37,14 +39,15 @@ pub const POST_QUEUE: usize = 64;
 pub struct LiveError(pub String);
 
 /// Builds the vehicle detector `name` (`yolox` or `motion`), reading its
-/// output as `detection` (the site's) says.
+/// output as `detection` (the site's) says and skipping it on still frames
+/// where `detection.static_gate` is set.
 pub fn make_detector(
     name: &str,
     threads: usize,
     motion: MotionConfig,
     detection: DetectionConfig,
 ) -> Result<Box<dyn VehicleDetector>, LiveError> {
-    match name {
+    let detector = match name {
         "yolox" => YoloxDetector::new(YoloxConfig {
             threads,
             motorbike_min_aspect: detection.motorbike_min_aspect,
@@ -58,7 +61,11 @@ pub fn make_detector(
         other => Err(LiveError(format!(
             "unknown detector `{other}` (yolox or motion)"
         ))),
-    }
+    }?;
+    Ok(match detection.static_gate {
+        Some(gate) => Box::new(StaticGate::new(detector, gate)),
+        None => detector,
+    })
 }
 
 /// The running cameras and post-processing workers.

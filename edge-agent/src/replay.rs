@@ -84,6 +84,9 @@ pub struct ReplaySummary {
     pub seconds: f64,
     /// Frames decoded and analysed per second of wall time.
     pub analysed_fps: f64,
+    /// Frames whose boxes the static gate reused instead of running the
+    /// detector (`[detection.static_gate]`; 0 without it).
+    pub detector_skipped: u64,
     /// Confirmed tracks per majority class.
     pub tracks: BTreeMap<String, usize>,
     /// Confirmed tracks by the people seen riding them (motorcycles whose
@@ -219,6 +222,7 @@ pub fn run_frames(
         } else {
             0.0
         },
+        detector_skipped: analysis.detector_skipped(),
         tracks: analysis.track_counts().clone(),
         riders: analysis.rider_counts().clone(),
         violations,

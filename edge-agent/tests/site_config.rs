@@ -86,6 +86,24 @@ fn example_site_loads() {
     assert_eq!(site.rules.after_frames, 5);
     assert_eq!(site.no_stopping_zones[0].max_dwell_s, 30.0);
     assert_eq!(site.privacy_masks.len(), 1);
+    assert_eq!(site.detection.motorbike_min_aspect, None);
+    let gate = site
+        .detection
+        .static_gate
+        .expect("the example gates the detector");
+    assert_eq!((gate.threshold, gate.max_skip_s), (6.0, 1.0));
+}
+
+#[test]
+fn static_gate_is_off_unless_set_and_its_tuning_is_checked() {
+    assert_eq!(load(BASE).unwrap().detection.static_gate, None);
+    let on = format!("{BASE}\n[detection.static_gate]\n");
+    let gate = load(&on).unwrap().detection.static_gate;
+    assert_eq!(gate, Some(edge_agent::detect::GateConfig::default()));
+    let bad = format!("{BASE}\n[detection.static_gate]\nmax_skip_s = 60\n");
+    let (_, field, message, _) = error(&bad);
+    assert_eq!(field, "detection.static_gate");
+    assert!(message.contains("max_skip_s"), "{message}");
 }
 
 #[test]

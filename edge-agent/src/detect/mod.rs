@@ -2,16 +2,18 @@
 //!
 //! [`VehicleDetector`] is the seam: [`YoloxDetector`] runs YOLOX-Nano (the
 //! production detector), [`MotionDetector`] finds moving blobs with OpenCV's
-//! MOG2 background subtractor — it makes synthetic test scenes work and can
-//! gate the neural detector on static frames. Both return
+//! MOG2 background subtractor — it makes synthetic test scenes work.
+//! [`StaticGate`] skips either on frames where nothing moved. Both return
 //! [`crate::track::Detection`]s for the tracker; YOLOX also counts the
 //! people riding each motorcycle (`riders`).
 
+mod gate;
 mod motion;
 mod nms;
 mod riders;
 mod yolox;
 
+pub use gate::{GateConfig, StaticGate};
 pub use motion::{MotionConfig, MotionDetector};
 pub use nms::nms;
 pub use riders::{Person, attach_riders, nms_persons};
@@ -49,6 +51,11 @@ pub(crate) fn cv(context: &'static str) -> impl Fn(opencv::Error) -> DetectError
 pub trait VehicleDetector: Send {
     /// Vehicles in `frame`, boxes in the frame's own pixels.
     fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError>;
+
+    /// Frames answered without running a model ([`StaticGate`]).
+    fn skipped(&self) -> u64 {
+        0
+    }
 }
 
 /// The frame's pixels as an OpenCV matrix, without copying.

@@ -75,6 +75,11 @@ pub struct DetectionConfig {
     /// the view (`edge-agent calibrate`) for cars that tall.
     #[serde(default)]
     pub motorbike_min_aspect: Option<f32>,
+    /// Skip the vehicle detector on frames where nothing moved since the
+    /// last frame it ran on, reusing its boxes (`[detection.static_gate]`,
+    /// see [`crate::detect::StaticGate`]); off unless the table is there.
+    #[serde(default)]
+    pub static_gate: Option<crate::detect::GateConfig>,
 }
 
 /// Frame size, pixels.

@@ -27,6 +27,9 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
             "must be 1.2 to 4.0 (height over width of a box)",
         );
     }
+    if let Some(p) = c.detection.static_gate.and_then(|g| g.problem()) {
+        return fail("detection.static_gate", p);
+    }
     let mut ids = HashSet::new();
     for (i, s) in c.stop_lines.iter().enumerate() {
         let f = format!("stop_lines[{i}]");
