@@ -1,6 +1,7 @@
 //! The schema version every message carries in `schema_version`, written
-//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.1`, the
-//! minor that added the plate's `source`, and acks as `1.2`; see
+//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.2`,
+//! [`SchemaVersion::CURRENT`]: 1.1 added the plate's `source`, 1.2 the
+//! track's `riders` and the speed's uncertainty; acks are `1.2` as well, see
 //! [`crate::Ack::VERSION`]). A receiver accepts any message with
 //! its own major version, whatever the minor; a minor version only adds
 //! optional fields (older receivers ignore them, the signature still covers
