@@ -73,6 +73,14 @@ impl Analysis {
         })
     }
 
+    /// Takes a signal controller's phase for one of this site's fed lane
+    /// groups; `false` if the group is not fed here (or there is no site).
+    pub fn push_phase(&mut self, update: crate::signal::PhaseUpdate) -> bool {
+        self.judge
+            .as_mut()
+            .is_some_and(|j| j.board.push_phase(update))
+    }
+
     /// Frames the detector answered without running its model (the
     /// static gate's reused boxes).
     pub fn detector_skipped(&self) -> u64 {
@@ -123,6 +131,7 @@ impl Analysis {
                 format: PixelFormat::Bgr8,
             };
             j.board.observe_frame(info, &view);
+            j.board.advance_feeds(info.timestamp_us);
             out.extend_from_slice(j.engine.update(
                 info,
                 self.tracker.active(),

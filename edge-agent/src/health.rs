@@ -122,6 +122,10 @@ pub struct Metrics {
     /// Signed rejections of bytes this device did not send (an altered
     /// copy published under its event id): ignored.
     pub foreign_rejections: AtomicU64,
+    /// Signal controllers' phases handed to the cameras.
+    pub signal_phases: AtomicU64,
+    /// Phase messages refused (malformed, wrong group, clock off).
+    pub signal_phases_refused: AtomicU64,
     /// Clip chunks published.
     pub chunks_published: AtomicU64,
     /// Heartbeats published.
@@ -188,6 +192,18 @@ impl Metrics {
             "counter",
             "Rejections of bytes this device did not send (an altered copy under its event id): ignored.",
             &self.foreign_rejections,
+        );
+        put(
+            "edge_signal_phases_total",
+            "counter",
+            "Signal controllers' phase messages handed to the cameras.",
+            &self.signal_phases,
+        );
+        put(
+            "edge_signal_phases_refused_total",
+            "counter",
+            "Phase messages refused: malformed, for another group, or stamped by a clock too far from this box's.",
+            &self.signal_phases_refused,
         );
         put(
             "edge_clip_chunks_published_total",

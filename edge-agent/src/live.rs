@@ -130,12 +130,19 @@ impl Live {
             let detector = make_detector(&cam.detector, cam.threads, cam.motion, site.detection)?;
             let (tx, shared, stop) = (tx.clone(), shared.clone(), stop.clone());
             let parked = ParkedStore::new(&cfg.device.data_dir, &site.camera_id);
+            let fed: Vec<(String, String)> = site
+                .signals
+                .iter()
+                .filter_map(|s| s.mqtt_topic.as_ref().map(|t| (s.group.clone(), t.clone())))
+                .collect();
+            let phases = shared.signals.register(&fed);
             let setup = CameraSetup {
                 cam,
                 site,
                 spec,
                 detector,
                 parked,
+                phases,
             };
             threads.push(
                 std::thread::Builder::new()
@@ -163,6 +170,8 @@ struct CameraSetup {
     detector: Box<dyn VehicleDetector>,
     /// Where the rules' memory of parked violators outlives this run.
     parked: ParkedStore,
+    /// The signal controller's phases for this camera's fed lane groups.
+    phases: std::sync::mpsc::Receiver<crate::signal::PhaseUpdate>,
 }
 
 /// How soon a new or dropped parked spot is saved.
@@ -180,6 +189,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         spec,
         detector,
         parked,
+        phases,
     } = setup;
     let id = site.camera_id.clone();
     let pacing = if cam.realtime {
@@ -276,6 +286,9 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         // others are paced here, after the evidence ring kept them all.
         if frame.packets.is_none() && !pace.due(frame.time.unix_timestamp_nanos()) {
             continue;
+        }
+        for phase in phases.try_iter() {
+            analysis.push_phase(phase);
         }
         let found = match analysis.process(&frame) {
             Ok(v) => v,

@@ -103,6 +103,97 @@ fn only_the_car_crossing_on_red_is_reported() {
     );
 }
 
+/// The same intersection with the signal taken from the junction
+/// controller's phases instead of the drawn lamps: each phase is handed
+/// over a second before the frames reach it (frames lag real time) and
+/// repeated every second, as the controller does.
+#[test]
+fn the_runner_is_fined_when_the_signal_comes_from_the_controllers_feed() {
+    let s = scene(vec![
+        car(80, 10, 5.0, None, "30A12345", [200, 60, 40]),
+        car(80, 110, 5.0, None, "29B67890", [40, 60, 200]),
+        car(300, 110, 5.0, Some(280.0), "51F11111", [40, 160, 40]),
+    ]);
+    let toml = s.site_toml();
+    let lamps = toml.find("[signals.lamps]").unwrap();
+    let end = toml[lamps..].find("\n\n").unwrap() + lamps;
+    let toml = format!(
+        "{}mqtt_topic = \"signals/v1/synthetic/main\"{}",
+        &toml[..lamps],
+        &toml[end..]
+    );
+    let site = SiteConfig::from_toml_str(&toml, "synthetic.toml").unwrap();
+    assert!(site.signals[0].lamps.is_none());
+    let det = MotionDetector::new(MotionConfig {
+        analysis_width: 640,
+        min_area: 1500.0,
+        history: 5000,
+        learning_rate: 0.0003,
+        ..MotionConfig::default()
+    })
+    .unwrap();
+    let mut a = Analysis::new(Box::new(det), Some(&site)).unwrap();
+    let fps = u64::from(s.fps);
+    let us = |n: u64| {
+        let t = s.start + time::Duration::nanoseconds((n * 1_000_000_000 / fps) as i64);
+        (t.unix_timestamp_nanos() / 1000) as i64
+    };
+    // The frame each state began on.
+    let began = |n: u64| {
+        (0..=n)
+            .rev()
+            .take_while(|&k| s.signal.state(k) == s.signal.state(n))
+            .last()
+            .unwrap_or(n)
+    };
+    let mut found = Vec::new();
+    for n in 0..220u64 {
+        let ahead = n + fps;
+        if ahead % fps == 0 || s.signal.state(ahead) != s.signal.state(ahead - 1) {
+            assert!(a.push_phase(edge_agent::signal::PhaseUpdate {
+                group: "main".into(),
+                state: s.signal.state(ahead),
+                since_us: us(began(ahead)),
+                sent_us: us(ahead),
+            }));
+        }
+        found.extend(a.process(&s.render(n).unwrap()).unwrap());
+    }
+    found.extend(a.finish());
+    let got: Vec<_> = found
+        .iter()
+        .map(|v| (vehicle_at(&s, v.frame, &v.bbox), v.rule))
+        .collect();
+    assert_eq!(
+        got,
+        vec![(1, ViolationType::RedLight)],
+        "exact violation list"
+    );
+    let signal = found[0].signal.clone().unwrap();
+    assert_eq!(signal.state, protocol::SignalState::Red);
+
+    // Without the controller the group stays unknown: nobody is fined.
+    let det = MotionDetector::new(MotionConfig {
+        analysis_width: 640,
+        min_area: 1500.0,
+        history: 5000,
+        learning_rate: 0.0003,
+        ..MotionConfig::default()
+    })
+    .unwrap();
+    let mut a = Analysis::new(Box::new(det), Some(&site)).unwrap();
+    let mut silent = Vec::new();
+    for n in 0..220u64 {
+        silent.extend(a.process(&s.render(n).unwrap()).unwrap());
+    }
+    silent.extend(a.finish());
+    assert!(
+        silent.is_empty(),
+        "{} violations with no signal",
+        silent.len()
+    );
+}
+
 #[test]
 fn two_cars_side_by_side_only_the_runner_is_fined() {
     let s = scene(vec![

@@ -74,7 +74,7 @@ fn example_site_loads() {
     assert_eq!(
         site.signal("east-west")
             .and_then(|s| s.mqtt_topic.as_deref()),
-        Some("tv/v1/hn-caugiay/signals/east-west")
+        Some("signals/v1/hn-caugiay/east-west")
     );
     let speed = site
         .speed
@@ -246,6 +246,19 @@ fn signal_needs_one_source_and_lamps_inside_frame() {
     let (_, field, message, _) = error(&lamps);
     assert_eq!(field, "signals[0].lamps.red");
     assert!(message.contains("outside"), "{message}");
+}
+
+#[test]
+fn a_signal_feed_is_off_the_devices_topics_and_its_silence_is_bounded() {
+    let (_, field, message, _) = error(&BASE.replace("signals/g", "tv/v1/site/signals/g"));
+    assert_eq!(field, "signals[0].mqtt_topic");
+    assert!(message.contains("signals/v1"), "{message}");
+    let slow = BASE.replace(
+        "mqtt_topic = \"signals/g\"\n",
+        "mqtt_topic = \"signals/g\"\nfeed_silence_s = 120\n",
+    );
+    assert_eq!(error(&slow).1, "signals[0].feed_silence_s");
+    assert_eq!(load(BASE).unwrap().signals[0].feed_silence_s, 3.0);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! The wire protocol between edge agents and the ingest server: the messages
 //! that cross MQTT (violation event with its evidence manifest, heartbeat,
-//! ack), their schema version, the canonical byte form they are signed over,
+//! ack; and a signal controller's [`SignalPhase`] to the edge), their schema version, the canonical byte form they are signed over,
 //! the Ed25519 signed envelope, and the topic names. Nothing else lives here:
 //! no I/O, no MQTT client, no storage.
 //!
@@ -34,6 +34,7 @@ pub mod event;
 pub mod evidence;
 pub mod heartbeat;
 pub mod message;
+pub mod phase;
 pub mod signing;
 pub mod topics;
 pub mod transfer;
@@ -51,6 +52,7 @@ pub use event::{
 pub use evidence::{EvidenceError, EvidenceItem, EvidenceRole, sha256_hex, sha256_hex_reader};
 pub use heartbeat::{Alarm, CameraState, CameraStatus, Heartbeat, OutboxStatus};
 pub use message::{DeviceMessage, Message};
+pub use phase::SignalPhase;
 pub use signing::{Signed, SignedEvent, SignedHeartbeat};
 pub use topics::{Channel, TopicAddress, TopicError};
 pub use transfer::{

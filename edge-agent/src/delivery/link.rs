@@ -27,6 +27,13 @@ pub enum LinkEvent {
     Down(String),
     /// A message on the device's ack topic.
     Ack(Vec<u8>),
+    /// A message on another subscribed topic (a signal controller's
+    /// phase), with the time it arrived.
+    Message {
+        topic: String,
+        payload: Vec<u8>,
+        arrived: time::OffsetDateTime,
+    },
 }
 
 /// A link error at setup (files unreadable, bad URL).
@@ -143,9 +150,16 @@ impl Link {
                             }
                         }
                         Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                            if p.topic == ack_topic
-                                && !send(&tx, LinkEvent::Ack(p.payload.to_vec()))
-                            {
+                            let event = if p.topic == ack_topic {
+                                LinkEvent::Ack(p.payload.to_vec())
+                            } else {
+                                LinkEvent::Message {
+                                    arrived: time::OffsetDateTime::now_utc(),
+                                    topic: p.topic,
+                                    payload: p.payload.to_vec(),
+                                }
+                            };
+                            if !send(&tx, event) {
                                 break;
                             }
                         }
@@ -174,11 +188,11 @@ impl Link {
         })
     }
 
-    /// Subscribes to the ack topic (after each `Up`; harmless if the
+    /// Subscribes to `topic` at `qos` (after each `Up`; harmless if the
     /// persistent session already has it).
-    pub fn subscribe(&self, topic: &str) -> Result<(), LinkError> {
+    pub fn subscribe(&self, topic: &str, qos: QoS) -> Result<(), LinkError> {
         self.client
-            .try_subscribe(topic, QoS::AtLeastOnce)
+            .try_subscribe(topic, qos)
             .map_err(|e| LinkError(format!("subscribe {topic}: {e}")))
     }
 

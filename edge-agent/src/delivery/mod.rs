@@ -56,6 +56,8 @@ pub struct Shared {
     pub board: Arc<HealthBoard>,
     /// Counters for `/metrics`.
     pub metrics: Arc<Metrics>,
+    /// Signal controllers' phases from the link to the cameras.
+    pub signals: Arc<crate::signal::SignalRouter>,
 }
 
 struct Topics {
@@ -120,8 +122,15 @@ pub fn run(
                     state.tokens = cfg.mqtt.window as f64;
                     m.connects.fetch_add(1, Ordering::Relaxed);
                     m.connected.store(1, Ordering::Relaxed);
-                    if let Err(e) = link.subscribe(&topics.ack) {
+                    if let Err(e) = link.subscribe(&topics.ack, QoS::AtLeastOnce) {
                         tracing::warn!(error = %e, "subscribing to acks");
+                    }
+                    // A phase is worth something only live: no queueing at
+                    // the broker (QoS 0), a stale one is refused anyway.
+                    for t in shared.signals.topics() {
+                        if let Err(e) = link.subscribe(&t, QoS::AtMostOnce) {
+                            tracing::warn!(error = %e, topic = %t, "subscribing to a signal feed");
+                        }
                     }
                     let again = outbox.requeue_sent()?;
                     if again > 0 {
@@ -145,6 +154,19 @@ pub fn run(
                     state.connected = false;
                     m.connected.store(0, Ordering::Relaxed);
                 }
+                LinkEvent::Message {
+                    topic,
+                    payload,
+                    arrived,
+                } => match shared.signals.deliver(&topic, &payload, arrived) {
+                    Ok(n) => {
+                        m.signal_phases.fetch_add(n as u64, Ordering::Relaxed);
+                    }
+                    Err(e) => {
+                        m.signal_phases_refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(error = %e, "signal phase refused");
+                    }
+                },
                 LinkEvent::Ack(bytes) => match outbox.apply_ack_bytes(&bytes, &policy) {
                     Ok((outcome, checked)) => {
                         if checked.signed_by.is_none() {

@@ -7,13 +7,16 @@
 //! single odd or dark frame, e.g. LED flicker, changes nothing) and keeps
 //! when the state began, back-dated to its first sighting, for "red for N
 //! ms" and the grace and yellow rules. [`ExternalFeed`] holds states set by
-//! a signal controller's phase feed (the MQTT wiring comes later).
+//! a signal controller's phase feed, which [`feed`] brings from MQTT to the
+//! camera and applies in step with its frames.
 //! [`SignalBoard`] puts both behind the [`SignalSource`] trait, one entry
 //! per lane group of the site, which is what [`crate::rules::RuleEngine`]
 //! reads each frame.
 
+pub mod feed;
 pub mod lamp;
 
+pub use feed::{FeedError, PhaseUpdate, SignalRouter};
 pub use lamp::{FrameView, LampConfig, LampReading, PixelFormat, read_lamps};
 pub use protocol::SignalState;
 
@@ -221,21 +224,20 @@ struct LampGroup {
 }
 
 /// Every lane group's signal of one site: lamp groups read from frames,
-/// feed groups set through [`SignalBoard::set_external`].
+/// feed groups set by the controller's phases ([`SignalBoard::push_phase`]).
 #[derive(Debug, Clone)]
 pub struct SignalBoard {
     frame: FrameSize,
     lamp_config: LampConfig,
     lamp_groups: Vec<LampGroup>,
-    feed_groups: Vec<(String, String)>,
-    feed: ExternalFeed,
+    feeds: feed::FeedGroups,
 }
 
 impl SignalBoard {
     /// The signals of `site`, all unknown as of `start_us`.
     pub fn from_site(site: &SiteConfig, lamp_config: LampConfig, start_us: i64) -> Self {
         let mut lamp_groups = Vec::new();
-        let mut feed_groups = Vec::new();
+        let mut feeds = feed::FeedGroups::default();
         for s in &site.signals {
             if let Some(lamps) = s.lamps {
                 lamp_groups.push(LampGroup {
@@ -245,15 +247,14 @@ impl SignalBoard {
                     last: None,
                 });
             } else if let Some(topic) = &s.mqtt_topic {
-                feed_groups.push((s.group.clone(), topic.clone()));
+                feeds.add(&s.group, topic, s.feed_silence_s);
             }
         }
         Self {
             frame: site.frame,
             lamp_config,
             lamp_groups,
-            feed_groups,
-            feed: ExternalFeed::new(),
+            feeds,
         }
     }
 
@@ -275,19 +276,27 @@ impl SignalBoard {
     }
 
     /// The `(group, mqtt topic)` pairs fed from outside.
-    pub fn feed_topics(&self) -> &[(String, String)] {
-        &self.feed_groups
+    pub fn feed_topics(&self) -> Vec<(String, String)> {
+        self.feeds.topics()
     }
 
-    /// Sets a feed group's state; `false` (ignored) if `group` is not a
-    /// feed group of this site.
+    /// Takes a controller's phase, applied once the frames reach its start
+    /// ([`SignalBoard::advance_feeds`]); `false` (ignored) if its group is
+    /// not a feed group of this site.
+    pub fn push_phase(&mut self, update: PhaseUpdate) -> bool {
+        self.feeds.push(update)
+    }
+
+    /// Brings the feed groups to the frame at `now_us`: the phases begun by
+    /// then apply, groups silent too long become unknown.
+    pub fn advance_feeds(&mut self, now_us: i64) {
+        self.feeds.advance(now_us);
+    }
+
+    /// Sets a feed group's state at once (tests, a recorded phase);
+    /// `false` (ignored) if `group` is not a feed group of this site.
     pub fn set_external(&mut self, group: &str, state: SignalState, at_us: i64) -> bool {
-        if self.feed_groups.iter().any(|(g, _)| g == group) {
-            self.feed.set(group, state, at_us);
-            true
-        } else {
-            false
-        }
+        self.feeds.set_now(group, state, at_us)
     }
 }
 
@@ -296,9 +305,6 @@ impl SignalSource for SignalBoard {
         if let Some(g) = self.lamp_groups.iter().find(|g| g.group == group) {
             return Some(g.filter.status());
         }
-        if self.feed_groups.iter().any(|(g, _)| g == group) {
-            return Some(self.feed.status(group).unwrap_or(SignalStatus::unknown(0)));
-        }
-        None
+        self.feeds.status(group)
     }
 }

@@ -251,16 +251,27 @@ pub struct SignalConfig {
     /// Signal head regions, read by colour.
     #[serde(default)]
     pub lamps: Option<LampRegions>,
-    /// External signal-phase feed topic.
+    /// External signal-phase feed topic: the junction controller's
+    /// [`protocol::SignalPhase`] messages (by convention
+    /// `signals/v1/{site}/{group}`; not under `tv/`, which is the devices'
+    /// and the server's).
     #[serde(default)]
     pub mqtt_topic: Option<String>,
     /// Consecutive frames a new state must be seen before it is believed.
     #[serde(default = "default_confirm_frames")]
     pub confirm_frames: u32,
+    /// A fed group not heard from for this long is unknown (the controller
+    /// repeats its phase at least every second).
+    #[serde(default = "default_feed_silence_s")]
+    pub feed_silence_s: f64,
 }
 
 fn default_confirm_frames() -> u32 {
     3
+}
+
+fn default_feed_silence_s() -> f64 {
+    3.0
 }
 
 /// Speed calibration: exactly one of the two methods.

@@ -66,11 +66,20 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
                 check_rect(&format!("{f}.lamps.green"), l.green, frame)?;
             }
             (None, Some(t)) => {
-                if t.is_empty() || t.contains(['+', '#']) {
+                if t.is_empty() || t.contains(['+', '#', '\0']) {
                     return fail(
                         format!("{f}.mqtt_topic"),
                         "must be a topic name without wildcards",
                     );
+                }
+                if t.starts_with("tv/") || t.starts_with('$') {
+                    return fail(
+                        format!("{f}.mqtt_topic"),
+                        "tv/… is the devices' and the server's; use signals/v1/{site}/{group}",
+                    );
+                }
+                if !(g.feed_silence_s.is_finite() && (0.5..=30.0).contains(&g.feed_silence_s)) {
+                    return fail(format!("{f}.feed_silence_s"), "must be 0.5 to 30 seconds");
                 }
             }
             _ => return fail(f, "needs exactly one of `lamps` and `mqtt_topic`"),

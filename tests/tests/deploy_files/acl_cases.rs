@@ -66,6 +66,38 @@ fn acl_cases() -> Vec<(&'static str, Op, String, bool)> {
             false,
         ),
         ("dev-a", Op::Publish, "elsewhere".into(), false),
+        // Signal phases: every device reads them, only the controllers'
+        // account writes them, and it writes nothing else.
+        (
+            "dev-a",
+            Op::Subscribe,
+            "signals/v1/site-1/east-west".into(),
+            true,
+        ),
+        (
+            "dev-a",
+            Op::Publish,
+            "signals/v1/site-1/east-west".into(),
+            false,
+        ),
+        (
+            "signals",
+            Op::Publish,
+            "signals/v1/site-1/east-west".into(),
+            true,
+        ),
+        (
+            "signals",
+            Op::Publish,
+            "tv/v1/site-1/dev-a/ack".into(),
+            false,
+        ),
+        (
+            "ingest",
+            Op::Publish,
+            "signals/v1/site-1/east-west".into(),
+            false,
+        ),
         // The servers publish acks, and publish nothing else.
         ("ingest", Op::Publish, "tv/v1/site-1/dev-a/ack".into(), true),
         (

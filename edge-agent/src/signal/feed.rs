@@ -1,0 +1,398 @@
+//! The signal-phase feed: a junction controller's phase messages
+//! ([`protocol::SignalPhase`]) from MQTT to the cameras whose lane groups
+//! they govern.
+//!
+//! The delivery link subscribes to every topic the site files name
+//! (`[[signals]] mqtt_topic`) and hands what arrives to [`SignalRouter`],
+//! which checks it (shape, group, the controller's clock against this
+//! box's) and passes it to each camera with a group fed from that topic,
+//! through a channel the camera's analysis drains before each frame.
+//!
+//! On the camera side [`FeedGroups`] applies a phase only once the frames
+//! reach its `since` — frames lag real time by capture, decode and
+//! detection, so a phase applied on arrival would judge a frame shot
+//! before the change by the new colour — and takes a group it has not heard
+//! from for its `feed_silence_s` as unknown, so a dead controller never
+//! leaves a red on the board.
+
+use super::{ExternalFeed, SignalState, SignalStatus};
+use protocol::SignalPhase;
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use time::OffsetDateTime;
+
+/// How far the controller's `sent` may lie ahead of this box's clock at
+/// arrival, µs: more means the two clocks disagree, and a phase stamped by
+/// a clock that runs ahead would make a crossing on green look like red.
+pub const MAX_AHEAD_US: i64 = 500_000;
+/// How long a phase may have taken to arrive, µs: an older one is stale
+/// (a queued message after an outage, or a controller clock running
+/// behind — the dangerous direction).
+pub const MAX_LATE_US: i64 = 1_000_000;
+
+/// One phase for one camera's lane group, times in µs since the epoch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseUpdate {
+    pub group: String,
+    pub state: SignalState,
+    pub since_us: i64,
+    pub sent_us: i64,
+}
+
+/// Why a phase message was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error("signal phase on {topic}: {source}")]
+    Message {
+        topic: String,
+        source: protocol::ProtocolError,
+    },
+    #[error("signal phase on {topic} is for group `{got}`, the topic is group `{expected}`'s")]
+    WrongGroup {
+        topic: String,
+        got: String,
+        expected: String,
+    },
+    #[error(
+        "signal phase on {topic} was sent {late_ms} ms before it arrived (at most {} ms ahead or {} ms late): the controller's clock or the link is off",
+        MAX_AHEAD_US / 1000,
+        MAX_LATE_US / 1000
+    )]
+    Clock { topic: String, late_ms: i64 },
+}
+
+fn micros(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000) as i64
+}
+
+struct Route {
+    topic: String,
+    group: String,
+    tx: Sender<PhaseUpdate>,
+}
+
+/// Routes phase messages from their topics to the cameras' analyses.
+#[derive(Default)]
+pub struct SignalRouter {
+    routes: Mutex<Vec<Route>>,
+}
+
+impl SignalRouter {
+    /// Registers a camera's fed groups (`(group, topic)` pairs); the
+    /// camera drains the returned receiver.
+    pub fn register(&self, groups: &[(String, String)]) -> Receiver<PhaseUpdate> {
+        let (tx, rx) = channel();
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        for (group, topic) in groups {
+            routes.push(Route {
+                topic: topic.clone(),
+                group: group.clone(),
+                tx: tx.clone(),
+            });
+        }
+        rx
+    }
+
+    /// Every topic some camera listens to, each once.
+    pub fn topics(&self) -> Vec<String> {
+        let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t: Vec<String> = routes.iter().map(|r| r.topic.clone()).collect();
+        t.sort();
+        t.dedup();
+        t
+    }
+
+    /// Hands a message that arrived on `topic` at `arrived` to the cameras
+    /// fed from it; how many took it (0 for a topic nobody listens to).
+    pub fn deliver(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        arrived: OffsetDateTime,
+    ) -> Result<usize, FeedError> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        if !routes.iter().any(|r| r.topic == topic) {
+            return Ok(0);
+        }
+        let phase = SignalPhase::from_json(payload).map_err(|source| FeedError::Message {
+            topic: topic.to_owned(),
+            source,
+        })?;
+        let late = micros(arrived) - micros(phase.sent);
+        if !(-MAX_AHEAD_US..=MAX_LATE_US).contains(&late) {
+            return Err(FeedError::Clock {
+                topic: topic.to_owned(),
+                late_ms: late / 1000,
+            });
+        }
+        if let Some(r) = routes
+            .iter()
+            .find(|r| r.topic == topic && r.group != phase.group)
+        {
+            return Err(FeedError::WrongGroup {
+                topic: topic.to_owned(),
+                got: phase.group,
+                expected: r.group.clone(),
+            });
+        }
+        let update = PhaseUpdate {
+            group: phase.group,
+            state: phase.state,
+            since_us: micros(phase.since),
+            sent_us: micros(phase.sent),
+        };
+        let mut taken = 0;
+        // A camera whose analysis ended has dropped its receiver.
+        routes.retain(|r| {
+            if r.topic != topic {
+                return true;
+            }
+            let alive = r.tx.send(update.clone()).is_ok();
+            taken += usize::from(alive);
+            alive
+        });
+        Ok(taken)
+    }
+}
+
+/// One fed lane group of a camera.
+#[derive(Debug, Clone)]
+struct FedGroup {
+    group: String,
+    topic: String,
+    silence_us: i64,
+    /// The latest `sent` of a phase applied.
+    heard_us: Option<i64>,
+}
+
+/// A camera's fed lane groups: phases waiting for the frames to reach
+/// them, and the states applied so far.
+#[derive(Debug, Clone, Default)]
+pub struct FeedGroups {
+    groups: Vec<FedGroup>,
+    pending: Vec<PhaseUpdate>,
+    feed: ExternalFeed,
+}
+
+/// Most phases held for frames that have not reached them (a controller
+/// repeating once a second, frames a few seconds behind at worst).
+const MAX_PENDING: usize = 64;
+
+impl FeedGroups {
+    /// Adds a group fed from `topic`, unknown after `silence_s` without a
+    /// phase.
+    pub fn add(&mut self, group: &str, topic: &str, silence_s: f64) {
+        self.groups.push(FedGroup {
+            group: group.to_owned(),
+            topic: topic.to_owned(),
+            silence_us: (silence_s * 1e6) as i64,
+            heard_us: None,
+        });
+    }
+
+    /// The `(group, topic)` pairs.
+    pub fn topics(&self) -> Vec<(String, String)> {
+        self.groups
+            .iter()
+            .map(|g| (g.group.clone(), g.topic.clone()))
+            .collect()
+    }
+
+    /// Whether `group` is fed from outside.
+    pub fn has(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g.group == group)
+    }
+
+    /// Takes a phase for later ([`FeedGroups::advance`]); `false` if
+    /// `group` is not fed here.
+    pub fn push(&mut self, update: PhaseUpdate) -> bool {
+        if !self.has(&update.group) {
+            return false;
+        }
+        if self.pending.len() >= MAX_PENDING {
+            self.pending.remove(0);
+        }
+        self.pending.push(update);
+        true
+    }
+
+    /// Brings the groups to `now_us` (the frame about to be judged):
+    /// applies the phases begun by then, in order, and marks silent groups
+    /// unknown.
+    pub fn advance(&mut self, now_us: i64) {
+        self.pending.sort_by_key(|u| u.since_us);
+        let due = self.pending.partition_point(|u| u.since_us <= now_us);
+        for u in self.pending.drain(..due) {
+            let Some(g) = self.groups.iter_mut().find(|g| g.group == u.group) else {
+                continue;
+            };
+            // An older message arriving after a newer one changes nothing.
+            if g.heard_us.is_some_and(|h| u.sent_us < h) {
+                continue;
+            }
+            g.heard_us = Some(u.sent_us);
+            // The controller knows when its phase began: that is a seen
+            // transition, unlike a colour first read mid-phase.
+            self.feed.set_status(
+                &u.group,
+                SignalStatus {
+                    state: u.state,
+                    since_us: u.since_us,
+                    transition_seen: u.state != SignalState::Unknown,
+                    changing_since: None,
+                },
+            );
+        }
+        for g in &self.groups {
+            let silent_from = g.heard_us.map(|h| h.saturating_add(g.silence_us));
+            if let Some(from) = silent_from
+                && now_us > from
+                && super::SignalSource::status(&self.feed, &g.group).map(|s| s.state)
+                    != Some(SignalState::Unknown)
+            {
+                self.feed.set_status(&g.group, SignalStatus::unknown(from));
+            }
+        }
+    }
+
+    /// The status of a fed group (unknown until a phase arrived).
+    pub fn status(&self, group: &str) -> Option<SignalStatus> {
+        self.has(group).then(|| {
+            super::SignalSource::status(&self.feed, group).unwrap_or(SignalStatus::unknown(0))
+        })
+    }
+
+    /// Sets a group's state at once (tests, a recorded phase).
+    pub fn set_now(&mut self, group: &str, state: SignalState, at_us: i64) -> bool {
+        if !self.has(group) {
+            return false;
+        }
+        self.feed.set(group, state, at_us);
+        if let Some(g) = self.groups.iter_mut().find(|g| g.group == group) {
+            g.heard_us = Some(at_us.max(g.heard_us.unwrap_or(i64::MIN)));
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::signal::SignalSource;
+    use time::Duration;
+
+    const T: &str = "signals/v1/s/east-west";
+
+    fn phase(group: &str, state: &str, since: OffsetDateTime, sent: OffsetDateTime) -> Vec<u8> {
+        format!(
+            r#"{{"group":"{group}","state":"{state}","since":"{}","sent":"{}"}}"#,
+            since
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+            sent.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_router_checks_group_and_clock_and_reaches_every_camera_on_the_topic() {
+        let router = SignalRouter::default();
+        let a = router.register(&[("east-west".into(), T.into())]);
+        let b = router.register(&[("east-west".into(), T.into())]);
+        assert_eq!(router.topics(), vec![T.to_owned()]);
+        let now = OffsetDateTime::now_utc();
+        let red = phase("east-west", "red", now - Duration::seconds(4), now);
+        assert_eq!(router.deliver(T, &red, now).unwrap(), 2);
+        let got = a.try_recv().unwrap();
+        assert_eq!(
+            (got.group.as_str(), got.state),
+            ("east-west", SignalState::Red)
+        );
+        assert_eq!(got.since_us, micros(now - Duration::seconds(4)));
+        assert!(b.try_recv().is_ok());
+        assert_eq!(router.deliver("other/topic", b"junk", now).unwrap(), 0);
+
+        let cases: [(Vec<u8>, &str); 4] = [
+            (b"{".to_vec(), "malformed"),
+            (phase("north", "red", now, now), "group `north`"),
+            (
+                phase(
+                    "east-west",
+                    "red",
+                    now - Duration::seconds(5),
+                    now - Duration::seconds(3),
+                ),
+                "clock",
+            ),
+            (
+                phase("east-west", "red", now, now + Duration::seconds(2)),
+                "clock",
+            ),
+        ];
+        for (bytes, why) in cases {
+            let e = router.deliver(T, &bytes, now).unwrap_err().to_string();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        assert!(a.try_recv().is_err(), "nothing refused reached a camera");
+
+        drop(b);
+        assert_eq!(
+            router.deliver(T, &red, now).unwrap(),
+            1,
+            "a gone camera is dropped"
+        );
+    }
+
+    fn update(state: SignalState, since_s: i64, sent_s: i64) -> PhaseUpdate {
+        PhaseUpdate {
+            group: "g".into(),
+            state,
+            since_us: since_s * 1_000_000,
+            sent_us: sent_s * 1_000_000,
+        }
+    }
+
+    fn state(f: &FeedGroups) -> SignalState {
+        f.status("g").unwrap().state
+    }
+
+    #[test]
+    fn a_phase_applies_when_the_frames_reach_it_and_silence_makes_it_unknown() {
+        let mut f = FeedGroups::default();
+        f.add("g", T, 3.0);
+        assert_eq!(state(&f), SignalState::Unknown);
+        assert!(!f.push(PhaseUpdate {
+            group: "other".into(),
+            ..update(SignalState::Red, 0, 0)
+        }));
+        assert!(f.push(update(SignalState::Green, 90, 100)));
+        // Red from 101 s arrives while the frames are still at 100.6 s.
+        assert!(f.push(update(SignalState::Red, 101, 101)));
+        f.advance(100_600_000);
+        assert_eq!(state(&f), SignalState::Green, "the frame before the change");
+        f.advance(101_000_000);
+        let s = f.status("g").unwrap();
+        assert_eq!(
+            (s.state, s.since_us, s.transition_seen),
+            (SignalState::Red, 101_000_000, true)
+        );
+        // An older message arriving late changes nothing.
+        f.push(update(SignalState::Green, 90, 100));
+        f.advance(101_500_000);
+        assert_eq!(state(&f), SignalState::Red);
+        // Repeats keep it; silence past 3 s makes it unknown from then.
+        f.push(update(SignalState::Red, 101, 102));
+        f.advance(104_900_000);
+        assert_eq!(state(&f), SignalState::Red);
+        f.advance(105_100_000);
+        let s = f.status("g").unwrap();
+        assert_eq!((s.state, s.since_us), (SignalState::Unknown, 105_000_000));
+        // The controller back: the state again, as it says.
+        f.push(update(SignalState::Red, 101, 106));
+        f.advance(106_000_000);
+        assert_eq!(state(&f), SignalState::Red);
+        assert_eq!(f.status("nope"), None);
+        assert!(SignalSource::status(&f.feed, "g").is_some());
+    }
+}

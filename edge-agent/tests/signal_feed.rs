@@ -1,0 +1,111 @@
+//! A junction controller's signal phases through a real Mosquitto to the
+//! camera: the delivery loop subscribes to the topics the site files name,
+//! hands good phases to the camera's channel, and refuses (and counts) the
+//! malformed, the misrouted and the stale.
+
+mod delivery_support;
+
+use delivery_support::*;
+use edge_agent::config::AgentConfig;
+use edge_agent::delivery::{self, Shared};
+use edge_agent::identity::DeviceIdentity;
+use edge_agent::signal::SignalState;
+use rumqttc::{Client, MqttOptions, QoS};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+const TOPIC: &str = "signals/v1/hn-test-site/east-west";
+
+fn phase(group: &str, state: &str, since: OffsetDateTime, sent: OffsetDateTime) -> Vec<u8> {
+    format!(
+        r#"{{"group":"{group}","state":"{state}","since":"{}","sent":"{}"}}"#,
+        since.format(&Rfc3339).unwrap(),
+        sent.format(&Rfc3339).unwrap()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let config = agent_config(dir.path(), broker.port, "");
+    let cfg = AgentConfig::load(&config).unwrap();
+    let id = DeviceIdentity::load_or_create(DEVICE, SITE, &dir.path().join("data/device.key"))
+        .unwrap()
+        .0;
+    let shared = Shared::default();
+    let phases = shared
+        .signals
+        .register(&[("east-west".to_owned(), TOPIC.to_owned())]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (cfg, id, shared, stop) = (cfg.clone(), id.clone(), shared.clone(), stop.clone());
+        std::thread::spawn(move || delivery::run(&cfg, &id, &shared, stop))
+    };
+
+    // The controller: repeats its phase until the camera has it (it
+    // repeats every second in service anyway).
+    let (client, mut conn) =
+        Client::new(MqttOptions::new("controller", "127.0.0.1", broker.port), 64);
+    std::thread::spawn(move || for _ in conn.iter() {});
+    let red_since = OffsetDateTime::now_utc() - time::Duration::seconds(7);
+    let mut got = None;
+    for _ in 0..100 {
+        let now = OffsetDateTime::now_utc();
+        client
+            .publish(
+                TOPIC,
+                QoS::AtLeastOnce,
+                false,
+                phase("east-west", "red", red_since, now),
+            )
+            .unwrap();
+        if let Ok(u) = phases.recv_timeout(Duration::from_millis(200)) {
+            got = Some(u);
+            break;
+        }
+    }
+    let got = got.expect("a phase reached the camera");
+    assert_eq!(
+        (got.group.as_str(), got.state),
+        ("east-west", SignalState::Red)
+    );
+    assert_eq!(
+        got.since_us,
+        (red_since.unix_timestamp_nanos() / 1000) as i64,
+        "the controller's start time, not the arrival"
+    );
+    while phases.try_recv().is_ok() {}
+
+    // Malformed, another group's, and stamped 30 s ago: all green, none
+    // may reach the camera.
+    let m = shared.metrics.clone();
+    let before = m.signal_phases_refused.load(Ordering::Relaxed);
+    let now = OffsetDateTime::now_utc();
+    let old = now - time::Duration::seconds(30);
+    for bad in [
+        b"{\"group\":".to_vec(),
+        phase("north-south", "green", now, now),
+        phase("east-west", "green", old, old),
+    ] {
+        client.publish(TOPIC, QoS::AtLeastOnce, false, bad).unwrap();
+    }
+    assert!(
+        wait_for(20, || m.signal_phases_refused.load(Ordering::Relaxed)
+            >= before + 3),
+        "refused {}",
+        m.signal_phases_refused.load(Ordering::Relaxed) - before
+    );
+    assert!(
+        phases.try_iter().all(|u| u.state != SignalState::Green),
+        "a refused phase reached the camera"
+    );
+    assert!(m.signal_phases.load(Ordering::Relaxed) >= 1);
+
+    stop.store(true, Ordering::Relaxed);
+    runner.join().unwrap().unwrap();
+}
