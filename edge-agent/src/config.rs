@@ -235,11 +235,14 @@ impl Default for OutboxConfig {
     }
 }
 
+/// Largest outbox the configuration accepts, MiB (1 TiB).
+pub const MAX_OUTBOX_MIB: u64 = 1 << 20;
+
 impl OutboxConfig {
     /// As [`OutboxLimits`].
     pub fn limits(&self) -> OutboxLimits {
         OutboxLimits {
-            max_bytes: self.max_mib * 1024 * 1024,
+            max_bytes: self.max_mib.saturating_mul(1024 * 1024),
             max_events: self.max_events,
             max_age: Duration::from_secs_f64(self.max_age_days * 86_400.0),
             alarm_fraction: self.alarm_fraction,
@@ -354,15 +357,20 @@ impl AgentConfig {
         if self.mqtt.ack_timeout_s == 0 {
             return bad("mqtt.ack_timeout_s", "must be positive".into());
         }
-        if self.mqtt.backlog_per_s.is_nan() || self.mqtt.backlog_per_s <= 0.0 {
-            return bad("mqtt.backlog_per_s", "must be positive".into());
+        // Upper bounds as well as lower ones: TOML reads `inf`, and a
+        // duration made of an absurd number of seconds panics.
+        if !(self.mqtt.backlog_per_s.is_finite()
+            && (0.01..=100_000.0).contains(&self.mqtt.backlog_per_s))
+        {
+            return bad("mqtt.backlog_per_s", "must be within 0.01..=100000".into());
         }
         if !(self.mqtt.reconnect_min_s > 0.0
-            && self.mqtt.reconnect_max_s >= self.mqtt.reconnect_min_s)
+            && self.mqtt.reconnect_max_s >= self.mqtt.reconnect_min_s
+            && self.mqtt.reconnect_max_s <= 3600.0)
         {
             return bad(
                 "mqtt.reconnect_min_s",
-                "need 0 < reconnect_min_s <= reconnect_max_s".into(),
+                "need 0 < reconnect_min_s <= reconnect_max_s <= 3600".into(),
             );
         }
         for (i, k) in self.server.public_keys.iter().enumerate() {
@@ -370,17 +378,28 @@ impl AgentConfig {
                 return bad(&format!("server.public_keys[{i}]"), m);
             }
         }
-        if self.outbox.max_mib == 0 || self.outbox.max_events == 0 {
-            return bad("outbox.max_mib", "limits must be positive".into());
+        if !(1..=MAX_OUTBOX_MIB).contains(&self.outbox.max_mib) {
+            return bad(
+                "outbox.max_mib",
+                format!("must be within 1..={MAX_OUTBOX_MIB}"),
+            );
         }
-        if self.outbox.max_age_days.is_nan() || self.outbox.max_age_days <= 0.0 {
-            return bad("outbox.max_age_days", "must be positive".into());
+        if self.outbox.max_events == 0 {
+            return bad("outbox.max_events", "must be positive".into());
+        }
+        if !(self.outbox.max_age_days.is_finite()
+            && self.outbox.max_age_days > 0.0
+            && self.outbox.max_age_days <= 3650.0)
+        {
+            return bad("outbox.max_age_days", "must be within (0, 3650]".into());
         }
         if !(self.outbox.alarm_fraction > 0.0 && self.outbox.alarm_fraction < 1.0) {
             return bad("outbox.alarm_fraction", "must be within (0, 1)".into());
         }
-        if self.health.heartbeat_s.is_nan() || self.health.heartbeat_s < 0.2 {
-            return bad("health.heartbeat_s", "must be at least 0.2".into());
+        if !(self.health.heartbeat_s.is_finite()
+            && (0.2..=3600.0).contains(&self.health.heartbeat_s))
+        {
+            return bad("health.heartbeat_s", "must be within 0.2..=3600".into());
         }
         if !["ppocr", "vn", "none"].contains(&self.plates.recognizer.as_str()) {
             return bad(
@@ -395,6 +414,12 @@ impl AgentConfig {
             );
         }
         for (i, c) in self.cameras.iter().enumerate() {
+            if self.cameras[..i].iter().any(|o| o.site == c.site) {
+                return bad(
+                    &format!("cameras[{i}].site"),
+                    format!("{} is another camera's site file too", c.site.display()),
+                );
+            }
             if !["yolox", "motion"].contains(&c.detector.as_str()) {
                 return bad(
                     &format!("cameras[{i}].detector"),
@@ -573,6 +598,36 @@ window = 8
             (GOOD.replace("window = 8", "window = \"x\""), "window"),
             (format!("{GOOD}\n[plates]\nworkers = 0\n"), "plates.workers"),
             (format!("{GOOD}\n[plates]\nworkers = 9\n"), "plates.workers"),
+            // TOML reads `inf`; each would panic when made a duration.
+            (
+                format!("{GOOD}\n[health]\nheartbeat_s = inf\n"),
+                "health.heartbeat_s",
+            ),
+            (
+                format!("{GOOD}\n[outbox]\nmax_age_days = inf\n"),
+                "outbox.max_age_days",
+            ),
+            (
+                format!("{GOOD}\n[outbox]\nmax_mib = 17592186044416\n"),
+                "outbox.max_mib",
+            ),
+            (
+                GOOD.replace(
+                    "window = 8",
+                    "window = 8\nreconnect_min_s = inf\nreconnect_max_s = inf",
+                ),
+                "mqtt.reconnect_min_s",
+            ),
+            (
+                GOOD.replace("window = 8", "window = 8\nbacklog_per_s = inf"),
+                "mqtt.backlog_per_s",
+            ),
+            (
+                format!(
+                    "{GOOD}\n[[cameras]]\nsource = \"a.mp4\"\nsite = \"s.toml\"\n[[cameras]]\nsource = \"b.mp4\"\nsite = \"s.toml\"\n"
+                ),
+                "cameras[1].site",
+            ),
         ];
         for (text, needle) in cases {
             let err = AgentConfig::from_toml_str(&text, "agent.toml", |_| None).unwrap_err();

@@ -299,7 +299,11 @@ pub fn serve_metrics(
                         let _ = stream.set_nonblocking(false);
                         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
                         let mut line = String::new();
-                        let _ = BufReader::new(&stream).read_line(&mut line);
+                        // Only the request line matters, and it is short:
+                        // a client sending an endless line gets 404, not
+                        // this box's memory.
+                        let _ = BufReader::new(std::io::Read::take(&stream, 8 * 1024))
+                            .read_line(&mut line);
                         let (status, body) = if line.starts_with("GET /metrics ") {
                             ("200 OK", metrics.render(&board))
                         } else {

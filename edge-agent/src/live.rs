@@ -91,6 +91,20 @@ impl Live {
         for (i, cam) in cfg.cameras.iter().enumerate() {
             let site =
                 SiteConfig::load(&cam.site).map_err(|e| LiveError(format!("cameras[{i}]: {e}")))?;
+            // Two cameras under one id would share a health entry and a
+            // parked-violator file, each undoing the other's.
+            if sites
+                .iter()
+                .any(|(_, s, _): &(CameraConfig, SiteConfig, SourceSpec)| {
+                    s.camera_id == site.camera_id
+                })
+            {
+                return Err(LiveError(format!(
+                    "cameras[{i}]: camera_id {:?} ({}) is another camera's too",
+                    site.camera_id,
+                    cam.site.display()
+                )));
+            }
             let spec = SourceSpec::parse(&cam.source)
                 .map_err(|e| LiveError(format!("cameras[{i}].source: {e}")))?;
             sites.push((cam.clone(), site, spec));
@@ -147,7 +161,25 @@ impl Live {
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("analyse-{}", setup.site.camera_id))
-                    .spawn(move || camera_loop(setup, tx, shared, stop))
+                    .spawn(move || {
+                        let id = setup.site.camera_id.clone();
+                        let board = shared.board.clone();
+                        let run = std::panic::AssertUnwindSafe(|| {
+                            camera_loop(setup, tx, shared, stop)
+                        });
+                        // A panic ends this camera only; it must show as
+                        // failed, not as streaming with a stale last frame.
+                        if std::panic::catch_unwind(run).is_err() {
+                            tracing::error!(camera = %id, "camera analysis panicked; the camera is stopped");
+                            board.set_camera(protocol::CameraStatus {
+                                camera_id: id,
+                                state: protocol::CameraState::Failed,
+                                last_frame_time: None,
+                                analysed_fps: 0.0,
+                            });
+                            board.violation_unreported();
+                        }
+                    })
                     .map_err(|e| LiveError(format!("starting a camera: {e}")))?,
             );
         }
@@ -243,7 +275,10 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
             tracing::error!(camera = %id, event_id = %j.job.event_id, "post-processing queue full: violation dropped");
             shared.board.violation_unreported();
         }
-        Err(TrySendError::Disconnected(_)) => {}
+        Err(TrySendError::Disconnected(j)) => {
+            tracing::error!(camera = %id, event_id = %j.job.event_id, "no post-processing worker left: violation dropped");
+            shared.board.violation_unreported();
+        }
     };
     while !stop.load(Ordering::Relaxed) {
         report_status(&shared, &id, &handle, fps.value());
@@ -418,54 +453,64 @@ struct Worker {
 }
 
 impl Worker {
+    /// Takes jobs until every camera has stopped. A job that panics (a
+    /// model or library failing on one picture) is counted as unreported
+    /// and the worker goes on: a worker that died would leave its cameras
+    /// streaming into a queue nobody empties.
     fn run(self, rx: &Mutex<Receiver<PostJob>>) {
         loop {
             // The lock is held only while waiting for the next job; the
             // queue closes when every camera has stopped.
-            let next = match rx.lock() {
-                Ok(rx) => rx.recv(),
-                Err(_) => return,
-            };
+            let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
             let Ok(PostJob { camera_id, job }) = next else {
                 return;
             };
             let event_id = job.event_id;
-            let violation = job.violation.clone();
-            let processed = match crate::violator::process(job, self.reader.as_ref(), &self.spool) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(%event_id, error = %e, "post-processing failed; violation not reported");
-                    self.board.violation_unreported();
-                    continue;
-                }
-            };
-            let event = crate::report::violation_event(
-                &self.identity,
-                &camera_id,
-                event_id,
-                &violation,
-                &processed,
-                crate::health::clock_sync(),
-            );
-            let Ok(mut outbox) = self.outbox.lock() else {
-                tracing::error!(%event_id, "outbox lock poisoned: violation not reported");
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.handle(&camera_id, job)
+            }));
+            if done.is_err() {
+                tracing::error!(%event_id, camera = %camera_id, "post-processing panicked; violation not reported");
+                self.board.violation_unreported();
+            }
+        }
+    }
+
+    /// Reads the violator's plate, writes the evidence, signs and queues.
+    fn handle(&self, camera_id: &str, job: EvidenceJob) {
+        let event_id = job.event_id;
+        let violation = job.violation.clone();
+        let processed = match crate::violator::process(job, self.reader.as_ref(), &self.spool) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(%event_id, error = %e, "post-processing failed; violation not reported");
                 self.board.violation_unreported();
                 return;
-            };
-            match crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir)
-            {
-                Ok(_) => {
-                    // From the frame of the violation to a signed event in
-                    // the outbox: includes the clip's `post` seconds.
-                    let latency_ms = violation
-                        .at()
-                        .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
-                    tracing::info!(%event_id, plate = ?processed.plate.text, ?latency_ms, "violation queued")
-                }
-                Err(e) => {
-                    tracing::error!(%event_id, error = %e, "violation not queued; evidence kept in the spool");
-                    self.board.violation_unreported();
-                }
+            }
+        };
+        let event = crate::report::violation_event(
+            &self.identity,
+            camera_id,
+            event_id,
+            &violation,
+            &processed,
+            crate::health::clock_sync(),
+        );
+        // A worker that panicked while holding the outbox left no
+        // transaction open (SQLite rolled it back): go on with it.
+        let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
+        match crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir) {
+            Ok(_) => {
+                // From the frame of the violation to a signed event in
+                // the outbox: includes the clip's `post` seconds.
+                let latency_ms = violation
+                    .at()
+                    .map(|at| (time::OffsetDateTime::now_utc() - at).whole_milliseconds());
+                tracing::info!(%event_id, plate = ?processed.plate.text, ?latency_ms, "violation queued")
+            }
+            Err(e) => {
+                tracing::error!(%event_id, error = %e, "violation not queued; evidence kept in the spool");
+                self.board.violation_unreported();
             }
         }
     }

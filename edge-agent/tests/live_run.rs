@@ -145,3 +145,39 @@ fn http_get(port: u16, path: &str) -> String {
     s.read_to_string(&mut out).unwrap();
     out
 }
+
+/// Two cameras under one camera id would share a health entry and the
+/// file of parked violators, each undoing the other's: refused at start,
+/// naming the camera, before anything runs.
+#[test]
+fn two_cameras_with_one_camera_id_are_refused_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let scene = edge_agent::scene::runner_and_stopper(time::OffsetDateTime::now_utc());
+    std::fs::write(d.join("a.toml"), scene.site_toml()).unwrap();
+    std::fs::write(d.join("b.toml"), scene.site_toml()).unwrap();
+    let cameras = format!(
+        "\n[plates]\nrecognizer = \"none\"\n\n[[cameras]]\nsource = \"a.mp4\"\nsite = \"{a}\"\ndetector = \"motion\"\n\n\
+         [[cameras]]\nsource = \"b.mp4\"\nsite = \"{b}\"\ndetector = \"motion\"\n",
+        a = d.join("a.toml").display(),
+        b = d.join("b.toml").display(),
+    );
+    let config = agent_config(d, free_port(), &cameras);
+    let cfg = edge_agent::config::AgentConfig::load(&config).unwrap();
+    let (id, _) = edge_agent::identity::DeviceIdentity::load_or_create(
+        DEVICE,
+        SITE,
+        &d.join("data/device.key"),
+    )
+    .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let shared = edge_agent::delivery::Shared::default();
+    let err = match edge_agent::live::Live::start(&cfg, &id, &shared, stop) {
+        Ok(_) => panic!("two cameras named alike were started"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("cameras[1]") && err.contains("\"synthetic\""),
+        "{err}"
+    );
+}

@@ -262,6 +262,15 @@ fn a_signal_feed_is_off_the_devices_topics_and_its_silence_is_bounded() {
 }
 
 #[test]
+fn a_camera_id_follows_the_protocols_id_rules() {
+    for bad in ["cam 1", "cam/1", "kamera-đ", ""] {
+        let (_, field, _, _) =
+            error(&BASE.replace("camera_id = \"cam-1\"", &format!("camera_id = {bad:?}")));
+        assert_eq!(field, "camera_id", "{bad:?}");
+    }
+}
+
+#[test]
 fn approach_along_the_line_is_refused() {
     let text = BASE.replace("approach_deg = -90", "approach_deg = 180");
     assert_eq!(error(&text).1, "stop_lines[0].approach_deg");

@@ -8,7 +8,10 @@ fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let ih = (ay2.min(by2) - a[1].max(b[1])).max(0.0);
     let inter = iw * ih;
     let union = a[2] * a[3] + b[2] * b[3] - inter;
-    if union <= 0.0 { 0.0 } else { inter / union }
+    // A box with a NaN coordinate overlaps nothing, rather than
+    // suppressing every box after it.
+    let v = inter / union;
+    if union > 0.0 && v.is_finite() { v } else { 0.0 }
 }
 
 /// Keeps the highest-scoring box of every group overlapping above `iou_max`
@@ -38,6 +41,25 @@ pub(crate) fn suppress<T>(
 mod tests {
     use super::*;
     use protocol::VehicleClass;
+
+    #[test]
+    fn a_nan_box_suppresses_nothing() {
+        let det = |bbox: [f32; 4], score: f32| Detection {
+            bbox,
+            score,
+            class: VehicleClass::Car,
+            riders: 0,
+        };
+        let kept = nms(
+            vec![
+                det([0.0, 0.0, f32::NAN, 10.0], 0.99),
+                det([100.0, 100.0, 50.0, 40.0], 0.9),
+                det([300.0, 100.0, 50.0, 40.0], 0.8),
+            ],
+            0.5,
+        );
+        assert_eq!(kept.len(), 3);
+    }
 
     fn det(x: f32, score: f32) -> Detection {
         Detection {

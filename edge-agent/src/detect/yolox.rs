@@ -266,7 +266,9 @@ impl YoloxDetector {
             let y0 = (cy - h / 2.0).clamp(0.0, fh);
             let x1 = (cx + w / 2.0).clamp(0.0, fw);
             let y1 = (cy + h / 2.0).clamp(0.0, fh);
-            if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
+            // `!(… >= 2)`: a NaN or infinite coordinate from the model is
+            // no box (a NaN box would also defeat the NMS of every other).
+            if !(x1 - x0 >= 2.0 && y1 - y0 >= 2.0 && cx.is_finite() && cy.is_finite()) {
                 continue;
             }
             // A vehicle cut by the tile's left or right edge: the other

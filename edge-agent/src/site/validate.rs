@@ -12,8 +12,10 @@ fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, (S
 }
 
 pub(super) fn validate(c: &SiteConfig) -> Check {
-    if c.camera_id.trim().is_empty() {
-        return fail("camera_id", "must not be empty");
+    // The camera id names the camera in signed events, heartbeats, thread
+    // names and files: the protocol's id rules, not just "not empty".
+    if let Some(why) = protocol::topics::id_problem(&c.camera_id) {
+        return fail("camera_id", why);
     }
     let frame = c.frame;
     if frame.width == 0 || frame.height == 0 {
