@@ -123,6 +123,12 @@ impl Analysis {
         self.tracker.update(info, &dets);
         let mut out = Vec::new();
         if let Some(j) = self.judge.as_mut() {
+            if frame.stamped_on_arrival && j.engine.stop_speeding() {
+                tracing::warn!(
+                    frame = frame.number,
+                    "the stream stamps no times on its frames (arrival times are off by the network's jitter): speeding is not judged on this camera"
+                );
+            }
             let view = FrameView {
                 data: frame.data(),
                 width: frame.width,

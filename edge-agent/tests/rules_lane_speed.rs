@@ -470,3 +470,46 @@ fn a_parked_car_is_not_fined_again_after_the_agent_restarts() {
         "an agent without the memory fines it again"
     );
 }
+
+/// A detector that sees one car driving up the view at 32 px a frame.
+struct OneCar;
+
+impl edge_agent::detect::VehicleDetector for OneCar {
+    fn detect(
+        &mut self,
+        frame: &edge_agent::capture::Frame,
+    ) -> Result<Vec<edge_agent::track::Detection>, edge_agent::detect::DetectError> {
+        let bottom = 1075.0 - 32.0 * frame.number as f32;
+        Ok(vec![edge_agent::track::Detection {
+            bbox: [840.0, bottom - 90.0, 120.0, 90.0],
+            score: 0.9,
+            class: Car,
+            riders: 0,
+        }])
+    }
+}
+
+/// Speeding through the whole analysis: fined on a stream that stamps its
+/// frames, not judged at all on one whose frames carry only their arrival
+/// times (HTTP MJPEG), which are off by the network's jitter.
+#[test]
+fn speed_is_judged_only_on_frames_the_source_stamped() {
+    let site = SiteConfig::from_toml_str(SITE, "site.toml").unwrap();
+    let rules = |on_arrival: bool| {
+        let mut a = edge_agent::analysis::Analysis::new(Box::new(OneCar), Some(&site)).unwrap();
+        let mut found = Vec::new();
+        for n in 0..30u64 {
+            let t =
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ts(n)) * 1000).unwrap();
+            let mut f =
+                edge_agent::capture::Frame::from_bgr(n, t, 1920, 1080, vec![0; 1920 * 1080 * 3])
+                    .unwrap();
+            f.stamped_on_arrival = on_arrival;
+            found.extend(a.process(&f).unwrap().into_iter().map(|v| v.rule));
+        }
+        found.extend(a.finish().into_iter().map(|v| v.rule));
+        found
+    };
+    assert_eq!(rules(false), vec![ViolationType::Speeding]);
+    assert_eq!(rules(true), vec![]);
+}

@@ -144,6 +144,10 @@ pub struct Frame {
     pub height: u32,
     /// Bytes per row (GStreamer may pad rows).
     pub stride: usize,
+    /// `time` is when the frame arrived here, not a time the source
+    /// stamped (HTTP MJPEG): off by the network's jitter, too coarse to
+    /// time a vehicle between two lines.
+    pub stamped_on_arrival: bool,
     buffer: std::sync::Arc<gst::MappedBuffer<gst::buffer::Readable>>,
     /// The source's coded access units that arrived since the previous
     /// frame was handed on; `None` for a source decoded straight away (and
@@ -196,6 +200,7 @@ impl Frame {
             width,
             height,
             stride,
+            stamped_on_arrival: !has_pts,
             buffer: Arc::new(mapped),
             packets: None,
         };
@@ -227,6 +232,7 @@ impl Frame {
             width,
             height,
             stride,
+            stamped_on_arrival: false,
             buffer,
             packets: None,
         })

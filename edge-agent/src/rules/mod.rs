@@ -259,6 +259,12 @@ impl RuleEngine {
         })
     }
 
+    /// Stops judging speed on this camera (its frames' times cannot time a
+    /// vehicle); `true` if it was on.
+    pub fn stop_speeding(&mut self) -> bool {
+        std::mem::replace(&mut self.site.rules.speeding.enabled, false)
+    }
+
     /// Hands over what must outlive this engine to `next`, the engine of
     /// the same camera after its stream restarted: where illegally stopped
     /// vehicles were reported standing (a parked car is still parked after
