@@ -22,6 +22,8 @@ PACKAGES=(
   fonts-dejavu-core fonts-dejavu-extra fonts-liberation2 fonts-freefont-ttf fonts-roboto-unhinted
   # PDF tools the evidence-package tests read summary.pdf with (pdfinfo, pdftotext, pdfimages)
   poppler-utils
+  # systemd-analyze, which checks deploy/systemd's units in the tests
+  systemd
 )
 
 missing=()

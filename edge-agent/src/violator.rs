@@ -472,10 +472,10 @@ mod tests {
     fn any_rival_plate_makes_it_unreadable_whatever_the_majority() {
         let reads = [
             read("30A12345"),
-            read("51F13251"),
-            read("51F13251"),
-            read("51F13251"),
-            read("51F13251"),
+            read("51G67890"),
+            read("51G67890"),
+            read("51G67890"),
+            read("51G67890"),
         ];
         assert!(fuse_violator_reads(&reads, false).is_err());
     }

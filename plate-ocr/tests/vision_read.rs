@@ -216,7 +216,13 @@ fn y5fu_finds_most_openalpr_plates() {
         .collect();
     jpgs.sort();
     let img = plate_ocr::image_file::load_bgr(&jpgs[0], &ImageLimits::default()).expect("image");
-    for d in det.detect(&img).expect("detect") {
+    let dets = det.detect(&img).expect("detect");
+    assert!(
+        !dets.is_empty(),
+        "a plate is found on {}",
+        jpgs[0].display()
+    );
+    for d in dets {
         let [x, y, w, h] = d.bbox;
         for c in d.corners {
             assert!(

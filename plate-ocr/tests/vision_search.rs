@@ -90,9 +90,8 @@ fn a_pasted_motorbike_plate_is_found_where_it_is_and_read() {
     let mut found = 0;
     let mut exact = 0;
     for l in labels.iter().filter(|l| l.lines == Some(2)) {
-        let Ok(crop) = load_bgr(&l.image, &ImageLimits::default()) else {
-            continue;
-        };
+        let crop = load_bgr(&l.image, &ImageLimits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", l.image.display()));
         let direct = p.read_crop(&crop, Some(2)).expect("read");
         if direct.text.as_deref() != Some(l.text.as_str()) {
             continue;
@@ -147,9 +146,8 @@ fn two_different_plates_side_by_side_give_nothing() {
     let labels = load_labels(&dir).expect("labels");
     let mut pasted = Vec::new();
     for l in labels.iter().filter(|l| l.lines == Some(2)) {
-        let Ok(crop) = load_bgr(&l.image, &ImageLimits::default()) else {
-            continue;
-        };
+        let crop = load_bgr(&l.image, &ImageLimits::default())
+            .unwrap_or_else(|e| panic!("{}: {e}", l.image.display()));
         if p.read_crop(&crop, Some(2)).expect("read").text.as_deref() != Some(l.text.as_str()) {
             continue;
         }

@@ -530,11 +530,11 @@ mod tests {
     fn detection_labels_six_or_seven_columns() {
         let (dir, r) = write_labels(
             "ok",
-            "a.jpg\t396\t340\t203\t46\tM5XSX\r\n\na.jpg\t1\t2\t3\t4\t?\tmotorbike\n",
+            "a.jpg\t120\t80\t64\t16\tAB123\r\n\na.jpg\t1\t2\t3\t4\t?\tmotorbike\n",
         );
         let l = r.expect("valid labels");
         assert_eq!(l.len(), 2);
-        assert_eq!(l[0].bbox, [396.0, 340.0, 203.0, 46.0]);
+        assert_eq!(l[0].bbox, [120.0, 80.0, 64.0, 16.0]);
         assert_eq!(l[0].class, None);
         assert_eq!(l[1].class, Some(VehicleClass::Motorbike));
         assert_eq!(l[1].source, "a.txt:3");
