@@ -98,6 +98,7 @@ pub fn run(
         live_since: i64::MAX,
         tokens: 0.0,
         last_pump: Instant::now(),
+        spool_retry_at: None,
     };
     let started = Instant::now();
     let heartbeat_every = Duration::from_secs_f64(cfg.health.heartbeat_s);
@@ -259,7 +260,12 @@ struct LoopState {
     live_since: i64,
     tokens: f64,
     last_pump: Instant,
+    /// After a passing failure to read the spool, sending waits until then.
+    spool_retry_at: Option<Instant>,
 }
+
+/// How long sending waits after the spool could not be read.
+const SPOOL_RETRY: Duration = Duration::from_secs(1);
 
 /// Publishes what is due, within the window and the backlog pace.
 fn pump(
@@ -270,6 +276,9 @@ fn pump(
     state: &mut LoopState,
     m: &Metrics,
 ) -> Result<(), OutboxError> {
+    if state.spool_retry_at.is_some_and(|t| Instant::now() < t) {
+        return Ok(());
+    }
     let dt = state.last_pump.elapsed().as_secs_f64();
     state.last_pump = Instant::now();
     let window = cfg.mqtt.window;
@@ -292,9 +301,16 @@ fn pump(
                     }
                     state.tokens -= 1.0;
                 }
-                let Some(bytes) = bundle_bytes(&e) else {
-                    outbox.give_up(e.seq, "the stored event could not be encoded")?;
-                    continue;
+                let bytes = match bundle_bytes(&e) {
+                    Ok(b) => b,
+                    Err(Unsendable::Later) => {
+                        state.spool_retry_at = Some(Instant::now() + SPOOL_RETRY);
+                        break;
+                    }
+                    Err(Unsendable::Never) => {
+                        outbox.give_up(e.seq, "the stored event could not be encoded")?;
+                        continue;
+                    }
                 };
                 let sha256 = protocol::sha256_hex(&bytes);
                 if link
@@ -308,9 +324,16 @@ fn pump(
                 m.events_published.fetch_add(1, Ordering::Relaxed);
             }
             Pending::Clip(c) => {
-                let Some(chunks) = clip_chunks(&c) else {
-                    outbox.clip_lost(c.seq, "the clip file is unreadable")?;
-                    continue;
+                let chunks = match clip_chunks(&c) {
+                    Ok(chunks) => chunks,
+                    Err(Unsendable::Later) => {
+                        state.spool_retry_at = Some(Instant::now() + SPOOL_RETRY);
+                        break;
+                    }
+                    Err(Unsendable::Never) => {
+                        outbox.clip_lost(c.seq, "the clip file is gone from the spool")?;
+                        continue;
+                    }
                 };
                 let mut all = true;
                 for chunk in chunks {
@@ -338,44 +361,100 @@ fn pump(
     Ok(())
 }
 
-/// The bundle for an event: the signed envelope and its still files, read
-/// back from the spool. A still that has vanished from the spool is logged
-/// and left out (the server then records it as missing).
-fn bundle_bytes(e: &PendingEvent) -> Option<Vec<u8>> {
-    let event = match SignedEvent::from_json(&e.event_json) {
-        Ok(ev) => ev,
-        Err(err) => {
-            tracing::error!(event_id = %e.event_id, error = %err, "stored event does not parse");
-            return None;
+/// Why a pending event or clip was not sent this turn.
+enum Unsendable {
+    /// A passing failure (a file that could not be read now: too many open
+    /// files, an I/O error): tried again at its next turn.
+    Later,
+    /// It can never be sent as stored.
+    Never,
+}
+
+/// Reads an evidence file; a file that is gone is `None` (the server then
+/// records it as missing), any other failure is passing.
+fn read_evidence(
+    path: &std::path::Path,
+    event_id: &uuid::Uuid,
+) -> Result<Option<Vec<u8>>, Unsendable> {
+    match std::fs::read(path) {
+        Ok(data) => Ok(Some(data)),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            tracing::error!(%event_id, file = %path.display(), "evidence file gone from the spool; sending without it");
+            Ok(None)
         }
-    };
-    let mut attachments = Vec::with_capacity(e.stills.len());
-    for name in &e.stills {
-        match std::fs::read(e.dir.join(name)) {
-            Ok(data) => attachments.push(Attachment {
-                name: name.clone(),
-                data,
-            }),
-            Err(err) => {
-                tracing::error!(event_id = %e.event_id, file = %name, error = %err, "evidence file unreadable; sending without it")
-            }
-        }
-    }
-    match (EventBundle { event, attachments }).encode() {
-        Ok(b) => Some(b),
         Err(err) => {
-            tracing::error!(event_id = %e.event_id, error = %err, "bundle could not be encoded");
-            None
+            tracing::warn!(%event_id, file = %path.display(), error = %err, "evidence file unreadable now; sending later");
+            Err(Unsendable::Later)
         }
     }
 }
 
-fn clip_chunks(c: &PendingClip) -> Option<Vec<ClipChunk>> {
-    match std::fs::read(&c.path) {
-        Ok(bytes) => Some(ClipChunk::split(c.event_id, &c.name, &bytes)),
+/// The bundle for an event: the signed envelope and its still files, read
+/// back from the spool. A still that has vanished from the spool is logged
+/// and left out (the server then records it as missing); one that cannot
+/// be read just now holds the event back, so a passing failure never
+/// costs a still (the server keeps the first copy it stores).
+fn bundle_bytes(e: &PendingEvent) -> Result<Vec<u8>, Unsendable> {
+    let event = match SignedEvent::from_json(&e.event_json) {
+        Ok(ev) => ev,
         Err(err) => {
-            tracing::error!(event_id = %c.event_id, file = %c.path.display(), error = %err, "clip unreadable");
-            None
+            tracing::error!(event_id = %e.event_id, error = %err, "stored event does not parse");
+            return Err(Unsendable::Never);
         }
+    };
+    let mut attachments = Vec::with_capacity(e.stills.len());
+    for name in &e.stills {
+        if let Some(data) = read_evidence(&e.dir.join(name), &e.event_id)? {
+            attachments.push(Attachment {
+                name: name.clone(),
+                data,
+            });
+        }
+    }
+    (EventBundle { event, attachments })
+        .encode()
+        .map_err(|err| {
+            tracing::error!(event_id = %e.event_id, error = %err, "bundle could not be encoded");
+            Unsendable::Never
+        })
+}
+
+fn clip_chunks(c: &PendingClip) -> Result<Vec<ClipChunk>, Unsendable> {
+    match read_evidence(&c.path, &c.event_id)? {
+        Some(bytes) => Ok(ClipChunk::split(c.event_id, &c.name, &bytes)),
+        None => Err(Unsendable::Never),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_still_is_left_out_but_an_unreadable_one_holds_the_event_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = uuid::Uuid::new_v4();
+        let file = dir.path().join("at.jpg");
+        std::fs::write(&file, b"jpeg").unwrap();
+        assert!(matches!(read_evidence(&file, &id), Ok(Some(d)) if d == b"jpeg"));
+        assert!(matches!(read_evidence(&dir.path().join("gone.jpg"), &id), Ok(None)));
+        // A read that fails for another reason than absence (here: a
+        // directory where the file should be) is passing, not a loss.
+        let odd = dir.path().join("after.jpg");
+        std::fs::create_dir(&odd).unwrap();
+        assert!(matches!(read_evidence(&odd, &id), Err(Unsendable::Later)));
+
+        let clip = |path: std::path::PathBuf| PendingClip {
+            seq: 1,
+            event_id: id,
+            path,
+            name: "clip.mp4".into(),
+        };
+        assert!(matches!(clip_chunks(&clip(odd)), Err(Unsendable::Later)));
+        assert!(matches!(
+            clip_chunks(&clip(dir.path().join("gone.mp4"))),
+            Err(Unsendable::Never)
+        ));
+        assert_eq!(clip_chunks(&clip(file)).ok().map(|c| c.len()), Some(1));
     }
 }

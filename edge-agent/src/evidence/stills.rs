@@ -89,8 +89,31 @@ pub(crate) fn masked_copy(frame: &Frame, site: &SiteConfig) -> Result<Mat, Evide
 
 /// JPEG bytes of `img` at `quality`.
 pub(crate) fn jpeg(img: &Mat, quality: i32, what: &str) -> Result<Vec<u8>, EvidenceError> {
+    // The stills travel together in one bundle of at most
+    // `MAX_BUNDLE_BYTES`: a still over its share (a 4K frame at quality
+    // 95) is encoded again at a lower quality until it fits, rather than
+    // the whole violation being unsendable.
+    let mut q = quality.clamp(1, 100);
+    loop {
+        let bytes = jpeg_at(img, q, what)?;
+        if bytes.len() <= MAX_STILL_BYTES || q <= MIN_FITTING_QUALITY {
+            return Ok(bytes);
+        }
+        q = (q - 10).max(MIN_FITTING_QUALITY);
+    }
+}
+
+/// A still's share of an event bundle: the bundle's limit less room for
+/// the signed event, over the most files a bundle carries (six stills, the
+/// vehicle, the plate and the plate's frame, with a margin).
+pub(crate) const MAX_STILL_BYTES: usize = (protocol::transfer::MAX_BUNDLE_BYTES - (1 << 20)) / 12;
+
+/// The lowest quality [`jpeg`] goes down to for size.
+const MIN_FITTING_QUALITY: i32 = 40;
+
+fn jpeg_at(img: &Mat, quality: i32, what: &str) -> Result<Vec<u8>, EvidenceError> {
     let mut buf = Vector::<u8>::new();
-    let params = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality.clamp(1, 100)]);
+    let params = Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, quality]);
     let ok = imgcodecs::imencode(".jpg", img, &mut buf, &params)
         .map_err(cv(format!("encoding {what}")))?;
     if !ok || buf.is_empty() {
@@ -465,5 +488,42 @@ mod tests {
         assert_eq!(h, BBox::from_xywh(10.0, 50.0, 40.0, 30.0));
         assert!(looks_like_jpeg(&[0xFF, 0xD8, 0xFF, 0xE0, 0]));
         assert!(!looks_like_jpeg(b"\x89PNG\r\n"));
+    }
+
+    #[test]
+    fn a_4k_still_is_reencoded_to_fit_its_share_of_the_bundle() {
+        // A busy 4K picture: a gradient with fine texture.
+        let (w, h) = (3840, 2160);
+        let mut px = Vec::with_capacity(w * h * 3);
+        let mut seed = 7u32;
+        for y in 0..h {
+            for x in 0..w {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                let n = (seed >> 24) as usize % 48;
+                px.extend([
+                    (x / 16 + n) as u8,
+                    (y / 9 + n) as u8,
+                    ((x + y) / 24 + n) as u8,
+                ]);
+            }
+        }
+        let img = Mat::from_slice(&px)
+            .unwrap()
+            .reshape(3, h as i32)
+            .unwrap()
+            .try_clone()
+            .unwrap();
+        let full = jpeg_at(&img, 95, "test").unwrap();
+        assert!(full.len() > MAX_STILL_BYTES, "{} bytes at 95", full.len());
+        let fitted = jpeg(&img, 95, "test").unwrap();
+        assert!(fitted.len() <= MAX_STILL_BYTES, "{} bytes", fitted.len());
+        assert!(looks_like_jpeg(&fitted));
+        // A still within its share keeps the quality asked for.
+        let small =
+            Mat::new_rows_cols_with_default(480, 640, opencv::core::CV_8UC3, 90.into()).unwrap();
+        assert_eq!(
+            jpeg(&small, 95, "small").unwrap(),
+            jpeg_at(&small, 95, "small").unwrap()
+        );
     }
 }
