@@ -294,6 +294,44 @@ fn old_undelivered_events_expire_with_a_record() {
     assert!(!d.exists());
 }
 
+/// Age is judged only on a trusted clock, and never for an event stamped
+/// by a clock that had not been set: a box that booted with a dead clock
+/// battery must not evict its violations as decades old once it syncs.
+#[test]
+fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let db = dir.path().join("o.sqlite");
+    let mut ob = Outbox::open(
+        &db,
+        OutboxLimits {
+            max_age: Duration::from_secs(60),
+            ..limits()
+        },
+    )
+    .unwrap();
+    let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
+    ob.enqueue(&e, "cam-a", &d).unwrap();
+    let (e2, d2) = violation(&id, &dir.path().join("spool"), "cam-a", 2, 100, 100);
+    ob.enqueue(&e2, "cam-a", &d2).unwrap();
+    // The second was made while the clock read 1970.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE events SET created_at = 5000 WHERE event_id = ?1",
+            [e2.unverified_event_id().unwrap().to_string()],
+        )
+        .unwrap();
+    let later = now_ms() + 61_000;
+    assert!(ob.enforce_limits_trusting(later, false).unwrap().is_empty());
+    assert!(d.exists() && d2.exists());
+    let ev = ob.enforce_limits_trusting(later, true).unwrap();
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert!(!d.exists());
+    assert!(d2.exists(), "an event of unknown age is kept");
+    assert_eq!(ob.stats(later).unwrap().depth, 1);
+}
+
 #[test]
 fn enqueue_refuses_evidence_that_does_not_match_the_manifest() {
     let dir = tempfile::tempdir().unwrap();

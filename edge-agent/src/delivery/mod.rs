@@ -219,7 +219,8 @@ pub fn run(
                 }
                 last_alarm = alarm;
             }
-            outbox.enforce_limits(now_ms())?;
+            let synced = health::clock_sync().status == protocol::ClockSyncStatus::Synced;
+            outbox.enforce_limits_trusting(now_ms(), synced)?;
             m.set_outbox(&outbox.stats(now_ms())?);
         }
         if state.connected && Instant::now() >= next_heartbeat {
@@ -437,7 +438,10 @@ mod tests {
         let file = dir.path().join("at.jpg");
         std::fs::write(&file, b"jpeg").unwrap();
         assert!(matches!(read_evidence(&file, &id), Ok(Some(d)) if d == b"jpeg"));
-        assert!(matches!(read_evidence(&dir.path().join("gone.jpg"), &id), Ok(None)));
+        assert!(matches!(
+            read_evidence(&dir.path().join("gone.jpg"), &id),
+            Ok(None)
+        ));
         // A read that fails for another reason than absence (here: a
         // directory where the file should be) is passing, not a loss.
         let odd = dir.path().join("after.jpg");

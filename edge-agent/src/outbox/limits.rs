@@ -53,6 +53,10 @@ pub struct Eviction {
     pub reason: String,
 }
 
+/// 2020-01-01 UTC, ms: an event stamped earlier was made by a clock that
+/// had not been set.
+pub const PLAUSIBLE_SINCE_MS: i64 = 1_577_836_800_000;
+
 impl Outbox {
     /// The alarm the current fill level calls for, if any.
     pub fn alarm(&self) -> Result<Option<Alarm>, OutboxError> {
@@ -69,11 +73,31 @@ impl Outbox {
         })
     }
 
-    /// Evicts what the limits require, oldest first, and records it.
+    /// Evicts what the limits require, oldest first, and records it (with
+    /// a clock known to be right).
     pub fn enforce_limits(&mut self, now: i64) -> Result<Vec<Eviction>, OutboxError> {
+        self.enforce_limits_trusting(now, true)
+    }
+
+    /// [`Outbox::enforce_limits`], evicting by age only while the clock is
+    /// trusted (synchronised): a box that booted with a dead clock battery
+    /// and then stepped its clock by years would otherwise evict every
+    /// undelivered violation as "too old". Events stamped before
+    /// [`PLAUSIBLE_SINCE_MS`] (made while the clock was that wrong) have no
+    /// known age and are never evicted by it; the size limits still bound
+    /// the outbox whatever the clock says.
+    pub fn enforce_limits_trusting(
+        &mut self,
+        now: i64,
+        clock_trusted: bool,
+    ) -> Result<Vec<Eviction>, OutboxError> {
         let mut out = Vec::new();
         // Age: whole events.
-        let cutoff = now - self.limits.max_age.as_millis() as i64;
+        let cutoff = if clock_trusted {
+            now - self.limits.max_age.as_millis() as i64
+        } else {
+            i64::MIN
+        };
         let old: Vec<(i64, String, String, i64)> = {
             let mut stmt = self
                 .conn
@@ -81,11 +105,12 @@ impl Outbox {
                     "SELECT seq, event_id, dir,
                         (CASE WHEN stills_evicted = 0 THEN stills_bytes ELSE 0 END)
                         + (CASE WHEN clip_state IN ('pending', 'sent') THEN clip_bytes ELSE 0 END)
-                     FROM events WHERE done_at IS NULL AND created_at < ?1 ORDER BY seq",
+                     FROM events WHERE done_at IS NULL AND created_at < ?1 AND created_at >= ?2
+                     ORDER BY seq",
                 )
                 .map_err(self.db())?;
             let rows = stmt
-                .query_map(params![cutoff], |r| {
+                .query_map(params![cutoff, PLAUSIBLE_SINCE_MS], |r| {
                     Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .map_err(self.db())?;
