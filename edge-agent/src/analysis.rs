@@ -81,6 +81,11 @@ impl Analysis {
             .is_some_and(|j| j.board.push_phase(update))
     }
 
+    /// How many of the site's feed-fed lane groups are unknown now.
+    pub fn silent_feeds(&self) -> usize {
+        self.judge.as_ref().map_or(0, |j| j.board.silent_feeds())
+    }
+
     /// Frames the detector answered without running its model (the
     /// static gate's reused boxes).
     pub fn detector_skipped(&self) -> u64 {

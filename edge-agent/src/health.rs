@@ -30,6 +30,11 @@ pub const SOFTWARE_VERSION: &str = concat!("edge-agent ", env!("CARGO_PKG_VERSIO
 /// evidence or event could not be made or queued (see the agent's log).
 pub const ALARM_VIOLATIONS_UNREPORTED: &str = "violations_unreported";
 
+/// Heartbeat alarm: a lane group whose signal comes from its controller's
+/// phase feed is unknown (nothing heard for its `feed_silence_s`, or not
+/// yet since start), so red-light running in its lanes is not judged.
+pub const ALARM_SIGNAL_FEED_SILENT: &str = "signal_feed_silent";
+
 /// Disk below this many free bytes raises `disk_low`.
 pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -48,6 +53,8 @@ pub struct HealthBoard {
     unreported: AtomicU64,
     unreported_in_heartbeat: AtomicU64,
     unreported_alarmed: AtomicU64,
+    /// Fed lane groups whose signal is unknown, by camera.
+    silent_feeds: Mutex<BTreeMap<String, usize>>,
 }
 
 impl HealthBoard {
@@ -97,6 +104,27 @@ impl HealthBoard {
     pub fn heartbeat_sent(&self) {
         let built = self.unreported_in_heartbeat.load(Ordering::Relaxed);
         self.unreported_alarmed.fetch_max(built, Ordering::Relaxed);
+    }
+
+    /// Records how many of a camera's fed lane groups are unknown now.
+    pub fn set_silent_feeds(&self, camera_id: &str, groups: usize) {
+        // Called every analysed frame: no allocation once the camera is in.
+        if let Ok(mut map) = self.silent_feeds.lock() {
+            match map.get_mut(camera_id) {
+                Some(n) => *n = groups,
+                None => {
+                    map.insert(camera_id.to_owned(), groups);
+                }
+            }
+        }
+    }
+
+    /// Whether any camera has a fed lane group whose signal is unknown.
+    pub fn any_feed_silent(&self) -> bool {
+        self.silent_feeds
+            .lock()
+            .map(|m| m.values().any(|&n| n > 0))
+            .unwrap_or(false)
     }
 
     /// Every camera's last reported state.
@@ -400,6 +428,9 @@ pub fn heartbeat(
     if cameras.iter().any(|c| c.state == CameraState::Failed) {
         alarms.push(Alarm::CameraFailed);
     }
+    if board.any_feed_silent() {
+        alarms.push(Alarm::Other(ALARM_SIGNAL_FEED_SILENT.into()));
+    }
     if board.newly_unreported() > 0 {
         alarms.push(Alarm::Other(ALARM_VIOLATIONS_UNREPORTED.into()));
     }
@@ -495,6 +526,13 @@ mod tests {
                 .any(|a| *a == Alarm::Other(ALARM_VIOLATIONS_UNREPORTED.into()))
         };
         assert!(!raised(&beat(&board)));
+        // A camera whose controller's phases stopped: raised while silent.
+        let silent = Alarm::Other(ALARM_SIGNAL_FEED_SILENT.into());
+        board.set_silent_feeds("cam-a", 0);
+        board.set_silent_feeds("cam-b", 1);
+        assert!(beat(&board).contains(&silent));
+        board.set_silent_feeds("cam-b", 0);
+        assert!(!beat(&board).contains(&silent));
         board.violation_unreported();
         board.violation_unreported();
         assert!(raised(&beat(&board)), "raised by the next heartbeat");

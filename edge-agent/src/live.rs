@@ -333,6 +333,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
             }
         };
         fps.tick();
+        shared.board.set_silent_feeds(&id, analysis.silent_feeds());
         hand_over(&id, &analysis, &mut collector, found, &send, &shared.board);
         let since = parked_saved.1.elapsed();
         if (since >= PARKED_SAVE_EVERY && analysis.parked_generation() != parked_saved.0)

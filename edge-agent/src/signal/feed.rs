@@ -262,6 +262,17 @@ impl FeedGroups {
         })
     }
 
+    /// How many fed groups are unknown now.
+    pub fn unknown(&self) -> usize {
+        self.groups
+            .iter()
+            .filter(|g| {
+                super::SignalSource::status(&self.feed, &g.group)
+                    .is_none_or(|s| s.state == SignalState::Unknown)
+            })
+            .count()
+    }
+
     /// Sets a group's state at once (tests, a recorded phase).
     pub fn set_now(&mut self, group: &str, state: SignalState, at_us: i64) -> bool {
         if !self.has(group) {
@@ -362,6 +373,7 @@ mod tests {
         let mut f = FeedGroups::default();
         f.add("g", T, 3.0);
         assert_eq!(state(&f), SignalState::Unknown);
+        assert_eq!(f.unknown(), 1, "unknown until the controller is heard");
         assert!(!f.push(PhaseUpdate {
             group: "other".into(),
             ..update(SignalState::Red, 0, 0)
@@ -372,6 +384,7 @@ mod tests {
         f.advance(100_600_000);
         assert_eq!(state(&f), SignalState::Green, "the frame before the change");
         f.advance(101_000_000);
+        assert_eq!(f.unknown(), 0);
         let s = f.status("g").unwrap();
         assert_eq!(
             (s.state, s.since_us, s.transition_seen),
@@ -388,6 +401,7 @@ mod tests {
         f.advance(105_100_000);
         let s = f.status("g").unwrap();
         assert_eq!((s.state, s.since_us), (SignalState::Unknown, 105_000_000));
+        assert_eq!(f.unknown(), 1);
         // The controller back: the state again, as it says.
         f.push(update(SignalState::Red, 101, 106));
         f.advance(106_000_000);

@@ -293,6 +293,11 @@ impl SignalBoard {
         self.feeds.advance(now_us);
     }
 
+    /// How many feed groups are unknown now (silent controllers).
+    pub fn silent_feeds(&self) -> usize {
+        self.feeds.unknown()
+    }
+
     /// Sets a feed group's state at once (tests, a recorded phase);
     /// `false` (ignored) if `group` is not a feed group of this site.
     pub fn set_external(&mut self, group: &str, state: SignalState, at_us: i64) -> bool {
