@@ -5,7 +5,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -63,11 +62,23 @@ fn serves_a_recording_as_an_endless_live_stream() {
         .downcast::<gst_app::AppSink>()
         .unwrap();
     client.set_state(gst::State::Playing).unwrap();
-    let start = Instant::now();
+    // Read until the stream has outlasted its ten-frame, one-second file
+    // (more frames than it has, timestamps spanning more than its second):
+    // it must loop. Counted in frames and timestamps, not in time waited; a
+    // stream that stops fails the 5 s pull, and one whose timestamps stall
+    // ends at `MAX_FRAMES` and fails the span.
+    const WANT_FRAMES: u32 = 25;
+    const WANT_SPAN_NS: u64 = 1_500_000_000;
+    const MAX_FRAMES: u32 = 300;
     let mut frames = 0;
+    let mut first_pts = None;
     let mut last_pts = None;
-    // Three seconds of a one-second file: it must loop.
-    while start.elapsed() < Duration::from_secs(3) {
+    let span = |first: Option<gst::ClockTime>, last: Option<gst::ClockTime>| match (first, last) {
+        (Some(f), Some(l)) => l.nseconds().saturating_sub(f.nseconds()),
+        _ => 0,
+    };
+    while frames < MAX_FRAMES && (frames < WANT_FRAMES || span(first_pts, last_pts) <= WANT_SPAN_NS)
+    {
         let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(5)) else {
             panic!("no frame within 5 s after {frames} frames");
         };
@@ -75,17 +86,18 @@ fn serves_a_recording_as_an_endless_live_stream() {
         if let Some(prev) = last_pts {
             assert!(pts >= prev, "timestamps never go back: {prev} then {pts}");
         }
+        first_pts.get_or_insert(pts);
         last_pts = Some(pts);
         frames += 1;
     }
     assert!(
-        frames >= 20,
-        "looped: {frames} frames in 3 s of a 10-frame file"
+        frames >= WANT_FRAMES,
+        "looped: {frames} frames of a 10-frame file"
     );
-    let span = last_pts.unwrap().nseconds();
+    let span = span(first_pts, last_pts);
     assert!(
-        span > 1_500_000_000,
-        "the clock ran on past the file's one second: {span} ns"
+        span > WANT_SPAN_NS,
+        "the clock ran on past the file's one second: {span} ns over {frames} frames"
     );
     client.set_state(gst::State::Null).unwrap();
 

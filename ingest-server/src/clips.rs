@@ -26,7 +26,7 @@ use tokio::sync::Mutex;
 use uuid::Uuid;
 
 use crate::db::now_ms;
-use crate::ingest::verify::code_text;
+use crate::ingest::verify::{Grounds, code_text};
 use crate::ingest::{IngestContext, IngestError, Outcome};
 use crate::quarantine;
 
@@ -63,6 +63,13 @@ struct Refusal {
     code: RejectCode,
     reason_code: String,
     reason: String,
+    /// About the chunk's bytes (answered with a bound rejection) or about
+    /// the topic it came on (only quarantined): the rule of
+    /// [`Grounds`], for the same reason. A device's genuine chunk
+    /// republished on another device's or site's evidence topic must not
+    /// earn a signed rejection of its own bytes, or the device would give
+    /// up the clip.
+    grounds: Grounds,
 }
 
 impl Refusal {
@@ -71,6 +78,15 @@ impl Refusal {
             code,
             reason_code: reason_code.to_owned(),
             reason,
+            grounds: Grounds::Bytes,
+        }
+    }
+
+    /// A refusal because of the topic the chunk came on.
+    fn arrival(reason: String) -> Self {
+        Self {
+            grounds: Grounds::Arrival,
+            ..Self::new(RejectCode::WrongTopic, "wrong_topic", reason)
         }
     }
 
@@ -80,6 +96,7 @@ impl Refusal {
             reason_code: code_text(&code),
             code,
             reason: e.to_string(),
+            grounds: Grounds::of(e),
         }
     }
 }
@@ -87,7 +104,8 @@ impl Refusal {
 impl ClipAssembler {
     /// Handles one chunk that arrived on `topic`. Returns the ack to send,
     /// if any: none until the clip is complete, an item ack when it is
-    /// stored (or was already), a rejecting item ack when it is refused.
+    /// stored (or was already), a rejecting item ack when it is refused for
+    /// its bytes, none when it is refused for the topic it came on.
     pub async fn receive(
         &self,
         ctx: &IngestContext,
@@ -167,11 +185,7 @@ impl ClipAssembler {
             Ok(a) => {
                 return Ok(Check::Refused(
                     Some(a.device.clone()),
-                    Refusal::new(
-                        RejectCode::WrongTopic,
-                        "wrong_topic",
-                        format!("clip chunk on the {} channel", a.channel),
-                    ),
+                    Refusal::arrival(format!("clip chunk on the {} channel", a.channel)),
                 ));
             }
             Err(e) => return Ok(Check::Refused(None, Refusal::protocol(&e.into()))),
@@ -211,14 +225,10 @@ impl ClipAssembler {
         if ev_device != addr.device || ev_site != addr.site {
             return Ok(Check::Refused(
                 device,
-                Refusal::new(
-                    RejectCode::WrongTopic,
-                    "wrong_topic",
-                    format!(
-                        "event {} belongs to {ev_site}/{ev_device}, chunk came on {topic}",
-                        h.event_id
-                    ),
-                ),
+                Refusal::arrival(format!(
+                    "event {} belongs to {ev_site}/{ev_device}, chunk came on {topic}",
+                    h.event_id
+                )),
             ));
         }
         if revoked.is_some() {
@@ -403,24 +413,31 @@ async fn refuse(
     item: Option<(Uuid, &str)>,
     r: Refusal,
 ) -> Result<Outcome, IngestError> {
-    // Bound to the refused bytes: the chunk, or the assembled clip whose
-    // hash disagreed with the manifest (which the device can check against
-    // its own file).
-    let entry = quarantine::record(
-        &ctx.db,
-        &ctx.evidence,
+    let size = raw.len();
+    let digest = ctx.evidence.put(raw).await?;
+    let entry = quarantine::QuarantineEntry::new(
+        now_ms(),
         topic,
         device,
         item.map(|(id, _)| id),
         &r.reason_code,
         &r.reason,
-        raw,
-    )
-    .await?;
+        digest,
+        size,
+    );
+    // A refusal the device is not told of is resent: one row, however often.
+    let entry = match r.grounds {
+        Grounds::Bytes => quarantine::record_entry(&ctx.db, entry).await?,
+        Grounds::Arrival => quarantine::record_entry_once(&ctx.db, entry).await?,
+    };
     Ok(refused(ctx, item, r, entry))
 }
 
-/// The answer to a refused chunk or clip, once it is quarantined as `entry`.
+/// The answer to a refused chunk or clip, once it is quarantined as `entry`:
+/// none for a refusal about the topic ([`Refusal::grounds`]); otherwise a
+/// rejection bound to the refused bytes, the chunk or the assembled clip
+/// whose hash disagreed with the manifest (which the device can check
+/// against its own file).
 fn refused(
     ctx: &IngestContext,
     item: Option<(Uuid, &str)>,
@@ -428,6 +445,7 @@ fn refused(
     entry: quarantine::QuarantineEntry,
 ) -> Outcome {
     ctx.metrics.quarantined(&r.reason_code);
+    let item = item.filter(|_| r.grounds == Grounds::Bytes);
     Outcome {
         ack: item.map(|(id, name)| {
             Ack::rejected(id, r.code, r.reason.clone())

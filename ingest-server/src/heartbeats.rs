@@ -37,6 +37,13 @@ pub async fn receive(
             // synchronised (a box rebooted to 1970 with its alarm) is
             // kept whatever its time, and a stored report from the future
             // (a clock that jumped) does not hold back the ones after it.
+            // So a captured unsynced report, replayed, replaces the stored
+            // one. Nothing in a heartbeat orders unsynced reports soundly:
+            // `uptime_s` counts from the agent's start and there is no boot
+            // id or sequence number, so a replay of an early report and the
+            // first report after a restart look alike; refusing by uptime
+            // would hide exactly the rebooted box's alarm. Closing this
+            // needs the protocol to carry a per-boot id and a counter.
             let rfc = &time::format_description::well_known::Rfc3339;
             let server_now = time::OffsetDateTime::now_utc();
             let synced = hb.clock.status == protocol::ClockSyncStatus::Synced;

@@ -3,7 +3,10 @@
 //! that does not match its manifest, implausible fields), kept with the
 //! reason so an administrator can see it and act. Nothing is dropped
 //! silently: the raw bytes go to the evidence store under their hash and the
-//! row here points at them.
+//! row here points at them. A refusal the device is not told of (about
+//! where the bytes arrived: `ingest::verify::Grounds`) comes again with
+//! every resend; it keeps one row per bytes, reason and source
+//! ([`insert_once`]).
 
 use serde::Serialize;
 use sqlx::{AnyConnection, Row};
@@ -86,6 +89,38 @@ pub async fn insert(conn: &mut AnyConnection, e: &QuarantineEntry) -> Result<(),
     Ok(())
 }
 
+/// Writes an entry unless the quarantine already holds the same bytes
+/// (`payload_sha256`) refused for the same reason code from the same
+/// source; `true` if it wrote one. For refusals the device is not told of
+/// (`ingest::verify::Grounds::Arrival`): the device resends until its copy
+/// arrives where it belongs, and each resend must not add a row (the bytes
+/// themselves are stored once by hash anyway). The check reads the rows
+/// through `quarantine_payload`, the index on `payload_sha256`.
+pub async fn insert_once(
+    conn: &mut AnyConnection,
+    e: &QuarantineEntry,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO quarantine (id, received_at, source, device_claimed, event_id, \
+         reason_code, reason, payload_sha256, payload_size) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS \
+         (SELECT 1 FROM quarantine WHERE payload_sha256 = $8 AND reason_code = $6 \
+          AND source = $3)",
+    )
+    .bind(&e.id)
+    .bind(e.received_at)
+    .bind(&e.source)
+    .bind(e.device_claimed.as_deref())
+    .bind(e.event_id.as_deref())
+    .bind(&e.reason_code)
+    .bind(&e.reason)
+    .bind(&e.payload_sha256)
+    .bind(e.payload_size)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() > 0)
+}
+
 /// The most recent entries, newest first.
 pub async fn list(db: &Db, limit: i64) -> Result<Vec<QuarantineEntry>, DbError> {
     let rows = sqlx::query(
@@ -148,8 +183,29 @@ pub async fn record_entry(
     db: &Db,
     entry: QuarantineEntry,
 ) -> Result<QuarantineEntry, crate::ingest::IngestError> {
+    write_entry(db, entry, false).await
+}
+
+/// [`record_entry`] through [`insert_once`]: for a refusal the device is
+/// not told of, which it will keep resending.
+pub async fn record_entry_once(
+    db: &Db,
+    entry: QuarantineEntry,
+) -> Result<QuarantineEntry, crate::ingest::IngestError> {
+    write_entry(db, entry, true).await
+}
+
+async fn write_entry(
+    db: &Db,
+    entry: QuarantineEntry,
+    once: bool,
+) -> Result<QuarantineEntry, crate::ingest::IngestError> {
     let mut conn = db.pool().acquire().await?;
-    insert(&mut conn, &entry).await?;
+    if once {
+        insert_once(&mut conn, &entry).await?;
+    } else {
+        insert(&mut conn, &entry).await?;
+    }
     tracing::warn!(
         source = entry.source,
         code = entry.reason_code,

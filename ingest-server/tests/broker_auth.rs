@@ -4,7 +4,8 @@
 //! it gets is signed by the server key for that device; after revocation
 //! (or a re-issued secret) the old login is refused; the enrolment answer
 //! of the admin API carries the login and the server key; a rejection of an
-//! altered copy published by another device names the altered bytes.
+//! altered copy published by another device names the altered bytes, and a
+//! genuine copy republished on another site's topic is not answered.
 
 mod common;
 
@@ -266,6 +267,103 @@ async fn a_rejection_of_an_altered_copy_names_the_altered_bytes() {
         .await
         .unwrap();
     assert_eq!(next_ack().await, Ack::stored(ev.event_id));
+}
+
+/// The other half of that attack: another client republishes edge-a's
+/// genuine bundle, unaltered, on another site's events topic. The server
+/// refuses it for where it came, and that refusal is not answered at all:
+/// a rejection bound to edge-a's own bytes, published on the other site's
+/// ack topic, could be copied to edge-a's, and edge-a would set a real
+/// violation aside. The copy is quarantined; edge-a's own delivery is
+/// then stored, and the first ack edge-a's name gets on any site is that
+/// one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_genuine_bundle_republished_on_another_sites_topic_earns_no_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    let server = app::start(&cfg).await.unwrap();
+    let port = cfg.mqtt.listen.port();
+    let (k, secret) = enrol(&server, "edge-a").await;
+    let (_, rogue_secret) = enrol(&server, "edge-b").await;
+    let (client, mut eventloop) = login(port, "edge-a", Some(("edge-a", &secret)))
+        .await
+        .expect("edge-a logs in");
+    let (rogue, mut rogue_loop) = login(port, "edge-b", Some(("edge-b", &rogue_secret)))
+        .await
+        .expect("edge-b logs in");
+    tokio::spawn(async move { while rogue_loop.poll().await.is_ok() {} });
+    // Every ack for edge-a, on whatever site's ack topic.
+    client
+        .subscribe("tv/v1/+/edge-a/ack", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(e) = eventloop.poll().await {
+            match e {
+                Event::Incoming(Packet::SubAck(_)) => {
+                    let _ = ready_tx.send(());
+                }
+                Event::Incoming(Packet::Publish(p)) => {
+                    let _ = acks_tx.send((p.topic.clone(), p.payload.to_vec()));
+                }
+                _ => {}
+            }
+        }
+    });
+    ready.recv().await.unwrap();
+
+    let files = Files::new(1000);
+    let ev = event("edge-a", SITE, &files);
+    let genuine = bundle(&ev, &k, &files);
+    let elsewhere = topics::events_topic("hcm-q3-02", "edge-a").unwrap();
+    rogue
+        .publish(&elsewhere, QoS::AtLeastOnce, false, genuine.clone())
+        .await
+        .unwrap();
+    // Quarantined (committed, so any answer to it is already on its way).
+    let db = &server.ingestor.context().db;
+    let digest = protocol::sha256_hex(&genuine);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let q = ingest_server::quarantine::list(db, 10).await.unwrap();
+        if let Some(e) = q.iter().find(|e| e.payload_sha256 == digest) {
+            assert_eq!(
+                (e.reason_code.as_str(), e.source.as_str()),
+                ("wrong_topic", elsewhere.as_str())
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never quarantined");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    client
+        .publish(
+            topics::events_topic(SITE, "edge-a").unwrap(),
+            QoS::AtLeastOnce,
+            false,
+            genuine,
+        )
+        .await
+        .unwrap();
+    let (topic, bytes) = tokio::time::timeout(Duration::from_secs(20), acks.recv())
+        .await
+        .expect("no ack within 20 s")
+        .unwrap();
+    let key = the_server_key(&cfg);
+    let first = Ack::verify_signed(&bytes, "edge-a", &[key.verifying_key()])
+        .unwrap()
+        .ack;
+    assert_eq!(
+        (first, topic),
+        (
+            Ack::stored(ev.event_id),
+            topics::ack_topic(SITE, "edge-a").unwrap()
+        ),
+        "the first ack for edge-a is its own delivery's"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -472,13 +472,25 @@ async fn webhooks_are_signed_sent_once_and_retried_with_backoff() {
         city[0].headers["x-tv-delivery"],
         once[0].headers["x-tv-delivery"]
     );
-    // Backoff: the second try waits 100-200 ms, the third 200-400 ms
-    // (base 200 ms, equal jitter), counted from the start of the failed
-    // pass; less a little for the time the request took to arrive.
-    let gap1 = city[1].at - city[0].at;
-    let gap2 = city[2].at - city[1].at;
-    assert!(gap1 >= Duration::from_millis(60), "{gap1:?}");
-    assert!(gap2 >= Duration::from_millis(150), "{gap2:?}");
+    // Backoff, read from the outbox's own record, not from a clock here:
+    // the second try waits 100-200 ms, the third 200-400 ms (base 200 ms,
+    // equal jitter), each from the pass that failed. A try is claimed only
+    // once due (`next_attempt_at <= now`), so the first pass came no
+    // earlier than the row's `created_at` (its first due time), and the
+    // `next_attempt_at` the second failure stored lies at least both
+    // shortest waits after it; the third, successful try was made no
+    // earlier than that.
+    let row = sqlx::query(
+        "SELECT created_at, next_attempt_at, sent_at FROM notice_deliveries \
+         WHERE event_id = $1 AND target = 'city'",
+    )
+    .bind(id)
+    .fetch_one(server.ingestor.context().db.pool())
+    .await
+    .unwrap();
+    let (created, due, sent): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert!(due - created >= 100 + 200, "{created} {due}");
+    assert!(sent >= due, "{due} {sent}");
     let d = deliveries(&server, id).await;
     assert!(d.iter().all(|x| x.2 == "sent"), "{d:?}");
     assert_eq!(d.iter().map(|x| x.3).sum::<i64>(), 4);

@@ -14,7 +14,7 @@ mod gateway;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Files, bundle, event, key, public_hex};
@@ -268,18 +268,12 @@ async fn slow_answers_time_out_and_are_retried() {
     let p = purpose("ingest", None);
 
     f.gw.always(Act::Slow(Duration::from_secs(2)));
-    let t = Instant::now();
     let e = gateway_error(reg.lookup(PLATE, None, &p).await);
     assert!(
         matches!(e, GatewayError::Unreachable { attempts: 2, .. }),
         "{e}"
     );
     assert!(e.to_string().contains("no answer within 200 ms"), "{e}");
-    assert!(
-        t.elapsed() < Duration::from_millis(1500),
-        "{:?}",
-        t.elapsed()
-    );
     assert_eq!(f.gw.hits(), 2);
 
     // Slow once, then quick: the retry gets it.
@@ -310,18 +304,12 @@ async fn a_failing_gateway_opens_the_circuit_which_recovers_after_the_cooldown()
     assert!(!reg.circuit_closed());
     // Now lookups fail at once, without a call, any plate.
     for plate in [PLATE, "51F67890"] {
-        let t = Instant::now();
         let e = gateway_error(reg.lookup(plate, None, &p).await);
         assert!(
             matches!(e, GatewayError::CircuitOpen { failures: 2, .. }),
             "{e}"
         );
         assert!(e.to_string().contains("circuit open"), "{e}");
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            t.elapsed()
-        );
     }
     assert_eq!(f.gw.hits(), 4, "no call while open");
 
@@ -537,14 +525,16 @@ async fn the_gateway_refuses_a_client_without_the_right_certificate() {
 
 /// `registry.backend = "http"` through `app::open`, as the server starts:
 /// a stored case's owner is resolved through the gateway (and copied for
-/// the notices); with the gateway down, cases are still stored and acked
-/// and end `error`, the circuit then failing them at once.
+/// the notices); while the gateway holds a lookup unanswered the case is
+/// already stored and acked; with the gateway failing, cases are still
+/// stored and acked and end `error`, the circuit then failing them at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_resolves_owners_through_the_gateway_and_ingest_never_waits() {
     let f = fixture().await;
     let dir = tempfile::tempdir().unwrap();
     let mut http = f.config();
-    http.timeout_ms = 2_000;
+    // Far longer than the test holds a lookup: it never times out here.
+    http.timeout_ms = 30_000;
     http.retries = 0;
     http.breaker_threshold = 1;
     http.breaker_cooldown_ms = 60_000;
@@ -593,23 +583,47 @@ async fn the_server_resolves_owners_through_the_gateway_and_ingest_never_waits()
     let (_, req) = f.gw.request(0);
     assert_eq!(req["case_reference"], ev.event_id.to_string());
 
-    // The gateway hangs: the case is stored and acked without waiting for
-    // the lookup (which takes the whole 2 s time limit), and its owner ends
+    // The gateway holds the next lookup until the test lets it go: the
+    // case is acked while its owner is still pending, so ingest did not
+    // wait for the lookup (had it waited, nothing would answer before the
+    // release below, and the lookup's end would be on the case by now).
+    f.gw.then(&[Act::Held]);
+    let ev = event("edge-01", "hn-caugiay-xuanthuy", &files);
+    let o = submit(&ev).await;
+    assert!(o.ack.is_some() && o.rejection.is_none(), "stored: {o:?}");
+    let owner_now = |id: Uuid| {
+        let db = ctx.db.clone();
+        async move {
+            let c = cases::case(&db, &id.to_string()).await.unwrap().unwrap();
+            (c.owner_status, c.owner_id)
+        }
+    };
+    assert_eq!(owner_now(ev.event_id).await, ("pending".into(), None));
+    for _ in 0..500 {
+        if f.gw.held() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(f.gw.held(), 1, "the lookup reached the gateway");
+    assert_eq!(owner_now(ev.event_id).await, ("pending".into(), None));
+    f.gw.release();
+    assert_eq!(
+        owner_of(ev.event_id).await,
+        ("resolved".into(), Some("gw-o1".into()))
+    );
+    assert_eq!(f.gw.hits(), 2);
+
+    // The gateway fails: the case is stored and acked, its owner ends
     // `error`; the circuit is then open and the next case's lookup fails
     // without a call.
-    f.gw.always(Act::Slow(Duration::from_secs(10)));
+    f.gw.always(Act::Status(500, "internal"));
     for n in 0..2 {
         let ev = event("edge-01", "hn-caugiay-xuanthuy", &files);
-        let t = Instant::now();
         let o = submit(&ev).await;
         assert!(o.ack.is_some() && o.rejection.is_none(), "stored: {o:?}");
-        assert!(
-            t.elapsed() < Duration::from_millis(1500),
-            "ingest waited: {:?}",
-            t.elapsed()
-        );
         assert_eq!(owner_of(ev.event_id).await, ("error".into(), None));
-        assert_eq!(f.gw.hits(), 2, "lookup {n}");
+        assert_eq!(f.gw.hits(), 3, "lookup {n}");
     }
     let outcomes: Vec<String> =
         sqlx::query("SELECT outcome FROM registry_access_log ORDER BY rowid")
@@ -619,5 +633,5 @@ async fn the_server_resolves_owners_through_the_gateway_and_ingest_never_waits()
             .iter()
             .map(|r| r.get(0))
             .collect();
-    assert_eq!(outcomes, ["found", "error", "unavailable"]);
+    assert_eq!(outcomes, ["found", "found", "error", "unavailable"]);
 }

@@ -12,12 +12,16 @@
 //! per file and per row).
 //!
 //! The event id is the key: a redelivered event inserts nothing and is
-//! answered `duplicate`, also when the copies arrive in the same batch.
-//! Anything that fails verification goes to the quarantine with its reason
-//! and is answered `rejected` when its event id can be read. An internal
-//! failure (database down) answers nothing: the device resends and the
-//! event id keeps it from being stored twice.
+//! answered `duplicate`, also when the copies arrive in the same batch
+//! (a redelivery that brings a still the first delivery lacked completes
+//! the case's evidence). Anything that fails verification goes to the
+//! quarantine with its reason and is answered `rejected` when its event id
+//! can be read and the refusal is about the bytes themselves; a refusal
+//! about where they arrived is not answered ([`verify::Grounds`]). An
+//! internal failure (database down) answers nothing: the device resends
+//! and the event id keeps it from being stored twice.
 
+mod rows;
 pub mod verify;
 
 use std::collections::{HashMap, HashSet};
@@ -27,17 +31,17 @@ use std::time::Duration;
 use bytes::Bytes;
 use plate_ocr::plate::PlateGrammar;
 use protocol::Ack;
-use sqlx::{AnyConnection, Row};
+use sqlx::AnyConnection;
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, DbError, now_ms};
 use crate::devices::Device;
 use crate::evidence::{EvidenceStore, EvidenceStoreError};
-use crate::fines::{FineTable, Quote};
+use crate::fines::FineTable;
 use crate::quarantine::{self, QuarantineEntry};
 use crate::registry::Registry;
-pub use verify::{Accepted, Rejection, Source};
+pub use verify::{Accepted, Grounds, Rejection, Source};
 
 /// What ingest needs around it.
 pub struct IngestContext {
@@ -80,7 +84,8 @@ pub struct BatchSettings {
 /// What became of one bundle.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// The ack for the device (absent when no event id could be read).
+    /// The ack for the device (absent when no event id could be read, and
+    /// for a refusal about where the bytes arrived: [`verify::Grounds`]).
     pub ack: Option<Ack>,
     /// If quarantined: the stable reason code and the reason.
     pub rejection: Option<(String, String)>,
@@ -304,7 +309,9 @@ pub async fn commit_batch(
     let t1 = std::time::Instant::now();
     // Evidence first (stills of the accepted, raw bytes of the rejected), as
     // one pack; what the index already holds (a redelivery) is not
-    // written again.
+    // written again, and what it lacks is written and indexed whether the
+    // event is new or not (a redelivery bringing a still the first
+    // delivery could not: `rows::mark_late_attachments`).
     let mut files = Vec::new();
     // The hash of each rejected bundle's raw bytes (for its quarantine row).
     let mut raw_digests = Vec::with_capacity(verdicts.len());
@@ -340,33 +347,31 @@ pub async fn commit_batch(
             Ok(a) => {
                 let id = a.event.event_id;
                 let new = seen.insert(id)
-                    && insert_case(&mut tx, a, source, received_at, &ctx.fines.quote(&a.event))
-                        .await?;
+                    && rows::insert_case(
+                        &mut tx,
+                        a,
+                        source,
+                        received_at,
+                        &ctx.fines.quote(&a.event),
+                    )
+                    .await?;
                 if new {
                     fresh.push(a.event.clone());
                     Outcome {
                         ack: Some(Ack::stored(id)),
                         rejection: None,
                     }
-                } else if stored_signed_json(&mut tx, id).await?.as_deref()
-                    != Some(a.signed_json.as_str())
-                {
-                    // Same id, other content: not a redelivery. Never
-                    // overwrite what is stored; show it to a person.
-                    let r = Rejection {
-                        ack_code: protocol::RejectCode::Invalid,
-                        reason_code: "event_id_conflict".into(),
-                        reason: format!("event {id} is already stored with different content"),
-                        event_id: Some(id),
-                        device_claimed: Some(a.event.device_id.clone()),
-                        signed: true,
-                    };
-                    let digest = ctx.evidence.put(bytes.clone()).await?;
-                    quarantine_one(&mut tx, bytes, digest, source, received_at, &r).await?
                 } else {
-                    Outcome {
-                        ack: Some(Ack::duplicate(id)),
-                        rejection: None,
+                    let stored = rows::stored_event(&mut tx, id).await?;
+                    if let Some(r) = rows::conflict(a, stored.as_ref()) {
+                        let digest = ctx.evidence.put(bytes.clone()).await?;
+                        quarantine_one(&mut tx, bytes, digest, source, received_at, &r).await?
+                    } else {
+                        rows::mark_late_attachments(&mut tx, a, received_at).await?;
+                        Outcome {
+                            ack: Some(Ack::duplicate(id)),
+                            rejection: None,
+                        }
                     }
                 }
             }
@@ -410,17 +415,13 @@ pub async fn commit_batch(
     Ok(outcomes)
 }
 
-async fn stored_signed_json(
-    conn: &mut AnyConnection,
-    id: uuid::Uuid,
-) -> Result<Option<String>, IngestError> {
-    let row = sqlx::query("SELECT signed_json FROM events WHERE event_id = $1")
-        .bind(id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(row.map(|r| r.try_get(0)).transpose()?)
-}
-
+/// Quarantines a refused bundle and makes its answer. A refusal about the
+/// bytes is answered with a rejection bound to their hash, so the device
+/// can tell a rejection of what it sent from one of a copy someone else
+/// altered. A refusal about where the bytes arrived ([`Grounds::Arrival`])
+/// is not answered (the binding would not help: the bytes are the
+/// device's own), and since the device will resend, its row is written
+/// once ([`quarantine::insert_once`]).
 async fn quarantine_one(
     conn: &mut AnyConnection,
     bytes: &Bytes,
@@ -429,10 +430,9 @@ async fn quarantine_one(
     received_at: i64,
     r: &Rejection,
 ) -> Result<Outcome, IngestError> {
-    // The rejection names the bytes it rejects, so the device can tell a
-    // rejection of what it sent from one of a copy someone else altered.
     let ack = r
         .event_id
+        .filter(|_| r.answered())
         .map(|id| Ack::rejected(id, r.ack_code.clone(), r.reason.clone()).bound_to(digest.clone()));
     let entry = QuarantineEntry::new(
         received_at,
@@ -444,7 +444,12 @@ async fn quarantine_one(
         digest,
         bytes.len(),
     );
-    quarantine::insert(conn, &entry).await?;
+    match r.grounds {
+        Grounds::Bytes => quarantine::insert(conn, &entry).await?,
+        Grounds::Arrival => {
+            quarantine::insert_once(conn, &entry).await?;
+        }
+    }
     tracing::warn!(
         source = source.label(),
         code = r.reason_code,
@@ -471,98 +476,6 @@ async fn load_devices(
         }
     }
     Ok(out)
-}
-
-/// Inserts the case and its evidence rows; `false` if the event id exists.
-async fn insert_case(
-    conn: &mut AnyConnection,
-    a: &Accepted,
-    source: &Source,
-    received_at: i64,
-    quote: &Quote,
-) -> Result<bool, IngestError> {
-    let e = &a.event;
-    let (schedule, article, min, max, points) = match quote {
-        Quote::Priced {
-            schedule,
-            article,
-            min_vnd,
-            max_vnd,
-            points,
-        } => (
-            Some(schedule.as_str()),
-            Some(article.as_str()),
-            Some(*min_vnd),
-            Some(*max_vnd),
-            Some(*points),
-        ),
-        _ => (None, None, None, None, None),
-    };
-    let event_time = e
-        .event_time
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|err| IngestError::Task(err.to_string()))?;
-    let event_time_ms = i64::try_from(e.event_time.unix_timestamp_nanos() / 1_000_000)
-        .map_err(|err| IngestError::Task(err.to_string()))?;
-    let q = sqlx::query(
-        "INSERT INTO events (event_id, device_id, camera_id, site, event_time, event_time_ms, \
-         violation_type, vehicle_class, plate_readable, plate_text, plate_display, plate_colour, \
-         plate_confidence, speed_kmh, speed_limit_kmh, signed_json, source, received_at, \
-         fine_status, fine_schedule, fine_ref, fine_min_vnd, fine_max_vnd, licence_points) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-         $18, $19, $20, $21, $22, $23, $24) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(e.event_id.to_string())
-    .bind(&e.device_id)
-    .bind(&e.camera_id)
-    .bind(&e.site)
-    .bind(event_time)
-    .bind(event_time_ms)
-    .bind(enum_text(&e.violation_type))
-    .bind(enum_text(&e.vehicle_class))
-    .bind(i64::from(e.plate.readable))
-    .bind(e.plate.text.as_deref())
-    .bind(e.plate.display.as_deref())
-    .bind(enum_text(&e.plate.colour));
-    // Nullable floats through the workaround for sqlx 0.9.0's NULL typing.
-    let q = crate::cameras::bind_opt_f64(q, e.plate.confidence);
-    let done = crate::cameras::bind_opt_f64(q, e.speed.as_ref().map(|s| s.measured_kmh))
-        .bind(e.speed.as_ref().map(|s| i64::from(s.limit_kmh)))
-        .bind(&a.signed_json)
-        .bind(match source {
-            Source::Mqtt(_) => "mqtt",
-            Source::Http => "http",
-        })
-        .bind(received_at)
-        .bind(quote.status())
-        .bind(schedule)
-        .bind(article)
-        .bind(min)
-        .bind(max)
-        .bind(points)
-        .execute(&mut *conn)
-        .await?;
-    if done.rows_affected() == 0 {
-        return Ok(false);
-    }
-    for item in &e.evidence {
-        let attached = a.attachments.iter().any(|at| at.name == item.name);
-        sqlx::query(
-            "INSERT INTO evidence (event_id, name, role, media_type, size_bytes, sha256, \
-             stored, stored_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(e.event_id.to_string())
-        .bind(&item.name)
-        .bind(enum_text(&item.role))
-        .bind(&item.media_type)
-        .bind(i64::try_from(item.size_bytes).unwrap_or(i64::MAX))
-        .bind(&item.sha256)
-        .bind(i64::from(attached))
-        .bind(attached.then_some(received_at))
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(true)
 }
 
 /// The snake_case wire name of a protocol enum value.

@@ -2,11 +2,12 @@
 //! either an accepted event (known, enrolled, not revoked device; Ed25519
 //! signature over the canonical bytes; the topic it came on; stills that
 //! match the signed manifest; plausible fields) or a rejection with a stable
-//! reason code, for the quarantine and for the device's ack. The event's
-//! camera is checked against the camera registry ([`crate::cameras::check`]:
-//! enrolled for the device, not retired, approved for the violation type,
-//! speed certificate in force). Pure: no I/O,
-//! so it runs on a blocking thread and is tested without a database.
+//! reason code, for the quarantine and, when the refusal is about the
+//! bytes rather than where they arrived ([`Grounds`]), for the device's
+//! ack. The event's camera is checked against the camera registry
+//! ([`crate::cameras::check`]: enrolled for the device, not retired,
+//! approved for the violation type, speed certificate in force). Pure: no
+//! I/O, so it runs on a blocking thread and is tested without a database.
 
 use std::collections::HashMap;
 
@@ -51,6 +52,45 @@ pub struct Accepted {
     pub attachments: Vec<Attachment>,
 }
 
+/// What a refusal is about, which decides whether the device is told.
+///
+/// A rejection tells a device to set an event aside for good, and it is
+/// bound to the hash of the refused bytes (`Ack::bound_to`), so a device
+/// believes it only of bytes it sent itself. That binding is enough only
+/// when the verdict follows from the bytes alone: if the same bytes would
+/// be accepted elsewhere or at another time, anyone able to publish on the
+/// broker (the embedded one has no topic ACLs) could republish a device's
+/// genuine bundle where it is refused and hand the device the signed
+/// rejection of its own bytes, and the device would drop a real violation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grounds {
+    /// The bytes themselves: malformed, bad signature, evidence that does
+    /// not match the signed manifest, implausible fields, an unknown or
+    /// revoked device, an event the device itself already stored with
+    /// other content. The same bytes are refused wherever and whenever
+    /// they arrive, so the device gets a signed rejection bound to them.
+    Bytes,
+    /// Where the bytes arrived (a topic whose site, device or channel is
+    /// not theirs) or what someone else stored before them (another
+    /// device's event under the same id). Quarantined, never answered:
+    /// the device resends until its own copy arrives where it belongs, and
+    /// the quarantine keeps the bytes and the row once however often they
+    /// come (`quarantine::insert_once`).
+    Arrival,
+}
+
+impl Grounds {
+    /// The grounds of a refusal from the protocol's checks: a topic that
+    /// does not match the message (or cannot be read) is about the
+    /// arrival; everything else is about the bytes.
+    pub fn of(e: &ProtocolError) -> Self {
+        match e {
+            ProtocolError::TopicMismatch { .. } | ProtocolError::Topic(_) => Grounds::Arrival,
+            _ => Grounds::Bytes,
+        }
+    }
+}
+
 /// A bundle that failed a check.
 #[derive(Debug, Clone)]
 pub struct Rejection {
@@ -71,6 +111,9 @@ pub struct Rejection {
     /// with other attachments is not: anyone can take a signed event from
     /// a court package and attach megabytes of their own.
     pub signed: bool,
+    /// Whether the refusal is about the bytes (answered with a bound
+    /// rejection) or about where they arrived (not answered).
+    pub grounds: Grounds,
 }
 
 impl Rejection {
@@ -83,6 +126,7 @@ impl Rejection {
             event_id,
             device_claimed: device,
             signed: false,
+            grounds: Grounds::of(e),
         }
     }
 
@@ -100,7 +144,15 @@ impl Rejection {
             event_id,
             device_claimed: device,
             signed: false,
+            grounds: Grounds::Bytes,
         }
+    }
+
+    /// Whether the device gets a (bound, signed) rejection: only when the
+    /// refusal is about the bytes themselves ([`Grounds`]) and names an
+    /// event.
+    pub fn answered(&self) -> bool {
+        self.grounds == Grounds::Bytes && self.event_id.is_some()
     }
 }
 
@@ -231,6 +283,9 @@ fn check_signed(
     let signed = &bundle.event;
     let event_id = Some(event.event_id);
     let claimed = Some(event.device_id.clone());
+    // About the bytes, not where they came (`Grounds::Bytes`): the topic
+    // already matched the signed site, and the signed site is not where
+    // the device is enrolled, on whatever topic the bundle comes.
     if event.site != device.site {
         return Err(reject(
             RejectCode::WrongTopic,

@@ -10,7 +10,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::{Path as UrlPath, State};
@@ -26,7 +25,6 @@ use sha2::{Digest, Sha256};
 #[derive(Clone, Debug)]
 pub struct Got {
     pub path: String,
-    pub at: Instant,
     pub headers: HashMap<String, String>,
     pub body: Bytes,
 }
@@ -59,7 +57,6 @@ async fn receive(
     let path = format!("/{name}");
     r.got.lock().unwrap().push(Got {
         path: path.clone(),
-        at: Instant::now(),
         headers: headers
             .iter()
             .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))

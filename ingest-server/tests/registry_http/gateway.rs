@@ -37,6 +37,10 @@ pub enum Act {
     Status(u16, &'static str),
     /// Waits, then answers.
     Slow(Duration),
+    /// Waits until the test calls [`Gateway::release`], then answers: a
+    /// lookup the test knows is under way and unanswered, whatever the
+    /// clock says.
+    Held,
     /// 200 with a body that is not JSON.
     Garbage,
     /// 200 with 1 MiB of JSON.
@@ -62,6 +66,10 @@ pub struct Gateway {
     requests: Mutex<Vec<(Option<String>, Value)>>,
     script: Mutex<VecDeque<Act>>,
     default: Mutex<Act>,
+    /// Requests waiting in [`Act::Held`].
+    held: AtomicUsize,
+    /// Set once by [`Gateway::release`].
+    released: tokio::sync::watch::Sender<bool>,
 }
 
 impl Gateway {
@@ -79,6 +87,16 @@ impl Gateway {
 
     pub fn request(&self, n: usize) -> (Option<String>, Value) {
         self.requests.lock().unwrap()[n].clone()
+    }
+
+    /// How many requests are waiting in [`Act::Held`].
+    pub fn held(&self) -> usize {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held request (and any later one) answer.
+    pub fn release(&self) {
+        self.released.send_replace(true);
     }
 }
 
@@ -131,6 +149,13 @@ async fn lookup(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes)
     match act {
         Act::Slow(d) => {
             tokio::time::sleep(d).await;
+            contract(&req, &plate)
+        }
+        Act::Held => {
+            let mut released = gw.released.subscribe();
+            gw.held.fetch_add(1, Ordering::SeqCst);
+            let _ = released.wait_for(|r| *r).await;
+            gw.held.fetch_sub(1, Ordering::SeqCst);
             contract(&req, &plate)
         }
         Act::Answer => contract(&req, &plate),
@@ -240,6 +265,8 @@ pub async fn start_gateway(pki: &Pki) -> (Arc<Gateway>, String) {
         requests: Mutex::new(Vec::new()),
         script: Mutex::new(VecDeque::new()),
         default: Mutex::new(Act::Answer),
+        held: AtomicUsize::new(0),
+        released: tokio::sync::watch::Sender::new(false),
     });
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = tcp.local_addr().unwrap().port();
