@@ -445,3 +445,41 @@ fn stopped_beyond_the_line_during_red() {
     );
     assert_eq!(out.summary(), vec![]);
 }
+
+/// The feed of a controller whose messages take 1 s (the most the edge
+/// accepts): at frame `n` the camera knows red since frame 0 until the
+/// message of the change to green (at frame `green`) has arrived, and the
+/// controller has vouched for its colour up to 1 s ago.
+fn fed_late(green: u64) -> impl Fn(u64) -> edge_agent::signal::SignalStatus {
+    move |n| {
+        let heard = ts(n) - 1_000_000;
+        let green_known = heard >= ts(green);
+        edge_agent::signal::SignalStatus {
+            state: if green_known { Green } else { Red },
+            since_us: if green_known { ts(green) } else { ts(0) },
+            transition_seen: true,
+            changing_since: None,
+            known_until_us: Some(heard),
+        }
+    }
+}
+
+#[test]
+fn a_late_green_from_the_controllers_feed_is_waited_for_before_a_run_is_decided() {
+    // The car's front (its box is 90 px tall) reaches the line (y = 600)
+    // at frame 14.25, its anchor at 18.75, 30 px beyond it by frame 20:
+    // confirmed while the feed still says red.
+    let car = || Vehicle::new(7, Car, up(900.0, 975.0, 20.0));
+    // Green from frame 14, known at the camera from frame 24: the car went
+    // on green and must not be fined on the red the feed still showed.
+    let out = run_fed(SITE, &[car()], fed_late(14), 60);
+    assert_eq!(out.summary(), vec![]);
+    // Green only from frame 40: a run, decided once the feed has vouched
+    // for the crossing (about frame 29: 1 s late, 0.5 s of clock margin), and
+    // anchored at the crossing.
+    let out = run_fed(SITE, &[car()], fed_late(40), 60);
+    assert_eq!(out.summary(), vec![(7, ViolationType::RedLight)]);
+    let (reported_at, v) = &out.reported[0];
+    assert!(*reported_at >= 29, "decided at frame {reported_at}");
+    assert!(v.frame <= 20, "anchored at the crossing, frame {}", v.frame);
+}

@@ -206,7 +206,13 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             } else {
                 None
             };
-            if let Some(violated) = decision {
+            // A controller's feed vouches for its colour only up to its
+            // latest message: a change to green may still be on its way,
+            // so a run is decided once the feed has spoken for the moment
+            // of the crossing (with its clock's allowed lead to spare).
+            let vouched =
+                now.is_none_or(|s| s.vouched_at(c.t_cross, crate::signal::feed::MAX_AHEAD_US));
+            if let Some(violated) = decision.filter(|&v| !v || vouched) {
                 c.red_done = true;
                 if violated {
                     // Confirmed soon after the crossing: the evidence is

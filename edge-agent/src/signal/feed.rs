@@ -8,12 +8,19 @@
 //! box's) and passes it to each camera with a group fed from that topic,
 //! through a channel the camera's analysis drains before each frame.
 //!
-//! On the camera side [`FeedGroups`] applies a phase only once the frames
-//! reach its `since` — frames lag real time by capture, decode and
-//! detection, so a phase applied on arrival would judge a frame shot
-//! before the change by the new colour — and takes a group it has not heard
-//! from for its `feed_silence_s` as unknown, so a dead controller never
-//! leaves a red on the board.
+//! On the camera side [`FeedGroups`] works in frame time: a frame's time
+//! is when its picture reached the box, so the picture shows the junction
+//! `picture_delay_ms` earlier (the camera's encoding and the network), and
+//! a phase's times are moved by that much; a higher delay only gives
+//! drivers more of the amber. A phase applies only once the frames reach
+//! its start — frames lag real time by capture, decode and detection, so a
+//! phase applied on arrival would judge a frame shot before the change by
+//! the new colour. Each status says how far the controller has vouched for
+//! it (`known_until_us`, its latest message), and the red-light rule waits
+//! for that to pass a crossing before deciding on it: a change to green
+//! still on its way must not leave a driver fined on the red before it. A
+//! group not heard from for its `feed_silence_s` is unknown, so a dead
+//! controller never leaves a red on the board.
 
 use super::{ExternalFeed, SignalState, SignalStatus};
 use protocol::SignalPhase;
@@ -161,7 +168,9 @@ struct FedGroup {
     group: String,
     topic: String,
     silence_us: i64,
-    /// The latest `sent` of a phase applied.
+    /// How much older a picture is than its frame time.
+    delay_us: i64,
+    /// The latest `sent` of a phase applied, in frame time.
     heard_us: Option<i64>,
 }
 
@@ -180,12 +189,14 @@ const MAX_PENDING: usize = 64;
 
 impl FeedGroups {
     /// Adds a group fed from `topic`, unknown after `silence_s` without a
-    /// phase.
-    pub fn add(&mut self, group: &str, topic: &str, silence_s: f64) {
+    /// phase, whose pictures are `picture_delay_ms` older than their
+    /// frame times.
+    pub fn add(&mut self, group: &str, topic: &str, silence_s: f64, picture_delay_ms: u32) {
         self.groups.push(FedGroup {
             group: group.to_owned(),
             topic: topic.to_owned(),
             silence_us: (silence_s * 1e6) as i64,
+            delay_us: i64::from(picture_delay_ms) * 1000,
             heard_us: None,
         });
     }
@@ -205,10 +216,13 @@ impl FeedGroups {
 
     /// Takes a phase for later ([`FeedGroups::advance`]); `false` if
     /// `group` is not fed here.
-    pub fn push(&mut self, update: PhaseUpdate) -> bool {
-        if !self.has(&update.group) {
+    pub fn push(&mut self, mut update: PhaseUpdate) -> bool {
+        let Some(g) = self.groups.iter().find(|g| g.group == update.group) else {
             return false;
-        }
+        };
+        // Into frame time: the picture of a frame stamped t shows t − delay.
+        update.since_us = update.since_us.saturating_add(g.delay_us);
+        update.sent_us = update.sent_us.saturating_add(g.delay_us);
         if self.pending.len() >= MAX_PENDING {
             self.pending.remove(0);
         }
@@ -240,6 +254,7 @@ impl FeedGroups {
                     since_us: u.since_us,
                     transition_seen: u.state != SignalState::Unknown,
                     changing_since: None,
+                    known_until_us: Some(u.sent_us),
                 },
             );
         }
@@ -250,7 +265,14 @@ impl FeedGroups {
                 && super::SignalSource::status(&self.feed, &g.group).map(|s| s.state)
                     != Some(SignalState::Unknown)
             {
-                self.feed.set_status(&g.group, SignalStatus::unknown(from));
+                // Unknown, and vouched for no further than it was heard.
+                self.feed.set_status(
+                    &g.group,
+                    SignalStatus {
+                        known_until_us: g.heard_us,
+                        ..SignalStatus::unknown(from)
+                    },
+                );
             }
         }
     }
@@ -258,7 +280,11 @@ impl FeedGroups {
     /// The status of a fed group (unknown until a phase arrived).
     pub fn status(&self, group: &str) -> Option<SignalStatus> {
         self.has(group).then(|| {
-            super::SignalSource::status(&self.feed, group).unwrap_or(SignalStatus::unknown(0))
+            super::SignalSource::status(&self.feed, group).unwrap_or(SignalStatus {
+                // Nothing heard yet: vouched for nothing.
+                known_until_us: Some(i64::MIN),
+                ..SignalStatus::unknown(0)
+            })
         })
     }
 
@@ -355,6 +381,35 @@ mod tests {
         );
     }
 
+    #[test]
+    fn phases_move_by_the_picture_delay_and_say_how_far_they_are_vouched_for() {
+        let mut f = FeedGroups::default();
+        f.add("g", T, 3.0, 500);
+        let never = f.status("g").unwrap();
+        assert!(!never.vouched_at(0, 0), "nothing heard vouches for nothing");
+        f.push(update(SignalState::Red, 100, 101));
+        f.advance(100_400_000);
+        assert_eq!(
+            state(&f),
+            SignalState::Unknown,
+            "the picture is still before the red"
+        );
+        f.advance(100_500_000);
+        let s = f.status("g").unwrap();
+        assert_eq!((s.state, s.since_us), (SignalState::Red, 100_500_000));
+        // Vouched for up to the message's send time, in frame time.
+        assert_eq!(s.known_until_us, Some(101_500_000));
+        assert!(s.vouched_at(101_000_000, 500_000));
+        assert!(!s.vouched_at(101_100_000, 500_000));
+        // Silent: unknown, and still vouched for no further.
+        f.advance(104_600_000);
+        let s = f.status("g").unwrap();
+        assert_eq!(
+            (s.state, s.known_until_us),
+            (SignalState::Unknown, Some(101_500_000))
+        );
+    }
+
     fn update(state: SignalState, since_s: i64, sent_s: i64) -> PhaseUpdate {
         PhaseUpdate {
             group: "g".into(),
@@ -371,7 +426,7 @@ mod tests {
     #[test]
     fn a_phase_applies_when_the_frames_reach_it_and_silence_makes_it_unknown() {
         let mut f = FeedGroups::default();
-        f.add("g", T, 3.0);
+        f.add("g", T, 3.0, 0);
         assert_eq!(state(&f), SignalState::Unknown);
         assert_eq!(f.unknown(), 1, "unknown until the controller is heard");
         assert!(!f.push(PhaseUpdate {

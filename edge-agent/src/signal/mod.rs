@@ -41,6 +41,12 @@ pub struct SignalStatus {
     /// A vehicle reaching the line from that moment on is not judged by
     /// `state` (the first frames of green are still reported as red).
     pub changing_since: Option<i64>,
+    /// How far the source vouches for `state`: `None` for lamps read from
+    /// the frames themselves (up to the frame being judged); for a
+    /// controller's phase feed, the frame time of its latest message — a
+    /// change after that may still be on its way, so nothing later is
+    /// judged on it yet.
+    pub known_until_us: Option<i64>,
 }
 
 impl SignalStatus {
@@ -51,7 +57,15 @@ impl SignalStatus {
             since_us: at_us,
             transition_seen: false,
             changing_since: None,
+            known_until_us: None,
         }
+    }
+
+    /// Whether the source vouches for the state at `at_us` (see
+    /// [`SignalStatus::known_until_us`]), with `margin_us` to spare.
+    pub fn vouched_at(&self, at_us: i64, margin_us: i64) -> bool {
+        self.known_until_us
+            .is_none_or(|k| k >= at_us.saturating_add(margin_us))
     }
 
     /// Whether the state held at `at_us`, as far as is known: it had begun,
@@ -148,6 +162,7 @@ impl SignalFilter {
                 since_us: first,
                 transition_seen: self.current.state != SignalState::Unknown,
                 changing_since: None,
+                known_until_us: None,
             };
             self.candidate = None;
         } else {
@@ -183,6 +198,7 @@ impl ExternalFeed {
                     transition_seen: s.state != SignalState::Unknown
                         && state != SignalState::Unknown,
                     changing_since: None,
+                    known_until_us: None,
                 };
             }
             None => self.groups.push((
@@ -192,6 +208,7 @@ impl ExternalFeed {
                     since_us: at_us,
                     transition_seen: false,
                     changing_since: None,
+                    known_until_us: None,
                 },
             )),
         }
@@ -247,7 +264,7 @@ impl SignalBoard {
                     last: None,
                 });
             } else if let Some(topic) = &s.mqtt_topic {
-                feeds.add(&s.group, topic, s.feed_silence_s);
+                feeds.add(&s.group, topic, s.feed_silence_s, s.picture_delay_ms);
             }
         }
         Self {

@@ -264,6 +264,12 @@ pub struct SignalConfig {
     /// repeats its phase at least every second).
     #[serde(default = "default_feed_silence_s")]
     pub feed_silence_s: f64,
+    /// How much older a picture is than its frame time (the camera's
+    /// encoding and the network; frame times are when pictures reach the
+    /// box), for a fed group: phases are compared with what the picture
+    /// shows. Err high: more only gives drivers more of the amber.
+    #[serde(default = "default_picture_delay_ms")]
+    pub picture_delay_ms: u32,
 }
 
 fn default_confirm_frames() -> u32 {
@@ -272,6 +278,10 @@ fn default_confirm_frames() -> u32 {
 
 fn default_feed_silence_s() -> f64 {
     3.0
+}
+
+fn default_picture_delay_ms() -> u32 {
+    500
 }
 
 /// Speed calibration: exactly one of the two methods.

@@ -80,6 +80,12 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
                         "tv/… is the devices' and the server's; use signals/v1/{site}/{group}",
                     );
                 }
+                if g.picture_delay_ms > 5000 {
+                    return fail(
+                        format!("{f}.picture_delay_ms"),
+                        "must be 0 to 5000 milliseconds",
+                    );
+                }
                 if !(g.feed_silence_s.is_finite() && (0.5..=30.0).contains(&g.feed_silence_s)) {
                     return fail(format!("{f}.feed_silence_s"), "must be 0.5 to 30 seconds");
                 }

@@ -205,6 +205,21 @@ pub fn run_lamps(
     })
 }
 
+/// [`run`] with the group `main` fed by a controller whose status at frame
+/// `n` is `status(n)` (as the feed would have it then, late messages and
+/// all).
+pub fn run_fed(
+    site: &str,
+    vehicles: &[Vehicle],
+    status: impl Fn(u64) -> SignalStatus,
+    frames: u64,
+) -> Outcome {
+    let mut feed = ExternalFeed::new();
+    run_with(site, vehicles, frames, &mut feed, |f, n| {
+        f.set_status("main", status(n))
+    })
+}
+
 /// Runs the scene; `advance(signals, n)` brings the signal up to frame `n`.
 fn run_with<S: SignalSource>(
     site: &str,
