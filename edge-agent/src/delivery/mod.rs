@@ -98,7 +98,7 @@ pub fn run(
         live_since: i64::MAX,
         tokens: 0.0,
         last_pump: Instant::now(),
-        spool_retry_at: None,
+        unreadable: std::collections::HashMap::new(),
     };
     let started = Instant::now();
     let heartbeat_every = Duration::from_secs_f64(cfg.health.heartbeat_s);
@@ -261,12 +261,42 @@ struct LoopState {
     live_since: i64,
     tokens: f64,
     last_pump: Instant,
-    /// After a passing failure to read the spool, sending waits until then.
-    spool_retry_at: Option<Instant>,
+    /// Rows whose evidence could not be read just now, by (seq, clip):
+    /// tries so far and when to try again. Other rows go on meanwhile.
+    unreadable: std::collections::HashMap<(i64, bool), (u32, Instant)>,
 }
 
-/// How long sending waits after the spool could not be read.
+/// How long a row waits after its evidence could not be read.
 const SPOOL_RETRY: Duration = Duration::from_secs(1);
+/// Tries before an unreadable file is taken for lost (the event goes
+/// without it, the clip is recorded lost): a bad sector must not hold the
+/// row for ever.
+const SPOOL_TRIES: u32 = 30;
+
+impl LoopState {
+    /// Whether a row may be tried now: `None` while it waits after a
+    /// failed read, else whether its unreadable files are to be taken for
+    /// lost (it has failed [`SPOOL_TRIES`] times).
+    fn spool_turn(&self, key: (i64, bool)) -> Option<bool> {
+        match self.unreadable.get(&key) {
+            Some((_, at)) if Instant::now() < *at => None,
+            Some((tries, _)) => Some(*tries >= SPOOL_TRIES),
+            None => Some(false),
+        }
+    }
+
+    /// A row's evidence could not be read just now.
+    fn spool_failed(&mut self, key: (i64, bool)) {
+        // Rows evicted or given up while failing leave their entries:
+        // bounded by forgetting them all now and then.
+        if self.unreadable.len() >= 10_000 {
+            self.unreadable.clear();
+        }
+        let e = self.unreadable.entry(key).or_insert((0, Instant::now()));
+        e.0 += 1;
+        e.1 = Instant::now() + SPOOL_RETRY;
+    }
+}
 
 /// Publishes what is due, within the window and the backlog pace.
 fn pump(
@@ -277,9 +307,6 @@ fn pump(
     state: &mut LoopState,
     m: &Metrics,
 ) -> Result<(), OutboxError> {
-    if state.spool_retry_at.is_some_and(|t| Instant::now() < t) {
-        return Ok(());
-    }
     let dt = state.last_pump.elapsed().as_secs_f64();
     state.last_pump = Instant::now();
     let window = cfg.mqtt.window;
@@ -302,13 +329,17 @@ fn pump(
                     }
                     state.tokens -= 1.0;
                 }
-                let bytes = match bundle_bytes(&e) {
+                let Some(lenient) = state.spool_turn((e.seq, false)) else {
+                    continue;
+                };
+                let bytes = match bundle_bytes(&e, lenient) {
                     Ok(b) => b,
                     Err(Unsendable::Later) => {
-                        state.spool_retry_at = Some(Instant::now() + SPOOL_RETRY);
-                        break;
+                        state.spool_failed((e.seq, false));
+                        continue;
                     }
                     Err(Unsendable::Never) => {
+                        state.unreadable.remove(&(e.seq, false));
                         outbox.give_up(e.seq, "the stored event could not be encoded")?;
                         continue;
                     }
@@ -321,18 +352,26 @@ fn pump(
                 {
                     break;
                 }
+                state.unreadable.remove(&(e.seq, false));
                 outbox.mark_sent(e.seq, now, &sha256)?;
                 m.events_published.fetch_add(1, Ordering::Relaxed);
             }
             Pending::Clip(c) => {
-                let chunks = match clip_chunks(&c) {
+                let Some(lenient) = state.spool_turn((c.seq, true)) else {
+                    continue;
+                };
+                let chunks = match clip_chunks(&c, lenient) {
                     Ok(chunks) => chunks,
                     Err(Unsendable::Later) => {
-                        state.spool_retry_at = Some(Instant::now() + SPOOL_RETRY);
-                        break;
+                        state.spool_failed((c.seq, true));
+                        continue;
                     }
                     Err(Unsendable::Never) => {
-                        outbox.clip_lost(c.seq, "the clip file is gone from the spool")?;
+                        state.unreadable.remove(&(c.seq, true));
+                        outbox.clip_lost(
+                            c.seq,
+                            "the clip file is gone from the spool or unreadable",
+                        )?;
                         continue;
                     }
                 };
@@ -355,6 +394,7 @@ fn pump(
                 if !all {
                     break;
                 }
+                state.unreadable.remove(&(c.seq, true));
                 outbox.mark_clip_sent(c.seq, now)?;
             }
         }
@@ -376,11 +416,16 @@ enum Unsendable {
 fn read_evidence(
     path: &std::path::Path,
     event_id: &uuid::Uuid,
+    lenient: bool,
 ) -> Result<Option<Vec<u8>>, Unsendable> {
     match std::fs::read(path) {
         Ok(data) => Ok(Some(data)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             tracing::error!(%event_id, file = %path.display(), "evidence file gone from the spool; sending without it");
+            Ok(None)
+        }
+        Err(err) if lenient => {
+            tracing::error!(%event_id, file = %path.display(), error = %err, "evidence file still unreadable after {SPOOL_TRIES} tries; sending without it");
             Ok(None)
         }
         Err(err) => {
@@ -395,7 +440,7 @@ fn read_evidence(
 /// and left out (the server then records it as missing); one that cannot
 /// be read just now holds the event back, so a passing failure never
 /// costs a still (the server keeps the first copy it stores).
-fn bundle_bytes(e: &PendingEvent) -> Result<Vec<u8>, Unsendable> {
+fn bundle_bytes(e: &PendingEvent, lenient: bool) -> Result<Vec<u8>, Unsendable> {
     let event = match SignedEvent::from_json(&e.event_json) {
         Ok(ev) => ev,
         Err(err) => {
@@ -405,7 +450,7 @@ fn bundle_bytes(e: &PendingEvent) -> Result<Vec<u8>, Unsendable> {
     };
     let mut attachments = Vec::with_capacity(e.stills.len());
     for name in &e.stills {
-        if let Some(data) = read_evidence(&e.dir.join(name), &e.event_id)? {
+        if let Some(data) = read_evidence(&e.dir.join(name), &e.event_id, lenient)? {
             attachments.push(Attachment {
                 name: name.clone(),
                 data,
@@ -420,8 +465,8 @@ fn bundle_bytes(e: &PendingEvent) -> Result<Vec<u8>, Unsendable> {
         })
 }
 
-fn clip_chunks(c: &PendingClip) -> Result<Vec<ClipChunk>, Unsendable> {
-    match read_evidence(&c.path, &c.event_id)? {
+fn clip_chunks(c: &PendingClip, lenient: bool) -> Result<Vec<ClipChunk>, Unsendable> {
+    match read_evidence(&c.path, &c.event_id, lenient)? {
         Some(bytes) => Ok(ClipChunk::split(c.event_id, &c.name, &bytes)),
         None => Err(Unsendable::Never),
     }
@@ -437,16 +482,21 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let file = dir.path().join("at.jpg");
         std::fs::write(&file, b"jpeg").unwrap();
-        assert!(matches!(read_evidence(&file, &id), Ok(Some(d)) if d == b"jpeg"));
+        assert!(matches!(read_evidence(&file, &id, false), Ok(Some(d)) if d == b"jpeg"));
         assert!(matches!(
-            read_evidence(&dir.path().join("gone.jpg"), &id),
+            read_evidence(&dir.path().join("gone.jpg"), &id, false),
             Ok(None)
         ));
         // A read that fails for another reason than absence (here: a
         // directory where the file should be) is passing, not a loss.
         let odd = dir.path().join("after.jpg");
         std::fs::create_dir(&odd).unwrap();
-        assert!(matches!(read_evidence(&odd, &id), Err(Unsendable::Later)));
+        assert!(matches!(
+            read_evidence(&odd, &id, false),
+            Err(Unsendable::Later)
+        ));
+        // After its tries, it is taken for lost rather than holding the row.
+        assert!(matches!(read_evidence(&odd, &id, true), Ok(None)));
 
         let clip = |path: std::path::PathBuf| PendingClip {
             seq: 1,
@@ -454,11 +504,40 @@ mod tests {
             path,
             name: "clip.mp4".into(),
         };
-        assert!(matches!(clip_chunks(&clip(odd)), Err(Unsendable::Later)));
         assert!(matches!(
-            clip_chunks(&clip(dir.path().join("gone.mp4"))),
+            clip_chunks(&clip(odd.clone()), false),
+            Err(Unsendable::Later)
+        ));
+        assert!(matches!(
+            clip_chunks(&clip(odd), true),
             Err(Unsendable::Never)
         ));
-        assert_eq!(clip_chunks(&clip(file)).ok().map(|c| c.len()), Some(1));
+        assert!(matches!(
+            clip_chunks(&clip(dir.path().join("gone.mp4")), false),
+            Err(Unsendable::Never)
+        ));
+        assert_eq!(
+            clip_chunks(&clip(file), false).ok().map(|c| c.len()),
+            Some(1)
+        );
+
+        // A row that failed waits, and after its tries goes lenient.
+        let mut state = LoopState {
+            connected: true,
+            failures: 0,
+            live_since: 0,
+            tokens: 0.0,
+            last_pump: Instant::now(),
+            unreadable: std::collections::HashMap::new(),
+        };
+        assert_eq!(state.spool_turn((1, false)), Some(false));
+        state.spool_failed((1, false));
+        assert_eq!(state.spool_turn((1, false)), None, "waits a second");
+        assert_eq!(state.spool_turn((2, false)), Some(false), "others go on");
+        for _ in 1..SPOOL_TRIES {
+            state.spool_failed((1, false));
+        }
+        state.unreadable.get_mut(&(1, false)).unwrap().1 = Instant::now();
+        assert_eq!(state.spool_turn((1, false)), Some(true));
     }
 }
