@@ -284,6 +284,11 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         report_status(&shared, &id, &handle, fps.value());
         let ring = collector.stream_ring().bytes() + collector.ring().bytes();
         shared.board.set_ring_bytes(&id, ring as u64);
+        // Phases are taken every turn, frames or not: the analysis keeps
+        // a bounded number pending, the channel nothing.
+        for phase in phases.try_iter() {
+            analysis.push_phase(phase);
+        }
         let frame = match frames.recv_timeout(Duration::from_millis(200)) {
             Ok(f) => f,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
@@ -497,8 +502,9 @@ impl Worker {
             &processed,
             crate::health::clock_sync(),
         );
-        // A worker that panicked while holding the outbox left no
-        // transaction open (SQLite rolled it back): go on with it.
+        // A poisoned lock only says a worker panicked while holding it;
+        // the connection is still usable and SQLite keeps each statement
+        // atomic: go on with it.
         let mut outbox = self.outbox.lock().unwrap_or_else(|p| p.into_inner());
         match crate::report::sign_and_queue(&self.identity, &mut outbox, &event, &processed.dir) {
             Ok(_) => {

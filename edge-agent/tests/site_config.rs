@@ -258,6 +258,14 @@ fn a_signal_feed_is_off_the_devices_topics_and_its_silence_is_bounded() {
         "mqtt_topic = \"signals/g\"\nfeed_silence_s = 120\n",
     );
     assert_eq!(error(&slow).1, "signals[0].feed_silence_s");
+    let twice = format!("{BASE}\n[[signals]]\ngroup = \"h\"\nmqtt_topic = \"signals/g\"\n");
+    assert_eq!(error(&twice).1, "signals[1].mqtt_topic");
+    let late = BASE.replace(
+        "mqtt_topic = \"signals/g\"\n",
+        "mqtt_topic = \"signals/g\"\npicture_delay_ms = 9000\n",
+    );
+    assert_eq!(error(&late).1, "signals[0].picture_delay_ms");
+    assert_eq!(load(BASE).unwrap().signals[0].picture_delay_ms, 500);
     assert_eq!(load(BASE).unwrap().signals[0].feed_silence_s, 3.0);
 }
 

@@ -279,10 +279,10 @@ impl Model {
         }
         let tensor =
             TensorRef::from_array_view((shape.to_vec(), data)).map_err(|e| fail(e.to_string()))?;
-        let mut session = self
-            .session
-            .lock()
-            .map_err(|_| fail("session lock poisoned".to_string()))?;
+        // A run that panicked elsewhere left the session as ONNX Runtime
+        // left it (each run is self-contained): go on with it rather than
+        // failing every later read of this model.
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         let outputs = session
             .run(ort::inputs![self.input.as_str() => tensor])
             .map_err(|e| fail(e.to_string()))?;

@@ -74,6 +74,15 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
                         "must be a topic name without wildcards",
                     );
                 }
+                if c.signals[..i]
+                    .iter()
+                    .any(|o| o.mqtt_topic.as_deref() == Some(t))
+                {
+                    return fail(
+                        format!("{f}.mqtt_topic"),
+                        "another lane group's topic: each group has its own",
+                    );
+                }
                 if t.starts_with("tv/") || t.starts_with('$') {
                     return fail(
                         format!("{f}.mqtt_topic"),
