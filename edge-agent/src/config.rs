@@ -200,7 +200,7 @@ impl ServerConfig {
 }
 
 /// A 64-hex-character Ed25519 public key.
-fn parse_public_key(text: &str) -> Result<protocol::VerifyingKey, String> {
+pub(crate) fn parse_public_key(text: &str) -> Result<protocol::VerifyingKey, String> {
     let bytes = hex::decode(text.trim()).map_err(|e| format!("{text:?} is not hex: {e}"))?;
     let arr: [u8; 32] = bytes
         .as_slice()

@@ -144,12 +144,7 @@ impl Live {
             let detector = make_detector(&cam.detector, cam.threads, cam.motion, site.detection)?;
             let (tx, shared, stop) = (tx.clone(), shared.clone(), stop.clone());
             let parked = ParkedStore::new(&cfg.device.data_dir, &site.camera_id);
-            let fed: Vec<(String, String)> = site
-                .signals
-                .iter()
-                .filter_map(|s| s.mqtt_topic.as_ref().map(|t| (s.group.clone(), t.clone())))
-                .collect();
-            let phases = shared.signals.register(&fed);
+            let phases = shared.signals.register(&site.fed_signals());
             let setup = CameraSetup {
                 cam,
                 site,

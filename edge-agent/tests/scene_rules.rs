@@ -118,7 +118,7 @@ fn the_runner_is_fined_when_the_signal_comes_from_the_controllers_feed() {
     let lamps = toml.find("[signals.lamps]").unwrap();
     let end = toml[lamps..].find("\n\n").unwrap() + lamps;
     let toml = format!(
-        "{}mqtt_topic = \"signals/v1/synthetic/main\"{}",
+        "{}mqtt_topic = \"signals/v1/synthetic/main\"\ncontroller_key = \"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c\"{}",
         &toml[..lamps],
         &toml[end..]
     );

@@ -19,13 +19,20 @@ use time::format_description::well_known::Rfc3339;
 
 const TOPIC: &str = "signals/v1/hn-test-site/east-west";
 
-fn phase(group: &str, state: &str, since: OffsetDateTime, sent: OffsetDateTime) -> Vec<u8> {
-    format!(
-        r#"{{"group":"{group}","state":"{state}","since":"{}","sent":"{}"}}"#,
-        since.format(&Rfc3339).unwrap(),
-        sent.format(&Rfc3339).unwrap()
-    )
-    .into_bytes()
+/// The controller's key (its public half goes in the site file).
+fn controller() -> protocol::SigningKey {
+    protocol::SigningKey::from_bytes(&[7; 32])
+}
+
+fn phase(group: &str, state: SignalState, since: OffsetDateTime, sent: OffsetDateTime) -> Vec<u8> {
+    protocol::SignalPhase {
+        group: group.into(),
+        state,
+        since,
+        sent,
+    }
+    .to_signed_json(&controller())
+    .unwrap()
 }
 
 #[test]
@@ -38,9 +45,11 @@ fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_count
         .unwrap()
         .0;
     let shared = Shared::default();
-    let phases = shared
-        .signals
-        .register(&[("east-west".to_owned(), TOPIC.to_owned())]);
+    let phases = shared.signals.register(&[edge_agent::signal::FedSignal {
+        group: "east-west".into(),
+        topic: TOPIC.into(),
+        key: controller().verifying_key(),
+    }]);
     let stop = Arc::new(AtomicBool::new(false));
     let runner = {
         let (cfg, id, shared, stop) = (cfg.clone(), id.clone(), shared.clone(), stop.clone());
@@ -61,7 +70,7 @@ fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_count
                 TOPIC,
                 QoS::AtLeastOnce,
                 false,
-                phase("east-west", "red", red_since, now),
+                phase("east-west", SignalState::Red, red_since, now),
             )
             .unwrap();
         if let Ok(u) = phases.recv_timeout(Duration::from_millis(200)) {
@@ -81,16 +90,31 @@ fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_count
     );
     while phases.try_recv().is_ok() {}
 
-    // Malformed, another group's, and stamped 30 s ago: all green, none
-    // may reach the camera.
+    // Malformed, another group's, stamped 30 s ago, unsigned, signed by
+    // another key (any box logged in to the broker): all green, none may
+    // reach the camera.
     let m = shared.metrics.clone();
     let before = m.signal_phases_refused.load(Ordering::Relaxed);
     let now = OffsetDateTime::now_utc();
     let old = now - time::Duration::seconds(30);
     for bad in [
         b"{\"group\":".to_vec(),
-        phase("north-south", "green", now, now),
-        phase("east-west", "green", old, old),
+        phase("north-south", SignalState::Green, now, now),
+        phase("east-west", SignalState::Green, old, old),
+        format!(
+            r#"{{"group":"east-west","state":"green","since":"{}","sent":"{}"}}"#,
+            now.format(&Rfc3339).unwrap(),
+            now.format(&Rfc3339).unwrap()
+        )
+        .into_bytes(),
+        protocol::SignalPhase {
+            group: "east-west".into(),
+            state: SignalState::Green,
+            since: now,
+            sent: now,
+        }
+        .to_signed_json(&protocol::SigningKey::from_bytes(&[9; 32]))
+        .unwrap(),
     ] {
         client.publish(TOPIC, QoS::AtLeastOnce, false, bad).unwrap();
     }

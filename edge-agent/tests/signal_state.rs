@@ -255,7 +255,7 @@ fn external_feed_and_board() {
         "camera_id = \"c\"\nframe = {{ width = {W}, height = {H} }}\n\
          [[signals]]\ngroup = \"lamp\"\nconfirm_frames = 2\n[signals.lamps]\n\
          red = [20, 10, 20, 20]\nyellow = [20, 40, 20, 20]\ngreen = [20, 70, 20, 20]\n\
-         [[signals]]\ngroup = \"feed\"\nmqtt_topic = \"sig/feed\"\n"
+         [[signals]]\ngroup = \"feed\"\nmqtt_topic = \"sig/feed\"\ncontroller_key = \"ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c\"\n"
     );
     let site = SiteConfig::from_toml_str(&text, "t.toml").unwrap();
     let mut board = SignalBoard::from_site(&site, LampConfig::default(), 0);

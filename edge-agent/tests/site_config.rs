@@ -10,6 +10,9 @@ fn example_path() -> std::path::PathBuf {
 }
 
 /// A small valid site; tests break one line of it.
+/// A controller's public key (of the Ed25519 secret `[7; 32]`).
+const KEY: &str = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c";
+
 const BASE: &str = r#"camera_id = "cam-1"
 frame = { width = 1000, height = 800 }
 
@@ -34,6 +37,7 @@ stop_line = "s"
 [[signals]]
 group = "g"
 mqtt_topic = "signals/g"
+controller_key = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"
 "#;
 
 fn load(text: &str) -> Result<SiteConfig, SiteError> {
@@ -215,7 +219,7 @@ fn bad_homography() {
     );
     let (line, field, message, _) = error(&text);
     assert_eq!(field, "speed.homography");
-    assert_eq!(line, Some(26), "the [speed.homography] header");
+    assert_eq!(line, Some(27), "the [speed.homography] header");
     assert!(message.contains("collinear"), "{message}");
 }
 
@@ -240,7 +244,7 @@ fn signal_needs_one_source_and_lamps_inside_frame() {
     let none = BASE.replace("mqtt_topic = \"signals/g\"\n", "");
     assert_eq!(error(&none).1, "signals[0]");
     let lamps = BASE.replace(
-        "mqtt_topic = \"signals/g\"\n",
+        &format!("mqtt_topic = \"signals/g\"\ncontroller_key = \"{KEY}\"\n"),
         "[signals.lamps]\nred = [990, 10, 20, 20]\nyellow = [10, 40, 20, 20]\ngreen = [10, 70, 20, 20]\n",
     );
     let (_, field, message, _) = error(&lamps);
@@ -258,8 +262,20 @@ fn a_signal_feed_is_off_the_devices_topics_and_its_silence_is_bounded() {
         "mqtt_topic = \"signals/g\"\nfeed_silence_s = 120\n",
     );
     assert_eq!(error(&slow).1, "signals[0].feed_silence_s");
-    let twice = format!("{BASE}\n[[signals]]\ngroup = \"h\"\nmqtt_topic = \"signals/g\"\n");
+    let twice = format!(
+        "{BASE}\n[[signals]]\ngroup = \"h\"\nmqtt_topic = \"signals/g\"\ncontroller_key = \"{KEY}\"\n"
+    );
     assert_eq!(error(&twice).1, "signals[1].mqtt_topic");
+    // No key, or not a key: unsigned phases are never believed.
+    let keyless = BASE.replace(&format!("controller_key = \"{KEY}\"\n"), "");
+    assert_eq!(error(&keyless).1, "signals[0].controller_key");
+    let bad = BASE.replace(KEY, "not-hex");
+    assert_eq!(error(&bad).1, "signals[0].controller_key");
+    let gate = load(BASE).unwrap().fed_signals();
+    assert_eq!(
+        (gate[0].group.as_str(), gate[0].topic.as_str()),
+        ("g", "signals/g")
+    );
     let late = BASE.replace(
         "mqtt_topic = \"signals/g\"\n",
         "mqtt_topic = \"signals/g\"\npicture_delay_ms = 9000\n",

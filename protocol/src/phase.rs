@@ -17,15 +17,21 @@
 //!   `feed_silence_s` (3 s by default) as unknown, so a dead controller or
 //!   a cut link never leaves a red on the board, and nobody is fined on it.
 //!
-//! Phase messages are not signed: a controller is not an enrolled device.
-//! The broker's ACL is what lets only the controller's account publish on
-//! the signal topics (`deploy/mosquitto/acl`, `deploy/emqx/acl.conf`); the
-//! evidence of each red-light case still carries the stills with the
-//! junction in them, for a person to check against.
+//! - **signed** by the controller's own Ed25519 key, whose public half the
+//!   site file names (`controller_key`): `signature` is 128 hex characters
+//!   over `"signal_phase\n"` followed by the canonical bytes (as for events,
+//!   `crate::canonical`) of the message as sent without its `signature`
+//!   member. A red-light fine rests on the phase, and a broker login alone
+//!   (any box's, on a broker without topic ACLs) must not be able to say
+//!   "red"; the brokers' ACLs (only the `signals` account publishes under
+//!   `signals/v1/#`) are a second fence, not the only one.
 
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 
+use crate::canonical::canonical_bytes;
 use crate::error::{ProtocolError, ValidationError, schema_error};
 use crate::event::SignalState;
 use crate::topics::id_problem;
@@ -45,11 +51,66 @@ pub struct SignalPhase {
     pub sent: OffsetDateTime,
 }
 
+/// What a phase's signature is over, before the canonical bytes.
+const SIGNING_CONTEXT: &[u8] = b"signal_phase\n";
+
+/// The signing input of a phase message given as a JSON object (without
+/// its `signature`).
+fn signing_input(object: &serde_json::Map<String, Value>) -> Result<Vec<u8>, ProtocolError> {
+    let mut input = SIGNING_CONTEXT.to_vec();
+    input.extend(canonical_bytes(&Value::Object(object.clone()))?);
+    Ok(input)
+}
+
 impl SignalPhase {
     /// Largest message accepted, bytes.
     pub const MAX_BYTES: usize = 1024;
 
-    /// Parses and checks a phase message.
+    /// The message signed with the controller's `key`, as JSON bytes.
+    pub fn to_signed_json(&self, key: &SigningKey) -> Result<Vec<u8>, ProtocolError> {
+        let Value::Object(mut object) =
+            serde_json::to_value(self).map_err(ProtocolError::MalformedJson)?
+        else {
+            return Err(ProtocolError::Envelope("a phase is a JSON object".into()));
+        };
+        let signature = key.sign(&signing_input(&object)?);
+        object.insert(
+            "signature".into(),
+            Value::String(hex::encode(signature.to_bytes())),
+        );
+        serde_json::to_vec(&object).map_err(ProtocolError::MalformedJson)
+    }
+
+    /// Parses a phase message, checks its signature under the controller's
+    /// `key` (over every member it carries), then its fields.
+    pub fn from_signed_json(
+        bytes: &[u8],
+        key: &VerifyingKey,
+    ) -> Result<SignalPhase, ProtocolError> {
+        let phase = Self::from_json(bytes)?;
+        let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(bytes) else {
+            return Err(ProtocolError::Envelope("a phase is a JSON object".into()));
+        };
+        let Some(Value::String(hex_sig)) = object.remove("signature") else {
+            return Err(ProtocolError::SignatureEncoding(
+                "the phase carries no `signature`".into(),
+            ));
+        };
+        let raw: [u8; 64] = hex::decode(&hex_sig)
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| {
+                ProtocolError::SignatureEncoding("`signature` is not 128 hex characters".into())
+            })?;
+        key.verify_strict(&signing_input(&object)?, &Signature::from_bytes(&raw))
+            .map_err(|_| ProtocolError::BadSignature {
+                device_id: format!("controller of {}", phase.group),
+            })?;
+        Ok(phase)
+    }
+
+    /// Parses and checks a phase message (its signature is not looked at:
+    /// [`SignalPhase::from_signed_json`] is what a receiver uses).
     pub fn from_json(bytes: &[u8]) -> Result<SignalPhase, ProtocolError> {
         if bytes.len() > Self::MAX_BYTES {
             return Err(ValidationError::new(
@@ -140,5 +201,41 @@ mod tests {
         }
         let big = format!("{}{}", RED, " ".repeat(SignalPhase::MAX_BYTES));
         assert!(SignalPhase::from_json(big.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn only_the_controllers_signature_over_the_whole_message_is_believed() {
+        let key = SigningKey::from_bytes(&[7; 32]);
+        let other = SigningKey::from_bytes(&[8; 32]);
+        let phase = SignalPhase::from_json(RED.as_bytes()).unwrap();
+        let signed = phase.to_signed_json(&key).unwrap();
+        let read = SignalPhase::from_signed_json(&signed, &key.verifying_key()).unwrap();
+        assert_eq!(read, phase);
+        let text = String::from_utf8(signed.clone()).unwrap();
+        let refused = |bytes: &[u8], vk: &VerifyingKey| {
+            SignalPhase::from_signed_json(bytes, vk)
+                .unwrap_err()
+                .to_string()
+        };
+        // Another key, a changed colour, an added member, no signature.
+        assert!(refused(&signed, &other.verifying_key()).contains("signature"));
+        let green = text.replace("\"red\"", "\"green\"");
+        assert!(refused(green.as_bytes(), &key.verifying_key()).contains("signature"));
+        let added = text.replacen('{', r#"{"note":"x","#, 1);
+        assert!(refused(added.as_bytes(), &key.verifying_key()).contains("signature"));
+        assert!(refused(RED.as_bytes(), &key.verifying_key()).contains("no `signature`"));
+        // Members in another order are the same message.
+        let v: serde_json::Value = serde_json::from_slice(&signed).unwrap();
+        let mut members: Vec<_> = v.as_object().unwrap().iter().collect();
+        members.reverse();
+        let reordered = format!(
+            "{{{}}}",
+            members
+                .iter()
+                .map(|(k, v)| format!("{:?}:{}", k, v))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        assert!(SignalPhase::from_signed_json(reordered.as_bytes(), &key.verifying_key()).is_ok());
     }
 }

@@ -72,9 +72,17 @@ fn micros(t: OffsetDateTime) -> i64 {
     (t.unix_timestamp_nanos() / 1000) as i64
 }
 
+/// A lane group fed by its junction controller, as a site file names it.
+#[derive(Debug, Clone)]
+pub struct FedSignal {
+    pub group: String,
+    pub topic: String,
+    /// The controller's public key: only phases it signed are believed.
+    pub key: protocol::VerifyingKey,
+}
+
 struct Route {
-    topic: String,
-    group: String,
+    signal: FedSignal,
     tx: Sender<PhaseUpdate>,
 }
 
@@ -85,15 +93,14 @@ pub struct SignalRouter {
 }
 
 impl SignalRouter {
-    /// Registers a camera's fed groups (`(group, topic)` pairs); the
-    /// camera drains the returned receiver.
-    pub fn register(&self, groups: &[(String, String)]) -> Receiver<PhaseUpdate> {
+    /// Registers a camera's fed groups; the camera drains the returned
+    /// receiver.
+    pub fn register(&self, groups: &[FedSignal]) -> Receiver<PhaseUpdate> {
         let (tx, rx) = channel();
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        for (group, topic) in groups {
+        for signal in groups {
             routes.push(Route {
-                topic: topic.clone(),
-                group: group.clone(),
+                signal: signal.clone(),
                 tx: tx.clone(),
             });
         }
@@ -103,14 +110,15 @@ impl SignalRouter {
     /// Every topic some camera listens to, each once.
     pub fn topics(&self) -> Vec<String> {
         let routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        let mut t: Vec<String> = routes.iter().map(|r| r.topic.clone()).collect();
+        let mut t: Vec<String> = routes.iter().map(|r| r.signal.topic.clone()).collect();
         t.sort();
         t.dedup();
         t
     }
 
     /// Hands a message that arrived on `topic` at `arrived` to the cameras
-    /// fed from it; how many took it (0 for a topic nobody listens to).
+    /// fed from it whose controller key signed it; how many took it (0 for
+    /// a topic nobody listens to).
     pub fn deliver(
         &self,
         topic: &str,
@@ -118,13 +126,25 @@ impl SignalRouter {
         arrived: OffsetDateTime,
     ) -> Result<usize, FeedError> {
         let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
-        if !routes.iter().any(|r| r.topic == topic) {
-            return Ok(0);
+        let mut signed_for = Vec::new();
+        let mut refusal = None;
+        for (i, r) in routes.iter().enumerate() {
+            if r.signal.topic != topic {
+                continue;
+            }
+            match SignalPhase::from_signed_json(payload, &r.signal.key) {
+                Ok(phase) => signed_for.push((i, phase)),
+                Err(source) => {
+                    refusal = Some(FeedError::Message {
+                        topic: topic.to_owned(),
+                        source,
+                    })
+                }
+            }
         }
-        let phase = SignalPhase::from_json(payload).map_err(|source| FeedError::Message {
-            topic: topic.to_owned(),
-            source,
-        })?;
+        let Some((_, phase)) = signed_for.first() else {
+            return refusal.map_or(Ok(0), Err);
+        };
         let late = micros(arrived) - micros(phase.sent);
         if !(-MAX_AHEAD_US..=MAX_LATE_US).contains(&late) {
             return Err(FeedError::Clock {
@@ -132,16 +152,17 @@ impl SignalRouter {
                 late_ms: late / 1000,
             });
         }
-        if let Some(r) = routes
+        if let Some((i, _)) = signed_for
             .iter()
-            .find(|r| r.topic == topic && r.group != phase.group)
+            .find(|(i, p)| routes[*i].signal.group != p.group)
         {
             return Err(FeedError::WrongGroup {
                 topic: topic.to_owned(),
-                got: phase.group,
-                expected: r.group.clone(),
+                got: phase.group.clone(),
+                expected: routes[*i].signal.group.clone(),
             });
         }
+        let phase = phase.clone();
         let update = PhaseUpdate {
             group: phase.group,
             state: phase.state,
@@ -149,9 +170,12 @@ impl SignalRouter {
             sent_us: micros(phase.sent),
         };
         let mut taken = 0;
+        let mut i = 0;
         // A camera whose analysis ended has dropped its receiver.
         routes.retain(|r| {
-            if r.topic != topic {
+            let signed = signed_for.iter().any(|(k, _)| *k == i);
+            i += 1;
+            if !signed {
                 return true;
             }
             let alive = r.tx.send(update.clone()).is_ok();
@@ -320,23 +344,50 @@ mod tests {
 
     const T: &str = "signals/v1/s/east-west";
 
+    fn key(seed: u8) -> protocol::SigningKey {
+        protocol::SigningKey::from_bytes(&[seed; 32])
+    }
+
+    /// A phase signed by the controller (key 7) or by `signer`.
+    fn signed(
+        signer: u8,
+        group: &str,
+        state: SignalState,
+        since: OffsetDateTime,
+        sent: OffsetDateTime,
+    ) -> Vec<u8> {
+        SignalPhase {
+            group: group.into(),
+            state,
+            since,
+            sent,
+        }
+        .to_signed_json(&key(signer))
+        .unwrap()
+    }
+
     fn phase(group: &str, state: &str, since: OffsetDateTime, sent: OffsetDateTime) -> Vec<u8> {
-        format!(
-            r#"{{"group":"{group}","state":"{state}","since":"{}","sent":"{}"}}"#,
-            since
-                .format(&time::format_description::well_known::Rfc3339)
-                .unwrap(),
-            sent.format(&time::format_description::well_known::Rfc3339)
-                .unwrap()
-        )
-        .into_bytes()
+        let state = match state {
+            "red" => SignalState::Red,
+            "green" => SignalState::Green,
+            _ => SignalState::Unknown,
+        };
+        signed(7, group, state, since, sent)
+    }
+
+    fn fed() -> FedSignal {
+        FedSignal {
+            group: "east-west".into(),
+            topic: T.into(),
+            key: key(7).verifying_key(),
+        }
     }
 
     #[test]
     fn the_router_checks_group_and_clock_and_reaches_every_camera_on_the_topic() {
         let router = SignalRouter::default();
-        let a = router.register(&[("east-west".into(), T.into())]);
-        let b = router.register(&[("east-west".into(), T.into())]);
+        let a = router.register(&[fed()]);
+        let b = router.register(&[fed()]);
         assert_eq!(router.topics(), vec![T.to_owned()]);
         let now = OffsetDateTime::now_utc();
         let red = phase("east-west", "red", now - Duration::seconds(4), now);
@@ -350,8 +401,20 @@ mod tests {
         assert!(b.try_recv().is_ok());
         assert_eq!(router.deliver("other/topic", b"junk", now).unwrap(), 0);
 
-        let cases: [(Vec<u8>, &str); 4] = [
+        let unsigned = format!(
+            r#"{{"group":"east-west","state":"green","since":"{}","sent":"{}"}}"#,
+            now.format(&time::format_description::well_known::Rfc3339)
+                .unwrap(),
+            now.format(&time::format_description::well_known::Rfc3339)
+                .unwrap()
+        );
+        let cases: [(Vec<u8>, &str); 6] = [
             (b"{".to_vec(), "malformed"),
+            (unsigned.into_bytes(), "no `signature`"),
+            (
+                signed(8, "east-west", SignalState::Green, now, now),
+                "signature verification failed",
+            ),
             (phase("north", "red", now, now), "group `north`"),
             (
                 phase(

@@ -16,7 +16,7 @@
 pub mod feed;
 pub mod lamp;
 
-pub use feed::{FeedError, PhaseUpdate, SignalRouter};
+pub use feed::{FedSignal, FeedError, PhaseUpdate, SignalRouter};
 pub use lamp::{FrameView, LampConfig, LampReading, PixelFormat, read_lamps};
 pub use protocol::SignalState;
 

@@ -270,6 +270,10 @@ pub struct SignalConfig {
     /// shows. Err high: more only gives drivers more of the amber.
     #[serde(default = "default_picture_delay_ms")]
     pub picture_delay_ms: u32,
+    /// The controller's Ed25519 public key, 64 hex characters: only phases
+    /// it signed are believed (required with `mqtt_topic`).
+    #[serde(default)]
+    pub controller_key: Option<String>,
 }
 
 fn default_confirm_frames() -> u32 {
@@ -362,6 +366,22 @@ pub struct PrivacyMask {
 }
 
 impl SiteConfig {
+    /// The lane groups fed by their controller (`mqtt_topic` with its
+    /// `controller_key`, both checked when the file was loaded).
+    pub fn fed_signals(&self) -> Vec<crate::signal::FedSignal> {
+        self.signals
+            .iter()
+            .filter_map(|s| {
+                let key = crate::config::parse_public_key(s.controller_key.as_deref()?).ok()?;
+                Some(crate::signal::FedSignal {
+                    group: s.group.clone(),
+                    topic: s.mqtt_topic.clone()?,
+                    key,
+                })
+            })
+            .collect()
+    }
+
     /// Reads, parses and validates a site file.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, SiteError> {
         let path = path.as_ref();

@@ -89,6 +89,20 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
                         "tv/… is the devices' and the server's; use signals/v1/{site}/{group}",
                     );
                 }
+                match g
+                    .controller_key
+                    .as_deref()
+                    .map(crate::config::parse_public_key)
+                {
+                    None => {
+                        return fail(
+                            format!("{f}.controller_key"),
+                            "a fed group needs its controller's public key (64 hex characters): unsigned phases are not believed",
+                        );
+                    }
+                    Some(Err(why)) => return fail(format!("{f}.controller_key"), why),
+                    Some(Ok(_)) => {}
+                }
                 if g.picture_delay_ms > 5000 {
                     return fail(
                         format!("{f}.picture_delay_ms"),

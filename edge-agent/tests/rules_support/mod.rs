@@ -73,6 +73,7 @@ heading_deg = -90
 [[signals]]
 group = "main"
 mqtt_topic = "sig/main"
+controller_key = "ea4a6c63e29c520abef5507b132ec5f9954776aebebe7b92421eea691446d22c"
 
 [speed]
 pixel_error_px = 2.0
