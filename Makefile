@@ -89,7 +89,8 @@ test-garage: setup-garage
 
 # The server links the plate grammar only: never ONNX Runtime or OpenCV.
 check-server-deps:
-	@if $(CARGO) tree -p ingest-server -e normal --prefix none | grep -qE '^(ort|opencv) '; then \
+	@set -o pipefail; tree="$$($(CARGO) tree -p ingest-server -e normal --prefix none)" || exit 1; \
+	if grep -qE '^(ort|opencv) ' <<<"$$tree"; then \
 	  echo "ingest-server must not depend on ort or opencv (use plate-ocr without default features)"; exit 1; \
 	else echo "check-server-deps: ingest-server links neither ort nor opencv"; fi
 
