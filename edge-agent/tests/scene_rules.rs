@@ -29,13 +29,10 @@ fn scene(vehicles: Vec<ScriptedVehicle>) -> Scene {
     )
 }
 
-/// Runs the analysis over `frames` frames; returns (vehicle index, rule) per
-/// violation, mapping each violation's box back to the scripted vehicle it
-/// covers at the violation frame. The background model's history is long so
-/// a car waiting at the line is not absorbed into the background mid-test.
-fn run(s: &Scene, frames: u64) -> Vec<(usize, ViolationType)> {
-    let site =
-        SiteConfig::from_toml_str(&s.site_toml(), "synthetic.toml").expect("scene site is valid");
+/// The analysis of a rendered scene: MOG2 motion detection whose
+/// background model's history is long, so a car waiting at the line is not
+/// absorbed into the background mid-test.
+fn analysis(site: &SiteConfig) -> Analysis {
     let det = MotionDetector::new(MotionConfig {
         analysis_width: 640,
         min_area: 1500.0,
@@ -44,7 +41,16 @@ fn run(s: &Scene, frames: u64) -> Vec<(usize, ViolationType)> {
         ..MotionConfig::default()
     })
     .unwrap();
-    let mut a = Analysis::new(Box::new(det), Some(&site)).unwrap();
+    Analysis::new(Box::new(det), Some(site)).unwrap()
+}
+
+/// Runs the analysis over `frames` frames; returns (vehicle index, rule) per
+/// violation, mapping each violation's box back to the scripted vehicle it
+/// covers at the violation frame.
+fn run(s: &Scene, frames: u64) -> Vec<(usize, ViolationType)> {
+    let site =
+        SiteConfig::from_toml_str(&s.site_toml(), "synthetic.toml").expect("scene site is valid");
+    let mut a = analysis(&site);
     let mut found = Vec::new();
     for n in 0..frames {
         let f = s.render(n).unwrap();
@@ -124,15 +130,7 @@ fn the_runner_is_fined_when_the_signal_comes_from_the_controllers_feed() {
     );
     let site = SiteConfig::from_toml_str(&toml, "synthetic.toml").unwrap();
     assert!(site.signals[0].lamps.is_none());
-    let det = MotionDetector::new(MotionConfig {
-        analysis_width: 640,
-        min_area: 1500.0,
-        history: 5000,
-        learning_rate: 0.0003,
-        ..MotionConfig::default()
-    })
-    .unwrap();
-    let mut a = Analysis::new(Box::new(det), Some(&site)).unwrap();
+    let mut a = analysis(&site);
     let fps = u64::from(s.fps);
     let us = |n: u64| {
         let t = s.start + time::Duration::nanoseconds((n * 1_000_000_000 / fps) as i64);
@@ -173,15 +171,7 @@ fn the_runner_is_fined_when_the_signal_comes_from_the_controllers_feed() {
     assert_eq!(signal.state, protocol::SignalState::Red);
 
     // Without the controller the group stays unknown: nobody is fined.
-    let det = MotionDetector::new(MotionConfig {
-        analysis_width: 640,
-        min_area: 1500.0,
-        history: 5000,
-        learning_rate: 0.0003,
-        ..MotionConfig::default()
-    })
-    .unwrap();
-    let mut a = Analysis::new(Box::new(det), Some(&site)).unwrap();
+    let mut a = analysis(&site);
     let mut silent = Vec::new();
     for n in 0..220u64 {
         silent.extend(a.process(&s.render(n).unwrap()).unwrap());

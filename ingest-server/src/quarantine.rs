@@ -68,24 +68,43 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
+/// An insert of an entry's columns, in the order [`write`] binds them,
+/// followed by `$tail` (the rows: `$1`..`$9`).
+macro_rules! insert_sql {
+    ($tail:literal) => {
+        concat!(
+            "INSERT INTO quarantine (id, received_at, source, device_claimed, event_id, \
+             reason_code, reason, payload_sha256, payload_size) ",
+            $tail
+        )
+    };
+}
+
+/// Runs `sql` (made by `insert_sql!`) for `e`; the rows written.
+async fn write(
+    conn: &mut AnyConnection,
+    e: &QuarantineEntry,
+    sql: &'static str,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(sql)
+        .bind(&e.id)
+        .bind(e.received_at)
+        .bind(&e.source)
+        .bind(e.device_claimed.as_deref())
+        .bind(e.event_id.as_deref())
+        .bind(&e.reason_code)
+        .bind(&e.reason)
+        .bind(&e.payload_sha256)
+        .bind(e.payload_size)
+        .execute(conn)
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Writes an entry (inside the caller's transaction).
 pub async fn insert(conn: &mut AnyConnection, e: &QuarantineEntry) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO quarantine (id, received_at, source, device_claimed, event_id, \
-         reason_code, reason, payload_sha256, payload_size) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(&e.id)
-    .bind(e.received_at)
-    .bind(&e.source)
-    .bind(e.device_claimed.as_deref())
-    .bind(e.event_id.as_deref())
-    .bind(&e.reason_code)
-    .bind(&e.reason)
-    .bind(&e.payload_sha256)
-    .bind(e.payload_size)
-    .execute(conn)
-    .await?;
+    let sql = insert_sql!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+    write(conn, e, sql).await?;
     Ok(())
 }
 
@@ -100,25 +119,12 @@ pub async fn insert_once(
     conn: &mut AnyConnection,
     e: &QuarantineEntry,
 ) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "INSERT INTO quarantine (id, received_at, source, device_claimed, event_id, \
-         reason_code, reason, payload_sha256, payload_size) \
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS \
+    let sql = insert_sql!(
+        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS \
          (SELECT 1 FROM quarantine WHERE payload_sha256 = $8 AND reason_code = $6 \
-          AND source = $3)",
-    )
-    .bind(&e.id)
-    .bind(e.received_at)
-    .bind(&e.source)
-    .bind(e.device_claimed.as_deref())
-    .bind(e.event_id.as_deref())
-    .bind(&e.reason_code)
-    .bind(&e.reason)
-    .bind(&e.payload_sha256)
-    .bind(e.payload_size)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() > 0)
+          AND source = $3)"
+    );
+    Ok(write(conn, e, sql).await? > 0)
 }
 
 /// The most recent entries, newest first.
