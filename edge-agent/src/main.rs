@@ -107,6 +107,38 @@ enum Cmd {
         #[arg(long, env = "EDGE_CONFIG")]
         config: PathBuf,
     },
+    /// A stand-in junction controller: publishes signed signal phases for
+    /// one lane group on a fixed plan until SIGINT/SIGTERM (demo, tests,
+    /// commissioning a fed junction before its controller is connected).
+    /// Prints the controller's public key (the site file's
+    /// `controller_key`) first, making the key file on first use.
+    SignalSim {
+        /// The controller's key file (made on first use, mode 0600).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Broker host and port.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        #[arg(long, default_value_t = 1883)]
+        port: u16,
+        /// Broker account and its password (`signals` on the deployed brokers).
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long, env = "SIGNAL_SIM_PASSWORD")]
+        password: Option<String>,
+        /// The lane group and its topic, as in the site file.
+        #[arg(long)]
+        group: String,
+        #[arg(long)]
+        topic: String,
+        /// Seconds of green, yellow and red.
+        #[arg(long, default_value_t = 30.0)]
+        green: f64,
+        #[arg(long, default_value_t = 3.0)]
+        yellow: f64,
+        #[arg(long, default_value_t = 40.0)]
+        red: f64,
+    },
     /// Print the outbox's counts as JSON.
     Outbox {
         /// Agent configuration.
@@ -177,6 +209,28 @@ fn main() -> Result<()> {
             }
             Ok(())
         }
+        Cmd::SignalSim {
+            key_file,
+            host,
+            port,
+            username,
+            password,
+            group,
+            topic,
+            green,
+            yellow,
+            red,
+        } => signal_sim(
+            &key_file,
+            edge_agent::signal::controller_sim::Publisher {
+                host,
+                port,
+                credentials: username.map(|u| (u, password.unwrap_or_default())),
+                topic,
+                group,
+            },
+            [green, yellow, red],
+        ),
         Cmd::Scene { out, plates } => {
             render_demo(&out, plates.as_deref())?;
             Ok(())
@@ -322,6 +376,40 @@ fn serve(cfg: &AgentConfig, identity: &DeviceIdentity, cameras: bool) -> Result<
     }
     result?;
     tracing::info!("delivery stopped");
+    Ok(())
+}
+
+/// `edge-agent signal-sim`: the stand-in controller until a signal.
+fn signal_sim(
+    key_file: &std::path::Path,
+    to: edge_agent::signal::controller_sim::Publisher,
+    seconds: [f64; 3],
+) -> Result<()> {
+    if let Some(s) = seconds
+        .iter()
+        .find(|s| !(s.is_finite() && (0.5..=600.0).contains(*s)))
+    {
+        return Err(anyhow!(
+            "{s}: each of green, yellow and red must be 0.5 to 600 seconds"
+        ));
+    }
+    if let Some(why) = protocol::topics::id_problem(&to.group) {
+        return Err(anyhow!("--group: {why}"));
+    }
+    let (controller, _) = DeviceIdentity::load_or_create(&to.group, "controller", key_file)
+        .with_context(|| format!("controller key {}", key_file.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({ "group": to.group, "topic": to.topic, "controller_key": controller.public_key_hex() })
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let [green, yellow, red] = seconds.map(std::time::Duration::from_secs_f64);
+    let plan = edge_agent::signal::controller_sim::Plan { green, yellow, red };
+    let n = edge_agent::signal::controller_sim::run(&to, controller.signing_key(), plan, stop)?;
+    tracing::info!(published = n, "signal stand-in stopped");
     Ok(())
 }
 

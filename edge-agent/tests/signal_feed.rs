@@ -133,3 +133,72 @@ fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_count
     stop.store(true, Ordering::Relaxed);
     runner.join().unwrap().unwrap();
 }
+
+/// The stand-in controller (`edge-agent signal-sim`, a real process) and
+/// the box: the key it prints is the one the site file names, and the box
+/// believes its phases through the broker.
+#[test]
+fn the_stand_in_controllers_signed_phases_are_believed_by_the_box() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let mut sim = std::process::Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["signal-sim", "--host", "127.0.0.1", "--group", "east-west"])
+        .args([
+            "--topic", TOPIC, "--green", "2", "--yellow", "1", "--red", "2",
+        ])
+        .arg("--port")
+        .arg(broker.port.to_string())
+        .arg("--key-file")
+        .arg(dir.path().join("controller.key"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(sim.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let printed: serde_json::Value = serde_json::from_str(&first).unwrap();
+    let hex_key = printed["controller_key"].as_str().unwrap();
+    let key =
+        protocol::VerifyingKey::from_bytes(&hex::decode(hex_key).unwrap().try_into().unwrap())
+            .unwrap();
+
+    let config = agent_config(dir.path(), broker.port, "");
+    let cfg = AgentConfig::load(&config).unwrap();
+    let id = DeviceIdentity::load_or_create(DEVICE, SITE, &dir.path().join("data/device.key"))
+        .unwrap()
+        .0;
+    let shared = Shared::default();
+    let phases = shared.signals.register(&[edge_agent::signal::FedSignal {
+        group: "east-west".into(),
+        topic: TOPIC.into(),
+        key,
+    }]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let runner = {
+        let (cfg, id, shared, stop) = (cfg.clone(), id.clone(), shared.clone(), stop.clone());
+        std::thread::spawn(move || delivery::run(&cfg, &id, &shared, stop))
+    };
+    // Over one cycle (5 s) the box hears every colour of the plan.
+    let mut seen = std::collections::HashSet::new();
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < 3 && std::time::Instant::now() < until {
+        if let Ok(u) = phases.recv_timeout(Duration::from_millis(200)) {
+            assert_eq!(u.group, "east-west");
+            seen.insert(format!("{:?}", u.state));
+        }
+    }
+    let _ = std::process::Command::new("kill")
+        .arg(sim.id().to_string())
+        .status();
+    let _ = sim.wait();
+    stop.store(true, Ordering::Relaxed);
+    runner.join().unwrap().unwrap();
+    assert_eq!(seen.len(), 3, "colours heard: {seen:?}");
+    assert_eq!(
+        shared.metrics.signal_phases_refused.load(Ordering::Relaxed),
+        0
+    );
+}

@@ -13,6 +13,7 @@
 //! per lane group of the site, which is what [`crate::rules::RuleEngine`]
 //! reads each frame.
 
+pub mod controller_sim;
 pub mod feed;
 pub mod lamp;
 
