@@ -170,9 +170,12 @@ impl Analysis {
         match self.judge.as_mut() {
             Some(j) => {
                 let info = FrameInfo::new(self.last_frame + 1, 0);
-                j.engine
+                let out = j
+                    .engine
                     .update(info, std::iter::empty(), self.tracker.ended(), &j.board)
-                    .to_vec()
+                    .to_vec();
+                j.engine.abandon_awaiting();
+                out
             }
             None => Vec::new(),
         }
@@ -269,15 +272,24 @@ impl Analysis {
         self.tracker.active()
     }
 
-    /// The trajectory of track `id`: an active one, or one that ended in the
+    /// The trajectory of track `id`: an active one, one that ended in the
     /// last update (a violation the rules released when its track ended, or
-    /// at [`Analysis::finish`]); empty if neither.
+    /// at [`Analysis::finish`]), or the recent points of one that ended
+    /// within [`NEIGHBOUR_FRAMES`] (a red-light run that waited for its
+    /// signal controller's feed); empty if none.
     pub fn trajectory_of(&self, id: u64) -> Vec<crate::track::TrackPoint> {
         self.tracker
             .active()
             .chain(self.tracker.ended().iter())
             .find(|t| t.id() == id)
             .map(|t| t.trajectory().iter().copied().collect())
+            .or_else(|| {
+                self.ended_recently
+                    .iter()
+                    .rev()
+                    .find(|(t, _, _)| *t == id)
+                    .map(|(_, _, points)| points.clone())
+            })
             .unwrap_or_default()
     }
 }

@@ -240,11 +240,7 @@ fn register(
     let mut summary = ViolationSummary::from(v);
     if let Some(c) = collector {
         let id = uuid::Uuid::new_v4();
-        let track: Vec<_> = analysis
-            .active_tracks()
-            .find(|t| t.id() == v.track_id)
-            .map(|t| t.trajectory().iter().copied().collect())
-            .unwrap_or_default();
+        let track = analysis.trajectory_of(v.track_id);
         let neighbours = analysis.neighbours_of(v.track_id, v.frames.at);
         if let Some(job) = c.add_violation_among(id, v, &track, &neighbours)? {
             jobs.push(job);

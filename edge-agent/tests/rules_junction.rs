@@ -483,3 +483,31 @@ fn a_late_green_from_the_controllers_feed_is_waited_for_before_a_run_is_decided(
     assert!(*reported_at >= 29, "decided at frame {reported_at}");
     assert!(v.frame <= 20, "anchored at the crossing, frame {}", v.frame);
 }
+
+#[test]
+fn a_run_waiting_for_the_feed_outlives_its_track() {
+    // The same run, but the car leaves the view at frame 22, before the
+    // feed (1 s late) has vouched for its crossing.
+    let leaving = || {
+        Vehicle::new(7, Car, |n: u64| {
+            (n < 22).then(|| edge_agent::geometry::Point::new(900.0, 975.0 - 20.0 * n as f64))
+        })
+    };
+    // Red until frame 40: reported once the feed vouches, after the track
+    // ended, with the crossing's evidence.
+    let out = run_fed(SITE, &[leaving()], fed_late(40), 60);
+    assert_eq!(out.summary(), vec![(7, ViolationType::RedLight)]);
+    let (reported_at, v) = &out.reported[0];
+    assert!(*reported_at >= 29, "decided at frame {reported_at}");
+    assert!(v.frame <= 20 && v.frames.after >= v.frame);
+    // Green from frame 14, heard at 24: the car went on green.
+    let out = run_fed(SITE, &[leaving()], fed_late(14), 60);
+    assert_eq!(out.summary(), vec![]);
+    // A feed that never vouches past frame 10: given up, never guessed.
+    let stuck = |n: u64| edge_agent::signal::SignalStatus {
+        known_until_us: Some(ts(n.min(10))),
+        ..fed_late(1000)(n)
+    };
+    let out = run_fed(SITE, &[leaving()], stuck, 100);
+    assert_eq!(out.summary(), vec![]);
+}

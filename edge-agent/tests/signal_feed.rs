@@ -31,7 +31,7 @@ fn phase(group: &str, state: SignalState, since: OffsetDateTime, sent: OffsetDat
         since,
         sent,
     }
-    .to_signed_json(&controller())
+    .to_signed_json(&controller(), TOPIC)
     .unwrap()
 }
 
@@ -113,7 +113,7 @@ fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_count
             since: now,
             sent: now,
         }
-        .to_signed_json(&protocol::SigningKey::from_bytes(&[9; 32]))
+        .to_signed_json(&protocol::SigningKey::from_bytes(&[9; 32]), TOPIC)
         .unwrap(),
     ] {
         client.publish(TOPIC, QoS::AtLeastOnce, false, bad).unwrap();

@@ -19,9 +19,11 @@
 //!
 //! - **signed** by the controller's own Ed25519 key, whose public half the
 //!   site file names (`controller_key`): `signature` is 128 hex characters
-//!   over `"signal_phase\n"` followed by the canonical bytes (as for events,
-//!   `crate::canonical`) of the message as sent without its `signature`
-//!   member. A red-light fine rests on the phase, and a broker login alone
+//!   over `"signal_phase\n"`, the topic it is published on and `"\n"`,
+//!   followed by the canonical bytes (as for events, `crate::canonical`) of
+//!   the message as sent without its `signature` member — the topic in the
+//!   signed bytes, so a phase of one junction replayed on another's topic
+//!   is refused even where both controllers share a key. A red-light fine rests on the phase, and a broker login alone
 //!   (any box's, on a broker without topic ACLs) must not be able to say
 //!   "red"; the brokers' ACLs (only the `signals` account publishes under
 //!   `signals/v1/#`) are a second fence, not the only one.
@@ -55,9 +57,14 @@ pub struct SignalPhase {
 const SIGNING_CONTEXT: &[u8] = b"signal_phase\n";
 
 /// The signing input of a phase message given as a JSON object (without
-/// its `signature`).
-fn signing_input(object: &serde_json::Map<String, Value>) -> Result<Vec<u8>, ProtocolError> {
+/// its `signature`), published on `topic`.
+fn signing_input(
+    object: &serde_json::Map<String, Value>,
+    topic: &str,
+) -> Result<Vec<u8>, ProtocolError> {
     let mut input = SIGNING_CONTEXT.to_vec();
+    input.extend_from_slice(topic.as_bytes());
+    input.push(b'\n');
     input.extend(canonical_bytes(&Value::Object(object.clone()))?);
     Ok(input)
 }
@@ -66,14 +73,15 @@ impl SignalPhase {
     /// Largest message accepted, bytes.
     pub const MAX_BYTES: usize = 1024;
 
-    /// The message signed with the controller's `key`, as JSON bytes.
-    pub fn to_signed_json(&self, key: &SigningKey) -> Result<Vec<u8>, ProtocolError> {
+    /// The message signed with the controller's `key` for `topic`, as JSON
+    /// bytes.
+    pub fn to_signed_json(&self, key: &SigningKey, topic: &str) -> Result<Vec<u8>, ProtocolError> {
         let Value::Object(mut object) =
             serde_json::to_value(self).map_err(ProtocolError::MalformedJson)?
         else {
             return Err(ProtocolError::Envelope("a phase is a JSON object".into()));
         };
-        let signature = key.sign(&signing_input(&object)?);
+        let signature = key.sign(&signing_input(&object, topic)?);
         object.insert(
             "signature".into(),
             Value::String(hex::encode(signature.to_bytes())),
@@ -81,11 +89,13 @@ impl SignalPhase {
         serde_json::to_vec(&object).map_err(ProtocolError::MalformedJson)
     }
 
-    /// Parses a phase message, checks its signature under the controller's
-    /// `key` (over every member it carries), then its fields.
+    /// Parses a phase message that arrived on `topic`, checks its signature
+    /// under the controller's `key` (over the topic and every member it
+    /// carries), then its fields.
     pub fn from_signed_json(
         bytes: &[u8],
         key: &VerifyingKey,
+        topic: &str,
     ) -> Result<SignalPhase, ProtocolError> {
         let phase = Self::from_json(bytes)?;
         let Ok(Value::Object(mut object)) = serde_json::from_slice::<Value>(bytes) else {
@@ -102,10 +112,13 @@ impl SignalPhase {
             .ok_or_else(|| {
                 ProtocolError::SignatureEncoding("`signature` is not 128 hex characters".into())
             })?;
-        key.verify_strict(&signing_input(&object)?, &Signature::from_bytes(&raw))
-            .map_err(|_| ProtocolError::BadSignature {
-                device_id: format!("controller of {}", phase.group),
-            })?;
+        key.verify_strict(
+            &signing_input(&object, topic)?,
+            &Signature::from_bytes(&raw),
+        )
+        .map_err(|_| ProtocolError::BadSignature {
+            device_id: format!("controller of {}", phase.group),
+        })?;
         Ok(phase)
     }
 
@@ -159,6 +172,8 @@ impl SignalPhase {
 mod tests {
     use super::*;
 
+    const T: &str = "signals/v1/hn-caugiay/east-west";
+
     const RED: &str = r#"{"group":"east-west","state":"red","since":"2026-11-24T08:30:12.400Z","sent":"2026-11-24T08:30:15Z"}"#;
 
     #[test]
@@ -208,12 +223,17 @@ mod tests {
         let key = SigningKey::from_bytes(&[7; 32]);
         let other = SigningKey::from_bytes(&[8; 32]);
         let phase = SignalPhase::from_json(RED.as_bytes()).unwrap();
-        let signed = phase.to_signed_json(&key).unwrap();
-        let read = SignalPhase::from_signed_json(&signed, &key.verifying_key()).unwrap();
+        let signed = phase.to_signed_json(&key, T).unwrap();
+        let read = SignalPhase::from_signed_json(&signed, &key.verifying_key(), T).unwrap();
         assert_eq!(read, phase);
         let text = String::from_utf8(signed.clone()).unwrap();
+        let refused_on = |bytes: &[u8], topic: &str| {
+            SignalPhase::from_signed_json(bytes, &key.verifying_key(), topic)
+                .unwrap_err()
+                .to_string()
+        };
         let refused = |bytes: &[u8], vk: &VerifyingKey| {
-            SignalPhase::from_signed_json(bytes, vk)
+            SignalPhase::from_signed_json(bytes, vk, T)
                 .unwrap_err()
                 .to_string()
         };
@@ -224,6 +244,9 @@ mod tests {
         let added = text.replacen('{', r#"{"note":"x","#, 1);
         assert!(refused(added.as_bytes(), &key.verifying_key()).contains("signature"));
         assert!(refused(RED.as_bytes(), &key.verifying_key()).contains("no `signature`"));
+        // The same phase on another junction's topic.
+        let elsewhere = "signals/v1/other/east-west";
+        assert!(refused_on(&signed, elsewhere).contains("signature"));
         // Members in another order are the same message.
         let v: serde_json::Value = serde_json::from_slice(&signed).unwrap();
         let mut members: Vec<_> = v.as_object().unwrap().iter().collect();
@@ -236,6 +259,8 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        assert!(SignalPhase::from_signed_json(reordered.as_bytes(), &key.verifying_key()).is_ok());
+        assert!(
+            SignalPhase::from_signed_json(reordered.as_bytes(), &key.verifying_key(), T).is_ok()
+        );
     }
 }

@@ -331,6 +331,10 @@ fn pump(
     for p in due {
         match p {
             Pending::Event(e) => {
+                // A row waiting after a failed read spends no backlog token.
+                let Some(lenient) = state.spool_turn((e.seq, false)) else {
+                    continue;
+                };
                 if e.created_at < state.live_since {
                     if backlog_paused || state.tokens < 1.0 {
                         backlog_paused = true;
@@ -338,9 +342,6 @@ fn pump(
                     }
                     state.tokens -= 1.0;
                 }
-                let Some(lenient) = state.spool_turn((e.seq, false)) else {
-                    continue;
-                };
                 let bytes = match bundle_bytes(&e, lenient) {
                     Ok(b) => b,
                     Err(Unsendable::Later) => {
@@ -433,7 +434,11 @@ fn read_evidence(
             tracing::error!(%event_id, file = %path.display(), "evidence file gone from the spool; sending without it");
             Ok(None)
         }
-        Err(err) if lenient => {
+        // Only a file that is itself damaged is given up on; a box-wide
+        // failure (too many open files, no memory, a permission gone wrong)
+        // waits however long it lasts: sending without the stills then
+        // would lose them for every event at once.
+        Err(err) if lenient && file_damaged(&err) => {
             tracing::error!(%event_id, file = %path.display(), error = %err, "evidence file still unreadable after {SPOOL_TRIES} tries; sending without it");
             Ok(None)
         }
@@ -442,6 +447,13 @@ fn read_evidence(
             Err(Unsendable::Later)
         }
     }
+}
+
+/// Whether a read failed because of the file itself (an I/O error on its
+/// blocks, something other than a file in its place).
+fn file_damaged(err: &std::io::Error) -> bool {
+    const EIO: i32 = 5;
+    err.kind() == std::io::ErrorKind::IsADirectory || err.raw_os_error() == Some(EIO)
 }
 
 /// The bundle for an event: the signed envelope and its still files, read
@@ -504,8 +516,11 @@ mod tests {
             read_evidence(&odd, &id, false),
             Err(Unsendable::Later)
         ));
-        // After its tries, it is taken for lost rather than holding the row.
+        // After its tries, a damaged file is taken for lost rather than
+        // holding the row; a box-wide failure is not.
         assert!(matches!(read_evidence(&odd, &id, true), Ok(None)));
+        assert!(!file_damaged(&std::io::Error::from_raw_os_error(24)));
+        assert!(file_damaged(&std::io::Error::from_raw_os_error(5)));
 
         let clip = |path: std::path::PathBuf| PendingClip {
             seq: 1,

@@ -40,7 +40,23 @@ pub(crate) struct JunctionState {
     held_stop: Option<Violation>,
 }
 
+/// A red-light run confirmed on a fed group before the controller vouched
+/// for the colour at its crossing, whose track ended while it waited: the
+/// engine keeps it until the feed speaks ([`super::RuleEngine::update`]).
+#[derive(Debug, Clone)]
+pub(crate) struct AwaitingRun {
+    pub violation: Violation,
+    pub group: String,
+    pub t_cross: i64,
+}
+
 impl JunctionState {
+    /// The run this track's crossing was waiting on the feed to decide,
+    /// when the track ends.
+    pub(crate) fn take_awaiting(&mut self) -> Option<AwaitingRun> {
+        self.crossing.as_mut().and_then(|c| c.awaiting.take())
+    }
+
     /// The held stop-line case when the track ends: reported unless the
     /// vehicle was found running the red.
     pub(crate) fn take_held(&mut self) -> Option<Violation> {
@@ -62,6 +78,15 @@ const HELD_MAX_AGE_US: i64 = 3_000_000;
 /// to pass it.
 const MAX_FRONT_LEAD_US: i64 = 2_000_000;
 
+/// The margin a controller's feed must vouch past a crossing by: the most
+/// its clock may lead this box's.
+pub(crate) const FEED_MARGIN_US: i64 = crate::signal::feed::MAX_AHEAD_US;
+
+/// How long after its crossing a run may wait for the feed once its track
+/// ended: its frames must still be in the evidence ring (5 s before the
+/// newest by default) when it is reported.
+pub(crate) const AWAIT_MAX_US: i64 = 4_000_000;
+
 #[derive(Debug)]
 struct Crossed {
     stop_line: usize,
@@ -79,6 +104,9 @@ struct Crossed {
     /// Reached `confirm_past_px` before the light was seen to change.
     confirmed_red: bool,
     red_done: bool,
+    /// The run as it will be reported, while the lane group's feed has not
+    /// yet vouched for the crossing.
+    awaiting: Option<AwaitingRun>,
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
@@ -141,6 +169,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 manoeuvre: None,
                 confirmed_red: false,
                 red_done: false,
+                awaiting: None,
             });
             break;
         }
@@ -183,6 +212,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // The change, confirmed only now, had begun by the time the
             // vehicle reached the line: it was not red then after all.
             c.red = false;
+            c.awaiting = None;
         }
         if c.red && !c.red_done && !c.confirmed_red {
             if changed {
@@ -210,11 +240,10 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // latest message: a change to green may still be on its way,
             // so a run is decided once the feed has spoken for the moment
             // of the crossing (with its clock's allowed lead to spare).
-            let vouched =
-                now.is_none_or(|s| s.vouched_at(c.t_cross, crate::signal::feed::MAX_AHEAD_US));
-            if let Some(violated) = decision.filter(|&v| !v || vouched) {
-                c.red_done = true;
-                if violated {
+            let vouched = now.is_none_or(|s| s.vouched_at(c.t_cross, FEED_MARGIN_US));
+            match decision {
+                Some(false) => c.red_done = true,
+                Some(true) => {
                     // Confirmed soon after the crossing: the evidence is
                     // the crossing. Confirmed long after it (crept over,
                     // waited, then went on through the red), the crossing's
@@ -230,8 +259,19 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                         ctx.violation(RuleKind::RedLight, &c.at, c.before, Some(c.lane))
                     };
                     v.signal = c.signal.clone();
-                    found[1] = Some(v);
+                    if vouched {
+                        c.red_done = true;
+                        c.awaiting = None;
+                        found[1] = Some(v);
+                    } else if c.awaiting.is_none() {
+                        c.awaiting = lane.group.clone().map(|group| AwaitingRun {
+                            violation: v,
+                            group,
+                            t_cross: c.t_cross,
+                        });
+                    }
                 }
+                None => {}
             }
         }
     }

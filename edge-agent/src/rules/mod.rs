@@ -32,7 +32,7 @@ pub use compiled::RuleError;
 pub use repeat::ParkedSpot;
 
 use crate::geometry::BBox;
-use crate::signal::SignalSource;
+use crate::signal::{SignalSource, SignalState};
 use crate::site::SiteConfig;
 use crate::track::{FrameInfo, Track, TrackPoint};
 use compiled::Compiled;
@@ -241,6 +241,9 @@ pub struct RuleEngine {
     frames_seen: u64,
     /// Where illegally stopped vehicles were last seen (`repeat.rs`).
     parked: repeat::ParkedSpots,
+    /// Red-light runs whose track ended before the lane group's feed
+    /// vouched for the crossing, with the track's last frame.
+    awaiting: Vec<(junction::AwaitingRun, u64)>,
 }
 
 /// Per-track state untouched for this many frames is dropped (a caller
@@ -256,6 +259,7 @@ impl RuleEngine {
             out: Vec::new(),
             frames_seen: 0,
             parked: repeat::ParkedSpots::default(),
+            awaiting: Vec::new(),
         })
     }
 
@@ -344,12 +348,15 @@ impl RuleEngine {
         for track in ended {
             let mut state = self.states.remove(&track.id()).unwrap_or_default();
             step(&self.site, &mut state, track, signals);
+            let last = track.last().map_or(0, |p| p.frame);
+            let awaiting = state.junction.take_awaiting();
             if let Some(v) = state.junction.take_held()
                 && !state.issued(ViolationType::RedLight)
+                && awaiting.is_none()
             {
                 state.report(v);
             }
-            let last = track.last().map_or(0, |p| p.frame);
+            self.awaiting.extend(awaiting.map(|a| (a, last)));
             for mut v in state.pending.drain(..) {
                 v.frames.after = last.max(v.frames.at);
                 if !repeats_a_parked_vehicle(&mut self.parked, &v, track) {
@@ -362,6 +369,7 @@ impl RuleEngine {
                 self.parked.remember(track.id(), p.bbox, p.timestamp_us);
             }
         }
+        self.settle_awaiting(frame.timestamp_us, signals);
         if self.frames_seen.is_multiple_of(256) {
             let now = frame.number;
             self.states.retain(|_, s| {
@@ -370,6 +378,53 @@ impl RuleEngine {
             });
         }
         &self.out
+    }
+}
+
+impl RuleEngine {
+    /// Gives up the runs still waiting for their feed when the stream ends
+    /// (a restarted stream numbers its frames anew: they cannot be carried
+    /// over); each is logged.
+    pub fn abandon_awaiting(&mut self) {
+        for (a, _) in self.awaiting.drain(..) {
+            tracing::warn!(
+                track = a.violation.track_id,
+                group = %a.group,
+                "red-light run not reported: the stream ended before the signal controller's feed vouched for the crossing"
+            );
+        }
+    }
+
+    /// Decides the runs waiting for their feed: dropped when the light had
+    /// changed by the crossing, reported once the feed vouched for it, and
+    /// given up (logged) when the wait would outlast the evidence ring.
+    fn settle_awaiting(&mut self, now_us: i64, signals: &dyn SignalSource) {
+        let out = &mut self.out;
+        self.awaiting.retain_mut(|(a, last)| {
+            let status = signals.status(&a.group);
+            let changed = status.is_some_and(|s| {
+                matches!(s.state, SignalState::Green | SignalState::Yellow)
+                    && s.since_us <= a.t_cross
+            });
+            if changed {
+                return false;
+            }
+            if status.is_none_or(|s| s.vouched_at(a.t_cross, junction::FEED_MARGIN_US)) {
+                let mut v = a.violation.clone();
+                v.frames.after = (*last).max(v.frames.at);
+                out.push(v);
+                return false;
+            }
+            if now_us.saturating_sub(a.t_cross) > junction::AWAIT_MAX_US {
+                tracing::warn!(
+                    track = a.violation.track_id,
+                    group = %a.group,
+                    "red-light run not reported: the signal controller's feed never vouched for the moment of the crossing"
+                );
+                return false;
+            }
+            true
+        });
     }
 }
 

@@ -107,7 +107,7 @@ pub fn run(
                 sent: now,
             };
             let bytes = phase
-                .to_signed_json(key)
+                .to_signed_json(key, &to.topic)
                 .map_err(|e| SimError(e.to_string()))?;
             if client
                 .try_publish(&to.topic, QoS::AtMostOnce, false, bytes)

@@ -10,9 +10,13 @@
 //!
 //! On the camera side [`FeedGroups`] works in frame time: a frame's time
 //! is when its picture reached the box, so the picture shows the junction
-//! `picture_delay_ms` earlier (the camera's encoding and the network), and
-//! a phase's times are moved by that much; a higher delay only gives
-//! drivers more of the amber. A phase applies only once the frames reach
+//! up to `picture_delay_ms` earlier (the camera's encoding and the
+//! network). The delay is applied where it favours the driver: a red (or
+//! yellow) is believed from `picture_delay_ms` after the controller began
+//! it — only then does every picture surely show it — while a green counts
+//! from the moment it began and the controller's word (`sent`) vouches for
+//! no later picture than its own time; a higher delay only gives drivers
+//! more of the amber. A phase applies only once the frames reach
 //! its start — frames lag real time by capture, decode and detection, so a
 //! phase applied on arrival would judge a frame shot before the change by
 //! the new colour. Each status says how far the controller has vouched for
@@ -132,7 +136,7 @@ impl SignalRouter {
             if r.signal.topic != topic {
                 continue;
             }
-            match SignalPhase::from_signed_json(payload, &r.signal.key) {
+            match SignalPhase::from_signed_json(payload, &r.signal.key, topic) {
                 Ok(phase) => signed_for.push((i, phase)),
                 Err(source) => {
                     refusal = Some(FeedError::Message {
@@ -192,9 +196,9 @@ struct FedGroup {
     group: String,
     topic: String,
     silence_us: i64,
-    /// How much older a picture is than its frame time.
+    /// How much older a picture may be than its frame time.
     delay_us: i64,
-    /// The latest `sent` of a phase applied, in frame time.
+    /// The latest `sent` of a phase applied.
     heard_us: Option<i64>,
 }
 
@@ -244,9 +248,14 @@ impl FeedGroups {
         let Some(g) = self.groups.iter().find(|g| g.group == update.group) else {
             return false;
         };
-        // Into frame time: the picture of a frame stamped t shows t − delay.
-        update.since_us = update.since_us.saturating_add(g.delay_us);
-        update.sent_us = update.sent_us.saturating_add(g.delay_us);
+        // Into frame time, in the driver's favour: a frame stamped t shows
+        // the junction at some time in [t − delay, t]. A red or yellow is
+        // surely on the picture only from its start + delay; a green may be
+        // from its start. `sent` (how far the controller vouched) is not
+        // moved: the picture may be that recent.
+        if matches!(update.state, SignalState::Red | SignalState::Yellow) {
+            update.since_us = update.since_us.saturating_add(g.delay_us);
+        }
         if self.pending.len() >= MAX_PENDING {
             self.pending.remove(0);
         }
@@ -362,7 +371,7 @@ mod tests {
             since,
             sent,
         }
-        .to_signed_json(&key(signer))
+        .to_signed_json(&key(signer), T)
         .unwrap()
     }
 
@@ -455,21 +464,27 @@ mod tests {
         assert_eq!(
             state(&f),
             SignalState::Unknown,
-            "the picture is still before the red"
+            "the picture may still be before the red"
         );
         f.advance(100_500_000);
         let s = f.status("g").unwrap();
         assert_eq!((s.state, s.since_us), (SignalState::Red, 100_500_000));
-        // Vouched for up to the message's send time, in frame time.
-        assert_eq!(s.known_until_us, Some(101_500_000));
-        assert!(s.vouched_at(101_000_000, 500_000));
-        assert!(!s.vouched_at(101_100_000, 500_000));
+        // Vouched for up to the message's own send time: a picture may be
+        // that recent.
+        assert_eq!(s.known_until_us, Some(101_000_000));
+        assert!(s.vouched_at(100_500_000, 500_000));
+        assert!(!s.vouched_at(100_600_000, 500_000));
+        // A green counts from its start: it may be on the picture then.
+        f.push(update(SignalState::Green, 102, 102));
+        f.advance(102_000_000);
+        let s = f.status("g").unwrap();
+        assert_eq!((s.state, s.since_us), (SignalState::Green, 102_000_000));
         // Silent: unknown, and still vouched for no further.
-        f.advance(104_600_000);
+        f.advance(105_100_000);
         let s = f.status("g").unwrap();
         assert_eq!(
             (s.state, s.known_until_us),
-            (SignalState::Unknown, Some(101_500_000))
+            (SignalState::Unknown, Some(102_000_000))
         );
     }
 

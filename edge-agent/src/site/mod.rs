@@ -264,10 +264,11 @@ pub struct SignalConfig {
     /// repeats its phase at least every second).
     #[serde(default = "default_feed_silence_s")]
     pub feed_silence_s: f64,
-    /// How much older a picture is than its frame time (the camera's
+    /// How much older a picture may be than its frame time (the camera's
     /// encoding and the network; frame times are when pictures reach the
-    /// box), for a fed group: phases are compared with what the picture
-    /// shows. Err high: more only gives drivers more of the amber.
+    /// box), for a fed group: a red or yellow is believed this long after
+    /// the controller began it, a green from its start. Err high: more only
+    /// gives drivers more of the amber.
     #[serde(default = "default_picture_delay_ms")]
     pub picture_delay_ms: u32,
     /// The controller's Ed25519 public key, 64 hex characters: only phases
