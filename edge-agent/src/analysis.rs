@@ -170,11 +170,11 @@ impl Analysis {
         match self.judge.as_mut() {
             Some(j) => {
                 let info = FrameInfo::new(self.last_frame + 1, 0);
-                let out = j
+                let mut out = j
                     .engine
                     .update(info, std::iter::empty(), self.tracker.ended(), &j.board)
                     .to_vec();
-                j.engine.abandon_awaiting();
+                out.extend(j.engine.abandon_awaiting());
                 out
             }
             None => Vec::new(),

@@ -511,3 +511,26 @@ fn a_run_waiting_for_the_feed_outlives_its_track() {
     let out = run_fed(SITE, &[leaving()], stuck, 100);
     assert_eq!(out.summary(), vec![]);
 }
+
+#[test]
+fn a_run_the_feed_never_vouched_for_leaves_its_stop_line_case() {
+    // Crept 15 px over the line on red, stood there 3.4 s, then went on
+    // and left the view; the feed never vouched past frame 0. The run is
+    // given up (never guessed), but standing beyond the line on red needs
+    // no vouching: that case is reported.
+    let path = |n: u64| {
+        let y = match n {
+            0..6 => 705.0 - 20.0 * n as f64,
+            6..40 => 585.0,
+            40..46 => 585.0 - 20.0 * (n - 40) as f64,
+            _ => return None,
+        };
+        Some(edge_agent::geometry::Point::new(900.0, y))
+    };
+    let stuck = |n: u64| edge_agent::signal::SignalStatus {
+        known_until_us: Some(ts(0)),
+        ..fed_late(1000)(n)
+    };
+    let out = run_fed(SITE, &[Vehicle::new(8, Car, path)], stuck, 100);
+    assert_eq!(out.summary(), vec![(8, ViolationType::StopLine)]);
+}

@@ -281,16 +281,22 @@ const SPOOL_RETRY: Duration = Duration::from_secs(1);
 /// without it, the clip is recorded lost): a bad sector must not hold the
 /// row for ever.
 const SPOOL_TRIES: u32 = 30;
+/// Tries after which any unreadable file is taken for lost.
+const SPOOL_TRIES_MAX: u32 = 600;
 
 impl LoopState {
     /// Whether a row may be tried now: `None` while it waits after a
     /// failed read, else whether its unreadable files are to be taken for
-    /// lost (it has failed [`SPOOL_TRIES`] times).
-    fn spool_turn(&self, key: (i64, bool)) -> Option<bool> {
+    /// lost (it has failed [`SPOOL_TRIES`] times). A row still failing
+    /// after [`SPOOL_TRIES_MAX`] tries (ten minutes) is taken leniently
+    /// whatever the error, so no row holds its place in the send window
+    /// for ever.
+    fn spool_turn(&self, key: (i64, bool)) -> Option<Leniency> {
         match self.unreadable.get(&key) {
             Some((_, at)) if Instant::now() < *at => None,
-            Some((tries, _)) => Some(*tries >= SPOOL_TRIES),
-            None => Some(false),
+            Some((tries, _)) if *tries >= SPOOL_TRIES_MAX => Some(Leniency::Any),
+            Some((tries, _)) if *tries >= SPOOL_TRIES => Some(Leniency::Damaged),
+            _ => Some(Leniency::Strict),
         }
     }
 
@@ -412,6 +418,17 @@ fn pump(
     Ok(())
 }
 
+/// Which unreadable evidence files are taken for lost (sent without).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Leniency {
+    /// None: a file that cannot be read holds its row back.
+    Strict,
+    /// Files damaged themselves ([`file_damaged`]).
+    Damaged,
+    /// Any, after [`SPOOL_TRIES_MAX`] tries.
+    Any,
+}
+
 /// Why a pending event or clip was not sent this turn.
 enum Unsendable {
     /// A passing failure (a file that could not be read now: too many open
@@ -426,7 +443,7 @@ enum Unsendable {
 fn read_evidence(
     path: &std::path::Path,
     event_id: &uuid::Uuid,
-    lenient: bool,
+    lenient: Leniency,
 ) -> Result<Option<Vec<u8>>, Unsendable> {
     match std::fs::read(path) {
         Ok(data) => Ok(Some(data)),
@@ -438,7 +455,9 @@ fn read_evidence(
         // failure (too many open files, no memory, a permission gone wrong)
         // waits however long it lasts: sending without the stills then
         // would lose them for every event at once.
-        Err(err) if lenient && file_damaged(&err) => {
+        Err(err)
+            if lenient == Leniency::Any || (lenient == Leniency::Damaged && file_damaged(&err)) =>
+        {
             tracing::error!(%event_id, file = %path.display(), error = %err, "evidence file still unreadable after {SPOOL_TRIES} tries; sending without it");
             Ok(None)
         }
@@ -450,10 +469,15 @@ fn read_evidence(
 }
 
 /// Whether a read failed because of the file itself (an I/O error on its
-/// blocks, something other than a file in its place).
+/// blocks, a corrupted file system entry, something other than a file in
+/// its place). Linux error numbers.
 fn file_damaged(err: &std::io::Error) -> bool {
     const EIO: i32 = 5;
-    err.kind() == std::io::ErrorKind::IsADirectory || err.raw_os_error() == Some(EIO)
+    const ENXIO: i32 = 6;
+    const EBADMSG: i32 = 74;
+    const EUCLEAN: i32 = 117;
+    err.kind() == std::io::ErrorKind::IsADirectory
+        || matches!(err.raw_os_error(), Some(EIO | ENXIO | EBADMSG | EUCLEAN))
 }
 
 /// The bundle for an event: the signed envelope and its still files, read
@@ -461,7 +485,7 @@ fn file_damaged(err: &std::io::Error) -> bool {
 /// and left out (the server then records it as missing); one that cannot
 /// be read just now holds the event back, so a passing failure never
 /// costs a still (the server keeps the first copy it stores).
-fn bundle_bytes(e: &PendingEvent, lenient: bool) -> Result<Vec<u8>, Unsendable> {
+fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Vec<u8>, Unsendable> {
     let event = match SignedEvent::from_json(&e.event_json) {
         Ok(ev) => ev,
         Err(err) => {
@@ -486,7 +510,7 @@ fn bundle_bytes(e: &PendingEvent, lenient: bool) -> Result<Vec<u8>, Unsendable> 
         })
 }
 
-fn clip_chunks(c: &PendingClip, lenient: bool) -> Result<Vec<ClipChunk>, Unsendable> {
+fn clip_chunks(c: &PendingClip, lenient: Leniency) -> Result<Vec<ClipChunk>, Unsendable> {
     match read_evidence(&c.path, &c.event_id, lenient)? {
         Some(bytes) => Ok(ClipChunk::split(c.event_id, &c.name, &bytes)),
         None => Err(Unsendable::Never),
@@ -503,9 +527,9 @@ mod tests {
         let id = uuid::Uuid::new_v4();
         let file = dir.path().join("at.jpg");
         std::fs::write(&file, b"jpeg").unwrap();
-        assert!(matches!(read_evidence(&file, &id, false), Ok(Some(d)) if d == b"jpeg"));
+        assert!(matches!(read_evidence(&file, &id, Leniency::Strict), Ok(Some(d)) if d == b"jpeg"));
         assert!(matches!(
-            read_evidence(&dir.path().join("gone.jpg"), &id, false),
+            read_evidence(&dir.path().join("gone.jpg"), &id, Leniency::Strict),
             Ok(None)
         ));
         // A read that fails for another reason than absence (here: a
@@ -513,12 +537,15 @@ mod tests {
         let odd = dir.path().join("after.jpg");
         std::fs::create_dir(&odd).unwrap();
         assert!(matches!(
-            read_evidence(&odd, &id, false),
+            read_evidence(&odd, &id, Leniency::Strict),
             Err(Unsendable::Later)
         ));
         // After its tries, a damaged file is taken for lost rather than
         // holding the row; a box-wide failure is not.
-        assert!(matches!(read_evidence(&odd, &id, true), Ok(None)));
+        assert!(matches!(
+            read_evidence(&odd, &id, Leniency::Damaged),
+            Ok(None)
+        ));
         assert!(!file_damaged(&std::io::Error::from_raw_os_error(24)));
         assert!(file_damaged(&std::io::Error::from_raw_os_error(5)));
 
@@ -529,19 +556,21 @@ mod tests {
             name: "clip.mp4".into(),
         };
         assert!(matches!(
-            clip_chunks(&clip(odd.clone()), false),
+            clip_chunks(&clip(odd.clone()), Leniency::Strict),
             Err(Unsendable::Later)
         ));
         assert!(matches!(
-            clip_chunks(&clip(odd), true),
+            clip_chunks(&clip(odd), Leniency::Damaged),
             Err(Unsendable::Never)
         ));
         assert!(matches!(
-            clip_chunks(&clip(dir.path().join("gone.mp4")), false),
+            clip_chunks(&clip(dir.path().join("gone.mp4")), Leniency::Strict),
             Err(Unsendable::Never)
         ));
         assert_eq!(
-            clip_chunks(&clip(file), false).ok().map(|c| c.len()),
+            clip_chunks(&clip(file), Leniency::Strict)
+                .ok()
+                .map(|c| c.len()),
             Some(1)
         );
 
@@ -554,14 +583,20 @@ mod tests {
             last_pump: Instant::now(),
             unreadable: std::collections::HashMap::new(),
         };
-        assert_eq!(state.spool_turn((1, false)), Some(false));
+        assert_eq!(state.spool_turn((1, false)), Some(Leniency::Strict));
         state.spool_failed((1, false));
         assert_eq!(state.spool_turn((1, false)), None, "waits a second");
-        assert_eq!(state.spool_turn((2, false)), Some(false), "others go on");
+        assert_eq!(
+            state.spool_turn((2, false)),
+            Some(Leniency::Strict),
+            "others go on"
+        );
         for _ in 1..SPOOL_TRIES {
             state.spool_failed((1, false));
         }
         state.unreadable.get_mut(&(1, false)).unwrap().1 = Instant::now();
-        assert_eq!(state.spool_turn((1, false)), Some(true));
+        assert_eq!(state.spool_turn((1, false)), Some(Leniency::Damaged));
+        state.unreadable.get_mut(&(1, false)).unwrap().0 = SPOOL_TRIES_MAX;
+        assert_eq!(state.spool_turn((1, false)), Some(Leniency::Any));
     }
 }

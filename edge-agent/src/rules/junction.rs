@@ -48,6 +48,10 @@ pub(crate) struct AwaitingRun {
     pub violation: Violation,
     pub group: String,
     pub t_cross: i64,
+    /// The stop-line case held for the same crossing: reported if the run
+    /// is given up (the feed never vouched), dropped with it if the light
+    /// had changed.
+    pub held_stop: Option<Violation>,
 }
 
 impl JunctionState {
@@ -79,12 +83,12 @@ const HELD_MAX_AGE_US: i64 = 3_000_000;
 const MAX_FRONT_LEAD_US: i64 = 2_000_000;
 
 /// The margin a controller's feed must vouch past a crossing by: the most
-/// its clock may lead this box's.
-pub(crate) const FEED_MARGIN_US: i64 = crate::signal::feed::MAX_AHEAD_US;
+/// its clock may be off this box's.
+pub(crate) const FEED_MARGIN_US: i64 = crate::signal::feed::CLOCK_SLACK_US;
 
 /// How long after its crossing a run may wait for the feed once its track
-/// ended: its frames must still be in the evidence ring (5 s before the
-/// newest by default) when it is reported.
+/// ended: its frames must still be in the evidence ring (7 s or 250
+/// frames by default) with the clip's lead-in when it is reported.
 pub(crate) const AWAIT_MAX_US: i64 = 4_000_000;
 
 #[derive(Debug)]
@@ -268,6 +272,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                             violation: v,
                             group,
                             t_cross: c.t_cross,
+                            held_stop: None,
                         });
                     }
                 }

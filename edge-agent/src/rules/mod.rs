@@ -350,13 +350,23 @@ impl RuleEngine {
             step(&self.site, &mut state, track, signals);
             let last = track.last().map_or(0, |p| p.frame);
             let awaiting = state.junction.take_awaiting();
-            if let Some(v) = state.junction.take_held()
-                && !state.issued(ViolationType::RedLight)
-                && awaiting.is_none()
-            {
-                state.report(v);
+            let held = state
+                .junction
+                .take_held()
+                .filter(|_| !state.issued(ViolationType::RedLight));
+            match awaiting {
+                // One act: the run if the feed vouches, else the held
+                // stop-line case.
+                Some(mut a) => {
+                    a.held_stop = held;
+                    self.awaiting.push((a, last));
+                }
+                None => {
+                    if let Some(v) = held {
+                        state.report(v);
+                    }
+                }
             }
-            self.awaiting.extend(awaiting.map(|a| (a, last)));
             for mut v in state.pending.drain(..) {
                 v.frames.after = last.max(v.frames.at);
                 if !repeats_a_parked_vehicle(&mut self.parked, &v, track) {
@@ -384,47 +394,63 @@ impl RuleEngine {
 impl RuleEngine {
     /// Gives up the runs still waiting for their feed when the stream ends
     /// (a restarted stream numbers its frames anew: they cannot be carried
-    /// over); each is logged.
-    pub fn abandon_awaiting(&mut self) {
-        for (a, _) in self.awaiting.drain(..) {
-            tracing::warn!(
-                track = a.violation.track_id,
-                group = %a.group,
-                "red-light run not reported: the stream ended before the signal controller's feed vouched for the crossing"
-            );
+    /// over); each is logged. Returns their held stop-line cases, to be
+    /// reported.
+    pub fn abandon_awaiting(&mut self) -> Vec<Violation> {
+        let mut held = Vec::new();
+        for (a, last) in std::mem::take(&mut self.awaiting) {
+            give_up(a, last, &mut held, "the stream ended");
         }
+        held
     }
 
     /// Decides the runs waiting for their feed: dropped when the light had
-    /// changed by the crossing, reported once the feed vouched for it, and
-    /// given up (logged) when the wait would outlast the evidence ring.
+    /// changed by the crossing, given up (logged, the held stop-line case
+    /// reported) when the wait would outlast the evidence ring, reported
+    /// once the feed vouched for the crossing.
     fn settle_awaiting(&mut self, now_us: i64, signals: &dyn SignalSource) {
-        let out = &mut self.out;
-        self.awaiting.retain_mut(|(a, last)| {
+        let mut keep = Vec::with_capacity(self.awaiting.len());
+        for (a, last) in std::mem::take(&mut self.awaiting) {
             let status = signals.status(&a.group);
             let changed = status.is_some_and(|s| {
                 matches!(s.state, SignalState::Green | SignalState::Yellow)
                     && s.since_us <= a.t_cross
             });
             if changed {
-                return false;
-            }
-            if status.is_none_or(|s| s.vouched_at(a.t_cross, junction::FEED_MARGIN_US)) {
-                let mut v = a.violation.clone();
-                v.frames.after = (*last).max(v.frames.at);
-                out.push(v);
-                return false;
+                continue;
             }
             if now_us.saturating_sub(a.t_cross) > junction::AWAIT_MAX_US {
-                tracing::warn!(
-                    track = a.violation.track_id,
-                    group = %a.group,
-                    "red-light run not reported: the signal controller's feed never vouched for the moment of the crossing"
+                give_up(
+                    a,
+                    last,
+                    &mut self.out,
+                    "the feed never vouched for it in time",
                 );
-                return false;
+                continue;
             }
-            true
-        });
+            if status.is_none_or(|s| s.vouched_at(a.t_cross, junction::FEED_MARGIN_US)) {
+                let mut v = a.violation;
+                v.frames.after = last.max(v.frames.at);
+                self.out.push(v);
+                continue;
+            }
+            keep.push((a, last));
+        }
+        self.awaiting = keep;
+    }
+}
+
+/// A run that waited for its feed in vain: logged, and the stop-line case
+/// held for the same crossing (which needs no feed) reported instead.
+fn give_up(a: junction::AwaitingRun, last: u64, out: &mut Vec<Violation>, why: &str) {
+    tracing::warn!(
+        track = a.violation.track_id,
+        group = %a.group,
+        "red-light run not reported ({why}): the signal controller's feed did not vouch for the moment of the crossing"
+    );
+    if let Some(mut held) = a.held_stop {
+        held.frames.after = last.max(held.frames.at);
+        out.push(held);
     }
 }
 

@@ -33,13 +33,20 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use time::OffsetDateTime;
 
 /// How far the controller's `sent` may lie ahead of this box's clock at
-/// arrival, µs: more means the two clocks disagree, and a phase stamped by
-/// a clock that runs ahead would make a crossing on green look like red.
-pub const MAX_AHEAD_US: i64 = 500_000;
-/// How long a phase may have taken to arrive, µs: an older one is stale
-/// (a queued message after an outage, or a controller clock running
-/// behind — the dangerous direction).
-pub const MAX_LATE_US: i64 = 1_000_000;
+/// arrival, µs: more means the two clocks disagree.
+pub const MAX_AHEAD_US: i64 = 250_000;
+/// How long a phase may have taken to arrive, µs: an older one is stale (a
+/// queued message after an outage, a slow link, or a controller clock
+/// running behind).
+pub const MAX_LATE_US: i64 = 500_000;
+/// How far a controller time may lie from this box's time for the same
+/// moment, either way, as far as the two checks above bound it (a clock
+/// behind by at most [`MAX_LATE_US`]; ahead by at most [`MAX_AHEAD_US`]
+/// plus the link's delay, itself at most [`MAX_LATE_US`]). Every use of a
+/// controller time takes it in the driver's favour: a red is believed that
+/// much later, a green that much earlier, the controller's word vouches for
+/// that much less.
+pub const CLOCK_SLACK_US: i64 = MAX_AHEAD_US + MAX_LATE_US;
 
 /// One phase for one camera's lane group, times in µs since the epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,7 +224,7 @@ const MAX_PENDING: usize = 64;
 
 impl FeedGroups {
     /// Adds a group fed from `topic`, unknown after `silence_s` without a
-    /// phase, whose pictures are `picture_delay_ms` older than their
+    /// phase, whose pictures are up to `picture_delay_ms` older than their
     /// frame times.
     pub fn add(&mut self, group: &str, topic: &str, silence_s: f64, picture_delay_ms: u32) {
         self.groups.push(FedGroup {
@@ -248,13 +255,24 @@ impl FeedGroups {
         let Some(g) = self.groups.iter().find(|g| g.group == update.group) else {
             return false;
         };
-        // Into frame time, in the driver's favour: a frame stamped t shows
-        // the junction at some time in [t − delay, t]. A red or yellow is
-        // surely on the picture only from its start + delay; a green may be
-        // from its start. `sent` (how far the controller vouched) is not
-        // moved: the picture may be that recent.
-        if matches!(update.state, SignalState::Red | SignalState::Yellow) {
-            update.since_us = update.since_us.saturating_add(g.delay_us);
+        // Into frame time, in the driver's favour. A frame stamped t shows
+        // the junction at some time in [t − delay, t], and the controller's
+        // clock may be off ours by up to the slack: a red or yellow is
+        // surely on the picture only from its start + delay + the
+        // controller's possible lag; a green may be from its start less the
+        // slack. `sent` is left alone: the red-light rule asks the
+        // controller to have vouched the slack past a crossing.
+        match update.state {
+            SignalState::Red | SignalState::Yellow => {
+                update.since_us = update
+                    .since_us
+                    .saturating_add(g.delay_us)
+                    .saturating_add(MAX_LATE_US);
+            }
+            SignalState::Green => {
+                update.since_us = update.since_us.saturating_sub(CLOCK_SLACK_US);
+            }
+            SignalState::Unknown => {}
         }
         if self.pending.len() >= MAX_PENDING {
             self.pending.remove(0);
@@ -460,25 +478,28 @@ mod tests {
         let never = f.status("g").unwrap();
         assert!(!never.vouched_at(0, 0), "nothing heard vouches for nothing");
         f.push(update(SignalState::Red, 100, 101));
-        f.advance(100_400_000);
+        // Believed from 101 s: its start, the picture's delay (0.5 s) and
+        // the controller clock's possible lag (0.5 s).
+        f.advance(100_900_000);
         assert_eq!(
             state(&f),
             SignalState::Unknown,
             "the picture may still be before the red"
         );
-        f.advance(100_500_000);
+        f.advance(101_000_000);
         let s = f.status("g").unwrap();
-        assert_eq!((s.state, s.since_us), (SignalState::Red, 100_500_000));
-        // Vouched for up to the message's own send time: a picture may be
-        // that recent.
+        assert_eq!((s.state, s.since_us), (SignalState::Red, 101_000_000));
+        // Vouched for up to the message's own send time; the rule asks for
+        // the clock slack (0.75 s) past a crossing.
         assert_eq!(s.known_until_us, Some(101_000_000));
-        assert!(s.vouched_at(100_500_000, 500_000));
-        assert!(!s.vouched_at(100_600_000, 500_000));
-        // A green counts from its start: it may be on the picture then.
+        assert!(s.vouched_at(100_250_000, CLOCK_SLACK_US));
+        assert!(!s.vouched_at(100_300_000, CLOCK_SLACK_US));
+        // A green counts from its start less the slack: it may be on the
+        // picture then.
         f.push(update(SignalState::Green, 102, 102));
         f.advance(102_000_000);
         let s = f.status("g").unwrap();
-        assert_eq!((s.state, s.since_us), (SignalState::Green, 102_000_000));
+        assert_eq!((s.state, s.since_us), (SignalState::Green, 101_250_000));
         // Silent: unknown, and still vouched for no further.
         f.advance(105_100_000);
         let s = f.status("g").unwrap();
@@ -512,20 +533,24 @@ mod tests {
             ..update(SignalState::Red, 0, 0)
         }));
         assert!(f.push(update(SignalState::Green, 90, 100)));
-        // Red from 101 s arrives while the frames are still at 100.6 s.
+        // Red from 101 s arrives while the frames are still at 100.6 s; it
+        // is believed from 101.5 s (the controller's clock may lag ours by
+        // 0.5 s).
         assert!(f.push(update(SignalState::Red, 101, 101)));
         f.advance(100_600_000);
         assert_eq!(state(&f), SignalState::Green, "the frame before the change");
-        f.advance(101_000_000);
+        f.advance(101_400_000);
+        assert_eq!(state(&f), SignalState::Green, "a lagging clock's red");
+        f.advance(101_500_000);
         assert_eq!(f.unknown(), 0);
         let s = f.status("g").unwrap();
         assert_eq!(
             (s.state, s.since_us, s.transition_seen),
-            (SignalState::Red, 101_000_000, true)
+            (SignalState::Red, 101_500_000, true)
         );
         // An older message arriving late changes nothing.
         f.push(update(SignalState::Green, 90, 100));
-        f.advance(101_500_000);
+        f.advance(101_600_000);
         assert_eq!(state(&f), SignalState::Red);
         // Repeats keep it; silence past 3 s makes it unknown from then.
         f.push(update(SignalState::Red, 101, 102));
