@@ -4,19 +4,22 @@
 //!
 //! The delivery link subscribes to every topic the site files name
 //! (`[[signals]] mqtt_topic`) and hands what arrives to [`SignalRouter`],
-//! which checks it (shape, group, the controller's clock against this
-//! box's) and passes it to each camera with a group fed from that topic,
-//! through a channel the camera's analysis drains before each frame.
+//! which checks it (the controller's signature over it and its topic, its
+//! shape and group, the controller's clock against this box's) and passes
+//! it to each camera with a group fed from that topic, through a channel
+//! the camera's analysis drains every turn.
 //!
 //! On the camera side [`FeedGroups`] works in frame time: a frame's time
 //! is when its picture reached the box, so the picture shows the junction
 //! up to `picture_delay_ms` earlier (the camera's encoding and the
-//! network). The delay is applied where it favours the driver: a red (or
-//! yellow) is believed from `picture_delay_ms` after the controller began
-//! it — only then does every picture surely show it — while a green counts
-//! from the moment it began and the controller's word (`sent`) vouches for
-//! no later picture than its own time; a higher delay only gives drivers
-//! more of the amber. A phase applies only once the frames reach
+//! network), and the controller's clock may be off this box's by up to
+//! [`CLOCK_SLACK_US`]. Both are taken in the driver's favour: a red (or
+//! yellow) is believed from `picture_delay_ms` plus the controller's
+//! possible lag after it began — only then does every picture surely show
+//! it — a green from the slack before it began, and the red-light rule
+//! asks the controller's word (`sent`) to vouch for the slack past a
+//! crossing; a higher delay only gives drivers more of the amber. A phase
+//! applies only once the frames reach
 //! its start — frames lag real time by capture, decode and detection, so a
 //! phase applied on arrival would judge a frame shot before the change by
 //! the new colour. Each status says how far the controller has vouched for
