@@ -322,9 +322,6 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         if frame.packets.is_none() && !pace.due(frame.time.unix_timestamp_nanos()) {
             continue;
         }
-        for phase in phases.try_iter() {
-            analysis.push_phase(phase);
-        }
         let found = match analysis.process(&frame) {
             Ok(v) => v,
             Err(e) => {

@@ -35,26 +35,50 @@ fn phase(group: &str, state: SignalState, since: OffsetDateTime, sent: OffsetDat
     .unwrap()
 }
 
-#[test]
-fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start();
-    let config = agent_config(dir.path(), broker.port, "");
+/// The box's delivery loop on `port`, with the group `east-west` fed from
+/// [`TOPIC`] by the controller whose public key is `key`.
+struct Listening {
+    shared: Shared,
+    phases: std::sync::mpsc::Receiver<edge_agent::signal::PhaseUpdate>,
+    stop: Arc<AtomicBool>,
+    runner: std::thread::JoinHandle<Result<(), delivery::DeliveryError>>,
+}
+
+fn listen(dir: &std::path::Path, port: u16, key: protocol::VerifyingKey) -> Listening {
+    let config = agent_config(dir, port, "");
     let cfg = AgentConfig::load(&config).unwrap();
-    let id = DeviceIdentity::load_or_create(DEVICE, SITE, &dir.path().join("data/device.key"))
+    let id = DeviceIdentity::load_or_create(DEVICE, SITE, &dir.join("data/device.key"))
         .unwrap()
         .0;
     let shared = Shared::default();
     let phases = shared.signals.register(&[edge_agent::signal::FedSignal {
         group: "east-west".into(),
         topic: TOPIC.into(),
-        key: controller().verifying_key(),
+        key,
     }]);
     let stop = Arc::new(AtomicBool::new(false));
     let runner = {
-        let (cfg, id, shared, stop) = (cfg.clone(), id.clone(), shared.clone(), stop.clone());
+        let (shared, stop) = (shared.clone(), stop.clone());
         std::thread::spawn(move || delivery::run(&cfg, &id, &shared, stop))
     };
+    Listening {
+        shared,
+        phases,
+        stop,
+        runner,
+    }
+}
+
+#[test]
+fn phases_reach_the_camera_through_the_broker_and_bad_ones_are_refused_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let Listening {
+        shared,
+        phases,
+        stop,
+        runner,
+    } = listen(dir.path(), broker.port, controller().verifying_key());
 
     // The controller: repeats its phase until the camera has it (it
     // repeats every second in service anyway).
@@ -165,22 +189,12 @@ fn the_stand_in_controllers_signed_phases_are_believed_by_the_box() {
         protocol::VerifyingKey::from_bytes(&hex::decode(hex_key).unwrap().try_into().unwrap())
             .unwrap();
 
-    let config = agent_config(dir.path(), broker.port, "");
-    let cfg = AgentConfig::load(&config).unwrap();
-    let id = DeviceIdentity::load_or_create(DEVICE, SITE, &dir.path().join("data/device.key"))
-        .unwrap()
-        .0;
-    let shared = Shared::default();
-    let phases = shared.signals.register(&[edge_agent::signal::FedSignal {
-        group: "east-west".into(),
-        topic: TOPIC.into(),
-        key,
-    }]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let runner = {
-        let (cfg, id, shared, stop) = (cfg.clone(), id.clone(), shared.clone(), stop.clone());
-        std::thread::spawn(move || delivery::run(&cfg, &id, &shared, stop))
-    };
+    let Listening {
+        shared,
+        phases,
+        stop,
+        runner,
+    } = listen(dir.path(), broker.port, key);
     // Over one cycle (5 s) the box hears every colour of the plan.
     let mut seen = std::collections::HashSet::new();
     let until = std::time::Instant::now() + Duration::from_secs(20);
