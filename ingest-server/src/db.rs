@@ -124,6 +124,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_server_secrets.sql"),
         postgres: include_str!("../migrations/postgres/0014_server_secrets.sql"),
     },
+    Migration {
+        version: 15,
+        name: "quarantine_once",
+        sqlite: include_str!("../migrations/sqlite/0015_quarantine_once.sql"),
+        postgres: include_str!("../migrations/postgres/0015_quarantine_once.sql"),
+    },
 ];
 
 /// Database failures.

@@ -68,13 +68,14 @@ fn truncate(s: &str, max: usize) -> String {
     s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
-/// An insert of an entry's columns, in the order [`write`] binds them,
-/// followed by `$tail` (the rows: `$1`..`$9`).
+/// An insert of an entry's columns and its `once_key`, in the order
+/// [`write`] binds them (`$1`..`$10`), followed by `$tail`.
 macro_rules! insert_sql {
     ($tail:literal) => {
         concat!(
             "INSERT INTO quarantine (id, received_at, source, device_claimed, event_id, \
-             reason_code, reason, payload_sha256, payload_size) ",
+             reason_code, reason, payload_sha256, payload_size, once_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             $tail
         )
     };
@@ -84,6 +85,7 @@ macro_rules! insert_sql {
 async fn write(
     conn: &mut AnyConnection,
     e: &QuarantineEntry,
+    once_key: Option<String>,
     sql: &'static str,
 ) -> Result<u64, sqlx::Error> {
     let done = sqlx::query(sql)
@@ -96,6 +98,7 @@ async fn write(
         .bind(&e.reason)
         .bind(&e.payload_sha256)
         .bind(e.payload_size)
+        .bind(once_key)
         .execute(conn)
         .await?;
     Ok(done.rows_affected())
@@ -103,8 +106,7 @@ async fn write(
 
 /// Writes an entry (inside the caller's transaction).
 pub async fn insert(conn: &mut AnyConnection, e: &QuarantineEntry) -> Result<(), sqlx::Error> {
-    let sql = insert_sql!("VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
-    write(conn, e, sql).await?;
+    write(conn, e, None, insert_sql!("")).await?;
     Ok(())
 }
 
@@ -113,18 +115,22 @@ pub async fn insert(conn: &mut AnyConnection, e: &QuarantineEntry) -> Result<(),
 /// source; `true` if it wrote one. For refusals the device is not told of
 /// (`ingest::verify::Grounds::Arrival`): the device resends until its copy
 /// arrives where it belongs, and each resend must not add a row (the bytes
-/// themselves are stored once by hash anyway). The check reads the rows
-/// through `quarantine_payload`, the index on `payload_sha256`.
+/// themselves are stored once by hash anyway). The database decides, through
+/// the unique `once_key` (migration 0015), so two servers taking the same
+/// resend at once still write one row.
 pub async fn insert_once(
     conn: &mut AnyConnection,
     e: &QuarantineEntry,
 ) -> Result<bool, sqlx::Error> {
-    let sql = insert_sql!(
-        "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE NOT EXISTS \
-         (SELECT 1 FROM quarantine WHERE payload_sha256 = $8 AND reason_code = $6 \
-          AND source = $3)"
-    );
-    Ok(write(conn, e, sql).await? > 0)
+    let sql = insert_sql!(" ON CONFLICT DO NOTHING");
+    Ok(write(conn, e, Some(once_key(e)), sql).await? > 0)
+}
+
+/// What makes two refusals the same for [`insert_once`]: the bytes, the
+/// reason and where they arrived (newlines cannot occur in the first two,
+/// and the source is last).
+fn once_key(e: &QuarantineEntry) -> String {
+    format!("{}\n{}\n{}", e.payload_sha256, e.reason_code, e.source)
 }
 
 /// The most recent entries, newest first.

@@ -294,3 +294,68 @@ async fn refusals_and_late_stills_on_postgres() {
     suite(pg.fresh_database().await).await;
     drop(pg);
 }
+
+/// Two servers taking the same unanswered resend at the same moment write
+/// one quarantine row: the second insert waits for the first transaction
+/// and then writes nothing. A check-then-insert passed both (neither saw
+/// the other's uncommitted row).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_taken_twice_at_once_is_quarantined_once_on_postgres() {
+    use ingest_server::quarantine::{self, QuarantineEntry};
+    let pg = Postgres::start();
+    let db = ingest_server::db::Db::connect(&pg.fresh_database().await)
+        .await
+        .unwrap();
+    db.migrate().await.unwrap();
+    let entry = |id: &str| QuarantineEntry {
+        id: id.to_owned(),
+        ..QuarantineEntry::new(
+            1_700_000_000_000,
+            "tv/v1/hcm-q3-02/edge-a/events",
+            Some("edge-a"),
+            None,
+            "wrong_topic",
+            "published on another site's topic",
+            "ab".repeat(32),
+            100,
+        )
+    };
+    let mut first = db.pool().begin().await.unwrap();
+    assert!(
+        quarantine::insert_once(&mut first, &entry("one"))
+            .await
+            .unwrap()
+    );
+    let pool = db.pool().clone();
+    let second = tokio::spawn(async move {
+        let mut tx = pool.begin().await.unwrap();
+        let wrote = quarantine::insert_once(&mut tx, &entry("two"))
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        wrote
+    });
+    // Let the second reach its insert while the first is still open.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    first.commit().await.unwrap();
+    assert!(!second.await.unwrap(), "the second server wrote a row too");
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM quarantine")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1);
+    // A refusal the device is told of keeps a row per arrival.
+    let mut conn = db.pool().acquire().await.unwrap();
+    quarantine::insert(&mut conn, &entry("three"))
+        .await
+        .unwrap();
+    quarantine::insert(&mut conn, &entry("four")).await.unwrap();
+    let rows: i64 = sqlx::query("SELECT COUNT(*) FROM quarantine")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 3);
+    drop(pg);
+}
