@@ -11,7 +11,7 @@
 use crate::identity::DeviceIdentity;
 use crate::outbox::OutboxStats;
 use protocol::{
-    Alarm, CameraState, CameraStatus, ClockSync, ClockSyncStatus, Heartbeat, OutboxStatus,
+    Alarm, BootSeq, CameraState, CameraStatus, ClockSync, ClockSyncStatus, Heartbeat, OutboxStatus,
 };
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -403,10 +403,40 @@ pub fn parse_chrony_tracking(line: &str) -> Option<ClockSync> {
     })
 }
 
-/// Builds the heartbeat from the board, the outbox and the system.
+/// This run of the agent: the heartbeat's `boot` (`protocol::BootSeq`), by
+/// which the server orders this box's reports without trusting its clock.
+#[derive(Debug)]
+pub struct AgentRun {
+    boot_id: uuid::Uuid,
+    started: Instant,
+    made: u64,
+}
+
+impl AgentRun {
+    /// A new run: a fresh random id, no heartbeat made yet.
+    pub fn start() -> Self {
+        Self {
+            boot_id: uuid::Uuid::new_v4(),
+            started: Instant::now(),
+            made: 0,
+        }
+    }
+
+    /// The next heartbeat's place in this run (1, 2, …).
+    fn next(&mut self) -> BootSeq {
+        self.made += 1;
+        BootSeq {
+            boot_id: self.boot_id,
+            seq: self.made,
+        }
+    }
+}
+
+/// Builds the heartbeat from the board, the outbox and the system; each call
+/// takes the next place in `run`.
 pub fn heartbeat(
     identity: &DeviceIdentity,
-    started: Instant,
+    run: &mut AgentRun,
     board: &HealthBoard,
     outbox: &OutboxStats,
     outbox_alarm: Option<Alarm>,
@@ -440,7 +470,7 @@ pub fn heartbeat(
         site: identity.site.clone(),
         time: OffsetDateTime::now_utc(),
         software_version: SOFTWARE_VERSION.into(),
-        uptime_s: started.elapsed().as_secs(),
+        uptime_s: run.started.elapsed().as_secs(),
         cameras,
         outbox: OutboxStatus {
             depth: outbox.depth,
@@ -449,6 +479,7 @@ pub fn heartbeat(
         disk_free_bytes: disk_free,
         alarms,
         clock,
+        boot: Some(run.next()),
     }
 }
 
@@ -501,6 +532,35 @@ mod tests {
     }
 
     #[test]
+    fn heartbeats_count_up_within_a_run_and_a_new_run_has_a_new_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, _) =
+            DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
+                .unwrap();
+        let (board, stats) = (HealthBoard::default(), OutboxStats::default());
+        let beat = |run: &mut AgentRun| {
+            let hb = heartbeat(
+                &identity,
+                run,
+                &board,
+                &stats,
+                None,
+                dir.path(),
+                ClockSync::unknown(),
+            );
+            protocol::Message::validate(&hb).unwrap();
+            hb.boot.unwrap()
+        };
+        let mut first = AgentRun::start();
+        let (a, b) = (beat(&mut first), beat(&mut first));
+        assert_eq!((a.seq, b.seq), (1, 2));
+        assert_eq!(a.boot_id, b.boot_id);
+        let c = beat(&mut AgentRun::start());
+        assert_eq!(c.seq, 1);
+        assert_ne!(c.boot_id, a.boot_id, "a restarted agent is a new run");
+    }
+
+    #[test]
     fn a_violation_that_could_not_be_reported_raises_the_alarm_once_and_is_counted() {
         let dir = tempfile::tempdir().unwrap();
         let (identity, _) =
@@ -508,10 +568,11 @@ mod tests {
                 .unwrap();
         let board = HealthBoard::default();
         let stats = OutboxStats::default();
-        let beat = |board: &HealthBoard| {
+        let mut run = AgentRun::start();
+        let mut beat = |board: &HealthBoard| {
             heartbeat(
                 &identity,
-                Instant::now(),
+                &mut run,
                 board,
                 &stats,
                 None,

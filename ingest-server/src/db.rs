@@ -130,6 +130,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_quarantine_once.sql"),
         postgres: include_str!("../migrations/postgres/0015_quarantine_once.sql"),
     },
+    Migration {
+        version: 16,
+        name: "heartbeat_runs",
+        sqlite: include_str!("../migrations/sqlite/0016_heartbeat_runs.sql"),
+        postgres: include_str!("../migrations/postgres/0016_heartbeat_runs.sql"),
+    },
 ];
 
 /// Database failures.

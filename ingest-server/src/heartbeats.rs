@@ -27,41 +27,17 @@ pub async fn receive(
             // Only a newer report replaces the stored one: a redelivered
             // or replayed old heartbeat must not make a dead or alarming
             // device look healthy again.
-            let stored: Option<String> =
-                sqlx::query_scalar("SELECT sent_at FROM heartbeats WHERE device_id = $1")
-                    .bind(&hb.device_id)
-                    .fetch_optional(ctx.db.pool())
-                    .await?;
-            // Ordered by the device's clock only while that clock is
-            // trustworthy: a report from a clock that says it is not
-            // synchronised (a box rebooted to 1970 with its alarm) is
-            // kept whatever its time, and a stored report from the future
-            // (a clock that jumped) does not hold back the ones after it.
-            // So a captured unsynced report, replayed, replaces the stored
-            // one. Nothing in a heartbeat orders unsynced reports soundly:
-            // `uptime_s` counts from the agent's start and there is no boot
-            // id or sequence number, so a replay of an early report and the
-            // first report after a restart look alike; refusing by uptime
-            // would hide exactly the rebooted box's alarm. Closing this
-            // needs the protocol to carry a per-boot id and a counter.
-            let rfc = &time::format_description::well_known::Rfc3339;
-            let server_now = time::OffsetDateTime::now_utc();
-            let synced = hb.clock.status == protocol::ClockSyncStatus::Synced;
-            if let Some(prev) = stored
-                .as_deref()
-                .and_then(|t| time::OffsetDateTime::parse(t, rfc).ok())
-                && synced
-                && hb.time <= prev
-                && prev <= server_now + ctx.clock_tolerance
-            {
-                tracing::debug!(device = hb.device_id, sent = %hb.time, latest = %prev, "heartbeat older than the stored one: ignored");
+            if !is_newer(ctx, &hb).await? {
+                tracing::debug!(device = hb.device_id, sent = %hb.time, "heartbeat older than the stored one: ignored");
                 return Ok(Some(hb));
             }
             sqlx::query(
-                "INSERT INTO heartbeats (device_id, site, sent_at, received_at, signed_json) \
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (device_id) DO UPDATE SET \
+                "INSERT INTO heartbeats (device_id, site, sent_at, received_at, signed_json, \
+                 boot_id, boot_seq) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                 ON CONFLICT (device_id) DO UPDATE SET \
                  site = excluded.site, sent_at = excluded.sent_at, \
-                 received_at = excluded.received_at, signed_json = excluded.signed_json",
+                 received_at = excluded.received_at, signed_json = excluded.signed_json, \
+                 boot_id = excluded.boot_id, boot_seq = excluded.boot_seq",
             )
             .bind(&hb.device_id)
             .bind(&hb.site)
@@ -72,6 +48,8 @@ pub async fn receive(
             )
             .bind(now_ms())
             .bind(json)
+            .bind(hb.boot.map(|b| b.boot_id.to_string()))
+            .bind(hb.boot.map(|b| i64::try_from(b.seq).unwrap_or(i64::MAX)))
             .execute(ctx.db.pool())
             .await?;
             ctx.metrics.heartbeat();
@@ -93,6 +71,62 @@ pub async fn receive(
             Ok(None)
         }
     }
+}
+
+/// Whether `hb` is newer than the device's stored report.
+///
+/// By the agent's run where the report carries one (schema 1.3): within the
+/// run the stored report knows, a higher place; a run never seen before
+/// (the agent restarted) is newer, and is remembered; a run seen before is
+/// over, so its report is a replay or a straggler. The device's clock is
+/// not consulted: it may be unsynchronised (a box rebooted to 1970).
+///
+/// Without a run (older agents), by the device's clock while it is
+/// trustworthy: a report from a clock that says it is not synchronised is
+/// kept whatever its time, and a stored report from the future (a clock
+/// that jumped) does not hold back the ones after it. Such a report,
+/// captured and replayed, still replaces the stored one; nothing in it
+/// orders unsynchronised reports soundly.
+async fn is_newer(ctx: &IngestContext, hb: &Heartbeat) -> Result<bool, IngestError> {
+    let stored =
+        sqlx::query("SELECT sent_at, boot_id, boot_seq FROM heartbeats WHERE device_id = $1")
+            .bind(&hb.device_id)
+            .fetch_optional(ctx.db.pool())
+            .await?;
+    let stored = match stored {
+        Some(r) => Some((
+            r.try_get::<String, _>(0)?,
+            r.try_get::<Option<String>, _>(1)?,
+            r.try_get::<Option<i64>, _>(2)?,
+        )),
+        None => None,
+    };
+    if let Some(boot) = hb.boot {
+        let boot_id = boot.boot_id.to_string();
+        if let Some((_, Some(run), Some(seq))) = &stored
+            && *run == boot_id
+        {
+            return Ok(i64::try_from(boot.seq).unwrap_or(i64::MAX) > *seq);
+        }
+        let first = sqlx::query(
+            "INSERT INTO heartbeat_runs (device_id, boot_id, first_seen) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&hb.device_id)
+        .bind(&boot_id)
+        .bind(now_ms())
+        .execute(ctx.db.pool())
+        .await?;
+        return Ok(first.rows_affected() > 0);
+    }
+    let rfc = &time::format_description::well_known::Rfc3339;
+    let server_now = time::OffsetDateTime::now_utc();
+    let synced = hb.clock.status == protocol::ClockSyncStatus::Synced;
+    let held_back = stored
+        .as_ref()
+        .and_then(|(t, _, _)| time::OffsetDateTime::parse(t, rfc).ok())
+        .is_some_and(|prev| synced && hb.time <= prev && prev <= server_now + ctx.clock_tolerance);
+    Ok(!held_back)
 }
 
 type Verdict = Result<(Heartbeat, String), (String, String)>;

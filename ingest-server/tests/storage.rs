@@ -443,6 +443,54 @@ async fn heartbeat_suite(i: &Ingestor, k1: &protocol::SigningKey) {
         .unwrap();
     let latest = heartbeats::latest(&ctx.db).await.unwrap();
     assert_eq!(latest[0].signed_json.as_bytes(), &rebooted_json[..]);
+
+    // Reports that carry the agent's run (schema 1.3) are ordered by it and
+    // not by the clock: a captured report of an unsynchronised box,
+    // replayed, no longer replaces a later one.
+    let latest_json = || async {
+        heartbeats::latest(&ctx.db).await.unwrap()[0]
+            .signed_json
+            .clone()
+    };
+    let of_run = |run: u128, seq: u64, minutes: i64| {
+        let mut r = rebooted.clone();
+        r.boot = Some(protocol::BootSeq {
+            boot_id: uuid::Uuid::from_u128(run),
+            seq,
+        });
+        r.time += time::Duration::minutes(minutes);
+        Bytes::from(r.sign(k1).unwrap().to_json().unwrap())
+    };
+    let (a1, a2) = (of_run(1, 1, 60), of_run(1, 2, 0));
+    heartbeats::receive(ctx, a1.clone(), &t).await.unwrap();
+    heartbeats::receive(ctx, a2.clone(), &t).await.unwrap();
+    assert_eq!(
+        latest_json().await.as_bytes(),
+        &a2[..],
+        "a later place in the run, whatever the clock"
+    );
+    heartbeats::receive(ctx, a1, &t).await.unwrap();
+    assert_eq!(
+        latest_json().await.as_bytes(),
+        &a2[..],
+        "a replayed earlier place is ignored"
+    );
+    // The agent restarts: a run never seen is newer; the old run is over.
+    let b1 = of_run(2, 1, -60);
+    heartbeats::receive(ctx, b1.clone(), &t).await.unwrap();
+    assert_eq!(
+        latest_json().await.as_bytes(),
+        &b1[..],
+        "a new run replaces the old one"
+    );
+    heartbeats::receive(ctx, of_run(1, 3, 120), &t)
+        .await
+        .unwrap();
+    assert_eq!(
+        latest_json().await.as_bytes(),
+        &b1[..],
+        "a report of a run that ended is a replay"
+    );
 }
 
 async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {

@@ -88,6 +88,21 @@ pub enum Alarm {
     Other(String),
 }
 
+/// Which run of the edge agent made a heartbeat, and its place in that run
+/// (schema 1.3). The server orders a device's heartbeats by it rather than
+/// by the device's clock, which may be unsynchronised (a box rebooted to
+/// 1970): a report of the run it already knows counts only with a higher
+/// `seq`, and one of a run it saw earlier is a replay. Without it a
+/// captured old report, replayed, could make a dead or alarming device look
+/// healthy again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BootSeq {
+    /// Random id the agent draws when it starts (version 4 UUID).
+    pub boot_id: uuid::Uuid,
+    /// Heartbeats made by this run so far, this one included (from 1).
+    pub seq: u64,
+}
+
 /// Periodic health report from one device.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
@@ -114,6 +129,10 @@ pub struct Heartbeat {
     pub alarms: Vec<Alarm>,
     /// Clock sync.
     pub clock: ClockSync,
+    /// The agent's run and this report's place in it (1.3; absent from
+    /// older agents, whose reports are ordered by their clock alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot: Option<BootSeq>,
 }
 
 impl Heartbeat {
@@ -172,6 +191,12 @@ impl Message for Heartbeat {
                     ));
                 }
             }
+        }
+        if let Some(boot) = &self.boot {
+            if boot.seq == 0 {
+                return Err(ValidationError::new("boot.seq", "counts from 1"));
+            }
+            validate::check_safe_integer("boot.seq", boot.seq)?;
         }
         self.clock.validate_at("clock")
     }

@@ -50,7 +50,7 @@ pub use event::{
     TrackSummary, VehicleClass, ViolationEvent, ViolationType,
 };
 pub use evidence::{EvidenceError, EvidenceItem, EvidenceRole, sha256_hex, sha256_hex_reader};
-pub use heartbeat::{Alarm, CameraState, CameraStatus, Heartbeat, OutboxStatus};
+pub use heartbeat::{Alarm, BootSeq, CameraState, CameraStatus, Heartbeat, OutboxStatus};
 pub use message::{DeviceMessage, Message};
 pub use phase::SignalPhase;
 pub use signing::{Signed, SignedEvent, SignedHeartbeat};

@@ -306,7 +306,7 @@ fn newer_major_rejected_clearly() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("2.0") && text.contains("speaks 1.2"),
+        text.contains("2.0") && text.contains("speaks 1.3"),
         "{text}"
     );
     assert_eq!(err.reject_code(), RejectCode::UnsupportedVersion);

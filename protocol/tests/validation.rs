@@ -286,4 +286,12 @@ fn heartbeat_fields_are_named() {
     let mut hb = sample_heartbeat();
     hb.disk_free_bytes = u64::MAX;
     assert_eq!(hb.validate().unwrap_err().field, "disk_free_bytes");
+    let mut hb = sample_heartbeat();
+    hb.boot.as_mut().unwrap().seq = 0;
+    assert_eq!(hb.validate().unwrap_err().field, "boot.seq");
+    hb.boot.as_mut().unwrap().seq = u64::MAX;
+    assert_eq!(hb.validate().unwrap_err().field, "boot.seq");
+    // Older agents send none.
+    hb.boot = None;
+    hb.validate().unwrap();
 }

@@ -100,7 +100,7 @@ pub fn run(
         last_pump: Instant::now(),
         unreadable: std::collections::HashMap::new(),
     };
-    let started = Instant::now();
+    let mut run = health::AgentRun::start();
     let heartbeat_every = Duration::from_secs_f64(cfg.health.heartbeat_s);
     let mut next_heartbeat = Instant::now();
     let mut next_limits = Instant::now();
@@ -234,7 +234,7 @@ pub fn run(
             let stats = outbox.stats(now_ms())?;
             let hb = health::heartbeat(
                 identity,
-                started,
+                &mut run,
                 &shared.board,
                 &stats,
                 outbox.alarm()?,

@@ -6,7 +6,7 @@
 
 use ed25519_dalek::{Signer, SigningKey};
 use protocol::{
-    Alarm, CameraState, CameraStatus, ClockSync, EvidenceItem, EvidenceRole, Heartbeat,
+    Alarm, BootSeq, CameraState, CameraStatus, ClockSync, EvidenceItem, EvidenceRole, Heartbeat,
     OutboxStatus, Plate, PlateColour, PlateSource, SchemaVersion, SignalObservation, SignalState,
     TrackPoint, TrackSummary, VehicleClass, ViolationEvent, ViolationType, canonical_bytes,
 };
@@ -128,6 +128,10 @@ pub fn sample_heartbeat() -> Heartbeat {
         disk_free_bytes: 48_318_382_080,
         alarms: vec![Alarm::CameraStalled],
         clock: ClockSync::synced(-3, "ntp:10.20.0.1"),
+        boot: Some(BootSeq {
+            boot_id: Uuid::from_u128(0x5f0c_8a3e_2b7d_4c1e_9a6f_3d2e_1b0c_9a87),
+            seq: 7202,
+        }),
     }
 }
 
