@@ -343,10 +343,7 @@ impl Pipeline {
         hint: Option<u8>,
     ) -> Option<(crate::plate::PlateNumber, f32)> {
         let cands = read.candidates();
-        let g = self.grammar;
-        let direct = g
-            .interpret_scored(&cands, hint)
-            .or_else(|| g.interpret_scored(&cands, None));
+        let direct = self.interpret_hinted(&cands, hint);
         if direct.is_some() || cands.len() < 3 {
             return direct;
         }
@@ -356,10 +353,7 @@ impl Pipeline {
             let mut c = cands.clone();
             c.remove(i);
             let spurious = (1.0 - probs.get(i).copied().unwrap_or(1.0)).clamp(0.0, 1.0);
-            if let Some((n, s)) = g
-                .interpret_scored(&c, hint)
-                .or_else(|| g.interpret_scored(&c, None))
-            {
+            if let Some((n, s)) = self.interpret_hinted(&c, hint) {
                 let score = s * spurious;
                 match found.iter_mut().find(|(m, _)| m.canonical == n.canonical) {
                     Some(e) if e.1 >= score => {}
@@ -373,6 +367,33 @@ impl Pipeline {
             (Some(a), Some(b)) if a.1 < b.1 * DELETION_MARGIN => None,
             (Some(_), _) => found.into_iter().next(),
             _ => None,
+        }
+    }
+}
+
+impl Pipeline {
+    /// The grammar's best valid plate for `cands` over every layout; the
+    /// line count `hint` (the detector's one-/two-line class, or how the
+    /// reader split the crop) only chooses among layouts of that same plate
+    /// (`29B11234` is a car's `29B-112.34` and a motorbike's `29-B1 1234`).
+    /// The hint is a guess about the crop, not a reading of the characters:
+    /// restricting the grammar to its layouts turned a motorbike plate read
+    /// with certainty (`29HA1234`) into a car plate one correction away
+    /// (`29H41234`, A→4) whenever the detector called the plate one-line,
+    /// and answered that.
+    fn interpret_hinted(
+        &self,
+        cands: &[Vec<(char, f32)>],
+        hint: Option<u8>,
+    ) -> Option<(crate::plate::PlateNumber, f32)> {
+        let g = self.grammar;
+        let free = g.interpret_scored(cands, None)?;
+        if hint.is_none() || free.0.lines == hint {
+            return Some(free);
+        }
+        match g.interpret_scored(cands, hint) {
+            Some(same) if same.0.canonical == free.0.canonical => Some(same),
+            _ => Some(free),
         }
     }
 }

@@ -54,3 +54,24 @@ fn digits_alone_are_not_a_plate() {
     let plate = read("38Z72727");
     assert_eq!(plate.text.as_deref(), Some("38Z72727"));
 }
+
+/// The detector's one-/two-line class is a guess about the crop: it picks
+/// among the layouts of the plate that was read, never turns the read into
+/// another plate. Each of these is read with certainty on a crop the
+/// detector called one-line; each is a valid two-line plate as read, and a
+/// one-line car plate one correction away.
+#[test]
+fn the_line_count_hint_never_turns_a_read_into_another_plate() {
+    for (text, nearby) in [
+        ("29HA1234", "29H41234"),   // motorbike new series; car with A→4
+        ("29K712345", "29KT12345"), // motorbike K7; car special series 7→T
+        ("29D412345", "29DA12345"), // motorbike D4; car two-letter series 4→A
+    ] {
+        let r = read(text);
+        assert_eq!(r.text.as_deref(), Some(text), "{text}: {r:?}");
+        assert_ne!(r.near_miss.as_deref(), Some(nearby), "{text}: {r:?}");
+    }
+    // Where the read fits both a car's and a motorbike's layout, the hint
+    // chooses the display.
+    assert_eq!(read("29B11234").display.as_deref(), Some("29B-112.34"));
+}
