@@ -171,10 +171,79 @@ struct FrameRead {
 /// enough that a different plate answered from other frames is in doubt.
 const NEAR_MISS_SHARE: f32 = 0.5;
 
-/// The valid plate inside `b` on frame `n`, if there is exactly one: two
-/// different valid plates in the violator's box (two vehicles in one box)
-/// make the frame useless, not a choice by confidence. Plates the frame
-/// nearly read there go to `near_misses`.
+/// What the plate detector's reads on one frame say about the violator.
+#[derive(Debug)]
+enum FrameReads {
+    /// Exactly one valid plate fits the violator (its most confident read).
+    One(Box<PlateRead>),
+    /// Two different valid plates fit it (two vehicles in one box): the
+    /// frame is not used, and both plates went to the near misses, so any
+    /// answer from other frames is in doubt.
+    Rivals(std::collections::BTreeSet<String>),
+    /// None fits it; `theirs` are the valid plates in the box that sit on a
+    /// neighbour.
+    Nothing { theirs: Vec<String> },
+}
+
+/// Sorts the plate detector's `reads` of the crop `region` against the
+/// violator's box `b` and the neighbours' boxes `near` on that frame. Plates
+/// nearly read for the violator (valid, at least `floor` sure) go to
+/// `near_misses`.
+fn sort_reads(
+    reads: Vec<PlateRead>,
+    region: Rect,
+    b: &BBox,
+    near: &[BBox],
+    floor: f32,
+    near_misses: &mut Vec<String>,
+) -> FrameReads {
+    near_misses.extend(
+        reads
+            .iter()
+            .filter(|r| r.confidence >= floor && inside(r, region, b))
+            .filter(|r| fits_violator(plate_centre(r, region), b, near))
+            .filter_map(|r| r.near_miss.clone()),
+    );
+    let (valid, theirs): (Vec<PlateRead>, Vec<PlateRead>) = reads
+        .into_iter()
+        .filter(|r| r.valid && !r.unreadable && r.text.is_some() && inside(r, region, b))
+        .partition(|r| fits_violator(plate_centre(r, region), b, near));
+    let texts: BTreeSet<String> = valid.iter().filter_map(|r| r.text.clone()).collect();
+    if texts.len() > 1 {
+        near_misses.extend(texts.iter().cloned());
+        return FrameReads::Rivals(texts);
+    }
+    match valid
+        .into_iter()
+        .max_by(|a, b| a.confidence.total_cmp(&b.confidence))
+    {
+        Some(read) => FrameReads::One(Box::new(read)),
+        None => FrameReads::Nothing {
+            theirs: theirs.into_iter().filter_map(|r| r.text).collect(),
+        },
+    }
+}
+
+/// Whether a window search's read on the crop `region` may be the
+/// violator's: its window inside the box where the violator's plate would
+/// be, and not a plate the detector found on a neighbour (`theirs`) — the
+/// window's centre is not the plate's, so a window over the neighbour's
+/// plate can sit nearer the violator's plate position than the plate does.
+fn searched_read_fits(
+    r: &PlateRead,
+    region: Rect,
+    b: &BBox,
+    near: &[BBox],
+    theirs: &[String],
+) -> bool {
+    inside(r, region, b)
+        && fits_violator(plate_centre(r, region), b, near)
+        && !r.text.as_ref().is_some_and(|t| theirs.contains(t))
+}
+
+/// The plate inside `b` on frame `n`, if exactly one valid plate is there
+/// ([`sort_reads`]); for a motorbike whose plate the detector missed, the
+/// window search's.
 fn read_on(
     job: &EvidenceJob,
     reader: &Pipeline,
@@ -196,42 +265,32 @@ fn read_on(
     };
     let near: &[BBox] = job.neighbours.get(&n).map_or(&[], Vec::as_slice);
     let floor = NEAR_MISS_SHARE * reader.config().min_confidence;
-    near_misses.extend(
-        reads
-            .iter()
-            .filter(|r| r.confidence >= floor && inside(r, region, b))
-            .filter(|r| fits_violator(plate_centre(r, region), b, near))
-            .filter_map(|r| r.near_miss.clone()),
-    );
-    let (valid, theirs): (Vec<PlateRead>, Vec<PlateRead>) = reads
-        .into_iter()
-        .filter(|r| r.valid && !r.unreadable && r.text.is_some() && inside(r, region, b))
-        .partition(|r| fits_violator(plate_centre(r, region), b, near));
+    let theirs = match sort_reads(reads, region, b, near, floor, near_misses) {
+        FrameReads::One(read) => {
+            return Some(FrameRead {
+                read: *read,
+                region,
+                vehicle: *b,
+                searched: false,
+            });
+        }
+        FrameReads::Rivals(texts) => {
+            tracing::info!(event_id = %job.event_id, frame = n, plates = ?texts, "two plates in the violator's box; frame not used, both are rivals");
+            return None;
+        }
+        FrameReads::Nothing { theirs } => theirs,
+    };
     if !theirs.is_empty() {
-        tracing::info!(event_id = %job.event_id, frame = n, plates = ?theirs.iter().filter_map(|r| r.text.as_deref()).collect::<Vec<_>>(), "plate in the violator's box sits on a neighbour; not used");
+        tracing::info!(event_id = %job.event_id, frame = n, plates = ?theirs, "plate in the violator's box sits on a neighbour; not used");
     }
-    let texts: std::collections::BTreeSet<_> =
-        valid.iter().filter_map(|r| r.text.as_deref()).collect();
-    if texts.len() > 1 {
-        tracing::info!(event_id = %job.event_id, frame = n, plates = ?texts, "two plates in the violator's box; frame not used");
+    if job.violation.class != VehicleClass::Motorcycle {
         return None;
-    }
-    let found = valid
-        .into_iter()
-        .max_by(|a, b| a.confidence.total_cmp(&b.confidence));
-    if found.is_some() || job.violation.class != VehicleClass::Motorcycle {
-        return found.map(|read| FrameRead {
-            read,
-            region,
-            vehicle: *b,
-            searched: false,
-        });
     }
     // The detector misses most motorbike plates: read plate-shaped windows.
     let search = reader.window_search()?;
     match reader.search_windows(&crop, search) {
         Ok(r) => r
-            .filter(|r| inside(r, region, b) && fits_violator(plate_centre(r, region), b, near))
+            .filter(|r| searched_read_fits(r, region, b, near, &theirs))
             .map(|read| FrameRead {
                 read,
                 region,
@@ -508,6 +567,97 @@ mod tests {
         let car = bbox(300.0, 100.0, 200.0, 160.0);
         let follower = bbox(290.0, 225.0, 220.0, 180.0);
         assert!(fits_violator((400.0, 236.0), &car, &[follower]));
+    }
+
+    /// A valid plate read at `bbox` (x, y, w, h in the crop).
+    fn plate_at(text: &str, bbox: [f32; 4]) -> plate_ocr::pipeline::PlateRead {
+        plate_ocr::pipeline::PlateRead {
+            text: Some(text.into()),
+            display: None,
+            confidence: 0.9,
+            bbox,
+            corners: [[0.0; 2]; 4],
+            lines: Some(2),
+            colour: plate_ocr::plate::PlateColour::White,
+            valid: true,
+            unreadable: false,
+            raw: text.into(),
+            layout: None,
+            detector_score: 0.9,
+            chars: Vec::new(),
+            second_opinion: None,
+            near_miss: None,
+        }
+    }
+
+    #[test]
+    fn two_plates_in_the_violators_box_are_rivals_of_any_answer() {
+        use super::{FrameReads, sort_reads};
+        // Two vehicles merged into one box, no neighbour box: both plates
+        // sit where the violator's could. The crop starts at (94, 88).
+        let region = opencv::core::Rect::new(94, 88, 72, 144);
+        let violator = bbox(100.0, 100.0, 60.0, 120.0);
+        let reads = vec![
+            plate_at("30A12345", [20.0, 100.0, 20.0, 12.0]),
+            plate_at("51G67890", [38.0, 100.0, 20.0, 12.0]),
+        ];
+        let mut near_misses = Vec::new();
+        let sorted = sort_reads(reads, region, &violator, &[], 0.25, &mut near_misses);
+        assert!(matches!(sorted, FrameReads::Rivals(_)), "{sorted:?}");
+        // So a frame reading only one of them cannot answer it alone.
+        near_misses.sort();
+        assert_eq!(near_misses, ["30A12345", "51G67890"]);
+        let one = sort_reads(
+            vec![plate_at("51G67890", [38.0, 100.0, 20.0, 12.0])],
+            region,
+            &violator,
+            &[],
+            0.25,
+            &mut Vec::new(),
+        );
+        assert!(matches!(one, FrameReads::One(ref r) if r.text.as_deref() == Some("51G67890")));
+    }
+
+    #[test]
+    fn the_window_search_cannot_bring_back_a_neighbours_plate() {
+        use super::{FrameReads, searched_read_fits, sort_reads};
+        // Two motorbikes side by side; the neighbour's plate (centre x 152)
+        // is nearer the neighbour's plate position than the violator's.
+        let violator = bbox(100.0, 100.0, 60.0, 120.0);
+        let alongside = bbox(140.0, 105.0, 60.0, 120.0);
+        let region = opencv::core::Rect::new(94, 88, 72, 144);
+        let theirs = plate_at("29B112345", [54.0, 106.0, 8.0, 8.0]);
+        let sorted = sort_reads(
+            vec![theirs],
+            region,
+            &violator,
+            &[alongside],
+            0.25,
+            &mut Vec::new(),
+        );
+        let FrameReads::Nothing { theirs } = sorted else {
+            panic!("{sorted:?}")
+        };
+        assert_eq!(theirs, ["29B112345"]);
+        // A window holding that plate is centred nearer the violator's
+        // plate position (frame x 127–156, centre 141.5).
+        let window = plate_at("29B112345", [33.0, 100.0, 29.0, 16.0]);
+        assert!(!searched_read_fits(
+            &window,
+            region,
+            &violator,
+            &[alongside],
+            &theirs
+        ));
+        // The same window reading another plate is the violator's.
+        let mine = plate_at("29B154321", [33.0, 100.0, 29.0, 16.0]);
+        assert!(searched_read_fits(
+            &mine,
+            region,
+            &violator,
+            &[alongside],
+            &theirs
+        ));
     }
 
     #[test]
