@@ -197,6 +197,26 @@ async fn suite(url: String) {
         (Some(RejectCode::Invalid), "plate_grammar")
     );
 
+    // The display form is another plate than the text: refused.
+    let mut other_display = event("edge-01", SITE, &files);
+    other_display.plate.display = Some("51G-678.90".into());
+    let (code, reason) =
+        rejected_code(&submit(&i, bundle(&other_display, &k1, &files), topic("edge-01")).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(RejectCode::Invalid), "plate_display")
+    );
+    // A readable plate that does not say where on the violator it was
+    // read: refused (schema 1.1 and later).
+    let mut no_source = event("edge-01", SITE, &files);
+    no_source.plate.source = None;
+    let (code, reason) =
+        rejected_code(&submit(&i, bundle(&no_source, &k1, &files), topic("edge-01")).await);
+    assert_eq!(
+        (code, reason.as_str()),
+        (Some(RejectCode::Invalid), "plate_source")
+    );
+
     // A still the device could no longer read is left out of its bundle:
     // the case is kept (refused, the device would set it aside and the
     // violation be lost), the still recorded as missing.
@@ -245,7 +265,9 @@ async fn suite(url: String) {
             "future_time",
             "malformed",
             "past_limitation",
+            "plate_display",
             "plate_grammar",
+            "plate_source",
             "revoked_device",
             "signal_not_red",
             "unknown_device",

@@ -354,6 +354,40 @@ fn check_signed(
             ),
         ));
     }
+    // The display form is printed on the court summary and the notice
+    // where no reviewer corrected the plate: it must be the same plate as
+    // the text the owner is looked up by.
+    if event.plate.readable
+        && let (Some(text), Some(display)) = (&event.plate.text, &event.plate.display)
+        && checks
+            .grammar
+            .parse(display)
+            .map_or(true, |p| p.canonical != *text)
+    {
+        return Err(reject(
+            RejectCode::Invalid,
+            "plate_display",
+            format!(
+                "plate.display {:?} is not the plate {:?} of plate.text",
+                trunc(display),
+                trunc(text)
+            ),
+        ));
+    }
+    // Since schema 1.1 a readable plate says where on the violator it was
+    // read (the frame, the plate's box inside the vehicle's): without it
+    // nothing shows the plate belongs to the vehicle that broke the rule.
+    // The edge sends such a read as unreadable; older edges had no field.
+    if event.plate.readable
+        && event.plate.source.is_none()
+        && event.schema_version >= protocol::SchemaVersion::new(1, 1)
+    {
+        return Err(reject(
+            RejectCode::Invalid,
+            "plate_source",
+            "a readable plate without plate.source (where on the violator it was read)".into(),
+        ));
+    }
 
     let camera = checks
         .cameras
