@@ -122,6 +122,11 @@ pub fn hash_password(password: &str) -> Result<String, AccountError> {
 }
 
 fn password_matches(hash: &str, password: &str) -> bool {
+    #[cfg(test)]
+    tests::CHECKED
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((hash.to_owned(), password.to_owned()));
     PasswordHash::new(hash)
         .map(|h| {
             Argon2::default()
@@ -350,10 +355,10 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
         .await?;
         return Err(LoginError::Locked);
     };
-    let ok = match hash.as_deref() {
-        Some(h) => password_matches_bounded(h, password).await,
-        None => false,
-    };
+    // An SSO-only account (no password) is checked against the dummy hash
+    // and never matches: the same work, so timing does not tell it apart.
+    let checked = password_matches_bounded(hash.as_deref().unwrap_or(DUMMY_HASH), password);
+    let ok = checked.await && hash.is_some();
     let mut tx = audit::begin(db).await?;
     if ok {
         // Only if no parallel guess locked the account meanwhile (this
@@ -413,7 +418,7 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
 }
 
 /// An Argon2id hash of a random password, checked against when the user
-/// does not exist.
+/// does not exist or has no password (SSO only).
 const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$0Vbt3b0k8xk9q5Jr4C3c1o2nGqH0e3sV3Yc1m7oQy0I";
 
 /// A new session: the cookie token (given to the browser once) and the
@@ -566,6 +571,30 @@ pub async fn upsert_sso_user(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every (hash, password) [`password_matches`] was asked about.
+    pub(super) static CHECKED: std::sync::Mutex<Vec<(String, String)>> =
+        std::sync::Mutex::new(Vec::new());
+
+    /// Not timed (tests do not assert on timing): the dummy check is made.
+    #[tokio::test]
+    async fn an_sso_only_account_costs_the_same_argon2_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = Db::sqlite_url(&dir.path().join("db.sqlite"));
+        let db = Db::connect(&url).await.unwrap();
+        let by = Who::new("test", Role::Admin);
+        create(&db, "sso.only", "SSO", Role::Operator, None, &by)
+            .await
+            .unwrap();
+        let guess = format!("guess-{}", Uuid::new_v4());
+        let r = login(&db, "sso.only", &guess, now_ms()).await;
+        assert!(matches!(r, Err(LoginError::Invalid)), "{r:?}");
+        let checked = CHECKED
+            .lock()
+            .unwrap()
+            .contains(&(DUMMY_HASH.into(), guess));
+        assert!(checked, "the dummy hash was checked, as for unknown users");
+    }
 
     #[test]
     fn passwords_hash_and_verify() {

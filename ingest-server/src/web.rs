@@ -254,6 +254,7 @@ impl From<crate::db::DbError> for ApiError {
 
 /// The router of the whole server.
 pub fn router(ctx: ApiContext) -> Router {
+    let hsts = ctx.secure_cookies;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -286,6 +287,23 @@ pub fn router(ctx: ApiContext) -> Router {
         .merge(crate::payments::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(ctx)
+        .layer(axum::middleware::map_response(
+            move |res: Response| async move { strict_transport(res, hsts) },
+        ))
+}
+
+/// With `Secure` cookies (the server is reached over HTTPS, through the TLS
+/// proxy) every answer tells the browser to use HTTPS only for a year
+/// (`Strict-Transport-Security`), so a later `http://` link or typed
+/// address never goes out in clear; browsers ignore it over plain HTTP.
+fn strict_transport(mut res: Response, on: bool) -> Response {
+    if on {
+        res.headers_mut().insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            header::HeaderValue::from_static("max-age=31536000"),
+        );
+    }
+    res
 }
 
 /// Pages with personal data (the console's owner panels, a citizen's

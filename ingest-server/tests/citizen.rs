@@ -117,6 +117,10 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             Some("no-store"),
             "a citizen's notices are not kept in the browser's cache"
         );
+        assert!(
+            !list.headers.contains_key("strict-transport-security"),
+            "plain HTTP on loopback: HTTPS is not pinned"
+        );
         assert_eq!(
             anon.get("/app/app.css")
                 .headers
@@ -330,4 +334,147 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             .unwrap()
             .get(0);
     assert_eq!(response.as_deref(), Some("accepted"));
+}
+
+/// A valid subscription of a browser at `endpoint` (keys of the right shape).
+fn subscription(endpoint: &str) -> Vec<u8> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    serde_json::json!({"endpoint": endpoint, "keys": {
+        "p256dh": b64.encode([4u8; 65]), "auth": b64.encode([7u8; 16])}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Signing out removes the push subscriptions this browser registered (the
+/// ones the server remembers in its cookie, and the endpoint the page's
+/// script sends), not the citizen's other devices; so the next person on a
+/// shared phone gets none of the previous one's notices, and may subscribe
+/// that browser. One subscription is also removed on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_out_forgets_this_browsers_push_subscriptions() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let db = server.ingestor.context().db.clone();
+    let now = now_ms();
+    let mut sessions = Vec::new();
+    for nid in [OWNER_NID, OWNER_NID, OTHER_NID] {
+        sessions.push(
+            citizen::start_session(&db, nid, "Giang", now)
+                .await
+                .unwrap(),
+        );
+    }
+    let (phone, tablet, next) = ("/fcm/send/phone", "/fcm/send/tablet", "/fcm/send/x");
+    let endpoints = tokio::task::spawn_blocking(move || {
+        let url = |p: &str| format!("https://fcm.googleapis.com{p}");
+        let subscribe = |c: &mut Client, endpoint: &str| {
+            let t = csrf(&c.get("/app/").body);
+            c.extra_headers = vec![("X-CSRF-Token".into(), t)];
+            let body = subscription(&url(endpoint));
+            let r = c.send_raw(
+                "POST",
+                "/app/push/subscribe",
+                Some("application/json"),
+                &body,
+            );
+            c.extra_headers.clear();
+            r.status
+        };
+        let mut me = signed_in(addr, &sessions[0].token);
+        assert_eq!(subscribe(&mut me, phone), 201);
+        assert!(me.cookies.contains_key("tv_push"), "the browser's ids kept");
+        let mut my_tablet = signed_in(addr, &sessions[1].token);
+        assert_eq!(subscribe(&mut my_tablet, tablet), 201);
+        let t = csrf(&me.get("/app/").body);
+        assert_eq!(me.post("/app/logout", &[("csrf", &t)]).status, 303);
+        assert!(!me.cookies.contains_key("tv_push"));
+        // The next person on that phone subscribes it for themselves.
+        let mut them = signed_in(addr, &sessions[2].token);
+        assert_eq!(subscribe(&mut them, phone), 201, "the endpoint is free");
+        // The page's script sends the endpoint with the sign-out form.
+        assert_eq!(subscribe(&mut them, next), 201);
+        them.cookies.remove("tv_push");
+        let t = csrf(&them.get("/app/").body);
+        let r = them.post("/app/logout", &[("csrf", &t), ("endpoint", &url(next))]);
+        assert_eq!(r.status, 303);
+        // One subscription removed on its own: CSRF-checked.
+        let body = serde_json::json!({"endpoint": url(tablet)}).to_string();
+        let path = "/app/push/unsubscribe";
+        let r = my_tablet.send_raw("POST", path, Some("application/json"), body.as_bytes());
+        assert_eq!(r.status, 403, "no CSRF header");
+        let t = csrf(&my_tablet.get("/app/").body);
+        my_tablet.extra_headers = vec![("X-CSRF-Token".into(), t)];
+        let r = my_tablet.send_raw("POST", path, Some("application/json"), body.as_bytes());
+        assert_eq!((r.status, r.body.as_str()), (200, r#"{"removed":true}"#));
+    })
+    .await;
+    endpoints.unwrap();
+    let left: Vec<String> = sqlx::query_scalar("SELECT national_id FROM push_subscriptions")
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        left,
+        [OTHER_NID],
+        "only the phone's next person's own subscription"
+    );
+}
+
+/// A failure on our side while a contest is recorded answers the generic
+/// server error page, never the database's text, and keeps no contest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_failure_is_not_shown_to_the_citizen() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let ctx = server.ingestor.context().clone();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let now = now_ms();
+    for (action, who, role) in [
+        (Action::Claim, "op", Role::Operator),
+        (Action::Accept, "op", Role::Operator),
+        (Action::Confirm, "police", Role::Police),
+        (Action::IssueNotice, "notices", Role::System),
+    ] {
+        let actor = Actor {
+            id: who.into(),
+            role,
+        };
+        r.act(&id, &action, &actor, "", now).await.unwrap();
+    }
+    sqlx::query(
+        "CREATE TRIGGER fail_transitions BEFORE INSERT ON case_transitions \
+         BEGIN SELECT RAISE(ABORT, 'internal-xyz'); END",
+    )
+    .execute(ctx.db.pool())
+    .await
+    .unwrap();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now)
+        .await
+        .unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &session.token);
+        let t = csrf(&me.get(&format!("/app/cases/{id}")).body);
+        let form = [("csrf", t.as_str()), ("reason", "Tôi đã bán xe này")];
+        me.post_multipart(&format!("/app/cases/{id}/contest"), &form, &[])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 500, "{}", r.body);
+    assert!(!r.body.contains("internal-xyz"), "{}", r.body);
+    assert!(r.body.contains("Lỗi hệ thống"), "{}", r.body);
+    let kept: i64 = sqlx::query("SELECT COUNT(*) FROM contests")
+        .fetch_one(ctx.db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 0);
 }

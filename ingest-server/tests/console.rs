@@ -468,6 +468,43 @@ async fn late_notices_are_listed_for_police_not_operators() {
     .unwrap();
 }
 
+/// Every failed sign-in is counted under some address, never none: a
+/// forwarding header that names nobody (or a proxy that adds none) counts
+/// as the nearest proxy, a chain of trusted proxies only as its left-most
+/// hop. With `Secure` cookies every answer pins HTTPS
+/// (`Strict-Transport-Security`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_sign_in_is_counted_and_https_is_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = local_config(dir.path());
+    cfg.http.trusted_proxies = vec!["10.0.0.0/8".into()];
+    cfg.http.secure_cookies = Some(true);
+    let server = app::start(&cfg).await.unwrap();
+    let addr = server.http_addr;
+    tokio::task::spawn_blocking(move || {
+        for hops in ["unknown", "10.1.1.1, 10.2.2.2"] {
+            let mut c = Client::new(addr);
+            c.extra_headers
+                .push(("X-Forwarded-For".into(), hops.into()));
+            for i in 0..20 {
+                let r = c.login(&format!("nobody{i}"), "123456");
+                assert_eq!(r.status, 401, "{hops}: attempt {i}");
+            }
+            let r = c.login("nobody", "123456");
+            assert_eq!(r.status, 429, "{hops}: held back: {}", r.body);
+        }
+        let page = Client::new(addr).get("/console/login");
+        assert_eq!(
+            page.headers
+                .get("strict-transport-security")
+                .map(String::as_str),
+            Some("max-age=31536000")
+        );
+    })
+    .await
+    .unwrap();
+}
+
 /// Edge devices and cameras administered in the console: an administrator
 /// enrols a device (its MQTT password shown on the answer page), the
 /// device's login works on the embedded broker's check, a camera is

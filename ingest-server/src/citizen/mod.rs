@@ -11,7 +11,8 @@
 //! reviewer has not passed reaches a citizen. Sessions are server-side (the
 //! SHA-256 of the cookie token is stored), cookies HttpOnly and
 //! SameSite=Lax (so the payment gateway's return lands signed in), and every
-//! POST carries the session's CSRF token.
+//! POST carries the session's CSRF token. Signing out also removes the Web
+//! Push subscriptions this browser registered (`push.rs`).
 
 mod pages;
 mod push;
@@ -57,6 +58,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/app/cases/{id}/pay", post(pages::pay))
         .route("/app/push/key", get(push::key))
         .route("/app/push/subscribe", post(push::subscribe))
+        .route("/app/push/unsubscribe", post(push::unsubscribe))
         .route(
             "/app/app.css",
             get(|| static_file("text/css", include_str!("app.css"))),
@@ -256,6 +258,21 @@ impl From<sqlx::Error> for AppError {
     }
 }
 
+/// When the workflow does not take a citizen's answer: the reason when it
+/// is one they can act on (the case's state, a change meanwhile); a failure
+/// on our side (the database, a stored case that does not read back) is
+/// logged and answered with the generic error page, never its text.
+impl From<crate::review::ReviewError> for AppError {
+    fn from(e: crate::review::ReviewError) -> Self {
+        use crate::review::ReviewError as E;
+        match e {
+            E::NotFound(_) => AppError::NotFound,
+            E::Refused(_) | E::Conflict => AppError::Refused(e.to_string()),
+            E::Invalid(_) | E::Db(_) => AppError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, msg) = match self {
@@ -290,10 +307,12 @@ pub fn page(title: &str, citizen: Option<&Citizen>, body: &str) -> String {
     let who = citizen
         .map(|c| {
             format!(
-                "<span>{}</span><form method=\"post\" action=\"/app/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <button class=\"secondary\" style=\"width:auto;padding:4px 10px;margin:0\">Thoát</button></form>",
+                "<span>{}</span><form method=\"post\" action=\"/app/logout\" id=\"logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <input type=\"hidden\" name=\"endpoint\" value=\"\">\
+                 <button class=\"secondary\" style=\"width:auto;padding:4px 10px;margin:0\">Thoát</button></form>{}",
                 esc(&c.display_name),
-                esc(&c.csrf)
+                esc(&c.csrf),
+                push::LOGOUT_SCRIPT
             )
         })
         .unwrap_or_default();

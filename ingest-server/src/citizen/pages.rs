@@ -198,15 +198,28 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /app/logout`.
+#[derive(Deserialize)]
+pub struct LogoutForm {
+    csrf: String,
+    /// This browser's push endpoint, when the page's script found one.
+    #[serde(default)]
+    endpoint: String,
+}
+
+/// `POST /app/logout`: ends the session and removes the push subscriptions
+/// this browser registered (`push.rs`).
 pub async fn logout(
     State(ctx): State<ApiContext>,
     citizen: Citizen,
-    Form(f): Form<CsrfForm>,
+    headers: axum::http::HeaderMap,
+    Form(f): Form<LogoutForm>,
 ) -> Result<Response, AppError> {
     citizen.check_csrf(&f.csrf)?;
-    super::end_session(&ctx.ingestor.context().db, &citizen).await?;
-    Ok(Redirect::to("/app/login").into_response())
+    let db = &ctx.ingestor.context().db;
+    super::push::forget_browser(db, &citizen, &headers, &f.endpoint).await?;
+    super::end_session(db, &citizen).await?;
+    let gone = super::push::push_cookie(&[], ctx.secure_cookies);
+    Ok(([(header::SET_COOKIE, gone)], Redirect::to("/app/login")).into_response())
 }
 
 /// `GET /app/cases/{id}`.
@@ -529,7 +542,7 @@ pub async fn contest(
             .bind(&contest_id)
             .execute(ic.db.pool())
             .await?;
-        return Err(AppError::Refused(e.to_string()));
+        return Err(e.into());
     }
     sqlx::query("UPDATE events SET owner_response = 'contested', owner_response_at = $1 WHERE event_id = $2")
         .bind(now)

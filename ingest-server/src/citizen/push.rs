@@ -4,15 +4,64 @@
 //! signed-in citizen's national ID number so notices of their vehicles reach
 //! this device (the notices worker encrypts each one for it, RFC 8291).
 //! The subscription POST carries the session's CSRF token in a header.
+//!
+//! Signing out forgets this browser's subscriptions, so that on a shared
+//! phone the next person does not get the previous one's notices: the
+//! server remembers the ids it stored for this browser in a cookie
+//! (`tv_push`, HttpOnly) and removes them at `POST /app/logout`; the page's
+//! script also unsubscribes the browser from its push service and sends
+//! the endpoint with the sign-out form. `POST /app/push/unsubscribe` (JSON
+//! `{"endpoint"}`, header `X-CSRF-Token`) removes one subscription.
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 
 use super::{AppError, Citizen};
-use crate::notices::webpush::SubscribeError;
+use crate::console::cookie;
+use crate::db::{Db, DbError};
+use crate::notices::webpush::{MAX_SUBSCRIPTIONS, SubscribeError};
 use crate::web::ApiContext;
+
+/// The cookie with the ids of the subscriptions this browser registered.
+pub const PUSH_COOKIE: &str = "tv_push";
+
+/// The subscription ids in this browser's [`PUSH_COOKIE`] (UUIDs only).
+fn browser_ids(headers: &HeaderMap) -> Vec<&str> {
+    cookie(headers, PUSH_COOKIE)
+        .unwrap_or("")
+        .split('.')
+        .filter(|id| id.len() == 36 && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'))
+        .collect()
+}
+
+/// The [`PUSH_COOKIE`] holding `ids` (empty: removed).
+pub(super) fn push_cookie(ids: &[&str], secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    let age = if ids.is_empty() { 0 } else { 365 * 86_400 };
+    HeaderValue::from_str(&format!(
+        "{PUSH_COOKIE}={}; Path=/app; HttpOnly; SameSite=Strict; Max-Age={age}{secure}",
+        ids.join(".")
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("tv_push=; Path=/app; Max-Age=0"))
+}
+
+/// At sign-out: removes the citizen's subscriptions this browser registered
+/// (the cookie's, and `endpoint` when the page's script sent it).
+pub(super) async fn forget_browser(
+    db: &Db,
+    citizen: &Citizen,
+    headers: &HeaderMap,
+    endpoint: &str,
+) -> Result<(), DbError> {
+    let nid = &citizen.national_id;
+    crate::notices::webpush::unsubscribe_ids(db, nid, &browser_ids(headers)).await?;
+    if !endpoint.is_empty() {
+        crate::notices::unsubscribe(db, nid, endpoint).await?;
+    }
+    Ok(())
+}
 
 /// `GET /app/push/key`: the VAPID public key (base64url), 404 when Web
 /// Push is off.
@@ -44,13 +93,63 @@ pub async fn subscribe(
     let db = &ctx.ingestor.context().db;
     let vapid = ctx.notices.vapid_config();
     match crate::notices::subscribe(db, vapid, &citizen.national_id, json).await {
-        Ok(id) => Ok((StatusCode::CREATED, Json(serde_json::json!({"id": id}))).into_response()),
+        Ok(id) => {
+            let mut ids = browser_ids(&headers);
+            ids.retain(|i| *i != id);
+            ids.push(&id);
+            let keep = &ids[ids.len().saturating_sub(MAX_SUBSCRIPTIONS)..];
+            let set = [(header::SET_COOKIE, push_cookie(keep, ctx.secure_cookies))];
+            Ok((
+                StatusCode::CREATED,
+                set,
+                Json(serde_json::json!({"id": id})),
+            )
+                .into_response())
+        }
         Err(SubscribeError::Invalid(m)) => Err(AppError::Refused(format!(
             "Đăng ký nhận thông báo không hợp lệ: {m}"
         ))),
         Err(SubscribeError::Db(e)) => Err(e.into()),
     }
 }
+
+#[derive(serde::Deserialize)]
+struct Endpoint {
+    endpoint: String,
+}
+
+/// `POST /app/push/unsubscribe` (JSON `{"endpoint"}`, or the whole
+/// `PushSubscription`; header `X-CSRF-Token`): removes the citizen's
+/// subscription with that endpoint. 200 `{"removed": bool}`.
+pub async fn unsubscribe(
+    State(ctx): State<ApiContext>,
+    citizen: Citizen,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, AppError> {
+    let token = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    citizen.check_csrf(token)?;
+    let e = serde_json::from_slice::<Endpoint>(&body)
+        .ok()
+        .filter(|e| body.len() <= 8192 && !e.endpoint.is_empty())
+        .ok_or_else(|| AppError::Refused("Yêu cầu huỷ nhận thông báo không hợp lệ.".into()))?;
+    let db = &ctx.ingestor.context().db;
+    let removed = crate::notices::unsubscribe(db, &citizen.national_id, &e.endpoint).await?;
+    Ok(Json(serde_json::json!({"removed": removed})).into_response())
+}
+
+/// The page frame's script: before the sign-out form goes, this browser is
+/// unsubscribed from its push service and the endpoint sent along (the
+/// server removes it, and the ids of its cookie). At most 3 s, then the
+/// form goes anyway.
+pub const LOGOUT_SCRIPT: &str = r#"<script>(()=>{const f=document.getElementById('logout');if(!f)return;let sent=false;
+const go=()=>{if(!sent){sent=true;f.submit();}};
+f.addEventListener('submit',e=>{e.preventDefault();setTimeout(go,3000);(async()=>{try{
+const reg=await navigator.serviceWorker.getRegistration('/app/');const s=reg&&await reg.pushManager.getSubscription();
+if(s){f.elements.endpoint.value=s.endpoint;await s.unsubscribe();}}catch(_){}go();})();});})();</script>"#;
 
 /// The list page's button and script: subscribe this device.
 pub const SUBSCRIBE_SNIPPET: &str = r#"<button class="secondary" id="push" hidden>Nhận thông báo vi phạm trên thiết bị này</button>
@@ -60,6 +159,8 @@ const b=document.getElementById('push');b.hidden=false;
 b.onclick=async()=>{const reg=await navigator.serviceWorker.register('/app/sw.js',{scope:'/app/'});
 const pad='='.repeat((4-publicKey.length%4)%4);const raw=atob((publicKey+pad).replace(/-/g,'+').replace(/_/g,'/'));
 const key=Uint8Array.from(raw,c=>c.charCodeAt(0));
-const sub=await reg.pushManager.subscribe({userVisibleOnly:true,applicationServerKey:key});
-const res=await fetch('/app/push/subscribe',{method:'POST',headers:{'Content-Type':'application/json','X-CSRF-Token':b.dataset.csrf},body:JSON.stringify(sub)});
+const send=async()=>{const sub=await reg.pushManager.subscribe({userVisibleOnly:true,applicationServerKey:key});
+return [sub,await fetch('/app/push/subscribe',{method:'POST',headers:{'Content-Type':'application/json','X-CSRF-Token':b.dataset.csrf},body:JSON.stringify(sub)})];};
+let [sub,res]=await send();
+if(res.status===409){await sub.unsubscribe();[sub,res]=await send();}
 b.textContent=res.ok?'Đã bật thông báo trên thiết bị này':'Không bật được thông báo';b.disabled=true;};})();</script>"#;

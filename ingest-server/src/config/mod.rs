@@ -69,20 +69,25 @@ pub struct Config {
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     pub listen: SocketAddr,
-    /// Mark session cookies `Secure` (sent over HTTPS only). Unset: yes,
-    /// unless the server listens on loopback only (the one-machine default,
-    /// where browsers treat http://127.0.0.1 as a secure context anyway);
-    /// env `INGEST_SECURE_COOKIES` (true/false). Behind a TLS-terminating
-    /// proxy leave it unset or true.
+    /// Mark session cookies `Secure` (sent over HTTPS only) and answer
+    /// with `Strict-Transport-Security`. Unset: yes, unless the server
+    /// listens on loopback only (the one-machine default, where browsers
+    /// treat http://127.0.0.1 as a secure context anyway); env
+    /// `INGEST_SECURE_COOKIES` (true/false). Behind a TLS-terminating proxy
+    /// set it to true: a proxy on the same machine reaches a loopback
+    /// listener, where unset means false (`deploy/config/ingest-server.toml`
+    /// sets it).
     pub secure_cookies: Option<bool>,
     /// Bearer token a Prometheus scraper sends for `GET /metrics`
     /// (`authorization` in its scrape config); env `INGEST_METRICS_TOKEN`.
     /// Empty: `/metrics` answers only a client on this machine that is not
     /// a proxy forwarding someone else (no `X-Forwarded-For`/`Forwarded`).
     pub metrics_token: String,
-    /// Addresses or networks (`10.0.0.0/8`) of the reverse proxies in front
-    /// of the server, whose `X-Forwarded-For` names the client (loopback is
-    /// always trusted); env `INGEST_TRUSTED_PROXIES` (comma-separated).
+    /// Addresses or networks (`192.0.2.10`, `10.96.12.0/28`) of the reverse
+    /// proxies in front of the server, whose `X-Forwarded-For` names the
+    /// client (loopback is always trusted); env `INGEST_TRUSTED_PROXIES`
+    /// (comma-separated). As narrow as the proxies: any host listed can
+    /// claim to forward anyone.
     /// Used to count failed sign-ins per client (`console/throttle.rs`).
     pub trusted_proxies: Vec<String>,
 }

@@ -88,7 +88,7 @@ pub async fn submit(
     let db = &ctx.ingestor.context().db;
     let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let source = super::throttle::client_address(peer, &headers, &ctx.trusted_proxies);
-    if let Some(wait) = source.and_then(|ip| ctx.sign_in_throttle.wait_ms(ip, now_ms())) {
+    if let Some(wait) = ctx.sign_in_throttle.wait_ms(source, now_ms()) {
         tracing::warn!(
             ?source,
             "sign-in refused: too many failures from this address"
@@ -142,9 +142,7 @@ pub async fn submit(
             }
         },
         Err(LoginError::Invalid) => {
-            if let Some(ip) = source {
-                ctx.sign_in_throttle.failed(ip, now);
-            }
+            ctx.sign_in_throttle.failed(source, now);
             lang.t(
                 "Sai tên đăng nhập hoặc mật khẩu.",
                 "Wrong username or password.",

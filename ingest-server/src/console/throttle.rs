@@ -12,10 +12,13 @@
 //!
 //! The client is the direct peer, or, when the peer is this machine or one
 //! of `http.trusted_proxies`, the right-most `X-Forwarded-For` hop that is
-//! not (a local proxy that forwards nobody is not counted). A shared proxy
-//! in front that is not listed makes one budget of everyone behind it:
-//! list it (the Kubernetes manifest trusts the pod network). A direct
-//! client cannot escape its count with forwarding headers.
+//! not. When every hop is a proxy of ours (or there is none, or an entry
+//! that does not parse stops the walk) the left-most proxy reached counts:
+//! every request is counted under some address, never under none. A shared
+//! proxy in front that is not listed makes one budget of everyone behind
+//! it: list it, and only it (the Kubernetes manifest lists the ingress
+//! controller): any host in a listed network can claim to forward anyone.
+//! A direct client cannot escape its count with forwarding headers.
 //!
 //! Kept in memory, per server replica: a restart forgets it, and N replicas
 //! allow N times the budget; the account lock-out, in the database, holds
@@ -86,37 +89,44 @@ impl ProxyNet {
     }
 }
 
-/// The client's address for counting, or `None` when it cannot be told
-/// apart from a proxy's (see the module comment).
-pub fn client_address(
-    peer: Option<IpAddr>,
-    headers: &HeaderMap,
-    trusted: &[ProxyNet],
-) -> Option<IpAddr> {
-    let peer = peer?.to_canonical();
+/// The client's address for counting (see the module comment). Never
+/// none: a request that escaped the count would be a free guess.
+pub fn client_address(peer: Option<IpAddr>, headers: &HeaderMap, trusted: &[ProxyNet]) -> IpAddr {
+    // No peer (a router served without connection information): all such
+    // requests share one budget.
+    let Some(peer) = peer.map(|p| p.to_canonical()) else {
+        return IpAddr::from([0, 0, 0, 0]);
+    };
     let is_proxy = |ip: IpAddr| ip.is_loopback() || trusted.iter().any(|n| n.contains(ip));
     if !is_proxy(peer) {
         // A direct client, whatever headers it sends (a shared proxy in
         // front must be listed in `trusted_proxies`, or everyone behind it
         // shares its budget).
-        return Some(peer);
+        return peer;
     }
     // From the right: the first hop no proxy of ours added. An entry that
     // does not parse (after dropping a port) stops the walk: what lies left
-    // of it was written by someone we cannot vouch for.
+    // of it was written by someone we cannot vouch for. Every hop walked
+    // is a proxy of ours: when the walk ends without a client, the
+    // left-most of them, the nearest to the client we know of, counts.
     let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .collect();
+    let mut nearest = peer;
     for entry in entries.iter().rev() {
-        let ip = parse_hop(entry)?.to_canonical();
+        let Some(ip) = parse_hop(entry) else {
+            break;
+        };
+        let ip = ip.to_canonical();
         if !is_proxy(ip) {
-            return Some(ip);
+            return ip;
         }
+        nearest = ip;
     }
-    None
+    nearest
 }
 
 /// One `X-Forwarded-For` entry: an address, `a.b.c.d:port` or `[v6]:port`.
@@ -234,7 +244,7 @@ mod tests {
         // A direct client.
         assert_eq!(
             client_address(Some(ip("203.0.113.5")), &none, &trusted),
-            Some(ip("203.0.113.5"))
+            ip("203.0.113.5")
         );
         // Through a trusted ingress: the right-most hop that is not a proxy
         // (the client may put anything before it).
@@ -244,12 +254,12 @@ mod tests {
                 &fwd("1.2.3.4, 198.51.100.9, 10.4.4.4"),
                 &trusted
             ),
-            Some(ip("198.51.100.9"))
+            ip("198.51.100.9")
         );
         // A direct peer counts as itself whatever it claims to forward.
         assert_eq!(
             client_address(Some(ip("192.0.2.1")), &fwd("198.51.100.9"), &trusted),
-            Some(ip("192.0.2.1"))
+            ip("192.0.2.1")
         );
         // A proxy that writes ports; an entry that does not parse stops
         // the walk; an IPv4 address written as IPv6 is that address.
@@ -259,7 +269,7 @@ mod tests {
                 &fwd("198.51.100.9:4431, 10.4.4.4"),
                 &trusted
             ),
-            Some(ip("198.51.100.9"))
+            ip("198.51.100.9")
         );
         assert_eq!(
             client_address(
@@ -267,7 +277,8 @@ mod tests {
                 &fwd("198.51.100.9, junk, 10.4.4.4"),
                 &trusted
             ),
-            None
+            ip("10.4.4.4"),
+            "the left-most proxy before the junk"
         );
         assert_eq!(
             client_address(
@@ -275,10 +286,31 @@ mod tests {
                 &fwd("::ffff:198.51.100.9"),
                 &trusted
             ),
-            Some(ip("198.51.100.9"))
+            ip("198.51.100.9")
         );
-        // A local proxy that forwards nobody: everyone would share it.
-        assert_eq!(client_address(Some(ip("127.0.0.1")), &none, &trusted), None);
+        // Never counted under no address: a local proxy that forwards
+        // nobody is counted itself; a chain of proxies only, under the
+        // left-most; an unknown peer under one shared key.
+        assert_eq!(
+            client_address(Some(ip("127.0.0.1")), &none, &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(
+            client_address(Some(ip("10.1.2.3")), &fwd("10.9.9.9, 10.4.4.4"), &trusted),
+            ip("10.9.9.9")
+        );
+        assert_eq!(
+            client_address(Some(ip("127.0.0.1")), &fwd("unknown"), &trusted),
+            ip("127.0.0.1")
+        );
+        assert_eq!(client_address(None, &none, &trusted), ip("0.0.0.0"));
+        // Only the ingress trusted: another internal client's forged hops
+        // do not move its count.
+        let ingress = [ProxyNet::parse("10.96.0.8/30").unwrap()];
+        assert_eq!(
+            client_address(Some(ip("10.1.2.3")), &fwd("198.51.100.77"), &ingress),
+            ip("10.1.2.3")
+        );
         assert!(ProxyNet::parse("10.0.0.0/33").is_err() && ProxyNet::parse("proxy").is_err());
         assert!(ProxyNet::parse("fd00::/8").unwrap().contains(ip("fd12::1")));
     }

@@ -7,7 +7,10 @@
 //! (`PushSubscription.toJSON()`: endpoint, keys.p256dh, keys.auth) to
 //! [`subscribe`] under the national ID number its session carries. When a
 //! case of a vehicle registered to that number is confirmed, each of the
-//! owner's subscriptions gets one delivery.
+//! owner's subscriptions gets one delivery. Signing out of the citizen app
+//! removes the subscriptions that browser registered ([`unsubscribe_ids`],
+//! [`unsubscribe`]): on a shared phone the next person does not get the
+//! previous one's notices.
 //!
 //! A push is a POST of the encrypted message to the subscription's
 //! endpoint with `TTL` (four weeks: the notice matters until it is read),
@@ -159,6 +162,28 @@ pub async fn unsubscribe(
         .await?
         .rows_affected();
     Ok(n > 0)
+}
+
+/// Removes the subscriptions with these ids of that owner: the ones one
+/// browser registered, which the citizen app forgets when its citizen signs
+/// out (`citizen/push.rs`). How many there were.
+pub async fn unsubscribe_ids(
+    db: &Db,
+    owner_national_id: &str,
+    subscription_ids: &[&str],
+) -> Result<u64, DbError> {
+    let mut n = 0;
+    for id in subscription_ids {
+        n += sqlx::query(
+            "DELETE FROM push_subscriptions WHERE subscription_id = $1 AND national_id = $2",
+        )
+        .bind(*id)
+        .bind(owner_national_id.trim())
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    }
+    Ok(n)
 }
 
 /// How many subscriptions an owner has (for the citizen app's settings).

@@ -75,6 +75,16 @@ pub fn server_config_loads_with_the_servers_loader() {
         !cfg.registry.demo_mode,
         "demo mode invents owners: never in deploy/"
     );
+    // The unit listens on loopback behind a TLS proxy: left to the
+    // loopback default, session cookies would go out without `Secure`.
+    assert!(
+        cfg.http.listen.ip().is_loopback() && cfg.http.secure_cookies == Some(true),
+        "behind the TLS proxy, secure_cookies = true is set, not left to the loopback default"
+    );
+    assert!(
+        cfg.secure_cookies(),
+        "session cookies are Secure as shipped"
+    );
 
     // Every variable named in the header is one the server reads, and every
     // one it reads is named there (in full, or as `_SUFFIX` after a full

@@ -328,6 +328,25 @@ pub fn kubernetes_manifest() {
     ] {
         assert!(env.contains_key(must), "{must} is set");
     }
+    // Trusted proxies are the ingress controller, not a network other
+    // clients live in: any host listed can forge X-Forwarded-For and pass
+    // for anyone, escaping the per-address sign-in count.
+    for net in env
+        .get("INGEST_TRUSTED_PROXIES")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(',')
+        .filter(|n| !n.trim().is_empty())
+    {
+        let (addr, prefix) = net.trim().split_once('/').unwrap_or((net.trim(), "128"));
+        let ip: std::net::IpAddr = addr.parse().unwrap_or_else(|e| panic!("{net}: {e}"));
+        let prefix: u8 = prefix.parse().unwrap_or_else(|e| panic!("{net}: {e}"));
+        let narrowest = if ip.is_ipv4() { 24 } else { 112 };
+        assert!(
+            prefix >= narrowest,
+            "INGEST_TRUSTED_PROXIES {net}: wider than the ingress controller (at most /{narrowest})"
+        );
+    }
     // The shipped configuration with this environment is one the server accepts.
     let mut cfg = ingest_server::config::Config::parse(
         &read("config/ingest-server.toml"),
