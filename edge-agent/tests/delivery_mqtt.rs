@@ -343,3 +343,37 @@ fn a_bundle_tampered_in_transit_fails_verification_and_the_original_passes() {
     assert_eq!(seen.first.len(), 1, "the untouched bundle is stored");
     drop(client);
 }
+
+/// A still whose bytes rotted on the box's storage after the event was
+/// signed is left out of the bundle, like a vanished one: sent, it would
+/// make the server refuse the whole event, and the box set the violation
+/// aside for one bad file. The event arrives with its other stills.
+#[test]
+fn a_still_damaged_on_the_spool_is_left_out_and_the_violation_still_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start();
+    let config = agent_config(dir.path(), broker.port, "");
+    let id = enroll(&config);
+    let server = TestServer::start(broker.port, id.verifying_key());
+    let spool = dir.path().join("data/spool");
+    let mut outbox = open_outbox(dir.path());
+    let (ev, evdir) = violation(&id, &spool, "cam-north", 1, 20_000, 0);
+    let mut bytes = std::fs::read(evdir.join("before.jpg")).unwrap();
+    bytes[100] ^= 0x40;
+    std::fs::write(evdir.join("before.jpg"), &bytes).unwrap();
+    outbox.enqueue(&ev, "cam-north", &evdir).unwrap();
+    let _agent = Agent::start(&config, &dir.path().join("agent.log"));
+    assert!(
+        wait_for(30, || outbox.stats(now_ms()).unwrap().depth == 0),
+        "delivered; log:\n{}",
+        log_of(dir.path())
+    );
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.first.len(), 1, "stored");
+    assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
+    assert!(
+        log_of(dir.path()).contains("no longer matches its signed hash"),
+        "{}",
+        log_of(dir.path())
+    );
+}

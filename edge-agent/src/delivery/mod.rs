@@ -480,11 +480,27 @@ fn file_damaged(err: &std::io::Error) -> bool {
         || matches!(err.raw_os_error(), Some(EIO | ENXIO | EBADMSG | EUCLEAN))
 }
 
+/// The SHA-256 the event's signed manifest gives each of its files, by name.
+fn manifest_hashes(event: &SignedEvent) -> std::collections::HashMap<String, String> {
+    event
+        .payload()
+        .get("evidence")
+        .cloned()
+        .and_then(|v| serde_json::from_value::<Vec<protocol::EvidenceItem>>(v).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|item| (item.name, item.sha256))
+        .collect()
+}
+
 /// The bundle for an event: the signed envelope and its still files, read
 /// back from the spool. A still that has vanished from the spool is logged
 /// and left out (the server then records it as missing); one that cannot
 /// be read just now holds the event back, so a passing failure never
-/// costs a still (the server keeps the first copy it stores).
+/// costs a still (the server keeps the first copy it stores). A still whose
+/// bytes no longer match the signed manifest (storage that rotted) is left
+/// out like a vanished one: sent, it would make the server refuse the whole
+/// event, and this box would set the violation aside for one bad file.
 fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Vec<u8>, Unsendable> {
     let event = match SignedEvent::from_json(&e.event_json) {
         Ok(ev) => ev,
@@ -493,9 +509,17 @@ fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Vec<u8>, Unsendab
             return Err(Unsendable::Never);
         }
     };
+    let signed = manifest_hashes(&event);
     let mut attachments = Vec::with_capacity(e.stills.len());
     for name in &e.stills {
         if let Some(data) = read_evidence(&e.dir.join(name), &e.event_id, lenient)? {
+            if signed
+                .get(name)
+                .is_some_and(|h| *h != protocol::sha256_hex(&data))
+            {
+                tracing::error!(event_id = %e.event_id, file = %name, "evidence file no longer matches its signed hash (damaged storage); sending without it");
+                continue;
+            }
             attachments.push(Attachment {
                 name: name.clone(),
                 data,
