@@ -136,6 +136,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_heartbeat_runs.sql"),
         postgres: include_str!("../migrations/postgres/0016_heartbeat_runs.sql"),
     },
+    Migration {
+        version: 17,
+        name: "warning_withdrawn",
+        sqlite: include_str!("../migrations/sqlite/0017_warning_withdrawn.sql"),
+        postgres: include_str!("../migrations/postgres/0017_warning_withdrawn.sql"),
+    },
 ];
 
 /// Database failures.

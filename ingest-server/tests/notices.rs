@@ -6,14 +6,19 @@
 //! (Node's crypto for the VAPID JWT, the `http_ece` package to decrypt:
 //! `tests/push/push.js`), and a 410 that removes the subscription; e-mail
 //! to a small SMTP server speaking the protocol's server side; the 10-day
-//! flag and the 20-day overdue marking with times passed in. The outbox
-//! test also runs on a real PostgreSQL.
+//! flag and the 20-day overdue marking with times passed in; a payment in
+//! flight (its IPN held back by `vnpay-sandbox`) holding the 20-day
+//! warning, and a payment withdrawing a warning already recorded; a retry
+//! dropped, not sent, once the case is paid. The outbox test also runs on
+//! a real PostgreSQL.
 //!
 //! Node.js and `tests/push/node_modules` (`make setup-node-push`) are
 //! required for the Web Push test, which fails (never skips) without them.
 
 mod common;
 mod notices_support;
+#[allow(dead_code)]
+mod payments_http;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -853,4 +858,224 @@ async fn no_notice_goes_to_a_registration_that_does_not_fit_the_vehicle() {
         .await,
         0
     );
+}
+
+/// Two webhooks, one of which fails once; the case is issued through the
+/// other, then paid before the retry is due: the retry is dropped, not
+/// sent ("please pay" to someone who paid), with the reason kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_is_dropped_once_the_case_is_paid() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[("/flaky", &[500])]).await;
+    let (server, cfg) = start(dir.path(), None, |c| {
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![
+            hook("vneid", format!("{url}/vneid"), "vneid-secret-0123456789"),
+            hook("flaky", format!("{url}/flaky"), "flaky-secret-0123456789"),
+        ];
+    })
+    .await;
+    let ctx = server.ingestor.context().clone();
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    let t0 = now_ms();
+    let n = Notices::new(&cfg, ctx.clone());
+    n.deliver_due(t0).await.unwrap();
+    assert_eq!(state(&server, id).await, "notice_issued");
+    assert_eq!(rx.got("/flaky").len(), 1);
+    reviewer(&server)
+        .act(
+            id,
+            &Action::Pay,
+            &actor("payments:vnpay", Role::System),
+            "",
+            t0 + 1000,
+        )
+        .await
+        .unwrap();
+
+    // The retry is due: dropped, not sent.
+    n.deliver_due(t0 + 60_000).await.unwrap();
+    assert_eq!(rx.got("/flaky").len(), 1, "no second notice after payment");
+    let d = deliveries(&server, id).await;
+    let flaky = d.iter().find(|x| x.1 == "flaky").unwrap();
+    assert_eq!(flaky.2, "dropped", "{d:?}");
+    let why = one_text(
+        &server,
+        "SELECT last_error FROM notice_deliveries WHERE event_id = $1 AND target = 'flaky'",
+        id,
+    )
+    .await
+    .unwrap_or_default();
+    assert!(why.contains("paid"), "{why}");
+    // And it stays so.
+    assert_eq!(n.deliver_due(t0 + 3_600_000).await.unwrap(), 0);
+    assert_eq!(rx.got("/flaky").len(), 1);
+    assert_eq!(rx.got("/vneid").len(), 1);
+}
+
+/// Pays like the citizen's browser: opens the sandbox's pay page and
+/// presses "pay".
+async fn pay_at_the_gateway(sandbox: &vnpay_sandbox::Sandbox, pay_url: &str) {
+    let page = payments_http::get_url(pay_url).await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let fields = payments_http::form_fields(&page.body, "pay");
+    let form: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = payments_http::http(sandbox.addr(), "POST", "/paymentv2/complete", &form).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+}
+
+/// The 20-day warning and payments. One owner pressed pay in time and the
+/// bank took the money, but the gateway's notification is held back (late,
+/// or lost until the reconciler asks): past the deadline the case is not
+/// marked overdue nor reported to the inspection register while that
+/// order is unresolved; once the notification arrives the case is paid.
+/// Another owner did not respond, was marked overdue and warned, then
+/// paid: the warning is marked withdrawn (the row stays, audited). A third
+/// case paid some other way has its warning withdrawn by the next check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payment_in_flight_holds_the_warning_and_paying_withdraws_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _rx) = receiver(&[]).await;
+    let sandbox = vnpay_sandbox::Sandbox::start(vnpay_sandbox::Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        tmn_code: "TVHN0001".into(),
+        hash_secret: "SANDBOXSECRET0123456789ABCDEFGH".into(),
+        ipn_url: String::new(),
+        faults: vnpay_sandbox::Faults {
+            hold_ipn: true,
+            ..vnpay_sandbox::Faults::default()
+        },
+    })
+    .await
+    .unwrap();
+    let (server, cfg) = start(dir.path(), None, |c| {
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![hook(
+            "vneid",
+            format!("{url}/vneid"),
+            "vneid-secret-0123456789",
+        )];
+        c.payments.vnpay = Some(ingest_server::config::VnPayConfig {
+            tmn_code: "TVHN0001".into(),
+            hash_secret: "SANDBOXSECRET0123456789ABCDEFGH".into(),
+            pay_url: sandbox.pay_url(),
+            api_url: sandbox.api_url(),
+            return_url: "http://127.0.0.1:9/pay/vnpay/return".into(),
+            ..Default::default()
+        });
+    })
+    .await;
+    sandbox.set_ipn_url(&format!(
+        "http://{}/api/v1/payments/vnpay/ipn",
+        server.http_addr
+    ));
+    let ctx = server.ingestor.context().clone();
+    let pay = ingest_server::payments::Payments::from_config(&cfg.payments, ctx.clone())
+        .unwrap()
+        .unwrap();
+    let ids = seed::seed(&server, SITE, 3).await;
+    let (in_time, late, elsewhere) = (&ids[0], &ids[1], &ids[2]);
+    for id in &ids {
+        confirm(&server, id, "csgt.cuong").await.unwrap();
+    }
+    let n = Notices::new(&cfg, ctx.clone());
+    n.deliver_due(now_ms()).await.unwrap();
+    for id in &ids {
+        assert_eq!(state(&server, id).await, "notice_issued");
+    }
+    let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    let start_pay = |id: String| {
+        let pay = pay.clone();
+        async move {
+            ingest_server::payments::start(&pay, &id, ip, now_ms())
+                .await
+                .unwrap()
+        }
+    };
+
+    // In time: paid at the bank, the notification held back.
+    pay_at_the_gateway(&sandbox, &start_pay(in_time.clone()).await).await;
+    assert!(sandbox.ipn_log().is_empty());
+    let respond_by = "SELECT respond_by FROM notices WHERE event_id = $1";
+    let mut deadline = 0;
+    for id in &ids {
+        deadline = deadline.max(count(&server, respond_by, id).await);
+    }
+    let r = notices::check_deadlines(&ctx, deadline + 1).await.unwrap();
+    let mut warned_now = r.warnings.clone();
+    warned_now.sort();
+    let mut want = vec![late.clone(), elsewhere.clone()];
+    want.sort();
+    assert_eq!(warned_now, want, "{r:?}");
+    assert_eq!(r.marked_overdue.len(), 2, "{r:?}");
+    assert_eq!(r.held_for_payment, std::slice::from_ref(in_time), "{r:?}");
+    assert_eq!(state(&server, in_time).await, "notice_issued");
+    let warned = "SELECT COUNT(*) FROM inspection_warnings WHERE event_id = $1";
+    assert_eq!(count(&server, warned, in_time).await, 0);
+    // The notification arrives: paid, and never warned.
+    let sent = sandbox.release_held_ipns().await;
+    assert_eq!(sent[0].rsp_code, "00", "{sent:?}");
+    assert_eq!(state(&server, in_time).await, "paid");
+    let r = notices::check_deadlines(&ctx, deadline + DAY)
+        .await
+        .unwrap();
+    assert!(
+        r.marked_overdue.is_empty() && r.warnings.is_empty(),
+        "{r:?}"
+    );
+    assert_eq!(count(&server, warned, in_time).await, 0);
+
+    // Late: warned, then paid; the warning is withdrawn, not deleted.
+    assert_eq!(state(&server, late).await, "overdue");
+    sandbox.set_faults(vnpay_sandbox::Faults::default());
+    pay_at_the_gateway(&sandbox, &start_pay(late.clone()).await).await;
+    assert_eq!(state(&server, late).await, "paid");
+    let w = notices::inspection_warnings(&ctx.db, 10).await.unwrap();
+    assert_eq!(w.len(), 2, "{w:?}");
+    let of = |id: &str| w.iter().find(|x| x.event_id == id).unwrap().clone();
+    assert!(of(late).withdrawn_at.is_some(), "{w:?}");
+    assert!(
+        of(late)
+            .withdrawn_reason
+            .as_deref()
+            .is_some_and(|r| r.contains("the fine was paid")),
+        "{w:?}"
+    );
+    assert!(of(elsewhere).withdrawn_at.is_none(), "{w:?}");
+    let trail = ingest_server::audit::for_subject(&ctx.db, &format!("case:{late}"))
+        .await
+        .unwrap();
+    let actions: Vec<_> = trail.iter().map(|e| e.action.as_str()).collect();
+    assert!(
+        actions.ends_with(&["case.pay", "notice.inspection_warning_withdrawn"]),
+        "{actions:?}"
+    );
+    // Paid some other way (not through `payments`): the next check
+    // withdraws its warning; each is withdrawn once.
+    reviewer(&server)
+        .act(
+            elsewhere,
+            &Action::Pay,
+            &actor("payments:counter", Role::System),
+            "",
+            now_ms(),
+        )
+        .await
+        .unwrap();
+    let r = notices::check_deadlines(&ctx, deadline + 2 * DAY)
+        .await
+        .unwrap();
+    assert_eq!(r.withdrawn, std::slice::from_ref(elsewhere), "{r:?}");
+    let r = notices::check_deadlines(&ctx, deadline + 3 * DAY)
+        .await
+        .unwrap();
+    assert!(r.withdrawn.is_empty(), "{r:?}");
+    let live = "SELECT COUNT(*) FROM inspection_warnings WHERE withdrawn_at IS NULL \
+                AND event_id = $1";
+    assert_eq!(count(&server, live, elsewhere).await, 0);
 }

@@ -11,8 +11,11 @@
 //! once), an unknown order (01), a wrong amount (04, nothing paid);
 //! cancelled and insufficient funds (not paid, case unchanged); the IPN
 //! arriving after the return (the page says processing, then paid); an IPN
-//! never sent, found by reconciliation; an IPN from an address not allowed;
-//! cases that cannot be paid; the same on PostgreSQL.
+//! never sent, found by reconciliation, or by `start` asking the gateway
+//! before it closes a stale order (and refusing while it cannot ask); a
+//! success IPN racing a cancel of its order (applied, not 02), on SQLite
+//! and PostgreSQL; a wrong amount noted for a person; an IPN from an
+//! address not allowed; cases that cannot be paid; the same on PostgreSQL.
 
 mod common;
 mod payments_http;
@@ -26,7 +29,7 @@ use common::*;
 use ingest_server::app::{self, Running};
 use ingest_server::audit::{self, Verification};
 use ingest_server::config::{Config, VnPayConfig};
-use ingest_server::payments::{self, PaymentError, Payments};
+use ingest_server::payments::{self, PaymentError, Payments, PaymentsConfig};
 use ingest_server::review::Reviewer;
 use ingest_server::workflow::{Action, Actor, Role};
 use payments_http::{form_fields, get_url, http, shown};
@@ -247,6 +250,39 @@ impl World {
         )
     }
 
+    /// Audit entries `payment.needs_person` of a case.
+    async fn needs_person_entries(&self, id: &str) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_log WHERE action = 'payment.needs_person' \
+             AND subject = $1",
+        )
+        .bind(format!("case:{id}"))
+        .fetch_one(self.db().pool())
+        .await
+        .unwrap()
+    }
+
+    /// The same payments, but the gateway's merchant API (`querydr`)
+    /// cannot be reached: nothing listens at its address.
+    fn with_gateway_unreachable(&self) -> Arc<Payments> {
+        let cfg = PaymentsConfig {
+            vnpay: Some(VnPayConfig {
+                tmn_code: TMN.into(),
+                hash_secret: SECRET.into(),
+                pay_url: self.sandbox.pay_url(),
+                api_url: format!(
+                    "http://127.0.0.1:{}/merchant_webapi/api/transaction",
+                    free_port()
+                ),
+                return_url: format!("http://{}/pay/vnpay/return", self.server.http_addr),
+                ..VnPayConfig::default()
+            }),
+        };
+        Payments::from_config(&cfg, self.server.ingestor.context().clone())
+            .unwrap()
+            .unwrap()
+    }
+
     fn rsp_codes(&self) -> Vec<String> {
         self.sandbox
             .ipn_log()
@@ -415,11 +451,40 @@ async fn a_wrong_amount_pays_nothing() {
     )
     .await;
     let id = &w.ids[0];
-    w.press(&w.start(id).await, "pay").await;
+    let back = w.press(&w.start(id).await, "pay").await;
     assert_eq!(w.rsp_codes(), ["04"]);
     assert_eq!(w.case(id).await.0, "notice_issued");
     assert_eq!(w.rows(id).await, [("pending".into(), None, None)]);
     assert!(w.pay_entries(id).await.is_empty());
+    // The gateway says it took money, another amount: not applied, but not
+    // ignored either: a note on the payment and an audit entry for a
+    // person, once however often the gateway repeats it.
+    let note = payments::of_case(w.db(), id).await.unwrap()[0]
+        .note
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        note.contains("needs a person") && note.contains("vnp_Amount"),
+        "{note}"
+    );
+    assert_eq!(w.needs_person_entries(id).await, 1);
+    let (_, amount) = w.case(id).await;
+    let mut again: BTreeMap<String, String> = serde_urlencoded::from_str(&query_of(&back)).unwrap();
+    again.remove("vnp_SecureHash");
+    again.insert("vnp_Amount".into(), (amount * 100 + 10_000).to_string());
+    let again = vnpay_sandbox::protocol::signed_query(SECRET, &again);
+    assert_eq!(w.ipn(&again).await.0, "04");
+    assert_eq!(w.needs_person_entries(id).await, 1, "noted once");
+    // A failure reported with another amount took no money: nothing to
+    // note.
+    let mut failed: BTreeMap<String, String> = serde_urlencoded::from_str(&again).unwrap();
+    failed.remove("vnp_SecureHash");
+    failed.insert("vnp_ResponseCode".into(), "51".into());
+    failed.insert("vnp_TransactionStatus".into(), "02".into());
+    failed.insert("vnp_Amount".into(), "100".into());
+    let failed = vnpay_sandbox::protocol::signed_query(SECRET, &failed);
+    assert_eq!(w.ipn(&failed).await.0, "04");
+    assert_eq!(w.needs_person_entries(id).await, 1);
     // That order is still open at the gateway: a second one (another tab)
     // is refused until it expires, so the fine cannot be paid twice.
     let ip: IpAddr = CITIZEN.parse().unwrap();
@@ -501,6 +566,161 @@ async fn an_order_never_settled_does_not_block_the_case_for_ever() {
     );
     let states: Vec<String> = w.rows(id).await.into_iter().map(|r| r.0).collect();
     assert_eq!(states, ["cancelled", "pending"]);
+}
+
+/// The person paid at the bank and the IPN was lost; no reconciler asked
+/// about the order before the person came back an hour past its expiry.
+/// `start` must not close that order on its own (the fine would be paid
+/// twice): it asks the gateway, which says paid, and the case is paid with
+/// it. While the gateway cannot be asked, no new order is started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_order_whose_ipn_was_lost_is_never_cancelled_by_a_new_start() {
+    let w = World::new(
+        1,
+        Faults {
+            drop_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let id = &w.ids[0];
+    w.press(&w.start(id).await, "pay").await;
+    assert!(w.rsp_codes().is_empty(), "the IPN is lost");
+    let txn_ref = payments::of_case(w.db(), id).await.unwrap()[0]
+        .txn_ref
+        .clone();
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let now = ingest_server::db::now_ms();
+    let past_grace = now + 15 * 60_000 + payments::PENDING_GRACE_MS + 60_000;
+
+    // The gateway cannot be asked: refused, the order kept as it is.
+    let blind = w.with_gateway_unreachable();
+    match payments::start(&blind, id, ip, past_grace).await {
+        Err(e @ PaymentError::PreviousOrderUnknown { .. }) => {
+            assert!(!e.is_refusal(), "not the person's doing");
+            assert!(e.to_string().contains(&txn_ref), "{e}");
+        }
+        r => panic!("a new order while the old one may be paid: {r:?}"),
+    }
+    assert_eq!(w.rows(id).await, [("pending".into(), None, None)]);
+    assert_eq!(w.case(id).await.0, "notice_issued");
+
+    // The gateway answers: paid. The case is paid with it; no new order.
+    assert!(matches!(
+        payments::start(&w.payments, id, ip, past_grace).await,
+        Err(PaymentError::AlreadyPaid(_))
+    ));
+    assert_eq!(
+        w.rows(id).await,
+        [("paid".into(), None, Some("querydr".into()))]
+    );
+    assert_eq!(w.case(id).await.0, "paid");
+    assert_eq!(w.pay_entries(id).await.len(), 1);
+}
+
+/// A success IPN races a cancel of its order (the reconciler's "expired
+/// unpaid", after a status query said the order was not finished): the
+/// IPN read the row pending, the cancel committed before the IPN's write.
+/// The money was taken: the IPN must apply it as a late payment (00), not
+/// answer "already confirmed" (02, and VNPay stops retrying) and leave the
+/// row cancelled and the case unpaid.
+async fn a_success_racing_a_cancel(postgres: bool) {
+    let w = World::build(Setup {
+        cases: 1,
+        noticed: 1,
+        faults: Faults {
+            hold_ipn: true,
+            ..Faults::default()
+        },
+        postgres,
+        ..Setup::default()
+    })
+    .await;
+    let id = &w.ids[0];
+    w.press(&w.start(id).await, "pay").await;
+    let txn_ref = payments::of_case(w.db(), id).await.unwrap()[0]
+        .txn_ref
+        .clone();
+    let pool = w.db().pool();
+    let cancel = "UPDATE payments SET state = 'cancelled', note = 'expired unpaid', \
+                  settled_by = 'querydr' WHERE txn_ref = $1 AND state = 'pending'";
+    let sent = if postgres {
+        // A real race: the cancel holds the row until the IPN's UPDATE
+        // waits for it, then commits; PostgreSQL re-checks the IPN's
+        // `WHERE state = 'pending'` on the cancelled row: 0 rows.
+        let mut tx = pool.begin().await.unwrap();
+        sqlx::query(cancel)
+            .bind(&txn_ref)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let sandbox = w.sandbox.clone();
+        let ipn = tokio::spawn(async move { sandbox.release_held_ipns().await });
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' \
+                 AND query LIKE 'UPDATE payments SET state = $1%'",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the IPN never reached its write"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        tx.commit().await.unwrap();
+        ipn.await.unwrap()
+    } else {
+        // SQLite runs one writer at a time, so the race is staged: the
+        // IPN's write (pending → paid) first commits the cancel, then is
+        // skipped (RAISE(IGNORE)), exactly what it finds when the cancel
+        // commits between its read and its write.
+        sqlx::raw_sql(
+            "CREATE TRIGGER race BEFORE UPDATE ON payments \
+             WHEN OLD.state = 'pending' AND NEW.state = 'paid' BEGIN \
+             UPDATE payments SET state = 'cancelled', note = 'expired unpaid', \
+             settled_by = 'querydr' WHERE txn_ref = NEW.txn_ref; \
+             SELECT RAISE(IGNORE); END",
+        )
+        .execute(pool)
+        .await
+        .unwrap();
+        let sent = w.sandbox.release_held_ipns().await;
+        sqlx::raw_sql("DROP TRIGGER race")
+            .execute(pool)
+            .await
+            .unwrap();
+        sent
+    };
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].rsp_code, "00", "{:?}", sent[0]);
+    let rec = &payments::of_case(w.db(), id).await.unwrap()[0];
+    assert_eq!(rec.state, "paid", "{rec:?}");
+    assert!(
+        rec.note
+            .as_deref()
+            .unwrap_or("")
+            .contains("after the order was cancelled"),
+        "{rec:?}"
+    );
+    assert_eq!(w.case(id).await.0, "paid");
+    assert_eq!(w.pay_entries(id).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_racing_a_cancel_is_applied_not_answered_02() {
+    a_success_racing_a_cancel(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_racing_a_cancel_on_postgres() {
+    a_success_racing_a_cancel(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

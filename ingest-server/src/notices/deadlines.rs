@@ -15,7 +15,19 @@
 //!   workflow (`Action::MarkOverdue`, by the system) and gets a row in
 //!   `inspection_warnings`: the warning to the vehicle inspection register,
 //!   with its own audit entry. Paying or contesting is the response that
-//!   stops the clock (those move the case out of `notice_issued`).
+//!   stops the clock (those move the case out of `notice_issued`). Paying
+//!   starts before the money is confirmed: a case with a payment order
+//!   made by the deadline that is still pending (its notification late or
+//!   lost until the reconciler asks the gateway) or paid (its case not yet
+//!   moved) is not marked while that order is unresolved; the next check
+//!   after it is settled decides.
+//! - **Withdrawal**: a warning whose case is then paid is marked withdrawn
+//!   (`withdrawn_at`, `withdrawn_reason`, audit entry
+//!   `notice.inspection_warning_withdrawn`), never deleted: the payment
+//!   path does it as it pays the case ([`withdraw_paid`]), and every check
+//!   does it for any paid case still carrying a live warning (a payment at
+//!   the counter, a crash in between). The register adapter (not yet
+//!   written) must send the withdrawal of a warning it already sent.
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -48,6 +60,11 @@ pub struct DeadlineReport {
     pub marked_overdue: Vec<String>,
     /// Inspection-register warnings recorded.
     pub warnings: Vec<String>,
+    /// Cases past their deadline not marked because a payment order made
+    /// by the deadline is still unresolved.
+    pub held_for_payment: Vec<String>,
+    /// Warnings withdrawn because the case was paid.
+    pub withdrawn: Vec<String>,
 }
 
 /// Runs both checks at `now` (Unix ms).
@@ -90,9 +107,31 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
     for r in due {
         let (id, respond_by, since): (String, i64, i64) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
-        if effective_deadline(respond_by, since) < now {
+        let deadline = effective_deadline(respond_by, since);
+        if deadline >= now {
+            continue;
+        }
+        // The person pressed pay in time and the gateway's answer is not
+        // in yet: not "no response".
+        let paying = sqlx::query(
+            "SELECT 1 FROM payments WHERE event_id = $1 AND state IN ('pending', 'paid') \
+             AND created_at <= $2 LIMIT 1",
+        )
+        .bind(&id)
+        .bind(deadline)
+        .fetch_optional(db.pool())
+        .await?;
+        if paying.is_some() {
+            report.held_for_payment.push(id);
+        } else {
             past.push(id);
         }
+    }
+    if !report.held_for_payment.is_empty() {
+        tracing::info!(
+            cases = ?report.held_for_payment,
+            "past the 20-day deadline with a payment in flight: not marked overdue yet"
+        );
     }
     let reviewer = Reviewer {
         db,
@@ -167,7 +206,100 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
         }
         tx.commit().await?;
     }
+
+    // Paid cases whose warning is still live (paid at the counter, or the
+    // payment path stopped before withdrawing it).
+    let paid = sqlx::query(
+        "SELECT w.event_id FROM inspection_warnings w JOIN events e ON e.event_id = w.event_id \
+         WHERE w.withdrawn_at IS NULL AND e.state = 'paid'",
+    )
+    .fetch_all(db.pool())
+    .await?;
+    for r in paid {
+        let id: String = r.try_get(0)?;
+        if withdraw_paid(db, &id, now).await? {
+            report.withdrawn.push(id);
+        }
+    }
     Ok(report)
+}
+
+/// Withdraws the inspection-register warning of case `event_id` if it has
+/// a live one and the case is paid: the row is marked (`withdrawn_at`,
+/// `withdrawn_reason`), not deleted, with an audit entry
+/// `notice.inspection_warning_withdrawn`. Whether the warning should never
+/// have been recorded (the paid order was made before it: its notification
+/// came late) or was answered later is in the reason. `false` when there
+/// was nothing to withdraw.
+pub async fn withdraw_paid(db: &Db, event_id: &str, now: i64) -> Result<bool, DbError> {
+    // Most paid cases were never warned: no write lock for them.
+    let live = sqlx::query(
+        "SELECT 1 FROM inspection_warnings WHERE event_id = $1 AND withdrawn_at IS NULL",
+    )
+    .bind(event_id)
+    .fetch_optional(db.pool())
+    .await?;
+    if live.is_none() {
+        return Ok(false);
+    }
+    let mut tx = audit::begin(db).await?;
+    let Some(w) = sqlx::query(
+        "SELECT w.created_at, w.sent_at FROM inspection_warnings w \
+         JOIN events e ON e.event_id = w.event_id \
+         WHERE w.event_id = $1 AND w.withdrawn_at IS NULL AND e.state = 'paid'",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(false);
+    };
+    let (warned_at, sent_at): (i64, Option<i64>) = (w.try_get(0)?, w.try_get(1)?);
+    let payment = sqlx::query(
+        "SELECT txn_ref, created_at FROM payments WHERE event_id = $1 AND state = 'paid' \
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let (reason, txn_ref) = match payment {
+        Some(p) => {
+            let (txn_ref, ordered_at): (String, i64) = (p.try_get(0)?, p.try_get(1)?);
+            let why = if ordered_at <= warned_at {
+                "the fine was paid with an order made before the warning was recorded \
+                 (the payment's confirmation came late)"
+            } else {
+                "the fine was paid after the warning"
+            };
+            (why, Some(txn_ref))
+        }
+        None => ("the fine was paid", None),
+    };
+    let n = sqlx::query(
+        "UPDATE inspection_warnings SET withdrawn_at = $1, withdrawn_reason = $2 \
+         WHERE event_id = $3 AND withdrawn_at IS NULL",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(event_id)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n != 1 {
+        return Ok(false);
+    }
+    audit::append(
+        &mut tx,
+        now,
+        &Who::new(ACTOR, Role::System),
+        "notice.inspection_warning_withdrawn",
+        &format!("case:{event_id}"),
+        &serde_json::json!({"reason": reason, "txn_ref": txn_ref, "warning_sent_at": sent_at}),
+    )
+    .await?;
+    tx.commit().await?;
+    tracing::info!(event_id, reason, "inspection-register warning withdrawn");
+    Ok(true)
 }
 
 /// A case whose notice is late (flagged at 10 days) and still not out.
@@ -255,13 +387,17 @@ pub struct InspectionWarning {
     pub reason: String,
     /// Transmitted to the register, when an adapter did.
     pub sent_at: Option<i64>,
+    /// Withdrawn (the case was paid), Unix ms; the row stays.
+    pub withdrawn_at: Option<i64>,
+    /// Why it was withdrawn.
+    pub withdrawn_reason: Option<String>,
 }
 
-/// The recorded warnings, newest first.
+/// The recorded warnings, newest first, withdrawn ones included (marked).
 pub async fn inspection_warnings(db: &Db, limit: i64) -> Result<Vec<InspectionWarning>, DbError> {
     let rows = sqlx::query(
-        "SELECT event_id, plate, plate_colour, created_at, reason, sent_at \
-         FROM inspection_warnings ORDER BY created_at DESC LIMIT $1",
+        "SELECT event_id, plate, plate_colour, created_at, reason, sent_at, withdrawn_at, \
+         withdrawn_reason FROM inspection_warnings ORDER BY created_at DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(db.pool())
@@ -275,6 +411,8 @@ pub async fn inspection_warnings(db: &Db, limit: i64) -> Result<Vec<InspectionWa
                 created_at: r.try_get(3)?,
                 reason: r.try_get(4)?,
                 sent_at: r.try_get(5)?,
+                withdrawn_at: r.try_get(6)?,
+                withdrawn_reason: r.try_get(7)?,
             })
         })
         .collect()

@@ -13,11 +13,15 @@
 //! - **Worker** ([`spawn_worker`]): sends due deliveries after the commit,
 //!   each claimed with a conditional UPDATE (a lease) so replicas never
 //!   send one twice at once, retried with exponential backoff and jitter,
-//!   marked sent exactly once. Every receiver gets the delivery's
-//!   idempotency key (webhook `X-TV-Delivery`, push `Topic`, e-mail
-//!   `Message-ID`) to drop a retry whose first try did arrive. When the
-//!   first channel gets through, the case moves to `notice_issued` through
-//!   the workflow (`Action::IssueNotice`, by the system).
+//!   marked sent exactly once. Before each attempt the case is read
+//!   again: a delivery for a case since paid, contested or closed is
+//!   marked `dropped` (not sent, the reason in `last_error`), so a retry
+//!   never asks a person to pay what they paid. Every receiver gets the
+//!   delivery's idempotency key (webhook `X-TV-Delivery`, push `Topic`,
+//!   e-mail `Message-ID`) to drop a retry whose first try did arrive.
+//!   When the first channel gets through, the case moves to
+//!   `notice_issued` through the workflow (`Action::IssueNotice`, by the
+//!   system).
 //! - **Channels** ([`channel::Channel`]): Web Push to the citizen app
 //!   ([`webpush`], VAPID [`vapid`], encryption [`ece`]), signed webhooks to
 //!   partner apps such as VNeID ([`webhook`]), e-mail ([`smtp`]). Each reads
@@ -57,10 +61,21 @@ use crate::config::Config;
 use crate::db::{DbError, now_ms};
 use crate::ingest::IngestContext;
 use crate::review::{ReviewError, Reviewer};
-use crate::workflow::{Action, Actor, Role, WorkflowError};
+use crate::workflow::{Action, Actor, CaseState, Role, WorkflowError};
 
 /// Most deliveries one pass of the worker claims.
 const BATCH: i64 = 32;
+
+/// Whether a fine notice ("pay by …, or contest") still applies to a case
+/// in `state`: confirmed (not out yet), issued, or overdue (still to pay).
+/// Paid, contested, closed (and anything else) it does not: a delivery
+/// due then is dropped, not sent.
+pub fn notice_applies(state: &str) -> bool {
+    matches!(
+        CaseState::parse(state),
+        Some(CaseState::Confirmed | CaseState::NoticeIssued | CaseState::Overdue)
+    )
+}
 
 /// The running notices machinery: configuration, channels, VAPID key.
 pub struct Notices {
@@ -227,6 +242,22 @@ impl Notices {
 
     async fn attempt(&self, c: &Claimed, now: i64) -> Result<(), DbError> {
         let db = &self.ctx.db;
+        // "Please pay by …" is not sent for a case that was paid,
+        // contested or closed since the notice was written (a retry of a
+        // channel that failed before).
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM events WHERE event_id = $1")
+                .bind(&c.event_id)
+                .fetch_optional(db.pool())
+                .await?;
+        if let Some(state) = state.filter(|s| !notice_applies(s)) {
+            let reason = format!("not sent: the case is {state}, the notice no longer applies");
+            if outbox::mark_dropped(db, c, &self.worker_id, &reason).await? {
+                tracing::info!(event_id = %c.event_id, channel = %c.channel, target = %c.target,
+                    %state, "notice delivery dropped");
+            }
+            return Ok(());
+        }
         let outcome = match (
             text::load(db, &c.event_id).await?,
             self.channels.iter().find(|ch| ch.name() == c.channel),

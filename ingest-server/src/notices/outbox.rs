@@ -340,6 +340,30 @@ pub async fn mark_failed(
     Ok(n == 1)
 }
 
+/// Marks a claimed delivery `dropped`: not sent, and never to be, because
+/// the notice no longer applies to the case (paid, contested, closed);
+/// `reason` is kept in `last_error`. `false` when this worker no longer
+/// holds it.
+pub async fn mark_dropped(
+    db: &Db,
+    c: &Claimed,
+    worker: &str,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let n = sqlx::query(
+        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE delivery_id = $2 AND lease_owner = $3 AND state <> 'sent'",
+    )
+    .bind(reason)
+    .bind(&c.delivery_id)
+    .bind(worker)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
+}
+
 /// The wait before attempt `attempt + 1`: `base · 2^(attempt-1)`, at most
 /// `max`, then "equal jitter" (a uniform draw between half of it and all
 /// of it, `unit` in [0, 1)), so retries from many deliveries that failed

@@ -50,10 +50,13 @@ pub struct VnPayConfig {
     /// (`vnp_ExpireDate`), minutes.
     pub order_expiry_minutes: u32,
     /// A payment still pending after this many minutes is asked about
-    /// (`querydr`) by the reconciler.
+    /// (`querydr`) by the reconciler. With `reconcile_interval_s`, no more
+    /// than `order_expiry_minutes` + 60 minutes: every order is asked about
+    /// before it is an hour past its expiry.
     pub reconcile_after_minutes: u32,
-    /// How often the reconciler runs, seconds; 0: never on its own (the CLI
-    /// function still works).
+    /// How often the reconciler runs, seconds, 10..=86400. It cannot be
+    /// turned off: payments whose IPN was lost are found only by it, and
+    /// the 20-day deadline check waits for the orders it settles.
     pub reconcile_interval_s: u64,
     /// The payment page's language, `vn` or `en`.
     pub locale: String,
@@ -180,16 +183,36 @@ impl VnPayConfig {
         if !(1..=1440).contains(&self.order_expiry_minutes) {
             return Err(invalid("order_expiry_minutes", "within 1..=1440".into()));
         }
-        if !(1..=10_080).contains(&self.reconcile_after_minutes) {
-            return Err(invalid(
-                "reconcile_after_minutes",
-                "within 1..=10080 (a week)".into(),
-            ));
-        }
-        if self.reconcile_interval_s != 0 && !(10..=86_400).contains(&self.reconcile_interval_s) {
+        // The reconciler must run: it is what finds a payment whose IPN
+        // was lost, and the 20-day deadline check holds a case whose
+        // payment order is pending until the order is settled.
+        if !(10..=86_400).contains(&self.reconcile_interval_s) {
             return Err(invalid(
                 "reconcile_interval_s",
-                "0 (off) or within 10..=86400".into(),
+                "within 10..=86400: the reconciler must run (it finds payments whose \
+                 notification was lost)"
+                    .into(),
+            ));
+        }
+        // Every order is asked about before it is past its expiry and the
+        // grace after it (`payments::PENDING_GRACE_MS`): asked no later than
+        // `reconcile_after_minutes` plus one interval after it was made.
+        let grace_s = super::PENDING_GRACE_MS / 1000;
+        let latest_s = i64::from(self.order_expiry_minutes) * 60 + grace_s;
+        let asked_s = i64::from(self.reconcile_after_minutes) * 60
+            + i64::try_from(self.reconcile_interval_s).unwrap_or(i64::MAX);
+        if self.reconcile_after_minutes == 0 || asked_s > latest_s {
+            return Err(invalid(
+                "reconcile_after_minutes",
+                format!(
+                    "at least 1, and {after} min plus one reconcile_interval_s ({every} s) at \
+                     most order_expiry_minutes + {grace} min ({expiry} + {grace}): every order \
+                     is asked about before it is {grace} minutes past its expiry",
+                    after = self.reconcile_after_minutes,
+                    every = self.reconcile_interval_s,
+                    expiry = self.order_expiry_minutes,
+                    grace = grace_s / 60,
+                ),
             ));
         }
         if !matches!(self.locale.as_str(), "vn" | "en") {
@@ -388,6 +411,42 @@ mod tests {
         assert_eq!(
             with(|c| c.reconcile_interval_s = 5),
             "payments.vnpay.reconcile_interval_s"
+        );
+        // The reconciler cannot be turned off.
+        assert_eq!(
+            with(|c| c.reconcile_interval_s = 0),
+            "payments.vnpay.reconcile_interval_s"
+        );
+        // Every order is asked about before it is past its expiry and the
+        // hour's grace: 15 min + 1 h = 4500 s.
+        assert_eq!(
+            with(|c| {
+                c.reconcile_after_minutes = 70;
+                c.reconcile_interval_s = 300;
+            }),
+            "Ok(())"
+        );
+        assert_eq!(
+            with(|c| {
+                c.reconcile_after_minutes = 71;
+                c.reconcile_interval_s = 300;
+            }),
+            "payments.vnpay.reconcile_after_minutes"
+        );
+        assert_eq!(
+            with(|c| {
+                c.reconcile_after_minutes = 20;
+                c.reconcile_interval_s = 3600;
+            }),
+            "payments.vnpay.reconcile_after_minutes"
+        );
+        assert_eq!(
+            with(|c| c.reconcile_after_minutes = 10_080),
+            "payments.vnpay.reconcile_after_minutes"
+        );
+        assert_eq!(
+            with(|c| c.reconcile_after_minutes = 0),
+            "payments.vnpay.reconcile_after_minutes"
         );
         assert_eq!(with(|c| c.locale = "fr".into()), "payments.vnpay.locale");
     }

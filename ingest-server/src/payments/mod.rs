@@ -30,12 +30,21 @@
 //!    asks the gateway (`querydr`) about payments pending for longer than
 //!    `reconcile_after_minutes` — an IPN lost on the way — and settles them
 //!    through the same code as the IPN; expired orders the gateway never
-//!    saw are cancelled; a paid payment whose case is not paid (a crash
-//!    between the two steps) is repaired.
+//!    saw (or never finished) are cancelled; a paid payment whose case is
+//!    not paid (a crash between the two steps) is repaired. It must run
+//!    (`reconcile_interval_s` is never 0): it finds the payments whose IPN
+//!    was lost, and the 20-day deadline check waits for the orders it
+//!    settles (`notices::deadlines`).
+//! 5. An order no one settled an hour past its expiry is asked about by
+//!    [`start`] before a new one is made (the same query and code as the
+//!    reconciler); nothing cancels an order without the gateway's word that
+//!    it took no money.
 //!
-//! Settling is idempotent: a payment row changes only from `pending`, with a
-//! conditional UPDATE, so a repeated or racing IPN (two replicas) settles it
-//! once and the others answer 02.
+//! Settling is idempotent: a payment row changes only from the state it
+//! was read in, with a conditional UPDATE, so a repeated or racing IPN (two
+//! replicas) settles it once and the others answer 02; a row a cancel
+//! changed meanwhile is read and judged again (money reported taken for a
+//! cancelled order is applied, never answered 02).
 
 pub mod config;
 mod http;
@@ -105,6 +114,26 @@ pub enum PaymentError {
     /// The gateway could not be asked, or answered wrongly.
     #[error("gateway: {0}")]
     Gateway(String),
+    /// An earlier order of the case is past its expiry and still pending,
+    /// and the gateway could not be asked whether it took the money: no
+    /// new order is started until it answers (else the fine could be paid
+    /// twice).
+    #[error(
+        "case {event_id}: the gateway could not be asked whether the earlier order {txn_ref} \
+         was paid ({reason}); no new order is started until it answers, try again later"
+    )]
+    PreviousOrderUnknown {
+        /// The case.
+        event_id: String,
+        /// The earlier order.
+        txn_ref: String,
+        /// Why the gateway could not be asked.
+        reason: String,
+    },
+    /// A payment kept changing under [`settle`](settle::settle) (the
+    /// gateway is answered 99 and asks again).
+    #[error("payment {0} kept changing while it was settled")]
+    Contended(String),
     /// Configuration (secret file, ...).
     #[error("payments configuration: {0}")]
     Config(String),
@@ -138,8 +167,8 @@ impl PaymentError {
 }
 
 /// How long past its expiry a pending order may still complete at the
-/// bank and so blocks a new order (and a contest); after that it is closed
-/// (see `start`).
+/// bank and so blocks a new order (and a contest); after that `start` asks
+/// the gateway about it and closes it only if the gateway took no money.
 pub const PENDING_GRACE_MS: i64 = 60 * 60_000;
 
 /// One order sent to the gateway.
@@ -339,6 +368,38 @@ pub async fn start(
     let amount = amount
         .filter(|a| *a > 0 && to_gateway_amount(*a).is_some())
         .ok_or_else(|| PaymentError::NoAmount(event_id.into()))?;
+    // An order still pending an hour past its expiry (the reconciler has
+    // not settled it yet) is settled here the way the reconciler would:
+    // the gateway is asked (`querydr`), and the order is cancelled only on
+    // its word that no money was taken; paid, it pays the case. Should the
+    // gateway not answer, the order may have been paid (its IPN lost), so
+    // no second order is started.
+    let stale = sqlx::query(
+        "SELECT txn_ref, amount_vnd, created_at, expires_at FROM payments \
+         WHERE event_id = $1 AND state = 'pending' AND expires_at < $2",
+    )
+    .bind(event_id)
+    .bind(now.saturating_sub(PENDING_GRACE_MS))
+    .fetch_all(db.pool())
+    .await?;
+    for r in &stale {
+        let old = PendingPayment {
+            txn_ref: r.try_get(0)?,
+            event_id: event_id.to_string(),
+            amount_vnd: r.try_get(1)?,
+            created_at: r.try_get(2)?,
+            expires_at: r.try_get(3)?,
+        };
+        if let Err(e) = settle::ask_and_settle(ctx, &old, now).await {
+            tracing::warn!(event_id, txn_ref = old.txn_ref, error = %e,
+                "an earlier order could not be settled; no new order");
+            return Err(PaymentError::PreviousOrderUnknown {
+                event_id: event_id.into(),
+                txn_ref: old.txn_ref,
+                reason: e.to_string(),
+            });
+        }
+    }
     let paid = sqlx::query("SELECT 1 FROM payments WHERE event_id = $1 AND state = 'paid'")
         .bind(event_id)
         .fetch_optional(db.pool())
@@ -351,20 +412,6 @@ pub async fn start(
     // still complete at the bank, so it counts too (until the next
     // reconciliation); the unique index `payments_one_pending` settles two
     // starts racing past this check.
-    // An order that stayed pending an hour past its expiry (no
-    // reconciler running, or one that cannot settle it) is closed here so
-    // the case is not stuck; should the gateway report it paid after all,
-    // `settle` applies it like any late payment.
-    sqlx::query(
-        "UPDATE payments SET state = 'cancelled', updated_at = $1, \
-         note = 'expired and never settled by the gateway' \
-         WHERE event_id = $2 AND state = 'pending' AND expires_at < $3",
-    )
-    .bind(now)
-    .bind(event_id)
-    .bind(now.saturating_sub(PENDING_GRACE_MS))
-    .execute(db.pool())
-    .await?;
     let open: Option<i64> = sqlx::query_scalar(
         "SELECT MAX(expires_at) FROM payments WHERE event_id = $1 AND state = 'pending'",
     )
