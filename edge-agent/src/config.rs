@@ -217,7 +217,8 @@ pub struct OutboxConfig {
     pub max_mib: u64,
     /// Undelivered events.
     pub max_events: u64,
-    /// Undelivered events older than this many days are evicted.
+    /// Undelivered events older than this many days lose their evidence
+    /// (clip and stills); the event itself is still sent.
     pub max_age_days: f64,
     /// Alarm at this fraction of a limit.
     pub alarm_fraction: f64,

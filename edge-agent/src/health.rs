@@ -35,6 +35,12 @@ pub const ALARM_VIOLATIONS_UNREPORTED: &str = "violations_unreported";
 /// yet since start), so red-light running in its lanes is not judged.
 pub const ALARM_SIGNAL_FEED_SILENT: &str = "signal_feed_silent";
 
+/// The outbox dropped evidence (a clip, stills or a whole event) to keep
+/// within its limits in the last day; which, in its `evictions` table and
+/// the log. Raised for a day after each eviction, so a daily look at the
+/// fleet does not miss it.
+pub const ALARM_EVIDENCE_EVICTED: &str = "evidence_evicted";
+
 /// Disk below this many free bytes raises `disk_low`.
 pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -464,6 +470,9 @@ pub fn heartbeat(
     if board.newly_unreported() > 0 {
         alarms.push(Alarm::Other(ALARM_VIOLATIONS_UNREPORTED.into()));
     }
+    if outbox.evictions_last_day > 0 {
+        alarms.push(Alarm::Other(ALARM_EVIDENCE_EVICTED.into()));
+    }
     Heartbeat {
         schema_version: protocol::SchemaVersion::CURRENT,
         device_id: identity.device_id.clone(),
@@ -475,6 +484,7 @@ pub fn heartbeat(
         outbox: OutboxStatus {
             depth: outbox.depth,
             oldest_age_s: outbox.oldest_age_s,
+            evictions: Some(outbox.evictions),
         },
         disk_free_bytes: disk_free,
         alarms,
@@ -558,6 +568,43 @@ mod tests {
         let c = beat(&mut AgentRun::start());
         assert_eq!(c.seq, 1);
         assert_ne!(c.boot_id, a.boot_id, "a restarted agent is a new run");
+    }
+
+    #[test]
+    fn evidence_evicted_in_the_last_day_raises_the_alarm_and_every_eviction_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, _) =
+            DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
+                .unwrap();
+        let board = HealthBoard::default();
+        let beat = |stats: &OutboxStats| {
+            heartbeat(
+                &identity,
+                &mut AgentRun::start(),
+                &board,
+                stats,
+                None,
+                dir.path(),
+                ClockSync::unknown(),
+            )
+        };
+        let evicted = Alarm::Other(ALARM_EVIDENCE_EVICTED.into());
+        let none = beat(&OutboxStats::default());
+        assert!(!none.alarms.contains(&evicted));
+        assert_eq!(none.outbox.evictions, Some(0));
+        let recent = OutboxStats {
+            evictions: 5,
+            evictions_last_day: 2,
+            ..OutboxStats::default()
+        };
+        let hb = beat(&recent);
+        assert!(hb.alarms.contains(&evicted), "{:?}", hb.alarms);
+        assert_eq!(hb.outbox.evictions, Some(5));
+        let older = OutboxStats {
+            evictions_last_day: 0,
+            ..recent
+        };
+        assert!(!beat(&older).alarms.contains(&evicted));
     }
 
     #[test]

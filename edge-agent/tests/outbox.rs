@@ -287,11 +287,27 @@ fn old_undelivered_events_expire_with_a_record() {
     let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
     ob.enqueue(&e, "cam-a", &d).unwrap();
     assert!(ob.enforce_limits(now_ms()).unwrap().is_empty());
-    let ev = ob.enforce_limits(now_ms() + 61_000).unwrap();
-    assert_eq!(ev.len(), 1);
-    assert_eq!(ev[0].what, "event");
+    let later = now_ms() + 61_000;
+    let ev = ob.enforce_limits(later).unwrap();
+    let what: Vec<_> = ev.iter().map(|e| e.what).collect();
+    assert_eq!(what, ["clip", "stills"], "its evidence goes");
     assert!(ev[0].reason.contains("undelivered"), "{}", ev[0].reason);
-    assert!(!d.exists());
+    assert!(!d.join("clip.mp4").exists() && !d.join("at.jpg").exists());
+    // The event itself is still sent, without its files, so the server
+    // learns of the violation and that its evidence was lost.
+    let due = ob.due(later, Duration::from_secs(30), 0, 10).unwrap();
+    let [Pending::Event(p)] = &due[..] else {
+        panic!("the event alone: {due:?}")
+    };
+    assert!(p.stills.is_empty(), "{p:?}");
+    // And nothing more goes at the next pass; the heartbeat counts them.
+    assert!(ob.enforce_limits(later + 1_000).unwrap().is_empty());
+    let stats = ob.stats(later).unwrap();
+    assert_eq!(
+        (stats.depth, stats.evictions, stats.evictions_last_day),
+        (1, 2, 2)
+    );
+    assert_eq!(ob.stats(later + 86_400_001).unwrap().evictions_last_day, 0);
 }
 
 /// Age is judged only on a trusted clock, and never for an event stamped
@@ -312,6 +328,7 @@ fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_o
     .unwrap();
     let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
     ob.enqueue(&e, "cam-a", &d).unwrap();
+    let e1_id = e.unverified_event_id().unwrap().to_string();
     let (e2, d2) = violation(&id, &dir.path().join("spool"), "cam-a", 2, 100, 100);
     ob.enqueue(&e2, "cam-a", &d2).unwrap();
     // The second was made while the clock read 1970.
@@ -326,10 +343,14 @@ fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_o
     assert!(ob.enforce_limits_trusting(later, false).unwrap().is_empty());
     assert!(d.exists() && d2.exists());
     let ev = ob.enforce_limits_trusting(later, true).unwrap();
-    assert_eq!(ev.len(), 1, "{ev:?}");
-    assert!(!d.exists());
-    assert!(d2.exists(), "an event of unknown age is kept");
-    assert_eq!(ob.stats(later).unwrap().depth, 1);
+    assert_eq!(ev.len(), 2, "{ev:?}");
+    assert!(ev.iter().all(|e| e.event_id == e1_id), "{ev:?}");
+    assert!(!d.join("at.jpg").exists());
+    assert!(
+        d2.join("at.jpg").exists(),
+        "an event of unknown age keeps its evidence"
+    );
+    assert_eq!(ob.stats(later).unwrap().depth, 2, "both are still sent");
 }
 
 #[test]

@@ -59,6 +59,11 @@ pub struct OutboxStatus {
     /// Age of the oldest waiting item, seconds; absent when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oldest_age_s: Option<u64>,
+    /// Evictions the box has ever recorded (a clip, the stills or a whole
+    /// event dropped to keep within its limits; 1.3, absent from older
+    /// agents): a count that grows means evidence was lost on the box.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evictions: Option<u64>,
 }
 
 /// An active alarm. Known alarms have their own variant; any other code
@@ -175,6 +180,9 @@ impl Message for Heartbeat {
         validate::check_safe_integer("outbox.depth", self.outbox.depth)?;
         if let Some(age) = self.outbox.oldest_age_s {
             validate::check_safe_integer("outbox.oldest_age_s", age)?;
+        }
+        if let Some(n) = self.outbox.evictions {
+            validate::check_safe_integer("outbox.evictions", n)?;
         }
         validate::check_safe_integer("disk_free_bytes", self.disk_free_bytes)?;
         validate::check_count("alarms", self.alarms.len(), 0, MAX_ALARMS)?;

@@ -114,7 +114,10 @@ fn heartbeat_round_trips() {
     let value: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(value["cameras"][0]["state"], "streaming");
     assert!(value["cameras"][1].get("last_frame_time").is_none());
-    assert_eq!(value["outbox"], json!({ "depth": 3, "oldest_age_s": 41 }));
+    assert_eq!(
+        value["outbox"],
+        json!({ "depth": 3, "oldest_age_s": 41, "evictions": 2 })
+    );
     assert_eq!(value["alarms"], json!(["camera_stalled"]));
 }
 

@@ -6,9 +6,13 @@
 //! logged) well before anything goes; past the limit the oldest undelivered
 //! material is evicted in the order that costs the least evidence — clips
 //! first, then stills, then whole events — and every eviction is written to
-//! the `evictions` table and the log, and counted in the heartbeat. An event
-//! whose stills were evicted is still delivered (metadata only), so the
-//! server knows a violation happened and that its evidence was lost.
+//! the `evictions` table and the log, and counted in the heartbeat (every
+//! eviction in `outbox.evictions`, the alarm `evidence_evicted` for a day
+//! after one). An event whose stills were evicted is still delivered
+//! (metadata only), so the server knows a violation happened and that its
+//! evidence was lost. Age alone never drops an event's metadata: an event
+//! undelivered past `max_age` loses its clip and stills, and is sent
+//! without them; only the count limit drops whole events.
 
 use super::{Outbox, OutboxError, now_ms, remove_dir};
 use protocol::Alarm;
@@ -23,7 +27,8 @@ pub struct OutboxLimits {
     pub max_bytes: u64,
     /// Undelivered events.
     pub max_events: u64,
-    /// Undelivered events older than this are evicted whole.
+    /// Undelivered events older than this lose their evidence (clip and
+    /// stills); the event itself is still sent.
     pub max_age: Duration,
     /// Fraction of a limit at which the alarm is raised (e.g. 0.8).
     pub alarm_fraction: f64,
@@ -92,34 +97,51 @@ impl Outbox {
         clock_trusted: bool,
     ) -> Result<Vec<Eviction>, OutboxError> {
         let mut out = Vec::new();
-        // Age: whole events.
+        // Age: the evidence of old events; their metadata is still sent.
         let cutoff = if clock_trusted {
             now - self.limits.max_age.as_millis() as i64
         } else {
             i64::MIN
         };
-        let old: Vec<(i64, String, String, i64)> = {
-            let mut stmt = self
-                .conn
-                .prepare(
-                    "SELECT seq, event_id, dir,
-                        (CASE WHEN stills_evicted = 0 THEN stills_bytes ELSE 0 END)
-                        + (CASE WHEN clip_state IN ('pending', 'sent') THEN clip_bytes ELSE 0 END)
-                     FROM events WHERE done_at IS NULL AND created_at < ?1 AND created_at >= ?2
-                     ORDER BY seq",
-                )
-                .map_err(self.db())?;
-            let rows = stmt
-                .query_map(params![cutoff, PLAUSIBLE_SINCE_MS], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                })
-                .map_err(self.db())?;
-            rows.collect::<Result<_, _>>().map_err(self.db())?
-        };
-        let days = self.limits.max_age.as_secs_f64() / 86_400.0;
-        for (seq, event_id, dir, bytes) in old {
-            let reason = format!("undelivered for more than {days:.1} days");
-            out.push(self.evict_event(seq, event_id, &dir, bytes as u64, reason, now)?);
+        for old in self.aged(cutoff)? {
+            let reason = format!(
+                "undelivered for more than {:.1} days",
+                self.limits.max_age.as_secs_f64() / 86_400.0
+            );
+            let dir = Path::new(&old.dir);
+            if old.clip_held {
+                if let Some(name) = &old.clip {
+                    remove_file(&dir.join(name));
+                }
+                // A delivered event that waited only for its clip is done.
+                self.conn
+                    .execute(
+                        "UPDATE events SET clip_state = 'evicted',
+                             done_at = CASE WHEN state = 'acked' THEN ?2 ELSE done_at END
+                         WHERE seq = ?1",
+                        params![old.seq, now],
+                    )
+                    .map_err(self.db())?;
+                if old.acked {
+                    remove_dir(&old.dir);
+                }
+                let id = old.event_id.clone();
+                let bytes = old.clip_bytes as u64;
+                out.push(self.record_eviction(now, id, "clip", bytes, reason.clone())?);
+            }
+            if old.stills_held {
+                for name in serde_json::from_str::<Vec<String>>(&old.stills).unwrap_or_default() {
+                    remove_file(&dir.join(name));
+                }
+                self.conn
+                    .execute(
+                        "UPDATE events SET stills_evicted = 1 WHERE seq = ?1",
+                        params![old.seq],
+                    )
+                    .map_err(self.db())?;
+                let bytes = old.stills_bytes as u64;
+                out.push(self.record_eviction(now, old.event_id, "stills", bytes, reason)?);
+            }
         }
         // Bytes: clips, then stills.
         loop {
@@ -226,6 +248,40 @@ impl Outbox {
         Ok(out)
     }
 
+    /// Undelivered events made before `cutoff` (and after
+    /// [`PLAUSIBLE_SINCE_MS`]) that still hold evidence, oldest first.
+    fn aged(&self, cutoff: i64) -> Result<Vec<Aged>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT seq, event_id, dir, state = 'acked', stills, stills_bytes,
+                    state != 'acked' AND stills_evicted = 0 AND stills_bytes > 0,
+                    clip_name, clip_bytes, clip_state IN ('pending', 'sent')
+                 FROM events WHERE done_at IS NULL AND created_at < ?1 AND created_at >= ?2
+                   AND ((state != 'acked' AND stills_evicted = 0 AND stills_bytes > 0)
+                        OR clip_state IN ('pending', 'sent'))
+                 ORDER BY seq",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![cutoff, PLAUSIBLE_SINCE_MS], |r| {
+                Ok(Aged {
+                    seq: r.get(0)?,
+                    event_id: r.get(1)?,
+                    dir: r.get(2)?,
+                    acked: r.get(3)?,
+                    stills: r.get(4)?,
+                    stills_bytes: r.get(5)?,
+                    stills_held: r.get(6)?,
+                    clip: r.get(7)?,
+                    clip_bytes: r.get(8)?,
+                    clip_held: r.get(9)?,
+                })
+            })
+            .map_err(self.db())?;
+        rows.collect::<Result<_, _>>().map_err(self.db())
+    }
+
     fn evict_event(
         &mut self,
         seq: i64,
@@ -290,6 +346,24 @@ impl Outbox {
             .map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
     }
+}
+
+/// An undelivered event past the age limit that still holds evidence.
+struct Aged {
+    seq: i64,
+    event_id: String,
+    dir: String,
+    /// The event is delivered; only its clip is outstanding.
+    acked: bool,
+    /// Still file names (JSON), their bytes, and whether they are held.
+    stills: String,
+    stills_bytes: i64,
+    stills_held: bool,
+    /// The clip's name, bytes, and whether it is held (not sent yet or not
+    /// acknowledged).
+    clip: Option<String>,
+    clip_bytes: i64,
+    clip_held: bool,
 }
 
 fn remove_file(path: &Path) {

@@ -137,6 +137,8 @@ pub struct OutboxStats {
     pub rejected: u64,
     /// Evictions ever recorded.
     pub evictions: u64,
+    /// Evictions recorded in the day before `now`.
+    pub evictions_last_day: u64,
     /// Rows delivered.
     pub delivered: u64,
 }
@@ -534,9 +536,10 @@ impl Outbox {
                    + COALESCE(SUM(CASE WHEN done_at IS NULL AND clip_state IN ('pending', 'sent') THEN clip_bytes ELSE 0 END), 0),
                    COUNT(*) FILTER (WHERE state = 'rejected'),
                    COUNT(*) FILTER (WHERE done_at IS NOT NULL AND state = 'acked'),
-                   (SELECT COUNT(*) FROM evictions)
+                   (SELECT COUNT(*) FROM evictions),
+                   (SELECT COUNT(*) FROM evictions WHERE at > ?1 - 86400000)
                  FROM events",
-                [],
+                params![now],
                 |r| {
                     let oldest: Option<i64> = r.get(1)?;
                     Ok(OutboxStats {
@@ -546,6 +549,7 @@ impl Outbox {
                         rejected: r.get::<_, i64>(3)? as u64,
                         delivered: r.get::<_, i64>(4)? as u64,
                         evictions: r.get::<_, i64>(5)? as u64,
+                        evictions_last_day: r.get::<_, i64>(6)? as u64,
                     })
                 },
             )

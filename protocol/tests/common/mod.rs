@@ -124,6 +124,7 @@ pub fn sample_heartbeat() -> Heartbeat {
         outbox: OutboxStatus {
             depth: 3,
             oldest_age_s: Some(41),
+            evictions: Some(2),
         },
         disk_free_bytes: 48_318_382_080,
         alarms: vec![Alarm::CameraStalled],
