@@ -595,6 +595,17 @@ pub async fn pay(
         Err(crate::payments::PaymentError::NotPayable { .. }) => Err(AppError::Refused(
             "Vụ việc này chưa thể nộp phạt ở trạng thái hiện tại.".into(),
         )),
+        // The earlier order may have taken the money: never a second one
+        // until the gateway says it did not.
+        Err(e @ crate::payments::PaymentError::PreviousOrderUnknown { .. }) => {
+            tracing::warn!(error = %e, "payment not started");
+            Err(AppError::Refused(
+                "Chưa xác nhận được giao dịch nộp phạt trước đó của vụ việc này với cổng thanh \
+                 toán, nên chưa thể tạo giao dịch mới (để tránh nộp hai lần). Vui lòng thử lại \
+                 sau ít phút."
+                    .into(),
+            ))
+        }
         Err(e) => Err(AppError::Internal(e.to_string())),
     }
 }
