@@ -435,6 +435,19 @@ async fn late_notices_are_listed_for_police_not_operators() {
         .await
         .unwrap();
     assert_eq!(r.flagged_late, 1);
+    // A warning to the inspection register withdrawn when the fine was
+    // paid after it stays listed, marked.
+    sqlx::query(
+        "INSERT INTO inspection_warnings (event_id, plate, plate_colour, created_at, reason, \
+         withdrawn_at, withdrawn_reason) VALUES ($1, '30A12345', 'white', $2, 'no response', $3, \
+         'paid late')",
+    )
+    .bind(&late)
+    .bind(now)
+    .bind(now + 60_000)
+    .execute(ctx.db.pool())
+    .await
+    .unwrap();
 
     tokio::task::spawn_blocking(move || {
         let mut cuong = Client::new(addr);
@@ -443,6 +456,14 @@ async fn late_notices_are_listed_for_police_not_operators() {
         assert_eq!(page.status, 200, "{}", page.body);
         assert!(page.body.contains("id=\"late-notices\""));
         assert!(page.body.contains("id=\"inspection-warnings\""));
+        assert!(
+            page.body
+                .contains(&format!("data-event=\"{late}\" class=\"withdrawn\""))
+                && page.body.contains("Đã rút")
+                && page.body.contains("paid late"),
+            "{}",
+            page.body
+        );
         assert!(
             page.body.contains(&format!("data-event=\"{late}\"")),
             "the late case is listed"

@@ -71,16 +71,32 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
             .sent_at
             .map(local_time)
             .unwrap_or_else(|| lang.t("chưa gửi", "not sent").to_string());
+        // A withdrawn warning (the fine was paid after it) stays listed,
+        // marked, so whoever sent it to the register sends the withdrawal.
+        let (class, withdrawn) = match w.withdrawn_at {
+            Some(at) => (
+                " class=\"withdrawn\"",
+                format!(
+                    "{} {}: {}",
+                    lang.t("Đã rút", "Withdrawn"),
+                    local_time(at),
+                    w.withdrawn_reason.as_deref().unwrap_or("")
+                ),
+            ),
+            None => ("", String::new()),
+        };
         let _ = write!(
             warn_rows,
-            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td>\
-             <td><span class=\"plate\">{plate}</span> · {colour}</td><td>{created}</td><td>{reason}</td><td>{sent}</td></tr>",
+            "<tr data-event=\"{id}\"{class}><td><a href=\"/console/cases/{id}\">{id}</a></td>\
+             <td><span class=\"plate\">{plate}</span> · {colour}</td><td>{created}</td><td>{reason}</td><td>{sent}</td>\
+             <td>{withdrawn}</td></tr>",
             id = esc(&w.event_id),
             plate = esc(&w.plate),
             colour = esc(&w.plate_colour),
             created = local_time(w.created_at),
             reason = esc(&w.reason),
             sent = esc(&sent),
+            withdrawn = esc(&withdrawn),
         );
     }
 
@@ -101,7 +117,7 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
          <th>{flagged_l}</th><th>{written_l}</th><th>{deliveries_l}</th><th>{error_l}</th></tr>{late_rows}{late_empty}</table>\
          <h2>{warn_h} ({warn_n})</h2><p class=\"muted\">{warn_p}</p>\
          <table id=\"inspection-warnings\"><tr><th>{case_l}</th><th>{plate_l}</th><th>{created_l}</th><th>{reason_l}</th>\
-         <th>{sent_l}</th></tr>{warn_rows}{warn_empty}</table>",
+         <th>{sent_l}</th><th>{withdrawn_l}</th></tr>{warn_rows}{warn_empty}</table>",
         title = lang.t("Thời hạn thông báo vi phạm", "Notice deadlines"),
         late_h = lang.t(
             "Quá hạn gửi thông báo (10 ngày)",
@@ -138,8 +154,9 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         created_l = lang.t("Ghi nhận", "Recorded"),
         reason_l = lang.t("Lý do", "Reason"),
         sent_l = lang.t("Đã gửi đăng kiểm", "Sent to the register"),
+        withdrawn_l = lang.t("Rút cảnh báo (đã nộp phạt)", "Withdrawn (fine paid)"),
         warn_rows = warn_rows,
-        warn_empty = empty(5, &warn_rows),
+        warn_empty = empty(6, &warn_rows),
     );
     Ok(viewer.page(lang.t("Thời hạn thông báo", "Notice deadlines"), &body))
 }
