@@ -4,9 +4,12 @@
 //! officer confirms), then the package is built and taken apart: every hash
 //! in SHA256SUMS, the signature check, the audit trail, the annotated
 //! overview, and the summary PDF through poppler (`pdfinfo`, `pdftotext`,
-//! `pdfimages`; missing tools fail the test). A tampered evidence file must
-//! stop the export. The label export takes corrected and accepted crops and
-//! leaves rejected ones out.
+//! `pdfimages`; missing tools fail the test). `SHA256SUMS` is signed by the
+//! server key the city published: an edited transition with `SHA256SUMS`
+//! computed again fails that check. A case whose evidence was deleted under
+//! retention says so, not that the files never came. A tampered evidence
+//! file must stop the export. The label export takes corrected and
+//! accepted crops and leaves rejected ones out.
 
 mod common;
 
@@ -23,7 +26,9 @@ use ingest_server::config::Config;
 use ingest_server::ingest::{Ingestor, Source};
 use ingest_server::labels::{self, SkipReason};
 use ingest_server::package::{self, Options, PackageError};
+use ingest_server::retention::{self, RetentionConfig};
 use ingest_server::review::Reviewer;
+use ingest_server::server_key::{self, ServerKey};
 use ingest_server::workflow::{Action, Actor, Role};
 use ingest_server::{accounts, app, devices};
 use protocol::{
@@ -142,6 +147,9 @@ struct World {
     data: std::path::PathBuf,
     ingestor: Ingestor,
     key: SigningKey,
+    /// The server key (hex) registered in `server_keys`: what `key show`
+    /// prints and the city publishes.
+    server_key: String,
     operator: Actor,
     police: Actor,
 }
@@ -157,6 +165,8 @@ impl World {
         cfg.database.url = url.unwrap_or_default();
         let ingestor = app::open(&cfg).await.unwrap();
         let db = &ingestor.context().db;
+        // As `app::start` does: the key that signs acks signs packages too.
+        let server_key = ServerKey::open(&cfg, db).await.unwrap().public_key_hex();
         let key = key();
         devices::enrol(db, DEVICE, SITE, &public_hex(&key))
             .await
@@ -174,6 +184,7 @@ impl World {
             _dir: dir,
             ingestor,
             key,
+            server_key,
             operator: Actor {
                 id: op.user_id,
                 role: Role::Operator,
@@ -304,7 +315,9 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
         "audit.jsonl",
         "transitions.json",
         "summary.pdf",
+        "VERIFY.txt",
         "SHA256SUMS",
+        "SHA256SUMS.sig",
     ] {
         assert!(files.contains_key(must), "{must} missing from {names:?}");
     }
@@ -322,7 +335,8 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
         .unwrap();
     assert_eq!(files["event.json"], stored.as_bytes());
 
-    // Every listed file matches its hash; every file but SHA256SUMS is listed.
+    // Every listed file matches its hash; every file but SHA256SUMS and
+    // its signature is listed.
     let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
     let mut listed = Vec::new();
     for line in sums.lines().filter(|l| !l.starts_with('#')) {
@@ -330,7 +344,13 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
         assert_eq!(protocol::sha256_hex(&files[name]), hash, "{name}");
         listed.push(name);
     }
-    assert_eq!(listed.len(), files.len() - 1, "{sums}");
+    assert_eq!(listed.len(), files.len() - 2, "{sums}");
+    assert!(
+        sums.contains("clip.mp4 (clip, 4000 bytes, not received by the server)"),
+        "{sums}"
+    );
+    server_signature(&w, &ctx, &files).await;
+    audit_entries_rehash(&files["audit.jsonl"]);
     let clip_hash = protocol::sha256_hex(&s.clip);
     assert!(sums.contains(&format!("# {clip_hash}  clip.mp4")), "{sums}");
     // ... and sha256sum agrees on the unpacked package.
@@ -482,6 +502,171 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
     assert_eq!(
         embedded, s.overview,
         "the PDF's picture is the original file"
+    );
+}
+
+/// Whether `SHA256SUMS.sig` is the signature of `sums` by `key_hex`.
+fn signed_by(key_hex: &str, sums: &[u8], sig: &[u8]) -> bool {
+    let key: [u8; 32] = hex::decode(key_hex).unwrap().try_into().unwrap();
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&key).unwrap();
+    let sig = std::str::from_utf8(sig).unwrap().trim_end();
+    let sig: [u8; 64] = hex::decode(sig).unwrap().try_into().unwrap();
+    key.verify_strict(sums, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok()
+}
+
+/// `SHA256SUMS.sig` verifies with the server key the city published
+/// (registered in `server_keys`, named in VERIFY.txt); an edited
+/// transition with `SHA256SUMS` computed again passes `sha256sum -c` but
+/// not the signature.
+async fn server_signature(
+    w: &World,
+    ctx: &ingest_server::ingest::IngestContext,
+    files: &BTreeMap<String, Vec<u8>>,
+) {
+    let published = server_key::trusted(&ctx.db).await.unwrap();
+    assert_eq!(published, std::slice::from_ref(&w.server_key));
+    let (sums, sig) = (&files["SHA256SUMS"], &files["SHA256SUMS.sig"]);
+    assert!(
+        signed_by(&w.server_key, sums, sig),
+        "signature does not verify"
+    );
+    let verify = String::from_utf8(files["VERIFY.txt"].clone()).unwrap();
+    assert!(
+        verify.contains(&format!("server_public_key_ed25519_hex: {}", w.server_key)),
+        "{verify}"
+    );
+    // Someone edits who confirmed the case and recomputes SHA256SUMS.
+    let transitions = String::from_utf8(files["transitions.json"].clone()).unwrap();
+    let edited = transitions.replace(&w.police.id, &w.operator.id);
+    assert_ne!(edited, transitions);
+    let sums_text = String::from_utf8(sums.clone()).unwrap();
+    let forged: String = sums_text
+        .lines()
+        .map(|l| match l.split_once("  ") {
+            Some((_, "transitions.json")) => format!(
+                "{}  transitions.json\n",
+                protocol::sha256_hex(edited.as_bytes())
+            ),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    assert_ne!(forged, sums_text);
+    assert!(
+        !signed_by(&w.server_key, forged.as_bytes(), sig),
+        "the signature still verifies over the forged SHA256SUMS"
+    );
+    // Nor does a signature by another key count as the server's.
+    let other = hex::encode(key().verifying_key().to_bytes());
+    assert!(!signed_by(&other, sums, sig));
+}
+
+/// Each audit entry's hash is recomputed from its fields as VERIFY.txt
+/// says; consecutive entries of the case are linked.
+fn audit_entries_rehash(audit: &[u8]) {
+    let lines: Vec<serde_json::Value> = std::str::from_utf8(audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let entries = &lines[..lines.len() - 1];
+    assert!(!entries.is_empty());
+    for (i, e) in entries.iter().enumerate() {
+        let a = serde_json::json!([
+            e["seq"],
+            e["at"],
+            e["actor"],
+            e["role"],
+            e["action"],
+            e["subject"],
+            e["detail"],
+            e["prev_hash"]
+        ]);
+        assert_eq!(
+            protocol::sha256_hex(a.to_string().as_bytes()),
+            e["hash"].as_str().unwrap(),
+            "{e}"
+        );
+        if let Some(prev) = i.checked_sub(1).map(|j| &entries[j])
+            && prev["seq"].as_i64().unwrap() + 1 == e["seq"].as_i64().unwrap()
+        {
+            assert_eq!(prev["hash"], e["prev_hash"]);
+        }
+    }
+}
+
+/// A case whose evidence was deleted under retention: the package says the
+/// files were received and deleted, not that they never came; the clip,
+/// which never came, is still "not received".
+#[tokio::test(flavor = "multi_thread")]
+async fn purged_evidence_is_said_deleted_not_missing() {
+    let w = World::new(None).await;
+    let ctx = w.ingestor.context().clone();
+    let (id, s) = w.ingest(9, "30A12345", "30A-123.45").await;
+    w.act(&id, Action::Claim, &w.operator, "").await;
+    let reject = Action::Reject {
+        code: "false_trigger".into(),
+    };
+    w.act(&id, reject, &w.operator, "").await;
+    let later = ingest_server::db::now_ms() + 100 * 86_400_000;
+    let report = retention::run(
+        &ctx.db,
+        &ctx.evidence,
+        &RetentionConfig::default(),
+        later,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.cases, 1, "{report:?}");
+
+    let files = unzip(&package::build(&ctx.db, &ctx.evidence, &id).await.unwrap());
+    assert!(!files.keys().any(|k| k.starts_with("originals/")));
+    let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
+    for name in ["at.jpg", "vehicle.jpg", "plate.jpg"] {
+        let line = sums
+            .lines()
+            .find(|l| l.starts_with('#') && l.contains(&format!("  {name} (")))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{sums}"));
+        assert!(
+            line.contains("received by the server at ")
+                && line.contains(", deleted under the retention policy at "),
+            "{line}"
+        );
+        assert!(!line.contains("not received"), "{line}");
+    }
+    assert!(
+        sums.contains(&format!(
+            "# {}  clip.mp4 (clip, 4000 bytes, not received by the server)",
+            protocol::sha256_hex(&s.clip)
+        )),
+        "{sums}"
+    );
+    assert!(signed_by(
+        &w.server_key,
+        &files["SHA256SUMS"],
+        &files["SHA256SUMS.sig"]
+    ));
+
+    let out = tempfile::tempdir().unwrap();
+    let pdf = out.path().join("summary.pdf");
+    std::fs::write(&pdf, &files["summary.pdf"]).unwrap();
+    let (text, _) = tool(
+        "pdftotext",
+        &["-layout", "-enc", "UTF-8", pdf.to_str().unwrap(), "-"],
+    );
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    let text = squash(&text);
+    assert_eq!(
+        text.matches(&squash("đã xóa theo chính sách lưu trữ"))
+            .count(),
+        3,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches(&squash("máy chủ chưa nhận được tệp")).count(),
+        1,
+        "only the clip was never received: {text}"
     );
 }
 

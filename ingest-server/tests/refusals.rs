@@ -8,7 +8,9 @@
 //! another device stored first, is quarantined once and not answered: a
 //! signed rejection bound to the device's own bytes would be one anyone
 //! could hand it. A still that a first delivery lacked and a redelivery
-//! brings is stored and counted on the case.
+//! brings is stored and counted on the case. An event stored before the
+//! server's state changed (a rule disabled on its camera) is answered
+//! `duplicate` when it comes again, not refused by today's state.
 
 mod common;
 
@@ -93,6 +95,72 @@ async fn suite(url: String) {
     conflicting_event_ids(&i, &ka, &kb).await;
     clip_chunks_elsewhere(&i, &ka).await;
     late_stills(&i, &ka).await;
+    stored_before_the_state_changed(&i).await;
+}
+
+/// An event stored, its ack lost, then the admin disables the rule on its
+/// camera: the resend of the same bytes is a redelivery, answered
+/// `duplicate` (and its late still completed), not a signed rejection of
+/// the stored event's own bytes that would make the device set it aside
+/// and never send the clip; and no quarantine row appears. Other content
+/// under the stored id is still a conflict; a new event is refused.
+async fn stored_before_the_state_changed(i: &Ingestor) {
+    use ingest_server::cameras::{self, NewCamera};
+    let db = &i.context().db;
+    let kc = key();
+    devices::enrol(db, "edge-c", SITE, &public_hex(&kc))
+        .await
+        .unwrap();
+    let camera = |rules: &[&str]| NewCamera {
+        device_id: "edge-c".into(),
+        camera_id: "cam-north".into(),
+        description: "Tràng Thi × Hàng Bông, northbound".into(),
+        enabled_rules: Some(rules.iter().map(|r| r.to_string()).collect()),
+        ..NewCamera::default()
+    };
+    cameras::enrol(db, &camera(&["red_light", "wrong_way"]))
+        .await
+        .unwrap();
+    let mut files = Files::new(1000);
+    files.plate[1] ^= 0x3c; // bytes no other case holds
+    let ev = event("edge-c", SITE, &files);
+    let first = without_plate(&ev, &kc, &files);
+    let o = submit(i, &first, events_on(SITE, "edge-c")).await;
+    assert_eq!(o.ack, Some(Ack::stored(ev.event_id)));
+
+    // Red light is no longer approved on this camera.
+    cameras::retire(db, "edge-c", "cam-north", "red light approval withdrawn")
+        .await
+        .unwrap();
+    cameras::enrol(db, &camera(&["wrong_way"])).await.unwrap();
+    let new = event("edge-c", SITE, &files);
+    let new = bundle(&new, &kc, &files);
+    let o = submit(i, &new, events_on(SITE, "edge-c")).await;
+    rejected_bound(&o, RejectCode::Invalid, &new);
+    assert_eq!(o.rejection.unwrap().0, "rule_not_enabled");
+
+    for _ in 0..2 {
+        let o = submit(i, &first, events_on(SITE, "edge-c")).await;
+        assert_eq!(o.ack, Some(Ack::duplicate(ev.event_id)), "{o:?}");
+        assert_eq!(o.rejection, None);
+    }
+    assert_eq!(rows_for(i, &first).await, 0, "no quarantine row");
+    // The redelivery that brings the missing still completes the case.
+    let full = bundle(&ev, &kc, &files);
+    let o = submit(i, &full, events_on(SITE, "edge-c")).await;
+    assert_eq!(o.ack, Some(Ack::duplicate(ev.event_id)), "{o:?}");
+    assert_eq!(rows_for(i, &full).await, 0, "no quarantine row");
+    assert_eq!(
+        (plate_stored(i, &ev).await, evidence_stored(i, &ev).await),
+        (1, 2)
+    );
+
+    let mut reused = ev.clone();
+    reused.vehicle_class = protocol::VehicleClass::Truck;
+    let reused = bundle(&reused, &kc, &files);
+    let o = submit(i, &reused, events_on(SITE, "edge-c")).await;
+    rejected_bound(&o, RejectCode::Invalid, &reused);
+    assert_eq!(o.rejection.unwrap().0, "event_id_conflict");
 }
 
 /// edge-a's genuine bundle, republished by someone else on another site's

@@ -14,12 +14,16 @@
 //! The event id is the key: a redelivered event inserts nothing and is
 //! answered `duplicate`, also when the copies arrive in the same batch
 //! (a redelivery that brings a still the first delivery lacked completes
-//! the case's evidence). Anything that fails verification goes to the
-//! quarantine with its reason and is answered `rejected` when its event id
-//! can be read and the refusal is about the bytes themselves; a refusal
-//! about where they arrived is not answered ([`verify::Grounds`]). An
-//! internal failure (database down) answers nothing: the device resends
-//! and the event id keeps it from being stored twice.
+//! the case's evidence). A stored event is judged by what was stored, not
+//! by the server's state today: a redelivery that a check of the camera
+//! registry, the grammar or the clock would now refuse (a rule disabled on
+//! the camera since) is still a `duplicate` (`rows::settle_stored`).
+//! Anything else that fails verification goes to the quarantine with its
+//! reason and is answered `rejected` when its event id can be read and the
+//! refusal is about the bytes themselves; a refusal about where they
+//! arrived is not answered ([`verify::Grounds`]). An internal failure
+//! (database down) answers nothing: the device resends and the event id
+//! keeps it from being stored twice.
 
 mod rows;
 pub mod verify;
@@ -303,10 +307,20 @@ pub async fn verify_batch(
 /// transaction. Returns the outcomes once committed.
 pub async fn commit_batch(
     ctx: &Arc<IngestContext>,
-    verdicts: Verdicts,
+    mut verdicts: Verdicts,
 ) -> Result<Vec<Outcome>, IngestError> {
     let received_at = now_ms();
     let t1 = std::time::Instant::now();
+    // An event already stored is judged by what is stored, not by today's
+    // camera registry, grammar or clock: a redelivery refused only by them
+    // is answered `duplicate` (`rows::settle_stored`).
+    if verdicts
+        .iter()
+        .any(|(_, _, v)| v.as_ref().is_err_and(|r| r.redelivery.is_some()))
+    {
+        let mut conn = ctx.db.pool().acquire().await?;
+        rows::settle_stored(&mut conn, &mut verdicts).await?;
+    }
     // Evidence first (stills of the accepted, raw bytes of the rejected), as
     // one pack; what the index already holds (a redelivery) is not
     // written again, and what it lacks is written and indexed whether the

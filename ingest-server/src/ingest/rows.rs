@@ -2,8 +2,9 @@
 //! transaction: a new case with its evidence rows ([`insert_case`]), and
 //! for an event id already stored either what a redelivery completes
 //! ([`mark_late_attachments`]) or why it is no redelivery at all
-//! ([`conflict`]). Kept apart from the batching in `mod.rs`, which decides
-//! when these run and answers the device.
+//! ([`conflict`]), also for a bundle refused only by today's state
+//! ([`settle_stored`]). Kept apart from the batching in `mod.rs`, which
+//! decides when these run and answers the device.
 
 use sqlx::{AnyConnection, Row};
 
@@ -65,14 +66,50 @@ pub(super) fn conflict(a: &Accepted, stored: Option<&StoredEvent>) -> Option<Rej
             format!("event {id} is already stored with different content, from another device")
         },
         event_id: Some(id),
-        device_claimed: Some(a.event.device_id.clone()),
+        device_claimed: Some(a.event.device_id.as_str().into()),
         signed: true,
         grounds: if own {
             Grounds::Bytes
         } else {
             Grounds::Arrival
         },
+        redelivery: None,
     })
+}
+
+/// Settles, before anything of the batch is written, the refusals that
+/// hold only for a new event ([`Rejection::redelivery`]: signature, device
+/// and attachments held, a check against the server's current state did
+/// not). An event id already stored is judged by what is stored, not by
+/// today's camera registry, grammar or clock: the same content is a
+/// redelivery (its ack was lost) and becomes an accepted bundle again, so
+/// the batch answers it `duplicate` and completes its late stills like
+/// any redelivery; other content is an `event_id_conflict`. Otherwise a
+/// resend after, say, a rule was disabled on the camera would get a
+/// signed rejection of the stored event's own bytes, and the device would
+/// set aside the event and never send its clip.
+///
+/// Events are never deleted, so what this read finds stored is still
+/// stored when the batch commits; an event stored meanwhile by another
+/// replica is refused as before.
+pub(super) async fn settle_stored(
+    conn: &mut AnyConnection,
+    verdicts: &mut super::Verdicts,
+) -> Result<(), IngestError> {
+    for (_, _, verdict) in verdicts.iter_mut() {
+        let Err(r) = verdict else { continue };
+        let Some(a) = r.redelivery.as_deref() else {
+            continue;
+        };
+        let Some(stored) = stored_event(conn, a.event.event_id).await? else {
+            continue;
+        };
+        *verdict = match conflict(a, Some(&stored)) {
+            Some(conflict) => Err(conflict),
+            None => Ok(a.clone()),
+        };
+    }
+    Ok(())
 }
 
 /// Marks as stored the evidence rows of a redelivered event whose files

@@ -103,8 +103,9 @@ pub struct Rejection {
     pub reason: String,
     /// The event id, if it could be read (then the device gets an ack).
     pub event_id: Option<Uuid>,
-    /// The device the bundle claimed to come from.
-    pub device_claimed: Option<String>,
+    /// The device the bundle claimed to come from (a boxed `str`, which
+    /// keeps a rejection small with [`Self::redelivery`] in it).
+    pub device_claimed: Option<Box<str>>,
     /// The bundle's signature held and its attachments are the ones the
     /// signed manifest names: every byte came from an enrolled device (so
     /// they are worth keeping; see `ingest::commit_batch`). A signed event
@@ -114,6 +115,15 @@ pub struct Rejection {
     /// Whether the refusal is about the bytes (answered with a bound
     /// rejection) or about where they arrived (not answered).
     pub grounds: Grounds,
+    /// The bundle as verified, when its signature, device and attachments
+    /// held and only a check against the server's *current* state refused
+    /// it (camera registry, plate grammar, the clock: `check_state`).
+    /// Such a refusal holds only for an event the server does not have: an
+    /// event id already stored with this content is a redelivery whose ack
+    /// was lost, answered `duplicate` whatever the state says now, and one
+    /// stored with other content is an `event_id_conflict`
+    /// (`ingest::rows::settle_stored`, before anything is written).
+    pub redelivery: Option<Box<Accepted>>,
 }
 
 impl Rejection {
@@ -124,9 +134,10 @@ impl Rejection {
             ack_code,
             reason: e.to_string(),
             event_id,
-            device_claimed: device,
+            device_claimed: device.map(String::into_boxed_str),
             signed: false,
             grounds: Grounds::of(e),
+            redelivery: None,
         }
     }
 
@@ -142,9 +153,10 @@ impl Rejection {
             reason_code: reason_code.to_owned(),
             reason,
             event_id,
-            device_claimed: device,
+            device_claimed: device.map(String::into_boxed_str),
             signed: false,
             grounds: Grounds::Bytes,
+            redelivery: None,
         }
     }
 
@@ -262,27 +274,52 @@ pub fn verify_decoded(
             "a still named in the signed manifest is not in the bundle: recorded as missing"
         );
     }
-    // From here on the bundle is the device's own: a refusal says so.
-    check_signed(event, bundle, device, checks, &reject).map_err(|mut r| {
-        r.signed = true;
-        r
-    })
+    let signed_json = String::from_utf8(
+        bundle
+            .event
+            .to_json()
+            .map_err(|e| Rejection::protocol(&e, Some(event.event_id), claimed.clone()))?,
+    )
+    .map_err(|_| {
+        reject(
+            RejectCode::Internal,
+            "internal",
+            "canonical JSON not UTF-8".into(),
+        )
+    })?;
+    let accepted = Accepted {
+        event,
+        signed_json,
+        attachments: bundle.attachments,
+    };
+    // From here on the bundle is the device's own: a refusal says so, and
+    // carries the bundle, since it holds only for an event not yet stored.
+    match check_state(&accepted, device, checks, &reject) {
+        Ok(()) => Ok(accepted),
+        Err(mut r) => {
+            r.signed = true;
+            r.redelivery = Some(Box::new(accepted));
+            Err(r)
+        }
+    }
 }
 
 /// How long after a violation a fine can still be imposed.
 const LIMITATION_PERIOD: time::Duration = time::Duration::days(365);
 
-/// The checks of a bundle whose signature held ([`verify_decoded`]).
-fn check_signed(
-    event: protocol::ViolationEvent,
-    bundle: EventBundle,
+/// The checks of a bundle whose signature held ([`verify_decoded`]): its
+/// fields, and what depends on the server's current state (the device's
+/// enrolled site, the clock and the limitation period, the plate grammar,
+/// the camera registry). What they refuse, they refuse for a new event
+/// only: an event stored before the state changed is not judged again
+/// (see [`Rejection::redelivery`]).
+fn check_state(
+    accepted: &Accepted,
     device: &crate::devices::Device,
     checks: &Checks,
     reject: &dyn Fn(RejectCode, &str, String) -> Rejection,
-) -> Result<Accepted, Rejection> {
-    let signed = &bundle.event;
-    let event_id = Some(event.event_id);
-    let claimed = Some(event.device_id.clone());
+) -> Result<(), Rejection> {
+    let event = &accepted.event;
     // About the bytes, not where they came (`Grounds::Bytes`): the topic
     // already matched the signed site, and the signed site is not where
     // the device is enrolled, on whatever topic the bundle comes.
@@ -392,27 +429,10 @@ fn check_signed(
     let camera = checks
         .cameras
         .get(&(event.device_id.clone(), event.camera_id.clone()));
-    if let Err(r) = crate::cameras::check(camera, &event, checks.require_known_camera) {
+    if let Err(r) = crate::cameras::check(camera, event, checks.require_known_camera) {
         return Err(reject(RejectCode::Invalid, r.code, r.message));
     }
-
-    let signed_json = String::from_utf8(
-        signed
-            .to_json()
-            .map_err(|e| Rejection::protocol(&e, event_id, claimed.clone()))?,
-    )
-    .map_err(|_| {
-        reject(
-            RejectCode::Internal,
-            "internal",
-            "canonical JSON not UTF-8".into(),
-        )
-    })?;
-    Ok(Accepted {
-        event,
-        signed_json,
-        attachments: bundle.attachments,
-    })
+    Ok(())
 }
 
 fn trunc(s: &str) -> String {

@@ -18,8 +18,16 @@
 //! - `audit.jsonl`, `transitions.json`: the case's audit entries and the
 //!   check of the whole audit chain; its state changes;
 //! - `summary.pdf`: a printable summary in Vietnamese (`summary.rs`);
+//! - `VERIFY.txt`: how to check the package offline: the server's public
+//!   key, what it signed, what the audit chain proves and what it does not
+//!   (`text.rs`);
 //! - `SHA256SUMS`: every file above (`sha256sum -c SHA256SUMS`), and the
-//!   manifest's hashes as comments.
+//!   manifest's hashes as comments, saying of a file not in `originals/`
+//!   whether the server never received it or deleted it under retention;
+//! - `SHA256SUMS.sig`: the server's Ed25519 signature over the exact bytes
+//!   of `SHA256SUMS` (hex), with the key that signs its acks
+//!   ([`crate::server_key::package_signer`]): without it anyone could edit
+//!   a transition or an audit line and compute `SHA256SUMS` again.
 //!
 //! The owner's personal data is not in the package: the court gets it from
 //! the police through the vehicle registry.
@@ -145,6 +153,11 @@ pub enum PackageError {
     /// Writing the PDF or the ZIP failed.
     #[error("writing the package: {0}")]
     Write(String),
+    /// No server key to sign the package with: this process opened none
+    /// of the keys its database registered
+    /// ([`crate::server_key::ServerKey::open`]).
+    #[error("no server key to sign the package with: {0}")]
+    ServerKey(String),
 }
 
 impl From<sqlx::Error> for PackageError {
@@ -232,6 +245,14 @@ pub async fn build_with(
             path: opts.font.display().to_string(),
             reason,
         })?;
+    let signer = crate::server_key::package_signer(db)
+        .await
+        .map_err(|e| PackageError::ServerKey(e.to_string()))?
+        .ok_or_else(|| {
+            PackageError::ServerKey(
+                "this process opened none of the keys registered in server_keys".into(),
+            )
+        })?;
     let loaded = record::load(db, event_id)
         .await?
         .ok_or_else(|| PackageError::NotFound(event_id.to_string()))?;
@@ -272,6 +293,7 @@ pub async fn build_with(
             case_audit,
             chain,
             font,
+            signer,
         })
     })
     .await
@@ -350,6 +372,8 @@ struct Parts {
     case_audit: Vec<audit::AuditEntry>,
     chain: Verification,
     font: font::Font,
+    /// The server key that signs `SHA256SUMS`.
+    signer: protocol::SigningKey,
 }
 
 fn is_jpeg(row: &record::EvidenceRow) -> bool {
@@ -379,6 +403,7 @@ fn jpeg_bytes(img: &image::RgbImage, name: &str) -> Result<Vec<u8>, PackageError
 fn assemble(p: Parts) -> Result<Vec<u8>, PackageError> {
     let case = &p.loaded.case;
     let made_at = OffsetDateTime::now_utc().to_offset(vi::VN);
+    let server_key = hex::encode(p.signer.verifying_key().to_bytes());
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
     files.push((
         "README.txt".into(),
@@ -468,13 +493,18 @@ fn assemble(p: Parts) -> Result<Vec<u8>, PackageError> {
             case_entries: p.case_audit.len(),
             overview,
             made_at,
+            server_key: &server_key,
         },
     )
     .map_err(PackageError::Write)?;
     files.push(("summary.pdf".into(), pdf));
+    files.push(("VERIFY.txt".into(), text::verify(&server_key).into_bytes()));
+    let sums = text::sums(&files, &p.event, &p.loaded).into_bytes();
+    let signature = ed25519_dalek::Signer::sign(&p.signer, &sums);
+    files.push(("SHA256SUMS".into(), sums));
     files.push((
-        "SHA256SUMS".into(),
-        text::sums(&files, &p.event, &p.originals).into_bytes(),
+        "SHA256SUMS.sig".into(),
+        format!("{}\n", hex::encode(signature.to_bytes())).into_bytes(),
     ));
     zip_files(&files, made_at)
 }

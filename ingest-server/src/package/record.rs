@@ -1,8 +1,10 @@
 //! What the evidence package reads from the database about one case: the
 //! events row (machine read, review outcome, fine, state), its evidence
-//! rows, its state transitions, the device that signed it, and the display
-//! names of the people who acted on it. Plain reads, no personal data of the
-//! vehicle's owner (the owner id is not even read).
+//! rows, its state transitions, the device that signed it, the display
+//! names of the people who acted on it, and what became of each file the
+//! signed manifest names ([`FileState`]: stored, deleted under retention,
+//! never received). Plain reads, no personal data of the vehicle's owner
+//! (the owner id is not even read).
 
 use std::collections::BTreeMap;
 
@@ -66,6 +68,9 @@ pub struct CaseRecord {
     pub received_at: i64,
     /// `mqtt` or `http`.
     pub source: String,
+    /// When its evidence was deleted under the retention policy (Unix ms;
+    /// `src/retention/`, migration 0012).
+    pub evidence_purged_at: Option<i64>,
 }
 
 /// One evidence row.
@@ -83,6 +88,27 @@ pub struct EvidenceRow {
     pub sha256: String,
     /// Whether the file is in the store.
     pub stored: bool,
+    /// When the server received it (Unix ms); kept when retention deletes
+    /// the file (which only clears `stored`).
+    pub stored_at: Option<i64>,
+}
+
+/// What became of a file the signed manifest names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileState {
+    /// In the evidence store (and so in `originals/`).
+    Stored,
+    /// Received at `received_at`, deleted under the retention policy at
+    /// `purged_at` with the rest of the case's evidence.
+    Purged {
+        /// When the server received it (Unix ms).
+        received_at: i64,
+        /// When the case's evidence was deleted (Unix ms).
+        purged_at: i64,
+    },
+    /// Never received by the server (a clip that did not come, a still the
+    /// device could no longer read).
+    NotReceived,
 }
 
 /// One row of `case_transitions`.
@@ -123,14 +149,34 @@ pub struct Loaded {
     pub people: BTreeMap<String, (String, String)>,
 }
 
+impl Loaded {
+    /// What became of the manifest's file `name`. Retention only clears a
+    /// row's `stored` flag, so a file of a purged case with a receipt time
+    /// was received and deleted, not missing.
+    pub fn file_state(&self, name: &str) -> FileState {
+        let row = self.evidence.iter().find(|r| r.name == name);
+        match (row, self.case.evidence_purged_at) {
+            (Some(r), _) if r.stored => FileState::Stored,
+            (Some(r), Some(purged_at)) => match r.stored_at {
+                Some(received_at) => FileState::Purged {
+                    received_at,
+                    purged_at,
+                },
+                None => FileState::NotReceived,
+            },
+            _ => FileState::NotReceived,
+        }
+    }
+}
+
 /// Reads the case `event_id`; `None` if there is none.
 pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
     let row = sqlx::query(
         "SELECT event_id, device_id, camera_id, site, event_time, violation_type, reviewed_type, \
          vehicle_class, plate_text, plate_display, plate_colour, plate_confidence, reviewed_plate, \
          fine_status, fine_schedule, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, state, \
-         accepted_by, confirmed_by, reject_code, signed_json, received_at, source \
-         FROM events WHERE event_id = $1",
+         accepted_by, confirmed_by, reject_code, signed_json, received_at, source, \
+         evidence_purged_at FROM events WHERE event_id = $1",
     )
     .bind(event_id)
     .fetch_optional(db.pool())
@@ -163,9 +209,10 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         signed_json: r.try_get(23)?,
         received_at: r.try_get(24)?,
         source: r.try_get(25)?,
+        evidence_purged_at: r.try_get(26)?,
     };
     let evidence = sqlx::query(
-        "SELECT name, role, media_type, size_bytes, sha256, stored FROM evidence \
+        "SELECT name, role, media_type, size_bytes, sha256, stored, stored_at FROM evidence \
          WHERE event_id = $1 ORDER BY name",
     )
     .bind(event_id)
@@ -180,6 +227,7 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
             size_bytes: r.try_get(3)?,
             sha256: r.try_get(4)?,
             stored: r.try_get::<i64, _>(5)? != 0,
+            stored_at: r.try_get(6)?,
         })
     })
     .collect::<Result<Vec<_>, sqlx::Error>>()?;

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use super::annotate::Overlay;
 use super::font::Font;
 use super::pdf::{Doc, Jpeg, PAGE_W};
-use super::record::Loaded;
+use super::record::{FileState, Loaded};
 use super::{SignatureCheck, vi};
 use crate::audit::Verification;
 
@@ -34,6 +34,8 @@ pub struct Facts<'a> {
     pub overview: Option<(Jpeg, String, String, Overlay)>,
     /// When the package was made.
     pub made_at: OffsetDateTime,
+    /// The server's public key (hex) that signs the package's `SHA256SUMS`.
+    pub server_key: &'a str,
 }
 
 /// The summary PDF.
@@ -194,10 +196,17 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
 
     d.heading("5. Giá trị băm SHA-256 của chứng cứ (manifest đã ký)");
     for item in &ev.evidence {
-        let row = f.loaded.evidence.iter().find(|r| r.name == item.name);
-        let state = match row {
-            Some(r) if r.stored => "đã lưu, khớp giá trị băm khi đọc lại",
-            _ => "máy chủ chưa nhận được tệp",
+        let state = match f.loaded.file_state(&item.name) {
+            FileState::Stored => "đã lưu, khớp giá trị băm khi đọc lại".to_string(),
+            FileState::Purged {
+                received_at,
+                purged_at,
+            } => format!(
+                "máy chủ đã nhận lúc {}, đã xóa theo chính sách lưu trữ lúc {}",
+                vi::ms_text(received_at),
+                vi::ms_text(purged_at)
+            ),
+            FileState::NotReceived => "máy chủ chưa nhận được tệp".to_string(),
         };
         d.para(
             &format!(
@@ -212,7 +221,12 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
         );
     }
     d.para(
-        "Kiểm tra mọi tệp của gói: sha256sum -c SHA256SUMS.",
+        &format!(
+            "Kiểm tra mọi tệp của gói: sha256sum -c SHA256SUMS. Tệp SHA256SUMS được máy chủ ký \
+             (Ed25519, SHA256SUMS.sig) bằng khóa công khai {}; đối chiếu khóa này với khóa máy chủ \
+             mà thành phố đã công bố (cách kiểm tra: VERIFY.txt).",
+            f.server_key
+        ),
         8.0,
         true,
     );
