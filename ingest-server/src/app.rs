@@ -169,7 +169,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         share_group,
         credentials,
         tls,
-        server_key,
+        server_key: server_key.clone(),
     };
     // Cases a previous run stored but did not look up yet.
     if let Some(registry) = ingestor.context().registry.clone() {
@@ -222,6 +222,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         sign_in_throttle: Arc::default(),
         uploads: Arc::new(tokio::sync::Semaphore::new(crate::web::MAX_UPLOADS)),
         trusted_proxies: cfg.trusted_proxies().unwrap_or_default().into(),
+        server_key,
     };
     let http = tokio::spawn(async move {
         // Peer addresses for the payment IPN's allow-list.

@@ -14,11 +14,9 @@
 //! server starts with is registered in `server_keys`, and an enrolment
 //! hands out all keys not retired.
 //!
-//! The same key signs the court evidence packages (`crate::package`):
-//! a key opened with [`ServerKey::open`] is also held in memory for the
-//! process ([`package_signer`]), and a package is signed with the one its
-//! database registered, so the public key a court checks it with is one
-//! the city published (`key show`, `server_keys`).
+//! The same key signs the court evidence packages (`crate::package`), so
+//! the public key a court checks one with is one the city published (`key
+//! show`, `server_keys`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -179,9 +177,6 @@ impl ServerKey {
     pub async fn open(cfg: &Config, db: &Db) -> Result<Self, ServerKeyError> {
         let (key, _) = Self::load_or_create(&key_path(cfg))?;
         register(db, &key.verifying_key()).await?;
-        held()
-            .entry(key.public_key_hex())
-            .or_insert_with(|| key.key.clone());
         Ok(key)
     }
 
@@ -204,28 +199,6 @@ impl ServerKey {
     pub fn path(&self) -> &Path {
         &self.path
     }
-}
-
-/// The keys this process opened with [`ServerKey::open`], by public key
-/// (hex). Several servers in one process (tests) each register their own
-/// key in their own database, which decides which one signs for it.
-fn held() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, SigningKey>> {
-    static HELD: std::sync::OnceLock<
-        std::sync::Mutex<std::collections::HashMap<String, SigningKey>>,
-    > = std::sync::OnceLock::new();
-    HELD.get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// The key that signs court packages for the server on `db`: the first
-/// key registered there and not retired (oldest first, as [`trusted`]
-/// lists them) that this process opened with [`ServerKey::open`]; `None`
-/// when it opened none of them.
-pub async fn package_signer(db: &Db) -> Result<Option<SigningKey>, ServerKeyError> {
-    let keys = trusted(db).await?;
-    let held = held();
-    Ok(keys.iter().find_map(|k| held.get(k).cloned()))
 }
 
 /// Records `key` as one the server signs with (again: a retired key that

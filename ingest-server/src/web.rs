@@ -95,6 +95,8 @@ pub struct ApiContext {
     /// Bundles read over HTTP at once ([`MAX_UPLOADS`]): each may be 16
     /// MiB, buffered before any check, and the route is open to anyone.
     pub uploads: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The key that signs acks; it signs court packages too.
+    pub server_key: std::sync::Arc<crate::server_key::ServerKey>,
 }
 
 /// Bundles `POST /api/v1/violations` reads at once; more are answered 503

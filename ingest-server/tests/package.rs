@@ -150,6 +150,8 @@ struct World {
     /// The server key (hex) registered in `server_keys`: what `key show`
     /// prints and the city publishes.
     server_key: String,
+    /// That key, which signs the packages.
+    signer: ServerKey,
     operator: Actor,
     police: Actor,
 }
@@ -166,7 +168,8 @@ impl World {
         let ingestor = app::open(&cfg).await.unwrap();
         let db = &ingestor.context().db;
         // As `app::start` does: the key that signs acks signs packages too.
-        let server_key = ServerKey::open(&cfg, db).await.unwrap().public_key_hex();
+        let signer = ServerKey::open(&cfg, db).await.unwrap();
+        let server_key = signer.public_key_hex();
         let key = key();
         devices::enrol(db, DEVICE, SITE, &public_hex(&key))
             .await
@@ -185,6 +188,7 @@ impl World {
             ingestor,
             key,
             server_key,
+            signer,
             operator: Actor {
                 id: op.user_id,
                 role: Role::Operator,
@@ -297,7 +301,9 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
     w.act(&id, Action::Accept, &w.operator, "").await;
     w.act(&id, Action::Confirm, &w.police, "").await;
 
-    let zip = package::build(&ctx.db, &ctx.evidence, &id).await.unwrap();
+    let zip = package::build(&ctx.db, &ctx.evidence, &id, &w.signer)
+        .await
+        .unwrap();
     // To look at it: PACKAGE_TEST_OUT=dir cargo test -p ingest-server --test package sqlite
     if let Ok(dir) = std::env::var("PACKAGE_TEST_OUT") {
         std::fs::write(Path::new(&dir).join("package.zip"), &zip).unwrap();
@@ -620,7 +626,11 @@ async fn purged_evidence_is_said_deleted_not_missing() {
     .unwrap();
     assert_eq!(report.cases, 1, "{report:?}");
 
-    let files = unzip(&package::build(&ctx.db, &ctx.evidence, &id).await.unwrap());
+    let files = unzip(
+        &package::build(&ctx.db, &ctx.evidence, &id, &w.signer)
+            .await
+            .unwrap(),
+    );
     assert!(!files.keys().any(|k| k.starts_with("originals/")));
     let sums = String::from_utf8(files["SHA256SUMS"].clone()).unwrap();
     for name in ["at.jpg", "vehicle.jpg", "plate.jpg"] {
@@ -675,12 +685,14 @@ async fn tampered_or_missing_evidence_stops_the_package() {
     let w = World::new(None).await;
     let ctx = w.ingestor.context().clone();
     let (id, s) = w.ingest(2, "30A12345", "30A-123.45").await;
-    package::build(&ctx.db, &ctx.evidence, &id).await.unwrap();
+    package::build(&ctx.db, &ctx.evidence, &id, &w.signer)
+        .await
+        .unwrap();
 
     let mut bad = s.plate.clone();
     bad[s.plate.len() / 2] ^= 0x55;
     w.tamper(&s.plate).await;
-    match package::build(&ctx.db, &ctx.evidence, &id).await {
+    match package::build(&ctx.db, &ctx.evidence, &id, &w.signer).await {
         Err(PackageError::EvidenceCorrupt {
             name,
             sha256,
@@ -700,7 +712,7 @@ async fn tampered_or_missing_evidence_stops_the_package() {
         .await
         .unwrap();
     std::fs::remove_file(w.data.join("evidence").join(at.key.as_ref())).unwrap();
-    match package::build(&ctx.db, &ctx.evidence, &id).await {
+    match package::build(&ctx.db, &ctx.evidence, &id, &w.signer).await {
         Err(PackageError::EvidenceMissing { name, .. }) => {
             assert!(name.ends_with(".jpg"), "{name}")
         }
@@ -714,20 +726,20 @@ async fn tampered_or_missing_evidence_stops_the_package() {
     let bytes = Bytes::from(common::bundle(&ev, &w.key, &files));
     let out = w.ingestor.submit(bytes, source).await.unwrap();
     assert_eq!(out.ack, Some(Ack::stored(ev.event_id)));
-    match package::build(&ctx.db, &ctx.evidence, &ev.event_id.to_string()).await {
+    match package::build(&ctx.db, &ctx.evidence, &ev.event_id.to_string(), &w.signer).await {
         Err(PackageError::Image { name, .. }) => assert_eq!(name, "overview.jpg"),
         other => panic!("expected an image error, got {:?}", other.map(|z| z.len())),
     }
 
     let missing = uuid::Uuid::new_v4().to_string();
     assert!(matches!(
-        package::build(&ctx.db, &ctx.evidence, &missing).await,
+        package::build(&ctx.db, &ctx.evidence, &missing, &w.signer).await,
         Err(PackageError::NotFound(_))
     ));
     let opts = Options {
         font: "/nonexistent/DejaVuSans.ttf".into(),
     };
-    match package::build_with(&ctx.db, &ctx.evidence, &id, &opts).await {
+    match package::build_with(&ctx.db, &ctx.evidence, &id, &w.signer, &opts).await {
         Err(e @ PackageError::Font { .. }) => {
             assert!(e.to_string().contains("/nonexistent/DejaVuSans.ttf"), "{e}");
         }

@@ -40,7 +40,7 @@ pub async fn case_package(
     viewer.require(&[Role::Police, Role::Supervisor, Role::Auditor])?;
     let lang = viewer.lang;
     let ic = ctx.ingestor.context();
-    let bytes = match package::build(&ic.db, &ic.evidence, &id).await {
+    let bytes = match package::build(&ic.db, &ic.evidence, &id, &ctx.server_key).await {
         Ok(b) => b,
         Err(PackageError::NotFound(what)) => return Err(ConsoleError::NotFound(lang, what)),
         // A corrupt or missing file must stop the export loudly.

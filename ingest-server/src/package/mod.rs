@@ -26,8 +26,8 @@
 //!   whether the server never received it or deleted it under retention;
 //! - `SHA256SUMS.sig`: the server's Ed25519 signature over the exact bytes
 //!   of `SHA256SUMS` (hex), with the key that signs its acks
-//!   ([`crate::server_key::package_signer`]): without it anyone could edit
-//!   a transition or an audit line and compute `SHA256SUMS` again.
+//!   ([`crate::server_key::ServerKey`], passed in): without it anyone could
+//!   edit a transition or an audit line and compute `SHA256SUMS` again.
 //!
 //! The owner's personal data is not in the package: the court gets it from
 //! the police through the vehicle registry.
@@ -53,6 +53,7 @@ use crate::audit::{self, Verification};
 use crate::db::{Db, DbError};
 use crate::devices::Device;
 use crate::evidence::{EvidenceStore, EvidenceStoreError};
+use crate::server_key::ServerKey;
 use record::Loaded;
 
 /// Where the summary's font is read from by default (Debian's
@@ -153,11 +154,6 @@ pub enum PackageError {
     /// Writing the PDF or the ZIP failed.
     #[error("writing the package: {0}")]
     Write(String),
-    /// No server key to sign the package with: this process opened none
-    /// of the keys its database registered
-    /// ([`crate::server_key::ServerKey::open`]).
-    #[error("no server key to sign the package with: {0}")]
-    ServerKey(String),
 }
 
 impl From<sqlx::Error> for PackageError {
@@ -225,8 +221,9 @@ pub async fn build(
     db: &Db,
     evidence: &EvidenceStore,
     event_id: &str,
+    key: &ServerKey,
 ) -> Result<Vec<u8>, PackageError> {
-    build_with(db, evidence, event_id, &Options::default()).await
+    build_with(db, evidence, event_id, key, &Options::default()).await
 }
 
 /// [`build`] with a chosen font.
@@ -234,6 +231,7 @@ pub async fn build_with(
     db: &Db,
     evidence: &EvidenceStore,
     event_id: &str,
+    key: &ServerKey,
     opts: &Options,
 ) -> Result<Vec<u8>, PackageError> {
     // Fail early on a missing font, before reading any evidence.
@@ -245,14 +243,7 @@ pub async fn build_with(
             path: opts.font.display().to_string(),
             reason,
         })?;
-    let signer = crate::server_key::package_signer(db)
-        .await
-        .map_err(|e| PackageError::ServerKey(e.to_string()))?
-        .ok_or_else(|| {
-            PackageError::ServerKey(
-                "this process opened none of the keys registered in server_keys".into(),
-            )
-        })?;
+    let signer = key.signing_key().clone();
     let loaded = record::load(db, event_id)
         .await?
         .ok_or_else(|| PackageError::NotFound(event_id.to_string()))?;
