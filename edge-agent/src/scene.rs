@@ -202,9 +202,13 @@ green = {green}
 
 [rules.red_light]
 enabled = true
+# The default (30 px) is for a 1920x1080 view: scaled to this one's width.
+confirm_past_px = {confirm:.1}
 "#,
             x1 = w - 100,
             hb = h - 1,
+            confirm = (crate::site::RedLightRule::DEFAULT_CONFIRM_PAST_PX * f64::from(w) / 1920.0)
+                .max(crate::site::RedLightRule::MIN_CONFIRM_PAST_PX),
             red = r(0),
             yellow = r(1),
             green = r(2),

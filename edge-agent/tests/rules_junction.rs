@@ -137,8 +137,13 @@ fn going_on_the_first_frames_of_green_is_not_judged_by_the_lagging_red() {
         0,
         "green was showing when it reached the line"
     );
-    // The same car with green from frame 21 reached the line on red.
+    // Green from frame 21: it reached the line on red, but was only 10 px
+    // past it in the last red picture (frame 20); the 30 px that confirm
+    // a run were made as the lamps showed green. In doubt: no run.
     let out = run_lamps(SITE, &[fast()], green_from(21), 5, 40);
+    assert_eq!(red_light(out), 0);
+    // Green from frame 22: 70 px past in the red picture of frame 21.
+    let out = run_lamps(SITE, &[fast()], green_from(22), 5, 40);
     assert_eq!(red_light(out), 1);
 }
 
@@ -533,4 +538,76 @@ fn a_run_the_feed_never_vouched_for_leaves_its_stop_line_case() {
     };
     let out = run_fed(SITE, &[Vehicle::new(8, Car, path)], stuck, 100);
     assert_eq!(out.summary(), vec![(8, ViolationType::StopLine)]);
+}
+
+/// Up the image at `x` from `y0`, 20 px a frame, standing at `y_stop`;
+/// from frame `go` on moving `(dx, dy)` px a frame; seen before `end`.
+fn wait_then_go(x: f64, y0: f64, y_stop: f64, go: u64, d: (f64, f64), end: u64) -> Path {
+    Box::new(move |n| {
+        let k = n.saturating_sub(go - 1) as f64;
+        let y = (y0 - 20.0 * n as f64).max(y_stop) + d.1 * k;
+        (n < end).then(|| edge_agent::geometry::Point::new(x + d.0 * k, y))
+    })
+}
+type Path = Box<dyn Fn(u64) -> Option<edge_agent::geometry::Point>>;
+
+#[test]
+fn crept_over_on_red_and_going_on_as_the_light_turns_green_is_no_red_light_run() {
+    use ViolationType::{RedLight, StopLine};
+    // Crosses on red (from frame 5), stands 15 px past the line from
+    // frame 16, goes on from frame `go` (35 px past then), seen until `end`.
+    let car = |go, end| {
+        [Vehicle::new(
+            9,
+            Car,
+            wait_then_go(900.0, 905.0, 585.0, go, (0.0, -20.0), end),
+        )]
+    };
+    let raw = |n: u64| [Yellow, Red, Green][usize::from(n >= 5) + usize::from(n >= 50)];
+    let lamps = |go| run_lamps(SITE, &car(go, 999), raw, 5, 80).summary();
+    let fed = |go, end, green| run_fed(SITE, &car(go, end), fed_late(green), 80).summary();
+    // Green from frame 50. Read from the lamps (believed 5 frames late),
+    // the car is 35 px past at frame 51 while the filter still says red,
+    // but the lamps already show green: the encroachment stays a stop-line
+    // case, anchored to the last frame whose picture shows red. The same
+    // from the controller's feed, on time or 1 s late.
+    let out = run_lamps(SITE, &car(51, 999), raw, 5, 80);
+    let v = &out.reported[0].1;
+    assert_eq!((v.frame, v.signal.as_ref().unwrap().state), (49, Red));
+    assert_eq!(lamps(51), [(9, StopLine)]);
+    assert_eq!(run(SITE, &car(51, 999), raw, 80).summary(), [(9, StopLine)]);
+    assert_eq!(fed(51, 999, 50), [(9, StopLine)]);
+    // Going on at frame 46, while the lamps still showed red: a run.
+    assert_eq!(lamps(46), [(9, RedLight)]);
+    assert_eq!(fed(46, 999, 50), [(9, RedLight)]);
+    // Going on at frame 31 and leaving the view at 34, before the feed
+    // (1 s late) speaks for frame 31: green from 30 is no run (and 1.4 s
+    // standing is no stop-line case); green from 40 is.
+    assert_eq!(fed(31, 34, 30), []);
+    assert_eq!(fed(31, 34, 40), [(9, RedLight)]);
+}
+
+#[test]
+fn waiting_beyond_the_line_in_a_right_turn_on_red_lane_with_the_turn_unknown_is_no_case() {
+    // Lane s3 allows a right turn on red.
+    let moto = |p: Path| [Vehicle::new(6, Motorcycle, p)];
+    let green_at_50 = |n: u64| if n < 50 { red_from_5(n) } else { Green };
+    // Crosses on red, stands 20 px past the line; green from frame 50,
+    // turns right from frame 52 (known about frame 60).
+    let turns = wait_then_go(1300.0, 905.0, 580.0, 52, (20.0, 0.0), 999);
+    assert_eq!(run(SITE, &moto(turns), green_at_50, 80).summary(), vec![]);
+    // Going straight on at green instead: the stop-line case.
+    let straight = wait_then_go(1300.0, 905.0, 580.0, 52, (0.0, -20.0), 999);
+    let out = run(SITE, &moto(straight), green_at_50, 80);
+    assert_eq!(out.summary(), vec![(6, ViolationType::StopLine)]);
+    // Stands 40 px past on red, turns right from frame 50, but the track
+    // ends at frame 52, 100 px along its path: direction not known.
+    let cut = wait_then_go(1300.0, 905.0, 560.0, 50, (20.0, 0.0), 53);
+    assert_eq!(run(SITE, &moto(cut), red_from_5, 80).summary(), vec![]);
+    // Crossed on yellow, stands 20 px past the line on red from frame 10,
+    // then turns right at frame 40, still red.
+    let on_yellow = wait_then_go(1300.0, 705.0, 580.0, 40, (20.0, 0.0), 999);
+    let yellow_then_red = |n: u64| if n < 10 { Yellow } else { Red };
+    let out = run(SITE, &moto(on_yellow), yellow_then_red, 70);
+    assert_eq!(out.summary(), vec![]);
 }

@@ -281,3 +281,33 @@ fn external_feed_and_board() {
     assert_eq!(board.status("feed").unwrap().state, SignalState::Green);
     assert_eq!(board.status("nope"), None);
 }
+
+#[test]
+fn green_straight_to_red_is_not_believed_from_a_moment() {
+    // A red bus passes in front of a green head for three frames: the
+    // lamps read red, but the light never goes from green to red without
+    // yellow. Never red.
+    let t = |frame: i64| 1_000_000 + frame * 100_000; // 10 fps
+    use SignalState::*;
+    let mut f = SignalFilter::new(3, t(0));
+    let seq = [Green, Green, Green, Red, Red, Red, Green, Green, Green];
+    for (i, s) in seq.iter().enumerate() {
+        let status = f.observe(*s, t(i as i64));
+        assert_ne!(status.state, Red, "frame {i}");
+    }
+    assert_eq!(f.status().state, Green);
+    // Red that lasts (a head with no yellow, or a yellow not seen) is
+    // believed after ten times the confirmation, from then: not back-dated
+    // to its first sighting, and its start not known.
+    let mut f = SignalFilter::new(3, t(0));
+    for i in 0..3 {
+        f.observe(Green, t(i));
+    }
+    for i in 3..32 {
+        assert_eq!(f.observe(Red, t(i)).state, Green, "frame {i}");
+    }
+    let s = f.observe(Red, t(32));
+    assert_eq!((s.state, s.since_us), (Red, t(32)));
+    assert!(!s.transition_seen);
+    assert_eq!(s.red_for_ms(t(40)), None);
+}

@@ -336,3 +336,69 @@ fn motorbike_aspect_is_off_by_default_and_bounded() {
         assert_eq!(error(&text).1, "detection.motorbike_min_aspect", "{bad}");
     }
 }
+
+#[test]
+fn red_light_confirmation_defaults_to_clearly_past_the_line_and_has_a_floor() {
+    let site = load(BASE).unwrap();
+    assert_eq!(site.rules.red_light.confirm_past_px, 30.0);
+    let with =
+        |v: &str| format!("{BASE}\n[rules.red_light]\nenabled = true\nconfirm_past_px = {v}\n");
+    for bad in ["0", "0.0", "9.5", "-5", "nan"] {
+        let (line, field, message, _) = error(&with(bad));
+        assert_eq!(field, "rules.red_light.confirm_past_px", "{bad}");
+        assert_eq!(line, Some(29), "{bad}");
+        assert!(message.contains("at least 10 px"), "{message}");
+        assert!(message.contains("jitter"), "{message}");
+    }
+    assert_eq!(
+        load(&with("10")).unwrap().rules.red_light.confirm_past_px,
+        10.0
+    );
+}
+
+#[test]
+fn a_lane_heading_against_its_stop_line_is_refused() {
+    let heading = |h: &str| {
+        BASE.replacen(
+            "stop_line = \"s\"",
+            &format!("stop_line = \"s\"\nheading_deg = {h}"),
+            1,
+        )
+    };
+    // The line is approached up the image (-90); the lane says down (90).
+    let (line, field, message, _) = error(&heading("90"));
+    assert_eq!(field, "lanes[0].heading_deg");
+    assert_eq!(line, Some(14));
+    assert!(message.contains("lane \"a\""), "{message}");
+    assert!(
+        message.contains("90°") && message.contains("-90°"),
+        "{message}"
+    );
+    assert!(message.contains("wrong-way"), "{message}");
+    assert_eq!(error(&heading("150")).1, "lanes[0].heading_deg");
+    // Bending up to 90° off the approach (a curving lane) is allowed; 270
+    // is -90.
+    for ok in ["-90", "-30", "0", "270"] {
+        assert!(load(&heading(ok)).is_ok(), "{ok}");
+    }
+}
+
+#[test]
+fn speed_error_terms_may_not_be_zero() {
+    let speed = |px: &str, ms: &str| {
+        format!(
+            "{BASE}\n[speed]\npixel_error_px = {px}\ntime_error_ms = {ms}\n\
+             [speed.two_lines]\nlines = [[[100, 500], [900, 500]], [[100, 700], [900, 700]]]\n\
+             distance_m = 10\n"
+        )
+    };
+    assert!(load(&speed("2.0", "2.0")).is_ok());
+    assert!(load(&speed("1", "1")).is_ok());
+    let (_, field, message, _) = error(&speed("0", "2.0"));
+    assert_eq!(field, "speed.pixel_error_px");
+    assert!(message.contains("at least 1 px"), "{message}");
+    assert_eq!(error(&speed("0.5", "2.0")).1, "speed.pixel_error_px");
+    let (_, field, message, _) = error(&speed("2.0", "0"));
+    assert_eq!(field, "speed.time_error_ms");
+    assert!(message.contains("at least 1 ms"), "{message}");
+}

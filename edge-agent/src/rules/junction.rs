@@ -16,16 +16,27 @@
 //! beyond it in the picture, and running the red later is still running
 //! it. Red there, and red for at least `grace_ms` (yellow, or red
 //! begun after the vehicle reached the line, is no violation). Red-light is then confirmed when the anchor
-//! is `confirm_past_px` beyond the line before the light is seen to turn
-//! green or yellow (an unknown state does not cancel it), and in a
-//! right-turn-on-red lane only when the manoeuvre is known and is not a
-//! right turn. A vehicle that crept over the line on red by less than
-//! `confirm_past_px`, stopped, and went on at green is not a red-light run
-//! (the stop-line rule judges it); one that stopped further beyond the line
-//! was confirmed as a run when it got there.
+//! is `confirm_past_px` beyond the line in a frame where the light is not
+//! seen to change — neither green or yellow nor, read from the lamps,
+//! beginning to show another colour the filter has yet to confirm (an
+//! unknown state does not cancel it) — and in a right-turn-on-red lane
+//! only when the manoeuvre is known and is not a right turn. A
+//! controller's feed must vouch for the light up to that confirming
+//! movement, and a change it reports late that had begun by then undoes
+//! the confirmation. A vehicle that crept over the line on red by less
+//! than `confirm_past_px`, stopped, and went on as the light turned is
+//! not a red-light run (the stop-line rule judges it); one that stopped
+//! further beyond the line was confirmed as a run when it got there.
+//!
+//! A stop-line case of a vehicle that may still run the red is held
+//! (one act, one case). In a right-turn-on-red lane it is held until the
+//! manoeuvre is known: none if the vehicle turns right, or if its
+//! direction is never known (the track ends, or the case would outlive
+//! its stills) — waiting beyond the line to turn right is allowed there.
 
 use super::motion::{Standing, classify, heading_over_path, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState, Violation};
+use crate::signal::SignalStatus;
 use crate::site::Manoeuvre;
 use crate::track::TrackPoint;
 use protocol::{SignalObservation, SignalState, ViolationType};
@@ -41,16 +52,21 @@ pub(crate) struct JunctionState {
 }
 
 /// A red-light run confirmed on a fed group before the controller vouched
-/// for the colour at its crossing, whose track ended while it waited: the
+/// for the colour up to the movement that confirmed it (see
+/// [`AwaitingRun::t_confirm`]), whose track ended while it waited: the
 /// engine keeps it until the feed speaks ([`super::RuleEngine::update`]).
 #[derive(Debug, Clone)]
 pub(crate) struct AwaitingRun {
     pub violation: Violation,
     pub group: String,
     pub t_cross: i64,
+    /// When the movement that confirmed it was seen: the feed must vouch
+    /// that the light was still red then.
+    pub t_confirm: i64,
     /// The stop-line case held for the same crossing: reported if the run
-    /// is given up (the feed never vouched), dropped with it if the light
-    /// had changed.
+    /// is given up (the feed never vouched) or the light had changed by
+    /// the confirming movement, dropped with it if it had changed by the
+    /// crossing.
     pub held_stop: Option<Violation>,
 }
 
@@ -62,9 +78,11 @@ impl JunctionState {
     }
 
     /// The held stop-line case when the track ends: reported unless the
-    /// vehicle was found running the red.
+    /// vehicle was found running the red (the caller's check) or may have
+    /// been waiting to turn right where a right turn on red is allowed.
     pub(crate) fn take_held(&mut self) -> Option<Violation> {
-        self.held_stop.take()
+        let held = self.held_stop.take();
+        held.filter(|_| !self.crossing.as_ref().is_some_and(Crossed::may_turn_right))
     }
 }
 
@@ -103,14 +121,35 @@ struct Crossed {
     t_cross: i64,
     signal: Option<SignalObservation>,
     path_px: f64,
+    /// Farthest beyond the line in a frame where the light was not seen
+    /// to change (nor begin to: see [`seen_to_change`]).
     max_past: f64,
     manoeuvre: Option<Manoeuvre>,
+    /// The lane allows a right turn on red.
+    right_on_red: bool,
     /// Reached `confirm_past_px` before the light was seen to change.
     confirmed_red: bool,
+    /// When it did.
+    t_confirm: i64,
     red_done: bool,
     /// The run as it will be reported, while the lane group's feed has not
-    /// yet vouched for the crossing.
+    /// yet vouched for the movement that confirmed it.
     awaiting: Option<AwaitingRun>,
+}
+
+impl Crossed {
+    /// In a right-turn-on-red lane, the manoeuvre not known yet: it may be
+    /// waiting to turn right, which is allowed (benefit of the doubt).
+    fn may_turn_right(&self) -> bool {
+        self.right_on_red && self.manoeuvre.is_none()
+    }
+}
+
+/// Whether the light is seen to have changed from red (green or yellow),
+/// or to be changing: another colour seen, not yet confirmed by the
+/// filter (the first frames of green are still reported as red).
+fn seen_to_change(s: &SignalStatus) -> bool {
+    matches!(s.state, SignalState::Green | SignalState::Yellow) || s.changing_since.is_some()
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
@@ -171,7 +210,9 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 path_px: c.point.dist(p1.anchor),
                 max_past: f64::NEG_INFINITY,
                 manoeuvre: None,
+                right_on_red: site.lanes[lane].right_turn_on_red,
                 confirmed_red: false,
+                t_confirm: t_cross,
                 red_done: false,
                 awaiting: None,
             });
@@ -184,7 +225,13 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
     let mut found: [Option<Violation>; 2] = [None, None];
     if let Some(c) = &mut state.junction.crossing {
         let lane = &site.lanes[c.lane];
-        c.max_past = c.max_past.max(site.stop_lines[c.stop_line].past(p1.anchor));
+        let now = lane.group.as_deref().and_then(|g| ctx.signals.status(g));
+        // Only movement while the light is not seen to change counts
+        // towards confirming a run: a red run is passing the line *while
+        // red*, not going on as the light turns.
+        if !now.as_ref().is_some_and(seen_to_change) {
+            c.max_past = c.max_past.max(site.stop_lines[c.stop_line].past(p1.anchor));
+        }
         let wl = &rules.wrong_lane;
         if c.manoeuvre.is_none() && c.path_px >= wl.decide_px {
             let exit = heading_over_path(traj, rules.motion.heading_px);
@@ -198,33 +245,40 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             }
         }
         // A run is confirmed once the anchor is `confirm_past_px` beyond the
-        // line before the light is *seen* to change (green or yellow; an
-        // unknown state, a signal head hidden by a bus or a feed that
-        // dropped, changes nothing). Latched, so a right-turn-on-red lane's
-        // later manoeuvre decision still has it.
-        let now = lane.group.as_deref().and_then(|g| ctx.signals.status(g));
-        let changed =
-            now.is_some_and(|s| matches!(s.state, SignalState::Green | SignalState::Yellow));
-        if c.red
-            && !c.red_done
-            && now.is_some_and(|s| {
-                s.state != SignalState::Red
-                    && s.state != SignalState::Unknown
-                    && s.since_us <= c.t_cross
-            })
-        {
+        // line before the light is *seen* to change (green or yellow, or
+        // the lamps beginning to show it; an unknown state, a signal head
+        // hidden by a bus or a feed that dropped, changes nothing). Latched,
+        // so a right-turn-on-red lane's later manoeuvre decision still has
+        // it.
+        let changed_since = now
+            .filter(|s| matches!(s.state, SignalState::Green | SignalState::Yellow))
+            .map(|s| s.since_us);
+        if c.red && !c.red_done && changed_since.is_some_and(|t| t <= c.t_cross) {
             // The change, confirmed only now, had begun by the time the
             // vehicle reached the line: it was not red then after all.
             c.red = false;
             c.awaiting = None;
         }
+        if c.red
+            && !c.red_done
+            && c.confirmed_red
+            && changed_since.is_some_and(|t| t <= c.t_confirm)
+        {
+            // The change, known only now (a feed's late message), had begun
+            // by the movement that confirmed the run: it went on when
+            // allowed, a stop-line case at most.
+            c.confirmed_red = false;
+            c.red_done = true;
+            c.awaiting = None;
+        }
         if c.red && !c.red_done && !c.confirmed_red {
-            if changed {
+            if changed_since.is_some() {
                 // Crept over on red and went on when allowed: a stop-line
                 // case at most, not a red-light run.
                 c.red_done = true;
             } else if c.max_past >= rules.red_light.confirm_past_px {
                 c.confirmed_red = true;
+                c.t_confirm = p1.timestamp_us;
             }
         }
         if rules.red_light.enabled && c.red && !c.red_done {
@@ -243,8 +297,9 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // A controller's feed vouches for its colour only up to its
             // latest message: a change to green may still be on its way,
             // so a run is decided once the feed has spoken for the moment
-            // of the crossing (with its clock's allowed lead to spare).
-            let vouched = now.is_none_or(|s| s.vouched_at(c.t_cross, FEED_MARGIN_US));
+            // of the movement that confirmed it (with its clock's allowed
+            // lead to spare).
+            let vouched = now.is_none_or(|s| s.vouched_at(c.t_confirm, FEED_MARGIN_US));
             match decision {
                 Some(false) => c.red_done = true,
                 Some(true) => {
@@ -272,6 +327,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                             violation: v,
                             group,
                             t_cross: c.t_cross,
+                            t_confirm: c.t_confirm,
                             held_stop: None,
                         });
                     }
@@ -284,15 +340,16 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         state.report(v);
     }
     if let Some(held) = state.junction.held_stop.take() {
-        let turned_right_on_red = state.junction.crossing.as_ref().is_some_and(|c| {
-            site.lanes[c.lane].right_turn_on_red && c.manoeuvre == Some(Manoeuvre::Right)
-        });
+        let crossing = state.junction.crossing.as_ref();
+        let turned_right_on_red =
+            crossing.is_some_and(|c| c.right_on_red && c.manoeuvre == Some(Manoeuvre::Right));
+        let may_turn_right = crossing.is_some_and(Crossed::may_turn_right);
         if state.issued(ViolationType::RedLight) {
             // It went on through the red: one act, the red-light case.
         } else if turned_right_on_red {
             // Waited beyond the line to turn right where a right turn on
             // red is allowed (yielding to pedestrians): not a case.
-        } else if !red_question_open(ctx, state) {
+        } else if !red_question_open(ctx, state) && !may_turn_right {
             state.report(held);
         } else if beyond_the_line_on_red(ctx, state) {
             // Still there, still red (or unreadable, which does not end
@@ -310,8 +367,11 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         } else if !(0..=HELD_MAX_AGE_US).contains(&(ctx.p1.timestamp_us - held.at_us)) {
             // Crept on: reported before its stills leave the ring (should
             // it then run the red, that is a second case, for the
-            // reviewers); a clock that went back reports it too.
-            state.report(held);
+            // reviewers); a clock that went back reports it too — unless
+            // it may be turning right on red where allowed: no case.
+            if !may_turn_right {
+                state.report(held);
+            }
         } else {
             state.junction.held_stop = Some(held);
         }
@@ -384,7 +444,8 @@ fn held_lane(ctx: &Ctx<'_>, state: &TrackState) -> Option<usize> {
 
 /// Whether the vehicle is beyond its lane's stop line (by more than
 /// `min_past_px`, at most `max_past_px`) while the lane's signal has not
-/// been seen to change (red, or unreadable: as for the red-light rule).
+/// been seen to change (red, or unreadable: as for the red-light rule;
+/// nor begun to change: its picture would show the new colour).
 fn beyond_the_line_on_red(ctx: &Ctx<'_>, state: &TrackState) -> bool {
     let site = ctx.site;
     let rule = &site.rules.stop_line;
@@ -392,7 +453,7 @@ fn beyond_the_line_on_red(ctx: &Ctx<'_>, state: &TrackState) -> bool {
     let red = !lane
         .and_then(|l| l.group.as_deref())
         .and_then(|g| ctx.signals.status(g))
-        .is_some_and(|s| matches!(s.state, SignalState::Green | SignalState::Yellow));
+        .is_some_and(|s| seen_to_change(&s));
     lane.and_then(|l| l.stop_line)
         .and_then(|i| site.stop_lines.get(i))
         .is_some_and(|sl| {
@@ -415,7 +476,8 @@ fn red_question_open(ctx: &Ctx<'_>, state: &TrackState) -> bool {
 
 /// Stationary beyond the stop line, within `max_past_px` of it, while the
 /// lane's signal is red, for `min_stopped_ms` (counted from when both were
-/// true).
+/// true); not judged in a frame where the lamps begin to show another
+/// colour.
 fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
     if state.issued(ViolationType::RedLight) || state.issued(ViolationType::StopLine) {
         return;
@@ -455,17 +517,28 @@ fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
     } else {
         None
     };
-    if let Some(standing) = still.and(state.junction.stopped_since) {
+    // Not while the lamps begin to show another colour: the case's
+    // picture would show it.
+    if let Some(standing) = still.and(state.junction.stopped_since)
+        && red.changing_since.is_none()
+    {
         let since = standing.since;
         let from = since.ts.max(red.since_us);
         if p1.timestamp_us - from >= i64::from(rule.min_stopped_ms) * 1000 {
-            if red_question_open(ctx, state) {
+            let may_turn_right = state
+                .junction
+                .crossing
+                .as_ref()
+                .is_some_and(Crossed::may_turn_right);
+            if red_question_open(ctx, state) || may_turn_right {
                 // Crossed on red and standing beyond the line: if it
                 // now goes on through the red, that is one act, the
                 // red-light case; if the light changes first, this is
                 // the stop-line case. Held until then, anchored to
                 // the latest frame it holds, so its stills are still
-                // in the evidence ring when it is reported.
+                // in the evidence ring when it is reported. In a
+                // right-turn-on-red lane, held until the manoeuvre is
+                // known: none if it turns right or is never known.
                 state.junction.held_stop = Some(held_case(ctx, state, since.frame));
             } else {
                 let v = ctx.violation(RuleKind::StopLine, p1, since.frame, lane_idx);

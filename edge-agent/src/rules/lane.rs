@@ -1,10 +1,19 @@
 //! Rules about where a vehicle is and which way it goes, away from the
 //! stop line: wrong vehicle class in a lane, wrong way, and illegal
 //! stopping in a no-stopping zone.
+//!
+//! Standing in a no-stopping zone is dwell only where the vehicle chose to
+//! stop: not while its lane's signal holds it (red, yellow, or not known),
+//! nor while it waits behind a vehicle standing just ahead of it (a
+//! queue). The law forbids stopping near a junction, so a site may well
+//! draw a zone over the lanes before a stop line; what a queued vehicle
+//! does there is lawful all the same, so the rule tells a queue from a
+//! stop rather than the site file refusing such a zone.
 
 use super::motion::{Standing, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState};
-use protocol::ViolationType;
+use crate::geometry::{BBox, Point};
+use protocol::{SignalState, ViolationType};
 
 /// Per-track state of these rules.
 #[derive(Debug, Default)]
@@ -129,7 +138,9 @@ fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
 /// Stationary inside a no-stopping zone for longer than the zone's
 /// `max_dwell_s`, counted from the first frame of the stationary window;
 /// moving again for longer than a moment ([`super::motion::STILL_GRACE_US`])
-/// or leaving starts the count again.
+/// or leaving starts the count again. While the vehicle is [`held`] (by its
+/// signal, or in a queue) the count starts again at every frame: it counts
+/// from when the vehicle could have gone on.
 fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
     let Some(z) = ctx.site.zone_at(ctx.p1.anchor) else {
         state.lane_rules.zone = None;
@@ -145,7 +156,15 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         Some((zz, m)) if zz == z => m,
         _ => None,
     };
-    let standing = Standing::update(kept, still.map(|p| Mark::from(&p)), ctx.p1.timestamp_us);
+    let now = Mark::from(ctx.p1);
+    let standing = if still.is_some() && held(ctx) {
+        Some(Standing {
+            since: now,
+            last_still_us: now.ts,
+        })
+    } else {
+        Standing::update(kept, still.map(|p| Mark::from(&p)), now.ts)
+    };
     state.lane_rules.zone = Some((z, standing));
     if let Some(s) = standing.filter(|_| still.is_some()).map(|s| s.since)
         && ctx.p1.timestamp_us - s.ts >= ctx.site.zones[z].1
@@ -153,4 +172,59 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         let v = ctx.violation(RuleKind::IllegalStopping, ctx.p1, s.frame, state.lane);
         state.report(v);
     }
+}
+
+/// How far ahead (anchor to anchor, in lengths of the longer of the two
+/// boxes along the lane) a standing vehicle makes a queue.
+const QUEUE_GAP_BOXES: f64 = 2.5;
+
+/// Whether a vehicle standing now is held there lawfully: in a lane whose
+/// signal does not show green (red, yellow, unknown or not known to the
+/// source), or with a vehicle standing just ahead of it in the lane's
+/// direction (a queue). Outside every lane (a kerb, a bus bay) nothing
+/// holds it.
+fn held(ctx: &Ctx<'_>) -> bool {
+    let Some(lane) = ctx.lane_now.and_then(|l| ctx.site.lanes.get(l)) else {
+        return false;
+    };
+    if let Some(g) = lane.group.as_deref()
+        && !ctx
+            .signals
+            .status(g)
+            .is_some_and(|s| s.state == SignalState::Green)
+    {
+        return true;
+    }
+    lane.direction.is_some_and(|dir| queued(ctx, dir))
+}
+
+/// Whether a confirmed track seen within the last second stands just ahead
+/// of this one along `dir` (unit), its box overlapping this one's across
+/// the lane.
+fn queued(ctx: &Ctx<'_>, dir: Point) -> bool {
+    let me = ctx.p1;
+    let along_of = |b: BBox| (b.w * dir.x).abs() + (b.h * dir.y).abs();
+    let across_of = |b: BBox| (b.w * dir.y).abs() + (b.h * dir.x).abs();
+    let motion = &ctx.site.rules.motion;
+    ctx.others
+        .iter()
+        .filter(|t| t.id() != ctx.track.id())
+        .any(|t| {
+            let Some(q) = t.last() else { return false };
+            if (me.timestamp_us - q.timestamp_us).abs() > 1_000_000 {
+                return false;
+            }
+            let d = q.anchor.minus(me.anchor);
+            let along = d.dot(dir);
+            let reach = QUEUE_GAP_BOXES * along_of(me.bbox).max(along_of(q.bbox));
+            along > 0.0
+                && along <= reach
+                && d.cross(dir).abs() <= (across_of(me.bbox) + across_of(q.bbox)) / 2.0
+                && stationary_since(
+                    t.trajectory(),
+                    i64::from(motion.speed_window_ms) * 1000,
+                    motion.stationary_px_s,
+                )
+                .is_some()
+        })
 }

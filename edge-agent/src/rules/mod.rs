@@ -4,7 +4,9 @@
 //! [`RuleEngine`] compiles a validated [`SiteConfig`] and keeps per-track
 //! state (which lane, whether and how it crossed the stop line, timers,
 //! accumulators). Each frame it looks only at the newest point of each
-//! track, so the cost is a few point-in-polygon and line tests per track.
+//! track, so the cost is a few point-in-polygon and line tests per track
+//! (a vehicle standing in a no-stopping zone also looks at the vehicles
+//! just ahead of it).
 //! The rules, each switched on per site in `[rules]`:
 //!
 //! - red light and stop-line encroachment, and the manoeuvre for wrong
@@ -15,11 +17,12 @@
 //! **One violation per vehicle per violation type**: a type once found for
 //! a track is never reported again while the track lives (wrong class and
 //! wrong manoeuvre share [`ViolationType::WrongLane`]; [`RuleKind`] says
-//! which). A stop-line encroachment is not reported for a vehicle already
-//! reported for the red light. A violation waits `rules.after_frames`
-//! frames after its point of interest before it is reported, so the
-//! evidence has a real "after" frame; a track that ends flushes what it
-//! has waiting.
+//! which), nor for a new track that is the same vehicle found again after
+//! it was lost ([`repeat`]). A stop-line encroachment is not reported for
+//! a vehicle already reported for the red light. A violation waits
+//! `rules.after_frames` frames after its point of interest before it is
+//! reported, so the evidence has a real "after" frame; a track that ends
+//! flushes what it has waiting.
 
 mod compiled;
 mod junction;
@@ -195,6 +198,9 @@ pub(crate) struct Ctx<'a> {
     pub p1: &'a TrackPoint,
     pub lane_now: Option<usize>,
     pub signals: &'a dyn SignalSource,
+    /// Every confirmed track alive this frame (this one among them, unless
+    /// it ended).
+    pub others: &'a [&'a Track],
 }
 
 impl Ctx<'_> {
@@ -241,8 +247,11 @@ pub struct RuleEngine {
     frames_seen: u64,
     /// Where illegally stopped vehicles were last seen (`repeat.rs`).
     parked: repeat::ParkedSpots,
+    /// Other acts reported lately, and where their vehicles were last seen
+    /// (`repeat.rs`).
+    acts: repeat::RecentActs,
     /// Red-light runs whose track ended before the lane group's feed
-    /// vouched for the crossing, with the track's last frame.
+    /// vouched for them, with the track's last frame.
     awaiting: Vec<(junction::AwaitingRun, u64)>,
 }
 
@@ -259,6 +268,7 @@ impl RuleEngine {
             out: Vec::new(),
             frames_seen: 0,
             parked: repeat::ParkedSpots::default(),
+            acts: repeat::RecentActs::default(),
             awaiting: Vec::new(),
         })
     }
@@ -319,12 +329,11 @@ impl RuleEngine {
         self.out.clear();
         self.frames_seen += 1;
         let after_frames = u64::from(self.site.rules.after_frames);
-        for track in active {
-            if !track.is_confirmed() {
-                continue;
-            }
+        let active: Vec<&Track> = active.into_iter().filter(|t| t.is_confirmed()).collect();
+        for &track in &active {
             let state = self.states.entry(track.id()).or_default();
-            step(&self.site, state, track, signals);
+            step(&self.site, state, track, &active, signals);
+            self.acts.touch(track);
             if state.issued(ViolationType::IllegalStopping)
                 && let Some(p) = track.last()
             {
@@ -336,7 +345,7 @@ impl RuleEngine {
                     if last.frame >= state.pending[i].frames.at.saturating_add(after_frames) {
                         let mut v = state.pending.remove(i);
                         v.frames.after = last.frame;
-                        if !repeats_a_parked_vehicle(&mut self.parked, &v, track) {
+                        if !repeat::is_repeat(&mut self.parked, &mut self.acts, &v, track) {
                             self.out.push(v);
                         }
                     } else {
@@ -347,7 +356,7 @@ impl RuleEngine {
         }
         for track in ended {
             let mut state = self.states.remove(&track.id()).unwrap_or_default();
-            step(&self.site, &mut state, track, signals);
+            step(&self.site, &mut state, track, &active, signals);
             let last = track.last().map_or(0, |p| p.frame);
             let awaiting = state.junction.take_awaiting();
             let held = state
@@ -369,10 +378,11 @@ impl RuleEngine {
             }
             for mut v in state.pending.drain(..) {
                 v.frames.after = last.max(v.frames.at);
-                if !repeats_a_parked_vehicle(&mut self.parked, &v, track) {
+                if !repeat::is_repeat(&mut self.parked, &mut self.acts, &v, track) {
                     self.out.push(v);
                 }
             }
+            self.acts.end(track);
             if state.issued(ViolationType::IllegalStopping)
                 && let Some(p) = track.last()
             {
@@ -405,18 +415,24 @@ impl RuleEngine {
     }
 
     /// Decides the runs waiting for their feed: dropped when the light had
-    /// changed by the crossing, given up (logged, the held stop-line case
-    /// reported) when the wait would outlast the evidence ring, reported
-    /// once the feed vouched for the crossing.
+    /// changed by the crossing, dropped for the held stop-line case when
+    /// it had changed by the movement that confirmed the run, given up
+    /// (logged, the held stop-line case reported) when the wait would
+    /// outlast the evidence ring, reported once the feed vouched for that
+    /// movement.
     fn settle_awaiting(&mut self, now_us: i64, signals: &dyn SignalSource) {
         let mut keep = Vec::with_capacity(self.awaiting.len());
         for (a, last) in std::mem::take(&mut self.awaiting) {
             let status = signals.status(&a.group);
-            let changed = status.is_some_and(|s| {
-                matches!(s.state, SignalState::Green | SignalState::Yellow)
-                    && s.since_us <= a.t_cross
-            });
-            if changed {
+            let changed = status
+                .filter(|s| matches!(s.state, SignalState::Green | SignalState::Yellow))
+                .map(|s| s.since_us);
+            if changed.is_some_and(|t| t <= a.t_cross) {
+                continue;
+            }
+            if changed.is_some_and(|t| t <= a.t_confirm) {
+                // Went on only as the light changed: no run.
+                self.out.extend(held_of(a, last));
                 continue;
             }
             if now_us.saturating_sub(a.t_cross) > junction::AWAIT_MAX_US {
@@ -428,7 +444,7 @@ impl RuleEngine {
                 );
                 continue;
             }
-            if status.is_none_or(|s| s.vouched_at(a.t_cross, junction::FEED_MARGIN_US)) {
+            if status.is_none_or(|s| s.vouched_at(a.t_confirm, junction::FEED_MARGIN_US)) {
                 let mut v = a.violation;
                 v.frames.after = last.max(v.frames.at);
                 self.out.push(v);
@@ -446,36 +462,17 @@ fn give_up(a: junction::AwaitingRun, last: u64, out: &mut Vec<Violation>, why: &
     tracing::warn!(
         track = a.violation.track_id,
         group = %a.group,
-        "red-light run not reported ({why}): the signal controller's feed did not vouch for the moment of the crossing"
+        "red-light run not reported ({why}): the signal controller's feed did not vouch for the moment of the run"
     );
-    if let Some(mut held) = a.held_stop {
-        held.frames.after = last.max(held.frames.at);
-        out.push(held);
-    }
+    out.extend(held_of(a, last));
 }
 
-/// Whether `v` is an illegal stopping by a vehicle already reported
-/// standing there under an earlier track (`repeat.rs`); logged if so.
-fn repeats_a_parked_vehicle(
-    parked: &mut repeat::ParkedSpots,
-    v: &Violation,
-    track: &Track,
-) -> bool {
-    if v.rule != ViolationType::IllegalStopping {
-        return false;
-    }
-    // Where the track began, not the oldest point its bounded trajectory
-    // still holds: a car that drove in minutes ago and parked on the spot
-    // has only standing points left, but it is a new offence.
-    let first = track.first();
-    let repeat = parked.is_repeat(track.id(), first.bbox, first.timestamp_us);
-    if repeat {
-        tracing::info!(
-            track = v.track_id,
-            "illegal stopping not reported again: the vehicle reported standing here before, found again"
-        );
-    }
-    repeat
+/// The stop-line case held with a run that is not reported.
+fn held_of(a: junction::AwaitingRun, last: u64) -> Option<Violation> {
+    a.held_stop.map(|mut held| {
+        held.frames.after = last.max(held.frames.at);
+        held
+    })
 }
 
 /// Steps longer than this may be gaps in a track (see [`after_a_gap`]).
@@ -510,7 +507,13 @@ fn after_a_gap(traj: &std::collections::VecDeque<TrackPoint>) -> bool {
 }
 
 /// Runs every enabled rule on the track's newest point, if it is new.
-fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn SignalSource) {
+fn step(
+    site: &Compiled,
+    state: &mut TrackState,
+    track: &Track,
+    others: &[&Track],
+    signals: &dyn SignalSource,
+) {
     let traj = track.trajectory();
     let Some(p1) = traj.back() else { return };
     if state.last_frame.is_some_and(|f| f >= p1.frame) {
@@ -536,6 +539,7 @@ fn step(site: &Compiled, state: &mut TrackState, track: &Track, signals: &dyn Si
         p1,
         lane_now,
         signals,
+        others,
     };
     let r = &site.rules;
     if r.red_light.enabled || r.stop_line.enabled || r.wrong_lane.enabled {

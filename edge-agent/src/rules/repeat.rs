@@ -1,5 +1,7 @@
-//! One fine per parked vehicle.
+//! One fine per vehicle and act, across the tracks a vehicle is found
+//! under.
 //!
+//! **Parked vehicles.**
 //! "One violation per vehicle per rule" holds per track; a vehicle parked
 //! where it must not stop can lose its track (a bus passes in front of it
 //! for longer than the tracker coasts) and be found again as a new track,
@@ -14,12 +16,26 @@
 //! power cut): a violator's spot is refreshed on every frame its track
 //! lives, so it is as fresh as the car's standing, and [`ParkedSpot`]s are
 //! what `crate::parked_store` keeps on disk between runs.
+//!
+//! **Other acts** ([`RecentActs`]). A vehicle in the wrong lane or driving
+//! the wrong way that is hidden for longer than the tracker coasts (behind
+//! a bus, a moment out of view) comes back as a new track, whose rule state
+//! starts afresh and finds the same act again. A violation of a type other
+//! than illegal stopping is not reported again when its track *appeared*
+//! after a track reported for the same type was last seen, within
+//! [`REACQUIRE_WINDOW_US`] of that, near where that vehicle would have got
+//! to by then at the speed it had, with the same class: taken to be that
+//! vehicle found again. A different vehicle doing the same nearby in those
+//! seconds goes unreported too (in doubt, no case).
 
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
-use crate::geometry::BBox;
+use super::Violation;
+use crate::geometry::{BBox, Point};
+use crate::track::Track;
+use protocol::{VehicleClass, ViolationType};
 
 /// How long after a violator's track ended a new track at its spot counts
 /// as the same vehicle.
@@ -178,6 +194,170 @@ impl ParkedSpots {
     /// saved copy ages).
     pub fn has_live(&self) -> bool {
         self.spots.iter().any(|s| s.live.is_some())
+    }
+}
+
+/// Whether `v`, found for `track`, repeats what was reported for the same
+/// vehicle under an earlier track (logged if so); if not, it is
+/// remembered as reported.
+pub(crate) fn is_repeat(
+    parked: &mut ParkedSpots,
+    acts: &mut RecentActs,
+    v: &Violation,
+    track: &Track,
+) -> bool {
+    // Where the track began, not the oldest point its bounded trajectory
+    // still holds: a car that drove in minutes ago and parked on the spot
+    // has only standing points left, but it is a new offence.
+    let first = track.first();
+    if v.rule == ViolationType::IllegalStopping {
+        let repeat = parked.is_repeat(track.id(), first.bbox, first.timestamp_us);
+        if repeat {
+            tracing::info!(
+                track = v.track_id,
+                "illegal stopping not reported again: the vehicle reported standing here before, found again"
+            );
+        }
+        return repeat;
+    }
+    let repeat = acts.is_repeat(v.rule, track);
+    if repeat {
+        tracing::info!(
+            track = v.track_id,
+            rule = ?v.rule,
+            "violation not reported again: a vehicle reported for it was lost just before, where this one appeared"
+        );
+    } else {
+        acts.remember(v.rule, track);
+    }
+    repeat
+}
+
+/// How long after a violator's track was last seen a new track can be that
+/// vehicle found again (acts other than illegal stopping).
+pub const REACQUIRE_WINDOW_US: i64 = 5_000_000;
+
+/// Most remembered acts.
+const MAX_ACTS: usize = 256;
+
+/// A reported act, and where its vehicle was last seen.
+#[derive(Debug, Clone, Copy)]
+struct Act {
+    rule: ViolationType,
+    class: VehicleClass,
+    track: u64,
+    live: bool,
+    anchor: Point,
+    /// Anchor velocity, px per µs, over its last second.
+    velocity: Point,
+    /// The box's larger side, px.
+    size: f64,
+    seen_us: i64,
+}
+
+impl Act {
+    /// Refreshed from `track`'s latest observation.
+    fn seen(&mut self, track: &Track) {
+        let traj = track.trajectory();
+        let Some(last) = traj.back() else { return };
+        if last.timestamp_us < self.seen_us {
+            return;
+        }
+        let from = traj
+            .iter()
+            .find(|p| p.timestamp_us >= last.timestamp_us.saturating_sub(1_000_000))
+            .unwrap_or(last);
+        let dt = (last.timestamp_us - from.timestamp_us) as f64;
+        let v = last.anchor.minus(from.anchor);
+        self.velocity = if dt > 0.0 && v.is_finite() {
+            v.scale(1.0 / dt)
+        } else {
+            Point::default()
+        };
+        self.anchor = last.anchor;
+        self.size = last.bbox.w.max(last.bbox.h);
+        self.seen_us = last.timestamp_us;
+    }
+
+    /// Whether a track first seen at `first` could be this act's vehicle
+    /// found again.
+    fn may_be(&self, rule: ViolationType, track: &Track) -> bool {
+        let first = track.first();
+        let gap = first.timestamp_us.saturating_sub(self.seen_us);
+        if self.rule != rule
+            || self.track == track.id()
+            || self.class != track.class()
+            || !(1..=REACQUIRE_WINDOW_US).contains(&gap)
+        {
+            return false;
+        }
+        let gap = gap as f64;
+        let predicted = self.anchor.plus(self.velocity.scale(gap));
+        let slack = self.size + 0.5 * self.velocity.norm() * gap;
+        first.anchor.dist(predicted) <= slack
+    }
+}
+
+/// Acts reported recently (other than illegal stopping), with where their
+/// vehicles were last seen.
+#[derive(Debug, Default)]
+pub(crate) struct RecentActs {
+    acts: VecDeque<Act>,
+}
+
+impl RecentActs {
+    /// `track` was seen again: its acts follow it.
+    pub fn touch(&mut self, track: &Track) {
+        for a in self
+            .acts
+            .iter_mut()
+            .filter(|a| a.live && a.track == track.id())
+        {
+            a.seen(track);
+        }
+    }
+
+    /// `track` ended: its acts stay where it was last seen.
+    pub fn end(&mut self, track: &Track) {
+        self.touch(track);
+        for a in self.acts.iter_mut().filter(|a| a.track == track.id()) {
+            a.live = false;
+        }
+    }
+
+    /// Whether `rule` found for `track` is an act already reported for the
+    /// vehicle under an earlier track (see the module docs).
+    pub fn is_repeat(&mut self, rule: ViolationType, track: &Track) -> bool {
+        let now = track.first().timestamp_us;
+        self.acts
+            .retain(|a| a.live || now.saturating_sub(a.seen_us) <= REACQUIRE_WINDOW_US);
+        self.acts.iter().any(|a| a.may_be(rule, track))
+    }
+
+    /// `rule` was reported for `track`.
+    pub fn remember(&mut self, rule: ViolationType, track: &Track) {
+        if self
+            .acts
+            .iter()
+            .any(|a| a.track == track.id() && a.rule == rule)
+        {
+            return;
+        }
+        if self.acts.len() == MAX_ACTS {
+            self.acts.pop_front();
+        }
+        let mut act = Act {
+            rule,
+            class: track.class(),
+            track: track.id(),
+            live: true,
+            anchor: Point::default(),
+            velocity: Point::default(),
+            size: 0.0,
+            seen_us: i64::MIN,
+        };
+        act.seen(track);
+        self.acts.push_back(act);
     }
 }
 

@@ -6,7 +6,10 @@
 //! hysteresis (a new state must be seen `confirm_frames` frames in a row; a
 //! single odd or dark frame, e.g. LED flicker, changes nothing) and keeps
 //! when the state began, back-dated to its first sighting, for "red for N
-//! ms" and the grace and yellow rules. [`ExternalFeed`] holds states set by
+//! ms" and the grace and yellow rules. Green straight to red is no real
+//! sequence (a red bus passing in front of the head reads so): it is
+//! believed only after [`SKIPPED_YELLOW_FACTOR`] times as many sightings,
+//! and then as red from that moment, not back-dated. [`ExternalFeed`] holds states set by
 //! a signal controller's phase feed, which [`feed`] brings from MQTT to the
 //! camera and applies in step with its frames.
 //! [`SignalBoard`] puts both behind the [`SignalSource`] trait, one entry
@@ -101,10 +104,18 @@ pub trait SignalSource {
     fn status(&self, group: &str) -> Option<SignalStatus>;
 }
 
+/// How many times `confirm_frames` red must be seen in a row to be believed
+/// straight after green, without the yellow between (a missed yellow, or a
+/// head with none): a red bus or lorry passing in front of the head reads
+/// red for a moment, and the light never goes from green to red unwarned.
+pub const SKIPPED_YELLOW_FACTOR: u32 = 10;
+
 /// Hysteresis over raw per-frame readings.
 #[derive(Debug, Clone)]
 pub struct SignalFilter {
     confirm_frames: u32,
+    /// Sightings red needs straight after green.
+    skip_frames: u32,
     unknown_frames: u32,
     current: SignalStatus,
     candidate: Option<(SignalState, u32, i64)>,
@@ -113,12 +124,15 @@ pub struct SignalFilter {
 
 impl SignalFilter {
     /// A filter that believes a colour after `confirm_frames` consecutive
-    /// sightings (dark/unknown frames in between are skipped over) and
-    /// "unknown" after `4 × confirm_frames` unknown frames in a row.
+    /// sightings (dark/unknown frames in between are skipped over) — red
+    /// straight after green only after [`SKIPPED_YELLOW_FACTOR`] times as
+    /// many — and "unknown" after `4 × confirm_frames` unknown frames in a
+    /// row.
     pub fn new(confirm_frames: u32, start_us: i64) -> Self {
         let k = confirm_frames.max(1);
         Self {
             confirm_frames: k,
+            skip_frames: k.saturating_mul(SKIPPED_YELLOW_FACTOR),
             unknown_frames: k.saturating_mul(4),
             current: SignalStatus::unknown(start_us),
             candidate: None,
@@ -157,11 +171,20 @@ impl SignalFilter {
             Some((s, n, first)) if s == raw => (n + 1, first),
             _ => (1, at_us),
         };
-        if count >= self.confirm_frames {
+        // Green straight to red skipped the yellow: not a real sequence
+        // unless it lasts; believed late, from now (when it began is not
+        // known: the head may have been hidden through the yellow).
+        let skipped_yellow = self.current.state == SignalState::Green && raw == SignalState::Red;
+        let needed = if skipped_yellow {
+            self.skip_frames
+        } else {
+            self.confirm_frames
+        };
+        if count >= needed {
             self.current = SignalStatus {
                 state: raw,
-                since_us: first,
-                transition_seen: self.current.state != SignalState::Unknown,
+                since_us: if skipped_yellow { at_us } else { first },
+                transition_seen: self.current.state != SignalState::Unknown && !skipped_yellow,
                 changing_since: None,
                 known_until_us: None,
             };

@@ -128,7 +128,8 @@ pub struct Lane {
     /// Outline on the road surface.
     pub polygon: Polygon,
     /// Direction of travel in the lane, degrees; defaults to the approach
-    /// direction of its stop line. Without either, wrong-way is not checked.
+    /// direction of its stop line (and may not be more than 90° from it).
+    /// Without either, wrong-way is not checked.
     #[serde(default)]
     pub heading_deg: Option<f64>,
     /// Manoeuvres allowed from this lane at its stop line.
@@ -257,7 +258,9 @@ pub struct SignalConfig {
     /// and the server's).
     #[serde(default)]
     pub mqtt_topic: Option<String>,
-    /// Consecutive frames a new state must be seen before it is believed.
+    /// Consecutive frames a new state must be seen before it is believed
+    /// (red straight after green, without the yellow:
+    /// [`crate::signal::SKIPPED_YELLOW_FACTOR`] times as many).
     #[serde(default = "default_confirm_frames")]
     pub confirm_frames: u32,
     /// A fed group not heard from for this long is unknown (the controller
@@ -300,10 +303,10 @@ pub struct SpeedCalibration {
     #[serde(default)]
     pub homography: Option<GroundPoints>,
     /// Error of one anchor position, pixels (box jitter), for the
-    /// uncertainty.
+    /// uncertainty; at least 1 px.
     #[serde(default = "default_pixel_error")]
     pub pixel_error_px: f64,
-    /// Error of one frame timestamp, milliseconds.
+    /// Error of one frame timestamp, milliseconds; at least 1 ms.
     #[serde(default = "default_time_error")]
     pub time_error_ms: f64,
 }

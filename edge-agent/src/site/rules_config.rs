@@ -64,7 +64,12 @@ impl Default for MotionConfig {
 /// instead). In a
 /// `right_turn_on_red` lane the decision waits until the manoeuvre is known:
 /// a right turn is no violation.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+///
+/// A run is the vehicle *clearly* past the line: `confirm_past_px` defaults
+/// to [`RedLightRule::DEFAULT_CONFIRM_PAST_PX`] and may not be set below
+/// [`RedLightRule::MIN_CONFIRM_PAST_PX`] (a car waiting at the line whose
+/// box bottom jitters a few pixels over it must never be a run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RedLightRule {
     /// On or off.
@@ -73,6 +78,29 @@ pub struct RedLightRule {
     pub grace_ms: u32,
     /// How far past the line the anchor must get to confirm, px.
     pub confirm_past_px: f64,
+}
+
+impl RedLightRule {
+    /// Default of `confirm_past_px`: about half a metre at the stop line of
+    /// a 1920×1080 junction view (a 3.5 m lane is 300–400 px wide there),
+    /// fifteen times a box's usual jitter (`speed.pixel_error_px`, 2 px) and
+    /// well inside the stop-line rule's `max_past_px` (150 px), where a
+    /// vehicle that crept over and stopped is judged instead.
+    pub const DEFAULT_CONFIRM_PAST_PX: f64 = 30.0;
+    /// Smallest `confirm_past_px` a site may set: below this, box jitter of
+    /// a vehicle standing at the line (a few px, more when traffic passing
+    /// in front cuts its box) would confirm a run from one observation.
+    pub const MIN_CONFIRM_PAST_PX: f64 = 10.0;
+}
+
+impl Default for RedLightRule {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            grace_ms: 0,
+            confirm_past_px: Self::DEFAULT_CONFIRM_PAST_PX,
+        }
+    }
 }
 
 /// Stopped beyond the stop line during red.

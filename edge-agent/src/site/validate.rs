@@ -2,10 +2,15 @@
 //! and a message; [`super::SiteError::semantic`] adds file, line and column.
 
 use super::{FrameSize, Manoeuvre, Rect, SiteConfig};
-use crate::geometry::{Homography, Point, Polygon, Segment};
+use crate::geometry::{Homography, Point, Polygon, Segment, angle_diff_deg};
 use std::collections::HashSet;
 
 type Check = Result<(), (String, String)>;
+
+/// Smallest `speed.pixel_error_px` a site may claim.
+const MIN_PIXEL_ERROR_PX: f64 = 1.0;
+/// Smallest `speed.time_error_ms` a site may claim.
+const MIN_TIME_ERROR_MS: f64 = 1.0;
 
 fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, (String, String)> {
     Err((field.into(), message.into()))
@@ -147,13 +152,26 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
                 format!("lane group {g:?} has no entry in [[signals]]"),
             );
         }
-        if let Some(s) = &lane.stop_line
-            && !c.stop_lines.iter().any(|l| &l.id == s)
-        {
-            return fail(
-                format!("{f}.stop_line"),
-                format!("no stop line with id {s:?}"),
-            );
+        if let Some(s) = &lane.stop_line {
+            let Some(line) = c.stop_lines.iter().find(|l| &l.id == s) else {
+                return fail(
+                    format!("{f}.stop_line"),
+                    format!("no stop line with id {s:?}"),
+                );
+            };
+            // A lane runs towards its stop line: a heading against the
+            // line's approach makes every lawful vehicle in it wrong-way.
+            if let Some(h) = lane.heading_deg
+                && angle_diff_deg(line.approach_deg, h).abs() > 90.0
+            {
+                return fail(
+                    format!("{f}.heading_deg"),
+                    format!(
+                        "lane {:?} heads {h}°, more than 90° from the approach_deg {}° of its stop line {s:?}: every vehicle driving lawfully to the line would be wrong-way",
+                        lane.id, line.approach_deg
+                    ),
+                );
+            }
         }
         if lane.right_turn_on_red && !lane.directions.contains(&Manoeuvre::Right) {
             return fail(
@@ -193,11 +211,23 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
 }
 
 fn check_speed(s: &super::SpeedCalibration, frame: FrameSize) -> Check {
-    if !(s.pixel_error_px.is_finite() && s.pixel_error_px >= 0.0) {
-        return fail("speed.pixel_error_px", "must be zero or positive");
+    // The errors make the σ a speeding case must clear the limit by 2σ
+    // of: none, or less than is real, takes that margin from the driver.
+    if !(s.pixel_error_px.is_finite() && s.pixel_error_px >= MIN_PIXEL_ERROR_PX) {
+        return fail(
+            "speed.pixel_error_px",
+            format!(
+                "must be at least {MIN_PIXEL_ERROR_PX} px: a detector's box edge is never surer than a pixel, and the speed's uncertainty (the 2σ margin a driver is given) is made from it"
+            ),
+        );
     }
-    if !(s.time_error_ms.is_finite() && s.time_error_ms >= 0.0) {
-        return fail("speed.time_error_ms", "must be zero or positive");
+    if !(s.time_error_ms.is_finite() && s.time_error_ms >= MIN_TIME_ERROR_MS) {
+        return fail(
+            "speed.time_error_ms",
+            format!(
+                "must be at least {MIN_TIME_ERROR_MS} ms: frame times are never surer than that, and the speed's uncertainty (the 2σ margin a driver is given) is made from it"
+            ),
+        );
     }
     match (&s.two_lines, &s.homography) {
         (Some(t), None) => {
@@ -261,11 +291,17 @@ fn check_rules(c: &SiteConfig) -> Check {
             return fail(f, "must be positive");
         }
     }
-    let non_negative = [
-        (
+    let min_past = super::RedLightRule::MIN_CONFIRM_PAST_PX;
+    if !(r.red_light.confirm_past_px.is_finite() && r.red_light.confirm_past_px >= min_past) {
+        return fail(
             "rules.red_light.confirm_past_px",
-            r.red_light.confirm_past_px,
-        ),
+            format!(
+                "must be at least {min_past} px: a run is the vehicle clearly past the line, and a car standing at the line on red whose box jitters a few pixels over it must not be fined (default {} px)",
+                super::RedLightRule::DEFAULT_CONFIRM_PAST_PX
+            ),
+        );
+    }
+    let non_negative = [
         ("rules.stop_line.min_past_px", r.stop_line.min_past_px),
         ("rules.speeding.tolerance_kmh", r.speeding.tolerance_kmh),
         (
