@@ -9,7 +9,10 @@
 //! - the files of an ingest batch (stills, plate crops, the raw bytes of
 //!   rejected messages) in one **pack** object per batch,
 //!   `packs/YYYY-MM-DD/{uuid}.pack`, found through the `evidence_index`
-//!   table (`pack.rs` says why and how);
+//!   table (`pack.rs` says why and how), with a marker
+//!   `pending/YYYY-MM-DD/{uuid}.pack` from before the pack is written
+//!   until the batch's transaction has committed, so that the pack of a
+//!   batch that never committed is found and deleted (`pending.rs`);
 //! - anything else (assembled clips, evidence stored before packs) as one
 //!   object under `sha256/ab/cdef…`.
 //!
@@ -17,8 +20,8 @@
 //! complete and assembled, streamed, part by part (`assemble.rs`).
 //!
 //! Durability: on the local store every object is fsynced with its
-//! directory before its write returns (one fsync per pack, so one per
-//! batch); on S3 (`[storage.s3]`, `s3.rs`) a PUT is answered 200 only once
+//! directory before its write returns (one fsync per pack and one for its
+//! `pending/` marker, so two per batch); on S3 (`[storage.s3]`, `s3.rs`) a PUT is answered 200 only once
 //! the store holds the object durably (Garage: on its write quorum of
 //! nodes; with `data_fsync` and `metadata_fsync` on in `garage.toml` also
 //! flushed to their disks). The contract is the same on both backends:
@@ -32,11 +35,13 @@
 mod assemble;
 pub mod config;
 pub mod pack;
+mod pending;
 mod purge;
 mod reindex;
 mod s3;
 
 pub use self::assemble::{Assembled, PART_BYTES};
+pub use self::pending::{PENDING_GRACE_MS, PendingReport};
 pub use self::purge::RemoveReport;
 pub use self::reindex::ReindexReport;
 
@@ -186,7 +191,10 @@ impl EvidenceStore {
 
     /// Writes the files of one batch durably as one pack and says where
     /// each lies; the caller records that with [`pack::record`] in the
-    /// batch's transaction. Each file comes with its SHA-256, already
+    /// batch's transaction, then calls [`EvidenceStore::pack_committed`].
+    /// The pack's `pending/` marker is written durably before the pack
+    /// (`pending.rs`): a pack whose batch never commits is deleted by the
+    /// retention sweep. Each file comes with its SHA-256, already
     /// checked by the caller (against the signed manifest), so it is not
     /// hashed again here (a wrong digest would be caught on every read).
     /// Files the index already holds (a redelivery) and repeats within the
@@ -217,6 +225,10 @@ impl EvidenceStore {
         let day = time::OffsetDateTime::now_utc().date();
         let key = format!("packs/{day}/{}.pack", Uuid::new_v4());
         let (payload, placed) = pack::layout(&key, files);
+        // The marker first: a pack must never exist without one until its
+        // batch has committed. A failed pack write leaves the marker to the
+        // sweep (the write may have happened after all).
+        self.mark_pending(&key).await?;
         self.store.put(&ObjectPath::from(key), payload).await?;
         Ok(placed)
     }

@@ -4,6 +4,10 @@
 //! bytes another case still needs stay; packs are rewritten so that the
 //! deleted bytes are really gone from the disk; a purged case cannot be
 //! reopened; every purge is in the audit log; a second run does nothing.
+//! A pack whose ingest batch never committed (the server stopped between
+//! the pack and the commit, the device resent) goes once nothing kept
+//! names its files; a committed pack whose marker was left loses only the
+//! marker.
 
 mod common;
 
@@ -394,6 +398,147 @@ async fn suite(url: String) {
         shared.len(),
         "C still needs the shared crop"
     );
+}
+
+/// The `pending/` marker of pack `key`, on disk.
+fn marker_of(evidence_dir: &Path, key: &str) -> std::path::PathBuf {
+    evidence_dir.join(key.replacen("packs/", "pending/", 1))
+}
+
+/// X's batch wrote its pack, then the server stopped before the commit;
+/// the device resent, and the retry's pack was indexed. Y's and Z's
+/// batches committed but their markers were not deleted, and Y's index
+/// rows are lost as in a database restored from an older copy.
+async fn uncommitted_suite(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let i = open(&url, dir.path()).await;
+    let ctx = i.context().clone();
+    let (db, store) = (&ctx.db, &ctx.evidence);
+    let k = key();
+    devices::enrol(db, "edge-crash", SITE, &public_hex(&k))
+        .await
+        .unwrap();
+    let evidence_dir = dir.path().join("evidence");
+    let (fx, fy, fz) = (
+        files(71, &[7; 600]),
+        files(72, &[8; 600]),
+        files(73, &[9; 600]),
+    );
+    let digest_of = |b: &[u8]| (sha256_hex(b), Bytes::from(b.to_vec()));
+
+    // The crash: the batch's pack (and its marker) written through the
+    // same call as `commit_batch` makes, never indexed.
+    let crashed = store
+        .put_pack(vec![digest_of(&fx.overview), digest_of(&fx.plate)])
+        .await
+        .unwrap();
+    let orphan = evidence_dir.join(&crashed[0].pack);
+    assert!(orphan.exists());
+    let mut ids = Vec::new();
+    for f in [&fx, &fy, &fz] {
+        let ev = event("edge-crash", SITE, f);
+        let o = i
+            .submit(Bytes::from(bundle(&ev, &k, f)), Source::Http)
+            .await
+            .unwrap();
+        assert!(o.rejection.is_none(), "{:?}", o.rejection);
+        ids.push(ev.event_id.to_string());
+    }
+    let pack_of = |b: &[u8]| {
+        let d = sha256_hex(b);
+        async move { store.locate(&d).await.unwrap().key.to_string() }
+    };
+    let (pack_y, pack_z) = (pack_of(&fy.overview).await, pack_of(&fz.overview).await);
+    assert_ne!(pack_of(&fx.overview).await, crashed[0].pack, "the retry's");
+    for key in [&pack_y, &pack_z] {
+        let m = marker_of(&evidence_dir, key);
+        assert!(!m.exists(), "deleted after the commit");
+        std::fs::create_dir_all(m.parent().unwrap()).unwrap();
+        std::fs::write(&m, key.as_bytes()).unwrap();
+    }
+    sqlx::query("DELETE FROM evidence_index WHERE pack = $1")
+        .bind(&pack_y)
+        .execute(db.pool())
+        .await
+        .unwrap();
+
+    let cfg = RetentionConfig::default();
+    let run = |at: i64| {
+        let (db, store, cfg) = (db.clone(), store.clone(), cfg.clone());
+        async move { retention::run(&db, &store, &cfg, at, false).await.unwrap() }
+    };
+    let now = now_ms();
+    let fresh = run(now).await;
+    assert!(marker_of(&evidence_dir, &pack_z).exists(), "{fresh:?}");
+    // While X's case is kept, its orphan copy stays (so does the restored
+    // Y's pack, which its case names).
+    run(now + 10 * DAY).await;
+    assert!(orphan.exists() && on_disk(&evidence_dir, &fx.overview));
+    assert!(evidence_dir.join(&pack_y).exists());
+
+    // X rejected; 91 days later its evidence goes, both copies.
+    let r = Reviewer {
+        db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let op = Actor {
+        id: "op.lan".into(),
+        role: Role::Operator,
+    };
+    r.act(&ids[0], &Action::Claim, &op, "", now).await.unwrap();
+    let unreadable = Action::Reject {
+        code: "plate_unreadable".into(),
+    };
+    r.act(&ids[0], &unreadable, &op, "", now).await.unwrap();
+    let r91 = run(now + 91 * DAY).await;
+    assert_eq!(r91.cases, 1, "{r91:?}");
+    for gone in [&fx.overview, &fx.plate] {
+        assert!(!on_disk(&evidence_dir, gone), "a copy is still on disk");
+    }
+    assert!(!orphan.exists() && !marker_of(&evidence_dir, &crashed[0].pack).exists());
+    assert_eq!(r91.uncommitted_packs, 1, "{r91:?}");
+    // Z committed: only its marker went.
+    assert!(!marker_of(&evidence_dir, &pack_z).exists());
+    assert_eq!(
+        store.get(&sha256_hex(&fz.plate)).await.unwrap(),
+        Bytes::from(fz.plate.clone())
+    );
+    // Y's pack is kept with its marker, and reported until reindexed.
+    assert!(evidence_dir.join(&pack_y).exists());
+    assert!(marker_of(&evidence_dir, &pack_y).exists());
+    assert!(
+        r91.problems.len() == 1 && r91.problems[0].contains(&pack_y),
+        "{:?}",
+        r91.problems
+    );
+    let re = store.reindex(false).await.unwrap();
+    assert_eq!(re.added, 2, "{re:?}");
+    assert_eq!(
+        store.get(&sha256_hex(&fy.overview)).await.unwrap(),
+        Bytes::from(fy.overview.clone())
+    );
+    let last = run(now + 92 * DAY).await;
+    assert!(last.problems.is_empty(), "{:?}", last.problems);
+    let pending = evidence_dir.join("pending");
+    assert!(
+        !pending.exists() || walk(&pending).is_empty(),
+        "no marker left"
+    );
+    assert!(evidence_dir.join(&pack_y).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_packs_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    uncommitted_suite(ingest_server::db::Db::sqlite_url(&dir.path().join("t.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncommitted_packs_on_postgres() {
+    let pg = Postgres::start();
+    uncommitted_suite(pg.fresh_database().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,10 @@
 //! time; on S3 it is 400 PUTs. Written as one pack it is one object, one
 //! PUT, one flush. Where each file lies (pack, offset, length) goes into the
 //! `evidence_index` table in the same transaction as the batch's cases, so
-//! a committed case never names bytes that are not durably stored.
+//! a committed case never names bytes that are not durably stored. Before
+//! the pack, a tiny marker under `pending/` is written (one more small
+//! object per batch), and deleted after that transaction commits, so that a pack whose batch never committed is
+//! found and deleted (`pending.rs`).
 //!
 //! A pack is self-describing, so that the index could be rebuilt from the
 //! packs alone: it opens with one line `tvpack 1 {n}\n` followed by `n`
@@ -136,6 +139,42 @@ pub(crate) async fn only_purged(
         )
     })
     .await
+}
+
+/// Which of `digests` something kept names: a file or a contest photo of
+/// a case whose evidence is not purged, or a quarantined message (what
+/// `crate::retention` keeps): bytes an unindexed pack must keep
+/// (`pending.rs`).
+pub(crate) async fn still_named(
+    pool: &AnyPool,
+    digests: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut out = select_digests(pool, digests, |marks| {
+        format!(
+            "SELECT DISTINCT v.sha256 FROM evidence v JOIN events e ON e.event_id = v.event_id \
+             WHERE v.sha256 IN ({marks}) AND e.evidence_purged_at IS NULL"
+        )
+    })
+    .await?;
+    out.extend(
+        select_digests(pool, digests, |marks| {
+            format!(
+                "SELECT DISTINCT c.photo_sha256 FROM contests c \
+                 JOIN events e ON e.event_id = c.event_id \
+                 WHERE c.photo_sha256 IN ({marks}) AND e.evidence_purged_at IS NULL"
+            )
+        })
+        .await?,
+    );
+    out.extend(
+        select_digests(pool, digests, |marks| {
+            format!(
+                "SELECT DISTINCT payload_sha256 FROM quarantine WHERE payload_sha256 IN ({marks})"
+            )
+        })
+        .await?,
+    );
+    Ok(out)
 }
 
 /// Runs `sql(marks)`, whose first column is a digest, over `digests` in

@@ -14,7 +14,9 @@
 //! deletion leaves a superseded pack that [`EvidenceStore::
 //! sweep_superseded_packs`] deletes on the next run. Packs are never
 //! deleted just because no index row names them: after a database restore
-//! that is exactly what live packs look like until `evidence reindex` runs.
+//! that is exactly what live packs look like until `evidence reindex` runs
+//! (the pack of a batch that never committed is found by its marker in
+//! the store instead, `pending.rs`).
 //! Two purges rewriting the same pack at once cannot both win: the one
 //! whose `DELETE` no longer finds the rows it read rolls back, deletes its
 //! new pack, and reports the files as not removed (the next run retries).

@@ -131,8 +131,9 @@ impl EvidenceStore {
     }
 
     /// The files a pack's header names, each checked to lie inside the
-    /// object after the header and to carry a SHA-256 digest.
-    async fn read_header(
+    /// object after the header and to carry a SHA-256 digest (also read by
+    /// the sweep of packs that never committed, `pending.rs`).
+    pub(super) async fn read_header(
         &self,
         key: &ObjectPath,
         size: u64,
@@ -179,7 +180,7 @@ impl EvidenceStore {
 
 /// Why a header could not be used: the pack is bad (reported, skipped), or
 /// the store failed (the command stops).
-enum HeaderProblem {
+pub(super) enum HeaderProblem {
     Bad(String),
     Store(EvidenceStoreError),
 }

@@ -397,6 +397,10 @@ pub async fn commit_batch(
         outcomes.push(outcome);
     }
     tx.commit().await?;
+    // The pack is indexed: its `pending/` marker goes (best effort; a
+    // batch that fails before here leaves the marker, and the retention
+    // sweep deletes the pack it names: `evidence/pending.rs`).
+    ctx.evidence.pack_committed(&packed).await;
     ctx.metrics.batch(outcomes.len());
     ctx.metrics.commit_phases(t2 - t1, t2.elapsed());
     for o in &outcomes {

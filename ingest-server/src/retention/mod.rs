@@ -19,8 +19,12 @@
 //!    Only then is the file's row set to `stored = 0`, so a stop between
 //!    the two is finished by the next run.
 //! 3. **Quarantine**: the raw bytes of messages quarantined more than
-//!    `quarantine_days` ago, then their rows; and packs a rewrite replaced
-//!    but a stop kept it from deleting (`superseded_packs`).
+//!    `quarantine_days` ago, then their rows; packs a rewrite replaced
+//!    but a stop kept it from deleting (`superseded_packs`); and packs whose
+//!    ingest batch never committed (their `pending/` marker is more than an
+//!    hour old, the index does not name them and nothing kept names a file
+//!    in them: [`EvidenceStore::sweep_pending_packs`]), a copy of stills
+//!    the device's resend packed again.
 //! 4. **Clips never completed**: the staged chunks of a clip whose last
 //!    chunk came more than `quarantine_days` ago (the device lost the clip,
 //!    was revoked, or its case was purged): video of people that no case
@@ -93,6 +97,9 @@ pub struct PurgeReport {
     pub quarantine_rows: usize,
     /// Partial clips whose staged chunks were deleted.
     pub stale_clips: usize,
+    /// Packs whose ingest batch never committed, deleted (also counted in
+    /// `packs_deleted`).
+    pub uncommitted_packs: usize,
     /// What could not be deleted, and why.
     pub problems: Vec<String>,
 }
@@ -169,6 +176,10 @@ pub async fn run(
     remove_quarantine(db, evidence, cfg, now, &mut report).await?;
     report.stale_clips += remove_stale_clips(db, evidence, cfg, now).await?;
     report.packs_deleted += evidence.sweep_superseded_packs().await?;
+    let pending = evidence.sweep_pending_packs(now).await?;
+    report.uncommitted_packs += pending.packs_deleted;
+    report.packs_deleted += pending.packs_deleted;
+    report.problems.extend(pending.problems);
     Ok(report)
 }
 
@@ -441,12 +452,16 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
     tokio::spawn(async move {
         loop {
             match run(&db, &evidence, &cfg, crate::db::now_ms(), false).await {
-                Ok(r) if r.cases + r.files_removed + r.quarantine_rows + r.packs_deleted > 0 => {
+                Ok(r)
+                    if r.cases + r.files_removed + r.quarantine_rows + r.packs_deleted > 0
+                        || !r.problems.is_empty() =>
+                {
                     tracing::info!(
                         cases = r.cases,
                         files = r.files_removed,
                         packs_rewritten = r.packs_rewritten,
                         packs_deleted = r.packs_deleted,
+                        uncommitted_packs = r.uncommitted_packs,
                         quarantine_rows = r.quarantine_rows,
                         problems = r.problems.len(),
                         "retention: evidence no longer needed deleted"
