@@ -171,15 +171,10 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         tls,
         server_key: server_key.clone(),
     };
-    // Cases a previous run stored but did not look up yet.
+    // Cases a previous run stored but did not look up yet, then, every
+    // minute, lookups lost or failed (with a backoff).
     if let Some(registry) = ingestor.context().registry.clone() {
-        let db = ingestor.context().db.clone();
-        tokio::spawn(async move {
-            let n = crate::registry::resolve_pending(&db, registry.as_ref(), 100_000).await;
-            if n > 0 {
-                tracing::info!(n, "owner lookups left by a previous run done");
-            }
-        });
+        crate::registry::spawn_sweeper(ingestor.context().db.clone(), registry);
     }
     if cfg.retention.enabled {
         crate::retention::spawn(

@@ -142,6 +142,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0017_warning_withdrawn.sql"),
         postgres: include_str!("../migrations/postgres/0017_warning_withdrawn.sql"),
     },
+    Migration {
+        version: 18,
+        name: "owner_lookups",
+        sqlite: include_str!("../migrations/sqlite/0018_owner_lookups.sql"),
+        postgres: include_str!("../migrations/postgres/0018_owner_lookups.sql"),
+    },
 ];
 
 /// Database failures.

@@ -478,3 +478,157 @@ async fn a_server_failure_is_not_shown_to_the_citizen() {
         .get(0);
     assert_eq!(kept, 0);
 }
+
+/// Claim, accept and confirm `id` (an operator, then police).
+async fn confirm(server: &app::Running, id: &str) {
+    let ctx = server.ingestor.context();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let now = now_ms();
+    for (action, who, role) in [
+        (Action::Claim, "op", Role::Operator),
+        (Action::Accept, "op", Role::Operator),
+        (Action::Confirm, "police", Role::Police),
+    ] {
+        let actor = Actor {
+            id: who.into(),
+            role,
+        };
+        r.act(id, &action, &actor, "", now).await.unwrap();
+    }
+}
+
+/// A case held back for a person — the registration does not fit the
+/// vehicle the camera saw (a misread or cloned plate), or is not active —
+/// keeps the registered owner's id, but that owner, possibly innocent, is
+/// not shown it (the fine, someone else's car and driver): not listed, and
+/// its page, evidence and answers are "not found" as for any case not
+/// theirs. Their case whose owner is resolved is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_case_held_back_for_a_person_is_not_shown_to_the_registered_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 3).await;
+    let db = server.ingestor.context().db.clone();
+    for (id, status) in [
+        (&ids[1], "vehicle_mismatch"),
+        (&ids[2], "registration_not_active"),
+    ] {
+        sqlx::query("UPDATE events SET owner_status = $1 WHERE event_id = $2")
+            .bind(status)
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    for id in &ids {
+        confirm(&server, id).await;
+    }
+    let owners: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT owner_id FROM events ORDER BY event_time_ms")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(owners, vec![Some("o1".to_string()); 3], "all carry o1's id");
+    let session = citizen::start_session(&db, OWNER_NID, "Hoàng Thị Giang", now_ms())
+        .await
+        .unwrap();
+    let ids2 = ids.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &session.token);
+        let list = me.get("/app/");
+        assert_eq!(list.status, 200);
+        assert!(list.body.contains(&ids2[0]), "the resolved case is theirs");
+        let t = csrf(&list.body);
+        for held in &ids2[1..] {
+            assert!(!list.body.contains(held.as_str()), "{held} listed");
+            assert_eq!(me.get(&format!("/app/cases/{held}")).status, 404);
+            assert_eq!(
+                me.get(&format!("/app/cases/{held}/evidence/overview.jpg"))
+                    .status,
+                404
+            );
+            let r = me.post(&format!("/app/cases/{held}/accept"), &[("csrf", &t)]);
+            assert_eq!(r.status, 404);
+            let r = me.post(&format!("/app/cases/{held}/pay"), &[("csrf", &t)]);
+            assert_eq!(r.status, 404);
+        }
+        assert_eq!(
+            me.get(&format!("/app/cases/{}/evidence/overview.jpg", ids2[0]))
+                .status,
+            200
+        );
+    })
+    .await
+    .unwrap();
+    let answered: i64 = sqlx::query("SELECT COUNT(*) FROM events WHERE owner_response IS NOT NULL")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(answered, 0);
+}
+
+/// The case page says the legal basis and the place as the notice does:
+/// the article in the case's own fine schedule (`notices::text::article`),
+/// not a fixed decree and a raw code; the camera's description from the
+/// camera registry, not its ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_case_page_gives_the_basis_and_place_in_the_notices_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let db = server.ingestor.context().db.clone();
+    confirm(&server, &id).await;
+    // A later decree's schedule, as a case dated under it would carry.
+    sqlx::query("UPDATE events SET fine_schedule = 'decree-999-2026' WHERE event_id = $1")
+        .bind(&id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let desc = "Ngã tư Lê Chân – Tô Lăng, hướng Bắc";
+    ingest_server::cameras::enrol(
+        &db,
+        &ingest_server::cameras::NewCamera {
+            device_id: "edge-c1".into(),
+            camera_id: "cam-north".into(),
+            site: None,
+            description: desc.into(),
+            latitude: None,
+            longitude: None,
+            enabled_rules: None,
+            certificate_no: None,
+            certified_until: None,
+        },
+    )
+    .await
+    .unwrap();
+    let session = citizen::start_session(&db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let page = tokio::task::spawn_blocking(move || {
+        signed_in(addr, &session.token).get(&format!("/app/cases/{id}"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body
+            .contains("điểm b khoản 9 Điều 6 Nghị định 999/2026/NĐ-CP"),
+        "{}",
+        page.body
+    );
+    assert!(
+        !page.body.contains("168/2024") && !page.body.contains("6.9.b"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains(desc), "{}", page.body);
+    assert!(!page.body.contains("cam-north"), "{}", page.body);
+}

@@ -489,6 +489,105 @@ async fn late_notices_are_listed_for_police_not_operators() {
     .unwrap();
 }
 
+/// Police see the case's own owner (`events.owner_id`, the person its
+/// notice went to), not whoever the plate's registration names now: after
+/// the vehicle is transferred (or the registry re-imported) the page still
+/// shows owner A, and the new owner B's data is not read for a case that
+/// is not about them. Only a case with no owner is looked up afresh, and
+/// that is labelled; such a case awaiting confirmation is warned about,
+/// and "select all" leaves it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn police_see_the_cases_own_owner_not_the_plates_new_one() {
+    use ingest_server::review::Reviewer;
+    use ingest_server::workflow::{Action, Actor, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 2).await;
+    let ctx = server.ingestor.context().clone();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let now = ingest_server::db::now_ms();
+    let op = Actor {
+        id: "op".into(),
+        role: Role::Operator,
+    };
+    let police = Actor {
+        id: "police".into(),
+        role: Role::Police,
+    };
+    let (confirmed, waiting) = (ids[0].clone(), ids[1].clone());
+    for id in &ids {
+        r.act(id, &Action::Claim, &op, "", now).await.unwrap();
+        r.act(id, &Action::Accept, &op, "", now).await.unwrap();
+    }
+    r.act(&confirmed, &Action::Confirm, &police, "", now)
+        .await
+        .unwrap();
+    // The vehicle changes hands: the registry now names o2 (Vũ Văn Hải).
+    sqlx::query("UPDATE vehicles SET owner_id = 'o2' WHERE plate_text = '30A12345'")
+        .execute(ctx.db.pool())
+        .await
+        .unwrap();
+    // The other case's lookup failed: no owner yet.
+    sqlx::query("UPDATE events SET owner_status = 'error', owner_id = NULL WHERE event_id = $1")
+        .bind(&waiting)
+        .execute(ctx.db.pool())
+        .await
+        .unwrap();
+    let (c2, w2) = (confirmed.clone(), waiting.clone());
+    tokio::task::spawn_blocking(move || {
+        let mut cuong = Client::new(addr);
+        assert_eq!(cuong.login("csgt.cuong", seed::PASSWORD).status, 303);
+        let page = cuong.get(&format!("/console/cases/{c2}"));
+        assert_eq!(page.status, 200);
+        assert!(
+            page.body.contains(seed::OWNERS[0]),
+            "the case's owner: {}",
+            page.body
+        );
+        assert!(!page.body.contains(seed::OWNERS[1]), "not the new owner");
+        assert!(
+            page.body.contains("id=\"owner-moved\""),
+            "the transfer is noted"
+        );
+        assert!(!page.body.contains("id=\"owner-fresh\""));
+
+        // No owner: a fresh lookup (here it finds o2), labelled as such,
+        // and the warning before confirming.
+        let page = cuong.get(&format!("/console/cases/{w2}"));
+        assert!(page.body.contains("id=\"owner-fresh\""), "{}", page.body);
+        assert!(page.body.contains("id=\"owner-hold\""), "{}", page.body);
+        let list = cuong.get("/console/confirm");
+        let row = &list.body[list.body.find(&format!("data-id=\"{w2}\"")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(
+            row.contains("class=\"pick-held\"") && row.contains("id=\"owner-hold\""),
+            "{row}"
+        );
+    })
+    .await
+    .unwrap();
+    // Reading the case's owner is logged under the officer, found.
+    let cuong = accounts::by_username(&ctx.db, "csgt.cuong")
+        .await
+        .unwrap()
+        .unwrap();
+    let outcomes: Vec<String> = sqlx::query_scalar(
+        "SELECT outcome FROM registry_access_log WHERE actor = $1 AND event_id = $2",
+    )
+    .bind(&cuong.user_id)
+    .bind(&confirmed)
+    .fetch_all(ctx.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(outcomes, ["found"]);
+}
+
 /// Every failed sign-in is counted under some address, never none: a
 /// forwarding header that names nobody (or a proxy that adds none) counts
 /// as the nearest proxy, a chain of trusted proxies only as its left-most

@@ -860,6 +860,47 @@ async fn no_notice_goes_to_a_registration_that_does_not_fit_the_vehicle() {
     );
 }
 
+/// The notice says where the violation was in words people know: the
+/// camera's description from the camera registry, not the site's and
+/// camera's internal ids.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notice_names_the_place_by_the_cameras_description() {
+    let dir = tempfile::tempdir().unwrap();
+    let (server, cfg, rx) = start_with_one_webhook(dir.path()).await;
+    let ctx = server.ingestor.context().clone();
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    let desc = "Ngã tư Tràng Tiền – Hàng Bài, hướng từ Nhà hát Lớn";
+    ingest_server::cameras::enrol(
+        &ctx.db,
+        &ingest_server::cameras::NewCamera {
+            device_id: "edge-c1".into(),
+            camera_id: "cam-north".into(),
+            site: None,
+            description: desc.into(),
+            latitude: None,
+            longitude: None,
+            enabled_rules: None,
+            certificate_no: None,
+            certified_until: None,
+        },
+    )
+    .await
+    .unwrap();
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    Notices::new(&cfg, ctx.clone())
+        .deliver_due(now_ms())
+        .await
+        .unwrap();
+    let got = rx.got("/vneid");
+    assert_eq!(got.len(), 1);
+    let body = verify_webhook(&got[0], "vneid-secret-0123456789");
+    let text = body["text"]["body"].as_str().unwrap();
+    assert!(text.contains(&format!("- Địa điểm: {desc}\n")), "{text}");
+    assert!(!text.contains("camera cam-north"), "{text}");
+    assert!(body["text"]["short"].as_str().unwrap().contains(desc));
+}
+
 /// Two webhooks, one of which fails once; the case is issued through the
 /// other, then paid before the retry is due: the retry is dropped, not
 /// sent ("please pay" to someone who paid), with the reason kept.

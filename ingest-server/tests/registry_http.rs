@@ -25,7 +25,7 @@ use ingest_server::ingest::Source;
 use ingest_server::registry::{
     GatewayError, HttpRegistry, Purpose, Registration, Registry, RegistryError,
 };
-use ingest_server::{app, cases, devices};
+use ingest_server::{app, cases, devices, registry};
 use serde_json::json;
 use sqlx::Row;
 use uuid::Uuid;
@@ -139,7 +139,6 @@ async fn found_plates_give_the_owner_and_every_lookup_is_logged() {
     assert_eq!(r.owner.national_id, "001099012345");
     assert_eq!(r.owner.email.as_deref(), Some("an@example.vn"));
     assert_eq!(r.vehicle.make, "Toyota Vios");
-    assert_eq!(r.owner.phone, None, "the phone is not needed: not taken");
     assert_eq!(f.gw.hits(), 1);
 
     // What was asked, and nothing more.
@@ -172,7 +171,11 @@ async fn found_plates_give_the_owner_and_every_lookup_is_logged() {
     .await
     .unwrap();
     assert_eq!(row.get::<String, _>(0), "001099012345");
-    assert_eq!(row.get::<Option<String>, _>(1), None);
+    assert_eq!(
+        row.get::<Option<String>, _>(1),
+        None,
+        "the phone is not needed: not taken"
+    );
     assert_eq!(row.get::<String, _>(2), "white");
 
     // Not found, asked without a colour: none, logged.
@@ -634,4 +637,122 @@ async fn the_server_resolves_owners_through_the_gateway_and_ingest_never_waits()
             .map(|r| r.get(0))
             .collect();
     assert_eq!(outcomes, ["found", "found", "error", "unavailable"]);
+}
+
+/// A lookup that failed (the gateway down, then its circuit open) is not
+/// left `error` for good: the sweep (`registry::resolve_pending`, run at
+/// start and every minute by `registry::spawn_sweeper`) looks it up again
+/// once its backoff is over — 5 minutes after one failure, 10 after two —
+/// and a pass stops at the first lookup that fails again, so a gateway
+/// that is down is not asked once per case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_lookups_are_retried_with_a_backoff_until_the_gateway_answers() {
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut http = f.config();
+    http.retries = 0;
+    http.breaker_threshold = 1;
+    http.breaker_cooldown_ms = 300;
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    cfg.registry.backend = RegistryBackend::Http;
+    cfg.registry.http = Some(http);
+    cfg.validate().unwrap();
+    let i = app::open(&cfg).await.unwrap();
+    let ctx = i.context().clone();
+    let db = ctx.db.clone();
+    let k = key();
+    devices::enrol(&db, "edge-01", "hn-caugiay-xuanthuy", &public_hex(&k))
+        .await
+        .unwrap();
+    let files = Files::new(1000);
+    let owner = |id: Uuid| {
+        let db = db.clone();
+        async move {
+            let r = sqlx::query(
+                "SELECT owner_status, owner_id, owner_lookup_failures FROM events \
+                 WHERE event_id = $1",
+            )
+            .bind(id.to_string())
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+            (
+                r.get::<String, _>(0),
+                r.get::<Option<String>, _>(1),
+                r.get::<i64, _>(2),
+            )
+        }
+    };
+    let back_date = |minutes: i64| {
+        let db = db.clone();
+        async move {
+            sqlx::query("UPDATE events SET owner_lookup_at = owner_lookup_at - $1")
+                .bind(minutes * 60_000)
+                .execute(db.pool())
+                .await
+                .unwrap();
+        }
+    };
+
+    // The gateway fails: both cases end `error`, with no owner.
+    f.gw.always(Act::Status(500, "internal"));
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let ev = event("edge-01", "hn-caugiay-xuanthuy", &files);
+        let b = Bytes::from(bundle(&ev, &k, &files));
+        assert!(i.submit(b, Source::Http).await.unwrap().ack.is_some());
+        for _ in 0..500 {
+            if owner(ev.event_id).await.0 != "pending" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(owner(ev.event_id).await, ("error".into(), None, 1));
+        ids.push(ev.event_id);
+    }
+    let registry = ctx.registry.clone().unwrap();
+    let sweep = || async { registry::resolve_pending(&db, registry.as_ref(), 100).await };
+
+    // Just failed: not asked again before the backoff is over.
+    let hits = f.gw.hits();
+    assert_eq!(sweep().await, 0);
+    assert_eq!(f.gw.hits(), hits);
+
+    // Six minutes on, the gateway still down: one lookup, and the pass
+    // stops there.
+    back_date(6).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(sweep().await, 1, "a pass stops at the first failure");
+    let after: Vec<_> = [owner(ids[0]).await, owner(ids[1]).await].into();
+    assert!(after.contains(&("error".into(), None, 2)), "{after:?}");
+    assert!(after.contains(&("error".into(), None, 1)), "{after:?}");
+    let (twice, once) = if after[0].2 == 2 {
+        (ids[0], ids[1])
+    } else {
+        (ids[1], ids[0])
+    };
+
+    // The gateway is back (and its circuit's cool-down over): the case
+    // that failed once is due and resolved; the one that just failed a
+    // second time waits 10 minutes.
+    f.gw.always(Act::Answer);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(sweep().await, 1);
+    assert_eq!(
+        owner(once).await,
+        ("resolved".into(), Some("gw-o1".into()), 0)
+    );
+    assert_eq!(owner(twice).await, ("error".into(), None, 2));
+    back_date(6).await;
+    assert_eq!(sweep().await, 0, "10 minutes after a second failure");
+    back_date(5).await;
+    assert_eq!(sweep().await, 1);
+    assert_eq!(
+        owner(twice).await,
+        ("resolved".into(), Some("gw-o1".into()), 0)
+    );
+    assert_eq!(sweep().await, 0, "nothing left to look up");
 }

@@ -8,12 +8,15 @@
 //! identity token, and every query filters by it: a case of someone else's
 //! vehicle answers 404 (the same as a case that does not exist) and the
 //! attempt is audited. Only confirmed cases are ever shown; nothing a
-//! reviewer has not passed reaches a citizen. Sessions are server-side (the
-//! SHA-256 of the cookie token is stored), cookies HttpOnly and
-//! SameSite=Lax (so the payment gateway's return lands signed in), and every
-//! POST carries the session's CSRF token. Signing out also removes the Web
-//! Push subscriptions this browser registered (`push.rs`).
+//! reviewer has not passed reaches a citizen; and only to the owner the
+//! case's notice goes to (an owner lookup `resolved`, not a registration
+//! held back as a possible cloned plate: `mine.rs`). Sessions are
+//! server-side (the SHA-256 of the cookie token is stored), cookies
+//! HttpOnly and SameSite=Lax (so the payment gateway's return lands signed
+//! in), and every POST carries the session's CSRF token. Signing out also
+//! removes the Web Push subscriptions this browser registered (`push.rs`).
 
+mod mine;
 mod pages;
 mod push;
 

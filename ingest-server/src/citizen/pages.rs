@@ -1,9 +1,11 @@
 //! The citizen app's pages: the list of fines of the vehicles registered to
 //! the signed-in citizen, a case with its evidence, and the owner's answers
-//! (accept, contest with a reason and an optional photo). Every query is
-//! filtered by the session's national ID number; a case that is not the
-//! citizen's answers 404 exactly like one that does not exist, and the
-//! attempt goes to the audit log.
+//! (accept, contest with a reason and an optional photo), and paying. Every
+//! case is read through `mine.rs`: filtered by the session's national ID
+//! number and shown only to the owner its notice goes to; a case that is
+//! not the citizen's answers 404 exactly like one that does not exist, and
+//! the attempt goes to the audit log. A case page says the place and the
+//! legal basis in the notice's words (`notices::text::place`, `basis`).
 
 use std::fmt::Write as _;
 
@@ -14,6 +16,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sqlx::Row;
 
+use super::mine::{citizen_actor_id, mine, one};
 use super::{AppError, Citizen, page};
 use crate::audit::{self, Who};
 use crate::console::html::{Lang, esc, local_time, violation_label, vnd};
@@ -22,121 +25,9 @@ use crate::review::Reviewer;
 use crate::web::ApiContext;
 use crate::workflow::{Action, Actor, CaseState, Role};
 
-/// States a citizen ever sees (confirmed by police, or later).
-const VISIBLE: &str = "'confirmed', 'notice_issued', 'paid', 'contested', 'overdue', 'closed'";
-
-/// A citizen's case.
-struct MyCase {
-    event_id: String,
-    owner_id: String,
-    plate: String,
-    violation: String,
-    event_ms: i64,
-    site: String,
-    camera: String,
-    state: String,
-    amount: Option<i64>,
-    fine_ref: Option<String>,
-    points: Option<i64>,
-    response: Option<String>,
-    /// The notice's deadline, if it has one.
-    respond_by: Option<i64>,
-    state_changed_at: Option<i64>,
-}
-
-impl MyCase {
-    /// The deadline to respond, as the deadline check holds the case to
-    /// (`notices::deadlines::effective_deadline`): the notice's date, moved
-    /// on when a contest upheld started the clock again.
-    fn deadline(&self) -> Option<i64> {
-        let notice = self.respond_by?;
-        Some(match (self.state.as_str(), self.state_changed_at) {
-            ("notice_issued", Some(since)) => {
-                crate::notices::deadlines::effective_deadline(notice, since)
-            }
-            _ => notice,
-        })
-    }
-}
-
-macro_rules! my_case_select {
-    () => {
-        "SELECT e.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text), \
-         COALESCE(e.reviewed_type, e.violation_type), e.event_time_ms, e.site, e.camera_id, e.state, \
-         e.fine_amount_vnd, e.fine_ref, e.licence_points, e.confirmed_at, e.owner_response, \
-         n.respond_by, e.state_changed_at \
-         FROM events e JOIN owners o ON o.owner_id = e.owner_id \
-         LEFT JOIN notices n ON n.event_id = e.event_id \
-         WHERE o.national_id = $1 AND e.confirmed_at IS NOT NULL AND e.state IN ("
-    };
-}
-
-fn my_case(r: &sqlx::any::AnyRow) -> Result<MyCase, sqlx::Error> {
-    Ok(MyCase {
-        event_id: r.try_get(0)?,
-        owner_id: r.try_get(1)?,
-        plate: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
-        violation: r.try_get(3)?,
-        event_ms: r.try_get(4)?,
-        site: r.try_get(5)?,
-        camera: r.try_get(6)?,
-        state: r.try_get(7)?,
-        amount: r.try_get(8)?,
-        fine_ref: r.try_get(9)?,
-        points: r.try_get(10)?,
-        response: r.try_get(12)?,
-        respond_by: r.try_get(13)?,
-        state_changed_at: r.try_get(14)?,
-    })
-}
-
-async fn mine(db: &Db, nid: &str) -> Result<Vec<MyCase>, AppError> {
-    let sql = format!(
-        "{}{VISIBLE}) ORDER BY e.event_time_ms DESC LIMIT 200",
-        my_case_select!()
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(nid)
-        .fetch_all(db.pool())
-        .await?;
-    Ok(rows.iter().map(my_case).collect::<Result<_, _>>()?)
-}
-
-/// One case of this citizen; any other case is "not found", and the
-/// attempt is audited.
-async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, AppError> {
-    let sql = format!("{}{VISIBLE}) AND e.event_id = $2", my_case_select!());
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(&citizen.national_id)
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
-    match row {
-        Some(r) => Ok(my_case(&r)?),
-        None => {
-            audit::record(
-                db,
-                now_ms(),
-                &Who::new(citizen_actor_id(citizen), Role::System),
-                "citizen.case_denied",
-                &format!("case:{}", id.chars().take(64).collect::<String>()),
-                &serde_json::json!({"why": "not a case of the signed-in citizen's vehicles, or none"}),
-            )
-            .await?;
-            Err(AppError::NotFound)
-        }
-    }
-}
-
 /// Longest contest reason: what the workflow keeps as the reason of a
 /// state change (`review.rs`), so the form may not promise more.
 const MAX_CONTEST_REASON: usize = 1000;
-
-/// How a citizen appears in the audit log: a keyed digest, not the ID
-/// number (`sso::citizen::actor_id`).
-fn citizen_actor_id(c: &Citizen) -> String {
-    crate::sso::citizen::actor_id(&c.national_id)
-}
 
 fn state_label(s: &str) -> &'static str {
     match s {
@@ -293,8 +184,8 @@ pub async fn case(
     let body = format!(
         "<h1><span class=\"plate\" id=\"plate\">{plate}</span></h1>{status}\
          <p><span class=\"state {st}\" id=\"state\">{label}</span></p>\
-         <dl><dt>Hành vi</dt><dd>{viol}</dd><dt>Thời gian</dt><dd>{time}</dd><dt>Địa điểm</dt><dd>{site} · {cam}</dd>\
-         <dt>Căn cứ</dt><dd>Nghị định 168/2024/NĐ-CP, {article}</dd><dt>Mức phạt</dt><dd class=\"amount\" id=\"amount\">{amount}</dd>\
+         <dl><dt>Hành vi</dt><dd>{viol}</dd><dt>Thời gian</dt><dd>{time}</dd><dt>Địa điểm</dt><dd id=\"place\">{place}</dd>\
+         <dt>Căn cứ</dt><dd id=\"basis\">{basis}</dd><dt>Mức phạt</dt><dd class=\"amount\" id=\"amount\">{amount}</dd>\
          <dt>Trừ điểm</dt><dd>{points}</dd><dt>Hạn phản hồi</dt><dd>{deadline}</dd></dl>\
          <h2>Hình ảnh vi phạm</h2>{evidence}{actions}",
         plate = esc(&c.plate),
@@ -302,9 +193,8 @@ pub async fn case(
         label = state_label(&c.state),
         viol = esc(&violation_label(Lang::Vi, &c.violation)),
         time = local_time(c.event_ms),
-        site = esc(&c.site),
-        cam = esc(&c.camera),
-        article = esc(c.fine_ref.as_deref().unwrap_or("")),
+        place = esc(&c.place),
+        basis = esc(&c.basis),
         amount = c.amount.map(vnd).unwrap_or_default(),
         points = c
             .points

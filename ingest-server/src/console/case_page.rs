@@ -2,9 +2,11 @@
 //! trajectory drawn over the overview, the clip, the zoomed plate crop, the
 //! read and its confidence, the signal state, the fine it would carry, the
 //! legal clock, the history, and the actions the viewer's role allows, all
-//! reachable from the keyboard. Police and auditors also see the owner and
-//! the vehicle record; each such view goes through the registry, which logs
-//! it, and into the audit log.
+//! reachable from the keyboard; beside the vehicle, the owner lookup's
+//! status, and for a case about to be confirmed (or confirmed) without an
+//! owner to notify, what that means for its notice. Police and auditors
+//! also see the case's owner and the vehicle record (`owner_panels.rs`):
+//! each view is logged in the registry's access log and the audit log.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -18,11 +20,12 @@ use super::event_facts::{
     plate_source_text, riders_text, signal_text, speed_uncertainty_text, trajectory,
 };
 use super::html::{clock_badge, esc, local_time, violation_label, vnd};
-use super::owner_panels::{contests_panel, owner_panel, owner_status_label};
+use super::owner_panels::{
+    contests_panel, notice_hold, owner_for, owner_panel, owner_status_label,
+};
 use super::{ConsoleError, Viewer};
 use crate::audit;
 use crate::db::{Db, DbError, now_ms};
-use crate::registry::{Purpose, Registration};
 use crate::review;
 use crate::web::ApiContext;
 use crate::workflow::{CaseState, Role};
@@ -48,6 +51,8 @@ pub struct CaseDetail {
     pub fine: Option<(i64, i64)>,
     pub points: Option<i64>,
     pub owner_status: String,
+    /// The case's owner (`events.owner_id`): who its notice goes to.
+    pub owner_id: Option<String>,
     pub state: CaseState,
     pub claimed_by: Option<String>,
     pub claim_expires_at: Option<i64>,
@@ -79,7 +84,8 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
          vehicle_class, plate_text, reviewed_plate, plate_colour, plate_confidence, speed_kmh, \
          speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
          owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
-         reject_note, signed_json, notice_late_at, evidence_purged_at FROM events WHERE event_id = $1",
+         reject_note, signed_json, notice_late_at, evidence_purged_at, owner_id FROM events \
+         WHERE event_id = $1",
     )
     .bind(id)
     .fetch_optional(db.pool())
@@ -121,6 +127,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
         signed_json: r.try_get(27)?,
         notice_late_at: r.try_get(28)?,
         evidence_purged_at: r.try_get(29)?,
+        owner_id: r.try_get(30)?,
     }))
 }
 
@@ -177,45 +184,6 @@ async fn history(
             ))
         })
         .collect()
-}
-
-/// Looks up the owner for a police officer or auditor: logged by the
-/// registry (registry_access_log) and in the audit log.
-pub async fn owner_for(
-    ctx: &ApiContext,
-    viewer: &Viewer,
-    case: &CaseDetail,
-) -> Result<Option<Registration>, DbError> {
-    let ic = ctx.ingestor.context();
-    let (Some(registry), Some(plate)) = (ic.registry.as_ref(), case.plate()) else {
-        return Ok(None);
-    };
-    let purpose = Purpose {
-        actor: viewer.session.user.user_id.clone(),
-        reason: format!(
-            "{} reviewing the case in the console",
-            viewer.session.user.role
-        ),
-        event_id: uuid::Uuid::parse_str(&case.event_id).ok(),
-    };
-    let colour = (case.plate_colour != "unknown").then_some(case.plate_colour.as_str());
-    let found = registry
-        .lookup(plate, colour, &purpose)
-        .await
-        .unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "owner lookup for the console failed");
-            None
-        });
-    audit::record(
-        &ic.db,
-        now_ms(),
-        &viewer.who(),
-        "owner.view",
-        &format!("case:{}", case.event_id),
-        &serde_json::json!({"plate": plate, "found": found.is_some()}),
-    )
-    .await?;
-    Ok(found)
 }
 
 /// `GET /console/cases/{id}`.
@@ -337,7 +305,7 @@ pub async fn show(
     let owner = if !viewer.session.user.role.sees_personal_data() {
         String::new()
     } else if decided {
-        owner_panel(lang, owner_for(&ctx, &viewer, &case).await.map_err(dberr)?)
+        owner_panel(lang, &owner_for(&ctx, &viewer, &case).await.map_err(dberr)?)
     } else {
         format!(
             "<section id=\"owner-pending\"><p class=\"muted\">{}</p></section>",
@@ -442,7 +410,7 @@ pub async fn show(
          <tr><th>{time_l}</th><td>{time} {clock}</td></tr>\
          <tr><th>{limit_l}</th><td id=\"limitation\">{limit}</td></tr>\
          <tr><th>{place_l}</th><td>{site} · {cam} · {dev}</td></tr>
-         <tr><th>{veh_l}</th><td><span id=\"vehicle\">{vehicle}{riders}</span> · {owner_status}</td></tr>\
+         <tr><th>{veh_l}</th><td><span id=\"vehicle\">{vehicle}{riders}</span> · <span id=\"owner-status\">{owner_status}</span>{hold}</td></tr>\
          <tr><th>{signal_l}</th><td>{signal}</td></tr>{speed}\
          <tr><th>{fine_l}</th><td id=\"fine\">{fine} {article} {points}</td></tr>\
          <tr><th>{acc_l}</th><td>{accepted}</td></tr><tr><th>{conf_by_l}</th><td>{confirmed}</td></tr>{rejected}\
@@ -472,6 +440,7 @@ pub async fn show(
         vehicle = esc(&case.vehicle_class),
         riders = esc(&riders_text(lang, event.as_ref())),
         owner_status = owner_status_label(lang, &case.owner_status),
+        hold = notice_hold(lang, &case.owner_status, case.state).unwrap_or_default(),
         signal_l = lang.t("Đèn tín hiệu", "Signal"),
         signal = esc(&signal_text(lang, event.as_ref())),
         fine_l = lang.t("Mức phạt", "Fine"),

@@ -1,7 +1,15 @@
 //! The police officer's confirmation queue: accepted cases, oldest first,
-//! each with its overview still, the plate crop, the fine, and the owner
-//! and vehicle record beside it (looked up through the registry, logged);
-//! the officer checks the ones to confirm and confirms them in one batch.
+//! each with its overview still, the plate crop, the fine, and the case's
+//! owner and vehicle record beside it (`owner_panels::owner_for`, each view
+//! logged) with the owner lookup's status; the officer checks the ones to
+//! confirm and confirms them in one batch.
+//!
+//! A case whose owner lookup is not `resolved` (none found, failed or under
+//! way, a registration that does not fit the vehicle or is not active) has
+//! no owner its notice can go to: it is shown with a warning saying so
+//! (confirming it writes a notice nobody is sent, flagged at 10 days for a
+//! paper notice; a failed lookup is retried, better waited for), and "select
+//! all" leaves it out: the officer ticks it on its own, having read that.
 //! Each case in the batch goes through the workflow on its own, so the
 //! two-person rule and the state checks hold per case, and the page says
 //! which were confirmed and which were refused and why.
@@ -11,8 +19,9 @@ use std::fmt::Write as _;
 use axum::extract::{RawForm, State};
 use axum::response::Response;
 
-use super::case_page::{evidence_list, load, owner_for};
+use super::case_page::{evidence_list, load};
 use super::html::{clock_badge, esc, local_time, violation_label, vnd};
+use super::owner_panels::{notice_hold, owner_brief, owner_for, owner_status_label};
 use super::queue::{Filters, list};
 use super::{ConsoleError, Viewer, actions};
 use crate::db::now_ms;
@@ -57,19 +66,14 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
                 );
             }
         }
-        let owner = match owner_for(ctx, viewer, &case).await.map_err(dberr)? {
-            Some(reg) => format!(
-                "{}<br>{}<br>{} {} · {}",
-                esc(&reg.owner.full_name),
-                esc(&reg.owner.address),
-                esc(&reg.vehicle.vehicle_type),
-                esc(&reg.vehicle.make),
-                esc(&reg.vehicle.colour)
-            ),
-            None => lang
-                .t("Không tìm thấy chủ phương tiện", "No registered owner")
-                .to_string(),
-        };
+        let shown = owner_for(ctx, viewer, &case).await.map_err(dberr)?;
+        let hold = notice_hold(lang, &case.owner_status, case.state);
+        let owner = format!(
+            "{}<br><span class=\"owner-status\">{}</span>{}",
+            owner_brief(lang, &shown),
+            owner_status_label(lang, &case.owner_status),
+            hold.as_deref().unwrap_or("")
+        );
         let own = case.accepted_by.as_deref() == Some(me.as_str());
         let check = if own {
             format!(
@@ -80,8 +84,10 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
                 )
             )
         } else {
+            // Not in "select all" when there is no owner to notify.
+            let class = if hold.is_some() { "pick-held" } else { "pick" };
             format!(
-                "<input type=\"checkbox\" name=\"case\" value=\"{}\" class=\"pick\">",
+                "<input type=\"checkbox\" name=\"case\" value=\"{}\" class=\"{class}\">",
                 esc(&r.event_id)
             )
         };
@@ -120,8 +126,10 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
         title = lang.t("Chờ CSGT xác nhận", "Awaiting police confirmation"),
         n = rows.len(),
         hint = lang.t(
-            "Thông tin chủ phương tiện là dữ liệu cá nhân; mọi lần xem đều được ghi nhật ký.",
-            "Owner data is personal data; every view is logged."
+            "Thông tin chủ phương tiện là dữ liệu cá nhân; mọi lần xem đều được ghi nhật ký. \
+             Vụ việc có cảnh báo đỏ không có chủ phương tiện để gửi thông báo: «Chọn tất cả» bỏ qua chúng.",
+            "Owner data is personal data; every view is logged. Cases with a red warning have no \
+             owner to send the notice to: \"Select all\" leaves them out."
         ),
         csrf = esc(&viewer.session.csrf),
         all = lang.t("Chọn tất cả", "Select all"),

@@ -55,9 +55,10 @@ pub const ACTOR: &str = "notices";
 /// subscription of the owner, each active partner webhook, and e-mail when
 /// the owner has an address. Reading the owner is logged in
 /// `registry_access_log`. A case that has a notice already keeps it; a
-/// case without a resolved owner, or whose registration does not fit the
-/// vehicle seen, gets a notice without deliveries (the 10-day check then
-/// shows it).
+/// case without a resolved owner (`registry::deliverable_owner`: none
+/// found, the lookup pending or failed, or a registration that does not
+/// fit the vehicle seen or is not active) gets a notice without
+/// deliveries (the 10-day check then shows it).
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     event_id: &str,
@@ -76,14 +77,12 @@ pub async fn enqueue(
     };
     let detected_at: i64 = row.try_get(0)?;
     let owner_status: Option<String> = row.try_get(6)?;
-    // A registration that does not fit the vehicle seen, or is no longer
-    // active (`registry::registration_status`), is not an owner to send a
-    // fine to: the notice waits for a person (the 10-day check shows it).
-    let doubtful = matches!(
-        owner_status.as_deref(),
-        Some("vehicle_mismatch" | "registration_not_active")
-    );
-    let owner_id: Option<String> = row.try_get::<Option<String>, _>(1)?.filter(|_| !doubtful);
+    // Only a `resolved` owner is told (`registry::deliverable_owner`, the
+    // definition the citizen app shares): a registration that does not
+    // fit the vehicle seen, or is no longer active, is not an owner to
+    // send a fine to, nor is one not (yet) found: the notice waits for a
+    // person (the 10-day check shows it).
+    let owner_id = crate::registry::deliverable_owner(owner_status.as_deref(), row.try_get(1)?);
     let plate: String = row.try_get(2)?;
     let found: Option<String> = row.try_get(3)?;
     let national_id: Option<String> = row.try_get(4)?;

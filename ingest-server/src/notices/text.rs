@@ -5,6 +5,10 @@
 //! rendering is a pure function of them, so every channel and every retry
 //! says exactly the same thing.
 //!
+//! The place is the camera's description from the camera registry
+//! (`cameras.description`: the intersection and direction, as enrolled)
+//! when it has one ([`place`]); the site and camera ids only otherwise.
+//!
 //! Personal data: the text names no one and gives no address. Only the
 //! e-mail, which goes to the registered owner's own mailbox, is addressed
 //! to them by name (the caller passes it); push and webhook texts carry
@@ -50,6 +54,9 @@ pub struct NoticeFacts {
     pub site: String,
     /// Camera id.
     pub camera: String,
+    /// Where, for people ([`place`]): the camera's description, else the
+    /// site and camera ids.
+    pub place: String,
     /// When, Unix ms.
     pub detected_at: i64,
     /// Schedule id (`decree-168-2024`).
@@ -70,19 +77,22 @@ pub struct NoticeFacts {
 
 /// Reads the facts of the notice of case `event_id`.
 pub async fn load(db: &Db, event_id: &str) -> Result<Option<NoticeFacts>, DbError> {
-    let row = sqlx::query(
+    let sql = format!(
         "SELECT n.notice_id, n.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text, ''), \
          e.plate_colour, e.vehicle_class, COALESCE(e.reviewed_type, e.violation_type), e.site, \
          e.camera_id, e.event_time_ms, e.fine_schedule, e.fine_ref, e.fine_amount_vnd, \
-         e.licence_points, e.speed_kmh, e.speed_limit_kmh, n.respond_by \
+         e.licence_points, e.speed_kmh, e.speed_limit_kmh, n.respond_by, {CAMERA_DESCRIPTION_SQL} \
          FROM notices n JOIN events e ON e.event_id = n.event_id WHERE n.event_id = $1",
-    )
-    .bind(event_id)
-    .fetch_optional(db.pool())
-    .await?;
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(event_id)
+        .fetch_optional(db.pool())
+        .await?;
     let Some(r) = row else { return Ok(None) };
     let plate: String = r.try_get(3)?;
     let vehicle_class: String = r.try_get(5)?;
+    let (site, camera): (String, String) = (r.try_get(7)?, r.try_get(8)?);
+    let description: Option<String> = r.try_get(17)?;
     Ok(Some(NoticeFacts {
         notice_id: r.try_get(0)?,
         event_id: r.try_get(1)?,
@@ -92,8 +102,9 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<NoticeFacts>, DbErro
         plate_colour: r.try_get(4)?,
         vehicle_class,
         violation: r.try_get(6)?,
-        site: r.try_get(7)?,
-        camera: r.try_get(8)?,
+        place: place(&site, &camera, description.as_deref()),
+        site,
+        camera,
         detected_at: r.try_get(9)?,
         fine_schedule: r.try_get(10)?,
         fine_ref: r.try_get(11)?,
@@ -103,6 +114,39 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<NoticeFacts>, DbErro
         speed_limit_kmh: r.try_get(15)?,
         respond_by: r.try_get(16)?,
     }))
+}
+
+/// The description of the camera that saw a case (`cameras.description`),
+/// as an SQL expression over a case row aliased `e`: of the camera's
+/// enrolment in service at the case's time, else of its latest one; NULL
+/// when the camera is not enrolled or its description is empty.
+pub const CAMERA_DESCRIPTION_SQL: &str = "COALESCE(\
+     (SELECT c.description FROM cameras c WHERE c.device_id = e.device_id \
+     AND c.camera_id = e.camera_id AND c.description <> '' \
+     AND c.created_at <= e.event_time_ms \
+     AND (c.retired_at IS NULL OR c.retired_at > e.event_time_ms) \
+     ORDER BY c.created_at DESC LIMIT 1), \
+     (SELECT c.description FROM cameras c WHERE c.device_id = e.device_id \
+     AND c.camera_id = e.camera_id AND c.description <> '' \
+     ORDER BY c.created_at DESC LIMIT 1))";
+
+/// Where a case was seen, as its owner reads it: the camera's description
+/// (trimmed) when the camera registry has one, else `{site}, camera
+/// {camera}`.
+pub fn place(site: &str, camera: &str, description: Option<&str>) -> String {
+    match description.map(str::trim).filter(|d| !d.is_empty()) {
+        Some(d) => d.to_string(),
+        None => format!("{site}, camera {camera}"),
+    }
+}
+
+/// The legal basis of a case's fine: the article in the case's own fine
+/// schedule ([`article`]); the decree alone when the case has no article.
+pub fn basis(fine_ref: Option<&str>, fine_schedule: Option<&str>) -> String {
+    match fine_ref {
+        Some(r) => article(r, fine_schedule),
+        None => "Nghị định 168/2024/NĐ-CP".to_string(),
+    }
 }
 
 /// The rendered notice.
@@ -137,10 +181,7 @@ pub fn render(
         || "theo quyết định xử phạt".to_string(),
         |a| format!("{} đồng", grouped(a)),
     );
-    let basis = match &f.fine_ref {
-        Some(r) => article(r, f.fine_schedule.as_deref()),
-        None => "Nghị định 168/2024/NĐ-CP".to_string(),
-    };
+    let basis = basis(f.fine_ref.as_deref(), f.fine_schedule.as_deref());
     let points = match f.licence_points {
         Some(p) if p > 0 => format!("Trừ {p} điểm giấy phép lái xe"),
         _ => "Không trừ điểm giấy phép lái xe".to_string(),
@@ -178,7 +219,7 @@ pub fn render(
             colour_text(&f.plate_colour)
         ),
         format!("- Thời gian vi phạm: {when} (giờ Việt Nam)"),
-        format!("- Địa điểm: {}, camera {}", f.site, f.camera),
+        format!("- Địa điểm: {}", f.place),
         format!("- Hành vi vi phạm: {violation}"),
         format!("- Căn cứ xử phạt: {basis}"),
         format!("- Mức phạt: {amount}"),
@@ -212,7 +253,7 @@ pub fn render(
         "Xe {} — {} lúc {when}, tại {}. Mức phạt: {amount}. Hạn giải quyết: {deadline}.",
         f.plate_display,
         short_violation(&f.violation),
-        f.site
+        f.place
     );
     NoticeText {
         title,
@@ -287,6 +328,7 @@ mod tests {
             violation: "speeding".into(),
             site: "hn-hoankiem-trangtien".into(),
             camera: "cam-north".into(),
+            place: place("hn-hoankiem-trangtien", "cam-north", None),
             // 2025-03-01 07:05:09 UTC = 14:05:09 in Hà Nội.
             detected_at: 1_740_812_709_000,
             fine_schedule: Some("decree-168-2024".into()),
@@ -324,6 +366,30 @@ mod tests {
         assert!(t.short.contains("chạy quá tốc độ") && t.short.contains("21/03/2025"));
         let named = render(&facts(), "X", "https://a", Some("Hoàng Thị Giang"));
         assert!(named.body.contains("Kính gửi Ông/Bà Hoàng Thị Giang"));
+    }
+
+    #[test]
+    fn the_place_is_the_cameras_description_when_there_is_one() {
+        let desc = "Ngã tư Tràng Tiền – Hàng Bài, hướng Bắc";
+        assert_eq!(place("s", "c", Some(&format!(" {desc} "))), desc);
+        assert_eq!(place("s", "c", Some("  ")), "s, camera c");
+        assert_eq!(place("s", "c", None), "s, camera c");
+        let f = NoticeFacts {
+            place: place("s", "c", Some(desc)),
+            ..facts()
+        };
+        let t = render(&f, "X", "https://a", None);
+        assert!(
+            t.body.contains(&format!("- Địa điểm: {desc}\n")),
+            "{}",
+            t.body
+        );
+        assert!(t.short.contains(desc) && !t.body.contains("camera cam-north"));
+        assert_eq!(
+            basis(Some("6.9.b"), Some("decree-168-2024")),
+            "điểm b khoản 9 Điều 6 Nghị định 168/2024/NĐ-CP"
+        );
+        assert_eq!(basis(None, None), "Nghị định 168/2024/NĐ-CP");
     }
 
     #[test]

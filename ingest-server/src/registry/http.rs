@@ -12,8 +12,9 @@
 //! 429; never another 4xx or an invalid answer); a circuit breaker
 //! (`breaker.rs`) that, after several failed lookups in a row, fails lookups
 //! at once for a cool-down; and a short cache (`cache.rs`). A lookup that
-//! fails leaves its case `error` for a person to handle; ingest never waits
-//! for it (resolution runs after commit, see [`super::resolve_owners`]).
+//! fails leaves its case `error`, looked up again later by the sweeper with
+//! a backoff ([`super::spawn_sweeper`]); ingest never waits for it
+//! (resolution runs after commit, see [`super::resolve_owners`]).
 //!
 //! Every lookup, answered from the cache or not, failed or refused at once,
 //! is written to `registry_access_log` through [`super::log_access`], like

@@ -63,7 +63,6 @@ pub(super) fn registration(
             full_name: of.text("full_name", true)?,
             national_id: of.text("national_id", true)?,
             address: of.text("address", true)?,
-            phone: None,
             email: of.optional("email")?,
             vneid: of.optional("vneid")?,
         },
@@ -213,7 +212,7 @@ mod tests {
         let r = check(&answer()).unwrap();
         assert_eq!(r.owner.full_name, "Nguyễn Văn An");
         assert_eq!(r.vehicle.colour, "");
-        assert_eq!((r.owner.phone, r.owner.email), (None, None));
+        assert_eq!(r.owner.email, None);
         registration(answer().to_string().as_bytes(), "30A12345", None).unwrap();
     }
 

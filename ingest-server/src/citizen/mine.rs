@@ -1,0 +1,140 @@
+//! Which cases are a citizen's: the one query every page of the app reads
+//! cases through (the list, a case, its evidence, accept, contest, pay).
+//!
+//! A case is the signed-in citizen's when police have confirmed it (it is
+//! in one of the states a citizen sees) and its owner is the citizen's —
+//! the owner whose national ID number the session holds — **and** that
+//! owner is the one its notice is delivered to: the lookup is `resolved`
+//! (`registry::DELIVERABLE_OWNER_SQL`, the same definition the notice
+//! outbox uses). A case held back for a person (`vehicle_mismatch`: a
+//! misread or cloned plate, the registered owner possibly innocent;
+//! `registration_not_active`) keeps the registered owner's id but is not
+//! shown to them: its evidence shows someone else's car and driver. Any
+//! other case answers "not found", exactly like one that does not exist,
+//! and the attempt goes to the audit log.
+
+use sqlx::Row;
+
+use super::{AppError, Citizen};
+use crate::audit::{self, Who};
+use crate::db::{Db, now_ms};
+use crate::notices::text::{CAMERA_DESCRIPTION_SQL, basis, place};
+use crate::registry::DELIVERABLE_OWNER_SQL;
+use crate::workflow::Role;
+
+/// States a citizen ever sees (confirmed by police, or later).
+const VISIBLE: &str = "'confirmed', 'notice_issued', 'paid', 'contested', 'overdue', 'closed'";
+
+/// A citizen's case.
+pub(super) struct MyCase {
+    pub event_id: String,
+    pub owner_id: String,
+    pub plate: String,
+    pub violation: String,
+    pub event_ms: i64,
+    /// Where, as the notice says it (`notices::text::place`).
+    pub place: String,
+    pub state: String,
+    pub amount: Option<i64>,
+    /// The legal basis, as the notice says it (`notices::text::basis`).
+    pub basis: String,
+    pub points: Option<i64>,
+    pub response: Option<String>,
+    /// The notice's deadline, if it has one.
+    respond_by: Option<i64>,
+    state_changed_at: Option<i64>,
+}
+
+impl MyCase {
+    /// The deadline to respond, as the deadline check holds the case to
+    /// (`notices::deadlines::effective_deadline`): the notice's date, moved
+    /// on when a contest upheld started the clock again.
+    pub fn deadline(&self) -> Option<i64> {
+        let notice = self.respond_by?;
+        Some(match (self.state.as_str(), self.state_changed_at) {
+            ("notice_issued", Some(since)) => {
+                crate::notices::deadlines::effective_deadline(notice, since)
+            }
+            _ => notice,
+        })
+    }
+}
+
+/// The query of a citizen's cases (`$1`: the national ID number), with
+/// `extra` conditions after the module's.
+fn select(extra: &str) -> String {
+    format!(
+        "SELECT e.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text), \
+         COALESCE(e.reviewed_type, e.violation_type), e.event_time_ms, e.site, e.camera_id, e.state, \
+         e.fine_amount_vnd, e.fine_ref, e.licence_points, e.fine_schedule, e.owner_response, \
+         n.respond_by, e.state_changed_at, {CAMERA_DESCRIPTION_SQL} \
+         FROM events e JOIN owners o ON o.owner_id = e.owner_id \
+         LEFT JOIN notices n ON n.event_id = e.event_id \
+         WHERE o.national_id = $1 AND {DELIVERABLE_OWNER_SQL} AND e.confirmed_at IS NOT NULL \
+         AND e.state IN ({VISIBLE}){extra}"
+    )
+}
+
+fn my_case(r: &sqlx::any::AnyRow) -> Result<MyCase, sqlx::Error> {
+    let (site, camera): (String, String) = (r.try_get(5)?, r.try_get(6)?);
+    let description: Option<String> = r.try_get(15)?;
+    let fine_ref: Option<String> = r.try_get(9)?;
+    let schedule: Option<String> = r.try_get(11)?;
+    Ok(MyCase {
+        event_id: r.try_get(0)?,
+        owner_id: r.try_get(1)?,
+        plate: r.try_get::<Option<String>, _>(2)?.unwrap_or_default(),
+        violation: r.try_get(3)?,
+        event_ms: r.try_get(4)?,
+        place: place(&site, &camera, description.as_deref()),
+        state: r.try_get(7)?,
+        amount: r.try_get(8)?,
+        basis: basis(fine_ref.as_deref(), schedule.as_deref()),
+        points: r.try_get(10)?,
+        response: r.try_get(12)?,
+        respond_by: r.try_get(13)?,
+        state_changed_at: r.try_get(14)?,
+    })
+}
+
+/// The citizen's cases, newest first (at most 200).
+pub(super) async fn mine(db: &Db, nid: &str) -> Result<Vec<MyCase>, AppError> {
+    let sql = select(" ORDER BY e.event_time_ms DESC LIMIT 200");
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(nid)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(my_case).collect::<Result<_, _>>()?)
+}
+
+/// One case of this citizen; any other case is "not found", and the
+/// attempt is audited.
+pub(super) async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, AppError> {
+    let sql = select(" AND e.event_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(&citizen.national_id)
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    match row {
+        Some(r) => Ok(my_case(&r)?),
+        None => {
+            audit::record(
+                db,
+                now_ms(),
+                &Who::new(citizen_actor_id(citizen), Role::System),
+                "citizen.case_denied",
+                &format!("case:{}", id.chars().take(64).collect::<String>()),
+                &serde_json::json!({"why": "not a case of the signed-in citizen's vehicles, or none"}),
+            )
+            .await?;
+            Err(AppError::NotFound)
+        }
+    }
+}
+
+/// How a citizen appears in the audit log: a keyed digest, not the ID
+/// number (`sso::citizen::actor_id`).
+pub(super) fn citizen_actor_id(c: &Citizen) -> String {
+    crate::sso::citizen::actor_id(&c.national_id)
+}

@@ -1,0 +1,476 @@
+//! Owner resolution of cases: the lookup after a case is stored (or its
+//! plate corrected), what a registration found comes to
+//! ([`registration_status`]), which owner is one to tell
+//! ([`deliverable_owner`]), and the sweeper that takes up lookups that were
+//! lost or failed.
+//!
+//! A lookup never blocks ingest and never fails its caller: what came of
+//! it is written on the case (`owner_status`, `owner_id`), with when it was
+//! made (`owner_lookup_at`) and how many lookups in a row failed
+//! (`owner_lookup_failures`, migration 0018).
+//!
+//! **Retries.** A case left `pending` (its server stopped before the
+//! lookup) and a case whose lookup failed (`error`: the gateway down, its
+//! circuit open, the database failing) are looked up again by
+//! [`spawn_sweeper`]: at start every pending case, then every
+//! [`SWEEP_EVERY`] the pending ones older than [`PENDING_GRACE_MS`] and the
+//! failed ones whose backoff is over ([`retry_wait_ms`]: 5 minutes after
+//! the first failure, doubling, at most an hour), oldest attempt first. A
+//! pass stops at the first lookup that fails again, so a registry that is
+//! down is asked once a pass, not once a case. `unresolved` (no such
+//! vehicle) and the two statuses that ask a person to look are answers,
+//! not failures: they are not retried.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use protocol::ViolationEvent;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{FICTITIOUS, Purpose, Registry, Vehicle};
+use crate::db::{Db, now_ms};
+
+/// Owner status of a case whose registration was found, is active, and
+/// fits the vehicle the camera saw.
+pub const RESOLVED: &str = "resolved";
+
+/// The owner a case's notice is delivered to, and the one citizen who
+/// sees the case in the citizen app: the case's `owner_id` when its lookup
+/// is [`RESOLVED`]. Under any other status there is no such owner: not
+/// looked up yet (`pending`), failed (`error`), not found (`unresolved`),
+/// and the two that ask a person to look (`vehicle_mismatch`: a misread or
+/// cloned plate, whose registered owner may be innocent;
+/// `registration_not_active`) even though they carry the registered
+/// owner's id. `notices::outbox::enqueue` decides deliveries with this,
+/// the citizen app its cases with [`DELIVERABLE_OWNER_SQL`].
+pub fn deliverable_owner(owner_status: Option<&str>, owner_id: Option<String>) -> Option<String> {
+    owner_id.filter(|_| owner_status == Some(RESOLVED))
+}
+
+/// [`deliverable_owner`] as an SQL condition on a case row aliased `e`.
+pub const DELIVERABLE_OWNER_SQL: &str = "(e.owner_status = 'resolved' AND e.owner_id IS NOT NULL)";
+
+/// Registration statuses that count as active, compared whole, trimmed and
+/// lower-cased: `active`, `valid`, `registered`, `hiệu lực`,
+/// `còn hiệu lực`, `đang hoạt động`, `đã đăng ký`, and the demo registry's
+/// invented [`FICTITIOUS`]. Every other status (`deregistered`, `stolen`,
+/// `inactive`, `cancelled`, `hết hiệu lực`, `đã hủy`, or a word this list
+/// does not know, or the same words in another Unicode normalisation) is
+/// `registration_not_active`: held for a person rather than fined on a
+/// guess. A registry that names active registrations otherwise needs its
+/// word added here.
+pub const ACTIVE_STATUSES: &[&str] = &[
+    "active",
+    "valid",
+    "registered",
+    "hiệu lực",
+    "còn hiệu lực",
+    "đang hoạt động",
+    "đã đăng ký",
+    FICTITIOUS,
+];
+
+/// The first wait before a failed lookup is tried again (5 minutes).
+pub const RETRY_BASE_MS: i64 = 5 * 60_000;
+/// The longest wait between tries of a failed lookup (1 hour).
+pub const RETRY_MAX_MS: i64 = 60 * 60_000;
+/// How often [`spawn_sweeper`] looks for lookups to make.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
+/// A case still `pending` this long after it was stored or last changed
+/// lost its lookup (the lookup of a fresh case runs right after commit;
+/// the sweeper leaves it that long so as not to make it twice).
+pub const PENDING_GRACE_MS: i64 = 2 * 60_000;
+/// Most cases one periodic pass looks at.
+const SWEEP_LIMIT: i64 = 500;
+
+/// The wait after `failures` failed lookups in a row before the next one:
+/// [`RETRY_BASE_MS`] · 2^(failures − 1), at most [`RETRY_MAX_MS`].
+pub fn retry_wait_ms(failures: i64) -> i64 {
+    let doublings = failures.clamp(1, 20) - 1;
+    RETRY_BASE_MS
+        .saturating_mul(1_i64 << doublings)
+        .min(RETRY_MAX_MS)
+}
+
+/// Resolves the owners of freshly stored cases and records the result on
+/// each case. Never fails: problems are logged and left on the case.
+pub async fn resolve_owners(db: &Db, registry: &dyn Registry, events: &[ViolationEvent]) {
+    for e in events {
+        let plate = e.plate.text.as_deref().filter(|_| e.plate.readable);
+        let colour = crate::ingest::enum_text(&e.plate.colour);
+        resolve_one(db, registry, e.event_id, plate, &colour, "ingest").await;
+    }
+}
+
+/// The plate a case is about, in SQL: the reviewer's correction, else the
+/// device's read when it was readable. Every owner lookup is of this plate.
+/// (A macro so the queries stay literal SQL.)
+macro_rules! case_plate {
+    () => {
+        "COALESCE(reviewed_plate, CASE WHEN plate_readable <> 0 THEN plate_text END)"
+    };
+}
+
+/// Resolves every case still `pending` (its server stopped before it
+/// looked it up, or before the lookup of a reviewer's correction) and
+/// retries the failed (`error`) lookups whose backoff is over, oldest
+/// attempt first, at most `limit`, each by the plate the case is about
+/// now. Returns how many were looked up. See [`resolve_due`].
+pub async fn resolve_pending(db: &Db, registry: &dyn Registry, limit: i64) -> usize {
+    resolve_due(db, registry, limit, now_ms(), i64::MAX).await
+}
+
+/// One pass at `now` (Unix ms): the `pending` cases stored and last changed
+/// no later than `pending_before`, and the `error` cases whose last lookup
+/// is at least [`retry_wait_ms`] old. Stops at the first lookup that fails
+/// (the rest wait for the next pass). Returns how many were looked up.
+pub async fn resolve_due(
+    db: &Db,
+    registry: &dyn Registry,
+    limit: i64,
+    now: i64,
+    pending_before: i64,
+) -> usize {
+    let rows = sqlx::query(concat!(
+        "SELECT event_id, ",
+        case_plate!(),
+        ", plate_colour, owner_status, owner_lookup_at, owner_lookup_failures FROM events \
+         WHERE (owner_status = 'pending' AND received_at <= $1 \
+         AND COALESCE(state_changed_at, 0) <= $1) \
+         OR (owner_status = 'error' AND COALESCE(owner_lookup_at, 0) <= $2) \
+         ORDER BY COALESCE(owner_lookup_at, received_at), received_at LIMIT $3"
+    ))
+    .bind(pending_before)
+    .bind(now.saturating_sub(RETRY_BASE_MS))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await;
+    let rows = match rows {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "listing owner lookups to make failed");
+            return 0;
+        }
+    };
+    let mut n = 0;
+    for r in rows {
+        let (Ok(id), Ok(plate), Ok(colour), Ok(status), Ok(at), Ok(failures)) = (
+            r.try_get::<String, _>(0),
+            r.try_get::<Option<String>, _>(1),
+            r.try_get::<String, _>(2),
+            r.try_get::<String, _>(3),
+            r.try_get::<Option<i64>, _>(4),
+            r.try_get::<i64, _>(5),
+        ) else {
+            continue;
+        };
+        let Ok(id) = Uuid::parse_str(&id) else {
+            continue;
+        };
+        if status == "error"
+            && at.is_some_and(|at| now.saturating_sub(at) < retry_wait_ms(failures))
+        {
+            continue;
+        }
+        let came_to = resolve_one(db, registry, id, plate.as_deref(), &colour, "ingest").await;
+        n += 1;
+        if came_to == "error" {
+            tracing::info!(
+                %id,
+                "owner lookup failed again; the other lookups wait for the next pass"
+            );
+            break;
+        }
+    }
+    n
+}
+
+/// Starts the sweeper (see the module documentation): at once every
+/// pending case, then a pass every [`SWEEP_EVERY`].
+pub fn spawn_sweeper(db: Db, registry: Arc<dyn Registry>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let n = resolve_pending(&db, registry.as_ref(), 100_000).await;
+        if n > 0 {
+            tracing::info!(n, "owner lookups left by a previous run, or failed, done");
+        }
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let now = now_ms();
+            let n = resolve_due(
+                &db,
+                registry.as_ref(),
+                SWEEP_LIMIT,
+                now,
+                now.saturating_sub(PENDING_GRACE_MS),
+            )
+            .await;
+            if n > 0 {
+                tracing::info!(n, "owner lookups retried");
+            }
+        }
+    })
+}
+
+/// Looks the owner up again after a reviewer corrected the plate; the
+/// lookup is logged under the reviewer's id.
+pub async fn resolve_for(
+    db: &Db,
+    registry: &dyn Registry,
+    event_id: Uuid,
+    plate: &str,
+    colour: &str,
+    actor: &str,
+) {
+    resolve_one(db, registry, event_id, Some(plate), colour, actor).await;
+}
+
+/// Looks up the owner of one case and records it; returns the owner
+/// status the lookup came to (recorded or not).
+async fn resolve_one(
+    db: &Db,
+    registry: &dyn Registry,
+    event_id: Uuid,
+    plate: Option<&str>,
+    colour: &str,
+    actor: &str,
+) -> &'static str {
+    let (status, owner) = match plate {
+        Some(plate) => {
+            let colour = (colour != "unknown").then_some(colour);
+            let purpose = Purpose {
+                actor: actor.into(),
+                reason: "identify the registered owner of a detected violation".into(),
+                event_id: Some(event_id),
+            };
+            match registry.lookup(plate, colour, &purpose).await {
+                Ok(Some(r)) => {
+                    let seen: Option<String> =
+                        sqlx::query_scalar("SELECT vehicle_class FROM events WHERE event_id = $1")
+                            .bind(event_id.to_string())
+                            .fetch_optional(db.pool())
+                            .await
+                            .ok()
+                            .flatten();
+                    (
+                        registration_status(&r.vehicle, seen.as_deref()),
+                        Some(r.owner.owner_id),
+                    )
+                }
+                Ok(None) => ("unresolved", None),
+                Err(err) => {
+                    tracing::warn!(%event_id, error = %err, "owner lookup failed");
+                    ("error", None)
+                }
+            }
+        }
+        None => ("unresolved", None),
+    };
+    // Recorded only if the case is still about the plate looked up: a
+    // lookup of the machine read that finishes after a reviewer corrected
+    // the plate (or one left over from before a restart) must not put the
+    // owner of the misread plate on the case — the notice goes to
+    // `owner_id`. The correction's own lookup (or the sweep, which reads
+    // the corrected plate) records it instead. An owner set on a confirmed
+    // case is never changed: the notice went to that person.
+    let done = sqlx::query(concat!(
+        "UPDATE events SET owner_status = $1, owner_id = $2, owner_lookup_at = $5, \
+         owner_lookup_failures = CASE WHEN $1 = 'error' THEN owner_lookup_failures + 1 ELSE 0 END \
+         WHERE event_id = $3 AND COALESCE(",
+        case_plate!(),
+        ", '') = COALESCE($4, '') AND (confirmed_at IS NULL OR owner_id IS NULL)"
+    ))
+    .bind(status)
+    .bind(owner)
+    .bind(event_id.to_string())
+    .bind(plate)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await;
+    match done {
+        Ok(r) if r.rows_affected() == 0 => {
+            tracing::info!(%event_id, "owner lookup outdated (the case's plate changed, or it is confirmed); not recorded")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%event_id, error = %err, "recording owner status failed"),
+    }
+    status
+}
+
+/// The owner status of a registration found for a case whose camera saw a
+/// `seen` vehicle: [`RESOLVED`], or why a person must look before anyone
+/// is fined. A registration whose status is not one of
+/// [`ACTIVE_STATUSES`] (deregistered, stolen, expired, cancelled, or
+/// anything unknown) is `registration_not_active`. A plate registered to a
+/// motorbike on a car (or the other way round) is a misread or a cloned
+/// plate, the registered owner possibly innocent: `vehicle_mismatch`.
+/// Types the registry or the camera leave open, and confusions within four
+/// wheels (car, bus, truck: the detector mixes them), are not a mismatch.
+pub fn registration_status(v: &Vehicle, seen: Option<&str>) -> &'static str {
+    let two_wheels = |t: &str| {
+        let t = t.trim().to_lowercase();
+        [
+            "motorcycle",
+            "motorbike",
+            "moped",
+            "scooter",
+            "xe máy",
+            "xe mô tô",
+        ]
+        .iter()
+        .any(|k| t == *k)
+    };
+    let four_wheels = |t: &str| {
+        let t = t.trim().to_lowercase();
+        [
+            "car",
+            "bus",
+            "truck",
+            "van",
+            "ô tô",
+            "xe ô tô",
+            "xe khách",
+            "xe tải",
+        ]
+        .iter()
+        .any(|k| t == *k)
+    };
+    let status = v.registration_status.trim().to_lowercase();
+    if !ACTIVE_STATUSES.contains(&status.as_str()) {
+        return "registration_not_active";
+    }
+    match seen {
+        Some(seen)
+            if (two_wheels(seen) && four_wheels(&v.vehicle_type))
+                || (four_wheels(seen) && two_wheels(&v.vehicle_type)) =>
+        {
+            "vehicle_mismatch"
+        }
+        _ => RESOLVED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vehicle(kind: &str, status: &str) -> Vehicle {
+        Vehicle {
+            plate_text: "30A12345".into(),
+            plate_colour: "white".into(),
+            vehicle_type: kind.into(),
+            make: "-".into(),
+            colour: "-".into(),
+            registration_status: status.into(),
+            owner_id: "o1".into(),
+        }
+    }
+
+    #[test]
+    fn a_registration_that_does_not_fit_what_the_camera_saw_is_for_a_person() {
+        let car = vehicle("car", "active");
+        assert_eq!(registration_status(&car, Some("car")), "resolved");
+        assert_eq!(
+            registration_status(&car, Some("truck")),
+            "resolved",
+            "four wheels mix"
+        );
+        assert_eq!(
+            registration_status(&car, Some("motorcycle")),
+            "vehicle_mismatch"
+        );
+        let bike = vehicle("Xe máy", "active");
+        assert_eq!(registration_status(&bike, Some("car")), "vehicle_mismatch");
+        assert_eq!(registration_status(&bike, Some("motorcycle")), "resolved");
+        assert_eq!(
+            registration_status(&vehicle("unknown", "active"), Some("car")),
+            "resolved"
+        );
+        assert_eq!(registration_status(&car, None), "resolved");
+        assert_eq!(
+            registration_status(&vehicle("car", "Stolen"), Some("car")),
+            "registration_not_active"
+        );
+        assert_eq!(
+            registration_status(&vehicle("car", "fictitious-demo"), Some("car")),
+            "resolved"
+        );
+    }
+
+    /// Only statuses known to be active count as active: an unknown word,
+    /// or one that contains an active word (`inactive`, `hết hiệu lực`), is
+    /// held for a person.
+    #[test]
+    fn only_known_active_registration_statuses_count_as_active() {
+        for active in [
+            "active",
+            " Active ",
+            "VALID",
+            "registered",
+            "Còn hiệu lực",
+            "hiệu lực",
+            "đang hoạt động",
+            "Đã đăng ký",
+        ] {
+            assert_eq!(
+                registration_status(&vehicle("car", active), Some("car")),
+                "resolved",
+                "{active:?}"
+            );
+        }
+        for not_active in [
+            "inactive",
+            "cancelled",
+            "canceled",
+            "hết hiệu lực",
+            "đã hủy",
+            "đã huỷ",
+            "deregistered",
+            "revoked",
+            "expired",
+            "suspended",
+            "thu hồi",
+            "mất cắp",
+            "pending",
+            "",
+            "active?",
+        ] {
+            assert_eq!(
+                registration_status(&vehicle("car", not_active), Some("car")),
+                "registration_not_active",
+                "{not_active:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_a_resolved_lookup_gives_an_owner_to_tell() {
+        let o = || Some("o1".to_string());
+        assert_eq!(deliverable_owner(Some("resolved"), o()), o());
+        for s in [
+            "vehicle_mismatch",
+            "registration_not_active",
+            "pending",
+            "error",
+            "unresolved",
+        ] {
+            assert_eq!(deliverable_owner(Some(s), o()), None, "{s}");
+        }
+        assert_eq!(deliverable_owner(None, o()), None);
+        assert_eq!(deliverable_owner(Some("resolved"), None), None);
+        assert!(DELIVERABLE_OWNER_SQL.contains(&format!("e.owner_status = '{RESOLVED}'")));
+    }
+
+    #[test]
+    fn failed_lookups_wait_longer_each_time() {
+        assert_eq!(retry_wait_ms(0), RETRY_BASE_MS);
+        assert_eq!(retry_wait_ms(1), RETRY_BASE_MS);
+        assert_eq!(retry_wait_ms(2), 2 * RETRY_BASE_MS);
+        assert_eq!(retry_wait_ms(3), 4 * RETRY_BASE_MS);
+        assert_eq!(retry_wait_ms(5), RETRY_MAX_MS);
+        assert_eq!(retry_wait_ms(i64::MAX), RETRY_MAX_MS);
+    }
+}
