@@ -26,6 +26,8 @@
 //! Every IPN sent and the merchant's answer is kept (`GET /sandbox/ipn-log`).
 
 pub mod protocol;
+#[cfg(test)]
+mod strict_tests;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -277,6 +279,8 @@ async fn pay_page(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Respon
         && !get("vnp_TxnRef").is_empty()
         && !get("vnp_OrderInfo").is_empty()
         && !get("vnp_IpAddr").is_empty()
+        && !get("vnp_OrderType").is_empty()
+        && matches!(get("vnp_Locale"), "vn" | "en")
         && get("vnp_ReturnUrl").starts_with("http")
         && date_ok(get("vnp_CreateDate"))
         && date_ok(get("vnp_ExpireDate"));
@@ -361,6 +365,12 @@ async fn complete(State(s): State<Arc<Shared>>, Form(click): Form<Click>) -> Res
                 "Giao dịch đã tồn tại",
                 "This order was already processed",
             );
+        }
+        // As the gateway does: an order past its expiry takes no payment
+        // (the merchant's reconciliation then finds it unpaid).
+        let expires = t.params.get("vnp_ExpireDate").map_or("", String::as_str);
+        if outcome == Outcome::Paid && expires < pay_date.as_str() {
+            return error_page("11", "Đã hết hạn chờ thanh toán", "The order has expired");
         }
         t.outcome = Some((outcome, no, pay_date.clone()));
         t.params.clone()
@@ -538,8 +548,17 @@ async fn merchant_api(State(s): State<Arc<Shared>>, body: String) -> Response {
         ("99", "Unsupported command")
     } else if field("vnp_TmnCode") != s.tmn_code {
         ("02", "Merchant is not valid")
+    } else if field("vnp_Version") != "2.1.0" {
+        ("03", "Invalid data format")
     } else {
-        match lock(&s.txns).get(&field("vnp_TxnRef")) {
+        // An order is found by its reference and the date it was made
+        // (`vnp_TransactionDate` = the order's `vnp_CreateDate`).
+        let txns = lock(&s.txns);
+        let found = txns.get(&field("vnp_TxnRef")).filter(|t| {
+            t.params.get("vnp_CreateDate").map(String::as_str)
+                == Some(field("vnp_TransactionDate").as_str())
+        });
+        match found {
             None => ("91", "Transaction not found"),
             Some(t) => {
                 let order = |k: &str| t.params.get(k).cloned().unwrap_or_default();
