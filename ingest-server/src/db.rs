@@ -148,6 +148,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0018_owner_lookups.sql"),
         postgres: include_str!("../migrations/postgres/0018_owner_lookups.sql"),
     },
+    Migration {
+        version: 19,
+        name: "owner_copies",
+        sqlite: include_str!("../migrations/sqlite/0019_owner_copies.sql"),
+        postgres: include_str!("../migrations/postgres/0019_owner_copies.sql"),
+    },
 ];
 
 /// Database failures.

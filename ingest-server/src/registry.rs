@@ -17,6 +17,10 @@
 //! national data-exchange gateway, `src/registry/http.rs`), chosen by
 //! `registry.backend`. Both write the access log through [`log_access`].
 //! Neither keeps a phone number: no channel uses one (minimum collection).
+//! The gateway's answers are copied into the same `owners` and `vehicles`
+//! tables, marked by `copied_at` (migration 0019) so that retention can
+//! delete a copy no kept case needs while leaving the imported registry
+//! alone.
 
 mod demo;
 pub mod http;
@@ -261,16 +265,20 @@ pub async fn log_access(
 
 /// Writes `owner` (new, or replacing the record with its id). The `phone`
 /// column is left empty, and emptied on a record that had one.
+/// `copied_at`: when the gateway answered with it (a copy, which retention
+/// deletes once no kept case names it), or `None` for the registry's own
+/// record (the import's, never deleted); the last writer decides.
 pub(crate) async fn upsert_owner(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     o: &Owner,
+    copied_at: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO owners (owner_id, full_name, national_id, address, phone, email, vneid) \
-         VALUES ($1, $2, $3, $4, NULL, $5, $6) ON CONFLICT (owner_id) DO UPDATE SET \
-         full_name = excluded.full_name, national_id = excluded.national_id, \
+        "INSERT INTO owners (owner_id, full_name, national_id, address, phone, email, vneid, \
+         copied_at) VALUES ($1, $2, $3, $4, NULL, $5, $6, $7) ON CONFLICT (owner_id) DO UPDATE \
+         SET full_name = excluded.full_name, national_id = excluded.national_id, \
          address = excluded.address, phone = NULL, email = excluded.email, \
-         vneid = excluded.vneid",
+         vneid = excluded.vneid, copied_at = excluded.copied_at",
     )
     .bind(&o.owner_id)
     .bind(&o.full_name)
@@ -278,22 +286,26 @@ pub(crate) async fn upsert_owner(
     .bind(&o.address)
     .bind(o.email.as_deref())
     .bind(o.vneid.as_deref())
+    .bind(copied_at)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Writes `v` (new, or replacing the record of its plate and colour).
+/// Writes `v` (new, or replacing the record of its plate and colour);
+/// `copied_at` as for [`upsert_owner`].
 pub(crate) async fn upsert_vehicle(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,
     v: &Vehicle,
+    copied_at: Option<i64>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO vehicles (plate_text, plate_colour, vehicle_type, make, colour, \
-         registration_status, owner_id) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         registration_status, owner_id, copied_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (plate_text, plate_colour) DO UPDATE SET \
          vehicle_type = excluded.vehicle_type, make = excluded.make, colour = excluded.colour, \
-         registration_status = excluded.registration_status, owner_id = excluded.owner_id",
+         registration_status = excluded.registration_status, owner_id = excluded.owner_id, \
+         copied_at = excluded.copied_at",
     )
     .bind(&v.plate_text)
     .bind(&v.plate_colour)
@@ -302,6 +314,7 @@ pub(crate) async fn upsert_vehicle(
     .bind(&v.colour)
     .bind(&v.registration_status)
     .bind(&v.owner_id)
+    .bind(copied_at)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -9,13 +9,19 @@
 //! flag and the 20-day overdue marking with times passed in; a payment in
 //! flight (its IPN held back by `vnpay-sandbox`) holding the 20-day
 //! warning, and a payment withdrawing a warning already recorded; a retry
-//! dropped, not sent, once the case is paid. The outbox test also runs on
-//! a real PostgreSQL.
+//! dropped, not sent, once the case is paid; a case confirmed while its
+//! owner's lookup was failing (the registry gateway of
+//! `tests/registry_http/gateway.rs` down) whose owner the sweeper finds
+//! later gets its deliveries then. The outbox test also runs on a real
+//! PostgreSQL.
 //!
 //! Node.js and `tests/push/node_modules` (`make setup-node-push`) are
 //! required for the Web Push test, which fails (never skips) without them.
 
 mod common;
+#[path = "registry_http/gateway.rs"]
+#[allow(dead_code)]
+mod gateway;
 mod notices_support;
 #[allow(dead_code)]
 mod payments_http;
@@ -1119,4 +1125,131 @@ async fn a_payment_in_flight_holds_the_warning_and_paying_withdraws_it() {
     let live = "SELECT COUNT(*) FROM inspection_warnings WHERE withdrawn_at IS NULL \
                 AND event_id = $1";
     assert_eq!(count(&server, live, elsewhere).await, 0);
+}
+
+/// A case confirmed while its owner's lookup fails (the registry gateway
+/// answers 500) gets a notice with no deliveries; the 10-day check flags
+/// it. When the gateway answers again and the sweeper's pass resolves the
+/// owner, the notice is addressed to that owner and gets its deliveries
+/// in the same transaction, which go out to the gateway's owner (not the
+/// imported registry's owner of the same plate); the case is then
+/// `notice_issued` and the late flag stays. A second pass adds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_found_after_the_confirmation_is_still_told() {
+    owner_found_late(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_found_after_the_confirmation_is_still_told_on_postgres() {
+    let pg = Postgres::start();
+    owner_found_late(Some(pg.fresh_database().await)).await;
+}
+
+async fn owner_found_late(db_url: Option<String>) {
+    use ingest_server::config::{HttpRegistryConfig, RegistryBackend};
+    let pki = gateway::Pki::new();
+    let (gw, gw_url) = gateway::start_gateway(&pki).await;
+    gw.always(gateway::Act::Status(500, "internal"));
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[]).await;
+    let (server, cfg) = start(dir.path(), db_url.as_deref(), |c| {
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![hook(
+            "vneid",
+            format!("{url}/vneid"),
+            "vneid-secret-0123456789",
+        )];
+        c.registry.backend = RegistryBackend::Http;
+        c.registry.http = Some(HttpRegistryConfig {
+            url: gw_url,
+            ca_file: pki.path("ca.crt"),
+            client_cert: pki.path("client.crt"),
+            client_key: pki.path("client.key"),
+            retries: 0,
+            backoff_base_ms: 10,
+            breaker_cooldown_ms: 10,
+            cache_ttl_ms: 0,
+            ..HttpRegistryConfig::default()
+        });
+    })
+    .await;
+    let ctx = server.ingestor.context().clone();
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    wait_until("the owner lookup to fail", || async {
+        one_text(
+            &server,
+            "SELECT owner_status FROM events WHERE event_id = $1",
+            id,
+        )
+        .await
+        .as_deref()
+            == Some("error")
+    })
+    .await;
+
+    confirm(&server, id, "csgt.cuong").await.unwrap();
+    let waiting = "SELECT COUNT(*) FROM notices WHERE event_id = $1 AND owner_id IS NULL";
+    assert_eq!(count(&server, waiting, id).await, 1);
+    assert!(deliveries(&server, id).await.is_empty());
+    let n = Notices::new(&cfg, ctx.clone());
+    assert_eq!(n.deliver_due(now_ms()).await.unwrap(), 0);
+    let t0 = now_ms();
+    let r = notices::check_deadlines(&ctx, t0 + 10 * DAY + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(r.flagged_late, 1, "{r:?}");
+
+    // The gateway is back; the failed lookup's backoff is over.
+    gw.always(gateway::Act::Answer);
+    sqlx::query("UPDATE events SET owner_lookup_at = owner_lookup_at - 600000")
+        .execute(ctx.db.pool())
+        .await
+        .unwrap();
+    let registry = ctx.registry.clone().unwrap();
+    assert_eq!(
+        ingest_server::registry::resolve_pending(&ctx.db, registry.as_ref(), 100).await,
+        1
+    );
+    assert_eq!(
+        one_text(
+            &server,
+            "SELECT owner_id FROM events WHERE event_id = $1",
+            id
+        )
+        .await,
+        Some("gw-o1".into())
+    );
+    assert_eq!(
+        one_text(
+            &server,
+            "SELECT owner_id FROM notices WHERE event_id = $1",
+            id
+        )
+        .await,
+        Some("gw-o1".into())
+    );
+    assert_eq!(
+        deliveries(&server, id).await,
+        [("webhook".into(), "vneid".into(), "pending".into(), 0)]
+    );
+    // Idempotent: the sweep's catch-up finds nothing more to write.
+    assert_eq!(
+        notices::outbox::enqueue_found_owners(&ctx.db, now_ms(), 100)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(deliveries(&server, id).await.len(), 1);
+
+    assert_eq!(n.deliver_due(now_ms()).await.unwrap(), 1);
+    let got = rx.got("/vneid");
+    assert_eq!(got.len(), 1);
+    let body = verify_webhook(&got[0], "vneid-secret-0123456789");
+    assert_eq!(body["event_id"], id.as_str());
+    // The gateway's owner of the plate, not the imported one (001199012345).
+    assert_eq!(body["recipient"]["national_id"], "001099012345");
+    assert_eq!(state(&server, id).await, "notice_issued");
+    let late = "SELECT COUNT(*) FROM events WHERE event_id = $1 AND notice_late_at IS NOT NULL";
+    assert_eq!(count(&server, late, id).await, 1, "the late flag stays");
 }

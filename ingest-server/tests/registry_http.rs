@@ -6,7 +6,9 @@
 //! wrong types, a missing field, an HTML 404, another plate). Asserts what
 //! the adapter promises: owners found and copied, every lookup logged
 //! (cached or not, failed or refused at once), retries only where they can
-//! help, the circuit breaker opening and recovering, the cache, and mTLS.
+//! help, the circuit breaker opening and recovering, the cache, and mTLS;
+//! and that retention deletes the copies no kept case needs (a misread,
+//! rejected), never the imported registry.
 
 mod common;
 #[path = "registry_http/gateway.rs"]
@@ -755,4 +757,190 @@ async fn failed_lookups_are_retried_with_a_backoff_until_the_gateway_answers() {
         ("resolved".into(), Some("gw-o1".into()), 0)
     );
     assert_eq!(sweep().await, 0, "nothing left to look up");
+}
+
+/// Decree 13/2023: the gateway is asked about every readable plate as its
+/// case is stored, before review, and the answer copied into `owners` and
+/// `vehicles`. Two cases of the gateway's plate; one is rejected as a
+/// misread. 91 days on, retention purges it and drops its owner link, but
+/// the copy stays: the other case, still kept, names that owner. Once that
+/// one is rejected too and purged, the owner and vehicle copies are gone
+/// (with an audit entry), while the imported registry's owner and vehicle,
+/// which no case names, stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_gateway_copies_no_kept_case_needs_but_not_the_registry() {
+    gateway_copies(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_deletes_gateway_copies_on_postgres() {
+    let pg = common::Postgres::start();
+    gateway_copies(Some(pg.fresh_database().await)).await;
+}
+
+async fn gateway_copies(db_url: Option<String>) {
+    use ingest_server::retention::{self, RetentionConfig};
+    use ingest_server::review::Reviewer;
+    use ingest_server::workflow::{Action, Actor, Role};
+    const DAY: i64 = 86_400_000;
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config {
+        data_dir: dir.path().to_path_buf(),
+        ..Config::default()
+    };
+    if let Some(u) = db_url {
+        cfg.database.url = u;
+    }
+    cfg.registry.backend = RegistryBackend::Http;
+    cfg.registry.http = Some(f.config());
+    cfg.validate().unwrap();
+    let i = app::open(&cfg).await.unwrap();
+    let ctx = i.context().clone();
+    let db = ctx.db.clone();
+    let k = key();
+    devices::enrol(&db, "edge-01", "hn-caugiay-xuanthuy", &public_hex(&k))
+        .await
+        .unwrap();
+    let (owners_csv, vehicles_csv) = (dir.path().join("o.csv"), dir.path().join("v.csv"));
+    std::fs::write(
+        &owners_csv,
+        "owner_id,full_name,national_id,address,email,vneid\n\
+         csv-o1,Trần Thị Bình,001188012345,\"3 Láng Hạ, Đống Đa, Hà Nội\",,\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &vehicles_csv,
+        "plate_text,plate_colour,vehicle_type,make,colour,registration_status,owner_id\n\
+         29A-111.22,white,car,Kia Morning,white,active,csv-o1\n",
+    )
+    .unwrap();
+    registry::import(&db, ctx.grammar, &vehicles_csv, &owners_csv)
+        .await
+        .unwrap();
+
+    let files = Files::new(1000);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let ev = event("edge-01", "hn-caugiay-xuanthuy", &files);
+        let b = Bytes::from(bundle(&ev, &k, &files));
+        assert!(i.submit(b, Source::Http).await.unwrap().ack.is_some());
+        ids.push(ev.event_id.to_string());
+    }
+    let owner_of = |id: String| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<String>>(
+                "SELECT owner_id FROM events WHERE event_id = $1",
+            )
+            .bind(id)
+            .fetch_one(db.pool())
+            .await
+            .unwrap()
+        }
+    };
+    for id in &ids {
+        for _ in 0..500 {
+            if owner_of(id.clone()).await.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(owner_of(id.clone()).await, Some("gw-o1".into()));
+    }
+    let rows = |table: &'static str| {
+        let db = db.clone();
+        async move {
+            let key = if table == "owners" {
+                "owner_id"
+            } else {
+                "plate_text"
+            };
+            let sql = format!("SELECT {key}, copied_at FROM {table} ORDER BY {key}");
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .fetch_all(db.pool())
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get::<String, _>(0), r.get::<Option<i64>, _>(1).is_some()))
+                .collect::<Vec<_>>()
+        }
+    };
+    // The copy is marked as one; the imported registry is not.
+    assert_eq!(
+        rows("owners").await,
+        [("csv-o1".into(), false), ("gw-o1".into(), true)]
+    );
+    assert_eq!(
+        rows("vehicles").await,
+        [("29A11122".into(), false), ("30A12345".into(), true)]
+    );
+
+    let reviewer = Reviewer {
+        db: &db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let op = Actor {
+        id: "op.lan".into(),
+        role: Role::Operator,
+    };
+    let misread = Action::Reject {
+        code: "plate_unreadable".into(),
+    };
+    let reject = |id: String| {
+        let (reviewer, op, misread) = (&reviewer, &op, &misread);
+        async move {
+            let now = ingest_server::db::now_ms();
+            reviewer
+                .act(&id, &Action::Claim, op, "", now)
+                .await
+                .unwrap();
+            reviewer.act(&id, misread, op, "", now).await.unwrap();
+        }
+    };
+    let run = |at: i64| {
+        let (db, store) = (db.clone(), ctx.evidence.clone());
+        async move {
+            retention::run(&db, &store, &RetentionConfig::default(), at, false)
+                .await
+                .unwrap()
+        }
+    };
+
+    reject(ids[0].clone()).await;
+    let now = ingest_server::db::now_ms();
+    let r = run(now + 91 * DAY).await;
+    assert_eq!(
+        (r.cases, r.owner_copies, r.vehicle_copies),
+        (1, 0, 0),
+        "{r:?}"
+    );
+    assert_eq!(
+        owner_of(ids[0].clone()).await,
+        None,
+        "the purged case's link"
+    );
+    assert_eq!(owner_of(ids[1].clone()).await, Some("gw-o1".into()));
+    assert_eq!(rows("owners").await.len(), 2, "the kept case needs gw-o1");
+
+    reject(ids[1].clone()).await;
+    let r = run(now + 91 * DAY).await;
+    assert_eq!(
+        (r.cases, r.owner_copies, r.vehicle_copies),
+        (1, 1, 1),
+        "{r:?}"
+    );
+    assert_eq!(rows("owners").await, [("csv-o1".into(), false)]);
+    assert_eq!(rows("vehicles").await, [("29A11122".into(), false)]);
+    let log = ingest_server::audit::recent(&db, 20).await.unwrap();
+    assert!(
+        log.iter()
+            .any(|e| e.action == "registry.copy_purge" && e.actor == "retention"),
+        "{log:?}"
+    );
+    let again = run(now + 92 * DAY).await;
+    assert_eq!((again.owner_copies, again.vehicle_copies), (0, 0));
+    assert_eq!(rows("owners").await, [("csv-o1".into(), false)]);
 }

@@ -1,8 +1,9 @@
 //! The notification outbox in the database: writing a notice and its
-//! deliveries inside the transaction that confirms the case ([`enqueue`]),
-//! claiming due deliveries so that two server replicas never send the same
-//! one at once, recording each outcome exactly once, and the backoff
-//! between attempts.
+//! deliveries inside the transaction that confirms the case ([`enqueue`])
+//! or, for an owner found only after that, inside the one that records the
+//! owner ([`enqueue_for_found_owner`]); claiming due deliveries so that two
+//! server replicas never send the same one at once, recording each outcome
+//! exactly once, and the backoff between attempts.
 //!
 //! Why an outbox: the confirmation and "a notice must go out" commit
 //! together or not at all, so no confirmed case is ever forgotten by a
@@ -58,7 +59,8 @@ pub const ACTOR: &str = "notices";
 /// case without a resolved owner (`registry::deliverable_owner`: none
 /// found, the lookup pending or failed, or a registration that does not
 /// fit the vehicle seen or is not active) gets a notice without
-/// deliveries (the 10-day check then shows it).
+/// deliveries (the 10-day check then shows it); if the owner is found
+/// later, [`enqueue_for_found_owner`] adds them.
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     event_id: &str,
@@ -81,12 +83,15 @@ pub async fn enqueue(
     // definition the citizen app shares): a registration that does not
     // fit the vehicle seen, or is no longer active, is not an owner to
     // send a fine to, nor is one not (yet) found: the notice waits for a
-    // person (the 10-day check shows it).
+    // person (the 10-day check shows it), or for the owner's lookup to
+    // succeed ([`enqueue_for_found_owner`]).
     let owner_id = crate::registry::deliverable_owner(owner_status.as_deref(), row.try_get(1)?);
     let plate: String = row.try_get(2)?;
-    let found: Option<String> = row.try_get(3)?;
-    let national_id: Option<String> = row.try_get(4)?;
-    let email: Option<String> = row.try_get(5)?;
+    let owner = OwnerRow {
+        found: row.try_get::<Option<String>, _>(3)?.is_some(),
+        national_id: row.try_get(4)?,
+        email: row.try_get(5)?,
+    };
 
     let notice_id = uuid::Uuid::new_v4().to_string();
     let written = sqlx::query(
@@ -106,17 +111,126 @@ pub async fn enqueue(
     if written == 0 || owner_id.is_none() {
         return Ok(());
     }
+    add_deliveries(tx, &notice_id, event_id, &plate, &owner, now).await?;
+    Ok(())
+}
+
+/// What [`add_deliveries`] reads of the owner: whether our tables hold the
+/// owner at all, the national ID (Web Push subscriptions) and the e-mail.
+struct OwnerRow {
+    found: bool,
+    national_id: Option<String>,
+    email: Option<String>,
+}
+
+/// Gives the notice of case `event_id` its deliveries when the case's
+/// owner is found after the notice was written without any: the case was
+/// confirmed while its lookup was pending or failing, and the sweeper
+/// (`registry/resolve.rs`) has now resolved it; called in the transaction
+/// that records the owner. Only a notice that names no owner and is not
+/// out yet, on a case it still applies to (`super::notice_applies`),
+/// whose owner is now one to tell (`registry::deliverable_owner`). The
+/// notice is then addressed to that owner, its deadline to respond is
+/// moved to 20 days from now if that is later (nobody was told the first
+/// one), and it gets the deliveries [`enqueue`] would have written, each
+/// `ON CONFLICT DO NOTHING`. The 10-day flag is left as it is: a notice
+/// this late stays flagged (`deadlines.rs`). Returns how many deliveries
+/// were written.
+pub async fn enqueue_for_found_owner(
+    tx: &mut Transaction<'static, Any>,
+    event_id: &str,
+    now: i64,
+) -> Result<usize, DbError> {
+    let Some(row) = sqlx::query(
+        "SELECT n.notice_id, e.state, e.owner_status, e.owner_id, \
+         COALESCE(e.reviewed_plate, e.plate_text, ''), o.owner_id, o.national_id, o.email \
+         FROM notices n JOIN events e ON e.event_id = n.event_id \
+         LEFT JOIN owners o ON o.owner_id = e.owner_id \
+         WHERE n.event_id = $1 AND n.owner_id IS NULL AND n.issued_at IS NULL",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(0);
+    };
+    let notice_id: String = row.try_get(0)?;
+    let state: String = row.try_get(1)?;
+    let owner_status: Option<String> = row.try_get(2)?;
+    let owner_id = crate::registry::deliverable_owner(owner_status.as_deref(), row.try_get(3)?);
+    let Some(owner_id) = owner_id.filter(|_| super::notice_applies(&state)) else {
+        return Ok(0);
+    };
+    let plate: String = row.try_get(4)?;
+    let owner = OwnerRow {
+        found: row.try_get::<Option<String>, _>(5)?.is_some(),
+        national_id: row.try_get(6)?,
+        email: row.try_get(7)?,
+    };
+    let respond_by = respond_until(now);
+    let addressed = sqlx::query(
+        "UPDATE notices SET owner_id = $1, \
+         respond_by = CASE WHEN respond_by < $2 THEN $2 ELSE respond_by END \
+         WHERE notice_id = $3 AND owner_id IS NULL AND issued_at IS NULL",
+    )
+    .bind(&owner_id)
+    .bind(respond_by)
+    .bind(&notice_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if addressed == 0 {
+        return Ok(0);
+    }
+    add_deliveries(tx, &notice_id, event_id, &plate, &owner, now).await
+}
+
+/// [`enqueue_for_found_owner`] for every notice still waiting for an owner
+/// whose case now has one to tell (at most `limit`), each in its own
+/// transaction: what a stop between the two missed, and the notices left
+/// without deliveries before owners found late were given theirs. Run by
+/// the registry sweeper (`registry::spawn_sweeper`). Returns how many
+/// deliveries were written.
+pub async fn enqueue_found_owners(db: &Db, now: i64, limit: i64) -> Result<usize, DbError> {
+    let rows = sqlx::query(
+        "SELECT n.event_id FROM notices n JOIN events e ON e.event_id = n.event_id \
+         WHERE n.owner_id IS NULL AND n.issued_at IS NULL \
+         AND e.owner_status = 'resolved' AND e.owner_id IS NOT NULL \
+         AND e.state IN ('confirmed', 'notice_issued', 'overdue') \
+         ORDER BY n.created_at LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut n = 0;
+    for r in rows {
+        let event_id: String = r.try_get(0)?;
+        let mut tx = db.pool().begin().await?;
+        n += enqueue_for_found_owner(&mut tx, &event_id, now).await?;
+        tx.commit().await?;
+    }
+    Ok(n)
+}
+
+/// Writes one delivery per usable channel and target of a notice whose
+/// owner is `owner` (see [`enqueue`]), logging the read of the owner's
+/// data; a delivery already there is left as it is. Returns how many were
+/// written.
+async fn add_deliveries(
+    tx: &mut Transaction<'static, Any>,
+    notice_id: &str,
+    event_id: &str,
+    plate: &str,
+    owner: &OwnerRow,
+    now: i64,
+) -> Result<usize, DbError> {
     log_owner_read(
         tx,
         now,
-        &plate,
+        plate,
         event_id,
         "choose the channels of the fine notice (push subscriptions, e-mail present)",
-        if found.is_some() {
-            "found"
-        } else {
-            "not_found"
-        },
+        if owner.found { "found" } else { "not_found" },
     )
     .await?;
 
@@ -127,7 +241,7 @@ pub async fn enqueue(
         .map(|r| r.try_get::<String, _>(0))
         .collect::<Result<_, _>>()?;
     let mut targets: Vec<(&str, String)> = Vec::new();
-    if let (true, Some(nid)) = (active.iter().any(|c| c == "webpush"), &national_id) {
+    if let (true, Some(nid)) = (active.iter().any(|c| c == "webpush"), &owner.national_id) {
         let subs = sqlx::query(
             "SELECT subscription_id FROM push_subscriptions WHERE national_id = $1 \
              ORDER BY created_at, subscription_id",
@@ -139,7 +253,7 @@ pub async fn enqueue(
             targets.push(("webpush", s.try_get(0)?));
         }
     }
-    if found.is_some() {
+    if owner.found {
         let mut partners: Vec<&str> = active
             .iter()
             .filter_map(|c| c.strip_prefix("webhook:"))
@@ -149,27 +263,29 @@ pub async fn enqueue(
             targets.push(("webhook", p.to_string()));
         }
     }
-    let has_email = email.as_deref().is_some_and(|e| !e.trim().is_empty());
+    let has_email = owner.email.as_deref().is_some_and(|e| !e.trim().is_empty());
     if has_email && active.iter().any(|c| c == "email") {
         targets.push(("email", "owner".to_string()));
     }
+    let mut written = 0;
     for (channel, target) in targets {
-        sqlx::query(
+        written += sqlx::query(
             "INSERT INTO notice_deliveries (delivery_id, notice_id, event_id, channel, target, \
              state, attempts, next_attempt_at, idempotency_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $6)",
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $6) ON CONFLICT DO NOTHING",
         )
         .bind(uuid::Uuid::new_v4().to_string())
-        .bind(&notice_id)
+        .bind(notice_id)
         .bind(event_id)
         .bind(channel)
         .bind(&target)
         .bind(now)
-        .bind(idempotency_key(&notice_id, channel, &target))
+        .bind(idempotency_key(notice_id, channel, &target))
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
     }
-    Ok(())
+    Ok(usize::try_from(written).unwrap_or(usize::MAX))
 }
 
 /// The idempotency key of one delivery: stable for the notice, channel and

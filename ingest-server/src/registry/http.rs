@@ -21,7 +21,11 @@
 //! the SQL registry's. A registration found is also written to our `owners`
 //! and `vehicles` tables (the same upserts as the CSV import), because the
 //! notices, the citizen app and the case's owner link read the owner from
-//! there: only owners of vehicles with a case are ever copied.
+//! there: only owners of vehicles with a case are ever copied. Every copy
+//! carries when it was made (`copied_at`, migration 0019), and retention
+//! (`crate::retention`) deletes it once no case whose evidence is kept
+//! names it: a misread plate's owner, or a rejected case's, is not kept
+//! for ever.
 
 mod breaker;
 mod cache;
@@ -281,12 +285,13 @@ impl HttpRegistry {
         }
     }
 
-    /// Writes a registration found into our tables (see the module
-    /// documentation).
+    /// Writes a registration found into our tables, marked as a copy made
+    /// now (see the module documentation).
     async fn keep_copy(&self, r: &Registration) -> Result<(), RegistryError> {
+        let now = Some(crate::db::now_ms());
         let mut tx = self.db.pool().begin().await?;
-        super::upsert_owner(&mut tx, &r.owner).await?;
-        super::upsert_vehicle(&mut tx, &r.vehicle).await?;
+        super::upsert_owner(&mut tx, &r.owner, now).await?;
+        super::upsert_vehicle(&mut tx, &r.vehicle, now).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -10,6 +10,9 @@
 //! phone, so a `phone` column in `owners.csv` (older exports have one) is
 //! read past and never stored, like the phone the HTTP gateway may send;
 //! the owners' `phone` column stays empty (migration 0018 emptied it).
+//!
+//! What it writes is the registry itself (`copied_at` empty, migration
+//! 0019), never deleted by retention, unlike the gateway's copies.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -211,10 +214,10 @@ pub async fn import(
 
     let mut tx = db.pool().begin().await?;
     for o in &clean_owners {
-        upsert_owner(&mut tx, o).await?;
+        upsert_owner(&mut tx, o, None).await?;
     }
     for v in &clean_vehicles {
-        upsert_vehicle(&mut tx, v).await?;
+        upsert_vehicle(&mut tx, v, None).await?;
     }
     tx.commit().await?;
     Ok((clean_vehicles.len(), clean_owners.len()))

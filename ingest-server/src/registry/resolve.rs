@@ -19,7 +19,17 @@
 //! pass stops at the first lookup that fails again, so a registry that is
 //! down is asked once a pass, not once a case. `unresolved` (no such
 //! vehicle) and the two statuses that ask a person to look are answers,
-//! not failures: they are not retried.
+//! not failures: they are not retried. Nor is the lookup of a rejected
+//! case (it fines no one; reopened, it is due again) or of one whose
+//! evidence retention deleted (its owner link is gone for good).
+//!
+//! **Owners found late.** A case confirmed while its lookup was pending
+//! or failing got a notice without deliveries. When a lookup then
+//! resolves it, the transaction that records the owner also gives that
+//! notice its deliveries (`notices::outbox::enqueue_for_found_owner`), so
+//! the owner is told (late: the 10-day flag stays). Each sweep also takes
+//! up any notice still waiting for an owner its case now has
+//! (`notices::outbox::enqueue_found_owners`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,9 +146,10 @@ pub async fn resolve_due(
         "SELECT event_id, ",
         case_plate!(),
         ", plate_colour, owner_status, owner_lookup_at, owner_lookup_failures FROM events \
-         WHERE (owner_status = 'pending' AND received_at <= $1 \
+         WHERE evidence_purged_at IS NULL AND state <> 'rejected' \
+         AND ((owner_status = 'pending' AND received_at <= $1 \
          AND COALESCE(state_changed_at, 0) <= $1) \
-         OR (owner_status = 'error' AND COALESCE(owner_lookup_at, 0) <= $2) \
+         OR (owner_status = 'error' AND COALESCE(owner_lookup_at, 0) <= $2)) \
          ORDER BY COALESCE(owner_lookup_at, received_at), received_at LIMIT $3"
     ))
     .bind(pending_before)
@@ -187,13 +198,15 @@ pub async fn resolve_due(
 }
 
 /// Starts the sweeper (see the module documentation): at once every
-/// pending case, then a pass every [`SWEEP_EVERY`].
+/// pending case, then a pass every [`SWEEP_EVERY`]; after each, the
+/// notices still waiting for an owner their case now has.
 pub fn spawn_sweeper(db: Db, registry: Arc<dyn Registry>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let n = resolve_pending(&db, registry.as_ref(), 100_000).await;
         if n > 0 {
             tracing::info!(n, "owner lookups left by a previous run, or failed, done");
         }
+        late_deliveries(&db).await;
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
@@ -211,8 +224,18 @@ pub fn spawn_sweeper(db: Db, registry: Arc<dyn Registry>) -> tokio::task::JoinHa
             if n > 0 {
                 tracing::info!(n, "owner lookups retried");
             }
+            late_deliveries(&db).await;
         }
     })
+}
+
+/// [`crate::notices::outbox::enqueue_found_owners`], logged.
+async fn late_deliveries(db: &Db) {
+    match crate::notices::outbox::enqueue_found_owners(db, now_ms(), SWEEP_LIMIT).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(n, "notice deliveries written for owners found late"),
+        Err(e) => tracing::warn!(error = %e, "writing the deliveries of owners found late failed"),
+    }
 }
 
 /// Looks the owner up again after a reviewer corrected the plate; the
@@ -275,29 +298,60 @@ async fn resolve_one(
     // owner of the misread plate on the case — the notice goes to
     // `owner_id`. The correction's own lookup (or the sweep, which reads
     // the corrected plate) records it instead. An owner set on a confirmed
-    // case is never changed: the notice went to that person.
-    let done = sqlx::query(concat!(
+    // case is never changed: the notice went to that person. A case whose
+    // evidence was purged keeps no new owner (retention dropped the link).
+    match record(db, event_id, status, owner, plate).await {
+        Ok(false) => {
+            tracing::info!(%event_id, "owner lookup outdated (the case's plate changed, or it is confirmed or purged); not recorded")
+        }
+        Ok(true) => {}
+        Err(err) => tracing::warn!(%event_id, error = %err, "recording owner status failed"),
+    }
+    status
+}
+
+/// Records what a lookup of `plate` came to on the case (see
+/// [`resolve_one`]) and, when it found the owner to tell, gives a notice
+/// already written for the case its deliveries, in one transaction.
+/// `false` when the lookup is outdated and nothing was written.
+async fn record(
+    db: &Db,
+    event_id: Uuid,
+    status: &str,
+    owner: Option<String>,
+    plate: Option<&str>,
+) -> Result<bool, crate::db::DbError> {
+    let now = now_ms();
+    let id = event_id.to_string();
+    let mut tx = db.pool().begin().await?;
+    let n = sqlx::query(concat!(
         "UPDATE events SET owner_status = $1, owner_id = $2, owner_lookup_at = $5, \
          owner_lookup_failures = CASE WHEN $1 = 'error' THEN owner_lookup_failures + 1 ELSE 0 END \
          WHERE event_id = $3 AND COALESCE(",
         case_plate!(),
-        ", '') = COALESCE($4, '') AND (confirmed_at IS NULL OR owner_id IS NULL)"
+        ", '') = COALESCE($4, '') AND (confirmed_at IS NULL OR owner_id IS NULL) \
+         AND evidence_purged_at IS NULL"
     ))
     .bind(status)
     .bind(owner)
-    .bind(event_id.to_string())
+    .bind(&id)
     .bind(plate)
-    .bind(now_ms())
-    .execute(db.pool())
-    .await;
-    match done {
-        Ok(r) if r.rows_affected() == 0 => {
-            tracing::info!(%event_id, "owner lookup outdated (the case's plate changed, or it is confirmed); not recorded")
-        }
-        Ok(_) => {}
-        Err(err) => tracing::warn!(%event_id, error = %err, "recording owner status failed"),
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Ok(false);
     }
-    status
+    if status == RESOLVED {
+        let d = crate::notices::outbox::enqueue_for_found_owner(&mut tx, &id, now).await?;
+        if d > 0 {
+            tracing::info!(%event_id, deliveries = d,
+                "owner found after the notice was written: its deliveries are enqueued");
+        }
+    }
+    tx.commit().await?;
+    Ok(true)
 }
 
 /// The owner status of a registration found for a case whose camera saw a

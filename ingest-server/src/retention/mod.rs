@@ -1,9 +1,10 @@
-//! Retention: deleting evidence once no case needs it any more.
+//! Retention: deleting evidence, and the copies of owners the registry
+//! gateway gave, once no case needs them any more.
 //!
 //! Evidence is personal data (a car, its plate, sometimes faces), and
 //! Decree 13/2023 wants it deleted when it is no longer needed; the law
 //! also wants it kept while a fine can still be imposed or contested.
-//! [`run`] does what `[retention]` (`config.rs`) says, in three steps, each
+//! [`run`] does what `[retention]` (`config.rs`) says, in these steps, each
 //! safe to stop and repeat:
 //!
 //! 1. **Mark** the cases that are due: rejected more than `rejected_days`
@@ -11,7 +12,12 @@
 //!    `evidence_purged_at` and an `evidence.purge` entry in the audit log,
 //!    in one transaction. The case row, its transitions, payments and
 //!    notices stay: the trail must still add up after the pictures are
-//!    gone. A marked case cannot be reopened (`workflow.rs`).
+//!    gone. A marked case cannot be reopened (`workflow.rs`). Its link to
+//!    the registered owner (`events.owner_id`) is dropped, unless its
+//!    notice was addressed to that owner (`notices.owner_id`): then the
+//!    history of who was told needs it, and it stays (an id only; the
+//!    owner's data may go, step 5). A misread or rejected case, which told
+//!    no one, keeps no trace of whose plate it was read as.
 //! 2. **Delete the bytes** of every file that only marked cases name
 //!    (their stills and clips, and their contests' photos; the same bytes
 //!    can back two cases, or a quarantined message: then they stay),
@@ -30,11 +36,22 @@
 //!    was revoked, or its case was purged): video of people that no case
 //!    will ever hold. Then their `clip_chunks` rows, with a
 //!    `clip.stale_purge` audit entry.
+//! 5. **Owner copies**: the owners and vehicles copied from the registry
+//!    gateway (`copied_at`, migration 0019; `registry/http.rs` copies every
+//!    registration it finds, when the case is stored, before any review)
+//!    that no kept case needs: a vehicle copy goes when no case whose
+//!    evidence is kept names its owner and is about its plate, an owner
+//!    copy when no such case names it (and no vehicle row does), each
+//!    copied more than [`COPY_GRACE_MS`] ago (a lookup copies before it
+//!    records the owner on its case). One `registry.copy_purge` audit
+//!    entry counts them. The CSV-imported registry (`copied_at` empty) is
+//!    the registry itself and is never deleted.
 //!
 //! The server runs it at start and every `check_hours`
 //! (`app.rs`); `ingest-server evidence purge [--dry-run]` runs it by hand.
 
 pub mod config;
+mod copies;
 
 use std::collections::HashSet;
 
@@ -48,6 +65,7 @@ use crate::evidence::{EvidenceStore, EvidenceStoreError, RemoveReport};
 use crate::workflow::Role;
 
 pub use self::config::RetentionConfig;
+pub use self::copies::COPY_GRACE_MS;
 
 const DAY_MS: i64 = 86_400_000;
 /// Rows handled per statement batch.
@@ -100,6 +118,10 @@ pub struct PurgeReport {
     /// Packs whose ingest batch never committed, deleted (also counted in
     /// `packs_deleted`).
     pub uncommitted_packs: usize,
+    /// Owner rows copied from the registry gateway, deleted.
+    pub owner_copies: usize,
+    /// Vehicle rows copied from the registry gateway, deleted.
+    pub vehicle_copies: usize,
     /// What could not be deleted, and why.
     pub problems: Vec<String>,
 }
@@ -151,7 +173,8 @@ pub async fn due(
 }
 
 /// Everything due at `now`: marks the cases, deletes the files, clears the
-/// old quarantine. With `dry_run`, only counts the cases due.
+/// old quarantine and the registry copies no kept case needs. With
+/// `dry_run`, only counts the cases due.
 pub async fn run(
     db: &Db,
     evidence: &EvidenceStore,
@@ -180,6 +203,9 @@ pub async fn run(
     report.uncommitted_packs += pending.packs_deleted;
     report.packs_deleted += pending.packs_deleted;
     report.problems.extend(pending.problems);
+    let (owners, vehicles) = copies::remove_owner_copies(db, now).await?;
+    report.owner_copies += owners;
+    report.vehicle_copies += vehicles;
     Ok(report)
 }
 
@@ -199,9 +225,13 @@ async fn mark(
             cfg.closed_days
         };
         // Only if the case is still as `due` saw it: a supervisor may have
-        // reopened it since, and another replica may have marked it.
+        // reopened it since, and another replica may have marked it. The
+        // owner link goes unless the case's notice names that owner (see
+        // the module documentation).
         let changed = sqlx::query(
-            "UPDATE events SET evidence_purged_at = $1 \
+            "UPDATE events SET evidence_purged_at = $1, owner_id = CASE WHEN EXISTS \
+             (SELECT 1 FROM notices n WHERE n.event_id = events.event_id \
+             AND n.owner_id = events.owner_id) THEN owner_id END \
              WHERE event_id = $2 AND evidence_purged_at IS NULL \
              AND state = $3 AND state_changed_at = $4",
         )
@@ -453,7 +483,13 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
         loop {
             match run(&db, &evidence, &cfg, crate::db::now_ms(), false).await {
                 Ok(r)
-                    if r.cases + r.files_removed + r.quarantine_rows + r.packs_deleted > 0
+                    if r.cases
+                        + r.files_removed
+                        + r.quarantine_rows
+                        + r.packs_deleted
+                        + r.owner_copies
+                        + r.vehicle_copies
+                        > 0
                         || !r.problems.is_empty() =>
                 {
                     tracing::info!(
@@ -463,6 +499,8 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
                         packs_deleted = r.packs_deleted,
                         uncommitted_packs = r.uncommitted_packs,
                         quarantine_rows = r.quarantine_rows,
+                        owner_copies = r.owner_copies,
+                        vehicle_copies = r.vehicle_copies,
                         problems = r.problems.len(),
                         "retention: evidence no longer needed deleted"
                     );
