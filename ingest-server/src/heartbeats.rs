@@ -7,7 +7,7 @@
 use bytes::Bytes;
 use protocol::{Heartbeat, SignedHeartbeat, topics};
 use serde::Serialize;
-use sqlx::Row;
+use sqlx::{AnyConnection, Row};
 
 use crate::db::{Db, DbError, now_ms};
 use crate::ingest::verify::code_text;
@@ -26,9 +26,12 @@ pub async fn receive(
         Ok((hb, json)) => {
             // Only a newer report replaces the stored one: a redelivered
             // or replayed old heartbeat must not make a dead or alarming
-            // device look healthy again.
-            if !is_newer(ctx, &hb).await? {
+            // device look healthy again. Decided and stored in one
+            // transaction, so a run is never remembered without its report.
+            let mut tx = ctx.db.pool().begin().await?;
+            if !is_newer(&mut tx, &hb, ctx.clock_tolerance).await? {
                 tracing::debug!(device = hb.device_id, sent = %hb.time, "heartbeat older than the stored one: ignored");
+                tx.commit().await?;
                 return Ok(Some(hb));
             }
             sqlx::query(
@@ -50,8 +53,9 @@ pub async fn receive(
             .bind(json)
             .bind(hb.boot.map(|b| b.boot_id.to_string()))
             .bind(hb.boot.map(|b| i64::try_from(b.seq).unwrap_or(i64::MAX)))
-            .execute(ctx.db.pool())
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             ctx.metrics.heartbeat();
             Ok(Some(hb))
         }
@@ -76,57 +80,76 @@ pub async fn receive(
 /// Whether `hb` is newer than the device's stored report.
 ///
 /// By the agent's run where the report carries one (schema 1.3): within the
-/// run the stored report knows, a higher place; a run never seen before
-/// (the agent restarted) is newer, and is remembered; a run seen before is
-/// over, so its report is a replay or a straggler. The device's clock is
-/// not consulted: it may be unsynchronised (a box rebooted to 1970).
+/// run the stored report belongs to, a higher place; of two runs, the one
+/// this server heard of later (`heartbeat_runs.first_seen`), so a report of
+/// a run that ended is a replay or a straggler, and a stored report that a
+/// straggler of the old run overwrote (two replicas at once) gives way to
+/// the next report of the new run. The device's clock is not consulted: it
+/// may be unsynchronised (a box rebooted to 1970).
 ///
-/// Without a run (older agents), by the device's clock while it is
-/// trustworthy: a report from a clock that says it is not synchronised is
-/// kept whatever its time, and a stored report from the future (a clock
-/// that jumped) does not hold back the ones after it. Such a report,
-/// captured and replayed, still replaces the stored one; nothing in it
-/// orders unsynchronised reports soundly.
-async fn is_newer(ctx: &IngestContext, hb: &Heartbeat) -> Result<bool, IngestError> {
+/// Without a run (an agent older than 1.3), by the device's clock while it
+/// is trustworthy: a report from a clock that says it is not synchronised
+/// is kept whatever its time, and a stored report from the future (a clock
+/// that jumped) does not hold back the ones after it. Once a device has
+/// reported a run, a report without one is a replay of one from before its
+/// upgrade, and is not newer.
+async fn is_newer(
+    conn: &mut AnyConnection,
+    hb: &Heartbeat,
+    clock_tolerance: time::Duration,
+) -> Result<bool, sqlx::Error> {
     let stored =
         sqlx::query("SELECT sent_at, boot_id, boot_seq FROM heartbeats WHERE device_id = $1")
             .bind(&hb.device_id)
-            .fetch_optional(ctx.db.pool())
+            .fetch_optional(&mut *conn)
             .await?;
-    let stored = match stored {
-        Some(r) => Some((
-            r.try_get::<String, _>(0)?,
+    let (sent_at, stored_run, stored_seq) = match stored {
+        Some(r) => (
+            Some(r.try_get::<String, _>(0)?),
             r.try_get::<Option<String>, _>(1)?,
             r.try_get::<Option<i64>, _>(2)?,
-        )),
-        None => None,
+        ),
+        None => (None, None, None),
     };
-    if let Some(boot) = hb.boot {
-        let boot_id = boot.boot_id.to_string();
-        if let Some((_, Some(run), Some(seq))) = &stored
-            && *run == boot_id
-        {
-            return Ok(i64::try_from(boot.seq).unwrap_or(i64::MAX) > *seq);
+    let Some(boot) = hb.boot else {
+        if stored_run.is_some() {
+            return Ok(false);
         }
-        let first = sqlx::query(
-            "INSERT INTO heartbeat_runs (device_id, boot_id, first_seen) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&hb.device_id)
-        .bind(&boot_id)
-        .bind(now_ms())
-        .execute(ctx.db.pool())
-        .await?;
-        return Ok(first.rows_affected() > 0);
+        let rfc = &time::format_description::well_known::Rfc3339;
+        let server_now = time::OffsetDateTime::now_utc();
+        let synced = hb.clock.status == protocol::ClockSyncStatus::Synced;
+        let held_back = sent_at
+            .and_then(|t| time::OffsetDateTime::parse(&t, rfc).ok())
+            .is_some_and(|prev| synced && hb.time <= prev && prev <= server_now + clock_tolerance);
+        return Ok(!held_back);
+    };
+    let run = boot.boot_id.to_string();
+    sqlx::query(
+        "INSERT INTO heartbeat_runs (device_id, boot_id, first_seen) VALUES ($1, $2, $3) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&hb.device_id)
+    .bind(&run)
+    .bind(now_ms())
+    .execute(&mut *conn)
+    .await?;
+    let Some(stored_run) = stored_run else {
+        // Nothing stored yet, or an older agent's report.
+        return Ok(true);
+    };
+    if stored_run == run {
+        return Ok(stored_seq.is_none_or(|s| i64::try_from(boot.seq).unwrap_or(i64::MAX) > s));
     }
-    let rfc = &time::format_description::well_known::Rfc3339;
-    let server_now = time::OffsetDateTime::now_utc();
-    let synced = hb.clock.status == protocol::ClockSyncStatus::Synced;
-    let held_back = stored
-        .as_ref()
-        .and_then(|(t, _, _)| time::OffsetDateTime::parse(t, rfc).ok())
-        .is_some_and(|prev| synced && hb.time <= prev && prev <= server_now + ctx.clock_tolerance);
-    Ok(!held_back)
+    let first_seen = |r: String| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT first_seen FROM heartbeat_runs WHERE device_id = $1 AND boot_id = $2",
+        )
+        .bind(hb.device_id.clone())
+        .bind(r)
+    };
+    let mine = first_seen(run).fetch_one(&mut *conn).await?;
+    let theirs = first_seen(stored_run).fetch_optional(&mut *conn).await?;
+    Ok(theirs.is_none_or(|t| mine >= t))
 }
 
 type Verdict = Result<(Heartbeat, String), (String, String)>;

@@ -513,6 +513,33 @@ async fn heartbeat_suite(i: &Ingestor, k1: &protocol::SigningKey) {
         &b1[..],
         "a report of a run that ended is a replay"
     );
+    // A report without a run (captured before the agent's upgrade) no
+    // longer replaces one that carried a run, and does not wipe it.
+    heartbeats::receive(ctx, rebooted_json.clone(), &t)
+        .await
+        .unwrap();
+    assert_eq!(
+        latest_json().await.as_bytes(),
+        &b1[..],
+        "a pre-upgrade report replayed"
+    );
+    let b2 = of_run(2, 2, -59);
+    heartbeats::receive(ctx, b2.clone(), &t).await.unwrap();
+    assert_eq!(latest_json().await.as_bytes(), &b2[..]);
+    // Two replicas at once: a straggler of the ended run was stored last.
+    // The next report of the current run still replaces it.
+    sqlx::query("UPDATE heartbeats SET boot_id = $1, boot_seq = 50 WHERE device_id = 'edge-01'")
+        .bind(uuid::Uuid::from_u128(1).to_string())
+        .execute(ctx.db.pool())
+        .await
+        .unwrap();
+    let b3 = of_run(2, 3, -58);
+    heartbeats::receive(ctx, b3.clone(), &t).await.unwrap();
+    assert_eq!(
+        latest_json().await.as_bytes(),
+        &b3[..],
+        "the later run wins back"
+    );
 }
 
 async fn registry_suite(i: &Ingestor, k1: &protocol::SigningKey) {
