@@ -78,6 +78,71 @@ fn waiting_behind_a_car_standing_in_a_no_stopping_zone_is_no_illegal_stopping() 
 }
 
 #[test]
+fn a_car_parked_through_light_cycles_is_fined_once_its_greens_add_up_to_the_dwell() {
+    let site = site_with_a_zone_before_the_line();
+    // Red 60 s, green 25 s, over and over; the zone allows 30 s. The car
+    // stops at frame 10 during the first red and stands there 300 s. No
+    // green alone lasts 30 s, but the second brings its time free to go
+    // on past 30 s: one case then (frames 1450–1699).
+    let cycle = |n: u64| if n % 850 < 600 { Red } else { Green };
+    let parked = Vehicle::new(1, Car, up_then_stop(900.0, 905.0, 20.0, 710.0));
+    let out = run(&site, &[parked], cycle, 3000);
+    assert_eq!(out.summary(), vec![(1, ViolationType::IllegalStopping)]);
+    let v = &out.reported[0].1;
+    assert!(
+        (1450..1700).contains(&v.frame),
+        "fined at frame {}",
+        v.frame
+    );
+    assert!(v.frames.before <= 11, "before: when it stopped");
+}
+
+#[test]
+fn two_cars_parked_nose_to_tail_through_a_long_green_are_two_cases() {
+    let site = site_with_a_zone_before_the_line();
+    // Both stop during a 60 s red, the second 110 px behind the first (a
+    // queue's gap), and stand on through 60 s of green: longer than the
+    // zone's 30 s and the 15 s a queue takes to get going. The first is
+    // fined 30 s into the green, the second 30 s after the queue would
+    // have got going: it was not waiting for anyone.
+    let signal = |n: u64| if n < 600 { Red } else { Green };
+    let out = run(
+        &site,
+        &[queued(1, 650.0, u64::MAX), queued(2, 760.0, u64::MAX)],
+        signal,
+        1200,
+    );
+    assert_eq!(
+        out.summary(),
+        vec![
+            (1, ViolationType::IllegalStopping),
+            (2, ViolationType::IllegalStopping)
+        ]
+    );
+    let frames: Vec<u64> = out.violations().iter().map(|v| v.frame).collect();
+    assert!((895..910).contains(&frames[0]), "{frames:?}");
+    assert!((1045..1060).contains(&frames[1]), "{frames:?}");
+    // Green throughout, both standing 100 s: the second is taken to wait
+    // for the first (which may be making a stop the zone allows) for 30 s
+    // and 15 s more from when it stopped behind it (frame 8), then its own
+    // 30 s run (to frame 758). Standing there 60 s, as in the test above,
+    // it would not be fined.
+    let out = run(
+        &site,
+        &[queued(1, 650.0, u64::MAX), queued(2, 760.0, u64::MAX)],
+        |_| Green,
+        1000,
+    );
+    let fined: Vec<(u64, u64)> = out
+        .violations()
+        .iter()
+        .map(|v| (v.track_id, v.frame))
+        .collect();
+    assert_eq!(fined.len(), 2, "{fined:?}");
+    assert!((755..770).contains(&fined[1].1), "{fined:?}");
+}
+
+#[test]
 fn a_box_cut_short_for_a_frame_between_the_speed_lines_is_no_speeding() {
     // A truck in s2 (trucks 40 km/h) at a true 36 km/h: 20 px a frame,
     // crossing y = 1000 at frame 0.25 and y = 700 at frame 15.25. In frame

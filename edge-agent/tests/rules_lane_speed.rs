@@ -118,6 +118,33 @@ fn speeding_between_two_lines() {
 }
 
 #[test]
+fn a_fast_car_entering_the_view_just_before_the_first_speed_line_is_timed() {
+    // A camera looking down at the road near it: the speed lines (y = 1000
+    // and 700) are 5 m apart here. A car 250 px tall in the picture enters
+    // from the bottom edge (y = 1080) at 100 px a frame (60 km/h, limit
+    // 50): its box is clipped to the frame for three frames, the anchor
+    // standing on the edge, and its first whole box (bottom at 1020) is
+    // 20 px short of the first line. It crosses at frame 3.2 and 6.2: 5 m
+    // in 0.3 s. (The steps on the edge show no motion: the step that
+    // crossed must not be judged against them.)
+    let site = SITE.replace("distance_m = 15.0", "distance_m = 5.0");
+    let entering = Vehicle::new(1, Car, up(900.0, 1320.0, 100.0))
+        .sized(120.0, 250.0)
+        .clipped_to_frame();
+    let out = run(&site, &[entering], |_| Green, 20);
+    assert_eq!(out.summary(), vec![(1, ViolationType::Speeding)]);
+    let s = out.reported[0].1.speed.unwrap();
+    assert!((s.measured_kmh - 60.0).abs() < 1e-6, "{}", s.measured_kmh);
+    assert_eq!(s.limit_kmh, 50);
+    // At 70 px a frame (42 km/h): measured, and no case.
+    let slower = Vehicle::new(1, Car, up(900.0, 1320.0, 70.0))
+        .sized(120.0, 250.0)
+        .clipped_to_frame();
+    let out = run(&site, &[slower], |_| Green, 20);
+    assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
 fn no_speed_is_measured_across_a_gap_in_the_track() {
     // A car crosses the first line (y = 1000) at frame 1.5, is hidden for
     // 0.6 s (behind a bus), and the track is then matched to a vehicle

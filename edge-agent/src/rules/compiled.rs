@@ -1,7 +1,7 @@
 //! The site configuration compiled for per-frame use: names resolved to
 //! indices, headings turned into unit vectors, the homography built.
 
-use crate::geometry::{Homography, Point, Polygon, Segment, heading_deg};
+use crate::geometry::{BBox, Homography, Point, Polygon, Segment, heading_deg};
 use crate::site::{Manoeuvre, RulesConfig, SiteConfig, SpeedLimits};
 use protocol::VehicleClass;
 
@@ -61,6 +61,8 @@ pub(crate) struct Compiled {
     pub time_error_us: f64,
     pub zones: Vec<(Polygon, i64)>,
     pub rules: RulesConfig,
+    /// The frame's width and height, px.
+    pub frame: (f64, f64),
 }
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> RuleError {
@@ -151,6 +153,7 @@ impl Compiled {
             time_error_us,
             zones,
             rules: site.rules.clone(),
+            frame: (f64::from(site.frame.width), f64::from(site.frame.height)),
         })
     }
 
@@ -163,4 +166,16 @@ impl Compiled {
     pub fn zone_at(&self, p: Point) -> Option<usize> {
         self.zones.iter().position(|(z, _)| z.contains(p))
     }
+
+    /// Whether `b` touches the edge of the frame (within [`EDGE_PX`]): the
+    /// detector clips boxes to the frame, so such a box may show only part
+    /// of its vehicle, and its anchor where the frame ends rather than
+    /// where the vehicle is.
+    pub fn at_edge(&self, b: BBox) -> bool {
+        let (w, h) = self.frame;
+        b.x <= EDGE_PX || b.y <= EDGE_PX || b.x + b.w >= w - EDGE_PX || b.y + b.h >= h - EDGE_PX
+    }
 }
+
+/// How close to the frame's edge a box touches it, px.
+pub(crate) const EDGE_PX: f64 = 1.0;

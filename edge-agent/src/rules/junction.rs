@@ -104,9 +104,13 @@ const MAX_FRONT_LEAD_US: i64 = 2_000_000;
 /// its clock may be off this box's.
 pub(crate) const FEED_MARGIN_US: i64 = crate::signal::feed::CLOCK_SLACK_US;
 
-/// How long after its crossing a run may wait for the feed once its track
-/// ended: its frames must still be in the evidence ring (7 s or 250
-/// frames by default) with the clip's lead-in when it is reported.
+/// How long after its evidence frame (the crossing; for a run confirmed
+/// long after it, the movement that confirmed it) a run may wait for the
+/// feed once its track ended: its frames must still be in the evidence
+/// ring (7 s or 250 frames by default) with the clip's lead-in when it is
+/// reported. Not counted from the crossing: a vehicle that crept over on
+/// red, waited and then drove through is confirmed only then, and the feed
+/// can vouch for that moment only after it.
 pub(crate) const AWAIT_MAX_US: i64 = 4_000_000;
 
 #[derive(Debug)]

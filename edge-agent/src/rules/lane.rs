@@ -9,6 +9,22 @@
 //! draw a zone over the lanes before a stop line; what a queued vehicle
 //! does there is lawful all the same, so the rule tells a queue from a
 //! stop rather than the site file refusing such a zone.
+//!
+//! Time held pauses the dwell count; it does not restart it: a car parked
+//! through several light cycles is fined once the time it could have gone
+//! on adds up to the zone's `max_dwell_s`, however short each green.
+//!
+//! In a signalled lane, on green, a vehicle standing just ahead holds the
+//! one behind it only while the queue may still be getting going
+//! ([`QUEUE_DISCHARGE_US`] after the light turned green), or while the one
+//! ahead may be making a stop the zone allows (for the zone's
+//! `max_dwell_s` and [`QUEUE_DISCHARGE_US`] more from when the vehicle
+//! behind was first seen queued): a car standing behind a standing car
+//! longer than that is not waiting for the light, and each of a row of
+//! parked cars is fined. In a lane without a signal a vehicle standing
+//! just ahead holds the one behind for as long as it stands: a jam cannot
+//! be told from a row of parked cars there, so only the front car of such
+//! a row is fined (a known limit).
 
 use super::motion::{Standing, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState};
@@ -22,8 +38,21 @@ pub(crate) struct LaneState {
     class_in: Option<(usize, Mark)>,
     /// Travel against a lane's direction in progress.
     against: Option<Against>,
-    /// Zone the anchor is in, and since when it has been stationary there.
-    zone: Option<(usize, Option<Standing>)>,
+    /// Zone the anchor is in, since when it has been stationary there, and
+    /// how much of that time it was [`held`].
+    zone: Option<ZoneStay>,
+}
+
+/// A track's stay in a no-stopping zone.
+#[derive(Debug, Clone, Copy)]
+struct ZoneStay {
+    zone: usize,
+    standing: Option<Standing>,
+    /// Time held (by its signal, or in a queue) since `standing.since`, µs.
+    held_us: i64,
+    /// When it was first seen standing behind a standing vehicle, since
+    /// `standing.since`.
+    queued_since_us: Option<i64>,
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
@@ -138,14 +167,16 @@ fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
 /// Stationary inside a no-stopping zone for longer than the zone's
 /// `max_dwell_s`, counted from the first frame of the stationary window;
 /// moving again for longer than a moment ([`super::motion::STILL_GRACE_US`])
-/// or leaving starts the count again. While the vehicle is [`held`] (by its
-/// signal, or in a queue) the count starts again at every frame: it counts
-/// from when the vehicle could have gone on.
+/// or leaving starts the count again. Time the vehicle is [`held`] (by its
+/// signal, or in a queue) does not count: the dwell is the time standing
+/// less the time held since it stopped, so the count pauses while it is
+/// held and goes on when it could have gone on.
 fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
     let Some(z) = ctx.site.zone_at(ctx.p1.anchor) else {
         state.lane_rules.zone = None;
         return;
     };
+    let max_dwell_us = ctx.site.zones[z].1;
     let motion = &ctx.site.rules.motion;
     let still = stationary_since(
         ctx.track.trajectory(),
@@ -153,21 +184,37 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         motion.stationary_px_s,
     );
     let kept = match state.lane_rules.zone {
-        Some((zz, m)) if zz == z => m,
-        _ => None,
+        Some(s) if s.zone == z => s,
+        _ => ZoneStay {
+            zone: z,
+            standing: None,
+            held_us: 0,
+            queued_since_us: None,
+        },
     };
     let now = Mark::from(ctx.p1);
-    let standing = if still.is_some() && held(ctx) {
-        Some(Standing {
-            since: now,
-            last_still_us: now.ts,
-        })
-    } else {
-        Standing::update(kept, still.map(|p| Mark::from(&p)), now.ts)
+    let standing = Standing::update(kept.standing, still.map(|p| Mark::from(&p)), now.ts);
+    let mut stay = ZoneStay {
+        zone: z,
+        standing,
+        held_us: 0,
+        queued_since_us: None,
     };
-    state.lane_rules.zone = Some((z, standing));
+    if let Some(s) = standing {
+        if kept.standing.is_some() {
+            stay.held_us = kept.held_us;
+            stay.queued_since_us = kept.queued_since_us;
+        }
+        // The step to this frame (from when it stopped, at the earliest) is
+        // held time if the vehicle is held now.
+        let step = now.ts - ctx.p0.timestamp_us.max(s.since.ts);
+        if step > 0 && held(ctx, &mut stay.queued_since_us, max_dwell_us) {
+            stay.held_us = stay.held_us.saturating_add(step);
+        }
+    }
+    state.lane_rules.zone = Some(stay);
     if let Some(s) = standing.filter(|_| still.is_some()).map(|s| s.since)
-        && ctx.p1.timestamp_us - s.ts >= ctx.site.zones[z].1
+        && now.ts - s.ts - stay.held_us >= max_dwell_us
     {
         let v = ctx.violation(RuleKind::IllegalStopping, ctx.p1, s.frame, state.lane);
         state.report(v);
@@ -178,24 +225,43 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
 /// boxes along the lane) a standing vehicle makes a queue.
 const QUEUE_GAP_BOXES: f64 = 2.5;
 
-/// Whether a vehicle standing now is held there lawfully: in a lane whose
-/// signal does not show green (red, yellow, unknown or not known to the
-/// source), or with a vehicle standing just ahead of it in the lane's
-/// direction (a queue). Outside every lane (a kerb, a bus bay) nothing
-/// holds it.
-fn held(ctx: &Ctx<'_>) -> bool {
+/// How long after its lane's light turned green a queue still holds a
+/// vehicle standing in it: time for the vehicles ahead to get going (some
+/// 2 s each: a queue of seven cars). A vehicle still standing behind a
+/// standing one after that is not waiting for the light (see the module
+/// docs for the one exception, a vehicle ahead making a stop the zone
+/// allows).
+const QUEUE_DISCHARGE_US: i64 = 15_000_000;
+
+/// Whether a vehicle standing now in a zone allowing `max_dwell_us` is
+/// held there lawfully: in a lane whose signal does not show green (red,
+/// yellow, unknown or not known to the source), or with a vehicle standing
+/// just ahead of it in the lane's direction (a queue) — in a signalled
+/// lane on green only for [`QUEUE_DISCHARGE_US`] after the light turned
+/// green, or until `max_dwell_us` and [`QUEUE_DISCHARGE_US`] after it was
+/// first seen queued (`queued_since_us`, set here); in a lane without a
+/// signal for as long as the one ahead stands (a jam; see the module
+/// docs). Outside every lane (a kerb, a bus bay) nothing holds it.
+fn held(ctx: &Ctx<'_>, queued_since_us: &mut Option<i64>, max_dwell_us: i64) -> bool {
     let Some(lane) = ctx.lane_now.and_then(|l| ctx.site.lanes.get(l)) else {
         return false;
     };
-    if let Some(g) = lane.group.as_deref()
-        && !ctx
-            .signals
-            .status(g)
-            .is_some_and(|s| s.state == SignalState::Green)
-    {
-        return true;
+    let now = ctx.p1.timestamp_us;
+    let queued = lane.direction.is_some_and(|dir| queued(ctx, dir));
+    if queued {
+        queued_since_us.get_or_insert(now);
     }
-    lane.direction.is_some_and(|dir| queued(ctx, dir))
+    match lane.group.as_deref().map(|g| ctx.signals.status(g)) {
+        None => queued,
+        Some(Some(s)) if s.state == SignalState::Green => {
+            queued
+                && (now.saturating_sub(s.since_us) < QUEUE_DISCHARGE_US
+                    || queued_since_us.is_some_and(|q| {
+                        now.saturating_sub(q) < max_dwell_us.saturating_add(QUEUE_DISCHARGE_US)
+                    }))
+        }
+        Some(_) => true,
+    }
 }
 
 /// Whether a confirmed track seen within the last second stands just ahead

@@ -17,7 +17,8 @@
 //! **One violation per vehicle per violation type**: a type once found for
 //! a track is never reported again while the track lives (wrong class and
 //! wrong manoeuvre share [`ViolationType::WrongLane`]; [`RuleKind`] says
-//! which), nor for a new track that is the same vehicle found again after
+//! which), nor — for illegal stopping, wrong lane and wrong way, states
+//! that go on — for a new track that is the same vehicle found again after
 //! it was lost ([`repeat`]). A stop-line encroachment is not reported for
 //! a vehicle already reported for the red light. A violation waits
 //! `rules.after_frames` frames after its point of interest before it is
@@ -418,7 +419,8 @@ impl RuleEngine {
     /// changed by the crossing, dropped for the held stop-line case when
     /// it had changed by the movement that confirmed the run, given up
     /// (logged, the held stop-line case reported) when the wait would
-    /// outlast the evidence ring, reported once the feed vouched for that
+    /// outlast the evidence ring ([`junction::AWAIT_MAX_US`] after the
+    /// run's evidence frame), reported once the feed vouched for that
     /// movement.
     fn settle_awaiting(&mut self, now_us: i64, signals: &dyn SignalSource) {
         let mut keep = Vec::with_capacity(self.awaiting.len());
@@ -435,7 +437,11 @@ impl RuleEngine {
                 self.out.extend(held_of(a, last));
                 continue;
             }
-            if now_us.saturating_sub(a.t_cross) > junction::AWAIT_MAX_US {
+            // Counted from the run's evidence frame: the crossing, or for a
+            // run confirmed long after it (crept over, waited, went on) the
+            // movement that confirmed it, which the feed must vouch for and
+            // can only have done after it.
+            if now_us.saturating_sub(a.violation.at_us) > junction::AWAIT_MAX_US {
                 give_up(
                     a,
                     last,

@@ -20,13 +20,19 @@
 //! **Other acts** ([`RecentActs`]). A vehicle in the wrong lane or driving
 //! the wrong way that is hidden for longer than the tracker coasts (behind
 //! a bus, a moment out of view) comes back as a new track, whose rule state
-//! starts afresh and finds the same act again. A violation of a type other
-//! than illegal stopping is not reported again when its track *appeared*
-//! after a track reported for the same type was last seen, within
-//! [`REACQUIRE_WINDOW_US`] of that, near where that vehicle would have got
-//! to by then at the speed it had, with the same class: taken to be that
-//! vehicle found again. A different vehicle doing the same nearby in those
-//! seconds goes unreported too (in doubt, no case).
+//! starts afresh and finds the same act again. A violation of a state that
+//! goes on ([`continues`]: wrong lane — a class not allowed in the lane, or
+//! the manoeuvre, which shares its type — and wrong way) is not reported
+//! again when its track *appeared* after a track reported for the same
+//! type was last seen, within [`REACQUIRE_WINDOW_US`] of that, near where
+//! that vehicle would have got to by then at the speed it had, with the
+//! same class: taken to be that vehicle found again. A different vehicle
+//! doing the same nearby in those seconds goes unreported too (in doubt, no
+//! case). Acts of a moment — a red-light run, a stop-line encroachment,
+//! speeding — are never taken for repeats: a track found again beyond the
+//! stop line, or between or past the speed lines, cannot cross them again,
+//! so such an act by a new track near a lost violator is another
+//! vehicle's.
 
 use std::collections::VecDeque;
 
@@ -220,6 +226,9 @@ pub(crate) fn is_repeat(
         }
         return repeat;
     }
+    if !continues(v.rule) {
+        return false;
+    }
     let repeat = acts.is_repeat(v.rule, track);
     if repeat {
         tracing::info!(
@@ -233,8 +242,17 @@ pub(crate) fn is_repeat(
     repeat
 }
 
+/// Whether a violation of type `t` is a state that goes on while the
+/// vehicle is in view (so a track that finds it again may be the same
+/// vehicle found again), rather than an act of a moment a vehicle does once
+/// (a red-light run, a stop-line encroachment, speeding between the lines)
+/// or illegal stopping, which [`ParkedSpots`] deals with.
+fn continues(t: ViolationType) -> bool {
+    matches!(t, ViolationType::WrongLane | ViolationType::WrongWay)
+}
+
 /// How long after a violator's track was last seen a new track can be that
-/// vehicle found again (acts other than illegal stopping).
+/// vehicle found again (wrong lane and wrong way: see [`continues`]).
 pub const REACQUIRE_WINDOW_US: i64 = 5_000_000;
 
 /// Most remembered acts.
@@ -298,8 +316,8 @@ impl Act {
     }
 }
 
-/// Acts reported recently (other than illegal stopping), with where their
-/// vehicles were last seen.
+/// Acts of a state that goes on ([`continues`]) reported recently, with
+/// where their vehicles were last seen.
 #[derive(Debug, Default)]
 pub(crate) struct RecentActs {
     acts: VecDeque<Act>,

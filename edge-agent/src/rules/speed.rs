@@ -8,6 +8,13 @@
 //!   around it did (within half their displacement plus 4 × pixel error of
 //!   their median velocity): a box cut short for a frame by a vehicle
 //!   passing in front jumps forward, and its "crossing" would be early.
+//!   Steps from or to a box touching the frame's edge are not among those
+//!   it is compared with: the detector clips boxes to the frame, so while a
+//!   vehicle enters (or leaves) its anchor stays on the edge and those
+//!   steps show no motion — a fast car crossing a line near the edge would
+//!   otherwise be judged against a standstill. With none left on one side
+//!   it is compared with the other side only, and with none at all it is
+//!   not used.
 //!   Each crossing time is uncertain by
 //!   `σ_t = √(time_error² + (pixel_error² + r²) / v_px²)`: the timestamp
 //!   error; the anchor's pixel error, and `r`, how far the crossing step
@@ -238,8 +245,11 @@ fn crossing_sigma(
         let dt = (b.timestamp_us - a.timestamp_us) as f64;
         (dt > 0.0).then(|| b.anchor.minus(a.anchor).scale(1.0 / dt))
     };
+    // Not steps whose box touches the frame's edge (clipped: see the
+    // module docs).
+    let clipped = |i: usize| ctx.site.at_edge(traj[i].bbox) || ctx.site.at_edge(traj[i + 1].bbox);
     let around: Vec<Point> = (from..to)
-        .filter(|&i| i != i0)
+        .filter(|&i| i != i0 && !clipped(i))
         .filter_map(velocity)
         .collect();
     if around.is_empty() {

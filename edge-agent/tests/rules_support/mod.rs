@@ -119,6 +119,9 @@ pub struct Vehicle {
     pub class: VehicleClass,
     pub size: (f64, f64),
     pub path: Box<dyn Fn(u64) -> Option<Point>>,
+    /// Its box clipped to the 1920×1080 frame, as the detector gives it
+    /// ([`Vehicle::clipped_to_frame`]).
+    pub clipped: bool,
 }
 
 impl Vehicle {
@@ -137,13 +140,42 @@ impl Vehicle {
             class,
             size,
             path: Box::new(path),
+            clipped: false,
+        }
+    }
+
+    /// The same vehicle, `(w, h)` px in the picture.
+    pub fn sized(self, w: f64, h: f64) -> Self {
+        Self {
+            size: (w, h),
+            ..self
+        }
+    }
+
+    /// The same vehicle with its box clipped to the frame (1920×1080), as
+    /// the detector clips it: entering or leaving the view, its anchor
+    /// (the box's bottom centre) stays on the frame's edge. Its path is
+    /// where the whole vehicle's anchor would be; not seen while its box
+    /// is wholly outside the frame.
+    pub fn clipped_to_frame(self) -> Self {
+        Self {
+            clipped: true,
+            ..self
         }
     }
 
     fn point(&self, n: u64) -> Option<TrackPoint> {
         let a = (self.path)(n)?;
         let (w, h) = self.size;
-        let bbox = BBox::from_xywh(a.x - w / 2.0, a.y - h, w, h);
+        let mut bbox = BBox::from_xywh(a.x - w / 2.0, a.y - h, w, h);
+        if self.clipped {
+            let (x0, y0) = (bbox.x.max(0.0), bbox.y.max(0.0));
+            let (x1, y1) = ((bbox.x + w).min(1920.0), (bbox.y + h).min(1080.0));
+            if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
+                return None;
+            }
+            bbox = BBox::from_xywh(x0, y0, x1 - x0, y1 - y0);
+        }
         Some(TrackPoint::new(frame(n), bbox, 0.9, self.class))
     }
 }
@@ -219,6 +251,30 @@ pub fn run_fed(
     run_with(site, vehicles, frames, &mut feed, |f, n| {
         f.set_status("main", status(n))
     })
+}
+
+/// The feed of a controller that sends its phase once a second (at frames
+/// 0, 10, 20, …), each message heard `latency` frames after it was sent:
+/// red from frame 0 until frame `green`, green from then on. Before its
+/// first message is heard the group is unknown.
+pub fn fed_every_second(green: u64, latency: u64) -> impl Fn(u64) -> SignalStatus {
+    move |n| {
+        let Some(sent) = n.checked_sub(latency).map(|k| k - k % 10) else {
+            return SignalStatus::unknown(ts(0));
+        };
+        let (state, since) = if sent >= green {
+            (SignalState::Green, green)
+        } else {
+            (SignalState::Red, 0)
+        };
+        SignalStatus {
+            state,
+            since_us: ts(since),
+            transition_seen: since > 0,
+            changing_since: None,
+            known_until_us: Some(ts(sent)),
+        }
+    }
 }
 
 /// Runs the scene; `advance(signals, n)` brings the signal up to frame `n`.
