@@ -6,7 +6,9 @@
 //! (Node's crypto for the VAPID JWT, the `http_ece` package to decrypt:
 //! `tests/push/push.js`), and a 410 that removes the subscription; e-mail
 //! to a small SMTP server speaking the protocol's server side; the 10-day
-//! flag and the 20-day overdue marking with times passed in; a payment in
+//! flag and the 20-day overdue marking with times passed in; a notice that
+//! gets through days after the confirmation stating the deadline that is
+//! enforced (and that the citizen app shows); a payment in
 //! flight (its IPN held back by `vnpay-sandbox`) holding the 20-day
 //! warning, and a payment withdrawing a warning already recorded; a retry
 //! dropped, not sent, once the case is paid; a case confirmed while its
@@ -829,6 +831,106 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
     );
     // The still-unreviewed case never becomes overdue: it has no notice.
     assert_eq!(state(&server, waiting).await, "new");
+}
+
+/// The notice states the deadline the system enforces. The partner app is
+/// down when the case is confirmed and for days after (the delivery is
+/// retried); the delivery that gets through five days later says 20 days
+/// from that day — the date the deadline check holds the case to and the
+/// citizen app shows — not 20 days from the confirmation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_notice_states_the_deadline_that_is_enforced() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[("/vneid", &[503, 503])]).await;
+    let (server, cfg) = start(dir.path(), None, |c| {
+        c.notices.enabled = false;
+        c.notices.webhooks = vec![hook(
+            "vneid",
+            format!("{url}/vneid"),
+            "vneid-secret-0123456789",
+        )];
+    })
+    .await;
+    let ctx = server.ingestor.context().clone();
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = &ids[0];
+    // Confirmed five days ago; the partner app failed then, and again two
+    // days later.
+    let t0 = now_ms() - 5 * DAY;
+    let r = reviewer(&server);
+    let op = actor("op.an", Role::Operator);
+    r.act(id, &Action::Claim, &op, "", t0).await.unwrap();
+    r.act(id, &Action::Accept, &op, "", t0).await.unwrap();
+    r.act(
+        id,
+        &Action::Confirm,
+        &actor("csgt.cuong", Role::Police),
+        "",
+        t0,
+    )
+    .await
+    .unwrap();
+    let n = Notices::new(&cfg, ctx.clone());
+    n.deliver_due(t0).await.unwrap();
+    n.deliver_due(t0 + 2 * DAY).await.unwrap();
+    assert_eq!(state(&server, id).await, "confirmed");
+    // Today it gets through.
+    let t5 = now_ms();
+    assert_eq!(n.deliver_due(t5).await.unwrap(), 1);
+    assert_eq!(state(&server, id).await, "notice_issued");
+    let got = rx.got("/vneid");
+    assert_eq!(got.len(), 3);
+    let body = verify_webhook(&got[2], "vneid-secret-0123456789");
+
+    // The deadline the system enforces: 20 days from the notice going out.
+    let row = sqlx::query(
+        "SELECT n.respond_by, e.state_changed_at FROM notices n \
+         JOIN events e ON e.event_id = n.event_id WHERE n.event_id = $1",
+    )
+    .bind(id)
+    .fetch_one(ctx.db.pool())
+    .await
+    .unwrap();
+    let enforced = notices::deadlines::effective_deadline(row.get(0), row.get(1));
+    assert!(
+        enforced > t5 + 20 * DAY - 60_000 && enforced < t5 + 21 * DAY,
+        "{enforced} is not 20 days after {t5}"
+    );
+    let date = notices::text::date(enforced);
+    let text = body["text"]["body"].as_str().unwrap();
+    assert!(
+        text.contains(&format!("chậm nhất đến hết ngày {date}")),
+        "{date} not in {text}"
+    );
+    assert!(body["text"]["short"].as_str().unwrap().contains(&date));
+    assert_eq!(body["respond_by"], notices::text::rfc3339(enforced));
+
+    // The citizen app shows the same date.
+    let session =
+        ingest_server::citizen::start_session(&ctx.db, OWNER_NID, seed::OWNERS[0], now_ms())
+            .await
+            .unwrap();
+    let (addr, page_path) = (server.http_addr, format!("/app/cases/{id}"));
+    let (list, page) = tokio::task::spawn_blocking(move || {
+        let mut me = common::web::Client::new(addr);
+        me.cookies.insert(
+            ingest_server::citizen::CITIZEN_COOKIE.into(),
+            session.token.clone(),
+        );
+        (me.get("/app/"), me.get(&page_path))
+    })
+    .await
+    .unwrap();
+    assert_eq!((list.status, page.status), (200, 200), "{}", page.body);
+    let shown = format!("{date} 23:59:59");
+    assert!(page.body.contains(&shown), "{shown} not in {}", page.body);
+    assert!(list.body.contains(&shown), "{shown} not in {}", list.body);
+
+    // And it is what is enforced: the whole of that day is the owner's.
+    let r = notices::check_deadlines(&ctx, enforced).await.unwrap();
+    assert!(r.marked_overdue.is_empty(), "{r:?}");
+    let r = notices::check_deadlines(&ctx, enforced + 1).await.unwrap();
+    assert_eq!(r.marked_overdue, std::slice::from_ref(id), "{r:?}");
 }
 
 /// A registration that does not fit the vehicle the camera saw (a misread

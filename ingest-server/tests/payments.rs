@@ -8,7 +8,9 @@
 //!
 //! Covered: a full payment (IPN → case paid, payment row paid, audit entry
 //! `case.pay`); a forged IPN (97), a replayed and a duplicated IPN (02, paid
-//! once), an unknown order (01), a wrong amount (04, nothing paid);
+//! once), an unknown order (01), a wrong amount (04, nothing paid, the
+//! order held for a person: no new order, not asked about again, the case
+//! answered for the 20-day check; by IPN or by the status query);
 //! cancelled and insufficient funds (not paid, case unchanged); the IPN
 //! arriving after the return (the page says processing, then paid); an IPN
 //! never sent, found by reconciliation, or by `start` asking the gateway
@@ -440,8 +442,17 @@ async fn forged_replayed_duplicated_and_unknown_ipns() {
     assert_eq!(w.pay_entries(second).await.len(), 1);
 }
 
+/// The gateway reports money taken at another amount than the fine (a
+/// signed IPN): answered 04, nothing paid, and the order leaves `pending`
+/// for `needs_person` with a note and an audit entry for a person. It no
+/// longer blocks anything for ever: the reconciler does not ask about it,
+/// a new order is refused with its own reason (no second payment while a
+/// person settles the money; the citizen app says so in Vietnamese), the
+/// return page says "do not pay again", and the 20-day check counts the
+/// case as answered. A person applying the money (the row set `paid`)
+/// lets the reconciler pay the case.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_amount_pays_nothing() {
+async fn a_wrong_amount_pays_nothing_and_is_held_for_a_person() {
     let w = World::new(
         1,
         Faults {
@@ -454,11 +465,17 @@ async fn a_wrong_amount_pays_nothing() {
     let back = w.press(&w.start(id).await, "pay").await;
     assert_eq!(w.rsp_codes(), ["04"]);
     assert_eq!(w.case(id).await.0, "notice_issued");
-    assert_eq!(w.rows(id).await, [("pending".into(), None, None)]);
+    assert_eq!(
+        w.rows(id).await,
+        [(
+            payments::NEEDS_PERSON.into(),
+            Some("00".into()),
+            Some("ipn".into())
+        )]
+    );
     assert!(w.pay_entries(id).await.is_empty());
-    // The gateway says it took money, another amount: not applied, but not
-    // ignored either: a note on the payment and an audit entry for a
-    // person, once however often the gateway repeats it.
+    // Not applied, but not ignored either: a note on the payment and an
+    // audit entry for a person, once however often the gateway repeats it.
     let note = payments::of_case(w.db(), id).await.unwrap()[0]
         .note
         .clone()
@@ -485,29 +502,171 @@ async fn a_wrong_amount_pays_nothing() {
     let failed = vnpay_sandbox::protocol::signed_query(SECRET, &failed);
     assert_eq!(w.ipn(&failed).await.0, "04");
     assert_eq!(w.needs_person_entries(id).await, 1);
-    // That order is still open at the gateway: a second one (another tab)
-    // is refused until it expires, so the fine cannot be paid twice.
+    // A success at our amount afterwards is not applied either (which
+    // amount was taken is for the person to find out): 02, noted for them.
+    assert_eq!(w.ipn(&query_of(&back)).await.0, "02");
+    assert_eq!(w.needs_person_entries(id).await, 2);
+    assert_eq!(w.case(id).await.0, "notice_issued");
+    // The person sees that money arrived and must not pay again.
+    let page = get_url(&back).await;
+    assert_eq!(shown(&page), "wait", "{}", page.body);
+    assert!(
+        page.body.contains("không nên thanh toán lại"),
+        "{}",
+        page.body
+    );
+
+    // No second order, now or long after the first one's expiry: the
+    // citizen gets the reason, not "in progress" for ever.
     let ip: IpAddr = CITIZEN.parse().unwrap();
     let now = ingest_server::db::now_ms();
-    assert!(matches!(
-        payments::start(&w.payments, id, ip, now).await,
-        Err(PaymentError::InProgress { until, .. }) if until > now
-    ));
-    // Past its expiry it still blocks a new order until the reconciler
-    // has asked the gateway about it: the money did move, with the right
-    // amount (only the notification was wrong), so the case is paid then.
-    let later = now + 30 * 60_000;
-    assert!(matches!(
-        payments::start(&w.payments, id, ip, later).await,
-        Err(PaymentError::InProgress { .. })
-    ));
-    let report = payments::reconcile(&w.payments, later).await.unwrap();
-    assert_eq!(report.paid, 1, "{report:?}");
+    let past_grace = now + 15 * 60_000 + payments::PENDING_GRACE_MS + 60_000;
+    for at in [now, past_grace] {
+        match payments::start(&w.payments, id, ip, at).await {
+            Err(e @ PaymentError::NeedsPerson { .. }) => assert!(e.is_refusal(), "{e}"),
+            r => panic!("a new order while money waits for a person: {r:?}"),
+        }
+    }
+    // The reconciler leaves it to the person.
+    let report = payments::reconcile(&w.payments, past_grace).await.unwrap();
+    assert_eq!(report.checked, 0, "{report:?}");
+    assert_eq!(w.rows(id).await[0].0, payments::NEEDS_PERSON);
+    // The citizen app explains it in Vietnamese.
+    let session =
+        ingest_server::citizen::start_session(w.db(), "001199012345", seed::OWNERS[0], now)
+            .await
+            .unwrap();
+    let addr = w.server.http_addr;
+    let path = format!("/app/cases/{id}/pay");
+    let r = tokio::task::spawn_blocking(move || {
+        let mut me = common::web::Client::new(addr);
+        me.cookies.insert(
+            ingest_server::citizen::CITIZEN_COOKIE.into(),
+            session.token.clone(),
+        );
+        me.post(&path, &[("csrf", &session.csrf)])
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.body.contains("không khớp với mức phạt") && r.body.contains("tránh nộp hai lần"),
+        "{}",
+        r.body
+    );
+    // Past the 20-day deadline the case is neither overdue nor held for
+    // ever: the owner paid something.
+    let ctx = w.server.ingestor.context();
+    let checked = ingest_server::notices::check_deadlines(ctx, now + 30 * 86_400_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        checked.answered_by_payment,
+        std::slice::from_ref(id),
+        "{checked:?}"
+    );
+    assert!(
+        checked.held_for_payment.is_empty() && checked.marked_overdue.is_empty(),
+        "{checked:?}"
+    );
+    assert_eq!(w.case(id).await.0, "notice_issued");
+
+    // A person checked with the gateway and applies the money: the
+    // reconciler pays the case with it.
+    sqlx::query("UPDATE payments SET state = 'paid' WHERE event_id = $1")
+        .bind(id)
+        .execute(w.db().pool())
+        .await
+        .unwrap();
+    let report = payments::reconcile(&w.payments, past_grace).await.unwrap();
+    assert_eq!(report.repaired, 1, "{report:?}");
     assert_eq!(w.case(id).await.0, "paid");
+}
+
+/// The sandbox's gateway whose status query (`querydr`) reports every
+/// order it knows at 100 VND more than it was made for, as a gateway
+/// that took another amount would.
+struct OtherAmountQueried(Arc<dyn payments::PaymentGateway>);
+
+#[async_trait::async_trait]
+impl payments::PaymentGateway for OtherAmountQueried {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    async fn payment_url(&self, order: &payments::Order) -> Result<String, PaymentError> {
+        self.0.payment_url(order).await
+    }
+    async fn verify_return(&self, query: &str) -> Result<payments::GatewayReport, PaymentError> {
+        self.0.verify_return(query).await
+    }
+    async fn handle_ipn(&self, p: &Payments, query: &str, now: i64) -> payments::IpnAnswer {
+        self.0.handle_ipn(p, query, now).await
+    }
+    async fn query(
+        &self,
+        payment: &payments::PendingPayment,
+        now: i64,
+    ) -> Result<payments::QueryAnswer, PaymentError> {
+        Ok(match self.0.query(payment, now).await? {
+            payments::QueryAnswer::Found(mut g) => {
+                g.amount_vnd = g.amount_vnd.map(|a| a + 100);
+                let theirs = g.amount_vnd.map(|a| (a * 100).to_string());
+                g.raw["vnp_Amount"] = serde_json::json!(theirs);
+                payments::QueryAnswer::Found(g)
+            }
+            other => other,
+        })
+    }
+}
+
+/// The IPN is lost and the status query reports the order paid at another
+/// amount: the reconciler holds it for a person once (`needs_person`) and
+/// never asks about it again, so it neither fills the reconciler's window
+/// nor blocks the case as "in progress" for ever; `start` refuses a new
+/// order with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_query_at_another_amount_holds_the_order_for_a_person() {
+    let w = World::new(
+        1,
+        Faults {
+            drop_ipn: true,
+            ..Faults::default()
+        },
+    )
+    .await;
+    let id = &w.ids[0];
+    let p = Payments::new(
+        w.server.ingestor.context().clone(),
+        Arc::new(OtherAmountQueried(w.payments.gateway.clone())),
+        w.payments.settings.clone(),
+    );
+    w.press(&w.start(id).await, "pay").await;
+    assert!(w.rsp_codes().is_empty(), "the IPN is lost");
+    let now = ingest_server::db::now_ms();
+    let later = now + w.payments.settings.reconcile_after_ms + 60_000;
+    let report = payments::reconcile(&p, later).await.unwrap();
+    assert_eq!((report.checked, report.needs_person), (1, 1), "{report:?}");
+    assert_eq!(
+        w.rows(id).await,
+        [(payments::NEEDS_PERSON.into(), None, Some("querydr".into()))]
+    );
+    assert_eq!(w.needs_person_entries(id).await, 1);
+    assert_eq!(w.case(id).await.0, "notice_issued");
+    // Asked once: the next passes, long after expiry, leave it alone.
+    let past_grace = now + 15 * 60_000 + payments::PENDING_GRACE_MS + 60_000;
+    for at in [later + 60_000, past_grace] {
+        let report = payments::reconcile(&p, at).await.unwrap();
+        assert_eq!(report, payments::ReconcileReport::default(), "{report:?}");
+    }
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let held = payments::of_case(w.db(), id).await.unwrap()[0]
+        .txn_ref
+        .clone();
     assert!(matches!(
-        payments::start(&w.payments, id, ip, later).await,
-        Err(PaymentError::AlreadyPaid(_))
+        payments::start(&p, id, ip, past_grace).await,
+        Err(PaymentError::NeedsPerson { txn_ref, .. }) if txn_ref == held
     ));
+    assert_eq!(w.needs_person_entries(id).await, 1);
 }
 
 /// A second payment for a case already paid (an old order's page paid

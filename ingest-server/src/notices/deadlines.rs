@@ -20,7 +20,13 @@
 //!   made by the deadline that is still pending (its notification late or
 //!   lost until the reconciler asks the gateway) or paid (its case not yet
 //!   moved) is not marked while that order is unresolved; the next check
-//!   after it is settled decides.
+//!   after it is settled decides. An order made by the deadline that the
+//!   gateway reported paid at another amount (`needs_person`, held for a
+//!   person: `payments`) is a response: the owner paid, and nothing will
+//!   settle it without a person, so the case is neither marked nor held
+//!   (`DeadlineReport::answered_by_payment`). Once the person has applied
+//!   it (row `paid`: the reconciler pays the case) or refunded it (row
+//!   `cancelled`), the next check decides as for any case.
 //! - **Withdrawal**: a warning whose case is then paid is marked withdrawn
 //!   (`withdrawn_at`, `withdrawn_reason`, audit entry
 //!   `notice.inspection_warning_withdrawn`), never deleted: the payment
@@ -40,7 +46,10 @@ use super::outbox::{ACTOR, DAY_MS, NOTIFY_WITHIN_MS, RESPOND_WITHIN_MS, respond_
 /// The deadline a case in `notice_issued` has to respond by: the notice's
 /// own date, or 20 days (to the end of the day, Vietnam time) from when
 /// the case last entered the state, whichever is later. What the citizen
-/// app shows, and what [`check_deadlines`] holds a case to.
+/// app shows, what [`check_deadlines`] holds a case to, and what the
+/// notice states: the first delivery through moved the notice's date to 20
+/// days from the attempt the case was issued at
+/// (`outbox::respond_by_at_send`).
 pub fn effective_deadline(notice_respond_by: i64, in_state_since: i64) -> i64 {
     notice_respond_by.max(respond_until(in_state_since))
 }
@@ -63,6 +72,11 @@ pub struct DeadlineReport {
     /// Cases past their deadline not marked because a payment order made
     /// by the deadline is still unresolved.
     pub held_for_payment: Vec<String>,
+    /// Cases past their deadline not marked because money was taken for
+    /// an order made by the deadline, at another amount than the fine
+    /// (`payments::NEEDS_PERSON`): the owner responded; a person settles
+    /// the money.
+    pub answered_by_payment: Vec<String>,
     /// Warnings withdrawn because the case was paid.
     pub withdrawn: Vec<String>,
 }
@@ -112,16 +126,20 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
             continue;
         }
         // The person pressed pay in time and the gateway's answer is not
-        // in yet: not "no response".
-        let paying = sqlx::query(
-            "SELECT 1 FROM payments WHERE event_id = $1 AND state IN ('pending', 'paid') \
-             AND created_at <= $2 LIMIT 1",
+        // in yet: not "no response". Money taken at another amount is a
+        // response too, one no check will see settled.
+        let paying: Vec<String> = sqlx::query_scalar(
+            "SELECT state FROM payments WHERE event_id = $1 \
+             AND state IN ('pending', 'paid', $3) AND created_at <= $2",
         )
         .bind(&id)
         .bind(deadline)
-        .fetch_optional(db.pool())
+        .bind(crate::payments::NEEDS_PERSON)
+        .fetch_all(db.pool())
         .await?;
-        if paying.is_some() {
+        if paying.iter().any(|s| s == crate::payments::NEEDS_PERSON) {
+            report.answered_by_payment.push(id);
+        } else if !paying.is_empty() {
             report.held_for_payment.push(id);
         } else {
             past.push(id);

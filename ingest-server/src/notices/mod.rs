@@ -21,7 +21,10 @@
 //!   e-mail `Message-ID`) to drop a retry whose first try did arrive.
 //!   When the first channel gets through, the case moves to
 //!   `notice_issued` through the workflow (`Action::IssueNotice`, by the
-//!   system).
+//!   system), at the time of that attempt. Until a delivery is through,
+//!   each attempt first moves the notice's deadline to 20 days from the
+//!   attempt (`outbox::respond_by_at_send`), so the text the owner gets
+//!   states the deadline the system enforces from the issue on.
 //! - **Channels** ([`channel::Channel`]): Web Push to the citizen app
 //!   ([`webpush`], VAPID [`vapid`], encryption [`ece`]), signed webhooks to
 //!   partner apps such as VNeID ([`webhook`]), e-mail ([`smtp`]). Each reads
@@ -227,8 +230,9 @@ impl Notices {
         let db = &self.ctx.db;
         // Cases whose notice went out while a worker stopped before it
         // could record it.
-        for (event_id, channel) in outbox::sent_not_issued(db, 100).await? {
-            self.issue(&event_id, &channel, now).await;
+        for (event_id, channel, sent_at) in outbox::sent_not_issued(db, 100).await? {
+            self.issue(&event_id, &channel, sent_at.unwrap_or(now))
+                .await;
         }
         let lease_ms = i64::try_from(self.cfg.lease_s * 1000).unwrap_or(120_000);
         let claimed = outbox::claim_due(db, &self.worker_id, now, lease_ms, BATCH).await?;
@@ -258,6 +262,10 @@ impl Notices {
             }
             return Ok(());
         }
+        // The deadline the text states is the one enforced if this attempt
+        // is the first through: 20 days from now, the time the case is
+        // then issued at.
+        outbox::respond_by_at_send(db, &c.event_id, now).await?;
         let outcome = match (
             text::load(db, &c.event_id).await?,
             self.channels.iter().find(|ch| ch.name() == c.channel),
@@ -284,9 +292,11 @@ impl Notices {
         let (event_id, channel, target, attempt) = (&c.event_id, &c.channel, &c.target, c.attempt);
         match outcome {
             Outcome::Sent => {
-                if outbox::mark_sent(db, c, &self.worker_id, now_ms()).await? {
+                if outbox::mark_sent(db, c, &self.worker_id, now).await? {
                     tracing::info!(%event_id, %channel, %target, attempt, "notice delivered");
-                    self.issue(event_id, channel, now_ms()).await;
+                    // At the attempt's time: the text's deadline was
+                    // counted from it.
+                    self.issue(event_id, channel, now).await;
                 }
             }
             Outcome::Retry(e) if attempt < self.cfg.max_attempts => {
@@ -310,8 +320,10 @@ impl Notices {
         Ok(())
     }
 
-    /// Moves the case to `notice_issued` (if it is still `confirmed`) and
-    /// records when and through which channel the notice went out.
+    /// Moves the case to `notice_issued` (if it is still `confirmed`) at
+    /// `now` and records when and through which channel the notice went
+    /// out; `now` is the attempt's time, which the text's deadline was
+    /// counted from, so `deadlines::effective_deadline` gives that date.
     async fn issue(&self, event_id: &str, channel: &str, now: i64) {
         let ctx = &self.ctx;
         let reviewer = Reviewer {

@@ -10,6 +10,10 @@
 //! crash between the two, and sending (slow, fallible network) happens
 //! after the commit, retried as long as it takes.
 //!
+//! The deadline a notice gives is the one enforced: 20 days from the
+//! confirmation, moved by each attempt before one gets through to 20 days
+//! from that attempt ([`respond_by_at_send`]), the time the case is issued.
+//!
 //! Claiming is a conditional UPDATE that sets a lease (`lease_owner`,
 //! `lease_until`) only if the row is still due and unleased; the outcome
 //! is written only by the lease holder (`WHERE lease_owner = me`). A
@@ -60,7 +64,9 @@ pub const ACTOR: &str = "notices";
 /// found, the lookup pending or failed, or a registration that does not
 /// fit the vehicle seen or is not active) gets a notice without
 /// deliveries (the 10-day check then shows it); if the owner is found
-/// later, [`enqueue_for_found_owner`] adds them.
+/// later, [`enqueue_for_found_owner`] adds them. Its `respond_by` (20 days
+/// from now) is moved on if the notice goes out later
+/// ([`respond_by_at_send`]).
 pub async fn enqueue(
     tx: &mut Transaction<'static, Any>,
     event_id: &str,
@@ -411,8 +417,30 @@ pub async fn claim_due(
     Ok(out)
 }
 
-/// Marks a claimed delivery sent. `false` when this worker no longer holds
-/// it (its lease ran out and another worker took it over).
+/// Before an attempt renders the text: moves the notice's deadline to 20
+/// days from `now` ([`respond_until`]; `now` is also the time the case is
+/// issued at if this attempt is the first through) when later, while no
+/// delivery is sent. So the text states what `deadlines::effective_deadline`
+/// enforces and the app shows, not a date counted from a confirmation days
+/// earlier; once one is sent the date is fixed for every channel and retry.
+/// (An attempt that arrived unacknowledged may have stated an earlier
+/// date, never a later one than enforced.)
+pub async fn respond_by_at_send(db: &Db, event_id: &str, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE notices SET respond_by = $1 WHERE event_id = $2 AND issued_at IS NULL \
+         AND respond_by < $1 AND NOT EXISTS (SELECT 1 FROM notice_deliveries d \
+         WHERE d.notice_id = notices.notice_id AND d.state = 'sent')",
+    )
+    .bind(respond_until(now))
+    .bind(event_id)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
+/// Marks a claimed delivery sent at `now` (the attempt's time, the one its
+/// text's deadline was counted from). `false` when this worker no longer
+/// holds it (its lease ran out and another worker took it over).
 pub async fn mark_sent(db: &Db, c: &Claimed, worker: &str, now: i64) -> Result<bool, DbError> {
     let n = sqlx::query(
         "UPDATE notice_deliveries SET state = 'sent', sent_at = $1, last_error = NULL, \
@@ -491,10 +519,15 @@ pub fn backoff_ms(attempt: u32, base: u64, max: u64, unit: f64) -> u64 {
 }
 
 /// Notices with a sent delivery but no `issued_at` (their worker stopped
-/// between sending and recording the case's move): (event id, channel).
-pub async fn sent_not_issued(db: &Db, limit: i64) -> Result<Vec<(String, String)>, DbError> {
+/// between sending and recording the case's move): (event id, channel,
+/// when the first was sent — the time to issue the case at, so its
+/// deadline is the one the text stated).
+pub async fn sent_not_issued(
+    db: &Db,
+    limit: i64,
+) -> Result<Vec<(String, String, Option<i64>)>, DbError> {
     let rows = sqlx::query(
-        "SELECT n.event_id, MIN(d.channel) FROM notices n \
+        "SELECT n.event_id, MIN(d.channel), MIN(d.sent_at) FROM notices n \
          JOIN notice_deliveries d ON d.notice_id = n.notice_id \
          WHERE d.state = 'sent' AND n.issued_at IS NULL GROUP BY n.event_id LIMIT $1",
     )
@@ -502,7 +535,7 @@ pub async fn sent_not_issued(db: &Db, limit: i64) -> Result<Vec<(String, String)
     .fetch_all(db.pool())
     .await?;
     rows.iter()
-        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
         .collect()
 }
 

@@ -1,9 +1,12 @@
 //! The notice itself, in Vietnamese: what the owner is told, whatever the
 //! channel. Facts come from the case row as confirmed (the plate as
 //! reviewed, the violation as reviewed, the amount fixed at confirmation,
-//! `fine_amount_vnd`) and from the notice row (its deadline to respond);
-//! rendering is a pure function of them, so every channel and every retry
-//! says exactly the same thing.
+//! `fine_amount_vnd`) and from the notice row (its deadline to respond:
+//! moved on by each attempt until one gets through,
+//! `outbox::respond_by_at_send`, so it is the deadline the system enforces,
+//! `deadlines::effective_deadline`, and fixed from then on); rendering is
+//! a pure function of them, so every channel and every retry after the
+//! notice went out says exactly the same thing.
 //!
 //! The place is the camera's description from the camera registry
 //! (`cameras.description`: the intersection and direction, as enrolled)
@@ -71,7 +74,8 @@ pub struct NoticeFacts {
     pub speed_kmh: Option<f64>,
     /// Posted limit, km/h.
     pub speed_limit_kmh: Option<i64>,
-    /// The deadline to respond, Unix ms.
+    /// The deadline to respond, Unix ms: the one enforced once the notice
+    /// is out (`outbox::respond_by_at_send`).
     pub respond_by: i64,
 }
 

@@ -21,17 +21,26 @@
 //!    for a processed failure). A paid payment moves its case to `paid`
 //!    through [`crate::review::Reviewer`] (the one path for case changes,
 //!    with its transition row and audit entry `case.pay`) as the system
-//!    actor `payments:vnpay`.
+//!    actor `payments:vnpay`. A success reported at another amount (IPN
+//!    or status query) is answered 04 and the order moves to
+//!    `needs_person` ([`NEEDS_PERSON`]): money was taken, and a person
+//!    must refund it (setting the row `cancelled`) or apply it (setting it
+//!    `paid`, after which the reconciler pays the case). Until then no
+//!    report settles it, the reconciler does not ask about it, [`start`]
+//!    refuses a new order for the case ([`PaymentError::NeedsPerson`]),
+//!    and the 20-day deadline check counts the case as answered (the owner
+//!    paid something: `notices::deadlines`).
 //! 3. The person's browser comes back to `GET /pay/vnpay/return`: a page
 //!    that shows what we know (Vietnamese first) and changes nothing; if the
 //!    IPN has not arrived yet it says "đang xử lý" and looks again.
 //! 4. The reconciler ([`reconcile`], run every `reconcile_interval_s` by
-//!    [`spawn_reconciler`], or once by [`reconcile_from_config`] from a CLI)
-//!    asks the gateway (`querydr`) about payments pending for longer than
-//!    `reconcile_after_minutes` — an IPN lost on the way — and settles them
-//!    through the same code as the IPN; expired orders the gateway never
-//!    saw (or never finished) are cancelled; a paid payment whose case is
-//!    not paid (a crash between the two steps) is repaired. It must run
+//!    [`spawn_reconciler`], or once by [`reconcile_from_config`] from a
+//!    CLI; `reconcile.rs`) asks the gateway (`querydr`) about payments
+//!    pending for longer than `reconcile_after_minutes` — an IPN lost on
+//!    the way — and settles them through the same code as the IPN; expired
+//!    orders the gateway never saw (or never finished, or failed) are
+//!    cancelled; a paid payment whose case is not paid (a crash between
+//!    the two steps, or a person applying held money) is repaired. It must run
 //!    (`reconcile_interval_s` is never 0): it finds the payments whose IPN
 //!    was lost, and the 20-day deadline check waits for the orders it
 //!    settles (`notices::deadlines`).
@@ -48,6 +57,7 @@
 
 pub mod config;
 mod http;
+mod reconcile;
 mod settle;
 mod vnpay;
 pub(crate) mod web;
@@ -66,7 +76,8 @@ use crate::review::ReviewError;
 use crate::workflow::CaseState;
 
 pub use config::{PaymentsConfig, VnPayConfig};
-pub use settle::{ReconcileReport, Settled, reconcile, reconcile_from_config, spawn_reconciler};
+pub use reconcile::{ReconcileReport, reconcile, reconcile_from_config, spawn_reconciler};
+pub use settle::Settled;
 pub use vnpay::{
     VnPay, encode as vnpay_encode, from_gateway_amount, gmt7, hash_data as vnpay_hash_data,
     response_text, to_gateway_amount,
@@ -130,6 +141,20 @@ pub enum PaymentError {
         /// Why the gateway could not be asked.
         reason: String,
     },
+    /// The gateway reported money taken for an earlier order of the case
+    /// at another amount than the fine: that order waits for a person to
+    /// refund or apply the money (state `needs_person`), and no new order
+    /// is started meanwhile (the fine could be paid twice).
+    #[error(
+        "case {event_id}: the gateway reported order {txn_ref} paid at another amount; a person \
+         must refund or apply that money before a new order is started"
+    )]
+    NeedsPerson {
+        /// The case.
+        event_id: String,
+        /// The order held for a person.
+        txn_ref: String,
+    },
     /// A payment kept changing under [`settle`](settle::settle) (the
     /// gateway is answered 99 and asks again).
     #[error("payment {0} kept changing while it was settled")]
@@ -160,11 +185,17 @@ impl PaymentError {
                 | PaymentError::NotPayable { .. }
                 | PaymentError::AlreadyPaid(_)
                 | PaymentError::InProgress { .. }
+                | PaymentError::NeedsPerson { .. }
                 | PaymentError::NoAmount(_)
                 | PaymentError::Disabled
         )
     }
 }
+
+/// The state of an order the gateway reported paid at another amount than
+/// ours: money taken, for a person to refund or apply. Nothing settles it
+/// automatically, and it blocks new orders for its case.
+pub const NEEDS_PERSON: &str = "needs_person";
 
 /// How long past its expiry a pending order may still complete at the
 /// bank and so blocks a new order (and a contest); after that `start` asks
@@ -371,7 +402,8 @@ pub async fn start(
     // An order still pending an hour past its expiry (the reconciler has
     // not settled it yet) is settled here the way the reconciler would:
     // the gateway is asked (`querydr`), and the order is cancelled only on
-    // its word that no money was taken; paid, it pays the case. Should the
+    // its word that no money was taken; paid, it pays the case; paid at
+    // another amount, it is held for a person (refused below). Should the
     // gateway not answer, the order may have been paid (its IPN lost), so
     // no second order is started.
     let stale = sqlx::query(
@@ -390,7 +422,7 @@ pub async fn start(
             created_at: r.try_get(2)?,
             expires_at: r.try_get(3)?,
         };
-        if let Err(e) = settle::ask_and_settle(ctx, &old, now).await {
+        if let Err(e) = reconcile::ask_and_settle(ctx, &old, now).await {
             tracing::warn!(event_id, txn_ref = old.txn_ref, error = %e,
                 "an earlier order could not be settled; no new order");
             return Err(PaymentError::PreviousOrderUnknown {
@@ -434,6 +466,22 @@ pub async fn start(
     };
     if let Some(until) = open {
         return Err(in_progress(until));
+    }
+    // Money taken at another amount for an earlier order: a person settles
+    // it first (refund or apply); another order could pay the fine twice.
+    let held: Option<String> = sqlx::query_scalar(
+        "SELECT txn_ref FROM payments WHERE event_id = $1 AND state = $2 \
+         ORDER BY created_at LIMIT 1",
+    )
+    .bind(event_id)
+    .bind(NEEDS_PERSON)
+    .fetch_optional(db.pool())
+    .await?;
+    if let Some(txn_ref) = held {
+        return Err(PaymentError::NeedsPerson {
+            event_id: event_id.into(),
+            txn_ref,
+        });
     }
     let order = Order {
         txn_ref: uuid::Uuid::new_v4().simple().to_string(),
@@ -480,7 +528,7 @@ pub struct PaymentRecord {
     pub event_id: String,
     /// Whole VND.
     pub amount_vnd: i64,
-    /// pending, paid, failed, cancelled.
+    /// pending, paid, failed, cancelled, needs_person ([`NEEDS_PERSON`]).
     pub state: String,
     /// The gateway's response code.
     pub response_code: Option<String>,
@@ -495,7 +543,8 @@ pub struct PaymentRecord {
     /// Unix ms.
     pub updated_at: i64,
     /// What a person should know: money received that could not be
-    /// applied ("needs a person: …"), paid after the order closed here.
+    /// applied, or at another amount ("needs a person: …"), paid after the
+    /// order closed here.
     pub note: Option<String>,
 }
 

@@ -1,5 +1,5 @@
 //! Settling a payment from what the gateway says — the one path shared by
-//! the IPN and the reconciler — and the reconciler itself.
+//! the IPN and the reconciler (`reconcile.rs`).
 //!
 //! The checks run in the order VNPay prescribes for the IPN (the signature
 //! was checked by the gateway adapter before): the order exists, the amount
@@ -19,17 +19,17 @@
 //! and cancelled) that the gateway then reports paid is applied; money that
 //! cannot be applied (the case paid by another order, contested, cancelled)
 //! is marked on the payment (`note`) and in the audit log
-//! (`payment.needs_person`) for a person to refund or apply; so is a signed
-//! success report for another amount than the order's (answered 04).
+//! (`payment.needs_person`) for a person to refund or apply. A signed
+//! success report for another amount than the order's (answered 04) is
+//! noted so too, and the order leaves `pending` (or `cancelled`/`failed`)
+//! for `needs_person`: money was taken, and nothing here can tell which
+//! amount is right, so no IPN or status query settles it any more, the
+//! reconciler stops asking about it, and `start` refuses a new order for
+//! the case until a person has refunded or applied the money.
 
-use std::sync::Arc;
-
-use serde::Serialize;
 use sqlx::Row;
-use tokio::task::JoinHandle;
 
-use super::{GatewayReport, PaymentError, Payments, PendingPayment, QueryAnswer};
-use crate::config::Config;
+use super::{GatewayReport, NEEDS_PERSON, PaymentError, Payments};
 use crate::review::{ReviewError, Reviewer};
 use crate::workflow::{Action, Actor, CaseState, Role};
 
@@ -40,11 +40,13 @@ pub enum Settled {
     Paid,
     /// Recorded as failed or cancelled now.
     Failed,
-    /// Settled before (or the case was paid by another attempt).
+    /// Settled before (or the case was paid by another attempt, or the
+    /// order is held for a person).
     AlreadyConfirmed,
     /// No such order.
     OrderNotFound,
-    /// The amount is not ours; nothing changed.
+    /// The amount is not ours: nothing paid. A success at that amount
+    /// moved the order to `needs_person` (or found it there).
     WrongAmount,
 }
 
@@ -159,19 +161,24 @@ async fn settle_once(
         );
         // A signed report that money was taken, for another amount: the
         // order is not paid with it, but the money is not ignored either.
+        // The order leaves `pending` (or closed here) for `needs_person`,
+        // so it is not asked about, nor blocks the case, for ever; a paid
+        // order keeps its state (the note says what came).
         if report.succeeded() {
-            needs_a_person(
-                p,
-                &report.txn_ref,
-                &event_id,
-                &format!(
-                    "the gateway reports a payment of vnp_Amount {theirs} (VND × 100) for this \
-                     order of {amount} VND: check with the gateway what was taken, refund it \
-                     or apply it (a status query that reports {amount} VND settles the order)"
-                ),
-                now,
-            )
-            .await?;
+            let hold = (!matches!(state.as_str(), "paid" | NEEDS_PERSON)).then(|| Hold {
+                from: &state,
+                report,
+                by,
+            });
+            let why = format!(
+                "the gateway reports a payment of vnp_Amount {theirs} (VND × 100) for this \
+                 order of {amount} VND: check with the gateway what was taken, then refund it \
+                 (set the payment `cancelled`) or apply it (set it `paid`: the reconciler \
+                 pays the case)"
+            );
+            if !needs_a_person(p, &report.txn_ref, &event_id, &why, hold, now).await? {
+                return Ok(Round::Changed(state));
+            }
         }
         return Ok(Round::Done(Settled::WrongAmount));
     }
@@ -184,6 +191,23 @@ async fn settle_once(
         if state == "paid" {
             repair(p, &event_id, now).await?;
         }
+        // Held for a person after a report at another amount: a later one
+        // at our amount is for that person to weigh, not applied here.
+        if state == NEEDS_PERSON && report.succeeded() {
+            needs_a_person(
+                p,
+                &report.txn_ref,
+                &event_id,
+                &format!(
+                    "the gateway later reported this order paid at its own amount of {amount} \
+                     VND ({})",
+                    by.as_str()
+                ),
+                None,
+                now,
+            )
+            .await?;
+        }
         return Ok(Round::Done(Settled::AlreadyConfirmed));
     }
     let new_state = if report.succeeded() {
@@ -193,32 +217,8 @@ async fn settle_once(
     } else {
         "failed"
     };
-    let (raw_col, at_col) = match by {
-        SettledBy::Ipn => ("ipn_params", "ipn_at"),
-        SettledBy::Querydr => ("query_result", "queried_at"),
-    };
-    let sql = format!(
-        "UPDATE payments SET state = $1, updated_at = $2, response_code = $3, \
-         transaction_status = $4, transaction_no = $5, bank_code = $6, bank_tran_no = $7, \
-         pay_date = $8, settled_by = $9, {raw_col} = $10, {at_col} = $2, \
-         note = COALESCE($12, note) \
-         WHERE txn_ref = $11 AND state = $13"
-    );
-    let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(new_state)
-        .bind(now)
-        // A status query's code is the query's, not the payment's.
-        .bind(Some(report.response_code.as_str()).filter(|s| !s.is_empty() && by == SettledBy::Ipn))
-        .bind(Some(report.transaction_status.as_str()).filter(|s| !s.is_empty()))
-        .bind(report.transaction_no.as_deref())
-        .bind(report.bank_code.as_deref())
-        .bind(report.bank_tran_no.as_deref())
-        .bind(report.pay_date.as_deref())
-        .bind(by.as_str())
-        .bind(report.raw.to_string())
-        .bind(&report.txn_ref)
-        .bind(late.then(|| format!("paid at the gateway after the order was {state} here")))
-        .bind(&state)
+    let note = late.then(|| format!("paid at the gateway after the order was {state} here"));
+    let done = settlement(report, by, new_state, &state, note, now)
         .execute(db.pool())
         .await?;
     if done.rows_affected() != 1 {
@@ -231,6 +231,45 @@ async fn settle_once(
         was: state,
         now_state: new_state,
     })
+}
+
+/// The conditional UPDATE that records what the gateway said about an
+/// order and moves it from `was` to `new_state` (0 rows: another writer
+/// changed it first); `note`, when given, replaces the note.
+fn settlement<'q>(
+    report: &'q GatewayReport,
+    by: SettledBy,
+    new_state: &'q str,
+    was: &'q str,
+    note: Option<String>,
+    now: i64,
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    let (raw_col, at_col) = match by {
+        SettledBy::Ipn => ("ipn_params", "ipn_at"),
+        SettledBy::Querydr => ("query_result", "queried_at"),
+    };
+    let sql = format!(
+        "UPDATE payments SET state = $1, updated_at = $2, response_code = $3, \
+         transaction_status = $4, transaction_no = $5, bank_code = $6, bank_tran_no = $7, \
+         pay_date = $8, settled_by = $9, {raw_col} = $10, {at_col} = $2, \
+         note = COALESCE($12, note) \
+         WHERE txn_ref = $11 AND state = $13"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(new_state)
+        .bind(now)
+        // A status query's code is the query's, not the payment's.
+        .bind(Some(report.response_code.as_str()).filter(|s| !s.is_empty() && by == SettledBy::Ipn))
+        .bind(Some(report.transaction_status.as_str()).filter(|s| !s.is_empty()))
+        .bind(report.transaction_no.as_deref())
+        .bind(report.bank_code.as_deref())
+        .bind(report.bank_tran_no.as_deref())
+        .bind(report.pay_date.as_deref())
+        .bind(by.as_str())
+        .bind(report.raw.to_string())
+        .bind(&report.txn_ref)
+        .bind(note)
+        .bind(was)
 }
 
 /// After the payment row was written: logs it and, when paid, pays the
@@ -265,6 +304,7 @@ async fn after_write(
                 &report.txn_ref,
                 event_id,
                 "the case was already paid by another payment: refund this one",
+                None,
                 now,
             )
             .await?;
@@ -279,6 +319,7 @@ async fn after_write(
                     "money received while the case was {case_state}: apply it if the fine \
                      stands (the reconciler does once the case is payable again), refund it if not"
                 ),
+                None,
                 now,
             )
             .await?;
@@ -288,21 +329,42 @@ async fn after_write(
     }
 }
 
+/// An order to move to `needs_person` with the note: from the state it
+/// was read in, recording what the gateway reported.
+struct Hold<'a> {
+    from: &'a str,
+    report: &'a GatewayReport,
+    by: SettledBy,
+}
+
 /// Records on the payment, and in the audit log, that money was received
 /// that could not be applied to its case, so a person refunds or applies
 /// it (the log line alone was all there was). Once per payment and reason:
 /// the gateway repeating its notification, or the reconciler asking again,
-/// adds nothing.
+/// adds nothing. With `hold`, the order also moves to `needs_person` in
+/// the same transaction; `false` (nothing written) when another writer
+/// changed it first.
 async fn needs_a_person(
     p: &Payments,
     txn_ref: &str,
     event_id: &str,
     why: &str,
+    hold: Option<Hold<'_>>,
     now: i64,
-) -> Result<(), PaymentError> {
-    tracing::error!(txn_ref, event_id, why, "payment needs a person");
+) -> Result<bool, PaymentError> {
     let line = format!("needs a person: {why}");
     let mut tx = crate::audit::begin(&p.ingest.db).await?;
+    if let Some(h) = hold {
+        let moved = settlement(h.report, h.by, NEEDS_PERSON, h.from, None, now)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if moved != 1 {
+            return Ok(false);
+        }
+        tracing::warn!(txn_ref, event_id, was = h.from, "payment held for a person");
+    }
+    tracing::error!(txn_ref, event_id, why, "payment needs a person");
     let noted = sqlx::query(
         "UPDATE payments SET note = CASE WHEN note IS NULL THEN $1 ELSE note || '; ' || $1 END, \
          updated_at = $2 WHERE txn_ref = $3 AND (note IS NULL OR note NOT LIKE ('%' || $1 || '%'))",
@@ -325,7 +387,7 @@ async fn needs_a_person(
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 enum CaseOutcome {
@@ -380,7 +442,7 @@ async fn pay_case(p: &Payments, event_id: &str, now: i64) -> Result<CaseOutcome,
 }
 
 /// A paid payment on a case still waiting for it: pay the case.
-async fn repair(p: &Payments, event_id: &str, now: i64) -> Result<bool, PaymentError> {
+pub(super) async fn repair(p: &Payments, event_id: &str, now: i64) -> Result<bool, PaymentError> {
     let state: Option<String> = sqlx::query("SELECT state FROM events WHERE event_id = $1")
         .bind(event_id)
         .fetch_optional(p.ingest.db.pool())
@@ -402,167 +464,4 @@ async fn repair(p: &Payments, event_id: &str, now: i64) -> Result<bool, PaymentE
         pay_case(p, event_id, now).await?,
         CaseOutcome::Paid
     ))
-}
-
-/// What one reconciliation did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ReconcileReport {
-    /// Pending payments asked about.
-    pub checked: usize,
-    /// Found paid (and their cases paid).
-    pub paid: usize,
-    /// Found failed or cancelled.
-    pub failed: usize,
-    /// Expired without being paid (unknown at the gateway or not
-    /// finished): cancelled.
-    pub expired: usize,
-    /// Still pending (not finished, not expired).
-    pub still_pending: usize,
-    /// Settled meanwhile by an IPN, or the gateway's amount differs.
-    pub skipped: usize,
-    /// The gateway could not be asked or answered wrongly.
-    pub errors: usize,
-    /// Paid payments whose case was paid now.
-    pub repaired: usize,
-}
-
-/// What asking the gateway about one pending payment did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Asked {
-    /// Paid (and its case paid).
-    Paid,
-    /// Failed or cancelled at the gateway.
-    Failed,
-    /// Expired, and the gateway says it took no money: cancelled here.
-    Expired,
-    /// Not finished and not expired.
-    StillPending,
-    /// Settled meanwhile by another writer, or the gateway's amount
-    /// differs.
-    Skipped,
-}
-
-/// Asks the gateway (`querydr`) about one pending payment and settles it
-/// as the IPN would. An expired order is cancelled only on the gateway's
-/// word that it took no money (it does not know the order, or the order
-/// never finished); should it report the order paid later after all,
-/// [`settle`] applies it. The one place besides [`settle`] that moves a
-/// payment out of `pending`: the reconciler and `start` both come here.
-pub(super) async fn ask_and_settle(
-    p: &Payments,
-    pending: &PendingPayment,
-    now: i64,
-) -> Result<Asked, PaymentError> {
-    let answer = p.gateway.query(pending, now).await?;
-    let expired = now > pending.expires_at;
-    let raw = match answer {
-        // Finished at the gateway, one way or the other.
-        QueryAnswer::Found(g) if g.transaction_status != "01" => {
-            return Ok(match settle(p, &g, SettledBy::Querydr, now).await? {
-                Settled::Paid => Asked::Paid,
-                Settled::Failed => Asked::Failed,
-                _ => Asked::Skipped,
-            });
-        }
-        _ if !expired => return Ok(Asked::StillPending),
-        QueryAnswer::Found(g) => g.raw,
-        QueryAnswer::NotFound { raw } => raw,
-    };
-    // Expired, and never paid (unknown at the gateway, or not finished).
-    let done = sqlx::query(
-        "UPDATE payments SET state = 'cancelled', updated_at = $1, settled_by = \
-         'querydr', note = $2, query_result = $3, queried_at = $1 \
-         WHERE txn_ref = $4 AND state = 'pending'",
-    )
-    .bind(now)
-    .bind("expired unpaid")
-    .bind(raw.to_string())
-    .bind(&pending.txn_ref)
-    .execute(p.ingest.db.pool())
-    .await?;
-    Ok(if done.rows_affected() == 1 {
-        Asked::Expired
-    } else {
-        Asked::Skipped
-    })
-}
-
-/// Asks the gateway about every payment pending for longer than
-/// `reconcile_after_minutes` and settles it as the IPN would; cancels
-/// expired orders it does not know; repairs paid payments on unpaid cases.
-pub async fn reconcile(p: &Payments, now: i64) -> Result<ReconcileReport, PaymentError> {
-    let db = &p.ingest.db;
-    let mut report = ReconcileReport::default();
-    let rows = sqlx::query(
-        "SELECT txn_ref, event_id, amount_vnd, created_at, expires_at FROM payments \
-         WHERE state = 'pending' AND created_at <= $1 ORDER BY created_at LIMIT 500",
-    )
-    .bind(now.saturating_sub(p.settings.reconcile_after_ms))
-    .fetch_all(db.pool())
-    .await?;
-    for r in &rows {
-        let pending = PendingPayment {
-            txn_ref: r.try_get(0)?,
-            event_id: r.try_get(1)?,
-            amount_vnd: r.try_get(2)?,
-            created_at: r.try_get(3)?,
-            expires_at: r.try_get(4)?,
-        };
-        report.checked += 1;
-        match ask_and_settle(p, &pending, now).await {
-            Ok(Asked::Paid) => report.paid += 1,
-            Ok(Asked::Failed) => report.failed += 1,
-            Ok(Asked::Expired) => report.expired += 1,
-            Ok(Asked::StillPending) => report.still_pending += 1,
-            Ok(Asked::Skipped) => report.skipped += 1,
-            Err(e) => {
-                tracing::warn!(txn_ref = pending.txn_ref, error = %e, "reconciling failed");
-                report.errors += 1;
-            }
-        }
-    }
-    let unpaid = sqlx::query(
-        "SELECT DISTINCT p.event_id FROM payments p JOIN events e ON e.event_id = p.event_id \
-         WHERE p.state = 'paid' AND e.state IN ('notice_issued', 'overdue')",
-    )
-    .fetch_all(db.pool())
-    .await?;
-    for r in &unpaid {
-        let event_id: String = r.try_get(0)?;
-        if repair(p, &event_id, now).await? {
-            report.repaired += 1;
-        }
-    }
-    if report != ReconcileReport::default() {
-        tracing::info!(?report, "payments reconciled");
-    }
-    Ok(report)
-}
-
-/// Runs [`reconcile`] every `reconcile_interval_s` for as long as the
-/// server runs (the configuration refuses 0; settings made in code without
-/// an interval run none).
-pub fn spawn_reconciler(p: Arc<Payments>) -> Option<JoinHandle<()>> {
-    let every = p.settings.reconcile_interval?;
-    Some(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            if let Err(e) = reconcile(&p, crate::db::now_ms()).await {
-                tracing::warn!(error = %e, "payment reconciliation failed");
-            }
-        }
-    }))
-}
-
-/// One reconciliation from the command line: opens the server's state as
-/// configured and runs [`reconcile`] once, now.
-pub async fn reconcile_from_config(cfg: &Config) -> Result<ReconcileReport, PaymentError> {
-    let ingestor = crate::app::open(cfg)
-        .await
-        .map_err(|e| PaymentError::Config(e.to_string()))?;
-    let p = Payments::from_config(&cfg.payments, ingestor.context().clone())?
-        .ok_or(PaymentError::Disabled)?;
-    reconcile(&p, crate::db::now_ms()).await
 }

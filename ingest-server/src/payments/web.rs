@@ -80,6 +80,8 @@ pub fn source_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
 enum View {
     Paid,
     Processing,
+    /// Money reported taken at another amount: a person settles it.
+    NeedsPerson,
     Failed(String),
     Unknown,
     Forged,
@@ -114,6 +116,7 @@ async fn return_page(State(ctx): State<ApiContext>, req: Request) -> Response {
     };
     let view = match record.state.as_str() {
         "paid" => View::Paid,
+        super::NEEDS_PERSON => View::NeedsPerson,
         "pending" if report.succeeded() => View::Processing,
         "pending" => View::Failed(report.response_code.clone()),
         // Closed here (expired) but paid at the bank: the gateway's
@@ -162,6 +165,18 @@ fn page(
                 .to_string(),
             "The gateway reports success; we are waiting for its confirmation. \
              This page refreshes itself; do not pay again."
+                .to_string(),
+            "wait",
+        ),
+        View::NeedsPerson => (
+            "Đang được cán bộ kiểm tra",
+            "Being checked by staff",
+            "Cổng thanh toán báo đã nhận tiền nhưng số tiền không khớp với mức phạt. Cán bộ sẽ \
+             kiểm tra để ghi nhận hoặc hoàn trả khoản tiền này; bạn không cần và không nên \
+             thanh toán lại."
+                .to_string(),
+            "The gateway reports money taken, but not the amount of the fine. Staff will check \
+             it and apply or refund it; do not pay again."
                 .to_string(),
             "wait",
         ),
