@@ -448,6 +448,17 @@ async fn late_notices_are_listed_for_police_not_operators() {
     .execute(ctx.db.pool())
     .await
     .unwrap();
+    // Money taken at another amount waits for a person, listed for police.
+    sqlx::query(
+        "INSERT INTO payments (txn_ref, event_id, gateway, amount_vnd, state, client_ip, \
+         created_at, expires_at, updated_at, note) VALUES ('t-held', $1, 'vnpay', 1000, \
+         'needs_person', '203.0.113.7', $2, $2, $2, 'needs a person: paid 1100')",
+    )
+    .bind(&late)
+    .bind(now)
+    .execute(ctx.db.pool())
+    .await
+    .unwrap();
 
     tokio::task::spawn_blocking(move || {
         let mut cuong = Client::new(addr);
@@ -456,6 +467,13 @@ async fn late_notices_are_listed_for_police_not_operators() {
         assert_eq!(page.status, 200, "{}", page.body);
         assert!(page.body.contains("id=\"late-notices\""));
         assert!(page.body.contains("id=\"inspection-warnings\""));
+        assert!(
+            page.body.contains("id=\"payments-needing-a-person\"")
+                && page.body.contains("data-txn=\"t-held\"")
+                && page.body.contains("paid 1100"),
+            "{}",
+            page.body
+        );
         assert!(
             page.body
                 .contains(&format!("data-event=\"{late}\" class=\"withdrawn\""))

@@ -100,6 +100,26 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         );
     }
 
+    // Money the gateway took that no order could take as the fine (another
+    // amount): until a person refunds or applies it, the case takes no new
+    // payment.
+    let held = crate::payments::needing_a_person(db)
+        .await
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    let mut held_rows = String::new();
+    for p in &held {
+        let _ = write!(
+            held_rows,
+            "<tr data-txn=\"{txn}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{txn}</td>\
+             <td>{amount}</td><td>{updated}</td><td>{note}</td></tr>",
+            id = esc(&p.event_id),
+            txn = esc(&p.txn_ref),
+            amount = p.amount_vnd,
+            updated = local_time(p.updated_at),
+            note = esc(p.note.as_deref().unwrap_or("")),
+        );
+    }
+
     let empty = |cols: usize, rows: &str| {
         if rows.is_empty() {
             format!(
@@ -117,7 +137,21 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
          <th>{flagged_l}</th><th>{written_l}</th><th>{deliveries_l}</th><th>{error_l}</th></tr>{late_rows}{late_empty}</table>\
          <h2>{warn_h} ({warn_n})</h2><p class=\"muted\">{warn_p}</p>\
          <table id=\"inspection-warnings\"><tr><th>{case_l}</th><th>{plate_l}</th><th>{created_l}</th><th>{reason_l}</th>\
-         <th>{sent_l}</th><th>{withdrawn_l}</th></tr>{warn_rows}{warn_empty}</table>",
+         <th>{sent_l}</th><th>{withdrawn_l}</th></tr>{warn_rows}{warn_empty}</table>\
+         <h2>{held_h} ({held_n})</h2><p class=\"muted\">{held_p}</p>\
+         <table id=\"payments-needing-a-person\"><tr><th>{case_l}</th><th>{txn_l}</th><th>{amount_l}</th>\
+         <th>{updated_l}</th><th>{note_l}</th></tr>{held_rows}{held_empty}</table>",
+        held_h = lang.t("Khoản tiền cần người xử lý", "Payments needing a person"),
+        held_n = held.len(),
+        held_p = lang.t(
+            "Cổng thanh toán đã thu tiền với số tiền khác khoản phạt: hoàn tiền hoặc ghi nhận, rồi cập nhật giao dịch. Vụ việc không nhận thanh toán mới cho đến khi xử lý xong.",
+            "The gateway took money at another amount than the fine: refund or apply it, then update the payment. The case takes no new payment until then."
+        ),
+        txn_l = lang.t("Mã giao dịch", "Reference"),
+        amount_l = lang.t("Khoản phạt (₫)", "Fine (₫)"),
+        updated_l = lang.t("Cập nhật", "Updated"),
+        note_l = lang.t("Ghi chú", "Note"),
+        held_empty = empty(5, &held_rows),
         title = lang.t("Thời hạn thông báo vi phạm", "Notice deadlines"),
         late_h = lang.t(
             "Quá hạn gửi thông báo (10 ngày)",

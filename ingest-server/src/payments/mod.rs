@@ -559,6 +559,12 @@ pub async fn find(
         .next())
 }
 
+/// Every payment whose money a person must settle ([`NEEDS_PERSON`]),
+/// oldest first: the console lists them.
+pub async fn needing_a_person(db: &crate::db::Db) -> Result<Vec<PaymentRecord>, PaymentError> {
+    list_where(db, "state = $1", NEEDS_PERSON).await
+}
+
 /// Every payment attempt of case `event_id`, oldest first.
 pub async fn of_case(
     db: &crate::db::Db,
