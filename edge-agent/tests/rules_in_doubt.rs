@@ -202,3 +202,27 @@ fn a_car_in_the_motorcycle_lane_lost_for_two_seconds_is_reported_once() {
         vec![(2, ViolationType::WrongLane), (4, ViolationType::WrongLane)]
     );
 }
+
+/// Standing over the stop line on red is one act however often the tracker
+/// loses the car: hidden by a bus for two seconds, it comes back as a new
+/// track on the same spot, still standing on red, and is not fined again.
+#[test]
+fn a_car_standing_over_the_line_hidden_and_found_again_is_one_stop_line_case() {
+    let signal = |n: u64| if n < 100 { Red } else { Green };
+    // Crosses the line (y = 600) at frame 16 and stops 15 px past it: under
+    // the red-light confirmation, a stop-line case.
+    let spot = |n: u64| Point::new(900.0, (905.0 - 20.0 * n as f64).max(585.0));
+    let seen = Vehicle::new(8, Car, move |n| (n < 40).then(|| spot(n)));
+    let found_again = Vehicle::new(9, Car, move |n| {
+        (60..110).contains(&n).then(|| Point::new(900.0, 585.0))
+    });
+    // Lane s2 drawn 40 px over the line, as sites may draw it: a track
+    // first seen there is in the lane, so the stop-line rule applies to it.
+    let site = SITE.replace(
+        "polygon = [[700, 600], [1100, 600], [1100, 1080], [700, 1080]]",
+        "polygon = [[700, 560], [1100, 560], [1100, 1080], [700, 1080]]",
+    );
+    assert_ne!(site, SITE);
+    let out = run(&site, &[seen, found_again], signal, 120);
+    assert_eq!(out.summary(), vec![(8, ViolationType::StopLine)]);
+}

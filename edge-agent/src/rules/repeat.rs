@@ -22,17 +22,18 @@
 //! a bus, a moment out of view) comes back as a new track, whose rule state
 //! starts afresh and finds the same act again. A violation of a state that
 //! goes on ([`continues`]: wrong lane — a class not allowed in the lane, or
-//! the manoeuvre, which shares its type — and wrong way) is not reported
+//! the manoeuvre, which shares its type — wrong way, and standing over
+//! the stop line on red, which needs no crossing by the track that reports
+//! it) is not reported
 //! again when its track *appeared* after a track reported for the same
 //! type was last seen, within [`REACQUIRE_WINDOW_US`] of that, near where
 //! that vehicle would have got to by then at the speed it had, with the
 //! same class: taken to be that vehicle found again. A different vehicle
 //! doing the same nearby in those seconds goes unreported too (in doubt, no
-//! case). Acts of a moment — a red-light run, a stop-line encroachment,
-//! speeding — are never taken for repeats: a track found again beyond the
-//! stop line, or between or past the speed lines, cannot cross them again,
-//! so such an act by a new track near a lost violator is another
-//! vehicle's.
+//! case). Acts of a moment — a red-light run, speeding — are never taken
+//! for repeats: a track found again beyond the stop line, or between or
+//! past the speed lines, cannot cross them again, so such an act by a new
+//! track near a lost violator is another vehicle's.
 
 use std::collections::VecDeque;
 
@@ -244,15 +245,21 @@ pub(crate) fn is_repeat(
 
 /// Whether a violation of type `t` is a state that goes on while the
 /// vehicle is in view (so a track that finds it again may be the same
-/// vehicle found again), rather than an act of a moment a vehicle does once
-/// (a red-light run, a stop-line encroachment, speeding between the lines)
-/// or illegal stopping, which [`ParkedSpots`] deals with.
+/// vehicle found again): driving in the wrong lane or the wrong way, and
+/// standing over the stop line on red (which needs no crossing by the
+/// track that reports it). Not an act of a moment a vehicle does once (a
+/// red-light run, speeding between the lines: a track found again cannot
+/// do it again, so a report there is another vehicle's), nor illegal
+/// stopping, which [`ParkedSpots`] deals with.
 fn continues(t: ViolationType) -> bool {
-    matches!(t, ViolationType::WrongLane | ViolationType::WrongWay)
+    matches!(
+        t,
+        ViolationType::WrongLane | ViolationType::WrongWay | ViolationType::StopLine
+    )
 }
 
 /// How long after a violator's track was last seen a new track can be that
-/// vehicle found again (wrong lane and wrong way: see [`continues`]).
+/// vehicle found again (wrong lane, wrong way, standing over the stop line: see [`continues`]).
 pub const REACQUIRE_WINDOW_US: i64 = 5_000_000;
 
 /// Most remembered acts.
