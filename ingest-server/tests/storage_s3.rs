@@ -416,6 +416,17 @@ fn run_server_binary(dir: &Path, s3: &S3Server, secret: &str) -> (Option<i32>, S
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Drained while it runs: a debug log larger than a pipe's buffer would
+    // otherwise block the server on its next write, and it never exits.
+    fn drain(mut r: impl std::io::Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = r.read_to_end(&mut buf);
+            buf
+        })
+    }
+    let stdout = drain(child.stdout.take().unwrap());
+    let stderr = drain(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     let code = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -427,11 +438,11 @@ fn run_server_binary(dir: &Path, s3: &S3Server, secret: &str) -> (Option<i32>, S
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let out = child.wait_with_output().unwrap();
+    let _ = child.wait();
     let text = format!(
         "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&stdout.join().unwrap()),
+        String::from_utf8_lossy(&stderr.join().unwrap())
     );
     (code, text)
 }
