@@ -440,3 +440,51 @@ fn the_first_observation_outlives_the_bounded_trajectory() {
         "where and when it appeared"
     );
 }
+
+/// A stall of the stream (a network hiccup, a decoder waiting for its
+/// keyframe) numbers the frames after it consecutively: the tracker must
+/// count the time it lasted, or a car standing where another stood five
+/// seconds ago inherits its track (and with it its violation and plate).
+#[test]
+fn a_stall_between_consecutive_frame_numbers_ends_the_tracks_it_outlasted() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    for n in 0..10 {
+        tr.update(frame(n), &[car(100.0, 100.0)]);
+    }
+    let first = tr
+        .active()
+        .next()
+        .map(|t| t.id())
+        .expect("car A is tracked");
+    // Frame 10 comes 5 s after frame 9 (the coasting limit is 1.2 s), with
+    // car B nearly where car A stood.
+    let late = FrameInfo::new(10, frame(9).timestamp_us + 5_000_000);
+    tr.update(late, &[car(110.0, 100.0)]);
+    assert!(
+        tr.ended().iter().any(|t| t.id() == first),
+        "car A's track ends with the stall"
+    );
+    assert!(
+        tr.active().all(|t| t.id() != first),
+        "car B does not continue car A's track"
+    );
+    // An ordinary step (jitter of a few ms) changes nothing.
+    let mut tr = Tracker::new(TrackerConfig::default());
+    for n in 0..10 {
+        tr.update(frame(n), &[car(100.0 + n as f32, 100.0)]);
+    }
+    let jittered = FrameInfo::new(10, frame(10).timestamp_us + 15_000);
+    tr.update(jittered, &[car(110.0, 100.0)]);
+    assert!(tr.ended().is_empty());
+    assert_eq!(tr.active().filter(|t| t.misses() == 0).count(), 1);
+    // A short stall within the coasting time keeps the track, which is
+    // then held to a detection of its kind and size.
+    let short = FrameInfo::new(11, frame(10).timestamp_us + 400_000);
+    tr.update(short, &[car(112.0, 100.0)]);
+    assert!(tr.ended().is_empty());
+    assert_eq!(
+        tr.active().map(|t| t.id()).collect::<Vec<_>>(),
+        vec![first],
+        "the same car after a short stall keeps its id"
+    );
+}

@@ -11,6 +11,7 @@ mod gate;
 mod motion;
 mod nms;
 mod riders;
+mod seam;
 mod yolox;
 
 pub use gate::{GateConfig, StaticGate};

@@ -8,6 +8,7 @@
 //! are allocated once; a frame costs one resize and one conversion.
 
 use super::riders::{Person, attach_riders, nms_persons};
+use super::seam::{join_halves, unseen_pieces};
 use super::{DetectError, VehicleDetector, cv, frame_mat, nms};
 use crate::capture::Frame;
 use crate::track::Detection;
@@ -176,31 +177,32 @@ impl VehicleDetector for YoloxDetector {
             .unwrap_or(if w as f32 > 1.6 * h as f32 { 2 } else { 1 })
             .clamp(1, 2);
         let (mut dets, mut pieces, mut persons) = (Vec::new(), Vec::new(), Vec::new());
-        let mut found = Found {
-            dets: &mut dets,
-            pieces: &mut pieces,
-            persons: &mut persons,
-        };
+        let (mut left_halves, mut right_halves) = (Vec::new(), Vec::new());
         if tiles == 1 {
+            let mut found = Found {
+                dets: &mut dets,
+                pieces: &mut pieces,
+                halves: &mut left_halves,
+                persons: &mut persons,
+            };
             self.detect_tile(frame, Rect::new(0, 0, w, h), None, &mut found)?;
         } else {
-            // Two tiles overlapping by 10% of the width, so a vehicle on the
-            // seam is whole in at least one of them.
+            // Two tiles overlapping by 10% of the width: a vehicle on the
+            // seam narrower than that is whole in at least one of them,
+            // a wider one is cut in both and put together again.
             let tw = ((w as f32 * 0.55).ceil() as i32).min(w);
             let (left, right) = (Rect::new(0, 0, tw, h), Rect::new(w - tw, 0, tw, h));
+            let mut found = Found {
+                dets: &mut dets,
+                pieces: &mut pieces,
+                halves: &mut left_halves,
+                persons: &mut persons,
+            };
             self.detect_tile(frame, left, Some(right), &mut found)?;
+            found.halves = &mut right_halves;
             self.detect_tile(frame, right, Some(left), &mut found)?;
-            // A piece the other tile did see whole (about as surely) is
-            // dropped; one it missed stays (a cut vehicle is better than
-            // none).
-            let missed: Vec<Detection> = pieces
-                .into_iter()
-                .filter(|p| {
-                    !dets
-                        .iter()
-                        .any(|d| d.score >= 0.5 * p.score && covered(&p.bbox, &d.bbox))
-                })
-                .collect();
+            dets.extend(join_halves(left_halves, right_halves));
+            let missed = unseen_pieces(pieces, &dets);
             dets.extend(missed);
         }
         let mut vehicles = nms(dets, self.cfg.nms_iou);
@@ -215,6 +217,9 @@ struct Found<'a> {
     dets: &'a mut Vec<Detection>,
     /// Vehicles cut by the seam, inside the other tile.
     pieces: &'a mut Vec<Detection>,
+    /// Vehicles cut by the seam and reaching out of the other tile: half
+    /// of one wider than the overlap (`seam.rs`).
+    halves: &'a mut Vec<Detection>,
     /// People not cut by the seam (one cut there is whole in the other
     /// tile; counting both halves would make one rider two).
     persons: &'a mut Vec<Person>,
@@ -262,6 +267,11 @@ impl YoloxDetector {
             let cy = oy + (row[1] + gy) * stride / r;
             let w = row[2].exp() * stride / r;
             let h = row[3].exp() * stride / r;
+            // An overflowing size (`exp` of a huge log-size) would clamp
+            // to a box over the whole frame.
+            if !(w.is_finite() && h.is_finite()) {
+                continue;
+            }
             let x0 = (cx - w / 2.0).clamp(0.0, fw);
             let y0 = (cy - h / 2.0).clamp(0.0, fh);
             let x1 = (cx + w / 2.0).clamp(0.0, fw);
@@ -278,12 +288,18 @@ impl YoloxDetector {
             // shape says nothing of its class.
             let (left, right) = (ox, ox + tile.width as f32);
             let margin = CUT_MARGIN_INPUT_PX / r;
-            let cut_at_the_side = cx - w / 2.0 <= left + margin || cx + w / 2.0 >= right - margin;
+            let (cut_left, cut_right) = (
+                cx - w / 2.0 <= left + margin,
+                cx + w / 2.0 >= right - margin,
+            );
+            let cut_at_the_side = cut_left || cut_right;
             let piece = cut_at_the_side
                 && other.is_some_and(|o| {
                     let (ol, or) = (o.x as f32, (o.x + o.width) as f32);
                     x0 >= ol + margin && x1 <= or - margin
                 });
+            let at_the_seam =
+                other.is_some_and(|o| if o.x > tile.x { cut_right } else { cut_left });
             if is_person && !piece {
                 found.persons.push(Person {
                     bbox: [x0, y0, x1 - x0, y1 - y0],
@@ -305,19 +321,14 @@ impl YoloxDetector {
             };
             if piece {
                 found.pieces.push(det);
+            } else if at_the_seam {
+                found.halves.push(det);
             } else {
                 found.dets.push(det);
             }
         }
         Ok(())
     }
-}
-
-/// Whether at least half of `piece` lies inside `whole`.
-fn covered(piece: &[f32; 4], whole: &[f32; 4]) -> bool {
-    let iw = ((piece[0] + piece[2]).min(whole[0] + whole[2]) - piece[0].max(whole[0])).max(0.0);
-    let ih = ((piece[1] + piece[3]).min(whole[1] + whole[3]) - piece[1].max(whole[1])).max(0.0);
-    iw * ih >= 0.5 * piece[2] * piece[3]
 }
 
 #[cfg(test)]

@@ -16,7 +16,11 @@
 //! track that misses is dropped silently, and a confirmed track that misses
 //! more than `max_misses` frames in a row ends and is reported once in
 //! [`Tracker::ended`]. Only confirmed tracks are reported at all. The class
-//! is a majority vote over the track's detections.
+//! is a majority vote over the track's detections. Misses are counted in
+//! time as well as frames: a stall that numbers the frames after it
+//! consecutively counts as the frames it lasted (timestamps against the
+//! usual step), so a track cannot outlive it and be taken by whatever
+//! stands where it was.
 //!
 //! Input is sanitised: a detection with a NaN, negative, tiny or huge box,
 //! or a NaN score, is ignored; nothing a detector emits can panic here.
@@ -363,6 +367,11 @@ pub struct Tracker {
     ended: Vec<Track>,
     next_id: u64,
     last_frame: Option<u64>,
+    /// The previous frame's timestamp and the usual time between analysed
+    /// frames (learnt from ordinary steps), so a stall that numbers its
+    /// frames consecutively still counts as the frames it lasted.
+    last_time_us: Option<i64>,
+    step_us: Option<f64>,
     // Per-frame buffers, reused.
     dets: Vec<Det>,
     det_boxes: Vec<BBox>,
@@ -384,6 +393,8 @@ impl Tracker {
             ended: Vec::new(),
             next_id: 1,
             last_frame: None,
+            last_time_us: None,
+            step_us: None,
             dets: Vec::new(),
             det_boxes: Vec::new(),
             predicted: Vec::new(),
@@ -439,16 +450,71 @@ impl Tracker {
         })
     }
 
+    /// How many frames' worth of time passed since the previous update:
+    /// the difference of frame numbers, or more where the timestamps show
+    /// a longer gap (a network stall or a decoder waiting for a keyframe
+    /// numbers the frames after it consecutively). At least 1, at most
+    /// two past the coasting limit (a track that missed `max_misses`
+    /// frames may still be matched in the next; one more ends it).
+    fn steps_since_last(&mut self, frame: FrameInfo) -> u64 {
+        let by_number = match self.last_frame {
+            Some(prev) if frame.number > prev => frame.number - prev,
+            _ => 1,
+        };
+        let mut by_time = 0;
+        if let Some(prev) = self.last_time_us
+            && frame.timestamp_us > prev
+        {
+            let gap = (frame.timestamp_us - prev) as f64;
+            if let Some(step) = self.step_us {
+                by_time = (gap / step).round() as u64;
+            }
+            // Learn the usual step from steps that are not gaps (a stall
+            // must not teach the tracker that stalls are normal).
+            let per_frame = gap / by_number as f64;
+            self.step_us = match self.step_us {
+                None => Some(per_frame),
+                Some(step) if per_frame <= 1.5 * step => Some(0.9 * step + 0.1 * per_frame),
+                Some(step) => Some(step),
+            };
+        }
+        if frame.timestamp_us > 0 {
+            self.last_time_us = Some(frame.timestamp_us);
+        }
+        self.last_frame = Some(frame.number);
+        by_number
+            .max(by_time)
+            .clamp(1, u64::from(self.config.max_misses) + 2)
+    }
+
+    /// Counts the frames a gap of `steps` lasted beyond the one being
+    /// analysed as missed by every track: a tentative track is dropped, a
+    /// confirmed one that has now coasted past `max_misses` ends before it
+    /// can be matched to whatever stands where it was.
+    fn miss_gap(&mut self, steps: u64) {
+        let missed = u32::try_from(steps.saturating_sub(1)).unwrap_or(u32::MAX);
+        if missed == 0 {
+            return;
+        }
+        let max = self.config.max_misses;
+        let mut kept = Vec::with_capacity(self.tracks.len());
+        for mut t in self.tracks.drain(..) {
+            t.misses = t.misses.saturating_add(missed);
+            if t.confirmed && t.misses <= max {
+                kept.push(t);
+            } else if t.confirmed {
+                self.ended.push(t);
+            }
+        }
+        self.tracks = kept;
+    }
+
     /// Feeds one frame's detections (frames in increasing order).
     pub fn update(&mut self, frame: FrameInfo, detections: &[Detection]) {
         self.ended.clear();
-        let dt = match self.last_frame {
-            Some(prev) if frame.number > prev => {
-                (frame.number - prev).min(u64::from(self.config.max_misses) + 1) as f64
-            }
-            _ => 1.0,
-        };
-        self.last_frame = Some(frame.number);
+        let steps = self.steps_since_last(frame);
+        self.miss_gap(steps);
+        let dt = steps as f64;
 
         self.dets.clear();
         for d in detections {
