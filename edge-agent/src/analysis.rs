@@ -2,7 +2,7 @@
 //! one frame at a time. The live loop, `replay` and the synthetic-scene tests
 //! all drive this same type, so what is tested is what runs.
 
-use crate::capture::Frame;
+use crate::capture::{Frame, PixelLayout};
 use crate::detect::{DetectError, VehicleDetector};
 use crate::rules::{ParkedSpot, RuleEngine, RuleError, Violation};
 use crate::signal::{FrameView, LampConfig, PixelFormat, SignalBoard};
@@ -134,12 +134,16 @@ impl Analysis {
                     "the stream stamps no times on its frames (arrival times are off by the network's jitter): speeding is not judged on this camera"
                 );
             }
+            let (stride, format) = match frame.layout {
+                PixelLayout::Bgr { stride } => (stride, PixelFormat::Bgr8),
+                PixelLayout::Yuv420(yuv) => (yuv.y.stride, PixelFormat::Yuv420(yuv)),
+            };
             let view = FrameView {
                 data: frame.data(),
                 width: frame.width,
                 height: frame.height,
-                stride: frame.stride,
-                format: PixelFormat::Bgr8,
+                stride,
+                format,
             };
             j.board.observe_frame(info, &view);
             j.board.advance_feeds(info.timestamp_us);

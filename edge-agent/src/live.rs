@@ -317,7 +317,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
             Err(e) => tracing::error!(camera = %id, error = %e, "evidence ring"),
         }
         // A coded (H.264/H.265) source's frames come already paced by the
-        // capture (pictures nobody analyses are not converted to BGR);
+        // capture (pictures nobody analyses are not even handed on);
         // others are paced here, after the evidence ring kept them all.
         if frame.packets.is_none() && !pace.due(frame.time.unix_timestamp_nanos()) {
             continue;

@@ -3,7 +3,8 @@
 //! vehicle for the motion detector.
 
 use edge_agent::capture::{
-    Camera, CameraState, CaptureError, Frame, FrameSource, Pacing, RetryPolicy, SourceSpec,
+    Camera, CameraState, CaptureError, Frame, FrameSource, Pacing, PixelLayout, RetryPolicy,
+    SourceSpec,
 };
 use edge_agent::detect::{
     MotionConfig, MotionDetector, VehicleDetector, YoloxConfig, YoloxDetector,
@@ -40,7 +41,9 @@ fn reads_every_frame_of_a_real_recording_at_full_resolution() {
             f.time
         );
         assert_eq!(f.number, n);
-        assert!(f.data().len() >= f.stride * f.height as usize);
+        assert_eq!(f.layout.problem(f.data().len(), f.width, f.height), None);
+        // An H.264 recording: the analysis gets the decoder's own pictures.
+        assert!(matches!(f.layout, PixelLayout::Yuv420(_)), "{:?}", f.layout);
         if let Some(t) = last_time {
             assert!(f.time >= t, "frame times never go backwards");
         }

@@ -418,9 +418,7 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
         times.push(f.time);
         if count == 0 {
             // Masked in the clip too.
-            let m = Mat::new_rows_cols_with_data(H as i32, (W * 3) as i32, f.data())
-                .unwrap()
-                .reshape(3, H as i32)
+            let m = edge_agent::detect::frame_mat(&f)
                 .unwrap()
                 .try_clone()
                 .unwrap();

@@ -285,8 +285,11 @@ fn a_masked_site_re_encodes_the_kept_stream_with_its_masks() {
     // The window proper (frames 20..=40), not the whole group of pictures.
     assert!((19..=22).contains(&clip.len()), "{} frames", clip.len());
     let at = |f: &Frame, x: usize, y: usize| {
-        let i = y * f.stride + x * 3;
-        [f.data()[i], f.data()[i + 1], f.data()[i + 2]]
+        let m = edge_agent::detect::frame_mat(f).unwrap();
+        let (w, i) = (f.width as usize, y * f.width as usize + x);
+        let px = m.data_bytes().unwrap();
+        assert!(m.is_continuous() && px.len() == w * f.height as usize * 3);
+        [px[3 * i], px[3 * i + 1], px[3 * i + 2]]
     };
     let grey_ish = |p: [u8; 3]| p.iter().all(|c| c.abs_diff(p[0]) < 12) && p[0] > 90 && p[0] < 170;
     for f in [&clip[0], &clip[clip.len() - 1]] {

@@ -4,8 +4,8 @@
 //! 25 fps stream gives 10 a second, not the 8.3 that "at least 100 ms since
 //! the last" would), restarting the schedule after a gap (a stall, a
 //! restart). The capture applies it to an H.264/H.265 camera's decoded
-//! pictures before they are converted to BGR (the evidence keeps the coded
-//! stream, so a picture nobody analyses needs no conversion); the analysis
+//! pictures before they are handed on (the evidence keeps the coded
+//! stream, so a picture nobody analyses needs nothing more); the analysis
 //! loop applies it to the frames of other sources, which the evidence keeps
 //! decoded.
 

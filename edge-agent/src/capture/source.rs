@@ -1,15 +1,17 @@
-//! One GStreamer pipeline from a source address to BGR frames, with the
+//! One GStreamer pipeline from a source address to frames, with the
 //! source's own H.264/H.265 access units kept beside them.
 //!
 //! `uridecodebin` is told to stop at parsed H.264/H.265 (its `caps`), so a
 //! coded stream reaches us before decoding; a `tee` sends it to a
-//! `decodebin` (hardware decoders where the platform has them) for the BGR
-//! frames, and through the parser into a second appsink for the access units
-//! that [`super::Packets`] carry. Any other stream (MJPEG, raw V4L2) is
-//! decoded by `uridecodebin` itself and frames carry no packets.
+//! `decodebin` (hardware decoders where the platform has them) for the
+//! frames, kept in the decoder's own 4:2:0 YUV (`pixels.rs` says why), and
+//! through the parser into a second appsink for the access units that
+//! [`super::Packets`] carry. Any other stream (MJPEG, raw V4L2) is decoded
+//! by `uridecodebin` itself into BGR frames that carry no packets.
 
 use super::pace::AnalysisPace;
 use super::packets::{EncodedUnit, Packets, parser_for, starts_decoding};
+use super::pixels::{PixelLayout, Plane, Yuv420, YuvMatrix};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
@@ -133,7 +135,7 @@ pub enum Pacing {
     AsFastAsPossible,
 }
 
-/// One decoded full-resolution frame, BGR, 8 bits per channel.
+/// One decoded full-resolution frame: BGR, or the decoder's 4:2:0 YUV.
 #[derive(Debug, Clone)]
 pub struct Frame {
     /// Counts from 0 for each opened source.
@@ -142,8 +144,9 @@ pub struct Frame {
     pub time: OffsetDateTime,
     pub width: u32,
     pub height: u32,
-    /// Bytes per row (GStreamer may pad rows).
-    pub stride: usize,
+    /// What the bytes of [`Frame::data`] are (checked against the buffer
+    /// when the frame is made).
+    pub layout: PixelLayout,
     /// `time` is when the frame arrived here, not a time the source
     /// stamped (HTTP MJPEG): off by the network's jitter, too coarse to
     /// time a vehicle between two lines.
@@ -155,13 +158,77 @@ pub struct Frame {
     pub packets: Option<Packets>,
 }
 
+/// What the analysis takes from a decoder: its own 4:2:0 layouts, so
+/// `videoconvert` passes the picture through untouched (it converts
+/// anything else to I420).
+pub(crate) fn decoded_caps() -> gst::Caps {
+    gst_video::VideoCapsBuilder::new()
+        .format_list([gst_video::VideoFormat::I420, gst_video::VideoFormat::Nv12])
+        .build()
+}
+
+/// The layout of a decoded buffer: the video meta's planes where the
+/// producer attached one (its strides may differ from the caps'), else the
+/// caps' own.
+fn layout_of(info: &gst_video::VideoInfo, buffer: &gst::BufferRef) -> Result<PixelLayout, String> {
+    let meta = buffer.meta::<gst_video::VideoMeta>();
+    let (offsets, strides): (Vec<usize>, Vec<i32>) = match &meta {
+        Some(m) => (m.offset().to_vec(), m.stride().to_vec()),
+        None => (info.offset().to_vec(), info.stride().to_vec()),
+    };
+    let plane = |i: usize| -> Result<Plane, String> {
+        let offset = *offsets.get(i).ok_or("frame without its planes")?;
+        let stride = strides
+            .get(i)
+            .and_then(|s| usize::try_from(*s).ok())
+            .ok_or("frame with a negative stride")?;
+        Ok(Plane { offset, stride })
+    };
+    let c = info.colorimetry();
+    let matrix = YuvMatrix {
+        full_range: c.range() == gst_video::VideoColorRange::Range0_255,
+        ..match c.matrix() {
+            gst_video::VideoColorMatrix::Bt601 => YuvMatrix::BT601,
+            gst_video::VideoColorMatrix::Bt709 => YuvMatrix::BT709,
+            gst_video::VideoColorMatrix::Bt2020 => YuvMatrix::BT2020,
+            _ => YuvMatrix::default_for(info.height()),
+        }
+    };
+    match info.format() {
+        gst_video::VideoFormat::Bgr => Ok(PixelLayout::Bgr {
+            stride: plane(0)?.stride,
+        }),
+        gst_video::VideoFormat::I420 => Ok(PixelLayout::Yuv420(Yuv420 {
+            y: plane(0)?,
+            u: plane(1)?,
+            v: plane(2)?,
+            chroma_step: 1,
+            matrix,
+        })),
+        gst_video::VideoFormat::Nv12 => {
+            let uv = plane(1)?;
+            Ok(PixelLayout::Yuv420(Yuv420 {
+                y: plane(0)?,
+                u: uv,
+                v: Plane {
+                    offset: uv.offset + 1,
+                    ..uv
+                },
+                chroma_step: 2,
+                matrix,
+            }))
+        }
+        other => Err(format!("frame in an unexpected pixel format {other:?}")),
+    }
+}
+
 impl Frame {
-    /// The BGR bytes, `stride * height` long.
+    /// The pixel bytes, laid out as [`Frame::layout`] says.
     pub fn data(&self) -> &[u8] {
         self.buffer.as_slice()
     }
 
-    /// A frame from a decoded BGR appsink sample, numbered `number`, its
+    /// A frame from a decoded appsink sample, numbered `number`, its
     /// time `to_unix_ns(running time)` (nanoseconds since the Unix epoch;
     /// the running time is the PTS through the sample's segment, which is
     /// what the pipeline clock shows it at). Also returns the buffer's raw
@@ -179,12 +246,12 @@ impl Frame {
         let buffer = sample.buffer_owned().ok_or("sample without buffer")?;
         let has_pts = buffer.pts().is_some();
         let pts_ns = buffer.pts().map(|t| t.nseconds() as i128).unwrap_or(0);
+        let layout = layout_of(&info, &buffer)?;
         let mapped = buffer
             .into_mapped_buffer_readable()
             .map_err(|_| "unreadable buffer")?;
-        let stride = usize::try_from(info.stride()[0]).unwrap_or(0);
-        if stride < width as usize * 3 || mapped.len() < stride * height as usize {
-            return Err("frame buffer smaller than its caps".into());
+        if let Some(problem) = layout.problem(mapped.len(), width, height) {
+            return Err(format!("frame buffer does not fit its caps: {problem}"));
         }
         let time = if has_pts {
             let running = buffer_pts_running(sample, pts_ns);
@@ -199,7 +266,7 @@ impl Frame {
             time,
             width,
             height,
-            stride,
+            layout,
             stamped_on_arrival: !has_pts,
             buffer: Arc::new(mapped),
             packets: None,
@@ -231,7 +298,7 @@ impl Frame {
             time,
             width,
             height,
-            stride,
+            layout: PixelLayout::Bgr { stride },
             stamped_on_arrival: false,
             buffer,
             packets: None,
@@ -316,10 +383,10 @@ impl FrameSource {
 
     /// [`FrameSource::open`], and where the source turns out to be
     /// H.264/H.265 (its coded units are kept for the evidence) only the
-    /// decoded pictures on the `analysis_fps` schedule are converted to
-    /// BGR and handed on: BGR conversion of a full-resolution picture is a
-    /// tenth of the per-frame cost, wasted on pictures nobody analyses.
-    /// Other sources hand on every frame (their evidence keeps them).
+    /// decoded pictures on the `analysis_fps` schedule are handed on, in
+    /// the decoder's own YUV (the analysis converts only what it looks at,
+    /// `pixels.rs`). Other sources hand on every frame, BGR (their
+    /// evidence keeps them).
     pub fn open_paced(
         spec: &SourceSpec,
         pacing: Pacing,
@@ -369,8 +436,12 @@ impl FrameSource {
             .map_err(|e| fail(e.to_string()))?;
         convert.link(&sink).map_err(|e| fail(e.to_string()))?;
         let coded = Arc::new(Mutex::new(None));
-        let (convert_weak, pipeline_weak, slot) =
-            (convert.downgrade(), pipeline.downgrade(), coded.clone());
+        let (convert_weak, pipeline_weak, sink_weak, slot) = (
+            convert.downgrade(),
+            pipeline.downgrade(),
+            sink.downgrade(),
+            coded.clone(),
+        );
         src.connect_pad_added(move |_, pad| {
             let (Some(convert), Some(pipeline)) = (convert_weak.upgrade(), pipeline_weak.upgrade())
             else {
@@ -397,6 +468,11 @@ impl FrameSource {
             if name == "video/x-raw" {
                 let _ = pad.link(&sinkpad);
             } else if let Some(parser) = parser_for(&name) {
+                // Decoded pictures stay in the decoder's layout (nothing
+                // is negotiated before this link).
+                if let Some(sink) = sink_weak.upgrade() {
+                    sink.set_caps(Some(&decoded_caps()));
+                }
                 let pace = AnalysisPace::new(analysis_fps);
                 match coded_branches(&pipeline, pad, &convert, &name, parser, pace) {
                     Ok(appsink) => *coded = Some(appsink),

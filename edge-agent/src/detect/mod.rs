@@ -10,6 +10,7 @@
 mod gate;
 mod motion;
 mod nms;
+mod pixels;
 mod riders;
 mod seam;
 mod yolox;
@@ -17,13 +18,12 @@ mod yolox;
 pub use gate::{GateConfig, StaticGate};
 pub use motion::{MotionConfig, MotionDetector};
 pub use nms::nms;
+pub use pixels::{YuvScratch, frame_mat, grey_thumbnail, region_bgr};
 pub use riders::{Person, attach_riders, nms_persons};
 pub use yolox::{YoloxConfig, YoloxDetector};
 
 use crate::capture::Frame;
 use crate::track::Detection;
-use opencv::boxed_ref::BoxedRef;
-use opencv::core::{CV_8UC3, Mat};
 
 /// What can go wrong while detecting.
 #[derive(Debug, thiserror::Error)]
@@ -57,35 +57,4 @@ pub trait VehicleDetector: Send {
     fn skipped(&self) -> u64 {
         0
     }
-}
-
-/// The frame's pixels as an OpenCV matrix, without copying.
-pub fn frame_mat(frame: &Frame) -> Result<BoxedRef<'_, Mat>, DetectError> {
-    let (w, h) = (frame.width as i32, frame.height as i32);
-    let data = frame.data();
-    if w <= 0
-        || h <= 0
-        || frame.stride < frame.width as usize * 3
-        || data.len() < frame.stride * frame.height as usize
-    {
-        return Err(DetectError::BadFrame {
-            width: frame.width,
-            height: frame.height,
-        });
-    }
-    // SAFETY: the Mat header points into `data`, which the frame keeps alive
-    // and immutable for at least as long as the returned BoxedRef borrows
-    // `frame`; the size and step were checked against the slice above, and
-    // OpenCV only reads through it here.
-    let m = unsafe {
-        Mat::new_rows_cols_with_data_unsafe(
-            h,
-            w,
-            CV_8UC3,
-            data.as_ptr().cast_mut().cast(),
-            frame.stride,
-        )
-    }
-    .map_err(cv("wrapping a frame"))?;
-    Ok(BoxedRef::from(m))
 }

@@ -5,15 +5,15 @@
 //! raw head: per anchor (dx, dy, log w, log h, objectness, 80 class scores),
 //! objectness and classes already through a sigmoid, boxes still relative to
 //! their grid cell (strides 8, 16, 32). We decode and run NMS here. Buffers
-//! are allocated once; a frame costs one resize and one conversion.
+//! are allocated once; a tile costs one scaling of each plane to the model's
+//! size and one conversion to BGR of that (`pixels.rs`).
 
 use super::riders::{Person, attach_riders, nms_persons};
 use super::seam::{join_halves, unseen_pieces};
-use super::{DetectError, VehicleDetector, cv, frame_mat, nms};
+use super::{DetectError, VehicleDetector, YuvScratch, cv, nms, region_bgr};
 use crate::capture::Frame;
 use crate::track::Detection;
 use opencv::core::{CV_8UC3, Mat, Rect, Scalar, Size};
-use opencv::imgproc;
 use opencv::prelude::*;
 use plate_ocr::runtime::{Model, SessionConfig};
 use protocol::VehicleClass;
@@ -95,6 +95,7 @@ pub struct YoloxDetector {
     grid: Vec<(f32, f32, f32)>,
     canvas: Mat,
     resized: Mat,
+    scratch: YuvScratch,
     input: Vec<f32>,
 }
 
@@ -126,27 +127,24 @@ impl YoloxDetector {
             grid,
             canvas,
             resized: Mat::default(),
+            scratch: YuvScratch::default(),
             input: vec![0.0; (3 * size * size) as usize],
         })
     }
 
     /// Letterboxes `tile` of the frame into `self.input`; returns the scale used.
     fn prepare(&mut self, frame: &Frame, tile: Rect) -> Result<f32, DetectError> {
-        let whole = frame_mat(frame)?;
-        let src = Mat::roi(&whole, tile).map_err(cv("cutting a tile"))?;
         let s = self.size as f32;
         let r = (s / tile.width as f32).min(s / tile.height as f32);
         let nw = ((tile.width as f32 * r).round() as i32).clamp(1, self.size);
         let nh = ((tile.height as f32 * r).round() as i32).clamp(1, self.size);
-        imgproc::resize(
-            &src,
-            &mut self.resized,
+        region_bgr(
+            frame,
+            tile,
             Size::new(nw, nh),
-            0.0,
-            0.0,
-            imgproc::INTER_LINEAR,
-        )
-        .map_err(cv("resizing for the detector"))?;
+            &mut self.resized,
+            &mut self.scratch,
+        )?;
         self.canvas
             .set_to_def(&Scalar::all(114.0))
             .map_err(cv("clearing the canvas"))?;

@@ -38,9 +38,9 @@
 //! Masks are for windows of houses and the like: by the site rules they
 //! never cover the road, so they never hide a vehicle or a plate.
 //!
-//! **Memory**: a 1920×1080 BGR frame is 6,220,800 bytes, so decoded
-//! frames for the default 7 s at 25 fps would be 175 frames ≈ 1.09 GB per
-//! camera, plus each pending violation's "after" frames. That is why an
+//! **Memory**: a 1920×1080 BGR frame is 6,220,800 bytes (a decoder's
+//! 4:2:0 picture half that), so decoded frames for the default 7 s at
+//! 25 fps would be 175 frames ≈ 1.09 GB per camera (0.54 GB in YUV), plus each pending violation's "after" frames. That is why an
 //! H.264/H.265 camera keeps its coded stream instead: the same 7 s plus up
 //! to one group of pictures at the camera's bit rate (8 Mbit/s: about
 //! 7–11 MB), bounded by [`EvidenceConfig::stream_ring`]. Decoding costs are

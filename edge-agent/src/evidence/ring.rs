@@ -12,7 +12,8 @@
 //! always kept, even if it alone exceeds a bound. At 1920×1080 BGR one
 //! frame is 6,220,800 bytes: the default 7 s at 25 fps is 175 frames,
 //! about 1.09 GB per camera; at 720p (2,764,800 bytes a frame) about
-//! 0.48 GB.
+//! 0.48 GB. A coded camera's decoded pictures (`--decoded-ring`) are the
+//! decoder's 4:2:0 YUV, half of that.
 
 use crate::capture::Frame;
 use std::collections::VecDeque;

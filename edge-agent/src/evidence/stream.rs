@@ -26,7 +26,7 @@
 
 use super::clip::{ClipEncoder, bus_error, mux_to_file, nominal_fps, wait_for_eos};
 use super::{EvidenceError, RingLimits};
-use crate::capture::{EncodedUnit, Frame, Packets, parser_for};
+use crate::capture::{EncodedUnit, Frame, Packets, decoded_caps, parser_for};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
@@ -281,11 +281,9 @@ impl JobStream {
         let decode = make("decodebin")?;
         let convert = make("videoconvert")?;
         let sink = gst_app::AppSink::builder()
-            .caps(
-                &gstreamer_video::VideoCapsBuilder::new()
-                    .format(gstreamer_video::VideoFormat::Bgr)
-                    .build(),
-            )
+            // The layout the capture hands the analysis, so a picture
+            // decoded again is byte for byte the one the analysis saw.
+            .caps(&decoded_caps())
             .max_buffers(2)
             .sync(false)
             .build();

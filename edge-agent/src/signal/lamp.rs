@@ -1,26 +1,31 @@
 //! Reading a signal head's lamps from raw pixels, one frame at a time.
 //!
-//! The frame is a plain 8-bit RGB or BGR buffer with a row stride, as any
-//! capture path can hand over without OpenCV. For each lamp rectangle the
+//! The frame is a plain 8-bit RGB or BGR buffer with a row stride, or a
+//! decoder's 4:2:0 YUV converted pixel by pixel (only the lamps' pixels
+//! are looked at), as any capture path can hand over without OpenCV. For each lamp rectangle the
 //! reader counts the pixels that are bright, saturated and of that lamp's
 //! hue; the lamp with the largest share is "on" if its share is high enough
 //! and clearly above the other lamps' (so sunlight on the whole head, or a
 //! reflection in an off lamp, reads as nothing rather than as a colour).
 //! One frame's reading is raw; [`super::SignalFilter`] adds hysteresis.
 
+use crate::capture::{PixelLayout, Yuv420};
 use crate::site::{FrameSize, LampRegions, Rect};
 use protocol::SignalState;
 
 /// Byte order of a pixel.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum PixelFormat {
     /// Red, green, blue.
     Rgb8,
     /// Blue, green, red (OpenCV's order).
     Bgr8,
+    /// A decoder's 4:2:0 YUV, its planes where this says (`stride` is
+    /// then the luma plane's).
+    Yuv420(Yuv420),
 }
 
-/// A borrowed 8-bit, 3-channel frame.
+/// A borrowed 8-bit frame: packed RGB/BGR or planar YUV.
 #[derive(Debug, Clone, Copy)]
 pub struct FrameView<'a> {
     /// Pixel bytes, row after row.
@@ -29,7 +34,8 @@ pub struct FrameView<'a> {
     pub width: u32,
     /// Height, pixels.
     pub height: u32,
-    /// Bytes from one row to the next (at least `3 * width`).
+    /// Bytes from one row to the next (at least `3 * width` for a packed
+    /// format).
     pub stride: usize,
     /// Channel order.
     pub format: PixelFormat,
@@ -38,6 +44,11 @@ pub struct FrameView<'a> {
 impl FrameView<'_> {
     /// Whether the buffer is large enough for the declared geometry.
     pub fn is_consistent(&self) -> bool {
+        if let PixelFormat::Yuv420(yuv) = self.format {
+            return PixelLayout::Yuv420(yuv)
+                .problem(self.data.len(), self.width, self.height)
+                .is_none();
+        }
         let row = self.width as usize * 3;
         if self.width == 0 || self.height == 0 || self.stride < row {
             return false;
@@ -50,12 +61,13 @@ impl FrameView<'_> {
     }
 
     fn rgb(&self, x: usize, y: usize) -> (u8, u8, u8) {
+        if let PixelFormat::Yuv420(yuv) = &self.format {
+            return yuv.rgb_at(self.data, x, y).unwrap_or((0, 0, 0));
+        }
         let i = y * self.stride + x * 3;
-        match self.data.get(i..i + 3) {
-            Some(&[a, b, c]) => match self.format {
-                PixelFormat::Rgb8 => (a, b, c),
-                PixelFormat::Bgr8 => (c, b, a),
-            },
+        match (self.data.get(i..i + 3), self.format) {
+            (Some(&[a, b, c]), PixelFormat::Rgb8) => (a, b, c),
+            (Some(&[a, b, c]), _) => (c, b, a),
             _ => (0, 0, 0),
         }
     }
