@@ -151,39 +151,52 @@ impl PlateDetector for Y5fuDetector {
                 .model
                 .contract_error(format!("output shape {shape:?} is not [1,N,15]")));
         }
-        let mut found = Vec::new();
-        for row in out.chunks_exact(15) {
-            let obj = row[4];
-            if !(obj.is_finite() && obj >= self.min_score) {
-                continue;
-            }
-            let (one, two) = (row[13], row[14]);
-            let score = obj * one.max(two);
-            if !(score.is_finite() && score >= self.min_score) {
-                continue;
-            }
-            let (cx, cy, bw, bh) = (row[0] / r, row[1] / r, row[2] / r, row[3] / r);
-            let x0 = (cx - bw / 2.0).clamp(0.0, w as f32);
-            let y0 = (cy - bh / 2.0).clamp(0.0, h as f32);
-            let x1 = (cx + bw / 2.0).clamp(0.0, w as f32);
-            let y1 = (cy + bh / 2.0).clamp(0.0, h as f32);
-            if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
-                continue;
-            }
-            let mut pts = [[0.0f32; 2]; 4];
-            for (i, p) in pts.iter_mut().enumerate() {
-                p[0] = (row[5 + 2 * i] / r).clamp(0.0, w as f32);
-                p[1] = (row[6 + 2 * i] / r).clamp(0.0, h as f32);
-            }
-            found.push(Detection {
-                bbox: [x0, y0, x1 - x0, y1 - y0],
-                corners: order_corners(pts),
-                score,
-                lines: Some(if two > one { 2 } else { 1 }),
-            });
-        }
+        let found = out
+            .chunks_exact(15)
+            .filter_map(|row| decode_row(row, r, (w, h), self.min_score))
+            .collect();
         Ok(nms(found, self.nms_iou))
     }
+}
+
+/// One `y5fu` output row (`cx, cy, w, h`, objectness, four corners, two
+/// class scores, in input pixels, letterboxed by the factor `r`) as a
+/// detection in an image of `size` (width, height): `None` when its score
+/// is under `min_score`, or its box is too small, or its box or a corner
+/// is not finite (`NaN` survives `clamp` and every `<` test, and a NaN box
+/// would go on to suppress real plates in [`nms`]).
+fn decode_row(row: &[f32], r: f32, size: (i32, i32), min_score: f32) -> Option<Detection> {
+    let (w, h) = size;
+    let (obj, one, two) = (*row.get(4)?, *row.get(13)?, *row.get(14)?);
+    if !(r.is_finite() && r > 0.0) || row[..13].iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    if !(obj.is_finite() && obj >= min_score) {
+        return None;
+    }
+    let score = obj * one.max(two);
+    if !(score.is_finite() && score >= min_score) {
+        return None;
+    }
+    let (cx, cy, bw, bh) = (row[0] / r, row[1] / r, row[2] / r, row[3] / r);
+    let x0 = (cx - bw / 2.0).clamp(0.0, w as f32);
+    let y0 = (cy - bh / 2.0).clamp(0.0, h as f32);
+    let x1 = (cx + bw / 2.0).clamp(0.0, w as f32);
+    let y1 = (cy + bh / 2.0).clamp(0.0, h as f32);
+    if x1 - x0 < 2.0 || y1 - y0 < 2.0 {
+        return None;
+    }
+    let mut pts = [[0.0f32; 2]; 4];
+    for (i, p) in pts.iter_mut().enumerate() {
+        p[0] = (row[5 + 2 * i] / r).clamp(0.0, w as f32);
+        p[1] = (row[6 + 2 * i] / r).clamp(0.0, h as f32);
+    }
+    Some(Detection {
+        bbox: [x0, y0, x1 - x0, y1 - y0],
+        corners: order_corners(pts),
+        score,
+        lines: Some(if two > one { 2 } else { 1 }),
+    })
 }
 
 /// Orders four points as top-left, top-right, bottom-right, bottom-left.
@@ -209,8 +222,12 @@ pub fn order_corners(pts: [[f32; 2]; 4]) -> [[f32; 2]; 4] {
     ]
 }
 
-/// Intersection over union of two `[x, y, w, h]` boxes.
+/// Intersection over union of two `[x, y, w, h]` boxes; 0 (no overlap)
+/// where either box is not finite.
 pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    if a.iter().chain(b).any(|v| !v.is_finite()) {
+        return 0.0;
+    }
     let ix = (a[0] + a[2]).min(b[0] + b[2]) - a[0].max(b[0]);
     let iy = (a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1]);
     if ix <= 0.0 || iy <= 0.0 {
@@ -221,12 +238,18 @@ pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     if union <= 0.0 { 0.0 } else { inter / union }
 }
 
-/// Non-maximum suppression: best first, dropping boxes overlapping a kept one.
+/// Non-maximum suppression: best first, dropping boxes overlapping a kept
+/// one. A box that is not finite is no detection (dropped); an overlap
+/// that cannot be measured (NaN) suppresses nothing.
 pub fn nms(mut dets: Vec<Detection>, max_iou: f32) -> Vec<Detection> {
+    dets.retain(|d| d.bbox.iter().all(|v| v.is_finite()));
     dets.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut kept: Vec<Detection> = Vec::new();
     for d in dets {
-        if kept.iter().all(|k| iou(&k.bbox, &d.bbox) <= max_iou) {
+        if kept.iter().all(|k| {
+            let overlap = iou(&k.bbox, &d.bbox);
+            overlap.is_nan() || overlap <= max_iou
+        }) {
             kept.push(d);
         }
     }
@@ -268,6 +291,41 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].score, 0.9);
         assert_eq!(out[1].bbox[0], 50.0);
+    }
+
+    #[test]
+    fn a_nan_box_suppresses_nothing() {
+        let nan = f32::NAN;
+        let out = nms(
+            vec![
+                det([nan, 100.0, nan, 20.0], 0.9),
+                det([900.0, 100.0, 60.0, 20.0], 0.8),
+            ],
+            0.5,
+        );
+        assert!(
+            out.iter().any(|d| d.bbox == [900.0, 100.0, 60.0, 20.0]),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn a_row_with_a_nan_box_or_corner_is_no_detection() {
+        // cx, cy, w, h, obj, corners, one line, two lines.
+        let row = [
+            100.0, 50.0, 80.0, 20.0, 0.9, 60.0, 40.0, 140.0, 40.0, 140.0, 60.0, 60.0, 60.0, 0.9,
+            0.1,
+        ];
+        let good = decode_row(&row, 1.0, (640, 640), 0.3).expect("a clear row is a detection");
+        assert_eq!(good.bbox, [60.0, 40.0, 80.0, 20.0]);
+        for i in (0..4).chain(5..13) {
+            let mut bad = row;
+            bad[i] = f32::NAN;
+            assert_eq!(decode_row(&bad, 1.0, (640, 640), 0.3), None, "NaN at {i}");
+            bad[i] = f32::INFINITY;
+            assert_eq!(decode_row(&bad, 1.0, (640, 640), 0.3), None, "inf at {i}");
+        }
+        assert_eq!(decode_row(&row[..10], 1.0, (640, 640), 0.3), None);
     }
 
     #[test]

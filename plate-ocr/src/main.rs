@@ -11,6 +11,7 @@
 //!   when the images lie elsewhere, `--iou` thresholds, per-class recall
 //!   when the labels have a vehicle-class column).
 
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -65,11 +66,12 @@ struct Common {
     #[arg(long, default_value_t = 1, env = "PLATE_OCR_THREADS")]
     threads: usize,
     /// Views of each crop the `vn` recogniser reads and averages: 1, or 3
-    /// (as given, trimmed, padded).
+    /// (as given, trimmed, padded); 3 needs `--recognizer vn` or
+    /// `--cross-check vn`.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=3))]
     views: u8,
-    /// Below this confidence a plate is reported unreadable.
-    #[arg(long, default_value_t = PipelineConfig::default().min_confidence)]
+    /// Below this confidence a plate is reported unreadable (0 to 1).
+    #[arg(long, default_value_t = PipelineConfig::default().min_confidence, value_parser = unit_interval)]
     min_confidence: f32,
     /// Read every plate again with this second recogniser and answer only
     /// when the two agree, or one alone is confident enough (see `--single-factor`).
@@ -77,7 +79,7 @@ struct Common {
     cross_check: Option<RecognizerKind>,
     /// With `--cross-check`: factor on the confidence of a plate only one
     /// recogniser read (0 = answer only when both agree).
-    #[arg(long, default_value_t = CrossCheck::default().single_factor)]
+    #[arg(long, default_value_t = CrossCheck::default().single_factor, value_parser = unit_interval)]
     single_factor: f32,
     /// Largest image accepted, in pixels (checked from the header before decoding).
     #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
@@ -158,11 +160,50 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        // The reader of the output went away; what was written stands.
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("plate-ocr: {e:#}");
             ExitCode::from(2)
         }
     }
+}
+
+/// A number in [0, 1] (`--min-confidence`, `--single-factor`): `-1` would
+/// answer every plate, `nan` none.
+fn unit_interval(s: &str) -> std::result::Result<f32, String> {
+    let v: f32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number"))?;
+    if v.is_finite() && (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(format!("{s} must be a number between 0 and 1"))
+    }
+}
+
+/// Options that parse but do not fit together.
+fn check_options(common: &Common) -> Result<()> {
+    let vn =
+        common.recognizer == RecognizerKind::Vn || common.cross_check == Some(RecognizerKind::Vn);
+    if common.views > 1 && !vn {
+        bail!(
+            "--views {}: only the `vn` recogniser reads several views \
+             (use --recognizer vn or --cross-check vn)",
+            common.views
+        );
+    }
+    Ok(())
+}
+
+/// Whether `e` is the output's reader having gone away
+/// (`plate-ocr read --json DIR | head -1`): a clean stop, not a failure.
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn session(common: &Common) -> SessionConfig {
@@ -226,17 +267,30 @@ fn inputs(paths: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
         if p.is_dir() {
             match std::fs::read_dir(p) {
                 Ok(entries) => {
-                    let mut files: Vec<PathBuf> = entries
-                        .filter_map(|e| e.ok().map(|e| e.path()))
-                        .filter(|f| {
-                            f.is_file()
-                                && f.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                                    IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())
-                                })
+                    // An entry that cannot be read, or an image name that
+                    // cannot be opened (a link to nothing), is reported
+                    // like an unreadable file, not left out unseen.
+                    let mut files: Vec<(PathBuf, Option<String>)> = entries
+                        .filter_map(|e| match e {
+                            Err(e) => Some((p.clone(), Some(format!("cannot read an entry: {e}")))),
+                            Ok(e) => {
+                                let f = e.path();
+                                let image =
+                                    f.extension().and_then(|x| x.to_str()).is_some_and(|x| {
+                                        IMAGE_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str())
+                                    });
+                                if !image {
+                                    return None;
+                                }
+                                match std::fs::metadata(&f) {
+                                    Ok(m) => m.is_file().then_some((f, None)),
+                                    Err(e) => Some((f, Some(format!("cannot read: {e}")))),
+                                }
+                            }
                         })
                         .collect();
                     files.sort();
-                    out.extend(files.into_iter().map(|f| (f, None)));
+                    out.extend(files);
                 }
                 Err(e) => out.push((p.clone(), Some(format!("cannot list directory: {e}")))),
             }
@@ -248,6 +302,19 @@ fn inputs(paths: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
 }
 
 fn run(cli: Cli) -> Result<bool> {
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    let ok = run_to(cli, &mut out)?;
+    out.flush()?;
+    Ok(ok)
+}
+
+/// Runs the command, writing its results to `out`. A write that fails
+/// because the reader went away stops the run ([`broken_pipe`]).
+fn run_to(cli: Cli, out: &mut impl Write) -> Result<bool> {
+    match &cli.command {
+        Command::Read { common, .. } | Command::Eval { common, .. } => check_options(common)?,
+    }
     match cli.command {
         Command::Read {
             common,
@@ -274,7 +341,12 @@ fn run(cli: Cli) -> Result<bool> {
                     Some(e) => Err(anyhow::anyhow!("{}: {e}", path.display())),
                     None => pipeline.read_path(&path, crop).map_err(anyhow::Error::from),
                 };
-                report(&path, result, common.json, &mut all_ok);
+                match report(out, &path, result, common.json, &mut all_ok) {
+                    Ok(()) => {}
+                    // `read --json DIR | head -1`: stop, with the status so far.
+                    Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(all_ok),
+                    Err(e) => return Err(anyhow::Error::from(e).context("writing the results")),
+                }
             }
             Ok(all_ok)
         }
@@ -303,7 +375,7 @@ fn run(cli: Cli) -> Result<bool> {
                     in_vehicle_box,
                     window_search,
                 };
-                return eval_detect(&common, &detectors, &dataset, &images, &iou, extra);
+                return eval_detect(out, &common, &detectors, &dataset, &images, &iou, extra);
             }
             let mode = if raw {
                 ReadMode::Raw
@@ -319,9 +391,9 @@ fn run(cli: Cli) -> Result<bool> {
             let report = evaluate_crops(&pipeline, &dataset)
                 .with_context(|| format!("evaluating {}", dataset.display()))?;
             if common.json {
-                println!("{}", serde_json::to_string(&report)?);
+                writeln!(out, "{}", serde_json::to_string(&report)?)?;
             } else {
-                print!("{}", report.summary());
+                write!(out, "{}", report.summary())?;
                 for o in report
                     .outcomes
                     .iter()
@@ -331,7 +403,8 @@ fn run(cli: Cli) -> Result<bool> {
                     let name = Path::new(&o.image)
                         .file_name()
                         .map_or_else(|| o.image.clone(), |n| n.to_string_lossy().into_owned());
-                    println!(
+                    writeln!(
+                        out,
                         "    {name}\tlabel {}\tread {}\traw {}\tconf {:.2}{}",
                         o.label,
                         if o.read.is_empty() { "-" } else { &o.read },
@@ -341,7 +414,7 @@ fn run(cli: Cli) -> Result<bool> {
                             .as_ref()
                             .map(|e| format!("\terror {e}"))
                             .unwrap_or_default()
-                    );
+                    )?;
                 }
             }
             Ok(report.failed == 0)
@@ -360,6 +433,7 @@ struct DetectExtras {
 const VEHICLE_PAD: f32 = 0.1;
 
 fn eval_detect(
+    out: &mut impl Write,
     common: &Common,
     detectors: &[DetectorKind],
     dataset: &Path,
@@ -401,7 +475,7 @@ fn eval_detect(
             );
         }
         for report in all {
-            ok &= print_detect(&report, common.json)?;
+            ok &= print_detect(out, &report, common.json)?;
         }
     }
     if extras.window_search {
@@ -418,28 +492,30 @@ fn eval_detect(
             evaluate_in_vehicle_boxes(&name, &find, dataset, images, &limits, VEHICLE_PAD, ious)
                 .with_context(|| format!("evaluating window search on {}", dataset.display()))?
         {
-            ok &= print_detect(&report, common.json)?;
+            ok &= print_detect(out, &report, common.json)?;
         }
     }
     Ok(ok)
 }
 
 /// Prints one detection report; whether no image failed.
-fn print_detect(report: &DetectReport, json: bool) -> Result<bool> {
+fn print_detect(out: &mut impl Write, report: &DetectReport, json: bool) -> Result<bool> {
     if json {
-        println!("{}", serde_json::to_string(report)?);
+        writeln!(out, "{}", serde_json::to_string(report)?)?;
     } else {
-        print!("{}", report.summary());
+        write!(out, "{}", report.summary())?;
     }
     Ok(report.failed == 0)
 }
 
+/// Writes one input's line(s); fails only when `out` does.
 fn report(
+    out: &mut impl Write,
     path: &Path,
     result: Result<plate_ocr::pipeline::ImageRead>,
     as_json: bool,
     all_ok: &mut bool,
-) {
+) -> io::Result<()> {
     let name = path.display().to_string();
     match result {
         Ok(read) => {
@@ -465,9 +541,13 @@ fn report(
                         })
                     })
                     .collect();
-                println!("{}", json!({"path": name, "plates": plates, "ms": read.ms}));
+                writeln!(
+                    out,
+                    "{}",
+                    json!({"path": name, "plates": plates, "ms": read.ms})
+                )?;
             } else if read.plates.is_empty() {
-                println!("{name}: no plate found ({:.1} ms)", read.ms);
+                writeln!(out, "{name}: no plate found ({:.1} ms)", read.ms)?;
             } else {
                 for p in &read.plates {
                     let colour = serde_json::to_value(p.colour)
@@ -475,16 +555,18 @@ fn report(
                         .and_then(|v| v.as_str().map(str::to_string))
                         .unwrap_or_default();
                     match (&p.display, &p.text) {
-                        (Some(d), _) | (None, Some(d)) => println!(
+                        (Some(d), _) | (None, Some(d)) => writeln!(
+                            out,
                             "{name}: {d} (confidence {:.2}, {colour}, {} line(s), {:.1} ms)",
                             p.confidence,
                             p.lines.unwrap_or(1),
                             read.ms
-                        ),
-                        (None, None) => println!(
+                        )?,
+                        (None, None) => writeln!(
+                            out,
                             "{name}: unreadable (read {:?}, confidence {:.2}, {colour})",
                             p.raw, p.confidence
-                        ),
+                        )?,
                     }
                 }
             }
@@ -492,10 +574,11 @@ fn report(
         Err(e) => {
             *all_ok = false;
             if as_json {
-                println!("{}", json!({"path": name, "error": format!("{e:#}")}));
+                writeln!(out, "{}", json!({"path": name, "error": format!("{e:#}")}))?;
             } else {
-                println!("{name}: error: {e:#}");
+                writeln!(out, "{name}: error: {e:#}")?;
             }
         }
     }
+    Ok(())
 }

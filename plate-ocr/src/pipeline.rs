@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::colour::{ColourConfig, plate_colour};
 use crate::crosscheck::CrossCheck;
 use crate::detect::{Detection, PlateDetector};
-use crate::error::Result;
+use crate::error::{Result, VisionError};
 use crate::image_file::{ImageLimits, checked_size, load_bgr};
 use crate::plate::{PlateColour, PlateGrammar, canonicalize};
 use crate::recognize::{CharRead, Recognizer, TextRead};
@@ -207,16 +207,25 @@ impl Pipeline {
         })
     }
 
-    /// Finds and reads every plate in a BGR image.
+    /// Finds and reads every plate in a BGR image. A detection that
+    /// cannot be rectified or read (corners not finite or under two pixels
+    /// apart: junk from the detector) is skipped and logged, so it cannot
+    /// lose the image's other plates; errors of the image itself (the
+    /// detector's) and of the recogniser's model (which every plate would
+    /// meet) fail the image.
     pub fn read_image(&self, image: &Mat) -> Result<Vec<PlateRead>> {
         let detector = self.detector.as_ref().ok_or_else(|| {
-            crate::error::VisionError::Config(
-                "this pipeline has no plate detector (crop input only)".to_string(),
-            )
+            VisionError::Config("this pipeline has no plate detector (crop input only)".to_string())
         })?;
         let mut out = Vec::new();
         for det in detector.detect(image)? {
-            out.push(self.read_detection(image, &det)?);
+            match self.read_detection(image, &det) {
+                Ok(read) => out.push(read),
+                Err(e) if concerns_one_plate(&e) => {
+                    tracing::warn!(bbox = ?det.bbox, corners = ?det.corners, score = det.score, error = %e, "detected plate skipped: it cannot be rectified or read");
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
@@ -273,9 +282,24 @@ impl Pipeline {
                 let hint = lines_hint.or(read.plate_lines);
                 let first = self.constrained(&read, hint);
                 let theirs = self.constrained(&other, lines_hint.or(other.plate_lines));
-                plate.second_opinion = theirs.as_ref().map(|(n, _)| n.canonical.clone());
-                let verdict = rule.combine(first, theirs);
-                self.accept(verdict.answer(), &mut plate);
+                plate.second_opinion = theirs.as_ref().map(|c| c.number.canonical.clone());
+                let (first, theirs) = letter_support(first, theirs);
+                // The plates some recogniser read a letter of, where the
+                // plate has one: the others were spelled by correction.
+                let backed: Vec<String> = [&first, &theirs]
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c.letter_read)
+                    .map(|c| c.number.canonical.clone())
+                    .collect();
+                let verdict = rule.combine(
+                    first.map(|c| (c.number, c.score)),
+                    theirs.map(|c| (c.number, c.score)),
+                );
+                let answer = verdict
+                    .answer()
+                    .map(|(n, s)| (n, s, backed.contains(&n.canonical)));
+                self.accept(answer, &mut plate);
             }
             _ => self.interpret(&read, lines_hint, &mut plate),
         }
@@ -301,20 +325,24 @@ impl Pipeline {
             ReadMode::Grammar => {
                 let hint = lines_hint.or(read.plate_lines);
                 let best = self.constrained(read, hint);
-                self.accept(best.as_ref().map(|(n, s)| (n, *s)), plate);
+                self.accept(
+                    best.as_ref().map(|c| (&c.number, c.score, c.letter_read)),
+                    plate,
+                );
             }
         }
     }
 
-    /// Answers with `best` when its score reaches `min_confidence` and the
-    /// recogniser read at least one letter: every civil plate's series has
-    /// one, so a read of digits alone becomes a plate only by correcting a
-    /// digit into its series letter — which is how a taxi's phone number
-    /// (`38 27 27 27` → `38Z-727.27`) or a hotline painted on a truck would
-    /// be fined. Such a read is left to a person (kept as `near_miss`).
-    fn accept(&self, best: Option<(&crate::plate::PlateNumber, f32)>, plate: &mut PlateRead) {
-        let letter_read = plate.chars.iter().any(|c| c.ch.is_alphabetic());
-        if let Some((number, score)) = best {
+    /// Answers with `best` (plate, score, whether a recogniser read a
+    /// letter where the plate has one: [`Candidate::letter_read`]) when its
+    /// score reaches `min_confidence` and its letter was read: every civil
+    /// plate's series has one, so a read of digits alone becomes a plate
+    /// only by correcting a digit into its series letter — which is how a
+    /// taxi's phone number (`38 27 27 27` → `38Z-727.27`) or a hotline
+    /// painted on a truck would be fined. Such a read is left to a person
+    /// (kept as `near_miss`).
+    fn accept(&self, best: Option<(&crate::plate::PlateNumber, f32, bool)>, plate: &mut PlateRead) {
+        if let Some((number, score, letter_read)) = best {
             plate.confidence = score;
             if score >= self.config.min_confidence && letter_read {
                 plate.valid = true;
@@ -337,34 +365,49 @@ impl Pipeline {
     /// character), the dropped character costing `1 - p` of its probability.
     /// A deletion is taken only when it beats every other deletion's plate by
     /// [`DELETION_MARGIN`]; otherwise nothing is returned.
-    fn constrained(
-        &self,
-        read: &TextRead,
-        hint: Option<u8>,
-    ) -> Option<(crate::plate::PlateNumber, f32)> {
+    fn constrained(&self, read: &TextRead, hint: Option<u8>) -> Option<Candidate> {
         let cands = read.candidates();
-        let direct = self.interpret_hinted(&cands, hint);
-        if direct.is_some() || cands.len() < 3 {
-            return direct;
+        let chars: Vec<char> = read.chars().map(|c| c.ch).collect();
+        if let Some((number, score)) = self.interpret_hinted(&cands, hint) {
+            let letter_read = letter_read(&number, &chars);
+            return Some(Candidate {
+                number,
+                score,
+                letter_read,
+            });
+        }
+        if cands.len() < 3 {
+            return None;
         }
         let probs: Vec<f32> = read.chars().map(|c| c.prob).collect();
-        let mut found: Vec<(crate::plate::PlateNumber, f32)> = Vec::new();
+        let mut found: Vec<Candidate> = Vec::new();
         for i in 0..cands.len() {
             let mut c = cands.clone();
             c.remove(i);
             let spurious = (1.0 - probs.get(i).copied().unwrap_or(1.0)).clamp(0.0, 1.0);
-            if let Some((n, s)) = self.interpret_hinted(&c, hint) {
-                let score = s * spurious;
-                match found.iter_mut().find(|(m, _)| m.canonical == n.canonical) {
-                    Some(e) if e.1 >= score => {}
-                    Some(e) => *e = (n, score),
-                    None => found.push((n, score)),
+            if let Some((number, s)) = self.interpret_hinted(&c, hint) {
+                // The characters the plate was read from: without the
+                // dropped one (a letter dropped as spurious backs nothing).
+                let mut kept = chars.clone();
+                kept.remove(i);
+                let cand = Candidate {
+                    letter_read: letter_read(&number, &kept),
+                    score: s * spurious,
+                    number,
+                };
+                match found
+                    .iter_mut()
+                    .find(|m| m.number.canonical == cand.number.canonical)
+                {
+                    Some(e) if e.score >= cand.score => {}
+                    Some(e) => *e = cand,
+                    None => found.push(cand),
                 }
             }
         }
-        found.sort_by(|a, b| b.1.total_cmp(&a.1));
+        found.sort_by(|a, b| b.score.total_cmp(&a.score));
         match (found.first(), found.get(1)) {
-            (Some(a), Some(b)) if a.1 < b.1 * DELETION_MARGIN => None,
+            (Some(a), Some(b)) if a.score < b.score * DELETION_MARGIN => None,
             (Some(_), _) => found.into_iter().next(),
             _ => None,
         }
@@ -397,6 +440,71 @@ impl Pipeline {
         }
     }
 }
+
+/// One recogniser's best valid plate for its read ([`Pipeline::constrained`]).
+struct Candidate {
+    number: crate::plate::PlateNumber,
+    score: f32,
+    /// Whether the recogniser read a letter at a position where the plate
+    /// has one (counting only the characters the plate was decoded from,
+    /// after a deletion). When not, the plate's series letter was invented
+    /// by a digit→letter correction and the plate is never answered.
+    letter_read: bool,
+}
+
+/// Whether `read` (the characters a plate was decoded from, one per plate
+/// position) has a letter at some position where `number` has one.
+fn letter_read(number: &crate::plate::PlateNumber, read: &[char]) -> bool {
+    let is_letter = |c: char| {
+        canonicalize(&c.to_string())
+            .chars()
+            .any(|k| !k.is_ascii_digit())
+    };
+    let plate: Vec<char> = number.canonical.chars().collect();
+    plate.len() == read.len()
+        && plate
+            .iter()
+            .zip(read)
+            .any(|(&p, &r)| is_letter(p) && is_letter(r))
+}
+
+/// Both recognisers' plates for the cross-check, except that a recogniser
+/// that reached the *same* plate as the other only by inventing its letter
+/// does not support it (its agreement would raise the confidence of what
+/// it never read); a different plate it reached that way still counts
+/// against the other (a dissent), and is never answered itself.
+fn letter_support(
+    first: Option<Candidate>,
+    second: Option<Candidate>,
+) -> (Option<Candidate>, Option<Candidate>) {
+    match (first, second) {
+        (Some(a), Some(b)) if a.number.canonical == b.number.canonical => {
+            match (a.letter_read, b.letter_read) {
+                (true, false) => (Some(a), None),
+                (false, true) => (None, Some(b)),
+                _ => (Some(a), Some(b)),
+            }
+        }
+        other => other,
+    }
+}
+
+/// Whether an error reading one detected plate concerns that plate alone
+/// (its corners, its crop: [`Pipeline::read_image`] skips it) rather than
+/// the recogniser's model or its setup (every plate would fail alike).
+fn concerns_one_plate(e: &VisionError) -> bool {
+    matches!(
+        e,
+        VisionError::Empty { .. } | VisionError::Config(_) | VisionError::OpenCv { .. }
+    )
+}
+
+/// A plate nearly read (valid, under `min_confidence` but at no less than
+/// this share of it) is a rival: too unsure to answer with, sure enough
+/// that a different plate answered beside it is in doubt. The window
+/// search uses it ([`crate::search`]); the edge's fusion of frames uses
+/// the same share (`edge-agent`, `violator::NEAR_MISS_SHARE`).
+pub const NEAR_MISS_SHARE: f32 = 0.5;
 
 /// How many times better the best one-deletion reading must score than the
 /// next different plate.

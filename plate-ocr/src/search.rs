@@ -18,7 +18,7 @@ use opencv::core::{Mat, MatTraitConst, Rect};
 use crate::colour::plate_colour;
 use crate::error::{CvContext, Result};
 use crate::image_file::checked_size;
-use crate::pipeline::{Pipeline, PlateRead};
+use crate::pipeline::{NEAR_MISS_SHARE, Pipeline, PlateRead};
 
 /// Where and at what sizes windows are tried, as fractions of the vehicle
 /// box (the search region).
@@ -99,13 +99,22 @@ impl Pipeline {
     /// overlap read *different* valid plates: two plates in the region (the
     /// violator's and the one alongside). Choosing between them by
     /// confidence could fine the wrong owner; a person reads such a case
-    /// instead. Overlapping windows that read one plate differently are
-    /// one plate read unsurely: the most confident read stands, and the
-    /// violator's frames must still agree with each other.
+    /// instead. The same holds when the other plate was only *nearly*
+    /// read: a window apart from the answer's whose best valid plate is a
+    /// different one, under the threshold but at no less than
+    /// [`NEAR_MISS_SHARE`] of it (the neighbour's clear plate beside the
+    /// violator's blurred one) also gives `None`. The search refuses rather
+    /// than answer with the rival as `near_miss`, because the edge takes
+    /// near misses from the detector's reads only. Overlapping windows that
+    /// read one plate differently are one plate read unsurely: the most
+    /// confident read stands, and the violator's frames must still agree
+    /// with each other.
     pub fn search_windows(&self, region: &Mat, search: &WindowSearch) -> Result<Option<PlateRead>> {
         let (w, h) = checked_size(region, "search region")?;
-        let mut best: Option<(PlateRead, Mat)> = None;
+        let floor = NEAR_MISS_SHARE * self.config().min_confidence;
+        let mut best: Option<(PlateRead, Mat, Rect)> = None;
         let mut seen: Vec<(String, Rect)> = Vec::new();
+        let mut nearly: Vec<(String, Rect)> = Vec::new();
         for r in search.windows(w, h) {
             let crop = Mat::roi(region, r)
                 .and_then(|m| m.try_clone())
@@ -113,6 +122,11 @@ impl Pipeline {
             // The colour is measured once, on the winner, not per window.
             let mut read = self.read_text(&crop, Some(2))?;
             if !read.valid || read.unreadable {
+                if let Some(t) = read.near_miss.take()
+                    && read.confidence >= floor
+                {
+                    nearly.push((t, r));
+                }
                 continue;
             }
             if let Some(t) = &read.text {
@@ -120,7 +134,7 @@ impl Pipeline {
             }
             if best
                 .as_ref()
-                .is_some_and(|(b, _)| b.confidence >= read.confidence)
+                .is_some_and(|(b, _, _)| b.confidence >= read.confidence)
             {
                 continue;
             }
@@ -128,7 +142,7 @@ impl Pipeline {
             read.bbox = [x, y, rw, rh];
             read.corners = [[x, y], [x + rw, y], [x + rw, y + rh], [x, y + rh]];
             read.detector_score = 0.0;
-            best = Some((read, crop));
+            best = Some((read, crop, r));
         }
         let apart = |a: &Rect, b: &Rect| {
             a.x + a.width <= b.x
@@ -141,12 +155,15 @@ impl Pipeline {
                 .iter()
                 .any(|(tb, rb)| ta != tb && apart(ra, rb))
         });
-        if two_plates {
-            return Ok(None);
-        }
-        let Some((mut read, crop)) = best else {
+        let Some((mut read, crop, at)) = best else {
             return Ok(None);
         };
+        let rival_nearly_read = nearly
+            .iter()
+            .any(|(t, r)| read.text.as_ref() != Some(t) && apart(r, &at));
+        if two_plates || rival_nearly_read {
+            return Ok(None);
+        }
         read.colour = plate_colour(&crop, &self.config().colour)?.0;
         Ok(Some(read))
     }

@@ -4,6 +4,7 @@
 //! hotline painted on a truck must not be fined as a plate.
 
 use opencv::core::{CV_8UC3, Mat, Scalar};
+use plate_ocr::crosscheck::CrossCheck;
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
 use plate_ocr::recognize::{CharRead, LineRead, Recognizer, TextRead};
 
@@ -74,4 +75,86 @@ fn the_line_count_hint_never_turns_a_read_into_another_plate() {
     // Where the read fits both a car's and a motorbike's layout, the hint
     // chooses the display.
     assert_eq!(read("29B11234").display.as_deref(), Some("29B-112.34"));
+}
+
+/// A recogniser that reads fixed characters, each with its own probability.
+struct Scored(&'static [(char, f32)]);
+
+impl Recognizer for Scored {
+    fn name(&self) -> &str {
+        "scored"
+    }
+
+    fn read(&self, _crop: &Mat, _lines: Option<u8>) -> plate_ocr::error::Result<TextRead> {
+        let chars = self
+            .0
+            .iter()
+            .map(|&(ch, prob)| CharRead {
+                ch,
+                prob,
+                alternatives: vec![(ch, prob)],
+            })
+            .collect();
+        Ok(TextRead {
+            lines: vec![LineRead {
+                chars,
+                text: self.0.iter().map(|(c, _)| c).collect(),
+            }],
+            plate_lines: Some(1),
+        })
+    }
+}
+
+fn white_crop() -> Mat {
+    Mat::new_rows_cols_with_default(40, 160, CV_8UC3, Scalar::all(255.0)).unwrap()
+}
+
+/// With a cross-check the answer can come from the second recogniser: the
+/// guard must look at the characters *that* recogniser read, not the
+/// first's. The first reads letters but no plate; the second reads a taxi's
+/// phone number, which becomes `38Z72727` only by inventing the `Z`.
+#[test]
+fn a_letter_read_by_the_other_recogniser_does_not_back_an_invented_one() {
+    let p = Pipeline::new(None, Box::new(Reads("ABC")), PipelineConfig::default())
+        .with_cross_check(Box::new(Reads("38272727")), CrossCheck::default());
+    let r = p.read_crop(&white_crop(), Some(1)).unwrap();
+    assert!(r.text.is_none() && r.unreadable, "{r:?}");
+    assert_eq!(r.near_miss.as_deref(), Some("38Z72727"), "{r:?}");
+    // The other way round too: the first recogniser invents, the second
+    // reads nothing valid.
+    let p = Pipeline::new(None, Box::new(Reads("38272727")), PipelineConfig::default())
+        .with_cross_check(Box::new(Reads("ABC")), CrossCheck::default());
+    let r = p.read_crop(&white_crop(), Some(1)).unwrap();
+    assert!(r.text.is_none(), "{r:?}");
+    // Both read the letter: answered.
+    let p = Pipeline::new(None, Box::new(Reads("38Z72727")), PipelineConfig::default())
+        .with_cross_check(Box::new(Reads("38Z72727")), CrossCheck::default());
+    let r = p.read_crop(&white_crop(), Some(1)).unwrap();
+    assert_eq!(r.text.as_deref(), Some("38Z72727"), "{r:?}");
+}
+
+/// A letter the grammar dropped as spurious is not a letter read: the
+/// phone number with a stray `K` after it (a sticker, the plate's frame)
+/// is still digits alone once the `K` is gone.
+#[test]
+fn a_letter_dropped_as_spurious_does_not_back_an_invented_one() {
+    const READ: &[(char, f32)] = &[
+        ('3', 1.0),
+        ('8', 1.0),
+        ('2', 1.0),
+        ('7', 1.0),
+        ('2', 1.0),
+        ('7', 1.0),
+        ('2', 1.0),
+        ('7', 1.0),
+        ('K', 0.05),
+    ];
+    let config = PipelineConfig {
+        min_confidence: 0.4,
+        ..PipelineConfig::default()
+    };
+    let p = Pipeline::new(None, Box::new(Scored(READ)), config);
+    let r = p.read_crop(&white_crop(), Some(1)).unwrap();
+    assert!(r.text.is_none() && r.unreadable, "{r:?}");
+    assert_eq!(r.near_miss.as_deref(), Some("38Z72727"), "{r:?}");
 }

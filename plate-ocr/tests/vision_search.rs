@@ -12,7 +12,7 @@ use opencv::imgproc;
 use plate_ocr::eval::load_labels;
 use plate_ocr::image_file::{ImageLimits, load_bgr};
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
-use plate_ocr::recognize::{Decoder, SlotRecognizer};
+use plate_ocr::recognize::{CharRead, Decoder, LineRead, Recognizer, SlotRecognizer, TextRead};
 use plate_ocr::runtime::SessionConfig;
 use plate_ocr::search::WindowSearch;
 
@@ -198,4 +198,76 @@ fn regions_without_a_plate_give_nothing() {
     // Too small to hold a legible plate: no windows, no read.
     let tiny = support::filled(12, 12, (200.0, 200.0, 200.0));
     assert!(p.search_windows(&tiny, &search).expect("search").is_none());
+}
+
+/// Reads `29B112345` with certainty where the window is mostly blue (the
+/// neighbour's clear plate), `30A12345` at 0.9 a character (0.43 in all,
+/// under the threshold) where it is mostly red (the violator's blurred
+/// plate).
+struct BlueOrRed;
+
+impl Recognizer for BlueOrRed {
+    fn name(&self) -> &str {
+        "blue-or-red"
+    }
+
+    fn read(&self, crop: &Mat, _lines: Option<u8>) -> plate_ocr::error::Result<TextRead> {
+        let m = opencv::core::mean(crop, &opencv::core::no_array()).expect("mean");
+        let (text, prob) = if m[0] > m[2] {
+            ("29B112345", 1.0)
+        } else {
+            ("30A12345", 0.9)
+        };
+        let chars = text
+            .chars()
+            .map(|ch| CharRead {
+                ch,
+                prob,
+                alternatives: vec![(ch, prob)],
+            })
+            .collect();
+        Ok(TextRead {
+            lines: vec![LineRead {
+                chars,
+                text: text.into(),
+            }],
+            plate_lines: Some(2),
+        })
+    }
+}
+
+/// The violator's padded box holds the neighbour's clear plate and the
+/// violator's blurred one: the clear plate must not be answered as if it
+/// were the only plate there. The edge never sees a window search's
+/// `near_miss` (it reads the near misses of the detector's reads only), so
+/// the search refuses.
+#[test]
+fn a_nearly_read_rival_plate_apart_from_the_answer_gives_nothing() {
+    let p = Pipeline::new(None, Box::new(BlueOrRed), PipelineConfig::default());
+    let mut region = support::filled(240, 240, (0.0, 0.0, 200.0));
+    imgproc::rectangle(
+        &mut region,
+        Rect::new(0, 0, 120, 240),
+        Scalar::new(200.0, 0.0, 0.0, 0.0),
+        -1,
+        imgproc::LINE_8,
+        0,
+    )
+    .expect("drawing");
+    let got = p
+        .search_windows(&region, &WindowSearch::motorbike())
+        .expect("search");
+    assert!(got.is_none(), "{got:?}");
+    // The neighbour's plate alone is answered (the refusal above is the
+    // rival's doing), and the blurred plate alone is not.
+    let blue = support::filled(240, 240, (200.0, 0.0, 0.0));
+    let alone = p
+        .search_windows(&blue, &WindowSearch::motorbike())
+        .expect("search");
+    assert_eq!(alone.and_then(|r| r.text).as_deref(), Some("29B112345"));
+    let red = support::filled(240, 240, (0.0, 0.0, 200.0));
+    let weak = p
+        .search_windows(&red, &WindowSearch::motorbike())
+        .expect("search");
+    assert!(weak.is_none(), "{weak:?}");
 }

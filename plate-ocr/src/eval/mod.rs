@@ -31,7 +31,9 @@ pub struct Labelled {
     pub lines: Option<u8>,
 }
 
-/// Reads `labels.csv` in `dir`.
+/// Reads `labels.csv` in `dir`. A label with no plate character in it
+/// (`?`, empty) is refused with the line it is on: it would count every
+/// unread image as exact.
 pub fn load_labels(dir: &Path) -> Result<Vec<Labelled>> {
     let csv = dir.join("labels.csv");
     let err = |message: String| VisionError::Dataset {
@@ -82,11 +84,17 @@ pub fn load_labels(dir: &Path) -> Result<Vec<Labelled>> {
         } else {
             beside
         };
-        out.push(Labelled {
-            image,
-            text: canonicalize(label),
-            lines,
-        });
+        // A label with no plate characters (`?`, `-`, empty) would match
+        // every unreadable read and failed image and count them as exact.
+        let text = canonicalize(label);
+        if text.is_empty() {
+            return Err(err(format!(
+                "line {}: image {img}: label {label:?} has no plate characters; \
+                 label the plate or leave the image out",
+                n + 1
+            )));
+        }
+        out.push(Labelled { image, text, lines });
     }
     if out.is_empty() {
         return Err(err("no labelled images".to_string()));
@@ -383,6 +391,27 @@ mod tests {
         assert_eq!(edits("30A12345", "30A1234"), vec![Edit::Delete('5')]);
         assert_eq!(edits("3012", "30A12"), vec![Edit::Insert('A')]);
         assert_eq!(edits("", "AB").len(), 2);
+    }
+
+    #[test]
+    fn a_label_with_no_plate_characters_is_refused_at_load() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let csv = "image,text,lines\na.jpg,30A12345,1\nb.jpg,?,1\n";
+        std::fs::write(dir.path().join("labels.csv"), csv).expect("write");
+        // An empty label would match every unreadable read and failed
+        // image, counting them as exact.
+        let err = load_labels(dir.path()).expect_err("an empty label is refused");
+        let msg = err.to_string();
+        assert!(msg.contains("line 3") && msg.contains("b.jpg"), "{msg}");
+        std::fs::write(dir.path().join("labels.csv"), "image,text\nc.jpg, - \n").expect("write");
+        assert!(load_labels(dir.path()).is_err());
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "image,text\nc.jpg,30a-123.45\n",
+        )
+        .expect("write");
+        let ok = load_labels(dir.path()).expect("a real label loads");
+        assert_eq!(ok[0].text, "30A12345");
     }
 
     #[test]

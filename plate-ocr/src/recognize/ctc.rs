@@ -66,16 +66,59 @@ impl ConstrainedRead {
     }
 }
 
+/// How far a value may stray outside [0, 1] (rounding in the model's
+/// softmax).
+const VALUE_TOLERANCE: f32 = 1e-4;
+/// How far a step's probabilities may sum from 1.
+pub const SUM_TOLERANCE: f32 = 0.02;
+
+/// Why `probs` (`steps × k`, a model's whole output) is not one
+/// probability distribution per step, if it is not: a value not finite or
+/// outside [0, 1], or a step not summing to 1 (within [`SUM_TOLERANCE`]);
+/// a model exported without its softmax, or one that failed, is refused
+/// rather than read.
+pub fn output_problem(probs: &[f32], k: usize) -> Option<String> {
+    if k == 0 || !probs.len().is_multiple_of(k) {
+        return Some(format!(
+            "{} values are not whole steps of {k} classes",
+            probs.len()
+        ));
+    }
+    probs.chunks_exact(k).enumerate().find_map(|(t, step)| {
+        let sum: f32 = step.iter().sum();
+        (!values_are_probabilities(step) || (sum - 1.0).abs() > SUM_TOLERANCE).then(|| {
+            format!(
+                "step {t} is not a probability distribution (values summing to {sum}); \
+                 was the softmax left out of the export?"
+            )
+        })
+    })
+}
+
+fn values_are_probabilities(step: &[f32]) -> bool {
+    step.iter()
+        .all(|p| p.is_finite() && (-VALUE_TOLERANCE..=1.0 + VALUE_TOLERANCE).contains(p))
+}
+
 /// Decodes `probs` (`steps × k`, softmax per step, class 0 = blank) over
 /// `alphabet` (`alphabet[i]` is class `i`'s character) into the most
 /// probable plate valid in `grammar`; `None` if no valid plate survives the
-/// beam.
+/// beam, or if a step is no probability distribution (a value not finite
+/// or outside [0, 1], or summing to more than 1). A step may sum to *less*
+/// than 1: the PP-OCRv4 reader hands on only the plate characters' share
+/// of its dictionary, and checks the whole output with
+/// [`output_problem`] first.
 pub fn decode(probs: &[f32], alphabet: &[char], grammar: &PlateGrammar) -> Option<ConstrainedRead> {
     let k = alphabet.len();
-    // A model that gives NaN, infinite or negative "probabilities" has
-    // failed: nothing is read from it (the caller's greedy path then finds
-    // no plate either).
-    if k < 2 || probs.len() < k || probs.iter().any(|p| !p.is_finite() || *p < 0.0) {
+    // A model that gives NaN, infinite, negative or above-1 "probabilities"
+    // has failed: nothing is read from it (a character could get a
+    // probability above 1, and the read a confidence above 1).
+    if k < 2
+        || probs.len() < k
+        || probs.chunks_exact(k).any(|step| {
+            !values_are_probabilities(step) || step.iter().sum::<f32>() > 1.0 + SUM_TOLERANCE
+        })
+    {
         return None;
     }
     // Classes as canonical plate characters (a model whose alphabet says
@@ -326,6 +369,12 @@ mod tests {
         let seven = alphabet.iter().position(|a| *a == '7').unwrap();
         probs[k + seven] = 0.6;
         probs[k] = 0.3;
+        // The step's other classes share the rest: still a distribution.
+        for (j, p) in probs[k..2 * k].iter_mut().enumerate() {
+            if j != 0 && j != seven {
+                *p = 0.1 / (k - 2) as f32;
+            }
+        }
         let g = PlateGrammar::builtin();
         let read = decode(&probs, &alphabet, g).unwrap();
         assert_eq!(read.text.iter().collect::<String>(), "77L135689");
@@ -369,6 +418,41 @@ mod tests {
             None,
             "a failed model reads nothing"
         );
+    }
+
+    #[test]
+    fn steps_that_are_not_probabilities_read_nothing() {
+        let mut path = Vec::new();
+        for c in "30A12345".chars() {
+            path.push((c, 0.95));
+            path.push(('_', 0.95));
+        }
+        let (probs, alphabet) = steps(&path);
+        let k = alphabet.len();
+        let g = PlateGrammar::builtin();
+        assert!(decode(&probs, &alphabet, g).is_some());
+        // A value above 1 would give a character, and the read, a
+        // "probability" above 1.
+        let three = alphabet.iter().position(|a| *a == '3').unwrap();
+        let mut big = probs.clone();
+        big[three] = 1.5;
+        assert_eq!(decode(&big, &alphabet, g), None, "value > 1");
+        // Each value at most 1 but the step sums to far more than 1.
+        let mut heavy = probs.clone();
+        heavy[0] = 0.95;
+        assert_eq!(decode(&heavy, &alphabet, g), None, "sum > 1");
+        // A model's whole output: one softmax per step, or refused.
+        assert_eq!(output_problem(&probs, k), None);
+        for bad in [big, heavy] {
+            assert!(output_problem(&bad, k).is_some());
+        }
+        let mut nan = probs.clone();
+        nan[k + 3] = f32::NAN;
+        assert!(output_problem(&nan, k).is_some(), "NaN");
+        // Logits (no softmax): sums far from 1.
+        let logits: Vec<f32> = probs.iter().map(|p| p * 0.2).collect();
+        assert!(output_problem(&logits, k).is_some(), "sums to 0.2");
+        assert!(output_problem(&probs[..k + 1], k).is_some(), "ragged");
     }
 
     #[test]

@@ -207,6 +207,12 @@ impl PpOcrRecognizer {
                 self.dict.len()
             )));
         }
+        // Like the project recogniser's check: a model that emits NaN, or
+        // no softmax, is refused, not read (its greedy fallback would read
+        // the finite steps of a failed model).
+        if let Some(problem) = super::ctc::output_problem(&out, self.dict.len()) {
+            return Err(self.model.contract_error(format!("output: {problem}")));
+        }
         Ok((shape[1], shape[2], out))
     }
 

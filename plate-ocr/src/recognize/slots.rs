@@ -183,19 +183,7 @@ fn output_problem(n: usize, shape: &[usize], probs: &[f32], k: usize) -> Option<
             "output `probs` shape {shape:?} does not match [{n}, S, {k}] (the alphabet's size)"
         ));
     }
-    probs.chunks_exact(k).find_map(|step| {
-        let sum: f32 = step.iter().sum();
-        (step
-            .iter()
-            .any(|p| !p.is_finite() || *p < -1e-4 || *p > 1.0 + 1e-4)
-            || (sum - 1.0).abs() > 0.02)
-            .then(|| {
-                format!(
-                    "output `probs` is not a probability per step (values summing to {sum}); \
-                     was the softmax left out of the export?"
-                )
-            })
-    })
+    super::ctc::output_problem(probs, k).map(|p| format!("output `probs`: {p}"))
 }
 
 /// Trimmed or padded by this fraction of the width on each side, and twice
