@@ -154,6 +154,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_owner_copies.sql"),
         postgres: include_str!("../migrations/postgres/0019_owner_copies.sql"),
     },
+    Migration {
+        version: 20,
+        name: "case_revisions",
+        sqlite: include_str!("../migrations/sqlite/0020_case_revisions.sql"),
+        postgres: include_str!("../migrations/postgres/0020_case_revisions.sql"),
+    },
 ];
 
 /// Database failures.

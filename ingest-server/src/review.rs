@@ -7,8 +7,18 @@
 //!
 //! A plate correction keeps the machine read (`plate_text`) and writes
 //! `reviewed_plate`, then looks the owner up again under the reviewer's
-//! name; a violation-type correction re-prices the fine from the signed
-//! event with the corrected type.
+//! name; a violation-type correction is held to the arrival checks that
+//! depend on the type (`ingest::verify::type_checks`: a red signal for a
+//! red-light case, the camera approved for the type) and re-prices the
+//! fine from the signed event with the corrected type.
+//!
+//! Every change raises the case's `revision`; [`Reviewer::act_seen`]
+//! refuses an action on a case whose revision is no longer the one the
+//! actor was shown (the console's confirmation forms carry it), so an
+//! officer confirms only the plate, type, fine and owner they saw.
+//! Upholding a contest tells the owner why, with the new deadline, and
+//! withdrawing a fine drops its unsent deliveries and tells the owner if
+//! the notice may have reached them (`notices::followup`).
 
 use plate_ocr::plate::PlateGrammar;
 use protocol::{Signed, ViolationEvent, ViolationType};
@@ -36,6 +46,17 @@ pub enum ReviewError {
     /// Someone else changed the case between read and write.
     #[error("the case changed meanwhile; reload it")]
     Conflict,
+    /// The case is no longer as the actor was shown it.
+    #[error(
+        "the case changed after the page you acted on was shown (revision {seen}, now \
+         {current}): reload it and check the plate, violation, fine and owner again"
+    )]
+    Changed {
+        /// The revision the actor was shown.
+        seen: i64,
+        /// The case's revision now.
+        current: i64,
+    },
     /// Database.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -79,6 +100,22 @@ impl Reviewer<'_> {
         reason: &str,
         now: i64,
     ) -> Result<Applied, ReviewError> {
+        self.act_seen(event_id, action, actor, reason, now, None)
+            .await
+    }
+
+    /// [`Reviewer::act`] by someone who was shown the case at revision
+    /// `seen` (`events.revision`): refused with [`ReviewError::Changed`]
+    /// when the case has changed since (`None`: not checked).
+    pub async fn act_seen(
+        &self,
+        event_id: &str,
+        action: &Action,
+        actor: &Actor,
+        reason: &str,
+        now: i64,
+        seen: Option<i64>,
+    ) -> Result<Applied, ReviewError> {
         let reason = reason.trim();
         if reason.chars().count() > 1000 {
             return Err(ReviewError::Invalid(
@@ -89,7 +126,8 @@ impl Reviewer<'_> {
         let row = sqlx::query(
             "SELECT state, claimed_by, claim_expires_at, accepted_by, plate_text, reviewed_plate, \
              plate_readable, violation_type, reviewed_type, signed_json, fine_min_vnd, fine_max_vnd, \
-             evidence_purged_at FROM events WHERE event_id = $1",
+             evidence_purged_at, revision, event_time_ms, device_id, camera_id FROM events \
+             WHERE event_id = $1",
         )
         .bind(event_id)
         .fetch_optional(&mut *tx)
@@ -108,7 +146,10 @@ impl Reviewer<'_> {
             accepted_by: row.try_get(3)?,
             has_plate: reviewed_plate.is_some() || (readable != 0 && plate_read.is_some()),
             evidence_purged: row.try_get::<Option<i64>, _>(12)?.is_some(),
+            limitation_ends_at: workflow::limitation_ends_at(row.try_get(14)?),
         };
+        let revision: i64 = row.try_get(13)?;
+        let camera_key: (String, String) = (row.try_get(15)?, row.try_get(16)?);
         let old_plate = reviewed_plate.clone().or(plate_read.clone());
         let old_type: String = match row.try_get::<Option<String>, _>(8)? {
             Some(t) => t,
@@ -147,7 +188,8 @@ impl Reviewer<'_> {
                 detail["new_plate"] = parsed.canonical.into();
             }
             Action::CorrectType { violation_type } => {
-                parse_type(violation_type)?;
+                self.check_type(&signed_json, violation_type, camera_key)
+                    .await?;
                 detail["old_type"] = old_type.clone().into();
                 detail["new_type"] = violation_type.as_str().into();
             }
@@ -155,6 +197,17 @@ impl Reviewer<'_> {
         }
 
         let decision = workflow::decide(&facts, action, actor, reason, now)?;
+        if let Some(seen) = seen
+            && seen != revision
+        {
+            return Err(ReviewError::Changed {
+                seen,
+                current: revision,
+            });
+        }
+        if matches!(action, Action::Withdraw) {
+            payment_not_in_flight(&mut tx, event_id).await?;
+        }
         let mut up = Update::default();
         match &decision.claim {
             Some(Some((who, until))) => {
@@ -234,20 +287,23 @@ impl Reviewer<'_> {
         let mut sets = vec![
             "state = $1".to_string(),
             "state_changed_at = $2".to_string(),
+            "revision = revision + 1".to_string(),
         ];
-        // Placeholders $3 and $4 are the case id and the state it was read in.
+        // Placeholders $3, $4 and $5 are the case id, and the state and
+        // revision it was read at.
         for (i, (col, _)) in up.0.iter().enumerate() {
-            sets.push(format!("{col} = ${}", i + 5));
+            sets.push(format!("{col} = ${}", i + 6));
         }
         let sql = format!(
-            "UPDATE events SET {} WHERE event_id = $3 AND state = $4",
+            "UPDATE events SET {} WHERE event_id = $3 AND state = $4 AND revision = $5",
             sets.join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(decision.to.as_str())
             .bind(now)
             .bind(event_id)
-            .bind(state.as_str());
+            .bind(state.as_str())
+            .bind(revision);
         for (_, v) in up.0 {
             q = match v {
                 Value::Text(t) => q.bind(t),
@@ -278,8 +334,21 @@ impl Reviewer<'_> {
         .await?;
         detail["from"] = state.as_str().into();
         detail["to"] = decision.to.as_str().into();
-        if matches!(action, Action::Confirm) {
-            crate::notices::enqueue(&mut tx, event_id, now).await?;
+        match action {
+            Action::Confirm => crate::notices::enqueue(&mut tx, event_id, now).await?,
+            Action::Uphold => {
+                let told =
+                    crate::notices::followup::contest_rejected(&mut tx, event_id, reason, now)
+                        .await?;
+                detail["owner_told"] = told.is_some().into();
+            }
+            Action::Withdraw => {
+                let w = crate::notices::followup::withdrawn(&mut tx, event_id, reason, now).await?;
+                detail["deliveries_dropped"] = w.dropped.into();
+                detail["owner_told"] = w.told.into();
+                detail["inspection_warning_withdrawn"] = w.warning_withdrawn.into();
+            }
+            _ => {}
         }
         audit::append(
             &mut tx,
@@ -307,11 +376,61 @@ impl Reviewer<'_> {
         })
     }
 
+    /// A type correction is held to the arrival checks that depend on the
+    /// type ([`crate::ingest::verify::type_checks`]) against the camera's
+    /// registry entry now: refused with [`ReviewError::Invalid`] naming the
+    /// check. (Whether an unknown camera may send at all was settled when
+    /// the case was stored; only what the type needs is asked here.)
+    async fn check_type(
+        &self,
+        signed_json: &str,
+        violation_type: &str,
+        camera_key: (String, String),
+    ) -> Result<(), ReviewError> {
+        let mut event = stored_event(signed_json)?;
+        event.violation_type = parse_type(violation_type)?;
+        let devices = std::collections::HashSet::from([camera_key.0.clone()]);
+        let cameras = crate::cameras::for_devices(self.db, &devices)
+            .await
+            .map_err(|e| ReviewError::Invalid(format!("camera registry: {e}")))?;
+        crate::ingest::verify::type_checks(&event, cameras.get(&camera_key), false).map_err(|r| {
+            ReviewError::Invalid(format!(
+                "cannot correct the violation to {violation_type}: {} ({})",
+                r.message, r.code
+            ))
+        })
+    }
+
     fn requote(&self, signed_json: &str, violation_type: &str) -> Result<Quote, ReviewError> {
         let mut event = stored_event(signed_json)?;
         event.violation_type = parse_type(violation_type)?;
         Ok(self.fines.quote(&event))
     }
+}
+
+/// A fine with money in flight is not withdrawn: a payment order pending
+/// at the gateway, paid but not yet applied to the case, or held for a
+/// person (`needs_person`) is settled first (paid, refunded or cancelled),
+/// else the owner could pay a fine that no longer exists.
+async fn payment_not_in_flight(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event_id: &str,
+) -> Result<(), ReviewError> {
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payments WHERE event_id = $1 \
+         AND state IN ('pending', 'paid', 'needs_person')",
+    )
+    .bind(event_id)
+    .fetch_one(&mut **tx)
+    .await?;
+    if open > 0 {
+        return Err(ReviewError::Invalid(
+            "a payment of this fine is in flight (pending, or paid and not yet applied, or held \
+             for a person): settle it before withdrawing the fine"
+                .into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Column assignments of one case update, in bind order. Column names are

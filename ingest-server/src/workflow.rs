@@ -11,7 +11,13 @@
 //!                 ▼                                       contest ◀─────────┘
 //!              rejected ─reopen─▶ in_review          contested ─uphold─▶ notice_issued
 //!                                                    contested / rejected / paid ─close─▶ closed
+//!                                  confirmed / notice_issued / overdue ─withdraw─▶ closed
 //! ```
+//!
+//! Nobody may be fined once the limitation period ([`LIMITATION_DAYS`]
+//! after the violation) has run out: accepting, confirming and reopening
+//! are refused then ([`WorkflowError::PastLimitation`]), the same period
+//! ingest refuses an event past.
 //!
 //! Claims are leases: an operator claims a case for [`CLAIM_TTL_MS`]; while
 //! the lease is live nobody else may act on the case as a reviewer, and an
@@ -22,6 +28,21 @@ use std::fmt;
 
 /// How long a reviewer's claim on a case lasts without action (10 min).
 pub const CLAIM_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// The limitation period for traffic violations (Law on Handling
+/// Administrative Violations, Art. 6): one year, in days. The one source
+/// for ingest (`ingest::verify`), the workflow, notices and the console.
+pub const LIMITATION_DAYS: i64 = 365;
+
+/// [`LIMITATION_DAYS`] in milliseconds.
+pub const LIMITATION_MS: i64 = LIMITATION_DAYS * 86_400_000;
+
+/// The last moment (Unix ms) a violation seen at `event_ms` can still be
+/// penalised: exactly [`LIMITATION_MS`] later is still within the period,
+/// a millisecond after is not (as ingest counts it).
+pub fn limitation_ends_at(event_ms: i64) -> i64 {
+    event_ms.saturating_add(LIMITATION_MS)
+}
 
 /// Where a case is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -225,8 +246,11 @@ pub enum Action {
     Pay,
     /// The owner contests.
     Contest,
-    /// Police uphold the fine after a contest.
+    /// Police uphold the fine after a contest (with the reason the owner
+    /// is told).
     Uphold,
+    /// Police withdraw a confirmed fine (with a reason), before it is paid.
+    Withdraw,
     /// The response time passed.
     MarkOverdue,
     /// Nothing more to do.
@@ -250,6 +274,7 @@ impl Action {
             Action::Pay => "pay",
             Action::Contest => "contest",
             Action::Uphold => "uphold",
+            Action::Withdraw => "withdraw",
             Action::MarkOverdue => "mark_overdue",
             Action::Close => "close",
         }
@@ -263,6 +288,8 @@ impl Action {
                 | Action::CorrectType { .. }
                 | Action::SendBack
                 | Action::Reopen
+                | Action::Uphold
+                | Action::Withdraw
         )
     }
 }
@@ -282,6 +309,9 @@ pub struct CaseFacts {
     pub has_plate: bool,
     /// Was its evidence deleted under retention (`crate::retention`)?
     pub evidence_purged: bool,
+    /// The last moment it can be penalised ([`limitation_ends_at`] of the
+    /// violation's time).
+    pub limitation_ends_at: i64,
 }
 
 impl CaseFacts {
@@ -331,6 +361,16 @@ pub enum WorkflowError {
     /// The evidence is gone (retention), so there is nothing to review.
     #[error("the case's evidence was deleted under the retention policy; it cannot be reopened")]
     EvidencePurged,
+    /// The limitation period has run out: nobody can be fined for it.
+    #[error(
+        "the one-year limitation period for this violation ended at {}: it can no longer be \
+         penalised (reject it instead)",
+        crate::notices::text::rfc3339(*ends_at)
+    )]
+    PastLimitation {
+        /// When it ended (Unix ms).
+        ends_at: i64,
+    },
 }
 
 /// The outcome of an allowed action.
@@ -378,6 +418,15 @@ pub fn decide(
         }
     };
     let keep = |to| Decision { to, claim: None };
+    let within_limitation = || {
+        if now > facts.limitation_ends_at {
+            Err(WorkflowError::PastLimitation {
+                ends_at: facts.limitation_ends_at,
+            })
+        } else {
+            Ok(())
+        }
+    };
     let cleared = |to| Decision {
         to,
         claim: Some(None),
@@ -422,6 +471,7 @@ pub fn decide(
                 if !facts.has_plate {
                     return Err(WorkflowError::NoPlate);
                 }
+                within_limitation()?;
                 Ok(cleared(S::Accepted))
             } else {
                 Ok(cleared(S::Rejected))
@@ -452,6 +502,7 @@ pub fn decide(
                 if facts.accepted_by.as_deref() == Some(actor.id.as_str()) {
                     return Err(WorkflowError::TwoPersonRule);
                 }
+                within_limitation()?;
                 Ok(keep(S::Confirmed))
             } else {
                 Ok(cleared(S::InReview))
@@ -467,6 +518,7 @@ pub fn decide(
             if facts.evidence_purged {
                 return Err(WorkflowError::EvidencePurged);
             }
+            within_limitation()?;
             Ok(cleared(S::InReview))
         }
         Action::Uphold => {
@@ -477,6 +529,17 @@ pub fn decide(
                 return Err(wrong());
             }
             Ok(keep(S::NoticeIssued))
+        }
+        Action::Withdraw => {
+            // Only police may impose a fine, so only police take one back
+            // (a paid one is refunded, not withdrawn: out of scope here).
+            if role != Role::Police {
+                return Err(forbidden());
+            }
+            if !matches!(facts.state, S::Confirmed | S::NoticeIssued | S::Overdue) {
+                return Err(wrong());
+            }
+            Ok(cleared(S::Closed))
         }
         Action::IssueNotice | Action::Pay | Action::Contest | Action::MarkOverdue => {
             if role != Role::System {

@@ -21,6 +21,7 @@ fn facts(state: CaseState) -> CaseFacts {
         accepted_by: Some("op-1".into()),
         has_plate: true,
         evidence_purged: false,
+        limitation_ends_at: i64::MAX,
     }
 }
 
@@ -45,6 +46,7 @@ fn all_actions() -> Vec<Action> {
         Action::Pay,
         Action::Contest,
         Action::Uphold,
+        Action::Withdraw,
         Action::MarkOverdue,
         Action::Close,
     ]
@@ -72,6 +74,9 @@ fn allowed(state: CaseState, action: &str, role: Role) -> Option<CaseState> {
         (S::NoticeIssued, "mark_overdue") if role == R::System => Some(S::Overdue),
         (S::Contested, "uphold") if role == R::Police => Some(S::NoticeIssued),
         (S::Contested, "close") if role == R::Police => Some(S::Closed),
+        (S::Confirmed | S::NoticeIssued | S::Overdue, "withdraw") if role == R::Police => {
+            Some(S::Closed)
+        }
         (S::Rejected | S::Paid, "close") if matches!(role, R::System | R::Supervisor) => {
             Some(S::Closed)
         }
@@ -115,7 +120,7 @@ fn every_state_action_role_is_allowed_or_refused_as_written() {
             }
         }
     }
-    assert_eq!(allowed_count, 28);
+    assert_eq!(allowed_count, 31);
 }
 
 #[test]
@@ -289,4 +294,52 @@ fn a_rejection_whose_evidence_was_deleted_cannot_be_reopened() {
         decide(&f, &Action::Reopen, &s, "misread", NOW),
         Err(WorkflowError::EvidencePurged)
     );
+}
+
+#[test]
+fn nothing_is_accepted_confirmed_or_reopened_past_the_limitation_period() {
+    let ends = NOW + 5;
+    let mut f = facts(CaseState::InReview);
+    f.claimed_by = Some("alice".into());
+    f.claim_expires_at = Some(NOW + 100);
+    f.limitation_ends_at = ends;
+    let a = actor("alice", Role::Operator);
+    assert!(
+        decide(&f, &Action::Accept, &a, "", ends).is_ok(),
+        "its last ms"
+    );
+    let past = Err(WorkflowError::PastLimitation { ends_at: ends });
+    assert_eq!(decide(&f, &Action::Accept, &a, "", ends + 1), past);
+    let reject = Action::Reject {
+        code: "other".into(),
+    };
+    assert!(decide(&f, &reject, &a, "too old", ends + 1).is_ok());
+    f.state = CaseState::Accepted;
+    let p = actor("p", Role::Police);
+    assert_eq!(decide(&f, &Action::Confirm, &p, "", ends + 1), past);
+    f.state = CaseState::Rejected;
+    let s = actor("sam", Role::Supervisor);
+    assert_eq!(decide(&f, &Action::Reopen, &s, "misread", ends + 1), past);
+}
+
+#[test]
+fn upholding_and_withdrawing_need_a_reason() {
+    let p = actor("p", Role::Police);
+    let contested = facts(CaseState::Contested);
+    assert_eq!(
+        decide(&contested, &Action::Uphold, &p, " ", NOW),
+        Err(WorkflowError::ReasonRequired("uphold"))
+    );
+    let issued = facts(CaseState::NoticeIssued);
+    assert_eq!(
+        decide(&issued, &Action::Withdraw, &p, "", NOW),
+        Err(WorkflowError::ReasonRequired("withdraw"))
+    );
+    assert_eq!(
+        decide(&issued, &Action::Withdraw, &p, "wrong vehicle", NOW)
+            .unwrap()
+            .to,
+        CaseState::Closed
+    );
+    assert!(decide(&facts(CaseState::Paid), &Action::Withdraw, &p, "x", NOW).is_err());
 }

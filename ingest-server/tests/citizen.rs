@@ -287,6 +287,15 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             &format!("/console/cases/{second}/action"),
             &[("csrf", &tok), ("action", "uphold")],
         );
+        assert_eq!(r.status, 409, "upholding needs a reason for the owner");
+        let r = cuong.post(
+            &format!("/console/cases/{second}/action"),
+            &[
+                ("csrf", &tok),
+                ("action", "uphold"),
+                ("reason", "Hợp đồng mua bán chưa sang tên"),
+            ],
+        );
         assert_eq!(r.status, 303);
         assert!(
             me.get(&format!("/app/cases/{second}"))

@@ -189,9 +189,15 @@ async fn operators_review_and_police_confirm_through_the_console() {
             "owner of the corrected plate 30A12346"
         );
         let t = csrf(&list.body);
+        let (rev_key, rev) = (format!("rev.{first}"), shown_revision(&list.body, &first));
         let r = cuong.post(
             "/console/confirm",
-            &[("csrf", &t), ("case", &first), ("case", "no-such-case")],
+            &[
+                ("csrf", &t),
+                ("case", &first),
+                (&rev_key, &rev),
+                ("case", "no-such-case"),
+            ],
         );
         assert_eq!(r.status, 200);
         assert!(r.body.contains("id=\"flash\""), "{}", r.body);
@@ -813,5 +819,328 @@ async fn administrators_manage_edge_devices_in_the_console() {
         ]
         .map(|(a, s)| (a.to_owned(), s.to_owned())),
         "one entry per change, the repeated revocation none"
+    );
+}
+
+/// The revision of case `id` that a confirmation page's row carries.
+fn shown_revision(page: &str, id: &str) -> String {
+    let key = format!("name=\"rev.{id}\" value=\"");
+    let i = page
+        .find(&key)
+        .expect("the row carries the case's revision")
+        + key.len();
+    page[i..i + page[i..].find('"').unwrap()].to_string()
+}
+
+/// A confirmation is tied to what the officer saw. Officer 1 opens the
+/// confirmation queue showing case X (plate 30A12345, red light, owner
+/// Hoàng Thị Giang); officer 2 sends X back; an operator corrects its plate
+/// and type and accepts it again. Officer 1 then submits the page he had:
+/// X is refused (listed as such), the other case on the page confirmed;
+/// the case page's confirm form is held to the same rule; only after
+/// reloading does officer 1 confirm X, with what he now sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_is_refused_for_a_case_changed_since_it_was_shown() {
+    use ingest_server::review::Reviewer;
+    use ingest_server::workflow::{Action, Actor, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 2).await;
+    let ctx = server.ingestor.context().clone();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let now = ingest_server::db::now_ms();
+    let op = Actor {
+        id: "op".into(),
+        role: Role::Operator,
+    };
+    for id in &ids {
+        r.act(id, &Action::Claim, &op, "", now).await.unwrap();
+        r.act(id, &Action::Accept, &op, "", now).await.unwrap();
+    }
+    let (x, y) = (ids[0].clone(), ids[1].clone());
+    let (x2, y2) = (x.clone(), y.clone());
+    let (page, mut cuong) = tokio::task::spawn_blocking(move || {
+        let mut cuong = Client::new(addr);
+        assert_eq!(cuong.login("csgt.cuong", seed::PASSWORD).status, 303);
+        let page = cuong.get("/console/confirm").body;
+        assert!(page.contains(&x2) && page.contains(&y2) && page.contains(seed::OWNERS[0]));
+        (page, cuong)
+    })
+    .await
+    .unwrap();
+
+    // Meanwhile: sent back, corrected (plate, type), accepted again.
+    let p2 = Actor {
+        id: "p2".into(),
+        role: Role::Police,
+    };
+    let op2 = Actor {
+        id: "op2".into(),
+        role: Role::Operator,
+    };
+    r.act(&x, &Action::SendBack, &p2, "check the plate", now + 1)
+        .await
+        .unwrap();
+    r.act(&x, &Action::Claim, &op2, "", now + 2).await.unwrap();
+    let plate = Action::CorrectPlate {
+        plate: "30A12346".into(),
+    };
+    r.act(&x, &plate, &op2, "5 read as 6", now + 3)
+        .await
+        .unwrap();
+    let typ = Action::CorrectType {
+        violation_type: "stop_line".into(),
+    };
+    r.act(&x, &typ, &op2, "stopped over the line", now + 4)
+        .await
+        .unwrap();
+    r.act(&x, &Action::Accept, &op2, "", now + 5).await.unwrap();
+
+    let (x2, y2) = (x.clone(), y.clone());
+    tokio::task::spawn_blocking(move || {
+        let t = csrf(&page);
+        let (rx, ry) = (shown_revision(&page, &x2), shown_revision(&page, &y2));
+        let (kx, ky) = (format!("rev.{x2}"), format!("rev.{y2}"));
+        let r = cuong.post(
+            "/console/confirm",
+            &[
+                ("csrf", t.as_str()),
+                ("case", x2.as_str()),
+                (kx.as_str(), rx.as_str()),
+                ("case", y2.as_str()),
+                (ky.as_str(), ry.as_str()),
+            ],
+        );
+        assert_eq!(r.status, 200);
+        let flash = &r.body[r.body.find("id=\"flash\"").unwrap()..];
+        let flash = &flash[..flash.find("</div>").unwrap()];
+        assert!(flash.contains("Đã xác nhận 1 vụ"), "{flash}");
+        assert!(
+            flash.contains(&format!("{x2}: the case changed after the page")),
+            "X refused, and why: {flash}"
+        );
+        // A form without the revision is refused too.
+        let fresh = cuong.get("/console/confirm").body;
+        let t = csrf(&fresh);
+        let r = cuong.post("/console/confirm", &[("csrf", &t), ("case", &x2)]);
+        assert!(r.body.contains(&format!("{x2}: ")), "{}", r.body);
+        // The case page's form is held to the revision it shows.
+        let case = cuong.get(&format!("/console/cases/{x2}"));
+        assert!(case.body.contains("30A12346") && case.body.contains("name=\"revision\""));
+        let act = format!("/console/cases/{x2}/action");
+        let stale = cuong.post(
+            &act,
+            &[("csrf", &t), ("action", "confirm"), ("revision", &rx)],
+        );
+        assert_eq!(stale.status, 409, "{}", stale.body);
+        let bare = cuong.post(&act, &[("csrf", &t), ("action", "confirm")]);
+        assert_eq!(bare.status, 409, "{}", bare.body);
+        // Reloaded: confirmed with what is shown now.
+        let now_shown = shown_revision(&fresh, &x2);
+        let ok = cuong.post(
+            &act,
+            &[
+                ("csrf", &t),
+                ("action", "confirm"),
+                ("revision", &now_shown),
+            ],
+        );
+        assert_eq!(ok.status, 303, "{}", ok.body);
+    })
+    .await
+    .unwrap();
+    for (id, plate) in [(&x, Some("30A12346")), (&y, None)] {
+        let row = sqlx::query("SELECT state, reviewed_plate FROM events WHERE event_id = $1")
+            .bind(id)
+            .fetch_one(ctx.db.pool())
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>(0), "confirmed");
+        assert_eq!(row.get::<Option<String>, _>(1).as_deref(), plate);
+    }
+}
+
+/// Attaching an owner to a case (the lookup after ingest, and again after
+/// a plate correction) is audited, naming the plate and who asked but no
+/// owner data.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attaching_an_owner_to_a_case_is_audited_without_personal_data() {
+    use ingest_server::review::Reviewer;
+    use ingest_server::workflow::{Action, Actor, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let ctx = server.ingestor.context().clone();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let op = Actor {
+        id: "op".into(),
+        role: Role::Operator,
+    };
+    let now = ingest_server::db::now_ms();
+    r.act(&id, &Action::Claim, &op, "", now).await.unwrap();
+    let plate = Action::CorrectPlate {
+        plate: "30A12346".into(),
+    };
+    r.act(&id, &plate, &op, "5 read as 6", now + 1)
+        .await
+        .unwrap();
+    let lookups: Vec<_> = audit::for_subject(&ctx.db, &format!("case:{id}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "case.owner_lookup")
+        .collect();
+    assert_eq!(lookups.len(), 2, "{lookups:?}");
+    assert!(
+        lookups[0].detail.contains("30A12345"),
+        "{}",
+        lookups[0].detail
+    );
+    let corrected: serde_json::Value = serde_json::from_str(&lookups[1].detail).unwrap();
+    assert_eq!(corrected["plate"], "30A12346");
+    assert_eq!(corrected["owner"], "attached");
+    assert_eq!(corrected["requested_by"], "op");
+    assert_eq!(corrected["owner_status"]["to"], "resolved");
+    for e in &lookups {
+        for personal in [
+            seed::OWNERS[0],
+            seed::OWNERS[1],
+            "001199012345",
+            "Hoàn Kiếm",
+        ] {
+            assert!(!e.detail.contains(personal), "{}", e.detail);
+        }
+    }
+}
+
+/// Once the notice is out, the case lists show the owner's deadline to
+/// respond (20 days, the one enforced), not the 10-day notice clock: a case
+/// whose notice went out 11 days after the violation is not late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_notice_the_badge_is_the_owners_deadline_not_the_notice_clock() {
+    use ingest_server::review::Reviewer;
+    use ingest_server::workflow::{Action, Actor, Role};
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 1).await;
+    let id = ids[0].clone();
+    let ctx = server.ingestor.context().clone();
+    let now = ingest_server::db::now_ms();
+    // Seen 11 days ago.
+    sqlx::query("UPDATE events SET event_time_ms = $1 WHERE event_id = $2")
+        .bind(now - 11 * 86_400_000)
+        .bind(&id)
+        .execute(ctx.db.pool())
+        .await
+        .unwrap();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let actor = |id: &str, role| Actor {
+        id: id.into(),
+        role,
+    };
+    let op = actor("op", Role::Operator);
+    r.act(&id, &Action::Claim, &op, "", now).await.unwrap();
+    r.act(&id, &Action::Accept, &op, "", now).await.unwrap();
+    r.act(&id, &Action::Confirm, &actor("p", Role::Police), "", now)
+        .await
+        .unwrap();
+    r.act(
+        &id,
+        &Action::IssueNotice,
+        &actor("notices", Role::System),
+        "",
+        now,
+    )
+    .await
+    .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut cuong = Client::new(addr);
+        assert_eq!(cuong.login("csgt.cuong", seed::PASSWORD).status, 303);
+        let list = cuong.get("/console/cases");
+        let row = &list.body[list.body.find(&format!("data-id=\"{id}\"")).unwrap()..];
+        let row = &row[..row.find("</tr>").unwrap()];
+        assert!(!row.contains("clock late"), "{row}");
+        assert!(row.contains("clock reply ok"), "the 20-day deadline: {row}");
+        let page = cuong.get(&format!("/console/cases/{id}"));
+        assert!(!page.body.contains("clock late"), "{}", page.body);
+    })
+    .await
+    .unwrap();
+}
+
+/// Administrators see no case data: not the audit log (its entries name
+/// plates) nor the quarantine; supervisors and auditors keep both.
+/// Evidence read through the console is audited as through the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admins_see_no_audit_log_and_console_evidence_reads_are_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 1).await;
+    let db = server.ingestor.context().db.clone();
+    let boot = ingest_server::audit::Who::new("test", ingest_server::workflow::Role::Admin);
+    accounts::create(
+        &db,
+        "qt.em",
+        "Đỗ Em",
+        ingest_server::workflow::Role::Admin,
+        Some(seed::PASSWORD),
+        &boot,
+    )
+    .await
+    .unwrap();
+    let id = ids[0].clone();
+    tokio::task::spawn_blocking(move || {
+        let mut em = Client::new(addr);
+        assert_eq!(em.login("qt.em", seed::PASSWORD).status, 303);
+        assert_eq!(em.get("/console/audit").status, 403);
+        assert_eq!(em.get("/console/quarantine").status, 403);
+        let health = em.get("/console/health");
+        assert!(
+            !health.body.contains("href=\"/console/audit\"")
+                && !health.body.contains("href=\"/console/quarantine\""),
+            "not offered"
+        );
+        let mut dung = Client::new(addr);
+        assert_eq!(dung.login("kt.dung", seed::PASSWORD).status, 303);
+        assert_eq!(dung.get("/console/audit").status, 200);
+        assert_eq!(dung.get("/console/quarantine").status, 200);
+        let mut an = Client::new(addr);
+        assert_eq!(an.login("op.an", seed::PASSWORD).status, 303);
+        let img = an.get(&format!("/console/cases/{id}/evidence/overview.jpg"));
+        assert_eq!(img.status, 200);
+    })
+    .await
+    .unwrap();
+    let an = accounts::by_username(&db, "op.an").await.unwrap().unwrap();
+    let reads: Vec<_> = audit::for_subject(&db, &format!("case:{}", ids[0]))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "console.evidence.read")
+        .collect();
+    assert_eq!(reads.len(), 1, "{reads:?}");
+    assert_eq!(reads[0].actor, an.user_id);
+    assert!(
+        reads[0].detail.contains("overview.jpg"),
+        "{}",
+        reads[0].detail
     );
 }

@@ -463,3 +463,186 @@ async fn review_suite_on_postgres() {
     suite(url).await;
     drop(pg);
 }
+
+/// A SQLite ingestor with device `device` enrolled, and a submitter of
+/// events it signs.
+async fn sqlite_with_device(
+    dir: &std::path::Path,
+    device: &str,
+) -> (Ingestor, protocol::SigningKey) {
+    let url = ingest_server::db::Db::sqlite_url(&dir.join("test.db"));
+    let i = open(&url, dir).await;
+    let k = key();
+    devices::enrol(&i.context().db, device, SITE, &public_hex(&k))
+        .await
+        .unwrap();
+    (i, k)
+}
+
+async fn store(i: &Ingestor, k: &protocol::SigningKey, ev: &protocol::ViolationEvent) -> String {
+    let files = Files::new(1000);
+    let o = i
+        .submit(Bytes::from(bundle(ev, k, &files)), Source::Http)
+        .await
+        .unwrap();
+    assert!(o.rejection.is_none(), "{:?}", o.rejection);
+    ev.event_id.to_string()
+}
+
+/// A type correction is held to the checks a device sending that type
+/// meets on arrival: a wrong-lane case whose recorded signal is green
+/// cannot become a red-light case (the red-light fine), and a camera
+/// approved only for red light cannot produce a wrong-lane fine. The
+/// refusal names the check; the case keeps its type and fine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_correction_is_held_to_the_arrival_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let (i, k) = sqlite_with_device(dir.path(), "edge-t1").await;
+    let ctx = i.context().clone();
+    let files = Files::new(1000);
+    // Green light, wrong lane, from a camera the registry does not know.
+    let mut green = event("edge-t1", SITE, &files);
+    green.violation_type = protocol::ViolationType::WrongLane;
+    green.signal = Some(protocol::SignalObservation {
+        state: protocol::SignalState::Green,
+        red_for_ms: None,
+    });
+    let a = store(&i, &k, &green).await;
+    // A camera approved for red light only.
+    ingest_server::cameras::enrol(
+        &ctx.db,
+        &ingest_server::cameras::NewCamera {
+            device_id: "edge-t1".into(),
+            camera_id: "cam-red".into(),
+            site: None,
+            description: "Nguyễn Huệ × Lê Lợi".into(),
+            latitude: None,
+            longitude: None,
+            enabled_rules: Some(vec!["red_light".into()]),
+            certificate_no: None,
+            certified_until: None,
+        },
+    )
+    .await
+    .unwrap();
+    let mut red = event("edge-t1", SITE, &files);
+    red.camera_id = "cam-red".into();
+    let b = store(&i, &k, &red).await;
+
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let alice = actor("alice", Role::Operator);
+    let now = now_ms();
+    let to = |t: &str| Action::CorrectType {
+        violation_type: t.into(),
+    };
+    for id in [&a, &b] {
+        r.act(id, &Action::Claim, &alice, "", now).await.unwrap();
+    }
+    let fine_a = column(&i, &a, "fine_ref").await;
+    match r
+        .act(&a, &to("red_light"), &alice, "crossed on red", now + 1)
+        .await
+    {
+        Err(ReviewError::Invalid(m)) => assert!(m.contains("signal_not_red"), "{m}"),
+        other => panic!("a green light made a red-light case: {other:?}"),
+    }
+    assert_eq!(column(&i, &a, "reviewed_type").await, None);
+    assert_eq!(column(&i, &a, "fine_ref").await, fine_a, "not re-priced");
+    match r
+        .act(&b, &to("wrong_lane"), &alice, "lane, not light", now + 1)
+        .await
+    {
+        Err(ReviewError::Invalid(m)) => assert!(m.contains("rule_not_enabled"), "{m}"),
+        other => panic!("a red-light-only camera made a wrong-lane case: {other:?}"),
+    }
+    assert_eq!(column(&i, &b, "reviewed_type").await, None);
+    // What the checks allow is corrected as before.
+    r.act(
+        &a,
+        &to("stop_line"),
+        &alice,
+        "stopped over the line",
+        now + 2,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        column(&i, &a, "reviewed_type").await.as_deref(),
+        Some("stop_line")
+    );
+}
+
+/// The one-year limitation period holds after ingest too: a case accepted
+/// in time cannot be confirmed 366 days after the violation, nor a
+/// backlog case accepted, nor a rejected one reopened; rejecting it is
+/// still possible, and a day before the end everything is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_accepted_confirmed_or_reopened_past_the_limitation_period() {
+    const DAY: i64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let (i, k) = sqlite_with_device(dir.path(), "edge-l1").await;
+    let ctx = i.context().clone();
+    let files = Files::new(1000);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(store(&i, &k, &event("edge-l1", SITE, &files)).await);
+    }
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let alice = actor("alice", Role::Operator);
+    let bob = actor("bob", Role::Police);
+    let sue = actor("sue", Role::Supervisor);
+    let now = now_ms();
+    let later = now + 366 * DAY;
+    let past = |res: Result<_, ReviewError>| {
+        matches!(
+            res,
+            Err(ReviewError::Refused(WorkflowError::PastLimitation { .. }))
+        )
+    };
+    // Accepted in time, confirmed a year and a day later: refused.
+    let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+    r.act(a, &Action::Claim, &alice, "", now).await.unwrap();
+    r.act(a, &Action::Accept, &alice, "", now).await.unwrap();
+    let refused = r.act(a, &Action::Confirm, &bob, "", later).await;
+    assert!(past(refused), "confirmed past the limitation");
+    assert_eq!(column(&i, a, "state").await.as_deref(), Some("accepted"));
+    let message = r
+        .act(a, &Action::Confirm, &bob, "", later)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("limitation"), "{message}");
+    // A backlog case: claimed and rejected, but not accepted.
+    r.act(b, &Action::Claim, &alice, "", later).await.unwrap();
+    assert!(past(r.act(b, &Action::Accept, &alice, "", later).await));
+    let too_old = Action::Reject {
+        code: "other".into(),
+    };
+    r.act(b, &too_old, &alice, "past the limitation period", later)
+        .await
+        .unwrap();
+    // A rejection reopened a year and a day later: refused.
+    r.act(c, &Action::Claim, &alice, "", now).await.unwrap();
+    r.act(c, &too_old, &alice, "misjudged", now).await.unwrap();
+    assert!(past(
+        r.act(c, &Action::Reopen, &sue, "misjudged", later).await
+    ));
+    // A day before the end, all of it is still possible.
+    let in_time = now + 364 * DAY;
+    r.act(d, &Action::Claim, &alice, "", in_time).await.unwrap();
+    r.act(d, &Action::Accept, &alice, "", in_time)
+        .await
+        .unwrap();
+    r.act(d, &Action::Confirm, &bob, "", in_time).await.unwrap();
+    assert_eq!(column(&i, d, "state").await.as_deref(), Some("confirmed"));
+}

@@ -536,9 +536,21 @@ fn full_path(scale_out: bool) {
         list.body.contains(&id) && list.body.contains(OWNER_NAME),
         "the case waits for confirmation with its owner"
     );
+    // The row carries the case's revision as shown (a case changed since
+    // the page was rendered is not confirmed); a browser posts it back.
+    let rev_key = format!("rev.{id}");
+    let shown = {
+        let key = format!("name=\"{rev_key}\" value=\"");
+        let at = list.body.find(&key).expect("the row carries its revision") + key.len();
+        list.body[at..at + list.body[at..].find('"').unwrap()].to_string()
+    };
     let r = csgt.post_form(
         &format!("{review_base}/console/confirm"),
-        &[("csrf", &web::csrf(&list.body)), ("case", &id)],
+        &[
+            ("csrf", &web::csrf(&list.body)),
+            ("case", &id),
+            (&rev_key, &shown),
+        ],
     );
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(

@@ -270,7 +270,7 @@ impl From<crate::review::ReviewError> for AppError {
         use crate::review::ReviewError as E;
         match e {
             E::NotFound(_) => AppError::NotFound,
-            E::Refused(_) | E::Conflict => AppError::Refused(e.to_string()),
+            E::Refused(_) | E::Conflict | E::Changed { .. } => AppError::Refused(e.to_string()),
             E::Invalid(_) | E::Db(_) => AppError::Internal(e.to_string()),
         }
     }

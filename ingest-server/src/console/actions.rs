@@ -2,6 +2,11 @@
 //! state allow (rendered on the case page), and the POST handlers that run
 //! them through `review::Reviewer`, the one place cases change. After an
 //! accept or a reject the reviewer goes straight on to the next case.
+//!
+//! Every decision form carries the case's revision as the page showed it
+//! (`revision`); an action on a case changed since is refused, and a
+//! confirmation without it too: the officer confirms what they saw. Upholding a contest and withdrawing a fine need a reason,
+//! which the owner is sent.
 
 use std::fmt::Write as _;
 
@@ -44,8 +49,18 @@ pub fn panel(
     let mut p = String::from("<div class=\"panel\" id=\"actions\">");
     let form = |id: &str, action: &str, inner: &str, button: &str, class: &str| {
         format!(
-            "<form method=\"post\" action=\"{url}\" id=\"{id}\">{}{inner}<button class=\"{class}\">{button}</button></form>",
-            hidden(viewer, action)
+            "<form method=\"post\" action=\"{url}\" id=\"{id}\">{}<input type=\"hidden\" name=\"revision\" value=\"{}\">{inner}<button class=\"{class}\">{button}</button></form>",
+            hidden(viewer, action),
+            case.revision
+        )
+    };
+    let owner_reason = |id: &str| {
+        format!(
+            "<input type=\"text\" name=\"reason\" id=\"{id}\" placeholder=\"{}\" maxlength=\"1000\" required>",
+            lang.t(
+                "Lý do (gửi cho chủ phương tiện)",
+                "Reason (sent to the owner)"
+            )
         )
     };
     let reason_input = |id: &str, required: bool| {
@@ -172,7 +187,7 @@ pub fn panel(
         p.push_str(&form(
             "uphold-form",
             "uphold",
-            "",
+            &owner_reason("uphold-reason"),
             lang.t("Giữ nguyên quyết định", "Uphold"),
             "primary",
         ));
@@ -181,6 +196,20 @@ pub fn panel(
             "close",
             &reason_input("cancel-reason", true),
             lang.t("Huỷ xử phạt", "Cancel fine"),
+            "danger",
+        ));
+    }
+    if role == Role::Police
+        && matches!(
+            case.state,
+            CaseState::Confirmed | CaseState::NoticeIssued | CaseState::Overdue
+        )
+    {
+        p.push_str(&form(
+            "withdraw-form",
+            "withdraw",
+            &owner_reason("withdraw-reason"),
+            lang.t("Huỷ bỏ xử phạt", "Withdraw the fine"),
             "danger",
         ));
     }
@@ -218,6 +247,9 @@ pub struct ActionForm {
     plate: String,
     #[serde(default)]
     violation_type: String,
+    /// The case's revision as the page showed it.
+    #[serde(default)]
+    revision: String,
 }
 
 fn parse_action(f: &ActionForm) -> Option<Action> {
@@ -241,18 +273,21 @@ fn parse_action(f: &ActionForm) -> Option<Action> {
         "send_back" => Action::SendBack,
         "reopen" => Action::Reopen,
         "uphold" => Action::Uphold,
+        "withdraw" => Action::Withdraw,
         "close" => Action::Close,
         _ => return None,
     })
 }
 
-/// Runs one action as the viewer.
+/// Runs one action as the viewer, who was shown the case at revision
+/// `seen` (`None`: not checked).
 pub async fn run(
     ctx: &ApiContext,
     viewer: &Viewer,
     id: &str,
     action: &Action,
     reason: &str,
+    seen: Option<i64>,
 ) -> Result<(), ConsoleError> {
     let ic = ctx.ingestor.context();
     let reviewer = Reviewer {
@@ -263,7 +298,7 @@ pub async fn run(
     };
     let lang = viewer.lang;
     match reviewer
-        .act(id, action, &viewer.actor(), reason, now_ms())
+        .act_seen(id, action, &viewer.actor(), reason, now_ms(), seen)
         .await
     {
         Ok(_) => Ok(()),
@@ -272,9 +307,12 @@ pub async fn run(
         Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. })) => {
             Err(ConsoleError::Forbidden(lang))
         }
-        Err(e @ (ReviewError::Refused(_) | ReviewError::Invalid(_) | ReviewError::Conflict)) => {
-            Err(ConsoleError::Refused(lang, e.to_string()))
-        }
+        Err(
+            e @ (ReviewError::Refused(_)
+            | ReviewError::Invalid(_)
+            | ReviewError::Conflict
+            | ReviewError::Changed { .. }),
+        ) => Err(ConsoleError::Refused(lang, e.to_string())),
     }
 }
 
@@ -289,7 +327,17 @@ pub async fn act(
     let lang = viewer.lang;
     let action = parse_action(&f)
         .ok_or_else(|| ConsoleError::Refused(lang, format!("unknown action {:?}", f.action)))?;
-    run(&ctx, &viewer, &id, &action, &f.reason).await?;
+    let seen = f.revision.trim().parse::<i64>().ok();
+    // A confirmation is about what the officer was shown (the other
+    // decisions are checked against the revision when the form has one).
+    // (Anyone else is refused by the workflow for their role.)
+    if seen.is_none()
+        && matches!(action, Action::Confirm)
+        && viewer.session.user.role == Role::Police
+    {
+        return Err(ConsoleError::Refused(lang, stale_page(lang)));
+    }
+    run(&ctx, &viewer, &id, &action, &f.reason, seen).await?;
     if matches!(action, Action::Accept | Action::Reject { .. }) {
         return claim_next(&ctx, &viewer).await;
     }
@@ -326,11 +374,20 @@ async fn claim_next(ctx: &ApiContext, viewer: &Viewer) -> Result<Response, Conso
         else {
             return Ok(Redirect::to("/console/queue").into_response());
         };
-        match run(ctx, viewer, &id, &Action::Claim, "").await {
+        match run(ctx, viewer, &id, &Action::Claim, "", None).await {
             Ok(()) => return Ok(Redirect::to(&format!("/console/cases/{id}")).into_response()),
             Err(ConsoleError::Refused(..)) => continue,
             Err(e) => return Err(e),
         }
     }
     Ok(Redirect::to("/console/queue").into_response())
+}
+
+/// Why a police decision without the case's revision is refused.
+pub fn stale_page(lang: super::html::Lang) -> String {
+    lang.t(
+        "Trang này không cho biết phiên bản vụ việc đã hiển thị: hãy tải lại trang và kiểm tra lại trước khi quyết định.",
+        "This page does not say which version of the case it showed: reload it and check again before deciding.",
+    )
+    .to_string()
 }

@@ -12,14 +12,13 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::extract::{Path, State};
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use sqlx::Row;
 
 use super::event_facts::{
     plate_source_text, riders_text, signal_text, speed_uncertainty_text, trajectory,
 };
-use super::html::{clock_badge, esc, local_time, violation_label, vnd};
+use super::html::{deadline_badge, esc, local_time, violation_label, vnd};
 use super::owner_panels::{
     contests_panel, notice_hold, owner_for, owner_panel, owner_status_label,
 };
@@ -66,6 +65,10 @@ pub struct CaseDetail {
     pub notice_late_at: Option<i64>,
     /// When its evidence was deleted under retention, if it was.
     pub evidence_purged_at: Option<i64>,
+    /// Raised by every change (`review`): what a decision form carries.
+    pub revision: i64,
+    /// The owner's deadline to respond, once the notice is out, Unix ms.
+    pub reply_by: Option<i64>,
 }
 
 impl CaseDetail {
@@ -84,7 +87,9 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
          vehicle_class, plate_text, reviewed_plate, plate_colour, plate_confidence, speed_kmh, \
          speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
          owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
-         reject_note, signed_json, notice_late_at, evidence_purged_at, owner_id FROM events \
+         reject_note, signed_json, notice_late_at, evidence_purged_at, owner_id, revision, \
+         state_changed_at, (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id) \
+         FROM events \
          WHERE event_id = $1",
     )
     .bind(id)
@@ -128,6 +133,8 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
         notice_late_at: r.try_get(28)?,
         evidence_purged_at: r.try_get(29)?,
         owner_id: r.try_get(30)?,
+        revision: r.try_get(31)?,
+        reply_by: super::queue::reply_by(r.try_get(33)?, r.try_get(32)?),
     }))
 }
 
@@ -429,9 +436,9 @@ pub async fn show(
         typ = esc(&violation_label(lang, typ)),
         time_l = lang.t("Thời gian", "Time"),
         time = local_time(case.event_ms),
-        clock = clock_badge(lang, case.event_ms, now),
+        clock = deadline_badge(lang, case.state, case.event_ms, case.reply_by, now),
         limit_l = lang.t("Hết thời hiệu xử phạt (1 năm)", "Limitation ends (1 year)"),
-        limit = local_time(case.event_ms + super::html::LIMITATION_DAYS * 86_400_000),
+        limit = limitation_text(lang, case.event_ms, now),
         place_l = lang.t("Địa điểm", "Place"),
         site = esc(&case.site),
         cam = esc(&case.camera_id),
@@ -472,6 +479,23 @@ pub async fn show(
     ))
 }
 
+/// When the limitation period ends, and once it has, that nobody can be
+/// fined for the case any more (accepting and confirming are refused).
+fn limitation_text(lang: super::html::Lang, event_ms: i64, now: i64) -> String {
+    let ends = crate::workflow::limitation_ends_at(event_ms);
+    let when = local_time(ends);
+    if now <= ends {
+        return when;
+    }
+    format!(
+        "{when} <span class=\"badge late\" id=\"limitation-passed\">{}</span>",
+        lang.t(
+            "Đã hết thời hiệu xử phạt: không thể chấp nhận hay xác nhận xử phạt, chỉ có thể loại",
+            "The limitation period has ended: the case can no longer be accepted or confirmed, only rejected"
+        )
+    )
+}
+
 /// Keyboard: a accept, r reject, p plate, t type, n next, c confirm; and
 /// the trajectory overlay's coordinate system once the image has loaded.
 const KEYS_JS: &str = r#"
@@ -480,119 +504,3 @@ document.addEventListener('keydown',e=>{const t=e.target.tagName;if(t==='INPUT'|
 const k={a:'accept-form',n:'next-form',c:'confirm-form'}[e.key];if(k){const f=document.getElementById(k);if(f){e.preventDefault();f.requestSubmit();}return;}
 const fo={r:'reject-code',p:'plate-input',t:'type-input'}[e.key];if(fo){const el=document.getElementById(fo);if(el){e.preventDefault();el.focus();}}});
 "#;
-
-/// `GET /console/cases/{id}/contest-photo/{sha256}`: a photo the owner sent
-/// with a contest of this case.
-pub async fn contest_photo(
-    State(ctx): State<ApiContext>,
-    viewer: Viewer,
-    Path((id, sha)): Path<(String, String)>,
-) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Police, Role::Auditor])?;
-    let lang = viewer.lang;
-    let ic = ctx.ingestor.context();
-    audit::record(
-        &ic.db,
-        now_ms(),
-        &viewer.who(),
-        "contest.photo_view",
-        &format!("case:{id}"),
-        &serde_json::json!({"sha256": sha}),
-    )
-    .await
-    .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    let row =
-        sqlx::query("SELECT photo_type FROM contests WHERE event_id = $1 AND photo_sha256 = $2")
-            .bind(&id)
-            .bind(&sha)
-            .fetch_optional(ic.db.pool())
-            .await
-            .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
-            .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{sha}")))?;
-    let media: Option<String> = row
-        .try_get(0)
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    let bytes = ic
-        .evidence
-        .get(&sha)
-        .await
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                media.unwrap_or_else(|| "application/octet-stream".into()),
-            ),
-            (
-                header::HeaderName::from_static("x-content-type-options"),
-                "nosniff".to_string(),
-            ),
-            // Whatever type a device declared, nothing in it runs here.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "sandbox; default-src 'none'".to_string(),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
-}
-
-/// `GET /console/cases/{id}/evidence/{name}`: one evidence file, checked
-/// against its hash on the way out.
-pub async fn evidence(
-    State(ctx): State<ApiContext>,
-    viewer: Viewer,
-    Path((id, name)): Path<(String, String)>,
-) -> Result<Response, ConsoleError> {
-    viewer.require(&[
-        Role::Operator,
-        Role::Supervisor,
-        Role::Police,
-        Role::Auditor,
-    ])?;
-    let lang = viewer.lang;
-    let ic = ctx.ingestor.context();
-    let row = sqlx::query(
-        "SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1",
-    )
-    .bind(&id)
-    .bind(&name)
-    .fetch_optional(ic.db.pool())
-    .await
-    .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
-    .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{name}")))?;
-    let sha: String = row
-        .try_get(0)
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    let media: String = row
-        .try_get(1)
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    let bytes = ic
-        .evidence
-        .get(&sha)
-        .await
-        .map_err(|e| ConsoleError::Internal(lang, format!("evidence {sha}: {e}")))?;
-    let media = if media.is_empty() {
-        "application/octet-stream".to_string()
-    } else {
-        media
-    };
-    Ok((
-        [
-            (header::CONTENT_TYPE, media),
-            (header::CACHE_CONTROL, "private, no-store".to_string()),
-            (
-                header::HeaderName::from_static("x-content-type-options"),
-                "nosniff".to_string(),
-            ),
-            // Whatever type a device declared, nothing in it runs here.
-            (
-                header::CONTENT_SECURITY_POLICY,
-                "sandbox; default-src 'none'".to_string(),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
-}

@@ -12,7 +12,10 @@
 //! all" leaves it out: the officer ticks it on its own, having read that.
 //! Each case in the batch goes through the workflow on its own, so the
 //! two-person rule and the state checks hold per case, and the page says
-//! which were confirmed and which were refused and why.
+//! which were confirmed and which were refused and why. Each row carries
+//! the case's revision as shown (`rev.{id}`); a case changed since the
+//! page was rendered (sent back, corrected, accepted again, another owner)
+//! is refused, not confirmed with what the officer never saw.
 
 use std::fmt::Write as _;
 
@@ -87,8 +90,10 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
             // Not in "select all" when there is no owner to notify.
             let class = if hold.is_some() { "pick-held" } else { "pick" };
             format!(
-                "<input type=\"checkbox\" name=\"case\" value=\"{}\" class=\"{class}\">",
-                esc(&r.event_id)
+                "<input type=\"checkbox\" name=\"case\" value=\"{id}\" class=\"{class}\">\
+                 <input type=\"hidden\" name=\"rev.{id}\" value=\"{rev}\">",
+                id = esc(&r.event_id),
+                rev = case.revision
             )
         };
         let fine = case
@@ -174,7 +179,15 @@ pub async fn batch(
     let mut done = 0;
     let mut refused = Vec::new();
     for id in &ids {
-        match actions::run(&ctx, &viewer, id, &Action::Confirm, "").await {
+        let seen = fields
+            .iter()
+            .find(|(k, _)| k.strip_prefix("rev.") == Some(id))
+            .and_then(|(_, v)| v.trim().parse::<i64>().ok());
+        let Some(seen) = seen else {
+            refused.push(format!("{}: {}", esc(id), esc(&actions::stale_page(lang))));
+            continue;
+        };
+        match actions::run(&ctx, &viewer, id, &Action::Confirm, "", Some(seen)).await {
             Ok(()) => done += 1,
             Err(ConsoleError::Refused(_, why) | ConsoleError::NotFound(_, why)) => {
                 refused.push(format!("{}: {}", esc(id), esc(&why)))

@@ -18,8 +18,9 @@ pub const VIETNAM: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
 
 /// Days from detection to the notice deadline (Circular 73/2024, Art. 24).
 pub const NOTICE_DAYS: i64 = 10;
-/// Days a violation can be penalised (limitation period).
-pub const LIMITATION_DAYS: i64 = 365;
+/// Days a violation can be penalised (limitation period; the one source
+/// is [`crate::workflow::LIMITATION_DAYS`]).
+pub const LIMITATION_DAYS: i64 = crate::workflow::LIMITATION_DAYS;
 
 /// HTML-escapes text for element content and quoted attributes.
 pub fn esc(s: &str) -> String {
@@ -132,6 +133,55 @@ pub fn clock_badge(lang: Lang, event_ms: i64, now_ms: i64) -> String {
     )
 }
 
+/// The deadline badge of a case in `state`: the 10-day notice clock
+/// ([`clock_badge`]) until the notice is out; once it is (`notice_issued`)
+/// the owner's deadline to respond, `reply_by` (Unix ms,
+/// `notices::deadlines::effective_deadline`, the one the 20-day check
+/// enforces and the citizen app shows); nothing in any other state (no
+/// clock runs against the authority then).
+pub fn deadline_badge(
+    lang: Lang,
+    state: crate::workflow::CaseState,
+    event_ms: i64,
+    reply_by: Option<i64>,
+    now_ms: i64,
+) -> String {
+    use crate::workflow::CaseState as S;
+    match state {
+        S::New | S::InReview | S::Accepted | S::Confirmed => clock_badge(lang, event_ms, now_ms),
+        S::NoticeIssued => reply_by
+            .map(|by| reply_badge(lang, by, now_ms))
+            .unwrap_or_default(),
+        _ => String::new(),
+    }
+}
+
+/// Days left to the owner's deadline to respond, `by` (Unix ms).
+fn reply_badge(lang: Lang, by: i64, now_ms: i64) -> String {
+    let d = (by - now_ms).div_euclid(86_400_000);
+    let class = if by < now_ms {
+        "late"
+    } else if d <= 2 {
+        "soon"
+    } else {
+        "ok"
+    };
+    let text = if by < now_ms {
+        lang.t("quá hạn trả lời", "reply overdue").to_string()
+    } else {
+        format!("{d} {}", lang.t("ngày", "days"))
+    };
+    format!(
+        "<span class=\"clock reply {class}\" title=\"{} {}\">{}</span>",
+        lang.t(
+            "Hạn chủ phương tiện trả lời thông báo (20 ngày):",
+            "The owner's deadline to respond to the notice (20 days):"
+        ),
+        local_time(by),
+        esc(&text)
+    )
+}
+
 /// A violation type's label.
 pub fn violation_label(lang: Lang, t: &str) -> String {
     let (vi, en) = match t {
@@ -186,10 +236,10 @@ pub fn page(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> S
             "Thiết bị & thống kê",
             "Devices & statistics",
         );
-        if matches!(u.role, Role::Supervisor | Role::Auditor | Role::Admin) {
+        // Quarantined messages and audit entries carry plates: case data,
+        // which administrators do not see.
+        if matches!(u.role, Role::Supervisor | Role::Auditor) {
             link("/console/quarantine", "Cách ly", "Quarantine");
-        }
-        if matches!(u.role, Role::Auditor | Role::Admin | Role::Supervisor) {
             link("/console/audit", "Nhật ký kiểm toán", "Audit log");
         }
         if matches!(u.role, Role::Admin | Role::Supervisor) {

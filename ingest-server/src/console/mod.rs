@@ -16,6 +16,7 @@ mod deadlines;
 mod devices;
 mod event_facts;
 mod exports;
+mod files;
 pub mod html;
 mod login;
 mod ops;
@@ -69,17 +70,14 @@ pub fn routes() -> Router<ApiContext> {
         .route("/console/cases", get(queue::all_cases))
         .route("/console/cases/{id}", get(case_page::show))
         .route("/console/cases/{id}/action", post(actions::act))
-        .route(
-            "/console/cases/{id}/evidence/{name}",
-            get(case_page::evidence),
-        )
+        .route("/console/cases/{id}/evidence/{name}", get(files::evidence))
         .route(
             "/console/cases/{id}/package.zip",
             get(exports::case_package),
         )
         .route(
             "/console/cases/{id}/contest-photo/{sha}",
-            get(case_page::contest_photo),
+            get(files::contest_photo),
         )
         .route("/console/export/labels.zip", get(exports::labels))
         .route("/console/confirm", get(confirm::queue).post(confirm::batch))

@@ -186,7 +186,7 @@ pub async fn quarantine(
     State(ctx): State<ApiContext>,
     viewer: Viewer,
 ) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Supervisor, Role::Auditor, Role::Admin])?;
+    viewer.require(&[Role::Supervisor, Role::Auditor])?;
     let lang = viewer.lang;
     let entries = crate::quarantine::list(&ctx.ingestor.context().db, 200)
         .await
@@ -224,7 +224,7 @@ pub async fn audit(
     State(ctx): State<ApiContext>,
     viewer: Viewer,
 ) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Supervisor, Role::Auditor, Role::Admin])?;
+    viewer.require(&[Role::Supervisor, Role::Auditor])?;
     let lang = viewer.lang;
     let db = &ctx.ingestor.context().db;
     let dberr = |e| ConsoleError::from((lang, e));

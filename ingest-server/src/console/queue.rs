@@ -10,7 +10,7 @@ use serde::Deserialize;
 use sqlx::Row;
 use std::fmt::Write as _;
 
-use super::html::{self, Lang, VIOLATION_TYPES, clock_badge, esc, local_time, violation_label};
+use super::html::{self, Lang, VIOLATION_TYPES, deadline_badge, esc, local_time, violation_label};
 use super::{ConsoleError, Viewer};
 use crate::db::{Db, DbError, now_ms};
 use crate::web::ApiContext;
@@ -54,6 +54,9 @@ pub struct CaseRow {
     pub fine_min: Option<i64>,
     /// Reviewer holding a live lease.
     pub claimed_by: Option<String>,
+    /// The owner's deadline to respond, once the notice is out
+    /// (`notices::deadlines::effective_deadline`), Unix ms.
+    pub reply_by: Option<i64>,
 }
 
 fn day_start_ms(date: &str) -> Option<i64> {
@@ -77,7 +80,8 @@ pub async fn list(
     let mut sql = String::from(
         "SELECT event_id, camera_id, COALESCE(reviewed_type, violation_type), \
          COALESCE(reviewed_plate, plate_text), plate_confidence, event_time_ms, state, \
-         fine_min_vnd, CASE WHEN claim_expires_at > $1 THEN claimed_by END \
+         fine_min_vnd, CASE WHEN claim_expires_at > $1 THEN claimed_by END, state_changed_at, \
+         (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id) \
          FROM events WHERE 1 = 1",
     );
     let mut texts: Vec<String> = Vec::new();
@@ -150,9 +154,20 @@ pub async fn list(
                 state: r.try_get(6)?,
                 fine_min: r.try_get(7)?,
                 claimed_by: r.try_get(8)?,
+                reply_by: reply_by(r.try_get(10)?, r.try_get(9)?),
             })
         })
         .collect()
+}
+
+/// The deadline to respond of a notice whose date is `respond_by`, for a
+/// case that entered its state at `since` (`effective_deadline`).
+pub fn reply_by(respond_by: Option<i64>, since: Option<i64>) -> Option<i64> {
+    let by = respond_by?;
+    Some(crate::notices::deadlines::effective_deadline(
+        by,
+        since.unwrap_or(0),
+    ))
 }
 
 /// The filter bar.
@@ -229,7 +244,9 @@ pub fn table(lang: Lang, rows: &[CaseRow], now: i64) -> String {
              <td>{typ}</td><td class=\"plate-cell\">{plate}</td><td>{conf}</td><td>{state}{claim}</td><td>{fine}</td></tr>",
             id = esc(&r.event_id),
             time = local_time(r.event_ms),
-            clock = clock_badge(lang, r.event_ms, now),
+            clock = CaseState::parse(&r.state)
+                .map(|s| deadline_badge(lang, s, r.event_ms, r.reply_by, now))
+                .unwrap_or_default(),
             cam = esc(&r.camera_id),
             typ = esc(&violation_label(lang, &r.violation_type)),
             plate = esc(r.plate.as_deref().unwrap_or("—")),

@@ -304,8 +304,43 @@ pub fn verify_decoded(
     }
 }
 
-/// How long after a violation a fine can still be imposed.
-const LIMITATION_PERIOD: time::Duration = time::Duration::days(365);
+/// How long after a violation a fine can still be imposed (the one
+/// source: [`crate::workflow::LIMITATION_DAYS`]).
+const LIMITATION_PERIOD: time::Duration = time::Duration::days(crate::workflow::LIMITATION_DAYS);
+
+/// The arrival checks that depend on the violation type, shared with a
+/// reviewer's type correction (`review`), so a corrected type is held to
+/// what a device sending that type would be: a red-light case records a
+/// red signal ([`signal_check`]), and the camera is approved for the type
+/// (with a valid certificate for speeding; `cameras::check`). `camera` is
+/// the registry entry of the event's camera (`None`: not enrolled).
+pub fn type_checks(
+    event: &protocol::ViolationEvent,
+    camera: Option<&crate::cameras::Camera>,
+    require_known_camera: bool,
+) -> Result<(), crate::cameras::CameraRefusal> {
+    signal_check(event)?;
+    crate::cameras::check(camera, event, require_known_camera)
+}
+
+/// A red-light case is a crossing on red: the signal it records must say
+/// so, or the case proves nothing. (Checked on arrival and on a type
+/// correction, not in the protocol's validation, which also runs when a
+/// stored event's signature is checked again for a court package.)
+pub fn signal_check(event: &protocol::ViolationEvent) -> Result<(), crate::cameras::CameraRefusal> {
+    if event.violation_type == protocol::ViolationType::RedLight
+        && event
+            .signal
+            .as_ref()
+            .is_some_and(|s| s.state != protocol::SignalState::Red)
+    {
+        return Err(crate::cameras::CameraRefusal {
+            code: "signal_not_red",
+            message: "a red_light event whose recorded signal is not red".into(),
+        });
+    }
+    Ok(())
+}
 
 /// The checks of a bundle whose signature held ([`verify_decoded`]): its
 /// fields, and what depends on the server's current state (the device's
@@ -346,21 +381,8 @@ fn check_state(
             ),
         ));
     }
-    // A red-light case is a crossing on red: the signal it records must
-    // say so, or the case proves nothing. (Checked here, on arrival, not in
-    // the protocol's validation, which also runs when a stored event's
-    // signature is checked again for a court package.)
-    if event.violation_type == protocol::ViolationType::RedLight
-        && event
-            .signal
-            .as_ref()
-            .is_some_and(|s| s.state != protocol::SignalState::Red)
-    {
-        return Err(reject(
-            RejectCode::Invalid,
-            "signal_not_red",
-            "a red_light event whose recorded signal is not red".into(),
-        ));
+    if let Err(r) = signal_check(event) {
+        return Err(reject(RejectCode::Invalid, r.code, r.message));
     }
     // Past the limitation period (one year for traffic violations, Law on
     // Handling Administrative Violations, Art. 6) nobody can be fined: an

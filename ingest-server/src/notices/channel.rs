@@ -32,6 +32,8 @@ pub struct Job<'a> {
     pub delivery: &'a Claimed,
     /// The notice's facts.
     pub facts: &'a NoticeFacts,
+    /// The follow-up message this delivery carries (`None`: the notice).
+    pub message: Option<&'a super::followup::Message>,
     /// The notice as the owner reads it (not addressed by name).
     pub text: &'a NoticeText,
     /// The database (subscriptions, owner contact).
@@ -42,6 +44,19 @@ pub struct Job<'a> {
     pub base_url: &'a str,
     /// Now, Unix ms.
     pub now: i64,
+}
+
+impl Job<'_> {
+    /// The text this delivery carries, addressed to `addressee` by name
+    /// (e-mail) or to nobody (the rendered [`Job::text`]).
+    pub fn render(&self, addressee: Option<&str>) -> NoticeText {
+        match self.message {
+            Some(m) => {
+                super::followup::render(self.facts, m, self.authority, self.base_url, addressee)
+            }
+            None => super::text::render(self.facts, self.authority, self.base_url, addressee),
+        }
+    }
 }
 
 /// A way to reach the owner.

@@ -33,12 +33,20 @@
 //! - **Deadlines** ([`deadlines`]): the 10-day flag and the 20-day
 //!   overdue marking with the warning to the inspection register.
 //! - **Text** ([`text`]): the notice as the owner reads it.
+//! - **Follow-up messages** ([`followup`]): a contest not accepted (with
+//!   the reason and the new deadline) or a fine withdrawn, sent through
+//!   the same outbox and channels; they never move the case.
+//! - **Limitation**: a fine notice is not sent (its delivery `dropped`)
+//!   once the one-year limitation period of the violation has run out
+//!   (`workflow::LIMITATION_DAYS`).
 
 pub mod channel;
 pub mod config;
 pub mod deadlines;
 pub mod ece;
+pub mod followup;
 pub mod http;
+pub mod leases;
 pub mod outbox;
 pub mod smtp;
 pub mod text;
@@ -59,6 +67,8 @@ pub use webpush::{SubscribeError, subscribe, unsubscribe};
 
 use channel::{Channel, Job, Outcome};
 use outbox::Claimed;
+
+use sqlx::Row;
 
 use crate::config::Config;
 use crate::db::{DbError, now_ms};
@@ -249,37 +259,70 @@ impl Notices {
         // "Please pay by …" is not sent for a case that was paid,
         // contested or closed since the notice was written (a retry of a
         // channel that failed before).
-        let state: Option<String> =
-            sqlx::query_scalar("SELECT state FROM events WHERE event_id = $1")
-                .bind(&c.event_id)
-                .fetch_optional(db.pool())
-                .await?;
-        if let Some(state) = state.filter(|s| !notice_applies(s)) {
-            let reason = format!("not sent: the case is {state}, the notice no longer applies");
-            if outbox::mark_dropped(db, c, &self.worker_id, &reason).await? {
-                tracing::info!(event_id = %c.event_id, channel = %c.channel, target = %c.target,
-                    %state, "notice delivery dropped");
+        let case = sqlx::query("SELECT state, event_time_ms FROM events WHERE event_id = $1")
+            .bind(&c.event_id)
+            .fetch_optional(db.pool())
+            .await?;
+        let message = match &c.message_id {
+            Some(id) => Some(followup::load(db, id).await?),
+            None => None,
+        };
+        if let Some(case) = case {
+            let state: String = case.try_get(0)?;
+            let event_ms: i64 = case.try_get(1)?;
+            // A withdrawal is always told; the rest only while the fine
+            // stands, and a fine notice only within the limitation period.
+            let told_anyway = matches!(&message, Some(Some(m)) if m.kind == followup::WITHDRAWN);
+            let why = if told_anyway {
+                None
+            } else if !notice_applies(&state) {
+                Some(format!(
+                    "not sent: the case is {state}, the notice no longer applies"
+                ))
+            } else if message.is_none() && now > crate::workflow::limitation_ends_at(event_ms) {
+                Some(format!(
+                    "not sent: the limitation period ended at {}",
+                    text::rfc3339(crate::workflow::limitation_ends_at(event_ms))
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = why {
+                if outbox::mark_dropped(db, c, &self.worker_id, &reason).await? {
+                    tracing::info!(event_id = %c.event_id, channel = %c.channel,
+                        target = %c.target, %state, %reason, "notice delivery dropped");
+                }
+                return Ok(());
             }
-            return Ok(());
         }
-        // The deadline the text states is the one enforced if this attempt
-        // is the first through: 20 days from now, the time the case is
-        // then issued at.
-        outbox::respond_by_at_send(db, &c.event_id, now).await?;
+        if message.is_none() {
+            // The deadline the text states is the one enforced if this
+            // attempt is the first through: 20 days from now, the time the
+            // case is then issued at.
+            outbox::respond_by_at_send(db, &c.event_id, now).await?;
+        }
         let outcome = match (
             text::load(db, &c.event_id).await?,
             self.channels.iter().find(|ch| ch.name() == c.channel),
+            &message,
         ) {
-            (None, _) => Outcome::Permanent("the notice is gone".into()),
-            (_, None) => Outcome::Retry(format!(
+            (None, _, _) | (_, _, Some(None)) => Outcome::Permanent("the notice is gone".into()),
+            (_, None, _) => Outcome::Retry(format!(
                 "channel `{}` is not configured on this server",
                 c.channel
             )),
-            (Some(facts), Some(ch)) => {
-                let text = text::render(&facts, &self.cfg.authority, &self.base_url, None);
+            (Some(facts), Some(ch), message) => {
+                let message = message.as_ref().and_then(Option::as_ref);
+                let text = match message {
+                    Some(m) => {
+                        followup::render(&facts, m, &self.cfg.authority, &self.base_url, None)
+                    }
+                    None => text::render(&facts, &self.cfg.authority, &self.base_url, None),
+                };
                 let job = Job {
                     delivery: c,
                     facts: &facts,
+                    message,
                     text: &text,
                     db,
                     authority: &self.cfg.authority,
@@ -292,7 +335,7 @@ impl Notices {
         let (event_id, channel, target, attempt) = (&c.event_id, &c.channel, &c.target, c.attempt);
         match outcome {
             Outcome::Sent => {
-                if outbox::mark_sent(db, c, &self.worker_id, now).await? {
+                if outbox::mark_sent(db, c, &self.worker_id, now).await? && c.message_id.is_none() {
                     tracing::info!(%event_id, %channel, %target, attempt, "notice delivered");
                     // At the attempt's time: the text's deadline was
                     // counted from it.

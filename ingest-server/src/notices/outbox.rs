@@ -26,6 +26,8 @@ use sqlx::{Any, Row, Transaction};
 
 use crate::db::{Db, DbError};
 
+pub use super::leases::{Claimed, backoff_ms, claim_due, mark_dropped, mark_failed, mark_sent};
+
 /// A day in milliseconds.
 pub const DAY_MS: i64 = 86_400_000;
 /// Notice within 10 days of detection (Circular 73/2024/TT-BCA, Art. 24).
@@ -117,16 +119,22 @@ pub async fn enqueue(
     if written == 0 || owner_id.is_none() {
         return Ok(());
     }
-    add_deliveries(tx, &notice_id, event_id, &plate, &owner, now).await?;
+    // Past the limitation period nobody can be fined: no notice goes out
+    // (the confirmation is refused then; this guards every other path).
+    if now > crate::workflow::limitation_ends_at(detected_at) {
+        tracing::warn!(event_id, "no notice deliveries: past the limitation period");
+        return Ok(());
+    }
+    add_deliveries(tx, &notice_id, None, event_id, &plate, &owner, now).await?;
     Ok(())
 }
 
 /// What [`add_deliveries`] reads of the owner: whether our tables hold the
 /// owner at all, the national ID (Web Push subscriptions) and the e-mail.
-struct OwnerRow {
-    found: bool,
-    national_id: Option<String>,
-    email: Option<String>,
+pub(super) struct OwnerRow {
+    pub(super) found: bool,
+    pub(super) national_id: Option<String>,
+    pub(super) email: Option<String>,
 }
 
 /// Gives the notice of case `event_id` its deliveries when the case's
@@ -149,7 +157,8 @@ pub async fn enqueue_for_found_owner(
 ) -> Result<usize, DbError> {
     let Some(row) = sqlx::query(
         "SELECT n.notice_id, e.state, e.owner_status, e.owner_id, \
-         COALESCE(e.reviewed_plate, e.plate_text, ''), o.owner_id, o.national_id, o.email \
+         COALESCE(e.reviewed_plate, e.plate_text, ''), o.owner_id, o.national_id, o.email, \
+         e.event_time_ms \
          FROM notices n JOIN events e ON e.event_id = n.event_id \
          LEFT JOIN owners o ON o.owner_id = e.owner_id \
          WHERE n.event_id = $1 AND n.owner_id IS NULL AND n.issued_at IS NULL",
@@ -164,7 +173,9 @@ pub async fn enqueue_for_found_owner(
     let state: String = row.try_get(1)?;
     let owner_status: Option<String> = row.try_get(2)?;
     let owner_id = crate::registry::deliverable_owner(owner_status.as_deref(), row.try_get(3)?);
-    let Some(owner_id) = owner_id.filter(|_| super::notice_applies(&state)) else {
+    let within_limitation = now <= crate::workflow::limitation_ends_at(row.try_get(8)?);
+    let Some(owner_id) = owner_id.filter(|_| super::notice_applies(&state) && within_limitation)
+    else {
         return Ok(0);
     };
     let plate: String = row.try_get(4)?;
@@ -188,7 +199,7 @@ pub async fn enqueue_for_found_owner(
     if addressed == 0 {
         return Ok(0);
     }
-    add_deliveries(tx, &notice_id, event_id, &plate, &owner, now).await
+    add_deliveries(tx, &notice_id, None, event_id, &plate, &owner, now).await
 }
 
 /// [`enqueue_for_found_owner`] for every notice still waiting for an owner
@@ -219,12 +230,13 @@ pub async fn enqueue_found_owners(db: &Db, now: i64, limit: i64) -> Result<usize
 }
 
 /// Writes one delivery per usable channel and target of a notice whose
-/// owner is `owner` (see [`enqueue`]), logging the read of the owner's
-/// data; a delivery already there is left as it is. Returns how many were
-/// written.
-async fn add_deliveries(
+/// owner is `owner` (see [`enqueue`]), or of a follow-up `message` of it
+/// (`super::followup`), logging the read of the owner's data; a delivery
+/// already there is left as it is. Returns how many were written.
+pub(super) async fn add_deliveries(
     tx: &mut Transaction<'static, Any>,
     notice_id: &str,
+    message: Option<&str>,
     event_id: &str,
     plate: &str,
     owner: &OwnerRow,
@@ -235,7 +247,11 @@ async fn add_deliveries(
         now,
         plate,
         event_id,
-        "choose the channels of the fine notice (push subscriptions, e-mail present)",
+        if message.is_some() {
+            "choose the channels of a message about the fine (push subscriptions, e-mail present)"
+        } else {
+            "choose the channels of the fine notice (push subscriptions, e-mail present)"
+        },
         if owner.found { "found" } else { "not_found" },
     )
     .await?;
@@ -277,8 +293,8 @@ async fn add_deliveries(
     for (channel, target) in targets {
         written += sqlx::query(
             "INSERT INTO notice_deliveries (delivery_id, notice_id, event_id, channel, target, \
-             state, attempts, next_attempt_at, idempotency_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $6) ON CONFLICT DO NOTHING",
+             state, attempts, next_attempt_at, idempotency_key, created_at, message_id) \
+             VALUES ($1, $2, $3, $4, $5, 'pending', 0, $6, $7, $6, $8) ON CONFLICT DO NOTHING",
         )
         .bind(uuid::Uuid::new_v4().to_string())
         .bind(notice_id)
@@ -286,7 +302,12 @@ async fn add_deliveries(
         .bind(channel)
         .bind(&target)
         .bind(now)
-        .bind(idempotency_key(notice_id, channel, &target))
+        .bind(idempotency_key(
+            message.unwrap_or(notice_id),
+            channel,
+            &target,
+        ))
+        .bind(message)
         .execute(&mut **tx)
         .await?
         .rows_affected();
@@ -348,75 +369,6 @@ pub async fn sync_channels(db: &Db, names: &[String], now: i64) -> Result<(), Db
     Ok(())
 }
 
-/// A delivery this worker holds the lease on.
-#[derive(Debug, Clone)]
-pub struct Claimed {
-    /// Row id.
-    pub delivery_id: String,
-    /// The notice.
-    pub notice_id: String,
-    /// The case.
-    pub event_id: String,
-    /// `webpush`, `webhook` or `email`.
-    pub channel: String,
-    /// Subscription id, partner name, or `owner`.
-    pub target: String,
-    /// This attempt's number, from 1.
-    pub attempt: u32,
-    /// Sent to the receiver with every attempt.
-    pub idempotency_key: String,
-}
-
-/// Claims up to `limit` due deliveries for `worker` until `now + lease_ms`.
-/// A row another worker claimed first is skipped.
-pub async fn claim_due(
-    db: &Db,
-    worker: &str,
-    now: i64,
-    lease_ms: i64,
-    limit: i64,
-) -> Result<Vec<Claimed>, DbError> {
-    let rows = sqlx::query(
-        "SELECT delivery_id, notice_id, event_id, channel, target, attempts, idempotency_key \
-         FROM notice_deliveries WHERE state IN ('pending', 'failed') AND next_attempt_at <= $1 \
-         AND (lease_until IS NULL OR lease_until <= $1) ORDER BY next_attempt_at LIMIT $2",
-    )
-    .bind(now)
-    .bind(limit)
-    .fetch_all(db.pool())
-    .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let id: String = r.try_get(0)?;
-        let taken = sqlx::query(
-            "UPDATE notice_deliveries SET lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1 WHERE delivery_id = $3 AND state IN ('pending', 'failed') \
-             AND next_attempt_at <= $4 AND (lease_until IS NULL OR lease_until <= $4)",
-        )
-        .bind(worker)
-        .bind(now + lease_ms)
-        .bind(&id)
-        .bind(now)
-        .execute(db.pool())
-        .await?
-        .rows_affected();
-        if taken != 1 {
-            continue;
-        }
-        let attempts: i64 = r.try_get(5)?;
-        out.push(Claimed {
-            delivery_id: id,
-            notice_id: r.try_get(1)?,
-            event_id: r.try_get(2)?,
-            channel: r.try_get(3)?,
-            target: r.try_get(4)?,
-            attempt: u32::try_from(attempts + 1).unwrap_or(u32::MAX),
-            idempotency_key: r.try_get(6)?,
-        });
-    }
-    Ok(out)
-}
-
 /// Before an attempt renders the text: moves the notice's deadline to 20
 /// days from `now` ([`respond_until`]; `now` is also the time the case is
 /// issued at if this attempt is the first through) when later, while no
@@ -436,86 +388,6 @@ pub async fn respond_by_at_send(db: &Db, event_id: &str, now: i64) -> Result<(),
     .execute(db.pool())
     .await?;
     Ok(())
-}
-
-/// Marks a claimed delivery sent at `now` (the attempt's time, the one its
-/// text's deadline was counted from). `false` when this worker no longer
-/// holds it (its lease ran out and another worker took it over).
-pub async fn mark_sent(db: &Db, c: &Claimed, worker: &str, now: i64) -> Result<bool, DbError> {
-    let n = sqlx::query(
-        "UPDATE notice_deliveries SET state = 'sent', sent_at = $1, last_error = NULL, \
-         lease_owner = NULL, lease_until = NULL \
-         WHERE delivery_id = $2 AND lease_owner = $3 AND state <> 'sent'",
-    )
-    .bind(now)
-    .bind(&c.delivery_id)
-    .bind(worker)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
-/// Records a failed attempt: `dead` when `permanent` or out of attempts,
-/// else `failed` and due again at `retry_at`.
-pub async fn mark_failed(
-    db: &Db,
-    c: &Claimed,
-    worker: &str,
-    error: &str,
-    dead: bool,
-    retry_at: i64,
-) -> Result<bool, DbError> {
-    let error: String = error.chars().take(500).collect();
-    let n = sqlx::query(
-        "UPDATE notice_deliveries SET state = $1, next_attempt_at = $2, last_error = $3, \
-         lease_owner = NULL, lease_until = NULL \
-         WHERE delivery_id = $4 AND lease_owner = $5 AND state <> 'sent'",
-    )
-    .bind(if dead { "dead" } else { "failed" })
-    .bind(retry_at)
-    .bind(error)
-    .bind(&c.delivery_id)
-    .bind(worker)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
-/// Marks a claimed delivery `dropped`: not sent, and never to be, because
-/// the notice no longer applies to the case (paid, contested, closed);
-/// `reason` is kept in `last_error`. `false` when this worker no longer
-/// holds it.
-pub async fn mark_dropped(
-    db: &Db,
-    c: &Claimed,
-    worker: &str,
-    reason: &str,
-) -> Result<bool, DbError> {
-    let n = sqlx::query(
-        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1, \
-         lease_owner = NULL, lease_until = NULL \
-         WHERE delivery_id = $2 AND lease_owner = $3 AND state <> 'sent'",
-    )
-    .bind(reason)
-    .bind(&c.delivery_id)
-    .bind(worker)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    Ok(n == 1)
-}
-
-/// The wait before attempt `attempt + 1`: `base · 2^(attempt-1)`, at most
-/// `max`, then "equal jitter" (a uniform draw between half of it and all
-/// of it, `unit` in [0, 1)), so retries from many deliveries that failed
-/// together spread out instead of arriving together again.
-pub fn backoff_ms(attempt: u32, base: u64, max: u64, unit: f64) -> u64 {
-    let exp = attempt.saturating_sub(1).min(40);
-    let full = base.saturating_mul(1u64 << exp).min(max);
-    let half = full / 2;
-    half + ((full - half) as f64 * unit.clamp(0.0, 1.0)) as u64
 }
 
 /// Notices with a sent delivery but no `issued_at` (their worker stopped
@@ -562,21 +434,6 @@ pub async fn record_issued(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_doubles_with_jitter_and_a_cap() {
-        assert_eq!(backoff_ms(1, 1000, 60_000, 0.0), 500);
-        assert_eq!(backoff_ms(1, 1000, 60_000, 1.0), 1000);
-        assert_eq!(backoff_ms(2, 1000, 60_000, 1.0), 2000);
-        assert_eq!(backoff_ms(3, 1000, 60_000, 0.5), 3000);
-        assert_eq!(backoff_ms(30, 1000, 60_000, 1.0), 60_000);
-        assert_eq!(backoff_ms(u32::MAX, u64::MAX, u64::MAX, 1.0), u64::MAX);
-        for a in 1..20 {
-            let lo = backoff_ms(a, 100, 10_000, 0.0);
-            let hi = backoff_ms(a, 100, 10_000, 0.999);
-            assert!(lo <= hi && hi <= 10_000 && lo >= hi / 2, "{a}: {lo} {hi}");
-        }
-    }
 
     #[test]
     fn idempotency_keys_are_stable_and_distinct() {

@@ -364,7 +364,7 @@ impl Channel for Email {
             return Outcome::Permanent("the owner has no usable e-mail address".into());
         };
         let name = owner.full_name.replace(['\r', '\n'], " ");
-        let text = super::text::render(job.facts, job.authority, job.base_url, Some(&name));
+        let text = job.render(Some(&name));
         let domain = self
             .cfg
             .from

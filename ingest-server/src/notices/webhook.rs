@@ -79,7 +79,7 @@ fn sign(key: &hmac::Key, timestamp: i64, body: &[u8]) -> String {
 /// The JSON body of a notice webhook (schema `FineNoticeWebhook`).
 pub fn payload(job: &Job<'_>, national_id: &str, vneid: Option<&str>) -> serde_json::Value {
     let f = job.facts;
-    json!({
+    let mut body = json!({
         "type": "fine_notice",
         "delivery_id": job.delivery.idempotency_key,
         "notice_id": f.notice_id,
@@ -111,7 +111,18 @@ pub fn payload(job: &Job<'_>, national_id: &str, vneid: Option<&str>) -> serde_j
         "respond_by": text::rfc3339(f.respond_by),
         "case_url": job.text.url,
         "text": {"title": job.text.title, "body": job.text.body, "short": job.text.short},
-    })
+    });
+    // A follow-up message (`super::followup`): its own type, the reason,
+    // and for a contest not accepted the new deadline.
+    if let Some(m) = job.message {
+        body["type"] = super::followup::webhook_type(m).into();
+        body["message_id"] = m.message_id.clone().into();
+        body["reason"] = m.reason.clone().into();
+        if let Some(by) = m.respond_by {
+            body["respond_by"] = text::rfc3339(by).into();
+        }
+    }
+    body
 }
 
 #[async_trait]

@@ -30,6 +30,12 @@
 //! the owner is told (late: the 10-day flag stays). Each sweep also takes
 //! up any notice still waiting for an owner its case now has
 //! (`notices::outbox::enqueue_found_owners`).
+//!
+//! A lookup that changes the case's owner or owner status raises the
+//! case's `revision` (a police confirmation shown before is refused); one
+//! that attaches, changes or removes the owner also writes a
+//! `case.owner_lookup` audit entry (the plate, the statuses, which of the
+//! three, who asked; no owner data), in the transaction that records it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -300,7 +306,7 @@ async fn resolve_one(
     // the corrected plate) records it instead. An owner set on a confirmed
     // case is never changed: the notice went to that person. A case whose
     // evidence was purged keeps no new owner (retention dropped the link).
-    match record(db, event_id, status, owner, plate).await {
+    match record(db, event_id, status, owner, plate, actor).await {
         Ok(false) => {
             tracing::info!(%event_id, "owner lookup outdated (the case's plate changed, or it is confirmed or purged); not recorded")
         }
@@ -309,6 +315,10 @@ async fn resolve_one(
     }
     status
 }
+
+/// The audit log's actor for owner lookups recorded on a case (the person
+/// or process that asked is in the entry's `requested_by`).
+pub const LOOKUP_ACTOR: &str = "registry";
 
 /// Records what a lookup of `plate` came to on the case (see
 /// [`resolve_one`]) and, when it found the owner to tell, gives a notice
@@ -320,12 +330,26 @@ async fn record(
     status: &str,
     owner: Option<String>,
     plate: Option<&str>,
+    actor: &str,
 ) -> Result<bool, crate::db::DbError> {
     let now = now_ms();
     let id = event_id.to_string();
-    let mut tx = db.pool().begin().await?;
+    // The audit head first (as every audited change): the entry and the
+    // change commit together, in the order of every other case change.
+    let mut tx = crate::audit::begin(db).await?;
+    let Some(before) = sqlx::query("SELECT owner_status, owner_id FROM events WHERE event_id = $1")
+        .bind(&id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Ok(false);
+    };
+    let (old_status, old_owner): (String, Option<String>) =
+        (before.try_get(0)?, before.try_get(1)?);
     let n = sqlx::query(concat!(
         "UPDATE events SET owner_status = $1, owner_id = $2, owner_lookup_at = $5, \
+         revision = revision + CASE WHEN owner_status <> $1 \
+         OR COALESCE(owner_id, '') <> COALESCE($2, '') THEN 1 ELSE 0 END, \
          owner_lookup_failures = CASE WHEN $1 = 'error' THEN owner_lookup_failures + 1 ELSE 0 END \
          WHERE event_id = $3 AND COALESCE(",
         case_plate!(),
@@ -333,7 +357,7 @@ async fn record(
          AND evidence_purged_at IS NULL"
     ))
     .bind(status)
-    .bind(owner)
+    .bind(owner.as_deref())
     .bind(&id)
     .bind(plate)
     .bind(now)
@@ -342,6 +366,29 @@ async fn record(
     .rows_affected();
     if n == 0 {
         return Ok(false);
+    }
+    // The owner attached, changed or removed is audited; a status alone
+    // moving (pending, error, unresolved) raised the revision only.
+    if old_owner != owner {
+        let change = match (&old_owner, &owner) {
+            (None, Some(_)) => "attached",
+            (Some(_), None) => "removed",
+            _ => "changed",
+        };
+        crate::audit::append(
+            &mut tx,
+            now,
+            &crate::audit::Who::new(LOOKUP_ACTOR, crate::workflow::Role::System),
+            "case.owner_lookup",
+            &format!("case:{id}"),
+            &serde_json::json!({
+                "plate": plate,
+                "owner_status": {"from": old_status, "to": status},
+                "owner": change,
+                "requested_by": actor,
+            }),
+        )
+        .await?;
     }
     if status == RESOLVED {
         let d = crate::notices::outbox::enqueue_for_found_owner(&mut tx, &id, now).await?;
