@@ -8,7 +8,7 @@ use crate::rules::{ParkedSpot, RuleEngine, RuleError, Violation};
 use crate::signal::{FrameView, LampConfig, PixelFormat, SignalBoard};
 use crate::site::SiteConfig;
 use crate::track::{FrameInfo, Track, Tracker, TrackerConfig};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// The judging half, present when the camera has a site configuration.
 struct Judge {
@@ -26,7 +26,6 @@ pub struct Analysis {
     tracker: Tracker,
     judge: Option<Judge>,
     last_frame: u64,
-    counted: HashSet<u64>,
     tracks: BTreeMap<String, usize>,
     /// Ended confirmed tracks by the riders seen on them (`Track::riders`).
     riders: BTreeMap<u8, usize>,
@@ -66,7 +65,6 @@ impl Analysis {
             tracker: Tracker::new(tracker),
             judge,
             last_frame: 0,
-            counted: HashSet::new(),
             tracks: BTreeMap::new(),
             riders: BTreeMap::new(),
             ended_recently: std::collections::VecDeque::new(),
@@ -154,9 +152,7 @@ impl Analysis {
                 &j.board,
             ));
         }
-        for t in self.tracker.active().chain(self.tracker.ended()) {
-            tally(&mut self.counted, &mut self.tracks, t);
-        }
+        tally(&mut self.tracks, self.tracker.ended());
         tally_riders(&mut self.riders, self.tracker.ended());
         self.keep_ended(info.number);
         Ok(out)
@@ -166,9 +162,7 @@ impl Analysis {
     /// rules were still holding for their "after" frame.
     pub fn finish(&mut self) -> Vec<Violation> {
         self.tracker.finish();
-        for t in self.tracker.ended() {
-            tally(&mut self.counted, &mut self.tracks, t);
-        }
+        tally(&mut self.tracks, self.tracker.ended());
         tally_riders(&mut self.riders, self.tracker.ended());
         self.keep_ended(self.last_frame);
         match self.judge.as_mut() {
@@ -215,7 +209,9 @@ impl Analysis {
         }
     }
 
-    /// Confirmed tracks so far, per majority class.
+    /// Confirmed tracks that ended so far, per majority class (counted
+    /// once each as it ends, so nothing is kept per track for the life of
+    /// the camera; [`Analysis::finish`] ends the rest).
     pub fn track_counts(&self) -> &BTreeMap<String, usize> {
         &self.tracks
     }
@@ -306,8 +302,8 @@ fn tally_riders(riders: &mut BTreeMap<u8, usize>, ended: &[Track]) {
     }
 }
 
-fn tally(counted: &mut HashSet<u64>, tracks: &mut BTreeMap<String, usize>, t: &Track) {
-    if t.is_confirmed() && counted.insert(t.id()) {
+fn tally(tracks: &mut BTreeMap<String, usize>, ended: &[Track]) {
+    for t in ended.iter().filter(|t| t.is_confirmed()) {
         *tracks
             .entry(crate::replay::class_name(t.class()).to_string())
             .or_default() += 1;

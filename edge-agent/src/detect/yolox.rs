@@ -247,13 +247,7 @@ impl YoloxDetector {
             if obj < self.cfg.min_score {
                 continue;
             }
-            let Some((cls, p)) = CLASSES
-                .iter()
-                .map(|&(i, c)| (c, row[5 + i]))
-                .max_by(|a, b| a.1.total_cmp(&b.1))
-            else {
-                continue;
-            };
+            let (cls, p) = best_vehicle(row);
             let score = obj * p;
             let person = obj * row[5 + PERSON];
             let is_person = person >= RIDER_MIN_SCORE && person.is_finite();
@@ -329,9 +323,47 @@ impl YoloxDetector {
     }
 }
 
+/// The likeliest vehicle class of one output row and its probability; 0
+/// when the row's likeliest class of ours is a person (YOLOX's own decode
+/// takes the best class of all: a pedestrian's anchor with some
+/// motorcycle score is a person, not a motorbike to track).
+fn best_vehicle(row: &[f32]) -> (VehicleClass, f32) {
+    let (cls, p) = CLASSES
+        .iter()
+        .map(|&(i, c)| (c, row.get(5 + i).copied().unwrap_or(0.0)))
+        .fold((VehicleClass::Car, f32::NEG_INFINITY), |best, c| {
+            if c.1 > best.1 { c } else { best }
+        });
+    let person = row.get(5 + PERSON).copied().unwrap_or(0.0);
+    if p >= person { (cls, p) } else { (cls, 0.0) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(person: f32, car: f32, motorcycle: f32) -> Vec<f32> {
+        let mut r = vec![0.0; 85];
+        r[5 + PERSON] = person;
+        r[5 + 2] = car;
+        r[5 + 3] = motorcycle;
+        r
+    }
+
+    #[test]
+    fn an_anchor_that_is_most_likely_a_person_is_no_vehicle() {
+        assert_eq!(best_vehicle(&row(0.9, 0.1, 0.65)).1, 0.0);
+        assert_eq!(
+            best_vehicle(&row(0.6, 0.1, 0.65)),
+            (VehicleClass::Motorcycle, 0.65)
+        );
+        assert_eq!(best_vehicle(&row(0.0, 0.7, 0.2)), (VehicleClass::Car, 0.7));
+        // A NaN score is never the best.
+        assert_eq!(
+            best_vehicle(&row(0.0, f32::NAN, 0.3)).0,
+            VehicleClass::Motorcycle
+        );
+    }
 
     #[test]
     fn a_tall_narrow_car_box_is_a_motorbike() {
