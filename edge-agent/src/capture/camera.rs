@@ -1,7 +1,8 @@
 //! A supervised camera: a thread that keeps one source running, retries it
 //! with backoff when it drops or never connects, and reports its state.
 
-use super::source::{CaptureError, Frame, FrameSource, Pacing, SourceSpec};
+use super::frame::Frame;
+use super::source::{CaptureError, FrameSource, Pacing, SourceSpec};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};

@@ -19,15 +19,17 @@
 //! affects another.
 
 mod camera;
+mod frame;
 mod pace;
 mod packets;
 mod pixels;
 mod source;
 
 pub use camera::{Camera, CameraHandle, CameraState, CameraStatus, RetryPolicy};
+pub use frame::Frame;
+pub(crate) use frame::decoded_caps;
 pub use pace::AnalysisPace;
 pub(crate) use packets::parser_for;
 pub use packets::{EncodedUnit, Packets};
 pub use pixels::{PixelLayout, Plane, Yuv420, YuvMatrix};
-pub(crate) use source::decoded_caps;
-pub use source::{CaptureError, Frame, FrameSource, Pacing, SourceSpec};
+pub use source::{CaptureError, FrameSource, Pacing, SourceSpec};

@@ -230,3 +230,102 @@ pub fn frame_mat(frame: &Frame) -> Result<BoxedRef<'_, Mat>, DetectError> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::YuvMatrix;
+    use time::OffsetDateTime;
+
+    const W: u32 = 64;
+    const H: u32 = 48;
+
+    /// One picture (a luma ramp, chroma varying both ways) as I420 and as
+    /// NV12, the two layouts decoders hand over.
+    fn both() -> (Frame, Frame) {
+        let (w, h, cw, ch) = (W as usize, H as usize, W as usize / 2, H as usize / 2);
+        let luma: Vec<u8> = (0..w * h).map(|i| (16 + (i % w) * 3) as u8).collect();
+        let u = |x: usize, _y: usize| (64 + x * 4) as u8;
+        let v = |_x: usize, y: usize| (200 - y * 5) as u8;
+        let mut i420 = luma.clone();
+        i420.extend((0..cw * ch).map(|i| u(i % cw, i / cw)));
+        i420.extend((0..cw * ch).map(|i| v(i % cw, i / cw)));
+        let mut nv12 = luma;
+        for i in 0..cw * ch {
+            nv12.push(u(i % cw, i / cw));
+            nv12.push(v(i % cw, i / cw));
+        }
+        let plane = |offset, stride| Plane { offset, stride };
+        let (y_size, c_size) = (w * h, cw * ch);
+        let layout = |u, v, step| {
+            PixelLayout::Yuv420(Yuv420 {
+                y: plane(0, w),
+                u,
+                v,
+                chroma_step: step,
+                matrix: YuvMatrix::BT601,
+            })
+        };
+        let t = OffsetDateTime::UNIX_EPOCH;
+        let a = layout(plane(y_size, cw), plane(y_size + c_size, cw), 1);
+        let b = layout(plane(y_size, w), plane(y_size + 1, w), 2);
+        (
+            Frame::from_raw(0, t, W, H, a, i420).unwrap(),
+            Frame::from_raw(0, t, W, H, b, nv12).unwrap(),
+        )
+    }
+
+    fn bytes(m: &Mat) -> Vec<u8> {
+        m.try_clone().unwrap().data_bytes().unwrap().to_vec()
+    }
+
+    #[test]
+    fn i420_and_nv12_of_one_picture_convert_alike() {
+        let (i420, nv12) = both();
+        let (a, b) = (frame_mat(&i420).unwrap(), frame_mat(&nv12).unwrap());
+        assert_eq!(
+            bytes(&a.try_clone().unwrap()),
+            bytes(&b.try_clone().unwrap())
+        );
+        let tile = Rect::new(10, 4, 40, 40);
+        let (mut x, mut y) = (Mat::default(), Mat::default());
+        let mut s = YuvScratch::default();
+        region_bgr(&i420, tile, Size::new(20, 20), &mut x, &mut s).unwrap();
+        region_bgr(&nv12, tile, Size::new(20, 20), &mut y, &mut s).unwrap();
+        assert_eq!(bytes(&x), bytes(&y));
+        // The pixel at (2, 2) is the matrix applied to its own samples.
+        let m = a.try_clone().unwrap();
+        let px = bytes(&m);
+        let at = (2 * W as usize + 2) * 3;
+        let (r, g, b) = YuvMatrix::BT601.rgb(16 + 6, 64 + 4, 200 - 5);
+        assert!(
+            px[at].abs_diff(b) <= 1 && px[at + 1].abs_diff(g) <= 1 && px[at + 2].abs_diff(r) <= 1
+        );
+    }
+
+    #[test]
+    fn a_region_outside_the_frame_is_refused() {
+        let (i420, _) = both();
+        let mut out = Mat::default();
+        let mut s = YuvScratch::default();
+        for r in [
+            Rect::new(-1, 0, 10, 10),
+            Rect::new(60, 0, 10, 10),
+            Rect::new(0, 0, 0, 10),
+        ] {
+            assert!(region_bgr(&i420, r, Size::new(8, 8), &mut out, &mut s).is_err());
+        }
+        assert!(
+            Frame::from_raw(
+                0,
+                OffsetDateTime::UNIX_EPOCH,
+                W,
+                H,
+                i420.layout,
+                vec![0; 100]
+            )
+            .is_none(),
+            "bytes that do not fit the layout make no frame"
+        );
+    }
+}
