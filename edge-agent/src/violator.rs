@@ -166,10 +166,11 @@ struct FrameRead {
     searched: bool,
 }
 
-/// A plate a frame nearly read (valid, but under the confidence threshold,
-/// at no less than this share of it): too unsure to answer with, sure
-/// enough that a different plate answered from other frames is in doubt.
-const NEAR_MISS_SHARE: f32 = 0.5;
+// A plate a frame nearly read (valid, but under the confidence threshold,
+// at no less than this share of it): too unsure to answer with, sure
+// enough that a different plate answered from other frames is in doubt.
+// The same share as the window search's rivals.
+use plate_ocr::pipeline::NEAR_MISS_SHARE;
 
 /// What the plate detector's reads on one frame say about the violator.
 #[derive(Debug)]

@@ -503,7 +503,7 @@ fn concerns_one_plate(e: &VisionError) -> bool {
 /// this share of it) is a rival: too unsure to answer with, sure enough
 /// that a different plate answered beside it is in doubt. The window
 /// search uses it ([`crate::search`]); the edge's fusion of frames uses
-/// the same share (`edge-agent`, `violator::NEAR_MISS_SHARE`).
+/// this constant (`edge-agent`, `violator.rs`).
 pub const NEAR_MISS_SHARE: f32 = 0.5;
 
 /// How many times better the best one-deletion reading must score than the
