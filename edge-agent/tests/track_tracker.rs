@@ -488,3 +488,35 @@ fn a_stall_between_consecutive_frame_numbers_ends_the_tracks_it_outlasted() {
         "the same car after a short stall keeps its id"
     );
 }
+
+/// A camera paced in the analysis loop (MJPEG, 10 of 25 fps) numbers its
+/// frames per camera frame: the tracker sees 0, 2, 5, 7, 10, … 100 ms
+/// apart, which is no stall, and its tracks confirm.
+#[test]
+fn a_paced_stream_s_jumping_frame_numbers_are_no_stall() {
+    let mut tr = Tracker::new(TrackerConfig::for_rate(10.0));
+    for k in 0..10u64 {
+        tr.update(frame(k * 5 / 2), &[car(100.0 + 4.0 * k as f32, 100.0)]);
+        assert!(tr.ended().is_empty());
+    }
+    assert_eq!(tr.active().count(), 1);
+}
+
+/// A camera whose rate falls (25 to 12.5 fps at dusk) within the stream:
+/// after the first long step or two the new rate is the usual one, and
+/// new vehicles are still tracked.
+#[test]
+fn a_camera_whose_rate_falls_goes_on_tracking() {
+    let mut tr = Tracker::new(TrackerConfig::default());
+    let t0 = frame(0).timestamp_us;
+    for n in 0..10u64 {
+        tr.update(FrameInfo::new(n, t0 + n as i64 * 40_000), &[]);
+    }
+    // Four times slower: each step is a "long gap" at first.
+    let t1 = t0 + 9 * 40_000;
+    for k in 1..=20u64 {
+        let f = FrameInfo::new(9 + k, t1 + k as i64 * 160_000);
+        tr.update(f, &[car(100.0 + 6.0 * k as f32, 300.0)]);
+    }
+    assert_eq!(tr.active().count(), 1, "the new car is tracked");
+}

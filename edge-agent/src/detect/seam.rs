@@ -10,6 +10,7 @@
 //! reported twice) or, where NMS keeps one, a half with a shifted anchor.
 //! [`join_halves`] makes them one box again.
 
+use super::nms;
 use crate::track::Detection;
 use protocol::VehicleClass;
 
@@ -48,6 +49,18 @@ fn rows_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let inter = ((a[1] + a[3]).min(b[1] + b[3]) - a[1].max(b[1])).max(0.0);
     let union = (a[1] + a[3]).max(b[1] + b[3]) - a[1].min(b[1]);
     if union > 0.0 { inter / union } else { 0.0 }
+}
+
+/// [`join_halves`] after each side's NMS at `iou`: one vehicle leaves
+/// several anchors in each tile, and the surest of each side are the ones
+/// to join (a weaker pairing would leave a surer half over that beats the
+/// joined box in the final NMS).
+pub(crate) fn join_at_seam(
+    left: Vec<Detection>,
+    right: Vec<Detection>,
+    iou: f32,
+) -> Vec<Detection> {
+    join_halves(nms(left, iou), nms(right, iou))
 }
 
 /// Joins the halves of vehicles wider than the tiles' overlap: `left`
@@ -160,6 +173,24 @@ mod tests {
             joined
                 .iter()
                 .any(|d| d.bbox[0] == 700.0 && d.bbox[2] == 500.0)
+        );
+    }
+
+    /// Several anchors per side, as YOLOX leaves them: after each side's
+    /// NMS (as the detector runs it) the join gives one whole box, which
+    /// the final NMS keeps.
+    #[test]
+    fn the_surest_halves_are_joined_whatever_the_other_anchors() {
+        let left = vec![
+            det(700.0, 405.0, 356.0, 195.0, 0.85, Car),
+            det(700.0, 400.0, 356.0, 200.0, 0.5, Car),
+        ];
+        let right = vec![det(864.0, 400.0, 336.0, 200.0, 0.7, Car)];
+        let out = nms(join_at_seam(left, right, 0.45), 0.45);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(
+            (out[0].bbox[0], out[0].bbox[0] + out[0].bbox[2]),
+            (700.0, 1200.0)
         );
     }
 

@@ -9,7 +9,7 @@
 //! size and one conversion to BGR of that (`pixels.rs`).
 
 use super::riders::{Person, attach_riders, nms_persons};
-use super::seam::{join_halves, unseen_pieces};
+use super::seam::{join_at_seam, unseen_pieces};
 use super::{DetectError, VehicleDetector, YuvScratch, cv, nms, region_bgr};
 use crate::capture::Frame;
 use crate::track::Detection;
@@ -199,7 +199,7 @@ impl VehicleDetector for YoloxDetector {
             self.detect_tile(frame, left, Some(right), &mut found)?;
             found.halves = &mut right_halves;
             self.detect_tile(frame, right, Some(left), &mut found)?;
-            dets.extend(join_halves(left_halves, right_halves));
+            dets.extend(join_at_seam(left_halves, right_halves, self.cfg.nms_iou));
             let missed = unseen_pieces(pieces, &dets);
             dets.extend(missed);
         }

@@ -16,11 +16,11 @@
 //! track that misses is dropped silently, and a confirmed track that misses
 //! more than `max_misses` frames in a row ends and is reported once in
 //! [`Tracker::ended`]. Only confirmed tracks are reported at all. The class
-//! is a majority vote over the track's detections. Misses are counted in
-//! time as well as frames: a stall that numbers the frames after it
-//! consecutively counts as the frames it lasted (timestamps against the
-//! usual step), so a track cannot outlive it and be taken by whatever
-//! stands where it was.
+//! is a majority vote over the track's detections. A stall that numbers
+//! the frames after it consecutively counts as the updates it lasted
+//! (timestamps against the usual time between updates), so a track cannot
+//! outlive it and be taken by whatever stands where it was; the uneven
+//! steps of a paced stream and timestamp jitter are not stalls.
 //!
 //! Input is sanitised: a detection with a NaN, negative, tiny or huge box,
 //! or a NaN score, is ignored; nothing a detector emits can panic here.
@@ -372,6 +372,8 @@ pub struct Tracker {
     /// frames consecutively still counts as the frames it lasted.
     last_time_us: Option<i64>,
     step_us: Option<f64>,
+    /// Gaps longer than a stall in a row (two make a new rate).
+    long_gaps: u32,
     // Per-frame buffers, reused.
     dets: Vec<Det>,
     det_boxes: Vec<BBox>,
@@ -395,6 +397,7 @@ impl Tracker {
             last_frame: None,
             last_time_us: None,
             step_us: None,
+            long_gaps: 0,
             dets: Vec::new(),
             det_boxes: Vec::new(),
             predicted: Vec::new(),
@@ -450,71 +453,82 @@ impl Tracker {
         })
     }
 
-    /// How many frames' worth of time passed since the previous update:
-    /// the difference of frame numbers, or more where the timestamps show
-    /// a longer gap (a network stall or a decoder waiting for a keyframe
-    /// numbers the frames after it consecutively). At least 1, at most
-    /// two past the coasting limit (a track that missed `max_misses`
-    /// frames may still be matched in the next; one more ends it).
-    fn steps_since_last(&mut self, frame: FrameInfo) -> u64 {
+    /// A gap between two updates longer than this many usual steps is a
+    /// stall (a network hiccup, a decoder waiting for its keyframe), not
+    /// jitter or the uneven steps of a paced stream (10 of 25 fps comes as
+    /// 80 and 120 ms).
+    const STALL_STEPS: f64 = 3.0;
+
+    /// What passed since the previous update: the Kalman step (in frame
+    /// numbers, as the filter's velocities are) and the updates a stall
+    /// swallowed (in analysed frames, as `max_misses` counts). A stall
+    /// numbers the frames after it consecutively, so only the timestamps
+    /// against the usual time between updates show it.
+    fn elapsed(&mut self, frame: FrameInfo) -> (f64, u64) {
         let by_number = match self.last_frame {
             Some(prev) if frame.number > prev => frame.number - prev,
             _ => 1,
         };
-        let mut by_time = 0;
+        let mut swallowed = 0;
+        let mut numbers = by_number;
         if let Some(prev) = self.last_time_us
             && frame.timestamp_us > prev
         {
             let gap = (frame.timestamp_us - prev) as f64;
-            if let Some(step) = self.step_us {
-                by_time = (gap / step).round() as u64;
+            match self.step_us {
+                None => self.step_us = Some(gap),
+                Some(step) if gap <= Self::STALL_STEPS * step => {
+                    self.step_us = Some(0.9 * step + 0.1 * gap);
+                    self.long_gaps = 0;
+                }
+                Some(step) => {
+                    self.long_gaps += 1;
+                    if self.long_gaps >= 2 {
+                        // Long gaps one after another: the camera's rate
+                        // fell (night exposure), not a stall.
+                        self.step_us = Some(gap);
+                    } else {
+                        let updates = (gap / step).round() as u64;
+                        swallowed = updates.saturating_sub(1);
+                        numbers = numbers.max(updates);
+                    }
+                }
             }
-            // Learn the usual step from steps that are not gaps (a stall
-            // must not teach the tracker that stalls are normal).
-            let per_frame = gap / by_number as f64;
-            self.step_us = match self.step_us {
-                None => Some(per_frame),
-                Some(step) if per_frame <= 1.5 * step => Some(0.9 * step + 0.1 * per_frame),
-                Some(step) => Some(step),
-            };
         }
         if frame.timestamp_us > 0 {
             self.last_time_us = Some(frame.timestamp_us);
         }
         self.last_frame = Some(frame.number);
-        by_number
-            .max(by_time)
-            .clamp(1, u64::from(self.config.max_misses) + 2)
+        let cap = u64::from(self.config.max_misses) + 1;
+        (numbers.min(cap) as f64, swallowed)
     }
 
-    /// Counts the frames a gap of `steps` lasted beyond the one being
-    /// analysed as missed by every track: a tentative track is dropped, a
-    /// confirmed one that has now coasted past `max_misses` ends before it
-    /// can be matched to whatever stands where it was.
-    fn miss_gap(&mut self, steps: u64) {
-        let missed = u32::try_from(steps.saturating_sub(1)).unwrap_or(u32::MAX);
-        if missed == 0 {
+    /// Counts the updates a stall swallowed as missed by every confirmed
+    /// track (then only matched again to a detection of its kind and
+    /// size, `lost_may_take`); a stall longer than the coasting ends every
+    /// track, confirmed or tentative, before it can be matched to whatever
+    /// stands where it was.
+    fn miss_stall(&mut self, swallowed: u64) {
+        if swallowed == 0 {
             return;
         }
         let max = self.config.max_misses;
-        let mut kept = Vec::with_capacity(self.tracks.len());
-        for mut t in self.tracks.drain(..) {
-            t.misses = t.misses.saturating_add(missed);
-            if t.confirmed && t.misses <= max {
-                kept.push(t);
-            } else if t.confirmed {
-                self.ended.push(t);
-            }
+        let missed = u32::try_from(swallowed).unwrap_or(u32::MAX);
+        if missed > max {
+            self.ended
+                .extend(self.tracks.drain(..).filter(|t| t.confirmed));
+            return;
         }
-        self.tracks = kept;
+        for t in self.tracks.iter_mut().filter(|t| t.confirmed) {
+            t.misses = t.misses.saturating_add(missed);
+        }
     }
 
     /// Feeds one frame's detections (frames in increasing order).
     pub fn update(&mut self, frame: FrameInfo, detections: &[Detection]) {
         self.ended.clear();
-        let steps = self.steps_since_last(frame);
-        self.miss_gap(steps);
-        let dt = steps as f64;
+        let (dt, swallowed) = self.elapsed(frame);
+        self.miss_stall(swallowed);
 
         self.dets.clear();
         for d in detections {
