@@ -750,6 +750,9 @@ fn full_path(scale_out: bool) {
         [
             ("operator", "case.claim"),
             ("operator", "case.correct_plate"),
+            // The corrected plate's owner, found by the registry (what
+            // changed, not who the owner is).
+            ("system", "case.owner_lookup"),
             ("operator", "case.accept"),
             ("police", "case.confirm"),
             ("system", "case.issue_notice"),
