@@ -160,6 +160,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_case_revisions.sql"),
         postgres: include_str!("../migrations/postgres/0020_case_revisions.sql"),
     },
+    Migration {
+        version: 21,
+        name: "owner_lookup_lease",
+        sqlite: include_str!("../migrations/sqlite/0021_owner_lookup_lease.sql"),
+        postgres: include_str!("../migrations/postgres/0021_owner_lookup_lease.sql"),
+    },
 ];
 
 /// Database failures.
@@ -249,23 +255,66 @@ impl Db {
     }
 
     /// Applies every migration not yet applied.
+    ///
+    /// On PostgreSQL, servers starting at once against one database (the
+    /// replicas of a deployment) take turns: each holds a session advisory
+    /// lock ([`MIGRATION_LOCK`]) from before its first statement to after
+    /// its last, on one connection; should migrating fail, that connection
+    /// is closed, which releases the lock. The ledger's `CREATE TABLE IF
+    /// NOT EXISTS` is retried when another session created the table at the
+    /// same moment (a server of an earlier version, which takes no advisory
+    /// lock: PostgreSQL answers that race with a unique violation on its
+    /// catalog, `pg_type_typname_nsp_index`, not with "exists").
     pub async fn migrate(&self) -> Result<(), DbError> {
-        self.pool
-            .execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (\
-                 version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
-                 checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)",
-            )
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Sqlite {
+            return self.migrate_on(&mut conn).await;
+        }
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *conn)
             .await?;
+        match self.migrate_on(&mut conn).await {
+            Ok(()) => {
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *conn)
+                    .await?;
+                Ok(())
+            }
+            Err(e) => {
+                // Closing the session releases the lock.
+                let _ = sqlx::Connection::close(conn.detach()).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn migrate_on(&self, conn: &mut sqlx::AnyConnection) -> Result<(), DbError> {
+        const LEDGER: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+             version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             checksum TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+        let mut tries = 0;
+        loop {
+            match conn.execute(LEDGER).await {
+                Ok(_) => break,
+                Err(sqlx::Error::Database(d)) if d.is_unique_violation() && tries < 3 => {
+                    tracing::info!("schema_migrations was created by another server meanwhile");
+                    tries += 1;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         for m in MIGRATIONS {
             let sql = match self.backend {
                 Backend::Sqlite => m.sqlite,
                 Backend::Postgres => m.postgres,
             };
             let checksum = hex::encode(Sha256::digest(sql.as_bytes()));
-            let mut tx = self.pool.begin().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await?;
             if self.backend == Backend::Postgres {
-                // Two servers starting at once must not both migrate.
+                // Servers of earlier versions take this lock, not the
+                // advisory one: they must not migrate at the same time.
                 sqlx::query("LOCK TABLE schema_migrations IN EXCLUSIVE MODE")
                     .execute(&mut *tx)
                     .await?;
@@ -304,6 +353,10 @@ impl Db {
         Ok(())
     }
 }
+
+/// The PostgreSQL advisory lock key [`Db::migrate`] holds while it
+/// migrates ("tv-migr" in ASCII).
+pub const MIGRATION_LOCK: i64 = 0x0074_762d_6d69_6772;
 
 /// Now as Unix milliseconds (UTC).
 pub fn now_ms() -> i64 {

@@ -47,6 +47,49 @@ pub fn category(class: VehicleClass, colour: PlateColour) -> Option<Category> {
     })
 }
 
+/// The fact that decides between rows of one behaviour that the decree
+/// puts under different points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Condition {
+    /// One person on the motorbike (`track.riders` = 1): the rider is the
+    /// one without a helmet.
+    RiderAlone,
+    /// A passenger without a helmet: never established by a camera event
+    /// (no per-person helmet result); a person decides.
+    PassengerWithoutHelmet,
+}
+
+impl Condition {
+    /// Whether the event's facts establish the condition.
+    fn holds(self, event: &ViolationEvent) -> bool {
+        match self {
+            Condition::RiderAlone => event.track.riders == Some(1),
+            Condition::PassengerWithoutHelmet => false,
+        }
+    }
+}
+
+/// Whether `article` names exactly one provision: `article.clause` or
+/// `article.clause.point`, a point being one letter (`a`…`z`, `đ`), never a
+/// list (`h/i`, `đ,e`).
+pub fn single_provision(article: &str) -> bool {
+    let parts: Vec<&str> = article.split('.').collect();
+    let number = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match parts.as_slice() {
+        [a, k] => number(a) && number(k),
+        [a, k, p] => {
+            number(a)
+                && number(k)
+                && {
+                    let mut c = p.chars();
+                    matches!((c.next(), c.next()), (Some(l), None) if l.is_ascii_lowercase() || l == 'đ')
+                }
+        }
+        _ => false,
+    }
+}
+
 /// One row of a schedule.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -57,6 +100,8 @@ pub struct FineRow {
     max_vnd: i64,
     points: i64,
     article: String,
+    /// What decides this row over another of the same behaviour.
+    condition: Option<Condition>,
     over_min_kmh: Option<f64>,
     #[serde(default = "yes")]
     over_min_inclusive: bool,
@@ -121,7 +166,8 @@ pub enum Quote {
     /// Nothing to fine (speeding under the lowest band).
     NoFine,
     /// No row for this violation and vehicle (e.g. military plate, helmet on
-    /// a car); a person decides.
+    /// a car), or the facts do not say which of several points applies (a
+    /// helmet case with a passenger); a person decides.
     NotApplicable,
     /// No schedule in force on that date.
     NoSchedule,
@@ -187,6 +233,16 @@ impl FineTable {
                 .map(|u| parse_date(&origin, u))
                 .transpose()?;
             for r in &s.rows {
+                if !single_provision(&r.article) {
+                    return Err(ScheduleError {
+                        origin: origin.clone(),
+                        message: format!(
+                            "row {} {:?}: the article must name exactly one point \
+                             (split the row by `condition`)",
+                            r.article, r.violation
+                        ),
+                    });
+                }
                 if r.min_vnd < 0 || r.min_vnd > r.max_vnd || !(0..=12).contains(&r.points) {
                     return Err(ScheduleError {
                         origin: origin.clone(),
@@ -249,9 +305,20 @@ impl FineTable {
                 None => return Quote::NoFine,
             }
         } else {
-            match rows.next() {
-                Some(r) => r,
-                None => return Quote::NotApplicable,
+            // One row, or the one row whose condition the event's facts
+            // establish; otherwise the basis is for a person to decide.
+            let rows: Vec<&FineRow> = rows.collect();
+            let chosen: Vec<&FineRow> = match rows.as_slice() {
+                [only] if only.condition.is_none() => vec![*only],
+                _ => rows
+                    .iter()
+                    .copied()
+                    .filter(|r| r.condition.is_some_and(|c| c.holds(event)))
+                    .collect(),
+            };
+            match chosen.as_slice() {
+                [r] => *r,
+                _ => return Quote::NotApplicable,
             }
         };
         Quote::Priced {
@@ -361,6 +428,26 @@ mod tests {
         let mut mil = event(ViolationType::RedLight, VehicleClass::Car, None);
         mil.plate.colour = PlateColour::Red;
         assert_eq!(t.quote(&mil), Quote::NotApplicable);
+    }
+
+    #[test]
+    fn a_row_must_name_one_point() {
+        for ok in ["6.9.b", "6.3.e", "7.2.h", "6.5.đ", "6.9"] {
+            assert!(single_provision(ok), "{ok}");
+        }
+        for bad in ["7.2.h/i", "6.3.đ/e", "6.3.đ,e", "6", "a.b.c", "6.3.hh", ""] {
+            assert!(!single_provision(bad), "{bad}");
+        }
+        let row = |article: &str| {
+            format!(
+                "id = \"t\"\ntitle = \"t\"\nvalid_from = \"2025-01-01\"\n[[fine]]\n\
+                 violation = \"no_helmet\"\ncategory = \"motorbike\"\nmin_vnd = 1\nmax_vnd = 2\n\
+                 points = 0\narticle = \"{article}\"\n"
+            )
+        };
+        assert!(FineTable::from_sources([("t".to_string(), row("7.2.h"))]).is_ok());
+        let e = FineTable::from_sources([("t".to_string(), row("7.2.h/i"))]).unwrap_err();
+        assert!(e.to_string().contains("exactly one point"), "{e}");
     }
 
     #[test]

@@ -116,13 +116,74 @@ impl Reviewer<'_> {
         now: i64,
         seen: Option<i64>,
     ) -> Result<Applied, ReviewError> {
+        let mut tx = audit::begin(self.db).await?;
+        let request = Request {
+            event_id,
+            action,
+            actor,
+            reason,
+            now,
+            seen,
+            extra: None,
+        };
+        let (applied, corrected) = self.apply(&mut tx, request).await?;
+        tx.commit().await?;
+        if let (Some(reg), Some((plate, colour)), Ok(id)) =
+            (self.registry, corrected, uuid::Uuid::parse_str(event_id))
+        {
+            registry::resolve_for(self.db, reg, id, &plate, &colour, &actor.id).await;
+        }
+        Ok(applied)
+    }
+
+    /// Pays case `event_id` with the payment `txn_ref` ([`Action::Pay`] by
+    /// `actor`) inside `tx`, a transaction opened by [`audit::begin`] that
+    /// the caller commits: the payment's own change and the case's commit
+    /// together (`payments::settle`). The transition and the audit entry
+    /// name the payment (`detail.txn_ref`), so a later report can tell
+    /// whether the case was paid by this payment or by another one.
+    pub async fn pay_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        event_id: &str,
+        actor: &Actor,
+        txn_ref: &str,
+        now: i64,
+    ) -> Result<Applied, ReviewError> {
+        let request = Request {
+            event_id,
+            action: &Action::Pay,
+            actor,
+            reason: "",
+            now,
+            seen: None,
+            extra: Some(("txn_ref", txn_ref)),
+        };
+        Ok(self.apply(tx, request).await?.0)
+    }
+
+    /// The action inside `tx` (its audit lock held); the plate and colour
+    /// to look up once it commits, for a plate correction.
+    async fn apply(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        request: Request<'_>,
+    ) -> Result<(Applied, Option<(String, String)>), ReviewError> {
+        let Request {
+            event_id,
+            action,
+            actor,
+            reason,
+            now,
+            seen,
+            extra,
+        } = request;
         let reason = reason.trim();
         if reason.chars().count() > 1000 {
             return Err(ReviewError::Invalid(
                 "reason is longer than 1000 characters".into(),
             ));
         }
-        let mut tx = audit::begin(self.db).await?;
         let row = sqlx::query(
             "SELECT state, claimed_by, claim_expires_at, accepted_by, plate_text, reviewed_plate, \
              plate_readable, violation_type, reviewed_type, signed_json, fine_min_vnd, fine_max_vnd, \
@@ -130,7 +191,7 @@ impl Reviewer<'_> {
              WHERE event_id = $1",
         )
         .bind(event_id)
-        .fetch_optional(&mut *tx)
+        .fetch_optional(&mut **tx)
         .await?
         .ok_or_else(|| ReviewError::NotFound(event_id.into()))?;
         let state_text: String = row.try_get(0)?;
@@ -162,12 +223,15 @@ impl Reviewer<'_> {
 
         // Inputs checked before the rules, so a bad input is named as such.
         let mut detail = serde_json::json!({"reason": reason});
+        if let Some((key, value)) = extra {
+            detail[key] = value.into();
+        }
         match action {
             Action::Reject { code } => {
                 let known =
                     sqlx::query("SELECT 1 FROM rejection_reasons WHERE code = $1 AND active = 1")
                         .bind(code)
-                        .fetch_optional(&mut *tx)
+                        .fetch_optional(&mut **tx)
                         .await?;
                 if known.is_none() {
                     return Err(ReviewError::Invalid(format!(
@@ -206,7 +270,14 @@ impl Reviewer<'_> {
             });
         }
         if matches!(action, Action::Withdraw) {
-            payment_not_in_flight(&mut tx, event_id).await?;
+            payment_not_in_flight(tx, event_id).await?;
+        }
+        // Under the same lock as `payments::start`: no order can be made
+        // between this check and the contest's commit.
+        if matches!(action, Action::Contest)
+            && let Some(paid) = crate::payments::contest_blocker(tx, event_id, now).await?
+        {
+            return Err(WorkflowError::PaymentInFlight { paid }.into());
         }
         let mut up = Update::default();
         match &decision.claim {
@@ -310,7 +381,7 @@ impl Reviewer<'_> {
                 Value::Int(i) => q.bind(i),
             };
         }
-        if q.execute(&mut *tx).await?.rows_affected() != 1 {
+        if q.execute(&mut **tx).await?.rows_affected() != 1 {
             return Err(ReviewError::Conflict);
         }
         sqlx::query(
@@ -330,20 +401,19 @@ impl Reviewer<'_> {
         .bind(decision.to.as_str())
         .bind((!reason.is_empty()).then_some(reason))
         .bind(detail.to_string())
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         detail["from"] = state.as_str().into();
         detail["to"] = decision.to.as_str().into();
         match action {
-            Action::Confirm => crate::notices::enqueue(&mut tx, event_id, now).await?,
+            Action::Confirm => crate::notices::enqueue(tx, event_id, now).await?,
             Action::Uphold => {
                 let told =
-                    crate::notices::followup::contest_rejected(&mut tx, event_id, reason, now)
-                        .await?;
+                    crate::notices::followup::contest_rejected(tx, event_id, reason, now).await?;
                 detail["owner_told"] = told.is_some().into();
             }
             Action::Withdraw => {
-                let w = crate::notices::followup::withdrawn(&mut tx, event_id, reason, now).await?;
+                let w = crate::notices::followup::withdrawn(tx, event_id, reason, now).await?;
                 detail["deliveries_dropped"] = w.dropped.into();
                 detail["owner_told"] = w.told.into();
                 detail["inspection_warning_withdrawn"] = w.warning_withdrawn.into();
@@ -351,7 +421,7 @@ impl Reviewer<'_> {
             _ => {}
         }
         audit::append(
-            &mut tx,
+            tx,
             now,
             &Who::new(actor.id.clone(), actor.role),
             &format!("case.{}", action.name()),
@@ -359,21 +429,19 @@ impl Reviewer<'_> {
             &detail,
         )
         .await?;
-        tx.commit().await?;
-
-        if let (Action::CorrectPlate { .. }, Some(reg), Some(plate), Ok(id)) = (
-            action,
-            self.registry,
-            detail["new_plate"].as_str(),
-            uuid::Uuid::parse_str(event_id),
-        ) {
-            let colour = colour_of(&signed_json);
-            registry::resolve_for(self.db, reg, id, plate, &colour, &actor.id).await;
-        }
-        Ok(Applied {
-            from: state,
-            to: decision.to,
-        })
+        let corrected = match (action, detail["new_plate"].as_str()) {
+            (Action::CorrectPlate { .. }, Some(plate)) => {
+                Some((plate.to_string(), colour_of(&signed_json)))
+            }
+            _ => None,
+        };
+        Ok((
+            Applied {
+                from: state,
+                to: decision.to,
+            },
+            corrected,
+        ))
     }
 
     /// A type correction is held to the arrival checks that depend on the
@@ -431,6 +499,18 @@ async fn payment_not_in_flight(
         ));
     }
     Ok(())
+}
+
+/// One action to apply (see [`Reviewer::apply`]).
+struct Request<'a> {
+    event_id: &'a str,
+    action: &'a Action,
+    actor: &'a Actor,
+    reason: &'a str,
+    now: i64,
+    seen: Option<i64>,
+    /// One more field of the transition's detail (the paying order).
+    extra: Option<(&'static str, &'a str)>,
 }
 
 /// Column assignments of one case update, in bind order. Column names are

@@ -371,6 +371,22 @@ pub enum WorkflowError {
         /// When it ended (Unix ms).
         ends_at: i64,
     },
+    /// A payment of the fine is under way or made (checked under the case
+    /// lock, in the action's transaction): the owner cannot contest it.
+    #[error(
+        "{}",
+        if *paid {
+            "Phạt tiền của vụ việc này đã được nộp: không thể khiếu nại. \
+             (The fine is paid: it cannot be contested.)"
+        } else {
+            "Vụ việc này đang được thanh toán: vui lòng chờ kết quả thanh toán rồi thử lại. \
+             (A payment of this fine is in progress: wait for its result.)"
+        }
+    )]
+    PaymentInFlight {
+        /// Paid (else an order is pending at the gateway).
+        paid: bool,
+    },
 }
 
 /// The outcome of an allowed action.

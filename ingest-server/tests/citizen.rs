@@ -226,7 +226,8 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             &[("photo", "x.jpg", "image/jpeg", &photo)],
         );
         assert_eq!(r.status, 409, "not a JPEG or PNG");
-        let png = b"\x89PNG\r\n\x1a\n0000 a tiny stand-in for a photo of the sale contract";
+        // A small real PNG (its header is read for the dimensions).
+        let png = &small_png()[..];
         let reason = [
             ("csrf", t.as_str()),
             ("reason", "Tôi đã bán xe này trước ngày vi phạm"),
@@ -270,7 +271,7 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             .unwrap();
         let photo_url = &photo_url[..photo_url.find('"').unwrap()];
         let got = cuong.get(photo_url);
-        assert_eq!((got.status, &got.bytes[..]), (200, &png[..]));
+        assert_eq!((got.status, &got.bytes[..]), (200, png));
         // An operator sees the case but not the owner's contest, nor its
         // photo.
         let mut an = Client::new(addr);
@@ -343,6 +344,15 @@ async fn owners_see_only_their_confirmed_cases_and_answer_them() {
             .unwrap()
             .get(0);
     assert_eq!(response.as_deref(), Some("accepted"));
+}
+
+/// A 4×3 PNG: a stand-in for a photo of the sale contract.
+fn small_png() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(4, 3)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap();
+    out.into_inner()
 }
 
 /// A valid subscription of a browser at `endpoint` (keys of the right shape).

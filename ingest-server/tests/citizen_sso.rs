@@ -510,3 +510,73 @@ async fn citizen_routes_answer_not_configured_without_a_provider() {
     assert_eq!(e.action, "citizen.login_failed");
     assert!(e.detail.contains("not_configured"), "{}", e.detail);
 }
+
+/// The notice's link to a case survives the sign-in: opening it signed out
+/// leads to `/app/login?next=/app/cases/{id}`, the sign-in button carries
+/// it, and the provider's answer lands on that case. Only a path of this
+/// app is followed: `//evil.example`, an absolute URL, a `..` escape or a
+/// percent-escaped slash ends on `/app/`, and is not even offered by the
+/// login page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_returns_to_the_linked_case_and_nowhere_else() {
+    let (p, ioc) = pair(json!({}), false).await;
+    let case = "/app/cases/7b0e5c3e-1d2a-4c8e-9f61-2a7f4be0c001";
+    let mut b = Browser::default();
+    let r = b.get(&format!("{}{case}", ioc.base));
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/app/login?next={case}").as_str())
+    );
+    let page = b.get(&format!("{}/app/login?next={case}", ioc.base));
+    assert!(
+        page.body
+            .contains(&format!("href=\"/app/sso/login?next={case}\"")),
+        "{}",
+        page.body
+    );
+    let callback = p.through(
+        &mut b,
+        &format!("{}/app/sso/login?next={case}", ioc.base),
+        "giang",
+        None,
+        |u| u,
+    );
+    let r = b.get(&callback);
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some(case));
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("tv_app_next=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        r.set_cookies()
+    );
+
+    for evil in [
+        "//evil.example/app/",
+        "https://evil.example/app/",
+        "/app/..//evil.example",
+        "/app/%2F%2Fevil.example",
+        "/app/../console/admin",
+        "/\\evil.example",
+    ] {
+        let q = url::form_urlencoded::byte_serialize(evil.as_bytes()).collect::<String>();
+        let page = b.get(&format!("{}/app/login?next={q}", ioc.base));
+        assert!(
+            page.body.contains("href=\"/app/sso/login\""),
+            "{evil}: {}",
+            page.body
+        );
+        let mut b = Browser::default();
+        let callback = p.through(
+            &mut b,
+            &format!("{}/app/sso/login?next={q}", ioc.base),
+            "giang",
+            None,
+            |u| u,
+        );
+        let r = b.get(&callback);
+        assert_signed_in(&r, &p);
+    }
+}

@@ -46,17 +46,43 @@ pub(super) struct MyCase {
 }
 
 impl MyCase {
-    /// The deadline to respond, as the deadline check holds the case to
+    /// The deadline the owner is held to, where a clock runs: in
+    /// `notice_issued` (to pay or contest), as the
+    /// deadline check holds the case to it
     /// (`notices::deadlines::effective_deadline`): the notice's date, moved
-    /// on when a contest upheld started the clock again.
+    /// on when a contest upheld started the clock again. `None` before the
+    /// notice has reached the owner (`confirmed`: no clock runs yet), once
+    /// it has run out (`overdue`), and once the case is contested, paid or
+    /// closed.
     pub fn deadline(&self) -> Option<i64> {
         let notice = self.respond_by?;
-        Some(match (self.state.as_str(), self.state_changed_at) {
+        match (self.state.as_str(), self.state_changed_at) {
             ("notice_issued", Some(since)) => {
-                crate::notices::deadlines::effective_deadline(notice, since)
+                Some(crate::notices::deadlines::effective_deadline(notice, since))
             }
-            _ => notice,
-        })
+            ("notice_issued", None) => Some(notice),
+            _ => None,
+        }
+    }
+
+    /// Whether the owner can pay now: the notice has reached them
+    /// (`notice_issued`) or the deadline passed unpaid (`overdue`).
+    pub fn payable(&self) -> bool {
+        matches!(self.state.as_str(), "notice_issued" | "overdue")
+    }
+
+    /// The one contest rule, for the page and the handler alike: a case
+    /// can be contested online while its notice stands (`notice_issued`),
+    /// the owner has not answered it (accepted or contested), and `now` is
+    /// not past its deadline (the end of the 20th day, Vietnam time). A
+    /// contest after the deadline is refused, not taken as late: the 20
+    /// days are the time to respond (Circular 73/2024/TT-BCA, Art. 24), and
+    /// after them the vehicle is warned to the inspection register; the
+    /// owner then deals with the police office in person.
+    pub fn contest_open(&self, now: i64) -> bool {
+        self.state == "notice_issued"
+            && self.response.is_none()
+            && self.deadline().is_some_and(|d| now <= d)
     }
 }
 

@@ -16,9 +16,12 @@
 //! in), and every POST carries the session's CSRF token. Signing out also
 //! removes the Web Push subscriptions this browser registered (`push.rs`).
 
+mod answers;
 mod mine;
 mod pages;
 mod push;
+
+pub use answers::{MAX_PIXELS, MAX_SIDE, dimensions_allowed, photo_dimensions};
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -49,13 +52,15 @@ pub fn routes() -> Router<ApiContext> {
         .route("/app/logout", post(pages::logout))
         .route("/app/cases/{id}", get(pages::case))
         .route("/app/cases/{id}/evidence/{name}", get(pages::evidence))
-        .route("/app/cases/{id}/accept", post(pages::accept))
+        .route("/app/cases/{id}/accept", post(answers::accept))
         // The photo may be up to `MAX_PHOTO` (5 MiB), above axum's default
-        // body limit of 2 MiB; the form's text and boundaries fit in the rest.
+        // body limit of 2 MiB; the form's text and boundaries fit in the
+        // rest. A larger body is answered 413 "Ảnh quá lớn"
+        // (`answers::form_error`).
         .route(
             "/app/cases/{id}/contest",
-            post(pages::contest).layer(axum::extract::DefaultBodyLimit::max(
-                pages::MAX_PHOTO + 64 * 1024,
+            post(answers::contest).layer(axum::extract::DefaultBodyLimit::max(
+                answers::MAX_PHOTO + 64 * 1024,
             )),
         )
         .route("/app/cases/{id}/pay", post(pages::pay))
@@ -154,6 +159,29 @@ pub fn session_cookie(token: &str, secure: bool) -> HeaderValue {
     .unwrap_or_else(|_| HeaderValue::from_static("tv_citizen=; Path=/; Max-Age=0"))
 }
 
+/// Cookie that carries where to go after signing in (a path under `/app/`),
+/// from `GET /app/sso/login?next=` to the provider's answer.
+pub const NEXT_COOKIE: &str = "tv_app_next";
+
+/// Where a citizen may be sent after signing in: a path of this app only.
+/// It must start with `/app/` and consist of plain path characters (letters,
+/// digits, `-`, `_`, `.`, `/`), with no `//`, no `..` segment, no
+/// backslash, query, fragment, scheme or percent-escape, at most 200
+/// characters; anything else (`//evil.example`, `https://…`,
+/// `/app/../console`, `/app/%2F%2Fevil`) is `None` and the citizen goes to
+/// `/app/`. A same-origin path cannot leave the site, so the notice's link
+/// to a case survives the sign-in without an open redirect.
+pub fn safe_next(next: &str) -> Option<&str> {
+    let ok = next.len() <= 200
+        && next.starts_with("/app/")
+        && next
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'/'))
+        && !next.contains("//")
+        && !next.split('/').any(|seg| seg == ".." || seg == ".");
+    ok.then_some(next)
+}
+
 /// The signed-in citizen.
 #[derive(Debug, Clone)]
 pub struct Citizen {
@@ -217,8 +245,15 @@ impl FromRequestParts<ApiContext> for Citizen {
                     token,
                 })
             }
+            // Back here after signing in: the case the notice linked to.
             None if parts.method == axum::http::Method::GET => {
-                Err(Redirect::to("/app/login").into_response())
+                let to = match parts.uri.path_and_query().map(|p| p.as_str()) {
+                    Some(p) if safe_next(p).is_some() && p != "/app/" => {
+                        format!("/app/login?next={p}")
+                    }
+                    _ => "/app/login".to_string(),
+                };
+                Err(Redirect::to(&to).into_response())
             }
             None => Err(AppError::SignedOut.into_response()),
         }
@@ -245,6 +280,8 @@ pub enum AppError {
     NotFound,
     /// Refused with a reason the citizen can act on.
     Refused(String),
+    /// The request body (a contest photo) is over the limit.
+    TooLarge,
     /// Our side failed (logged).
     Internal(String),
 }
@@ -270,7 +307,14 @@ impl From<crate::review::ReviewError> for AppError {
         use crate::review::ReviewError as E;
         match e {
             E::NotFound(_) => AppError::NotFound,
-            E::Refused(_) | E::Conflict | E::Changed { .. } => AppError::Refused(e.to_string()),
+            E::Refused(_) => AppError::Refused(
+                "Vụ việc này không thể thực hiện thao tác đó ở trạng thái hiện tại. Vui lòng tải \
+                 lại trang để xem trạng thái mới nhất."
+                    .into(),
+            ),
+            E::Conflict | E::Changed { .. } => AppError::Refused(
+                "Vụ việc vừa được cập nhật. Vui lòng tải lại trang rồi thử lại.".into(),
+            ),
             E::Invalid(_) | E::Db(_) => AppError::Internal(e.to_string()),
         }
     }
@@ -289,6 +333,10 @@ impl IntoResponse for AppError {
             ),
             AppError::NotFound => (StatusCode::NOT_FOUND, "Không tìm thấy vụ việc.".to_string()),
             AppError::Refused(m) => (StatusCode::CONFLICT, m),
+            AppError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "Ảnh quá lớn (tối đa 5 MB). Vui lòng chọn ảnh nhỏ hơn.".to_string(),
+            ),
             AppError::Internal(detail) => {
                 tracing::error!(detail, "citizen app request failed");
                 (
@@ -298,7 +346,7 @@ impl IntoResponse for AppError {
             }
         };
         let body = format!(
-            "<div class=\"flash error\" id=\"error\">{}</div><p><a href=\"/app/\">Về danh sách</a></p>",
+            "<div class=\"flash error\" id=\"error\" role=\"alert\">{}</div><p><a href=\"/app/\">Về danh sách</a></p>",
             esc(&msg)
         );
         (status, Html(page(&msg, None, &body))).into_response()

@@ -10,33 +10,57 @@
 use std::fmt::Write as _;
 
 use axum::Form;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Path, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sqlx::Row;
 
-use super::mine::{citizen_actor_id, mine, one};
+use super::mine::{MyCase, mine, one};
 use super::{AppError, Citizen, page};
-use crate::audit::{self, Who};
 use crate::console::html::{Lang, esc, local_time, violation_label, vnd};
 use crate::db::{Db, now_ms};
-use crate::review::Reviewer;
 use crate::web::ApiContext;
-use crate::workflow::{Action, Actor, CaseState, Role};
 
-/// Longest contest reason: what the workflow keeps as the reason of a
-/// state change (`review.rs`), so the form may not promise more.
-const MAX_CONTEST_REASON: usize = 1000;
-
+/// The state as the owner reads it. `confirmed` is not "awaiting payment":
+/// the notice has not reached the owner yet and nothing can be paid.
 fn state_label(s: &str) -> &'static str {
     match s {
-        "confirmed" | "notice_issued" => "Chờ nộp phạt",
+        "confirmed" => "Đang gửi thông báo",
+        "notice_issued" => "Chờ nộp phạt",
         "paid" => "Đã nộp phạt",
         "contested" => "Đang khiếu nại",
-        "overdue" => "Quá hạn",
+        "overdue" => "Quá hạn nộp phạt",
         "closed" => "Đã đóng",
         _ => "—",
+    }
+}
+
+/// What the deadline is for, as its label says it: paying or contesting
+/// while both are open, paying alone once the owner accepted or the
+/// contest window is otherwise closed.
+fn deadline_label(c: &MyCase) -> &'static str {
+    if c.response.is_none() {
+        "Hạn nộp phạt hoặc khiếu nại"
+    } else {
+        "Hạn nộp phạt"
+    }
+}
+
+/// One line under the state: what is happening where no deadline runs.
+fn state_note(c: &MyCase) -> Option<&'static str> {
+    match c.state.as_str() {
+        "confirmed" => Some(
+            "Cảnh sát giao thông đã xác nhận vi phạm; thông báo vi phạm đang được gửi tới chủ \
+             phương tiện (qua ứng dụng, thư điện tử hoặc đường bưu điện). Thời hạn 20 ngày để \
+             nộp phạt hoặc khiếu nại được tính từ khi thông báo được gửi; bạn có thể nộp phạt \
+             trực tuyến từ lúc đó.",
+        ),
+        "overdue" => Some(
+            "Đã quá thời hạn 20 ngày mà chưa nộp phạt; phương tiện đã bị cảnh báo tới cơ quan \
+             đăng kiểm. Vui lòng nộp phạt; cảnh báo được gỡ sau khi nộp.",
+        ),
+        _ => None,
     }
 }
 
@@ -55,7 +79,7 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
             body,
             "<a class=\"card\" href=\"/app/cases/{id}\" data-id=\"{id}\"><span class=\"plate\">{plate}</span> \
              <span class=\"state {st}\">{label}</span><br>{viol} · {time}<br><span class=\"amount\">{amount}</span>\
-             <br><span class=\"muted\">Hạn phản hồi: {deadline}</span></a>",
+             {deadline}</a>",
             id = esc(&c.event_id),
             plate = esc(&c.plate),
             st = esc(&c.state),
@@ -63,7 +87,14 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
             viol = esc(&violation_label(Lang::Vi, &c.violation)),
             time = local_time(c.event_ms),
             amount = c.amount.map(vnd).unwrap_or_default(),
-            deadline = c.deadline().map(local_time).unwrap_or_default(),
+            deadline = c
+                .deadline()
+                .map(|d| format!(
+                    "<br><span class=\"muted\">{}: {}</span>",
+                    deadline_label(c),
+                    local_time(d)
+                ))
+                .unwrap_or_default(),
         );
     }
     body.push_str(&super::push::SUBSCRIBE_SNIPPET.replace(
@@ -73,20 +104,44 @@ pub async fn list(State(ctx): State<ApiContext>, citizen: Citizen) -> Result<Res
     Ok(Html(page("Danh sách vi phạm", Some(&citizen), &body)).into_response())
 }
 
-/// `GET /app/login`: the identity provider's sign-in.
-pub async fn login(State(ctx): State<ApiContext>) -> Response {
-    let body = if ctx.citizen_sso.is_some() {
-        "<h1>Đăng nhập</h1><p>Đăng nhập bằng tài khoản định danh điện tử để xem thông báo vi phạm của phương tiện bạn sở hữu.</p>\
-         <a class=\"button pay\" id=\"vneid\" href=\"/app/sso/login\">Đăng nhập bằng VNeID</a>"
-    } else {
-        "<h1>Đăng nhập</h1><div class=\"flash error\" id=\"error\">Máy chủ chưa cấu hình nhà cung cấp định danh (OpenID Connect).</div>"
+#[derive(Deserialize)]
+pub struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// `GET /app/login[?next=/app/…]`: the identity provider's sign-in; `next`
+/// (only a path of this app: `super::safe_next`) is carried through it.
+pub async fn login(
+    State(ctx): State<ApiContext>,
+    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+) -> Response {
+    let href = match super::safe_next(&q.next) {
+        Some(n) => format!("/app/sso/login?next={n}"),
+        None => "/app/sso/login".to_string(),
     };
-    Html(page("Đăng nhập", None, body)).into_response()
+    let body = if ctx.citizen_sso.is_some() {
+        format!(
+            "<h1>Đăng nhập</h1><p>Đăng nhập bằng tài khoản định danh điện tử để xem thông báo vi phạm của phương tiện bạn sở hữu.</p>\
+             <a class=\"button pay\" id=\"vneid\" href=\"{}\">Đăng nhập bằng VNeID</a>",
+            esc(&href)
+        )
+    } else {
+        "<h1>Đăng nhập</h1><div class=\"flash error\" id=\"error\" role=\"alert\">Máy chủ chưa cấu hình nhà cung cấp định danh (OpenID Connect).</div>".to_string()
+    };
+    Html(page("Đăng nhập", None, &body)).into_response()
 }
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
     csrf: String,
+}
+
+impl CsrfForm {
+    /// The form's CSRF token.
+    pub(super) fn csrf(&self) -> &str {
+        &self.csrf
+    }
 }
 
 #[derive(Deserialize)]
@@ -134,63 +189,29 @@ pub async fn case(
             let _ = write!(
                 evidence,
                 "<img class=\"still\" src=\"{src}\" alt=\"{}\">",
-                esc(&role)
+                esc(role_alt(&role))
             );
         } else if media.starts_with("video/") {
             let _ = write!(
                 evidence,
-                "<video controls preload=\"metadata\" src=\"{src}\"></video>"
+                "<video controls preload=\"metadata\" src=\"{src}\" aria-label=\"Đoạn phim ghi lại vi phạm\"></video>"
             );
         }
     }
-    let deadline = c.deadline().map(local_time).unwrap_or_default();
-    let payable = matches!(
-        CaseState::parse(&c.state),
-        Some(CaseState::NoticeIssued | CaseState::Overdue)
-    );
-    let csrf = esc(&citizen.csrf);
-    let mut actions = String::new();
-    if payable {
-        let _ = write!(
-            actions,
-            "<form method=\"post\" action=\"/app/cases/{id}/pay\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button class=\"pay\" id=\"pay\">Nộp phạt trực tuyến {amount}</button></form>",
-            id = esc(&id),
-            amount = c.amount.map(vnd).unwrap_or_default()
-        );
-        if c.response.is_none() {
-            let _ = write!(
-                actions,
-                "<form method=\"post\" action=\"/app/cases/{id}/accept\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <button class=\"secondary\" id=\"accept\">Tôi đồng ý với vi phạm</button></form>\
-                 <h2>Khiếu nại</h2><form method=\"post\" action=\"/app/cases/{id}/contest\" enctype=\"multipart/form-data\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <textarea name=\"reason\" id=\"contest-reason\" required maxlength=\"1000\" placeholder=\"Lý do khiếu nại\"></textarea>\
-                 <input type=\"file\" name=\"photo\" accept=\"image/jpeg,image/png\">\
-                 <button class=\"secondary\" id=\"contest\">Gửi khiếu nại</button></form>",
-                id = esc(&id)
-            );
-        }
-    }
-    let status = match (c.state.as_str(), c.response.as_deref()) {
-        ("paid", _) => receipt(db, &id).await?,
-        ("contested", _) => {
-            "<div class=\"flash\">Khiếu nại của bạn đang được Cảnh sát giao thông xem xét.</div>"
-                .to_string()
-        }
-        (_, Some("accepted")) => "<div class=\"flash\">Bạn đã xác nhận vi phạm.</div>".to_string(),
-        _ => String::new(),
-    };
     let body = format!(
         "<h1><span class=\"plate\" id=\"plate\">{plate}</span></h1>{status}\
-         <p><span class=\"state {st}\" id=\"state\">{label}</span></p>\
+         <p><span class=\"state {st}\" id=\"state\">{label}</span></p>{note}\
          <dl><dt>Hành vi</dt><dd>{viol}</dd><dt>Thời gian</dt><dd>{time}</dd><dt>Địa điểm</dt><dd id=\"place\">{place}</dd>\
          <dt>Căn cứ</dt><dd id=\"basis\">{basis}</dd><dt>Mức phạt</dt><dd class=\"amount\" id=\"amount\">{amount}</dd>\
-         <dt>Trừ điểm</dt><dd>{points}</dd><dt>Hạn phản hồi</dt><dd>{deadline}</dd></dl>\
+         <dt>Trừ điểm</dt><dd>{points}</dd>{deadline}</dl>\
          <h2>Hình ảnh vi phạm</h2>{evidence}{actions}",
         plate = esc(&c.plate),
+        status = status(db, &c).await?,
         st = esc(&c.state),
         label = state_label(&c.state),
+        note = state_note(&c)
+            .map(|n| format!("<p class=\"muted\" id=\"state-note\">{n}</p>"))
+            .unwrap_or_default(),
         viol = esc(&violation_label(Lang::Vi, &c.violation)),
         time = local_time(c.event_ms),
         place = esc(&c.place),
@@ -200,18 +221,98 @@ pub async fn case(
             .points
             .map(|p| format!("{p} điểm"))
             .unwrap_or_else(|| "—".into()),
+        deadline = c
+            .deadline()
+            .map(|d| format!(
+                "<dt>{}</dt><dd id=\"deadline\">{}</dd>",
+                deadline_label(&c),
+                local_time(d)
+            ))
+            .unwrap_or_default(),
+        actions = actions(&c, &citizen, now_ms()),
     );
     Ok(Html(page(&c.plate, Some(&citizen), &body)).into_response())
 }
 
-/// The receipt of a paid case: the settled payment as the gateway reported it.
-async fn receipt(db: &Db, id: &str) -> Result<String, AppError> {
-    let paid = crate::payments::of_case(db, id)
+/// A Vietnamese description of a still for its `alt` text, by its role on
+/// the wire (`overview`, `plate_crop`, …).
+fn role_alt(role: &str) -> &'static str {
+    match role {
+        "overview" => "Ảnh toàn cảnh vi phạm",
+        "plate_crop" => "Ảnh cắt biển số xe",
+        "plate" => "Ảnh biển số xe",
+        "signal" => "Ảnh đèn tín hiệu giao thông",
+        "vehicle" | "vehicle_crop" => "Ảnh phương tiện vi phạm",
+        _ => "Ảnh ghi lại vi phạm",
+    }
+}
+
+/// The owner's buttons: pay while payable; accept while unanswered;
+/// contest only while the contest rule allows it
+/// (`MyCase::contest_open`, the rule the handler applies too).
+fn actions(c: &MyCase, citizen: &Citizen, now: i64) -> String {
+    let id = esc(&c.event_id);
+    let csrf = esc(&citizen.csrf);
+    let mut actions = String::new();
+    if !c.payable() {
+        return actions;
+    }
+    let _ = write!(
+        actions,
+        "<form method=\"post\" action=\"/app/cases/{id}/pay\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <button class=\"pay\" id=\"pay\">Nộp phạt trực tuyến {amount}</button></form>",
+        amount = c.amount.map(vnd).unwrap_or_default()
+    );
+    if c.response.is_none() {
+        let _ = write!(
+            actions,
+            "<form method=\"post\" action=\"/app/cases/{id}/accept\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <button class=\"secondary\" id=\"accept\">Tôi đồng ý với vi phạm</button></form>\
+             <p class=\"muted\">Đồng ý với vi phạm không thay cho việc nộp phạt: bạn vẫn phải nộp phạt trong thời hạn.</p>"
+        );
+    }
+    if c.contest_open(now) {
+        let _ = write!(
+            actions,
+            "<h2>Khiếu nại</h2><form method=\"post\" action=\"/app/cases/{id}/contest\" enctype=\"multipart/form-data\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label for=\"contest-reason\">Lý do khiếu nại (bắt buộc, tối đa 1000 ký tự)</label>\
+             <textarea name=\"reason\" id=\"contest-reason\" required maxlength=\"1000\"></textarea>\
+             <label for=\"contest-photo\">Ảnh kèm theo (không bắt buộc; JPEG hoặc PNG, tối đa 5 MB)</label>\
+             <input type=\"file\" name=\"photo\" id=\"contest-photo\" accept=\"image/jpeg,image/png\">\
+             <button class=\"secondary\" id=\"contest\">Gửi khiếu nại</button></form>"
+        );
+    }
+    actions
+}
+
+/// The box at the top of a case: the receipt once paid (also after a
+/// supervisor closed the paid case), the contest under review, or what
+/// accepting means.
+async fn status(db: &Db, c: &MyCase) -> Result<String, AppError> {
+    let paid = crate::payments::of_case(db, &c.event_id)
         .await
         .map_err(|e| AppError::Internal(e.to_string()))?
         .into_iter()
         .find(|p| p.state == "paid");
-    Ok(match paid {
+    Ok(match (c.state.as_str(), c.response.as_deref()) {
+        ("paid", _) => receipt(paid),
+        ("closed", _) if paid.is_some() => receipt(paid),
+        ("contested", _) => {
+            "<div class=\"flash\">Khiếu nại của bạn đang được Cảnh sát giao thông xem xét.</div>"
+                .to_string()
+        }
+        ("notice_issued" | "overdue", Some("accepted")) => format!(
+            "<div class=\"flash\" id=\"accepted\">{}</div>",
+            esc(&super::answers::accepted_note(c))
+        ),
+        _ => String::new(),
+    })
+}
+
+/// The receipt of a paid case: the settled payment as the gateway reported it.
+fn receipt(paid: Option<crate::payments::PaymentRecord>) -> String {
+    match paid {
         Some(p) => format!(
             "<div class=\"flash\" id=\"receipt\"><strong>Biên lai nộp phạt</strong><dl>\
              <dt>Số tiền</dt><dd>{}</dd><dt>Mã giao dịch</dt><dd>{}</dd><dt>Mã ngân hàng</dt><dd>{}</dd>\
@@ -223,7 +324,7 @@ async fn receipt(db: &Db, id: &str) -> Result<String, AppError> {
             esc(&p.txn_ref)
         ),
         None => "<div class=\"flash\" id=\"receipt\">Đã nộp phạt.</div>".to_string(),
-    })
+    }
 }
 
 /// `GET /app/cases/{id}/evidence/{name}`: the owner's evidence only.
@@ -274,172 +375,6 @@ pub async fn evidence(
         bytes,
     )
         .into_response())
-}
-
-/// `POST /app/cases/{id}/accept`: the owner accepts the violation.
-pub async fn accept(
-    State(ctx): State<ApiContext>,
-    citizen: Citizen,
-    Path(id): Path<String>,
-    Form(f): Form<CsrfForm>,
-) -> Result<Response, AppError> {
-    citizen.check_csrf(&f.csrf)?;
-    let db = &ctx.ingestor.context().db;
-    let c = one(db, &citizen, &id).await?;
-    if c.response.is_some() {
-        return Err(AppError::Refused("Bạn đã phản hồi vụ việc này.".into()));
-    }
-    let now = now_ms();
-    let mut tx = audit::begin(db).await?;
-    sqlx::query("UPDATE events SET owner_response = 'accepted', owner_response_at = $1 WHERE event_id = $2 AND owner_response IS NULL")
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-    audit::append(
-        &mut tx,
-        now,
-        &Who::new(citizen_actor_id(&citizen), Role::System),
-        "citizen.accept",
-        &format!("case:{id}"),
-        &serde_json::json!({"owner_id": c.owner_id}),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
-}
-
-/// Largest contest photo accepted (5 MiB).
-pub(crate) const MAX_PHOTO: usize = 5 * 1024 * 1024;
-
-/// `POST /app/cases/{id}/contest` (multipart: csrf, reason, optional photo):
-/// the case goes back to police, who answer in the console.
-pub async fn contest(
-    State(ctx): State<ApiContext>,
-    citizen: Citizen,
-    Path(id): Path<String>,
-    mut form: Multipart,
-) -> Result<Response, AppError> {
-    let (mut csrf, mut reason, mut photo) =
-        (String::new(), String::new(), None::<(Vec<u8>, String)>);
-    while let Some(field) = form
-        .next_field()
-        .await
-        .map_err(|e| AppError::Refused(format!("Biểu mẫu lỗi: {e}")))?
-    {
-        let name = field.name().unwrap_or("").to_string();
-        let data = field
-            .bytes()
-            .await
-            .map_err(|e| AppError::Refused(format!("Biểu mẫu lỗi: {e}")))?;
-        match name.as_str() {
-            "csrf" => csrf = String::from_utf8_lossy(&data).into_owned(),
-            "reason" => reason = String::from_utf8_lossy(&data).trim().to_string(),
-            "photo" if !data.is_empty() => {
-                if data.len() > MAX_PHOTO {
-                    return Err(AppError::Refused("Ảnh quá lớn (tối đa 5 MB).".into()));
-                }
-                let kind = match (data.get(..3), data.get(..8)) {
-                    (Some([0xFF, 0xD8, 0xFF]), _) => "image/jpeg",
-                    (_, Some(b"\x89PNG\r\n\x1a\n")) => "image/png",
-                    _ => return Err(AppError::Refused("Ảnh phải là JPEG hoặc PNG.".into())),
-                };
-                photo = Some((data.to_vec(), kind.to_string()));
-            }
-            _ => {}
-        }
-    }
-    citizen.check_csrf(&csrf)?;
-    if reason.is_empty() || reason.chars().count() > MAX_CONTEST_REASON {
-        return Err(AppError::Refused(
-            "Vui lòng nêu lý do khiếu nại (tối đa 1000 ký tự).".into(),
-        ));
-    }
-    let ic = ctx.ingestor.context();
-    let c = one(&ic.db, &citizen, &id).await?;
-    // One answer per notice: a fine accepted is not contested afterwards.
-    if c.state != "notice_issued" || c.response.is_some() {
-        return Err(AppError::Refused(
-            "Vụ việc này không thể khiếu nại ở trạng thái hiện tại.".into(),
-        ));
-    }
-    // Nor is a fine being paid, or paid: the money would arrive for a
-    // contested case (or stay with a cancelled one). A payment still
-    // pending after its order expired may yet complete at the bank: it
-    // counts until the reconciler settles it, or for an hour past expiry.
-    let paying: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM payments WHERE event_id = $1 AND (state = 'paid' \
-         OR (state = 'pending' AND expires_at >= $2)) LIMIT 1",
-    )
-    .bind(&id)
-    .bind(now_ms().saturating_sub(crate::payments::PENDING_GRACE_MS))
-    .fetch_optional(ic.db.pool())
-    .await?;
-    if let Some(state) = paying {
-        return Err(AppError::Refused(if state == "paid" {
-            "Phạt tiền của vụ việc này đã được nộp: không thể khiếu nại.".into()
-        } else {
-            "Vụ việc này đang được thanh toán: vui lòng chờ kết quả thanh toán rồi thử lại.".into()
-        }));
-    }
-    let stored = match &photo {
-        Some((bytes, kind)) => Some((
-            ic.evidence
-                .put(bytes::Bytes::from(bytes.clone()))
-                .await
-                .map_err(|e| AppError::Internal(e.to_string()))?,
-            kind.clone(),
-        )),
-        None => None,
-    };
-    let now = now_ms();
-    // The contest row first, so a contested case always has its reason;
-    // removed again if the workflow refuses.
-    let contest_id = uuid::Uuid::new_v4().to_string();
-    sqlx::query(
-        "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&contest_id)
-    .bind(&id)
-    .bind(&c.owner_id)
-    .bind(&reason)
-    .bind(stored.as_ref().map(|s| s.0.clone()))
-    .bind(stored.as_ref().map(|s| s.1.clone()))
-    .bind(now)
-    .execute(ic.db.pool())
-    .await?;
-    let reviewer = Reviewer {
-        db: &ic.db,
-        grammar: ic.grammar,
-        fines: &ic.fines,
-        registry: ic.registry.as_deref(),
-    };
-    let actor = Actor {
-        id: citizen_actor_id(&citizen),
-        role: Role::System,
-    };
-    // The owner's words are personal data: they stay in `contests` (shown
-    // to the police and auditors in the contest panel, each view logged).
-    // The case's history and the audit log, which supervisors and admins
-    // read and the court package copies, name the contest, not its text.
-    let reference = format!("contest {contest_id}");
-    if let Err(e) = reviewer
-        .act(&id, &Action::Contest, &actor, &reference, now)
-        .await
-    {
-        sqlx::query("DELETE FROM contests WHERE id = $1")
-            .bind(&contest_id)
-            .execute(ic.db.pool())
-            .await?;
-        return Err(e.into());
-    }
-    sqlx::query("UPDATE events SET owner_response = 'contested', owner_response_at = $1 WHERE event_id = $2")
-        .bind(now)
-        .bind(&id)
-        .execute(ic.db.pool())
-        .await?;
-    Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
 }
 
 /// The person's address for the gateway (`vnp_IpAddr`): the peer, or, when

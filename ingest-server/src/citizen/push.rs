@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Json, Response};
 
 use super::{AppError, Citizen};
 use crate::console::cookie;
-use crate::db::{Db, DbError};
+use crate::db::{Db, DbError, now_ms};
 use crate::notices::webpush::{MAX_SUBSCRIPTIONS, SubscribeError};
 use crate::web::ApiContext;
 
@@ -94,6 +94,20 @@ pub async fn subscribe(
     let vapid = ctx.notices.vapid_config();
     match crate::notices::subscribe(db, vapid, &citizen.national_id, json).await {
         Ok(id) => {
+            // The owner's notices not yet out (confirmed, no channel through,
+            // e.g. none reached them before) get a delivery to this browser.
+            match crate::notices::outbox::enqueue_unissued(
+                db,
+                Some(&citizen.national_id),
+                now_ms(),
+                100,
+            )
+            .await
+            {
+                Ok(n) if n > 0 => tracing::info!(n, "push subscription: notices enqueued"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "push subscription: enqueueing notices"),
+            }
             let mut ids = browser_ids(&headers);
             ids.retain(|i| *i != id);
             ids.push(&id);

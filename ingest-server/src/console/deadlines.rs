@@ -4,12 +4,17 @@
 //! [`crate::notices::late_notices`], with their deliveries' state so a
 //! person can send a paper notice or correct the address), and the
 //! warnings recorded to the vehicle inspection register after 20 days
-//! without a response ([`crate::notices::inspection_warnings`]).
+//! without a response ([`crate::notices::inspection_warnings`]). First of
+//! all, the notices no channel can deliver
+//! ([`crate::notices::paper::needing_paper`]): police and supervisors send
+//! them by post and record it here (`POST /console/cases/{id}/paper-notice`
+//! with the postal reference), which issues the notice.
 
 use std::fmt::Write as _;
 
-use axum::extract::State;
-use axum::response::Response;
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::html::{esc, local_time};
 use super::{ConsoleError, Viewer};
@@ -27,6 +32,38 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
     let db = &ctx.ingestor.context().db;
     let dberr = |e| ConsoleError::from((lang, e));
     let now = now_ms();
+
+    let paper = crate::notices::paper::needing_paper(db, LIMIT)
+        .await
+        .map_err(dberr)?;
+    let may_record = matches!(viewer.session.user.role, Role::Police | Role::Supervisor);
+    let mut paper_rows = String::new();
+    for n in &paper {
+        let form = if may_record {
+            format!(
+                "<form method=\"post\" action=\"/console/cases/{id}/paper-notice\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <label>{ref_l} <input type=\"text\" name=\"reference\" required maxlength=\"100\"></label>\
+                 <button>{button}</button></form>",
+                id = esc(&n.event_id),
+                csrf = esc(&viewer.session.csrf),
+                ref_l = lang.t("Số hiệu bưu gửi", "Postal reference"),
+                button = lang.t("Đã gửi thông báo giấy", "Paper notice posted"),
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            paper_rows,
+            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{detected}</td>\
+             <td>{notify_by}</td><td>{written}</td><td>{given_up}</td><td>{form}</td></tr>",
+            id = esc(&n.event_id),
+            detected = local_time(n.detected_at),
+            notify_by = local_time(n.notify_by),
+            written = local_time(n.created_at),
+            given_up = n.given_up,
+        );
+    }
 
     let late = crate::notices::late_notices(db, LIMIT)
         .await
@@ -132,6 +169,9 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
     };
     let body = format!(
         "<h1>{title}</h1>\
+         <h2>{paper_h} ({paper_n})</h2><p class=\"muted\">{paper_p}</p>\
+         <table id=\"paper-notices\"><tr><th>{case_l}</th><th>{detected_l}</th><th>{deadline_l}</th>\
+         <th>{written_l}</th><th>{given_up_l}</th><th></th></tr>{paper_rows}{paper_empty}</table>\
          <h2>{late_h} ({late_n})</h2><p class=\"muted\">{late_p}</p>\
          <table id=\"late-notices\"><tr><th>{case_l}</th><th>{state_l}</th><th>{detected_l}</th><th>{deadline_l}</th>\
          <th>{flagged_l}</th><th>{written_l}</th><th>{deliveries_l}</th><th>{error_l}</th></tr>{late_rows}{late_empty}</table>\
@@ -141,6 +181,18 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
          <h2>{held_h} ({held_n})</h2><p class=\"muted\">{held_p}</p>\
          <table id=\"payments-needing-a-person\"><tr><th>{case_l}</th><th>{txn_l}</th><th>{amount_l}</th>\
          <th>{updated_l}</th><th>{note_l}</th></tr>{held_rows}{held_empty}</table>",
+        paper_h = lang.t(
+            "Cần gửi thông báo giấy",
+            "Notices to send by post"
+        ),
+        paper_n = paper.len(),
+        paper_p = lang.t(
+            "Chủ phương tiện không nhận được thông báo qua kênh điện tử nào (không có ứng dụng, thư điện tử, đối tác; hoặc mọi lần gửi đều thất bại). Gửi thông báo qua bưu điện tới địa chỉ đăng ký rồi ghi nhận tại đây: thông báo được coi là đã gửi, thời hạn 20 ngày tính từ hôm nay.",
+            "No electronic channel reaches the owner (no app, e-mail or partner; or every delivery was given up). Post the notice to the registered address and record it here: the notice is then issued, its 20 days running from today."
+        ),
+        given_up_l = lang.t("Lần gửi đã bỏ", "Deliveries given up"),
+        paper_rows = paper_rows,
+        paper_empty = empty(6, &paper_rows),
         held_h = lang.t("Khoản tiền cần người xử lý", "Payments needing a person"),
         held_n = held.len(),
         held_p = lang.t(
@@ -193,4 +245,47 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         warn_empty = empty(6, &warn_rows),
     );
     Ok(viewer.page(lang.t("Thời hạn thông báo", "Notice deadlines"), &body))
+}
+
+/// The paper-notice form.
+#[derive(serde::Deserialize)]
+pub struct PaperForm {
+    csrf: String,
+    #[serde(default)]
+    reference: String,
+}
+
+/// `POST /console/cases/{id}/paper-notice`: a police officer or supervisor
+/// records that the notice was posted (`notices::paper::record_paper`).
+pub async fn paper_notice(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<PaperForm>,
+) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Police, Role::Supervisor])?;
+    viewer.check_csrf(&f.csrf)?;
+    let lang = viewer.lang;
+    use crate::notices::paper::{PaperError, record_paper};
+    match record_paper(ctx.ingestor.context(), &id, &viewer.who(), &f.reference, now_ms()).await {
+        Ok(()) => Ok(Redirect::to("/console/deadlines").into_response()),
+        Err(e @ (PaperError::NotNeeded | PaperError::Reference)) => Err(ConsoleError::Refused(
+            lang,
+            match e {
+                PaperError::Reference => lang
+                    .t(
+                        "Nhập số hiệu bưu gửi (1 đến 100 ký tự).",
+                        "Give the postal reference (1 to 100 characters).",
+                    )
+                    .to_string(),
+                _ => lang
+                    .t(
+                        "Thông báo của vụ việc này không cần gửi giấy (đã gửi, hoặc vụ việc chưa được xác nhận).",
+                        "This case's notice needs no paper notice (already issued, or the case is not confirmed).",
+                    )
+                    .to_string(),
+            },
+        )),
+        Err(PaperError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
+    }
 }

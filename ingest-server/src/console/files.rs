@@ -51,12 +51,23 @@ pub async fn contest_photo(
         .get(&sha)
         .await
         .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    // Shown in the page only when its header says a size the browser can
+    // decode without harm (the upload checks it too; a photo stored before
+    // that check is a download, never decoded inline).
+    let inline = crate::citizen::photo_dimensions(&bytes)
+        .is_some_and(crate::citizen::dimensions_allowed)
+        && matches!(media.as_deref(), Some("image/jpeg" | "image/png"));
+    let (media, disposition) = match media {
+        Some(m) if inline => (m, "inline"),
+        _ => (
+            "application/octet-stream".to_string(),
+            "attachment; filename=\"contest-photo\"",
+        ),
+    };
     Ok((
         [
-            (
-                header::CONTENT_TYPE,
-                media.unwrap_or_else(|| "application/octet-stream".into()),
-            ),
+            (header::CONTENT_TYPE, media),
+            (header::CONTENT_DISPOSITION, disposition.to_string()),
             (
                 header::HeaderName::from_static("x-content-type-options"),
                 "nosniff".to_string(),

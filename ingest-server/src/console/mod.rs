@@ -82,6 +82,10 @@ pub fn routes() -> Router<ApiContext> {
         .route("/console/export/labels.zip", get(exports::labels))
         .route("/console/confirm", get(confirm::queue).post(confirm::batch))
         .route("/console/deadlines", get(deadlines::page))
+        .route(
+            "/console/cases/{id}/paper-notice",
+            post(deadlines::paper_notice),
+        )
         .route("/console/health", get(ops::health))
         .route("/console/quarantine", get(ops::quarantine))
         .route("/console/audit", get(ops::audit))

@@ -401,11 +401,19 @@ pub(super) async fn contests_panel(lang: Lang, db: &Db, id: &str) -> Result<Stri
         let photo: Option<String> = r.try_get(2)?;
         let _ = write!(p, "<p>{} — {}</p>", local_time(at), esc(&reason));
         if let Some(sha) = photo {
+            // The server serves it for inline display only when its header
+            // gives a bounded size (`files::contest_photo`); otherwise it is
+            // a download and the image shows nothing.
             let _ = write!(
                 p,
-                "<img style=\"max-width:100%\" src=\"/console/cases/{}/contest-photo/{}\" alt=\"photo\">",
-                esc(id),
-                esc(&sha)
+                "<a href=\"/console/cases/{id}/contest-photo/{sha}\"><img style=\"max-width:100%\" \
+                 src=\"/console/cases/{id}/contest-photo/{sha}\" alt=\"{alt}\"></a>",
+                id = esc(id),
+                sha = esc(&sha),
+                alt = lang.t(
+                    "Ảnh chủ xe gửi kèm khiếu nại",
+                    "Photo sent by the owner with the contest"
+                ),
             );
         }
     }

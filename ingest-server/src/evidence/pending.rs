@@ -100,13 +100,32 @@ impl EvidenceStore {
     }
 
     /// Says that the pack [`EvidenceStore::put_pack`] wrote for `placed`
-    /// is indexed (the batch's transaction committed): its marker goes.
-    /// Best effort: a failure is logged and the sweep deletes the marker
-    /// later (the index names the pack). Nothing placed, nothing to do.
+    /// is indexed (the batch's transaction committed). Its index rows were
+    /// written `ON CONFLICT DO NOTHING`: where another replica packed the
+    /// same bytes at the same moment and committed first, the index names
+    /// that replica's pack, and this pack's copy of those files is named
+    /// by nothing (retention, which finds bytes through the index, would
+    /// never delete it). So: every file indexed here, the marker goes; none
+    /// (the whole batch lost the race), the pack goes, then the marker;
+    /// some, the pack is rewritten with only its indexed files
+    /// (`purge::rewrite_without`), then the marker goes. Best effort: on a
+    /// failure the marker stays, logged, and the retention sweep judges
+    /// the pack later (`sweep_pending_packs`). Nothing placed, nothing to do.
     pub async fn pack_committed(&self, placed: &[PackedFile]) {
-        let Some(marker) = placed.first().and_then(|p| marker_for(&p.pack)) else {
+        let Some(key) = placed.first().map(|p| p.pack.clone()) else {
             return;
         };
+        let Some(marker) = marker_for(&key) else {
+            return;
+        };
+        match self.settle_committed(&key, placed).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(pack = %key, error = %e,
+                    "pack committed but not settled; its pending marker stays for the retention sweep");
+                return;
+            }
+        }
         match self.store.delete(&marker).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => tracing::warn!(
@@ -114,6 +133,45 @@ impl EvidenceStore {
                 error = %e,
                 "pack committed but its pending marker was not deleted; the retention sweep will"
             ),
+        }
+    }
+
+    /// Removes from pack `key` the copies of files whose index row names
+    /// another pack (see [`EvidenceStore::pack_committed`]).
+    async fn settle_committed(
+        &self,
+        key: &str,
+        placed: &[PackedFile],
+    ) -> Result<(), EvidenceStoreError> {
+        let here: std::collections::HashSet<String> =
+            sqlx::query_scalar::<_, String>("SELECT sha256 FROM evidence_index WHERE pack = $1")
+                .bind(key)
+                .fetch_all(&self.index)
+                .await?
+                .into_iter()
+                .collect();
+        let lost: std::collections::HashSet<String> = placed
+            .iter()
+            .filter(|p| !here.contains(&p.sha256))
+            .map(|p| p.sha256.clone())
+            .collect();
+        if lost.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(pack = %key, lost = lost.len(), indexed = here.len(),
+            "another replica indexed the same files first: this pack's copies go");
+        if here.is_empty() {
+            return self.delete_if_there(&ObjectPath::from(key)).await;
+        }
+        let mut report = super::purge::RemoveReport::default();
+        self.rewrite_without(key, &lost, &mut report).await?;
+        if report.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EvidenceStoreError::Setup {
+                store: key.to_string(),
+                message: report.problems.join("; "),
+            })
         }
     }
 

@@ -76,8 +76,9 @@ impl EvidenceStore {
         Ok(report)
     }
 
-    /// Rewrites pack `key` without the files in `doomed`.
-    async fn rewrite_without(
+    /// Rewrites pack `key` without the files in `doomed` (and without any
+    /// file the index does not name in it: only indexed files are kept).
+    pub(super) async fn rewrite_without(
         &self,
         key: &str,
         doomed: &HashSet<String>,
@@ -89,6 +90,9 @@ impl EvidenceStore {
         .bind(key)
         .fetch_all(&self.index)
         .await?;
+        // The rows read: what the index must still hold when the rewrite
+        // commits (another purge moved none of them meanwhile).
+        let read = rows.len();
         let mut keep = Vec::new();
         for r in rows {
             let sha: String = r.try_get(0)?;
@@ -100,7 +104,6 @@ impl EvidenceStore {
             keep.push((sha, offset, length));
         }
         let old = ObjectPath::from(key);
-        let read = keep.len() + doomed.len();
         if keep.is_empty() {
             let mut tx = self.index.begin().await?;
             if !self.supersede(&mut tx, key, read).await? {

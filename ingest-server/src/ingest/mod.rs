@@ -17,7 +17,10 @@
 //! the case's evidence). A stored event is judged by what was stored, not
 //! by the server's state today: a redelivery that a check of the camera
 //! registry, the grammar or the clock would now refuse (a rule disabled on
-//! the camera since) is still a `duplicate` (`rows::settle_stored`).
+//! the camera since) is still a `duplicate` (`rows::settle_stored`), and
+//! such a refusal is not answered while another replica is storing the
+//! same event id: it waits for that insert and answers `duplicate`
+//! (`rows::stored_meanwhile`).
 //! Anything else that fails verification goes to the quarantine with its
 //! reason and is answered `rejected` when its event id can be read and the
 //! refusal is about the bytes themselves; a refusal about where they
@@ -389,10 +392,34 @@ pub async fn commit_batch(
                     }
                 }
             }
-            Err(r) => {
-                let digest = raw_digest.unwrap_or_else(|| protocol::sha256_hex(bytes));
-                quarantine_one(&mut tx, bytes, digest, source, received_at, r).await?
-            }
+            // Refused only by this replica's state (clock, camera
+            // registry, `require_known_camera`): not answered while another
+            // replica is storing the same event, which decides it.
+            Err(r) => match r.redelivery.as_deref() {
+                Some(a) if seen.insert(a.event.event_id) => {
+                    let quote = ctx.fines.quote(&a.event);
+                    if rows::stored_meanwhile(&mut tx, a, source, received_at, &quote).await? {
+                        let stored = rows::stored_event(&mut tx, a.event.event_id).await?;
+                        if let Some(c) = rows::conflict(a, stored.as_ref()) {
+                            let digest = ctx.evidence.put(bytes.clone()).await?;
+                            quarantine_one(&mut tx, bytes, digest, source, received_at, &c).await?
+                        } else {
+                            rows::mark_late_attachments(&mut tx, a, received_at).await?;
+                            Outcome {
+                                ack: Some(Ack::duplicate(a.event.event_id)),
+                                rejection: None,
+                            }
+                        }
+                    } else {
+                        let digest = raw_digest.unwrap_or_else(|| protocol::sha256_hex(bytes));
+                        quarantine_one(&mut tx, bytes, digest, source, received_at, r).await?
+                    }
+                }
+                _ => {
+                    let digest = raw_digest.unwrap_or_else(|| protocol::sha256_hex(bytes));
+                    quarantine_one(&mut tx, bytes, digest, source, received_at, r).await?
+                }
+            },
         };
         outcomes.push(outcome);
     }

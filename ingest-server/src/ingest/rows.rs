@@ -90,8 +90,9 @@ pub(super) fn conflict(a: &Accepted, stored: Option<&StoredEvent>) -> Option<Rej
 /// set aside the event and never send its clip.
 ///
 /// Events are never deleted, so what this read finds stored is still
-/// stored when the batch commits; an event stored meanwhile by another
-/// replica is refused as before.
+/// stored when the batch commits. An event another replica is storing at
+/// this moment (its insert not yet committed: this read cannot see it) is
+/// caught by [`stored_meanwhile`] in the batch's transaction.
 pub(super) async fn settle_stored(
     conn: &mut AnyConnection,
     verdicts: &mut super::Verdicts,
@@ -110,6 +111,49 @@ pub(super) async fn settle_stored(
         };
     }
     Ok(())
+}
+
+/// Whether the event of a bundle refused only by this replica's state
+/// ([`Rejection::redelivery`]) is stored after all: by another replica
+/// since [`settle_stored`] looked, or at this moment in a transaction not
+/// yet committed. Without it, this replica (its clock, its camera registry,
+/// `require_known_camera`) could answer a signed `rejected` for an event
+/// the other stores, and the device would set the event aside and never
+/// send its clip.
+///
+/// Asked the one way a database waits for another session's insert of
+/// the same key: this batch inserts the case itself (`ON CONFLICT DO
+/// NOTHING`) inside a savepoint. PostgreSQL holds that insert until the
+/// other session's transaction ends; a conflict then means the event is
+/// stored (`true`, the caller answers as for a redelivery). Inserted, no
+/// one had it: the savepoint is rolled back (the refusal stands, nothing
+/// of the event is written). A replica that starts storing the event only
+/// after this returned is not waited for: the refusal was then answered
+/// first.
+pub(super) async fn stored_meanwhile(
+    conn: &mut AnyConnection,
+    a: &Accepted,
+    source: &Source,
+    received_at: i64,
+    quote: &Quote,
+) -> Result<bool, IngestError> {
+    sqlx::raw_sql("SAVEPOINT stored_meanwhile")
+        .execute(&mut *conn)
+        .await?;
+    let inserted = insert_case(conn, a, source, received_at, quote).await?;
+    let end = if inserted {
+        "ROLLBACK TO SAVEPOINT stored_meanwhile"
+    } else {
+        "RELEASE SAVEPOINT stored_meanwhile"
+    };
+    sqlx::raw_sql(end).execute(&mut *conn).await?;
+    if !inserted {
+        tracing::info!(
+            event_id = %a.event.event_id,
+            "refused by this replica's state, but stored by another meanwhile: not rejected"
+        );
+    }
+    Ok(!inserted)
 }
 
 /// Marks as stored the evidence rows of a redelivered event whose files

@@ -44,7 +44,8 @@ pub struct NoticesConfig {
     pub retry_max_ms: u64,
     /// How long a worker holds a delivery it is sending, seconds: another
     /// replica may take it over after that (the receiver then sees the same
-    /// idempotency key again).
+    /// idempotency key again). At least [`MIN_LEASE_S`]: longer than any
+    /// one attempt can take.
     pub lease_s: u64,
     /// A PEM file of extra CA certificates trusted for push services and
     /// webhooks (an internal CA); the system's roots are trusted anyway.
@@ -57,6 +58,20 @@ pub struct NoticesConfig {
     /// E-mail, where the owner has an address; absent: no e-mail.
     pub smtp: Option<SmtpConfig>,
 }
+
+/// The longest one delivery attempt's send may take, seconds: the SMTP
+/// transaction's time limit (`smtp::SEND_TIMEOUT`); Web Push and webhooks
+/// give up after 15 s (`notices/http.rs`).
+pub const LONGEST_SEND_S: u64 = super::smtp::SEND_TIMEOUT.as_secs();
+
+/// What an attempt does besides the send (reading the case and the
+/// notice, writing the outcome), with room to spare, seconds.
+pub const LEASE_MARGIN_S: u64 = 30;
+
+/// The shortest `lease_s`: a lease must outlast the attempt it covers, or
+/// another replica claims the delivery and sends it again while the first
+/// is still sending (`notices/leases.rs`).
+pub const MIN_LEASE_S: u64 = LONGEST_SEND_S + LEASE_MARGIN_S;
 
 impl Default for NoticesConfig {
     fn default() -> Self {
@@ -408,8 +423,17 @@ impl NoticesConfig {
         if self.retry_max_ms > 7 * 86_400 * 1000 {
             return Err(invalid("retry_max_ms", "at most 7 days".into()));
         }
-        if !(30..=3600).contains(&self.lease_s) {
-            return Err(invalid("lease_s", "within 30..=3600".into()));
+        if !(MIN_LEASE_S..=3600).contains(&self.lease_s) {
+            return Err(invalid(
+                "lease_s",
+                format!(
+                    "{}: within {MIN_LEASE_S}..=3600 — a delivery is held for one attempt, and an \
+                     attempt may take the longest channel's time limit ({LONGEST_SEND_S} s, \
+                     e-mail) plus {LEASE_MARGIN_S} s; a shorter lease lets another replica send \
+                     it again while the first is still sending",
+                    self.lease_s
+                ),
+            ));
         }
         if !self.ca_file.is_empty() {
             crate::sso::load_ca_file(&self.ca_file).map_err(|m| invalid("ca_file", m))?;

@@ -15,7 +15,12 @@
 //!   workflow (`Action::MarkOverdue`, by the system) and gets a row in
 //!   `inspection_warnings`: the warning to the vehicle inspection register,
 //!   with its own audit entry. Paying or contesting is the response that
-//!   stops the clock (those move the case out of `notice_issued`). Paying
+//!   stops the clock (those move the case out of `notice_issued`).
+//!   Accepting the violation in the citizen app is not: it says the owner
+//!   does not dispute it, and the fine is still to be paid by the same
+//!   deadline (the app says so with the date); an owner who accepted and
+//!   did not pay is marked and warned like any other, the warning's reason
+//!   saying they accepted. Paying
 //!   starts before the money is confirmed: a case with a payment order
 //!   made by the deadline that is still pending (its notification late or
 //!   lost until the reconciler asks the gateway) or paid (its case not yet
@@ -188,8 +193,8 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
     // Every overdue case has its warning (also those a stopped worker
     // marked without writing one).
     let missing = sqlx::query(
-        "SELECT e.event_id, COALESCE(e.reviewed_plate, e.plate_text, ''), e.plate_colour \
-         FROM events e WHERE e.state = 'overdue' AND NOT EXISTS \
+        "SELECT e.event_id, COALESCE(e.reviewed_plate, e.plate_text, ''), e.plate_colour, \
+         e.owner_response FROM events e WHERE e.state = 'overdue' AND NOT EXISTS \
          (SELECT 1 FROM inspection_warnings w WHERE w.event_id = e.event_id)",
     )
     .fetch_all(db.pool())
@@ -197,6 +202,13 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
     for r in missing {
         let (id, plate, colour): (String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let response: Option<String> = r.try_get(3)?;
+        let reason = if response.as_deref() == Some("accepted") {
+            "accepted in the citizen app but not paid within 20 days of the notice \
+             (Circular 73/2024/TT-BCA, Art. 24)"
+        } else {
+            "no response within 20 days of the notice (Circular 73/2024/TT-BCA, Art. 24)"
+        };
         let mut tx = audit::begin(db).await?;
         let n = sqlx::query(
             "INSERT INTO inspection_warnings (event_id, plate, plate_colour, created_at, reason) \
@@ -206,7 +218,7 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
         .bind(&plate)
         .bind(&colour)
         .bind(now)
-        .bind("no response within 20 days of the notice (Circular 73/2024/TT-BCA, Art. 24)")
+        .bind(reason)
         .execute(&mut *tx)
         .await?
         .rows_affected();

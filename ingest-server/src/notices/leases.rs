@@ -6,6 +6,12 @@
 //! Claiming is a conditional UPDATE that sets a lease (`lease_owner`,
 //! `lease_until`) only if the row is still due and unleased; the outcome
 //! is written only by the lease holder (`WHERE lease_owner = me`).
+//!
+//! A lease must outlast the attempt it covers: one that ran out while its
+//! holder was still sending (a slow e-mail relay) lets another replica
+//! claim the delivery and send it a second time. The configuration
+//! refuses a `lease_s` shorter than the longest channel's time limit plus
+//! a margin (`config::MIN_LEASE_S`, from `smtp::SEND_TIMEOUT`).
 
 use sqlx::Row;
 
@@ -51,6 +57,21 @@ pub async fn claim_due(
     .bind(limit)
     .fetch_all(db.pool())
     .await?;
+    claim_rows(db, worker, now, lease_ms, rows).await
+}
+
+/// Takes a lease on each of `rows` (a SELECT of `delivery_id, notice_id,
+/// event_id, channel, target, attempts, idempotency_key, message_id` of
+/// due deliveries) that is still due and unleased when the conditional
+/// UPDATE runs: another replica that took it first wins, and this one
+/// skips it.
+pub(super) async fn claim_rows(
+    db: &Db,
+    worker: &str,
+    now: i64,
+    lease_ms: i64,
+    rows: Vec<sqlx::any::AnyRow>,
+) -> Result<Vec<Claimed>, DbError> {
     let mut out = Vec::new();
     for r in rows {
         let id: String = r.try_get(0)?;

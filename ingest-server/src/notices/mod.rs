@@ -25,6 +25,12 @@
 //!   each attempt first moves the notice's deadline to 20 days from the
 //!   attempt (`outbox::respond_by_at_send`), so the text the owner gets
 //!   states the deadline the system enforces from the issue on.
+//! - **Replicas** ([`replicas`]): each replica records the channels it can
+//!   send; a channel is active while any live replica has it, and a
+//!   replica claims only deliveries it can send, so replicas configured
+//!   differently (a rolling update) never lose or kill each other's.
+//! - **Paper** ([`paper`]): a notice no channel can deliver is listed for
+//!   a notice by post, which a person records.
 //! - **Channels** ([`channel::Channel`]): Web Push to the citizen app
 //!   ([`webpush`], VAPID [`vapid`], encryption [`ece`]), signed webhooks to
 //!   partner apps such as VNeID ([`webhook`]), e-mail ([`smtp`]). Each reads
@@ -48,6 +54,8 @@ pub mod followup;
 pub mod http;
 pub mod leases;
 pub mod outbox;
+pub mod paper;
+pub mod replicas;
 pub mod smtp;
 pub mod text;
 pub mod vapid;
@@ -204,9 +212,19 @@ impl Notices {
             .collect()
     }
 
-    /// Writes [`Notices::channel_names`] to `notice_channels`.
+    /// Records [`Notices::channel_names`] as this replica's channels
+    /// (`replicas::heartbeat`): active while this replica lives, whatever
+    /// other replicas have. A channel that became active with it gives the
+    /// notices not yet out their deliveries on it
+    /// (`outbox::enqueue_unissued`).
     pub async fn sync_channels(&self, now: i64) -> Result<(), DbError> {
-        outbox::sync_channels(&self.ctx.db, &self.channel_names(), now).await
+        let db = &self.ctx.db;
+        let added = replicas::heartbeat(db, &self.worker_id, &self.channel_names(), now).await?;
+        if !added.is_empty() {
+            let n = outbox::enqueue_unissued(db, None, now, 1000).await?;
+            tracing::info!(channels = ?added, deliveries = n, "notice channels added");
+        }
+        Ok(())
     }
 
     async fn run(self: Arc<Self>) {
@@ -214,8 +232,15 @@ impl Notices {
         let every =
             i64::try_from(self.cfg.deadline_check_s.saturating_mul(1000)).unwrap_or(i64::MAX);
         let mut next_check = 0i64;
+        let mut next_beat = now_ms().saturating_add(replicas::HEARTBEAT_MS);
         loop {
             let now = now_ms();
+            if now >= next_beat {
+                if let Err(e) = self.sync_channels(now).await {
+                    tracing::warn!(error = %e, "notice channels heartbeat: database");
+                }
+                next_beat = now.saturating_add(replicas::HEARTBEAT_MS);
+            }
             if let Err(e) = self.deliver_due(now).await {
                 tracing::warn!(error = %e, "notice deliveries: database");
             }
@@ -245,7 +270,11 @@ impl Notices {
                 .await;
         }
         let lease_ms = i64::try_from(self.cfg.lease_s * 1000).unwrap_or(120_000);
-        let claimed = outbox::claim_due(db, &self.worker_id, now, lease_ms, BATCH).await?;
+        // Only what this replica can send: a delivery for a channel or
+        // partner it lacks waits for a replica that has it.
+        let names = self.channel_names();
+        let claimed =
+            replicas::claim_sendable(db, &self.worker_id, &names, now, lease_ms, BATCH).await?;
         let n = claimed.len();
         let results = futures::future::join_all(claimed.iter().map(|c| self.attempt(c, now))).await;
         for r in results {

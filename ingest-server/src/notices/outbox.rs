@@ -229,6 +229,57 @@ pub async fn enqueue_found_owners(db: &Db, now: i64, limit: i64) -> Result<usize
     Ok(n)
 }
 
+/// Gives the notices that are addressed but not yet out (case still
+/// `confirmed`, within the limitation period) the deliveries [`enqueue`]
+/// would write now: for a new Web Push subscription of the owner whose
+/// national ID is `national_id`, or (`None`) for every owner when a
+/// channel was added (`replicas.rs`). Each notice in its own transaction,
+/// each delivery `ON CONFLICT DO NOTHING`, at most `limit` notices, oldest
+/// first. A notice no channel reached (`paper::needing_paper`) leaves that
+/// list once it has a delivery. Returns how many deliveries were written.
+pub async fn enqueue_unissued(
+    db: &Db,
+    national_id: Option<&str>,
+    now: i64,
+    limit: i64,
+) -> Result<usize, DbError> {
+    let sql = format!(
+        "SELECT n.notice_id, n.event_id, COALESCE(e.reviewed_plate, e.plate_text, ''), \
+         o.national_id, o.email, e.event_time_ms FROM notices n \
+         JOIN events e ON e.event_id = n.event_id JOIN owners o ON o.owner_id = n.owner_id \
+         WHERE n.issued_at IS NULL AND e.state = 'confirmed' AND e.owner_id = n.owner_id \
+         AND {} ORDER BY n.created_at LIMIT $2",
+        if national_id.is_some() {
+            "o.national_id = $1"
+        } else {
+            "$1 = ''"
+        }
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(national_id.unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    let mut n = 0;
+    for r in rows {
+        let event_ms: i64 = r.try_get(5)?;
+        if now > crate::workflow::limitation_ends_at(event_ms) {
+            continue;
+        }
+        let (notice_id, event_id, plate): (String, String, String) =
+            (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        let owner = OwnerRow {
+            found: true,
+            national_id: r.try_get(3)?,
+            email: r.try_get(4)?,
+        };
+        let mut tx = db.pool().begin().await?;
+        n += add_deliveries(&mut tx, &notice_id, None, &event_id, &plate, &owner, now).await?;
+        tx.commit().await?;
+    }
+    Ok(n)
+}
+
 /// Writes one delivery per usable channel and target of a notice whose
 /// owner is `owner` (see [`enqueue`]), or of a follow-up `message` of it
 /// (`super::followup`), logging the read of the owner's data; a delivery
@@ -256,12 +307,9 @@ pub(super) async fn add_deliveries(
     )
     .await?;
 
-    let active: Vec<String> = sqlx::query("SELECT name FROM notice_channels WHERE active = 1")
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|r| r.try_get::<String, _>(0))
-        .collect::<Result<_, _>>()?;
+    // Channels some live replica can send (`replicas.rs`), not the last
+    // replica to start's own list.
+    let active = super::replicas::active_channels(tx).await?;
     let mut targets: Vec<(&str, String)> = Vec::new();
     if let (true, Some(nid)) = (active.iter().any(|c| c == "webpush"), &owner.national_id) {
         let subs = sqlx::query(
@@ -344,28 +392,6 @@ async fn log_owner_read(
     .bind(outcome)
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-/// Writes which channels this deployment has (`notice_channels`): those
-/// named become active, every other one inactive.
-pub async fn sync_channels(db: &Db, names: &[String], now: i64) -> Result<(), DbError> {
-    let mut tx = db.pool().begin().await?;
-    sqlx::query("UPDATE notice_channels SET active = 0, updated_at = $1")
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    for n in names {
-        sqlx::query(
-            "INSERT INTO notice_channels (name, active, updated_at) VALUES ($1, 1, $2) \
-             ON CONFLICT (name) DO UPDATE SET active = 1, updated_at = excluded.updated_at",
-        )
-        .bind(n)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    tx.commit().await?;
     Ok(())
 }
 

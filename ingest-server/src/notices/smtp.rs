@@ -29,7 +29,10 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use super::channel::{self, Channel, Job, Outcome};
 use super::config::SmtpConfig;
 
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// The time limit of one whole SMTP transaction (connect to QUIT). The
+/// delivery lease (`notices.lease_s`) must be longer:
+/// `config::MIN_LEASE_S` is derived from it.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A message to send.
 #[derive(Debug, Clone)]
@@ -214,9 +217,11 @@ pub async fn send(
     tls: Option<&TlsConnector>,
     mail: &Mail,
 ) -> Result<(), SmtpError> {
-    tokio::time::timeout(TIMEOUT, transaction(cfg, password, tls, mail))
+    tokio::time::timeout(SEND_TIMEOUT, transaction(cfg, password, tls, mail))
         .await
-        .map_err(|_| SmtpError::Transient(format!("no answer within {} s", TIMEOUT.as_secs())))?
+        .map_err(|_| {
+            SmtpError::Transient(format!("no answer within {} s", SEND_TIMEOUT.as_secs()))
+        })?
 }
 
 async fn transaction(

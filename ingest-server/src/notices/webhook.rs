@@ -139,9 +139,12 @@ impl Channel for Webhooks {
     }
 
     async fn deliver(&self, job: &Job<'_>) -> Outcome {
+        // Not configured here: another replica may have it (a rolling
+        // update); never given up for that (`replicas.rs` keeps such a
+        // delivery from being claimed here at all).
         let Some(p) = self.partners.iter().find(|p| p.name == job.delivery.target) else {
-            return Outcome::Permanent(format!(
-                "partner `{}` is no longer configured",
+            return Outcome::Retry(format!(
+                "partner `{}` is not configured on this server",
                 job.delivery.target
             ));
         };

@@ -200,7 +200,11 @@ pub fn fine(c: &CaseRecord) -> String {
             }
             s
         }
-        ("not_applicable", ..) => "Không áp dụng (biển số quân sự)".into(),
+        ("not_applicable", ..) => {
+            "Chưa xác định tự động: cán bộ xác định căn cứ xử phạt (biển số quân sự, hoặc \
+             hành vi mà dữ liệu ghi nhận chưa đủ để chọn một điểm của nghị định)"
+                .into()
+        }
         ("no_fine", ..) => "Biểu phạt không có mức phạt cho hành vi này".into(),
         ("no_schedule", ..) => "Không có biểu phạt có hiệu lực vào ngày vi phạm".into(),
         (other, ..) => format!("Chưa xác định ({other})"),

@@ -10,7 +10,9 @@
 //! 1. [`start`] (called by the citizen app for a case in `notice_issued` or
 //!    `overdue` with a decided amount, `events.fine_amount_vnd`) writes a
 //!    `payments` row `pending` with a fresh `txn_ref` and the amount, and
-//!    answers the gateway's signed payment URL to send the person to.
+//!    answers the gateway's signed payment URL to send the person to; it
+//!    decides and writes under the case lock withdrawals and contests take
+//!    (`start.rs`), and answers an order still open the same URL again.
 //! 2. The gateway tells us the outcome server to server (the **IPN**,
 //!    `GET /api/v1/payments/vnpay/ipn`). Only this call, or the
 //!    reconciler's status query, settles a payment: the hash is checked
@@ -59,6 +61,7 @@ pub mod config;
 mod http;
 mod reconcile;
 mod settle;
+mod start;
 mod vnpay;
 pub(crate) mod web;
 
@@ -73,11 +76,11 @@ use thiserror::Error;
 use crate::db::DbError;
 use crate::ingest::IngestContext;
 use crate::review::ReviewError;
-use crate::workflow::CaseState;
 
 pub use config::{PaymentsConfig, VnPayConfig};
 pub use reconcile::{ReconcileReport, reconcile, reconcile_from_config, spawn_reconciler};
 pub use settle::Settled;
+pub use start::{REUSE_MIN_LEFT_MS, contest_blocker, start};
 pub use vnpay::{
     VnPay, encode as vnpay_encode, from_gateway_amount, gmt7, hash_data as vnpay_hash_data,
     response_text, to_gateway_amount,
@@ -367,156 +370,6 @@ impl Payments {
         let gateway = Arc::new(VnPay::from_config(v)?);
         Ok(Some(Arc::new(Payments::new(ingest, gateway, settings))))
     }
-}
-
-/// Starts a payment of case `event_id` by the person at `client_ip`: checks
-/// the case can be paid, records the attempt, and answers the URL of the
-/// gateway's payment page to send the person to.
-pub async fn start(
-    ctx: &Payments,
-    event_id: &str,
-    client_ip: IpAddr,
-    now: i64,
-) -> Result<String, PaymentError> {
-    let db = &ctx.ingest.db;
-    let row = sqlx::query("SELECT state, fine_amount_vnd FROM events WHERE event_id = $1")
-        .bind(event_id)
-        .fetch_optional(db.pool())
-        .await?
-        .ok_or_else(|| PaymentError::NotFound(event_id.into()))?;
-    let state: String = row.try_get(0)?;
-    let amount: Option<i64> = row.try_get(1)?;
-    match CaseState::parse(&state) {
-        Some(CaseState::NoticeIssued | CaseState::Overdue) => {}
-        Some(CaseState::Paid) => return Err(PaymentError::AlreadyPaid(event_id.into())),
-        _ => {
-            return Err(PaymentError::NotPayable {
-                event_id: event_id.into(),
-                state,
-            });
-        }
-    }
-    let amount = amount
-        .filter(|a| *a > 0 && to_gateway_amount(*a).is_some())
-        .ok_or_else(|| PaymentError::NoAmount(event_id.into()))?;
-    // An order still pending an hour past its expiry (the reconciler has
-    // not settled it yet) is settled here the way the reconciler would:
-    // the gateway is asked (`querydr`), and the order is cancelled only on
-    // its word that no money was taken; paid, it pays the case; paid at
-    // another amount, it is held for a person (refused below). Should the
-    // gateway not answer, the order may have been paid (its IPN lost), so
-    // no second order is started.
-    let stale = sqlx::query(
-        "SELECT txn_ref, amount_vnd, created_at, expires_at FROM payments \
-         WHERE event_id = $1 AND state = 'pending' AND expires_at < $2",
-    )
-    .bind(event_id)
-    .bind(now.saturating_sub(PENDING_GRACE_MS))
-    .fetch_all(db.pool())
-    .await?;
-    for r in &stale {
-        let old = PendingPayment {
-            txn_ref: r.try_get(0)?,
-            event_id: event_id.to_string(),
-            amount_vnd: r.try_get(1)?,
-            created_at: r.try_get(2)?,
-            expires_at: r.try_get(3)?,
-        };
-        if let Err(e) = reconcile::ask_and_settle(ctx, &old, now).await {
-            tracing::warn!(event_id, txn_ref = old.txn_ref, error = %e,
-                "an earlier order could not be settled; no new order");
-            return Err(PaymentError::PreviousOrderUnknown {
-                event_id: event_id.into(),
-                txn_ref: old.txn_ref,
-                reason: e.to_string(),
-            });
-        }
-    }
-    let paid = sqlx::query("SELECT 1 FROM payments WHERE event_id = $1 AND state = 'paid'")
-        .bind(event_id)
-        .fetch_optional(db.pool())
-        .await?;
-    if paid.is_some() {
-        return Err(PaymentError::AlreadyPaid(event_id.into()));
-    }
-    // One open order at a time: two browser tabs must not both be paid. An
-    // order past its expiry that the reconciler has not settled yet may
-    // still complete at the bank, so it counts too (until the next
-    // reconciliation); the unique index `payments_one_pending` settles two
-    // starts racing past this check.
-    let open: Option<i64> = sqlx::query_scalar(
-        "SELECT MAX(expires_at) FROM payments WHERE event_id = $1 AND state = 'pending'",
-    )
-    .bind(event_id)
-    .fetch_one(db.pool())
-    .await?;
-    // Past its expiry, the order waits for the next reconciliation.
-    let next_reconciliation = now.saturating_add(
-        ctx.settings
-            .reconcile_interval
-            .map_or(5 * 60_000, |d| d.as_millis() as i64),
-    );
-    let in_progress = |expires: i64| PaymentError::InProgress {
-        event_id: event_id.into(),
-        until: if expires > now {
-            expires
-        } else {
-            next_reconciliation
-        },
-    };
-    if let Some(until) = open {
-        return Err(in_progress(until));
-    }
-    // Money taken at another amount for an earlier order: a person settles
-    // it first (refund or apply); another order could pay the fine twice.
-    let held: Option<String> = sqlx::query_scalar(
-        "SELECT txn_ref FROM payments WHERE event_id = $1 AND state = $2 \
-         ORDER BY created_at LIMIT 1",
-    )
-    .bind(event_id)
-    .bind(NEEDS_PERSON)
-    .fetch_optional(db.pool())
-    .await?;
-    if let Some(txn_ref) = held {
-        return Err(PaymentError::NeedsPerson {
-            event_id: event_id.into(),
-            txn_ref,
-        });
-    }
-    let order = Order {
-        txn_ref: uuid::Uuid::new_v4().simple().to_string(),
-        amount_vnd: amount,
-        order_info: format!("Nop phat vi pham giao thong, ma vu viec {event_id}"),
-        client_ip,
-        created_at: now,
-        expires_at: now.saturating_add(ctx.settings.order_expiry_ms),
-    };
-    // The URL first: nothing is recorded for an order that cannot be sent.
-    let url = ctx.gateway.payment_url(&order).await?;
-    sqlx::query(
-        "INSERT INTO payments (txn_ref, event_id, gateway, amount_vnd, state, client_ip, \
-         created_at, expires_at, updated_at) VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $6)",
-    )
-    .bind(&order.txn_ref)
-    .bind(event_id)
-    .bind(ctx.gateway.name())
-    .bind(amount)
-    .bind(client_ip.to_string())
-    .bind(now)
-    .bind(order.expires_at)
-    .execute(db.pool())
-    .await
-    .map_err(|e| match e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => in_progress(order.expires_at),
-        e => e.into(),
-    })?;
-    tracing::info!(
-        event_id,
-        txn_ref = order.txn_ref,
-        amount_vnd = amount,
-        "payment started"
-    );
-    Ok(url)
 }
 
 /// One payment attempt as stored.

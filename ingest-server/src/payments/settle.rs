@@ -9,11 +9,18 @@
 //! it. When the UPDATE finds the row changed, it is read and judged again:
 //! the change may be a cancel (the reconciler's, or `start`'s, both after
 //! a status query), and a success reported for a cancelled order is a
-//! late payment, not "already confirmed". A paid payment then moves its
-//! case to `paid` through [`Reviewer::act`] as the system; the two writes
-//! are two transactions, so a crash between them leaves a paid payment on
-//! an unpaid case, which the next notification for it or the reconciler
-//! repairs.
+//! late payment, not "already confirmed". A paid payment moves its case to
+//! `paid` through [`Reviewer::pay_in`] as the system, in the same
+//! transaction as the payment's own change (opened under the case lock,
+//! `audit::begin`): no other writer ever sees the payment paid and its case
+//! unpaid, so the reconciler's repair (or a repeated notification) cannot
+//! pay the case in between and leave this payment looking like a second
+//! one. A paid payment on an unpaid case still happens (a person setting a
+//! held order `paid`); the reconciler and the next notification repair it,
+//! naming the payment they apply. The case's `pay` transition names the
+//! payment that paid it (`detail.txn_ref`): a payment that finds the case
+//! paid by itself is a success, only one that finds it paid by another
+//! payment is money to refund.
 //!
 //! Money the gateway took is never ignored: an order closed here (expired
 //! and cancelled) that the gateway then reports paid is applied; money that
@@ -31,7 +38,7 @@ use sqlx::Row;
 
 use super::{GatewayReport, NEEDS_PERSON, PaymentError, Payments};
 use crate::review::{ReviewError, Reviewer};
-use crate::workflow::{Action, Actor, CaseState, Role};
+use crate::workflow::{Actor, CaseState, Role};
 
 /// How a settlement ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,13 +98,6 @@ pub async fn settle(
     for _ in 0..ROUNDS {
         match settle_once(p, report, by, now).await? {
             Round::Done(s) => return Ok(s),
-            Round::Written {
-                event_id,
-                was,
-                now_state,
-            } => {
-                return after_write(p, report, by, &event_id, &was, now_state, now).await;
-            }
             Round::Changed(was) => tracing::info!(
                 txn_ref = report.txn_ref,
                 was,
@@ -111,14 +111,8 @@ pub async fn settle(
 
 /// One round of [`settle`].
 enum Round {
-    /// Decided without writing.
+    /// Decided (and written, if anything was to be written).
     Done(Settled),
-    /// The row moved from `was` to `now_state`.
-    Written {
-        event_id: String,
-        was: String,
-        now_state: &'static str,
-    },
     /// Another writer changed the row (it was in this state when read)
     /// before it was written.
     Changed(String),
@@ -218,19 +212,73 @@ async fn settle_once(
         "failed"
     };
     let note = late.then(|| format!("paid at the gateway after the order was {state} here"));
+    if new_state != "paid" {
+        let done = settlement(report, by, new_state, &state, note, now)
+            .execute(db.pool())
+            .await?;
+        if done.rows_affected() != 1 {
+            // Another writer (a notification, a cancel) changed it between
+            // our read and write: judge it again as it is now.
+            return Ok(Round::Changed(state));
+        }
+        logged(report, by, &event_id, &state, new_state);
+        return Ok(Round::Done(Settled::Failed));
+    }
+    // Paid: the payment and its case change in one transaction, under the
+    // case lock.
+    let mut tx = crate::audit::begin(db).await?;
     let done = settlement(report, by, new_state, &state, note, now)
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
     if done.rows_affected() != 1 {
-        // Another writer (a notification, a cancel) changed it between our
-        // read and write: judge it again as it is now.
+        // Nothing of ours was written; committed rather than rolled back,
+        // so whatever else the statement set off stays as it would
+        // outside this transaction (the SQLite test stages the racing
+        // cancel with a trigger).
+        tx.commit().await?;
         return Ok(Round::Changed(state));
     }
-    Ok(Round::Written {
-        event_id,
-        was: state,
-        now_state: new_state,
-    })
+    logged(report, by, &event_id, &state, new_state);
+    let outcome = pay_case_in(p, &mut tx, &event_id, &report.txn_ref, now).await?;
+    let settled = match &outcome {
+        CaseOutcome::Paid => Settled::Paid,
+        // Paid with this very payment already (a repair that applied it):
+        // a success, nothing to refund.
+        CaseOutcome::AlreadyPaid { by_this: true } => Settled::Paid,
+        CaseOutcome::AlreadyPaid { by_this: false } => {
+            note_in(
+                p,
+                &mut tx,
+                &report.txn_ref,
+                &event_id,
+                "the case was already paid by another payment: refund this one",
+                now,
+            )
+            .await?;
+            Settled::AlreadyConfirmed
+        }
+        CaseOutcome::NotPayable(case_state) => {
+            note_in(
+                p,
+                &mut tx,
+                &report.txn_ref,
+                &event_id,
+                &format!(
+                    "money received while the case was {case_state}: apply it if the fine \
+                     stands (the reconciler does once the case is payable again), refund it if not"
+                ),
+                now,
+            )
+            .await?;
+            // The money was taken: the gateway must not be told otherwise.
+            Settled::Paid
+        }
+    };
+    tx.commit().await?;
+    if matches!(outcome, CaseOutcome::Paid) {
+        case_paid(p, &event_id, now).await;
+    }
+    Ok(Round::Done(settled))
 }
 
 /// The conditional UPDATE that records what the gateway said about an
@@ -272,17 +320,8 @@ fn settlement<'q>(
         .bind(was)
 }
 
-/// After the payment row was written: logs it and, when paid, pays the
-/// case.
-async fn after_write(
-    p: &Payments,
-    report: &GatewayReport,
-    by: SettledBy,
-    event_id: &str,
-    was: &str,
-    new_state: &'static str,
-    now: i64,
-) -> Result<Settled, PaymentError> {
+/// Logs a payment row written.
+fn logged(report: &GatewayReport, by: SettledBy, event_id: &str, was: &str, new_state: &str) {
     tracing::info!(
         txn_ref = report.txn_ref,
         event_id,
@@ -293,40 +332,6 @@ async fn after_write(
         by = by.as_str(),
         "payment settled"
     );
-    if new_state != "paid" {
-        return Ok(Settled::Failed);
-    }
-    match pay_case(p, event_id, now).await? {
-        CaseOutcome::Paid => Ok(Settled::Paid),
-        CaseOutcome::AlreadyPaid => {
-            needs_a_person(
-                p,
-                &report.txn_ref,
-                event_id,
-                "the case was already paid by another payment: refund this one",
-                None,
-                now,
-            )
-            .await?;
-            Ok(Settled::AlreadyConfirmed)
-        }
-        CaseOutcome::NotPayable(case_state) => {
-            needs_a_person(
-                p,
-                &report.txn_ref,
-                event_id,
-                &format!(
-                    "money received while the case was {case_state}: apply it if the fine \
-                     stands (the reconciler does once the case is payable again), refund it if not"
-                ),
-                None,
-                now,
-            )
-            .await?;
-            // The money was taken: the gateway must not be told otherwise.
-            Ok(Settled::Paid)
-        }
-    }
 }
 
 /// An order to move to `needs_person` with the note: from the state it
@@ -352,7 +357,6 @@ async fn needs_a_person(
     hold: Option<Hold<'_>>,
     now: i64,
 ) -> Result<bool, PaymentError> {
-    let line = format!("needs a person: {why}");
     let mut tx = crate::audit::begin(&p.ingest.db).await?;
     if let Some(h) = hold {
         let moved = settlement(h.report, h.by, NEEDS_PERSON, h.from, None, now)
@@ -364,6 +368,22 @@ async fn needs_a_person(
         }
         tracing::warn!(txn_ref, event_id, was = h.from, "payment held for a person");
     }
+    note_in(p, &mut tx, txn_ref, event_id, why, now).await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// [`needs_a_person`]'s note and audit entry, inside `tx` (opened by
+/// `audit::begin`).
+async fn note_in(
+    p: &Payments,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    txn_ref: &str,
+    event_id: &str,
+    why: &str,
+    now: i64,
+) -> Result<(), PaymentError> {
+    let line = format!("needs a person: {why}");
     tracing::error!(txn_ref, event_id, why, "payment needs a person");
     let noted = sqlx::query(
         "UPDATE payments SET note = CASE WHEN note IS NULL THEN $1 ELSE note || '; ' || $1 END, \
@@ -372,12 +392,12 @@ async fn needs_a_person(
     .bind(&line)
     .bind(now)
     .bind(txn_ref)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if noted == 1 {
         crate::audit::append(
-            &mut tx,
+            tx,
             now,
             &crate::audit::Who::new(format!("payments:{}", p.gateway.name()), Role::System),
             "payment.needs_person",
@@ -386,18 +406,27 @@ async fn needs_a_person(
         )
         .await?;
     }
-    tx.commit().await?;
-    Ok(true)
+    Ok(())
 }
 
 enum CaseOutcome {
     Paid,
-    AlreadyPaid,
+    /// The case was paid before; `by_this`: by the payment at hand.
+    AlreadyPaid {
+        by_this: bool,
+    },
     NotPayable(String),
 }
 
-/// Moves the case to paid through the reviewer, as the system.
-async fn pay_case(p: &Payments, event_id: &str, now: i64) -> Result<CaseOutcome, PaymentError> {
+/// Moves the case to paid with payment `txn_ref` through the reviewer, as
+/// the system, inside `tx` (opened by `audit::begin`; the caller commits).
+async fn pay_case_in(
+    p: &Payments,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event_id: &str,
+    txn_ref: &str,
+    now: i64,
+) -> Result<CaseOutcome, PaymentError> {
     let ctx = &p.ingest;
     let reviewer = Reviewer {
         db: &ctx.db,
@@ -411,27 +440,21 @@ async fn pay_case(p: &Payments, event_id: &str, now: i64) -> Result<CaseOutcome,
     };
     let mut tries = 0;
     loop {
-        match reviewer.act(event_id, &Action::Pay, &actor, "", now).await {
-            Ok(_) => {
-                // A warning to the inspection register for this case (it
-                // was marked overdue) no longer stands. Should this fail,
-                // the next deadline check withdraws it.
-                if let Err(e) =
-                    crate::notices::deadlines::withdraw_paid(&ctx.db, event_id, now).await
-                {
-                    tracing::warn!(event_id, error = %e, "withdrawing the inspection warning failed");
-                }
-                return Ok(CaseOutcome::Paid);
-            }
+        match reviewer.pay_in(tx, event_id, &actor, txn_ref, now).await {
+            Ok(_) => return Ok(CaseOutcome::Paid),
+            // A change without the case lock (an owner lookup raising the
+            // revision) came between the read and the write: read again.
             Err(ReviewError::Conflict) if tries < 3 => tries += 1,
             Err(ReviewError::Refused(_)) => {
                 let state: String = sqlx::query("SELECT state FROM events WHERE event_id = $1")
                     .bind(event_id)
-                    .fetch_one(ctx.db.pool())
+                    .fetch_one(&mut **tx)
                     .await?
                     .try_get(0)?;
                 return Ok(if state == CaseState::Paid.as_str() {
-                    CaseOutcome::AlreadyPaid
+                    CaseOutcome::AlreadyPaid {
+                        by_this: paid_by(tx, event_id, txn_ref).await?,
+                    }
                 } else {
                     CaseOutcome::NotPayable(state)
                 });
@@ -441,14 +464,56 @@ async fn pay_case(p: &Payments, event_id: &str, now: i64) -> Result<CaseOutcome,
     }
 }
 
-/// A paid payment on a case still waiting for it: pay the case.
+/// Whether paid case `event_id` was paid with payment `txn_ref`: its last
+/// `pay` transition names it. A transition written before payments were
+/// named (no `txn_ref`) counts as this payment's when no other payment of
+/// the case is paid.
+async fn paid_by(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event_id: &str,
+    txn_ref: &str,
+) -> Result<bool, PaymentError> {
+    let detail: Option<String> = sqlx::query_scalar(
+        "SELECT detail FROM case_transitions WHERE event_id = $1 AND action = 'pay' \
+         ORDER BY at DESC, id DESC LIMIT 1",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .flatten();
+    let named = detail
+        .and_then(|d| serde_json::from_str::<serde_json::Value>(&d).ok())
+        .and_then(|d| d.get("txn_ref").and_then(|t| t.as_str()).map(str::to_owned));
+    if let Some(named) = named {
+        return Ok(named == txn_ref);
+    }
+    let others: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM payments WHERE event_id = $1 AND state = 'paid' AND txn_ref <> $2",
+    )
+    .bind(event_id)
+    .bind(txn_ref)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(others == 0)
+}
+
+/// After a case was paid: a warning to the inspection register for it (it
+/// was marked overdue) no longer stands. Should this fail, the next
+/// deadline check withdraws it.
+async fn case_paid(p: &Payments, event_id: &str, now: i64) {
+    if let Err(e) = crate::notices::deadlines::withdraw_paid(&p.ingest.db, event_id, now).await {
+        tracing::warn!(event_id, error = %e, "withdrawing the inspection warning failed");
+    }
+}
+
+/// A paid payment on a case still waiting for it: pay the case with it
+/// (the oldest paid payment of the case), under the case lock.
 pub(super) async fn repair(p: &Payments, event_id: &str, now: i64) -> Result<bool, PaymentError> {
-    let state: Option<String> = sqlx::query("SELECT state FROM events WHERE event_id = $1")
+    let mut tx = crate::audit::begin(&p.ingest.db).await?;
+    let state: Option<String> = sqlx::query_scalar("SELECT state FROM events WHERE event_id = $1")
         .bind(event_id)
-        .fetch_optional(p.ingest.db.pool())
-        .await?
-        .map(|r| r.try_get(0))
-        .transpose()?;
+        .fetch_optional(&mut *tx)
+        .await?;
     let waiting = matches!(
         state.as_deref().and_then(CaseState::parse),
         Some(CaseState::NoticeIssued | CaseState::Overdue)
@@ -456,12 +521,26 @@ pub(super) async fn repair(p: &Payments, event_id: &str, now: i64) -> Result<boo
     if !waiting {
         return Ok(false);
     }
+    let Some(txn_ref) = sqlx::query_scalar::<_, String>(
+        "SELECT txn_ref FROM payments WHERE event_id = $1 AND state = 'paid' \
+         ORDER BY updated_at, txn_ref LIMIT 1",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut *tx)
+    .await?
+    else {
+        return Ok(false);
+    };
     tracing::warn!(
         event_id,
+        txn_ref,
         "a paid payment's case was not paid; paying it now"
     );
-    Ok(matches!(
-        pay_case(p, event_id, now).await?,
-        CaseOutcome::Paid
-    ))
+    let outcome = pay_case_in(p, &mut tx, event_id, &txn_ref, now).await?;
+    tx.commit().await?;
+    let paid = matches!(outcome, CaseOutcome::Paid);
+    if paid {
+        case_paid(p, event_id, now).await;
+    }
+    Ok(paid)
 }

@@ -153,8 +153,9 @@ fn page(
         View::Paid => (
             "Thanh toán thành công",
             "Payment successful",
-            "Khoản phạt đã được nộp. Biên lai điện tử sẽ được gửi cho bạn.".to_string(),
-            "The fine is paid. An electronic receipt will be sent to you.".to_string(),
+            "Khoản phạt đã được nộp. Biên lai nộp phạt có trên trang vụ việc trong ứng dụng."
+                .to_string(),
+            "The fine is paid. The receipt is on the case's page in the app.".to_string(),
             "ok",
         ),
         View::Processing => (

@@ -31,6 +31,18 @@
 //! up any notice still waiting for an owner its case now has
 //! (`notices::outbox::enqueue_found_owners`).
 //!
+//! **One replica per lookup.** Every replica runs the sweeper; a due case
+//! is claimed before it is looked up, with a conditional UPDATE that sets
+//! its lease (`owner_lookup_lease_until`, migration 0021, [`LOOKUP_LEASE_MS`])
+//! only while the case is still in the status and failure count it was
+//! read with and no live lease is on it, so of several sweepers one makes
+//! the lookup (one access-log row about the owner, not one per replica).
+//! What a lookup came to is recorded only if the case is still in the
+//! status and failure count the lookup started from (and about the same
+//! plate): a lookup that fails late, after another one (the ingest's, a
+//! correction's, a sweeper's whose lease ran out) recorded `resolved`,
+//! does not turn the case back to `error` and remove its owner.
+//!
 //! A lookup that changes the case's owner or owner status raises the
 //! case's `revision` (a police confirmation shown before is refused); one
 //! that attaches, changes or removes the owner also writes a
@@ -97,6 +109,10 @@ pub const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// lost its lookup (the lookup of a fresh case runs right after commit;
 /// the sweeper leaves it that long so as not to make it twice).
 pub const PENDING_GRACE_MS: i64 = 2 * 60_000;
+/// How long a sweeper holds a due lookup it claimed (10 minutes): longer
+/// than a lookup with its retries takes; one that outlasts it is still
+/// recorded only if nothing was recorded meanwhile.
+pub const LOOKUP_LEASE_MS: i64 = 10 * 60_000;
 /// Most cases one periodic pass looks at.
 const SWEEP_LIMIT: i64 = 500;
 
@@ -115,7 +131,7 @@ pub async fn resolve_owners(db: &Db, registry: &dyn Registry, events: &[Violatio
     for e in events {
         let plate = e.plate.text.as_deref().filter(|_| e.plate.readable);
         let colour = crate::ingest::enum_text(&e.plate.colour);
-        resolve_one(db, registry, e.event_id, plate, &colour, "ingest").await;
+        resolve_one(db, registry, e.event_id, plate, &colour, "ingest", None).await;
     }
 }
 
@@ -156,11 +172,13 @@ pub async fn resolve_due(
          AND ((owner_status = 'pending' AND received_at <= $1 \
          AND COALESCE(state_changed_at, 0) <= $1) \
          OR (owner_status = 'error' AND COALESCE(owner_lookup_at, 0) <= $2)) \
+         AND (owner_lookup_lease_until IS NULL OR owner_lookup_lease_until <= $4) \
          ORDER BY COALESCE(owner_lookup_at, received_at), received_at LIMIT $3"
     ))
     .bind(pending_before)
     .bind(now.saturating_sub(RETRY_BASE_MS))
     .bind(limit)
+    .bind(now)
     .fetch_all(db.pool())
     .await;
     let rows = match rows {
@@ -190,7 +208,26 @@ pub async fn resolve_due(
         {
             continue;
         }
-        let came_to = resolve_one(db, registry, id, plate.as_deref(), &colour, "ingest").await;
+        let from = Start { status, failures };
+        match claim(db, id, &from, now).await {
+            Ok(true) => {}
+            // Another replica's sweeper has it (or it changed since read).
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(%id, error = %e, "claiming an owner lookup failed");
+                break;
+            }
+        }
+        let came_to = resolve_one(
+            db,
+            registry,
+            id,
+            plate.as_deref(),
+            &colour,
+            "ingest",
+            Some(from),
+        )
+        .await;
         n += 1;
         if came_to == "error" {
             tracing::info!(
@@ -201,6 +238,34 @@ pub async fn resolve_due(
         }
     }
     n
+}
+
+/// Where a lookup started from: the case's owner status and failures in a
+/// row when it was read. Its outcome is recorded only on a case still so.
+#[derive(Debug, Clone)]
+struct Start {
+    status: String,
+    failures: i64,
+}
+
+/// Claims the due lookup of case `id` for this sweeper until `now` +
+/// [`LOOKUP_LEASE_MS`]: `false` when another sweeper holds it, or the case
+/// is no longer as read.
+async fn claim(db: &Db, id: Uuid, from: &Start, now: i64) -> Result<bool, sqlx::Error> {
+    let n = sqlx::query(
+        "UPDATE events SET owner_lookup_lease_until = $1 WHERE event_id = $2 \
+         AND owner_status = $3 AND owner_lookup_failures = $4 \
+         AND (owner_lookup_lease_until IS NULL OR owner_lookup_lease_until <= $5)",
+    )
+    .bind(now.saturating_add(LOOKUP_LEASE_MS))
+    .bind(id.to_string())
+    .bind(&from.status)
+    .bind(from.failures)
+    .bind(now)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(n == 1)
 }
 
 /// Starts the sweeper (see the module documentation): at once every
@@ -254,11 +319,12 @@ pub async fn resolve_for(
     colour: &str,
     actor: &str,
 ) {
-    resolve_one(db, registry, event_id, Some(plate), colour, actor).await;
+    resolve_one(db, registry, event_id, Some(plate), colour, actor, None).await;
 }
 
 /// Looks up the owner of one case and records it; returns the owner
-/// status the lookup came to (recorded or not).
+/// status the lookup came to (recorded or not). `from`: where a sweeper's
+/// claim found the case; `None`: as it is read now.
 async fn resolve_one(
     db: &Db,
     registry: &dyn Registry,
@@ -266,7 +332,31 @@ async fn resolve_one(
     plate: Option<&str>,
     colour: &str,
     actor: &str,
+    from: Option<Start>,
 ) -> &'static str {
+    let case = sqlx::query(
+        "SELECT vehicle_class, owner_status, owner_lookup_failures FROM events \
+         WHERE event_id = $1",
+    )
+    .bind(event_id.to_string())
+    .fetch_optional(db.pool())
+    .await;
+    let (seen, now_at) = match case {
+        Ok(Some(r)) => match (
+            r.try_get::<Option<String>, _>(0),
+            r.try_get::<String, _>(1),
+            r.try_get::<i64, _>(2),
+        ) {
+            (Ok(seen), Ok(status), Ok(failures)) => (seen, Start { status, failures }),
+            _ => return "error",
+        },
+        Ok(None) => return "unresolved",
+        Err(err) => {
+            tracing::warn!(%event_id, error = %err, "reading the case to look up failed");
+            return "error";
+        }
+    };
+    let from = from.unwrap_or(now_at);
     let (status, owner) = match plate {
         Some(plate) => {
             let colour = (colour != "unknown").then_some(colour);
@@ -276,19 +366,10 @@ async fn resolve_one(
                 event_id: Some(event_id),
             };
             match registry.lookup(plate, colour, &purpose).await {
-                Ok(Some(r)) => {
-                    let seen: Option<String> =
-                        sqlx::query_scalar("SELECT vehicle_class FROM events WHERE event_id = $1")
-                            .bind(event_id.to_string())
-                            .fetch_optional(db.pool())
-                            .await
-                            .ok()
-                            .flatten();
-                    (
-                        registration_status(&r.vehicle, seen.as_deref()),
-                        Some(r.owner.owner_id),
-                    )
-                }
+                Ok(Some(r)) => (
+                    registration_status(&r.vehicle, seen.as_deref()),
+                    Some(r.owner.owner_id),
+                ),
                 Ok(None) => ("unresolved", None),
                 Err(err) => {
                     tracing::warn!(%event_id, error = %err, "owner lookup failed");
@@ -303,12 +384,14 @@ async fn resolve_one(
     // the plate (or one left over from before a restart) must not put the
     // owner of the misread plate on the case — the notice goes to
     // `owner_id`. The correction's own lookup (or the sweep, which reads
-    // the corrected plate) records it instead. An owner set on a confirmed
-    // case is never changed: the notice went to that person. A case whose
-    // evidence was purged keeps no new owner (retention dropped the link).
-    match record(db, event_id, status, owner, plate, actor).await {
+    // the corrected plate) records it instead. Nor if another lookup
+    // recorded something since this one started (`from`). An owner set on
+    // a confirmed case is never changed: the notice went to that person. A
+    // case whose evidence was purged keeps no new owner (retention dropped
+    // the link).
+    match record(db, event_id, status, owner, plate, actor, &from).await {
         Ok(false) => {
-            tracing::info!(%event_id, "owner lookup outdated (the case's plate changed, or it is confirmed or purged); not recorded")
+            tracing::info!(%event_id, "owner lookup outdated (another lookup was recorded, the case's plate changed, or it is confirmed or purged); not recorded")
         }
         Ok(true) => {}
         Err(err) => tracing::warn!(%event_id, error = %err, "recording owner status failed"),
@@ -320,10 +403,11 @@ async fn resolve_one(
 /// or process that asked is in the entry's `requested_by`).
 pub const LOOKUP_ACTOR: &str = "registry";
 
-/// Records what a lookup of `plate` came to on the case (see
-/// [`resolve_one`]) and, when it found the owner to tell, gives a notice
-/// already written for the case its deliveries, in one transaction.
-/// `false` when the lookup is outdated and nothing was written.
+/// Records what a lookup of `plate` that started `from` came to on the
+/// case (see [`resolve_one`]) and, when it found the owner to tell, gives
+/// a notice already written for the case its deliveries, in one
+/// transaction; the sweeper's lease on it ends. `false` when the lookup is
+/// outdated and nothing was written.
 async fn record(
     db: &Db,
     event_id: Uuid,
@@ -331,6 +415,7 @@ async fn record(
     owner: Option<String>,
     plate: Option<&str>,
     actor: &str,
+    from: &Start,
 ) -> Result<bool, crate::db::DbError> {
     let now = now_ms();
     let id = event_id.to_string();
@@ -348,19 +433,22 @@ async fn record(
         (before.try_get(0)?, before.try_get(1)?);
     let n = sqlx::query(concat!(
         "UPDATE events SET owner_status = $1, owner_id = $2, owner_lookup_at = $5, \
+         owner_lookup_lease_until = NULL, \
          revision = revision + CASE WHEN owner_status <> $1 \
          OR COALESCE(owner_id, '') <> COALESCE($2, '') THEN 1 ELSE 0 END, \
          owner_lookup_failures = CASE WHEN $1 = 'error' THEN owner_lookup_failures + 1 ELSE 0 END \
          WHERE event_id = $3 AND COALESCE(",
         case_plate!(),
         ", '') = COALESCE($4, '') AND (confirmed_at IS NULL OR owner_id IS NULL) \
-         AND evidence_purged_at IS NULL"
+         AND evidence_purged_at IS NULL AND owner_status = $6 AND owner_lookup_failures = $7"
     ))
     .bind(status)
     .bind(owner.as_deref())
     .bind(&id)
     .bind(plate)
     .bind(now)
+    .bind(&from.status)
+    .bind(from.failures)
     .execute(&mut *tx)
     .await?
     .rows_affected();
@@ -455,123 +543,5 @@ pub fn registration_status(v: &Vehicle, seen: Option<&str>) -> &'static str {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vehicle(kind: &str, status: &str) -> Vehicle {
-        Vehicle {
-            plate_text: "30A12345".into(),
-            plate_colour: "white".into(),
-            vehicle_type: kind.into(),
-            make: "-".into(),
-            colour: "-".into(),
-            registration_status: status.into(),
-            owner_id: "o1".into(),
-        }
-    }
-
-    #[test]
-    fn a_registration_that_does_not_fit_what_the_camera_saw_is_for_a_person() {
-        let car = vehicle("car", "active");
-        assert_eq!(registration_status(&car, Some("car")), "resolved");
-        assert_eq!(
-            registration_status(&car, Some("truck")),
-            "resolved",
-            "four wheels mix"
-        );
-        assert_eq!(
-            registration_status(&car, Some("motorcycle")),
-            "vehicle_mismatch"
-        );
-        let bike = vehicle("Xe máy", "active");
-        assert_eq!(registration_status(&bike, Some("car")), "vehicle_mismatch");
-        assert_eq!(registration_status(&bike, Some("motorcycle")), "resolved");
-        assert_eq!(
-            registration_status(&vehicle("unknown", "active"), Some("car")),
-            "resolved"
-        );
-        assert_eq!(registration_status(&car, None), "resolved");
-        assert_eq!(
-            registration_status(&vehicle("car", "Stolen"), Some("car")),
-            "registration_not_active"
-        );
-        assert_eq!(
-            registration_status(&vehicle("car", "fictitious-demo"), Some("car")),
-            "resolved"
-        );
-    }
-
-    /// Only statuses known to be active count as active: an unknown word,
-    /// or one that contains an active word (`inactive`, `hết hiệu lực`), is
-    /// held for a person.
-    #[test]
-    fn only_known_active_registration_statuses_count_as_active() {
-        for active in [
-            "active",
-            " Active ",
-            "VALID",
-            "registered",
-            "Còn hiệu lực",
-            "hiệu lực",
-            "đang hoạt động",
-            "Đã đăng ký",
-        ] {
-            assert_eq!(
-                registration_status(&vehicle("car", active), Some("car")),
-                "resolved",
-                "{active:?}"
-            );
-        }
-        for not_active in [
-            "inactive",
-            "cancelled",
-            "canceled",
-            "hết hiệu lực",
-            "đã hủy",
-            "đã huỷ",
-            "deregistered",
-            "revoked",
-            "expired",
-            "suspended",
-            "thu hồi",
-            "mất cắp",
-            "pending",
-            "",
-            "active?",
-        ] {
-            assert_eq!(
-                registration_status(&vehicle("car", not_active), Some("car")),
-                "registration_not_active",
-                "{not_active:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_a_resolved_lookup_gives_an_owner_to_tell() {
-        let o = || Some("o1".to_string());
-        assert_eq!(deliverable_owner(Some("resolved"), o()), o());
-        for s in [
-            "vehicle_mismatch",
-            "registration_not_active",
-            "pending",
-            "error",
-            "unresolved",
-        ] {
-            assert_eq!(deliverable_owner(Some(s), o()), None, "{s}");
-        }
-        assert_eq!(deliverable_owner(None, o()), None);
-        assert_eq!(deliverable_owner(Some("resolved"), None), None);
-        assert!(DELIVERABLE_OWNER_SQL.contains(&format!("e.owner_status = '{RESOLVED}'")));
-    }
-
-    #[test]
-    fn failed_lookups_wait_longer_each_time() {
-        assert_eq!(retry_wait_ms(0), RETRY_BASE_MS);
-        assert_eq!(retry_wait_ms(1), RETRY_BASE_MS);
-        assert_eq!(retry_wait_ms(2), 2 * RETRY_BASE_MS);
-        assert_eq!(retry_wait_ms(3), 4 * RETRY_BASE_MS);
-        assert_eq!(retry_wait_ms(5), RETRY_MAX_MS);
-        assert_eq!(retry_wait_ms(i64::MAX), RETRY_MAX_MS);
-    }
-}
+#[path = "resolve_tests.rs"]
+mod tests;

@@ -13,7 +13,10 @@
 //!    to refuse: the app then says "Công dân".
 //! 6. [`citizen::start_session`] starts a session bound to that number, its
 //!    cookie ([`citizen::session_cookie`], `SameSite=Lax`) is set and the
-//!    browser is sent on to `/app/` with a 303. (A redirect is enough here,
+//!    browser is sent on with a 303 to where the sign-in began (the case a
+//!    notice linked to: `GET /app/sso/login?next=/app/…` keeps it in the
+//!    cookie `tv_app_next`, checked by [`citizen::safe_next`] when set and
+//!    when read), else to `/app/`. (A redirect is enough here,
 //!    unlike the console's `SameSite=Strict` cookie: browsers send a Lax
 //!    cookie on a top-level GET navigation even when the redirect chain
 //!    began at the provider's site.)
@@ -193,14 +196,43 @@ fn display_name(claims: &Map<String, Value>, path: &str) -> String {
     }
 }
 
-async fn login(State(ctx): State<ApiContext>) -> Response {
+#[derive(serde::Deserialize)]
+struct NextQuery {
+    #[serde(default)]
+    next: String,
+}
+
+/// The cookie that carries `next` to the callback (`citizen::NEXT_COOKIE`,
+/// only the sign-in's routes see it); `None` to remove it.
+fn next_cookie(next: Option<&str>, secure: bool) -> Option<HeaderValue> {
+    let secure = if secure { "; Secure" } else { "" };
+    let (value, age) = next.map_or(("", 0), |n| (n, 600));
+    HeaderValue::from_str(&format!(
+        "{}={value}; Path=/app/sso/; HttpOnly; SameSite=Lax; Max-Age={age}{secure}",
+        citizen::NEXT_COOKIE
+    ))
+    .ok()
+}
+
+async fn login(
+    State(ctx): State<ApiContext>,
+    axum::extract::Query(q): axum::extract::Query<NextQuery>,
+) -> Response {
     let db = ctx.ingestor.context().db.clone();
     let who = Who::anonymous(UNKNOWN);
     let Some(sso) = ctx.citizen_sso.clone() else {
         return refuse(&db, Kind::Citizen, SsoError::NotConfigured, &who, json!({})).await;
     };
     match sso.oidc.login(&db, ctx.secure_cookies).await {
-        Ok(r) => r,
+        // Where the citizen was going (a path of this app only), kept for
+        // the callback.
+        Ok(mut r) => {
+            let next = citizen::safe_next(&q.next);
+            if let Some(c) = next_cookie(next, ctx.secure_cookies) {
+                r.headers_mut().append(header::SET_COOKIE, c);
+            }
+            r
+        }
         Err(e) => {
             let seen = json!({"issuer": sso.issuer(), "step": "login"});
             refuse(&db, Kind::Citizen, e, &who, seen).await
@@ -252,7 +284,18 @@ async fn callback(
                 citizen::session_cookie(&token, ctx.secure_cookies),
             );
             h.append(header::SET_COOKIE, sso.oidc.clear_cookie());
-            h.insert(header::LOCATION, HeaderValue::from_static("/app/"));
+            // Back to the case the notice linked to, when the sign-in began
+            // there: a path of this app only, checked again here.
+            let next = crate::console::cookie(&headers, citizen::NEXT_COOKIE)
+                .and_then(citizen::safe_next)
+                .unwrap_or("/app/");
+            if let Some(c) = next_cookie(None, ctx.secure_cookies) {
+                h.append(header::SET_COOKIE, c);
+            }
+            h.insert(
+                header::LOCATION,
+                HeaderValue::from_str(next).unwrap_or(HeaderValue::from_static("/app/")),
+            );
             (StatusCode::SEE_OTHER, h).into_response()
         }
         Err(e) => {

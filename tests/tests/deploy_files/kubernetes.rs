@@ -196,16 +196,25 @@ pub fn deployment_replicas() -> u64 {
 pub fn kubernetes_manifest() {
     let objs = manifest();
     let kinds: Vec<&str> = objs.iter().map(|o| o.kind.as_str()).collect();
-    assert_eq!(kinds, ["Deployment", "PodDisruptionBudget", "Service"]);
+    assert_eq!(
+        kinds,
+        ["Deployment", "PodDisruptionBudget", "Service", "CronJob"]
+    );
     for o in &objs {
         let want = match o.kind.as_str() {
             "Deployment" => "apps/v1",
             "PodDisruptionBudget" => "policy/v1",
+            "CronJob" => "batch/v1",
             _ => "v1",
         };
         assert_eq!(o.api_version, want, "{}", o.kind);
-        assert_eq!(o.metadata.name, "ingest-server");
+        let name = match o.kind.as_str() {
+            "CronJob" => "ingest-server-retention",
+            _ => "ingest-server",
+        };
+        assert_eq!(o.metadata.name, name);
     }
+    retention_runs_in_exactly_one_place(&objs);
     let dep: DeploymentSpec =
         serde_json::from_value(objs[0].spec.clone()).expect("Deployment spec");
     let pdb: PdbSpec = serde_json::from_value(objs[1].spec.clone()).expect("PDB spec");
@@ -462,4 +471,117 @@ pub fn kubernetes_manifest() {
         "every replica starts with the shared ack-signing key at {}",
         key_path.display()
     );
+}
+
+/// Retention runs in one place: off on every replica of the Deployment
+/// (its environment turns the shipped configuration's `enabled` off), and
+/// one CronJob that runs `evidence purge` (accepted by the real binary),
+/// never two at once, against the same database and bucket as the
+/// replicas, with environment the server reads and Secrets the runbook
+/// makes.
+fn retention_runs_in_exactly_one_place(objs: &[K8sObject]) {
+    let dep: DeploymentSpec = serde_json::from_value(objs[0].spec.clone()).expect("Deployment");
+    let [c] = dep.template.spec.containers.as_slice() else {
+        panic!("one container")
+    };
+    let plain = |ctr: &Container, name: &str| {
+        ctr.env
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.clone())
+    };
+    assert_eq!(
+        plain(c, "INGEST_RETENTION_ENABLED").as_deref(),
+        Some("false"),
+        "every replica has retention off (it runs in the CronJob)"
+    );
+    let mut cfg = ingest_server::config::Config::parse(
+        &read("config/ingest-server.toml"),
+        "ingest-server.toml",
+    )
+    .unwrap();
+    cfg.apply_env(|k| plain(c, k))
+        .expect("the replicas' plain environment applies");
+    assert!(
+        !cfg.retention.enabled,
+        "the shipped configuration with the replicas' environment runs no retention"
+    );
+
+    let jobs: Vec<&K8sObject> = objs.iter().filter(|o| o.kind == "CronJob").collect();
+    let [job] = jobs.as_slice() else {
+        panic!("exactly one retention CronJob")
+    };
+    assert_eq!(job.spec["concurrencyPolicy"], "Forbid", "never two at once");
+    assert!(
+        job.spec["schedule"]
+            .as_str()
+            .is_some_and(|s| s.split_whitespace().count() == 5),
+        "a cron schedule"
+    );
+    let pod = &job.spec["jobTemplate"]["spec"]["template"]["spec"];
+    let containers: Vec<Container> =
+        serde_json::from_value(pod["containers"].clone()).expect("the job's containers");
+    let [r] = containers.as_slice() else {
+        panic!("one container in the retention job")
+    };
+    assert!(
+        r.args.windows(2).any(|w| w == ["evidence", "purge"]),
+        "the job runs `evidence purge`: {:?}",
+        r.args
+    );
+    assert!(!r.args.iter().any(|a| a == "--dry-run"), "and deletes");
+    accepts(&binary("ingest-server"), &r.args, &[]).unwrap();
+    let read_names = server_env_names();
+    let secrets = documented_secrets();
+    for e in &r.env {
+        assert!(
+            read_names.contains(&e.name) || e.name == "RUST_LOG",
+            "{} is not read by ingest-server",
+            e.name
+        );
+        if let Some(EnvSource {
+            secret_key_ref: Some(k),
+            ..
+        }) = &e.value_from
+        {
+            assert!(
+                secrets
+                    .get(&k.name)
+                    .is_some_and(|keys| keys.contains(&k.key)),
+                "Secret {}/{} is not made in deploy/README.md",
+                k.name,
+                k.key
+            );
+        }
+    }
+    // The same database and evidence as the replicas.
+    let source = |ctr: &Container, name: &str| {
+        ctr.env.iter().find(|e| e.name == name).map(|e| {
+            let k = e
+                .value_from
+                .as_ref()
+                .and_then(|v| v.secret_key_ref.as_ref())
+                .map(|k| format!("{}/{}", k.name, k.key));
+            (e.value.clone(), k)
+        })
+    };
+    for name in [
+        "DATABASE_URL",
+        "INGEST_STORAGE_BACKEND",
+        "INGEST_STORAGE_S3_ENDPOINT",
+        "INGEST_STORAGE_S3_BUCKET",
+        "INGEST_STORAGE_S3_ACCESS_KEY_ID",
+        "INGEST_STORAGE_S3_SECRET_ACCESS_KEY",
+    ] {
+        assert!(source(r, name).is_some(), "the job sets {name}");
+        assert_eq!(source(r, name), source(c, name), "{name} as the replicas");
+    }
+    let config_arg = |ctr: &Container| {
+        ctr.args
+            .iter()
+            .skip_while(|a| *a != "--config")
+            .nth(1)
+            .cloned()
+    };
+    assert_eq!(config_arg(r), config_arg(c), "the replicas' configuration");
 }

@@ -1,0 +1,188 @@
+//! Notices by post, for owners no channel reaches (Circular 73/2024/TT-BCA,
+//! Art. 24: the notice is sent "on paper or electronically").
+//!
+//! A confirmed case whose owner is known (the notice is addressed) but
+//! which has no delivery that can still get through (the owner has no
+//! e-mail, no push subscription, and no partner app is configured; or every
+//! delivery was given up or dropped) would otherwise never be issued: the
+//! owner would see it in the app with no way to pay, and its 10-day flag
+//! would be the only trace. [`needing_paper`] lists those notices at once
+//! (the console's deadlines page, `console/deadlines.rs`), and a police
+//! officer or supervisor who has posted the notice records it
+//! ([`record_paper`]): a `paper` delivery, sent at that moment, with the
+//! postal reference in the audit entry `notice.paper_sent` by that person;
+//! the case is then issued through the workflow (`Action::IssueNotice`, by
+//! the system on the person's record), its 20 days running from the day
+//! the letter was posted. A push subscription or a channel added later
+//! still gives the notice its electronic deliveries while it is not issued
+//! (`outbox::enqueue_unissued`), and it leaves this list.
+
+use sqlx::Row;
+
+use super::outbox::{self, ACTOR, NOTIFY_WITHIN_MS, idempotency_key, respond_until};
+use crate::audit::{self, Who};
+use crate::db::{Db, DbError};
+use crate::review::{ReviewError, Reviewer};
+use crate::workflow::{Action, Actor, Role};
+
+/// The channel name of a paper notice's delivery row.
+pub const PAPER: &str = "paper";
+
+/// A notice no channel can deliver: a person sends it by post.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PaperNotice {
+    /// The case.
+    pub event_id: String,
+    /// Detected, Unix ms.
+    pub detected_at: i64,
+    /// The legal deadline for the notice (detection + 10 days).
+    pub notify_by: i64,
+    /// When the notice was written (the confirmation).
+    pub created_at: i64,
+    /// Deliveries given up or dropped (none at all when 0).
+    pub given_up: i64,
+}
+
+/// Deliveries that may still get through, or got through.
+const LIVE: &str = "d.state IN ('pending', 'failed', 'sent')";
+
+/// Confirmed cases whose addressed notice has no delivery that may still
+/// get through, oldest detection first.
+pub async fn needing_paper(db: &Db, limit: i64) -> Result<Vec<PaperNotice>, DbError> {
+    let sql = format!(
+        "SELECT e.event_id, e.event_time_ms, n.created_at, \
+         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.notice_id = n.notice_id \
+          AND d.message_id IS NULL) \
+         FROM notices n JOIN events e ON e.event_id = n.event_id \
+         WHERE e.state = 'confirmed' AND n.issued_at IS NULL AND n.owner_id IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM notice_deliveries d WHERE d.notice_id = n.notice_id \
+          AND d.message_id IS NULL AND {LIVE}) \
+         ORDER BY e.event_time_ms LIMIT $1"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let detected_at: i64 = r.try_get(1)?;
+            Ok(PaperNotice {
+                event_id: r.try_get(0)?,
+                detected_at,
+                notify_by: detected_at + NOTIFY_WITHIN_MS,
+                created_at: r.try_get(2)?,
+                given_up: r.try_get(3)?,
+            })
+        })
+        .collect()
+}
+
+/// Why a paper notice was not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum PaperError {
+    /// Not a notice that needs one (issued meanwhile, a channel got
+    /// through, no owner, not confirmed).
+    #[error("this case's notice does not need a paper notice (issued, or not confirmed)")]
+    NotNeeded,
+    /// The postal reference is missing or too long.
+    #[error("give the postal reference (1 to 100 characters)")]
+    Reference,
+    /// Database.
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<sqlx::Error> for PaperError {
+    fn from(e: sqlx::Error) -> Self {
+        PaperError::Db(DbError::Sqlx(e))
+    }
+}
+
+/// Records that `by` posted the notice of case `event_id` at `now` with the
+/// postal `reference`: a sent `paper` delivery, the notice's deadline 20
+/// days from `now`, the audit entry `notice.paper_sent` (one transaction);
+/// then the case is issued (`Action::IssueNotice`) and the notice recorded
+/// issued via `paper`. A stop in between is finished by the worker's next
+/// pass (`outbox::sent_not_issued`).
+pub async fn record_paper(
+    ctx: &crate::ingest::IngestContext,
+    event_id: &str,
+    by: &Who,
+    reference: &str,
+    now: i64,
+) -> Result<(), PaperError> {
+    let reference = reference.trim();
+    if reference.is_empty() || reference.chars().count() > 100 {
+        return Err(PaperError::Reference);
+    }
+    let db = &ctx.db;
+    let mut tx = audit::begin(db).await?;
+    let sql = format!(
+        "SELECT n.notice_id FROM notices n JOIN events e ON e.event_id = n.event_id \
+         WHERE n.event_id = $1 AND e.state = 'confirmed' AND n.issued_at IS NULL \
+         AND n.owner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM notice_deliveries d \
+          WHERE d.notice_id = n.notice_id AND d.message_id IS NULL AND {LIVE})"
+    );
+    let Some(notice_id) = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Err(PaperError::NotNeeded);
+    };
+    let written = sqlx::query(
+        "INSERT INTO notice_deliveries (delivery_id, notice_id, event_id, channel, target, \
+         state, attempts, next_attempt_at, idempotency_key, created_at, sent_at) \
+         VALUES ($1, $2, $3, $4, 'post', 'sent', 1, $5, $6, $5, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&notice_id)
+    .bind(event_id)
+    .bind(PAPER)
+    .bind(now)
+    .bind(idempotency_key(&notice_id, PAPER, "post"))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if written != 1 {
+        return Err(PaperError::NotNeeded);
+    }
+    sqlx::query("UPDATE notices SET respond_by = $1 WHERE notice_id = $2 AND respond_by < $1")
+        .bind(respond_until(now))
+        .bind(&notice_id)
+        .execute(&mut *tx)
+        .await?;
+    audit::append(
+        &mut tx,
+        now,
+        by,
+        "notice.paper_sent",
+        &format!("case:{event_id}"),
+        &serde_json::json!({"reference": reference, "notice_id": notice_id}),
+    )
+    .await?;
+    tx.commit().await?;
+    let reviewer = Reviewer {
+        db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let system = Actor {
+        id: ACTOR.into(),
+        role: Role::System,
+    };
+    let why = format!("paper notice posted, recorded by {}", by.actor);
+    match reviewer
+        .act(event_id, &Action::IssueNotice, &system, &why, now)
+        .await
+    {
+        Ok(_) => {
+            outbox::record_issued(db, event_id, PAPER, now).await?;
+        }
+        // The worker's next pass issues it (`sent_not_issued`).
+        Err(ReviewError::Db(e)) => return Err(e.into()),
+        Err(e) => tracing::warn!(event_id, error = %e, "issuing a paper notice's case"),
+    }
+    Ok(())
+}

@@ -1,0 +1,421 @@
+//! The owner's answers in the citizen app, against a running server:
+//! accepting does not stop the 20-day clock and the page says the fine is
+//! still to be paid by the date; the contest rule is one rule on the page
+//! and in the handler (no form once overdue or past the deadline, and a
+//! contest after the deadline is refused); a photo over the size limit is
+//! answered 413 in Vietnamese; a photo whose header claims huge dimensions
+//! is refused; a paid case that is then closed keeps its receipt.
+
+mod common;
+
+use common::seed;
+use common::web::{Client, csrf};
+use common::*;
+use ingest_server::app::{self, Running};
+use ingest_server::citizen::{self, CITIZEN_COOKIE};
+use ingest_server::console::html::local_time;
+use ingest_server::db::now_ms;
+use ingest_server::notices;
+use ingest_server::review::Reviewer;
+use ingest_server::workflow::{Action, Actor, Role};
+use sqlx::Row;
+
+const SITE: &str = "hp-lechan-tolang";
+/// The owner of 30A12345 in the seeded registry (see `seed.rs`).
+const OWNER_NID: &str = "001199012345";
+const DAY: i64 = 86_400_000;
+
+fn signed_in(addr: std::net::SocketAddr, token: &str) -> Client {
+    let mut c = Client::new(addr);
+    c.cookies.insert(CITIZEN_COOKIE.into(), token.into());
+    c
+}
+
+/// Claim, accept and confirm `id`, then issue its notice at `at`.
+async fn confirm_and_issue(server: &Running, id: &str, at: i64) {
+    let ctx = server.ingestor.context();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    for (action, who, role) in [
+        (Action::Claim, "op", Role::Operator),
+        (Action::Accept, "op", Role::Operator),
+        (Action::Confirm, "police", Role::Police),
+        (Action::IssueNotice, "notices", Role::System),
+    ] {
+        let actor = Actor {
+            id: who.into(),
+            role,
+        };
+        r.act(id, &action, &actor, "", at).await.unwrap();
+    }
+}
+
+/// The deadline the check enforces for case `id`.
+async fn enforced(server: &Running, id: &str) -> i64 {
+    let row = sqlx::query(
+        "SELECT n.respond_by, e.state_changed_at FROM notices n \
+         JOIN events e ON e.event_id = n.event_id WHERE n.event_id = $1",
+    )
+    .bind(id)
+    .fetch_one(server.ingestor.context().db.pool())
+    .await
+    .unwrap();
+    notices::deadlines::effective_deadline(row.get(0), row.get(1))
+}
+
+/// Moves case `id`'s notice and its entry into `notice_issued` back by
+/// `days`, as if it had been issued that long ago.
+async fn age(server: &Running, id: &str, days: i64) {
+    let db = &server.ingestor.context().db;
+    sqlx::query("UPDATE notices SET respond_by = respond_by - $1, created_at = created_at - $1 WHERE event_id = $2")
+        .bind(days * DAY)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    sqlx::query("UPDATE events SET state_changed_at = state_changed_at - $1 WHERE event_id = $2")
+        .bind(days * DAY)
+        .bind(id)
+        .execute(db.pool())
+        .await
+        .unwrap();
+}
+
+async fn start() -> (tempfile::TempDir, Running) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    (dir, server)
+}
+
+/// Accepting records the answer but the fine is still due: the page says
+/// it must be paid by the deadline (with the date), the deadline is
+/// labelled as the one to pay by, a second press says the same, and an
+/// owner who accepted and did not pay is marked overdue and warned, the
+/// warning saying they accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_says_the_fine_is_still_due_and_the_clock_runs_on() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    confirm_and_issue(&server, &id, now_ms()).await;
+    let deadline = enforced(&server, &id).await;
+    let ctx = server.ingestor.context().clone();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let path = format!("/app/cases/{id}");
+    let (before, after, again) = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &session.token);
+        let before = me.get(&path);
+        let t = csrf(&before.body);
+        let r = me.post(&format!("{path}/accept"), &[("csrf", &t)]);
+        assert_eq!(r.status, 303, "{}", r.body);
+        let after = me.get(&path);
+        let again = me.post(&format!("{path}/accept"), &[("csrf", &t)]);
+        (before, after, again)
+    })
+    .await
+    .unwrap();
+    let date = local_time(deadline);
+    assert!(
+        before.body.contains(&format!(
+            "<dt>Hạn nộp phạt hoặc khiếu nại</dt><dd id=\"deadline\">{date}"
+        )),
+        "{}",
+        before.body
+    );
+    for body in [&before.body, &after.body] {
+        assert!(!body.contains("Hạn phản hồi"), "{body}");
+    }
+    assert!(
+        after.body.contains("id=\"accepted\"")
+            && after.body.contains("vẫn phải nộp")
+            && after.body.contains(&format!("chậm nhất đến {date}")),
+        "{}",
+        after.body
+    );
+    assert!(
+        !after.body.contains("Bạn đã xác nhận vi phạm.</div>"),
+        "{}",
+        after.body
+    );
+    assert!(
+        after
+            .body
+            .contains(&format!("<dt>Hạn nộp phạt</dt><dd id=\"deadline\">{date}")),
+        "{}",
+        after.body
+    );
+    assert!(after.body.contains("id=\"pay\""), "{}", after.body);
+    assert_eq!(again.status, 409);
+    assert!(
+        again.body.contains("vẫn phải nộp") && again.body.contains(&date),
+        "{}",
+        again.body
+    );
+    assert!(!again.body.contains("Bạn đã phản hồi"), "{}", again.body);
+
+    // The clock ran on: not overdue at its last millisecond, overdue and
+    // warned the next, the warning saying the owner accepted.
+    let r = notices::check_deadlines(&ctx, deadline).await.unwrap();
+    assert!(r.marked_overdue.is_empty(), "{r:?}");
+    let r = notices::check_deadlines(&ctx, deadline + 1).await.unwrap();
+    assert_eq!(r.marked_overdue, std::slice::from_ref(&id), "{r:?}");
+    let w = notices::inspection_warnings(&ctx.db, 10).await.unwrap();
+    assert_eq!(w.len(), 1);
+    assert!(w[0].reason.contains("accepted"), "{}", w[0].reason);
+}
+
+/// One contest rule for the page and the handler: the form is offered
+/// only while the notice stands unanswered and before its deadline (end
+/// of the 20th day, Vietnam time); a contest sent after the deadline —
+/// before the deadline check has marked the case — is refused, not taken;
+/// an overdue case offers no form. Within the deadline the form is there,
+/// each field with its label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contest_rule_is_the_same_on_the_page_and_in_the_handler() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let ids = seed::seed(&server, SITE, 2).await;
+    for id in &ids {
+        confirm_and_issue(&server, id, now_ms()).await;
+    }
+    let (late, open) = (ids[0].clone(), ids[1].clone());
+    // The first was issued 25 days ago: its deadline passed, and the check
+    // has not run yet.
+    age(&server, &late, 25).await;
+    assert!(enforced(&server, &late).await < now_ms());
+    let ctx = server.ingestor.context().clone();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let token = session.token.clone();
+    let (late_in, open_page) = (late.clone(), open.clone());
+    let (late_page, refused, open_page) = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &token);
+        let late_page = me.get(&format!("/app/cases/{late_in}"));
+        let t = csrf(&late_page.body);
+        let refused = me.post_multipart(
+            &format!("/app/cases/{late_in}/contest"),
+            &[("csrf", &t), ("reason", "Tôi không điều khiển xe hôm đó")],
+            &[],
+        );
+        (
+            late_page,
+            refused,
+            me.get(&format!("/app/cases/{open_page}")),
+        )
+    })
+    .await
+    .unwrap();
+    assert!(
+        !late_page.body.contains("/contest\"") && !late_page.body.contains("id=\"contest\""),
+        "past the deadline: no contest form\n{}",
+        late_page.body
+    );
+    assert_eq!(refused.status, 409, "{}", refused.body);
+    assert!(
+        refused.body.contains("quá thời hạn khiếu nại"),
+        "{}",
+        refused.body
+    );
+    let state: String = sqlx::query_scalar("SELECT state FROM events WHERE event_id = $1")
+        .bind(&late)
+        .fetch_one(ctx.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(state, "notice_issued", "the late contest was not taken");
+    let contests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contests")
+        .fetch_one(ctx.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(contests, 0);
+    assert!(
+        open_page.body.contains("id=\"contest\"")
+            && open_page.body.contains("<label for=\"contest-reason\">")
+            && open_page.body.contains("<label for=\"contest-photo\">")
+            && open_page.body.contains("id=\"contest-photo\""),
+        "{}",
+        open_page.body
+    );
+
+    // Marked overdue: the page has no contest form, and says why.
+    let r = notices::check_deadlines(&ctx, now_ms()).await.unwrap();
+    assert_eq!(r.marked_overdue, std::slice::from_ref(&late), "{r:?}");
+    let token = session.token.clone();
+    let (page, refused) = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &token);
+        let page = me.get(&format!("/app/cases/{late}"));
+        let t = csrf(&page.body);
+        let refused = me.post_multipart(
+            &format!("/app/cases/{late}/contest"),
+            &[("csrf", &t), ("reason", "Tôi không điều khiển xe hôm đó")],
+            &[],
+        );
+        (page, refused)
+    })
+    .await
+    .unwrap();
+    assert!(
+        !page.body.contains("/contest\"") && !page.body.contains("id=\"contest-reason\""),
+        "overdue: no contest form\n{}",
+        page.body
+    );
+    assert!(page.body.contains("id=\"pay\""), "still payable");
+    assert_eq!(refused.status, 409);
+    assert!(
+        refused.body.contains("quá thời hạn khiếu nại"),
+        "{}",
+        refused.body
+    );
+}
+
+/// A phone photo over 5 MiB is answered 413 with "Ảnh quá lớn", not the
+/// multipart parser's English error; the page's error is an alert.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_over_the_limit_is_answered_413_in_vietnamese() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    confirm_and_issue(&server, &id, now_ms()).await;
+    let db = server.ingestor.context().db.clone();
+    let session = citizen::start_session(&db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let r = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &session.token);
+        let page = me.get(&format!("/app/cases/{id}"));
+        let t = csrf(&page.body);
+        let mut photo = vec![0xFF, 0xD8, 0xFF, 0xE0];
+        photo.resize(6 * 1024 * 1024, 0x5A);
+        me.post_multipart(
+            &format!("/app/cases/{id}/contest"),
+            &[("csrf", &t), ("reason", "Ảnh chụp giấy tờ xe")],
+            &[("photo", "IMG_0001.jpg", "image/jpeg", &photo)],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert!(r.body.contains("Ảnh quá lớn"), "{}", r.body);
+    assert!(r.body.contains("role=\"alert\""), "{}", r.body);
+    for english in ["multipart", "length limit", "Error"] {
+        assert!(!r.body.contains(english), "{english}: {}", r.body);
+    }
+}
+
+/// A PNG of a few bytes whose header says 20000 × 20000 pixels (400 MP:
+/// gigabytes once decoded) is refused at upload and never stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_photo_with_huge_dimensions_is_refused_at_upload() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    confirm_and_issue(&server, &id, now_ms()).await;
+    let db = server.ingestor.context().db.clone();
+    let session = citizen::start_session(&db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let bomb = png_header(20_000, 20_000);
+    let wide = png_header(9_000, 10);
+    let r = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &session.token);
+        let page = me.get(&format!("/app/cases/{id}"));
+        let t = csrf(&page.body);
+        let url = format!("/app/cases/{id}/contest");
+        let fields = [("csrf", t.as_str()), ("reason", "Ảnh hợp đồng mua bán")];
+        [bomb, wide]
+            .map(|png| me.post_multipart(&url, &fields, &[("photo", "a.png", "image/png", &png)]))
+    })
+    .await
+    .unwrap();
+    for r in &r {
+        assert_eq!(r.status, 409, "{}", r.body);
+        assert!(r.body.contains("kích thước quá lớn"), "{}", r.body);
+    }
+    let contests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contests")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(contests, 0);
+}
+
+/// The signature, an IHDR chunk of `w` × `h` (8-bit RGB) with its CRC, and
+/// IEND: what a decoder reads the size from.
+fn png_header(w: u32, h: u32) -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        c.extend_from_slice(kind);
+        c.extend_from_slice(data);
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        c.extend_from_slice(&crc.sum().to_be_bytes());
+        c
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend(chunk(b"IHDR", &ihdr));
+    png.extend(chunk(b"IEND", &[]));
+    png
+}
+
+/// A paid case that a supervisor then closes still shows its receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_case_closed_later_keeps_its_receipt() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let now = now_ms();
+    confirm_and_issue(&server, &id, now).await;
+    let ctx = server.ingestor.context().clone();
+    sqlx::query(
+        "INSERT INTO payments (txn_ref, event_id, gateway, amount_vnd, state, client_ip, \
+         created_at, expires_at, updated_at, transaction_no) VALUES ('t-paid', $1, 'vnpay', \
+         19000000, 'paid', '203.0.113.7', $2, $3, $2, '14012345')",
+    )
+    .bind(&id)
+    .bind(now)
+    .bind(now + 15 * 60_000)
+    .execute(ctx.db.pool())
+    .await
+    .unwrap();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let system = Actor {
+        id: "payments".into(),
+        role: Role::System,
+    };
+    r.act(&id, &Action::Pay, &system, "", now).await.unwrap();
+    let supervisor = Actor {
+        id: "gs.em".into(),
+        role: Role::Supervisor,
+    };
+    r.act(&id, &Action::Close, &supervisor, "", now)
+        .await
+        .unwrap();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let page = tokio::task::spawn_blocking(move || {
+        signed_in(addr, &session.token).get(&format!("/app/cases/{id}"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        page.body.contains("id=\"receipt\"") && page.body.contains("14012345"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("id=\"deadline\""), "{}", page.body);
+}
