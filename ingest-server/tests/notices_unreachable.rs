@@ -266,3 +266,26 @@ async fn the_app_shows_a_deadline_only_where_a_clock_runs() {
         assert!(body.contains("Đang khiếu nại"), "{body}");
     }
 }
+
+/// Past the one-year limitation period no notice may go out, by post
+/// either: the case is not listed for a paper notice, and recording one
+/// is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_paper_notice_past_the_limitation_period() {
+    use ingest_server::audit::Who;
+    use ingest_server::notices::paper::{PaperError, needing_paper, record_paper};
+    let (_dir, server) = start().await;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    confirm(&server, &id).await;
+    let ctx = server.ingestor.context();
+    let now = now_ms();
+    let listed =
+        |v: Vec<ingest_server::notices::paper::PaperNotice>| v.iter().any(|p| p.event_id == id);
+    assert!(listed(needing_paper(&ctx.db, now, 50).await.unwrap()));
+    let later = now + 366 * 86_400_000;
+    assert!(!listed(needing_paper(&ctx.db, later, 50).await.unwrap()));
+    let who = Who::new("csgt.cuong", Role::Police);
+    let r = record_paper(ctx, &id, &who, "RR123456789VN", later).await;
+    assert!(matches!(r, Err(PaperError::PastLimitation)), "{r:?}");
+    assert!(deliveries(&server, &id).await.is_empty());
+}

@@ -6,7 +6,7 @@
 //! warnings recorded to the vehicle inspection register after 20 days
 //! without a response ([`crate::notices::inspection_warnings`]). First of
 //! all, the notices no channel can deliver
-//! ([`crate::notices::paper::needing_paper`]): police and supervisors send
+//! ([`crate::notices::paper::needing_paper`]): police send
 //! them by post and record it here (`POST /console/cases/{id}/paper-notice`
 //! with the postal reference), which issues the notice.
 
@@ -33,10 +33,11 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
     let dberr = |e| ConsoleError::from((lang, e));
     let now = now_ms();
 
-    let paper = crate::notices::paper::needing_paper(db, LIMIT)
+    let paper = crate::notices::paper::needing_paper(db, now, LIMIT)
         .await
         .map_err(dberr)?;
-    let may_record = matches!(viewer.session.user.role, Role::Police | Role::Supervisor);
+    // Police send notices of the fines they impose.
+    let may_record = matches!(viewer.session.user.role, Role::Police);
     let mut paper_rows = String::new();
     for n in &paper {
         let form = if may_record {
@@ -263,15 +264,21 @@ pub async fn paper_notice(
     Path(id): Path<String>,
     Form(f): Form<PaperForm>,
 ) -> Result<Response, ConsoleError> {
-    viewer.require(&[Role::Police, Role::Supervisor])?;
+    viewer.require(&[Role::Police])?;
     viewer.check_csrf(&f.csrf)?;
     let lang = viewer.lang;
     use crate::notices::paper::{PaperError, record_paper};
     match record_paper(ctx.ingestor.context(), &id, &viewer.who(), &f.reference, now_ms()).await {
         Ok(()) => Ok(Redirect::to("/console/deadlines").into_response()),
-        Err(e @ (PaperError::NotNeeded | PaperError::Reference)) => Err(ConsoleError::Refused(
+        Err(e @ (PaperError::NotNeeded | PaperError::Reference | PaperError::PastLimitation)) => Err(ConsoleError::Refused(
             lang,
             match e {
+                PaperError::PastLimitation => lang
+                    .t(
+                        "Đã hết thời hiệu xử phạt (1 năm): không được gửi thông báo; rút quyết định xử phạt.",
+                        "The one-year limitation period has ended: no notice may be sent; withdraw the fine.",
+                    )
+                    .to_string(),
                 PaperError::Reference => lang
                     .t(
                         "Nhập số hiệu bưu gửi (1 đến 100 ký tự).",

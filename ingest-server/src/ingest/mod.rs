@@ -403,10 +403,19 @@ pub async fn commit_batch(
                         if let Some(c) = rows::conflict(a, stored.as_ref()) {
                             let digest = ctx.evidence.put(bytes.clone()).await?;
                             quarantine_one(&mut tx, bytes, digest, source, received_at, &c).await?
-                        } else {
-                            rows::mark_late_attachments(&mut tx, a, received_at).await?;
+                        } else if rows::attachments_kept(&mut tx, a).await? {
                             Outcome {
                                 ack: Some(Ack::duplicate(a.event.event_id)),
+                                rejection: None,
+                            }
+                        } else {
+                            // Its stills were not packed by this batch (it
+                            // was being refused): no answer, so the device
+                            // sends them again and the stored case takes
+                            // them the usual way. A duplicate would have it
+                            // drop stills the case never got.
+                            Outcome {
+                                ack: None,
                                 rejection: None,
                             }
                         }

@@ -165,6 +165,33 @@ pub(super) async fn stored_meanwhile(
 /// marked only for the hash it already names (the manifest the
 /// attachments were checked against is the stored one: same signed JSON),
 /// and not on a case whose evidence was deleted under retention.
+/// Whether every still `a` carries is already stored for its event (by
+/// the delivery that stored the case): a copy whose stills this batch did
+/// not pack may then be answered `duplicate` without the device dropping
+/// anything the case lacks.
+pub(super) async fn attachments_kept(
+    conn: &mut AnyConnection,
+    a: &Accepted,
+) -> Result<bool, IngestError> {
+    for at in &a.attachments {
+        let Some(item) = a.event.evidence_item(&at.name) else {
+            continue;
+        };
+        let stored: Option<i64> = sqlx::query_scalar(
+            "SELECT stored FROM evidence WHERE event_id = $1 AND name = $2 AND sha256 = $3",
+        )
+        .bind(a.event.event_id.to_string())
+        .bind(&item.name)
+        .bind(&item.sha256)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if stored != Some(1) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 pub(super) async fn mark_late_attachments(
     conn: &mut AnyConnection,
     a: &Accepted,

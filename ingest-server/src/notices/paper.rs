@@ -47,20 +47,24 @@ pub struct PaperNotice {
 const LIVE: &str = "d.state IN ('pending', 'failed', 'sent')";
 
 /// Confirmed cases whose addressed notice has no delivery that may still
-/// get through, oldest detection first.
-pub async fn needing_paper(db: &Db, limit: i64) -> Result<Vec<PaperNotice>, DbError> {
+/// get through, oldest detection first; not those past the limitation
+/// period at `now` (no notice may go out for them: a person withdraws
+/// them, `Action::Withdraw`).
+pub async fn needing_paper(db: &Db, now: i64, limit: i64) -> Result<Vec<PaperNotice>, DbError> {
     let sql = format!(
         "SELECT e.event_id, e.event_time_ms, n.created_at, \
          (SELECT COUNT(*) FROM notice_deliveries d WHERE d.notice_id = n.notice_id \
           AND d.message_id IS NULL) \
          FROM notices n JOIN events e ON e.event_id = n.event_id \
          WHERE e.state = 'confirmed' AND n.issued_at IS NULL AND n.owner_id IS NOT NULL \
+         AND e.event_time_ms >= $2 \
          AND NOT EXISTS (SELECT 1 FROM notice_deliveries d WHERE d.notice_id = n.notice_id \
           AND d.message_id IS NULL AND {LIVE}) \
          ORDER BY e.event_time_ms LIMIT $1"
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(limit)
+        .bind(now.saturating_sub(crate::workflow::LIMITATION_MS))
         .fetch_all(db.pool())
         .await?;
     rows.iter()
@@ -84,6 +88,9 @@ pub enum PaperError {
     /// through, no owner, not confirmed).
     #[error("this case's notice does not need a paper notice (issued, or not confirmed)")]
     NotNeeded,
+    /// The violation is past the limitation period: no notice may go out.
+    #[error("the limitation period of this violation has ended: no notice may be sent")]
+    PastLimitation,
     /// The postal reference is missing or too long.
     #[error("give the postal reference (1 to 100 characters)")]
     Reference,
@@ -118,18 +125,23 @@ pub async fn record_paper(
     let db = &ctx.db;
     let mut tx = audit::begin(db).await?;
     let sql = format!(
-        "SELECT n.notice_id FROM notices n JOIN events e ON e.event_id = n.event_id \
+        "SELECT n.notice_id, e.event_time_ms FROM notices n JOIN events e ON e.event_id = n.event_id \
          WHERE n.event_id = $1 AND e.state = 'confirmed' AND n.issued_at IS NULL \
          AND n.owner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM notice_deliveries d \
           WHERE d.notice_id = n.notice_id AND d.message_id IS NULL AND {LIVE})"
     );
-    let Some(notice_id) = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql))
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(event_id)
         .fetch_optional(&mut *tx)
         .await?
     else {
         return Err(PaperError::NotNeeded);
     };
+    let notice_id: String = row.try_get(0)?;
+    let event_ms: i64 = row.try_get(1)?;
+    if now > crate::workflow::limitation_ends_at(event_ms) {
+        return Err(PaperError::PastLimitation);
+    }
     let written = sqlx::query(
         "INSERT INTO notice_deliveries (delivery_id, notice_id, event_id, channel, target, \
          state, attempts, next_attempt_at, idempotency_key, created_at, sent_at) \
