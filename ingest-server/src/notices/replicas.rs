@@ -42,7 +42,10 @@ pub async fn heartbeat(
     names: &[String],
     now: i64,
 ) -> Result<Vec<String>, DbError> {
-    let mut tx = db.pool().begin().await?;
+    // A write lock first (SQLite: a transaction that reads and then
+    // writes fails at once with "database is locked" when another
+    // connection wrote meanwhile; taken first, the busy timeout waits).
+    let mut tx = crate::audit::begin(db).await?;
     let before = active_channels(&mut tx).await?;
     sqlx::query("DELETE FROM notice_channels WHERE name LIKE $1")
         .bind(format!("{replica}|%"))
