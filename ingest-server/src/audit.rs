@@ -78,7 +78,7 @@ impl Who {
 
 /// Opens a transaction and takes the audit lock (see the module doc).
 pub async fn begin(db: &Db) -> Result<Transaction<'static, Any>, DbError> {
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
         .execute(&mut *tx)
         .await?;

@@ -354,7 +354,7 @@ impl ClipAssembler {
             let entry = quarantine::record_entry(&ctx.db, entry).await?;
             return Ok(refused(ctx, Some((h.event_id, &h.name)), r, entry));
         }
-        let mut tx = ctx.db.pool().begin().await?;
+        let mut tx = ctx.db.begin_write().await?;
         sqlx::query(
             "UPDATE evidence SET stored = 1, stored_at = $1 WHERE event_id = $2 AND name = $3",
         )

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{Any, AnyPool, Executor, Row, Transaction};
 use thiserror::Error;
 
 /// Which database is behind the pool.
@@ -252,6 +252,26 @@ impl Db {
     /// Which database this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Opens a transaction that will write: every writing transaction in
+    /// this crate starts here, not with `pool().begin()`.
+    ///
+    /// Why: SQLite's plain `BEGIN` is deferred — the transaction takes the
+    /// write lock only at its first write. One that reads first (is this
+    /// heartbeat newer? is this owner known?) and then writes fails at
+    /// once with "database is locked" when another connection wrote in
+    /// between, whatever the busy timeout, because its snapshot is stale.
+    /// `BEGIN IMMEDIATE` takes the write lock at the start (waiting up to
+    /// the busy timeout for it), so writers queue instead of failing.
+    /// PostgreSQL has no such failure: its rows lock as they are written,
+    /// and the transactions that need more take their locks explicitly
+    /// (`audit::begin`, the case lock).
+    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
     }
 
     /// Applies every migration not yet applied.

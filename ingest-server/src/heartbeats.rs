@@ -28,7 +28,7 @@ pub async fn receive(
             // or replayed old heartbeat must not make a dead or alarming
             // device look healthy again. Decided and stored in one
             // transaction, so a run is never remembered without its report.
-            let mut tx = ctx.db.pool().begin().await?;
+            let mut tx = ctx.db.begin_write().await?;
             if !is_newer(&mut tx, &hb, ctx.clock_tolerance).await? {
                 tracing::debug!(device = hb.device_id, sent = %hb.time, "heartbeat older than the stored one: ignored");
                 tx.commit().await?;

@@ -289,3 +289,104 @@ async fn no_paper_notice_past_the_limitation_period() {
     assert!(matches!(r, Err(PaperError::PastLimitation)), "{r:?}");
     assert!(deliveries(&server, &id).await.is_empty());
 }
+
+/// A delivery waiting for a channel that no live replica has any more (the
+/// partner app taken out of every replica's configuration) will never be
+/// sent: once the channel has been gone for `STALE_MS`, the notice is
+/// listed for a paper notice and may be recorded; while the channel is
+/// there it is not. Rows of replicas gone for a day are deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_waiting_for_a_channel_no_replica_has_leaves_the_owner_to_paper() {
+    stranded_delivery(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranded_delivery_on_postgres() {
+    let pg = Postgres::start();
+    stranded_delivery(Some(pg.fresh_database().await)).await;
+}
+
+async fn stranded_delivery(db_url: Option<String>) {
+    use ingest_server::audit::Who;
+    use ingest_server::notices::paper::{needing_paper, record_paper};
+    use ingest_server::notices::replicas::{RETIRE_MS, STALE_MS, heartbeat};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = local_config(dir.path());
+    cfg.notices.enabled = false;
+    if let Some(url) = db_url {
+        cfg.database.url = url;
+    }
+    let server = app::start(&cfg).await.unwrap();
+    let ctx = server.ingestor.context();
+    let db = &ctx.db;
+    let t0 = now_ms();
+    heartbeat(
+        db,
+        "gone-long-ago",
+        &["email".into()],
+        t0 - RETIRE_MS - 60_000,
+    )
+    .await
+    .unwrap();
+    heartbeat(db, "a", &["webhook:vneid".into()], t0)
+        .await
+        .unwrap();
+    assert_eq!(
+        channel_rows(db, "gone-long-ago").await,
+        0,
+        "retired at a's beat"
+    );
+    assert_eq!(channel_rows(db, "a").await, 1);
+
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    confirm(&server, &id).await;
+    assert_eq!(
+        deliveries(&server, &id).await,
+        vec![("webhook".into(), "pending".into())]
+    );
+    let listed = |v: Vec<ingest_server::notices::paper::PaperNotice>| {
+        v.into_iter().find(|p| p.event_id == id)
+    };
+    assert!(listed(needing_paper(db, t0, 50).await.unwrap()).is_none());
+
+    // Replica b, without the partner, beats on; a is gone.
+    let t1 = t0 + STALE_MS - 60_000;
+    heartbeat(db, "b", &["email".into()], t1).await.unwrap();
+    assert!(
+        listed(needing_paper(db, t1, 50).await.unwrap()).is_none(),
+        "a's partner is active until a has been silent for STALE_MS"
+    );
+    let t2 = t0 + STALE_MS + 60_000;
+    heartbeat(db, "b", &["email".into()], t2).await.unwrap();
+    let p = listed(needing_paper(db, t2, 50).await.unwrap()).expect("listed for paper");
+    assert_eq!(p.given_up, 1, "the stranded delivery cannot get through");
+
+    // A replica with the partner comes back: off the list again.
+    heartbeat(db, "a2", &["webhook:vneid".into()], t2 + 1)
+        .await
+        .unwrap();
+    assert!(listed(needing_paper(db, t2 + 1, 50).await.unwrap()).is_none());
+    // And gone again: the paper notice is recorded and issues the case.
+    let t3 = t2 + 2 * STALE_MS;
+    heartbeat(db, "b", &["email".into()], t3).await.unwrap();
+    let who = Who::new("csgt.cuong", Role::Police);
+    record_paper(ctx, &id, &who, "RR123456789VN", t3)
+        .await
+        .unwrap();
+    let state: String = sqlx::query("SELECT state FROM events WHERE event_id = $1")
+        .bind(&id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "notice_issued");
+}
+
+async fn channel_rows(db: &ingest_server::db::Db, replica: &str) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM notice_channels WHERE name LIKE $1")
+        .bind(format!("{replica}|%"))
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0)
+}

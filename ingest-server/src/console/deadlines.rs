@@ -191,7 +191,7 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
             "Chủ phương tiện không nhận được thông báo qua kênh điện tử nào (không có ứng dụng, thư điện tử, đối tác; hoặc mọi lần gửi đều thất bại). Gửi thông báo qua bưu điện tới địa chỉ đăng ký rồi ghi nhận tại đây: thông báo được coi là đã gửi, thời hạn 20 ngày tính từ hôm nay.",
             "No electronic channel reaches the owner (no app, e-mail or partner; or every delivery was given up). Post the notice to the registered address and record it here: the notice is then issued, its 20 days running from today."
         ),
-        given_up_l = lang.t("Lần gửi đã bỏ", "Deliveries given up"),
+        given_up_l = lang.t("Lần gửi không tới", "Deliveries that cannot get through"),
         paper_rows = paper_rows,
         paper_empty = empty(6, &paper_rows),
         held_h = lang.t("Khoản tiền cần người xử lý", "Payments needing a person"),

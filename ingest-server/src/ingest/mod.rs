@@ -354,7 +354,7 @@ pub async fn commit_batch(
     let packed = ctx.evidence.put_pack(files).await?;
     let t2 = std::time::Instant::now();
 
-    let mut tx = ctx.db.pool().begin().await?;
+    let mut tx = ctx.db.begin_write().await?;
     crate::evidence::pack::record(&mut tx, &packed).await?;
     let mut outcomes = Vec::with_capacity(verdicts.len());
     let mut fresh = Vec::new();

@@ -95,10 +95,9 @@ pub async fn owner_contact(
     let Some(owner_id) = &facts.owner_id else {
         return Ok(None);
     };
-    // The log entry is written first: it takes the write lock before the
-    // read (on SQLite a read that turns into a write inside one
-    // transaction fails at once when another writer got in between).
-    let mut tx = db.pool().begin().await?;
+    // The log entry is written first, in a transaction that holds the
+    // write lock from its start (`Db::begin_write`).
+    let mut tx = db.begin_write().await?;
     sqlx::query(
         "INSERT INTO registry_access_log (id, at, actor, plate, purpose, event_id, outcome) \
          SELECT $1, $2, $3, $4, $5, $6, CASE WHEN EXISTS \

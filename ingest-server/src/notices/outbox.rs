@@ -222,7 +222,7 @@ pub async fn enqueue_found_owners(db: &Db, now: i64, limit: i64) -> Result<usize
     let mut n = 0;
     for r in rows {
         let event_id: String = r.try_get(0)?;
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         n += enqueue_for_found_owner(&mut tx, &event_id, now).await?;
         tx.commit().await?;
     }
@@ -273,7 +273,7 @@ pub async fn enqueue_unissued(
             national_id: r.try_get(3)?,
             email: r.try_get(4)?,
         };
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         n += add_deliveries(&mut tx, &notice_id, None, &event_id, &plate, &owner, now).await?;
         tx.commit().await?;
     }

@@ -4,7 +4,8 @@
 //! A confirmed case whose owner is known (the notice is addressed) but
 //! which has no delivery that can still get through (the owner has no
 //! e-mail, no push subscription, and no partner app is configured; or every
-//! delivery was given up or dropped) would otherwise never be issued: the
+//! delivery was given up or dropped, or waits for a channel that no live
+//! replica has any more) would otherwise never be issued: the
 //! owner would see it in the app with no way to pay, and its 10-day flag
 //! would be the only trace. [`needing_paper`] lists those notices at once
 //! (the console's deadlines page, `console/deadlines.rs`), and a police
@@ -39,12 +40,21 @@ pub struct PaperNotice {
     pub notify_by: i64,
     /// When the notice was written (the confirmation).
     pub created_at: i64,
-    /// Deliveries given up or dropped (none at all when 0).
+    /// Deliveries that will not get through: given up, dropped, or
+    /// waiting for a channel no replica has (none at all when 0).
     pub given_up: i64,
 }
 
-/// Deliveries that may still get through, or got through.
-const LIVE: &str = "d.state IN ('pending', 'failed', 'sent')";
+/// Deliveries that got through, or may still: pending or failing on a
+/// channel some live replica has (one waiting for a channel no replica
+/// has — a partner app taken out of the configuration — may wait for
+/// ever, and the owner must not wait with it).
+fn live() -> String {
+    format!(
+        "(d.state = 'sent' OR (d.state IN ('pending', 'failed') AND {}))",
+        super::replicas::delivery_channel_active()
+    )
+}
 
 /// Confirmed cases whose addressed notice has no delivery that may still
 /// get through, oldest detection first; not those past the limitation
@@ -59,8 +69,9 @@ pub async fn needing_paper(db: &Db, now: i64, limit: i64) -> Result<Vec<PaperNot
          WHERE e.state = 'confirmed' AND n.issued_at IS NULL AND n.owner_id IS NOT NULL \
          AND e.event_time_ms >= $2 \
          AND NOT EXISTS (SELECT 1 FROM notice_deliveries d WHERE d.notice_id = n.notice_id \
-          AND d.message_id IS NULL AND {LIVE}) \
-         ORDER BY e.event_time_ms LIMIT $1"
+          AND d.message_id IS NULL AND {live}) \
+         ORDER BY e.event_time_ms LIMIT $1",
+        live = live()
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(limit)
@@ -128,7 +139,8 @@ pub async fn record_paper(
         "SELECT n.notice_id, e.event_time_ms FROM notices n JOIN events e ON e.event_id = n.event_id \
          WHERE n.event_id = $1 AND e.state = 'confirmed' AND n.issued_at IS NULL \
          AND n.owner_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM notice_deliveries d \
-          WHERE d.notice_id = n.notice_id AND d.message_id IS NULL AND {LIVE})"
+          WHERE d.notice_id = n.notice_id AND d.message_id IS NULL AND {live})",
+        live = live()
     );
     let Some(row) = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(event_id)

@@ -14,7 +14,10 @@
 //! within [`STALE_MS`] of the newest heartbeat of any replica: measured
 //! against the replicas' own clocks, not the caller's `now`, so a
 //! replica that stopped drops out once the others have beaten for
-//! [`STALE_MS`] without it. Rows of the plain form (`webpush`,
+//! [`STALE_MS`] without it, and its rows are deleted after [`RETIRE_MS`].
+//! A delivery waiting for a channel no live replica has is not counted as
+//! a way to reach the owner ([`delivery_channel_active`]; `paper.rs`).
+//! Rows of the plain form (`webpush`,
 //! `webhook:vneid`), written by servers before this change, are left to
 //! them and not read here.
 
@@ -30,10 +33,32 @@ pub const HEARTBEAT_MS: i64 = 60_000;
 /// A replica whose heartbeat is this much older than the newest one no
 /// longer makes its channels active.
 pub const STALE_MS: i64 = 10 * 60_000;
+/// A replica whose heartbeat is this much older than the newest one has
+/// its rows deleted: a replica's name is new at every start, so without
+/// this the table would gain a set of rows per restart for ever.
+pub const RETIRE_MS: i64 = 24 * 60 * 60_000;
+
+/// An SQL condition, true when the channel of the delivery row `d` is
+/// active (see the module doc): a pending delivery for a channel no live
+/// replica has will not be sent until one comes back, so it does not
+/// count as a way to reach the owner (`paper.rs`). Names are
+/// `{replica}|{channel}`; a webhook delivery's channel is
+/// `webhook:{target}`. Compared by suffix, so a replica name holding `|`
+/// or a partner name holding `%` cannot widen the match.
+pub fn delivery_channel_active() -> String {
+    let channel = "CASE WHEN d.channel = 'webhook' THEN 'webhook:' || d.target \
+                   ELSE d.channel END";
+    format!(
+        "EXISTS (SELECT 1 FROM notice_channels c WHERE c.name LIKE '%|%' \
+         AND c.updated_at >= (SELECT MAX(m.updated_at) FROM notice_channels m \
+          WHERE m.name LIKE '%|%') - {STALE_MS} \
+         AND substr(c.name, length(c.name) - length({channel})) = '|' || {channel})"
+    )
+}
 
 /// Records that `replica` can send `names` (`webpush`, `email`,
 /// `webhook:{partner}`) at `now`: its rows refreshed, rows of channels it
-/// no longer has removed. Returns the channels that were not active
+/// no longer has removed, rows of replicas gone for [`RETIRE_MS`] removed. Returns the channels that were not active
 /// before and are now (a channel added: its owners' notices not yet out
 /// get deliveries, `outbox::enqueue_unissued`).
 pub async fn heartbeat(
@@ -51,6 +76,13 @@ pub async fn heartbeat(
         .bind(format!("{replica}|%"))
         .execute(&mut *tx)
         .await?;
+    sqlx::query(
+        "DELETE FROM notice_channels WHERE name LIKE '%|%' AND updated_at < \
+         (SELECT MAX(updated_at) FROM notice_channels WHERE name LIKE '%|%') - $1",
+    )
+    .bind(RETIRE_MS)
+    .execute(&mut *tx)
+    .await?;
     for n in names {
         sqlx::query(
             "INSERT INTO notice_channels (name, active, updated_at) VALUES ($1, 1, $2) \

@@ -289,7 +289,7 @@ impl HttpRegistry {
     /// now (see the module documentation).
     async fn keep_copy(&self, r: &Registration) -> Result<(), RegistryError> {
         let now = Some(crate::db::now_ms());
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.db.begin_write().await?;
         super::upsert_owner(&mut tx, &r.owner, now).await?;
         super::upsert_vehicle(&mut tx, &r.vehicle, now).await?;
         tx.commit().await?;

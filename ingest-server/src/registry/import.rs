@@ -212,7 +212,7 @@ pub async fn import(
         return Err(ImportError::Invalid(problems));
     }
 
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
     for o in &clean_owners {
         upsert_owner(&mut tx, o, None).await?;
     }

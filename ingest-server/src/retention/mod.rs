@@ -301,7 +301,7 @@ async fn remove_case_files(
         }
         let r = evidence.remove(&doomed).await?;
         let kept: HashSet<String> = r.not_removed.iter().cloned().collect();
-        let mut tx = db.pool().begin().await?;
+        let mut tx = db.begin_write().await?;
         for d in doomed.iter().filter(|d| !kept.contains(*d)) {
             sqlx::query(
                 "UPDATE evidence SET stored = 0 WHERE sha256 = $1 AND event_id IN \
