@@ -377,14 +377,18 @@ pub async fn evidence(
         .into_response())
 }
 
-/// The person's address for the gateway (`vnp_IpAddr`): the peer, or, when
-/// the peer is a proxy on this machine, the hop it added (the last one of
-/// `X-Forwarded-For`; earlier hops are whatever the client sent).
-fn client_ip(headers: &axum::http::HeaderMap, ext: &axum::http::Extensions) -> std::net::IpAddr {
+/// The person's address for the gateway (`vnp_IpAddr`): the peer, or
+/// behind a proxy of ours (loopback, `http.trusted_proxies`) the hop it
+/// added (`console::throttle::client_address`).
+fn client_ip(
+    headers: &axum::http::HeaderMap,
+    ext: &axum::http::Extensions,
+    trusted: &[crate::console::throttle::ProxyNet],
+) -> std::net::IpAddr {
     let peer = ext
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    crate::payments::web::source_ip(peer, headers).unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]))
+    crate::console::throttle::client_address(peer, headers, trusted)
 }
 
 /// `POST /app/cases/{id}/pay`: to the payment gateway's page.
@@ -405,7 +409,14 @@ pub async fn pay(
                 .into(),
         ));
     };
-    match crate::payments::start(payments, &id, client_ip(&headers, &ext), now_ms()).await {
+    match crate::payments::start(
+        payments,
+        &id,
+        client_ip(&headers, &ext, &ctx.trusted_proxies),
+        now_ms(),
+    )
+    .await
+    {
         Ok(url) => Ok(Redirect::to(&url).into_response()),
         Err(crate::payments::PaymentError::AlreadyPaid(_)) => {
             Err(AppError::Refused("Vụ việc này đã được nộp phạt.".into()))

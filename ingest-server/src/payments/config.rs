@@ -44,7 +44,9 @@ pub struct VnPayConfig {
     /// `https://{host}/pay/vnpay/return`.
     pub return_url: String,
     /// Addresses the IPN may come from (VNPay publishes its own); empty:
-    /// any (the hash is checked in any case).
+    /// any (the hash is checked in any case). Behind a proxy (the
+    /// Kubernetes ingress) the source is the address it forwards, when the
+    /// proxy is listed in `http.trusted_proxies`.
     pub ipn_allowed_ips: Vec<String>,
     /// How long the person has to pay once sent to the gateway
     /// (`vnp_ExpireDate`), minutes.

@@ -4,6 +4,11 @@
 //!   notification. It settles the payment (see [`super::settle`]) and
 //!   answers JSON `{"RspCode", "Message"}` with HTTP 200, as VNPay expects.
 //!   When `ipn_allowed_ips` is set, other sources are answered 403 / 99.
+//!   The source is the client address as the sign-in throttle sees it
+//!   (`console::throttle::client_address`): the peer, or behind a proxy
+//!   on loopback or in `http.trusted_proxies` (the Kubernetes ingress),
+//!   the hop that proxy added — so the list names VNPay's servers, not
+//!   the ingress, and a client that is no proxy of ours cannot claim one.
 //! - `GET /pay/vnpay/return`: where the person's browser lands after the
 //!   payment page. It shows the result, Vietnamese first, and changes
 //!   nothing (the parameters come through the person's browser, which
@@ -11,16 +16,17 @@
 //!   show). When the gateway says success but the IPN has not come yet, the
 //!   page says "đang xử lý" and looks again every few seconds.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::{IpnAnswer, find, response_text};
 use crate::console::html::{esc, local_time, vnd};
+use crate::console::throttle::client_address;
 use crate::db::now_ms;
 use crate::web::ApiContext;
 
@@ -50,9 +56,9 @@ async fn ipn(State(ctx): State<ApiContext>, req: Request) -> Response {
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip());
-        let source = source_ip(peer, req.headers());
-        if !source.is_some_and(|ip| p.settings.ipn_allowed_ips.contains(&ip)) {
-            tracing::warn!(?source, "IPN from an address not in ipn_allowed_ips");
+        let source = client_address(peer, req.headers(), &ctx.trusted_proxies);
+        if !p.settings.ipn_allowed_ips.contains(&source) {
+            tracing::warn!(%source, "IPN from an address not in ipn_allowed_ips");
             return ipn_json(
                 StatusCode::FORBIDDEN,
                 IpnAnswer::new("99", "Source not allowed"),
@@ -62,18 +68,6 @@ async fn ipn(State(ctx): State<ApiContext>, req: Request) -> Response {
     let query = req.uri().query().unwrap_or_default();
     let answer = p.gateway.handle_ipn(&p, query, now_ms()).await;
     ipn_json(StatusCode::OK, answer)
-}
-
-/// The address a request came from: the peer's, or, when the peer is a
-/// proxy on this machine (loopback), the last address it appended to
-/// `X-Forwarded-For`. `None` when the server does not know its peers.
-pub fn source_ip(peer: Option<IpAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-    let peer = peer?;
-    if !peer.is_loopback() {
-        return Some(peer);
-    }
-    let forwarded = crate::console::throttle::forwarded_hops(headers).pop();
-    Some(forwarded.unwrap_or(peer))
 }
 
 /// What the page says.
@@ -273,26 +267,5 @@ mod tests {
         for path in [IPN_PATH, super::super::config::RETURN_PATH] {
             assert!(crate::web::ROUTES.contains(&("get", path)), "{path}");
         }
-    }
-
-    #[test]
-    fn source_address_behind_a_local_proxy() {
-        let mut h = HeaderMap::new();
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(source_ip(None, &h), None);
-        assert_eq!(source_ip(Some(ip("127.0.0.1")), &h), Some(ip("127.0.0.1")));
-        h.append(
-            "x-forwarded-for",
-            "1.2.3.4, 113.160.92.202".parse().unwrap(),
-        );
-        assert_eq!(
-            source_ip(Some(ip("127.0.0.1")), &h),
-            Some(ip("113.160.92.202"))
-        );
-        // A remote peer cannot claim another address.
-        assert_eq!(
-            source_ip(Some(ip("198.51.100.9")), &h),
-            Some(ip("198.51.100.9"))
-        );
     }
 }
