@@ -18,6 +18,7 @@ pub mod live;
 pub mod models;
 pub mod outbox;
 pub mod parked_store;
+pub mod recover;
 pub mod replay;
 pub mod report;
 pub mod rules;

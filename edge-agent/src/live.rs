@@ -111,8 +111,9 @@ impl Live {
         }
         let (tx, rx) = std::sync::mpsc::sync_channel::<PostJob>(POST_QUEUE);
         let mut threads = Vec::new();
-        let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())
+        let mut outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())
             .map_err(|e| LiveError(e.to_string()))?;
+        recover_spool(&cfg.spool_dir(), &mut outbox)?;
         // The workers take jobs off one queue; each has its own plate
         // reader (ONNX sessions are per thread here), all share the outbox.
         let rx = Arc::new(Mutex::new(rx));
@@ -438,6 +439,22 @@ impl Rate {
             _ => 0.0,
         }
     }
+}
+
+/// Queues what the last run left signed in the spool but not in the
+/// outbox (`recover.rs`), and says what it could not.
+fn recover_spool(spool: &std::path::Path, outbox: &mut Outbox) -> Result<(), LiveError> {
+    let r = crate::recover::requeue_orphans(spool, outbox).map_err(|e| LiveError(e.to_string()))?;
+    if !r.requeued.is_empty() {
+        tracing::warn!(events = ?r.requeued, "violations the last run did not queue, queued from the spool");
+    }
+    for dir in &r.unsigned {
+        tracing::error!(dir = %dir.display(), "evidence in the spool with no signed event: it cannot be delivered; a person must look");
+    }
+    for (path, why) in &r.failed {
+        tracing::error!(path = %path.display(), why, "spool entry not queued");
+    }
+    Ok(())
 }
 
 /// Post-processing: plate read, evidence files, signature, outbox.

@@ -141,6 +141,12 @@ pub fn sign_and_queue(
             event_id: event.event_id,
             source,
         })?;
+    // The signed copy first: should the outbox insert fail or the power go
+    // now, the next start queues it from the spool (`recover.rs`). Not
+    // keeping it costs only that safety net, so it does not stop the insert.
+    if let Err(e) = crate::recover::keep_signed(dir, &signed) {
+        tracing::warn!(event_id = %event.event_id, error = %e, "signed copy not kept in the spool");
+    }
     outbox.enqueue(&signed, &event.camera_id, dir)?;
     Ok(signed)
 }

@@ -64,6 +64,11 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
         &d.join("data/device.key"),
     )
     .unwrap();
+    // A violation the last run signed but never queued (the power went
+    // between the spool and the outbox): delivered too, from the spool.
+    let (orphan, orphan_dir) = violation(&id, &d.join("data/spool"), "synthetic", 99, 800, 0);
+    edge_agent::recover::keep_signed(&orphan_dir, &orphan).unwrap();
+    let orphan_id = orphan.unverified_event_id().unwrap();
     let server = TestServer::start(broker.port, id.verifying_key());
 
     // Watch heartbeats for the camera's state.
@@ -97,7 +102,9 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
             cameras_seen.extend(beat.cameras.into_iter().map(|c| (c.camera_id, c.state)));
         }
         let s = server.seen.lock().unwrap();
-        !s.first.is_empty() && !s.clips.is_empty()
+        s.first.iter().any(|f| f.0 != orphan_id)
+            && !s.clips.is_empty()
+            && s.first.iter().any(|f| f.0 == orphan_id)
     });
     std::thread::sleep(Duration::from_secs(2)); // would a second (wrong) event follow?
     let metrics = http_get(metrics_port, "/metrics");
@@ -110,13 +117,13 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
     assert!(delivered, "event and clip delivered; log:\n{text}");
     assert!(status.success(), "clean exit on SIGTERM; log:\n{text}");
     let seen = server.seen.lock().unwrap();
-    assert_eq!(
-        seen.first.len(),
-        1,
-        "exactly the one runner: {:?}",
-        seen.first
+    let runners: Vec<_> = seen.first.iter().filter(|f| f.0 != orphan_id).collect();
+    assert_eq!(runners.len(), 1, "exactly the one runner: {:?}", seen.first);
+    assert_eq!(runners[0].1, site.camera_id);
+    assert!(
+        text.contains("queued from the spool"),
+        "the recovery is logged:\n{text}"
     );
-    assert_eq!(seen.first[0].1, site.camera_id);
     assert!(seen.rejected.is_empty(), "{:?}", seen.rejected);
     assert!(
         cameras_seen.iter().any(|(c, _)| *c == site.camera_id),
@@ -130,8 +137,8 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
     );
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
     assert!(
-        metrics.contains("edge_events_acked_total 2\n"),
-        "event and clip acked:\n{metrics}"
+        metrics.contains("edge_events_acked_total 3\n"),
+        "the orphan, the event and its clip acked:\n{metrics}"
     );
     let fps = format!("edge_camera_fps{{camera=\"{}\"}}", site.camera_id);
     assert!(metrics.contains(&fps), "{metrics}");
