@@ -143,18 +143,6 @@ fn parse_hop(entry: &str) -> Option<IpAddr> {
         .and_then(|(a, _)| a.parse().ok())
 }
 
-/// The addresses of `X-Forwarded-For`, in order (each proxy appends the
-/// address it received the request from; unparsable entries skipped).
-pub(crate) fn forwarded_hops(headers: &HeaderMap) -> Vec<IpAddr> {
-    headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-        .collect()
-}
-
 /// The key an address is counted under: itself, or its /64 for IPv6
 /// (an IPv4 address written as IPv6, `::ffff:a.b.c.d`, as itself).
 fn key(ip: IpAddr) -> IpAddr {
