@@ -457,6 +457,13 @@ impl Reviewer<'_> {
     ) -> Result<(), ReviewError> {
         let mut event = stored_event(signed_json)?;
         event.violation_type = parse_type(violation_type)?;
+        // What the type needs recorded (a speed for speeding, a signal for
+        // red light): the event must be one a device could have sent.
+        protocol::Message::validate(&event).map_err(|e| {
+            ReviewError::Invalid(format!(
+                "cannot correct the violation to {violation_type}: the event does not record it ({e})"
+            ))
+        })?;
         let devices = std::collections::HashSet::from([camera_key.0.clone()]);
         let cameras = crate::cameras::for_devices(self.db, &devices)
             .await

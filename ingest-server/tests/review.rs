@@ -561,20 +561,41 @@ async fn a_type_correction_is_held_to_the_arrival_checks() {
         other => panic!("a red-light-only camera made a wrong-lane case: {other:?}"),
     }
     assert_eq!(column(&i, &b, "reviewed_type").await, None);
+    // Stopping over the line is a red-signal offence too.
+    match r
+        .act(&a, &to("stop_line"), &alice, "over the line", now + 1)
+        .await
+    {
+        Err(ReviewError::Invalid(m)) => assert!(m.contains("signal_not_red"), "{m}"),
+        other => panic!("a green light made a stop-line case: {other:?}"),
+    }
     // What the checks allow is corrected as before.
-    r.act(
-        &a,
-        &to("stop_line"),
-        &alice,
-        "stopped over the line",
-        now + 2,
-    )
-    .await
-    .unwrap();
+    r.act(&a, &to("wrong_way"), &alice, "against the flow", now + 2)
+        .await
+        .unwrap();
     assert_eq!(
         column(&i, &a, "reviewed_type").await.as_deref(),
-        Some("stop_line")
+        Some("wrong_way")
     );
+
+    // A case that recorded no signal at all cannot become a red-light or
+    // stop-line case, nor one that recorded no speed a speeding case.
+    let mut unlit = event("edge-t1", SITE, &files);
+    unlit.violation_type = protocol::ViolationType::WrongLane;
+    unlit.signal = None;
+    let c = store(&i, &k, &unlit).await;
+    r.act(&c, &Action::Claim, &alice, "", now).await.unwrap();
+    for (t, check) in [
+        ("red_light", "signal"),
+        ("stop_line", "signal_not_red"),
+        ("speeding", "speed"),
+    ] {
+        match r.act(&c, &to(t), &alice, "", now + 3).await {
+            Err(ReviewError::Invalid(m)) => assert!(m.contains(check), "{t}: {m}"),
+            other => panic!("a case with nothing recorded became {t}: {other:?}"),
+        }
+    }
+    assert_eq!(column(&i, &c, "reviewed_type").await, None);
 }
 
 /// The one-year limitation period holds after ingest too: a case accepted

@@ -323,20 +323,29 @@ pub fn type_checks(
     crate::cameras::check(camera, event, require_known_camera)
 }
 
-/// A red-light case is a crossing on red: the signal it records must say
-/// so, or the case proves nothing. (Checked on arrival and on a type
-/// correction, not in the protocol's validation, which also runs when a
-/// stored event's signature is checked again for a court package.)
+/// A red-light or stop-line case is a crossing on red: the signal it
+/// records must say so, or the case proves nothing — an event with no
+/// signal at all (a wrong-lane case an operator would turn into a red-light
+/// one) included. (Checked on arrival and on a type correction, not in the
+/// protocol's validation, which also runs when a stored event's signature
+/// is checked again for a court package.)
 pub fn signal_check(event: &protocol::ViolationEvent) -> Result<(), crate::cameras::CameraRefusal> {
-    if event.violation_type == protocol::ViolationType::RedLight
-        && event
-            .signal
-            .as_ref()
-            .is_some_and(|s| s.state != protocol::SignalState::Red)
-    {
+    use protocol::ViolationType::{RedLight, StopLine};
+    let on_red = event
+        .signal
+        .as_ref()
+        .is_some_and(|s| s.state == protocol::SignalState::Red);
+    if matches!(event.violation_type, RedLight | StopLine) && !on_red {
         return Err(crate::cameras::CameraRefusal {
             code: "signal_not_red",
-            message: "a red_light event whose recorded signal is not red".into(),
+            message: format!(
+                "a {} event whose recorded signal is {}",
+                crate::ingest::enum_text(&event.violation_type),
+                match &event.signal {
+                    Some(s) => crate::ingest::enum_text(&s.state),
+                    None => "absent".into(),
+                }
+            ),
         });
     }
     Ok(())
