@@ -24,8 +24,15 @@ use crate::workflow::Role;
 pub const MAX_FAILED_LOGINS: i64 = 5;
 /// How long a lock-out lasts (15 min).
 pub const LOCKOUT_MS: i64 = 15 * 60 * 1000;
-/// How long a session lasts (one 12-hour shift).
+/// How long a session lasts (one 12-hour shift), however busy; one
+/// unused for `http.console_idle_minutes` ends sooner ([`session`]).
 pub const SESSION_MS: i64 = 12 * 60 * 60 * 1000;
+/// Minutes a session may go unused unless `http.console_idle_minutes`
+/// says otherwise.
+pub const DEFAULT_IDLE_MINUTES: u32 = 30;
+/// How often, at most, a session's `last_seen_at` is written (ms): the
+/// idle limit needs minutes, not every request's write.
+pub const SEEN_EVERY_MS: i64 = 60_000;
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 12;
 
@@ -88,7 +95,9 @@ pub enum LoginError {
     /// Unknown user, wrong password, disabled or SSO-only account.
     #[error("wrong username or password")]
     Invalid,
-    /// Too many failures.
+    /// Too many failures. The console answers it word for word as
+    /// `Invalid` (only accounts that exist lock, so a distinct answer
+    /// would tell which do); the audit log tells them apart.
     #[error("account locked after repeated failures; try again later")]
     Locked,
     /// Database.
@@ -344,6 +353,9 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     .fetch_optional(db.pool())
     .await?;
     let Some(failed) = reserved else {
+        // The same Argon2 work as any other answer: a quick "no" would tell
+        // that this username exists (and is locked).
+        let _ = password_matches_bounded(DUMMY_HASH, password).await;
         audit::record(
             db,
             now,
@@ -457,8 +469,8 @@ pub async fn start_session(db: &Db, user: &User, now: i64) -> Result<NewSession,
         csrf: random_token(),
     };
     sqlx::query(
-        "INSERT INTO sessions (token_sha256, user_id, csrf_token, created_at, expires_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO sessions (token_sha256, user_id, csrf_token, created_at, expires_at, \
+         last_seen_at) VALUES ($1, $2, $3, $4, $5, $4)",
     )
     .bind(token_digest(&s.token))
     .bind(&user.user_id)
@@ -470,24 +482,46 @@ pub async fn start_session(db: &Db, user: &User, now: i64) -> Result<NewSession,
     Ok(s)
 }
 
-/// The live session of a cookie token, if any.
-pub async fn session(db: &Db, token: &str, now: i64) -> Result<Option<Session>, DbError> {
+/// The live session of a cookie token, if any: not past its 12 hours, and
+/// used within the last `idle_ms` (its use noted at most once a
+/// [`SEEN_EVERY_MS`], so a page read is not a write every time).
+pub async fn session(
+    db: &Db,
+    token: &str,
+    now: i64,
+    idle_ms: i64,
+) -> Result<Option<Session>, DbError> {
     if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(None);
     }
+    let digest = token_digest(token);
     let row = sqlx::query(
-        "SELECT u.user_id, u.username, u.display_name, u.role, u.disabled_at, s.csrf_token \
+        "SELECT u.user_id, u.username, u.display_name, u.role, u.disabled_at, s.csrf_token, \
+         COALESCE(s.last_seen_at, s.created_at) \
          FROM sessions s JOIN users u ON u.user_id = s.user_id \
-         WHERE s.token_sha256 = $1 AND s.expires_at > $2",
+         WHERE s.token_sha256 = $1 AND s.expires_at > $2 \
+         AND COALESCE(s.last_seen_at, s.created_at) > $3",
     )
-    .bind(token_digest(token))
+    .bind(&digest)
     .bind(now)
+    .bind(now.saturating_sub(idle_ms))
     .fetch_optional(db.pool())
     .await?;
     let Some(row) = row else { return Ok(None) };
     let user = user_of(&row)?;
     if user.disabled {
         return Ok(None);
+    }
+    let seen: i64 = row.try_get(6)?;
+    if now.saturating_sub(seen) >= SEEN_EVERY_MS {
+        sqlx::query(
+            "UPDATE sessions SET last_seen_at = $1 WHERE token_sha256 = $2 \
+             AND (last_seen_at IS NULL OR last_seen_at < $1)",
+        )
+        .bind(now)
+        .bind(&digest)
+        .execute(db.pool())
+        .await?;
     }
     Ok(Some(Session {
         user,

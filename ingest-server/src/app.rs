@@ -214,6 +214,7 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             .map(|s| Arc::new(crate::sso::CitizenSso::new(s))),
         payments,
         notices,
+        console_idle_ms: cfg.console_idle_ms(),
         sign_in_throttle: Arc::default(),
         uploads: Arc::new(tokio::sync::Semaphore::new(crate::web::MAX_UPLOADS)),
         trusted_proxies: cfg.trusted_proxies().unwrap_or_default().into(),

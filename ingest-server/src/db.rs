@@ -166,6 +166,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0021_owner_lookup_lease.sql"),
         postgres: include_str!("../migrations/postgres/0021_owner_lookup_lease.sql"),
     },
+    Migration {
+        version: 22,
+        name: "session_activity",
+        sqlite: include_str!("../migrations/sqlite/0022_session_activity.sql"),
+        postgres: include_str!("../migrations/postgres/0022_session_activity.sql"),
+    },
 ];
 
 /// Database failures.

@@ -27,6 +27,7 @@ pub mod db;
 pub mod devices;
 pub mod evidence;
 pub mod fines;
+pub mod headers;
 pub mod heartbeats;
 pub mod ingest;
 pub mod labels;

@@ -136,12 +136,13 @@ impl Kind {
     }
 
     /// The subject as written to the audit log: the console's as the
-    /// provider sends it; a citizen's as a digest, since a national
-    /// provider's subject may well be the ID number itself.
+    /// provider sends it; a citizen's as a keyed digest
+    /// ([`citizen::audited_subject`]), since a national provider's subject
+    /// may well be the ID number itself.
     fn audited_sub(self, sub: &str) -> Value {
         match self {
             Kind::Console => Value::String(sub.into()),
-            Kind::Citizen => Value::String(format!("sha256:{}", &token::digest(sub)[..16])),
+            Kind::Citizen => Value::String(citizen::audited_subject(sub)),
         }
     }
 }

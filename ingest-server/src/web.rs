@@ -88,6 +88,9 @@ pub struct ApiContext {
     pub payments: Option<std::sync::Arc<crate::payments::Payments>>,
     /// Fine notices: the VAPID key for the citizen app's push subscriptions.
     pub notices: std::sync::Arc<crate::notices::Notices>,
+    /// How long (ms) a console session may go unused
+    /// (`http.console_idle_minutes`).
+    pub console_idle_ms: i64,
     /// Failed console sign-ins per source address.
     pub sign_in_throttle: std::sync::Arc<crate::console::throttle::SignInThrottle>,
     /// The reverse proxies whose `X-Forwarded-For` names the client.
@@ -290,7 +293,9 @@ pub fn router(ctx: ApiContext) -> Router {
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .with_state(ctx)
         .layer(axum::middleware::map_response(
-            move |res: Response| async move { strict_transport(res, hsts) },
+            move |res: Response| async move {
+                crate::headers::protect(strict_transport(res, hsts))
+            },
         ))
 }
 

@@ -22,6 +22,7 @@ use ingest_server::review::Reviewer;
 use ingest_server::sso::citizen::actor_id;
 use ingest_server::workflow::{Action, Actor, Role};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use sqlx::Row;
 use url::Url;
 
@@ -186,6 +187,25 @@ async fn assert_refused(ioc: &Ioc, r: &Resp, status: u16, reason: &str) -> Audit
     let d: Value = serde_json::from_str(&e.detail).unwrap();
     assert_eq!(d["reason"], reason, "{d}");
     e
+}
+
+/// The first 16 hex digits of the plain SHA-256 of `text` (what the
+/// audit log once named a citizen's subject by: reversible by trying every
+/// ID number).
+fn plain_digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_string()
+}
+
+/// Asserts that an audit detail names the provider's subject `sub` (the
+/// test provider's account name) by a keyed digest only: not the subject,
+/// not its plain SHA-256.
+fn assert_keyed_sub(d: &Value, sub: &str) {
+    let audited = d["sub"].as_str().unwrap_or_else(|| panic!("no sub: {d}"));
+    assert!(audited.starts_with("hmac:"), "{d}");
+    assert!(
+        audited != sub && !audited.contains(&plain_digest(sub)),
+        "{d}"
+    );
 }
 
 async fn sessions(db: &Db) -> Vec<String> {
@@ -368,7 +388,7 @@ async fn citizen_signs_in_and_sees_exactly_their_confirmed_cases() {
     assert_eq!(logins[0].actor, actor_id(HAI_ID));
     let d: Value = serde_json::from_str(&logins[0].detail).unwrap();
     assert_eq!(d["issuer"], p.issuer);
-    assert!(d["sub"].as_str().unwrap().starts_with("sha256:"), "{d}");
+    assert_keyed_sub(&d, "hai");
     let denied = |who: &str| -> Vec<String> {
         log.iter()
             .filter(|e| e.action == "citizen.case_denied" && e.actor == actor_id(who))
@@ -388,6 +408,12 @@ async fn citizen_signs_in_and_sees_exactly_their_confirmed_cases() {
                 !text.contains(GIANG_ID) && !text.contains(HAI_ID),
                 "a national ID number in the audit log: {e:?}"
             );
+            for sub in ["giang", "hai"] {
+                assert!(
+                    !text.contains(&plain_digest(sub)),
+                    "the plain SHA-256 of a subject in the audit log: {e:?}"
+                );
+            }
         }
     }
     assert!(matches!(
@@ -411,7 +437,7 @@ async fn tokens_without_a_valid_national_id_are_refused() {
         ("citizen-sso", "anonymous")
     );
     let d: Value = serde_json::from_str(&e.detail).unwrap();
-    assert!(d["sub"].as_str().unwrap().starts_with("sha256:"), "{d}");
+    assert_keyed_sub(&d, "no_id");
 
     for (account, number) in [("short_id", "12345"), ("letters_id", "00119901234X")] {
         let mut b = Browser::default();

@@ -31,6 +31,8 @@ use url::Url;
 
 const CLIENT_ID: &str = "tv-console";
 const SECRET: &str = "test-client-secret-0123456789";
+/// The console's default idle limit (ms).
+const IDLE_MS: i64 = accounts::DEFAULT_IDLE_MINUTES as i64 * 60_000;
 
 // ---------------------------------------------------------------- provider
 
@@ -231,7 +233,7 @@ async fn police_officer_signs_in_with_sso() {
 
     // The session works, with the role from the claim.
     let db = ioc.db();
-    let s = accounts::session(&db, &token, now_ms())
+    let s = accounts::session(&db, &token, now_ms(), IDLE_MS)
         .await
         .unwrap()
         .expect("the session cookie is not accepted");
@@ -464,7 +466,7 @@ async fn user_without_a_mapped_role_is_refused_and_gets_no_account() {
     let mut b = Browser::default();
     let r = sign_in(&mut b, &ioc, &p, "operator1");
     assert_eq!(r.status, 200, "{}", r.body);
-    let s = accounts::session(&db, &session_token(&r), now_ms())
+    let s = accounts::session(&db, &session_token(&r), now_ms(), IDLE_MS)
         .await
         .unwrap()
         .unwrap();
@@ -580,7 +582,7 @@ async fn https_provider_with_a_private_ca_and_client_secret_post() {
     };
     let r = sign_in(&mut b, &ioc, &p, "police1");
     assert_eq!(r.status, 200, "{}\n{}", r.body, p.log());
-    let s = accounts::session(&ioc.db(), &session_token(&r), now_ms())
+    let s = accounts::session(&ioc.db(), &session_token(&r), now_ms(), IDLE_MS)
         .await
         .unwrap()
         .unwrap();
@@ -626,7 +628,7 @@ async fn sign_in_started_on_one_replica_finishes_on_another_postgres() {
         .push(("tv_sso".into(), binding));
     let r = b.get(&on_b);
     assert_eq!(r.status, 200, "{}\n{}", r.body, p.log());
-    let s = accounts::session(&a.db(), &session_token(&r), now_ms())
+    let s = accounts::session(&a.db(), &session_token(&r), now_ms(), IDLE_MS)
         .await
         .unwrap()
         .expect("replica A does not know replica B's session");

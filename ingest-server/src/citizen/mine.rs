@@ -11,7 +11,10 @@
 //! `registration_not_active`) keeps the registered owner's id but is not
 //! shown to them: its evidence shows someone else's car and driver. Any
 //! other case answers "not found", exactly like one that does not exist,
-//! and the attempt goes to the audit log.
+//! and the attempt goes to the audit log (a few per session a minute:
+//! [`DENIALS_PER_WINDOW`]).
+
+use std::collections::HashMap;
 
 use sqlx::Row;
 
@@ -142,20 +145,79 @@ pub(super) async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, 
         .bind(id)
         .fetch_optional(db.pool())
         .await?;
-    match row {
-        Some(r) => Ok(my_case(&r)?),
-        None => {
+    let Some(r) = row else {
+        let now = now_ms();
+        // 404 every time; an audit entry only within the session's budget.
+        if let Some(unrecorded) = DENIALS.may_record(&super::digest(&citizen.token), now) {
             audit::record(
                 db,
-                now_ms(),
+                now,
                 &Who::new(citizen_actor_id(citizen), Role::System),
                 "citizen.case_denied",
                 &format!("case:{}", id.chars().take(64).collect::<String>()),
-                &serde_json::json!({"why": "not a case of the signed-in citizen's vehicles, or none"}),
+                &serde_json::json!({
+                    "why": "not a case of the signed-in citizen's vehicles, or none",
+                    "unrecorded_before": unrecorded,
+                }),
             )
             .await?;
-            Err(AppError::NotFound)
         }
+        return Err(AppError::NotFound);
+    };
+    Ok(my_case(&r)?)
+}
+
+/// `citizen.case_denied` entries one session may write per
+/// [`DENIAL_WINDOW_MS`]. Each entry is a write under the database's write
+/// lock and a row in a log kept for years: a citizen looping over made-up
+/// case ids would otherwise flood both. Past the budget the answer is still
+/// 404, and the next entry written counts the denials left out
+/// (`unrecorded_before`).
+pub(super) const DENIALS_PER_WINDOW: u32 = 5;
+/// The window of [`DENIALS_PER_WINDOW`], ms.
+pub(super) const DENIAL_WINDOW_MS: i64 = 60_000;
+/// Sessions remembered (in memory, per replica: a restart or another
+/// replica gives a fresh budget, which bounds the flood all the same).
+const MAX_SESSIONS: usize = 10_000;
+
+static DENIALS: DenialBudget = DenialBudget {
+    by_session: std::sync::Mutex::new(None),
+};
+
+/// Per session (keyed by the token's digest): `(window start, entries
+/// written in it, denials left unrecorded since the last entry)`.
+type DenialCounts = HashMap<String, (i64, u32, u64)>;
+
+/// The denials of every session (the table made at first use).
+struct DenialBudget {
+    by_session: std::sync::Mutex<Option<DenialCounts>>,
+}
+
+impl DenialBudget {
+    /// Whether a denial of `session` at `now` is written to the audit log:
+    /// `Some(denials left out before it)`, or `None` past the budget.
+    fn may_record(&self, session: &str, now: i64) -> Option<u64> {
+        let mut guard = self.by_session.lock().unwrap_or_else(|p| p.into_inner());
+        let map = guard.get_or_insert_with(HashMap::new);
+        if map.len() >= MAX_SESSIONS && !map.contains_key(session) {
+            map.retain(|_, (start, _, _)| now < start.saturating_add(DENIAL_WINDOW_MS));
+            if map.len() >= MAX_SESSIONS {
+                let oldest = map.iter().min_by_key(|(_, (s, _, _))| *s);
+                if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+                    map.remove(&k);
+                }
+            }
+        }
+        let entry = map.entry(session.to_owned()).or_insert((now, 0, 0));
+        if now >= entry.0.saturating_add(DENIAL_WINDOW_MS) {
+            (entry.0, entry.1) = (now, 0);
+        }
+        if entry.1 >= DENIALS_PER_WINDOW {
+            entry.2 = entry.2.saturating_add(1);
+            return None;
+        }
+        entry.1 += 1;
+        Some(std::mem::take(&mut entry.2))
     }
 }
 

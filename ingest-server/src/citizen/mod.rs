@@ -123,13 +123,15 @@ fn digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Starts a session for a citizen the identity provider vouched for.
+/// Starts a session for a citizen the identity provider vouched for (and
+/// first deletes every expired one: [`delete_expired_sessions`]).
 pub async fn start_session(
     db: &Db,
     national_id: &str,
     display_name: &str,
     now: i64,
 ) -> Result<NewSession, DbError> {
+    delete_expired_sessions(db, now).await?;
     let s = NewSession {
         token: random_hex(),
         csrf: random_hex(),
@@ -147,6 +149,20 @@ pub async fn start_session(
     .execute(db.pool())
     .await?;
     Ok(s)
+}
+
+/// Deletes the citizen sessions expired at `now`; how many. A session row
+/// holds a national ID number and a name in clear text, and most citizens
+/// never sign out: without this they would stay for good. Run at every
+/// sign-in and by retention (`retention::run`, which also covers a server
+/// no one signs in to).
+pub async fn delete_expired_sessions(db: &Db, now: i64) -> Result<u64, DbError> {
+    let gone = sqlx::query("DELETE FROM citizen_sessions WHERE expires_at <= $1")
+        .bind(now)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(gone)
 }
 
 /// The `Set-Cookie` value for a new citizen session.
@@ -374,7 +390,20 @@ pub fn page(title: &str, citizen: Option<&Citizen>, body: &str) -> String {
          <link rel=\"icon\" href=\"/app/icon.svg\"><link rel=\"stylesheet\" href=\"/app/app.css\">\
          <title>{} · Phạt nguội</title></head><body><header><a href=\"/app/\"><strong>Phạt nguội</strong></a>\
          <span class=\"spacer\"></span>{who}</header><main>{body}</main>\
-         <script>if('serviceWorker' in navigator)navigator.serviceWorker.register('/app/sw.js',{{scope:'/app/'}});</script></body></html>",
+         <script>{SW_JS}</script></body></html>",
         esc(title)
     )
+}
+
+/// The page frame's script: registers the service worker (offline pages,
+/// push notices).
+const SW_JS: &str = "if('serviceWorker' in navigator)navigator.serviceWorker.register('/app/sw.js',{scope:'/app/'});";
+
+/// Every inline script the app's pages carry: the security policy allows
+/// these, by hash, and no other (`crate::headers`).
+pub(crate) fn inline_scripts() -> Vec<&'static str> {
+    let mut all = vec![SW_JS];
+    all.extend(crate::headers::inline_scripts(push::LOGOUT_SCRIPT));
+    all.extend(crate::headers::inline_scripts(push::SUBSCRIBE_SNIPPET));
+    all
 }

@@ -90,6 +90,12 @@ pub struct HttpConfig {
     /// claim to forward anyone.
     /// Used to count failed sign-ins per client (`console/throttle.rs`).
     pub trusted_proxies: Vec<String>,
+    /// Minutes a console session may go unused before it is refused (and
+    /// the person signs in again), 5-720; env
+    /// `INGEST_CONSOLE_IDLE_MINUTES`. A console left open on an unattended
+    /// desk shows personal data and can confirm fines; the session's whole
+    /// life is one 12-hour shift (`accounts::SESSION_MS`) all the same.
+    pub console_idle_minutes: u32,
 }
 
 /// The database. Empty `url`: SQLite file `ingest.db` under `data_dir`.
@@ -172,6 +178,7 @@ impl Default for HttpConfig {
             secure_cookies: None,
             metrics_token: String::new(),
             trusted_proxies: Vec::new(),
+            console_idle_minutes: crate::accounts::DEFAULT_IDLE_MINUTES,
         }
     }
 }
@@ -195,6 +202,12 @@ impl Config {
             .iter()
             .map(|t| crate::console::throttle::ProxyNet::parse(t))
             .collect()
+    }
+
+    /// How long (ms) a console session may go unused
+    /// ([`HttpConfig::console_idle_minutes`]).
+    pub fn console_idle_ms(&self) -> i64 {
+        i64::from(self.http.console_idle_minutes) * 60_000
     }
 
     /// Whether session cookies are `Secure` (see [`HttpConfig::secure_cookies`]).
@@ -322,6 +335,12 @@ impl Config {
                 .map(String::from)
                 .collect();
         }
+        if let Some(v) = get("INGEST_CONSOLE_IDLE_MINUTES") {
+            self.http.console_idle_minutes = v.trim().parse().map_err(|_| ConfigError::Env {
+                var: "INGEST_CONSOLE_IDLE_MINUTES".into(),
+                message: format!("`{v}` is not a number of minutes"),
+            })?;
+        }
         if let Some(v) = get("INGEST_SECURE_COOKIES") {
             self.http.secure_cookies = Some(v.parse().map_err(|_| ConfigError::Env {
                 var: "INGEST_SECURE_COOKIES".into(),
@@ -350,6 +369,15 @@ impl Config {
         };
         self.trusted_proxies()
             .map_err(|m| invalid("http.trusted_proxies", m))?;
+        if !(5..=720).contains(&self.http.console_idle_minutes) {
+            return Err(invalid(
+                "http.console_idle_minutes",
+                format!(
+                    "{} is not 5-720 (minutes a console session may go unused)",
+                    self.http.console_idle_minutes
+                ),
+            ));
+        }
         let url = &self.database.url;
         if !url.is_empty()
             && !["sqlite:", "postgres:", "postgresql:"]
@@ -422,6 +450,23 @@ mod tests {
         assert!(
             err.contains("t.toml") && err.contains("lisen") && err.contains("line 4"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn the_console_idle_limit_is_bounded() {
+        let mut c = Config::default();
+        assert_eq!(c.console_idle_ms(), 30 * 60_000);
+        for (minutes, ok) in [(4, false), (5, true), (720, true), (721, false)] {
+            c.http.console_idle_minutes = minutes;
+            assert_eq!(c.validate().is_ok(), ok, "{minutes}");
+        }
+        c.apply_env(|k| (k == "INGEST_CONSOLE_IDLE_MINUTES").then(|| "15".to_string()))
+            .unwrap();
+        assert_eq!(c.console_idle_ms(), 15 * 60_000);
+        assert!(
+            c.apply_env(|k| (k == "INGEST_CONSOLE_IDLE_MINUTES").then(|| "soon".to_string()))
+                .is_err()
         );
     }
 

@@ -498,7 +498,7 @@ fn limitation_text(lang: super::html::Lang, event_ms: i64, now: i64) -> String {
 
 /// Keyboard: a accept, r reject, p plate, t type, n next, c confirm; and
 /// the trajectory overlay's coordinate system once the image has loaded.
-const KEYS_JS: &str = r#"
+pub(super) const KEYS_JS: &str = r#"
 document.querySelectorAll('svg.track').forEach(s=>{const img=s.parentNode.querySelector('img');const f=()=>s.setAttribute('viewBox','0 0 '+img.naturalWidth+' '+img.naturalHeight);if(img.complete)f();else img.addEventListener('load',f);});
 document.addEventListener('keydown',e=>{const t=e.target.tagName;if(t==='INPUT'||t==='SELECT'||t==='TEXTAREA'){if(e.key==='Escape')e.target.blur();return;}
 const k={a:'accept-form',n:'next-form',c:'confirm-form'}[e.key];if(k){const f=document.getElementById(k);if(f){e.preventDefault();f.requestSubmit();}return;}

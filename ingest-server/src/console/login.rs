@@ -88,27 +88,6 @@ pub async fn submit(
     let db = &ctx.ingestor.context().db;
     let peer = ext.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     let source = super::throttle::client_address(peer, &headers, &ctx.trusted_proxies);
-    if let Some(wait) = ctx.sign_in_throttle.wait_ms(source, now_ms()) {
-        tracing::warn!(
-            ?source,
-            "sign-in refused: too many failures from this address"
-        );
-        let minutes = (wait + 59_999) / 60_000;
-        let message = match lang {
-            Lang::Vi => {
-                format!("Quá nhiều lần đăng nhập sai từ địa chỉ này. Thử lại sau {minutes} phút.")
-            }
-            Lang::En => format!(
-                "Too many failed sign-ins from this address. Try again in {minutes} minutes."
-            ),
-        };
-        return (
-            axum::http::StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, ((wait + 999) / 1000).to_string())],
-            Html(login_page(&ctx, lang, Some(&message))),
-        )
-            .into_response();
-    }
     if cross_site(&headers) {
         return (
             axum::http::StatusCode::FORBIDDEN,
@@ -124,33 +103,39 @@ pub async fn submit(
             .into_response();
     }
     let now = now_ms();
+    // Counted before the password check (see `throttle`): parallel
+    // requests cannot all pass the budget before any failure is counted.
+    let attempt = match ctx.sign_in_throttle.reserve(source, now) {
+        Ok(attempt) => attempt,
+        Err(wait) => return held_back(&ctx, lang, source, wait),
+    };
     let message = match accounts::login(db, c.username.trim(), &c.password, now).await {
-        Ok(user) => match accounts::start_session(db, &user, now).await {
-            Ok(s) => {
-                return (
-                    [(
-                        header::SET_COOKIE,
-                        session_cookie(&s.token, ctx.secure_cookies),
-                    )],
-                    Redirect::to("/console/"),
-                )
-                    .into_response();
+        Ok(user) => {
+            ctx.sign_in_throttle.succeeded(attempt);
+            match accounts::start_session(db, &user, now).await {
+                Ok(s) => {
+                    return (
+                        [(
+                            header::SET_COOKIE,
+                            session_cookie(&s.token, ctx.secure_cookies),
+                        )],
+                        Redirect::to("/console/"),
+                    )
+                        .into_response();
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "starting a session failed");
+                    lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
+                }
             }
-            Err(e) => {
-                tracing::error!(error = %e, "starting a session failed");
-                lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
-            }
-        },
-        Err(LoginError::Invalid) => {
-            ctx.sign_in_throttle.failed(source, now);
-            lang.t(
-                "Sai tên đăng nhập hoặc mật khẩu.",
-                "Wrong username or password.",
-            )
         }
-        Err(LoginError::Locked) => lang.t(
-            "Tài khoản tạm khoá do nhập sai nhiều lần. Thử lại sau 15 phút.",
-            "Account locked after repeated failures. Try again in 15 minutes.",
+        // One answer for both, word for word and with the same status: a
+        // distinct "locked" answer after the fifth failure told which
+        // usernames exist (an unknown one never locks). The lock-out and
+        // its audit entry stay (`accounts::login`).
+        Err(LoginError::Invalid | LoginError::Locked) => lang.t(
+            "Sai tên đăng nhập hoặc mật khẩu. Sau 5 lần sai liên tiếp, tài khoản bị tạm khoá 15 phút.",
+            "Wrong username or password. After 5 failures in a row an account is locked for 15 minutes.",
         ),
         Err(LoginError::Db(e)) => {
             tracing::error!(error = %e, "sign-in failed");
@@ -160,6 +145,30 @@ pub async fn submit(
     (
         axum::http::StatusCode::UNAUTHORIZED,
         Html(login_page(&ctx, lang, Some(message))),
+    )
+        .into_response()
+}
+
+/// The answer to an address past its budget of failed sign-ins: 429 with
+/// `Retry-After`, and no password check.
+fn held_back(ctx: &ApiContext, lang: Lang, source: std::net::IpAddr, wait: i64) -> Response {
+    tracing::warn!(
+        ?source,
+        "sign-in refused: too many failures from this address"
+    );
+    let minutes = (wait + 59_999) / 60_000;
+    let message = match lang {
+        Lang::Vi => {
+            format!("Quá nhiều lần đăng nhập sai từ địa chỉ này. Thử lại sau {minutes} phút.")
+        }
+        Lang::En => {
+            format!("Too many failed sign-ins from this address. Try again in {minutes} minutes.")
+        }
+    };
+    (
+        axum::http::StatusCode::TOO_MANY_REQUESTS,
+        [(header::RETRY_AFTER, ((wait + 999) / 1000).to_string())],
+        Html(login_page(ctx, lang, Some(&message))),
     )
         .into_response()
 }

@@ -103,6 +103,12 @@ pub fn routes() -> Router<ApiContext> {
         ))
 }
 
+/// Every inline script the console's pages carry: the security policy
+/// allows these, by hash, and no other (`crate::headers`).
+pub(crate) fn inline_scripts() -> Vec<&'static str> {
+    vec![case_page::KEYS_JS, queue::KEYS_JS, confirm::SELECT_ALL_JS]
+}
+
 /// Where each role starts.
 async fn home(viewer: Viewer) -> Redirect {
     Redirect::to(match viewer.session.user.role {
@@ -203,7 +209,8 @@ impl FromRequestParts<ApiContext> for Viewer {
     ) -> Result<Self, Self::Rejection> {
         let lang = Lang::from_cookie(cookie(&parts.headers, "tv_lang"));
         let token = cookie(&parts.headers, SESSION_COOKIE).unwrap_or("");
-        let session = accounts::session(&ctx.ingestor.context().db, token, now_ms())
+        let db = &ctx.ingestor.context().db;
+        let session = accounts::session(db, token, now_ms(), ctx.console_idle_ms)
             .await
             .map_err(|e| ConsoleError::Internal(lang, e.to_string()).into_response())?;
         match session {

@@ -287,7 +287,8 @@ pub async fn review_queue(
          <form method=\"post\" action=\"/console/queue/next\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <button class=\"primary\" id=\"start\">{start} <span class=\"kbd\">n</span></button></form>\
          <p class=\"muted\">{hint}</p>{table}\
-         <script>document.addEventListener('keydown',e=>{{if(e.target.tagName==='INPUT'||e.target.tagName==='SELECT')return;if(e.key==='n'){{document.getElementById('start').click();}}}});</script>",
+         <script>{keys}</script>",
+        keys = KEYS_JS,
         title = lang.t("Hàng đợi xem xét", "Review queue"),
         n = rows.len(),
         filters = filter_form(lang, "/console/queue", &f, false),
@@ -337,3 +338,6 @@ pub async fn next_in_queue(db: &Db, me: &str) -> Result<Option<String>, DbError>
     .await?;
     row.map(|r| r.try_get(0)).transpose().map_err(DbError::from)
 }
+
+/// The queue page's script: `n` starts the next case.
+pub(super) const KEYS_JS: &str = "document.addEventListener('keydown',e=>{if(e.target.tagName==='INPUT'||e.target.tagName==='SELECT')return;if(e.key==='n'){document.getElementById('start').click();}});";

@@ -6,6 +6,10 @@
 //! Argon2 hash. So the sign-in form also counts failures per source address
 //! ([`client_address`]): past [`MAX_FAILURES`] within [`WINDOW_MS`], that
 //! address is answered 429 without a password check until the window ends.
+//! Each attempt is counted *before* its password check, in the same step
+//! that checks the budget ([`SignInThrottle::reserve`]), and given back
+//! when the password was right: a burst of parallel requests gets at most
+//! the budget of password checks, not one each.
 //! A success does not reset the count (a sprayer who guesses one account
 //! must not get a fresh budget). IPv6 addresses count per /64 (what one
 //! subscriber is given).
@@ -168,33 +172,80 @@ impl SignInThrottle {
         (failures >= MAX_FAILURES && now < ends).then_some(ends - now)
     }
 
-    /// Counts a failed sign-in from `ip` at `now`.
-    pub fn failed(&self, ip: IpAddr, now: i64) {
+    /// Counts a sign-in attempt from `ip` at `now` as failed *before* its
+    /// password is checked, in the same step as the check of the budget:
+    /// `Err(wait ms)` when the address is held back. Checking first and
+    /// counting after the (slow) password check let a burst of parallel
+    /// requests all pass the check before any was counted, each getting a
+    /// password guess. A right password gives its attempt back
+    /// ([`SignInThrottle::succeeded`]).
+    pub fn reserve(&self, ip: IpAddr, now: i64) -> Result<Attempt, i64> {
         let ip = key(ip);
         let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
-            map.retain(|_, (start, _)| now < start.saturating_add(WINDOW_MS));
-            if map.len() >= MAX_ADDRESSES {
-                let oldest_free = map
-                    .iter()
-                    .filter(|(_, (_, n))| *n < MAX_FAILURES)
-                    .min_by_key(|(_, (s, _))| *s)
-                    .map(|(k, _)| *k);
-                match oldest_free {
-                    Some(k) => {
-                        map.remove(&k);
-                    }
-                    // Every entry is held back: this one goes uncounted.
-                    None => return,
-                }
+        if let Some(&(start, failures)) = map.get(&ip) {
+            let ends = start.saturating_add(WINDOW_MS);
+            if failures >= MAX_FAILURES && now < ends {
+                return Err(ends - now);
             }
         }
-        let entry = map.entry(ip).or_insert((now, 0));
-        if now >= entry.0.saturating_add(WINDOW_MS) {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
+        Ok(Attempt {
+            ip,
+            window: count(&mut map, ip, now),
+        })
     }
+
+    /// Gives back the attempt of a sign-in whose password was right (a
+    /// success is not a failure; nor does it reset the count: a sprayer who
+    /// guesses one account must not get a fresh budget). Only within the
+    /// window it was counted in.
+    pub fn succeeded(&self, attempt: Attempt) {
+        let Some(window) = attempt.window else { return };
+        let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = map.get_mut(&attempt.ip)
+            && entry.0 == window
+        {
+            entry.1 = entry.1.saturating_sub(1);
+        }
+    }
+
+    /// Counts a failed sign-in from `ip` at `now`.
+    pub fn failed(&self, ip: IpAddr, now: i64) {
+        let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
+        count(&mut map, key(ip), now);
+    }
+}
+
+/// One attempt counted by [`SignInThrottle::reserve`]: the address key and
+/// the start of the window it was counted in (`None`: the table was full
+/// of held-back addresses and it went uncounted).
+#[derive(Debug)]
+#[must_use = "give a successful attempt back with `succeeded`"]
+pub struct Attempt {
+    ip: IpAddr,
+    window: Option<i64>,
+}
+
+/// Adds one failure for the key `ip` at `now`, making room in a full table
+/// (see the module comment); the start of its window, or `None` when every
+/// entry is held back and this one goes uncounted.
+fn count(map: &mut HashMap<IpAddr, (i64, u32)>, ip: IpAddr, now: i64) -> Option<i64> {
+    if map.len() >= MAX_ADDRESSES && !map.contains_key(&ip) {
+        map.retain(|_, (start, _)| now < start.saturating_add(WINDOW_MS));
+        if map.len() >= MAX_ADDRESSES {
+            let oldest_free = map
+                .iter()
+                .filter(|(_, (_, n))| *n < MAX_FAILURES)
+                .min_by_key(|(_, (s, _))| *s)
+                .map(|(k, _)| *k);
+            map.remove(&oldest_free?);
+        }
+    }
+    let entry = map.entry(ip).or_insert((now, 0));
+    if now >= entry.0.saturating_add(WINDOW_MS) {
+        *entry = (now, 0);
+    }
+    entry.1 = entry.1.saturating_add(1);
+    Some(entry.0)
 }
 
 #[cfg(test)]
@@ -217,6 +268,22 @@ mod tests {
         assert_eq!(t.wait_ms(a, 1_000 + WINDOW_MS), None, "the window ended");
         t.failed(a, 1_000 + WINDOW_MS);
         assert_eq!(t.wait_ms(a, 2_000 + WINDOW_MS), None, "a fresh window");
+    }
+
+    #[test]
+    fn attempts_are_counted_before_the_check_and_a_success_given_back() {
+        let t = SignInThrottle::default();
+        let a = IpAddr::from([203, 0, 113, 9]);
+        let first = t.reserve(a, 1_000).unwrap();
+        t.succeeded(first);
+        let held: Vec<Attempt> = (0..MAX_FAILURES)
+            .map(|i| t.reserve(a, 1_001 + i64::from(i)).unwrap())
+            .collect();
+        assert_eq!(t.reserve(a, 2_000).map(|_| ()), Err(WINDOW_MS - 1_000));
+        // A success gives back its own attempt only.
+        held.into_iter().take(1).for_each(|h| t.succeeded(h));
+        assert!(t.reserve(a, 2_000).is_ok());
+        assert!(t.reserve(a, 2_000).is_err());
     }
 
     #[test]

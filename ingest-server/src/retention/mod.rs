@@ -47,6 +47,9 @@
 //!    entry counts them. The CSV-imported registry (`copied_at` empty) is
 //!    the registry itself and is never deleted.
 //!
+//! 6. **Citizen sessions** expired (`citizen::delete_expired_sessions`):
+//!    each holds an ID number and a name.
+//!
 //! The server runs it at start and every `check_hours`
 //! (`app.rs`); `ingest-server evidence purge [--dry-run]` runs it by hand.
 
@@ -122,6 +125,9 @@ pub struct PurgeReport {
     pub owner_copies: usize,
     /// Vehicle rows copied from the registry gateway, deleted.
     pub vehicle_copies: usize,
+    /// Expired citizen sessions deleted (each held an ID number and a
+    /// name).
+    pub citizen_sessions: usize,
     /// What could not be deleted, and why.
     pub problems: Vec<String>,
 }
@@ -206,6 +212,8 @@ pub async fn run(
     let (owners, vehicles) = copies::remove_owner_copies(db, now).await?;
     report.owner_copies += owners;
     report.vehicle_copies += vehicles;
+    let sessions = crate::citizen::delete_expired_sessions(db, now).await?;
+    report.citizen_sessions += usize::try_from(sessions).unwrap_or(usize::MAX);
     Ok(report)
 }
 
@@ -489,6 +497,7 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
                         + r.packs_deleted
                         + r.owner_copies
                         + r.vehicle_copies
+                        + r.citizen_sessions
                         > 0
                         || !r.problems.is_empty() =>
                 {
@@ -501,6 +510,7 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
                         quarantine_rows = r.quarantine_rows,
                         owner_copies = r.owner_copies,
                         vehicle_copies = r.vehicle_copies,
+                        citizen_sessions = r.citizen_sessions,
                         problems = r.problems.len(),
                         "retention: evidence no longer needed deleted"
                     );

@@ -28,8 +28,8 @@
 //! server keeps in its database ([`actor_id`]; a plain digest of a 12-digit
 //! number can be reversed by trying them all), the same actor the citizen
 //! app writes (`citizen_actor_id` in `src/citizen/pages.rs`); the number
-//! itself, and the provider's subject (which may be that number), are
-//! never written to the log.
+//! itself is never written to the log, and the provider's subject (which
+//! may be that number) only as a keyed digest too ([`audited_subject`]).
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
@@ -96,12 +96,26 @@ pub fn routes() -> Router<ApiContext> {
 /// never started the server) a key of this process alone, so nothing
 /// reversible is ever written.
 pub fn actor_id(national_id: &str) -> String {
+    format!("citizen:{}", keyed(national_id.as_bytes()))
+}
+
+/// The provider's subject as the audit log names it: `hmac:` and a keyed
+/// digest under the key of [`actor_id`] (its input set apart, so it never
+/// equals an actor). A plain SHA-256 would not do: VNeID's subject may be
+/// the 12-digit ID number, and all 10^12 of those are hashed in minutes.
+pub fn audited_subject(sub: &str) -> String {
+    format!("hmac:{}", keyed(format!("oidc-sub\n{sub}").as_bytes()))
+}
+
+/// The first 16 hex digits of the HMAC-SHA256 of `data` under the key of
+/// [`load_actor_key`].
+fn keyed(data: &[u8]) -> String {
     let key = ACTOR_KEY.get_or_init(|| {
         let bytes: [u8; 32] = rand::random();
         ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes)
     });
-    let tag = ring::hmac::sign(key, national_id.as_bytes());
-    format!("citizen:{}", &hex::encode(tag.as_ref())[..16])
+    let tag = ring::hmac::sign(key, data);
+    hex::encode(tag.as_ref())[..16].to_string()
 }
 
 /// The key of [`actor_id`], once loaded.
@@ -506,5 +520,9 @@ mod tests {
         assert_eq!(actor_id(nid), actor_id(nid), "stable within a server");
         assert_ne!(actor_id(nid), actor_id("001199012346"));
         assert!(!actor_id(nid).contains(nid));
+        // A subject that is the number: keyed too, and not its actor.
+        let sub = audited_subject(nid);
+        assert!(!sub.contains(&plain[8..]) && !sub.contains(nid), "{sub}");
+        assert_ne!(sub[5..], actor_id(nid)[8..]);
     }
 }
