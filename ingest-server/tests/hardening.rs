@@ -15,6 +15,7 @@ use ingest_server::console::throttle::MAX_FAILURES;
 use ingest_server::db::now_ms;
 use ingest_server::retention::{self, RetentionConfig};
 use ingest_server::workflow::Role;
+use sqlx::Row;
 
 /// How many audit entries of `action` there are.
 async fn entries(db: &ingest_server::db::Db, action: &str) -> usize {
@@ -142,6 +143,15 @@ async fn expired_citizen_sessions_are_deleted() {
         .await
         .unwrap();
     assert_eq!(citizen_sessions(&db, "001199012345").await, 1);
+    // The console's too.
+    let who = Who::new("admin", Role::Admin);
+    let user = accounts::create(&db, "op.sweep", "Op Sweep", Role::Operator, None, &who)
+        .await
+        .unwrap();
+    accounts::start_session(&db, &user, now - accounts::SESSION_MS - 60_000)
+        .await
+        .unwrap();
+    let live = accounts::start_session(&db, &user, now).await.unwrap();
     let r = tokio::task::spawn_blocking(move || {
         let mut c = Client::new(addr);
         c.cookies.insert(citizen::CITIZEN_COOKIE.into(), old.token);
@@ -154,6 +164,19 @@ async fn expired_citizen_sessions_are_deleted() {
         .await
         .unwrap();
     assert_eq!(report.citizen_sessions, 1);
+    assert_eq!(report.console_sessions, 1);
+    let console_left: i64 = sqlx::query("SELECT COUNT(*) FROM sessions")
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(console_left, 1, "the live console session stays");
+    assert!(
+        accounts::session(&db, &live.token, now, 30 * 60_000)
+            .await
+            .unwrap()
+            .is_some()
+    );
     assert_eq!(citizen_sessions(&db, "001199012345").await, 0, "swept");
     assert_eq!(citizen_sessions(&db, "001088054321").await, 1, "live");
 

@@ -47,8 +47,9 @@
 //!    entry counts them. The CSV-imported registry (`copied_at` empty) is
 //!    the registry itself and is never deleted.
 //!
-//! 6. **Citizen sessions** expired (`citizen::delete_expired_sessions`):
-//!    each holds an ID number and a name.
+//! 6. **Sessions** expired: citizens' (`citizen::delete_expired_sessions`,
+//!    each holds an ID number and a name) and the console's
+//!    (`accounts::delete_expired_sessions`).
 //!
 //! The server runs it at start and every `check_hours`
 //! (`app.rs`); `ingest-server evidence purge [--dry-run]` runs it by hand.
@@ -128,6 +129,8 @@ pub struct PurgeReport {
     /// Expired citizen sessions deleted (each held an ID number and a
     /// name).
     pub citizen_sessions: usize,
+    /// Expired console sessions deleted.
+    pub console_sessions: usize,
     /// What could not be deleted, and why.
     pub problems: Vec<String>,
 }
@@ -214,6 +217,8 @@ pub async fn run(
     report.vehicle_copies += vehicles;
     let sessions = crate::citizen::delete_expired_sessions(db, now).await?;
     report.citizen_sessions += usize::try_from(sessions).unwrap_or(usize::MAX);
+    let sessions = crate::accounts::delete_expired_sessions(db, now).await?;
+    report.console_sessions += usize::try_from(sessions).unwrap_or(usize::MAX);
     Ok(report)
 }
 
@@ -498,6 +503,7 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
                         + r.owner_copies
                         + r.vehicle_copies
                         + r.citizen_sessions
+                        + r.console_sessions
                         > 0
                         || !r.problems.is_empty() =>
                 {
@@ -511,6 +517,7 @@ pub fn spawn(db: Db, evidence: EvidenceStore, cfg: RetentionConfig) {
                         owner_copies = r.owner_copies,
                         vehicle_copies = r.vehicle_copies,
                         citizen_sessions = r.citizen_sessions,
+                        console_sessions = r.console_sessions,
                         problems = r.problems.len(),
                         "retention: evidence no longer needed deleted"
                     );
