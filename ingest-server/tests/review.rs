@@ -415,6 +415,22 @@ async fn suite(url: String) {
         audit::verify(db).await.unwrap(),
         Verification::Broken { seq: 3, .. }
     ));
+    // The console's check of the latest entries: an edit inside them is
+    // seen; one before them only by the whole walk above.
+    let last = |n| audit::verify_last(db, n);
+    let r = last(entries - 2).await.unwrap();
+    assert_eq!(r.from, 3);
+    assert!(
+        matches!(r.verification, Verification::Broken { seq: 3, .. }),
+        "{r:?}"
+    );
+    let r = last(entries - 3).await.unwrap();
+    assert_eq!(r.from, 4);
+    assert!(
+        matches!(r.verification, Verification::Intact { entries: e, .. } if e == entries),
+        "{r:?}"
+    );
+    assert_eq!(last(entries + 10).await.unwrap().from, 1);
     sqlx::query("UPDATE audit_log SET detail = $1 WHERE seq = 3")
         .bind(&original)
         .execute(db.pool())
@@ -441,6 +457,20 @@ async fn suite(url: String) {
         audit::verify(db).await.unwrap(),
         Verification::Broken { seq: 5, .. }
     ));
+    // The entry before the latest ones checked is gone: their first link
+    // has nothing to follow.
+    let r = audit::verify_last(db, entries - 5).await.unwrap();
+    assert_eq!(r.from, 6);
+    assert!(
+        matches!(r.verification, Verification::Broken { seq: 5, .. }),
+        "{r:?}"
+    );
+    // The last entry removed: seen by the short check too.
+    let r = audit::verify_last(db, 3).await.unwrap();
+    assert!(
+        matches!(r.verification, Verification::Broken { .. }),
+        "{r:?}"
+    );
     for s in on {
         sqlx::query(sqlx::AssertSqlSafe(s.to_string()))
             .execute(db.pool())
