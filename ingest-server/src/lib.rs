@@ -30,6 +30,7 @@ pub mod fines;
 pub mod headers;
 pub mod heartbeats;
 pub mod ingest;
+pub mod integrity;
 pub mod labels;
 pub mod metrics;
 pub mod mqtt;

@@ -18,7 +18,10 @@
 //! officer confirms only the plate, type, fine and owner they saw.
 //! Upholding a contest tells the owner why, with the new deadline, and
 //! withdrawing a fine drops its unsent deliveries and tells the owner if
-//! the notice may have reached them (`notices::followup`).
+//! the notice may have reached them (`notices::followup`). A confirmation
+//! is refused for a case whose row differs from its signed event, and for
+//! one stamped by an unsynchronised clock without the officer's
+//! acknowledgement (`integrity::confirmable`).
 
 use plate_ocr::plate::PlateGrammar;
 use protocol::{Signed, ViolationEvent, ViolationType};
@@ -57,6 +60,17 @@ pub enum ReviewError {
         /// The case's revision now.
         current: i64,
     },
+    /// A confirmation of a case whose device clock was not synchronised,
+    /// without the officer's explicit acknowledgement of that.
+    #[error(
+        "the device clock was not synchronised when it stamped this case ({0}): confirm it \
+         only on its own page, acknowledging the clock state"
+    )]
+    ClockNotAcknowledged(String),
+    /// The case's row no longer says what its device signed
+    /// (`integrity::differences`): nothing may be decided on it.
+    #[error("the case record was altered after it was received: {0}")]
+    RecordAltered(String),
     /// Database.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -116,6 +130,25 @@ impl Reviewer<'_> {
         now: i64,
         seen: Option<i64>,
     ) -> Result<Applied, ReviewError> {
+        self.act_acknowledged(event_id, action, actor, reason, now, seen, false)
+            .await
+    }
+
+    /// [`Reviewer::act_seen`] by someone who has (`clock_ack`) or has not
+    /// explicitly acknowledged that the device clock of the case was not
+    /// synchronised: a confirmation of such a case is refused
+    /// ([`ReviewError::ClockNotAcknowledged`]) without it.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn act_acknowledged(
+        &self,
+        event_id: &str,
+        action: &Action,
+        actor: &Actor,
+        reason: &str,
+        now: i64,
+        seen: Option<i64>,
+        clock_ack: bool,
+    ) -> Result<Applied, ReviewError> {
         let mut tx = audit::begin(self.db).await?;
         let request = Request {
             event_id,
@@ -125,6 +158,7 @@ impl Reviewer<'_> {
             now,
             seen,
             extra: None,
+            clock_ack,
         };
         let (applied, corrected) = self.apply(&mut tx, request).await?;
         tx.commit().await?;
@@ -158,6 +192,7 @@ impl Reviewer<'_> {
             now,
             seen: None,
             extra: Some(("txn_ref", txn_ref)),
+            clock_ack: false,
         };
         Ok(self.apply(tx, request).await?.0)
     }
@@ -177,6 +212,7 @@ impl Reviewer<'_> {
             now,
             seen,
             extra,
+            clock_ack,
         } = request;
         let reason = reason.trim();
         if reason.chars().count() > 1000 {
@@ -294,6 +330,11 @@ impl Reviewer<'_> {
         match action {
             Action::Accept => up.text("accepted_by", Some(actor.id.clone())),
             Action::Confirm => {
+                if let Some(ack) =
+                    crate::integrity::confirmable(&mut **tx, event_id, clock_ack).await?
+                {
+                    detail["clock_acknowledged"] = ack.into();
+                }
                 let amount = decided_amount(fine_range).ok_or_else(|| {
                     ReviewError::Invalid(
                         "no fine is priced for this case: correct the violation type or send it back"
@@ -518,6 +559,8 @@ struct Request<'a> {
     seen: Option<i64>,
     /// One more field of the transition's detail (the paying order).
     extra: Option<(&'static str, &'a str)>,
+    /// The actor acknowledged an unsynchronised device clock.
+    clock_ack: bool,
 }
 
 /// Column assignments of one case update, in bind order. Column names are

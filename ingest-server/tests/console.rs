@@ -1038,13 +1038,6 @@ async fn after_the_notice_the_badge_is_the_owners_deadline_not_the_notice_clock(
     let id = ids[0].clone();
     let ctx = server.ingestor.context().clone();
     let now = ingest_server::db::now_ms();
-    // Seen 11 days ago.
-    sqlx::query("UPDATE events SET event_time_ms = $1 WHERE event_id = $2")
-        .bind(now - 11 * 86_400_000)
-        .bind(&id)
-        .execute(ctx.db.pool())
-        .await
-        .unwrap();
     let r = Reviewer {
         db: &ctx.db,
         grammar: ctx.grammar,
@@ -1059,6 +1052,14 @@ async fn after_the_notice_the_badge_is_the_owners_deadline_not_the_notice_clock(
     r.act(&id, &Action::Claim, &op, "", now).await.unwrap();
     r.act(&id, &Action::Accept, &op, "", now).await.unwrap();
     r.act(&id, &Action::Confirm, &actor("p", Role::Police), "", now)
+        .await
+        .unwrap();
+    // Seen 11 days ago (after the confirmation, which refuses a row whose
+    // time is not the signed one).
+    sqlx::query("UPDATE events SET event_time_ms = $1 WHERE event_id = $2")
+        .bind(now - 11 * 86_400_000)
+        .bind(&id)
+        .execute(ctx.db.pool())
         .await
         .unwrap();
     r.act(

@@ -201,7 +201,7 @@ pub async fn case(
     let body = format!(
         "<h1><span class=\"plate\" id=\"plate\">{plate}</span></h1>{status}\
          <p><span class=\"state {st}\" id=\"state\">{label}</span></p>{note}\
-         <dl><dt>Hành vi</dt><dd>{viol}</dd><dt>Thời gian</dt><dd>{time}</dd><dt>Địa điểm</dt><dd id=\"place\">{place}</dd>\
+         <dl><dt>Hành vi</dt><dd>{viol}</dd><dt>Thời gian</dt><dd id=\"event-time\">{time} {clock}</dd><dt>Địa điểm</dt><dd id=\"place\">{place}</dd>\
          <dt>Căn cứ</dt><dd id=\"basis\">{basis}</dd><dt>Mức phạt</dt><dd class=\"amount\" id=\"amount\">{amount}</dd>\
          <dt>Trừ điểm</dt><dd>{points}</dd>{deadline}</dl>\
          <h2>Hình ảnh vi phạm</h2>{evidence}{actions}",
@@ -214,6 +214,7 @@ pub async fn case(
             .unwrap_or_default(),
         viol = esc(&violation_label(Lang::Vi, &c.violation)),
         time = local_time(c.event_ms),
+        clock = clock_state(db, &id).await?,
         place = esc(&c.place),
         basis = esc(&c.basis),
         amount = c.amount.map(vnd).unwrap_or_default(),
@@ -232,6 +233,31 @@ pub async fn case(
         actions = actions(&c, &citizen, now_ms()),
     );
     Ok(Html(page(&c.plate, Some(&citizen), &body)).into_response())
+}
+
+/// The device clock's state when it stamped the violation time, from the
+/// signed event, for beside the time: whether the time can be relied on is
+/// part of what the owner is told.
+async fn clock_state(db: &Db, id: &str) -> Result<String, AppError> {
+    let signed: Option<String> =
+        sqlx::query_scalar("SELECT signed_json FROM events WHERE event_id = $1")
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+    let event = signed.and_then(|s| crate::integrity::signed_event(&s).ok());
+    Ok(match event {
+        Some(e) => format!(
+            "<span class=\"{}\" id=\"clock-sync\">({})</span>",
+            if crate::integrity::clock_synced(&e) {
+                "muted"
+            } else {
+                "warn"
+            },
+            esc(&crate::integrity::clock_vi(&e))
+        ),
+        None => "<span class=\"warn\" id=\"clock-sync\">(không đọc được trạng thái đồng hồ)</span>"
+            .to_string(),
+    })
 }
 
 /// A Vietnamese description of a still for its `alt` text, by its role on
@@ -335,16 +361,21 @@ pub async fn evidence(
 ) -> Result<Response, AppError> {
     let ic = ctx.ingestor.context();
     one(&ic.db, &citizen, &id).await?;
-    let row = sqlx::query(
-        "SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1",
-    )
-    .bind(&id)
-    .bind(&name)
-    .fetch_optional(ic.db.pool())
-    .await?
-    .ok_or(AppError::NotFound)?;
-    let sha: String = row.try_get(0)?;
-    let media: String = row.try_get(1)?;
+    // By the hash the device signed, not the evidence row's copy of it.
+    let file = match crate::integrity::manifest_file(&ic.db, &id, &name).await {
+        Ok(f) => f,
+        Err(crate::integrity::FileRefusal::NotFound) => return Err(AppError::NotFound),
+        Err(crate::integrity::FileRefusal::Db(e)) => return Err(AppError::Internal(e.to_string())),
+        Err(crate::integrity::FileRefusal::Mismatch(why)) => {
+            let who = crate::audit::Who::new(
+                super::mine::citizen_actor_id(&citizen),
+                crate::workflow::Role::System,
+            );
+            crate::integrity::record_mismatch(&ic.db, &who, &id, &name, &why).await;
+            return Err(AppError::Internal(format!("evidence integrity: {why}")));
+        }
+    };
+    let (sha, media) = (file.sha256, file.media_type);
     // The type is what the device declared: only the kinds of evidence a
     // citizen is shown pass as themselves; anything else (HTML, SVG from a
     // faulty or hostile device) is a download, and runs nothing here, on

@@ -165,10 +165,24 @@ pub fn panel(
         }
     }
     if role == Role::Police && case.state == CaseState::Accepted {
+        // An event time from a clock that was not synchronised is
+        // confirmed only with the officer's explicit acknowledgement.
+        let clock_ack = match crate::integrity::signed_event(&case.signed_json) {
+            Ok(e) if crate::integrity::clock_synced(&e) => String::new(),
+            Ok(e) => format!(
+                "<label class=\"warn\"><input type=\"checkbox\" name=\"clock_ack\" value=\"1\" id=\"clock-ack\" required> {} ({})</label>",
+                lang.t(
+                    "Tôi đã xem: đồng hồ thiết bị không được đồng bộ khi ghi thời gian vi phạm",
+                    "I have seen that the device clock was not synchronised when it stamped the violation time"
+                ),
+                esc(lang.t(&crate::integrity::clock_vi(&e), &crate::integrity::clock_en(&e)))
+            ),
+            Err(_) => String::new(),
+        };
         p.push_str(&form(
             "confirm-form",
             "confirm",
-            "",
+            &clock_ack,
             &format!(
                 "{} <span class=\"kbd\">c</span>",
                 lang.t("Xác nhận xử phạt", "Confirm fine")
@@ -250,6 +264,10 @@ pub struct ActionForm {
     /// The case's revision as the page showed it.
     #[serde(default)]
     revision: String,
+    /// The officer acknowledges that the device clock was not
+    /// synchronised (the confirm form's checkbox, for such a case).
+    #[serde(default)]
+    clock_ack: String,
 }
 
 fn parse_action(f: &ActionForm) -> Option<Action> {
@@ -280,7 +298,8 @@ fn parse_action(f: &ActionForm) -> Option<Action> {
 }
 
 /// Runs one action as the viewer, who was shown the case at revision
-/// `seen` (`None`: not checked).
+/// `seen` (`None`: not checked) and has (`clock_ack`) or has not
+/// acknowledged an unsynchronised device clock.
 pub async fn run(
     ctx: &ApiContext,
     viewer: &Viewer,
@@ -288,6 +307,7 @@ pub async fn run(
     action: &Action,
     reason: &str,
     seen: Option<i64>,
+    clock_ack: bool,
 ) -> Result<(), ConsoleError> {
     let ic = ctx.ingestor.context();
     let reviewer = Reviewer {
@@ -298,7 +318,15 @@ pub async fn run(
     };
     let lang = viewer.lang;
     match reviewer
-        .act_seen(id, action, &viewer.actor(), reason, now_ms(), seen)
+        .act_acknowledged(
+            id,
+            action,
+            &viewer.actor(),
+            reason,
+            now_ms(),
+            seen,
+            clock_ack,
+        )
         .await
     {
         Ok(_) => Ok(()),
@@ -306,6 +334,17 @@ pub async fn run(
         Err(ReviewError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
         Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. })) => {
             Err(ConsoleError::Forbidden(lang))
+        }
+        Err(ReviewError::ClockNotAcknowledged(state)) => Err(ConsoleError::Refused(
+            lang,
+            format!("{}: {state}", clock_unacknowledged(lang)),
+        )),
+        Err(ReviewError::RecordAltered(diffs)) => {
+            tracing::error!(case = id, problem = %diffs, "case record altered; decision refused");
+            Err(ConsoleError::Refused(
+                lang,
+                format!("{}: {diffs}", record_altered(lang)),
+            ))
         }
         Err(
             e @ (ReviewError::Refused(_)
@@ -337,7 +376,8 @@ pub async fn act(
     {
         return Err(ConsoleError::Refused(lang, stale_page(lang)));
     }
-    run(&ctx, &viewer, &id, &action, &f.reason, seen).await?;
+    let clock_ack = matches!(f.clock_ack.as_str(), "1" | "on" | "yes" | "true");
+    run(&ctx, &viewer, &id, &action, &f.reason, seen, clock_ack).await?;
     if matches!(action, Action::Accept | Action::Reject { .. }) {
         return claim_next(&ctx, &viewer).await;
     }
@@ -374,13 +414,36 @@ async fn claim_next(ctx: &ApiContext, viewer: &Viewer) -> Result<Response, Conso
         else {
             return Ok(Redirect::to("/console/queue").into_response());
         };
-        match run(ctx, viewer, &id, &Action::Claim, "", None).await {
+        match run(ctx, viewer, &id, &Action::Claim, "", None, false).await {
             Ok(()) => return Ok(Redirect::to(&format!("/console/cases/{id}")).into_response()),
             Err(ConsoleError::Refused(..)) => continue,
             Err(e) => return Err(e),
         }
     }
     Ok(Redirect::to("/console/queue").into_response())
+}
+
+/// Why a confirmation of a case whose device clock was not synchronised
+/// is refused without the officer's acknowledgement.
+pub fn clock_unacknowledged(lang: super::html::Lang) -> String {
+    lang.t(
+        "Đồng hồ thiết bị chưa được xác nhận là đồng bộ khi ghi thời gian vi phạm: chỉ xác nhận \
+         trên trang vụ việc, sau khi đánh dấu ô xác nhận đã xem tình trạng đồng hồ",
+        "The device clock was not synchronised when it stamped the violation time: confirm this \
+         case only on its own page, ticking the box that you have seen the clock state",
+    )
+    .to_string()
+}
+
+/// Why a decision on a case whose record differs from what its device
+/// signed is refused.
+pub fn record_altered(lang: super::html::Lang) -> String {
+    lang.t(
+        "Hồ sơ vụ việc đã bị sửa sau khi nhận, khác với bản thiết bị đã ký: không thể xác nhận",
+        "The case record was altered after it was received and differs from what the device \
+         signed: it cannot be confirmed",
+    )
+    .to_string()
 }
 
 /// Why a police decision without the case's revision is refused.

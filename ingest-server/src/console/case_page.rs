@@ -16,7 +16,8 @@ use axum::response::Response;
 use sqlx::Row;
 
 use super::event_facts::{
-    plate_source_text, riders_text, signal_text, speed_uncertainty_text, trajectory,
+    clock_sync_html, plate_source_text, riders_text, signal_text, speed_uncertainty_text,
+    trajectory,
 };
 use super::html::{deadline_badge, esc, local_time, violation_label, vnd};
 use super::owner_panels::{
@@ -405,8 +406,9 @@ pub async fn show(
             )
         })
         .unwrap_or_default();
+    let altered = altered_alarm(lang, db, &id).await.map_err(dberr)?;
     let body = format!(
-        "<h1>{title} <span class=\"muted\">{id}</span></h1>{late}\
+        "<h1>{title} <span class=\"muted\">{id}</span></h1>{altered}{late}\
          <div class=\"case\"><div><div class=\"stills\">{stills}</div>{clip}</div>\
          <div><div class=\"panel\">{plate_crop}<div>{plate_line}</div>\
          <div>{conf_label}: <strong id=\"confidence\">{conf}</strong> · {colour}</div>\
@@ -414,7 +416,7 @@ pub async fn show(
          <div class=\"panel\"><table>\
          <tr><th>{state_l}</th><td id=\"state\">{state}</td></tr>\
          <tr><th>{typ_l}</th><td id=\"violation\">{typ}</td></tr>\
-         <tr><th>{time_l}</th><td>{time} {clock}</td></tr>\
+         <tr><th>{time_l}</th><td id=\"event-time\">{time} {clock_sync} {clock}</td></tr>\
          <tr><th>{limit_l}</th><td id=\"limitation\">{limit}</td></tr>\
          <tr><th>{place_l}</th><td>{site} · {cam} · {dev}</td></tr>
          <tr><th>{veh_l}</th><td><span id=\"vehicle\">{vehicle}{riders}</span> · <span id=\"owner-status\">{owner_status}</span>{hold}</td></tr>\
@@ -436,6 +438,7 @@ pub async fn show(
         typ = esc(&violation_label(lang, typ)),
         time_l = lang.t("Thời gian", "Time"),
         time = local_time(case.event_ms),
+        clock_sync = clock_sync_html(lang, event.as_ref()),
         clock = deadline_badge(lang, case.state, case.event_ms, case.reply_by, now),
         limit_l = lang.t("Hết thời hiệu xử phạt (1 năm)", "Limitation ends (1 year)"),
         limit = limitation_text(lang, case.event_ms, now),
@@ -476,6 +479,38 @@ pub async fn show(
             case.plate().unwrap_or("")
         ),
         &body,
+    ))
+}
+
+/// The alarm over a case whose row no longer says what its device signed
+/// (`integrity::differences`), naming each difference; empty otherwise.
+async fn altered_alarm(lang: super::html::Lang, db: &Db, id: &str) -> Result<String, DbError> {
+    let diffs = crate::integrity::check(db.pool(), id)
+        .await?
+        .unwrap_or_default();
+    if diffs.is_empty() {
+        return Ok(String::new());
+    }
+    tracing::error!(case = id, problem = %crate::integrity::describe(&diffs), "case record altered");
+    let items: String = diffs
+        .iter()
+        .map(|d| {
+            format!(
+                "<li><code>{}</code>: {} «{}», {} «{}»</li>",
+                esc(d.field),
+                lang.t("cơ sở dữ liệu ghi", "the database says"),
+                esc(&d.column),
+                lang.t("bản thiết bị ký ghi", "the signed event says"),
+                esc(&d.signed)
+            )
+        })
+        .collect();
+    Ok(format!(
+        "<div class=\"alarm\" id=\"record-altered\" role=\"alert\"><strong>{}</strong><ul>{items}</ul></div>",
+        lang.t(
+            "CẢNH BÁO: HỒ SƠ ĐÃ BỊ SỬA — dữ liệu vụ việc khác với bản thiết bị đã ký; không được xác nhận xử phạt",
+            "WARNING: RECORD ALTERED — the case data differs from what the device signed; it must not be confirmed"
+        )
     ))
 }
 

@@ -15,7 +15,10 @@
 //! which were confirmed and which were refused and why. Each row carries
 //! the case's revision as shown (`rev.{id}`); a case changed since the
 //! page was rendered (sent back, corrected, accepted again, another owner)
-//! is refused, not confirmed with what the officer never saw.
+//! is refused, not confirmed with what the officer never saw. Each row
+//! shows the device clock's state beside the time; a case whose clock was
+//! not synchronised has no box here and is skipped if named in a batch
+//! anyway: it is confirmed on its own page, acknowledging the clock.
 
 use std::fmt::Write as _;
 
@@ -23,6 +26,7 @@ use axum::extract::{RawForm, State};
 use axum::response::Response;
 
 use super::case_page::{evidence_list, load};
+use super::event_facts::clock_sync_html;
 use super::html::{clock_badge, esc, local_time, violation_label, vnd};
 use super::owner_panels::{notice_hold, owner_brief, owner_for, owner_status_label};
 use super::queue::{Filters, list};
@@ -78,7 +82,17 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
             hold.as_deref().unwrap_or("")
         );
         let own = case.accepted_by.as_deref() == Some(me.as_str());
-        let check = if own {
+        let event = crate::integrity::signed_event(&case.signed_json).ok();
+        let clock_ok = event.as_ref().is_some_and(crate::integrity::clock_synced);
+        let check = if !own && !clock_ok {
+            // Not in a batch: confirmed on its own page, with the
+            // officer's acknowledgement of the clock.
+            format!(
+                "<a class=\"muted clock-held\" href=\"/console/cases/{}\" title=\"{t}\">⏱</a>",
+                esc(&r.event_id),
+                t = esc(&clock_held(lang))
+            )
+        } else if own {
             format!(
                 "<span class=\"muted\" title=\"{}\">✋</span>",
                 lang.t(
@@ -103,7 +117,7 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
         let _ = write!(
             items,
             "<tr data-id=\"{id}\"><td>{check}</td><td>{pics}</td><td><a href=\"/console/cases/{id}\"><span class=\"plate\">{plate}</span></a><br>\
-             {typ}<br>{time} {clock}<br>{cam}<br>{fine}</td><td class=\"pii\">{owner}</td></tr>",
+             {typ}<br>{time} {clock_sync} {clock}<br>{cam}<br>{fine}</td><td class=\"pii\">{owner}</td></tr>",
             id = esc(&r.event_id),
             plate = esc(case.plate().unwrap_or("—")),
             typ = esc(&violation_label(
@@ -113,6 +127,7 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
                     .unwrap_or(&case.violation_type)
             )),
             time = local_time(case.event_ms),
+            clock_sync = clock_sync_html(lang, event.as_ref()),
             clock = clock_badge(lang, case.event_ms, now),
             cam = esc(&case.camera_id),
         );
@@ -189,7 +204,21 @@ pub async fn batch(
             refused.push(format!("{}: {}", esc(id), esc(&actions::stale_page(lang))));
             continue;
         };
-        match actions::run(&ctx, &viewer, id, &Action::Confirm, "", Some(seen)).await {
+        // A case whose device clock was not synchronised is never
+        // confirmed in a batch: its own page asks for the acknowledgement.
+        let db = &ctx.ingestor.context().db;
+        let case = load(db, id)
+            .await
+            .map_err(|e| ConsoleError::from((lang, e)))?;
+        let clock_ok = case
+            .as_ref()
+            .and_then(|c| crate::integrity::signed_event(&c.signed_json).ok())
+            .is_some_and(|e| crate::integrity::clock_synced(&e));
+        if case.is_some() && !clock_ok {
+            refused.push(format!("{}: {}", esc(id), esc(&clock_held(lang))));
+            continue;
+        }
+        match actions::run(&ctx, &viewer, id, &Action::Confirm, "", Some(seen), false).await {
             Ok(()) => done += 1,
             Err(ConsoleError::Refused(_, why) | ConsoleError::NotFound(_, why)) => {
                 refused.push(format!("{}: {}", esc(id), esc(&why)))
@@ -211,6 +240,15 @@ pub async fn batch(
         );
     }
     render(&ctx, &viewer, &flash).await
+}
+
+/// Why a case is left out of a batch confirmation.
+fn clock_held(lang: super::html::Lang) -> String {
+    lang.t(
+        "bỏ qua: đồng hồ thiết bị không đồng bộ khi ghi thời gian; hãy xác nhận trên trang vụ việc",
+        "skipped: the device clock was not synchronised when it stamped the time; confirm it on its own page",
+    )
+    .to_string()
 }
 
 /// The "select all" box of the confirmation list (a script, not an

@@ -29,6 +29,30 @@ pub(super) fn signal_text(lang: Lang, event: Option<&ViolationEvent>) -> String 
     }
 }
 
+/// The device clock's state when it stamped the event, for beside the
+/// violation time (`id="clock-sync"`): synchronised, or a warning badge
+/// for a clock that was not (with its offset) or whose state is unknown.
+pub(super) fn clock_sync_html(lang: Lang, event: Option<&ViolationEvent>) -> String {
+    use crate::integrity::{clock_en, clock_synced, clock_vi};
+    match event {
+        Some(e) if clock_synced(e) => format!(
+            "<span class=\"muted\" id=\"clock-sync\">{}</span>",
+            super::html::esc(lang.t(&clock_vi(e), &clock_en(e)))
+        ),
+        Some(e) => format!(
+            "<span class=\"badge late\" id=\"clock-sync\">{}</span>",
+            super::html::esc(lang.t(&clock_vi(e), &clock_en(e)))
+        ),
+        None => format!(
+            "<span class=\"badge late\" id=\"clock-sync\">{}</span>",
+            lang.t(
+                "không đọc được trạng thái đồng hồ",
+                "clock state unreadable"
+            )
+        ),
+    }
+}
+
 /// The trajectory as SVG points (full-frame pixel coordinates).
 pub(super) fn trajectory(event: Option<&ViolationEvent>) -> String {
     let Some(e) = event else {

@@ -47,7 +47,8 @@ pub async fn case_package(
         Err(
             e @ (PackageError::EvidenceCorrupt { .. }
             | PackageError::EvidenceMissing { .. }
-            | PackageError::ManifestMismatch { .. }),
+            | PackageError::ManifestMismatch { .. }
+            | PackageError::RecordAltered { .. }),
         ) => {
             tracing::error!(case = %id, error = %e, "evidence package refused");
             return Err(ConsoleError::Refused(lang, e.to_string()));

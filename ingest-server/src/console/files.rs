@@ -1,5 +1,6 @@
 //! The files of a case as the console serves them: its evidence (stills,
-//! clip), checked against its hash on the way out, and a photo the owner
+//! clip), by the hash in the signed manifest (`integrity::manifest_file`)
+//! and checked against it on the way out, and a photo the owner
 //! sent with a contest. Every read is audited (`console.evidence.read`,
 //! `contest.photo_view`), and nothing in a file runs in the browser
 //! (`nosniff`, a sandboxing content security policy).
@@ -12,6 +13,7 @@ use sqlx::Row;
 use super::{ConsoleError, Viewer};
 use crate::audit;
 use crate::db::now_ms;
+use crate::integrity::FileRefusal;
 use crate::web::ApiContext;
 use crate::workflow::Role;
 
@@ -98,21 +100,29 @@ pub async fn evidence(
     ])?;
     let lang = viewer.lang;
     let ic = ctx.ingestor.context();
-    let row = sqlx::query(
-        "SELECT sha256, media_type FROM evidence WHERE event_id = $1 AND name = $2 AND stored = 1",
-    )
-    .bind(&id)
-    .bind(&name)
-    .fetch_optional(ic.db.pool())
-    .await
-    .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?
-    .ok_or_else(|| ConsoleError::NotFound(lang, format!("{id}/{name}")))?;
-    let sha: String = row
-        .try_get(0)
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
-    let media: String = row
-        .try_get(1)
-        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    // By the hash the device signed, not the evidence row's copy of it:
+    // a row pointed at other stored bytes is refused, logged and audited.
+    let file = match crate::integrity::manifest_file(&ic.db, &id, &name).await {
+        Ok(f) => f,
+        Err(FileRefusal::NotFound) => {
+            return Err(ConsoleError::NotFound(lang, format!("{id}/{name}")));
+        }
+        Err(FileRefusal::Db(e)) => return Err(ConsoleError::Internal(lang, e.to_string())),
+        Err(FileRefusal::Mismatch(why)) => {
+            crate::integrity::record_mismatch(&ic.db, &viewer.who(), &id, &name, &why).await;
+            return Err(ConsoleError::Internal(
+                lang,
+                format!(
+                    "{}: {why}",
+                    lang.t(
+                        "Lỗi toàn vẹn bằng chứng: tệp không khớp với danh mục thiết bị đã ký",
+                        "Evidence integrity error: the file does not match the signed manifest"
+                    )
+                ),
+            ));
+        }
+    };
+    let (sha, media) = (file.sha256, file.media_type);
     // Every read of evidence through the console is audited, as the API's
     // (`api.evidence.read`): pictures of a vehicle and its plate are
     // personal data.

@@ -6,10 +6,13 @@
 //! custody (who reviewed, who confirmed, when, why).
 //!
 //! Contents (see `README.txt` inside, written by `text.rs`):
-//! - `originals/<name>`: every stored evidence file, read back through the
-//!   store, which checks each against its hash; each is also checked
-//!   against the signed manifest. A corrupt or missing file stops the export
-//!   with an error: a package is never made around a bad file;
+//! - `originals/<name>`: every file of the signed manifest, looked up in
+//!   the store by its signed hash whatever the `stored` flag says, which
+//!   checks it against that hash; an `evidence` row whose hash is not the
+//!   signed one, or a case row whose machine columns differ from the signed
+//!   event (`integrity::differences`), stops the export, as does a corrupt
+//!   file or one listed as stored that is missing (with no purge recorded):
+//!   a package is never made around a bad file or an altered record;
 //! - `annotated/<name>`: the full-frame stills with the vehicle marked
 //!   (`annotate.rs`);
 //! - `event.json`: the signed event exactly as stored;
@@ -23,7 +26,8 @@
 //!   (`text.rs`);
 //! - `SHA256SUMS`: every file above (`sha256sum -c SHA256SUMS`), and the
 //!   manifest's hashes as comments, saying of a file not in `originals/`
-//!   whether the server never received it or deleted it under retention;
+//!   whether the server never received it or deleted it under retention
+//!   (only where the audit log holds retention's `evidence.purge`);
 //! - `SHA256SUMS.sig`: the server's Ed25519 signature over the exact bytes
 //!   of `SHA256SUMS` (hex), with the key that signs its acks
 //!   ([`crate::server_key::ServerKey`], passed in): without it anyone could
@@ -106,6 +110,16 @@ pub enum PackageError {
         sha256: String,
         /// Hash (or size) of what was read.
         actual: String,
+    },
+    /// The case row's machine columns (plate, time, type, camera, site, ...)
+    /// differ from the signed event (`integrity::differences`): a package
+    /// would put the altered facts before a court beside the signed ones.
+    #[error("case {event_id} was altered after it was received: {differences}")]
+    RecordAltered {
+        /// Case.
+        event_id: String,
+        /// Every difference, named.
+        differences: String,
     },
     /// The evidence rows and the signed manifest disagree.
     #[error(
@@ -244,7 +258,7 @@ pub async fn build_with(
             reason,
         })?;
     let signer = key.signing_key().clone();
-    let loaded = record::load(db, event_id)
+    let mut loaded = record::load(db, event_id)
         .await?
         .ok_or_else(|| PackageError::NotFound(event_id.to_string()))?;
     let stored_event = |reason: String| PackageError::StoredEvent {
@@ -257,9 +271,19 @@ pub async fn build_with(
         serde_json::from_value(serde_json::Value::Object(signed.payload().clone()))
             .map_err(|e| stored_event(e.to_string()))?;
     let signature = check_signature(&signed, loaded.device.clone());
+    let diffs = crate::integrity::check(db.pool(), event_id)
+        .await?
+        .unwrap_or_default();
+    if !diffs.is_empty() {
+        return Err(PackageError::RecordAltered {
+            event_id: event_id.to_string(),
+            differences: crate::integrity::describe(&diffs),
+        });
+    }
 
-    let mut originals = Vec::new();
-    for row in loaded.evidence.iter().filter(|r| r.stored) {
+    // Every evidence row must be the signed manifest's, whatever its
+    // `stored` flag says.
+    for row in &loaded.evidence {
         let signed_sha = event.evidence_item(&row.name).map(|i| i.sha256.clone());
         if signed_sha.as_deref() != Some(row.sha256.as_str()) {
             return Err(PackageError::ManifestMismatch {
@@ -269,10 +293,46 @@ pub async fn build_with(
                 signed: signed_sha.unwrap_or_else(|| "not listed".into()),
             });
         }
-        let bytes = read_checked(evidence, event_id, row).await?;
-        originals.push((row.clone(), bytes));
     }
     let case_audit = audit::for_subject(db, &format!("case:{event_id}")).await?;
+    // A file is "deleted under retention" only where retention recorded
+    // the purge in the audit log, not because a column says so.
+    loaded.purge_recorded_at = case_audit
+        .iter()
+        .find(|a| a.action == "evidence.purge")
+        .map(|a| a.at);
+    // Every file the device signed is looked for by its signed hash,
+    // whatever the `stored` flag says: a flag turned off does not hide a
+    // file the store has.
+    let mut originals = Vec::new();
+    for item in &event.evidence {
+        let row = loaded.evidence.iter().find(|r| r.name == item.name);
+        let signed_row = record::EvidenceRow {
+            name: item.name.clone(),
+            role: crate::ingest::enum_text(&item.role),
+            media_type: item.media_type.clone(),
+            size_bytes: i64::try_from(item.size_bytes).unwrap_or(i64::MAX),
+            sha256: item.sha256.clone(),
+            stored: true,
+            stored_at: row.and_then(|r| r.stored_at),
+        };
+        match read_checked(evidence, event_id, &signed_row).await? {
+            Some(bytes) => {
+                loaded.present.insert(item.name.clone());
+                originals.push((signed_row, bytes));
+            }
+            // Listed as stored, not in the store, and no purge recorded:
+            // lost, and no package is made around it.
+            None if row.is_some_and(|r| r.stored) && loaded.purge_recorded_at.is_none() => {
+                return Err(PackageError::EvidenceMissing {
+                    event_id: event_id.to_string(),
+                    name: item.name.clone(),
+                    sha256: item.sha256.clone(),
+                });
+            }
+            None => {}
+        }
+    }
     let chain = audit::verify(db).await?;
     tokio::task::spawn_blocking(move || {
         assemble(Parts {
@@ -291,12 +351,13 @@ pub async fn build_with(
     .map_err(|e| PackageError::Write(e.to_string()))?
 }
 
-/// Reads one evidence file, checked against its hash and size.
+/// Reads one evidence file, checked against its hash and size; `None`
+/// when the store does not have it.
 async fn read_checked(
     evidence: &EvidenceStore,
     event_id: &str,
     row: &record::EvidenceRow,
-) -> Result<Vec<u8>, PackageError> {
+) -> Result<Option<Vec<u8>>, PackageError> {
     let corrupt = |actual: String| PackageError::EvidenceCorrupt {
         event_id: event_id.to_string(),
         name: row.name.clone(),
@@ -304,7 +365,7 @@ async fn read_checked(
         actual,
     };
     match evidence.get(&row.sha256).await {
-        Ok(b) if b.len() as i64 == row.size_bytes => Ok(b.to_vec()),
+        Ok(b) if b.len() as i64 == row.size_bytes => Ok(Some(b.to_vec())),
         Ok(b) => Err(corrupt(format!(
             "{} (size {} bytes, the manifest says {})",
             sha256_hex(&b),
@@ -312,13 +373,7 @@ async fn read_checked(
             row.size_bytes
         ))),
         Err(EvidenceStoreError::Corrupt { actual, .. }) => Err(corrupt(actual)),
-        Err(EvidenceStoreError::Store(object_store::Error::NotFound { .. })) => {
-            Err(PackageError::EvidenceMissing {
-                event_id: event_id.to_string(),
-                name: row.name.clone(),
-                sha256: row.sha256.clone(),
-            })
-        }
+        Err(EvidenceStoreError::Store(object_store::Error::NotFound { .. })) => Ok(None),
         Err(e) => Err(PackageError::Store(e)),
     }
 }

@@ -6,7 +6,7 @@
 //! never received). Plain reads, no personal data of the vehicle's owner
 //! (the owner id is not even read).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use sqlx::Row;
 
@@ -68,9 +68,6 @@ pub struct CaseRecord {
     pub received_at: i64,
     /// `mqtt` or `http`.
     pub source: String,
-    /// When its evidence was deleted under the retention policy (Unix ms;
-    /// `src/retention/`, migration 0012).
-    pub evidence_purged_at: Option<i64>,
 }
 
 /// One evidence row.
@@ -147,22 +144,34 @@ pub struct Loaded {
     pub device: Option<Device>,
     /// User id → (display name, role) for everyone in the transitions.
     pub people: BTreeMap<String, (String, String)>,
+    /// The manifest's files read back from the store by their signed hash
+    /// (filled by the build, whatever the rows' `stored` flags say).
+    pub present: BTreeSet<String>,
+    /// When retention recorded the purge of the case's evidence in the
+    /// audit log (`evidence.purge`; filled by the build).
+    pub purge_recorded_at: Option<i64>,
 }
 
 impl Loaded {
-    /// What became of the manifest's file `name`. Retention only clears a
-    /// row's `stored` flag, so a file of a purged case with a receipt time
-    /// was received and deleted, not missing.
+    /// What became of the manifest's file `name`: in the store (read by
+    /// its signed hash), deleted under retention (only where retention
+    /// recorded the purge in the audit log, for a file the server
+    /// received), else never received. The rows' `stored` flag and the
+    /// case's `evidence_purged_at` decide nothing here: a flag turned off
+    /// does not make a file "deleted" or "missing".
     pub fn file_state(&self, name: &str) -> FileState {
-        let row = self.evidence.iter().find(|r| r.name == name);
-        match (row, self.case.evidence_purged_at) {
-            (Some(r), _) if r.stored => FileState::Stored,
-            (Some(r), Some(purged_at)) => match r.stored_at {
-                Some(received_at) => FileState::Purged {
-                    received_at,
-                    purged_at,
-                },
-                None => FileState::NotReceived,
+        if self.present.contains(name) {
+            return FileState::Stored;
+        }
+        let received = self
+            .evidence
+            .iter()
+            .find(|r| r.name == name)
+            .and_then(|r| r.stored_at);
+        match (self.purge_recorded_at, received) {
+            (Some(purged_at), Some(received_at)) => FileState::Purged {
+                received_at,
+                purged_at,
             },
             _ => FileState::NotReceived,
         }
@@ -175,8 +184,8 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         "SELECT event_id, device_id, camera_id, site, event_time, violation_type, reviewed_type, \
          vehicle_class, plate_text, plate_display, plate_colour, plate_confidence, reviewed_plate, \
          fine_status, fine_schedule, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, state, \
-         accepted_by, confirmed_by, reject_code, signed_json, received_at, source, \
-         evidence_purged_at FROM events WHERE event_id = $1",
+         accepted_by, confirmed_by, reject_code, signed_json, received_at, source \
+         FROM events WHERE event_id = $1",
     )
     .bind(event_id)
     .fetch_optional(db.pool())
@@ -209,7 +218,6 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         signed_json: r.try_get(23)?,
         received_at: r.try_get(24)?,
         source: r.try_get(25)?,
-        evidence_purged_at: r.try_get(26)?,
     };
     let evidence = sqlx::query(
         "SELECT name, role, media_type, size_bytes, sha256, stored, stored_at FROM evidence \
@@ -282,5 +290,7 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         transitions,
         device,
         people,
+        present: BTreeSet::new(),
+        purge_recorded_at: None,
     }))
 }
