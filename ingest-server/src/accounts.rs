@@ -18,7 +18,7 @@ use crate::audit::{self, Who};
 use crate::db::{Db, DbError, now_ms};
 use crate::workflow::Role;
 
-mod sessions;
+pub(crate) mod sessions;
 pub use sessions::{
     DEFAULT_IDLE_MINUTES, NewSession, SEEN_EVERY_MS, SESSION_MS, Session, delete_expired_sessions,
     end_session, session, start_session,

@@ -41,13 +41,16 @@ pub struct Session {
     pub csrf: String,
 }
 
-fn random_token() -> String {
+/// 32 random bytes from the OS, hex: a session's cookie token or its CSRF
+/// token (the citizen app's sessions use it too).
+pub(crate) fn random_token() -> String {
     let mut b = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut b);
     hex::encode(b)
 }
 
-fn token_digest(token: &str) -> String {
+/// What the database keeps of a cookie token: its SHA-256, hex.
+pub(crate) fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 

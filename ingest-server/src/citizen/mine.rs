@@ -148,7 +148,10 @@ pub(super) async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, 
     let Some(r) = row else {
         let now = now_ms();
         // 404 every time; an audit entry only within the session's budget.
-        if let Some(unrecorded) = DENIALS.may_record(&super::digest(&citizen.token), now) {
+        if let Some(unrecorded) = DENIALS.may_record(
+            &crate::accounts::sessions::token_digest(&citizen.token),
+            now,
+        ) {
             audit::record(
                 db,
                 now,

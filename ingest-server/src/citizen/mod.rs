@@ -29,10 +29,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::Row;
 
+use crate::accounts::sessions::{random_token, token_digest};
 use crate::console::cookie;
 use crate::console::html::esc;
 use crate::db::{Db, DbError, now_ms};
@@ -113,16 +112,6 @@ pub struct NewSession {
     pub csrf: String,
 }
 
-fn random_hex() -> String {
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
-}
-
-fn digest(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// Starts a session for a citizen the identity provider vouched for (and
 /// first deletes every expired one: [`delete_expired_sessions`]).
 pub async fn start_session(
@@ -133,14 +122,14 @@ pub async fn start_session(
 ) -> Result<NewSession, DbError> {
     delete_expired_sessions(db, now).await?;
     let s = NewSession {
-        token: random_hex(),
-        csrf: random_hex(),
+        token: random_token(),
+        csrf: random_token(),
     };
     sqlx::query(
         "INSERT INTO citizen_sessions (token_sha256, national_id, display_name, csrf_token, created_at, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
-    .bind(digest(&s.token))
+    .bind(token_digest(&s.token))
     .bind(national_id)
     .bind(display_name)
     .bind(&s.csrf)
@@ -240,7 +229,7 @@ impl FromRequestParts<ApiContext> for Citizen {
                 "SELECT national_id, display_name, csrf_token FROM citizen_sessions \
                  WHERE token_sha256 = $1 AND expires_at > $2",
             )
-            .bind(digest(&token))
+            .bind(token_digest(&token))
             .bind(now_ms())
             .fetch_optional(ctx.ingestor.context().db.pool())
             .await
@@ -279,7 +268,7 @@ impl FromRequestParts<ApiContext> for Citizen {
 /// Ends a citizen's session.
 pub async fn end_session(db: &Db, citizen: &Citizen) -> Result<(), DbError> {
     sqlx::query("DELETE FROM citizen_sessions WHERE token_sha256 = $1")
-        .bind(digest(&citizen.token))
+        .bind(token_digest(&citizen.token))
         .execute(db.pool())
         .await?;
     Ok(())
