@@ -1,10 +1,12 @@
 //! The device's identity: its id and its Ed25519 signing key.
 //!
-//! The key is made on first start and kept in a file readable only by the
-//! agent (mode 0600, written to a temp name, fsynced, renamed), so a reboot
-//! keeps the identity the server enrolled and nobody else on the box can
-//! sign as this device. `edge-agent enroll` prints the device id and the
-//! public key for registration at the server. The key file holds the 32-byte
+//! The key is made by `edge-agent enroll` and kept in a file readable only
+//! by the agent (mode 0600, written to a temp name, fsynced, renamed), so a
+//! reboot keeps the identity the server enrolled and nobody else on the box
+//! can sign as this device. `edge-agent enroll` prints the device id and
+//! the public key for registration at the server. `run` and `deliver` only
+//! load it ([`DeviceIdentity::load`]): a key they made silently would sign
+//! violations with a key the server has never seen. The key file holds the 32-byte
 //! seed as 64 hex characters and a newline; anything else is refused with
 //! an error naming the file, never replaced silently (replacing a key would
 //! orphan the device at the server).
@@ -38,6 +40,15 @@ pub enum IdentityError {
         /// What is wrong with it.
         reason: String,
     },
+    /// There is no key file: the device was never enrolled on this box.
+    #[error(
+        "device key {path} does not exist: run `edge-agent enroll --config <agent.toml>` to make \
+         it and register the public key it prints at the server"
+    )]
+    Missing {
+        /// The key file.
+        path: PathBuf,
+    },
     /// The key file can be read by others.
     #[error("device key {path}: mode {mode:o} lets others read it; run: chmod 600 {path}")]
     Permissions {
@@ -69,6 +80,17 @@ impl std::fmt::Debug for DeviceIdentity {
 }
 
 impl DeviceIdentity {
+    /// Loads the key at `path`; a missing file is [`IdentityError::Missing`],
+    /// never replaced by a new key.
+    pub fn load(device_id: &str, site: &str, path: &Path) -> Result<Self, IdentityError> {
+        if !path.exists() {
+            return Err(IdentityError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        Self::load_or_create(device_id, site, path).map(|(id, _)| id)
+    }
+
     /// Loads the key at `path`, making it first if the file does not exist.
     /// Returns the identity and whether the key was just made.
     pub fn load_or_create(
@@ -175,6 +197,23 @@ mod tests {
         assert!(!created);
         assert_eq!(a.public_key_hex(), b.public_key_hex());
         assert!(!format!("{a:?}").contains(&hex::encode(a.signing_key().to_bytes())));
+    }
+
+    #[test]
+    fn load_refuses_a_missing_key_and_makes_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("device.key");
+        let err = DeviceIdentity::load("d", "s", &path).unwrap_err();
+        assert!(matches!(err, IdentityError::Missing { .. }), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&path.display().to_string()) && text.contains("enroll"),
+            "{text}"
+        );
+        assert!(!path.exists(), "no key was made");
+        let (made, _) = DeviceIdentity::load_or_create("d", "s", &path).unwrap();
+        let loaded = DeviceIdentity::load("d", "s", &path).unwrap();
+        assert_eq!(made.public_key_hex(), loaded.public_key_hex());
     }
 
     #[test]

@@ -176,13 +176,17 @@ fn main() -> Result<()> {
             let Some(cfg) = config else {
                 return Err(anyhow!("no configuration"));
             };
-            let (identity, created) =
-                DeviceIdentity::load_or_create(&cfg.device.id, &cfg.device.site, &cfg.key_file())?;
-            if created {
-                tracing::info!(key = %cfg.key_file().display(), "made a new device key");
-            }
             match cli.command {
                 Cmd::Enroll { .. } => {
+                    // The one command that makes the device key.
+                    let (identity, created) = DeviceIdentity::load_or_create(
+                        &cfg.device.id,
+                        &cfg.device.site,
+                        &cfg.key_file(),
+                    )?;
+                    if created {
+                        tracing::info!(key = %cfg.key_file().display(), "made a new device key");
+                    }
                     let out = serde_json::json!({
                         "device_id": identity.device_id,
                         "site": identity.site,
@@ -193,10 +197,13 @@ fn main() -> Result<()> {
                 }
                 Cmd::Outbox { .. } => {
                     let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())?;
-                    let s = outbox.stats(edge_agent::outbox::now_ms())?;
+                    let now = edge_agent::outbox::now_ms();
+                    let s = outbox.stats(now)?;
                     let out = serde_json::json!({
                         "depth": s.depth, "oldest_age_s": s.oldest_age_s, "bytes": s.bytes,
                         "delivered": s.delivered, "rejected": s.rejected, "evictions": s.evictions,
+                        "set_aside": outbox.set_aside_count(0)?,
+                        "held_by_server": outbox.held_count(now)?,
                         "alarm": outbox.alarm()?,
                         "recent": outbox.recent(20)?.into_iter().map(|(id, camera, state, done)| {
                             serde_json::json!({"event_id": id, "camera_id": camera, "state": state, "done": done})
@@ -204,8 +211,12 @@ fn main() -> Result<()> {
                     });
                     println!("{}", serde_json::to_string_pretty(&out)?);
                 }
-                Cmd::Run { .. } => serve(&cfg, &identity, true)?,
-                _ => serve(&cfg, &identity, false)?,
+                cmd => {
+                    delivery::preflight(&cfg)?;
+                    let identity =
+                        DeviceIdentity::load(&cfg.device.id, &cfg.device.site, &cfg.key_file())?;
+                    serve(&cfg, &identity, matches!(cmd, Cmd::Run { .. }))?;
+                }
             }
             Ok(())
         }
@@ -369,7 +380,7 @@ fn serve(cfg: &AgentConfig, identity: &DeviceIdentity, cameras: bool) -> Result<
         None
     };
     tracing::info!(device = %identity.device_id, broker = %cfg.mqtt.url, "delivering");
-    let result = delivery::run(cfg, identity, &shared, stop.clone());
+    let result = deliver(cfg, identity, &shared, &stop, live.is_some());
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     if let Some(live) = live {
         live.join();
@@ -377,6 +388,36 @@ fn serve(cfg: &AgentConfig, identity: &DeviceIdentity, cameras: bool) -> Result<
     result?;
     tracing::info!("delivery stopped");
     Ok(())
+}
+
+/// Delivery until a signal. With cameras running, a delivery that cannot
+/// start (the outbox cannot be opened, the link not set up) is retried
+/// with a growing pause, at most a minute, and the cameras go on queuing
+/// meanwhile: a box that stops detecting because its uplink or outbox
+/// failed loses every violation of the failure. Alone (`deliver`), the
+/// error ends the process.
+fn deliver(
+    cfg: &AgentConfig,
+    identity: &DeviceIdentity,
+    shared: &Shared,
+    stop: &Arc<AtomicBool>,
+    cameras: bool,
+) -> Result<(), delivery::DeliveryError> {
+    use std::sync::atomic::Ordering;
+    let mut pause = Duration::from_secs(1);
+    loop {
+        match delivery::run(cfg, identity, shared, stop.clone()) {
+            Err(e) if cameras && !stop.load(Ordering::Relaxed) => {
+                tracing::error!(error = %e, retry_in_s = pause.as_secs(), "delivery failed; the cameras go on, delivery starts again");
+                let until = std::time::Instant::now() + pause;
+                while std::time::Instant::now() < until && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                pause = (pause * 2).min(Duration::from_secs(60));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// `edge-agent signal-sim`: the stand-in controller until a signal.

@@ -134,7 +134,9 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
         })
         .unwrap();
     let out = ob
-        .apply_ack(&Ack::rejected(bid, RejectCode::BadSignature, "no").bound_to(sent_hash(b_seq)))
+        .apply_ack(
+            &Ack::rejected(bid, RejectCode::EvidenceMismatch, "no").bound_to(sent_hash(b_seq)),
+        )
         .unwrap();
     assert_eq!(out, AckOutcome::Rejected);
     let s = ob.stats(now_ms()).unwrap();
@@ -417,4 +419,138 @@ fn processes_opening_one_new_outbox_at_once_all_get_it() {
             assert!(r.is_ok(), "round {round}: {}", r.unwrap_err());
         }
     }
+}
+
+/// One damaged row (an event id that is not a UUID, a still list that is
+/// not JSON) used to fail the whole query, and with it delivery: it is set
+/// aside and counted, and the other rows are still due.
+#[test]
+fn a_damaged_row_is_set_aside_and_the_others_are_still_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let spool = dir.path().join("spool");
+    let db = dir.path().join("o.sqlite");
+    let ob = {
+        let mut ob = Outbox::open(&db, limits()).unwrap();
+        for n in 1..=3 {
+            let (e, d) = violation(&id, &spool, "cam-a", n, 100, 200);
+            ob.enqueue(&e, "cam-a", &d).unwrap();
+        }
+        let raw = rusqlite::Connection::open(&db).unwrap();
+        raw.execute(
+            "UPDATE events SET event_id = 'not-a-uuid' WHERE seq = 1",
+            [],
+        )
+        .unwrap();
+        raw.execute("UPDATE events SET stills = '{oops' WHERE seq = 3", [])
+            .unwrap();
+        ob
+    };
+    let due = ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap();
+    let seqs: Vec<i64> = due
+        .iter()
+        .map(|p| match p {
+            Pending::Event(e) => e.seq,
+            Pending::Clip(c) => c.seq,
+        })
+        .collect();
+    assert_eq!(seqs, [2], "{due:?}");
+    assert_eq!(ob.set_aside_count(0).unwrap(), 2);
+    let s = ob.stats(now_ms()).unwrap();
+    assert_eq!((s.depth, s.rejected), (1, 2));
+    assert_eq!(
+        ob.due(now_ms(), Duration::from_secs(30), 0, 10)
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// A refusal that blames the device's or the server's state (not
+/// enrolled yet, revoked, a server error) holds the event and sends it
+/// again later; one that blames the content is final; and a refused clip
+/// never undoes its event's ack.
+#[test]
+fn a_refusal_for_the_devices_state_holds_the_event_and_a_clip_refusal_keeps_the_ack() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let spool = dir.path().join("spool");
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let (e, d) = violation(&id, &spool, "cam-a", 1, 100, 3000);
+    ob.enqueue(&e, "cam-a", &d).unwrap();
+    let event_id = e.unverified_event_id().unwrap();
+    let send = |ob: &mut Outbox, at: i64| {
+        let due = ob.due(at, Duration::from_secs(30), 0, 10).unwrap();
+        let Some(Pending::Event(p)) = due.first() else {
+            panic!("{due:?}")
+        };
+        ob.mark_sent(p.seq, at, &sent_hash(p.seq)).unwrap();
+        p.seq
+    };
+    let mut at = now_ms();
+    for code in [
+        RejectCode::UnknownDevice,
+        RejectCode::Internal,
+        RejectCode::BadSignature,
+    ] {
+        let seq = send(&mut ob, at);
+        let out = ob
+            .apply_ack(&Ack::rejected(event_id, code.clone(), "not now").bound_to(sent_hash(seq)))
+            .unwrap();
+        assert!(matches!(out, AckOutcome::Held { .. }), "{code:?}: {out:?}");
+        assert_eq!(
+            ob.state_of(event_id).unwrap(),
+            Some(("queued".into(), false))
+        );
+        let now = now_ms();
+        assert_eq!(ob.held_count(now).unwrap(), 1);
+        assert!(
+            ob.due(now + 1000, Duration::from_secs(30), 0, 10)
+                .unwrap()
+                .is_empty(),
+            "{code:?}"
+        );
+        at = now + 3_600_001;
+    }
+    // Enrolled at last: the event goes again and is stored.
+    send(&mut ob, at);
+    ob.apply_ack(&Ack::stored(event_id)).unwrap();
+    assert_eq!(
+        ob.state_of(event_id).unwrap(),
+        Some(("acked".into(), false))
+    );
+    // A late refusal of another copy of the bundle changes nothing.
+    let late = Ack::rejected(event_id, RejectCode::Invalid, "late").bound_to(sent_hash(1));
+    assert_eq!(ob.apply_ack(&late).unwrap(), AckOutcome::Unknown);
+
+    let clip_refusal = |code: RejectCode| {
+        let file = std::fs::read(d.join("clip.mp4")).unwrap();
+        Ack::rejected(event_id, code, "clip")
+            .for_item("clip.mp4")
+            .bound_to(protocol::sha256_hex(&file))
+    };
+    let Some(Pending::Clip(c)) = ob.due(at, Duration::from_secs(30), 0, 10).unwrap().pop() else {
+        panic!("the clip is due")
+    };
+    ob.mark_clip_sent(c.seq, at).unwrap();
+    let out = ob.apply_ack(&clip_refusal(RejectCode::Internal)).unwrap();
+    assert!(matches!(out, AckOutcome::Held { .. }), "{out:?}");
+    assert_eq!(
+        ob.state_of(event_id).unwrap(),
+        Some(("acked".into(), false))
+    );
+    assert!(
+        ob.due(now_ms(), Duration::from_secs(30), 0, 10)
+            .unwrap()
+            .is_empty()
+    );
+    at = now_ms() + 3_600_001;
+    assert_eq!(ob.due(at, Duration::from_secs(30), 0, 10).unwrap().len(), 1);
+    ob.mark_clip_sent(c.seq, at).unwrap();
+    let out = ob
+        .apply_ack(&clip_refusal(RejectCode::EvidenceMismatch))
+        .unwrap();
+    assert_eq!(out, AckOutcome::ClipRejected);
+    assert_eq!(ob.state_of(event_id).unwrap(), Some(("acked".into(), true)));
+    assert_eq!(ob.stats(now_ms()).unwrap().rejected, 0);
 }

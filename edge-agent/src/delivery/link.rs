@@ -5,10 +5,17 @@
 //! backoff. A thread drives the connection and turns what arrives into
 //! [`LinkEvent`]s for the delivery loop; publishing goes through the
 //! [`Client`] handle.
+//!
+//! A publish handed to the client waits in its request queue until the
+//! connection thread writes it out; on a slow uplink that can take longer
+//! than the ack timeout. So the thread reports when each publish is
+//! written ([`LinkEvent::Written`]) and when the broker acknowledges it
+//! ([`LinkEvent::PubAck`]), and the delivery loop holds back what is still
+//! in the client's queue ([`super::queue`]).
 
 use crate::config::MqttConfig;
 use rand::Rng;
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::{Client, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -22,11 +29,22 @@ pub const MAX_PACKET: usize = protocol::transfer::MAX_BUNDLE_BYTES + 64 * 1024;
 #[derive(Debug)]
 pub enum LinkEvent {
     /// Connected (a CONNACK arrived); the session is (re)established.
-    Up,
+    /// Without a session at the broker (`session_present` false) rumqttc
+    /// drops every publish still queued in the client: none of them will
+    /// leave.
+    Up {
+        /// Whether the broker still had this client's session.
+        session_present: bool,
+    },
     /// The connection failed or dropped; it will be retried.
     Down(String),
     /// A message on the device's ack topic.
     Ack(Vec<u8>),
+    /// The client wrote a publish out as this packet id (again, after a
+    /// reconnect, for one not yet acknowledged).
+    Written(u16),
+    /// The broker acknowledged the publish with this packet id.
+    PubAck(u16),
     /// A message on another subscribed topic (a signal controller's
     /// phase), with the time it arrived.
     Message {
@@ -143,9 +161,22 @@ impl Link {
                 let send = |tx: &Sender<LinkEvent>, e| tx.send(e).is_ok();
                 while !stop.load(Ordering::Relaxed) {
                     match connection.recv_timeout(Duration::from_millis(200)) {
-                        Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                        Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) => {
                             backoff.reset();
-                            if !send(&tx, LinkEvent::Up) {
+                            let up = LinkEvent::Up {
+                                session_present: ack.session_present,
+                            };
+                            if !send(&tx, up) {
+                                break;
+                            }
+                        }
+                        Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
+                            if !send(&tx, LinkEvent::Written(pkid)) {
+                                break;
+                            }
+                        }
+                        Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
+                            if !send(&tx, LinkEvent::PubAck(ack.pkid)) {
                                 break;
                             }
                         }

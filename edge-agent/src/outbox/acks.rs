@@ -7,7 +7,11 @@
 //! delivery loop, and changes nothing.
 //!
 //! A believed ack is then applied ([`Outbox::apply_ack`]); a rejection is
-//! honoured only when it is bound to bytes this device sent.
+//! honoured only when it is bound to bytes this device sent. A rejection
+//! whose code blames the device's or the server's state ([`state_at_fault`])
+//! holds the row for a while ([`hold_for`]) and it is sent again; only one
+//! that blames the content is final. A refused clip never undoes its
+//! event's ack.
 //!
 //! Migration: with no server key configured the agent refuses to deliver
 //! (the secure default). `accept_unsigned_acks = true` is the explicit lab
@@ -16,7 +20,7 @@
 //! unverified too (still only for this device).
 
 use super::{AckOutcome, Outbox, OutboxError, now_ms, remove_dir};
-use protocol::{Ack, AckStatus, AckVerifyError, Message, VerifyingKey};
+use protocol::{Ack, AckStatus, AckVerifyError, Message, RejectCode, VerifyingKey};
 use rusqlite::{OptionalExtension, params};
 use std::path::Path;
 use uuid::Uuid;
@@ -131,18 +135,27 @@ impl Outbox {
     /// Applies the server's ack (already parsed from the ack topic).
     pub fn apply_ack(&mut self, ack: &Ack) -> Result<AckOutcome, OutboxError> {
         let id = ack.event_id.to_string();
-        type Row = (String, String, String, Option<String>, Option<String>);
+        type Row = (String, String, String, Option<String>, Option<String>, i64);
         let row: Option<Row> = self
             .conn
             .query_row(
-                "SELECT state, clip_state, dir, sent_sha256, clip_name FROM events
+                "SELECT state, clip_state, dir, sent_sha256, clip_name, holds FROM events
                  WHERE event_id = ?1 AND done_at IS NULL",
                 params![id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
             )
             .optional()
             .map_err(self.db())?;
-        let Some((state, clip_state, dir, sent_sha256, clip_name)) = row else {
+        let Some((state, clip_state, dir, sent_sha256, clip_name, holds)) = row else {
             return Ok(AckOutcome::Unknown);
         };
         let now = now_ms();
@@ -162,15 +175,51 @@ impl Outbox {
                 if !ours {
                     return Ok(AckOutcome::ForeignRejection);
                 }
-                let code = serde_json::to_value(code)
+                let code_text = serde_json::to_value(code)
                     .ok()
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
+                let clip = item.is_some();
+                if state_at_fault(code) {
+                    // Not the event's fault: it waits and goes again.
+                    let retry_at = now + hold_for(holds).as_millis() as i64;
+                    let set = if clip {
+                        "clip_state = 'pending'"
+                    } else {
+                        "state = 'queued'"
+                    };
+                    self.conn
+                        .execute(
+                            &format!(
+                                "UPDATE events SET {set}, retry_at = ?2, holds = holds + 1,
+                                     reject_code = ?3, reject_message = ?4 WHERE event_id = ?1"
+                            ),
+                            params![id, retry_at, code_text, message],
+                        )
+                        .map_err(self.db())?;
+                    return Ok(AckOutcome::Held { retry_at });
+                }
+                if state == "acked" {
+                    // The event itself is delivered: a refusal of its clip
+                    // gives up the clip only, and a late refusal of the
+                    // bundle (another copy) changes nothing.
+                    if !clip {
+                        return Ok(AckOutcome::Unknown);
+                    }
+                    self.conn
+                        .execute(
+                            "UPDATE events SET clip_state = 'rejected', reject_code = ?2,
+                                 reject_message = ?3, done_at = ?4 WHERE event_id = ?1",
+                            params![id, code_text, message, now],
+                        )
+                        .map_err(self.db())?;
+                    return Ok(AckOutcome::ClipRejected);
+                }
                 self.conn
                     .execute(
                         "UPDATE events SET state = 'rejected', reject_code = ?2, reject_message = ?3,
                              done_at = ?4 WHERE event_id = ?1",
-                        params![id, code, message, now],
+                        params![id, code_text, message, now],
                     )
                     .map_err(self.db())?;
                 Ok(AckOutcome::Rejected)
@@ -182,7 +231,8 @@ impl Outbox {
                 let done = matches!(clip_state.as_str(), "none" | "evicted" | "acked");
                 self.conn
                     .execute(
-                        "UPDATE events SET state = 'acked', done_at = ?2 WHERE event_id = ?1",
+                        "UPDATE events SET state = 'acked', done_at = ?2, retry_at = NULL, holds = 0
+                         WHERE event_id = ?1",
                         params![id, done.then_some(now)],
                     )
                     .map_err(self.db())?;
@@ -195,7 +245,8 @@ impl Outbox {
                 let done = state == "acked";
                 self.conn
                     .execute(
-                        "UPDATE events SET clip_state = 'acked', done_at = ?2 WHERE event_id = ?1",
+                        "UPDATE events SET clip_state = 'acked', done_at = ?2, retry_at = NULL,
+                             holds = 0 WHERE event_id = ?1",
                         params![id, done.then_some(now)],
                     )
                     .map_err(self.db())?;
@@ -219,6 +270,31 @@ impl Outbox {
         let outcome = self.apply_ack(&checked.ack)?;
         Ok((outcome, checked))
     }
+}
+
+/// Whether a rejection says the device's or the server's state is at
+/// fault rather than the event's content: the device not enrolled (yet) or
+/// revoked (`unknown_device`; the server sends it for both), a signature
+/// that does not verify with the key the server holds for this device
+/// (this device signed the very bytes the rejection is bound to, so the
+/// server holds another key: an enrolment to correct), or a server error.
+/// Such an event is held and sent again ([`hold_for`]): a box that starts
+/// before it is enrolled must not lose what it sees meanwhile.
+pub fn state_at_fault(code: &RejectCode) -> bool {
+    match code {
+        RejectCode::UnknownDevice | RejectCode::BadSignature | RejectCode::Internal => true,
+        RejectCode::Other(c) => matches!(c.as_str(), "revoked_device" | "unknown_device"),
+        _ => false,
+    }
+}
+
+/// How long a row waits after its `holds`-th refusal for a state at
+/// fault: a minute, doubling, at most an hour — long enough not to flood
+/// a server that refuses the device, short enough that an enrolment done
+/// in the afternoon brings the morning's violations in.
+pub fn hold_for(holds: i64) -> std::time::Duration {
+    let secs = 60u64 << holds.clamp(0, 6);
+    std::time::Duration::from_secs(secs.min(3600))
 }
 
 /// Whether `rejected` (the hash a rejecting item ack is bound to) names

@@ -19,6 +19,7 @@
 //! Limits (bytes and age) and eviction live in [`limits`].
 
 pub mod acks;
+mod due;
 pub mod limits;
 
 use protocol::{EvidenceRole, SignedEvent};
@@ -112,8 +113,18 @@ pub enum AckOutcome {
         /// Whether the row is finished.
         done: bool,
     },
-    /// The server refused it.
+    /// The server refused it for its content: kept, never resent.
     Rejected,
+    /// The server refused it for a state of its own or of this device
+    /// (not enrolled, revoked, an internal error): held, sent again from
+    /// `retry_at` (Unix ms).
+    Held {
+        /// When it is due again.
+        retry_at: i64,
+    },
+    /// The server refused the clip of an event it had stored: the clip is
+    /// given up, the event stays delivered.
+    ClipRejected,
     /// A rejection of bytes this device did not send (its `payload_sha256`
     /// is not the hash of what was sent, or is missing): someone published
     /// an altered copy under this event's id. Ignored; the event is sent
@@ -220,6 +231,7 @@ impl Outbox {
         if !has_hash {
             conn.execute("ALTER TABLE events ADD COLUMN sent_sha256 TEXT", [])?;
         }
+        due::migrate(&conn)?;
         Ok(conn)
     }
 
@@ -313,112 +325,6 @@ impl Outbox {
             )
             .map_err(self.db())?;
         Ok(changed == 1)
-    }
-
-    /// Up to `max` things to send now, in send order: live events (queued
-    /// at or after `live_since`, the time the current connection came up)
-    /// first, then the backlog oldest first, then clips of acknowledged
-    /// events. An event or clip sent more than `ack_timeout` ago without an
-    /// ack is due again. [`PendingEvent::created_at`] tells the caller which
-    /// events are backlog (to pace them).
-    pub fn due(
-        &self,
-        now: i64,
-        ack_timeout: Duration,
-        live_since: i64,
-        max: usize,
-    ) -> Result<Vec<Pending>, OutboxError> {
-        let stale = now - ack_timeout.as_millis() as i64;
-        let mut out = self.due_events(stale, "created_at >= ?3", live_since, max)?;
-        if out.len() < max {
-            out.extend(self.due_events(stale, "created_at < ?3", live_since, max - out.len())?);
-        }
-        if out.len() < max {
-            let mut stmt = self
-                .conn
-                .prepare_cached(
-                    "SELECT seq, event_id, dir, clip_name FROM events
-                     WHERE done_at IS NULL AND state = 'acked'
-                       AND (clip_state = 'pending' OR (clip_state = 'sent' AND clip_sent_at < ?1))
-                     ORDER BY seq LIMIT ?2",
-                )
-                .map_err(self.db())?;
-            let rows = stmt
-                .query_map(params![stale, (max - out.len()) as i64], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                    ))
-                })
-                .map_err(self.db())?;
-            for row in rows {
-                let (seq, id, dir, name) = row.map_err(self.db())?;
-                out.push(Pending::Clip(PendingClip {
-                    seq,
-                    event_id: parse_id(&id)?,
-                    path: Path::new(&dir).join(&name),
-                    name,
-                }));
-            }
-        }
-        Ok(out)
-    }
-
-    fn due_events(
-        &self,
-        stale: i64,
-        when: &str,
-        live_since: i64,
-        max: usize,
-    ) -> Result<Vec<Pending>, OutboxError> {
-        let sql = format!(
-            "SELECT seq, event_id, camera_id, event_json, dir, stills, stills_evicted, created_at
-             FROM events
-             WHERE done_at IS NULL AND {when}
-               AND (state = 'queued' OR (state = 'sent' AND sent_at < ?1))
-             ORDER BY seq LIMIT ?2"
-        );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.db())?;
-        let rows = stmt
-            .query_map(params![stale, max as i64, live_since], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, bool>(6)?,
-                    r.get::<_, i64>(7)?,
-                ))
-            })
-            .map_err(self.db())?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (seq, id, camera_id, event_json, dir, stills, evicted, created_at) =
-                row.map_err(self.db())?;
-            let event_id = parse_id(&id)?;
-            let stills: Vec<String> = if evicted {
-                Vec::new()
-            } else {
-                serde_json::from_str(&stills).map_err(|e| OutboxError::Invalid {
-                    event_id,
-                    reason: format!("stored still list: {e}"),
-                })?
-            };
-            out.push(Pending::Event(PendingEvent {
-                seq,
-                event_id,
-                camera_id,
-                event_json,
-                dir: PathBuf::from(dir),
-                stills,
-                created_at,
-            }));
-        }
-        Ok(out)
     }
 
     /// Records that an event bundle was published, and the SHA-256 of the

@@ -245,6 +245,8 @@ pub struct Seen {
     pub clips: std::collections::HashSet<Uuid>,
     /// Bundles that failed verification, with the reason.
     pub rejected: Vec<String>,
+    /// Clip chunks received, duplicates included.
+    pub chunks: usize,
 }
 
 /// A stand-in for the ingest server's MQTT side, as the protocol prescribes:
@@ -354,6 +356,7 @@ impl TestServer {
                                 signed_ack(&ack, &addr.device),
                             );
                         } else if p.topic.ends_with("/evidence") {
+                            seen.chunks += 1;
                             let Ok(c) = protocol::ClipChunk::decode(&p.payload) else {
                                 continue;
                             };

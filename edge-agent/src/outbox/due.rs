@@ -1,0 +1,293 @@
+//! What is due to be sent, and the rows that can never be.
+//!
+//! One damaged row (an `event_id` that is not a UUID, a still list that is
+//! not JSON, a column of the wrong type) must not stop the query that picks
+//! every other row: before, it failed the whole [`Outbox::due`], delivery
+//! ended, and the agent restarted into the same row for ever while the
+//! cameras stood still. Such a row is now *set aside*: marked rejected
+//! locally (`reject_code = 'local'`, the reason in `reject_message`, kept
+//! for inspection), logged, and counted ([`Outbox::set_aside_count`]).
+//!
+//! A row the server refused because of the device's or the server's state
+//! (not the event's content) waits until its `retry_at` (see
+//! [`super::acks`]); until then it is not due.
+
+use super::{Outbox, OutboxError, Pending, PendingClip, PendingEvent};
+use rusqlite::{Connection, Row, params};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use uuid::Uuid;
+
+/// Adds the columns of held rows to outboxes made before them:
+/// `retry_at` (Unix ms before which the row is not due) and `holds` (how
+/// many times in a row the server refused it for a state of its own).
+/// Under the write lock, so two processes opening one new outbox do not
+/// both add a column (the second would fail: "duplicate column").
+pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let added = add_columns(conn);
+    match added {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn add_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
+    for (name, ddl) in [
+        ("retry_at", "ALTER TABLE events ADD COLUMN retry_at INTEGER"),
+        (
+            "holds",
+            "ALTER TABLE events ADD COLUMN holds INTEGER NOT NULL DEFAULT 0",
+        ),
+    ] {
+        let has: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = ?1",
+            params![name],
+            |r| r.get(0),
+        )?;
+        if has == 0 {
+            conn.execute(ddl, [])?;
+        }
+    }
+    Ok(())
+}
+
+/// An event row as stored, before its text is parsed.
+type RawEvent = (String, String, Vec<u8>, String, String, bool, i64);
+
+fn raw_event(r: &Row<'_>) -> Result<RawEvent, rusqlite::Error> {
+    Ok((
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+    ))
+}
+
+fn raw_clip(r: &Row<'_>) -> Result<(String, String, String), rusqlite::Error> {
+    Ok((r.get(1)?, r.get(2)?, r.get(3)?))
+}
+
+impl Outbox {
+    /// Up to `max` things to send now, in send order: live events (queued
+    /// at or after `live_since`, the time the current connection came up)
+    /// first, then the backlog oldest first, then clips of acknowledged
+    /// events. An event or clip sent more than `ack_timeout` ago without an
+    /// ack is due again; one held after a refusal is due from its
+    /// `retry_at`. [`PendingEvent::created_at`] tells the caller which
+    /// events are backlog (to pace them). Damaged rows are set aside, not
+    /// returned (this module's doc), so the result may be shorter than
+    /// `max` while more are due.
+    pub fn due(
+        &self,
+        now: i64,
+        ack_timeout: Duration,
+        live_since: i64,
+        max: usize,
+    ) -> Result<Vec<Pending>, OutboxError> {
+        let stale = now - ack_timeout.as_millis() as i64;
+        let mut out = self.due_events(now, stale, "created_at >= ?3", live_since, max)?;
+        if out.len() < max {
+            out.extend(self.due_events(
+                now,
+                stale,
+                "created_at < ?3",
+                live_since,
+                max - out.len(),
+            )?);
+        }
+        if out.len() < max {
+            out.extend(self.due_clips(now, stale, max - out.len())?);
+        }
+        Ok(out)
+    }
+
+    fn due_clips(&self, now: i64, stale: i64, max: usize) -> Result<Vec<Pending>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT seq, event_id, dir, clip_name FROM events
+                 WHERE done_at IS NULL AND state = 'acked'
+                   AND (clip_state = 'pending' OR (clip_state = 'sent' AND clip_sent_at < ?1))
+                   AND (retry_at IS NULL OR retry_at <= ?3)
+                 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![stale, max as i64, now], |r| {
+                Ok((r.get::<_, i64>(0)?, raw_clip(r)))
+            })
+            .map_err(self.db())?;
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        for row in rows {
+            let (seq, raw) = row.map_err(self.db())?;
+            let parsed = raw
+                .map_err(|e| format!("stored row: {e}"))
+                .and_then(|(id, dir, name)| {
+                    Ok(PendingClip {
+                        seq,
+                        event_id: parse(&id)?,
+                        path: Path::new(&dir).join(&name),
+                        name,
+                    })
+                });
+            match parsed {
+                Ok(c) => out.push(Pending::Clip(c)),
+                Err(reason) => bad.push((seq, reason)),
+            }
+        }
+        drop(stmt);
+        for (seq, reason) in bad {
+            self.set_aside_clip(seq, &reason)?;
+        }
+        Ok(out)
+    }
+
+    fn due_events(
+        &self,
+        now: i64,
+        stale: i64,
+        when: &str,
+        live_since: i64,
+        max: usize,
+    ) -> Result<Vec<Pending>, OutboxError> {
+        let sql = format!(
+            "SELECT seq, event_id, camera_id, event_json, dir, stills, stills_evicted, created_at
+             FROM events
+             WHERE done_at IS NULL AND {when}
+               AND (state = 'queued' OR (state = 'sent' AND sent_at < ?1))
+               AND (retry_at IS NULL OR retry_at <= ?4)
+             ORDER BY seq LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.db())?;
+        let rows = stmt
+            .query_map(params![stale, max as i64, live_since, now], |r| {
+                Ok((r.get::<_, i64>(0)?, raw_event(r)))
+            })
+            .map_err(self.db())?;
+        let (mut out, mut bad) = (Vec::new(), Vec::new());
+        for row in rows {
+            let (seq, raw) = row.map_err(self.db())?;
+            match raw
+                .map_err(|e| format!("stored row: {e}"))
+                .and_then(|raw| event(seq, raw))
+            {
+                Ok(e) => out.push(Pending::Event(e)),
+                Err(reason) => bad.push((seq, reason)),
+            }
+        }
+        drop(stmt);
+        for (seq, reason) in bad {
+            self.set_aside(seq, &reason)?;
+        }
+        Ok(out)
+    }
+
+    /// Sets aside an event row that can never be sent as stored: rejected
+    /// locally with `reason`, kept for inspection, logged.
+    pub(super) fn set_aside(&self, seq: i64, reason: &str) -> Result<(), OutboxError> {
+        tracing::error!(seq, reason, "outbox: a damaged row is set aside");
+        self.conn
+            .execute(
+                "UPDATE events SET state = 'rejected', reject_code = 'local', reject_message = ?2,
+                     done_at = ?3 WHERE seq = ?1",
+                params![seq, reason, super::now_ms()],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// As [`Outbox::set_aside`] for the clip of an acknowledged event: the
+    /// event stays acked (delivered), only its clip is given up.
+    fn set_aside_clip(&self, seq: i64, reason: &str) -> Result<(), OutboxError> {
+        tracing::error!(seq, reason, "outbox: a damaged clip row is set aside");
+        self.conn
+            .execute(
+                "UPDATE events SET clip_state = 'rejected', reject_code = 'local',
+                     reject_message = ?2, done_at = ?3 WHERE seq = ?1",
+                params![seq, reason, super::now_ms()],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// Rows (events or clips) set aside on this box since `since` (Unix
+    /// ms): damaged in storage or impossible to encode. For the status
+    /// command and the heartbeat.
+    pub fn set_aside_count(&self, since: i64) -> Result<u64, OutboxError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE reject_code = 'local' AND done_at >= ?1",
+                params![since],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.db())
+    }
+
+    /// Undelivered rows waiting out a refusal the server made for a state
+    /// of its own or of this device (not enrolled, revoked, server error)
+    /// at `now`.
+    pub fn held_count(&self, now: i64) -> Result<u64, OutboxError> {
+        self.conn
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE done_at IS NULL AND retry_at > ?1",
+                params![now],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.db())
+    }
+}
+
+impl Outbox {
+    /// The (last) message of row `seq`'s event bundle, or of its clip,
+    /// has just left the MQTT client: its ack timeout starts now, not when
+    /// it was queued. A row put back to `queued` by a reconnect meanwhile
+    /// is `sent` again (this copy went out on the new connection); one
+    /// held after a refusal is left waiting.
+    pub fn sent_now(&self, seq: i64, clip: bool, now: i64) -> Result<(), OutboxError> {
+        let sql = if clip {
+            "UPDATE events SET clip_state = 'sent', clip_sent_at = ?2
+             WHERE seq = ?1 AND done_at IS NULL AND clip_state IN ('pending', 'sent')
+               AND (retry_at IS NULL OR retry_at <= ?2)"
+        } else {
+            "UPDATE events SET state = 'sent', sent_at = ?2
+             WHERE seq = ?1 AND done_at IS NULL AND state IN ('queued', 'sent')
+               AND (retry_at IS NULL OR retry_at <= ?2)"
+        };
+        self.conn
+            .execute(sql, params![seq, now])
+            .map_err(self.db())?;
+        Ok(())
+    }
+}
+
+fn parse(id: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(id).map_err(|e| format!("stored event id {id:?}: {e}"))
+}
+
+fn event(seq: i64, raw: RawEvent) -> Result<PendingEvent, String> {
+    let (id, camera_id, event_json, dir, stills, evicted, created_at) = raw;
+    let event_id = parse(&id)?;
+    let stills: Vec<String> = if evicted {
+        Vec::new()
+    } else {
+        serde_json::from_str(&stills).map_err(|e| format!("stored still list: {e}"))?
+    };
+    Ok(PendingEvent {
+        seq,
+        event_id,
+        camera_id,
+        event_json,
+        dir: PathBuf::from(dir),
+        stills,
+        created_at,
+    })
+}
