@@ -76,6 +76,9 @@ pub struct Live {
 struct PostJob {
     camera_id: String,
     job: EvidenceJob,
+    /// The camera is a recording played back (a file source): the event's
+    /// time is not a clock's at the violation ([`protocol::ClockSync::recording`]).
+    recording: bool,
 }
 
 impl Live {
@@ -220,6 +223,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         phases,
     } = setup;
     let id = site.camera_id.clone();
+    let recording = matches!(spec, SourceSpec::File(_));
     let pacing = if cam.realtime {
         Pacing::RealTime
     } else {
@@ -265,6 +269,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
     let send = |job: EvidenceJob| match tx.try_send(PostJob {
         camera_id: id.clone(),
         job,
+        recording,
     }) {
         Ok(()) => {}
         Err(TrySendError::Full(j)) => {
@@ -477,12 +482,17 @@ impl Worker {
             // The lock is held only while waiting for the next job; the
             // queue closes when every camera has stopped.
             let next = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-            let Ok(PostJob { camera_id, job }) = next else {
+            let Ok(PostJob {
+                camera_id,
+                job,
+                recording,
+            }) = next
+            else {
                 return;
             };
             let event_id = job.event_id;
             let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.handle(&camera_id, job)
+                self.handle(&camera_id, job, recording)
             }));
             if done.is_err() {
                 tracing::error!(%event_id, camera = %camera_id, "post-processing panicked; violation not reported");
@@ -492,7 +502,7 @@ impl Worker {
     }
 
     /// Reads the violator's plate, writes the evidence, signs and queues.
-    fn handle(&self, camera_id: &str, job: EvidenceJob) {
+    fn handle(&self, camera_id: &str, job: EvidenceJob, recording: bool) {
         let event_id = job.event_id;
         let violation = job.violation.clone();
         let processed = match crate::violator::process(job, self.reader.as_ref(), &self.spool) {
@@ -509,7 +519,11 @@ impl Worker {
             event_id,
             &violation,
             &processed,
-            crate::health::clock_sync(),
+            if recording {
+                protocol::ClockSync::recording()
+            } else {
+                crate::health::clock_sync()
+            },
         );
         // A poisoned lock only says a worker panicked while holding it;
         // the connection is still usable and SQLite keeps each statement

@@ -65,7 +65,10 @@ impl Reporter {
             event_id,
             violation,
             processed,
-            crate::health::clock_sync(),
+            // A replay's times are this machine's clock while it plays the
+            // recording back, not a clock at the violation: said so in the
+            // signed event, so no officer takes them for a live camera's.
+            protocol::ClockSync::recording(),
         );
         let mut outbox = self
             .outbox

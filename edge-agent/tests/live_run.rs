@@ -140,6 +140,19 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
         metrics.contains("edge_events_acked_total 3\n"),
         "the orphan, the event and its clip acked:\n{metrics}"
     );
+    // The camera is a recording: the runner's signed time says it is no
+    // clock's at the violation.
+    let db = rusqlite::Connection::open(d.join("data/outbox.sqlite")).unwrap();
+    let json: Vec<u8> = db
+        .query_row(
+            "SELECT event_json FROM events WHERE event_id = ?1",
+            [runners[0].0.to_string()],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let signed = protocol::SignedEvent::from_json(&json).unwrap();
+    let event: protocol::ViolationEvent = signed.verify(&id.verifying_key()).unwrap();
+    assert!(event.clock.is_recording(), "{:?}", event.clock);
     let fps = format!("edge_camera_fps{{camera=\"{}\"}}", site.camera_id);
     assert!(metrics.contains(&fps), "{metrics}");
 }

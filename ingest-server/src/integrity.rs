@@ -247,6 +247,13 @@ fn clock_text(event: &ViolationEvent, vi: bool) -> String {
             }
         })
         .map(|o| if vi { o.replace('.', ",") } else { o });
+    if c.is_recording() {
+        return if vi {
+            "thời gian lấy từ BẢN GHI phát lại, không phải đồng hồ lúc vi phạm".into()
+        } else {
+            "time taken from a RECORDING played back, not a clock at the violation".into()
+        };
+    }
     match (c.status, vi) {
         (ClockSyncStatus::Synced, true) => match offset {
             Some(o) => format!("đồng hồ đã đồng bộ (lệch {o})"),
@@ -393,5 +400,11 @@ mod tests {
         let e = event(serde_json::json!({"status": "synced", "offset_ms": -3}));
         assert!(clock_synced(&e));
         assert_eq!(clock_vi(&e), "đồng hồ đã đồng bộ (lệch -3 ms)");
+        // A recording played back: no clock at all, and said so.
+        let e = event(serde_json::json!({"status": "unknown", "source": "recording"}));
+        assert!(!clock_synced(&e));
+        assert!(clock_vi(&e).contains("BẢN GHI"), "{}", clock_vi(&e));
+        assert!(clock_en(&e).contains("RECORDING"), "{}", clock_en(&e));
+        assert!(crate::package::vi::clock(&e.clock).contains("bản ghi phát lại"));
     }
 }

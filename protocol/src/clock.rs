@@ -59,6 +59,28 @@ impl ClockSync {
         }
     }
 
+    /// The state of a time taken while a recording is played back (a file
+    /// camera, `edge-agent replay`): no clock stamped the moment of the
+    /// violation, so the status is unknown, and the source says why
+    /// ([`ClockSync::RECORDING`]). The server shows it, and a police
+    /// officer confirms such a case only after acknowledging it.
+    pub fn recording() -> Self {
+        Self {
+            status: ClockSyncStatus::Unknown,
+            offset_ms: None,
+            source: Some(Self::RECORDING.into()),
+        }
+    }
+
+    /// The `source` of [`ClockSync::recording`].
+    pub const RECORDING: &'static str = "recording";
+
+    /// Whether the time came from a recording played back
+    /// ([`ClockSync::recording`]).
+    pub fn is_recording(&self) -> bool {
+        self.status == ClockSyncStatus::Unknown && self.source.as_deref() == Some(Self::RECORDING)
+    }
+
     /// Checks the offset is within a day and the source is short printable
     /// text; `field` is this value's JSON path, used in the error.
     pub fn validate_at(&self, field: &str) -> Result<(), ValidationError> {

@@ -295,3 +295,20 @@ fn heartbeat_fields_are_named() {
     hb.boot = None;
     hb.validate().unwrap();
 }
+
+/// A time taken from a recording played back is marked as such, and is
+/// nobody's synchronised clock.
+#[test]
+fn a_recordings_time_says_so() {
+    let c = protocol::ClockSync::recording();
+    assert!(c.is_recording());
+    assert!(c.validate_at("clock").is_ok());
+    assert_eq!(c.status, protocol::ClockSyncStatus::Unknown);
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"status": "unknown", "source": "recording"})
+    );
+    assert!(!protocol::ClockSync::unknown().is_recording());
+    assert!(!protocol::ClockSync::synced(3, "recording").is_recording());
+}

@@ -139,6 +139,10 @@ pub fn time_text(rfc3339: &str) -> String {
 
 /// The device clock's state.
 pub fn clock(c: &ClockSync) -> String {
+    if c.is_recording() {
+        return "CẢNH BÁO: thời gian lấy từ bản ghi phát lại, không phải đồng hồ thiết bị lúc vi phạm"
+            .to_string();
+    }
     let mut s = match c.status {
         ClockSyncStatus::Synced => "đồng hồ thiết bị đã đồng bộ".to_string(),
         ClockSyncStatus::Unsynced => "CẢNH BÁO: đồng hồ thiết bị chưa đồng bộ".to_string(),
