@@ -626,6 +626,16 @@ async fn a_type_correction_is_held_to_the_arrival_checks() {
         }
     }
     assert_eq!(column(&i, &c, "reviewed_type").await, None);
+
+    // A device's own stop-line case is taken as its rules judged it (they
+    // treat a lamp unreadable since red as red): stored, not refused.
+    let mut unread = event("edge-t1", SITE, &files);
+    unread.violation_type = protocol::ViolationType::StopLine;
+    unread.signal = Some(protocol::SignalObservation {
+        state: protocol::SignalState::Unknown,
+        red_for_ms: None,
+    });
+    store(&i, &k, &unread).await;
 }
 
 /// The one-year limitation period holds after ingest too: a case accepted

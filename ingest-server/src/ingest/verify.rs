@@ -308,10 +308,10 @@ pub fn verify_decoded(
 /// source: [`crate::workflow::LIMITATION_DAYS`]).
 const LIMITATION_PERIOD: time::Duration = time::Duration::days(crate::workflow::LIMITATION_DAYS);
 
-/// The arrival checks that depend on the violation type, shared with a
-/// reviewer's type correction (`review`), so a corrected type is held to
-/// what a device sending that type would be: a red-light case records a
-/// red signal ([`signal_check`]), and the camera is approved for the type
+/// The checks a reviewer's type correction (`review`) is held to, so a
+/// corrected type is held to what a device sending that type would be: a
+/// red-light or stop-line case records a red signal
+/// ([`correction_signal_check`]), and the camera is approved for the type
 /// (with a valid certificate for speeding; `cameras::check`). `camera` is
 /// the registry entry of the event's camera (`None`: not enrolled).
 pub fn type_checks(
@@ -319,36 +319,57 @@ pub fn type_checks(
     camera: Option<&crate::cameras::Camera>,
     require_known_camera: bool,
 ) -> Result<(), crate::cameras::CameraRefusal> {
-    signal_check(event)?;
+    correction_signal_check(event)?;
     crate::cameras::check(camera, event, require_known_camera)
 }
 
-/// A red-light or stop-line case is a crossing on red: the signal it
-/// records must say so, or the case proves nothing — an event with no
-/// signal at all (a wrong-lane case an operator would turn into a red-light
-/// one) included. (Checked on arrival and on a type correction, not in the
-/// protocol's validation, which also runs when a stored event's signature
-/// is checked again for a court package.)
+/// A red-light case is a crossing on red: the signal it records must say
+/// so, or the case proves nothing (the protocol's validation already
+/// requires a signal for it). Checked on arrival, not in the protocol's
+/// validation, which also runs when a stored event's signature is checked
+/// again for a court package.
 pub fn signal_check(event: &protocol::ViolationEvent) -> Result<(), crate::cameras::CameraRefusal> {
-    use protocol::ViolationType::{RedLight, StopLine};
-    let on_red = event
-        .signal
-        .as_ref()
-        .is_some_and(|s| s.state == protocol::SignalState::Red);
-    if matches!(event.violation_type, RedLight | StopLine) && !on_red {
-        return Err(crate::cameras::CameraRefusal {
-            code: "signal_not_red",
-            message: format!(
-                "a {} event whose recorded signal is {}",
-                crate::ingest::enum_text(&event.violation_type),
-                match &event.signal {
-                    Some(s) => crate::ingest::enum_text(&s.state),
-                    None => "absent".into(),
-                }
-            ),
-        });
+    if event.violation_type == protocol::ViolationType::RedLight && !on_red(event) {
+        return Err(not_red(event));
     }
     Ok(())
+}
+
+/// [`signal_check`] for a reviewer's type correction, stricter: a case
+/// becomes a red-light or a stop-line one ("stopped beyond the stop line
+/// during red") only if its device recorded a red signal — not a case
+/// that recorded none (a wrong-lane one) or another colour. (On arrival a
+/// device's own stop-line case is taken as its rules judged it: they treat
+/// a lamp unreadable since red as red.)
+fn correction_signal_check(
+    event: &protocol::ViolationEvent,
+) -> Result<(), crate::cameras::CameraRefusal> {
+    use protocol::ViolationType::{RedLight, StopLine};
+    if matches!(event.violation_type, RedLight | StopLine) && !on_red(event) {
+        return Err(not_red(event));
+    }
+    Ok(())
+}
+
+fn on_red(event: &protocol::ViolationEvent) -> bool {
+    event
+        .signal
+        .as_ref()
+        .is_some_and(|s| s.state == protocol::SignalState::Red)
+}
+
+fn not_red(event: &protocol::ViolationEvent) -> crate::cameras::CameraRefusal {
+    crate::cameras::CameraRefusal {
+        code: "signal_not_red",
+        message: format!(
+            "a {} event whose recorded signal is {}",
+            crate::ingest::enum_text(&event.violation_type),
+            match &event.signal {
+                Some(s) => crate::ingest::enum_text(&s.state),
+                None => "absent".into(),
+            }
+        ),
+    }
 }
 
 /// The checks of a bundle whose signature held ([`verify_decoded`]): its
