@@ -373,6 +373,15 @@ async fn stranded_delivery(db_url: Option<String>) {
     record_paper(ctx, &id, &who, "RR123456789VN", t3)
         .await
         .unwrap();
+    // The stranded delivery will not follow the letter should the partner
+    // come back.
+    assert_eq!(
+        deliveries_of(db, &id).await,
+        vec![
+            ("paper".to_string(), "sent".to_string()),
+            ("webhook".to_string(), "dropped".to_string())
+        ]
+    );
     let state: String = sqlx::query("SELECT state FROM events WHERE event_id = $1")
         .bind(&id)
         .fetch_one(db.pool())
@@ -389,4 +398,15 @@ async fn channel_rows(db: &ingest_server::db::Db, replica: &str) -> i64 {
         .await
         .unwrap()
         .get(0)
+}
+
+async fn deliveries_of(db: &ingest_server::db::Db, id: &str) -> Vec<(String, String)> {
+    sqlx::query("SELECT channel, state FROM notice_deliveries WHERE event_id = $1 ORDER BY channel")
+        .bind(id)
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
 }

@@ -171,6 +171,19 @@ pub async fn record_paper(
     if written != 1 {
         return Err(PaperError::NotNeeded);
     }
+    // Deliveries still waiting (for a channel no live replica has) are
+    // dropped: should that channel come back, the owner would get a second
+    // notice after the letter.
+    sqlx::query(
+        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1 \
+         WHERE notice_id = $2 AND message_id IS NULL AND state IN ('pending', 'failed') \
+         AND (lease_until IS NULL OR lease_until <= $3)",
+    )
+    .bind("not sent: a paper notice was posted")
+    .bind(&notice_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     sqlx::query("UPDATE notices SET respond_by = $1 WHERE notice_id = $2 AND respond_by < $1")
         .bind(respond_until(now))
         .bind(&notice_id)
