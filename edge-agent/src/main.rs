@@ -308,11 +308,10 @@ fn main() -> Result<()> {
             let report = match &agent_config {
                 Some(path) => {
                     let cfg = AgentConfig::load(path).map_err(|e| anyhow!(e))?;
-                    let (identity, _) = DeviceIdentity::load_or_create(
-                        &cfg.device.id,
-                        &cfg.device.site,
-                        &cfg.key_file(),
-                    )?;
+                    // The box's own key, made by `enroll` only: a key made
+                    // here would be one the server never saw.
+                    let identity =
+                        DeviceIdentity::load(&cfg.device.id, &cfg.device.site, &cfg.key_file())?;
                     let outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())?;
                     Some((
                         cfg.spool_dir(),

@@ -168,4 +168,16 @@ fn an_agent_never_enrolled_refuses_to_start_and_makes_no_key() {
     assert!(stderr.contains(&key.display().to_string()), "{stderr}");
     assert!(stderr.contains("edge-agent enroll"), "{stderr}");
     assert!(!key.exists(), "a key was made");
+    // Nor does `replay` into the box's outbox make one.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .arg("replay")
+        .arg(dir.path().join("recording.mp4"))
+        .arg("--agent-config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("edge-agent enroll"), "{stderr}");
+    assert!(!key.exists(), "replay made a key");
 }

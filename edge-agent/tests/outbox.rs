@@ -522,6 +522,13 @@ fn a_refusal_for_the_devices_state_holds_the_event_and_a_clip_refusal_keeps_the_
     // A late refusal of another copy of the bundle changes nothing.
     let late = Ack::rejected(event_id, RejectCode::Invalid, "late").bound_to(sent_hash(1));
     assert_eq!(ob.apply_ack(&late).unwrap(), AckOutcome::Unknown);
+    // Nor does one whose code would hold an undelivered event.
+    let late = Ack::rejected(event_id, RejectCode::Internal, "late").bound_to(sent_hash(1));
+    assert_eq!(ob.apply_ack(&late).unwrap(), AckOutcome::Unknown);
+    assert_eq!(
+        ob.state_of(event_id).unwrap(),
+        Some(("acked".into(), false))
+    );
 
     let clip_refusal = |code: RejectCode| {
         let file = std::fs::read(d.join("clip.mp4")).unwrap();

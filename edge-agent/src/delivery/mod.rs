@@ -200,7 +200,9 @@ pub fn run(
                     state.failures = 0;
                     state.live_since = now_ms();
                     state.tokens = cfg.mqtt.window as f64;
-                    if !session_present {
+                    if session_present {
+                        state.queue.reconnected();
+                    } else {
                         // rumqttc dropped what its queue held.
                         state.queue.forget();
                     }
@@ -347,7 +349,9 @@ fn step(
         }
     }
     let now = now_ms();
-    state.queue.check_stall();
+    if state.connected {
+        state.queue.check_stall();
+    }
     for row in std::mem::take(&mut state.sent) {
         match row {
             Row::Event(seq) => outbox.sent_now(seq, false, now)?,

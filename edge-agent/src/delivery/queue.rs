@@ -114,9 +114,16 @@ impl ClientQueue {
     }
 
     /// Forgets everything if nothing has moved for [`STALL`] while
-    /// something is queued (see there).
+    /// something is queued (see there). Called only while connected: during
+    /// an outage nothing can leave, and what the broker keeps in the
+    /// session is written again when the link is back.
     pub fn check_stall(&mut self) {
-        if !self.is_empty() && self.last_progress.elapsed() >= STALL {
+        self.check_stall_at(Instant::now());
+    }
+
+    /// [`ClientQueue::check_stall`] at `now`.
+    fn check_stall_at(&mut self, now: Instant) {
+        if !self.is_empty() && now.saturating_duration_since(self.last_progress) >= STALL {
             tracing::warn!(
                 waiting = self.waiting.len(),
                 bytes = self.bytes,
@@ -125,6 +132,19 @@ impl ClientQueue {
             );
             self.forget();
         }
+    }
+
+    /// The link is up again with its session: what waits is written from
+    /// now on, so the stall is counted from now, not from before the
+    /// outage (which would forget it all and queue every row again beside
+    /// the copies rumqttc still holds).
+    pub fn reconnected(&mut self) {
+        self.reconnected_at(Instant::now());
+    }
+
+    /// [`ClientQueue::reconnected`] at `now`.
+    fn reconnected_at(&mut self, now: Instant) {
+        self.last_progress = now;
     }
 
     /// Everything queued is gone (the broker had no session, so rumqttc
@@ -209,5 +229,21 @@ mod tests {
         assert_eq!(q.clip_progress(7), None);
         q.pushed(Some(Row::Event(5)), 5, true);
         assert_eq!(q.left(1), Some(Row::Event(5)));
+    }
+
+    #[test]
+    fn an_outage_longer_than_the_stall_does_not_forget_what_waits() {
+        let mut q = ClientQueue::default();
+        q.pushed(Some(Row::Event(1)), 10, true);
+        let lost = q.last_progress;
+        // The link comes back after an outage twice as long as STALL: the
+        // stall counts from the reconnection.
+        let back = lost + 2 * STALL;
+        q.reconnected_at(back);
+        q.check_stall_at(back + STALL / 2);
+        assert!(q.holds(Row::Event(1)), "held across the outage");
+        // Nothing leaves for STALL while connected: forgotten.
+        q.check_stall_at(back + STALL);
+        assert!(!q.holds(Row::Event(1)));
     }
 }

@@ -180,6 +180,13 @@ impl Outbox {
                     .and_then(|v| v.as_str().map(str::to_owned))
                     .unwrap_or_default();
                 let clip = item.is_some();
+                if state == "acked" && !clip {
+                    // The event itself is delivered: a late refusal of
+                    // the bundle (another copy, sent after its ack timeout)
+                    // changes nothing, whatever its code — a retry code
+                    // would otherwise queue a delivered event again.
+                    return Ok(AckOutcome::Unknown);
+                }
                 if state_at_fault(code) {
                     // Not the event's fault: it waits and goes again.
                     let retry_at = now + hold_for(holds).as_millis() as i64;
@@ -201,11 +208,7 @@ impl Outbox {
                 }
                 if state == "acked" {
                     // The event itself is delivered: a refusal of its clip
-                    // gives up the clip only, and a late refusal of the
-                    // bundle (another copy) changes nothing.
-                    if !clip {
-                        return Ok(AckOutcome::Unknown);
-                    }
+                    // gives up the clip only.
                     self.conn
                         .execute(
                             "UPDATE events SET clip_state = 'rejected', reject_code = ?2,
