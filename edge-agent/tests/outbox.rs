@@ -560,4 +560,5 @@ fn a_refusal_for_the_devices_state_holds_the_event_and_a_clip_refusal_keeps_the_
     assert_eq!(out, AckOutcome::ClipRejected);
     assert_eq!(ob.state_of(event_id).unwrap(), Some(("acked".into(), true)));
     assert_eq!(ob.stats(now_ms()).unwrap().rejected, 0);
+    assert!(!d.exists(), "a done event's directory leaves the spool");
 }

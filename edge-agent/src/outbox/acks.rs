@@ -208,7 +208,9 @@ impl Outbox {
                 }
                 if state == "acked" {
                     // The event itself is delivered: a refusal of its clip
-                    // gives up the clip only.
+                    // gives up the clip only, and the event is done — its
+                    // directory goes as a delivered one's does (kept, it
+                    // sat outside every limit for ever).
                     self.conn
                         .execute(
                             "UPDATE events SET clip_state = 'rejected', reject_code = ?2,
@@ -216,6 +218,7 @@ impl Outbox {
                             params![id, code_text, message, now],
                         )
                         .map_err(self.db())?;
+                    remove_dir(&dir);
                     return Ok(AckOutcome::ClipRejected);
                 }
                 self.conn
