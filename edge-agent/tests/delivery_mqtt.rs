@@ -5,11 +5,10 @@
 mod delivery_support;
 
 use delivery_support::*;
-use edge_agent::identity::DeviceIdentity;
 use edge_agent::outbox::{Outbox, OutboxLimits, now_ms};
 use protocol::{Alarm, Attachment, EventBundle, SignedHeartbeat};
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -49,27 +48,6 @@ impl Drop for Agent {
             .status();
         let _ = self.child.wait();
     }
-}
-
-/// The device's identity, made by `edge-agent enroll` as in production.
-fn enroll(config: &Path) -> DeviceIdentity {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .args(["enroll", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["device_id"], DEVICE);
-    let key_file = PathBuf::from(v["key_file"].as_str().unwrap());
-    let (id, created) = DeviceIdentity::load_or_create(DEVICE, SITE, &key_file).unwrap();
-    assert!(!created);
-    assert_eq!(v["public_key"], id.public_key_hex());
-    id
 }
 
 fn open_outbox(dir: &Path) -> Outbox {

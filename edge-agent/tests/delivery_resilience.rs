@@ -7,9 +7,8 @@
 mod delivery_support;
 
 use delivery_support::*;
-use edge_agent::identity::DeviceIdentity;
 use edge_agent::outbox::{Outbox, OutboxLimits};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -41,26 +40,6 @@ impl Drop for Agent {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn enroll(config: &Path) -> DeviceIdentity {
-    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-        .args(["enroll", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    DeviceIdentity::load(
-        DEVICE,
-        SITE,
-        &PathBuf::from(v["key_file"].as_str().unwrap()),
-    )
-    .unwrap()
 }
 
 fn outbox(dir: &Path) -> Outbox {

@@ -433,3 +433,24 @@ pub fn wait_for(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// The device's identity, made by `edge-agent enroll` as in production.
+pub fn enroll(config: &Path) -> DeviceIdentity {
+    let out = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+        .args(["enroll", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["device_id"], DEVICE);
+    let key_file = PathBuf::from(v["key_file"].as_str().unwrap());
+    let (id, created) = DeviceIdentity::load_or_create(DEVICE, SITE, &key_file).unwrap();
+    assert!(!created);
+    assert_eq!(v["public_key"], id.public_key_hex());
+    id
+}
