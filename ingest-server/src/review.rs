@@ -288,7 +288,7 @@ impl Reviewer<'_> {
                 detail["new_plate"] = parsed.canonical.into();
             }
             Action::CorrectType { violation_type } => {
-                self.check_type(&signed_json, violation_type, camera_key)
+                self.check_type(tx, &signed_json, violation_type, camera_key)
                     .await?;
                 detail["old_type"] = old_type.clone().into();
                 detail["new_type"] = violation_type.as_str().into();
@@ -492,6 +492,7 @@ impl Reviewer<'_> {
     /// the case was stored; only what the type needs is asked here.)
     async fn check_type(
         &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         signed_json: &str,
         violation_type: &str,
         camera_key: (String, String),
@@ -506,7 +507,7 @@ impl Reviewer<'_> {
             ))
         })?;
         let devices = std::collections::HashSet::from([camera_key.0.clone()]);
-        let cameras = crate::cameras::for_devices(self.db, &devices)
+        let cameras = crate::cameras::for_devices_on(&mut **tx, &devices)
             .await
             .map_err(|e| ReviewError::Invalid(format!("camera registry: {e}")))?;
         crate::ingest::verify::type_checks(&event, cameras.get(&camera_key), false).map_err(|r| {

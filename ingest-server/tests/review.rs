@@ -707,3 +707,47 @@ async fn nothing_is_accepted_confirmed_or_reopened_past_the_limitation_period() 
     r.act(d, &Action::Confirm, &bob, "", in_time).await.unwrap();
     assert_eq!(column(&i, d, "state").await.as_deref(), Some("confirmed"));
 }
+
+/// A type correction holds the write lock from its start: it must not need
+/// a second pooled connection meanwhile (on SQLite the pool has four, and
+/// the others may all be waiting for that very lock — it would stall for
+/// the pool's 30 s timeout). Three connections held elsewhere, the
+/// correction still goes through at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_correction_needs_one_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (i, k) = sqlite_with_device(dir.path(), "edge-c1").await;
+    let ctx = i.context().clone();
+    let files = Files::new(1000);
+    let id = store(&i, &k, &event("edge-c1", SITE, &files)).await;
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let alice = actor("alice", Role::Operator);
+    let now = now_ms();
+    r.act(&id, &Action::Claim, &alice, "", now).await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(ctx.db.pool().acquire().await.unwrap());
+    }
+    let to = Action::CorrectType {
+        violation_type: "stop_line".into(),
+    };
+    let done = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        r.act(&id, &to, &alice, "over the line", now + 1),
+    )
+    .await;
+    drop(held);
+    assert!(
+        matches!(done, Ok(Ok(_))),
+        "the correction waited for a second connection: {done:?}"
+    );
+    assert_eq!(
+        column(&i, &id, "reviewed_type").await.as_deref(),
+        Some("stop_line")
+    );
+}

@@ -145,6 +145,18 @@ pub async fn for_devices(
     db: &Db,
     device_ids: &HashSet<String>,
 ) -> Result<HashMap<(String, String), Camera>, CameraError> {
+    let mut conn = db.pool().acquire().await?;
+    for_devices_on(&mut conn, device_ids).await
+}
+
+/// [`for_devices`] on a connection the caller holds — inside its own
+/// transaction, so a transaction that already holds the write lock does
+/// not wait for a second pooled connection (on SQLite the pool is small,
+/// and the others may all be waiting for that very lock).
+pub async fn for_devices_on(
+    conn: &mut sqlx::AnyConnection,
+    device_ids: &HashSet<String>,
+) -> Result<HashMap<(String, String), Camera>, CameraError> {
     let mut out: HashMap<(String, String), Camera> = HashMap::new();
     if device_ids.is_empty() {
         return Ok(out);
@@ -160,7 +172,7 @@ pub async fn for_devices(
         for id in part {
             q = q.bind(id.as_str());
         }
-        for row in q.fetch_all(db.pool()).await? {
+        for row in q.fetch_all(&mut *conn).await? {
             let c = from_row(&row)?;
             let key = (c.device_id.clone(), c.camera_id.clone());
             let keep = match out.remove(&key) {

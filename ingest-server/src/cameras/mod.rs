@@ -53,7 +53,7 @@ mod history;
 
 pub use checks::{CameraRefusal, check};
 pub use enrolment::{NewCamera, enrol};
-pub use history::{for_devices, list, retire};
+pub use history::{for_devices, for_devices_on, list, retire};
 
 /// Environment variable for `[ingest] require_known_camera`.
 pub const ENV_REQUIRE_KNOWN_CAMERA: &str = "INGEST_REQUIRE_KNOWN_CAMERA";
