@@ -507,7 +507,7 @@ impl Reviewer<'_> {
             ))
         })?;
         let devices = std::collections::HashSet::from([camera_key.0.clone()]);
-        let cameras = crate::cameras::for_devices_on(&mut **tx, &devices)
+        let cameras = crate::cameras::for_devices_on(tx, &devices)
             .await
             .map_err(|e| ReviewError::Invalid(format!("camera registry: {e}")))?;
         crate::ingest::verify::type_checks(&event, cameras.get(&camera_key), false).map_err(|r| {
