@@ -330,36 +330,25 @@ impl Notices {
             // case is then issued at.
             outbox::respond_by_at_send(db, &c.event_id, now).await?;
         }
-        let outcome = match (
-            text::load(db, &c.event_id).await?,
-            self.channels.iter().find(|ch| ch.name() == c.channel),
-            &message,
-        ) {
-            (None, _, _) | (_, _, Some(None)) => Outcome::Permanent("the notice is gone".into()),
-            (_, None, _) => Outcome::Retry(format!(
-                "channel `{}` is not configured on this server",
-                c.channel
-            )),
-            (Some(facts), Some(ch), message) => {
-                let message = message.as_ref().and_then(Option::as_ref);
-                let text = match message {
-                    Some(m) => {
-                        followup::render(&facts, m, &self.cfg.authority, &self.base_url, None)
-                    }
-                    None => text::render(&facts, &self.cfg.authority, &self.base_url, None),
-                };
-                let job = Job {
-                    delivery: c,
-                    facts: &facts,
-                    message,
-                    text: &text,
-                    db,
-                    authority: &self.cfg.authority,
-                    base_url: &self.base_url,
-                    now,
-                };
-                ch.deliver(&job).await
-            }
+        // A notice states the case as its device signed it: a row whose
+        // machine columns were changed since (an edit in the database) is
+        // not sent, and waits — retried, then given up and left to a
+        // person — while the console shows the case as altered. A
+        // withdrawal is still told.
+        let withdrawal = matches!(&message, Some(Some(m)) if m.kind == followup::WITHDRAWN);
+        let altered = match withdrawal {
+            true => None,
+            false => crate::integrity::check(db.pool(), &c.event_id)
+                .await?
+                .filter(|d| !d.is_empty()),
+        };
+        let outcome = if let Some(diffs) = altered {
+            Outcome::Retry(format!(
+                "not sent: the case record differs from what its device signed ({})",
+                crate::integrity::describe(&diffs)
+            ))
+        } else {
+            self.outcome(c, db, &message, now).await?
         };
         let (event_id, channel, target, attempt) = (&c.event_id, &c.channel, &c.target, c.attempt);
         match outcome {
@@ -390,6 +379,51 @@ impl Notices {
             }
         }
         Ok(())
+    }
+
+    /// What sending delivery `c` came to (its text, its channel).
+    async fn outcome(
+        &self,
+        c: &Claimed,
+        db: &crate::db::Db,
+        message: &Option<Option<followup::Message>>,
+        now: i64,
+    ) -> Result<Outcome, DbError> {
+        Ok(
+            match (
+                text::load(db, &c.event_id).await?,
+                self.channels.iter().find(|ch| ch.name() == c.channel),
+                message,
+            ) {
+                (None, _, _) | (_, _, Some(None)) => {
+                    Outcome::Permanent("the notice is gone".into())
+                }
+                (_, None, _) => Outcome::Retry(format!(
+                    "channel `{}` is not configured on this server",
+                    c.channel
+                )),
+                (Some(facts), Some(ch), message) => {
+                    let message = message.as_ref().and_then(Option::as_ref);
+                    let text = match message {
+                        Some(m) => {
+                            followup::render(&facts, m, &self.cfg.authority, &self.base_url, None)
+                        }
+                        None => text::render(&facts, &self.cfg.authority, &self.base_url, None),
+                    };
+                    let job = Job {
+                        delivery: c,
+                        facts: &facts,
+                        message,
+                        text: &text,
+                        db,
+                        authority: &self.cfg.authority,
+                        base_url: &self.base_url,
+                        now,
+                    };
+                    ch.deliver(&job).await
+                }
+            },
+        )
     }
 
     /// Moves the case to `notice_issued` (if it is still `confirmed`) at
