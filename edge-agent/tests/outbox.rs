@@ -562,3 +562,38 @@ fn a_refusal_for_the_devices_state_holds_the_event_and_a_clip_refusal_keeps_the_
     assert_eq!(ob.stats(now_ms()).unwrap().rejected, 0);
     assert!(!d.exists(), "a done event's directory leaves the spool");
 }
+
+/// An event the server refused for good keeps its files a day (for a
+/// technician to look), then they go: kept for ever they sat outside every
+/// limit. A row set aside here as unreadable keeps its directory.
+#[test]
+fn a_refused_events_files_go_after_a_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 3000);
+    ob.enqueue(&e, "cam-a", &d).unwrap();
+    let event_id = e.unverified_event_id().unwrap();
+    let at = now_ms();
+    let due = ob.due(at, Duration::from_secs(30), 0, 10).unwrap();
+    let Some(Pending::Event(p)) = due.first() else {
+        panic!("{due:?}")
+    };
+    ob.mark_sent(p.seq, at, &sent_hash(p.seq)).unwrap();
+    let refusal =
+        Ack::rejected(event_id, RejectCode::Invalid, "unknown camera").bound_to(sent_hash(p.seq));
+    assert_eq!(ob.apply_ack(&refusal).unwrap(), AckOutcome::Rejected);
+    ob.enforce_limits(now_ms() + 3_600_000).unwrap();
+    assert!(d.exists(), "kept for a day");
+    let evicted = ob
+        .enforce_limits(now_ms() + edge_agent::outbox::REFUSED_KEPT_MS + 60_000)
+        .unwrap();
+    assert!(!d.exists(), "gone after a day");
+    assert!(
+        evicted.is_empty(),
+        "not an eviction of undelivered evidence"
+    );
+    assert_eq!(ob.stats(now_ms()).unwrap().rejected, 1, "the row stays");
+    ob.enforce_limits(now_ms() + 2 * edge_agent::outbox::REFUSED_KEPT_MS)
+        .unwrap();
+}

@@ -58,6 +58,13 @@ pub struct Eviction {
     pub reason: String,
 }
 
+/// How long the files of an event the server refused for good stay on the
+/// box after the refusal: long enough for a technician to look; the server
+/// keeps the refused bundle in its quarantine. Kept for ever, they sat
+/// outside every limit — a camera missing from the server's registry,
+/// refused a thousand times a day, filled the disk in days.
+pub const REFUSED_KEPT_MS: i64 = 24 * 3_600_000;
+
 /// 2020-01-01 UTC, ms: an event stamped earlier was made by a clock that
 /// had not been set.
 pub const PLAUSIBLE_SINCE_MS: i64 = 1_577_836_800_000;
@@ -97,6 +104,7 @@ impl Outbox {
         clock_trusted: bool,
     ) -> Result<Vec<Eviction>, OutboxError> {
         let mut out = Vec::new();
+        self.clear_refused(now)?;
         // Age: the evidence of old events; their metadata is still sent.
         let cutoff = if clock_trusted {
             now - self.limits.max_age.as_millis() as i64
@@ -246,6 +254,43 @@ impl Outbox {
             tracing::warn!(event_id = %e.event_id, what = e.what, bytes = e.bytes, reason = %e.reason, "outbox eviction");
         }
         Ok(out)
+    }
+
+    /// Deletes the files of events the server refused for good more than
+    /// [`REFUSED_KEPT_MS`] ago (see there); not of rows set aside here as
+    /// unreadable (`reject_code = 'local'`: their directory is not to be
+    /// trusted). Returns how many.
+    fn clear_refused(&mut self, now: i64) -> Result<usize, OutboxError> {
+        let rows: Vec<(i64, String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT seq, event_id, dir FROM events WHERE state = 'rejected'
+                     AND reject_code != 'local' AND done_at IS NOT NULL AND done_at < ?1
+                     AND stills_evicted = 0",
+                )
+                .map_err(self.db())?;
+            let rows = stmt
+                .query_map(params![now - REFUSED_KEPT_MS], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(self.db())?;
+            rows.collect::<Result<_, _>>().map_err(self.db())?
+        };
+        for (seq, event_id, dir) in &rows {
+            remove_dir(dir);
+            self.conn
+                .execute(
+                    "UPDATE events SET stills_evicted = 1,
+                         clip_state = CASE WHEN clip_state IN ('pending', 'sent')
+                                      THEN 'evicted' ELSE clip_state END
+                     WHERE seq = ?1",
+                    params![seq],
+                )
+                .map_err(self.db())?;
+            tracing::info!(%event_id, "files of an event the server refused deleted");
+        }
+        Ok(rows.len())
     }
 
     /// Undelivered events made before `cutoff` (and after

@@ -31,7 +31,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 pub use acks::{AckError, AckPolicy, AckPolicyError, CheckedAck};
-pub use limits::{Eviction, OutboxLimits};
+pub use limits::{Eviction, OutboxLimits, REFUSED_KEPT_MS};
 
 /// An outbox failure.
 #[derive(Debug, Error)]
