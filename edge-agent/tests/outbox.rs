@@ -65,6 +65,10 @@ fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
         ob.apply_ack(&Ack::stored(event_id)).unwrap(),
         AckOutcome::Delivered { done: false }
     );
+    // The stills went with the bundle: only the clip waits, and only it
+    // counts against the byte limit.
+    assert!(!evdir.join("at.jpg").exists() && evdir.join("clip.mp4").exists());
+    assert_eq!(ob.stats(now_ms()).unwrap().bytes, 3000);
     let due = ob.due(now_ms(), Duration::from_secs(30), 0, 10).unwrap();
     let Pending::Clip(c) = &due[0] else {
         panic!("clip should follow: {due:?}")

@@ -132,6 +132,36 @@ impl AckPolicy {
 }
 
 impl Outbox {
+    /// Deletes the stills of event `id`, delivered with its bundle, while
+    /// its clip waits: they no longer count against the byte limit, which
+    /// otherwise evicted them — a false `evidence_evicted` — before
+    /// undelivered evidence.
+    fn drop_delivered_stills(&mut self, id: &str, dir: &str) -> Result<(), OutboxError> {
+        let names: String = self
+            .conn
+            .query_row(
+                "SELECT stills FROM events WHERE event_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .map_err(self.db())?;
+        for name in serde_json::from_str::<Vec<String>>(&names).unwrap_or_default() {
+            let path = Path::new(dir).join(&name);
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete a delivered still");
+            }
+        }
+        self.conn
+            .execute(
+                "UPDATE events SET stills_bytes = 0 WHERE event_id = ?1",
+                params![id],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
     /// Applies the server's ack (already parsed from the ack topic).
     pub fn apply_ack(&mut self, ack: &Ack) -> Result<AckOutcome, OutboxError> {
         let id = ack.event_id.to_string();
@@ -244,6 +274,8 @@ impl Outbox {
                     .map_err(self.db())?;
                 if done {
                     remove_dir(&dir);
+                } else {
+                    self.drop_delivered_stills(&id, &dir)?;
                 }
                 Ok(AckOutcome::Delivered { done })
             }
@@ -258,6 +290,8 @@ impl Outbox {
                     .map_err(self.db())?;
                 if done {
                     remove_dir(&dir);
+                } else {
+                    self.drop_delivered_stills(&id, &dir)?;
                 }
                 Ok(AckOutcome::Delivered { done })
             }
