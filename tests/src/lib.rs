@@ -169,12 +169,42 @@ pub fn http_request(
     Ok((status, body))
 }
 
-/// A free loopback TCP port.
+/// A free loopback port for a server the test starts later (bound then
+/// released). Chosen below the kernel's ephemeral range, so that between
+/// its release and the server's bind no outgoing connection (a database
+/// client, an HTTP request) is handed the same port — with `bind(:0)`,
+/// which picks from that range, one was now and then, and the server's
+/// start failed with "address in use". Each call of a process takes the
+/// next port from a start spread by the process id and the clock, so
+/// parallel tests and test processes do not ask for the same one.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = ephemeral_low().saturating_sub(1).max(LOW + 1_000);
+    let span = high - LOW;
+    let seed = std::process::id().wrapping_mul(7_919)
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+    let _ = NEXT.compare_exchange(0, seed % span + 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..span {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below the ephemeral range")
+}
+
+/// The first port of the kernel's ephemeral range (Linux; 32768 when it
+/// cannot be read).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()))
+        .unwrap_or(32_768)
 }
 
 /// Polls `f` every 200 ms until it is true or `secs` pass.
