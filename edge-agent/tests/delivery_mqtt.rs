@@ -9,46 +9,7 @@ use edge_agent::outbox::{Outbox, OutboxLimits, now_ms};
 use protocol::{Alarm, Attachment, EventBundle, SignedHeartbeat};
 use std::collections::HashSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(config: &Path, log: &Path) -> Agent {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-            .args(["deliver", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Agent { child }
-    }
-
-    fn sigkill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-    }
-}
 
 fn open_outbox(dir: &Path) -> Outbox {
     Outbox::open(&dir.join("data/outbox.sqlite"), OutboxLimits::default()).unwrap()

@@ -9,38 +9,7 @@ mod delivery_support;
 use delivery_support::*;
 use edge_agent::outbox::{Outbox, OutboxLimits};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Agent {
-    child: Child,
-}
-
-impl Agent {
-    fn start(config: &Path, log: &Path) -> Agent {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
-            .args(["deliver", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        Agent { child }
-    }
-
-    fn running(&mut self) -> bool {
-        self.child.try_wait().unwrap().is_none()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn outbox(dir: &Path) -> Outbox {
     Outbox::open(&dir.join("data/outbox.sqlite"), OutboxLimits::default()).unwrap()

@@ -3,7 +3,7 @@
 
 mod delivery_support;
 
-use delivery_support::{DEVICE, SITE, violation};
+use delivery_support::{DEVICE, SITE, roomy_limits, violation};
 use edge_agent::identity::DeviceIdentity;
 use edge_agent::outbox::{AckOutcome, Outbox, OutboxLimits, Pending, now_ms};
 use protocol::{Ack, Alarm, RejectCode};
@@ -15,15 +15,6 @@ fn identity() -> DeviceIdentity {
         SITE,
         ed25519_dalek::SigningKey::from_bytes(&[9; 32]),
     )
-}
-
-fn limits() -> OutboxLimits {
-    OutboxLimits {
-        max_bytes: 100 << 20,
-        max_events: 1000,
-        max_age: Duration::from_secs(3600),
-        alarm_fraction: 0.8,
-    }
 }
 
 fn event_ids(due: &[Pending]) -> Vec<uuid::Uuid> {
@@ -39,7 +30,7 @@ fn event_ids(due: &[Pending]) -> Vec<uuid::Uuid> {
 fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let (ev, evdir) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 1000, 3000);
     assert!(ob.enqueue(&ev, "cam-a", &evdir).unwrap());
     assert!(
@@ -93,7 +84,7 @@ fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
     let spool = dir.path().join("spool");
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let (a, ad) = violation(&id, &spool, "cam-a", 1, 100, 0);
     let (b, bd) = violation(&id, &spool, "cam-a", 2, 100, 0);
     ob.enqueue(&a, "cam-a", &ad).unwrap();
@@ -155,7 +146,7 @@ fn live_events_go_before_the_backlog_which_stays_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
     let spool = dir.path().join("spool");
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let mut backlog = Vec::new();
     for n in 0..5u64 {
         let (e, d) = violation(
@@ -242,7 +233,7 @@ fn limits_raise_the_alarm_first_then_evict_clips_then_stills_then_events_and_rec
         &dir.path().join("o.sqlite"),
         OutboxLimits {
             max_bytes: lim_bytes,
-            ..limits()
+            ..roomy_limits()
         },
     )
     .unwrap();
@@ -266,7 +257,7 @@ fn limits_raise_the_alarm_first_then_evict_clips_then_stills_then_events_and_rec
         &dir.path().join("o.sqlite"),
         OutboxLimits {
             max_events: 5,
-            ..limits()
+            ..roomy_limits()
         },
     )
     .unwrap();
@@ -286,7 +277,7 @@ fn old_undelivered_events_expire_with_a_record() {
         &dir.path().join("o.sqlite"),
         OutboxLimits {
             max_age: Duration::from_secs(60),
-            ..limits()
+            ..roomy_limits()
         },
     )
     .unwrap();
@@ -328,7 +319,7 @@ fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_o
         &db,
         OutboxLimits {
             max_age: Duration::from_secs(60),
-            ..limits()
+            ..roomy_limits()
         },
     )
     .unwrap();
@@ -363,7 +354,7 @@ fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_o
 fn enqueue_refuses_evidence_that_does_not_match_the_manifest() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 0);
     std::fs::write(d.join("at.jpg"), b"short").unwrap();
     let err = ob.enqueue(&e, "cam-a", &d).unwrap_err();
@@ -379,13 +370,13 @@ fn queued_events_survive_reopening() {
     let id = identity();
     let db = dir.path().join("o.sqlite");
     {
-        let mut ob = Outbox::open(&db, limits()).unwrap();
+        let mut ob = Outbox::open(&db, roomy_limits()).unwrap();
         for n in 0..3 {
             let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", n, 100, 0);
             ob.enqueue(&e, "cam-a", &d).unwrap();
         }
     }
-    let ob = Outbox::open(&db, limits()).unwrap();
+    let ob = Outbox::open(&db, roomy_limits()).unwrap();
     assert_eq!(ob.stats(now_ms()).unwrap().depth, 3);
     assert_eq!(
         ob.due(now_ms(), Duration::from_secs(30), 0, 10)
@@ -414,7 +405,7 @@ fn processes_opening_one_new_outbox_at_once_all_get_it() {
                 let (path, start) = (path.clone(), start.clone());
                 std::thread::spawn(move || {
                     start.wait();
-                    Outbox::open(&path, limits()).map(|_| ())
+                    Outbox::open(&path, roomy_limits()).map(|_| ())
                 })
             })
             .collect();
@@ -435,7 +426,7 @@ fn a_damaged_row_is_set_aside_and_the_others_are_still_sent() {
     let spool = dir.path().join("spool");
     let db = dir.path().join("o.sqlite");
     let ob = {
-        let mut ob = Outbox::open(&db, limits()).unwrap();
+        let mut ob = Outbox::open(&db, roomy_limits()).unwrap();
         for n in 1..=3 {
             let (e, d) = violation(&id, &spool, "cam-a", n, 100, 200);
             ob.enqueue(&e, "cam-a", &d).unwrap();
@@ -479,7 +470,7 @@ fn a_refusal_for_the_devices_state_holds_the_event_and_a_clip_refusal_keeps_the_
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
     let spool = dir.path().join("spool");
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let (e, d) = violation(&id, &spool, "cam-a", 1, 100, 3000);
     ob.enqueue(&e, "cam-a", &d).unwrap();
     let event_id = e.unverified_event_id().unwrap();
@@ -574,7 +565,7 @@ fn a_refusal_for_the_devices_state_holds_the_event_and_a_clip_refusal_keeps_the_
 fn a_refused_events_files_go_after_a_day() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 3000);
     ob.enqueue(&e, "cam-a", &d).unwrap();
     let event_id = e.unverified_event_id().unwrap();

@@ -5,9 +5,9 @@
 
 mod delivery_support;
 
-use delivery_support::{DEVICE, SITE, violation};
+use delivery_support::{DEVICE, SITE, roomy_limits, violation};
 use edge_agent::identity::DeviceIdentity;
-use edge_agent::outbox::{Outbox, OutboxLimits, Pending, now_ms};
+use edge_agent::outbox::{Outbox, Pending, now_ms};
 use edge_agent::recover::{SIGNED_FILE, keep_signed, requeue_orphans};
 use std::time::Duration;
 
@@ -17,15 +17,6 @@ fn identity() -> DeviceIdentity {
         SITE,
         ed25519_dalek::SigningKey::from_bytes(&[7; 32]),
     )
-}
-
-fn limits() -> OutboxLimits {
-    OutboxLimits {
-        max_bytes: 100 << 20,
-        max_events: 1000,
-        max_age: Duration::from_secs(3600),
-        alarm_fraction: 0.8,
-    }
 }
 
 fn due_events(ob: &Outbox) -> Vec<uuid::Uuid> {
@@ -47,7 +38,7 @@ fn a_signed_event_left_in_the_spool_is_queued_once_and_the_rest_reported() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let id = identity();
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
 
     // Signed and kept, then the run ended before the outbox insert.
     let (lost, lost_dir) = violation(&id, &spool, "cam-a", 1, 500, 2000);
@@ -111,7 +102,7 @@ fn an_outbox_lost_with_its_rows_is_refilled_from_the_spool() {
     let spool = dir.path().join("spool");
     let id = identity();
     let db = dir.path().join("o.sqlite");
-    let mut ob = Outbox::open(&db, limits()).unwrap();
+    let mut ob = Outbox::open(&db, roomy_limits()).unwrap();
     let (ev, evdir) = violation(&id, &spool, "cam-a", 1, 500, 0);
     let event: protocol::ViolationEvent = ev.verify(&id.signing_key().verifying_key()).unwrap();
     edge_agent::report::sign_and_queue(&id, &mut ob, &event, &evdir).unwrap();
@@ -121,7 +112,7 @@ fn an_outbox_lost_with_its_rows_is_refilled_from_the_spool() {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 
-    let mut ob = Outbox::open(&db, limits()).unwrap();
+    let mut ob = Outbox::open(&db, roomy_limits()).unwrap();
     assert!(due_events(&ob).is_empty());
     let r = requeue_orphans(&spool, &mut ob).unwrap();
     assert_eq!(r.requeued, vec![event.event_id]);
@@ -131,7 +122,7 @@ fn an_outbox_lost_with_its_rows_is_refilled_from_the_spool() {
 #[test]
 fn no_spool_yet_is_nothing_to_recover() {
     let dir = tempfile::tempdir().unwrap();
-    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), limits()).unwrap();
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
     let r = requeue_orphans(&dir.path().join("spool"), &mut ob).unwrap();
     assert!(r.requeued.is_empty() && r.unsigned.is_empty() && r.failed.is_empty());
 }

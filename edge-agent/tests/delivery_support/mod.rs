@@ -483,3 +483,57 @@ pub fn enroll(config: &Path) -> DeviceIdentity {
     assert_eq!(v["public_key"], id.public_key_hex());
     id
 }
+
+/// An `edge-agent deliver` process, stopped with SIGTERM when dropped.
+pub struct Agent {
+    pub child: Child,
+}
+
+impl Agent {
+    pub fn start(config: &Path, log: &Path) -> Agent {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_edge-agent"))
+            .args(["deliver", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        Agent { child }
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    pub fn sigkill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// Outbox limits far above what a test fills.
+pub fn roomy_limits() -> edge_agent::outbox::OutboxLimits {
+    edge_agent::outbox::OutboxLimits {
+        max_bytes: 100 << 20,
+        max_events: 1000,
+        max_age: Duration::from_secs(3600),
+        alarm_fraction: 0.8,
+    }
+}
