@@ -296,7 +296,28 @@ fn full_evidence_set_is_hashed_masked_annotated_and_has_a_clip() {
             "vehicle.jpg"
         ]
     );
-    protocol::evidence::validate_manifest("evidence", &set.items).unwrap();
+    protocol::evidence::validate_manifest("evidence", &set.items, time_of(20)).unwrap();
+    // Each still names, under the signature, the frame it shows; the clip
+    // spans many and names none.
+    let shown = |n: &str| {
+        let f = set.items.iter().find(|i| i.name == n).unwrap().frame;
+        f.map(|f| (f.number, f.time))
+    };
+    for (name, n) in [
+        ("before.jpg", 18),
+        ("before_annotated.jpg", 18),
+        ("at.jpg", 20),
+        ("at_annotated.jpg", 20),
+        ("after.jpg", 25),
+        ("after_annotated.jpg", 25),
+        ("vehicle.jpg", 20),
+        ("signal.jpg", 20),
+        ("plate.jpg", 20),
+        ("plate_vehicle.jpg", 20),
+    ] {
+        assert_eq!(shown(name), Some((n, time_of(n))), "{name}");
+    }
+    assert_eq!(shown("clip.mp4"), None);
     for item in &set.items {
         let bytes = std::fs::read(set.dir.join(&item.name)).unwrap();
         assert_eq!(sha256_hex(&bytes), item.sha256, "{}", item.name);
@@ -478,7 +499,7 @@ fn frames_that_left_the_ring_give_an_error_or_a_degraded_set() {
     );
     assert!(set.items.iter().any(|i| i.name == "at.jpg"));
     assert!(!set.items.iter().any(|i| i.name.starts_with("before")));
-    protocol::evidence::validate_manifest("evidence", &set.items).unwrap();
+    protocol::evidence::validate_manifest("evidence", &set.items, time_of(20)).unwrap();
 
     // The stream ends before the "after" frame: released by finish().
     let v = violation(28, 30, 40);

@@ -230,6 +230,29 @@ pub fn clock_vi(event: &ViolationEvent) -> String {
     clock_text(event, true)
 }
 
+/// The frame a still shows, as the device signed it (schema 1.4
+/// `evidence[].frame`): its number and its time in Việt Nam to the
+/// millisecond, `frame 120372, 14/03/2025 08:15:30.250`; Vietnamese with
+/// `vi` (`khung hình …`, decimal comma). `None` for a clip, and for a still
+/// of an event made before 1.4.
+pub fn frame_text(item: &protocol::EvidenceItem, vi: bool) -> Option<String> {
+    let f = item.frame?;
+    let t = f.time.to_offset(crate::console::html::VIETNAM);
+    let ms = t.millisecond();
+    Some(format!(
+        "{} {}, {:02}/{:02}/{} {:02}:{:02}:{:02}{}{ms:03}",
+        if vi { "khung hình" } else { "frame" },
+        f.number,
+        t.day(),
+        u8::from(t.month()),
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        if vi { ',' } else { '.' },
+    ))
+}
+
 /// [`clock_vi`] in English.
 pub fn clock_en(event: &ViolationEvent) -> String {
     clock_text(event, false)

@@ -228,6 +228,14 @@ async fn an_unsynchronised_clock_is_shown_and_must_be_acknowledged_to_confirm() 
                 .contains("id=\"clock-sync\">đồng hồ đã đồng bộ (lệch -3 ms)")
         );
         assert!(!ok_page.body.contains("id=\"clock-ack\""));
+        // Each still names the frame it shows, as the device signed it.
+        assert!(
+            ok_page
+                .body
+                .contains("overview.jpg <span class=\"muted\">— khung hình 120372, "),
+            "{}",
+            ok_page.body
+        );
 
         // The confirmation list shows it and offers no box to tick.
         let list = cuong.get("/console/confirm").body;

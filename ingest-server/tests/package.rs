@@ -112,7 +112,8 @@ fn event(s: &Stills, plate: &str, display: &str) -> ViolationEvent {
         })
         .collect();
     ev.evidence = vec![
-        EvidenceItem::from_bytes("at.jpg", "image/jpeg", EvidenceRole::Overview, &s.overview),
+        EvidenceItem::from_bytes("at.jpg", "image/jpeg", EvidenceRole::Overview, &s.overview)
+            .with_frame(27, ev.event_time),
         EvidenceItem::from_bytes(
             "vehicle.jpg",
             "image/jpeg",
@@ -351,6 +352,11 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
         listed.push(name);
     }
     assert_eq!(listed.len(), files.len() - 2, "{sums}");
+    // The frame each still shows, as the device signed it.
+    assert!(
+        sums.contains("at.jpg (overview, ") && sums.contains(" bytes, frame 27, "),
+        "{sums}"
+    );
     assert!(
         sums.contains("clip.mp4 (clip, 4000 bytes, not received by the server)"),
         "{sums}"

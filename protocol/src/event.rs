@@ -476,7 +476,7 @@ impl Message for ViolationEvent {
             None => {}
         }
         self.track.validate_at("track")?;
-        evidence::validate_manifest("evidence", &self.evidence)?;
+        evidence::validate_manifest("evidence", &self.evidence, self.event_time)?;
         validate::check_ascii_text("software_version", &self.software_version, MAX_SHORT_TEXT)
     }
 }

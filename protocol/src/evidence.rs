@@ -2,7 +2,10 @@
 //! still, plate crop, clip, ...) with its name, media type, role, size and
 //! SHA-256. The manifest sits inside the signed event, so the signature
 //! covers the hashes and any file can later be checked against it with
-//! [`EvidenceItem::check_bytes`].
+//! [`EvidenceItem::check_bytes`]. A still or crop also names the camera
+//! frame it was taken from ([`FrameStamp`]: number and device-clock time),
+//! so the moment each picture shows is signed, not only burnt into the
+//! annotated still.
 
 use std::collections::HashSet;
 use std::io::{self, Read};
@@ -10,6 +13,7 @@ use std::io::{self, Read};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
+use time::OffsetDateTime;
 
 use crate::error::ValidationError;
 use crate::validate::{self, MAX_EVIDENCE_BYTES, MAX_EVIDENCE_ITEMS};
@@ -18,6 +22,9 @@ use crate::validate::{self, MAX_EVIDENCE_BYTES, MAX_EVIDENCE_ITEMS};
 pub const MAX_EVIDENCE_NAME: usize = 128;
 /// Longest media type.
 pub const MAX_MEDIA_TYPE: usize = 100;
+/// Furthest a still's frame may lie from the event's time, seconds: the
+/// stills come from the few seconds of video kept around the violation.
+pub const MAX_FRAME_OFFSET_S: i64 = 300;
 
 /// What an evidence file shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -37,6 +44,18 @@ pub enum EvidenceRole {
     Frame,
 }
 
+/// The camera frame a still or crop was taken from (schema 1.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameStamp {
+    /// The device's number of the frame for its camera (the numbering of
+    /// `track.points` and `plate.source`; it starts again when the camera's
+    /// stream is opened again, so the time is what places the frame).
+    pub number: u64,
+    /// The frame's time on the device clock (the clock of `clock`), RFC 3339.
+    #[serde(with = "time::serde::rfc3339")]
+    pub time: OffsetDateTime,
+}
+
 /// One file of evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EvidenceItem {
@@ -51,6 +70,10 @@ pub struct EvidenceItem {
     pub size_bytes: u64,
     /// SHA-256 of the file's bytes, 64 lowercase hex characters.
     pub sha256: String,
+    /// For a still or a crop: the frame it shows (absent for a clip, and in
+    /// events before schema 1.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame: Option<FrameStamp>,
 }
 
 /// Evidence bytes that do not match the manifest.
@@ -122,7 +145,14 @@ impl EvidenceItem {
             role,
             size_bytes: bytes.len() as u64,
             sha256: sha256_hex(bytes),
+            frame: None,
         }
+    }
+
+    /// The same entry, naming the frame it shows.
+    pub fn with_frame(mut self, number: u64, time: OffsetDateTime) -> Self {
+        self.frame = Some(FrameStamp { number, time });
+        self
     }
 
     /// `Ok` if `bytes` are exactly the file this entry describes (same size,
@@ -167,18 +197,44 @@ impl EvidenceItem {
                 ),
             ));
         }
-        validate::check_sha256_hex(&format!("{field}.sha256"), &self.sha256)
+        validate::check_sha256_hex(&format!("{field}.sha256"), &self.sha256)?;
+        if let Some(f) = &self.frame {
+            if self.role == EvidenceRole::Clip {
+                return Err(ValidationError::new(
+                    format!("{field}.frame"),
+                    "a clip spans many frames and names none",
+                ));
+            }
+            validate::check_safe_integer(&format!("{field}.frame.number"), f.number)?;
+        }
+        Ok(())
     }
 }
 
 /// Checks a whole manifest: 1 to [`MAX_EVIDENCE_ITEMS`] valid entries with
-/// unique names; `field` is the manifest's JSON path (`evidence`).
-pub fn validate_manifest(field: &str, items: &[EvidenceItem]) -> Result<(), ValidationError> {
+/// unique names, each still's frame within [`MAX_FRAME_OFFSET_S`] of
+/// `event_time`; `field` is the manifest's JSON path (`evidence`).
+pub fn validate_manifest(
+    field: &str,
+    items: &[EvidenceItem],
+    event_time: OffsetDateTime,
+) -> Result<(), ValidationError> {
     validate::check_count(field, items.len(), 1, MAX_EVIDENCE_ITEMS)?;
     let mut names = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let at = format!("{field}[{i}]");
         item.validate_at(&at)?;
+        if let Some(f) = &item.frame {
+            let off = (f.time - event_time).whole_seconds();
+            if off.abs() > MAX_FRAME_OFFSET_S {
+                return Err(ValidationError::new(
+                    format!("{at}.frame.time"),
+                    format!(
+                        "must lie within {MAX_FRAME_OFFSET_S} s of event_time, is {off} s away"
+                    ),
+                ));
+            }
+        }
         if !names.insert(item.name.as_str()) {
             return Err(ValidationError::new(
                 format!("{at}.name"),
@@ -268,10 +324,11 @@ mod tests {
 
     #[test]
     fn validates_entries() {
+        let t = OffsetDateTime::UNIX_EPOCH;
         let good = EvidenceItem::from_bytes("a.jpg", "image/jpeg", EvidenceRole::Overview, b"x");
-        assert!(validate_manifest("evidence", std::slice::from_ref(&good)).is_ok());
-        assert!(validate_manifest("evidence", &[]).is_err());
-        let dup = validate_manifest("evidence", &[good.clone(), good.clone()]).unwrap_err();
+        assert!(validate_manifest("evidence", std::slice::from_ref(&good), t).is_ok());
+        assert!(validate_manifest("evidence", &[], t).is_err());
+        let dup = validate_manifest("evidence", &[good.clone(), good.clone()], t).unwrap_err();
         assert_eq!(dup.field, "evidence[1].name");
         for (name, media) in [
             ("../x", "image/jpeg"),
@@ -283,8 +340,38 @@ mod tests {
             bad.media_type = media.into();
             assert!(bad.validate_at("e").is_err(), "{name} {media}");
         }
-        let mut empty = good;
+        let mut empty = good.clone();
         empty.size_bytes = 0;
         assert_eq!(empty.validate_at("e").unwrap_err().field, "e.size_bytes");
+    }
+
+    #[test]
+    fn a_stills_frame_is_near_the_event_and_a_clip_names_none() {
+        let t = OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        let item = |role, secs: i64| {
+            EvidenceItem::from_bytes("a.jpg", "image/jpeg", role, b"x")
+                .with_frame(120_372, t + time::Duration::seconds(secs))
+        };
+        let near = item(EvidenceRole::Frame, -MAX_FRAME_OFFSET_S);
+        assert!(validate_manifest("evidence", &[near], t).is_ok());
+        let far = item(EvidenceRole::Overview, MAX_FRAME_OFFSET_S + 1);
+        let err = validate_manifest("evidence", &[far], t).unwrap_err();
+        assert_eq!(err.field, "evidence[0].frame.time");
+        let clip = item(EvidenceRole::Clip, 0);
+        assert_eq!(clip.validate_at("e").unwrap_err().field, "e.frame");
+        let mut huge = item(EvidenceRole::Overview, 0);
+        huge.frame = Some(FrameStamp {
+            number: u64::MAX,
+            time: t,
+        });
+        assert_eq!(huge.validate_at("e").unwrap_err().field, "e.frame.number");
+        // Absent, the member is left out, so events before 1.4 keep their bytes.
+        let plain = EvidenceItem::from_bytes("a.jpg", "image/jpeg", EvidenceRole::Overview, b"x");
+        let v = serde_json::to_value(&plain).unwrap();
+        assert!(v.get("frame").is_none());
+        let stamped = serde_json::to_value(item(EvidenceRole::Overview, 0)).unwrap();
+        assert_eq!(stamped["frame"]["number"], 120_372);
+        let back: EvidenceItem = serde_json::from_value(stamped).unwrap();
+        assert_eq!(back.frame.map(|f| f.number), Some(120_372));
     }
 }

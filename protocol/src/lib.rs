@@ -49,7 +49,9 @@ pub use event::{
     MAX_RIDERS, Plate, PlateColour, PlateSource, SignalObservation, SignalState, Speed, TrackPoint,
     TrackSummary, VehicleClass, ViolationEvent, ViolationType,
 };
-pub use evidence::{EvidenceError, EvidenceItem, EvidenceRole, sha256_hex, sha256_hex_reader};
+pub use evidence::{
+    EvidenceError, EvidenceItem, EvidenceRole, FrameStamp, sha256_hex, sha256_hex_reader,
+};
 pub use heartbeat::{Alarm, BootSeq, CameraState, CameraStatus, Heartbeat, OutboxStatus};
 pub use message::{DeviceMessage, Message};
 pub use phase::SignalPhase;

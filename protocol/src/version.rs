@@ -1,8 +1,8 @@
 //! The schema version every message carries in `schema_version`, written
-//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.3`,
+//! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.4`,
 //! [`SchemaVersion::CURRENT`]: 1.1 added the plate's `source`, 1.2 the
 //! track's `riders` and the speed's uncertainty, 1.3 the heartbeat's
-//! `boot`; acks are `1.2`, see
+//! `boot`, 1.4 the evidence items' `frame`; acks are `1.2`, see
 //! [`crate::Ack::VERSION`]). A receiver accepts any message with
 //! its own major version, whatever the minor; a minor version only adds
 //! optional fields (older receivers ignore them, the signature still covers
@@ -44,7 +44,7 @@ impl SchemaVersion {
     /// The version this build writes for device messages (events and
     /// heartbeats) and whose major it understands. Acks are written as
     /// [`crate::Ack::VERSION`].
-    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 3 };
+    pub const CURRENT: SchemaVersion = SchemaVersion { major: 1, minor: 4 };
 
     /// A version from its parts.
     pub const fn new(major: u16, minor: u16) -> Self {
@@ -199,7 +199,7 @@ mod tests {
         let err = SchemaVersion::check_supported(SchemaVersion::new(2, 0)).unwrap_err();
         let text = err.to_string();
         assert!(
-            text.contains("2.0") && text.contains("speaks 1.3"),
+            text.contains("2.0") && text.contains("speaks 1.4"),
             "{text}"
         );
     }

@@ -48,7 +48,7 @@ fn event_variants_round_trip() {
 #[test]
 fn event_json_shape() {
     let value = serde_json::to_value(sample_event()).unwrap();
-    assert_eq!(value["schema_version"], "1.3");
+    assert_eq!(value["schema_version"], "1.4");
     assert!(
         value["track"].get("riders").is_none(),
         "no riders seen: the member is left out, so 1.1 events keep their bytes"

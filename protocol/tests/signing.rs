@@ -250,7 +250,7 @@ fn envelope_device_must_match_payload() {
 fn newer_minor_fields_tolerated_and_verified() {
     let key = random_key();
     let mut payload = event_value();
-    payload["schema_version"] = json!("1.3");
+    payload["schema_version"] = json!("1.4");
     payload["weather"] = json!({ "condition": "rain", "lux": 812.5 });
     payload["plate"]["province"] = json!("Hà Nội");
     payload["evidence"][0]["width_px"] = json!(3840);
@@ -263,7 +263,7 @@ fn newer_minor_fields_tolerated_and_verified() {
     );
     let signed = SignedEvent::from_json(&wire).unwrap();
     let event = signed.verify(&key.verifying_key()).unwrap();
-    assert_eq!(event.schema_version.to_string(), "1.3");
+    assert_eq!(event.schema_version.to_string(), "1.4");
     assert_eq!(event.plate.text.as_deref(), Some("30A12345"));
     // The raw payload keeps what this build does not understand.
     assert_eq!(signed.payload()["weather"]["condition"], "rain");
@@ -306,7 +306,7 @@ fn newer_major_rejected_clearly() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("2.0") && text.contains("speaks 1.3"),
+        text.contains("2.0") && text.contains("speaks 1.4"),
         "{text}"
     );
     assert_eq!(err.reject_code(), RejectCode::UnsupportedVersion);
@@ -345,7 +345,7 @@ fn malformed_or_missing_version_is_clear() {
 fn unknown_enum_value_names_the_field() {
     let key = random_key();
     let mut payload = event_value();
-    payload["schema_version"] = json!("1.3");
+    payload["schema_version"] = json!("1.4");
     payload["violation_type"] = json!("no_seatbelt");
     let wire = sign_raw("violation_event", "hn-cg-edge-01", payload, &[], &key);
     let err = SignedEvent::from_json(&wire)

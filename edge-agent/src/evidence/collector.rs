@@ -31,6 +31,7 @@ use crate::geometry::BBox;
 use crate::rules::Violation;
 use crate::site::SiteConfig;
 use crate::track::TrackPoint;
+use protocol::FrameStamp;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
@@ -75,9 +76,12 @@ pub struct EvidenceJob {
     /// a neighbour's plate that lies there too.
     pub(crate) neighbours: BTreeMap<u64, Vec<BBox>>,
     pub(crate) plate_jpeg: Option<Vec<u8>>,
+    /// The frame `plate.jpg` was cut from (none for a crop handed in).
+    pub(crate) plate_frame: Option<FrameStamp>,
     /// The frame the plate was read on, cut around the violator with its
     /// box and the plate's drawn (`plate_vehicle.jpg`).
     pub(crate) plate_context_jpeg: Option<Vec<u8>>,
+    pub(crate) plate_context_frame: Option<FrameStamp>,
     pub(crate) start: OffsetDateTime,
     pub(crate) end: OffsetDateTime,
     window_complete: bool,
@@ -269,7 +273,9 @@ impl EvidenceCollector {
             boxes,
             neighbours: near,
             plate_jpeg: None,
+            plate_frame: None,
             plate_context_jpeg: None,
+            plate_context_frame: None,
             start,
             end: at_time + self.config.post,
             window_complete: false,
@@ -450,29 +456,32 @@ impl EvidenceJob {
             });
         }
         self.plate_jpeg = Some(jpeg);
+        self.plate_frame = None;
         Ok(())
     }
 
-    /// A privacy-masked copy of frame `number`, which the job must hold.
-    fn masked(&self, number: u64) -> Result<opencv::core::Mat, EvidenceError> {
+    /// A privacy-masked copy of frame `number`, which the job must hold,
+    /// and the frame's stamp for the manifest.
+    fn masked(&self, number: u64) -> Result<(opencv::core::Mat, FrameStamp), EvidenceError> {
         let frame = self.frame(number).ok_or_else(|| EvidenceError::FrameGone {
             event_id: self.event_id,
             frame: number,
             why: "not held by this job".into(),
         })?;
-        stills::masked_copy(frame, &self.site)
+        Ok((stills::masked_copy(frame, &self.site)?, stamp(frame)))
     }
 
     /// Cuts `plate` (full-frame pixels) out of frame `number` (the frame
     /// it was read on) at full resolution, privacy masks applied, and stores
     /// it as `plate.jpg`.
     pub fn add_plate_crop_rect(&mut self, number: u64, plate: BBox) -> Result<(), EvidenceError> {
-        let img = self.masked(number)?;
+        let (img, at) = self.masked(number)?;
         let crop = stills::crop(&img, plate)?.ok_or_else(|| EvidenceError::BadInput {
             event_id: self.event_id,
             message: format!("plate box {plate:?} lies outside the frame"),
         })?;
         self.plate_jpeg = Some(stills::jpeg(&crop, self.config.jpeg_quality, "plate.jpg")?);
+        self.plate_frame = Some(at);
         Ok(())
     }
 
@@ -487,7 +496,7 @@ impl EvidenceJob {
         vehicle: BBox,
         plate: BBox,
     ) -> Result<(), EvidenceError> {
-        let img = self.masked(number)?;
+        let (img, at) = self.masked(number)?;
         let still = stills::plate_context(&img, number, vehicle, plate)?.ok_or_else(|| {
             EvidenceError::BadInput {
                 event_id: self.event_id,
@@ -501,6 +510,7 @@ impl EvidenceJob {
             self.config.jpeg_quality,
             "plate_vehicle.jpg",
         )?);
+        self.plate_context_frame = Some(at);
         Ok(())
     }
 
@@ -508,5 +518,13 @@ impl EvidenceJob {
     /// H.264 encoding; run on a worker thread). See [`EvidenceSet`].
     pub fn write(&self, spool: &Path) -> Result<EvidenceSet, EvidenceError> {
         spool::write_job(self, spool)
+    }
+}
+
+/// What the signed manifest says of the frame a still was cut from.
+pub(crate) fn stamp(frame: &Frame) -> FrameStamp {
+    FrameStamp {
+        number: frame.number,
+        time: frame.time,
     }
 }

@@ -20,11 +20,11 @@
 //! `overview`; the other stills are `frame`s.
 
 use super::clip::encode_clip;
-use super::collector::EvidenceJob;
+use super::collector::{EvidenceJob, stamp};
 use super::stills::{self, Annotation, Moment};
 use super::{EvidenceError, io};
 use crate::geometry::BBox;
-use protocol::{EvidenceItem, EvidenceRole, sha256_hex_reader};
+use protocol::{EvidenceItem, EvidenceRole, FrameStamp, sha256_hex_reader};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
@@ -64,12 +64,15 @@ struct Writer {
 }
 
 impl Writer {
+    /// Writes a still or crop cut from the frame `frame` (named in the
+    /// manifest, under the signature) or, for `None`, from no one frame.
     fn bytes(
         &mut self,
         name: &str,
         role: EvidenceRole,
         media: &str,
         bytes: &[u8],
+        frame: Option<FrameStamp>,
     ) -> Result<(), EvidenceError> {
         let tmp = self.dir.join(format!(".{name}.tmp"));
         let mut f = File::create(&tmp).map_err(io("creating", &tmp))?;
@@ -77,8 +80,9 @@ impl Writer {
         f.sync_all().map_err(io("syncing", &tmp))?;
         let dest = self.dir.join(name);
         fs::rename(&tmp, &dest).map_err(io("renaming into", &dest))?;
-        self.items
-            .push(EvidenceItem::from_bytes(name, media, role, bytes));
+        let mut item = EvidenceItem::from_bytes(name, media, role, bytes);
+        item.frame = frame;
+        self.items.push(item);
         Ok(())
     }
 
@@ -108,6 +112,7 @@ impl Writer {
             role,
             size_bytes,
             sha256,
+            frame: None,
         });
         Ok(())
     }
@@ -239,7 +244,8 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
             EvidenceRole::Frame
         };
         let file = format!("{name}.jpg");
-        w.bytes(&file, role, JPEG, &stills::jpeg(&masked, q, &file)?)?;
+        let at = Some(stamp(frame));
+        w.bytes(&file, role, JPEG, &stills::jpeg(&masked, q, &file)?, at)?;
         let note = Annotation {
             site,
             violation: v,
@@ -254,6 +260,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
             EvidenceRole::Frame,
             JPEG,
             &stills::jpeg(&ann, q, &file)?,
+            at,
         )?;
     }
 
@@ -264,6 +271,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
             EvidenceRole::VehicleCrop,
             JPEG,
             &stills::jpeg(&c, q, "vehicle.jpg")?,
+            Some(stamp(at_frame)),
         )?,
         None => missing.push(MissingEvidence {
             name: "vehicle.jpg".into(),
@@ -291,11 +299,18 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
                 EvidenceRole::SignalCrop,
                 JPEG,
                 &stills::jpeg(&c, q, "signal.jpg")?,
+                Some(stamp(at_frame)),
             )?;
         }
     }
     if let Some(plate) = &job.plate_jpeg {
-        w.bytes("plate.jpg", EvidenceRole::PlateCrop, JPEG, plate)?;
+        w.bytes(
+            "plate.jpg",
+            EvidenceRole::PlateCrop,
+            JPEG,
+            plate,
+            job.plate_frame,
+        )?;
     }
     if let Some(context) = &job.plate_context_jpeg {
         w.bytes(
@@ -303,6 +318,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
             EvidenceRole::VehicleCrop,
             JPEG,
             context,
+            job.plate_context_frame,
         )?;
     }
 

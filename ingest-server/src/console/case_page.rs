@@ -265,9 +265,16 @@ pub async fn show(
                 } else {
                     String::new()
                 };
+                // The frame the still shows, as the device signed it.
+                let shown = event
+                    .as_ref()
+                    .and_then(|e| e.evidence_item(n))
+                    .and_then(|i| crate::integrity::frame_text(i, lang == super::html::Lang::Vi))
+                    .map(|t| format!(" <span class=\"muted\">— {}</span>", esc(&t)))
+                    .unwrap_or_default();
                 let _ = write!(
                     stills,
-                    "<figure><img src=\"{src}\" alt=\"{alt}\">{overlay}<figcaption>{alt}</figcaption></figure>",
+                    "<figure><img src=\"{src}\" alt=\"{alt}\">{overlay}<figcaption>{alt}{shown}</figcaption></figure>",
                     alt = esc(n)
                 );
             }

@@ -208,9 +208,12 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
             ),
             FileState::NotReceived => "máy chủ chưa nhận được tệp".to_string(),
         };
+        let shown = crate::integrity::frame_text(item, true)
+            .map(|t| format!("; {t}"))
+            .unwrap_or_default();
         d.para(
             &format!(
-                "{} ({}, {} byte) — {state}\n{}",
+                "{} ({}, {} byte{shown}) — {state}\n{}",
                 item.name,
                 vi::role_of_file(&crate::ingest::enum_text(&item.role)),
                 vi::grouped(item.size_bytes as i64),

@@ -25,8 +25,11 @@ pub(super) fn sums(files: &[(String, Vec<u8>)], event: &ViolationEvent, loaded: 
         "# Evidence hashes in the device's signed manifest (event.json, payload.evidence):\n",
     );
     for item in &event.evidence {
+        let shown = crate::integrity::frame_text(item, false)
+            .map(|t| format!(", {t}"))
+            .unwrap_or_default();
         s.push_str(&format!(
-            "# {}  {} ({}, {} bytes, {})\n",
+            "# {}  {} ({}, {} bytes{shown}, {})\n",
             item.sha256,
             item.name,
             crate::ingest::enum_text(&item.role),

@@ -164,7 +164,8 @@ pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
                 "image/jpeg",
                 EvidenceRole::Overview,
                 &files.overview,
-            ),
+            )
+            .with_frame(120_372, now - time::Duration::seconds(5)),
             EvidenceItem::from_bytes(
                 "plate.jpg",
                 "image/jpeg",

@@ -86,13 +86,15 @@ pub fn sample_event() -> ViolationEvent {
                 "image/jpeg",
                 EvidenceRole::Overview,
                 OVERVIEW,
-            ),
+            )
+            .with_frame(120_372, datetime!(2025-03-14 08:15:30.25 +07:00)),
             EvidenceItem::from_bytes(
                 "plate.jpg",
                 "image/jpeg",
                 EvidenceRole::PlateCrop,
                 PLATE_CROP,
-            ),
+            )
+            .with_frame(120_372, datetime!(2025-03-14 08:15:30.25 +07:00)),
             EvidenceItem::from_bytes("clip.mp4", "video/mp4", EvidenceRole::Clip, CLIP),
         ],
         software_version: "edge-agent 0.1.0".into(),
