@@ -53,6 +53,10 @@ struct ZoneStay {
     /// When it was first seen standing behind a standing vehicle, since
     /// `standing.since`.
     queued_since_us: Option<i64>,
+    /// When the stay was last judged (µs): a step across a gap in the
+    /// track is not judged, so the time since is what the next judged step
+    /// accounts for.
+    judged_us: i64,
 }
 
 pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
@@ -112,22 +116,23 @@ pub(crate) struct Against {
 /// Steps against the lane a wrong-way run needs, however far it went.
 const WRONG_WAY_MIN_STEPS: u32 = 3;
 
-/// Net travel against the lane's heading: each step's component against
-/// it adds, along it subtracts, never below zero; fires at
+/// Net travel against the lane's heading: each step's move against it
+/// ([`shift_along`]) adds, along it subtracts, never below zero; fires at
 /// `min_distance_px` once at least [`WRONG_WAY_MIN_STEPS`] steps went
 /// against the lane and no single step made more than half of the
 /// distance. A vehicle standing in a queue whose box is cut short for one
 /// frame (a motorbike passing in front) jumps forward and back by the
 /// same amount: one large step, not a vehicle driving the wrong way (a
-/// fine of up to 20 M VND). Outside every lane the count is kept; in
-/// another lane it starts again.
+/// fine of up to 20 M VND); one whose box grows or shrinks at one end over
+/// several frames does not move at all by [`shift_along`]. Outside every
+/// lane the count is kept; in another lane it starts again.
 fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
     let Some(l) = ctx.lane_now else { return };
     let Some(dir) = ctx.site.lanes[l].direction else {
         return;
     };
     let rule = &ctx.site.rules.wrong_way;
-    let along = ctx.p1.anchor.minus(ctx.p0.anchor).dot(dir);
+    let along = shift_along(ctx.p0.bbox, ctx.p1.bbox, dir);
     if !along.is_finite() {
         return;
     }
@@ -164,6 +169,43 @@ fn wrong_way(ctx: &Ctx<'_>, state: &mut TrackState) {
     }
 }
 
+/// How far a box moved along `dir` (unit) from `b0` to `b1`: the move of
+/// whichever of its two ends along `dir` moved less, where both moved the
+/// same way, else 0. A vehicle that moves carries both ends of its box
+/// with it (the nearer one faster as it nears the camera); a box that only
+/// grows or shrinks at one end — something passing in front merges into it
+/// or hides part of it — moved one end, and the vehicle did not move. Its
+/// anchor (the bottom centre) alone would count that as travel: a standing
+/// car whose box grew 100 px downwards in four frames "drove" 100 px the
+/// wrong way.
+fn shift_along(b0: BBox, b1: BBox, dir: Point) -> f64 {
+    let ends = |b: BBox| {
+        let along = [
+            Point::new(b.x, b.y),
+            Point::new(b.x + b.w, b.y),
+            Point::new(b.x, b.y + b.h),
+            Point::new(b.x + b.w, b.y + b.h),
+        ]
+        .map(|c| c.dot(dir));
+        along
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &a| {
+                (lo.min(a), hi.max(a))
+            })
+    };
+    let ((lo0, hi0), (lo1, hi1)) = (ends(b0), ends(b1));
+    let (a, b) = (lo1 - lo0, hi1 - hi0);
+    if a * b <= 0.0 {
+        // One end still, or the ends moved apart or together.
+        return if a.is_finite() && b.is_finite() {
+            0.0
+        } else {
+            f64::NAN
+        };
+    }
+    a.signum() * a.abs().min(b.abs())
+}
+
 /// Stationary inside a no-stopping zone for longer than the zone's
 /// `max_dwell_s`, counted from the first frame of the stationary window;
 /// moving again for longer than a moment ([`super::motion::STILL_GRACE_US`])
@@ -190,6 +232,7 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
             standing: None,
             held_us: 0,
             queued_since_us: None,
+            judged_us: ctx.p0.timestamp_us,
         },
     };
     let now = Mark::from(ctx.p1);
@@ -199,16 +242,20 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         standing,
         held_us: 0,
         queued_since_us: None,
+        judged_us: now.ts,
     };
     if let Some(s) = standing {
         if kept.standing.is_some() {
             stay.held_us = kept.held_us;
             stay.queued_since_us = kept.queued_since_us;
         }
-        // The step to this frame (from when it stopped, at the earliest) is
-        // held time if the vehicle is held now.
-        let step = now.ts - ctx.p0.timestamp_us.max(s.since.ts);
-        if step > 0 && held(ctx, &mut stay.queued_since_us, max_dwell_us) {
+        // The time since the last judged step (from when it stopped, at the
+        // earliest) is held time if the vehicle is held now: a vehicle
+        // hidden for a moment while it waits at a red light (steps across
+        // such a gap are not judged) was held while hidden too, in the
+        // driver's favour.
+        let step = now.ts - kept.judged_us.min(ctx.p0.timestamp_us).max(s.since.ts);
+        if step > 0 && held(ctx, state.lane, &mut stay.queued_since_us, max_dwell_us) {
             stay.held_us = stay.held_us.saturating_add(step);
         }
     }
@@ -241,9 +288,21 @@ const QUEUE_DISCHARGE_US: i64 = 15_000_000;
 /// green, or until `max_dwell_us` and [`QUEUE_DISCHARGE_US`] after it was
 /// first seen queued (`queued_since_us`, set here); in a lane without a
 /// signal for as long as the one ahead stands (a jam; see the module
-/// docs). Outside every lane (a kerb, a bus bay) nothing holds it.
-fn held(ctx: &Ctx<'_>, queued_since_us: &mut Option<i64>, max_dwell_us: i64) -> bool {
-    let Some(lane) = ctx.lane_now.and_then(|l| ctx.site.lanes.get(l)) else {
+/// docs). Outside every lane (a kerb, a bus bay) the lane it was last in
+/// (`last_lane`) says: a motorbike waiting at the kerb beside its lane
+/// waits for that lane's light; one never seen in a lane is held by
+/// nothing.
+fn held(
+    ctx: &Ctx<'_>,
+    last_lane: Option<usize>,
+    queued_since_us: &mut Option<i64>,
+    max_dwell_us: i64,
+) -> bool {
+    let Some(lane) = ctx
+        .lane_now
+        .or(last_lane)
+        .and_then(|l| ctx.site.lanes.get(l))
+    else {
         return false;
     };
     let now = ctx.p1.timestamp_us;

@@ -122,6 +122,9 @@ pub struct Vehicle {
     /// Its box clipped to the 1920×1080 frame, as the detector gives it
     /// ([`Vehicle::clipped_to_frame`]).
     pub clipped: bool,
+    /// Its whole box per frame, where the box is not a fixed size around
+    /// `path` ([`Vehicle::boxed`]).
+    pub boxes: Option<Box<dyn Fn(u64) -> Option<BBox>>>,
 }
 
 impl Vehicle {
@@ -141,6 +144,22 @@ impl Vehicle {
             size,
             path: Box::new(path),
             clipped: false,
+            boxes: None,
+        }
+    }
+
+    /// A vehicle whose detected box at each frame is `boxes(n)` (`None`:
+    /// not seen): a box that grows or is cut short as something passes in
+    /// front of it.
+    pub fn boxed(
+        id: u64,
+        class: VehicleClass,
+        boxes: impl Fn(u64) -> Option<BBox> + 'static,
+    ) -> Self {
+        let boxes: Box<dyn Fn(u64) -> Option<BBox>> = Box::new(boxes);
+        Self {
+            boxes: Some(boxes),
+            ..Self::new(id, class, |_| None)
         }
     }
 
@@ -164,7 +183,19 @@ impl Vehicle {
         }
     }
 
+    /// Whether the script has the vehicle anywhere at frame `n` (in view
+    /// or not).
+    fn scripted(&self, n: u64) -> bool {
+        match &self.boxes {
+            Some(boxes) => boxes(n).is_some(),
+            None => (self.path)(n).is_some(),
+        }
+    }
+
     fn point(&self, n: u64) -> Option<TrackPoint> {
+        if let Some(boxes) = &self.boxes {
+            return Some(TrackPoint::new(frame(n), boxes(n)?, 0.9, self.class));
+        }
         let a = (self.path)(n)?;
         let (w, h) = self.size;
         let mut bbox = BBox::from_xywh(a.x - w / 2.0, a.y - h, w, h);
@@ -299,10 +330,7 @@ fn run_with<S: SignalSource>(
                     t.push_point(p);
                 }
                 (Some(p), None) => *slot = Some(Track::from_point(v.id, p)),
-                (None, Some(_))
-                    if (v.path)(n + 1).is_none()
-                        && (n + 1..n + 50).all(|k| (v.path)(k).is_none()) =>
-                {
+                (None, Some(_)) if (n + 1..n + 50).all(|k| !v.scripted(k)) => {
                     ended.extend(slot.take());
                 }
                 _ => {}
