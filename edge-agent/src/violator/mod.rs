@@ -11,6 +11,8 @@
 //! unsure, not a valid Vietnamese plate: a clock overlay, lettering on a bus)
 //! leaves the plate "unreadable"; the violation still goes to a person.
 
+mod frames;
+
 use crate::detect::frame_mat;
 use crate::evidence::{EvidenceError, EvidenceJob, EvidenceSet};
 use crate::geometry::BBox;
@@ -85,31 +87,21 @@ fn search_region(b: &BBox, width: u32, height: u32) -> Option<Rect> {
 /// Most frames of the violator whose plate reads are fused.
 pub const MAX_READ_FRAMES: usize = 5;
 
-/// Most frames tried, nearest the violation first, to get those reads.
-pub const MAX_TRIED_FRAMES: usize = 12;
+pub use frames::MAX_TRIED_FRAMES;
 
-/// The frames to read the violator's plate on, in the order to try them:
-/// the violation frame and the frames of its track nearest to it in time,
-/// at most [`MAX_TRIED_FRAMES`], with the box on each. Not the frames where the box is largest: those lie
-/// far from the violation, where a track that switched to the vehicle
-/// alongside would hand over the wrong plate. Frames whose box is more than
-/// twice or less than half the violation frame's (two vehicles merged into
-/// one box, a switched track) are skipped.
+/// The frames to read the violator's plate on, in the order to try them
+/// ([`frames::read_frames`]): the violation frame and the frames of its
+/// track nearest to it in time along which its box moved steadily, with
+/// the box on each. Not the frames where the box is largest: those lie far
+/// from the violation, where a track that switched to the vehicle
+/// alongside would hand over the wrong plate.
 fn read_frames(job: &EvidenceJob) -> Vec<(u64, BBox)> {
-    let at = job.violation.frames.at;
-    let area = |b: &BBox| b.w * b.h;
-    let at_area = area(&job.violation.bbox);
-    let mut others: Vec<(u64, BBox)> = job
-        .boxes
-        .iter()
-        .filter(|(n, _)| **n != at && job.holds(**n))
-        .filter(|(_, b)| at_area > 0.0 && (at_area / 2.0..=at_area * 2.0).contains(&area(b)))
-        .map(|(n, b)| (*n, *b))
-        .collect();
-    others.sort_by_key(|(n, _)| n.abs_diff(at));
-    let mut out = vec![(at, job.violation.bbox)];
-    out.extend(others.into_iter().take(MAX_TRIED_FRAMES - 1));
-    out
+    frames::read_frames(
+        job.violation.frames.at,
+        job.violation.bbox,
+        &job.boxes,
+        |n| job.holds(n),
+    )
 }
 
 /// Whether the centre of `read`'s plate (in the coordinates of the crop
