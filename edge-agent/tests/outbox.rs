@@ -307,11 +307,13 @@ fn old_undelivered_events_expire_with_a_record() {
     assert_eq!(ob.stats(later + 86_400_001).unwrap().evictions_last_day, 0);
 }
 
-/// Age is judged only on a trusted clock, and never for an event stamped
-/// by a clock that had not been set: a box that booted with a dead clock
-/// battery must not evict its violations as decades old once it syncs.
+/// Age is judged only on a trusted clock, and counts from the first pass
+/// that saw the event with one, never from the time a wrong clock wrote
+/// when it was made: a box that booted with a dead clock battery, or whose
+/// clock had drifted weeks behind, must not evict its violations as old
+/// the moment it synchronises.
 #[test]
-fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_one() {
+fn age_counts_from_the_first_pass_with_a_trusted_clock() {
     let dir = tempfile::tempdir().unwrap();
     let id = identity();
     let db = dir.path().join("o.sqlite");
@@ -323,31 +325,43 @@ fn age_eviction_waits_for_a_trusted_clock_and_skips_events_stamped_by_an_unset_o
         },
     )
     .unwrap();
+    let now = now_ms();
     let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
     ob.enqueue(&e, "cam-a", &d).unwrap();
     let e1_id = e.unverified_event_id().unwrap().to_string();
-    let (e2, d2) = violation(&id, &dir.path().join("spool"), "cam-a", 2, 100, 100);
-    ob.enqueue(&e2, "cam-a", &d2).unwrap();
-    // The second was made while the clock read 1970.
-    rusqlite::Connection::open(&db)
-        .unwrap()
-        .execute(
-            "UPDATE events SET created_at = 5000 WHERE event_id = ?1",
-            [e2.unverified_event_id().unwrap().to_string()],
-        )
-        .unwrap();
-    let later = now_ms() + 61_000;
+    assert!(ob.enforce_limits_trusting(now, true).unwrap().is_empty());
+    // Two made while the clock was wrong: one read 1970, one 40 days
+    // behind. Nothing judges their age until the clock is trusted.
+    let mut wrong = Vec::new();
+    for (n, made) in [(2, 5_000), (3, now - 40 * 86_400_000)] {
+        let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", n, 100, 100);
+        ob.enqueue(&e, "cam-a", &d).unwrap();
+        rusqlite::Connection::open(&db)
+            .unwrap()
+            .execute(
+                "UPDATE events SET created_at = ?2 WHERE event_id = ?1",
+                rusqlite::params![e.unverified_event_id().unwrap().to_string(), made],
+            )
+            .unwrap();
+        wrong.push(d);
+    }
+    let later = now + 61_000;
     assert!(ob.enforce_limits_trusting(later, false).unwrap().is_empty());
-    assert!(d.exists() && d2.exists());
+    assert!(d.join("at.jpg").exists(), "not on an untrusted clock");
     let ev = ob.enforce_limits_trusting(later, true).unwrap();
     assert_eq!(ev.len(), 2, "{ev:?}");
     assert!(ev.iter().all(|e| e.event_id == e1_id), "{ev:?}");
     assert!(!d.join("at.jpg").exists());
-    assert!(
-        d2.join("at.jpg").exists(),
-        "an event of unknown age keeps its evidence"
-    );
-    assert_eq!(ob.stats(later).unwrap().depth, 2, "both are still sent");
+    for d in &wrong {
+        assert!(d.join("at.jpg").exists(), "its age starts now");
+    }
+    assert_eq!(ob.stats(later).unwrap().depth, 3, "all are still sent");
+    // Held past the limit on the trusted clock, they lose their evidence too.
+    let ev = ob.enforce_limits_trusting(later + 61_000, true).unwrap();
+    assert_eq!(ev.len(), 4, "{ev:?}");
+    for d in &wrong {
+        assert!(!d.join("at.jpg").exists());
+    }
 }
 
 #[test]

@@ -42,6 +42,11 @@ fn add_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
             "holds",
             "ALTER TABLE events ADD COLUMN holds INTEGER NOT NULL DEFAULT 0",
         ),
+        // When the event's age starts to count (see `limits.rs`).
+        (
+            "aged_from",
+            "ALTER TABLE events ADD COLUMN aged_from INTEGER",
+        ),
     ] {
         let has: i64 = conn.query_row(
             "SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = ?1",

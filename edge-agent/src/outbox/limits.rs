@@ -65,10 +65,6 @@ pub struct Eviction {
 /// refused a thousand times a day, filled the disk in days.
 pub const REFUSED_KEPT_MS: i64 = 24 * 3_600_000;
 
-/// 2020-01-01 UTC, ms: an event stamped earlier was made by a clock that
-/// had not been set.
-pub const PLAUSIBLE_SINCE_MS: i64 = 1_577_836_800_000;
-
 impl Outbox {
     /// The alarm the current fill level calls for, if any.
     pub fn alarm(&self) -> Result<Option<Alarm>, OutboxError> {
@@ -92,12 +88,14 @@ impl Outbox {
     }
 
     /// [`Outbox::enforce_limits`], evicting by age only while the clock is
-    /// trusted (synchronised): a box that booted with a dead clock battery
-    /// and then stepped its clock by years would otherwise evict every
-    /// undelivered violation as "too old". Events stamped before
-    /// [`PLAUSIBLE_SINCE_MS`] (made while the clock was that wrong) have no
-    /// known age and are never evicted by it; the size limits still bound
-    /// the outbox whatever the clock says.
+    /// trusted (synchronised). An event's age counts from the first pass
+    /// that saw it with a trusted clock (`aged_from`, set here), not from
+    /// the time written when it was made: a box that booted with a dead
+    /// clock battery, or whose clock had drifted weeks behind, and then
+    /// stepped its clock would otherwise evict every violation it held as
+    /// "too old" the moment it synchronised. Passes run every few seconds,
+    /// so on a box whose clock is right the two differ by that much. The
+    /// size limits bound the outbox whatever the clock says.
     pub fn enforce_limits_trusting(
         &mut self,
         now: i64,
@@ -107,6 +105,12 @@ impl Outbox {
         self.clear_refused(now)?;
         // Age: the evidence of old events; their metadata is still sent.
         let cutoff = if clock_trusted {
+            self.conn
+                .execute(
+                    "UPDATE events SET aged_from = ?1 WHERE aged_from IS NULL AND done_at IS NULL",
+                    params![now],
+                )
+                .map_err(self.db())?;
             now - self.limits.max_age.as_millis() as i64
         } else {
             i64::MIN
@@ -293,8 +297,8 @@ impl Outbox {
         Ok(rows.len())
     }
 
-    /// Undelivered events made before `cutoff` (and after
-    /// [`PLAUSIBLE_SINCE_MS`]) that still hold evidence, oldest first.
+    /// Undelivered events aged from before `cutoff` that still hold
+    /// evidence, oldest first.
     fn aged(&self, cutoff: i64) -> Result<Vec<Aged>, OutboxError> {
         let mut stmt = self
             .conn
@@ -302,14 +306,14 @@ impl Outbox {
                 "SELECT seq, event_id, dir, state = 'acked', stills, stills_bytes,
                     state != 'acked' AND stills_evicted = 0 AND stills_bytes > 0,
                     clip_name, clip_bytes, clip_state IN ('pending', 'sent')
-                 FROM events WHERE done_at IS NULL AND created_at < ?1 AND created_at >= ?2
+                 FROM events WHERE done_at IS NULL AND aged_from < ?1
                    AND ((state != 'acked' AND stills_evicted = 0 AND stills_bytes > 0)
                         OR clip_state IN ('pending', 'sent'))
                  ORDER BY seq",
             )
             .map_err(self.db())?;
         let rows = stmt
-            .query_map(params![cutoff, PLAUSIBLE_SINCE_MS], |r| {
+            .query_map(params![cutoff], |r| {
                 Ok(Aged {
                     seq: r.get(0)?,
                     event_id: r.get(1)?,
