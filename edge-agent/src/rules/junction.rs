@@ -33,8 +33,20 @@
 //! manoeuvre is known: none if the vehicle turns right, or if its
 //! direction is never known (the track ends, or the case would outlive
 //! its stills) — waiting beyond the line to turn right is allowed there.
+//!
+//! The manoeuvre (for the wrong-lane rule and a right turn on red) is
+//! judged from the vehicle's way since it crossed, frame by frame until it
+//! can be told, then latched ([`super::motion::judge_manoeuvre`]): a turn
+//! once the heading has turned past `straight_max_deg`, straight once it
+//! clearly has not turned or has gone far on without. A vehicle following
+//! a turning arc has turned little 200 px past the line: read as straight
+//! then, a lawful right turn on red would be a run. One lost before its
+//! manoeuvre could be told has none: no wrong lane, and in a
+//! right-turn-on-red lane no run (it may have been turning right).
 
-use super::motion::{Standing, classify, heading_over_path, stationary_since};
+use super::motion::{
+    Standing, Way, judge_manoeuvre, newest_anchors, recent_heading, stationary_since,
+};
 use super::{Ctx, Mark, RuleKind, TrackState, Violation};
 use crate::signal::SignalStatus;
 use crate::site::Manoeuvre;
@@ -119,15 +131,17 @@ struct Crossed {
     lane: usize,
     before: u64,
     at: TrackPoint,
-    entry_deg: f64,
+    /// Its way through the junction since the crossing: the manoeuvre is
+    /// judged from it.
+    way: Way,
     red: bool,
     /// When it reached the line (the signal is judged then).
     t_cross: i64,
     signal: Option<SignalObservation>,
-    path_px: f64,
     /// Farthest beyond the line in a frame where the light was not seen
     /// to change (nor begin to: see [`seen_to_change`]).
     max_past: f64,
+    /// Latched once it can be told ([`judge_manoeuvre`]); never guessed.
     manoeuvre: Option<Manoeuvre>,
     /// The lane allows a right turn on red.
     right_on_red: bool,
@@ -198,20 +212,29 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                     && t_cross >= s.since_us.saturating_add(grace_us)
                     && s.changing_since.is_none_or(|c| t_cross < c)
             });
-            let mut entry_deg = heading_over_path(traj, rules.motion.heading_px);
-            if !entry_deg.is_finite() {
-                entry_deg = sl.approach_deg;
-            }
+            // Measured (a lane's traffic does not always head where the
+            // site drew it); where it cannot be, the lane's heading.
+            let entry_deg = Some(recent_heading(traj, rules.motion.heading_px))
+                .filter(|h| h.is_finite())
+                .or_else(|| {
+                    let d = site.lanes[lane].direction?;
+                    Some(crate::geometry::heading_deg(Default::default(), d))
+                })
+                .unwrap_or(sl.approach_deg);
             state.junction.crossing = Some(Crossed {
                 stop_line: si,
                 lane,
                 before: p0.frame,
                 at: *p1,
-                entry_deg,
+                way: Way {
+                    entry_deg,
+                    at_line: c.point,
+                    origin: newest_anchors(traj),
+                    path_px: c.point.dist(p1.anchor),
+                },
                 red,
                 t_cross,
                 signal: status.map(|s| s.observation(t_cross)),
-                path_px: c.point.dist(p1.anchor),
                 max_past: f64::NEG_INFINITY,
                 manoeuvre: None,
                 right_on_red: site.lanes[lane].right_turn_on_red,
@@ -223,7 +246,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             break;
         }
     } else if let Some(c) = &mut state.junction.crossing {
-        c.path_px += p0.anchor.dist(p1.anchor);
+        c.way.path_px += p0.anchor.dist(p1.anchor);
     }
 
     let mut found: [Option<Violation>; 2] = [None, None];
@@ -237,9 +260,10 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             c.max_past = c.max_past.max(site.stop_lines[c.stop_line].past(p1.anchor));
         }
         let wl = &rules.wrong_lane;
-        if c.manoeuvre.is_none() && c.path_px >= wl.decide_px {
-            let exit = heading_over_path(traj, rules.motion.heading_px);
-            c.manoeuvre = classify(c.entry_deg, exit, wl);
+        if c.manoeuvre.is_none() {
+            // Asked each frame until it can be told: not from the first
+            // metres of a turning arc, nor from one bad box.
+            c.manoeuvre = judge_manoeuvre(&c.way, traj, rules.motion.heading_px, wl);
             if wl.enabled
                 && let Some(m) = c.manoeuvre
                 && !lane.directions.contains(&m)

@@ -132,15 +132,19 @@ impl Default for StopLineRule {
 /// Manoeuvre not allowed from the lane.
 ///
 /// The manoeuvre is the change of heading between the approach (before the
-/// stop line) and the path `decide_px` of travel after it: within
-/// ±`straight_max_deg` straight, beyond ±`u_turn_min_deg` a U-turn, in
-/// between a right (positive) or left (negative) turn.
+/// stop line) and the path after it: within ±`straight_max_deg` straight,
+/// beyond ±`u_turn_min_deg` a U-turn, in between a right (positive) or left
+/// (negative) turn. It is judged no earlier than `decide_px` of travel past
+/// the line: a turn as soon as the heading has turned that far, straight
+/// only once the path is clearly straight there, or at three times
+/// `decide_px` (a normal turning arc has turned only some 25° at 200 px);
+/// see `rules::motion::judge_manoeuvre`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WrongLaneRule {
     /// On or off.
     pub enabled: bool,
-    /// Path after the stop line before the manoeuvre is decided, px.
+    /// Path after the stop line before the manoeuvre may be decided, px.
     pub decide_px: f64,
     /// Largest heading change still counted as straight, degrees.
     pub straight_max_deg: f64,

@@ -91,7 +91,7 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let m = v.len() / 2;
-    if v.len() % 2 == 0 {
+    if v.len().is_multiple_of(2) {
         (v[m - 1] + v[m]) / 2.0
     } else {
         v[m]
@@ -110,7 +110,9 @@ fn jumped(a: (u64, BBox), b: (u64, BBox), usual: Point) -> bool {
     let off = b.1.center().minus(expected);
     let side = a.1.w.max(a.1.h).max(b.1.w.max(b.1.h));
     let allowed = JUMP_BOX_SIDES * side + JUMP_FLOOR_PX * frames;
-    !(off.x.hypot(off.y) <= allowed)
+    // NaN (a degenerate box) counts as a jump.
+    let d = off.x.hypot(off.y);
+    d.is_nan() || d > allowed
 }
 
 #[cfg(test)]
