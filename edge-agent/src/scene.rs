@@ -116,7 +116,9 @@ pub struct Scene {
 
 impl Scene {
     /// The standard test intersection: 640×480 at 10 fps, stop line at
-    /// y 240, signal green 0–59, yellow 60–74, red 75–179, repeating.
+    /// y 240, signal green 0–59, yellow 60–89 (3 s, as on Vietnamese
+    /// signals; the lamp filter does not believe a red that follows a
+    /// shorter yellow, see `signal`), red 90–179, repeating.
     pub fn standard(vehicles: Vec<ScriptedVehicle>, start: OffsetDateTime) -> Scene {
         Scene {
             width: 640,
@@ -125,8 +127,8 @@ impl Scene {
             stop_y: 240,
             signal: SignalCycle {
                 green: 60,
-                yellow: 15,
-                red: 105,
+                yellow: 30,
+                red: 90,
             },
             vehicles,
             start,
@@ -351,16 +353,16 @@ confirm_past_px = {confirm:.1}
 pub const DEMO_FRAMES: u64 = 360;
 
 /// The demonstration intersection (`edge-agent scene`, `make demo`): 36 s
-/// at 10 fps, two lanes, two signal cycles; two cars run the red light, two
-/// cross on yellow. The cars are drawn large so a photographed plate on them
+/// at 10 fps, two lanes, two signal cycles; two cars run the red light, one
+/// crosses on green and one on yellow. The cars are drawn large so a photographed plate on them
 /// has the pixels a real camera gives a near car's plate. `plates` (photographed plates, reused
 /// in turn) replace the drawn text when given, so the plate reader has
 /// something real to read.
 pub fn demo(plates: &[std::sync::Arc<Mat>], start: OffsetDateTime) -> Scene {
-    // (left edge, enter frame, speed, stop at): red is 75-179 and 255-359.
+    // (left edge, enter frame, speed, stop at): red is 90-179 and 270-359.
     let script: [(i32, u64, f32, Option<f32>); 4] = [
         (40, 100, 5.0, None),  // runs the red at about frame 146
-        (300, 20, 5.0, None),  // crosses on yellow at about frame 66
+        (300, 20, 5.0, None),  // crosses on green at about frame 66
         (40, 200, 5.0, None),  // crosses on yellow at about frame 246
         (300, 265, 6.0, None), // runs the next red at about frame 303
     ];

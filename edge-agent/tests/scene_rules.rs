@@ -22,7 +22,7 @@ fn car(
 }
 
 fn scene(vehicles: Vec<ScriptedVehicle>) -> Scene {
-    // green 0-59, yellow 60-74, red 75-179, then green again.
+    // green 0-59, yellow 60-89, red 90-179, then green again.
     Scene::standard(
         vehicles,
         time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000),

@@ -37,8 +37,8 @@ fn render_camera(d: &Path) -> (PathBuf, PathBuf) {
     );
     scene.signal = edge_agent::scene::SignalCycle {
         green: 20,
-        yellow: 5,
-        red: 105,
+        yellow: 30,
+        red: 90,
     };
     for v in &mut scene.vehicles {
         v.enter_frame = 30;

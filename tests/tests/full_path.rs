@@ -190,12 +190,13 @@ fn full_path(scale_out: bool) {
     let mut scene = edge_agent::scene::runner_and_stopper(
         time::OffsetDateTime::now_utc() - time::Duration::seconds(30),
     );
-    // Red from frame 25 (not 75), the cars on it from frame 30 (not 110):
-    // the first runner is on camera 8 s after the stream starts.
+    // Red from frame 50 (not 90), after a 3 s yellow (the lamp filter does
+    // not believe a red after a shorter one), the cars on it from frame 30
+    // (not 110): the first runner is on camera 8 s after the stream starts.
     scene.signal = edge_agent::scene::SignalCycle {
         green: 20,
-        yellow: 5,
-        red: 105,
+        yellow: 30,
+        red: 90,
     };
     for v in &mut scene.vehicles {
         v.enter_frame = 30;
@@ -907,9 +908,9 @@ fn full_path(scale_out: bool) {
 }
 
 /// The burst recording of the scaled-out run: ten cars running the red in
-/// three lanes over four short signal cycles, 25 frames a second (16 s;
-/// analysed as fast as the box can, so its events are at most that far
-/// ahead of the clock).
+/// three lanes over four short signal cycles (a 3 s yellow, as the lamp
+/// filter expects, and 3.2 s of red), 25 frames a second (25.6 s, starting
+/// 30 s ago; analysed as fast as the box can).
 fn burst_recording(d: &Path) {
     use edge_agent::scene::{Scene, ScriptedVehicle, SignalCycle};
     let mut vehicles = Vec::new();
@@ -919,7 +920,7 @@ fn burst_recording(d: &Path) {
             let n = vehicles.len();
             vehicles.push(ScriptedVehicle::car(
                 x,
-                100 * cycle + 30,
+                160 * cycle + 40,
                 5.0,
                 None,
                 &format!("30A1110{n}"),
@@ -933,11 +934,11 @@ fn burst_recording(d: &Path) {
     );
     scene.fps = 25;
     scene.signal = SignalCycle {
-        green: 20,
-        yellow: 5,
-        red: 75,
+        green: 5,
+        yellow: 75,
+        red: 80,
     };
-    let frames_n = 430;
+    let frames_n = 640;
     assert_eq!(
         scene.red_light_runners(frames_n).len(),
         BURST,

@@ -6,7 +6,13 @@
 //! reader counts the pixels that are bright, saturated and of that lamp's
 //! hue; the lamp with the largest share is "on" if its share is high enough
 //! and clearly above the other lamps' (so sunlight on the whole head, or a
-//! reflection in an off lamp, reads as nothing rather than as a colour).
+//! reflection in an off lamp, reads as nothing rather than as a colour) —
+//! and if its colour stays within its own lamp: the same colour lit over
+//! another lamp's rectangle (beyond [`LampConfig::max_spill`], more than a
+//! lit lamp's halo) is something of that colour in front of the head, a red
+//! bus or lorry, a yellow taxi, and reads as nothing too. A lamp that is off
+//! is dark; a red body over all three lamps is not three lamps of which
+//! only the red one is on.
 //! One frame's reading is raw; [`super::SignalFilter`] adds hysteresis.
 
 use crate::capture::{PixelLayout, Yuv420};
@@ -84,6 +90,11 @@ pub struct LampConfig {
     pub min_fraction: f32,
     /// The winning lamp's share must be this many times the runner-up's.
     pub dominance: f32,
+    /// Most share of another lamp's rectangle lit in the winning lamp's
+    /// colour: a lit lamp's halo reaches a fringe of its neighbour's lens,
+    /// a vehicle body of that colour in front of the head covers it. More
+    /// reads unknown.
+    pub max_spill: f32,
 }
 
 impl Default for LampConfig {
@@ -93,6 +104,7 @@ impl Default for LampConfig {
             min_saturation: 0.35,
             min_fraction: 0.10,
             dominance: 2.0,
+            max_spill: 0.25,
         }
     }
 }
@@ -104,6 +116,9 @@ pub struct LampReading {
     pub state: SignalState,
     /// Share of lit pixels in the red, yellow and green rectangles.
     pub shares: [f32; 3],
+    /// The largest share of another lamp's rectangle lit in the colour of
+    /// the lamp with the largest share (see [`LampConfig::max_spill`]).
+    pub spill: f32,
 }
 
 /// Hue in degrees `0..360`, value and saturation of an RGB pixel.
@@ -151,29 +166,34 @@ fn scaled(r: Rect, from: FrameSize, view: &FrameView<'_>) -> Option<(usize, usiz
     (x0 < x1 && y0 < y1).then_some((x0, y0, x1, y1))
 }
 
-fn lit_share(
+/// Shares of the rectangle's pixels lit (bright and saturated) in the red,
+/// yellow and green lamps' hues.
+fn lit_shares(
     view: &FrameView<'_>,
     rect: (usize, usize, usize, usize),
-    lamp: usize,
     c: &LampConfig,
-) -> f32 {
+) -> [f32; 3] {
     let (x0, y0, x1, y1) = rect;
-    let mut lit = 0u32;
+    let mut lit = [0u32; 3];
     let mut all = 0u32;
     for y in y0..y1 {
         for x in x0..x1 {
             let (r, g, b) = view.rgb(x, y);
             let (h, v, s) = hsv(r, g, b);
             all += 1;
-            if v >= c.min_value && s >= c.min_saturation && hue_matches(lamp, h) {
-                lit += 1;
+            if v >= c.min_value && s >= c.min_saturation {
+                for (lamp, n) in lit.iter_mut().enumerate() {
+                    if hue_matches(lamp, h) {
+                        *n += 1;
+                    }
+                }
             }
         }
     }
     if all == 0 {
-        0.0
+        [0.0; 3]
     } else {
-        lit as f32 / all as f32
+        lit.map(|n| n as f32 / all as f32)
     }
 }
 
@@ -188,28 +208,43 @@ pub fn read_lamps(
     let unknown = LampReading {
         state: SignalState::Unknown,
         shares: [0.0; 3],
+        spill: 0.0,
     };
     if !view.is_consistent() {
         return unknown;
     }
-    let mut shares = [0.0f32; 3];
+    // by_hue[rect][hue]: the share of lamp `rect`'s rectangle lit in lamp
+    // `hue`'s colour.
+    let mut by_hue = [[0.0f32; 3]; 3];
     for (i, r) in [lamps.red, lamps.yellow, lamps.green]
         .into_iter()
         .enumerate()
     {
         if let Some(rect) = scaled(r, site_frame, view) {
-            shares[i] = lit_share(view, rect, i, config);
+            by_hue[i] = lit_shares(view, rect, config);
         }
     }
+    let shares = [by_hue[0][0], by_hue[1][1], by_hue[2][2]];
     let mut order = [0usize, 1, 2];
     order.sort_by(|&a, &b| shares[b].total_cmp(&shares[a]));
-    let (best, second) = (shares[order[0]], shares[order[1]]);
-    let state = if best >= config.min_fraction && best >= config.dominance * second {
-        [SignalState::Red, SignalState::Yellow, SignalState::Green][order[0]]
+    let (win, best, second) = (order[0], shares[order[0]], shares[order[1]]);
+    let spill = (0..3)
+        .filter(|&i| i != win)
+        .map(|i| by_hue[i][win])
+        .fold(0.0f32, f32::max);
+    let state = if best >= config.min_fraction
+        && best >= config.dominance * second
+        && spill <= config.max_spill
+    {
+        [SignalState::Red, SignalState::Yellow, SignalState::Green][win]
     } else {
         SignalState::Unknown
     };
-    LampReading { state, shares }
+    LampReading {
+        state,
+        shares,
+        spill,
+    }
 }
 
 #[cfg(test)]
@@ -223,5 +258,48 @@ mod tests {
         assert_eq!(hsv(0, 0, 255).0, 240.0);
         assert_eq!(hsv(255, 200, 0).0, 60.0 * (200.0 / 255.0));
         assert!(hue_matches(0, 350.0) && hue_matches(0, 10.0) && !hue_matches(0, 40.0));
+    }
+
+    #[test]
+    fn a_colour_over_more_than_its_lamp_is_no_lamp() {
+        // 10×30 RGB: lamps are rows 0-9, 10-19, 20-29.
+        let rect = |y| Rect {
+            x: 0,
+            y,
+            w: 10,
+            h: 10,
+        };
+        let lamps = LampRegions {
+            red: rect(0),
+            yellow: rect(10),
+            green: rect(20),
+        };
+        let size = FrameSize {
+            width: 10,
+            height: 30,
+        };
+        let read = |red_rows: u32| {
+            let mut data = vec![20u8; 10 * 30 * 3];
+            for px in data.chunks_mut(3).take((10 * red_rows) as usize) {
+                px.copy_from_slice(&[220, 30, 30]);
+            }
+            let view = FrameView {
+                data: &data,
+                width: 10,
+                height: 30,
+                stride: 30,
+                format: PixelFormat::Rgb8,
+            };
+            read_lamps(&view, &lamps, size, &LampConfig::default())
+        };
+        let lamp = read(10);
+        assert_eq!((lamp.state, lamp.spill), (SignalState::Red, 0.0));
+        // Its halo over two rows of the yellow lamp: still the red lamp.
+        let halo = read(12);
+        assert_eq!((halo.state, halo.spill), (SignalState::Red, 0.2));
+        // A red body over all three: the yellow and green lamps are not off.
+        let body = read(30);
+        assert_eq!((body.state, body.spill), (SignalState::Unknown, 1.0));
+        assert_eq!(body.shares, [1.0, 0.0, 0.0]);
     }
 }

@@ -1,15 +1,23 @@
 //! The traffic signal of each lane group: what colour it shows now and
 //! since when, read from the camera image or set by an external feed.
 //!
-//! [`lamp`] reads one frame's raw colour from pixel rectangles;
+//! [`lamp`] reads one frame's raw colour from pixel rectangles (a vehicle
+//! body over the head, its colour over more than one lamp, reads unknown);
 //! [`SignalFilter`] turns raw readings into a believed state with
 //! hysteresis (a new state must be seen `confirm_frames` frames in a row; a
 //! single odd or dark frame, e.g. LED flicker, changes nothing) and keeps
-//! when the state began, back-dated to its first sighting, for "red for N
-//! ms" and the grace and yellow rules. Green straight to red is no real
-//! sequence (a red bus passing in front of the head reads so): it is
-//! believed only after [`SKIPPED_YELLOW_FACTOR`] times as many sightings,
-//! and then as red from that moment, not back-dated. [`ExternalFeed`] holds states set by
+//! when the state began, back-dated to its first sighting (a red not
+//! across a dark spell), for "red for N ms" and the grace and yellow rules.
+//! A real signal goes green, yellow, red, green, and a red bus or lorry in
+//! front of the head reads red: so green straight to red is believed only
+//! after [`SKIPPED_YELLOW_FACTOR`] times as many sightings, and then as red
+//! from that moment, not back-dated; red followed by yellow again was no
+//! red (the yellow it interrupted is restored, so a crossing judged on it
+//! is undone); and for lamp groups, which know Vietnam's yellow
+//! ([`MIN_YELLOW_US`] to [`MAX_YELLOW_US`]), red read sooner after yellow
+//! than any yellow ends is believed only once the longest yellow is over,
+//! from then, and a red is vouched for, so a run on it is reported, only
+//! once no yellow can follow it. [`ExternalFeed`] holds states set by
 //! a signal controller's phase feed, which [`feed`] brings from MQTT to the
 //! camera and applies in step with its frames.
 //! [`SignalBoard`] puts both behind the [`SignalSource`] trait, one entry
@@ -33,8 +41,10 @@ use protocol::SignalObservation;
 pub struct SignalStatus {
     /// The colour shown.
     pub state: SignalState,
-    /// When it began (µs since the epoch): the first frame it was seen in,
-    /// or the feed's change time.
+    /// When it began (µs since the epoch): the first frame it was seen in
+    /// (for a lamp-read red whose turn the filter could not have seen, the
+    /// latest it can have begun: see [`SignalFilter`]), or the feed's
+    /// change time.
     pub since_us: i64,
     /// Whether the change into this state was observed (from another known
     /// colour). If not (start-up, after a dark spell) `since_us` is only a
@@ -46,7 +56,10 @@ pub struct SignalStatus {
     /// `state` (the first frames of green are still reported as red).
     pub changing_since: Option<i64>,
     /// How far the source vouches for `state`: `None` for lamps read from
-    /// the frames themselves (up to the frame being judged); for a
+    /// the frames themselves (up to the frame being judged) — but for a
+    /// lamp-read red not before a yellow can no longer follow it (yellow
+    /// after red proves the red false: [`SignalFilter::with_yellow_us`]),
+    /// nor past the first sighting of a yellow not yet confirmed; for a
     /// controller's phase feed, the frame time of its latest message — a
     /// change after that may still be on its way, so nothing later is
     /// judged on it yet.
@@ -110,7 +123,22 @@ pub trait SignalSource {
 /// red for a moment, and the light never goes from green to red unwarned.
 pub const SKIPPED_YELLOW_FACTOR: u32 = 10;
 
-/// Hysteresis over raw per-frame readings.
+/// The shortest yellow a signal shows, µs (Vietnam: 3 s). A red read
+/// sooner after the yellow was first seen cannot be the red lamp.
+pub const MIN_YELLOW_US: i64 = 3_000_000;
+
+/// The longest yellow taken to be possible, µs: once this long has passed
+/// since a yellow began, no yellow can follow the red.
+pub const MAX_YELLOW_US: i64 = 5_000_000;
+
+/// A colour seen, not yet believed: the colour, its sightings, the first
+/// of them.
+type Candidate = (SignalState, u32, i64);
+
+/// Hysteresis over raw per-frame readings, with what a real signal's cycle
+/// (green, yellow, red, green) allows: red read straight after green, too
+/// soon after yellow, or followed by yellow again is something in front of
+/// the head, not the red lamp.
 #[derive(Debug, Clone)]
 pub struct SignalFilter {
     confirm_frames: u32,
@@ -118,8 +146,17 @@ pub struct SignalFilter {
     skip_frames: u32,
     unknown_frames: u32,
     current: SignalStatus,
-    candidate: Option<(SignalState, u32, i64)>,
+    candidate: Option<Candidate>,
     unknown_run: u32,
+    /// Shortest and longest yellow, µs, when known.
+    yellow_us: Option<(i64, i64)>,
+    /// The yellow the current red followed, restored if yellow is seen
+    /// again (the red was false).
+    yellow_before: Option<SignalStatus>,
+    /// Frame time from which the current red is vouched for.
+    vouch_from: Option<i64>,
+    /// The latest frame's time.
+    last_us: i64,
 }
 
 impl SignalFilter {
@@ -127,7 +164,8 @@ impl SignalFilter {
     /// sightings (dark/unknown frames in between are skipped over) — red
     /// straight after green only after [`SKIPPED_YELLOW_FACTOR`] times as
     /// many — and "unknown" after `4 × confirm_frames` unknown frames in a
-    /// row.
+    /// row. It knows nothing of how long a yellow lasts; lamp groups use
+    /// [`SignalFilter::with_yellow_us`].
     pub fn new(confirm_frames: u32, start_us: i64) -> Self {
         let k = confirm_frames.max(1);
         Self {
@@ -137,62 +175,165 @@ impl SignalFilter {
             current: SignalStatus::unknown(start_us),
             candidate: None,
             unknown_run: 0,
+            yellow_us: None,
+            yellow_before: None,
+            vouch_from: None,
+            last_us: start_us,
+        }
+    }
+
+    /// The same filter, knowing that a yellow lasts from `min_us` to
+    /// `max_us` ([`MIN_YELLOW_US`], [`MAX_YELLOW_US`]):
+    ///
+    /// * red first read less than `min_us` after a yellow whose start was
+    ///   seen cannot be the red lamp (something red is in front of the
+    ///   head, read as a lamp); when the light really turned under it is
+    ///   not known, so it is believed only once the longest yellow has
+    ///   ended, from then, its start not seen — the latest the red can
+    ///   have begun, in the driver's favour;
+    /// * a red is vouched for ([`SignalStatus::known_until_us`]) only from
+    ///   `max_us` after the yellow it followed began (after its own first
+    ///   sighting when no yellow was seen before it): until then a yellow
+    ///   may still show again and prove it false, and the rules hold a
+    ///   run confirmed on it rather than report it.
+    pub fn with_yellow_us(self, min_us: i64, max_us: i64) -> Self {
+        Self {
+            yellow_us: Some((min_us, max_us.max(min_us))),
+            ..self
         }
     }
 
     /// The believed status, with the colour being confirmed, if any.
     pub fn status(&self) -> SignalStatus {
+        let mut known_until_us = None;
+        if self.current.state == SignalState::Red {
+            if self.vouch_from.is_some_and(|v| self.last_us < v) {
+                known_until_us = Some(i64::MIN);
+            } else if let Some((SignalState::Yellow, _, first)) = self.candidate {
+                // Yellow after red proves the red false once confirmed;
+                // nothing since its first sighting is vouched for.
+                known_until_us = Some(first.saturating_sub(1));
+            }
+        }
         SignalStatus {
             changing_since: self
                 .candidate
                 .filter(|(s, _, _)| *s != self.current.state)
                 .map(|(_, _, first)| first),
+            known_until_us,
             ..self.current
         }
     }
 
     /// Feeds one raw reading taken at `at_us`; returns the believed status.
     pub fn observe(&mut self, raw: SignalState, at_us: i64) -> SignalStatus {
+        self.last_us = at_us;
         if raw == SignalState::Unknown {
             self.unknown_run = self.unknown_run.saturating_add(1);
             if self.current.state != SignalState::Unknown && self.unknown_run >= self.unknown_frames
             {
                 self.current = SignalStatus::unknown(at_us);
                 self.candidate = None;
+                self.yellow_before = None;
+                self.vouch_from = None;
             }
             return self.status();
         }
+        let after_dark = self.unknown_run > 0;
         self.unknown_run = 0;
         if raw == self.current.state {
             self.candidate = None;
             return self.status();
         }
         let (count, first) = match self.candidate {
+            // A red's start is not back-dated across a dark spell: a stray
+            // red reading before the head was hidden says nothing of when
+            // the red seen after it began (taken at its first sighting
+            // after the spell, in the driver's favour; other colours keep
+            // their first sighting, which favours the driver too).
+            Some((s, n, _)) if s == raw && raw == SignalState::Red && after_dark => (n + 1, at_us),
             Some((s, n, first)) if s == raw => (n + 1, first),
             _ => (1, at_us),
         };
-        // Green straight to red skipped the yellow: not a real sequence
-        // unless it lasts; believed late, from now (when it began is not
-        // known: the head may have been hidden through the yellow).
-        let skipped_yellow = self.current.state == SignalState::Green && raw == SignalState::Red;
-        let needed = if skipped_yellow {
-            self.skip_frames
-        } else {
-            self.confirm_frames
-        };
-        if count >= needed {
-            self.current = SignalStatus {
-                state: raw,
-                since_us: if skipped_yellow { at_us } else { first },
-                transition_seen: self.current.state != SignalState::Unknown && !skipped_yellow,
-                changing_since: None,
-                known_until_us: None,
-            };
-            self.candidate = None;
+        let (needed, since, seen) = self.change(raw, first, at_us);
+        if count >= needed && at_us >= since {
+            self.confirm(raw, since, seen);
         } else {
             self.candidate = Some((raw, count, first));
         }
         self.status()
+    }
+
+    /// What believing `raw`, first seen at `first`, takes: the sightings,
+    /// when it began (not after `at_us` once believed), and whether that
+    /// change was seen.
+    fn change(&self, raw: SignalState, first: i64, at_us: i64) -> (u32, i64, bool) {
+        use SignalState::{Green, Red, Unknown, Yellow};
+        let from = self.current;
+        match (from.state, raw) {
+            // Green straight to red skipped the yellow: not a real
+            // sequence unless it lasts; believed late, from now (when it
+            // began is not known: the head may have been hidden through
+            // the yellow).
+            (Green, Red) => (self.skip_frames, at_us, false),
+            // Red too soon after a yellow whose start was seen: not the
+            // red lamp; believed once the longest yellow is over.
+            (Yellow, Red) => match self.yellow_us {
+                Some((min, max))
+                    if from.transition_seen && first < from.since_us.saturating_add(min) =>
+                {
+                    (
+                        self.confirm_frames,
+                        from.since_us.saturating_add(max),
+                        false,
+                    )
+                }
+                _ => (self.confirm_frames, first, true),
+            },
+            (_, _) => (self.confirm_frames, first, from.state != Unknown),
+        }
+    }
+
+    /// Believes `raw` from `since`.
+    fn confirm(&mut self, raw: SignalState, since: i64, seen: bool) {
+        use SignalState::{Red, Yellow};
+        let from = self.current;
+        self.candidate = None;
+        self.vouch_from = None;
+        if from.state == Red && raw == Yellow {
+            // The light never goes from red back to yellow: the red was
+            // something in front of the head and the yellow was on all
+            // along — the one it followed, or, if none was seen, one on at
+            // least since the red was first read (so a crossing judged on
+            // the false red is undone).
+            self.current = self.yellow_before.take().unwrap_or(SignalStatus {
+                state: Yellow,
+                since_us: from.since_us,
+                transition_seen: false,
+                changing_since: None,
+                known_until_us: None,
+            });
+            return;
+        }
+        self.yellow_before = None;
+        if raw == Red {
+            if from.state == Yellow {
+                self.yellow_before = Some(from);
+            }
+            let began = if from.state == Yellow {
+                from.since_us
+            } else {
+                since
+            };
+            self.vouch_from = self.yellow_us.map(|(_, max)| began.saturating_add(max));
+        }
+        self.current = SignalStatus {
+            state: raw,
+            since_us: since,
+            transition_seen: seen,
+            changing_since: None,
+            known_until_us: None,
+        };
     }
 }
 
@@ -284,7 +425,8 @@ impl SignalBoard {
                 lamp_groups.push(LampGroup {
                     group: s.group.clone(),
                     lamps,
-                    filter: SignalFilter::new(s.confirm_frames, start_us),
+                    filter: SignalFilter::new(s.confirm_frames, start_us)
+                        .with_yellow_us(MIN_YELLOW_US, MAX_YELLOW_US),
                     last: None,
                 });
             } else if let Some(topic) = &s.mqtt_topic {
@@ -352,5 +494,92 @@ impl SignalSource for SignalBoard {
             return Some(g.filter.status());
         }
         self.feeds.status(group)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use SignalState::{Green, Red, Unknown, Yellow};
+
+    /// 10 fps, yellow 1–2 s.
+    fn filter() -> SignalFilter {
+        SignalFilter::new(2, 0).with_yellow_us(1_000_000, 2_000_000)
+    }
+
+    fn feed(f: &mut SignalFilter, from: i64, seq: &[SignalState]) -> SignalStatus {
+        let mut last = f.status();
+        for (i, s) in seq.iter().enumerate() {
+            last = f.observe(*s, (from + i as i64) * 100_000);
+        }
+        last
+    }
+
+    #[test]
+    fn red_is_vouched_for_once_the_longest_yellow_is_over() {
+        let mut f = filter();
+        feed(&mut f, 0, &[Green, Green]);
+        feed(&mut f, 2, &[Yellow; 10]); // yellow from 0.2 s
+        let s = feed(&mut f, 12, &[Red, Red]);
+        assert_eq!(
+            (s.state, s.since_us, s.known_until_us),
+            (Red, 1_200_000, Some(i64::MIN))
+        );
+        let s = feed(&mut f, 14, &[Red; 7]); // to 2.0 s
+        assert_eq!(s.known_until_us, Some(i64::MIN));
+        let s = feed(&mut f, 21, &[Red, Red]); // 2.2 s
+        assert_eq!(s.known_until_us, None);
+        // A yellow sighting: nothing from it on is vouched for, nor is the
+        // change to it believed (`changing_since`).
+        let s = f.observe(Yellow, 2_300_000);
+        assert_eq!(s.known_until_us, Some(2_299_999));
+        assert_eq!(s.changing_since, Some(2_300_000));
+        // Confirmed: the red was false, the yellow from 0.2 s is back.
+        let s = f.observe(Yellow, 2_400_000);
+        assert_eq!(
+            (s.state, s.since_us, s.transition_seen),
+            (Yellow, 200_000, true)
+        );
+        assert_eq!(s.known_until_us, None);
+    }
+
+    #[test]
+    fn early_red_is_dated_to_the_end_of_the_longest_yellow() {
+        let mut f = filter();
+        feed(&mut f, 0, &[Green, Green, Yellow, Yellow]); // yellow from 0.2 s
+        let s = feed(&mut f, 4, &[Red; 17]); // red from 0.4 s, to 2.0 s
+        assert_eq!(s.state, Yellow);
+        assert_eq!(s.changing_since, Some(400_000));
+        let s = f.observe(Red, 2_200_000);
+        assert_eq!(
+            (s.state, s.since_us, s.transition_seen),
+            (Red, 2_200_000, false)
+        );
+        assert_eq!(s.known_until_us, None, "no yellow can follow now");
+        // Red after a yellow whose start was not seen is not early.
+        let mut f = filter();
+        feed(&mut f, 0, &[Yellow, Yellow]);
+        let s = feed(&mut f, 2, &[Red, Red]);
+        assert_eq!(
+            (s.state, s.since_us, s.transition_seen),
+            (Red, 200_000, true)
+        );
+    }
+
+    #[test]
+    fn a_long_dark_spell_forgets_the_yellow_the_red_followed() {
+        let mut f = filter();
+        feed(&mut f, 0, &[Green, Green, Yellow, Yellow]);
+        feed(&mut f, 4, &[Yellow; 20]);
+        feed(&mut f, 24, &[Red, Red]);
+        feed(&mut f, 26, &[Unknown; 8]);
+        assert_eq!(f.status().state, Unknown);
+        let s = feed(&mut f, 34, &[Red, Red, Yellow, Yellow]);
+        // Red from 3.4 s, then yellow: the yellow is taken to have been
+        // on since the red was first read.
+        assert_eq!(
+            (s.state, s.since_us, s.transition_seen),
+            (Yellow, 3_400_000, false)
+        );
     }
 }
