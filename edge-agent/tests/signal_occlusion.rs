@@ -16,7 +16,7 @@ use edge_agent::site::{FrameSize, LampRegions, Rect, SiteConfig};
 use edge_agent::track::FrameInfo;
 use protocol::VehicleClass::Car;
 use protocol::ViolationType;
-use rules_support::{SITE, Vehicle, run_fed, ts};
+use rules_support::{SITE, Vehicle, run_fed, ts, up_then_stop};
 
 /// 10 fps.
 fn t(frame: i64) -> i64 {
@@ -396,4 +396,25 @@ fn a_car_crossing_on_a_genuine_red_is_fined_once_the_lamps_vouch() {
     let (at, v) = runs[0];
     assert!(*at >= 53, "reported once vouched for (frame {at})");
     assert_eq!(v.signal.as_ref().unwrap().red_for_ms, Some(700));
+}
+
+#[test]
+fn a_car_waiting_beyond_the_line_during_a_false_red_is_not_fined() {
+    // A site that fines standing beyond the line after half a second. The
+    // car crosses on yellow (at about frame 15) and waits 40 px beyond the
+    // line; a bus in front of the head is read as red 3.0-4.7 s into the
+    // yellow, then the yellow is seen again until the real red at 7.0 s.
+    let site = SITE.replace("min_stopped_ms = 2000", "min_stopped_ms = 500");
+    let raw = |n: u64| match n {
+        0..3 => Green,
+        3..33 => Yellow,
+        33..50 => Red,
+        50..70 => Yellow,
+        _ => Red,
+    };
+    let statuses = lamp_statuses(raw, 68);
+    assert_eq!(statuses[40].state, Red, "the false red is believed");
+    let car = Vehicle::new(1, Car, up_then_stop(900.0, 900.0, 20.0, 560.0));
+    let out = run_fed(&site, &[car], move |n| statuses[n as usize], 68);
+    assert_eq!(out.summary(), vec![], "{:?}", out.summary());
 }

@@ -505,7 +505,14 @@ fn red_question_open(ctx: &Ctx<'_>, state: &TrackState) -> bool {
 /// Stationary beyond the stop line, within `max_past_px` of it, while the
 /// lane's signal is red, for `min_stopped_ms` (counted from when both were
 /// true); not judged in a frame where the lamps begin to show another
-/// colour.
+/// colour, nor before the signal's source vouches for the red itself (for
+/// the moment it began): a red read off the lamps is not vouched for until
+/// no yellow can follow it — it may still turn out to have been a red bus
+/// in front of the head during yellow, undone when the yellow it hid is
+/// seen again — and a `min_stopped_ms` shorter than the rest of the
+/// longest yellow would otherwise fine a car waiting beyond the line on
+/// it. (A controller's feed has vouched for a red it reported; standing
+/// beyond the line on it needs no vouching of the later frames.)
 fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
     if state.issued(ViolationType::RedLight) || state.issued(ViolationType::StopLine) {
         return;
@@ -549,6 +556,7 @@ fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
     // picture would show it.
     if let Some(standing) = still.and(state.junction.stopped_since)
         && red.changing_since.is_none()
+        && red.vouched_at(red.since_us, 0)
     {
         let since = standing.since;
         let from = since.ts.max(red.since_us);
