@@ -918,9 +918,12 @@ fn burst_recording(d: &Path) {
         let lanes: &[i32] = if cycle < 3 { &[60, 230, 400] } else { &[230] };
         for (k, &x) in lanes.iter().enumerate() {
             let n = vehicles.len();
+            // On camera 65 frames into the cycle: its front reaches the
+            // line 0.2 s into the red (a front on the line on yellow may go
+            // on), its bottom 1.2 s in.
             vehicles.push(ScriptedVehicle::car(
                 x,
-                160 * cycle + 40,
+                160 * cycle + 65,
                 5.0,
                 None,
                 &format!("30A1110{n}"),
