@@ -4,8 +4,10 @@
 //! when the frames agree, and otherwise says so. The decision rule:
 //!
 //! 1. **Usable reads.** Each read is reduced to canonical form
-//!    ([`canonicalize`]); reads that are empty or whose `confidence` is not a
-//!    positive number are dropped. Per-character confidences are taken from
+//!    ([`canonicalize`]); reads that are empty, whose `confidence` is not a
+//!    positive number, or that hold a character that is neither a plate
+//!    character nor a separator (`30A12?45`: canonicalising would drop the
+//!    `?` and make the valid, different plate `30A1245`) are dropped. Per-character confidences are taken from
 //!    `char_conf` when it has one entry per canonical character (or per
 //!    character of the text as given); otherwise every character gets the
 //!    read's `confidence`. Fewer than `min_reads` usable reads: [`Fused::NotEnough`].
@@ -168,8 +170,21 @@ fn clamp01(x: f32) -> f32 {
     }
 }
 
+/// Characters a plate's text may hold besides its own: the separators of
+/// the printed form (`30A-123.45`, `29-MĐ1 123.45`, `29-B1·123.45`).
+fn is_separator(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '-' | '.' | '·')
+}
+
 fn prepare(read: &Read) -> Option<Usable> {
     if !(read.confidence.is_finite() && read.confidence > 0.0) {
+        return None;
+    }
+    if read
+        .text
+        .chars()
+        .any(|c| !is_separator(c) && canonicalize(&c.to_string()).is_empty())
+    {
         return None;
     }
     let weight = read.confidence.min(1.0);

@@ -292,14 +292,33 @@ impl Pipeline {
                     .filter(|c| c.letter_read)
                     .map(|c| c.number.canonical.clone())
                     .collect();
+                let scores: Vec<(String, f32)> = [&first, &theirs]
+                    .into_iter()
+                    .flatten()
+                    .map(|c| (c.number.canonical.clone(), c.score))
+                    .collect();
                 let verdict = rule.combine(
                     first.map(|c| (c.number, c.score)),
                     theirs.map(|c| (c.number, c.score)),
                 );
-                let answer = verdict
-                    .answer()
-                    .map(|(n, s)| (n, s, backed.contains(&n.canonical)));
-                self.accept(answer, &mut plate);
+                // A rival plate read as surely as a near miss leaves the
+                // crop to a person, as the edge's fusion of frames does: the
+                // conflict's discounted score alone answered a plate at 0.665
+                // against a dissent read at 0.3.
+                let floor = NEAR_MISS_SHARE * self.config.min_confidence;
+                if let crate::crosscheck::Verdict::Conflict { other, .. } = &verdict
+                    && scores
+                        .iter()
+                        .any(|(t, s)| *t == other.canonical && *s >= floor)
+                {
+                    plate.near_miss = Some(other.canonical.clone());
+                    plate.confidence = 0.0;
+                } else {
+                    let answer = verdict
+                        .answer()
+                        .map(|(n, s)| (n, s, backed.contains(&n.canonical)));
+                    self.accept(answer, &mut plate);
+                }
             }
             _ => self.interpret(&read, lines_hint, &mut plate),
         }
@@ -340,11 +359,18 @@ impl Pipeline {
     /// only by correcting a digit into its series letter — which is how a
     /// taxi's phone number (`38 27 27 27` → `38Z-727.27`) or a hotline
     /// painted on a truck would be fined. Such a read is left to a person
-    /// (kept as `near_miss`).
+    /// (kept as `near_miss`), and so is a plate whose every fitting layout
+    /// the grammar data marks unconfirmed (`check = true`: the two-letter
+    /// motorbike series, special and foreign series): a car's `30A-812.34`
+    /// with its `8` read as `B` is `30AB1234`, a valid "old two-letter
+    /// motorbike plate" at the full score, and nothing but a person can
+    /// tell the two apart. The score must exceed `min_confidence`, not
+    /// just reach it: a corrected character is scored at the correction
+    /// factor, which may equal the threshold.
     fn accept(&self, best: Option<(&crate::plate::PlateNumber, f32, bool)>, plate: &mut PlateRead) {
         if let Some((number, score, letter_read)) = best {
             plate.confidence = score;
-            if score >= self.config.min_confidence && letter_read {
+            if score > self.config.min_confidence && letter_read && self.confirmed(number) {
                 plate.valid = true;
                 plate.text = Some(number.canonical.clone());
                 plate.display = Some(number.display.clone());
@@ -359,12 +385,26 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// Whether some layout the plate fits is confirmed in the grammar data
+    /// (`check` unset): see [`Pipeline::accept`].
+    fn confirmed(&self, number: &crate::plate::PlateNumber) -> bool {
+        !number.check
+            || number
+                .alternatives
+                .iter()
+                .any(|id| self.grammar.layout(id).is_some_and(|l| !l.check()))
+    }
+
     /// Constrained decoding of a read: the grammar's best valid plate for the
     /// characters as read; failing that, for the characters with one of them
     /// dropped (a CTC reader sometimes reads the plate's frame or a bolt as a
     /// character), the dropped character costing `1 - p` of its probability.
     /// A deletion is taken only when it beats every other deletion's plate by
-    /// [`DELETION_MARGIN`]; otherwise nothing is returned.
+    /// [`DELETION_MARGIN`]; otherwise nothing is returned. Nor is one tried
+    /// when the characters as read make valid plates that tie (the grammar
+    /// refuses to choose): dropping a character then only finds a third
+    /// plate — `30AO2345` ties `30A02345` with `30AD2345`, and dropping the
+    /// unsure `O` answered `30A2345` for a plate that was `30A12345`.
     fn constrained(&self, read: &TextRead, hint: Option<u8>) -> Option<Candidate> {
         let cands = read.candidates();
         let chars: Vec<char> = read.chars().map(|c| c.ch).collect();
@@ -376,7 +416,7 @@ impl Pipeline {
                 letter_read,
             });
         }
-        if cands.len() < 3 {
+        if cands.len() < 3 || !self.grammar.readings(&cands, None, true).is_empty() {
             return None;
         }
         let probs: Vec<f32> = read.chars().map(|c| c.prob).collect();

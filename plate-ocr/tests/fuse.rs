@@ -38,6 +38,23 @@ fn display_forms_are_canonicalised() {
     assert_eq!(fuse(&r, &cfg()).agreed(), Some("30A12345"));
 }
 
+/// A character that is neither a plate's nor a separator is a character
+/// not read: dropping it would make a shorter, different plate (`30A1245`).
+#[test]
+fn a_read_with_a_foreign_character_is_not_used() {
+    let r = reads(&[("30A12?45", 0.9), ("30A12?45", 0.9), ("30A12?45", 0.9)]);
+    assert!(
+        matches!(fuse(&r, &cfg()), Fused::NotEnough { reads: 0, .. }),
+        "{:?}",
+        fuse(&r, &cfg())
+    );
+    let r = reads(&[("30A1245", 0.9), ("30A12３45", 0.9), ("29-B1·123.45", 0.9)]);
+    assert!(matches!(
+        fuse(&r, &cfg()),
+        Fused::NotEnough { reads: 2, .. }
+    ));
+}
+
 #[test]
 fn two_conflicting_plates_are_refused() {
     let r = reads(&[

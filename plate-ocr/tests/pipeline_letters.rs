@@ -64,7 +64,6 @@ fn digits_alone_are_not_a_plate() {
 #[test]
 fn the_line_count_hint_never_turns_a_read_into_another_plate() {
     for (text, nearby) in [
-        ("29HA1234", "29H41234"),   // motorbike new series; car with A→4
         ("29K712345", "29KT12345"), // motorbike K7; car special series 7→T
         ("29D412345", "29DA12345"), // motorbike D4; car two-letter series 4→A
     ] {
@@ -72,6 +71,12 @@ fn the_line_count_hint_never_turns_a_read_into_another_plate() {
         assert_eq!(r.text.as_deref(), Some(text), "{text}: {r:?}");
         assert_ne!(r.near_miss.as_deref(), Some(nearby), "{text}: {r:?}");
     }
+    // A two-letter motorbike series with four digits (a layout the grammar
+    // data marks unconfirmed, so left to a person, `pipeline_wrong_reads.rs`)
+    // is kept as read, not turned into the car plate `29H41234` (A→4).
+    let r = read("29HA1234");
+    assert!(r.text.is_none(), "{r:?}");
+    assert_eq!(r.near_miss.as_deref(), Some("29HA1234"), "{r:?}");
     // Where the read fits both a car's and a motorbike's layout, the hint
     // chooses the display.
     assert_eq!(read("29B11234").display.as_deref(), Some("29B-112.34"));

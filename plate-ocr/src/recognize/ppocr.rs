@@ -12,12 +12,16 @@
 //!
 //! Restricted decoding keeps only the blank, separators (`-`, `.`, space:
 //! they emit nothing) and the plate alphabet (digits, A–Z, Đ; lower case
-//! merged into upper case): every other class is masked out. Nothing
-//! outside the mask is mapped to a plate character; the grammar's
-//! confusion table does that by position. The mask chooses, it does not
-//! vouch: a character's confidence stays the model's own probability for
-//! it, so a step the model gave 97% to a Chinese character and 2% to `8`
-//! reads `8` at 2%, not at the 99% a renormalised mask would claim.
+//! merged into upper case; a full-width form such as `３` or `Ｂ`, which
+//! the dictionary has beside the ASCII one, is that character): every
+//! other class is masked out. Nothing else outside the mask is mapped to
+//! a plate character; the grammar's confusion table does that by
+//! position. The mask chooses, it does not vouch: a character's
+//! confidence stays the model's own probability for it, so a step the
+//! model gave 97% to a Chinese character and 2% to `8` reads `8` at 2%,
+//! not at the 99% a renormalised mask would claim; and a plate character
+//! read as a non-plate class (`〇` for `0`) leaves its probability out of
+//! every path, so the read is unsure rather than one character shorter.
 //!
 //! The plate's lines (one, or two joined top first with a blank step
 //! between them) are decoded together by the grammar-constrained CTC
@@ -48,6 +52,35 @@ enum Class {
     Separator,
     Plate(u8),
     Other,
+}
+
+/// What the dictionary entry `entry` (not the blank) stands for. A
+/// full-width form (U+FF01–FF5E: `３`, `Ｂ`, `ｂ`, `－`, which the shipped
+/// dictionary has beside the ASCII ones) is the ASCII character it is
+/// another width of (its NFKC form), then read like any entry: lower case
+/// and the look-alikes of `Đ` as [`canonicalize`] reads them. Anything
+/// else that only looks like a plate character (`〇`, `口`, Greek `Ο`,
+/// `①`) stays [`Class::Other`]: the step's probability for it is left out
+/// of what the decoder sees, which lowers the read's probability rather
+/// than choosing a character for it.
+fn classify(entry: &str, plate_chars: &[char]) -> Class {
+    let full_width = |c: char| match c {
+        '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    };
+    let mut it = entry.chars().map(full_width);
+    match (it.next(), it.next()) {
+        (Some('-' | '.' | '·' | ' ' | '–' | '—'), None) => Class::Separator,
+        (Some(c), None) => {
+            let canon = canonicalize(&c.to_string());
+            canon
+                .chars()
+                .next()
+                .and_then(|k| plate_chars.iter().position(|&p| p == k))
+                .map_or(Class::Other, |p| Class::Plate(p as u8))
+        }
+        _ => Class::Other,
+    }
 }
 
 /// The PP-OCRv4 recogniser.
@@ -94,20 +127,9 @@ impl PpOcrRecognizer {
             .enumerate()
             .map(|(i, s)| {
                 if i == 0 {
-                    return Class::Blank;
-                }
-                let mut it = s.chars();
-                match (it.next(), it.next()) {
-                    (Some('-' | '.' | '·' | ' ' | '–' | '—'), None) => Class::Separator,
-                    (Some(c), None) => {
-                        let canon = canonicalize(&c.to_string());
-                        canon
-                            .chars()
-                            .next()
-                            .and_then(|k| plate_chars.iter().position(|&p| p == k))
-                            .map_or(Class::Other, |p| Class::Plate(p as u8))
-                    }
-                    _ => Class::Other,
+                    Class::Blank
+                } else {
+                    classify(s, &plate_chars)
                 }
             })
             .collect();
@@ -367,9 +389,20 @@ impl PpOcrRecognizer {
 
 /// `lines` lines of `t_len` steps of `c_len` classes each, reduced to blank
 /// (with the separators) and the `k_plate` plate characters, lines joined
-/// by one certain blank step, for [`super::ctc::decode`]. The other
-/// classes' mass is left out, so a path's probability stays the model's
-/// own.
+/// by one certain blank step, for [`super::ctc::decode`].
+///
+/// The other classes' mass is left out of the step (it sums to less than
+/// 1), so the decoder sees where the model read a character outside the
+/// plate alphabet: a blank step inside the plate with half its mass or
+/// more on one such class is a character the answer lacks
+/// ([`super::ctc`]'s contested steps), and a plate character the model
+/// read as a non-plate class (`〇` at 0.96 for a `3`) makes the read unsure
+/// instead of letting the decoder take the blank and answer a shorter
+/// plate. Of that mass only the most probable single class counts; each
+/// step is scaled to sum to blank, separators, plate characters and that
+/// one class. The rest is the tail of a 6,625-class softmax, hundredths of
+/// a percent on each of thousands of CJK characters: spread like that it
+/// is no character the model saw.
 fn reduce(
     out: &[f32],
     classes: &[Class],
@@ -390,12 +423,17 @@ fn reduce(
             let row = &out[at..at + c_len];
             let start = reduced.len();
             reduced.extend(std::iter::repeat_n(0.0f32, k));
+            let mut other = 0.0f32;
             for (p, class) in row.iter().zip(classes) {
                 match class {
                     Class::Blank | Class::Separator => reduced[start] += p,
                     Class::Plate(i) => reduced[start + 1 + *i as usize] += p,
-                    Class::Other => {}
+                    Class::Other => other = other.max(*p),
                 }
+            }
+            let whole = reduced[start..].iter().sum::<f32>() + other;
+            if whole > 0.0 {
+                reduced[start..].iter_mut().for_each(|p| *p /= whole);
             }
         }
     }
@@ -417,36 +455,4 @@ impl Recognizer for PpOcrRecognizer {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn other_classes_lower_a_step_instead_of_being_renormalised_away() {
-        // Classes: blank, '-', '8', '9', a Chinese character.
-        let classes = [
-            Class::Blank,
-            Class::Separator,
-            Class::Plate(0),
-            Class::Plate(1),
-            Class::Other,
-        ];
-        let out = [
-            0.01, 0.0, 0.02, 0.0, 0.97, // mostly "not a plate character"
-            0.5, 0.3, 0.1, 0.1, 0.0, // a separator counts as a blank
-        ];
-        let r = reduce(&out, &classes, 2, 1, 2, 5);
-        assert_eq!(r.len(), 2 * 3);
-        assert!((r[0] - 0.01).abs() < 1e-6 && (r[1] - 0.02).abs() < 1e-6 && r[2] == 0.0);
-        assert!((r[3] - 0.8).abs() < 1e-6, "blank + separator: {}", r[3]);
-    }
-
-    #[test]
-    fn two_lines_are_joined_by_a_certain_blank() {
-        let classes = [Class::Blank, Class::Plate(0)];
-        // Each line one step of the same character: without the blank
-        // between them CTC would collapse the two into one.
-        let out = [0.0, 1.0, 0.0, 1.0];
-        let r = reduce(&out, &classes, 1, 2, 1, 2);
-        assert_eq!(r, vec![0.0, 1.0, 1.0, 0.0, 0.0, 1.0]);
-    }
-}
+mod tests;

@@ -266,43 +266,9 @@ impl SlotRecognizer {
         self.decode_greedy(probs)
     }
 
-    /// Greedy decoding: the argmax per step (CTC: repeats collapsed, blanks
-    /// dropped; slots: pads dropped).
+    /// Greedy decoding of this model's output ([`greedy`]).
     fn decode_greedy(&self, probs: &[f32]) -> LineRead {
-        let c = &self.contract;
-        let k = c.alphabet.len();
-        let mut line = LineRead::default();
-        let mut previous = 0usize;
-        for slot in probs.chunks_exact(k) {
-            let best = argmax(slot);
-            let repeat = c.decoder == Decoder::Ctc && best == previous;
-            previous = best;
-            if best == 0 || repeat {
-                continue;
-            }
-            let alts = top_k(
-                slot.iter()
-                    .enumerate()
-                    .skip(1)
-                    .map(|(i, &p)| (c.alphabet[i], p))
-                    .collect(),
-                TOP_K,
-            );
-            let pad = slot[0];
-            let Some(&(ch, p)) = alts.first() else {
-                continue;
-            };
-            if pad >= p {
-                continue;
-            }
-            line.text.push(ch);
-            line.chars.push(CharRead {
-                ch,
-                prob: p,
-                alternatives: alts,
-            });
-        }
-        line
+        greedy(probs, &self.contract.alphabet, self.contract.decoder)
     }
 
     /// The crop as given and, with three views, trimmed and padded by
@@ -462,6 +428,57 @@ impl SlotRecognizer {
 }
 
 /// Index of the largest value (the first on ties; 0 for an empty slice).
+/// Greedy decoding: the argmax per step (CTC: repeats collapsed, blanks
+/// dropped; slots: pads dropped). A fixed-slot model pads only after
+/// the plate's last character, so a pad *between* characters is a
+/// character it could not read: the next character's probability is
+/// multiplied by the pad's, so the hole lowers the read's confidence
+/// instead of making a shorter plate for free (`30A1_345` was read
+/// `30A1345`, a valid four-digit plate, scored on its other characters).
+fn greedy(probs: &[f32], alphabet: &[char], decoder: Decoder) -> LineRead {
+    let k = alphabet.len();
+    let mut line = LineRead::default();
+    let mut previous = 0usize;
+    let mut hole = 1.0f32;
+    for slot in probs.chunks_exact(k) {
+        let best = argmax(slot);
+        let repeat = decoder == Decoder::Ctc && best == previous;
+        previous = best;
+        if best == 0 && decoder == Decoder::Slots && !line.chars.is_empty() {
+            hole *= slot[0];
+        }
+        if best == 0 || repeat {
+            continue;
+        }
+        let alts = top_k(
+            slot.iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, &p)| (alphabet[i], p))
+                .collect(),
+            TOP_K,
+        );
+        let pad = slot[0];
+        let Some(&(ch, p)) = alts.first() else {
+            continue;
+        };
+        if pad >= p {
+            if decoder == Decoder::Slots && !line.chars.is_empty() {
+                hole *= pad;
+            }
+            continue;
+        }
+        line.text.push(ch);
+        line.chars.push(CharRead {
+            ch,
+            prob: p * hole,
+            alternatives: alts.into_iter().map(|(a, q)| (a, q * hole)).collect(),
+        });
+        hole = 1.0;
+    }
+    line
+}
+
 fn argmax(values: &[f32]) -> usize {
     values
         .iter()
@@ -474,7 +491,42 @@ fn argmax(values: &[f32]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::output_problem;
+    use super::{Decoder, greedy, output_problem};
+
+    #[test]
+    fn a_pad_between_characters_costs_the_next_one_its_probability() {
+        let alphabet: Vec<char> = "_0123A".chars().collect();
+        let step = |c: char, p: f32| {
+            let mut v = vec![(1.0 - p) / 5.0; 6];
+            v[alphabet.iter().position(|&a| a == c).unwrap()] = p;
+            v
+        };
+        // 3 0 A 1 _ 3 _ _ : the fifth slot is a pad at 0.5 beside a 2 at
+        // 0.45 the model could not make out.
+        let mut probs = Vec::new();
+        for (c, p) in [
+            ('3', 0.98),
+            ('0', 0.98),
+            ('A', 0.98),
+            ('1', 0.98),
+            ('_', 0.5),
+        ] {
+            probs.extend(step(c, p));
+        }
+        probs.extend(step('3', 0.98));
+        probs.extend(step('_', 0.99));
+        let read = greedy(&probs, &alphabet, Decoder::Slots);
+        assert_eq!(read.text, "30A13");
+        let conf: Vec<f32> = read.chars.iter().map(|c| c.prob).collect();
+        assert!(conf[..4].iter().all(|p| *p > 0.97), "{conf:?}");
+        assert!(
+            (conf[4] - 0.49).abs() < 1e-3,
+            "the hole costs its pad: {conf:?}"
+        );
+        // Pads after the last character cost nothing; CTC blanks neither.
+        let ctc = greedy(&probs, &alphabet, Decoder::Ctc);
+        assert!(ctc.chars.iter().all(|c| c.prob > 0.97), "{:?}", ctc.chars);
+    }
 
     #[test]
     fn only_a_softmax_of_the_alphabets_size_is_an_output() {
