@@ -418,3 +418,45 @@ fn a_car_waiting_beyond_the_line_during_a_false_red_is_not_fined() {
     let out = run_fed(&site, &[car], move |n| statuses[n as usize], 68);
     assert_eq!(out.summary(), vec![], "{:?}", out.summary());
 }
+
+#[test]
+fn a_yellow_whose_first_frame_was_not_read_still_dates_the_red_from_its_sighting() {
+    // The yellow's first frame (10) read nothing (a lamp switching
+    // mid-exposure): the yellow is seen from 11, 2.9 s before the red.
+    let mut f = lamp_filter(3, t(0));
+    let mut seq = vec![Green; 10];
+    seq.push(Unknown);
+    seq.extend([Yellow; 29]);
+    seq.extend([Red; 10]);
+    let s = *feed(&mut f, &seq).last().unwrap();
+    assert_eq!((s.state, s.since_us), (Red, t(40)), "{s:?}");
+    assert!(s.transition_seen);
+}
+
+/// A yellow, something red in front of the head read as red 3.0-3.5 s
+/// into it (believed: 3 s of yellow had passed), the car crossing then; the
+/// bus goes on to hide the head for 2 s. What comes after the dark spell
+/// decides nothing in the bus's favour: no run either way.
+#[test]
+fn a_false_red_that_ends_in_a_dark_spell_fines_no_one() {
+    for after in [Yellow, Red] {
+        let raw = move |n: u64| match n {
+            0..3 => Green,
+            3..33 => Yellow,
+            33..36 => Red,
+            36..56 => Unknown,
+            56..63 => after,
+            _ => Red,
+        };
+        let statuses = lamp_statuses(raw, 100);
+        assert_eq!(statuses[50].state, Unknown);
+        assert_eq!(statuses[50].known_until_us, Some(i64::MIN), "nothing vouched");
+        let out = run_fed(
+            SITE,
+            &[car_reaching_at(34)],
+            move |n| statuses[n as usize],
+            100,
+        );
+        assert_eq!(red_light_runs(&out), 0, "{after:?}: {:?}", out.summary());
+    }
+}

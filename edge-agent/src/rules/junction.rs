@@ -327,7 +327,12 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // so a run is decided once the feed has spoken for the moment
             // of the movement that confirmed it (with its clock's allowed
             // lead to spare).
-            let vouched = now.is_none_or(|s| s.vouched_at(c.t_confirm, FEED_MARGIN_US));
+            // And the red now must be the one it crossed on (a later red,
+            // after the head went dark, vouches for nothing before it).
+            let vouched = now.is_none_or(|s| {
+                s.vouched_at(c.t_confirm, FEED_MARGIN_US)
+                    && (s.state != SignalState::Red || s.since_us <= c.t_cross)
+            });
             match decision {
                 Some(false) => c.red_done = true,
                 Some(true) => {

@@ -437,6 +437,13 @@ impl RuleEngine {
                 self.out.extend(held_of(a, last));
                 continue;
             }
+            if status.is_some_and(|s| s.state == SignalState::Red && s.since_us > a.t_cross) {
+                // The red it crossed on ended before it was vouched for (the
+                // head went dark; a lamp-read red then may have been a bus
+                // in front of it); the red now is a later one.
+                give_up(a, last, &mut self.out, "the red it crossed on was never vouched for");
+                continue;
+            }
             // Counted from the run's evidence frame: the crossing, or for a
             // run confirmed long after it (crept over, waited, went on) the
             // movement that confirmed it, which the feed must vouch for and
@@ -468,7 +475,7 @@ fn give_up(a: junction::AwaitingRun, last: u64, out: &mut Vec<Violation>, why: &
     tracing::warn!(
         track = a.violation.track_id,
         group = %a.group,
-        "red-light run not reported ({why}): the signal controller's feed did not vouch for the moment of the run"
+        "red-light run not reported ({why}): the signal's source (the controller's feed, or the lamps while a yellow could still follow) did not vouch for the moment of the run"
     );
     out.extend(held_of(a, last));
 }

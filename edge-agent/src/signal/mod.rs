@@ -59,7 +59,8 @@ pub struct SignalStatus {
     /// the frames themselves (up to the frame being judged) — but for a
     /// lamp-read red not before a yellow can no longer follow it (yellow
     /// after red proves the red false: [`SignalFilter::with_yellow_us`]),
-    /// nor past the first sighting of a yellow not yet confirmed; for a
+    /// nor past the first sighting of a yellow not yet confirmed, nor while
+    /// the head is dark after such a red (`Some(i64::MIN)`); for a
     /// controller's phase feed, the frame time of its latest message — a
     /// change after that may still be on its way, so nothing later is
     /// judged on it yet.
@@ -127,6 +128,14 @@ pub const SKIPPED_YELLOW_FACTOR: u32 = 10;
 /// sooner after the yellow was first seen cannot be the red lamp.
 pub const MIN_YELLOW_US: i64 = 3_000_000;
 
+/// How much shorter than [`MIN_YELLOW_US`] a yellow may *look* and still
+/// be taken for a whole one, µs: its first frame may be read a frame late
+/// (a lamp switching mid-exposure misses the brightness threshold), frame
+/// times jitter, and a controller's 3 s may be 2.99 s. Without it a real
+/// red seen 2.95 s after the yellow's first sighting was believed only
+/// 2 s into the red.
+pub const YELLOW_READ_SLACK_US: i64 = 500_000;
+
 /// The longest yellow taken to be possible, µs: once this long has passed
 /// since a yellow began, no yellow can follow the red.
 pub const MAX_YELLOW_US: i64 = 5_000_000;
@@ -155,6 +164,13 @@ pub struct SignalFilter {
     yellow_before: Option<SignalStatus>,
     /// Frame time from which the current red is vouched for.
     vouch_from: Option<i64>,
+    /// A red not yet vouched for ended in a dark spell: whether it was the
+    /// red lamp or something red in front of the head that went on to hide
+    /// it is not known, so nothing is vouched for until a colour is seen
+    /// again — and a red seen then is a new one, dated from then.
+    doubted: bool,
+    /// That red, while doubted.
+    doubted_red: Option<SignalStatus>,
     /// The latest frame's time.
     last_us: i64,
 }
@@ -178,6 +194,8 @@ impl SignalFilter {
             yellow_us: None,
             yellow_before: None,
             vouch_from: None,
+            doubted: false,
+            doubted_red: None,
             last_us: start_us,
         }
     }
@@ -206,7 +224,9 @@ impl SignalFilter {
     /// The believed status, with the colour being confirmed, if any.
     pub fn status(&self) -> SignalStatus {
         let mut known_until_us = None;
-        if self.current.state == SignalState::Red {
+        if self.doubted {
+            known_until_us = Some(i64::MIN);
+        } else if self.current.state == SignalState::Red {
             if self.vouch_from.is_some_and(|v| self.last_us < v) {
                 known_until_us = Some(i64::MIN);
             } else if let Some((SignalState::Yellow, _, first)) = self.candidate {
@@ -232,9 +252,16 @@ impl SignalFilter {
             self.unknown_run = self.unknown_run.saturating_add(1);
             if self.current.state != SignalState::Unknown && self.unknown_run >= self.unknown_frames
             {
+                self.doubted = self.current.state == SignalState::Red
+                    && self.vouch_from.is_some_and(|v| at_us < v);
+                // A doubted red keeps the yellow it followed: a yellow seen
+                // after the dark spell undoes the red as if seen at once.
+                self.doubted_red = self.doubted.then_some(self.current);
                 self.current = SignalStatus::unknown(at_us);
                 self.candidate = None;
-                self.yellow_before = None;
+                if !self.doubted {
+                    self.yellow_before = None;
+                }
                 self.vouch_from = None;
             }
             return self.status();
@@ -280,7 +307,11 @@ impl SignalFilter {
             // red lamp; believed once the longest yellow is over.
             (Yellow, Red) => match self.yellow_us {
                 Some((min, max))
-                    if from.transition_seen && first < from.since_us.saturating_add(min) =>
+                    if from.transition_seen
+                        && first
+                            < from
+                                .since_us
+                                .saturating_add(min.saturating_sub(YELLOW_READ_SLACK_US)) =>
                 {
                     (
                         self.confirm_frames,
@@ -297,9 +328,15 @@ impl SignalFilter {
     /// Believes `raw` from `since`.
     fn confirm(&mut self, raw: SignalState, since: i64, seen: bool) {
         use SignalState::{Red, Yellow};
-        let from = self.current;
+        // After a dark spell that ended a red not yet vouched for, the
+        // red is what the colour now seen follows.
+        let from = match self.doubted_red.take() {
+            Some(red) if self.doubted => red,
+            _ => self.current,
+        };
         self.candidate = None;
         self.vouch_from = None;
+        self.doubted = false;
         if from.state == Red && raw == Yellow {
             // The light never goes from red back to yellow: the red was
             // something in front of the head and the yellow was on all
