@@ -170,21 +170,13 @@ fn clamp01(x: f32) -> f32 {
     }
 }
 
-/// Characters a plate's text may hold besides its own: the separators of
-/// the printed form (`30A-123.45`, `29-MĐ1 123.45`, `29-B1·123.45`).
-fn is_separator(c: char) -> bool {
-    c.is_whitespace() || matches!(c, '-' | '.' | '·')
-}
-
 fn prepare(read: &Read) -> Option<Usable> {
     if !(read.confidence.is_finite() && read.confidence > 0.0) {
         return None;
     }
-    if read
-        .text
-        .chars()
-        .any(|c| !is_separator(c) && canonicalize(&c.to_string()).is_empty())
-    {
+    if read.text.chars().any(|c| {
+        !crate::plate::alphabet::is_separator(c) && canonicalize(&c.to_string()).is_empty()
+    }) {
         return None;
     }
     let weight = read.confidence.min(1.0);

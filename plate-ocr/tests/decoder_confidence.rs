@@ -1,9 +1,10 @@
-//! The grammar-constrained CTC decoder's confidence against the model's own
-//! probability of the text it answers: a read is never surer than the
-//! model is of exactly that text, so probability the grammar cannot use
-//! (a character read as something no plate has in that slot) makes the read
-//! unsure instead of letting the decoder drop the character and answer a
-//! shorter plate. Synthetic step probabilities; all plates made up.
+//! The grammar-constrained CTC decoder's confidence where the grammar cannot
+//! use what the model saw: a character read as something no plate has in
+//! that slot makes the read unsure (a contested blank step costs its own
+//! probability) instead of letting the decoder drop the character and
+//! answer a shorter plate; on these near-certain synthetic steps the
+//! confidence stays at or under the model's own probability of the text.
+//! Synthetic step probabilities; all plates made up.
 #![cfg(feature = "vision")]
 
 use plate_ocr::plate::PlateGrammar;

@@ -36,6 +36,9 @@ fn consistent_reads_agree() {
 fn display_forms_are_canonicalised() {
     let r = reads(&[("30A-123.45", 0.9), ("30a12345", 0.9), ("30A 123 45", 0.9)]);
     assert_eq!(fuse(&r, &cfg()).agreed(), Some("30A12345"));
+    // The grammar's separators, en dash included.
+    let r = reads(&[("30A–123.45", 0.9), ("30A—12345", 0.9), ("30A·123·45", 0.9)]);
+    assert_eq!(fuse(&r, &cfg()).agreed(), Some("30A12345"));
 }
 
 /// A character that is neither a plate's nor a separator is a character

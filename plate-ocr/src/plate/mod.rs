@@ -21,7 +21,7 @@
 //! rather than guess: no valid layout, or two different plates scoring the
 //! same, gives no answer.
 
-mod alphabet;
+pub(crate) mod alphabet;
 mod colour;
 mod data;
 mod decode;

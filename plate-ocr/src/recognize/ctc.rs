@@ -57,8 +57,10 @@ pub struct ConstrainedRead {
     pub steps: Vec<usize>,
     /// Total CTC probability of the answer, and of the runner-up valid
     /// plate (0 when there is none), on the model's absolute scale (the
-    /// alignments the beam kept: at most the true total). The read's
-    /// confidence never exceeds `prob`.
+    /// alignments the beam kept: at most the true total). Kept for what it
+    /// says of the read, not as a cap on its confidence: PP-OCRv4 spreads
+    /// a little of every blank step over other classes, which takes a
+    /// right read's `prob` to a few percent.
     pub prob: f64,
     pub runner_up: f64,
 }

@@ -16,12 +16,14 @@
 //! the dictionary has beside the ASCII one, is that character): every
 //! other class is masked out. Nothing else outside the mask is mapped to
 //! a plate character; the grammar's confusion table does that by
-//! position. The mask chooses, it does not vouch: a character's
-//! confidence stays the model's own probability for it, so a step the
-//! model gave 97% to a Chinese character and 2% to `8` reads `8` at 2%,
-//! not at the 99% a renormalised mask would claim; and a plate character
-//! read as a non-plate class (`〇` for `0`) leaves its probability out of
-//! every path, so the read is unsure rather than one character shorter.
+//! position. The mask chooses, it does not vouch: each step is scaled over
+//! the kept classes and the single most probable other class only (the
+//! thin tail of the 6,625-class softmax is dropped), so a step the model
+//! gave 97% to a Chinese character and 2% to `8` reads `8` at 2%, not at
+//! the 99% a mask renormalised over the plate classes would claim; and a
+//! plate character read as a non-plate class (`〇` for `0`) leaves its
+//! probability out of every path, so the read is unsure rather than one
+//! character shorter.
 //!
 //! The plate's lines (one, or two joined top first with a blank step
 //! between them) are decoded together by the grammar-constrained CTC

@@ -427,7 +427,6 @@ impl SlotRecognizer {
     }
 }
 
-/// Index of the largest value (the first on ties; 0 for an empty slice).
 /// Greedy decoding: the argmax per step (CTC: repeats collapsed, blanks
 /// dropped; slots: pads dropped). A fixed-slot model pads only after
 /// the plate's last character, so a pad *between* characters is a
@@ -479,6 +478,7 @@ fn greedy(probs: &[f32], alphabet: &[char], decoder: Decoder) -> LineRead {
     line
 }
 
+/// Index of the largest value (the first on ties; 0 for an empty slice).
 fn argmax(values: &[f32]) -> usize {
     values
         .iter()
