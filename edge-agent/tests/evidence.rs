@@ -78,6 +78,11 @@ fn pixel(n: u64, x: u32, y: u32) -> [u8; 3] {
 }
 
 fn frame_sized(n: u64, w: u32, h: u32) -> Frame {
+    frame_stamped(n, time_of(n), w, h)
+}
+
+/// Frame `n` of `w`×`h` stamped `time` (not necessarily [`time_of`]`(n)`).
+fn frame_stamped(n: u64, time: OffsetDateTime, w: u32, h: u32) -> Frame {
     // `Frame::from_bgr` makes a GStreamer buffer, which needs GStreamer.
     gstreamer::init().unwrap();
     let mut bgr = Vec::with_capacity((w * h * 3) as usize);
@@ -86,7 +91,7 @@ fn frame_sized(n: u64, w: u32, h: u32) -> Frame {
             bgr.extend_from_slice(&pixel(n, x, y));
         }
     }
-    Frame::from_bgr(n, time_of(n), w, h, bgr).unwrap()
+    Frame::from_bgr(n, time, w, h, bgr).unwrap()
 }
 
 fn frame(n: u64) -> Frame {
@@ -516,6 +521,43 @@ fn frames_that_left_the_ring_give_an_error_or_a_degraded_set() {
             .any(|m| m.name == "after.jpg" && m.reason.contains("ended"))
     );
     assert_eq!(c.pending(), 0);
+}
+
+/// A still whose frame time lies more than
+/// [`protocol::evidence::MAX_FRAME_OFFSET_S`] from the violation's (a
+/// source stamped on arrival whose clock stepped during the evidence
+/// window) names no frame: the protocol refuses a manifest naming such a
+/// frame, and the whole event, violation and all, would be lost for one
+/// still's stamp.
+#[test]
+fn a_still_stamped_far_from_the_violation_names_no_frame() {
+    let spool = tempfile::tempdir().unwrap();
+    let mut c = EvidenceCollector::new(site(), config(false));
+    let mut ready = Vec::new();
+    for n in 0..=25 {
+        let f = if n == 18 {
+            frame_stamped(n, time_of(20) - time::Duration::minutes(10), W, H)
+        } else {
+            frame(n)
+        };
+        ready.extend(c.push_frame(f).unwrap());
+    }
+    let v = violation(18, 20, 25);
+    ready.extend(c.add_violation(Uuid::new_v4(), &v, &[]).unwrap());
+    ready.extend(push(&mut c, 26, 34));
+    assert_eq!(ready.len(), 1);
+    let set = ready[0].write(spool.path()).unwrap();
+    assert!(set.missing.is_empty(), "{:?}", set.missing);
+    for item in &set.items {
+        let number = item.frame.map(|f| f.number);
+        match item.name.as_str() {
+            "before.jpg" | "before_annotated.jpg" => assert_eq!(number, None, "{item:?}"),
+            "after.jpg" | "after_annotated.jpg" => assert_eq!(number, Some(25), "{item:?}"),
+            _ => assert_eq!(number, Some(20), "{item:?}"),
+        }
+    }
+    assert!(set.items.iter().any(|i| i.name == "before.jpg"));
+    protocol::evidence::validate_manifest("evidence", &set.items, time_of(20)).unwrap();
 }
 
 #[test]

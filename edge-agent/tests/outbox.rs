@@ -364,6 +364,72 @@ fn age_counts_from_the_first_pass_with_a_trusted_clock() {
     }
 }
 
+/// An outbox made before `aged_from` existed keeps the age of what it
+/// holds when the box is upgraded: had the new column started every row's
+/// age again at the first trusted pass, evidence already a month old would
+/// have stayed a further `max_age` (a retention overrun). Its `created_at`
+/// is taken as the age — unless it reads before 2020, a clock that was not
+/// set, whose rows still age from the first trusted pass.
+#[test]
+fn an_upgraded_outbox_keeps_the_age_of_what_it_held() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let db = dir.path().join("o.sqlite");
+    let limits = OutboxLimits {
+        max_age: Duration::from_secs(30 * 86_400),
+        ..roomy_limits()
+    };
+    let now = now_ms();
+    let day = 86_400_000;
+    let mut held = Vec::new();
+    {
+        let mut ob = Outbox::open(&db, limits.clone()).unwrap();
+        for (n, made) in [(1, now - 40 * day), (2, 5_000), (3, now - day)] {
+            let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", n, 100, 100);
+            ob.enqueue(&e, "cam-a", &d).unwrap();
+            held.push((e.unverified_event_id().unwrap().to_string(), made, d));
+        }
+    }
+    // As an old build left it: no `aged_from`, and `created_at` as its
+    // clock read.
+    let raw = rusqlite::Connection::open(&db).unwrap();
+    raw.execute("ALTER TABLE events DROP COLUMN aged_from", [])
+        .unwrap();
+    for (event_id, made, _) in &held {
+        raw.execute(
+            "UPDATE events SET created_at = ?2 WHERE event_id = ?1",
+            rusqlite::params![event_id, made],
+        )
+        .unwrap();
+    }
+    drop(raw);
+    let mut ob = Outbox::open(&db, limits).unwrap();
+    let ev = ob.enforce_limits_trusting(now, true).unwrap();
+    let what: Vec<_> = ev.iter().map(|e| (e.event_id.as_str(), e.what)).collect();
+    assert_eq!(
+        what,
+        [(held[0].0.as_str(), "clip"), (held[0].0.as_str(), "stills")],
+        "the month-old event's evidence goes at once"
+    );
+    assert!(!held[0].2.join("at.jpg").exists());
+    for (_, _, d) in &held[1..] {
+        assert!(d.join("at.jpg").exists());
+    }
+    // The one stamped 1970 ages from that pass; the day-old one from its
+    // stamp.
+    let ev = ob
+        .enforce_limits_trusting(now + 29 * day + day / 2, true)
+        .unwrap();
+    let gone: Vec<_> = ev.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(gone, [held[2].0.as_str(); 2]);
+    let ev = ob
+        .enforce_limits_trusting(now + 30 * day + 1, true)
+        .unwrap();
+    let gone: Vec<_> = ev.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(gone, [held[1].0.as_str(); 2]);
+    assert_eq!(ob.stats(now).unwrap().depth, 3, "all are still sent");
+}
+
 #[test]
 fn enqueue_refuses_evidence_that_does_not_match_the_manifest() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,13 @@
 //! Wrong way and illegal stopping where the picture, not the vehicle, moves:
 //! a box that grows or shrinks at one end as something passes in front, a
 //! vehicle hidden now and then while it waits at a red light, a motorbike
-//! waiting at the kerb beside its lane.
+//! waiting at the kerb beside its lane; and a car parked at the kerb while
+//! its old lane's light flashes yellow, which nothing holds.
 
 mod rules_support;
 
 use edge_agent::geometry::{BBox, Point};
-use edge_agent::signal::SignalState::{Green, Red};
+use edge_agent::signal::SignalState::{Green, Red, Yellow};
 use protocol::VehicleClass::{Car, Motorcycle};
 use protocol::ViolationType;
 use rules_support::*;
@@ -104,4 +105,20 @@ fn waiting_at_red_at_the_kerb_beside_the_lane_is_no_illegal_stopping() {
     });
     let out = run(SITE, &[moto], |n| if n < 150 { Red } else { Green }, 200);
     assert_eq!(out.summary(), vec![]);
+}
+
+#[test]
+fn parking_in_the_bus_bay_while_the_light_flashes_yellow_is_illegal_stopping() {
+    // Up lane s3 for half a second (too short to be in the wrong lane),
+    // then into the bus-stop zone right of it (x 1700, outside every lane)
+    // to park for a minute, while the light flashes yellow all night. Only
+    // a red holds a vehicle outside the lanes: yellow (or an unknown
+    // signal) at a kerb is no light to wait for, and held by it every kerb
+    // parker went unfined.
+    let car = Vehicle::new(1, Car, |n| {
+        let x = if n < 5 { 1460.0 } else { 1700.0 };
+        Some(Point::new(x, (1000.0 - 20.0 * n as f64).max(850.0)))
+    });
+    let out = run(SITE, &[car], |_| Yellow, 600);
+    assert_eq!(out.summary(), vec![(1, ViolationType::IllegalStopping)]);
 }

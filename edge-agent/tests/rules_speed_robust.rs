@@ -240,3 +240,24 @@ fn a_speeder_whose_box_is_cut_short_is_timed_on_a_clean_window() {
     assert!((s.measured_kmh - 45.0).abs() < 1e-6, "{}", s.measured_kmh);
     assert_eq!((v.frames.before, v.frame), (11, 21));
 }
+
+#[test]
+fn a_window_too_imprecise_to_judge_does_not_use_up_the_measurement() {
+    // 80 km/h (44.4 px a frame), its box cut 29 px short at frame 10, the
+    // end of the first full window: less than the step test rejects (half
+    // a step and 4 px), so the window is steady, but the stray it adds to
+    // its end's error makes σ about 5.25 km/h, over the site's
+    // `max_uncertainty_kmh` (5): nothing is judged on it. That must not
+    // count as the track's one measurement — a later window (frames 11 to
+    // 21) times the car, and it is fined once.
+    let step = px_per_frame(80.0);
+    let car = Vehicle::new(1, Car, move |n| {
+        let cut = if n == 10 { 29.0 } else { 0.0 };
+        Some(Point::new(900.0, 1045.0 - step * n as f64 - cut))
+    });
+    let out = run(&homography_site(), &[car], |_| Green, 30);
+    assert_eq!(out.summary(), vec![(1, ViolationType::Speeding)]);
+    let s = out.reported[0].1.speed.unwrap();
+    assert!((s.measured_kmh - 80.0).abs() < 1e-6, "{}", s.measured_kmh);
+    assert!(s.uncertainty_kmh <= 5.0, "{}", s.uncertainty_kmh);
+}

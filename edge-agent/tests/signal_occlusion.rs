@@ -450,7 +450,11 @@ fn a_false_red_that_ends_in_a_dark_spell_fines_no_one() {
         };
         let statuses = lamp_statuses(raw, 100);
         assert_eq!(statuses[50].state, Unknown);
-        assert_eq!(statuses[50].known_until_us, Some(i64::MIN), "nothing vouched");
+        assert_eq!(
+            statuses[50].known_until_us,
+            Some(i64::MIN),
+            "nothing vouched"
+        );
         let out = run_fed(
             SITE,
             &[car_reaching_at(34)],

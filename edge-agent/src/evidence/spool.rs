@@ -18,18 +18,29 @@
 //! was read on, around the violator, with its box and the plate's drawn)
 //! and `clip.mp4`. Roles: `at.jpg` is the
 //! `overview`; the other stills are `frame`s.
+//!
+//! Each still and crop names the frame it shows (number and time), unless
+//! that frame's time lies more than [`MAX_FRAME_OFFSET_S`] from the
+//! violation's (the time the event's `event_time` is taken from): the
+//! protocol refuses a manifest naming such a frame, and with it the whole
+//! signed event, so one still's stamp would lose the violation. A source
+//! stamped on arrival (HTTP MJPEG) whose clock steps during the evidence
+//! window gives such a frame; its still is kept, without the stamp, and a
+//! warning logged.
 
 use super::clip::encode_clip;
 use super::collector::{EvidenceJob, stamp};
 use super::stills::{self, Annotation, Moment};
 use super::{EvidenceError, io};
 use crate::geometry::BBox;
+use protocol::evidence::MAX_FRAME_OFFSET_S;
 use protocol::{EvidenceItem, EvidenceRole, FrameStamp, sha256_hex_reader};
 use serde::Serialize;
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A piece of evidence that could not be made, and why.
@@ -61,11 +72,18 @@ const JPEG: &str = "image/jpeg";
 struct Writer {
     dir: PathBuf,
     items: Vec<EvidenceItem>,
+    /// The event, for the log.
+    event_id: Uuid,
+    /// The violation's time, the event's `event_time`: what a still's frame
+    /// time must lie near to be named (see the module docs).
+    event_time: OffsetDateTime,
 }
 
 impl Writer {
     /// Writes a still or crop cut from the frame `frame` (named in the
-    /// manifest, under the signature) or, for `None`, from no one frame.
+    /// manifest, under the signature, if it lies within
+    /// [`MAX_FRAME_OFFSET_S`] of the violation; see the module docs) or,
+    /// for `None`, from no one frame.
     fn bytes(
         &mut self,
         name: &str,
@@ -81,9 +99,27 @@ impl Writer {
         let dest = self.dir.join(name);
         fs::rename(&tmp, &dest).map_err(io("renaming into", &dest))?;
         let mut item = EvidenceItem::from_bytes(name, media, role, bytes);
-        item.frame = frame;
+        item.frame = frame.filter(|f| self.near_event(name, f));
         self.items.push(item);
         Ok(())
+    }
+
+    /// Whether the frame `f` of the still `name` lies near enough the
+    /// violation to be named (the protocol's bound, compared as it
+    /// compares); if not, says so in the log.
+    fn near_event(&self, name: &str, f: &FrameStamp) -> bool {
+        let off = (f.time - self.event_time).whole_seconds();
+        let near = off.abs() <= MAX_FRAME_OFFSET_S;
+        if !near {
+            tracing::warn!(
+                event = %self.event_id,
+                still = name,
+                frame = f.number,
+                offset_s = off,
+                "a still's frame time lies more than {MAX_FRAME_OFFSET_S} s from the violation's (the clock stepped?): the still names no frame"
+            );
+        }
+        near
     }
 
     /// Adds a file already written at `tmp` (synced and renamed here).
@@ -213,6 +249,11 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
     let mut w = Writer {
         dir: partial.clone(),
         items: Vec::new(),
+        event_id: job.event_id,
+        // Where `report::violation_event` takes `event_time` from (its
+        // fallback, the track's last sight, is not known here; the `at`
+        // frame's time stands in for it).
+        event_time: v.at().unwrap_or(at_frame.time),
     };
     let mut missing = Vec::new();
     let q = cfg.jpeg_quality;

@@ -19,10 +19,17 @@ use std::time::Duration;
 use uuid::Uuid;
 
 /// Adds the columns of held rows to outboxes made before them:
-/// `retry_at` (Unix ms before which the row is not due) and `holds` (how
-/// many times in a row the server refused it for a state of its own).
-/// Under the write lock, so two processes opening one new outbox do not
-/// both add a column (the second would fail: "duplicate column").
+/// `retry_at` (Unix ms before which the row is not due), `holds` (how
+/// many times in a row the server refused it for a state of its own) and
+/// `aged_from` (when its age starts to count, see `limits.rs`). Under the
+/// write lock, so two processes opening one new outbox do not both add a
+/// column (the second would fail: "duplicate column").
+///
+/// When `aged_from` is added, the rows already held are aged from their
+/// `created_at` ([`aged_from_created`]), in the same transaction: left
+/// NULL, the first pass with a trusted clock would start every one's age
+/// again, and evidence already weeks old on an upgraded box would be kept
+/// a further full `max_age` — past the retention the limit promises.
 pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute_batch("BEGIN IMMEDIATE")?;
     let added = add_columns(conn);
@@ -33,6 +40,27 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
             Err(e)
         }
     }
+}
+
+/// The earliest `created_at` (Unix ms, 2020-01-01 UTC) taken as a row's
+/// age when `aged_from` is added: a box whose clock was never set (a dead
+/// clock battery, no network yet) stamps its rows in 1970 or thereabouts,
+/// and aged from such a stamp they would lose their evidence at the first
+/// trusted pass; they are aged from that pass instead, as rows made since.
+/// A stamp after it is taken as true: old builds had no better record of
+/// the clock they wrote it with.
+const AGED_FROM_CREATED_SINCE_MS: i64 = 1_577_836_800_000;
+
+/// Sets `aged_from` to `created_at` on the rows held when the column was
+/// added (see [`migrate`]) whose `created_at` a set clock wrote
+/// ([`AGED_FROM_CREATED_SINCE_MS`]).
+fn aged_from_created(conn: &Connection) -> Result<(), rusqlite::Error> {
+    conn.execute(
+        "UPDATE events SET aged_from = created_at
+         WHERE aged_from IS NULL AND created_at >= ?1",
+        params![AGED_FROM_CREATED_SINCE_MS],
+    )?;
+    Ok(())
 }
 
 fn add_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
@@ -55,6 +83,9 @@ fn add_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
         )?;
         if has == 0 {
             conn.execute(ddl, [])?;
+            if name == "aged_from" {
+                aged_from_created(conn)?;
+            }
         }
     }
     Ok(())

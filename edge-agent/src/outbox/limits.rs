@@ -94,8 +94,12 @@ impl Outbox {
     /// clock battery, or whose clock had drifted weeks behind, and then
     /// stepped its clock would otherwise evict every violation it held as
     /// "too old" the moment it synchronised. Passes run every few seconds,
-    /// so on a box whose clock is right the two differ by that much. The
-    /// size limits bound the outbox whatever the clock says.
+    /// so on a box whose clock is right the two differ by that much. Rows
+    /// an older build queued, before `aged_from` existed, were given their
+    /// `created_at` as `aged_from` when the column was added (unless that
+    /// reads before 2020: see `due::migrate`), so an upgrade does not start
+    /// the age of evidence already held again. The size limits bound the
+    /// outbox whatever the clock says.
     pub fn enforce_limits_trusting(
         &mut self,
         now: i64,

@@ -10,6 +10,13 @@
 //! does there is lawful all the same, so the rule tells a queue from a
 //! stop rather than the site file refusing such a zone.
 //!
+//! Outside every lane (a kerb, a bus bay) only a red shown to the lane the
+//! vehicle was last in holds it — a motorbike pulled onto the kerb beside
+//! its lane to wait out the red — and no queue does: held there by a
+//! yellow or unknown light too, every car parked at the kerb would be
+//! spared whenever the light is not green, and under a light flashing
+//! yellow all night none would ever be fined.
+//!
 //! Time held pauses the dwell count; it does not restart it: a car parked
 //! through several light cycles is fined once the time it could have gone
 //! on adds up to the zone's `max_dwell_s`, however short each green.
@@ -288,22 +295,26 @@ const QUEUE_DISCHARGE_US: i64 = 15_000_000;
 /// green, or until `max_dwell_us` and [`QUEUE_DISCHARGE_US`] after it was
 /// first seen queued (`queued_since_us`, set here); in a lane without a
 /// signal for as long as the one ahead stands (a jam; see the module
-/// docs). Outside every lane (a kerb, a bus bay) the lane it was last in
-/// (`last_lane`) says: a motorbike waiting at the kerb beside its lane
-/// waits for that lane's light; one never seen in a lane is held by
-/// nothing.
+/// docs). Outside every lane (a kerb, a bus bay) only a red shown to the
+/// lane it was last in (`last_lane`) holds it: a motorbike waiting at the
+/// kerb beside its lane waits for that lane's light. Nothing else does
+/// there — not yellow, an unknown state or no signal, nor a queue: a car
+/// that left its lane for the kerb has stopped by choice unless a red
+/// stops its lane, and a light flashing yellow all night (or a signal
+/// gone unknown) would otherwise spare every kerb parker for ever. One
+/// never seen in a lane is held by nothing.
 fn held(
     ctx: &Ctx<'_>,
     last_lane: Option<usize>,
     queued_since_us: &mut Option<i64>,
     max_dwell_us: i64,
 ) -> bool {
-    let Some(lane) = ctx
-        .lane_now
-        .or(last_lane)
-        .and_then(|l| ctx.site.lanes.get(l))
-    else {
-        return false;
+    let Some(lane) = ctx.lane_now.and_then(|l| ctx.site.lanes.get(l)) else {
+        return last_lane
+            .and_then(|l| ctx.site.lanes.get(l))
+            .and_then(|lane| lane.group.as_deref())
+            .and_then(|g| ctx.signals.status(g))
+            .is_some_and(|s| s.state == SignalState::Red);
     };
     let now = ctx.p1.timestamp_us;
     let queued = lane.direction.is_some_and(|dir| queued(ctx, dir));

@@ -441,7 +441,12 @@ impl RuleEngine {
                 // The red it crossed on ended before it was vouched for (the
                 // head went dark; a lamp-read red then may have been a bus
                 // in front of it); the red now is a later one.
-                give_up(a, last, &mut self.out, "the red it crossed on was never vouched for");
+                give_up(
+                    a,
+                    last,
+                    &mut self.out,
+                    "the red it crossed on was never vouched for",
+                );
                 continue;
             }
             // Counted from the run's evidence frame: the crossing, or for a

@@ -33,21 +33,27 @@
 //!   or a few comes back, and its crossings stand.
 //! - Homography: ground displacement of the anchor over a window of
 //!   `window_ms` (at least [`MIN_WINDOW_STEPS`] steps). **One measurement
-//!   per track**: its first steady window since its latest gap (where a
-//!   limit is known). Steady: every box clear of the frame's edge, and every
-//!   step moved as the window's median ground velocity did (the test
-//!   above, in ground metres): a box cut short at an end of the window
-//!   would otherwise add its jump to the displacement — 40 px for one frame
-//!   can be 2 m, 7 km/h over a second. Each end's ground error is the pixel
-//!   error times the local metres-per-pixel and, as at a line, how far the
-//!   window's step next to it strayed from the steady motion (a jump too
-//!   small to reject widens the margin rather than raising the speed);
-//!   each time carries `time_error`. Why once: windows a frame apart have
-//!   different ends, so their errors are nearly independent, and testing a
-//!   fresh one every frame gave jitter a new chance each time to clear the
-//!   2σ margin — a driver at limit + tolerance with the declared jitter was
-//!   fined about one time in three over 3 s at 10 fps, against the one in
-//!   40 or so (the normal tail beyond 2σ) that one measurement allows.
+//!   per track**: its first steady window since its latest gap that can
+//!   be judged — a limit is known and σ is at most `max_uncertainty_kmh`. A
+//!   window too imprecise to judge (say one whose end strayed from the
+//!   steady motion by a little less than the step test rejects) judges
+//!   nothing and is not the one: counted, such a glitch would spare the
+//!   vehicle every later, clean window. Steady: every box clear of the
+//!   frame's edge, and every step moved as the window's median ground
+//!   velocity did (the test above, in ground metres): a box cut short at
+//!   an end of the window would otherwise add its jump to the displacement
+//!   — 40 px for one frame can be 2 m, 7 km/h over a second. Each end's
+//!   ground error is the pixel error times the local metres-per-pixel and,
+//!   as at a line, how far the window's step next to it strayed from the
+//!   steady motion (a jump too small to reject widens the margin rather
+//!   than raising the speed); each time carries `time_error`. Why once:
+//!   windows a frame apart have different ends, so their errors are nearly
+//!   independent, and testing a fresh one every frame gave jitter a new
+//!   chance each time to clear the 2σ margin — a driver at limit +
+//!   tolerance with the declared jitter was fined about one time in three
+//!   over 3 s at 10 fps, against the one in 40 or so (the normal tail
+//!   beyond 2σ) that one measurement allows. Windows passed over as too
+//!   imprecise give jitter no such chance: nothing is judged on them.
 //!
 //! A violation needs `measured − 2σ > limit + max(tolerance_kmh,
 //! tolerance_fraction × limit)` (σ the measurement's uncertainty: a driver
@@ -457,8 +463,13 @@ fn median(xs: impl Iterator<Item = f64>) -> f64 {
 }
 
 /// Judges `v` ± `unc` measured for the vehicle at `at` in `lane` (the point
-/// of interest), `before` the frame the measurement began; `false` if no
-/// limit is known there for its class (nothing was judged).
+/// of interest), `before` the frame the measurement began; `false` if
+/// nothing was judged: no limit is known there for its class, or the
+/// measurement is too imprecise to judge (`v` or `unc` not finite, or `unc`
+/// over `max_uncertainty_kmh`). Only a judged measurement is the track's
+/// one (see the module docs): one set aside as too imprecise — a glitch
+/// too small to reject, widening its window's σ past the maximum — says
+/// nothing either way, so a later window may still time the vehicle.
 fn judge(
     ctx: &Ctx<'_>,
     state: &mut TrackState,
@@ -472,14 +483,13 @@ fn judge(
     else {
         return false;
     };
+    if !(v.is_finite() && unc.is_finite() && unc <= rule.max_uncertainty_kmh) {
+        return false;
+    }
     let tol = rule
         .tolerance_kmh
         .max(rule.tolerance_fraction * f64::from(limit));
-    if v.is_finite()
-        && unc.is_finite()
-        && unc <= rule.max_uncertainty_kmh
-        && v - SIGMAS * unc > f64::from(limit) + tol
-    {
+    if v - SIGMAS * unc > f64::from(limit) + tol {
         let mut viol = ctx.violation(RuleKind::Speeding, at, before, lane);
         viol.speed = Some(SpeedMeasurement {
             measured_kmh: v,
