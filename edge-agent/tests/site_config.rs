@@ -120,6 +120,26 @@ fn base_is_valid_and_defaults_apply() {
         "rules are off unless enabled"
     );
     assert_eq!(site.signals[0].confirm_frames, 3);
+    assert_eq!(site.signals[0].yellow_s, [3.0, 5.0]);
+}
+
+#[test]
+fn the_yellows_length_is_checked() {
+    let with = |v: &str| {
+        BASE.replace(
+            "mqtt_topic = \"signals/g\"",
+            &format!("mqtt_topic = \"signals/g\"\nyellow_s = {v}"),
+        )
+    };
+    assert_eq!(
+        load(&with("[4.0, 6.0]")).unwrap().signals[0].yellow_s,
+        [4.0, 6.0]
+    );
+    for bad in ["[5.0, 3.0]", "[0.2, 5.0]", "[3.0, 60.0]", "[nan, 5.0]"] {
+        let (_, field, message, _) = error(&with(bad));
+        assert_eq!(field, "signals[0].yellow_s", "{bad}");
+        assert!(message.contains("shortest"), "{bad}: {message}");
+    }
 }
 
 #[test]

@@ -462,8 +462,10 @@ impl SignalBoard {
                 lamp_groups.push(LampGroup {
                     group: s.group.clone(),
                     lamps,
-                    filter: SignalFilter::new(s.confirm_frames, start_us)
-                        .with_yellow_us(MIN_YELLOW_US, MAX_YELLOW_US),
+                    filter: SignalFilter::new(s.confirm_frames, start_us).with_yellow_us(
+                        (s.yellow_s[0] * 1e6).round() as i64,
+                        (s.yellow_s[1] * 1e6).round() as i64,
+                    ),
                     last: None,
                 });
             } else if let Some(topic) = &s.mqtt_topic {

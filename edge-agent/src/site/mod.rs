@@ -263,6 +263,14 @@ pub struct SignalConfig {
     /// [`crate::signal::SKIPPED_YELLOW_FACTOR`] times as many).
     #[serde(default = "default_confirm_frames")]
     pub confirm_frames: u32,
+    /// For a group read from its lamps: the shortest and the longest
+    /// yellow this signal shows, seconds (Vietnam: 3 s; default `[3, 5]`).
+    /// A red read sooner after a yellow began is something red in front of
+    /// the head, and a red is vouched for (a run on it reported) only once
+    /// the longest yellow is over — a yellow seen again until then proves
+    /// the red false ([`crate::signal::SignalFilter::with_yellow_us`]).
+    #[serde(default = "default_yellow_s")]
+    pub yellow_s: [f64; 2],
     /// A fed group not heard from for this long is unknown (the controller
     /// repeats its phase at least every second).
     #[serde(default = "default_feed_silence_s")]
@@ -282,6 +290,13 @@ pub struct SignalConfig {
 
 fn default_confirm_frames() -> u32 {
     3
+}
+
+fn default_yellow_s() -> [f64; 2] {
+    [
+        crate::signal::MIN_YELLOW_US as f64 / 1e6,
+        crate::signal::MAX_YELLOW_US as f64 / 1e6,
+    ]
 }
 
 fn default_feed_silence_s() -> f64 {

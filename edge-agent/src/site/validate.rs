@@ -123,6 +123,16 @@ pub(super) fn validate(c: &SiteConfig) -> Check {
         if !(1..=100).contains(&g.confirm_frames) {
             return fail(format!("{f}.confirm_frames"), "must be 1 to 100");
         }
+        let [short, long] = g.yellow_s;
+        if !(short.is_finite() && long.is_finite() && 1.0 <= short && short <= long && long <= 10.0)
+        {
+            return fail(
+                format!("{f}.yellow_s"),
+                format!(
+                    "must be [shortest, longest] yellow in seconds, 1 <= shortest <= longest <= 10, got [{short}, {long}]"
+                ),
+            );
+        }
     }
     ids.clear();
     for (i, lane) in c.lanes.iter().enumerate() {
