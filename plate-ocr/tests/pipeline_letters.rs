@@ -6,40 +6,17 @@
 use opencv::core::{CV_8UC3, Mat, Scalar};
 use plate_ocr::crosscheck::CrossCheck;
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
-use plate_ocr::recognize::{CharRead, LineRead, Recognizer, TextRead};
 
-/// A recogniser that reads the same text, each character certain (so one
-/// correction, at the grammar's factor of 0.5, just reaches the default
-/// threshold).
-struct Reads(&'static str);
+mod fake;
 
-impl Recognizer for Reads {
-    fn name(&self) -> &str {
-        "fixed"
-    }
-
-    fn read(&self, _crop: &Mat, _lines: Option<u8>) -> plate_ocr::error::Result<TextRead> {
-        let chars = self
-            .0
-            .chars()
-            .map(|ch| CharRead {
-                ch,
-                prob: 1.0,
-                alternatives: vec![(ch, 1.0)],
-            })
-            .collect();
-        Ok(TextRead {
-            lines: vec![LineRead {
-                chars,
-                text: self.0.into(),
-            }],
-            plate_lines: Some(1),
-        })
-    }
-}
+use fake::Scored;
 
 fn read(text: &'static str) -> plate_ocr::pipeline::PlateRead {
-    let p = Pipeline::new(None, Box::new(Reads(text)), PipelineConfig::default());
+    let p = Pipeline::new(
+        None,
+        Box::new(Scored::certain(text)),
+        PipelineConfig::default(),
+    );
     let crop = Mat::new_rows_cols_with_default(40, 160, CV_8UC3, Scalar::all(255.0)).unwrap();
     p.read_crop(&crop, Some(1)).unwrap()
 }
@@ -82,34 +59,6 @@ fn the_line_count_hint_never_turns_a_read_into_another_plate() {
     assert_eq!(read("29B11234").display.as_deref(), Some("29B-112.34"));
 }
 
-/// A recogniser that reads fixed characters, each with its own probability.
-struct Scored(&'static [(char, f32)]);
-
-impl Recognizer for Scored {
-    fn name(&self) -> &str {
-        "scored"
-    }
-
-    fn read(&self, _crop: &Mat, _lines: Option<u8>) -> plate_ocr::error::Result<TextRead> {
-        let chars = self
-            .0
-            .iter()
-            .map(|&(ch, prob)| CharRead {
-                ch,
-                prob,
-                alternatives: vec![(ch, prob)],
-            })
-            .collect();
-        Ok(TextRead {
-            lines: vec![LineRead {
-                chars,
-                text: self.0.iter().map(|(c, _)| c).collect(),
-            }],
-            plate_lines: Some(1),
-        })
-    }
-}
-
 fn white_crop() -> Mat {
     Mat::new_rows_cols_with_default(40, 160, CV_8UC3, Scalar::all(255.0)).unwrap()
 }
@@ -120,20 +69,32 @@ fn white_crop() -> Mat {
 /// phone number, which becomes `38Z72727` only by inventing the `Z`.
 #[test]
 fn a_letter_read_by_the_other_recogniser_does_not_back_an_invented_one() {
-    let p = Pipeline::new(None, Box::new(Reads("ABC")), PipelineConfig::default())
-        .with_cross_check(Box::new(Reads("38272727")), CrossCheck::default());
+    let p = Pipeline::new(
+        None,
+        Box::new(Scored::certain("ABC")),
+        PipelineConfig::default(),
+    )
+    .with_cross_check(Box::new(Scored::certain("38272727")), CrossCheck::default());
     let r = p.read_crop(&white_crop(), Some(1)).unwrap();
     assert!(r.text.is_none() && r.unreadable, "{r:?}");
     assert_eq!(r.near_miss.as_deref(), Some("38Z72727"), "{r:?}");
     // The other way round too: the first recogniser invents, the second
     // reads nothing valid.
-    let p = Pipeline::new(None, Box::new(Reads("38272727")), PipelineConfig::default())
-        .with_cross_check(Box::new(Reads("ABC")), CrossCheck::default());
+    let p = Pipeline::new(
+        None,
+        Box::new(Scored::certain("38272727")),
+        PipelineConfig::default(),
+    )
+    .with_cross_check(Box::new(Scored::certain("ABC")), CrossCheck::default());
     let r = p.read_crop(&white_crop(), Some(1)).unwrap();
     assert!(r.text.is_none(), "{r:?}");
     // Both read the letter: answered.
-    let p = Pipeline::new(None, Box::new(Reads("38Z72727")), PipelineConfig::default())
-        .with_cross_check(Box::new(Reads("38Z72727")), CrossCheck::default());
+    let p = Pipeline::new(
+        None,
+        Box::new(Scored::certain("38Z72727")),
+        PipelineConfig::default(),
+    )
+    .with_cross_check(Box::new(Scored::certain("38Z72727")), CrossCheck::default());
     let r = p.read_crop(&white_crop(), Some(1)).unwrap();
     assert_eq!(r.text.as_deref(), Some("38Z72727"), "{r:?}");
 }
@@ -158,7 +119,7 @@ fn a_letter_dropped_as_spurious_does_not_back_an_invented_one() {
         min_confidence: 0.4,
         ..PipelineConfig::default()
     };
-    let p = Pipeline::new(None, Box::new(Scored(READ)), config);
+    let p = Pipeline::new(None, Box::new(Scored::new(READ.to_vec())), config);
     let r = p.read_crop(&white_crop(), Some(1)).unwrap();
     assert!(r.text.is_none() && r.unreadable, "{r:?}");
     assert_eq!(r.near_miss.as_deref(), Some("38Z72727"), "{r:?}");

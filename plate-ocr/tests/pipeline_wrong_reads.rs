@@ -4,42 +4,10 @@
 use opencv::core::{CV_8UC3, Mat, Scalar};
 use plate_ocr::crosscheck::CrossCheck;
 use plate_ocr::pipeline::{Pipeline, PipelineConfig, PlateRead};
-use plate_ocr::recognize::{CharRead, LineRead, Recognizer, TextRead};
 
-/// A recogniser that reads fixed characters, each with its own probability
-/// (and no other candidate).
-struct Scored(Vec<(char, f32)>);
+mod fake;
 
-impl Scored {
-    fn certain(text: &str) -> Scored {
-        Scored(text.chars().map(|c| (c, 1.0)).collect())
-    }
-}
-
-impl Recognizer for Scored {
-    fn name(&self) -> &str {
-        "scored"
-    }
-
-    fn read(&self, _crop: &Mat, _lines: Option<u8>) -> plate_ocr::error::Result<TextRead> {
-        let chars = self
-            .0
-            .iter()
-            .map(|&(ch, prob)| CharRead {
-                ch,
-                prob,
-                alternatives: vec![(ch, prob)],
-            })
-            .collect();
-        Ok(TextRead {
-            lines: vec![LineRead {
-                chars,
-                text: self.0.iter().map(|(c, _)| c).collect(),
-            }],
-            plate_lines: None,
-        })
-    }
-}
+use fake::Scored;
 
 fn read_with(p: &Pipeline) -> PlateRead {
     let crop = Mat::new_rows_cols_with_default(40, 160, CV_8UC3, Scalar::all(255.0)).unwrap();
@@ -47,7 +15,11 @@ fn read_with(p: &Pipeline) -> PlateRead {
 }
 
 fn read(r: Scored) -> PlateRead {
-    read_with(&Pipeline::new(None, Box::new(r), PipelineConfig::default()))
+    read_with(&Pipeline::new(
+        None,
+        Box::new(r.lines(None)),
+        PipelineConfig::default(),
+    ))
 }
 
 /// A car's `30A-812.34` with its `8` read as `B` is `30AB1234`: valid only
@@ -72,12 +44,12 @@ fn a_plate_only_an_unconfirmed_layout_fits_is_left_to_a_person() {
 fn a_tie_between_two_plates_is_not_settled_by_dropping_a_character() {
     let mut chars: Vec<(char, f32)> = "30AO2345".chars().map(|c| (c, 0.97)).collect();
     chars[3].1 = 0.3;
-    let r = read(Scored(chars));
+    let r = read(Scored::new(chars));
     assert!(r.text.is_none() && r.unreadable, "{r:?}");
     // A stray character read beside a whole plate is still dropped.
     let mut chars: Vec<(char, f32)> = "30A12345K".chars().map(|c| (c, 0.97)).collect();
     chars[8].1 = 0.2;
-    let r = read(Scored(chars));
+    let r = read(Scored::new(chars));
     assert_eq!(r.text.as_deref(), Some("30A12345"), "{r:?}");
 }
 
@@ -98,7 +70,7 @@ fn a_read_exactly_at_the_threshold_is_not_answered() {
 /// the answer's confidence.
 #[test]
 fn a_cross_check_dissent_as_sure_as_a_near_miss_is_not_outvoted() {
-    let sure = |text: &str, p: f32| Scored(text.chars().map(|c| (c, p)).collect());
+    let sure = |text: &str, p: f32| Scored::uniform(text, p).lines(None);
     let p = Pipeline::new(
         None,
         Box::new(sure("30A12345", 0.995)),

@@ -5,6 +5,7 @@
 //! And the CTC decoding of the shipped model reads real crops whole.
 #![cfg(feature = "vision")]
 
+mod fake;
 mod support;
 
 use opencv::core::{Mat, MatTraitConst, Rect, Scalar, Size};
@@ -12,7 +13,7 @@ use opencv::imgproc;
 use plate_ocr::eval::load_labels;
 use plate_ocr::image_file::{ImageLimits, load_bgr};
 use plate_ocr::pipeline::{Pipeline, PipelineConfig};
-use plate_ocr::recognize::{CharRead, Decoder, LineRead, Recognizer, SlotRecognizer, TextRead};
+use plate_ocr::recognize::{Decoder, Recognizer, SlotRecognizer, TextRead};
 use plate_ocr::runtime::SessionConfig;
 use plate_ocr::search::WindowSearch;
 
@@ -218,21 +219,8 @@ impl Recognizer for BlueOrRed {
         } else {
             ("30A12345", 0.9)
         };
-        let chars = text
-            .chars()
-            .map(|ch| CharRead {
-                ch,
-                prob,
-                alternatives: vec![(ch, prob)],
-            })
-            .collect();
-        Ok(TextRead {
-            lines: vec![LineRead {
-                chars,
-                text: text.into(),
-            }],
-            plate_lines: Some(2),
-        })
+        let chars: Vec<(char, f32)> = text.chars().map(|c| (c, prob)).collect();
+        Ok(fake::text_read(&chars, Some(2)))
     }
 }
 
