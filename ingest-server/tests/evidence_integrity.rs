@@ -331,6 +331,13 @@ async fn an_unsynchronised_clock_is_shown_and_must_be_acknowledged_to_confirm() 
         "{}",
         page.body
     );
+    // And below each still, the moment it shows, as the device signed it.
+    assert!(
+        page.body
+            .contains("<p class=\"muted still-time\">khung hình 120372, "),
+        "{}",
+        page.body
+    );
 }
 
 /// Evidence is served by the hash in the signed manifest: pointing the

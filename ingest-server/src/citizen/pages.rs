@@ -176,6 +176,7 @@ pub async fn case(
 ) -> Result<Response, AppError> {
     let db = &ctx.ingestor.context().db;
     let c = one(db, &citizen, &id).await?;
+    let event = signed_event(db, &id).await?;
     let mut evidence = String::new();
     let rows = sqlx::query("SELECT name, role, media_type FROM evidence WHERE event_id = $1 AND stored = 1 ORDER BY name")
         .bind(&id)
@@ -191,6 +192,14 @@ pub async fn case(
                 "<img class=\"still\" src=\"{src}\" alt=\"{}\">",
                 esc(role_alt(&role))
             );
+            // The moment the picture shows, as the device signed it.
+            if let Some(t) = event
+                .as_ref()
+                .and_then(|e| e.evidence_item(&name))
+                .and_then(|i| crate::integrity::frame_text(i, true))
+            {
+                let _ = write!(evidence, "<p class=\"muted still-time\">{}</p>", esc(&t));
+            }
         } else if media.starts_with("video/") {
             let _ = write!(
                 evidence,
@@ -214,7 +223,7 @@ pub async fn case(
             .unwrap_or_default(),
         viol = esc(&violation_label(Lang::Vi, &c.violation)),
         time = local_time(c.event_ms),
-        clock = clock_state(db, &id).await?,
+        clock = clock_state(event.as_ref()),
         place = esc(&c.place),
         basis = esc(&c.basis),
         amount = c.amount.map(vnd).unwrap_or_default(),
@@ -235,29 +244,34 @@ pub async fn case(
     Ok(Html(page(&c.plate, Some(&citizen), &body)).into_response())
 }
 
-/// The device clock's state when it stamped the violation time, from the
-/// signed event, for beside the time: whether the time can be relied on is
-/// part of what the owner is told.
-async fn clock_state(db: &Db, id: &str) -> Result<String, AppError> {
+/// The case's signed event (`None` if it cannot be read: the page says so
+/// where it matters).
+async fn signed_event(db: &Db, id: &str) -> Result<Option<protocol::ViolationEvent>, AppError> {
     let signed: Option<String> =
         sqlx::query_scalar("SELECT signed_json FROM events WHERE event_id = $1")
             .bind(id)
             .fetch_optional(db.pool())
             .await?;
-    let event = signed.and_then(|s| crate::integrity::signed_event(&s).ok());
-    Ok(match event {
+    Ok(signed.and_then(|s| crate::integrity::signed_event(&s).ok()))
+}
+
+/// The device clock's state when it stamped the violation time, from the
+/// signed event, for beside the time: whether the time can be relied on is
+/// part of what the owner is told.
+fn clock_state(event: Option<&protocol::ViolationEvent>) -> String {
+    match event {
         Some(e) => format!(
             "<span class=\"{}\" id=\"clock-sync\">({})</span>",
-            if crate::integrity::clock_synced(&e) {
+            if crate::integrity::clock_synced(e) {
                 "muted"
             } else {
                 "warn"
             },
-            esc(&crate::integrity::clock_vi(&e))
+            esc(&crate::integrity::clock_vi(e))
         ),
         None => "<span class=\"warn\" id=\"clock-sync\">(không đọc được trạng thái đồng hồ)</span>"
             .to_string(),
-    })
+    }
 }
 
 /// A Vietnamese description of a still for its `alt` text, by its role on
