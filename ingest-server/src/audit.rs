@@ -8,14 +8,17 @@
 //! before it (64 zeros for the first). `audit_head` keeps the last sequence
 //! number and hash, so removing entries from the end is detected too. The
 //! database refuses UPDATE and DELETE on the table (triggers); the chain is
-//! what catches someone who bypasses that. `verify` prints the head hash:
-//! writing it down elsewhere now and then (a ticket, a print-out) anchors the
-//! chain against someone who rewrites all of it.
+//! what catches someone who bypasses that. Against someone who rewrites all
+//! of it, [`anchor`]: the head signed with the server key and kept outside
+//! the database (`ingest-server audit anchor`, checked by `audit verify
+//! --anchor`).
 //!
 //! Appending starts with [`begin`], which opens a transaction and locks the
 //! head row before anything else is read: on SQLite that is the write lock,
 //! on PostgreSQL a row lock, so appends are serialised across server
 //! replicas and the case change and its audit entry commit together.
+
+pub mod anchor;
 
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};
@@ -270,8 +273,8 @@ pub struct RecentCheck {
 /// hashes every entry ever written, and a city's log grows by tens of
 /// thousands a day. An edit further back is found by the whole walk
 /// (`ingest-server audit verify`, and every evidence package), not here;
-/// nor can either find a rewrite that recomputed every hash after it up to
-/// the head — the chain has no anchor outside the database.
+/// a rewrite that recomputed every hash after it up to the head only by a
+/// signed [`anchor`] kept outside the database.
 pub async fn verify_last(db: &Db, n: i64) -> Result<RecentCheck, DbError> {
     let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
         .fetch_one(db.pool())

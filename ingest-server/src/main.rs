@@ -9,11 +9,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use ingest_server::audit::{self, Verification, Who};
+use ingest_server::audit::{self, Who};
 use ingest_server::config::Config;
 use ingest_server::server_key::{self, ServerKey};
 use ingest_server::workflow::Role;
-use ingest_server::{accounts, app, cameras, devices, registry};
+use ingest_server::{app, cameras, devices, registry};
 
 #[derive(Parser)]
 #[command(version, about = "Traffic enforcement ingest server (IOC)")]
@@ -137,8 +137,19 @@ enum UserAction {
 
 #[derive(Subcommand)]
 enum AuditAction {
-    /// Walk the whole hash chain; exit status 1 if it is broken.
-    Verify,
+    /// Walk the whole hash chain, and check it still holds each anchor
+    /// given; exit status 1 if it is broken or an anchor does not hold.
+    Verify {
+        /// An anchor file made by `audit anchor` (repeatable).
+        #[arg(long)]
+        anchor: Vec<PathBuf>,
+    },
+    /// Sign the chain's head with the server key, to keep outside the
+    /// database (printed, or written to `--out`).
+    Anchor {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -234,6 +245,11 @@ enum RegistryAction {
     Import { vehicles: PathBuf, owners: PathBuf },
 }
 
+#[path = "cli/audit.rs"]
+mod audit_cli;
+#[path = "cli/user.rs"]
+mod user_cli;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -252,7 +268,7 @@ async fn main() -> Result<()> {
         Command::Device { action } => device(cfg, action).await,
         Command::Key { action } => key(cfg, action).await,
         Command::Camera { action } => camera(cfg, action).await,
-        Command::User { action } => user(cfg, action).await,
+        Command::User { action } => user_cli::user(cfg, action).await,
         Command::Payments {
             action: PaymentsAction::Reconcile,
         } => {
@@ -267,20 +283,11 @@ async fn main() -> Result<()> {
             action: EvidenceAction::Purge { dry_run },
         } => evidence_purge(cfg, dry_run).await,
         Command::Audit {
-            action: AuditAction::Verify,
-        } => {
-            let ingestor = app::open(&cfg).await?;
-            match audit::verify(&ingestor.context().db).await? {
-                Verification::Intact { entries, head } => {
-                    println!("audit log intact: {entries} entries, head {head}");
-                    Ok(())
-                }
-                Verification::Broken { seq, problem } => {
-                    eprintln!("audit log BROKEN at entry {seq}: {problem}");
-                    std::process::exit(1);
-                }
-            }
-        }
+            action: AuditAction::Verify { anchor },
+        } => audit_cli::verify(&cfg, &anchor).await,
+        Command::Audit {
+            action: AuditAction::Anchor { out },
+        } => audit_cli::anchor(&cfg, out).await,
         Command::Registry {
             action: RegistryAction::Import { vehicles, owners },
         } => {
@@ -552,69 +559,4 @@ async fn evidence_purge(cfg: Config, dry_run: bool) -> Result<()> {
         cli_audit(&ctx.db, "evidence.purge_run", "retention", detail).await?;
     }
     print_report(&report, &report.problems)
-}
-
-async fn user(cfg: Config, action: UserAction) -> Result<()> {
-    let ingestor = app::open(&cfg).await?;
-    let db = &ingestor.context().db;
-    let by = cli_admin();
-    match action {
-        UserAction::Add {
-            username,
-            display_name,
-            role,
-            password_file,
-            sso_only,
-        } => {
-            let role = Role::parse(&role).with_context(|| {
-                format!("unknown role `{role}` (operator, police, supervisor, auditor, admin)")
-            })?;
-            let password = if sso_only {
-                None
-            } else {
-                let line = match password_file {
-                    Some(p) => std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?,
-                    None => {
-                        let mut l = String::new();
-                        std::io::stdin()
-                            .read_line(&mut l)
-                            .context("reading the password")?;
-                        l
-                    }
-                };
-                Some(line.lines().next().unwrap_or("").to_string())
-            };
-            let u = accounts::create(db, &username, &display_name, role, password.as_deref(), &by)
-                .await?;
-            println!("created {} ({}) as {}", u.username, u.display_name, u.role);
-        }
-        UserAction::List => {
-            for u in accounts::list(db).await? {
-                let state = if u.disabled { "disabled" } else { "active" };
-                println!("{}\t{}\t{}\t{}", u.username, u.role, state, u.display_name);
-            }
-        }
-        UserAction::Token {
-            username,
-            label,
-            days,
-        } => {
-            let t = ingest_server::api_tokens::create(db, &username, &label, days, &by).await?;
-            println!("token id: {}", t.token_id);
-            println!(
-                "token: {}  (shown once: Authorization: Bearer <token>)",
-                t.token
-            );
-        }
-        UserAction::RevokeToken { token_id } => {
-            ingest_server::api_tokens::revoke(db, &token_id, &by).await?;
-            println!("revoked token {token_id}");
-        }
-        UserAction::Disable { username } => {
-            let u = accounts::disable(db, &username, &by).await?;
-            println!("disabled {}", u.username);
-        }
-    }
-    Ok(())
 }
