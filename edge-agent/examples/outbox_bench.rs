@@ -214,6 +214,7 @@ fn make_violation(
         },
         evidence,
         software_version: "edge-agent bench".into(),
+        site_config_sha256: None,
     };
     Ok((SignedEvent::sign(&event, id.signing_key())?, dir))
 }

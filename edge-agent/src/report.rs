@@ -126,6 +126,7 @@ pub fn violation_event(
         track,
         evidence: processed.evidence.clone(),
         software_version: crate::health::SOFTWARE_VERSION.into(),
+        site_config_sha256: processed.site_sha256.clone(),
     }
 }
 

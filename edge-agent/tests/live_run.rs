@@ -153,6 +153,12 @@ fn edge_agent_run_turns_one_red_light_runner_into_one_delivered_event_while_a_de
     let signed = protocol::SignedEvent::from_json(&json).unwrap();
     let event: protocol::ViolationEvent = signed.verify(&id.verifying_key()).unwrap();
     assert!(event.clock.is_recording(), "{:?}", event.clock);
+    // And it names the site file its rules judged by.
+    let site_file = std::fs::read(d.join("site.toml")).unwrap();
+    assert_eq!(
+        event.site_config_sha256.as_deref(),
+        Some(protocol::sha256_hex(&site_file).as_str())
+    );
     let fps = format!("edge_camera_fps{{camera=\"{}\"}}", site.camera_id);
     assert!(metrics.contains(&fps), "{metrics}");
 }

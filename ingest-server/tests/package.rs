@@ -101,6 +101,7 @@ fn event(s: &Stills, plate: &str, display: &str) -> ViolationEvent {
     let mut ev = common::event(DEVICE, SITE, &files);
     ev.plate.text = Some(plate.into());
     ev.plate.display = Some(display.into());
+    ev.site_config_sha256 = Some(protocol::sha256_hex(b"the site file"));
     // first_seen = t-7 s, last_seen = t-4 s, event at t-5 s: frame 27 of 1..=40.
     let (cx, cy) = (BOX.0 + BOX.2 / 2, BOX.1 + BOX.3);
     ev.track.points = (0..20u32)
@@ -352,6 +353,14 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
         listed.push(name);
     }
     assert_eq!(listed.len(), files.len() - 2, "{sums}");
+    // The site file the device judged by, as it signed it.
+    assert!(
+        sums.contains(&format!(
+            "judged by (stop lines, lanes, calibration), as signed: sha256 {}",
+            protocol::sha256_hex(b"the site file")
+        )),
+        "{sums}"
+    );
     // The frame each still shows, as the device signed it.
     assert!(
         sums.contains("at.jpg (overview, ") && sums.contains(" bytes, frame 27, "),

@@ -401,6 +401,13 @@ pub struct ViolationEvent {
     pub evidence: Vec<EvidenceItem>,
     /// Software version of the edge agent, e.g. `edge-agent 0.3.1`.
     pub software_version: String,
+    /// SHA-256 of the camera's site file as the agent read it (stop lines,
+    /// lanes, signal regions, speed calibration: what the rules judged by),
+    /// 64 lowercase hex characters (schema 1.4, optional). The city keeps
+    /// each site file it deploys; this names which one a case was decided
+    /// under — for a speeding case, the calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_config_sha256: Option<String>,
 }
 
 impl ViolationEvent {
@@ -477,7 +484,11 @@ impl Message for ViolationEvent {
         }
         self.track.validate_at("track")?;
         evidence::validate_manifest("evidence", &self.evidence, self.event_time)?;
-        validate::check_ascii_text("software_version", &self.software_version, MAX_SHORT_TEXT)
+        validate::check_ascii_text("software_version", &self.software_version, MAX_SHORT_TEXT)?;
+        if let Some(h) = &self.site_config_sha256 {
+            validate::check_sha256_hex("site_config_sha256", h)?;
+        }
+        Ok(())
     }
 }
 

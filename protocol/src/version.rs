@@ -2,7 +2,8 @@
 //! `"MAJOR.MINOR"` (this build writes events and heartbeats as `1.4`,
 //! [`SchemaVersion::CURRENT`]: 1.1 added the plate's `source`, 1.2 the
 //! track's `riders` and the speed's uncertainty, 1.3 the heartbeat's
-//! `boot`, 1.4 the evidence items' `frame`; acks are `1.2`, see
+//! `boot`, 1.4 the evidence items' `frame` and the event's
+//! `site_config_sha256`; acks are `1.2`, see
 //! [`crate::Ack::VERSION`]). A receiver accepts any message with
 //! its own major version, whatever the minor; a minor version only adds
 //! optional fields (older receivers ignore them, the signature still covers

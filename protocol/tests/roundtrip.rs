@@ -246,3 +246,18 @@ fn evidence_checks_against_manifest() {
     let item = event.evidence_item("clip.mp4").unwrap();
     assert_eq!((item.size_bytes, item.check_digest(&hash)), (len, Ok(())));
 }
+
+/// The site file's hash (schema 1.4) is left out when absent, so earlier
+/// events keep their bytes, and must be a SHA-256 in hex when present.
+#[test]
+fn the_site_files_hash_is_optional_and_checked() {
+    let plain = serde_json::to_value(sample_event()).unwrap();
+    assert!(plain.get("site_config_sha256").is_none());
+    let mut e = sample_event();
+    e.site_config_sha256 = Some("ab".repeat(32));
+    assert!(e.validate().is_ok());
+    let v = serde_json::to_value(&e).unwrap();
+    assert_eq!(v["site_config_sha256"], "ab".repeat(32));
+    e.site_config_sha256 = Some("AB".repeat(32));
+    assert_eq!(e.validate().unwrap_err().field, "site_config_sha256");
+}

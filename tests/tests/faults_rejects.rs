@@ -86,6 +86,7 @@ fn event(device: &str) -> (ViolationEvent, Vec<Attachment>) {
             .map(|(name, role, b)| EvidenceItem::from_bytes(*name, "image/jpeg", *role, b))
             .collect(),
         software_version: "fault-test".into(),
+        site_config_sha256: None,
     };
     let attachments = files
         .into_iter()

@@ -60,6 +60,11 @@ pub struct SiteConfig {
     /// How this view's detections are read.
     #[serde(default)]
     pub detection: DetectionConfig,
+    /// SHA-256 of the file's text, as read ([`SiteConfig::from_toml_str`]):
+    /// each event names the site file its rules judged by (the event's
+    /// `site_config_sha256`). Not part of the file.
+    #[serde(skip)]
+    pub source_sha256: Option<String>,
 }
 
 /// How the vehicle detector's output is read for this camera's view.
@@ -413,11 +418,12 @@ impl SiteConfig {
 
     /// Parses and validates site TOML; `file` names it in errors.
     pub fn from_toml_str(text: &str, file: &str) -> Result<Self, SiteError> {
-        let config: SiteConfig =
+        let mut config: SiteConfig =
             toml::from_str(text).map_err(|e| SiteError::from_toml(file, text, &e))?;
         config
             .validate()
             .map_err(|(field, message)| SiteError::semantic(file, text, field, message))?;
+        config.source_sha256 = Some(protocol::sha256_hex(text.as_bytes()));
         Ok(config)
     }
 

@@ -72,6 +72,8 @@ pub struct Processed {
     pub dir: std::path::PathBuf,
     pub evidence: Vec<protocol::EvidenceItem>,
     pub missing: Vec<String>,
+    /// SHA-256 of the site file the violation was judged by.
+    pub site_sha256: Option<String>,
 }
 
 /// The violator's box padded by 10% of its size, clipped to the frame.
@@ -427,10 +429,12 @@ pub fn process(
         }
     }
     let track = track_summary(&job);
+    let site_sha256 = job.site().source_sha256.clone();
     let set: EvidenceSet = job.write(spool)?;
     Ok(Processed {
         plate,
         track,
+        site_sha256,
         dir: set.dir.clone(),
         evidence: set.items,
         missing: set

@@ -111,6 +111,7 @@ pub fn violation(
         },
         evidence,
         software_version: "edge-agent test".into(),
+        site_config_sha256: None,
     };
     (
         SignedEvent::sign(&event, identity.signing_key()).unwrap(),

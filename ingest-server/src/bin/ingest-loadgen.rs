@@ -117,6 +117,7 @@ fn make_bundle(device: &str, key: &SigningKey, still: &[u8]) -> Result<(Uuid, Ve
             .map(|n| EvidenceItem::from_bytes(names[n], "image/jpeg", roles[n], &stills[n]))
             .collect(),
         software_version: "loadgen".into(),
+        site_config_sha256: None,
     };
     let bundle = EventBundle {
         event: event.sign(key)?,

@@ -171,6 +171,16 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
         &format!("{} (phần mềm: {})", c.device_id, ev.software_version),
     );
     d.field("Ghi danh", &s.enrolment_text());
+    // The site file (stop lines, lanes, calibration) the device judged by,
+    // as it signed it: the city's copy of that file is the one to produce.
+    d.field_with(
+        "Tệp cấu hình điểm (SHA-256)",
+        ev.site_config_sha256
+            .as_deref()
+            .unwrap_or("— (thiết bị không ghi)"),
+        8.0,
+        false,
+    );
     d.field_with(
         "Khóa công khai Ed25519",
         s.key_hex.as_deref().unwrap_or("—"),

@@ -21,6 +21,11 @@ pub(super) fn sums(files: &[(String, Vec<u8>)], event: &ViolationEvent, loaded: 
     for (name, bytes) in files {
         s.push_str(&format!("{}  {name}\n", sha256_hex(bytes)));
     }
+    if let Some(h) = &event.site_config_sha256 {
+        s.push_str(&format!(
+            "# Site file the device judged by (stop lines, lanes, calibration), as signed: sha256 {h}\n"
+        ));
+    }
     s.push_str(
         "# Evidence hashes in the device's signed manifest (event.json, payload.evidence):\n",
     );

@@ -98,6 +98,7 @@ pub fn sample_event() -> ViolationEvent {
             EvidenceItem::from_bytes("clip.mp4", "video/mp4", EvidenceRole::Clip, CLIP),
         ],
         software_version: "edge-agent 0.1.0".into(),
+        site_config_sha256: None,
     }
 }
 

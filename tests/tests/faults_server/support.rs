@@ -612,6 +612,7 @@ pub fn fill_outbox(edge: &Edge, n: usize, clip_len: usize) -> Vec<Made> {
             },
             evidence: items,
             software_version: "fault-test".into(),
+            site_config_sha256: None,
         };
         edge_agent::report::sign_and_queue(&identity, &mut outbox, &event, &dir)
             .expect("queue the event");
