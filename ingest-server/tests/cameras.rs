@@ -103,10 +103,7 @@ fn speeding(mut ev: ViolationEvent) -> ViolationEvent {
 
 /// Moves an event `s` seconds later (within the clock tolerance).
 fn later(mut ev: ViolationEvent, s: i64) -> ViolationEvent {
-    let d = time::Duration::seconds(s);
-    ev.event_time += d;
-    ev.track.first_seen += d;
-    ev.track.last_seen += d;
+    common::shift(&mut ev, time::Duration::seconds(s));
     ev
 }
 

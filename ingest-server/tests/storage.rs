@@ -154,9 +154,7 @@ async fn suite(url: String) {
     assert_eq!((code, reason.as_str()), (None, "wrong_topic"));
 
     let mut future = event("edge-01", SITE, &files);
-    future.event_time += time::Duration::minutes(10);
-    future.track.first_seen += time::Duration::minutes(10);
-    future.track.last_seen += time::Duration::minutes(10);
+    shift(&mut future, time::Duration::minutes(10));
     let (code, reason) =
         rejected_code(&submit(&i, bundle(&future, &k1, &files), topic("edge-01")).await);
     assert_eq!(
@@ -165,9 +163,7 @@ async fn suite(url: String) {
     );
 
     let mut ancient = event("edge-01", SITE, &files);
-    ancient.event_time -= time::Duration::days(400);
-    ancient.track.first_seen -= time::Duration::days(400);
-    ancient.track.last_seen -= time::Duration::days(400);
+    shift(&mut ancient, -time::Duration::days(400));
     let (code, reason) =
         rejected_code(&submit(&i, bundle(&ancient, &k1, &files), topic("edge-01")).await);
     assert_eq!(

@@ -179,6 +179,17 @@ pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
     }
 }
 
+/// Moves every time an event holds by `d`: its time, its track's, and the
+/// frames its stills name.
+pub fn shift(ev: &mut ViolationEvent, d: time::Duration) {
+    ev.event_time += d;
+    ev.track.first_seen += d;
+    ev.track.last_seen += d;
+    for f in ev.evidence.iter_mut().filter_map(|e| e.frame.as_mut()) {
+        f.time += d;
+    }
+}
+
 /// The bundle of a signed event with both stills attached.
 pub fn bundle(event: &ViolationEvent, key: &SigningKey, files: &Files) -> Vec<u8> {
     EventBundle {
