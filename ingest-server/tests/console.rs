@@ -241,6 +241,17 @@ async fn operators_review_and_police_confirm_through_the_console() {
         let a = dung.get("/console/audit");
         assert!(a.body.contains("case.confirm") && a.body.contains("owner.view"));
         assert!(a.body.contains("id=\"chain\"") && !a.body.contains("flash error"));
+        // A signed anchor of the chain to keep outside the database; the
+        // download itself is audited.
+        assert!(a.body.contains("href=\"/console/audit/anchor\""));
+        let anc = dung.get("/console/audit/anchor");
+        assert_eq!(anc.status, 200, "{}", anc.body);
+        assert!(anc.headers["content-disposition"].starts_with("attachment"));
+        let anchored = ingest_server::audit::anchor::parse(&anc.body).unwrap();
+        tokio::runtime::Handle::current()
+            .block_on(ingest_server::audit::anchor::check(&db3, &anchored))
+            .unwrap();
+        assert!(dung.get("/console/audit").body.contains("audit.anchor"));
         assert_eq!(
             dung.get("/console/queue").status,
             403,
@@ -1112,6 +1123,7 @@ async fn admins_see_no_audit_log_and_console_evidence_reads_are_audited() {
         let mut em = Client::new(addr);
         assert_eq!(em.login("qt.em", seed::PASSWORD).status, 303);
         assert_eq!(em.get("/console/audit").status, 403);
+        assert_eq!(em.get("/console/audit/anchor").status, 403);
         assert_eq!(em.get("/console/quarantine").status, 403);
         let health = em.get("/console/health");
         assert!(

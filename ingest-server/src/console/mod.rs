@@ -89,6 +89,7 @@ pub fn routes() -> Router<ApiContext> {
         .route("/console/health", get(ops::health))
         .route("/console/quarantine", get(ops::quarantine))
         .route("/console/audit", get(ops::audit))
+        .route("/console/audit/anchor", get(ops::audit_anchor))
         .route("/console/admin", get(admin::page))
         .route("/console/devices", get(devices::page).post(devices::enrol))
         .route("/console/devices/revoke", post(devices::revoke))

@@ -277,8 +277,16 @@ pub async fn audit(
             esc(&e.detail)
         );
     }
+    let anchor = format!(
+        "<p><a class=\"button\" id=\"anchor\" href=\"/console/audit/anchor\">{}</a> <span class=\"muted\">{}</span></p>",
+        lang.t("Tải mốc neo đã ký", "Download a signed anchor"),
+        lang.t(
+            "đầu chuỗi, ký bằng khóa máy chủ: lưu ngoài cơ sở dữ liệu; kiểm tra: ingest-server audit verify --anchor TỆP",
+            "the chain's head signed with the server key: keep it outside the database; check: ingest-server audit verify --anchor FILE"
+        ),
+    );
     let body = format!(
-        "<h1>{}</h1>{check}<table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
+        "<h1>{}</h1>{check}{anchor}<table id=\"audit\"><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>{rows}</table>",
         lang.t("Nhật ký kiểm toán", "Audit log"),
         lang.t("Thời gian", "Time"),
         lang.t("Người thực hiện", "Actor"),
@@ -287,4 +295,43 @@ pub async fn audit(
         lang.t("Chi tiết", "Detail"),
     );
     Ok(viewer.page(lang.t("Nhật ký kiểm toán", "Audit log"), &body))
+}
+
+/// `GET /console/audit/anchor`: the chain checked whole and its head signed
+/// with the server key (`audit::anchor`), as a file for an auditor to keep
+/// outside the database; the download is audited.
+pub async fn audit_anchor(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+) -> Result<Response, ConsoleError> {
+    use axum::http::header;
+    use axum::response::IntoResponse;
+    viewer.require(&[Role::Supervisor, Role::Auditor])?;
+    let lang = viewer.lang;
+    let db = &ctx.ingestor.context().db;
+    let a = audit::anchor::make(db, &ctx.server_key, now_ms())
+        .await
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    viewer
+        .audit(
+            db,
+            "audit.anchor",
+            "audit",
+            serde_json::json!({"seq": a.seq, "hash": a.hash}),
+        )
+        .await?;
+    let body = serde_json::to_string_pretty(&a)
+        .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"audit-anchor-{}.json\"", a.seq),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
