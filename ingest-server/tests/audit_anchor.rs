@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use ingest_server::app;
 use ingest_server::audit::anchor::{self, AnchorError};
 use ingest_server::audit::{self, Verification, Who, entry_hash};
@@ -123,16 +121,11 @@ async fn an_anchor_finds_a_chain_rewritten_behind_it() {
     // The same through the command line, as an operator would.
     let file = dir.path().join("anchor-5.json");
     std::fs::write(&file, serde_json::to_string(&a).unwrap()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_ingest-server"))
-        .args(["audit", "verify", "--anchor"])
-        .arg(&file)
-        .env("INGEST_DATA_DIR", dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("INGEST_CONFIG")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{err}");
+    let (ok, _, err) = common::cli(
+        dir.path(),
+        &["audit", "verify", "--anchor", file.to_str().unwrap()],
+    );
+    assert!(!ok, "{err}");
     assert!(
         err.contains("DOES NOT HOLD") && err.contains("rewritten"),
         "{err}"
@@ -143,20 +136,7 @@ async fn an_anchor_finds_a_chain_rewritten_behind_it() {
 #[test]
 fn the_command_line_makes_and_checks_an_anchor() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ingest-server"))
-            .args(args)
-            .env("INGEST_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("INGEST_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| common::cli(dir.path(), args);
     let file = dir.path().join("anchor.json");
     let file_arg = file.to_str().unwrap();
     let (ok, out, err) = run(&["audit", "anchor", "--out", file_arg]);

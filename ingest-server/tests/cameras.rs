@@ -505,21 +505,7 @@ async fn with_the_check_off_an_unknown_camera_is_accepted() {
 #[test]
 fn camera_cli_add_list_retire() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ingest-server"))
-            .args(args)
-            .env("INGEST_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("INGEST_CONFIG")
-            .env_remove("INGEST_REQUIRE_KNOWN_CAMERA")
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).to_string(),
-            String::from_utf8_lossy(&out.stderr).to_string(),
-        )
-    };
+    let run = |args: &[&str]| cli(dir.path(), args);
     let k = public_hex(&key());
     let (ok, out, err) = run(&[
         "device",

@@ -179,6 +179,25 @@ pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
     }
 }
 
+/// Runs the `ingest-server` binary with `args` on the data in `dir`
+/// (SQLite, no configuration file, none of the environment's overrides):
+/// whether it succeeded, its standard output and its standard error.
+pub fn cli(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ingest-server"))
+        .args(args)
+        .env("INGEST_DATA_DIR", dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("INGEST_CONFIG")
+        .env_remove("INGEST_REQUIRE_KNOWN_CAMERA")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
 /// Moves every time an event holds by `d`: its time, its track's, and the
 /// frames its stills name.
 pub fn shift(ev: &mut ViolationEvent, d: time::Duration) {
