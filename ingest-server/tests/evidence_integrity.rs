@@ -228,6 +228,16 @@ async fn an_unsynchronised_clock_is_shown_and_must_be_acknowledged_to_confirm() 
                 .contains("id=\"clock-sync\">đồng hồ đã đồng bộ (lệch -3 ms)")
         );
         assert!(!ok_page.body.contains("id=\"clock-ack\""));
+        // The site file the device judged by, as it signed it.
+        let site_file = protocol::sha256_hex(b"site file of the test camera");
+        assert!(
+            ok_page.body.contains(&format!(
+                "id=\"site-file\">· tệp cấu hình <code>{}</code>",
+                &site_file[..12]
+            )),
+            "{}",
+            ok_page.body
+        );
         // Each still names the frame it shows, as the device signed it.
         assert!(
             ok_page

@@ -425,7 +425,7 @@ pub async fn show(
          <tr><th>{typ_l}</th><td id=\"violation\">{typ}</td></tr>\
          <tr><th>{time_l}</th><td id=\"event-time\">{time} {clock_sync} {clock}</td></tr>\
          <tr><th>{limit_l}</th><td id=\"limitation\">{limit}</td></tr>\
-         <tr><th>{place_l}</th><td>{site} · {cam} · {dev}</td></tr>
+         <tr><th>{place_l}</th><td>{site} · {cam} · {dev}{site_file}</td></tr>
          <tr><th>{veh_l}</th><td><span id=\"vehicle\">{vehicle}{riders}</span> · <span id=\"owner-status\">{owner_status}</span>{hold}</td></tr>\
          <tr><th>{signal_l}</th><td>{signal}</td></tr>{speed}\
          <tr><th>{fine_l}</th><td id=\"fine\">{fine} {article} {points}</td></tr>\
@@ -453,6 +453,16 @@ pub async fn show(
         site = esc(&case.site),
         cam = esc(&case.camera_id),
         dev = esc(&case.device_id),
+        // The site file the device judged by, as it signed it (schema 1.4).
+        site_file = event
+            .as_ref()
+            .and_then(|e| e.site_config_sha256.as_deref())
+            .map(|h| format!(
+                " <span class=\"muted\" id=\"site-file\">· {} <code>{}</code></span>",
+                lang.t("tệp cấu hình", "site file"),
+                esc(&h[..h.len().min(12)])
+            ))
+            .unwrap_or_default(),
         veh_l = lang.t("Phương tiện · tra cứu chủ xe", "Vehicle · owner lookup"),
         vehicle = esc(&case.vehicle_class),
         riders = esc(&riders_text(lang, event.as_ref())),

@@ -175,7 +175,7 @@ pub fn event(device: &str, site: &str, files: &Files) -> ViolationEvent {
             EvidenceItem::from_bytes("clip.mp4", "video/mp4", EvidenceRole::Clip, &files.clip),
         ],
         software_version: "edge-agent test".into(),
-        site_config_sha256: None,
+        site_config_sha256: Some(protocol::sha256_hex(b"site file of the test camera")),
     }
 }
 
