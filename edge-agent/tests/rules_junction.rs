@@ -465,6 +465,7 @@ fn fed_late(green: u64) -> impl Fn(u64) -> edge_agent::signal::SignalStatus {
             transition_seen: true,
             changing_since: None,
             known_until_us: Some(heard),
+            unvouched_red: None,
         }
     }
 }
@@ -511,6 +512,7 @@ fn a_run_waiting_for_the_feed_outlives_its_track() {
     // A feed that never vouches past frame 10: given up, never guessed.
     let stuck = |n: u64| edge_agent::signal::SignalStatus {
         known_until_us: Some(ts(n.min(10))),
+        unvouched_red: None,
         ..fed_late(1000)(n)
     };
     let out = run_fed(SITE, &[leaving()], stuck, 100);
@@ -534,6 +536,7 @@ fn a_run_the_feed_never_vouched_for_leaves_its_stop_line_case() {
     };
     let stuck = |n: u64| edge_agent::signal::SignalStatus {
         known_until_us: Some(ts(0)),
+        unvouched_red: None,
         ..fed_late(1000)(n)
     };
     let out = run_fed(SITE, &[Vehicle::new(8, Car, path)], stuck, 100);

@@ -464,3 +464,79 @@ fn a_false_red_that_ends_in_a_dark_spell_fines_no_one() {
         assert_eq!(red_light_runs(&out), 0, "{after:?}: {:?}", out.summary());
     }
 }
+
+/// The bus is read as red 2.6 s into the yellow (believed: a yellow may
+/// look 0.5 s short), the car crosses then, and the bus goes on to hide
+/// the head from 4.0 s — before the red would have been vouched for (5 s),
+/// though the dark is long enough to count only after that. Whatever is
+/// seen after the spell, no run.
+#[test]
+fn a_false_red_hidden_just_before_it_would_be_vouched_fines_no_one() {
+    for after in [Yellow, Red, Green] {
+        let raw = move |n: u64| match n {
+            0..3 => Green,
+            3..29 => Yellow,
+            29..43 => Red,
+            43..60 => Unknown,
+            60..70 => after,
+            _ => Red,
+        };
+        let statuses = lamp_statuses(raw, 140);
+        assert_eq!(statuses[40].state, Red, "the false red is believed");
+        assert_eq!(
+            statuses[54].known_until_us,
+            Some(i64::MIN),
+            "dark since before 5 s"
+        );
+        let out = run_fed(
+            SITE,
+            &[car_reaching_at(30)],
+            move |n| statuses[n as usize],
+            140,
+        );
+        assert_eq!(red_light_runs(&out), 0, "{after:?}: {:?}", out.summary());
+    }
+}
+
+/// After a long dark spell the yellow it ended in is the yellow of a later
+/// cycle, not the one the doubted red followed: believed from its own
+/// sighting; the doubted red is disowned (a run that crossed on it is
+/// dropped), not undone into a yellow 13 s long.
+#[test]
+fn a_yellow_long_after_a_doubted_red_is_a_new_one() {
+    let raw = |n: u64| match n {
+        0..3 => Green,
+        3..33 => Yellow,
+        33..36 => Red,
+        36..136 => Unknown,
+        _ => Yellow,
+    };
+    let s = lamp_statuses(raw, 150);
+    assert_eq!(s[140].state, Yellow);
+    assert_eq!(s[140].since_us, ts(136), "{:?}", s[140]);
+    assert_eq!(s[140].unvouched_red, Some((ts(33), ts(136))));
+    assert!(s[140].disowns(ts(34)) && !s[140].disowns(ts(140)));
+}
+
+/// A red vouched for long ago, a run on it held (its manoeuvre not yet
+/// known in a right-turn-on-red lane), and a truck hiding the head for 2 s:
+/// the red seen again is the same red, the run is reported.
+#[test]
+fn a_dark_spell_on_a_vouched_red_loses_no_run() {
+    let raw = |n: u64| match n {
+        0..3 => Green,
+        3..33 => Yellow,
+        33..100 => Red,
+        100..120 => Unknown,
+        _ => Red,
+    };
+    let statuses = lamp_statuses(raw, 200);
+    // A motorbike up lane s3 (right turn on red allowed there), over the
+    // line at frame 97, straight on.
+    let moto = Vehicle::new(1, protocol::VehicleClass::Motorcycle, |n: u64| {
+        let y = 600.0 + 20.0 * (97.0 - n as f64);
+        (y <= 1060.0 && y >= 0.0).then(|| Point::new(1300.0, y))
+    });
+    let out = run_fed(SITE, &[moto], move |n| statuses[n as usize], 200);
+    assert_eq!(red_light_runs(&out), 1, "{:?}", out.summary());
+}

@@ -62,6 +62,21 @@ async fn an_anchor_finds_a_chain_rewritten_behind_it() {
         anchor::parse("{\"seq\":1}"),
         Err(AnchorError::Malformed(_))
     ));
+    // A key retired: anchors it signed before still hold, one it signed
+    // after does not.
+    assert!(
+        ingest_server::server_key::retire(&db, &key.public_key_hex())
+            .await
+            .unwrap()
+    );
+    anchor::check(&db, &a).await.unwrap();
+    let late = anchor::make(&db, &key, ingest_server::db::now_ms() + 60_000)
+        .await
+        .unwrap();
+    assert!(matches!(
+        anchor::check(&db, &late).await,
+        Err(AnchorError::RetiredKey(_))
+    ));
 
     // Entry 3 edited, and every entry after it and the head rewritten with
     // fresh hashes (the append-only triggers dropped): the chain alone

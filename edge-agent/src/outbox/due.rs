@@ -47,8 +47,9 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// clock battery, no network yet) stamps its rows in 1970 or thereabouts,
 /// and aged from such a stamp they would lose their evidence at the first
 /// trusted pass; they are aged from that pass instead, as rows made since.
-/// A stamp after it is taken as true: old builds had no better record of
-/// the clock they wrote it with.
+/// A stamp after it and not after the migration's own clock is taken as
+/// true: old builds had no better record of the clock they wrote it with
+/// (a stamp from the future is aged from the first trusted pass).
 const AGED_FROM_CREATED_SINCE_MS: i64 = 1_577_836_800_000;
 
 /// Sets `aged_from` to `created_at` on the rows held when the column was
@@ -57,8 +58,8 @@ const AGED_FROM_CREATED_SINCE_MS: i64 = 1_577_836_800_000;
 fn aged_from_created(conn: &Connection) -> Result<(), rusqlite::Error> {
     conn.execute(
         "UPDATE events SET aged_from = created_at
-         WHERE aged_from IS NULL AND created_at >= ?1",
-        params![AGED_FROM_CREATED_SINCE_MS],
+         WHERE aged_from IS NULL AND created_at >= ?1 AND created_at <= ?2",
+        params![AGED_FROM_CREATED_SINCE_MS, super::now_ms()],
     )?;
     Ok(())
 }

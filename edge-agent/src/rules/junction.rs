@@ -281,6 +281,13 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         let changed_since = now
             .filter(|s| matches!(s.state, SignalState::Green | SignalState::Yellow))
             .map(|s| s.since_us);
+        if c.red && !c.red_done && now.is_some_and(|s| s.disowns(c.t_cross)) {
+            // The red it crossed on ended in a dark spell before the lamps
+            // could vouch for it, and what was seen after settles nothing:
+            // maybe a bus read as red. No case.
+            c.red = false;
+            c.awaiting = None;
+        }
         if c.red && !c.red_done && changed_since.is_some_and(|t| t <= c.t_cross) {
             // The change, confirmed only now, had begun by the time the
             // vehicle reached the line: it was not red then after all.
@@ -327,12 +334,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // so a run is decided once the feed has spoken for the moment
             // of the movement that confirmed it (with its clock's allowed
             // lead to spare).
-            // And the red now must be the one it crossed on (a later red,
-            // after the head went dark, vouches for nothing before it).
-            let vouched = now.is_none_or(|s| {
-                s.vouched_at(c.t_confirm, FEED_MARGIN_US)
-                    && (s.state != SignalState::Red || s.since_us <= c.t_cross)
-            });
+            let vouched = now.is_none_or(|s| s.vouched_at(c.t_confirm, FEED_MARGIN_US));
             match decision {
                 Some(false) => c.red_done = true,
                 Some(true) => {

@@ -429,24 +429,14 @@ impl RuleEngine {
             let changed = status
                 .filter(|s| matches!(s.state, SignalState::Green | SignalState::Yellow))
                 .map(|s| s.since_us);
-            if changed.is_some_and(|t| t <= a.t_cross) {
+            if changed.is_some_and(|t| t <= a.t_cross)
+                || status.is_some_and(|s| s.disowns(a.t_cross))
+            {
                 continue;
             }
             if changed.is_some_and(|t| t <= a.t_confirm) {
                 // Went on only as the light changed: no run.
                 self.out.extend(held_of(a, last));
-                continue;
-            }
-            if status.is_some_and(|s| s.state == SignalState::Red && s.since_us > a.t_cross) {
-                // The red it crossed on ended before it was vouched for (the
-                // head went dark; a lamp-read red then may have been a bus
-                // in front of it); the red now is a later one.
-                give_up(
-                    a,
-                    last,
-                    &mut self.out,
-                    "the red it crossed on was never vouched for",
-                );
                 continue;
             }
             // Counted from the run's evidence frame: the crossing, or for a

@@ -309,6 +309,7 @@ impl FeedGroups {
                     transition_seen: u.state != SignalState::Unknown,
                     changing_since: None,
                     known_until_us: Some(u.sent_us),
+                    unvouched_red: None,
                 },
             );
         }
@@ -324,6 +325,7 @@ impl FeedGroups {
                     &g.group,
                     SignalStatus {
                         known_until_us: g.heard_us,
+                        unvouched_red: None,
                         ..SignalStatus::unknown(from)
                     },
                 );
@@ -337,6 +339,7 @@ impl FeedGroups {
             super::SignalSource::status(&self.feed, group).unwrap_or(SignalStatus {
                 // Nothing heard yet: vouched for nothing.
                 known_until_us: Some(i64::MIN),
+                unvouched_red: None,
                 ..SignalStatus::unknown(0)
             })
         })

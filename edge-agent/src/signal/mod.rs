@@ -65,6 +65,12 @@ pub struct SignalStatus {
     /// change after that may still be on its way, so nothing later is
     /// judged on it yet.
     pub known_until_us: Option<i64>,
+    /// A lamp-read red, from its start to when the head was seen again,
+    /// that was never vouched for: it ended in a dark spell while a yellow
+    /// could still have followed it (a bus read as red may have gone on to
+    /// hide the head), and what was seen after settles nothing. A run that
+    /// crossed on it is dropped ([`SignalStatus::disowns`]).
+    pub unvouched_red: Option<(i64, i64)>,
 }
 
 impl SignalStatus {
@@ -76,6 +82,7 @@ impl SignalStatus {
             transition_seen: false,
             changing_since: None,
             known_until_us: None,
+            unvouched_red: None,
         }
     }
 
@@ -84,6 +91,13 @@ impl SignalStatus {
     pub fn vouched_at(&self, at_us: i64, margin_us: i64) -> bool {
         self.known_until_us
             .is_none_or(|k| k >= at_us.saturating_add(margin_us))
+    }
+
+    /// Whether a crossing at `t_cross` was on a red the source disowns
+    /// ([`SignalStatus::unvouched_red`]).
+    pub fn disowns(&self, t_cross: i64) -> bool {
+        self.unvouched_red
+            .is_some_and(|(from, to)| t_cross >= from && t_cross < to)
     }
 
     /// Whether the state held at `at_us`, as far as is known: it had begun,
@@ -171,6 +185,11 @@ pub struct SignalFilter {
     doubted: bool,
     /// That red, while doubted.
     doubted_red: Option<SignalStatus>,
+    /// When the current run of unknown frames began.
+    dark_from: i64,
+    /// The latest doubted red settled by anything but the yellow that
+    /// proves it false ([`SignalStatus::unvouched_red`]).
+    unvouched_red: Option<(i64, i64)>,
     /// The latest frame's time.
     last_us: i64,
 }
@@ -196,6 +215,8 @@ impl SignalFilter {
             vouch_from: None,
             doubted: false,
             doubted_red: None,
+            dark_from: start_us,
+            unvouched_red: None,
             last_us: start_us,
         }
     }
@@ -224,7 +245,12 @@ impl SignalFilter {
     /// The believed status, with the colour being confirmed, if any.
     pub fn status(&self) -> SignalStatus {
         let mut known_until_us = None;
-        if self.doubted {
+        // A red not yet vouched for when the head went dark is not vouched
+        // for by the dark (however long it lasts: the dark began before).
+        let dark_since_unvouched = self.unknown_run > 0
+            && self.current.state == SignalState::Red
+            && self.vouch_from.is_some_and(|v| self.dark_from < v);
+        if self.doubted || dark_since_unvouched {
             known_until_us = Some(i64::MIN);
         } else if self.current.state == SignalState::Red {
             if self.vouch_from.is_some_and(|v| self.last_us < v) {
@@ -241,6 +267,7 @@ impl SignalFilter {
                 .filter(|(s, _, _)| *s != self.current.state)
                 .map(|(_, _, first)| first),
             known_until_us,
+            unvouched_red: self.unvouched_red,
             ..self.current
         }
     }
@@ -249,11 +276,16 @@ impl SignalFilter {
     pub fn observe(&mut self, raw: SignalState, at_us: i64) -> SignalStatus {
         self.last_us = at_us;
         if raw == SignalState::Unknown {
+            if self.unknown_run == 0 {
+                self.dark_from = at_us;
+            }
             self.unknown_run = self.unknown_run.saturating_add(1);
             if self.current.state != SignalState::Unknown && self.unknown_run >= self.unknown_frames
             {
+                // Doubted if it was not vouched for when the head went dark
+                // (not when the dark run was long enough to count).
                 self.doubted = self.current.state == SignalState::Red
-                    && self.vouch_from.is_some_and(|v| at_us < v);
+                    && self.vouch_from.is_some_and(|v| self.dark_from < v);
                 // A doubted red keeps the yellow it followed: a yellow seen
                 // after the dark spell undoes the red as if seen at once.
                 self.doubted_red = self.doubted.then_some(self.current);
@@ -329,10 +361,25 @@ impl SignalFilter {
     fn confirm(&mut self, raw: SignalState, since: i64, seen: bool) {
         use SignalState::{Red, Yellow};
         // After a dark spell that ended a red not yet vouched for, the
-        // red is what the colour now seen follows.
-        let from = match self.doubted_red.take() {
-            Some(red) if self.doubted => red,
-            _ => self.current,
+        // red is what the colour now seen follows — if a yellow could still
+        // be on: the yellow it followed (or, with none seen, one since the
+        // red) no more than the longest yellow ago. Otherwise, and for any
+        // other colour, the spell settles nothing about the red: it is
+        // disowned, and runs that crossed on it are dropped.
+        let max_yellow = self.yellow_us.map_or(MAX_YELLOW_US, |(_, max)| max);
+        let doubted = self.doubted.then(|| self.doubted_red.take()).flatten();
+        let from = match doubted {
+            Some(red) => {
+                let began = self.yellow_before.map_or(red.since_us, |y| y.since_us);
+                if raw == Yellow && since <= began.saturating_add(max_yellow) {
+                    red
+                } else {
+                    self.yellow_before = None;
+                    self.unvouched_red = Some((red.since_us, since));
+                    self.current
+                }
+            }
+            None => self.current,
         };
         self.candidate = None;
         self.vouch_from = None;
@@ -349,6 +396,7 @@ impl SignalFilter {
                 transition_seen: false,
                 changing_since: None,
                 known_until_us: None,
+                unvouched_red: None,
             });
             return;
         }
@@ -370,6 +418,7 @@ impl SignalFilter {
             transition_seen: seen,
             changing_since: None,
             known_until_us: None,
+            unvouched_red: None,
         };
     }
 }
@@ -401,6 +450,7 @@ impl ExternalFeed {
                         && state != SignalState::Unknown,
                     changing_since: None,
                     known_until_us: None,
+                    unvouched_red: None,
                 };
             }
             None => self.groups.push((
@@ -411,6 +461,7 @@ impl ExternalFeed {
                     transition_seen: false,
                     changing_since: None,
                     known_until_us: None,
+                    unvouched_red: None,
                 },
             )),
         }

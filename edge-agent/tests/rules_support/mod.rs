@@ -304,6 +304,7 @@ pub fn fed_every_second(green: u64, latency: u64) -> impl Fn(u64) -> SignalStatu
             transition_seen: since > 0,
             changing_since: None,
             known_until_us: Some(ts(sent)),
+            unvouched_red: None,
         }
     }
 }

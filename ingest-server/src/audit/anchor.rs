@@ -9,7 +9,10 @@
 //! `ingest-server audit verify --anchor FILE` checks that the chain still
 //! holds that entry with that hash, so a rewrite of anything up to the
 //! anchor is found, and that the anchor is one this server signed (by a
-//! key in `server_keys`, retired or not), so a forged anchor is not.
+//! key in `server_keys`, before it was retired). The key list is in the
+//! database too: someone who can rewrite the chain can add a key of their
+//! own, so `audit verify` prints the key each anchor was signed by, to be
+//! compared with the key the city published (`key show`).
 
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
@@ -52,6 +55,9 @@ pub enum AnchorError {
     /// Signed by a key this server never had.
     #[error("anchor signed by {0}, which is not one of this server's keys")]
     UnknownKey(String),
+    /// Signed, by its own account, after its key was retired.
+    #[error("anchor dated after its key {0} was retired")]
+    RetiredKey(String),
     /// The signature does not match the anchor's contents.
     #[error("the anchor's signature does not match its contents")]
     BadSignature,
@@ -121,8 +127,11 @@ pub fn parse(text: &str) -> Result<Anchor, AnchorError> {
 /// the chain still holds its entry with its hash.
 pub async fn check(db: &Db, anchor: &Anchor) -> Result<(), AnchorError> {
     let known = crate::server_key::list(db).await?;
-    if !known.iter().any(|(k, _, _)| *k == anchor.server_key) {
+    let Some((_, _, retired)) = known.iter().find(|(k, _, _)| *k == anchor.server_key) else {
         return Err(AnchorError::UnknownKey(anchor.server_key.clone()));
+    };
+    if retired.is_some_and(|r| anchor.at > r) {
+        return Err(AnchorError::RetiredKey(anchor.server_key.clone()));
     }
     let key = crate::devices::parse_public_key(&anchor.server_key)
         .map_err(|e| AnchorError::Malformed(e.to_string()))?;

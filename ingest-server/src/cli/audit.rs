@@ -46,7 +46,9 @@ pub(super) async fn verify(cfg: &Config, anchors: &[PathBuf]) -> Result<()> {
     for path in anchors {
         let checked = match std::fs::read_to_string(path) {
             Ok(text) => match audit::anchor::parse(&text) {
-                Ok(a) => audit::anchor::check(db, &a).await.map(|()| a.seq),
+                Ok(a) => audit::anchor::check(db, &a)
+                    .await
+                    .map(|()| (a.seq, a.server_key)),
                 Err(e) => Err(e),
             },
             Err(e) => {
@@ -56,7 +58,10 @@ pub(super) async fn verify(cfg: &Config, anchors: &[PathBuf]) -> Result<()> {
             }
         };
         match checked {
-            Ok(seq) => println!("{}: holds (entry {seq})", path.display()),
+            Ok((seq, key)) => println!(
+                "{}: holds (entry {seq}; signed by {key}: compare with the published server key)",
+                path.display()
+            ),
             Err(e) => {
                 eprintln!("{}: DOES NOT HOLD: {e}", path.display());
                 failed = true;
