@@ -535,7 +535,7 @@ fn a_dark_spell_on_a_vouched_red_loses_no_run() {
     // line at frame 97, straight on.
     let moto = Vehicle::new(1, protocol::VehicleClass::Motorcycle, |n: u64| {
         let y = 600.0 + 20.0 * (97.0 - n as f64);
-        (y <= 1060.0 && y >= 0.0).then(|| Point::new(1300.0, y))
+        (0.0..=1060.0).contains(&y).then(|| Point::new(1300.0, y))
     });
     let out = run_fed(SITE, &[moto], move |n| statuses[n as usize], 200);
     assert_eq!(red_light_runs(&out), 1, "{:?}", out.summary());
