@@ -181,9 +181,8 @@ pub struct SignalFilter {
     /// A red not yet vouched for ended in a dark spell: whether it was the
     /// red lamp or something red in front of the head that went on to hide
     /// it is not known, so nothing is vouched for until a colour is seen
-    /// again — and a red seen then is a new one, dated from then.
-    doubted: bool,
-    /// That red, while doubted.
+    /// again — and a red seen then is a new one, dated from then. That
+    /// red, while doubted.
     doubted_red: Option<SignalStatus>,
     /// When the current run of unknown frames began.
     dark_from: i64,
@@ -213,7 +212,6 @@ impl SignalFilter {
             yellow_us: None,
             yellow_before: None,
             vouch_from: None,
-            doubted: false,
             doubted_red: None,
             dark_from: start_us,
             unvouched_red: None,
@@ -250,7 +248,7 @@ impl SignalFilter {
         let dark_since_unvouched = self.unknown_run > 0
             && self.current.state == SignalState::Red
             && self.vouch_from.is_some_and(|v| self.dark_from < v);
-        if self.doubted || dark_since_unvouched {
+        if self.doubted_red.is_some() || dark_since_unvouched {
             known_until_us = Some(i64::MIN);
         } else if self.current.state == SignalState::Red {
             if self.vouch_from.is_some_and(|v| self.last_us < v) {
@@ -284,14 +282,14 @@ impl SignalFilter {
             {
                 // Doubted if it was not vouched for when the head went dark
                 // (not when the dark run was long enough to count).
-                self.doubted = self.current.state == SignalState::Red
+                let doubted = self.current.state == SignalState::Red
                     && self.vouch_from.is_some_and(|v| self.dark_from < v);
                 // A doubted red keeps the yellow it followed: a yellow seen
                 // after the dark spell undoes the red as if seen at once.
-                self.doubted_red = self.doubted.then_some(self.current);
+                self.doubted_red = doubted.then_some(self.current);
                 self.current = SignalStatus::unknown(at_us);
                 self.candidate = None;
-                if !self.doubted {
+                if !doubted {
                     self.yellow_before = None;
                 }
                 self.vouch_from = None;
@@ -367,8 +365,7 @@ impl SignalFilter {
         // other colour, the spell settles nothing about the red: it is
         // disowned, and runs that crossed on it are dropped.
         let max_yellow = self.yellow_us.map_or(MAX_YELLOW_US, |(_, max)| max);
-        let doubted = self.doubted.then(|| self.doubted_red.take()).flatten();
-        let from = match doubted {
+        let from = match self.doubted_red.take() {
             Some(red) => {
                 let began = self.yellow_before.map_or(red.since_us, |y| y.since_us);
                 if raw == Yellow && since <= began.saturating_add(max_yellow) {
@@ -383,7 +380,6 @@ impl SignalFilter {
         };
         self.candidate = None;
         self.vouch_from = None;
-        self.doubted = false;
         if from.state == Red && raw == Yellow {
             // The light never goes from red back to yellow: the red was
             // something in front of the head and the yellow was on all

@@ -460,7 +460,7 @@ pub async fn show(
             .map(|h| format!(
                 " <span class=\"muted\" id=\"site-file\">· {} <code>{}</code></span>",
                 lang.t("tệp cấu hình", "site file"),
-                esc(&h[..h.len().min(12)])
+                esc(&h.chars().take(12).collect::<String>())
             ))
             .unwrap_or_default(),
         veh_l = lang.t("Phương tiện · tra cứu chủ xe", "Vehicle · owner lookup"),
