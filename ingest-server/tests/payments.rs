@@ -11,7 +11,8 @@
 //! once), an unknown order (01), a wrong amount (04, nothing paid, the
 //! order held for a person: no new order, not asked about again, the case
 //! answered for the 20-day check; by IPN or by the status query);
-//! cancelled and insufficient funds (not paid, case unchanged); the IPN
+//! cancelled and insufficient funds (not paid, case unchanged); money in
+//! doubt (`07` suspected, `04` reversed: held for a person); the IPN
 //! arriving after the return (the page says processing, then paid); an IPN
 //! never sent, found by reconciliation, or by `start` asking the gateway
 //! before it closes a stale order (and refusing while it cannot ask); a
@@ -1081,6 +1082,89 @@ async fn a_failure_found_by_the_reconciler_reads_as_a_failure() {
         "{}",
         page.body
     );
+}
+
+/// VNPay's `07` (money deducted, the transaction suspected) and status
+/// `04` (reversed: the bank took it, VNPay did not complete it) are neither
+/// paid nor failed: the order is held for a person (answered 00, noted,
+/// audited), the return page tells the citizen not to pay again, and no
+/// second order is started — recorded as a failure, the page invited a
+/// second payment of the same fine. Found by the IPN, by the status query
+/// when the IPN is lost, and for an order already closed here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn money_in_doubt_is_held_for_a_person_not_failed() {
+    let w = World::new(3, Faults::default()).await;
+    let (by_ipn, by_query, reversed) = (&w.ids[0], &w.ids[1], &w.ids[2]);
+    let ip: IpAddr = CITIZEN.parse().unwrap();
+    let now = ingest_server::db::now_ms();
+
+    // By the IPN.
+    let back = w.press(&w.start(by_ipn).await, "suspect").await;
+    assert_eq!(w.rsp_codes(), ["00"], "a processed report is confirmed");
+    assert_eq!(
+        w.rows(by_ipn).await,
+        [(
+            payments::NEEDS_PERSON.into(),
+            Some("07".into()),
+            Some("ipn".into())
+        )]
+    );
+    let note = payments::of_case(w.db(), by_ipn).await.unwrap()[0]
+        .note
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        note.contains("needs a person") && note.contains("vnp_ResponseCode 07"),
+        "{note}"
+    );
+    assert_eq!(w.needs_person_entries(by_ipn).await, 1);
+    assert_eq!(w.case(by_ipn).await.0, "notice_issued");
+    let page = get_url(&back).await;
+    assert_eq!(shown(&page), "wait", "{}", page.body);
+    assert!(
+        page.body.contains("không nên thanh toán lại"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("thử lại"), "{}", page.body);
+    assert!(matches!(
+        payments::start(&w.payments, by_ipn, ip, now).await,
+        Err(PaymentError::NeedsPerson { .. })
+    ));
+    // Repeated: confirmed once, noted once.
+    assert_eq!(w.ipn(&query_of(&back)).await.0, "02");
+    assert_eq!(w.needs_person_entries(by_ipn).await, 1);
+
+    // The IPN is lost: before the status query the return page already
+    // says not to pay again; the reconciler holds the order.
+    w.sandbox.set_faults(Faults {
+        drop_ipn: true,
+        ..Faults::default()
+    });
+    let back = w.press(&w.start(by_query).await, "suspect").await;
+    assert_eq!(w.rows(by_query).await[0].0, "pending");
+    assert_eq!(shown(&get_url(&back).await), "wait");
+    let later = now + w.payments.settings.reconcile_after_ms + 60_000;
+    let report = payments::reconcile(&w.payments, later).await.unwrap();
+    assert_eq!((report.needs_person, report.failed), (1, 0), "{report:?}");
+    assert_eq!(w.rows(by_query).await[0].0, payments::NEEDS_PERSON);
+    assert_eq!(w.needs_person_entries(by_query).await, 1);
+
+    // Status 04 for an order the reconciler closed as expired: held too.
+    let url = w.start(reversed).await;
+    let report = payments::reconcile(&w.payments, now + 30 * 60_000)
+        .await
+        .unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    let back = w.press(&url, "pay").await;
+    let mut r: BTreeMap<String, String> = serde_urlencoded::from_str(&query_of(&back)).unwrap();
+    r.remove("vnp_SecureHash");
+    r.insert("vnp_TransactionStatus".into(), "04".into());
+    let r = vnpay_sandbox::protocol::signed_query(SECRET, &r);
+    assert_eq!(w.ipn(&r).await.0, "00");
+    assert_eq!(w.rows(reversed).await[0].0, payments::NEEDS_PERSON);
+    assert_eq!(w.case(reversed).await.0, "notice_issued");
+    assert_eq!(w.needs_person_entries(reversed).await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,8 @@
 //! - `GET /paymentv2/vpcpay.html?…` checks the signed payment URL (a bad
 //!   hash, a foreign terminal, a malformed or expired order: an error page)
 //!   and shows a pay page with one button per outcome: pay, cancel (`24`),
-//!   insufficient funds (`51`). Each button is a plain HTML form
+//!   insufficient funds (`51`), money taken but the transaction suspected
+//!   (`07`, status `07`). Each button is a plain HTML form
 //!   (`POST /paymentv2/complete`), so a test can "click" it with any HTTP
 //!   client.
 //! - On a click it calls the merchant's IPN server to server (`GET
@@ -16,7 +17,7 @@
 //!   signed), the IPN first unless told otherwise.
 //! - `POST /merchant_webapi/api/transaction` answers `querydr` (signed with
 //!   `|`-joined fields both ways): `91` for an unknown order, status `01`
-//!   for one not finished, `00` paid, `02` failed.
+//!   for one not finished, `00` paid, `02` failed, `07` suspected.
 //!
 //! Failure injection, per sandbox instance ([`Faults`]; set through
 //! [`Sandbox::set_faults`] or `PUT /sandbox/faults`): the IPN sent twice,
@@ -104,6 +105,9 @@ enum Outcome {
     Paid,
     Cancelled,
     Insufficient,
+    /// Money deducted, but the transaction is suspected of fraud: VNPay's
+    /// `07`, neither paid nor failed.
+    Suspected,
 }
 
 #[derive(Debug, Clone)]
@@ -324,7 +328,7 @@ async fn pay_page(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Respon
     let body = format!(
         "<table><tr><th>Số tiền / Amount</th><td id=\"amount\">{}</td></tr>\
          <tr><th>Nội dung / Order</th><td>{}</td></tr>\
-         <tr><th>Mã đơn hàng / Reference</th><td>{}</td></tr></table>{}{}{}",
+         <tr><th>Mã đơn hàng / Reference</th><td>{}</td></tr></table>{}{}{}{}",
         esc(&vnd(get("vnp_Amount"))),
         esc(get("vnp_OrderInfo")),
         esc(&txn_ref),
@@ -334,6 +338,11 @@ async fn pay_page(State(s): State<Arc<Shared>>, RawQuery(q): RawQuery) -> Respon
             "insufficient",
             "Tài khoản không đủ số dư",
             "Insufficient funds (51)"
+        ),
+        button(
+            "suspect",
+            "Trừ tiền, giao dịch bị nghi ngờ",
+            "Money taken, transaction suspected (07)"
         ),
     );
     html_page(StatusCode::OK, "Thanh toán qua VNPAY", &body)
@@ -350,6 +359,7 @@ async fn complete(State(s): State<Arc<Shared>>, Form(click): Form<Click>) -> Res
         "pay" => Outcome::Paid,
         "cancel" => Outcome::Cancelled,
         "insufficient" => Outcome::Insufficient,
+        "suspect" => Outcome::Suspected,
         _ => return error_page("99", "Lựa chọn không hợp lệ", "Unknown outcome"),
     };
     let no = s.next_no.fetch_add(1, Ordering::Relaxed);
@@ -424,6 +434,7 @@ fn result_params(
         Outcome::Paid => ("00", "00"),
         Outcome::Cancelled => ("24", "02"),
         Outcome::Insufficient => ("51", "02"),
+        Outcome::Suspected => ("07", "07"),
     };
     let mut r = BTreeMap::new();
     let mut put = |k: &str, v: String| {
@@ -437,7 +448,7 @@ fn result_params(
     put("vnp_PayDate", pay_date.into());
     put("vnp_ResponseCode", code.into());
     put("vnp_TransactionStatus", status.into());
-    if outcome == Outcome::Paid {
+    if matches!(outcome, Outcome::Paid | Outcome::Suspected) {
         put("vnp_TransactionNo", no.to_string());
         put("vnp_BankTranNo", format!("VNP{no}"));
     } else {
@@ -569,6 +580,7 @@ async fn merchant_api(State(s): State<Arc<Shared>>, body: String) -> Response {
                 let (status, no, date) = match &t.outcome {
                     None => ("01", "0".to_string(), String::new()),
                     Some((Outcome::Paid, no, d)) => ("00", no.to_string(), d.clone()),
+                    Some((Outcome::Suspected, no, d)) => ("07", no.to_string(), d.clone()),
                     Some((_, _, d)) => ("02", "0".to_string(), d.clone()),
                 };
                 put("vnp_TransactionStatus", status.into());

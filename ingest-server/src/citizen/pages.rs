@@ -473,11 +473,13 @@ pub async fn pay(
                 crate::console::html::local_time(until)
             )))
         }
-        // Money was taken at another amount for an earlier order: a person
-        // refunds or applies it first; a new order could pay twice.
+        // Money was taken at another amount, or may have been taken
+        // (suspected, reversed), for an earlier order: a person refunds or
+        // applies it first; a new order could pay twice.
         Err(crate::payments::PaymentError::NeedsPerson { .. }) => Err(AppError::Refused(
-            "Cổng thanh toán đã báo nhận tiền cho một giao dịch trước đó của vụ việc này nhưng \
-             số tiền không khớp với mức phạt. Cán bộ đang kiểm tra để ghi nhận hoặc hoàn trả \
+            "Cổng thanh toán đã báo nhận (hoặc có thể đã nhận) tiền cho một giao dịch trước đó \
+             của vụ việc này, nhưng giao dịch cần kiểm tra: số tiền không khớp với mức phạt, \
+             hoặc giao dịch bị nghi ngờ hay bị đảo. Cán bộ đang kiểm tra để ghi nhận hoặc hoàn trả \
              khoản tiền đó; trong thời gian này chưa thể tạo giao dịch mới (để tránh nộp hai \
              lần). Vui lòng không nộp lại; nếu cần, liên hệ cơ quan xử lý vi phạm."
                 .into(),

@@ -31,7 +31,11 @@
 //!    report settles it, the reconciler does not ask about it, [`start`]
 //!    refuses a new order for the case ([`PaymentError::NeedsPerson`]),
 //!    and the 20-day deadline check counts the case as answered (the owner
-//!    paid something: `notices::deadlines`).
+//!    paid something: `notices::deadlines`). A report that is no success
+//!    but says money may have been taken — VNPay's `07` (money deducted,
+//!    transaction suspected) or transaction status `04` (reversed) — is
+//!    answered 00 and held the same way: recorded as a failure, the
+//!    citizen would be invited to pay twice.
 //! 3. The person's browser comes back to `GET /pay/vnpay/return`: a page
 //!    that shows what we know (Vietnamese first) and changes nothing; if the
 //!    IPN has not arrived yet it says "đang xử lý" and looks again.
@@ -145,12 +149,14 @@ pub enum PaymentError {
         reason: String,
     },
     /// The gateway reported money taken for an earlier order of the case
-    /// at another amount than the fine: that order waits for a person to
+    /// at another amount than the fine, or money in doubt (suspected,
+    /// reversed): that order waits for a person to
     /// refund or apply the money (state `needs_person`), and no new order
     /// is started meanwhile (the fine could be paid twice).
     #[error(
-        "case {event_id}: the gateway reported order {txn_ref} paid at another amount; a person \
-         must refund or apply that money before a new order is started"
+        "case {event_id}: the gateway reported money taken for order {txn_ref} that cannot be \
+         applied as it stands (another amount, or a suspected or reversed transaction); a \
+         person must refund or apply that money before a new order is started"
     )]
     NeedsPerson {
         /// The case.
@@ -196,7 +202,8 @@ impl PaymentError {
 }
 
 /// The state of an order the gateway reported paid at another amount than
-/// ours: money taken, for a person to refund or apply. Nothing settles it
+/// ours, or with money in doubt ([`GatewayReport::money_in_doubt`]): money
+/// taken, for a person to refund or apply. Nothing settles it
 /// automatically, and it blocks new orders for its case.
 pub const NEEDS_PERSON: &str = "needs_person";
 
@@ -266,6 +273,25 @@ impl GatewayReport {
     /// Paid: both codes say success.
     pub fn succeeded(&self) -> bool {
         self.response_code == "00" && self.transaction_status == "00"
+    }
+
+    /// Not a success, yet money may have been taken: VNPay's `07` ("money
+    /// deducted, transaction suspected of fraud", as a response code or a
+    /// transaction status) and transaction status `04` ("reversed": the
+    /// bank took the money but the transaction did not complete at
+    /// VNPay). Neither pays the fine, and neither may be read as a failure
+    /// the citizen should retry: that could take the fine twice. A person
+    /// checks with the gateway and applies or refunds it.
+    pub fn money_in_doubt(&self) -> bool {
+        !self.succeeded()
+            && (self.response_code == "07"
+                || matches!(self.transaction_status.as_str(), "04" | "07"))
+    }
+
+    /// A success, or money in doubt: the gateway may hold the citizen's
+    /// money for this order.
+    pub fn money_may_be_taken(&self) -> bool {
+        self.succeeded() || self.money_in_doubt()
     }
 }
 

@@ -32,8 +32,9 @@ pub struct ReconcileReport {
     pub expired: usize,
     /// Still pending (not finished, not expired).
     pub still_pending: usize,
-    /// Reported paid at another amount than ours: moved to `needs_person`
-    /// (money taken, for a person to refund or apply).
+    /// Reported paid at another amount than ours, or money in doubt
+    /// (suspected, reversed): moved to `needs_person` (for a person to
+    /// refund or apply).
     pub needs_person: usize,
     /// Settled meanwhile by an IPN, or a failure reported at another
     /// amount for an order not yet expired.
@@ -55,7 +56,8 @@ pub(super) enum Asked {
     Expired,
     /// Not finished and not expired.
     StillPending,
-    /// The gateway reports it paid at another amount: `needs_person`.
+    /// The gateway reports it paid at another amount, or money in doubt:
+    /// `needs_person`.
     NeedsPerson,
     /// Settled meanwhile by another writer, or a failure reported at
     /// another amount for an order not yet expired.
@@ -82,8 +84,10 @@ pub(super) async fn ask_and_settle(
             match settle(p, &g, SettledBy::Querydr, now).await? {
                 Settled::Paid => return Ok(Asked::Paid),
                 Settled::Failed => return Ok(Asked::Failed),
+                // Money in doubt (suspected, reversed): held for a person.
+                Settled::Held => return Ok(Asked::NeedsPerson),
                 // Money taken at another amount: held for a person.
-                Settled::WrongAmount if g.succeeded() => return Ok(Asked::NeedsPerson),
+                Settled::WrongAmount if g.money_may_be_taken() => return Ok(Asked::NeedsPerson),
                 // A failure at another amount took no money: once expired
                 // the order is closed like one never finished (else it
                 // would be asked about, and block the case, for ever).

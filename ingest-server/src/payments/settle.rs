@@ -32,7 +32,12 @@
 //! for `needs_person`: money was taken, and nothing here can tell which
 //! amount is right, so no IPN or status query settles it any more, the
 //! reconciler stops asking about it, and `start` refuses a new order for
-//! the case until a person has refunded or applied the money.
+//! the case until a person has refunded or applied the money. A report that
+//! is no success yet says money may have been taken (VNPay's `07`, money
+//! deducted but the transaction suspected; transaction status `04`, a
+//! reversal: the bank took it, VNPay did not complete it) is held the same
+//! way ([`Settled::Held`], answered 00): recorded as a failure, the return
+//! page would invite the citizen to pay the fine a second time.
 
 use sqlx::Row;
 
@@ -55,6 +60,9 @@ pub enum Settled {
     /// The amount is not ours: nothing paid. A success at that amount
     /// moved the order to `needs_person` (or found it there).
     WrongAmount,
+    /// Money in doubt ([`GatewayReport::money_in_doubt`]): not paid, not
+    /// failed; the order moved to `needs_person` for a person.
+    Held,
 }
 
 /// What settled a payment.
@@ -158,7 +166,7 @@ async fn settle_once(
         // The order leaves `pending` (or closed here) for `needs_person`,
         // so it is not asked about, nor blocks the case, for ever; a paid
         // order keeps its state (the note says what came).
-        if report.succeeded() {
+        if report.money_may_be_taken() {
             let hold = (!matches!(state.as_str(), "paid" | NEEDS_PERSON)).then(|| Hold {
                 from: &state,
                 report,
@@ -181,6 +189,9 @@ async fn settle_once(
     // was taken (the person was still at the bank's step when the order
     // expired here), so it is applied like any payment, not ignored.
     let late = matches!(state.as_str(), "cancelled" | "failed") && report.succeeded();
+    if report.money_in_doubt() {
+        return in_doubt(p, report, by, &event_id, &state, amount, now).await;
+    }
     if state != "pending" && !late {
         if state == "paid" {
             repair(p, &event_id, now).await?;
@@ -279,6 +290,44 @@ async fn settle_once(
         case_paid(p, &event_id, now).await;
     }
     Ok(Round::Done(settled))
+}
+
+/// A report of money in doubt for an order at our amount: an order not
+/// settled yet (pending, or closed here) moves to `needs_person` with a
+/// note; one already paid or held keeps its state, and the report is noted
+/// for the person (a paid order reported reversed may be money to return).
+async fn in_doubt(
+    p: &Payments,
+    report: &GatewayReport,
+    by: SettledBy,
+    event_id: &str,
+    state: &str,
+    amount: i64,
+    now: i64,
+) -> Result<Round, PaymentError> {
+    let why = format!(
+        "the gateway reports vnp_ResponseCode {} / vnp_TransactionStatus {} ({}) for this \
+         order of {amount} VND: money may have been taken but the payment did not complete; \
+         check with the gateway, then refund it (set the payment `cancelled`) or apply it \
+         (set it `paid`: the reconciler pays the case)",
+        report.response_code,
+        report.transaction_status,
+        by.as_str()
+    );
+    let open = matches!(state, "pending" | "cancelled" | "failed");
+    let hold = open.then_some(Hold {
+        from: state,
+        report,
+        by,
+    });
+    if !needs_a_person(p, &report.txn_ref, event_id, &why, hold, now).await? {
+        return Ok(Round::Changed(state.to_owned()));
+    }
+    Ok(Round::Done(if open {
+        Settled::Held
+    } else {
+        Settled::AlreadyConfirmed
+    }))
 }
 
 /// The conditional UPDATE that records what the gateway said about an

@@ -266,7 +266,9 @@ impl PaymentGateway for VnPay {
             }
         };
         match settle::settle(payments, &report, SettledBy::Ipn, now).await {
-            Ok(Settled::Paid | Settled::Failed) => IpnAnswer::new("00", "Confirm Success"),
+            Ok(Settled::Paid | Settled::Failed | Settled::Held) => {
+                IpnAnswer::new("00", "Confirm Success")
+            }
             Ok(Settled::AlreadyConfirmed) => IpnAnswer::new("02", "Order already confirmed"),
             Ok(Settled::OrderNotFound) => IpnAnswer::new("01", "Order not found"),
             Ok(Settled::WrongAmount) => IpnAnswer::new("04", "invalid amount"),

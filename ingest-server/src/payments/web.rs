@@ -74,7 +74,8 @@ async fn ipn(State(ctx): State<ApiContext>, req: Request) -> Response {
 enum View {
     Paid,
     Processing,
-    /// Money reported taken at another amount: a person settles it.
+    /// Money reported taken at another amount, or in doubt (suspected,
+    /// reversed): a person settles it.
     NeedsPerson,
     Failed(String),
     Unknown,
@@ -111,6 +112,10 @@ async fn return_page(State(ctx): State<ApiContext>, req: Request) -> Response {
     let view = match record.state.as_str() {
         "paid" => View::Paid,
         super::NEEDS_PERSON => View::NeedsPerson,
+        // Money in doubt (suspected, reversed): never "try again" — the
+        // notification holds the order for a person, who applies or
+        // refunds it.
+        "pending" | "cancelled" | "failed" if report.money_in_doubt() => View::NeedsPerson,
         "pending" if report.succeeded() => View::Processing,
         "pending" => View::Failed(report.response_code.clone()),
         // Closed here (expired) but paid at the bank: the gateway's
@@ -166,12 +171,14 @@ fn page(
         View::NeedsPerson => (
             "Đang được cán bộ kiểm tra",
             "Being checked by staff",
-            "Cổng thanh toán báo đã nhận tiền nhưng số tiền không khớp với mức phạt. Cán bộ sẽ \
-             kiểm tra để ghi nhận hoặc hoàn trả khoản tiền này; bạn không cần và không nên \
-             thanh toán lại."
+            "Cổng thanh toán báo đã (hoặc có thể đã) trừ tiền, nhưng giao dịch cần được kiểm \
+             tra: số tiền không khớp với mức phạt, hoặc giao dịch bị nghi ngờ hay bị đảo. Cán \
+             bộ sẽ kiểm tra để ghi nhận hoặc hoàn trả khoản tiền này; bạn không cần và không \
+             nên thanh toán lại."
                 .to_string(),
-            "The gateway reports money taken, but not the amount of the fine. Staff will check \
-             it and apply or refund it; do not pay again."
+            "The gateway reports money taken (or possibly taken), but the payment must be \
+             checked: not the amount of the fine, or a transaction suspected or reversed. \
+             Staff will check it and apply or refund it; do not pay again."
                 .to_string(),
             "wait",
         ),
