@@ -25,6 +25,7 @@
 mod demo;
 pub mod http;
 mod import;
+pub mod kind;
 mod resolve;
 
 pub use demo::{DemoRegistry, FICTITIOUS};

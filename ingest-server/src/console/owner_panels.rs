@@ -317,6 +317,10 @@ pub(super) fn owner_status_label(lang: Lang, status: &str) -> String {
             "đăng ký là loại xe khác với xe trong ảnh: biển có thể bị đọc sai hoặc bị làm giả",
             "registered to another kind of vehicle than the one seen: misread or cloned plate?",
         ),
+        "vehicle_type_unknown" => warn(
+            "không đọc được loại xe trong đăng ký: đối chiếu đăng ký với ảnh trước khi xử lý",
+            "the registration's vehicle type could not be read: compare it with the stills",
+        ),
         "registration_not_active" => warn(
             "đăng ký không còn hiệu lực (thu hồi, mất cắp, hết hạn)",
             "registration not active (deregistered, stolen, expired)",
@@ -433,6 +437,8 @@ mod tests {
             "{l}"
         );
         assert!(owner_status_label(Lang::Vi, "registration_not_active").contains("mất cắp"));
+        let l = owner_status_label(Lang::Vi, "vehicle_type_unknown");
+        assert!(l.contains("class=\"warn\"") && l.contains("loại xe"), "{l}");
         assert_eq!(owner_status_label(Lang::En, "resolved"), "resolved");
         assert_eq!(owner_status_label(Lang::En, "<x>"), "&lt;x&gt;");
         assert!(owner_status_label(Lang::En, "error").contains("retried automatically"));

@@ -56,7 +56,7 @@ use protocol::ViolationEvent;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{FICTITIOUS, Purpose, Registry, Vehicle};
+use super::{FICTITIOUS, Purpose, Registry, Vehicle, kind};
 use crate::db::{Db, now_ms};
 
 /// Owner status of a case whose registration was found, is active, and
@@ -495,50 +495,28 @@ async fn record(
 /// [`ACTIVE_STATUSES`] (deregistered, stolen, expired, cancelled, or
 /// anything unknown) is `registration_not_active`. A plate registered to a
 /// motorbike on a car (or the other way round) is a misread or a cloned
-/// plate, the registered owner possibly innocent: `vehicle_mismatch`.
-/// Types the registry or the camera leave open, and confusions within four
-/// wheels (car, bus, truck: the detector mixes them), are not a mismatch.
+/// plate, the registered owner possibly innocent: `vehicle_mismatch`. A
+/// registry type this cannot read ([`kind::wheels`]: empty, `unknown`, a
+/// wording not known) for a vehicle the camera classed is
+/// `vehicle_type_unknown`: the check above cannot be made, and a person
+/// compares the registration with the stills (the demo registry's invented
+/// registrations excepted: they have no type). Confusions within four
+/// wheels (car, bus, truck: the detector mixes them) are not a mismatch;
+/// a camera class this does not know leaves nothing to check.
 pub fn registration_status(v: &Vehicle, seen: Option<&str>) -> &'static str {
-    let two_wheels = |t: &str| {
-        let t = t.trim().to_lowercase();
-        [
-            "motorcycle",
-            "motorbike",
-            "moped",
-            "scooter",
-            "xe máy",
-            "xe mô tô",
-        ]
-        .iter()
-        .any(|k| t == *k)
-    };
-    let four_wheels = |t: &str| {
-        let t = t.trim().to_lowercase();
-        [
-            "car",
-            "bus",
-            "truck",
-            "van",
-            "ô tô",
-            "xe ô tô",
-            "xe khách",
-            "xe tải",
-        ]
-        .iter()
-        .any(|k| t == *k)
-    };
-    let status = v.registration_status.trim().to_lowercase();
+    let status = kind::normalise(&v.registration_status);
     if !ACTIVE_STATUSES.contains(&status.as_str()) {
         return "registration_not_active";
     }
-    match seen {
-        Some(seen)
-            if (two_wheels(seen) && four_wheels(&v.vehicle_type))
-                || (four_wheels(seen) && two_wheels(&v.vehicle_type)) =>
-        {
-            "vehicle_mismatch"
-        }
-        _ => RESOLVED,
+    // The demo registry's invented registrations (`FICTITIOUS`) are made
+    // up per plate with no type: nothing to compare.
+    let Some(seen) = seen.and_then(kind::wheels).filter(|_| status != FICTITIOUS) else {
+        return RESOLVED;
+    };
+    match kind::wheels(&v.vehicle_type) {
+        Some(registered) if registered == seen => RESOLVED,
+        Some(_) => "vehicle_mismatch",
+        None => "vehicle_type_unknown",
     }
 }
 

@@ -2,6 +2,7 @@
 //! retry waits.
 
 use super::*;
+use unicode_normalization::UnicodeNormalization;
 
 fn vehicle(kind: &str, status: &str) -> Vehicle {
     Vehicle {
@@ -31,8 +32,36 @@ fn a_registration_that_does_not_fit_what_the_camera_saw_is_for_a_person() {
     let bike = vehicle("Xe máy", "active");
     assert_eq!(registration_status(&bike, Some("car")), "vehicle_mismatch");
     assert_eq!(registration_status(&bike, Some("motorcycle")), "resolved");
+    // The registry's own Vietnamese wording, composed or not.
+    let nfd: String = "Ô tô con".nfd().collect();
+    assert_ne!(nfd, "Ô tô con");
     assert_eq!(
-        registration_status(&vehicle("unknown", "active"), Some("car")),
+        registration_status(&vehicle(&nfd, "active"), Some("motorcycle")),
+        "vehicle_mismatch"
+    );
+    assert_eq!(
+        registration_status(
+            &vehicle("xe gắn máy", &"Còn hiệu lực".nfd().collect::<String>()),
+            Some("car")
+        ),
+        "vehicle_mismatch"
+    );
+    // A type that cannot be read is no licence to fine: a person compares.
+    for unread in ["unknown", "", "khác", "Loại 3"] {
+        assert_eq!(
+            registration_status(&vehicle(unread, "active"), Some("car")),
+            "vehicle_type_unknown",
+            "{unread:?}"
+        );
+    }
+    // The demo registry's invented registrations have no type.
+    assert_eq!(
+        registration_status(&vehicle("unknown", FICTITIOUS), Some("car")),
+        "resolved"
+    );
+    // Nothing to compare with when the camera gave no class.
+    assert_eq!(
+        registration_status(&vehicle("unknown", "active"), None),
         "resolved"
     );
     assert_eq!(registration_status(&car, None), "resolved");
