@@ -197,6 +197,32 @@ impl Reviewer<'_> {
         Ok(self.apply(tx, request).await?.0)
     }
 
+    /// The owner contests case `event_id` ([`Action::Contest`] by `actor`,
+    /// `reference` naming the contest) inside `tx`, opened by
+    /// [`audit::begin`], in which the caller writes the contest's own row
+    /// and then commits: a contested case always has its reason, and a
+    /// refused contest leaves no row behind, whatever fails in between.
+    pub async fn contest_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        event_id: &str,
+        actor: &Actor,
+        reference: &str,
+        now: i64,
+    ) -> Result<Applied, ReviewError> {
+        let request = Request {
+            event_id,
+            action: &Action::Contest,
+            actor,
+            reason: reference,
+            now,
+            seen: None,
+            extra: None,
+            clock_ack: false,
+        };
+        Ok(self.apply(tx, request).await?.0)
+    }
+
     /// The action inside `tx` (its audit lock held); the plate and colour
     /// to look up once it commits, for a plate correction.
     async fn apply(
@@ -345,6 +371,12 @@ impl Reviewer<'_> {
                 up.text("confirmed_by", Some(actor.id.clone()));
                 up.int("confirmed_at", Some(now));
                 up.int("fine_amount_vnd", Some(amount));
+            }
+            // The owner's answer changes with the state, never apart
+            // from it.
+            Action::Contest => {
+                up.text("owner_response", Some("contested".into()));
+                up.int("owner_response_at", Some(now));
             }
             Action::SendBack => up.text("accepted_by", None),
             Action::Reopen => {

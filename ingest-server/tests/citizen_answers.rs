@@ -419,3 +419,88 @@ async fn a_paid_case_closed_later_keeps_its_receipt() {
     );
     assert!(!page.body.contains("id=\"deadline\""), "{}", page.body);
 }
+
+/// A contest commits whole or not at all: the contest's row, the case's
+/// move to `contested` and the owner's answer are one transaction (they
+/// were three writes: a failure after the first left a reason with no
+/// contest, after the second a contested case the page still called
+/// unanswered). A write that fails at the last step (staged with a
+/// trigger) leaves the case as it was, with no contest row; without the
+/// trigger the same request contests the case with its answer recorded.
+/// Accepting a case a contest has answered is refused, and does not
+/// overwrite the contest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contest_commits_whole_or_not_at_all() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    confirm_and_issue(&server, &id, now_ms()).await;
+    let ctx = server.ingestor.context().clone();
+    let db = ctx.db.pool();
+    sqlx::query(
+        "CREATE TRIGGER fail_contested BEFORE UPDATE OF owner_response ON events \
+         WHEN NEW.owner_response = 'contested' BEGIN SELECT RAISE(ABORT, 'staged failure'); END",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let contest = move |token: String, id: String| {
+        let mut me = signed_in(addr, &token);
+        let page = me.get(&format!("/app/cases/{id}"));
+        let t = csrf(&page.body);
+        me.post_multipart(
+            &format!("/app/cases/{id}/contest"),
+            &[("csrf", &t), ("reason", "Tôi không điều khiển xe hôm đó")],
+            &[],
+        )
+    };
+    let (token, case) = (session.token.clone(), id.clone());
+    let failed = tokio::task::spawn_blocking(move || contest(token, case))
+        .await
+        .unwrap();
+    assert_eq!(failed.status, 500, "{}", failed.body);
+    let row = |id: String| async move {
+        let r = sqlx::query(
+            "SELECT state, owner_response, (SELECT COUNT(*) FROM contests c \
+             WHERE c.event_id = e.event_id) FROM events e WHERE event_id = $1",
+        )
+        .bind(id)
+        .fetch_one(db)
+        .await
+        .unwrap();
+        (
+            r.get::<String, _>(0),
+            r.get::<Option<String>, _>(1),
+            r.get::<i64, _>(2),
+        )
+    };
+    assert_eq!(row(id.clone()).await, ("notice_issued".into(), None, 0));
+
+    sqlx::query("DROP TRIGGER fail_contested")
+        .execute(db)
+        .await
+        .unwrap();
+    let (token, case) = (session.token.clone(), id.clone());
+    let (done, accepted) = tokio::task::spawn_blocking(move || {
+        let done = contest(token.clone(), case.clone());
+        let mut me = signed_in(addr, &token);
+        let page = me.get(&format!("/app/cases/{case}"));
+        let accepted = me.post(
+            &format!("/app/cases/{case}/accept"),
+            &[("csrf", &csrf(&page.body))],
+        );
+        (done, accepted)
+    })
+    .await
+    .unwrap();
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        row(id.clone()).await,
+        ("contested".into(), Some("contested".into()), 1)
+    );
+    assert_eq!(accepted.status, 409, "{}", accepted.body);
+    assert_eq!(row(id).await.1.as_deref(), Some("contested"));
+}

@@ -30,7 +30,7 @@ use crate::console::html::{local_time, vnd};
 use crate::db::now_ms;
 use crate::review::Reviewer;
 use crate::web::ApiContext;
-use crate::workflow::{Action, Actor, Role};
+use crate::workflow::{Actor, Role};
 
 /// Longest contest reason: what the workflow keeps as the reason of a
 /// state change (`review.rs`), so the form may not promise more.
@@ -140,11 +140,23 @@ pub async fn accept(
     }
     let now = now_ms();
     let mut tx = audit::begin(db).await?;
-    sqlx::query("UPDATE events SET owner_response = 'accepted', owner_response_at = $1 WHERE event_id = $2 AND owner_response IS NULL")
-        .bind(now)
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
+    // As read above, under the case lock: still unanswered and payable (a
+    // contest, a payment or a withdrawal since is not overwritten).
+    let done = sqlx::query(
+        "UPDATE events SET owner_response = 'accepted', owner_response_at = $1 \
+         WHERE event_id = $2 AND owner_response IS NULL AND state IN ('notice_issued', 'overdue')",
+    )
+    .bind(now)
+    .bind(&id)
+    .execute(&mut *tx)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Err(AppError::Refused(
+            "Vụ việc này vừa thay đổi (đã được trả lời, nộp phạt hoặc thu hồi); vui lòng tải lại \
+             trang."
+                .into(),
+        ));
+    }
     audit::append(
         &mut tx,
         now,
@@ -280,9 +292,25 @@ pub async fn contest(
         None => None,
     };
     let now = now_ms();
-    // The contest row first, so a contested case always has its reason;
-    // removed again if the workflow refuses.
+    let reviewer = Reviewer {
+        db: &ic.db,
+        grammar: ic.grammar,
+        fines: &ic.fines,
+        registry: ic.registry.as_deref(),
+    };
+    let actor = Actor {
+        id: citizen_actor_id(&citizen),
+        role: Role::System,
+    };
+    // The contest row, the case's change and the owner's answer commit
+    // together: a contested case always has its reason, and a refused
+    // contest leaves nothing behind. The owner's words are personal data:
+    // they stay in `contests` (shown to the police and auditors in the
+    // contest panel, each view logged). The case's history and the audit
+    // log, which supervisors and admins read and the court package copies,
+    // name the contest, not its text.
     let contest_id = uuid::Uuid::new_v4().to_string();
+    let mut tx = audit::begin(&ic.db).await?;
     sqlx::query(
         "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -294,37 +322,12 @@ pub async fn contest(
     .bind(stored.as_ref().map(|s| s.0.clone()))
     .bind(stored.as_ref().map(|s| s.1.clone()))
     .bind(now)
-    .execute(ic.db.pool())
+    .execute(&mut *tx)
     .await?;
-    let reviewer = Reviewer {
-        db: &ic.db,
-        grammar: ic.grammar,
-        fines: &ic.fines,
-        registry: ic.registry.as_deref(),
-    };
-    let actor = Actor {
-        id: citizen_actor_id(&citizen),
-        role: Role::System,
-    };
-    // The owner's words are personal data: they stay in `contests` (shown
-    // to the police and auditors in the contest panel, each view logged).
-    // The case's history and the audit log, which supervisors and admins
-    // read and the court package copies, name the contest, not its text.
     let reference = format!("contest {contest_id}");
-    if let Err(e) = reviewer
-        .act(&id, &Action::Contest, &actor, &reference, now)
-        .await
-    {
-        sqlx::query("DELETE FROM contests WHERE id = $1")
-            .bind(&contest_id)
-            .execute(ic.db.pool())
-            .await?;
-        return Err(e.into());
-    }
-    sqlx::query("UPDATE events SET owner_response = 'contested', owner_response_at = $1 WHERE event_id = $2")
-        .bind(now)
-        .bind(&id)
-        .execute(ic.db.pool())
+    reviewer
+        .contest_in(&mut tx, &id, &actor, &reference, now)
         .await?;
+    tx.commit().await?;
     Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
 }
