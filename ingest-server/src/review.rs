@@ -331,7 +331,12 @@ impl Reviewer<'_> {
                 current: revision,
             });
         }
-        if matches!(action, Action::Withdraw) {
+        // Police cancelling a contested fine (`Close`) take it back as a
+        // withdrawal does: not while a payment may be arriving, and the
+        // owner is told (below).
+        let cancels_fine = matches!(action, Action::Withdraw)
+            || (matches!(action, Action::Close) && state == CaseState::Contested);
+        if cancels_fine {
             payment_not_in_flight(tx, event_id).await?;
         }
         // Under the same lock as `payments::start`: no order can be made
@@ -485,7 +490,7 @@ impl Reviewer<'_> {
                     crate::notices::followup::contest_rejected(tx, event_id, reason, now).await?;
                 detail["owner_told"] = told.is_some().into();
             }
-            Action::Withdraw => {
+            _ if cancels_fine => {
                 let w = crate::notices::followup::withdrawn(tx, event_id, reason, now).await?;
                 detail["deliveries_dropped"] = w.dropped.into();
                 detail["owner_told"] = w.told.into();

@@ -4,7 +4,8 @@
 //! gets it with the new deadline to respond; police withdrawing a fine
 //! must give a reason and may not while a payment is in flight, the
 //! deliveries not yet sent are dropped, and an owner whose notice went out
-//! is told the fine was withdrawn, one who never got it is not; a fine
+//! is told the fine was withdrawn, one who never got it is not; police
+//! accepting a contest (cancelling the fine) tell the owner so; a fine
 //! notice is not sent once the limitation period has run out.
 
 mod common;
@@ -267,6 +268,54 @@ async fn a_withdrawn_fine_drops_what_is_unsent_and_tells_an_owner_who_was_notifi
             e.detail
         );
     }
+}
+
+/// Police accepting a contest cancel the fine (`Close` from `contested`):
+/// the owner who contested is told, with the reason, as a withdrawal tells
+/// them (the cancellation was silent: the app said only "closed"), and the
+/// audit entry says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_contest_accepted_by_police_tells_the_owner_the_fine_is_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, rx) = receiver(&[]).await;
+    let (server, cfg) = start(dir.path(), &url).await;
+    let ctx = server.ingestor.context().clone();
+    let n = Notices::new(&cfg, ctx.clone());
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let t0 = now_ms();
+    confirm(&server, &id, t0).await;
+    n.deliver_due(t0 + 1).await.unwrap();
+    let r = reviewer(&server);
+    r.act(
+        &id,
+        &Action::Contest,
+        &actor("citizen", Role::System),
+        "",
+        t0 + DAY,
+    )
+    .await
+    .unwrap();
+    let why = "Ảnh cho thấy xe dừng trước vạch khi đèn đỏ";
+    let at = t0 + 2 * DAY;
+    r.act(&id, &Action::Close, &actor("csgt", Role::Police), why, at)
+        .await
+        .unwrap();
+    assert_eq!(state(&server, &id).await, "closed");
+    n.deliver_due(at + 1).await.unwrap();
+    let got = bodies(&rx, &id);
+    assert_eq!(got.len(), 2, "the notice, then the cancellation");
+    assert_eq!(got[1]["type"], "fine_withdrawn");
+    assert_eq!(got[1]["reason"], why);
+    let body = got[1]["text"]["body"].as_str().unwrap();
+    assert!(
+        body.contains("không phải nộp phạt") && body.contains(why),
+        "{body}"
+    );
+    let trail = ingest_server::audit::for_subject(&ctx.db, &format!("case:{id}"))
+        .await
+        .unwrap();
+    let e = trail.iter().find(|e| e.action == "case.close").unwrap();
+    assert!(e.detail.contains("\"owner_told\":true"), "{}", e.detail);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

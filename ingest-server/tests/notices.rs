@@ -758,10 +758,23 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
     // Day 9: nothing is late yet.
     let r = notices::check_deadlines(&ctx, t0 + 9 * DAY).await.unwrap();
     assert_eq!((r.flagged_late, r.marked_overdue.len()), (0, 0));
-    // Day 10: the case still in review is flagged, the notified one not.
-    let r = notices::check_deadlines(&ctx, t0 + 10 * DAY + 60_000)
+    // The whole 10th day after detection (Vietnam time) is on time; after
+    // it the case still in review is flagged, the notified one not.
+    let detected: i64 = sqlx::query_scalar("SELECT event_time_ms FROM events WHERE event_id = $1")
+        .bind(waiting)
+        .fetch_one(ctx.db.pool())
         .await
         .unwrap();
+    let notify_by = notices::outbox::notify_until(detected);
+    assert!(notify_by >= detected + 10 * DAY && notify_by < detected + 11 * DAY);
+    assert_eq!(
+        (notify_by + 1 - notices::outbox::start_of_vn_day(notify_by)),
+        DAY,
+        "the last millisecond of a Vietnam day"
+    );
+    let r = notices::check_deadlines(&ctx, notify_by).await.unwrap();
+    assert_eq!(r.flagged_late, 0, "the 10th day is not over");
+    let r = notices::check_deadlines(&ctx, notify_by + 1).await.unwrap();
     assert_eq!(r.flagged_late, 1);
     let late = notices::late_notices(&ctx.db, 10).await.unwrap();
     assert_eq!(late.len(), 1);
@@ -777,7 +790,9 @@ async fn deadlines_flag_at_10_days_and_mark_overdue_at_20() {
         .is_none()
     );
     // Flagged once, and listed for the console through the admin API.
-    let r = notices::check_deadlines(&ctx, t0 + 11 * DAY).await.unwrap();
+    let r = notices::check_deadlines(&ctx, notify_by + DAY)
+        .await
+        .unwrap();
     assert_eq!(r.flagged_late, 0);
     let (status, body) = http_get(server.http_addr, "/api/v1/notices/overdue", Some(ADMIN));
     assert_eq!(status, 200, "{body}");
@@ -1297,9 +1312,7 @@ async fn owner_found_late(db_url: Option<String>) {
     let n = Notices::new(&cfg, ctx.clone());
     assert_eq!(n.deliver_due(now_ms()).await.unwrap(), 0);
     let t0 = now_ms();
-    let r = notices::check_deadlines(&ctx, t0 + 10 * DAY + 60_000)
-        .await
-        .unwrap();
+    let r = notices::check_deadlines(&ctx, t0 + 11 * DAY).await.unwrap();
     assert_eq!(r.flagged_late, 1, "{r:?}");
 
     // The gateway is back; the failed lookup's backoff is over.

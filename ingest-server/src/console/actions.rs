@@ -208,7 +208,8 @@ pub fn panel(
         p.push_str(&form(
             "cancel-form",
             "close",
-            &reason_input("cancel-reason", true),
+            // Told to the owner, as a withdrawal's reason is.
+            &owner_reason("cancel-reason"),
             lang.t("Huỷ xử phạt", "Cancel fine"),
             "danger",
         ));

@@ -2,8 +2,9 @@
 //! checked periodically by the worker and callable with any `now` (tests,
 //! a console button):
 //!
-//! - **10 days**: a case detected more than 10 days ago whose notice has
-//!   not gone out (still in review, accepted, or confirmed with no channel
+//! - **10 days**: a case detected more than 10 days ago (past the end of
+//!   the 10th day after detection, Vietnam time, as the 20 days are
+//!   counted: `outbox::notify_until`) whose notice has not gone out (still in review, accepted, or confirmed with no channel
 //!   through yet) gets `events.notice_late_at`. The flag is never cleared,
 //!   so a notice that went out late stays visible. [`late_notices`] and
 //!   `GET /api/v1/notices/overdue` (admin) list the flagged cases whose
@@ -46,7 +47,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use sqlx::Row;
 
-use super::outbox::{ACTOR, DAY_MS, NOTIFY_WITHIN_MS, RESPOND_WITHIN_MS, respond_until};
+use super::outbox::{
+    ACTOR, DAY_MS, NOTIFY_WITHIN_MS, RESPOND_WITHIN_MS, notify_until, respond_until,
+    start_of_vn_day,
+};
 
 /// The deadline a case in `notice_issued` has to respond by: the notice's
 /// own date, or 20 days (to the end of the day, Vietnam time) from when
@@ -92,10 +96,12 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
     let mut report = DeadlineReport {
         flagged_late: sqlx::query(
             "UPDATE events SET notice_late_at = $1 WHERE notice_late_at IS NULL \
-             AND event_time_ms <= $2 AND state IN ('new', 'in_review', 'accepted', 'confirmed')",
+             AND event_time_ms < $2 AND state IN ('new', 'in_review', 'accepted', 'confirmed')",
         )
         .bind(now)
-        .bind(now - NOTIFY_WITHIN_MS)
+        // Past the end of the 10th day (Vietnam time) after detection
+        // ([`notify_until`]): detected before today's start less 10 days.
+        .bind(start_of_vn_day(now) - NOTIFY_WITHIN_MS)
         .execute(db.pool())
         .await?
         .rows_affected(),
@@ -388,7 +394,7 @@ pub async fn late_notices(db: &Db, limit: i64) -> Result<Vec<LateNotice>, DbErro
                 event_id: r.try_get(0)?,
                 state: r.try_get(1)?,
                 detected_at,
-                notify_by: detected_at + NOTIFY_WITHIN_MS,
+                notify_by: notify_until(detected_at),
                 flagged_at: r.try_get(3)?,
                 notice_created_at: r.try_get(4)?,
                 deliveries: DeliveryCounts {

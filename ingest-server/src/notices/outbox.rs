@@ -41,14 +41,30 @@ pub const RESPOND_WITHIN_MS: i64 = 20 * DAY_MS;
 /// person has all of that day, not only up to the hour the case was
 /// confirmed.
 pub fn respond_until(from: i64) -> i64 {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(
-        i128::from(from.saturating_add(RESPOND_WITHIN_MS)) * 1_000_000,
-    ) else {
-        return from.saturating_add(RESPOND_WITHIN_MS);
+    end_of_vn_day(from.saturating_add(RESPOND_WITHIN_MS))
+}
+
+/// The legal deadline for sending the notice of a violation detected at
+/// `detected_at`: the last millisecond of the 10th day after it, Vietnam
+/// time, counted as the 20 days are (a notice sent in the afternoon of the
+/// 10th day is on time).
+pub fn notify_until(detected_at: i64) -> i64 {
+    end_of_vn_day(detected_at.saturating_add(NOTIFY_WITHIN_MS))
+}
+
+/// The first millisecond of the Vietnam day that `t` falls in.
+pub fn start_of_vn_day(t: i64) -> i64 {
+    end_of_vn_day(t.saturating_sub(DAY_MS)).saturating_add(1)
+}
+
+/// The last millisecond of the Vietnam day that `t` (Unix ms) falls in
+/// (`t` itself when out of range).
+fn end_of_vn_day(t: i64) -> i64 {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t) * 1_000_000) else {
+        return t;
     };
-    let day = t.to_offset(super::text::VN).date();
-    let Some(next) = day.next_day() else {
-        return from.saturating_add(RESPOND_WITHIN_MS);
+    let Some(next) = at.to_offset(super::text::VN).date().next_day() else {
+        return t;
     };
     let midnight = next.midnight().assume_offset(super::text::VN);
     (midnight.unix_timestamp_nanos() / 1_000_000) as i64 - 1
@@ -111,7 +127,7 @@ pub async fn enqueue(
     .bind(owner_id.as_deref())
     .bind(now)
     .bind(detected_at)
-    .bind(detected_at + NOTIFY_WITHIN_MS)
+    .bind(notify_until(detected_at))
     .bind(respond_until(now))
     .execute(&mut **tx)
     .await?

@@ -20,7 +20,7 @@
 
 use sqlx::Row;
 
-use super::outbox::{self, ACTOR, NOTIFY_WITHIN_MS, idempotency_key, respond_until};
+use super::outbox::{self, ACTOR, idempotency_key, respond_until};
 use crate::audit::{self, Who};
 use crate::db::{Db, DbError};
 use crate::review::{ReviewError, Reviewer};
@@ -36,7 +36,8 @@ pub struct PaperNotice {
     pub event_id: String,
     /// Detected, Unix ms.
     pub detected_at: i64,
-    /// The legal deadline for the notice (detection + 10 days).
+    /// The legal deadline for the notice (the end of the 10th day after
+    /// detection, Vietnam time).
     pub notify_by: i64,
     /// When the notice was written (the confirmation).
     pub created_at: i64,
@@ -84,7 +85,7 @@ pub async fn needing_paper(db: &Db, now: i64, limit: i64) -> Result<Vec<PaperNot
             Ok(PaperNotice {
                 event_id: r.try_get(0)?,
                 detected_at,
-                notify_by: detected_at + NOTIFY_WITHIN_MS,
+                notify_by: outbox::notify_until(detected_at),
                 created_at: r.try_get(2)?,
                 given_up: r.try_get(3)?,
             })
