@@ -488,7 +488,11 @@ impl Reviewer<'_> {
             Action::Uphold => {
                 let told =
                     crate::notices::followup::contest_rejected(tx, event_id, reason, now).await?;
-                detail["owner_told"] = told.is_some().into();
+                // Told only if some channel will carry it; else the answer
+                // waits for a person to post it (the 20 days wait too).
+                let deliveries = told.as_ref().map_or(0, |(_, d)| *d);
+                detail["owner_told"] = (deliveries > 0).into();
+                detail["paper_needed"] = (told.is_some() && deliveries == 0).into();
             }
             _ if cancels_fine => {
                 let w = crate::notices::followup::withdrawn(tx, event_id, reason, now).await?;

@@ -327,8 +327,10 @@ fn actions(c: &MyCase, citizen: &Citizen, now: i64) -> String {
 }
 
 /// The box at the top of a case: the receipt once paid (also after a
-/// supervisor closed the paid case), the contest under review, or what
-/// accepting means.
+/// supervisor closed the paid case), the contest under review, police's
+/// answer to it (upheld, with their reason and the new deadline; or the
+/// fine cancelled), a withdrawn fine with its reason, or what accepting
+/// means.
 async fn status(db: &Db, c: &MyCase) -> Result<String, AppError> {
     let paid = crate::payments::of_case(db, &c.event_id)
         .await
@@ -346,8 +348,58 @@ async fn status(db: &Db, c: &MyCase) -> Result<String, AppError> {
             "<div class=\"flash\" id=\"accepted\">{}</div>",
             esc(&super::answers::accepted_note(c))
         ),
+        // Police answered the contest: what they said, and by when.
+        ("notice_issued" | "overdue", Some("contested")) => {
+            match last_message(db, &c.event_id, crate::notices::followup::CONTEST_REJECTED).await? {
+                Some((reason, respond_by)) => format!(
+                    "<div class=\"flash\" id=\"contest-answer\"><strong>Khiếu nại không được \
+                     chấp nhận</strong>: Cảnh sát giao thông giữ nguyên việc xử phạt. Lý do: {}.{}</div>",
+                    esc(&reason),
+                    respond_by
+                        .map(|d| format!(
+                            " Hạn nộp phạt hoặc đến trụ sở giải quyết: chậm nhất đến {}.",
+                            local_time(d)
+                        ))
+                        .unwrap_or_default()
+                ),
+                None => String::new(),
+            }
+        }
+        ("closed", _) => {
+            match last_message(db, &c.event_id, crate::notices::followup::WITHDRAWN).await? {
+                Some((reason, _)) => format!(
+                    "<div class=\"flash\" id=\"withdrawn\"><strong>Đã huỷ xử phạt</strong>: bạn không \
+                 phải nộp phạt. Lý do: {}.</div>",
+                    esc(&reason)
+                ),
+                None => String::new(),
+            }
+        }
         _ => String::new(),
     })
+}
+
+/// The reason and deadline of the latest message of `kind` about case
+/// `event_id` (`notices::followup`): what police told the owner.
+async fn last_message(
+    db: &Db,
+    event_id: &str,
+    kind: &str,
+) -> Result<Option<(String, Option<i64>)>, AppError> {
+    let row = sqlx::query(
+        "SELECT reason, respond_by FROM notice_messages WHERE event_id = $1 AND kind = $2 \
+         ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(event_id)
+    .bind(kind)
+    .fetch_optional(db.pool())
+    .await
+    .map_err(|e| AppError::Internal(e.to_string()))?;
+    row.map(|r| -> Result<_, AppError> {
+        let get = |e: sqlx::Error| AppError::Internal(e.to_string());
+        Ok((r.try_get(0).map_err(get)?, r.try_get(1).map_err(get)?))
+    })
+    .transpose()
 }
 
 /// The receipt of a paid case: the settled payment as the gateway reported it.

@@ -8,7 +8,10 @@
 //! all, the notices no channel can deliver
 //! ([`crate::notices::paper::needing_paper`]): police send
 //! them by post and record it here (`POST /console/cases/{id}/paper-notice`
-//! with the postal reference), which issues the notice.
+//! with the postal reference), which issues the notice; so too police's
+//! answers to contests no channel can carry
+//! ([`crate::notices::paper::answers_needing_paper`], `POST
+//! /console/cases/{id}/paper-answer`), whose new 20 days wait for it.
 
 use std::fmt::Write as _;
 
@@ -63,6 +66,37 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
             notify_by = local_time(n.notify_by),
             written = local_time(n.created_at),
             given_up = n.given_up,
+        );
+    }
+
+    // Police's answers to contests no channel can carry: posted the same
+    // way; the owner's new 20 days wait for the letter.
+    let answers = crate::notices::paper::answers_needing_paper(db, LIMIT)
+        .await
+        .map_err(dberr)?;
+    let mut answer_rows = String::new();
+    for a in &answers {
+        let form = if may_record {
+            format!(
+                "<form method=\"post\" action=\"/console/cases/{id}/paper-answer\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <label>{ref_l} <input type=\"text\" name=\"reference\" required maxlength=\"100\"></label>\
+                 <button>{button}</button></form>",
+                id = esc(&a.event_id),
+                csrf = esc(&viewer.session.csrf),
+                ref_l = lang.t("Số hiệu bưu gửi", "Postal reference"),
+                button = lang.t("Đã gửi trả lời bằng giấy", "Answer posted"),
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            answer_rows,
+            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{upheld}</td>\
+             <td>{given_up}</td><td>{form}</td></tr>",
+            id = esc(&a.event_id),
+            upheld = local_time(a.upheld_at),
+            given_up = a.given_up,
         );
     }
 
@@ -173,6 +207,9 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
          <h2>{paper_h} ({paper_n})</h2><p class=\"muted\">{paper_p}</p>\
          <table id=\"paper-notices\"><tr><th>{case_l}</th><th>{detected_l}</th><th>{deadline_l}</th>\
          <th>{written_l}</th><th>{given_up_l}</th><th></th></tr>{paper_rows}{paper_empty}</table>\
+         <h2>{answers_h} ({answers_n})</h2><p class=\"muted\">{answers_p}</p>\
+         <table id=\"paper-answers\"><tr><th>{case_l}</th><th>{upheld_l}</th><th>{given_up_l}</th><th></th></tr>\
+         {answer_rows}{answers_empty}</table>\
          <h2>{late_h} ({late_n})</h2><p class=\"muted\">{late_p}</p>\
          <table id=\"late-notices\"><tr><th>{case_l}</th><th>{state_l}</th><th>{detected_l}</th><th>{deadline_l}</th>\
          <th>{flagged_l}</th><th>{written_l}</th><th>{deliveries_l}</th><th>{error_l}</th></tr>{late_rows}{late_empty}</table>\
@@ -192,13 +229,25 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
             "No electronic channel reaches the owner (no app, e-mail or partner; or every delivery was given up). Post the notice to the registered address and record it here: the notice is then issued, its 20 days running from today."
         ),
         given_up_l = lang.t("Lần gửi không tới", "Deliveries that cannot get through"),
+        answers_h = lang.t(
+            "Cần gửi trả lời khiếu nại bằng giấy",
+            "Contest answers to send by post"
+        ),
+        answers_n = answers.len(),
+        answers_p = lang.t(
+            "Khiếu nại không được chấp nhận nhưng không kênh điện tử nào tới được chủ phương tiện. Gửi trả lời qua bưu điện rồi ghi nhận tại đây: thời hạn 20 ngày mới tính từ hôm nay; trước đó vụ việc không bị coi là quá hạn.",
+            "The contest was not accepted but no electronic channel reaches the owner. Post the answer and record it here: the new 20 days run from today; until then the case is not marked overdue."
+        ),
+        upheld_l = lang.t("Giữ nguyên lúc", "Upheld"),
+        answer_rows = answer_rows,
+        answers_empty = empty(4, &answer_rows),
         paper_rows = paper_rows,
         paper_empty = empty(6, &paper_rows),
         held_h = lang.t("Khoản tiền cần người xử lý", "Payments needing a person"),
         held_n = held.len(),
         held_p = lang.t(
-            "Cổng thanh toán đã thu tiền với số tiền khác khoản phạt: hoàn tiền hoặc ghi nhận, rồi cập nhật giao dịch. Vụ việc không nhận thanh toán mới cho đến khi xử lý xong.",
-            "The gateway took money at another amount than the fine: refund or apply it, then update the payment. The case takes no new payment until then."
+            "Cổng thanh toán đã (hoặc có thể đã) thu tiền nhưng không thể ghi nhận tự động: số tiền khác khoản phạt, hoặc giao dịch bị nghi ngờ hay bị đảo. Kiểm tra với cổng thanh toán, hoàn tiền hoặc ghi nhận, rồi cập nhật giao dịch. Vụ việc không nhận thanh toán mới cho đến khi xử lý xong.",
+            "The gateway took (or may have taken) money that cannot be applied automatically: another amount than the fine, or a transaction suspected or reversed. Check with the gateway, refund or apply it, then update the payment. The case takes no new payment until then."
         ),
         txn_l = lang.t("Mã giao dịch", "Reference"),
         amount_l = lang.t("Khoản phạt (₫)", "Fine (₫)"),
@@ -294,5 +343,41 @@ pub async fn paper_notice(
             },
         )),
         Err(PaperError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
+    }
+}
+
+/// `POST /console/cases/{id}/paper-answer`: a police officer records that
+/// police's answer to the owner's contest was posted
+/// (`notices::paper::record_paper_answer`).
+pub async fn paper_answer(
+    State(ctx): State<ApiContext>,
+    viewer: Viewer,
+    Path(id): Path<String>,
+    Form(f): Form<PaperForm>,
+) -> Result<Response, ConsoleError> {
+    viewer.require(&[Role::Police])?;
+    viewer.check_csrf(&f.csrf)?;
+    let lang = viewer.lang;
+    use crate::notices::paper::{PaperError, record_paper_answer};
+    let db = &ctx.ingestor.context().db;
+    match record_paper_answer(db, &id, &viewer.who(), &f.reference, now_ms()).await {
+        Ok(()) => Ok(Redirect::to("/console/deadlines").into_response()),
+        Err(PaperError::Reference) => Err(ConsoleError::Refused(
+            lang,
+            lang.t(
+                "Nhập số hiệu bưu gửi (1 đến 100 ký tự).",
+                "Give the postal reference (1 to 100 characters).",
+            )
+            .to_string(),
+        )),
+        Err(PaperError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
+        Err(_) => Err(ConsoleError::Refused(
+            lang,
+            lang.t(
+                "Vụ việc này không có trả lời khiếu nại cần gửi giấy (đã gửi được, hoặc vụ việc đã thay đổi).",
+                "This case has no contest answer to post (delivered, or the case changed).",
+            )
+            .to_string(),
+        )),
     }
 }

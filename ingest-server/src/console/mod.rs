@@ -86,6 +86,10 @@ pub fn routes() -> Router<ApiContext> {
             "/console/cases/{id}/paper-notice",
             post(deadlines::paper_notice),
         )
+        .route(
+            "/console/cases/{id}/paper-answer",
+            post(deadlines::paper_answer),
+        )
         .route("/console/health", get(ops::health))
         .route("/console/quarantine", get(ops::quarantine))
         .route("/console/audit", get(ops::audit))

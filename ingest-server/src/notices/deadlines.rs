@@ -12,7 +12,9 @@
 //!   to act on (paper notice, correct the address).
 //! - **20 days**: a case in `notice_issued` whose deadline to respond has
 //!   passed (the date the notice gave, and 20 days since the case entered
-//!   the state: issue, or a contest upheld) moves to `overdue` through the
+//!   the state: issue, or a contest upheld — then from when police's
+//!   answer reached the owner, and a case whose answer has not is held,
+//!   `DeadlineReport::held_for_answer`) moves to `overdue` through the
 //!   workflow (`Action::MarkOverdue`, by the system) and gets a row in
 //!   `inspection_warnings`: the warning to the vehicle inspection register,
 //!   with its own audit entry. Paying or contesting is the response that
@@ -88,6 +90,40 @@ pub struct DeadlineReport {
     pub answered_by_payment: Vec<String>,
     /// Warnings withdrawn because the case was paid.
     pub withdrawn: Vec<String>,
+    /// Cases back in `notice_issued` after a contest police upheld, not
+    /// marked because police's answer has not reached the owner (no
+    /// delivery sent; `paper::answers_needing_paper` lists those no channel
+    /// can deliver).
+    pub held_for_answer: Vec<String>,
+}
+
+/// Whether police's answer to a contest, written when case `event_id`
+/// re-entered `notice_issued` at `since`, has reached the owner.
+enum Answer {
+    /// No such answer: the case entered the state otherwise.
+    None,
+    /// Written, not delivered yet.
+    NotSent,
+    /// First delivered at (Unix ms).
+    SentAt(i64),
+}
+
+async fn answer_sent(db: &Db, event_id: &str, since: i64) -> Result<Answer, DbError> {
+    let row = sqlx::query(
+        "SELECT (SELECT MIN(d.sent_at) FROM notice_deliveries d           WHERE d.message_id = m.message_id AND d.state = 'sent')          FROM notice_messages m WHERE m.event_id = $1 AND m.kind = $2 AND m.created_at >= $3          ORDER BY m.created_at DESC LIMIT 1",
+    )
+    .bind(event_id)
+    .bind(super::followup::CONTEST_REJECTED)
+    .bind(since)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(match row {
+        None => Answer::None,
+        Some(r) => match r.try_get::<Option<i64>, _>(0)? {
+            Some(at) => Answer::SentAt(at),
+            None => Answer::NotSent,
+        },
+    })
 }
 
 /// Runs both checks at `now` (Unix ms).
@@ -130,8 +166,19 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
     .await?;
     let mut past = Vec::new();
     for r in due {
-        let (id, respond_by, since): (String, i64, i64) =
+        let (id, respond_by, mut since): (String, i64, i64) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
+        // Back after a contest police upheld: the new 20 days run from when
+        // their answer reached the owner (its first delivery sent, or the
+        // letter posted), and not at all before it did.
+        match answer_sent(db, &id, since).await? {
+            Answer::None => {}
+            Answer::NotSent => {
+                report.held_for_answer.push(id);
+                continue;
+            }
+            Answer::SentAt(at) => since = since.max(at),
+        }
         let deadline = effective_deadline(respond_by, since);
         if deadline >= now {
             continue;
@@ -212,6 +259,9 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
         let reason = if response.as_deref() == Some("accepted") {
             "accepted in the citizen app but not paid within 20 days of the notice \
              (Circular 73/2024/TT-BCA, Art. 24)"
+        } else if response.as_deref() == Some("contested") {
+            "contest not accepted by police; no response within 20 days of their answer \
+             reaching the owner (Circular 73/2024/TT-BCA, Art. 24)"
         } else {
             "no response within 20 days of the notice (Circular 73/2024/TT-BCA, Art. 24)"
         };

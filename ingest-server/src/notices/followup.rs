@@ -1,8 +1,10 @@
 //! Messages to an owner after the fine notice, through the notice's own
 //! outbox and channels: the contest was not accepted (police upheld the
 //! fine: [`contest_rejected`], with the officer's reason and the new
-//! deadline to respond, the one the 20-day check then enforces), or the
-//! fine was withdrawn ([`withdrawn`], with the reason).
+//! deadline to respond, the one the 20-day check then enforces, counted
+//! from when the answer reached the owner: an answer no channel can carry
+//! is posted by a person, `paper::record_paper_answer`), or the fine was
+//! withdrawn ([`withdrawn`], with the reason).
 //!
 //! A message is a row of `notice_messages` (migration 0020) and one
 //! delivery per channel and target in `notice_deliveries`, with
@@ -73,18 +75,20 @@ pub async fn load(db: &Db, message_id: &str) -> Result<Option<Message>, DbError>
 /// (police upheld the fine at `now`, for `reason`), with the new deadline:
 /// [`super::deadlines::effective_deadline`] of the notice's date and
 /// `now`, the time the case enters `notice_issued` again. Returns the
-/// message id, `None` when the notice names no owner.
+/// message id and how many deliveries were written for it (0: no channel
+/// reaches the owner, and the answer is for a person to post:
+/// `paper::answers_needing_paper`), `None` when the notice names no owner.
 pub async fn contest_rejected(
     tx: &mut Transaction<'static, Any>,
     event_id: &str,
     reason: &str,
     now: i64,
-) -> Result<Option<String>, DbError> {
+) -> Result<Option<(String, usize)>, DbError> {
     let Some(n) = addressed_notice(tx, event_id).await? else {
         return Ok(None);
     };
     let deadline = super::deadlines::effective_deadline(n.respond_by, now);
-    let id = write(
+    let written = write(
         tx,
         &n,
         event_id,
@@ -94,7 +98,7 @@ pub async fn contest_rejected(
         now,
     )
     .await?;
-    Ok(Some(id))
+    Ok(Some(written))
 }
 
 /// What withdrawing a fine did to its notice.
@@ -153,8 +157,10 @@ pub async fn withdrawn(
     if reached > 0
         && let Some(n) = addressed_notice(tx, event_id).await?
     {
-        write(tx, &n, event_id, WITHDRAWN, reason, None, now).await?;
-        told = true;
+        told = write(tx, &n, event_id, WITHDRAWN, reason, None, now)
+            .await?
+            .1
+            > 0;
     }
     Ok(Withdrawal {
         dropped,
@@ -208,7 +214,7 @@ async fn write(
     reason: &str,
     respond_by: Option<i64>,
     now: i64,
-) -> Result<String, DbError> {
+) -> Result<(String, usize), DbError> {
     let id = uuid::Uuid::new_v4().to_string();
     sqlx::query(
         "INSERT INTO notice_messages (message_id, notice_id, event_id, kind, reason, respond_by, \
@@ -223,7 +229,7 @@ async fn write(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    add_deliveries(
+    let deliveries = add_deliveries(
         tx,
         &n.notice_id,
         Some(&id),
@@ -233,7 +239,7 @@ async fn write(
         now,
     )
     .await?;
-    Ok(id)
+    Ok((id, deliveries))
 }
 
 /// The webhook `type` of a message (`contest_rejected`, `fine_withdrawn`).

@@ -224,3 +224,141 @@ pub async fn record_paper(
     }
     Ok(())
 }
+
+/// Police's answer to a contest ([`super::followup::CONTEST_REJECTED`])
+/// that no channel can deliver: the owner contested (perhaps by post or in
+/// person) and has no app, e-mail or partner. Until the answer reaches
+/// them their new 20 days do not run out (`deadlines::check_deadlines`
+/// holds the case), so a person posts it and records it
+/// ([`record_paper_answer`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PaperAnswer {
+    /// The case.
+    pub event_id: String,
+    /// The message.
+    pub message_id: String,
+    /// When police upheld the fine (the message was written).
+    pub upheld_at: i64,
+    /// Deliveries that will not get through (none at all when 0).
+    pub given_up: i64,
+}
+
+/// The latest answer to a contest of each case back in `notice_issued`
+/// (written when it re-entered the state) that has no delivery that may
+/// still get through; `event_id` narrows it to one case.
+fn answers_sql(one_case: bool) -> String {
+    format!(
+        "SELECT m.event_id, m.message_id, m.created_at, \
+         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.message_id = m.message_id) \
+         FROM notice_messages m JOIN events e ON e.event_id = m.event_id \
+         WHERE m.kind = '{kind}' AND e.state = 'notice_issued' \
+         AND m.created_at >= COALESCE(e.state_changed_at, 0) {one} \
+         AND NOT EXISTS (SELECT 1 FROM notice_deliveries d WHERE d.message_id = m.message_id \
+          AND {live}) ORDER BY m.created_at LIMIT $1",
+        kind = super::followup::CONTEST_REJECTED,
+        one = if one_case { "AND m.event_id = $2" } else { "" },
+        live = live()
+    )
+}
+
+fn paper_answer(r: &sqlx::any::AnyRow) -> Result<PaperAnswer, sqlx::Error> {
+    Ok(PaperAnswer {
+        event_id: r.try_get(0)?,
+        message_id: r.try_get(1)?,
+        upheld_at: r.try_get(2)?,
+        given_up: r.try_get(3)?,
+    })
+}
+
+/// Answers to contests no channel can deliver, oldest first.
+pub async fn answers_needing_paper(db: &Db, limit: i64) -> Result<Vec<PaperAnswer>, DbError> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(answers_sql(false)))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    Ok(rows.iter().map(paper_answer).collect::<Result<_, _>>()?)
+}
+
+/// Records that `by` posted police's answer to the contest of case
+/// `event_id` at `now` with the postal `reference`: a sent `paper`
+/// delivery of the message (its deliveries still waiting dropped), the
+/// message's deadline moved to 20 days from `now` if later, the audit entry
+/// `notice.paper_sent` naming the message (one transaction). The owner's
+/// new 20 days then run from the letter (`deadlines::check_deadlines`).
+pub async fn record_paper_answer(
+    db: &Db,
+    event_id: &str,
+    by: &Who,
+    reference: &str,
+    now: i64,
+) -> Result<(), PaperError> {
+    let reference = reference.trim();
+    if reference.is_empty() || reference.chars().count() > 100 {
+        return Err(PaperError::Reference);
+    }
+    let mut tx = audit::begin(db).await?;
+    let Some(row) = sqlx::query(sqlx::AssertSqlSafe(answers_sql(true)))
+        .bind(1_i64)
+        .bind(event_id)
+        .fetch_optional(&mut *tx)
+        .await?
+    else {
+        return Err(PaperError::NotNeeded);
+    };
+    let answer = paper_answer(&row)?;
+    let notice_id: String =
+        sqlx::query_scalar("SELECT notice_id FROM notice_messages WHERE message_id = $1")
+            .bind(&answer.message_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    let written = sqlx::query(
+        "INSERT INTO notice_deliveries (delivery_id, notice_id, message_id, event_id, channel, \
+         target, state, attempts, next_attempt_at, idempotency_key, created_at, sent_at) \
+         VALUES ($1, $2, $3, $4, $5, 'post', 'sent', 1, $6, $7, $6, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(&notice_id)
+    .bind(&answer.message_id)
+    .bind(event_id)
+    .bind(PAPER)
+    .bind(now)
+    .bind(idempotency_key(&answer.message_id, PAPER, "post"))
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if written != 1 {
+        return Err(PaperError::NotNeeded);
+    }
+    sqlx::query(
+        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1 \
+         WHERE message_id = $2 AND state IN ('pending', 'failed') \
+         AND (lease_until IS NULL OR lease_until <= $3)",
+    )
+    .bind("not sent: the answer was posted")
+    .bind(&answer.message_id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE notice_messages SET respond_by = $1 WHERE message_id = $2 AND respond_by < $1",
+    )
+    .bind(respond_until(now))
+    .bind(&answer.message_id)
+    .execute(&mut *tx)
+    .await?;
+    audit::append(
+        &mut tx,
+        now,
+        by,
+        "notice.paper_sent",
+        &format!("case:{event_id}"),
+        &serde_json::json!({
+            "reference": reference,
+            "message_id": answer.message_id,
+            "kind": super::followup::CONTEST_REJECTED,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}
