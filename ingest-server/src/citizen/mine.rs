@@ -9,10 +9,24 @@
 //! outbox uses). A case held back for a person (`vehicle_mismatch`: a
 //! misread or cloned plate, the registered owner possibly innocent;
 //! `registration_not_active`) keeps the registered owner's id but is not
-//! shown to them: its evidence shows someone else's car and driver. Any
-//! other case answers "not found", exactly like one that does not exist,
-//! and the attempt goes to the audit log (a few per session a minute:
-//! [`DENIALS_PER_WINDOW`]).
+//! shown to them: its evidence shows someone else's car and driver.
+//!
+//! A `closed` case is shown in full only if it was paid (it went through
+//! `paid`: the owner keeps the case, its receipt and the evidence of what
+//! they paid for). A fine police took back — withdrawn (`Withdraw`, e.g. a
+//! misread plate) or cancelled after a contest (`Close`, e.g. "not my
+//! car") — is not the owner's any more: its stills and clip may show
+//! someone else's car and driver, and nothing is left for the owner to do
+//! with it (Decree 13/2023/ND-CP: no more personal data than the purpose
+//! needs). An owner who contested it, or was told of the cancellation (a
+//! `withdrawn` message, whose link leads to the case), sees its page with
+//! the reason and the case's facts but no evidence ([`MyCase::evidence_shown`]); one
+//! never told of the case (withdrawn before the notice reached them) does
+//! not see it at all.
+//!
+//! Any other case answers "not found", exactly like one that does not
+//! exist, and the attempt goes to the audit log (a few per session a
+//! minute: [`DENIALS_PER_WINDOW`]).
 
 use std::collections::HashMap;
 
@@ -25,8 +39,23 @@ use crate::notices::text::{CAMERA_DESCRIPTION_SQL, basis, place};
 use crate::registry::DELIVERABLE_OWNER_SQL;
 use crate::workflow::Role;
 
-/// States a citizen ever sees (confirmed by police, or later).
+/// States a citizen ever sees (confirmed by police, or later); `closed`
+/// only as [`CLOSED_SHOWN_SQL`] allows.
 const VISIBLE: &str = "'confirmed', 'notice_issued', 'paid', 'contested', 'overdue', 'closed'";
+
+/// Whether the case was paid: its history (`case_transitions`, written
+/// with every move by `review::Reviewer`) has it entering `paid`.
+const WAS_PAID_SQL: &str = "EXISTS (SELECT 1 FROM case_transitions t \
+     WHERE t.event_id = e.event_id AND t.to_state = 'paid')";
+
+/// A `closed` case is shown if it was paid, if the owner contested it
+/// (they wait for the answer), or if they were told it was cancelled (a
+/// `withdrawn` message, `notices::followup`, whose link leads here); see
+/// the module's comment for what is shown then.
+const CLOSED_SHOWN_SQL: &str = "(e.state <> 'closed' OR e.owner_response = 'contested' \
+     OR EXISTS (SELECT 1 FROM case_transitions t WHERE t.event_id = e.event_id \
+     AND t.to_state = 'paid') OR EXISTS (SELECT 1 FROM notice_messages m \
+     WHERE m.event_id = e.event_id AND m.kind = 'withdrawn'))";
 
 /// A citizen's case.
 pub(super) struct MyCase {
@@ -46,9 +75,17 @@ pub(super) struct MyCase {
     /// The notice's deadline, if it has one.
     respond_by: Option<i64>,
     state_changed_at: Option<i64>,
+    /// It went through `paid`.
+    was_paid: bool,
 }
 
 impl MyCase {
+    /// Whether the owner is shown the case's evidence: not for a fine
+    /// police took back (closed and never paid).
+    pub fn evidence_shown(&self) -> bool {
+        self.state != "closed" || self.was_paid
+    }
+
     /// The deadline the owner is held to, where a clock runs: in
     /// `notice_issued` (to pay or contest), as the
     /// deadline check holds the case to it
@@ -96,11 +133,11 @@ fn select(extra: &str) -> String {
         "SELECT e.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text), \
          COALESCE(e.reviewed_type, e.violation_type), e.event_time_ms, e.site, e.camera_id, e.state, \
          e.fine_amount_vnd, e.fine_ref, e.licence_points, e.fine_schedule, e.owner_response, \
-         n.respond_by, e.state_changed_at, {CAMERA_DESCRIPTION_SQL} \
+         n.respond_by, e.state_changed_at, {CAMERA_DESCRIPTION_SQL}, {WAS_PAID_SQL} \
          FROM events e JOIN owners o ON o.owner_id = e.owner_id \
          LEFT JOIN notices n ON n.event_id = e.event_id \
          WHERE o.national_id = $1 AND {DELIVERABLE_OWNER_SQL} AND e.confirmed_at IS NOT NULL \
-         AND e.state IN ({VISIBLE}){extra}"
+         AND e.state IN ({VISIBLE}) AND {CLOSED_SHOWN_SQL}{extra}"
     )
 }
 
@@ -123,6 +160,9 @@ fn my_case(r: &sqlx::any::AnyRow) -> Result<MyCase, sqlx::Error> {
         response: r.try_get(12)?,
         respond_by: r.try_get(13)?,
         state_changed_at: r.try_get(14)?,
+        was_paid: r
+            .try_get::<bool, _>(16)
+            .or_else(|_| r.try_get::<i64, _>(16).map(|v| v != 0))?,
     })
 }
 

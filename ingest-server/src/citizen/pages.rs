@@ -178,10 +178,19 @@ pub async fn case(
     let c = one(db, &citizen, &id).await?;
     let event = signed_event(db, &id).await?;
     let mut evidence = String::new();
-    let rows = sqlx::query("SELECT name, role, media_type FROM evidence WHERE event_id = $1 AND stored = 1 ORDER BY name")
-        .bind(&id)
-        .fetch_all(db.pool())
-        .await?;
+    // A fine taken back: its page, not its pictures (`mine.rs`).
+    let rows = if c.evidence_shown() {
+        sqlx::query("SELECT name, role, media_type FROM evidence WHERE event_id = $1 AND stored = 1 ORDER BY name")
+            .bind(&id)
+            .fetch_all(db.pool())
+            .await?
+    } else {
+        evidence.push_str(
+            "<p class=\"muted\" id=\"evidence-withheld\">Xử phạt đã được huỷ: hình ảnh của vụ việc \
+             không còn được hiển thị.</p>",
+        );
+        Vec::new()
+    };
     for r in &rows {
         let (name, role, media): (String, String, String) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
@@ -426,7 +435,9 @@ pub async fn evidence(
     Path((id, name)): Path<(String, String)>,
 ) -> Result<Response, AppError> {
     let ic = ctx.ingestor.context();
-    one(&ic.db, &citizen, &id).await?;
+    if !one(&ic.db, &citizen, &id).await?.evidence_shown() {
+        return Err(AppError::NotFound);
+    }
     // By the hash the device signed, not the evidence row's copy of it.
     let file = match crate::integrity::manifest_file(&ic.db, &id, &name).await {
         Ok(f) => f,
