@@ -184,6 +184,15 @@ async fn operators_review_and_police_confirm_through_the_console() {
         let list = cuong.get("/console/confirm");
         assert_eq!(list.status, 200);
         assert!(list.body.contains(&first) && !list.body.contains(&second));
+        // Before confirming, the officer reads what confirming charges (the
+        // middle of the 18–20 million range), beside the range.
+        assert!(
+            list.body.contains("Số tiền phạt khi xác nhận")
+                && list.body.contains("19.000.000 ₫")
+                && list.body.contains("18.000.000 ₫ – 20.000.000 ₫"),
+            "the amount to charge beside the legal range: {}",
+            list.body
+        );
         assert!(
             list.body.contains("Vũ Văn Hải"),
             "owner of the corrected plate 30A12346"
@@ -203,6 +212,14 @@ async fn operators_review_and_police_confirm_through_the_console() {
         assert!(r.body.contains("id=\"flash\""), "{}", r.body);
         let page = cuong.get(&format!("/console/cases/{first}"));
         assert!(page.body.contains("CSGT đã xác nhận"), "confirmed");
+        // The amount the notice and the payment carry, beside the range.
+        assert!(
+            page.body
+                .contains("<strong id=\"fine-amount\">19.000.000 ₫</strong>")
+                && page.body.contains("18.000.000 ₫ – 20.000.000 ₫"),
+            "the amount charged on the case page: {}",
+            page.body
+        );
         assert!(
             page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"),
             "who accepted and who confirmed"

@@ -489,6 +489,9 @@ async fn court_package_of_a_confirmed_case(url: Option<String>) {
         "Mức phạt",
         "Từ 18.000.000 đến 20.000.000 đồng",
         "điểm b khoản 9 Điều 6 Nghị định 168/2024/NĐ-CP",
+        // The amount fixed at confirmation (the middle of the range), as
+        // the notice and the payment carry it.
+        "Số tiền phạt 19.000.000 đồng — mức phạt cụ thể quyết định khi CSGT xác nhận",
         "trừ 4 điểm giấy phép lái xe",
         "CSGT đã xác nhận",
         "Nguyễn Thị Lan",

@@ -1,12 +1,14 @@
 //! One case on one screen: the stills side by side with the vehicle's
 //! trajectory drawn over the overview, the clip, the zoomed plate crop, the
-//! read and its confidence, the signal state, the fine it would carry, the
-//! legal clock, the history, and the actions the viewer's role allows, all
-//! reachable from the keyboard; beside the vehicle, the owner lookup's
-//! status, and for a case about to be confirmed (or confirmed) without an
-//! owner to notify, what that means for its notice. Police and auditors
-//! also see the case's owner and the vehicle record (`owner_panels.rs`):
-//! each view is logged in the registry's access log and the audit log.
+//! read and its confidence, the signal state, the fine (the amount charged
+//! once police confirmed it, or that confirming will charge, beside the
+//! legal range), the legal clock, the history, and the actions the viewer's
+//! role allows, all reachable from the keyboard; beside the vehicle, the
+//! owner lookup's status, and for a case about to be confirmed (or
+//! confirmed) without an owner to notify, what that means for its notice.
+//! Police and auditors also see the case's owner and the vehicle record
+//! (`owner_panels.rs`): each view is logged in the registry's access log
+//! and the audit log.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -49,6 +51,10 @@ pub struct CaseDetail {
     pub fine_status: String,
     pub fine_ref: Option<String>,
     pub fine: Option<(i64, i64)>,
+    /// The fine fixed when police confirmed the case
+    /// (`events.fine_amount_vnd`): what the notice, the citizen's page and
+    /// the payment charge. `None` before confirmation.
+    pub fine_amount: Option<i64>,
     pub points: Option<i64>,
     pub owner_status: String,
     /// The case's owner (`events.owner_id`): who its notice goes to.
@@ -89,7 +95,8 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
          speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
          owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
          reject_note, signed_json, notice_late_at, evidence_purged_at, owner_id, revision, \
-         state_changed_at, (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id) \
+         state_changed_at, (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id), \
+         fine_amount_vnd \
          FROM events \
          WHERE event_id = $1",
     )
@@ -121,6 +128,7 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
         fine_status: r.try_get(14)?,
         fine_ref: r.try_get(15)?,
         fine: min.zip(max),
+        fine_amount: r.try_get(34)?,
         points: r.try_get(18)?,
         owner_status: r.try_get(19)?,
         state: CaseState::parse(&state).unwrap_or(CaseState::New),
@@ -287,11 +295,7 @@ pub async fn show(
             _ => {}
         }
     }
-    let fine = match case.fine {
-        Some((a, b)) if a == b => vnd(a),
-        Some((a, b)) => format!("{} – {}", vnd(a), vnd(b)),
-        None => esc(&case.fine_status),
-    };
+    let fine = fine_html(lang, &case);
     let plate_line = match (&case.reviewed_plate, &case.plate_text) {
         (Some(r), Some(m)) if r != m => format!(
             "<span class=\"plate\" id=\"plate\">{}</span> <span class=\"muted\">({} {})</span>",
@@ -529,6 +533,33 @@ async fn altered_alarm(lang: super::html::Lang, db: &Db, id: &str) -> Result<Str
             "WARNING: RECORD ALTERED — the case data differs from what the device signed; it must not be confirmed"
         )
     ))
+}
+
+/// The fine row: once police confirmed the case, the amount it charges
+/// (`fine_amount_vnd`, what the notice, the citizen's page and the payment
+/// carry) beside the legal range it was taken from, so staff read what the
+/// owner is asked to pay; while it waits for confirmation, the amount
+/// confirming will charge (as the confirmation list shows it); before that,
+/// the range alone, since a correction of the type may still reprice it.
+fn fine_html(lang: super::html::Lang, case: &CaseDetail) -> String {
+    let legal = match case.fine {
+        Some((a, b)) if a == b => vnd(a),
+        Some((a, b)) => format!("{} – {}", vnd(a), vnd(b)),
+        None => esc(&case.fine_status),
+    };
+    match case.fine_amount {
+        Some(amount) => format!(
+            "{charged}: <strong id=\"fine-amount\">{amount}</strong> \
+             <span class=\"muted\">({range_l} {legal})</span>",
+            charged = lang.t("Số tiền phạt đã quyết định", "Fine charged"),
+            amount = vnd(amount),
+            range_l = lang.t("khung phạt", "legal range"),
+        ),
+        None if case.state == CaseState::Accepted => {
+            super::confirm::fine_to_confirm(lang, case.fine, &case.fine_status)
+        }
+        None => legal,
+    }
 }
 
 /// When the limitation period ends, and once it has, that nobody can be

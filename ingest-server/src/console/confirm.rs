@@ -1,8 +1,9 @@
 //! The police officer's confirmation queue: accepted cases, oldest first,
-//! each with its overview still, the plate crop, the fine, and the case's
-//! owner and vehicle record beside it (`owner_panels::owner_for`, each view
-//! logged) with the owner lookup's status; the officer checks the ones to
-//! confirm and confirms them in one batch.
+//! each with its overview still, the plate crop, the fine confirming it
+//! will charge (beside its legal range), and the case's owner and vehicle
+//! record beside it (`owner_panels::owner_for`, each view logged) with the
+//! owner lookup's status; the officer checks the ones to confirm and
+//! confirms them in one batch.
 //!
 //! A case whose owner lookup is not `resolved` (none found, failed or under
 //! way, a registration that does not fit the vehicle or is not active) has
@@ -110,10 +111,7 @@ async fn render(ctx: &ApiContext, viewer: &Viewer, flash: &str) -> Result<Respon
                 rev = case.revision
             )
         };
-        let fine = case
-            .fine
-            .map(|(a, b)| format!("{} – {}", vnd(a), vnd(b)))
-            .unwrap_or_else(|| esc(&case.fine_status));
+        let fine = fine_to_confirm(lang, case.fine, &case.fine_status);
         let _ = write!(
             items,
             "<tr data-id=\"{id}\"><td>{check}</td><td>{pics}</td><td><a href=\"/console/cases/{id}\"><span class=\"plate\">{plate}</span></a><br>\
@@ -240,6 +238,37 @@ pub async fn batch(
         );
     }
     render(&ctx, &viewer, &flash).await
+}
+
+/// The fine as the officer decides it: the amount confirming will charge
+/// (`review::decided_amount`, the very function `Reviewer::apply` fixes
+/// `fine_amount_vnd` with, so the notice, the citizen's page and the payment
+/// carry what is shown here), with the legal range it was taken from beside
+/// it. A case with no priced range shows its fine status: confirming it is
+/// refused.
+pub(super) fn fine_to_confirm(
+    lang: super::html::Lang,
+    range: Option<(i64, i64)>,
+    status: &str,
+) -> String {
+    let Some((lo, hi)) = range else {
+        return esc(status);
+    };
+    let legal = if lo == hi {
+        vnd(lo)
+    } else {
+        format!("{} – {}", vnd(lo), vnd(hi))
+    };
+    match crate::review::decided_amount(range) {
+        Some(amount) => format!(
+            "{charge}: <strong class=\"fine-amount\">{amount}</strong> \
+             <span class=\"muted\">({range_l} {legal})</span>",
+            charge = lang.t("Số tiền phạt khi xác nhận", "Fine charged on confirmation"),
+            amount = vnd(amount),
+            range_l = lang.t("khung phạt", "legal range"),
+        ),
+        None => legal,
+    }
 }
 
 /// Why a case is left out of a batch confirmation.

@@ -54,6 +54,9 @@ pub struct CaseRecord {
     pub fine_max_vnd: Option<i64>,
     /// Points.
     pub licence_points: Option<i64>,
+    /// VND fixed when police confirmed the case: what the notice and the
+    /// payment charge. `None` before confirmation.
+    pub fine_amount_vnd: Option<i64>,
     /// Workflow state.
     pub state: String,
     /// User id.
@@ -184,7 +187,7 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         "SELECT event_id, device_id, camera_id, site, event_time, violation_type, reviewed_type, \
          vehicle_class, plate_text, plate_display, plate_colour, plate_confidence, reviewed_plate, \
          fine_status, fine_schedule, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, state, \
-         accepted_by, confirmed_by, reject_code, signed_json, received_at, source \
+         accepted_by, confirmed_by, reject_code, signed_json, received_at, source, fine_amount_vnd \
          FROM events WHERE event_id = $1",
     )
     .bind(event_id)
@@ -218,6 +221,7 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         signed_json: r.try_get(23)?,
         received_at: r.try_get(24)?,
         source: r.try_get(25)?,
+        fine_amount_vnd: r.try_get(26)?,
     };
     let evidence = sqlx::query(
         "SELECT name, role, media_type, size_bytes, sha256, stored, stored_at FROM evidence \

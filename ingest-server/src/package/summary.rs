@@ -1,9 +1,10 @@
 //! The printable summary of a case (`summary.pdf` in the evidence package),
 //! in Vietnamese: what happened, where and when, the plate (and the machine
-//! read when a person corrected it), the fine, who accepted and who
-//! confirmed, the device and its signature, the hashes, the audit chain and
-//! the overview picture with the vehicle marked. It is a reading aid for the
-//! court; the package's files are the evidence, and the summary says so.
+//! read when a person corrected it), the fine (its legal range and, once
+//! confirmed, the amount charged), who accepted and who confirmed, the
+//! device and its signature, the hashes, the audit chain and the overview
+//! picture with the vehicle marked. It is a reading aid for the court; the
+//! package's files are the evidence, and the summary says so.
 //!
 //! This module only words and lays out facts that `mod.rs` has already
 //! checked; the PDF itself is written by `pdf.rs`.
@@ -103,6 +104,11 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
         );
     }
     d.field("Mức phạt", &vi::fine(c));
+    // The range alone is not what the owner was asked to pay: once
+    // confirmed, the amount the notice and the payment carry is stated.
+    if let Some(charged) = vi::charged(c) {
+        d.field("Số tiền phạt", &charged);
+    }
     d.field(
         "Trạng thái",
         crate::workflow::CaseState::parse(&c.state).map_or(c.state.as_str(), |s| s.label_vi()),

@@ -1,8 +1,9 @@
 //! Vietnamese wording for the case summary: labels of the stored codes
 //! (violation types, vehicle classes, plate colours, roles, actions,
 //! states), the fine as a reader expects it (`điểm b khoản 9 Điều 6 Nghị
-//! định 168/2024/NĐ-CP`), numbers with `.` between thousands and `,` before
-//! decimals, and times in Vietnam time (UTC+07:00) as `dd/mm/yyyy hh:mm:ss`.
+//! định 168/2024/NĐ-CP`) and the amount fixed at confirmation, numbers
+//! with `.` between thousands and `,` before decimals, and times in Vietnam
+//! time (UTC+07:00) as `dd/mm/yyyy hh:mm:ss`.
 //! Unknown codes are shown as they are stored rather than guessed.
 
 use protocol::{ClockSync, ClockSyncStatus, SignalObservation, SignalState};
@@ -213,6 +214,20 @@ pub fn fine(c: &CaseRecord) -> String {
         ("no_schedule", ..) => "Không có biểu phạt có hiệu lực vào ngày vi phạm".into(),
         (other, ..) => format!("Chưa xác định ({other})"),
     }
+}
+
+/// The fine police fixed when confirming the case, once they have: the
+/// amount the notice states and the owner pays, which the court must read
+/// as such rather than infer from the range `fine` gives. `None` before
+/// confirmation.
+pub fn charged(c: &CaseRecord) -> Option<String> {
+    c.fine_amount_vnd.map(|amount| {
+        format!(
+            "{} đồng — mức phạt cụ thể quyết định khi CSGT xác nhận (mức trung bình của khung \
+             tiền phạt); thông báo vi phạm và khoản nộp phạt dùng số tiền này",
+            grouped(amount)
+        )
+    })
 }
 
 /// A canonical plate in its printed form (`30A12345` → `30A-123.45`).
