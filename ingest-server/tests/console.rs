@@ -224,6 +224,14 @@ async fn operators_review_and_police_confirm_through_the_console() {
             page.body.contains("Lê Cường") && page.body.contains("Nguyễn An"),
             "who accepted and who confirmed"
         );
+        // Confirmed, it is the police's and the owner's: not the
+        // operator's to open, nor its evidence.
+        assert_eq!(an.get(&format!("/console/cases/{first}")).status, 404);
+        assert_eq!(
+            an.get(&format!("/console/cases/{first}/evidence/overview.jpg"))
+                .status,
+            404
+        );
         assert!(
             page.body.contains("id=\"owner\""),
             "the owner beside the evidence"

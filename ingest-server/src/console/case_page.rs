@@ -202,6 +202,19 @@ async fn history(
         .collect()
 }
 
+/// Whether someone in `role` may open a case in `state`: operators review,
+/// so theirs are the cases before a police decision (new, in review,
+/// accepted, rejected); a confirmed, contested or paid case — the police's
+/// and the owner's business — is "not found" to them, as the case list
+/// already leaves it out. Other roles see every state.
+pub(super) fn operator_may_see(role: Role, state: CaseState) -> bool {
+    role != Role::Operator
+        || matches!(
+            state,
+            CaseState::New | CaseState::InReview | CaseState::Accepted | CaseState::Rejected
+        )
+}
+
 /// `GET /console/cases/{id}`.
 pub async fn show(
     State(ctx): State<ApiContext>,
@@ -220,6 +233,7 @@ pub async fn show(
     let case = load(db, &id)
         .await
         .map_err(dberr)?
+        .filter(|c| operator_may_see(viewer.session.user.role, c.state))
         .ok_or_else(|| ConsoleError::NotFound(lang, id.clone()))?;
     let evidence = evidence_list(db, &id).await.map_err(dberr)?;
     let names = names(db).await.map_err(dberr)?;

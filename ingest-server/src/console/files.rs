@@ -100,6 +100,18 @@ pub async fn evidence(
     ])?;
     let lang = viewer.lang;
     let ic = ctx.ingestor.context();
+    if viewer.session.user.role == Role::Operator {
+        let state: Option<String> =
+            sqlx::query_scalar("SELECT state FROM events WHERE event_id = $1")
+                .bind(&id)
+                .fetch_optional(ic.db.pool())
+                .await
+                .map_err(|e| ConsoleError::Internal(lang, e.to_string()))?;
+        let seen = state.as_deref().and_then(crate::workflow::CaseState::parse);
+        if !seen.is_some_and(|s| super::case_page::operator_may_see(Role::Operator, s)) {
+            return Err(ConsoleError::NotFound(lang, format!("{id}/{name}")));
+        }
+    }
     // By the hash the device signed, not the evidence row's copy of it:
     // a row pointed at other stored bytes is refused, logged and audited.
     let file = match crate::integrity::manifest_file(&ic.db, &id, &name).await {
