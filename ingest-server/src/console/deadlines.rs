@@ -41,22 +41,28 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         .map_err(dberr)?;
     // Police send notices of the fines they impose.
     let may_record = matches!(viewer.session.user.role, Role::Police);
+    // The form that records a letter posted (police only).
+    let posted_form = |id: &str, what: &str, button: &str| {
+        if !may_record {
+            return String::new();
+        }
+        format!(
+            "<form method=\"post\" action=\"/console/cases/{id}/{what}\">\
+             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+             <label>{ref_l} <input type=\"text\" name=\"reference\" required maxlength=\"100\"></label>\
+             <button>{button}</button></form>",
+            id = esc(id),
+            csrf = esc(&viewer.session.csrf),
+            ref_l = lang.t("Số hiệu bưu gửi", "Postal reference"),
+        )
+    };
     let mut paper_rows = String::new();
     for n in &paper {
-        let form = if may_record {
-            format!(
-                "<form method=\"post\" action=\"/console/cases/{id}/paper-notice\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <label>{ref_l} <input type=\"text\" name=\"reference\" required maxlength=\"100\"></label>\
-                 <button>{button}</button></form>",
-                id = esc(&n.event_id),
-                csrf = esc(&viewer.session.csrf),
-                ref_l = lang.t("Số hiệu bưu gửi", "Postal reference"),
-                button = lang.t("Đã gửi thông báo giấy", "Paper notice posted"),
-            )
-        } else {
-            String::new()
-        };
+        let form = posted_form(
+            &n.event_id,
+            "paper-notice",
+            lang.t("Đã gửi thông báo giấy", "Paper notice posted"),
+        );
         let _ = write!(
             paper_rows,
             "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{detected}</td>\
@@ -76,20 +82,11 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         .map_err(dberr)?;
     let mut answer_rows = String::new();
     for a in &answers {
-        let form = if may_record {
-            format!(
-                "<form method=\"post\" action=\"/console/cases/{id}/paper-answer\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-                 <label>{ref_l} <input type=\"text\" name=\"reference\" required maxlength=\"100\"></label>\
-                 <button>{button}</button></form>",
-                id = esc(&a.event_id),
-                csrf = esc(&viewer.session.csrf),
-                ref_l = lang.t("Số hiệu bưu gửi", "Postal reference"),
-                button = lang.t("Đã gửi trả lời bằng giấy", "Answer posted"),
-            )
-        } else {
-            String::new()
-        };
+        let form = posted_form(
+            &a.event_id,
+            "paper-answer",
+            lang.t("Đã gửi trả lời bằng giấy", "Answer posted"),
+        );
         let _ = write!(
             answer_rows,
             "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{upheld}</td>\

@@ -117,6 +117,15 @@ impl From<sqlx::Error> for PaperError {
     }
 }
 
+/// The postal reference as recorded: trimmed, 1 to 100 characters.
+fn postal_reference(reference: &str) -> Result<&str, PaperError> {
+    let reference = reference.trim();
+    if reference.is_empty() || reference.chars().count() > 100 {
+        return Err(PaperError::Reference);
+    }
+    Ok(reference)
+}
+
 /// Records that `by` posted the notice of case `event_id` at `now` with the
 /// postal `reference`: a sent `paper` delivery, the notice's deadline 20
 /// days from `now`, the audit entry `notice.paper_sent` (one transaction);
@@ -130,10 +139,7 @@ pub async fn record_paper(
     reference: &str,
     now: i64,
 ) -> Result<(), PaperError> {
-    let reference = reference.trim();
-    if reference.is_empty() || reference.chars().count() > 100 {
-        return Err(PaperError::Reference);
-    }
+    let reference = postal_reference(reference)?;
     let db = &ctx.db;
     let mut tx = audit::begin(db).await?;
     let sql = format!(
@@ -292,10 +298,7 @@ pub async fn record_paper_answer(
     reference: &str,
     now: i64,
 ) -> Result<(), PaperError> {
-    let reference = reference.trim();
-    if reference.is_empty() || reference.chars().count() > 100 {
-        return Err(PaperError::Reference);
-    }
+    let reference = postal_reference(reference)?;
     let mut tx = audit::begin(db).await?;
     let Some(row) = sqlx::query(sqlx::AssertSqlSafe(answers_sql(true)))
         .bind(1_i64)
