@@ -183,6 +183,13 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
             cfg.retention.clone(),
         );
     }
+    if cfg.audit.enabled() {
+        crate::audit::anchoring::spawn(
+            ingestor.context().db.clone(),
+            server_key.clone(),
+            cfg.audit.clone(),
+        );
+    }
     let clips = Arc::new(ClipAssembler::default());
     let mqtt = tokio::spawn(mqtt::run(settings, ingestor.clone(), clips));
     let notices = crate::notices::spawn_worker(cfg, ingestor.context().clone()).await;

@@ -10,7 +10,8 @@
 //! database refuses UPDATE and DELETE on the table (triggers); the chain is
 //! what catches someone who bypasses that. Against someone who rewrites all
 //! of it, [`anchor`]: the head signed with the server key and kept outside
-//! the database (`ingest-server audit anchor`, checked by `audit verify
+//! the database (`ingest-server audit anchor`, or on a schedule into
+//! `[audit] anchor_dir`: [`anchoring`]; checked by `audit verify
 //! --anchor`).
 //!
 //! Appending starts with [`begin`], which opens a transaction and locks the
@@ -19,6 +20,9 @@
 //! replicas and the case change and its audit entry commit together.
 
 pub mod anchor;
+pub mod anchoring;
+
+pub use anchoring::AuditConfig;
 
 use sha2::{Digest, Sha256};
 use sqlx::{Any, Row, Transaction};

@@ -164,3 +164,123 @@ fn the_command_line_makes_and_checks_an_anchor() {
     let (ok, _, err) = run(&["audit", "verify", "--anchor", file_arg]);
     assert!(!ok && err.contains("not an audit anchor"), "{err}");
 }
+
+/// On a schedule (`[audit] anchor_dir`): the running server anchors the
+/// chain at start into the directory; a head already anchored is not
+/// written again (nor replaced), a new head gets its own file, and each
+/// file checks against the chain. A broken chain is not anchored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_anchors_the_chain_on_a_schedule() {
+    use ingest_server::audit::anchoring::{AnchoringError, anchor_to};
+    let dir = tempfile::tempdir().unwrap();
+    let anchors = dir.path().join("anchors");
+    let mut cfg = common::local_config(dir.path());
+    cfg.audit.anchor_dir = anchors.clone();
+    cfg.validate().unwrap();
+    let server = app::start(&cfg).await.unwrap();
+    let db = server.ingestor.context().db.clone();
+    let files = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        let mut v: Vec<_> = std::fs::read_dir(d)
+            .map(|r| r.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while files(&anchors).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no anchor written at start"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let first = files(&anchors);
+    assert_eq!(first.len(), 1, "{first:?}");
+    let a = anchor::parse(&std::fs::read_to_string(&first[0]).unwrap()).unwrap();
+    anchor::check(&db, &a).await.unwrap();
+
+    // The same head again: nothing new, the file kept as it was.
+    let key = ServerKey::open(&cfg, &db).await.unwrap();
+    let before = std::fs::read_to_string(&first[0]).unwrap();
+    let again = anchor_to(&db, &key, &anchors, a.at + 1).await.unwrap();
+    assert_eq!(again, None);
+    assert_eq!(std::fs::read_to_string(&first[0]).unwrap(), before);
+    // A new head: its own file, which holds.
+    let who = Who::new("op.lan", Role::Operator);
+    audit::record(
+        &db,
+        a.at + 2,
+        &who,
+        "case.accept",
+        "case:x",
+        &serde_json::json!({}),
+    )
+    .await
+    .unwrap();
+    let made = anchor_to(&db, &key, &anchors, a.at + 3)
+        .await
+        .unwrap()
+        .unwrap();
+    let b = anchor::parse(&std::fs::read_to_string(&made).unwrap()).unwrap();
+    assert_eq!(b.seq, a.seq + 1);
+    anchor::check(&db, &b).await.unwrap();
+    assert_eq!(files(&anchors).len(), 2);
+    // No temporary files left behind.
+    assert!(
+        files(&anchors)
+            .iter()
+            .all(|p| p.extension().is_some_and(|e| e == "json"))
+    );
+
+    // A broken chain is not anchored.
+    sqlx::query("DROP TRIGGER IF EXISTS audit_log_no_update")
+        .execute(db.pool())
+        .await
+        .ok();
+    let edited = sqlx::query("UPDATE audit_log SET detail = '{\"x\":1}' WHERE seq = 1")
+        .execute(db.pool())
+        .await;
+    if edited.is_ok() {
+        assert!(matches!(
+            anchor_to(&db, &key, &anchors, a.at + 4).await,
+            Err(AnchoringError::Anchor(AnchorError::Broken { .. }))
+        ));
+        assert_eq!(files(&anchors).len(), 2);
+    } else {
+        panic!("could not stage an edited entry: {edited:?}");
+    }
+}
+
+/// `[audit]` is checked at start: a relative directory or an interval
+/// out of range is refused, naming the field; the environment overrides.
+#[test]
+fn the_anchor_schedule_is_validated() {
+    use ingest_server::config::Config;
+    let mut cfg = Config::default();
+    cfg.audit.anchor_dir = "anchors".into();
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("audit.anchor_dir"), "{e}");
+    cfg.audit.anchor_dir = "/var/lib/anchors".into();
+    cfg.audit.anchor_interval_s = 5;
+    let e = cfg.validate().unwrap_err().to_string();
+    assert!(e.contains("audit.anchor_interval_s"), "{e}");
+    let mut cfg = Config::default();
+    cfg.apply_env(|k| match k {
+        "INGEST_AUDIT_ANCHOR_DIR" => Some("/srv/anchors".into()),
+        "INGEST_AUDIT_ANCHOR_INTERVAL_S" => Some("600".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!(
+        cfg.audit.anchor_dir,
+        std::path::PathBuf::from("/srv/anchors")
+    );
+    assert_eq!(cfg.audit.anchor_interval_s, 600);
+    let bad = Config::default()
+        .apply_env(|k| (k == "INGEST_AUDIT_ANCHOR_INTERVAL_S").then(|| "hourly".to_string()));
+    assert!(
+        bad.unwrap_err()
+            .to_string()
+            .contains("INGEST_AUDIT_ANCHOR_INTERVAL_S")
+    );
+}

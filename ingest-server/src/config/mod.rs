@@ -62,6 +62,10 @@ pub struct Config {
     /// `src/retention/config.rs`).
     #[serde(default)]
     pub retention: crate::retention::RetentionConfig,
+    /// Signed anchors of the audit chain on a schedule (`[audit]`,
+    /// `src/audit/anchoring.rs`); off unless `anchor_dir` is set.
+    #[serde(default)]
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// The HTTP listener (console, citizen app, API).
@@ -167,6 +171,7 @@ impl Default for Config {
             payments: PaymentsConfig::default(),
             notices: NoticesConfig::default(),
             retention: crate::retention::RetentionConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
         }
     }
 }
@@ -353,6 +358,7 @@ impl Config {
         self.payments.apply_env(&get)?;
         self.notices.apply_env(&get)?;
         self.retention.apply_env(&get)?;
+        self.audit.apply_env(&get)?;
         self.apply_sso_env(&get)
     }
     /// Checks what the types alone cannot.
@@ -425,6 +431,7 @@ impl Config {
         self.payments.validate()?;
         self.notices.validate()?;
         self.retention.validate()?;
+        self.audit.validate()?;
         Ok(())
     }
 }
