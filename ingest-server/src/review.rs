@@ -210,6 +210,18 @@ impl Reviewer<'_> {
         reference: &str,
         now: i64,
     ) -> Result<Applied, ReviewError> {
+        // One answer per notice: read under the lock `accept` takes too, so
+        // an acceptance committed since the page was read is not
+        // overwritten.
+        let answered: Option<String> =
+            sqlx::query_scalar("SELECT owner_response FROM events WHERE event_id = $1")
+                .bind(event_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .flatten();
+        if answered.is_some() {
+            return Err(ReviewError::Conflict);
+        }
         let request = Request {
             event_id,
             action: &Action::Contest,

@@ -433,8 +433,10 @@ async fn a_paid_case_closed_later_keeps_its_receipt() {
 async fn a_contest_commits_whole_or_not_at_all() {
     let (_dir, server) = start().await;
     let addr = server.http_addr;
-    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let mut ids = seed::seed(&server, SITE, 2).await;
+    let (id, other) = (ids.remove(0), ids.remove(0));
     confirm_and_issue(&server, &id, now_ms()).await;
+    confirm_and_issue(&server, &other, now_ms()).await;
     let ctx = server.ingestor.context().clone();
     let db = ctx.db.pool();
     sqlx::query(
@@ -503,4 +505,35 @@ async fn a_contest_commits_whole_or_not_at_all() {
     );
     assert_eq!(accepted.status, 409, "{}", accepted.body);
     assert_eq!(row(id).await.1.as_deref(), Some("contested"));
+
+    // The other way round: an acceptance committed after the contest form
+    // was read (another tab) is not overwritten by the contest.
+    sqlx::query("UPDATE events SET owner_response = 'accepted' WHERE event_id = $1")
+        .bind(&other)
+        .execute(db)
+        .await
+        .unwrap();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: None,
+    };
+    let mut tx = ingest_server::audit::begin(&ctx.db).await.unwrap();
+    let citizen = Actor {
+        id: "citizen:x".into(),
+        role: Role::System,
+    };
+    let refused = r
+        .contest_in(&mut tx, &other, &citizen, "contest 2", now_ms())
+        .await;
+    assert!(
+        matches!(refused, Err(ingest_server::review::ReviewError::Conflict)),
+        "{refused:?}"
+    );
+    drop(tx);
+    assert_eq!(
+        row(other).await,
+        ("notice_issued".into(), Some("accepted".into()), 0)
+    );
 }

@@ -204,6 +204,14 @@ async fn a_fine_taken_back_leaves_the_app_and_a_paid_one_keeps_its_receipt() {
             "{}",
             page.body
         );
+        assert!(
+            page.body.contains("id=\"withdrawn\"")
+                && page
+                    .body
+                    .contains("Chấp nhận khiếu nại: không phải xe của chủ phương tiện"),
+            "police's reason: {}",
+            page.body
+        );
         let page = me.get(&format!("/app/cases/{p}"));
         assert_eq!(page.status, 200);
         assert!(

@@ -77,6 +77,23 @@ async fn upheld_without_a_channel(server: &Running, id: &str, t0: i64, upheld: i
     .unwrap();
 }
 
+/// The owner's page of case `id` in the citizen app.
+async fn owner_page(server: &Running, id: &str) -> String {
+    let ctx = server.ingestor.context();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let (addr, path) = (server.http_addr, format!("/app/cases/{id}"));
+    tokio::task::spawn_blocking(move || {
+        let mut me = Client::new(addr);
+        me.cookies
+            .insert(CITIZEN_COOKIE.into(), session.token.clone());
+        me.get(&path).body
+    })
+    .await
+    .unwrap()
+}
+
 async fn state(server: &Running, id: &str) -> String {
     sqlx::query_scalar("SELECT state FROM events WHERE event_id = $1")
         .bind(id)
@@ -115,6 +132,9 @@ async fn an_answer_no_channel_carries_is_posted_and_its_20_days_run_from_the_let
         (id.as_str(), upheld)
     );
 
+    // Unsent: the app shows no deadline running.
+    let page = owner_page(&server, &id).await;
+    assert!(!page.contains("id=\"deadline\""), "{page}");
     // Long past 20 days from the answer, unsent: held, not overdue.
     let r = notices::check_deadlines(&ctx, upheld + 25 * DAY)
         .await
@@ -144,6 +164,20 @@ async fn an_answer_no_channel_carries_is_posted_and_its_20_days_run_from_the_let
         Err(paper::PaperError::NotNeeded)
     ));
     let deadline = respond_until(posted);
+    // The owner's app shows what police answered, and the deadline the
+    // check now holds them to: from the letter.
+    let page = owner_page(&server, &id).await;
+    assert!(
+        page.contains("id=\"contest-answer\"") && page.contains("Ảnh cho thấy rõ xe vượt đèn đỏ"),
+        "{page}"
+    );
+    assert!(
+        page.contains(&format!(
+            "id=\"deadline\">{}",
+            ingest_server::console::html::local_time(deadline)
+        )),
+        "{page}"
+    );
     let r = notices::check_deadlines(&ctx, deadline).await.unwrap();
     assert!(
         r.marked_overdue.is_empty() && r.held_for_answer.is_empty(),
@@ -156,26 +190,6 @@ async fn an_answer_no_channel_carries_is_posted_and_its_20_days_run_from_the_let
         w[0].reason.contains("contest not accepted"),
         "{}",
         w[0].reason
-    );
-
-    // The owner's app shows what police answered.
-    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
-        .await
-        .unwrap();
-    let addr = server.http_addr;
-    let page = tokio::task::spawn_blocking(move || {
-        let mut me = Client::new(addr);
-        me.cookies
-            .insert(CITIZEN_COOKIE.into(), session.token.clone());
-        me.get(&format!("/app/cases/{id}"))
-    })
-    .await
-    .unwrap();
-    assert!(
-        page.body.contains("id=\"contest-answer\"")
-            && page.body.contains("Ảnh cho thấy rõ xe vượt đèn đỏ"),
-        "{}",
-        page.body
     );
 }
 

@@ -1131,6 +1131,35 @@ async fn money_in_doubt_is_held_for_a_person_not_failed() {
         payments::start(&w.payments, by_ipn, ip, now).await,
         Err(PaymentError::NeedsPerson { .. })
     ));
+    // Nor can it be contested meanwhile: the owner paid something, and a
+    // contested case could be neither paid with it nor withdrawn.
+    let ctx = w.server.ingestor.context();
+    let contest = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: None,
+    }
+    .act(
+        by_ipn,
+        &Action::Contest,
+        &Actor {
+            id: "citizen:x".into(),
+            role: Role::System,
+        },
+        "contest 1",
+        now,
+    )
+    .await;
+    assert!(
+        matches!(
+            contest,
+            Err(ingest_server::review::ReviewError::Refused(
+                ingest_server::workflow::WorkflowError::PaymentInFlight { paid: true }
+            ))
+        ),
+        "{contest:?}"
+    );
     // Repeated: confirmed once, noted once.
     assert_eq!(w.ipn(&query_of(&back)).await.0, "02");
     assert_eq!(w.needs_person_entries(by_ipn).await, 1);

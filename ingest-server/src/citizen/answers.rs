@@ -267,18 +267,25 @@ pub async fn contest(
     // pending after its order expired may yet complete at the bank: it
     // counts until the reconciler settles it, or for an hour past expiry.
     let paying: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM payments WHERE event_id = $1 AND (state = 'paid' \
+        "SELECT state FROM payments WHERE event_id = $1 AND (state IN ('paid', $3) \
          OR (state = 'pending' AND expires_at >= $2)) LIMIT 1",
     )
     .bind(&id)
     .bind(now_ms().saturating_sub(crate::payments::PENDING_GRACE_MS))
+    .bind(crate::payments::NEEDS_PERSON)
     .fetch_optional(ic.db.pool())
     .await?;
     if let Some(state) = paying {
-        return Err(AppError::Refused(if state == "paid" {
-            "Phạt tiền của vụ việc này đã được nộp: không thể khiếu nại.".into()
-        } else {
-            "Vụ việc này đang được thanh toán: vui lòng chờ kết quả thanh toán rồi thử lại.".into()
+        return Err(AppError::Refused(match state.as_str() {
+            "paid" => "Phạt tiền của vụ việc này đã được nộp: không thể khiếu nại.".into(),
+            "pending" => {
+                "Vụ việc này đang được thanh toán: vui lòng chờ kết quả thanh toán rồi thử lại."
+                    .into()
+            }
+            _ => "Cổng thanh toán đã báo nhận (hoặc có thể đã nhận) tiền nộp phạt của vụ việc \
+                  này; cán bộ đang kiểm tra khoản tiền đó. Không thể khiếu nại trong thời gian \
+                  này; nếu cần, liên hệ cơ quan xử lý vi phạm."
+                .into(),
         }));
     }
     let stored = match &photo {

@@ -77,6 +77,9 @@ pub(super) struct MyCase {
     state_changed_at: Option<i64>,
     /// It went through `paid`.
     was_paid: bool,
+    /// What became of police's answer to a contest, if one was written
+    /// when the case last changed state.
+    answer: crate::notices::deadlines::Answer,
 }
 
 impl MyCase {
@@ -87,20 +90,21 @@ impl MyCase {
     }
 
     /// The deadline the owner is held to, where a clock runs: in
-    /// `notice_issued` (to pay or contest), as the
-    /// deadline check holds the case to it
-    /// (`notices::deadlines::effective_deadline`): the notice's date, moved
-    /// on when a contest upheld started the clock again. `None` before the
-    /// notice has reached the owner (`confirmed`: no clock runs yet), once
-    /// it has run out (`overdue`), and once the case is contested, paid or
-    /// closed.
+    /// `notice_issued` (to pay or contest), as the deadline check holds the
+    /// case to it (`notices::deadlines::held_to`): the notice's date, moved
+    /// on when a contest upheld started the clock again from when police's
+    /// answer reached the owner. `None` before the notice has reached the
+    /// owner (`confirmed`: no clock runs yet), while police's answer to a
+    /// contest has not, once it has run out (`overdue`), and once the case
+    /// is contested, paid or closed.
     pub fn deadline(&self) -> Option<i64> {
         let notice = self.respond_by?;
-        match (self.state.as_str(), self.state_changed_at) {
-            ("notice_issued", Some(since)) => {
-                Some(crate::notices::deadlines::effective_deadline(notice, since))
-            }
-            ("notice_issued", None) => Some(notice),
+        match self.state.as_str() {
+            "notice_issued" => crate::notices::deadlines::held_to(
+                notice,
+                self.state_changed_at.unwrap_or(0),
+                self.answer,
+            ),
             _ => None,
         }
     }
@@ -133,11 +137,12 @@ fn select(extra: &str) -> String {
         "SELECT e.event_id, e.owner_id, COALESCE(e.reviewed_plate, e.plate_text), \
          COALESCE(e.reviewed_type, e.violation_type), e.event_time_ms, e.site, e.camera_id, e.state, \
          e.fine_amount_vnd, e.fine_ref, e.licence_points, e.fine_schedule, e.owner_response, \
-         n.respond_by, e.state_changed_at, {CAMERA_DESCRIPTION_SQL}, {WAS_PAID_SQL} \
+         n.respond_by, e.state_changed_at, {CAMERA_DESCRIPTION_SQL}, {WAS_PAID_SQL}, {answer} \
          FROM events e JOIN owners o ON o.owner_id = e.owner_id \
          LEFT JOIN notices n ON n.event_id = e.event_id \
          WHERE o.national_id = $1 AND {DELIVERABLE_OWNER_SQL} AND e.confirmed_at IS NOT NULL \
-         AND e.state IN ({VISIBLE}) AND {CLOSED_SHOWN_SQL}{extra}"
+         AND e.state IN ({VISIBLE}) AND {CLOSED_SHOWN_SQL}{extra}",
+        answer = crate::notices::deadlines::answer_columns("e")
     )
 }
 
@@ -163,6 +168,7 @@ fn my_case(r: &sqlx::any::AnyRow) -> Result<MyCase, sqlx::Error> {
         was_paid: r
             .try_get::<bool, _>(16)
             .or_else(|_| r.try_get::<i64, _>(16).map(|v| v != 0))?,
+        answer: crate::notices::deadlines::Answer::from_columns(r.try_get(17)?, r.try_get(18)?),
     })
 }
 

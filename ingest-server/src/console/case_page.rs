@@ -89,20 +89,22 @@ impl CaseDetail {
 
 /// Loads a case.
 pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
-    let Some(r) = sqlx::query(
+    let sql = format!(
         "SELECT event_id, device_id, camera_id, site, event_time_ms, violation_type, reviewed_type, \
          vehicle_class, plate_text, reviewed_plate, plate_colour, plate_confidence, speed_kmh, \
          speed_limit_kmh, fine_status, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, \
          owner_status, state, claimed_by, claim_expires_at, accepted_by, confirmed_by, reject_code, \
          reject_note, signed_json, notice_late_at, evidence_purged_at, owner_id, revision, \
          state_changed_at, (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id), \
-         fine_amount_vnd \
+         fine_amount_vnd, {answer} \
          FROM events \
          WHERE event_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await?
+        answer = crate::notices::deadlines::answer_columns("events")
+    );
+    let Some(r) = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
     else {
         return Ok(None);
     };
@@ -143,7 +145,11 @@ pub async fn load(db: &Db, id: &str) -> Result<Option<CaseDetail>, DbError> {
         evidence_purged_at: r.try_get(29)?,
         owner_id: r.try_get(30)?,
         revision: r.try_get(31)?,
-        reply_by: super::queue::reply_by(r.try_get(33)?, r.try_get(32)?),
+        reply_by: super::queue::reply_by(
+            r.try_get(33)?,
+            r.try_get(32)?,
+            crate::notices::deadlines::Answer::from_columns(r.try_get(35)?, r.try_get(36)?),
+        ),
     }))
 }
 

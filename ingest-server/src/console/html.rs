@@ -16,8 +16,6 @@ pub const VIETNAM: UtcOffset = match UtcOffset::from_hms(7, 0, 0) {
     Err(_) => UtcOffset::UTC,
 };
 
-/// Days from detection to the notice deadline (Circular 73/2024, Art. 24).
-pub const NOTICE_DAYS: i64 = 10;
 /// Days a violation can be penalised (limitation period; the one source
 /// is [`crate::workflow::LIMITATION_DAYS`]).
 pub const LIMITATION_DAYS: i64 = crate::workflow::LIMITATION_DAYS;
@@ -105,15 +103,12 @@ pub fn local_time(ms: i64) -> String {
     )
 }
 
-/// Whole days left until `from_ms + days` at `now_ms` (negative: overdue).
-pub fn days_left(from_ms: i64, days: i64, now_ms: i64) -> i64 {
-    let deadline = from_ms + days * 86_400_000;
-    (deadline - now_ms).div_euclid(86_400_000)
-}
-
-/// The legal-clock badge of a case: days to the notice deadline.
+/// The legal-clock badge of a case: whole days to the notice deadline,
+/// the end of the 10th day after detection in Vietnam time
+/// (`notices::outbox::notify_until`, what the 10-day check flags by);
+/// negative once past it.
 pub fn clock_badge(lang: Lang, event_ms: i64, now_ms: i64) -> String {
-    let d = days_left(event_ms, NOTICE_DAYS, now_ms);
+    let d = (crate::notices::outbox::notify_until(event_ms) - now_ms).div_euclid(86_400_000);
     let class = if d < 0 {
         "late"
     } else if d <= 2 {
@@ -136,8 +131,9 @@ pub fn clock_badge(lang: Lang, event_ms: i64, now_ms: i64) -> String {
 /// The deadline badge of a case in `state`: the 10-day notice clock
 /// ([`clock_badge`]) until the notice is out; once it is (`notice_issued`)
 /// the owner's deadline to respond, `reply_by` (Unix ms,
-/// `notices::deadlines::effective_deadline`, the one the 20-day check
-/// enforces and the citizen app shows); nothing in any other state (no
+/// `notices::deadlines::held_to`, the one the 20-day check enforces and
+/// the citizen app shows; none while police's answer to a contest has not
+/// reached the owner); nothing in any other state (no
 /// clock runs against the authority then).
 pub fn deadline_badge(
     lang: Lang,
@@ -300,10 +296,34 @@ mod tests {
     fn formats_money_and_days() {
         assert_eq!(vnd(4_000_000), "4.000.000 ₫");
         assert_eq!(vnd(800), "800 ₫");
-        let day = 86_400_000;
-        assert_eq!(days_left(0, 10, 0), 10);
-        assert_eq!(days_left(0, 10, 9 * day + 1), 0);
-        assert_eq!(days_left(0, 10, 10 * day + 1), -1);
         assert_eq!(local_time(0), "01/01/1970 07:00:00");
+    }
+
+    /// The notice badge counts to the end of the 10th day after detection,
+    /// Vietnam time, as the 10-day check flags: a case detected at 09:00
+    /// is not late at 10:00 ten days on.
+    #[test]
+    fn the_notice_badge_runs_to_the_end_of_the_tenth_day() {
+        let day = 86_400_000;
+        // 01/03/2026 09:00 in Vietnam (02:00 UTC).
+        let detected = 1_772_330_400_000;
+        assert_eq!(local_time(detected), "01/03/2026 09:00:00");
+        let until = crate::notices::outbox::notify_until(detected);
+        assert_eq!(local_time(until), "11/03/2026 23:59:59");
+        let at_ten = clock_badge(Lang::En, detected, detected + 10 * day + 3_600_000);
+        assert!(
+            at_ten.contains(">0 days<") && at_ten.contains("soon"),
+            "{at_ten}"
+        );
+        let after = clock_badge(Lang::En, detected, until + 1);
+        assert!(
+            after.contains("overdue by 1") && after.contains("late"),
+            "{after}"
+        );
+        let fresh = clock_badge(Lang::En, detected, detected);
+        assert!(
+            fresh.contains(">10 days<") && fresh.contains("ok"),
+            "{fresh}"
+        );
     }
 }

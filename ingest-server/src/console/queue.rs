@@ -77,12 +77,13 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<CaseRow>, DbError> {
     let now = now_ms();
-    let mut sql = String::from(
+    let mut sql = format!(
         "SELECT event_id, camera_id, COALESCE(reviewed_type, violation_type), \
          COALESCE(reviewed_plate, plate_text), plate_confidence, event_time_ms, state, \
          fine_min_vnd, CASE WHEN claim_expires_at > $1 THEN claimed_by END, state_changed_at, \
-         (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id) \
+         (SELECT n.respond_by FROM notices n WHERE n.event_id = events.event_id), {answer} \
          FROM events WHERE 1 = 1",
+        answer = crate::notices::deadlines::answer_columns("events")
     );
     let mut texts: Vec<String> = Vec::new();
     let mut ints: Vec<i64> = vec![now];
@@ -154,20 +155,27 @@ pub async fn list(
                 state: r.try_get(6)?,
                 fine_min: r.try_get(7)?,
                 claimed_by: r.try_get(8)?,
-                reply_by: reply_by(r.try_get(10)?, r.try_get(9)?),
+                reply_by: reply_by(
+                    r.try_get(10)?,
+                    r.try_get(9)?,
+                    crate::notices::deadlines::Answer::from_columns(r.try_get(11)?, r.try_get(12)?),
+                ),
             })
         })
         .collect()
 }
 
 /// The deadline to respond of a notice whose date is `respond_by`, for a
-/// case that entered its state at `since` (`effective_deadline`).
-pub fn reply_by(respond_by: Option<i64>, since: Option<i64>) -> Option<i64> {
-    let by = respond_by?;
-    Some(crate::notices::deadlines::effective_deadline(
-        by,
-        since.unwrap_or(0),
-    ))
+/// case that entered its state at `since`, with what became of police's
+/// answer to a contest (`notices::deadlines::held_to`, the rule the
+/// 20-day check enforces); `None` while that answer has not reached the
+/// owner.
+pub fn reply_by(
+    respond_by: Option<i64>,
+    since: Option<i64>,
+    answer: crate::notices::deadlines::Answer,
+) -> Option<i64> {
+    crate::notices::deadlines::held_to(respond_by?, since.unwrap_or(0), answer)
 }
 
 /// The filter bar.

@@ -64,6 +64,35 @@ use super::outbox::{
 pub fn effective_deadline(notice_respond_by: i64, in_state_since: i64) -> i64 {
     notice_respond_by.max(respond_until(in_state_since))
 }
+
+/// The deadline a case in `notice_issued` is held to, `answer` being what
+/// became of police's answer to a contest written when it re-entered the
+/// state at `since`: [`effective_deadline`] from `since`, or from when the
+/// answer first reached the owner; `None` while it has not (no clock runs:
+/// [`check_deadlines`] holds the case). The one rule for the check, the
+/// console's badges and the citizen app.
+pub fn held_to(notice_respond_by: i64, since: i64, answer: Answer) -> Option<i64> {
+    match answer {
+        Answer::None => Some(effective_deadline(notice_respond_by, since)),
+        Answer::NotSent => None,
+        Answer::SentAt(at) => Some(effective_deadline(notice_respond_by, since.max(at))),
+    }
+}
+
+/// Two SQL columns for the events row aliased `e`, read back with
+/// [`Answer::from_columns`]: when police's answer to a contest was
+/// written since the case last changed state, and when it was first
+/// delivered (sent, or a letter recorded).
+pub fn answer_columns(e: &str) -> String {
+    format!(
+        "(SELECT MAX(m.created_at) FROM notice_messages m WHERE m.event_id = {e}.event_id \
+          AND m.kind = '{kind}' AND m.created_at >= COALESCE({e}.state_changed_at, 0)), \
+         (SELECT MIN(d.sent_at) FROM notice_deliveries d JOIN notice_messages m \
+          ON m.message_id = d.message_id WHERE m.event_id = {e}.event_id AND m.kind = '{kind}' \
+          AND m.created_at >= COALESCE({e}.state_changed_at, 0) AND d.state = 'sent')",
+        kind = super::followup::CONTEST_REJECTED
+    )
+}
 use crate::audit::{self, Who};
 use crate::db::{Db, DbError};
 use crate::ingest::IngestContext;
@@ -97,9 +126,10 @@ pub struct DeadlineReport {
     pub held_for_answer: Vec<String>,
 }
 
-/// Whether police's answer to a contest, written when case `event_id`
-/// re-entered `notice_issued` at `since`, has reached the owner.
-enum Answer {
+/// Whether police's answer to a contest, written when a case re-entered
+/// `notice_issued`, has reached the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
     /// No such answer: the case entered the state otherwise.
     None,
     /// Written, not delivered yet.
@@ -108,22 +138,15 @@ enum Answer {
     SentAt(i64),
 }
 
-async fn answer_sent(db: &Db, event_id: &str, since: i64) -> Result<Answer, DbError> {
-    let row = sqlx::query(
-        "SELECT (SELECT MIN(d.sent_at) FROM notice_deliveries d           WHERE d.message_id = m.message_id AND d.state = 'sent')          FROM notice_messages m WHERE m.event_id = $1 AND m.kind = $2 AND m.created_at >= $3          ORDER BY m.created_at DESC LIMIT 1",
-    )
-    .bind(event_id)
-    .bind(super::followup::CONTEST_REJECTED)
-    .bind(since)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(match row {
-        None => Answer::None,
-        Some(r) => match r.try_get::<Option<i64>, _>(0)? {
-            Some(at) => Answer::SentAt(at),
-            None => Answer::NotSent,
-        },
-    })
+impl Answer {
+    /// From the two columns of [`answer_columns`].
+    pub fn from_columns(written: Option<i64>, first_sent: Option<i64>) -> Answer {
+        match (written, first_sent) {
+            (None, _) => Answer::None,
+            (Some(_), None) => Answer::NotSent,
+            (Some(_), Some(at)) => Answer::SentAt(at),
+        }
+    }
 }
 
 /// Runs both checks at `now` (Unix ms).
@@ -154,32 +177,30 @@ pub async fn check_deadlines(ctx: &IngestContext, now: i64) -> Result<DeadlineRe
     // `notice_issued` (a contest upheld starts the clock again), each to
     // the end of its day in Vietnam time ([`respond_until`]): the query
     // narrows to cases past both plus a day, the check is exact.
-    let due = sqlx::query(
-        "SELECT e.event_id, n.respond_by, COALESCE(e.state_changed_at, n.issued_at, 0) \
+    let sql = format!(
+        "SELECT e.event_id, n.respond_by, COALESCE(e.state_changed_at, n.issued_at, 0), {answer} \
          FROM events e JOIN notices n ON n.event_id = e.event_id \
          WHERE e.state = 'notice_issued' AND n.respond_by < $1 \
          AND COALESCE(e.state_changed_at, n.issued_at, 0) <= $2 ORDER BY n.respond_by",
-    )
-    .bind(now)
-    .bind(now - RESPOND_WITHIN_MS + DAY_MS)
-    .fetch_all(db.pool())
-    .await?;
+        answer = answer_columns("e")
+    );
+    let due = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(now - RESPOND_WITHIN_MS + DAY_MS)
+        .fetch_all(db.pool())
+        .await?;
     let mut past = Vec::new();
     for r in due {
-        let (id, respond_by, mut since): (String, i64, i64) =
+        let (id, respond_by, since): (String, i64, i64) =
             (r.try_get(0)?, r.try_get(1)?, r.try_get(2)?);
         // Back after a contest police upheld: the new 20 days run from when
         // their answer reached the owner (its first delivery sent, or the
         // letter posted), and not at all before it did.
-        match answer_sent(db, &id, since).await? {
-            Answer::None => {}
-            Answer::NotSent => {
-                report.held_for_answer.push(id);
-                continue;
-            }
-            Answer::SentAt(at) => since = since.max(at),
-        }
-        let deadline = effective_deadline(respond_by, since);
+        let answer = Answer::from_columns(r.try_get(3)?, r.try_get(4)?);
+        let Some(deadline) = held_to(respond_by, since, answer) else {
+            report.held_for_answer.push(id);
+            continue;
+        };
         if deadline >= now {
             continue;
         }

@@ -116,7 +116,8 @@ pub struct Withdrawal {
 /// the deliveries not sent and not in flight (`dropped`, the reason in
 /// `last_error`), withdraws a live warning to the inspection register
 /// (row kept, `withdrawn_reason`), and tells the owner if the notice may
-/// have reached them.
+/// have reached them (issued, a delivery sent or under way, or the owner
+/// answered it: accepted or contested).
 pub async fn withdrawn(
     tx: &mut Transaction<'static, Any>,
     event_id: &str,
@@ -125,6 +126,8 @@ pub async fn withdrawn(
 ) -> Result<Withdrawal, DbError> {
     let reached: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM notices n WHERE n.event_id = $1 AND (n.issued_at IS NOT NULL \
+         OR EXISTS (SELECT 1 FROM events e WHERE e.event_id = n.event_id \
+          AND e.owner_response IS NOT NULL) \
          OR EXISTS (SELECT 1 FROM notice_deliveries d WHERE d.notice_id = n.notice_id \
          AND (d.state = 'sent' OR (d.state IN ('pending', 'failed') AND d.lease_until > $2))))",
     )

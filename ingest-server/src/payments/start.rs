@@ -239,9 +239,12 @@ pub async fn start(
 }
 
 /// Whether a payment keeps case `event_id` from being contested at `now`:
-/// `Some(true)` paid, `Some(false)` an order pending at the gateway (one
-/// past its expiry counts for [`PENDING_GRACE_MS`], as it may yet complete
-/// at the bank), `None` neither. Run it inside the contest's own
+/// `Some(true)` paid, or money taken that waits for a person
+/// ([`NEEDS_PERSON`]: another amount, or in doubt — the owner paid, and a
+/// contested case could be neither paid with it nor withdrawn while it
+/// waits); `Some(false)` an order pending at the gateway (one past its
+/// expiry counts for [`PENDING_GRACE_MS`], as it may yet complete at the
+/// bank), `None` neither. Run it inside the contest's own
 /// transaction, opened by `audit::begin` (`review::Reviewer` does for
 /// `Action::Contest`): [`start`] takes the same lock, so no order is made
 /// between this check and the contest's commit.
@@ -251,12 +254,13 @@ pub async fn contest_blocker(
     now: i64,
 ) -> Result<Option<bool>, sqlx::Error> {
     let state: Option<String> = sqlx::query_scalar(
-        "SELECT state FROM payments WHERE event_id = $1 AND (state = 'paid' \
+        "SELECT state FROM payments WHERE event_id = $1 AND (state IN ('paid', $3) \
          OR (state = 'pending' AND expires_at >= $2)) ORDER BY state LIMIT 1",
     )
     .bind(event_id)
     .bind(now.saturating_sub(PENDING_GRACE_MS))
+    .bind(NEEDS_PERSON)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(state.map(|s| s == "paid"))
+    Ok(state.map(|s| s != "pending"))
 }

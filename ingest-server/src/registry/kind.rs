@@ -77,12 +77,19 @@ pub fn normalise(t: &str) -> String {
     t.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// Specialised machines whose legal names begin like a motorbike's
+/// (`xe máy chuyên dùng`: rollers, excavators; `xe máy kéo`: tractors):
+/// neither two wheels nor a road car.
+const MACHINES_VI: &[&str] = &["xe máy chuyên dùng", "xe máy kéo", "máy kéo"];
+
 /// Two or four wheels, or `None` when the words are none this knows
 /// (`-` and `_` count as spaces).
 pub fn wheels(t: &str) -> Option<Wheels> {
     let t = normalise(&t.replace(['-', '_'], " "));
     let starts = |p: &str| t == p || t.strip_prefix(p).is_some_and(|r| r.starts_with(' '));
-    if TWO_EN.contains(&t.as_str()) || TWO_VI.iter().any(|p| starts(p)) {
+    if MACHINES_VI.iter().any(|p| starts(p)) {
+        None
+    } else if TWO_EN.contains(&t.as_str()) || TWO_VI.iter().any(|p| starts(p)) {
         Some(Wheels::Two)
     } else if FOUR_EN.contains(&t.as_str()) || FOUR_VI.iter().any(|p| starts(p)) {
         Some(Wheels::Four)
@@ -144,6 +151,8 @@ mod tests {
             "motorcyclex",
             "xe",
             "máy kéo",
+            "Xe máy chuyên dùng",
+            "xe máy kéo",
         ] {
             assert_eq!(wheels(t), None, "{t:?}");
         }

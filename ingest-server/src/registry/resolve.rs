@@ -79,12 +79,12 @@ pub fn deliverable_owner(owner_status: Option<&str>, owner_id: Option<String>) -
 /// [`deliverable_owner`] as an SQL condition on a case row aliased `e`.
 pub const DELIVERABLE_OWNER_SQL: &str = "(e.owner_status = 'resolved' AND e.owner_id IS NOT NULL)";
 
-/// Registration statuses that count as active, compared whole, trimmed and
-/// lower-cased: `active`, `valid`, `registered`, `hiệu lực`,
-/// `còn hiệu lực`, `đang hoạt động`, `đã đăng ký`, and the demo registry's
-/// invented [`FICTITIOUS`]. Every other status (`deregistered`, `stolen`,
-/// `inactive`, `cancelled`, `hết hiệu lực`, `đã hủy`, or a word this list
-/// does not know, or the same words in another Unicode normalisation) is
+/// Registration statuses that count as active, compared whole, trimmed,
+/// lower-cased and NFC-normalised (`kind::normalise`): `active`, `valid`,
+/// `registered`, `hiệu lực`, `còn hiệu lực`, `đang hoạt động`, `đã đăng
+/// ký`, and the demo registry's invented [`FICTITIOUS`]. Every other
+/// status (`deregistered`, `stolen`, `inactive`, `cancelled`, `hết hiệu
+/// lực`, `đã hủy`, or a word this list does not know) is
 /// `registration_not_active`: held for a person rather than fined on a
 /// guess. A registry that names active registrations otherwise needs its
 /// word added here.
