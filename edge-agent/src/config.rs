@@ -355,8 +355,8 @@ impl AgentConfig {
         if !(1..=1000).contains(&self.mqtt.window) {
             return bad("mqtt.window", "must be within 1..=1000".into());
         }
-        if self.mqtt.ack_timeout_s == 0 {
-            return bad("mqtt.ack_timeout_s", "must be positive".into());
+        if !(1..=86_400).contains(&self.mqtt.ack_timeout_s) {
+            return bad("mqtt.ack_timeout_s", "must be within 1..=86400".into());
         }
         // Upper bounds as well as lower ones: TOML reads `inf`, and a
         // duration made of an absurd number of seconds panics.
@@ -593,6 +593,14 @@ window = 8
     fn bad_files_name_line_and_field() {
         let cases = [
             (GOOD.replace("window = 8", "window = 0"), "mqtt.window"),
+            // A huge timeout wrapped when made milliseconds.
+            (
+                GOOD.replace(
+                    "window = 8",
+                    "window = 8\nack_timeout_s = 18446744073709552",
+                ),
+                "mqtt.ack_timeout_s",
+            ),
             (GOOD.replace("mqtt://127.0.0.1:1883", "tcp://x"), "mqtt.url"),
             (GOOD.replace("hn-cg-edge-01", "a/b"), "device.id"),
             (GOOD.replace("window = 8", "windwo = 8"), "windwo"),

@@ -390,13 +390,17 @@ pub fn parse_chrony_tracking(line: &str) -> Option<ClockSync> {
         return None;
     }
     let offset_s: f64 = f[4].parse().ok()?;
+    // `inf`, `nan` or a huge figure is no offset: unread, not "synced".
+    if !offset_s.is_finite() || offset_s.abs() > 1e9 {
+        return None;
+    }
     // chrony reports how far the system clock is *behind* (positive = slow);
     // the protocol's offset is positive when the local clock is ahead.
     let offset_ms = (-offset_s * 1000.0).round() as i64;
     let synced = !f[f.len() - 1].contains("Not synchronised") && !f[1].is_empty();
     let source: String = format!("ntp:{}", f[1]).chars().take(64).collect();
     Some(ClockSync {
-        status: if synced && offset_ms.abs() < 500 {
+        status: if synced && offset_ms.unsigned_abs() < 500 {
             ClockSyncStatus::Synced
         } else {
             ClockSyncStatus::Unsynced
@@ -511,6 +515,13 @@ mod tests {
         assert_eq!(c.status, ClockSyncStatus::Unsynced);
         assert_eq!(c.offset_ms, Some(2500));
         assert!(parse_chrony_tracking("garbage").is_none());
+        // No offset at all is unread, never "synced".
+        for bad in ["inf", "-inf", "nan", "1e300"] {
+            assert!(
+                parse_chrony_tracking(&line.replace("0.000012345", bad)).is_none(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

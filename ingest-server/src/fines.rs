@@ -271,7 +271,15 @@ impl FineTable {
 
     /// The quote for a verified event.
     pub fn quote(&self, event: &ViolationEvent) -> Quote {
-        let date = event.event_time.to_offset(VIETNAM).date();
+        // Validated to lie within 1970..=2199; checked all the same, as a
+        // shift out of range would panic the committer.
+        let Some(date) = event
+            .event_time
+            .checked_to_offset(VIETNAM)
+            .map(|t| t.date())
+        else {
+            return Quote::NoSchedule;
+        };
         let Some(schedule) = self.in_force(date) else {
             return Quote::NoSchedule;
         };
@@ -421,6 +429,11 @@ mod tests {
         // 1 Jan 2025 00:30 in Hà Nội is still 31 Dec in UTC: in force.
         e.event_time = time::macros::datetime!(2024-12-31 17:30 UTC);
         assert!(matches!(t.quote(&e), Quote::Priced { .. }));
+        // A time whose shift to Vietnam time is out of range (no valid
+        // event has one: `protocol` bounds the year) is not priced, and
+        // does not panic the committer that prices redeliveries.
+        e.event_time = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+        assert_eq!(t.quote(&e), Quote::NoSchedule);
         assert_eq!(
             t.quote(&event(ViolationType::NoHelmet, VehicleClass::Car, None)),
             Quote::NotApplicable

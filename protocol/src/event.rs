@@ -337,6 +337,8 @@ pub const MAX_RIDERS: u8 = 6;
 impl TrackSummary {
     fn validate_at(&self, field: &str) -> Result<(), ValidationError> {
         validate::check_safe_integer(&format!("{field}.track_id"), self.track_id)?;
+        validate::check_time(&format!("{field}.first_seen"), self.first_seen)?;
+        validate::check_time(&format!("{field}.last_seen"), self.last_seen)?;
         if self.first_seen > self.last_seen {
             return Err(ValidationError::new(
                 format!("{field}.last_seen"),
@@ -351,6 +353,15 @@ impl TrackSummary {
         )?;
         for (i, p) in self.points.iter().enumerate() {
             validate::check_safe_integer(&format!("{field}.points[{i}].frame"), p.frame)?;
+            if u64::from(p.x) > MAX_FRAME_SIDE || u64::from(p.y) > MAX_FRAME_SIDE {
+                return Err(ValidationError::new(
+                    format!("{field}.points[{i}]"),
+                    format!(
+                        "must lie within {MAX_FRAME_SIDE} pixels, got ({}, {})",
+                        p.x, p.y
+                    ),
+                ));
+            }
         }
         if let Some(n) = self.riders
             && !(1..=MAX_RIDERS).contains(&n)
@@ -449,6 +460,7 @@ impl Message for ViolationEvent {
         validate::check_id("device_id", &self.device_id)?;
         validate::check_id("camera_id", &self.camera_id)?;
         validate::check_id("site", &self.site)?;
+        validate::check_time("event_time", self.event_time)?;
         self.clock.validate_at("clock")?;
         self.plate.validate_at("plate")?;
         match &self.speed {

@@ -103,6 +103,20 @@ pub fn check_safe_integer(field: &str, value: u64) -> Result<(), ValidationError
     Ok(())
 }
 
+/// A time a device reports: within the years 1970 to 2199. A device clock
+/// may be wrong, but a time outside these years is no clock at all, and
+/// would overflow the date arithmetic downstream (a time zone shift of
+/// 9999-12-31T23:00Z is out of range).
+pub fn check_time(field: &str, value: time::OffsetDateTime) -> Result<(), ValidationError> {
+    if !(1970..=2199).contains(&value.year()) {
+        return Err(ValidationError::new(
+            field,
+            format!("must be within the years 1970 to 2199, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A list with at most `max` items (and at least `min`).
 pub fn check_count(field: &str, len: usize, min: usize, max: usize) -> Result<(), ValidationError> {
     if len < min || len > max {

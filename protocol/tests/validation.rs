@@ -142,6 +142,31 @@ fn each_bad_event_field_is_named() {
             }),
         ),
         ("track.track_id", Box::new(|e| e.track.track_id = u64::MAX)),
+        (
+            "track.points[0]",
+            Box::new(|e| {
+                e.track.points = vec![TrackPoint {
+                    frame: 1,
+                    x: u32::MAX,
+                    y: 0,
+                }]
+            }),
+        ),
+        // No clock at all: past what a time zone shift can hold.
+        (
+            "event_time",
+            Box::new(|e| {
+                e.event_time = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+            }),
+        ),
+        (
+            "event_time",
+            Box::new(|e| e.event_time = time::macros::datetime!(1969-12-31 23:59:59 UTC)),
+        ),
+        (
+            "track.first_seen",
+            Box::new(|e| e.track.first_seen = time::macros::datetime!(2400-01-01 0:00 UTC)),
+        ),
         ("track.riders", Box::new(|e| e.track.riders = Some(0))),
         (
             "speed.uncertainty_kmh",

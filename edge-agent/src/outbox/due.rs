@@ -128,7 +128,7 @@ impl Outbox {
         live_since: i64,
         max: usize,
     ) -> Result<Vec<Pending>, OutboxError> {
-        let stale = now - ack_timeout.as_millis() as i64;
+        let stale = now.saturating_sub(i64::try_from(ack_timeout.as_millis()).unwrap_or(i64::MAX));
         let mut out = self.due_events(now, stale, "created_at >= ?3", live_since, max)?;
         if out.len() < max {
             out.extend(self.due_events(

@@ -418,7 +418,7 @@ impl Outbox {
     /// killed with them, a broker session parked for a dead subscriber)
     /// would stop every resend until the connection is re-established.
     pub fn in_flight(&self, now: i64, ack_timeout: Duration) -> Result<u64, OutboxError> {
-        let stale = now - ack_timeout.as_millis() as i64;
+        let stale = now.saturating_sub(i64::try_from(ack_timeout.as_millis()).unwrap_or(i64::MAX));
         self.conn
             .query_row(
                 "SELECT COUNT(*) FILTER (WHERE state = 'sent' AND sent_at >= ?1)

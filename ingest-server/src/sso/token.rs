@@ -211,26 +211,29 @@ pub(crate) fn check_claims(c: &Map<String, Value>, want: &Expected<'_>) -> Resul
         .get("exp")
         .and_then(seconds)
         .ok_or_else(|| rejected("malformed", "no exp"))?;
-    if want.now_s > exp + LEEWAY_S {
+    if want.now_s > exp.saturating_add(LEEWAY_S) {
         return Err(rejected(
             "expired",
-            format!("expired {} s ago", want.now_s - exp),
+            format!("expired {} s ago", want.now_s.saturating_sub(exp)),
         ));
     }
     let iat = c
         .get("iat")
         .and_then(seconds)
         .ok_or_else(|| rejected("malformed", "no iat"))?;
-    if iat > want.now_s + LEEWAY_S {
+    if iat > want.now_s.saturating_add(LEEWAY_S) {
         return Err(rejected(
             "issued_in_future",
-            format!("iat is {} s ahead of our clock", iat - want.now_s),
+            format!(
+                "iat is {} s ahead of our clock",
+                iat.saturating_sub(want.now_s)
+            ),
         ));
     }
-    if iat < want.now_s - MAX_AGE_S - LEEWAY_S {
+    if iat < want.now_s.saturating_sub(MAX_AGE_S + LEEWAY_S) {
         return Err(rejected(
             "too_old",
-            format!("issued {} s ago", want.now_s - iat),
+            format!("issued {} s ago", want.now_s.saturating_sub(iat)),
         ));
     }
     let nonce = c.get("nonce").and_then(Value::as_str);
