@@ -53,6 +53,9 @@ pub enum StartError {
     /// The server's ack-signing key.
     #[error(transparent)]
     ServerKey(#[from] crate::server_key::ServerKeyError),
+    /// `[audit] anchor_dir` cannot take anchors.
+    #[error("audit.anchor_dir: {0}")]
+    AnchorDir(#[from] crate::audit::anchoring::AnchoringError),
     /// HTTP listener.
     #[error("HTTP listener on {addr}: {source}")]
     Http {
@@ -129,6 +132,10 @@ pub async fn start(cfg: &Config) -> Result<Running, StartError> {
         path: cfg.data_dir.display().to_string(),
         source,
     })?;
+    // Before anything binds a port: a share not mounted stops the start.
+    if cfg.audit.enabled() {
+        crate::audit::anchoring::check_dir(&cfg.audit.anchor_dir)?;
+    }
     let ingestor = open(cfg).await?;
     let server_key =
         Arc::new(crate::server_key::ServerKey::open(cfg, &ingestor.context().db).await?);

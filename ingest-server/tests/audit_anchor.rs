@@ -165,10 +165,11 @@ fn the_command_line_makes_and_checks_an_anchor() {
     assert!(!ok && err.contains("not an audit anchor"), "{err}");
 }
 
-/// On a schedule (`[audit] anchor_dir`): the running server anchors the
-/// chain at start into the directory; a head already anchored is not
-/// written again (nor replaced), a new head gets its own file, and each
-/// file checks against the chain. A broken chain is not anchored.
+/// On a schedule (`[audit] anchor_dir`): a directory that is not there
+/// stops the start; the running server anchors the chain at start into the
+/// directory; a head already anchored is not written again (nor replaced),
+/// a new head gets its own file, and each file checks against the chain.
+/// A chain edited behind the newest anchor is not anchored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_anchors_the_chain_on_a_schedule() {
     use ingest_server::audit::anchoring::{AnchoringError, anchor_to};
@@ -177,6 +178,17 @@ async fn the_server_anchors_the_chain_on_a_schedule() {
     let mut cfg = common::local_config(dir.path());
     cfg.audit.anchor_dir = anchors.clone();
     cfg.validate().unwrap();
+    // A directory that is not there (a share not mounted) stops the start:
+    // it is never created, lest anchors fill the local disk.
+    let refused = app::start(&cfg).await.err().map(|e| e.to_string());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|e| e.contains("audit.anchor_dir")),
+        "{refused:?}"
+    );
+    assert!(!anchors.exists());
+    std::fs::create_dir(&anchors).unwrap();
     let server = app::start(&cfg).await.unwrap();
     let db = server.ingestor.context().db.clone();
     let files = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
@@ -241,10 +253,15 @@ async fn the_server_anchors_the_chain_on_a_schedule() {
         .execute(db.pool())
         .await;
     if edited.is_ok() {
-        assert!(matches!(
-            anchor_to(&db, &key, &anchors, a.at + 4).await,
-            Err(AnchoringError::Anchor(AnchorError::Broken { .. }))
-        ));
+        let refused = anchor_to(&db, &key, &anchors, a.at + 4).await;
+        assert!(
+            matches!(
+                refused,
+                Err(AnchoringError::Previous { .. }
+                    | AnchoringError::Anchor(AnchorError::Broken { .. }))
+            ),
+            "{refused:?}"
+        );
         assert_eq!(files(&anchors).len(), 2);
     } else {
         panic!("could not stage an edited entry: {edited:?}");

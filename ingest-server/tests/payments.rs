@@ -1155,7 +1155,7 @@ async fn money_in_doubt_is_held_for_a_person_not_failed() {
         matches!(
             contest,
             Err(ingest_server::review::ReviewError::Refused(
-                ingest_server::workflow::WorkflowError::PaymentInFlight { paid: true }
+                ingest_server::workflow::WorkflowError::PaymentInFlight { paid: false }
             ))
         ),
         "{contest:?}"

@@ -4,10 +4,14 @@
 //! chain's head every `anchor_interval_s` (and once at start) and writes it
 //! there as `anchor-{seq}.json` — a directory meant to be on other storage
 //! than the database: a write-once (object-locked) mount, a backup host's
-//! share. Nothing is written while the head has not moved, and a file once
-//! written is never replaced (server replicas anchoring the same head
-//! leave one file). A broken chain is not anchored: the failure is logged
-//! as an error, every interval, until someone looks.
+//! share. The directory must exist and be writable when the server starts
+//! ([`check_dir`]; it is never created, so a share not mounted is an
+//! error, not anchors on local disk). Nothing is written while the head has
+//! not moved, and a file once written is never replaced (server replicas
+//! anchoring the same head leave one file). Before signing, the newest
+//! anchor already there is checked against the chain: a chain rewritten
+//! behind it, or broken, is not anchored, and the failure is logged as an
+//! error every interval until someone looks.
 //!
 //! `ingest-server audit verify --anchor DIR/anchor-*.json` checks them all.
 
@@ -90,53 +94,134 @@ impl AuditConfig {
 pub enum AnchoringError {
     #[error(transparent)]
     Anchor(#[from] AnchorError),
-    #[error("writing {path}: {source}")]
-    Write {
+    /// The newest anchor already in the directory no longer holds: the
+    /// chain was rewritten behind it. Nothing is signed over it.
+    #[error("the chain no longer holds anchor {path}: {source}")]
+    Previous { path: String, source: AnchorError },
+    #[error("{path}: {source}")]
+    Io {
         path: String,
         source: std::io::Error,
     },
 }
 
+/// Checks that `dir` is an existing directory anchors can be written to
+/// (a probe file made and removed): run at start, so a share not mounted,
+/// or a directory the service may not write (systemd `ProtectSystem`,
+/// a read-only container root), stops the server instead of failing
+/// quietly every interval. The directory is never created: a mount point
+/// whose share is missing must not fill up with anchors on local disk.
+pub fn check_dir(dir: &Path) -> Result<(), AnchoringError> {
+    let io = |source| AnchoringError::Io {
+        path: dir.display().to_string(),
+        source,
+    };
+    if !std::fs::metadata(dir).map_err(io)?.is_dir() {
+        return Err(io(std::io::Error::other("not a directory")));
+    }
+    let probe = dir.join(format!(".probe-{}", uuid::Uuid::new_v4()));
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .map_err(io)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Signs the chain's head at `now` and writes it to `dir` as
 /// `anchor-{seq}.json`, unless a file for that head is there already.
-/// Returns the file written, `None` when the head had one.
+/// First the newest anchor in `dir` is checked against the chain: a chain
+/// rewritten behind it is reported ([`AnchoringError::Previous`]) and not
+/// signed. Returns the file written, `None` when the head had one.
 pub async fn anchor_to(
     db: &Db,
     key: &ServerKey,
     dir: &Path,
     now: i64,
 ) -> Result<Option<PathBuf>, AnchoringError> {
+    let d = dir.to_path_buf();
+    let newest = blocking(move || newest_anchor(&d)).await?;
+    if let Some((path, text)) = newest {
+        let previous = |source| AnchoringError::Previous {
+            path: path.display().to_string(),
+            source,
+        };
+        let a = anchor::parse(&text).map_err(previous)?;
+        anchor::check(db, &a).await.map_err(previous)?;
+    }
     let a = anchor::make(db, key, now).await?;
     let path = dir.join(format!("anchor-{:012}.json", a.seq));
-    let io = |source| AnchoringError::Write {
+    let p = path.clone();
+    let written = blocking(move || write_new(&p, &a)).await?;
+    Ok(written.then_some(path))
+}
+
+/// Runs file work off the async workers (a hung network mount blocks in
+/// the kernel).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AnchoringError> + Send + 'static,
+) -> Result<T, AnchoringError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AnchoringError::Io {
+            path: String::new(),
+            source: std::io::Error::other(e.to_string()),
+        })?
+}
+
+/// The newest `anchor-*.json` in `dir` (by sequence number, as named) and
+/// its text.
+fn newest_anchor(dir: &Path) -> Result<Option<(PathBuf, String)>, AnchoringError> {
+    let io = |path: &Path, source| AnchoringError::Io {
         path: path.display().to_string(),
         source,
     };
-    std::fs::create_dir_all(dir).map_err(io)?;
-    if path.exists() {
-        return Ok(None);
+    let mut newest: Option<(u64, PathBuf)> = None;
+    for entry in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+        let path = entry.map_err(|e| io(dir, e))?.path();
+        let seq = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("anchor-")?.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(seq) = seq
+            && newest.as_ref().is_none_or(|(s, _)| seq > *s)
+        {
+            newest = Some((seq, path));
+        }
     }
-    write_new(&path, &a).map_err(io)?;
-    Ok(Some(path))
+    match newest {
+        None => Ok(None),
+        Some((_, path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+            Ok(Some((path, text)))
+        }
+    }
 }
 
-/// Writes the anchor to a temporary file beside `path`, then links it into
-/// place: a reader never sees half a file, and an existing file (another
-/// replica's) is kept, not replaced.
-fn write_new(path: &Path, a: &Anchor) -> std::io::Result<()> {
-    let text = serde_json::to_string_pretty(a).map_err(std::io::Error::other)? + "\n";
-    let tmp = path.with_extension(format!("tmp-{}", uuid::Uuid::new_v4()));
-    let written = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        match std::fs::hard_link(&tmp, path) {
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
-            other => other,
-        }
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    written
+/// Writes the anchor to `path` if no file is there (`create_new`: of two
+/// replicas anchoring the same head one writes, the other finds it; works
+/// on mounts without hard links, such as object-storage FUSE mounts).
+/// `false` when a file was there.
+fn write_new(path: &Path, a: &Anchor) -> Result<bool, AnchoringError> {
+    let io = |source| AnchoringError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let text = serde_json::to_string_pretty(a).map_err(|e| io(std::io::Error::other(e)))? + "\n";
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(false),
+        Err(e) => return Err(io(e)),
+    };
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    Ok(true)
 }
 
 /// Anchors now, then every `anchor_interval_s`, in the background.

@@ -88,7 +88,7 @@ pub fn answer_columns(e: &str) -> String {
         "(SELECT MAX(m.created_at) FROM notice_messages m WHERE m.event_id = {e}.event_id \
           AND m.kind = '{kind}' AND m.created_at >= COALESCE({e}.state_changed_at, 0)), \
          (SELECT MIN(d.sent_at) FROM notice_deliveries d JOIN notice_messages m \
-          ON m.message_id = d.message_id WHERE m.event_id = {e}.event_id AND m.kind = '{kind}' \
+          ON m.message_id = d.message_id AND d.notice_id = m.notice_id WHERE m.event_id = {e}.event_id AND m.kind = '{kind}' \
           AND m.created_at >= COALESCE({e}.state_changed_at, 0) AND d.state = 'sent')",
         kind = super::followup::CONTEST_REJECTED
     )

@@ -239,12 +239,11 @@ pub async fn start(
 }
 
 /// Whether a payment keeps case `event_id` from being contested at `now`:
-/// `Some(true)` paid, or money taken that waits for a person
-/// ([`NEEDS_PERSON`]: another amount, or in doubt — the owner paid, and a
-/// contested case could be neither paid with it nor withdrawn while it
-/// waits); `Some(false)` an order pending at the gateway (one past its
-/// expiry counts for [`PENDING_GRACE_MS`], as it may yet complete at the
-/// bank), `None` neither. Run it inside the contest's own
+/// `Some(true)` paid; `Some(false)` an order pending at the gateway (one
+/// past its expiry counts for [`PENDING_GRACE_MS`], as it may yet complete
+/// at the bank) or money taken that waits for a person ([`NEEDS_PERSON`]:
+/// another amount, or in doubt — a contested case could be neither paid
+/// with it nor withdrawn while it waits); `None` neither. Run it inside the contest's own
 /// transaction, opened by `audit::begin` (`review::Reviewer` does for
 /// `Action::Contest`): [`start`] takes the same lock, so no order is made
 /// between this check and the contest's commit.
@@ -262,5 +261,5 @@ pub async fn contest_blocker(
     .bind(NEEDS_PERSON)
     .fetch_optional(&mut **tx)
     .await?;
-    Ok(state.map(|s| s != "pending"))
+    Ok(state.map(|s| s == "paid"))
 }
