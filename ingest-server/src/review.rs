@@ -511,6 +511,7 @@ impl Reviewer<'_> {
                 detail["deliveries_dropped"] = w.dropped.into();
                 detail["owner_told"] = w.told.into();
                 detail["inspection_warning_withdrawn"] = w.warning_withdrawn.into();
+                detail["paper_needed"] = w.paper_needed.into();
             }
             _ => {}
         }

@@ -128,7 +128,7 @@ async fn an_answer_no_channel_carries_is_posted_and_its_20_days_run_from_the_let
     let listed = paper::answers_needing_paper(&ctx.db, 10).await.unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(
-        (listed[0].event_id.as_str(), listed[0].upheld_at),
+        (listed[0].event_id.as_str(), listed[0].written_at),
         (id.as_str(), upheld)
     );
 
@@ -260,4 +260,63 @@ async fn police_post_the_answer_from_the_console() {
         e.detail
     );
     assert_eq!(e.role, "police");
+}
+
+/// A fine withdrawn after its notice went by post: the owner, who knew of
+/// the fine, is told by post too — the withdrawal is listed for police
+/// (`owner_told: false, paper_needed: true` in the audit entry) and
+/// recorded like an answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_withdrawal_no_channel_carries_is_posted_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = local_config(dir.path());
+    cfg.notices.enabled = false;
+    let server = app::start(&cfg).await.unwrap();
+    let ctx = server.ingestor.context().clone();
+    let id = seed::seed(&server, SITE, 1).await.remove(0);
+    let t0 = now_ms();
+    let r = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: ctx.registry.as_deref(),
+    };
+    let op = actor("op.an", Role::Operator);
+    let police = actor("csgt.cuong", Role::Police);
+    r.act(&id, &Action::Claim, &op, "", t0).await.unwrap();
+    r.act(&id, &Action::Accept, &op, "", t0).await.unwrap();
+    r.act(&id, &Action::Confirm, &police, "", t0).await.unwrap();
+    let who = Who::new("csgt.cuong", Role::Police);
+    paper::record_paper(&ctx, &id, &who, "RR-NOTICE", t0)
+        .await
+        .unwrap();
+    assert_eq!(state(&server, &id).await, "notice_issued");
+    let why = "Xe đã được chuyển nhượng trước ngày vi phạm";
+    r.act(&id, &Action::Withdraw, &police, why, t0 + DAY)
+        .await
+        .unwrap();
+    let trail = ingest_server::audit::for_subject(&ctx.db, &format!("case:{id}"))
+        .await
+        .unwrap();
+    let e = trail.iter().find(|e| e.action == "case.withdraw").unwrap();
+    assert!(
+        e.detail.contains("\"owner_told\":false") && e.detail.contains("\"paper_needed\":true"),
+        "{}",
+        e.detail
+    );
+    let listed = paper::answers_needing_paper(&ctx.db, 10).await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        (listed[0].event_id.as_str(), listed[0].kind.as_str()),
+        (id.as_str(), "withdrawn")
+    );
+    paper::record_paper_answer(&ctx.db, &id, &who, "RR-WITHDRAWN", t0 + 2 * DAY)
+        .await
+        .unwrap();
+    assert!(
+        paper::answers_needing_paper(&ctx.db, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

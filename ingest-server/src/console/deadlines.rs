@@ -92,7 +92,15 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
             "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{upheld}</td>\
              <td>{given_up}</td><td>{form}</td></tr>",
             id = esc(&a.event_id),
-            upheld = local_time(a.upheld_at),
+            upheld = format!(
+                "{} {}",
+                if a.kind == crate::notices::followup::WITHDRAWN {
+                    lang.t("Huỷ xử phạt", "Fine withdrawn")
+                } else {
+                    lang.t("Giữ nguyên xử phạt", "Fine upheld")
+                },
+                local_time(a.written_at)
+            ),
             given_up = a.given_up,
         );
     }
@@ -227,15 +235,15 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         ),
         given_up_l = lang.t("Lần gửi không tới", "Deliveries that cannot get through"),
         answers_h = lang.t(
-            "Cần gửi trả lời khiếu nại bằng giấy",
-            "Contest answers to send by post"
+            "Cần gửi trả lời khiếu nại, thông báo huỷ xử phạt bằng giấy",
+            "Contest answers and withdrawals to send by post"
         ),
         answers_n = answers.len(),
         answers_p = lang.t(
-            "Khiếu nại không được chấp nhận nhưng không kênh điện tử nào tới được chủ phương tiện. Gửi trả lời qua bưu điện rồi ghi nhận tại đây: thời hạn 20 ngày mới tính từ hôm nay; trước đó vụ việc không bị coi là quá hạn.",
-            "The contest was not accepted but no electronic channel reaches the owner. Post the answer and record it here: the new 20 days run from today; until then the case is not marked overdue."
+            "Quyết định của CSGT (giữ nguyên sau khiếu nại, hoặc huỷ xử phạt) mà không kênh điện tử nào tới được chủ phương tiện. Gửi qua bưu điện rồi ghi nhận tại đây: với trả lời khiếu nại, thời hạn 20 ngày mới tính từ hôm nay; trước đó vụ việc không bị coi là quá hạn.",
+            "Police decisions (upheld after a contest, or the fine withdrawn) that no electronic channel can carry to the owner. Post them and record it here: for a contest answer the new 20 days run from today; until then the case is not marked overdue."
         ),
-        upheld_l = lang.t("Giữ nguyên lúc", "Upheld"),
+        upheld_l = lang.t("Quyết định", "Decision"),
         answer_rows = answer_rows,
         answers_empty = empty(4, &answer_rows),
         paper_rows = paper_rows,
@@ -371,8 +379,8 @@ pub async fn paper_answer(
         Err(_) => Err(ConsoleError::Refused(
             lang,
             lang.t(
-                "Vụ việc này không có trả lời khiếu nại cần gửi giấy (đã gửi được, hoặc vụ việc đã thay đổi).",
-                "This case has no contest answer to post (delivered, or the case changed).",
+                "Vụ việc này không có quyết định cần gửi giấy (đã gửi được, hoặc vụ việc đã thay đổi).",
+                "This case has no decision to post (delivered, or the case changed).",
             )
             .to_string(),
         )),

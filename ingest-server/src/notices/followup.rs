@@ -110,6 +110,9 @@ pub struct Withdrawal {
     pub told: bool,
     /// Whether a live warning to the inspection register was withdrawn.
     pub warning_withdrawn: bool,
+    /// A message for the owner was written but no channel carries it: a
+    /// person posts it (`paper::answers_needing_paper`).
+    pub paper_needed: bool,
 }
 
 /// The fine of case `event_id` was withdrawn at `now` for `reason`: drops
@@ -156,19 +159,21 @@ pub async fn withdrawn(
     .execute(&mut **tx)
     .await?
     .rows_affected();
-    let mut told = false;
+    let (mut told, mut paper_needed) = (false, false);
     if reached > 0
         && let Some(n) = addressed_notice(tx, event_id).await?
     {
-        told = write(tx, &n, event_id, WITHDRAWN, reason, None, now)
+        let deliveries = write(tx, &n, event_id, WITHDRAWN, reason, None, now)
             .await?
-            .1
-            > 0;
+            .1;
+        told = deliveries > 0;
+        paper_needed = deliveries == 0;
     }
     Ok(Withdrawal {
         dropped,
         told,
         warning_withdrawn: warning > 0,
+        paper_needed,
     })
 }
 

@@ -231,37 +231,45 @@ pub async fn record_paper(
     Ok(())
 }
 
-/// Police's answer to a contest ([`super::followup::CONTEST_REJECTED`])
-/// that no channel can deliver: the owner contested (perhaps by post or in
-/// person) and has no app, e-mail or partner. Until the answer reaches
+/// A message about the fine no channel can deliver, for a person to post:
+/// police's answer to a contest ([`super::followup::CONTEST_REJECTED`]) of
+/// a case back in `notice_issued` — the owner contested (perhaps by post or
+/// in person) and has no app, e-mail or partner; until the answer reaches
 /// them their new 20 days do not run out (`deadlines::check_deadlines`
-/// holds the case), so a person posts it and records it
-/// ([`record_paper_answer`]).
+/// holds the case) — or the news that the fine was withdrawn or cancelled
+/// ([`super::followup::WITHDRAWN`]) of a case now `closed`, which the
+/// owner, who knew of the fine, must be told. Recorded with
+/// [`record_paper_answer`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PaperAnswer {
     /// The case.
     pub event_id: String,
     /// The message.
     pub message_id: String,
-    /// When police upheld the fine (the message was written).
-    pub upheld_at: i64,
+    /// [`super::followup::CONTEST_REJECTED`] or
+    /// [`super::followup::WITHDRAWN`].
+    pub kind: String,
+    /// When police decided (the message was written).
+    pub written_at: i64,
     /// Deliveries that will not get through (none at all when 0).
     pub given_up: i64,
 }
 
-/// The latest answer to a contest of each case back in `notice_issued`
-/// (written when it re-entered the state) that has no delivery that may
-/// still get through; `event_id` narrows it to one case.
+/// The latest such message of each case, written when the case entered
+/// its present state, that has no delivery that may still get through;
+/// `event_id` narrows it to one case.
 fn answers_sql(one_case: bool) -> String {
     format!(
         "SELECT m.event_id, m.message_id, m.created_at, \
-         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.message_id = m.message_id) \
+         (SELECT COUNT(*) FROM notice_deliveries d WHERE d.message_id = m.message_id), m.kind \
          FROM notice_messages m JOIN events e ON e.event_id = m.event_id \
-         WHERE m.kind = '{kind}' AND e.state = 'notice_issued' \
+         WHERE ((m.kind = '{answer}' AND e.state = 'notice_issued') \
+          OR (m.kind = '{withdrawn}' AND e.state = 'closed')) \
          AND m.created_at >= COALESCE(e.state_changed_at, 0) {one} \
          AND NOT EXISTS (SELECT 1 FROM notice_deliveries d WHERE d.message_id = m.message_id \
           AND {live}) ORDER BY m.created_at LIMIT $1",
-        kind = super::followup::CONTEST_REJECTED,
+        answer = super::followup::CONTEST_REJECTED,
+        withdrawn = super::followup::WITHDRAWN,
         one = if one_case { "AND m.event_id = $2" } else { "" },
         live = live()
     )
@@ -271,12 +279,14 @@ fn paper_answer(r: &sqlx::any::AnyRow) -> Result<PaperAnswer, sqlx::Error> {
     Ok(PaperAnswer {
         event_id: r.try_get(0)?,
         message_id: r.try_get(1)?,
-        upheld_at: r.try_get(2)?,
+        written_at: r.try_get(2)?,
         given_up: r.try_get(3)?,
+        kind: r.try_get(4)?,
     })
 }
 
-/// Answers to contests no channel can deliver, oldest first.
+/// Answers to contests and withdrawals no channel can deliver, oldest
+/// first.
 pub async fn answers_needing_paper(db: &Db, limit: i64) -> Result<Vec<PaperAnswer>, DbError> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(answers_sql(false)))
         .bind(limit)
@@ -285,10 +295,10 @@ pub async fn answers_needing_paper(db: &Db, limit: i64) -> Result<Vec<PaperAnswe
     Ok(rows.iter().map(paper_answer).collect::<Result<_, _>>()?)
 }
 
-/// Records that `by` posted police's answer to the contest of case
+/// Records that `by` posted police's message ([`PaperAnswer`]) about case
 /// `event_id` at `now` with the postal `reference`: a sent `paper`
-/// delivery of the message (its deliveries still waiting dropped), the
-/// message's deadline moved to 20 days from `now` if later, the audit entry
+/// delivery of the message (its deliveries still waiting dropped), an
+/// answer's deadline moved to 20 days from `now` if later, the audit entry
 /// `notice.paper_sent` naming the message (one transaction). The owner's
 /// new 20 days then run from the letter (`deadlines::check_deadlines`).
 pub async fn record_paper_answer(
@@ -358,7 +368,7 @@ pub async fn record_paper_answer(
         &serde_json::json!({
             "reference": reference,
             "message_id": answer.message_id,
-            "kind": super::followup::CONTEST_REJECTED,
+            "kind": answer.kind,
         }),
     )
     .await?;

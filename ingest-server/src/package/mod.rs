@@ -396,6 +396,17 @@ fn check_signature(signed: &Signed<ViolationEvent>, device: Option<Device>) -> S
                 true,
                 "the Ed25519 signature verifies under the device's enrolled key".to_string(),
             ),
+            // `verify` checks the signature before the fields: a field
+            // check added since the event was stored (a bound) does not
+            // make the device's signature invalid, and the court is told
+            // which it is.
+            Err(protocol::ProtocolError::Invalid(v)) => (
+                true,
+                format!(
+                    "the Ed25519 signature verifies under the device's enrolled key; the \
+                     event no longer passes this server's field checks: {v}"
+                ),
+            ),
             Err(e) => (false, e.to_string()),
         },
     };
@@ -585,3 +596,7 @@ fn zip_files(files: &[(String, Vec<u8>)], at: OffsetDateTime) -> Result<Vec<u8>,
     }
     Ok(z.finish()?.into_inner())
 }
+
+#[cfg(test)]
+#[path = "mod_tests.rs"]
+mod tests;
