@@ -89,18 +89,15 @@ pub async fn page(State(ctx): State<ApiContext>, viewer: Viewer) -> Result<Respo
         );
         let _ = write!(
             answer_rows,
-            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{upheld}</td>\
+            "<tr data-event=\"{id}\"><td><a href=\"/console/cases/{id}\">{id}</a></td><td>{what} {at}</td>\
              <td>{given_up}</td><td>{form}</td></tr>",
             id = esc(&a.event_id),
-            upheld = format!(
-                "{} {}",
-                if a.kind == crate::notices::followup::WITHDRAWN {
-                    lang.t("Huỷ xử phạt", "Fine withdrawn")
-                } else {
-                    lang.t("Giữ nguyên xử phạt", "Fine upheld")
-                },
-                local_time(a.written_at)
-            ),
+            what = if a.kind == crate::notices::followup::WITHDRAWN {
+                lang.t("Huỷ xử phạt", "Fine withdrawn")
+            } else {
+                lang.t("Giữ nguyên xử phạt", "Fine upheld")
+            },
+            at = local_time(a.written_at),
             given_up = a.given_up,
         );
     }
