@@ -33,16 +33,21 @@ fn actor(id: &str, role: Role) -> Actor {
     }
 }
 
-/// Confirmed at `t0` with no channel to the owner, the notice posted,
-/// contested at `t0 + 1 day` and upheld at `upheld`.
-async fn upheld_without_a_channel(server: &Running, id: &str, t0: i64, upheld: i64) {
+fn reviewer(server: &Running) -> Reviewer<'_> {
     let ctx = server.ingestor.context();
-    let r = Reviewer {
+    Reviewer {
         db: &ctx.db,
         grammar: ctx.grammar,
         fines: &ctx.fines,
         registry: ctx.registry.as_deref(),
-    };
+    }
+}
+
+/// Confirmed at `t0` with no channel to the owner, and the notice posted
+/// (listed for it first).
+async fn noticed_by_post(server: &Running, id: &str, t0: i64) {
+    let ctx = server.ingestor.context();
+    let r = reviewer(server);
     let op = actor("op.an", Role::Operator);
     let police = actor("csgt.cuong", Role::Police);
     r.act(id, &Action::Claim, &op, "", t0).await.unwrap();
@@ -57,6 +62,12 @@ async fn upheld_without_a_channel(server: &Running, id: &str, t0: i64, upheld: i
     paper::record_paper(ctx, id, &who, "RR-NOTICE", t0)
         .await
         .unwrap();
+}
+
+/// [`noticed_by_post`], contested at `t0 + 1 day` and upheld at `upheld`.
+async fn upheld_without_a_channel(server: &Running, id: &str, t0: i64, upheld: i64) {
+    noticed_by_post(server, id, t0).await;
+    let r = reviewer(server);
     r.act(
         id,
         &Action::Contest,
@@ -69,7 +80,7 @@ async fn upheld_without_a_channel(server: &Running, id: &str, t0: i64, upheld: i
     r.act(
         id,
         &Action::Uphold,
-        &police,
+        &actor("csgt.cuong", Role::Police),
         "Ảnh cho thấy rõ xe vượt đèn đỏ",
         upheld,
     )
@@ -275,21 +286,9 @@ async fn a_withdrawal_no_channel_carries_is_posted_too() {
     let ctx = server.ingestor.context().clone();
     let id = seed::seed(&server, SITE, 1).await.remove(0);
     let t0 = now_ms();
-    let r = Reviewer {
-        db: &ctx.db,
-        grammar: ctx.grammar,
-        fines: &ctx.fines,
-        registry: ctx.registry.as_deref(),
-    };
-    let op = actor("op.an", Role::Operator);
-    let police = actor("csgt.cuong", Role::Police);
-    r.act(&id, &Action::Claim, &op, "", t0).await.unwrap();
-    r.act(&id, &Action::Accept, &op, "", t0).await.unwrap();
-    r.act(&id, &Action::Confirm, &police, "", t0).await.unwrap();
+    noticed_by_post(&server, &id, t0).await;
+    let (r, police) = (reviewer(&server), actor("csgt.cuong", Role::Police));
     let who = Who::new("csgt.cuong", Role::Police);
-    paper::record_paper(&ctx, &id, &who, "RR-NOTICE", t0)
-        .await
-        .unwrap();
     assert_eq!(state(&server, &id).await, "notice_issued");
     let why = "Xe đã được chuyển nhượng trước ngày vi phạm";
     r.act(&id, &Action::Withdraw, &police, why, t0 + DAY)
