@@ -134,14 +134,25 @@ async fn upholding_a_contest_needs_a_reason_and_tells_the_owner_why_and_by_when(
         .await
         .unwrap();
     assert_eq!(state(&server, &id).await, "notice_issued");
-    n.deliver_due(upheld + 1).await.unwrap();
+    // Sent a day after the uphold (the partner was down, say): the 20 days
+    // run from when it reached the owner, and the text says that date.
+    let sent = upheld + DAY;
+    n.deliver_due(sent).await.unwrap();
 
     let got = bodies(&rx, &id);
     assert_eq!(got.len(), 2, "the notice, then the answer to the contest");
     let b = &got[1];
     assert_eq!(b["type"], "contest_rejected");
     assert_eq!(b["reason"], why);
-    let deadline = respond_until(upheld);
+    let deadline = respond_until(sent);
+    let r = ingest_server::notices::check_deadlines(&ctx, deadline)
+        .await
+        .unwrap();
+    assert!(r.marked_overdue.is_empty(), "{r:?}");
+    let r = ingest_server::notices::check_deadlines(&ctx, deadline + 1)
+        .await
+        .unwrap();
+    assert_eq!(r.marked_overdue, std::slice::from_ref(&id), "{r:?}");
     assert_eq!(b["respond_by"], text::rfc3339(deadline));
     let body = b["text"]["body"].as_str().unwrap();
     for want in [
@@ -156,10 +167,9 @@ async fn upholding_a_contest_needs_a_reason_and_tells_the_owner_why_and_by_when(
         got[0]["delivery_id"], got[1]["delivery_id"],
         "its own delivery id"
     );
-    // The answer does not move the case, nor is it sent again.
-    n.deliver_due(upheld + DAY).await.unwrap();
+    // The answer is not sent again.
+    n.deliver_due(sent + DAY).await.unwrap();
     assert_eq!(bodies(&rx, &id).len(), 2);
-    assert_eq!(state(&server, &id).await, "notice_issued");
     let trail = ingest_server::audit::for_subject(&ctx.db, &format!("case:{id}"))
         .await
         .unwrap();

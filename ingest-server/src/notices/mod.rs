@@ -293,7 +293,12 @@ impl Notices {
             .fetch_optional(db.pool())
             .await?;
         let message = match &c.message_id {
-            Some(id) => Some(followup::load(db, id).await?),
+            Some(id) => {
+                // An answer to a contest states the deadline enforced if
+                // this attempt is the first through.
+                outbox::answer_respond_by_at_send(db, id, now).await?;
+                Some(followup::load(db, id).await?)
+            }
             None => None,
         };
         if let Some(case) = case {

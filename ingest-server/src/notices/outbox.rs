@@ -432,6 +432,26 @@ pub async fn respond_by_at_send(db: &Db, event_id: &str, now: i64) -> Result<(),
     Ok(())
 }
 
+/// [`respond_by_at_send`] for police's answer to a contest
+/// (`followup::CONTEST_REJECTED`): before an attempt renders it, its new
+/// deadline moves to 20 days from `now` when later, while none of its
+/// deliveries is sent — the 20 days run from when the answer reached the
+/// owner (`deadlines::held_to`), and the text says so, not a date counted
+/// from an uphold days earlier.
+pub async fn answer_respond_by_at_send(db: &Db, message_id: &str, now: i64) -> Result<(), DbError> {
+    sqlx::query(
+        "UPDATE notice_messages SET respond_by = $1 WHERE message_id = $2 AND kind = $3 \
+         AND respond_by < $1 AND NOT EXISTS (SELECT 1 FROM notice_deliveries d \
+         WHERE d.message_id = notice_messages.message_id AND d.state = 'sent')",
+    )
+    .bind(respond_until(now))
+    .bind(message_id)
+    .bind(super::followup::CONTEST_REJECTED)
+    .execute(db.pool())
+    .await?;
+    Ok(())
+}
+
 /// Notices with a sent delivery but no `issued_at` (their worker stopped
 /// between sending and recording the case's move): (event id, channel,
 /// when the first was sent — the time to issue the case at, so its
