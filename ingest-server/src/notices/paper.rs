@@ -161,36 +161,9 @@ pub async fn record_paper(
     if now > crate::workflow::limitation_ends_at(event_ms) {
         return Err(PaperError::PastLimitation);
     }
-    let written = sqlx::query(
-        "INSERT INTO notice_deliveries (delivery_id, notice_id, event_id, channel, target, \
-         state, attempts, next_attempt_at, idempotency_key, created_at, sent_at) \
-         VALUES ($1, $2, $3, $4, 'post', 'sent', 1, $5, $6, $5, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&notice_id)
-    .bind(event_id)
-    .bind(PAPER)
-    .bind(now)
-    .bind(idempotency_key(&notice_id, PAPER, "post"))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if written != 1 {
+    if !posted(&mut tx, &notice_id, None, event_id, now).await? {
         return Err(PaperError::NotNeeded);
     }
-    // Deliveries still waiting (for a channel no live replica has) are
-    // dropped: should that channel come back, the owner would get a second
-    // notice after the letter.
-    sqlx::query(
-        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1 \
-         WHERE notice_id = $2 AND message_id IS NULL AND state IN ('pending', 'failed') \
-         AND (lease_until IS NULL OR lease_until <= $3)",
-    )
-    .bind("not sent: a paper notice was posted")
-    .bind(&notice_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
     sqlx::query("UPDATE notices SET respond_by = $1 WHERE notice_id = $2 AND respond_by < $1")
         .bind(respond_until(now))
         .bind(&notice_id)
@@ -229,6 +202,56 @@ pub async fn record_paper(
         Err(e) => tracing::warn!(event_id, error = %e, "issuing a paper notice's case"),
     }
     Ok(())
+}
+
+/// Records a letter posted at `now` for the notice `notice_id`, or for its
+/// `message`: a sent `paper` delivery (`false`: one was recorded already),
+/// and the deliveries of the same notice or message still waiting (for a
+/// channel no live replica has) dropped — should that channel come back,
+/// the owner would get it a second time after the letter.
+async fn posted(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    notice_id: &str,
+    message: Option<&str>,
+    event_id: &str,
+    now: i64,
+) -> Result<bool, PaperError> {
+    let written = sqlx::query(
+        "INSERT INTO notice_deliveries (delivery_id, notice_id, message_id, event_id, channel, \
+         target, state, attempts, next_attempt_at, idempotency_key, created_at, sent_at) \
+         VALUES ($1, $2, $3, $4, $5, 'post', 'sent', 1, $6, $7, $6, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(uuid::Uuid::new_v4().to_string())
+    .bind(notice_id)
+    .bind(message)
+    .bind(event_id)
+    .bind(PAPER)
+    .bind(now)
+    .bind(idempotency_key(message.unwrap_or(notice_id), PAPER, "post"))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if written != 1 {
+        return Ok(false);
+    }
+    let (which, why) = match message {
+        None => ("message_id IS NULL", "not sent: a paper notice was posted"),
+        Some(_) => ("message_id = $4", "not sent: the answer was posted"),
+    };
+    let sql = format!(
+        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1 \
+         WHERE notice_id = $2 AND {which} AND state IN ('pending', 'failed') \
+         AND (lease_until IS NULL OR lease_until <= $3)"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(why)
+        .bind(notice_id)
+        .bind(now);
+    if let Some(m) = message {
+        q = q.bind(m);
+    }
+    q.execute(&mut **tx).await?;
+    Ok(true)
 }
 
 /// A message about the fine no channel can deliver, for a person to post:
@@ -324,34 +347,9 @@ pub async fn record_paper_answer(
             .bind(&answer.message_id)
             .fetch_one(&mut *tx)
             .await?;
-    let written = sqlx::query(
-        "INSERT INTO notice_deliveries (delivery_id, notice_id, message_id, event_id, channel, \
-         target, state, attempts, next_attempt_at, idempotency_key, created_at, sent_at) \
-         VALUES ($1, $2, $3, $4, $5, 'post', 'sent', 1, $6, $7, $6, $6) ON CONFLICT DO NOTHING",
-    )
-    .bind(uuid::Uuid::new_v4().to_string())
-    .bind(&notice_id)
-    .bind(&answer.message_id)
-    .bind(event_id)
-    .bind(PAPER)
-    .bind(now)
-    .bind(idempotency_key(&answer.message_id, PAPER, "post"))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if written != 1 {
+    if !posted(&mut tx, &notice_id, Some(&answer.message_id), event_id, now).await? {
         return Err(PaperError::NotNeeded);
     }
-    sqlx::query(
-        "UPDATE notice_deliveries SET state = 'dropped', last_error = $1 \
-         WHERE message_id = $2 AND state IN ('pending', 'failed') \
-         AND (lease_until IS NULL OR lease_until <= $3)",
-    )
-    .bind("not sent: the answer was posted")
-    .bind(&answer.message_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
     sqlx::query(
         "UPDATE notice_messages SET respond_by = $1 WHERE message_id = $2 AND respond_by < $1",
     )
