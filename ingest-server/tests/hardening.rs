@@ -67,6 +67,59 @@ async fn parallel_sign_ins_get_no_more_password_checks_than_the_budget() {
     assert_eq!(entries(&db, "login.failed").await, checked);
 }
 
+/// Sign-ins the server cannot check (its database fails) are not wrong
+/// guesses: during an outage staff retrying many times are answered
+/// "server error", never held back, and sign in as soon as it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_ins_during_a_database_outage_do_not_use_up_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = app::start(&local_config(dir.path())).await.unwrap();
+    let addr = server.http_addr;
+    let db = server.ingestor.context().db.clone();
+    let admin = Who::new("test", Role::Admin);
+    let password = "correct horse battery";
+    accounts::create(
+        &db,
+        "op.outage",
+        "Mất",
+        Role::Operator,
+        Some(password),
+        &admin,
+    )
+    .await
+    .unwrap();
+    // The outage: the accounts table cannot be read.
+    sqlx::query("ALTER TABLE users RENAME TO users_away")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let tries = 2 * MAX_FAILURES as usize;
+    let during = tokio::task::spawn_blocking(move || {
+        let mut c = Client::new(addr);
+        (0..tries)
+            .map(|_| c.login("op.outage", password).status)
+            .collect::<Vec<u16>>()
+    })
+    .await
+    .unwrap();
+    assert!(
+        during.iter().all(|&s| s == 401),
+        "every sign-in during the outage answered as not checked, none held back: {during:?}"
+    );
+    sqlx::query("ALTER TABLE users_away RENAME TO users")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    let after = tokio::task::spawn_blocking(move || Client::new(addr).login("op.outage", password))
+        .await
+        .unwrap();
+    assert_eq!(
+        after.status, 303,
+        "signed in after the outage: {}",
+        after.body
+    );
+}
+
 /// The sixth wrong password for a real account (locked at the fifth) is
 /// answered exactly as for a username that does not exist: same status,
 /// same page. The account is still locked, and that is audited.
@@ -211,7 +264,10 @@ async fn denied_case_lookups_are_audited_within_a_budget() {
         let mut c = Client::new(addr);
         c.cookies.insert(citizen::CITIZEN_COOKIE.into(), s.token);
         (0..30)
-            .map(|_| {
+            .map(|i| {
+                // The first two come from a link on another site.
+                let from = if i < 2 { "cross-site" } else { "same-origin" };
+                c.extra_headers = vec![("Sec-Fetch-Site".into(), from.into())];
                 c.get(&format!("/app/cases/{}", uuid::Uuid::new_v4()))
                     .status
             })
@@ -221,6 +277,20 @@ async fn denied_case_lookups_are_audited_within_a_budget() {
     .unwrap();
     assert!(statuses.iter().all(|s| *s == 404), "{statuses:?}");
     assert_eq!(entries(&db, "citizen.case_denied").await, 5);
+    // An audit reader can tell the ones another site caused.
+    let mut flags: Vec<(i64, bool)> = audit::recent(&db, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "citizen.case_denied")
+        .map(|e| {
+            let detail: serde_json::Value = serde_json::from_str(&e.detail).unwrap();
+            (e.seq, detail["from_another_site"] == true)
+        })
+        .collect();
+    flags.sort();
+    let flags: Vec<bool> = flags.into_iter().map(|(_, f)| f).collect();
+    assert_eq!(flags, [true, true, false, false, false]);
 }
 
 /// Asserts the security headers of an HTML page (`what`), and that each

@@ -207,6 +207,8 @@ pub(super) async fn one(db: &Db, citizen: &Citizen, id: &str) -> Result<MyCase, 
                 &serde_json::json!({
                     "why": "not a case of the signed-in citizen's vehicles, or none",
                     "unrecorded_before": unrecorded,
+                    // A link on another site opened it in the citizen's browser.
+                    "from_another_site": citizen.from_another_site,
                 }),
             )
             .await?;

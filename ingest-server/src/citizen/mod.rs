@@ -198,6 +198,13 @@ pub struct Citizen {
     pub csrf: String,
     /// Cookie token (to end the session).
     token: String,
+    /// The browser said this request came from another site
+    /// (`Sec-Fetch-Site: cross-site`): a link on someone else's page, which
+    /// a Lax cookie follows. What it makes the server write in the citizen's
+    /// name says so (`mine::one`), so that an audit reader does not take it
+    /// for the citizen's own doing. A header the client sets is no proof
+    /// either way: it only labels, it never hides an entry.
+    pub from_another_site: bool,
 }
 
 impl Citizen {
@@ -243,11 +250,16 @@ impl FromRequestParts<ApiContext> for Citizen {
                 let (Ok(national_id), Ok(display_name), Ok(csrf)) = fields else {
                     return Err(AppError::Internal("citizen session row".into()).into_response());
                 };
+                let from_another_site = parts
+                    .headers
+                    .get("sec-fetch-site")
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
                 Ok(Citizen {
                     national_id,
                     display_name,
                     csrf,
                     token,
+                    from_another_site,
                 })
             }
             // Back here after signing in: the case the notice linked to.

@@ -111,7 +111,7 @@ pub async fn submit(
     };
     let message = match accounts::login(db, c.username.trim(), &c.password, now).await {
         Ok(user) => {
-            ctx.sign_in_throttle.succeeded(attempt);
+            ctx.sign_in_throttle.give_back(attempt);
             match accounts::start_session(db, &user, now).await {
                 Ok(s) => {
                     return (
@@ -138,6 +138,8 @@ pub async fn submit(
             "Wrong username or password. After 5 failures in a row an account is locked for 15 minutes.",
         ),
         Err(LoginError::Db(e)) => {
+            // The password was never judged: not a failure of this address.
+            ctx.sign_in_throttle.give_back(attempt);
             tracing::error!(error = %e, "sign-in failed");
             lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
         }

@@ -178,7 +178,7 @@ impl SignInThrottle {
     /// counting after the (slow) password check let a burst of parallel
     /// requests all pass the check before any was counted, each getting a
     /// password guess. A right password gives its attempt back
-    /// ([`SignInThrottle::succeeded`]).
+    /// ([`SignInThrottle::give_back`]).
     pub fn reserve(&self, ip: IpAddr, now: i64) -> Result<Attempt, i64> {
         let ip = key(ip);
         let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
@@ -194,11 +194,13 @@ impl SignInThrottle {
         })
     }
 
-    /// Gives back the attempt of a sign-in whose password was right (a
-    /// success is not a failure; nor does it reset the count: a sprayer who
-    /// guesses one account must not get a fresh budget). Only within the
-    /// window it was counted in.
-    pub fn succeeded(&self, attempt: Attempt) {
+    /// Gives back an attempt that was no failure: a sign-in whose password
+    /// was right (it does not reset the count: a sprayer who guesses one
+    /// account must not get a fresh budget), or one the server could not
+    /// check (a database error is ours, not a wrong guess: staff must not be
+    /// locked out of the console by an outage). Only within the window it
+    /// was counted in.
+    pub fn give_back(&self, attempt: Attempt) {
         let Some(window) = attempt.window else { return };
         let mut map = self.by_address.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(entry) = map.get_mut(&attempt.ip)
@@ -219,7 +221,7 @@ impl SignInThrottle {
 /// the start of the window it was counted in (`None`: the table was full
 /// of held-back addresses and it went uncounted).
 #[derive(Debug)]
-#[must_use = "give a successful attempt back with `succeeded`"]
+#[must_use = "give an attempt that was no failure back with `give_back`"]
 pub struct Attempt {
     ip: IpAddr,
     window: Option<i64>,
@@ -275,13 +277,13 @@ mod tests {
         let t = SignInThrottle::default();
         let a = IpAddr::from([203, 0, 113, 9]);
         let first = t.reserve(a, 1_000).unwrap();
-        t.succeeded(first);
+        t.give_back(first);
         let held: Vec<Attempt> = (0..MAX_FAILURES)
             .map(|i| t.reserve(a, 1_001 + i64::from(i)).unwrap())
             .collect();
         assert_eq!(t.reserve(a, 2_000).map(|_| ()), Err(WINDOW_MS - 1_000));
         // A success gives back its own attempt only.
-        held.into_iter().take(1).for_each(|h| t.succeeded(h));
+        held.into_iter().take(1).for_each(|h| t.give_back(h));
         assert!(t.reserve(a, 2_000).is_ok());
         assert!(t.reserve(a, 2_000).is_err());
     }
