@@ -1,5 +1,6 @@
-//! Owner resolution: the [`Registry`] trait (plate and plate colour →
-//! vehicle and registered owner) and its SQL implementation, whose tables
+//! Owner resolution: the [`Registry`] trait (plate, and plate colour where
+//! a caller gives one → vehicle and registered owner; cases are resolved by
+//! the plate number alone, [`Registry::find`]) and its SQL implementation, whose tables
 //! are filled by `ingest-server registry import vehicles.csv owners.csv`
 //! (`registry/import.rs`).
 //!
@@ -32,7 +33,7 @@ pub use demo::{DemoRegistry, FICTITIOUS};
 pub use http::{GatewayError, HttpRegistry};
 pub use import::{ImportError, ImportProblem, import};
 pub use resolve::{
-    ACTIVE_STATUSES, DELIVERABLE_OWNER_SQL, PENDING_GRACE_MS, RESOLVED, RETRY_BASE_MS,
+    ACTIVE_STATUSES, AMBIGUOUS, DELIVERABLE_OWNER_SQL, PENDING_GRACE_MS, RESOLVED, RETRY_BASE_MS,
     RETRY_MAX_MS, SWEEP_EVERY, deliverable_owner, registration_status, resolve_due, resolve_for,
     resolve_owners, resolve_pending, retry_wait_ms, spawn_sweeper,
 };
@@ -123,6 +124,29 @@ impl From<sqlx::Error> for RegistryError {
     }
 }
 
+/// What a lookup of a plate's number alone came to ([`Registry::find`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlateLookup {
+    /// Exactly one registration carries the number (whatever its colour).
+    One(Box<Registration>),
+    /// None does.
+    NotFound,
+    /// Several do, under different plate colours (the registry is keyed on
+    /// plate and colour): which one the case is about is for a person to
+    /// say, not the camera's colour guess.
+    Several,
+}
+
+impl PlateLookup {
+    /// The registration when there is exactly one.
+    pub fn into_one(self) -> Option<Registration> {
+        match self {
+            PlateLookup::One(r) => Some(*r),
+            PlateLookup::NotFound | PlateLookup::Several => None,
+        }
+    }
+}
+
 /// Plate → vehicle and owner.
 #[async_trait]
 pub trait Registry: Send + Sync {
@@ -134,6 +158,19 @@ pub trait Registry: Send + Sync {
         colour: Option<&str>,
         purpose: &Purpose,
     ) -> Result<Option<Registration>, RegistryError>;
+
+    /// Looks up a canonical plate by its number alone, never narrowed by a
+    /// colour: what owner resolution uses, since the plate colour of a case
+    /// is the camera's guess (an HSV step that sodium light or dirt fools)
+    /// and no person confirms it. Tells "several registrations" apart from
+    /// "none". The default, for registries that cannot tell them apart,
+    /// is [`Registry::lookup`] without a colour (several read as none).
+    async fn find(&self, plate: &str, purpose: &Purpose) -> Result<PlateLookup, RegistryError> {
+        Ok(match self.lookup(plate, None, purpose).await? {
+            Some(r) => PlateLookup::One(Box::new(r)),
+            None => PlateLookup::NotFound,
+        })
+    }
 }
 
 /// The registry in our own database.
@@ -156,6 +193,23 @@ impl Registry for SqlRegistry {
         colour: Option<&str>,
         purpose: &Purpose,
     ) -> Result<Option<Registration>, RegistryError> {
+        Ok(self.select(plate, colour, purpose).await?.into_one())
+    }
+
+    async fn find(&self, plate: &str, purpose: &Purpose) -> Result<PlateLookup, RegistryError> {
+        self.select(plate, None, purpose).await
+    }
+}
+
+impl SqlRegistry {
+    /// The registrations of `plate` (of `colour` only, when given), and the
+    /// access log's row.
+    async fn select(
+        &self,
+        plate: &str,
+        colour: Option<&str>,
+        purpose: &Purpose,
+    ) -> Result<PlateLookup, RegistryError> {
         let rows = sqlx::query(
             "SELECT v.plate_text, v.plate_colour, v.vehicle_type, v.make, v.colour, \
              v.registration_status, v.owner_id, o.full_name, o.national_id, o.address, \
@@ -190,10 +244,10 @@ impl Registry for SqlRegistry {
         } else {
             None
         };
-        let outcome = match (&found, rows.len()) {
-            (Some(_), _) => AccessOutcome::Found,
-            (None, 0) => AccessOutcome::NotFound,
-            (None, _) => AccessOutcome::Ambiguous,
+        let (outcome, found) = match (found, rows.len()) {
+            (Some(r), _) => (AccessOutcome::Found, PlateLookup::One(Box::new(r))),
+            (None, 0) => (AccessOutcome::NotFound, PlateLookup::NotFound),
+            (None, _) => (AccessOutcome::Ambiguous, PlateLookup::Several),
         };
         log_access(&self.db, plate, purpose, outcome).await?;
         Ok(found)
@@ -207,7 +261,8 @@ pub enum AccessOutcome {
     Found,
     /// No such vehicle (`not_found`).
     NotFound,
-    /// Several vehicles for a plate without a colour (`ambiguous`).
+    /// Several vehicles (plate colours) for a plate looked up without a
+    /// colour (`ambiguous`).
     Ambiguous,
     /// `found`, answered from a short-lived cache of an earlier lookup
     /// (`found_cached`): the owner's data was still shown to someone.

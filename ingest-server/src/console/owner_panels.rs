@@ -61,7 +61,6 @@ pub async fn owner_for(
     let ic = ctx.ingestor.context();
     let db = &ic.db;
     let plate = case.plate().unwrap_or("");
-    let colour = (case.plate_colour != "unknown").then_some(case.plate_colour.as_str());
     let role = viewer.session.user.role;
     let mut purpose = Purpose {
         actor: viewer.session.user.user_id.clone(),
@@ -70,7 +69,7 @@ pub async fn owner_for(
     };
     let (shown, source, found) = match &case.owner_id {
         Some(owner_id) => {
-            let shown = of_case(db, owner_id, plate, colour).await?;
+            let shown = of_case(db, owner_id, plate).await?;
             let found = matches!(shown, CaseOwner::OfCase { .. });
             let outcome = if found {
                 AccessOutcome::Found
@@ -87,9 +86,12 @@ pub async fn owner_for(
                 "{role} reviewing the case in the console: the case has no owner, fresh lookup"
             );
             let found = match (ic.registry.as_ref(), case.plate()) {
+                // By the number alone, as the case's own lookup: several
+                // registrations show none (the status says why).
                 (Some(registry), Some(plate)) => registry
-                    .lookup(plate, colour, &purpose)
+                    .find(plate, &purpose)
                     .await
+                    .map(|l| l.into_one())
                     .unwrap_or_else(|e| {
                         tracing::warn!(error = %e, "owner lookup for the console failed");
                         None
@@ -113,14 +115,11 @@ pub async fn owner_for(
 }
 
 /// The owner `owner_id` from our tables, and the record of the vehicle
-/// with `plate` (and `colour` when known), preferring the one registered
-/// to that owner.
-async fn of_case(
-    db: &Db,
-    owner_id: &str,
-    plate: &str,
-    colour: Option<&str>,
-) -> Result<CaseOwner, DbError> {
+/// with `plate`, preferring the one registered to that owner. Not narrowed
+/// by the camera's plate colour: the case was resolved by the number alone
+/// (`registry::resolve`), and a white registration the camera called
+/// yellow is still the vehicle of record.
+async fn of_case(db: &Db, owner_id: &str, plate: &str) -> Result<CaseOwner, DbError> {
     let Some(o) = sqlx::query(
         "SELECT owner_id, full_name, national_id, address, email, vneid FROM owners \
          WHERE owner_id = $1",
@@ -143,11 +142,10 @@ async fn of_case(
     };
     let vehicle = sqlx::query(
         "SELECT plate_text, plate_colour, vehicle_type, make, colour, registration_status, \
-         owner_id FROM vehicles WHERE plate_text = $1 AND ($2 = '' OR plate_colour = $2) \
-         ORDER BY CASE WHEN owner_id = $3 THEN 0 ELSE 1 END, plate_colour LIMIT 1",
+         owner_id FROM vehicles WHERE plate_text = $1 \
+         ORDER BY CASE WHEN owner_id = $2 THEN 0 ELSE 1 END, plate_colour LIMIT 1",
     )
     .bind(plate)
-    .bind(colour.unwrap_or(""))
     .bind(owner_id)
     .fetch_optional(db.pool())
     .await?
@@ -321,6 +319,10 @@ pub(super) fn owner_status_label(lang: Lang, status: &str) -> String {
             "không đọc được loại xe trong đăng ký: đối chiếu đăng ký với ảnh trước khi xử lý",
             "the registration's vehicle type could not be read: compare it with the stills",
         ),
+        "registration_ambiguous" => warn(
+            "số biển này được đăng ký nhiều lần (khác màu biển): màu biển do camera đoán không đủ để chọn chủ xe",
+            "this number is registered more than once (different plate colours): the camera's colour guess cannot pick the owner",
+        ),
         "registration_not_active" => warn(
             "đăng ký không còn hiệu lực (thu hồi, mất cắp, hết hạn)",
             "registration not active (deregistered, stolen, expired)",
@@ -437,6 +439,11 @@ mod tests {
             "{l}"
         );
         assert!(owner_status_label(Lang::Vi, "registration_not_active").contains("mất cắp"));
+        let l = owner_status_label(Lang::En, "registration_ambiguous");
+        assert!(
+            l.contains("class=\"warn\"") && l.contains("registered more than once"),
+            "{l}"
+        );
         let l = owner_status_label(Lang::Vi, "vehicle_type_unknown");
         assert!(l.contains("class=\"warn\"") && l.contains("loại xe"), "{l}");
         assert_eq!(owner_status_label(Lang::En, "resolved"), "resolved");

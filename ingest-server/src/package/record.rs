@@ -34,8 +34,6 @@ pub struct CaseRecord {
     pub vehicle_class: String,
     /// Machine read (canonical).
     pub plate_text: Option<String>,
-    /// Machine read as displayed.
-    pub plate_display: Option<String>,
     /// Plate colour.
     pub plate_colour: String,
     /// Read confidence.
@@ -185,7 +183,7 @@ impl Loaded {
 pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
     let row = sqlx::query(
         "SELECT event_id, device_id, camera_id, site, event_time, violation_type, reviewed_type, \
-         vehicle_class, plate_text, plate_display, plate_colour, plate_confidence, reviewed_plate, \
+         vehicle_class, plate_text, plate_colour, plate_confidence, reviewed_plate, \
          fine_status, fine_schedule, fine_ref, fine_min_vnd, fine_max_vnd, licence_points, state, \
          accepted_by, confirmed_by, reject_code, signed_json, received_at, source, fine_amount_vnd \
          FROM events WHERE event_id = $1",
@@ -204,24 +202,23 @@ pub async fn load(db: &Db, event_id: &str) -> Result<Option<Loaded>, DbError> {
         reviewed_type: r.try_get(6)?,
         vehicle_class: r.try_get(7)?,
         plate_text: r.try_get(8)?,
-        plate_display: r.try_get(9)?,
-        plate_colour: r.try_get(10)?,
-        plate_confidence: r.try_get(11)?,
-        reviewed_plate: r.try_get(12)?,
-        fine_status: r.try_get(13)?,
-        fine_schedule: r.try_get(14)?,
-        fine_ref: r.try_get(15)?,
-        fine_min_vnd: r.try_get(16)?,
-        fine_max_vnd: r.try_get(17)?,
-        licence_points: r.try_get(18)?,
-        state: r.try_get(19)?,
-        accepted_by: r.try_get(20)?,
-        confirmed_by: r.try_get(21)?,
-        reject_code: r.try_get(22)?,
-        signed_json: r.try_get(23)?,
-        received_at: r.try_get(24)?,
-        source: r.try_get(25)?,
-        fine_amount_vnd: r.try_get(26)?,
+        plate_colour: r.try_get(9)?,
+        plate_confidence: r.try_get(10)?,
+        reviewed_plate: r.try_get(11)?,
+        fine_status: r.try_get(12)?,
+        fine_schedule: r.try_get(13)?,
+        fine_ref: r.try_get(14)?,
+        fine_min_vnd: r.try_get(15)?,
+        fine_max_vnd: r.try_get(16)?,
+        licence_points: r.try_get(17)?,
+        state: r.try_get(18)?,
+        accepted_by: r.try_get(19)?,
+        confirmed_by: r.try_get(20)?,
+        reject_code: r.try_get(21)?,
+        signed_json: r.try_get(22)?,
+        received_at: r.try_get(23)?,
+        source: r.try_get(24)?,
+        fine_amount_vnd: r.try_get(25)?,
     };
     let evidence = sqlx::query(
         "SELECT name, role, media_type, size_bytes, sha256, stored, stored_at FROM evidence \

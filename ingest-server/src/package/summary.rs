@@ -297,13 +297,16 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
 }
 
 /// The plate (the reviewed one if set, else the read) and what the device
-/// read.
+/// read, each printed from its canonical form for the case's vehicle class
+/// as the notice prints it (`vi::plate_display_for`): never the edge's own
+/// display string, which is the plate grammar's first fitting layout (a
+/// car's two-line `30A/123.45` comes as motorbike `30-A1 2345`).
 fn plate_lines(l: &Loaded, ev: &ViolationEvent) -> (String, String) {
     let c = &l.case;
     let read = c
-        .plate_display
-        .clone()
-        .or_else(|| c.plate_text.clone())
+        .plate_text
+        .as_deref()
+        .map(|p| vi::plate_display_for(p, &c.vehicle_class))
         .unwrap_or_else(|| "không đọc được".into());
     let confidence = c
         .plate_confidence

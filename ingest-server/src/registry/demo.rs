@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{Purpose, Registration, Registry, RegistryError, SqlRegistry};
+use super::{PlateLookup, Purpose, Registration, Registry, RegistryError, SqlRegistry};
 use crate::db::Db;
 
 /// Registration status of invented vehicles.
@@ -82,5 +82,16 @@ impl Registry for DemoRegistry {
             return self.sql.lookup(plate, colour, purpose).await;
         }
         Ok(None)
+    }
+
+    async fn find(&self, plate: &str, purpose: &Purpose) -> Result<PlateLookup, RegistryError> {
+        let found = self.sql.find(plate, purpose).await?;
+        if found != PlateLookup::NotFound {
+            return Ok(found);
+        }
+        if self.invent(plate, None).await? {
+            return self.sql.find(plate, purpose).await;
+        }
+        Ok(PlateLookup::NotFound)
     }
 }

@@ -44,7 +44,9 @@ pub use config::{HttpRegistryConfig, RegistryBackend};
 
 use self::breaker::{Admit, Breaker};
 use self::cache::Cache;
-use super::{AccessOutcome, Purpose, Registration, Registry, RegistryError, log_access};
+use super::{
+    AccessOutcome, PlateLookup, Purpose, Registration, Registry, RegistryError, log_access,
+};
 use crate::db::Db;
 use crate::outbound::{self, CallError, Limits};
 
@@ -382,6 +384,25 @@ impl Registry for HttpRegistry {
         colour: Option<&str>,
         purpose: &Purpose,
     ) -> Result<Option<Registration>, RegistryError> {
+        Ok(self.ask(plate, colour, purpose).await?.into_one())
+    }
+
+    /// The gateway asked without a colour: 200 is the one registration, 409
+    /// `ambiguous` several.
+    async fn find(&self, plate: &str, purpose: &Purpose) -> Result<PlateLookup, RegistryError> {
+        self.ask(plate, None, purpose).await
+    }
+}
+
+impl HttpRegistry {
+    /// One lookup (see the module documentation), `colour` given to the
+    /// gateway when known.
+    async fn ask(
+        &self,
+        plate: &str,
+        colour: Option<&str>,
+        purpose: &Purpose,
+    ) -> Result<PlateLookup, RegistryError> {
         let key_colour = colour.unwrap_or("");
         let cached = self
             .cache
@@ -390,9 +411,9 @@ impl Registry for HttpRegistry {
             .get(plate, key_colour, Instant::now());
         if let Some(c) = cached {
             let (outcome, found) = match c {
-                Answered::Found(r) => (AccessOutcome::FoundCached, Some(*r)),
-                Answered::NotFound => (AccessOutcome::NotFoundCached, None),
-                Answered::Ambiguous => (AccessOutcome::AmbiguousCached, None),
+                Answered::Found(r) => (AccessOutcome::FoundCached, PlateLookup::One(r)),
+                Answered::NotFound => (AccessOutcome::NotFoundCached, PlateLookup::NotFound),
+                Answered::Ambiguous => (AccessOutcome::AmbiguousCached, PlateLookup::Several),
             };
             log_access(&self.db, plate, purpose, outcome).await?;
             return Ok(found);
@@ -447,12 +468,12 @@ impl Registry for HttpRegistry {
             }
         };
         let (outcome, found) = match &answered {
-            Answered::Found(r) => (AccessOutcome::Found, Some(r.as_ref().clone())),
-            Answered::NotFound => (AccessOutcome::NotFound, None),
-            Answered::Ambiguous => (AccessOutcome::Ambiguous, None),
+            Answered::Found(r) => (AccessOutcome::Found, PlateLookup::One(r.clone())),
+            Answered::NotFound => (AccessOutcome::NotFound, PlateLookup::NotFound),
+            Answered::Ambiguous => (AccessOutcome::Ambiguous, PlateLookup::Several),
         };
         log_access(&self.db, plate, purpose, outcome).await?;
-        if let Some(r) = &found {
+        if let PlateLookup::One(r) = &found {
             self.keep_copy(r).await?;
         }
         self.cache

@@ -18,7 +18,7 @@
 //! the first failure, doubling, at most an hour), oldest attempt first. A
 //! pass stops at the first lookup that fails again, so a registry that is
 //! down is asked once a pass, not once a case. `unresolved` (no such
-//! vehicle) and the two statuses that ask a person to look are answers,
+//! vehicle), [`AMBIGUOUS`] and the statuses that ask a person to look are answers,
 //! not failures: they are not retried. Nor is the lookup of a rejected
 //! case (it fines no one; reopened, it is due again) or of one whose
 //! evidence retention deleted (its owner link is gone for good).
@@ -43,6 +43,14 @@
 //! correction's, a sweeper's whose lease ran out) recorded `resolved`,
 //! does not turn the case back to `error` and remove its owner.
 //!
+//! **By the number alone.** A case's plate is looked up by its number
+//! ([`Registry::find`]), never narrowed by the plate colour: that colour is
+//! the camera's guess (a white plate under sodium light reads yellow) and
+//! no person confirms it. One registration is used whatever its colour (a
+//! colour that differs from the camera's is noted in the audit entry,
+//! `plate_colour_differs`); several, under different colours, hold the
+//! case as [`AMBIGUOUS`] for a person, with no owner.
+//!
 //! A lookup that changes the case's owner or owner status raises the
 //! case's `revision` (a police confirmation shown before is refused); one
 //! that attaches, changes or removes the owner also writes a
@@ -56,21 +64,29 @@ use protocol::ViolationEvent;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{FICTITIOUS, Purpose, Registry, Vehicle, kind};
+use super::{FICTITIOUS, PlateLookup, Purpose, Registry, Vehicle, kind};
 use crate::db::{Db, now_ms};
 
 /// Owner status of a case whose registration was found, is active, and
 /// fits the vehicle the camera saw.
 pub const RESOLVED: &str = "resolved";
 
+/// Owner status of a case whose plate number is registered several times,
+/// under different plate colours (`vehicles` is keyed on plate and
+/// colour): held for a person, with no owner on the case. The camera's
+/// colour (an HSV guess that sodium light turns white into yellow) is not
+/// trusted to pick one, since no person confirms it.
+pub const AMBIGUOUS: &str = "registration_ambiguous";
+
 /// The owner a case's notice is delivered to, and the one citizen who
 /// sees the case in the citizen app: the case's `owner_id` when its lookup
 /// is [`RESOLVED`]. Under any other status there is no such owner: not
 /// looked up yet (`pending`), failed (`error`), not found (`unresolved`),
-/// and the two that ask a person to look (`vehicle_mismatch`: a misread or
+/// and the ones that ask a person to look (`vehicle_mismatch`: a misread or
 /// cloned plate, whose registered owner may be innocent;
-/// `registration_not_active`) even though they carry the registered
-/// owner's id. `notices::outbox::enqueue` decides deliveries with this,
+/// `registration_not_active`, `vehicle_type_unknown`) even though they
+/// carry the registered owner's id, and [`AMBIGUOUS`] (several
+/// registrations of the number, no owner on the case). `notices::outbox::enqueue` decides deliveries with this,
 /// the citizen app its cases with [`DELIVERABLE_OWNER_SQL`].
 pub fn deliverable_owner(owner_status: Option<&str>, owner_id: Option<String>) -> Option<String> {
     owner_id.filter(|_| owner_status == Some(RESOLVED))
@@ -310,7 +326,9 @@ async fn late_deliveries(db: &Db) {
 }
 
 /// Looks the owner up again after a reviewer corrected the plate; the
-/// lookup is logged under the reviewer's id.
+/// lookup is logged under the reviewer's id. `colour` is the camera's
+/// (nobody corrects it): like every lookup's, it is compared with the
+/// registration found, never used to pick one.
 pub async fn resolve_for(
     db: &Db,
     registry: &dyn Registry,
@@ -357,20 +375,35 @@ async fn resolve_one(
         }
     };
     let from = from.unwrap_or(now_at);
+    // By the number alone: the plate colour is the camera's guess, which
+    // no person confirms (operators correct the plate and the violation,
+    // not the colour), so it never picks between registrations.
+    let mut colour_note = None;
     let (status, owner) = match plate {
         Some(plate) => {
-            let colour = (colour != "unknown").then_some(colour);
             let purpose = Purpose {
                 actor: actor.into(),
                 reason: "identify the registered owner of a detected violation".into(),
                 event_id: Some(event_id),
             };
-            match registry.lookup(plate, colour, &purpose).await {
-                Ok(Some(r)) => (
-                    registration_status(&r.vehicle, seen.as_deref()),
-                    Some(r.owner.owner_id),
-                ),
-                Ok(None) => ("unresolved", None),
+            match registry.find(plate, &purpose).await {
+                Ok(PlateLookup::One(r)) => {
+                    if colour != "unknown" && colour != r.vehicle.plate_colour {
+                        tracing::info!(%event_id, camera = colour,
+                            registered = r.vehicle.plate_colour,
+                            "the camera's plate colour differs from the one registration's");
+                        colour_note = Some(serde_json::json!({
+                            "camera": colour,
+                            "registered": r.vehicle.plate_colour,
+                        }));
+                    }
+                    (
+                        registration_status(&r.vehicle, seen.as_deref()),
+                        Some(r.owner.owner_id),
+                    )
+                }
+                Ok(PlateLookup::Several) => (AMBIGUOUS, None),
+                Ok(PlateLookup::NotFound) => ("unresolved", None),
                 Err(err) => {
                     tracing::warn!(%event_id, error = %err, "owner lookup failed");
                     ("error", None)
@@ -389,7 +422,13 @@ async fn resolve_one(
     // a confirmed case is never changed: the notice went to that person. A
     // case whose evidence was purged keeps no new owner (retention dropped
     // the link).
-    match record(db, event_id, status, owner, plate, actor, &from).await {
+    let lookup = Looked {
+        status,
+        owner,
+        plate,
+        colour_note,
+    };
+    match record(db, event_id, &lookup, actor, &from).await {
         Ok(false) => {
             tracing::info!(%event_id, "owner lookup outdated (another lookup was recorded, the case's plate changed, or it is confirmed or purged); not recorded")
         }
@@ -397,6 +436,19 @@ async fn resolve_one(
         Err(err) => tracing::warn!(%event_id, error = %err, "recording owner status failed"),
     }
     status
+}
+
+/// What one lookup came to, to record on its case.
+struct Looked<'a> {
+    /// The owner status.
+    status: &'static str,
+    /// The registered owner's id, if one registration was found.
+    owner: Option<String>,
+    /// The plate looked up.
+    plate: Option<&'a str>,
+    /// The camera's plate colour and the one registration's, when they
+    /// differ (for the reviewer; it picked no one).
+    colour_note: Option<serde_json::Value>,
 }
 
 /// The audit log's actor for owner lookups recorded on a case (the person
@@ -411,12 +463,17 @@ pub const LOOKUP_ACTOR: &str = "registry";
 async fn record(
     db: &Db,
     event_id: Uuid,
-    status: &str,
-    owner: Option<String>,
-    plate: Option<&str>,
+    lookup: &Looked<'_>,
     actor: &str,
     from: &Start,
 ) -> Result<bool, crate::db::DbError> {
+    let Looked {
+        status,
+        owner,
+        plate,
+        colour_note,
+    } = lookup;
+    let (status, plate) = (*status, *plate);
     let now = now_ms();
     let id = event_id.to_string();
     // The audit head first (as every audited change): the entry and the
@@ -457,24 +514,28 @@ async fn record(
     }
     // The owner attached, changed or removed is audited; a status alone
     // moving (pending, error, unresolved) raised the revision only.
-    if old_owner != owner {
-        let change = match (&old_owner, &owner) {
+    if old_owner != *owner {
+        let change = match (&old_owner, owner) {
             (None, Some(_)) => "attached",
             (Some(_), None) => "removed",
             _ => "changed",
         };
+        let mut detail = serde_json::json!({
+            "plate": plate,
+            "owner_status": {"from": old_status, "to": status},
+            "owner": change,
+            "requested_by": actor,
+        });
+        if let Some(note) = colour_note {
+            detail["plate_colour_differs"] = note.clone();
+        }
         crate::audit::append(
             &mut tx,
             now,
             &crate::audit::Who::new(LOOKUP_ACTOR, crate::workflow::Role::System),
             "case.owner_lookup",
             &format!("case:{id}"),
-            &serde_json::json!({
-                "plate": plate,
-                "owner_status": {"from": old_status, "to": status},
-                "owner": change,
-                "requested_by": actor,
-            }),
+            &detail,
         )
         .await?;
     }
