@@ -16,10 +16,11 @@
 //! beyond it in the picture, and running the red later is still running
 //! it. Red there, and red for at least `grace_ms` (yellow, or red
 //! begun after the vehicle reached the line, is no violation). Red-light is then confirmed when the anchor
-//! is `confirm_past_px` beyond the line in a frame where the light is not
-//! seen to change — neither green or yellow nor, read from the lamps,
-//! beginning to show another colour the filter has yet to confirm (an
-//! unknown state does not cancel it) — and in a right-turn-on-red lane
+//! is `confirm_past_px` beyond the line in a frame where the light is red
+//! and not seen to change — neither green or yellow nor, read from the
+//! lamps, beginning to show another colour the filter has yet to confirm
+//! or dark (movement while the light is unknown or the head dark confirms
+//! nothing: it may have turned green unseen) — and in a right-turn-on-red lane
 //! only when the manoeuvre is known and is not a right turn. A
 //! controller's feed must vouch for the light up to that confirming
 //! movement, and a change it reports late that had begun by then undoes
@@ -135,6 +136,11 @@ struct Crossed {
     /// judged from it.
     way: Way,
     red: bool,
+    /// Whether the light was red when it reached the line (grace or not),
+    /// no other colour yet seen: only then may standing beyond the line
+    /// be a stop-line case (one that crossed on green or yellow and waits
+    /// beyond the line to turn is not); `None` if not.
+    on_red: Option<i64>,
     /// When it reached the line (the signal is judged then).
     t_cross: i64,
     signal: Option<SignalObservation>,
@@ -149,6 +155,10 @@ struct Crossed {
     confirmed_red: bool,
     /// When it did.
     t_confirm: i64,
+    /// The source vouched for the red at that movement then and there (a
+    /// lamp seen red in that very frame): no later message is waited for,
+    /// and a dark spell after it does not undo it.
+    confirm_vouched: bool,
     red_done: bool,
     /// The run as it will be reported, while the lane group's feed has not
     /// yet vouched for the movement that confirmed it.
@@ -207,11 +217,14 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // other colour yet seen then (the filter confirms a change a few
             // frames late: a vehicle going on the first frames of green is
             // not judged by the red still reported).
-            let red = status.is_some_and(|s| {
-                s.state == SignalState::Red
-                    && t_cross >= s.since_us.saturating_add(grace_us)
-                    && s.changing_since.is_none_or(|c| t_cross < c)
-            });
+            let on_red = status
+                .filter(|s| {
+                    s.state == SignalState::Red
+                        && t_cross >= s.since_us
+                        && s.changing_since.is_none_or(|c| t_cross < c)
+                })
+                .map(|s| s.since_us);
+            let red = on_red.is_some_and(|since| t_cross >= since.saturating_add(grace_us));
             // Measured (a lane's traffic does not always head where the
             // site drew it); where it cannot be, the lane's heading.
             let entry_deg = Some(recent_heading(traj, rules.motion.heading_px))
@@ -233,6 +246,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                     path_px: c.point.dist(p1.anchor),
                 },
                 red,
+                on_red,
                 t_cross,
                 signal: status.map(|s| s.observation(t_cross)),
                 max_past: f64::NEG_INFINITY,
@@ -240,6 +254,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                 right_on_red: site.lanes[lane].right_turn_on_red,
                 confirmed_red: false,
                 t_confirm: t_cross,
+                confirm_vouched: false,
                 red_done: false,
                 awaiting: None,
             });
@@ -253,10 +268,16 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
     if let Some(c) = &mut state.junction.crossing {
         let lane = &site.lanes[c.lane];
         let now = lane.group.as_deref().and_then(|g| ctx.signals.status(g));
-        // Only movement while the light is not seen to change counts
-        // towards confirming a run: a red run is passing the line *while
-        // red*, not going on as the light turns.
-        if !now.as_ref().is_some_and(seen_to_change) {
+        // Only movement while the light is red and not seen to change
+        // counts towards confirming a run: a red run is passing the line
+        // *while red*, not going on as the light turns — nor while the
+        // light is not known (a silent feed, a head hidden for long) or
+        // the head is dark (the lamps then report the light as possibly
+        // changing since the dark began: it may have turned green unseen).
+        if now
+            .as_ref()
+            .is_some_and(|s| s.state == SignalState::Red && !seen_to_change(s))
+        {
             c.max_past = c.max_past.max(site.stop_lines[c.stop_line].past(p1.anchor));
         }
         let wl = &rules.wrong_lane;
@@ -273,14 +294,17 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             }
         }
         // A run is confirmed once the anchor is `confirm_past_px` beyond the
-        // line before the light is *seen* to change (green or yellow, or
-        // the lamps beginning to show it; an unknown state, a signal head
-        // hidden by a bus or a feed that dropped, changes nothing). Latched,
-        // so a right-turn-on-red lane's later manoeuvre decision still has
-        // it.
-        let changed_since = now
-            .filter(|s| matches!(s.state, SignalState::Green | SignalState::Yellow))
-            .map(|s| s.since_us);
+        // line in frames where the light is red and not seen to change
+        // (green or yellow, or the lamps beginning to show it or dark).
+        // Latched, so a right-turn-on-red lane's later manoeuvre decision
+        // still has it. A red begun after the crossing (seen again after
+        // the light was unknown) is another red: the one crossed on ended
+        // before it.
+        let changed_since = now.and_then(|s| match s.state {
+            SignalState::Green | SignalState::Yellow => Some(s.since_us),
+            SignalState::Red if s.since_us > c.t_cross => Some(s.since_us),
+            _ => None,
+        });
         if c.red && !c.red_done && now.is_some_and(|s| s.disowns(c.t_cross)) {
             // The red it crossed on ended in a dark spell before the lamps
             // could vouch for it, and what was seen after settles nothing:
@@ -314,6 +338,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             } else if c.max_past >= rules.red_light.confirm_past_px {
                 c.confirmed_red = true;
                 c.t_confirm = p1.timestamp_us;
+                c.confirm_vouched = now.is_none_or(|s| s.vouched_at(c.t_confirm, FEED_MARGIN_US));
             }
         }
         if rules.red_light.enabled && c.red && !c.red_done {
@@ -334,7 +359,8 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             // so a run is decided once the feed has spoken for the moment
             // of the movement that confirmed it (with its clock's allowed
             // lead to spare).
-            let vouched = now.is_none_or(|s| s.vouched_at(c.t_confirm, FEED_MARGIN_US));
+            let vouched =
+                c.confirm_vouched || now.is_none_or(|s| s.vouched_at(c.t_confirm, FEED_MARGIN_US));
             match decision {
                 Some(false) => c.red_done = true,
                 Some(true) => {
@@ -387,10 +413,12 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
         } else if !red_question_open(ctx, state) && !may_turn_right {
             state.report(held);
         } else if beyond_the_line_on_red(ctx, state) {
-            // Still there, still red (or unreadable, which does not end
-            // the red): the case moves to this frame, so its stills are in
-            // the evidence ring whenever it is reported; the signal it
-            // records stays the last red one seen.
+            // Still there, still seen red: the case moves to this frame,
+            // so its stills are in the evidence ring whenever it is
+            // reported. Not while the light is unknown or the head dark:
+            // the case stays at the last frame red was seen in (its stills
+            // must show the red, not a dark head after the light turned
+            // green).
             let mut v = held_case(ctx, state, held.frames.before);
             if v.signal
                 .as_ref()
@@ -478,17 +506,17 @@ fn held_lane(ctx: &Ctx<'_>, state: &TrackState) -> Option<usize> {
 }
 
 /// Whether the vehicle is beyond its lane's stop line (by more than
-/// `min_past_px`, at most `max_past_px`) while the lane's signal has not
-/// been seen to change (red, or unreadable: as for the red-light rule;
-/// nor begun to change: its picture would show the new colour).
+/// `min_past_px`, at most `max_past_px`) while the lane's signal is red and
+/// not seen to change (nor begun to, nor dark: its picture would not show
+/// the red; an unknown state is not red).
 fn beyond_the_line_on_red(ctx: &Ctx<'_>, state: &TrackState) -> bool {
     let site = ctx.site;
     let rule = &site.rules.stop_line;
     let lane = held_lane(ctx, state).and_then(|l| site.lanes.get(l));
-    let red = !lane
+    let red = lane
         .and_then(|l| l.group.as_deref())
         .and_then(|g| ctx.signals.status(g))
-        .is_some_and(|s| seen_to_change(&s));
+        .is_some_and(|s| s.state == SignalState::Red && !seen_to_change(&s));
     lane.and_then(|l| l.stop_line)
         .and_then(|i| site.stop_lines.get(i))
         .is_some_and(|sl| {
@@ -511,7 +539,7 @@ fn red_question_open(ctx: &Ctx<'_>, state: &TrackState) -> bool {
 
 /// Stationary beyond the stop line, within `max_past_px` of it, while the
 /// lane's signal is red, for `min_stopped_ms` (counted from when both were
-/// true); not judged in a frame where the lamps begin to show another
+/// true), by a vehicle seen crossing the line on that red; not judged in a frame where the lamps begin to show another
 /// colour, nor before the signal's source vouches for the red itself (for
 /// the moment it began): a red read off the lamps is not vouched for until
 /// no yellow can follow it — it may still turn out to have been a red bus
@@ -541,6 +569,18 @@ fn stop_line(ctx: &Ctx<'_>, state: &mut TrackState) {
         state.junction.stopped_since = None;
         return;
     };
+    // Only a vehicle seen crossing this line on this red: one that crossed
+    // on green or yellow (waiting beyond the line to turn left when the
+    // light changed) entered lawfully, and one first seen beyond the line
+    // may have done so too (in doubt, no case).
+    let si = lane.and_then(|l| l.stop_line);
+    let crossed_on_this_red = state.junction.crossing.as_ref().is_some_and(|c| {
+        Some(c.stop_line) == si && c.on_red.is_some() && red.since_us <= c.t_cross
+    });
+    if !crossed_on_this_red {
+        state.junction.stopped_since = None;
+        return;
+    }
     let past = sl.past(p1.anchor);
     let still = stationary_since(
         ctx.track.trajectory(),

@@ -21,17 +21,18 @@
 //! through several light cycles is fined once the time it could have gone
 //! on adds up to the zone's `max_dwell_s`, however short each green.
 //!
-//! In a signalled lane, on green, a vehicle standing just ahead holds the
-//! one behind it only while the queue may still be getting going
-//! ([`QUEUE_DISCHARGE_US`] after the light turned green), or while the one
-//! ahead may be making a stop the zone allows (for the zone's
-//! `max_dwell_s` and [`QUEUE_DISCHARGE_US`] more from when the vehicle
-//! behind was first seen queued): a car standing behind a standing car
-//! longer than that is not waiting for the light, and each of a row of
-//! parked cars is fined. In a lane without a signal a vehicle standing
-//! just ahead holds the one behind for as long as it stands: a jam cannot
-//! be told from a row of parked cars there, so only the front car of such
-//! a row is fined (a known limit).
+//! A vehicle standing nose to tail behind another standing vehicle (the
+//! one ahead no more than [`QUEUE_GAP_BOXES`] box lengths ahead, its box
+//! overlapping this one's across the lane, stationary too) is in a queue,
+//! and held whatever its lane's light shows: in gridlock a green does not
+//! let it go on, and a car standing in a jam is not stopping by choice.
+//! Only the front vehicle of a row standing in a zone is fined, where the
+//! lane's direction tells which one is in front (its `heading_deg`, or
+//! the approach of its stop line). In a lane with neither, which of two
+//! standing vehicles is ahead cannot be told: there any stationary vehicle
+//! that near holds the other (a row of vehicles standing there is taken
+//! for a jam; only a lone one is fined) — give such a lane a `heading_deg`
+//! to have the front of a row fined.
 
 use super::motion::{Standing, stationary_since};
 use super::{Ctx, Mark, RuleKind, TrackState};
@@ -57,9 +58,6 @@ struct ZoneStay {
     standing: Option<Standing>,
     /// Time held (by its signal, or in a queue) since `standing.since`, µs.
     held_us: i64,
-    /// When it was first seen standing behind a standing vehicle, since
-    /// `standing.since`.
-    queued_since_us: Option<i64>,
     /// When the stay was last judged (µs): a step across a gap in the
     /// track is not judged, so the time since is what the next judged step
     /// accounts for.
@@ -79,16 +77,44 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
     }
 }
 
-/// In a lane whose classes exclude the track's (majority) class for
-/// `min_dwell_ms` without leaving it.
+/// Share of a track's observations that must be of classes a lane
+/// excludes before it is taken to be of such a class: the detector's class
+/// votes are not to be trusted on a simple majority (YOLOX-Nano calls about
+/// half of small motorbikes "car"; see the README), and a motorbike in its
+/// own lane must not be fined as a car because 6 of its 10 boxes were
+/// called one.
+const WRONG_CLASS_MIN_SHARE: f64 = 0.8;
+
+/// Whether the track's class is decisively one `classes` excludes: its
+/// majority class is, and of its observations (its recent trajectory) at
+/// least `min_observations` and [`WRONG_CLASS_MIN_SHARE`] of them were of
+/// excluded classes.
+fn decisively_excluded(
+    track: &crate::track::Track,
+    classes: &[protocol::VehicleClass],
+    min_observations: u32,
+) -> bool {
+    if classes.contains(&track.class()) || track.hits() < min_observations {
+        return false;
+    }
+    let traj = track.trajectory();
+    let excluded = traj.iter().filter(|p| !classes.contains(&p.class)).count();
+    excluded >= min_observations as usize
+        && excluded as f64 >= WRONG_CLASS_MIN_SHARE * traj.len() as f64
+}
+
+/// In a lane whose classes decisively exclude the track's
+/// ([`decisively_excluded`]) for `min_dwell_ms` without leaving it.
 fn wrong_class(ctx: &Ctx<'_>, state: &mut TrackState) {
     let rule = &ctx.site.rules.wrong_class;
     let p1 = ctx.p1;
-    let class = ctx.track.class();
     match ctx.lane_now {
         Some(l)
-            if !ctx.site.lanes[l].classes.contains(&class)
-                && ctx.track.hits() >= rule.min_observations =>
+            if decisively_excluded(
+                ctx.track,
+                &ctx.site.lanes[l].classes,
+                rule.min_observations,
+            ) =>
         {
             let since = match state.lane_rules.class_in {
                 Some((ll, m)) if ll == l => m,
@@ -238,7 +264,6 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
             zone: z,
             standing: None,
             held_us: 0,
-            queued_since_us: None,
             judged_us: ctx.p0.timestamp_us,
         },
     };
@@ -248,13 +273,11 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         zone: z,
         standing,
         held_us: 0,
-        queued_since_us: None,
         judged_us: now.ts,
     };
     if let Some(s) = standing {
         if kept.standing.is_some() {
             stay.held_us = kept.held_us;
-            stay.queued_since_us = kept.queued_since_us;
         }
         // The time since the last judged step (from when it stopped, at the
         // earliest) is held time if the vehicle is held now: a vehicle
@@ -262,7 +285,7 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
         // such a gap are not judged) was held while hidden too, in the
         // driver's favour.
         let step = now.ts - kept.judged_us.min(ctx.p0.timestamp_us).max(s.since.ts);
-        if step > 0 && held(ctx, state.lane, &mut stay.queued_since_us, max_dwell_us) {
+        if step > 0 && held(ctx, state.lane) {
             stay.held_us = stay.held_us.saturating_add(step);
         }
     }
@@ -279,36 +302,19 @@ fn illegal_stopping(ctx: &Ctx<'_>, state: &mut TrackState) {
 /// boxes along the lane) a standing vehicle makes a queue.
 const QUEUE_GAP_BOXES: f64 = 2.5;
 
-/// How long after its lane's light turned green a queue still holds a
-/// vehicle standing in it: time for the vehicles ahead to get going (some
-/// 2 s each: a queue of seven cars). A vehicle still standing behind a
-/// standing one after that is not waiting for the light (see the module
-/// docs for the one exception, a vehicle ahead making a stop the zone
-/// allows).
-const QUEUE_DISCHARGE_US: i64 = 15_000_000;
-
-/// Whether a vehicle standing now in a zone allowing `max_dwell_us` is
-/// held there lawfully: in a lane whose signal does not show green (red,
-/// yellow, unknown or not known to the source), or with a vehicle standing
-/// just ahead of it in the lane's direction (a queue) — in a signalled
-/// lane on green only for [`QUEUE_DISCHARGE_US`] after the light turned
-/// green, or until `max_dwell_us` and [`QUEUE_DISCHARGE_US`] after it was
-/// first seen queued (`queued_since_us`, set here); in a lane without a
-/// signal for as long as the one ahead stands (a jam; see the module
-/// docs). Outside every lane (a kerb, a bus bay) only a red shown to the
-/// lane it was last in (`last_lane`) holds it: a motorbike waiting at the
-/// kerb beside its lane waits for that lane's light. Nothing else does
-/// there — not yellow, an unknown state or no signal, nor a queue: a car
-/// that left its lane for the kerb has stopped by choice unless a red
-/// stops its lane, and a light flashing yellow all night (or a signal
-/// gone unknown) would otherwise spare every kerb parker for ever. One
-/// never seen in a lane is held by nothing.
-fn held(
-    ctx: &Ctx<'_>,
-    last_lane: Option<usize>,
-    queued_since_us: &mut Option<i64>,
-    max_dwell_us: i64,
-) -> bool {
+/// Whether a vehicle standing now in a zone is held there lawfully: in a
+/// lane, while its signal does not show green (red, yellow, unknown or not
+/// known to the source), or whatever it shows while a vehicle stands just
+/// ahead of it (a queue, [`queued`]: in gridlock a green moves no one).
+/// Outside every lane (a kerb, a bus bay) only a red shown to the lane it
+/// was last in (`last_lane`) holds it: a motorbike waiting at the kerb
+/// beside its lane waits for that lane's light. Nothing else does there —
+/// not yellow, an unknown state or no signal, nor a queue: a car that left
+/// its lane for the kerb has stopped by choice unless a red stops its
+/// lane, and a light flashing yellow all night (or a signal gone unknown)
+/// would otherwise spare every kerb parker for ever. One never seen in a
+/// lane is held by nothing.
+fn held(ctx: &Ctx<'_>, last_lane: Option<usize>) -> bool {
     let Some(lane) = ctx.lane_now.and_then(|l| ctx.site.lanes.get(l)) else {
         return last_lane
             .and_then(|l| ctx.site.lanes.get(l))
@@ -316,31 +322,27 @@ fn held(
             .and_then(|g| ctx.signals.status(g))
             .is_some_and(|s| s.state == SignalState::Red);
     };
-    let now = ctx.p1.timestamp_us;
-    let queued = lane.direction.is_some_and(|dir| queued(ctx, dir));
-    if queued {
-        queued_since_us.get_or_insert(now);
+    if queued(ctx, lane.direction) {
+        return true;
     }
     match lane.group.as_deref().map(|g| ctx.signals.status(g)) {
-        None => queued,
-        Some(Some(s)) if s.state == SignalState::Green => {
-            queued
-                && (now.saturating_sub(s.since_us) < QUEUE_DISCHARGE_US
-                    || queued_since_us.is_some_and(|q| {
-                        now.saturating_sub(q) < max_dwell_us.saturating_add(QUEUE_DISCHARGE_US)
-                    }))
-        }
-        Some(_) => true,
+        None => false,
+        Some(Some(s)) => s.state != SignalState::Green,
+        Some(None) => true,
     }
 }
 
-/// Whether a confirmed track seen within the last second stands just ahead
-/// of this one along `dir` (unit), its box overlapping this one's across
-/// the lane.
-fn queued(ctx: &Ctx<'_>, dir: Point) -> bool {
+/// Whether a confirmed, stationary track seen within the last second
+/// stands just ahead of this one: along `dir` (unit, the lane's
+/// direction), no more than [`QUEUE_GAP_BOXES`] box lengths ahead, its box
+/// overlapping this one's across the lane. With no direction (a lane with
+/// neither `heading_deg` nor a stop line), which one is ahead cannot be
+/// told: one that near in any direction (anchor to anchor, in the longer
+/// side of the larger box) counts.
+fn queued(ctx: &Ctx<'_>, dir: Option<Point>) -> bool {
     let me = ctx.p1;
-    let along_of = |b: BBox| (b.w * dir.x).abs() + (b.h * dir.y).abs();
-    let across_of = |b: BBox| (b.w * dir.y).abs() + (b.h * dir.x).abs();
+    let along_of = |b: BBox, dir: Point| (b.w * dir.x).abs() + (b.h * dir.y).abs();
+    let across_of = |b: BBox, dir: Point| (b.w * dir.y).abs() + (b.h * dir.x).abs();
     let motion = &ctx.site.rules.motion;
     ctx.others
         .iter()
@@ -351,16 +353,25 @@ fn queued(ctx: &Ctx<'_>, dir: Point) -> bool {
                 return false;
             }
             let d = q.anchor.minus(me.anchor);
-            let along = d.dot(dir);
-            let reach = QUEUE_GAP_BOXES * along_of(me.bbox).max(along_of(q.bbox));
-            along > 0.0
-                && along <= reach
-                && d.cross(dir).abs() <= (across_of(me.bbox) + across_of(q.bbox)) / 2.0
-                && stationary_since(
-                    t.trajectory(),
-                    i64::from(motion.speed_window_ms) * 1000,
-                    motion.stationary_px_s,
-                )
-                .is_some()
+            let near = match dir {
+                Some(dir) => {
+                    let along = d.dot(dir);
+                    let reach = QUEUE_GAP_BOXES * along_of(me.bbox, dir).max(along_of(q.bbox, dir));
+                    along > 0.0
+                        && along <= reach
+                        && d.cross(dir).abs()
+                            <= (across_of(me.bbox, dir) + across_of(q.bbox, dir)) / 2.0
+                }
+                None => {
+                    let size = me.bbox.w.max(me.bbox.h).max(q.bbox.w).max(q.bbox.h);
+                    d.norm() <= QUEUE_GAP_BOXES * size
+                }
+            };
+            near && stationary_since(
+                t.trajectory(),
+                i64::from(motion.speed_window_ms) * 1000,
+                motion.stationary_px_s,
+            )
+            .is_some()
         })
 }

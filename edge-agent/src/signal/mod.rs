@@ -60,7 +60,9 @@ pub struct SignalStatus {
     /// lamp-read red not before a yellow can no longer follow it (yellow
     /// after red proves the red false: [`SignalFilter::with_yellow_us`]),
     /// nor past the first sighting of a yellow not yet confirmed, nor while
-    /// the head is dark after such a red (`Some(i64::MIN)`); for a
+    /// the head is dark after such a red (`Some(i64::MIN)`), and while the
+    /// head is dark on a red, no further than the last frame it was read
+    /// in (with `changing_since` the start of the dark); for a
     /// controller's phase feed, the frame time of its latest message — a
     /// change after that may still be on its way, so nothing later is
     /// judged on it yet.
@@ -191,6 +193,9 @@ pub struct SignalFilter {
     unvouched_red: Option<(i64, i64)>,
     /// The latest frame's time.
     last_us: i64,
+    /// The latest frame in which the believed colour was read: while the
+    /// head is dark the filter vouches for it no further.
+    seen_us: i64,
 }
 
 impl SignalFilter {
@@ -216,6 +221,7 @@ impl SignalFilter {
             dark_from: start_us,
             unvouched_red: None,
             last_us: start_us,
+            seen_us: start_us,
         }
     }
 
@@ -259,11 +265,22 @@ impl SignalFilter {
                 known_until_us = Some(first.saturating_sub(1));
             }
         }
+        let mut changing_since = self
+            .candidate
+            .filter(|(s, _, _)| *s != self.current.state)
+            .map(|(_, _, first)| first);
+        if self.unknown_run > 0 && self.current.state == SignalState::Red {
+            // The head is dark (a vehicle in front of it, a lamp out): the
+            // red is vouched for only up to the last frame it was read in,
+            // and the light may have changed since the dark began — the
+            // frames are not judged by the red the filter still holds
+            // (hysteresis is for a flickering lamp, not for the light's
+            // change going unseen).
+            known_until_us = Some(known_until_us.map_or(self.seen_us, |k| k.min(self.seen_us)));
+            changing_since = Some(changing_since.map_or(self.dark_from, |c| c.min(self.dark_from)));
+        }
         SignalStatus {
-            changing_since: self
-                .candidate
-                .filter(|(s, _, _)| *s != self.current.state)
-                .map(|(_, _, first)| first),
+            changing_since,
             known_until_us,
             unvouched_red: self.unvouched_red,
             ..self.current
@@ -300,6 +317,7 @@ impl SignalFilter {
         self.unknown_run = 0;
         if raw == self.current.state {
             self.candidate = None;
+            self.seen_us = at_us;
             return self.status();
         }
         let (count, first) = match self.candidate {
@@ -310,11 +328,17 @@ impl SignalFilter {
             // their first sighting, which favours the driver too).
             Some((s, n, _)) if s == raw && raw == SignalState::Red && after_dark => (n + 1, at_us),
             Some((s, n, first)) if s == raw => (n + 1, first),
+            // Another colour first seen after the head was dark on a red:
+            // the light may have changed from when the dark began (the
+            // driver's favour: a vehicle moving on in the dark is not
+            // taken to have moved on red).
+            _ if after_dark && self.current.state == SignalState::Red => (1, self.dark_from),
             _ => (1, at_us),
         };
         let (needed, since, seen) = self.change(raw, first, at_us);
         if count >= needed && at_us >= since {
             self.confirm(raw, since, seen);
+            self.seen_us = at_us;
         } else {
             self.candidate = Some((raw, count, first));
         }

@@ -331,6 +331,7 @@ fn check_rules(c: &SiteConfig) -> Check {
     if r.motion.speed_window_ms == 0 {
         return fail("rules.motion.speed_window_ms", "must be positive");
     }
+    check_rule_bounds(r)?;
     let wl = &r.wrong_lane;
     if !(wl.u_turn_min_deg.is_finite()
         && wl.u_turn_min_deg > wl.straight_max_deg
@@ -351,6 +352,83 @@ fn check_rules(c: &SiteConfig) -> Check {
         return fail(
             "rules.illegal_stopping.enabled",
             "needs at least one [[no_stopping_zones]]",
+        );
+    }
+    Ok(())
+}
+
+/// The most frames a case may wait for its "after" frame: the evidence
+/// ring keeps 7 s (or 250 frames) by default, 5 s of it before the case,
+/// so at 30 fps some 60 frames after it are still there when it is
+/// reported.
+pub const MAX_AFTER_FRAMES: u32 = 60;
+
+/// The longest `red_light.grace_ms`: Vietnam's shortest yellow (3 s). A
+/// longer grace would let red-light runs go by the whole of a short red.
+pub const MAX_GRACE_MS: u32 = 3000;
+
+/// `stop_line.min_stopped_ms` bounds: shorter than half a second is a
+/// vehicle slowing over the line, not standing beyond it; longer than a
+/// minute outlasts most reds (no case would ever be made).
+pub const STOPPED_MS: std::ops::RangeInclusive<u32> = 500..=60_000;
+
+/// The shortest `wrong_way.min_distance_px`: less is box jitter.
+pub const MIN_WRONG_WAY_PX: f64 = 20.0;
+
+/// The fastest `motion.stationary_px_s` (px/s) still "standing": faster
+/// would take slow traffic (a queue creeping on) for standing vehicles.
+pub const MAX_STATIONARY_PX_S: f64 = 100.0;
+
+/// Bounds of the rules' settings that a value of the right type may still
+/// break (each error names the setting).
+fn check_rule_bounds(r: &super::RulesConfig) -> Check {
+    let ring = crate::evidence::RingLimits::default();
+    let max_after = MAX_AFTER_FRAMES.min(u32::try_from(ring.max_frames).unwrap_or(u32::MAX));
+    if r.after_frames > max_after {
+        return fail(
+            "rules.after_frames",
+            format!(
+                "must be at most {max_after}: the case's frames must still be in the evidence ring ({} s, {} frames) when it is reported",
+                ring.max_age.as_secs(),
+                ring.max_frames
+            ),
+        );
+    }
+    if r.red_light.grace_ms > MAX_GRACE_MS {
+        return fail(
+            "rules.red_light.grace_ms",
+            format!("must be at most {MAX_GRACE_MS} ms (the shortest yellow)"),
+        );
+    }
+    if !STOPPED_MS.contains(&r.stop_line.min_stopped_ms) {
+        return fail(
+            "rules.stop_line.min_stopped_ms",
+            format!("must be {} to {} ms", STOPPED_MS.start(), STOPPED_MS.end()),
+        );
+    }
+    // Both finite (checked above).
+    if r.stop_line.min_past_px >= r.stop_line.max_past_px {
+        return fail(
+            "rules.stop_line.min_past_px",
+            "must be less than rules.stop_line.max_past_px",
+        );
+    }
+    if r.wrong_class.min_dwell_ms == 0 {
+        return fail("rules.wrong_class.min_dwell_ms", "must be positive");
+    }
+    if r.wrong_class.min_observations == 0 {
+        return fail("rules.wrong_class.min_observations", "must be positive");
+    }
+    if r.wrong_way.min_distance_px < MIN_WRONG_WAY_PX {
+        return fail(
+            "rules.wrong_way.min_distance_px",
+            format!("must be at least {MIN_WRONG_WAY_PX} px (less is box jitter)"),
+        );
+    }
+    if r.motion.stationary_px_s > MAX_STATIONARY_PX_S {
+        return fail(
+            "rules.motion.stationary_px_s",
+            format!("must be at most {MAX_STATIONARY_PX_S} px/s"),
         );
     }
     Ok(())
