@@ -117,6 +117,14 @@ impl Live {
         let mut outbox = Outbox::open(&cfg.outbox_db(), cfg.outbox.limits())
             .map_err(|e| LiveError(e.to_string()))?;
         recover_spool(&cfg.spool_dir(), &mut outbox)?;
+        // The clock's state, read when a violation is decided (see
+        // `evidence::clock`).
+        let clock = crate::evidence::ClockWatch::start(
+            crate::health::clock_sync,
+            Duration::from_secs(1),
+            stop.clone(),
+        )
+        .map_err(|e| LiveError(format!("starting the clock watch: {e}")))?;
         // The workers take jobs off one queue; each has its own plate
         // reader (ONNX sessions are per thread here), all share the outbox.
         let rx = Arc::new(Mutex::new(rx));
@@ -156,6 +164,7 @@ impl Live {
                 detector,
                 parked,
                 phases,
+                clock: clock.clone(),
             };
             threads.push(
                 std::thread::Builder::new()
@@ -203,6 +212,8 @@ struct CameraSetup {
     parked: ParkedStore,
     /// The signal controller's phases for this camera's fed lane groups.
     phases: std::sync::mpsc::Receiver<crate::signal::PhaseUpdate>,
+    /// The clock's state for violations decided here.
+    clock: Arc<crate::evidence::ClockWatch>,
 }
 
 /// How soon a new or dropped parked spot is saved.
@@ -221,6 +232,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         detector,
         parked,
         phases,
+        clock,
     } = setup;
     let id = site.camera_id.clone();
     let recording = matches!(spec, SourceSpec::File(_));
@@ -262,7 +274,8 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         }
     }
     let mut parked_saved = (analysis.parked_generation(), Instant::now());
-    let mut collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
+    let mut collector =
+        EvidenceCollector::new(site.clone(), EvidenceConfig::default()).with_clock(clock.clone());
     let mut last_number: Option<u64> = None;
     let mut fps = Rate::default();
     let mut pace = crate::capture::AnalysisPace::new(cam.analysis_fps);
@@ -305,7 +318,8 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
             for j in collector.finish() {
                 send(j);
             }
-            collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default());
+            collector = EvidenceCollector::new(site.clone(), EvidenceConfig::default())
+                .with_clock(clock.clone());
             match analysis.restart(Some(&site), tracking.clone()) {
                 Ok(a) => analysis = a,
                 Err(e) => {
@@ -449,6 +463,11 @@ impl Rate {
 /// Queues what the last run left signed in the spool but not in the
 /// outbox (`recover.rs`), and says what it could not.
 fn recover_spool(spool: &std::path::Path, outbox: &mut Outbox) -> Result<(), LiveError> {
+    // What can never be delivered goes first (`evidence::sweep_spool`); a
+    // directory the outbox holds is never touched.
+    crate::evidence::sweep_spool(spool, crate::evidence::UNSIGNED_KEPT, |id| {
+        outbox.state_of(id).map_or(true, |s| s.is_some())
+    });
     let r = crate::recover::requeue_orphans(spool, outbox).map_err(|e| LiveError(e.to_string()))?;
     if !r.requeued.is_empty() {
         tracing::warn!(events = ?r.requeued, "violations the last run did not queue, queued from the spool");
@@ -505,6 +524,7 @@ impl Worker {
     fn handle(&self, camera_id: &str, job: EvidenceJob, recording: bool) {
         let event_id = job.event_id;
         let violation = job.violation.clone();
+        let decided = job.decided_clock().cloned();
         let processed = match crate::violator::process(job, self.reader.as_ref(), &self.spool) {
             Ok(p) => p,
             Err(e) => {
@@ -522,7 +542,13 @@ impl Worker {
             if recording {
                 protocol::ClockSync::recording()
             } else {
-                crate::health::clock_sync()
+                // The worse of the state when the violation was decided
+                // and now (`evidence::clock`).
+                let now = crate::health::clock_sync();
+                match &decided {
+                    Some(d) => d.at_signing(now),
+                    None => now,
+                }
             },
         );
         // A poisoned lock only says a worker panicked while holding it;

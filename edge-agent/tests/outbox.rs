@@ -79,6 +79,34 @@ fn events_then_clips_flow_through_acks_and_the_spool_is_cleaned() {
     );
 }
 
+/// The wall clock stepped back an hour after a window's worth of sends
+/// (an RTC found wrong, then corrected): sends stamped "in the future" do
+/// not hold the window, and are due again once their timeout has passed
+/// since now, instead of an hour later.
+#[test]
+fn sends_stamped_before_a_backward_clock_step_do_not_stall_delivery() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let spool = dir.path().join("spool");
+    let mut ob = Outbox::open(&dir.path().join("o.sqlite"), roomy_limits()).unwrap();
+    for n in 1..=3 {
+        let (v, vd) = violation(&id, &spool, "cam-a", n, 100, 0);
+        ob.enqueue(&v, "cam-a", &vd).unwrap();
+    }
+    let t0 = now_ms();
+    for p in ob.due(t0, Duration::from_secs(30), 0, 10).unwrap() {
+        let Pending::Event(e) = p else { unreachable!() };
+        ob.mark_sent(e.seq, t0, &sent_hash(e.seq)).unwrap();
+    }
+    let back = t0 - 3_600_000;
+    assert_eq!(ob.in_flight(back, Duration::from_secs(30)).unwrap(), 0);
+    assert_eq!(
+        ob.due(back, Duration::from_secs(30), 0, 10).unwrap().len(),
+        3,
+        "sends stamped after now are due again"
+    );
+}
+
 #[test]
 fn unacked_sends_come_back_after_timeout_or_reconnect_and_rejects_are_kept() {
     let dir = tempfile::tempdir().unwrap();
@@ -305,6 +333,102 @@ fn old_undelivered_events_expire_with_a_record() {
         (1, 2, 2)
     );
     assert_eq!(ob.stats(later + 86_400_001).unwrap().evictions_last_day, 0);
+}
+
+/// The row of an event, as the evictions change it.
+fn row_state(db: &std::path::Path) -> (String, String, i64, Option<i64>, i64) {
+    rusqlite::Connection::open(db)
+        .unwrap()
+        .query_row(
+            "SELECT state, clip_state, stills_evicted, done_at,
+                 (SELECT COUNT(*) FROM evictions) FROM events",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+}
+
+/// An eviction that cannot be recorded deletes nothing and changes
+/// nothing: the row change and its `evictions` record are one transaction,
+/// and the files go only after it commits. Evidence never goes unrecorded.
+#[test]
+fn an_eviction_that_cannot_be_recorded_deletes_nothing_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let db = dir.path().join("o.sqlite");
+    let mut ob = Outbox::open(
+        &db,
+        OutboxLimits {
+            max_age: Duration::from_secs(60),
+            ..roomy_limits()
+        },
+    )
+    .unwrap();
+    let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
+    ob.enqueue(&e, "cam-a", &d).unwrap();
+    let now = now_ms();
+    assert!(ob.enforce_limits(now).unwrap().is_empty());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "CREATE TRIGGER t BEFORE INSERT ON evictions BEGIN SELECT RAISE(ABORT, 'x'); END;",
+        )
+        .unwrap();
+    let before = row_state(&db);
+    let later = now + 61_000;
+    assert!(ob.enforce_limits(later).is_err(), "the record failed");
+    assert!(d.join("clip.mp4").exists(), "the clip went unrecorded");
+    assert!(d.join("at.jpg").exists(), "the stills went unrecorded");
+    assert_eq!(row_state(&db), before, "the row changed without a record");
+    // Once it can be recorded, it goes, recorded.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch("DROP TRIGGER t;")
+        .unwrap();
+    let ev = ob.enforce_limits(later).unwrap();
+    let what: Vec<_> = ev.iter().map(|e| e.what).collect();
+    assert_eq!(what, ["clip", "stills"]);
+    assert!(!d.join("clip.mp4").exists() && !d.join("at.jpg").exists());
+    assert_eq!(row_state(&db).4, 2);
+}
+
+/// Power lost after an eviction committed and before its files were
+/// deleted: the record says they are gone, and the next start makes it
+/// so (they would otherwise sit outside every limit for ever).
+#[test]
+fn files_an_eviction_recorded_as_gone_are_deleted_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = identity();
+    let db = dir.path().join("o.sqlite");
+    let mut ob = Outbox::open(&db, roomy_limits()).unwrap();
+    let (e, d) = violation(&id, &dir.path().join("spool"), "cam-a", 1, 100, 100);
+    ob.enqueue(&e, "cam-a", &d).unwrap();
+    drop(ob);
+    // What a committed clip eviction leaves when the box dies before the
+    // deletion that follows the commit.
+    let event_id = e.unverified_event_id().unwrap().to_string();
+    let clip = d.join("clip.mp4");
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(&format!(
+            "BEGIN;
+             UPDATE events SET clip_state = 'evicted';
+             INSERT INTO evictions (at, event_id, what, bytes, reason)
+                 VALUES (1, '{event_id}', 'clip', 100, 'test');
+             INSERT INTO pending_deletes (event_id, path, kind)
+                 VALUES ('{event_id}', '{}', 'file');
+             COMMIT;",
+            clip.display()
+        ))
+        .unwrap();
+    assert!(clip.exists());
+    let mut ob = Outbox::open(&db, roomy_limits()).unwrap();
+    assert!(
+        !clip.exists(),
+        "a file recorded as evicted was left on disk"
+    );
+    assert!(d.join("at.jpg").exists(), "only what the record names goes");
+    assert!(ob.enforce_limits(now_ms()).unwrap().is_empty());
 }
 
 /// Age is judged only on a trusted clock, and counts from the first pass

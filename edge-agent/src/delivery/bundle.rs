@@ -8,6 +8,13 @@
 //! a still listed in the signed manifest but not attached is recorded as
 //! missing by the server, as for a still gone from the spool, and the
 //! violation itself is delivered.
+//!
+//! That is a last resort: stills are bounded where they are made, before
+//! they are signed, so that an event's stills always fit together
+//! (`evidence::stills::jpeg_fitted`). A still left out all the same never
+//! left the box: the delivery loop records it in the outbox
+//! ([`crate::outbox::Outbox::keep_unsent_stills`]) before the bundle goes,
+//! and the ack that deletes the rest of the event's files keeps it on disk.
 
 use super::pump::SPOOL_TRIES;
 use crate::outbox::{PendingClip, PendingEvent};
@@ -89,6 +96,16 @@ fn manifest_hashes(event: &SignedEvent) -> std::collections::HashMap<String, Str
         .collect()
 }
 
+/// An event's bundle, and the stills that were left out of it to fit
+/// ([`fit`]): still on disk, never sent.
+#[derive(Debug)]
+pub(super) struct Bundle {
+    /// The encoded bundle.
+    pub bytes: Vec<u8>,
+    /// Names of the stills left out to fit the limit.
+    pub unsent: Vec<String>,
+}
+
 /// The bundle for an event: the signed envelope and its still files, read
 /// back from the spool. A still that has vanished from the spool is logged
 /// and left out (the server then records it as missing); one that cannot
@@ -97,7 +114,7 @@ fn manifest_hashes(event: &SignedEvent) -> std::collections::HashMap<String, Str
 /// bytes no longer match the signed manifest (storage that rotted) is left
 /// out like a vanished one: sent, it would make the server refuse the whole
 /// event, and this box would set the violation aside for one bad file.
-pub(super) fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Vec<u8>, Unsendable> {
+pub(super) fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Bundle, Unsendable> {
     let event = match SignedEvent::from_json(&e.event_json) {
         Ok(ev) => ev,
         Err(err) => {
@@ -122,9 +139,10 @@ pub(super) fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Vec<u8
             });
         }
     }
-    fit(&e.event_id, &event, &mut attachments);
+    let unsent = fit(&e.event_id, &event, &mut attachments);
     (EventBundle { event, attachments })
         .encode()
+        .map(|bytes| Bundle { bytes, unsent })
         .map_err(|err| {
             tracing::error!(event_id = %e.event_id, error = %err, "bundle could not be encoded");
             Unsendable::Never
@@ -132,25 +150,33 @@ pub(super) fn bundle_bytes(e: &PendingEvent, lenient: Leniency) -> Result<Vec<u8
 }
 
 /// Leaves out the largest attachments until the bundle fits
-/// [`MAX_BUNDLE_BYTES`] (the module doc says why), logging each.
-fn fit(event_id: &uuid::Uuid, event: &SignedEvent, attachments: &mut Vec<Attachment>) {
+/// [`MAX_BUNDLE_BYTES`] (the module doc says why), logging each; returns
+/// their names.
+fn fit(
+    event_id: &uuid::Uuid,
+    event: &SignedEvent,
+    attachments: &mut Vec<Attachment>,
+) -> Vec<String> {
     // As `EventBundle::encode` counts: magic and length, the event JSON,
     // and per attachment two lengths, its name and its bytes.
     let json = event.to_json().map(|j| j.len()).unwrap_or(0);
     let size = |a: &Attachment| 6 + a.name.len() + a.data.len();
     let mut total = 8 + json + attachments.iter().map(size).sum::<usize>();
+    let mut unsent = Vec::new();
     while total > MAX_BUNDLE_BYTES {
         let Some((i, _)) = attachments
             .iter()
             .enumerate()
             .max_by_key(|(_, a)| a.data.len())
         else {
-            return;
+            break;
         };
         let dropped = attachments.remove(i);
         total -= size(&dropped);
-        tracing::error!(%event_id, file = %dropped.name, bytes = dropped.data.len(), limit = MAX_BUNDLE_BYTES, "the stills exceed the bundle limit; sending without the largest (the server records it missing)");
+        tracing::error!(%event_id, file = %dropped.name, bytes = dropped.data.len(), limit = MAX_BUNDLE_BYTES, "the stills exceed the bundle limit; sending without the largest (the server records it missing, the box keeps it)");
+        unsent.push(dropped.name);
     }
+    unsent
 }
 
 pub(super) fn clip_chunks(
@@ -224,9 +250,10 @@ mod tests {
     /// A violation whose stills together exceed the bundle limit (a 4K
     /// camera's full frames) still reaches the server: the largest stills
     /// are left out until it fits, the smaller ones and the signed event go.
-    #[test]
-    fn a_bundle_over_the_limit_drops_its_largest_stills_and_is_sent() {
-        let dir = tempfile::tempdir().unwrap();
+    /// Files of a violation whose stills together exceed the bundle
+    /// limit (a 4K camera's full frames), written in `dir`, and its signed
+    /// envelope.
+    fn oversized(dir: &std::path::Path) -> (uuid::Uuid, SignedEvent, Vec<String>) {
         let mb = 1 << 20;
         let files = [
             ("at.jpg", 7 * mb),
@@ -239,7 +266,7 @@ mod tests {
             .enumerate()
             .map(|(i, (name, len))| {
                 let data = vec![i as u8; *len];
-                std::fs::write(dir.path().join(name), &data).unwrap();
+                std::fs::write(dir.join(name), &data).unwrap();
                 protocol::EvidenceItem::from_bytes(
                     *name,
                     "image/jpeg",
@@ -256,22 +283,98 @@ mod tests {
             "payload": {"event_id": id, "evidence": evidence},
         }))
         .unwrap();
+        (
+            id,
+            signed,
+            files.iter().map(|(n, _)| n.to_string()).collect(),
+        )
+    }
+
+    /// A violation whose stills together exceed the bundle limit (a 4K
+    /// camera's full frames) still reaches the server: the largest stills
+    /// are left out until it fits, the smaller ones and the signed event go.
+    #[test]
+    fn a_bundle_over_the_limit_drops_its_largest_stills_and_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let (id, signed, stills) = oversized(dir.path());
         let pending = PendingEvent {
             seq: 1,
             event_id: id,
             camera_id: "cam".into(),
             event_json: signed.to_json().unwrap(),
             dir: dir.path().to_path_buf(),
-            stills: files.iter().map(|(n, _)| n.to_string()).collect(),
+            stills,
             created_at: 0,
         };
-        let Ok(bytes) = bundle_bytes(&pending, Leniency::Strict) else {
+        let Ok(Bundle { bytes, unsent }) = bundle_bytes(&pending, Leniency::Strict) else {
             panic!("an oversized bundle was not sent");
         };
         assert!(bytes.len() <= MAX_BUNDLE_BYTES);
         let bundle = EventBundle::decode(&bytes).unwrap();
         let names: Vec<_> = bundle.attachments.iter().map(|a| a.name.as_str()).collect();
         assert_eq!(names, ["before.jpg", "after.jpg", "plate.jpg"]);
+        assert_eq!(unsent, ["at.jpg"]);
         assert_eq!(bundle.event, signed);
+    }
+
+    /// A still left out of the bundle never left the box: the ack that
+    /// deletes the delivered files keeps it on disk (with the signed event
+    /// beside it), and the outbox says which event holds it.
+    #[test]
+    fn an_ack_after_a_still_was_left_out_keeps_the_unsent_still_on_disk() {
+        use crate::outbox::{AckOutcome, Outbox, OutboxLimits, Pending};
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("spool").join("ev");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (id, signed, _) = oversized(&dir);
+        std::fs::write(dir.join(crate::recover::SIGNED_FILE), b"{}").unwrap();
+        let mut outbox =
+            Outbox::open(&tmp.path().join("outbox.db"), OutboxLimits::default()).unwrap();
+        assert!(outbox.enqueue(&signed, "cam", &dir).unwrap());
+        let due = outbox
+            .due(
+                crate::outbox::now_ms(),
+                std::time::Duration::from_secs(30),
+                0,
+                10,
+            )
+            .unwrap();
+        let [Pending::Event(e)] = due.as_slice() else {
+            panic!("{due:?}");
+        };
+        // What the delivery loop does with the bundle (`pump.rs`).
+        let Ok(b) = bundle_bytes(e, Leniency::Strict) else {
+            panic!("not sent");
+        };
+        assert_eq!(b.unsent, ["at.jpg"]);
+        outbox.keep_unsent_stills(e.seq, &b.unsent).unwrap();
+        outbox
+            .mark_sent(
+                e.seq,
+                crate::outbox::now_ms(),
+                &protocol::sha256_hex(&b.bytes),
+            )
+            .unwrap();
+        let outcome = outbox.apply_ack(&protocol::Ack::stored(id)).unwrap();
+        assert_eq!(outcome, AckOutcome::Delivered { done: true });
+        assert!(
+            dir.join("at.jpg").exists(),
+            "the still that was never sent was deleted"
+        );
+        assert!(dir.join(crate::recover::SIGNED_FILE).exists());
+        for sent in ["before.jpg", "after.jpg", "plate.jpg"] {
+            assert!(!dir.join(sent).exists(), "{sent} was delivered and kept");
+        }
+        assert_eq!(
+            outbox.unsent_stills_kept().unwrap(),
+            [(id, dir.clone(), vec!["at.jpg".to_string()])]
+        );
+        assert_eq!(
+            outbox
+                .stats(crate::outbox::now_ms())
+                .unwrap()
+                .stills_kept_unsent,
+            1
+        );
     }
 }

@@ -126,7 +126,14 @@ pub(super) fn pump(
                     state.tokens -= 1.0;
                 }
                 let bytes = match bundle_bytes(&e, lenient) {
-                    Ok(b) => b,
+                    Ok(b) => {
+                        // Recorded before the bundle goes: the ack must not
+                        // delete a still that never left the box.
+                        if !b.unsent.is_empty() {
+                            outbox.keep_unsent_stills(e.seq, &b.unsent)?;
+                        }
+                        b.bytes
+                    }
                     Err(Unsendable::Later) => {
                         state.spool_failed((e.seq, false));
                         continue;

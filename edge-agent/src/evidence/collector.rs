@@ -22,6 +22,7 @@
 //! stop the rest: the written [`super::EvidenceSet`] lists it in `missing`
 //! and no other frame is substituted for it.
 
+use super::clock::{ClockWatch, DecidedClock};
 use super::ring::FrameRing;
 use super::stills::{self, check_size, looks_like_jpeg};
 use super::stream::{JobStream, StreamRing};
@@ -51,6 +52,8 @@ pub struct EvidenceCollector {
     /// The coded stream, for a camera whose frames carry packets.
     stream: StreamRing,
     pending: Vec<EvidenceJob>,
+    /// Where the clock's state is read when a violation is decided.
+    clock: Option<Arc<ClockWatch>>,
 }
 
 /// One violation's frames and everything needed to write its evidence.
@@ -85,6 +88,9 @@ pub struct EvidenceJob {
     pub(crate) start: OffsetDateTime,
     pub(crate) end: OffsetDateTime,
     window_complete: bool,
+    /// The clock's state when the violation was decided (with a
+    /// [`ClockWatch`]; see `clock.rs`).
+    decided_clock: Option<DecidedClock>,
 }
 
 impl EvidenceCollector {
@@ -96,7 +102,16 @@ impl EvidenceCollector {
             site,
             config: Arc::new(config),
             pending: Vec::new(),
+            clock: None,
         }
+    }
+
+    /// Reads the clock's state from `watch` when a violation is decided
+    /// ([`EvidenceCollector::add_violation`]); its job carries it
+    /// ([`EvidenceJob::decided_clock`]).
+    pub fn with_clock(mut self, watch: Arc<ClockWatch>) -> Self {
+        self.clock = Some(watch);
+        self
     }
 
     /// The ring buffer of decoded frames (used for sources without a kept
@@ -279,6 +294,7 @@ impl EvidenceCollector {
             start,
             end: at_time + self.config.post,
             window_complete: false,
+            decided_clock: self.clock.as_ref().map(|w| w.decided()),
         };
         for f in self.ring.iter() {
             job.offer(f);
@@ -442,6 +458,13 @@ impl EvidenceJob {
         self.frames.get(i)
     }
 
+    /// The clock's state when the violation was decided, if its collector
+    /// had a [`ClockWatch`]: what the event's clock state is judged
+    /// against at signing ([`DecidedClock::at_signing`]).
+    pub fn decided_clock(&self) -> Option<&DecidedClock> {
+        self.decided_clock.as_ref()
+    }
+
     /// The site the job belongs to.
     pub fn site(&self) -> &SiteConfig {
         &self.site
@@ -455,6 +478,18 @@ impl EvidenceJob {
                 message: "plate crop is not a JPEG".into(),
             });
         }
+        // Bounded like every still (`stills::jpeg_fitted`): a crop handed
+        // in over its share of the bundle is encoded again within it.
+        let jpeg = if jpeg.len() > stills::MAX_STILL_BYTES {
+            let img = opencv::imgcodecs::imdecode(
+                &opencv::core::Vector::from_slice(&jpeg),
+                opencv::imgcodecs::IMREAD_COLOR,
+            )
+            .map_err(super::cv("decoding the plate crop"))?;
+            stills::jpeg(&img, self.config.jpeg_quality, "plate.jpg")?
+        } else {
+            jpeg
+        };
         self.plate_jpeg = Some(jpeg);
         self.plate_frame = None;
         Ok(())

@@ -53,6 +53,7 @@
 
 mod calibrate;
 mod clip;
+pub mod clock;
 mod collector;
 mod ring;
 mod spool;
@@ -61,9 +62,10 @@ mod stream;
 
 pub use calibrate::{calibration_png, draw_site};
 pub use clip::{encode_clip, h264_encoder};
+pub use clock::{ClockWatch, DecidedClock};
 pub use collector::{EvidenceCollector, EvidenceJob};
 pub use ring::{FrameRing, RingLimits};
-pub use spool::{EvidenceSet, MissingEvidence};
+pub use spool::{EvidenceSet, MissingEvidence, PARTIAL_STALE, Swept, UNSIGNED_KEPT, sweep_spool};
 pub use stream::StreamRing;
 
 use std::path::PathBuf;

@@ -40,6 +40,7 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -77,9 +78,33 @@ struct Writer {
     /// The violation's time, the event's `event_time`: what a still's frame
     /// time must lie near to be named (see the module docs).
     event_time: OffsetDateTime,
+    /// Stills encoded at less than the configured quality or size to fit
+    /// their share of the bundle (for `manifest.json`).
+    reduced: Vec<serde_json::Value>,
 }
 
 impl Writer {
+    /// Encodes `img` as the JPEG still `name` within its share of the
+    /// bundle ([`stills::jpeg_fitted`]), noting a reduction, and writes it.
+    fn still(
+        &mut self,
+        name: &str,
+        role: EvidenceRole,
+        img: &opencv::core::Mat,
+        quality: i32,
+        frame: Option<FrameStamp>,
+    ) -> Result<(), EvidenceError> {
+        let fitted = stills::jpeg_fitted(img, quality, name)?;
+        if fitted.reduced(quality) {
+            self.reduced.push(serde_json::json!({
+                "name": name,
+                "quality": fitted.quality,
+                "scale": fitted.scale,
+            }));
+        }
+        self.bytes(name, role, JPEG, &fitted.bytes, frame)
+    }
+
     /// Writes a still or crop cut from the frame `frame` (named in the
     /// manifest, under the signature, if it lies within
     /// [`MAX_FRAME_OFFSET_S`] of the violation; see the module docs) or,
@@ -204,6 +229,108 @@ fn sync_dir(dir: &Path) -> Result<(), EvidenceError> {
         .map_err(io("syncing directory", dir))
 }
 
+/// How long a `<id>.partial` directory may go unchanged before
+/// [`sweep_spool`] takes it for a write that died (longer than a clip's
+/// encode may take: its writes renew the directory's time).
+pub const PARTIAL_STALE: Duration = Duration::from_secs(15 * 60);
+
+/// How long a complete directory with no signed event (`signed.json`) and
+/// no outbox row is kept for a person to look at before [`sweep_spool`]
+/// removes it: such evidence can never be delivered (the event is never
+/// guessed at afterwards, `recover.rs`), and kept for ever it fills the
+/// disk outside every limit.
+pub const UNSIGNED_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// What [`sweep_spool`] removed, and what it could not.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Swept {
+    /// Unfinished `<id>.partial` directories (a write that failed or died).
+    pub partial: Vec<PathBuf>,
+    /// Complete directories with no signed event and no outbox row.
+    pub unsigned: Vec<PathBuf>,
+    /// Entries that could not be looked at or removed, and why.
+    pub failed: Vec<(PathBuf, String)>,
+}
+
+/// Removes what the spool holds that can never be delivered (run at start,
+/// before anything writes to `spool`): `<id>.partial` directories untouched
+/// for [`PARTIAL_STALE`], and `<id>` directories without `signed.json`
+/// untouched for `unsigned_after` whose event the outbox does not hold
+/// (`queued(id)` false). Each removal is logged. A directory with a signed
+/// event, or one the outbox holds, is never touched.
+pub fn sweep_spool(
+    spool: &Path,
+    unsigned_after: Duration,
+    mut queued: impl FnMut(Uuid) -> bool,
+) -> Swept {
+    let mut out = Swept::default();
+    let entries = match fs::read_dir(spool) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            out.failed.push((spool.to_path_buf(), e.to_string()));
+            return out;
+        }
+    };
+    let now = std::time::SystemTime::now();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.failed.push((spool.to_path_buf(), e.to_string()));
+                continue;
+            }
+        };
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let (id, partial) = match name.strip_suffix(".partial") {
+            Some(stem) => (stem, true),
+            None => (name.as_str(), false),
+        };
+        let Ok(id) = Uuid::parse_str(id) else {
+            continue;
+        };
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => continue,
+            Err(e) => {
+                out.failed.push((path, e.to_string()));
+                continue;
+            }
+        };
+        let age = meta
+            .modified()
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .unwrap_or_default();
+        let remove = if partial {
+            age >= PARTIAL_STALE
+        } else {
+            age >= unsigned_after && !path.join(crate::recover::SIGNED_FILE).exists() && !queued(id)
+        };
+        if !remove {
+            continue;
+        }
+        match fs::remove_dir_all(&path) {
+            Ok(()) if partial => {
+                tracing::warn!(dir = %path.display(), age_s = age.as_secs(), "unfinished evidence directory (a write that failed or died) removed");
+                out.partial.push(path);
+            }
+            Ok(()) => {
+                tracing::error!(dir = %path.display(), age_s = age.as_secs(), "evidence with no signed event and no outbox row removed: it could never be delivered");
+                out.unsigned.push(path);
+            }
+            Err(e) => {
+                tracing::warn!(dir = %path.display(), error = %e, "could not remove an undeliverable spool directory");
+                out.failed.push((path, e.to_string()));
+            }
+        }
+    }
+    out
+}
+
 pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, EvidenceError> {
     // A job carrying the coded stream decodes its stills here unless the
     // worker already did (with the plate frames, in one pass).
@@ -226,8 +353,6 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         job
     };
     let v = &job.violation;
-    let site = &*job.site;
-    let cfg = &*job.config;
     let at_frame = job
         .frame(v.frames.at)
         .ok_or_else(|| EvidenceError::FrameGone {
@@ -242,18 +367,52 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
     }
     fs::create_dir_all(spool).map_err(io("creating the spool", spool))?;
     let partial = spool.join(format!("{id}.partial"));
+    in_partial(&partial, || fill(job, spool, &partial, &dir, at_frame))
+}
+
+/// Makes the unfinished directory `partial` (replacing a stale one) and
+/// runs `fill` in it. A fill that fails takes the directory with it: left,
+/// it held a violation's stills and clip on the disk for ever, outside
+/// every limit (one left by a crash goes at the next start,
+/// [`sweep_spool`]).
+fn in_partial<T>(
+    partial: &Path,
+    fill: impl FnOnce() -> Result<T, EvidenceError>,
+) -> Result<T, EvidenceError> {
     if partial.exists() {
-        fs::remove_dir_all(&partial).map_err(io("removing a stale", &partial))?;
+        fs::remove_dir_all(partial).map_err(io("removing a stale", partial))?;
     }
-    fs::create_dir(&partial).map_err(io("creating", &partial))?;
+    fs::create_dir(partial).map_err(io("creating", partial))?;
+    let written = fill();
+    if written.is_err()
+        && let Err(e) = fs::remove_dir_all(partial)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(dir = %partial.display(), error = %e, "could not remove an unfinished evidence directory");
+    }
+    written
+}
+
+/// Writes the evidence of `job` into `partial` and renames it `dir`.
+fn fill(
+    job: &EvidenceJob,
+    spool: &Path,
+    partial: &Path,
+    dir: &Path,
+    at_frame: &crate::capture::Frame,
+) -> Result<EvidenceSet, EvidenceError> {
+    let v = &job.violation;
+    let site = &*job.site;
+    let cfg = &*job.config;
     let mut w = Writer {
-        dir: partial.clone(),
+        dir: partial.to_path_buf(),
         items: Vec::new(),
         event_id: job.event_id,
         // Where `report::violation_event` takes `event_time` from (its
         // fallback, the track's last sight, is not known here; the `at`
         // frame's time stands in for it).
         event_time: v.at().unwrap_or(at_frame.time),
+        reduced: Vec::new(),
     };
     let mut missing = Vec::new();
     let q = cfg.jpeg_quality;
@@ -286,7 +445,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         };
         let file = format!("{name}.jpg");
         let at = Some(stamp(frame));
-        w.bytes(&file, role, JPEG, &stills::jpeg(&masked, q, &file)?, at)?;
+        w.still(&file, role, &masked, q, at)?;
         let note = Annotation {
             site,
             violation: v,
@@ -296,22 +455,16 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         };
         let ann = stills::annotated(&masked, frame, &note)?;
         let file = format!("{name}_annotated.jpg");
-        w.bytes(
-            &file,
-            EvidenceRole::Frame,
-            JPEG,
-            &stills::jpeg(&ann, q, &file)?,
-            at,
-        )?;
+        w.still(&file, EvidenceRole::Frame, &ann, q, at)?;
     }
 
     let at_masked = stills::masked_copy(at_frame, site)?;
     match stills::crop(&at_masked, stills::lower_half(v.bbox))? {
-        Some(c) => w.bytes(
+        Some(c) => w.still(
             "vehicle.jpg",
             EvidenceRole::VehicleCrop,
-            JPEG,
-            &stills::jpeg(&c, q, "vehicle.jpg")?,
+            &c,
+            q,
             Some(stamp(at_frame)),
         )?,
         None => missing.push(MissingEvidence {
@@ -335,11 +488,11 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         let m = (x2 - x1).max(y2 - y1);
         let area = BBox::from_xyxy(x1 - m, y1 - m / 2.0, x2 + m, y2 + m / 2.0);
         if let Some(c) = stills::crop(&at_masked, area)? {
-            w.bytes(
+            w.still(
                 "signal.jpg",
                 EvidenceRole::SignalCrop,
-                JPEG,
-                &stills::jpeg(&c, q, "signal.jpg")?,
+                &c,
+                q,
                 Some(stamp(at_frame)),
             )?;
         }
@@ -402,7 +555,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
 
     let set = EvidenceSet {
         event_id: job.event_id,
-        dir: dir.clone(),
+        dir: dir.to_path_buf(),
         items: w.items.clone(),
         missing,
         window_complete: job.window_complete(),
@@ -415,6 +568,7 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         "missing": set.missing,
         "window_complete": set.window_complete,
         "clip_source": clip_source,
+        "reduced": w.reduced,
     });
     let text = serde_json::to_vec_pretty(&manifest).unwrap_or_default();
     let tmp = partial.join(".manifest.json.tmp");
@@ -424,8 +578,105 @@ pub(crate) fn write_job(job: &EvidenceJob, spool: &Path) -> Result<EvidenceSet, 
         .map_err(io("syncing", &tmp))?;
     let mpath = partial.join("manifest.json");
     fs::rename(&tmp, &mpath).map_err(io("renaming into", &mpath))?;
-    sync_dir(&partial)?;
-    fs::rename(&partial, &dir).map_err(io("completing", &dir))?;
+    sync_dir(partial)?;
+    fs::rename(partial, dir).map_err(io("completing", dir))?;
     sync_dir(spool)?;
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sets a directory's modification time `ago` in the past.
+    fn age(dir: &Path, ago: Duration) {
+        File::open(dir)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - ago)
+            .unwrap();
+    }
+
+    /// A write that fails half-way (a disk full, an encoder error) leaves
+    /// no `.partial` directory behind to fill the disk; one that succeeds
+    /// keeps what it made.
+    #[test]
+    fn a_failed_write_removes_its_partial_directory() {
+        let spool = tempfile::tempdir().unwrap();
+        let partial = spool.path().join(format!("{}.partial", Uuid::new_v4()));
+        let err = in_partial(&partial, || -> Result<(), EvidenceError> {
+            fs::write(partial.join("at.jpg"), vec![0u8; 4096]).unwrap();
+            Err(EvidenceError::Io {
+                step: "writing",
+                path: partial.join("after.jpg"),
+                message: "No space left on device".into(),
+            })
+        });
+        assert!(err.is_err());
+        assert!(!partial.exists(), "the unfinished directory was left");
+        // A stale one from before is replaced, and a fill that succeeds
+        // keeps its files.
+        fs::create_dir(&partial).unwrap();
+        fs::write(partial.join("old.jpg"), b"old").unwrap();
+        in_partial(&partial, || {
+            fs::write(partial.join("at.jpg"), b"new").map_err(io("w", &partial))
+        })
+        .unwrap();
+        assert!(partial.join("at.jpg").exists() && !partial.join("old.jpg").exists());
+    }
+
+    /// At start, the spool loses what can never be delivered: unfinished
+    /// writes, and complete evidence with no signed event that the outbox
+    /// does not hold, once old enough; never a directory with a signed
+    /// event, one the outbox holds, a recent one, or anything not ours.
+    #[test]
+    fn the_start_sweep_removes_stale_partials_and_old_unsigned_directories_only() {
+        let spool = tempfile::tempdir().unwrap();
+        let day = Duration::from_secs(24 * 3600);
+        let make = |name: String, files: &[&str], ago: Duration| {
+            let dir = spool.path().join(name);
+            fs::create_dir(&dir).unwrap();
+            for f in files {
+                fs::write(dir.join(f), b"x").unwrap();
+            }
+            age(&dir, ago);
+            dir
+        };
+        let (queued_id, fresh_id) = (Uuid::new_v4(), Uuid::new_v4());
+        let stale_partial = make(
+            format!("{}.partial", Uuid::new_v4()),
+            &["at.jpg"],
+            PARTIAL_STALE * 2,
+        );
+        let live_partial = make(
+            format!("{}.partial", Uuid::new_v4()),
+            &["at.jpg"],
+            Duration::ZERO,
+        );
+        let unsigned = make(
+            Uuid::new_v4().to_string(),
+            &["at.jpg", "manifest.json"],
+            2 * day,
+        );
+        let signed = make(
+            Uuid::new_v4().to_string(),
+            &["at.jpg", crate::recover::SIGNED_FILE],
+            30 * day,
+        );
+        let queued = make(queued_id.to_string(), &["at.jpg"], 30 * day);
+        let fresh = make(fresh_id.to_string(), &["at.jpg"], Duration::from_secs(60));
+        let other = make("not-ours".into(), &["x"], 30 * day);
+        let swept = sweep_spool(spool.path(), UNSIGNED_KEPT, |id| id == queued_id);
+        assert_eq!(swept.partial, std::slice::from_ref(&stale_partial));
+        assert_eq!(swept.unsigned, std::slice::from_ref(&unsigned));
+        assert!(swept.failed.is_empty(), "{:?}", swept.failed);
+        assert!(!stale_partial.exists() && !unsigned.exists());
+        for kept in [&live_partial, &signed, &queued, &fresh, &other] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        // No spool yet: nothing to do.
+        assert_eq!(
+            sweep_spool(&spool.path().join("none"), UNSIGNED_KEPT, |_| false),
+            Swept::default()
+        );
+    }
 }

@@ -87,28 +87,99 @@ pub(crate) fn masked_copy(frame: &Frame, site: &SiteConfig) -> Result<Mat, Evide
     Ok(img)
 }
 
-/// JPEG bytes of `img` at `quality`.
+/// JPEG bytes of `img` at `quality`, within [`MAX_STILL_BYTES`] (see
+/// [`jpeg_fitted`]).
 pub(crate) fn jpeg(img: &Mat, quality: i32, what: &str) -> Result<Vec<u8>, EvidenceError> {
-    // The stills travel together in one bundle of at most
-    // `MAX_BUNDLE_BYTES`: a still over its share (a 4K frame at quality
-    // 95) is encoded again at a lower quality until it fits, rather than
-    // the whole violation being unsendable.
-    let mut q = quality.clamp(1, 100);
-    loop {
-        let bytes = jpeg_at(img, q, what)?;
-        if bytes.len() <= MAX_STILL_BYTES || q <= MIN_FITTING_QUALITY {
-            return Ok(bytes);
-        }
-        q = (q - 10).max(MIN_FITTING_QUALITY);
+    Ok(jpeg_fitted(img, quality, what)?.bytes)
+}
+
+/// A still encoded within its share of the bundle, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Fitted {
+    /// The JPEG.
+    pub bytes: Vec<u8>,
+    /// The JPEG quality it was encoded at.
+    pub quality: i32,
+    /// Its size against the image's (1.0: full resolution).
+    pub scale: f64,
+}
+
+impl Fitted {
+    /// Whether it was encoded at less than asked for (quality or size).
+    pub fn reduced(&self, asked: i32) -> bool {
+        self.quality != asked.clamp(1, 100) || self.scale < 1.0
     }
+}
+
+/// JPEG bytes of `img` at `quality`, never over [`MAX_STILL_BYTES`].
+///
+/// The stills travel together in one bundle of at most
+/// `MAX_BUNDLE_BYTES`, and a still the bundle cannot carry would be signed
+/// and never delivered: so the bound is kept here, where the still is made,
+/// before it is hashed and signed. A still over its share (a 4K frame at
+/// quality 95) is encoded again at a lower quality, down to
+/// [`MIN_FITTING_QUALITY`]; one still over it there (a very busy picture)
+/// is scaled down until it fits. Both are logged, and the result says which
+/// quality and scale were used.
+pub(crate) fn jpeg_fitted(img: &Mat, quality: i32, what: &str) -> Result<Fitted, EvidenceError> {
+    let asked = quality.clamp(1, 100);
+    let floor = asked.min(MIN_FITTING_QUALITY);
+    let mut q = asked;
+    let mut bytes = loop {
+        let bytes = jpeg_at(img, q, what)?;
+        if bytes.len() <= MAX_STILL_BYTES || q <= floor {
+            break bytes;
+        }
+        q = (q - 10).max(floor);
+    };
+    let mut scale = 1.0f64;
+    while bytes.len() > MAX_STILL_BYTES {
+        // Bytes go roughly with the area: aim a little under the bound.
+        let step = ((MAX_STILL_BYTES as f64 / bytes.len() as f64).sqrt() * 0.95).min(0.9);
+        scale *= step;
+        let w = ((f64::from(img.cols()) * scale).round() as i32).max(1);
+        let h = ((f64::from(img.rows()) * scale).round() as i32).max(1);
+        let mut small = Mat::default();
+        imgproc::resize(
+            img,
+            &mut small,
+            core::Size::new(w, h),
+            0.0,
+            0.0,
+            imgproc::INTER_AREA,
+        )
+        .map_err(cv(format!("scaling {what} down")))?;
+        bytes = jpeg_at(&small, q, what)?;
+        if w <= 16 || h <= 16 {
+            break;
+        }
+    }
+    if q != asked || scale < 1.0 {
+        tracing::warn!(
+            still = what,
+            quality = q,
+            asked,
+            scale,
+            bytes = bytes.len(),
+            limit = MAX_STILL_BYTES,
+            "a still over its share of the bundle was encoded smaller"
+        );
+    }
+    Ok(Fitted {
+        bytes,
+        quality: q,
+        scale,
+    })
 }
 
 /// A still's share of an event bundle: the bundle's limit less room for
 /// the signed event, over the most files a bundle carries (six stills, the
-/// vehicle, the plate and the plate's frame, with a margin).
+/// vehicle, the signal, the plate and the plate's frame: ten, with a
+/// margin of two).
 pub(crate) const MAX_STILL_BYTES: usize = (protocol::transfer::MAX_BUNDLE_BYTES - (1 << 20)) / 12;
 
-/// The lowest quality [`jpeg`] goes down to for size.
+/// The lowest quality [`jpeg_fitted`] goes down to for size before it
+/// scales the picture down.
 const MIN_FITTING_QUALITY: i32 = 40;
 
 fn jpeg_at(img: &Mat, quality: i32, what: &str) -> Result<Vec<u8>, EvidenceError> {
@@ -524,6 +595,60 @@ mod tests {
         assert_eq!(
             jpeg(&small, 95, "small").unwrap(),
             jpeg_at(&small, 95, "small").unwrap()
+        );
+    }
+
+    /// Every still of an event fits the bundle together, however busy the
+    /// picture: one that is over its share even at the lowest quality
+    /// (noise, where JPEG saves little) is scaled down rather than signed
+    /// at a size the bundle would leave out.
+    #[test]
+    fn a_still_too_busy_for_the_lowest_quality_is_scaled_down_to_its_share() {
+        // Ten files at most, and the signed event: with margin.
+        const _: () =
+            assert!(10 * MAX_STILL_BYTES + (1 << 20) <= protocol::transfer::MAX_BUNDLE_BYTES);
+        let (w, h) = (3840usize, 2160usize);
+        let mut seed = 11u32;
+        let px: Vec<u8> = (0..w * h * 3)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 24) as u8
+            })
+            .collect();
+        let img = Mat::from_slice(&px)
+            .unwrap()
+            .reshape(3, h as i32)
+            .unwrap()
+            .try_clone()
+            .unwrap();
+        let lowest = jpeg_at(&img, MIN_FITTING_QUALITY, "test").unwrap();
+        assert!(
+            lowest.len() > MAX_STILL_BYTES,
+            "{} bytes at the lowest quality",
+            lowest.len()
+        );
+        let fitted = jpeg_fitted(&img, 95, "test").unwrap();
+        assert!(
+            fitted.bytes.len() <= MAX_STILL_BYTES,
+            "{} bytes",
+            fitted.bytes.len()
+        );
+        assert!(looks_like_jpeg(&fitted.bytes));
+        assert_eq!(fitted.quality, MIN_FITTING_QUALITY);
+        assert!(
+            fitted.scale < 1.0 && fitted.scale > 0.1,
+            "scale {}",
+            fitted.scale
+        );
+        assert!(fitted.reduced(95));
+        assert_eq!(jpeg(&img, 95, "test").unwrap(), fitted.bytes);
+        let decoded =
+            imgcodecs::imdecode(&Vector::from_slice(&fitted.bytes), imgcodecs::IMREAD_COLOR)
+                .unwrap();
+        assert_eq!(
+            decoded.cols(),
+            (w as f64 * fitted.scale).round() as i32,
+            "the recorded scale is the one used"
         );
     }
 }

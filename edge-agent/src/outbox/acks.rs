@@ -19,7 +19,7 @@
 //! believed, each with a warning, and without any key signed acks are read
 //! unverified too (still only for this device).
 
-use super::{AckOutcome, Outbox, OutboxError, now_ms, remove_dir};
+use super::{AckOutcome, Outbox, OutboxError, now_ms};
 use protocol::{Ack, AckStatus, AckVerifyError, Message, RejectCode, VerifyingKey};
 use rusqlite::{OptionalExtension, params};
 use std::path::Path;
@@ -135,8 +135,10 @@ impl Outbox {
     /// Deletes the stills of event `id`, delivered with its bundle, while
     /// its clip waits: they no longer count against the byte limit, which
     /// otherwise evicted them — a false `evidence_evicted` — before
-    /// undelivered evidence.
+    /// undelivered evidence. A still left out of the bundle to fit its
+    /// limit was not delivered and stays ([`Outbox::keep_unsent_stills`]).
     fn drop_delivered_stills(&mut self, id: &str, dir: &str) -> Result<(), OutboxError> {
+        let unsent = self.unsent_of(id)?;
         let names: String = self
             .conn
             .query_row(
@@ -146,6 +148,9 @@ impl Outbox {
             )
             .map_err(self.db())?;
         for name in serde_json::from_str::<Vec<String>>(&names).unwrap_or_default() {
+            if unsent.contains(&name) {
+                continue;
+            }
             let path = Path::new(dir).join(&name);
             if let Err(e) = std::fs::remove_file(&path)
                 && e.kind() != std::io::ErrorKind::NotFound
@@ -248,7 +253,7 @@ impl Outbox {
                             params![id, code_text, message, now],
                         )
                         .map_err(self.db())?;
-                    remove_dir(&dir);
+                    self.finish_dir(&id, &dir)?;
                     return Ok(AckOutcome::ClipRejected);
                 }
                 self.conn
@@ -273,7 +278,7 @@ impl Outbox {
                     )
                     .map_err(self.db())?;
                 if done {
-                    remove_dir(&dir);
+                    self.finish_dir(&id, &dir)?;
                 } else {
                     self.drop_delivered_stills(&id, &dir)?;
                 }
@@ -289,7 +294,7 @@ impl Outbox {
                     )
                     .map_err(self.db())?;
                 if done {
-                    remove_dir(&dir);
+                    self.finish_dir(&id, &dir)?;
                 } else {
                     self.drop_delivered_stills(&id, &dir)?;
                 }
@@ -334,7 +339,7 @@ pub fn state_at_fault(code: &RejectCode) -> bool {
 /// in the afternoon brings the morning's violations in.
 pub fn hold_for(holds: i64) -> std::time::Duration {
     let secs = 60u64 << holds.clamp(0, 6);
-    std::time::Duration::from_secs(secs.min(3600))
+    std::time::Duration::from_millis((secs * 1000).min(super::due::MAX_HOLD_MS as u64))
 }
 
 /// Whether `rejected` (the hash a rejecting item ack is bound to) names

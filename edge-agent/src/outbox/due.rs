@@ -50,6 +50,15 @@ pub(super) fn migrate(conn: &Connection) -> Result<(), rusqlite::Error> {
 /// A stamp after it and not after the migration's own clock is taken as
 /// true: old builds had no better record of the clock they wrote it with
 /// (a stamp from the future is aged from the first trusted pass).
+/// The longest a refusal holds a row (`acks::hold_for`), ms. Times are
+/// the wall clock's, kept across restarts in the rows; a clock stepped
+/// back by hours (an RTC found wrong, then corrected by chrony) would
+/// leave a row `sent` or held "in the future" and stall it for as long.
+/// So a send stamped after now counts as timed out, and a hold ending
+/// more than this after now as over: a backward step costs a resend, not
+/// a stalled outbox.
+pub(crate) const MAX_HOLD_MS: i64 = 3_600_000;
+
 const AGED_FROM_CREATED_SINCE_MS: i64 = 1_577_836_800_000;
 
 /// Sets `aged_from` to `created_at` on the rows held when the column was
@@ -75,6 +84,12 @@ fn add_columns(conn: &Connection) -> Result<(), rusqlite::Error> {
         (
             "aged_from",
             "ALTER TABLE events ADD COLUMN aged_from INTEGER",
+        ),
+        // Stills left out of the bundle to fit its limit (JSON list):
+        // never sent, kept on disk after the ack (see `acks.rs`).
+        (
+            "unsent_stills",
+            "ALTER TABLE events ADD COLUMN unsent_stills TEXT",
         ),
     ] {
         let has: i64 = conn.query_row(
@@ -151,13 +166,14 @@ impl Outbox {
             .prepare_cached(
                 "SELECT seq, event_id, dir, clip_name FROM events
                  WHERE done_at IS NULL AND state = 'acked'
-                   AND (clip_state = 'pending' OR (clip_state = 'sent' AND clip_sent_at < ?1))
-                   AND (retry_at IS NULL OR retry_at <= ?3)
+                   AND (clip_state = 'pending'
+                        OR (clip_state = 'sent' AND (clip_sent_at < ?1 OR clip_sent_at > ?3)))
+                   AND (retry_at IS NULL OR retry_at <= ?3 OR retry_at > ?3 + ?4)
                  ORDER BY seq LIMIT ?2",
             )
             .map_err(self.db())?;
         let rows = stmt
-            .query_map(params![stale, max as i64, now], |r| {
+            .query_map(params![stale, max as i64, now, MAX_HOLD_MS], |r| {
                 Ok((r.get::<_, i64>(0)?, raw_clip(r)))
             })
             .map_err(self.db())?;
@@ -198,15 +214,16 @@ impl Outbox {
             "SELECT seq, event_id, camera_id, event_json, dir, stills, stills_evicted, created_at
              FROM events
              WHERE done_at IS NULL AND {when}
-               AND (state = 'queued' OR (state = 'sent' AND sent_at < ?1))
-               AND (retry_at IS NULL OR retry_at <= ?4)
+               AND (state = 'queued' OR (state = 'sent' AND (sent_at < ?1 OR sent_at > ?4)))
+               AND (retry_at IS NULL OR retry_at <= ?4 OR retry_at > ?4 + ?5)
              ORDER BY seq LIMIT ?2"
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(self.db())?;
         let rows = stmt
-            .query_map(params![stale, max as i64, live_since, now], |r| {
-                Ok((r.get::<_, i64>(0)?, raw_event(r)))
-            })
+            .query_map(
+                params![stale, max as i64, live_since, now, MAX_HOLD_MS],
+                |r| Ok((r.get::<_, i64>(0)?, raw_event(r))),
+            )
             .map_err(self.db())?;
         let (mut out, mut bad) = (Vec::new(), Vec::new());
         for row in rows {
@@ -274,8 +291,9 @@ impl Outbox {
     pub fn held_count(&self, now: i64) -> Result<u64, OutboxError> {
         self.conn
             .query_row(
-                "SELECT COUNT(*) FROM events WHERE done_at IS NULL AND retry_at > ?1",
-                params![now],
+                "SELECT COUNT(*) FROM events WHERE done_at IS NULL
+                   AND retry_at > ?1 AND retry_at <= ?1 + ?2",
+                params![now, MAX_HOLD_MS],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
@@ -293,14 +311,14 @@ impl Outbox {
         let sql = if clip {
             "UPDATE events SET clip_state = 'sent', clip_sent_at = ?2
              WHERE seq = ?1 AND done_at IS NULL AND clip_state IN ('pending', 'sent')
-               AND (retry_at IS NULL OR retry_at <= ?2)"
+               AND (retry_at IS NULL OR retry_at <= ?2 OR retry_at > ?2 + ?3)"
         } else {
             "UPDATE events SET state = 'sent', sent_at = ?2
              WHERE seq = ?1 AND done_at IS NULL AND state IN ('queued', 'sent')
-               AND (retry_at IS NULL OR retry_at <= ?2)"
+               AND (retry_at IS NULL OR retry_at <= ?2 OR retry_at > ?2 + ?3)"
         };
         self.conn
-            .execute(sql, params![seq, now])
+            .execute(sql, params![seq, now, MAX_HOLD_MS])
             .map_err(self.db())?;
         Ok(())
     }

@@ -13,10 +13,16 @@
 //! evidence was lost. Age alone never drops an event's metadata: an event
 //! undelivered past `max_age` loses its clip and stills, and is sent
 //! without them; only the count limit drops whole events.
+//!
+//! An eviction's row change and its `evictions` record are committed in
+//! one transaction, with the files it frees listed in `pending_deletes`;
+//! only then are the files deleted. A failure before the commit deletes
+//! nothing and changes nothing; a crash after it leaves files the record
+//! says are gone, deleted at the next start or pass ([`Outbox::delete_pending`]).
 
 use super::{Outbox, OutboxError, now_ms, remove_dir};
 use protocol::Alarm;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::{OptionalExtension, ToSql, params};
 use std::path::Path;
 use std::time::Duration;
 
@@ -106,6 +112,8 @@ impl Outbox {
         clock_trusted: bool,
     ) -> Result<Vec<Eviction>, OutboxError> {
         let mut out = Vec::new();
+        // What an earlier pass recorded as gone but did not get to delete.
+        self.delete_pending()?;
         self.clear_refused(now)?;
         // Age: the evidence of old events; their metadata is still sent.
         let cutoff = if clock_trusted {
@@ -126,37 +134,44 @@ impl Outbox {
             );
             let dir = Path::new(&old.dir);
             if old.clip_held {
-                if let Some(name) = &old.clip {
-                    remove_file(&dir.join(name));
-                }
+                let mut gone: Vec<Gone> = old
+                    .clip
+                    .iter()
+                    .map(|name| ("file", path_text(&dir.join(name))))
+                    .collect();
                 // A delivered event that waited only for its clip is done.
-                self.conn
-                    .execute(
-                        "UPDATE events SET clip_state = 'evicted',
-                             done_at = CASE WHEN state = 'acked' THEN ?2 ELSE done_at END
-                         WHERE seq = ?1",
-                        params![old.seq, now],
-                    )
-                    .map_err(self.db())?;
                 if old.acked {
-                    remove_dir(&old.dir);
+                    gone.push(("finish", old.dir.clone()));
                 }
-                let id = old.event_id.clone();
-                let bytes = old.clip_bytes as u64;
-                out.push(self.record_eviction(now, id, "clip", bytes, reason.clone())?);
+                out.push(self.evict(
+                    now,
+                    Evicted {
+                        event_id: old.event_id.clone(),
+                        what: "clip",
+                        bytes: old.clip_bytes as u64,
+                        reason: reason.clone(),
+                    },
+                    "UPDATE events SET clip_state = 'evicted',
+                         done_at = CASE WHEN state = 'acked' THEN ?2 ELSE done_at END
+                     WHERE seq = ?1",
+                    &[&old.seq, &now],
+                    &gone,
+                )?);
             }
             if old.stills_held {
-                for name in serde_json::from_str::<Vec<String>>(&old.stills).unwrap_or_default() {
-                    remove_file(&dir.join(name));
-                }
-                self.conn
-                    .execute(
-                        "UPDATE events SET stills_evicted = 1 WHERE seq = ?1",
-                        params![old.seq],
-                    )
-                    .map_err(self.db())?;
-                let bytes = old.stills_bytes as u64;
-                out.push(self.record_eviction(now, old.event_id, "stills", bytes, reason)?);
+                let gone = still_files(dir, &old.stills);
+                out.push(self.evict(
+                    now,
+                    Evicted {
+                        event_id: old.event_id,
+                        what: "stills",
+                        bytes: old.stills_bytes as u64,
+                        reason,
+                    },
+                    "UPDATE events SET stills_evicted = 1 WHERE seq = ?1",
+                    &[&old.seq],
+                    &gone,
+                )?);
             }
         }
         // Bytes: clips, then stills.
@@ -190,18 +205,23 @@ impl Outbox {
                 .optional()
                 .map_err(self.db())?;
             if let Some((seq, event_id, dir, name, bytes, state)) = clip {
-                remove_file(&Path::new(&dir).join(&name));
                 let done = (state == "acked").then_some(now);
-                self.conn
-                    .execute(
-                        "UPDATE events SET clip_state = 'evicted', done_at = ?2 WHERE seq = ?1",
-                        params![seq, done],
-                    )
-                    .map_err(self.db())?;
+                let mut gone = vec![("file", path_text(&Path::new(&dir).join(&name)))];
                 if done.is_some() {
-                    remove_dir(&dir);
+                    gone.push(("finish", dir));
                 }
-                out.push(self.record_eviction(now, event_id, "clip", bytes as u64, reason)?);
+                out.push(self.evict(
+                    now,
+                    Evicted {
+                        event_id,
+                        what: "clip",
+                        bytes: bytes as u64,
+                        reason,
+                    },
+                    "UPDATE events SET clip_state = 'evicted', done_at = ?2 WHERE seq = ?1",
+                    &[&seq, &done],
+                    &gone,
+                )?);
                 continue;
             }
             let stills: Option<(i64, String, String, String, i64)> = self
@@ -218,16 +238,19 @@ impl Outbox {
             let Some((seq, event_id, dir, names, bytes)) = stills else {
                 break;
             };
-            for name in serde_json::from_str::<Vec<String>>(&names).unwrap_or_default() {
-                remove_file(&Path::new(&dir).join(name));
-            }
-            self.conn
-                .execute(
-                    "UPDATE events SET stills_evicted = 1 WHERE seq = ?1",
-                    params![seq],
-                )
-                .map_err(self.db())?;
-            out.push(self.record_eviction(now, event_id, "stills", bytes as u64, reason)?);
+            let gone = still_files(Path::new(&dir), &names);
+            out.push(self.evict(
+                now,
+                Evicted {
+                    event_id,
+                    what: "stills",
+                    bytes: bytes as u64,
+                    reason,
+                },
+                "UPDATE events SET stills_evicted = 1 WHERE seq = ?1",
+                &[&seq],
+                &gone,
+            )?);
         }
         // Count: whole events (metadata).
         let depth = self.stats(now)?.depth;
@@ -286,18 +309,20 @@ impl Outbox {
             rows.collect::<Result<_, _>>().map_err(self.db())?
         };
         for (seq, event_id, dir) in &rows {
-            remove_dir(dir);
-            self.conn
-                .execute(
-                    "UPDATE events SET stills_evicted = 1,
-                         clip_state = CASE WHEN clip_state IN ('pending', 'sent')
-                                      THEN 'evicted' ELSE clip_state END
-                     WHERE seq = ?1",
-                    params![seq],
-                )
-                .map_err(self.db())?;
+            let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+            tx.execute(
+                "UPDATE events SET stills_evicted = 1,
+                     clip_state = CASE WHEN clip_state IN ('pending', 'sent')
+                                  THEN 'evicted' ELSE clip_state END
+                 WHERE seq = ?1",
+                params![seq],
+            )
+            .map_err(self.db())?;
+            queue_delete(&tx, event_id, "dir", dir).map_err(self.db())?;
+            tx.commit().map_err(self.db())?;
             tracing::info!(%event_id, "files of an event the server refused deleted");
         }
+        self.delete_pending()?;
         Ok(rows.len())
     }
 
@@ -344,36 +369,79 @@ impl Outbox {
         reason: String,
         now: i64,
     ) -> Result<Eviction, OutboxError> {
-        remove_dir(dir);
-        self.conn
-            .execute(
-                "UPDATE events SET state = 'evicted', done_at = ?2 WHERE seq = ?1",
-                params![seq, now],
-            )
-            .map_err(self.db())?;
-        self.record_eviction(now, event_id, "event", bytes, reason)
+        self.evict(
+            now,
+            Evicted {
+                event_id,
+                what: "event",
+                bytes,
+                reason,
+            },
+            "UPDATE events SET state = 'evicted', done_at = ?2 WHERE seq = ?1",
+            &[&seq, &now],
+            &[("dir", dir.to_owned())],
+        )
     }
 
-    pub(super) fn record_eviction(
+    /// Records an eviction: the row change `update` (with `args`), the
+    /// `evictions` row and the files it frees (`gone`, in
+    /// `pending_deletes`), in one transaction; then deletes the files. An
+    /// error before the commit leaves the row, the record and the files as
+    /// they were.
+    pub(super) fn evict(
         &mut self,
         now: i64,
-        event_id: String,
-        what: &'static str,
-        bytes: u64,
-        reason: String,
+        e: Evicted,
+        update: &str,
+        args: &[&dyn ToSql],
+        gone: &[Gone],
     ) -> Result<Eviction, OutboxError> {
-        self.conn
-            .execute(
-                "INSERT INTO evictions (at, event_id, what, bytes, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![now, event_id, what, bytes as i64, reason],
-            )
-            .map_err(self.db())?;
+        let tx = self.conn.unchecked_transaction().map_err(self.db())?;
+        tx.execute(update, args).map_err(self.db())?;
+        tx.execute(
+            "INSERT INTO evictions (at, event_id, what, bytes, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now, e.event_id, e.what, e.bytes as i64, e.reason],
+        )
+        .map_err(self.db())?;
+        for (kind, path) in gone {
+            queue_delete(&tx, &e.event_id, kind, path).map_err(self.db())?;
+        }
+        tx.commit().map_err(self.db())?;
+        self.delete_pending()?;
         Ok(Eviction {
-            event_id,
-            what,
-            bytes,
-            reason,
+            event_id: e.event_id,
+            what: e.what,
+            bytes: e.bytes,
+            reason: e.reason,
         })
+    }
+
+    /// Deletes the files that committed evictions (and deliveries) recorded
+    /// as gone and that are still listed in `pending_deletes` (the deletion
+    /// after the commit, or one a crash interrupted), and forgets each once
+    /// done. Run at open and at every limits pass.
+    pub(crate) fn delete_pending(&mut self) -> Result<usize, OutboxError> {
+        let rows: Vec<(i64, String, String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, event_id, path, kind FROM pending_deletes ORDER BY id")
+                .map_err(self.db())?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(self.db())?;
+            rows.collect::<Result<_, _>>().map_err(self.db())?
+        };
+        for (id, event_id, path, kind) in &rows {
+            match kind.as_str() {
+                "file" => remove_file(Path::new(path)),
+                "finish" => self.finish_dir(event_id, path)?,
+                _ => remove_dir(path),
+            }
+            self.conn
+                .execute("DELETE FROM pending_deletes WHERE id = ?1", params![id])
+                .map_err(self.db())?;
+        }
+        Ok(rows.len())
     }
 
     /// Every recorded eviction, oldest first.
@@ -399,6 +467,47 @@ impl Outbox {
             .map_err(self.db())?;
         rows.collect::<Result<_, _>>().map_err(self.db())
     }
+}
+
+/// What an eviction frees, for its record.
+pub(super) struct Evicted {
+    pub event_id: String,
+    pub what: &'static str,
+    pub bytes: u64,
+    pub reason: String,
+}
+
+/// A path to delete after an eviction commits, and how: `file`, `dir`, or
+/// `finish` (a finished event's directory, but the stills it never sent:
+/// [`Outbox::finish_dir`]).
+pub(super) type Gone = (&'static str, String);
+
+/// Lists `path` (of `kind`, see [`Gone`]) for deletion in the transaction
+/// `tx`.
+fn queue_delete(
+    tx: &rusqlite::Transaction<'_>,
+    event_id: &str,
+    kind: &str,
+    path: &str,
+) -> Result<(), rusqlite::Error> {
+    tx.execute(
+        "INSERT INTO pending_deletes (event_id, path, kind) VALUES (?1, ?2, ?3)",
+        params![event_id, path, kind],
+    )
+    .map(|_| ())
+}
+
+fn path_text(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The still files (names as JSON) of an event in `dir`, to delete.
+fn still_files(dir: &Path, names: &str) -> Vec<Gone> {
+    serde_json::from_str::<Vec<String>>(names)
+        .unwrap_or_default()
+        .iter()
+        .map(|n| ("file", path_text(&dir.join(n))))
+        .collect()
 }
 
 /// An undelivered event past the age limit that still holds evidence.

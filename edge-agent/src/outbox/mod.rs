@@ -152,6 +152,9 @@ pub struct OutboxStats {
     pub evictions_last_day: u64,
     /// Rows delivered.
     pub delivered: u64,
+    /// Events with stills left out of their bundle to fit its limit: never
+    /// sent, kept on disk ([`Outbox::unsent_stills_kept`]).
+    pub stills_kept_unsent: u64,
 }
 
 /// How long [`Outbox::open`] keeps retrying a database another process
@@ -206,11 +209,14 @@ impl Outbox {
                 Err(e) => return Err(db(e)),
             }
         };
-        Ok(Self {
+        let mut outbox = Self {
             conn,
             path: path.to_path_buf(),
             limits,
-        })
+        };
+        // Files recorded as gone before a crash kept them.
+        outbox.delete_pending()?;
+        Ok(outbox)
     }
 
     /// Opens the connection, sets WAL and FULL sync, and brings the schema
@@ -379,15 +385,21 @@ impl Outbox {
             )
             .map_err(self.db())?;
         let now = now_ms();
-        self.conn
-            .execute(
-                "UPDATE events SET clip_state = 'evicted',
-                     done_at = CASE WHEN state = 'acked' THEN ?2 ELSE done_at END WHERE seq = ?1",
-                params![seq, now],
-            )
-            .map_err(self.db())?;
         tracing::error!(%event_id, reason, "outbox: clip lost");
-        self.record_eviction(now, event_id, "clip", bytes as u64, reason.to_owned())?;
+        // The row and its record together (the file is already gone).
+        self.evict(
+            now,
+            limits::Evicted {
+                event_id,
+                what: "clip",
+                bytes: bytes as u64,
+                reason: reason.to_owned(),
+            },
+            "UPDATE events SET clip_state = 'evicted',
+                 done_at = CASE WHEN state = 'acked' THEN ?2 ELSE done_at END WHERE seq = ?1",
+            &[&seq, &now],
+            &[],
+        )?;
         Ok(())
     }
 
@@ -417,14 +429,17 @@ impl Outbox {
     /// otherwise a window's worth of sends lost on the way (a server replica
     /// killed with them, a broker session parked for a dead subscriber)
     /// would stop every resend until the connection is re-established.
+    /// A send stamped after `now` (the clock stepped back) is not in
+    /// flight either (`due::MAX_HOLD_MS`).
     pub fn in_flight(&self, now: i64, ack_timeout: Duration) -> Result<u64, OutboxError> {
         let stale = now.saturating_sub(i64::try_from(ack_timeout.as_millis()).unwrap_or(i64::MAX));
         self.conn
             .query_row(
-                "SELECT COUNT(*) FILTER (WHERE state = 'sent' AND sent_at >= ?1)
-                      + COUNT(*) FILTER (WHERE clip_state = 'sent' AND clip_sent_at >= ?1)
+                "SELECT COUNT(*) FILTER (WHERE state = 'sent' AND sent_at >= ?1 AND sent_at <= ?2)
+                      + COUNT(*) FILTER (WHERE clip_state = 'sent'
+                                         AND clip_sent_at >= ?1 AND clip_sent_at <= ?2)
                  FROM events WHERE done_at IS NULL",
-                params![stale],
+                params![stale, now],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
@@ -443,7 +458,8 @@ impl Outbox {
                    COUNT(*) FILTER (WHERE state = 'rejected'),
                    COUNT(*) FILTER (WHERE done_at IS NOT NULL AND state = 'acked'),
                    (SELECT COUNT(*) FROM evictions),
-                   (SELECT COUNT(*) FROM evictions WHERE at > ?1 - 86400000)
+                   (SELECT COUNT(*) FROM evictions WHERE at > ?1 - 86400000),
+                   COUNT(*) FILTER (WHERE unsent_stills IS NOT NULL AND unsent_stills != '[]')
                  FROM events",
                 params![now],
                 |r| {
@@ -456,6 +472,7 @@ impl Outbox {
                         delivered: r.get::<_, i64>(4)? as u64,
                         evictions: r.get::<_, i64>(5)? as u64,
                         evictions_last_day: r.get::<_, i64>(6)? as u64,
+                        stills_kept_unsent: r.get::<_, i64>(7)? as u64,
                     })
                 },
             )
@@ -482,6 +499,126 @@ impl Outbox {
             out.push((parse_id(&id)?, camera, state, done));
         }
         Ok(out)
+    }
+
+    /// Records that the stills `names` of row `seq` were left out of its
+    /// bundle to fit the bundle limit (`delivery::bundle`): the server
+    /// records them missing, and this box keeps them on disk after the
+    /// event's ack ([`Outbox::finish_dir`]) for a person to fetch. Called
+    /// before the bundle is published; logged.
+    pub fn keep_unsent_stills(&mut self, seq: i64, names: &[String]) -> Result<(), OutboxError> {
+        let (event_id, text): (String, Option<String>) = self
+            .conn
+            .query_row(
+                "SELECT event_id, unsent_stills FROM events WHERE seq = ?1",
+                params![seq],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.db())?;
+        let mut all: Vec<String> = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        for n in names {
+            if !all.contains(n) {
+                all.push(n.clone());
+            }
+        }
+        let json = serde_json::to_string(&all).unwrap_or_else(|_| "[]".into());
+        self.conn
+            .execute(
+                "UPDATE events SET unsent_stills = ?2 WHERE seq = ?1",
+                params![seq, json],
+            )
+            .map_err(self.db())?;
+        tracing::error!(%event_id, stills = ?all, "stills over the bundle limit are not sent; kept on the box after delivery");
+        Ok(())
+    }
+
+    /// Every event with stills that were never sent (left out of its
+    /// bundle) and its directory, where they are kept: for a person to
+    /// fetch.
+    pub fn unsent_stills_kept(&self) -> Result<Vec<(Uuid, PathBuf, Vec<String>)>, OutboxError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT event_id, dir, unsent_stills FROM events
+                 WHERE unsent_stills IS NOT NULL AND unsent_stills != '[]' ORDER BY seq",
+            )
+            .map_err(self.db())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(self.db())?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, dir, names) = row.map_err(self.db())?;
+            let names = serde_json::from_str(&names).unwrap_or_default();
+            out.push((parse_id(&id)?, PathBuf::from(dir), names));
+        }
+        Ok(out)
+    }
+
+    /// The stills of event `id` left out of its bundle (never sent).
+    pub(super) fn unsent_of(&self, id: &str) -> Result<Vec<String>, OutboxError> {
+        let text: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT unsent_stills FROM events WHERE event_id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.db())?
+            .flatten();
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Deletes a finished event's spool directory, except the stills that
+    /// never left the box ([`Outbox::keep_unsent_stills`]): those stay,
+    /// with the signed event and the spool's manifest beside them (so the
+    /// start-up sweep and recovery know the directory), and are logged.
+    pub(super) fn finish_dir(&self, id: &str, dir: &str) -> Result<(), OutboxError> {
+        let unsent = self.unsent_of(id)?;
+        if unsent.is_empty() {
+            remove_dir(dir);
+            return Ok(());
+        }
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::warn!(dir, error = %e, "could not read a delivered event's evidence");
+                return Ok(());
+            }
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if unsent.contains(&name)
+                || name == crate::recover::SIGNED_FILE
+                || name == "manifest.json"
+            {
+                continue;
+            }
+            let path = entry.path();
+            let gone = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            if let Err(e) = gone
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), error = %e, "could not delete delivered evidence");
+            }
+        }
+        tracing::error!(event_id = id, dir, stills = ?unsent, "event delivered without stills over the bundle limit: they are kept on the box for a person to fetch");
+        Ok(())
     }
 
     /// The state of one event (`queued`, `sent`, `acked`, `rejected`) and

@@ -37,3 +37,14 @@ CREATE TABLE IF NOT EXISTS evictions (
     bytes     INTEGER NOT NULL,
     reason    TEXT    NOT NULL
 );
+
+-- Files an eviction (or a delivery) recorded as gone, written in the same
+-- transaction as that record and deleted after it commits: a row left here
+-- (power lost between) is deleted at the next start or limits pass.
+CREATE TABLE IF NOT EXISTS pending_deletes (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id  TEXT    NOT NULL,
+    path      TEXT    NOT NULL,
+    kind      TEXT    NOT NULL   -- file | dir | finish (the event's directory
+                                 -- but the stills it never sent)
+);
