@@ -105,6 +105,25 @@ const CLOCK_EVERY: Duration = Duration::from_secs(30);
 pub const ALARM_EVENTS_HELD: &str = "events_held_by_server";
 /// Alarm for a day after a damaged outbox row was set aside.
 pub const ALARM_ROWS_SET_ASIDE: &str = "outbox_rows_set_aside";
+/// Alarm while the box keeps stills a bundle over the protocol's limit
+/// left out (`Outbox::unsent_stills_kept`): evidence the server recorded
+/// missing that only a technician can fetch.
+pub const ALARM_STILLS_KEPT_UNSENT: &str = "stills_kept_unsent";
+
+/// The outbox's alarms for a heartbeat, from how many rows wait out a
+/// refusal (`held`), were set aside in the last day (`set_aside`), and
+/// keep stills that were never sent (`kept_unsent`).
+fn outbox_alarms(held: u64, set_aside: u64, kept_unsent: u64) -> Vec<Alarm> {
+    [
+        (held, ALARM_EVENTS_HELD),
+        (set_aside, ALARM_ROWS_SET_ASIDE),
+        (kept_unsent, ALARM_STILLS_KEPT_UNSENT),
+    ]
+    .into_iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(_, name)| Alarm::Other(name.into()))
+    .collect()
+}
 
 /// The pause after the outbox failed: from 0.2 s, doubling, at most 30 s.
 #[derive(Debug, Default)]
@@ -402,12 +421,11 @@ fn step(
             &cfg.device.data_dir,
             health::clock_sync(),
         );
-        if outbox.held_count(now)? > 0 {
-            hb.alarms.push(Alarm::Other(ALARM_EVENTS_HELD.into()));
-        }
-        if outbox.set_aside_count(now - 86_400_000)? > 0 {
-            hb.alarms.push(Alarm::Other(ALARM_ROWS_SET_ASIDE.into()));
-        }
+        hb.alarms.extend(outbox_alarms(
+            outbox.held_count(now)?,
+            outbox.set_aside_count(now - 86_400_000)?,
+            stats.stills_kept_unsent,
+        ));
         match hb.sign(identity.signing_key()).and_then(|s| s.to_json()) {
             Ok(json) => {
                 let len = json.len();
@@ -425,4 +443,28 @@ fn step(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each of the outbox's conditions raises its own alarm, and only
+    /// while it holds: stills kept unsent are reported, not left to be
+    /// found by someone reading the logs.
+    #[test]
+    fn the_outbox_raises_an_alarm_per_condition_that_holds() {
+        assert!(outbox_alarms(0, 0, 0).is_empty());
+        assert_eq!(
+            outbox_alarms(0, 0, 2),
+            vec![Alarm::Other(ALARM_STILLS_KEPT_UNSENT.into())]
+        );
+        assert_eq!(
+            outbox_alarms(3, 1, 0),
+            vec![
+                Alarm::Other(ALARM_EVENTS_HELD.into()),
+                Alarm::Other(ALARM_ROWS_SET_ASIDE.into())
+            ]
+        );
+    }
 }
