@@ -47,6 +47,24 @@ pub fn category(class: VehicleClass, colour: PlateColour) -> Option<Category> {
     })
 }
 
+/// Whether the canonical plate `plate` is a foreign mission's: the white
+/// plate of two digits, a series `NG` (diplomatic), `QT` (international
+/// organisation) or `CV` (a mission's administrative and technical staff),
+/// and five digits (`80NG12345`). Their holders have immunity from the
+/// receiving state's administrative jurisdiction under the Vienna
+/// Conventions, which the Law on Handling Administrative Violations puts
+/// first (Art. 5: international treaties prevail): such a case is not
+/// priced, and a person handles it through the foreign-affairs channel.
+/// `NN` (other foreign organisations and persons) has no immunity and is
+/// priced as any plate.
+pub fn immune_series(plate: &str) -> bool {
+    let b = plate.as_bytes();
+    b.len() == 9
+        && b[..2].iter().all(u8::is_ascii_digit)
+        && matches!(&b[2..4], b"NG" | b"QT" | b"CV")
+        && b[4..].iter().all(u8::is_ascii_digit)
+}
+
 /// The fact that decides between rows of one behaviour that the decree
 /// puts under different points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -286,6 +304,9 @@ impl FineTable {
         let Some(cat) = category(event.vehicle_class, event.plate.colour) else {
             return Quote::NotApplicable;
         };
+        if event.plate.text.as_deref().is_some_and(immune_series) {
+            return Quote::NotApplicable;
+        }
         let mut rows = schedule
             .rows
             .iter()
@@ -441,6 +462,25 @@ mod tests {
         let mut mil = event(ViolationType::RedLight, VehicleClass::Car, None);
         mil.plate.colour = PlateColour::Red;
         assert_eq!(t.quote(&mil), Quote::NotApplicable);
+    }
+
+    /// A foreign mission's plate (NG, QT, CV) is not priced: immunity is
+    /// for a person to handle. NN (other foreigners) and ordinary plates
+    /// are.
+    #[test]
+    fn a_missions_plate_is_not_priced() {
+        let t = FineTable::builtin().unwrap();
+        let quote = |plate: &str| {
+            let mut e = event(ViolationType::RedLight, VehicleClass::Car, None);
+            e.plate.text = Some(plate.into());
+            t.quote(&e)
+        };
+        for immune in ["80NG12345", "80QT01201", "80CV12345"] {
+            assert_eq!(quote(immune), Quote::NotApplicable, "{immune}");
+        }
+        for priced in ["80NN12345", "30A12345", "30NG1234", "29LD12345"] {
+            assert!(matches!(quote(priced), Quote::Priced { .. }), "{priced}");
+        }
     }
 
     #[test]

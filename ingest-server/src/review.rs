@@ -409,39 +409,19 @@ impl Reviewer<'_> {
                 up.text("reject_note", Some(reason.to_string()));
             }
             Action::CorrectPlate { .. } => {
-                up.text(
-                    "reviewed_plate",
-                    detail["new_plate"].as_str().map(str::to_owned),
-                );
+                let new_plate = detail["new_plate"].as_str().map(str::to_owned);
+                // Priced again for the plate it now is (a mission's plate
+                // is no one's to fine: `fines::immune_series`).
+                let quote = self.requote(&signed_json, &old_type, new_plate.as_deref())?;
+                up.text("reviewed_plate", new_plate);
                 up.text("owner_status", Some("pending".into()));
                 up.text("owner_id", None);
+                set_quote(&mut up, &mut detail, &quote);
             }
             Action::CorrectType { violation_type } => {
                 up.text("reviewed_type", Some(violation_type.clone()));
-                let quote = self.requote(&signed_json, violation_type)?;
-                let priced = match &quote {
-                    Quote::Priced {
-                        schedule,
-                        article,
-                        min_vnd,
-                        max_vnd,
-                        points,
-                    } => Some((
-                        schedule.clone(),
-                        article.clone(),
-                        *min_vnd,
-                        *max_vnd,
-                        *points,
-                    )),
-                    _ => None,
-                };
-                up.text("fine_status", Some(quote.status().into()));
-                up.text("fine_schedule", priced.as_ref().map(|p| p.0.clone()));
-                up.text("fine_ref", priced.as_ref().map(|p| p.1.clone()));
-                up.int("fine_min_vnd", priced.as_ref().map(|p| p.2));
-                up.int("fine_max_vnd", priced.as_ref().map(|p| p.3));
-                up.int("licence_points", priced.as_ref().map(|p| p.4));
-                detail["fine"] = serde_json::to_value(&quote).unwrap_or_default();
+                let quote = self.requote(&signed_json, violation_type, old_plate.as_deref())?;
+                set_quote(&mut up, &mut detail, &quote);
             }
             _ => {}
         }
@@ -572,11 +552,49 @@ impl Reviewer<'_> {
         })
     }
 
-    fn requote(&self, signed_json: &str, violation_type: &str) -> Result<Quote, ReviewError> {
+    /// The quote of the stored event as reviewed: its violation type
+    /// `violation_type`, and its plate `plate` where a reviewer set one.
+    fn requote(
+        &self,
+        signed_json: &str,
+        violation_type: &str,
+        plate: Option<&str>,
+    ) -> Result<Quote, ReviewError> {
         let mut event = stored_event(signed_json)?;
         event.violation_type = parse_type(violation_type)?;
+        if let Some(plate) = plate {
+            event.plate.text = Some(plate.to_owned());
+        }
         Ok(self.fines.quote(&event))
     }
+}
+
+/// Writes a case's fine columns from `quote`, and the quote into the
+/// action's audit `detail`.
+fn set_quote(up: &mut Update, detail: &mut serde_json::Value, quote: &Quote) {
+    let priced = match quote {
+        Quote::Priced {
+            schedule,
+            article,
+            min_vnd,
+            max_vnd,
+            points,
+        } => Some((
+            schedule.clone(),
+            article.clone(),
+            *min_vnd,
+            *max_vnd,
+            *points,
+        )),
+        _ => None,
+    };
+    up.text("fine_status", Some(quote.status().into()));
+    up.text("fine_schedule", priced.as_ref().map(|p| p.0.clone()));
+    up.text("fine_ref", priced.as_ref().map(|p| p.1.clone()));
+    up.int("fine_min_vnd", priced.as_ref().map(|p| p.2));
+    up.int("fine_max_vnd", priced.as_ref().map(|p| p.3));
+    up.int("licence_points", priced.as_ref().map(|p| p.4));
+    detail["fine"] = serde_json::to_value(quote).unwrap_or_default();
 }
 
 /// A fine with money in flight is not withdrawn: a payment order pending
