@@ -4,13 +4,15 @@
 //! (`image,text`), the layout `make -C models finetune-recogniser DATA=dir`
 //! reads (models/README.md).
 //!
-//! Which crops count as checked by a person: the case's plate was corrected
-//! (`reviewed_plate` set), or the case went past review with its plate
-//! (state accepted, confirmed, notice_issued, paid, contested or overdue),
-//! or it was closed without having been rejected. A case rejected with
-//! `plate_unreadable` is never used, even after a correction: a person said
-//! the crop cannot be read. The text is the corrected plate if there is one,
-//! else the machine read that the person let stand, in canonical form.
+//! Which crops count as checked by a person: the case went past review
+//! with its plate (state accepted, confirmed, notice_issued, paid,
+//! contested or overdue), or it was closed without having been rejected.
+//! A correction alone does not count: one still in review may be half
+//! done, and one police sent back (state `in_review` again, the wrong
+//! `reviewed_plate` kept) was refused; a label taught wrong is a misread
+//! taught to every camera. A case rejected with `plate_unreadable` is never
+//! used. The text is the corrected plate if there is one, else the machine
+//! read that the person let stand, in canonical form.
 //!
 //! Every crop is read through the evidence store, so a corrupt one is found;
 //! it is skipped (with its reason in [`LabelExport::skipped`] and an error
@@ -30,8 +32,7 @@ use crate::evidence::{EvidenceStore, EvidenceStoreError};
 const SELECT: &str = "SELECT e.event_id, e.plate_text, e.reviewed_plate, v.name, v.media_type, \
      v.sha256, v.stored FROM events e \
      JOIN evidence v ON v.event_id = e.event_id AND v.role = 'plate_crop' \
-     WHERE (e.reviewed_plate IS NOT NULL \
-        OR e.state IN ('accepted', 'confirmed', 'notice_issued', 'paid', 'contested', 'overdue') \
+     WHERE (e.state IN ('accepted', 'confirmed', 'notice_issued', 'paid', 'contested', 'overdue') \
         OR (e.state = 'closed' AND e.reject_code IS NULL)) \
        AND (e.reject_code IS NULL OR e.reject_code <> 'plate_unreadable') \
      ORDER BY e.event_time_ms, e.event_id, v.name";

@@ -8,8 +8,9 @@
 //! server key the city published: an edited transition with `SHA256SUMS`
 //! computed again fails that check. A case whose evidence was deleted under
 //! retention says so, not that the files never came. A tampered evidence
-//! file must stop the export. The label export takes corrected and
-//! accepted crops and leaves rejected ones out.
+//! file must stop the export. The label export takes accepted crops
+//! (corrected or not) and leaves rejected ones, and corrections still in
+//! review, out.
 
 mod common;
 
@@ -822,6 +823,13 @@ async fn labelled_crops_take_checked_plates_only(url: Option<String>) {
         "",
     )
     .await;
+    // Corrected, still in review: the correction may be half done.
+    let (in_review, _) = w.ingest(9, "30A66666", "30A-666.66").await;
+    w.act(&in_review, Action::Claim, op, "").await;
+    let fix = Action::CorrectPlate {
+        plate: "30A66668".into(),
+    };
+    w.act(&in_review, fix, op, "đang xem").await;
     // Not looked at yet.
     let (untouched, _) = w.ingest(7, "30A44444", "30A-444.44").await;
     // Accepted, but its crop is corrupt on disk.
@@ -849,7 +857,7 @@ async fn labelled_crops_take_checked_plates_only(url: Option<String>) {
     ];
     want.sort();
     assert_eq!(rows, want, "{csv}");
-    for absent in [&rejected, &unreadable, &untouched, &broken] {
+    for absent in [&rejected, &unreadable, &untouched, &broken, &in_review] {
         assert!(
             !csv.contains(absent.as_str()),
             "{absent} must not be labelled:\n{csv}"
