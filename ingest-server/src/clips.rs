@@ -7,6 +7,13 @@
 //! and the device gets an ack with `item` set to the clip's name. That ack,
 //! not the broker's PUBACK, is what lets the device drop the clip.
 //!
+//! Chunks are not signed, so on a broker without topic ACLs another
+//! logged-in device can publish chunks for this clip. The first copy of
+//! each chunk is staged and never replaced by a different one; a clip
+//! that fails its signed hash discards its staging (the device's resend
+//! rebuilds it from its own chunks), and only the first failed assembly
+//! of an event's clip keeps its bytes (later ones keep hash and size).
+//!
 //! The chunks of one clip are handled one at a time (a lock per clip), so
 //! counting and assembly are free of races; chunks of different clips go
 //! on side by side, so one large clip being assembled does not hold up
@@ -152,7 +159,37 @@ impl ClipAssembler {
                 device,
                 manifest_sha256,
             } => {
-                self.stage(ctx, &chunk).await?;
+                if !self.stage(ctx, &chunk).await? {
+                    // Chunks are not signed: which copy of chunk i is the
+                    // device's cannot be told here. The first one stays;
+                    // this one is kept for a person, not answered (it may
+                    // be the device's own, arriving after another's
+                    // forgery: a rejection bound to it would make the
+                    // device give up its clip). A wrong first copy fails
+                    // the assembly, which discards the staging, and the
+                    // device's resend rebuilds the clip.
+                    let r = Refusal {
+                        grounds: Grounds::Arrival,
+                        ..Refusal::new(
+                            RejectCode::EvidenceMismatch,
+                            "evidence_mismatch",
+                            format!(
+                                "chunk {} of {name:?} differs from the one already staged: \
+                                 not replaced",
+                                chunk.header.index
+                            ),
+                        )
+                    };
+                    return refuse(
+                        ctx,
+                        bytes,
+                        topic,
+                        Some(device.as_str()),
+                        Some((event_id, &name)),
+                        r,
+                    )
+                    .await;
+                }
                 let have: i64 = sqlx::query(
                     "SELECT COUNT(*) FROM clip_chunks WHERE event_id = $1 AND name = $2",
                 )
@@ -289,8 +326,31 @@ impl ClipAssembler {
         })
     }
 
-    async fn stage(&self, ctx: &IngestContext, chunk: &ClipChunk) -> Result<(), IngestError> {
+    /// Stages one chunk, the first copy of each index winning: a chunk
+    /// whose `clip_chunks` row exists with another hash is not written
+    /// (`false`), so the staged object is always the one its row names and
+    /// a later copy (another logged-in device's on this topic) cannot
+    /// replace what the device sent. The same chunk again (a resend) is
+    /// written again, which restores a staged object lost in between.
+    async fn stage(&self, ctx: &IngestContext, chunk: &ClipChunk) -> Result<bool, IngestError> {
         let h = &chunk.header;
+        let staged: Option<String> = sqlx::query_scalar(
+            "SELECT sha256 FROM clip_chunks WHERE event_id = $1 AND name = $2 AND idx = $3",
+        )
+        .bind(h.event_id.to_string())
+        .bind(&h.name)
+        .bind(i64::from(h.index))
+        .fetch_optional(ctx.db.pool())
+        .await?;
+        if staged.is_some_and(|sha| sha != h.sha256) {
+            tracing::warn!(
+                event_id = %h.event_id,
+                name = h.name,
+                index = h.index,
+                "a different copy of a staged clip chunk: not replaced"
+            );
+            return Ok(false);
+        }
         ctx.evidence
             .put_chunk(
                 h.event_id,
@@ -312,7 +372,7 @@ impl ClipAssembler {
         .bind(now_ms())
         .execute(ctx.db.pool())
         .await?;
-        Ok(())
+        Ok(true)
     }
 
     async fn assemble(
@@ -330,17 +390,30 @@ impl ClipAssembler {
             .await?;
         let event = h.event_id.to_string();
         if assembled.sha256 != manifest_sha256 {
-            // Clear the staging so the device can send the clip again.
+            // Clear the staging so the device's resend rebuilds the clip
+            // from its own chunks only (a chunk someone else staged first
+            // goes too).
             clear_staging(ctx, h.event_id, &h.name, h.count).await?;
+            // The refused bytes are already stored, under their own hash.
+            // Only the first failed assembly of an event's clip keeps them:
+            // every later one (each up to the clip's size, and a device
+            // that publishes chunks on another's topic can cause one per
+            // resend) keeps its hash and size in the quarantine row only.
+            let kept = keep_failed_assembly(ctx, h.event_id, &assembled.sha256).await?;
             let r = Refusal::new(
                 RejectCode::EvidenceMismatch,
                 "clip_mismatch",
                 format!(
-                    "assembled {:?} hashes to {}, the signed manifest says {manifest_sha256}",
-                    h.name, assembled.sha256
+                    "assembled {:?} hashes to {}, the signed manifest says {manifest_sha256}{}",
+                    h.name,
+                    assembled.sha256,
+                    if kept {
+                        ""
+                    } else {
+                        " (bytes not kept: an earlier failed assembly of this event's clip is)"
+                    }
                 ),
             );
-            // The refused bytes are already stored, under their own hash.
             let entry = quarantine::QuarantineEntry::new(
                 now_ms(),
                 topic,
@@ -403,6 +476,47 @@ async fn clear_staging(
         .await?;
     ctx.evidence.delete_chunks(event_id, name, count).await?;
     Ok(())
+}
+
+/// Whether the bytes of a failed assembly (stored under `digest`) are
+/// kept for a person to look at: only when no earlier failed assembly of
+/// `event_id`'s clip is quarantined, or when something else names the same
+/// digest (a case's file, a quarantined message, a packed file), which
+/// then keeps them anyway. Otherwise they are deleted here, so however
+/// often a clip fails, at most one clip-sized object stays for it. To be
+/// called before the new quarantine row is written.
+async fn keep_failed_assembly(
+    ctx: &IngestContext,
+    event_id: Uuid,
+    digest: &str,
+) -> Result<bool, IngestError> {
+    let earlier = sqlx::query(
+        "SELECT 1 FROM quarantine WHERE event_id = $1 AND reason_code = 'clip_mismatch' \
+         AND payload_sha256 <> $2 LIMIT 1",
+    )
+    .bind(event_id.to_string())
+    .bind(digest)
+    .fetch_optional(ctx.db.pool())
+    .await?;
+    if earlier.is_none() {
+        return Ok(true);
+    }
+    for sql in [
+        "SELECT 1 FROM evidence WHERE sha256 = $1 LIMIT 1",
+        "SELECT 1 FROM contests WHERE photo_sha256 = $1 LIMIT 1",
+        "SELECT 1 FROM quarantine WHERE payload_sha256 = $1 LIMIT 1",
+        "SELECT 1 FROM evidence_index WHERE sha256 = $1 LIMIT 1",
+    ] {
+        let named = sqlx::query(sql)
+            .bind(digest)
+            .fetch_optional(ctx.db.pool())
+            .await?;
+        if named.is_some() {
+            return Ok(true);
+        }
+    }
+    ctx.evidence.remove(&[digest.to_owned()]).await?;
+    Ok(false)
 }
 
 async fn refuse(

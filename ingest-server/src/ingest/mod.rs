@@ -358,12 +358,18 @@ pub async fn commit_batch(
     crate::evidence::pack::record(&mut tx, &packed).await?;
     let mut outcomes = Vec::with_capacity(verdicts.len());
     let mut fresh = Vec::new();
-    let mut seen = HashSet::new();
+    // The event ids this batch has really stored (inserted, not rolled
+    // back). Only those: an id a refusal merely tried
+    // (`rows::stored_meanwhile` rolls its insert back) must not keep a
+    // later copy in the batch from being stored, or that copy would be
+    // answered `duplicate` with no row behind it, and the device would
+    // delete its event on that signed ack.
+    let mut stored_here = HashSet::new();
     for ((bytes, source, verdict), raw_digest) in verdicts.iter().zip(raw_digests) {
         let outcome = match verdict {
             Ok(a) => {
                 let id = a.event.event_id;
-                let new = seen.insert(id)
+                let new = !stored_here.contains(&id)
                     && rows::insert_case(
                         &mut tx,
                         a,
@@ -373,14 +379,22 @@ pub async fn commit_batch(
                     )
                     .await?;
                 if new {
+                    stored_here.insert(id);
                     fresh.push(a.event.clone());
                     Outcome {
                         ack: Some(Ack::stored(id)),
                         rejection: None,
                     }
                 } else {
-                    let stored = rows::stored_event(&mut tx, id).await?;
-                    if let Some(r) = rows::conflict(a, stored.as_ref()) {
+                    // Not inserted: a row holds the id. A `duplicate` only
+                    // for that row's very event (same signed envelope, so
+                    // the same device's); never without a row.
+                    let Some(stored) = rows::stored_event(&mut tx, id).await? else {
+                        return Err(IngestError::Task(format!(
+                            "event {id} neither inserted nor stored"
+                        )));
+                    };
+                    if let Some(r) = rows::conflict(a, Some(&stored)) {
                         let digest = ctx.evidence.put(bytes.clone()).await?;
                         quarantine_one(&mut tx, bytes, digest, source, received_at, &r).await?
                     } else {
@@ -396,7 +410,7 @@ pub async fn commit_batch(
             // registry, `require_known_camera`): not answered while another
             // replica is storing the same event, which decides it.
             Err(r) => match r.redelivery.as_deref() {
-                Some(a) if seen.insert(a.event.event_id) => {
+                Some(a) if !stored_here.contains(&a.event.event_id) => {
                     let quote = ctx.fines.quote(&a.event);
                     if rows::stored_meanwhile(&mut tx, a, source, received_at, &quote).await? {
                         let stored = rows::stored_event(&mut tx, a.event.event_id).await?;
