@@ -4,6 +4,7 @@
 
 use crate::capture::{Frame, PixelLayout};
 use crate::detect::{DetectError, VehicleDetector};
+use crate::geometry::BBox;
 use crate::rules::{ParkedSpot, RuleEngine, RuleError, Violation};
 use crate::signal::{FrameView, LampConfig, PixelFormat, SignalBoard};
 use crate::site::SiteConfig;
@@ -35,6 +36,23 @@ pub struct Analysis {
     /// from its own.
     /// (track id, last frame, points).
     ended_recently: std::collections::VecDeque<(u64, u64, Vec<crate::track::TrackPoint>)>,
+    /// What else was boxed on each of the last [`NEIGHBOUR_FRAMES`] frames
+    /// (oldest first): not only confirmed tracks' points stand for the
+    /// vehicles around a violator ([`Analysis::neighbours_of`]).
+    seen_recently: std::collections::VecDeque<Seen>,
+}
+
+/// The boxes of one analysed frame that no confirmed track's trajectory
+/// holds for it, or may not: every detection (tentative tracks' points,
+/// detections below the score that starts a track, those the tracker
+/// ignored) and the predicted boxes of the confirmed tracks coasting
+/// through that frame.
+#[derive(Debug)]
+struct Seen {
+    frame: FrameInfo,
+    detections: Vec<(BBox, f32, protocol::VehicleClass)>,
+    /// (track id, predicted box, class).
+    coasting: Vec<(u64, BBox, protocol::VehicleClass)>,
 }
 
 impl Analysis {
@@ -68,6 +86,7 @@ impl Analysis {
             tracks: BTreeMap::new(),
             riders: BTreeMap::new(),
             ended_recently: std::collections::VecDeque::new(),
+            seen_recently: std::collections::VecDeque::new(),
         })
     }
 
@@ -124,6 +143,7 @@ impl Analysis {
         self.last_frame = frame.number;
         let dets = self.detector.detect(frame)?;
         self.tracker.update(info, &dets);
+        self.keep_seen(info, &dets);
         let mut out = Vec::new();
         if let Some(j) = self.judge.as_mut() {
             if frame.stamped_on_arrival && j.engine.stop_speeding() {
@@ -246,12 +266,81 @@ impl Analysis {
         }
     }
 
-    /// The points of every live or recently ended track other than `id` from
-    /// [`NEIGHBOUR_FRAMES`] before frame `at` on: the vehicles around a
-    /// violator, whose plates must not be read as its own (its plate is
-    /// read on the frames nearest `at`).
+    /// Remembers what frame `info` boxed besides the confirmed tracks'
+    /// points ([`Seen`]), and forgets the frames older than
+    /// [`NEIGHBOUR_FRAMES`] (reusing their buffers).
+    fn keep_seen(&mut self, info: FrameInfo, dets: &[crate::track::Detection]) {
+        let from = info.number.saturating_sub(NEIGHBOUR_FRAMES);
+        let mut spare = None;
+        while self
+            .seen_recently
+            .front()
+            .is_some_and(|s| s.frame.number < from)
+        {
+            spare = self.seen_recently.pop_front();
+        }
+        let mut seen = spare.unwrap_or(Seen {
+            frame: info,
+            detections: Vec::new(),
+            coasting: Vec::new(),
+        });
+        seen.frame = info;
+        seen.detections.clear();
+        seen.detections.extend(dets.iter().filter_map(|d| {
+            let [x, y, w, h] = d.bbox.map(f64::from);
+            let b = BBox::from_xywh(x, y, w, h);
+            (b.is_valid() && d.score.is_finite()).then_some((b, d.score, d.class))
+        }));
+        seen.coasting.clear();
+        seen.coasting.extend(
+            self.tracker
+                .active()
+                .filter(|t| t.misses() > 0)
+                .map(|t| (t.id(), t.predicted_box(), t.class()))
+                .filter(|(_, b, _)| b.is_valid()),
+        );
+        self.seen_recently.push_back(seen);
+    }
+
+    /// The vehicles around a violator, track `id`, from [`NEIGHBOUR_FRAMES`]
+    /// before frame `at` on, as points (frame and box): whose plates must
+    /// not be read as its own (its plate is read on the frames nearest
+    /// `at`). Every other vehicle boxed on each frame counts, not only the
+    /// confirmed tracks' detected points: a neighbour is missing from those
+    /// on a frame where its track coasts (its predicted box counts), is
+    /// still tentative, or was boxed under the score that starts a track
+    /// (every detection of the frame counts, but the one `id`'s own point
+    /// on that frame is). One the detector's NMS dropped is on no list: the
+    /// plate reader weighs the neighbours of the frames either side too
+    /// (`violator::around`).
     pub fn neighbours_of(&self, id: u64, at: u64) -> Vec<crate::track::TrackPoint> {
+        use crate::track::TrackPoint;
         let from = at.saturating_sub(NEIGHBOUR_FRAMES);
+        let own: BTreeMap<u64, BBox> = self
+            .trajectory_of(id)
+            .iter()
+            .filter(|p| p.frame >= from)
+            .map(|p| (p.frame, p.bbox))
+            .collect();
+        let seen = self
+            .seen_recently
+            .iter()
+            .filter(|s| s.frame.number >= from)
+            .flat_map(|s| {
+                let mine = own.get(&s.frame.number);
+                let detections = s
+                    .detections
+                    .iter()
+                    // The violator's own detection is its point there.
+                    .filter(move |(b, _, _)| mine.is_none_or(|m| m.iou(*b) < 0.99))
+                    .map(|(b, score, class)| TrackPoint::new(s.frame, *b, *score, *class));
+                let coasting = s
+                    .coasting
+                    .iter()
+                    .filter(|(t, _, _)| *t != id)
+                    .map(|(_, b, class)| TrackPoint::new(s.frame, *b, 0.0, *class));
+                detections.chain(coasting)
+            });
         // Every ended track is in `ended_recently` (kept at the end of each
         // update and at finish), the just-ended ones included.
         let live = self
@@ -264,7 +353,17 @@ impl Analysis {
             .iter()
             .filter(|(t, _, _)| *t != id)
             .flat_map(|(_, _, points)| points.iter().filter(|p| p.frame >= from).copied());
-        live.chain(gone).collect()
+        let mut out: Vec<TrackPoint> = live.chain(gone).chain(seen).collect();
+        // A confirmed track's point is a detection of its frame too.
+        let key = |p: &TrackPoint| {
+            (
+                p.frame,
+                [p.bbox.x, p.bbox.y, p.bbox.w, p.bbox.h].map(f64::to_bits),
+            )
+        };
+        out.sort_by_key(key);
+        out.dedup_by(|a, b| key(a) == key(b));
+        out
     }
 
     /// The live tracks (for evidence: the boxes of other vehicles).
@@ -361,5 +460,72 @@ mod tests {
             near.len()
         );
         assert!(near.iter().all(|p| p.bbox.x != 10.0), "not its own points");
+    }
+
+    /// A car at x 10 tracked throughout; around it a car at x 50 tracked
+    /// but missed on frames 10 and 11, a low-score box at x 90 on frames
+    /// 5..=8 (under the score that starts a track), and a box at x 70 on
+    /// frame 12 alone (a tentative track, dropped).
+    struct Crowd;
+
+    impl VehicleDetector for Crowd {
+        fn detect(&mut self, frame: &Frame) -> Result<Vec<Detection>, DetectError> {
+            let car = |x: f32, score: f32| Detection {
+                bbox: [x, 40.0, 30.0, 20.0],
+                score,
+                class: VehicleClass::Car,
+                riders: 0,
+            };
+            let n = frame.number;
+            let mut out = vec![car(10.0, 0.9)];
+            if !(10..=11).contains(&n) {
+                out.push(car(50.0, 0.9));
+            }
+            if (5..=8).contains(&n) {
+                out.push(car(90.0, 0.3));
+            }
+            if n == 12 {
+                out.push(car(70.0, 0.9));
+            }
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn a_neighbour_is_weighed_on_every_frame_it_was_boxed_or_coasting() {
+        let mut a = Analysis::new(Box::new(Crowd), None).unwrap();
+        let t0 = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+        for n in 0..20u64 {
+            let frame = Frame::from_bgr(
+                n,
+                t0 + time::Duration::milliseconds(40 * n as i64),
+                128,
+                96,
+                vec![0; 128 * 96 * 3],
+            )
+            .unwrap();
+            a.process(&frame).unwrap();
+        }
+        let violator = a
+            .active_tracks()
+            .find(|t| t.last().is_some_and(|p| p.bbox.x == 10.0))
+            .unwrap()
+            .id();
+        let near = a.neighbours_of(violator, 15);
+        let on = |n: u64, x: f64| {
+            near.iter()
+                .any(|p| p.frame == n && (p.bbox.x - x).abs() < 3.0)
+        };
+        assert!(on(9, 50.0), "the tracked neighbour's point");
+        assert!(
+            on(10, 50.0) && on(11, 50.0),
+            "the neighbour coasting: its predicted box"
+        );
+        assert!(on(6, 90.0), "a box under the score that starts a track");
+        assert!(on(12, 70.0), "a tentative track's box");
+        assert!(near.iter().all(|p| p.bbox.x != 10.0), "not its own points");
+        // Each box once.
+        let nine: Vec<_> = near.iter().filter(|p| p.frame == 9).collect();
+        assert_eq!(nine.len(), 1, "{nine:?}");
     }
 }

@@ -4,7 +4,11 @@
 //! The plate must belong to the vehicle that broke the rule — a fine on the
 //! car beside the violator is the worst failure this product can have — so
 //! the plate is looked for only inside the violator's own box (padded a
-//! little) on the violation frame and the track's frames nearest it, and
+//! little), low in it where a plate of its class sits, away from where any
+//! neighbour's plate would be (the neighbours of the frames either side
+//! count too: the detector drops overlapping boxes), on the violation frame
+//! and the track's frames nearest it (not those another vehicle's box
+//! covers heavily, nor those across a gap in the track), and
 //! the read records the frame it came from, the plate's box and the
 //! violator's box there, in full-frame coordinates (the event's
 //! `plate.source`, and the `plate_vehicle.jpg` still). Anything the reader refuses (too
@@ -21,7 +25,7 @@ use opencv::prelude::*;
 use plate_ocr::pipeline::{Pipeline, PlateRead};
 use protocol::VehicleClass;
 use serde::Serialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// The plate read on the violator.
@@ -124,21 +128,99 @@ fn plate_offset(c: (f64, f64), b: &BBox) -> f64 {
     dx.max(dy)
 }
 
-/// Whether a plate centred at `c` inside the violator's box `own` is its
-/// plate rather than that of a neighbour whose box holds it too: it must
-/// sit where the violator's plate would, better than where any such
-/// neighbour's would. Two motorbikes side by side overlap, and the
-/// neighbour's plate can lie in the violator's box (a fine on the vehicle
-/// alongside is the worst failure this product can have); a car following
-/// close behind overlaps the violator's lower part, but the violator's
-/// plate sits low in the violator's box and high in the follower's, so it
-/// stays the violator's.
-fn fits_violator(c: (f64, f64), own: &BBox, neighbours: &[BBox]) -> bool {
+/// The highest a plate's centre may sit in a box of `class`, as a share of
+/// the box's height from its top: a motorbike's plate (rear only) hangs
+/// over the rear wheel, in the lower half of a box that holds the rider; a
+/// car's, bus's or truck's (front or rear) sits on the bumper, in the lower
+/// 60% of its box even from a high pole that sees the roof. Whatever is
+/// centred higher is not on the vehicle — above all the front plate of a
+/// car close behind a motorbike seen from the front, which lies inside
+/// the motorbike's box, above its wheels, on a frame where the detector
+/// kept the motorbike's box and dropped the car's.
+fn plate_zone_top(class: VehicleClass) -> f64 {
+    match class {
+        VehicleClass::Motorcycle => 0.5,
+        VehicleClass::Car | VehicleClass::Bus | VehicleClass::Truck => 0.4,
+    }
+}
+
+/// Whether a plate centred at `c` inside the violator's box `own` (of
+/// `class`) is its plate rather than that of a neighbour whose box holds it
+/// too: it must sit where a plate of that class can be on its box
+/// ([`plate_zone_top`]), and where the violator's plate would, better than
+/// where any such neighbour's would. Two motorbikes side by side overlap,
+/// and the neighbour's plate can lie in the violator's box (a fine on the
+/// vehicle alongside is the worst failure this product can have); a car
+/// following close behind overlaps the violator's lower part, but the
+/// violator's plate sits low in the violator's box and high in the
+/// follower's, so it stays the violator's.
+fn fits_violator(c: (f64, f64), own: &BBox, class: VehicleClass, neighbours: &[BBox]) -> bool {
+    if c.1 < own.y + plate_zone_top(class) * own.h {
+        return false;
+    }
     let mine = plate_offset(c, own);
     neighbours
         .iter()
         .filter(|o| c.0 >= o.x && c.0 <= o.x + o.w && c.1 >= o.y && c.1 <= o.y + o.h)
         .all(|o| plate_offset(c, o) > mine)
+}
+
+/// How many of the track's usual frame steps away a neighbour's box still
+/// counts on a frame (see [`around`]): as many as the missed detections the
+/// plate frames' walk steps over ([`frames::MAX_MISSED_STEPS`]).
+const NEIGHBOUR_REACH_STEPS: u64 = frames::MAX_MISSED_STEPS;
+
+/// The other vehicles' boxes around the violator on frame `n`: those of
+/// `neighbours` (boxes per frame) on the frames within `reach` frame numbers
+/// of it, not only on `n`. A neighbour is not boxed on every frame — the
+/// detector misses a frame, or its class-agnostic NMS (IoU 0.45) keeps the
+/// violator's box and drops the overlapping neighbour's on exactly the
+/// frames where the two overlap most — and a neighbour missing on the one
+/// frame its plate shows in the violator's box would hand that plate to the
+/// violator. Its box a frame or two away is near where it was; more boxes
+/// only ever refuse more plates.
+fn around(neighbours: &BTreeMap<u64, Vec<BBox>>, n: u64, reach: u64) -> Vec<BBox> {
+    neighbours
+        .range(n.saturating_sub(reach)..=n.saturating_add(reach))
+        .flat_map(|(_, boxes)| boxes.iter().copied())
+        .collect()
+}
+
+/// The other vehicles' boxes around the violator's box `b` on frame `n`
+/// ([`around`]), or `None` when one covers too much of it to read the frame
+/// ([`crowded`]).
+fn neighbours_on(
+    neighbours: &BTreeMap<u64, Vec<BBox>>,
+    n: u64,
+    b: &BBox,
+    reach: u64,
+) -> Option<Vec<BBox>> {
+    let near = around(neighbours, n, reach);
+    (!crowded(b, &near)).then_some(near)
+}
+
+/// How much of the violator's box another vehicle's box may cover before
+/// the frame is not read: about where the detector's NMS (IoU 0.45) starts
+/// dropping one of two boxes, so the frames where a neighbour is likely
+/// missing, and where the two plates' positions can no longer be told
+/// apart. Two motorbikes side by side overlap by a third of a box.
+const CROWDED_COVER: f64 = 0.4;
+
+/// Whether another vehicle's box in `near` covers at least
+/// [`CROWDED_COVER`] of the violator's box `b`: the frame is not read (a
+/// plate there is as likely the other vehicle's).
+fn crowded(b: &BBox, near: &[BBox]) -> bool {
+    let area = b.area();
+    area > 0.0
+        && near.iter().any(|o| {
+            let [ax1, ay1, ax2, ay2] = b.to_xyxy();
+            let [bx1, by1, bx2, by2] = o.to_xyxy();
+            let iw = (ax2.min(bx2) - ax1.max(bx1)).max(0.0);
+            let ih = (ay2.min(by2) - ay1.max(by1)).max(0.0);
+            // NaN (a degenerate box) counts as covering.
+            let cover = iw * ih / area;
+            cover.is_nan() || cover >= CROWDED_COVER
+        })
 }
 
 /// The centre of `read`'s plate in frame coordinates.
@@ -181,13 +263,15 @@ enum FrameReads {
 }
 
 /// Sorts the plate detector's `reads` of the crop `region` against the
-/// violator's box `b` and the neighbours' boxes `near` on that frame. Plates
+/// violator's box `b` (of `class`) and the neighbours' boxes `near` on that
+/// frame ([`around`]). Plates
 /// nearly read for the violator (valid, at least `floor` sure) go to
 /// `near_misses`.
 fn sort_reads(
     reads: Vec<PlateRead>,
     region: Rect,
     b: &BBox,
+    class: VehicleClass,
     near: &[BBox],
     floor: f32,
     near_misses: &mut Vec<String>,
@@ -196,13 +280,13 @@ fn sort_reads(
         reads
             .iter()
             .filter(|r| r.confidence >= floor && inside(r, region, b))
-            .filter(|r| fits_violator(plate_centre(r, region), b, near))
+            .filter(|r| fits_violator(plate_centre(r, region), b, class, near))
             .filter_map(|r| r.near_miss.clone()),
     );
     let (valid, theirs): (Vec<PlateRead>, Vec<PlateRead>) = reads
         .into_iter()
         .filter(|r| r.valid && !r.unreadable && r.text.is_some() && inside(r, region, b))
-        .partition(|r| fits_violator(plate_centre(r, region), b, near));
+        .partition(|r| fits_violator(plate_centre(r, region), b, class, near));
     let texts: BTreeSet<String> = valid.iter().filter_map(|r| r.text.clone()).collect();
     if texts.len() > 1 {
         near_misses.extend(texts.iter().cloned());
@@ -228,24 +312,34 @@ fn searched_read_fits(
     r: &PlateRead,
     region: Rect,
     b: &BBox,
+    class: VehicleClass,
     near: &[BBox],
     theirs: &[String],
 ) -> bool {
     inside(r, region, b)
-        && fits_violator(plate_centre(r, region), b, near)
+        && fits_violator(plate_centre(r, region), b, class, near)
         && !r.text.as_ref().is_some_and(|t| theirs.contains(t))
 }
 
 /// The plate inside `b` on frame `n`, if exactly one valid plate is there
 /// ([`sort_reads`]); for a motorbike whose plate the detector missed, the
-/// window search's.
+/// window search's. Neighbours count from the frames within `reach` frame
+/// numbers ([`around`]); a frame where one covers much of the violator's
+/// box ([`crowded`]) is not read.
 fn read_on(
     job: &EvidenceJob,
     reader: &Pipeline,
     n: u64,
     b: &BBox,
+    reach: u64,
     near_misses: &mut Vec<String>,
 ) -> Option<FrameRead> {
+    let Some(near) = neighbours_on(&job.neighbours, n, b, reach) else {
+        tracing::debug!(event_id = %job.event_id, frame = n, "another vehicle's box covers the violator's; frame not read");
+        return None;
+    };
+    let near = near.as_slice();
+    let class = job.violation.class;
     let frame = job.frame(n)?;
     let region = search_region(b, frame.width, frame.height)?;
     let crop: Mat = frame_mat(frame)
@@ -258,9 +352,8 @@ fn read_on(
             return None;
         }
     };
-    let near: &[BBox] = job.neighbours.get(&n).map_or(&[], Vec::as_slice);
     let floor = NEAR_MISS_SHARE * reader.config().min_confidence;
-    let theirs = match sort_reads(reads, region, b, near, floor, near_misses) {
+    let theirs = match sort_reads(reads, region, b, class, near, floor, near_misses) {
         FrameReads::One(read) => {
             return Some(FrameRead {
                 read: *read,
@@ -278,14 +371,14 @@ fn read_on(
     if !theirs.is_empty() {
         tracing::info!(event_id = %job.event_id, frame = n, plates = ?theirs, "plate in the violator's box sits on a neighbour; not used");
     }
-    if job.violation.class != VehicleClass::Motorcycle {
+    if class != VehicleClass::Motorcycle {
         return None;
     }
     // The detector misses most motorbike plates: read plate-shaped windows.
     let search = reader.window_search()?;
     match reader.search_windows(&crop, search) {
         Ok(r) => r
-            .filter(|r| searched_read_fits(r, region, b, near, &theirs))
+            .filter(|r| searched_read_fits(r, region, b, class, near, &theirs))
             .map(|read| FrameRead {
                 read,
                 region,
@@ -308,9 +401,12 @@ fn read_on(
 pub fn read_violator_plate(job: &EvidenceJob, reader: &Pipeline) -> ViolatorPlate {
     let at = job.violation.frames.at;
     let mut near_misses = Vec::new();
+    let mut track = job.boxes.clone();
+    track.insert(at, job.violation.bbox);
+    let reach = NEIGHBOUR_REACH_STEPS * frames::usual_frame_step(&track);
     let reads: Vec<(u64, FrameRead)> = read_frames(job)
         .iter()
-        .filter_map(|(n, b)| read_on(job, reader, *n, b, &mut near_misses).map(|r| (*n, r)))
+        .filter_map(|(n, b)| read_on(job, reader, *n, b, reach, &mut near_misses).map(|r| (*n, r)))
         .take(MAX_READ_FRAMES)
         .collect();
     // Each read with the confidence of the characters the grammar kept.
