@@ -41,13 +41,22 @@ pub const ALARM_SIGNAL_FEED_SILENT: &str = "signal_feed_silent";
 /// fleet does not miss it.
 pub const ALARM_EVIDENCE_EVICTED: &str = "evidence_evicted";
 
+/// A camera reported streaming whose last frame has not changed for this
+/// long is reported `stalled` (fps 0, alarm `camera_stalled`) whatever its
+/// last report said: its analysis thread stopped reporting, or hangs. Longer
+/// than the capture's own frame timeout (10 s), after which a silent stream
+/// already reports itself stalled.
+pub const CAMERA_SILENT_AFTER: Duration = Duration::from_secs(15);
+
 /// Disk below this many free bytes raises `disk_low`.
 pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
 /// Camera states, written by the cameras, read by the heartbeat.
 #[derive(Debug, Default)]
 pub struct HealthBoard {
-    cameras: Mutex<BTreeMap<String, CameraStatus>>,
+    /// Each camera's last report, and when its last frame time last
+    /// changed (this box's monotonic clock).
+    cameras: Mutex<BTreeMap<String, (CameraStatus, Instant)>>,
     /// Bytes each camera's evidence ring holds (local metrics only, not in
     /// the heartbeat).
     ring_bytes: Mutex<BTreeMap<String, u64>>,
@@ -66,9 +75,33 @@ pub struct HealthBoard {
 impl HealthBoard {
     /// Records one camera's current state.
     pub fn set_camera(&self, status: CameraStatus) {
+        self.set_camera_at(status, Instant::now());
+    }
+
+    fn set_camera_at(&self, status: CameraStatus, now: Instant) {
         if let Ok(mut map) = self.cameras.lock() {
-            map.insert(status.camera_id.clone(), status);
+            let since = match map.get(&status.camera_id) {
+                Some((old, since)) if old.last_frame_time == status.last_frame_time => *since,
+                _ => now,
+            };
+            map.insert(status.camera_id.clone(), (status, since));
         }
+    }
+
+    /// Records that a camera's analysis ended for good (not at shutdown: a
+    /// recording finished, the analysis could not go on, it panicked): it
+    /// is `failed` with no fps from now on, its last frame time kept.
+    pub fn camera_ended(&self, camera_id: &str) {
+        let last_frame_time = self.cameras.lock().ok().and_then(|m| {
+            m.get(camera_id)
+                .and_then(|(status, _)| status.last_frame_time)
+        });
+        self.set_camera(CameraStatus {
+            camera_id: camera_id.to_owned(),
+            state: CameraState::Failed,
+            last_frame_time,
+            analysed_fps: 0.0,
+        });
     }
 
     /// Records the bytes one camera's evidence ring holds.
@@ -133,12 +166,28 @@ impl HealthBoard {
             .unwrap_or(false)
     }
 
-    /// Every camera's last reported state.
+    /// Every camera's last reported state; one reported streaming with no
+    /// new frame for [`CAMERA_SILENT_AFTER`] is given as stalled, no fps.
     pub fn cameras(&self) -> Vec<CameraStatus> {
-        self.cameras
-            .lock()
-            .map(|m| m.values().cloned().collect())
-            .unwrap_or_default()
+        self.cameras_at(Instant::now())
+    }
+
+    fn cameras_at(&self, now: Instant) -> Vec<CameraStatus> {
+        let Ok(map) = self.cameras.lock() else {
+            return Vec::new();
+        };
+        map.values()
+            .map(|(status, since)| {
+                let mut status = status.clone();
+                if status.state == CameraState::Streaming
+                    && now.saturating_duration_since(*since) >= CAMERA_SILENT_AFTER
+                {
+                    status.state = CameraState::Stalled;
+                    status.analysed_fps = 0.0;
+                }
+                status
+            })
+            .collect()
     }
 }
 
@@ -663,5 +712,96 @@ mod tests {
             text.contains("edge_violations_unreported_total 2\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_camera_with_no_new_frame_for_too_long_is_stalled_in_the_heartbeat() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, _) =
+            DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
+                .unwrap();
+        let (board, stats) = (HealthBoard::default(), OutboxStats::default());
+        let beat = |board: &HealthBoard| {
+            heartbeat(
+                &identity,
+                &mut AgentRun::start(),
+                board,
+                &stats,
+                None,
+                dir.path(),
+                ClockSync::unknown(),
+            )
+        };
+        let frame_at = OffsetDateTime::now_utc() - time::Duration::seconds(20);
+        let streaming = |camera_id: &str| CameraStatus {
+            camera_id: camera_id.into(),
+            state: CameraState::Streaming,
+            last_frame_time: Some(frame_at),
+            analysed_fps: 12.5,
+        };
+        let now = Instant::now();
+        board.set_camera_at(streaming("cam-a"), now);
+        board.set_camera_at(streaming("cam-b"), now);
+        let hb = beat(&board);
+        assert!(hb.cameras.iter().all(|c| c.state == CameraState::Streaming));
+        assert!(
+            !hb.alarms.contains(&Alarm::CameraStalled),
+            "{:?}",
+            hb.alarms
+        );
+        // cam-a goes on reporting streaming, its last frame never moving
+        // (frames stopped, nothing else noticed); cam-b has a new frame.
+        let later = now + CAMERA_SILENT_AFTER;
+        board.set_camera_at(streaming("cam-a"), later);
+        board.set_camera_at(
+            CameraStatus {
+                last_frame_time: Some(frame_at + time::Duration::seconds(15)),
+                ..streaming("cam-b")
+            },
+            later,
+        );
+        let seen = board.cameras_at(later);
+        assert_eq!(seen[0].state, CameraState::Stalled, "{seen:?}");
+        assert_eq!(seen[0].analysed_fps, 0.0);
+        assert_eq!(seen[0].last_frame_time, Some(frame_at), "last frame kept");
+        assert_eq!(seen[1].state, CameraState::Streaming, "{seen:?}");
+        // The heartbeat says so, with its alarm, long after.
+        let long_ago = Instant::now()
+            .checked_sub(CAMERA_SILENT_AFTER + Duration::from_secs(5))
+            .unwrap();
+        board.set_camera_at(streaming("cam-c"), long_ago);
+        let hb = beat(&board);
+        protocol::Message::validate(&hb).unwrap();
+        let c = hb.cameras.iter().find(|c| c.camera_id == "cam-c").unwrap();
+        assert_eq!(
+            (c.state, c.analysed_fps, c.last_frame_time),
+            (CameraState::Stalled, 0.0, Some(frame_at))
+        );
+        assert!(hb.alarms.contains(&Alarm::CameraStalled), "{:?}", hb.alarms);
+        assert!(
+            Metrics::default()
+                .render(&board)
+                .contains("edge_camera_fps{camera=\"cam-c\"} 0\n")
+        );
+        // A camera whose analysis ended is failed, its last frame kept.
+        board.camera_ended("cam-b");
+        board.camera_ended("cam-new");
+        let hb = beat(&board);
+        let c = hb.cameras.iter().find(|c| c.camera_id == "cam-b").unwrap();
+        assert_eq!(
+            (c.state, c.analysed_fps, c.last_frame_time),
+            (
+                CameraState::Failed,
+                0.0,
+                Some(frame_at + time::Duration::seconds(15))
+            )
+        );
+        let c = hb
+            .cameras
+            .iter()
+            .find(|c| c.camera_id == "cam-new")
+            .unwrap();
+        assert_eq!((c.state, c.last_frame_time), (CameraState::Failed, None));
+        assert!(hb.alarms.contains(&Alarm::CameraFailed), "{:?}", hb.alarms);
     }
 }

@@ -165,29 +165,10 @@ impl Live {
                 parked,
                 phases,
                 clock: clock.clone(),
+                retry: RetryPolicy::default(),
             };
             threads.push(
-                std::thread::Builder::new()
-                    .name(format!("analyse-{}", setup.site.camera_id))
-                    .spawn(move || {
-                        let id = setup.site.camera_id.clone();
-                        let board = shared.board.clone();
-                        let run = std::panic::AssertUnwindSafe(|| {
-                            camera_loop(setup, tx, shared, stop)
-                        });
-                        // A panic ends this camera only; it must show as
-                        // failed, not as streaming with a stale last frame.
-                        if std::panic::catch_unwind(run).is_err() {
-                            tracing::error!(camera = %id, "camera analysis panicked; the camera is stopped");
-                            board.set_camera(protocol::CameraStatus {
-                                camera_id: id,
-                                state: protocol::CameraState::Failed,
-                                last_frame_time: None,
-                                analysed_fps: 0.0,
-                            });
-                            board.violation_unreported();
-                        }
-                    })
+                spawn_camera(setup, tx, shared, stop)
                     .map_err(|e| LiveError(format!("starting a camera: {e}")))?,
             );
         }
@@ -202,6 +183,34 @@ impl Live {
     }
 }
 
+/// Starts one camera's analysis thread. However its loop ends before
+/// `stop` (a recording finished, the analysis could not go on, a panic),
+/// the board then says so: a camera whose analysis is gone must never stay
+/// `streaming` with the last fps it had.
+fn spawn_camera(
+    setup: CameraSetup,
+    tx: SyncSender<PostJob>,
+    shared: Shared,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("analyse-{}", setup.site.camera_id))
+        .spawn(move || {
+            let id = setup.site.camera_id.clone();
+            let board = shared.board.clone();
+            let stopping = stop.clone();
+            let run = std::panic::AssertUnwindSafe(|| camera_loop(setup, tx, shared, stop));
+            if std::panic::catch_unwind(run).is_err() {
+                tracing::error!(camera = %id, "camera analysis panicked; the camera is stopped");
+                board.camera_ended(&id);
+                board.violation_unreported();
+            } else if !stopping.load(Ordering::Relaxed) {
+                tracing::warn!(camera = %id, "camera analysis ended; reported failed");
+                board.camera_ended(&id);
+            }
+        })
+}
+
 /// What one camera's loop starts from.
 struct CameraSetup {
     cam: CameraConfig,
@@ -214,6 +223,8 @@ struct CameraSetup {
     phases: std::sync::mpsc::Receiver<crate::signal::PhaseUpdate>,
     /// The clock's state for violations decided here.
     clock: Arc<crate::evidence::ClockWatch>,
+    /// How the capture retries a dropped stream.
+    retry: RetryPolicy,
 }
 
 /// How soon a new or dropped parked spot is saved.
@@ -233,6 +244,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         parked,
         phases,
         clock,
+        retry,
     } = setup;
     let id = site.camera_id.clone();
     let recording = matches!(spec, SourceSpec::File(_));
@@ -242,15 +254,7 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         Pacing::AsFastAsPossible
     };
     let size = (site.frame.width, site.frame.height);
-    let (handle, frames) = Camera::start(
-        &id,
-        spec,
-        pacing,
-        Some(size),
-        cam.analysis_fps,
-        RetryPolicy::default(),
-        4,
-    );
+    let (handle, frames) = Camera::start(&id, spec, pacing, Some(size), cam.analysis_fps, retry, 4);
     let site = Arc::new(site);
     let tracking = cam
         .analysis_fps
@@ -433,15 +437,23 @@ fn report_status(shared: &Shared, id: &str, handle: &crate::capture::CameraHandl
     });
 }
 
-/// Frames per second over the last few seconds.
+/// Analysed frames per second over the last few seconds, 0 once none came
+/// for a while ([`RATE_QUIET`], or three of the window's mean intervals on a
+/// slow analysis): a camera whose frames stopped never shows the rate it had.
 #[derive(Default)]
 struct Rate {
     window: std::collections::VecDeque<Instant>,
 }
 
+/// How long without an analysed frame before the rate is 0.
+const RATE_QUIET: Duration = Duration::from_secs(2);
+
 impl Rate {
     fn tick(&mut self) {
-        let now = Instant::now();
+        self.tick_at(Instant::now());
+    }
+
+    fn tick_at(&mut self, now: Instant) {
         self.window.push_back(now);
         while self
             .window
@@ -453,10 +465,22 @@ impl Rate {
     }
 
     fn value(&self) -> f64 {
-        match (self.window.front(), self.window.back()) {
-            (Some(a), Some(b)) if b > a => (self.window.len() - 1) as f64 / (*b - *a).as_secs_f64(),
-            _ => 0.0,
+        self.value_at(Instant::now())
+    }
+
+    fn value_at(&self, now: Instant) -> f64 {
+        let (Some(a), Some(b)) = (self.window.front(), self.window.back()) else {
+            return 0.0;
+        };
+        if b <= a {
+            return 0.0;
         }
+        let intervals = (self.window.len() - 1) as u32;
+        let quiet = RATE_QUIET.max((*b - *a) / intervals * 3);
+        if now.saturating_duration_since(*b) >= quiet {
+            return 0.0;
+        }
+        f64::from(intervals) / (*b - *a).as_secs_f64()
     }
 }
 
@@ -569,5 +593,166 @@ impl Worker {
                 self.board.violation_unreported();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_falls_to_zero_once_frames_stop() {
+        let t0 = Instant::now();
+        let mut rate = Rate::default();
+        assert_eq!(rate.value_at(t0), 0.0);
+        // 10 frames a second for 3 s.
+        for n in 0..30 {
+            rate.tick_at(t0 + Duration::from_millis(100 * n));
+        }
+        let last = t0 + Duration::from_millis(2900);
+        let live = rate.value_at(last + Duration::from_millis(100));
+        assert!((live - 10.0).abs() < 0.01, "{live}");
+        assert_eq!(rate.value_at(last + Duration::from_millis(1900)), live);
+        // No frame for 2 s: the camera is not analysing 10 frames a second.
+        assert_eq!(rate.value_at(last + RATE_QUIET), 0.0);
+        assert_eq!(rate.value_at(last + Duration::from_secs(600)), 0.0);
+        // A slow analysis (a frame every 1.5 s) is not taken for silence.
+        let mut slow = Rate::default();
+        for n in 0..4 {
+            slow.tick_at(t0 + Duration::from_millis(1500 * n));
+        }
+        let last = t0 + Duration::from_millis(4500);
+        let v = slow.value_at(last + Duration::from_millis(1400));
+        assert!((v - 1.0 / 1.5).abs() < 0.01, "{v}");
+        assert_eq!(slow.value_at(last + Duration::from_secs(5)), 0.0);
+    }
+
+    /// `n` JPEG pictures of 640x480 (the test scene's size).
+    fn jpegs(n: usize) -> Vec<Vec<u8>> {
+        use gstreamer as gst;
+        use gstreamer::prelude::*;
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(&format!(
+            "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width=640,height=480 ! \
+             jpegenc ! appsink name=out sync=false"
+        ))
+        .unwrap()
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+        let sink = pipeline
+            .by_name("out")
+            .unwrap()
+            .downcast::<gstreamer_app::AppSink>()
+            .unwrap();
+        pipeline.set_state(gst::State::Playing).unwrap();
+        let mut out = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            out.push(sample.buffer().unwrap().map_readable().unwrap().to_vec());
+        }
+        pipeline.set_state(gst::State::Null).unwrap();
+        out
+    }
+
+    /// An HTTP MJPEG camera on a loopback port that serves one connection:
+    /// `pictures` at 25 a second, a second of silence, then it closes (and
+    /// takes no other connection).
+    fn mjpeg_camera_once(pictures: Vec<Vec<u8>>) -> u16 {
+        use std::io::{BufRead, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = std::io::BufReader::new(conn.try_clone().unwrap());
+            let mut line = String::new();
+            while request.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                line.clear();
+            }
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n"
+            );
+            for jpeg in &pictures {
+                let head = format!(
+                    "--frame\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                    jpeg.len()
+                );
+                let _ = conn
+                    .write_all(head.as_bytes())
+                    .and_then(|()| conn.write_all(jpeg))
+                    .and_then(|()| conn.write_all(b"\r\n"));
+                std::thread::sleep(Duration::from_millis(40));
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+        port
+    }
+
+    /// A live camera streams, falls silent (the analysis loop waiting on
+    /// the channel, long after its pass wrote `streaming` to the board),
+    /// then its stream ends and its one allowed retry is spent: the capture
+    /// gives up and the analysis loop ends. The board must not keep that
+    /// `streaming`, nor the fps.
+    #[test]
+    fn a_camera_whose_analysis_ended_is_not_left_streaming() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let scene = crate::scene::runner_and_stopper(time::OffsetDateTime::now_utc());
+        std::fs::write(d.join("site.toml"), scene.site_toml()).unwrap();
+        let site = SiteConfig::load(d.join("site.toml")).unwrap();
+        let id = site.camera_id.clone();
+        let port = mjpeg_camera_once(jpegs(10));
+        let cam = CameraConfig {
+            source: format!("http://127.0.0.1:{port}/video.mjpg"),
+            site: d.join("site.toml"),
+            detector: "motion".into(),
+            threads: 1,
+            realtime: false,
+            analysis_fps: None,
+            motion: crate::detect::MotionConfig::default(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Shared::default();
+        let setup = CameraSetup {
+            detector: make_detector("motion", 1, cam.motion, site.detection).unwrap(),
+            spec: SourceSpec::parse(&cam.source).unwrap(),
+            parked: ParkedStore::new(d, &id),
+            phases: std::sync::mpsc::channel().1,
+            clock: crate::evidence::ClockWatch::start(
+                protocol::ClockSync::unknown,
+                Duration::from_secs(1),
+                stop.clone(),
+            )
+            .unwrap(),
+            retry: RetryPolicy {
+                max_attempts: Some(1),
+                ..RetryPolicy::default()
+            },
+            cam,
+            site,
+        };
+        let (tx, _jobs) = std::sync::mpsc::sync_channel(POST_QUEUE);
+        let thread = spawn_camera(setup, tx, shared.clone(), stop.clone()).unwrap();
+        let mut streamed = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !thread.is_finished() {
+            assert!(Instant::now() < deadline, "{:?}", shared.board.cameras());
+            streamed |= shared
+                .board
+                .cameras()
+                .iter()
+                .any(|c| c.state == protocol::CameraState::Streaming);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        thread.join().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        assert!(streamed, "the camera streamed while it was sent pictures");
+        let cameras = shared.board.cameras();
+        let [status] = cameras.as_slice() else {
+            panic!("{cameras:?}")
+        };
+        assert_eq!(status.camera_id, id);
+        assert_eq!(status.state, protocol::CameraState::Failed, "{status:?}");
+        assert_eq!(status.analysed_fps, 0.0);
+        assert!(status.last_frame_time.is_some(), "{status:?}");
     }
 }

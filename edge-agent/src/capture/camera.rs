@@ -1,5 +1,7 @@
 //! A supervised camera: a thread that keeps one source running, retries it
-//! with backoff when it drops or never connects, and reports its state.
+//! with backoff when it drops (an error, silence, or a live source's
+//! end-of-stream) or never connects, and reports its state. Only a
+//! recording ends.
 
 use super::frame::Frame;
 use super::source::{CaptureError, FrameSource, Pacing, SourceSpec};
@@ -15,10 +17,13 @@ use time::OffsetDateTime;
 pub enum CameraState {
     Connecting,
     Streaming,
-    /// Connected once, now waiting to retry after a drop.
+    /// Connected once, now waiting to retry after a drop (an error, no
+    /// frame within the timeout, or a live stream's end-of-stream).
     Stalled,
-    /// Ended for good (a recording finished, or retries are exhausted).
+    /// A recording finished; only a file source ends this way.
     Finished,
+    /// Gave up: retries exhausted ([`RetryPolicy::max_attempts`]), or the
+    /// camera thread could not start.
     Failed,
 }
 
@@ -279,6 +284,13 @@ impl Worker {
             }
             let mut frame = match source.next_frame(self.retry.frame_timeout) {
                 Ok(Some(f)) => f,
+                // Only a recording ends. A live camera's end-of-stream (a
+                // BYE as it reboots, an HTTP server closing) is a drop: it
+                // is reconnected like any other.
+                Ok(None) if self.spec.is_live() => {
+                    let camera = self.spec.to_string();
+                    return Outcome::Failed(CaptureError::StreamEnded { camera }, had_frames);
+                }
                 Ok(None) => return Outcome::Ended,
                 Err(e) => return Outcome::Failed(e, had_frames),
             };

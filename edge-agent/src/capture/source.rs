@@ -35,6 +35,11 @@ pub enum CaptureError {
     Pipeline { camera: String, message: String },
     #[error("camera source `{camera}`: no frame within {waited:?}")]
     Timeout { camera: String, waited: Duration },
+    /// A live source sent end-of-stream (an RTSP camera's BYE as it
+    /// reboots, an HTTP server or proxy closing the connection): a drop,
+    /// not the end of a recording.
+    #[error("camera source `{camera}`: the live stream ended (end-of-stream)")]
+    StreamEnded { camera: String },
     #[error(
         "camera source `{camera}`: frame of {width}x{height} does not match the configured {want_w}x{want_h}"
     )]
@@ -290,6 +295,21 @@ impl FrameSource {
                 }
             }
         });
+        // An HTTP camera's multipart MJPEG: one stream whose type never
+        // changes. Otherwise `multipartdemux` never says it has all its
+        // streams, and decodebin holds the pictures back until its queue
+        // overflows (megabytes: many seconds of a small camera, or until
+        // the connection closes).
+        if let Some(bin) = src.dynamic_cast_ref::<gst::Bin>() {
+            bin.connect_deep_element_added(|_, _, element| {
+                if element
+                    .factory()
+                    .is_some_and(|f| f.name() == "multipartdemux")
+                {
+                    element.set_property("single-stream", true);
+                }
+            });
+        }
         // A realtime system clock makes base_time + running time a Unix time.
         let clock = gst::SystemClock::obtain();
         clock.set_property_from_str("clock-type", "realtime");
@@ -400,8 +420,11 @@ impl FrameSource {
             .any(|t| (*t - time).abs() <= time::Duration::MILLISECOND)
     }
 
-    /// The next frame, `Ok(None)` at the end of a recording. Pipeline
-    /// errors (a corrupt file, a dropped stream) come back as errors.
+    /// The next frame, `Ok(None)` at end-of-stream: the end of a recording,
+    /// or a live source that stopped (an RTSP camera's BYE, an HTTP server
+    /// closing the connection), which [`super::Camera`] takes as a drop and
+    /// reconnects. Pipeline errors (a corrupt file, a dropped stream) come
+    /// back as errors.
     pub fn next_frame(&mut self, timeout: Duration) -> Result<Option<Frame>, CaptureError> {
         let name = self.spec.to_string();
         if let Some(err) = self.bus_error() {
