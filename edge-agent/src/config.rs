@@ -261,6 +261,11 @@ pub struct HealthConfig {
     pub metrics_listen: String,
     /// Logs as JSON lines.
     pub log_json: bool,
+    /// A live camera whose analysed frames show the same picture for this
+    /// many seconds of its stream (a stuck encoder or ISP; a quiet scene's
+    /// sensor noise alone is a change) raises the alarm `camera_frozen`
+    /// (60–3600, default 300).
+    pub camera_frozen_s: f64,
 }
 
 impl Default for HealthConfig {
@@ -269,7 +274,15 @@ impl Default for HealthConfig {
             heartbeat_s: 30.0,
             metrics_listen: "127.0.0.1:9108".into(),
             log_json: false,
+            camera_frozen_s: crate::detect::DEFAULT_FROZEN_AFTER_S,
         }
+    }
+}
+
+impl HealthConfig {
+    /// How long the same picture lasts before a camera is frozen.
+    pub fn camera_frozen_after(&self) -> Duration {
+        Duration::from_secs_f64(self.camera_frozen_s)
     }
 }
 
@@ -401,6 +414,11 @@ impl AgentConfig {
             && (0.2..=3600.0).contains(&self.health.heartbeat_s))
         {
             return bad("health.heartbeat_s", "must be within 0.2..=3600".into());
+        }
+        if !(self.health.camera_frozen_s.is_finite()
+            && (60.0..=3600.0).contains(&self.health.camera_frozen_s))
+        {
+            return bad("health.camera_frozen_s", "must be within 60..=3600".into());
         }
         if !["ppocr", "vn", "none"].contains(&self.plates.recognizer.as_str()) {
             return bad(
@@ -547,6 +565,7 @@ window = 8
         let c = AgentConfig::from_toml_str(text, "examples/agent.toml", |_| None).unwrap();
         assert!(c.mqtt.endpoint().unwrap().0, "mqtts");
         assert_eq!(c.outbox.limits(), OutboxLimits::default());
+        assert_eq!(c.health.camera_frozen_after(), Duration::from_secs(300));
     }
 
     #[test]
@@ -611,6 +630,14 @@ window = 8
             (
                 format!("{GOOD}\n[health]\nheartbeat_s = inf\n"),
                 "health.heartbeat_s",
+            ),
+            (
+                format!("{GOOD}\n[health]\ncamera_frozen_s = 30\n"),
+                "health.camera_frozen_s",
+            ),
+            (
+                format!("{GOOD}\n[health]\ncamera_frozen_s = inf\n"),
+                "health.camera_frozen_s",
             ),
             (
                 format!("{GOOD}\n[outbox]\nmax_age_days = inf\n"),

@@ -13,7 +13,7 @@ use crate::outbox::OutboxStats;
 use protocol::{
     Alarm, BootSeq, CameraState, CameraStatus, ClockSync, ClockSyncStatus, Heartbeat, OutboxStatus,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
@@ -48,6 +48,12 @@ pub const ALARM_EVIDENCE_EVICTED: &str = "evidence_evicted";
 /// already reports itself stalled.
 pub const CAMERA_SILENT_AFTER: Duration = Duration::from_secs(15);
 
+/// Heartbeat alarm: a live camera's frames have shown the same picture for
+/// `[health] camera_frozen_s` (a stuck encoder or ISP): it is blind though
+/// frames arrive. The camera is also given as `stalled` (fps 0), which
+/// raises `camera_stalled`; this names why.
+pub const ALARM_CAMERA_FROZEN: &str = "camera_frozen";
+
 /// Disk below this many free bytes raises `disk_low`.
 pub const DISK_LOW_BYTES: u64 = 2 * 1024 * 1024 * 1024;
 
@@ -70,6 +76,8 @@ pub struct HealthBoard {
     unreported_alarmed: AtomicU64,
     /// Fed lane groups whose signal is unknown, by camera.
     silent_feeds: Mutex<BTreeMap<String, usize>>,
+    /// Cameras whose picture is frozen (`detect::FreezeWatch`).
+    frozen: Mutex<BTreeSet<String>>,
 }
 
 impl HealthBoard {
@@ -92,6 +100,7 @@ impl HealthBoard {
     /// recording finished, the analysis could not go on, it panicked): it
     /// is `failed` with no fps from now on, its last frame time kept.
     pub fn camera_ended(&self, camera_id: &str) {
+        self.set_frozen(camera_id, false);
         let last_frame_time = self.cameras.lock().ok().and_then(|m| {
             m.get(camera_id)
                 .and_then(|(status, _)| status.last_frame_time)
@@ -158,6 +167,24 @@ impl HealthBoard {
         }
     }
 
+    /// Records whether a camera's picture is frozen: while it is, a camera
+    /// reported streaming is given as stalled, no fps, and the heartbeat
+    /// carries `camera_frozen`.
+    pub fn set_frozen(&self, camera_id: &str, frozen: bool) {
+        if let Ok(mut set) = self.frozen.lock() {
+            if frozen {
+                set.insert(camera_id.to_owned());
+            } else {
+                set.remove(camera_id);
+            }
+        }
+    }
+
+    /// Whether any camera's picture is frozen.
+    pub fn any_frozen(&self) -> bool {
+        self.frozen.lock().map(|s| !s.is_empty()).unwrap_or(false)
+    }
+
     /// Whether any camera has a fed lane group whose signal is unknown.
     pub fn any_feed_silent(&self) -> bool {
         self.silent_feeds
@@ -168,6 +195,11 @@ impl HealthBoard {
 
     /// Every camera's last reported state; one reported streaming with no
     /// new frame for [`CAMERA_SILENT_AFTER`] is given as stalled, no fps.
+    /// A frozen picture ([`HealthBoard::set_frozen`]) does not change the
+    /// state: frames do arrive, and an unchanging picture may also be a
+    /// quiet scene an encoder sends without noise, so it is an alarm for a
+    /// person to look (`camera_frozen`), not a claim that the camera
+    /// stopped.
     pub fn cameras(&self) -> Vec<CameraStatus> {
         self.cameras_at(Instant::now())
     }
@@ -517,6 +549,9 @@ pub fn heartbeat(
     if cameras.iter().any(|c| c.state == CameraState::Failed) {
         alarms.push(Alarm::CameraFailed);
     }
+    if board.any_frozen() {
+        alarms.push(Alarm::Other(ALARM_CAMERA_FROZEN.into()));
+    }
     if board.any_feed_silent() {
         alarms.push(Alarm::Other(ALARM_SIGNAL_FEED_SILENT.into()));
     }
@@ -803,5 +838,69 @@ mod tests {
             .unwrap();
         assert_eq!((c.state, c.last_frame_time), (CameraState::Failed, None));
         assert!(hb.alarms.contains(&Alarm::CameraFailed), "{:?}", hb.alarms);
+    }
+
+    #[test]
+    fn a_frozen_camera_raises_its_alarm_until_its_picture_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (identity, _) =
+            DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
+                .unwrap();
+        let (board, stats) = (HealthBoard::default(), OutboxStats::default());
+        let beat = |board: &HealthBoard| {
+            let hb = heartbeat(
+                &identity,
+                &mut AgentRun::start(),
+                board,
+                &stats,
+                None,
+                dir.path(),
+                ClockSync::unknown(),
+            );
+            protocol::Message::validate(&hb).unwrap();
+            hb
+        };
+        let frozen = Alarm::Other(ALARM_CAMERA_FROZEN.into());
+        let streaming = |camera_id: &str| CameraStatus {
+            camera_id: camera_id.into(),
+            state: CameraState::Streaming,
+            // Frames keep coming: only their picture is the same.
+            last_frame_time: Some(OffsetDateTime::now_utc()),
+            analysed_fps: 10.0,
+        };
+        board.set_camera(streaming("cam-a"));
+        board.set_camera(streaming("cam-b"));
+        board.set_frozen("cam-a", true);
+        let hb = beat(&board);
+        let state = |hb: &Heartbeat, id: &str| {
+            let c = hb.cameras.iter().find(|c| c.camera_id == id).unwrap();
+            (c.state, c.analysed_fps)
+        };
+        // Frames arrive: still streaming, with the alarm for a person.
+        assert_eq!(state(&hb, "cam-a"), (CameraState::Streaming, 10.0));
+        assert_eq!(state(&hb, "cam-b"), (CameraState::Streaming, 10.0));
+        assert!(hb.alarms.contains(&frozen), "{:?}", hb.alarms);
+        assert!(
+            !hb.alarms.contains(&Alarm::CameraStalled),
+            "{:?}",
+            hb.alarms
+        );
+        // The picture moves again.
+        board.set_frozen("cam-a", false);
+        board.set_camera(streaming("cam-a"));
+        let hb = beat(&board);
+        assert_eq!(state(&hb, "cam-a"), (CameraState::Streaming, 10.0));
+        assert!(!hb.alarms.contains(&frozen), "{:?}", hb.alarms);
+        assert!(
+            !hb.alarms.contains(&Alarm::CameraStalled),
+            "{:?}",
+            hb.alarms
+        );
+        // A camera whose analysis ended is failed, not frozen.
+        board.set_frozen("cam-b", true);
+        board.camera_ended("cam-b");
+        let hb = beat(&board);
+        assert_eq!(state(&hb, "cam-b"), (CameraState::Failed, 0.0));
+        assert!(!hb.alarms.contains(&frozen), "{:?}", hb.alarms);
     }
 }

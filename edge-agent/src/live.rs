@@ -16,7 +16,8 @@ use crate::capture::{Camera, CameraState as CaptureState, Pacing, RetryPolicy, S
 use crate::config::{AgentConfig, CameraConfig};
 use crate::delivery::Shared;
 use crate::detect::{
-    MotionConfig, MotionDetector, StaticGate, VehicleDetector, YoloxConfig, YoloxDetector,
+    FreezeChange, FreezeWatch, MotionConfig, MotionDetector, StaticGate, VehicleDetector,
+    YoloxConfig, YoloxDetector,
 };
 use crate::evidence::{EvidenceCollector, EvidenceConfig, EvidenceJob};
 use crate::identity::DeviceIdentity;
@@ -166,6 +167,7 @@ impl Live {
                 phases,
                 clock: clock.clone(),
                 retry: RetryPolicy::default(),
+                frozen_after: cfg.health.camera_frozen_after(),
             };
             threads.push(
                 spawn_camera(setup, tx, shared, stop)
@@ -225,6 +227,9 @@ struct CameraSetup {
     clock: Arc<crate::evidence::ClockWatch>,
     /// How the capture retries a dropped stream.
     retry: RetryPolicy,
+    /// How long the same picture lasts before a live camera is frozen
+    /// (`[health] camera_frozen_s`).
+    frozen_after: Duration,
 }
 
 /// How soon a new or dropped parked spot is saved.
@@ -245,9 +250,13 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         phases,
         clock,
         retry,
+        frozen_after,
     } = setup;
     let id = site.camera_id.clone();
     let recording = matches!(spec, SourceSpec::File(_));
+    // A recording may show a still scene as long as it likes (a clip cut
+    // from a frozen camera, a test picture): only live cameras are watched.
+    let mut freeze = (!recording).then(|| FreezeWatch::new(frozen_after));
     let pacing = if cam.realtime {
         Pacing::RealTime
     } else {
@@ -346,6 +355,9 @@ fn camera_loop(setup: CameraSetup, tx: SyncSender<PostJob>, shared: Shared, stop
         if frame.packets.is_none() && !pace.due(frame.time.unix_timestamp_nanos()) {
             continue;
         }
+        if let Some(watch) = freeze.as_mut() {
+            watch_freeze(&id, watch, &frame, &shared.board);
+        }
         let found = match analysis.process(&frame) {
             Ok(v) => v,
             Err(e) => {
@@ -414,6 +426,27 @@ fn hand_over(
                 board.violation_unreported();
             }
         }
+    }
+}
+
+/// Looks for a frozen picture in one analysed frame; says on the board and
+/// in the log, once each, when one begins and when it ends.
+fn watch_freeze(
+    id: &str,
+    watch: &mut FreezeWatch,
+    frame: &crate::capture::Frame,
+    board: &crate::health::HealthBoard,
+) {
+    match watch.observe(frame) {
+        Some(FreezeChange::Began { since }) => {
+            tracing::error!(camera = %id, %since, "camera picture frozen: frames arrive but show the same picture; alarm camera_frozen");
+            board.set_frozen(id, true);
+        }
+        Some(FreezeChange::Ended { lasted }) => {
+            tracing::warn!(camera = %id, lasted_s = lasted.as_seconds_f64(), "camera picture moving again");
+            board.set_frozen(id, false);
+        }
+        None => {}
     }
 }
 
@@ -629,11 +662,16 @@ mod tests {
 
     /// `n` JPEG pictures of 640x480 (the test scene's size).
     fn jpegs(n: usize) -> Vec<Vec<u8>> {
+        jpegs_of("ball", n)
+    }
+
+    /// `n` JPEG pictures of 640x480 of videotestsrc's `pattern`.
+    fn jpegs_of(pattern: &str, n: usize) -> Vec<Vec<u8>> {
         use gstreamer as gst;
         use gstreamer::prelude::*;
         gst::init().unwrap();
         let pipeline = gst::parse::launch(&format!(
-            "videotestsrc num-buffers={n} pattern=ball ! video/x-raw,width=640,height=480 ! \
+            "videotestsrc num-buffers={n} pattern={pattern} ! video/x-raw,width=640,height=480 ! \
              jpegenc ! appsink name=out sync=false"
         ))
         .unwrap()
@@ -727,6 +765,7 @@ mod tests {
                 max_attempts: Some(1),
                 ..RetryPolicy::default()
             },
+            frozen_after: Duration::from_secs(30),
             cam,
             site,
         };
@@ -754,5 +793,84 @@ mod tests {
         assert_eq!(status.state, protocol::CameraState::Failed, "{status:?}");
         assert_eq!(status.analysed_fps, 0.0);
         assert!(status.last_frame_time.is_some(), "{status:?}");
+    }
+    /// A live camera whose pictures freeze (the same JPEG again and again,
+    /// frames still arriving) raises `camera_frozen` while they do (still
+    /// streaming), and clears it once its noisy picture moves.
+    #[test]
+    fn a_live_camera_whose_picture_freezes_is_reported_until_it_moves() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let scene = crate::scene::runner_and_stopper(time::OffsetDateTime::now_utc());
+        std::fs::write(d.join("site.toml"), scene.site_toml()).unwrap();
+        let site = SiteConfig::load(d.join("site.toml")).unwrap();
+        let id = site.camera_id.clone();
+        // Sensor noise, then 1.6 s of one picture, then noise again.
+        let mut pictures = jpegs_of("snow", 40);
+        let still = pictures[9].clone();
+        pictures.splice(10..10, std::iter::repeat_n(still, 40));
+        let port = mjpeg_camera_once(pictures);
+        let cam = CameraConfig {
+            source: format!("http://127.0.0.1:{port}/video.mjpg"),
+            site: d.join("site.toml"),
+            detector: "motion".into(),
+            threads: 1,
+            realtime: false,
+            analysis_fps: None,
+            motion: crate::detect::MotionConfig::default(),
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        let shared = Shared::default();
+        let setup = CameraSetup {
+            detector: make_detector("motion", 1, cam.motion, site.detection).unwrap(),
+            spec: SourceSpec::parse(&cam.source).unwrap(),
+            parked: ParkedStore::new(d, &id),
+            phases: std::sync::mpsc::channel().1,
+            clock: crate::evidence::ClockWatch::start(
+                protocol::ClockSync::unknown,
+                Duration::from_secs(1),
+                stop.clone(),
+            )
+            .unwrap(),
+            retry: RetryPolicy {
+                max_attempts: Some(1),
+                ..RetryPolicy::default()
+            },
+            frozen_after: Duration::from_millis(500),
+            cam,
+            site,
+        };
+        let (tx, _jobs) = std::sync::mpsc::sync_channel(POST_QUEUE);
+        let thread = spawn_camera(setup, tx, shared.clone(), stop.clone()).unwrap();
+        // What the board said, each change once: (frozen, state).
+        let mut seen: Vec<(bool, protocol::CameraState)> = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !thread.is_finished() {
+            assert!(Instant::now() < deadline, "{seen:?}");
+            if let Some(c) = shared.board.cameras().into_iter().next() {
+                let now = (shared.board.any_frozen(), c.state);
+                if seen.last() != Some(&now) {
+                    seen.push(now);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        thread.join().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        use protocol::CameraState::Streaming;
+        // Frozen while still streaming: frames arrive, the alarm is raised.
+        let frozen_at = seen
+            .iter()
+            .position(|s| *s == (true, Streaming))
+            .unwrap_or_else(|| panic!("never frozen: {seen:?}"));
+        assert!(
+            seen[..frozen_at].contains(&(false, Streaming)),
+            "streaming before it froze: {seen:?}"
+        );
+        assert!(
+            seen[frozen_at..].contains(&(false, Streaming)),
+            "streaming again once the picture moved: {seen:?}"
+        );
+        assert!(!shared.board.any_frozen());
     }
 }

@@ -5,8 +5,11 @@
 //! MOG2 background subtractor — it makes synthetic test scenes work.
 //! [`StaticGate`] skips either on frames where nothing moved. Both return
 //! [`crate::track::Detection`]s for the tracker; YOLOX also counts the
-//! people riding each motorcycle (`riders`).
+//! people riding each motorcycle (`riders`). [`FreezeWatch`] tells a
+//! camera whose picture froze (the same picture, sensor noise and all)
+//! from a quiet scene.
 
+mod freeze;
 mod gate;
 mod motion;
 mod nms;
@@ -15,6 +18,7 @@ mod riders;
 mod seam;
 mod yolox;
 
+pub use freeze::{DEFAULT_FROZEN_AFTER_S, FreezeChange, FreezeWatch};
 pub use gate::{GateConfig, StaticGate};
 pub use motion::{MotionConfig, MotionDetector};
 pub use nms::nms;
