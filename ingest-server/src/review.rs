@@ -22,6 +22,16 @@
 //! is refused for a case whose row differs from its signed event, and for
 //! one stamped by an unsynchronised clock without the officer's
 //! acknowledgement (`integrity::confirmable`).
+//!
+//! A confirmation charges the middle of the legal range
+//! ([`decided_amount`]); on a single case the officer may set another
+//! amount ([`Reviewer::confirm_at`]) within the range, in whole thousands,
+//! with a reason stating the circumstance (Law on Handling Administrative
+//! Violations, Art. 23: mitigating below the middle, aggravating above).
+//! The audit entry records the amount, the middle and the circumstance.
+
+mod amount;
+pub use amount::{AmountRefused, Circumstance, chosen_amount, decided_amount};
 
 use plate_ocr::plate::PlateGrammar;
 use protocol::{Signed, ViolationEvent, ViolationType};
@@ -71,6 +81,9 @@ pub enum ReviewError {
     /// (`integrity::differences`): nothing may be decided on it.
     #[error("the case record was altered after it was received: {0}")]
     RecordAltered(String),
+    /// The amount the officer set at confirmation cannot be charged.
+    #[error(transparent)]
+    Amount(#[from] AmountRefused),
     /// Database.
     #[error(transparent)]
     Db(#[from] DbError),
@@ -149,7 +162,6 @@ impl Reviewer<'_> {
         seen: Option<i64>,
         clock_ack: bool,
     ) -> Result<Applied, ReviewError> {
-        let mut tx = audit::begin(self.db).await?;
         let request = Request {
             event_id,
             action,
@@ -159,7 +171,49 @@ impl Reviewer<'_> {
             seen,
             extra: None,
             clock_ack,
+            amount: None,
         };
+        self.commit(request).await
+    }
+
+    /// The police officer confirms case `event_id` ([`Action::Confirm`] by
+    /// `actor`, shown at revision `seen`, `clock_ack` as for
+    /// [`Reviewer::act_acknowledged`]) charging `amount` VND: `None` is the
+    /// middle of the legal range, as every other confirmation charges;
+    /// another amount must lie in the range, be whole thousands and come
+    /// with a `reason` stating the circumstance (below the middle
+    /// mitigating, above it aggravating; [`chosen_amount`]), else
+    /// [`ReviewError::Amount`] and the case is unchanged.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn confirm_at(
+        &self,
+        event_id: &str,
+        actor: &Actor,
+        amount: Option<i64>,
+        reason: &str,
+        now: i64,
+        seen: Option<i64>,
+        clock_ack: bool,
+    ) -> Result<Applied, ReviewError> {
+        let request = Request {
+            event_id,
+            action: &Action::Confirm,
+            actor,
+            reason,
+            now,
+            seen,
+            extra: None,
+            clock_ack,
+            amount,
+        };
+        self.commit(request).await
+    }
+
+    /// `request` in its own transaction; then the owner of a corrected
+    /// plate is looked up.
+    async fn commit(&self, request: Request<'_>) -> Result<Applied, ReviewError> {
+        let (event_id, actor) = (request.event_id, request.actor);
+        let mut tx = audit::begin(self.db).await?;
         let (applied, corrected) = self.apply(&mut tx, request).await?;
         tx.commit().await?;
         if let (Some(reg), Some((plate, colour)), Ok(id)) =
@@ -193,6 +247,7 @@ impl Reviewer<'_> {
             seen: None,
             extra: Some(("txn_ref", txn_ref)),
             clock_ack: false,
+            amount: None,
         };
         Ok(self.apply(tx, request).await?.0)
     }
@@ -231,6 +286,7 @@ impl Reviewer<'_> {
             seen: None,
             extra: None,
             clock_ack: false,
+            amount: None,
         };
         Ok(self.apply(tx, request).await?.0)
     }
@@ -251,6 +307,7 @@ impl Reviewer<'_> {
             seen,
             extra,
             clock_ack,
+            amount: asked,
         } = request;
         let reason = reason.trim();
         if reason.chars().count() > 1000 {
@@ -331,6 +388,12 @@ impl Reviewer<'_> {
                 detail["old_type"] = old_type.clone().into();
                 detail["new_type"] = violation_type.as_str().into();
             }
+            Action::Confirm => {}
+            _ if asked.is_some() => {
+                return Err(ReviewError::Invalid(
+                    "an amount is set only when confirming".into(),
+                ));
+            }
             _ => {}
         }
 
@@ -343,6 +406,14 @@ impl Reviewer<'_> {
                 current: revision,
             });
         }
+        // The amount the officer set is held to the range of the case as
+        // it is (and was shown: the revision is checked first, so a range
+        // changed since is reported as a changed case).
+        let charge = if matches!(action, Action::Confirm) {
+            chosen_amount(fine_range, asked, reason)?
+        } else {
+            None
+        };
         // Police cancelling a contested fine (`Close`) take it back as a
         // withdrawal does: not while a payment may be arriving, and the
         // owner is told (below).
@@ -378,13 +449,15 @@ impl Reviewer<'_> {
                 {
                     detail["clock_acknowledged"] = ack.into();
                 }
-                let amount = decided_amount(fine_range).ok_or_else(|| {
+                let (amount, middle, circumstance) = charge.ok_or_else(|| {
                     ReviewError::Invalid(
                         "no fine is priced for this case: correct the violation type or send it back"
                             .into(),
                     )
                 })?;
                 detail["fine_amount_vnd"] = amount.into();
+                detail["fine_middle_vnd"] = middle.into();
+                detail["circumstance"] = circumstance.as_str().into();
                 up.text("confirmed_by", Some(actor.id.clone()));
                 up.int("confirmed_at", Some(now));
                 up.int("fine_amount_vnd", Some(amount));
@@ -634,6 +707,9 @@ struct Request<'a> {
     extra: Option<(&'static str, &'a str)>,
     /// The actor acknowledged an unsynchronised device clock.
     clock_ack: bool,
+    /// The amount a confirmation charges, where the officer set one
+    /// (`None`: the middle of the range).
+    amount: Option<i64>,
 }
 
 /// Column assignments of one case update, in bind order. Column names are
@@ -653,17 +729,6 @@ impl Update {
     fn int(&mut self, col: &'static str, v: Option<i64>) {
         self.0.push((col, Value::Int(v)));
     }
-}
-
-/// The fine fixed at confirmation: the middle of the legal range, rounded
-/// down to whole thousands of VND (the schedule's amounts are all whole
-/// thousands). `None` when no range is priced.
-pub fn decided_amount(range: Option<(i64, i64)>) -> Option<i64> {
-    let (min, max) = range?;
-    if min <= 0 || max < min {
-        return None;
-    }
-    Some((min + (max - min) / 2) / 1000 * 1000)
 }
 
 /// The event as the device signed it (it was verified when stored).

@@ -879,3 +879,50 @@ async fn labelled_crops_take_checked_plates_only(url: Option<String>) {
         assert!(Path::new(out.path()).join(image).is_file(), "{image}");
     }
 }
+
+/// A fine set above the middle of the range for an aggravating
+/// circumstance: the summary states the amount charged, that it is above
+/// the middle (and the middle), the circumstance and the officer's reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_summary_states_why_the_fine_is_not_the_middle() {
+    let w = World::new(None).await;
+    let ctx = w.ingestor.context().clone();
+    let (id, _) = w.ingest(5, "30A12345", "30A-123.45").await;
+    w.act(&id, Action::Claim, &w.operator, "").await;
+    w.act(&id, Action::Accept, &w.operator, "").await;
+    let reviewer = Reviewer {
+        db: &ctx.db,
+        grammar: ctx.grammar,
+        fines: &ctx.fines,
+        registry: None,
+    };
+    reviewer
+        .confirm_at(
+            &id,
+            &w.police,
+            Some(19_500_000),
+            "tái phạm trong 6 tháng",
+            ingest_server::db::now_ms(),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let files = unzip(
+        &package::build(&ctx.db, &ctx.evidence, &id, &w.signer)
+            .await
+            .unwrap(),
+    );
+    let out = tempfile::tempdir().unwrap();
+    let pdf = out.path().join("summary.pdf");
+    std::fs::write(&pdf, &files["summary.pdf"]).unwrap();
+    let (text, _) = tool(
+        "pdftotext",
+        &["-layout", "-enc", "UTF-8", pdf.to_str().unwrap(), "-"],
+    );
+    let squash = |s: &str| s.split_whitespace().collect::<String>();
+    let want = "Số tiền phạt 19.500.000 đồng — mức phạt cụ thể quyết định khi CSGT xác nhận \
+                (cao hơn mức trung bình của khung tiền phạt (19.000.000 đồng) do có tình tiết \
+                tăng nặng: tái phạm trong 6 tháng)";
+    assert!(squash(&text).contains(&squash(want)), "{text}");
+}

@@ -332,9 +332,11 @@ impl From<crate::review::ReviewError> for AppError {
             E::Conflict | E::Changed { .. } => AppError::Refused(
                 "Vụ việc vừa được cập nhật. Vui lòng tải lại trang rồi thử lại.".into(),
             ),
-            E::Invalid(_) | E::Db(_) | E::ClockNotAcknowledged(_) | E::RecordAltered(_) => {
-                AppError::Internal(e.to_string())
-            }
+            E::Invalid(_)
+            | E::Db(_)
+            | E::ClockNotAcknowledged(_)
+            | E::RecordAltered(_)
+            | E::Amount(_) => AppError::Internal(e.to_string()),
         }
     }
 }

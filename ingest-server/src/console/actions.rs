@@ -20,7 +20,7 @@ use super::html::{VIOLATION_TYPES, esc, violation_label};
 use super::queue::next_in_queue;
 use super::{ConsoleError, Viewer};
 use crate::db::now_ms;
-use crate::review::{ReviewError, Reviewer};
+use crate::review::{AmountRefused, ReviewError, Reviewer};
 use crate::web::ApiContext;
 use crate::workflow::{Action, CaseState, Role, WorkflowError};
 
@@ -179,10 +179,11 @@ pub fn panel(
             ),
             Err(_) => String::new(),
         };
+        let amount = amount_inputs(lang, case.fine);
         p.push_str(&form(
             "confirm-form",
             "confirm",
-            &clock_ack,
+            &format!("{amount}{clock_ack}"),
             &format!(
                 "{} <span class=\"kbd\">c</span>",
                 lang.t("Xác nhận xử phạt", "Confirm fine")
@@ -269,6 +270,87 @@ pub struct ActionForm {
     /// synchronised (the confirm form's checkbox, for such a case).
     #[serde(default)]
     clock_ack: String,
+    /// The amount to charge in VND, set on the confirm form (empty: the
+    /// middle of the range).
+    #[serde(default)]
+    amount_vnd: String,
+}
+
+/// The confirm form's amount and circumstance fields: the amount, set at
+/// the middle of the case's legal range, which the officer may change
+/// within the range for a circumstance they state. None where the range
+/// leaves no choice (one amount, or no price: confirming is refused).
+fn amount_inputs(lang: super::html::Lang, range: Option<(i64, i64)>) -> String {
+    let (Some((lo, hi)), Some(middle)) = (range, crate::review::decided_amount(range)) else {
+        return String::new();
+    };
+    if lo == hi {
+        return String::new();
+    }
+    format!(
+        "<label for=\"confirm-amount\">{amount_l}</label> \
+         <input type=\"number\" name=\"amount_vnd\" id=\"confirm-amount\" value=\"{middle}\" \
+         min=\"{lo}\" max=\"{hi}\" step=\"1000\" required> \
+         <input type=\"text\" name=\"reason\" id=\"confirm-reason\" maxlength=\"1000\" \
+         placeholder=\"{reason_l}\"> <span class=\"muted\">{hint}</span>",
+        amount_l = lang.t("Số tiền phạt (đồng)", "Fine (VND)"),
+        reason_l = lang.t(
+            "Tình tiết giảm nhẹ / tăng nặng (bắt buộc nếu khác mức trung bình)",
+            "Mitigating / aggravating circumstance (required if not the middle)"
+        ),
+        hint = esc(lang.t(
+            &format!(
+                "Mức trung bình {}; trong khung {} – {}, tròn nghìn đồng",
+                super::html::vnd(middle),
+                super::html::vnd(lo),
+                super::html::vnd(hi)
+            ),
+            &format!(
+                "Middle {}; within {} – {}, whole thousands of VND",
+                super::html::vnd(middle),
+                super::html::vnd(lo),
+                super::html::vnd(hi)
+            ),
+        )),
+    )
+}
+
+/// The amount typed on the confirm form: empty is none (the middle);
+/// digits, optionally grouped by dots, commas or spaces in threes
+/// (`5.500.000`). Anything else is refused, not guessed at.
+fn parse_amount(lang: super::html::Lang, text: &str) -> Result<Option<i64>, ConsoleError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let refused = || {
+        let shown: String = text.chars().take(40).collect();
+        ConsoleError::Refused(
+            lang,
+            lang.t(
+                &format!("Số tiền phạt {shown:?} không phải là một số nguyên đồng: không xác nhận"),
+                &format!("The fine {shown:?} is not a whole number of VND: not confirmed"),
+            )
+            .to_string(),
+        )
+    };
+    let plain = text.chars().all(|c| c.is_ascii_digit());
+    let grouped = [".", ",", " "].iter().any(|sep| {
+        let mut groups = text.split(sep);
+        let first = groups.next().unwrap_or("");
+        let rest: Vec<&str> = groups.collect();
+        !rest.is_empty()
+            && (1..=3).contains(&first.len())
+            && first.chars().all(|c| c.is_ascii_digit())
+            && rest
+                .iter()
+                .all(|g| g.len() == 3 && g.chars().all(|c| c.is_ascii_digit()))
+    });
+    if !plain && !grouped {
+        return Err(refused());
+    }
+    let digits: String = text.chars().filter(char::is_ascii_digit).collect();
+    digits.parse::<i64>().map(Some).map_err(|_| refused())
 }
 
 fn parse_action(f: &ActionForm) -> Option<Action> {
@@ -300,7 +382,9 @@ fn parse_action(f: &ActionForm) -> Option<Action> {
 
 /// Runs one action as the viewer, who was shown the case at revision
 /// `seen` (`None`: not checked) and has (`clock_ack`) or has not
-/// acknowledged an unsynchronised device clock.
+/// acknowledged an unsynchronised device clock; a confirmation charges
+/// `amount` (`None`: the middle of the range; ignored for other actions).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     ctx: &ApiContext,
     viewer: &Viewer,
@@ -309,6 +393,7 @@ pub async fn run(
     reason: &str,
     seen: Option<i64>,
     clock_ack: bool,
+    amount: Option<i64>,
 ) -> Result<(), ConsoleError> {
     let ic = ctx.ingestor.context();
     let reviewer = Reviewer {
@@ -318,19 +403,21 @@ pub async fn run(
         registry: ic.registry.as_deref(),
     };
     let lang = viewer.lang;
-    match reviewer
-        .act_acknowledged(
-            id,
-            action,
-            &viewer.actor(),
-            reason,
-            now_ms(),
-            seen,
-            clock_ack,
-        )
-        .await
-    {
+    let actor = viewer.actor();
+    let done = if matches!(action, Action::Confirm) {
+        reviewer
+            .confirm_at(id, &actor, amount, reason, now_ms(), seen, clock_ack)
+            .await
+    } else {
+        reviewer
+            .act_acknowledged(id, action, &actor, reason, now_ms(), seen, clock_ack)
+            .await
+    };
+    match done {
         Ok(_) => Ok(()),
+        Err(ReviewError::Amount(refused)) => {
+            Err(ConsoleError::Refused(lang, amount_refused(lang, &refused)))
+        }
         Err(ReviewError::NotFound(id)) => Err(ConsoleError::NotFound(lang, id)),
         Err(ReviewError::Db(e)) => Err(ConsoleError::Internal(lang, e.to_string())),
         Err(ReviewError::Refused(WorkflowError::RoleForbidden { .. })) => {
@@ -378,7 +465,15 @@ pub async fn act(
         return Err(ConsoleError::Refused(lang, stale_page(lang)));
     }
     let clock_ack = matches!(f.clock_ack.as_str(), "1" | "on" | "yes" | "true");
-    run(&ctx, &viewer, &id, &action, &f.reason, seen, clock_ack).await?;
+    let amount = if matches!(action, Action::Confirm) {
+        parse_amount(lang, &f.amount_vnd)?
+    } else {
+        None
+    };
+    run(
+        &ctx, &viewer, &id, &action, &f.reason, seen, clock_ack, amount,
+    )
+    .await?;
     if matches!(action, Action::Accept | Action::Reject { .. }) {
         return claim_next(&ctx, &viewer).await;
     }
@@ -415,7 +510,7 @@ async fn claim_next(ctx: &ApiContext, viewer: &Viewer) -> Result<Response, Conso
         else {
             return Ok(Redirect::to("/console/queue").into_response());
         };
-        match run(ctx, viewer, &id, &Action::Claim, "", None, false).await {
+        match run(ctx, viewer, &id, &Action::Claim, "", None, false, None).await {
             Ok(()) => return Ok(Redirect::to(&format!("/console/cases/{id}")).into_response()),
             Err(ConsoleError::Refused(..)) => continue,
             Err(e) => return Err(e),
@@ -445,6 +540,53 @@ pub fn record_altered(lang: super::html::Lang) -> String {
          signed: it cannot be confirmed",
     )
     .to_string()
+}
+
+/// Why the amount the officer set on the confirm form is refused.
+pub fn amount_refused(lang: super::html::Lang, refused: &AmountRefused) -> String {
+    use super::html::vnd;
+    match refused {
+        AmountRefused::OutOfRange { amount, min, max } => lang
+            .t(
+                &format!(
+                    "Số tiền phạt {} nằm ngoài khung phạt của vụ việc ({} – {}): không xác nhận",
+                    vnd(*amount),
+                    vnd(*min),
+                    vnd(*max)
+                ),
+                &format!(
+                    "The fine {} is outside the legal range of this case ({} – {}): not confirmed",
+                    vnd(*amount),
+                    vnd(*min),
+                    vnd(*max)
+                ),
+            )
+            .to_string(),
+        AmountRefused::NotWholeThousands(amount) => lang
+            .t(
+                &format!(
+                    "Số tiền phạt {} phải tròn nghìn đồng: không xác nhận",
+                    vnd(*amount)
+                ),
+                &format!(
+                    "The fine {} must be whole thousands of VND: not confirmed",
+                    vnd(*amount)
+                ),
+            )
+            .to_string(),
+        AmountRefused::ReasonRequired { middle } => lang
+            .t(
+                &format!(
+                    "Số tiền phạt khác mức trung bình ({}) phải ghi rõ tình tiết giảm nhẹ hoặc tăng nặng: không xác nhận",
+                    vnd(*middle)
+                ),
+                &format!(
+                    "A fine other than the middle of the range ({}) needs the mitigating or aggravating circumstance stated: not confirmed",
+                    vnd(*middle)
+                ),
+            )
+            .to_string(),
+    }
 }
 
 /// Why a police decision without the case's revision is refused.

@@ -216,7 +216,18 @@ pub async fn batch(
             refused.push(format!("{}: {}", esc(id), esc(&clock_held(lang))));
             continue;
         }
-        match actions::run(&ctx, &viewer, id, &Action::Confirm, "", Some(seen), false).await {
+        match actions::run(
+            &ctx,
+            &viewer,
+            id,
+            &Action::Confirm,
+            "",
+            Some(seen),
+            false,
+            None,
+        )
+        .await
+        {
             Ok(()) => done += 1,
             Err(ConsoleError::Refused(_, why) | ConsoleError::NotFound(_, why)) => {
                 refused.push(format!("{}: {}", esc(id), esc(&why)))
@@ -243,7 +254,9 @@ pub async fn batch(
 /// The fine as the officer decides it: the amount confirming will charge
 /// (`review::decided_amount`, the very function `Reviewer::apply` fixes
 /// `fine_amount_vnd` with, so the notice, the citizen's page and the payment
-/// carry what is shown here), with the legal range it was taken from beside
+/// carry what is shown here; a batch always charges it, and only the case
+/// page's confirm form may set another amount within the range, for a
+/// stated circumstance), with the legal range it was taken from beside
 /// it. A case with no priced range shows its fine status: confirming it is
 /// refused.
 pub(super) fn fine_to_confirm(

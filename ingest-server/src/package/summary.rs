@@ -106,7 +106,8 @@ pub fn render(font: Font, f: Facts<'_>) -> Result<Vec<u8>, String> {
     d.field("Mức phạt", &vi::fine(c));
     // The range alone is not what the owner was asked to pay: once
     // confirmed, the amount the notice and the payment carry is stated.
-    if let Some(charged) = vi::charged(c) {
+    let decided = vi::Decided::of(&f.loaded.transitions);
+    if let Some(charged) = vi::charged(c, decided.as_ref()) {
         d.field("Số tiền phạt", &charged);
     }
     d.field(

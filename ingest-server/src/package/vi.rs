@@ -10,7 +10,8 @@ use protocol::{ClockSync, ClockSyncStatus, SignalObservation, SignalState};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
-use super::record::CaseRecord;
+use super::record::{CaseRecord, Transition};
+use crate::review::Circumstance;
 
 /// Vietnam time.
 pub const VN: UtcOffset = time::macros::offset!(+7);
@@ -218,16 +219,63 @@ pub fn fine(c: &CaseRecord) -> String {
 
 /// The fine police fixed when confirming the case, once they have: the
 /// amount the notice states and the owner pays, which the court must read
-/// as such rather than infer from the range `fine` gives. `None` before
-/// confirmation.
-pub fn charged(c: &CaseRecord) -> Option<String> {
+/// as such rather than infer from the range `fine` gives, and why it is
+/// not the middle of the range where it is not (`decided`: the
+/// confirmation's circumstance, the middle and the reason the officer
+/// stated, [`Decided::of`]). `None` before confirmation.
+pub fn charged(c: &CaseRecord, decided: Option<&Decided>) -> Option<String> {
     c.fine_amount_vnd.map(|amount| {
+        let why = match decided {
+            Some(d) if d.circumstance != Circumstance::None => format!(
+                "{} mức trung bình của khung tiền phạt ({} đồng) do có tình tiết {}: {}",
+                if d.circumstance == Circumstance::Mitigating {
+                    "thấp hơn"
+                } else {
+                    "cao hơn"
+                },
+                grouped(d.middle),
+                if d.circumstance == Circumstance::Mitigating {
+                    "giảm nhẹ"
+                } else {
+                    "tăng nặng"
+                },
+                d.reason
+            ),
+            _ => "mức trung bình của khung tiền phạt".into(),
+        };
         format!(
-            "{} đồng — mức phạt cụ thể quyết định khi CSGT xác nhận (mức trung bình của khung \
-             tiền phạt); thông báo vi phạm và khoản nộp phạt dùng số tiền này",
+            "{} đồng — mức phạt cụ thể quyết định khi CSGT xác nhận ({why}); thông báo vi phạm và \
+             khoản nộp phạt dùng số tiền này",
             grouped(amount)
         )
     })
+}
+
+/// How the officer decided the amount at the case's (last) confirmation,
+/// as its transition recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decided {
+    /// None, mitigating or aggravating.
+    pub circumstance: Circumstance,
+    /// The middle of the range at confirmation.
+    pub middle: i64,
+    /// The reason the officer stated.
+    pub reason: String,
+}
+
+impl Decided {
+    /// From the case's transitions: the last confirmation's detail
+    /// (`circumstance`, `fine_middle_vnd`) and reason. `None` when there is
+    /// none or it predates the record of a circumstance.
+    pub fn of(transitions: &[Transition]) -> Option<Decided> {
+        let t = transitions.iter().rev().find(|t| t.action == "confirm")?;
+        let detail: serde_json::Value = serde_json::from_str(t.detail.as_deref()?).ok()?;
+        Some(Decided {
+            circumstance: Circumstance::parse(detail["circumstance"].as_str()?)?,
+            middle: detail["fine_middle_vnd"].as_i64()?,
+            reason: t.reason.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// A canonical plate in its printed form (`30A12345` → `30A-123.45`).
