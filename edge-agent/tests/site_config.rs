@@ -422,3 +422,37 @@ fn speed_error_terms_may_not_be_zero() {
     assert_eq!(field, "speed.time_error_ms");
     assert!(message.contains("at least 1 ms"), "{message}");
 }
+
+#[test]
+fn speed_calibration_error_and_camera_height_are_bounded() {
+    let homography = |extra: &str| {
+        format!(
+            "{BASE}\n[speed]\n{extra}\n[speed.homography]\nimage = [[100, 100], [900, 100], [900, 700], [100, 700]]\n\
+             ground_m = [[0, 0], [8, 0], [8, 30], [0, 30]]\n"
+        )
+    };
+    let site = load(&homography("")).unwrap();
+    assert_eq!(
+        site.speed.unwrap().homography.unwrap().calibration_error,
+        0.02
+    );
+    let cal = |e: &str| {
+        homography("").replace(
+            "[0, 30]]\n",
+            &format!("[0, 30]]\ncalibration_error = {e}\n"),
+        )
+    };
+    assert!(load(&cal("0.005")).is_ok());
+    for bad in ["0", "0.001", "0.2", "-0.05"] {
+        assert_eq!(
+            error(&cal(bad)).1,
+            "speed.homography.calibration_error",
+            "{bad}"
+        );
+    }
+    assert!(load(&homography("camera_height_m = 6.5")).is_ok());
+    for bad in ["0", "1.5", "80"] {
+        let text = homography(&format!("camera_height_m = {bad}"));
+        assert_eq!(error(&text).1, "speed.camera_height_m", "{bad}");
+    }
+}

@@ -50,13 +50,27 @@ pub(crate) enum CSpeed {
     Homography {
         h: Homography,
         window_us: i64,
+        /// Relative error of the calibration (`calibration_error`).
+        rel_error: f64,
+        /// The four image points' convex hull, where the homography is not
+        /// extrapolated.
+        hull: Polygon,
+        /// How far outside `hull` a window's end may still be, px.
+        margin_px: f64,
     },
 }
+
+/// How far outside the calibration points' hull a homography window's end
+/// may be, as a fraction of the larger side of the hull's bounding box.
+pub(crate) const HULL_MARGIN: f64 = 0.05;
 
 pub(crate) struct Compiled {
     pub lanes: Vec<CLane>,
     pub stop_lines: Vec<CStopLine>,
     pub speed: Option<CSpeed>,
+    /// What measured speeds are multiplied by for an anchor above the
+    /// road ([`crate::site::SpeedCalibration::anchor_height_factor`]).
+    pub anchor_factor: f64,
     pub pixel_error_px: f64,
     pub time_error_us: f64,
     pub zones: Vec<(Polygon, i64)>,
@@ -119,26 +133,36 @@ impl Compiled {
                 limits: l.speed_limit_kmh,
             });
         }
-        let (speed, pixel_error_px, time_error_us) = match &site.speed {
+        let (speed, anchor_factor, pixel_error_px, time_error_us) = match &site.speed {
             Some(s) => {
                 let c = if let Some(t) = &s.two_lines {
                     CSpeed::TwoLines {
                         lines: t.lines,
                         distance_m: t.distance_m,
-                        distance_error_m: t.distance_error_m,
+                        distance_error_m: t.effective_distance_error_m(),
                     }
-                } else if let Some(h) = &s.homography {
+                } else if let Some(g) = &s.homography {
+                    let hull = convex_hull(&g.image);
+                    let (w, h) = extent(&g.image);
                     CSpeed::Homography {
-                        h: Homography::from_points(&h.image, &h.ground_m)
+                        h: Homography::from_points(&g.image, &g.ground_m)
                             .map_err(|e| err("speed.homography", e.to_string()))?,
-                        window_us: i64::from(h.window_ms) * 1000,
+                        window_us: i64::from(g.window_ms) * 1000,
+                        rel_error: g.calibration_error,
+                        hull,
+                        margin_px: HULL_MARGIN * w.max(h),
                     }
                 } else {
                     return Err(err("speed", "no calibration method"));
                 };
-                (Some(c), s.pixel_error_px, s.time_error_ms * 1000.0)
+                (
+                    Some(c),
+                    s.anchor_height_factor(),
+                    s.pixel_error_px,
+                    s.time_error_ms * 1000.0,
+                )
             }
-            None => (None, 0.0, 0.0),
+            None => (None, 1.0, 0.0, 0.0),
         };
         let zones = site
             .no_stopping_zones
@@ -149,6 +173,7 @@ impl Compiled {
             lanes,
             stop_lines,
             speed,
+            anchor_factor,
             pixel_error_px,
             time_error_us,
             zones,
@@ -175,6 +200,40 @@ impl Compiled {
         let (w, h) = self.frame;
         b.x <= EDGE_PX || b.y <= EDGE_PX || b.x + b.w >= w - EDGE_PX || b.y + b.h >= h - EDGE_PX
     }
+}
+
+/// The convex hull of some points (counter-clockwise in the image's
+/// coordinates; collinear points dropped).
+fn convex_hull(points: &[Point]) -> Polygon {
+    let mut ps = points.to_vec();
+    ps.sort_by(|a, b| a.x.total_cmp(&b.x).then(a.y.total_cmp(&b.y)));
+    ps.dedup();
+    let mut hull: Vec<Point> = Vec::with_capacity(2 * ps.len());
+    for pass in [ps.clone(), ps.into_iter().rev().collect()] {
+        let start = hull.len();
+        for p in pass {
+            while hull.len() >= start + 2 {
+                let (a, b) = (hull[hull.len() - 2], hull[hull.len() - 1]);
+                if b.minus(a).cross(p.minus(a)) <= 0.0 {
+                    hull.pop();
+                } else {
+                    break;
+                }
+            }
+            hull.push(p);
+        }
+        hull.pop();
+    }
+    Polygon::new(hull)
+}
+
+/// The width and height of the points' bounding box.
+fn extent(points: &[Point]) -> (f64, f64) {
+    let span = |f: fn(&Point) -> f64| {
+        let v = points.iter().map(f);
+        v.clone().fold(f64::NEG_INFINITY, f64::max) - v.fold(f64::INFINITY, f64::min)
+    };
+    (span(|p| p.x), span(|p| p.y))
 }
 
 /// How close to the frame's edge a box touches it, px.

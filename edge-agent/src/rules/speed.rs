@@ -55,6 +55,28 @@
 //!   beyond 2σ) that one measurement allows. Windows passed over as too
 //!   imprecise give jitter no such chance: nothing is judged on them.
 //!
+//! - Every crossing's time is uncertain by the motion *across* its line
+//!   (`v_px` above is that component): a line crossed at 30° is crossed at
+//!   half the speed the track moves. A crossing within
+//!   [`MIN_CROSSING_ANGLE_DEG`] of the line's direction is not timed.
+//! - Two lines: the distance error is at least `max(0.05 m, 0.5% × d)`,
+//!   whatever the site declares (0 by default). Homography: the relative
+//!   `calibration_error` (default 2%) is added to the relative σ, and a
+//!   window whose ends are not within the four image points' hull (with a
+//!   margin of [`compiled::HULL_MARGIN`](super::compiled::HULL_MARGIN) of
+//!   its size) is not measured: the homography is extrapolated there.
+//! - The limit: the highest of the limits of every lane the track was in
+//!   during the measurement (from the step that crossed the first line to
+//!   the one that crossed the second; the window's observations), for each
+//!   class it may be — its majority class and any with at least
+//!   [`MIN_CLASS_SHARE`] of its observations (the detector mixes car,
+//!   truck and bus on one vehicle). A lane it drove in without a limit for
+//!   any of those classes leaves the limit unknown: not judged.
+//! - With `speed.camera_height_m` `H` set, measured speed and σ are
+//!   multiplied by `1 − 0.6 m / H`: the anchor (the box's bottom centre)
+//!   may be a bumper up to 0.6 m above the road, which reads fast by
+//!   `H / (H − h)`. Without it this bias is not corrected.
+//!
 //! A violation needs `measured − 2σ > limit + max(tolerance_kmh,
 //! tolerance_fraction × limit)` (σ the measurement's uncertainty: a driver
 //! at the limit measured one σ high is not fined) and σ of at most
@@ -71,9 +93,9 @@ const SIGMAS: f64 = 2.0;
 
 use super::compiled::CSpeed;
 use super::{Ctx, RuleKind, SpeedMeasurement, TrackState};
-use crate::geometry::{Homography, Point};
-use crate::track::TrackPoint;
-use protocol::ViolationType;
+use crate::geometry::{Homography, Point, Polygon, Segment};
+use crate::track::{Track, TrackPoint};
+use protocol::{VehicleClass, ViolationType};
 use std::collections::VecDeque;
 
 /// Observations after a crossing that must stay past the line before it
@@ -92,6 +114,15 @@ const MIN_WINDOW_STEPS: usize = 3;
 /// Steps before a crossing step its motion is compared with (as many as
 /// the track has since its latest gap), besides the [`CONFIRM_STEPS`] after.
 const STEPS_BEFORE: usize = 3;
+
+/// The least angle (degrees) between a track's motion and a speed line
+/// for its crossing to be timed: nearer parallel, the motion across the
+/// line that times it is too slow for the crossing time to mean anything.
+const MIN_CROSSING_ANGLE_DEG: f64 = 20.0;
+
+/// The least share of a track's class votes that makes a class one it may
+/// be, for its speed limit ([`classes_of`]).
+const MIN_CLASS_SHARE: f64 = 0.2;
 
 /// A crossing of one speed line.
 #[derive(Debug, Clone, Copy)]
@@ -163,7 +194,7 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
                         if c.after < CONFIRM_STEPS {
                             sp.tentative[k] = Some(c);
                         } else if let Some(sigma) =
-                            crossing_sigma(ctx, &c, sp.after_gap_us, px_err, t_err)
+                            crossing_sigma(ctx, *line, &c, sp.after_gap_us, px_err, t_err)
                         {
                             sp.crossed[k] = Some((c, sigma));
                         }
@@ -196,16 +227,29 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             let rel = ((distance_error_m / distance_m).powi(2)
                 + (sa * sa + sb * sb) / (dt_us * dt_us))
                 .sqrt();
+            let lanes = lanes_during(
+                ctx,
+                first.p0.timestamp_us,
+                second.p1.timestamp_us,
+                second.lane,
+            );
             judge(
                 ctx,
                 state,
                 v,
                 v * rel,
                 (&second.p1, second.lane),
+                &lanes,
                 first.p1.frame,
             );
         }
-        CSpeed::Homography { h, window_us } => {
+        CSpeed::Homography {
+            h,
+            window_us,
+            rel_error,
+            hull,
+            margin_px,
+        } => {
             let traj = ctx.track.trajectory();
             let cutoff = p1.timestamp_us.saturating_sub(*window_us);
             let Some(i0) = traj
@@ -223,6 +267,15 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             {
                 return;
             }
+            // Beyond the calibration points the homography extrapolates,
+            // its error unbounded: such a window is not measured (a later
+            // one, wholly within, may be).
+            if ![start.anchor, p1.anchor]
+                .into_iter()
+                .all(|a| near_hull(hull, a, *margin_px))
+            {
+                return;
+            }
             let Some([(g0, r0), (g1, r1)]) = steady_window(ctx, h, i0, px_err) else {
                 return;
             };
@@ -234,12 +287,15 @@ pub(crate) fn step(ctx: &Ctx<'_>, state: &mut TrackState) {
             let v = d / (dt_us / 1e6) * 3.6;
             let e0 = (px_err * metres_per_px(h, start.anchor)).hypot(r0);
             let e1 = (px_err * metres_per_px(h, p1.anchor)).hypot(r1);
-            let rel =
-                ((e0 * e0 + e1 * e1) / (d * d) + 2.0 * t_err * t_err / (dt_us * dt_us)).sqrt();
+            let rel = ((e0 * e0 + e1 * e1) / (d * d)
+                + 2.0 * t_err * t_err / (dt_us * dt_us)
+                + rel_error * rel_error)
+                .sqrt();
             if rel.is_finite() {
                 let lane = ctx.lane_now.or(state.lane);
+                let lanes = lanes_during(ctx, start.timestamp_us, p1.timestamp_us, lane);
                 // One measurement per track (see the module docs).
-                state.speed.done = judge(ctx, state, v, v * rel, (p1, lane), start.frame);
+                state.speed.done = judge(ctx, state, v, v * rel, (p1, lane), &lanes, start.frame);
             }
         }
     }
@@ -313,6 +369,7 @@ fn metres_per_px(h: &Homography, p: Point) -> f64 {
 /// module docs).
 fn crossing_sigma(
     ctx: &Ctx<'_>,
+    line: Segment,
     c: &LineCrossing,
     after_gap_us: Option<i64>,
     px_err: f64,
@@ -343,9 +400,90 @@ fn crossing_sigma(
         );
         return None;
     };
-    let v_px = (moved.norm() / dt).min(steady.norm());
+    // Only the motion across the line times its crossing: along it, an
+    // anchor's error moves the crossing by error / (speed across).
+    let d = line.b.minus(line.a);
+    let normal = Point::new(-d.y, d.x).scale(1.0 / d.norm());
+    let across = |v: Point| v.dot(normal).abs();
+    let min_across = MIN_CROSSING_ANGLE_DEG.to_radians().sin();
+    if across(moved) < min_across * moved.norm() || across(steady) < min_across * steady.norm() {
+        tracing::debug!(
+            track = ctx.track.id(),
+            "speed line crossing not used: the track moved nearly along the line"
+        );
+        return None;
+    }
+    let v_px = (across(moved) / dt).min(across(steady));
     let sigma = (t_err * t_err + (px_err * px_err + strayed * strayed) / (v_px * v_px)).sqrt();
     sigma.is_finite().then_some(sigma)
+}
+
+/// Whether `p` is within `hull` or at most `margin` px outside it.
+fn near_hull(hull: &Polygon, p: Point, margin: f64) -> bool {
+    if hull.contains(p) {
+        return true;
+    }
+    let n = hull.points.len();
+    (0..n).any(|i| {
+        let (a, b) = (hull.points[i], hull.points[(i + 1) % n]);
+        let ab = b.minus(a);
+        let t = (p.minus(a).dot(ab) / ab.dot(ab)).clamp(0.0, 1.0);
+        let near = a.plus(ab.scale(t));
+        near.is_finite() && p.dist(near) <= margin
+    })
+}
+
+/// The lanes the track was in (by its anchor) from the observation at
+/// `from_us` to the one at `to_us`; `fallback` (the lane it was last seen
+/// in) if none of them was in a lane.
+fn lanes_during(ctx: &Ctx<'_>, from_us: i64, to_us: i64, fallback: Option<usize>) -> Vec<usize> {
+    let mut lanes: Vec<usize> = ctx
+        .track
+        .trajectory()
+        .iter()
+        .filter(|p| (from_us..=to_us).contains(&p.timestamp_us))
+        .filter_map(|p| ctx.site.lane_at(p.anchor))
+        .collect();
+    lanes.sort_unstable();
+    lanes.dedup();
+    if lanes.is_empty() {
+        lanes.extend(fallback);
+    }
+    lanes
+}
+
+/// The classes the track may be: its majority class and every class with
+/// at least [`MIN_CLASS_SHARE`] of its observations' votes (the detector
+/// mixes car, truck and bus on one vehicle).
+fn classes_of(track: &Track) -> Vec<VehicleClass> {
+    let traj = track.trajectory();
+    let mut classes = vec![track.class()];
+    for class in [
+        VehicleClass::Car,
+        VehicleClass::Motorcycle,
+        VehicleClass::Bus,
+        VehicleClass::Truck,
+    ] {
+        let n = traj.iter().filter(|p| p.class == class).count();
+        if n as f64 >= MIN_CLASS_SHARE * traj.len() as f64 && !classes.contains(&class) {
+            classes.push(class);
+        }
+    }
+    classes
+}
+
+/// The limit a vehicle of any of `classes` that drove in `lanes` is judged
+/// against: the highest of the lanes' limits for those classes; `None` if
+/// it was in no lane, or in one with no limit for any of them (its limit
+/// there is not known, and may be higher).
+fn limit_for(ctx: &Ctx<'_>, lanes: &[usize], classes: &[VehicleClass]) -> Option<u16> {
+    let mut limit = None;
+    for &l in lanes {
+        let limits = &ctx.site.lanes[l].limits;
+        let here = classes.iter().filter_map(|&c| limits.for_class(c)).max()?;
+        limit = limit.max(Some(here));
+    }
+    limit
 }
 
 /// Whether the track moved steadily from the step that crossed the first
@@ -476,13 +614,15 @@ fn judge(
     v: f64,
     unc: f64,
     (at, lane): (&TrackPoint, Option<usize>),
+    lanes: &[usize],
     before: u64,
 ) -> bool {
     let rule = &ctx.site.rules.speeding;
-    let Some(limit) = lane.and_then(|l| ctx.site.lanes[l].limits.for_class(ctx.track.class()))
-    else {
+    let Some(limit) = limit_for(ctx, lanes, &classes_of(ctx.track)) else {
         return false;
     };
+    // An anchor above the road reads fast (see `camera_height_m`).
+    let (v, unc) = (v * ctx.site.anchor_factor, unc * ctx.site.anchor_factor);
     if !(v.is_finite() && unc.is_finite() && unc <= rule.max_uncertainty_kmh) {
         return false;
     }

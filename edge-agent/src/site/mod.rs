@@ -329,6 +329,29 @@ pub struct SpeedCalibration {
     /// Error of one frame timestamp, milliseconds; at least 1 ms.
     #[serde(default = "default_time_error")]
     pub time_error_ms: f64,
+    /// Height of the camera above the road, metres (3–60), if known. The
+    /// speed is measured on the box's bottom centre as if it were on the
+    /// road; near the camera it is the bumper, up to [`ANCHOR_HEIGHT_M`]
+    /// above it, and reads high by `H / (H − h)`. With the height set,
+    /// every measured speed (and its σ) is lowered by the factor
+    /// `1 − ANCHOR_HEIGHT_M / H` (in the driver's favour); without it the
+    /// bias is not corrected (see the README).
+    #[serde(default)]
+    pub camera_height_m: Option<f64>,
+}
+
+/// How far above the road a box's bottom centre (the speed anchor) may be,
+/// metres: a car's bumper seen from near the camera. See
+/// [`SpeedCalibration::camera_height_m`].
+pub const ANCHOR_HEIGHT_M: f64 = 0.6;
+
+impl SpeedCalibration {
+    /// The factor measured speeds are multiplied by for an anchor that may
+    /// be [`ANCHOR_HEIGHT_M`] above the road (1 without a camera height).
+    pub fn anchor_height_factor(&self) -> f64 {
+        self.camera_height_m
+            .map_or(1.0, |h| 1.0 - ANCHOR_HEIGHT_M / h)
+    }
 }
 
 fn default_pixel_error() -> f64 {
@@ -347,9 +370,29 @@ pub struct TwoLines {
     pub lines: [Segment; 2],
     /// Distance between them, metres.
     pub distance_m: f64,
-    /// Uncertainty of that distance, metres.
+    /// Uncertainty of that distance, metres, as surveyed. The speeding
+    /// rule never takes less than [`MIN_DISTANCE_ERROR_M`] or
+    /// [`MIN_DISTANCE_ERROR_FRACTION`] of `distance_m`, whichever is more
+    /// (a tape along a painted line, and the line's width): 0 (the default)
+    /// means that floor ([`TwoLines::effective_distance_error_m`]).
     #[serde(default)]
     pub distance_error_m: f64,
+}
+
+/// The least distance error (m) the speeding rule takes for two lines.
+pub const MIN_DISTANCE_ERROR_M: f64 = 0.05;
+/// The least distance error, as a fraction of the distance between the two
+/// lines, the speeding rule takes.
+pub const MIN_DISTANCE_ERROR_FRACTION: f64 = 0.005;
+
+impl TwoLines {
+    /// The distance error the speeding rule uses: the declared one, but at
+    /// least `max(MIN_DISTANCE_ERROR_M, MIN_DISTANCE_ERROR_FRACTION × d)`.
+    pub fn effective_distance_error_m(&self) -> f64 {
+        self.distance_error_m
+            .max(MIN_DISTANCE_ERROR_M)
+            .max(MIN_DISTANCE_ERROR_FRACTION * self.distance_m)
+    }
 }
 
 /// Four image points and their ground positions.
@@ -363,10 +406,22 @@ pub struct GroundPoints {
     /// Time window the displacement is measured over, ms.
     #[serde(default = "default_window_ms")]
     pub window_ms: u32,
+    /// Relative error of the calibration (the surveyed ground points, the
+    /// road's departure from a plane), a fraction of every ground distance
+    /// measured through it: added to the speed's relative σ. Default 0.02
+    /// (2%); at least 0.005, below 0.2. A window whose ends are not within
+    /// the four image points' hull (and a margin of 5% of its size) is not
+    /// measured: the homography is extrapolated there.
+    #[serde(default = "default_calibration_error")]
+    pub calibration_error: f64,
 }
 
 fn default_window_ms() -> u32 {
     1000
+}
+
+fn default_calibration_error() -> f64 {
+    0.02
 }
 
 /// A no-stopping zone.

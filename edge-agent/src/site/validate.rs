@@ -11,6 +11,12 @@ type Check = Result<(), (String, String)>;
 const MIN_PIXEL_ERROR_PX: f64 = 1.0;
 /// Smallest `speed.time_error_ms` a site may claim.
 const MIN_TIME_ERROR_MS: f64 = 1.0;
+/// Smallest `speed.homography.calibration_error` a site may claim.
+const MIN_CALIBRATION_ERROR: f64 = 0.005;
+/// `speed.homography.calibration_error` must be below this.
+const MAX_CALIBRATION_ERROR: f64 = 0.2;
+/// The range of `speed.camera_height_m`, metres.
+const CAMERA_HEIGHT_M: std::ops::RangeInclusive<f64> = 3.0..=60.0;
 
 fn fail<T>(field: impl Into<String>, message: impl Into<String>) -> Result<T, (String, String)> {
     Err((field.into(), message.into()))
@@ -239,6 +245,18 @@ fn check_speed(s: &super::SpeedCalibration, frame: FrameSize) -> Check {
             ),
         );
     }
+    if let Some(h) = s.camera_height_m
+        && !(h.is_finite() && CAMERA_HEIGHT_M.contains(&h))
+    {
+        return fail(
+            "speed.camera_height_m",
+            format!(
+                "must be {} to {} m (the camera's height above the road)",
+                CAMERA_HEIGHT_M.start(),
+                CAMERA_HEIGHT_M.end()
+            ),
+        );
+    }
     match (&s.two_lines, &s.homography) {
         (Some(t), None) => {
             for (i, l) in t.lines.iter().enumerate() {
@@ -267,6 +285,16 @@ fn check_speed(s: &super::SpeedCalibration, frame: FrameSize) -> Check {
             }
             if h.window_ms == 0 {
                 return fail("speed.homography.window_ms", "must be positive");
+            }
+            if !(h.calibration_error.is_finite()
+                && (MIN_CALIBRATION_ERROR..MAX_CALIBRATION_ERROR).contains(&h.calibration_error))
+            {
+                return fail(
+                    "speed.homography.calibration_error",
+                    format!(
+                        "must be at least {MIN_CALIBRATION_ERROR} and below {MAX_CALIBRATION_ERROR}: no survey of four ground points is surer, and the speed's uncertainty (the 2σ margin a driver is given) is made from it"
+                    ),
+                );
             }
             match Homography::from_points(&h.image, &h.ground_m) {
                 Ok(_) => Ok(()),

@@ -125,6 +125,9 @@ pub struct Vehicle {
     /// Its whole box per frame, where the box is not a fixed size around
     /// `path` ([`Vehicle::boxed`]).
     pub boxes: Option<Box<dyn Fn(u64) -> Option<BBox>>>,
+    /// The class the detector gives it per frame, where it is not always
+    /// `class` ([`Vehicle::classed`]).
+    pub classes: Option<Box<dyn Fn(u64) -> VehicleClass>>,
 }
 
 impl Vehicle {
@@ -145,7 +148,19 @@ impl Vehicle {
             path: Box::new(path),
             clipped: false,
             boxes: None,
+            classes: None,
         }
+    }
+    /// The same vehicle, boxed as `class_at(n)` at frame `n` (a detector
+    /// that calls a pickup a car in some frames and a truck in others).
+    pub fn classed(self, class_at: impl Fn(u64) -> VehicleClass + 'static) -> Self {
+        Self {
+            classes: Some(Box::new(class_at)),
+            ..self
+        }
+    }
+    fn class_at(&self, n: u64) -> VehicleClass {
+        self.classes.as_ref().map_or(self.class, |c| c(n))
     }
 
     /// A vehicle whose detected box at each frame is `boxes(n)` (`None`:
@@ -194,7 +209,7 @@ impl Vehicle {
 
     fn point(&self, n: u64) -> Option<TrackPoint> {
         if let Some(boxes) = &self.boxes {
-            return Some(TrackPoint::new(frame(n), boxes(n)?, 0.9, self.class));
+            return Some(TrackPoint::new(frame(n), boxes(n)?, 0.9, self.class_at(n)));
         }
         let a = (self.path)(n)?;
         let (w, h) = self.size;
@@ -207,7 +222,7 @@ impl Vehicle {
             }
             bbox = BBox::from_xywh(x0, y0, x1 - x0, y1 - y0);
         }
-        Some(TrackPoint::new(frame(n), bbox, 0.9, self.class))
+        Some(TrackPoint::new(frame(n), bbox, 0.9, self.class_at(n)))
     }
 }
 
