@@ -172,6 +172,12 @@ const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_session_activity.sql"),
         postgres: include_str!("../migrations/postgres/0022_session_activity.sql"),
     },
+    Migration {
+        version: 23,
+        name: "retention_gaps",
+        sqlite: include_str!("../migrations/sqlite/0023_retention_gaps.sql"),
+        postgres: include_str!("../migrations/postgres/0023_retention_gaps.sql"),
+    },
 ];
 
 /// Database failures.

@@ -537,3 +537,78 @@ async fn a_contest_commits_whole_or_not_at_all() {
         ("notice_issued".into(), Some("accepted".into()), 0)
     );
 }
+
+/// A contest refused after its photo was stored (here a failure staged in
+/// its transaction) leaves no photo behind: the bytes are deleted, unless
+/// something else names the same bytes (another contest's photo, here),
+/// which keeps them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_contest_leaves_no_photo() {
+    let (_dir, server) = start().await;
+    let addr = server.http_addr;
+    let mut ids = seed::seed(&server, SITE, 2).await;
+    let (id, other) = (ids.remove(0), ids.remove(0));
+    confirm_and_issue(&server, &id, now_ms()).await;
+    let ctx = server.ingestor.context().clone();
+    let db = ctx.db.pool();
+    // The same bytes as one photo below, already another contest's.
+    let shared = png_header(640, 480);
+    let mut own = png_header(800, 600);
+    own.extend_from_slice(b"own photo");
+    let shared_sha = ctx
+        .evidence
+        .put(bytes::Bytes::from(shared.clone()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, \
+         created_at) VALUES ('earlier', $1, 'o', 'r', $2, 'image/png', $3)",
+    )
+    .bind(&other)
+    .bind(&shared_sha)
+    .bind(now_ms())
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "CREATE TRIGGER fail_contested BEFORE UPDATE OF owner_response ON events \
+         WHEN NEW.owner_response = 'contested' BEGIN SELECT RAISE(ABORT, 'staged failure'); END",
+    )
+    .execute(db)
+    .await
+    .unwrap();
+    let session = citizen::start_session(&ctx.db, OWNER_NID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let (photos, case) = ([own.clone(), shared.clone()], id.clone());
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut me = signed_in(addr, &session.token);
+        photos.map(|png| {
+            let t = csrf(&me.get(&format!("/app/cases/{case}")).body);
+            me.post_multipart(
+                &format!("/app/cases/{case}/contest"),
+                &[("csrf", &t), ("reason", "Ảnh giấy tờ bán xe")],
+                &[("photo", "a.png", "image/png", &png)],
+            )
+            .status
+        })
+    })
+    .await
+    .unwrap();
+    assert_eq!(answers, [500, 500]);
+    let sha = protocol::sha256_hex(&own);
+    assert!(
+        !ctx.evidence.contains(&sha).await.unwrap(),
+        "the refused contest's photo is gone"
+    );
+    assert_eq!(
+        ctx.evidence.get(&shared_sha).await.unwrap(),
+        bytes::Bytes::from(shared),
+        "bytes another contest names stay"
+    );
+    let contests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM contests")
+        .fetch_one(db)
+        .await
+        .unwrap();
+    assert_eq!(contests, 1);
+}

@@ -606,3 +606,98 @@ async fn the_sign_in_returns_to_the_linked_case_and_nowhere_else() {
         assert_signed_in(&r, &p);
     }
 }
+
+/// A push subscription this browser holds for `national_id` (as
+/// `POST /app/push/subscribe` leaves it, `tests/citizen.rs`), tied to the
+/// session of cookie `token`; its id.
+async fn push_row(db: &Db, national_id: &str, endpoint: &str, token: &str) -> String {
+    let id = uuid::Uuid::new_v4().to_string();
+    sqlx::query(
+        "INSERT INTO push_subscriptions (subscription_id, national_id, endpoint, p256dh, auth, \
+         created_at, session_sha256) VALUES ($1, $2, $3, 'k', 'a', $4, $5)",
+    )
+    .bind(&id)
+    .bind(national_id)
+    .bind(format!("https://fcm.googleapis.com/fcm/send/{endpoint}"))
+    .bind(now_ms())
+    .bind(hex::encode(Sha256::digest(token.as_bytes())))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    id
+}
+
+/// The ids of the push subscriptions left, with their owner.
+async fn push_rows(db: &Db) -> Vec<(String, String)> {
+    sqlx::query("SELECT subscription_id, national_id FROM push_subscriptions ORDER BY created_at")
+        .fetch_all(db.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+/// Signing in as someone else in a browser (a shared phone) deletes the
+/// previous person's push subscriptions that browser holds (its `tv_push`
+/// cookie), not their other devices'; signing in again as the same person
+/// keeps theirs, now tied to the new session, so they go when it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_in_as_another_person_drops_the_browsers_push_subscriptions() {
+    let (p, ioc) = pair(json!({}), false).await;
+    let db = ioc.db();
+    let mut b = Browser::default();
+    let r = sign_in(&mut b, &ioc, &p, "giang");
+    assert_signed_in(&r, &p);
+    let giang = b.cookie(&ioc.base, "tv_citizen").expect("session cookie");
+    let phone = push_row(&db, GIANG_ID, "phone", &giang).await;
+    let other = ingest_server::citizen::start_session(&db, GIANG_ID, "Giang", now_ms())
+        .await
+        .unwrap();
+    let tablet = push_row(&db, GIANG_ID, "tablet", &other.token).await;
+    let host = Url::parse(&ioc.base).unwrap();
+    let key = format!("{}:{}", host.host_str().unwrap(), host.port().unwrap());
+    let set_push = |b: &mut Browser, ids: &str| {
+        let jar = b.jar.entry(key.clone()).or_default();
+        jar.retain(|(n, _)| n != "tv_push");
+        jar.push(("tv_push".into(), ids.into()));
+    };
+    set_push(&mut b, &phone);
+
+    // Giang again in the same browser: the phone's subscription is kept,
+    // tied to the new session.
+    let r = sign_in(&mut b, &ioc, &p, "giang");
+    assert_signed_in(&r, &p);
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with(&format!("tv_push={phone};"))),
+        "{:?}",
+        r.set_cookies()
+    );
+    let again = b.cookie(&ioc.base, "tv_citizen").unwrap();
+    let tied: String = sqlx::query_scalar(
+        "SELECT session_sha256 FROM push_subscriptions WHERE subscription_id = $1",
+    )
+    .bind(&phone)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(tied, hex::encode(Sha256::digest(again.as_bytes())));
+
+    // Hải signs in on Giang's phone (her provider session over, this
+    // app's cookie left): Giang's subscription there goes, her tablet's
+    // stays, and the browser's cookie is emptied.
+    let mut b = Browser::default();
+    set_push(&mut b, &phone);
+    let r = sign_in(&mut b, &ioc, &p, "hai");
+    assert_signed_in(&r, &p);
+    assert!(
+        r.set_cookies()
+            .iter()
+            .any(|c| c.starts_with("tv_push=;") && c.contains("Max-Age=0")),
+        "{:?}",
+        r.set_cookies()
+    );
+    assert_eq!(push_rows(&db).await, [(tablet, GIANG_ID.to_string())]);
+}

@@ -552,3 +552,293 @@ async fn retention_on_postgres() {
     let pg = Postgres::start();
     suite(pg.fresh_database().await).await;
 }
+
+/// A case nobody decided (`new`) past the one-year limitation period is
+/// closed by retention as rejected (`limitation_expired`, with its
+/// transition and audit entry), and the rejected case's retention then
+/// deletes its stills and the gateway's copy of its owner; a decided fine
+/// (`confirmed`) past the period is left alone. A case purged keeps its
+/// contest, payment and follow-up message rows, without their personal
+/// parts (the contest's text, the payer's IP and the gateway's raw
+/// answers, the police's words), amounts and references intact.
+async fn expiry_suite(url: String) {
+    let dir = tempfile::tempdir().unwrap();
+    let i = open(&url, dir.path()).await;
+    let ctx = i.context().clone();
+    let db = &ctx.db;
+    let k = key();
+    devices::enrol(db, "edge-exp", SITE, &public_hex(&k))
+        .await
+        .unwrap();
+    let own: Vec<Vec<u8>> = (0..3u8)
+        .map(|s| {
+            (0..700u32)
+                .map(|i| (i as u8) ^ s.wrapping_mul(71) ^ 0x33)
+                .collect()
+        })
+        .collect();
+    let fs: Vec<Files> = (0..3u8)
+        .map(|s| files(60 + s, &own[usize::from(s)]))
+        .collect();
+    let mut ids = Vec::new();
+    for f in &fs {
+        let ev = event("edge-exp", SITE, f);
+        ids.push(ev.event_id.to_string());
+        let o = i
+            .submit(Bytes::from(bundle(&ev, &k, f)), Source::Http)
+            .await
+            .unwrap();
+        assert!(o.rejection.is_none(), "{:?}", o.rejection);
+    }
+    let (undecided, confirmed, paid) = (&ids[0], &ids[1], &ids[2]);
+    let now = now_ms();
+    // The gateway's copy of the undecided case's owner, as a lookup
+    // leaves it (`registry/http.rs`).
+    let plate: String = sqlx::query_scalar("SELECT plate_text FROM events WHERE event_id = $1")
+        .bind(undecided)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO owners (owner_id, full_name, national_id, address, copied_at) \
+         VALUES ('gw-1', 'Phạm Văn Đức', '001077000111', 'Hải Phòng', $1)",
+    )
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO vehicles (plate_text, plate_colour, vehicle_type, make, colour, \
+         registration_status, owner_id, copied_at) \
+         VALUES ($1, 'white', 'car', 'Kia', 'red', 'active', 'gw-1', $2)",
+    )
+    .bind(&plate)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query("UPDATE events SET owner_id = 'gw-1', owner_status = 'found' WHERE event_id = $1")
+        .bind(undecided)
+        .execute(db.pool())
+        .await
+        .unwrap();
+    // A confirmed fine, and a paid one with its contest, payment and the
+    // police's follow-up message (only the rows matter here).
+    for (id, state) in [(confirmed, "confirmed"), (paid, "paid")] {
+        sqlx::query("UPDATE events SET state = $1, state_changed_at = $2 WHERE event_id = $3")
+            .bind(state)
+            .bind(now)
+            .bind(id)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    sqlx::query(
+        "INSERT INTO contests (id, event_id, owner_id, reason, created_at) \
+         VALUES ('c-paid', $1, 'o-x', 'Tôi đã bán xe cho anh Nam ở 12 Lê Lợi', $2)",
+    )
+    .bind(paid)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO payments (txn_ref, event_id, gateway, amount_vnd, state, client_ip, \
+         created_at, expires_at, updated_at, transaction_no, settled_by, ipn_params, \
+         query_result) VALUES ('T1', $1, 'vnpay', 800000, 'paid', '203.0.113.9', $2, $2, $2, \
+         'VNP123', 'ipn', '{\"vnp_CardHolder\":\"NGUYEN VAN A\"}', '{\"vnp_IpAddr\":\"203.0.113.9\"}')",
+    )
+    .bind(paid)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notices (notice_id, event_id, created_at, detected_at, notify_by, respond_by) \
+         VALUES ('n-paid', $1, $2, $2, $2, $2)",
+    )
+    .bind(paid)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO notice_messages (message_id, notice_id, event_id, kind, reason, created_at) \
+         VALUES ('m-paid', 'n-paid', $1, 'contest_rejected', 'Ảnh cho thấy chị Lan lái xe', $2)",
+    )
+    .bind(paid)
+    .bind(now)
+    .execute(db.pool())
+    .await
+    .unwrap();
+
+    let cfg = RetentionConfig::default();
+    let evidence_dir = dir.path().join("evidence");
+    let run = |at: i64| {
+        let (db, store, cfg) = (db.clone(), ctx.evidence.clone(), cfg.clone());
+        async move { retention::run(&db, &store, &cfg, at, false).await.unwrap() }
+    };
+    let state = |id: String| async move {
+        let r = sqlx::query(
+            "SELECT state, reject_code, evidence_purged_at FROM events WHERE event_id = $1",
+        )
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+        (
+            r.get::<String, _>(0),
+            r.get::<Option<String>, _>(1),
+            r.get::<Option<i64>, _>(2).is_some(),
+        )
+    };
+
+    // --- within the period, nothing is closed
+    assert_eq!(run(now + 300 * DAY).await.expired, 0);
+    assert_eq!(state(undecided.clone()).await, ("new".into(), None, false));
+
+    // --- past it, the undecided case is rejected by the system
+    let dry = retention::run(db, &ctx.evidence, &cfg, now + 366 * DAY, true)
+        .await
+        .unwrap();
+    assert_eq!(dry.expired, 1, "a dry run counts it");
+    assert_eq!(
+        state(undecided.clone()).await.0,
+        "new",
+        "and closes nothing"
+    );
+    let at = now + 366 * DAY;
+    let r = run(at).await;
+    assert_eq!(r.expired, 1, "{r:?}");
+    assert_eq!(
+        state(undecided.clone()).await,
+        ("rejected".into(), Some("limitation_expired".into()), false)
+    );
+    assert_eq!(
+        state(confirmed.clone()).await.0,
+        "confirmed",
+        "a decided fine is a legal record"
+    );
+    let t = sqlx::query(
+        "SELECT actor, role, action, from_state, to_state, at FROM case_transitions \
+         WHERE event_id = $1",
+    )
+    .bind(undecided)
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            t.get::<String, _>(0),
+            t.get::<String, _>(1),
+            t.get::<String, _>(2),
+            t.get::<String, _>(3),
+            t.get::<String, _>(4),
+            t.get::<i64, _>(5)
+        ),
+        (
+            "retention".into(),
+            "system".into(),
+            "reject".into(),
+            "new".into(),
+            "rejected".into(),
+            at
+        )
+    );
+    let trail = audit::for_subject(db, &format!("case:{undecided}"))
+        .await
+        .unwrap();
+    let e = trail
+        .iter()
+        .find(|e| e.action == "case.reject")
+        .expect("rejection audited");
+    assert_eq!(e.actor, "retention");
+    assert!(e.detail.contains("limitation_expired"), "{}", e.detail);
+    // The reason is a managed one (the console shows its label).
+    let label: String =
+        sqlx::query_scalar("SELECT label_en FROM rejection_reasons WHERE code = $1")
+            .bind(retention::LIMITATION_EXPIRED)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert!(label.contains("imitation"), "{label}");
+    assert!(
+        on_disk(&evidence_dir, &fs[0].overview),
+        "kept until rejected_days"
+    );
+    assert_eq!(run(at).await.expired, 0, "closed once");
+
+    // --- the rejected case's retention: the stills and the owner copy go
+    let r = run(at + 91 * DAY).await;
+    assert!(r.problems.is_empty(), "{:?}", r.problems);
+    assert!(state(undecided.clone()).await.2, "purged");
+    assert!(!on_disk(&evidence_dir, &fs[0].overview));
+    assert!(!on_disk(&evidence_dir, &fs[0].plate));
+    assert_eq!((r.owner_copies, r.vehicle_copies), (1, 1), "{r:?}");
+    let owners: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM owners WHERE owner_id = 'gw-1'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(owners, 0);
+    assert!(
+        on_disk(&evidence_dir, &fs[1].overview),
+        "the confirmed fine's stay"
+    );
+    assert_eq!(state(confirmed.clone()).await.0, "confirmed");
+
+    // --- the paid case, purged: its rows stay without their personal parts
+    let r = run(now + 800 * DAY).await;
+    assert!(state(paid.clone()).await.2, "{r:?}");
+    let c: String = sqlx::query_scalar("SELECT reason FROM contests WHERE id = 'c-paid'")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(c, "");
+    let p = sqlx::query(
+        "SELECT client_ip, ipn_params, query_result, amount_vnd, transaction_no, state \
+         FROM payments WHERE txn_ref = 'T1'",
+    )
+    .fetch_one(db.pool())
+    .await
+    .unwrap();
+    assert_eq!(
+        (
+            p.get::<String, _>(0),
+            p.get::<Option<String>, _>(1),
+            p.get::<Option<String>, _>(2),
+            p.get::<i64, _>(3),
+            p.get::<String, _>(4),
+            p.get::<String, _>(5)
+        ),
+        (
+            String::new(),
+            None,
+            None,
+            800_000,
+            "VNP123".into(),
+            "paid".into()
+        )
+    );
+    let m: String =
+        sqlx::query_scalar("SELECT reason FROM notice_messages WHERE message_id = 'm-paid'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+    assert_eq!(m, "");
+    assert!(matches!(
+        audit::verify(db).await.unwrap(),
+        Verification::Intact { .. }
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecided_cases_expire_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    expiry_suite(ingest_server::db::Db::sqlite_url(&dir.path().join("t.db"))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecided_cases_expire_on_postgres() {
+    let pg = Postgres::start();
+    expiry_suite(pg.fresh_database().await).await;
+}

@@ -317,24 +317,36 @@ pub async fn contest(
     // log, which supervisors and admins read and the court package copies,
     // name the contest, not its text.
     let contest_id = uuid::Uuid::new_v4().to_string();
-    let mut tx = audit::begin(&ic.db).await?;
-    sqlx::query(
-        "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&contest_id)
-    .bind(&id)
-    .bind(&c.owner_id)
-    .bind(&reason)
-    .bind(stored.as_ref().map(|s| s.0.clone()))
-    .bind(stored.as_ref().map(|s| s.1.clone()))
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    let reference = format!("contest {contest_id}");
-    reviewer
-        .contest_in(&mut tx, &id, &actor, &reference, now)
+    let recorded: Result<(), AppError> = async {
+        let mut tx = audit::begin(&ic.db).await?;
+        sqlx::query(
+            "INSERT INTO contests (id, event_id, owner_id, reason, photo_sha256, photo_type, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(&contest_id)
+        .bind(&id)
+        .bind(&c.owner_id)
+        .bind(&reason)
+        .bind(stored.as_ref().map(|s| s.0.clone()))
+        .bind(stored.as_ref().map(|s| s.1.clone()))
+        .bind(now)
+        .execute(&mut *tx)
         .await?;
-    tx.commit().await?;
+        let reference = format!("contest {contest_id}");
+        reviewer
+            .contest_in(&mut tx, &id, &actor, &reference, now)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    .await;
+    // A refused contest's photo is named by nothing: it goes, unless the
+    // same bytes back something else (content-addressed store).
+    if let (Err(_), Some((digest, _))) = (&recorded, &stored)
+        && let Err(e) = crate::retention::remove_unreferenced(&ic.db, &ic.evidence, digest).await
+    {
+        tracing::warn!(error = %e, "contest refused: its photo could not be deleted");
+    }
+    recorded?;
     Ok(Redirect::to(&format!("/app/cases/{id}")).into_response())
 }

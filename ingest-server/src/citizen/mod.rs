@@ -22,6 +22,7 @@ mod pages;
 mod push;
 
 pub use answers::{MAX_PIXELS, MAX_SIDE, dimensions_allowed, photo_dimensions};
+pub(crate) use push::{push_cookie, signed_in_browser};
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -145,6 +146,12 @@ pub async fn start_session(
 /// never sign out: without this they would stay for good. Run at every
 /// sign-in and by retention (`retention::run`, which also covers a server
 /// no one signs in to).
+///
+/// The push subscriptions those sessions registered stay: a notice comes
+/// days after the two-hour session, and Web Push exists to reach the
+/// citizen then. A subscription goes at sign-out ([`end_session`]), when
+/// someone else signs in with that browser (`push::signed_in_browser`), or
+/// when its endpoint is gone.
 pub async fn delete_expired_sessions(db: &Db, now: i64) -> Result<u64, DbError> {
     let gone = sqlx::query("DELETE FROM citizen_sessions WHERE expires_at <= $1")
         .bind(now)
@@ -277,12 +284,15 @@ impl FromRequestParts<ApiContext> for Citizen {
     }
 }
 
-/// Ends a citizen's session.
+/// Ends a citizen's session, and the push subscriptions it registered.
 pub async fn end_session(db: &Db, citizen: &Citizen) -> Result<(), DbError> {
+    let mut tx = db.begin_write().await?;
     sqlx::query("DELETE FROM citizen_sessions WHERE token_sha256 = $1")
         .bind(token_digest(&citizen.token))
-        .execute(db.pool())
+        .execute(&mut *tx)
         .await?;
+    push::forget_session(&mut tx, &token_digest(&citizen.token)).await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -5,6 +5,13 @@
 //! this device (the notices worker encrypts each one for it, RFC 8291).
 //! The subscription POST carries the session's CSRF token in a header.
 //!
+//! A subscription is tied to the session that registered it and goes when
+//! that session is signed out (not when it merely expires: a notice comes
+//! days later, which is what Web Push is for). Signing in with this
+//! browser moves the signed-in citizen's subscriptions it names to the new
+//! session and deletes anyone else's ([`signed_in_browser`]): on a shared
+//! phone the next person to sign in ends the previous one's notices.
+//!
 //! Signing out forgets this browser's subscriptions, so that on a shared
 //! phone the next person does not get the previous one's notices: the
 //! server remembers the ids it stored for this browser in a cookie
@@ -37,7 +44,7 @@ fn browser_ids(headers: &HeaderMap) -> Vec<&str> {
 }
 
 /// The [`PUSH_COOKIE`] holding `ids` (empty: removed).
-pub(super) fn push_cookie(ids: &[&str], secure: bool) -> HeaderValue {
+pub(crate) fn push_cookie(ids: &[&str], secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let age = if ids.is_empty() { 0 } else { 365 * 86_400 };
     HeaderValue::from_str(&format!(
@@ -61,6 +68,59 @@ pub(super) async fn forget_browser(
         crate::notices::unsubscribe(db, nid, endpoint).await?;
     }
     Ok(())
+}
+
+/// Deletes the subscriptions the session `session_sha256` registered (or
+/// took over at sign-in): run in the transaction that signs it out.
+pub(super) async fn forget_session(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    session_sha256: &str,
+) -> Result<u64, DbError> {
+    Ok(
+        sqlx::query("DELETE FROM push_subscriptions WHERE session_sha256 = $1")
+            .bind(session_sha256)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+    )
+}
+
+/// At sign-in (`sso/citizen.rs`), with the new session's cookie `token`:
+/// the subscriptions this browser's [`PUSH_COOKIE`] names that belong to
+/// someone else (the previous person on a shared phone) are deleted; the
+/// signed-in citizen's own move to the new session. Returns the ids the
+/// cookie keeps.
+pub(crate) async fn signed_in_browser(
+    db: &Db,
+    national_id: &str,
+    token: &str,
+    headers: &HeaderMap,
+) -> Result<Vec<String>, DbError> {
+    let session = crate::accounts::sessions::token_digest(token);
+    let mut kept = Vec::new();
+    for id in browser_ids(headers) {
+        sqlx::query(
+            "DELETE FROM push_subscriptions WHERE subscription_id = $1 AND national_id <> $2",
+        )
+        .bind(id)
+        .bind(national_id)
+        .execute(db.pool())
+        .await?;
+        let mine = sqlx::query(
+            "UPDATE push_subscriptions SET session_sha256 = $1 \
+             WHERE subscription_id = $2 AND national_id = $3",
+        )
+        .bind(&session)
+        .bind(id)
+        .bind(national_id)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+        if mine > 0 {
+            kept.push(id.to_string());
+        }
+    }
+    Ok(kept)
 }
 
 /// `GET /app/push/key`: the VAPID public key (base64url), 404 when Web
@@ -94,6 +154,15 @@ pub async fn subscribe(
     let vapid = ctx.notices.vapid_config();
     match crate::notices::subscribe(db, vapid, &citizen.national_id, json).await {
         Ok(id) => {
+            // Tied to this session: it goes when the session is signed
+            // out ([`forget_session`]).
+            sqlx::query(
+                "UPDATE push_subscriptions SET session_sha256 = $1 WHERE subscription_id = $2",
+            )
+            .bind(crate::accounts::sessions::token_digest(&citizen.token))
+            .bind(&id)
+            .execute(db.pool())
+            .await?;
             // The owner's notices not yet out (confirmed, no channel through,
             // e.g. none reached them before) get a delivery to this browser.
             match crate::notices::outbox::enqueue_unissued(

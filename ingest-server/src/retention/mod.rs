@@ -7,6 +7,12 @@
 //! [`run`] does what `[retention]` (`config.rs`) says, in these steps, each
 //! safe to stop and repeat:
 //!
+//! 0. **Close** the cases nobody decided within the limitation period
+//!    (`new`, `in_review` or `accepted` past
+//!    [`crate::workflow::limitation_ends_at`]): rejected by the system as
+//!    [`LIMITATION_EXPIRED`], with their transition and audit entry
+//!    (`expired.rs`); step 1 then purges them after `rejected_days` like
+//!    any rejection. Decided fines are never closed here.
 //! 1. **Mark** the cases that are due: rejected more than `rejected_days`
 //!    ago, or paid or closed more than `closed_days` ago. Each gets
 //!    `evidence_purged_at` and an `evidence.purge` entry in the audit log,
@@ -17,7 +23,10 @@
 //!    notice was addressed to that owner (`notices.owner_id`): then the
 //!    history of who was told needs it, and it stays (an id only; the
 //!    owner's data may go, step 5). A misread or rejected case, which told
-//!    no one, keeps no trace of whose plate it was read as.
+//!    no one, keeps no trace of whose plate it was read as. What the trail
+//!    keeps loses its personal parts ([`strip_personal`]): a contest's
+//!    text, a payment's client IP and raw gateway answers, the police's
+//!    words in a follow-up notice.
 //! 2. **Delete the bytes** of every file that only marked cases name
 //!    (their stills and clips, and their contests' photos; the same bytes
 //!    can back two cases, or a quarantined message: then they stay),
@@ -48,7 +57,8 @@
 //!    the registry itself and is never deleted.
 //!
 //! 6. **Sessions** expired: citizens' (`citizen::delete_expired_sessions`,
-//!    each holds an ID number and a name) and the console's
+//!    each holds an ID number and a name; the push subscriptions each
+//!    registered go with it) and the console's
 //!    (`accounts::delete_expired_sessions`).
 //!
 //! The server runs it at start and every `check_hours`
@@ -56,6 +66,7 @@
 
 pub mod config;
 mod copies;
+mod expired;
 
 use std::collections::HashSet;
 
@@ -70,6 +81,7 @@ use crate::workflow::Role;
 
 pub use self::config::RetentionConfig;
 pub use self::copies::COPY_GRACE_MS;
+pub use self::expired::LIMITATION_EXPIRED;
 
 const DAY_MS: i64 = 86_400_000;
 /// Rows handled per statement batch.
@@ -106,6 +118,9 @@ pub struct DueCase {
 /// What one [`run`] did.
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct PurgeReport {
+    /// Cases past their limitation period that nobody decided, rejected
+    /// as [`LIMITATION_EXPIRED`] (or, in a dry run, that would be).
+    pub expired: usize,
     /// Cases marked (or, in a dry run, that would be).
     pub cases: usize,
     /// Files whose bytes were deleted (case evidence and quarantined
@@ -193,9 +208,11 @@ pub async fn run(
 ) -> Result<PurgeReport, RetentionError> {
     let mut report = PurgeReport::default();
     if dry_run {
+        report.expired = expired::count_expired(db, now).await?;
         report.cases = due(db, cfg, now, usize::MAX >> 1).await?.len();
         return Ok(report);
     }
+    report.expired = expired::close_expired(db, now).await?;
     loop {
         let cases = due(db, cfg, now, BATCH).await?;
         if cases.is_empty() {
@@ -258,6 +275,7 @@ async fn mark(
         if changed != 1 {
             continue;
         }
+        strip_personal(&mut tx, &c.event_id).await?;
         let detail = serde_json::json!({
             "state": c.state, "since": c.since, "retention_days": days,
         });
@@ -265,6 +283,27 @@ async fn mark(
         audit::append(&mut tx, now, &who, "evidence.purge", &subject, &detail).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Step 1, with the mark: what the case's trail keeps on purpose loses its
+/// personal parts. The owner's words in a contest, the payer's IP address
+/// and the gateway's raw notification and status answer (the amounts,
+/// references, codes and states stay, for the accounts), the police's
+/// words to the owner in a follow-up notice (the message, its kind and
+/// time stay). Migration 0023 does the same to cases purged before.
+async fn strip_personal(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    event_id: &str,
+) -> Result<(), RetentionError> {
+    for sql in [
+        "UPDATE contests SET reason = '' WHERE event_id = $1",
+        "UPDATE payments SET client_ip = '', ipn_params = NULL, query_result = NULL \
+         WHERE event_id = $1",
+        "UPDATE notice_messages SET reason = '' WHERE event_id = $1",
+    ] {
+        sqlx::query(sql).bind(event_id).execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
@@ -335,6 +374,35 @@ async fn remove_case_files(
         skip.extend(kept);
         report.absorb(r);
     }
+}
+
+/// Deletes the bytes of `digest` unless anything names them: an evidence
+/// row (of any case: a purged one's are retention's to delete), a contest
+/// row, a quarantined message, or a pack's index (a still with the same
+/// bytes). For a file stored for something that then failed to commit: a
+/// refused contest's photo (`citizen/answers.rs`). Returns whether the
+/// bytes went.
+pub async fn remove_unreferenced(
+    db: &Db,
+    evidence: &EvidenceStore,
+    digest: &str,
+) -> Result<bool, RetentionError> {
+    for sql in [
+        "SELECT 1 FROM evidence WHERE sha256 = $1 LIMIT 1",
+        "SELECT 1 FROM contests WHERE photo_sha256 = $1 LIMIT 1",
+        "SELECT 1 FROM quarantine WHERE payload_sha256 = $1 LIMIT 1",
+        "SELECT 1 FROM evidence_index WHERE sha256 = $1 LIMIT 1",
+    ] {
+        let found = sqlx::query(sql)
+            .bind(digest)
+            .fetch_optional(db.pool())
+            .await?;
+        if found.is_some() {
+            return Ok(false);
+        }
+    }
+    let r = evidence.remove(&[digest.to_string()]).await?;
+    Ok(r.not_removed.is_empty() && r.problems.is_empty())
 }
 
 /// Whether anything kept still names `digest`: a case whose evidence is

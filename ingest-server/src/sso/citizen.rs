@@ -290,12 +290,17 @@ async fn callback(
             return refuse(&db, Kind::Citizen, e, &who, seen).await;
         }
     };
-    match signed_in(&db, &nid, &name, &seen).await {
-        Ok(token) => {
+    match signed_in(&db, &nid, &name, &seen, &headers).await {
+        Ok((token, push_ids)) => {
             let mut h = error::no_store();
             h.append(
                 header::SET_COOKIE,
                 citizen::session_cookie(&token, ctx.secure_cookies),
+            );
+            let ids: Vec<&str> = push_ids.iter().map(String::as_str).collect();
+            h.append(
+                header::SET_COOKIE,
+                citizen::push_cookie(&ids, ctx.secure_cookies),
             );
             h.append(header::SET_COOKIE, sso.oidc.clear_cookie());
             // Back to the case the notice linked to, when the sign-in began
@@ -320,22 +325,41 @@ async fn callback(
 }
 
 /// Step 6: the session and its audit entry (a session whose sign-in could
-/// not be audited is removed again); the cookie token.
-async fn signed_in(db: &Db, nid: &str, name: &str, seen: &Value) -> Result<String, SsoError> {
+/// not be audited is removed again); the browser's push subscriptions of
+/// someone else deleted, its own moved to the new session
+/// ([`citizen::signed_in_browser`]); the cookie token and the push ids the
+/// browser keeps.
+async fn signed_in(
+    db: &Db,
+    nid: &str,
+    name: &str,
+    seen: &Value,
+    headers: &axum::http::HeaderMap,
+) -> Result<(String, Vec<String>), SsoError> {
     let now = now_ms();
     let session = citizen::start_session(db, nid, name, now).await?;
     let actor = actor_id(nid);
     let detail = json!({"method": "oidc", "issuer": seen["issuer"], "sub": seen["sub"]});
     let who = Who::new(actor.clone(), Role::System);
-    if let Err(e) = audit::record(db, now, &who, "citizen.login", &actor, &detail).await {
-        tracing::error!(error = %e, "citizen sso: audit of a sign-in failed; session not handed out");
+    let pushed = match citizen::signed_in_browser(db, nid, &session.token, headers).await {
+        Ok(ids) => Ok(ids),
+        Err(e) => Err(e.to_string()),
+    };
+    let recorded = match &pushed {
+        Ok(_) => audit::record(db, now, &who, "citizen.login", &actor, &detail)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(format!("push subscriptions: {e}")),
+    };
+    if let Err(e) = recorded {
+        tracing::error!(error = %e, "citizen sso: sign-in failed; session not handed out");
         let _ = sqlx::query("DELETE FROM citizen_sessions WHERE token_sha256 = $1")
             .bind(hex::encode(Sha256::digest(session.token.as_bytes())))
             .execute(db.pool())
             .await;
         return Err(SsoError::Internal("audit".into()));
     }
-    Ok(session.token)
+    Ok((session.token, pushed.unwrap_or_default()))
 }
 
 #[cfg(test)]
