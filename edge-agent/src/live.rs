@@ -694,6 +694,47 @@ mod tests {
     /// An HTTP MJPEG camera on a loopback port that serves one connection:
     /// `pictures` at 25 a second, a second of silence, then it closes (and
     /// takes no other connection).
+    /// A camera set-up reading the MJPEG camera on loopback `port` with
+    /// the motion detector, one connection attempt, and a picture frozen
+    /// after `frozen_after`.
+    fn mjpeg_setup(
+        d: &std::path::Path,
+        port: u16,
+        site: SiteConfig,
+        frozen_after: Duration,
+        stop: &Arc<AtomicBool>,
+    ) -> CameraSetup {
+        let id = site.camera_id.clone();
+        let cam = CameraConfig {
+            source: format!("http://127.0.0.1:{port}/video.mjpg"),
+            site: d.join("site.toml"),
+            detector: "motion".into(),
+            threads: 1,
+            realtime: false,
+            analysis_fps: None,
+            motion: crate::detect::MotionConfig::default(),
+        };
+        CameraSetup {
+            detector: make_detector("motion", 1, cam.motion, site.detection).unwrap(),
+            spec: SourceSpec::parse(&cam.source).unwrap(),
+            parked: ParkedStore::new(d, &id),
+            phases: std::sync::mpsc::channel().1,
+            clock: crate::evidence::ClockWatch::start(
+                protocol::ClockSync::unknown,
+                Duration::from_secs(1),
+                stop.clone(),
+            )
+            .unwrap(),
+            retry: RetryPolicy {
+                max_attempts: Some(1),
+                ..RetryPolicy::default()
+            },
+            frozen_after,
+            cam,
+            site,
+        }
+    }
+
     fn mjpeg_camera_once(pictures: Vec<Vec<u8>>) -> u16 {
         use std::io::{BufRead, Write};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -739,36 +780,9 @@ mod tests {
         let site = SiteConfig::load(d.join("site.toml")).unwrap();
         let id = site.camera_id.clone();
         let port = mjpeg_camera_once(jpegs(10));
-        let cam = CameraConfig {
-            source: format!("http://127.0.0.1:{port}/video.mjpg"),
-            site: d.join("site.toml"),
-            detector: "motion".into(),
-            threads: 1,
-            realtime: false,
-            analysis_fps: None,
-            motion: crate::detect::MotionConfig::default(),
-        };
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Shared::default();
-        let setup = CameraSetup {
-            detector: make_detector("motion", 1, cam.motion, site.detection).unwrap(),
-            spec: SourceSpec::parse(&cam.source).unwrap(),
-            parked: ParkedStore::new(d, &id),
-            phases: std::sync::mpsc::channel().1,
-            clock: crate::evidence::ClockWatch::start(
-                protocol::ClockSync::unknown,
-                Duration::from_secs(1),
-                stop.clone(),
-            )
-            .unwrap(),
-            retry: RetryPolicy {
-                max_attempts: Some(1),
-                ..RetryPolicy::default()
-            },
-            frozen_after: Duration::from_secs(30),
-            cam,
-            site,
-        };
+        let setup = mjpeg_setup(d, port, site, Duration::from_secs(30), &stop);
         let (tx, _jobs) = std::sync::mpsc::sync_channel(POST_QUEUE);
         let thread = spawn_camera(setup, tx, shared.clone(), stop.clone()).unwrap();
         let mut streamed = false;
@@ -804,42 +818,14 @@ mod tests {
         let scene = crate::scene::runner_and_stopper(time::OffsetDateTime::now_utc());
         std::fs::write(d.join("site.toml"), scene.site_toml()).unwrap();
         let site = SiteConfig::load(d.join("site.toml")).unwrap();
-        let id = site.camera_id.clone();
         // Sensor noise, then 1.6 s of one picture, then noise again.
         let mut pictures = jpegs_of("snow", 40);
         let still = pictures[9].clone();
         pictures.splice(10..10, std::iter::repeat_n(still, 40));
         let port = mjpeg_camera_once(pictures);
-        let cam = CameraConfig {
-            source: format!("http://127.0.0.1:{port}/video.mjpg"),
-            site: d.join("site.toml"),
-            detector: "motion".into(),
-            threads: 1,
-            realtime: false,
-            analysis_fps: None,
-            motion: crate::detect::MotionConfig::default(),
-        };
         let stop = Arc::new(AtomicBool::new(false));
         let shared = Shared::default();
-        let setup = CameraSetup {
-            detector: make_detector("motion", 1, cam.motion, site.detection).unwrap(),
-            spec: SourceSpec::parse(&cam.source).unwrap(),
-            parked: ParkedStore::new(d, &id),
-            phases: std::sync::mpsc::channel().1,
-            clock: crate::evidence::ClockWatch::start(
-                protocol::ClockSync::unknown,
-                Duration::from_secs(1),
-                stop.clone(),
-            )
-            .unwrap(),
-            retry: RetryPolicy {
-                max_attempts: Some(1),
-                ..RetryPolicy::default()
-            },
-            frozen_after: Duration::from_millis(500),
-            cam,
-            site,
-        };
+        let setup = mjpeg_setup(d, port, site, Duration::from_millis(500), &stop);
         let (tx, _jobs) = std::sync::mpsc::sync_channel(POST_QUEUE);
         let thread = spawn_camera(setup, tx, shared.clone(), stop.clone()).unwrap();
         // What the board said, each change once: (frozen, state).
