@@ -95,7 +95,10 @@ pub enum LoginError {
     /// would tell which do); the audit log tells them apart.
     #[error("account locked after repeated failures; try again later")]
     Locked,
-    /// Database.
+    /// The account could not be read: no password was checked.
+    #[error("the accounts could not be read: {0}")]
+    Unavailable(DbError),
+    /// Database, after the password may have been checked.
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -303,7 +306,8 @@ pub async fn login(db: &Db, username: &str, password: &str, now: i64) -> Result<
     )
     .bind(username)
     .fetch_optional(db.pool())
-    .await?;
+    .await
+    .map_err(|e| LoginError::Unavailable(DbError::Sqlx(e)))?;
     let Some(row) = row else {
         // Same work as a real check, so timing does not tell who exists.
         let _ = password_matches_bounded(DUMMY_HASH, password).await;

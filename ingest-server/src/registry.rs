@@ -220,9 +220,9 @@ impl SqlRegistry {
         .bind(colour.unwrap_or(""))
         .fetch_all(self.db.pool())
         .await?;
-        let found = if rows.len() == 1 {
-            let r = &rows[0];
-            Some(Registration {
+        let mut all = Vec::with_capacity(rows.len());
+        for r in &rows {
+            all.push(Registration {
                 vehicle: Vehicle {
                     plate_text: r.try_get(0)?,
                     plate_colour: r.try_get(1)?,
@@ -240,17 +240,36 @@ impl SqlRegistry {
                     email: r.try_get(10)?,
                     vneid: r.try_get(11)?,
                 },
-            })
-        } else {
-            None
-        };
-        let (outcome, found) = match (found, rows.len()) {
-            (Some(r), _) => (AccessOutcome::Found, PlateLookup::One(Box::new(r))),
-            (None, 0) => (AccessOutcome::NotFound, PlateLookup::NotFound),
-            (None, _) => (AccessOutcome::Ambiguous, PlateLookup::Several),
+            });
+        }
+        let found = one_registration(all);
+        let outcome = match &found {
+            PlateLookup::One(_) => AccessOutcome::Found,
+            PlateLookup::NotFound => AccessOutcome::NotFound,
+            PlateLookup::Several => AccessOutcome::Ambiguous,
         };
         log_access(&self.db, plate, purpose, outcome).await?;
         Ok(found)
+    }
+}
+
+/// The registration a number stands for among `all` of its rows: the only
+/// one; or, of several (under different plate colours), the only one
+/// still active (a vehicle re-plated from white to yellow keeps its number,
+/// the old row deregistered); else [`PlateLookup::Several`], for a person.
+fn one_registration(mut all: Vec<Registration>) -> PlateLookup {
+    if all.len() > 1 {
+        all.retain(|r| {
+            resolve::ACTIVE_STATUSES
+                .contains(&kind::normalise(&r.vehicle.registration_status).as_str())
+        });
+        if all.len() != 1 {
+            return PlateLookup::Several;
+        }
+    }
+    match all.pop() {
+        Some(r) => PlateLookup::One(Box::new(r)),
+        None => PlateLookup::NotFound,
     }
 }
 

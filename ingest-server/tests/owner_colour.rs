@@ -205,3 +205,30 @@ async fn one_registration_is_the_owner_whatever_colour_the_camera_guessed() {
         "{audited:?}"
     );
 }
+
+/// A vehicle re-plated from white to yellow keeps its number: the registry
+/// holds the old white row deregistered and the new yellow one active. The
+/// one active registration is the vehicle of record (whatever colour the
+/// camera saw), not a reason to hold the case.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_several_registrations_the_only_active_one_is_the_owner() {
+    let w = world(
+        "51A12345,white,car,Toyota Vios,trắng,deregistered,x\n\
+         51A12345,yellow,car,Toyota Vios,trắng,active,y\n",
+    )
+    .await;
+    let id = w.yellow_car(3, "51A12345").await;
+    assert_eq!(
+        w.settled(&id).await,
+        ("resolved".to_string(), Some("y".to_string()))
+    );
+    // Two active registrations of one number are still for a person.
+    let w = world(
+        "51A12345,white,car,Toyota Vios,trắng,active,x\n\
+         51A12345,yellow,car,Toyota Vios,trắng,active,y\n\
+         51A12345,blue,car,Toyota Vios,trắng,deregistered,x\n",
+    )
+    .await;
+    let id = w.yellow_car(4, "51A12345").await;
+    assert_eq!(w.settled(&id).await.0, registry::AMBIGUOUS);
+}

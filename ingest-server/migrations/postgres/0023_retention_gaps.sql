@@ -13,14 +13,15 @@
 -- follow-up notice.
 --
 -- push_subscriptions.session_sha256: the citizen session that registered
--- the subscription (`citizen/push.rs`). When the session ends (sign-out,
--- or expiry: `citizen::delete_expired_sessions`) its subscriptions go, so
--- a shared phone does not keep receiving the last person's notices.
+-- the subscription (`citizen/push.rs`). When the session signs out its
+-- subscriptions go, and the next person signing in with that browser ends
+-- the previous one's, so a shared phone does not keep receiving them.
 -- Subscriptions from before this migration have none and stay until their
 -- owner signs out in that browser or the push service reports them gone.
 
 INSERT INTO rejection_reasons (code, label_vi, label_en) VALUES
-    ('limitation_expired', 'Hết thời hiệu xử phạt', 'Limitation period expired');
+    ('limitation_expired', 'Hết thời hiệu xử phạt', 'Limitation period expired')
+    ON CONFLICT (code) DO NOTHING;
 
 UPDATE contests SET reason = '' WHERE event_id IN
     (SELECT event_id FROM events WHERE evidence_purged_at IS NOT NULL);

@@ -22,7 +22,7 @@ mod pages;
 mod push;
 
 pub use answers::{MAX_PIXELS, MAX_SIDE, dimensions_allowed, photo_dimensions};
-pub(crate) use push::{push_cookie, signed_in_browser};
+pub(crate) use push::{PUSH_COOKIE, push_cookie, signed_in_browser};
 
 use axum::Router;
 use axum::extract::FromRequestParts;

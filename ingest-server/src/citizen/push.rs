@@ -43,12 +43,17 @@ fn browser_ids(headers: &HeaderMap) -> Vec<&str> {
         .collect()
 }
 
-/// The [`PUSH_COOKIE`] holding `ids` (empty: removed).
+/// The [`PUSH_COOKIE`] holding `ids` (empty: removed). `SameSite=Lax`,
+/// not Strict: the sign-in ends with the identity provider's redirect to
+/// `/app/sso/callback`, a cross-site navigation a Strict cookie does not
+/// follow, and that is where the previous person's subscriptions are
+/// found ([`signed_in_browser`]). It names subscriptions, grants nothing:
+/// every push route also needs the session and its CSRF token.
 pub(crate) fn push_cookie(ids: &[&str], secure: bool) -> HeaderValue {
     let secure = if secure { "; Secure" } else { "" };
     let age = if ids.is_empty() { 0 } else { 365 * 86_400 };
     HeaderValue::from_str(&format!(
-        "{PUSH_COOKIE}={}; Path=/app; HttpOnly; SameSite=Strict; Max-Age={age}{secure}",
+        "{PUSH_COOKIE}={}; Path=/app; HttpOnly; SameSite=Lax; Max-Age={age}{secure}",
         ids.join(".")
     ))
     .unwrap_or_else(|_| HeaderValue::from_static("tv_push=; Path=/app; Max-Age=0"))

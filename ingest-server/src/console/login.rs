@@ -137,9 +137,16 @@ pub async fn submit(
             "Sai tên đăng nhập hoặc mật khẩu. Sau 5 lần sai liên tiếp, tài khoản bị tạm khoá 15 phút.",
             "Wrong username or password. After 5 failures in a row an account is locked for 15 minutes.",
         ),
-        Err(LoginError::Db(e)) => {
+        Err(LoginError::Unavailable(e)) => {
             // The password was never judged: not a failure of this address.
             ctx.sign_in_throttle.give_back(attempt);
+            tracing::error!(error = %e, "sign-in failed");
+            lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
+        }
+        // After the password may have been checked (writing the audit
+        // entry, the lock-out count): the attempt stays counted, or a
+        // sprayer could have guesses checked for free under contention.
+        Err(LoginError::Db(e)) => {
             tracing::error!(error = %e, "sign-in failed");
             lang.t("Lỗi máy chủ; thử lại.", "Server error; try again.")
         }

@@ -297,11 +297,15 @@ async fn callback(
                 header::SET_COOKIE,
                 citizen::session_cookie(&token, ctx.secure_cookies),
             );
-            let ids: Vec<&str> = push_ids.iter().map(String::as_str).collect();
-            h.append(
-                header::SET_COOKIE,
-                citizen::push_cookie(&ids, ctx.secure_cookies),
-            );
+            // The browser's push cookie, rewritten to the ids it keeps;
+            // left alone when none came (never cleared on a guess).
+            if crate::console::cookie(&headers, citizen::PUSH_COOKIE).is_some() {
+                let ids: Vec<&str> = push_ids.iter().map(String::as_str).collect();
+                h.append(
+                    header::SET_COOKIE,
+                    citizen::push_cookie(&ids, ctx.secure_cookies),
+                );
+            }
             h.append(header::SET_COOKIE, sso.oidc.clear_cookie());
             // Back to the case the notice linked to, when the sign-in began
             // there: a path of this app only, checked again here.
