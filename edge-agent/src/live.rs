@@ -122,7 +122,7 @@ impl Live {
         // `evidence::clock`).
         let clock = crate::evidence::ClockWatch::start(
             crate::health::clock_sync,
-            Duration::from_secs(1),
+            Duration::from_secs(5),
             stop.clone(),
         )
         .map_err(|e| LiveError(format!("starting the clock watch: {e}")))?;

@@ -376,5 +376,19 @@ mod tests {
                 .stills_kept_unsent,
             1
         );
+        // Kept for a technician for the age limit after the ack, then
+        // deleted and recorded: no disk filled, no alarm held for good.
+        let later =
+            crate::outbox::now_ms() + OutboxLimits::default().max_age.as_millis() as i64 + 1;
+        let evicted = outbox.enforce_limits(later).unwrap();
+        assert!(
+            evicted
+                .iter()
+                .any(|e| e.what == "stills" && e.event_id == id.to_string()),
+            "{evicted:?}"
+        );
+        assert!(!dir.exists(), "the kept still and its directory are gone");
+        assert!(outbox.unsent_stills_kept().unwrap().is_empty());
+        assert_eq!(outbox.stats(later).unwrap().stills_kept_unsent, 0);
     }
 }

@@ -90,7 +90,14 @@ impl DecidedClock {
 #[derive(Debug)]
 pub struct ClockWatch {
     latest: Mutex<DecidedClock>,
+    /// How often the watch thread reads (`None`: no thread, tests). A
+    /// reading older than [`STALE_READINGS`] of these is not trusted: a
+    /// `chronyc` that hangs must not leave "synced" standing.
+    every: Option<Duration>,
 }
+
+/// Readings missed before the last one is stale (see [`ClockWatch`]).
+pub const STALE_READINGS: u32 = 3;
 
 impl ClockWatch {
     /// A watch holding `sync` until [`ClockWatch::update`] (tests, and
@@ -98,6 +105,7 @@ impl ClockWatch {
     pub fn new(sync: ClockSync) -> Arc<Self> {
         Arc::new(Self {
             latest: Mutex::new(DecidedClock::now(sync)),
+            every: None,
         })
     }
 
@@ -108,7 +116,10 @@ impl ClockWatch {
         every: Duration,
         stop: Arc<AtomicBool>,
     ) -> std::io::Result<Arc<Self>> {
-        let watch = Self::new(read());
+        let watch = Arc::new(Self {
+            latest: Mutex::new(DecidedClock::now(read())),
+            every: Some(every),
+        });
         let w = watch.clone();
         std::thread::Builder::new()
             .name("clock-watch".into())
@@ -134,6 +145,13 @@ impl ClockWatch {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
+        let stale = self
+            .every
+            .is_some_and(|every| latest.mono.elapsed() > every * STALE_READINGS);
+        if stale {
+            tracing::warn!("the clock watch has no fresh reading: not synced");
+            return DecidedClock::now(ClockSync::unknown());
+        }
         DecidedClock::now(latest.carried())
     }
 }
@@ -192,5 +210,16 @@ mod tests {
         assert_eq!(watch.decided().sync.status, ClockSyncStatus::Unsynced);
         watch.update(synced.clone());
         assert_eq!(watch.decided().sync, synced);
+        // A watch whose reader stopped answering: its last reading goes
+        // stale and is not trusted.
+        let stuck = Arc::new(ClockWatch {
+            latest: Mutex::new(DecidedClock {
+                sync: synced.clone(),
+                wall: SystemTime::now(),
+                mono: Instant::now() - Duration::from_secs(20),
+            }),
+            every: Some(Duration::from_secs(5)),
+        });
+        assert_eq!(stuck.decided().sync, ClockSync::unknown());
     }
 }
