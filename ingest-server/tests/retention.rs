@@ -591,6 +591,21 @@ async fn expiry_suite(url: String) {
         assert!(o.rejection.is_none(), "{:?}", o.rejection);
     }
     let (undecided, confirmed, paid) = (&ids[0], &ids[1], &ids[2]);
+    // The owner lookups ingest starts must be over before the rows are
+    // set by hand below (a late one would overwrite the owner).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let pending: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE owner_status = 'pending'")
+                .fetch_one(db.pool())
+                .await
+                .unwrap();
+        if pending == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "owner lookups");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     let now = now_ms();
     // The gateway's copy of the undecided case's owner, as a lookup
     // leaves it (`registry/http.rs`).
