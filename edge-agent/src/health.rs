@@ -749,24 +749,27 @@ mod tests {
         );
     }
 
+    /// A heartbeat of `board` with an empty outbox and an unknown clock.
+    fn beat_of(identity: &DeviceIdentity, board: &HealthBoard, dir: &Path) -> Heartbeat {
+        heartbeat(
+            identity,
+            &mut AgentRun::start(),
+            board,
+            &OutboxStats::default(),
+            None,
+            dir,
+            ClockSync::unknown(),
+        )
+    }
+
     #[test]
     fn a_camera_with_no_new_frame_for_too_long_is_stalled_in_the_heartbeat() {
         let dir = tempfile::tempdir().unwrap();
         let (identity, _) =
             DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
                 .unwrap();
-        let (board, stats) = (HealthBoard::default(), OutboxStats::default());
-        let beat = |board: &HealthBoard| {
-            heartbeat(
-                &identity,
-                &mut AgentRun::start(),
-                board,
-                &stats,
-                None,
-                dir.path(),
-                ClockSync::unknown(),
-            )
-        };
+        let board = HealthBoard::default();
+        let beat = |board: &HealthBoard| beat_of(&identity, board, dir.path());
         let frame_at = OffsetDateTime::now_utc() - time::Duration::seconds(20);
         let streaming = |camera_id: &str| CameraStatus {
             camera_id: camera_id.into(),
@@ -846,17 +849,9 @@ mod tests {
         let (identity, _) =
             DeviceIdentity::load_or_create("hn-test-01", "hn-site", &dir.path().join("key"))
                 .unwrap();
-        let (board, stats) = (HealthBoard::default(), OutboxStats::default());
+        let board = HealthBoard::default();
         let beat = |board: &HealthBoard| {
-            let hb = heartbeat(
-                &identity,
-                &mut AgentRun::start(),
-                board,
-                &stats,
-                None,
-                dir.path(),
-                ClockSync::unknown(),
-            );
+            let hb = beat_of(&identity, board, dir.path());
             protocol::Message::validate(&hb).unwrap();
             hb
         };
